@@ -1,0 +1,256 @@
+"""Domain types shared by every part of printgate (DESIGN §3).
+
+Frozen dataclasses, typed ids, and the DWA session state machine. No I/O.
+Dealer (tenant) -> Customer -> Site -> Agent -> Device; users belong to a
+dealer or a customer.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import NewType
+
+from printgate.errors import InvalidTransition
+
+DealerId = NewType("DealerId", str)
+CustomerId = NewType("CustomerId", str)
+SiteId = NewType("SiteId", str)
+AgentId = NewType("AgentId", str)
+DeviceId = NewType("DeviceId", str)
+UserId = NewType("UserId", str)
+SessionId = NewType("SessionId", str)
+
+
+class Role(enum.StrEnum):
+    DEALER_ADMIN = "dealer_admin"
+    TECHNICIAN = "technician"
+    VIEWER = "viewer"
+    AUDITOR = "auditor"
+    CUSTOMER_ADMIN = "customer_admin"
+
+
+class RemoteAccessMode(enum.StrEnum):
+    """A customer's choice for remote web access to its devices."""
+
+    OPEN = "open"
+    APPROVAL_REQUIRED = "approval_required"
+    NEVER = "never"
+
+
+@dataclass(frozen=True, slots=True)
+class Dealer:
+    id: DealerId
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    id: CustomerId
+    dealer_id: DealerId
+    name: str
+    remote_access: RemoteAccessMode = RemoteAccessMode.OPEN
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    id: SiteId
+    customer_id: CustomerId
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    id: AgentId
+    site_id: SiteId
+    name: str
+    online: bool = False
+    last_seen: datetime | None = None
+    revoked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceIdentity:
+    """What a device is, as recorded at discovery. ``None`` means unknown."""
+
+    serial: str | None = None
+    mac: str | None = None
+    model: str | None = None
+    sys_object_id: str | None = None
+    vendor: str | None = None
+    sys_name: str | None = None
+    location: str | None = None
+    tls_fingerprint: str | None = None  # sha256 hex of the EWS certificate (DER)
+
+    def mismatches(self, observed: DeviceIdentity) -> list[str]:
+        """Fields known on both sides whose values differ (identity check)."""
+        diffs: list[str] = []
+        for name in ("serial", "mac", "model"):
+            expected, seen = getattr(self, name), getattr(observed, name)
+            if expected is not None and seen is not None and expected != seen:
+                diffs.append(name)
+        return diffs
+
+    def describe(self) -> str:
+        return self.serial or self.mac or self.model or "unknown device"
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    id: DeviceId
+    site_id: SiteId
+    agent_id: AgentId
+    ip: str
+    identity: DeviceIdentity
+    name: str = ""
+    ews_port: int = 80
+    ews_scheme: str = "http"
+    labels: frozenset[str] = frozenset()
+    blocked: bool = False
+    identity_verified: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: UserId
+    email: str
+    display_name: str
+    roles: frozenset[Role]
+    dealer_id: DealerId | None = None
+    customer_id: CustomerId | None = None
+    disabled: bool = False
+
+    @property
+    def tenant(self) -> str:
+        return self.customer_id or self.dealer_id or ""
+
+
+@dataclass(frozen=True, slots=True)
+class DwaTarget:
+    ip: str
+    port: int
+    scheme: str = "http"
+
+    @property
+    def origin(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        host = self.ip if self.port == default else f"{self.ip}:{self.port}"
+        return f"{self.scheme}://{host}"
+
+
+class DwaState(enum.StrEnum):
+    REQUESTED = "requested"
+    AUTHORISED = "authorised"
+    TUNNEL_OPEN = "tunnel_open"
+    ACTIVE = "active"
+    CLOSED = "closed"
+    DENIED = "denied"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL
+
+
+_FINAL = frozenset({DwaState.CLOSED, DwaState.DENIED, DwaState.FAILED})
+
+DWA_TRANSITIONS: dict[DwaState, frozenset[DwaState]] = {
+    DwaState.REQUESTED: frozenset({DwaState.AUTHORISED, DwaState.DENIED, DwaState.FAILED}),
+    DwaState.AUTHORISED: frozenset({DwaState.TUNNEL_OPEN, DwaState.FAILED, DwaState.CLOSED}),
+    DwaState.TUNNEL_OPEN: frozenset({DwaState.ACTIVE, DwaState.FAILED, DwaState.CLOSED}),
+    DwaState.ACTIVE: frozenset({DwaState.CLOSED, DwaState.FAILED}),
+    DwaState.CLOSED: frozenset(),
+    DwaState.DENIED: frozenset(),
+    DwaState.FAILED: frozenset(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DwaTransition:
+    state: DwaState
+    at: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DwaSession:
+    id: SessionId
+    user_id: UserId
+    device_id: DeviceId
+    agent_id: AgentId
+    target: DwaTarget
+    created_at: datetime
+    expires_at: datetime
+    state: DwaState = DwaState.REQUESTED
+    ended_at: datetime | None = None
+    history: tuple[DwaTransition, ...] = ()
+
+    def transition(self, new: DwaState, *, at: datetime, reason: str) -> DwaSession:
+        """Return the session moved to ``new``; refuse moves the machine forbids."""
+        if new not in DWA_TRANSITIONS[self.state]:
+            raise InvalidTransition(
+                f"session {self.id} cannot go from {self.state} to {new} ({reason})"
+            )
+        return replace(
+            self,
+            state=new,
+            ended_at=at if new.is_final else self.ended_at,
+            history=(*self.history, DwaTransition(new, at, reason)),
+        )
+
+    def is_live(self, now: datetime) -> bool:
+        return not self.state.is_final and now < self.expires_at
+
+    def remaining_seconds(self, now: datetime) -> int:
+        return max(0, int((self.expires_at - now).total_seconds()))
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why a decision went the way it did: machine code + human text."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Obligations:
+    max_duration_seconds: int | None = None
+    idle_timeout_seconds: int | None = None
+    requires_customer_approval: bool = False
+    step_up_mfa: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allow: bool
+    reasons: tuple[Reason, ...] = ()
+    obligations: Obligations = field(default_factory=Obligations)
+
+    def explain(self) -> str:
+        verdict = "ALLOW" if self.allow else "DENY"
+        lines = [verdict] + [f"  [{r.code}] {r.message}" for r in self.reasons]
+        return "\n".join(lines)
+
+
+class Outcome(enum.StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    DENIED = "denied"
+    BLOCKED = "blocked"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEventIn:
+    """An event to append to the audit trail (the caller's view)."""
+
+    type: str
+    outcome: Outcome = Outcome.SUCCESS
+    actor: str | None = None
+    dealer_id: str | None = None
+    customer_id: str | None = None
+    device_id: str | None = None
+    session_id: str | None = None
+    source_ip: str | None = None
+    details: dict[str, object] = field(default_factory=dict)

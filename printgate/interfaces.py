@@ -1,0 +1,42 @@
+"""Interfaces where the layer-3 parts meet (DESIGN §2).
+
+``gateway`` and ``portal`` never import each other; the portal talks to a
+``SessionBroker`` and everything talks to an ``AuditSink``. The composition
+root (``printgate.system``) plugs the real implementations in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from printgate.domain import AuditEventIn, Decision, DeviceId, DwaSession, SessionId, User
+
+
+class AuditSink(Protocol):
+    async def append(self, event: AuditEventIn) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLaunch:
+    """What the portal needs to send a browser into an opened DWA session."""
+
+    session: DwaSession
+    launch_url: str
+    decision: Decision
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRefused:
+    decision: Decision
+    message: str
+
+
+class SessionBroker(Protocol):
+    async def open_session(
+        self, user: User, device_id: DeviceId, *, source_ip: str, mfa_age_seconds: float | None
+    ) -> SessionLaunch | SessionRefused: ...
+
+    async def close_session(self, session_id: SessionId, *, reason: str, actor: str) -> None: ...
+
+    async def get_session(self, session_id: SessionId) -> DwaSession | None: ...

@@ -1,0 +1,106 @@
+"""Settings: built once at start-up (env ``PRINTGATE_*`` or a TOML file), passed down.
+
+Nested sections use ``__`` in environment names, e.g.
+``PRINTGATE_GATEWAY__DWA_DOMAIN=dwa.example.com``. No module reads
+``os.environ`` itself; the composition root builds a ``Settings`` and hands it
+(or the section a component needs) to each constructor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class PortalSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8400
+    public_url: str = "http://127.0.0.1:8400"
+    secret_key: SecretStr = SecretStr("change-me-in-production-please")
+    cookie_secure: bool = False
+    session_idle_minutes: int = 30
+    session_absolute_hours: int = 12
+    mfa_fresh_minutes: int = 15
+
+
+class GatewaySettings(BaseModel):
+    relay_host: str = "127.0.0.1"
+    relay_port: int = 8422
+    proxy_host: str = "127.0.0.1"
+    proxy_port: int = 8480
+    proxy_scheme: Literal["http", "https"] = "http"
+    dwa_domain: str = "dwa.localhost"
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 8443
+    firewall: Literal["inprocess", "nftables"] = "inprocess"
+    session_ttl_seconds: int = 1800
+    session_idle_seconds: int = 600
+    launch_token_ttl_seconds: int = 60
+    data_dir: Path = Path("var/gateway")
+
+
+class AgentSettings(BaseModel):
+    """The on-site agent's own settings (it ships alone)."""
+
+    agent_id: str = ""
+    cloud_grpc: str = "127.0.0.1:8443"
+    relay: str = "127.0.0.1:8422"
+    data_dir: Path = Path("var/agent")
+    targets: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    communities: list[str] = Field(default_factory=lambda: ["public"])
+    snmp_port: int = 161
+    snmp_timeout: float = 1.0
+    snmp_retries: int = 1
+    max_in_flight: int = 64
+    packets_per_second: int = 500
+    http_proxy: str | None = None
+
+
+class Settings(BaseSettings):
+    """The whole configuration of a printgate process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PRINTGATE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    database_url: str = "sqlite+aiosqlite:///var/printgate.db"
+    log_level: str = "info"
+    log_json: bool = True
+    portal: PortalSettings = Field(default_factory=PortalSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = init_settings.init_kwargs.pop("_toml_file", None)  # type: ignore[attr-defined]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, toml_file: Path | None = None, **overrides: Any) -> Settings:
+        """Build settings from overrides > environment > TOML file > defaults."""
+        if toml_file is not None and not Path(toml_file).is_file():
+            from printgate.errors import ConfigError
+
+            raise ConfigError(f"configuration file {toml_file} does not exist")
+        return cls(_toml_file=toml_file, **overrides)  # type: ignore[call-arg]

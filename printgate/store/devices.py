@@ -1,0 +1,112 @@
+"""Devices: inventory rows <-> ``Device``; upsert by identity after discovery."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from printgate.domain import AgentId, Device, DeviceId, DeviceIdentity, SiteId
+from printgate.store.models.core import CustomerRow, DeviceRow, SiteRow
+
+
+def device_from_row(row: DeviceRow) -> Device:
+    return Device(
+        id=DeviceId(row.id),
+        site_id=SiteId(row.site_id),
+        agent_id=AgentId(row.agent_id),
+        ip=row.ip,
+        name=row.name,
+        ews_port=row.ews_port,
+        ews_scheme=row.ews_scheme,
+        identity=DeviceIdentity(
+            serial=row.serial, mac=row.mac, model=row.model, sys_object_id=row.sys_object_id,
+            vendor=row.vendor, sys_name=row.sys_name, location=row.location,
+            tls_fingerprint=row.tls_fingerprint,
+        ),
+        labels=frozenset(row.labels or ()),
+        blocked=row.blocked,
+        identity_verified=row.identity_verified,
+    )
+
+
+def _apply_identity(row: DeviceRow, identity: DeviceIdentity) -> None:
+    for name in ("serial", "mac", "model", "sys_object_id", "vendor", "sys_name", "location"):
+        value = getattr(identity, name)
+        if value is not None:
+            setattr(row, name, value)
+    if identity.tls_fingerprint and not row.tls_fingerprint:
+        row.tls_fingerprint = identity.tls_fingerprint  # trust on first discovery only
+
+
+async def get_device(s: AsyncSession, device_id: str) -> Device | None:
+    row = await s.get(DeviceRow, device_id)
+    return device_from_row(row) if row else None
+
+
+async def add_device(s: AsyncSession, device: Device, *, now: datetime) -> None:
+    row = DeviceRow(
+        id=device.id, site_id=device.site_id, agent_id=device.agent_id, ip=device.ip,
+        name=device.name, ews_port=device.ews_port, ews_scheme=device.ews_scheme,
+        labels=sorted(device.labels), blocked=device.blocked,
+        identity_verified=device.identity_verified, first_seen=now, last_seen=now,
+    )
+    _apply_identity(row, device.identity)
+    s.add(row)
+
+
+async def find_by_identity(s: AsyncSession, site_id: str, identity: DeviceIdentity) -> DeviceRow | None:
+    """The known device at a site with the same serial, else the same MAC."""
+    for column, value in ((DeviceRow.serial, identity.serial), (DeviceRow.mac, identity.mac)):
+        if value:
+            result = await s.execute(
+                select(DeviceRow).where(DeviceRow.site_id == site_id, column == value)
+            )
+            row = result.scalars().first()
+            if row is not None:
+                return row
+    return None
+
+
+async def upsert_discovered(
+    s: AsyncSession, *, device_id: str, site_id: str, agent_id: str, ip: str,
+    identity: DeviceIdentity, ews_port: int, ews_scheme: str, now: datetime,
+) -> DeviceRow:
+    """Record a discovered printer; the same identity at a new IP keeps its id."""
+    row = await find_by_identity(s, site_id, identity)
+    if row is None:
+        row = DeviceRow(id=device_id, site_id=site_id, agent_id=agent_id, ip=ip,
+                        name=identity.sys_name or identity.model or ip,
+                        ews_port=ews_port, ews_scheme=ews_scheme, labels=[],
+                        first_seen=now)
+        s.add(row)
+    row.ip = ip
+    row.agent_id = agent_id
+    row.last_seen = now
+    _apply_identity(row, identity)
+    return row
+
+
+async def list_devices_of_dealer(s: AsyncSession, dealer_id: str) -> list[tuple[Device, str]]:
+    """Every device owned by the dealer, with the customer's name."""
+    result = await s.execute(
+        select(DeviceRow, CustomerRow.name)
+        .join(SiteRow, SiteRow.id == DeviceRow.site_id)
+        .join(CustomerRow, CustomerRow.id == SiteRow.customer_id)
+        .where(CustomerRow.dealer_id == dealer_id)
+        .order_by(CustomerRow.name, DeviceRow.name)
+    )
+    return [(device_from_row(row), name) for row, name in result.all()]
+
+
+async def dealer_of_device(s: AsyncSession, device_id: str) -> tuple[str, str] | None:
+    """(dealer id, customer id) owning ``device_id``."""
+    result = await s.execute(
+        select(CustomerRow.dealer_id, CustomerRow.id)
+        .join(SiteRow, SiteRow.customer_id == CustomerRow.id)
+        .join(DeviceRow, DeviceRow.site_id == SiteRow.id)
+        .where(DeviceRow.id == device_id)
+    )
+    found = result.first()
+    return (found[0], found[1]) if found else None

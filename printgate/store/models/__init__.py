@@ -1,0 +1,7 @@
+"""ORM tables. Each area keeps its tables in its own module; all share ``Base``.
+
+Import this package to register every table on ``Base.metadata``.
+"""
+
+from printgate.store.models import core as core
+from printgate.store.models.base import Base as Base

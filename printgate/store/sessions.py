@@ -1,0 +1,66 @@
+"""DWA sessions and their transitions."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from printgate.domain import (
+    AgentId,
+    DeviceId,
+    DwaSession,
+    DwaState,
+    DwaTarget,
+    DwaTransition,
+    SessionId,
+    UserId,
+)
+from printgate.store.models.core import DwaSessionRow, DwaTransitionRow
+
+
+async def save_session(s: AsyncSession, session: DwaSession) -> None:
+    """Insert or update the session row and append transitions not yet stored."""
+    row = await s.get(DwaSessionRow, session.id)
+    if row is None:
+        row = DwaSessionRow(
+            id=session.id, user_id=session.user_id, device_id=session.device_id,
+            agent_id=session.agent_id, target_ip=session.target.ip,
+            target_port=session.target.port, target_scheme=session.target.scheme,
+            created_at=session.created_at, state=session.state.value,
+            expires_at=session.expires_at,
+        )
+        s.add(row)
+        stored = 0
+    else:
+        stored = len((await s.execute(
+            select(DwaTransitionRow.id).where(DwaTransitionRow.session_id == session.id)
+        )).all())
+    row.state = session.state.value
+    row.expires_at = session.expires_at
+    row.ended_at = session.ended_at
+    for t in session.history[stored:]:
+        s.add(DwaTransitionRow(session_id=session.id, state=t.state.value, at=t.at, reason=t.reason))
+
+
+async def load_session(s: AsyncSession, session_id: str) -> DwaSession | None:
+    row = await s.get(DwaSessionRow, session_id)
+    if row is None:
+        return None
+    transitions = (await s.execute(
+        select(DwaTransitionRow).where(DwaTransitionRow.session_id == session_id)
+        .order_by(DwaTransitionRow.id)
+    )).scalars().all()
+    return DwaSession(
+        id=SessionId(row.id), user_id=UserId(row.user_id), device_id=DeviceId(row.device_id),
+        agent_id=AgentId(row.agent_id),
+        target=DwaTarget(row.target_ip, row.target_port, row.target_scheme),
+        created_at=row.created_at, expires_at=row.expires_at, state=DwaState(row.state),
+        ended_at=row.ended_at,
+        history=tuple(DwaTransition(DwaState(t.state), t.at, t.reason) for t in transitions),
+    )
+
+
+async def live_session_ids(s: AsyncSession) -> list[str]:
+    finals = [DwaState.CLOSED.value, DwaState.DENIED.value, DwaState.FAILED.value]
+    result = await s.execute(select(DwaSessionRow.id).where(DwaSessionRow.state.not_in(finals)))
+    return list(result.scalars().all())

@@ -1,0 +1,116 @@
+"""Dealers, customers, sites, agents and users: rows <-> domain types."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from printgate.domain import (
+    Agent,
+    AgentId,
+    Customer,
+    CustomerId,
+    Dealer,
+    DealerId,
+    RemoteAccessMode,
+    Role,
+    Site,
+    SiteId,
+    User,
+    UserId,
+)
+from printgate.store.models.core import AgentRow, CustomerRow, DealerRow, SiteRow, UserRow
+
+
+def user_from_row(row: UserRow) -> User:
+    return User(
+        id=UserId(row.id),
+        email=row.email,
+        display_name=row.display_name,
+        roles=frozenset(Role(r) for r in row.roles),
+        dealer_id=DealerId(row.dealer_id) if row.dealer_id else None,
+        customer_id=CustomerId(row.customer_id) if row.customer_id else None,
+        disabled=row.disabled,
+    )
+
+
+def agent_from_row(row: AgentRow) -> Agent:
+    return Agent(
+        id=AgentId(row.id), site_id=SiteId(row.site_id), name=row.name,
+        online=row.online, last_seen=row.last_seen, revoked=row.revoked,
+    )
+
+
+async def add_dealer(s: AsyncSession, dealer: Dealer) -> None:
+    s.add(DealerRow(id=dealer.id, name=dealer.name))
+
+
+async def add_customer(s: AsyncSession, customer: Customer) -> None:
+    s.add(CustomerRow(id=customer.id, dealer_id=customer.dealer_id, name=customer.name,
+                      remote_access=customer.remote_access.value))
+
+
+async def add_site(s: AsyncSession, site: Site) -> None:
+    s.add(SiteRow(id=site.id, customer_id=site.customer_id, name=site.name))
+
+
+async def add_agent(s: AsyncSession, agent: Agent) -> None:
+    s.add(AgentRow(id=agent.id, site_id=agent.site_id, name=agent.name,
+                   online=agent.online, revoked=agent.revoked))
+
+
+async def add_user(
+    s: AsyncSession, user: User, *, password_hash: str | None = None,
+    totp_secret: str | None = None,
+) -> None:
+    s.add(UserRow(
+        id=user.id, email=user.email, display_name=user.display_name,
+        roles=sorted(r.value for r in user.roles), dealer_id=user.dealer_id,
+        customer_id=user.customer_id, password_hash=password_hash,
+        totp_secret=totp_secret, disabled=user.disabled,
+    ))
+
+
+async def get_customer(s: AsyncSession, customer_id: str) -> Customer | None:
+    row = await s.get(CustomerRow, customer_id)
+    if row is None:
+        return None
+    return Customer(id=CustomerId(row.id), dealer_id=DealerId(row.dealer_id), name=row.name,
+                    remote_access=RemoteAccessMode(row.remote_access))
+
+
+async def get_site(s: AsyncSession, site_id: str) -> Site | None:
+    row = await s.get(SiteRow, site_id)
+    return Site(SiteId(row.id), CustomerId(row.customer_id), row.name) if row else None
+
+
+async def get_agent(s: AsyncSession, agent_id: str) -> Agent | None:
+    row = await s.get(AgentRow, agent_id)
+    return agent_from_row(row) if row else None
+
+
+async def set_agent_presence(s: AsyncSession, agent_id: str, *, online: bool, at: datetime) -> None:
+    row = await s.get(AgentRow, agent_id)
+    if row is not None:
+        row.online = online
+        row.last_seen = at
+
+
+async def get_user(s: AsyncSession, user_id: str) -> User | None:
+    row = await s.get(UserRow, user_id)
+    return user_from_row(row) if row else None
+
+
+async def get_user_row_by_email(s: AsyncSession, email: str) -> UserRow | None:
+    result = await s.execute(select(UserRow).where(UserRow.email == email.strip().lower()))
+    return result.scalar_one_or_none()
+
+
+async def tenant_of_site(s: AsyncSession, site_id: str) -> tuple[Customer, Site] | None:
+    site = await get_site(s, site_id)
+    if site is None:
+        return None
+    customer = await get_customer(s, site.customer_id)
+    return (customer, site) if customer else None

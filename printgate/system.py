@@ -1,0 +1,1 @@
+"""Composition root: wires a running printgate system (portal + gateway, demo)."""

@@ -1,0 +1,119 @@
+"""Store round trips on SQLite and on the real PostgreSQL server."""
+
+from datetime import UTC, datetime, timedelta
+
+from printgate.domain import (
+    Agent,
+    AgentId,
+    AuditEventIn,
+    Customer,
+    CustomerId,
+    Dealer,
+    DealerId,
+    Device,
+    DeviceId,
+    DeviceIdentity,
+    DwaSession,
+    DwaState,
+    DwaTarget,
+    Outcome,
+    Role,
+    SessionId,
+    Site,
+    SiteId,
+    User,
+    UserId,
+)
+from printgate.store import devices, sessions, tenants
+from printgate.store.audit_table import TableAuditSink
+from printgate.store.db import Database
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+async def _seed(db: Database) -> None:
+    async with db.transaction() as s:
+        for dealer in ("d-a", "d-b"):
+            await tenants.add_dealer(s, Dealer(DealerId(dealer), dealer.upper()))
+        await s.flush()
+        await tenants.add_customer(s, Customer(CustomerId("c-a"), DealerId("d-a"), "Acme"))
+        await tenants.add_customer(s, Customer(CustomerId("c-b"), DealerId("d-b"), "Bolt"))
+        await s.flush()
+        await tenants.add_site(s, Site(SiteId("s-a"), CustomerId("c-a"), "HQ"))
+        await tenants.add_site(s, Site(SiteId("s-b"), CustomerId("c-b"), "HQ"))
+        await s.flush()
+        await tenants.add_agent(s, Agent(AgentId("ag-a"), SiteId("s-a"), "agent A"))
+        await tenants.add_agent(s, Agent(AgentId("ag-b"), SiteId("s-b"), "agent B"))
+        await s.flush()
+        await devices.add_device(s, Device(
+            DeviceId("dev-a"), SiteId("s-a"), AgentId("ag-a"), "127.0.0.21",
+            DeviceIdentity(serial="CN4711", mac="00:11:22:33:44:55", model="HL-5370DW"),
+            name="Brother",
+        ), now=NOW)
+        await devices.add_device(s, Device(
+            DeviceId("dev-b"), SiteId("s-b"), AgentId("ag-b"), "127.0.0.22",
+            DeviceIdentity(serial="XB1"), name="Bolt printer",
+        ), now=NOW)
+        await tenants.add_user(s, User(
+            UserId("u-a"), "tech@a.example", "Tech A", frozenset({Role.TECHNICIAN}),
+            dealer_id=DealerId("d-a"),
+        ), password_hash="x", totp_secret="ABC")
+
+
+async def test_tenancy_and_devices_round_trip(db: Database) -> None:
+    await _seed(db)
+    async with db.session() as s:
+        listed = await devices.list_devices_of_dealer(s, "d-a")
+        assert [(d.id, c) for d, c in listed] == [("dev-a", "Acme")]
+        device = await devices.get_device(s, "dev-a")
+        assert device is not None and device.identity.serial == "CN4711"
+        assert await devices.dealer_of_device(s, "dev-b") == ("d-b", "c-b")
+        user = await tenants.get_user(s, "u-a")
+        assert user is not None and user.roles == frozenset({Role.TECHNICIAN})
+        row = await tenants.get_user_row_by_email(s, "TECH@a.example")
+        assert row is not None and row.id == "u-a"
+
+
+async def test_rediscovery_keeps_device_id_after_ip_change(db: Database) -> None:
+    await _seed(db)
+    async with db.transaction() as s:
+        row = await devices.upsert_discovered(
+            s, device_id="new-id", site_id="s-a", agent_id="ag-a", ip="127.0.0.99",
+            identity=DeviceIdentity(serial="CN4711"), ews_port=80, ews_scheme="http",
+            now=NOW + timedelta(hours=1),
+        )
+        assert row.id == "dev-a"
+    async with db.session() as s:
+        device = await devices.get_device(s, "dev-a")
+        assert device is not None and device.ip == "127.0.0.99"
+        assert await devices.get_device(s, "new-id") is None
+
+
+async def test_session_state_and_history_persist(db: Database) -> None:
+    await _seed(db)
+    session = DwaSession(
+        id=SessionId("sess1"), user_id=UserId("u-a"), device_id=DeviceId("dev-a"),
+        agent_id=AgentId("ag-a"), target=DwaTarget("127.0.0.21", 80),
+        created_at=NOW, expires_at=NOW + timedelta(minutes=30),
+    ).transition(DwaState.AUTHORISED, at=NOW, reason="policy allowed")
+    async with db.transaction() as s:
+        await sessions.save_session(s, session)
+    session = session.transition(DwaState.TUNNEL_OPEN, at=NOW, reason="forward ready")
+    async with db.transaction() as s:
+        await sessions.save_session(s, session)
+        assert await sessions.live_session_ids(s) == ["sess1"]
+    async with db.session() as s:
+        loaded = await sessions.load_session(s, "sess1")
+    assert loaded == session
+    assert loaded.created_at.tzinfo is not None
+
+
+async def test_audit_table_appends_in_order(db: Database) -> None:
+    sink = TableAuditSink(db)
+    for i in range(3):
+        await sink.append(AuditEventIn(type="test.event", outcome=Outcome.SUCCESS,
+                                       session_id="x", details={"i": i}))
+    await sink.append(AuditEventIn(type="other", outcome=Outcome.DENIED))
+    rows = await sink.events(session_id="x")
+    assert [r.details["i"] for r in rows] == [0, 1, 2]
+    assert all(r.at.tzinfo is not None for r in rows)
