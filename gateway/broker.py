@@ -1,0 +1,355 @@
+"""The DWA session broker: policy -> firewall -> agent command -> tunnel -> proxy route.
+
+Implements ``printgate.interfaces.SessionBroker`` for the portal. Each step is
+audited; any failure moves the session to ``failed`` with its reason, undoes
+what was set up (fail closed) and tells the technician why. A reaper closes
+sessions whose lifetime ran out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from printgate.domain import (
+    Agent,
+    AuditEventIn,
+    Customer,
+    Decision,
+    Device,
+    DeviceId,
+    DwaSession,
+    DwaState,
+    DwaTarget,
+    Outcome,
+    Reason,
+    SessionId,
+    User,
+)
+from printgate.errors import PrintgateError
+from printgate.interfaces import AuditSink, SessionLaunch, SessionRefused
+from printgate.logs import get_logger
+from printgate.store import devices, sessions, tenants
+from printgate.store.db import Database
+
+log = get_logger("gateway.broker")
+
+
+class RelayPort(Protocol):
+    port: int
+    host_key_fingerprint: str
+
+    def issue_credential(self, session_id: str, *, valid_seconds: int, agent_id: str) -> Any: ...
+    async def wait_forward(self, session_id: str, timeout: float) -> tuple[str, int]: ...
+    async def end_session(self, session_id: str, reason: str) -> None: ...
+
+
+class FirewallPort(Protocol):
+    async def allow(self, rule_id: str, src: str, dport: int, timeout_s: int) -> None: ...
+    async def revoke(self, rule_id: str) -> None: ...
+
+
+class ProxyPort(Protocol):
+    def launch_url(self, session_id: str, token: str) -> str: ...
+
+
+class RoutesPort(Protocol):
+    def add(self, route: Any) -> None: ...
+    def remove(self, session_id: str, reason: str) -> None: ...
+    def issue_launch_token(self, session_id: str) -> str: ...
+
+
+class CommandPort(Protocol):
+    async def send(self, agent_id: str, command_payload: Any, *, ttl_s: int) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DwaFacts:
+    """Everything the policy needs to decide one ``dwa.open`` (gathered from the store)."""
+
+    user: User
+    device: Device
+    customer: Customer
+    agent: Agent
+    source_ip: str
+    mfa_age_seconds: float | None
+    live_sessions_of_user: int
+    live_sessions_of_device: int
+    now: datetime
+
+
+Decide = Callable[[DwaFacts], Decision]
+MakeOpenCommand = Callable[[DwaSession, Device, Any, RelayPort], Any]
+MakeCloseCommand = Callable[[str, str], Any]
+MakeRoute = Callable[[DwaSession, Device, Customer, tuple[str, int]], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    session_ttl_s: int = 1800
+    forward_timeout_s: float = 15.0
+    relay_port: int = 0
+    proxy_port: int = 0
+    reap_interval_s: float = 1.0
+
+
+class DwaBroker:
+    """Owns DWA sessions from request to teardown. ``async with DwaBroker(...)``."""
+
+    def __init__(
+        self,
+        config: BrokerConfig,
+        *,
+        db: Database,
+        audit: AuditSink,
+        decide: Decide,
+        firewall: FirewallPort,
+        relay: RelayPort,
+        commands: CommandPort,
+        proxy: ProxyPort,
+        routes: RoutesPort,
+        make_open_command: MakeOpenCommand,
+        make_close_command: MakeCloseCommand,
+        make_route: MakeRoute,
+        agent_address: Callable[[str], str | None] = lambda _agent: None,
+    ) -> None:
+        self._cfg = config
+        self._db = db
+        self._audit = audit
+        self._decide = decide
+        self._firewall = firewall
+        self._relay = relay
+        self._commands = commands
+        self._proxy = proxy
+        self._routes = routes
+        self._make_open = make_open_command
+        self._make_close = make_close_command
+        self._make_route = make_route
+        self._agent_address = agent_address
+        self._live: dict[str, tuple[DwaSession, User, str]] = {}
+        self._lock = asyncio.Lock()
+        self._reaper: asyncio.Task[None] | None = None
+
+    # ---- lifecycle -------------------------------------------------------
+    async def start(self) -> None:
+        await self._reap_stale_from_store()
+        self._reaper = asyncio.create_task(self._reap_loop(), name="dwa-reaper")
+
+    async def aclose(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+        for sid in list(self._live):
+            await self.close_session(SessionId(sid), reason="gateway shutting down", actor="system")
+
+    async def __aenter__(self) -> DwaBroker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ---- SessionBroker ----------------------------------------------------
+    async def get_session(self, session_id: SessionId) -> DwaSession | None:
+        async with self._db.session() as s:
+            return await sessions.load_session(s, session_id)
+
+    def live_sessions_of(self, user_id: str) -> list[DwaSession]:
+        return [sess for sess, user, _ in self._live.values() if user.id == user_id]
+
+    async def open_session(
+        self, user: User, device_id: DeviceId, *, source_ip: str, mfa_age_seconds: float | None
+    ) -> SessionLaunch | SessionRefused:
+        now = datetime.now(UTC)
+        facts = await self._gather(user, device_id, source_ip, mfa_age_seconds, now)
+        if facts is None:
+            decision = Decision(False, (_unknown_device(device_id),))
+            await self._audit_decision(user, device_id, None, decision, source_ip)
+            return SessionRefused(decision, "This device does not exist or is not yours.")
+        decision = self._decide(facts)
+        sid = SessionId(secrets.token_hex(8))
+        ttl = decision.obligations.max_duration_seconds or self._cfg.session_ttl_s
+        session = DwaSession(
+            id=sid, user_id=user.id, device_id=facts.device.id, agent_id=facts.agent.id,
+            target=DwaTarget(facts.device.ip, facts.device.ews_port, facts.device.ews_scheme),
+            created_at=now, expires_at=now + timedelta(seconds=ttl),
+        )
+        await self._audit_decision(user, device_id, facts, decision, source_ip, session_id=sid)
+        if not decision.allow:
+            session = session.transition(DwaState.DENIED, at=now, reason=_reason_text(decision))
+            await self._save(session)
+            return SessionRefused(decision, "Access refused by policy.")
+        session = session.transition(DwaState.AUTHORISED, at=now, reason=_reason_text(decision))
+        await self._save(session)
+        try:
+            launch_url = await self._set_up(session, facts, source_ip, ttl)
+        except (PrintgateError, TimeoutError) as exc:
+            message = exc.message if isinstance(exc, PrintgateError) else "the tunnel did not open in time"
+            await self._fail(session, facts, message)
+            return SessionRefused(decision, f"The session could not be opened: {message}")
+        return SessionLaunch(session=self._live[sid][0], launch_url=launch_url, decision=decision)
+
+    async def close_session(self, session_id: SessionId, *, reason: str, actor: str) -> None:
+        async with self._lock:
+            entry = self._live.pop(session_id, None)
+        if entry is None:
+            return
+        session, _user, source_ip = entry
+        await self._tear_down(session, reason)
+        now = datetime.now(UTC)
+        if not session.state.is_final:
+            session = session.transition(DwaState.CLOSED, at=now, reason=reason)
+            await self._save(session)
+        await self._audit.append(AuditEventIn(
+            type="dwa.session.closed", actor=actor, device_id=session.device_id,
+            session_id=session.id, source_ip=source_ip, details={"reason": reason},
+        ))
+        log.info("dwa.closed", session=session.id, reason=reason, actor=actor)
+
+    # ---- steps -------------------------------------------------------------
+    async def _gather(
+        self, user: User, device_id: str, source_ip: str, mfa_age: float | None, now: datetime
+    ) -> DwaFacts | None:
+        async with self._db.session() as s:
+            device = await devices.get_device(s, device_id)
+            if device is None:
+                return None
+            tenancy = await tenants.tenant_of_site(s, device.site_id)
+            agent = await tenants.get_agent(s, device.agent_id)
+        if tenancy is None or agent is None:
+            return None
+        customer, _site = tenancy
+        live = [sess for sess, _, _ in self._live.values()]
+        return DwaFacts(
+            user=user, device=device, customer=customer, agent=agent, source_ip=source_ip,
+            mfa_age_seconds=mfa_age,
+            live_sessions_of_user=sum(1 for x in live if x.user_id == user.id),
+            live_sessions_of_device=sum(1 for x in live if x.device_id == device.id),
+            now=now,
+        )
+
+    async def _set_up(self, session: DwaSession, facts: DwaFacts, source_ip: str, ttl: int) -> str:
+        sid = session.id
+        async with self._lock:
+            self._live[sid] = (session, facts.user, source_ip)
+        await self._firewall.allow(f"{sid}-tech", source_ip, self._cfg.proxy_port, ttl)
+        agent_ip = self._agent_address(facts.agent.id)
+        if agent_ip is not None:
+            await self._firewall.allow(f"{sid}-agent", agent_ip, self._cfg.relay_port, ttl)
+        await self._audit_step(session, "firewall.rule.added", {"technician": source_ip, "agent": agent_ip})
+        credential = self._relay.issue_credential(sid, valid_seconds=ttl, agent_id=facts.agent.id)
+        command = self._make_open(session, facts.device, credential, self._relay)
+        command_id = await self._commands.send(facts.agent.id, command, ttl_s=30)
+        await self._audit_step(session, "agent.command.sent", {"command": "open_tunnel", "id": command_id})
+        upstream = await self._relay.wait_forward(sid, self._cfg.forward_timeout_s)
+        session = await self._advance(session, DwaState.TUNNEL_OPEN, "agent opened the forward")
+        await self._audit_step(session, "tunnel.opened", {"upstream": f"{upstream[0]}:{upstream[1]}"})
+        self._routes.add(self._make_route(session, facts.device, facts.customer, upstream))
+        token = self._routes.issue_launch_token(sid)
+        session = await self._advance(session, DwaState.ACTIVE, "proxy route ready")
+        await self._audit_step(session, "dwa.session.opened", {"expires_at": session.expires_at.isoformat()})
+        log.info("dwa.opened", session=sid, device=facts.device.id, user=facts.user.id)
+        return self._proxy.launch_url(sid, token)
+
+    async def _advance(self, session: DwaSession, state: DwaState, reason: str) -> DwaSession:
+        session = session.transition(state, at=datetime.now(UTC), reason=reason)
+        async with self._lock:
+            entry = self._live.get(session.id)
+            if entry is not None:
+                self._live[session.id] = (session, entry[1], entry[2])
+        await self._save(session)
+        return session
+
+    async def _fail(self, session: DwaSession, facts: DwaFacts, message: str) -> None:
+        async with self._lock:
+            entry = self._live.pop(session.id, None)
+        current = entry[0] if entry else session
+        await self._tear_down(current, f"failed: {message}")
+        failed = current.transition(DwaState.FAILED, at=datetime.now(UTC), reason=message)
+        await self._save(failed)
+        await self._audit.append(AuditEventIn(
+            type="dwa.session.failed", outcome=Outcome.FAILURE, actor=facts.user.email,
+            dealer_id=facts.customer.dealer_id, customer_id=facts.customer.id,
+            device_id=facts.device.id, session_id=session.id, details={"reason": message},
+        ))
+        log.warning("dwa.failed", session=session.id, reason=message)
+
+    async def _tear_down(self, session: DwaSession, reason: str) -> None:
+        """Undo every step; each undo is attempted even if another one fails."""
+        sid = session.id
+        undo: list[tuple[str, Awaitable[Any]]] = [
+            ("relay", self._relay.end_session(sid, reason)),
+            ("firewall-tech", self._firewall.revoke(f"{sid}-tech")),
+            ("firewall-agent", self._firewall.revoke(f"{sid}-agent")),
+            ("agent", self._commands.send(session.agent_id, self._make_close(sid, reason), ttl_s=30)),
+        ]
+        self._routes.remove(sid, reason)
+        for name, aw in undo:
+            try:
+                await aw
+            except Exception as exc:  # teardown must go on
+                log.warning("dwa.teardown_step_failed", session=sid, step=name, error=str(exc))
+        await self._audit_step(session, "tunnel.closed", {"reason": reason})
+        await self._audit_step(session, "firewall.rule.removed", {"reason": reason})
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._cfg.reap_interval_s)
+            now = datetime.now(UTC)
+            expired = [sid for sid, (sess, _, _) in self._live.items() if now >= sess.expires_at]
+            for sid in expired:
+                await self.close_session(SessionId(sid), reason="session lifetime ended", actor="system")
+
+    async def _reap_stale_from_store(self) -> None:
+        """Sessions left live by a previous gateway process cannot be live now."""
+        now = datetime.now(UTC)
+        async with self._db.transaction() as s:
+            for sid in await sessions.live_session_ids(s):
+                stale = await sessions.load_session(s, sid)
+                if stale is not None:
+                    target = DwaState.FAILED if stale.state is DwaState.REQUESTED else DwaState.CLOSED
+                    await sessions.save_session(
+                        s, stale.transition(target, at=now, reason="gateway restarted")
+                    )
+
+    # ---- persistence and audit -------------------------------------------
+    async def _save(self, session: DwaSession) -> None:
+        async with self._db.transaction() as s:
+            await sessions.save_session(s, session)
+
+    async def _audit_step(self, session: DwaSession, type_: str, details: dict[str, object]) -> None:
+        await self._audit.append(AuditEventIn(
+            type=type_, device_id=session.device_id, session_id=session.id,
+            actor="gateway", details=details,
+        ))
+
+    async def _audit_decision(
+        self, user: User, device_id: str, facts: DwaFacts | None, decision: Decision,
+        source_ip: str, *, session_id: str | None = None,
+    ) -> None:
+        await self._audit.append(AuditEventIn(
+            type="policy.decision",
+            outcome=Outcome.SUCCESS if decision.allow else Outcome.DENIED,
+            actor=user.email, dealer_id=user.dealer_id,
+            customer_id=facts.customer.id if facts else None,
+            device_id=device_id, session_id=session_id, source_ip=source_ip,
+            details={
+                "action": "dwa.open",
+                "allow": decision.allow,
+                "reasons": [{"code": r.code, "message": r.message} for r in decision.reasons],
+            },
+        ))
+
+
+def _reason_text(decision: Decision) -> str:
+    return "; ".join(f"[{r.code}] {r.message}" for r in decision.reasons) or (
+        "allowed" if decision.allow else "denied"
+    )
+
+
+def _unknown_device(device_id: str) -> Reason:
+    return Reason("device.unknown", f"no device {device_id} is visible to you")
