@@ -3,5 +3,6 @@
 Import this package to register every table on ``Base.metadata``.
 """
 
+from printgate.store.models import channel as channel
 from printgate.store.models import core as core
 from printgate.store.models.base import Base as Base

@@ -1,0 +1,261 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DeviceStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DEVICE_STATUS_UNSPECIFIED: _ClassVar[DeviceStatus]
+    DEVICE_STATUS_PRINTER: _ClassVar[DeviceStatus]
+    DEVICE_STATUS_EXCLUDED: _ClassVar[DeviceStatus]
+DEVICE_STATUS_UNSPECIFIED: DeviceStatus
+DEVICE_STATUS_PRINTER: DeviceStatus
+DEVICE_STATUS_EXCLUDED: DeviceStatus
+
+class EnrollRequest(_message.Message):
+    __slots__ = ("token", "csr_pem", "hostname", "agent_version")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CSR_PEM_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    csr_pem: bytes
+    hostname: str
+    agent_version: str
+    def __init__(self, token: _Optional[str] = ..., csr_pem: _Optional[bytes] = ..., hostname: _Optional[str] = ..., agent_version: _Optional[str] = ...) -> None: ...
+
+class EnrollResponse(_message.Message):
+    __slots__ = ("agent_id", "site_id", "client_cert_pem", "ca_chain_pem", "relay_address", "relay_host_key_fingerprint", "command_verify_key", "cert_not_after_ms", "mqtt_url")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SITE_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    CA_CHAIN_PEM_FIELD_NUMBER: _ClassVar[int]
+    RELAY_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    RELAY_HOST_KEY_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_VERIFY_KEY_FIELD_NUMBER: _ClassVar[int]
+    CERT_NOT_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    MQTT_URL_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    site_id: str
+    client_cert_pem: bytes
+    ca_chain_pem: bytes
+    relay_address: str
+    relay_host_key_fingerprint: str
+    command_verify_key: bytes
+    cert_not_after_ms: int
+    mqtt_url: str
+    def __init__(self, agent_id: _Optional[str] = ..., site_id: _Optional[str] = ..., client_cert_pem: _Optional[bytes] = ..., ca_chain_pem: _Optional[bytes] = ..., relay_address: _Optional[str] = ..., relay_host_key_fingerprint: _Optional[str] = ..., command_verify_key: _Optional[bytes] = ..., cert_not_after_ms: _Optional[int] = ..., mqtt_url: _Optional[str] = ...) -> None: ...
+
+class RenewRequest(_message.Message):
+    __slots__ = ("csr_pem",)
+    CSR_PEM_FIELD_NUMBER: _ClassVar[int]
+    csr_pem: bytes
+    def __init__(self, csr_pem: _Optional[bytes] = ...) -> None: ...
+
+class RenewResponse(_message.Message):
+    __slots__ = ("client_cert_pem", "cert_not_after_ms")
+    CLIENT_CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    CERT_NOT_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    client_cert_pem: bytes
+    cert_not_after_ms: int
+    def __init__(self, client_cert_pem: _Optional[bytes] = ..., cert_not_after_ms: _Optional[int] = ...) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("agent_version", "queue_length", "printers", "sent_at_ms")
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    PRINTERS_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    agent_version: str
+    queue_length: int
+    printers: int
+    sent_at_ms: int
+    def __init__(self, agent_version: _Optional[str] = ..., queue_length: _Optional[int] = ..., printers: _Optional[int] = ..., sent_at_ms: _Optional[int] = ...) -> None: ...
+
+class HeartbeatResponse(_message.Message):
+    __slots__ = ("server_time_ms",)
+    SERVER_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    server_time_ms: int
+    def __init__(self, server_time_ms: _Optional[int] = ...) -> None: ...
+
+class DiscoveredDevice(_message.Message):
+    __slots__ = ("ip", "ews_port", "ews_scheme", "serial", "mac", "model", "sys_object_id", "vendor", "sys_name", "location", "tls_fingerprint", "status", "excluded_reason")
+    IP_FIELD_NUMBER: _ClassVar[int]
+    EWS_PORT_FIELD_NUMBER: _ClassVar[int]
+    EWS_SCHEME_FIELD_NUMBER: _ClassVar[int]
+    SERIAL_FIELD_NUMBER: _ClassVar[int]
+    MAC_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SYS_OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    VENDOR_FIELD_NUMBER: _ClassVar[int]
+    SYS_NAME_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    TLS_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDED_REASON_FIELD_NUMBER: _ClassVar[int]
+    ip: str
+    ews_port: int
+    ews_scheme: str
+    serial: str
+    mac: str
+    model: str
+    sys_object_id: str
+    vendor: str
+    sys_name: str
+    location: str
+    tls_fingerprint: str
+    status: DeviceStatus
+    excluded_reason: str
+    def __init__(self, ip: _Optional[str] = ..., ews_port: _Optional[int] = ..., ews_scheme: _Optional[str] = ..., serial: _Optional[str] = ..., mac: _Optional[str] = ..., model: _Optional[str] = ..., sys_object_id: _Optional[str] = ..., vendor: _Optional[str] = ..., sys_name: _Optional[str] = ..., location: _Optional[str] = ..., tls_fingerprint: _Optional[str] = ..., status: _Optional[_Union[DeviceStatus, str]] = ..., excluded_reason: _Optional[str] = ...) -> None: ...
+
+class Inventory(_message.Message):
+    __slots__ = ("site_id", "devices", "scanned_at_ms")
+    SITE_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    SCANNED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    site_id: str
+    devices: _containers.RepeatedCompositeFieldContainer[DiscoveredDevice]
+    scanned_at_ms: int
+    def __init__(self, site_id: _Optional[str] = ..., devices: _Optional[_Iterable[_Union[DiscoveredDevice, _Mapping]]] = ..., scanned_at_ms: _Optional[int] = ...) -> None: ...
+
+class ReadingsBatch(_message.Message):
+    __slots__ = ("site_id", "batch_id", "payload_json")
+    SITE_ID_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
+    site_id: str
+    batch_id: str
+    payload_json: bytes
+    def __init__(self, site_id: _Optional[str] = ..., batch_id: _Optional[str] = ..., payload_json: _Optional[bytes] = ...) -> None: ...
+
+class Ack(_message.Message):
+    __slots__ = ("id", "duplicate")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    duplicate: bool
+    def __init__(self, id: _Optional[str] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class CommandStreamRequest(_message.Message):
+    __slots__ = ("agent_version",)
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    agent_version: str
+    def __init__(self, agent_version: _Optional[str] = ...) -> None: ...
+
+class CommandResult(_message.Message):
+    __slots__ = ("command_id", "ok", "error_code", "message")
+    COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    command_id: str
+    ok: bool
+    error_code: str
+    message: str
+    def __init__(self, command_id: _Optional[str] = ..., ok: _Optional[bool] = ..., error_code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class DeviceIdentity(_message.Message):
+    __slots__ = ("serial", "mac", "model", "sys_object_id", "tls_fingerprint")
+    SERIAL_FIELD_NUMBER: _ClassVar[int]
+    MAC_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SYS_OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    TLS_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    serial: str
+    mac: str
+    model: str
+    sys_object_id: str
+    tls_fingerprint: str
+    def __init__(self, serial: _Optional[str] = ..., mac: _Optional[str] = ..., model: _Optional[str] = ..., sys_object_id: _Optional[str] = ..., tls_fingerprint: _Optional[str] = ...) -> None: ...
+
+class OpenTunnel(_message.Message):
+    __slots__ = ("session_id", "target_ip", "target_port", "target_scheme", "expected_identity", "relay_host", "relay_port", "relay_host_key_fingerprint", "credential_private_key", "credential_certificate", "expires_at_ms")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_IP_FIELD_NUMBER: _ClassVar[int]
+    TARGET_PORT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_SCHEME_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    RELAY_HOST_FIELD_NUMBER: _ClassVar[int]
+    RELAY_PORT_FIELD_NUMBER: _ClassVar[int]
+    RELAY_HOST_KEY_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_PRIVATE_KEY_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    target_ip: str
+    target_port: int
+    target_scheme: str
+    expected_identity: DeviceIdentity
+    relay_host: str
+    relay_port: int
+    relay_host_key_fingerprint: str
+    credential_private_key: str
+    credential_certificate: str
+    expires_at_ms: int
+    def __init__(self, session_id: _Optional[str] = ..., target_ip: _Optional[str] = ..., target_port: _Optional[int] = ..., target_scheme: _Optional[str] = ..., expected_identity: _Optional[_Union[DeviceIdentity, _Mapping]] = ..., relay_host: _Optional[str] = ..., relay_port: _Optional[int] = ..., relay_host_key_fingerprint: _Optional[str] = ..., credential_private_key: _Optional[str] = ..., credential_certificate: _Optional[str] = ..., expires_at_ms: _Optional[int] = ...) -> None: ...
+
+class CloseTunnel(_message.Message):
+    __slots__ = ("session_id", "reason")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    reason: str
+    def __init__(self, session_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DesiredConfig(_message.Message):
+    __slots__ = ("config_json",)
+    CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    config_json: bytes
+    def __init__(self, config_json: _Optional[bytes] = ...) -> None: ...
+
+class Ping(_message.Message):
+    __slots__ = ("nonce",)
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    nonce: str
+    def __init__(self, nonce: _Optional[str] = ...) -> None: ...
+
+class Command(_message.Message):
+    __slots__ = ("id", "agent_id", "issued_at_ms", "expires_at_ms", "open_tunnel", "close_tunnel", "desired_config", "ping")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_TUNNEL_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_TUNNEL_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    PING_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    agent_id: str
+    issued_at_ms: int
+    expires_at_ms: int
+    open_tunnel: OpenTunnel
+    close_tunnel: CloseTunnel
+    desired_config: DesiredConfig
+    ping: Ping
+    def __init__(self, id: _Optional[str] = ..., agent_id: _Optional[str] = ..., issued_at_ms: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., open_tunnel: _Optional[_Union[OpenTunnel, _Mapping]] = ..., close_tunnel: _Optional[_Union[CloseTunnel, _Mapping]] = ..., desired_config: _Optional[_Union[DesiredConfig, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ...) -> None: ...
+
+class SignedCommand(_message.Message):
+    __slots__ = ("command", "signature", "key_id")
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    command: bytes
+    signature: bytes
+    key_id: str
+    def __init__(self, command: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[str] = ...) -> None: ...
+
+class AgentEvent(_message.Message):
+    __slots__ = ("agent_id", "at_ms", "command_result", "heartbeat")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_RESULT_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    at_ms: int
+    command_result: CommandResult
+    heartbeat: HeartbeatRequest
+    def __init__(self, agent_id: _Optional[str] = ..., at_ms: _Optional[int] = ..., command_result: _Optional[_Union[CommandResult, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatRequest, _Mapping]] = ...) -> None: ...

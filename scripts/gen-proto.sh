@@ -1,0 +1,7 @@
+#!/bin/sh
+# Regenerate printgate/wire/*_pb2*.py from agent.proto (commit the output).
+set -eu
+cd "$(dirname "$0")/.."
+.venv/bin/python -m grpc_tools.protoc -I . \
+  --python_out=. --pyi_out=. --grpc_python_out=. \
+  printgate/wire/agent.proto
