@@ -1,1 +1,102 @@
-"""printgate: policy."""
+"""printgate policy: a pure decision engine (no I/O, no clock, no asyncio).
+
+Callers build the facts and pass ``now``; the engine returns a
+``printgate.domain.Decision`` whose reasons carry a stable ``code`` and a
+human ``message`` for every check (allow *and* deny).
+
+Typical use by the session broker (gateway) for "Open web page"::
+
+    from policy import CompiledPolicy, evaluate_dwa_open, load_policy
+
+    compiled = load_policy(ruleset_json_from_store)       # once per version
+    decision = evaluate_dwa_open(
+        compiled, user=user, device=device,
+        dealer_id=customer.dealer_id, customer_id=customer.id, site_id=site.id,
+        remote_access=customer.remote_access,
+        agent_online=agent.online, agent_enrolled=not agent.revoked,
+        source_ip=source_ip, mfa_age_seconds=mfa_age_seconds,
+        now=now, user_live_sessions=n_user, device_live_sessions=n_device,
+        approved_until=approval_expiry_or_None,
+    )
+
+The store side (``printgate.store.identity``) provides ``load_ruleset`` and
+``active_approval_until`` to fill those arguments. Denied decisions whose
+``obligations.step_up_mfa`` is set are curable by a fresh TOTP; with
+``obligations.requires_customer_approval`` the portal offers to request
+approval from a customer admin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from policy.compiled import CompiledPolicy
+from policy.engine import evaluate
+from policy.inputs import Action, Context, MfaMethod, Resource, Subject
+from policy.rules import RuleSet, RuleSetInvalid, default_ruleset, parse_ruleset
+from printgate.domain import (
+    CustomerId,
+    DealerId,
+    Decision,
+    Device,
+    RemoteAccessMode,
+    SiteId,
+    User,
+)
+
+__all__ = [
+    "Action",
+    "CompiledPolicy",
+    "Context",
+    "MfaMethod",
+    "Resource",
+    "RuleSet",
+    "RuleSetInvalid",
+    "Subject",
+    "default_ruleset",
+    "evaluate",
+    "evaluate_dwa_open",
+    "load_policy",
+    "parse_ruleset",
+]
+
+
+def load_policy(data: Mapping[str, Any] | RuleSet) -> CompiledPolicy:
+    """Validate (if needed) and compile a tenant rule set."""
+    ruleset = data if isinstance(data, RuleSet) else parse_ruleset(data)
+    return CompiledPolicy.build(ruleset)
+
+
+def evaluate_dwa_open(
+    policy: CompiledPolicy,
+    *,
+    user: User,
+    device: Device,
+    dealer_id: str,
+    customer_id: str,
+    site_id: str,
+    remote_access: RemoteAccessMode,
+    agent_online: bool,
+    agent_enrolled: bool,
+    source_ip: str,
+    mfa_age_seconds: float | None,
+    now: datetime,
+    mfa_method: MfaMethod | None = MfaMethod.TOTP,
+    user_live_sessions: int = 0,
+    device_live_sessions: int = 0,
+    approved_until: datetime | None = None,
+    action: Action = Action.DWA_OPEN,
+) -> Decision:
+    """The decision for "user opens device's web page" (DESIGN §4 step 2)."""
+    return evaluate(
+        policy,
+        Subject(user, source_ip, mfa_age_seconds, mfa_method if mfa_age_seconds is not None else None),
+        action,
+        Resource(
+            device, DealerId(dealer_id), CustomerId(customer_id), SiteId(site_id),
+            remote_access, agent_online, agent_enrolled,
+        ),
+        Context(now, user_live_sessions, device_live_sessions, approved_until),
+    )

@@ -1,0 +1,83 @@
+"""What the caller tells the engine: subject, resource, action and context.
+
+All facts are plain frozen data built by the caller (the broker builds them
+from the store); the engine never looks anything up and never reads a clock.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+from printgate.domain import (
+    CustomerId,
+    DealerId,
+    Device,
+    RemoteAccessMode,
+    Role,
+    SiteId,
+    User,
+)
+
+
+class Action(enum.StrEnum):
+    DWA_OPEN = "dwa.open"
+    DWA_EXTEND = "dwa.extend"
+    DEVICE_READ = "device.read"
+    AUDIT_READ = "audit.read"
+    APPROVAL_DECIDE = "approval.decide"
+    ADMIN_USERS = "admin.users"
+    ADMIN_POLICY = "admin.policy"
+    ADMIN_TENANTS = "admin.tenants"
+
+    @property
+    def is_dwa(self) -> bool:
+        return self in (Action.DWA_OPEN, Action.DWA_EXTEND)
+
+
+class MfaMethod(enum.StrEnum):
+    TOTP = "totp"
+    RECOVERY_CODE = "recovery_code"
+    IDP = "idp"  # the SAML/OIDC identity provider asserted MFA
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """Who asks: the user, how fresh their MFA is and where they come from."""
+
+    user: User
+    source_ip: str
+    mfa_age_seconds: float | None = None  # None: no MFA in this login
+    mfa_method: MfaMethod | None = None
+
+    @property
+    def roles(self) -> frozenset[Role]:
+        return self.user.roles
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """The device asked for, with the facts about its owner and its agent."""
+
+    device: Device
+    dealer_id: DealerId
+    customer_id: CustomerId
+    site_id: SiteId
+    remote_access: RemoteAccessMode = RemoteAccessMode.OPEN
+    agent_online: bool = False
+    agent_enrolled: bool = True  # agent exists and is not revoked
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Facts of the moment: ``now`` (aware) and live counts, approvals."""
+
+    now: datetime
+    user_live_sessions: int = 0
+    device_live_sessions: int = 0
+    approved_until: datetime | None = None  # a customer admin's approval for this user+device
+
+    def __post_init__(self) -> None:
+        if self.now.tzinfo is None:
+            raise ValueError("Context.now must be timezone-aware")
