@@ -1,0 +1,212 @@
+"""The simulated customer LAN's SNMP side: snmpsim serving every lab device.
+
+One snmpsim command responder process (via ``lab.snmp_responder``) (or several, for benchmarks) listens
+on one UDP port chosen at start, on every device's own 127.0.20.x address.
+Community ``public`` works everywhere: snmpsim picks the data file by the
+transport endpoint the request arrived on (its "transport ID"
+``1.3.6.1.6.1.1.<n>``), so each endpoint gets ``public/1.3.6.1.6.1.1.<n>.snmprec``
+in the process's data directory (under md5("public"), see COMMUNITY_DIR). ``swap()`` rewrites that file with another
+recording; snmpsim notices the changed mtime and re-indexes on the next query.
+
+    async with SnmpLab() as lab:
+        lab.port, lab.address_of("epson")
+        await lab.swap("127.0.20.14", "lab-epson-alerts")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from lab.catalog import LAB_DEVICES, RECORDINGS
+from lab.ports import free_udp_port
+
+ROOT = Path(__file__).resolve().parent.parent
+UDP_DOMAIN = "1.3.6.1.6.1.1"
+# for v1/v2c snmpsim's context name is md5(community); it probes
+# "<context>/<transport id>/<source ip>" then "<context>/<transport id>"
+COMMUNITY_DIR = hashlib.md5(b"public").hexdigest()
+PLACEHOLDER = "1.3.6.1.2.1.1.1.0|4|printgate lab: no device on this endpoint\n"
+
+
+class SnmpLabError(RuntimeError):
+    pass
+
+
+def recording_path(name: str) -> Path:
+    path = RECORDINGS / f"{name}.snmprec"
+    if not path.is_file():
+        raise SnmpLabError(f"no recording named {name!r} in {RECORDINGS}")
+    return path
+
+
+@dataclass
+class _Responder:
+    data_dir: Path
+    cache_dir: Path
+    addresses: list[str] = field(default_factory=list)
+    proc: asyncio.subprocess.Process | None = None
+    log: Path | None = None
+
+
+class SnmpLab:
+    """snmpsim serving ``devices`` (ip -> recording name) on one UDP port.
+
+    ``processes`` > 1 spreads the addresses over several responders (snmpsim
+    is single-threaded and answers ~1,200 GET/s per process).
+    """
+
+    def __init__(
+        self,
+        devices: Mapping[str, str] | None = None,
+        *,
+        processes: int = 1,
+        port: int | None = None,
+        workdir: Path | None = None,
+    ) -> None:
+        self.devices: dict[str, str] = (
+            dict(devices) if devices is not None else {d.ip: d.name for d in LAB_DEVICES}
+        )
+        if not self.devices:
+            raise SnmpLabError("an SNMP lab needs at least one device")
+        for name in set(self.devices.values()):
+            recording_path(name)
+        self._processes = max(1, min(processes, len(self.devices)))
+        self._port = port
+        self._own_workdir = workdir is None
+        self._workdir = workdir
+        self._responders: list[_Responder] = []
+        self._file_of: dict[str, Path] = {}
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise SnmpLabError("SNMP lab not started")
+        return self._port
+
+    def address_of(self, name: str) -> str:
+        for ip, recorded in self.devices.items():
+            if recorded == name:
+                return ip
+        raise KeyError(f"no lab device serving recording {name!r}")
+
+    def name_at(self, ip: str) -> str:
+        return self.devices[ip]
+
+    async def __aenter__(self) -> SnmpLab:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def start(self, *, ready_timeout: float = 60.0) -> None:
+        if self._port is None:
+            self._port = free_udp_port()
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="printgate-snmplab-"))
+        ips = list(self.devices)
+        for i in range(self._processes):
+            base = self._workdir / f"responder{i}"
+            r = _Responder(base / "data", base / "cache", ips[i :: self._processes])
+            (r.data_dir / COMMUNITY_DIR).mkdir(parents=True, exist_ok=True)
+            r.cache_dir.mkdir(parents=True, exist_ok=True)
+            (r.data_dir / "public.snmprec").write_text(PLACEHOLDER)
+            for n, ip in enumerate(r.addresses):
+                target = r.data_dir / COMMUNITY_DIR / f"{UDP_DOMAIN}.{n}.snmprec"
+                shutil.copyfile(recording_path(self.devices[ip]), target)
+                self._file_of[ip] = target
+            self._responders.append(r)
+        try:
+            await asyncio.gather(*(self._spawn(r, ready_timeout) for r in self._responders))
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def _spawn(self, r: _Responder, ready_timeout: float) -> None:
+        args = [
+            sys.executable, "-m", "lab.snmp_responder",
+            f"--data-dir={r.data_dir}",
+            f"--cache-dir={r.cache_dir}",
+        ]
+        for ip in r.addresses:
+            args.append(f"--agent-udpv4-endpoint={ip}:{self.port}")
+        env = {**os.environ, "SNMPSIM_ALLOW_ROOT": "true", "PYTHONPATH": str(ROOT)}
+        r.log = r.data_dir.parent / "responder.log"
+        with r.log.open("wb") as log:
+            r.proc = await asyncio.create_subprocess_exec(
+                *args, stdout=log, stderr=asyncio.subprocess.STDOUT, env=env,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + ready_timeout
+        marker = f"Listening at UDP/IPv4 endpoint {r.addresses[-1]}:{self.port}".encode()
+        while time.monotonic() < deadline:
+            if r.proc.returncode is not None:
+                raise SnmpLabError(f"snmpsim exited ({r.proc.returncode}); see {r.log}")
+            if marker in r.log.read_bytes() and await self._answers(r.addresses[0]):
+                return
+            await asyncio.sleep(0.1)
+        raise SnmpLabError(f"snmpsim not ready after {ready_timeout}s; see {r.log}")
+
+    async def _answers(self, ip: str) -> bool:
+        """Does the responder answer an SNMPv2c GET of sysDescr.0 yet?"""
+        from pysnmp.hlapi.v3arch import asyncio as hl
+
+        engine = hl.SnmpEngine()
+        try:
+            target = await hl.UdpTransportTarget.create((ip, self.port), timeout=0.5, retries=0)
+            err, status, _, binds = await hl.get_cmd(
+                engine, hl.CommunityData("public"), target, hl.ContextData(),
+                hl.ObjectType(hl.ObjectIdentity("1.3.6.1.2.1.1.1.0")),
+            )
+            return err is None and not status and len(binds) == 1
+        finally:
+            engine.close_dispatcher()
+
+    async def swap(self, ip: str, name: str) -> None:
+        """Make the device at ``ip`` answer with recording ``name`` from now on."""
+        if ip not in self._file_of:
+            raise KeyError(f"no lab device at {ip}")
+        src = recording_path(name)
+        target = self._file_of[ip]
+        tmp = target.with_suffix(".tmp")
+        shutil.copyfile(src, tmp)
+        before = target.stat().st_mtime
+        os.replace(tmp, target)
+        # snmpsim re-indexes when the mtime changes (1 s resolution on some fs)
+        os.utime(target, (before + 2, before + 2))
+        self.devices[ip] = name
+
+    async def aclose(self) -> None:
+        for r in self._responders:
+            if r.proc is not None and r.proc.returncode is None:
+                try:
+                    os.killpg(r.proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                try:
+                    await asyncio.wait_for(r.proc.wait(), 5)
+                except TimeoutError:
+                    os.killpg(r.proc.pid, signal.SIGKILL)
+                    await r.proc.wait()
+        self._responders.clear()
+        if self._own_workdir and self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+
+def lab_devices(names: Sequence[str] | None = None) -> dict[str, str]:
+    """The catalogue as ip -> recording name (optionally only some names)."""
+    return {d.ip: d.name for d in LAB_DEVICES if names is None or d.name in names}
