@@ -3,6 +3,8 @@
 Import this package to register every table on ``Base.metadata``.
 """
 
+from printgate.store.models import audit as audit
 from printgate.store.models import channel as channel
 from printgate.store.models import core as core
+from printgate.store.models import identity as identity
 from printgate.store.models.base import Base as Base
