@@ -1,0 +1,149 @@
+"""Ed25519-signed tree heads ("checkpoints") over the audit Merkle tree.
+
+A checkpoint commits to the first ``tree_size`` records: the RFC 6962 root of
+their leaves and the hash of record ``tree_size`` (the chain head). The signed
+message is ``b"printgate-audit-checkpoint-v1\\n"`` followed by the RFC 8785
+bytes of ``{"at", "head", "key_id", "root", "tree_size", "v"}`` (hashes in
+lower-case hex, ``at`` RFC 3339 UTC). ``key_id`` is the first 16 hex digits of
+SHA-256 over the raw 32-byte public key. Verification needs only the PEM
+public key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from audit.canonical import canonical_bytes
+from printgate.errors import ConfigError
+
+CHECKPOINT_DOMAIN = b"printgate-audit-checkpoint-v1\n"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    tree_size: int
+    root: str
+    head: str
+    at: str
+    key_id: str
+    signature: str
+    v: int = CHECKPOINT_VERSION
+
+    def body(self) -> dict[str, object]:
+        return {
+            "at": self.at, "head": self.head, "key_id": self.key_id,
+            "root": self.root, "tree_size": self.tree_size, "v": self.v,
+        }
+
+    def signed_bytes(self) -> bytes:
+        return CHECKPOINT_DOMAIN + canonical_bytes(self.body())
+
+    def to_json(self) -> dict[str, object]:
+        return {**self.body(), "signature": self.signature}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Checkpoint:
+        try:
+            return cls(
+                tree_size=int(data["tree_size"]),  # type: ignore[call-overload]
+                root=str(data["root"]), head=str(data["head"]), at=str(data["at"]),
+                key_id=str(data["key_id"]), signature=str(data["signature"]),
+                v=int(data.get("v", CHECKPOINT_VERSION)),  # type: ignore[call-overload]
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed checkpoint: {exc}") from exc
+
+
+def _key_id(public: Ed25519PublicKey) -> str:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+class Signer:
+    """Holds the Ed25519 private key that signs checkpoints."""
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        self._key = key
+        self.key_id = _key_id(key.public_key())
+
+    @classmethod
+    def generate(cls) -> Signer:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def load(cls, path: Path | str) -> Signer:
+        try:
+            key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read the audit signing key {path}: {exc}") from exc
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ConfigError(f"{path} is not an Ed25519 private key (run `printgate audit keygen`)")
+        return cls(key)
+
+    def save(self, path: Path | str) -> None:
+        """Write the private key (PKCS#8 PEM, mode 0600)."""
+        pem = self._key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+
+    def public_key_pem(self) -> str:
+        return self._key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode()
+
+    def verifier(self) -> CheckpointVerifier:
+        return CheckpointVerifier(self._key.public_key())
+
+    def sign(self, *, tree_size: int, root: bytes, head: str, at: str) -> Checkpoint:
+        unsigned = Checkpoint(tree_size, root.hex(), head, at, self.key_id, "")
+        sig = self._key.sign(unsigned.signed_bytes()).hex()
+        return Checkpoint(tree_size, root.hex(), head, at, self.key_id, sig)
+
+
+class CheckpointVerifier:
+    """Checks checkpoint signatures with only the public key."""
+
+    def __init__(self, public: Ed25519PublicKey) -> None:
+        self._public = public
+        self.key_id = _key_id(public)
+
+    @classmethod
+    def from_pem(cls, pem: str | bytes) -> CheckpointVerifier:
+        data = pem.encode() if isinstance(pem, str) else pem
+        try:
+            key = serialization.load_pem_public_key(data)
+        except ValueError as exc:
+            raise ConfigError(f"not a PEM public key: {exc}") from exc
+        if not isinstance(key, Ed25519PublicKey):
+            raise ConfigError("the audit public key must be Ed25519")
+        return cls(key)
+
+    @classmethod
+    def load(cls, path: Path | str) -> CheckpointVerifier:
+        try:
+            return cls.from_pem(Path(path).read_bytes())
+        except OSError as exc:
+            raise ConfigError(f"cannot read the audit public key {path}: {exc}") from exc
+
+    def is_valid(self, cp: Checkpoint) -> bool:
+        if cp.key_id != self.key_id:
+            return False
+        try:
+            self._public.verify(bytes.fromhex(cp.signature), cp.signed_bytes())
+        except (InvalidSignature, ValueError):
+            return False
+        return True

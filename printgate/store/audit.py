@@ -1,0 +1,213 @@
+"""Persistence of the hash-chained audit log (no hashing or signing here).
+
+``audit.log.AuditLog`` seals entries and calls these functions inside one
+transaction. ``lock_head`` serialises appenders on every backend: its first
+statement is an UPDATE of the single head row, which takes the row lock on
+PostgreSQL (like ``SELECT ... FOR UPDATE``) and the database write lock on
+SQLite (like ``BEGIN IMMEDIATE``: the write comes first, so no reader can
+upgrade into a deadlock and the snapshot is the newest one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from printgate.errors import AuditIntegrityError
+from printgate.store.db import Database
+from printgate.store.models.audit import (
+    AuditCheckpointRow,
+    AuditHeadRow,
+    AuditPersonalRow,
+    AuditRecordRow,
+)
+
+HEAD_ID = 1
+
+
+async def lock_head(s: AsyncSession) -> tuple[int, str]:
+    """Lock the chain head for this transaction; return ``(last seq, last hash)``."""
+    row = (await s.execute(
+        update(AuditHeadRow).where(AuditHeadRow.id == HEAD_ID)
+        .values(seq=AuditHeadRow.seq).returning(AuditHeadRow.seq, AuditHeadRow.hash)
+    )).one_or_none()
+    if row is None:
+        raise AuditIntegrityError(
+            "the audit chain head row is missing: run `printgate db upgrade` (migration 0002_audit)"
+        )
+    return int(row[0]), str(row[1])
+
+
+async def set_head(s: AsyncSession, seq: int, hash_: str) -> None:
+    await s.execute(update(AuditHeadRow).where(AuditHeadRow.id == HEAD_ID).values(seq=seq, hash=hash_))
+
+
+async def read_head(db: Database) -> tuple[int, str]:
+    async with db.session() as s:
+        row = (await s.execute(select(AuditHeadRow.seq, AuditHeadRow.hash))).one_or_none()
+    if row is None:
+        raise AuditIntegrityError("the audit chain head row is missing")
+    return int(row[0]), str(row[1])
+
+
+async def insert_records(s: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await s.execute(insert(AuditRecordRow), list(rows))
+
+
+async def insert_personal(s: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await s.execute(insert(AuditPersonalRow), list(rows))
+
+
+async def insert_checkpoint(s: AsyncSession, row: dict[str, Any]) -> None:
+    await s.execute(insert(AuditCheckpointRow), [row])
+
+
+async def latest_checkpoint(s: AsyncSession, *, at_most: int | None = None) -> AuditCheckpointRow | None:
+    q = select(AuditCheckpointRow).order_by(AuditCheckpointRow.tree_size.desc()).limit(1)
+    if at_most is not None:
+        q = q.where(AuditCheckpointRow.tree_size <= at_most)
+    return (await s.execute(q)).scalars().first()
+
+
+async def checkpoints(db: Database) -> Sequence[AuditCheckpointRow]:
+    async with db.session() as s:
+        q = select(AuditCheckpointRow).order_by(AuditCheckpointRow.tree_size)
+        return (await s.execute(q)).scalars().all()
+
+
+async def record_hashes(s: AsyncSession, first: int, last: int) -> list[str]:
+    """Hashes of records ``first..last`` (inclusive), in order."""
+    q = (select(AuditRecordRow.hash).where(AuditRecordRow.seq.between(first, last))
+         .order_by(AuditRecordRow.seq))
+    return [str(h) for h in (await s.execute(q)).scalars().all()]
+
+
+async def iter_records(
+    db: Database, *, first: int = 1, batch: int = 5000, seqs: Iterable[int] | None = None
+) -> AsyncIterator[Sequence[AuditRecordRow]]:
+    """All records in seq order (keyset pagination), ``batch`` rows at a time."""
+    if seqs is not None:
+        wanted = sorted(set(seqs))
+        for i in range(0, len(wanted), batch):
+            async with db.session() as s:
+                q = (select(AuditRecordRow).where(AuditRecordRow.seq.in_(wanted[i:i + batch]))
+                     .order_by(AuditRecordRow.seq))
+                yield (await s.execute(q)).scalars().all()
+        return
+    after = first - 1
+    while True:
+        async with db.session() as s:
+            q = (select(AuditRecordRow).where(AuditRecordRow.seq > after)
+                 .order_by(AuditRecordRow.seq).limit(batch))
+            rows = (await s.execute(q)).scalars().all()
+        if not rows:
+            return
+        yield rows
+        after = rows[-1].seq
+
+
+async def personal_for(db: Database, seqs: Sequence[int]) -> dict[int, dict[str, tuple[str, str]]]:
+    """Clear personal values ``{seq: {field: (value, salt hex)}}`` still on file."""
+    out: dict[int, dict[str, tuple[str, str]]] = {}
+    if not seqs:
+        return out
+    async with db.session() as s:
+        for i in range(0, len(seqs), 5000):
+            chunk = list(seqs[i:i + 5000])
+            q = select(AuditPersonalRow).where(AuditPersonalRow.seq.in_(chunk))
+            for r in (await s.execute(q)).scalars():
+                out.setdefault(r.seq, {})[r.field] = (r.value, r.salt)
+    return out
+
+
+async def personal_range(db: Database, first: int, last: int) -> dict[int, dict[str, tuple[str, str]]]:
+    out: dict[int, dict[str, tuple[str, str]]] = {}
+    async with db.session() as s:
+        q = select(AuditPersonalRow).where(AuditPersonalRow.seq.between(first, last))
+        for r in (await s.execute(q)).scalars():
+            out.setdefault(r.seq, {})[r.field] = (r.value, r.salt)
+    return out
+
+
+async def query_records(
+    db: Database,
+    *,
+    dealer_id: str | None = None,
+    customer_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    types: Sequence[str] = (),
+    outcome: str | None = None,
+    device_id: str | None = None,
+    session_id: str | None = None,
+    personal_field: str | None = None,
+    personal_value: str | None = None,
+    after_seq: int = 0,
+    limit: int = 500,
+) -> Sequence[AuditRecordRow]:
+    """Records matching every given criterion, in seq order (pruned ones excluded)."""
+    conds: list[Any] = [AuditRecordRow.seq > after_seq, AuditRecordRow.entry.is_not(None)]
+    for col, value in ((AuditRecordRow.dealer_id, dealer_id), (AuditRecordRow.customer_id, customer_id),
+                       (AuditRecordRow.outcome, outcome), (AuditRecordRow.device_id, device_id),
+                       (AuditRecordRow.session_id, session_id)):
+        if value is not None:
+            conds.append(col == value)
+    if since is not None:
+        conds.append(AuditRecordRow.at >= since)
+    if until is not None:
+        conds.append(AuditRecordRow.at < until)
+    if types:
+        conds.append(AuditRecordRow.type.in_(list(types)))
+    if personal_field is not None and personal_value is not None:
+        conds.append(AuditRecordRow.seq.in_(
+            select(AuditPersonalRow.seq).where(and_(
+                AuditPersonalRow.field == personal_field, AuditPersonalRow.value == personal_value))
+        ))
+    async with db.session() as s:
+        q = select(AuditRecordRow).where(*conds).order_by(AuditRecordRow.seq).limit(limit)
+        return (await s.execute(q)).scalars().all()
+
+
+async def erase_personal(db: Database, *, field: str, value: str) -> int:
+    """Delete every clear ``field`` = ``value`` (and the other personal values of
+    those records); returns the number of records affected."""
+    async with db.transaction() as s:
+        seqs = (await s.execute(select(AuditPersonalRow.seq).where(
+            AuditPersonalRow.field == field, AuditPersonalRow.value == value))).scalars().all()
+        if seqs:
+            await s.execute(delete(AuditPersonalRow).where(AuditPersonalRow.seq.in_(list(seqs))))
+        return len(set(seqs))
+
+
+async def prunable(
+    s: AsyncSession, *, before: datetime, up_to_seq: int,
+    dealer_id: str | None, customer_id: str | None,
+) -> list[int]:
+    conds: list[Any] = [AuditRecordRow.at < before, AuditRecordRow.seq <= up_to_seq,
+                        AuditRecordRow.entry.is_not(None)]
+    if customer_id is not None:
+        conds.append(AuditRecordRow.customer_id == customer_id)
+    elif dealer_id is not None:
+        conds.append(AuditRecordRow.dealer_id == dealer_id)
+    q = select(AuditRecordRow.seq).where(*conds).order_by(AuditRecordRow.seq)
+    return [int(x) for x in (await s.execute(q)).scalars().all()]
+
+
+async def tombstone(s: AsyncSession, seqs: Sequence[int], *, pruned_by: int) -> None:
+    """Drop the content of records ``seqs`` (hash and prev stay) and their personal values."""
+    for i in range(0, len(seqs), 5000):
+        chunk = list(seqs[i:i + 5000])
+        await s.execute(update(AuditRecordRow).where(AuditRecordRow.seq.in_(chunk))
+                        .values(entry=None, pruned_by=pruned_by))
+        await s.execute(delete(AuditPersonalRow).where(AuditPersonalRow.seq.in_(chunk)))
+
+
+async def count_records(db: Database) -> int:
+    async with db.session() as s:
+        return int((await s.execute(select(func.count()).select_from(AuditRecordRow))).scalar_one())

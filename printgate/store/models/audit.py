@@ -1,0 +1,65 @@
+"""Tables of the hash-chained audit log (audit/ computes, these only persist).
+
+``audit_records`` holds each sealed entry verbatim (``entry``, the RFC 8785
+bytes as text) plus queryable projections of its non-personal fields;
+``entry`` is NULL for records pruned by retention (``hash``/``prev`` stay so
+the chain and the Merkle tree still verify). Clear personal values live in
+``audit_personal`` and may be erased. ``audit_head`` is the single chain-head
+row every appender locks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from printgate.store.models.base import Base, UtcDateTime
+
+_BIG = BigInteger().with_variant(Integer, "sqlite")
+
+
+class AuditRecordRow(Base):
+    __tablename__ = "audit_records"
+    seq: Mapped[int] = mapped_column(_BIG, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    schema_version: Mapped[int] = mapped_column(Integer, default=1)
+    type: Mapped[str] = mapped_column(String(128), index=True)
+    outcome: Mapped[str] = mapped_column(String(16), index=True)
+    dealer_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    customer_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    device_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    session_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    entry: Mapped[str | None] = mapped_column(Text, nullable=True)
+    hash: Mapped[str] = mapped_column(String(64))
+    prev: Mapped[str] = mapped_column(String(64))
+    pruned_by: Mapped[int | None] = mapped_column(_BIG, nullable=True)
+
+
+class AuditPersonalRow(Base):
+    __tablename__ = "audit_personal"
+    seq: Mapped[int] = mapped_column(_BIG, primary_key=True, autoincrement=False)
+    field: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    salt: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_audit_personal_field_value", "field", "value"),)
+
+
+class AuditCheckpointRow(Base):
+    __tablename__ = "audit_checkpoints"
+    tree_size: Mapped[int] = mapped_column(_BIG, primary_key=True, autoincrement=False)
+    root: Mapped[str] = mapped_column(String(64))
+    head: Mapped[str] = mapped_column(String(64))
+    at: Mapped[str] = mapped_column(String(40))
+    key_id: Mapped[str] = mapped_column(String(32))
+    signature: Mapped[str] = mapped_column(String(128))
+    frontier: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class AuditHeadRow(Base):
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(_BIG, default=0)
+    hash: Mapped[str] = mapped_column(String(64))
