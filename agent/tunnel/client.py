@@ -1,0 +1,179 @@
+"""The agent's side of a DWA tunnel: one outbound SSH connection, one remote forward.
+
+The relay's host key must match the pinned fingerprint; the agent asks for
+exactly its session's forward, and every forwarded connection goes to the
+session's target, never anywhere the relay names. ``verify`` (device
+identity) runs before the tunnel opens and before each forwarded connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import socket
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+
+import asyncssh
+
+from agent.tunnel.proxy_connect import connect_via_http_proxy
+from agent.tunnel.splice import Splice
+from printgate.domain import DwaTarget
+from printgate.errors import IdentityMismatch, PrintgateError, TunnelError
+from printgate.logs import get_logger
+
+log = get_logger("agent.tunnel")
+
+Verify = Callable[[], Awaitable[None]]
+
+KEX_ALGS = ["curve25519-sha256", "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256"]
+ENCRYPTION_ALGS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com"]
+MAC_ALGS = ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com"]
+
+
+class _PinnedRelay(asyncssh.SSHClient):
+    def __init__(self, fingerprint: str) -> None:
+        self._fingerprint = fingerprint
+        self.seen_fingerprint: str | None = None
+
+    def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
+        self.seen_fingerprint = str(key.get_fingerprint("sha256"))
+        return hmac.compare_digest(self.seen_fingerprint.encode(), self._fingerprint.encode())
+
+
+class Tunnel:
+    """An open tunnel; ``await aclose()`` ends it, ``await wait_closed()`` waits for the end."""
+
+    def __init__(
+        self, conn: asyncssh.SSHClientConnection, listener: asyncssh.SSHListener, session_id: str,
+        target: DwaTarget,
+    ) -> None:
+        self._conn = conn
+        self._listener = listener
+        self.session_id = session_id
+        self.target = target
+        self.relay_port = listener.get_port()
+        self.refused_connections = 0
+
+    async def aclose(self) -> None:
+        self._listener.close()
+        self._conn.close()
+        await self.wait_closed()
+        log.info("tunnel.closed", session=self.session_id)
+
+    async def wait_closed(self) -> None:
+        await self._conn.wait_closed()
+
+    @property
+    def is_closed(self) -> bool:
+        return self._conn.is_closed()
+
+    async def __aenter__(self) -> Tunnel:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+async def open_tunnel(
+    relay_host: str,
+    relay_port: int,
+    *,
+    host_key_fingerprint: str,
+    credential_private_key: str,
+    credential_certificate: str,
+    session_id: str,
+    target: DwaTarget,
+    verify: Verify | None,
+    http_proxy: str | None = None,
+    connect_timeout: float = 10.0,
+) -> Tunnel:
+    """Connect out to the relay and open the session's one remote forward."""
+    if verify is not None:
+        await verify()  # IdentityMismatch propagates: no tunnel to a swapped device
+    try:
+        key = asyncssh.import_private_key(credential_private_key)
+        cert = asyncssh.import_certificate(credential_certificate)
+    except (asyncssh.KeyImportError, ValueError) as exc:
+        raise TunnelError(f"session {session_id}: the relay credential is unreadable ({exc})") from None
+    sock: socket.socket | None = None
+    if http_proxy:
+        sock = await connect_via_http_proxy(http_proxy, relay_host, relay_port, timeout=connect_timeout)
+    pinned = _PinnedRelay(host_key_fingerprint)
+    try:
+        async with asyncio.timeout(connect_timeout):
+            conn = await asyncssh.connect(
+                None if sock is not None else relay_host,
+                None if sock is not None else relay_port,
+                sock=sock,
+                client_factory=lambda: pinned,
+                known_hosts=([], [], []),
+                username=session_id,
+                client_keys=[(key, cert)],
+                agent_path=None,
+                agent_forwarding=False,
+                preferred_auth=["publickey"],
+                kex_algs=KEX_ALGS,
+                encryption_algs=ENCRYPTION_ALGS,
+                mac_algs=MAC_ALGS,
+                compression_algs=["none"],
+                server_host_key_algs=["ssh-ed25519"],
+                gss_host=None,
+                config=None,
+                keepalive_interval=30,
+                keepalive_count_max=3,
+            )
+    except TimeoutError:
+        raise TunnelError(f"the relay {relay_host}:{relay_port} did not answer within {connect_timeout:g} s") from None
+    except asyncssh.HostKeyNotVerifiable:
+        raise TunnelError(
+            f"the relay {relay_host}:{relay_port} presented host key {pinned.seen_fingerprint}, "
+            f"not the pinned {host_key_fingerprint}: refusing to connect (possible interception)",
+            code="relay_host_key_mismatch",
+        ) from None
+    except asyncssh.PermissionDenied:
+        raise TunnelError(
+            f"the relay refused the credential of session {session_id} (expired, revoked or not ours)",
+            code="relay_auth_refused",
+        ) from None
+    except (OSError, asyncssh.Error) as exc:
+        raise TunnelError(f"cannot connect to the relay {relay_host}:{relay_port}: {exc}") from None
+
+    tunnel_ref: list[Tunnel] = []
+
+    async def connect_to_target(orig_host: str, orig_port: int) -> asyncssh.SSHTCPSession[bytes]:
+        if verify is not None:
+            try:
+                await verify()
+            except PrintgateError as exc:
+                if tunnel_ref:
+                    tunnel_ref[0].refused_connections += 1
+                log.warning("tunnel.connection_refused", session=session_id, reason=exc.code)
+                raise asyncssh.ChannelOpenError(
+                    asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, exc.message
+                ) from None
+        splice = Splice()
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(connect_timeout):
+                await loop.create_connection(lambda: splice.socket_end, target.ip, target.port)
+        except (OSError, TimeoutError) as exc:
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_CONNECT_FAILED, f"device {target.ip}:{target.port} unreachable: {exc}"
+            ) from None
+        return splice.channel_end
+
+    try:
+        listener = await conn.create_server(connect_to_target, session_id.lower(), 0)
+    except (asyncssh.Error, asyncssh.ChannelListenError) as exc:
+        conn.close()
+        raise TunnelError(f"the relay refused the forward of session {session_id}: {exc}") from None
+    tunnel = Tunnel(conn, listener, session_id, target)
+    tunnel_ref.append(tunnel)
+    log.info("tunnel.opened", session=session_id, target=f"{target.ip}:{target.port}")
+    return tunnel
+
+
+__all__ = ["IdentityMismatch", "Tunnel", "open_tunnel"]

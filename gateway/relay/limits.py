@@ -1,0 +1,25 @@
+"""The relay's resource limits (DESIGN §4 step 7, issue 5 "Limits")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RelayLimits:
+    """Bounds on what one agent connection may cost the gateway.
+
+    ``handshake_timeout_s`` covers key exchange plus authentication;
+    ``idle_timeout_s`` closes a tunnel that moved no byte for that long;
+    ``max_session_s`` caps any connection regardless of its certificate;
+    ``max_bytes`` caps the bytes piped through one tunnel (both directions).
+    """
+
+    handshake_timeout_s: float = 10.0
+    idle_timeout_s: float = 600.0
+    max_session_s: float = 12 * 3600.0
+    max_bytes: int = 2 * 1024**3
+    max_connections_per_agent: int = 4
+    max_unauthenticated: int = 64
+    max_channels_per_tunnel: int = 256
+    enforce_firewall: bool = True

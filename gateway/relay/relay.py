@@ -1,0 +1,381 @@
+"""The SSH reverse-tunnel relay: lifecycle, per-session state, limits and audit.
+
+    async with Relay("127.0.0.1", 0, host_key_path=..., ca_key_path=..., audit=sink,
+                     firewall=fw) as relay:
+        cred = relay.issue_credential(sid, valid_seconds=900, agent_id="a1")
+        host, port = await relay.wait_forward(sid, timeout=15)   # proxy connects here
+        await relay.end_session(sid, "logout")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import asyncssh
+
+from gateway.firewall.base import Firewall
+from gateway.relay import crypto_policy
+from gateway.relay.limits import RelayLimits
+from gateway.relay.listeners import SessionListener
+from gateway.relay.policy import Refusal
+from gateway.relay.server import RelayConnection
+from gateway.relay.ssh_ca import SessionCredential, SshCertificateAuthority, load_or_create_key
+from printgate.domain import AuditEventIn, Outcome
+from printgate.errors import SessionGone, TunnelError
+from printgate.interfaces import AuditSink
+from printgate.logs import get_logger
+
+log = get_logger("gateway.relay")
+
+
+@dataclass
+class _Session:
+    session_id: str
+    agent_id: str
+    expires_at: float  # wall clock (the certificate's valid-before)
+    forward: asyncio.Future[tuple[str, int]]
+    server: RelayConnection | None = None
+    listener: SessionListener | None = None
+    bytes: int = 0
+    connected_at: float = 0.0
+    last_activity: float = 0.0
+    closing: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Relay:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        host_key_path: Path,
+        ca_key_path: Path,
+        audit: AuditSink,
+        firewall: Firewall,
+        limits: RelayLimits = RelayLimits(),
+        tick_s: float = 1.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._host_key_path = host_key_path
+        self._ca_key_path = ca_key_path
+        self._audit = audit
+        self._firewall = firewall
+        self.limits = limits
+        self._tick_s = tick_s
+        self._host_key: asyncssh.SSHKey | None = None
+        self._ca: SshCertificateAuthority | None = None
+        self._acceptor: asyncssh.SSHAcceptor | None = None
+        self._sessions: dict[str, _Session] = {}
+        self._revoked: dict[str, float] = {}  # session id -> when its certificates expire anyway
+        self._connections: set[RelayConnection] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reaper: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self._host_key = load_or_create_key(self._host_key_path)
+        self._ca = SshCertificateAuthority(load_or_create_key(self._ca_key_path))
+        self._acceptor = await asyncssh.listen(
+            self.host,
+            self.port,
+            server_factory=lambda: RelayConnection(self),
+            server_host_keys=[self._host_key],
+            kex_algs=list(crypto_policy.KEX_ALGS),
+            encryption_algs=list(crypto_policy.ENCRYPTION_ALGS),
+            mac_algs=list(crypto_policy.MAC_ALGS),
+            compression_algs=list(crypto_policy.COMPRESSION_ALGS),
+            signature_algs=list(crypto_policy.SIGNATURE_ALGS),
+            login_timeout=self.limits.handshake_timeout_s,
+            keepalive_interval=30,
+            keepalive_count_max=3,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            allow_pty=False,
+            allow_scp=False,
+            password_auth=False,
+            kbdint_auth=False,
+            gss_host=None,
+            reuse_address=True,
+            config=None,
+        )
+        self.port = self._acceptor.get_port()
+        self._reaper = asyncio.create_task(self._reap_loop(), name="relay-reaper")
+        log.info("relay.started", host=self.host, port=self.port, fingerprint=self.host_key_fingerprint)
+
+    async def aclose(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+            self._reaper = None
+        for sid in list(self._sessions):
+            await self.end_session(sid, "relay shutting down")
+        if self._acceptor is not None:
+            self._acceptor.close()
+            await self._acceptor.wait_closed()
+            self._acceptor = None
+        for server in list(self._connections):
+            if server.conn is not None:
+                server.conn.abort()
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        log.info("relay.stopped", port=self.port)
+
+    async def __aenter__(self) -> Relay:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def host_key_fingerprint(self) -> str:
+        if self._host_key is None:
+            raise TunnelError("the relay is not started: no host key loaded yet")
+        return str(self._host_key.get_fingerprint("sha256"))
+
+    @property
+    def ca_public_key(self) -> str:
+        """The CA public key line (``ssh-ed25519 AAAA...``), for OpenSSH ``TrustedUserCAKeys``."""
+        return self._require_ca().public_key_line()
+
+    def issue_credential(self, session_id: str, *, valid_seconds: int, agent_id: str) -> SessionCredential:
+        """A certificate for ``session_id`` only; revoked by ``end_session``."""
+        if session_id in self._revoked:
+            raise SessionGone(f"session {session_id} has ended; open a new session")
+        credential = self._require_ca().issue(session_id, valid_seconds=valid_seconds, agent_id=agent_id)
+        loop = asyncio.get_running_loop()
+        existing = self._sessions.get(session_id)
+        if existing is None:
+            self._sessions[session_id] = _Session(
+                session_id=session_id,
+                agent_id=agent_id,
+                expires_at=credential.expires_at.timestamp(),
+                forward=loop.create_future(),
+            )
+        else:
+            existing.expires_at = credential.expires_at.timestamp()
+        log.info("relay.credential.issued", session=session_id, agent=agent_id, serial=credential.serial)
+        return credential
+
+    async def wait_forward(self, session_id: str, timeout: float) -> tuple[str, int]:
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise SessionGone(f"session {session_id} is unknown to the relay or has ended")
+        try:
+            return await asyncio.wait_for(asyncio.shield(session.forward), timeout)
+        except TimeoutError:
+            raise TunnelError(
+                f"the agent did not open the tunnel for session {session_id} within {timeout:g} s; "
+                "check that the agent is online and can reach the relay"
+            ) from None
+
+    async def end_session(self, session_id: str, reason: str) -> None:
+        """Close the tunnel and its listener, revoke the credential; idempotent."""
+        session = self._sessions.pop(session_id, None)
+        if session is None:
+            return
+        self._revoked[session_id] = session.expires_at
+        session.closing = True
+        if not session.forward.done():
+            session.forward.set_exception(SessionGone(f"session {session_id} ended: {reason}"))
+            session.forward.exception()  # mark retrieved
+        await self._close_tunnel(session)
+        await self._emit(
+            AuditEventIn(
+                type="relay.session.ended",
+                session_id=session_id,
+                actor=session.agent_id,
+                details={"reason": reason, "bytes": session.bytes},
+            )
+        )
+        log.info("relay.session.ended", session=session_id, reason=reason)
+
+    def live_session_ids(self) -> list[str]:
+        return list(self._sessions)
+
+    # ------------------------------------------------------------------ RelayCore (called by RelayConnection)
+    def admit_connection(self, conn: asyncssh.SSHServerConnection, peer_ip: str) -> bool:
+        unauthenticated = sum(1 for c in self._connections if c.session_id is None)
+        if unauthenticated >= self.limits.max_unauthenticated:
+            self._refuse_plain(peer_ip, "connection", "too many unauthenticated connections")
+            return False
+        if self.limits.enforce_firewall and not self._firewall.is_allowed(peer_ip, self.port):
+            self._refuse_plain(peer_ip, "connection", "no firewall exception for this source")
+            return False
+        return True
+
+    def authorise(self, server: RelayConnection, session_id: str, ca_key: asyncssh.SSHKey) -> bool:
+        ca = self._require_ca().public_key
+        if ca_key.public_data != ca.public_data:
+            return False
+        session = self._sessions.get(session_id)
+        return session is not None and not session.closing and session.expires_at > time.time()
+
+    def authenticated(self, server: RelayConnection) -> None:
+        self._connections.add(server)
+        session = self._sessions.get(server.session_id or "")
+        conn = server.conn
+        if session is None or conn is None:
+            if conn is not None:
+                conn.close()
+            return
+        if session.server is not None:
+            self.refused(server, Refusal("connection", "second_connection",
+                                         f"session {session.session_id} already has a tunnel"))
+            conn.close()
+            server.session_id = None
+            return
+        per_agent = sum(1 for s in self._sessions.values()
+                        if s.agent_id == session.agent_id and s.server is not None)
+        if per_agent >= self.limits.max_connections_per_agent:
+            self.refused(server, Refusal("connection", "too_many_connections",
+                                         f"agent {session.agent_id} has {per_agent} tunnels open"))
+            conn.close()
+            server.session_id = None
+            return
+        now = time.monotonic()
+        session.server = server
+        session.connected_at = now
+        session.last_activity = now
+        self._spawn(self._emit(AuditEventIn(
+            type="relay.agent.connected", session_id=session.session_id, actor=session.agent_id,
+            source_ip=server.peer_ip,
+        )))
+
+    def connection_gone(self, server: RelayConnection) -> None:
+        self._connections.discard(server)
+        if server.session_id is None:
+            if server.username:
+                self._spawn(self._emit(AuditEventIn(
+                    type="relay.auth.failed", outcome=Outcome.DENIED, source_ip=server.peer_ip,
+                    details={"username": server.username[:80]},
+                )))
+            return
+        session = self._sessions.get(server.session_id)
+        if session is None or session.server is not server:
+            return
+        session.server = None
+        listener, session.listener = session.listener, None
+        if listener is not None:
+            listener.close()
+            self._spawn(listener.wait_closed())
+        if session.forward.done() and not session.closing:
+            session.forward = asyncio.get_running_loop().create_future()
+        self._spawn(self._emit(AuditEventIn(
+            type="relay.tunnel.closed", session_id=session.session_id, actor=session.agent_id,
+            source_ip=server.peer_ip, details={"bytes": session.bytes},
+        )))
+
+    def refused(self, server: RelayConnection, refusal: Refusal) -> None:
+        log.warning("relay.refused", session=server.session_id, peer=server.peer_ip,
+                    kind=refusal.kind, code=refusal.code)
+        self._spawn(self._emit(AuditEventIn(
+            type="relay.request.refused", outcome=Outcome.DENIED, session_id=server.session_id,
+            source_ip=server.peer_ip,
+            details={"kind": refusal.kind, "code": refusal.code, "message": refusal.message},
+        )))
+
+    async def open_forward(
+        self, server: RelayConnection, listen_host: str
+    ) -> asyncssh.SSHListener | bool:
+        session = self._sessions.get(server.session_id or "")
+        if session is None or session.closing or server.conn is None or session.server is not server:
+            return False
+        if session.listener is not None:
+            self.refused(server, Refusal("forward", "second_forward",
+                                         f"session {session.session_id} already has its forward"))
+            return False
+        listener = SessionListener(
+            server.conn, session_id=session.session_id, listen_host=listen_host,
+            meter=lambda n: self._meter(session, n), max_channels=self.limits.max_channels_per_tunnel,
+        )
+        await listener.start()
+        session.listener = listener
+        if not session.forward.done():
+            session.forward.set_result(listener.address)
+        await self._emit(AuditEventIn(
+            type="relay.forward.opened", session_id=session.session_id, actor=session.agent_id,
+            source_ip=server.peer_ip, details={"listener": f"{listener.address[0]}:{listener.address[1]}"},
+        ))
+        return listener
+
+    # ------------------------------------------------------------------ internals
+    def _require_ca(self) -> SshCertificateAuthority:
+        if self._ca is None:
+            raise TunnelError("the relay is not started: call start() first")
+        return self._ca
+
+    def _meter(self, session: _Session, n: int) -> None:
+        session.bytes += n
+        session.last_activity = time.monotonic()
+        if session.bytes > self.limits.max_bytes and not session.closing:
+            session.closing = True
+            self._spawn(self._limit_hit(session, f"more than {self.limits.max_bytes} bytes"))
+
+    async def _limit_hit(self, session: _Session, why: str) -> None:
+        await self._emit(AuditEventIn(
+            type="relay.limit.reached", outcome=Outcome.BLOCKED, session_id=session.session_id,
+            actor=session.agent_id, details={"limit": why},
+        ))
+        await self.end_session(session.session_id, f"limit reached: {why}")
+
+    async def _close_tunnel(self, session: _Session) -> None:
+        listener, session.listener = session.listener, None
+        if listener is not None:
+            listener.close()
+            await listener.wait_closed()
+        server = session.server
+        if server is not None and server.conn is not None:
+            server.conn.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.conn.wait_closed(), 5)
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick_s)
+            now_wall, now = time.time(), time.monotonic()
+            for sid, expires in list(self._revoked.items()):
+                if expires + 120 < now_wall:
+                    del self._revoked[sid]
+            for session in list(self._sessions.values()):
+                why = None
+                if session.expires_at <= now_wall:
+                    why = "session credential expired"
+                elif session.server is not None:
+                    if now - session.last_activity > self.limits.idle_timeout_s:
+                        why = f"idle for more than {self.limits.idle_timeout_s:g} s"
+                    elif now - session.connected_at > self.limits.max_session_s:
+                        why = f"open for more than {self.limits.max_session_s:g} s"
+                if why is not None and not session.closing:
+                    session.closing = True
+                    await self._limit_hit(session, why)
+
+    def _refuse_plain(self, peer_ip: str, kind: str, message: str) -> None:
+        log.warning("relay.refused", peer=peer_ip, kind=kind, reason=message)
+        self._spawn(self._emit(AuditEventIn(
+            type="relay.request.refused", outcome=Outcome.DENIED, source_ip=peer_ip,
+            details={"kind": kind, "code": "not_admitted", "message": message},
+        )))
+
+    async def _emit(self, event: AuditEventIn) -> None:
+        try:
+            await self._audit.append(event)
+        except Exception as exc:  # the audit sink failing must not kill the relay loop
+            log.error("relay.audit_failed", type=event.type, error=str(exc))
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

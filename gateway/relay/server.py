@@ -1,0 +1,125 @@
+"""The relay's per-connection SSH policy: an ``asyncssh.SSHServer`` that denies by default.
+
+Only OpenSSH certificate auth signed by the gateway CA for a live session is
+accepted (asyncssh then checks principal == user and validity times). The one
+thing granted is the session's own remote forward; shells, exec, subsystems,
+pty, env, agent/X11 forwarding (all ride on a session channel), direct-tcpip,
+Unix sockets and any other forward are refused and reported to the relay,
+which audits them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Protocol
+
+import asyncssh
+
+from gateway.relay.policy import Refusal, check_forward, refuse
+from printgate.logs import get_logger
+
+log = get_logger("gateway.relay.server")
+
+
+class RelayCore(Protocol):
+    """What a connection's policy object needs from the relay that owns it."""
+
+    def admit_connection(self, conn: asyncssh.SSHServerConnection, peer_ip: str) -> bool: ...
+
+    def connection_gone(self, server: RelayConnection) -> None: ...
+
+    def authorise(self, server: RelayConnection, session_id: str, ca_key: asyncssh.SSHKey) -> bool: ...
+
+    def authenticated(self, server: RelayConnection) -> None: ...
+
+    def refused(self, server: RelayConnection, refusal: Refusal) -> None: ...
+
+    async def open_forward(
+        self, server: RelayConnection, listen_host: str
+    ) -> asyncssh.SSHListener | bool: ...
+
+
+class RelayConnection(asyncssh.SSHServer):
+    def __init__(self, core: RelayCore) -> None:
+        self._core = core
+        self.conn: asyncssh.SSHServerConnection | None = None
+        self.peer_ip = ""
+        self.username = ""
+        self.session_id: str | None = None  # set once authenticated
+        self.forwards_open = 0
+
+    # --- connection lifecycle
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+        peer = conn.get_extra_info("peername") or ("", 0)
+        self.peer_ip = str(peer[0])
+        if not self._core.admit_connection(conn, self.peer_ip):
+            conn.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._core.connection_gone(self)
+
+    # --- authentication: CA-signed certificates only
+    def begin_auth(self, username: str) -> bool:
+        self.username = username
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def kbdint_auth_supported(self) -> bool:
+        return False
+
+    def host_based_auth_supported(self) -> bool:
+        return False
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        return False  # bare keys never; only certificates
+
+    def validate_ca_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        return self._core.authorise(self, username, key)
+
+    def auth_completed(self) -> None:
+        self.session_id = self.username
+        self._core.authenticated(self)
+
+    # --- what the agent may ask for
+    def server_requested(
+        self, listen_host: str, listen_port: int
+    ) -> bool | Awaitable[asyncssh.SSHListener | bool]:
+        sid = self.session_id or ""
+        refusal = check_forward(sid, listen_host, listen_port, forwards_open=self.forwards_open)
+        if refusal is not None:
+            self._core.refused(self, refusal)
+            return False
+        self.forwards_open += 1
+        return self._core.open_forward(self, listen_host)
+
+    def session_requested(self) -> bool:
+        self._core.refused(self, refuse("session", "shell, exec, sftp/scp, pty, env, agent/X11"))
+        return False
+
+    def connection_requested(
+        self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
+    ) -> bool:
+        self._core.refused(self, refuse("direct-tcpip", f"local forward to {dest_host}:{dest_port}"))
+        return False
+
+    def unix_connection_requested(self, dest_path: str) -> bool:
+        self._core.refused(self, refuse("direct-streamlocal", f"unix socket {dest_path}"))
+        return False
+
+    def unix_server_requested(self, listen_path: str) -> bool:
+        self._core.refused(self, refuse("streamlocal-forward", f"unix socket {listen_path}"))
+        return False
+
+    def tun_requested(self, unit: int | None) -> bool:
+        self._core.refused(self, refuse("tun", "layer 2/3 tunnels"))
+        return False
+
+    def tap_requested(self, unit: int | None) -> bool:
+        self._core.refused(self, refuse("tap", "layer 2/3 tunnels"))
+        return False
