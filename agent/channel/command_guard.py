@@ -1,0 +1,94 @@
+"""Checks every command before the agent acts on it, whatever channel brought it.
+
+A command is accepted only if its Ed25519 signature verifies with the key
+received at enrolment, it names this agent, it has not expired (with a small
+clock-skew allowance) and its id was never accepted before. Accepted ids are
+kept (and persisted to ``state_path``) until well after they expire, so a
+command delivered over both gRPC and MQTT runs at most once, also across
+restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from printgate.errors import PrintgateError
+from printgate.logs import get_logger
+from printgate.wire import agent_pb2 as pb
+from printgate.wire.commands import CommandSignatureInvalid, verify_command
+
+log = get_logger(__name__)
+
+MAX_LIFETIME_MS = 3_600_000
+
+
+class CommandRejected(PrintgateError):
+    code = "command_rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedCommand:
+    id: str
+    kind: str  # "open_tunnel" | "close_tunnel" | "desired_config" | "ping"
+    command: pb.Command
+    channel: str  # "grpc" | "mqtt"
+
+
+class CommandGuard:
+    def __init__(self, agent_id: str, verify_key: bytes, *, state_path: Path | None = None,
+                 clock: Callable[[], float] = time.time, skew_s: float = 30.0) -> None:
+        self._agent_id = agent_id
+        self._key = verify_key
+        self._path = state_path
+        self._clock = clock
+        self._skew_ms = int(skew_s * 1000)
+        self._seen: dict[str, int] = {}  # id -> expires_at_ms
+        if state_path is not None and state_path.exists():
+            try:
+                self._seen = {str(k): int(v) for k, v in json.loads(state_path.read_text()).items()}
+            except (ValueError, AttributeError):
+                log.warning("command_guard.state_unreadable", path=str(state_path))
+
+    def check(self, envelope: pb.SignedCommand, *, channel: str) -> VerifiedCommand:
+        """The verified command, or ``CommandRejected`` saying why it was refused."""
+        try:
+            command = verify_command(envelope, self._key)
+        except CommandSignatureInvalid as exc:
+            raise CommandRejected(exc.message, code="command_forged") from exc
+        now_ms = int(self._clock() * 1000)
+        if command.agent_id != self._agent_id:
+            raise CommandRejected(
+                f"command {command.id} is for agent {command.agent_id}, not {self._agent_id}: refusing it",
+                code="command_wrong_agent")
+        if not command.id:
+            raise CommandRejected("command has no id: refusing it", code="command_malformed")
+        if command.expires_at_ms + self._skew_ms <= now_ms:
+            raise CommandRejected(f"command {command.id} expired: refusing it", code="command_expired")
+        if (command.issued_at_ms - self._skew_ms > now_ms
+                or command.expires_at_ms - command.issued_at_ms > MAX_LIFETIME_MS):
+            raise CommandRejected(f"command {command.id} has an implausible validity window",
+                                  code="command_malformed")
+        if command.id in self._seen:
+            raise CommandRejected(f"command {command.id} was already executed: replay refused",
+                                  code="command_replayed")
+        self._seen[command.id] = command.expires_at_ms
+        self._forget_old(now_ms)
+        self._save()
+        return VerifiedCommand(command.id, command.WhichOneof("body") or "none", command, channel)
+
+    def _forget_old(self, now_ms: int) -> None:
+        horizon = now_ms - 2 * self._skew_ms
+        for cid in [c for c, exp in self._seen.items() if exp < horizon]:
+            del self._seen[cid]
+
+    def _save(self) -> None:
+        if self._path is None:
+            return
+        tmp = self._path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._seen))
+        os.replace(tmp, self._path)

@@ -1,0 +1,1 @@
+"""Agent channel servers: agent CA, enrolment, mTLS gRPC, MQTT bridge, hub."""

@@ -1,0 +1,214 @@
+"""The agent CA: issues short-lived X.509 client certificates from CSRs.
+
+An agent certificate names its agent and site in SAN URIs
+(``urn:printgate:agent:<id>``, ``urn:printgate:site:<id>``) and its CN is the
+agent id (Mosquitto's ``use_identity_as_username`` turns it into the MQTT user
+name that the topic ACL matches). The same CA issues the gateway's server
+certificate and the MQTT bridge's client certificate. Keys are P-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from printgate.domain import AgentCertificate, AgentId, SiteId
+from printgate.errors import AuthenticationFailed, PrintgateError
+
+AGENT_URI = "urn:printgate:agent:"
+SITE_URI = "urn:printgate:site:"
+BACKDATE = timedelta(minutes=5)
+
+
+class CsrRejected(PrintgateError):
+    code = "csr_rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCertificate:
+    pem: bytes
+    record: AgentCertificate
+
+
+@dataclass(frozen=True, slots=True)
+class KeyAndCert:
+    key_pem: bytes
+    cert_pem: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PeerIdentity:
+    """Who a verified agent client certificate names."""
+
+    agent_id: AgentId
+    site_id: SiteId
+    serial: str
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def peer_identity(cert_pem: bytes) -> PeerIdentity:
+    """The agent and site an (already TLS-verified) agent certificate names."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound as exc:
+        raise AuthenticationFailed("client certificate is not an agent certificate") from exc
+    uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    agent = next((u[len(AGENT_URI):] for u in uris if u.startswith(AGENT_URI)), None)
+    site = next((u[len(SITE_URI):] for u in uris if u.startswith(SITE_URI)), None)
+    if not agent or not site:
+        raise AuthenticationFailed("client certificate names no agent/site: not an agent certificate")
+    return PeerIdentity(AgentId(agent), SiteId(site), format(cert.serial_number, "x"))
+
+
+class AgentCA:
+    """Loads (or creates) the CA key/cert in ``directory``; issues certificates."""
+
+    def __init__(self, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate,
+                 command_key: Ed25519PrivateKey) -> None:
+        self._key = key
+        self.cert = cert
+        self.command_key = command_key
+
+    @classmethod
+    def load_or_create(cls, directory: Path, *, name: str = "printgate agent CA") -> AgentCA:
+        key_path, cert_path = directory / "agent-ca.key", directory / "agent-ca.crt"
+        cmd_path = directory / "command-signing.key"
+        if key_path.exists() and cert_path.exists():
+            key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+            if not isinstance(key, ec.EllipticCurvePrivateKey):
+                raise PrintgateError(f"{key_path} is not an EC key: remove it to create a new CA")
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        else:
+            key = ec.generate_private_key(ec.SECP256R1())
+            now = datetime.now(UTC)
+            subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+            cert = (
+                x509.CertificateBuilder()
+                .subject_name(subject).issuer_name(subject)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - BACKDATE).not_valid_after(now + timedelta(days=3650))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                .add_extension(x509.KeyUsage(
+                    digital_signature=True, key_cert_sign=True, crl_sign=True,
+                    content_commitment=False, key_encipherment=False, data_encipherment=False,
+                    key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+                .sign(key, hashes.SHA256())
+            )
+            _write_private(key_path, _key_pem(key))
+            cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        if cmd_path.exists():
+            cmd = serialization.load_pem_private_key(cmd_path.read_bytes(), None)
+            if not isinstance(cmd, Ed25519PrivateKey):
+                raise PrintgateError(f"{cmd_path} is not an Ed25519 key")
+        else:
+            cmd = Ed25519PrivateKey.generate()
+            _write_private(cmd_path, cmd.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption()))
+        return cls(key, cert, cmd)
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def _builder(self, subject: str, public_key: ec.EllipticCurvePublicKey | object,
+                 ttl: timedelta, now: datetime) -> x509.CertificateBuilder:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(self.cert.subject)
+            .public_key(public_key)  # type: ignore[arg-type]
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - BACKDATE)
+            .not_valid_after(now + ttl)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
+                           critical=False)
+        )
+
+    def issue_agent_certificate(
+        self, csr_pem: bytes, *, agent_id: str, site_id: str, ttl: timedelta,
+        now: datetime | None = None,
+    ) -> IssuedCertificate:
+        """Sign the CSR's public key for ``agent_id``@``site_id``; the CSR's names are ignored."""
+        try:
+            csr = x509.load_pem_x509_csr(csr_pem)
+        except ValueError as exc:
+            raise CsrRejected("certificate request is not a PEM PKCS#10 CSR") from exc
+        if not csr.is_signature_valid:
+            raise CsrRejected("certificate request signature is invalid (proof of key possession failed)")
+        public = csr.public_key()
+        if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != "secp256r1":
+            raise CsrRejected("agent keys must be EC P-256: regenerate the key pair")
+        at = now or datetime.now(UTC)
+        cert = (
+            self._builder(agent_id, public, ttl, at)
+            .add_extension(x509.SubjectAlternativeName([
+                x509.UniformResourceIdentifier(AGENT_URI + agent_id),
+                x509.UniformResourceIdentifier(SITE_URI + site_id),
+            ]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(self._key, hashes.SHA256())
+        )
+        record = AgentCertificate(
+            serial=format(cert.serial_number, "x"), agent_id=AgentId(agent_id),
+            site_id=SiteId(site_id), fingerprint=fingerprint(cert),
+            not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+        )
+        return IssuedCertificate(cert.public_bytes(serialization.Encoding.PEM), record)
+
+    def issue_server_certificate(self, hosts: list[str], *, ttl: timedelta = timedelta(days=90)) -> KeyAndCert:
+        """A TLS server key+cert for the gateway or the broker (SANs: ``hosts``)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        names: list[x509.GeneralName] = []
+        for host in hosts:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                names.append(x509.DNSName(host))
+        cert = (
+            self._builder(hosts[0], key.public_key(), ttl, datetime.now(UTC))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(self._key, hashes.SHA256())
+        )
+        return KeyAndCert(_key_pem(key), cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue_service_client(self, name: str, *, ttl: timedelta = timedelta(days=90)) -> KeyAndCert:
+        """A client key+cert for a cloud service (e.g. the MQTT bridge, CN=``name``)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            self._builder(name, key.public_key(), ttl, datetime.now(UTC))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(self._key, hashes.SHA256())
+        )
+        return KeyAndCert(_key_pem(key), cert.public_bytes(serialization.Encoding.PEM))

@@ -1,0 +1,168 @@
+"""AgentHub: signs commands and delivers them over whichever channel is up.
+
+The gRPC server registers one live command stream per agent; the MQTT bridge
+reports broker presence. ``send`` prefers the gRPC stream, then MQTT, and
+raises ``AgentUnavailable`` when neither is connected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from printgate.errors import AgentUnavailable
+from printgate.logs import get_logger
+from printgate.wire import agent_pb2 as pb
+from printgate.wire.commands import build_command, raw_public_key, sign_command, summarise
+
+log = get_logger(__name__)
+
+PresenceListener = Callable[[str, bool], Awaitable[None]]
+MAX_TTL_S = 3600
+
+
+class CommandPublisher(Protocol):
+    async def publish_command(self, agent_id: str, envelope: bytes) -> None: ...
+
+
+@dataclass(eq=False)
+class CommandStream:
+    """One agent's live gRPC command stream (a queue the server drains)."""
+
+    agent_id: str
+    serial: str
+    queue: asyncio.Queue[pb.SignedCommand | None] = field(default_factory=lambda: asyncio.Queue(256))
+    cut_reason: str | None = None
+
+    def cut(self, reason: str) -> None:
+        if self.cut_reason is None:
+            self.cut_reason = reason
+            try:
+                self.queue.put_nowait(None)
+            except asyncio.QueueFull:
+                pass
+
+
+class AgentHub:
+    def __init__(self, signing_key: Ed25519PrivateKey, *, clock: Callable[[], float] = time.time) -> None:
+        self._key = signing_key
+        self._clock = clock
+        self._streams: dict[str, CommandStream] = {}
+        self._mqtt_online: set[str] = set()
+        self._mqtt: CommandPublisher | None = None
+        self._listeners: list[PresenceListener] = []
+        self.last_seen: dict[str, float] = {}
+
+    @property
+    def verify_key_raw(self) -> bytes:
+        return raw_public_key(self._key.public_key())
+
+    def use_mqtt(self, publisher: CommandPublisher | None) -> None:
+        self._mqtt = publisher
+
+    def add_presence_listener(self, listener: PresenceListener) -> None:
+        self._listeners.append(listener)
+
+    # ---- state --------------------------------------------------------------
+    def is_online(self, agent_id: str) -> bool:
+        return agent_id in self._streams or agent_id in self._mqtt_online
+
+    def channel_of(self, agent_id: str) -> str | None:
+        if agent_id in self._streams:
+            return "grpc"
+        return "mqtt" if agent_id in self._mqtt_online else None
+
+    def online_agents(self) -> set[str]:
+        return set(self._streams) | self._mqtt_online
+
+    async def _notify(self, agent_id: str, was: bool) -> None:
+        now = self.is_online(agent_id)
+        if now == was:
+            return
+        log.info("agent.presence", agent=agent_id, online=now)
+        for listener in self._listeners:
+            try:
+                await listener(agent_id, now)
+            except Exception as exc:
+                log.warning("agent.presence_listener_failed", agent=agent_id, error=str(exc))
+
+    # ---- gRPC streams -----------------------------------------------------
+    async def open_stream(self, agent_id: str, serial: str) -> CommandStream:
+        was = self.is_online(agent_id)
+        old = self._streams.get(agent_id)
+        if old is not None:
+            old.cut("replaced by a newer stream of the same agent")
+        stream = CommandStream(agent_id, serial)
+        self._streams[agent_id] = stream
+        self.last_seen[agent_id] = self._clock()
+        await self._notify(agent_id, was)
+        return stream
+
+    async def close_stream(self, stream: CommandStream) -> None:
+        if self._streams.get(stream.agent_id) is stream:
+            was = self.is_online(stream.agent_id)
+            del self._streams[stream.agent_id]
+            await self._notify(stream.agent_id, was)
+
+    def cut_serials(self, serials: set[str], reason: str) -> list[str]:
+        """Cut live streams authenticated by any of ``serials``; the agents cut."""
+        cut = [s.agent_id for s in self._streams.values() if s.serial in serials]
+        for agent_id in cut:
+            self._streams[agent_id].cut(reason)
+        return cut
+
+    def cut_agent(self, agent_id: str, reason: str) -> None:
+        stream = self._streams.get(agent_id)
+        if stream is not None:
+            stream.cut(reason)
+
+    # ---- MQTT presence ------------------------------------------------------
+    async def set_mqtt_presence(self, agent_id: str, online: bool) -> None:
+        was = self.is_online(agent_id)
+        if online:
+            self._mqtt_online.add(agent_id)
+            self.last_seen[agent_id] = self._clock()
+        else:
+            self._mqtt_online.discard(agent_id)
+        await self._notify(agent_id, was)
+
+    # ---- commands -----------------------------------------------------------
+    def sign(self, agent_id: str, command_payload: Any, *, ttl_s: int) -> pb.SignedCommand:
+        if not 0 < ttl_s <= MAX_TTL_S:
+            raise ValueError(f"command ttl must be 1..{MAX_TTL_S} s, got {ttl_s}")
+        now_ms = int(self._clock() * 1000)
+        command = build_command(
+            command_payload, command_id=uuid.uuid4().hex, agent_id=agent_id,
+            issued_at_ms=now_ms, expires_at_ms=now_ms + ttl_s * 1000,
+        )
+        return sign_command(command, self._key)
+
+    async def send(self, agent_id: str, command_payload: Any, *, ttl_s: int) -> str:
+        """Sign ``command_payload`` for ``agent_id`` and deliver it; the command id."""
+        envelope = self.sign(agent_id, command_payload, ttl_s=ttl_s)
+        summary = summarise(pb.Command.FromString(envelope.command))
+        stream = self._streams.get(agent_id)
+        if stream is not None and stream.cut_reason is None:
+            try:
+                stream.queue.put_nowait(envelope)
+            except asyncio.QueueFull as exc:
+                raise AgentUnavailable(
+                    f"agent {agent_id} is not draining its command stream (256 queued): "
+                    "check its connectivity"
+                ) from exc
+            log.info("agent.command.sent", agent=agent_id, id=summary.id, kind=summary.kind, channel="grpc")
+            return summary.id
+        if agent_id in self._mqtt_online and self._mqtt is not None:
+            await self._mqtt.publish_command(agent_id, envelope.SerializeToString())
+            log.info("agent.command.sent", agent=agent_id, id=summary.id, kind=summary.kind, channel="mqtt")
+            return summary.id
+        raise AgentUnavailable(
+            f"agent {agent_id} is offline (no gRPC command stream and no MQTT presence): "
+            "check that the agent service runs and can reach the gateway"
+        )

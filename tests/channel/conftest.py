@@ -1,0 +1,121 @@
+"""Channel fixtures: one SQLite store, agent CA, hub and mTLS gRPC gateway per test run."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from agent.channel.enroll import EnrolledIdentity, enroll
+from gateway.channel.ca import AgentCA
+from gateway.channel.enrolment import ChannelFacts
+from gateway.channel.grpc_server import AgentChannelServer
+from gateway.channel.handlers import ChannelHandlers
+from gateway.channel.hub import AgentHub
+from lab.ports import free_tcp_port
+from printgate.domain import Customer, CustomerId, Dealer, DealerId, Site, SiteId
+from printgate.store import channel as channel_store
+from printgate.store import tenants
+from printgate.store.audit_table import TableAuditSink
+from printgate.store.db import Database, migrate
+from printgate.wire import agent_pb2 as pb
+
+
+@dataclass
+class Recorder:
+    """What the gateway handed to the integrator's callbacks."""
+
+    inventories: list[tuple[str, list[pb.DiscoveredDevice]]] = field(default_factory=list)
+    readings: list[tuple[str, str, bytes]] = field(default_factory=list)
+    presence: list[tuple[str, bool]] = field(default_factory=list)
+    results: list[tuple[str, pb.CommandResult]] = field(default_factory=list)
+
+    def handlers(self) -> ChannelHandlers:
+        async def on_inventory(agent_id: str, devices: list[pb.DiscoveredDevice]) -> None:
+            self.inventories.append((agent_id, devices))
+
+        async def on_readings(agent_id: str, batch_id: str, payload: bytes) -> None:
+            self.readings.append((agent_id, batch_id, payload))
+
+        async def on_presence(agent_id: str, online: bool) -> None:
+            self.presence.append((agent_id, online))
+
+        async def on_result(agent_id: str, result: pb.CommandResult) -> None:
+            self.results.append((agent_id, result))
+
+        return ChannelHandlers(on_inventory, on_readings, on_presence, on_result)
+
+
+@dataclass
+class Cloud:
+    db: Database
+    ca: AgentCA
+    hub: AgentHub
+    server: AgentChannelServer
+    audit: TableAuditSink
+    recorder: Recorder
+    site_a: str
+    site_b: str
+    tmp: Path
+
+    async def token(self, site: str | None = None, ttl: timedelta = timedelta(minutes=10)) -> str:
+        async with self.db.transaction() as s:
+            return await channel_store.create_enrolment_token(
+                s, site or self.site_a, ttl=ttl, created_by="admin@dealer.test")
+
+    async def enrol(self, site: str | None = None, name: str | None = None) -> EnrolledIdentity:
+        data = self.tmp / (name or f"agent-{uuid.uuid4().hex[:6]}")
+        return await enroll(self.server.enrol_target, await self.token(site), data,
+                            ca_cert_pem=self.ca.cert_pem)
+
+
+async def make_tenancy(db: Database) -> tuple[str, str]:
+    async with db.transaction() as s:
+        await tenants.add_dealer(s, Dealer(DealerId("d1"), "Dealer One"))
+        await s.flush()
+        await tenants.add_customer(s, Customer(CustomerId("c1"), DealerId("d1"), "Customer One"))
+        await tenants.add_customer(s, Customer(CustomerId("c2"), DealerId("d1"), "Customer Two"))
+        await s.flush()
+        await tenants.add_site(s, Site(SiteId("site-a"), CustomerId("c1"), "A"))
+        await tenants.add_site(s, Site(SiteId("site-b"), CustomerId("c2"), "B"))
+    return "site-a", "site-b"
+
+
+@pytest.fixture(scope="session")
+async def cloud(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cloud]:
+    tmp = tmp_path_factory.mktemp("channel")
+    url = f"sqlite+aiosqlite:///{tmp}/cloud.db"
+    await migrate(url)
+    db = Database(url)
+    site_a, site_b = await make_tenancy(db)
+    ca = AgentCA.load_or_create(tmp / "ca")
+    hub = AgentHub(ca.command_key)
+    recorder = Recorder()
+    audit = TableAuditSink(db)
+    server = AgentChannelServer(
+        "127.0.0.1", free_tcp_port(), ca=ca, db=db, audit=audit, hub=hub,
+        handlers=recorder.handlers(), enrol_port=free_tcp_port(),
+        facts=ChannelFacts(relay_address="127.0.0.1:8422", relay_host_key_fingerprint="SHA256:test"),
+        revocation_poll_s=0.5,
+    )
+    await server.start()
+    yield Cloud(db, ca, hub, server, audit, recorder, site_a, site_b, tmp)
+    await server.aclose()
+    await db.aclose()
+
+
+async def eventually(check, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
+    """Poll ``check`` (sync) until truthy; bounded."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
