@@ -1,0 +1,73 @@
+"""A small fixed bar on HTML pages: device, customer, remaining time, "End session"."""
+
+from __future__ import annotations
+
+import html
+import re
+
+from mitmproxy import http
+
+from gateway.proxy.addons.block_uploads import media_type
+from gateway.proxy.addons.session_auth import COOKIE_KEY, csrf_token
+from gateway.proxy.decision import is_generated, route_of
+from gateway.proxy.deps import ProxyDeps
+from gateway.proxy.routes import SessionRoute
+
+BANNER_ID = "__printgate_bar"
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+_BAR_STYLE = (
+    "all:initial;position:fixed;z-index:2147483647;left:0;right:0;bottom:0;height:28px;"
+    "background:#1d3557;color:#fff;font:13px/28px system-ui,sans-serif;padding:0 10px;"
+    "display:flex;gap:12px;align-items:center;box-shadow:0 -1px 3px rgba(0,0,0,.35)"
+)
+_BUTTON_STYLE = (
+    "all:initial;cursor:pointer;background:#e63946;color:#fff;font:12px/20px system-ui,sans-serif;"
+    "padding:0 10px;border-radius:3px"
+)
+_SCRIPT = (
+    "<script>(function(){var e=document.getElementById('__printgate_left');if(!e)return;"
+    "var t=+e.getAttribute('data-expires');function u(){var s=Math.max(0,Math.round(t-Date.now()/1000));"
+    "e.textContent=Math.floor(s/60)+' min '+(s%60)+' s';}u();setInterval(u,1000);})();</script>"
+)
+
+
+def banner_html(route: SessionRoute, csrf: str, now_epoch: float) -> str:
+    left = max(0, int(route.expires_at.timestamp() - now_epoch))
+    return (
+        f"<div id={BANNER_ID} role=status style='{_BAR_STYLE}'>"
+        f"<span style='all:initial;color:#fff;font:inherit'>Remote session: "
+        f"<b style='all:initial;color:#fff;font:inherit;font-weight:bold'>{html.escape(route.device_label)}</b>"
+        f" &middot; {html.escape(route.customer_name)} &middot; ends in "
+        f"<span id=__printgate_left data-expires={int(route.expires_at.timestamp())} "
+        f"style='all:initial;color:#fff;font:inherit'>{left // 60} min</span></span>"
+        f"<form method=post action=/__printgate/end style='all:initial;margin-left:auto'>"
+        f"<input type=hidden name=csrf value={csrf}>"
+        f"<button type=submit id=__printgate_end style='{_BUTTON_STYLE}'>End session</button></form>"
+        f"</div>{_SCRIPT}"
+    )
+
+
+class Banner:
+    def __init__(self, deps: ProxyDeps) -> None:
+        self._deps = deps
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        resp = flow.response
+        route = route_of(flow)
+        cookie = flow.metadata.get(COOKIE_KEY)
+        if resp is None or route is None or not isinstance(cookie, str) or is_generated(flow):
+            return
+        if resp.status_code != 200 or media_type(resp.headers.get("content-type", "")) != "text/html":
+            return
+        if flow.request.headers.get("sec-fetch-dest", "document") != "document":
+            return  # frames and fetches get no bar
+        text = resp.get_text(strict=False)
+        if text is None or BANNER_ID in text:
+            return
+        bar = banner_html(route, csrf_token(self._deps.csrf_key, cookie), self._deps.routes.now().timestamp())
+        matches = list(_BODY_END.finditer(text))
+        if matches:
+            at = matches[-1].start()
+            resp.text = text[:at] + bar + text[at:]
+        else:
+            resp.text = text + bar

@@ -1,0 +1,140 @@
+"""Session authentication: launch token -> host-only cookie; every request checked.
+
+``/__printgate/launch?token=`` exchanges a one-time token for an HttpOnly,
+SameSite=Strict cookie on the session's own host (Secure over TLS).
+``/__printgate/end`` (POST with CSRF token) ends the session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from mitmproxy import http
+
+from gateway.proxy import pages
+from gateway.proxy.decision import DECISION_KEY, ROUTE_KEY, FlowDecision, already_answered
+from gateway.proxy.deps import ProxyDeps
+from gateway.proxy.routes import SessionRoute, Tombstone
+from printgate.errors import TokenInvalid
+from printgate.logs import get_logger
+
+log = get_logger(__name__)
+
+PREFIX = "/__printgate/"
+COOKIE_KEY = "printgate.cookie"
+
+
+def cookie_name(scheme: str) -> str:
+    return "__Host-printgate_dwa" if scheme == "https" else "printgate_dwa"
+
+
+def csrf_token(key: bytes, cookie: str) -> str:
+    return hmac.new(key, b"csrf:" + cookie.encode(), hashlib.sha256).hexdigest()
+
+
+def _host_of(flow: http.HTTPFlow) -> str:
+    host = flow.request.host_header or ""
+    if host.startswith("["):
+        return host.lower()
+    return host.rsplit(":", 1)[0].lower() if ":" in host else host.lower()
+
+
+def _read_cookie(flow: http.HTTPFlow, name: str) -> str | None:
+    for value in flow.request.cookies.get_all(name):
+        return value
+    return None
+
+
+def _strip_cookie(flow: http.HTTPFlow, name: str) -> None:
+    """Never pass the proxy's own cookie on to the device."""
+    if "cookie" not in flow.request.headers:
+        return
+    kept = [(k, v) for k, v in flow.request.cookies.items(multi=True) if k != name]
+    if kept:
+        flow.request.cookies = kept
+    else:
+        del flow.request.headers["cookie"]
+
+
+class SessionAuth:
+    def __init__(self, deps: ProxyDeps) -> None:
+        self._deps = deps
+        self._suffix = "." + deps.dwa_domain.lower().strip(".")
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if already_answered(flow):
+            return
+        host = _host_of(flow)
+        if not host.endswith(self._suffix):
+            pages.unknown_host(flow)
+            return
+        entry = self._deps.routes.by_host(host)
+        if entry is None:
+            pages.unknown_host(flow)
+            return
+        if isinstance(entry, Tombstone):
+            pages.session_ended(flow, entry.reason)
+            return
+        flow.metadata[ROUTE_KEY] = entry
+        name = cookie_name(self._deps.public.scheme)
+        path = flow.request.path.split("?", 1)[0]
+        if path == PREFIX + "launch":
+            self._launch(flow, entry, host, name)
+            return
+        cookie = _read_cookie(flow, name)
+        if cookie is None or not self._deps.routes.cookie_is_valid(entry.session_id, cookie):
+            pages.not_signed_in(flow, "Your browser has no valid key for this session.")
+            return
+        flow.metadata[COOKIE_KEY] = cookie
+        _strip_cookie(flow, name)
+        if path == PREFIX + "end":
+            await self._end(flow, entry, cookie)
+            return
+        if path.startswith(PREFIX):
+            flow.metadata[DECISION_KEY] = FlowDecision(True, "proxy.not_found", "unknown proxy endpoint", "session")
+            flow.response = http.Response.make(404, b"unknown proxy endpoint", {"content-type": "text/plain"})
+            flow.metadata["printgate.generated"] = True
+
+    def _launch(self, flow: http.HTTPFlow, route: SessionRoute, host: str, name: str) -> None:
+        token = flow.request.query.get("token", "")
+        try:
+            cookie = self._deps.routes.redeem_launch_token(host, token)
+        except TokenInvalid as exc:
+            pages.not_signed_in(flow, exc.message, status=403)
+            return
+        attrs = "Path=/; HttpOnly; SameSite=Strict"
+        if self._deps.public.scheme == "https":
+            attrs += "; Secure"
+        flow.metadata[DECISION_KEY] = FlowDecision(False, "session.launched", "launch token redeemed", "session")
+        # A 200 page that navigates on: a cross-site redirect chain would not send a
+        # SameSite=Strict cookie, a same-origin navigation does.
+        body = (
+            b"<!doctype html><html><head><meta charset=utf-8>"
+            b"<meta http-equiv=refresh content='0;url=/'><title>Opening device</title></head>"
+            b"<body><p>Opening the device web page&hellip; <a href='/'>continue</a></p></body></html>"
+        )
+        flow.response = http.Response.make(
+            200, body, {"content-type": "text/html; charset=utf-8", "cache-control": "no-store"}
+        )
+        flow.response.headers["set-cookie"] = f"{name}={cookie}; {attrs}"
+        flow.metadata["printgate.generated"] = True
+        log.info("dwa.launch", session=route.session_id)
+
+    async def _end(self, flow: http.HTTPFlow, route: SessionRoute, cookie: str) -> None:
+        if flow.request.method != "POST":
+            pages.block(flow, FlowDecision(True, "session.end_method", "ending a session needs a POST", "session"))
+            return
+        expected = csrf_token(self._deps.csrf_key, cookie)
+        given = flow.request.urlencoded_form.get("csrf", "") or flow.request.headers.get("x-printgate-csrf", "")
+        origin = flow.request.headers.get("origin")
+        if not hmac.compare_digest(expected, given) or (
+            origin is not None and origin != self._deps.public.origin(route.host)
+        ):
+            pages.block(flow, FlowDecision(True, "session.end_csrf", "the end-session form was not sent by this page", "session"))
+            return
+        await self._deps.on_end_request(route.session_id)
+        self._deps.routes.remove(route.session_id, "ended by the technician")
+        pages.session_ended(flow, "ended by the technician")
+        flow.metadata[DECISION_KEY] = FlowDecision(False, "session.end", "ended by the technician", "session")
+        log.info("dwa.end_requested", session=route.session_id)

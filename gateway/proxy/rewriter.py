@@ -1,0 +1,147 @@
+"""Pure URL rewriting between a device's address and its session host.
+
+Towards the browser every form of the device address is replaced: absolute
+(``http://``, ``https://``, ``ws://``, ``wss://``), protocol-relative,
+JSON-escaped (``http:\\/\\/``), percent-encoded (``http%3A%2F%2F``) and bare
+``host[:port]`` (JavaScript string literals). Towards the device the session
+origin is mapped back. No I/O; the addon feeds it headers and bodies.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from printgate.errors import ConfigError
+
+
+def _default_port(scheme: str) -> int:
+    return 443 if scheme in ("https", "wss") else 80
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    scheme: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, origin: str) -> Origin:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"not an http(s) origin: {origin!r} (expected e.g. http://192.0.2.7:8080)")
+        return cls(parts.scheme, parts.hostname.lower(), parts.port or _default_port(parts.scheme))
+
+    @property
+    def netloc(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == _default_port(self.scheme) else f"{host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.netloc}"
+
+
+def _address_regex(host: str) -> re.Pattern[str]:
+    """Any form of ``host``: optional scheme and slashes, optional ``:port`` / ``%3Aport``."""
+    is_ip = host[:1].isdigit() or ":" in host
+    behind = r"(?<![0-9.])" if is_ip else r"(?:(?<![\w.-])|(?<=%2[fF])|(?<=%40))"
+    ahead = r"(?![0-9])(?!\.[0-9])" if is_ip else r"(?![\w-])(?!\.[\w-])"
+    return re.compile(
+        r"(?:(?P<scheme>\b(?:https?|wss?))(?P<colon>:|%3[aA]))?"
+        r"(?P<slashes>(?:\\?/|%2[fF]){2})?"
+        + behind
+        + re.escape(host)
+        + r"(?:(?P<portsep>:|%3[aA])(?P<port>[0-9]{1,5}))?"
+        + ahead,
+        re.IGNORECASE,
+    )
+
+
+class UrlRewriter:
+    """Rewrites between ``device`` (as the device's pages name it) and ``session`` (the browser's view)."""
+
+    def __init__(self, device_origin: str, session_origin: str) -> None:
+        self.device = Origin.parse(device_origin)
+        self.session = Origin.parse(session_origin)
+        self._to_browser = _address_regex(self.device.host)
+        self._to_device = _address_regex(self.session.host)
+        self._device_host_bytes = self.device.host.encode()
+        self._session_host_bytes = self.session.host.encode()
+
+    # --- towards the browser -----------------------------------------------
+    def _browser_sub(self, m: re.Match[str]) -> str:
+        return self._sub(m, self.session)
+
+    def _device_sub(self, m: re.Match[str]) -> str:
+        return self._sub(m, self.device)
+
+    @staticmethod
+    def _sub(m: re.Match[str], target: Origin) -> str:
+        out = []
+        scheme = m.group("scheme")
+        if scheme:
+            secure = target.scheme == "https"
+            if scheme.lower() in ("ws", "wss"):
+                out.append("wss" if secure else "ws")
+            else:
+                out.append(target.scheme)
+            out.append(m.group("colon"))
+        if m.group("slashes"):
+            out.append(m.group("slashes"))
+        netloc = target.netloc
+        if m.group("portsep") and m.group("portsep") != ":":
+            netloc = netloc.replace(":", m.group("portsep"))
+        out.append(netloc)
+        return "".join(out)
+
+    def to_browser(self, text: str) -> str:
+        if self.device.host not in text.lower():
+            return text
+        return self._to_browser.sub(self._browser_sub, text)
+
+    def to_browser_bytes(self, data: bytes) -> bytes:
+        if self._device_host_bytes not in data.lower():
+            return data
+        return self.to_browser(data.decode("latin-1")).encode("latin-1")
+
+    def to_device(self, text: str) -> str:
+        if self.session.host not in text.lower():
+            return text
+        return self._to_device.sub(self._device_sub, text)
+
+    def to_device_bytes(self, data: bytes) -> bytes:
+        if self._session_host_bytes not in data.lower():
+            return data
+        return self.to_device(data.decode("latin-1")).encode("latin-1")
+
+    def mentions_device(self, data: bytes) -> bool:
+        return self._device_host_bytes in data.lower()
+
+    # --- cookies ------------------------------------------------------------
+    def set_cookie_to_browser(self, header: str, *, reserved_names: frozenset[str]) -> str | None:
+        """Make a device cookie host-only on the session host; None drops it."""
+        parts = [p.strip() for p in header.split(";")]
+        if not parts or "=" not in parts[0]:
+            return None
+        name = parts[0].split("=", 1)[0].strip()
+        if name in reserved_names or name.lower().startswith("__host-printgate"):
+            return None
+        kept = [parts[0]]
+        secure = self.session.scheme == "https"
+        for attr in parts[1:]:
+            key = attr.split("=", 1)[0].strip().lower()
+            if key == "domain":
+                continue  # host-only: never shared with other session hosts
+            if key == "secure" and not secure:
+                continue
+            if key == "samesite" and not secure and attr.split("=", 1)[-1].strip().lower() == "none":
+                kept.append("SameSite=Lax")
+                continue
+            if key == "path":
+                kept.append(self.to_browser(attr))
+                continue
+            if attr:
+                kept.append(attr)
+        return "; ".join(kept)
+

@@ -1,0 +1,182 @@
+"""Which session host name leads to which device, plus launch tokens and browser cookies.
+
+The table is the proxy's only state about sessions. A removed session leaves a
+tombstone so its host name shows a clear "session ended" page instead of a
+generic error. Secrets (launch tokens, cookies) are stored only as SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from printgate.errors import NotFound, TokenInvalid
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRoute:
+    """One DWA session as the proxy sees it."""
+
+    session_id: str
+    host: str  # e.g. s-<id>.dwa.localhost (no port)
+    upstream_host: str  # where the tunnel delivers the device (loopback port of the relay)
+    upstream_port: int
+    device_origin: str  # e.g. http://127.0.20.15:8081, the address the device's pages use
+    device_scheme: str  # "http" | "https"
+    pinned_fingerprint: str | None  # sha256 hex of the device certificate (DER), https only
+    expires_at: datetime
+    idle_timeout_s: int
+    device_label: str
+    customer_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """What is left of a removed session: its host and why it ended."""
+
+    session_id: str
+    host: str
+    reason: str
+    ended_at: datetime
+
+
+@dataclass(slots=True)
+class _LaunchToken:
+    session_id: str
+    expires_at: datetime
+
+
+@dataclass(slots=True)
+class _Live:
+    route: SessionRoute
+    last_activity: datetime
+    cookie_hashes: set[str] = field(default_factory=set)
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class RouteTable:
+    """Session routes keyed by host name; launch tokens; cookies bound to sessions."""
+
+    def __init__(
+        self,
+        *,
+        launch_token_ttl_s: int = 60,
+        tombstone_ttl_s: int = 3600,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._ttl = timedelta(seconds=launch_token_ttl_s)
+        self._tombstone_ttl = timedelta(seconds=tombstone_ttl_s)
+        self._clock = clock
+        self._live: dict[str, _Live] = {}  # session_id -> live state
+        self._hosts: dict[str, str] = {}  # host -> session_id
+        self._tombstones: dict[str, Tombstone] = {}  # host -> tombstone
+        self._tokens: dict[str, _LaunchToken] = {}  # sha256(token) -> token
+        self._removal_listeners: list[Callable[[str, str], None]] = []
+
+    # --- lifecycle -----------------------------------------------------
+    def add(self, route: SessionRoute) -> None:
+        host = route.host.lower()
+        if host in self._hosts and self._hosts[host] != route.session_id:
+            raise TokenInvalid(f"host {host} already belongs to another live session")
+        self._live[route.session_id] = _Live(replace(route, host=host), self._clock())
+        self._hosts[host] = route.session_id
+        self._tombstones.pop(host, None)
+
+    def remove(self, session_id: str, reason: str) -> None:
+        live = self._live.pop(session_id, None)
+        if live is None:
+            return
+        self._hosts.pop(live.route.host, None)
+        self._tombstones[live.route.host] = Tombstone(
+            session_id, live.route.host, reason, self._clock()
+        )
+        for key in [k for k, t in self._tokens.items() if t.session_id == session_id]:
+            del self._tokens[key]
+        for listener in list(self._removal_listeners):
+            listener(session_id, reason)
+
+    def extend(self, session_id: str, new_expires_at: datetime) -> SessionRoute:
+        live = self._live.get(session_id)
+        if live is None:
+            raise NotFound(f"session {session_id} is not live on this proxy; cannot extend it")
+        live.route = replace(live.route, expires_at=new_expires_at)
+        return live.route
+
+    def on_remove(self, listener: Callable[[str, str], None]) -> None:
+        """Call ``listener(session_id, reason)`` whenever a session is removed."""
+        self._removal_listeners.append(listener)
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    # --- lookups -------------------------------------------------------
+    def by_host(self, host: str) -> SessionRoute | Tombstone | None:
+        host = host.lower()
+        session_id = self._hosts.get(host)
+        if session_id is not None:
+            return self._live[session_id].route
+        tomb = self._tombstones.get(host)
+        if tomb is not None and self._clock() - tomb.ended_at > self._tombstone_ttl:
+            del self._tombstones[host]
+            return None
+        return tomb
+
+    def get(self, session_id: str) -> SessionRoute | None:
+        live = self._live.get(session_id)
+        return live.route if live else None
+
+    def live_routes(self) -> list[SessionRoute]:
+        return [live.route for live in self._live.values()]
+
+    # --- activity (idle timeout) --------------------------------------
+    def touch(self, session_id: str) -> None:
+        live = self._live.get(session_id)
+        if live is not None:
+            live.last_activity = self._clock()
+
+    def last_activity(self, session_id: str) -> datetime | None:
+        live = self._live.get(session_id)
+        return live.last_activity if live else None
+
+    # --- launch tokens and cookies --------------------------------------
+    def issue_launch_token(self, session_id: str) -> str:
+        if session_id not in self._live:
+            raise NotFound(f"session {session_id} is not live on this proxy; add its route first")
+        now = self._clock()
+        for key in [k for k, t in self._tokens.items() if t.expires_at < now]:
+            del self._tokens[key]
+        token = secrets.token_urlsafe(32)
+        self._tokens[_digest(token)] = _LaunchToken(session_id, now + self._ttl)
+        return token
+
+    def redeem_launch_token(self, host: str, token: str) -> str:
+        """Consume a one-time launch token presented on ``host``; return a fresh cookie value."""
+        entry = self._tokens.pop(_digest(token), None)
+        if entry is None or entry.expires_at < self._clock():
+            raise TokenInvalid("launch link is invalid, already used or expired; open the device again from the portal")
+        live = self._live.get(entry.session_id)
+        if live is None or live.route.host != host.lower():
+            raise TokenInvalid("launch link does not belong to this session host; open the device again from the portal")
+        cookie = secrets.token_urlsafe(32)
+        live.cookie_hashes.add(_digest(cookie))
+        return cookie
+
+    def cookie_is_valid(self, session_id: str, cookie: str) -> bool:
+        live = self._live.get(session_id)
+        if live is None:
+            return False
+        digest = _digest(cookie)
+        return any(hmac.compare_digest(digest, h) for h in live.cookie_hashes)

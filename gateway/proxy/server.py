@@ -1,0 +1,185 @@
+"""DwaProxy: mitmproxy 12 as a library, in the caller's asyncio loop.
+
+One listener serves every session host (``s-<id>.<dwa-domain>``); mitmproxy
+runs in reverse mode towards a placeholder and the ``RouteUpstream`` addon
+sends each request to its session's tunnel. mitmproxy keeps global state
+(``mitmproxy.ctx``): run one DwaProxy per process (one process per core scales it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any
+
+from mitmproxy import options
+from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
+from mitmproxy.master import Master
+
+from gateway.proxy.addons import default_addons
+from gateway.proxy.addons.session_limits import SessionLimits
+from gateway.proxy.deps import ProxyDeps, PublicAddress, SessionTimeout
+from gateway.proxy.limits import ProxyLimits
+from gateway.proxy.routes import RouteTable
+from printgate.errors import ConfigError
+from printgate.interfaces import AuditSink
+from printgate.logs import get_logger
+
+log = get_logger(__name__)
+
+# Devices are old: allow old TLS and weak ciphers towards them (never towards the browser).
+DEVICE_CIPHERS = "DEFAULT:@SECLEVEL=0"
+START_TIMEOUT_S = 10.0
+
+
+class _ConnectionCloser:
+    """Closes live client connections of an ended session (mitmproxy's own timeout path)."""
+
+    def __init__(self, ps: proxyserver.Proxyserver, loop: asyncio.AbstractEventLoop) -> None:
+        self._ps = ps
+        self._loop = loop
+
+    def close_client(self, client_id: str) -> None:
+        # a short delay lets the "session ended" answer of the current request go out first
+        self._loop.call_later(0.3, self._close_now, client_id)
+
+    def _close_now(self, client_id: str) -> None:
+        handler = self._ps.connections.get(client_id)
+        if handler is None:
+            return
+        io = handler.transports.get(handler.client)
+        if io is not None and io.handler is not None:
+            io.handler.cancel("printgate session ended")
+
+
+class DwaProxy:
+    def __init__(
+        self,
+        listen_host: str,
+        listen_port: int,
+        *,
+        dwa_domain: str,
+        routes: RouteTable,
+        audit: AuditSink,
+        on_end_request: Callable[[str], Awaitable[None]],
+        limits: ProxyLimits = ProxyLimits(),
+        on_session_timeout: SessionTimeout | None = None,
+        public_scheme: str = "http",
+        public_port: int | None = None,
+        certs: list[str] | None = None,
+    ) -> None:
+        if public_scheme not in ("http", "https"):
+            raise ConfigError(f"public_scheme must be http or https, got {public_scheme!r}")
+        self._listen_host = listen_host
+        self._listen_port = listen_port
+        self._public_port = public_port
+        self._certs = certs or []
+        self.routes = routes
+        self.deps = ProxyDeps(
+            routes=routes,
+            audit=audit,
+            dwa_domain=dwa_domain.strip(".").lower(),
+            on_end_request=on_end_request,
+            csrf_key=secrets.token_bytes(32),
+            limits=limits,
+            public=PublicAddress(public_scheme, public_port or 0),
+            on_session_timeout=on_session_timeout,
+        )
+        self._master: Master | None = None
+        self._run_task: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._limits_addon: SessionLimits | None = None
+        self.port = 0
+
+    # --- lifecycle -----------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        opts = options.Options()
+        master = Master(opts, event_loop=loop)
+        ps = proxyserver.Proxyserver()
+        master.addons.add(core.Core(), ps, next_layer.NextLayer(), tlsconfig.TlsConfig())
+        closer = _ConnectionCloser(ps, loop)
+        pipeline = default_addons(self.deps, connection_closer=closer)
+        master.addons.add(*pipeline)
+        self._limits_addon = next(a for a in pipeline if isinstance(a, SessionLimits))
+        mode = "reverse:http://127.0.0.1:9"  # placeholder; RouteUpstream picks the real upstream
+        if self.deps.public.scheme == "https":
+            mode = "reverse:http://127.0.0.1:9@" + str(self._listen_port)
+        updates: dict[str, Any] = {
+            "mode": [mode],
+            "listen_host": self._listen_host,
+            "listen_port": self._listen_port,
+            "connection_strategy": "lazy",
+            "keep_host_header": True,
+            "ssl_insecure": True,  # replaced by the fingerprint pin in UpstreamTls
+            "tls_version_server_min": "UNBOUNDED",
+            "ciphers_server": DEVICE_CIPHERS,
+            "body_size_limit": str(self.deps.limits.hard_body_limit),
+            "http2": False,
+            "http3": False,
+            "websocket": True,
+            "termlog_verbosity": "error",
+        }
+        if self._certs:
+            updates["certs"] = self._certs
+        opts.update(**{k: v for k, v in updates.items() if k in opts})
+        self._master = master
+        self._run_task = asyncio.create_task(master.run(), name="mitmproxy-master")
+        async with asyncio.timeout(START_TIMEOUT_S):
+            while not ps.listen_addrs():
+                if self._run_task.done():
+                    await self._run_task
+                    raise ConfigError(f"proxy could not listen on {self._listen_host}:{self._listen_port}")
+                await asyncio.sleep(0.02)
+        self.port = int(ps.listen_addrs()[0][1])
+        if self._public_port is None:
+            self.deps.public.port = self.port
+        self._sweeper = asyncio.create_task(self._sweep(), name="dwa-session-sweeper")
+        log.info("dwa.proxy_started", host=self._listen_host, port=self.port)
+
+    async def _sweep(self) -> None:
+        assert self._limits_addon is not None
+        while True:
+            await asyncio.sleep(self.deps.limits.sweep_interval_s)
+            try:
+                await self._limits_addon.sweep()
+            except Exception as exc:  # keep sweeping; operators see the failure
+                log.error("dwa.sweep_failed", error=str(exc))
+
+    async def aclose(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        if self._master is not None and self._run_task is not None:
+            self._master.shutdown()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._run_task, 10)
+            self._master = None
+            self._run_task = None
+        log.info("dwa.proxy_stopped", port=self.port)
+
+    async def __aenter__(self) -> DwaProxy:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    # --- URLs ------------------------------------------------------------------
+    def session_host(self, session_id: str) -> str:
+        return f"s-{session_id}.{self.deps.dwa_domain}".lower()
+
+    def session_origin(self, session_id: str) -> str:
+        return self.deps.public.origin(self.session_host(session_id))
+
+    def launch_url(self, session_id: str, token: str) -> str:
+        route = self.routes.get(session_id)
+        host = route.host if route is not None else self.session_host(session_id)
+        return f"{self.deps.public.origin(host)}/__printgate/launch?token={token}"
