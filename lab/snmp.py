@@ -50,6 +50,24 @@ def recording_path(name: str) -> Path:
     return path
 
 
+def write_servable(src: Path, dst: Path) -> int:
+    """Copy a recording, dropping lines snmpsim cannot serve; returns how many.
+
+    Anonymised recordings contain OIDs such as ``...10.xx.0.32``; snmpsim
+    crashes on them mid-walk (the request then times out), so they go.
+    """
+    kept: list[str] = []
+    dropped = 0
+    for line in src.read_text(errors="replace").splitlines():
+        oid = line.split("|", 1)[0]
+        if line and all(p.isdigit() for p in oid.split(".")):
+            kept.append(line)
+        elif line:
+            dropped += 1
+    dst.write_text("\n".join(kept) + "\n")
+    return dropped
+
+
 @dataclass
 class _Responder:
     data_dir: Path
@@ -126,7 +144,7 @@ class SnmpLab:
             (r.data_dir / "public.snmprec").write_text(PLACEHOLDER)
             for n, ip in enumerate(r.addresses):
                 target = r.data_dir / COMMUNITY_DIR / f"{UDP_DOMAIN}.{n}.snmprec"
-                shutil.copyfile(recording_path(self.devices[ip]), target)
+                write_servable(recording_path(self.devices[ip]), target)
                 self._file_of[ip] = target
             self._responders.append(r)
         try:
@@ -182,7 +200,7 @@ class SnmpLab:
         src = recording_path(name)
         target = self._file_of[ip]
         tmp = target.with_suffix(".tmp")
-        shutil.copyfile(src, tmp)
+        write_servable(src, tmp)
         before = target.stat().st_mtime
         os.replace(tmp, target)
         # snmpsim re-indexes when the mtime changes (1 s resolution on some fs)

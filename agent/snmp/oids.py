@@ -1,0 +1,75 @@
+"""OIDs the agent asks for (numeric; no MIB files are loaded at run time)."""
+
+from __future__ import annotations
+
+# SNMPv2-MIB system group
+SYS_DESCR = "1.3.6.1.2.1.1.1.0"
+SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
+SYS_NAME = "1.3.6.1.2.1.1.5.0"
+SYS_LOCATION = "1.3.6.1.2.1.1.6.0"
+SYSTEM_SCALARS = (SYS_DESCR, SYS_OBJECT_ID, SYS_NAME, SYS_LOCATION)
+
+# IF-MIB / IP-MIB
+IF_TYPE = "1.3.6.1.2.1.2.2.1.3"
+IF_PHYS_ADDRESS = "1.3.6.1.2.1.2.2.1.6"
+IP_AD_ENT_IF_INDEX = "1.3.6.1.2.1.4.20.1.2"
+IF_TYPE_SOFTWARE_LOOPBACK = 24
+
+# HOST-RESOURCES-MIB
+HR_DEVICE_TYPE = "1.3.6.1.2.1.25.3.2.1.2"
+HR_DEVICE_DESCR = "1.3.6.1.2.1.25.3.2.1.3"
+HR_DEVICE_STATUS = "1.3.6.1.2.1.25.3.2.1.5"
+HR_DEVICE_PRINTER = "1.3.6.1.2.1.25.3.1.5"
+HR_PRINTER_STATUS = "1.3.6.1.2.1.25.3.5.1.1"
+HR_PRINTER_DETECTED_ERROR_STATE = "1.3.6.1.2.1.25.3.5.1.2"
+
+# Printer-MIB v2 (RFC 3805)
+PRINTER_MIB = "1.3.6.1.2.1.43"
+PRT_GENERAL_SERIAL = "1.3.6.1.2.1.43.5.1.1.17"
+PRT_MARKER_LIFE_COUNT = "1.3.6.1.2.1.43.10.2.1.4"
+PRT_MARKER_COUNTER_UNIT = "1.3.6.1.2.1.43.10.2.1.3"
+SUPPLIES = "1.3.6.1.2.1.43.11.1.1"
+PRT_SUPPLIES_COLORANT_INDEX = SUPPLIES + ".3"
+PRT_SUPPLIES_CLASS = SUPPLIES + ".4"
+PRT_SUPPLIES_TYPE = SUPPLIES + ".5"
+PRT_SUPPLIES_DESCRIPTION = SUPPLIES + ".6"
+PRT_SUPPLIES_UNIT = SUPPLIES + ".7"
+PRT_SUPPLIES_MAX_CAPACITY = SUPPLIES + ".8"
+PRT_SUPPLIES_LEVEL = SUPPLIES + ".9"
+PRT_COLORANT_VALUE = "1.3.6.1.2.1.43.12.1.1.4"
+ALERTS = "1.3.6.1.2.1.43.18.1.1"
+PRT_ALERT_SEVERITY = ALERTS + ".2"
+PRT_ALERT_TRAINING = ALERTS + ".3"
+PRT_ALERT_GROUP = ALERTS + ".4"
+PRT_ALERT_CODE = ALERTS + ".7"
+PRT_ALERT_DESCRIPTION = ALERTS + ".8"
+
+# columns walked at discovery (besides the system scalars)
+IDENTITY_COLUMNS = (
+    PRT_GENERAL_SERIAL, HR_DEVICE_TYPE, HR_DEVICE_DESCR,
+    IF_TYPE, IF_PHYS_ADDRESS, IP_AD_ENT_IF_INDEX,
+)
+COUNTER_COLUMNS = (PRT_MARKER_LIFE_COUNT, PRT_MARKER_COUNTER_UNIT)
+SUPPLY_COLUMNS = (
+    PRT_SUPPLIES_COLORANT_INDEX, PRT_SUPPLIES_CLASS, PRT_SUPPLIES_TYPE,
+    PRT_SUPPLIES_DESCRIPTION, PRT_SUPPLIES_UNIT, PRT_SUPPLIES_MAX_CAPACITY,
+    PRT_SUPPLIES_LEVEL, PRT_COLORANT_VALUE,
+)
+ALERT_COLUMNS = (
+    PRT_ALERT_SEVERITY, PRT_ALERT_TRAINING, PRT_ALERT_GROUP, PRT_ALERT_CODE,
+    PRT_ALERT_DESCRIPTION, HR_PRINTER_STATUS, HR_PRINTER_DETECTED_ERROR_STATE,
+    HR_DEVICE_TYPE, HR_DEVICE_STATUS,
+)
+
+
+def oid_tuple(oid: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in oid.strip(".").split(".") if p)
+
+
+def is_under(oid: str, root: str) -> bool:
+    return oid == root or oid.startswith(root + ".")
+
+
+def suffix(oid: str, root: str) -> str:
+    """The index part of ``oid`` below column ``root`` ("" if it is the root)."""
+    return oid[len(root) + 1 :] if oid.startswith(root + ".") else ""

@@ -1,0 +1,281 @@
+"""How to ask: SNMP GET / table walks over UDP with pysnmp 7 (asyncio).
+
+One ``SnmpClient`` (one pysnmp engine) serves every device. It bounds the
+number of requests in flight and the packet rate, applies a per-request
+timeout and retries, and converts answers into ``SnmpValue`` at once, so
+nothing above this module sees a pysnmp type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pysnmp.hlapi.v3arch import asyncio as hl
+from pysnmp.proto import errind
+
+from agent.snmp.oids import is_under
+from agent.snmp.values import Kind, SnmpValue
+from printgate.domain import SnmpCredential, SnmpVersion
+from printgate.errors import SnmpError
+
+MAX_VALUE_BYTES = 64 * 1024  # a "huge" answer beyond this is cut and flagged
+
+_TAGS: dict[tuple[int, int, int], Kind] = {
+    (0, 0, 2): Kind.INTEGER,
+    (0, 0, 4): Kind.OCTETS,
+    (0, 0, 6): Kind.OID,
+    (0, 0, 5): Kind.NULL,
+    (64, 0, 0): Kind.IPADDRESS,
+    (64, 0, 1): Kind.COUNTER32,
+    (64, 0, 2): Kind.GAUGE32,
+    (64, 0, 3): Kind.TIMETICKS,
+    (64, 0, 4): Kind.OPAQUE,
+    (64, 0, 6): Kind.COUNTER64,
+    (128, 0, 0): Kind.NO_SUCH_OBJECT,
+    (128, 0, 1): Kind.NO_SUCH_INSTANCE,
+    (128, 0, 2): Kind.END_OF_MIB,
+}
+
+_AUTH = {
+    None: hl.USM_AUTH_NONE,
+    "MD5": hl.USM_AUTH_HMAC96_MD5,
+    "SHA": hl.USM_AUTH_HMAC96_SHA,
+    "SHA1": hl.USM_AUTH_HMAC96_SHA,
+    "SHA224": hl.USM_AUTH_HMAC128_SHA224,
+    "SHA256": hl.USM_AUTH_HMAC192_SHA256,
+    "SHA384": hl.USM_AUTH_HMAC256_SHA384,
+    "SHA512": hl.USM_AUTH_HMAC384_SHA512,
+}
+_PRIV = {
+    None: hl.USM_PRIV_NONE,
+    "AES": hl.USM_PRIV_CFB128_AES,
+    "AES128": hl.USM_PRIV_CFB128_AES,
+    "AES192": hl.USM_PRIV_CFB192_AES,
+    "AES256": hl.USM_PRIV_CFB256_AES,
+}
+_AUTH_FAILURES = (
+    errind.WrongDigest, errind.UnknownUserName, errind.UnsupportedSecurityLevel,
+    errind.AuthenticationFailure, errind.DecryptionError, errind.UnknownSecurityName,
+    errind.UnsupportedAuthProtocol, errind.UnsupportedPrivProtocol,
+)
+
+
+def from_pysnmp(value: Any) -> SnmpValue:
+    """Convert one pysnmp/pyasn1 value; never raises (unknown -> OPAQUE bytes)."""
+    try:
+        tag = value.tagSet[0] if value.tagSet else None
+        key = (tag.tagClass, tag.tagFormat, tag.tagId) if tag is not None else None
+        kind = _TAGS.get(key) if key is not None else None
+        if kind is None:
+            return SnmpValue(Kind.OPAQUE, bytes(value.asOctets())[:MAX_VALUE_BYTES] if hasattr(value, "asOctets") else b"")
+        if kind in (Kind.NULL, Kind.NO_SUCH_OBJECT, Kind.NO_SUCH_INSTANCE, Kind.END_OF_MIB):
+            return SnmpValue(kind)
+        if not value.isValue:
+            return SnmpValue(Kind.NULL)
+        if kind in (Kind.OCTETS, Kind.IPADDRESS, Kind.OPAQUE):
+            return SnmpValue(kind, bytes(value.asOctets())[:MAX_VALUE_BYTES])
+        if kind is Kind.OID:
+            return SnmpValue(kind, ".".join(str(x) for x in tuple(value)))
+        return SnmpValue(kind, int(value))
+    except Exception:  # malformed values must never crash the agent
+        return SnmpValue(Kind.OPAQUE, b"")
+
+
+def oid_text(name: Any) -> str | None:
+    try:
+        return ".".join(str(int(x)) for x in tuple(name))
+    except Exception:  # a malformed name is dropped, never fatal
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class SnmpTarget:
+    ip: str
+    port: int
+    credential: SnmpCredential
+
+
+class _RateLimit:
+    """Token bucket: at most ``rate`` requests per second (bursts of ``rate/10``)."""
+
+    def __init__(self, rate: float | None) -> None:
+        self._rate = rate
+        self._burst = max(1.0, (rate or 1) / 10)
+        self._tokens = self._burst
+        self._last = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def take(self) -> None:
+        if not self._rate:
+            return
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+                self._last = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                await asyncio.sleep((1 - self._tokens) / self._rate)
+
+
+class SnmpClient:
+    """Shared SNMP requester with limits. Use as ``async with SnmpClient() as c``."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 1.0,
+        retries: int = 1,
+        max_in_flight: int = 64,
+        packets_per_second: float | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self.retries = retries
+        self._engine = hl.SnmpEngine()
+        self._sem = asyncio.Semaphore(max_in_flight)
+        self._rate = _RateLimit(packets_per_second)
+        self._targets: dict[tuple[str, int], Any] = {}
+        self._auth: dict[SnmpCredential, Any] = {}
+        self.requests = 0
+
+    async def __aenter__(self) -> SnmpClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._engine.close_dispatcher()
+
+    def _auth_data(self, cred: SnmpCredential) -> Any:
+        data = self._auth.get(cred)
+        if data is None:
+            if cred.version is SnmpVersion.V3:
+                if cred.auth_protocol not in _AUTH or cred.priv_protocol not in _PRIV:
+                    raise SnmpError(
+                        f"unsupported SNMPv3 protocols auth={cred.auth_protocol} priv={cred.priv_protocol}; "
+                        f"use auth one of {sorted(k for k in _AUTH if k)} and priv one of {sorted(k for k in _PRIV if k)}",
+                        code="snmp_config",
+                    )
+                data = hl.UsmUserData(
+                    cred.user,
+                    authKey=cred.auth_key or None,
+                    privKey=cred.priv_key or None,
+                    authProtocol=_AUTH[cred.auth_protocol],
+                    privProtocol=_PRIV[cred.priv_protocol],
+                )
+            else:
+                data = hl.CommunityData(cred.community, mpModel=0 if cred.version is SnmpVersion.V1 else 1)
+            self._auth[cred] = data
+        return data
+
+    async def _transport(self, t: SnmpTarget) -> Any:
+        key = (t.ip, t.port)
+        tr = self._targets.get(key)
+        if tr is None:
+            tr = await hl.UdpTransportTarget.create(key, timeout=self.timeout, retries=self.retries)
+            self._targets[key] = tr
+        return tr
+
+    def _fail(self, t: SnmpTarget, indication: Any) -> SnmpError:
+        where = f"{t.ip}:{t.port} ({t.credential.label})"
+        if isinstance(indication, errind.RequestTimedOut):
+            return SnmpError(
+                f"no SNMP answer from {where} within {self.timeout}s x{self.retries + 1}: "
+                "host unreachable, no SNMP agent, wrong community, or wrong v3 privacy key",
+                code="snmp_timeout",
+            )
+        if isinstance(indication, _AUTH_FAILURES):
+            return SnmpError(
+                f"SNMPv3 authentication refused by {where}: {indication}; check user and keys",
+                code="snmp_auth_failed",
+            )
+        return SnmpError(f"SNMP request to {where} failed: {indication}", code="snmp_failed")
+
+    async def _request(self, t: SnmpTarget, op: str, oids: Sequence[str], max_rep: int = 0) -> list[tuple[str, SnmpValue]]:
+        binds = [hl.ObjectType(hl.ObjectIdentity(o)) for o in oids]
+        auth = self._auth_data(t.credential)
+        async with self._sem:
+            await self._rate.take()
+            tr = await self._transport(t)
+            self.requests += 1
+            ctx = hl.ContextData()
+            if op == "get":
+                ind, status, index, out = await hl.get_cmd(self._engine, auth, tr, ctx, *binds, lookupMib=False)
+            elif op == "next":
+                ind, status, index, out = await hl.next_cmd(self._engine, auth, tr, ctx, *binds, lookupMib=False)
+            else:
+                ind, status, index, out = await hl.bulk_cmd(
+                    self._engine, auth, tr, ctx, 0, max_rep, *binds, lookupMib=False
+                )
+        if ind:
+            raise self._fail(t, ind)
+        if status and int(status) != 2:  # noSuchName (v1) is "absent", not a failure
+            if int(status) in (16, 6):  # authorizationError, noAccess
+                raise SnmpError(
+                    f"{t.ip}:{t.port} refused access ({status.prettyPrint()}) for {t.credential.label}",
+                    code="snmp_auth_failed",
+                )
+            raise SnmpError(f"{t.ip}:{t.port} answered error {status.prettyPrint()} at #{index}", code="snmp_failed")
+        if status:
+            return [(o, SnmpValue(Kind.NO_SUCH_OBJECT)) for o in oids] if op == "get" else []
+        result: list[tuple[str, SnmpValue]] = []
+        for vb in out:
+            name = oid_text(vb[0])
+            if name is not None:
+                result.append((name, from_pysnmp(vb[1])))
+        return result
+
+    async def get(self, t: SnmpTarget, oids: Iterable[str], *, chunk: int = 24) -> dict[str, SnmpValue]:
+        """GET scalars (split in chunks); missing ones come back absent."""
+        wanted = list(oids)
+        out: dict[str, SnmpValue] = {}
+        for i in range(0, len(wanted), chunk):
+            for name, value in await self._request(t, "get", wanted[i : i + chunk]):
+                out[name] = value
+        return out
+
+    async def next(self, t: SnmpTarget, oids: Iterable[str]) -> dict[str, SnmpValue]:
+        """One GETNEXT: the first object after each of ``oids``."""
+        return dict(await self._request(t, "next", list(oids)))
+
+    async def walk(
+        self, t: SnmpTarget, roots: Iterable[str], *, max_repetitions: int = 16, max_rows: int = 256
+    ) -> dict[str, SnmpValue]:
+        """Walk several table columns at once (GETBULK; GETNEXT for v1), bounded."""
+        cursor = {r: r for r in dict.fromkeys(roots)}
+        out: dict[str, SnmpValue] = {}
+        rows = {r: 0 for r in cursor}
+        bulk = t.credential.version is not SnmpVersion.V1
+        for _ in range(max_rows):  # bounded: each round advances every live column
+            if not cursor:
+                break
+            live = list(cursor)
+            reps = max_repetitions if bulk else 1
+            answer = await self._request(t, "bulk" if bulk else "next", [cursor[r] for r in live], reps)
+            if not answer:
+                break
+            width = len(live)
+            done: set[str] = set()
+            for pos, (name, value) in enumerate(answer):
+                root = live[pos % width]
+                if root in done:
+                    continue
+                if value.kind is Kind.END_OF_MIB or not is_under(name, root) or name == cursor[root]:
+                    done.add(root)
+                    continue
+                out[name] = value
+                cursor[root] = name
+                rows[root] += 1
+                if rows[root] >= max_rows:
+                    done.add(root)
+            if len(answer) < width:
+                done.update(live[len(answer):])
+            for r in done:
+                cursor.pop(r, None)
+        return out
