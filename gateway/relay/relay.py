@@ -146,6 +146,18 @@ class Relay:
         return str(self._host_key.get_fingerprint("sha256"))
 
     @property
+    def host_public_key(self) -> str:
+        """The host public key line (``ssh-ed25519 AAAA...``) for OpenSSH known_hosts files."""
+        if self._host_key is None:
+            raise TunnelError("the relay is not started: no host key loaded yet")
+        return self._host_key.export_public_key("openssh").decode().split()[0] + " " + \
+            self._host_key.export_public_key("openssh").decode().split()[1]
+
+    @property
+    def certificate_authority(self) -> SshCertificateAuthority:
+        return self._require_ca()
+
+    @property
     def ca_public_key(self) -> str:
         """The CA public key line (``ssh-ed25519 AAAA...``), for OpenSSH ``TrustedUserCAKeys``."""
         return self._require_ca().public_key_line()
