@@ -261,3 +261,12 @@ async def active_approval_until(
             ApprovalRow.user_id == user_id, ApprovalRow.device_id == device_id,
             ApprovalRow.status == "approved", ApprovalRow.approved_until > now)
     )).scalar_one_or_none()
+
+
+async def live_dwa_session_ids_of_user(s: AsyncSession, user_id: str) -> list[str]:
+    result = await s.execute(
+        select(DwaSessionRow.id).where(DwaSessionRow.user_id == user_id,
+                                       DwaSessionRow.state.not_in(["closed", "denied", "failed"]))
+        .order_by(DwaSessionRow.created_at.desc())
+    )
+    return list(result.scalars().all())

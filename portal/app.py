@@ -1,0 +1,63 @@
+"""The portal application: ``create_app(settings, db=..., broker=..., audit=...)``.
+
+Nothing starts at import; the caller serves the returned app (uvicorn).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+
+from portal.deps import LoginRequired
+from portal.pages import see_other
+from portal.routers import approvals, devices, dwa_sessions, login, mfa, sso
+from portal.state import STATIC, PortalState, utc_now
+from printgate.interfaces import AuditSink, SessionBroker
+from printgate.settings import PortalSettings
+from printgate.store.db import Database
+
+
+def create_app(
+    settings: PortalSettings,
+    *,
+    db: Database,
+    broker: SessionBroker,
+    audit: AuditSink,
+    extra_routers: Sequence[APIRouter] = (),
+    clock: Callable[[], datetime] = utc_now,
+) -> FastAPI:
+    app = FastAPI(title="printgate portal", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+    app.state.portal = PortalState(settings=settings, db=db, broker=broker, audit=audit, clock=clock)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(LoginRequired)
+    async def _to_login(request: Request, exc: LoginRequired) -> Response:
+        return see_other(f"/login?next={exc.next_url}")
+
+    @app.middleware("http")
+    async def _security_headers(request: Request, call_next: Callable) -> Response:
+        response: Response = await call_next(request)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; form-action 'self' http: https:; "
+            "frame-ancestors 'none'",
+        )
+        if request.url.path != "/static":
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.get("/", include_in_schema=False)
+    async def _home() -> Response:
+        return see_other("/devices")
+
+    for router in (login.router, mfa.router, devices.router, dwa_sessions.router, approvals.router,
+                   sso.router, *extra_routers):
+        app.include_router(router)
+    return app

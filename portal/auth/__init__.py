@@ -1,0 +1,1 @@
+"""Portal identity: passwords, TOTP, browser sessions, CSRF, SAML, OIDC, API tokens."""

@@ -1,0 +1,20 @@
+"""API tokens for automation: ``pgt_<id>_<secret>``, stored as SHA-256, scoped."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+SCOPES = ("devices:read", "sessions:read", "sessions:write", "audit:read", "fleet:read")
+PREFIX = "pgt_"
+
+
+def new_token() -> tuple[str, str, str]:
+    """(token id, full token shown once, hash to store)."""
+    token_id = secrets.token_hex(8)
+    token = f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
+    return token_id, token, hash_token(token)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,69 @@
+"""Browser sessions: opaque cookie token, server-side row (hash only), idle and
+absolute timeouts, MFA time, logout everywhere."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from printgate.store import identity as repo
+from printgate.store.models.identity import PortalSessionRow
+
+COOKIE = "pg_session"
+STAGE_PASSWORD = "password"  # password accepted, second factor pending
+STAGE_FULL = "full"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    idle: timedelta
+    absolute: timedelta
+    pending_mfa: timedelta = timedelta(minutes=5)
+
+
+async def start(
+    s: AsyncSession, *, user_id: str, stage: str, now: datetime, source_ip: str,
+    auth_method: str = "password", mfa_method: str | None = None,
+) -> tuple[str, PortalSessionRow]:
+    """Create a session; returns (cookie token, row). Never reuses a token."""
+    token = secrets.token_urlsafe(32)
+    row = PortalSessionRow(
+        id=token_hash(token), user_id=user_id, stage=stage, created_at=now, last_seen_at=now,
+        mfa_at=now if mfa_method else None, mfa_method=mfa_method, auth_method=auth_method,
+        source_ip=source_ip, csrf_secret=secrets.token_hex(16),
+    )
+    await repo.add_portal_session(s, row)
+    return token, row
+
+
+def expired(row: PortalSessionRow, now: datetime, timeouts: Timeouts) -> str | None:
+    """Why the session is no longer valid, or None."""
+    if now - row.created_at > timeouts.absolute:
+        return "absolute"
+    if now - row.last_seen_at > timeouts.idle:
+        return "idle"
+    if row.stage == STAGE_PASSWORD and now - row.created_at > timeouts.pending_mfa:
+        return "mfa_pending_too_long"
+    return None
+
+
+async def load(
+    s: AsyncSession, token: str | None, now: datetime, timeouts: Timeouts
+) -> PortalSessionRow | None:
+    if not token:
+        return None
+    row = await repo.get_portal_session(s, token_hash(token))
+    if row is None:
+        return None
+    if expired(row, now, timeouts) is not None:
+        await repo.delete_portal_session(s, row.id)
+        return None
+    return row

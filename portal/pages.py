@@ -1,0 +1,43 @@
+"""Rendering helpers shared by the HTML routers (template + CSRF + user)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from portal.auth import csrf
+from portal.state import Login, PortalState
+
+
+def render(state: PortalState, request: Request, template: str, *, login: Login | None = None,
+           status_code: int = 200, **context: Any) -> HTMLResponse:
+    """Render ``template``; forms get a CSRF token bound to the session (or a
+    fresh pre-session cookie when nobody is signed in)."""
+    pre: str | None = None
+    if login is not None:
+        token = login.csrf_token
+    else:
+        pre = request.cookies.get(csrf.PRE_COOKIE) or csrf.new_binding()
+        token = csrf.token_for(state.secret_key, pre)
+    response = state.templates.TemplateResponse(
+        request, template,
+        {"login": login, "user": login.user if login else None, "csrf_token": token, **context},
+        status_code=status_code,
+    )
+    if pre is not None and request.cookies.get(csrf.PRE_COOKIE) != pre:
+        response.set_cookie(csrf.PRE_COOKIE, pre, httponly=True, samesite="lax",
+                            secure=state.settings.cookie_secure, path="/")
+    return response
+
+
+def see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def safe_next(url: str | None, default: str = "/devices") -> str:
+    """Only local paths are accepted as a post-login target (no open redirect)."""
+    if url and url.startswith("/") and not url.startswith("//") and "\\" not in url:
+        return url
+    return default

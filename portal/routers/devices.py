@@ -1,0 +1,70 @@
+"""The dealer's devices and "Open web page" (DESIGN §4 step 1)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import Response
+
+from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
+from portal.pages import render, see_other
+from portal.state import client_ip
+from printgate.domain import DeviceId, Outcome
+from printgate.interfaces import SessionLaunch
+from printgate.store import identity as repo
+from printgate.store.devices import dealer_of_device, get_device, list_devices_of_dealer
+from printgate.store.models.identity import ApprovalRow
+
+router = APIRouter(tags=["devices"])
+
+
+@router.get("/devices")
+async def devices_page(request: Request, state: State, s: DbSession, login: CurrentLogin) -> Response:
+    rows = await list_devices_of_dealer(s, login.user.dealer_id) if login.user.dealer_id else []
+    return render(state, request, "devices.html", login=login, devices=rows)
+
+
+@router.post("/devices/{device_id}/open")
+async def open_device(request: Request, state: State, s: DbSession, login: CurrentLogin,
+                      _csrf: CsrfChecked, device_id: str) -> Response:
+    now = state.clock()
+    ip = client_ip(request)
+    result = await state.broker.open_session(
+        login.user, DeviceId(device_id), source_ip=ip, mfa_age_seconds=login.mfa_age_seconds(now),
+    )
+    decision = result.decision
+    await state.record(
+        "policy.decision", request=request, user=login.user, device_id=device_id,
+        outcome=Outcome.SUCCESS if decision.allow else Outcome.DENIED,
+        details={"action": "dwa.open", "allow": decision.allow,
+                 "reasons": [r.code for r in decision.reasons]},
+    )
+    if isinstance(result, SessionLaunch):
+        return see_other(result.launch_url)
+    device = await get_device(s, device_id)
+    owner = await dealer_of_device(s, device_id)
+    own = device is not None and owner is not None and owner[0] == login.user.dealer_id
+    pending = await repo.pending_approval(s, login.user.id, device_id) if own else None
+    return render(state, request, "refused.html", login=login, status_code=403,
+                  device=device if own else None, device_id=device_id, decision=decision,
+                  message=result.message, pending=pending)
+
+
+@router.post("/devices/{device_id}/approval-request")
+async def request_approval(request: Request, state: State, s: DbSession, login: CurrentLogin,
+                           _csrf: CsrfChecked, device_id: str,
+                           reason: Annotated[str, Form()] = "") -> Response:
+    owner = await dealer_of_device(s, device_id)
+    if owner is None or owner[0] != login.user.dealer_id:
+        raise HTTPException(404, "no such device")
+    if await repo.pending_approval(s, login.user.id, device_id) is None:
+        approval = ApprovalRow(id=secrets.token_hex(8), user_id=login.user.id, device_id=device_id,
+                               customer_id=owner[1], status="pending", reason=reason[:500],
+                               requested_at=state.clock())
+        await repo.add_approval(s, approval)
+        await state.record("approval.requested", request=request, user=login.user,
+                           device_id=device_id, customer_id=owner[1],
+                           details={"approval_id": approval.id})
+    return see_other("/approvals")

@@ -1,0 +1,36 @@
+"""My sessions: the user's live DWA sessions, each with an "End" button."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import Response
+
+from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
+from portal.pages import render, see_other
+from printgate.domain import SessionId
+from printgate.store import identity as repo
+
+router = APIRouter(tags=["dwa-sessions"])
+
+
+@router.get("/sessions")
+async def my_sessions(request: Request, state: State, s: DbSession, login: CurrentLogin) -> Response:
+    now = state.clock()
+    sessions = []
+    for sid in await repo.live_dwa_session_ids_of_user(s, login.user.id):
+        session = await state.broker.get_session(SessionId(sid))
+        if session is not None and session.is_live(now):
+            sessions.append(session)
+    return render(state, request, "sessions.html", login=login, sessions=sessions, now=now)
+
+
+@router.post("/sessions/{session_id}/end")
+async def end_session(request: Request, state: State, login: CurrentLogin, _csrf: CsrfChecked,
+                      session_id: str) -> Response:
+    session = await state.broker.get_session(SessionId(session_id))
+    if session is None or session.user_id != login.user.id:
+        raise HTTPException(404, "no such session of yours")
+    await state.broker.close_session(SessionId(session_id), reason="ended by user",
+                                     actor=login.user.email)
+    await state.record("dwa.end_requested", request=request, user=login.user, session_id=session_id)
+    return see_other("/sessions")

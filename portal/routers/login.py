@@ -1,0 +1,139 @@
+"""Sign in (email + password), second factor, sign out (here / everywhere)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+
+from portal.auth import browser_sessions, second_factor
+from portal.auth.passwords import hash_password, needs_rehash, verify_password
+from portal.deps import CsrfChecked, CurrentLogin, DbSession, OptionalLogin, State
+from portal.pages import render, safe_next, see_other
+from portal.state import client_ip
+from printgate.domain import Outcome
+from printgate.store import identity as repo
+from printgate.store.tenants import get_user_row_by_email, user_from_row
+
+router = APIRouter(tags=["login"])
+
+GENERIC_FAILURE = "email or password is wrong"
+
+
+def set_session_cookie(state: State, response: Response, token: str) -> None:
+    response.set_cookie(
+        browser_sessions.COOKIE, token, httponly=True, samesite="lax",
+        secure=state.settings.cookie_secure, path="/",
+        max_age=state.settings.session_absolute_hours * 3600,
+    )
+
+
+@router.get("/login")
+async def login_page(request: Request, state: State, s: DbSession, next: str = "") -> Response:
+    providers = await repo.list_sso_providers(s)
+    return render(state, request, "login.html", next=safe_next(next), providers=providers)
+
+
+@router.post("/login")
+async def login_submit(
+    request: Request, state: State, s: DbSession, _csrf: CsrfChecked,
+    email: Annotated[str, Form()], password: Annotated[str, Form()], next: Annotated[str, Form()] = "",
+) -> Response:
+    now = state.clock()
+    row = await get_user_row_by_email(s, email)
+    providers = await repo.list_sso_providers(s)
+
+    def fail(message: str, code: int = 401) -> Response:
+        return render(state, request, "login.html", status_code=code, error=message,
+                      next=safe_next(next), email=email, providers=providers)
+
+    if row is not None and row.locked_until is not None and row.locked_until > now:
+        wait = int((row.locked_until - now).total_seconds()) + 1
+        await state.record("auth.login", request=request, actor=email, outcome=Outcome.DENIED,
+                           details={"reason": "locked", "retry_after_s": wait})
+        return fail(f"too many failed attempts: try again in {wait} s", 429)
+    if row is None or row.disabled or not verify_password(row.password_hash, password):
+        if row is not None:
+            row.failed_logins += 1
+            row.locked_until = state.lockout.locked_until(row.failed_logins, now)
+        await state.record("auth.login", request=request, actor=email, outcome=Outcome.FAILURE,
+                           details={"reason": "bad_credentials"})
+        return fail(GENERIC_FAILURE)
+    row.failed_logins = 0
+    row.locked_until = None
+    if row.password_hash and needs_rehash(row.password_hash):
+        row.password_hash = hash_password(password)
+    user = user_from_row(row)
+    needs_mfa = second_factor.mfa_required(row)
+    stage = browser_sessions.STAGE_PASSWORD if needs_mfa else browser_sessions.STAGE_FULL
+    token, _ = await browser_sessions.start(s, user_id=row.id, stage=stage, now=now,
+                                            source_ip=client_ip(request))
+    await state.record("auth.login", request=request, user=user,
+                       details={"stage": stage, "method": "password"})
+    target = safe_next(next)
+    if needs_mfa:
+        target = ("/login/verify" if row.totp_secret else "/mfa/enrol") + f"?next={target}"
+    response = see_other(target)
+    set_session_cookie(state, response, token)
+    return response
+
+
+@router.get("/login/verify")
+async def verify_page(request: Request, state: State, login: OptionalLogin, next: str = "") -> Response:
+    if login is None:
+        return see_other("/login")
+    return render(state, request, "verify.html", login=login, next=safe_next(next))
+
+
+@router.post("/login/verify")
+async def verify_submit(
+    request: Request, state: State, s: DbSession, login: OptionalLogin, _csrf: CsrfChecked,
+    code: Annotated[str, Form()], next: Annotated[str, Form()] = "",
+) -> Response:
+    if login is None:
+        return see_other("/login")
+    now = state.clock()
+    row = await repo.get_user_row(s, login.user.id)
+    assert row is not None
+    result = await second_factor.check_code(s, row, code, now)
+    if not result.ok:
+        await state.record("auth.mfa", request=request, user=login.user, outcome=Outcome.FAILURE,
+                           details={"reason": result.value})
+        message = {
+            second_factor.FactorResult.REPLAYED: "this code was already used: wait for the next one",
+            second_factor.FactorResult.NOT_ENROLLED: "no authenticator is enrolled for this account",
+        }.get(result, "the code is wrong or expired")
+        return render(state, request, "verify.html", login=login, next=safe_next(next),
+                      error=message, status_code=401)
+    # a new session id once both factors are done (no fixation of the half-way session)
+    await repo.delete_portal_session(s, login.session.id)
+    token, _ = await browser_sessions.start(
+        s, user_id=row.id, stage=browser_sessions.STAGE_FULL, now=now, source_ip=client_ip(request),
+        mfa_method=result.value,
+    )
+    await state.record("auth.mfa", request=request, user=login.user, details={"method": result.value})
+    response = see_other(safe_next(next))
+    set_session_cookie(state, response, token)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, state: State, s: DbSession, login: CurrentLogin,
+                 _csrf: CsrfChecked) -> Response:
+    await repo.delete_portal_session(s, login.session.id)
+    await state.record("auth.logout", request=request, user=login.user)
+    response = see_other("/login")
+    response.delete_cookie(browser_sessions.COOKIE, path="/")
+    return response
+
+
+@router.post("/logout/everywhere")
+async def logout_everywhere(request: Request, state: State, s: DbSession, login: CurrentLogin,
+                            _csrf: CsrfChecked) -> Response:
+    n = await repo.delete_user_portal_sessions(s, login.user.id)
+    await state.record("auth.logout_everywhere", request=request, user=login.user,
+                       details={"sessions_ended": n})
+    response = see_other("/login")
+    response.delete_cookie(browser_sessions.COOKIE, path="/")
+    return response

@@ -1,0 +1,81 @@
+"""What every request handler needs, built once by ``create_app``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+
+from portal.auth.browser_sessions import Timeouts
+from portal.auth.passwords import Lockout
+from printgate.domain import AuditEventIn, User
+from printgate.interfaces import AuditSink, SessionBroker
+from printgate.settings import PortalSettings
+from printgate.store.db import Database
+from printgate.store.models.identity import PortalSessionRow
+
+TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class PortalState:
+    settings: PortalSettings
+    db: Database
+    broker: SessionBroker
+    audit: AuditSink
+    clock: Callable[[], datetime] = utc_now
+    lockout: Lockout = field(default_factory=Lockout)
+    templates: Jinja2Templates = field(default_factory=lambda: Jinja2Templates(directory=TEMPLATES))
+
+    @property
+    def secret_key(self) -> str:
+        return self.settings.secret_key.get_secret_value()
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return Timeouts(idle=timedelta(minutes=self.settings.session_idle_minutes),
+                        absolute=timedelta(hours=self.settings.session_absolute_hours))
+
+    async def record(self, type_: str, *, request: Request | None = None, user: User | None = None,
+                     actor: str | None = None, **kw: Any) -> None:
+        """Append an audit event with the user's tenant and the client address."""
+        if user is not None:
+            kw.setdefault("dealer_id", user.dealer_id)
+            kw.setdefault("customer_id", user.customer_id)
+        await self.audit.append(AuditEventIn(
+            type=type_, actor=actor or (user.email if user else None),
+            source_ip=client_ip(request) if request is not None else None, **kw,
+        ))
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def portal_state(request: Request) -> PortalState:
+    state: PortalState = request.app.state.portal
+    return state
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """The authenticated browser session of a request."""
+
+    user: User
+    session: PortalSessionRow
+    csrf_token: str
+
+    def mfa_age_seconds(self, now: datetime) -> float | None:
+        if self.session.mfa_at is None:
+            return None
+        return (now - self.session.mfa_at).total_seconds()

@@ -1,0 +1,86 @@
+"""A small SessionBroker for the portal's tests, wired to the REAL policy engine
+and the real store (the integrator's gateway broker is tested end-to-end elsewhere)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+from policy import default_ruleset, evaluate_dwa_open, load_policy
+from printgate.domain import (
+    AuditEventIn,
+    DeviceId,
+    DwaSession,
+    DwaState,
+    DwaTarget,
+    Outcome,
+    SessionId,
+    User,
+)
+from printgate.interfaces import SessionLaunch, SessionRefused
+from printgate.store import identity as repo
+from printgate.store.db import Database
+from printgate.store.devices import get_device
+from printgate.store.sessions import load_session, save_session
+from printgate.store.tenants import get_agent, tenant_of_site
+
+
+class RecordingAudit:
+    def __init__(self) -> None:
+        self.events: list[AuditEventIn] = []
+
+    async def append(self, event: AuditEventIn) -> None:
+        self.events.append(event)
+
+    def of_type(self, type_: str) -> list[AuditEventIn]:
+        return [e for e in self.events if e.type == type_]
+
+
+class PolicyBroker:
+    def __init__(self, db: Database, clock, launch_base: str) -> None:  # type: ignore[no-untyped-def]
+        self.db, self.clock, self.launch_base = db, clock, launch_base
+
+    async def open_session(self, user: User, device_id: DeviceId, *, source_ip: str,
+                           mfa_age_seconds: float | None) -> SessionLaunch | SessionRefused:
+        now: datetime = self.clock()
+        async with self.db.transaction() as s:
+            device = await get_device(s, device_id)
+            found = await tenant_of_site(s, device.site_id) if device else None
+            if device is None or found is None:
+                from printgate.domain import Decision, Reason
+                d = Decision(False, (Reason("ownership.other_tenant", "no such device of yours"),))
+                return SessionRefused(d, "access refused")
+            customer, site = found
+            agent = await get_agent(s, device.agent_id)
+            body = await repo.load_ruleset(s, customer.dealer_id)
+            policy = load_policy(body) if body else load_policy(default_ruleset(customer.dealer_id))
+            decision = evaluate_dwa_open(
+                policy, user=user, device=device, dealer_id=customer.dealer_id,
+                customer_id=customer.id, site_id=site.id, remote_access=customer.remote_access,
+                agent_online=bool(agent and agent.online), agent_enrolled=bool(agent and not agent.revoked),
+                source_ip=source_ip, mfa_age_seconds=mfa_age_seconds, now=now,
+                user_live_sessions=await repo.count_live_dwa_sessions(s, user_id=user.id),
+                device_live_sessions=await repo.count_live_dwa_sessions(s, device_id=device.id),
+                approved_until=await repo.active_approval_until(s, user.id, device.id, now),
+            )
+            if not decision.allow:
+                return SessionRefused(decision, "access refused by policy")
+            session = DwaSession(SessionId(secrets.token_hex(8)), user.id, device.id, device.agent_id,
+                                 DwaTarget(device.ip, device.ews_port, device.ews_scheme), now,
+                                 now + timedelta(seconds=decision.obligations.max_duration_seconds or 600))
+            session = session.transition(DwaState.AUTHORISED, at=now, reason="policy allowed")
+            await save_session(s, session)
+        return SessionLaunch(session, f"{self.launch_base}/sessions?launched={session.id}", decision)
+
+    async def close_session(self, session_id: SessionId, *, reason: str, actor: str) -> None:
+        async with self.db.transaction() as s:
+            session = await load_session(s, session_id)
+            if session and not session.state.is_final:
+                await save_session(s, session.transition(DwaState.CLOSED, at=self.clock(), reason=reason))
+
+    async def get_session(self, session_id: SessionId) -> DwaSession | None:
+        async with self.db.session() as s:
+            return await load_session(s, session_id)
+
+
+__all__ = ["Outcome", "PolicyBroker", "RecordingAudit"]
