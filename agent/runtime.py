@@ -1,0 +1,174 @@
+"""The running agent: discover printers, report them, open tunnels on command.
+
+The runtime only composes: discovery (``agent.discovery``), the cloud channel
+(``agent.channel``), the tunnel client (``agent.tunnel``) and the identity
+verifier (``agent.verify``) come in through the constructor, so the same
+runtime serves ``printgate agent run`` and the demo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from agent.ews_probe import EwsEndpoint, find_ews
+from printgate.domain import DeviceIdentity, DwaTarget
+from printgate.errors import PrintgateError
+from printgate.logs import get_logger
+from printgate.wire import agent_pb2 as pb
+
+log = get_logger("agent.runtime")
+
+
+class Channel(Protocol):
+    async def upload_inventory(self, devices: Sequence[pb.DiscoveredDevice]) -> None: ...
+    def commands(self) -> AsyncIterator[Any]: ...
+
+
+class Tunnel(Protocol):
+    async def aclose(self) -> None: ...
+    async def wait_closed(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Discovered:
+    """One result of a sweep, as the runtime needs it."""
+
+    ip: str
+    is_printer: bool
+    identity: DeviceIdentity
+    reason: str = ""
+
+
+Discover = Callable[[], Awaitable[Sequence[Discovered]]]
+OpenTunnel = Callable[[pb.OpenTunnel, Callable[[], Awaitable[None]] | None], Awaitable[Tunnel]]
+MakeVerifier = Callable[[pb.OpenTunnel], Callable[[], Awaitable[None]]]
+FindEws = Callable[[str], Awaitable[EwsEndpoint | None]]
+
+
+def _s(value: str | None) -> str:
+    return value or ""
+
+
+def inventory_entry(found: Discovered, ews: EwsEndpoint | None) -> pb.DiscoveredDevice:
+    ident = found.identity
+    return pb.DiscoveredDevice(
+        ip=found.ip,
+        ews_port=ews.port if ews else 0,
+        ews_scheme=ews.scheme if ews else "",
+        serial=_s(ident.serial), mac=_s(ident.mac), model=_s(ident.model),
+        sys_object_id=_s(ident.sys_object_id), vendor=_s(ident.vendor),
+        sys_name=_s(ident.sys_name), location=_s(ident.location),
+        tls_fingerprint=_s(ews.tls_fingerprint if ews else None),
+        status=pb.DEVICE_STATUS_PRINTER if found.is_printer else pb.DEVICE_STATUS_EXCLUDED,
+        excluded_reason=found.reason,
+    )
+
+
+class AgentRuntime:
+    """Owns the agent's loops; ``async with`` or ``start()``/``aclose()``."""
+
+    def __init__(
+        self,
+        *,
+        channel: Channel,
+        discover: Discover,
+        open_tunnel: OpenTunnel,
+        make_verifier: MakeVerifier | None = None,
+        find_ews_endpoint: FindEws = find_ews,
+        scan_interval_s: float = 300.0,
+    ) -> None:
+        self._channel = channel
+        self._discover = discover
+        self._open_tunnel = open_tunnel
+        self._make_verifier = make_verifier
+        self._find_ews = find_ews_endpoint
+        self._scan_interval = scan_interval_s
+        self._tunnels: dict[str, Tunnel] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.last_scan: datetime | None = None
+        self.printers: list[pb.DiscoveredDevice] = []
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._scan_loop(), name="agent-scan"),
+            asyncio.create_task(self._command_loop(), name="agent-commands"),
+        ]
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for sid in list(self._tunnels):
+            await self._close_tunnel(sid, "agent stopping")
+
+    async def __aenter__(self) -> AgentRuntime:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ---- discovery -------------------------------------------------------
+    async def scan_once(self) -> list[pb.DiscoveredDevice]:
+        found = await self._discover()
+        entries: list[pb.DiscoveredDevice] = []
+        for item in found:
+            ews = await self._find_ews(item.ip) if item.is_printer else None
+            entries.append(inventory_entry(item, ews))
+        await self._channel.upload_inventory(entries)
+        self.printers = [e for e in entries if e.status == pb.DEVICE_STATUS_PRINTER]
+        self.last_scan = datetime.now(UTC)
+        log.info("agent.scan_reported", printers=len(self.printers), total=len(entries))
+        return entries
+
+    async def _scan_loop(self) -> None:
+        while True:
+            try:
+                await self.scan_once()
+            except (PrintgateError, OSError) as exc:
+                log.warning("agent.scan_failed", error=str(exc))
+            await asyncio.sleep(self._scan_interval)
+
+    # ---- commands ----------------------------------------------------------
+    async def _command_loop(self) -> None:
+        async for command in self._channel.commands():
+            body = _command_body(command)
+            if body is None:
+                continue
+            kind = body.WhichOneof("body")
+            if kind == "open_tunnel":
+                await self._handle_open(body.open_tunnel)
+            elif kind == "close_tunnel":
+                await self._close_tunnel(body.close_tunnel.session_id, body.close_tunnel.reason)
+
+    async def _handle_open(self, cmd: pb.OpenTunnel) -> None:
+        verify = self._make_verifier(cmd) if self._make_verifier else None
+        try:
+            tunnel = await self._open_tunnel(cmd, verify)
+        except (PrintgateError, OSError) as exc:
+            log.warning("agent.tunnel_refused", session=cmd.session_id, error=str(exc))
+            return
+        self._tunnels[cmd.session_id] = tunnel
+        log.info("agent.tunnel_open", session=cmd.session_id, target=cmd.target_ip)
+
+    async def _close_tunnel(self, session_id: str, reason: str) -> None:
+        tunnel = self._tunnels.pop(session_id, None)
+        if tunnel is not None:
+            await tunnel.aclose()
+            log.info("agent.tunnel_closed", session=session_id, reason=reason)
+
+
+def target_of(cmd: pb.OpenTunnel) -> DwaTarget:
+    return DwaTarget(cmd.target_ip, cmd.target_port, cmd.target_scheme or "http")
+
+
+def _command_body(command: Any) -> pb.Command | None:
+    """Accept a verified-command wrapper (``.command``) or a bare ``Command``."""
+    if isinstance(command, pb.Command):
+        return command
+    inner = getattr(command, "command", None)
+    return inner if isinstance(inner, pb.Command) else None
