@@ -1,0 +1,103 @@
+"""EwsServer: one simulated printer web server; EwsLab: one per catalogue printer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import TracebackType
+
+from aiohttp import web
+
+from lab.catalog import PRINTERS, LabDevice
+from lab.ews.app import EwsState, make_app
+from lab.ews.certs import SelfSigned, make_self_signed
+from lab.ports import free_tcp_port
+
+
+class EwsServer:
+    def __init__(self, host: str, port: int, *, device_name: str, serial: str, https: bool = False) -> None:
+        self.host = host
+        self.port = port
+        self.https = https
+        self.state = EwsState(device_name=device_name, serial=serial)
+        self._cert: SelfSigned | None = make_self_signed(host, f"{device_name} EWS") if https else None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.https else "http"
+
+    @property
+    def origin(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    @property
+    def cert_fingerprint(self) -> str | None:
+        """SHA-256 hex of the certificate's DER (HTTPS only)."""
+        return self._cert.fingerprint if self._cert else None
+
+    @property
+    def cert_pem(self) -> bytes | None:
+        return self._cert.cert_pem if self._cert else None
+
+    async def start(self) -> None:
+        if self.port == 0:
+            self.port = free_tcp_port(self.host)
+        self.state.origin = self.origin
+        self._runner = web.AppRunner(make_app(self.state), access_log=None)
+        await self._runner.setup()
+        ssl_context = self._cert.server_context() if self._cert else None
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ssl_context)
+        await site.start()
+
+    async def aclose(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> EwsServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+def _serial(device: LabDevice) -> str:
+    return "LAB" + device.ip.rsplit(".", 1)[1].zfill(3) + device.name[:4].upper().replace("-", "")
+
+
+class EwsLab:
+    """One EwsServer per catalogue printer, each at its own 127.0.20.x address."""
+
+    def __init__(self, devices: Iterable[LabDevice] = PRINTERS) -> None:
+        self.devices = tuple(d for d in devices if d.printer)
+        self.servers: dict[str, EwsServer] = {}
+
+    async def start(self) -> None:
+        try:
+            for d in self.devices:
+                server = EwsServer(d.ip, 0, device_name=d.name, serial=_serial(d), https=d.https)
+                await server.start()
+                self.servers[d.name] = server
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        for server in self.servers.values():
+            await server.aclose()
+        self.servers.clear()
+
+    def __getitem__(self, name: str) -> EwsServer:
+        return self.servers[name]
+
+    async def __aenter__(self) -> EwsLab:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
