@@ -1,0 +1,361 @@
+"""Offline verification of an audit stream (export file or live store).
+
+Needs only the checkpoint public key. Checks, in one streaming pass:
+gap-free sequence from 1, every ``prev`` link, every signed checkpoint
+(signature, Merkle root of the first ``tree_size`` leaves, chain head),
+disclosed personal values against their salted commitments, and that every
+tombstone (content pruned by retention) is covered by a later
+``audit.retention.pruned`` record. The first failure is reported as a
+``Problem`` naming the record (seq and line) and the kind of ``Damage``.
+
+Subset exports (one tenant's records) carry an inclusion proof per record
+instead of a contiguous chain; each record is checked against a signed
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from audit.chain import GENESIS, RETENTION_EVENT, commit_personal, entry_hash, link_of
+from audit.checkpoint import Checkpoint, CheckpointVerifier
+from audit.merkle import Frontier, leaf_hash, verify_inclusion
+from audit.stream import (
+    CheckpointItem,
+    HeaderItem,
+    Item,
+    MalformedItem,
+    PersonalItem,
+    ProofItem,
+    RecordItem,
+    TombstoneItem,
+)
+
+
+class Damage(enum.StrEnum):
+    CHANGED = "changed"
+    DELETED = "deleted"
+    REORDERED = "reordered"
+    INSERTED = "inserted"
+    FORGED_CHECKPOINT = "forged_checkpoint"
+    REWRITTEN = "rewritten"  # consistent chain that contradicts a signed checkpoint
+    MALFORMED = "malformed"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    kind: Damage
+    seq: int | None
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"record {self.seq}" if self.seq is not None else "stream"
+        if self.line:
+            where += f" (line {self.line})"
+        return f"{self.kind.value}: {where}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    ok: bool
+    records: int
+    tombstones: int
+    checkpoints: int
+    anchored: int  # records covered by a verified signed checkpoint
+    head: str
+    root: str
+    personal_checked: int
+    problem: Problem | None = None
+
+    @property
+    def unanchored(self) -> int:
+        return self.records + self.tombstones - self.anchored
+
+
+class _Peek:
+    def __init__(self, items: Iterable[Item]) -> None:
+        self._it = iter(items)
+        self._buf: deque[Item] = deque()
+
+    def __iter__(self) -> Iterator[Item]:
+        return self
+
+    def __next__(self) -> Item:
+        return self._buf.popleft() if self._buf else next(self._it)
+
+    def ahead(self, n: int) -> list[Item]:
+        while len(self._buf) < n:
+            try:
+                self._buf.append(next(self._it))
+            except StopIteration:
+                break
+        return list(self._buf)[:n]
+
+
+def _link(item: RecordItem | TombstoneItem) -> tuple[str, int, str] | None:
+    """``(prev, seq, hash)`` of a chain item."""
+    if isinstance(item, TombstoneItem):
+        return item.prev, item.seq, item.hash
+    link = link_of(item.data)
+    if link is None:
+        return None
+    return link[0], link[1], entry_hash(item.data)
+
+
+def _chain_items(items: list[Item]) -> list[tuple[str, int, str]]:
+    out = []
+    for it in items:
+        if isinstance(it, RecordItem | TombstoneItem):
+            link = _link(it)
+            if link is not None:
+                out.append(link)
+    return out
+
+
+class _Fail(Exception):
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+
+
+def verify_items(
+    items: Iterable[Item], verifier: CheckpointVerifier | None, *, window: int = 1024
+) -> VerifyReport:
+    """Verify a stream of export items; never raises for damage, reports it."""
+    state = _State(verifier, window)
+    try:
+        state.run(_Peek(items))
+    except _Fail as fail:
+        return state.report(fail.problem)
+    return state.report(None)
+
+
+class _State:
+    def __init__(self, verifier: CheckpointVerifier | None, window: int) -> None:
+        self.verifier = verifier
+        self.window = window
+        self.expected = 1
+        self.prev = GENESIS
+        self.prev_line = 0
+        self.frontier = Frontier()
+        self.pending: dict[int, CheckpointItem] = {}
+        self.checkpoints = 0
+        self.anchored = 0
+        self.records = 0
+        self.tombstones: list[TombstoneItem] = []
+        self.authorised: list[tuple[int, int]] = []
+        self.last_record: RecordItem | None = None
+        self.personal_checked = 0
+        self.root = b""
+
+    def report(self, problem: Problem | None) -> VerifyReport:
+        return VerifyReport(
+            ok=problem is None, records=self.records, tombstones=len(self.tombstones),
+            checkpoints=self.checkpoints, anchored=self.anchored, head=self.prev,
+            root=self.frontier.root().hex(), personal_checked=self.personal_checked,
+            problem=problem,
+        )
+
+    def fail(self, kind: Damage, seq: int | None, line: int | None, message: str) -> _Fail:
+        return _Fail(Problem(kind, seq, line, message))
+
+    def run(self, peek: _Peek) -> None:
+        for item in peek:
+            if isinstance(item, RecordItem | TombstoneItem):
+                self.chain(item, peek)
+            elif isinstance(item, CheckpointItem):
+                self.checkpoint(item, peek)
+            elif isinstance(item, PersonalItem):
+                self.personal(item)
+            elif isinstance(item, HeaderItem):
+                if item.meta.get("subset"):
+                    _verify_subset(self, peek)
+                    return
+            elif isinstance(item, MalformedItem):
+                raise self.fail(Damage.MALFORMED, None, item.line, item.reason)
+            elif isinstance(item, ProofItem):
+                continue
+        self.finish()
+
+    def chain(self, item: RecordItem | TombstoneItem, peek: _Peek) -> None:
+        link = _link(item)
+        if link is None:
+            raise self.fail(Damage.MALFORMED, None, item.line, "record line is not a canonical audit entry")
+        prev, seq, h = link
+        if seq != self.expected:
+            raise self.misplaced(item, seq, h, peek)
+        if prev != self.prev:
+            raise self.broken_link(item, seq, h, peek)
+        self.frontier.append(leaf_hash(bytes.fromhex(h)))
+        self.prev, self.prev_line, self.expected = h, item.line, seq + 1
+        if isinstance(item, TombstoneItem):
+            self.tombstones.append(item)
+            self.last_record = None
+        else:
+            self.records += 1
+            self.last_record = item
+            if b'"type":"' + RETENTION_EVENT.encode() + b'"' in item.data:
+                try:
+                    details = json.loads(item.data).get("details", {})
+                except ValueError:
+                    raise self.fail(Damage.CHANGED, seq, item.line,
+                                    f"record {seq} is no longer valid JSON") from None
+                for a, b in details.get("seq_ranges", []):
+                    self.authorised.append((int(a), int(b)))
+        cp = self.pending.pop(self.frontier.size, None)
+        if cp is not None:
+            self.match_checkpoint(cp, peek)
+
+    def misplaced(self, item: RecordItem | TombstoneItem, seq: int, h: str, peek: _Peek) -> _Fail:
+        exp = self.expected
+        ahead = _chain_items(peek.ahead(self.window))
+        ahead_seqs = {s for _, s, _ in ahead}
+        if seq > exp:
+            if exp in ahead_seqs:
+                if seq in ahead_seqs:
+                    return self.fail(Damage.INSERTED, seq, item.line,
+                                     f"a record claiming seq {seq} was inserted before record {exp}")
+                return self.fail(Damage.REORDERED, seq, item.line,
+                                 f"record {seq} appears before record {exp}")
+            missing = f"{exp}" if seq == exp + 1 else f"{exp}..{seq - 1}"
+            return self.fail(Damage.DELETED, exp, item.line, f"record(s) {missing} are missing before this line")
+        if seq == exp - 1 and ahead:
+            nxt_prev = ahead[0][0]
+            if nxt_prev == h:
+                return self.fail(Damage.INSERTED, seq, self.prev_line,
+                                 f"two records claim seq {seq}; the earlier one is not linked by record {seq + 1}")
+        return self.fail(Damage.INSERTED, seq, item.line,
+                         f"record claims seq {seq} but record {exp} was expected (duplicate or forged)")
+
+    def broken_link(self, item: RecordItem | TombstoneItem, seq: int, h: str, peek: _Peek) -> _Fail:
+        ahead = _chain_items(peek.ahead(1))
+        if ahead and ahead[0][1] == seq:
+            if ahead[0][0] == self.prev:
+                return self.fail(Damage.INSERTED, seq, item.line,
+                                 f"a second record with seq {seq} that is not linked into the chain")
+        if ahead and ahead[0][0] != h:
+            return self.fail(Damage.CHANGED, seq, item.line,
+                             f"record {seq} was altered: it no longer links to record {seq - 1} "
+                             f"and record {seq + 1} no longer links to it")
+        if seq == 1:
+            return self.fail(Damage.CHANGED, seq, item.line, "the first record does not start the chain")
+        return self.fail(Damage.CHANGED, seq - 1, self.prev_line,
+                         f"record {seq - 1} was altered: its hash is not the one record {seq} commits to")
+
+    def checkpoint(self, item: CheckpointItem, peek: _Peek) -> None:
+        cp = item.checkpoint
+        if self.verifier is not None and not self.verifier.is_valid(cp):
+            raise self.fail(Damage.FORGED_CHECKPOINT, cp.tree_size, item.line,
+                            f"checkpoint for tree size {cp.tree_size} has no valid signature "
+                            f"by key {self.verifier.key_id}")
+        self.checkpoints += 1
+        if cp.tree_size == self.frontier.size:
+            self.match_checkpoint(item, peek)
+        elif cp.tree_size > self.frontier.size:
+            self.pending[cp.tree_size] = item
+        else:
+            raise self.fail(Damage.MALFORMED, cp.tree_size, item.line,
+                            f"checkpoint for tree size {cp.tree_size} appears after record {self.frontier.size}")
+
+    def match_checkpoint(self, item: CheckpointItem, peek: _Peek) -> None:
+        cp = item.checkpoint
+        root = self.frontier.root().hex()
+        if root == cp.root and self.prev == cp.head:
+            self.anchored = cp.tree_size
+            return
+        first = self.anchored + 1
+        nxt = _chain_items(peek.ahead(4))
+        if cp.tree_size == first or (self.prev != cp.head and (not nxt or nxt[0][0] == cp.head)):
+            raise self.fail(Damage.CHANGED, cp.tree_size, self.prev_line,
+                            f"record {cp.tree_size} is not the record signed by checkpoint {cp.tree_size}")
+        raise self.fail(Damage.REWRITTEN, first, None,
+                        f"records {first}..{cp.tree_size} do not match the signed checkpoint "
+                        f"{cp.tree_size}: changed and re-chained")
+
+    def personal(self, item: PersonalItem) -> None:
+        rec = self.last_record
+        if rec is None or (link_of(rec.data) or ("", -1))[1] != item.seq:
+            raise self.fail(Damage.MALFORMED, item.seq, item.line,
+                            "personal values do not follow their record")
+        try:
+            committed = json.loads(rec.data).get("personal", {})
+        except ValueError:
+            raise self.fail(Damage.CHANGED, item.seq, rec.line,
+                            f"record {item.seq} is no longer valid JSON") from None
+        for name, (value, salt) in item.fields.items():
+            try:
+                ok = commit_personal(name, value, bytes.fromhex(salt)) == committed.get(name)
+            except ValueError:
+                ok = False
+            if not ok:
+                raise self.fail(Damage.CHANGED, item.seq, item.line,
+                                f"clear personal field {name!r} of record {item.seq} does not match "
+                                "its committed hash")
+            self.personal_checked += 1
+
+    def finish(self) -> None:
+        if self.pending:
+            size = min(self.pending)
+            have = self.frontier.size
+            raise self.fail(Damage.DELETED, have + 1, self.pending[size].line,
+                            f"checkpoint {size} was signed over {size} records but only {have} are present")
+        for t in self.tombstones:
+            if not any(a <= t.seq <= b for a, b in self.authorised):
+                raise self.fail(Damage.DELETED, t.seq, t.line,
+                                f"content of record {t.seq} was removed without a retention record")
+
+
+def _verify_subset(state: _State, peek: _Peek) -> None:
+    cps: dict[int, Checkpoint] = {}
+    last_seq = 0
+    pending: RecordItem | None = None
+    for item in peek:
+        if isinstance(item, CheckpointItem):
+            cp = item.checkpoint
+            if state.verifier is not None and not state.verifier.is_valid(cp):
+                raise state.fail(Damage.FORGED_CHECKPOINT, cp.tree_size, item.line,
+                                 f"checkpoint for tree size {cp.tree_size} has no valid signature")
+            cps[cp.tree_size] = cp
+            state.checkpoints += 1
+        elif isinstance(item, RecordItem):
+            if pending is not None:
+                raise state.fail(Damage.MALFORMED, None, pending.line, "record without inclusion proof")
+            link = link_of(item.data)
+            if link is None:
+                raise state.fail(Damage.MALFORMED, None, item.line, "not a canonical audit entry")
+            seq = link[1]
+            if seq <= last_seq:
+                kind = Damage.INSERTED if seq == last_seq else Damage.REORDERED
+                raise state.fail(kind, seq, item.line, f"record {seq} follows record {last_seq}")
+            last_seq, pending = seq, item
+        elif isinstance(item, ProofItem):
+            if pending is None:
+                raise state.fail(Damage.MALFORMED, item.seq, item.line, "proof without record")
+            cp = cps.get(item.tree_size)
+            if cp is None:
+                raise state.fail(Damage.MALFORMED, item.seq, item.line,
+                                 f"no signed checkpoint of size {item.tree_size} in the export")
+            leaf = leaf_hash(bytes.fromhex(entry_hash(pending.data)))
+            try:
+                path = [bytes.fromhex(p) for p in item.path]
+            except ValueError:
+                path = []
+            if item.seq != last_seq or not verify_inclusion(
+                leaf, last_seq - 1, cp.tree_size, path, bytes.fromhex(cp.root)
+            ):
+                raise state.fail(Damage.CHANGED, last_seq, pending.line,
+                                 f"record {last_seq} is not in the tree signed by checkpoint {cp.tree_size}")
+            state.records += 1
+            state.anchored += 1
+            state.last_record = pending
+            pending = None
+        elif isinstance(item, PersonalItem):
+            state.personal(item)
+        elif isinstance(item, MalformedItem):
+            raise state.fail(Damage.MALFORMED, None, item.line, item.reason)
+    if pending is not None:
+        raise state.fail(Damage.MALFORMED, None, pending.line, "record without inclusion proof")
