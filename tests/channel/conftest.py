@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +17,7 @@ from gateway.channel.enrolment import ChannelFacts
 from gateway.channel.grpc_server import AgentChannelServer
 from gateway.channel.handlers import ChannelHandlers
 from gateway.channel.hub import AgentHub
+from gateway.channel.mqtt_bridge import MqttBridge
 from lab.ports import free_tcp_port
 from printgate.domain import Customer, CustomerId, Dealer, DealerId, Site, SiteId
 from printgate.store import channel as channel_store
@@ -24,6 +25,7 @@ from printgate.store import tenants
 from printgate.store.audit_table import TableAuditSink
 from printgate.store.db import Database, migrate
 from printgate.wire import agent_pb2 as pb
+from tests.channel.broker import Broker
 
 
 @dataclass
@@ -119,3 +121,21 @@ async def eventually(check, timeout: float = 10.0, interval: float = 0.05):  # t
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def broker(cloud: Cloud) -> Iterator[Broker]:
+    b = Broker.prepare(cloud.ca)
+    b.start()
+    yield b
+    b.remove()
+
+
+@pytest.fixture(scope="session")
+async def bridge(cloud: Cloud, broker: Broker) -> AsyncIterator[MqttBridge]:
+    d = broker.directory
+    b = MqttBridge("127.0.0.1", broker.port, ca_path=d / "ca.crt", cert_path=d / "bridge.crt",
+                   key_path=d / "bridge.key", hub=cloud.hub, handlers=cloud.recorder.handlers())
+    await b.start()
+    yield b
+    await b.aclose()

@@ -1,0 +1,124 @@
+"""The gateway's MQTT bridge: publishes signed commands, tracks presence via the broker.
+
+Runs one paho-mqtt client (its network loop in paho's thread) authenticated
+with a client certificate (CN ``printgate-gateway``) that the broker ACL
+allows on the whole agent tree. Presence messages (retained, "offline" being
+each agent's last will) update the ``AgentHub``; agent events (command
+results) go to the channel handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.channel.handlers import ChannelHandlers
+from gateway.channel.hub import AgentHub
+from printgate.errors import AgentUnavailable
+from printgate.logs import get_logger
+from printgate.wire import agent_pb2 as pb
+from printgate.wire import topics
+
+log = get_logger(__name__)
+
+
+class MqttBridge:
+    def __init__(self, host: str, port: int, *, ca_path: Path, cert_path: Path, key_path: Path,
+                 hub: AgentHub, handlers: ChannelHandlers | None = None,
+                 client_id: str = topics.GATEWAY_USER, publish_timeout: float = 5.0) -> None:
+        self.host, self.port = host, port
+        self._hub, self._handlers = hub, handlers
+        self._timeout = publish_timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connected = asyncio.Event()
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                   protocol=mqtt.MQTTv311, clean_session=True)
+        self._client.tls_set(ca_certs=str(ca_path), certfile=str(cert_path), keyfile=str(key_path),
+                             cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    # ---- paho thread callbacks -------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            log.warning("mqtt.bridge.connect_failed", reason=str(reason))
+            return
+        client.subscribe([(topics.ALL_PRESENCE, topics.QOS), (topics.ALL_EVENTS, topics.QOS)])
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._connected.set)
+        log.info("mqtt.bridge.connected", host=self.host, port=self.port)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._connected.clear)
+        log.warning("mqtt.bridge.disconnected", reason=str(reason))
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(self._dispatch(msg.topic, bytes(msg.payload)), self._loop)
+
+    async def _dispatch(self, topic: str, payload: bytes) -> None:
+        agent_id, kind = topics.agent_of(topic), topics.kind_of(topic)
+        if agent_id is None:
+            return
+        if kind == "presence":
+            await self._hub.set_mqtt_presence(agent_id, payload == topics.ONLINE)
+        elif kind == "events" and self._handlers is not None:
+            event = pb.AgentEvent()
+            try:
+                event.ParseFromString(payload)
+            except Exception:
+                log.warning("mqtt.bridge.bad_event", agent=agent_id)
+                return
+            if event.agent_id != agent_id:  # the ACL already binds the topic to the cert CN
+                log.warning("mqtt.bridge.event_agent_mismatch", agent=agent_id)
+                return
+            if event.HasField("command_result"):
+                await self._handlers.on_command_result(agent_id, event.command_result)
+
+    # ---- lifecycle ----------------------------------------------------------
+    async def start(self, *, timeout: float = 10.0) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._client.connect_async(self.host, self.port, keepalive=15)
+        self._client.loop_start()
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError as exc:
+            await self.aclose()
+            raise AgentUnavailable(f"MQTT broker {self.host}:{self.port} not reachable within "
+                                   f"{timeout:.0f}s: check the broker and the bridge certificate") from exc
+        self._hub.use_mqtt(self)
+
+    async def aclose(self) -> None:
+        self._hub.use_mqtt(None)
+        self._client.disconnect()
+        await asyncio.to_thread(self._client.loop_stop)
+
+    async def __aenter__(self) -> MqttBridge:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ---- publishing -----------------------------------------------------------
+    async def publish_command(self, agent_id: str, envelope: bytes) -> None:
+        info = self._client.publish(topics.command_topic(agent_id), envelope, qos=topics.QOS)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise AgentUnavailable(f"MQTT publish to agent {agent_id} failed ({mqtt.error_string(info.rc)})")
+        await asyncio.to_thread(info.wait_for_publish, self._timeout)
+        if not info.is_published():
+            raise AgentUnavailable(f"MQTT broker did not acknowledge the command for {agent_id} "
+                                   f"within {self._timeout:.0f}s")
+
+    async def publish_config(self, agent_id: str, config_json: bytes) -> None:
+        """Retained desired config for ``agent_id`` (delivered on every (re)connect)."""
+        info = self._client.publish(topics.config_topic(agent_id), config_json, qos=topics.QOS, retain=True)
+        await asyncio.to_thread(info.wait_for_publish, self._timeout)
