@@ -43,6 +43,7 @@ class EwsState:
     pages: int = 1000
     last_host: str = ""
     seen_paths: list[str] = field(default_factory=list)
+    last_cookie_header: str = ""
 
 
 STATE: web.AppKey[EwsState] = web.AppKey("ews_state", EwsState)
@@ -73,6 +74,7 @@ async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
     state = request.app[STATE]
     state.last_host = request.headers.get("host", "")
     state.seen_paths.append(request.path)
+    state.last_cookie_header = request.headers.get("cookie", "")
     if request.method not in ("GET", "HEAD"):
         body = await request.read()
         state.received.append(
