@@ -132,6 +132,7 @@ class AgentChannelServer:
                 self._hub.cut_agent(agent, "gateway shutting down")
             await self._server.stop(grace=1.0)
             self._server = None
+            self._hub.remove_presence_listener(self._handlers.on_presence)
             log.info("channel.grpc.stopped", port=self.port)
 
     async def __aenter__(self) -> AgentChannelServer:

@@ -67,7 +67,12 @@ class AgentHub:
         self._mqtt = publisher
 
     def add_presence_listener(self, listener: PresenceListener) -> None:
-        self._listeners.append(listener)
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    def remove_presence_listener(self, listener: PresenceListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     # ---- state --------------------------------------------------------------
     def is_online(self, agent_id: str) -> bool:
