@@ -66,6 +66,10 @@ class AuditLog:
         async with self.db.transaction() as s:
             return await self._append_locked(s, prepared)
 
+    async def append_in(self, s: AsyncSession, events: Sequence[AuditEventIn]) -> list[AuditRecord]:
+        """Append inside the caller's transaction ``s`` (locks the chain head)."""
+        return await self._append_locked(s, [prepare(e, self._salt) for e in events])
+
     async def _append_locked(self, s: AsyncSession, prepared: Sequence[PreparedEvent]) -> list[AuditRecord]:
         last_seq, last_hash = await store.lock_head(s)
         at_dt = self._clock()
