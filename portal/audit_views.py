@@ -1,0 +1,171 @@
+"""Audit API for the ``auditor`` role: filter, CSV/JSONL download, session story.
+
+``audit_router(db, audit_log, current_user_dependency)`` returns an
+``APIRouter`` (paths under ``/audit``). Every query is narrowed to the
+caller's tenant (``audit.query.scope_for``): a customer's auditor sees only
+that customer's events, a dealer's auditor only that dealer's; asking for
+another tenant is 403, another tenant's session is 404. Downloads are
+themselves audited.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel
+
+from audit.log import AuditLog
+from audit.query import AuditFilter, scope_for, search, search_all
+from printgate.domain import AuditEventIn, AuditRecord, User
+from printgate.errors import AccessDenied
+from printgate.store.db import Database
+
+MAX_PAGE = 1000
+MAX_DOWNLOAD = 100_000
+CSV_COLUMNS = ("seq", "at", "type", "outcome", "actor", "source_ip", "dealer_id", "customer_id",
+               "device_id", "session_id", "details", "hash")
+
+
+class AuditEventPublic(BaseModel):
+    seq: int
+    at: datetime
+    type: str
+    outcome: str
+    actor: str | None
+    source_ip: str | None
+    dealer_id: str | None
+    customer_id: str | None
+    device_id: str | None
+    session_id: str | None
+    details: dict[str, Any]
+    hash: str
+
+    @classmethod
+    def of(cls, r: AuditRecord) -> AuditEventPublic:
+        return cls(seq=r.seq, at=r.at, type=r.type, outcome=r.outcome, actor=r.actor,
+                   source_ip=r.source_ip, dealer_id=r.dealer_id, customer_id=r.customer_id,
+                   device_id=r.device_id, session_id=r.session_id, details=dict(r.details), hash=r.hash)
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEventPublic]
+    next_after_seq: int | None
+
+
+class SessionStory(BaseModel):
+    session_id: str
+    device_id: str | None
+    actors: list[str]
+    started: datetime | None
+    ended: datetime | None
+    events: list[AuditEventPublic]
+
+
+def _filter(
+    since: datetime | None = None, until: datetime | None = None, actor: str | None = None,
+    dealer_id: str | None = None, customer_id: str | None = None, device_id: str | None = None,
+    session_id: str | None = None, type: Annotated[list[str] | None, Query()] = None,
+    outcome: str | None = None, after_seq: int = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_DOWNLOAD)] = 200,
+) -> AuditFilter:
+    return AuditFilter(dealer_id=dealer_id, customer_id=customer_id, since=since, until=until,
+                       actor=actor, device_id=device_id, session_id=session_id,
+                       types=tuple(type or ()), outcome=outcome, after_seq=after_seq, limit=limit)
+
+
+def audit_router(db: Database, audit_log: AuditLog, current_user_dependency: Callable[..., Any]) -> APIRouter:
+    router = APIRouter(prefix="/audit", tags=["audit"])
+    auditor = Depends(current_user_dependency)
+    wanted_filter = Depends(_filter)
+
+    def scoped(user: User, wanted: AuditFilter) -> AuditFilter:
+        try:
+            return scope_for(user, wanted)
+        except AccessDenied as exc:
+            raise HTTPException(status_code=403, detail=exc.message) from exc
+
+    async def downloaded(request: Request, user: User, f: AuditFilter, fmt: str, count: int) -> None:
+        await audit_log.append(AuditEventIn(
+            type="audit.export.downloaded", actor=user.email,
+            source_ip=request.client.host if request.client else None,
+            dealer_id=f.dealer_id or user.dealer_id, customer_id=f.customer_id,
+            details={"format": fmt, "records": count, "filter": {
+                "since": f.since.isoformat() if f.since else None,
+                "until": f.until.isoformat() if f.until else None,
+                "device_id": f.device_id, "session_id": f.session_id, "types": list(f.types),
+                "outcome": f.outcome, "actor_filter": f.actor is not None}},
+        ))
+
+    @router.get("/events", response_model=AuditPage)
+    async def list_events(user: User = auditor, wanted: AuditFilter = wanted_filter) -> AuditPage:
+        f = scoped(user, wanted)
+        f = replace(f, limit=min(f.limit, MAX_PAGE))
+        records = await search(db, f)
+        nxt = records[-1].seq if len(records) == f.limit else None
+        return AuditPage(events=[AuditEventPublic.of(r) for r in records], next_after_seq=nxt)
+
+    @router.get("/events.csv")
+    async def download_csv(request: Request, user: User = auditor, wanted: AuditFilter = wanted_filter) -> Response:
+        f = scoped(user, wanted)
+        records = await search_all(db, f)
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(CSV_COLUMNS)
+        for r in records:
+            e = AuditEventPublic.of(r)
+            w.writerow([e.seq, e.at.isoformat(), e.type, e.outcome, e.actor or "", e.source_ip or "",
+                        e.dealer_id or "", e.customer_id or "", e.device_id or "", e.session_id or "",
+                        json.dumps(e.details, sort_keys=True), e.hash])
+        await downloaded(request, user, f, "csv", len(records))
+        return Response(buf.getvalue(), media_type="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="audit.csv"'})
+
+    @router.get("/events.jsonl")
+    async def download_jsonl(request: Request, user: User = auditor, wanted: AuditFilter = wanted_filter) -> Response:
+        f = scoped(user, wanted)
+        records = await search_all(db, f)
+        body = "".join(AuditEventPublic.of(r).model_dump_json() + "\n" for r in records)
+        await downloaded(request, user, f, "jsonl", len(records))
+        return Response(body, media_type="application/x-ndjson",
+                        headers={"Content-Disposition": 'attachment; filename="audit.jsonl"'})
+
+    async def story(user: User, session_id: str) -> SessionStory:
+        f = scoped(user, AuditFilter(session_id=session_id, limit=MAX_DOWNLOAD))
+        records = await search_all(db, f)
+        if not records:
+            raise HTTPException(status_code=404, detail=f"no audit events for session {session_id}")
+        events = [AuditEventPublic.of(r) for r in records]
+        return SessionStory(
+            session_id=session_id, device_id=next((e.device_id for e in events if e.device_id), None),
+            actors=sorted({e.actor for e in events if e.actor}), started=events[0].at,
+            ended=events[-1].at, events=events,
+        )
+
+    @router.get("/sessions/{session_id}", response_model=SessionStory)
+    async def session_story(session_id: str, user: User = auditor) -> SessionStory:
+        return await story(user, session_id)
+
+    @router.get("/sessions/{session_id}/view", response_class=HTMLResponse)
+    async def session_story_page(session_id: str, user: User = auditor) -> HTMLResponse:
+        s = await story(user, session_id)
+        rows = "".join(
+            f"<tr><td>{e.seq}</td><td>{e.at:%Y-%m-%d %H:%M:%S}</td><td>{html.escape(e.type)}</td>"
+            f"<td>{html.escape(e.outcome)}</td><td>{html.escape(e.actor or '')}</td>"
+            f"<td><code>{html.escape(json.dumps(e.details, sort_keys=True))}</code></td></tr>"
+            for e in s.events)
+        page = (f"<!doctype html><title>Session {html.escape(session_id)}</title>"
+                f"<h1>Session {html.escape(session_id)}</h1><p>device {html.escape(s.device_id or '?')}, "
+                f"{len(s.events)} events</p><table><thead><tr><th>#</th><th>time (UTC)</th><th>event</th>"
+                f"<th>outcome</th><th>who</th><th>details</th></tr></thead><tbody>{rows}</tbody></table>")
+        return HTMLResponse(page)
+
+    return router
