@@ -14,8 +14,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pysnmp.hlapi.v1arch import asyncio as v1
 from pysnmp.hlapi.v3arch import asyncio as hl
 from pysnmp.proto import errind
+from pysnmp.smi import builder, view
 
 from agent.snmp.oids import is_under
 from agent.snmp.values import Kind, SnmpValue
@@ -92,6 +94,22 @@ def oid_text(name: Any) -> str | None:
         return None
 
 
+_NULL = hl.Null("")
+
+
+class _NoMibCompiler:
+    """We only use numeric OIDs: never build pysmi's parser (~3 s of CPU)."""
+
+    def compile(self, *names: str, **options: Any) -> dict[str, str]:
+        return {}
+
+
+def _numeric_mib_view() -> Any:
+    mib_builder = builder.MibBuilder()
+    mib_builder.set_mib_compiler(_NoMibCompiler(), "/nonexistent/printgate-no-mibs")
+    return view.MibViewController(mib_builder)
+
+
 @dataclass(frozen=True, slots=True)
 class SnmpTarget:
     ip: str
@@ -136,10 +154,14 @@ class SnmpClient:
     ) -> None:
         self.timeout = timeout
         self.retries = retries
-        self._engine = hl.SnmpEngine()
+        # v1/v2c go through the light v1arch dispatcher (no per-target LCD rows);
+        # v3 needs the full engine (USM, engine-id discovery)
+        self._dispatcher = v1.SnmpDispatcher()
+        self._dispatcher.cache["mibViewController"] = _numeric_mib_view()
+        self._engine: Any = None
         self._sem = asyncio.Semaphore(max_in_flight)
         self._rate = _RateLimit(packets_per_second)
-        self._targets: dict[tuple[str, int], Any] = {}
+        self._targets: dict[tuple[str, int, bool], Any] = {}
         self._auth: dict[SnmpCredential, Any] = {}
         self.requests = 0
 
@@ -150,7 +172,15 @@ class SnmpClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        self._engine.close_dispatcher()
+        self._dispatcher.transport_dispatcher.close_dispatcher()
+        if self._engine is not None:
+            self._engine.close_dispatcher()
+
+    def _v3_engine(self) -> Any:
+        if self._engine is None:
+            self._engine = hl.SnmpEngine()
+            self._engine.cache["mibViewController"] = _numeric_mib_view()
+        return self._engine
 
     def _auth_data(self, cred: SnmpCredential) -> Any:
         data = self._auth.get(cred)
@@ -170,15 +200,20 @@ class SnmpClient:
                     privProtocol=_PRIV[cred.priv_protocol],
                 )
             else:
-                data = hl.CommunityData(cred.community, mpModel=0 if cred.version is SnmpVersion.V1 else 1)
+                data = v1.CommunityData(cred.community, mpModel=0 if cred.version is SnmpVersion.V1 else 1)
             self._auth[cred] = data
         return data
 
     async def _transport(self, t: SnmpTarget) -> Any:
-        key = (t.ip, t.port)
+        v3 = t.credential.version is SnmpVersion.V3
+        key = (t.ip, t.port, v3)
         tr = self._targets.get(key)
         if tr is None:
-            tr = await hl.UdpTransportTarget.create(key, timeout=self.timeout, retries=self.retries)
+            # IP literals only: skip pysnmp's getaddrinfo round trip through a thread
+            cls = hl.UdpTransportTarget if v3 else v1.UdpTransportTarget
+            tr = cls.__new__(cls)
+            tr.transport_address = (t.ip, t.port)
+            tr.__init__(timeout=self.timeout, retries=self.retries)
             self._targets[key] = tr
         return tr
 
@@ -198,21 +233,30 @@ class SnmpClient:
         return SnmpError(f"SNMP request to {where} failed: {indication}", code="snmp_failed")
 
     async def _request(self, t: SnmpTarget, op: str, oids: Sequence[str], max_rep: int = 0) -> list[tuple[str, SnmpValue]]:
-        binds = [hl.ObjectType(hl.ObjectIdentity(o)) for o in oids]
+        binds = [hl.ObjectType(hl.ObjectIdentity(o), _NULL) for o in oids]
         auth = self._auth_data(t.credential)
         async with self._sem:
             await self._rate.take()
             tr = await self._transport(t)
             self.requests += 1
-            ctx = hl.ContextData()
-            if op == "get":
-                ind, status, index, out = await hl.get_cmd(self._engine, auth, tr, ctx, *binds, lookupMib=False)
-            elif op == "next":
-                ind, status, index, out = await hl.next_cmd(self._engine, auth, tr, ctx, *binds, lookupMib=False)
+            if t.credential.version is SnmpVersion.V3:
+                eng, ctx = self._v3_engine(), hl.ContextData()
+                if op == "get":
+                    ind, status, index, out = await hl.get_cmd(eng, auth, tr, ctx, *binds, lookupMib=False)
+                elif op == "next":
+                    ind, status, index, out = await hl.next_cmd(eng, auth, tr, ctx, *binds, lookupMib=False)
+                else:
+                    ind, status, index, out = await hl.bulk_cmd(
+                        eng, auth, tr, ctx, 0, max_rep, *binds, lookupMib=False
+                    )
             else:
-                ind, status, index, out = await hl.bulk_cmd(
-                    self._engine, auth, tr, ctx, 0, max_rep, *binds, lookupMib=False
-                )
+                d = self._dispatcher
+                if op == "get":
+                    ind, status, index, out = await v1.get_cmd(d, auth, tr, *binds, lookupMib=False)
+                elif op == "next":
+                    ind, status, index, out = await v1.next_cmd(d, auth, tr, *binds, lookupMib=False)
+                else:
+                    ind, status, index, out = await v1.bulk_cmd(d, auth, tr, 0, max_rep, *binds, lookupMib=False)
         if ind:
             raise self._fail(t, ind)
         if status and int(status) != 2:  # noSuchName (v1) is "absent", not a failure
