@@ -1,7 +1,159 @@
-"""`printgate audit ...` commands."""
+"""`printgate audit ...`: keygen, checkpoint, verify, export, prove."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
 import typer
 
+from printgate.settings import Settings
+
 app = typer.Typer(no_args_is_help=True, help="audit commands")
+
+ConfigOpt = typer.Option(None, help="TOML settings file")
+DbOpt = typer.Option(None, "--database-url", help="database URL (default: from settings)")
+
+
+def _url(config: Path | None, database_url: str | None) -> str:
+    return database_url or Settings.load(config).database_url
+
+
+@app.command()
+def keygen(out: Path = typer.Option(..., help="private key file to write (0600); the public key goes to OUT.pub")) -> None:
+    """Create the Ed25519 key pair that signs checkpoints."""
+    from audit.checkpoint import Signer
+
+    if out.exists():
+        typer.echo(f"{out} exists; refusing to overwrite a signing key", err=True)
+        raise typer.Exit(2)
+    signer = Signer.generate()
+    signer.save(out)
+    pub = out.with_name(out.name + ".pub")
+    pub.write_text(signer.public_key_pem())
+    typer.echo(f"private key {out} (keep secret), public key {pub} (give to verifiers), key id {signer.key_id}")
+
+
+@app.command()
+def checkpoint(
+    key: Path = typer.Option(..., help="Ed25519 private key (from `audit keygen`)"),
+    config: Path | None = ConfigOpt, database_url: str | None = DbOpt,
+) -> None:
+    """Sign a tree head over every record now in the store."""
+    from audit.checkpoint import Signer
+    from audit.log import AuditLog
+    from printgate.store.db import Database
+
+    async def run() -> None:
+        async with Database(_url(config, database_url)) as db:
+            cp = await AuditLog(db, Signer.load(key)).checkpoint()
+        if cp is None:
+            typer.echo("the audit log is empty; nothing to sign")
+        else:
+            typer.echo(json.dumps(cp.to_json(), indent=2))
+
+    asyncio.run(run())
+
+
+@app.command()
+def verify(
+    public_key: Path = typer.Option(..., help="checkpoint public key (PEM)"),
+    file: Path | None = typer.Option(None, help="verify this export instead of the live store"),
+    require_anchored: bool = typer.Option(False, help="fail if records follow the last signed checkpoint"),
+    config: Path | None = ConfigOpt, database_url: str | None = DbOpt,
+) -> None:
+    """Verify the chain, checkpoints and personal values; exit 1 on any damage."""
+    from audit.checkpoint import CheckpointVerifier
+    from audit.verify import VerifyReport
+
+    verifier = CheckpointVerifier.load(public_key)
+    report: VerifyReport
+    if file is not None:
+        from audit.stream import read_export
+        from audit.verify import verify_items
+
+        report = verify_items(read_export(file), verifier)
+    else:
+        from audit.export import verify_store
+        from printgate.store.db import Database
+
+        async def run() -> VerifyReport:
+            async with Database(_url(config, database_url)) as db:
+                return await verify_store(db, verifier)
+
+        report = asyncio.run(run())
+    summary = (f"{report.records} records, {report.tombstones} pruned, {report.checkpoints} checkpoints, "
+               f"{report.anchored} anchored, {report.personal_checked} personal values checked")
+    if not report.ok:
+        typer.echo(f"FAILED: {report.problem}", err=True)
+        typer.echo(summary, err=True)
+        raise typer.Exit(1)
+    typer.echo(f"OK: {summary}; head {report.head}")
+    if report.unanchored:
+        typer.echo(f"warning: {report.unanchored} records after the last signed checkpoint", err=True)
+        if require_anchored:
+            raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    out: Path = typer.Option(..., help="file to write"),
+    format: str = typer.Option("jsonl", help="jsonl (verifiable, with checkpoints/proofs) or cef"),
+    dealer: str | None = typer.Option(None, help="only this dealer's records (with inclusion proofs)"),
+    customer: str | None = typer.Option(None, help="only this customer's records (with inclusion proofs)"),
+    with_personal: bool = typer.Option(False, help="include clear personal values and salts"),
+    actor: str = typer.Option("cli", help="who asks for the export (recorded in the audit log)"),
+    config: Path | None = ConfigOpt, database_url: str | None = DbOpt,
+) -> None:
+    """Export the audit log (the export itself is audited)."""
+    from audit.export import export_cef, export_jsonl
+    from audit.log import AuditLog
+    from audit.query import AuditFilter
+    from printgate.domain import AuditEventIn
+    from printgate.store.db import Database
+
+    if format not in ("jsonl", "cef"):
+        typer.echo("--format must be jsonl or cef", err=True)
+        raise typer.Exit(2)
+    subset = (AuditFilter(dealer_id=dealer, customer_id=customer, limit=10**9)
+              if dealer or customer else None)
+
+    async def run() -> Any:
+        async with Database(_url(config, database_url)) as db:
+            if format == "cef":
+                summary = await export_cef(db, out, subset or AuditFilter(limit=10**9))
+            else:
+                summary = await export_jsonl(db, out, subset=subset, with_personal=with_personal)
+            await AuditLog(db, None).append(AuditEventIn(
+                type="audit.exported", actor=actor, dealer_id=dealer, customer_id=customer,
+                details={"format": format, "records": summary.records, "with_personal": with_personal},
+            ))
+            return summary
+
+    summary = asyncio.run(run())
+    typer.echo(f"wrote {summary.records} records to {out}")
+
+
+@app.command()
+def prove(
+    seq: int | None = typer.Option(None, help="inclusion proof for this record"),
+    tree_size: int | None = typer.Option(None, help="tree size (default: newest checkpoint)"),
+    old_size: int | None = typer.Option(None, "--from", help="consistency proof from this size"),
+    config: Path | None = ConfigOpt, database_url: str | None = DbOpt,
+) -> None:
+    """Print an inclusion proof (--seq) or a consistency proof (--from, --tree-size)."""
+    from audit.proofs import consistency_proof, inclusion_proof
+    from printgate.store.db import Database
+
+    async def run() -> dict[str, object]:
+        async with Database(_url(config, database_url)) as db:
+            if seq is not None:
+                return await inclusion_proof(db, seq, tree_size)
+            if old_size is not None:
+                return await consistency_proof(db, old_size, tree_size)
+        typer.echo("give --seq N or --from N", err=True)
+        raise typer.Exit(2)
+
+    typer.echo(json.dumps(asyncio.run(run()), indent=2))
