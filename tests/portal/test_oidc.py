@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-import time
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -25,7 +24,8 @@ from tests.portal.conftest import Portal
 class StubOidcIdp:
     """Authorisation code flow with auto-consent for ``self.email``."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock) -> None:  # type: ignore[no-untyped-def]
+        self.clock = clock  # the portal's clock: tokens are fresh in its time
         self.port = free_tcp_port()
         self.issuer = f"http://127.0.0.1:{self.port}"
         self.key = RSAKey.generate_key(2048, parameters={"kid": "k1"})
@@ -63,7 +63,7 @@ class StubOidcIdp:
         digest = hashlib.sha256(str(form["code_verifier"]).encode()).digest()
         if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != grant["code_challenge"]:
             return web.json_response({"error": "invalid_grant", "error_description": "PKCE"}, status=400)
-        now = int(time.time())
+        now = int(self.clock().timestamp())
         claims = {"iss": self.issuer, "sub": "sub-1", "aud": grant["client_id"], "iat": now,
                   "exp": now + 300, "nonce": grant["nonce"], "email": self.email,
                   "groups": self.groups, "amr": self.amr}
@@ -81,7 +81,7 @@ class StubOidcIdp:
 
 @pytest.fixture(scope="session")
 async def oidc_idp(portal: Portal) -> AsyncIterator[StubOidcIdp]:
-    idp = StubOidcIdp()
+    idp = StubOidcIdp(portal.clock)
     await idp.start()
     async with portal.db.transaction() as s:
         await add_sso_provider(s, SsoProviderRow(
