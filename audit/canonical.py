@@ -45,7 +45,7 @@ def _fast_path_ok(value: Any) -> bool:
             return False
         if type(v) is dict:
             for k, item in v.items():
-                if type(k) is not str or any(ord(c) > 0xFFFF for c in k):
+                if type(k) is not str or (not k.isascii() and max(k) > "\uffff"):
                     return False
                 stack.append(item)
             continue

@@ -42,7 +42,7 @@ RETENTION_EVENT = "audit.retention.pruned"
 # The top-level "prev" is the last `,"prev":"` in an entry: only "seq",
 # "session_id", "type" and "v" follow it, and bare quotes cannot occur inside
 # JSON strings.
-_TAIL = re.compile(rb',"prev":"([0-9a-f]{64})","seq":(\d+),"session_id":')
+ENTRY_TAIL = re.compile(rb',"prev":"([0-9a-f]{64})","seq":(\d+),"session_id":')
 
 
 def format_at(at: datetime) -> str:
@@ -125,7 +125,7 @@ def link_of(data: bytes) -> tuple[str, int] | None:
     i = data.rfind(b',"prev":"')
     if i < 0:
         return None
-    m = _TAIL.match(data, i)
+    m = ENTRY_TAIL.match(data, i)
     if m is None:
         return None
     return m.group(1).decode(), int(m.group(2))

@@ -10,6 +10,7 @@ anyone else's events.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import tempfile
@@ -122,7 +123,9 @@ def raise_no_checkpoint() -> None:
 async def export_jsonl(
     db: Database, path: Path | str, *, subset: AuditFilter | None = None, with_personal: bool = False
 ) -> ExportSummary:
-    with open(path, "wb") as out:
+    # writes are buffered to a local file; opening is the only call that may block long
+    out = await asyncio.to_thread(Path(path).open, "wb")
+    with out:
         if subset is None:
             n, c = await write_full(db, out, with_personal=with_personal)
         else:
@@ -168,9 +171,8 @@ def cef_line(rec: AuditRecord, *, version: str = "0.1.0") -> str:
 
 async def export_cef(db: Database, path: Path | str, f: AuditFilter) -> ExportSummary:
     records = await search_all(db, f)
-    with open(path, "w", encoding="utf-8") as out:
-        for rec in records:
-            out.write(cef_line(rec) + "\n")
+    text = "".join(cef_line(rec) + "\n" for rec in records)
+    await asyncio.to_thread(Path(path).write_text, text, encoding="utf-8")
     return ExportSummary(len(records), 0, str(path))
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 

@@ -20,8 +20,9 @@ import json
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from hashlib import sha256 as _sha256
 
-from audit.chain import GENESIS, RETENTION_EVENT, commit_personal, entry_hash, link_of
+from audit.chain import ENTRY_TAIL, GENESIS, RETENTION_EVENT, commit_personal, entry_hash, link_of
 from audit.checkpoint import Checkpoint, CheckpointVerifier
 from audit.merkle import Frontier, leaf_hash, verify_inclusion
 from audit.stream import (
@@ -182,15 +183,24 @@ class _State:
         self.finish()
 
     def chain(self, item: RecordItem | TombstoneItem, peek: _Peek) -> None:
-        link = _link(item)
-        if link is None:
-            raise self.fail(Damage.MALFORMED, None, item.line, "record line is not a canonical audit entry")
-        prev, seq, h = link
+        if isinstance(item, RecordItem):
+            data = item.data
+            m = ENTRY_TAIL.match(data, data.rfind(b',"prev":"'))
+            if m is None:
+                raise self.fail(Damage.MALFORMED, None, item.line, "record line is not a canonical audit entry")
+            digest = _sha256(data).digest()
+            prev, seq, h = m.group(1).decode(), int(m.group(2)), digest.hex()
+        else:
+            prev, seq, h = item.prev, item.seq, item.hash
+            try:
+                digest = bytes.fromhex(h)
+            except ValueError:
+                raise self.fail(Damage.MALFORMED, item.seq, item.line, "tombstone hash is not hex") from None
         if seq != self.expected:
             raise self.misplaced(item, seq, h, peek)
         if prev != self.prev:
             raise self.broken_link(item, seq, h, peek)
-        self.frontier.append(leaf_hash(bytes.fromhex(h)))
+        self.frontier.append(_sha256(b"\x00" + digest).digest())
         self.prev, self.prev_line, self.expected = h, item.line, seq + 1
         if isinstance(item, TombstoneItem):
             self.tombstones.append(item)
@@ -335,8 +345,8 @@ def _verify_subset(state: _State, peek: _Peek) -> None:
         elif isinstance(item, ProofItem):
             if pending is None:
                 raise state.fail(Damage.MALFORMED, item.seq, item.line, "proof without record")
-            cp = cps.get(item.tree_size)
-            if cp is None:
+            signed = cps.get(item.tree_size)
+            if signed is None:
                 raise state.fail(Damage.MALFORMED, item.seq, item.line,
                                  f"no signed checkpoint of size {item.tree_size} in the export")
             leaf = leaf_hash(bytes.fromhex(entry_hash(pending.data)))
@@ -345,10 +355,10 @@ def _verify_subset(state: _State, peek: _Peek) -> None:
             except ValueError:
                 path = []
             if item.seq != last_seq or not verify_inclusion(
-                leaf, last_seq - 1, cp.tree_size, path, bytes.fromhex(cp.root)
+                leaf, last_seq - 1, signed.tree_size, path, bytes.fromhex(signed.root)
             ):
                 raise state.fail(Damage.CHANGED, last_seq, pending.line,
-                                 f"record {last_seq} is not in the tree signed by checkpoint {cp.tree_size}")
+                                 f"record {last_seq} is not in the tree signed by checkpoint {signed.tree_size}")
             state.records += 1
             state.anchored += 1
             state.last_record = pending
