@@ -53,14 +53,16 @@ def recording_path(name: str) -> Path:
 def write_servable(src: Path, dst: Path) -> int:
     """Copy a recording, dropping lines snmpsim cannot serve; returns how many.
 
-    Anonymised recordings contain OIDs such as ``...10.xx.0.32``; snmpsim
-    crashes on them mid-walk (the request then times out), so they go.
+    Anonymised recordings contain OIDs such as ``...10.xx.0.32`` and values
+    such as Counter32 ``6git3159``; snmpsim crashes on them mid-walk (the
+    request then times out), so they go.
     """
     kept: list[str] = []
     dropped = 0
+    from lab.snmprec import parse_line
+
     for line in src.read_text(errors="replace").splitlines():
-        oid = line.split("|", 1)[0]
-        if line and all(p.isdigit() for p in oid.split(".")):
+        if line and parse_line(line) is not None:
             kept.append(line)
         elif line:
             dropped += 1
