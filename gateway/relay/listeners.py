@@ -56,25 +56,26 @@ class SessionListener(asyncssh.SSHListener):
         return self._port
 
     def _accept(self) -> asyncio.Protocol:
-        splice = Splice(self._meter)
+        splice = Splice(self._meter, on_connected=self._connected)
         self._splices.add(splice)
         splice.closed.add_done_callback(lambda _f: self._splices.discard(splice))
-        task = asyncio.get_running_loop().create_task(self._open_channel(splice))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
         return splice.socket_end
 
-    async def _open_channel(self, splice: Splice) -> None:
-        await asyncio.sleep(0)  # let connection_made run
+    def _connected(self, splice: Splice) -> None:
         transport = splice.socket_end.transport
         if transport is None or self._closed.is_set():
             splice.close()
             return
+        transport.pause_reading()  # until the SSH channel is open
+        task = asyncio.get_running_loop().create_task(self._open_channel(splice, transport))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _open_channel(self, splice: Splice, transport: asyncio.Transport) -> None:
         if len(self._splices) > self._max_channels:
             log.warning("relay.listener.too_many_channels", session=self._session_id)
             splice.close()
             return
-        transport.pause_reading()
         peer = transport.get_extra_info("peername") or ("", 0)
         try:
             await self._conn.create_connection(

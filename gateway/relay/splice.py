@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
+from typing import cast
 
 import asyncssh
 
@@ -25,8 +26,11 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
 class Splice:
     """One forwarded connection: ``socket_end`` <-> ``channel_end``."""
 
-    def __init__(self, meter: Meter | None = None) -> None:
+    def __init__(
+        self, meter: Meter | None = None, on_connected: Callable[[Splice], None] | None = None
+    ) -> None:
         self._meter = meter
+        self.on_connected = on_connected
         self.socket_end = SocketEnd(self)
         self.channel_end = ChannelEnd(self)
         self.closed = asyncio.get_running_loop().create_future()
@@ -81,9 +85,10 @@ class SocketEnd(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        set_nodelay(transport)
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        set_nodelay(self.transport)
+        if self._splice.on_connected is not None:
+            self._splice.on_connected(self._splice)
 
     def data_received(self, data: bytes) -> None:
         self._splice.count(len(data))
