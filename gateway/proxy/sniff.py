@@ -117,3 +117,11 @@ def looks_like_csv(data: bytes) -> bool:
 def has_encoded_blob(data: bytes) -> bool:
     """A long base64/base64url run: a file smuggled inside a text body."""
     return _B64_RUN.search(data) is not None
+
+
+_HTML_START = re.compile(rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body|title|meta|script|div|p|table)[\s>]", re.IGNORECASE | re.DOTALL)
+
+
+def looks_like_html(data: bytes) -> bool:
+    """Browser-style HTML detection for untyped responses (as old EWS and CUPS CGIs send)."""
+    return _HTML_START.match(data[:1024]) is not None

@@ -45,12 +45,21 @@ class BlockDownloads:
             return
         verdict = self.check(flow.request, flow.response)
         if verdict is None:
+            self._declare_type(flow.response)
             return
         rule, reason, size = verdict
         pages.block(
             flow,
             FlowDecision(True, rule, reason, "response", flow.response.headers.get("content-type", ""), size),
         )
+
+    @staticmethod
+    def _declare_type(resp: http.Response) -> None:
+        """Untyped bodies get the type they were checked as (the browser is told not to sniff)."""
+        if "content-type" in resp.headers or not resp.raw_content:
+            return
+        body = resp.get_content(strict=False) or b""
+        resp.headers["content-type"] = "text/html" if sniff.looks_like_html(body) else "text/plain"
 
     def check(self, req: http.Request, resp: http.Response) -> tuple[str, str, int] | None:
         body = resp.get_content(strict=False) or b""
@@ -92,6 +101,11 @@ class BlockDownloads:
                 return "download.too_large", f"JSON/XML of {size} bytes is over the {lim.max_data_body}-byte limit.", size
             if sniff.has_encoded_blob(body):
                 return "download.encoded_blob", "The response carries an encoded file.", size
+            return None
+        if mtype == "" and sniff.looks_like_html(body):
+            mtype = "text/html"
+            if size > lim.max_page_body:
+                return "download.too_large", f"A page of {size} bytes is over the {lim.max_page_body}-byte limit.", size
             return None
         if mtype in ("text/plain", ""):
             if size > MAX_PLAIN_TEXT:
