@@ -119,8 +119,13 @@ def wrk(url: str, *, connections: int, seconds: int) -> dict[str, float]:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _latency(re.search(r"\s50%\s+([\d.]+)(us|ms|s)", out))
     p99 = _latency(re.search(r"\s99%\s+([\d.]+)(us|ms|s)", out))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
-    return {"req_per_s": rps, "p50_ms": p50, "p99_ms": p99, "errors": 1.0 if errors else 0.0}
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "req_per_s": rps, "p50_ms": p50, "p99_ms": p99,
+        "non_2xx": float(non_2xx.group(1)) if non_2xx else 0.0,
+        "socket_errors": float(sum(int(g) for g in sock.groups())) if sock else 0.0,
+    }
 
 
 def _latency(m: re.Match[str] | None) -> float:
