@@ -1,0 +1,58 @@
+"""Time-based checkpoints: sign a tree head every ``interval`` seconds when the
+log has grown (complements ``AuditLog(checkpoint_every=N)``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from types import TracebackType
+
+from audit.log import AuditLog
+from printgate.errors import PrintgateError
+from printgate.logs import get_logger
+
+log = get_logger("audit.checkpoint_timer")
+
+
+class CheckpointTimer:
+    """``async with CheckpointTimer(audit_log, 60):`` or start()/aclose()."""
+
+    def __init__(self, audit_log: AuditLog, interval: float) -> None:
+        if interval <= 0:
+            raise ValueError("interval must be > 0 seconds")
+        self.audit_log = audit_log
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self.signed = 0
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="audit-checkpoint-timer")
+
+    async def _run(self) -> None:
+        last = -1
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                cp = await self.audit_log.checkpoint()
+            except (PrintgateError, OSError) as exc:  # keep ticking; the next tick retries
+                log.warning("audit.checkpoint_failed", error=str(exc))
+                continue
+            if cp is not None and cp.tree_size != last:
+                last = cp.tree_size
+                self.signed += 1
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def __aenter__(self) -> CheckpointTimer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
