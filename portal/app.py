@@ -14,7 +14,19 @@ from fastapi.staticfiles import StaticFiles
 
 from portal.deps import LoginRequired
 from portal.pages import see_other
-from portal.routers import approvals, devices, dwa_sessions, login, mfa, sso
+from portal.routers import (
+    api,
+    api_tokens,
+    approvals,
+    devices,
+    dwa_sessions,
+    login,
+    mfa,
+    policy_rules,
+    sso,
+    tenants,
+    users,
+)
 from portal.state import STATIC, PortalState, utc_now
 from printgate.interfaces import AuditSink, SessionBroker
 from printgate.settings import PortalSettings
@@ -58,6 +70,7 @@ def create_app(
         return see_other("/devices")
 
     for router in (login.router, mfa.router, devices.router, dwa_sessions.router, approvals.router,
-                   sso.router, *extra_routers):
+                   sso.router, users.router, tenants.router, policy_rules.router, api_tokens.router,
+                   api.router, *extra_routers):
         app.include_router(router)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,12 @@ from printgate.store.models.identity import PortalSessionRow
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
+
+# Audit events recorded while a request's database transaction is open; they
+# are appended right after it ends (see ``portal.deps``).
+PENDING_AUDIT: contextvars.ContextVar[list[AuditEventIn] | None] = contextvars.ContextVar(
+    "printgate_pending_audit", default=None
+)
 
 
 def utc_now() -> datetime:
@@ -52,10 +59,22 @@ class PortalState:
         if user is not None:
             kw.setdefault("dealer_id", user.dealer_id)
             kw.setdefault("customer_id", user.customer_id)
-        await self.audit.append(AuditEventIn(
+        event = AuditEventIn(
             type=type_, actor=actor or (user.email if user else None),
             source_ip=client_ip(request) if request is not None else None, **kw,
-        ))
+        )
+        pending = PENDING_AUDIT.get()
+        if pending is not None:
+            # A request transaction is open: append after it ends (SQLite has one
+            # writer; appending inside it would wait on our own lock).
+            pending.append(event)
+            return
+        await self.audit.append(event)
+
+    async def flush_pending(self, pending: list[AuditEventIn]) -> None:
+        for event in pending:
+            await self.audit.append(event)
+        pending.clear()
 
 
 def client_ip(request: Request) -> str:

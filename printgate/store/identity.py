@@ -14,15 +14,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from printgate.domain import User
-from printgate.store.models.core import DwaSessionRow, UserRow
+from printgate.store.models.core import CustomerRow, DwaSessionRow, SiteRow, UserRow
 from printgate.store.models.identity import (
     ApiTokenRow,
     ApprovalRow,
     InvitationRow,
-    SsoPendingRow,
     PolicyRuleSetRow,
     PortalSessionRow,
     RecoveryCodeRow,
+    SsoPendingRow,
     SsoProviderRow,
     SsoReplayRow,
 )
@@ -270,3 +270,24 @@ async def live_dwa_session_ids_of_user(s: AsyncSession, user_id: str) -> list[st
         .order_by(DwaSessionRow.created_at.desc())
     )
     return list(result.scalars().all())
+
+
+# --- tenant administration (RBAC pages) -------------------------------------
+
+
+async def list_customers_of_dealer(s: AsyncSession, dealer_id: str) -> list[CustomerRow]:
+    return list((await s.execute(
+        select(CustomerRow).where(CustomerRow.dealer_id == dealer_id).order_by(CustomerRow.name)
+    )).scalars().all())
+
+
+async def list_sites_of_customers(s: AsyncSession, customer_ids: list[str]) -> list[SiteRow]:
+    if not customer_ids:
+        return []
+    return list((await s.execute(
+        select(SiteRow).where(SiteRow.customer_id.in_(customer_ids)).order_by(SiteRow.name)
+    )).scalars().all())
+
+
+async def get_customer_row(s: AsyncSession, customer_id: str) -> CustomerRow | None:
+    return await s.get(CustomerRow, customer_id)

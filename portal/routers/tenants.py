@@ -1,0 +1,83 @@
+"""Tenant pages: dealer -> customers -> sites, and each customer's remote-access
+choice (open / approval required / never), set by the dealer or the customer admin."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import Response
+
+from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
+from portal.pages import render, see_other
+from printgate.domain import Customer, CustomerId, DealerId, RemoteAccessMode, Role, Site, SiteId
+from printgate.store import identity as repo
+from printgate.store.tenants import add_customer, add_site
+
+router = APIRouter(prefix="/admin/tenants", tags=["tenants"])
+
+
+def _slug(name: str) -> str:
+    return (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "x") + "-" + secrets.token_hex(3)
+
+
+@router.get("")
+async def tenants_page(request: Request, state: State, s: DbSession, login: CurrentLogin) -> Response:
+    me = login.user
+    if Role.DEALER_ADMIN in me.roles and me.dealer_id:
+        customers = await repo.list_customers_of_dealer(s, me.dealer_id)
+    elif Role.CUSTOMER_ADMIN in me.roles and me.customer_id:
+        row = await repo.get_customer_row(s, me.customer_id)
+        customers = [row] if row else []
+    else:
+        raise HTTPException(403, "only dealer or customer administrators manage tenants")
+    sites = await repo.list_sites_of_customers(s, [c.id for c in customers])
+    return render(state, request, "tenants.html", login=login, customers=customers, sites=sites,
+                  modes=list(RemoteAccessMode), dealer_admin=Role.DEALER_ADMIN in me.roles)
+
+
+@router.post("/customers/{customer_id}/remote-access")
+async def set_remote_access(request: Request, state: State, s: DbSession, login: CurrentLogin,
+                            _csrf: CsrfChecked, customer_id: str,
+                            mode: Annotated[RemoteAccessMode, Form()]) -> Response:
+    me = login.user
+    row = await repo.get_customer_row(s, customer_id)
+    may = row is not None and (
+        (Role.DEALER_ADMIN in me.roles and row.dealer_id == me.dealer_id)
+        or (Role.CUSTOMER_ADMIN in me.roles and row.id == me.customer_id))
+    if row is None or not may:
+        raise HTTPException(404, "no such customer in your organisation")
+    before, row.remote_access = row.remote_access, mode.value
+    await state.record("tenant.remote_access_changed", request=request, user=me, customer_id=row.id,
+                       details={"from": before, "to": mode.value})
+    return see_other("/admin/tenants")
+
+
+@router.post("/customers")
+async def new_customer(request: Request, state: State, s: DbSession, login: CurrentLogin,
+                       _csrf: CsrfChecked, name: Annotated[str, Form(min_length=1, max_length=200)]) -> Response:
+    me = login.user
+    if Role.DEALER_ADMIN not in me.roles or not me.dealer_id:
+        raise HTTPException(403, "only dealer administrators add customers")
+    customer = Customer(CustomerId(_slug(name)), DealerId(me.dealer_id), name.strip())
+    await add_customer(s, customer)
+    await state.record("tenant.customer_added", request=request, user=me, customer_id=customer.id,
+                       details={"name": customer.name})
+    return see_other("/admin/tenants")
+
+
+@router.post("/customers/{customer_id}/sites")
+async def new_site(request: Request, state: State, s: DbSession, login: CurrentLogin,
+                   _csrf: CsrfChecked, customer_id: str,
+                   name: Annotated[str, Form(min_length=1, max_length=200)]) -> Response:
+    me = login.user
+    row = await repo.get_customer_row(s, customer_id)
+    if row is None or Role.DEALER_ADMIN not in me.roles or row.dealer_id != me.dealer_id:
+        raise HTTPException(404, "no such customer in your organisation")
+    site = Site(SiteId(_slug(name)), CustomerId(row.id), name.strip())
+    await add_site(s, site)
+    await state.record("tenant.site_added", request=request, user=me, customer_id=row.id,
+                       details={"site": site.id, "name": site.name})
+    return see_other("/admin/tenants")

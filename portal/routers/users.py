@@ -1,0 +1,182 @@
+"""RBAC pages: users of the admin's organisation, their roles, disabling,
+invitations (also used as password-reset links)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import Response
+
+from portal.auth import api_tokens, browser_sessions
+from portal.auth.passwords import hash_password, password_problem
+from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
+from portal.pages import render, see_other
+from printgate.domain import CustomerId, DealerId, Role, User, UserId
+from printgate.store import identity as repo
+from printgate.store.models.identity import InvitationRow
+from printgate.store.tenants import add_user, get_user_row_by_email, user_from_row
+
+router = APIRouter(tags=["users"])
+
+DEALER_ROLES = (Role.DEALER_ADMIN, Role.TECHNICIAN, Role.VIEWER, Role.AUDITOR)
+CUSTOMER_ROLES = (Role.CUSTOMER_ADMIN, Role.VIEWER, Role.AUDITOR)
+INVITATION_TTL = timedelta(days=3)
+
+
+def assignable_roles(admin: User) -> tuple[Role, ...]:
+    """Roles ``admin`` may grant, inside their own organisation only."""
+    if Role.DEALER_ADMIN in admin.roles and admin.dealer_id:
+        return DEALER_ROLES
+    if Role.CUSTOMER_ADMIN in admin.roles and admin.customer_id:
+        return CUSTOMER_ROLES
+    return ()
+
+
+def _require_admin(login: CurrentLogin) -> tuple[Role, ...]:
+    roles = assignable_roles(login.user)
+    if not roles:
+        raise HTTPException(403, "only dealer or customer administrators manage users")
+    return roles
+
+
+def _same_org(admin: User, other: User) -> bool:
+    if admin.dealer_id:
+        return other.dealer_id == admin.dealer_id
+    return admin.customer_id is not None and other.customer_id == admin.customer_id
+
+
+@router.get("/admin/users")
+async def users_page(request: Request, state: State, s: DbSession, login: CurrentLogin,
+                     invite_link: str = "") -> Response:
+    roles = _require_admin(login)
+    me = login.user
+    users = await repo.list_users(s, dealer_id=me.dealer_id) if me.dealer_id else \
+        await repo.list_users(s, customer_id=me.customer_id)
+    invitations = await repo.list_invitations(s, dealer_id=me.dealer_id, customer_id=me.customer_id)
+    return render(state, request, "users.html", login=login, users=users, assignable=roles,
+                  invitations=invitations, now=state.clock())
+
+
+@router.post("/admin/users/{user_id}/roles")
+async def set_roles(request: Request, state: State, s: DbSession, login: CurrentLogin,
+                    _csrf: CsrfChecked, user_id: str,
+                    roles: Annotated[list[str] | None, Form()] = None) -> Response:
+    allowed = _require_admin(login)
+    row = await repo.get_user_row(s, user_id)
+    if row is None or not _same_org(login.user, user_from_row(row)):
+        raise HTTPException(404, "no such user in your organisation")
+    wanted = set(roles or [])
+    bad = wanted - {r.value for r in allowed}
+    if bad:
+        raise HTTPException(422, f"you cannot grant {', '.join(sorted(bad))}")
+    if user_id == login.user.id and not (wanted & {Role.DEALER_ADMIN.value, Role.CUSTOMER_ADMIN.value}):
+        raise HTTPException(409, "you cannot remove your own administrator role; ask another admin")
+    before = sorted(row.roles)
+    row.roles = sorted(wanted)
+    await state.record("rbac.roles_changed", request=request, user=login.user,
+                       details={"user": row.email, "from": before, "to": row.roles})
+    return see_other("/admin/users")
+
+
+@router.post("/admin/users/{user_id}/disable")
+async def disable_user(request: Request, state: State, s: DbSession, login: CurrentLogin,
+                       _csrf: CsrfChecked, user_id: str,
+                       disabled: Annotated[bool, Form()] = True) -> Response:
+    _require_admin(login)
+    row = await repo.get_user_row(s, user_id)
+    if row is None or not _same_org(login.user, user_from_row(row)) or user_id == login.user.id:
+        raise HTTPException(404, "no such user in your organisation")
+    row.disabled = disabled
+    ended = await repo.delete_user_portal_sessions(s, user_id) if disabled else 0
+    await state.record("rbac.user_disabled" if disabled else "rbac.user_enabled", request=request,
+                       user=login.user, details={"user": row.email, "sessions_ended": ended})
+    return see_other("/admin/users")
+
+
+@router.post("/admin/invitations")
+async def invite(request: Request, state: State, s: DbSession, login: CurrentLogin,
+                 _csrf: CsrfChecked, email: Annotated[str, Form()],
+                 roles: Annotated[list[str] | None, Form()] = None) -> Response:
+    allowed = _require_admin(login)
+    wanted = sorted(set(roles or []))
+    if not wanted or set(wanted) - {r.value for r in allowed}:
+        raise HTTPException(422, "choose at least one role you may grant")
+    me = login.user
+    token_id, token, token_hash = api_tokens.new_token()
+    now = state.clock()
+    await repo.add_invitation(s, InvitationRow(
+        id=token_id, token_hash=token_hash, email=email.strip().lower(), roles=wanted,
+        dealer_id=me.dealer_id, customer_id=me.customer_id if not me.dealer_id else None,
+        invited_by=me.email, created_at=now, expires_at=now + INVITATION_TTL))
+    await state.record("rbac.invited", request=request, user=me,
+                       details={"email": email, "roles": wanted, "invitation": token_id})
+    link = f"{state.settings.public_url.rstrip('/')}/invite/{token}"
+    return render(state, request, "invited.html", login=login, link=link, email=email)
+
+
+@router.get("/invite/{token}")
+async def invitation_page(request: Request, state: State, s: DbSession, token: str) -> Response:
+    row = await repo.find_invitation(s, api_tokens.hash_token(token))
+    if row is None or row.accepted_at is not None or row.expires_at <= state.clock():
+        return render(state, request, "invite.html", status_code=410,
+                      error="this invitation link is unknown, used or expired: ask for a new one")
+    return render(state, request, "invite.html", invitation=row, token=token)
+
+
+@router.post("/invite/{token}")
+async def accept_invitation(request: Request, state: State, s: DbSession, _csrf: CsrfChecked,
+                            token: str, display_name: Annotated[str, Form()],
+                            password: Annotated[str, Form()]) -> Response:
+    row = await repo.find_invitation(s, api_tokens.hash_token(token))
+    now = state.clock()
+    if row is None or row.accepted_at is not None or row.expires_at <= now:
+        return render(state, request, "invite.html", status_code=410,
+                      error="this invitation link is unknown, used or expired: ask for a new one")
+    problem = password_problem(password)
+    if problem:
+        return render(state, request, "invite.html", status_code=422, error=problem, invitation=row,
+                      token=token)
+    existing = await get_user_row_by_email(s, row.email)
+    if existing is not None:
+        if existing.dealer_id != row.dealer_id or existing.customer_id != row.customer_id:
+            raise HTTPException(409, "this e-mail belongs to another organisation")
+        existing.password_hash = hash_password(password)  # a password reset
+        existing.failed_logins, existing.locked_until = 0, None
+        await repo.delete_user_portal_sessions(s, existing.id)
+        kind = "auth.password_reset"
+    else:
+        user = User(UserId(f"u-{secrets.token_hex(6)}"), row.email, display_name.strip() or row.email,
+                    frozenset(Role(r) for r in row.roles),
+                    DealerId(row.dealer_id) if row.dealer_id else None,
+                    CustomerId(row.customer_id) if row.customer_id else None)
+        await add_user(s, user, password_hash=hash_password(password))
+        kind = "rbac.invitation_accepted"
+    row.accepted_at = now
+    await state.record(kind, request=request, actor=row.email, dealer_id=row.dealer_id,
+                       customer_id=row.customer_id, details={"invitation": row.id})
+    response = see_other("/login")
+    response.delete_cookie(browser_sessions.COOKIE, path="/")
+    return response
+
+
+@router.post("/admin/users/{user_id}/reset-link")
+async def reset_link(request: Request, state: State, s: DbSession, login: CurrentLogin,
+                     _csrf: CsrfChecked, user_id: str) -> Response:
+    """A one-use link letting the user choose a new password (an invitation for an existing account)."""
+    _require_admin(login)
+    row = await repo.get_user_row(s, user_id)
+    if row is None or not _same_org(login.user, user_from_row(row)):
+        raise HTTPException(404, "no such user in your organisation")
+    token_id, token, token_hash = api_tokens.new_token()
+    now = state.clock()
+    await repo.add_invitation(s, InvitationRow(
+        id=token_id, token_hash=token_hash, email=row.email, roles=list(row.roles),
+        dealer_id=row.dealer_id, customer_id=row.customer_id, invited_by=login.user.email,
+        created_at=now, expires_at=now + timedelta(hours=24)))
+    await state.record("auth.password_reset_link", request=request, user=login.user,
+                       details={"user": row.email})
+    link = f"{state.settings.public_url.rstrip('/')}/invite/{token}"
+    return render(state, request, "invited.html", login=login, link=link, email=row.email)
