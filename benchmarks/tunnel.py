@@ -169,7 +169,7 @@ async def printgate_tunnel(relay: Relay, nginx_port: int) -> tuple[asyncio.subpr
     cred = relay.issue_credential(sid, valid_seconds=3600, agent_id="bench")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", AGENT_CHILD.format(root=str(ROOT), uvloop=USE_UVLOOP),
-        stdin=asyncio.subprocess.PIPE, stdout=open("/tmp/h3agent.out", "wb"), stderr=open("/tmp/h3agent.err", "wb"),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert proc.stdin is not None
