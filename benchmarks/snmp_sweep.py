@@ -15,10 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.discovery import DiscoveryLimits, discover  # noqa: E402
-from lab.catalog import LAB_DEVICES, PRINTERS  # noqa: E402
-from lab.snmp import SnmpLab  # noqa: E402
-from printgate.domain import DiscoveryStatus, SnmpCredential  # noqa: E402
+from agent.discovery import DiscoveryLimits, discover
+from lab.catalog import LAB_DEVICES, PRINTERS
+from lab.snmp import SnmpLab
+from printgate.domain import DiscoveryStatus, SnmpCredential
 
 TIMEOUT = 1.0
 OUT = Path(__file__).parent / "results" / "snmp_sweep.json"
