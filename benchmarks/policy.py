@@ -83,7 +83,98 @@ def workload() -> list[tuple[Subject, Resource, Context]]:
     return cases
 
 
+async def open_overhead(runs: int = 300) -> dict[str, float]:
+    """Latency the policy step adds to opening a session: facts from the store
+    (SQLite), rule set loaded (compiled once per version, as a broker caches it),
+    decision, and the audit append; reference: the audit append alone."""
+    import statistics
+    import tempfile
+
+    from printgate.domain import Agent, AuditEventIn, Customer, Dealer, Site
+    from printgate.store import identity as repo
+    from printgate.store.audit_table import TableAuditSink
+    from printgate.store.db import Database, migrate
+    from printgate.store.devices import add_device, get_device
+    from printgate.store.tenants import (
+        add_agent,
+        add_customer,
+        add_dealer,
+        add_site,
+        tenant_of_site,
+    )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite+aiosqlite:///{tmp}/bench.db"
+        await migrate(url)
+        now = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+        async with Database(url) as db:
+            async with db.transaction() as s:
+                await add_dealer(s, Dealer(DealerId("d1"), "D"))
+                await s.flush()
+                await add_customer(s, Customer(CustomerId("c1"), DealerId("d1"), "C"))
+                await s.flush()
+                await add_site(s, Site(SiteId("s1"), CustomerId("c1"), "S"))
+                await s.flush()
+                await add_agent(s, Agent(AgentId("a1"), SiteId("s1"), "A", online=True))
+                await s.flush()
+                await add_device(s, Device(DeviceId("x"), SiteId("s1"), AgentId("a1"), "127.0.20.1",
+                                           DeviceIdentity(model="HP M404")), now=now)
+                await repo.save_ruleset(s, "d1", tenant_rules(), actor="bench", now=now)
+            sink = TableAuditSink(db)
+            user = User(UserId("u1"), "t@example.org", "T", frozenset({Role.TECHNICIAN}), DealerId("d1"))
+            cache: dict[tuple[str, int], object] = {}
+
+            async def decide_and_audit() -> None:
+                from policy import evaluate_dwa_open
+                async with db.session() as s:
+                    device = await get_device(s, "x")
+                    assert device is not None
+                    found = await tenant_of_site(s, device.site_id)
+                    assert found is not None
+                    customer, site = found
+                    body = await repo.load_ruleset(s, "d1")
+                    assert body is not None
+                    key = ("d1", int(body["version"]))
+                    compiled = cache.get(key) or cache.setdefault(key, load_policy(body))
+                    n_user = await repo.count_live_dwa_sessions(s, user_id=user.id)
+                    n_dev = await repo.count_live_dwa_sessions(s, device_id=device.id)
+                    approved = await repo.active_approval_until(s, user.id, device.id, now)
+                decision = evaluate_dwa_open(
+                    compiled, user=user, device=device, dealer_id="d1", customer_id=customer.id,  # type: ignore[arg-type]
+                    site_id=site.id, remote_access=customer.remote_access, agent_online=True,
+                    agent_enrolled=True, source_ip="10.1.2.3", mfa_age_seconds=30, now=now,
+                    user_live_sessions=n_user, device_live_sessions=n_dev, approved_until=approved)
+                await sink.append(AuditEventIn(type="policy.decision", actor=user.email,
+                                               details={"allow": decision.allow,
+                                                        "reasons": [r.code for r in decision.reasons]}))
+
+            async def audit_only() -> None:
+                await sink.append(AuditEventIn(type="policy.decision", actor=user.email,
+                                               details={"allow": True, "reasons": ["x"]}))
+
+            async def timed(fn) -> list[float]:  # type: ignore[no-untyped-def]
+                await fn()
+                out = []
+                for _ in range(runs):
+                    t0 = time.perf_counter()
+                    await fn()
+                    out.append((time.perf_counter() - t0) * 1000)
+                return out
+
+            full = await timed(decide_and_audit)
+            base = await timed(audit_only)
+    q = statistics.quantiles
+    return {"policy_plus_audit_p50_ms": round(statistics.median(full), 3),
+            "policy_plus_audit_p95_ms": round(q(full, n=20)[18], 3),
+            "audit_append_only_p50_ms": round(statistics.median(base), 3),
+            "audit_append_only_p95_ms": round(q(base, n=20)[18], 3),
+            "added_by_policy_p50_ms": round(statistics.median(full) - statistics.median(base), 3),
+            "runs": runs, "store": "sqlite (file, WAL)"}
+
+
 def main() -> None:
+    import asyncio
+
     policy = load_policy(tenant_rules())
     cases = workload()
     n = len(cases)
@@ -119,12 +210,17 @@ def main() -> None:
         "python": platform.python_version(),
         "note": "single process (one core); 2-core machine shared with other runs, numbers are noisy",
     }
+    overhead = asyncio.run(open_overhead())
+    result["open_session_overhead"] = overhead
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(f"policy engine: {engine_rate:,.0f} decisions/s ({1e6 / engine_rate:.1f} us) "
           f"with {RULES} rules; dict-lookup baseline {base_rate:,.0f}/s; "
           f"baseline is {base_rate / engine_rate:.1f}x faster; target 50,000/s "
           f"{'met' if engine_rate >= 50_000 else 'NOT met'}")
+    print(f"open-session overhead (store facts + decision + audit, SQLite): "
+          f"p50 {overhead['policy_plus_audit_p50_ms']} ms, p95 {overhead['policy_plus_audit_p95_ms']} ms; "
+          f"audit append alone p50 {overhead['audit_append_only_p50_ms']} ms")
 
 
 if __name__ == "__main__":

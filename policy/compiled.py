@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import time
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from policy.inputs import Action, Context, Resource, Subject
@@ -73,17 +74,30 @@ def _time_window(rule: TimeWindowRule) -> Check:
     return check
 
 
+@lru_cache(maxsize=8192)
+def _ip_key(text: str) -> tuple[int, int] | None:
+    """(IP version, address as int), parsed once per distinct address (pure, memoised)."""
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return ip.version, int(ip)
+
+
 def _source_ip(rule: SourceIpRule) -> Check:
-    networks = tuple(ipaddress.ip_network(c, strict=False) for c in rule.cidrs)
+    networks = tuple(
+        (n.version, int(n.network_address), int(n.netmask))
+        for n in (ipaddress.ip_network(c, strict=False) for c in rule.cidrs)
+    )
     allowed = ", ".join(rule.cidrs)
 
     def check(subject: Subject, resource: Resource, ctx: Context) -> Reason | None:
-        try:
-            ip = ipaddress.ip_address(subject.source_ip)
-        except ValueError:
-            ip = None
-        if ip is not None and any(ip in n for n in networks if n.version == ip.version):
-            return None
+        key = _ip_key(subject.source_ip)
+        if key is not None:
+            version, value = key
+            for net_version, net, mask in networks:
+                if net_version == version and value & mask == net:
+                    return None
         return Reason(
             "source_ip.not_allowed",
             f"your address {subject.source_ip} is not in the allowed networks {allowed} (rule {rule.id})",
