@@ -56,9 +56,17 @@ def _fast_path_ok(value: Any) -> bool:
     return True
 
 
-def canonical_bytes(value: Any) -> bytes:
-    """The RFC 8785 bytes of ``value`` (dicts, lists, str, int, float, bool, None)."""
-    if _fast_path_ok(value):
+def fast_path_ok(value: Any) -> bool:
+    """Whether ``json.dumps`` yields the RFC 8785 bytes of ``value``."""
+    return _fast_path_ok(value)
+
+
+def canonical_bytes(value: Any, *, known_fast: bool = False) -> bytes:
+    """The RFC 8785 bytes of ``value`` (dicts, lists, str, int, float, bool, None).
+
+    ``known_fast`` skips the walk when the caller already checked ``fast_path_ok``.
+    """
+    if known_fast or _fast_path_ok(value):
         try:
             return json.dumps(
                 value, sort_keys=True, separators=(",", ":"), ensure_ascii=False

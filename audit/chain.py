@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from audit.canonical import NotCanonicalisable, canonical_bytes, to_json_value
+from audit.canonical import NotCanonicalisable, canonical_bytes, fast_path_ok, to_json_value
 from printgate.domain import AuditEventIn
 
 SCHEMA_VERSION = 1
@@ -71,6 +71,7 @@ class PreparedEvent:
     session_id: str | None
     details: dict[str, Any]
     personal: dict[str, tuple[str, bytes]]  # field -> (clear value, salt)
+    fast: bool = False  # every part serialises canonically through json.dumps
 
     def commitments(self) -> dict[str, str]:
         return {f: commit_personal(f, v, s) for f, (v, s) in self.personal.items()}
@@ -91,13 +92,19 @@ def prepare(event: AuditEventIn, salt: Callable[[int], bytes]) -> PreparedEvent:
             raise NotCanonicalisable(f"personal field name {name!r} is reserved")
         if value is not None:
             clear[str(name)] = str(value)
-    details = to_json_value(dict(event.details))
-    canonical_bytes(details)  # fail early, outside the chain lock
+    details: dict[str, Any] = dict(event.details)
+    fast = fast_path_ok(details)  # plain JSON already: no normalising walk needed
+    if not fast:
+        details = to_json_value(details)
+        fast = fast_path_ok(details)
+        if not fast:
+            canonical_bytes(details)  # fail early, outside the chain lock
     return PreparedEvent(
         type=event.type, outcome=str(event.outcome), dealer_id=event.dealer_id,
         customer_id=event.customer_id, device_id=event.device_id,
         session_id=event.session_id, details=details,
         personal={f: (v, salt(SALT_BYTES)) for f, v in clear.items()},
+        fast=fast and fast_path_ok(dict.fromkeys(clear)),
     )
 
 
@@ -110,9 +117,9 @@ def build_entry(p: PreparedEvent, *, seq: int, at: str, prev: str) -> dict[str, 
     }
 
 
-def seal(entry: Mapping[str, Any]) -> tuple[bytes, str]:
+def seal(entry: Mapping[str, Any], *, known_fast: bool = False) -> tuple[bytes, str]:
     """The entry's canonical bytes and its hash (hex)."""
-    data = canonical_bytes(entry)
+    data = canonical_bytes(entry, known_fast=known_fast)
     return data, hashlib.sha256(data).hexdigest()
 
 

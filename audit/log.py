@@ -83,7 +83,7 @@ class AuditLog:
         for p in prepared:
             seq += 1
             entry = build_entry(p, seq=seq, at=at, prev=prev)
-            data, h = seal(entry)
+            data, h = seal(entry, known_fast=p.fast)
             rows.append({
                 "seq": seq, "at": at_dt, "schema_version": SCHEMA_VERSION, "type": p.type,
                 "outcome": p.outcome, "dealer_id": p.dealer_id, "customer_id": p.customer_id,

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import Table, and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from printgate.errors import AuditIntegrityError
@@ -27,6 +27,9 @@ from printgate.store.models.audit import (
 )
 
 HEAD_ID = 1
+# Core tables for bulk inserts (skips the ORM unit of work: ~2x faster batches)
+_RECORDS = cast(Table, AuditRecordRow.__table__)
+_PERSONAL = cast(Table, AuditPersonalRow.__table__)
 
 
 async def lock_head(s: AsyncSession) -> tuple[int, str]:
@@ -56,12 +59,12 @@ async def read_head(db: Database) -> tuple[int, str]:
 
 async def insert_records(s: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await s.execute(insert(AuditRecordRow), list(rows))
+        await s.execute(insert(_RECORDS), list(rows))
 
 
 async def insert_personal(s: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await s.execute(insert(AuditPersonalRow), list(rows))
+        await s.execute(insert(_PERSONAL), list(rows))
 
 
 async def insert_checkpoint(s: AsyncSession, row: dict[str, Any]) -> None:
