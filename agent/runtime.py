@@ -26,6 +26,9 @@ log = get_logger("agent.runtime")
 class Channel(Protocol):
     async def upload_inventory(self, devices: Sequence[pb.DiscoveredDevice]) -> None: ...
     def commands(self) -> AsyncIterator[Any]: ...
+    async def report_result(
+        self, command_id: str, *, ok: bool, error_code: str = "", message: str = ""
+    ) -> None: ...
 
 
 class Tunnel(Protocol):
@@ -141,19 +144,32 @@ class AgentRuntime:
                 continue
             kind = body.WhichOneof("body")
             if kind == "open_tunnel":
-                await self._handle_open(body.open_tunnel)
+                await self._handle_open(body.id, body.open_tunnel)
             elif kind == "close_tunnel":
                 await self._close_tunnel(body.close_tunnel.session_id, body.close_tunnel.reason)
+                await self._report(body.id, ok=True)
 
-    async def _handle_open(self, cmd: pb.OpenTunnel) -> None:
-        verify = self._make_verifier(cmd) if self._make_verifier else None
+    async def _handle_open(self, command_id: str, cmd: pb.OpenTunnel) -> None:
         try:
+            verify = self._make_verifier(cmd) if self._make_verifier else None
             tunnel = await self._open_tunnel(cmd, verify)
-        except (PrintgateError, OSError) as exc:
-            log.warning("agent.tunnel_refused", session=cmd.session_id, error=str(exc))
+        except PrintgateError as exc:
+            log.warning("agent.tunnel_refused", session=cmd.session_id, error=exc.message)
+            await self._report(command_id, ok=False, code=exc.code, message=exc.message)
+            return
+        except OSError as exc:
+            log.warning("agent.tunnel_failed", session=cmd.session_id, error=str(exc))
+            await self._report(command_id, ok=False, code="tunnel_failed", message=str(exc))
             return
         self._tunnels[cmd.session_id] = tunnel
         log.info("agent.tunnel_open", session=cmd.session_id, target=cmd.target_ip)
+        await self._report(command_id, ok=True)
+
+    async def _report(self, command_id: str, *, ok: bool, code: str = "", message: str = "") -> None:
+        try:
+            await self._channel.report_result(command_id, ok=ok, error_code=code, message=message)
+        except (PrintgateError, OSError) as exc:
+            log.warning("agent.report_failed", command=command_id, error=str(exc))
 
     async def _close_tunnel(self, session_id: str, reason: str) -> None:
         tunnel = self._tunnels.pop(session_id, None)

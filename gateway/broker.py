@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -30,18 +30,26 @@ from printgate.domain import (
     SessionId,
     User,
 )
-from printgate.errors import PrintgateError
+from printgate.errors import PrintgateError, TunnelError
 from printgate.interfaces import AuditSink, SessionLaunch, SessionRefused
 from printgate.logs import get_logger
-from printgate.store import devices, sessions, tenants
+from printgate.store import devices, identity, sessions, tenants
 from printgate.store.db import Database
 
 log = get_logger("gateway.broker")
 
 
+class AgentRefused(TunnelError):
+    """The agent refused to open the tunnel (it says why, e.g. the device changed)."""
+
+    code = "agent_refused"
+
+
 class RelayPort(Protocol):
-    port: int
-    host_key_fingerprint: str
+    @property
+    def port(self) -> int: ...
+    @property
+    def host_key_fingerprint(self) -> str: ...
 
     def issue_credential(self, session_id: str, *, valid_seconds: int, agent_id: str) -> Any: ...
     async def wait_forward(self, session_id: str, timeout: float) -> tuple[str, int]: ...
@@ -80,10 +88,12 @@ class DwaFacts:
     live_sessions_of_user: int
     live_sessions_of_device: int
     now: datetime
+    ruleset: Mapping[str, Any] | None = None  # the dealer's rule set (None: defaults)
+    approved_until: datetime | None = None  # a customer admin's approval, if any
 
 
 Decide = Callable[[DwaFacts], Decision]
-MakeOpenCommand = Callable[[DwaSession, Device, Any, RelayPort], Any]
+MakeOpenCommand = Callable[[DwaSession, Device, Any, Any], Any]
 MakeCloseCommand = Callable[[str, str], Any]
 MakeRoute = Callable[[DwaSession, Device, Customer, tuple[str, int]], Any]
 
@@ -133,6 +143,8 @@ class DwaBroker:
         self._live: dict[str, tuple[DwaSession, User, str]] = {}
         self._lock = asyncio.Lock()
         self._reaper: asyncio.Task[None] | None = None
+        self._command_waiters: dict[str, asyncio.Future[None]] = {}
+        self._early_results: dict[str, str] = {}
 
     # ---- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -220,16 +232,18 @@ class DwaBroker:
                 return None
             tenancy = await tenants.tenant_of_site(s, device.site_id)
             agent = await tenants.get_agent(s, device.agent_id)
-        if tenancy is None or agent is None:
-            return None
-        customer, _site = tenancy
+            if tenancy is None or agent is None:
+                return None
+            customer, _site = tenancy
+            ruleset = await identity.load_ruleset(s, customer.dealer_id)
+            approved_until = await identity.active_approval_until(s, user.id, device.id, now)
         live = [sess for sess, _, _ in self._live.values()]
         return DwaFacts(
             user=user, device=device, customer=customer, agent=agent, source_ip=source_ip,
             mfa_age_seconds=mfa_age,
             live_sessions_of_user=sum(1 for x in live if x.user_id == user.id),
             live_sessions_of_device=sum(1 for x in live if x.device_id == device.id),
-            now=now,
+            now=now, ruleset=ruleset, approved_until=approved_until,
         )
 
     async def _set_up(self, session: DwaSession, facts: DwaFacts, source_ip: str, ttl: int) -> str:
@@ -245,7 +259,7 @@ class DwaBroker:
         command = self._make_open(session, facts.device, credential, self._relay)
         command_id = await self._commands.send(facts.agent.id, command, ttl_s=30)
         await self._audit_step(session, "agent.command.sent", {"command": "open_tunnel", "id": command_id})
-        upstream = await self._relay.wait_forward(sid, self._cfg.forward_timeout_s)
+        upstream = await self._wait_forward_or_refusal(sid, command_id)
         session = await self._advance(session, DwaState.TUNNEL_OPEN, "agent opened the forward")
         await self._audit_step(session, "tunnel.opened", {"upstream": f"{upstream[0]}:{upstream[1]}"})
         self._routes.add(self._make_route(session, facts.device, facts.customer, upstream))
@@ -254,6 +268,41 @@ class DwaBroker:
         await self._audit_step(session, "dwa.session.opened", {"expires_at": session.expires_at.isoformat()})
         log.info("dwa.opened", session=sid, device=facts.device.id, user=facts.user.id)
         return self._proxy.launch_url(sid, token)
+
+    async def _wait_forward_or_refusal(self, sid: str, command_id: str) -> tuple[str, int]:
+        """The relay's forward for ``sid``, unless the agent reports it refused the command."""
+        refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        early = self._early_results.pop(command_id, None)
+        if early is not None:
+            raise AgentRefused(early)
+        self._command_waiters[command_id] = refused
+        forward: asyncio.Future[tuple[str, int]] = asyncio.ensure_future(
+            self._relay.wait_forward(sid, self._cfg.forward_timeout_s)
+        )
+        try:
+            waiting: set[asyncio.Future[Any]] = {forward, refused}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if refused.done():
+                refused.result()  # raises AgentRefused
+            return await forward
+        finally:
+            self._command_waiters.pop(command_id, None)
+            for fut in waiting:
+                if not fut.done():
+                    fut.cancel()
+            await asyncio.gather(forward, return_exceptions=True)
+
+    def command_result(self, command_id: str, *, ok: bool, message: str) -> None:
+        """The agent's answer to a command (``ok=False``: it refused, e.g. identity mismatch)."""
+        if ok:
+            return
+        waiter = self._command_waiters.get(command_id)
+        if waiter is None:
+            if len(self._early_results) < 1024:
+                self._early_results[command_id] = message
+            return
+        if not waiter.done():
+            waiter.set_exception(AgentRefused(message))
 
     async def _advance(self, session: DwaSession, state: DwaState, reason: str) -> DwaSession:
         session = session.transition(state, at=datetime.now(UTC), reason=reason)

@@ -14,7 +14,7 @@ from printgate.domain import AuditEventIn, Decision, DeviceId, DwaSession, Sessi
 
 
 class AuditSink(Protocol):
-    async def append(self, event: AuditEventIn) -> None: ...
+    async def append(self, event: AuditEventIn) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,9 @@ class AgentSettings(BaseModel):
     max_in_flight: int = 64
     packets_per_second: int = 500
     http_proxy: str | None = None
+    # where to look for a printer's web server, in order: "port/scheme"
+    ews_candidates: list[str] = Field(default_factory=lambda: ["443/https", "80/http"])
+    scan_interval_seconds: float = 300.0
 
 
 class Settings(BaseSettings):

@@ -1,1 +1,409 @@
-"""Composition root: wires a running printgate system (portal + gateway, demo)."""
+"""Composition root: wires a running printgate system.
+
+``Cloud`` is portal + gateway in one process (``printgate serve``);
+``DemoSystem`` adds the simulated printer LAN and one enrolled agent, all on
+this machine (``printgate demo``, the end-to-end tests, the benchmarks).
+This is the one module (with the CLI) allowed to import every package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyotp
+import uvicorn
+from fastapi import APIRouter
+from pydantic import SecretStr
+
+from agent.channel.enroll import enroll
+from agent.runtime import AgentRuntime
+from agent.service import AgentAssembly
+from audit.checkpoint import Signer
+from audit.log import AuditLog
+from audit.query import row_to_record
+from gateway.broker import BrokerConfig, DwaBroker
+from gateway.channel.ca import AgentCA
+from gateway.channel.enrolment import ChannelFacts
+from gateway.channel.grpc_server import AgentChannelServer
+from gateway.channel.handlers import ChannelHandlers
+from gateway.channel.hub import AgentHub
+from gateway.dwa_policy import decide_dwa_open
+from gateway.dwa_wiring import DwaWiring
+from gateway.firewall.inprocess import InProcessFirewall
+from gateway.proxy.routes import RouteTable
+from gateway.proxy.server import DwaProxy
+from gateway.relay import Relay
+from lab.catalog import LAB_DEVICES, PRINTERS
+from lab.ews.server import EwsLab
+from lab.ports import free_tcp_port
+from lab.snmp import SnmpLab
+from portal.app import create_app
+from portal.audit_views import audit_router
+from portal.auth.passwords import hash_password
+from portal.deps import require_role
+from printgate.domain import (
+    AuditEventIn,
+    AuditRecord,
+    Customer,
+    CustomerId,
+    Dealer,
+    DealerId,
+    DeviceId,
+    DeviceIdentity,
+    Role,
+    SessionId,
+    Site,
+    SiteId,
+    User,
+    UserId,
+)
+from printgate.logs import configure_logging, get_logger
+from printgate.settings import AgentSettings, GatewaySettings, PortalSettings, Settings
+from printgate.store import audit as audit_store
+from printgate.store import channel as channel_store
+from printgate.store import devices, tenants
+from printgate.store.db import Database, migrate
+from printgate.wire import agent_pb2 as pb
+
+log = get_logger("printgate.system")
+
+
+class Cloud:
+    """Portal + gateway (relay, proxy, firewall, agent channel, broker) in one process."""
+
+    def __init__(self, settings: Settings, *, data_dir: Path) -> None:
+        self.settings = settings
+        self.data_dir = data_dir
+        self._stack = contextlib.AsyncExitStack()
+        self._portal_task: asyncio.Task[None] | None = None
+        self._agent_ips: dict[str, str] = {}
+
+    # ---- lifecycle -------------------------------------------------------
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def _start(self) -> None:
+        gw = self.settings.gateway
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        await migrate(self.settings.database_url)
+        self.db = Database(self.settings.database_url)
+        self._stack.push_async_callback(self.db.aclose)
+        self.audit = AuditLog(self.db, _load_or_create_signer(self.data_dir / "audit-signing.key"))
+
+        self.firewall = InProcessFirewall()
+        self.relay = Relay(
+            gw.relay_host, gw.relay_port, host_key_path=self.data_dir / "relay_host_key",
+            ca_key_path=self.data_dir / "relay_ssh_ca", audit=self.audit, firewall=self.firewall,
+        )
+        await self._stack.enter_async_context(self.relay)
+
+        self.ca = AgentCA.load_or_create(self.data_dir / "agent-ca")
+        self.hub = AgentHub(self.ca.command_key)
+        self.routes = RouteTable(launch_token_ttl_s=gw.launch_token_ttl_seconds)
+        self.proxy = DwaProxy(
+            gw.proxy_host, gw.proxy_port, dwa_domain=gw.dwa_domain, routes=self.routes,
+            audit=self.audit, on_end_request=self._end_from_browser,
+            on_session_timeout=self._end_on_timeout,
+        )
+        await self.proxy.start()
+        self._stack.push_async_callback(self.proxy.aclose)
+
+        self.channel = AgentChannelServer(
+            gw.grpc_host, gw.grpc_port, ca=self.ca, db=self.db, audit=self.audit, hub=self.hub,
+            handlers=ChannelHandlers(
+                on_inventory=self._on_inventory, on_readings=self._on_readings,
+                on_presence=self._on_presence, on_command_result=self._on_command_result,
+            ),
+            facts=ChannelFacts(
+                relay_address=f"{gw.relay_host}:{self.relay.port}",
+                relay_host_key_fingerprint=self.relay.host_key_fingerprint,
+            ),
+        )
+        await self._stack.enter_async_context(self.channel)
+
+        wiring = DwaWiring(
+            relay_public_host=gw.relay_host, dwa_domain=gw.dwa_domain,
+            idle_timeout_s=gw.session_idle_seconds,
+        )
+        self.broker = DwaBroker(
+            BrokerConfig(session_ttl_s=gw.session_ttl_seconds, relay_port=self.relay.port,
+                         proxy_port=self.proxy.port),
+            db=self.db, audit=self.audit, decide=decide_dwa_open, firewall=self.firewall,
+            relay=self.relay, commands=self.hub, proxy=self.proxy, routes=self.routes,
+            make_open_command=wiring.open_command, make_close_command=wiring.close_command,
+            make_route=wiring.route, agent_address=self._agent_ips.get,
+        )
+        await self._stack.enter_async_context(self.broker)
+        await self._start_portal()
+
+    async def _start_portal(self) -> None:
+        p = self.settings.portal
+        app = create_app(p, db=self.db, broker=self.broker, audit=self.audit,
+                         extra_routers=self._extra_routers())
+        config = uvicorn.Config(app, host=p.host, port=p.port, log_level="warning",
+                                lifespan="off", access_log=False)
+        self._uvicorn = uvicorn.Server(config)
+        self._portal_task = asyncio.create_task(self._uvicorn.serve(), name="portal")
+        async with asyncio.timeout(15):
+            while not self._uvicorn.started:
+                if self._portal_task.done():
+                    self._portal_task.result()
+                await asyncio.sleep(0.02)
+
+    def _extra_routers(self) -> Sequence[APIRouter]:
+        return [audit_router(self.db, self.audit, require_role(Role.AUDITOR))]
+
+    async def aclose(self) -> None:
+        if self._portal_task is not None:
+            self._uvicorn.should_exit = True
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._portal_task, 5)
+            self._portal_task = None
+        await self._stack.aclose()
+
+    async def __aenter__(self) -> Cloud:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def portal_url(self) -> str:
+        return self.settings.portal.public_url.rstrip("/")
+
+    # ---- agent channel handlers -----------------------------------------
+    async def _on_inventory(self, agent_id: str, found: list[pb.DiscoveredDevice]) -> None:
+        now = datetime.now(UTC)
+        async with self.db.transaction() as s:
+            agent = await tenants.get_agent(s, agent_id)
+            if agent is None:
+                return
+            printers = [d for d in found if d.status == pb.DEVICE_STATUS_PRINTER and d.ews_port]
+            for d in printers:
+                await devices.upsert_discovered(
+                    s, device_id=uuid.uuid4().hex[:16], site_id=agent.site_id, agent_id=agent_id,
+                    ip=d.ip, identity=_identity_of(d), ews_port=d.ews_port,
+                    ews_scheme=d.ews_scheme or "http", now=now,
+                )
+        await self.audit.append(AuditEventIn(
+            type="agent.inventory", actor=f"agent:{agent_id}",
+            details={"printers": len(printers), "reported": len(found)},
+        ))
+
+    async def _on_readings(self, agent_id: str, batch_id: str, payload: bytes) -> None:
+        try:
+            from printgate.store.readings import ingest_payload
+        except ImportError:
+            log.info("readings.ignored", agent=agent_id, batch=batch_id, bytes=len(payload))
+            return
+        await ingest_payload(self.db, agent_id, batch_id, payload)
+
+    async def _on_presence(self, agent_id: str, online: bool) -> None:
+        async with self.db.transaction() as s:
+            await tenants.set_agent_presence(s, agent_id, online=online, at=datetime.now(UTC))
+
+    async def _on_command_result(self, agent_id: str, result: pb.CommandResult) -> None:
+        self.broker.command_result(result.command_id, ok=result.ok, message=result.message)
+
+    async def _end_from_browser(self, session_id: str) -> None:
+        await self.broker.close_session(SessionId(session_id), reason="ended by the technician",
+                                        actor="technician")
+
+    async def _end_on_timeout(self, session_id: str, reason: str) -> None:
+        await self.broker.close_session(SessionId(session_id), reason=reason, actor="system")
+
+    def note_agent_address(self, agent_id: str, ip: str) -> None:
+        """The source address the agent connects from (for its relay firewall exception)."""
+        self._agent_ips[agent_id] = ip
+
+
+def _identity_of(d: pb.DiscoveredDevice) -> DeviceIdentity:
+    return DeviceIdentity(
+        serial=d.serial or None, mac=d.mac or None, model=d.model or None,
+        sys_object_id=d.sys_object_id or None, vendor=d.vendor or None,
+        sys_name=d.sys_name or None, location=d.location or None,
+        tls_fingerprint=d.tls_fingerprint or None,
+    )
+
+
+def _load_or_create_signer(path: Path) -> Signer:
+    if path.is_file():
+        return Signer.load(path)
+    signer = Signer.generate()
+    signer.save(path)
+    return signer
+
+
+@dataclass(frozen=True, slots=True)
+class DemoUser:
+    email: str
+    password: str
+    totp_secret: str
+
+
+DEMO_DEALER = Dealer(DealerId("dealer-demo"), "Demo Print Services")
+DEMO_CUSTOMER = Customer(CustomerId("cust-acme"), DEMO_DEALER.id, "Acme Offices")
+DEMO_SITE = Site(SiteId("site-acme-hq"), DEMO_CUSTOMER.id, "Acme HQ")
+
+
+class DemoSystem:
+    """Lab LAN + cloud + one enrolled agent, all on this machine, on free ports."""
+
+    def __init__(self, base_dir: Path, *, log_level: str = "info", fixed_ports: bool = False) -> None:
+        self.base_dir = base_dir
+        self._log_level = log_level
+        self._fixed_ports = fixed_ports
+        self._stack = contextlib.AsyncExitStack()
+        self.demo_user = DemoUser(
+            email="tech@demo.printgate.test", password=secrets.token_urlsafe(12),
+            totp_secret=pyotp.random_base32(),
+        )
+
+    def _settings(self) -> Settings:
+        if self._fixed_ports:
+            defaults = Settings()
+            portal, gw = defaults.portal, defaults.gateway
+            ports = (portal.port, gw.relay_port, gw.proxy_port, gw.grpc_port, free_tcp_port())
+        else:
+            ports = tuple(free_tcp_port() for _ in range(5))  # type: ignore[assignment]
+        portal_port, relay_port, proxy_port, grpc_port, self.ews_port = ports
+        return Settings(
+            database_url=f"sqlite+aiosqlite:///{self.base_dir / 'printgate.db'}",
+            log_level=self._log_level,
+            portal=PortalSettings(port=portal_port, public_url=f"http://127.0.0.1:{portal_port}",
+                                  secret_key=SecretStr(secrets.token_urlsafe(32))),
+            gateway=GatewaySettings(relay_port=relay_port, proxy_port=proxy_port,
+                                    grpc_port=grpc_port, data_dir=self.base_dir / "gateway"),
+        )
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def _start(self) -> None:
+        configure_logging(self._log_level)
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.settings = self._settings()
+        self.snmp = await self._stack.enter_async_context(SnmpLab(workdir=self.base_dir / "snmpsim"))
+        self.ews = await self._stack.enter_async_context(EwsLab(PRINTERS, port=self.ews_port))
+        self.cloud = await self._stack.enter_async_context(
+            Cloud(self.settings, data_dir=self.settings.gateway.data_dir)
+        )
+        await self._seed()
+        await self._start_agent()
+
+    async def _seed(self) -> None:
+        async with self.cloud.db.transaction() as s:
+            if await tenants.get_customer(s, DEMO_CUSTOMER.id) is None:
+                await tenants.add_dealer(s, DEMO_DEALER)
+                await s.flush()
+                await tenants.add_customer(s, DEMO_CUSTOMER)
+                await s.flush()
+                await tenants.add_site(s, DEMO_SITE)
+            row = await tenants.get_user_row_by_email(s, self.demo_user.email)
+            if row is None:
+                await tenants.add_user(
+                    s, User(UserId("user-demo-tech"), self.demo_user.email, "Demo Technician",
+                            frozenset({Role.TECHNICIAN}), dealer_id=DEMO_DEALER.id),
+                    password_hash=hash_password(self.demo_user.password),
+                    totp_secret=self.demo_user.totp_secret,
+                )
+            else:
+                row.password_hash = hash_password(self.demo_user.password)
+                row.totp_secret = self.demo_user.totp_secret
+                row.totp_last_step = None
+            self.enrolment_token = await channel_store.create_enrolment_token(
+                s, DEMO_SITE.id, ttl=timedelta(minutes=10), created_by="demo"
+            )
+
+    async def _start_agent(self) -> None:
+        lab_ips = [d.ip for d in LAB_DEVICES]
+        identity = await enroll(
+            self.cloud.channel.enrol_target, self.enrolment_token, self.base_dir / "agent",
+            ca_cert_pem=self.cloud.ca.cert_pem,
+        )
+        self.cloud.note_agent_address(identity.agent_id, "127.0.0.1")
+        agent_settings = AgentSettings(
+            agent_id=identity.agent_id, cloud_grpc=self.cloud.channel.target,
+            data_dir=self.base_dir / "agent", targets=lab_ips, snmp_port=self.snmp.port,
+            ews_candidates=[f"{self.ews_port}/https", f"{self.ews_port}/http"],
+            snmp_timeout=1.0, snmp_retries=1,
+        )
+        self.agent = AgentAssembly(agent_settings, identity)
+        await self.agent.channel.connect()
+        self._stack.push_async_callback(self.agent.channel.aclose)
+        self.runtime: AgentRuntime = await self._stack.enter_async_context(self.agent.runtime())
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+
+    async def __aenter__(self) -> DemoSystem:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ---- conveniences for the demo, tests and benchmarks ----------------
+    @property
+    def portal_url(self) -> str:
+        return self.cloud.portal_url
+
+    async def wait_for_devices(self, *, minimum: int, timeout: float) -> int:
+        async with asyncio.timeout(timeout):
+            while True:
+                async with self.cloud.db.session() as s:
+                    found = await devices.list_devices_of_dealer(s, DEMO_DEALER.id)
+                online = self.cloud.hub.is_online(self.agent.identity.agent_id)
+                if len(found) >= minimum and online:
+                    return len(found)
+                await asyncio.sleep(0.2)
+
+    async def device_at(self, ip: str) -> Any:
+        async with self.cloud.db.session() as s:
+            for device, _customer in await devices.list_devices_of_dealer(s, DEMO_DEALER.id):
+                if device.ip == ip:
+                    return device
+        raise LookupError(f"no device discovered at {ip}")
+
+    async def open_session_as_demo_user(self, ip: str) -> str:
+        """Open a DWA session for the demo technician as the portal would; the launch URL."""
+        from printgate.interfaces import SessionLaunch
+
+        device = await self.device_at(ip)
+        async with self.cloud.db.session() as s:
+            user = await tenants.get_user(s, "user-demo-tech")
+        assert user is not None
+        result = await self.cloud.broker.open_session(
+            user, DeviceId(device.id), source_ip="127.0.0.1", mfa_age_seconds=1.0
+        )
+        if not isinstance(result, SessionLaunch):
+            raise RuntimeError(f"session refused: {result.message} {result.decision.explain()}")
+        return result.launch_url
+
+    async def audit_events(self) -> list[AuditRecord]:
+        """Every record of the audit log, in order (tests and the demo's summary)."""
+        out: list[AuditRecord] = []
+        async for batch in audit_store.iter_records(self.cloud.db):
+            out.extend(row_to_record(row) for row in batch)
+        return out
+
+    async def close_all_sessions(self, *, reason: str) -> None:
+        for session in list(self.cloud.broker.live_sessions_of("user-demo-tech")):
+            await self.cloud.broker.close_session(session.id, reason=reason, actor="test")

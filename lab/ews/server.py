@@ -64,21 +64,23 @@ class EwsServer:
         await self.aclose()
 
 
-def _serial(device: LabDevice) -> str:
+def lab_serial(device: LabDevice) -> str:
     return "LAB" + device.ip.rsplit(".", 1)[1].zfill(3) + device.name[:4].upper().replace("-", "")
 
 
 class EwsLab:
     """One EwsServer per catalogue printer, each at its own 127.0.20.x address."""
 
-    def __init__(self, devices: Iterable[LabDevice] = PRINTERS) -> None:
+    def __init__(self, devices: Iterable[LabDevice] = PRINTERS, *, port: int = 0) -> None:
+        """``port`` 0: a free port per address; else the same port on every address."""
         self.devices = tuple(d for d in devices if d.printer)
+        self.port = port
         self.servers: dict[str, EwsServer] = {}
 
     async def start(self) -> None:
         try:
             for d in self.devices:
-                server = EwsServer(d.ip, 0, device_name=d.name, serial=_serial(d), https=d.https)
+                server = EwsServer(d.ip, self.port, device_name=d.name, serial=lab_serial(d), https=d.https)
                 await server.start()
                 self.servers[d.name] = server
         except BaseException:

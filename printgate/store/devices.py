@@ -77,7 +77,7 @@ async def upsert_discovered(
     row = await find_by_identity(s, site_id, identity)
     if row is None:
         row = DeviceRow(id=device_id, site_id=site_id, agent_id=agent_id, ip=ip,
-                        name=identity.sys_name or identity.model or ip,
+                        name=identity.model or identity.sys_name or ip,
                         ews_port=ews_port, ews_scheme=ews_scheme, labels=[],
                         first_seen=now)
         s.add(row)

@@ -1,0 +1,113 @@
+"""Assemble a running agent from its settings and enrolled identity.
+
+The agent-side composition root: SNMP discovery, EWS probing, the gRPC
+channel, device verification and the tunnel client, wired into
+``AgentRuntime``. Used by ``printgate agent run`` and by the demo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+from agent.channel.enroll import EnrolledIdentity
+from agent.channel.grpc_client import GrpcChannel
+from agent.discovery import DiscoveryLimits, discover
+from agent.ews_probe import EwsEndpoint, find_ews
+from agent.runtime import AgentRuntime, Discovered, target_of
+from agent.snmp.identity import read_identity
+from agent.tunnel import Tunnel, open_tunnel
+from agent.tunnel.client import Verify
+from agent.verify import DeviceVerifier
+from printgate.domain import DeviceIdentity, DiscoveryStatus, SnmpCredential
+from printgate.errors import ConfigError, TunnelError
+from printgate.settings import AgentSettings
+from printgate.wire import agent_pb2 as pb
+
+
+def credentials_of(settings: AgentSettings) -> list[SnmpCredential]:
+    return [SnmpCredential(community=c) for c in settings.communities]
+
+
+def ews_candidates(settings: AgentSettings) -> list[tuple[int, str]]:
+    out: list[tuple[int, str]] = []
+    for item in settings.ews_candidates:
+        port, _, scheme = item.partition("/")
+        if not port.isdigit() or scheme not in ("http", "https"):
+            raise ConfigError(f"ews_candidates entry {item!r} must look like '443/https' or '80/http'")
+        out.append((int(port), scheme))
+    return out
+
+
+def _expected_identity(cmd: pb.OpenTunnel) -> DeviceIdentity:
+    e = cmd.expected_identity
+    return DeviceIdentity(
+        serial=e.serial or None, mac=e.mac or None, model=e.model or None,
+        sys_object_id=e.sys_object_id or None, tls_fingerprint=e.tls_fingerprint or None,
+    )
+
+
+class AgentAssembly:
+    """Builds the collaborators of one agent process."""
+
+    def __init__(
+        self, settings: AgentSettings, identity: EnrolledIdentity, *,
+        credentials: Sequence[SnmpCredential] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.identity = identity
+        self.credentials = list(credentials) if credentials is not None else credentials_of(settings)
+        self.candidates = ews_candidates(settings)
+        self.limits = DiscoveryLimits(
+            max_in_flight=settings.max_in_flight, packets_per_second=settings.packets_per_second,
+            timeout=settings.snmp_timeout, retries=settings.snmp_retries,
+        )
+        self.channel = GrpcChannel(settings.cloud_grpc, identity, http_proxy=settings.http_proxy)
+
+    async def discover(self) -> list[Discovered]:
+        results = await discover(
+            self.settings.targets, port=self.settings.snmp_port, credentials=self.credentials,
+            exclude=self.settings.exclude, limits=self.limits,
+        )
+        return [
+            Discovered(r.ip, r.status is DiscoveryStatus.PRINTER, r.identity or DeviceIdentity(), r.reason)
+            for r in results
+            if r.status in (DiscoveryStatus.PRINTER, DiscoveryStatus.EXCLUDED)
+        ]
+
+    async def find_ews(self, ip: str) -> EwsEndpoint | None:
+        return await find_ews(ip, self.candidates)
+
+    def make_verifier(self, cmd: pb.OpenTunnel) -> DeviceVerifier:
+        probe = partial(
+            read_identity, port=self.settings.snmp_port, credentials=self.credentials,
+            timeout=self.settings.snmp_timeout, retries=self.settings.snmp_retries,
+        )
+        return DeviceVerifier(
+            cmd.target_ip, _expected_identity(cmd), probe,
+            tls_port=cmd.target_port if cmd.target_scheme == "https" else None,
+        )
+
+    async def open_tunnel(self, cmd: pb.OpenTunnel, verify: Verify | None) -> Tunnel:
+        pinned = self.identity.relay_host_key_fingerprint
+        if pinned and cmd.relay_host_key_fingerprint and cmd.relay_host_key_fingerprint != pinned:
+            raise TunnelError(
+                f"session {cmd.session_id}: the command names relay host key "
+                f"{cmd.relay_host_key_fingerprint}, not the one pinned at enrolment ({pinned})",
+                code="relay_host_key_mismatch",
+            )
+        return await open_tunnel(
+            cmd.relay_host, cmd.relay_port,
+            host_key_fingerprint=pinned or cmd.relay_host_key_fingerprint,
+            credential_private_key=cmd.credential_private_key,
+            credential_certificate=cmd.credential_certificate,
+            session_id=cmd.session_id, target=target_of(cmd), verify=verify,
+            http_proxy=self.settings.http_proxy,
+        )
+
+    def runtime(self) -> AgentRuntime:
+        return AgentRuntime(
+            channel=self.channel, discover=self.discover, open_tunnel=self.open_tunnel,
+            make_verifier=self.make_verifier, find_ews_endpoint=self.find_ews,
+            scan_interval_s=self.settings.scan_interval_seconds,
+        )
