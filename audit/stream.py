@@ -20,6 +20,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from audit.canonical import canonical_bytes
 from audit.checkpoint import Checkpoint
@@ -28,8 +29,9 @@ FORMAT = "printgate-audit-export"
 FORMAT_VERSION = 1
 
 
-@dataclass(frozen=True, slots=True)
-class RecordItem:
+class RecordItem(NamedTuple):
+    """A record line (a NamedTuple: a million of them are made per verify)."""
+
     data: bytes
     line: int = 0
 
