@@ -42,20 +42,68 @@ class Origin:
         return f"{self.scheme}://{self.netloc}"
 
 
-def _address_regex(host: str) -> re.Pattern[str]:
-    """Any form of ``host``: optional scheme and slashes, optional ``:port`` / ``%3Aport``."""
-    is_ip = host[:1].isdigit() or ":" in host
-    behind = r"(?<![0-9.])" if is_ip else r"(?:(?<![\w.-])|(?<=%2[fF])|(?<=%40))"
-    ahead = r"(?![0-9])(?!\.[0-9])" if is_ip else r"(?![\w-])(?!\.[\w-])"
-    return re.compile(
-        r"(?:(?P<scheme>\b(?:https?|wss?))(?P<colon>:|%3[aA]))?"
-        r"(?P<slashes>(?:\\?/|%2[fF]){2})?"
-        + behind
-        + re.escape(host)
-        + r"(?:(?P<portsep>:|%3[aA])(?P<port>[0-9]{1,5}))?"
-        + ahead,
-        re.IGNORECASE,
-    )
+_PREFIX = re.compile(r"(?:(?P<scheme>\b(?:https?|wss?))(?P<colon>:|%3[aA]))?(?P<slashes>(?:\\?/|%2[fF]){2})?\Z", re.IGNORECASE)
+_PREFIX_WINDOW = 16  # longest prefix: "https%3A%2F%2F"
+
+
+@dataclass(frozen=True, slots=True)
+class _HostMatcher:
+    """Finds one host quickly (literal search), then checks boundaries, port and prefix around it."""
+
+    literal: re.Pattern[str]
+    at_host: re.Pattern[str]
+
+    @classmethod
+    def build(cls, host: str) -> _HostMatcher:
+        is_ip = host[:1].isdigit() or ":" in host
+        behind = r"(?<![0-9.])" if is_ip else r"(?:(?<![\w.-])|(?<=%2[fF])|(?<=%40))"
+        ahead = r"(?![0-9])(?!\.[0-9])" if is_ip else r"(?![\w-])(?!\.[\w-])"
+        return cls(
+            re.compile(re.escape(host), re.IGNORECASE),
+            re.compile(
+                behind + re.escape(host) + r"(?:(?P<portsep>:|%3[aA])(?P<port>[0-9]{1,5}))?" + ahead,
+                re.IGNORECASE,
+            ),
+        )
+
+    def replace(self, text: str, target: Origin) -> str:
+        out: list[str] = []
+        last = 0
+        for found in self.literal.finditer(text):
+            start = found.start()
+            if start < last:
+                continue
+            m = self.at_host.match(text, start)
+            if m is None:
+                continue
+            window_start = max(last, start - _PREFIX_WINDOW)
+            p = _PREFIX.search(text, window_start, start)
+            prefix_start = p.start() if p is not None else start
+            out.append(text[last:prefix_start])
+            out.append(_render(p, m, target))
+            last = m.end()
+        if not out:
+            return text
+        out.append(text[last:])
+        return "".join(out)
+
+
+def _render(prefix: re.Match[str] | None, host: re.Match[str], target: Origin) -> str:
+    out = []
+    if prefix is not None and prefix.group("scheme"):
+        secure = target.scheme == "https"
+        if prefix.group("scheme").lower() in ("ws", "wss"):
+            out.append("wss" if secure else "ws")
+        else:
+            out.append(target.scheme)
+        out.append(prefix.group("colon"))
+    if prefix is not None and prefix.group("slashes"):
+        out.append(prefix.group("slashes"))
+    netloc = target.netloc
+    if host.group("portsep") and host.group("portsep") != ":":
+        netloc = netloc.replace(":", host.group("portsep"))
+    out.append(netloc)
+    return "".join(out)
 
 
 class UrlRewriter:
@@ -64,41 +112,16 @@ class UrlRewriter:
     def __init__(self, device_origin: str, session_origin: str) -> None:
         self.device = Origin.parse(device_origin)
         self.session = Origin.parse(session_origin)
-        self._to_browser = _address_regex(self.device.host)
-        self._to_device = _address_regex(self.session.host)
+        self._to_browser = _HostMatcher.build(self.device.host)
+        self._to_device = _HostMatcher.build(self.session.host)
         self._device_host_bytes = self.device.host.encode()
         self._session_host_bytes = self.session.host.encode()
 
-    # --- towards the browser -----------------------------------------------
-    def _browser_sub(self, m: re.Match[str]) -> str:
-        return self._sub(m, self.session)
-
-    def _device_sub(self, m: re.Match[str]) -> str:
-        return self._sub(m, self.device)
-
-    @staticmethod
-    def _sub(m: re.Match[str], target: Origin) -> str:
-        out = []
-        scheme = m.group("scheme")
-        if scheme:
-            secure = target.scheme == "https"
-            if scheme.lower() in ("ws", "wss"):
-                out.append("wss" if secure else "ws")
-            else:
-                out.append(target.scheme)
-            out.append(m.group("colon"))
-        if m.group("slashes"):
-            out.append(m.group("slashes"))
-        netloc = target.netloc
-        if m.group("portsep") and m.group("portsep") != ":":
-            netloc = netloc.replace(":", m.group("portsep"))
-        out.append(netloc)
-        return "".join(out)
-
+    # --- rewriting -------------------------------------------------------------
     def to_browser(self, text: str) -> str:
         if self.device.host not in text.lower():
             return text
-        return self._to_browser.sub(self._browser_sub, text)
+        return self._to_browser.replace(text, self.session)
 
     def to_browser_bytes(self, data: bytes) -> bytes:
         if self._device_host_bytes not in data.lower():
@@ -108,7 +131,7 @@ class UrlRewriter:
     def to_device(self, text: str) -> str:
         if self.session.host not in text.lower():
             return text
-        return self._to_device.sub(self._device_sub, text)
+        return self._to_device.replace(text, self.device)
 
     def to_device_bytes(self, data: bytes) -> bytes:
         if self._session_host_bytes not in data.lower():

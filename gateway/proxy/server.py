@@ -21,6 +21,7 @@ from mitmproxy.master import Master
 
 from gateway.proxy.addons import default_addons
 from gateway.proxy.addons.session_limits import SessionLimits
+from gateway.proxy.audit_batch import GroupCommitAudit
 from gateway.proxy.deps import ProxyDeps, PublicAddress, SessionTimeout
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.routes import RouteTable
@@ -78,9 +79,10 @@ class DwaProxy:
         self._public_port = public_port
         self._certs = certs or []
         self.routes = routes
+        self._audit = GroupCommitAudit(audit)
         self.deps = ProxyDeps(
             routes=routes,
-            audit=audit,
+            audit=self._audit,
             dwa_domain=dwa_domain.strip(".").lower(),
             on_end_request=on_end_request,
             csrf_key=secrets.token_bytes(32),
@@ -97,6 +99,7 @@ class DwaProxy:
     # --- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        await self._audit.start()
         opts = options.Options()
         master = Master(opts, event_loop=loop)
         ps = proxyserver.Proxyserver()
@@ -135,6 +138,11 @@ class DwaProxy:
                     raise ConfigError(f"proxy could not listen on {self._listen_host}:{self._listen_port}")
                 await asyncio.sleep(0.02)
         self.port = int(ps.listen_addrs()[0][1])
+        # mitmproxy's Master.run() installs asyncio's eager task factory on the
+        # whole loop. The proxy shares its loop with the SSH relay, and asyncssh
+        # stalls in user authentication under eager tasks; keep the loop's
+        # ordinary task semantics.
+        loop.set_task_factory(None)
         if self._public_port is None:
             self.deps.public.port = self.port
         self._sweeper = asyncio.create_task(self._sweep(), name="dwa-session-sweeper")
@@ -161,6 +169,7 @@ class DwaProxy:
                 await asyncio.wait_for(self._run_task, 10)
             self._master = None
             self._run_task = None
+        await self._audit.aclose()
         log.info("dwa.proxy_stopped", port=self.port)
 
     async def __aenter__(self) -> DwaProxy:

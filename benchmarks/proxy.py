@@ -1,0 +1,275 @@
+"""Benchmark: the printgate rewriting proxy vs plain ``mitmdump --mode reverse:`` vs nginx direct.
+
+Same nginx origin, same wrk, same run:
+- wrk requests/s and p99 latency, small page and 100 KB page, 20 connections and 1 connection;
+- 100 concurrent sessions (100 connections, each request on a random session host), p99 target < 200 ms;
+- Chromium page load of the lab EWS home page through the proxy vs direct (target <= 1.5x).
+
+The proxy runs in this process (as in the gateway), auditing every request into the real
+hash-chained AuditLog on SQLite (group commit);
+mitmdump and nginx are child processes. The machine has 2 cores shared with whatever
+else runs (other test suites, often): numbers are noisy.
+
+    .venv/bin/python benchmarks/proxy.py [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from audit.log import AuditLog  # noqa: E402
+from gateway.proxy.routes import RouteTable, SessionRoute  # noqa: E402
+from gateway.proxy.server import DwaProxy  # noqa: E402
+from lab.ews import EwsServer  # noqa: E402
+from lab.ports import free_tcp_port  # noqa: E402
+from printgate.domain import AuditEventIn  # noqa: E402
+from printgate.store.db import Database, migrate  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "proxy.json"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run",
+]
+DEVICE_IP = "127.0.20.15"
+
+
+def start_nginx(d: Path, origin_for_links: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_tcp_port(DEVICE_IP)
+    www = d / "www"
+    www.mkdir()
+    link = f"<a href='http://{DEVICE_IP}:{port}/status'>status</a>"
+    (www / "small.html").write_text(f"<html><body><p>printer status: ready</p>{link}</body></html>\n")
+    row = "<tr><td>counter</td><td>" + "1234567890" * 7 + "</td></tr>\n"
+    (www / "100k.html").write_text("<html><body><table>" + row * 1150 + f"</table>{link}</body></html>\n")
+    conf = d / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log;
+events {{ worker_connections 2048; }}
+http {{
+  access_log off;
+  types {{ text/html html; }}
+  server {{ listen {DEVICE_IP}:{port}; root {www}; }}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(d), "-g", "daemon off;"])
+    return proc, port
+
+
+def start_mitmdump(upstream_port: int) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_tcp_port()
+    proc = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "mitmdump"), "--mode", f"reverse:http://{DEVICE_IP}:{upstream_port}",
+         "--listen-host", "127.0.0.1", "--listen-port", str(port), "-q"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    return proc, port
+
+
+async def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _r, w = await asyncio.open_connection(host, port)
+            w.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {host}:{port}")
+
+
+_LAT_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def parse_wrk(out: str) -> dict[str, float]:
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99m = re.search(r"\s99%\s+([\d.]+)(us|ms|s)", out)
+    p50m = re.search(r"\s50%\s+([\d.]+)(us|ms|s)", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "rps": rps,
+        "p50_ms": float(p50m.group(1)) * _LAT_UNITS[p50m.group(2)] if p50m else -1,
+        "p99_ms": float(p99m.group(1)) * _LAT_UNITS[p99m.group(2)] if p99m else -1,
+        "non_2xx": int(errors.group(1)) if errors else 0,
+        "socket_errors": sum(int(x) for x in sock.groups()) if sock else 0,
+    }
+
+
+async def wrk(url: str, *, conns: int, seconds: int, headers: dict[str, str] | None = None,
+              script: Path | None = None) -> dict[str, float]:
+    args = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
+    for k, v in (headers or {}).items():
+        args += ["-H", f"{k}: {v}"]
+    if script is not None:
+        args += ["-s", str(script)]
+    proc = await asyncio.create_subprocess_exec(*args, url, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT)
+    out, _ = await proc.communicate()
+    return parse_wrk(out.decode())
+
+
+class Sessions:
+    def __init__(self, proxy: DwaProxy, routes: RouteTable, upstream_port: int, device_origin: str) -> None:
+        self.proxy, self.routes = proxy, routes
+        self.upstream_port, self.device_origin = upstream_port, device_origin
+
+    async def open(self, sid: str, upstream_host: str = DEVICE_IP) -> tuple[str, str]:
+        """Returns (Host header, Cookie header) of a launched session."""
+        route = SessionRoute(sid, self.proxy.session_host(sid), upstream_host, self.upstream_port,
+                             self.device_origin, "http", None, datetime.now(UTC) + timedelta(hours=1),
+                             3600, "bench printer", "bench customer")
+        self.routes.add(route)
+        netloc = self.proxy.deps.public.netloc(route.host)
+        token = self.routes.issue_launch_token(sid)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.proxy.port}") as c:
+            r = await c.get("/__printgate/launch", params={"token": token}, headers={"host": netloc})
+        return netloc, r.headers["set-cookie"].split(";", 1)[0]
+
+
+async def chromium_page_load(direct_url: str, proxied_url: str, launch_url: str, rounds: int) -> dict[str, float]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            results: dict[str, list[float]] = {"direct": [], "proxy": []}
+            ctx_direct = await browser.new_context()
+            ctx_proxy = await browser.new_context()
+            p_direct = await ctx_direct.new_page()
+            p_proxy = await ctx_proxy.new_page()
+            await p_proxy.goto(launch_url)
+            await p_proxy.wait_for_selector("#model")
+            await p_direct.goto(direct_url)
+            for _ in range(rounds):
+                for name, page, url in (("direct", p_direct, direct_url), ("proxy", p_proxy, proxied_url)):
+                    t0 = time.perf_counter()
+                    await page.goto(url, wait_until="load")
+                    results[name].append((time.perf_counter() - t0) * 1000)
+            d, p = statistics.median(results["direct"]), statistics.median(results["proxy"])
+            return {"direct_median_ms": round(d, 2), "proxy_median_ms": round(p, 2),
+                    "ratio": round(p / d, 2), "rounds": rounds, "target_ratio": 1.5}
+        finally:
+            await browser.close()
+
+
+async def main(seconds: int, rounds: int) -> dict[str, object]:
+    tmp = Path(tempfile.mkdtemp(prefix="printgate-bench-proxy-"))
+    tmp.chmod(0o755)  # nginx workers run as nobody
+    nginx, nginx_port = start_nginx(tmp, "")
+    mitm, mitm_port = start_mitmdump(nginx_port)
+    url_db = f"sqlite+aiosqlite:///{tmp}/audit.db"
+    await migrate(url_db)
+    db = Database(url_db)
+    routes = RouteTable()
+
+    async def on_end(_sid: str) -> None:
+        return None
+
+    proxy = DwaProxy("127.0.0.1", 0, dwa_domain="dwa.localhost", routes=routes,
+                     audit=AuditLog(db, None), on_end_request=on_end)
+    ews = EwsServer(DEVICE_IP, 0, device_name="jetdirect_m130nw", serial="BENCH1")
+    results: dict[str, object] = {
+        "benchmark": "proxy",
+        "machine_note": "2 cores shared with other helpers' test runs; numbers are noisy",
+        "wrk": {"threads": 1, "seconds": seconds},
+    }
+    try:
+        await proxy.start()
+        await ews.start()
+        await wait_port(nginx_port, DEVICE_IP)
+        await wait_port(mitm_port)
+        sessions = Sessions(proxy, routes, nginx_port, f"http://{DEVICE_IP}:{nginx_port}")
+        host, cookie = await sessions.open("bench0")
+        proxy_base = f"http://127.0.0.1:{proxy.port}"
+        table: dict[str, dict[str, object]] = {}
+        for page in ("small.html", "100k.html"):
+            for conns in (20, 1):
+                key = f"{page.split('.')[0]}_c{conns}"
+                table[key] = {
+                    "nginx_direct": await wrk(f"http://{DEVICE_IP}:{nginx_port}/{page}", conns=conns, seconds=seconds),
+                    "mitmdump_reverse": await wrk(f"http://127.0.0.1:{mitm_port}/{page}", conns=conns, seconds=seconds),
+                    "printgate_proxy": await wrk(f"{proxy_base}/{page}", conns=conns, seconds=seconds,
+                                                 headers={"Host": host, "Cookie": cookie}),
+                }
+                for name, res in table[key].items():
+                    if isinstance(res, dict) and (res["non_2xx"] or res["socket_errors"]):
+                        raise RuntimeError(f"{key} {name}: errors {res}")
+                pg = table[key]["printgate_proxy"]["rps"]  # type: ignore[index]
+                mm = table[key]["mitmdump_reverse"]["rps"]  # type: ignore[index]
+                ng = table[key]["nginx_direct"]["rps"]  # type: ignore[index]
+                table[key]["ratio_printgate_vs_mitmdump"] = round(pg / mm, 3) if mm else None
+                table[key]["ratio_printgate_vs_nginx"] = round(pg / ng, 4) if ng else None
+                print(key, json.dumps(table[key]), flush=True)
+        results["throughput"] = table
+
+        # 100 concurrent sessions, one connection each, random session per request
+        pairs = [await sessions.open(f"many{i}") for i in range(100)]
+        lua = tmp / "sessions.lua"
+        lua.write_text(
+            "local hosts = {" + ",".join(f'"{h}"' for h, _ in pairs) + "}\n"
+            "local cookies = {" + ",".join(f'"{c}"' for _, c in pairs) + "}\n"
+            "request = function()\n  local i = math.random(#hosts)\n"
+            "  return wrk.format('GET', '/small.html', {Host = hosts[i], Cookie = cookies[i]})\nend\n"
+        )
+        many = await wrk(f"{proxy_base}/small.html", conns=100, seconds=seconds, script=lua)
+        many["p99_target_ms"] = 200
+        many["p99_ok"] = 0 <= many["p99_ms"] < 200
+        results["sessions_100"] = many
+        print("sessions_100", json.dumps(many), flush=True)
+
+        # Chromium page load of the lab EWS home page (CSS, image, absolute links)
+        ews_sessions = Sessions(proxy, routes, ews.port, ews.origin)
+        route_id = "chromium"
+        await ews_sessions.open(route_id)  # registers the route (cookie unused)
+        launch = proxy.launch_url(route_id, routes.issue_launch_token(route_id))
+        # context: what one fail-closed audit write costs (the floor of single-connection latency)
+        audit_only = AuditLog(db, None)
+        t0 = time.perf_counter()
+        for i in range(100):
+            await audit_only.append(AuditEventIn(type="bench.audit", details={"i": i}))
+        results["audit_append_ms_sequential"] = round((time.perf_counter() - t0) * 10, 3)
+        print("audit_append_ms_sequential", results["audit_append_ms_sequential"], flush=True)
+
+        results["chromium_page_load"] = await chromium_page_load(
+            ews.origin + "/", proxy.session_origin(route_id) + "/", launch, rounds,
+        )
+        print("chromium", json.dumps(results["chromium_page_load"]), flush=True)
+    finally:
+        await ews.aclose()
+        await proxy.aclose()
+        await db.aclose()
+        for proc in (mitm, nginx):
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return results
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=15)
+    a = ap.parse_args()
+    out = asyncio.run(main(a.seconds, a.rounds))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
