@@ -12,6 +12,7 @@ from printgate.cli.audit import app as audit_app
 from printgate.cli.db import app as db_app
 from printgate.cli.demo import demo
 from printgate.cli.policy import app as policy_app
+from printgate.cli.serve import serve
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="printgate: zero-trust printer web access")
 app.add_typer(agent_app, name="agent")
@@ -19,6 +20,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 app.add_typer(db_app, name="db")
 app.command()(demo)
+app.command()(serve)
 
 
 def main() -> None:

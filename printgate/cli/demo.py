@@ -1,11 +1,69 @@
-"""`printgate demo`: everything on one machine (filled in by the walking skeleton)."""
+"""`printgate demo`: portal, gateway, an agent and a simulated printer LAN on this machine."""
 
 from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
-def demo() -> None:
-    """Run portal, gateway, an agent and a simulated printer LAN on this machine."""
-    typer.echo("demo: not wired yet", err=True)
-    raise typer.Exit(1)
+def demo(
+    data_dir: Annotated[Path, typer.Option(help="where the demo keeps its database and keys")] = Path("var/demo"),
+    keep: Annotated[bool, typer.Option(help="keep the previous demo's data instead of starting afresh")] = False,
+    free_ports: Annotated[bool, typer.Option(help="pick free ports instead of the defaults (8400 portal, 8480 proxy, ...)")] = False,
+) -> None:
+    """Run portal, gateway, an agent and a simulated printer LAN on this machine (Ctrl-C stops)."""
+    if data_dir.exists() and not keep:
+        shutil.rmtree(data_dir)
+    try:
+        asyncio.run(_run(data_dir, free_ports=free_ports))
+    except KeyboardInterrupt:
+        typer.echo("\ndemo stopped")
+
+
+async def _run(data_dir: Path, *, free_ports: bool) -> None:
+    import segno
+    from rich.console import Console
+
+    from printgate.errors import PrintgateError
+    from printgate.system import DemoSystem
+
+    console = Console(stderr=False)
+    system = DemoSystem(data_dir, log_level="warning", fixed_ports=not free_ports)
+    with console.status("starting the simulated printer LAN, the cloud and an agent ..."):
+        try:
+            await system.start()
+        except OSError as exc:
+            console.print(f"[red]cannot start the demo: {exc}[/red]\n"
+                          "Another program may use the default ports: try [bold]printgate demo --free-ports[/bold].")
+            raise typer.Exit(1) from None
+        except PrintgateError as exc:
+            console.print(f"[red]cannot start the demo: {exc.message}[/red]")
+            raise typer.Exit(1) from None
+    try:
+        with console.status("the agent is discovering the lab printers over SNMP ..."):
+            count = await system.wait_for_devices(minimum=len(_printers()), timeout=120)
+        user = system.demo_user
+        uri = f"otpauth://totp/printgate:{user.email}?secret={user.totp_secret}&issuer=printgate"
+        console.rule("[bold]printgate demo")
+        console.print(f"Portal:        [bold]{system.portal_url}/login[/bold]")
+        console.print(f"User:          {user.email}")
+        console.print(f"Password:      {user.password}")
+        console.print(f"TOTP secret:   {user.totp_secret}   (scan the QR code below, or: "
+                      f"python -c \"import pyotp; print(pyotp.TOTP('{user.totp_secret}').now())\")")
+        console.print(f"Printers:      {count} discovered by the agent on the lab LAN 127.0.20.0/24")
+        console.print("Session hosts: http://s-<id>.dwa.localhost:<port>/ (resolves to 127.0.0.1 in browsers)")
+        segno.make(uri, error="m").terminal(compact=True)
+        console.print("Press Ctrl-C to stop.")
+        await asyncio.Event().wait()
+    finally:
+        await system.aclose()
+
+
+def _printers() -> tuple[object, ...]:
+    from lab.catalog import PRINTERS
+
+    return PRINTERS

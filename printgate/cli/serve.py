@@ -1,0 +1,34 @@
+"""`printgate serve`: the cloud side (portal + gateway) in production."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def serve(
+    config: Annotated[Path | None, typer.Option(help="TOML settings file")] = None,
+) -> None:
+    """Run the portal and the gateway (relay, proxy, firewall, agent channel) until stopped."""
+    from printgate.logs import configure_logging
+    from printgate.settings import Settings
+
+    settings = Settings.load(config)
+    configure_logging(settings.log_level, json=settings.log_json)
+    try:
+        asyncio.run(_run(settings))
+    except KeyboardInterrupt:
+        pass
+
+
+async def _run(settings: object) -> None:
+    from printgate.settings import Settings
+    from printgate.system import Cloud
+
+    assert isinstance(settings, Settings)
+    async with Cloud(settings, data_dir=settings.gateway.data_dir) as cloud:
+        typer.echo(f"printgate serving: portal {cloud.portal_url}", err=True)
+        await asyncio.Event().wait()
