@@ -95,3 +95,8 @@ def scan(
         table.add_row(r.ip, str(r.status), (i and i.vendor) or "", ((i and i.model) or "")[:60],
                       (i and i.serial) or "", (i and i.mac) or "", r.reason if r.status is not DiscoveryStatus.PRINTER else "")
     Console().print(table)
+
+
+from printgate.cli.agent_channel import register as _register_channel_commands  # noqa: E402
+
+_register_channel_commands(app)

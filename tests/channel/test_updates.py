@@ -56,3 +56,14 @@ def test_downgrade_and_reinstall_are_refused(tmp_path: Path) -> None:
         verify_update(d, release_key=PUB, installed_version="0.2.0")
     with pytest.raises(UpdateRejected, match="not newer"):
         verify_update(d, release_key=PUB, installed_version="0.1.5")
+
+
+def test_cli_update_refuses_a_downgrade_with_a_clear_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from printgate.cli import app
+
+    d = release(tmp_path, version="0.0.9")
+    result = CliRunner().invoke(app, ["agent", "update", str(d), "--release-key", PUB.hex(), "--dry-run"])
+    assert result.exit_code == 2
+    assert "not newer" in result.output
