@@ -181,6 +181,12 @@ async def export_cef(db: Database, path: Path | str, f: AuditFilter) -> ExportSu
 async def _column_problem(db: Database) -> Problem | None:
     """First record whose queryable columns disagree with its sealed entry."""
     async for batch in store.iter_records(db):
+        for prow in await store.personal_rows(db, batch[0].seq, batch[-1].seq):
+            for name in store.SEARCHABLE_PERSONAL:
+                sealed = (prow.fields or {}).get(name)
+                if getattr(prow, name) != (sealed[0] if sealed else None):
+                    return Problem(Damage.CHANGED, prow.seq, None,
+                                   f"searchable personal column {name} of record {prow.seq} was altered")
         for row in batch:
             if row.entry is None:
                 continue

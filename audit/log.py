@@ -90,8 +90,13 @@ class AuditLog:
                 "device_id": p.device_id, "session_id": p.session_id,
                 "entry": data.decode("utf-8"), "hash": h, "prev": prev, "pruned_by": None,
             })
-            for f, (value, salt) in p.personal.items():
-                personal_rows.append({"seq": seq, "field": f, "value": value, "salt": salt.hex()})
+            if p.personal:
+                personal_rows.append({
+                    "seq": seq,
+                    "actor": p.personal["actor"][0] if "actor" in p.personal else None,
+                    "source_ip": p.personal["source_ip"][0] if "source_ip" in p.personal else None,
+                    "fields": {f: [v, salt.hex()] for f, (v, salt) in p.personal.items()},
+                })
             extra = {f: v for f, (v, _) in p.personal.items() if f not in ("actor", "source_ip")}
             records.append(AuditRecord(
                 seq=seq, at=at_dt, schema_version=SCHEMA_VERSION, type=p.type, outcome=p.outcome,

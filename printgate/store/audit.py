@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from printgate.errors import AuditIntegrityError
@@ -115,6 +115,13 @@ async def iter_records(
         after = rows[-1].seq
 
 
+SEARCHABLE_PERSONAL = ("actor", "source_ip")
+
+
+def _fields(row: AuditPersonalRow) -> dict[str, tuple[str, str]]:
+    return {name: (str(v[0]), str(v[1])) for name, v in (row.fields or {}).items()}
+
+
 async def personal_for(db: Database, seqs: Sequence[int]) -> dict[int, dict[str, tuple[str, str]]]:
     """Clear personal values ``{seq: {field: (value, salt hex)}}`` still on file."""
     out: dict[int, dict[str, tuple[str, str]]] = {}
@@ -125,17 +132,27 @@ async def personal_for(db: Database, seqs: Sequence[int]) -> dict[int, dict[str,
             chunk = list(seqs[i:i + 5000])
             q = select(AuditPersonalRow).where(AuditPersonalRow.seq.in_(chunk))
             for r in (await s.execute(q)).scalars():
-                out.setdefault(r.seq, {})[r.field] = (r.value, r.salt)
+                out[r.seq] = _fields(r)
     return out
 
 
 async def personal_range(db: Database, first: int, last: int) -> dict[int, dict[str, tuple[str, str]]]:
-    out: dict[int, dict[str, tuple[str, str]]] = {}
     async with db.session() as s:
         q = select(AuditPersonalRow).where(AuditPersonalRow.seq.between(first, last))
-        for r in (await s.execute(q)).scalars():
-            out.setdefault(r.seq, {})[r.field] = (r.value, r.salt)
-    return out
+        return {r.seq: _fields(r) for r in (await s.execute(q)).scalars()}
+
+
+async def personal_rows(db: Database, first: int, last: int) -> Sequence[AuditPersonalRow]:
+    async with db.session() as s:
+        q = (select(AuditPersonalRow).where(AuditPersonalRow.seq.between(first, last))
+             .order_by(AuditPersonalRow.seq))
+        return (await s.execute(q)).scalars().all()
+
+
+def _personal_column(field: str) -> Any:
+    if field not in SEARCHABLE_PERSONAL:
+        raise ValueError(f"personal field {field!r} is not searchable; use one of {SEARCHABLE_PERSONAL}")
+    return getattr(AuditPersonalRow, field)
 
 
 async def query_records(
@@ -169,8 +186,7 @@ async def query_records(
         conds.append(AuditRecordRow.type.in_(list(types)))
     if personal_field is not None and personal_value is not None:
         conds.append(AuditRecordRow.seq.in_(
-            select(AuditPersonalRow.seq).where(and_(
-                AuditPersonalRow.field == personal_field, AuditPersonalRow.value == personal_value))
+            select(AuditPersonalRow.seq).where(_personal_column(personal_field) == personal_value)
         ))
     async with db.session() as s:
         q = select(AuditRecordRow).where(*conds).order_by(AuditRecordRow.seq).limit(limit)
@@ -181,11 +197,8 @@ async def erase_personal(db: Database, *, field: str, value: str) -> int:
     """Delete every clear ``field`` = ``value`` (and the other personal values of
     those records); returns the number of records affected."""
     async with db.transaction() as s:
-        seqs = (await s.execute(select(AuditPersonalRow.seq).where(
-            AuditPersonalRow.field == field, AuditPersonalRow.value == value))).scalars().all()
-        if seqs:
-            await s.execute(delete(AuditPersonalRow).where(AuditPersonalRow.seq.in_(list(seqs))))
-        return len(set(seqs))
+        result = await s.execute(delete(AuditPersonalRow).where(_personal_column(field) == value))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 async def prunable(

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Header, HTTPException
 
 from audit.log import AuditLog
 from audit.query import AuditFilter, search
-from printgate.domain import AuditEventIn, DealerId, CustomerId, Role, User, UserId
+from printgate.domain import AuditEventIn, CustomerId, DealerId, Role, User, UserId
 from printgate.store.db import Database
 
 USERS = {

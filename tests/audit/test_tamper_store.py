@@ -30,7 +30,10 @@ def tamper(path: Path, kind: str, seq: int, other: int) -> set[Damage]:
             c.execute("UPDATE audit_records SET customer_id = 'cust-evil' WHERE seq = ?", (seq,))
             return {Damage.CHANGED}
         if kind == "change_personal":
-            c.execute("UPDATE audit_personal SET value = 'intruder@example' WHERE seq = ? AND field = 'actor'", (seq,))
+            if seq % 2:
+                c.execute("UPDATE audit_personal SET fields = json_set(fields, '$.actor[0]', 'intruder@example') WHERE seq = ?", (seq,))
+            else:
+                c.execute("UPDATE audit_personal SET actor = 'intruder@example' WHERE seq = ?", (seq,))
             return {Damage.CHANGED}
         if kind == "delete":
             c.execute("DELETE FROM audit_records WHERE seq = ?", (seq,))

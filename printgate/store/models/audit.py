@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from printgate.store.models.base import Base, UtcDateTime
@@ -38,13 +38,14 @@ class AuditRecordRow(Base):
 
 
 class AuditPersonalRow(Base):
+    """Clear personal values of one record: ``fields`` = {name: [value, salt hex]};
+    ``actor``/``source_ip`` repeat the two searchable ones (indexed)."""
+
     __tablename__ = "audit_personal"
     seq: Mapped[int] = mapped_column(_BIG, primary_key=True, autoincrement=False)
-    field: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
-    salt: Mapped[str] = mapped_column(String(64))
-
-    __table_args__ = (Index("ix_audit_personal_field_value", "field", "value"),)
+    actor: Mapped[str | None] = mapped_column(String(320), nullable=True, index=True)
+    source_ip: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    fields: Mapped[dict[str, list[str]]] = mapped_column(JSON, default=dict)
 
 
 class AuditCheckpointRow(Base):

@@ -42,12 +42,13 @@ def upgrade() -> None:
     op.create_table(
         "audit_personal",
         sa.Column("seq", _BIG, autoincrement=False, nullable=False),
-        sa.Column("field", sa.String(length=64), nullable=False),
-        sa.Column("value", sa.Text(), nullable=False),
-        sa.Column("salt", sa.String(length=64), nullable=False),
-        sa.PrimaryKeyConstraint("seq", "field", name=op.f("pk_audit_personal")),
+        sa.Column("actor", sa.String(length=320), nullable=True),
+        sa.Column("source_ip", sa.String(length=64), nullable=True),
+        sa.Column("fields", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("seq", name=op.f("pk_audit_personal")),
     )
-    op.create_index("ix_audit_personal_field_value", "audit_personal", ["field", "value"], unique=False)
+    op.create_index(op.f("ix_audit_personal_actor"), "audit_personal", ["actor"], unique=False)
+    op.create_index(op.f("ix_audit_personal_source_ip"), "audit_personal", ["source_ip"], unique=False)
     op.create_table(
         "audit_checkpoints",
         sa.Column("tree_size", _BIG, autoincrement=False, nullable=False),
@@ -72,7 +73,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("audit_head")
     op.drop_table("audit_checkpoints")
-    op.drop_index("ix_audit_personal_field_value", table_name="audit_personal")
+    op.drop_index(op.f("ix_audit_personal_source_ip"), table_name="audit_personal")
+    op.drop_index(op.f("ix_audit_personal_actor"), table_name="audit_personal")
     op.drop_table("audit_personal")
     for col in ("at", "type", "outcome", "dealer_id", "customer_id", "device_id", "session_id"):
         op.drop_index(op.f(f"ix_audit_records_{col}"), table_name="audit_records")
