@@ -118,7 +118,7 @@ def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 def channel_options(http_proxy: str | None) -> list[tuple[str, object]]:
     opts: list[tuple[str, object]] = [
-        ("grpc.keepalive_time_ms", 5_000),
+        ("grpc.keepalive_time_ms", 20_000),
         ("grpc.keepalive_timeout_ms", 3_000),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),

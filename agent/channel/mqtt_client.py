@@ -11,6 +11,7 @@ channels).
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.channel.command_guard import CommandGuard, CommandRejected, VerifiedCommand
 from agent.channel.enroll import EnrolledIdentity
+from agent.channel.proxy_connect import ProxyUrl, connect_via_proxy
 from printgate.errors import AgentUnavailable
 from printgate.logs import get_logger
 from printgate.wire import agent_pb2 as pb
@@ -29,10 +31,25 @@ from printgate.wire import topics
 log = get_logger(__name__)
 
 
+class _ProxiedClient(mqtt.Client):
+    """paho client whose TCP connection goes through an HTTP CONNECT proxy.
+
+    TLS (and WebSockets) are layered on top by paho as usual, so the broker
+    certificate is still verified against the broker's host name.
+    """
+
+    def __init__(self, *args: Any, proxy: ProxyUrl, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._printgate_proxy = proxy
+
+    def _create_socket_connection(self) -> socket.socket:
+        return connect_via_proxy(self._printgate_proxy, self._host, self._port, self._connect_timeout)
+
+
 class MqttChannel:
     def __init__(self, host: str, port: int, identity: EnrolledIdentity, *, guard: CommandGuard,
                  transport: str = "tcp", ws_path: str = "/mqtt", keepalive: int = 15,
-                 max_reconnect_delay: int = 10) -> None:
+                 max_reconnect_delay: int = 10, http_proxy: str | None = None) -> None:
         self.host, self.port = host, port
         self.identity = identity
         self.guard = guard
@@ -42,8 +59,10 @@ class MqttChannel:
         self.rejections: list[CommandRejected] = []
         self.connects = 0
         aid = identity.agent_id
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=aid,
-                                   protocol=mqtt.MQTTv311, clean_session=False, transport=transport)  # type: ignore[arg-type]
+        kwargs: dict[str, Any] = {"client_id": aid, "protocol": mqtt.MQTTv311, "clean_session": False,
+                                  "transport": transport}
+        self._client = (_ProxiedClient(CallbackAPIVersion.VERSION2, proxy=ProxyUrl.parse(http_proxy), **kwargs)
+                        if http_proxy else mqtt.Client(CallbackAPIVersion.VERSION2, **kwargs))
         if transport == "websockets":
             self._client.ws_set_options(path=ws_path)
         self._client.tls_set(ca_certs=str(identity.ca_path), certfile=str(identity.cert_path),

@@ -44,10 +44,11 @@ class ProxyUrl:
 async def open_tunnel(proxy: str, host: str, port: int, *, timeout: float = 10.0) -> socket.socket:
     """A socket connected to ``host:port`` through the proxy (CONNECT answered 200)."""
     url = ProxyUrl.parse(proxy)
-    return await asyncio.to_thread(_connect, url, host, port, timeout)
+    return await asyncio.to_thread(connect_via_proxy, url, host, port, timeout)
 
 
-def _connect(url: ProxyUrl, host: str, port: int, timeout: float) -> socket.socket:
+def connect_via_proxy(url: ProxyUrl, host: str, port: int, timeout: float) -> socket.socket:
+    """Blocking variant of ``open_tunnel`` (for libraries with their own I/O threads)."""
     try:
         sock = socket.create_connection((url.host, url.port), timeout=timeout)
     except OSError as exc:

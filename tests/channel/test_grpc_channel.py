@@ -169,3 +169,16 @@ async def test_command_reaches_agent_over_grpc_stream(cloud: Cloud) -> None:
     await eventually(lambda: any(r.command_id == sent for _, r in cloud.recorder.results))
     await eventually(lambda: (identity.agent_id, False) in cloud.recorder.presence)
     assert (identity.agent_id, True) in cloud.recorder.presence
+
+
+async def test_certificate_renewal_keeps_the_key_and_channel_working(cloud: Cloud) -> None:
+    identity = await cloud.enrol(name="renew")
+    old_cert, old_key = identity.cert_pem(), identity.key_pem()
+    async with GrpcChannel(cloud.server.target, identity) as ch:
+        await ch.wait_connected(10)
+        renewed = await ch.renew_certificate()
+        assert renewed.cert_pem() != old_cert and renewed.key_pem() == old_key
+        await ch.wait_connected(10)
+        await ch.upload_readings("after-renewal", b"{}", deadline_s=10)
+    async with cloud.db.session() as s:
+        assert len(await channel_store.certificates_of(s, identity.agent_id)) == 2

@@ -112,3 +112,22 @@ async def test_raw_tunnel_through_proxy_reaches_target(tinyproxy: Tinyproxy) -> 
         writer.close()
         with pytest.raises(AgentUnavailable, match="407"):
             await open_tunnel(f"http://127.0.0.1:{tinyproxy.port}", "127.0.0.1", port)
+
+
+async def test_mqtt_commands_flow_through_an_authenticating_proxy(cloud: Cloud, tinyproxy: Tinyproxy,
+                                                                  broker, bridge) -> None:  # type: ignore[no-untyped-def]
+    from agent.channel.command_guard import CommandGuard
+    from agent.channel.mqtt_client import MqttChannel
+    from printgate.wire import agent_pb2 as pb
+    from tests.channel.conftest import eventually
+
+    identity = await cloud.enrol(name="mqtt-via-proxy")
+    ch = MqttChannel("127.0.0.1", broker.port, identity, http_proxy=tinyproxy.url,
+                     guard=CommandGuard(identity.agent_id, identity.command_verify_key))
+    async with ch:
+        await ch.wait_connected(10)
+        assert tinyproxy.connects_to(broker.port) >= 1
+        await eventually(lambda: cloud.hub.channel_of(identity.agent_id) == "mqtt")
+        sent = await cloud.hub.send(identity.agent_id, pb.Ping(nonce="via-proxy"), ttl_s=30)
+        got = await asyncio.wait_for(anext(ch.commands()), 5)
+        assert got.id == sent
