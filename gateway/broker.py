@@ -144,7 +144,7 @@ class DwaBroker:
         self._lock = asyncio.Lock()
         self._reaper: asyncio.Task[None] | None = None
         self._command_waiters: dict[str, asyncio.Future[None]] = {}
-        self._early_results: dict[str, str] = {}
+        self._early_results: dict[str, str | None] = {}
 
     # ---- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -270,39 +270,35 @@ class DwaBroker:
         return self._proxy.launch_url(sid, token)
 
     async def _wait_forward_or_refusal(self, sid: str, command_id: str) -> tuple[str, int]:
-        """The relay's forward for ``sid``, unless the agent reports it refused the command."""
-        refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        early = self._early_results.pop(command_id, None)
-        if early is not None:
-            raise AgentRefused(early)
-        self._command_waiters[command_id] = refused
-        forward: asyncio.Future[tuple[str, int]] = asyncio.ensure_future(
-            self._relay.wait_forward(sid, self._cfg.forward_timeout_s)
-        )
+        """The relay's forward for ``sid`` once the agent confirmed it, or the agent's refusal.
+
+        Both are needed: the relay listens as soon as the agent asks for the
+        forward, but the agent can take new connections only after it has the
+        relay's answer (its command result says so).
+        """
+        answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if command_id in self._early_results:
+            _settle(answer, self._early_results.pop(command_id))
+        self._command_waiters[command_id] = answer
         try:
-            waiting: set[asyncio.Future[Any]] = {forward, refused}
-            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            if refused.done():
-                refused.result()  # raises AgentRefused
-            return await forward
+            async with asyncio.timeout(self._cfg.forward_timeout_s):
+                upstream = await self._relay.wait_forward(sid, self._cfg.forward_timeout_s)
+                await answer  # raises AgentRefused if the agent refused
+            return upstream
         finally:
             self._command_waiters.pop(command_id, None)
-            for fut in waiting:
-                if not fut.done():
-                    fut.cancel()
-            await asyncio.gather(forward, return_exceptions=True)
+            if not answer.done():
+                answer.cancel()
 
     def command_result(self, command_id: str, *, ok: bool, message: str) -> None:
         """The agent's answer to a command (``ok=False``: it refused, e.g. identity mismatch)."""
-        if ok:
-            return
+        outcome = None if ok else message
         waiter = self._command_waiters.get(command_id)
         if waiter is None:
             if len(self._early_results) < 1024:
-                self._early_results[command_id] = message
+                self._early_results[command_id] = outcome
             return
-        if not waiter.done():
-            waiter.set_exception(AgentRefused(message))
+        _settle(waiter, outcome)
 
     async def _advance(self, session: DwaSession, state: DwaState, reason: str) -> DwaSession:
         session = session.transition(state, at=datetime.now(UTC), reason=reason)
@@ -392,6 +388,15 @@ class DwaBroker:
                 "reasons": [{"code": r.code, "message": r.message} for r in decision.reasons],
             },
         ))
+
+
+def _settle(waiter: asyncio.Future[None], refusal: str | None) -> None:
+    if waiter.done():
+        return
+    if refusal is None:
+        waiter.set_result(None)
+    else:
+        waiter.set_exception(AgentRefused(refusal))
 
 
 def _reason_text(decision: Decision) -> str:

@@ -46,6 +46,7 @@ SERVER_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 2_000),
     ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.http2.max_ping_strikes", 0),  # agents ping every 20 s; never GOAWAY them for it
     ("grpc.max_receive_message_length", 8 * 1024 * 1024),
 ]
 
