@@ -229,6 +229,7 @@ async def main(seconds: int, rounds: int) -> dict[str, object]:
             "  return wrk.format('GET', '/small.html', {Host = hosts[i], Cookie = cookies[i]})\nend\n"
         )
         many = await wrk(f"{proxy_base}/small.html", conns=100, seconds=seconds, script=lua)
+        many["mitmdump_reverse_c100"] = await wrk(f"http://127.0.0.1:{mitm_port}/small.html", conns=100, seconds=seconds)
         many["p99_target_ms"] = 200
         many["p99_ok"] = 0 <= many["p99_ms"] < 200
         results["sessions_100"] = many

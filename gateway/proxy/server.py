@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -57,6 +58,16 @@ class _ConnectionCloser:
 
 
 class DwaProxy:
+    """The DWA rewriting proxy (one listener for every session host).
+
+    Plain http on ``*.localhost`` is the demo default. For TLS towards the
+    technician pass ``public_scheme="https"`` and either ``certs`` in mitmproxy's
+    form (``["*.dwa.example.com=/etc/printgate/dwa.pem"]``, cert + key in one PEM)
+    or a ``confdir`` holding ``mitmproxy-ca.pem``: the proxy then mints a
+    certificate per session host from that CA, which the browser must trust.
+    Cookies then become ``__Host-`` cookies with ``Secure``.
+    """
+
     def __init__(
         self,
         listen_host: str,
@@ -71,6 +82,7 @@ class DwaProxy:
         public_scheme: str = "http",
         public_port: int | None = None,
         certs: list[str] | None = None,
+        confdir: Path | None = None,
     ) -> None:
         if public_scheme not in ("http", "https"):
             raise ConfigError(f"public_scheme must be http or https, got {public_scheme!r}")
@@ -78,6 +90,7 @@ class DwaProxy:
         self._listen_port = listen_port
         self._public_port = public_port
         self._certs = certs or []
+        self._confdir = confdir
         self.routes = routes
         self._audit = GroupCommitAudit(audit)
         self.deps = ProxyDeps(
@@ -108,9 +121,9 @@ class DwaProxy:
         pipeline = default_addons(self.deps, connection_closer=closer)
         master.addons.add(*pipeline)
         self._limits_addon = next(a for a in pipeline if isinstance(a, SessionLimits))
-        mode = "reverse:http://127.0.0.1:9"  # placeholder; RouteUpstream picks the real upstream
-        if self.deps.public.scheme == "https":
-            mode = "reverse:http://127.0.0.1:9@" + str(self._listen_port)
+        # placeholder upstream; RouteUpstream picks the real one. Browser-side TLS is
+        # detected from the ClientHello (public_scheme="https"), see the class docstring.
+        mode = "reverse:http://127.0.0.1:9"
         updates: dict[str, Any] = {
             "mode": [mode],
             "listen_host": self._listen_host,
@@ -128,6 +141,8 @@ class DwaProxy:
         }
         if self._certs:
             updates["certs"] = self._certs
+        if self._confdir is not None:
+            updates["confdir"] = str(self._confdir)
         opts.update(**{k: v for k, v in updates.items() if k in opts})
         self._master = master
         self._run_task = asyncio.create_task(master.run(), name="mitmproxy-master")

@@ -200,7 +200,10 @@ async def test_https_printer_with_changed_certificate_is_refused(page, harness, 
         )
         origin = harness.proxy.session_origin(route.session_id)
         await page.goto(harness.launch_url(route))
+        await page.wait_for_url(origin + "/")  # the launch page's own navigation, then ours
+        await page.wait_for_load_state()
         resp = await page.goto(origin + "/")
+        assert resp is not None
         assert resp.status == 502
         assert impostor.state.seen_paths == []
         await asyncio.sleep(0.1)
