@@ -1,0 +1,179 @@
+"""Fleet: the tenant's devices with status, a device page with charts, and the
+JSON API (devices, readings over time, supplies, alerts).
+
+A dealer's users see that dealer's devices, a customer's users only the
+customer's; any other device answers 404, never 403, so ids do not leak.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from portal.deps import CurrentLogin, CurrentUser, State, require_role, require_scope
+from portal.fleet_charts import Series, line_chart
+from portal.fleet_forecast import days_until_empty
+from portal.fleet_models import (
+    AlertPublic,
+    AlertsPublic,
+    FleetDeviceDetail,
+    FleetDevicePublic,
+    ReadingPublic,
+    SupplyPublic,
+    device_detail,
+)
+from portal.pages import render
+from printgate.domain import FleetDevice, Reading, ReadingKind, Role, SupplyState, User
+from printgate.store.db import Database
+from printgate.store.fleet import (
+    TenantScope,
+    cleared_alerts,
+    current_supplies,
+    device_readings,
+    fleet_device,
+    fleet_devices,
+    open_alerts,
+)
+
+FLEET_ROLES = (Role.DEALER_ADMIN, Role.TECHNICIAN, Role.VIEWER, Role.CUSTOMER_ADMIN)
+FORECAST_WINDOW = timedelta(days=90)
+MAX_COUNTER_SERIES = 6
+
+
+def _aware(t: datetime | None) -> datetime | None:
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
+
+
+async def _device_or_404(s: AsyncSession, user: User, device_id: str) -> FleetDevice:
+    found = await fleet_device(s, TenantScope.of(user), device_id)
+    if found is None:
+        raise HTTPException(404, f"no device {device_id!r} in your fleet")
+    return found
+
+
+def _supply_series(readings: list[Reading]) -> dict[int, list[tuple[datetime, float]]]:
+    series: dict[int, list[tuple[datetime, float]]] = defaultdict(list)
+    for r in readings:
+        for sup in r.supplies:
+            if sup.state is SupplyState.KNOWN and sup.percent is not None:
+                series[sup.index].append((r.taken_at, sup.percent))
+    return series
+
+
+async def _supplies(s: AsyncSession, device_id: str, history: list[Reading]) -> list[SupplyPublic]:
+    series = _supply_series(history)
+    return [
+        SupplyPublic.of(c.supply, taken_at=c.taken_at, empty_in_days=days_until_empty(series.get(c.supply.index, [])))
+        for c in await current_supplies(s, device_id)
+    ]
+
+
+def fleet_router(db: Database) -> APIRouter:
+    """Pages ``/fleet``, ``/fleet/{device_id}`` and the API under ``/api/fleet``."""
+    router = APIRouter(tags=["fleet"])
+    may_view = Depends(require_role(*FLEET_ROLES))
+    api = [may_view, Depends(require_scope("fleet:read"))]
+
+    async def supply_history(s: AsyncSession, device_id: str, now: datetime) -> list[Reading]:
+        return await device_readings(s, device_id, kind=ReadingKind.SUPPLIES, since=now - FORECAST_WINDOW,
+                                     limit=500)
+
+    @router.get("/api/fleet/devices", response_model=list[FleetDevicePublic], dependencies=api,
+                summary="Devices of your tenant with their status")
+    async def api_devices(user: CurrentUser) -> list[FleetDevicePublic]:
+        async with db.session() as s:
+            return [FleetDevicePublic.of(f) for f in await fleet_devices(s, TenantScope.of(user))]
+
+    @router.get("/api/fleet/devices/{device_id}", response_model=FleetDeviceDetail, dependencies=api,
+                summary="One device: identity, status, current supplies and open alerts")
+    async def api_device(user: CurrentUser, state: State, device_id: str) -> FleetDeviceDetail:
+        async with db.session() as s:
+            f = await _device_or_404(s, user, device_id)
+            supplies = await _supplies(s, device_id, await supply_history(s, device_id, state.clock()))
+            alerts = [AlertPublic.of_tracked(a) for a in await open_alerts(s, device_id)]
+        return device_detail(f, supplies, alerts)
+
+    @router.get("/api/fleet/devices/{device_id}/readings", response_model=list[ReadingPublic],
+                dependencies=api, summary="Readings over time, oldest first")
+    async def api_readings(
+        user: CurrentUser, device_id: str,
+        kind: Annotated[ReadingKind | None, Query(description="only readings of this kind")] = None,
+        since: Annotated[datetime | None, Query(description="ISO 8601; UTC when no zone")] = None,
+        until: Annotated[datetime | None, Query(description="ISO 8601; UTC when no zone")] = None,
+        limit: Annotated[int, Query(ge=1, le=5000, description="the newest this many")] = 500,
+    ) -> list[ReadingPublic]:
+        since, until = _aware(since), _aware(until)
+        if since is not None and until is not None and until < since:
+            raise HTTPException(422, "until is before since: swap them")
+        async with db.session() as s:
+            await _device_or_404(s, user, device_id)
+            found = await device_readings(s, device_id, kind=kind, since=since, until=until, limit=limit)
+        return [ReadingPublic.of(r) for r in found]
+
+    @router.get("/api/fleet/devices/{device_id}/supplies", response_model=list[SupplyPublic],
+                dependencies=api, summary="Current supply levels with a run-out forecast")
+    async def api_supplies(user: CurrentUser, state: State, device_id: str) -> list[SupplyPublic]:
+        async with db.session() as s:
+            await _device_or_404(s, user, device_id)
+            return await _supplies(s, device_id, await supply_history(s, device_id, state.clock()))
+
+    @router.get("/api/fleet/devices/{device_id}/alerts", response_model=AlertsPublic, dependencies=api,
+                summary="Open alerts and those cleared recently")
+    async def api_alerts(
+        user: CurrentUser, state: State, device_id: str,
+        cleared_within_hours: Annotated[int, Query(ge=0, le=24 * 365)] = 168,
+    ) -> AlertsPublic:
+        async with db.session() as s:
+            await _device_or_404(s, user, device_id)
+            since = state.clock() - timedelta(hours=cleared_within_hours)
+            return AlertsPublic(
+                open=[AlertPublic.of_tracked(a) for a in await open_alerts(s, device_id)],
+                recently_cleared=[AlertPublic.of_tracked(a) for a in await cleared_alerts(s, device_id, since=since)],
+            )
+
+    @router.get("/fleet", include_in_schema=False, dependencies=[may_view])
+    async def fleet_page(request: Request, state: State, login: CurrentLogin) -> Response:
+        async with db.session() as s:
+            devices = [FleetDevicePublic.of(f) for f in await fleet_devices(s, TenantScope.of(login.user))]
+        return render(state, request, "fleet.html", login=login, devices=devices)
+
+    @router.get("/fleet/{device_id}", include_in_schema=False, dependencies=[may_view])
+    async def device_page(
+        request: Request, state: State, login: CurrentLogin, device_id: str,
+        days: Annotated[int, Query(ge=1, le=365)] = 30,
+    ) -> Response:
+        now = state.clock()
+        async with db.session() as s:
+            f = await _device_or_404(s, login.user, device_id)
+            history = await supply_history(s, device_id, now)
+            supplies = await _supplies(s, device_id, history)
+            alerts = [AlertPublic.of_tracked(a) for a in await open_alerts(s, device_id)]
+            cleared = [AlertPublic.of_tracked(a)
+                       for a in await cleared_alerts(s, device_id, since=now - timedelta(days=7))]
+            since = now - timedelta(days=days)
+            counters = await device_readings(s, device_id, kind=ReadingKind.COUNTERS, since=since)
+        detail = device_detail(f, supplies, alerts)
+        counter_points: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
+        for r in counters:
+            for c in r.counters:
+                counter_points[c.name].append((r.taken_at, float(c.value)))
+        counter_chart = line_chart(
+            [Series(name, tuple(pts)) for name, pts in list(counter_points.items())[:MAX_COUNTER_SERIES]],
+            chart_id="counter-chart", title=f"Page counters, last {days} days",
+        )
+        names = {sup.index: (sup.description, sup.colour) for sup in supplies}
+        supply_chart = line_chart(
+            [Series(names.get(i, (f"supply {i}", None))[0], tuple(p for p in pts if p[0] >= since),
+                    names.get(i, ("", None))[1])
+             for i, pts in sorted(_supply_series(history).items())],
+            chart_id="supply-chart", title=f"Supply levels, last {days} days", y_unit=" %", y_min=0, y_max=100,
+        )
+        return render(state, request, "fleet_device.html", login=login, device=detail, cleared=cleared,
+                      counter_chart=counter_chart, supply_chart=supply_chart, days=days)
+
+    return router

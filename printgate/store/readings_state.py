@@ -1,0 +1,93 @@
+"""Keeping each device's current state as its readings arrive.
+
+- counters: the page count (sum of the markers' life counts) and its time;
+- supplies: one row per supply, replaced by every newer supplies reading;
+- alerts: an alert is raised when first reported and cleared when a newer
+  alerts reading no longer holds it; printer status comes with alerts.
+
+A reading older than the part of the state it would change is ignored for
+that part (store-and-forward can deliver late), so order of arrival does not
+matter.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from printgate.domain import PrinterAlert, Reading, ReadingKind
+from printgate.store.models.readings import DeviceAlertRow, DeviceStateRow, DeviceSupplyRow
+
+
+def page_count_of(r: Reading) -> int | None:
+    """Sum of prtMarkerLifeCount over the markers, None when none was read."""
+    life = [c.value for c in r.counters if c.name.startswith("marker.") and c.name.endswith(".life")]
+    return sum(life) if life else None
+
+
+def alert_key(a: PrinterAlert) -> str:
+    return f"{a.index}/{a.group}/{a.code}"[:200]
+
+
+def _newer(current: datetime | None, taken_at: datetime) -> bool:
+    return current is None or taken_at >= current
+
+
+async def apply_reading(s: AsyncSession, device_id: str, r: Reading) -> None:
+    state = await s.get(DeviceStateRow, device_id)
+    if state is None:
+        state = DeviceStateRow(device_id=device_id, error_state=[])
+        s.add(state)
+    if _newer(state.last_reading_at, r.taken_at):
+        state.last_reading_at = r.taken_at
+    if ReadingKind.COUNTERS in r.kinds and _newer(state.counters_at, r.taken_at):
+        count = page_count_of(r)
+        if count is not None:
+            state.page_count = count
+            state.counters_at = r.taken_at
+    if ReadingKind.SUPPLIES in r.kinds and r.supplies and _newer(state.supplies_at, r.taken_at):
+        state.supplies_at = r.taken_at
+        await _replace_supplies(s, device_id, r)
+    if ReadingKind.ALERTS in r.kinds and _newer(state.alerts_at, r.taken_at):
+        state.alerts_at = r.taken_at
+        if r.status is not None:
+            state.printer_status = (r.status.status or None) and r.status.status[:32]
+            state.device_status = (r.status.device_status or None) and r.status.device_status[:32]
+            state.error_state = list(r.status.errors)
+        await _track_alerts(s, device_id, r)
+
+
+async def _replace_supplies(s: AsyncSession, device_id: str, r: Reading) -> None:
+    await s.execute(delete(DeviceSupplyRow).where(DeviceSupplyRow.device_id == device_id))
+    for sup in {x.index: x for x in r.supplies}.values():
+        s.add(DeviceSupplyRow(
+            device_id=device_id, supply_index=sup.index, description=sup.description[:1024],
+            type=sup.type[:64], colour=sup.colour[:64] if sup.colour else None, unit=sup.unit[:64],
+            max_capacity=sup.max_capacity, level=sup.level, state=str(sup.state), percent=sup.percent,
+            taken_at=r.taken_at,
+        ))
+    await s.flush()
+
+
+async def _track_alerts(s: AsyncSession, device_id: str, r: Reading) -> None:
+    open_rows = (await s.scalars(
+        select(DeviceAlertRow).where(DeviceAlertRow.device_id == device_id, DeviceAlertRow.cleared_at.is_(None))
+    )).all()
+    by_key = {row.alert_key: row for row in open_rows}
+    reported = {alert_key(a): a for a in r.alerts}
+    for key, row in by_key.items():
+        if key in reported:
+            row.last_seen_at = max(row.last_seen_at, r.taken_at)
+        else:
+            row.cleared_at = r.taken_at
+    for key, a in reported.items():
+        if key not in by_key:
+            s.add(DeviceAlertRow(
+                device_id=device_id, alert_key=key, alert_index=a.index, severity=a.severity[:32],
+                group=a.group[:64], code=a.code[:64], description=a.description[:1024],
+                training_level=a.training_level[:64] if a.training_level else None,
+                raised_at=r.taken_at, last_seen_at=r.taken_at,
+            ))
+    await s.flush()

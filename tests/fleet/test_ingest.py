@@ -1,0 +1,173 @@
+"""Cloud ingestion of agent uploads: readings from real recordings, mapped to
+devices, current supplies and alerts kept, duplicates and bad payloads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from printgate.domain import ReadingKind, SupplyState
+from printgate.store.db import Database
+from printgate.store.fleet import TenantScope, current_supplies, fleet_device, open_alerts
+from printgate.store.models.readings import DeviceAlertRow, ReadingBatchRow, ReadingRow
+from printgate.store.readings import count_readings, ingest_payload, readings_for
+from printgate.store.readings_payload import ReadingsPayloadInvalid
+from tests.fleet.conftest import T0, days, payload_of, reading_of
+
+D1 = TenantScope(dealer_id="d1")
+
+
+async def test_ingested_reading_sets_current_supplies_counters_and_status_from_the_recording(
+    fleet_db: Database,
+) -> None:
+    r = reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0)
+    assert r.supplies and r.counters  # the recording has both
+    assert await ingest_payload(fleet_db, "a-c1", "b-1", payload_of([r])) is True
+    async with fleet_db.session() as s:
+        f = await fleet_device(s, D1, "dev-m130")
+        supplies = await current_supplies(s, "dev-m130")
+    assert f is not None
+    assert f.last_reading_at == T0
+    assert f.page_count == sum(c.value for c in r.counters if c.name.startswith("marker."))
+    assert [c.supply for c in supplies] == sorted(r.supplies, key=lambda x: x.index)
+    assert f.lowest_supply == min(r.supplies, key=lambda x: x.percent or 101)
+    assert f.agent_online is True
+    stored = await readings_for(fleet_db, device_id="dev-m130")
+    assert stored == [r]
+
+
+async def test_reading_maps_by_serial_first_then_ip_and_never_to_another_site(fleet_db: Database) -> None:
+    m130 = reading_of("jetdirect_m130nw", ip="127.0.20.99", at=T0)  # moved: new ip, same serial
+    canon = reading_of("canonprinter_tm", ip="127.0.20.12", at=T0)  # no serial in the recording
+    assert canon.serial is None
+    stray = reading_of("brother_hl5370dw", ip="127.0.20.11", at=T0)  # Brother lives at c2, not a-c1's site
+    assert await ingest_payload(fleet_db, "a-c1", "b-1", payload_of([m130, canon, stray])) is True
+    async with fleet_db.session() as s:
+        got = dict((await s.execute(select(ReadingRow.id, ReadingRow.device_id))).tuples().all())
+    assert got == {m130.id: "dev-m130", canon.id: "dev-canon", stray.id: None}
+    assert await count_readings(fleet_db) == 3  # unmapped readings are kept, not lost
+    async with fleet_db.session() as s:
+        foreign = await fleet_device(s, TenantScope(dealer_id="d2"), "dev-foreign")
+    assert foreign is not None and foreign.last_reading_at is None
+
+
+async def test_duplicate_batch_is_ignored_and_changes_nothing(fleet_db: Database) -> None:
+    first = payload_of([reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0)])
+    assert await ingest_payload(fleet_db, "a-c1", "b-1", first) is True
+    again = payload_of([reading_of("lab-jetdirect_m130nw-alerts", ip="127.0.20.15", at=T0 + days(1))])
+    assert await ingest_payload(fleet_db, "a-c1", "b-1", again) is False
+    assert await count_readings(fleet_db) == 1
+    async with fleet_db.session() as s:
+        assert await open_alerts(s, "dev-m130") == []
+    # the same batch id from another agent is a different batch
+    assert await ingest_payload(fleet_db, "a-c3", "b-1", again) is True
+
+
+@pytest.mark.parametrize("payload, why", [
+    (b"\xff\xfe not utf-8", "not UTF-8"),
+    (b'{"readings": [', "not JSON"),
+    (b'[{"id": "x"}]', '"readings" list'),
+    (b'{"readings": {"id": "x"}}', '"readings" list'),
+    (b'{"readings": [42]}', "reading #0 is not an object"),
+    (b'{"readings": [{"id": "x", "ip": "127.0.20.15"}]}', "reading #0 is malformed"),
+])
+async def test_malformed_payload_is_refused_with_a_reason_and_nothing_is_lost(
+    fleet_db: Database, payload: bytes, why: str
+) -> None:
+    good = reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0)
+    assert await ingest_payload(fleet_db, "a-c1", "b-good", payload_of([good])) is True
+    with pytest.raises(ReadingsPayloadInvalid) as info:
+        await ingest_payload(fleet_db, "a-c1", "b-bad", payload)
+    assert why in info.value.message and "nothing stored" in info.value.message
+    assert info.value.code == "readings_payload_invalid"
+    assert await readings_for(fleet_db, device_id="dev-m130") == [good]
+    async with fleet_db.session() as s:
+        assert await s.get(ReadingBatchRow, ("a-c1", "b-bad")) is None
+    # the agent can resend the batch (same id) once fixed
+    fixed = reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0 + days(1))
+    assert await ingest_payload(fleet_db, "a-c1", "b-bad", payload_of([fixed])) is True
+
+
+async def test_one_bad_reading_refuses_the_whole_batch(fleet_db: Database) -> None:
+    good = reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0).to_dict()
+    bad = dict(good, id="other", taken_at="2025-03-01T08:00:00", kinds=["counters"])  # no time zone
+    body = json.dumps({"readings": [good, bad]}).encode()
+    with pytest.raises(ReadingsPayloadInvalid, match="reading #1 has taken_at without a time zone"):
+        await ingest_payload(fleet_db, "a-c1", "b-1", body)
+    wrong_kind = dict(good, id="k", kinds=["toner"])
+    with pytest.raises(ReadingsPayloadInvalid, match="reading #0 is malformed"):
+        await ingest_payload(fleet_db, "a-c1", "b-1", json.dumps({"readings": [wrong_kind]}).encode())
+    assert await count_readings(fleet_db) == 0
+
+
+async def test_alert_is_raised_then_cleared_when_a_later_reading_no_longer_has_it(fleet_db: Database) -> None:
+    with_alerts = reading_of("lab-jetdirect_m130nw-alerts", ip="127.0.20.15", at=T0)
+    assert len(with_alerts.alerts) == 3
+    assert await ingest_payload(fleet_db, "a-c1", "b-1", payload_of([with_alerts])) is True
+    async with fleet_db.session() as s:
+        opened = await open_alerts(s, "dev-m130")
+        f = await fleet_device(s, D1, "dev-m130")
+    assert sorted(a.alert.code for a in opened) == sorted(a.code for a in with_alerts.alerts)
+    assert all(a.raised_at == T0 and a.cleared_at is None for a in opened)
+    assert f is not None and f.open_alerts == 3
+    assert with_alerts.status is not None
+    assert f.error_state == with_alerts.status.errors and f.printer_status == with_alerts.status.status
+
+    still = reading_of("lab-jetdirect_m130nw-alerts", ip="127.0.20.15", at=T0 + days(1))
+    assert await ingest_payload(fleet_db, "a-c1", "b-2", payload_of([still])) is True
+    async with fleet_db.session() as s:
+        assert len(await open_alerts(s, "dev-m130")) == 3  # same alerts: not raised twice
+        assert (await s.execute(select(func.count()).select_from(DeviceAlertRow))).scalar_one() == 3
+
+    fixed = reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0 + days(2))
+    assert fixed.alerts == ()
+    assert await ingest_payload(fleet_db, "a-c1", "b-3", payload_of([fixed])) is True
+    async with fleet_db.session() as s:
+        assert await open_alerts(s, "dev-m130") == []
+        rows = (await s.scalars(select(DeviceAlertRow))).all()
+        f = await fleet_device(s, D1, "dev-m130")
+    assert {r.cleared_at for r in rows} == {T0 + days(2)}
+    assert {r.last_seen_at for r in rows} == {T0 + days(1)}
+    assert f is not None and f.open_alerts == 0
+
+
+async def test_late_reading_does_not_overwrite_newer_state(fleet_db: Database) -> None:
+    new = reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0 + days(2))
+    old = reading_of("lab-jetdirect_m130nw-alerts", ip="127.0.20.15", at=T0)  # replayed from the queue
+    assert await ingest_payload(fleet_db, "a-c1", "b-new", payload_of([new])) is True
+    assert await ingest_payload(fleet_db, "a-c1", "b-old", payload_of([old])) is True
+    async with fleet_db.session() as s:
+        assert await open_alerts(s, "dev-m130") == []  # the old alerts were already over
+        f = await fleet_device(s, D1, "dev-m130")
+    assert f is not None and f.last_reading_at == T0 + days(2)
+    # both are kept in the history, oldest first
+    assert [r.id for r in await readings_for(fleet_db, device_id="dev-m130")] == [old.id, new.id]
+
+
+async def test_special_supply_values_are_kept_as_states_not_numbers(fleet_db: Database) -> None:
+    r = reading_of("brother_hl5370dw", ip="127.0.20.11", at=T0)
+    special = [s for s in r.supplies if s.state is not SupplyState.KNOWN]
+    assert special, "the Brother recording reports a -3 (some remaining) level"
+    assert await ingest_payload(fleet_db, "a-c2", "b-1", payload_of([r])) is True
+    async with fleet_db.session() as s:
+        current = {c.supply.index: c.supply for c in await current_supplies(s, "dev-brother")}
+    for sup in special:
+        assert current[sup.index].level is None and current[sup.index].state is sup.state
+
+
+async def test_readings_filter_by_kind_and_time_window(fleet_db: Database) -> None:
+    rs = [reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0 + days(i),
+                     kinds=(ReadingKind.COUNTERS,) if i % 2 else (ReadingKind.SUPPLIES,)) for i in range(6)]
+    assert await ingest_payload(fleet_db, "a-c1", "b-1", payload_of(rs)) is True
+    window = await readings_for(fleet_db, device_id="dev-m130", since=T0 + days(1), until=T0 + days(4))
+    assert [r.taken_at for r in window] == [T0 + days(i) for i in (1, 2, 3, 4)]
+    counters = await readings_for(fleet_db, device_id="dev-m130", kind=ReadingKind.COUNTERS)
+    assert [r.taken_at for r in counters] == [T0 + days(i) for i in (1, 3, 5)]
+
+
+async def test_serial_mismatch_with_device_at_same_ip_maps_by_ip_only_without_serial(fleet_db: Database) -> None:
+    r = reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0, serial_known=False)
+    assert await ingest_payload(fleet_db, "a-c1", "b-1", payload_of([r])) is True
+    assert [x.id for x in await readings_for(fleet_db, device_id="dev-m130")] == [r.id]
