@@ -262,8 +262,14 @@ DEMO_SITE = Site(SiteId("site-acme-hq"), DEMO_CUSTOMER.id, "Acme HQ")
 class DemoSystem:
     """Lab LAN + cloud + one enrolled agent, all on this machine, on free ports."""
 
-    def __init__(self, base_dir: Path, *, log_level: str = "info", fixed_ports: bool = False) -> None:
+    def __init__(
+        self, base_dir: Path, *, log_level: str = "info", fixed_ports: bool = False,
+        with_agent: bool = True, database_url: str | None = None,
+    ) -> None:
+        """``with_agent=False``: the caller enrols and runs an agent itself (``enrolment_token``)."""
         self.base_dir = base_dir
+        self._with_agent = with_agent
+        self._database_url = database_url
         self._log_level = log_level
         self._fixed_ports = fixed_ports
         self._stack = contextlib.AsyncExitStack()
@@ -281,7 +287,7 @@ class DemoSystem:
             ports = tuple(free_tcp_port() for _ in range(5))  # type: ignore[assignment]
         portal_port, relay_port, proxy_port, grpc_port, self.ews_port = ports
         return Settings(
-            database_url=f"sqlite+aiosqlite:///{self.base_dir / 'printgate.db'}",
+            database_url=self._database_url or f"sqlite+aiosqlite:///{self.base_dir / 'printgate.db'}",
             log_level=self._log_level,
             portal=PortalSettings(port=portal_port, public_url=f"http://127.0.0.1:{portal_port}",
                                   secret_key=SecretStr(secrets.token_urlsafe(32))),
@@ -306,7 +312,8 @@ class DemoSystem:
             Cloud(self.settings, data_dir=self.settings.gateway.data_dir)
         )
         await self._seed()
-        await self._start_agent()
+        if self._with_agent:
+            await self._start_agent()
 
     async def _seed(self) -> None:
         async with self.cloud.db.transaction() as s:
@@ -332,20 +339,22 @@ class DemoSystem:
                 s, DEMO_SITE.id, ttl=timedelta(minutes=10), created_by="demo"
             )
 
+    def agent_settings(self, data_dir: Path) -> AgentSettings:
+        """Settings for an agent on the lab LAN (also written out for `printgate agent run`)."""
+        return AgentSettings(
+            cloud_grpc=self.cloud.channel.target, data_dir=data_dir,
+            targets=[d.ip for d in LAB_DEVICES], snmp_port=self.snmp.port,
+            ews_candidates=[f"{self.ews_port}/https", f"{self.ews_port}/http"],
+            snmp_timeout=1.0, snmp_retries=1,
+        )
+
     async def _start_agent(self) -> None:
-        lab_ips = [d.ip for d in LAB_DEVICES]
         identity = await enroll(
             self.cloud.channel.enrol_target, self.enrolment_token, self.base_dir / "agent",
             ca_cert_pem=self.cloud.ca.cert_pem,
         )
         self.cloud.note_agent_address(identity.agent_id, "127.0.0.1")
-        agent_settings = AgentSettings(
-            agent_id=identity.agent_id, cloud_grpc=self.cloud.channel.target,
-            data_dir=self.base_dir / "agent", targets=lab_ips, snmp_port=self.snmp.port,
-            ews_candidates=[f"{self.ews_port}/https", f"{self.ews_port}/http"],
-            snmp_timeout=1.0, snmp_retries=1,
-        )
-        self.agent = AgentAssembly(agent_settings, identity)
+        self.agent = AgentAssembly(self.agent_settings(self.base_dir / "agent"), identity)
         await self.agent.channel.connect()
         self._stack.push_async_callback(self.agent.channel.aclose)
         self.runtime: AgentRuntime = await self._stack.enter_async_context(self.agent.runtime())
@@ -366,11 +375,12 @@ class DemoSystem:
         return self.cloud.portal_url
 
     async def wait_for_devices(self, *, minimum: int, timeout: float) -> int:
+        """Wait until ``minimum`` printers are known and their agent is online."""
         async with asyncio.timeout(timeout):
             while True:
                 async with self.cloud.db.session() as s:
                     found = await devices.list_devices_of_dealer(s, DEMO_DEALER.id)
-                online = self.cloud.hub.is_online(self.agent.identity.agent_id)
+                online = all(self.cloud.hub.is_online(d.agent_id) for d, _ in found)
                 if len(found) >= minimum and online:
                     return len(found)
                 await asyncio.sleep(0.2)

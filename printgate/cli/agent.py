@@ -98,5 +98,7 @@ def scan(
 
 
 from printgate.cli.agent_channel import register as _register_channel_commands  # noqa: E402
+from printgate.cli.agent_run import run  # noqa: E402
 
 _register_channel_commands(app)
+app.command()(run)
