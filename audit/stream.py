@@ -127,8 +127,10 @@ def parse_line(raw: bytes, line: int) -> Item:
 
 
 def read_export(path: Path | str) -> Iterator[Item]:
-    with open(path, "rb") as fh:
+    with open(path, "rb", buffering=1 << 20) as fh:
         for n, raw in enumerate(fh, start=1):
             raw = raw.rstrip(b"\r\n")
-            if raw:
+            if raw.startswith(b'{"at":'):
+                yield RecordItem(raw, n)
+            elif raw:
                 yield parse_line(raw, n)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -104,6 +105,7 @@ async def main() -> None:
         result["postgresql"] = await measure(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}")
     finally:
         psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    result["load_average_1m"] = os.getloadavg()[0]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

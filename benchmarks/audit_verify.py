@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -68,15 +69,17 @@ def main() -> None:
         build_s = time.perf_counter() - t0
         size = path.stat().st_size
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         report = verify_items(read_export(path), signer.verifier())
-        verify_s = time.perf_counter() - t0
+        verify_s, verify_cpu_s = time.perf_counter() - t0, time.process_time() - c0
         assert report.ok, report.problem
         assert report.records == N and report.anchored == N
 
-        t0 = time.perf_counter()
+        t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run(["sha256sum", str(path)], check=True, capture_output=True)
         sha_s = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        sha_cpu_s = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
     t0 = time.perf_counter()
     tree = MerkleTree(leaves)
@@ -94,8 +97,11 @@ def main() -> None:
         "events": N, "export_bytes": size, "build_s": round(build_s, 2),
         "verify_s": round(verify_s, 2), "verify_events_per_s": round(N / verify_s),
         "target_verify_s": 10.0, "meets_target": verify_s <= 10.0,
-        "reference_sha256sum_s": round(sha_s, 3),
+        "verify_cpu_s": round(verify_cpu_s, 2), "meets_target_in_cpu_time": verify_cpu_s <= 10.0,
+        "reference_sha256sum_s": round(sha_s, 3), "reference_sha256sum_cpu_s": round(sha_cpu_s, 3),
         "ratio_verify_vs_sha256sum": round(verify_s / sha_s, 1),
+        "ratio_verify_vs_sha256sum_cpu": round(verify_cpu_s / max(sha_cpu_s, 1e-6), 1),
+        "load_average_1m": os.getloadavg()[0],
         "merkle_tree_build_s": round(tree_s, 2),
         "inclusion_proof_ms": round(incl_ms, 4), "consistency_proof_ms": round(cons_ms, 4),
         "checkpoints": report.checkpoints,
@@ -104,8 +110,9 @@ def main() -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-    print(f"verify {N} events: {verify_s:.2f} s; sha256sum of the same file {sha_s:.2f} s "
-          f"-> ratio {verify_s / sha_s:.1f}x")
+    print(f"verify {N} events: {verify_s:.2f} s wall, {verify_cpu_s:.2f} s CPU; sha256sum of the same "
+          f"file {sha_s:.2f} s wall, {sha_cpu_s:.2f} s CPU -> ratio {verify_s / sha_s:.1f}x wall, "
+          f"{verify_cpu_s / max(sha_cpu_s, 1e-6):.1f}x CPU (load average {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":
