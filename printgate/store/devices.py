@@ -31,6 +31,13 @@ def device_from_row(row: DeviceRow) -> Device:
     )
 
 
+def display_name(identity: DeviceIdentity, ip: str) -> str:
+    """A short name for people: the model up to its first ';' or ' Rev', else sysName, else ip."""
+    model = (identity.model or "").split(";")[0].split(" Rev")[0].strip()
+    name = model or (identity.sys_name or "").strip() or ip
+    return name if len(name) <= 60 else name[:59].rstrip() + "…"
+
+
 def _apply_identity(row: DeviceRow, identity: DeviceIdentity) -> None:
     for name in ("serial", "mac", "model", "sys_object_id", "vendor", "sys_name", "location"):
         value = getattr(identity, name)
@@ -77,7 +84,7 @@ async def upsert_discovered(
     row = await find_by_identity(s, site_id, identity)
     if row is None:
         row = DeviceRow(id=device_id, site_id=site_id, agent_id=agent_id, ip=ip,
-                        name=identity.model or identity.sys_name or ip,
+                        name=display_name(identity, ip),
                         ews_port=ews_port, ews_scheme=ews_scheme, labels=[],
                         first_seen=now)
         s.add(row)

@@ -117,3 +117,14 @@ async def test_audit_table_appends_in_order(db: Database) -> None:
     rows = await sink.events(session_id="x")
     assert [r.details["i"] for r in rows] == [0, 1, 2]
     assert all(r.at.tzinfo is not None for r in rows)
+
+
+def test_display_name_is_short_and_falls_back() -> None:
+    long_oki = ("OKI OkiLAN 9450g Rev.00.69 10/100/1000BASE Ethernet PrintServer: Attached to MC873 "
+                "Rev.07.87 : Copyright (c) 2015 Oki Data Corporation. All rights reserved.")
+    assert devices.display_name(DeviceIdentity(model=long_oki), "10.0.0.7") == "OKI OkiLAN 9450g"
+    xerox = "Xerox AltaLink C8045; SS 100.002.057.09608, NC 100.002.09608"
+    assert devices.display_name(DeviceIdentity(model=xerox), "10.0.0.7") == "Xerox AltaLink C8045"
+    assert devices.display_name(DeviceIdentity(sys_name="printer-3"), "10.0.0.7") == "printer-3"
+    assert devices.display_name(DeviceIdentity(), "10.0.0.7") == "10.0.0.7"
+    assert len(devices.display_name(DeviceIdentity(model="X" * 200), "ip")) == 60
