@@ -3,8 +3,12 @@
 Every proxied request is audited before its response goes out (fail closed),
 but one database transaction per request caps the proxy at a few hundred
 requests/s. Events that arrive while a write is in flight are written together
-in the next one (``append_many`` when the sink has it); each request still
-waits until its own event is stored.
+in the next one (``append_many`` when the sink has it).
+
+``append`` waits until the event is stored (used for blocked transfers and
+session events). ``submit`` queues an allowed request's event without
+waiting; if a write has failed recently, ``failing`` is true and the proxy
+refuses to serve (fail closed) until writes succeed again.
 """
 
 from __future__ import annotations
@@ -33,13 +37,35 @@ class GroupCommitAudit:
         self._task: asyncio.Task[None] | None = None
         many: Callable[[Sequence[AuditEventIn]], Awaitable[Any]] | None = getattr(sink, "append_many", None)
         self._append_many = many
+        self._failing = False
 
     async def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="dwa-audit-group-commit")
 
+    @property
+    def failing(self) -> bool:
+        return self._failing
+
+    async def flush(self, timeout_s: float = 10.0) -> None:
+        """Wait until every queued event was written (or failed)."""
+        if self._task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._queue.join()
+
+    def submit(self, event: AuditEventIn) -> None:
+        """Queue without waiting (the writer stores it with the next batch)."""
+        if self._task is None:
+            raise RuntimeError("audit writer not started")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(_consume)
+        self._queue.put_nowait((event, fut))
+
     async def aclose(self) -> None:
         if self._task is not None:
+            await self.flush()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -64,15 +90,20 @@ class GroupCommitAudit:
                 batch.append(self._queue.get_nowait())
             try:
                 await self._write([event for event, _ in batch])
+                self._failing = False
             except Exception as exc:  # every waiter learns its event was not stored
+                self._failing = True
                 log.error("dwa.audit_batch_failed", error=str(exc), size=len(batch))
                 for _event, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)
-                continue
-            for _event, fut in batch:
-                if not fut.done():
-                    fut.set_result(None)
+            else:
+                for _event, fut in batch:
+                    if not fut.done():
+                        fut.set_result(None)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
 
     async def _write(self, events: list[AuditEventIn]) -> None:
         if self._append_many is not None:
@@ -80,3 +111,8 @@ class GroupCommitAudit:
             return
         for event in events:
             await self._sink.append(event)
+
+
+def _consume(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # mark retrieved; the writer already logged the failure

@@ -196,6 +196,10 @@ class DwaProxy:
     ) -> None:
         await self.aclose()
 
+    async def flush_audit(self) -> None:
+        """Wait until every queued audit event of allowed requests is stored."""
+        await self._audit.flush()
+
     # --- URLs ------------------------------------------------------------------
     def session_host(self, session_id: str) -> str:
         return f"s-{session_id}.{self.deps.dwa_domain}".lower()

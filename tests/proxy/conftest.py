@@ -87,6 +87,7 @@ class ProxyHarness:
         return self.proxy.launch_url(route.session_id, self.routes.issue_launch_token(route.session_id))
 
     async def events(self, session_id: str) -> list[Any]:
+        await self.proxy.flush_audit()
         return list(await self.audit.events(session_id=session_id))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from mitmproxy import http
 
 from gateway.proxy.addons.websocket_guard import DROPPED_KEY
+from gateway.proxy.audit_batch import GroupCommitAudit
 from gateway.proxy.decision import decision_of, route_of
 from printgate.domain import AuditEventIn, Outcome
 from printgate.interfaces import AuditSink
@@ -19,8 +20,13 @@ def _source_ip(flow: http.HTTPFlow) -> str | None:
 
 
 class AuditRequests:
+    """Blocked transfers and session events are stored before the answer goes out;
+    allowed requests are queued for the next group commit (no per-request wait),
+    and nothing is served while the audit store is failing (fail closed)."""
+
     def __init__(self, audit: AuditSink) -> None:
         self._audit = audit
+        self._group = audit if isinstance(audit, GroupCommitAudit) else None
 
     async def response(self, flow: http.HTTPFlow) -> None:
         resp = flow.response
@@ -46,8 +52,14 @@ class AuditRequests:
                 "transfer_size": decision.size,
             }
         event_type = "dwa.transfer_blocked" if blocked and decision and decision.direction != "session" else "dwa.request"
-        if not await self._append(flow, event_type, Outcome.BLOCKED if blocked else Outcome.SUCCESS, details):
-            # fail closed: what cannot be audited is not delivered
+        outcome = Outcome.BLOCKED if blocked else Outcome.SUCCESS
+        if self._group is not None and decision is None:
+            stored = not self._group.failing
+            if stored:
+                self._group.submit(self._event(flow, event_type, outcome, details))
+        else:
+            stored = await self._append(flow, event_type, outcome, details)
+        if not stored:  # fail closed: what cannot be audited is not delivered
             flow.response = http.Response.make(
                 503, b"audit unavailable: the request was not delivered", {"content-type": "text/plain"}
             )
@@ -71,18 +83,20 @@ class AuditRequests:
         }
         await self._append(flow, "dwa.websocket", Outcome.SUCCESS, details)
 
-    async def _append(self, flow: http.HTTPFlow, type_: str, outcome: Outcome, details: dict[str, object]) -> bool:
+    @staticmethod
+    def _event(flow: http.HTTPFlow, type_: str, outcome: Outcome, details: dict[str, object]) -> AuditEventIn:
         route = route_of(flow)
+        return AuditEventIn(
+            type=type_,
+            outcome=outcome,
+            session_id=route.session_id if route else None,
+            source_ip=_source_ip(flow),
+            details=details,
+        )
+
+    async def _append(self, flow: http.HTTPFlow, type_: str, outcome: Outcome, details: dict[str, object]) -> bool:
         try:
-            await self._audit.append(
-                AuditEventIn(
-                    type=type_,
-                    outcome=outcome,
-                    session_id=route.session_id if route else None,
-                    source_ip=_source_ip(flow),
-                    details=details,
-                )
-            )
+            await self._audit.append(self._event(flow, type_, outcome, details))
         except Exception as exc:  # the audit store failing must not crash the proxy; operators see it
             log.error("dwa.audit_failed", error=str(exc), type=type_)
             return False
