@@ -16,7 +16,7 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _psql(sql: str) -> None:
+def psql(sql: str) -> None:
     subprocess.run(
         ["psql", "-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c", sql],
         check=True, capture_output=True, timeout=30,
@@ -28,13 +28,13 @@ def pg_database() -> Iterator[str]:
     """A fresh, empty PostgreSQL database on the local server; dropped afterwards."""
     name = f"pgtest_{uuid.uuid4().hex[:12]}"
     try:
-        _psql(f"CREATE DATABASE {name}")
+        psql(f"CREATE DATABASE {name}")
     except (subprocess.CalledProcessError, FileNotFoundError) as exc:
         if os.environ.get("CI"):
             raise
         pytest.skip(f"PostgreSQL at 127.0.0.1:5432 unavailable: {exc}")
     yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

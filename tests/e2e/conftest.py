@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from playwright.async_api import Browser, async_playwright
 
 from printgate.system import DemoSystem
+from tests.conftest import psql
 
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -16,12 +18,24 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
-async def system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DemoSystem]:
-    base: Path = tmp_path_factory.mktemp("e2e-system")
-    async with DemoSystem(base, log_level="warning") as running:
-        await running.wait_for_devices(minimum=3, timeout=90)
-        yield running
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def system(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[DemoSystem]:
+    """The whole system, once on the embedded SQLite store and once on PostgreSQL."""
+    base: Path = tmp_path_factory.mktemp(f"e2e-system-{request.param}")
+    url = None
+    name = f"pge2e_{uuid.uuid4().hex[:12]}"
+    if request.param == "postgresql":
+        psql(f"CREATE DATABASE {name}")
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    try:
+        async with DemoSystem(base, log_level="warning", database_url=url) as running:
+            await running.wait_for_devices(minimum=3, timeout=90)
+            yield running
+    finally:
+        if url is not None:
+            psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture(scope="session")
