@@ -66,6 +66,11 @@ class AgentHub:
     def use_mqtt(self, publisher: CommandPublisher | None) -> None:
         self._mqtt = publisher
 
+    def release_mqtt(self, publisher: CommandPublisher) -> None:
+        """Stop using ``publisher`` (no-op if another bridge took over meanwhile)."""
+        if self._mqtt is publisher:
+            self._mqtt = None
+
     def add_presence_listener(self, listener: PresenceListener) -> None:
         if listener not in self._listeners:
             self._listeners.append(listener)
@@ -82,6 +87,10 @@ class AgentHub:
         if agent_id in self._streams:
             return "grpc"
         return "mqtt" if agent_id in self._mqtt_online else None
+
+    def connected_channels(self, agent_id: str) -> set[str]:
+        found = {"grpc"} if agent_id in self._streams else set()
+        return found | ({"mqtt"} if agent_id in self._mqtt_online else set())
 
     def online_agents(self) -> set[str]:
         return set(self._streams) | self._mqtt_online
@@ -151,9 +160,25 @@ class AgentHub:
     async def send(self, agent_id: str, command_payload: Any, *, ttl_s: int) -> str:
         """Sign ``command_payload`` for ``agent_id`` and deliver it; the command id."""
         envelope = self.sign(agent_id, command_payload, ttl_s=ttl_s)
+        channel = self.channel_of(agent_id)
+        if channel is None or (channel == "mqtt" and self._mqtt is None):
+            raise AgentUnavailable(
+                f"agent {agent_id} is offline (no gRPC command stream and no MQTT presence): "
+                "check that the agent service runs and can reach the gateway"
+            )
+        return await self.deliver(agent_id, envelope, via=channel)
+
+    async def deliver(self, agent_id: str, envelope: pb.SignedCommand, *, via: str) -> str:
+        """Deliver an already signed envelope over ``via`` ("grpc" | "mqtt").
+
+        Sending the same envelope over both channels is safe: the agent's
+        command guard executes each command id at most once.
+        """
         summary = summarise(pb.Command.FromString(envelope.command))
-        stream = self._streams.get(agent_id)
-        if stream is not None and stream.cut_reason is None:
+        if via == "grpc":
+            stream = self._streams.get(agent_id)
+            if stream is None or stream.cut_reason is not None:
+                raise AgentUnavailable(f"agent {agent_id} has no gRPC command stream")
             try:
                 stream.queue.put_nowait(envelope)
             except asyncio.QueueFull as exc:
@@ -161,13 +186,11 @@ class AgentHub:
                     f"agent {agent_id} is not draining its command stream (256 queued): "
                     "check its connectivity"
                 ) from exc
-            log.info("agent.command.sent", agent=agent_id, id=summary.id, kind=summary.kind, channel="grpc")
-            return summary.id
-        if agent_id in self._mqtt_online and self._mqtt is not None:
+        elif via == "mqtt":
+            if self._mqtt is None or agent_id not in self._mqtt_online:
+                raise AgentUnavailable(f"agent {agent_id} is not connected to the MQTT broker")
             await self._mqtt.publish_command(agent_id, envelope.SerializeToString())
-            log.info("agent.command.sent", agent=agent_id, id=summary.id, kind=summary.kind, channel="mqtt")
-            return summary.id
-        raise AgentUnavailable(
-            f"agent {agent_id} is offline (no gRPC command stream and no MQTT presence): "
-            "check that the agent service runs and can reach the gateway"
-        )
+        else:
+            raise ValueError(f"unknown channel {via!r}")
+        log.info("agent.command.sent", agent=agent_id, id=summary.id, kind=summary.kind, channel=via)
+        return summary.id

@@ -97,7 +97,7 @@ class MqttBridge:
         self._hub.use_mqtt(self)
 
     async def aclose(self) -> None:
-        self._hub.use_mqtt(None)
+        self._hub.release_mqtt(self)
         self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
 

@@ -10,6 +10,7 @@ import textwrap
 from agent.channel.command_guard import CommandGuard
 from agent.channel.enroll import EnrolledIdentity
 from agent.channel.mqtt_client import MqttChannel
+from gateway.channel.hub import AgentHub
 from gateway.channel.mqtt_bridge import MqttBridge
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import topics
@@ -135,8 +136,9 @@ async def test_agent_and_bridge_reconnect_after_broker_restart(cloud: Cloud) -> 
     own = Broker.prepare(cloud.ca)
     own.start()
     d = own.directory
+    hub = AgentHub(cloud.ca.command_key)  # this test's own gateway side
     br = MqttBridge("127.0.0.1", own.port, ca_path=d / "ca.crt", cert_path=d / "bridge.crt",
-                    key_path=d / "bridge.key", hub=cloud.hub, handlers=cloud.recorder.handlers(),
+                    key_path=d / "bridge.key", hub=hub, handlers=cloud.recorder.handlers(),
                     client_id="printgate-gateway-restart")
     identity = await cloud.enrol(name="mq-restart")
     ch = channel(own, identity)
@@ -144,16 +146,42 @@ async def test_agent_and_bridge_reconnect_after_broker_restart(cloud: Cloud) -> 
         await br.start()
         await ch.connect()
         await ch.wait_connected(10)
-        await eventually(lambda: cloud.hub.is_online(identity.agent_id))
+        await eventually(lambda: hub.is_online(identity.agent_id))
         own.stop()
         await eventually(lambda: not ch.connected, timeout=10)
         own.start()
         await eventually(lambda: ch.connects >= 2, timeout=20)
-        await eventually(lambda: cloud.hub.is_online(identity.agent_id), timeout=20)
-        sent = await cloud.hub.send(identity.agent_id, pb.Ping(nonce="after-restart"), ttl_s=30)
+        await eventually(lambda: hub.is_online(identity.agent_id), timeout=20)
+        sent = await hub.send(identity.agent_id, pb.Ping(nonce="after-restart"), ttl_s=30)
         got = await asyncio.wait_for(anext(ch.commands()), 10)
         assert got.id == sent
     finally:
         await ch.aclose()
         await br.aclose()
         own.remove()
+
+
+async def test_command_sent_over_both_channels_executes_once(cloud: Cloud, broker: Broker,
+                                                             bridge: MqttBridge) -> None:
+    from agent.channel.grpc_client import GrpcChannel
+
+    identity = await cloud.enrol(name="both-channels")
+    guard = CommandGuard(identity.agent_id, identity.command_verify_key,
+                         state_path=identity.data_dir / "seen-commands.json")
+    g = GrpcChannel(cloud.server.target, identity, guard=guard)
+    m = MqttChannel("127.0.0.1", broker.port, identity, guard=guard)
+    async with g, m:
+        await g.wait_connected(10)
+        await m.wait_connected(10)
+        await eventually(lambda: cloud.hub.connected_channels(identity.agent_id) == {"grpc", "mqtt"})
+        envelope = cloud.hub.sign(identity.agent_id, pb.Ping(nonce="dup"), ttl_s=30)
+        await cloud.hub.deliver(identity.agent_id, envelope, via="grpc")
+        await cloud.hub.deliver(identity.agent_id, envelope, via="mqtt")
+        await eventually(lambda: len(g.rejections) + len(m.rejections) == 1)
+        first = asyncio.ensure_future(anext(g.commands()))
+        second = asyncio.ensure_future(anext(m.commands()))
+        done, pending = await asyncio.wait({first, second}, timeout=2)
+        for task in pending:
+            task.cancel()
+        assert len(done) == 1 and next(iter(done)).result().id == pb.Command.FromString(envelope.command).id
+        assert [r.code for r in g.rejections + m.rejections] == ["command_replayed"]

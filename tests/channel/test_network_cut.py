@@ -143,7 +143,7 @@ async def test_network_cut_agent_reconnects_and_each_reading_arrives_once(
                        input=b"table inet cut {\n chain out { type filter hook output priority 0; policy drop; }\n"
                              b" chain inp { type filter hook input priority 0; policy drop; }\n}\n")
         during = len(mine())
-        await asyncio.sleep(6)
+        await asyncio.sleep(12)  # longer than keepalive (5 s) + ping timeout (3 s): the stream dies
         assert len(mine()) <= during + 1  # nothing gets through while cut
         sh("ip", "netns", "exec", ag_ns, "nft", "delete", "table", "inet", "cut")
         await asyncio.wait_for(proc.wait(), 120)
