@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.routes import RouteTable
@@ -12,6 +13,8 @@ from printgate.interfaces import AuditSink
 
 EndRequest = Callable[[str], Awaitable[None]]
 SessionTimeout = Callable[[str, str], Awaitable[None]]
+# asks the broker/policy for more time; returns the new expiry or None when refused
+ExtendRequest = Callable[[str], Awaitable[datetime | None]]
 
 
 @dataclass(slots=True)
@@ -40,4 +43,5 @@ class ProxyDeps:
     limits: ProxyLimits = field(default_factory=ProxyLimits)
     public: PublicAddress = field(default_factory=PublicAddress)
     on_session_timeout: SessionTimeout | None = None
+    on_extend_request: ExtendRequest | None = None
     vendor_endpoints: VendorEndpoints = field(default_factory=load_vendor_endpoints)

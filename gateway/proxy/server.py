@@ -23,7 +23,7 @@ from mitmproxy.master import Master
 from gateway.proxy.addons import default_addons
 from gateway.proxy.addons.session_limits import SessionLimits
 from gateway.proxy.audit_batch import GroupCommitAudit
-from gateway.proxy.deps import ProxyDeps, PublicAddress, SessionTimeout
+from gateway.proxy.deps import ExtendRequest, ProxyDeps, PublicAddress, SessionTimeout
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.routes import RouteTable
 from printgate.errors import ConfigError
@@ -79,6 +79,7 @@ class DwaProxy:
         on_end_request: Callable[[str], Awaitable[None]],
         limits: ProxyLimits = ProxyLimits(),
         on_session_timeout: SessionTimeout | None = None,
+        on_extend_request: ExtendRequest | None = None,
         public_scheme: str = "http",
         public_port: int | None = None,
         certs: list[str] | None = None,
@@ -102,6 +103,7 @@ class DwaProxy:
             limits=limits,
             public=PublicAddress(public_scheme, public_port or 0),
             on_session_timeout=on_session_timeout,
+            on_extend_request=on_extend_request,
         )
         self._master: Master | None = None
         self._run_task: asyncio.Task[None] | None = None

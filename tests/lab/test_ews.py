@@ -75,7 +75,7 @@ async def test_https_ews_serves_self_signed_cert_with_advertised_fingerprint(lab
     ctx.verify_mode = ssl.CERT_NONE
     import asyncio
 
-    reader, writer = await asyncio.open_connection(server.host, server.port, ssl=ctx)
+    _reader, writer = await asyncio.open_connection(server.host, server.port, ssl=ctx)
     der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
     writer.close()
     await writer.wait_closed()

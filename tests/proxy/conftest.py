@@ -103,9 +103,18 @@ async def harness(audit_db: TableAuditSink) -> AsyncIterator[ProxyHarness]:
     async def on_timeout(session_id: str, reason: str) -> None:
         timeouts.append((session_id, reason))
 
+    extended: set[str] = set()
+
+    async def on_extend(session_id: str) -> datetime | None:
+        """Test policy: one extension of 10 minutes per session."""
+        if session_id in extended:
+            return None
+        extended.add(session_id)
+        return datetime.now(UTC) + timedelta(minutes=10)
+
     proxy = DwaProxy(
         "127.0.0.1", 0, dwa_domain=DWA_DOMAIN, routes=routes, audit=audit_db,
-        on_end_request=on_end, on_session_timeout=on_timeout,
+        on_end_request=on_end, on_session_timeout=on_timeout, on_extend_request=on_extend,
         limits=ProxyLimits(sweep_interval_s=0.2),
     )
     async with proxy:

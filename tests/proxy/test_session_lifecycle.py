@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -158,3 +159,18 @@ async def test_binary_websocket_message_is_dropped(harness, session_client, ews)
                     if msg.type == aiohttp.WSMsgType.TEXT and "echo" in msg.data:
                         break
     assert len(ews.state.received) == before
+
+
+async def test_user_can_extend_within_policy_once(harness, session_client, ews):
+    c = await session_client(ews, minutes=1.5 / 60)
+    home = await c.request("GET", "/")
+    csrf = re.search(r"name=csrf value=([0-9a-f]+)", home.text).group(1)
+    r = await c.request("POST", "/__printgate/extend", data={"csrf": csrf})
+    assert r.status_code == 303
+    assert harness.routes.get(c.route.session_id).expires_at > datetime.now(UTC) + timedelta(minutes=9)
+    again = await c.request("POST", "/__printgate/extend", data={"csrf": csrf})
+    assert again.status_code == 403 and "does not allow more time" in again.text
+    forged = await c.request("POST", "/__printgate/extend", data={"csrf": "0" * 64})
+    assert forged.status_code == 403
+    await asyncio.sleep(1.8)
+    assert (await c.request("GET", "/")).status_code == 200

@@ -91,6 +91,9 @@ class SessionAuth:
         if path == PREFIX + "end":
             await self._end(flow, entry, cookie)
             return
+        if path == PREFIX + "extend":
+            await self._extend(flow, entry, cookie)
+            return
         if path.startswith(PREFIX):
             flow.metadata[DECISION_KEY] = FlowDecision(True, "proxy.not_found", "unknown proxy endpoint", "session")
             flow.response = http.Response.make(404, b"unknown proxy endpoint", {"content-type": "text/plain"})
@@ -121,17 +124,39 @@ class SessionAuth:
         flow.metadata["printgate.generated"] = True
         log.info("dwa.launch", session=route.session_id)
 
-    async def _end(self, flow: http.HTTPFlow, route: SessionRoute, cookie: str) -> None:
+    def _form_is_genuine(self, flow: http.HTTPFlow, route: SessionRoute, cookie: str, what: str) -> bool:
+        """POST, CSRF token bound to this browser's cookie, and (if sent) our own Origin."""
         if flow.request.method != "POST":
-            pages.block(flow, FlowDecision(True, "session.end_method", "ending a session needs a POST", "session"))
-            return
+            pages.block(flow, FlowDecision(True, f"session.{what}_method", f"{what} needs a POST", "session"))
+            return False
         expected = csrf_token(self._deps.csrf_key, cookie)
         given = flow.request.urlencoded_form.get("csrf", "") or flow.request.headers.get("x-printgate-csrf", "")
         origin = flow.request.headers.get("origin")
         if not hmac.compare_digest(expected, given) or (
             origin is not None and origin != self._deps.public.origin(route.host)
         ):
-            pages.block(flow, FlowDecision(True, "session.end_csrf", "the end-session form was not sent by this page", "session"))
+            pages.block(flow, FlowDecision(True, f"session.{what}_csrf", "the form was not sent by this page", "session"))
+            return False
+        return True
+
+    async def _extend(self, flow: http.HTTPFlow, route: SessionRoute, cookie: str) -> None:
+        if not self._form_is_genuine(flow, route, cookie, "extend"):
+            return
+        new_expiry = None
+        if self._deps.on_extend_request is not None:
+            new_expiry = await self._deps.on_extend_request(route.session_id)
+        if new_expiry is None:
+            pages.block(flow, FlowDecision(True, "session.extend_refused", "policy does not allow more time for this session", "session"))
+            return
+        self._deps.routes.extend(route.session_id, new_expiry)
+        flow.metadata[DECISION_KEY] = FlowDecision(False, "session.extended", f"extended until {new_expiry.isoformat()}", "session")
+        back = flow.request.headers.get("referer", "")
+        origin = self._deps.public.origin(route.host)
+        pages.redirect(flow, back if back.startswith(origin + "/") else "/")
+        log.info("dwa.extended", session=route.session_id, until=new_expiry.isoformat())
+
+    async def _end(self, flow: http.HTTPFlow, route: SessionRoute, cookie: str) -> None:
+        if not self._form_is_genuine(flow, route, cookie, "end"):
             return
         await self._deps.on_end_request(route.session_id)
         self._deps.routes.remove(route.session_id, "ended by the technician")
