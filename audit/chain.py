@@ -86,8 +86,7 @@ def prepare(event: AuditEventIn, salt: Callable[[int], bytes]) -> PreparedEvent:
         value = getattr(event, name)
         if value is not None:
             clear[name] = str(value)
-    extra: Mapping[str, object] = getattr(event, "personal", None) or {}
-    for name, value in extra.items():
+    for name, value in event.personal.items():
         if name in ("prev", "seq") or not name:
             raise NotCanonicalisable(f"personal field name {name!r} is reserved")
         if value is not None:

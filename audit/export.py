@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,6 +32,7 @@ from audit.stream import (
 )
 from audit.verify import Damage, Problem, VerifyReport, verify_items
 from printgate.domain import AuditRecord
+from printgate.errors import AuditIntegrityError
 from printgate.store import audit as store
 from printgate.store.db import Database
 
@@ -85,7 +86,9 @@ async def write_subset(
     """Records matching ``f`` with inclusion proofs to the newest checkpoint."""
     cps = [_cp(r) for r in await store.checkpoints(db)]
     if not cps:
-        raise_no_checkpoint()
+        raise AuditIntegrityError(
+            "no signed checkpoint yet: run `printgate audit checkpoint --key KEY` before a tenant export"
+        )
     cp = cps[-1]
     leaves: list[bytes] = []
     async for batch in store.iter_records(db):
@@ -110,14 +113,6 @@ async def write_subset(
                 out.write(personal_line(row.seq, personal[row.seq]) + b"\n")
             n += 1
     return n, 1
-
-
-def raise_no_checkpoint() -> None:
-    from printgate.errors import AuditIntegrityError
-
-    raise AuditIntegrityError(
-        "no signed checkpoint yet: run `printgate audit checkpoint --key KEY` before a tenant export"
-    )
 
 
 async def export_jsonl(
@@ -229,6 +224,4 @@ async def verify_store(db: Database, verifier: CheckpointVerifier | None) -> Ver
                               f"records after {head_seq} were added without the chain lock")
     if problem is report.problem:
         return report
-    from dataclasses import replace
-
     return replace(report, ok=False, problem=problem)

@@ -28,6 +28,7 @@ from audit.chain import (
 from audit.checkpoint import Checkpoint, Signer
 from audit.merkle import Frontier, leaf_hash
 from printgate.domain import AuditEventIn, AuditRecord
+from printgate.errors import AuditIntegrityError
 from printgate.logs import get_logger
 from printgate.store import audit as store
 from printgate.store.db import Database
@@ -130,7 +131,8 @@ class AuditLog:
             return await self._checkpoint_locked(s, seq, format_at(self._clock()))
 
     async def _checkpoint_locked(self, s: AsyncSession, size: int, at: str) -> Checkpoint:
-        assert self.signer is not None
+        if self.signer is None:
+            raise AuditIntegrityError("checkpoints need a signing key (printgate audit keygen)")
         base = await store.latest_checkpoint(s, at_most=size)
         if base is not None and base.tree_size == size:
             return _from_row(base)
@@ -138,7 +140,8 @@ class AuditLog:
                     if base is not None else Frontier())
         hashes = await store.record_hashes(s, frontier.size + 1, size)
         if len(hashes) != size - frontier.size:
-            raise AssertionError(f"audit chain has gaps below {size}")
+            raise AuditIntegrityError(
+                f"audit chain has gaps below record {size}: run `printgate audit verify`")
         for h in hashes:
             frontier.append(leaf_hash(bytes.fromhex(h)))
         head = hashes[-1] if hashes else str(base.head if base else "")

@@ -10,11 +10,12 @@ upgrade into a deadlock and the snapshot is the newest one).
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import JSON, Table, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from printgate.errors import AuditIntegrityError
@@ -57,14 +58,31 @@ async def read_head(db: Database) -> tuple[int, str]:
     return int(row[0]), str(row[1])
 
 
+COPY_THRESHOLD = 64  # PostgreSQL batches at least this big go through COPY
+
+
+async def _insert(s: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    if len(rows) >= COPY_THRESHOLD and s.get_bind().dialect.name == "postgresql":
+        conn = await s.connection()
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection
+        if hasattr(driver, "copy_records_to_table"):  # asyncpg: COPY inside this transaction
+            columns = list(rows[0].keys())
+            json_cols = {c.name for c in table.columns if isinstance(c.type, JSON)}
+            records = [tuple(json.dumps(r[c]) if c in json_cols else r[c] for c in columns) for r in rows]
+            await driver.copy_records_to_table(table.name, records=records, columns=columns)
+            return
+    await s.execute(insert(table), list(rows))
+
+
 async def insert_records(s: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        await s.execute(insert(_RECORDS), list(rows))
+    await _insert(s, _RECORDS, rows)
 
 
 async def insert_personal(s: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        await s.execute(insert(_PERSONAL), list(rows))
+    await _insert(s, _PERSONAL, rows)
 
 
 async def insert_checkpoint(s: AsyncSession, row: dict[str, Any]) -> None:
