@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from gateway.channel.ca import AgentCA, CsrRejected
 from printgate.domain import AuditEventIn, Outcome
-from printgate.errors import TokenInvalid
+from printgate.errors import PrintgateError, TokenInvalid
 from printgate.interfaces import AuditSink
 from printgate.logs import get_logger
 from printgate.store import channel as store
@@ -27,17 +29,59 @@ class ChannelFacts:
     mqtt_url: str = ""
 
 
+class EnrolmentThrottled(PrintgateError):
+    code = "enrolment_throttled"
+
+
+class FailureThrottle:
+    """Refuse a source after ``max_failures`` failed enrolments within ``window_s`` (token guessing)."""
+
+    def __init__(self, *, max_failures: int = 10, window_s: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._max, self._window, self._clock = max_failures, window_s, clock
+        self._failures: dict[str, list[float]] = {}
+
+    def _recent(self, source: str) -> list[float]:
+        horizon = self._clock() - self._window
+        kept = [t for t in self._failures.get(source, []) if t > horizon]
+        if kept:
+            self._failures[source] = kept
+        else:
+            self._failures.pop(source, None)
+        return kept
+
+    def check(self, source: str) -> None:
+        if len(self._recent(source)) >= self._max:
+            raise EnrolmentThrottled(
+                f"too many failed enrolments from {source}: wait {self._window:.0f}s and use a fresh token")
+
+    def failed(self, source: str) -> None:
+        self._failures.setdefault(source, []).append(self._clock())
+        if len(self._failures) > 10_000:  # bounded memory under a spray of sources
+            self._failures.pop(next(iter(self._failures)))
+
+
 def new_agent_id() -> str:
     return "agt-" + secrets.token_hex(8)
 
 
 class Enroller:
     def __init__(self, *, ca: AgentCA, db: Database, audit: AuditSink, verify_key: bytes,
-                 facts: ChannelFacts, cert_ttl: timedelta) -> None:
+                 facts: ChannelFacts, cert_ttl: timedelta,
+                 throttle: FailureThrottle | None = None) -> None:
         self._ca, self._db, self._audit = ca, db, audit
+        self._throttle = throttle or FailureThrottle()
         self._verify_key, self._facts, self._ttl = verify_key, facts, cert_ttl
 
     async def enroll(self, request: pb.EnrollRequest, *, source_ip: str | None) -> pb.EnrollResponse:
+        source = source_ip or "unknown"
+        try:
+            self._throttle.check(source)
+        except EnrolmentThrottled as exc:
+            await self._audit.append(AuditEventIn(
+                type="agent.enrolment", outcome=Outcome.DENIED, actor="agent:unenrolled",
+                source_ip=source_ip, details={"reason": exc.code}))
+            raise
         agent_id = new_agent_id()
         now = datetime.now(UTC)
         try:
@@ -53,6 +97,7 @@ class Enroller:
                 source_ip=source_ip, details={"reason": exc.code, "hostname": request.hostname[:200]},
             ))
             log.warning("agent.enrolment_refused", reason=exc.code, source=source_ip)
+            self._throttle.failed(source)
             raise
         await self._audit.append(AuditEventIn(
             type="agent.enrolment", actor=f"agent:{agent_id}", source_ip=source_ip,

@@ -26,7 +26,7 @@ from grpc import aio
 
 from gateway.channel.authorisation import Rule, rule_for, site_violation
 from gateway.channel.ca import AgentCA, PeerIdentity, peer_identity
-from gateway.channel.enrolment import ChannelFacts, Enroller
+from gateway.channel.enrolment import ChannelFacts, Enroller, EnrolmentThrottled, FailureThrottle
 from gateway.channel.handlers import ChannelHandlers
 from gateway.channel.hub import AgentHub
 from printgate.domain import AuditEventIn, Outcome
@@ -78,6 +78,7 @@ class AgentChannelServer:
         hub: AgentHub, handlers: ChannelHandlers, enrol_port: int = 0,
         facts: ChannelFacts | None = None, cert_ttl: timedelta = timedelta(hours=24),
         server_names: list[str] | None = None, revocation_poll_s: float = 1.0,
+        enrol_throttle: FailureThrottle | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -92,7 +93,7 @@ class AgentChannelServer:
         self._server: aio.Server | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._enroller = Enroller(ca=ca, db=db, audit=audit, verify_key=hub.verify_key_raw,
-                                  facts=self._facts, cert_ttl=cert_ttl)
+                                  facts=self._facts, cert_ttl=cert_ttl, throttle=enrol_throttle)
 
     @property
     def target(self) -> str:
@@ -223,6 +224,9 @@ class AgentChannelServer:
     async def enroll(self, request: pb.EnrollRequest, context: aio.ServicerContext) -> pb.EnrollResponse:
         try:
             return await self._enroller.enroll(request, source_ip=_peer_ip(context))
+        except EnrolmentThrottled as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message)
+            raise
         except PrintgateError as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
             raise

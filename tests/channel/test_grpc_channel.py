@@ -182,3 +182,22 @@ async def test_certificate_renewal_keeps_the_key_and_channel_working(cloud: Clou
         await ch.upload_readings("after-renewal", b"{}", deadline_s=10)
     async with cloud.db.session() as s:
         assert len(await channel_store.certificates_of(s, identity.agent_id)) == 2
+
+
+async def test_token_guessing_is_throttled_per_source(cloud: Cloud) -> None:
+    from gateway.channel.enrolment import FailureThrottle
+    from gateway.channel.grpc_server import AgentChannelServer
+    from lab.ports import free_tcp_port
+
+    server = AgentChannelServer("127.0.0.1", free_tcp_port(), ca=cloud.ca, db=cloud.db, audit=cloud.audit,
+                                hub=cloud.hub, handlers=cloud.recorder.handlers(),
+                                enrol_port=free_tcp_port(), enrol_throttle=FailureThrottle(max_failures=3))
+    async with server:
+        for i in range(3):
+            with pytest.raises(EnrolmentFailed, match="UNAUTHENTICATED"):
+                await enroll(server.enrol_target, f"pgenrol_guess{i}", cloud.tmp / f"guess{i}",
+                             ca_cert_pem=cloud.ca.cert_pem)
+        # even a valid token is refused while the source is throttled
+        with pytest.raises(EnrolmentFailed, match="RESOURCE_EXHAUSTED"):
+            await enroll(server.enrol_target, await cloud.token(), cloud.tmp / "guess-valid",
+                         ca_cert_pem=cloud.ca.cert_pem)
