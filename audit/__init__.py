@@ -1,1 +1,20 @@
-"""printgate: audit."""
+"""printgate: audit -- the tamper-evident audit trail (DESIGN section 7).
+
+Public interface:
+
+* ``audit.log.AuditLog(db, signer, *, checkpoint_every=1000)`` -- the
+  ``AuditSink``: ``await append(AuditEventIn) -> AuditRecord``,
+  ``await append_many([...]) -> list[AuditRecord]``, ``await checkpoint()``.
+* ``audit.checkpoint.Signer.generate() / .load(path) / .save(path) /
+  .public_key_pem()``; ``CheckpointVerifier.load(pub_path)``.
+* ``audit.export.verify_store(db, verifier)``, ``audit.verify.verify_items(
+  audit.stream.read_export(path), verifier)`` -> ``VerifyReport`` naming the
+  first bad record and the ``Damage`` kind.
+* ``audit.export.export_jsonl / export_cef``, ``audit.syslog.SyslogForwarder``,
+  ``audit.retention.prune``, ``audit.pseudonymise.erase_subject``,
+  ``audit.query.search / scope_for``, ``audit.proofs``, ``audit.event_types``.
+
+Formats: ``audit.chain`` (entry schema and hashing), ``audit.canonical``
+(RFC 8785), ``audit.merkle`` (RFC 6962/9162), ``audit.checkpoint`` (signed
+tree heads), ``audit.stream`` (export lines).
+"""
