@@ -49,6 +49,7 @@ from portal.app import create_app
 from portal.audit_views import audit_router
 from portal.auth.passwords import hash_password
 from portal.deps import require_role
+from portal.fleet import fleet_router
 from printgate.domain import (
     AuditEventIn,
     AuditRecord,
@@ -163,7 +164,10 @@ class Cloud:
                 await asyncio.sleep(0.02)
 
     def _extra_routers(self) -> Sequence[APIRouter]:
-        return [audit_router(self.db, self.audit, require_role(Role.AUDITOR))]
+        return [
+            fleet_router(self.db),
+            audit_router(self.db, self.audit, require_role(Role.AUDITOR)),
+        ]
 
     async def aclose(self) -> None:
         if self._portal_task is not None:
