@@ -123,3 +123,19 @@ async def test_records_arrive_over_tls_and_an_untrusted_collector_is_refused(
 def test_header_fields_never_contain_spaces(records: list[AuditRecord]) -> None:
     msg = format_rfc5424(records[0], hostname="gate way\n1")
     assert msg.split(b" ")[2] == b"gateway1"
+
+
+async def test_the_shipper_forwards_new_records_in_order_as_they_are_appended(db: Database, collector) -> None:  # type: ignore[no-untyped-def]
+    from audit.forwarding import SyslogShipper
+
+    c, server = collector
+    port = server.sockets[0].getsockname()[1]
+    log = AuditLog(db, None)
+    await log.append_many([AuditEventIn(type="auth.login", details={"n": i}) for i in range(3)])
+    async with SyslogShipper(db, SyslogForwarder("127.0.0.1", port, hostname="gw"), interval=0.05) as shipper:
+        await c.wait_for(3)
+        await log.append(AuditEventIn(type="auth.logout", details={"n": 3}))
+        await c.wait_for(4)
+    assert shipper.shipped_seq == 4
+    seqs = [int(re.search(rb'seq="(\d+)"', m).group(1)) for m in c.messages]  # type: ignore[union-attr]
+    assert seqs == [1, 2, 3, 4]
