@@ -14,7 +14,7 @@ import asyncio
 import json
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
@@ -200,13 +200,16 @@ async def _column_problem(db: Database) -> Problem | None:
     return None
 
 
-async def verify_store(db: Database, verifier: CheckpointVerifier | None) -> VerifyReport:
-    """Verify the live store: chain, checkpoints, personal values, columns, head row."""
+async def verify_store(
+    db: Database, verifier: CheckpointVerifier | None, *, anchors: Sequence[Checkpoint] = ()
+) -> VerifyReport:
+    """Verify the live store: chain, checkpoints, personal values, columns, head row
+    (and that it still holds the history signed by ``anchors``)."""
     fd, tmp = tempfile.mkstemp(prefix="printgate-audit-", suffix=".jsonl")
     try:
         with os.fdopen(fd, "wb") as out:
             await write_full(db, out, with_personal=True)
-        report = verify_items(read_export(tmp), verifier)
+        report = verify_items(read_export(tmp), verifier, anchors=anchors)
     finally:
         os.unlink(tmp)
     column = await _column_problem(db)

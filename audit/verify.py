@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import json
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from hashlib import sha256 as _sha256
 
@@ -126,11 +126,20 @@ class _Fail(Exception):
 
 
 def verify_items(
-    items: Iterable[Item], verifier: CheckpointVerifier | None, *, window: int = 1024
+    items: Iterable[Item], verifier: CheckpointVerifier | None, *,
+    anchors: Sequence[Checkpoint] = (), window: int = 1024,
 ) -> VerifyReport:
-    """Verify a stream of export items; never raises for damage, reports it."""
+    """Verify a stream of export items; never raises for damage, reports it.
+
+    ``anchors`` are signed checkpoints obtained earlier and kept elsewhere (by a
+    customer, a syslog collector): the stream must still contain the history
+    they sign, which catches truncation of the newest records together with
+    their checkpoints.
+    """
     state = _State(verifier, window)
     try:
+        for cp in anchors:
+            state.checkpoint(CheckpointItem(cp, 0), _Peek(()))
         state.run(_Peek(items))
     except _Fail as fail:
         return state.report(fail.problem)
@@ -288,6 +297,11 @@ class _State:
         if cp.tree_size == self.frontier.size:
             self.match_checkpoint(item, peek)
         elif cp.tree_size > self.frontier.size:
+            earlier = self.pending.get(cp.tree_size)
+            if earlier is not None and (earlier.checkpoint.root, earlier.checkpoint.head) != (cp.root, cp.head):
+                raise self.fail(Damage.REWRITTEN, cp.tree_size, item.line,
+                                f"two validly signed checkpoints disagree about the first {cp.tree_size} "
+                                "records: the signing key signed a forked history")
             self.pending[cp.tree_size] = item
         else:
             raise self.fail(Damage.MALFORMED, cp.tree_size, item.line,
@@ -333,8 +347,9 @@ class _State:
         if self.pending:
             size = min(self.pending)
             have = self.frontier.size
-            raise self.fail(Damage.DELETED, have + 1, self.pending[size].line,
-                            f"checkpoint {size} was signed over {size} records but only {have} are present")
+            where = "known checkpoint" if self.pending[size].line == 0 else "checkpoint"
+            raise self.fail(Damage.DELETED, have + 1, self.pending[size].line or None,
+                            f"{where} {size} was signed over {size} records but only {have} are present")
         for t in self.tombstones:
             if not any(a <= t.seq <= b for a, b in self.authorised):
                 raise self.fail(Damage.DELETED, t.seq, t.line,

@@ -17,6 +17,14 @@ ConfigOpt = typer.Option(None, help="TOML settings file")
 DbOpt = typer.Option(None, "--database-url", help="database URL (default: from settings)")
 
 
+@app.callback()
+def _logging() -> None:
+    """Operator logs go to stderr so stdout stays machine-readable (JSON proofs)."""
+    from printgate.logs import configure_logging
+
+    configure_logging("warning", json=True)
+
+
 def _url(config: Path | None, database_url: str | None) -> str:
     return database_url or Settings.load(config).database_url
 
@@ -62,26 +70,33 @@ def verify(
     public_key: Path = typer.Option(..., help="checkpoint public key (PEM)"),
     file: Path | None = typer.Option(None, help="verify this export instead of the live store"),
     require_anchored: bool = typer.Option(False, help="fail if records follow the last signed checkpoint"),
+    anchor: list[Path] = typer.Option([], help="checkpoint JSON kept elsewhere (from `audit checkpoint`); "
+                                      "the log must still contain what it signs (repeatable)"),
     config: Path | None = ConfigOpt, database_url: str | None = DbOpt,
 ) -> None:
     """Verify the chain, checkpoints and personal values; exit 1 on any damage."""
-    from audit.checkpoint import CheckpointVerifier
+    from audit.checkpoint import Checkpoint, CheckpointVerifier
     from audit.verify import VerifyReport
 
     verifier = CheckpointVerifier.load(public_key)
+    try:
+        anchors = [Checkpoint.from_json(json.loads(p.read_text())) for p in anchor]
+    except (OSError, ValueError) as exc:
+        typer.echo(f"cannot read anchor checkpoint: {exc}", err=True)
+        raise typer.Exit(2) from exc
     report: VerifyReport
     if file is not None:
         from audit.stream import read_export
         from audit.verify import verify_items
 
-        report = verify_items(read_export(file), verifier)
+        report = verify_items(read_export(file), verifier, anchors=anchors)
     else:
         from audit.export import verify_store
         from printgate.store.db import Database
 
         async def run() -> VerifyReport:
             async with Database(_url(config, database_url)) as db:
-                return await verify_store(db, verifier)
+                return await verify_store(db, verifier, anchors=anchors)
 
         report = asyncio.run(run())
     summary = (f"{report.records} records, {report.tombstones} pruned, {report.checkpoints} checkpoints, "

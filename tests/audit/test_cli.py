@@ -33,8 +33,11 @@ async def test_keygen_checkpoint_export_verify_and_prove(tmp_path: Path) -> None
     async with Database(url) as db:
         await AuditLog(db, Signer.load(key), checkpoint_every=7).append_many(sample_events(30))
     pub = str(key) + ".pub"
-    assert cli("checkpoint", "--key", str(key), "--database-url", url).returncode == 0
-    r = cli("verify", "--public-key", pub, "--database-url", url)
+    r = cli("checkpoint", "--key", str(key), "--database-url", url)
+    assert r.returncode == 0, r.stderr
+    anchor = tmp_path / "kept-checkpoint.json"
+    anchor.write_text(r.stdout)
+    r = cli("verify", "--public-key", pub, "--database-url", url, "--anchor", str(anchor))
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("OK: 30 records")
 

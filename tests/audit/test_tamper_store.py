@@ -11,10 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from audit.checkpoint import Signer
+from audit.checkpoint import Checkpoint, Signer
 from audit.export import verify_store
 from audit.log import AuditLog
 from audit.verify import Damage
+from printgate.store import audit as store
 from printgate.store.db import Database
 from tests.audit.conftest import BuiltLog, sample_events
 
@@ -104,3 +105,35 @@ async def test_store_tampering_is_detected_on_both_backends(db: Database, signer
     assert report.problem is not None
     assert report.problem.seq == 5
     assert report.problem.kind in (Damage.CHANGED, Damage.DELETED)
+
+
+async def test_truncating_the_newest_records_with_their_checkpoints_fails_against_a_kept_checkpoint(
+    copied_db: tuple[Database, Path], signer: Signer
+) -> None:
+    db, path = copied_db
+    kept = next(c for c in await store.checkpoints(db) if c.tree_size == 60)
+    anchor = Checkpoint(60, kept.root, kept.head, kept.at, kept.key_id, kept.signature)
+    c = sqlite3.connect(path)
+    head = c.execute("SELECT hash FROM audit_records WHERE seq = 50").fetchone()[0]
+    c.execute("DELETE FROM audit_records WHERE seq > 50")
+    c.execute("DELETE FROM audit_personal WHERE seq > 50")
+    c.execute("DELETE FROM audit_checkpoints WHERE tree_size > 50")
+    c.execute("UPDATE audit_head SET seq = 50, hash = ?", (head,))
+    c.commit()
+    c.close()
+    assert (await verify_store(db, signer.verifier())).ok  # a consistent truncation on its own
+    report = await verify_store(db, signer.verifier(), anchors=[anchor])
+    assert report.problem is not None
+    assert (report.problem.kind, report.problem.seq) == (Damage.DELETED, 51)
+    assert "known checkpoint 60" in report.problem.message
+
+
+async def test_a_checkpoint_row_forged_without_the_key_is_reported(copied_db: tuple[Database, Path], signer: Signer) -> None:
+    db, path = copied_db
+    c = sqlite3.connect(path)
+    c.execute("UPDATE audit_checkpoints SET root = ? WHERE tree_size = 32", ("11" * 32,))
+    c.commit()
+    c.close()
+    report = await verify_store(db, signer.verifier())
+    assert report.problem is not None
+    assert (report.problem.kind, report.problem.seq) == (Damage.FORGED_CHECKPOINT, 32)
