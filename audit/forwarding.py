@@ -1,4 +1,4 @@
-"""Continuous forwarding of new audit records to a syslog collector.
+"""Continuous forwarding of new audit records (and signed checkpoints) to a syslog collector.
 
 ``SyslogShipper`` polls the store for records after the last one shipped and
 sends them, in seq order, through a ``SyslogForwarder``; a failed send is
@@ -12,9 +12,11 @@ import asyncio
 import contextlib
 from types import TracebackType
 
+from audit.checkpoint import Checkpoint
 from audit.query import AuditFilter, search
 from audit.syslog import SyslogError, SyslogForwarder
 from printgate.logs import get_logger
+from printgate.store import audit as store
 from printgate.store.db import Database
 
 log = get_logger("audit.forwarding")
@@ -28,20 +30,28 @@ class SyslogShipper:
         self.db = db
         self.forwarder = forwarder
         self.shipped_seq = after_seq
+        self.shipped_checkpoint = 0
         self.interval = interval
         self.batch = batch
         self._task: asyncio.Task[None] | None = None
 
     async def ship_once(self) -> int:
-        """Send every record after ``shipped_seq``; returns how many were sent."""
+        """Send every record after ``shipped_seq``, then new signed checkpoints;
+        returns how many records were sent."""
         sent = 0
         while True:
             records = await search(self.db, AuditFilter(after_seq=self.shipped_seq, limit=self.batch))
             if not records:
-                return sent
+                break
             await self.forwarder.send(records)
             self.shipped_seq = records[-1].seq
             sent += len(records)
+        fresh = [Checkpoint(int(c.tree_size), c.root, c.head, c.at, c.key_id, c.signature)
+                 for c in await store.checkpoints(self.db) if c.tree_size > self.shipped_checkpoint]
+        if fresh:
+            await self.forwarder.send_checkpoints(fresh)
+            self.shipped_checkpoint = fresh[-1].tree_size
+        return sent
 
     async def _run(self) -> None:
         while True:

@@ -16,6 +16,7 @@ import ssl
 from collections.abc import Sequence
 from types import TracebackType
 
+from audit.checkpoint import Checkpoint
 from printgate.domain import AuditRecord
 from printgate.errors import PrintgateError
 from printgate.logs import get_logger
@@ -60,6 +61,16 @@ def format_rfc5424(rec: AuditRecord, *, hostname: str, app_name: str = "printgat
     return header.encode("utf-8") + b"\xef\xbb\xbf" + msg.encode("utf-8")
 
 
+def format_checkpoint(cp: Checkpoint, *, hostname: str, app_name: str = "printgate") -> bytes:
+    """A signed tree head as a syslog message (MSGID ``audit.checkpoint``), so a
+    collector holds checkpoints to verify the log against later (``--anchor``)."""
+    pri = FACILITY_LOG_AUDIT * 8 + 6
+    params = " ".join(f'{k}="{_sd_value(str(v))}"' for k, v in sorted(cp.to_json().items()))
+    header = (f"<{pri}>1 {cp.at} {_header_token(hostname, 255)} {_header_token(app_name, 48)} - "
+              f"audit.checkpoint [printgate-checkpoint@{ENTERPRISE_ID} {params}]")
+    return header.encode("utf-8")
+
+
 def frame(message: bytes) -> bytes:
     """RFC 6587 octet-counting: ``MSG-LEN SP SYSLOG-MSG``."""
     return str(len(message)).encode() + b" " + message
@@ -89,11 +100,17 @@ class SyslogForwarder:
         log.info("syslog.connected", host=self.host, port=self.port, tls=self.tls is not None)
 
     async def send(self, records: Sequence[AuditRecord]) -> None:
+        await self.send_messages([format_rfc5424(r, hostname=self.hostname,
+                                                 include_personal=self.include_personal)
+                                  for r in records])
+
+    async def send_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None:
+        await self.send_messages([format_checkpoint(cp, hostname=self.hostname) for cp in checkpoints])
+
+    async def send_messages(self, messages: Sequence[bytes]) -> None:
         if self._writer is None:
             raise SyslogError("syslog forwarder not started")
-        payload = b"".join(frame(format_rfc5424(r, hostname=self.hostname,
-                                                include_personal=self.include_personal))
-                           for r in records)
+        payload = b"".join(frame(m) for m in messages)
         try:
             self._writer.write(payload)
             await asyncio.wait_for(self._writer.drain(), self.timeout)

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from audit.checkpoint import Checkpoint, Signer
 from audit.log import AuditLog
 from audit.syslog import SyslogError, SyslogForwarder, format_rfc5424
 from printgate.domain import AuditEventIn, AuditRecord
@@ -130,12 +131,18 @@ async def test_the_shipper_forwards_new_records_in_order_as_they_are_appended(db
 
     c, server = collector
     port = server.sockets[0].getsockname()[1]
-    log = AuditLog(db, None)
+    signer = Signer.generate()
+    log = AuditLog(db, signer, checkpoint_every=3)
     await log.append_many([AuditEventIn(type="auth.login", details={"n": i}) for i in range(3)])
     async with SyslogShipper(db, SyslogForwarder("127.0.0.1", port, hostname="gw"), interval=0.05) as shipper:
-        await c.wait_for(3)
-        await log.append(AuditEventIn(type="auth.logout", details={"n": 3}))
         await c.wait_for(4)
+        await log.append(AuditEventIn(type="auth.logout", details={"n": 3}))
+        await c.wait_for(5)
     assert shipper.shipped_seq == 4
-    seqs = [int(re.search(rb'seq="(\d+)"', m).group(1)) for m in c.messages]  # type: ignore[union-attr]
+    records = [m for m in c.messages if b" audit.checkpoint " not in m]
+    seqs = [int(re.search(rb'seq="(\d+)"', m).group(1)) for m in records]  # type: ignore[union-attr]
     assert seqs == [1, 2, 3, 4]
+    (cp_msg,) = [m.decode() for m in c.messages if b" audit.checkpoint " in m]
+    fields = dict(re.findall(r'(\w+)="([^"]*)"', cp_msg))
+    cp = Checkpoint.from_json({**fields, "tree_size": int(fields["tree_size"]), "v": int(fields["v"])})
+    assert cp.tree_size == 3 and signer.verifier().is_valid(cp)
