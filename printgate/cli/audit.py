@@ -172,3 +172,54 @@ def prove(
         raise typer.Exit(2)
 
     typer.echo(json.dumps(asyncio.run(run()), indent=2))
+
+
+@app.command()
+def prune(
+    keep_days: int = typer.Option(..., help="keep this many days of the tenant's events"),
+    dealer: str | None = typer.Option(None, help="dealer whose old events are pruned"),
+    customer: str | None = typer.Option(None, help="customer whose old events are pruned"),
+    actor: str = typer.Option("cli", help="who applies the retention (recorded)"),
+    config: Path | None = ConfigOpt, database_url: str | None = DbOpt,
+) -> None:
+    """Apply retention: drop the content of a tenant's records older than KEEP_DAYS
+    (hashes stay, so the log still verifies; only records under a signed checkpoint)."""
+    from datetime import UTC, datetime
+
+    from audit.log import AuditLog
+    from audit.retention import RetentionPolicy
+    from audit.retention import prune as apply_retention
+    from printgate.store.db import Database
+
+    policy = RetentionPolicy(keep_days=keep_days, dealer_id=dealer, customer_id=customer)
+
+    async def run() -> int:
+        async with Database(_url(config, database_url)) as db:
+            result = await apply_retention(AuditLog(db, None), policy, now=datetime.now(UTC), actor=actor)
+            return result.pruned
+
+    typer.echo(f"pruned {asyncio.run(run())} records")
+
+
+@app.command()
+def erase(
+    actor_value: str | None = typer.Option(None, "--actor", help="erase this person's clear values"),
+    source_ip: str | None = typer.Option(None, help="erase records carrying this source IP"),
+    requested_by: str = typer.Option(..., help="who asks (e.g. the data protection officer)"),
+    config: Path | None = ConfigOpt, database_url: str | None = DbOpt,
+) -> None:
+    """GDPR erasure of personal values; the chain keeps only salted hashes and still verifies."""
+    from audit.log import AuditLog
+    from audit.pseudonymise import erase_subject
+    from printgate.store.db import Database
+
+    if (actor_value is None) == (source_ip is None):
+        typer.echo("give exactly one of --actor or --source-ip", err=True)
+        raise typer.Exit(2)
+    field, value = ("actor", actor_value) if actor_value is not None else ("source_ip", source_ip or "")
+
+    async def run() -> int:
+        async with Database(_url(config, database_url)) as db:
+            return await erase_subject(AuditLog(db, None), field=field, value=value, requested_by=requested_by)
+
+    typer.echo(f"erased the personal values of {asyncio.run(run())} records")

@@ -61,6 +61,13 @@ async def test_keygen_checkpoint_export_verify_and_prove(tmp_path: Path) -> None
     assert verify_consistency(14, cp.tree_size, bytes.fromhex(cons["old_root"]), bytes.fromhex(cp.root),
                               [bytes.fromhex(p) for p in cons["path"]])
 
+    r = cli("erase", "--actor", "user1@dealer.example", "--requested-by", "dpo@example", "--database-url", url)
+    assert r.returncode == 0 and r.stdout.startswith("erased the personal values of 6 records"), r.stderr
+    r = cli("prune", "--keep-days", "0", "--customer", "cust-2", "--database-url", url)
+    assert r.returncode == 0 and r.stdout.startswith("pruned 10 records"), r.stderr
+    r = cli("verify", "--public-key", pub, "--database-url", url)
+    assert r.returncode == 0 and "10 pruned" in r.stdout, r.stderr
+
     c = sqlite3.connect(tmp_path / "a.db")
     c.execute("DELETE FROM audit_records WHERE seq = 9")
     c.commit()
