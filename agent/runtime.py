@@ -9,9 +9,11 @@ runtime serves ``printgate agent run`` and the demo.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from agent.ews_probe import EwsEndpoint, find_ews
@@ -24,11 +26,25 @@ log = get_logger("agent.runtime")
 
 
 class Channel(Protocol):
+    state: str
+
     async def upload_inventory(self, devices: Sequence[pb.DiscoveredDevice]) -> None: ...
     def commands(self) -> AsyncIterator[Any]: ...
     async def report_result(
         self, command_id: str, *, ok: bool, error_code: str = "", message: str = ""
     ) -> None: ...
+    async def heartbeat(self, *, queue_length: int = 0, printers: int = 0) -> int: ...
+    def renewal_due(self) -> bool: ...
+    async def renew_certificate(self) -> Any: ...
+
+
+class PrinterFollower(Protocol):
+    """What monitors printers (``agent.monitoring.Monitoring``)."""
+
+    last_upload: datetime | None
+
+    async def follow_discovered(self, printers: Sequence[Discovered]) -> None: ...
+    async def pending(self) -> int: ...
 
 
 class Tunnel(Protocol):
@@ -44,6 +60,7 @@ class Discovered:
     is_printer: bool
     identity: DeviceIdentity
     reason: str = ""
+    credential: str | None = None  # label of the SNMP credential that answered
 
 
 Discover = Callable[[], Awaitable[Sequence[Discovered]]]
@@ -83,6 +100,9 @@ class AgentRuntime:
         make_verifier: MakeVerifier | None = None,
         find_ews_endpoint: FindEws = find_ews,
         scan_interval_s: float = 300.0,
+        monitoring: PrinterFollower | None = None,
+        status_path: Path | None = None,
+        heartbeat_s: float = 30.0,
     ) -> None:
         self._channel = channel
         self._discover = discover
@@ -90,6 +110,9 @@ class AgentRuntime:
         self._make_verifier = make_verifier
         self._find_ews = find_ews_endpoint
         self._scan_interval = scan_interval_s
+        self._monitoring = monitoring
+        self._status_path = status_path
+        self._heartbeat_s = heartbeat_s
         self._tunnels: dict[str, Tunnel] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.last_scan: datetime | None = None
@@ -99,6 +122,7 @@ class AgentRuntime:
         self._tasks = [
             asyncio.create_task(self._scan_loop(), name="agent-scan"),
             asyncio.create_task(self._command_loop(), name="agent-commands"),
+            asyncio.create_task(self._heartbeat_loop(), name="agent-heartbeat"),
         ]
 
     async def aclose(self) -> None:
@@ -124,6 +148,8 @@ class AgentRuntime:
             entries.append(inventory_entry(item, ews))
         await self._channel.upload_inventory(entries)
         self.printers = [e for e in entries if e.status == pb.DEVICE_STATUS_PRINTER]
+        if self._monitoring is not None:
+            await self._monitoring.follow_discovered([f for f in found if f.is_printer])
         self.last_scan = datetime.now(UTC)
         log.info("agent.scan_reported", printers=len(self.printers), total=len(entries))
         return entries
@@ -135,6 +161,36 @@ class AgentRuntime:
             except (PrintgateError, OSError) as exc:
                 log.warning("agent.scan_failed", error=str(exc))
             await asyncio.sleep(self._scan_interval)
+
+    # ---- heartbeat, certificate renewal, status file ------------------
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            queued = await self._monitoring.pending() if self._monitoring else 0
+            try:
+                await self._channel.heartbeat(queue_length=queued, printers=len(self.printers))
+                if self._channel.renewal_due():
+                    await self._channel.renew_certificate()
+                    log.info("agent.certificate_renewed")
+            except (PrintgateError, OSError) as exc:
+                log.warning("agent.heartbeat_failed", error=str(exc))
+            self._write_status(queued)
+            await asyncio.sleep(self._heartbeat_s)
+
+    def _write_status(self, queued: int) -> None:
+        if self._status_path is None:
+            return
+        last = self._monitoring.last_upload if self._monitoring else None
+        status = {
+            "channel": self._channel.state,
+            "last_upload": last.isoformat() if last else None,
+            "last_scan": self.last_scan.isoformat() if self.last_scan else None,
+            "queue_length": queued,
+            "printers": [{"ip": p.ip, "model": p.model, "serial": p.serial} for p in self.printers],
+            "tunnels": sorted(self._tunnels),
+        }
+        tmp = self._status_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(status, indent=2))
+        tmp.replace(self._status_path)
 
     # ---- commands ----------------------------------------------------------
     async def _command_loop(self) -> None:

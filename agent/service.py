@@ -14,8 +14,12 @@ from agent.channel.enroll import EnrolledIdentity
 from agent.channel.grpc_client import GrpcChannel
 from agent.discovery import DiscoveryLimits, discover
 from agent.ews_probe import EwsEndpoint, find_ews
+from agent.monitoring import Monitoring
+from agent.polling import PollSchedule
+from agent.readings_queue import ReadingsQueue
 from agent.runtime import AgentRuntime, Discovered, target_of
 from agent.snmp.identity import read_identity
+from agent.snmp.transport import SnmpClient
 from agent.tunnel import Tunnel, open_tunnel
 from agent.tunnel.client import Verify
 from agent.verify import DeviceVerifier
@@ -63,14 +67,30 @@ class AgentAssembly:
             timeout=settings.snmp_timeout, retries=settings.snmp_retries,
         )
         self.channel = GrpcChannel(settings.cloud_grpc, identity, http_proxy=settings.http_proxy)
+        self.snmp = SnmpClient(
+            timeout=settings.snmp_timeout, retries=settings.snmp_retries,
+            max_in_flight=settings.max_in_flight, packets_per_second=settings.packets_per_second,
+        )
+        self.queue = ReadingsQueue(settings.data_dir / "readings.sqlite")
+        self.monitoring = Monitoring(
+            client=self.snmp, queue=self.queue, upload_readings=self.channel.upload_readings,
+            port=settings.snmp_port, credentials=self.credentials,
+            schedule=PollSchedule(
+                counters_seconds=settings.counters_interval_seconds,
+                supplies_seconds=settings.supplies_interval_seconds,
+                alerts_seconds=settings.alerts_interval_seconds,
+            ),
+            upload_interval_s=settings.upload_interval_seconds,
+        )
 
     async def discover(self) -> list[Discovered]:
         results = await discover(
             self.settings.targets, port=self.settings.snmp_port, credentials=self.credentials,
-            exclude=self.settings.exclude, limits=self.limits,
+            exclude=self.settings.exclude, limits=self.limits, client=self.snmp,
         )
         return [
-            Discovered(r.ip, r.status is DiscoveryStatus.PRINTER, r.identity or DeviceIdentity(), r.reason)
+            Discovered(r.ip, r.status is DiscoveryStatus.PRINTER, r.identity or DeviceIdentity(),
+                       r.reason, r.credential)
             for r in results
             if r.status in (DiscoveryStatus.PRINTER, DiscoveryStatus.EXCLUDED)
         ]
@@ -109,5 +129,30 @@ class AgentAssembly:
         return AgentRuntime(
             channel=self.channel, discover=self.discover, open_tunnel=self.open_tunnel,
             make_verifier=self.make_verifier, find_ews_endpoint=self.find_ews,
-            scan_interval_s=self.settings.scan_interval_seconds,
+            scan_interval_s=self.settings.scan_interval_seconds, monitoring=self.monitoring,
+            status_path=self.settings.data_dir / "status.json",
         )
+
+    async def start(self) -> AgentRuntime:
+        """Connect the channel, start monitoring and the runtime; ``aclose()`` undoes it."""
+        await self.channel.connect()
+        await self.monitoring.start()
+        self._runtime = self.runtime()
+        await self._runtime.start()
+        return self._runtime
+
+    async def aclose(self) -> None:
+        runtime = getattr(self, "_runtime", None)
+        if runtime is not None:
+            await runtime.aclose()
+        await self.monitoring.aclose()
+        await self.monitoring.upload_now()
+        await self.channel.aclose()
+        self.queue.close()
+        await self.snmp.aclose()
+
+    async def __aenter__(self) -> AgentRuntime:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

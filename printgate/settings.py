@@ -66,6 +66,10 @@ class AgentSettings(BaseModel):
     # where to look for a printer's web server, in order: "port/scheme"
     ews_candidates: list[str] = Field(default_factory=lambda: ["443/https", "80/http"])
     scan_interval_seconds: float = 300.0
+    counters_interval_seconds: float = 3600.0
+    supplies_interval_seconds: float = 300.0
+    alerts_interval_seconds: float = 300.0
+    upload_interval_seconds: float = 10.0
 
 
 class Settings(BaseSettings):

@@ -269,11 +269,13 @@ class DemoSystem:
     def __init__(
         self, base_dir: Path, *, log_level: str = "info", fixed_ports: bool = False,
         with_agent: bool = True, database_url: str | None = None,
+        agent_overrides: dict[str, Any] | None = None,
     ) -> None:
         """``with_agent=False``: the caller enrols and runs an agent itself (``enrolment_token``)."""
         self.base_dir = base_dir
         self._with_agent = with_agent
         self._database_url = database_url
+        self._agent_overrides = agent_overrides or {}
         self._log_level = log_level
         self._fixed_ports = fixed_ports
         self._stack = contextlib.AsyncExitStack()
@@ -349,7 +351,7 @@ class DemoSystem:
             cloud_grpc=self.cloud.channel.target, data_dir=data_dir,
             targets=[d.ip for d in LAB_DEVICES], snmp_port=self.snmp.port,
             ews_candidates=[f"{self.ews_port}/https", f"{self.ews_port}/http"],
-            snmp_timeout=1.0, snmp_retries=1,
+            snmp_timeout=1.0, snmp_retries=1, **self._agent_overrides,
         )
 
     async def _start_agent(self) -> None:
@@ -359,9 +361,7 @@ class DemoSystem:
         )
         self.cloud.note_agent_address(identity.agent_id, "127.0.0.1")
         self.agent = AgentAssembly(self.agent_settings(self.base_dir / "agent"), identity)
-        await self.agent.channel.connect()
-        self._stack.push_async_callback(self.agent.channel.aclose)
-        self.runtime: AgentRuntime = await self._stack.enter_async_context(self.agent.runtime())
+        self.runtime: AgentRuntime = await self._stack.enter_async_context(self.agent)
 
     async def aclose(self) -> None:
         await self._stack.aclose()

@@ -41,10 +41,5 @@ async def _serve(settings: object, identity: object) -> None:
     from printgate.settings import Settings
 
     assert isinstance(settings, Settings) and isinstance(identity, EnrolledIdentity)
-    assembly = AgentAssembly(settings.agent, identity)
-    await assembly.channel.connect()
-    try:
-        async with assembly.runtime():
-            await asyncio.Event().wait()
-    finally:
-        await assembly.channel.aclose()
+    async with AgentAssembly(settings.agent, identity):
+        await asyncio.Event().wait()

@@ -1,0 +1,126 @@
+"""Printer monitoring in the running agent: poll -> local queue -> batched upload.
+
+Readings go to the local SQLite queue first (``agent.readings_queue``); an
+upload loop sends sealed batches over the cloud channel and acknowledges them
+only when the cloud did, so nothing is lost while the cloud is away. The set of
+polled printers follows every discovery sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+
+from agent.polling import PolledDevice, Poller, PollSchedule
+from agent.readings_queue import ReadingsQueue
+from agent.runtime import Discovered
+from agent.snmp.transport import SnmpClient, SnmpTarget
+from printgate.domain import Reading, SnmpCredential
+from printgate.logs import get_logger
+
+log = get_logger("agent.monitoring")
+
+UploadReadings = Callable[[str, bytes], Awaitable[None]]
+
+
+def readings_payload(readings: Sequence[Reading]) -> bytes:
+    """The wire form of one batch: UTF-8 JSON ``{"readings": [Reading.to_dict(), ...]}``."""
+    return json.dumps({"readings": [r.to_dict() for r in readings]}, separators=(",", ":")).encode()
+
+
+class ChannelUploader:
+    """``Uploader`` for the readings queue over the agent's cloud channel (acked by batch id)."""
+
+    def __init__(self, upload_readings: UploadReadings) -> None:
+        self._upload = upload_readings
+
+    async def upload(self, batch_id: str, readings: list[Reading]) -> None:
+        await self._upload(batch_id, readings_payload(readings))
+
+
+class Monitoring:
+    """Owns the poller, the queue and the upload loop. ``async with Monitoring(...)``."""
+
+    def __init__(
+        self,
+        *,
+        client: SnmpClient,
+        queue: ReadingsQueue,
+        upload_readings: UploadReadings,
+        port: int,
+        credentials: Sequence[SnmpCredential],
+        schedule: PollSchedule = PollSchedule(),
+        upload_interval_s: float = 10.0,
+    ) -> None:
+        self._client = client
+        self.queue = queue
+        self._uploader = ChannelUploader(upload_readings)
+        self._port = port
+        self._credentials = list(credentials)
+        self._schedule = schedule
+        self._upload_interval = upload_interval_s
+        self._poller: Poller | None = None
+        self._polled: frozenset[str] = frozenset()
+        self._upload_task: asyncio.Task[None] | None = None
+        self.last_upload: datetime | None = None
+
+    async def start(self) -> None:
+        self._upload_task = asyncio.create_task(self._upload_loop(), name="readings-upload")
+
+    async def aclose(self) -> None:
+        if self._upload_task is not None:
+            self._upload_task.cancel()
+            await asyncio.gather(self._upload_task, return_exceptions=True)
+        if self._poller is not None:
+            await self._poller.aclose()
+
+    async def __aenter__(self) -> Monitoring:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def pending(self) -> int:
+        return await self.queue.pending()
+
+    async def follow_discovered(self, printers: Sequence[Discovered]) -> None:
+        """Poll the printers of the latest sweep, each with the credential that answered it."""
+        await self.follow([
+            (p.ip, self._credential_of(p.credential), p.identity.serial) for p in printers
+        ])
+
+    async def follow(self, printers: Sequence[tuple[str, SnmpCredential, str | None]]) -> None:
+        """Poll exactly these printers (ip, credential that answered, serial) from now on."""
+        wanted = frozenset(ip for ip, _, _ in printers)
+        if wanted == self._polled and self._poller is not None:
+            return
+        if self._poller is not None:
+            await self._poller.aclose()
+        devices = [
+            PolledDevice(ip=ip, target=SnmpTarget(ip, self._port, credential), serial=serial)
+            for ip, credential, serial in printers
+        ]
+        self._poller = Poller(self._client, devices, self.queue, self._schedule)
+        await self._poller.start()
+        self._polled = wanted
+        log.info("monitoring.following", printers=len(devices))
+
+    def _credential_of(self, label: str | None) -> SnmpCredential:
+        for credential in self._credentials:
+            if credential.label == label:
+                return credential
+        return self._credentials[0]
+
+    async def upload_now(self) -> int:
+        sent = await self.queue.flush(self._uploader)
+        if sent:
+            self.last_upload = datetime.now(UTC)
+        return sent
+
+    async def _upload_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._upload_interval)
+            await self.upload_now()
