@@ -15,16 +15,15 @@ checkpoint.
 
 from __future__ import annotations
 
-import enum
 import json
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from hashlib import sha256 as _sha256
 
 from audit.chain import ENTRY_TAIL, GENESIS, RETENTION_EVENT, commit_personal, entry_hash, link_of
 from audit.checkpoint import Checkpoint, CheckpointVerifier
-from audit.merkle import Frontier, leaf_hash, verify_inclusion
+from audit.damage import Damage, Problem, VerifyReport
+from audit.merkle import Frontier
 from audit.stream import (
     CheckpointItem,
     HeaderItem,
@@ -35,49 +34,9 @@ from audit.stream import (
     RecordItem,
     TombstoneItem,
 )
+from audit.verify_subset import verify_subset
 
 _RETENTION_MARKER = b'"type":"' + RETENTION_EVENT.encode() + b'"'
-
-
-class Damage(enum.StrEnum):
-    CHANGED = "changed"
-    DELETED = "deleted"
-    REORDERED = "reordered"
-    INSERTED = "inserted"
-    FORGED_CHECKPOINT = "forged_checkpoint"
-    REWRITTEN = "rewritten"  # consistent chain that contradicts a signed checkpoint
-    MALFORMED = "malformed"
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    kind: Damage
-    seq: int | None
-    line: int | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f"record {self.seq}" if self.seq is not None else "stream"
-        if self.line:
-            where += f" (line {self.line})"
-        return f"{self.kind.value}: {where}: {self.message}"
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyReport:
-    ok: bool
-    records: int
-    tombstones: int
-    checkpoints: int
-    anchored: int  # records covered by a verified signed checkpoint
-    head: str
-    root: str
-    personal_checked: int
-    problem: Problem | None = None
-
-    @property
-    def unanchored(self) -> int:
-        return self.records + self.tombstones - self.anchored
 
 
 class _Peek:
@@ -205,7 +164,7 @@ class _State:
                 self.personal(item)
             elif isinstance(item, HeaderItem):
                 if item.meta.get("subset"):
-                    _verify_subset(self, peek)
+                    verify_subset(self, peek)
                     return
             elif isinstance(item, MalformedItem):
                 raise self.fail(Damage.MALFORMED, None, item.line, item.reason)
@@ -354,55 +313,3 @@ class _State:
             if not any(a <= t.seq <= b for a, b in self.authorised):
                 raise self.fail(Damage.DELETED, t.seq, t.line,
                                 f"content of record {t.seq} was removed without a retention record")
-
-
-def _verify_subset(state: _State, peek: _Peek) -> None:
-    cps: dict[int, Checkpoint] = {}
-    last_seq = 0
-    pending: RecordItem | None = None
-    for item in peek:
-        if isinstance(item, CheckpointItem):
-            cp = item.checkpoint
-            if state.verifier is not None and not state.verifier.is_valid(cp):
-                raise state.fail(Damage.FORGED_CHECKPOINT, cp.tree_size, item.line,
-                                 f"checkpoint for tree size {cp.tree_size} has no valid signature")
-            cps[cp.tree_size] = cp
-            state.checkpoints += 1
-        elif isinstance(item, RecordItem):
-            if pending is not None:
-                raise state.fail(Damage.MALFORMED, None, pending.line, "record without inclusion proof")
-            link = link_of(item.data)
-            if link is None:
-                raise state.fail(Damage.MALFORMED, None, item.line, "not a canonical audit entry")
-            seq = link[1]
-            if seq <= last_seq:
-                kind = Damage.INSERTED if seq == last_seq else Damage.REORDERED
-                raise state.fail(kind, seq, item.line, f"record {seq} follows record {last_seq}")
-            last_seq, pending = seq, item
-        elif isinstance(item, ProofItem):
-            if pending is None:
-                raise state.fail(Damage.MALFORMED, item.seq, item.line, "proof without record")
-            signed = cps.get(item.tree_size)
-            if signed is None:
-                raise state.fail(Damage.MALFORMED, item.seq, item.line,
-                                 f"no signed checkpoint of size {item.tree_size} in the export")
-            leaf = leaf_hash(bytes.fromhex(entry_hash(pending.data)))
-            try:
-                path = [bytes.fromhex(p) for p in item.path]
-            except ValueError:
-                path = []
-            if item.seq != last_seq or not verify_inclusion(
-                leaf, last_seq - 1, signed.tree_size, path, bytes.fromhex(signed.root)
-            ):
-                raise state.fail(Damage.CHANGED, last_seq, pending.line,
-                                 f"record {last_seq} is not in the tree signed by checkpoint {signed.tree_size}")
-            state.records += 1
-            state.anchored += 1
-            state.last_record = pending
-            pending = None
-        elif isinstance(item, PersonalItem):
-            state.personal(item)
-        elif isinstance(item, MalformedItem):
-            raise state.fail(Damage.MALFORMED, None, item.line, item.reason)
-    if pending is not None:
-        raise state.fail(Damage.MALFORMED, None, pending.line, "record without inclusion proof")

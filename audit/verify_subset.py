@@ -1,0 +1,68 @@
+"""Verification of subset (one tenant's) exports: inclusion proofs per record."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from audit.chain import entry_hash, link_of
+from audit.checkpoint import Checkpoint
+from audit.damage import Damage
+from audit.merkle import leaf_hash, verify_inclusion
+from audit.stream import CheckpointItem, Item, MalformedItem, PersonalItem, ProofItem, RecordItem
+
+if TYPE_CHECKING:
+    from audit.verify import _State
+
+
+def verify_subset(state: _State, peek: Iterator[Item]) -> None:
+    """Check each record of a subset export against a signed checkpoint by its proof."""
+    cps: dict[int, Checkpoint] = {}
+    last_seq = 0
+    pending: RecordItem | None = None
+    for item in peek:
+        if isinstance(item, CheckpointItem):
+            cp = item.checkpoint
+            if state.verifier is not None and not state.verifier.is_valid(cp):
+                raise state.fail(Damage.FORGED_CHECKPOINT, cp.tree_size, item.line,
+                                 f"checkpoint for tree size {cp.tree_size} has no valid signature")
+            cps[cp.tree_size] = cp
+            state.checkpoints += 1
+        elif isinstance(item, RecordItem):
+            if pending is not None:
+                raise state.fail(Damage.MALFORMED, None, pending.line, "record without inclusion proof")
+            link = link_of(item.data)
+            if link is None:
+                raise state.fail(Damage.MALFORMED, None, item.line, "not a canonical audit entry")
+            seq = link[1]
+            if seq <= last_seq:
+                kind = Damage.INSERTED if seq == last_seq else Damage.REORDERED
+                raise state.fail(kind, seq, item.line, f"record {seq} follows record {last_seq}")
+            last_seq, pending = seq, item
+        elif isinstance(item, ProofItem):
+            if pending is None:
+                raise state.fail(Damage.MALFORMED, item.seq, item.line, "proof without record")
+            signed = cps.get(item.tree_size)
+            if signed is None:
+                raise state.fail(Damage.MALFORMED, item.seq, item.line,
+                                 f"no signed checkpoint of size {item.tree_size} in the export")
+            leaf = leaf_hash(bytes.fromhex(entry_hash(pending.data)))
+            try:
+                path = [bytes.fromhex(p) for p in item.path]
+            except ValueError:
+                path = []
+            if item.seq != last_seq or not verify_inclusion(
+                leaf, last_seq - 1, signed.tree_size, path, bytes.fromhex(signed.root)
+            ):
+                raise state.fail(Damage.CHANGED, last_seq, pending.line,
+                                 f"record {last_seq} is not in the tree signed by checkpoint {signed.tree_size}")
+            state.records += 1
+            state.anchored += 1
+            state.last_record = pending
+            pending = None
+        elif isinstance(item, PersonalItem):
+            state.personal(item)
+        elif isinstance(item, MalformedItem):
+            raise state.fail(Damage.MALFORMED, None, item.line, item.reason)
+    if pending is not None:
+        raise state.fail(Damage.MALFORMED, None, pending.line, "record without inclusion proof")
