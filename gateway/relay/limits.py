@@ -12,7 +12,9 @@ class RelayLimits:
     ``handshake_timeout_s`` covers key exchange plus authentication;
     ``idle_timeout_s`` closes a tunnel that moved no byte for that long;
     ``max_session_s`` caps any connection regardless of its certificate;
-    ``max_bytes`` caps the bytes piped through one tunnel (both directions).
+    ``max_bytes`` caps the bytes piped through one tunnel (both directions);
+    ``max_refusals_per_connection`` closes a connection that keeps asking for
+    forbidden things (each refusal is audited up to that bound, not beyond).
     """
 
     handshake_timeout_s: float = 10.0
@@ -22,4 +24,5 @@ class RelayLimits:
     max_connections_per_agent: int = 4
     max_unauthenticated: int = 64
     max_channels_per_tunnel: int = 256
+    max_refusals_per_connection: int = 16
     enforce_firewall: bool = True

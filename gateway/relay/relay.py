@@ -291,12 +291,23 @@ class Relay:
         )))
 
     def refused(self, server: RelayConnection, refusal: Refusal) -> None:
+        server.refusals += 1
+        limit = self.limits.max_refusals_per_connection
+        if server.refusals > limit:
+            if server.refusals == limit + 1:
+                refusal = Refusal("connection", "too_many_refusals",
+                                  f"more than {limit} refused requests: connection closed")
+                if server.conn is not None:
+                    server.conn.close()
+            else:
+                return  # already closing; the audit trail is not an attacker's to flood
         log.warning("relay.refused", session=server.session_id, peer=server.peer_ip,
                     kind=refusal.kind, code=refusal.code)
         self._spawn(self._emit(AuditEventIn(
             type="relay.request.refused", outcome=Outcome.DENIED, session_id=server.session_id,
             source_ip=server.peer_ip,
-            details={"kind": refusal.kind, "code": refusal.code, "message": refusal.message},
+            details={"kind": refusal.kind, "code": refusal.code, "message": refusal.message,
+                     **refusal.detail},
         )))
 
     async def open_forward(

@@ -2,10 +2,11 @@
 
 Only OpenSSH certificate auth signed by the gateway CA for a live session is
 accepted (asyncssh then checks principal == user and validity times). The one
-thing granted is the session's own remote forward; shells, exec, subsystems,
-pty, env, agent/X11 forwarding (all ride on a session channel), direct-tcpip,
-Unix sockets and any other forward are refused and reported to the relay,
-which audits them.
+thing granted is the session's own remote forward. A session channel is
+accepted only into a ``RefusingChannel``, so each request on it (shell, exec,
+sftp/scp subsystem, pty, env, agent/X11 forwarding) is refused and audited by
+name; direct-tcpip, Unix sockets and any other forward are refused too. Every
+refusal is reported to the relay, which audits it.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from typing import Protocol
 import asyncssh
 
 from gateway.relay.policy import Refusal, check_forward, refuse
+from gateway.relay.refusing_session import RefusingChannel, RefusingSession
 from printgate.logs import get_logger
 
 log = get_logger("gateway.relay.server")
+
+MAX_SESSION_CHANNELS = 2  # open at once; each only ever hears refusals
 
 
 class RelayCore(Protocol):
@@ -47,6 +51,8 @@ class RelayConnection(asyncssh.SSHServer):
         self.username = ""
         self.session_id: str | None = None  # set once authenticated
         self.forwards_open = 0
+        self.session_channels = 0  # open RefusingChannels
+        self.refusals = 0  # counted by the relay; past its limit the connection is closed
 
     # --- connection lifecycle
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
@@ -98,9 +104,22 @@ class RelayConnection(asyncssh.SSHServer):
         self.forwards_open += 1
         return self._core.open_forward(self, listen_host)
 
-    def session_requested(self) -> bool:
-        self._core.refused(self, refuse("session", "shell, exec, sftp/scp, pty, env, agent/X11"))
-        return False
+    def session_requested(self) -> bool | tuple[RefusingChannel, RefusingSession]:
+        if self.conn is None or self.session_id is None:
+            return False
+        if self.session_channels >= MAX_SESSION_CHANNELS:
+            self._core.refused(self, Refusal(
+                "session", "too_many_channels",
+                f"more than {MAX_SESSION_CHANNELS} session channels at once (none is ever granted)",
+            ))
+            return False
+        self.session_channels += 1
+        chan, session = RefusingChannel.open(self.conn, lambda r: self._core.refused(self, r))
+        session.on_closed = self._session_channel_closed
+        return chan, session
+
+    def _session_channel_closed(self) -> None:
+        self.session_channels -= 1
 
     def connection_requested(
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int

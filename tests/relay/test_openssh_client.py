@@ -55,24 +55,104 @@ async def test_legit_forward_with_openssh_client_reaches_the_device(relay_env: R
         await relay_env.relay.end_session(sid, "test over")
 
 
+async def refused_kinds(env: RelayEnv, sid: str, *, expect: str, timeout: float = 5.0) -> list[str]:
+    """The kinds audited as refused for ``sid``, once ``expect`` is among them."""
+    await env.audit.wait_for("relay.request.refused", sid, timeout=timeout, kind=expect)
+    return [str(e.details["kind"]) for e in env.audit.of("relay.request.refused", sid)]
+
+
 @pytest.mark.parametrize(
-    ("what", "args"),
+    ("args", "kind"),
     [
-        ("shell", []),
-        ("exec", ["id"]),
-        ("pty", ["-tt", "id"]),
-        ("agent forwarding", ["-A", "true"]),
-        ("env", ["-o", "SetEnv=LD_PRELOAD=/tmp/x.so", "true"]),
+        ([], "shell"),
+        (["-T", "true"], "exec"),
+        (["-tt", "id"], "pty"),
+        (["-o", "SetEnv=LD_PRELOAD=/tmp/x.so", "true"], "env"),
+        (["-T", "-s", "sftp"], "subsystem:sftp"),
+        (["-T", "-s", "netconf"], "subsystem:netconf"),
     ],
 )
-async def test_relay_refuses_session_channel_requests(relay_env: RelayEnv, what: str, args: list[str]) -> None:
+async def test_relay_refuses_each_session_request_by_kind(
+    relay_env: RelayEnv, args: list[str], kind: str
+) -> None:
     sid, cred = await relay_env.new_session()
     opts = relay_env.ssh_files(sid, cred)
     result = await ssh(opts, *port_args(relay_env, sid), *args)
-    assert result.returncode != 0, f"{what} was not refused: {result.stdout}"
-    assert "uid=" not in result.stdout
-    event = await relay_env.audit.wait_for("relay.request.refused", sid, kind="session")
+    assert result.returncode != 0, f"{kind} was not refused: {result.stdout}"
+    assert result.stdout == ""
+    kinds = await refused_kinds(relay_env, sid, expect=kind)
+    assert "session" not in kinds  # the channel itself is not the thing refused
+    event = relay_env.audit.of("relay.request.refused", sid)[kinds.index(kind)]
     assert event.outcome == "denied"
+    assert event.details["code"] == "not_permitted"
+    if kind == "env":
+        assert event.details["variable"] == "LD_PRELOAD"
+        assert "/tmp/x.so" not in str(event.details)  # values are not audited
+    await relay_env.relay.end_session(sid, "test over")
+
+
+async def test_relay_refuses_exec_and_audits_the_command(relay_env: RelayEnv, tmp_path) -> None:
+    marker = tmp_path / "ran"
+    sid, cred = await relay_env.new_session()
+    opts = relay_env.ssh_files(sid, cred)
+    command = f"touch {marker}; id"
+    result = await ssh(opts, *port_args(relay_env, sid), command)
+    assert result.returncode != 0
+    assert "uid=" not in result.stdout
+    assert not marker.exists(), "the command ran"
+    event = await relay_env.audit.wait_for("relay.request.refused", sid, kind="exec")
+    assert event.details["command"] == command
+    await relay_env.relay.end_session(sid, "test over")
+
+
+async def test_relay_truncates_long_exec_commands_in_the_audit(relay_env: RelayEnv) -> None:
+    sid, cred = await relay_env.new_session()
+    opts = relay_env.ssh_files(sid, cred)
+    await ssh(opts, *port_args(relay_env, sid), "echo " + "A" * 5000)
+    event = await relay_env.audit.wait_for("relay.request.refused", sid, kind="exec")
+    command = str(event.details["command"])
+    assert command.startswith("echo AAAA")
+    assert len(command) <= 200
+    await relay_env.relay.end_session(sid, "test over")
+
+
+async def test_relay_refuses_agent_forwarding(relay_env: RelayEnv, tmp_path) -> None:
+    # OpenSSH only asks to forward an agent that exists: run a real, empty ssh-agent
+    agent_bin = need_tool("ssh-agent")
+    sock = tmp_path / "agent.sock"
+    agent = await asyncio.create_subprocess_exec(
+        agent_bin, "-D", "-a", str(sock), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(50):
+            if sock.exists():
+                break
+            await asyncio.sleep(0.05)
+        sid, cred = await relay_env.new_session()
+        opts = [f"IdentityAgent={sock}" if o == "IdentityAgent=none" else o
+                for o in relay_env.ssh_files(sid, cred)]
+        result = await ssh(opts, "-A", *port_args(relay_env, sid), "true")
+        assert result.returncode != 0
+        kinds = await refused_kinds(relay_env, sid, expect="agent_forwarding")
+        assert kinds[0] == "agent_forwarding"
+        await relay_env.relay.end_session(sid, "test over")
+    finally:
+        agent.terminate()
+        await agent.wait()
+
+
+async def test_relay_refuses_x11_forwarding(relay_env: RelayEnv) -> None:
+    # trusted forwarding (-Y) needs no X server nor xauth: OpenSSH sends a fake cookie
+    sid, cred = await relay_env.new_session()
+    opts = relay_env.ssh_files(sid, cred)
+    need_tool("ssh")
+    result = await asyncio.to_thread(
+        subprocess.run, ["ssh", *opts, "-Y", *port_args(relay_env, sid), "true"],
+        capture_output=True, text=True, timeout=15, stdin=subprocess.DEVNULL,
+        env={"PATH": "/usr/bin:/bin", "DISPLAY": ":0", "HOME": str(relay_env.tmp)},
+    )
+    assert result.returncode != 0
+    await refused_kinds(relay_env, sid, expect="x11")
     await relay_env.relay.end_session(sid, "test over")
 
 
@@ -88,7 +168,30 @@ async def test_relay_refuses_sftp_subsystem(relay_env: RelayEnv, tmp_path) -> No
         capture_output=True, text=True, timeout=15, stdin=subprocess.DEVNULL,
     )
     assert result.returncode != 0
-    await relay_env.audit.wait_for("relay.request.refused", sid, kind="session")
+    await refused_kinds(relay_env, sid, expect="subsystem:sftp")
+    await relay_env.relay.end_session(sid, "test over")
+
+
+@pytest.mark.parametrize(
+    ("legacy", "kind"),
+    [(False, "subsystem:sftp"), (True, "exec")],  # scp -O speaks the old protocol over exec
+)
+async def test_relay_refuses_scp(relay_env: RelayEnv, tmp_path, legacy: bool, kind: str) -> None:
+    need_tool("scp")
+    sid, cred = await relay_env.new_session()
+    opts = relay_env.ssh_files(sid, cred)
+    src = tmp_path / "payload"
+    src.write_text("not for the relay")
+    result = await asyncio.to_thread(
+        subprocess.run,
+        ["scp", *opts, *(["-O"] if legacy else []), "-P", str(relay_env.relay.port), str(src),
+         f"{sid}@127.0.0.1:/tmp/printgate-scp-{sid}"],
+        capture_output=True, text=True, timeout=15, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode != 0
+    event = await relay_env.audit.wait_for("relay.request.refused", sid, kind=kind)
+    if legacy:
+        assert str(event.details["command"]).startswith("scp ")
     await relay_env.relay.end_session(sid, "test over")
 
 
