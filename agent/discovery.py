@@ -69,6 +69,7 @@ async def discover_one(
     except SnmpError as exc:
         status = {
             "snmp_timeout": DiscoveryStatus.UNREACHABLE,
+            "snmp_unreachable": DiscoveryStatus.UNREACHABLE,
             "snmp_auth_failed": DiscoveryStatus.AUTH_FAILED,
         }.get(exc.code, DiscoveryStatus.ERROR)
         if exc.code == "snmp_config":

@@ -176,26 +176,44 @@ class SnmpLab:
             if r.proc.returncode is not None:
                 raise SnmpLabError(f"snmpsim exited ({r.proc.returncode}); see {r.log}")
             if marker in r.log.read_bytes() and await self._answers(r.addresses[0]):
-                return
+                break
             await asyncio.sleep(0.1)
-        raise SnmpLabError(f"snmpsim not ready after {ready_timeout}s; see {r.log}")
+        else:
+            raise SnmpLabError(f"snmpsim not ready after {ready_timeout}s; see {r.log}")
+        # snmpsim opens each endpoint's data file on its first request (tens of ms
+        # each, serialised): do it now, or the first sweep measures the simulator
+        pending = list(r.addresses[1:])
+        while pending:
+            answered = await self._answers_all(pending)
+            pending = [ip for ip, ok in zip(pending, answered, strict=True) if not ok]
+            if pending and time.monotonic() > deadline:
+                raise SnmpLabError(f"snmpsim does not answer on {pending[0]}:{self.port}; see {r.log}")
 
-    async def _answers(self, ip: str) -> bool:
-        """Does the responder answer an SNMPv2c GET of sysDescr.0 yet?"""
+    async def _answers(self, ip: str, sys_descr: bytes | None = None) -> bool:
+        """Does the responder answer an SNMPv2c GET of sysDescr.0 (with this value) yet?"""
+        return (await self._answers_all([ip], sys_descr))[0]
+
+    async def _answers_all(self, ips: Sequence[str], sys_descr: bytes | None = None) -> list[bool]:
         from pysnmp.hlapi.v3arch import asyncio as hl
 
-        engine = hl.SnmpEngine()
-        try:
-            target = await hl.UdpTransportTarget.create((ip, self.port), timeout=0.5, retries=0)
+        engine = hl.SnmpEngine()  # costly to build: one per batch of checks
+
+        async def one(ip: str) -> bool:
+            target = await hl.UdpTransportTarget.create((ip, self.port), timeout=1.0, retries=0)
             err, status, _, binds = await hl.get_cmd(
                 engine, hl.CommunityData("public"), target, hl.ContextData(),
                 hl.ObjectType(hl.ObjectIdentity("1.3.6.1.2.1.1.1.0")),
             )
-            return err is None and not status and len(binds) == 1
+            if err is not None or status or len(binds) != 1:
+                return False
+            return sys_descr is None or bytes(binds[0][1].asOctets()) == sys_descr
+
+        try:
+            return [await one(ip) for ip in ips]
         finally:
             engine.close_dispatcher()
 
-    async def swap(self, ip: str, name: str) -> None:
+    async def swap(self, ip: str, name: str, *, ready_timeout: float = 30.0) -> None:
         """Make the device at ``ip`` answer with recording ``name`` from now on."""
         if ip not in self._file_of:
             raise KeyError(f"no lab device at {ip}")
@@ -205,9 +223,23 @@ class SnmpLab:
         write_servable(src, tmp)
         before = target.stat().st_mtime
         os.replace(tmp, target)
-        # snmpsim re-indexes when the mtime changes (1 s resolution on some fs)
-        os.utime(target, (before + 2, before + 2))
+        # snmpsim reopens the file when its mtime changes, but rebuilds the index
+        # only if the file is newer than the index (else it serves the old
+        # offsets: garbage); so: newer than both, by more than fs resolution
+        stamp = max(before, time.time()) + 2
+        os.utime(target, (stamp, stamp))
         self.devices[ip] = name
+        # the re-index happens on the next request and can take seconds on a busy
+        # box: wait until the new recording answers, so callers see it at once
+        from lab.snmprec import load
+
+        want = load(src).get("1.3.6.1.2.1.1.1.0")
+        expected = want.value if want is not None and isinstance(want.value, bytes) else None
+        deadline = time.monotonic() + ready_timeout
+        while not await self._answers(ip, expected):
+            if time.monotonic() > deadline:
+                raise SnmpLabError(f"{ip} does not answer with recording {name!r} after {ready_timeout}s")
+            await asyncio.sleep(0.05)
 
     async def aclose(self) -> None:
         for r in self._responders:

@@ -7,7 +7,7 @@ before opening a session); ``probe_device`` is what discovery uses.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agent.snmp import oids
 from agent.snmp.parsing import classify, identity_from
@@ -65,18 +65,19 @@ async def find_credential(
 async def probe_device(
     client: SnmpClient, ip: str, port: int, credentials: Sequence[SnmpCredential]
 ) -> DeviceProbe:
-    target, values = await find_credential(client, ip, port, credentials)
+    found, values = await find_credential(client, ip, port, credentials)
+    # the device answered: a lost packet now is load, not absence - retry at least once
+    target = replace(found, retries=max(1, client.retries))
     varbinds = dict(values)
     failed: list[str] = []
-    # the device answered; later steps failing (buggy firmware) is recorded, not fatal
+    # later steps failing (buggy firmware) is recorded, not fatal; the Printer-MIB
+    # check (one GETNEXT) rides along the first identity GETBULK
     try:
-        varbinds.update(await client.next(target, [oids.PRINTER_MIB]))
+        varbinds.update(await client.walk(
+            target, oids.IDENTITY_COLUMNS, max_repetitions=8, max_rows=64, also_next=[oids.PRINTER_MIB],
+        ))
     except SnmpError as exc:
-        failed.append(f"Printer-MIB check: {exc.message}")
-    try:
-        varbinds.update(await client.walk(target, oids.IDENTITY_COLUMNS, max_repetitions=8, max_rows=64))
-    except SnmpError as exc:
-        failed.append(f"identity tables: {exc.message}")
+        failed.append(f"Printer-MIB check and identity tables: {exc.message}")
     sys_oid = values.get(oids.SYS_OBJECT_ID)
     profile = profile_for(sys_oid.value if sys_oid and isinstance(sys_oid.value, str) else None)
     if profile.serial_oids:
@@ -88,7 +89,7 @@ async def probe_device(
     if not printer and failed:
         reason = f"{reason} (incomplete answers: {failed[0]})"
     identity, errors = identity_from(varbinds, ip=ip)
-    return DeviceProbe(target, identity, printer, reason, tuple(failed + errors), varbinds)
+    return DeviceProbe(found, identity, printer, reason, tuple(failed + errors), varbinds)
 
 
 async def read_identity(

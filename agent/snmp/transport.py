@@ -1,6 +1,7 @@
-"""How to ask: SNMP GET / table walks over UDP with pysnmp 7 (asyncio).
+"""How to ask: SNMP GET / table walks over UDP (v1/v2c by hand, v3 with pysnmp 7).
 
-One ``SnmpClient`` (one pysnmp engine) serves every device. It bounds the
+One ``SnmpClient`` (one socket for communities, one pysnmp engine for v3)
+serves every device. It bounds the
 number of requests in flight and the packet rate, applies a per-request
 timeout and retries, and converts answers into ``SnmpValue`` at once, so
 nothing above this module sees a pysnmp type.
@@ -14,17 +15,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pysnmp.hlapi.v1arch import asyncio as v1
 from pysnmp.hlapi.v3arch import asyncio as hl
 from pysnmp.proto import errind
 from pysnmp.smi import builder, view
 
+from agent.snmp.ber import MAX_VALUE_BYTES
+from agent.snmp.community_udp import CommunityRequester, Unreachable
 from agent.snmp.oids import is_under
 from agent.snmp.values import Kind, SnmpValue
 from printgate.domain import SnmpCredential, SnmpVersion
 from printgate.errors import SnmpError
-
-MAX_VALUE_BYTES = 64 * 1024  # a "huge" answer beyond this is cut and flagged
 
 _TAGS: dict[tuple[int, int, int], Kind] = {
     (0, 0, 2): Kind.INTEGER,
@@ -58,6 +58,12 @@ _PRIV = {
     "AES128": hl.USM_PRIV_CFB128_AES,
     "AES192": hl.USM_PRIV_CFB192_AES,
     "AES256": hl.USM_PRIV_CFB256_AES,
+}
+_ERROR_STATUS = {
+    1: "tooBig", 2: "noSuchName", 3: "badValue", 4: "readOnly", 5: "genErr", 6: "noAccess",
+    7: "wrongType", 8: "wrongLength", 9: "wrongEncoding", 10: "wrongValue", 11: "noCreation",
+    12: "inconsistentValue", 13: "resourceUnavailable", 14: "commitFailed", 15: "undoFailed",
+    16: "authorizationError", 17: "notWritable", 18: "inconsistentName",
 }
 _AUTH_FAILURES = (
     errind.WrongDigest, errind.UnknownUserName, errind.UnsupportedSecurityLevel,
@@ -115,6 +121,7 @@ class SnmpTarget:
     ip: str
     port: int
     credential: SnmpCredential
+    retries: int | None = None  # None: the client's; a host known to be alive gets more
 
 
 class _RateLimit:
@@ -154,14 +161,13 @@ class SnmpClient:
     ) -> None:
         self.timeout = timeout
         self.retries = retries
-        # v1/v2c go through the light v1arch dispatcher (no per-target LCD rows);
-        # v3 needs the full engine (USM, engine-id discovery)
-        self._dispatcher = v1.SnmpDispatcher()
-        self._dispatcher.cache["mibViewController"] = _numeric_mib_view()
+        # v1/v2c: our own hand-encoded requests on one socket (community_udp);
+        # v3 needs pysnmp's full engine (USM, engine-id discovery)
+        self._community = CommunityRequester()
         self._engine: Any = None
         self._sem = asyncio.Semaphore(max_in_flight)
         self._rate = _RateLimit(packets_per_second)
-        self._targets: dict[tuple[str, int, bool], Any] = {}
+        self._targets: dict[tuple[str, int, int], Any] = {}
         self._auth: dict[SnmpCredential, Any] = {}
         self.requests = 0
 
@@ -172,7 +178,7 @@ class SnmpClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        self._dispatcher.transport_dispatcher.close_dispatcher()
+        self._community.close()
         if self._engine is not None:
             self._engine.close_dispatcher()
 
@@ -200,20 +206,22 @@ class SnmpClient:
                     privProtocol=_PRIV[cred.priv_protocol],
                 )
             else:
-                data = v1.CommunityData(cred.community, mpModel=0 if cred.version is SnmpVersion.V1 else 1)
+                raise SnmpError(f"{cred.label} is not an SNMPv3 credential", code="snmp_config")
             self._auth[cred] = data
         return data
 
+    def _retries(self, t: SnmpTarget) -> int:
+        return self.retries if t.retries is None else t.retries
+
     async def _transport(self, t: SnmpTarget) -> Any:
-        v3 = t.credential.version is SnmpVersion.V3
-        key = (t.ip, t.port, v3)
+        key = (t.ip, t.port, self._retries(t))
         tr = self._targets.get(key)
         if tr is None:
             # IP literals only: skip pysnmp's getaddrinfo round trip through a thread
-            cls = hl.UdpTransportTarget if v3 else v1.UdpTransportTarget
+            cls = hl.UdpTransportTarget
             tr = cls.__new__(cls)
             tr.transport_address = (t.ip, t.port)
-            tr.__init__(timeout=self.timeout, retries=self.retries)
+            tr.__init__(timeout=self.timeout, retries=self._retries(t))
             self._targets[key] = tr
         return tr
 
@@ -221,7 +229,7 @@ class SnmpClient:
         where = f"{t.ip}:{t.port} ({t.credential.label})"
         if isinstance(indication, errind.RequestTimedOut):
             return SnmpError(
-                f"no SNMP answer from {where} within {self.timeout}s x{self.retries + 1}: "
+                f"no SNMP answer from {where} within {self.timeout}s x{self._retries(t) + 1}: "
                 "host unreachable, no SNMP agent, wrong community, or wrong v3 privacy key",
                 code="snmp_timeout",
             )
@@ -232,48 +240,74 @@ class SnmpClient:
             )
         return SnmpError(f"SNMP request to {where} failed: {indication}", code="snmp_failed")
 
-    async def _request(self, t: SnmpTarget, op: str, oids: Sequence[str], max_rep: int = 0) -> list[tuple[str, SnmpValue]]:
+    async def _request(
+        self, t: SnmpTarget, op: str, oids: Sequence[str], max_rep: int = 0, non_rep: int = 0
+    ) -> list[tuple[str, SnmpValue]]:
+        if t.credential.version is SnmpVersion.V3:
+            status, index, result = await self._request_v3(t, op, oids, max_rep, non_rep)
+        else:
+            status, index, result = await self._request_community(t, op, oids, max_rep, non_rep)
+        if status and status != 2:  # noSuchName (v1) is "absent", not a failure
+            name = _ERROR_STATUS.get(status, str(status))
+            if status in (16, 6):  # authorizationError, noAccess
+                raise SnmpError(
+                    f"{t.ip}:{t.port} refused access ({name}) for {t.credential.label}",
+                    code="snmp_auth_failed",
+                )
+            raise SnmpError(f"{t.ip}:{t.port} answered error {name} at #{index}", code="snmp_failed")
+        if status:
+            return [(o, SnmpValue(Kind.NO_SUCH_OBJECT)) for o in oids] if op == "get" else []
+        return result
+
+    async def _request_community(
+        self, t: SnmpTarget, op: str, oids: Sequence[str], max_rep: int, non_rep: int
+    ) -> tuple[int, int, list[tuple[str, SnmpValue]]]:
+        cred = t.credential
+        async with self._sem:
+            await self._rate.take()
+            self.requests += 1
+            try:
+                answer = await self._community.request(
+                    t.ip, t.port, version=0 if cred.version is SnmpVersion.V1 else 1,
+                    community=cred.community, op=op, oids=list(oids), max_repetitions=max_rep,
+                    non_repeaters=non_rep, timeout=self.timeout, retries=self._retries(t),
+                )
+            except TimeoutError:
+                raise self._fail(t, errind.requestTimedOut) from None
+            except Unreachable as exc:
+                raise SnmpError(
+                    f"no SNMP agent at {t.ip}:{t.port}: the network answered {exc.strerror} "
+                    "(port closed or host down)",
+                    code="snmp_unreachable",
+                ) from None
+        return answer.error_status, answer.error_index, answer.varbinds
+
+    async def _request_v3(
+        self, t: SnmpTarget, op: str, oids: Sequence[str], max_rep: int, non_rep: int
+    ) -> tuple[int, int, list[tuple[str, SnmpValue]]]:
         binds = [hl.ObjectType(hl.ObjectIdentity(o), _NULL) for o in oids]
         auth = self._auth_data(t.credential)
         async with self._sem:
             await self._rate.take()
             tr = await self._transport(t)
             self.requests += 1
-            if t.credential.version is SnmpVersion.V3:
-                eng, ctx = self._v3_engine(), hl.ContextData()
-                if op == "get":
-                    ind, status, index, out = await hl.get_cmd(eng, auth, tr, ctx, *binds, lookupMib=False)
-                elif op == "next":
-                    ind, status, index, out = await hl.next_cmd(eng, auth, tr, ctx, *binds, lookupMib=False)
-                else:
-                    ind, status, index, out = await hl.bulk_cmd(
-                        eng, auth, tr, ctx, 0, max_rep, *binds, lookupMib=False
-                    )
+            eng, ctx = self._v3_engine(), hl.ContextData()
+            if op == "get":
+                ind, status, index, out = await hl.get_cmd(eng, auth, tr, ctx, *binds, lookupMib=False)
+            elif op == "next":
+                ind, status, index, out = await hl.next_cmd(eng, auth, tr, ctx, *binds, lookupMib=False)
             else:
-                d = self._dispatcher
-                if op == "get":
-                    ind, status, index, out = await v1.get_cmd(d, auth, tr, *binds, lookupMib=False)
-                elif op == "next":
-                    ind, status, index, out = await v1.next_cmd(d, auth, tr, *binds, lookupMib=False)
-                else:
-                    ind, status, index, out = await v1.bulk_cmd(d, auth, tr, 0, max_rep, *binds, lookupMib=False)
+                ind, status, index, out = await hl.bulk_cmd(
+                    eng, auth, tr, ctx, non_rep, max_rep, *binds, lookupMib=False
+                )
         if ind:
             raise self._fail(t, ind)
-        if status and int(status) != 2:  # noSuchName (v1) is "absent", not a failure
-            if int(status) in (16, 6):  # authorizationError, noAccess
-                raise SnmpError(
-                    f"{t.ip}:{t.port} refused access ({status.prettyPrint()}) for {t.credential.label}",
-                    code="snmp_auth_failed",
-                )
-            raise SnmpError(f"{t.ip}:{t.port} answered error {status.prettyPrint()} at #{index}", code="snmp_failed")
-        if status:
-            return [(o, SnmpValue(Kind.NO_SUCH_OBJECT)) for o in oids] if op == "get" else []
         result: list[tuple[str, SnmpValue]] = []
         for vb in out:
             name = oid_text(vb[0])
             if name is not None:
                 result.append((name, from_pysnmp(vb[1])))
-        return result
+        return int(status or 0), int(index or 0), result
 
     async def get(self, t: SnmpTarget, oids: Iterable[str], *, chunk: int = 24) -> dict[str, SnmpValue]:
         """GET scalars (split in chunks); missing ones come back absent."""
@@ -289,19 +323,39 @@ class SnmpClient:
         return dict(await self._request(t, "next", list(oids)))
 
     async def walk(
-        self, t: SnmpTarget, roots: Iterable[str], *, max_repetitions: int = 16, max_rows: int = 256
+        self,
+        t: SnmpTarget,
+        roots: Iterable[str],
+        *,
+        max_repetitions: int = 16,
+        max_rows: int = 256,
+        also_next: Sequence[str] = (),
     ) -> dict[str, SnmpValue]:
-        """Walk several table columns at once (GETBULK; GETNEXT for v1), bounded."""
+        """Walk several table columns at once (GETBULK; GETNEXT for v1), bounded.
+
+        ``also_next``: OIDs whose single GETNEXT rides along the first GETBULK
+        as non-repeaters (one round trip saved); their answers are included.
+        """
         cursor = {r: r for r in dict.fromkeys(roots)}
         out: dict[str, SnmpValue] = {}
         rows = {r: 0 for r in cursor}
         bulk = t.credential.version is not SnmpVersion.V1
+        extra = list(also_next)
+        if extra and not bulk:
+            out.update(await self.next(t, extra))
+            extra = []
         for _ in range(max_rows):  # bounded: each round advances every live column
             if not cursor:
                 break
             live = list(cursor)
             reps = max_repetitions if bulk else 1
-            answer = await self._request(t, "bulk" if bulk else "next", [cursor[r] for r in live], reps)
+            answer = await self._request(
+                t, "bulk" if bulk else "next", [*extra, *(cursor[r] for r in live)], reps, len(extra)
+            )
+            if extra:
+                out.update(answer[: len(extra)])
+                answer = answer[len(extra) :]
+                extra = []
             if not answer:
                 break
             width = len(live)
