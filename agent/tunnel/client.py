@@ -16,6 +16,7 @@ from types import TracebackType
 
 import asyncssh
 
+from agent.tunnel.channel_guard import guard_channel_opens
 from agent.tunnel.proxy_connect import connect_via_http_proxy
 from agent.tunnel.splice import Splice
 from printgate.domain import DwaTarget
@@ -53,7 +54,9 @@ class Tunnel:
         self.session_id = session_id
         self.target = target
         self.relay_port = listener.get_port()
-        self.refused_connections = 0
+        self.refused_connections = 0  # forwarded connections refused by device verification
+        self.forwarded_connections = 0  # forwarded connections piped to the target
+        self.refused_channels: list[tuple[str, str]] = []  # (kind, detail) a relay tried: report these
 
     async def aclose(self) -> None:
         self._listener.close()
@@ -142,6 +145,13 @@ async def open_tunnel(
         raise TunnelError(f"cannot connect to the relay {relay_host}:{relay_port}: {exc}") from None
 
     tunnel_ref: list[Tunnel] = []
+    early_refusals: list[tuple[str, str]] = []
+
+    def channel_refused(kind: str, detail: str) -> None:
+        log.warning("tunnel.channel_refused", session=session_id, kind=kind, detail=detail)
+        (tunnel_ref[0].refused_channels if tunnel_ref else early_refusals).append((kind, detail))
+
+    guard_channel_opens(conn, channel_refused)
 
     async def connect_to_target(orig_host: str, orig_port: int) -> asyncssh.SSHTCPSession[bytes]:
         if verify is not None:
@@ -154,6 +164,9 @@ async def open_tunnel(
                 raise asyncssh.ChannelOpenError(
                     asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, exc.message
                 ) from None
+        # the relay's originator is informational only: the destination is always the target
+        log.debug("tunnel.connection", session=session_id, relay_origin=f"{orig_host[:64]}:{orig_port}",
+                  target=f"{target.ip}:{target.port}")
         splice = Splice()
         loop = asyncio.get_running_loop()
         try:
@@ -163,6 +176,8 @@ async def open_tunnel(
             raise asyncssh.ChannelOpenError(
                 asyncssh.OPEN_CONNECT_FAILED, f"device {target.ip}:{target.port} unreachable: {exc}"
             ) from None
+        if tunnel_ref:
+            tunnel_ref[0].forwarded_connections += 1
         return splice.channel_end
 
     try:
@@ -171,6 +186,7 @@ async def open_tunnel(
         conn.close()
         raise TunnelError(f"the relay refused the forward of session {session_id}: {exc}") from None
     tunnel = Tunnel(conn, listener, session_id, target)
+    tunnel.refused_channels.extend(early_refusals)
     tunnel_ref.append(tunnel)
     log.info("tunnel.opened", session=session_id, target=f"{target.ip}:{target.port}")
     return tunnel
