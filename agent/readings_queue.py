@@ -14,7 +14,7 @@ import asyncio
 import json
 import sqlite3
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -37,6 +37,32 @@ CREATE INDEX IF NOT EXISTS queued_batch ON queued(batch_id);
 class Uploader(Protocol):
     async def upload(self, batch_id: str, readings: list[Reading]) -> None:
         """Deliver a batch; return only once the cloud acknowledged ``batch_id``."""
+
+
+UploadReadings = Callable[[str, bytes], Awaitable[None]]
+
+
+def batch_payload(readings: Sequence[Reading]) -> bytes:
+    """The wire form of a batch: UTF-8 JSON ``{"readings": [Reading.to_dict(), ...]}``."""
+    return json.dumps({"readings": [r.to_dict() for r in readings]}, separators=(",", ":")).encode()
+
+
+class _CallUploader:
+    def __init__(self, upload_readings: UploadReadings) -> None:
+        self._upload_readings = upload_readings
+
+    async def upload(self, batch_id: str, readings: list[Reading]) -> None:
+        await self._upload_readings(batch_id, batch_payload(readings))
+
+
+def grpc_uploader(upload_readings: UploadReadings) -> Uploader:
+    """An ``Uploader`` over ``upload_readings(batch_id, payload)``.
+
+    That is ``agent.channel.grpc_client.GrpcChannel.upload_readings``: it must
+    return only once the cloud acknowledged ``batch_id`` and raise otherwise
+    (the queue then keeps the sealed batch and re-sends it, same id).
+    """
+    return _CallUploader(upload_readings)
 
 
 class ReadingsQueue:

@@ -7,7 +7,7 @@ import time
 from agent.discovery import DiscoveryLimits, discover
 from agent.snmp import oids
 from lab import snmprec
-from lab.catalog import LAB_DEVICES, PRINTERS
+from lab.catalog import LAB_DEVICES
 from lab.snmp import SnmpLab
 from printgate.domain import DiscoveryStatus, SnmpCredential
 from tests.snmp.conftest import DEAD
