@@ -25,7 +25,7 @@ async def test_polled_readings_reach_the_cloud_and_the_fleet_api(tmp_path: Path)
     async with DemoSystem(tmp_path, log_level="warning", agent_overrides=FAST) as system:
         await system.wait_for_devices(minimum=len(PRINTERS), timeout=90)
         agent_id = system.agent.identity.agent_id
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(120):
             while await count_readings(system.cloud.db, agent_id) < 2 * len(PRINTERS):
                 await asyncio.sleep(0.5)
 
