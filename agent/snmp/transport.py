@@ -52,12 +52,16 @@ _AUTH = {
     "SHA384": hl.USM_AUTH_HMAC256_SHA384,
     "SHA512": hl.USM_AUTH_HMAC384_SHA512,
 }
+# AES-192/256 need a key longer than SHA-1's: net-snmp (and most agents) extend
+# it per draft-blumenthal-aes-usm; Cisco-style agents per draft-reeder ("...C")
 _PRIV = {
     None: hl.USM_PRIV_NONE,
     "AES": hl.USM_PRIV_CFB128_AES,
     "AES128": hl.USM_PRIV_CFB128_AES,
-    "AES192": hl.USM_PRIV_CFB192_AES,
-    "AES256": hl.USM_PRIV_CFB256_AES,
+    "AES192": hl.USM_PRIV_CFB192_AES_BLUMENTHAL,
+    "AES256": hl.USM_PRIV_CFB256_AES_BLUMENTHAL,
+    "AES192C": hl.USM_PRIV_CFB192_AES,
+    "AES256C": hl.USM_PRIV_CFB256_AES,
 }
 _ERROR_STATUS = {
     1: "tooBig", 2: "noSuchName", 3: "badValue", 4: "readOnly", 5: "genErr", 6: "noAccess",

@@ -20,7 +20,7 @@ def scan(
     v3_user: Annotated[str | None, typer.Option(help="SNMPv3 user (tried after communities)")] = None,
     auth_protocol: Annotated[str, typer.Option(help="SHA, SHA224, SHA256, SHA384, SHA512")] = "SHA256",
     auth_key: Annotated[str, typer.Option(envvar="PRINTGATE_SNMP_AUTH_KEY", help="v3 auth passphrase")] = "",
-    priv_protocol: Annotated[str, typer.Option(help="AES128, AES256 or none")] = "AES128",
+    priv_protocol: Annotated[str, typer.Option(help="AES128, AES192, AES256 (net-snmp style key extension), AES192C/AES256C (Cisco style) or none")] = "AES128",
     priv_key: Annotated[str, typer.Option(envvar="PRINTGATE_SNMP_PRIV_KEY", help="v3 privacy passphrase")] = "",
     exclude: Annotated[list[str] | None, typer.Option("--exclude", "-x", help="addresses/CIDRs to skip")] = None,
     timeout: Annotated[float, typer.Option(help="per-request timeout, seconds")] = 1.0,

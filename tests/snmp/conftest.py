@@ -49,7 +49,11 @@ class Snmpd:
 
 @pytest.fixture(scope="session")
 def snmpd_v3() -> Iterator[Snmpd]:
-    """A real net-snmp agent with a SHA-256/AES-128 user on a loopback port (TEST-RECIPES §5)."""
+    """A real net-snmp agent with v3 users on a loopback port (TEST-RECIPES §5).
+
+    ``user``: SHA-256/AES-128 authPriv; ``user-nopriv``: SHA-512 authNoPriv;
+    ``user-aes256``: SHA-512/AES-256 authPriv; ``user-sha1``: SHA-1/AES-256 authPriv (key extension).
+    """
     exe = shutil.which("snmpd") or "/usr/sbin/snmpd"
     if not Path(exe).exists():
         pytest.fail("snmpd not installed (apt-get install snmpd)")
@@ -60,6 +64,13 @@ def snmpd_v3() -> Iterator[Snmpd]:
         f"sysLocation {cfg.location}\nsysContact tests@example.org\n"
         f'createUser {cfg.user} SHA-256 "{cfg.auth_key}" AES "{cfg.priv_key}"\n'
         f"rouser {cfg.user} priv\n"
+        # variants: authNoPriv (SHA-512), SHA-512 + AES-256, SHA-1 + AES-256
+        f'createUser {cfg.user}-nopriv SHA-512 "{cfg.auth_key}"\n'
+        f"rouser {cfg.user}-nopriv auth\n"
+        f'createUser {cfg.user}-aes256 SHA-512 "{cfg.auth_key}" AES-256 "{cfg.priv_key}"\n'
+        f"rouser {cfg.user}-aes256 priv\n"
+        f'createUser {cfg.user}-sha1 SHA "{cfg.auth_key}" AES-256 "{cfg.priv_key}"\n'
+        f"rouser {cfg.user}-sha1 priv\n"
         f"[snmp] persistentDir {work / 'persist'}\n[snmp] mibs :\n"
     )
     proc = subprocess.Popen(
