@@ -85,7 +85,6 @@ class Cloud:
         self.data_dir = data_dir
         self._stack = contextlib.AsyncExitStack()
         self._portal_task: asyncio.Task[None] | None = None
-        self._agent_ips: dict[str, str] = {}
 
     # ---- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -144,7 +143,7 @@ class Cloud:
             db=self.db, audit=self.audit, decide=decide_dwa_open, firewall=self.firewall,
             relay=self.relay, commands=self.hub, proxy=self.proxy, routes=self.routes,
             make_open_command=wiring.open_command, make_close_command=wiring.close_command,
-            make_route=wiring.route, agent_address=self._agent_ips.get,
+            make_route=wiring.route, agent_address=self.hub.peer_ip,
         )
         await self._stack.enter_async_context(self.broker)
         await self._start_portal()
@@ -228,10 +227,6 @@ class Cloud:
 
     async def _end_on_timeout(self, session_id: str, reason: str) -> None:
         await self.broker.close_session(SessionId(session_id), reason=reason, actor="system")
-
-    def note_agent_address(self, agent_id: str, ip: str) -> None:
-        """The source address the agent connects from (for its relay firewall exception)."""
-        self._agent_ips[agent_id] = ip
 
 
 def _identity_of(d: pb.DiscoveredDevice) -> DeviceIdentity:
@@ -359,7 +354,6 @@ class DemoSystem:
             self.cloud.channel.enrol_target, self.enrolment_token, self.base_dir / "agent",
             ca_cert_pem=self.cloud.ca.cert_pem,
         )
-        self.cloud.note_agent_address(identity.agent_id, "127.0.0.1")
         self.agent = AgentAssembly(self.agent_settings(self.base_dir / "agent"), identity)
         self.runtime: AgentRuntime = await self._stack.enter_async_context(self.agent)
 

@@ -324,7 +324,7 @@ class _ChannelService(pb_grpc.AgentChannelServicer):
     ) -> AsyncIterator[pb.SignedCommand]:
         peer = await self._s.authorise(_C + "CommandStream", request, context)
         hub = self._s.hub
-        stream = await hub.open_stream(peer.agent_id, peer.serial)
+        stream = await hub.open_stream(peer.agent_id, peer.serial, peer_ip=_peer_ip(context))
         log.info("channel.stream.opened", agent=peer.agent_id)
         try:
             await context.send_initial_metadata(())  # tells the agent the stream is live

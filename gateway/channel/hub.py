@@ -58,6 +58,7 @@ class AgentHub:
         self._mqtt: CommandPublisher | None = None
         self._listeners: list[PresenceListener] = []
         self.last_seen: dict[str, float] = {}
+        self._peer_ips: dict[str, str] = {}
 
     @property
     def verify_key_raw(self) -> bytes:
@@ -92,6 +93,10 @@ class AgentHub:
         found = {"grpc"} if agent_id in self._streams else set()
         return found | ({"mqtt"} if agent_id in self._mqtt_online else set())
 
+    def peer_ip(self, agent_id: str) -> str | None:
+        """The address the agent's command stream last came from (its relay firewall exception)."""
+        return self._peer_ips.get(agent_id)
+
     def online_agents(self) -> set[str]:
         return set(self._streams) | self._mqtt_online
 
@@ -107,8 +112,10 @@ class AgentHub:
                 log.warning("agent.presence_listener_failed", agent=agent_id, error=str(exc))
 
     # ---- gRPC streams -----------------------------------------------------
-    async def open_stream(self, agent_id: str, serial: str) -> CommandStream:
+    async def open_stream(self, agent_id: str, serial: str, *, peer_ip: str | None = None) -> CommandStream:
         was = self.is_online(agent_id)
+        if peer_ip is not None:
+            self._peer_ips[agent_id] = peer_ip
         old = self._streams.get(agent_id)
         if old is not None:
             old.cut("replaced by a newer stream of the same agent")

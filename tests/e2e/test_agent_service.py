@@ -57,7 +57,6 @@ async def test_enrolled_agent_service_discovers_printers_and_serves_a_tunnel(tmp
         try:
             found = await system.wait_for_devices(minimum=len(PRINTERS), timeout=120)
             assert found == len(PRINTERS)
-            system.cloud.note_agent_address(identity.agent_id, "127.0.0.1")
             launch = await system.open_session_as_demo_user(PRINTER.ip)
             parts = urlsplit(launch)
             local = f"http://127.0.0.1:{parts.port}"
