@@ -45,6 +45,7 @@ class GatewaySettings(BaseModel):
     session_idle_seconds: int = 600
     launch_token_ttl_seconds: int = 60
     data_dir: Path = Path("var/gateway")
+    audit_checkpoint_seconds: float = 60.0  # sign a Merkle tree head at least this often
 
 
 class AgentSettings(BaseModel):

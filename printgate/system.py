@@ -27,6 +27,7 @@ from agent.channel.enroll import enroll
 from agent.runtime import AgentRuntime
 from agent.service import AgentAssembly
 from audit.checkpoint import Signer
+from audit.checkpoint_timer import CheckpointTimer
 from audit.log import AuditLog
 from audit.query import row_to_record
 from gateway.broker import BrokerConfig, DwaBroker
@@ -100,7 +101,10 @@ class Cloud:
         await migrate(self.settings.database_url)
         self.db = Database(self.settings.database_url)
         self._stack.push_async_callback(self.db.aclose)
-        self.audit = AuditLog(self.db, _load_or_create_signer(self.data_dir / "audit-signing.key"))
+        signer = _load_or_create_signer(self.data_dir / "audit-signing.key")
+        (self.data_dir / "audit-public.pem").write_text(signer.public_key_pem())
+        self.audit = AuditLog(self.db, signer)
+        await self._stack.enter_async_context(CheckpointTimer(self.audit, gw.audit_checkpoint_seconds))
 
         self.firewall = InProcessFirewall()
         self.relay = Relay(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import sys
+from pathlib import Path
 
 import pyotp
 from playwright.async_api import Browser, Page, expect
@@ -11,6 +14,7 @@ from lab.catalog import by_name
 from printgate.system import DemoSystem
 
 PRINTER = by_name("jetdirect_m130nw")
+PRINTGATE = str(Path(sys.executable).with_name("printgate"))
 
 
 async def _sign_in(page: Page, system: DemoSystem, *, code: str | None = None) -> None:
@@ -55,6 +59,16 @@ async def test_technician_opens_printer_page_through_tunnel_and_closes_it(
                      "dwa.session.opened", "dwa.session.closed", "tunnel.closed"):
         assert expected in kinds, f"{expected} not audited: {kinds}"
     await context.close()
+
+    # The trail verifies offline with only the public key (a security team's own check).
+    verify = await asyncio.create_subprocess_exec(
+        PRINTGATE, "audit", "verify",
+        "--public-key", str(system.settings.gateway.data_dir / "audit-public.pem"),
+        "--database-url", system.settings.database_url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await verify.communicate()
+    assert verify.returncode == 0, out.decode()
 
 
 async def test_wrong_totp_code_is_refused_with_a_clear_message(
