@@ -116,6 +116,8 @@ def wrk(url: str, *, connections: int, seconds: int) -> dict[str, float]:
     out = done.stdout
     if done.returncode != 0 or "Requests/sec" not in out:
         raise RuntimeError(f"wrk {url} -c{connections} failed: {done.stdout} {done.stderr}")
+    if "Non-2xx or 3xx responses" in out or re.search(r"Socket errors: connect [1-9]", out):
+        raise RuntimeError(f"wrk {url} -c{connections} got errors, the figures would be meaningless: {out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _latency(re.search(r"\s50%\s+([\d.]+)(us|ms|s)", out))
     p99 = _latency(re.search(r"\s99%\s+([\d.]+)(us|ms|s)", out))
@@ -235,6 +237,7 @@ async def main() -> None:
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is missing: run scripts/system-deps.sh")
     d = Path(tempfile.mkdtemp(prefix="printgate-bench-tunnel-"))
+    d.chmod(0o755)  # nginx workers run unprivileged: a 0700 temp dir made every answer a 403
     procs: list[subprocess.Popen[bytes]] = []
     try:
         (d / "nginx").mkdir()

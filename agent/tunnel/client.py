@@ -19,6 +19,7 @@ import asyncssh
 from agent.tunnel.channel_guard import guard_channel_opens
 from agent.tunnel.proxy_connect import connect_via_http_proxy
 from agent.tunnel.splice import Splice
+from agent.tunnel.ssh_tuning import drop_empty_ignore_packets
 from printgate.domain import DwaTarget
 from printgate.errors import IdentityMismatch, PrintgateError, TunnelError
 from printgate.logs import get_logger
@@ -36,6 +37,9 @@ class _PinnedRelay(asyncssh.SSHClient):
     def __init__(self, fingerprint: str) -> None:
         self._fingerprint = fingerprint
         self.seen_fingerprint: str | None = None
+
+    def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
+        drop_empty_ignore_packets(conn)
 
     def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
         self.seen_fingerprint = str(key.get_fingerprint("sha256"))

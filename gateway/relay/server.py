@@ -18,6 +18,7 @@ import asyncssh
 
 from gateway.relay.policy import Refusal, check_forward, refuse
 from gateway.relay.refusing_session import RefusingChannel, RefusingSession
+from gateway.relay.ssh_tuning import drop_empty_ignore_packets
 from printgate.logs import get_logger
 
 log = get_logger("gateway.relay.server")
@@ -57,6 +58,7 @@ class RelayConnection(asyncssh.SSHServer):
     # --- connection lifecycle
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
+        drop_empty_ignore_packets(conn)
         peer = conn.get_extra_info("peername") or ("", 0)
         self.peer_ip = str(peer[0])
         if not self._core.admit_connection(conn, self.peer_ip):
