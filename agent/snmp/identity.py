@@ -80,12 +80,12 @@ async def probe_device(
         failed.append(f"Printer-MIB check and identity tables: {exc.message}")
     sys_oid = values.get(oids.SYS_OBJECT_ID)
     profile = profile_for(sys_oid.value if sys_oid and isinstance(sys_oid.value, str) else None)
-    if profile.serial_oids:
-        try:
-            varbinds.update(await client.get(target, profile.serial_oids))
-        except SnmpError as exc:
-            failed.append(f"vendor serial: {exc.message}")
     printer, reason = classify(varbinds)
+    if printer:  # vendor serial / device-ID fallbacks: one GET, printers only
+        try:
+            varbinds.update(await client.get(target, profile.identity_oids))
+        except SnmpError as exc:
+            failed.append(f"vendor serial/model: {exc.message}")
     if not printer and failed:
         reason = f"{reason} (incomplete answers: {failed[0]})"
     identity, errors = identity_from(varbinds, ip=ip)

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 from agent.snmp import codes, oids
-from agent.snmp.profiles import VendorProfile, profile_for
+from agent.snmp.profiles import DEVICE_ID_OIDS, VendorProfile, profile_for
 from agent.snmp.values import SnmpValue, Varbinds, WrongType
 from printgate.domain import (
     CounterValue,
@@ -113,6 +113,23 @@ def _mac(errors: Errors, vb: Varbinds, ip: str | None) -> str | None:
     return None
 
 
+def model_from_device_id(device_id: str | None, vendor: str = "") -> str | None:
+    """The model in an IEEE 1284 device ID ("MFG:Xerox;MDL:AltaLink C8045;..."), vendor-prefixed."""
+    if not device_id:
+        return None
+    fields: dict[str, str] = {}
+    for part in device_id.split(";"):
+        key, sep, value = part.partition(":")
+        if sep and value.strip():
+            fields.setdefault(key.strip().upper(), value.strip())
+    model = fields.get("MDL") or fields.get("MODEL")
+    if not model:
+        return None
+    if vendor and not model.lower().startswith(vendor.lower()):
+        model = f"{vendor} {model}"
+    return model[:200]
+
+
 def identity_from(
     vb: Varbinds, *, ip: str | None = None, profiles: Iterable[VendorProfile] | None = None
 ) -> tuple[DeviceIdentity, Errors]:
@@ -137,6 +154,11 @@ def identity_from(
     for idx in sorted((k for k in types if _is_index(k)), key=oids.oid_tuple):
         if types[idx].kind.value == "oid" and types[idx].value == oids.HR_DEVICE_PRINTER:
             model = _text_or_none(errors, f"hrDeviceDescr.{idx}", descrs.get(idx))
+            if model:
+                break
+    if not model:
+        for o in (*DEVICE_ID_OIDS, *profile.device_id_oids):
+            model = model_from_device_id(_text_or_none(errors, f"device ID {o}", _scalar(vb, o)), profile.vendor)
             if model:
                 break
     model = model or sys_descr

@@ -1,4 +1,4 @@
-"""Vendor profiles (serial fallbacks, vendor counters) loaded from data.
+"""Vendor profiles (serial and model fallbacks, vendor counters) loaded from data.
 
 Parsed once at start-up into frozen dataclasses; a bad profile file fails
 then with a ``ConfigError``, never halfway through a poll.
@@ -26,7 +26,16 @@ class VendorProfile:
     serial_oids: tuple[str, ...] = ()
     serial_in_sys_descr: re.Pattern[str] | None = None
     counters: tuple[tuple[str, str], ...] = field(default=())  # (name, oid)
+    device_id_oids: tuple[str, ...] = ()  # IEEE 1284 device-ID strings (MDL: model)
 
+    @property
+    def identity_oids(self) -> tuple[str, ...]:
+        """Scalars a printer of this vendor is asked for at discovery (one GET)."""
+        return (*self.serial_oids, *DEVICE_ID_OIDS, *self.device_id_oids)
+
+
+# HP's device-ID object: JetDirect and many third-party print servers serve it
+DEVICE_ID_OIDS = ("1.3.6.1.4.1.11.2.3.9.1.1.7.0",)
 
 UNKNOWN = VendorProfile(prefix="", vendor="")
 
@@ -52,9 +61,12 @@ def parse_profiles(text: str, *, source: str = "<profiles>") -> tuple[VendorProf
             counters = tuple((str(k), str(v)) for k, v in dict(raw.get("counters", {})).items())
             for _, o in counters:
                 oid_tuple(o)
+            device_ids = tuple(str(o) for o in raw.get("device_id_oids", []))
+            for o in device_ids:
+                oid_tuple(o)
         except (KeyError, ValueError, TypeError, re.error) as exc:
             raise ConfigError(f"{where}: {exc!r}; each profile needs prefix, vendor and numeric OIDs") from exc
-        out.append(VendorProfile(prefix, vendor, serials, pattern, counters))
+        out.append(VendorProfile(prefix, vendor, serials, pattern, counters, device_ids))
     return tuple(out)
 
 

@@ -50,3 +50,23 @@ def test_moved_device_is_recognised_and_a_different_device_on_a_known_ip_flagged
     assert changes["10.0.0.7"].change is Change.MOVED and changes["10.0.0.7"].previous_ip == "10.0.0.5"
     assert changes["10.0.0.6"].change is Change.REPLACED
     assert "10.0.0.8" not in changes
+
+
+def test_model_comes_from_an_ieee1284_device_id_prefixed_with_the_vendor() -> None:
+    from agent.snmp.parsing import model_from_device_id
+
+    assert model_from_device_id("MFG:Xerox; CMD:PCL; MDL:AltaLink C8045; CLS:Printer;", "Xerox") == \
+        "Xerox AltaLink C8045"
+    assert model_from_device_id("MANUFACTURE:OKI UK LTD;MODEL:MC873;CLASS:PRINTER;", "OKI") == "OKI MC873"
+    assert model_from_device_id("MFG:HP;MDL:HP LaserJet M130;", "HP") == "HP LaserJet M130"
+    assert model_from_device_id("MFG:x;CLS:PRINT", "x") is None
+    assert model_from_device_id("garbage without fields", "") is None
+
+
+def test_profiles_accept_device_id_oids_and_refuse_bad_ones() -> None:
+    [p] = parse_profiles('[[profile]]\nprefix="1.3.6.1.4.1.253"\nvendor="Xerox"\n'
+                         'device_id_oids=["1.3.6.1.4.1.253.8.51.1.2.1.20.1"]\n')
+    assert "1.3.6.1.4.1.253.8.51.1.2.1.20.1" in p.identity_oids
+    assert "1.3.6.1.4.1.11.2.3.9.1.1.7.0" in p.identity_oids  # HP's, tried for every printer
+    with pytest.raises(ConfigError):
+        parse_profiles('[[profile]]\nprefix="1.3"\nvendor="x"\ndevice_id_oids=["MDL"]\n')

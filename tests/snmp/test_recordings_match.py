@@ -6,6 +6,8 @@ by the pure parser and by direct lookups of the RFC 3805 objects.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from agent.polling import PolledDevice, poll_device, reading_from
@@ -20,6 +22,7 @@ from lab.snmp import SnmpLab, recording_path
 from printgate.domain import SnmpCredential, SupplyState
 
 PUBLIC = [SnmpCredential.v2c("public")]
+DEVICE_ID_CANDIDATES = ("1.3.6.1.4.1.11.2.3.9.1.1.7.0", "1.3.6.1.4.1.253.8.51.1.2.1.20.1")
 
 
 def _rows(data: dict, root: str) -> dict[str, object]:  # type: ignore[type-arg]
@@ -39,8 +42,13 @@ async def test_identity_read_over_snmp_equals_the_recording(
         assert ident.serial == serial_rows["1"].decode()  # type: ignore[attr-defined]
     printer_rows = [i for i, v in _rows(data, oids.HR_DEVICE_TYPE).items() if v == oids.HR_DEVICE_PRINTER]
     descr = _rows(data, oids.HR_DEVICE_DESCR)
+    device_ids = [data[o].value.decode() for o in DEVICE_ID_CANDIDATES if o in data]  # type: ignore[union-attr]
+    mdl = next((m.group(1).strip() for t in device_ids if (m := re.search(r"(?:MDL|MODEL):([^;]+)", t))), None)
     if printer_rows and descr.get(printer_rows[0]):
         assert ident.model == descr[printer_rows[0]].decode().strip()  # type: ignore[attr-defined]
+    elif mdl:  # IEEE 1284 device ID (print servers, Xerox): the printer's model, not the NIC's
+        assert ident.model is not None and ident.model.endswith(mdl)
+        assert ident.model != data[oids.SYS_DESCR].value.decode().strip()  # type: ignore[union-attr]
     else:
         assert ident.model == data[oids.SYS_DESCR].value.decode().strip()  # type: ignore[union-attr]
     if oids.SYS_NAME in data and data[oids.SYS_NAME].value:
