@@ -1,10 +1,10 @@
 """How to ask: SNMP GET / table walks over UDP (v1/v2c by hand, v3 with pysnmp 7).
 
-One ``SnmpClient`` (one socket for communities, one pysnmp engine for v3)
-serves every device. It bounds the
+One ``SnmpClient`` (one socket for communities, one pysnmp engine for v3,
+loaded only if a v3 credential is used) serves every device. It bounds the
 number of requests in flight and the packet rate, applies a per-request
 timeout and retries, and converts answers into ``SnmpValue`` at once, so
-nothing above this module sees a pysnmp type.
+nothing above this module sees a wire or pysnmp type.
 """
 
 from __future__ import annotations
@@ -13,111 +13,23 @@ import asyncio
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-from pysnmp.hlapi.v3arch import asyncio as hl
-from pysnmp.proto import errind
-from pysnmp.smi import builder, view
-
-from agent.snmp.ber import MAX_VALUE_BYTES
 from agent.snmp.community_udp import CommunityRequester, Unreachable
 from agent.snmp.oids import is_under
 from agent.snmp.values import Kind, SnmpValue
 from printgate.domain import SnmpCredential, SnmpVersion
 from printgate.errors import SnmpError
 
-_TAGS: dict[tuple[int, int, int], Kind] = {
-    (0, 0, 2): Kind.INTEGER,
-    (0, 0, 4): Kind.OCTETS,
-    (0, 0, 6): Kind.OID,
-    (0, 0, 5): Kind.NULL,
-    (64, 0, 0): Kind.IPADDRESS,
-    (64, 0, 1): Kind.COUNTER32,
-    (64, 0, 2): Kind.GAUGE32,
-    (64, 0, 3): Kind.TIMETICKS,
-    (64, 0, 4): Kind.OPAQUE,
-    (64, 0, 6): Kind.COUNTER64,
-    (128, 0, 0): Kind.NO_SUCH_OBJECT,
-    (128, 0, 1): Kind.NO_SUCH_INSTANCE,
-    (128, 0, 2): Kind.END_OF_MIB,
-}
+if TYPE_CHECKING:
+    from agent.snmp.usm import UsmRequester
 
-_AUTH = {
-    None: hl.USM_AUTH_NONE,
-    "MD5": hl.USM_AUTH_HMAC96_MD5,
-    "SHA": hl.USM_AUTH_HMAC96_SHA,
-    "SHA1": hl.USM_AUTH_HMAC96_SHA,
-    "SHA224": hl.USM_AUTH_HMAC128_SHA224,
-    "SHA256": hl.USM_AUTH_HMAC192_SHA256,
-    "SHA384": hl.USM_AUTH_HMAC256_SHA384,
-    "SHA512": hl.USM_AUTH_HMAC384_SHA512,
-}
-# AES-192/256 need a key longer than SHA-1's: net-snmp (and most agents) extend
-# it per draft-blumenthal-aes-usm; Cisco-style agents per draft-reeder ("...C")
-_PRIV = {
-    None: hl.USM_PRIV_NONE,
-    "AES": hl.USM_PRIV_CFB128_AES,
-    "AES128": hl.USM_PRIV_CFB128_AES,
-    "AES192": hl.USM_PRIV_CFB192_AES_BLUMENTHAL,
-    "AES256": hl.USM_PRIV_CFB256_AES_BLUMENTHAL,
-    "AES192C": hl.USM_PRIV_CFB192_AES,
-    "AES256C": hl.USM_PRIV_CFB256_AES,
-}
 _ERROR_STATUS = {
     1: "tooBig", 2: "noSuchName", 3: "badValue", 4: "readOnly", 5: "genErr", 6: "noAccess",
     7: "wrongType", 8: "wrongLength", 9: "wrongEncoding", 10: "wrongValue", 11: "noCreation",
     12: "inconsistentValue", 13: "resourceUnavailable", 14: "commitFailed", 15: "undoFailed",
     16: "authorizationError", 17: "notWritable", 18: "inconsistentName",
 }
-_AUTH_FAILURES = (
-    errind.WrongDigest, errind.UnknownUserName, errind.UnsupportedSecurityLevel,
-    errind.AuthenticationFailure, errind.DecryptionError, errind.UnknownSecurityName,
-    errind.UnsupportedAuthProtocol, errind.UnsupportedPrivProtocol,
-)
-
-
-def from_pysnmp(value: Any) -> SnmpValue:
-    """Convert one pysnmp/pyasn1 value; never raises (unknown -> OPAQUE bytes)."""
-    try:
-        tag = value.tagSet[0] if value.tagSet else None
-        key = (tag.tagClass, tag.tagFormat, tag.tagId) if tag is not None else None
-        kind = _TAGS.get(key) if key is not None else None
-        if kind is None:
-            return SnmpValue(Kind.OPAQUE, bytes(value.asOctets())[:MAX_VALUE_BYTES] if hasattr(value, "asOctets") else b"")
-        if kind in (Kind.NULL, Kind.NO_SUCH_OBJECT, Kind.NO_SUCH_INSTANCE, Kind.END_OF_MIB):
-            return SnmpValue(kind)
-        if not value.isValue:
-            return SnmpValue(Kind.NULL)
-        if kind in (Kind.OCTETS, Kind.IPADDRESS, Kind.OPAQUE):
-            return SnmpValue(kind, bytes(value.asOctets())[:MAX_VALUE_BYTES])
-        if kind is Kind.OID:
-            return SnmpValue(kind, ".".join(str(x) for x in tuple(value)))
-        return SnmpValue(kind, int(value))
-    except Exception:  # malformed values must never crash the agent
-        return SnmpValue(Kind.OPAQUE, b"")
-
-
-def oid_text(name: Any) -> str | None:
-    try:
-        return ".".join(str(int(x)) for x in tuple(name))
-    except Exception:  # a malformed name is dropped, never fatal
-        return None
-
-
-_NULL = hl.Null("")
-
-
-class _NoMibCompiler:
-    """We only use numeric OIDs: never build pysmi's parser (~3 s of CPU)."""
-
-    def compile(self, *names: str, **options: Any) -> dict[str, str]:
-        return {}
-
-
-def _numeric_mib_view() -> Any:
-    mib_builder = builder.MibBuilder()
-    mib_builder.set_mib_compiler(_NoMibCompiler(), "/nonexistent/printgate-no-mibs")
-    return view.MibViewController(mib_builder)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,13 +78,11 @@ class SnmpClient:
         self.timeout = timeout
         self.retries = retries
         # v1/v2c: our own hand-encoded requests on one socket (community_udp);
-        # v3 needs pysnmp's full engine (USM, engine-id discovery)
+        # v3 needs pysnmp's full engine (USM, engine-id discovery), loaded lazily
         self._community = CommunityRequester()
-        self._engine: Any = None
+        self._usm: UsmRequester | None = None
         self._sem = asyncio.Semaphore(max_in_flight)
         self._rate = _RateLimit(packets_per_second)
-        self._targets: dict[tuple[str, int, int], Any] = {}
-        self._auth: dict[SnmpCredential, Any] = {}
         self.requests = 0
 
     async def __aenter__(self) -> SnmpClient:
@@ -183,66 +93,28 @@ class SnmpClient:
 
     async def aclose(self) -> None:
         self._community.close()
-        if self._engine is not None:
-            self._engine.close_dispatcher()
+        if self._usm is not None:
+            self._usm.close()
 
-    def _v3_engine(self) -> Any:
-        if self._engine is None:
-            self._engine = hl.SnmpEngine()
-            self._engine.cache["mibViewController"] = _numeric_mib_view()
-        return self._engine
+    def _v3(self) -> UsmRequester:
+        if self._usm is None:
+            from agent.snmp.usm import UsmRequester
 
-    def _auth_data(self, cred: SnmpCredential) -> Any:
-        data = self._auth.get(cred)
-        if data is None:
-            if cred.version is SnmpVersion.V3:
-                if cred.auth_protocol not in _AUTH or cred.priv_protocol not in _PRIV:
-                    raise SnmpError(
-                        f"unsupported SNMPv3 protocols auth={cred.auth_protocol} priv={cred.priv_protocol}; "
-                        f"use auth one of {sorted(k for k in _AUTH if k)} and priv one of {sorted(k for k in _PRIV if k)}",
-                        code="snmp_config",
-                    )
-                data = hl.UsmUserData(
-                    cred.user,
-                    authKey=cred.auth_key or None,
-                    privKey=cred.priv_key or None,
-                    authProtocol=_AUTH[cred.auth_protocol],
-                    privProtocol=_PRIV[cred.priv_protocol],
-                )
-            else:
-                raise SnmpError(f"{cred.label} is not an SNMPv3 credential", code="snmp_config")
-            self._auth[cred] = data
-        return data
+            self._usm = UsmRequester()
+        return self._usm
 
     def _retries(self, t: SnmpTarget) -> int:
         return self.retries if t.retries is None else t.retries
 
-    async def _transport(self, t: SnmpTarget) -> Any:
-        key = (t.ip, t.port, self._retries(t))
-        tr = self._targets.get(key)
-        if tr is None:
-            # IP literals only: skip pysnmp's getaddrinfo round trip through a thread
-            cls = hl.UdpTransportTarget
-            tr = cls.__new__(cls)
-            tr.transport_address = (t.ip, t.port)
-            tr.__init__(timeout=self.timeout, retries=self._retries(t))
-            self._targets[key] = tr
-        return tr
+    def _where(self, t: SnmpTarget) -> str:
+        return f"{t.ip}:{t.port} ({t.credential.label})"
 
-    def _fail(self, t: SnmpTarget, indication: Any) -> SnmpError:
-        where = f"{t.ip}:{t.port} ({t.credential.label})"
-        if isinstance(indication, errind.RequestTimedOut):
-            return SnmpError(
-                f"no SNMP answer from {where} within {self.timeout}s x{self._retries(t) + 1}: "
-                "host unreachable, no SNMP agent, wrong community, or wrong v3 privacy key",
-                code="snmp_timeout",
-            )
-        if isinstance(indication, _AUTH_FAILURES):
-            return SnmpError(
-                f"SNMPv3 authentication refused by {where}: {indication}; check user and keys",
-                code="snmp_auth_failed",
-            )
-        return SnmpError(f"SNMP request to {where} failed: {indication}", code="snmp_failed")
+    def _timed_out(self, t: SnmpTarget) -> SnmpError:
+        return SnmpError(
+            f"no SNMP answer from {self._where(t)} within {self.timeout}s x{self._retries(t) + 1}: "
+            "host unreachable, no SNMP agent, wrong community, or wrong v3 privacy key",
+            code="snmp_timeout",
+        )
 
     async def _request(
         self, t: SnmpTarget, op: str, oids: Sequence[str], max_rep: int = 0, non_rep: int = 0
@@ -277,7 +149,7 @@ class SnmpClient:
                     non_repeaters=non_rep, timeout=self.timeout, retries=self._retries(t),
                 )
             except TimeoutError:
-                raise self._fail(t, errind.requestTimedOut) from None
+                raise self._timed_out(t) from None
             except Unreachable as exc:
                 raise SnmpError(
                     f"no SNMP agent at {t.ip}:{t.port}: the network answered {exc.strerror} "
@@ -289,29 +161,27 @@ class SnmpClient:
     async def _request_v3(
         self, t: SnmpTarget, op: str, oids: Sequence[str], max_rep: int, non_rep: int
     ) -> tuple[int, int, list[tuple[str, SnmpValue]]]:
-        binds = [hl.ObjectType(hl.ObjectIdentity(o), _NULL) for o in oids]
-        auth = self._auth_data(t.credential)
+        from agent.snmp.usm import UsmFailed, UsmRefused
+
+        usm = self._v3()
+        usm.check(t.credential)  # a config error is raised before any packet
         async with self._sem:
             await self._rate.take()
-            tr = await self._transport(t)
             self.requests += 1
-            eng, ctx = self._v3_engine(), hl.ContextData()
-            if op == "get":
-                ind, status, index, out = await hl.get_cmd(eng, auth, tr, ctx, *binds, lookupMib=False)
-            elif op == "next":
-                ind, status, index, out = await hl.next_cmd(eng, auth, tr, ctx, *binds, lookupMib=False)
-            else:
-                ind, status, index, out = await hl.bulk_cmd(
-                    eng, auth, tr, ctx, non_rep, max_rep, *binds, lookupMib=False
+            try:
+                return await usm.request(
+                    t.ip, t.port, t.credential, op, oids, max_repetitions=max_rep, non_repeaters=non_rep,
+                    timeout=self.timeout, retries=self._retries(t),
                 )
-        if ind:
-            raise self._fail(t, ind)
-        result: list[tuple[str, SnmpValue]] = []
-        for vb in out:
-            name = oid_text(vb[0])
-            if name is not None:
-                result.append((name, from_pysnmp(vb[1])))
-        return int(status or 0), int(index or 0), result
+            except TimeoutError:
+                raise self._timed_out(t) from None
+            except UsmRefused as exc:
+                raise SnmpError(
+                    f"SNMPv3 authentication refused by {self._where(t)}: {exc}; check user and keys",
+                    code="snmp_auth_failed",
+                ) from None
+            except UsmFailed as exc:
+                raise SnmpError(f"SNMP request to {self._where(t)} failed: {exc}", code="snmp_failed") from None
 
     async def get(self, t: SnmpTarget, oids: Iterable[str], *, chunk: int = 24) -> dict[str, SnmpValue]:
         """GET scalars (split in chunks); missing ones come back absent."""

@@ -13,7 +13,7 @@ from agent.polling import reading_from
 from agent.snmp import oids
 from agent.snmp.parsing import classify, identity_from
 from agent.snmp.profiles import profile_for
-from agent.snmp.transport import from_pysnmp
+from agent.snmp.usm import from_pysnmp
 from agent.snmp.values import Kind, SnmpValue
 from printgate.domain import ReadingKind
 
