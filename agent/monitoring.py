@@ -18,6 +18,7 @@ from agent.readings_queue import ReadingsQueue
 from agent.runtime import Discovered
 from agent.snmp.transport import SnmpClient, SnmpTarget
 from printgate.domain import Reading, SnmpCredential
+from printgate.lifecycle import Service
 from printgate.logs import get_logger
 
 log = get_logger("agent.monitoring")
@@ -40,7 +41,7 @@ class ChannelUploader:
         await self._upload(batch_id, readings_payload(readings))
 
 
-class Monitoring:
+class Monitoring(Service):
     """Owns the poller, the queue and the upload loop. ``async with Monitoring(...)``."""
 
     def __init__(
@@ -75,13 +76,6 @@ class Monitoring:
             await asyncio.gather(self._upload_task, return_exceptions=True)
         if self._poller is not None:
             await self._poller.aclose()
-
-    async def __aenter__(self) -> Monitoring:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     async def pending(self) -> int:
         return await self.queue.pending()

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from agent.ews_probe import EwsEndpoint, find_ews
 from printgate.domain import DeviceIdentity, DwaTarget
 from printgate.errors import PrintgateError
+from printgate.lifecycle import Service
 from printgate.logs import get_logger
 from printgate.wire import agent_pb2 as pb
 
@@ -88,7 +89,7 @@ def inventory_entry(found: Discovered, ews: EwsEndpoint | None) -> pb.Discovered
     )
 
 
-class AgentRuntime:
+class AgentRuntime(Service):
     """Owns the agent's loops; ``async with`` or ``start()``/``aclose()``."""
 
     def __init__(
@@ -131,13 +132,6 @@ class AgentRuntime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for sid in list(self._tunnels):
             await self._close_tunnel(sid, "agent stopping")
-
-    async def __aenter__(self) -> AgentRuntime:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     # ---- discovery -------------------------------------------------------
     async def scan_once(self) -> list[pb.DiscoveredDevice]:

@@ -32,6 +32,7 @@ from printgate.domain import (
 )
 from printgate.errors import PrintgateError, TunnelError
 from printgate.interfaces import AuditSink, SessionLaunch, SessionRefused
+from printgate.lifecycle import Service
 from printgate.logs import get_logger
 from printgate.store import devices, identity, sessions, tenants
 from printgate.store.db import Database
@@ -107,7 +108,7 @@ class BrokerConfig:
     reap_interval_s: float = 1.0
 
 
-class DwaBroker:
+class DwaBroker(Service):
     """Owns DWA sessions from request to teardown. ``async with DwaBroker(...)``."""
 
     def __init__(
@@ -157,13 +158,6 @@ class DwaBroker:
             await asyncio.gather(self._reaper, return_exceptions=True)
         for sid in list(self._live):
             await self.close_session(SessionId(sid), reason="gateway shutting down", actor="system")
-
-    async def __aenter__(self) -> DwaBroker:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     # ---- SessionBroker ----------------------------------------------------
     async def get_session(self, session_id: SessionId) -> DwaSession | None:

@@ -67,6 +67,7 @@ from printgate.domain import (
     User,
     UserId,
 )
+from printgate.lifecycle import Service
 from printgate.logs import configure_logging, get_logger
 from printgate.settings import AgentSettings, GatewaySettings, PortalSettings, Settings
 from printgate.store import audit as audit_store
@@ -78,7 +79,7 @@ from printgate.wire import agent_pb2 as pb
 log = get_logger("printgate.system")
 
 
-class Cloud:
+class Cloud(Service):
     """Portal + gateway (relay, proxy, firewall, agent channel, broker) in one process."""
 
     def __init__(self, settings: Settings, *, data_dir: Path) -> None:
@@ -180,13 +181,6 @@ class Cloud:
             self._portal_task = None
         await self._stack.aclose()
 
-    async def __aenter__(self) -> Cloud:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
     @property
     def portal_url(self) -> str:
         return self.settings.portal.public_url.rstrip("/")
@@ -262,7 +256,7 @@ DEMO_CUSTOMER = Customer(CustomerId("cust-acme"), DEMO_DEALER.id, "Acme Offices"
 DEMO_SITE = Site(SiteId("site-acme-hq"), DEMO_CUSTOMER.id, "Acme HQ")
 
 
-class DemoSystem:
+class DemoSystem(Service):
     """Lab LAN + cloud + one enrolled agent, all on this machine, on free ports."""
 
     def __init__(
@@ -363,13 +357,6 @@ class DemoSystem:
 
     async def aclose(self) -> None:
         await self._stack.aclose()
-
-    async def __aenter__(self) -> DemoSystem:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     # ---- conveniences for the demo, tests and benchmarks ----------------
     @property
