@@ -1,4 +1,5 @@
-"""Audit API for the ``auditor`` role: filter, CSV/JSONL download, session story.
+"""Audit pages and API for the ``auditor`` role: the /audit page (filter form,
+newest-first results, downloads), filter API, CSV/JSONL download, session story.
 
 ``audit_router(db, audit_log, current_user_dependency)`` returns an
 ``APIRouter`` (paths under ``/audit``). Every query is narrowed to the
@@ -11,7 +12,6 @@ themselves audited.
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 from collections.abc import Callable
@@ -21,15 +21,27 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
+from audit import event_types
 from audit.log import AuditLog
-from audit.query import AuditFilter, scope_for, search, search_all
-from printgate.domain import AuditEventIn, AuditRecord, User
+from audit.query import AuditFilter, row_to_record, scope_for, search, search_all
+from portal.audit_form import AuditForm, api_query
+from portal.deps import login_of
+from portal.pages import render
+from portal.state import TEMPLATES, Login
+from printgate.domain import AuditEventIn, AuditRecord, Outcome, User
 from printgate.errors import AccessDenied
+from printgate.store import audit_browse
+from printgate.store import identity as tenants_repo
+from printgate.store.audit import personal_for
 from printgate.store.db import Database
 
 MAX_PAGE = 1000
+PAGE_SIZE = 50  # rows per /audit page
+KNOWN_EVENT_TYPES = sorted({v for k, v in vars(event_types).items() if k.isupper() and isinstance(v, str)})
+_BARE_TEMPLATES = Jinja2Templates(directory=TEMPLATES)  # when mounted outside the portal app
 MAX_DOWNLOAD = 100_000
 CSV_COLUMNS = ("seq", "at", "type", "outcome", "actor", "source_ip", "dealer_id", "customer_id",
                "device_id", "session_id", "details", "hash")
@@ -155,17 +167,59 @@ def audit_router(db: Database, audit_log: AuditLog, current_user_dependency: Cal
         return await story(user, session_id)
 
     @router.get("/sessions/{session_id}/view", response_class=HTMLResponse)
-    async def session_story_page(session_id: str, user: User = auditor) -> HTMLResponse:
+    async def session_story_page(request: Request, session_id: str, user: User = auditor) -> HTMLResponse:
         s = await story(user, session_id)
-        rows = "".join(
-            f"<tr><td>{e.seq}</td><td>{e.at:%Y-%m-%d %H:%M:%S}</td><td>{html.escape(e.type)}</td>"
-            f"<td>{html.escape(e.outcome)}</td><td>{html.escape(e.actor or '')}</td>"
-            f"<td><code>{html.escape(json.dumps(e.details, sort_keys=True))}</code></td></tr>"
-            for e in s.events)
-        page = (f"<!doctype html><title>Session {html.escape(session_id)}</title>"
-                f"<h1>Session {html.escape(session_id)}</h1><p>device {html.escape(s.device_id or '?')}, "
-                f"{len(s.events)} events</p><table><thead><tr><th>#</th><th>time (UTC)</th><th>event</th>"
-                f"<th>outcome</th><th>who</th><th>details</th></tr></thead><tbody>{rows}</tbody></table>")
-        return HTMLResponse(page)
+        return await _page(request, "audit_story.html", story=s,
+                           back=AuditForm(session_id=session_id).query())
+
+    @router.get("", response_class=HTMLResponse)
+    async def audit_page(request: Request, user: User = auditor) -> HTMLResponse:
+        form = AuditForm.of(dict(request.query_params))
+        error: str | None = None
+        records: list[AuditRecord] = []
+        older: str | None = None
+        downloads: str | None = None
+        f: AuditFilter | None
+        try:
+            f = scoped(user, form.to_filter())
+        except ValueError as exc:
+            error, f = str(exc), None
+        if f is not None:
+            rows = await audit_browse.newest_records(
+                db, dealer_id=f.dealer_id, customer_id=f.customer_id, since=f.since, until=f.until,
+                types=f.types, outcome=f.outcome, device_id=f.device_id, session_id=f.session_id,
+                actor=f.actor, before_seq=form.before(), limit=PAGE_SIZE + 1)
+            personal = await personal_for(db, [r.seq for r in rows[:PAGE_SIZE]])
+            records = [row_to_record(r, personal.get(r.seq)) for r in rows[:PAGE_SIZE]]
+            if len(rows) > PAGE_SIZE:
+                older = form.query(before_seq=str(records[-1].seq))
+            downloads = api_query(f, limit=MAX_DOWNLOAD)
+        return await _page(
+            request, "audit.html", status_code=400 if error else 200, error=error, form=form,
+            records=records, older=older, newest=form.query(before_seq="") if form.before() else None,
+            downloads=downloads, customers=await customer_choices(user), outcomes=[o.value for o in Outcome],
+            event_types=KNOWN_EVENT_TYPES,
+        )
+
+    async def customer_choices(user: User) -> list[tuple[str, str]]:
+        """(id, name) of the customers ``user`` may filter on."""
+        async with db.session() as s:
+            if user.customer_id is not None:
+                row = await tenants_repo.get_customer_row(s, user.customer_id)
+                return [(row.id, row.name)] if row else []
+            if user.dealer_id is not None:
+                return [(c.id, c.name) for c in await tenants_repo.list_customers_of_dealer(s, user.dealer_id)]
+        return []
 
     return router
+
+
+async def _page(request: Request, template: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """Render a portal template; with the portal's header when a browser session is signed in."""
+    login: Login | None = await login_of(request)
+    state = getattr(request.app.state, "portal", None)
+    if state is not None:
+        return render(state, request, template, login=login, status_code=status_code, **context)
+    return _BARE_TEMPLATES.TemplateResponse(
+        request, template, {"login": None, "user": None, "csrf_token": "", **context},
+        status_code=status_code)

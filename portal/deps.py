@@ -136,3 +136,14 @@ async def _csrf_checked(request: Request, state: State, login: OptionalLogin,
 
 
 CsrfChecked = Annotated[None, Depends(_csrf_checked)]
+
+
+async def login_of(request: Request) -> Login | None:
+    """The signed-in browser session of ``request`` for pages whose access another
+    dependency already checks (the audit pages: header and CSRF token); ``None``
+    when signed out or when the router is mounted outside the portal app."""
+    state: PortalState | None = getattr(request.app.state, "portal", None)
+    if state is None:
+        return None
+    async with state.db.session() as s:
+        return await _optional_login(request, state, s)

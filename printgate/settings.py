@@ -29,6 +29,7 @@ class PortalSettings(BaseModel):
     session_idle_minutes: int = 30
     session_absolute_hours: int = 12
     mfa_fresh_minutes: int = 15
+    agent_enrol_url: str = ""  # gateway enrolment address host:port shown on /agents (set by the composition root)
 
 
 class GatewaySettings(BaseModel):
