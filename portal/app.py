@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from portal.deps import LoginRequired, OptionalLogin
-from portal.pages import see_other
+from portal.pages import landing_page, see_other
 from portal.routers import (
     agents,
     api,
@@ -29,12 +29,9 @@ from portal.routers import (
     users,
 )
 from portal.state import STATIC, PortalState, utc_now
-from printgate.domain import Role
 from printgate.interfaces import AuditSink, SessionBroker
 from printgate.settings import PortalSettings
 from printgate.store.db import Database
-
-DEVICE_ROLES = frozenset({Role.DEALER_ADMIN, Role.TECHNICIAN, Role.VIEWER})
 
 
 def create_app(
@@ -71,10 +68,7 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     async def _home(signed_in: OptionalLogin) -> Response:
-        roles = signed_in.user.roles if signed_in is not None else frozenset()
-        if Role.AUDITOR in roles and not roles & DEVICE_ROLES:
-            return see_other("/audit")  # an auditor has no devices page
-        return see_other("/devices")
+        return see_other(landing_page(signed_in.user if signed_in else None))
 
     for router in (login.router, mfa.router, devices.router, dwa_sessions.router, approvals.router,
                    sso.router, users.router, tenants.router, policy_rules.router, api_tokens.router,

@@ -9,6 +9,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from portal.auth import csrf
 from portal.state import Login, PortalState
+from printgate.domain import Role, User
+
+DEVICE_ROLES = frozenset({Role.DEALER_ADMIN, Role.TECHNICIAN, Role.VIEWER})
 
 
 def render(state: PortalState, request: Request, template: str, *, login: Login | None = None,
@@ -41,3 +44,11 @@ def safe_next(url: str | None, default: str = "/devices") -> str:
     if url and url.startswith("/") and not url.startswith("//") and "\\" not in url:
         return url
     return default
+
+
+def landing_page(user: User | None) -> str:
+    """Where ``/`` and a fresh sign-in lead: auditors (who have no devices page)
+    land on the audit log, everyone else on their devices."""
+    if user is not None and Role.AUDITOR in user.roles and not user.roles & DEVICE_ROLES:
+        return "/audit"
+    return "/devices"

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import Response
 
 from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
-from portal.pages import render, see_other
+from portal.pages import landing_page, render, see_other
 from portal.state import client_ip
 from printgate.domain import DeviceId, Outcome
 from printgate.interfaces import SessionLaunch
@@ -22,6 +22,8 @@ router = APIRouter(tags=["devices"])
 
 @router.get("/devices")
 async def devices_page(request: Request, state: State, s: DbSession, login: CurrentLogin) -> Response:
+    if (home := landing_page(login.user)) != "/devices":
+        return see_other(home)  # e.g. an auditor right after signing in
     rows = await list_devices_of_dealer(s, login.user.dealer_id) if login.user.dealer_id else []
     return render(state, request, "devices.html", login=login, devices=rows)
 
