@@ -33,6 +33,13 @@ class Unreachable(OSError):
     """The network said so (ICMP port/host unreachable) before any answer came."""
 
 
+class MalformedAnswer(TimeoutError):
+    """No valid answer in time, but the host did send bytes we could not decode."""
+
+
+MAX_REMEMBERED = 1024  # addresses whose last undecodable datagram we keep (bounded)
+
+
 @dataclass(slots=True)
 class _Pending:
     future: asyncio.Future[Response]
@@ -53,6 +60,7 @@ class CommunityRequester(asyncio.DatagramProtocol):
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening = asyncio.Lock()
+        self._garbage: dict[tuple[str, int], str] = {}  # address -> why its last datagram was bad
         self.malformed = 0
 
     async def open(self) -> None:
@@ -146,6 +154,10 @@ class CommunityRequester(asyncio.DatagramProtocol):
             self._send(p.message, p.address)
             p.timer = self._loop.call_later(p.timeout, self._expired, rid)
             return
+        why = self._garbage.pop(p.address, None)
+        if why is not None:  # never trusted to end a request early (anyone can send junk)
+            self._finish(rid, exc=MalformedAnswer(f"undecodable answer from {p.address[0]}:{p.address[1]}: {why}"))
+            return
         self._finish(rid, exc=TimeoutError(f"no answer from {p.address[0]}:{p.address[1]}"))
 
     def _finish(self, rid: int, *, result: Response | None = None, exc: BaseException | None = None) -> None:
@@ -180,12 +192,18 @@ class CommunityRequester(asyncio.DatagramProtocol):
             response = decode_response(data)
         except MalformedMessage as exc:
             self.malformed += 1
-            log.debug("snmp.malformed_datagram", source=str(addr[0]), error=str(exc))
+            address = (str(addr[0]), int(addr[1]))
+            if address in self._by_address:
+                if len(self._garbage) >= MAX_REMEMBERED:
+                    self._garbage.pop(next(iter(self._garbage)))
+                self._garbage[address] = str(exc)
+            log.debug("snmp.malformed_datagram", source=address[0], error=str(exc))
             return
         p = self._pending.get(response.request_id)
         # only the host we asked may answer (a spoofed or stray reply is dropped)
         if p is None or (addr[0], addr[1]) != p.address:
             return
+        self._garbage.pop(p.address, None)
         self._finish(response.request_id, result=response)
 
     def error_received(self, exc: Exception) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from agent.snmp.community_udp import CommunityRequester, Unreachable
+from agent.snmp.community_udp import CommunityRequester, MalformedAnswer, Unreachable
 from agent.snmp.oids import is_under
 from agent.snmp.values import Kind, SnmpValue
 from printgate.domain import SnmpCredential, SnmpVersion
@@ -148,6 +148,11 @@ class SnmpClient:
                     community=cred.community, op=op, oids=list(oids), max_repetitions=max_rep,
                     non_repeaters=non_rep, timeout=self.timeout, retries=self._retries(t),
                 )
+            except MalformedAnswer as exc:
+                raise SnmpError(
+                    f"{exc}; the device's SNMP agent sends broken packets ({t.credential.label})",
+                    code="snmp_malformed",
+                ) from None
             except TimeoutError:
                 raise self._timed_out(t) from None
             except Unreachable as exc:

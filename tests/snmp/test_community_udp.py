@@ -169,3 +169,32 @@ def test_truncated_or_corrupted_answers_never_escape_as_other_errors(tail: bytes
             ber.decode_response(cut)
         except ber.MalformedMessage:
             pass
+
+
+class JunkDevice(asyncio.DatagramProtocol):
+    """Printer firmware gone wrong: answers every request with undecodable bytes."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.transport.sendto(b"\x30\x82\xff\xff" + data[:10], addr)  # type: ignore[attr-defined]
+
+
+async def test_a_device_sending_garbage_is_reported_as_malformed_and_polling_goes_on() -> None:
+    from agent.polling import PolledDevice, poll_device
+    from agent.snmp.transport import SnmpClient, SnmpTarget
+    from printgate.domain import ReadingKind, SnmpCredential
+
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(JunkDevice, local_addr=("127.0.0.1", 0))
+    port = transport.get_extra_info("sockname")[1]
+    try:
+        async with SnmpClient(timeout=0.3, retries=0) as client:
+            target = SnmpTarget("127.0.0.1", port, SnmpCredential.v2c("public"))
+            reading = await poll_device(client, PolledDevice("127.0.0.1", target), [ReadingKind.SUPPLIES])
+            assert len(reading.errors) == 1 and "undecodable answer" in reading.errors[0]
+            assert "broken packets" in reading.errors[0]
+            assert client._community.malformed >= 1
+    finally:
+        transport.close()
