@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -91,6 +91,7 @@ class DwaFacts:
     now: datetime
     ruleset: Mapping[str, Any] | None = None  # the dealer's rule set (None: defaults)
     approved_until: datetime | None = None  # a customer admin's approval, if any
+    action: str = "dwa.open"  # or "dwa.extend"
 
 
 Decide = Callable[[DwaFacts], Decision]
@@ -198,6 +199,37 @@ class DwaBroker(Service):
             await self._fail(session, facts, message)
             return SessionRefused(decision, f"The session could not be opened: {message}")
         return SessionLaunch(session=self._live[sid][0], launch_url=launch_url, decision=decision)
+
+    async def extend_session(self, session_id: str) -> datetime | None:
+        """More time for a live session if the policy allows ``dwa.extend`` now; the new end."""
+        entry = self._live.get(session_id)
+        if entry is None:
+            return None
+        session, user, source_ip = entry
+        now = datetime.now(UTC)
+        facts = await self._gather(user, session.device_id, source_ip,
+                                   (now - session.created_at).total_seconds(), now)
+        if facts is None:
+            return None
+        facts = replace(facts, action="dwa.extend",
+                        live_sessions_of_user=facts.live_sessions_of_user - 1,
+                        live_sessions_of_device=facts.live_sessions_of_device - 1)
+        decision = self._decide(facts)
+        await self._audit_decision(user, session.device_id, facts, decision, source_ip,
+                                   session_id=session.id, action="dwa.extend")
+        if not decision.allow:
+            return None
+        ttl = decision.obligations.max_duration_seconds or self._cfg.session_ttl_s
+        new_end = max(session.expires_at, now + timedelta(seconds=ttl))
+        self._relay.issue_credential(session.id, valid_seconds=int((new_end - now).total_seconds()),
+                                     agent_id=session.agent_id)  # moves the relay's deadline
+        extended = replace(session, expires_at=new_end)
+        async with self._lock:
+            if session.id in self._live:
+                self._live[session.id] = (extended, user, source_ip)
+        await self._save(extended)
+        await self._audit_step(extended, "dwa.session.extended", {"expires_at": new_end.isoformat()})
+        return new_end
 
     async def close_session(self, session_id: SessionId, *, reason: str, actor: str) -> None:
         async with self._lock:
@@ -368,7 +400,7 @@ class DwaBroker(Service):
 
     async def _audit_decision(
         self, user: User, device_id: str, facts: DwaFacts | None, decision: Decision,
-        source_ip: str, *, session_id: str | None = None,
+        source_ip: str, *, session_id: str | None = None, action: str = "dwa.open",
     ) -> None:
         await self._audit.append(AuditEventIn(
             type="policy.decision",
@@ -377,7 +409,7 @@ class DwaBroker(Service):
             customer_id=facts.customer.id if facts else None,
             device_id=device_id, session_id=session_id, source_ip=source_ip,
             details={
-                "action": "dwa.open",
+                "action": action,
                 "allow": decision.allow,
                 "reasons": [{"code": r.code, "message": r.message} for r in decision.reasons],
             },

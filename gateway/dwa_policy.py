@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from gateway.broker import DwaFacts
-from policy import CompiledPolicy, default_ruleset, evaluate_dwa_open, load_policy
+from policy import Action, CompiledPolicy, default_ruleset, evaluate_dwa_open, load_policy
 from printgate.domain import Decision
 
 
@@ -42,5 +42,5 @@ def decide_dwa_open(facts: DwaFacts) -> Decision:
         source_ip=facts.source_ip, mfa_age_seconds=facts.mfa_age_seconds, now=facts.now,
         user_live_sessions=facts.live_sessions_of_user,
         device_live_sessions=facts.live_sessions_of_device,
-        approved_until=facts.approved_until,
+        approved_until=facts.approved_until, action=Action(facts.action),
     )

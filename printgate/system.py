@@ -121,6 +121,7 @@ class Cloud(Service):
             gw.proxy_host, gw.proxy_port, dwa_domain=gw.dwa_domain, routes=self.routes,
             audit=self.audit, on_end_request=self._end_from_browser,
             on_session_timeout=self._end_on_timeout,
+            on_extend_request=self._extend_from_browser,
         )
         await self.proxy.start()
         self._stack.push_async_callback(self.proxy.aclose)
@@ -222,6 +223,9 @@ class Cloud(Service):
     async def _end_from_browser(self, session_id: str) -> None:
         await self.broker.close_session(SessionId(session_id), reason="ended by the technician",
                                         actor="technician")
+
+    async def _extend_from_browser(self, session_id: str) -> datetime | None:
+        return await self.broker.extend_session(session_id)
 
     async def _end_on_timeout(self, session_id: str, reason: str) -> None:
         await self.broker.close_session(SessionId(session_id), reason=reason, actor="system")

@@ -108,3 +108,27 @@ async def test_reused_launch_token_and_closed_session_host_are_refused(
     await expect(page.locator("body")).to_contain_text(re.compile("session (has )?ended", re.I))
     await first.close()
     await second.close()
+
+
+async def test_more_time_extends_a_live_session_within_policy(
+    system: DemoSystem, browser: Browser
+) -> None:
+    launch = await system.open_session_as_demo_user(PRINTER.ip)
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(launch)
+    await expect(page.locator("body")).to_contain_text(PRINTER.name)
+    (session,) = system.cloud.broker.live_sessions_of("user-demo-tech")
+    before = session.expires_at
+    await asyncio.sleep(1.2)
+    await page.get_by_role("button", name="More time").click()
+    await expect(page.locator("body")).to_contain_text(PRINTER.name)
+    (extended,) = system.cloud.broker.live_sessions_of("user-demo-tech")
+    assert extended.expires_at > before
+    stored = await system.cloud.broker.get_session(extended.id)
+    assert stored is not None and stored.expires_at == extended.expires_at
+    events = [e for e in await system.audit_events() if e.session_id == extended.id]
+    assert "dwa.session.extended" in [e.type for e in events]
+    assert any(e.type == "policy.decision" and e.details.get("action") == "dwa.extend" for e in events)
+    await system.close_all_sessions(reason="test done")
+    await context.close()
