@@ -16,6 +16,7 @@ from agent.snmp.identity import probe_device
 from agent.snmp.parsing import identity_from
 from agent.snmp.profiles import profile_for
 from agent.snmp.transport import SnmpClient
+from agent.snmp.values import Kind, SnmpValue
 from lab import snmprec
 from lab.catalog import PRINTERS, LabDevice
 from lab.snmp import SnmpLab, recording_path
@@ -132,3 +133,33 @@ async def test_malformed_answers_become_recorded_errors_not_crashes(
     s3 = next(s for s in reading.supplies if s.index == 3)
     assert len(s3.description) <= 1024
     assert len(reading.supplies) == 14  # the good rows are all still there
+
+
+def _mac_of(data: dict, if_index: object) -> str | None:  # type: ignore[type-arg]
+    v = data.get(f"{oids.IF_PHYS_ADDRESS}.{if_index}")
+    raw = v.value if v is not None else None
+    if not isinstance(raw, bytes) or len(raw) != 6 or not any(raw):
+        return None
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def test_mac_is_the_one_of_the_interface_serving_the_address() -> None:
+    # every (address -> ifIndex) row in every recording: asked at that address, the
+    # agent reports that interface's MAC, not simply the first interface's
+    checked = 0
+    for device in PRINTERS:
+        data = snmprec.load(device.recording)
+        for addr, if_index in _rows(data, oids.IP_AD_ENT_IF_INDEX).items():
+            want = _mac_of(data, if_index)
+            if want is None:
+                continue
+            ident, _ = identity_from(data, ip=addr)
+            assert ident.mac == want, (device.name, addr, if_index)
+            checked += 1
+    assert checked >= 8
+    # the Brother has two interfaces with different MACs: the address decides, not the order
+    brother = snmprec.load(recording_path("brother_hl5370dw"))
+    key = f"{oids.IP_AD_ENT_IF_INDEX}.10.0.0.146"
+    assert identity_from(brother, ip="10.0.0.146")[0].mac == _mac_of(brother, 1)
+    moved = {**brother, key: SnmpValue(Kind.INTEGER, 2)}
+    assert identity_from(moved, ip="10.0.0.146")[0].mac == _mac_of(brother, 2) != _mac_of(brother, 1)
