@@ -59,7 +59,8 @@ def scan(
 
     def describe() -> str:
         return (f"found {counts[DiscoveryStatus.PRINTER]}  excluded {counts[DiscoveryStatus.EXCLUDED]}  "
-                f"unreachable {counts[DiscoveryStatus.UNREACHABLE]}  auth failed {counts[DiscoveryStatus.AUTH_FAILED]}")
+                f"unreachable {counts[DiscoveryStatus.UNREACHABLE]}  auth failed {counts[DiscoveryStatus.AUTH_FAILED]}  "
+                f"errors {counts[DiscoveryStatus.ERROR]}")
 
     async def run() -> list[DiscoveryResult]:
         with Progress(TextColumn("[bold]scan"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
