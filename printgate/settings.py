@@ -42,6 +42,7 @@ class GatewaySettings(BaseModel):
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 8443
     firewall: Literal["inprocess", "nftables"] = "inprocess"
+    firewall_netns: str | None = None  # nftables: manage the table in this network namespace
     session_ttl_seconds: int = 1800
     session_idle_seconds: int = 600
     launch_token_ttl_seconds: int = 60

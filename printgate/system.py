@@ -38,7 +38,10 @@ from gateway.channel.handlers import ChannelHandlers
 from gateway.channel.hub import AgentHub
 from gateway.dwa_policy import decide_dwa_open
 from gateway.dwa_wiring import DwaWiring
+from gateway.firewall.base import Firewall
 from gateway.firewall.inprocess import InProcessFirewall
+from gateway.firewall.nftables import NftablesFirewall
+from gateway.firewall.reconcile import reconcile_with_sessions
 from gateway.proxy.routes import RouteTable
 from gateway.proxy.server import DwaProxy
 from gateway.relay import Relay
@@ -67,6 +70,7 @@ from printgate.domain import (
     User,
     UserId,
 )
+from printgate.errors import ConfigError
 from printgate.lifecycle import Service
 from printgate.logs import configure_logging, get_logger
 from printgate.settings import AgentSettings, GatewaySettings, PortalSettings, Settings
@@ -107,7 +111,7 @@ class Cloud(Service):
         self.audit = AuditLog(self.db, signer)
         await self._stack.enter_async_context(CheckpointTimer(self.audit, gw.audit_checkpoint_seconds))
 
-        self.firewall = InProcessFirewall()
+        self.firewall = await self._firewall()
         self.relay = Relay(
             gw.relay_host, gw.relay_port, host_key_path=self.data_dir / "relay_host_key",
             ca_key_path=self.data_dir / "relay_ssh_ca", audit=self.audit, firewall=self.firewall,
@@ -152,7 +156,21 @@ class Cloud(Service):
             make_route=wiring.route, agent_address=self.hub.peer_ip,
         )
         await self._stack.enter_async_context(self.broker)
+        stale = await reconcile_with_sessions(self.firewall, ())  # the broker closed leftovers
+        if stale:
+            log.info("firewall.reconciled", removed=stale)
         await self._start_portal()
+
+    async def _firewall(self) -> Firewall:
+        gw = self.settings.gateway
+        if gw.firewall == "inprocess":
+            return InProcessFirewall()
+        if not gw.relay_port or not gw.proxy_port:
+            raise ConfigError("the nftables firewall needs fixed gateway.relay_port and gateway.proxy_port")
+        nft = NftablesFirewall("printgate", gw.firewall_netns, protected_ports=(gw.relay_port, gw.proxy_port))
+        await nft.install()
+        self._stack.push_async_callback(nft.aclose)
+        return nft
 
     async def _start_portal(self) -> None:
         p = self.settings.portal
@@ -267,12 +285,14 @@ class DemoSystem(Service):
         self, base_dir: Path, *, log_level: str = "info", fixed_ports: bool = False,
         with_agent: bool = True, database_url: str | None = None,
         agent_overrides: dict[str, Any] | None = None,
+        gateway_overrides: dict[str, Any] | None = None,
     ) -> None:
         """``with_agent=False``: the caller enrols and runs an agent itself (``enrolment_token``)."""
         self.base_dir = base_dir
         self._with_agent = with_agent
         self._database_url = database_url
         self._agent_overrides = agent_overrides or {}
+        self._gateway_overrides = gateway_overrides or {}
         self._log_level = log_level
         self._fixed_ports = fixed_ports
         self._stack = contextlib.AsyncExitStack()
@@ -295,7 +315,8 @@ class DemoSystem(Service):
             portal=PortalSettings(port=portal_port, public_url=f"http://127.0.0.1:{portal_port}",
                                   secret_key=SecretStr(secrets.token_urlsafe(32))),
             gateway=GatewaySettings(relay_port=relay_port, proxy_port=proxy_port,
-                                    grpc_port=grpc_port, data_dir=self.base_dir / "gateway"),
+                                    grpc_port=grpc_port, data_dir=self.base_dir / "gateway",
+                                    **self._gateway_overrides),
         )
 
     async def start(self) -> None:
