@@ -41,7 +41,7 @@ def probe_context_name(snmp_engine: Any, snmp_context: Any) -> Any:
     return ctx["contextName"]
 
 
-def _patch(ours: type, base: type) -> None:
+def _patch(ours: type, base: Any) -> None:
     def handle_management_operation(
         self: Any, snmp_engine: Any, state_reference: Any, context_name: Any, pdu: Any
     ) -> None:
