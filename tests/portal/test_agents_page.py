@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from agent.channel.enroll import EnrolledIdentity, EnrolmentFailed, enroll
 from agent.channel.grpc_client import GrpcChannel
@@ -86,7 +87,7 @@ async def cloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         try:
             port, clock = free_tcp_port(), Clock()
             settings = PortalSettings(port=port, public_url=f"http://127.0.0.1:{port}",
-                                      secret_key=secrets.token_urlsafe(32), agent_enrol_url=server.enrol_target)
+                                      secret_key=SecretStr(secrets.token_urlsafe(32)), agent_enrol_url=server.enrol_target)
             app = create_app(settings, db=db, broker=PolicyBroker(db, clock, settings.public_url),
                              audit=audit, clock=clock)
             async with served(app, port) as url:
