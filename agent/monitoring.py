@@ -9,37 +9,18 @@ polled printers follows every discovery sweep.
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from agent.polling import PolledDevice, Poller, PollSchedule
-from agent.readings_queue import ReadingsQueue
+from agent.readings_queue import ReadingsQueue, UploadReadings, grpc_uploader
 from agent.runtime import Discovered
 from agent.snmp.transport import SnmpClient, SnmpTarget
-from printgate.domain import Reading, SnmpCredential
+from printgate.domain import SnmpCredential
 from printgate.lifecycle import Service
 from printgate.logs import get_logger
 
 log = get_logger("agent.monitoring")
-
-UploadReadings = Callable[[str, bytes], Awaitable[None]]
-
-
-def readings_payload(readings: Sequence[Reading]) -> bytes:
-    """The wire form of one batch: UTF-8 JSON ``{"readings": [Reading.to_dict(), ...]}``."""
-    return json.dumps({"readings": [r.to_dict() for r in readings]}, separators=(",", ":")).encode()
-
-
-class ChannelUploader:
-    """``Uploader`` for the readings queue over the agent's cloud channel (acked by batch id)."""
-
-    def __init__(self, upload_readings: UploadReadings) -> None:
-        self._upload = upload_readings
-
-    async def upload(self, batch_id: str, readings: list[Reading]) -> None:
-        await self._upload(batch_id, readings_payload(readings))
-
 
 class Monitoring(Service):
     """Owns the poller, the queue and the upload loop. ``async with Monitoring(...)``."""
@@ -57,7 +38,7 @@ class Monitoring(Service):
     ) -> None:
         self._client = client
         self.queue = queue
-        self._uploader = ChannelUploader(upload_readings)
+        self._uploader = grpc_uploader(upload_readings)
         self._port = port
         self._credentials = list(credentials)
         self._schedule = schedule
