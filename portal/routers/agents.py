@@ -41,12 +41,15 @@ class AgentLine:
     agent: Agent
     cert_expires: datetime | None  # latest unrevoked certificate's not_after
     cert_expired: bool
+    revoked_reason: str | None  # of the latest revoked certificate
 
     @classmethod
     def of(cls, agent: Agent, certs: list[AgentCertificate], now: datetime) -> AgentLine:
         live = [c.not_after for c in certs if c.revoked_at is None]
         expires = max(live) if live else None
-        return cls(agent, expires, expires is not None and expires <= now)
+        revoked = sorted((c for c in certs if c.revoked_at is not None), key=lambda c: c.revoked_at or now)
+        return cls(agent, expires, expires is not None and expires <= now,
+                   revoked[-1].revoked_reason if revoked else None)
 
 
 def _dealer_of_admin(login: Login) -> DealerId:

@@ -177,7 +177,7 @@ async def test_revoke_from_the_page_cuts_a_connected_agent_within_seconds(
         await ch.aclose()
     listing = await browser_client.get("/agents")
     row = re.search(rf'<tr data-agent-id="{identity.agent_id}">(.*?)</tr>', listing.text, re.S)
-    assert row and "revoked" in row.group(1) and "Revoke" not in row.group(1)
+    assert row and "revoked" in row.group(1) and "Revoke" not in row.group(1) and "laptop stolen" in row.group(1)
     revoked = [e for e in cloud.audit.of_type("agent.revoked") if e.details.get("agent_id") == identity.agent_id]
     assert len(revoked) == 1 and revoked[0].actor == admin.email and revoked[0].details["reason"] == "laptop stolen"
 
