@@ -63,6 +63,7 @@ from printgate.domain import (
     DealerId,
     DeviceId,
     DeviceIdentity,
+    Outcome,
     Role,
     SessionId,
     Site,
@@ -212,16 +213,31 @@ class Cloud(Service):
             if agent is None:
                 return
             printers = [d for d in found if d.status == pb.DEVICE_STATUS_PRINTER and d.ews_port]
+            displaced: list[tuple[str, str, str]] = []
             for d in printers:
+                identity = _identity_of(d)
+                for old in await devices.displaced_at(s, agent.site_id, d.ip, identity):
+                    if not old.identity_verified:
+                        continue  # flagged already
+                    old.identity_verified = False  # fail closed: no tunnel until re-verified
+                    displaced.append((old.id, d.ip, identity.describe()))
                 await devices.upsert_discovered(
                     s, device_id=uuid.uuid4().hex[:16], site_id=agent.site_id, agent_id=agent_id,
-                    ip=d.ip, identity=_identity_of(d), ews_port=d.ews_port,
+                    ip=d.ip, identity=identity, ews_port=d.ews_port,
                     ews_scheme=d.ews_scheme or "http", now=now,
                 )
         await self.audit.append(AuditEventIn(
             type="agent.inventory", actor=f"agent:{agent_id}",
             details={"printers": len(printers), "reported": len(found)},
         ))
+        for device_id, ip, now_there in displaced:
+            await self.audit.append(AuditEventIn(
+                type="device.identity_changed", outcome=Outcome.FAILURE, actor=f"agent:{agent_id}",
+                device_id=device_id,
+                details={"ip": ip, "now_answering": now_there,
+                         "action": "device marked unverified; remote access refused until re-verified"},
+            ))
+            log.warning("device.identity_changed", device=device_id, ip=ip, now=now_there)
 
     async def _on_readings(self, agent_id: str, batch_id: str, payload: bytes) -> None:
         try:

@@ -76,6 +76,18 @@ async def find_by_identity(s: AsyncSession, site_id: str, identity: DeviceIdenti
     return None
 
 
+async def displaced_at(s: AsyncSession, site_id: str, ip: str, identity: DeviceIdentity) -> list[DeviceRow]:
+    """Known devices recorded at ``ip`` whose identity differs from what answers there now."""
+    rows = (await s.execute(
+        select(DeviceRow).where(DeviceRow.site_id == site_id, DeviceRow.ip == ip)
+    )).scalars().all()
+    observed = identity
+    return [
+        row for row in rows
+        if device_from_row(row).identity.mismatches(observed)
+    ]
+
+
 async def upsert_discovered(
     s: AsyncSession, *, device_id: str, site_id: str, agent_id: str, ip: str,
     identity: DeviceIdentity, ews_port: int, ews_scheme: str, now: datetime,
