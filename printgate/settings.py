@@ -40,7 +40,8 @@ class GatewaySettings(BaseModel):
     proxy_scheme: Literal["http", "https"] = "http"
     dwa_domain: str = "dwa.localhost"
     grpc_host: str = "127.0.0.1"
-    grpc_port: int = 8443
+    grpc_port: int = 8443  # agent channel (mutual TLS)
+    enrol_port: int = 8444  # agent enrolment (server TLS + one-time token)
     firewall: Literal["inprocess", "nftables"] = "inprocess"
     firewall_netns: str | None = None  # nftables: manage the table in this network namespace
     session_ttl_seconds: int = 1800

@@ -132,7 +132,8 @@ class Cloud(Service):
         self._stack.push_async_callback(self.proxy.aclose)
 
         self.channel = AgentChannelServer(
-            gw.grpc_host, gw.grpc_port, ca=self.ca, db=self.db, audit=self.audit, hub=self.hub,
+            gw.grpc_host, gw.grpc_port, enrol_port=gw.enrol_port, ca=self.ca, db=self.db,
+            audit=self.audit, hub=self.hub,
             handlers=ChannelHandlers(
                 on_inventory=self._on_inventory, on_readings=self._on_readings,
                 on_presence=self._on_presence, on_command_result=self._on_command_result,
@@ -174,7 +175,8 @@ class Cloud(Service):
         return nft
 
     async def _start_portal(self) -> None:
-        p = self.settings.portal
+        enrol_at = f"{self.settings.gateway.relay_host}:{self.channel.enrol_port}"
+        p = self.settings.portal.model_copy(update={"agent_enrol_url": enrol_at})
         app = create_app(p, db=self.db, broker=self.broker, audit=self.audit,
                          extra_routers=self._extra_routers())
         config = uvicorn.Config(app, host=p.host, port=p.port, log_level="warning",
@@ -321,17 +323,19 @@ class DemoSystem(Service):
         if self._fixed_ports:
             defaults = Settings()
             portal, gw = defaults.portal, defaults.gateway
-            ports = (portal.port, gw.relay_port, gw.proxy_port, gw.grpc_port, free_tcp_port())
+            ports = (portal.port, gw.relay_port, gw.proxy_port, gw.grpc_port, gw.enrol_port,
+                     free_tcp_port())
         else:
-            ports = tuple(free_tcp_port() for _ in range(5))  # type: ignore[assignment]
-        portal_port, relay_port, proxy_port, grpc_port, self.ews_port = ports
+            ports = tuple(free_tcp_port() for _ in range(6))  # type: ignore[assignment]
+        portal_port, relay_port, proxy_port, grpc_port, enrol_port, self.ews_port = ports
         return Settings(
             database_url=self._database_url or f"sqlite+aiosqlite:///{self.base_dir / 'printgate.db'}",
             log_level=self._log_level,
             portal=PortalSettings(port=portal_port, public_url=f"http://127.0.0.1:{portal_port}",
                                   secret_key=SecretStr(secrets.token_urlsafe(32))),
             gateway=GatewaySettings(relay_port=relay_port, proxy_port=proxy_port,
-                                    grpc_port=grpc_port, data_dir=self.base_dir / "gateway",
+                                    grpc_port=grpc_port, enrol_port=enrol_port,
+                                    data_dir=self.base_dir / "gateway",
                                     **self._gateway_overrides),
         )
 
