@@ -33,9 +33,8 @@ from portal.pages import render
 from portal.state import TEMPLATES, Login
 from printgate.domain import AuditEventIn, AuditRecord, Outcome, User
 from printgate.errors import AccessDenied
-from printgate.store import audit_browse
 from printgate.store import identity as tenants_repo
-from printgate.store.audit import personal_for
+from printgate.store.audit import personal_for, query_records
 from printgate.store.db import Database
 
 MAX_PAGE = 1000
@@ -185,10 +184,11 @@ def audit_router(db: Database, audit_log: AuditLog, current_user_dependency: Cal
         except ValueError as exc:
             error, f = str(exc), None
         if f is not None:
-            rows = await audit_browse.newest_records(
+            rows = await query_records(
                 db, dealer_id=f.dealer_id, customer_id=f.customer_id, since=f.since, until=f.until,
                 types=f.types, outcome=f.outcome, device_id=f.device_id, session_id=f.session_id,
-                actor=f.actor, before_seq=form.before(), limit=PAGE_SIZE + 1)
+                personal_field="actor" if f.actor is not None else None, personal_value=f.actor,
+                before_seq=form.before(), newest_first=True, limit=PAGE_SIZE + 1)
             personal = await personal_for(db, [r.seq for r in rows[:PAGE_SIZE]])
             records = [row_to_record(r, personal.get(r.seq)) for r in rows[:PAGE_SIZE]]
             if len(rows) > PAGE_SIZE:

@@ -187,10 +187,15 @@ async def query_records(
     personal_field: str | None = None,
     personal_value: str | None = None,
     after_seq: int = 0,
+    before_seq: int | None = None,
+    newest_first: bool = False,
     limit: int = 500,
 ) -> Sequence[AuditRecordRow]:
-    """Records matching every given criterion, in seq order (pruned ones excluded)."""
+    """Records matching every given criterion (pruned ones excluded), in seq order,
+    or newest first for people paging back through the log (``before_seq``)."""
     conds: list[Any] = [AuditRecordRow.seq > after_seq, AuditRecordRow.entry.is_not(None)]
+    if before_seq is not None:
+        conds.append(AuditRecordRow.seq < before_seq)
     for col, value in ((AuditRecordRow.dealer_id, dealer_id), (AuditRecordRow.customer_id, customer_id),
                        (AuditRecordRow.outcome, outcome), (AuditRecordRow.device_id, device_id),
                        (AuditRecordRow.session_id, session_id)):
@@ -207,7 +212,8 @@ async def query_records(
             select(AuditPersonalRow.seq).where(_personal_column(personal_field) == personal_value)
         ))
     async with db.session() as s:
-        q = select(AuditRecordRow).where(*conds).order_by(AuditRecordRow.seq).limit(limit)
+        order = AuditRecordRow.seq.desc() if newest_first else AuditRecordRow.seq
+        q = select(AuditRecordRow).where(*conds).order_by(order).limit(limit)
         return (await s.execute(q)).scalars().all()
 
 
