@@ -31,6 +31,8 @@ Verify = Callable[[], Awaitable[None]]
 KEX_ALGS = ["curve25519-sha256", "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256"]
 ENCRYPTION_ALGS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com"]
 MAC_ALGS = ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com"]
+CHANNEL_MAX_PKTSIZE = 64 * 1024  # fewer packets (each: encrypt, decrypt, syscall); 128 KiB cost 3x CPU
+CHANNEL_WINDOW = 2 * 1024 * 1024
 
 
 class _PinnedRelay(asyncssh.SSHClient):
@@ -185,7 +187,9 @@ async def open_tunnel(
         return splice.channel_end
 
     try:
-        listener = await conn.create_server(connect_to_target, session_id.lower(), 0)
+        listener = await conn.create_server(
+            connect_to_target, session_id.lower(), 0, window=CHANNEL_WINDOW, max_pktsize=CHANNEL_MAX_PKTSIZE
+        )
     except (asyncssh.Error, asyncssh.ChannelListenError) as exc:
         conn.close()
         raise TunnelError(f"the relay refused the forward of session {session_id}: {exc}") from None

@@ -18,6 +18,10 @@ from printgate.logs import get_logger
 log = get_logger("gateway.relay.listener")
 
 LOOPBACK = "127.0.0.1"
+# A 100 KB page crosses the tunnel in two SSH packets instead of four (asyncssh's
+# default is 32 KiB); every packet costs an encrypt, a decrypt and a syscall.
+CHANNEL_MAX_PKTSIZE = 64 * 1024  # 128 KiB measured 3x the agent's CPU per 100 KB page
+CHANNEL_WINDOW = 2 * 1024 * 1024
 
 
 class SessionListener(asyncssh.SSHListener):
@@ -79,7 +83,8 @@ class SessionListener(asyncssh.SSHListener):
         peer = transport.get_extra_info("peername") or ("", 0)
         try:
             await self._conn.create_connection(
-                lambda: splice.channel_end, self._listen_host, self._port, str(peer[0]), int(peer[1])
+                lambda: splice.channel_end, self._listen_host, self._port, str(peer[0]), int(peer[1]),
+                window=CHANNEL_WINDOW, max_pktsize=CHANNEL_MAX_PKTSIZE,
             )
         except (asyncssh.Error, OSError) as exc:
             log.info("relay.listener.channel_refused", session=self._session_id, error=str(exc))
