@@ -137,6 +137,40 @@ def _latency(m: re.Match[str] | None) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
+def process_tree_cpu_s(roots: list[int]) -> float:
+    """User+system CPU seconds of ``roots`` and all their live descendants (sshd forks per connection)."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        ticks[pid] = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])  # + reaped children
+    total = 0
+    for pid, t in ticks.items():
+        p, hops = pid, 0
+        while p not in roots and p in parents and hops < 32:
+            p, hops = parents[p], hops + 1
+        if p in roots:
+            total += t
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run_cases_with_cpu(base: str, seconds: int, roots: list[int]) -> dict[str, dict[str, float]]:
+    """Like ``run_cases``, plus the tunnel's CPU microseconds per request (steadier than req/s here)."""
+    out = {}
+    for name, path, c in CASES:
+        before = process_tree_cpu_s(roots)
+        r = wrk(base + path, connections=c, seconds=seconds)
+        used = process_tree_cpu_s(roots) - before
+        r["tunnel_cpu_us_per_req"] = round(used / max(1.0, r["req_per_s"] * seconds) * 1e6, 1)
+        out[f"{name}_c{c}"] = r
+    return out
+
+
 CASES = [("small", "/small.html", 1), ("small", "/small.html", 20), ("100k", "/big.bin", 1), ("100k", "/big.bin", 20)]
 
 
@@ -267,13 +301,17 @@ async def main() -> None:
         results: dict[str, object] = {
             "seconds_per_case": args.seconds, "cores": os.cpu_count(),
             "event_loop": "uvloop" if USE_UVLOOP else "asyncio",
-            "note": "2 shared cores, other test jobs running at the same time: noisy",
+            "note": "2 shared cores, other test jobs running at the same time: noisy. "
+                    "tunnel_cpu_us_per_req = CPU of relay+agent (printgate) or sshd+ssh (OpenSSH) per "
+                    "request, steadier than req/s under contention. OpenSSH -N leaves Nagle on its "
+                    "transport, so its 100 KB pages at c1 stall on delayed ACKs (~40 ms).",
         }
         results["direct_nginx"] = await loop.run_in_executor(
             None, run_cases, f"http://127.0.0.1:{nginx_port}", args.seconds)
         results["openssh_R"] = await loop.run_in_executor(
-            None, run_cases, f"http://127.0.0.1:{rport}", args.seconds)
-        results["printgate"] = await loop.run_in_executor(None, run_cases, pg_base, args.seconds)
+            None, run_cases_with_cpu, f"http://127.0.0.1:{rport}", args.seconds, [sshd.pid, ssh.pid])
+        results["printgate"] = await loop.run_in_executor(
+            None, run_cases_with_cpu, pg_base, args.seconds, [os.getpid(), agent.pid])
 
         ratios = {}
         for case in results["printgate"]:  # type: ignore[attr-defined]
@@ -281,6 +319,8 @@ async def main() -> None:
             ratios[case] = {
                 "throughput_vs_openssh": round(pg["req_per_s"] / ref["req_per_s"], 3),
                 "p99_vs_openssh": round(pg["p99_ms"] / ref["p99_ms"], 3) if ref["p99_ms"] else None,
+                "cpu_per_req_vs_openssh": round(pg["tunnel_cpu_us_per_req"] / ref["tunnel_cpu_us_per_req"], 2)
+                if ref["tunnel_cpu_us_per_req"] else None,
             }
         results["ratios"] = ratios
 
@@ -309,11 +349,13 @@ async def main() -> None:
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"{'case':<12}{'printgate req/s':>17}{'openssh req/s':>15}{'ratio':>8}{'pg p99':>9}{'ssh p99':>9}")
+    print(f"{'case':<12}{'printgate req/s':>17}{'openssh req/s':>15}{'ratio':>8}{'pg p99':>9}{'ssh p99':>9}"
+          f"{'pg cpu us/req':>15}{'ssh cpu us/req':>16}")
     for case, r in ratios.items():
         pg, ref = results["printgate"][case], results["openssh_R"][case]  # type: ignore[index]
         print(f"{case:<12}{pg['req_per_s']:>17.0f}{ref['req_per_s']:>15.0f}{r['throughput_vs_openssh']:>8.2f}"
-              f"{pg['p99_ms']:>9.2f}{ref['p99_ms']:>9.2f}")
+              f"{pg['p99_ms']:>9.2f}{ref['p99_ms']:>9.2f}"
+              f"{pg['tunnel_cpu_us_per_req']:>15.0f}{ref['tunnel_cpu_us_per_req']:>16.0f}")
     print("setup ms:", results["setup_ms"])
     print("(2 shared cores, other jobs running: numbers are noisy)")
 
