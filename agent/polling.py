@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Protocol
 
 from agent.snmp import oids
@@ -32,6 +31,7 @@ from printgate.domain import (
     SupplyLevel,
 )
 from printgate.errors import SnmpError
+from printgate.lifecycle import Service
 from printgate.logs import get_logger
 
 log = get_logger("agent.polling")
@@ -136,7 +136,7 @@ class ReadingSink(Protocol):
     async def put(self, reading: Reading) -> None: ...
 
 
-class Poller:
+class Poller(Service):
     """Runs one periodic task per reading kind over all devices; owner of its tasks."""
 
     def __init__(
@@ -155,15 +155,6 @@ class Poller:
         self._sem = asyncio.Semaphore(concurrency)
         self._tasks: list[asyncio.Task[None]] = []
         self.rounds = 0
-
-    async def __aenter__(self) -> Poller:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def start(self) -> None:
         for kind in ReadingKind:

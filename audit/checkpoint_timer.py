@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from types import TracebackType
 
 from audit.log import AuditLog
 from printgate.errors import PrintgateError
+from printgate.lifecycle import Service
 from printgate.logs import get_logger
 
 log = get_logger("audit.checkpoint_timer")
 
 
-class CheckpointTimer:
+class CheckpointTimer(Service):
     """``async with CheckpointTimer(audit_log, 60):`` or start()/aclose()."""
 
     def __init__(self, audit_log: AuditLog, interval: float) -> None:
@@ -49,10 +49,3 @@ class CheckpointTimer:
                 await self._task
             self._task = None
 
-    async def __aenter__(self) -> CheckpointTimer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.aclose()

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from types import TracebackType
 
 from audit.checkpoint import Checkpoint
 from audit.query import AuditFilter, search
 from audit.syslog import SyslogError, SyslogForwarder
+from printgate.lifecycle import Service
 from printgate.logs import get_logger
 from printgate.store import audit as store
 from printgate.store.db import Database
@@ -22,7 +22,7 @@ from printgate.store.db import Database
 log = get_logger("audit.forwarding")
 
 
-class SyslogShipper:
+class SyslogShipper(Service):
     """``async with SyslogShipper(db, forwarder, after_seq=0):`` ships until closed."""
 
     def __init__(self, db: Database, forwarder: SyslogForwarder, *, after_seq: int = 0,
@@ -77,10 +77,3 @@ class SyslogShipper:
             self._task = None
         await self.forwarder.aclose()
 
-    async def __aenter__(self) -> SyslogShipper:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.aclose()

@@ -14,11 +14,11 @@ import json
 import socket
 import ssl
 from collections.abc import Sequence
-from types import TracebackType
 
 from audit.checkpoint import Checkpoint
 from printgate.domain import AuditRecord
 from printgate.errors import PrintgateError
+from printgate.lifecycle import Service
 from printgate.logs import get_logger
 
 log = get_logger("audit.syslog")
@@ -76,7 +76,7 @@ def frame(message: bytes) -> bytes:
     return str(len(message)).encode() + b" " + message
 
 
-class SyslogForwarder:
+class SyslogForwarder(Service):
     """One TCP or TLS connection to a collector; ``async with`` or start()/aclose()."""
 
     def __init__(self, host: str, port: int, *, tls: ssl.SSLContext | None = None,
@@ -126,10 +126,3 @@ class SyslogForwarder:
                 pass
             self._writer = None
 
-    async def __aenter__(self) -> SyslogForwarder:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.aclose()

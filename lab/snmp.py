@@ -27,10 +27,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 from lab.catalog import LAB_DEVICES, RECORDINGS
 from lab.ports import free_udp_port
+from printgate.lifecycle import Service
 
 ROOT = Path(__file__).resolve().parent.parent
 UDP_DOMAIN = "1.3.6.1.6.1.1"
@@ -84,7 +84,7 @@ class _Responder:
     log: Path | None = None
 
 
-class SnmpLab:
+class SnmpLab(Service):
     """snmpsim serving ``devices`` (ip -> recording name) on one UDP port.
 
     ``processes`` > 1 spreads the addresses over several responders (snmpsim
@@ -127,15 +127,6 @@ class SnmpLab:
 
     def name_at(self, ip: str) -> str:
         return self.devices[ip]
-
-    async def __aenter__(self) -> SnmpLab:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def start(self, *, ready_timeout: float = 60.0) -> None:
         if self._port is None:

@@ -32,6 +32,7 @@ from gateway.channel.hub import AgentHub
 from printgate.domain import AuditEventIn, Outcome
 from printgate.errors import PrintgateError
 from printgate.interfaces import AuditSink
+from printgate.lifecycle import Service
 from printgate.logs import get_logger
 from printgate.store import channel as store
 from printgate.store.db import Database
@@ -70,7 +71,7 @@ class _RefuseUnknownMethods(aio.ServerInterceptor):
         return await continuation(handler_call_details)
 
 
-class AgentChannelServer:
+class AgentChannelServer(Service):
     """``async with AgentChannelServer(...) as server``; ``server.port``/``server.enrol_port``."""
 
     def __init__(
@@ -136,13 +137,6 @@ class AgentChannelServer:
             self._server = None
             self._hub.remove_presence_listener(self._handlers.on_presence)
             log.info("channel.grpc.stopped", port=self.port)
-
-    async def __aenter__(self) -> AgentChannelServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     # ---- revocation ---------------------------------------------------------
     async def _refresh_revocations(self) -> None:

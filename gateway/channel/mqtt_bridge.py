@@ -20,6 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.channel.handlers import ChannelHandlers
 from gateway.channel.hub import AgentHub
 from printgate.errors import AgentUnavailable
+from printgate.lifecycle import Service
 from printgate.logs import get_logger
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import topics
@@ -27,7 +28,7 @@ from printgate.wire import topics
 log = get_logger(__name__)
 
 
-class MqttBridge:
+class MqttBridge(Service):
     def __init__(self, host: str, port: int, *, ca_path: Path, cert_path: Path, key_path: Path,
                  hub: AgentHub, handlers: ChannelHandlers | None = None,
                  client_id: str = topics.GATEWAY_USER, publish_timeout: float = 5.0) -> None:
@@ -100,13 +101,6 @@ class MqttBridge:
         self._hub.release_mqtt(self)
         self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
-
-    async def __aenter__(self) -> MqttBridge:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     # ---- publishing -----------------------------------------------------------
     async def publish_command(self, agent_id: str, envelope: bytes) -> None:

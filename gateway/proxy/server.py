@@ -13,7 +13,6 @@ import contextlib
 import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from mitmproxy import options
@@ -28,6 +27,7 @@ from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.routes import RouteTable
 from printgate.errors import ConfigError
 from printgate.interfaces import AuditSink
+from printgate.lifecycle import Service
 from printgate.logs import get_logger
 
 log = get_logger(__name__)
@@ -57,7 +57,7 @@ class _ConnectionCloser:
             io.handler.cancel("printgate session ended")
 
 
-class DwaProxy:
+class DwaProxy(Service):
     """The DWA rewriting proxy (one listener for every session host).
 
     Plain http on ``*.localhost`` is the demo default. For TLS towards the
@@ -188,15 +188,6 @@ class DwaProxy:
             self._run_task = None
         await self._audit.aclose()
         log.info("dwa.proxy_stopped", port=self.port)
-
-    async def __aenter__(self) -> DwaProxy:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def flush_audit(self) -> None:
         """Wait until every queued audit event of allowed requests is stored."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from types import TracebackType
 
 from aiohttp import web
 
@@ -11,9 +10,10 @@ from lab.catalog import PRINTERS, LabDevice
 from lab.ews.app import EwsState, make_app
 from lab.ews.certs import SelfSigned, make_self_signed
 from lab.ports import free_tcp_port
+from printgate.lifecycle import Service
 
 
-class EwsServer:
+class EwsServer(Service):
     def __init__(self, host: str, port: int, *, device_name: str, serial: str, https: bool = False) -> None:
         self.host = host
         self.port = port
@@ -54,21 +54,13 @@ class EwsServer:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> EwsServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
 
 def lab_serial(device: LabDevice) -> str:
     return "LAB" + device.ip.rsplit(".", 1)[1].zfill(3) + device.name[:4].upper().replace("-", "")
 
 
-class EwsLab:
+class EwsLab(Service):
     """One EwsServer per catalogue printer, each at its own 127.0.20.x address."""
 
     def __init__(self, devices: Iterable[LabDevice] = PRINTERS, *, port: int = 0) -> None:
@@ -95,11 +87,3 @@ class EwsLab:
     def __getitem__(self, name: str) -> EwsServer:
         return self.servers[name]
 
-    async def __aenter__(self) -> EwsLab:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
