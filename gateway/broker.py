@@ -168,6 +168,11 @@ class DwaBroker(Service):
     def live_sessions_of(self, user_id: str) -> list[DwaSession]:
         return [sess for sess, user, _ in self._live.values() if user.id == user_id]
 
+    async def agent_lost(self, agent_id: str) -> None:
+        """The agent went offline: its tunnels are gone, so are its sessions."""
+        for sid in [sess.id for sess, _, _ in self._live.values() if sess.agent_id == agent_id]:
+            await self.close_session(sid, reason="the on-site agent went offline", actor="system")
+
     async def open_session(
         self, user: User, device_id: DeviceId, *, source_ip: str, mfa_age_seconds: float | None
     ) -> SessionLaunch | SessionRefused:

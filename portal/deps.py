@@ -17,8 +17,8 @@ from fastapi import Depends, Form, HTTPException, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth import api_tokens, browser_sessions, csrf
-from portal.state import PENDING_AUDIT, Login, PortalState, portal_state
-from printgate.domain import AuditEventIn, Role, User
+from portal.state import PENDING_AUDIT, AfterCommit, Login, PortalState, portal_state
+from printgate.domain import Role, User
 from printgate.store import identity as repo
 from printgate.store.tenants import get_user
 
@@ -26,7 +26,7 @@ State = Annotated[PortalState, Depends(portal_state)]
 
 
 async def _db_session(state: State) -> AsyncIterator[AsyncSession]:
-    pending: list[AuditEventIn] = []
+    pending: list[AfterCommit] = []
     token = PENDING_AUDIT.set(pending)
     try:
         async with state.db.transaction() as s:

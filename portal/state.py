@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,9 +23,12 @@ from printgate.store.models.identity import PortalSessionRow
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 
-# Audit events recorded while a request's database transaction is open; they
-# are appended right after it ends (see ``portal.deps``).
-PENDING_AUDIT: contextvars.ContextVar[list[AuditEventIn] | None] = contextvars.ContextVar(
+# Work that must wait until a request's database transaction has ended (see
+# ``portal.deps``): audit events, and calls into the session broker (which
+# writes to the store itself). SQLite has one writer; doing either inside the
+# request transaction would wait on our own lock.
+AfterCommit = AuditEventIn | Callable[[], Awaitable[object]]
+PENDING_AUDIT: contextvars.ContextVar[list[AfterCommit] | None] = contextvars.ContextVar(
     "printgate_pending_audit", default=None
 )
 
@@ -65,15 +68,24 @@ class PortalState:
         )
         pending = PENDING_AUDIT.get()
         if pending is not None:
-            # A request transaction is open: append after it ends (SQLite has one
-            # writer; appending inside it would wait on our own lock).
-            pending.append(event)
+            pending.append(event)  # a request transaction is open: append after it ends
             return
         await self.audit.append(event)
 
-    async def flush_pending(self, pending: list[AuditEventIn]) -> None:
-        for event in pending:
-            await self.audit.append(event)
+    async def after_commit(self, work: Callable[[], Awaitable[object]]) -> None:
+        """Run ``work`` once the request's transaction has ended (now, if none is open)."""
+        pending = PENDING_AUDIT.get()
+        if pending is not None:
+            pending.append(work)
+            return
+        await work()
+
+    async def flush_pending(self, pending: list[AfterCommit]) -> None:
+        for item in pending:
+            if isinstance(item, AuditEventIn):
+                await self.audit.append(item)
+            else:
+                await item()
         pending.clear()
 
 

@@ -47,6 +47,7 @@ class GatewaySettings(BaseModel):
     session_ttl_seconds: int = 1800
     session_idle_seconds: int = 600
     launch_token_ttl_seconds: int = 60
+    agent_loss_grace_seconds: float = 10.0  # an agent offline this long loses its sessions
     data_dir: Path = Path("var/gateway")
     audit_checkpoint_seconds: float = 60.0  # sign a Merkle tree head at least this often
 

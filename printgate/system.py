@@ -92,6 +92,7 @@ class Cloud(Service):
         self.data_dir = data_dir
         self._stack = contextlib.AsyncExitStack()
         self._portal_task: asyncio.Task[None] | None = None
+        self._loss_checks: dict[str, asyncio.Task[None]] = {}
 
     # ---- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -196,6 +197,10 @@ class Cloud(Service):
         ]
 
     async def aclose(self) -> None:
+        for check in self._loss_checks.values():
+            check.cancel()
+        await asyncio.gather(*self._loss_checks.values(), return_exceptions=True)
+        self._loss_checks.clear()
         if self._portal_task is not None:
             self._uvicorn.should_exit = True
             with contextlib.suppress(Exception, asyncio.CancelledError):
@@ -252,6 +257,20 @@ class Cloud(Service):
     async def _on_presence(self, agent_id: str, online: bool) -> None:
         async with self.db.transaction() as s:
             await tenants.set_agent_presence(s, agent_id, online=online, at=datetime.now(UTC))
+        pending = self._loss_checks.pop(agent_id, None)
+        if pending is not None:
+            pending.cancel()
+        if not online:
+            self._loss_checks[agent_id] = asyncio.create_task(
+                self._confirm_agent_lost(agent_id), name=f"agent-loss-{agent_id}"
+            )
+
+    async def _confirm_agent_lost(self, agent_id: str) -> None:
+        """A reconnect within the grace period keeps the agent's sessions; otherwise they end."""
+        await asyncio.sleep(self.settings.gateway.agent_loss_grace_seconds)
+        self._loss_checks.pop(agent_id, None)
+        if not self.hub.is_online(agent_id):
+            await self.broker.agent_lost(agent_id)
 
     async def _on_command_result(self, agent_id: str, result: pb.CommandResult) -> None:
         self.broker.command_result(result.command_id, ok=result.ok, message=result.message)

@@ -4,13 +4,28 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
 from portal.pages import render, see_other
+from portal.state import PortalState
 from printgate.domain import SessionId
 from printgate.store import identity as repo
 
 router = APIRouter(tags=["dwa-sessions"])
+
+
+async def end_all_of(state: PortalState, s: AsyncSession, user_id: str, *, reason: str, actor: str) -> int:
+    """End every live DWA session of ``user_id`` once the request transaction is over."""
+    ids = [SessionId(sid) for sid in await repo.live_dwa_session_ids_of_user(s, user_id)]
+
+    async def end() -> None:
+        for sid in ids:
+            await state.broker.close_session(sid, reason=reason, actor=actor)
+
+    if ids:
+        await state.after_commit(end)
+    return len(ids)
 
 
 @router.get("/sessions")

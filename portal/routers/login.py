@@ -11,6 +11,7 @@ from portal.auth import browser_sessions, second_factor
 from portal.auth.passwords import hash_password, needs_rehash, verify_password
 from portal.deps import CsrfChecked, CurrentLogin, DbSession, OptionalLogin, State
 from portal.pages import render, safe_next, see_other
+from portal.routers.dwa_sessions import end_all_of
 from portal.state import client_ip
 from printgate.domain import Outcome
 from printgate.store import identity as repo
@@ -122,7 +123,9 @@ async def verify_submit(
 async def logout(request: Request, state: State, s: DbSession, login: CurrentLogin,
                  _csrf: CsrfChecked) -> Response:
     await repo.delete_portal_session(s, login.session.id)
-    await state.record("auth.logout", request=request, user=login.user)
+    ended = await end_all_of(state, s, login.user.id, reason="user signed out", actor=login.user.email)
+    await state.record("auth.logout", request=request, user=login.user,
+                       details={"dwa_sessions_ended": ended})
     response = see_other("/login")
     response.delete_cookie(browser_sessions.COOKIE, path="/")
     return response
@@ -132,8 +135,10 @@ async def logout(request: Request, state: State, s: DbSession, login: CurrentLog
 async def logout_everywhere(request: Request, state: State, s: DbSession, login: CurrentLogin,
                             _csrf: CsrfChecked) -> Response:
     n = await repo.delete_user_portal_sessions(s, login.user.id)
+    ended = await end_all_of(state, s, login.user.id, reason="user signed out everywhere",
+                             actor=login.user.email)
     await state.record("auth.logout_everywhere", request=request, user=login.user,
-                       details={"sessions_ended": n})
+                       details={"sessions_ended": n, "dwa_sessions_ended": ended})
     response = see_other("/login")
     response.delete_cookie(browser_sessions.COOKIE, path="/")
     return response

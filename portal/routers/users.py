@@ -14,6 +14,7 @@ from portal.auth import api_tokens, browser_sessions
 from portal.auth.passwords import hash_password, password_problem
 from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
 from portal.pages import render, see_other
+from portal.routers.dwa_sessions import end_all_of
 from printgate.domain import CustomerId, DealerId, Role, User, UserId
 from printgate.store import identity as repo
 from printgate.store.models.identity import InvitationRow
@@ -91,6 +92,9 @@ async def disable_user(request: Request, state: State, s: DbSession, login: Curr
         raise HTTPException(404, "no such user in your organisation")
     row.disabled = disabled
     ended = await repo.delete_user_portal_sessions(s, user_id) if disabled else 0
+    if disabled:
+        await end_all_of(state, s, user_id, reason="user disabled by an administrator",
+                         actor=login.user.email)
     await state.record("rbac.user_disabled" if disabled else "rbac.user_enabled", request=request,
                        user=login.user, details={"user": row.email, "sessions_ended": ended})
     return see_other("/admin/users")
