@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 scripts/system-deps.sh
 scripts/bootstrap.sh
 .venv/bin/ruff check .
+.venv/bin/mypy
 .venv/bin/lint-imports --no-cache
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
