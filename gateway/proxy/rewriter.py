@@ -106,40 +106,64 @@ def _render(prefix: re.Match[str] | None, host: re.Match[str], target: Origin) -
     return "".join(out)
 
 
+class _Finder:
+    """Is a host named anywhere in a text or body? (case-insensitive, without copying the body)"""
+
+    __slots__ = ("_data", "_host", "_host_bytes", "_text")
+
+    def __init__(self, host: str) -> None:
+        cased = host.lower() != host.upper()
+        self._text = re.compile(re.escape(host), re.IGNORECASE) if cased else None
+        self._data = re.compile(re.escape(host.encode()), re.IGNORECASE) if cased else None
+        self._host = host
+        self._host_bytes = host.encode()
+
+    def in_text(self, text: str) -> bool:
+        return self._host in text if self._text is None else self._text.search(text) is not None
+
+    def in_data(self, data: bytes) -> bool:
+        return self._host_bytes in data if self._data is None else self._data.search(data) is not None
+
+
 class UrlRewriter:
-    """Rewrites between ``device`` (as the device's pages name it) and ``session`` (the browser's view)."""
+    """Rewrites between ``device`` (as the device's pages name it) and ``session`` (the browser's view).
+
+    The ``*_bytes`` forms work on ASCII-compatible bodies without decoding them
+    (see ``gateway.proxy.charset``); a body that does not name the address is
+    returned as the same object, untouched.
+    """
 
     def __init__(self, device_origin: str, session_origin: str) -> None:
         self.device = Origin.parse(device_origin)
         self.session = Origin.parse(session_origin)
         self._to_browser = _HostMatcher.build(self.device.host)
         self._to_device = _HostMatcher.build(self.session.host)
-        self._device_host_bytes = self.device.host.encode()
-        self._session_host_bytes = self.session.host.encode()
+        self._device = _Finder(self.device.host)
+        self._session = _Finder(self.session.host)
 
     # --- rewriting -------------------------------------------------------------
     def to_browser(self, text: str) -> str:
-        if self.device.host not in text.lower():
+        if not self._device.in_text(text):
             return text
         return self._to_browser.replace(text, self.session)
 
     def to_browser_bytes(self, data: bytes) -> bytes:
-        if self._device_host_bytes not in data.lower():
+        if not self._device.in_data(data):
             return data
-        return self.to_browser(data.decode("latin-1")).encode("latin-1")
+        return self._to_browser.replace(data.decode("latin-1"), self.session).encode("latin-1")
 
     def to_device(self, text: str) -> str:
-        if self.session.host not in text.lower():
+        if not self._session.in_text(text):
             return text
         return self._to_device.replace(text, self.device)
 
     def to_device_bytes(self, data: bytes) -> bytes:
-        if self._session_host_bytes not in data.lower():
+        if not self._session.in_data(data):
             return data
-        return self.to_device(data.decode("latin-1")).encode("latin-1")
+        return self._to_device.replace(data.decode("latin-1"), self.device).encode("latin-1")
 
     def mentions_device(self, data: bytes) -> bool:
-        return self._device_host_bytes in data.lower()
+        return self._device.in_data(data)
 
     # --- cookies ------------------------------------------------------------
     def set_cookie_to_browser(self, header: str, *, reserved_names: frozenset[str]) -> str | None:

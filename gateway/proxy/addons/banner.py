@@ -9,12 +9,16 @@ from mitmproxy import http
 
 from gateway.proxy.addons.block_uploads import media_type
 from gateway.proxy.addons.session_auth import COOKIE_KEY, csrf_token
+from gateway.proxy.charset import editable_as_bytes
 from gateway.proxy.decision import is_generated, route_of
 from gateway.proxy.deps import ProxyDeps
 from gateway.proxy.routes import SessionRoute
 
 BANNER_ID = "__printgate_bar"
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+_BODY_END_BYTES = re.compile(rb"</body\s*>", re.IGNORECASE)
+BANNER_ID_BYTES = BANNER_ID.encode()
+_TAIL_BYTES = 4096
 _BAR_STYLE = (
     "all:initial;position:fixed;z-index:2147483647;left:0;right:0;bottom:0;height:28px;"
     "background:#1d3557;color:#fff;font:13px/28px system-ui,sans-serif;padding:0 10px;"
@@ -64,13 +68,33 @@ class Banner:
             return
         if flow.request.headers.get("sec-fetch-dest", "document") != "document":
             return  # frames and fetches get no bar
+        bar = banner_html(route, csrf_token(self._deps.csrf_key, cookie), self._deps.routes.now().timestamp())
+        content = resp.get_content(strict=False) or b""
+        if editable_as_bytes(resp.headers.get("content-type", ""), content):
+            # the bar is ASCII (names as character references): insert it into the bytes
+            if BANNER_ID_BYTES in content:
+                return
+            resp.set_content(_insert_before_body_end(content, bar.encode("ascii", "xmlcharrefreplace")))
+            return
         text = resp.get_text(strict=False)
         if text is None or BANNER_ID in text:
             return
-        bar = banner_html(route, csrf_token(self._deps.csrf_key, cookie), self._deps.routes.now().timestamp())
         matches = list(_BODY_END.finditer(text))
         if matches:
             at = matches[-1].start()
             resp.text = text[:at] + bar + text[at:]
         else:
             resp.text = text + bar
+
+
+def _insert_before_body_end(content: bytes, bar: bytes) -> bytes:
+    """Before the last ``</body>`` (looked for near the end first), else at the end."""
+    at = -1
+    for start in (max(0, len(content) - _TAIL_BYTES), 0):
+        for m in _BODY_END_BYTES.finditer(content, start):
+            at = m.start()
+        if at >= 0 or start == 0:
+            break
+    if at < 0:
+        return content + bar
+    return b"".join((content[:at], bar, content[at:]))

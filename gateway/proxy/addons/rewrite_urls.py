@@ -12,6 +12,7 @@ from mitmproxy import http
 
 from gateway.proxy.addons.block_uploads import media_type
 from gateway.proxy.addons.session_auth import cookie_name
+from gateway.proxy.charset import editable_as_bytes
 from gateway.proxy.decision import already_answered, is_generated, route_of
 from gateway.proxy.deps import PublicAddress
 from gateway.proxy.rewriter import Origin, UrlRewriter
@@ -82,16 +83,21 @@ class RewriteUrls:
             reserved = frozenset({cookie_name("http"), cookie_name("https")})
             kept = [c for c in (rw.set_cookie_to_browser(v, reserved_names=reserved) for v in cookies) if c]
             resp.headers.set_all("set-cookie", kept)
-        if not resp.raw_content or not is_text_type(media_type(resp.headers.get("content-type", ""))):
+        content_type = resp.headers.get("content-type", "")
+        if not resp.raw_content or not is_text_type(media_type(content_type)):
             return
         content = resp.get_content(strict=False) or b""
-        if not rw.mentions_device(content):
+        if editable_as_bytes(content_type, content):  # the usual case: no decode/encode round trip
+            new = rw.to_browser_bytes(content)
+            if new is not content:
+                resp.set_content(new)
             return
-        text = resp.get_text(strict=False)
-        if text is None:  # undecodable: the bytes (latin-1 round trip keeps them intact)
-            resp.set_content(rw.to_browser_bytes(content))
-        else:
-            resp.text = rw.to_browser(text)
+        text = resp.get_text(strict=False)  # UTF-16 and friends: the address is not ASCII bytes
+        if text is None:
+            return
+        new_text = rw.to_browser(text)
+        if new_text is not text:
+            resp.text = new_text
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         route = route_of(flow)
