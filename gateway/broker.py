@@ -184,7 +184,7 @@ class DwaBroker(Service):
             return SessionRefused(decision, "This device does not exist or is not yours.")
         decision = self._decide(facts)
         sid = SessionId(secrets.token_hex(8))
-        ttl = decision.obligations.max_duration_seconds or self._cfg.session_ttl_s
+        ttl = self._ttl(decision)
         session = DwaSession(
             id=sid, user_id=user.id, device_id=facts.device.id, agent_id=facts.agent.id,
             target=DwaTarget(facts.device.ip, facts.device.ews_port, facts.device.ews_scheme),
@@ -224,7 +224,7 @@ class DwaBroker(Service):
                                    session_id=session.id, action="dwa.extend")
         if not decision.allow:
             return None
-        ttl = decision.obligations.max_duration_seconds or self._cfg.session_ttl_s
+        ttl = self._ttl(decision)
         new_end = max(session.expires_at, now + timedelta(seconds=ttl))
         self._relay.issue_credential(session.id, valid_seconds=int((new_end - now).total_seconds()),
                                      agent_id=session.agent_id)  # moves the relay's deadline
@@ -330,6 +330,11 @@ class DwaBroker(Service):
                 self._early_results[command_id] = outcome
             return
         _settle(waiter, outcome)
+
+    def _ttl(self, decision: Decision) -> int:
+        """The session lifetime: the gateway's limit, shortened by the policy's obligation."""
+        limit = decision.obligations.max_duration_seconds
+        return min(self._cfg.session_ttl_s, limit) if limit else self._cfg.session_ttl_s
 
     async def _advance(self, session: DwaSession, state: DwaState, reason: str) -> DwaSession:
         session = session.transition(state, at=datetime.now(UTC), reason=reason)

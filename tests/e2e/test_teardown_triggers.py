@@ -62,3 +62,22 @@ async def test_agent_loss_ends_its_sessions_after_the_grace_period(tmp_path: Pat
                 await asyncio.sleep(0.1)
         assert "agent went offline" in await _closed_reason(system, session.id)
         assert session.id not in system.cloud.relay.live_session_ids()
+
+
+async def test_session_lifetime_end_tears_down_tunnel_and_route(tmp_path: Path) -> None:
+    overrides = {"session_ttl_seconds": 3}
+    async with DemoSystem(tmp_path, log_level="warning", gateway_overrides=overrides) as system:
+        await system.wait_for_devices(minimum=1, timeout=90)
+        launch = await system.open_session_as_demo_user(PRINTER.ip)
+        (session,) = system.cloud.broker.live_sessions_of("user-demo-tech")
+        host = launch.split("/")[2].split(":")[0]
+        assert system.cloud.routes.get(session.id) is not None
+        async with asyncio.timeout(20):
+            while system.cloud.broker.live_sessions_of("user-demo-tech"):
+                await asyncio.sleep(0.2)
+        reason = await _closed_reason(system, session.id)  # the broker's reaper or the proxy's limit
+        assert "lifetime" in reason or "maximum session duration" in reason, reason
+        assert system.cloud.routes.get(session.id) is None
+        assert session.id not in system.cloud.relay.live_session_ids()
+        assert system.cloud.routes.by_host(host) is not None  # the tombstone: "session ended" page
+        assert not system.cloud.firewall.is_allowed("127.0.0.1", system.cloud.proxy.port)
