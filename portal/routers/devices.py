@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
 from portal.pages import landing_page, render, see_other
 from portal.state import client_ip
-from printgate.domain import DeviceId, Outcome
+from printgate.domain import DeviceId
 from printgate.interfaces import SessionLaunch
 from printgate.store import identity as repo
 from printgate.store.devices import dealer_of_device, get_device, list_devices_of_dealer
@@ -36,13 +36,7 @@ async def open_device(request: Request, state: State, s: DbSession, login: Curre
     result = await state.broker.open_session(
         login.user, DeviceId(device_id), source_ip=ip, mfa_age_seconds=login.mfa_age_seconds(now),
     )
-    decision = result.decision
-    await state.record(
-        "policy.decision", request=request, user=login.user, device_id=device_id,
-        outcome=Outcome.SUCCESS if decision.allow else Outcome.DENIED,
-        details={"action": "dwa.open", "allow": decision.allow,
-                 "reasons": [r.code for r in decision.reasons]},
-    )
+    decision = result.decision  # the broker audited it, with every reason
     if isinstance(result, SessionLaunch):
         return see_other(result.launch_url)
     device = await get_device(s, device_id)

@@ -91,7 +91,7 @@ async def portal(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Port
     settings = PortalSettings(host="127.0.0.1", port=port, public_url=base,
                               secret_key=secrets.token_urlsafe(32))
     clock, audit = Clock(), RecordingAudit()
-    app = create_app(settings, db=db, broker=PolicyBroker(db, clock, base), audit=audit, clock=clock)
+    app = create_app(settings, db=db, broker=PolicyBroker(db, clock, base, audit), audit=audit, clock=clock)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            lifespan="off"))
     task = asyncio.create_task(server.serve())

@@ -37,8 +37,8 @@ class RecordingAudit:
 
 
 class PolicyBroker:
-    def __init__(self, db: Database, clock, launch_base: str) -> None:  # type: ignore[no-untyped-def]
-        self.db, self.clock, self.launch_base = db, clock, launch_base
+    def __init__(self, db: Database, clock, launch_base: str, audit=None) -> None:  # type: ignore[no-untyped-def]
+        self.db, self.clock, self.launch_base, self.audit = db, clock, launch_base, audit
 
     async def open_session(self, user: User, device_id: DeviceId, *, source_ip: str,
                            mfa_age_seconds: float | None) -> SessionLaunch | SessionRefused:
@@ -63,6 +63,14 @@ class PolicyBroker:
                 device_live_sessions=await repo.count_live_dwa_sessions(s, device_id=device.id),
                 approved_until=await repo.active_approval_until(s, user.id, device.id, now),
             )
+        if self.audit is not None:  # like gateway.broker.DwaBroker: the broker audits its decisions
+            await self.audit.append(AuditEventIn(
+                type="policy.decision", outcome=Outcome.SUCCESS if decision.allow else Outcome.DENIED,
+                actor=user.email, dealer_id=user.dealer_id, device_id=device_id, source_ip=source_ip,
+                details={"action": "dwa.open", "allow": decision.allow,
+                         "reasons": [{"code": r.code, "message": r.message} for r in decision.reasons]},
+            ))
+        async with self.db.transaction() as s:
             if not decision.allow:
                 return SessionRefused(decision, "access refused by policy")
             session = DwaSession(SessionId(secrets.token_hex(8)), user.id, device.id, device.agent_id,
