@@ -38,6 +38,7 @@ class GatewaySettings(BaseModel):
     proxy_host: str = "127.0.0.1"
     proxy_port: int = 8480
     proxy_scheme: Literal["http", "https"] = "http"
+    proxy_workers: int = 1  # >1: the DWA proxy runs as that many processes on one port (gateway.proxy.workers)
     dwa_domain: str = "dwa.localhost"
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 8443  # agent channel (mutual TLS)

@@ -50,6 +50,18 @@ class Tombstone:
     ended_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class RouteChange:
+    """What changed in a table: ``add``/``extend`` carry the route, ``remove`` the reason,
+    ``cookie`` the SHA-256 of a browser cookie just issued for the session."""
+
+    kind: str  # "add" | "extend" | "remove" | "cookie"
+    session_id: str
+    route: SessionRoute | None = None
+    reason: str = ""
+    cookie_digest: str = ""
+
+
 @dataclass(slots=True)
 class _LaunchToken:
     session_id: str
@@ -65,6 +77,9 @@ class _Live:
 
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+cookie_digest = _digest
 
 
 class RouteTable:
@@ -85,6 +100,7 @@ class RouteTable:
         self._tombstones: dict[str, Tombstone] = {}  # host -> tombstone
         self._tokens: dict[str, _LaunchToken] = {}  # sha256(token) -> token
         self._removal_listeners: list[Callable[[str, str], None]] = []
+        self._change_listeners: list[Callable[[RouteChange], None]] = []
 
     # --- lifecycle -----------------------------------------------------
     def add(self, route: SessionRoute) -> None:
@@ -94,6 +110,7 @@ class RouteTable:
         self._live[route.session_id] = _Live(replace(route, host=host), self._clock())
         self._hosts[host] = route.session_id
         self._tombstones.pop(host, None)
+        self._changed(RouteChange("add", route.session_id, self._live[route.session_id].route))
 
     def remove(self, session_id: str, reason: str) -> None:
         live = self._live.pop(session_id, None)
@@ -107,17 +124,28 @@ class RouteTable:
             del self._tokens[key]
         for listener in list(self._removal_listeners):
             listener(session_id, reason)
+        self._changed(RouteChange("remove", session_id, reason=reason))
 
     def extend(self, session_id: str, new_expires_at: datetime) -> SessionRoute:
         live = self._live.get(session_id)
         if live is None:
             raise NotFound(f"session {session_id} is not live on this proxy; cannot extend it")
         live.route = replace(live.route, expires_at=new_expires_at)
+        self._changed(RouteChange("extend", session_id, live.route))
         return live.route
 
     def on_remove(self, listener: Callable[[str, str], None]) -> None:
         """Call ``listener(session_id, reason)`` whenever a session is removed."""
         self._removal_listeners.append(listener)
+
+    def on_change(self, listener: Callable[[RouteChange], None]) -> None:
+        """Call ``listener(change)`` after every add, extend, remove and issued cookie
+        (the worker pool mirrors the table into its worker processes this way)."""
+        self._change_listeners.append(listener)
+
+    def _changed(self, change: RouteChange) -> None:
+        for listener in list(self._change_listeners):
+            listener(change)
 
     def now(self) -> datetime:
         return self._clock()
@@ -133,6 +161,14 @@ class RouteTable:
             del self._tombstones[host]
             return None
         return tomb
+
+    async def resolve(self, host: str) -> SessionRoute | Tombstone | None:
+        """``by_host`` for the request path; a replica asks its authoritative table on a miss."""
+        return self.by_host(host)
+
+    def add_tombstone(self, tomb: Tombstone) -> None:
+        if tomb.host not in self._hosts:
+            self._tombstones[tomb.host] = tomb
 
     def get(self, session_id: str) -> SessionRoute | None:
         live = self._live.get(session_id)
@@ -171,8 +207,24 @@ class RouteTable:
         if live is None or live.route.host != host.lower():
             raise TokenInvalid("launch link does not belong to this session host; open the device again from the portal")
         cookie = secrets.token_urlsafe(32)
-        live.cookie_hashes.add(_digest(cookie))
+        digest = _digest(cookie)
+        live.cookie_hashes.add(digest)
+        self._changed(RouteChange("cookie", entry.session_id, cookie_digest=digest))
         return cookie
+
+    async def redeem(self, host: str, token: str) -> str:
+        """``redeem_launch_token`` for the request path (a replica redeems at its authoritative table)."""
+        return self.redeem_launch_token(host, token)
+
+    def add_cookie_digest(self, session_id: str, digest: str) -> None:
+        """Accept a cookie issued elsewhere (by the authoritative table), known only by its SHA-256."""
+        live = self._live.get(session_id)
+        if live is not None:
+            live.cookie_hashes.add(digest)
+
+    def cookie_digests(self, session_id: str) -> list[str]:
+        live = self._live.get(session_id)
+        return sorted(live.cookie_hashes) if live else []
 
     def cookie_is_valid(self, session_id: str, cookie: str) -> bool:
         live = self._live.get(session_id)

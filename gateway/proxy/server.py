@@ -84,6 +84,7 @@ class DwaProxy(Service):
         public_port: int | None = None,
         certs: list[str] | None = None,
         confdir: Path | None = None,
+        csrf_key: bytes | None = None,
     ) -> None:
         if public_scheme not in ("http", "https"):
             raise ConfigError(f"public_scheme must be http or https, got {public_scheme!r}")
@@ -99,12 +100,13 @@ class DwaProxy(Service):
             audit=self._audit,
             dwa_domain=dwa_domain.strip(".").lower(),
             on_end_request=on_end_request,
-            csrf_key=secrets.token_bytes(32),
+            csrf_key=csrf_key or secrets.token_bytes(32),
             limits=limits,
             public=PublicAddress(public_scheme, public_port or 0),
             on_session_timeout=on_session_timeout,
             on_extend_request=on_extend_request,
         )
+        self.public = self.deps.public
         self._master: Master | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None

@@ -69,7 +69,7 @@ class SessionAuth:
         if not host.endswith(self._suffix):
             pages.unknown_host(flow)
             return
-        entry = self._deps.routes.by_host(host)
+        entry = await self._deps.routes.resolve(host)
         if entry is None:
             pages.unknown_host(flow)
             return
@@ -80,7 +80,7 @@ class SessionAuth:
         name = cookie_name(self._deps.public.scheme)
         path = flow.request.path.split("?", 1)[0]
         if path == PREFIX + "launch":
-            self._launch(flow, entry, host, name)
+            await self._launch(flow, entry, host, name)
             return
         cookie = _read_cookie(flow, name)
         if cookie is None or not self._deps.routes.cookie_is_valid(entry.session_id, cookie):
@@ -99,10 +99,10 @@ class SessionAuth:
             flow.response = http.Response.make(404, b"unknown proxy endpoint", {"content-type": "text/plain"})
             flow.metadata["printgate.generated"] = True
 
-    def _launch(self, flow: http.HTTPFlow, route: SessionRoute, host: str, name: str) -> None:
+    async def _launch(self, flow: http.HTTPFlow, route: SessionRoute, host: str, name: str) -> None:
         token = flow.request.query.get("token", "")
         try:
-            cookie = self._deps.routes.redeem_launch_token(host, token)
+            cookie = await self._deps.routes.redeem(host, token)
         except TokenInvalid as exc:
             pages.not_signed_in(flow, exc.message, status=403)
             return

@@ -11,10 +11,21 @@ from mitmproxy import connection, http
 from gateway.proxy import pages
 from gateway.proxy.decision import already_answered, route_of
 from gateway.proxy.deps import ProxyDeps
-from gateway.proxy.routes import SessionRoute
+from gateway.proxy.routes import RouteTable, SessionRoute
 from printgate.logs import get_logger
 
 log = get_logger(__name__)
+
+
+def expiry_reason(routes: RouteTable, route: SessionRoute) -> str | None:
+    """Why ``route`` is over its limits now (maximum duration, idle time), or None."""
+    now = routes.now()
+    if now >= route.expires_at:
+        return "the maximum session duration was reached"
+    last = routes.last_activity(route.session_id)
+    if last is not None and now - last > timedelta(seconds=route.idle_timeout_s):
+        return "the session was idle for too long"
+    return None
 
 
 class ConnectionCloser(Protocol):
@@ -29,13 +40,7 @@ class SessionLimits:
         deps.routes.on_remove(self._session_removed)
 
     def expiry_reason(self, route: SessionRoute) -> str | None:
-        now = self._deps.routes.now()
-        if now >= route.expires_at:
-            return "the maximum session duration was reached"
-        last = self._deps.routes.last_activity(route.session_id)
-        if last is not None and now - last > timedelta(seconds=route.idle_timeout_s):
-            return "the session was idle for too long"
-        return None
+        return expiry_reason(self._deps.routes, route)
 
     async def end_if_over(self, route: SessionRoute) -> str | None:
         reason = self.expiry_reason(route)
