@@ -3,14 +3,17 @@
 Same nginx origin, same wrk, same run:
 - wrk requests/s and p99 latency, small page and 100 KB page, 20 connections and 1 connection;
 - 100 concurrent sessions (100 connections, each request on a random session host), p99 target < 200 ms;
-- Chromium page load of the lab EWS home page through the proxy vs direct (target <= 1.5x).
+- Chromium page load of the lab EWS home page through the proxy vs direct (target <= 1.5x);
+- the same 100 sessions through ``ProxyWorkerPool`` with ``--workers`` processes (SO_REUSEPORT) vs the
+  single in-process proxy vs plain mitmdump, and 100 KB pages with 20 connections through the pool;
+- micro: CPU time of the response addons (download check, rewriting, banner, headers) per response.
 
 The proxy runs in this process (as in the gateway), auditing every request into the real
 hash-chained AuditLog on SQLite (group commit);
 mitmdump and nginx are child processes. The machine has 2 cores shared with whatever
 else runs (other test suites, often): numbers are noisy.
 
-    .venv/bin/python benchmarks/proxy.py [--seconds 5]
+    .venv/bin/python benchmarks/proxy.py [--seconds 5] [--workers 2]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -35,6 +39,7 @@ import httpx  # noqa: E402
 from audit.log import AuditLog  # noqa: E402
 from gateway.proxy.routes import RouteTable, SessionRoute  # noqa: E402
 from gateway.proxy.server import DwaProxy  # noqa: E402
+from gateway.proxy.workers import ProxyWorkerPool  # noqa: E402
 from lab.ews import EwsServer  # noqa: E402
 from lab.ports import free_tcp_port  # noqa: E402
 from printgate.domain import AuditEventIn  # noqa: E402
@@ -126,7 +131,7 @@ async def wrk(url: str, *, conns: int, seconds: int, headers: dict[str, str] | N
 
 
 class Sessions:
-    def __init__(self, proxy: DwaProxy, routes: RouteTable, upstream_port: int, device_origin: str) -> None:
+    def __init__(self, proxy: DwaProxy | ProxyWorkerPool, routes: RouteTable, upstream_port: int, device_origin: str) -> None:
         self.proxy, self.routes = proxy, routes
         self.upstream_port, self.device_origin = upstream_port, device_origin
 
@@ -136,11 +141,68 @@ class Sessions:
                              self.device_origin, "http", None, datetime.now(UTC) + timedelta(hours=1),
                              3600, "bench printer", "bench customer")
         self.routes.add(route)
-        netloc = self.proxy.deps.public.netloc(route.host)
+        netloc = self.proxy.public.netloc(route.host)
         token = self.routes.issue_launch_token(sid)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.proxy.port}") as c:
             r = await c.get("/__printgate/launch", params={"token": token}, headers={"host": netloc})
         return netloc, r.headers["set-cookie"].split(";", 1)[0]
+
+
+def sessions_script(path: Path, pairs: list[tuple[str, str]], page: str = "/small.html") -> Path:
+    path.write_text(
+        "local hosts = {" + ",".join(f'"{h}"' for h, _ in pairs) + "}\n"
+        "local cookies = {" + ",".join(f'"{c}"' for _, c in pairs) + "}\n"
+        "request = function()\n  local i = math.random(#hosts)\n"
+        f"  return wrk.format('GET', '{page}', {{Host = hosts[i], Cookie = cookies[i]}})\nend\n"
+    )
+    return path
+
+
+def addon_microbench(rounds: int = 400) -> dict[str, float]:
+    """ms of CPU per response in the response addons, on hand-made flows (no network)."""
+    from mitmproxy import http
+    from mitmproxy.test import tflow
+
+    from gateway.proxy.addons.banner import Banner
+    from gateway.proxy.addons.block_downloads import BlockDownloads
+    from gateway.proxy.addons.rewrite_urls import RewriteUrls
+    from gateway.proxy.addons.security_headers import SecurityHeaders
+    from gateway.proxy.addons.session_auth import COOKIE_KEY
+    from gateway.proxy.decision import ROUTE_KEY
+    from gateway.proxy.deps import ProxyDeps, PublicAddress
+
+    async def noop(_sid: str) -> None:
+        return None
+
+    dev = f"{DEVICE_IP}:8081"
+    routes = RouteTable()
+    deps = ProxyDeps(routes=routes, audit=None, dwa_domain="dwa.localhost",  # type: ignore[arg-type]
+                     on_end_request=noop, csrf_key=b"k" * 32, public=PublicAddress("http", 8480))
+    route = SessionRoute("m1", "s-m1.dwa.localhost", "127.0.0.1", 8081, f"http://{dev}", "http", None,
+                         datetime.now(UTC) + timedelta(hours=1), 600, "bench printer", "bench customer")
+    routes.add(route)
+    addons = [BlockDownloads(deps.limits), RewriteUrls(deps.public), Banner(deps), SecurityHeaders(deps.public)]
+    row = "<tr><td>counter</td><td>" + "1234567890" * 7 + "</td></tr>\n"
+    link = f"<a href='http://{dev}/status'>status</a>"
+    bodies = {
+        "100k_with_device_link": ("<html><body><table>" + row * 1150 + f"</table>{link}</body></html>\n").encode(),
+        "100k_without_device_address": ("<html><body><table>" + row * 1150 + "</table></body></html>\n").encode(),
+        "small": f"<html><body><p>printer status: ready</p>{link}</body></html>\n".encode(),
+    }
+    out: dict[str, float] = {}
+    for name, body in bodies.items():
+        total = 0.0
+        for _ in range(rounds):
+            f = tflow.tflow()
+            f.response = http.Response.make(200, body, {"content-type": "text/html"})
+            f.metadata[ROUTE_KEY] = route
+            f.metadata[COOKIE_KEY] = "cookie"
+            t0 = time.process_time()
+            for addon in addons:
+                addon.response(f)  # type: ignore[attr-defined]
+            total += time.process_time() - t0
+        out[f"{name}_ms"] = round(total / rounds * 1000, 4)
+    return out
 
 
 async def chromium_page_load(direct_url: str, proxied_url: str, launch_url: str, rounds: int) -> dict[str, float]:
@@ -169,7 +231,7 @@ async def chromium_page_load(direct_url: str, proxied_url: str, launch_url: str,
             await browser.close()
 
 
-async def main(seconds: int, rounds: int) -> dict[str, object]:
+async def main(seconds: int, rounds: int, workers: int) -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix="printgate-bench-proxy-"))
     tmp.chmod(0o755)  # nginx workers run as nobody
     nginx, nginx_port = start_nginx(tmp, "")
@@ -221,19 +283,18 @@ async def main(seconds: int, rounds: int) -> dict[str, object]:
 
         # 100 concurrent sessions, one connection each, random session per request
         pairs = [await sessions.open(f"many{i}") for i in range(100)]
-        lua = tmp / "sessions.lua"
-        lua.write_text(
-            "local hosts = {" + ",".join(f'"{h}"' for h, _ in pairs) + "}\n"
-            "local cookies = {" + ",".join(f'"{c}"' for _, c in pairs) + "}\n"
-            "request = function()\n  local i = math.random(#hosts)\n"
-            "  return wrk.format('GET', '/small.html', {Host = hosts[i], Cookie = cookies[i]})\nend\n"
-        )
-        many = await wrk(f"{proxy_base}/small.html", conns=100, seconds=seconds, script=lua)
+        lua = sessions_script(tmp / "sessions.lua", pairs)
+        many: dict[str, Any] = dict(await wrk(f"{proxy_base}/small.html", conns=100, seconds=seconds, script=lua))
         many["mitmdump_reverse_c100"] = await wrk(f"http://127.0.0.1:{mitm_port}/small.html", conns=100, seconds=seconds)
         many["p99_target_ms"] = 200
         many["p99_ok"] = 0 <= many["p99_ms"] < 200
         results["sessions_100"] = many
         print("sessions_100", json.dumps(many), flush=True)
+
+        if workers > 1:
+            results["workers"] = await pool_section(
+                url_db, workers, nginx_port, tmp, seconds, many, table["100k_c20"],
+            )
 
         # Chromium page load of the lab EWS home page (CSS, image, absolute links)
         ews_sessions = Sessions(proxy, routes, ews.port, ews.origin)
@@ -252,6 +313,8 @@ async def main(seconds: int, rounds: int) -> dict[str, object]:
             ews.origin + "/", proxy.session_origin(route_id) + "/", launch, rounds,
         )
         print("chromium", json.dumps(results["chromium_page_load"]), flush=True)
+        results["addon_microbench"] = addon_microbench()
+        print("addon_microbench", json.dumps(results["addon_microbench"]), flush=True)
     finally:
         await ews.aclose()
         await proxy.aclose()
@@ -265,12 +328,50 @@ async def main(seconds: int, rounds: int) -> dict[str, object]:
     return results
 
 
+async def pool_section(url_db: str, workers: int, nginx_port: int, tmp: Path, seconds: int,
+                       single: dict[str, Any], single_100k: dict[str, Any]) -> dict[str, object]:
+    """100 sessions and 100 KB pages through ProxyWorkerPool(workers) (same origin, same audit DB)."""
+    routes = RouteTable()
+
+    async def on_end(_sid: str) -> None:
+        return None
+
+    pool = ProxyWorkerPool("127.0.0.1", 0, workers=workers, database_url=url_db, dwa_domain="dwa.localhost",
+                           routes=routes, on_end_request=on_end)
+    async with pool:
+        sessions = Sessions(pool, routes, nginx_port, f"http://{DEVICE_IP}:{nginx_port}")
+        pairs = [await sessions.open(f"pool{i}") for i in range(100)]
+        base = f"http://127.0.0.1:{pool.port}"
+        many = await wrk(f"{base}/small.html", conns=100, seconds=seconds,
+                         script=sessions_script(tmp / "pool-sessions.lua", pairs))
+        big = await wrk(f"{base}/100k.html", conns=20, seconds=seconds,
+                        headers={"Host": pairs[0][0], "Cookie": pairs[0][1]})
+    out: dict[str, object] = {
+        "workers": workers,
+        "sessions_100": many,
+        "sessions_100_single_process": {k: single[k] for k in ("rps", "p50_ms", "p99_ms")},
+        "sessions_100_mitmdump_reverse": single["mitmdump_reverse_c100"],
+        "p99_target_ms": 200,
+        "p99_ok": 0 <= many["p99_ms"] < 200,
+        "ratio_rps_vs_single_process": round(many["rps"] / float(single["rps"]), 3) if single["rps"] else None,
+        "100k_c20": big,
+        "100k_c20_single_process": single_100k["printgate_proxy"],
+        "100k_c20_mitmdump_reverse": single_100k["mitmdump_reverse"],
+    }
+    for res in (many, big):
+        if res["non_2xx"] or res["socket_errors"]:
+            raise RuntimeError(f"worker pool: errors {res}")
+    print("workers", json.dumps(out), flush=True)
+    return out
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--workers", type=int, default=2, help="proxy worker processes for the pool section (1: skip)")
     a = ap.parse_args()
-    out = asyncio.run(main(a.seconds, a.rounds))
+    out = asyncio.run(main(a.seconds, a.rounds, a.workers))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {RESULTS}")
