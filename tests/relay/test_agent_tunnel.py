@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+from typing import Any
 
 import asyncssh
 import httpx
 import pytest
 
-from agent.tunnel import open_tunnel
+from agent.tunnel import Tunnel, open_tunnel
 from gateway.relay import SessionCredential, SshCertificateAuthority
 from printgate.errors import IdentityMismatch, SessionGone, TunnelError
 from tests.relay.conftest import BIG, Ews, RelayEnv
@@ -18,8 +19,8 @@ from tests.relay.conftest import BIG, Ews, RelayEnv
 pytestmark = pytest.mark.timeout(60)
 
 
-async def tunnel_for(env: RelayEnv, sid: str, cred: SessionCredential, ews: Ews, **kw):  # type: ignore[no-untyped-def]
-    args = dict(
+async def tunnel_for(env: RelayEnv, sid: str, cred: SessionCredential, ews: Ews, **kw: Any) -> Tunnel:
+    args: dict[str, Any] = dict(
         host_key_fingerprint=env.relay.host_key_fingerprint,
         credential_private_key=cred.private_key,
         credential_certificate=cred.certificate,

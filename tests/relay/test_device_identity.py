@@ -33,7 +33,7 @@ async def snmp_lab() -> AsyncIterator[SnmpLab]:
         yield lab
 
 
-def probe_for(lab: SnmpLab):  # type: ignore[no-untyped-def]
+def probe_for(lab: SnmpLab):
     async def probe(ip: str) -> DeviceIdentity:
         return await read_identity(ip, port=lab.port, credentials=[SnmpCredential.v2c("public")],
                                    timeout=1.0, retries=1)
@@ -91,7 +91,7 @@ async def test_silent_device_is_refused(snmp_lab: SnmpLab) -> None:
 
 
 @pytest.fixture(scope="module")
-def tls_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def tls_server(tmp_path_factory: pytest.TempPathFactory):
     d: Path = tmp_path_factory.mktemp("tls")
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",

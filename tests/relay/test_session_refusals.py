@@ -93,7 +93,7 @@ async def test_relay_discards_data_on_a_session_channel_and_runs_nothing(relay_e
 async def test_relay_closes_a_connection_that_floods_refused_requests(relay_env: RelayEnv) -> None:
     sid, cred = await relay_env.new_session()
     limit = relay_env.relay.limits.max_refusals_per_connection
-    env = {f"VAR{i}": "x" for i in range(limit * 3)}  # pipelined before the refusal arrives
+    env: dict[str | bytes, str | bytes] = {f"VAR{i}": "x" for i in range(limit * 3)}  # pipelined before the refusal arrives
     conn = await connect(relay_env, sid, cred)
     try:
         with pytest.raises((asyncssh.ChannelOpenError, asyncssh.ConnectionLost, asyncssh.DisconnectError)):
