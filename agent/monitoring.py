@@ -14,9 +14,8 @@ from datetime import UTC, datetime
 
 from agent.polling import PolledDevice, Poller, PollSchedule
 from agent.readings_queue import ReadingsQueue, UploadReadings, grpc_uploader
-from agent.runtime import Discovered
 from agent.snmp.transport import SnmpClient, SnmpTarget
-from printgate.domain import SnmpCredential
+from printgate.domain import DiscoveryResult, SnmpCredential
 from printgate.lifecycle import Service
 from printgate.logs import get_logger
 
@@ -61,10 +60,11 @@ class Monitoring(Service):
     async def pending(self) -> int:
         return await self.queue.pending()
 
-    async def follow_discovered(self, printers: Sequence[Discovered]) -> None:
+    async def follow_discovered(self, printers: Sequence[DiscoveryResult]) -> None:
         """Poll the printers of the latest sweep, each with the credential that answered it."""
         await self.follow([
-            (p.ip, self._credential_of(p.credential), p.identity.serial) for p in printers
+            (p.ip, self._credential_of(p.credential), p.identity.serial if p.identity else None)
+            for p in printers
         ])
 
     async def follow(self, printers: Sequence[tuple[str, SnmpCredential, str | None]]) -> None:

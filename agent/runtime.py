@@ -11,17 +11,18 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from agent.ews_probe import EwsEndpoint, find_ews
-from printgate.domain import DeviceIdentity, DwaTarget
+from printgate.domain import DeviceIdentity, DiscoveryResult, DiscoveryStatus, DwaTarget
 from printgate.errors import PrintgateError
 from printgate.lifecycle import Service
 from printgate.logs import get_logger
 from printgate.wire import agent_pb2 as pb
+from printgate.wire import convert
 
 log = get_logger("agent.runtime")
 
@@ -44,7 +45,7 @@ class PrinterFollower(Protocol):
 
     last_upload: datetime | None
 
-    async def follow_discovered(self, printers: Sequence[Discovered]) -> None: ...
+    async def follow_discovered(self, printers: Sequence[DiscoveryResult]) -> None: ...
     async def pending(self) -> int: ...
 
 
@@ -53,39 +54,19 @@ class Tunnel(Protocol):
     async def wait_closed(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Discovered:
-    """One result of a sweep, as the runtime needs it."""
-
-    ip: str
-    is_printer: bool
-    identity: DeviceIdentity
-    reason: str = ""
-    credential: str | None = None  # label of the SNMP credential that answered
-
-
-Discover = Callable[[], Awaitable[Sequence[Discovered]]]
+Discover = Callable[[], Awaitable[Sequence[DiscoveryResult]]]  # printers and exclusions
 OpenTunnel = Callable[[pb.OpenTunnel, Callable[[], Awaitable[None]] | None], Awaitable[Tunnel]]
 MakeVerifier = Callable[[pb.OpenTunnel], Callable[[], Awaitable[None]]]
 FindEws = Callable[[str], Awaitable[EwsEndpoint | None]]
 
 
-def _s(value: str | None) -> str:
-    return value or ""
-
-
-def inventory_entry(found: Discovered, ews: EwsEndpoint | None) -> pb.DiscoveredDevice:
-    ident = found.identity
-    return pb.DiscoveredDevice(
-        ip=found.ip,
-        ews_port=ews.port if ews else 0,
-        ews_scheme=ews.scheme if ews else "",
-        serial=_s(ident.serial), mac=_s(ident.mac), model=_s(ident.model),
-        sys_object_id=_s(ident.sys_object_id), vendor=_s(ident.vendor),
-        sys_name=_s(ident.sys_name), location=_s(ident.location),
-        tls_fingerprint=_s(ews.tls_fingerprint if ews else None),
-        status=pb.DEVICE_STATUS_PRINTER if found.is_printer else pb.DEVICE_STATUS_EXCLUDED,
-        excluded_reason=found.reason,
+def inventory_entry(found: DiscoveryResult, ews: EwsEndpoint | None) -> pb.DiscoveredDevice:
+    """One inventory line: the sweep's result plus where its web server answered."""
+    if ews is not None and ews.tls_fingerprint:
+        identity = replace(found.identity or DeviceIdentity(), tls_fingerprint=ews.tls_fingerprint)
+        found = replace(found, identity=identity)
+    return convert.discovered_to_wire(
+        found, ews_port=ews.port if ews else 0, ews_scheme=ews.scheme if ews else ""
     )
 
 
@@ -138,12 +119,12 @@ class AgentRuntime(Service):
         found = await self._discover()
         entries: list[pb.DiscoveredDevice] = []
         for item in found:
-            ews = await self._find_ews(item.ip) if item.is_printer else None
+            ews = await self._find_ews(item.ip) if _is_printer(item) else None
             entries.append(inventory_entry(item, ews))
         await self._channel.upload_inventory(entries)
         self.printers = [e for e in entries if e.status == pb.DEVICE_STATUS_PRINTER]
         if self._monitoring is not None:
-            await self._monitoring.follow_discovered([f for f in found if f.is_printer])
+            await self._monitoring.follow_discovered([f for f in found if _is_printer(f)])
         self.last_scan = datetime.now(UTC)
         log.info("agent.scan_reported", printers=len(self.printers), total=len(entries))
         return entries
@@ -226,6 +207,10 @@ class AgentRuntime(Service):
         if tunnel is not None:
             await tunnel.aclose()
             log.info("agent.tunnel_closed", session=session_id, reason=reason)
+
+
+def _is_printer(result: DiscoveryResult) -> bool:
+    return result.status is DiscoveryStatus.PRINTER
 
 
 def target_of(cmd: pb.OpenTunnel) -> DwaTarget:

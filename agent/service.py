@@ -17,16 +17,17 @@ from agent.ews_probe import EwsEndpoint, find_ews
 from agent.monitoring import Monitoring
 from agent.polling import PollSchedule
 from agent.readings_queue import ReadingsQueue
-from agent.runtime import AgentRuntime, Discovered, target_of
+from agent.runtime import AgentRuntime, target_of
 from agent.snmp.identity import read_identity
 from agent.snmp.transport import SnmpClient
 from agent.tunnel import Tunnel, open_tunnel
 from agent.tunnel.client import Verify
 from agent.verify import DeviceVerifier
-from printgate.domain import DeviceIdentity, DiscoveryStatus, SnmpCredential
+from printgate.domain import DiscoveryResult, DiscoveryStatus, SnmpCredential
 from printgate.errors import ConfigError, TunnelError
 from printgate.settings import AgentSettings
 from printgate.wire import agent_pb2 as pb
+from printgate.wire import convert
 
 
 def credentials_of(settings: AgentSettings) -> list[SnmpCredential]:
@@ -41,14 +42,6 @@ def ews_candidates(settings: AgentSettings) -> list[tuple[int, str]]:
             raise ConfigError(f"ews_candidates entry {item!r} must look like '443/https' or '80/http'")
         out.append((int(port), scheme))
     return out
-
-
-def _expected_identity(cmd: pb.OpenTunnel) -> DeviceIdentity:
-    e = cmd.expected_identity
-    return DeviceIdentity(
-        serial=e.serial or None, mac=e.mac or None, model=e.model or None,
-        sys_object_id=e.sys_object_id or None, tls_fingerprint=e.tls_fingerprint or None,
-    )
 
 
 class AgentAssembly:
@@ -83,17 +76,13 @@ class AgentAssembly:
             upload_interval_s=settings.upload_interval_seconds,
         )
 
-    async def discover(self) -> list[Discovered]:
+    async def discover(self) -> list[DiscoveryResult]:
+        """The printers and the excluded devices of one sweep (silent addresses left out)."""
         results = await discover(
             self.settings.targets, port=self.settings.snmp_port, credentials=self.credentials,
             exclude=self.settings.exclude, limits=self.limits, client=self.snmp,
         )
-        return [
-            Discovered(r.ip, r.status is DiscoveryStatus.PRINTER, r.identity or DeviceIdentity(),
-                       r.reason, r.credential)
-            for r in results
-            if r.status in (DiscoveryStatus.PRINTER, DiscoveryStatus.EXCLUDED)
-        ]
+        return [r for r in results if r.status in (DiscoveryStatus.PRINTER, DiscoveryStatus.EXCLUDED)]
 
     async def find_ews(self, ip: str) -> EwsEndpoint | None:
         return await find_ews(ip, self.candidates)
@@ -104,7 +93,7 @@ class AgentAssembly:
             timeout=self.settings.snmp_timeout, retries=self.settings.snmp_retries,
         )
         return DeviceVerifier(
-            cmd.target_ip, _expected_identity(cmd), probe,
+            cmd.target_ip, convert.expected_identity(cmd), probe,
             tls_port=cmd.target_port if cmd.target_scheme == "https" else None,
         )
 

@@ -6,6 +6,7 @@ from gateway.proxy.routes import SessionRoute
 from gateway.relay import Relay, SessionCredential
 from printgate.domain import Customer, Device, DwaSession
 from printgate.wire import agent_pb2 as pb
+from printgate.wire import convert
 
 
 class DwaWiring:
@@ -19,25 +20,13 @@ class DwaWiring:
     def open_command(
         self, session: DwaSession, device: Device, credential: SessionCredential, relay: Relay
     ) -> pb.OpenTunnel:
-        ident = device.identity
-        return pb.OpenTunnel(
-            session_id=session.id,
-            target_ip=session.target.ip, target_port=session.target.port,
-            target_scheme=session.target.scheme,
-            expected_identity=pb.DeviceIdentity(
-                serial=ident.serial or "", mac=ident.mac or "", model=ident.model or "",
-                sys_object_id=ident.sys_object_id or "", tls_fingerprint=ident.tls_fingerprint or "",
-            ),
-            relay_host=self._relay_host, relay_port=relay.port,
+        return convert.open_tunnel(
+            session, device, relay_host=self._relay_host, relay_port=relay.port,
             relay_host_key_fingerprint=relay.host_key_fingerprint,
-            credential_private_key=credential.private_key,
-            credential_certificate=credential.certificate,
-            expires_at_ms=int(session.expires_at.timestamp() * 1000),
+            private_key=credential.private_key, certificate=credential.certificate,
         )
 
-    @staticmethod
-    def close_command(session_id: str, reason: str) -> pb.CloseTunnel:
-        return pb.CloseTunnel(session_id=session_id, reason=reason)
+    close_command = staticmethod(convert.close_tunnel)
 
     def session_host(self, session_id: str) -> str:
         return f"s-{session_id}.{self._domain}"

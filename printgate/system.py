@@ -62,7 +62,6 @@ from printgate.domain import (
     Dealer,
     DealerId,
     DeviceId,
-    DeviceIdentity,
     Outcome,
     Role,
     SessionId,
@@ -80,6 +79,7 @@ from printgate.store import channel as channel_store
 from printgate.store import devices, tenants
 from printgate.store.db import Database, migrate
 from printgate.wire import agent_pb2 as pb
+from printgate.wire import convert
 
 log = get_logger("printgate.system")
 
@@ -219,10 +219,10 @@ class Cloud(Service):
             agent = await tenants.get_agent(s, agent_id)
             if agent is None:
                 return
-            printers = [d for d in found if d.status == pb.DEVICE_STATUS_PRINTER and d.ews_port]
+            printers = [d for d in found if convert.is_printer(d) and d.ews_port]
             displaced: list[tuple[str, str, str]] = []
             for d in printers:
-                identity = _identity_of(d)
+                identity = convert.identity_from_wire(d)
                 for old in await devices.displaced_at(s, agent.site_id, d.ip, identity):
                     if not old.identity_verified:
                         continue  # flagged already
@@ -284,15 +284,6 @@ class Cloud(Service):
 
     async def _end_on_timeout(self, session_id: str, reason: str) -> None:
         await self.broker.close_session(SessionId(session_id), reason=reason, actor="system")
-
-
-def _identity_of(d: pb.DiscoveredDevice) -> DeviceIdentity:
-    return DeviceIdentity(
-        serial=d.serial or None, mac=d.mac or None, model=d.model or None,
-        sys_object_id=d.sys_object_id or None, vendor=d.vendor or None,
-        sys_name=d.sys_name or None, location=d.location or None,
-        tls_fingerprint=d.tls_fingerprint or None,
-    )
 
 
 def _load_or_create_signer(path: Path) -> Signer:
@@ -377,6 +368,18 @@ class DemoSystem(Service):
         await self._seed()
         if self._with_agent:
             await self._start_agent()
+
+    async def add_technician(self, email: str) -> tuple[str, DemoUser]:
+        """Another technician of the demo dealer (its own password and TOTP secret); (id, login)."""
+        login = DemoUser(email=email, password=secrets.token_urlsafe(12), totp_secret=pyotp.random_base32())
+        user_id = "user-" + secrets.token_hex(6)
+        async with self.cloud.db.transaction() as s:
+            await tenants.add_user(
+                s, User(UserId(user_id), email, email.split("@")[0], frozenset({Role.TECHNICIAN}),
+                        dealer_id=DEMO_DEALER.id),
+                password_hash=hash_password(login.password), totp_secret=login.totp_secret,
+            )
+        return user_id, login
 
     async def _seed(self) -> None:
         async with self.cloud.db.transaction() as s:
