@@ -44,6 +44,7 @@ from gateway.firewall.nftables import NftablesFirewall
 from gateway.firewall.reconcile import reconcile_with_sessions
 from gateway.proxy.routes import RouteTable
 from gateway.proxy.server import DwaProxy
+from gateway.proxy.workers import ProxyWorkerPool
 from gateway.relay import Relay
 from lab.catalog import LAB_DEVICES, PRINTERS
 from lab.ews.server import EwsLab
@@ -123,14 +124,22 @@ class Cloud(Service):
         self.ca = AgentCA.load_or_create(self.data_dir / "agent-ca")
         self.hub = AgentHub(self.ca.command_key)
         self.routes = RouteTable(launch_token_ttl_s=gw.launch_token_ttl_seconds)
-        self.proxy = DwaProxy(
-            gw.proxy_host, gw.proxy_port, dwa_domain=gw.dwa_domain, routes=self.routes,
-            audit=self.audit, on_end_request=self._end_from_browser,
-            on_session_timeout=self._end_on_timeout,
-            on_extend_request=self._extend_from_browser,
-        )
-        await self.proxy.start()
-        self._stack.push_async_callback(self.proxy.aclose)
+        self.proxy: DwaProxy | ProxyWorkerPool
+        if gw.proxy_workers > 1:  # one mitmproxy process per core (DESIGN §9)
+            self.proxy = ProxyWorkerPool(
+                gw.proxy_host, gw.proxy_port, workers=gw.proxy_workers,
+                database_url=self.settings.database_url, dwa_domain=gw.dwa_domain,
+                routes=self.routes, on_end_request=self._end_from_browser,
+                on_session_timeout=self._end_on_timeout, on_extend_request=self._extend_from_browser,
+                launch_token_ttl_s=gw.launch_token_ttl_seconds,
+            )
+        else:
+            self.proxy = DwaProxy(
+                gw.proxy_host, gw.proxy_port, dwa_domain=gw.dwa_domain, routes=self.routes,
+                audit=self.audit, on_end_request=self._end_from_browser,
+                on_session_timeout=self._end_on_timeout, on_extend_request=self._extend_from_browser,
+            )
+        await self._stack.enter_async_context(self.proxy)
 
         self.channel = AgentChannelServer(
             gw.grpc_host, gw.grpc_port, enrol_port=gw.enrol_port, ca=self.ca, db=self.db,
