@@ -18,11 +18,11 @@ import asyncssh
 
 from agent.tunnel.channel_guard import guard_channel_opens
 from agent.tunnel.proxy_connect import connect_via_http_proxy
-from agent.tunnel.splice import Splice
-from agent.tunnel.ssh_tuning import drop_empty_ignore_packets
 from printgate.domain import DwaTarget
 from printgate.errors import IdentityMismatch, PrintgateError, TunnelError
 from printgate.logs import get_logger
+from printgate.net.splice import Splice
+from printgate.net.ssh_tuning import drop_empty_ignore_packets
 
 log = get_logger("agent.tunnel")
 
@@ -42,6 +42,10 @@ class _PinnedRelay(asyncssh.SSHClient):
 
     def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
         drop_empty_ignore_packets(conn)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:  # a clean close is ours; anything else must be visible to operators
+            log.warning("tunnel.connection_lost", error=repr(exc))
 
     def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
         self.seen_fingerprint = str(key.get_fingerprint("sha256"))

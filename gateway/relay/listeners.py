@@ -12,8 +12,8 @@ import asyncio
 
 import asyncssh
 
-from gateway.relay.splice import Meter, Splice
 from printgate.logs import get_logger
+from printgate.net.splice import Meter, Splice
 
 log = get_logger("gateway.relay.listener")
 

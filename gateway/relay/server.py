@@ -18,8 +18,8 @@ import asyncssh
 
 from gateway.relay.policy import Refusal, check_forward, refuse
 from gateway.relay.refusing_session import RefusingChannel, RefusingSession
-from gateway.relay.ssh_tuning import drop_empty_ignore_packets
 from printgate.logs import get_logger
+from printgate.net.ssh_tuning import drop_empty_ignore_packets
 
 log = get_logger("gateway.relay.server")
 
@@ -65,6 +65,8 @@ class RelayConnection(asyncssh.SSHServer):
             conn.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and self.session_id is not None:
+            log.warning("relay.connection_lost", session=self.session_id, peer=self.peer_ip, error=repr(exc))
         self._core.connection_gone(self)
 
     # --- authentication: CA-signed certificates only

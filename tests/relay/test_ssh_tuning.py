@@ -8,8 +8,7 @@ from typing import Any
 import asyncssh
 import pytest
 
-from agent.tunnel import ssh_tuning as agent_tuning
-from gateway.relay import ssh_tuning as relay_tuning
+from printgate.net.ssh_tuning import drop_empty_ignore_packets
 from tests.relay.conftest import RelayEnv
 
 pytestmark = pytest.mark.timeout(30)
@@ -47,10 +46,7 @@ async def test_asyncssh_pads_every_packet_with_an_ignore_by_default(relay_env: R
     assert seen.count(MSG_IGNORE) >= 2  # the premise of the tuning; if asyncssh drops it, so can we
 
 
-@pytest.mark.parametrize("drop", [relay_tuning.drop_empty_ignore_packets, agent_tuning.drop_empty_ignore_packets])
-async def test_empty_ignore_packets_are_not_sent_on_aead_connections(
-    relay_env: RelayEnv, drop: Callable[[Any], None]
-) -> None:
-    seen = await sent_packet_types(relay_env, drop)
+async def test_empty_ignore_packets_are_not_sent_on_aead_connections(relay_env: RelayEnv) -> None:
+    seen = await sent_packet_types(relay_env, drop_empty_ignore_packets)
     assert MSG_IGNORE not in seen
     assert len(seen) >= 3  # channel open, exec request, close still go out

@@ -2,10 +2,11 @@
 
 asyncssh puts an empty ``SSH_MSG_IGNORE`` packet in front of every packet it
 sends once encryption is on: a countermeasure against CBC-mode IV-chaining
-attacks. The agent only negotiates AEAD ciphers (AES-GCM,
-ChaCha20-Poly1305, see ``client.ENCRYPTION_ALGS``), where it protects nothing, yet it
+attacks. The relay and the agent only negotiate AEAD ciphers (AES-GCM,
+ChaCha20-Poly1305, see ``gateway.relay.crypto_policy`` and ``agent.tunnel.client``),
+where it protects nothing, yet it
 doubles the packets to encrypt, send, receive and decrypt on both ends of a
-tunnel (about a quarter of the agent's CPU per request when profiled).
+tunnel (about a quarter of the relay's or the agent's CPU per request when profiled).
 ``drop_empty_ignore_packets`` removes just those padding packets on one
 connection; every other packet (including IGNOREs with a payload) is sent
 unchanged. asyncssh 2.x inserts them through ``self.send_packet``, so an

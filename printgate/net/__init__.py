@@ -1,0 +1,1 @@
+"""Network plumbing shared by the relay (gateway) and the tunnel client (agent)."""
