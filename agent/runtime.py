@@ -56,7 +56,7 @@ class Tunnel(Protocol):
 
 Discover = Callable[[], Awaitable[Sequence[DiscoveryResult]]]  # printers and exclusions
 OpenTunnel = Callable[[pb.OpenTunnel, Callable[[], Awaitable[None]] | None], Awaitable[Tunnel]]
-MakeVerifier = Callable[[pb.OpenTunnel], Callable[[], Awaitable[None]]]
+MakeVerifier = Callable[[pb.OpenTunnel, str], Callable[[], Awaitable[None]]]  # (command, command id)
 FindEws = Callable[[str], Awaitable[EwsEndpoint | None]]
 
 
@@ -182,7 +182,7 @@ class AgentRuntime(Service):
 
     async def _handle_open(self, command_id: str, cmd: pb.OpenTunnel) -> None:
         try:
-            verify = self._make_verifier(cmd) if self._make_verifier else None
+            verify = self._make_verifier(cmd, command_id) if self._make_verifier else None
             tunnel = await self._open_tunnel(cmd, verify)
         except PrintgateError as exc:
             log.warning("agent.tunnel_refused", session=cmd.session_id, error=exc.message)

@@ -22,8 +22,8 @@ from agent.snmp.identity import read_identity
 from agent.snmp.transport import SnmpClient
 from agent.tunnel import Tunnel, open_tunnel
 from agent.tunnel.client import Verify
-from agent.verify import DeviceVerifier
-from printgate.domain import DiscoveryResult, DiscoveryStatus, SnmpCredential
+from agent.verify import DeviceVerifier, identity_differences, mismatch_message
+from printgate.domain import DeviceIdentity, DiscoveryResult, DiscoveryStatus, SnmpCredential
 from printgate.errors import ConfigError, TunnelError
 from printgate.settings import AgentSettings
 from printgate.wire import agent_pb2 as pb
@@ -87,14 +87,25 @@ class AgentAssembly:
     async def find_ews(self, ip: str) -> EwsEndpoint | None:
         return await find_ews(ip, self.candidates)
 
-    def make_verifier(self, cmd: pb.OpenTunnel) -> DeviceVerifier:
+    def make_verifier(self, cmd: pb.OpenTunnel, command_id: str) -> DeviceVerifier:
+        """Identity check before the tunnel and per connection; a mismatch is reported to the cloud
+        as a failed result of the command that opened the tunnel (the gateway then ends the session)."""
         probe = partial(
             read_identity, port=self.settings.snmp_port, credentials=self.credentials,
             timeout=self.settings.snmp_timeout, retries=self.settings.snmp_retries,
         )
+
+        async def report(expected: DeviceIdentity, observed: DeviceIdentity) -> None:
+            diffs = identity_differences(expected, observed)
+            await self.channel.report_result(
+                command_id, ok=False, error_code="identity_mismatch",
+                message=mismatch_message(cmd.target_ip, expected, observed, diffs or ["serial"]),
+            )
+
         return DeviceVerifier(
-            cmd.target_ip, convert.expected_identity(cmd), probe,
+            cmd.target_ip, convert.expected_identity(cmd), probe, report=report,
             tls_port=cmd.target_port if cmd.target_scheme == "https" else None,
+            cache_seconds=self.settings.verify_cache_seconds,
         )
 
     async def open_tunnel(self, cmd: pb.OpenTunnel, verify: Verify | None) -> Tunnel:

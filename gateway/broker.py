@@ -146,6 +146,7 @@ class DwaBroker(Service):
         self._lock = asyncio.Lock()
         self._reaper: asyncio.Task[None] | None = None
         self._command_waiters: dict[str, asyncio.Future[None]] = {}
+        self._open_commands: dict[str, str] = {}  # open_tunnel command id -> session id
         self._early_results: dict[str, str | None] = {}
 
     # ---- lifecycle -------------------------------------------------------
@@ -242,6 +243,8 @@ class DwaBroker(Service):
         if entry is None:
             return
         session, _user, source_ip = entry
+        for cid in [c for c, s in self._open_commands.items() if s == session_id]:
+            del self._open_commands[cid]
         await self._tear_down(session, reason)
         now = datetime.now(UTC)
         if not session.state.is_final:
@@ -289,6 +292,7 @@ class DwaBroker(Service):
         credential = self._relay.issue_credential(sid, valid_seconds=ttl, agent_id=facts.agent.id)
         command = self._make_open(session, facts.device, credential, self._relay)
         command_id = await self._commands.send(facts.agent.id, command, ttl_s=30)
+        self._open_commands[command_id] = sid
         await self._audit_step(session, "agent.command.sent", {"command": "open_tunnel", "id": command_id})
         upstream = await self._wait_forward_or_refusal(sid, command_id)
         session = await self._advance(session, DwaState.TUNNEL_OPEN, "agent opened the forward")
@@ -321,15 +325,23 @@ class DwaBroker(Service):
             if not answer.done():
                 answer.cancel()
 
-    def command_result(self, command_id: str, *, ok: bool, message: str) -> None:
-        """The agent's answer to a command (``ok=False``: it refused, e.g. identity mismatch)."""
+    def command_result(self, command_id: str, *, ok: bool, message: str) -> str | None:
+        """The agent's answer to a command (``ok=False``: it refused, e.g. identity mismatch).
+
+        Returns the id of a live session the agent reports failing *after* its tunnel opened
+        (a swapped device refused mid-session): the caller ends it.
+        """
         outcome = None if ok else message
         waiter = self._command_waiters.get(command_id)
+        sid = self._open_commands.get(command_id)
+        if waiter is None and not ok and sid is not None and sid in self._live:
+            return sid
         if waiter is None:
             if len(self._early_results) < 1024:
                 self._early_results[command_id] = outcome
-            return
+            return None
         _settle(waiter, outcome)
+        return None
 
     def _ttl(self, decision: Decision) -> int:
         """The session lifetime: the gateway's limit, shortened by the policy's obligation."""
@@ -348,6 +360,8 @@ class DwaBroker(Service):
     async def _fail(self, session: DwaSession, facts: DwaFacts, message: str) -> None:
         async with self._lock:
             entry = self._live.pop(session.id, None)
+        for cid in [c for c, s in self._open_commands.items() if s == session.id]:
+            del self._open_commands[cid]
         current = entry[0] if entry else session
         await self._tear_down(current, f"failed: {message}")
         failed = current.transition(DwaState.FAILED, at=datetime.now(UTC), reason=message)

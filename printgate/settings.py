@@ -70,6 +70,7 @@ class AgentSettings(BaseModel):
     packets_per_second: int = 500
     http_proxy: str | None = None
     # where to look for a printer's web server, in order: "port/scheme"
+    verify_cache_seconds: float = 30.0  # a device identity check is reused this long (max 30 s)
     ews_candidates: list[str] = Field(default_factory=lambda: ["443/https", "80/http"])
     scan_interval_seconds: float = 300.0
     counters_interval_seconds: float = 3600.0

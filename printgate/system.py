@@ -282,7 +282,15 @@ class Cloud(Service):
             await self.broker.agent_lost(agent_id)
 
     async def _on_command_result(self, agent_id: str, result: pb.CommandResult) -> None:
-        self.broker.command_result(result.command_id, ok=result.ok, message=result.message)
+        failing = self.broker.command_result(result.command_id, ok=result.ok, message=result.message)
+        if failing is None:
+            return
+        await self.audit.append(AuditEventIn(
+            type="device.identity_mismatch" if result.error_code == "identity_mismatch" else "tunnel.failed",
+            outcome=Outcome.FAILURE, actor=f"agent:{agent_id}", session_id=failing,
+            details={"code": result.error_code, "message": result.message},
+        ))
+        await self.broker.close_session(SessionId(failing), reason=result.message, actor=f"agent:{agent_id}")
 
     async def _end_from_browser(self, session_id: str) -> None:
         await self.broker.close_session(SessionId(session_id), reason="ended by the technician",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
 
 from lab.catalog import by_name
 from printgate.interfaces import SessionRefused
@@ -34,3 +38,31 @@ async def test_rediscovery_flags_a_different_device_on_a_known_ip_and_refuses_ac
                                                         mfa_age_seconds=1.0)
         assert isinstance(result, SessionRefused)
         assert any("identity" in r.code for r in result.decision.reasons), result.decision.explain()
+
+
+async def test_device_swapped_mid_session_is_refused_reported_and_the_session_ended(tmp_path: Path) -> None:
+    fast_checks = {"verify_cache_seconds": 0.2}
+    async with DemoSystem(tmp_path, log_level="warning", agent_overrides=fast_checks) as system:
+        await system.wait_for_devices(minimum=11, timeout=90)
+        launch = await system.open_session_as_demo_user(KNOWN.ip)
+        parts = urlsplit(launch)
+        local = f"http://127.0.0.1:{parts.port}"
+        async with httpx.AsyncClient(timeout=30) as client:
+            first = await client.get(f"{local}{parts.path}?{parts.query}", headers={"Host": parts.netloc})
+            page = await client.get(f"{local}/", headers={"Host": parts.netloc}, cookies=first.cookies)
+            assert page.status_code == 200 and KNOWN.name in page.text
+
+            cookies = first.cookies
+        await system.snmp.swap(KNOWN.ip, INTRUDER.name)
+        await asyncio.sleep(0.5)
+        # A new browser connection means a new tunnel connection: the agent checks the device again.
+        async with httpx.AsyncClient(timeout=30) as client:
+            refused = await client.get(f"{local}/", headers={"Host": parts.netloc}, cookies=cookies)
+            assert refused.status_code >= 400 and "Device home" not in refused.text
+            async with asyncio.timeout(20):
+                while system.cloud.broker.live_sessions_of("user-demo-tech"):
+                    await asyncio.sleep(0.1)
+            ended = await client.get(f"{local}/", headers={"Host": parts.netloc}, cookies=cookies)
+        assert "ended" in ended.text.lower()
+        mismatch = [e for e in await system.audit_events() if e.type == "device.identity_mismatch"]
+        assert mismatch and f"the device at {KNOWN.ip} is no longer printer" in mismatch[0].details["message"]
