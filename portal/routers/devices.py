@@ -11,8 +11,9 @@ from fastapi.responses import Response
 from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
 from portal.pages import landing_page, render, see_other
 from portal.state import client_ip
-from printgate.domain import DeviceId
+from printgate.domain import DeviceId, Role
 from printgate.interfaces import SessionLaunch
+from printgate.store import devices as devices_repo
 from printgate.store import identity as repo
 from printgate.store.devices import dealer_of_device, get_device, list_devices_of_dealer
 from printgate.store.models.identity import ApprovalRow
@@ -64,3 +65,22 @@ async def request_approval(request: Request, state: State, s: DbSession, login: 
                            device_id=device_id, customer_id=owner[1],
                            details={"approval_id": approval.id})
     return see_other("/approvals")
+
+
+@router.post("/devices/{device_id}/repin")
+async def repin_device(request: Request, state: State, s: DbSession, login: CurrentLogin,
+                       _csrf: CsrfChecked, device_id: str) -> Response:
+    """A dealer admin accepts a device's changed certificate/identity (audited)."""
+    if Role.DEALER_ADMIN not in login.user.roles:
+        raise HTTPException(403, "only a dealer administrator may re-pin a device")
+    owner = await dealer_of_device(s, device_id)
+    device = await get_device(s, device_id) if owner and owner[0] == login.user.dealer_id else None
+    if device is None or owner is None:
+        raise HTTPException(404, "no such device")
+    await devices_repo.repin(s, device_id)
+    await state.record(
+        "device.repinned", request=request, user=login.user, device_id=device_id, customer_id=owner[1],
+        details={"old_tls_fingerprint": device.identity.tls_fingerprint,
+                 "was_verified": device.identity_verified},
+    )
+    return see_other("/devices")

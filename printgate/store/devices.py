@@ -129,3 +129,15 @@ async def dealer_of_device(s: AsyncSession, device_id: str) -> tuple[str, str] |
     )
     found = result.first()
     return (found[0], found[1]) if found else None
+
+
+async def repin(s: AsyncSession, device_id: str) -> DeviceRow | None:
+    """Forget the pinned certificate and trust the device again (an authorised user's decision).
+
+    The next discovery pins the certificate the device then presents.
+    """
+    row = await s.get(DeviceRow, device_id)
+    if row is not None:
+        row.tls_fingerprint = None
+        row.identity_verified = True
+    return row
