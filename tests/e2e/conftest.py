@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, async_playwright
 
+from lab.catalog import PRINTERS
 from printgate.system import DemoSystem
 from tests.conftest import psql
 
@@ -31,7 +32,7 @@ async def system(
         url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
     try:
         async with DemoSystem(base, log_level="warning", database_url=url) as running:
-            await running.wait_for_devices(minimum=3, timeout=90)
+            await running.wait_for_devices(minimum=len(PRINTERS), timeout=120)
             yield running
     finally:
         if url is not None:
