@@ -66,8 +66,11 @@ class Splice:
         chan = self.channel_end.chan
         if chan is None:
             self._pending_eof = True
-        else:
+            return
+        try:
             chan.write_eof()
+        except (OSError, asyncssh.Error):  # channel already closing: nothing left to tell it
+            self.close()
 
     def channel_opened(self) -> None:
         chan = self.channel_end.chan
@@ -132,8 +135,13 @@ class ChannelEnd(asyncssh.SSHTCPSession[bytes]):
 
     def eof_received(self) -> bool:
         transport = self._splice.socket_end.transport
-        if transport is not None and transport.can_write_eof():
-            transport.write_eof()
+        if transport is not None and not transport.is_closing() and transport.can_write_eof():
+            try:
+                transport.write_eof()
+            except OSError:
+                # The socket's peer is already gone (ENOTCONN on shutdown). Raising here would
+                # abort the whole SSH connection, i.e. every connection of the tunnel.
+                self._splice.close()
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
