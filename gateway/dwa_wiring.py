@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from gateway.proxy.routes import SessionRoute
 from gateway.relay import Relay, SessionCredential
 from printgate.domain import Customer, Device, DwaSession
@@ -12,9 +14,11 @@ from printgate.wire import convert
 class DwaWiring:
     """Builds OpenTunnel/CloseTunnel payloads and proxy routes for the broker."""
 
-    def __init__(self, *, relay_public_host: str, dwa_domain: str, idle_timeout_s: int) -> None:
+    def __init__(
+        self, *, relay_public_host: str, session_host: Callable[[str], str], idle_timeout_s: int
+    ) -> None:
         self._relay_host = relay_public_host
-        self._domain = dwa_domain.strip(".").lower()
+        self._session_host = session_host  # the proxy's naming of session hosts
         self._idle = idle_timeout_s
 
     def open_command(
@@ -28,15 +32,12 @@ class DwaWiring:
 
     close_command = staticmethod(convert.close_tunnel)
 
-    def session_host(self, session_id: str) -> str:
-        return f"s-{session_id}.{self._domain}"
-
     def route(
         self, session: DwaSession, device: Device, customer: Customer, upstream: tuple[str, int]
     ) -> SessionRoute:
         return SessionRoute(
             session_id=session.id,
-            host=self.session_host(session.id),
+            host=self._session_host(session.id),
             upstream_host=upstream[0], upstream_port=upstream[1],
             device_origin=session.target.origin,
             device_scheme=session.target.scheme,

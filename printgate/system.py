@@ -62,6 +62,7 @@ from printgate.domain import (
     CustomerId,
     Dealer,
     DealerId,
+    Device,
     DeviceId,
     Outcome,
     Role,
@@ -72,6 +73,7 @@ from printgate.domain import (
     UserId,
 )
 from printgate.errors import ConfigError
+from printgate.interfaces import SessionLaunch
 from printgate.lifecycle import Service
 from printgate.logs import configure_logging, get_logger
 from printgate.settings import AgentSettings, GatewaySettings, PortalSettings, Settings
@@ -156,7 +158,7 @@ class Cloud(Service):
         await self._stack.enter_async_context(self.channel)
 
         wiring = DwaWiring(
-            relay_public_host=gw.relay_host, dwa_domain=gw.dwa_domain,
+            relay_public_host=gw.relay_host, session_host=self.proxy.session_host,
             idle_timeout_s=gw.session_idle_seconds,
         )
         self.broker = DwaBroker(
@@ -458,7 +460,7 @@ class DemoSystem(Service):
                     return len(found)
                 await asyncio.sleep(0.2)
 
-    async def device_at(self, ip: str) -> Any:
+    async def device_at(self, ip: str) -> Device:
         async with self.cloud.db.session() as s:
             for device, _customer in await devices.list_devices_of_dealer(s, DEMO_DEALER.id):
                 if device.ip == ip:
@@ -467,8 +469,6 @@ class DemoSystem(Service):
 
     async def open_session_as_demo_user(self, ip: str) -> str:
         """Open a DWA session for the demo technician as the portal would; the launch URL."""
-        from printgate.interfaces import SessionLaunch
-
         device = await self.device_at(ip)
         async with self.cloud.db.session() as s:
             user = await tenants.get_user(s, "user-demo-tech")
