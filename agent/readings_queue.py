@@ -87,8 +87,18 @@ class ReadingsQueue:
         self.close()
 
     async def _run[T](self, fn: Callable[..., T], *args: object) -> T:
+        """Run ``fn`` on the SQLite connection in a thread, one call at a time.
+
+        Cancelling the caller does not stop the thread: the lock is held until the thread is
+        done, or the next call would use the connection concurrently and corrupt its state.
+        """
         async with self._lock:
-            return await asyncio.to_thread(fn, *args)
+            call = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+            try:
+                return await asyncio.shield(call)
+            except asyncio.CancelledError:
+                await asyncio.wait({call})
+                raise
 
     def _put_many(self, readings: Sequence[Reading]) -> None:
         with self._db:  # one transaction

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from agent.readings_queue import ReadingsQueue
@@ -129,3 +132,31 @@ async def test_duplicate_batch_is_ignored_by_the_cloud(db: Database) -> None:
     assert await ingest_batch(db, AGENT, "batch-1", batch) is True
     assert await ingest_batch(db, AGENT, "batch-1", batch) is False
     assert await count_readings(db, AGENT) == 2
+
+
+async def test_a_cancelled_queue_call_keeps_the_connection_until_its_thread_is_done(tmp_path: Path) -> None:
+    """Shutdown cancels the upload loop mid-call; the next call must not share the connection."""
+    queue = ReadingsQueue(tmp_path / "q.sqlite")
+    spans: list[tuple[str, float, float]] = []
+    inside = threading.Event()
+
+    def slow() -> None:
+        start = time.monotonic()
+        inside.set()
+        time.sleep(0.3)
+        spans.append(("slow", start, time.monotonic()))
+
+    def quick() -> None:
+        now = time.monotonic()
+        spans.append(("quick", now, now))
+
+    task = asyncio.create_task(queue._run(slow))
+    await asyncio.to_thread(inside.wait, 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await queue._run(quick)
+    queue.close()
+    (slow_span,) = [s for s in spans if s[0] == "slow"]
+    (quick_span,) = [s for s in spans if s[0] == "quick"]
+    assert quick_span[1] >= slow_span[2], "the next call ran while the cancelled one still used the connection"
