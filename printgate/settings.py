@@ -37,7 +37,11 @@ class GatewaySettings(BaseModel):
     relay_port: int = 8422
     proxy_host: str = "127.0.0.1"
     proxy_port: int = 8480
+    # what browsers see: "https" serves session hosts over TLS with proxy_certs or, when
+    # none are given, a certificate per host from the gateway's own CA (<data_dir>/dwa-ca)
     proxy_scheme: Literal["http", "https"] = "http"
+    proxy_public_port: int | None = None  # port in session URLs (a load balancer's 443); default: proxy_port
+    proxy_certs: list[str] = Field(default_factory=list)  # "*.dwa.example.com=/etc/printgate/dwa.pem" (cert + key)
     proxy_workers: int = 1  # >1: the DWA proxy runs as that many processes on one port (gateway.proxy.workers)
     dwa_domain: str = "dwa.localhost"
     grpc_host: str = "127.0.0.1"

@@ -42,6 +42,7 @@ from gateway.firewall.base import Firewall
 from gateway.firewall.inprocess import InProcessFirewall
 from gateway.firewall.nftables import NftablesFirewall
 from gateway.firewall.reconcile import reconcile_with_sessions
+from gateway.proxy.public_tls import ensure_own_ca
 from gateway.proxy.routes import RouteTable
 from gateway.proxy.server import DwaProxy
 from gateway.proxy.workers import ProxyWorkerPool
@@ -96,6 +97,7 @@ class Cloud(Service):
         self._stack = contextlib.AsyncExitStack()
         self._portal_task: asyncio.Task[None] | None = None
         self._loss_checks: dict[str, asyncio.Task[None]] = {}
+        self.dwa_ca_cert: Path | None = None  # the session CA browsers must trust (https, no proxy_certs)
 
     # ---- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -127,19 +129,21 @@ class Cloud(Service):
         self.hub = AgentHub(self.ca.command_key)
         self.routes = RouteTable(launch_token_ttl_s=gw.launch_token_ttl_seconds)
         self.proxy: DwaProxy | ProxyWorkerPool
+        tls = self._proxy_tls()
         if gw.proxy_workers > 1:  # one mitmproxy process per core (DESIGN §9)
             self.proxy = ProxyWorkerPool(
                 gw.proxy_host, gw.proxy_port, workers=gw.proxy_workers,
                 database_url=self.settings.database_url, dwa_domain=gw.dwa_domain,
                 routes=self.routes, on_end_request=self._end_from_browser,
                 on_session_timeout=self._end_on_timeout, on_extend_request=self._extend_from_browser,
-                launch_token_ttl_s=gw.launch_token_ttl_seconds,
+                launch_token_ttl_s=gw.launch_token_ttl_seconds, **tls,
             )
         else:
             self.proxy = DwaProxy(
                 gw.proxy_host, gw.proxy_port, dwa_domain=gw.dwa_domain, routes=self.routes,
                 audit=self.audit, on_end_request=self._end_from_browser,
                 on_session_timeout=self._end_on_timeout, on_extend_request=self._extend_from_browser,
+                **tls,
             )
         await self._stack.enter_async_context(self.proxy)
 
@@ -174,6 +178,20 @@ class Cloud(Service):
         if stale:
             log.info("firewall.reconciled", removed=stale)
         await self._start_portal()
+
+    def _proxy_tls(self) -> dict[str, Any]:
+        """How the proxy serves session hosts to browsers (``gateway.proxy_scheme`` and friends)."""
+        gw = self.settings.gateway
+        tls: dict[str, Any] = {"public_scheme": gw.proxy_scheme, "public_port": gw.proxy_public_port}
+        if gw.proxy_scheme == "https":
+            if gw.proxy_certs:
+                tls["certs"] = list(gw.proxy_certs)
+            else:
+                self.dwa_ca_cert = ensure_own_ca(self.data_dir / "dwa-ca")
+                tls["confdir"] = self.data_dir / "dwa-ca"
+                log.info("dwa.own_ca", ca_cert=str(self.dwa_ca_cert),
+                         hint="browsers must trust this CA for https session hosts")
+        return tls
 
     async def _firewall(self) -> Firewall:
         gw = self.settings.gateway

@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(chromium snmp snmpd nftables openssh-client openssh-server tinyproxy cups wrk nginx-light conntrack
       mosquitto mosquitto-clients iproute2 postgresql-client fonts-liberation
-      simplesamlphp php-cli php8.2-cgi php-xml php-mbstring)
+      simplesamlphp php-cli php8.2-cgi php-xml php-mbstring libnss3-tools)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

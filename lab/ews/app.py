@@ -270,6 +270,24 @@ async def styled(request: web.Request) -> web.Response:
     return _page(s, "Styled page", body, head=head)
 
 
+async def external(request: web.Request) -> web.Response:
+    """A page that pulls a script and an image from another origin (``?src=``: vendor help,
+    analytics), with the lax caching, framing and CSP headers of an old EWS."""
+    src = html.escape(request.query.get("src", "http://127.0.0.1:9"), quote=True)
+    body = (
+        f"<img id=ext-img src='{src}/pixel.png'><p id=ext-script>not loaded</p>"
+        f"<script src='{src}/track.js'></script>"
+    )
+    resp = _page(request.app[STATE], "Help and support", body)
+    resp.headers.update({
+        "Cache-Control": "public, max-age=3600",
+        "X-Frame-Options": "ALLOWALL",
+        "Content-Security-Policy": "default-src *",
+        "Referrer-Policy": "unsafe-url",
+    })
+    return resp
+
+
 async def api_status(request: web.Request) -> web.Response:
     s = request.app[STATE]
     return web.json_response(
@@ -326,6 +344,7 @@ def make_app(state: EwsState) -> web.Application:
     r.add_get("/style.css", style)
     r.add_get("/extra.css", extra_css)
     r.add_get("/styled", styled)
+    r.add_get("/external", external)
     r.add_get("/api/status", api_status)
     r.add_route("*", "/api/settings", api_settings)
     r.add_get("/redirect", redirect)

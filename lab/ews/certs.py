@@ -26,8 +26,13 @@ class SelfSigned:
     def fingerprint(self) -> str:
         return hashlib.sha256(self.der).hexdigest()
 
-    def server_context(self) -> ssl.SSLContext:
+    def server_context(self, *, legacy_tls: bool = False) -> ssl.SSLContext:
+        """``legacy_tls``: TLS 1.0 only, any cipher (what old printers still speak)."""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        if legacy_tls:
+            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
+            ctx.maximum_version = ssl.TLSVersion.TLSv1
         with tempfile.TemporaryDirectory() as tmp:
             cert, key = Path(tmp, "c.pem"), Path(tmp, "k.pem")
             cert.write_bytes(self.cert_pem)

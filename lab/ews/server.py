@@ -14,12 +14,14 @@ from printgate.lifecycle import Service
 
 
 class EwsServer(Service):
-    def __init__(self, host: str, port: int, *, device_name: str, serial: str, https: bool = False) -> None:
+    def __init__(self, host: str, port: int, *, device_name: str, serial: str, https: bool = False,
+                 legacy_tls: bool = False) -> None:
         self.host = host
         self.port = port
-        self.https = https
+        self.https = https or legacy_tls
+        self.legacy_tls = legacy_tls  # TLS 1.0 only, as old printers
         self.state = EwsState(device_name=device_name, serial=serial)
-        self._cert: SelfSigned | None = make_self_signed(host, f"{device_name} EWS") if https else None
+        self._cert: SelfSigned | None = make_self_signed(host, f"{device_name} EWS") if self.https else None
         self._runner: web.AppRunner | None = None
 
     @property
@@ -45,7 +47,7 @@ class EwsServer(Service):
         self.state.origin = self.origin
         self._runner = web.AppRunner(make_app(self.state), access_log=None)
         await self._runner.setup()
-        ssl_context = self._cert.server_context() if self._cert else None
+        ssl_context = self._cert.server_context(legacy_tls=self.legacy_tls) if self._cert else None
         site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ssl_context)
         await site.start()
 

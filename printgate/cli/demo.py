@@ -14,17 +14,34 @@ def demo(
     data_dir: Annotated[Path, typer.Option(help="where the demo keeps its database and keys")] = Path("var/demo"),
     keep: Annotated[bool, typer.Option(help="keep the previous demo's data instead of starting afresh")] = False,
     free_ports: Annotated[bool, typer.Option(help="pick free ports instead of the defaults (8400 portal, 8480 proxy, ...)")] = False,
+    https: Annotated[bool, typer.Option(help="serve session hosts over TLS from a demo CA (printed, with how to trust it)")] = False,
 ) -> None:
     """Run portal, gateway, an agent and a simulated printer LAN on this machine (Ctrl-C stops)."""
     if data_dir.exists() and not keep:
+        ca = data_dir / "gateway" / "dwa-ca"
+        kept_ca = _read_dir(ca) if https else {}
         shutil.rmtree(data_dir)
+        _write_dir(ca, kept_ca)  # a browser that trusts the demo CA keeps trusting it
     try:
-        asyncio.run(_run(data_dir, free_ports=free_ports))
+        asyncio.run(_run(data_dir, free_ports=free_ports, https=https))
     except KeyboardInterrupt:
         typer.echo("\ndemo stopped")
 
 
-async def _run(data_dir: Path, *, free_ports: bool) -> None:
+def _read_dir(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()} if path.is_dir() else {}
+
+
+def _write_dir(path: Path, files: dict[str, bytes]) -> None:
+    if not files:
+        return
+    path.mkdir(parents=True, mode=0o700)
+    for name, data in files.items():
+        (path / name).write_bytes(data)
+        (path / name).chmod(0o600)
+
+
+async def _run(data_dir: Path, *, free_ports: bool, https: bool) -> None:
     import segno
     from rich.console import Console
 
@@ -32,7 +49,8 @@ async def _run(data_dir: Path, *, free_ports: bool) -> None:
     from printgate.system import DemoSystem
 
     console = Console(stderr=False)
-    system = DemoSystem(data_dir, log_level="warning", fixed_ports=not free_ports)
+    overrides = {"proxy_scheme": "https"} if https else {}
+    system = DemoSystem(data_dir, log_level="warning", fixed_ports=not free_ports, gateway_overrides=overrides)
     with console.status("starting the simulated printer LAN, the cloud and an agent ..."):
         try:
             await system.start()
@@ -55,7 +73,16 @@ async def _run(data_dir: Path, *, free_ports: bool) -> None:
         console.print(f"TOTP secret:   {user.totp_secret}   (scan the QR code below, or: "
                       f"python -c \"import pyotp; print(pyotp.TOTP('{user.totp_secret}').now())\")")
         console.print(f"Printers:      {count} discovered by the agent on the lab LAN 127.0.20.0/24")
-        console.print("Session hosts: http://s-<id>.dwa.localhost:<port>/ (resolves to 127.0.0.1 in browsers)")
+        scheme = "https" if https else "http"
+        console.print(f"Session hosts: {scheme}://s-<id>.dwa.localhost:{system.cloud.proxy.port}/ "
+                      "(resolves to 127.0.0.1 in browsers)")
+        if system.cloud.dwa_ca_cert is not None:
+            from gateway.proxy.public_tls import trust_instructions
+
+            console.print(f"Session CA:    {system.cloud.dwa_ca_cert}  (trust it once; kept across demo runs)",
+                          soft_wrap=True)
+            for line in trust_instructions(system.cloud.dwa_ca_cert):
+                console.print(f"               {line}", highlight=False, soft_wrap=True)
         segno.make(uri, error="m").terminal(compact=True)
         console.print("Press Ctrl-C to stop.")
         await asyncio.Event().wait()

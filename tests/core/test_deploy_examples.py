@@ -12,6 +12,7 @@ def test_cloud_example_config_loads_with_production_choices() -> None:
     assert s.database_url.startswith("postgresql+asyncpg://")
     assert s.gateway.firewall == "nftables"
     assert s.portal.cookie_secure is True
+    assert s.gateway.proxy_scheme == "https" and s.gateway.proxy_public_port == 443
 
 
 def test_agent_example_config_loads() -> None:

@@ -1,4 +1,5 @@
-"""Security headers towards the technician: CSP to the session origin only, no caching, no framing."""
+"""Security headers towards the technician: CSP to the session origin only, no caching, no framing;
+HSTS when session hosts are served over TLS."""
 
 from __future__ import annotations
 
@@ -32,11 +33,13 @@ _FIXED: tuple[tuple[bytes, bytes], ...] = (
     (b"referrer-policy", b"same-origin"),
     (b"x-content-type-options", b"nosniff"),
 )
+_HSTS = ((b"strict-transport-security", b"max-age=31536000"),)
 
 
 class SecurityHeaders:
     def __init__(self, public: PublicAddress) -> None:
         self._public = public
+        self._fixed = _FIXED + (_HSTS if public.scheme == "https" else ())
         self._csp: dict[str, bytes] = {}  # session host -> its CSP (computed once)
 
     def _csp_for_host(self, host: str | None) -> bytes:
@@ -60,5 +63,5 @@ class SecurityHeaders:
         # one pass over the header fields instead of one scan per removed name
         kept = [field for field in resp.headers.fields if field[0].lower() not in _REMOVE_BYTES]
         kept.append((b"content-security-policy", self._csp_for_host(route.host if route else None)))
-        kept.extend(_FIXED)
+        kept.extend(self._fixed)
         resp.headers.fields = tuple(kept)
