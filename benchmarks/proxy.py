@@ -4,8 +4,9 @@ Same nginx origin, same wrk, same run:
 - wrk requests/s and p99 latency, small page and 100 KB page, 20 connections and 1 connection;
 - 100 concurrent sessions (100 connections, each request on a random session host), p99 target < 200 ms;
 - Chromium page load of the lab EWS home page through the proxy vs direct (target <= 1.5x);
-- the same 100 sessions through ``ProxyWorkerPool`` with ``--workers`` processes (SO_REUSEPORT) vs the
-  single in-process proxy vs plain mitmdump, and 100 KB pages with 20 connections through the pool;
+- the same 100 sessions through ``ProxyWorkerPool`` with ``--workers`` processes (SO_REUSEPORT, uvloop,
+  ``python -O``, tuned GC: the gateway's ``proxy_workers`` deployment) vs the single in-process proxy vs
+  plain mitmdump, and 100 KB pages with 20 connections through the pool;
 - micro: CPU time of the response addons (download check, rewriting, banner, headers) per response.
 
 The proxy runs in this process (as in the gateway), auditing every request into the real
@@ -43,6 +44,7 @@ from gateway.proxy.workers import ProxyWorkerPool  # noqa: E402
 from lab.ews import EwsServer  # noqa: E402
 from lab.ports import free_tcp_port  # noqa: E402
 from printgate.domain import AuditEventIn  # noqa: E402
+from printgate.gc_tuning import tune_for_serving  # noqa: E402
 from printgate.store.db import Database, migrate  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "proxy.json"
@@ -254,6 +256,7 @@ async def main(seconds: int, rounds: int, workers: int) -> dict[str, object]:
     }
     try:
         await proxy.start()
+        tune_for_serving()  # as `printgate serve` and every proxy worker do after start-up
         await ews.start()
         await wait_port(nginx_port, DEVICE_IP)
         await wait_port(mitm_port)
@@ -368,7 +371,7 @@ async def pool_section(url_db: str, workers: int, nginx_port: int, tmp: Path, se
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--workers", type=int, default=2, help="proxy worker processes for the pool section (1: skip)")
     a = ap.parse_args()
     out = asyncio.run(main(a.seconds, a.rounds, a.workers))

