@@ -44,6 +44,7 @@ class EwsState:
     last_host: str = ""
     seen_paths: list[str] = field(default_factory=list)
     last_cookie_header: str = ""
+    echoed: dict[str, str] = field(default_factory=dict)  # Host, Origin, Referer of the last /headers request
 
 
 STATE: web.AppKey[EwsState] = web.AppKey("ews_state", EwsState)
@@ -288,6 +289,17 @@ async def external(request: web.Request) -> web.Response:
     return resp
 
 
+async def echo_headers(request: web.Request) -> web.Response:
+    """What the device was sent (Host, Origin, Referer), with URL-bearing response headers."""
+    o = request.app[STATE].origin
+    seen = request.app[STATE].echoed = {k: request.headers.get(k, "") for k in ("Host", "Origin", "Referer")}
+    return web.json_response(seen, headers={
+        "Content-Location": f"{o}/headers",
+        "Refresh": f"30; url={o}/status",
+        "Link": f"<{o}/style.css>; rel=preload; as=style",
+    })
+
+
 async def api_status(request: web.Request) -> web.Response:
     s = request.app[STATE]
     return web.json_response(
@@ -345,6 +357,7 @@ def make_app(state: EwsState) -> web.Application:
     r.add_get("/extra.css", extra_css)
     r.add_get("/styled", styled)
     r.add_get("/external", external)
+    r.add_route("*", "/headers", echo_headers)
     r.add_get("/api/status", api_status)
     r.add_route("*", "/api/settings", api_settings)
     r.add_get("/redirect", redirect)
