@@ -12,6 +12,7 @@ import io
 import json
 import zipfile
 
+import httpx
 import pytest
 
 from lab.ews import EwsLab, EwsServer
@@ -226,3 +227,56 @@ async def test_known_vendor_transfer_endpoints_are_blocked_before_the_device(har
     r = await c.request(method, path, data={"a": "b"} if method == "POST" else None, params=query)
     await assert_blocked_and_audited(harness, c, ews, r, rule_prefix=kind, received_before=len(ews.state.received))
     assert path not in ews.state.seen_paths[seen:]
+
+
+async def _chunks(total: int, piece: bytes) -> object:
+    sent = 0
+    while sent < total:
+        yield piece
+        sent += len(piece)
+
+
+async def test_chunked_body_over_the_text_limit_is_blocked(harness, session_client, ews):
+    c = await session_client(ews)
+    before = len(ews.state.received)
+    body = _chunks(40 * 1024, b"location=" + b"a" * 1015)  # 40 KB of harmless text, no length given
+    r = await c.request("POST", "/api/settings", content=body, headers={"content-type": "text/plain"})
+    assert r.request.headers.get("transfer-encoding") == "chunked"
+    d = await assert_blocked_and_audited(harness, c, ews, r, rule_prefix="upload.too_large", received_before=before)
+    assert d["transfer_size"] >= 40 * 1024
+
+
+async def test_chunked_body_over_the_hard_limit_never_reaches_the_device(harness, session_client, ews):
+    c = await session_client(ews)
+    before = len(ews.state.received)
+    limit = harness.proxy.deps.limits.hard_body_limit
+    body = _chunks(limit + 1024 * 1024, b"\x00" * 65536)
+    try:
+        r = await c.request("POST", "/api/settings", content=body, headers={"content-type": "text/plain"})
+        assert r.status_code in (403, 413)
+    except (httpx.RemoteProtocolError, httpx.WriteError, httpx.ReadError):
+        pass  # the proxy may cut the connection mid-upload
+    assert len(ews.state.received) == before, "the transfer reached the device"
+    ok = await c.request("GET", "/")
+    assert ok.status_code == 200 and "Device home" in ok.text
+    blocked = [e for e in await harness.events(c.route.session_id) if e.type == "dwa.transfer_blocked"]
+    assert len(blocked) == 1 and blocked[0].outcome == "blocked", blocked
+    assert blocked[0].details["path"] == "/api/settings" and blocked[0].details["rule"] == "upload.too_large"
+
+
+async def test_body_declared_over_every_allowed_size_is_refused_unread(harness, session_client, ews):
+    c = await session_client(ews)
+    before = len(ews.state.received)
+    r = await c.request("POST", "/api/settings", content=b"a" * (200 * 1024), headers={"content-type": "text/plain"})
+    d = await assert_blocked_and_audited(harness, c, ews, r, rule_prefix="upload.too_large", received_before=before)
+    assert d["transfer_size"] == 200 * 1024 and "every allowed size" in d["reason"]
+
+
+async def test_upload_without_the_session_cookie_is_refused_as_not_signed_in(harness, session_client, ews):
+    c = await session_client(ews)
+    before = len(ews.state.received)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{harness.proxy.port}") as stranger:
+        r = await stranger.post("/api/settings", content=_chunks(1024 * 1024, b"a" * 4096),
+                                headers={"host": c.netloc, "content-type": "text/plain"})
+    assert r.status_code == 401 and "Not signed in" in r.text
+    assert len(ews.state.received) == before

@@ -174,3 +174,19 @@ async def test_user_can_extend_within_policy_once(harness, session_client, ews):
     assert forged.status_code == 403
     await asyncio.sleep(1.8)
     assert (await c.request("GET", "/")).status_code == 200
+
+
+async def test_websocket_upgrade_needs_this_sessions_cookie(harness, session_client, ews):
+    mine = await session_client(ews)
+    other = await session_client(ews)
+    url = f"http://127.0.0.1:{harness.proxy.port}/ws/status"
+    async with aiohttp.ClientSession() as http:
+        for cookie in (None, other.cookie, "printgate_dwa=forged"):
+            headers = {"host": mine.netloc} | ({"cookie": cookie} if cookie else {})
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                async with http.ws_connect(url, headers=headers):
+                    pass
+            assert refused.value.status == 401
+        async with http.ws_connect(url, headers={"host": mine.netloc, "cookie": mine.cookie}) as ws:
+            msg = await asyncio.wait_for(ws.receive(), 10)
+            assert msg.type == aiohttp.WSMsgType.TEXT

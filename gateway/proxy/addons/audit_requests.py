@@ -6,12 +6,30 @@ from mitmproxy import http
 
 from gateway.proxy.addons.websocket_guard import DROPPED_KEY
 from gateway.proxy.audit_batch import GroupCommitAudit
-from gateway.proxy.decision import decision_of, route_of
+from gateway.proxy.decision import FlowDecision, decision_of, route_of
 from printgate.domain import AuditEventIn, Outcome
 from printgate.interfaces import AuditSink
 from printgate.logs import get_logger
 
 log = get_logger(__name__)
+
+
+OVER_LIMIT = "body_size_limit"  # in mitmproxy's error message for a body over its limit
+
+
+def _declared_size(message: http.Message | None) -> int:
+    declared = message.headers.get("content-length", "") if message is not None else ""
+    return int(declared) if declared.strip().isdigit() else 0
+
+
+def _decision_details(decision: FlowDecision) -> dict[str, object]:
+    return {
+        "rule": decision.rule,
+        "reason": decision.reason,
+        "direction": decision.direction,
+        "transfer_type": decision.content_type,
+        "transfer_size": decision.size,
+    }
 
 
 def _source_ip(flow: http.HTTPFlow) -> str | None:
@@ -44,13 +62,7 @@ class AuditRequests:
             "blocked": blocked,
         }
         if decision is not None:
-            details |= {
-                "rule": decision.rule,
-                "reason": decision.reason,
-                "direction": decision.direction,
-                "transfer_type": decision.content_type,
-                "transfer_size": decision.size,
-            }
+            details |= _decision_details(decision)
         event_type = "dwa.transfer_blocked" if blocked and decision and decision.direction != "session" else "dwa.request"
         outcome = Outcome.BLOCKED if blocked else Outcome.SUCCESS
         if self._group is not None and decision is None:
@@ -65,12 +77,26 @@ class AuditRequests:
             )
 
     async def error(self, flow: http.HTTPFlow) -> None:
+        message = flow.error.msg if flow.error else "unknown"
         details: dict[str, object] = {
             "method": flow.request.method,
             "path": flow.request.path.split("?", 1)[0],
-            "error": flow.error.msg if flow.error else "unknown",
+            "error": message,
             "blocked": False,
         }
+        decision = decision_of(flow)
+        if decision is None and OVER_LIMIT in message:  # mitmproxy refused a body over hard_body_limit
+            request = flow.response is None or message.startswith("Request")
+            direction = "request" if request else "response"
+            message_of = flow.request if request else flow.response
+            decision = FlowDecision(True, f"{'upload' if request else 'download'}.too_large",
+                                    "The body is over the proxy's hard size limit.", direction,
+                                    message_of.headers.get("content-type", "") if message_of else "",
+                                    _declared_size(message_of))
+        if decision is not None and decision.blocked:
+            details |= {"blocked": True} | _decision_details(decision)
+            await self._append(flow, "dwa.transfer_blocked", Outcome.BLOCKED, details)
+            return
         await self._append(flow, "dwa.request", Outcome.FAILURE, details)
 
     async def websocket_end(self, flow: http.HTTPFlow) -> None:

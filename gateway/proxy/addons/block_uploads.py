@@ -34,20 +34,26 @@ class BlockUploads:
     def __init__(self, limits: ProxyLimits) -> None:
         self._limits = limits
 
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """A body declared larger than any allowed one is refused before it is read."""
+        if already_answered(flow):
+            return
+        declared = flow.request.headers.get("content-length", "").strip()
+        if declared.isdigit() and int(declared) > self._limits.max_request_body:
+            self._block(flow, ("upload.too_large",
+                               f"A request body of {declared} bytes is over every allowed size."), int(declared))
+
     def request(self, flow: http.HTTPFlow) -> None:
         if already_answered(flow):
             return
         verdict = self.check(flow.request)
         if verdict is not None:
-            rule, reason = verdict
-            pages.block(
-                flow,
-                FlowDecision(
-                    True, rule, reason, "request",
-                    flow.request.headers.get("content-type", ""),
-                    len(flow.request.raw_content or b""),
-                ),
-            )
+            self._block(flow, verdict, len(flow.request.raw_content or b""))
+
+    @staticmethod
+    def _block(flow: http.HTTPFlow, verdict: tuple[str, str], size: int) -> None:
+        rule, reason = verdict
+        pages.block(flow, FlowDecision(True, rule, reason, "request", flow.request.headers.get("content-type", ""), size))
 
     def check(self, req: http.Request) -> tuple[str, str] | None:
         method = req.method.upper()

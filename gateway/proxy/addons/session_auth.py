@@ -13,7 +13,7 @@ import hmac
 from mitmproxy import http
 
 from gateway.proxy import pages
-from gateway.proxy.decision import DECISION_KEY, ROUTE_KEY, FlowDecision, already_answered
+from gateway.proxy.decision import DECISION_KEY, ROUTE_KEY, FlowDecision, already_answered, route_of
 from gateway.proxy.deps import ProxyDeps
 from gateway.proxy.routes import SessionRoute, Tombstone
 from printgate.errors import TokenInvalid
@@ -40,6 +40,10 @@ def _host_of(flow: http.HTTPFlow) -> str:
     return host.rsplit(":", 1)[0].lower() if ":" in host else host.lower()
 
 
+def _path_of(flow: http.HTTPFlow) -> str:
+    return flow.request.path.split("?", 1)[0]
+
+
 def _read_cookie(flow: http.HTTPFlow, name: str) -> str | None:
     for value in flow.request.cookies.get_all(name):
         return value
@@ -62,7 +66,10 @@ class SessionAuth:
         self._deps = deps
         self._suffix = "." + deps.dwa_domain.lower().strip(".")
 
-    async def request(self, flow: http.HTTPFlow) -> None:
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """Session and cookie are checked on the headers, before any body is read: a request
+        without this session's cookie never makes the proxy buffer its body, and whatever
+        happens to the flow later (an over-limit body, an error) is audited for its session."""
         if already_answered(flow):
             return
         host = _host_of(flow)
@@ -77,22 +84,33 @@ class SessionAuth:
             pages.session_ended(flow, entry.reason)
             return
         flow.metadata[ROUTE_KEY] = entry
+        if _path_of(flow) == PREFIX + "launch":
+            return  # the one-time token is redeemed in request()
         name = cookie_name(self._deps.public.scheme)
-        path = flow.request.path.split("?", 1)[0]
-        if path == PREFIX + "launch":
-            await self._launch(flow, entry, host, name)
-            return
         cookie = _read_cookie(flow, name)
         if cookie is None or not self._deps.routes.cookie_is_valid(entry.session_id, cookie):
             pages.not_signed_in(flow, "Your browser has no valid key for this session.")
             return
         flow.metadata[COOKIE_KEY] = cookie
         _strip_cookie(flow, name)
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        route = route_of(flow)
+        if already_answered(flow) or route is None:
+            return
+        path = _path_of(flow)
+        if path == PREFIX + "launch":
+            await self._launch(flow, route, _host_of(flow), cookie_name(self._deps.public.scheme))
+            return
+        cookie = flow.metadata.get(COOKIE_KEY)
+        if not isinstance(cookie, str):  # requestheaders() refused it already; fail closed anyway
+            pages.not_signed_in(flow, "Your browser has no valid key for this session.")
+            return
         if path == PREFIX + "end":
-            await self._end(flow, entry, cookie)
+            await self._end(flow, route, cookie)
             return
         if path == PREFIX + "extend":
-            await self._extend(flow, entry, cookie)
+            await self._extend(flow, route, cookie)
             return
         if path.startswith(PREFIX):
             flow.metadata[DECISION_KEY] = FlowDecision(True, "proxy.not_found", "unknown proxy endpoint", "session")
