@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agent.ews_probe import EwsEndpoint, find_ews
+from agent.tunnel.reconnect import keep_open
 from printgate.domain import DeviceIdentity, DiscoveryResult, DiscoveryStatus, DwaTarget
 from printgate.errors import PrintgateError
 from printgate.lifecycle import Service
@@ -52,11 +54,14 @@ class PrinterFollower(Protocol):
 class Tunnel(Protocol):
     async def aclose(self) -> None: ...
     async def wait_closed(self) -> None: ...
+    @property
+    def is_closed(self) -> bool: ...
 
 
 Discover = Callable[[], Awaitable[Sequence[DiscoveryResult]]]  # printers and exclusions
-OpenTunnel = Callable[[pb.OpenTunnel, Callable[[], Awaitable[None]] | None], Awaitable[Tunnel]]
-MakeVerifier = Callable[[pb.OpenTunnel, str], Callable[[], Awaitable[None]]]  # (command, command id)
+Verify = Callable[[], Awaitable[None]]
+OpenTunnel = Callable[[pb.OpenTunnel, Verify | None], Awaitable[Tunnel]]
+MakeVerifier = Callable[[pb.OpenTunnel, str], Verify]  # (command, command id)
 FindEws = Callable[[str], Awaitable[EwsEndpoint | None]]
 
 
@@ -96,6 +101,7 @@ class AgentRuntime(Service):
         self._status_path = status_path
         self._heartbeat_s = heartbeat_s
         self._tunnels: dict[str, Tunnel] = {}
+        self._keepers: dict[str, asyncio.Task[None]] = {}  # session -> reconnect-on-loss task
         self._tasks: list[asyncio.Task[None]] = []
         self.last_scan: datetime | None = None
         self.printers: list[pb.DiscoveredDevice] = []
@@ -111,8 +117,17 @@ class AgentRuntime(Service):
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        keepers = list(self._keepers.values())
+        for keeper in keepers:
+            keeper.cancel()
+        await asyncio.gather(*keepers, return_exceptions=True)
         for sid in list(self._tunnels):
             await self._close_tunnel(sid, "agent stopping")
+
+    @property
+    def tunnel_sessions(self) -> list[str]:
+        """Sessions whose tunnel is open (or being reconnected)."""
+        return sorted(self._tunnels)
 
     # ---- discovery -------------------------------------------------------
     async def scan_once(self) -> list[pb.DiscoveredDevice]:
@@ -161,7 +176,7 @@ class AgentRuntime(Service):
             "last_scan": self.last_scan.isoformat() if self.last_scan else None,
             "queue_length": queued,
             "printers": [{"ip": p.ip, "model": p.model, "serial": p.serial} for p in self.printers],
-            "tunnels": sorted(self._tunnels),
+            "tunnels": self.tunnel_sessions,
         }
         tmp = self._status_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(status, indent=2))
@@ -193,8 +208,30 @@ class AgentRuntime(Service):
             await self._report(command_id, ok=False, code="tunnel_failed", message=str(exc))
             return
         self._tunnels[cmd.session_id] = tunnel
+        self._keepers[cmd.session_id] = asyncio.create_task(
+            self._keep_open(cmd, tunnel, verify), name=f"agent-tunnel-{cmd.session_id}"
+        )
         log.info("agent.tunnel_open", session=cmd.session_id, target=cmd.target_ip)
         await self._report(command_id, ok=True)
+
+    async def _keep_open(self, cmd: pb.OpenTunnel, tunnel: Tunnel, verify: Verify | None) -> None:
+        sid = cmd.session_id
+
+        def replace(new: Tunnel) -> None:
+            self._tunnels[sid] = new
+
+        try:
+            await keep_open(
+                sid, tunnel, reopen=lambda: self._open_tunnel(cmd, verify),
+                is_current=lambda t: self._tunnels.get(sid) is t, replace=replace,
+                expires_at=cmd.expires_at_ms / 1000 if cmd.expires_at_ms else time.time() + 3600,
+            )
+        finally:
+            if self._keepers.get(sid) is asyncio.current_task():
+                del self._keepers[sid]
+            current = self._tunnels.get(sid)
+            if current is not None and current.is_closed:  # gone for good: forget it
+                del self._tunnels[sid]
 
     async def _report(self, command_id: str, *, ok: bool, code: str = "", message: str = "") -> None:
         try:
@@ -203,6 +240,9 @@ class AgentRuntime(Service):
             log.warning("agent.report_failed", command=command_id, error=str(exc))
 
     async def _close_tunnel(self, session_id: str, reason: str) -> None:
+        keeper = self._keepers.pop(session_id, None)
+        if keeper is not None:
+            keeper.cancel()
         tunnel = self._tunnels.pop(session_id, None)
         if tunnel is not None:
             await tunnel.aclose()

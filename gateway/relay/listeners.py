@@ -1,7 +1,9 @@
 """The per-session loopback listener the proxy connects to.
 
 Bound by the relay on ``127.0.0.1`` with a port the kernel picks (never a
-public address, never a port the agent chose). Each accepted connection is
+public address, never a port the agent chose); when the agent reconnects after
+losing its connection, the same port is bound again, so the proxy's route to
+the session stays valid. Each accepted connection is
 piped into a new ``forwarded-tcpip`` channel on the session's SSH connection.
 Closing the listener also closes every connection it accepted.
 """
@@ -33,6 +35,7 @@ class SessionListener(asyncssh.SSHListener):
         listen_host: str,
         meter: Meter,
         max_channels: int,
+        port: int = 0,
     ) -> None:
         super().__init__()
         self._conn = conn
@@ -43,12 +46,13 @@ class SessionListener(asyncssh.SSHListener):
         self._server: asyncio.Server | None = None
         self._splices: set[Splice] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._port = 0
+        self._port = port
         self._closed = asyncio.Event()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._accept, LOOPBACK, 0, backlog=128)
+        self._server = await loop.create_server(self._accept, LOOPBACK, self._port, backlog=128,
+                                                reuse_address=True)
         self._port = int(self._server.sockets[0].getsockname()[1])
         log.info("relay.listener.open", session=self._session_id, port=self._port)
 

@@ -43,6 +43,7 @@ class _Session:
     forward: asyncio.Future[tuple[str, int]]
     server: RelayConnection | None = None
     listener: SessionListener | None = None
+    listen_port: int = 0  # the session's loopback port, bound again when the agent reconnects
     bytes: int = 0
     connected_at: float = 0.0
     last_activity: float = 0.0
@@ -323,14 +324,27 @@ class Relay:
         listener = SessionListener(
             server.conn, session_id=session.session_id, listen_host=listen_host,
             meter=lambda n: self._meter(session, n), max_channels=self.limits.max_channels_per_tunnel,
+            port=session.listen_port,
         )
-        await listener.start()
-        session.listener = listener
+        try:
+            await listener.start()
+        except OSError as exc:  # the session's port was taken while the agent was away
+            log.error("relay.forward.rebind_failed", session=session.session_id, port=session.listen_port,
+                      error=str(exc))
+            await self._emit(AuditEventIn(
+                type="relay.forward.failed", outcome=Outcome.FAILURE, session_id=session.session_id,
+                actor=session.agent_id, source_ip=server.peer_ip,
+                details={"port": session.listen_port, "error": str(exc)},
+            ))
+            return False
+        reconnected = session.listen_port != 0
+        session.listener, session.listen_port = listener, listener.get_port()
         if not session.forward.done():
             session.forward.set_result(listener.address)
         await self._emit(AuditEventIn(
             type="relay.forward.opened", session_id=session.session_id, actor=session.agent_id,
-            source_ip=server.peer_ip, details={"listener": f"{listener.address[0]}:{listener.address[1]}"},
+            source_ip=server.peer_ip,
+            details={"listener": f"{listener.address[0]}:{listener.address[1]}", "reconnected": reconnected},
         ))
         return listener
 

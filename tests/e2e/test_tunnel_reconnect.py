@@ -1,0 +1,83 @@
+"""A network cut between agent and relay does not end the session: the agent reconnects,
+the relay binds the session's port again, and the technician's next page load works."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from urllib.parse import urlsplit
+
+import httpx
+
+from lab.catalog import by_name
+from printgate.system import DemoSystem
+
+PRINTER = by_name("ricoh_mpc3002")
+
+
+def cut_relay_connections(relay_port: int) -> int:
+    """Abort every established TCP connection to or from the relay port, both ends (``ss -K``)."""
+    out = subprocess.run(
+        ["ss", "-K", "-tnH", "state", "established", f"( dport = :{relay_port} or sport = :{relay_port} )"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return len(out.splitlines())
+
+
+async def page(client: httpx.AsyncClient, launch: str, cookies: httpx.Cookies | None = None) -> httpx.Response:
+    parts = urlsplit(launch)
+    local = f"http://127.0.0.1:{parts.port}"
+    target = f"{local}{parts.path}?{parts.query}" if cookies is None else f"{local}/"
+    return await client.get(target, headers={"Host": parts.netloc}, cookies=cookies)
+
+
+async def test_agent_reconnects_after_a_network_cut_and_the_session_keeps_working(system: DemoSystem) -> None:
+    launch = await system.open_session_as_demo_user(PRINTER.ip)
+    (session,) = system.cloud.broker.live_sessions_of("user-demo-tech")
+    relay_port = system.cloud.relay.port
+    async with httpx.AsyncClient(timeout=30) as client:
+        first = await page(client, launch)
+        assert first.status_code == 200
+        cookies = first.cookies
+        assert PRINTER.name in (await page(client, launch, cookies)).text
+
+        assert cut_relay_connections(relay_port) >= 1
+        async with asyncio.timeout(30):  # reconnect backoff starts at 0.2 s
+            while True:
+                again = await page(client, launch, cookies)
+                if again.status_code == 200 and PRINTER.name in again.text:
+                    break
+                await asyncio.sleep(0.3)
+        assert system.cloud.broker.live_sessions_of("user-demo-tech") == [session]
+
+        events = [e for e in await system.audit_events() if e.session_id == session.id]
+        kinds = [e.type for e in events]
+        assert "relay.tunnel.closed" in kinds
+        forwards = [e for e in events if e.type == "relay.forward.opened"]
+        assert [f.details["reconnected"] for f in forwards] == [False, True]
+        assert forwards[0].details["listener"] == forwards[1].details["listener"]  # the proxy's route holds
+
+        await system.close_all_sessions(reason="test done")
+        ended = await page(client, launch, cookies)
+        assert ended.status_code in (403, 404, 410)
+    # closed on command: the agent does not come back
+    await asyncio.sleep(1.0)
+    assert session.id not in system.cloud.relay.live_session_ids()
+    assert session.id not in system.runtime.tunnel_sessions
+
+
+async def test_agent_stops_reconnecting_once_the_relay_refuses_the_ended_sessions_credential(
+    system: DemoSystem,
+) -> None:
+    await system.open_session_as_demo_user(PRINTER.ip)
+    (session,) = system.cloud.broker.live_sessions_of("user-demo-tech")
+    assert session.id in system.runtime.tunnel_sessions
+    # the relay ends the session (credential revoked) and the close command never reaches the agent
+    await system.cloud.relay.end_session(session.id, "revoked by the test")
+    async with asyncio.timeout(15):
+        while session.id in system.runtime.tunnel_sessions:
+            await asyncio.sleep(0.1)
+    refused = [e for e in await system.audit_events()
+               if e.type == "relay.auth.failed" and e.details.get("username") == session.id]
+    assert refused, "the agent did not try its revoked credential again"
+    await system.close_all_sessions(reason="test done")
