@@ -20,6 +20,8 @@ from pysnmp.entity.rfc3413 import cmdrsp
 from snmpsim import datafile
 from snmpsim.commands import responder
 
+from printgate.proc import die_with_parent
+
 
 def probe_context_name(snmp_engine: Any, snmp_context: Any) -> Any:
     """snmpsim's ``probe_hash_context`` with pysnmp 7 method names."""
@@ -57,5 +59,6 @@ _patch(responder.NextCommandResponder, cmdrsp.NextCommandResponder)
 _patch(responder.BulkCommandResponder, cmdrsp.BulkCommandResponder)
 
 if __name__ == "__main__":
+    die_with_parent()  # a killed demo or test run leaves no simulator behind
     sys.argv[0] = "snmpsim-command-responder"
     sys.exit(responder.main())

@@ -14,8 +14,6 @@ stops when the control channel closes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import functools
 import os
 import signal
@@ -34,22 +32,10 @@ from gateway.proxy.route_replica import ReplicaRouteTable
 from gateway.proxy.server import DwaProxy
 from printgate.gc_tuning import tune_for_serving
 from printgate.logs import get_logger
+from printgate.proc import die_with_parent
 from printgate.store.db import Database
 
 log = get_logger(__name__)
-
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (no orphan workers)."""
-    parent = os.getppid()
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
 
 def listen_with_reuse_port() -> None:
     """Make every ``asyncio.start_server`` of this process pass ``reuse_port=True``.

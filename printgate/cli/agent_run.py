@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from printgate.cli.until_stopped import until_stopped
+
 
 def run(
     config: Annotated[Path | None, typer.Option(help="agent TOML file, e.g. /etc/printgate/agent.toml")] = None,
@@ -42,4 +44,4 @@ async def _serve(settings: object, identity: object) -> None:
 
     assert isinstance(settings, Settings) and isinstance(identity, EnrolledIdentity)
     async with AgentAssembly(settings.agent, identity):
-        await asyncio.Event().wait()
+        await until_stopped()

@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from printgate.cli.until_stopped import until_stopped
+
 
 def demo(
     data_dir: Annotated[Path, typer.Option(help="where the demo keeps its database and keys")] = Path("var/demo"),
@@ -85,9 +87,11 @@ async def _run(data_dir: Path, *, free_ports: bool, https: bool) -> None:
                 console.print(f"               {line}", highlight=False, soft_wrap=True)
         segno.make(uri, error="m").terminal(compact=True)
         console.print("Press Ctrl-C to stop.")
-        await asyncio.Event().wait()
+        await until_stopped()
+        console.print("stopping the demo ...")
     finally:
         await system.aclose()
+    console.print("demo stopped")
 
 
 def _printers() -> tuple[object, ...]:

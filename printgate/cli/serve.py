@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from printgate.cli.until_stopped import until_stopped
+
 
 def serve(
     config: Annotated[Path | None, typer.Option(help="TOML settings file")] = None,
@@ -33,4 +35,4 @@ async def _run(settings: object) -> None:
     async with Cloud(settings, data_dir=settings.gateway.data_dir) as cloud:
         tune_for_serving()
         typer.echo(f"printgate serving: portal {cloud.portal_url}", err=True)
-        await asyncio.Event().wait()
+        await until_stopped()

@@ -69,3 +69,4 @@ async def test_enrolled_agent_service_discovers_printers_and_serves_a_tunnel(tmp
         finally:
             service.terminate()
             await asyncio.wait_for(service.wait(), 30)
+        assert service.returncode == 0, "SIGTERM (systemctl stop) must shut the agent down cleanly"
