@@ -9,6 +9,7 @@ runtime serves ``printgate agent run`` and the demo.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -37,7 +38,8 @@ class Channel(Protocol):
     async def report_result(
         self, command_id: str, *, ok: bool, error_code: str = "", message: str = ""
     ) -> None: ...
-    async def heartbeat(self, *, queue_length: int = 0, printers: int = 0) -> int: ...
+    async def heartbeat(self, *, queue_length: int = 0, printers: int = 0,
+                        relay_refusals: Sequence[pb.RelayRefusal] = ()) -> int: ...
     def renewal_due(self) -> bool: ...
     async def renew_certificate(self) -> Any: ...
 
@@ -60,7 +62,10 @@ class Tunnel(Protocol):
 
 Discover = Callable[[], Awaitable[Sequence[DiscoveryResult]]]  # printers and exclusions
 Verify = Callable[[], Awaitable[None]]
-OpenTunnel = Callable[[pb.OpenTunnel, Verify | None], Awaitable[Tunnel]]
+OnRefused = Callable[[str, str], None]  # (channel kind, detail) the relay tried and the agent refused
+OpenTunnel = Callable[[pb.OpenTunnel, Verify | None, OnRefused], Awaitable[Tunnel]]
+MAX_PENDING_REFUSALS = 200  # kept for the gateway while it cannot be reached (oldest dropped)
+REFUSALS_PER_HEARTBEAT = 50
 MakeVerifier = Callable[[pb.OpenTunnel, str], Verify]  # (command, command id)
 FindEws = Callable[[str], Awaitable[EwsEndpoint | None]]
 
@@ -102,6 +107,8 @@ class AgentRuntime(Service):
         self._heartbeat_s = heartbeat_s
         self._tunnels: dict[str, Tunnel] = {}
         self._keepers: dict[str, asyncio.Task[None]] = {}  # session -> reconnect-on-loss task
+        self._refusals: list[pb.RelayRefusal] = []  # not yet reported to the gateway
+        self._report_now = asyncio.Event()  # a refusal wakes the heartbeat early
         self._tasks: list[asyncio.Task[None]] = []
         self.last_scan: datetime | None = None
         self.printers: list[pb.DiscoveredDevice] = []
@@ -156,15 +163,27 @@ class AgentRuntime(Service):
     async def _heartbeat_loop(self) -> None:
         while True:
             queued = await self._monitoring.pending() if self._monitoring else 0
+            refusals = self._refusals[:REFUSALS_PER_HEARTBEAT]
             try:
-                await self._channel.heartbeat(queue_length=queued, printers=len(self.printers))
+                await self._channel.heartbeat(queue_length=queued, printers=len(self.printers),
+                                              relay_refusals=refusals)
+                del self._refusals[:len(refusals)]
                 if self._channel.renewal_due():
                     await self._channel.renew_certificate()
                     log.info("agent.certificate_renewed")
             except (PrintgateError, OSError) as exc:
                 log.warning("agent.heartbeat_failed", error=str(exc))
             self._write_status(queued)
-            await asyncio.sleep(self._heartbeat_s)
+            self._report_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._report_now.wait(), self._heartbeat_s)
+
+    def relay_refused(self, session_id: str, kind: str, detail: str) -> None:
+        """A channel the relay tried to open on ``session_id``'s tunnel was refused: report it."""
+        self._refusals.append(pb.RelayRefusal(session_id=session_id, kind=kind, detail=detail[:500],
+                                              at_ms=int(time.time() * 1000)))
+        del self._refusals[:-MAX_PENDING_REFUSALS]
+        self._report_now.set()
 
     def _write_status(self, queued: int) -> None:
         if self._status_path is None:
@@ -198,7 +217,7 @@ class AgentRuntime(Service):
     async def _handle_open(self, command_id: str, cmd: pb.OpenTunnel) -> None:
         try:
             verify = self._make_verifier(cmd, command_id) if self._make_verifier else None
-            tunnel = await self._open_tunnel(cmd, verify)
+            tunnel = await self._open_tunnel(cmd, verify, self._refusal_reporter(cmd.session_id))
         except PrintgateError as exc:
             log.warning("agent.tunnel_refused", session=cmd.session_id, error=exc.message)
             await self._report(command_id, ok=False, code=exc.code, message=exc.message)
@@ -222,7 +241,7 @@ class AgentRuntime(Service):
 
         try:
             await keep_open(
-                sid, tunnel, reopen=lambda: self._open_tunnel(cmd, verify),
+                sid, tunnel, reopen=lambda: self._open_tunnel(cmd, verify, self._refusal_reporter(sid)),
                 is_current=lambda t: self._tunnels.get(sid) is t, replace=replace,
                 expires_at=cmd.expires_at_ms / 1000 if cmd.expires_at_ms else time.time() + 3600,
             )
@@ -232,6 +251,9 @@ class AgentRuntime(Service):
             current = self._tunnels.get(sid)
             if current is not None and current.is_closed:  # gone for good: forget it
                 del self._tunnels[sid]
+
+    def _refusal_reporter(self, session_id: str) -> OnRefused:
+        return lambda kind, detail: self.relay_refused(session_id, kind, detail)
 
     async def _report(self, command_id: str, *, ok: bool, code: str = "", message: str = "") -> None:
         try:

@@ -7,7 +7,7 @@ channel, device verification and the tunnel client, wired into
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from agent.channel.enroll import EnrolledIdentity
@@ -108,7 +108,8 @@ class AgentAssembly:
             cache_seconds=self.settings.verify_cache_seconds,
         )
 
-    async def open_tunnel(self, cmd: pb.OpenTunnel, verify: Verify | None) -> Tunnel:
+    async def open_tunnel(self, cmd: pb.OpenTunnel, verify: Verify | None,
+                          on_refused: Callable[[str, str], None] | None = None) -> Tunnel:
         pinned = self.identity.relay_host_key_fingerprint
         if pinned and cmd.relay_host_key_fingerprint and cmd.relay_host_key_fingerprint != pinned:
             raise TunnelError(
@@ -122,7 +123,7 @@ class AgentAssembly:
             credential_private_key=cmd.credential_private_key,
             credential_certificate=cmd.credential_certificate,
             session_id=cmd.session_id, target=target_of(cmd), verify=verify,
-            http_proxy=self.settings.http_proxy,
+            http_proxy=self.settings.http_proxy, on_refused=on_refused,
         )
 
     def runtime(self) -> AgentRuntime:

@@ -196,11 +196,13 @@ class GrpcChannel:
         await self._call("inventory", lambda: stub.UploadInventory(
             request, timeout=self._rpc_timeout, wait_for_ready=True), deadline_s=deadline_s)
 
-    async def heartbeat(self, *, queue_length: int = 0, printers: int = 0) -> int:
-        """One heartbeat; the gateway's clock (ms)."""
+    async def heartbeat(self, *, queue_length: int = 0, printers: int = 0,
+                        relay_refusals: Sequence[pb.RelayRefusal] = ()) -> int:
+        """One heartbeat (with the relay refusals to report); the gateway's clock (ms)."""
         stub = self._stub_or_fail()
         request = pb.HeartbeatRequest(agent_version=AGENT_VERSION, queue_length=queue_length,
-                                      printers=printers, sent_at_ms=int(time.time() * 1000))
+                                      printers=printers, sent_at_ms=int(time.time() * 1000),
+                                      relay_refusals=relay_refusals)
         resp = await self._call("heartbeat", lambda: stub.Heartbeat(request, timeout=self._rpc_timeout),
                                 deadline_s=self._rpc_timeout)
         return int(resp.server_time_ms)

@@ -102,8 +102,12 @@ async def open_tunnel(
     verify: Verify | None,
     http_proxy: str | None = None,
     connect_timeout: float = 10.0,
+    on_refused: Callable[[str, str], None] | None = None,
 ) -> Tunnel:
-    """Connect out to the relay and open the session's one remote forward."""
+    """Connect out to the relay and open the session's one remote forward.
+
+    ``on_refused(kind, detail)`` hears of every channel the relay tries to open
+    that the agent refuses (the runtime reports them to the gateway's audit)."""
     if verify is not None:
         await verify()  # IdentityMismatch propagates: no tunnel to a swapped device
     try:
@@ -160,6 +164,8 @@ async def open_tunnel(
     def channel_refused(kind: str, detail: str) -> None:
         log.warning("tunnel.channel_refused", session=session_id, kind=kind, detail=detail)
         (tunnel_ref[0].refused_channels if tunnel_ref else early_refusals).append((kind, detail))
+        if on_refused is not None:
+            on_refused(kind, detail)
 
     guard_channel_opens(conn, channel_refused)
 

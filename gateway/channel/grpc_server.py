@@ -40,6 +40,7 @@ from printgate.wire import agent_pb2 as pb
 from printgate.wire import agent_pb2_grpc as pb_grpc
 
 log = get_logger(__name__)
+MAX_REFUSALS_AUDITED = 50  # relay refusals per heartbeat; an agent cannot flood the audit trail
 
 SERVER_OPTIONS = [
     ("grpc.keepalive_time_ms", 10_000),
@@ -168,6 +169,24 @@ class AgentChannelServer(Service):
                                                         "certificates": count}))
         return count
 
+    async def audit_relay_refusals(self, agent_id: str, refusals: list[pb.RelayRefusal]) -> None:
+        """Channels a relay tried to open towards the agent, refused by it: a misbehaving or
+        impersonated relay. Each is audited as the agent reported it (at most
+        ``MAX_REFUSALS_AUDITED`` per heartbeat, then one line with the count of the rest)."""
+        for r in refusals[:MAX_REFUSALS_AUDITED]:
+            await self._audit.append(AuditEventIn(
+                type="agent.relay_channel_refused", outcome=Outcome.DENIED, actor=f"agent:{agent_id}",
+                session_id=r.session_id[:64] or None,
+                details={"kind": r.kind[:64], "detail": r.detail[:500], "at_ms": r.at_ms},
+            ))
+        if len(refusals) > MAX_REFUSALS_AUDITED:
+            await self._audit.append(AuditEventIn(
+                type="agent.relay_channel_refused", outcome=Outcome.DENIED, actor=f"agent:{agent_id}",
+                details={"kind": "summary", "more_refusals": len(refusals) - MAX_REFUSALS_AUDITED},
+            ))
+        log.warning("channel.relay_refusals", agent=agent_id, count=len(refusals),
+                    kinds=sorted({r.kind[:64] for r in refusals}))
+
     # ---- per-RPC authorisation ----------------------------------------------
     async def _audit_unknown(self, method: str) -> None:
         await self._audit.append(AuditEventIn(
@@ -288,7 +307,9 @@ class _ChannelService(pb_grpc.AgentChannelServicer):
         self._s = server
 
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: aio.ServicerContext) -> pb.HeartbeatResponse:
-        await self._s.authorise(_C + "Heartbeat", request, context)
+        peer = await self._s.authorise(_C + "Heartbeat", request, context)
+        if request.relay_refusals:
+            await self._s.audit_relay_refusals(peer.agent_id, list(request.relay_refusals))
         return pb.HeartbeatResponse(server_time_ms=int(time.time() * 1000))
 
     async def UploadInventory(self, request: pb.Inventory, context: aio.ServicerContext) -> pb.Ack:

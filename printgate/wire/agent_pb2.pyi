@@ -66,16 +66,30 @@ class RenewResponse(_message.Message):
     def __init__(self, client_cert_pem: _Optional[bytes] = ..., cert_not_after_ms: _Optional[int] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("agent_version", "queue_length", "printers", "sent_at_ms")
+    __slots__ = ("agent_version", "queue_length", "printers", "sent_at_ms", "relay_refusals")
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     QUEUE_LENGTH_FIELD_NUMBER: _ClassVar[int]
     PRINTERS_FIELD_NUMBER: _ClassVar[int]
     SENT_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    RELAY_REFUSALS_FIELD_NUMBER: _ClassVar[int]
     agent_version: str
     queue_length: int
     printers: int
     sent_at_ms: int
-    def __init__(self, agent_version: _Optional[str] = ..., queue_length: _Optional[int] = ..., printers: _Optional[int] = ..., sent_at_ms: _Optional[int] = ...) -> None: ...
+    relay_refusals: _containers.RepeatedCompositeFieldContainer[RelayRefusal]
+    def __init__(self, agent_version: _Optional[str] = ..., queue_length: _Optional[int] = ..., printers: _Optional[int] = ..., sent_at_ms: _Optional[int] = ..., relay_refusals: _Optional[_Iterable[_Union[RelayRefusal, _Mapping]]] = ...) -> None: ...
+
+class RelayRefusal(_message.Message):
+    __slots__ = ("session_id", "kind", "detail", "at_ms")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    kind: str
+    detail: str
+    at_ms: int
+    def __init__(self, session_id: _Optional[str] = ..., kind: _Optional[str] = ..., detail: _Optional[str] = ..., at_ms: _Optional[int] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("server_time_ms",)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -201,3 +202,50 @@ async def test_token_guessing_is_throttled_per_source(cloud: Cloud) -> None:
         with pytest.raises(EnrolmentFailed, match="RESOURCE_EXHAUSTED"):
             await enroll(server.enrol_target, await cloud.token(), cloud.tmp / "guess-valid",
                          ca_cert_pem=cloud.ca.cert_pem)
+
+
+async def _refusal_events(cloud: Cloud, agent_id: str) -> list:  # type: ignore[type-arg]
+    return [e for e in await cloud.audit.events()
+            if e.type == "agent.relay_channel_refused" and e.actor == f"agent:{agent_id}"]
+
+
+async def test_relay_refusals_reported_by_the_runtime_are_audited_at_once(cloud: Cloud) -> None:
+    from agent.runtime import AgentRuntime
+
+    identity = await cloud.enrol(name="refusals")
+
+    async def nothing_found() -> list:  # type: ignore[type-arg]
+        return []
+
+    async def no_tunnels(*_args: object) -> object:
+        raise AssertionError("no tunnel is opened in this test")
+
+    async with GrpcChannel(cloud.server.target, identity) as ch:
+        runtime = AgentRuntime(channel=ch, discover=nothing_found, open_tunnel=no_tunnels,  # type: ignore[arg-type]
+                               heartbeat_s=3600)  # only a refusal can bring the next heartbeat
+        async with runtime:
+            await eventually(lambda: ch.state == "connected")
+            runtime.relay_refused("5e55104d0000a9e7", "direct-tcpip", "to 10.0.0.9:445 from relay")
+            runtime.relay_refused("5e55104d0000a9e7", "session", "")
+            events = []
+            for _ in range(100):
+                events = await _refusal_events(cloud, identity.agent_id)
+                if len(events) == 2:
+                    break
+                await asyncio.sleep(0.05)
+    assert [(e.details["kind"], e.session_id, e.outcome) for e in events] == [
+        ("direct-tcpip", "5e55104d0000a9e7", "denied"), ("session", "5e55104d0000a9e7", "denied"),
+    ]
+    assert "10.0.0.9:445" in events[0].details["detail"]
+
+
+async def test_an_agent_cannot_flood_the_audit_trail_with_refusals(cloud: Cloud) -> None:
+    identity = await cloud.enrol(name="flood")
+    flood = [pb.RelayRefusal(session_id="s" * 200, kind="x" * 200, detail="d" * 5000) for _ in range(300)]
+    async with GrpcChannel(cloud.server.target, identity) as ch:
+        await ch.heartbeat(relay_refusals=flood)
+    events = await _refusal_events(cloud, identity.agent_id)
+    assert len(events) == 51
+    assert events[-1].details == {"kind": "summary", "more_refusals": 250}
+    assert all(len(e.details["kind"]) <= 64 and len(e.details["detail"]) <= 500 for e in events[:-1])
+    assert len(events[0].session_id) <= 64

@@ -42,6 +42,7 @@ class RogueRelay:
     conn: asyncssh.SSHServerConnection | None = None
     forward: asyncio.Event = field(default_factory=asyncio.Event)
     forward_host: str = ""
+    reported: list[tuple[str, str]] = field(default_factory=list)  # what the agent would report
 
 
 class _RogueServer(asyncssh.SSHServer):
@@ -108,6 +109,7 @@ async def rogue_tunnel(ews: Ews) -> AsyncIterator[tuple[RogueRelay, Tunnel]]:
         host_key_fingerprint=host_key.get_fingerprint("sha256"),
         credential_private_key=cred.private_key, credential_certificate=cred.certificate,
         session_id=sid, target=ews.target, verify=None,
+        on_refused=lambda kind, detail: state.reported.append((kind, detail)),
     )
     await asyncio.wait_for(state.forward.wait(), 5)
     try:
@@ -173,6 +175,7 @@ async def test_agent_refuses_channels_a_rogue_relay_opens_towards_it(
         "direct-tcpip", "direct-streamlocal@openssh.com", "session", "x11", "auth-agent@openssh.com",
     ]
     assert tunnel.forwarded_connections == 0
+    assert rogue.reported == tunnel.refused_channels  # each refusal goes to the runtime for the audit
     assert not tunnel.is_closed  # refusing is enough; the legitimate tunnel stays usable
     page = await http_get(conn, rogue.forward_host, ROGUE_PORT_CLAIM, "127.0.0.1", 5)
     assert b"printer status" in page
