@@ -45,3 +45,10 @@ class ProxyDeps:
     on_session_timeout: SessionTimeout | None = None
     on_extend_request: ExtendRequest | None = None
     vendor_endpoints: VendorEndpoints = field(default_factory=load_vendor_endpoints)
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Mark the session cookie ``Secure``: over TLS, and on ``*.localhost``, which browsers
+        treat as a secure context even over plain http (the demo)."""
+        domain = self.dwa_domain.strip(".").lower()
+        return self.public.scheme == "https" or domain == "localhost" or domain.endswith(".localhost")

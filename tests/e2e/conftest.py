@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.async_api import Browser, async_playwright
 
@@ -45,3 +46,10 @@ async def browser() -> AsyncIterator[Browser]:
         b = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         yield b
         await b.close()
+
+
+def session_cookie(launched: httpx.Response) -> str:
+    """The proxy's session cookie as a Cookie header value. It is ``Secure`` (browsers treat
+    *.localhost as a secure context even over http); Python's cookie jar would not send it
+    over http, a browser does."""
+    return launched.headers["set-cookie"].split(";", 1)[0]

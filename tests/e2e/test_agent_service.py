@@ -14,6 +14,7 @@ import httpx
 from agent.channel.enroll import EnrolledIdentity
 from lab.catalog import PRINTERS, by_name
 from printgate.system import DemoSystem
+from tests.e2e.conftest import session_cookie
 
 PRINTGATE = str(Path(sys.executable).with_name("printgate"))
 PRINTER = by_name("ricoh_mpc3002")
@@ -62,7 +63,7 @@ async def test_enrolled_agent_service_discovers_printers_and_serves_a_tunnel(tmp
             local = f"http://127.0.0.1:{parts.port}"
             async with httpx.AsyncClient(timeout=30) as client:
                 first = await client.get(f"{local}{parts.path}?{parts.query}", headers={"Host": parts.netloc})
-                page = await client.get(f"{local}/", headers={"Host": parts.netloc}, cookies=first.cookies)
+                page = await client.get(f"{local}/", headers={"Host": parts.netloc, "Cookie": session_cookie(first)})
             assert page.status_code == 200
             assert PRINTER.name in page.text
             assert PRINTER.ip not in page.text

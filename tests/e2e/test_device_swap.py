@@ -12,6 +12,7 @@ from lab.catalog import by_name
 from printgate.interfaces import SessionRefused
 from printgate.store import devices, tenants
 from printgate.system import DemoSystem
+from tests.e2e.conftest import session_cookie
 
 KNOWN = by_name("sharp")
 INTRUDER = by_name("epson")
@@ -49,20 +50,20 @@ async def test_device_swapped_mid_session_is_refused_reported_and_the_session_en
         local = f"http://127.0.0.1:{parts.port}"
         async with httpx.AsyncClient(timeout=30) as client:
             first = await client.get(f"{local}{parts.path}?{parts.query}", headers={"Host": parts.netloc})
-            page = await client.get(f"{local}/", headers={"Host": parts.netloc}, cookies=first.cookies)
+            key = {"Host": parts.netloc, "Cookie": session_cookie(first)}
+            page = await client.get(f"{local}/", headers=key)
             assert page.status_code == 200 and KNOWN.name in page.text
 
-            cookies = first.cookies
         await system.snmp.swap(KNOWN.ip, INTRUDER.name)
         await asyncio.sleep(0.5)
         # A new browser connection means a new tunnel connection: the agent checks the device again.
         async with httpx.AsyncClient(timeout=30) as client:
-            refused = await client.get(f"{local}/", headers={"Host": parts.netloc}, cookies=cookies)
+            refused = await client.get(f"{local}/", headers=key)
             assert refused.status_code >= 400 and "Device home" not in refused.text
             async with asyncio.timeout(20):
                 while system.cloud.broker.live_sessions_of("user-demo-tech"):
                     await asyncio.sleep(0.1)
-            ended = await client.get(f"{local}/", headers={"Host": parts.netloc}, cookies=cookies)
+            ended = await client.get(f"{local}/", headers=key)
         assert "ended" in ended.text.lower()
         mismatch = [e for e in await system.audit_events() if e.type == "device.identity_mismatch"]
         assert mismatch and f"the device at {KNOWN.ip} is no longer printer" in mismatch[0].details["message"]

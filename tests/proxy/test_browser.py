@@ -39,7 +39,7 @@ async def test_launch_sets_host_only_strict_httponly_cookie_and_lands_on_device_
     ours = [c for c in cookies if c["name"] == "printgate_dwa"]
     assert len(ours) == 1
     assert ours[0]["domain"] == route.host  # host-only
-    assert ours[0]["httpOnly"] and ours[0]["sameSite"] == "Strict"
+    assert ours[0]["httpOnly"] and ours[0]["sameSite"] == "Strict" and ours[0]["secure"]
     no_device_address(await page.content(), ews)
 
 

@@ -125,7 +125,7 @@ class SessionAuth:
             pages.not_signed_in(flow, exc.message, status=403)
             return
         attrs = "Path=/; HttpOnly; SameSite=Strict"
-        if self._deps.public.scheme == "https":
+        if self._deps.secure_cookies:
             attrs += "; Secure"
         flow.metadata[DECISION_KEY] = FlowDecision(False, "session.launched", "launch token redeemed", "session")
         # A 200 page that navigates on: a cross-site redirect chain would not send a
