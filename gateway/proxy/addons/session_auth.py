@@ -95,8 +95,11 @@ class SessionAuth:
         _strip_cookie(flow, name)
 
     async def request(self, flow: http.HTTPFlow) -> None:
+        if already_answered(flow):
+            return
         route = route_of(flow)
-        if already_answered(flow) or route is None:
+        if route is None:  # requestheaders() resolves or answers every request; fail closed anyway
+            pages.unknown_host(flow)
             return
         path = _path_of(flow)
         if path == PREFIX + "launch":
