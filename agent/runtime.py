@@ -164,6 +164,7 @@ class AgentRuntime(Service):
         while True:
             queued = await self._monitoring.pending() if self._monitoring else 0
             refusals = self._refusals[:REFUSALS_PER_HEARTBEAT]
+            self._report_now.clear()  # a refusal from now on brings the next heartbeat at once
             try:
                 await self._channel.heartbeat(queue_length=queued, printers=len(self.printers),
                                               relay_refusals=refusals)
@@ -174,7 +175,6 @@ class AgentRuntime(Service):
             except (PrintgateError, OSError) as exc:
                 log.warning("agent.heartbeat_failed", error=str(exc))
             self._write_status(queued)
-            self._report_now.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._report_now.wait(), self._heartbeat_s)
 
@@ -236,13 +236,13 @@ class AgentRuntime(Service):
     async def _keep_open(self, cmd: pb.OpenTunnel, tunnel: Tunnel, verify: Verify | None) -> None:
         sid = cmd.session_id
 
-        def replace(new: Tunnel) -> None:
+        def adopt(new: Tunnel) -> None:
             self._tunnels[sid] = new
 
         try:
             await keep_open(
                 sid, tunnel, reopen=lambda: self._open_tunnel(cmd, verify, self._refusal_reporter(sid)),
-                is_current=lambda t: self._tunnels.get(sid) is t, replace=replace,
+                is_current=lambda t: self._tunnels.get(sid) is t, replace=adopt,
                 expires_at=cmd.expires_at_ms / 1000 if cmd.expires_at_ms else time.time() + 3600,
             )
         finally:
