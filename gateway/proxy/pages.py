@@ -15,7 +15,8 @@ _STYLE = (
 )
 
 
-def _page(title: str, body_html: str) -> bytes:
+def page_html(title: str, body_html: str) -> bytes:
+    """A whole page in the proxy's style (``body_html`` is trusted markup)."""
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
@@ -54,7 +55,7 @@ def block(flow: http.HTTPFlow, decision: FlowDecision) -> None:
     _respond(
         flow,
         403,
-        _page(
+        page_html(
             "Blocked by policy",
             f"<p>{html.escape(decision.reason)}</p>"
             "<p>File transfers to or from the customer's device are not allowed through "
@@ -71,7 +72,7 @@ def session_ended(flow: http.HTTPFlow, reason: str) -> None:
     _respond(
         flow,
         410,
-        _page(
+        page_html(
             "Remote session ended",
             f"<p>This remote web session has ended: {html.escape(reason)}.</p>"
             "<p>Open the device again from the portal to start a new session.</p>",
@@ -85,7 +86,7 @@ def not_signed_in(flow: http.HTTPFlow, reason: str, *, status: int = 401) -> Non
     _respond(
         flow,
         status,
-        _page(
+        page_html(
             "Not signed in to this session",
             f"<p>{html.escape(reason)}</p>"
             "<p>Use the \"Open web page\" button in the portal to enter this session.</p>",
@@ -99,7 +100,7 @@ def unknown_host(flow: http.HTTPFlow) -> None:
     _respond(
         flow,
         404,
-        _page("No such session", "<p>This address does not belong to any remote session.</p>"),
+        page_html("No such session", "<p>This address does not belong to any remote session.</p>"),
         "text/html; charset=utf-8",
     )
 

@@ -19,6 +19,7 @@ from mitmproxy import options
 from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
 
+from gateway.proxy import error_pages
 from gateway.proxy.addons import default_addons
 from gateway.proxy.addons.session_limits import SessionLimits
 from gateway.proxy.audit_batch import GroupCommitAudit
@@ -116,6 +117,7 @@ class DwaProxy(Service):
     # --- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        error_pages.install()
         await self._audit.start()
         opts = options.Options()
         master = Master(opts, event_loop=loop)
