@@ -124,6 +124,7 @@ class AgentAssembly:
             credential_certificate=cmd.credential_certificate,
             session_id=cmd.session_id, target=target_of(cmd), verify=verify,
             http_proxy=self.settings.http_proxy, on_refused=on_refused,
+            keepalive_s=self.settings.tunnel_keepalive_seconds,
         )
 
     def runtime(self) -> AgentRuntime:

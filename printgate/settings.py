@@ -53,6 +53,7 @@ class GatewaySettings(BaseModel):
     session_idle_seconds: int = 600
     launch_token_ttl_seconds: int = 60
     agent_loss_grace_seconds: float = 10.0  # an agent offline this long loses its sessions
+    relay_keepalive_seconds: float = 10.0  # a silently lost agent connection is dropped after ~3x this
     data_dir: Path = Path("var/gateway")
     audit_checkpoint_seconds: float = 60.0  # sign a Merkle tree head at least this often
 
@@ -74,6 +75,7 @@ class AgentSettings(BaseModel):
     packets_per_second: int = 500
     http_proxy: str | None = None
     # where to look for a printer's web server, in order: "port/scheme"
+    tunnel_keepalive_seconds: float = 10.0  # a silently lost relay connection is noticed after ~3x this
     verify_cache_seconds: float = 30.0  # a device identity check is reused this long (max 30 s)
     ews_candidates: list[str] = Field(default_factory=lambda: ["443/https", "80/http"])
     scan_interval_seconds: float = 300.0

@@ -47,6 +47,7 @@ from gateway.proxy.routes import RouteTable
 from gateway.proxy.server import DwaProxy
 from gateway.proxy.workers import ProxyWorkerPool
 from gateway.relay import Relay
+from gateway.relay.limits import RelayLimits
 from lab.catalog import LAB_DEVICES, PRINTERS
 from lab.ews.server import EwsLab
 from lab.ports import free_tcp_port
@@ -122,6 +123,7 @@ class Cloud(Service):
         self.relay = Relay(
             gw.relay_host, gw.relay_port, host_key_path=self.data_dir / "relay_host_key",
             ca_key_path=self.data_dir / "relay_ssh_ca", audit=self.audit, firewall=self.firewall,
+            limits=RelayLimits(keepalive_s=gw.relay_keepalive_seconds),
         )
         await self._stack.enter_async_context(self.relay)
 

@@ -103,6 +103,7 @@ async def open_tunnel(
     http_proxy: str | None = None,
     connect_timeout: float = 10.0,
     on_refused: Callable[[str, str], None] | None = None,
+    keepalive_s: float = 10.0,
 ) -> Tunnel:
     """Connect out to the relay and open the session's one remote forward.
 
@@ -139,7 +140,7 @@ async def open_tunnel(
                 server_host_key_algs=["ssh-ed25519"],
                 gss_host=None,
                 config=None,
-                keepalive_interval=30,
+                keepalive_interval=keepalive_s,  # a silently lost relay: reconnect after ~3x this
                 keepalive_count_max=3,
             )
     except TimeoutError:

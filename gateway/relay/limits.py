@@ -14,7 +14,10 @@ class RelayLimits:
     ``max_session_s`` caps any connection regardless of its certificate;
     ``max_bytes`` caps the bytes piped through one tunnel (both directions);
     ``max_refusals_per_connection`` closes a connection that keeps asking for
-    forbidden things (each refusal is audited up to that bound, not beyond).
+    forbidden things (each refusal is audited up to that bound, not beyond);
+    ``keepalive_s``: an idle connection is asked for a keepalive that often and
+    dropped after 3 unanswered ones, so a silently lost agent frees its session
+    for the agent's reconnect within about 3 times ``keepalive_s``.
     """
 
     handshake_timeout_s: float = 10.0
@@ -26,3 +29,4 @@ class RelayLimits:
     max_channels_per_tunnel: int = 256
     max_refusals_per_connection: int = 16
     enforce_firewall: bool = True
+    keepalive_s: float = 10.0

@@ -51,6 +51,9 @@ class _Session:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+KEEPALIVE_COUNT_MAX = 3
+
+
 class Relay:
     def __init__(
         self,
@@ -96,8 +99,8 @@ class Relay:
             compression_algs=list(crypto_policy.COMPRESSION_ALGS),
             signature_algs=list(crypto_policy.SIGNATURE_ALGS),
             login_timeout=self.limits.handshake_timeout_s,
-            keepalive_interval=30,
-            keepalive_count_max=3,
+            keepalive_interval=self.limits.keepalive_s,
+            keepalive_count_max=KEEPALIVE_COUNT_MAX,
             agent_forwarding=False,
             x11_forwarding=False,
             allow_pty=False,

@@ -1,15 +1,22 @@
 """A network cut between agent and relay does not end the session: the agent reconnects,
-the relay binds the session's port again, and the technician's next page load works."""
+the relay binds the session's port again, and the technician's next page load works.
+A cut that sends no reset (a Wi-Fi drop) is noticed by keepalives on both sides."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
-from lab.catalog import by_name
+from lab.catalog import PRINTERS, by_name
 from printgate.system import DemoSystem
 from tests.e2e.conftest import session_cookie
 
@@ -84,3 +91,48 @@ async def test_agent_stops_reconnecting_once_the_relay_refuses_the_ended_session
                if e.type == "relay.auth.failed" and e.details.get("username") == session.id]
     assert refused, "the agent did not try its revoked credential again"
     await system.close_all_sessions(reason="test done")
+
+
+@contextlib.contextmanager
+def packets_dropped(port: int) -> Iterator[None]:
+    """Silently drop every packet to or from ``port`` on this host (nftables, no reset sent)."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            raise RuntimeError("CI runs as root: the silent-drop test must not be skipped")
+        pytest.skip("needs root for nftables")
+    table = f"pgdrop_{uuid.uuid4().hex[:8]}"
+    rules = (f"table inet {table} {{\n chain out {{\n  type filter hook output priority 0; policy accept;\n"
+             f"  tcp dport {port} drop\n  tcp sport {port} drop\n }}\n}}\n")
+    subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["nft", "delete", "table", "inet", table], check=True)
+
+
+async def test_silent_network_loss_is_noticed_by_keepalives_and_the_session_recovers(tmp_path: Path) -> None:
+    fast = {"relay_keepalive_seconds": 1.0}
+    async with DemoSystem(tmp_path, log_level="warning", gateway_overrides=fast,
+                          agent_overrides={"tunnel_keepalive_seconds": 1.0}) as system:
+        await system.wait_for_devices(minimum=len(PRINTERS), timeout=90)
+        launch = await system.open_session_as_demo_user(PRINTER.ip)
+        (session,) = system.cloud.broker.live_sessions_of("user-demo-tech")
+        async with httpx.AsyncClient(timeout=30) as client:
+            cookie = session_cookie(await page(client, launch))
+            assert PRINTER.name in (await page(client, launch, cookie)).text
+
+            with packets_dropped(system.cloud.relay.port):
+                async with asyncio.timeout(20):  # 3 missed keepalives of 1 s, on the relay's side
+                    while not any(e.type == "relay.tunnel.closed" and e.session_id == session.id
+                                  for e in await system.audit_events()):
+                        await asyncio.sleep(0.2)
+            async with asyncio.timeout(40):  # the agent's next attempt once the network is back
+                while True:
+                    again = await page(client, launch, cookie)
+                    if again.status_code == 200 and PRINTER.name in again.text:
+                        break
+                    await asyncio.sleep(0.5)
+        forwards = [e for e in await system.audit_events()
+                    if e.type == "relay.forward.opened" and e.session_id == session.id]
+        assert [f.details["reconnected"] for f in forwards] == [False, True]
+        await system.close_all_sessions(reason="test done")
