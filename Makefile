@@ -1,6 +1,6 @@
 .PHONY: demo test bootstrap lint bench
 demo: bootstrap
-	.venv/bin/printgate demo
+	.venv/bin/printgate demo $(ARGS)
 test:
 	scripts/test.sh
 bootstrap:
