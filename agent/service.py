@@ -144,6 +144,10 @@ class AgentAssembly:
         return self._runtime
 
     async def aclose(self) -> None:
+        """Stop everything; a second call does nothing (the queue is closed by then)."""
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
         runtime = getattr(self, "_runtime", None)
         if runtime is not None:
             await runtime.aclose()

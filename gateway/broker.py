@@ -55,6 +55,7 @@ class RelayPort(Protocol):
     def issue_credential(self, session_id: str, *, valid_seconds: int, agent_id: str) -> Any: ...
     async def wait_forward(self, session_id: str, timeout: float) -> tuple[str, int]: ...
     async def end_session(self, session_id: str, reason: str) -> None: ...
+    def is_connected(self, session_id: str) -> bool: ...
 
 
 class FirewallPort(Protocol):
@@ -173,6 +174,35 @@ class DwaBroker(Service):
         """The agent went offline: its tunnels are gone, so are its sessions."""
         for sid in [sess.id for sess, _, _ in self._live.values() if sess.agent_id == agent_id]:
             await self.close_session(sid, reason="the on-site agent went offline", actor="system")
+
+    async def resume_tunnels(self, agent_id: str) -> int:
+        """The agent is back (restarted, updated) and its live sessions have no tunnel: ask it to
+        open each again, with a fresh credential for the rest of the session. The relay binds
+        each session's port again, so routes and the technicians' cookies stay valid; a device
+        that changed meanwhile fails the agent's identity check and ends its session."""
+        now = datetime.now(UTC)
+        resumed = 0
+        for session, _user, _ip in list(self._live.values()):
+            remaining = int((session.expires_at - now).total_seconds())
+            if (session.agent_id != agent_id or session.state is not DwaState.ACTIVE or remaining <= 0
+                    or self._relay.is_connected(session.id)):
+                continue
+            async with self._db.session() as s:
+                device = await devices.get_device(s, session.device_id)
+            if device is None:
+                continue
+            try:
+                credential = self._relay.issue_credential(session.id, valid_seconds=remaining, agent_id=agent_id)
+                command_id = await self._commands.send(
+                    agent_id, self._make_open(session, device, credential, self._relay), ttl_s=30)
+            except PrintgateError as exc:
+                log.warning("dwa.resume_failed", session=session.id, error=exc.message)
+                continue
+            self._open_commands[command_id] = session.id
+            await self._audit_step(session, "agent.command.sent",
+                                   {"command": "open_tunnel", "id": command_id, "reason": "agent reconnected"})
+            resumed += 1
+        return resumed
 
     async def open_session(
         self, user: User, device_id: DeviceId, *, source_ip: str, mfa_age_seconds: float | None

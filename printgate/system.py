@@ -87,6 +87,7 @@ from printgate.wire import agent_pb2 as pb
 from printgate.wire import convert
 
 log = get_logger("printgate.system")
+RESUME_DELAY_S = 1.0  # after an agent's return, before its tunnel-less sessions are reopened
 
 
 class Cloud(Service):
@@ -98,6 +99,7 @@ class Cloud(Service):
         self._stack = contextlib.AsyncExitStack()
         self._portal_task: asyncio.Task[None] | None = None
         self._loss_checks: dict[str, asyncio.Task[None]] = {}
+        self._resumes: dict[str, asyncio.Task[None]] = {}
         self.dwa_ca_cert: Path | None = None  # the session CA browsers must trust (https, no proxy_certs)
 
     # ---- lifecycle -------------------------------------------------------
@@ -228,10 +230,12 @@ class Cloud(Service):
         ]
 
     async def aclose(self) -> None:
-        for check in self._loss_checks.values():
-            check.cancel()
-        await asyncio.gather(*self._loss_checks.values(), return_exceptions=True)
+        tasks = [*self._loss_checks.values(), *self._resumes.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._loss_checks.clear()
+        self._resumes.clear()
         if self._portal_task is not None:
             self._uvicorn.should_exit = True
             with contextlib.suppress(Exception, asyncio.CancelledError):
@@ -291,10 +295,23 @@ class Cloud(Service):
         pending = self._loss_checks.pop(agent_id, None)
         if pending is not None:
             pending.cancel()
+        if online and pending is not None:  # back within the grace period: its tunnels may be gone
+            self._resumes[agent_id] = asyncio.create_task(self._resume_tunnels(agent_id),
+                                                          name=f"agent-resume-{agent_id}")
         if not online:
             self._loss_checks[agent_id] = asyncio.create_task(
                 self._confirm_agent_lost(agent_id), name=f"agent-loss-{agent_id}"
             )
+
+    async def _resume_tunnels(self, agent_id: str) -> None:
+        try:
+            await asyncio.sleep(RESUME_DELAY_S)  # a tunnel that only blipped reconnects by itself
+            resumed = await self.broker.resume_tunnels(agent_id)
+            if resumed:
+                log.info("dwa.tunnels_resumed", agent=agent_id, sessions=resumed)
+        finally:
+            if self._resumes.get(agent_id) is asyncio.current_task():
+                del self._resumes[agent_id]
 
     async def _confirm_agent_lost(self, agent_id: str) -> None:
         """A reconnect within the grace period keeps the agent's sessions; otherwise they end."""

@@ -39,12 +39,14 @@ class _PinnedRelay(asyncssh.SSHClient):
     def __init__(self, fingerprint: str) -> None:
         self._fingerprint = fingerprint
         self.seen_fingerprint: str | None = None
+        self.lost: Exception | None = None  # why the connection ended, when it did not end cleanly
 
     def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
         drop_empty_ignore_packets(conn)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if exc is not None:  # a clean close is ours; anything else must be visible to operators
+        self.lost = exc
+        if exc is not None:  # a clean close is ours or the relay's; anything else must be visible
             log.warning("tunnel.connection_lost", error=repr(exc))
 
     def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
@@ -57,9 +59,10 @@ class Tunnel:
 
     def __init__(
         self, conn: asyncssh.SSHClientConnection, listener: asyncssh.SSHListener, session_id: str,
-        target: DwaTarget,
+        target: DwaTarget, relay: _PinnedRelay | None = None,
     ) -> None:
         self._conn = conn
+        self._relay = relay
         self._listener = listener
         self.session_id = session_id
         self.target = target
@@ -80,6 +83,11 @@ class Tunnel:
     @property
     def is_closed(self) -> bool:
         return self._conn.is_closed()
+
+    @property
+    def closed_cleanly(self) -> bool:
+        """Closed with an SSH disconnect (the relay ended the session, or we closed it), not lost."""
+        return self.is_closed and (self._relay is None or self._relay.lost is None)
 
     async def __aenter__(self) -> Tunnel:
         return self
@@ -204,7 +212,7 @@ async def open_tunnel(
     except (asyncssh.Error, asyncssh.ChannelListenError) as exc:
         conn.close()
         raise TunnelError(f"the relay refused the forward of session {session_id}: {exc}") from None
-    tunnel = Tunnel(conn, listener, session_id, target)
+    tunnel = Tunnel(conn, listener, session_id, target, pinned)
     tunnel.refused_channels.extend(early_refusals)
     tunnel_ref.append(tunnel)
     log.info("tunnel.opened", session=session_id, target=f"{target.ip}:{target.port}")

@@ -1,12 +1,13 @@
 """Keep a session's tunnel up: reconnect after a lost connection until the session ends.
 
-A Wi-Fi drop, a NAT timeout or a relay restart must not end the technician's
-session. When the SSH connection of an open tunnel ends without a close
-command, the agent connects again with the same session credential (jittered
-back-off from ``FIRST_DELAY_S`` up to ``MAX_DELAY_S``) until it succeeds, the credential expires,
-the relay refuses the credential (revoked: the session ended), the device
-fails its identity check, or the cloud closes the session. The relay binds the
-session's loopback port again, so the proxy's route stays valid.
+A Wi-Fi drop or a NAT timeout must not end the technician's session. When the
+SSH connection of an open tunnel is lost (not ended by an SSH disconnect: that
+is the relay ending the session), the agent connects again with the same
+session credential (jittered back-off from ``FIRST_DELAY_S`` up to
+``MAX_DELAY_S``) until it succeeds, the credential expires, the relay refuses
+the credential (revoked: the session ended meanwhile), the device fails its
+identity check, or the cloud closes the session. The relay binds the session's
+loopback port again, so the proxy's route stays valid.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ PERMANENT_CODES = frozenset({"relay_auth_refused", "relay_host_key_mismatch", "i
 class Reconnectable(Protocol):
     async def wait_closed(self) -> None: ...
     async def aclose(self) -> None: ...
+    @property
+    def closed_cleanly(self) -> bool: ...
 
 
 async def keep_open[T: Reconnectable](
@@ -52,6 +55,9 @@ async def keep_open[T: Reconnectable](
     while True:
         await tunnel.wait_closed()
         if not is_current(tunnel):
+            return
+        if tunnel.closed_cleanly:  # the relay said goodbye: it ended the session
+            log.info("agent.tunnel_ended_by_relay", session=session_id)
             return
         log.warning("agent.tunnel_lost", session=session_id)
         reopened = await _reconnect(session_id, tunnel, reopen, is_current, expires_at, clock)

@@ -221,6 +221,11 @@ class Relay:
     def live_session_ids(self) -> list[str]:
         return list(self._sessions)
 
+    def is_connected(self, session_id: str) -> bool:
+        """True while the session's agent holds its SSH connection to the relay."""
+        session = self._sessions.get(session_id)
+        return session is not None and session.server is not None
+
     # ------------------------------------------------------------------ RelayCore (called by RelayConnection)
     def admit_connection(self, conn: asyncssh.SSHServerConnection, peer_ip: str) -> bool:
         unauthenticated = sum(1 for c in self._connections if c.session_id is None)

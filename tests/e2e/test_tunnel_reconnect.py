@@ -76,13 +76,28 @@ async def test_agent_reconnects_after_a_network_cut_and_the_session_keeps_workin
     assert session.id not in system.runtime.tunnel_sessions
 
 
+async def test_tunnel_the_relay_ends_is_not_reconnected(system: DemoSystem) -> None:
+    await system.open_session_as_demo_user(PRINTER.ip)
+    (session,) = system.cloud.broker.live_sessions_of("user-demo-tech")
+    assert session.id in system.runtime.tunnel_sessions
+    # the relay ends the session (SSH disconnect) and the close command never reaches the agent
+    await system.cloud.relay.end_session(session.id, "revoked by the test")
+    async with asyncio.timeout(10):
+        while session.id in system.runtime.tunnel_sessions:
+            await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)  # longer than the first retry delays
+    assert not [e for e in await system.audit_events()
+                if e.type == "relay.auth.failed" and e.details.get("username") == session.id]
+    await system.close_all_sessions(reason="test done")
+
+
 async def test_agent_stops_reconnecting_once_the_relay_refuses_the_ended_sessions_credential(
     system: DemoSystem,
 ) -> None:
     await system.open_session_as_demo_user(PRINTER.ip)
     (session,) = system.cloud.broker.live_sessions_of("user-demo-tech")
-    assert session.id in system.runtime.tunnel_sessions
-    # the relay ends the session (credential revoked) and the close command never reaches the agent
+    # the connection is lost, and the session ends before the agent is back
+    cut_relay_connections(system.cloud.relay.port)
     await system.cloud.relay.end_session(session.id, "revoked by the test")
     async with asyncio.timeout(15):
         while session.id in system.runtime.tunnel_sessions:
@@ -136,3 +151,33 @@ async def test_silent_network_loss_is_noticed_by_keepalives_and_the_session_reco
                     if e.type == "relay.forward.opened" and e.session_id == session.id]
         assert [f.details["reconnected"] for f in forwards] == [False, True]
         await system.close_all_sessions(reason="test done")
+
+
+async def test_sessions_resume_when_the_agent_restarts_within_the_grace_period(tmp_path: Path) -> None:
+    from agent.service import AgentAssembly
+
+    async with DemoSystem(tmp_path, log_level="warning") as system:
+        await system.wait_for_devices(minimum=len(PRINTERS), timeout=90)
+        launch = await system.open_session_as_demo_user(PRINTER.ip)
+        (session,) = system.cloud.broker.live_sessions_of("user-demo-tech")
+        async with httpx.AsyncClient(timeout=30) as client:
+            cookie = session_cookie(await page(client, launch))
+            assert PRINTER.name in (await page(client, launch, cookie)).text
+
+            await system.agent.aclose()  # an update restarts the agent: its tunnels go with it
+            assert (await page(client, launch, cookie)).status_code == 502
+            restarted = AgentAssembly(system.agent_settings(system.base_dir / "agent"), system.agent.identity)
+            async with restarted:
+                async with asyncio.timeout(30):
+                    while True:
+                        again = await page(client, launch, cookie)
+                        if again.status_code == 200 and PRINTER.name in again.text:
+                            break
+                        await asyncio.sleep(0.3)
+                assert system.cloud.broker.live_sessions_of("user-demo-tech") == [session]
+                events = [e for e in await system.audit_events() if e.session_id == session.id]
+                assert any(e.type == "agent.command.sent" and e.details.get("reason") == "agent reconnected"
+                           for e in events)
+                forwards = [e for e in events if e.type == "relay.forward.opened"]
+                assert [f.details["reconnected"] for f in forwards] == [False, True]
+                await system.close_all_sessions(reason="test done")
