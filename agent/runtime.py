@@ -217,6 +217,15 @@ class AgentRuntime(Service):
                 await self._report(body.id, ok=True)
 
     async def _handle_open(self, command_id: str, cmd: pb.OpenTunnel) -> None:
+        existing = self._tunnels.get(cmd.session_id)
+        if existing is not None and not existing.is_closed:
+            # the gateway's resume crossed our own reconnect: the session has its tunnel
+            await self._report(command_id, ok=True)
+            return
+        keeper = self._keepers.pop(cmd.session_id, None)
+        if keeper is not None:  # stop reconnecting with the old credential; this command brings a new one
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
         try:
             verify = self._make_verifier(cmd, command_id) if self._make_verifier else None
             tunnel = await self._open_tunnel(cmd, verify, self._refusal_reporter(cmd.session_id))

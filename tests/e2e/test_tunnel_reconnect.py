@@ -108,6 +108,29 @@ async def test_agent_stops_reconnecting_once_the_relay_refuses_the_ended_session
     await system.close_all_sessions(reason="test done")
 
 
+async def test_gateway_resume_crossing_the_agents_own_reconnect_keeps_the_session(system: DemoSystem) -> None:
+    launch = await system.open_session_as_demo_user(PRINTER.ip)
+    (session,) = system.cloud.broker.live_sessions_of("user-demo-tech")
+    async with httpx.AsyncClient(timeout=30) as client:
+        cookie = session_cookie(await page(client, launch))
+        cut_relay_connections(system.cloud.relay.port)
+        while system.cloud.relay.is_connected(session.id):  # the relay has seen the loss
+            await asyncio.sleep(0.005)
+        # the gateway asks for the tunnel again while the agent is already reconnecting it
+        assert await system.cloud.broker.resume_tunnels(session.agent_id) == 1
+        async with asyncio.timeout(30):
+            while True:
+                again = await page(client, launch, cookie)
+                if again.status_code == 200 and PRINTER.name in again.text:
+                    break
+                await asyncio.sleep(0.3)
+        await asyncio.sleep(1.0)
+        assert system.cloud.broker.live_sessions_of("user-demo-tech") == [session]
+        assert (await page(client, launch, cookie)).status_code == 200
+    assert system.runtime.tunnel_sessions == [session.id]
+    await system.close_all_sessions(reason="test done")
+
+
 @contextlib.contextmanager
 def packets_dropped(port: int) -> Iterator[None]:
     """Silently drop every packet to or from ``port`` on this host (nftables, no reset sent)."""
