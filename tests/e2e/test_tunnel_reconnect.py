@@ -41,6 +41,16 @@ async def page(client: httpx.AsyncClient, launch: str, cookie: str | None = None
     return await client.get(f"{local}/", headers={"Host": parts.netloc, "Cookie": cookie})
 
 
+async def until_page_works(client: httpx.AsyncClient, launch: str, cookie: str, *, timeout: float) -> None:
+    """Reload the device's home page until it comes through again."""
+    async with asyncio.timeout(timeout):
+        while True:
+            again = await page(client, launch, cookie)
+            if again.status_code == 200 and PRINTER.name in again.text:
+                return
+            await asyncio.sleep(0.3)
+
+
 async def test_agent_reconnects_after_a_network_cut_and_the_session_keeps_working(system: DemoSystem) -> None:
     launch = await system.open_session_as_demo_user(PRINTER.ip)
     (session,) = system.cloud.broker.live_sessions_of("user-demo-tech")
@@ -52,12 +62,7 @@ async def test_agent_reconnects_after_a_network_cut_and_the_session_keeps_workin
         assert PRINTER.name in (await page(client, launch, cookie)).text
 
         assert cut_relay_connections(relay_port) >= 1
-        async with asyncio.timeout(30):  # reconnect backoff starts at 0.2 s
-            while True:
-                again = await page(client, launch, cookie)
-                if again.status_code == 200 and PRINTER.name in again.text:
-                    break
-                await asyncio.sleep(0.3)
+        await until_page_works(client, launch, cookie, timeout=30)  # reconnect backoff starts at 0.2 s
         assert system.cloud.broker.live_sessions_of("user-demo-tech") == [session]
 
         events = [e for e in await system.audit_events() if e.session_id == session.id]
@@ -118,12 +123,7 @@ async def test_gateway_resume_crossing_the_agents_own_reconnect_keeps_the_sessio
             await asyncio.sleep(0.005)
         # the gateway asks for the tunnel again while the agent is already reconnecting it
         assert await system.cloud.broker.resume_tunnels(session.agent_id) == 1
-        async with asyncio.timeout(30):
-            while True:
-                again = await page(client, launch, cookie)
-                if again.status_code == 200 and PRINTER.name in again.text:
-                    break
-                await asyncio.sleep(0.3)
+        await until_page_works(client, launch, cookie, timeout=30)
         await asyncio.sleep(1.0)
         assert system.cloud.broker.live_sessions_of("user-demo-tech") == [session]
         assert (await page(client, launch, cookie)).status_code == 200
@@ -164,12 +164,8 @@ async def test_silent_network_loss_is_noticed_by_keepalives_and_the_session_reco
                     while not any(e.type == "relay.tunnel.closed" and e.session_id == session.id
                                   for e in await system.audit_events()):
                         await asyncio.sleep(0.2)
-            async with asyncio.timeout(40):  # the agent's next attempt once the network is back
-                while True:
-                    again = await page(client, launch, cookie)
-                    if again.status_code == 200 and PRINTER.name in again.text:
-                        break
-                    await asyncio.sleep(0.5)
+            # the agent's next attempt once the network is back
+            await until_page_works(client, launch, cookie, timeout=40)
         forwards = [e for e in await system.audit_events()
                     if e.type == "relay.forward.opened" and e.session_id == session.id]
         assert [f.details["reconnected"] for f in forwards] == [False, True]
@@ -191,12 +187,7 @@ async def test_sessions_resume_when_the_agent_restarts_within_the_grace_period(t
             assert (await page(client, launch, cookie)).status_code == 502
             restarted = AgentAssembly(system.agent_settings(system.base_dir / "agent"), system.agent.identity)
             async with restarted:
-                async with asyncio.timeout(30):
-                    while True:
-                        again = await page(client, launch, cookie)
-                        if again.status_code == 200 and PRINTER.name in again.text:
-                            break
-                        await asyncio.sleep(0.3)
+                await until_page_works(client, launch, cookie, timeout=30)
                 assert system.cloud.broker.live_sessions_of("user-demo-tech") == [session]
                 events = [e for e in await system.audit_events() if e.session_id == session.id]
                 assert any(e.type == "agent.command.sent" and e.details.get("reason") == "agent reconnected"
