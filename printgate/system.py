@@ -194,7 +194,8 @@ class Cloud(Service):
                 self.dwa_ca_cert = ensure_own_ca(self.data_dir / "dwa-ca")
                 tls["confdir"] = self.data_dir / "dwa-ca"
                 log.info("dwa.own_ca", ca_cert=str(self.dwa_ca_cert),
-                         hint="browsers must trust this CA for https session hosts")
+                         hint="browsers must trust this CA for https session hosts (unused when a load "
+                              "balancer in front of the proxy terminates TLS; proxy_certs replaces it)")
         return tls
 
     async def _firewall(self) -> Firewall:
