@@ -6,6 +6,7 @@ its own route on the shared proxy.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -184,3 +185,10 @@ async def page(browser: Any) -> AsyncIterator[Any]:
     pg = await context.new_page()
     yield pg
     await context.close()
+
+
+async def launch(page: Any, harness: ProxyHarness, route: SessionRoute) -> str:
+    """Open the session in ``page`` with its launch link; the session's origin."""
+    await page.goto(harness.launch_url(route))
+    await page.wait_for_url(re.compile(r".*/$"))
+    return harness.proxy.session_origin(route.session_id)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import re
 
 import pytest
 
 from lab.ews import EwsLab, EwsServer
+from tests.proxy.conftest import launch
 
 pytestmark = pytest.mark.browser
 
@@ -18,12 +18,6 @@ HTTPS_PRINTER = "jetdirect_m880"
 @pytest.fixture
 def ews(ews_lab: EwsLab) -> EwsServer:
     return ews_lab[HTTP_PRINTER]
-
-
-async def launch(page, harness, route) -> str:
-    await page.goto(harness.launch_url(route))
-    await page.wait_for_url(re.compile(r".*/$"))
-    return harness.proxy.session_origin(route.session_id)
 
 
 def no_device_address(html: str, ews: EwsServer) -> None:

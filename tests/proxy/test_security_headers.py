@@ -10,7 +10,7 @@ from aiohttp import web
 
 from lab.ews import EwsLab, EwsServer
 from lab.ports import free_tcp_port
-from tests.proxy.test_browser import launch
+from tests.proxy.conftest import launch
 
 PRINTER = "jetdirect_m130nw"
 
