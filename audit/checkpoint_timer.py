@@ -4,11 +4,10 @@ log has grown (complements ``AuditLog(checkpoint_every=N)``)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from audit.log import AuditLog
 from printgate.errors import PrintgateError
-from printgate.lifecycle import Service
+from printgate.lifecycle import Service, cancel_and_wait
 from printgate.logs import get_logger
 
 log = get_logger("audit.checkpoint_timer")
@@ -43,9 +42,6 @@ class CheckpointTimer(Service):
                 self.signed += 1
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 

@@ -14,7 +14,7 @@ import contextlib
 from audit.checkpoint import Checkpoint
 from audit.query import AuditFilter, search
 from audit.syslog import SyslogError, SyslogForwarder
-from printgate.lifecycle import Service
+from printgate.lifecycle import Service, cancel_and_wait
 from printgate.logs import get_logger
 from printgate.store import audit as store
 from printgate.store.db import Database
@@ -70,10 +70,7 @@ class SyslogShipper(Service):
             self._task = asyncio.create_task(self._run(), name="audit-syslog-shipper")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self.forwarder.aclose()
 

@@ -9,7 +9,6 @@ deduplicates readings by batch id, so a retry after a lost ack is harmless.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -21,6 +20,7 @@ from agent.channel.backoff import Backoff
 from agent.channel.command_guard import CommandGuard, CommandRejected, VerifiedCommand
 from agent.channel.enroll import AGENT_VERSION, EnrolledIdentity, channel_options, make_csr
 from printgate.errors import AccessDenied, AgentUnavailable
+from printgate.lifecycle import cancel_and_wait
 from printgate.logs import get_logger
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import agent_pb2_grpc as pb_grpc
@@ -87,11 +87,8 @@ class GrpcChannel:
 
     async def aclose(self) -> None:
         self._closed = True
-        if self._stream_task is not None:
-            self._stream_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._stream_task
-            self._stream_task = None
+        await cancel_and_wait(self._stream_task)
+        self._stream_task = None
         if self._channel is not None:
             await self._channel.close(grace=None)
             self._channel = None
@@ -229,9 +226,7 @@ class GrpcChannel:
         old = self._channel
         self._open_channel()
         if self._stream_task is not None:
-            self._stream_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._stream_task
+            await cancel_and_wait(self._stream_task)
             self._stream_task = asyncio.create_task(self._stream_loop(), name="grpc-command-stream")
         if old is not None:
             await old.close(grace=1.0)

@@ -15,7 +15,6 @@ store).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -32,7 +31,7 @@ from gateway.channel.hub import AgentHub
 from printgate.domain import AuditEventIn, Outcome
 from printgate.errors import PrintgateError
 from printgate.interfaces import AuditSink
-from printgate.lifecycle import Service
+from printgate.lifecycle import Service, cancel_and_wait
 from printgate.logs import get_logger
 from printgate.store import channel as store
 from printgate.store.db import Database
@@ -126,11 +125,8 @@ class AgentChannelServer(Service):
         log.info("channel.grpc.started", port=self.port, enrol_port=self.enrol_port)
 
     async def aclose(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
-            self._watcher = None
+        await cancel_and_wait(self._watcher)
+        self._watcher = None
         if self._server is not None:
             for agent in list(self._hub.online_agents()):
                 self._hub.cut_agent(agent, "gateway shutting down")

@@ -20,6 +20,7 @@ from typing import Any
 
 from printgate.domain import AuditEventIn
 from printgate.interfaces import AuditSink
+from printgate.lifecycle import cancel_and_wait
 from printgate.logs import get_logger
 
 log = get_logger(__name__)
@@ -66,9 +67,7 @@ class GroupCommitAudit:
     async def aclose(self) -> None:
         if self._task is not None:
             await self.flush()
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         while not self._queue.empty():  # nothing may wait forever
             _event, fut = self._queue.get_nowait()

@@ -28,7 +28,7 @@ from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.routes import RouteTable
 from printgate.errors import ConfigError
 from printgate.interfaces import AuditSink
-from printgate.lifecycle import Service
+from printgate.lifecycle import Service, cancel_and_wait
 from printgate.logs import get_logger
 
 log = get_logger(__name__)
@@ -179,11 +179,8 @@ class DwaProxy(Service):
                 log.error("dwa.sweep_failed", error=str(exc))
 
     async def aclose(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await cancel_and_wait(self._sweeper)
+        self._sweeper = None
         if self._master is not None and self._run_task is not None:
             self._master.shutdown()
             with contextlib.suppress(asyncio.CancelledError):

@@ -22,7 +22,6 @@ dying (``max_restarts`` within a minute) is reported and left down (``failed``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import socket
@@ -45,7 +44,7 @@ from gateway.proxy.deps import ExtendRequest, PublicAddress, SessionTimeout
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.routes import RouteChange, RouteTable, Tombstone, cookie_digest
 from printgate.errors import ConfigError, PrintgateError
-from printgate.lifecycle import Service
+from printgate.lifecycle import Service, cancel_and_wait
 from printgate.logs import get_logger
 
 log = get_logger(__name__)
@@ -157,11 +156,8 @@ class ProxyWorkerPool(Service):
 
     async def aclose(self) -> None:
         self._closing = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await cancel_and_wait(self._sweeper)
+        self._sweeper = None
         await asyncio.gather(*(self._stop(w) for w in self._workers), return_exceptions=True)
         if self._reservation is not None:
             self._reservation.close()
@@ -185,10 +181,7 @@ class ProxyWorkerPool(Service):
                 await proc.wait()
         if peer is not None:
             await peer.aclose()
-        if w.serving is not None:
-            w.serving.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await w.serving
+        await cancel_and_wait(w.serving)
         w.proc, w.peer, w.serving = None, None, None
 
     # --- worker processes ----------------------------------------------------
