@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from lab.catalog import PRINTERS, by_name
+from printgate.domain import AuditRecord, DwaSession
 from printgate.system import DemoSystem
 from tests.e2e.conftest import session_cookie
 
@@ -51,24 +52,33 @@ async def until_page_works(client: httpx.AsyncClient, launch: str, cookie: str, 
             await asyncio.sleep(0.3)
 
 
-async def test_agent_reconnects_after_a_network_cut_and_the_session_keeps_working(system: DemoSystem) -> None:
+async def enter_session(system: DemoSystem, client: httpx.AsyncClient) -> tuple[str, DwaSession, str]:
+    """Open a session on the printer as the demo technician and enter it: (launch URL, session, cookie)."""
     launch = await system.open_session_as_demo_user(PRINTER.ip)
     (session,) = system.cloud.broker.live_sessions_of("user-demo-tech")
-    relay_port = system.cloud.relay.port
-    async with httpx.AsyncClient(timeout=30) as client:
-        first = await page(client, launch)
-        assert first.status_code == 200
-        cookie = session_cookie(first)
-        assert PRINTER.name in (await page(client, launch, cookie)).text
+    first = await page(client, launch)
+    assert first.status_code == 200
+    cookie = session_cookie(first)
+    assert PRINTER.name in (await page(client, launch, cookie)).text
+    return launch, session, cookie
 
-        assert cut_relay_connections(relay_port) >= 1
+
+async def forwards_of(system: DemoSystem, session_id: str) -> list[AuditRecord]:
+    """The relay's ``relay.forward.opened`` records of one session, in order."""
+    return [e for e in await system.audit_events()
+            if e.type == "relay.forward.opened" and e.session_id == session_id]
+
+
+async def test_agent_reconnects_after_a_network_cut_and_the_session_keeps_working(system: DemoSystem) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        launch, session, cookie = await enter_session(system, client)
+        assert cut_relay_connections(system.cloud.relay.port) >= 1
         await until_page_works(client, launch, cookie, timeout=30)  # reconnect backoff starts at 0.2 s
         assert system.cloud.broker.live_sessions_of("user-demo-tech") == [session]
 
-        events = [e for e in await system.audit_events() if e.session_id == session.id]
-        kinds = [e.type for e in events]
+        kinds = [e.type for e in await system.audit_events() if e.session_id == session.id]
         assert "relay.tunnel.closed" in kinds
-        forwards = [e for e in events if e.type == "relay.forward.opened"]
+        forwards = await forwards_of(system, session.id)
         assert [f.details["reconnected"] for f in forwards] == [False, True]
         assert forwards[0].details["listener"] == forwards[1].details["listener"]  # the proxy's route holds
 
@@ -114,10 +124,8 @@ async def test_agent_stops_reconnecting_once_the_relay_refuses_the_ended_session
 
 
 async def test_gateway_resume_crossing_the_agents_own_reconnect_keeps_the_session(system: DemoSystem) -> None:
-    launch = await system.open_session_as_demo_user(PRINTER.ip)
-    (session,) = system.cloud.broker.live_sessions_of("user-demo-tech")
     async with httpx.AsyncClient(timeout=30) as client:
-        cookie = session_cookie(await page(client, launch))
+        launch, session, cookie = await enter_session(system, client)
         cut_relay_connections(system.cloud.relay.port)
         while system.cloud.relay.is_connected(session.id):  # the relay has seen the loss
             await asyncio.sleep(0.005)
@@ -153,12 +161,8 @@ async def test_silent_network_loss_is_noticed_by_keepalives_and_the_session_reco
     async with DemoSystem(tmp_path, log_level="warning", gateway_overrides=fast,
                           agent_overrides={"tunnel_keepalive_seconds": 1.0}) as system:
         await system.wait_for_devices(minimum=len(PRINTERS), timeout=90)
-        launch = await system.open_session_as_demo_user(PRINTER.ip)
-        (session,) = system.cloud.broker.live_sessions_of("user-demo-tech")
         async with httpx.AsyncClient(timeout=30) as client:
-            cookie = session_cookie(await page(client, launch))
-            assert PRINTER.name in (await page(client, launch, cookie)).text
-
+            launch, session, cookie = await enter_session(system, client)
             with packets_dropped(system.cloud.relay.port):
                 async with asyncio.timeout(20):  # 3 missed keepalives of 1 s, on the relay's side
                     while not any(e.type == "relay.tunnel.closed" and e.session_id == session.id
@@ -166,9 +170,7 @@ async def test_silent_network_loss_is_noticed_by_keepalives_and_the_session_reco
                         await asyncio.sleep(0.2)
             # the agent's next attempt once the network is back
             await until_page_works(client, launch, cookie, timeout=40)
-        forwards = [e for e in await system.audit_events()
-                    if e.type == "relay.forward.opened" and e.session_id == session.id]
-        assert [f.details["reconnected"] for f in forwards] == [False, True]
+        assert [f.details["reconnected"] for f in await forwards_of(system, session.id)] == [False, True]
         await system.close_all_sessions(reason="test done")
 
 
@@ -177,21 +179,17 @@ async def test_sessions_resume_when_the_agent_restarts_within_the_grace_period(t
 
     async with DemoSystem(tmp_path, log_level="warning") as system:
         await system.wait_for_devices(minimum=len(PRINTERS), timeout=90)
-        launch = await system.open_session_as_demo_user(PRINTER.ip)
-        (session,) = system.cloud.broker.live_sessions_of("user-demo-tech")
         async with httpx.AsyncClient(timeout=30) as client:
-            cookie = session_cookie(await page(client, launch))
-            assert PRINTER.name in (await page(client, launch, cookie)).text
-
+            launch, session, cookie = await enter_session(system, client)
             await system.agent.aclose()  # an update restarts the agent: its tunnels go with it
             assert (await page(client, launch, cookie)).status_code == 502
             restarted = AgentAssembly(system.agent_settings(system.base_dir / "agent"), system.agent.identity)
             async with restarted:
                 await until_page_works(client, launch, cookie, timeout=30)
                 assert system.cloud.broker.live_sessions_of("user-demo-tech") == [session]
-                events = [e for e in await system.audit_events() if e.session_id == session.id]
-                assert any(e.type == "agent.command.sent" and e.details.get("reason") == "agent reconnected"
-                           for e in events)
-                forwards = [e for e in events if e.type == "relay.forward.opened"]
+                assert any(e.type == "agent.command.sent" and e.session_id == session.id
+                           and e.details.get("reason") == "agent reconnected"
+                           for e in await system.audit_events())
+                forwards = await forwards_of(system, session.id)
                 assert [f.details["reconnected"] for f in forwards] == [False, True]
                 await system.close_all_sessions(reason="test done")
