@@ -26,6 +26,7 @@ from gateway.proxy.audit_batch import GroupCommitAudit
 from gateway.proxy.deps import ExtendRequest, ProxyDeps, PublicAddress, SessionTimeout
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.routes import RouteTable
+from gateway.proxy.session_urls import SessionUrls
 from printgate.errors import ConfigError
 from printgate.interfaces import AuditSink
 from printgate.lifecycle import Service, cancel_and_wait
@@ -58,7 +59,7 @@ class _ConnectionCloser:
             io.handler.cancel("printgate session ended")
 
 
-class DwaProxy(Service):
+class DwaProxy(SessionUrls, Service):
     """The DWA rewriting proxy (one listener for every session host).
 
     Plain http on ``*.localhost`` is the demo default. For TLS towards the
@@ -108,6 +109,7 @@ class DwaProxy(Service):
             on_extend_request=on_extend_request,
         )
         self.public = self.deps.public
+        self.dwa_domain = self.deps.dwa_domain
         self._master: Master | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -194,14 +196,3 @@ class DwaProxy(Service):
         """Wait until every queued audit event of allowed requests is stored."""
         await self._audit.flush()
 
-    # --- URLs ------------------------------------------------------------------
-    def session_host(self, session_id: str) -> str:
-        return f"s-{session_id}.{self.deps.dwa_domain}".lower()
-
-    def session_origin(self, session_id: str) -> str:
-        return self.deps.public.origin(self.session_host(session_id))
-
-    def launch_url(self, session_id: str, token: str) -> str:
-        route = self.routes.get(session_id)
-        host = route.host if route is not None else self.session_host(session_id)
-        return f"{self.deps.public.origin(host)}/__printgate/launch?token={token}"

@@ -43,6 +43,7 @@ from gateway.proxy.control_channel import (
 from gateway.proxy.deps import ExtendRequest, PublicAddress, SessionTimeout
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.routes import RouteChange, RouteTable, Tombstone, cookie_digest
+from gateway.proxy.session_urls import SessionUrls
 from printgate.errors import ConfigError, PrintgateError
 from printgate.lifecycle import Service, cancel_and_wait
 from printgate.logs import get_logger
@@ -69,7 +70,7 @@ class _Worker:
     restarts: list[float] = field(default_factory=list)
 
 
-class ProxyWorkerPool(Service):
+class ProxyWorkerPool(SessionUrls, Service):
     """Same surface as ``DwaProxy`` (``start``, ``aclose``, ``port``, ``routes``,
     ``public``, ``session_host``, ``session_origin``, ``launch_url``, ``flush_audit``)."""
 
@@ -372,16 +373,6 @@ class ProxyWorkerPool(Service):
                     log.error("dwa.sweep_failed", session=route.session_id, error=str(exc))
 
     # --- URLs ------------------------------------------------------------------
-    def session_host(self, session_id: str) -> str:
-        return f"s-{session_id}.{self.dwa_domain}".lower()
-
-    def session_origin(self, session_id: str) -> str:
-        return self.public.origin(self.session_host(session_id))
-
-    def launch_url(self, session_id: str, token: str) -> str:
-        route = self.routes.get(session_id)
-        host = route.host if route is not None else self.session_host(session_id)
-        return f"{self.public.origin(host)}/__printgate/launch?token={token}"
 
 
 def _worker_env() -> dict[str, str]:
