@@ -46,4 +46,5 @@ class DwaWiring:
             idle_timeout_s=self._idle,
             device_label=device.name or device.identity.describe(),
             customer_name=customer.name,
+            vendor=device.identity.vendor or "",
         )

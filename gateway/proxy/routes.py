@@ -38,6 +38,7 @@ class SessionRoute:
     idle_timeout_s: int
     device_label: str
     customer_name: str
+    vendor: str = ""  # the device's vendor as discovered (selects the vendor profile's budgets)
 
 
 @dataclass(frozen=True, slots=True)
