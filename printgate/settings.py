@@ -83,6 +83,12 @@ class AgentSettings(BaseModel):
     supplies_interval_seconds: float = 300.0
     alerts_interval_seconds: float = 300.0
     upload_interval_seconds: float = 10.0
+    # store-and-forward bounds: past either, the oldest unsent readings are dropped (counted, reported)
+    queue_max_readings: int = Field(default=200_000, gt=0)
+    queue_max_bytes: int = Field(default=100_000_000, gt=0)
+    stop_deadline_seconds: float = Field(default=10.0, gt=0)  # SIGTERM: stop within this, cloud or not
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None  # a local Prometheus endpoint when set
 
 
 class Settings(BaseSettings):
