@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aprintgate/wire/agent.proto\x12\x12printgate.agent.v1\"X\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x15\n\ragent_version\x18\x04 \x01(\t\"\xe6\x01\n\x0e\x45nrollResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0f\n\x07site_id\x18\x02 \x01(\t\x12\x17\n\x0f\x63lient_cert_pem\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63\x61_chain_pem\x18\x04 \x01(\x0c\x12\x15\n\rrelay_address\x18\x05 \x01(\t\x12\"\n\x1arelay_host_key_fingerprint\x18\x06 \x01(\t\x12\x1a\n\x12\x63ommand_verify_key\x18\x07 \x01(\x0c\x12\x19\n\x11\x63\x65rt_not_after_ms\x18\x08 \x01(\x03\x12\x10\n\x08mqtt_url\x18\t \x01(\t\"\x1f\n\x0cRenewRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"C\n\rRenewResponse\x12\x17\n\x0f\x63lient_cert_pem\x18\x01 \x01(\x0c\x12\x19\n\x11\x63\x65rt_not_after_ms\x18\x02 \x01(\x03\"\x9f\x01\n\x10HeartbeatRequest\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x14\n\x0cqueue_length\x18\x02 \x01(\x05\x12\x10\n\x08printers\x18\x03 \x01(\x05\x12\x12\n\nsent_at_ms\x18\x04 \x01(\x03\x12\x38\n\x0erelay_refusals\x18\x05 \x03(\x0b\x32 .printgate.agent.v1.RelayRefusal\"O\n\x0cRelayRefusal\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\r\n\x05\x61t_ms\x18\x04 \x01(\x03\"+\n\x11HeartbeatResponse\x12\x16\n\x0eserver_time_ms\x18\x01 \x01(\x03\"\x9f\x02\n\x10\x44iscoveredDevice\x12\n\n\x02ip\x18\x01 \x01(\t\x12\x10\n\x08\x65ws_port\x18\x02 \x01(\x05\x12\x12\n\news_scheme\x18\x03 \x01(\t\x12\x0e\n\x06serial\x18\x04 \x01(\t\x12\x0b\n\x03mac\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12\x15\n\rsys_object_id\x18\x07 \x01(\t\x12\x0e\n\x06vendor\x18\x08 \x01(\t\x12\x10\n\x08sys_name\x18\t \x01(\t\x12\x10\n\x08location\x18\n \x01(\t\x12\x17\n\x0ftls_fingerprint\x18\x0b \x01(\t\x12\x30\n\x06status\x18\x0c \x01(\x0e\x32 .printgate.agent.v1.DeviceStatus\x12\x17\n\x0f\x65xcluded_reason\x18\r \x01(\t\"j\n\tInventory\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x35\n\x07\x64\x65vices\x18\x02 \x03(\x0b\x32$.printgate.agent.v1.DiscoveredDevice\x12\x15\n\rscanned_at_ms\x18\x03 \x01(\x03\"H\n\rReadingsBatch\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\x0c\"$\n\x03\x41\x63k\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"-\n\x14\x43ommandStreamRequest\x12\x15\n\ragent_version\x18\x01 \x01(\t\"T\n\rCommandResult\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"l\n\x0e\x44\x65viceIdentity\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x0b\n\x03mac\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x15\n\rsys_object_id\x18\x04 \x01(\t\x12\x17\n\x0ftls_fingerprint\x18\x05 \x01(\t\"\xc1\x02\n\nOpenTunnel\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\ttarget_ip\x18\x02 \x01(\t\x12\x13\n\x0btarget_port\x18\x03 \x01(\x05\x12\x15\n\rtarget_scheme\x18\x04 \x01(\t\x12=\n\x11\x65xpected_identity\x18\x05 \x01(\x0b\x32\".printgate.agent.v1.DeviceIdentity\x12\x12\n\nrelay_host\x18\x06 \x01(\t\x12\x12\n\nrelay_port\x18\x07 \x01(\x05\x12\"\n\x1arelay_host_key_fingerprint\x18\x08 \x01(\t\x12\x1e\n\x16\x63redential_private_key\x18\t \x01(\t\x12\x1e\n\x16\x63redential_certificate\x18\n \x01(\t\x12\x15\n\rexpires_at_ms\x18\x0b \x01(\x03\"1\n\x0b\x43loseTunnel\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"$\n\rDesiredConfig\x12\x13\n\x0b\x63onfig_json\x18\x01 \x01(\x0c\"\x15\n\x04Ping\x12\r\n\x05nonce\x18\x01 \x01(\t\"\xb3\x02\n\x07\x43ommand\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x14\n\x0cissued_at_ms\x18\x03 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x04 \x01(\x03\x12\x35\n\x0bopen_tunnel\x18\n \x01(\x0b\x32\x1e.printgate.agent.v1.OpenTunnelH\x00\x12\x37\n\x0c\x63lose_tunnel\x18\x0b \x01(\x0b\x32\x1f.printgate.agent.v1.CloseTunnelH\x00\x12;\n\x0e\x64\x65sired_config\x18\x0c \x01(\x0b\x32!.printgate.agent.v1.DesiredConfigH\x00\x12(\n\x04ping\x18\r \x01(\x0b\x32\x18.printgate.agent.v1.PingH\x00\x42\x06\n\x04\x62ody\"C\n\rSignedCommand\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"\xad\x01\n\nAgentEvent\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\r\n\x05\x61t_ms\x18\x02 \x01(\x03\x12;\n\x0e\x63ommand_result\x18\n \x01(\x0b\x32!.printgate.agent.v1.CommandResultH\x00\x12\x39\n\theartbeat\x18\x0b \x01(\x0b\x32$.printgate.agent.v1.HeartbeatRequestH\x00\x42\x06\n\x04\x62ody*d\n\x0c\x44\x65viceStatus\x12\x1d\n\x19\x44\x45VICE_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x45VICE_STATUS_PRINTER\x10\x01\x12\x1a\n\x16\x44\x45VICE_STATUS_EXCLUDED\x10\x02\x32\\\n\tEnrolment\x12O\n\x06\x45nroll\x12!.printgate.agent.v1.EnrollRequest\x1a\".printgate.agent.v1.EnrollResponse2\x8d\x04\n\x0c\x41gentChannel\x12X\n\tHeartbeat\x12$.printgate.agent.v1.HeartbeatRequest\x1a%.printgate.agent.v1.HeartbeatResponse\x12I\n\x0fUploadInventory\x12\x1d.printgate.agent.v1.Inventory\x1a\x17.printgate.agent.v1.Ack\x12L\n\x0eUploadReadings\x12!.printgate.agent.v1.ReadingsBatch\x1a\x17.printgate.agent.v1.Ack\x12^\n\rCommandStream\x12(.printgate.agent.v1.CommandStreamRequest\x1a!.printgate.agent.v1.SignedCommand0\x01\x12Q\n\x13ReportCommandResult\x12!.printgate.agent.v1.CommandResult\x1a\x17.printgate.agent.v1.Ack\x12W\n\x10RenewCertificate\x12 .printgate.agent.v1.RenewRequest\x1a!.printgate.agent.v1.RenewResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aprintgate/wire/agent.proto\x12\x12printgate.agent.v1\"X\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x15\n\ragent_version\x18\x04 \x01(\t\"\xe6\x01\n\x0e\x45nrollResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0f\n\x07site_id\x18\x02 \x01(\t\x12\x17\n\x0f\x63lient_cert_pem\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63\x61_chain_pem\x18\x04 \x01(\x0c\x12\x15\n\rrelay_address\x18\x05 \x01(\t\x12\"\n\x1arelay_host_key_fingerprint\x18\x06 \x01(\t\x12\x1a\n\x12\x63ommand_verify_key\x18\x07 \x01(\x0c\x12\x19\n\x11\x63\x65rt_not_after_ms\x18\x08 \x01(\x03\x12\x10\n\x08mqtt_url\x18\t \x01(\t\"\x1f\n\x0cRenewRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"C\n\rRenewResponse\x12\x17\n\x0f\x63lient_cert_pem\x18\x01 \x01(\x0c\x12\x19\n\x11\x63\x65rt_not_after_ms\x18\x02 \x01(\x03\"\xc1\x02\n\x10HeartbeatRequest\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x14\n\x0cqueue_length\x18\x02 \x01(\x05\x12\x10\n\x08printers\x18\x03 \x01(\x05\x12\x12\n\nsent_at_ms\x18\x04 \x01(\x03\x12\x38\n\x0erelay_refusals\x18\x05 \x03(\x0b\x32 .printgate.agent.v1.RelayRefusal\x12-\n\x05tasks\x18\x06 \x03(\x0b\x32\x1e.printgate.agent.v1.TaskHealth\x12\x18\n\x10oldest_queued_ms\x18\x07 \x01(\x03\x12/\n\x05\x64rops\x18\x08 \x03(\x0b\x32 .printgate.agent.v1.ReadingsDrop\x12\x10\n\x08\x64\x65graded\x18\t \x01(\t\x12\x14\n\x0cqueued_bytes\x18\n \x01(\x03\"i\n\nTaskHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x10\n\x08restarts\x18\x03 \x01(\x05\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x18\n\x10last_error_at_ms\x18\x05 \x01(\x03\"p\n\x0cReadingsDrop\x12\n\n\x02ip\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05\x63ount\x18\x04 \x01(\x03\x12\x13\n\x0b\x66irst_at_ms\x18\x05 \x01(\x03\x12\x12\n\nlast_at_ms\x18\x06 \x01(\x03\"O\n\x0cRelayRefusal\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\r\n\x05\x61t_ms\x18\x04 \x01(\x03\"+\n\x11HeartbeatResponse\x12\x16\n\x0eserver_time_ms\x18\x01 \x01(\x03\"\x9f\x02\n\x10\x44iscoveredDevice\x12\n\n\x02ip\x18\x01 \x01(\t\x12\x10\n\x08\x65ws_port\x18\x02 \x01(\x05\x12\x12\n\news_scheme\x18\x03 \x01(\t\x12\x0e\n\x06serial\x18\x04 \x01(\t\x12\x0b\n\x03mac\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12\x15\n\rsys_object_id\x18\x07 \x01(\t\x12\x0e\n\x06vendor\x18\x08 \x01(\t\x12\x10\n\x08sys_name\x18\t \x01(\t\x12\x10\n\x08location\x18\n \x01(\t\x12\x17\n\x0ftls_fingerprint\x18\x0b \x01(\t\x12\x30\n\x06status\x18\x0c \x01(\x0e\x32 .printgate.agent.v1.DeviceStatus\x12\x17\n\x0f\x65xcluded_reason\x18\r \x01(\t\"j\n\tInventory\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x35\n\x07\x64\x65vices\x18\x02 \x03(\x0b\x32$.printgate.agent.v1.DiscoveredDevice\x12\x15\n\rscanned_at_ms\x18\x03 \x01(\x03\"H\n\rReadingsBatch\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\x0c\"$\n\x03\x41\x63k\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"-\n\x14\x43ommandStreamRequest\x12\x15\n\ragent_version\x18\x01 \x01(\t\"T\n\rCommandResult\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"l\n\x0e\x44\x65viceIdentity\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x0b\n\x03mac\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x15\n\rsys_object_id\x18\x04 \x01(\t\x12\x17\n\x0ftls_fingerprint\x18\x05 \x01(\t\"\xc1\x02\n\nOpenTunnel\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\ttarget_ip\x18\x02 \x01(\t\x12\x13\n\x0btarget_port\x18\x03 \x01(\x05\x12\x15\n\rtarget_scheme\x18\x04 \x01(\t\x12=\n\x11\x65xpected_identity\x18\x05 \x01(\x0b\x32\".printgate.agent.v1.DeviceIdentity\x12\x12\n\nrelay_host\x18\x06 \x01(\t\x12\x12\n\nrelay_port\x18\x07 \x01(\x05\x12\"\n\x1arelay_host_key_fingerprint\x18\x08 \x01(\t\x12\x1e\n\x16\x63redential_private_key\x18\t \x01(\t\x12\x1e\n\x16\x63redential_certificate\x18\n \x01(\t\x12\x15\n\rexpires_at_ms\x18\x0b \x01(\x03\"1\n\x0b\x43loseTunnel\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"$\n\rDesiredConfig\x12\x13\n\x0b\x63onfig_json\x18\x01 \x01(\x0c\"\x15\n\x04Ping\x12\r\n\x05nonce\x18\x01 \x01(\t\"\xb3\x02\n\x07\x43ommand\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x14\n\x0cissued_at_ms\x18\x03 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x04 \x01(\x03\x12\x35\n\x0bopen_tunnel\x18\n \x01(\x0b\x32\x1e.printgate.agent.v1.OpenTunnelH\x00\x12\x37\n\x0c\x63lose_tunnel\x18\x0b \x01(\x0b\x32\x1f.printgate.agent.v1.CloseTunnelH\x00\x12;\n\x0e\x64\x65sired_config\x18\x0c \x01(\x0b\x32!.printgate.agent.v1.DesiredConfigH\x00\x12(\n\x04ping\x18\r \x01(\x0b\x32\x18.printgate.agent.v1.PingH\x00\x42\x06\n\x04\x62ody\"C\n\rSignedCommand\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"\xad\x01\n\nAgentEvent\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\r\n\x05\x61t_ms\x18\x02 \x01(\x03\x12;\n\x0e\x63ommand_result\x18\n \x01(\x0b\x32!.printgate.agent.v1.CommandResultH\x00\x12\x39\n\theartbeat\x18\x0b \x01(\x0b\x32$.printgate.agent.v1.HeartbeatRequestH\x00\x42\x06\n\x04\x62ody*d\n\x0c\x44\x65viceStatus\x12\x1d\n\x19\x44\x45VICE_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x45VICE_STATUS_PRINTER\x10\x01\x12\x1a\n\x16\x44\x45VICE_STATUS_EXCLUDED\x10\x02\x32\\\n\tEnrolment\x12O\n\x06\x45nroll\x12!.printgate.agent.v1.EnrollRequest\x1a\".printgate.agent.v1.EnrollResponse2\x8d\x04\n\x0c\x41gentChannel\x12X\n\tHeartbeat\x12$.printgate.agent.v1.HeartbeatRequest\x1a%.printgate.agent.v1.HeartbeatResponse\x12I\n\x0fUploadInventory\x12\x1d.printgate.agent.v1.Inventory\x1a\x17.printgate.agent.v1.Ack\x12L\n\x0eUploadReadings\x12!.printgate.agent.v1.ReadingsBatch\x1a\x17.printgate.agent.v1.Ack\x12^\n\rCommandStream\x12(.printgate.agent.v1.CommandStreamRequest\x1a!.printgate.agent.v1.SignedCommand0\x01\x12Q\n\x13ReportCommandResult\x12!.printgate.agent.v1.CommandResult\x1a\x17.printgate.agent.v1.Ack\x12W\n\x10RenewCertificate\x12 .printgate.agent.v1.RenewRequest\x1a!.printgate.agent.v1.RenewResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'printgate.wire.agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DEVICESTATUS']._serialized_start=2507
-  _globals['_DEVICESTATUS']._serialized_end=2607
+  _globals['_DEVICESTATUS']._serialized_start=2890
+  _globals['_DEVICESTATUS']._serialized_end=2990
   _globals['_ENROLLREQUEST']._serialized_start=50
   _globals['_ENROLLREQUEST']._serialized_end=138
   _globals['_ENROLLRESPONSE']._serialized_start=141
@@ -42,41 +42,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RENEWRESPONSE']._serialized_start=406
   _globals['_RENEWRESPONSE']._serialized_end=473
   _globals['_HEARTBEATREQUEST']._serialized_start=476
-  _globals['_HEARTBEATREQUEST']._serialized_end=635
-  _globals['_RELAYREFUSAL']._serialized_start=637
-  _globals['_RELAYREFUSAL']._serialized_end=716
-  _globals['_HEARTBEATRESPONSE']._serialized_start=718
-  _globals['_HEARTBEATRESPONSE']._serialized_end=761
-  _globals['_DISCOVEREDDEVICE']._serialized_start=764
-  _globals['_DISCOVEREDDEVICE']._serialized_end=1051
-  _globals['_INVENTORY']._serialized_start=1053
-  _globals['_INVENTORY']._serialized_end=1159
-  _globals['_READINGSBATCH']._serialized_start=1161
-  _globals['_READINGSBATCH']._serialized_end=1233
-  _globals['_ACK']._serialized_start=1235
-  _globals['_ACK']._serialized_end=1271
-  _globals['_COMMANDSTREAMREQUEST']._serialized_start=1273
-  _globals['_COMMANDSTREAMREQUEST']._serialized_end=1318
-  _globals['_COMMANDRESULT']._serialized_start=1320
-  _globals['_COMMANDRESULT']._serialized_end=1404
-  _globals['_DEVICEIDENTITY']._serialized_start=1406
-  _globals['_DEVICEIDENTITY']._serialized_end=1514
-  _globals['_OPENTUNNEL']._serialized_start=1517
-  _globals['_OPENTUNNEL']._serialized_end=1838
-  _globals['_CLOSETUNNEL']._serialized_start=1840
-  _globals['_CLOSETUNNEL']._serialized_end=1889
-  _globals['_DESIREDCONFIG']._serialized_start=1891
-  _globals['_DESIREDCONFIG']._serialized_end=1927
-  _globals['_PING']._serialized_start=1929
-  _globals['_PING']._serialized_end=1950
-  _globals['_COMMAND']._serialized_start=1953
-  _globals['_COMMAND']._serialized_end=2260
-  _globals['_SIGNEDCOMMAND']._serialized_start=2262
-  _globals['_SIGNEDCOMMAND']._serialized_end=2329
-  _globals['_AGENTEVENT']._serialized_start=2332
-  _globals['_AGENTEVENT']._serialized_end=2505
-  _globals['_ENROLMENT']._serialized_start=2609
-  _globals['_ENROLMENT']._serialized_end=2701
-  _globals['_AGENTCHANNEL']._serialized_start=2704
-  _globals['_AGENTCHANNEL']._serialized_end=3229
+  _globals['_HEARTBEATREQUEST']._serialized_end=797
+  _globals['_TASKHEALTH']._serialized_start=799
+  _globals['_TASKHEALTH']._serialized_end=904
+  _globals['_READINGSDROP']._serialized_start=906
+  _globals['_READINGSDROP']._serialized_end=1018
+  _globals['_RELAYREFUSAL']._serialized_start=1020
+  _globals['_RELAYREFUSAL']._serialized_end=1099
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1101
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1144
+  _globals['_DISCOVEREDDEVICE']._serialized_start=1147
+  _globals['_DISCOVEREDDEVICE']._serialized_end=1434
+  _globals['_INVENTORY']._serialized_start=1436
+  _globals['_INVENTORY']._serialized_end=1542
+  _globals['_READINGSBATCH']._serialized_start=1544
+  _globals['_READINGSBATCH']._serialized_end=1616
+  _globals['_ACK']._serialized_start=1618
+  _globals['_ACK']._serialized_end=1654
+  _globals['_COMMANDSTREAMREQUEST']._serialized_start=1656
+  _globals['_COMMANDSTREAMREQUEST']._serialized_end=1701
+  _globals['_COMMANDRESULT']._serialized_start=1703
+  _globals['_COMMANDRESULT']._serialized_end=1787
+  _globals['_DEVICEIDENTITY']._serialized_start=1789
+  _globals['_DEVICEIDENTITY']._serialized_end=1897
+  _globals['_OPENTUNNEL']._serialized_start=1900
+  _globals['_OPENTUNNEL']._serialized_end=2221
+  _globals['_CLOSETUNNEL']._serialized_start=2223
+  _globals['_CLOSETUNNEL']._serialized_end=2272
+  _globals['_DESIREDCONFIG']._serialized_start=2274
+  _globals['_DESIREDCONFIG']._serialized_end=2310
+  _globals['_PING']._serialized_start=2312
+  _globals['_PING']._serialized_end=2333
+  _globals['_COMMAND']._serialized_start=2336
+  _globals['_COMMAND']._serialized_end=2643
+  _globals['_SIGNEDCOMMAND']._serialized_start=2645
+  _globals['_SIGNEDCOMMAND']._serialized_end=2712
+  _globals['_AGENTEVENT']._serialized_start=2715
+  _globals['_AGENTEVENT']._serialized_end=2888
+  _globals['_ENROLMENT']._serialized_start=2992
+  _globals['_ENROLMENT']._serialized_end=3084
+  _globals['_AGENTCHANNEL']._serialized_start=3087
+  _globals['_AGENTCHANNEL']._serialized_end=3612
 # @@protoc_insertion_point(module_scope)

@@ -66,18 +66,58 @@ class RenewResponse(_message.Message):
     def __init__(self, client_cert_pem: _Optional[bytes] = ..., cert_not_after_ms: _Optional[int] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("agent_version", "queue_length", "printers", "sent_at_ms", "relay_refusals")
+    __slots__ = ("agent_version", "queue_length", "printers", "sent_at_ms", "relay_refusals", "tasks", "oldest_queued_ms", "drops", "degraded", "queued_bytes")
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     QUEUE_LENGTH_FIELD_NUMBER: _ClassVar[int]
     PRINTERS_FIELD_NUMBER: _ClassVar[int]
     SENT_AT_MS_FIELD_NUMBER: _ClassVar[int]
     RELAY_REFUSALS_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_QUEUED_MS_FIELD_NUMBER: _ClassVar[int]
+    DROPS_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_BYTES_FIELD_NUMBER: _ClassVar[int]
     agent_version: str
     queue_length: int
     printers: int
     sent_at_ms: int
     relay_refusals: _containers.RepeatedCompositeFieldContainer[RelayRefusal]
-    def __init__(self, agent_version: _Optional[str] = ..., queue_length: _Optional[int] = ..., printers: _Optional[int] = ..., sent_at_ms: _Optional[int] = ..., relay_refusals: _Optional[_Iterable[_Union[RelayRefusal, _Mapping]]] = ...) -> None: ...
+    tasks: _containers.RepeatedCompositeFieldContainer[TaskHealth]
+    oldest_queued_ms: int
+    drops: _containers.RepeatedCompositeFieldContainer[ReadingsDrop]
+    degraded: str
+    queued_bytes: int
+    def __init__(self, agent_version: _Optional[str] = ..., queue_length: _Optional[int] = ..., printers: _Optional[int] = ..., sent_at_ms: _Optional[int] = ..., relay_refusals: _Optional[_Iterable[_Union[RelayRefusal, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[TaskHealth, _Mapping]]] = ..., oldest_queued_ms: _Optional[int] = ..., drops: _Optional[_Iterable[_Union[ReadingsDrop, _Mapping]]] = ..., degraded: _Optional[str] = ..., queued_bytes: _Optional[int] = ...) -> None: ...
+
+class TaskHealth(_message.Message):
+    __slots__ = ("name", "state", "restarts", "last_error", "last_error_at_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: str
+    restarts: int
+    last_error: str
+    last_error_at_ms: int
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., restarts: _Optional[int] = ..., last_error: _Optional[str] = ..., last_error_at_ms: _Optional[int] = ...) -> None: ...
+
+class ReadingsDrop(_message.Message):
+    __slots__ = ("ip", "kind", "reason", "count", "first_at_ms", "last_at_ms")
+    IP_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    ip: str
+    kind: str
+    reason: str
+    count: int
+    first_at_ms: int
+    last_at_ms: int
+    def __init__(self, ip: _Optional[str] = ..., kind: _Optional[str] = ..., reason: _Optional[str] = ..., count: _Optional[int] = ..., first_at_ms: _Optional[int] = ..., last_at_ms: _Optional[int] = ...) -> None: ...
 
 class RelayRefusal(_message.Message):
     __slots__ = ("session_id", "kind", "detail", "at_ms")
