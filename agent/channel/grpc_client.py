@@ -194,12 +194,16 @@ class GrpcChannel:
             request, timeout=self._rpc_timeout, wait_for_ready=True), deadline_s=deadline_s)
 
     async def heartbeat(self, *, queue_length: int = 0, printers: int = 0,
-                        relay_refusals: Sequence[pb.RelayRefusal] = ()) -> int:
-        """One heartbeat (with the relay refusals to report); the gateway's clock (ms)."""
+                        relay_refusals: Sequence[pb.RelayRefusal] = (),
+                        health: pb.HeartbeatRequest | None = None) -> int:
+        """One heartbeat (with the relay refusals to report and the agent's ``health``: tasks,
+        drops, oldest queued reading, degradation); the gateway's clock (ms)."""
         stub = self._stub_or_fail()
         request = pb.HeartbeatRequest(agent_version=AGENT_VERSION, queue_length=queue_length,
                                       printers=printers, sent_at_ms=int(time.time() * 1000),
                                       relay_refusals=relay_refusals)
+        if health is not None:
+            request.MergeFrom(health)
         resp = await self._call("heartbeat", lambda: stub.Heartbeat(request, timeout=self._rpc_timeout),
                                 deadline_s=self._rpc_timeout)
         return int(resp.server_time_ms)
