@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lab.catalog import by_name  # noqa: E402
-from printgate.system import DemoSystem  # noqa: E402
+from printgate.cli.demo_system import DemoSystem  # noqa: E402
 
 PRINTER = by_name("jetdirect_m130nw")
 RESULT = ROOT / "benchmarks" / "results" / "dwa_setup.json"

@@ -2,7 +2,7 @@
 
 ``gateway`` and ``portal`` never import each other; the portal talks to a
 ``SessionBroker`` and everything talks to an ``AuditSink``. The composition
-root (``printgate.system``) plugs the real implementations in.
+root (``printgate.cli``) plugs the real implementations in.
 """
 
 from __future__ import annotations

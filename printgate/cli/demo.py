@@ -47,8 +47,8 @@ async def _run(data_dir: Path, *, free_ports: bool, https: bool) -> None:
     import segno
     from rich.console import Console
 
+    from printgate.cli.demo_system import DemoSystem
     from printgate.errors import PrintgateError
-    from printgate.system import DemoSystem
 
     console = Console(stderr=False)
     overrides = {"proxy_scheme": "https"} if https else {}

@@ -27,9 +27,9 @@ def serve(
 
 
 async def _run(settings: object) -> None:
+    from printgate.cli.cloud import Cloud
     from printgate.gc_tuning import tune_for_serving
     from printgate.settings import Settings
-    from printgate.system import Cloud
 
     assert isinstance(settings, Settings)
     async with Cloud(settings, data_dir=settings.gateway.data_dir) as cloud:

@@ -11,7 +11,7 @@ import pytest
 from playwright.async_api import Browser, async_playwright
 
 from lab.catalog import PRINTERS
-from printgate.system import DemoSystem
+from printgate.cli.demo_system import DemoSystem
 from tests.conftest import psql
 
 CHROMIUM_ARGS = [

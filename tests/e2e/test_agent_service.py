@@ -13,7 +13,7 @@ import httpx
 
 from agent.channel.enroll import EnrolledIdentity
 from lab.catalog import PRINTERS, by_name
-from printgate.system import DemoSystem
+from printgate.cli.demo_system import DemoSystem
 from tests.e2e.conftest import session_cookie
 
 PRINTGATE = str(Path(sys.executable).with_name("printgate"))

@@ -10,10 +10,10 @@ from playwright.async_api import Browser, Page, expect
 
 from lab.catalog import by_name
 from portal.auth.passwords import hash_password
+from printgate.cli.demo_system import DEMO_CUSTOMER, DemoSystem
 from printgate.domain import CustomerId, Role, User, UserId
 from printgate.store import tenants
 from printgate.store.models.core import CustomerRow
-from printgate.system import DEMO_CUSTOMER, DemoSystem
 
 PRINTER = by_name("brother_hl5370dw")
 ADMIN_EMAIL, ADMIN_PASSWORD = "it@acme.example", "correct horse battery staple 42"

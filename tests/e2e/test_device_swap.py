@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from lab.catalog import by_name
+from printgate.cli.demo_system import DemoSystem
 from printgate.interfaces import SessionRefused
 from printgate.store import devices, tenants
-from printgate.system import DemoSystem
 from tests.e2e.conftest import session_cookie
 
 KNOWN = by_name("sharp")

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 
 from lab.catalog import PRINTERS, by_name
+from printgate.cli.demo_system import DEMO_DEALER, DemoSystem
 from printgate.store import fleet
 from printgate.store.readings import count_readings
-from printgate.system import DEMO_DEALER, DemoSystem
 
 FAST = {
     "counters_interval_seconds": 2.0, "supplies_interval_seconds": 2.0,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lab.catalog import by_name
-from printgate.system import DemoSystem
+from printgate.cli.demo_system import DemoSystem
 
 PRINTER = by_name("konica_c250i")
 

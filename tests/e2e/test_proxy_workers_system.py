@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from lab.catalog import by_name
-from printgate.system import DemoSystem
+from printgate.cli.demo_system import DemoSystem
 
 PRINTER = by_name("okilan_9450g")
 

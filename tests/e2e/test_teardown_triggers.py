@@ -10,8 +10,8 @@ import pyotp
 from playwright.async_api import Browser, expect
 
 from lab.catalog import by_name
+from printgate.cli.demo_system import DemoSystem
 from printgate.domain import DwaState
-from printgate.system import DemoSystem
 
 PRINTER = by_name("dell-laser_s5830dn")
 

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from lab.catalog import PRINTERS, by_name
+from printgate.cli.demo_system import DemoSystem
 from printgate.domain import AuditRecord, DwaSession
-from printgate.system import DemoSystem
 from tests.e2e.conftest import session_cookie
 
 PRINTER = by_name("ricoh_mpc3002")

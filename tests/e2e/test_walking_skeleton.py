@@ -11,7 +11,7 @@ import pyotp
 from playwright.async_api import Browser, Page, expect
 
 from lab.catalog import by_name
-from printgate.system import DemoSystem
+from printgate.cli.demo_system import DemoSystem
 
 PRINTER = by_name("jetdirect_m130nw")
 PRINTGATE = str(Path(sys.executable).with_name("printgate"))

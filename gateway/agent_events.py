@@ -1,0 +1,156 @@
+"""What the gateway does with what agents report: inventory, readings, presence, command results.
+
+The business rules (plugged into the agent channel as its ``ChannelHandlers``):
+
+- an inventory whose printer at a known IP answers with another identity marks the
+  known device unverified (fail closed: no tunnel to it until re-verified) and audits it;
+- an agent that goes offline and does not come back within the grace period loses its
+  sessions; one that comes back within it gets its tunnel-less sessions reopened;
+- an agent's failing command result ends the session it belongs to, audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from typing import Protocol
+
+from gateway.channel.handlers import ChannelHandlers
+from printgate.domain import AuditEventIn, Outcome, SessionId
+from printgate.interfaces import AuditSink
+from printgate.logs import get_logger
+from printgate.store import devices, tenants
+from printgate.store.db import Database
+from printgate.store.readings import ingest_payload
+from printgate.wire import agent_pb2 as pb
+from printgate.wire import convert
+
+log = get_logger("gateway.agent_events")
+RESUME_DELAY_S = 1.0  # after an agent's return, before its tunnel-less sessions are reopened
+
+
+class AgentSessions(Protocol):
+    """The part of the session broker agent events act on."""
+
+    async def resume_tunnels(self, agent_id: str) -> int: ...
+    async def agent_lost(self, agent_id: str) -> None: ...
+    def command_result(self, command_id: str, *, ok: bool, message: str) -> str | None: ...
+    async def close_session(self, session_id: SessionId, *, reason: str, actor: str) -> None: ...
+
+
+class AgentPresence(Protocol):
+    def is_online(self, agent_id: str) -> bool: ...
+
+
+class AgentEvents:
+    """The gateway's rules for agent events; ``handlers()`` plugs them into the agent channel.
+
+    ``aclose()`` cancels pending loss checks and tunnel resumes.
+    """
+
+    def __init__(
+        self, *, db: Database, audit: AuditSink, sessions: AgentSessions, presence: AgentPresence,
+        loss_grace_s: float, resume_delay_s: float = RESUME_DELAY_S,
+    ) -> None:
+        self._db = db
+        self._audit = audit
+        self._sessions = sessions
+        self._presence = presence
+        self._loss_grace_s = loss_grace_s
+        self._resume_delay_s = resume_delay_s
+        self._loss_checks: dict[str, asyncio.Task[None]] = {}
+        self._resumes: dict[str, asyncio.Task[None]] = {}
+
+    def handlers(self) -> ChannelHandlers:
+        return ChannelHandlers(
+            on_inventory=self.on_inventory, on_readings=self.on_readings,
+            on_presence=self.on_presence, on_command_result=self.on_command_result,
+        )
+
+    async def aclose(self) -> None:
+        tasks = [*self._loss_checks.values(), *self._resumes.values()]
+        self._loss_checks.clear()
+        self._resumes.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def on_inventory(self, agent_id: str, found: list[pb.DiscoveredDevice]) -> None:
+        now = datetime.now(UTC)
+        async with self._db.transaction() as s:
+            agent = await tenants.get_agent(s, agent_id)
+            if agent is None:
+                return
+            printers = [d for d in found if convert.is_printer(d) and d.ews_port]
+            displaced: list[tuple[str, str, str]] = []
+            for d in printers:
+                identity = convert.identity_from_wire(d)
+                for old in await devices.displaced_at(s, agent.site_id, d.ip, identity):
+                    if not old.identity_verified:
+                        continue  # flagged already
+                    old.identity_verified = False  # fail closed: no tunnel until re-verified
+                    displaced.append((old.id, d.ip, identity.describe()))
+                await devices.upsert_discovered(
+                    s, device_id=uuid.uuid4().hex[:16], site_id=agent.site_id, agent_id=agent_id,
+                    ip=d.ip, identity=identity, ews_port=d.ews_port,
+                    ews_scheme=d.ews_scheme or "http", now=now,
+                )
+        await self._audit.append(AuditEventIn(
+            type="agent.inventory", actor=f"agent:{agent_id}",
+            details={"printers": len(printers), "reported": len(found)},
+        ))
+        for device_id, ip, now_there in displaced:
+            await self._audit.append(AuditEventIn(
+                type="device.identity_changed", outcome=Outcome.FAILURE, actor=f"agent:{agent_id}",
+                device_id=device_id,
+                details={"ip": ip, "now_answering": now_there,
+                         "action": "device marked unverified; remote access refused until re-verified"},
+            ))
+            log.warning("device.identity_changed", device=device_id, ip=ip, now=now_there)
+
+    async def on_readings(self, agent_id: str, batch_id: str, payload: bytes) -> None:
+        await ingest_payload(self._db, agent_id, batch_id, payload)
+
+    async def on_presence(self, agent_id: str, online: bool) -> None:
+        async with self._db.transaction() as s:
+            await tenants.set_agent_presence(s, agent_id, online=online, at=datetime.now(UTC))
+        pending = self._loss_checks.pop(agent_id, None)
+        if pending is not None:
+            pending.cancel()
+        if online and pending is not None:  # back within the grace period: its tunnels may be gone
+            self._resumes[agent_id] = asyncio.create_task(self._resume_tunnels(agent_id),
+                                                          name=f"agent-resume-{agent_id}")
+        if not online:
+            self._loss_checks[agent_id] = asyncio.create_task(
+                self._confirm_agent_lost(agent_id), name=f"agent-loss-{agent_id}"
+            )
+
+    async def _resume_tunnels(self, agent_id: str) -> None:
+        try:
+            await asyncio.sleep(self._resume_delay_s)  # a tunnel that only blipped reconnects by itself
+            resumed = await self._sessions.resume_tunnels(agent_id)
+            if resumed:
+                log.info("dwa.tunnels_resumed", agent=agent_id, sessions=resumed)
+        finally:
+            if self._resumes.get(agent_id) is asyncio.current_task():
+                del self._resumes[agent_id]
+
+    async def _confirm_agent_lost(self, agent_id: str) -> None:
+        """A reconnect within the grace period keeps the agent's sessions; otherwise they end."""
+        await asyncio.sleep(self._loss_grace_s)
+        self._loss_checks.pop(agent_id, None)
+        if not self._presence.is_online(agent_id):
+            await self._sessions.agent_lost(agent_id)
+
+    async def on_command_result(self, agent_id: str, result: pb.CommandResult) -> None:
+        failing = self._sessions.command_result(result.command_id, ok=result.ok, message=result.message)
+        if failing is None:
+            return
+        await self._audit.append(AuditEventIn(
+            type="device.identity_mismatch" if result.error_code == "identity_mismatch" else "tunnel.failed",
+            outcome=Outcome.FAILURE, actor=f"agent:{agent_id}", session_id=failing,
+            details={"code": result.error_code, "message": result.message},
+        ))
+        await self._sessions.close_session(SessionId(failing), reason=result.message,
+                                           actor=f"agent:{agent_id}")

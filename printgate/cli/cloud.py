@@ -1,0 +1,225 @@
+"""``Cloud``: portal + gateway wired into one process (``printgate serve``).
+
+Part of the composition root (``printgate.cli``): it may import every package
+except the lab; the demo with its simulated printer LAN is ``demo_system``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import APIRouter
+
+from audit.checkpoint import Signer
+from audit.checkpoint_timer import CheckpointTimer
+from audit.log import AuditLog
+from gateway.agent_events import AgentEvents
+from gateway.broker import BrokerConfig, DwaBroker
+from gateway.channel.ca import AgentCA
+from gateway.channel.enrolment import ChannelFacts
+from gateway.channel.grpc_server import AgentChannelServer
+from gateway.channel.hub import AgentHub
+from gateway.dwa_policy import decide_dwa_open
+from gateway.dwa_wiring import DwaWiring
+from gateway.firewall.base import Firewall
+from gateway.firewall.inprocess import InProcessFirewall
+from gateway.firewall.nftables import NftablesFirewall
+from gateway.firewall.reconcile import reconcile_with_sessions
+from gateway.proxy.public_tls import ensure_own_ca
+from gateway.proxy.routes import RouteTable
+from gateway.proxy.server import DwaProxy
+from gateway.proxy.workers import ProxyWorkerPool
+from gateway.relay import Relay
+from gateway.relay.limits import RelayLimits
+from portal.app import create_app
+from portal.audit_views import audit_router
+from portal.deps import require_role
+from portal.fleet import fleet_router
+from printgate.domain import Role, SessionId
+from printgate.errors import ConfigError
+from printgate.lifecycle import Service
+from printgate.logs import get_logger
+from printgate.settings import Settings
+from printgate.store.db import Database, migrate
+
+log = get_logger("printgate.cli.cloud")
+
+
+class Cloud(Service):
+    """Portal + gateway (relay, proxy, firewall, agent channel, broker) in one process."""
+
+    def __init__(self, settings: Settings, *, data_dir: Path) -> None:
+        self.settings = settings
+        self.data_dir = data_dir
+        self._stack = contextlib.AsyncExitStack()
+        self._portal_task: asyncio.Task[None] | None = None
+        self.events: AgentEvents | None = None
+        self.dwa_ca_cert: Path | None = None  # the session CA browsers must trust (https, no proxy_certs)
+
+    # ---- lifecycle -------------------------------------------------------
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def _start(self) -> None:
+        gw = self.settings.gateway
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        await migrate(self.settings.database_url)
+        self.db = Database(self.settings.database_url)
+        self._stack.push_async_callback(self.db.aclose)
+        signer = _load_or_create_signer(self.data_dir / "audit-signing.key")
+        (self.data_dir / "audit-public.pem").write_text(signer.public_key_pem())
+        self.audit = AuditLog(self.db, signer)
+        await self._stack.enter_async_context(CheckpointTimer(self.audit, gw.audit_checkpoint_seconds))
+
+        self.firewall = await self._firewall()
+        self.relay = Relay(
+            gw.relay_host, gw.relay_port, host_key_path=self.data_dir / "relay_host_key",
+            ca_key_path=self.data_dir / "relay_ssh_ca", audit=self.audit, firewall=self.firewall,
+            limits=RelayLimits(keepalive_s=gw.relay_keepalive_seconds),
+        )
+        await self._stack.enter_async_context(self.relay)
+
+        self.ca = AgentCA.load_or_create(self.data_dir / "agent-ca")
+        self.hub = AgentHub(self.ca.command_key)
+        self.routes = RouteTable(launch_token_ttl_s=gw.launch_token_ttl_seconds)
+        self.proxy: DwaProxy | ProxyWorkerPool
+        tls = self._proxy_tls()
+        if gw.proxy_workers > 1:  # one mitmproxy process per core (DESIGN §9)
+            self.proxy = ProxyWorkerPool(
+                gw.proxy_host, gw.proxy_port, workers=gw.proxy_workers,
+                database_url=self.settings.database_url, dwa_domain=gw.dwa_domain,
+                routes=self.routes, on_end_request=self._end_from_browser,
+                on_session_timeout=self._end_on_timeout, on_extend_request=self._extend_from_browser,
+                launch_token_ttl_s=gw.launch_token_ttl_seconds, **tls,
+            )
+        else:
+            self.proxy = DwaProxy(
+                gw.proxy_host, gw.proxy_port, dwa_domain=gw.dwa_domain, routes=self.routes,
+                audit=self.audit, on_end_request=self._end_from_browser,
+                on_session_timeout=self._end_on_timeout, on_extend_request=self._extend_from_browser,
+                **tls,
+            )
+        await self._stack.enter_async_context(self.proxy)
+
+        wiring = DwaWiring(
+            relay_public_host=gw.relay_host, session_host=self.proxy.session_host,
+            idle_timeout_s=gw.session_idle_seconds,
+        )
+        self.broker = DwaBroker(
+            BrokerConfig(session_ttl_s=gw.session_ttl_seconds, relay_port=self.relay.port,
+                         proxy_port=self.proxy.port),
+            db=self.db, audit=self.audit, decide=decide_dwa_open, firewall=self.firewall,
+            relay=self.relay, commands=self.hub, proxy=self.proxy, routes=self.routes,
+            make_open_command=wiring.open_command, make_close_command=wiring.close_command,
+            make_route=wiring.route, agent_address=self.hub.peer_ip,
+        )
+        self.events = AgentEvents(
+            db=self.db, audit=self.audit, sessions=self.broker, presence=self.hub,
+            loss_grace_s=gw.agent_loss_grace_seconds,
+        )
+
+        self.channel = AgentChannelServer(
+            gw.grpc_host, gw.grpc_port, enrol_port=gw.enrol_port, ca=self.ca, db=self.db,
+            audit=self.audit, hub=self.hub,
+            handlers=self.events.handlers(),
+            facts=ChannelFacts(
+                relay_address=f"{gw.relay_host}:{self.relay.port}",
+                relay_host_key_fingerprint=self.relay.host_key_fingerprint,
+            ),
+        )
+        await self._stack.enter_async_context(self.channel)
+
+        await self._stack.enter_async_context(self.broker)
+        stale = await reconcile_with_sessions(self.firewall, ())  # the broker closed leftovers
+        if stale:
+            log.info("firewall.reconciled", removed=stale)
+        await self._start_portal()
+
+    def _proxy_tls(self) -> dict[str, Any]:
+        """How the proxy serves session hosts to browsers (``gateway.proxy_scheme`` and friends)."""
+        gw = self.settings.gateway
+        tls: dict[str, Any] = {"public_scheme": gw.proxy_scheme, "public_port": gw.proxy_public_port}
+        if gw.proxy_scheme == "https":
+            if gw.proxy_certs:
+                tls["certs"] = list(gw.proxy_certs)
+            else:
+                self.dwa_ca_cert = ensure_own_ca(self.data_dir / "dwa-ca")
+                tls["confdir"] = self.data_dir / "dwa-ca"
+                log.info("dwa.own_ca", ca_cert=str(self.dwa_ca_cert),
+                         hint="browsers must trust this CA for https session hosts (unused when a load "
+                              "balancer in front of the proxy terminates TLS; proxy_certs replaces it)")
+        return tls
+
+    async def _firewall(self) -> Firewall:
+        gw = self.settings.gateway
+        if gw.firewall == "inprocess":
+            return InProcessFirewall()
+        if not gw.relay_port or not gw.proxy_port:
+            raise ConfigError("the nftables firewall needs fixed gateway.relay_port and gateway.proxy_port")
+        nft = NftablesFirewall("printgate", gw.firewall_netns, protected_ports=(gw.relay_port, gw.proxy_port))
+        await nft.install()
+        self._stack.push_async_callback(nft.aclose)
+        return nft
+
+    async def _start_portal(self) -> None:
+        enrol_at = f"{self.settings.gateway.relay_host}:{self.channel.enrol_port}"
+        p = self.settings.portal.model_copy(update={"agent_enrol_url": enrol_at})
+        app = create_app(p, db=self.db, broker=self.broker, audit=self.audit,
+                         extra_routers=self._extra_routers())
+        config = uvicorn.Config(app, host=p.host, port=p.port, log_level="warning",
+                                lifespan="off", access_log=False)
+        self._uvicorn = uvicorn.Server(config)
+        self._portal_task = asyncio.create_task(self._uvicorn.serve(), name="portal")
+        async with asyncio.timeout(15):
+            while not self._uvicorn.started:
+                if self._portal_task.done():
+                    self._portal_task.result()
+                await asyncio.sleep(0.02)
+
+    def _extra_routers(self) -> Sequence[APIRouter]:
+        return [
+            fleet_router(self.db),
+            audit_router(self.db, self.audit, require_role(Role.AUDITOR)),
+        ]
+
+    async def aclose(self) -> None:
+        if self.events is not None:
+            await self.events.aclose()
+        if self._portal_task is not None:
+            self._uvicorn.should_exit = True
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._portal_task, 5)
+            self._portal_task = None
+        await self._stack.aclose()
+
+    @property
+    def portal_url(self) -> str:
+        return self.settings.portal.public_url.rstrip("/")
+
+    async def _end_from_browser(self, session_id: str) -> None:
+        await self.broker.close_session(SessionId(session_id), reason="ended by the technician",
+                                        actor="technician")
+
+    async def _extend_from_browser(self, session_id: str) -> datetime | None:
+        return await self.broker.extend_session(session_id)
+
+    async def _end_on_timeout(self, session_id: str, reason: str) -> None:
+        await self.broker.close_session(SessionId(session_id), reason=reason, actor="system")
+
+
+def _load_or_create_signer(path: Path) -> Signer:
+    if path.is_file():
+        return Signer.load(path)
+    signer = Signer.generate()
+    signer.save(path)
+    return signer
