@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 import asyncssh
+from asyncssh.kex import get_kex_algs
 
 from agent.tunnel.channel_guard import guard_channel_opens
 from agent.tunnel.proxy_connect import connect_via_http_proxy
@@ -28,7 +29,9 @@ log = get_logger("agent.tunnel")
 
 Verify = Callable[[], Awaitable[None]]
 
-KEX_ALGS = ["curve25519-sha256", "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256"]
+# A post-quantum hybrid first when this asyncssh build has one, then curve25519 (the relay offers no other)
+KEX_ALGS = [alg for alg in ("mlkem768x25519-sha256", "curve25519-sha256", "curve25519-sha256@libssh.org")
+            if alg.encode() in get_kex_algs()]
 ENCRYPTION_ALGS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com"]
 MAC_ALGS = ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com"]
 CHANNEL_MAX_PKTSIZE = 64 * 1024  # fewer packets (each: encrypt, decrypt, syscall); 128 KiB cost 3x CPU

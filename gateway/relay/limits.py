@@ -18,6 +18,12 @@ class RelayLimits:
     ``keepalive_s``: an idle connection is asked for a keepalive that often and
     dropped after 3 unanswered ones, so a silently lost agent frees its session
     for the agent's reconnect within about 3 times ``keepalive_s``.
+
+    Admission (before any SSH byte is sent): at most ``max_unauthenticated``
+    connections in their handshake at once, ``max_unauthenticated_per_source``
+    of them from one source address, and ``connections_per_source`` new
+    connections per source in each window of ``source_window_s`` seconds;
+    refusals are audited as one record per source and window.
     """
 
     handshake_timeout_s: float = 10.0
@@ -26,6 +32,9 @@ class RelayLimits:
     max_bytes: int = 2 * 1024**3
     max_connections_per_agent: int = 4
     max_unauthenticated: int = 64
+    max_unauthenticated_per_source: int = 16
+    connections_per_source: int = 20
+    source_window_s: float = 10.0
     max_channels_per_tunnel: int = 256
     max_refusals_per_connection: int = 16
     enforce_firewall: bool = True

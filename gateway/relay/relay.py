@@ -14,6 +14,7 @@ import contextlib
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -22,6 +23,7 @@ import asyncssh
 
 from gateway.firewall.base import Firewall
 from gateway.relay import crypto_policy
+from gateway.relay.admission import REASONS, AdmissionControl, AdmissionLimits, SourceWindow
 from gateway.relay.limits import RelayLimits
 from gateway.relay.listeners import SessionListener
 from gateway.relay.policy import Refusal
@@ -80,7 +82,13 @@ class Relay:
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._sessions: dict[str, _Session] = {}
         self._revoked: dict[str, float] = {}  # session id -> when its certificates expire anyway
-        self._connections: set[RelayConnection] = set()
+        self._connections: set[RelayConnection] = set()  # admitted, from TCP accept until gone
+        self._admission = AdmissionControl(AdmissionLimits(
+            max_unauthenticated=limits.max_unauthenticated,
+            max_unauthenticated_per_source=limits.max_unauthenticated_per_source,
+            connections_per_source=limits.connections_per_source,
+            source_window_s=limits.source_window_s,
+        ))
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reaper: asyncio.Task[None] | None = None
 
@@ -93,6 +101,7 @@ class Relay:
             self.port,
             server_factory=lambda: RelayConnection(self),
             server_host_keys=[self._host_key],
+            server_version=crypto_policy.SERVER_VERSION,
             kex_algs=list(crypto_policy.KEX_ALGS),
             encryption_algs=list(crypto_policy.ENCRYPTION_ALGS),
             mac_algs=list(crypto_policy.MAC_ALGS),
@@ -129,6 +138,8 @@ class Relay:
         for server in list(self._connections):
             if server.conn is not None:
                 server.conn.abort()
+        for window in self._admission.drain():
+            await self._emit(self._refused_window_event(window))
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         log.info("relay.stopped", port=self.port)
@@ -227,15 +238,21 @@ class Relay:
         return session is not None and session.server is not None
 
     # ------------------------------------------------------------------ RelayCore (called by RelayConnection)
-    def admit_connection(self, conn: asyncssh.SSHServerConnection, peer_ip: str) -> bool:
-        unauthenticated = sum(1 for c in self._connections if c.session_id is None)
-        if unauthenticated >= self.limits.max_unauthenticated:
-            self._refuse_plain(peer_ip, "connection", "too many unauthenticated connections")
-            return False
-        if self.limits.enforce_firewall and not self._firewall.is_allowed(peer_ip, self.port):
-            self._refuse_plain(peer_ip, "connection", "no firewall exception for this source")
-            return False
-        return True
+    def admit_connection(self, server: RelayConnection, peer_ip: str) -> bool:
+        """Called at TCP accept, before the relay sends its version string; refusals are tallied."""
+        pending = [c for c in self._connections if c.session_id is None]
+        reason = self._admission.check(
+            peer_ip, time.time(),
+            firewall_allows=not self.limits.enforce_firewall or self._firewall.is_allowed(peer_ip, self.port),
+            unauthenticated=len(pending),
+            unauthenticated_from_source=sum(1 for c in pending if c.peer_ip == peer_ip),
+        )
+        if reason is None:
+            self._connections.add(server)
+            return True
+        if self._admission.first_refusal(peer_ip, reason):  # one log line per source, reason and window
+            log.warning("relay.connection.refused", peer=peer_ip, code=reason, reason=REASONS[reason])
+        return False
 
     def authorise(self, server: RelayConnection, session_id: str, ca_key: asyncssh.SSHKey) -> bool:
         ca = self._require_ca().public_key
@@ -245,7 +262,6 @@ class Relay:
         return session is not None and not session.closing and session.expires_at > time.time()
 
     def authenticated(self, server: RelayConnection) -> None:
-        self._connections.add(server)
         session = self._sessions.get(server.session_id or "")
         conn = server.conn
         if session is None or conn is None:
@@ -391,6 +407,8 @@ class Relay:
         while True:
             await asyncio.sleep(self._tick_s)
             now_wall, now = time.time(), time.monotonic()
+            for window in self._admission.closed_windows(now_wall):
+                await self._emit(self._refused_window_event(window))
             for sid, expires in list(self._revoked.items()):
                 if expires + 120 < now_wall:
                     del self._revoked[sid]
@@ -407,12 +425,18 @@ class Relay:
                     session.closing = True
                     await self._limit_hit(session, why)
 
-    def _refuse_plain(self, peer_ip: str, kind: str, message: str) -> None:
-        log.warning("relay.refused", peer=peer_ip, kind=kind, reason=message)
-        self._spawn(self._emit(AuditEventIn(
-            type="relay.request.refused", outcome=Outcome.DENIED, source_ip=peer_ip,
-            details={"kind": kind, "code": "not_admitted", "message": message},
-        )))
+    def _refused_window_event(self, window: SourceWindow) -> AuditEventIn:
+        """One record for all the connections a source had refused in one window."""
+        return AuditEventIn(
+            type="relay.connections.refused", outcome=Outcome.DENIED, source_ip=window.source,
+            details={
+                "refused": window.refused_total,
+                "admitted": window.admitted,
+                "by_reason": dict(sorted(window.refused.items())),
+                "window_start": datetime.fromtimestamp(window.started_at, UTC).isoformat(),
+                "window_seconds": self.limits.source_window_s,
+            },
+        )
 
     async def _emit(self, event: AuditEventIn) -> None:
         try:

@@ -29,7 +29,7 @@ MAX_SESSION_CHANNELS = 2  # open at once; each only ever hears refusals
 class RelayCore(Protocol):
     """What a connection's policy object needs from the relay that owns it."""
 
-    def admit_connection(self, conn: asyncssh.SSHServerConnection, peer_ip: str) -> bool: ...
+    def admit_connection(self, server: RelayConnection, peer_ip: str) -> bool: ...
 
     def connection_gone(self, server: RelayConnection) -> None: ...
 
@@ -61,8 +61,8 @@ class RelayConnection(asyncssh.SSHServer):
         drop_empty_ignore_packets(conn)
         peer = conn.get_extra_info("peername") or ("", 0)
         self.peer_ip = str(peer[0])
-        if not self._core.admit_connection(conn, self.peer_ip):
-            conn.abort()
+        if not self._core.admit_connection(self, self.peer_ip):
+            conn.abort()  # before asyncssh sends its version string: the refused peer learns nothing
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None and self.session_id is not None:

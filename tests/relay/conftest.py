@@ -111,8 +111,8 @@ async def relay_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[R
     audit = RecordingAudit()
     firewall = InProcessFirewall()
     relay = Relay("127.0.0.1", 0, host_key_path=tmp / "host_key", ca_key_path=tmp / "ca_key",
-                  audit=audit, firewall=firewall, limits=RelayLimits())
-    async with relay:
+                  audit=audit, firewall=firewall, limits=RelayLimits(source_window_s=2.0))
+    async with relay:  # refused connections are audited per 2 s window instead of 10 s
         yield RelayEnv(relay, firewall, audit, tmp)
     await firewall.aclose()
 
