@@ -1,4 +1,4 @@
-"""Device identity verification before a tunnel opens and for every new connection (DESIGN §4 step 6).
+"""Device identity verification before a tunnel opens and for every new connection (docs/architecture.md, DWA flow step 5).
 
 The device at the target address must still be the device recorded at
 discovery: every identity field known in the record (serial, MAC, model) must

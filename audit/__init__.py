@@ -1,4 +1,4 @@
-"""printgate: audit -- the tamper-evident audit trail (DESIGN section 7).
+"""printgate: audit -- the tamper-evident audit trail (docs/architecture.md, audit flow).
 
 Public interface:
 

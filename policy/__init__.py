@@ -89,7 +89,7 @@ def evaluate_dwa_open(
     approved_until: datetime | None = None,
     action: Action = Action.DWA_OPEN,
 ) -> Decision:
-    """The decision for "user opens device's web page" (DESIGN §4 step 2)."""
+    """The decision for "user opens device's web page" (docs/architecture.md, DWA flow step 2)."""
     return evaluate(
         policy,
         Subject(user, source_ip, mfa_age_seconds, mfa_method if mfa_age_seconds is not None else None),

@@ -1,4 +1,4 @@
-"""Domain types shared by every part of printgate (DESIGN §3).
+"""Domain types shared by every part of printgate (docs/architecture.md).
 
 Frozen dataclasses, typed ids, and the DWA session state machine. No I/O.
 Dealer (tenant) -> Customer -> Site -> Agent -> Device; users belong to a

@@ -1,4 +1,4 @@
-"""Interfaces where the layer-3 parts meet (DESIGN §2).
+"""Interfaces where the layer-3 parts meet (docs/architecture.md, the layers).
 
 ``gateway`` and ``portal`` never import each other; the portal talks to a
 ``SessionBroker`` and everything talks to an ``AuditSink``. The composition

@@ -1,4 +1,4 @@
-"""DESIGN §2 import layering, enforced by import-linter's contracts in pyproject.toml."""
+"""The import layering of docs/architecture.md, enforced by import-linter's contracts in pyproject.toml."""
 
 import subprocess
 import sys

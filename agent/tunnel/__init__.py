@@ -1,4 +1,4 @@
-"""The agent's SSH tunnel client (DESIGN §4 step 7)."""
+"""The agent's SSH tunnel client (docs/architecture.md, DWA flow step 5)."""
 
 from agent.tunnel.client import Tunnel, open_tunnel
 from agent.tunnel.proxy_connect import connect_via_http_proxy

@@ -1,4 +1,4 @@
-"""The ephemeral firewall interface (DESIGN §4 step 4): default deny, timed exceptions.
+"""The ephemeral firewall interface (docs/architecture.md, DWA flow step 3): default deny, timed exceptions.
 
 A rule admits one source address to one destination port for a bounded
 time. Backends: ``InProcessFirewall`` (the relay and proxy accept paths

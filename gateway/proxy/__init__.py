@@ -1,1 +1,1 @@
-"""The rewriting proxy (DESIGN §4 steps 8-10): mitmproxy 12 as a library, one addon per behaviour."""
+"""The rewriting proxy (docs/architecture.md, DWA flow step 7): mitmproxy 12 as a library, one addon per behaviour."""

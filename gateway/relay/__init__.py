@@ -1,4 +1,4 @@
-"""The hardened SSH reverse-tunnel relay (DESIGN §4 steps 3, 7, 11)."""
+"""The hardened SSH reverse-tunnel relay (docs/architecture.md, DWA flow steps 4, 6, 8)."""
 
 from gateway.relay.limits import RelayLimits
 from gateway.relay.relay import Relay

@@ -1,4 +1,4 @@
-"""The relay's resource limits (DESIGN §4 step 7, issue 5 "Limits")."""
+"""The relay's resource limits (docs/architecture.md, DWA flow step 6; issue 5 "Limits")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The dealer's devices and "Open web page" (DESIGN §4 step 1)."""
+"""The dealer's devices and "Open web page" (docs/architecture.md, DWA flow step 1)."""
 
 from __future__ import annotations
 

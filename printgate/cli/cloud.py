@@ -94,7 +94,7 @@ class Cloud(Service):
         self.routes = RouteTable(launch_token_ttl_s=gw.launch_token_ttl_seconds)
         self.proxy: DwaProxy | ProxyWorkerPool
         tls = self._proxy_tls()
-        if gw.proxy_workers > 1:  # one mitmproxy process per core (DESIGN §9)
+        if gw.proxy_workers > 1:  # one mitmproxy process per core
             self.proxy = ProxyWorkerPool(
                 gw.proxy_host, gw.proxy_port, workers=gw.proxy_workers,
                 database_url=self.settings.database_url, dwa_domain=gw.dwa_domain,

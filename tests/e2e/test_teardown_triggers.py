@@ -1,4 +1,4 @@
-"""Every teardown trigger of DESIGN §4.11 ends the DWA session: sign-out and agent loss."""
+"""Every teardown trigger (docs/architecture.md, DWA flow step 8) ends the DWA session: sign-out and agent loss."""
 
 from __future__ import annotations
 
