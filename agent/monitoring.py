@@ -18,6 +18,7 @@ from agent.snmp.transport import SnmpClient, SnmpTarget
 from printgate.domain import DiscoveryResult, SnmpCredential
 from printgate.lifecycle import Service
 from printgate.logs import get_logger
+from printgate.supervisor import Supervisor
 
 log = get_logger("agent.monitoring")
 
@@ -34,6 +35,7 @@ class Monitoring(Service):
         credentials: Sequence[SnmpCredential],
         schedule: PollSchedule = PollSchedule(),
         upload_interval_s: float = 10.0,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._client = client
         self.queue = queue
@@ -45,10 +47,14 @@ class Monitoring(Service):
         self._poller: Poller | None = None
         self._polled: frozenset[str] = frozenset()
         self._upload_task: asyncio.Task[None] | None = None
+        self._supervisor = supervisor  # runs the upload loop (restarts it if it fails) when given
         self.last_upload: datetime | None = None
 
     async def start(self) -> None:
-        self._upload_task = asyncio.create_task(self._upload_loop(), name="readings-upload")
+        if self._supervisor is not None:
+            self._supervisor.add("readings-upload", self._upload_loop)
+        else:
+            self._upload_task = asyncio.create_task(self._upload_loop(), name="readings-upload")
 
     async def aclose(self) -> None:
         if self._upload_task is not None:

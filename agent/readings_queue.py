@@ -11,10 +11,14 @@ ships without SQLAlchemy); calls run in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
 import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -31,6 +35,15 @@ CREATE TABLE IF NOT EXISTS queued (
     batch_id TEXT
 );
 CREATE INDEX IF NOT EXISTS queued_batch ON queued(batch_id);
+CREATE TABLE IF NOT EXISTS drops (
+    ip TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    first_at TEXT NOT NULL,
+    last_at TEXT NOT NULL,
+    PRIMARY KEY (ip, kind, reason)
+);
 """
 
 
@@ -65,17 +78,67 @@ def grpc_uploader(upload_readings: UploadReadings) -> Uploader:
     return _CallUploader(upload_readings)
 
 
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """Readings of one device and kind that were never queued or were pushed out, and why."""
+
+    ip: str
+    kind: str
+    reason: str  # DROP_OVERFLOW or DROP_DISK_FULL
+    count: int
+    first_at: datetime
+    last_at: datetime
+
+    def to_dict(self) -> dict[str, object]:
+        return {"ip": self.ip, "kind": self.kind, "reason": self.reason, "count": self.count,
+                "first_at": self.first_at.isoformat(), "last_at": self.last_at.isoformat()}
+
+
+DROP_OVERFLOW = "agent queue overflow"
+DROP_DISK_FULL = "agent disk full"
+DropKey = tuple[str, str, str]  # (ip, kind, reason)
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    return isinstance(exc, sqlite3.Error) and any(
+        word in str(exc).lower() for word in ("full", "disk i/o", "unable to open")
+    )
+
+
 class ReadingsQueue:
-    def __init__(self, path: Path, *, batch_size: int = 200, max_queued: int = 1_000_000) -> None:
+    """The sealed-batch queue with bounds (readings, bytes), drop accounting and disk-full degradation.
+
+    When the queue is over ``max_queued`` readings or ``max_bytes`` of bodies, the oldest
+    unsealed readings go first; sealed batches are never dropped. Every reading that is
+    dropped, or refused because the disk is full, is counted per device, kind and reason
+    (``drops()``) so the heartbeat can report the gap. While the disk is full, ``put``
+    refuses without raising and ``degraded`` says why; the next ``put`` that can write
+    clears it.
+    """
+
+    def __init__(self, path: Path, *, batch_size: int = 200, max_queued: int = 1_000_000,
+                 max_bytes: int = 500_000_000) -> None:
         self.path = path
         self.batch_size = batch_size
         self.max_queued = max_queued
+        self.max_bytes = max_bytes
+        self.degraded: str | None = None  # "disk full: ..." while readings cannot be stored
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
         self._lock = asyncio.Lock()
+        count, size = self._db.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM queued").fetchone()
+        self._count, self._bytes = int(count), int(size)
+        self._drops: dict[DropKey, Drop] = {
+            (ip, kind, reason): Drop(ip, kind, reason, n, datetime.fromisoformat(f), datetime.fromisoformat(la))
+            for ip, kind, reason, n, f, la in self._db.execute(
+                "SELECT ip, kind, reason, count, first_at, last_at FROM drops")
+        }
+        self._unsaved_drops: set[DropKey] = set()  # counted while the disk was full
 
     def close(self) -> None:
         self._db.close()
@@ -100,22 +163,96 @@ class ReadingsQueue:
                 await asyncio.wait({call})
                 raise
 
+    # ---- drops --------------------------------------------------------------
+    def _count_drop(self, ip: str, kinds: Sequence[str], reason: str, at: datetime) -> None:
+        for kind in kinds or ("unknown",):
+            key = (ip, str(kind), reason)
+            old = self._drops.get(key)
+            self._drops[key] = Drop(ip, str(kind), reason, 1, at, at) if old is None else Drop(
+                ip, str(kind), reason, old.count + 1, min(old.first_at, at), max(old.last_at, at))
+            self._unsaved_drops.add(key)
+
+    def _save_drops(self) -> None:
+        """Persist drop counts (inside the caller's transaction)."""
+        self._db.executemany(
+            "INSERT INTO drops (ip, kind, reason, count, first_at, last_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (ip, kind, reason) DO UPDATE SET count = excluded.count, "
+            "first_at = excluded.first_at, last_at = excluded.last_at",
+            [(d.ip, d.kind, d.reason, d.count, d.first_at.isoformat(), d.last_at.isoformat())
+             for d in (self._drops[k] for k in self._unsaved_drops)],
+        )
+
+    def drops(self) -> list[Drop]:
+        """Every reading lost since the queue file was made, per device, kind and reason."""
+        return sorted(self._drops.values(), key=lambda d: (d.ip, d.kind, d.reason))
+
+    @property
+    def dropped(self) -> int:
+        return sum(d.count for d in self._drops.values())
+
+    # ---- put ------------------------------------------------------------------
     def _put_many(self, readings: Sequence[Reading]) -> None:
-        with self._db:  # one transaction
-            self._db.execute("BEGIN IMMEDIATE")
-            (n,) = self._db.execute("SELECT count(*) FROM queued").fetchone()
-            if n + len(readings) > self.max_queued:
-                # drop oldest unsealed readings rather than stop polling (recorded)
-                drop = n + len(readings) - self.max_queued
-                self._db.execute(
-                    "DELETE FROM queued WHERE seq IN (SELECT seq FROM queued WHERE batch_id IS NULL ORDER BY seq LIMIT ?)",
-                    (drop,),
-                )
-                log.warning("readings_queue.full", dropped=drop)
-            self._db.executemany(
-                "INSERT OR IGNORE INTO queued (id, body) VALUES (?, ?)",
-                [(r.id, json.dumps(r.to_dict())) for r in readings],
-            )
+        rows = [(r.id, json.dumps(r.to_dict())) for r in readings]
+        counted = dict(self._drops)
+        try:
+            self._store(rows)
+        except (sqlite3.Error, OSError) as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            self._drops = counted  # the overflow drops of the failed transaction did not happen
+            if not _is_disk_full(exc):
+                raise
+            now = datetime.now(UTC)
+            for r in readings:
+                self._count_drop(r.ip, [str(k) for k in r.kinds], DROP_DISK_FULL, r.taken_at or now)
+            if self.degraded is None:
+                log.error("readings_queue.disk_full", path=str(self.path), error=str(exc),
+                          refused=len(readings))
+            self.degraded = f"disk full: new readings are not stored ({exc})"
+            return
+        if self.degraded is not None:
+            log.info("readings_queue.disk_recovered", path=str(self.path))
+            self.degraded = None
+
+    def _store(self, rows: list[tuple[str, str]]) -> None:
+        incoming = sum(len(body) for _, body in rows)
+        self._db.execute("BEGIN IMMEDIATE")
+        dropped: list[tuple[int, str]] = []
+        over_n = self._count + len(rows) - self.max_queued
+        over_b = self._bytes + incoming - self.max_bytes
+        if over_n > 0 or over_b > 0:
+            # drop the oldest unsealed readings rather than stop polling (counted, reported)
+            freed_n = freed_b = 0
+            for seq, body in self._db.execute(
+                "SELECT seq, body FROM queued WHERE batch_id IS NULL ORDER BY seq"
+            ):
+                if freed_n >= over_n and freed_b >= over_b:
+                    break
+                dropped.append((seq, body))
+                freed_n += 1
+                freed_b += len(body)
+            self._db.executemany("DELETE FROM queued WHERE seq = ?", [(s,) for s, _ in dropped])
+            now = datetime.now(UTC)
+            for _, body in dropped:
+                d = json.loads(body)
+                self._count_drop(str(d["ip"]), [str(k) for k in d["kinds"]], DROP_OVERFLOW,
+                                 datetime.fromisoformat(str(d["taken_at"])) if d.get("taken_at") else now)
+            log.warning("readings_queue.full", dropped=len(dropped), max_queued=self.max_queued,
+                        max_bytes=self.max_bytes)
+        before = self._db.total_changes
+        self._db.executemany("INSERT OR IGNORE INTO queued (id, body) VALUES (?, ?)", rows)
+        inserted = self._db.total_changes - before
+        if self._unsaved_drops:
+            self._save_drops()
+        self._db.execute("COMMIT")
+        self._unsaved_drops.clear()
+        if inserted == len(rows):
+            self._count += inserted - len(dropped)
+            self._bytes += incoming - sum(len(b) for _, b in dropped)
+        else:  # some ids were queued already
+            count, size = self._db.execute(
+                "SELECT count(*), coalesce(sum(length(body)), 0) FROM queued").fetchone()
+            self._count, self._bytes = int(count), int(size)
 
     async def put(self, reading: Reading) -> None:
         await self._run(self._put_many, [reading])
@@ -129,6 +266,19 @@ class ReadingsQueue:
     async def pending(self) -> int:
         return await self._run(self._pending)
 
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
+
+    def _oldest(self) -> datetime | None:
+        row = self._db.execute("SELECT body FROM queued ORDER BY seq LIMIT 1").fetchone()
+        return None if row is None else datetime.fromisoformat(str(json.loads(row[0])["taken_at"]))
+
+    async def oldest(self) -> datetime | None:
+        """When the oldest reading still waiting was taken."""
+        return await self._run(self._oldest)
+
+    # ---- upload -----------------------------------------------------------------
     def _next_batch(self) -> tuple[str, list[Reading]] | None:
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
@@ -152,16 +302,27 @@ class ReadingsQueue:
 
     def _ack(self, batch_id: str) -> None:
         with self._db:
+            (n, size) = self._db.execute(
+                "SELECT count(*), coalesce(sum(length(body)), 0) FROM queued WHERE batch_id = ?", (batch_id,)
+            ).fetchone()
             self._db.execute("DELETE FROM queued WHERE batch_id = ?", (batch_id,))
+        self._count -= int(n)
+        self._bytes -= int(size)
 
     async def flush(self, uploader: Uploader, *, max_batches: int = 1000) -> int:
         """Upload sealed/new batches until empty or an upload fails; returns readings sent.
 
-        A failed upload leaves its batch sealed for the next call (same id).
+        A failed upload leaves its batch sealed for the next call (same id). A local write
+        that fails (disk full) stops this flush; an acknowledged batch that could not be
+        deleted is re-sent later with its id and the cloud ignores it.
         """
         sent = 0
         for _ in range(max_batches):
-            batch = await self._run(self._next_batch)
+            try:
+                batch = await self._run(self._next_batch)
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("readings_queue.seal_failed", error=str(exc))
+                break
             if batch is None:
                 break
             batch_id, readings = batch
@@ -170,6 +331,10 @@ class ReadingsQueue:
             except Exception as exc:  # any failure: keep the sealed batch, retry later
                 log.warning("readings_queue.upload_failed", batch=batch_id, count=len(readings), error=str(exc))
                 break
-            await self._run(self._ack, batch_id)
+            try:
+                await self._run(self._ack, batch_id)
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("readings_queue.ack_failed", batch=batch_id, error=str(exc))
+                break
             sent += len(readings)
         return sent

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -19,11 +19,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agent.ews_probe import EwsEndpoint, find_ews
+from agent.inventory_file import load_inventory, save_inventory
+from agent.status_file import StatusFile
 from agent.tunnel.reconnect import keep_open
 from printgate.domain import DeviceIdentity, DiscoveryResult, DiscoveryStatus, DwaTarget
 from printgate.errors import PrintgateError
 from printgate.lifecycle import Service
 from printgate.logs import get_logger
+from printgate.supervisor import Supervisor
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import convert
 
@@ -39,7 +42,8 @@ class Channel(Protocol):
         self, command_id: str, *, ok: bool, error_code: str = "", message: str = ""
     ) -> None: ...
     async def heartbeat(self, *, queue_length: int = 0, printers: int = 0,
-                        relay_refusals: Sequence[pb.RelayRefusal] = ()) -> int: ...
+                        relay_refusals: Sequence[pb.RelayRefusal] = (),
+                        health: pb.HeartbeatRequest | None = None) -> int: ...
     def renewal_due(self) -> bool: ...
     async def renew_certificate(self) -> Any: ...
 
@@ -51,6 +55,19 @@ class PrinterFollower(Protocol):
 
     async def follow_discovered(self, printers: Sequence[DiscoveryResult]) -> None: ...
     async def pending(self) -> int: ...
+
+
+class QueueState(Protocol):
+    """What the readings queue tells about itself (``agent.readings_queue.ReadingsQueue``)."""
+
+    degraded: str | None
+
+    @property
+    def queued_bytes(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+    def drops(self) -> Sequence[Any]: ...  # ``Drop`` items
+    async def oldest(self) -> datetime | None: ...
 
 
 class Tunnel(Protocol):
@@ -97,6 +114,10 @@ class AgentRuntime(Service):
         monitoring: PrinterFollower | None = None,
         status_path: Path | None = None,
         heartbeat_s: float = 30.0,
+        supervisor: Supervisor | None = None,
+        queue: QueueState | None = None,
+        inventory_path: Path | None = None,
+        status_s: float = 5.0,
     ) -> None:
         self._channel = channel
         self._discover = discover
@@ -105,27 +126,40 @@ class AgentRuntime(Service):
         self._find_ews = find_ews_endpoint
         self._scan_interval = scan_interval_s
         self._monitoring = monitoring
-        self._status_path = status_path
+        self._status = StatusFile(status_path) if status_path is not None else None
         self._heartbeat_s = heartbeat_s
+        self._status_s = status_s
+        self._own_supervisor = supervisor is None
+        self.supervisor = supervisor if supervisor is not None else Supervisor("agent")
+        self._queue = queue
+        self._inventory_path = inventory_path
         self._tunnels: dict[str, Tunnel] = {}
         self._keepers: dict[str, asyncio.Task[None]] = {}  # session -> reconnect-on-loss task
         self._refusals: list[pb.RelayRefusal] = []  # not yet reported to the gateway
         self._report_now = asyncio.Event()  # a refusal wakes the heartbeat early
-        self._tasks: list[asyncio.Task[None]] = []
         self.last_scan: datetime | None = None
         self.printers: list[pb.DiscoveredDevice] = []
 
     async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._scan_loop(), name="agent-scan"),
-            asyncio.create_task(self._command_loop(), name="agent-commands"),
-            asyncio.create_task(self._heartbeat_loop(), name="agent-heartbeat"),
-        ]
+        """Poll the printers this agent knew (its own inventory file) at once, then run the loops."""
+        if self._inventory_path is not None:
+            saved = load_inventory(self._inventory_path)
+            self.printers = [e for e in saved.entries if e.status == pb.DEVICE_STATUS_PRINTER]
+            if saved.printers and self._monitoring is not None:
+                await self._monitoring.follow_discovered(saved.printers)
+                log.info("agent.polling_saved_inventory", printers=len(saved.printers))
+        sup = self.supervisor
+        sup.add("scan", self._scan_loop)
+        sup.add("commands", self._command_loop)
+        sup.add("heartbeat", self._heartbeat_loop)
+        if self._status is not None:
+            sup.add("status", self._status_loop)
+        if self._own_supervisor:
+            await sup.start()
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._own_supervisor:
+            await self.supervisor.aclose()
         keepers = list(self._keepers.values())
         for keeper in keepers:
             keeper.cancel()
@@ -145,11 +179,15 @@ class AgentRuntime(Service):
         for item in found:
             ews = await self._find_ews(item.ip) if _is_printer(item) else None
             entries.append(inventory_entry(item, ews))
-        await self._channel.upload_inventory(entries)
+        printers = [f for f in found if _is_printer(f)]
+        # polling follows the sweep before (and whether or not) the cloud hears of it
         self.printers = [e for e in entries if e.status == pb.DEVICE_STATUS_PRINTER]
         if self._monitoring is not None:
-            await self._monitoring.follow_discovered([f for f in found if _is_printer(f)])
+            await self._monitoring.follow_discovered(printers)
+        if self._inventory_path is not None:
+            save_inventory(self._inventory_path, printers, entries)
         self.last_scan = datetime.now(UTC)
+        await self._channel.upload_inventory(entries)
         log.info("agent.scan_reported", printers=len(self.printers), total=len(entries))
         return entries
 
@@ -169,16 +207,40 @@ class AgentRuntime(Service):
             self._report_now.clear()  # a refusal from now on brings the next heartbeat at once
             try:
                 await self._channel.heartbeat(queue_length=queued, printers=len(self.printers),
-                                              relay_refusals=refusals)
+                                              relay_refusals=refusals, health=await self.health_report())
                 del self._refusals[:len(refusals)]
                 if self._channel.renewal_due():
                     await self._channel.renew_certificate()
                     log.info("agent.certificate_renewed")
             except (PrintgateError, OSError) as exc:
                 log.warning("agent.heartbeat_failed", error=str(exc))
-            self._write_status(queued)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._report_now.wait(), self._heartbeat_s)
+
+    async def health_report(self) -> pb.HeartbeatRequest:
+        """The health fields of a heartbeat: tasks, oldest queued reading, drops, degradation."""
+        report = pb.HeartbeatRequest(tasks=[
+            pb.TaskHealth(name=h.name, state=h.state, restarts=h.restarts, last_error=h.last_error or "",
+                          last_error_at_ms=int(h.last_error_at.timestamp() * 1000) if h.last_error_at else 0)
+            for h in self.supervisor.health()
+        ])
+        if self._queue is not None:
+            oldest = await self._queue.oldest()
+            report.oldest_queued_ms = int(oldest.timestamp() * 1000) if oldest else 0
+            report.queued_bytes = self._queue.queued_bytes
+            report.degraded = self._queue.degraded or ""
+            report.drops.extend(
+                pb.ReadingsDrop(ip=d.ip, kind=d.kind, reason=d.reason, count=d.count,
+                                first_at_ms=int(d.first_at.timestamp() * 1000),
+                                last_at_ms=int(d.last_at.timestamp() * 1000))
+                for d in self._queue.drops()
+            )
+        return report
+
+    async def _status_loop(self) -> None:
+        while True:
+            await self.write_status()
+            await asyncio.sleep(self._status_s)
 
     def relay_refused(self, session_id: str, kind: str, detail: str) -> None:
         """A channel the relay tried to open on ``session_id``'s tunnel was refused: report it."""
@@ -187,21 +249,30 @@ class AgentRuntime(Service):
         del self._refusals[:-MAX_PENDING_REFUSALS]
         self._report_now.set()
 
-    def _write_status(self, queued: int) -> None:
-        if self._status_path is None:
+    async def write_status(self) -> None:
+        """Write ``status.json`` (what ``printgate agent status`` shows)."""
+        if self._status is None:
             return
+        queued = await self._monitoring.pending() if self._monitoring else 0
         last = self._monitoring.last_upload if self._monitoring else None
+        oldest = await self._queue.oldest() if self._queue is not None else None
         status = {
+            "written_at": datetime.now(UTC).isoformat(),
+            "pid": os.getpid(),
             "channel": self._channel.state,
+            "degraded": self._queue.degraded if self._queue is not None else None,
             "last_upload": last.isoformat() if last else None,
             "last_scan": self.last_scan.isoformat() if self.last_scan else None,
             "queue_length": queued,
+            "queued_bytes": self._queue.queued_bytes if self._queue is not None else 0,
+            "oldest_queued": oldest.isoformat() if oldest else None,
+            "dropped": self._queue.dropped if self._queue is not None else 0,
+            "drops": [d.to_dict() for d in self._queue.drops()] if self._queue is not None else [],
+            "tasks": [h.to_dict() for h in self.supervisor.health()],
             "printers": [{"ip": p.ip, "model": p.model, "serial": p.serial} for p in self.printers],
             "tunnels": self.tunnel_sessions,
         }
-        tmp = self._status_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(status, indent=2))
-        tmp.replace(self._status_path)
+        self._status.write(status)
 
     # ---- commands ----------------------------------------------------------
     async def _command_loop(self) -> None:

@@ -7,6 +7,8 @@ channel, device verification and the tunnel client, wired into
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -25,9 +27,13 @@ from agent.tunnel.client import Verify
 from agent.verify import DeviceVerifier, identity_differences, mismatch_message
 from printgate.domain import DeviceIdentity, DiscoveryResult, DiscoveryStatus, SnmpCredential
 from printgate.errors import ConfigError, TunnelError
+from printgate.logs import get_logger
 from printgate.settings import AgentSettings
+from printgate.supervisor import Supervisor
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import convert
+
+log = get_logger("agent.service")
 
 
 def credentials_of(settings: AgentSettings) -> list[SnmpCredential]:
@@ -64,7 +70,9 @@ class AgentAssembly:
             timeout=settings.snmp_timeout, retries=settings.snmp_retries,
             max_in_flight=settings.max_in_flight, packets_per_second=settings.packets_per_second,
         )
-        self.queue = ReadingsQueue(settings.data_dir / "readings.sqlite")
+        self.supervisor = Supervisor("agent")
+        self.queue = ReadingsQueue(settings.data_dir / "readings.sqlite", max_queued=settings.queue_max_readings,
+                                   max_bytes=settings.queue_max_bytes)
         self.monitoring = Monitoring(
             client=self.snmp, queue=self.queue, upload_readings=self.channel.upload_readings,
             port=settings.snmp_port, credentials=self.credentials,
@@ -73,7 +81,7 @@ class AgentAssembly:
                 supplies_seconds=settings.supplies_interval_seconds,
                 alerts_seconds=settings.alerts_interval_seconds,
             ),
-            upload_interval_s=settings.upload_interval_seconds,
+            upload_interval_s=settings.upload_interval_seconds, supervisor=self.supervisor,
         )
 
     async def discover(self) -> list[DiscoveryResult]:
@@ -132,30 +140,53 @@ class AgentAssembly:
             channel=self.channel, discover=self.discover, open_tunnel=self.open_tunnel,
             make_verifier=self.make_verifier, find_ews_endpoint=self.find_ews,
             scan_interval_s=self.settings.scan_interval_seconds, monitoring=self.monitoring,
-            status_path=self.settings.data_dir / "status.json",
+            status_path=self.settings.data_dir / "status.json", supervisor=self.supervisor,
+            queue=self.queue, inventory_path=self.settings.data_dir / "inventory.json",
         )
 
     async def start(self) -> AgentRuntime:
-        """Connect the channel, start monitoring and the runtime; ``aclose()`` undoes it."""
+        """Start polling (from the agent's own inventory), the channel and the supervised loops;
+        ``aclose()`` undoes it. Nothing here waits for the cloud."""
         await self.channel.connect()
         await self.monitoring.start()
         self._runtime = self.runtime()
         await self._runtime.start()
+        await self.supervisor.start()
         return self._runtime
 
     async def aclose(self) -> None:
-        """Stop everything; a second call does nothing (the queue is closed by then)."""
+        """Stop everything within ``stop_deadline_seconds``, cloud or not; a second call does nothing.
+
+        The loops stop first; a last upload gets what is left of half the deadline; readings it
+        could not send stay in the queue file (a sealed batch keeps its id) for the next start.
+        """
         if getattr(self, "_closed", False):
             return
         self._closed = True
-        runtime = getattr(self, "_runtime", None)
-        if runtime is not None:
-            await runtime.aclose()
-        await self.monitoring.aclose()
-        await self.monitoring.upload_now()
-        await self.channel.aclose()
+        deadline = self.settings.stop_deadline_seconds
+        began = time.monotonic()
+        try:
+            async with asyncio.timeout(deadline * 0.8):
+                await self.supervisor.aclose()
+                runtime = getattr(self, "_runtime", None)
+                if runtime is not None:
+                    await runtime.aclose()
+                await self.monitoring.aclose()
+                try:
+                    async with asyncio.timeout(max(0.0, deadline / 2 - (time.monotonic() - began))):
+                        await self.monitoring.upload_now()
+                except TimeoutError:
+                    log.warning("agent.stop_upload_cut", left_queued=await self.queue.pending())
+        except TimeoutError:
+            log.warning("agent.stop_deadline", seconds=deadline, step="loops and tunnels")
+        try:
+            async with asyncio.timeout(max(0.5, deadline - (time.monotonic() - began))):
+                await self.channel.aclose()
+        except TimeoutError:
+            log.warning("agent.stop_deadline", seconds=deadline, step="channel")
         self.queue.close()
         await self.snmp.aclose()
+        log.info("agent.stopped", seconds=round(time.monotonic() - began, 2))
 
     async def __aenter__(self) -> AgentRuntime:
         return await self.start()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -44,33 +45,71 @@ def enroll(
 
 
 def status(
-    data_dir: Annotated[Path, typer.Option(help="agent data dir")] = DEFAULT_DATA_DIR,
+    config: Annotated[Path | None, typer.Option(help="agent TOML file (its [agent] data_dir is used)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="agent data dir (default: from --config, else "
+                                                       f"{DEFAULT_DATA_DIR})")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Channel state, last upload, queue length and discovered printers."""
+    """Channel state, each task's health and last error, queue, oldest queued reading, drops, printers."""
     from agent.channel.enroll import EnrolledIdentity
+    from agent.status_file import read_status
     from printgate.errors import PrintgateError
+    from printgate.settings import Settings
 
+    if data_dir is None:
+        try:
+            data_dir = Settings.load(config).agent.data_dir if config is not None else DEFAULT_DATA_DIR
+        except (PrintgateError, ValueError) as exc:
+            typer.echo(f"error: {getattr(exc, 'message', exc)}", err=True)
+            raise typer.Exit(2) from exc
     try:
         identity = EnrolledIdentity.load(data_dir)
     except PrintgateError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from exc
-    runtime_path = data_dir / "status.json"
-    runtime = json.loads(runtime_path.read_text()) if runtime_path.exists() else {}
+    runtime = read_status(data_dir / "status.json")
+    running = _alive(runtime.get("pid"))
+    tasks = runtime.get("tasks") or []
     report = {
         "agent_id": identity.agent_id, "site_id": identity.site_id,
         "certificate_valid_until": datetime.fromtimestamp(identity.cert_not_after_ms / 1000, UTC).isoformat(),
         "relay": identity.relay_address, "mqtt": identity.mqtt_url or None,
-        "channel": runtime.get("channel", "agent not running"),
+        "running": running,
+        "status_written_at": runtime.get("written_at"),
+        "channel": runtime.get("channel", "agent not running") if running else "agent not running",
+        "degraded": runtime.get("degraded"),
+        "healthy": running and all(t.get("healthy") for t in tasks) and not runtime.get("degraded"),
         "last_upload": runtime.get("last_upload"), "queue_length": runtime.get("queue_length"),
+        "queued_bytes": runtime.get("queued_bytes"), "oldest_queued": runtime.get("oldest_queued"),
+        "dropped": runtime.get("dropped"), "drops": runtime.get("drops"),
+        "tasks": tasks,
         "printers": runtime.get("printers"),
     }
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
     for key, value in report.items():
+        if key in ("tasks", "drops"):
+            continue
         typer.echo(f"{key:>24}: {'-' if value is None else value}")
+    for t in tasks:
+        error = f"  last error {t.get('last_error_at')}: {t.get('last_error')}" if t.get("last_error") else ""
+        typer.echo(f"{'task ' + str(t.get('name')):>24}: {t.get('state')}, restarts {t.get('restarts')}{error}")
+    for d in runtime.get("drops") or []:
+        typer.echo(f"{'dropped':>24}: {d['count']} {d['kind']} readings of {d['ip']} ({d['reason']}, "
+                   f"{d['first_at']} .. {d['last_at']})")
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def update(

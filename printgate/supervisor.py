@@ -1,0 +1,140 @@
+"""Supervision of long-running tasks: restart with back-off, remember why, expose the state.
+
+Every loop of the agent and the cloud runs under a ``Supervisor``: a loop that
+raises is logged once with its error, restarted after an exponential back-off
+(reset once it ran well for a while), and its ``TaskHealth`` says so; a loop
+that returns when it should not is restarted the same way. Nothing dies
+silently. ``health()`` feeds ``agent status``, the heartbeat and the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from printgate.lifecycle import Service
+from printgate.logs import get_logger
+
+log = get_logger("printgate.supervisor")
+
+TaskState = Literal["starting", "running", "backoff", "stopped"]
+OnRestart = Callable[[str, str], None]  # (task name, error) each time a task is restarted
+
+
+@dataclass(frozen=True, slots=True)
+class TaskHealth:
+    """What a supervised task is doing and what went wrong with it last."""
+
+    name: str
+    state: TaskState
+    restarts: int = 0
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == "running"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "state": self.state, "healthy": self.healthy, "restarts": self.restarts,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at.isoformat() if self.last_error_at else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Restart delays: ``initial`` doubling up to ``maximum``; back to ``initial`` after ``stable`` s of running."""
+
+    initial: float = 1.0
+    maximum: float = 30.0
+    stable: float = 60.0
+
+    def delay(self, failures_in_a_row: int) -> float:
+        return float(min(self.maximum, self.initial * 2 ** max(0, failures_in_a_row - 1)))
+
+
+class _Supervised:
+    def __init__(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        self.name = name
+        self.run = run
+        self.health = TaskHealth(name, "starting")
+        self.task: asyncio.Task[None] | None = None
+
+
+class Supervisor(Service):
+    """Owns named loops; ``add()`` before or after ``start()``; ``aclose()`` stops them all."""
+
+    def __init__(self, name: str, *, backoff: Backoff = Backoff(), on_restart: OnRestart | None = None) -> None:
+        self.name = name
+        self._backoff = backoff
+        self._on_restart = on_restart
+        self._tasks: dict[str, _Supervised] = {}
+        self._started = False
+
+    def add(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Supervise ``run()`` (a coroutine function) under ``name``; started at once if running."""
+        if name in self._tasks:
+            raise ValueError(f"task {name!r} is already supervised")
+        entry = _Supervised(name, run)
+        self._tasks[name] = entry
+        if self._started:
+            entry.task = asyncio.create_task(self._supervise(entry), name=f"{self.name}:{name}")
+
+    async def start(self) -> None:
+        self._started = True
+        for entry in self._tasks.values():
+            if entry.task is None:
+                entry.task = asyncio.create_task(self._supervise(entry), name=f"{self.name}:{entry.name}")
+
+    async def aclose(self) -> None:
+        self._started = False
+        tasks = [e.task for e in self._tasks.values() if e.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for entry in self._tasks.values():
+            entry.task = None
+            entry.health = _with(entry.health, state="stopped")
+
+    def health(self) -> list[TaskHealth]:
+        return [e.health for e in self._tasks.values()]
+
+    @property
+    def healthy(self) -> bool:
+        return all(h.healthy for h in self.health())
+
+    async def _supervise(self, entry: _Supervised) -> None:
+        failures = 0
+        while True:
+            entry.health = _with(entry.health, state="running")
+            began = time.monotonic()
+            try:
+                await entry.run()
+                error = "ended unexpectedly"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the point of a supervisor: any failure is recorded and restarted
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                log.error("task.failed", supervisor=self.name, task=entry.name, error=error,
+                          exc_info=exc)
+            else:
+                log.error("task.ended", supervisor=self.name, task=entry.name)
+            failures = 1 if time.monotonic() - began >= self._backoff.stable else failures + 1
+            delay = self._backoff.delay(failures)
+            entry.health = TaskHealth(entry.name, "backoff", entry.health.restarts + 1, error[:500],
+                                      datetime.now(UTC))
+            if self._on_restart is not None:
+                self._on_restart(entry.name, error)
+            log.info("task.restarting", supervisor=self.name, task=entry.name, in_seconds=delay,
+                     restarts=entry.health.restarts)
+            await asyncio.sleep(delay)
+
+
+def _with(h: TaskHealth, *, state: TaskState) -> TaskHealth:
+    return TaskHealth(h.name, state, h.restarts, h.last_error, h.last_error_at)
