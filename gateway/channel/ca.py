@@ -87,6 +87,18 @@ def peer_identity(cert_pem: bytes) -> PeerIdentity:
     return PeerIdentity(AgentId(agent), SiteId(site), format(cert.serial_number, "x"))
 
 
+def csr_matches_certificate(csr_pem: bytes, cert_pem: bytes) -> bool:
+    """Whether the CSR asks for the same public key the certificate holds (renewal, not re-key)."""
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+    except ValueError as exc:
+        raise CsrRejected("certificate request is not a PEM PKCS#10 CSR") from exc
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    return bool(csr.public_key().public_bytes(serialization.Encoding.DER, spki)
+                == cert.public_key().public_bytes(serialization.Encoding.DER, spki))
+
+
 class AgentCA:
     """Loads (or creates) the CA key/cert in ``directory``; issues certificates."""
 

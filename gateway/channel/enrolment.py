@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from gateway.channel.ca import AgentCA, CsrRejected
+from gateway.channel.denials import DenialTally
 from printgate.domain import AuditEventIn, Outcome
 from printgate.errors import PrintgateError, TokenInvalid
 from printgate.interfaces import AuditSink
@@ -33,32 +34,71 @@ class EnrolmentThrottled(PrintgateError):
     code = "enrolment_throttled"
 
 
-class FailureThrottle:
-    """Refuse a source after ``max_failures`` failed enrolments within ``window_s`` (token guessing)."""
+class BackOff:
+    """Exponential back-off per key: after ``free`` failures, each further attempt must wait
+    ``base_s * 2**(failures - free)`` seconds (at most ``cap_s``) after the last failure.
 
-    def __init__(self, *, max_failures: int = 10, window_s: float = 300.0,
+    A key is forgotten ``forget_s`` after its last failure; at most ``max_keys`` are kept
+    (the oldest goes first), so a spray of sources cannot exhaust memory.
+    """
+
+    def __init__(self, *, free: int = 5, base_s: float = 1.0, cap_s: float = 300.0,
+                 forget_s: float = 900.0, max_keys: int = 10_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._max, self._window, self._clock = max_failures, window_s, clock
-        self._failures: dict[str, list[float]] = {}
+        self._free, self._base, self._cap, self._forget = free, base_s, cap_s, forget_s
+        self._max_keys, self._clock = max_keys, clock
+        self._failures: dict[str, tuple[int, float]] = {}  # key -> (count, last failure)
 
-    def _recent(self, source: str) -> list[float]:
-        horizon = self._clock() - self._window
-        kept = [t for t in self._failures.get(source, []) if t > horizon]
-        if kept:
-            self._failures[source] = kept
-        else:
-            self._failures.pop(source, None)
-        return kept
+    def wait_s(self, key: str) -> float:
+        """Seconds before ``key`` may try again (0: now)."""
+        entry = self._failures.get(key)
+        if entry is None:
+            return 0.0
+        count, last = entry
+        now = self._clock()
+        if now - last > self._forget:
+            del self._failures[key]
+            return 0.0
+        if count < self._free:
+            return 0.0
+        delay = min(self._base * 2 ** (count - self._free), self._cap)
+        return max(0.0, last + delay - now)
 
-    def check(self, source: str) -> None:
-        if len(self._recent(source)) >= self._max:
+    def failed(self, key: str) -> None:
+        count = self._failures.pop(key, (0, 0.0))[0]
+        self._failures[key] = (count + 1, self._clock())  # re-inserted: the dict stays oldest-first
+        while len(self._failures) > self._max_keys:
+            del self._failures[next(iter(self._failures))]
+
+
+class EnrolmentThrottle:
+    """Stops token guessing without locking out the agents behind the guesser's address.
+
+    Tokens are ``pgenrol_<id>_<secret>`` and the id is stored. An attempt naming a
+    token id that exists is throttled per token (someone guessing that token's secret);
+    any other attempt (an unknown id, a malformed token) per source address. So a valid
+    token works from an address that made many failed attempts, and guessing is slowed
+    both for a known token and from an address.
+    """
+
+    def __init__(self, *, per_address: BackOff | None = None, per_token: BackOff | None = None) -> None:
+        self.per_address = per_address or BackOff()
+        self.per_token = per_token or BackOff()
+
+    def check(self, *, token_id: str | None, source: str) -> None:
+        limiter, key, what = ((self.per_token, token_id, "for this token") if token_id
+                              else (self.per_address, source, f"from {source}"))
+        wait = limiter.wait_s(key)
+        if wait > 0:
             raise EnrolmentThrottled(
-                f"too many failed enrolments from {source}: wait {self._window:.0f}s and use a fresh token")
+                f"too many failed enrolments {what}: retry in {wait:.0f} s with the token exactly "
+                "as the admin gave it (or ask for a fresh one)")
 
-    def failed(self, source: str) -> None:
-        self._failures.setdefault(source, []).append(self._clock())
-        if len(self._failures) > 10_000:  # bounded memory under a spray of sources
-            self._failures.pop(next(iter(self._failures)))
+    def failed(self, *, token_id: str | None, source: str) -> None:
+        if token_id:
+            self.per_token.failed(token_id)
+        else:
+            self.per_address.failed(source)
 
 
 def new_agent_id() -> str:
@@ -68,19 +108,25 @@ def new_agent_id() -> str:
 class Enroller:
     def __init__(self, *, ca: AgentCA, db: Database, audit: AuditSink, verify_key: bytes,
                  facts: ChannelFacts, cert_ttl: timedelta,
-                 throttle: FailureThrottle | None = None) -> None:
+                 throttle: EnrolmentThrottle | None = None, denials: DenialTally | None = None) -> None:
         self._ca, self._db, self._audit = ca, db, audit
-        self._throttle = throttle or FailureThrottle()
+        self._throttle = throttle or EnrolmentThrottle()
+        self._denials = denials
         self._verify_key, self._facts, self._ttl = verify_key, facts, cert_ttl
 
     async def enroll(self, request: pb.EnrollRequest, *, source_ip: str | None) -> pb.EnrollResponse:
         source = source_ip or "unknown"
+        token_id = store.token_id_of(request.token)
+        if token_id is not None:
+            async with self._db.session() as s:
+                if not await store.token_id_known(s, token_id):
+                    token_id = None  # a guessed id: throttled by address like any other guess
         try:
-            self._throttle.check(source)
+            self._throttle.check(token_id=token_id, source=source)
         except EnrolmentThrottled as exc:
-            await self._audit.append(AuditEventIn(
-                type="agent.enrolment", outcome=Outcome.DENIED, actor="agent:unenrolled",
-                source_ip=source_ip, details={"reason": exc.code}))
+            if self._denials is not None:  # audited in aggregate: a guesser cannot flood the trail
+                self._denials.count(reason=exc.code, source_ip=source, method="Enrolment/Enroll")
+            log.warning("agent.enrolment_throttled", source=source_ip, per_token=token_id is not None)
             raise
         agent_id = new_agent_id()
         now = datetime.now(UTC)
@@ -97,7 +143,7 @@ class Enroller:
                 source_ip=source_ip, details={"reason": exc.code, "hostname": request.hostname[:200]},
             ))
             log.warning("agent.enrolment_refused", reason=exc.code, source=source_ip)
-            self._throttle.failed(source)
+            self._throttle.failed(token_id=token_id, source=source)
             raise
         await self._audit.append(AuditEventIn(
             type="agent.enrolment", actor=f"agent:{agent_id}", source_ip=source_ip,

@@ -4,19 +4,21 @@ One grpc.aio server with two listeners:
   * ``port``       mutual TLS: the agent channel (client cert required),
   * ``enrol_port`` server TLS only: enrolment with a one-time token.
 Both listeners serve both services, but every RPC is checked against the
-explicit table in ``authorisation.py``: channel methods need a valid,
-unrevoked agent certificate (so they fail on the enrolment port), requests
-may only name the cert's own site, unknown methods are refused. Revoked
-certificates are refused and their live command streams cut within
-``revocation_poll_s`` (revocations made by other processes are read from the
-store).
+explicit table in ``authorisation.py``: channel methods need a certificate
+that is, at call time (read from the store on every call), a current
+certificate of an enrolled and unrevoked agent (so they fail on the
+enrolment port); requests may only name the cert's own site, commands sent
+to the cert's agent and sessions of that agent; unknown methods are
+refused. Live command streams of a revoked agent are cut at once when this
+server revokes it and within ``revocation_poll_s`` when another process (the
+portal) does. Refusals are audited in aggregate (``DenialTally``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,8 +26,15 @@ import grpc
 from grpc import aio
 
 from gateway.channel.authorisation import Rule, rule_for, site_violation
-from gateway.channel.ca import AgentCA, PeerIdentity, peer_identity
-from gateway.channel.enrolment import ChannelFacts, Enroller, EnrolmentThrottled, FailureThrottle
+from gateway.channel.ca import (
+    AgentCA,
+    CsrRejected,
+    PeerIdentity,
+    csr_matches_certificate,
+    peer_identity,
+)
+from gateway.channel.denials import DenialTally
+from gateway.channel.enrolment import ChannelFacts, Enroller, EnrolmentThrottle, EnrolmentThrottled
 from gateway.channel.handlers import ChannelHandlers
 from gateway.channel.hub import AgentHub
 from printgate.domain import AuditEventIn, Outcome
@@ -55,13 +64,13 @@ SERVER_OPTIONS = [
 class _RefuseUnknownMethods(aio.ServerInterceptor):
     """Deny-by-default: a method missing from the authorisation table never reaches a handler."""
 
-    def __init__(self, on_refused: Callable[[str], Awaitable[None]]) -> None:
+    def __init__(self, on_refused: Callable[[str], None]) -> None:
         self._on_refused = on_refused
 
     async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
         method = handler_call_details.method
         if rule_for(method) is None:
-            await self._on_refused(method)
+            self._on_refused(method)
 
             async def refuse(_request: Any, context: aio.ServicerContext) -> None:
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED,
@@ -79,7 +88,7 @@ class AgentChannelServer(Service):
         hub: AgentHub, handlers: ChannelHandlers, enrol_port: int = 0,
         facts: ChannelFacts | None = None, cert_ttl: timedelta = timedelta(hours=24),
         server_names: list[str] | None = None, revocation_poll_s: float = 1.0,
-        enrol_throttle: FailureThrottle | None = None,
+        enrol_throttle: EnrolmentThrottle | None = None, denials: DenialTally | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -90,11 +99,14 @@ class AgentChannelServer(Service):
         self._names = server_names or [host, "localhost", "127.0.0.1"]
         self._poll_s = revocation_poll_s
         self._revoked: set[str] = set()
-        self._known: set[str] = set()
+        self._revoked_agents: set[str] = set()
+        self._own_denials = denials is None
+        self.denials = denials or DenialTally(audit)
         self._server: aio.Server | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._enroller = Enroller(ca=ca, db=db, audit=audit, verify_key=hub.verify_key_raw,
-                                  facts=self._facts, cert_ttl=cert_ttl, throttle=enrol_throttle)
+                                  facts=self._facts, cert_ttl=cert_ttl, throttle=enrol_throttle,
+                                  denials=self.denials)
 
     @property
     def target(self) -> str:
@@ -106,13 +118,15 @@ class AgentChannelServer(Service):
 
     # ---- lifecycle ----------------------------------------------------------
     async def start(self) -> None:
+        if self._own_denials:
+            await self.denials.start()
         await self._refresh_revocations()
         tls = self._ca.issue_server_certificate(self._names)
         pair = [(tls.key_pem, tls.cert_pem)]
         mtls = grpc.ssl_server_credentials(pair, root_certificates=self._ca.cert_pem,
                                            require_client_auth=True)
         server_only = grpc.ssl_server_credentials(pair)
-        server = aio.server(interceptors=[_RefuseUnknownMethods(self._audit_unknown)],
+        server = aio.server(interceptors=[_RefuseUnknownMethods(self._count_unknown)],
                             options=SERVER_OPTIONS)
         pb_grpc.add_EnrolmentServicer_to_server(_EnrolmentService(self), server)
         pb_grpc.add_AgentChannelServicer_to_server(_ChannelService(self), server)
@@ -134,17 +148,21 @@ class AgentChannelServer(Service):
             self._server = None
             self._hub.remove_presence_listener(self._handlers.on_presence)
             log.info("channel.grpc.stopped", port=self.port)
+        if self._own_denials:
+            await self.denials.aclose()
 
     # ---- revocation ---------------------------------------------------------
     async def _refresh_revocations(self) -> None:
         async with self._db.session() as s:
             revoked = await store.revoked_serials(s)
-        fresh = revoked - self._revoked
-        self._revoked = revoked
-        self._known -= revoked
+            agents = await store.revoked_agents(s)
+        fresh, fresh_agents = revoked - self._revoked, agents - self._revoked_agents
+        self._revoked, self._revoked_agents = revoked, agents
         if fresh:
             for agent in self._hub.cut_serials(fresh, "agent certificate revoked"):
                 log.info("channel.stream_cut", agent=agent, reason="revoked")
+        for agent in fresh_agents:  # streams opened with a certificate the revocation missed
+            self._hub.cut_agent(agent, "agent certificate revoked")
 
     async def _watch_revocations(self) -> None:
         while True:
@@ -165,10 +183,20 @@ class AgentChannelServer(Service):
                                                         "certificates": count}))
         return count
 
-    async def audit_relay_refusals(self, agent_id: str, refusals: list[pb.RelayRefusal]) -> None:
+    async def audit_relay_refusals(self, agent_id: str, refusals: list[pb.RelayRefusal], *,
+                                   source_ip: str | None = None) -> None:
         """Channels a relay tried to open towards the agent, refused by it: a misbehaving or
         impersonated relay. Each is audited as the agent reported it (at most
-        ``MAX_REFUSALS_AUDITED`` per heartbeat, then one line with the count of the rest)."""
+        ``MAX_REFUSALS_AUDITED`` per heartbeat, then one line with the count of the rest).
+        A refusal naming a session that is not the agent's own is not audited under that
+        session: it is counted as a denial (``foreign_session``) and dropped."""
+        named = {r.session_id[:64] for r in refusals if r.session_id}
+        async with self._db.session() as s:
+            foreign = await store.foreign_sessions(s, agent_id, named)
+        if foreign:
+            self.denials.count(agent_id=agent_id, reason="foreign_session", source_ip=source_ip,
+                               method=_C + "Heartbeat")
+            refusals = [r for r in refusals if r.session_id[:64] not in foreign]
         for r in refusals[:MAX_REFUSALS_AUDITED]:
             await self._audit.append(AuditEventIn(
                 type="agent.relay_channel_refused", outcome=Outcome.DENIED, actor=f"agent:{agent_id}",
@@ -181,52 +209,54 @@ class AgentChannelServer(Service):
                 details={"kind": "summary", "more_refusals": len(refusals) - MAX_REFUSALS_AUDITED},
             ))
         log.warning("channel.relay_refusals", agent=agent_id, count=len(refusals),
-                    kinds=sorted({r.kind[:64] for r in refusals}))
+                    kinds=sorted({r.kind[:64] for r in refusals}), foreign_sessions=len(foreign))
 
     # ---- per-RPC authorisation ----------------------------------------------
-    async def _audit_unknown(self, method: str) -> None:
-        await self._audit.append(AuditEventIn(
-            type="agent.rpc.denied", outcome=Outcome.DENIED, details={"method": method[:200],
-                                                                       "reason": "unknown_method"}))
+    def _count_unknown(self, method: str) -> None:
+        self.denials.count(reason="unknown_method", method=method)
 
     async def authorise(self, method: str, request: object, context: aio.ServicerContext) -> PeerIdentity:
+        """The calling agent, after the checks of ``method``'s rule (aborts the call otherwise)."""
+        return (await self.authorise_with_cert(method, request, context))[0]
+
+    async def authorise_with_cert(self, method: str, request: object,
+                                  context: aio.ServicerContext) -> tuple[PeerIdentity, bytes]:
         rule: Rule | None = rule_for(method)
         if rule is None:  # the interceptor already refuses these; belt and braces
+            self.denials.count(reason="unknown_method", method=method, source_ip=_peer_ip(context))
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"method {method} is not allowed")
             raise AssertionError("unreachable")
         certs = context.auth_context().get("x509_pem_cert") or []
         if not certs:
-            await self._deny(context, method, None, grpc.StatusCode.UNAUTHENTICATED,
-                             "an agent client certificate is required: enrol the agent first")
+            await self.deny(context, method, None, "no_client_certificate", grpc.StatusCode.UNAUTHENTICATED,
+                            "an agent client certificate is required: enrol the agent first")
         try:
             peer = peer_identity(certs[0])
         except PrintgateError as exc:
-            await self._deny(context, method, None, grpc.StatusCode.UNAUTHENTICATED, exc.message)
+            await self.deny(context, method, None, "not_agent_certificate", grpc.StatusCode.UNAUTHENTICATED,
+                            exc.message)
             raise
-        if peer.serial in self._revoked:
-            await self._deny(context, method, peer, grpc.StatusCode.PERMISSION_DENIED,
-                             f"certificate of agent {peer.agent_id} is revoked: re-enrol with a new token")
-        if peer.serial not in self._known:
-            async with self._db.session() as s:
-                record = await store.get_certificate(s, peer.serial)
-            if record is None or record.revoked_at is not None or record.agent_id != peer.agent_id:
-                await self._deny(context, method, peer, grpc.StatusCode.PERMISSION_DENIED,
-                                 f"certificate {peer.serial} is not a current certificate of {peer.agent_id}")
-            self._known.add(peer.serial)
-        why = site_violation(rule, request, peer.site_id)
+        if peer.serial in self._revoked or peer.agent_id in self._revoked_agents:
+            await self.deny(context, method, peer, "agent_revoked", grpc.StatusCode.PERMISSION_DENIED,
+                            f"certificate of agent {peer.agent_id} is revoked: re-enrol with a new token")
+        async with self._db.session() as s:
+            why = await store.certificate_standing(s, peer.serial, agent_id=peer.agent_id, site_id=peer.site_id)
         if why is not None:
-            await self._deny(context, method, peer, grpc.StatusCode.PERMISSION_DENIED, why)
+            hint = ("is revoked: re-enrol with a new token" if "revoked" in why
+                    else "is not a current certificate of this agent")
+            await self.deny(context, method, peer, why, grpc.StatusCode.PERMISSION_DENIED,
+                            f"certificate {peer.serial} of agent {peer.agent_id} {hint}")
+        violation = site_violation(rule, request, peer.site_id)
+        if violation is not None:
+            await self.deny(context, method, peer, "foreign_site", grpc.StatusCode.PERMISSION_DENIED, violation)
         self._hub.last_seen[peer.agent_id] = time.time()
-        return peer
+        return peer, certs[0]
 
-    async def _deny(self, context: aio.ServicerContext, method: str, peer: PeerIdentity | None,
-                    status: grpc.StatusCode, message: str) -> None:
-        await self._audit.append(AuditEventIn(
-            type="agent.rpc.denied", outcome=Outcome.DENIED,
-            actor=f"agent:{peer.agent_id}" if peer else None, source_ip=_peer_ip(context),
-            details={"method": method, "reason": message}))
-        log.warning("channel.rpc_denied", method=method, agent=peer.agent_id if peer else None,
-                    reason=message)
+    async def deny(self, context: aio.ServicerContext, method: str, peer: PeerIdentity | None,
+                   reason: str, status: grpc.StatusCode, message: str) -> None:
+        """Refuse the call: counted for the aggregated audit record, then aborted."""
+        self.denials.count(agent_id=peer.agent_id if peer else None, reason=reason, method=method,
+                           source_ip=_peer_ip(context))
         await context.abort(status, message)
 
     # ---- what the services call -------------------------------------------------
@@ -240,21 +270,59 @@ class AgentChannelServer(Service):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
             raise
 
-    async def renew(self, peer: PeerIdentity, request: pb.RenewRequest,
+    async def renew(self, peer: PeerIdentity, cert_pem: bytes, request: pb.RenewRequest,
                     context: aio.ServicerContext) -> pb.RenewResponse:
+        """A new certificate for the caller's key (another key only with an admin's re-key grant).
+
+        Issued in one transaction that first locks the agent's row if it is not revoked
+        (``store.reserve_agent_for_issue``), so a concurrent revocation either refuses this
+        renewal or revokes the certificate it issued: never a valid certificate of a revoked agent.
+        """
+        method = _C + "RenewCertificate"
         try:
+            same_key = csr_matches_certificate(request.csr_pem, cert_pem)
             issued = self._ca.issue_agent_certificate(
                 request.csr_pem, agent_id=peer.agent_id, site_id=peer.site_id, ttl=self._cert_ttl)
-        except PrintgateError as exc:
+        except CsrRejected as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
             raise
+        refused: str | None = None
+        granted_by: str | None = None
         async with self._db.transaction() as s:
-            await store.record_certificate(s, issued.record)
+            if not await store.reserve_agent_for_issue(s, peer.agent_id):
+                refused = "agent_revoked"
+            elif not same_key:
+                granted_by = await store.take_rekey_grant(s, peer.agent_id)
+                refused = None if granted_by else "rekey_not_authorised"
+            if refused is None:
+                await store.record_certificate(s, issued.record)
+        if refused == "agent_revoked":
+            await self.deny(context, method, peer, refused, grpc.StatusCode.PERMISSION_DENIED,
+                            f"agent {peer.agent_id} is revoked: re-enrol with a new token")
+        if refused is not None:
+            await self.deny(context, method, peer, refused, grpc.StatusCode.PERMISSION_DENIED,
+                            "the request is for a different key than the current certificate's: "
+                            "renew with the same key, or ask an admin to authorise a re-key "
+                            f"(printgate agent authorise-rekey {peer.agent_id})")
+        details: dict[str, object] = {"serial": issued.record.serial, "previous": peer.serial}
+        if granted_by is not None:
+            details |= {"rekeyed": True, "authorised_by": granted_by}
         await self._audit.append(AuditEventIn(
-            type="agent.certificate.renewed", actor=f"agent:{peer.agent_id}",
-            details={"serial": issued.record.serial, "previous": peer.serial}))
+            type="agent.certificate.rekeyed" if granted_by else "agent.certificate.renewed",
+            actor=f"agent:{peer.agent_id}", details=details))
         return pb.RenewResponse(client_cert_pem=issued.pem,
                                 cert_not_after_ms=int(issued.record.not_after.timestamp() * 1000))
+
+    async def command_result(self, peer: PeerIdentity, request: pb.CommandResult,
+                             context: aio.ServicerContext) -> pb.Ack:
+        """A result is accepted only for a command this gateway sent to the caller's agent."""
+        owner = self._hub.command_owner(request.command_id)
+        if owner != peer.agent_id:
+            await self.deny(context, _C + "ReportCommandResult", peer, "foreign_command",
+                            grpc.StatusCode.PERMISSION_DENIED,
+                            f"command {request.command_id[:64]!r} was not sent to agent {peer.agent_id}")
+        await self._handlers.on_command_result(peer.agent_id, request)
+        return pb.Ack(id=request.command_id)
 
     async def readings(self, peer: PeerIdentity, request: pb.ReadingsBatch) -> pb.Ack:
         if not request.batch_id:
@@ -305,7 +373,9 @@ class _ChannelService(pb_grpc.AgentChannelServicer):
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: aio.ServicerContext) -> pb.HeartbeatResponse:
         peer = await self._s.authorise(_C + "Heartbeat", request, context)
         if request.relay_refusals:
-            await self._s.audit_relay_refusals(peer.agent_id, list(request.relay_refusals))
+            await self._s.audit_relay_refusals(peer.agent_id, list(request.relay_refusals),
+                                               source_ip=_peer_ip(context))
+        await self._s.handlers.on_heartbeat(peer.agent_id, request)
         return pb.HeartbeatResponse(server_time_ms=int(time.time() * 1000))
 
     async def UploadInventory(self, request: pb.Inventory, context: aio.ServicerContext) -> pb.Ack:
@@ -323,12 +393,11 @@ class _ChannelService(pb_grpc.AgentChannelServicer):
 
     async def ReportCommandResult(self, request: pb.CommandResult, context: aio.ServicerContext) -> pb.Ack:
         peer = await self._s.authorise(_C + "ReportCommandResult", request, context)
-        await self._s.handlers.on_command_result(peer.agent_id, request)
-        return pb.Ack(id=request.command_id)
+        return await self._s.command_result(peer, request, context)
 
     async def RenewCertificate(self, request: pb.RenewRequest, context: aio.ServicerContext) -> pb.RenewResponse:
-        peer = await self._s.authorise(_C + "RenewCertificate", request, context)
-        return await self._s.renew(peer, request, context)
+        peer, cert_pem = await self._s.authorise_with_cert(_C + "RenewCertificate", request, context)
+        return await self._s.renew(peer, cert_pem, request, context)
 
     async def CommandStream(
         self, request: pb.CommandStreamRequest, context: aio.ServicerContext

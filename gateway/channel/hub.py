@@ -25,6 +25,8 @@ log = get_logger(__name__)
 
 PresenceListener = Callable[[str, bool], Awaitable[None]]
 MAX_TTL_S = 3600
+RESULT_GRACE_S = 300  # a result may arrive this long after its command expired
+MAX_TRACKED_COMMANDS = 100_000
 
 
 class CommandPublisher(Protocol):
@@ -59,6 +61,7 @@ class AgentHub:
         self._listeners: list[PresenceListener] = []
         self.last_seen: dict[str, float] = {}
         self._peer_ips: dict[str, str] = {}
+        self._issued: dict[str, tuple[str, float]] = {}  # command id -> (agent id, forget after)
 
     @property
     def verify_key_raw(self) -> bytes:
@@ -154,6 +157,25 @@ class AgentHub:
         await self._notify(agent_id, was)
 
     # ---- commands -----------------------------------------------------------
+    def command_owner(self, command_id: str) -> str | None:
+        """The agent a command this hub signed was addressed to (None: not ours, or long expired).
+
+        Results are accepted only from that agent (``ReportCommandResult``, MQTT events).
+        """
+        entry = self._issued.get(command_id)
+        if entry is None or entry[1] < self._clock():
+            return None
+        return entry[0]
+
+    def _remember(self, command_id: str, agent_id: str, expires_at_s: float) -> None:
+        if len(self._issued) >= MAX_TRACKED_COMMANDS:
+            now = self._clock()
+            for stale in [c for c, (_, until) in self._issued.items() if until < now]:
+                del self._issued[stale]
+            while len(self._issued) >= MAX_TRACKED_COMMANDS:  # all live: forget the oldest
+                del self._issued[next(iter(self._issued))]
+        self._issued[command_id] = (agent_id, expires_at_s + RESULT_GRACE_S)
+
     def sign(self, agent_id: str, command_payload: Any, *, ttl_s: int) -> pb.SignedCommand:
         if not 0 < ttl_s <= MAX_TTL_S:
             raise ValueError(f"command ttl must be 1..{MAX_TTL_S} s, got {ttl_s}")
@@ -162,6 +184,7 @@ class AgentHub:
             command_payload, command_id=uuid.uuid4().hex, agent_id=agent_id,
             issued_at_ms=now_ms, expires_at_ms=now_ms + ttl_s * 1000,
         )
+        self._remember(command.id, agent_id, now_ms / 1000 + ttl_s)
         return sign_command(command, self._key)
 
     async def send(self, agent_id: str, command_payload: Any, *, ttl_s: int) -> str:

@@ -10,21 +10,43 @@ import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from printgate.domain import AgentCertificate, AgentId, SiteId
 from printgate.errors import NotFound, TokenInvalid
-from printgate.store.models.channel import AgentCertificateRow, EnrolmentTokenRow, ProcessedBatchRow
-from printgate.store.models.core import AgentRow, SiteRow
+from printgate.store.models.channel import (
+    AgentCertificateRow,
+    AgentRekeyGrantRow,
+    EnrolmentTokenRow,
+    ProcessedBatchRow,
+)
+from printgate.store.models.core import AgentRow, DwaSessionRow, SiteRow
 
 TOKEN_PREFIX = "pgenrol_"
+TOKEN_ID_LEN = 16  # hex characters right after the prefix, then "_" and the secret
 MAX_TOKEN_TTL = timedelta(hours=24)
+MAX_REKEY_TTL = timedelta(hours=24)
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_id_of(token: str) -> str | None:
+    """The non-secret id of a ``pgenrol_<16 hex id>_<secret>`` token (None for any other shape)."""
+    rest = token[len(TOKEN_PREFIX):] if token.startswith(TOKEN_PREFIX) else ""
+    token_id = rest[:TOKEN_ID_LEN]
+    if len(rest) <= TOKEN_ID_LEN + 1 or rest[TOKEN_ID_LEN] != "_":
+        return None
+    return token_id if all(c in "0123456789abcdef" for c in token_id) else None
+
+
+async def token_id_known(s: AsyncSession, token_id: str) -> bool:
+    """Whether a token with this id was ever minted (used and expired ones included)."""
+    found = await s.execute(select(EnrolmentTokenRow.token_hash).where(EnrolmentTokenRow.token_id == token_id))
+    return found.first() is not None
 
 
 def _now(now: datetime | None) -> datetime:
@@ -39,11 +61,12 @@ async def create_enrolment_token(
         raise ValueError(f"enrolment token lifetime must be between 0 and {MAX_TOKEN_TTL}")
     if await s.get(SiteRow, site_id) is None:
         raise NotFound(f"site {site_id} does not exist: create the site before an enrolment token")
-    token = TOKEN_PREFIX + secrets.token_urlsafe(24)
+    token_id = secrets.token_hex(TOKEN_ID_LEN // 2)
+    token = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(24)}"
     at = _now(now)
     s.add(EnrolmentTokenRow(
         token_hash=hash_token(token), site_id=site_id, created_by=created_by,
-        created_at=at, expires_at=at + ttl,
+        created_at=at, expires_at=at + ttl, token_id=token_id,
     ))
     await s.flush()
     return token
@@ -119,16 +142,119 @@ async def revoke_agent(
 ) -> int:
     """Revoke every certificate of ``agent_id`` and mark the agent revoked.
 
-    Re-enrolment needs a new token. Returns how many certificates were revoked.
+    The agent row is updated first: that takes the row lock a concurrent
+    renewal holds (``reserve_agent_for_issue``), so a certificate issued by a
+    renewal that committed first is seen, and revoked, by the second statement,
+    and a renewal that comes later finds the agent revoked. Re-enrolment needs
+    a new token. Returns how many certificates were revoked.
     """
     at = _now(now)
+    await s.execute(update(AgentRow).where(AgentRow.id == agent_id).values(revoked=True, online=False))
     result = await s.execute(
         update(AgentCertificateRow)
         .where(AgentCertificateRow.agent_id == agent_id, AgentCertificateRow.revoked_at.is_(None))
         .values(revoked_at=at, revoked_reason=reason[:200])
     )
-    await s.execute(update(AgentRow).where(AgentRow.id == agent_id).values(revoked=True, online=False))
+    await s.execute(delete(AgentRekeyGrantRow).where(AgentRekeyGrantRow.agent_id == agent_id))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def reserve_agent_for_issue(s: AsyncSession, agent_id: str) -> bool:
+    """Lock the agent's row for issuing it a certificate in this transaction; False if it is
+    revoked or unknown.
+
+    A conditional UPDATE, the first statement of the transaction: PostgreSQL holds the row
+    lock until commit (a concurrent ``revoke_agent`` waits, then revokes the new
+    certificate too; a renewal waiting behind a revocation re-reads ``revoked`` and gets 0
+    rows); SQLite takes the database write lock, which serialises the same way.
+    """
+    result = await s.execute(
+        update(AgentRow).where(AgentRow.id == agent_id, AgentRow.revoked.is_(False)).values(revoked=False)
+    )
+    return int(result.rowcount) == 1  # type: ignore[attr-defined]
+
+
+async def certificate_standing(
+    s: AsyncSession, serial: str, *, agent_id: str, site_id: str, now: datetime | None = None
+) -> str | None:
+    """Why the certificate ``serial`` presented for ``agent_id``@``site_id`` may not be used
+    now (a reason code), or None when it is a current certificate of an enrolled, unrevoked
+    agent of that site."""
+    row = (await s.execute(
+        select(AgentCertificateRow, AgentRow)
+        .join(AgentRow, AgentRow.id == AgentCertificateRow.agent_id, isouter=True)
+        .where(AgentCertificateRow.serial == serial)
+    )).first()
+    if row is None:
+        return "certificate_unknown"
+    cert, agent = row
+    if cert.agent_id != agent_id or cert.site_id != site_id:
+        return "certificate_mismatch"
+    if agent is None:
+        return "agent_unknown"
+    if agent.revoked:
+        return "agent_revoked"
+    if cert.revoked_at is not None:
+        return "certificate_revoked"
+    if agent.site_id != site_id:
+        return "site_mismatch"
+    if cert.not_after <= _now(now):
+        return "certificate_expired"
+    return None
+
+
+async def agent_standing(s: AsyncSession, agent_id: str) -> str | None:
+    """Why ``agent_id`` may not act now (a reason code), or None when it is enrolled and unrevoked."""
+    agent = await s.get(AgentRow, agent_id)
+    if agent is None:
+        return "agent_unknown"
+    return "agent_revoked" if agent.revoked else None
+
+
+async def revoked_agents(s: AsyncSession) -> set[str]:
+    rows = await s.execute(select(AgentRow.id).where(AgentRow.revoked.is_(True)))
+    return set(rows.scalars().all())
+
+
+async def foreign_sessions(s: AsyncSession, agent_id: str, session_ids: set[str]) -> set[str]:
+    """Those of ``session_ids`` that are not sessions of ``agent_id`` (unknown ones included)."""
+    if not session_ids:
+        return set()
+    own = await s.execute(
+        select(DwaSessionRow.id).where(DwaSessionRow.id.in_(list(session_ids)), DwaSessionRow.agent_id == agent_id)
+    )
+    return session_ids - set(own.scalars().all())
+
+
+async def grant_rekey(
+    s: AsyncSession, agent_id: str, *, granted_by: str, ttl: timedelta = timedelta(hours=1),
+    now: datetime | None = None,
+) -> datetime:
+    """Let ``agent_id`` renew its certificate once for a new key within ``ttl``; the expiry."""
+    if ttl <= timedelta(0) or ttl > MAX_REKEY_TTL:
+        raise ValueError(f"a re-key permission lasts between 0 and {MAX_REKEY_TTL}")
+    agent = await s.get(AgentRow, agent_id)
+    if agent is None:
+        raise NotFound(f"agent {agent_id} does not exist: check the id on the agents page")
+    if agent.revoked:
+        raise NotFound(f"agent {agent_id} is revoked: enrol the host again with a new token")
+    at = _now(now)
+    await s.execute(delete(AgentRekeyGrantRow).where(AgentRekeyGrantRow.agent_id == agent_id))
+    s.add(AgentRekeyGrantRow(agent_id=agent_id, granted_by=granted_by[:320], granted_at=at,
+                             expires_at=at + ttl))
+    await s.flush()
+    return at + ttl
+
+
+async def take_rekey_grant(s: AsyncSession, agent_id: str, *, now: datetime | None = None) -> str | None:
+    """Consume ``agent_id``'s unexpired re-key permission; who granted it, or None."""
+    at = _now(now)
+    row = await s.get(AgentRekeyGrantRow, agent_id)
+    if row is None:
+        return None
+    await s.delete(row)
+    await s.flush()
+    return row.granted_by if row.expires_at > at else None
 
 
 async def revoked_serials(s: AsyncSession) -> set[str]:

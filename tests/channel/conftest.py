@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,8 +19,27 @@ from gateway.channel.handlers import ChannelHandlers
 from gateway.channel.hub import AgentHub
 from gateway.channel.mqtt_bridge import MqttBridge
 from lab.ports import free_tcp_port
-from printgate.domain import Customer, CustomerId, Dealer, DealerId, Site, SiteId
+from printgate.domain import (
+    AgentId,
+    Customer,
+    CustomerId,
+    Dealer,
+    DealerId,
+    Device,
+    DeviceId,
+    DeviceIdentity,
+    DwaSession,
+    DwaTarget,
+    Role,
+    SessionId,
+    Site,
+    SiteId,
+    User,
+    UserId,
+)
 from printgate.store import channel as channel_store
+from printgate.store import devices as device_store
+from printgate.store import sessions as session_store
 from printgate.store import tenants
 from printgate.store.audit_table import TableAuditSink
 from printgate.store.db import Database, migrate
@@ -86,6 +105,24 @@ async def make_tenancy(db: Database) -> tuple[str, str]:
         await tenants.add_site(s, Site(SiteId("site-a"), CustomerId("c1"), "A"))
         await tenants.add_site(s, Site(SiteId("site-b"), CustomerId("c2"), "B"))
     return "site-a", "site-b"
+
+
+async def make_session(db: Database, agent_id: str, site_id: str) -> str:
+    """A live DWA session on a device of ``agent_id`` (rows only; no tunnel); its id."""
+    suffix = uuid.uuid4().hex[:12]
+    now = datetime.now(UTC)
+    async with db.transaction() as s:
+        if await tenants.get_user(s, "tech-channel") is None:
+            await tenants.add_user(s, User(UserId("tech-channel"), "tech@channel.test", "Tech",
+                                           frozenset({Role.TECHNICIAN}), dealer_id=DealerId("d1")))
+            await s.flush()
+        await device_store.add_device(s, Device(DeviceId("dev-" + suffix), SiteId(site_id), AgentId(agent_id),
+                                                "127.0.20.9", DeviceIdentity(serial="SN" + suffix)), now=now)
+        await s.flush()
+        await session_store.save_session(s, DwaSession(
+            SessionId(suffix), UserId("tech-channel"), DeviceId("dev-" + suffix), AgentId(agent_id),
+            DwaTarget("127.0.20.9", 80), created_at=now, expires_at=now + timedelta(minutes=10)))
+    return suffix
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from printgate.errors import AccessDenied, AgentUnavailable
 from printgate.store import channel as channel_store
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import agent_pb2_grpc as pb_grpc
-from tests.channel.conftest import Cloud, eventually
+from tests.channel.conftest import Cloud, eventually, make_session
 
 
 async def test_enrolment_issues_cert_and_keeps_private_key_0600(cloud: Cloud) -> None:
@@ -185,23 +185,44 @@ async def test_certificate_renewal_keeps_the_key_and_channel_working(cloud: Clou
         assert len(await channel_store.certificates_of(s, identity.agent_id)) == 2
 
 
-async def test_token_guessing_is_throttled_per_source(cloud: Cloud) -> None:
-    from gateway.channel.enrolment import FailureThrottle
+async def test_guessing_from_an_address_does_not_lock_out_a_valid_token(cloud: Cloud) -> None:
+    from gateway.channel.enrolment import BackOff, EnrolmentThrottle
     from gateway.channel.grpc_server import AgentChannelServer
     from lab.ports import free_tcp_port
 
+    throttle = EnrolmentThrottle(per_address=BackOff(free=3, base_s=60), per_token=BackOff(free=3, base_s=60))
     server = AgentChannelServer("127.0.0.1", free_tcp_port(), ca=cloud.ca, db=cloud.db, audit=cloud.audit,
                                 hub=cloud.hub, handlers=cloud.recorder.handlers(),
-                                enrol_port=free_tcp_port(), enrol_throttle=FailureThrottle(max_failures=3))
+                                enrol_port=free_tcp_port(), enrol_throttle=throttle)
     async with server:
         for i in range(3):
             with pytest.raises(EnrolmentFailed, match="UNAUTHENTICATED"):
                 await enroll(server.enrol_target, f"pgenrol_guess{i}", cloud.tmp / f"guess{i}",
                              ca_cert_pem=cloud.ca.cert_pem)
-        # even a valid token is refused while the source is throttled
+        for i in range(20):  # the address is backed off: guesses are not even checked
+            with pytest.raises(EnrolmentFailed, match="RESOURCE_EXHAUSTED"):
+                await enroll(server.enrol_target, f"pgenrol_{i:016x}_guess", cloud.tmp / f"more{i}",
+                             ca_cert_pem=cloud.ca.cert_pem)
+        # a legitimate agent behind the same address still enrols with its valid token
+        identity = await enroll(server.enrol_target, await cloud.token(), cloud.tmp / "guess-valid",
+                                ca_cert_pem=cloud.ca.cert_pem)
+        assert identity.agent_id.startswith("agt-")
+        # guessing the secret of a known token is backed off per token
+        target = await cloud.token()
+        known_id = target[:len("pgenrol_") + 16]
+        for i in range(3):
+            with pytest.raises(EnrolmentFailed, match="UNAUTHENTICATED"):
+                await enroll(server.enrol_target, f"{known_id}_wrong{i}", cloud.tmp / f"secret{i}",
+                             ca_cert_pem=cloud.ca.cert_pem)
         with pytest.raises(EnrolmentFailed, match="RESOURCE_EXHAUSTED"):
-            await enroll(server.enrol_target, await cloud.token(), cloud.tmp / "guess-valid",
+            await enroll(server.enrol_target, f"{known_id}_wrong9", cloud.tmp / "secret9",
                          ca_cert_pem=cloud.ca.cert_pem)
+        # while other valid tokens keep working from that address
+        await enroll(server.enrol_target, await cloud.token(), cloud.tmp / "guess-valid-2",
+                     ca_cert_pem=cloud.ca.cert_pem)
+    throttled = [e for e in await cloud.audit.events()
+                 if e.type == "agent.rpc.denied" and e.details.get("reason") == "enrolment_throttled"]
+    assert sum(int(e.details["count"]) for e in throttled) == 21 and len(throttled) <= 2
 
 
 async def _refusal_events(cloud: Cloud, agent_id: str) -> list:  # type: ignore[type-arg]
@@ -223,10 +244,11 @@ async def test_relay_refusals_reported_by_the_runtime_are_audited_at_once(cloud:
     async with GrpcChannel(cloud.server.target, identity) as ch:
         runtime = AgentRuntime(channel=ch, discover=nothing_found, open_tunnel=no_tunnels,  # type: ignore[arg-type]
                                heartbeat_s=3600)  # only a refusal can bring the next heartbeat
+        session = await make_session(cloud.db, identity.agent_id, identity.site_id)
         async with runtime:
             await eventually(lambda: ch.state == "connected")
-            runtime.relay_refused("5e55104d0000a9e7", "direct-tcpip", "to 10.0.0.9:445 from relay")
-            runtime.relay_refused("5e55104d0000a9e7", "session", "")
+            runtime.relay_refused(session, "direct-tcpip", "to 10.0.0.9:445 from relay")
+            runtime.relay_refused(session, "session", "")
             events = []
             for _ in range(100):
                 events = await _refusal_events(cloud, identity.agent_id)
@@ -234,18 +256,19 @@ async def test_relay_refusals_reported_by_the_runtime_are_audited_at_once(cloud:
                     break
                 await asyncio.sleep(0.05)
     assert [(e.details["kind"], e.session_id, e.outcome) for e in events] == [
-        ("direct-tcpip", "5e55104d0000a9e7", "denied"), ("session", "5e55104d0000a9e7", "denied"),
+        ("direct-tcpip", session, "denied"), ("session", session, "denied"),
     ]
     assert "10.0.0.9:445" in events[0].details["detail"]
 
 
 async def test_an_agent_cannot_flood_the_audit_trail_with_refusals(cloud: Cloud) -> None:
     identity = await cloud.enrol(name="flood")
-    flood = [pb.RelayRefusal(session_id="s" * 200, kind="x" * 200, detail="d" * 5000) for _ in range(300)]
+    session = await make_session(cloud.db, identity.agent_id, identity.site_id)
+    flood = [pb.RelayRefusal(session_id=session, kind="x" * 200, detail="d" * 5000) for _ in range(300)]
     async with GrpcChannel(cloud.server.target, identity) as ch:
         await ch.heartbeat(relay_refusals=flood)
     events = await _refusal_events(cloud, identity.agent_id)
     assert len(events) == 51
     assert events[-1].details == {"kind": "summary", "more_refusals": 250}
     assert all(len(e.details["kind"]) <= 64 and len(e.details["detail"]) <= 500 for e in events[:-1])
-    assert len(events[0].session_id) <= 64
+    assert events[0].session_id == session

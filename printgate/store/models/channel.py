@@ -21,6 +21,7 @@ class EnrolmentTokenRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     used_by_agent: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    token_id: Mapped[str | None] = mapped_column(String(32), nullable=True, unique=True, index=True)
 
 
 class AgentCertificateRow(Base):
@@ -35,6 +36,16 @@ class AgentCertificateRow(Base):
     not_after: Mapped[datetime] = mapped_column(UtcDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)
     revoked_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class AgentRekeyGrantRow(Base):
+    """An admin's one-time permission for an agent to renew its certificate for a new key."""
+
+    __tablename__ = "agent_rekey_grants"
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id"), primary_key=True)
+    granted_by: Mapped[str] = mapped_column(String(320))
+    granted_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class ProcessedBatchRow(Base):

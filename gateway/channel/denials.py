@@ -1,0 +1,106 @@
+"""Refusals audited in aggregate: one record per (event type, agent or source, reason) and window.
+
+An agent (or a stolen certificate) hammering the channel with calls that are
+refused must not be able to flood the audit trail: each refusal is counted
+here, and every ``window_s`` one ``agent.rpc.denied`` (or ``agent.mqtt.ignored``)
+record per key is appended with ``count``, ``window_start`` and ``window_end``.
+The number of keys per window is bounded; beyond it refusals are counted under
+one overflow key, so memory and audit volume stay bounded under a spray of
+sources too. ``aclose()`` writes what is still counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from printgate.domain import AuditEventIn, Outcome
+from printgate.interfaces import AuditSink
+from printgate.lifecycle import Service, cancel_and_wait
+from printgate.logs import get_logger
+
+log = get_logger(__name__)
+RPC_DENIED = "agent.rpc.denied"
+MQTT_IGNORED = "agent.mqtt.ignored"
+MAX_KEYS = 1000
+MAX_SAMPLES = 10  # distinct methods / addresses named per record
+OVERFLOW = "overflow"
+
+
+@dataclass
+class _Count:
+    first_at: float
+    count: int = 0
+    methods: set[str] = field(default_factory=set)
+    sources: set[str] = field(default_factory=set)
+
+
+class DenialTally(Service):
+    """``async with DenialTally(audit, window_s=60) as denials``; ``denials.count(...)`` per refusal."""
+
+    def __init__(self, audit: AuditSink, *, window_s: float = 60.0, max_keys: int = MAX_KEYS,
+                 clock: Callable[[], float] = time.time) -> None:
+        if window_s <= 0:
+            raise ValueError("the denial audit window must be positive")
+        self._audit, self._window, self._max_keys, self._clock = audit, window_s, max_keys, clock
+        self._counts: dict[tuple[str, str, str], _Count] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def count(self, *, reason: str, agent_id: str | None = None, method: str = "",
+              source_ip: str | None = None, event_type: str = RPC_DENIED) -> None:
+        """One refusal; audited with the others of its key at the end of the window."""
+        actor = f"agent:{agent_id}" if agent_id else f"source:{source_ip or 'unknown'}"
+        key = (event_type, actor, reason[:64])
+        entry = self._counts.get(key)
+        if entry is None:
+            if len(self._counts) >= self._max_keys:
+                key = (event_type, "*", OVERFLOW)
+                entry = self._counts.get(key)
+            if entry is None:
+                entry = self._counts[key] = _Count(self._clock())
+                log.warning("channel.denied", type=event_type, actor=actor, reason=reason, method=method)
+        entry.count += 1
+        if method and len(entry.methods) < MAX_SAMPLES:
+            entry.methods.add(method[:200])
+        if source_ip and len(entry.sources) < MAX_SAMPLES:
+            entry.sources.add(source_ip[:64])
+
+    def pending(self) -> int:
+        """Refusals counted and not yet audited."""
+        return sum(c.count for c in self._counts.values())
+
+    async def flush(self) -> int:
+        """Audit what was counted (one record per key); how many records were written."""
+        counts, self._counts = self._counts, {}
+        end = _iso(self._clock())
+        for (event_type, actor, reason), c in counts.items():
+            await self._audit.append(AuditEventIn(
+                type=event_type, outcome=Outcome.DENIED, actor=None if actor == "*" else actor,
+                source_ip=next(iter(c.sources)) if len(c.sources) == 1 else None,
+                details={"reason": reason, "count": c.count, "window_start": _iso(c.first_at),
+                         "window_end": end, "methods": sorted(c.methods), "sources": sorted(c.sources)},
+            ))
+        return len(counts)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="channel-denials")
+
+    async def aclose(self) -> None:
+        await cancel_and_wait(self._task)
+        self._task = None
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._window)
+            try:
+                await self.flush()
+            except Exception as exc:  # the audit store may be briefly away: keep counting
+                log.warning("channel.denials_flush_failed", error=str(exc))
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat()
