@@ -49,7 +49,8 @@ class SnmpLabError(RuntimeError):
 
 
 def recording_path(name: str) -> Path:
-    path = RECORDINGS / f"{name}.snmprec"
+    """A catalogue recording by name, or any ``.snmprec`` file by path (tests mutate copies)."""
+    path = Path(name) if name.endswith(".snmprec") else RECORDINGS / f"{name}.snmprec"
     if not path.is_file():
         raise SnmpLabError(f"no recording named {name!r} in {RECORDINGS}")
     return path

@@ -119,21 +119,51 @@ class SnmpClient:
     async def _request(
         self, t: SnmpTarget, op: str, oids: Sequence[str], max_rep: int = 0, non_rep: int = 0
     ) -> list[tuple[str, SnmpValue]]:
-        if t.credential.version is SnmpVersion.V3:
-            status, index, result = await self._request_v3(t, op, oids, max_rep, non_rep)
-        else:
-            status, index, result = await self._request_community(t, op, oids, max_rep, non_rep)
-        if status and status != 2:  # noSuchName (v1) is "absent", not a failure
+        """One request; a v1 ``noSuchName`` drops the varbind it names and asks again (like net-snmp).
+
+        SNMPv1 fails a whole PDU for one missing object and names it by its
+        error-index: that object comes back absent (GET) or at the end of the
+        MIB (GETNEXT) and the others are asked again, so one missing object
+        never loses the rest. At most one re-ask per object.
+        """
+        asked = list(oids)
+        live = list(range(len(asked)))
+        dropped: dict[int, SnmpValue] = {}
+        while True:
+            status, index, result = await self._send(t, op, [asked[i] for i in live], max_rep, non_rep)
+            if status != 2 or op not in ("get", "next"):
+                break
+            gone = SnmpValue(Kind.NO_SUCH_OBJECT if op == "get" else Kind.END_OF_MIB)
+            if not 1 <= index <= len(live):  # no usable index: nothing to drop, all absent
+                dropped.update((i, gone) for i in live)
+                live, result, status = [], [], 0
+                break
+            dropped[live.pop(index - 1)] = gone
+            if not live:
+                result, status = [], 0
+                break
+        if status:
             name = _ERROR_STATUS.get(status, str(status))
             if status in (16, 6):  # authorizationError, noAccess
                 raise SnmpError(
                     f"{t.ip}:{t.port} refused access ({name}) for {t.credential.label}",
                     code="snmp_auth_failed",
                 )
-            raise SnmpError(f"{t.ip}:{t.port} answered error {name} at #{index}", code="snmp_failed")
-        if status:
-            return [(o, SnmpValue(Kind.NO_SUCH_OBJECT)) for o in oids] if op == "get" else []
-        return result
+            at = asked[live[index - 1]] if 1 <= index <= len(live) else f"#{index}"
+            raise SnmpError(f"{t.ip}:{t.port} answered error {name} at {at}", code="snmp_error_status")
+        if not dropped:
+            return result
+        if len(result) != len(live):  # a short answer: keep what is there
+            return result
+        answers = iter(result)
+        return [(asked[i], dropped[i]) if i in dropped else next(answers) for i in range(len(asked))]
+
+    async def _send(
+        self, t: SnmpTarget, op: str, oids: Sequence[str], max_rep: int, non_rep: int
+    ) -> tuple[int, int, list[tuple[str, SnmpValue]]]:
+        if t.credential.version is SnmpVersion.V3:
+            return await self._request_v3(t, op, oids, max_rep, non_rep)
+        return await self._request_community(t, op, oids, max_rep, non_rep)
 
     async def _request_community(
         self, t: SnmpTarget, op: str, oids: Sequence[str], max_rep: int, non_rep: int
@@ -188,13 +218,30 @@ class SnmpClient:
             except UsmFailed as exc:
                 raise SnmpError(f"SNMP request to {self._where(t)} failed: {exc}", code="snmp_failed") from None
 
-    async def get(self, t: SnmpTarget, oids: Iterable[str], *, chunk: int = 24) -> dict[str, SnmpValue]:
-        """GET scalars (split in chunks); missing ones come back absent."""
-        wanted = list(oids)
+    async def get(
+        self, t: SnmpTarget, oids: Iterable[str], *, chunk: int = 24, failures: list[str] | None = None,
+    ) -> dict[str, SnmpValue]:
+        """GET scalars (split in chunks); missing ones come back absent.
+
+        With ``failures`` (a device known to answer), a chunk that fails is
+        asked again object by object, like net-snmp's per-object retry; an
+        object that still fails is left out and described in ``failures``.
+        Without it, a failed request raises ``SnmpError``.
+        """
+        wanted = list(dict.fromkeys(oids))
         out: dict[str, SnmpValue] = {}
         for i in range(0, len(wanted), chunk):
-            for name, value in await self._request(t, "get", wanted[i : i + chunk]):
-                out[name] = value
+            part = wanted[i : i + chunk]
+            try:
+                out.update(await self._request(t, "get", part))
+            except SnmpError as exc:
+                if failures is None or exc.code == "snmp_config":
+                    raise
+                if len(part) == 1:
+                    failures.append(f"GET {part[0]}: {exc.message}")
+                    continue
+                for oid in part:
+                    out.update(await self.get(t, [oid], failures=failures))
         return out
 
     async def next(self, t: SnmpTarget, oids: Iterable[str]) -> dict[str, SnmpValue]:
@@ -209,28 +256,48 @@ class SnmpClient:
         max_repetitions: int = 16,
         max_rows: int = 256,
         also_next: Sequence[str] = (),
+        failures: list[str] | None = None,
     ) -> dict[str, SnmpValue]:
         """Walk several table columns at once (GETBULK; GETNEXT for v1), bounded.
 
         ``also_next``: OIDs whose single GETNEXT rides along the first GETBULK
         as non-repeaters (one round trip saved); their answers are included.
+        With ``failures`` (a device known to answer), a failed combined
+        request is continued column by column from where each column stood;
+        a column that fails alone keeps the rows read so far and its failure
+        is described in ``failures``. Without it, a failure raises.
         """
-        cursor = {r: r for r in dict.fromkeys(roots)}
+        return await self._walk(
+            t, {r: r for r in dict.fromkeys(roots)}, max_repetitions, max_rows, also_next, failures
+        )
+
+    async def _walk(
+        self, t: SnmpTarget, cursor: dict[str, str], max_repetitions: int, max_rows: int,
+        also_next: Sequence[str], failures: list[str] | None, bulk: bool = True,
+    ) -> dict[str, SnmpValue]:
+        """``walk`` with each column (root -> last OID read) resuming where it stood."""
         out: dict[str, SnmpValue] = {}
         rows = {r: 0 for r in cursor}
-        bulk = t.credential.version is not SnmpVersion.V1
+        bulk = bulk and t.credential.version is not SnmpVersion.V1
         extra = list(also_next)
         if extra and not bulk:
-            out.update(await self.next(t, extra))
+            out.update(await self._next_each(t, extra, failures))
             extra = []
         for _ in range(max_rows):  # bounded: each round advances every live column
             if not cursor:
                 break
             live = list(cursor)
             reps = max_repetitions if bulk else 1
-            answer = await self._request(
-                t, "bulk" if bulk else "next", [*extra, *(cursor[r] for r in live)], reps, len(extra)
-            )
+            try:
+                answer = await self._request(
+                    t, "bulk" if bulk else "next", [*extra, *(cursor[r] for r in live)], reps, len(extra)
+                )
+            except SnmpError as exc:
+                if failures is None or exc.code == "snmp_config":
+                    raise
+                out.update(await self._walk_degraded(t, exc, cursor, rows, bulk, max_repetitions,
+                                                     max_rows, extra, failures))
+                break
             if extra:
                 out.update(answer[: len(extra)])
                 answer = answer[len(extra) :]
@@ -255,4 +322,57 @@ class SnmpClient:
                 done.update(live[len(answer):])
             for r in done:
                 cursor.pop(r, None)
+        return out
+
+    async def _walk_degraded(
+        self, t: SnmpTarget, exc: SnmpError, cursor: dict[str, str], rows: dict[str, int], bulk: bool,
+        max_repetitions: int, max_rows: int, extra: Sequence[str], failures: list[str],
+    ) -> dict[str, SnmpValue]:
+        """After a failed walk request: columns alone (at once), then GETNEXT row by row.
+
+        A GETBULK running past a column's end into an object the agent
+        cannot encode fails whole; GETNEXT still reads every row up to it.
+        """
+        out: dict[str, SnmpValue] = {}
+        live = list(cursor)
+        if len(live) > 1:
+            parts = await asyncio.gather(
+                self._next_each(t, extra, failures),
+                *(self._walk(t, {r: cursor[r]}, max_repetitions, max(1, max_rows - rows[r]), (), failures, bulk)
+                  for r in live),
+            )
+            for part in parts:
+                out.update(part)
+            return out
+        if extra:
+            out.update(await self._next_each(t, extra, failures))
+        if live and (extra or (bulk and max_repetitions > 1)):
+            r = live[0]
+            left = max(1, max_rows - rows[r])
+            if extra:  # the column alone, as it was asked
+                out.update(await self._walk(t, {r: cursor[r]}, max_repetitions, left, (), failures, bulk))
+            else:
+                out.update(await self._walk(t, {r: cursor[r]}, 1, left, (), failures, False))
+        elif live:
+            r = live[0]
+            failures.append(f"GETNEXT after {cursor[r]} (walk of {r}, {rows[r]} rows read): {exc.message}")
+        return out
+
+    async def _next_each(
+        self, t: SnmpTarget, oids: Sequence[str], failures: list[str] | None
+    ) -> dict[str, SnmpValue]:
+        """GETNEXT of ``oids`` together, else (with ``failures``) one by one."""
+        if not oids:
+            return {}
+        try:
+            return await self.next(t, oids)
+        except SnmpError as exc:
+            if failures is None or exc.code == "snmp_config":
+                raise
+            if len(oids) == 1:
+                failures.append(f"GETNEXT {oids[0]}: {exc.message}")
+                return {}
+        out: dict[str, SnmpValue] = {}
+        for oid in oids:
+            out.update(await self._next_each(t, [oid], failures))
         return out
