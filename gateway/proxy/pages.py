@@ -111,3 +111,37 @@ def redirect(flow: http.HTTPFlow, location: str, *, set_cookie: str | None = Non
     if set_cookie is not None:
         flow.response.headers["set-cookie"] = set_cookie
     flow.metadata[GENERATED_KEY] = True
+
+
+def bad_request(flow: http.HTTPFlow, decision: FlowDecision) -> None:
+    """A request the proxy cannot pass on as sent (request line, framing): 400, connection closed."""
+    flow.metadata[DECISION_KEY] = decision
+    _respond(
+        flow,
+        400,
+        page_html(
+            "Request refused",
+            f"<p>{html.escape(decision.reason)}</p>"
+            "<p>The remote web session only passes ordinary page requests to the device.</p>"
+            f"<p class=code>rule: {html.escape(decision.rule)}</p>",
+        ),
+        "text/html; charset=utf-8",
+    )
+    assert flow.response is not None
+    flow.response.headers["connection"] = "close"
+
+
+def internal_error(flow: http.HTTPFlow, decision: FlowDecision) -> None:
+    """The proxy failed while checking this flow: nothing was passed on (fail closed)."""
+    flow.metadata[DECISION_KEY] = decision
+    _respond(
+        flow,
+        500,
+        page_html(
+            "The request was not passed on",
+            "<p>The remote web session could not check this request, so it was not sent to the "
+            "device. Reload the page; if it keeps failing, tell your administrator.</p>"
+            f"<p class=code>rule: {html.escape(decision.rule)}</p>",
+        ),
+        "text/html; charset=utf-8",
+    )

@@ -15,6 +15,7 @@ def default_addons(deps: ProxyDeps, *, connection_closer: object | None = None) 
     from gateway.proxy.addons.banner import Banner
     from gateway.proxy.addons.block_downloads import BlockDownloads
     from gateway.proxy.addons.block_uploads import BlockUploads
+    from gateway.proxy.addons.request_line import RequestLineGuard
     from gateway.proxy.addons.rewrite_urls import RewriteUrls
     from gateway.proxy.addons.route_upstream import RouteUpstream
     from gateway.proxy.addons.security_headers import SecurityHeaders
@@ -25,6 +26,7 @@ def default_addons(deps: ProxyDeps, *, connection_closer: object | None = None) 
     from gateway.proxy.addons.websocket_guard import WebSocketGuard
 
     return [
+        RequestLineGuard(deps.public),
         SessionAuth(deps),
         SessionLimits(deps, connection_closer),
         VendorEndpointGuard(deps.vendor_endpoints),

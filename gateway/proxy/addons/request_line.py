@@ -1,0 +1,79 @@
+"""The request line and framing headers, checked first: nothing but origin-form reaches a device.
+
+A browser sends origin-form (``GET /path HTTP/1.1``). Absolute-form
+(``GET http://127.0.0.1:5432/ HTTP/1.1``) would make mitmproxy send the
+request line on with the tunnel's internal address in it, authority-form
+(``CONNECT``) would open a tunnel and asterisk-form (``OPTIONS *``) has no
+page behind it. Absolute-form naming the session host itself is turned into
+origin-form; every other form is refused. Framing headers a smuggling attempt
+relies on (two ``Content-Length``, ``Content-Length`` with
+``Transfer-Encoding``, several ``Host``) are refused too: the device must never
+see a body framed differently from how the proxy read it.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from gateway.proxy import pages
+from gateway.proxy.decision import FlowDecision, already_answered
+from gateway.proxy.deps import PublicAddress
+from printgate.logs import get_logger
+
+log = get_logger(__name__)
+
+
+def _refuse(flow: http.HTTPFlow, rule: str, reason: str) -> None:
+    pages.bad_request(flow, FlowDecision(True, rule, reason, "request"))
+    log.info("dwa.request_line_refused", rule=rule, source=flow.client_conn.peername)
+
+
+def _authority_matches(authority: str, host_header: str, public: PublicAddress) -> bool:
+    """An absolute-form authority is acceptable only as the session host (and public port) itself."""
+    given = authority.lower()
+    host = host_header.lower()
+    if given == host:
+        return True
+    default = 443 if public.scheme == "https" else 80
+    port = public.port or default
+    strip = f":{port}"
+    return given.removesuffix(strip) == host.removesuffix(strip)
+
+
+class RequestLineGuard:
+    def __init__(self, public: PublicAddress) -> None:
+        self._public = public
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        """Authority-form: the proxy opens no tunnels for browsers."""
+        _refuse(flow, "request.connect", "The proxy does not open tunnels (CONNECT).")
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if already_answered(flow):
+            return
+        request = flow.request
+        headers = request.headers
+        if len(headers.get_all("host")) != 1:
+            _refuse(flow, "request.host_header", "A request needs exactly one Host header.")
+            return
+        if len(headers.get_all("content-length")) > 1:
+            _refuse(flow, "request.framing", "A request may declare its length only once.")
+            return
+        transfer = headers.get_all("transfer-encoding")
+        if transfer and ("content-length" in headers or len(transfer) > 1
+                         or transfer[0].strip().lower() != "chunked"):
+            _refuse(flow, "request.framing", "Ambiguous request framing (Transfer-Encoding).")
+            return
+        if request.method.upper() == "CONNECT":
+            _refuse(flow, "request.connect", "The proxy does not open tunnels (CONNECT).")
+            return
+        if request.authority:
+            if request.scheme != self._public.scheme or not _authority_matches(
+                request.authority, headers["host"], self._public
+            ):
+                _refuse(flow, "request.absolute_form", "The request names another server than this session.")
+                return
+            request.authority = ""  # origin-form towards the device
+        if not request.path.startswith("/"):
+            _refuse(flow, "request.target", "The request target must be a path on this session's device.")
+            return
