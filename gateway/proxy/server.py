@@ -19,11 +19,14 @@ from mitmproxy import options
 from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
 
-from gateway.proxy import error_pages
+from gateway.proxy import early_refusal, error_pages
 from gateway.proxy.addons import default_addons
+from gateway.proxy.addons.connection_guard import ConnectionGuard
 from gateway.proxy.addons.session_limits import SessionLimits
 from gateway.proxy.audit_batch import GroupCommitAudit
+from gateway.proxy.connection_limits import ConnectionLimits
 from gateway.proxy.deps import ExtendRequest, ProxyDeps, PublicAddress, SessionTimeout
+from gateway.proxy.fail_closed import fail_closed
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.routes import RouteTable
 from gateway.proxy.session_urls import SessionUrls
@@ -48,9 +51,9 @@ class _ConnectionCloser:
 
     def close_client(self, client_id: str) -> None:
         # a short delay lets the "session ended" answer of the current request go out first
-        self._loop.call_later(0.3, self._close_now, client_id)
+        self._loop.call_later(0.3, self.close_now, client_id)
 
-    def _close_now(self, client_id: str) -> None:
+    def close_now(self, client_id: str) -> None:
         handler = self._ps.connections.get(client_id)
         if handler is None:
             return
@@ -80,6 +83,7 @@ class DwaProxy(SessionUrls, Service):
         audit: AuditSink,
         on_end_request: Callable[[str], Awaitable[None]],
         limits: ProxyLimits = ProxyLimits(),
+        connection_limits: ConnectionLimits = ConnectionLimits(),
         on_session_timeout: SessionTimeout | None = None,
         on_extend_request: ExtendRequest | None = None,
         public_scheme: str = "http",
@@ -114,12 +118,16 @@ class DwaProxy(SessionUrls, Service):
         self._run_task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._limits_addon: SessionLimits | None = None
+        self.connection_limits = connection_limits
+        self.connections: ConnectionGuard | None = None
+        self._guard_task: asyncio.Task[None] | None = None
         self.port = 0
 
     # --- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         error_pages.install()
+        early_refusal.install(self.connection_limits.linger_bytes)
         await self._audit.start()
         opts = options.Options()
         master = Master(opts, event_loop=loop)
@@ -127,8 +135,10 @@ class DwaProxy(SessionUrls, Service):
         master.addons.add(core.Core(), ps, next_layer.NextLayer(), tlsconfig.TlsConfig())
         closer = _ConnectionCloser(ps, loop)
         pipeline = default_addons(self.deps, connection_closer=closer)
-        master.addons.add(*pipeline)
         self._limits_addon = next(a for a in pipeline if isinstance(a, SessionLimits))
+        self.connections = ConnectionGuard(self.connection_limits, closer)
+        # fail closed: an exception in any addon answers the flow with a refusal, never passes it on
+        master.addons.add(*fail_closed([*pipeline, self.connections], self._audit))
         # placeholder upstream; RouteUpstream picks the real one. Browser-side TLS is
         # detected from the ClientHello (public_scheme="https"), see the class docstring.
         mode = "reverse:http://127.0.0.1:9"
@@ -169,6 +179,7 @@ class DwaProxy(SessionUrls, Service):
         if self._public_port is None:
             self.deps.public.port = self.port
         self._sweeper = asyncio.create_task(self._sweep(), name="dwa-session-sweeper")
+        self._guard_task = asyncio.create_task(self._guard_connections(), name="dwa-connection-deadlines")
         log.info("dwa.proxy_started", host=self._listen_host, port=self.port)
 
     async def _sweep(self) -> None:
@@ -180,9 +191,16 @@ class DwaProxy(SessionUrls, Service):
             except Exception as exc:  # keep sweeping; operators see the failure
                 log.error("dwa.sweep_failed", error=str(exc))
 
+    async def _guard_connections(self) -> None:
+        assert self.connections is not None
+        while True:
+            await asyncio.sleep(self.connection_limits.check_interval_s)
+            self.connections.sweep()
+
     async def aclose(self) -> None:
         await cancel_and_wait(self._sweeper)
-        self._sweeper = None
+        await cancel_and_wait(self._guard_task)
+        self._sweeper = self._guard_task = None
         if self._master is not None and self._run_task is not None:
             self._master.shutdown()
             with contextlib.suppress(asyncio.CancelledError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 from mitmproxy import http
 
@@ -23,6 +24,8 @@ log = get_logger(__name__)
 
 PREFIX = "/__printgate/"
 COOKIE_KEY = "printgate.cookie"
+# what RouteTable.issue_launch_token makes (secrets.token_urlsafe(32)); anything else is refused unread
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")
 
 
 def cookie_name(scheme: str) -> str:
@@ -48,6 +51,21 @@ def _read_cookie(flow: http.HTTPFlow, name: str) -> str | None:
     for value in flow.request.cookies.get_all(name):
         return value
     return None
+
+
+def _has_body(flow: http.HTTPFlow) -> bool:
+    headers = flow.request.headers
+    return "transfer-encoding" in headers or headers.get("content-length", "0").strip() not in ("", "0")
+
+
+def _launch_token(flow: http.HTTPFlow) -> str | None:
+    """The launch token of the query, or None when it is missing or not one the proxy could have made
+    (invalid percent-encoding, other characters: never decoded further, never passed on)."""
+    query = flow.request.path.partition("?")[2]
+    tokens = [value for key, _, value in (p.partition("=") for p in query.split("&")) if key == "token"]
+    if len(tokens) != 1 or not _TOKEN.fullmatch(tokens[0]):
+        return None
+    return tokens[0]
 
 
 def _strip_cookie(flow: http.HTTPFlow, name: str) -> None:
@@ -85,6 +103,8 @@ class SessionAuth:
             return
         flow.metadata[ROUTE_KEY] = entry
         if _path_of(flow) == PREFIX + "launch":
+            if flow.request.method not in ("GET", "HEAD") or _has_body(flow):
+                pages.not_signed_in(flow, "A launch link is opened with a plain GET request.", status=405)
             return  # the one-time token is redeemed in request()
         name = cookie_name(self._deps.public.scheme)
         cookie = _read_cookie(flow, name)
@@ -121,7 +141,10 @@ class SessionAuth:
             flow.metadata["printgate.generated"] = True
 
     async def _launch(self, flow: http.HTTPFlow, route: SessionRoute, host: str, name: str) -> None:
-        token = flow.request.query.get("token", "")
+        token = _launch_token(flow)
+        if token is None:
+            pages.not_signed_in(flow, "The launch link is damaged; open the device again from the portal.", status=403)
+            return
         try:
             cookie = await self._deps.routes.redeem(host, token)
         except TokenInvalid as exc:
