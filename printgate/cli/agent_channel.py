@@ -134,7 +134,44 @@ def update(
     typer.echo("installed; restart the agent service")
 
 
+def authorise_rekey(
+    agent_id: Annotated[str, typer.Argument(help="the agent that may renew its certificate for a new key")],
+    by: Annotated[str, typer.Option(help="who authorises it (recorded in the audit trail)")],
+    minutes: Annotated[int, typer.Option(help="how long the one-time permission lasts")] = 60,
+    config: Annotated[Path | None, typer.Option(help="TOML settings file (the cloud's database)")] = None,
+) -> None:
+    """Let an agent renew once for a NEW key (its key was lost or must be replaced); audited.
+
+    Without this the gateway refuses a renewal whose CSR holds another key than the current
+    certificate's. Run on the cloud host (it writes the cloud's database)."""
+    from datetime import timedelta
+
+    from audit.log import AuditLog
+    from printgate.domain import AuditEventIn
+    from printgate.errors import PrintgateError
+    from printgate.settings import Settings
+    from printgate.store import channel as channel_store
+    from printgate.store.db import Database
+
+    async def run() -> datetime:
+        async with Database(Settings.load(config).database_url) as db:
+            async with db.transaction() as s:
+                until = await channel_store.grant_rekey(s, agent_id, granted_by=by, ttl=timedelta(minutes=minutes))
+            await AuditLog(db, None).append(AuditEventIn(
+                type="agent.rekey.authorised", actor=by,
+                details={"agent_id": agent_id, "until": until.isoformat()}))
+            return until
+
+    try:
+        until = asyncio.run(run())
+    except (PrintgateError, ValueError) as exc:
+        typer.echo(f"error: {getattr(exc, 'message', str(exc))}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"agent {agent_id} may renew once for a new key until {until:%Y-%m-%d %H:%M} UTC")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(enroll)
+    app.command("authorise-rekey")(authorise_rekey)
     app.command()(status)
     app.command()(update)

@@ -19,6 +19,8 @@ from printgate.wire import agent_pb2 as pb
 from printgate.wire import agent_pb2_grpc as pb_grpc
 from tests.channel.conftest import Cloud, make_session
 
+CLI = "from printgate.cli import main; main()"
+
 
 def creds(cloud: Cloud, identity: EnrolledIdentity, cert_pem: bytes | None = None) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(root_certificates=cloud.ca.cert_pem, private_key=identity.key_pem(),
@@ -160,3 +162,34 @@ async def test_a_flood_of_denied_calls_is_audited_in_aggregate(cloud: Cloud) -> 
                if e.type == "agent.rpc.denied" and e.details.get("reason") == "unknown_method"]
     assert sum(int(e.details["count"]) for e in unknown) >= 200
     assert len(await cloud.audit.events()) - before <= 6  # 400 refusals, a handful of records
+
+
+async def test_rekey_authorised_with_the_cli_lets_the_agent_renew_for_a_new_key_once(cloud: Cloud) -> None:
+    import os
+    import sys
+
+    identity = await cloud.enrol(name="rekey-cli")
+    env = {**os.environ, "PRINTGATE_DATABASE_URL": cloud.db.url}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CLI, "agent", "authorise-rekey", identity.agent_id,
+        "--by", "admin@dealer.test", "--minutes", "5", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, out
+    assert b"may renew once for a new key" in out
+    from printgate.store.audit import iter_records
+
+    authorised = [r async for rows in iter_records(cloud.db) for r in rows
+                  if r.type == "agent.rekey.authorised" and identity.agent_id in (r.entry or "")]
+    assert len(authorised) == 1  # in the chained audit log
+    other = ec.generate_private_key(ec.SECP256R1())
+    async with aio.secure_channel(cloud.server.target, creds(cloud, identity)) as ch:
+        answer = await pb_grpc.AgentChannelStub(ch).RenewCertificate(
+            pb.RenewRequest(csr_pem=make_csr(other, "x")), timeout=5)
+    assert b"BEGIN CERTIFICATE" in answer.client_cert_pem
+    # an unknown agent is a clear error, nothing is written
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CLI, "agent", "authorise-rekey", "agt-nobody", "--by", "admin",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2 and b"does not exist" in out
