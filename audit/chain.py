@@ -38,6 +38,7 @@ GENESIS = "0" * 64
 PERSONAL_FIELDS = ("actor", "source_ip")
 SALT_BYTES = 16
 RETENTION_EVENT = "audit.retention.pruned"
+ERASURE_EVENT = "audit.personal.erased"  # its details.seq_ranges name the records erased
 
 # The top-level "prev" is the last `,"prev":"` in an entry: only "seq",
 # "session_id", "type" and "v" follow it, and bare quotes cannot occur inside

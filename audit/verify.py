@@ -5,7 +5,10 @@ gap-free sequence from 1, every ``prev`` link, every signed checkpoint
 (signature, Merkle root of the first ``tree_size`` leaves, chain head),
 disclosed personal values against their salted commitments, and that every
 tombstone (content pruned by retention) is covered by a later
-``audit.retention.pruned`` record. The first failure is reported as a
+``audit.retention.pruned`` record. In a stream with personal values (the
+live store, ``export --with-personal``) every record that commits to
+personal values must carry them, unless a later ``audit.personal.erased``
+record names it in its ``seq_ranges``: a deleted value row is damage. The first failure is reported as a
 ``Problem`` naming the record (seq and line) and the kind of ``Damage``.
 
 Subset exports (one tenant's records) carry an inclusion proof per record
@@ -20,7 +23,15 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from hashlib import sha256 as _sha256
 
-from audit.chain import ENTRY_TAIL, GENESIS, RETENTION_EVENT, commit_personal, entry_hash, link_of
+from audit.chain import (
+    ENTRY_TAIL,
+    ERASURE_EVENT,
+    GENESIS,
+    RETENTION_EVENT,
+    commit_personal,
+    entry_hash,
+    link_of,
+)
 from audit.checkpoint import Checkpoint, CheckpointVerifier
 from audit.damage import Damage, Problem, VerifyReport
 from audit.merkle import Frontier
@@ -37,6 +48,9 @@ from audit.stream import (
 from audit.verify_subset import verify_subset
 
 _RETENTION_MARKER = b'"type":"' + RETENTION_EVENT.encode() + b'"'
+_ERASURE_MARKER = b'"type":"' + ERASURE_EVENT.encode() + b'"'
+_AUDIT_MARKER = b'"type":"audit.'  # both of the above: such records take the slow path
+_NO_PERSONAL = b',"personal":{}'  # right before the top-level ',"prev":"' when nothing is committed
 
 
 class _Peek:
@@ -119,6 +133,10 @@ class _State:
         self.records = 0
         self.tombstones: list[TombstoneItem] = []
         self.authorised: list[tuple[int, int]] = []
+        self.erased: list[tuple[int, int]] = []
+        self.with_personal = False  # the stream discloses personal values (header)
+        self.awaiting: tuple[int, int] | None = None  # (seq, line) whose values must follow
+        self.unvalued: list[tuple[int, int]] = []
         self.last_record: RecordItem | None = None
         self.personal_checked = 0
         self.root = b""
@@ -135,15 +153,21 @@ class _State:
         return _Fail(Problem(kind, seq, line, message))
 
     def run(self, peek: _Peek) -> None:
-        sha, tail, retention = _sha256, ENTRY_TAIL, _RETENTION_MARKER
+        sha, tail, special, none = _sha256, ENTRY_TAIL, _AUDIT_MARKER, _NO_PERSONAL
         append, pending = self.frontier.append, self.pending
         for item in peek:
             if type(item) is RecordItem:
                 # fast path: an intact record in place; anything else takes chain()
                 data = item.data
-                m = tail.match(data, data.rfind(b',"prev":"'))
-                if (m is not None and int(m.group(2)) == self.expected and retention not in data
+                at = data.rfind(b',"prev":"')
+                m = tail.match(data, at)
+                if (m is not None and int(m.group(2)) == self.expected and special not in data
                         and m.group(1).decode() == self.prev):
+                    if self.awaiting is not None:
+                        self.unvalued.append(self.awaiting)
+                        self.awaiting = None
+                    if self.with_personal and not data.startswith(none, at - len(none)):
+                        self.awaiting = (self.expected, item.line)
                     digest = sha(data).digest()
                     append(sha(b"\x00" + digest).digest())
                     self.prev, self.prev_line = digest.hex(), item.line
@@ -163,6 +187,7 @@ class _State:
             elif isinstance(item, PersonalItem):
                 self.personal(item)
             elif isinstance(item, HeaderItem):
+                self.with_personal = bool(item.meta.get("with_personal"))
                 if item.meta.get("subset"):
                     verify_subset(self, peek)
                     return
@@ -173,9 +198,13 @@ class _State:
         self.finish()
 
     def chain(self, item: RecordItem | TombstoneItem, peek: _Peek) -> None:
+        if self.awaiting is not None:
+            self.unvalued.append(self.awaiting)
+            self.awaiting = None
         if isinstance(item, RecordItem):
             data = item.data
-            m = ENTRY_TAIL.match(data, data.rfind(b',"prev":"'))
+            at = data.rfind(b',"prev":"')
+            m = ENTRY_TAIL.match(data, at)
             if m is None:
                 raise self.fail(Damage.MALFORMED, None, item.line, "record line is not a canonical audit entry")
             digest = _sha256(data).digest()
@@ -198,14 +227,17 @@ class _State:
         else:
             self.records += 1
             self.last_record = item
-            if _RETENTION_MARKER in item.data:
+            if self.with_personal and not item.data.startswith(_NO_PERSONAL, at - len(_NO_PERSONAL)):
+                self.awaiting = (seq, item.line)
+            for marker, ranges in ((_RETENTION_MARKER, self.authorised), (_ERASURE_MARKER, self.erased)):
+                if marker not in item.data:
+                    continue
                 try:
                     details = json.loads(item.data).get("details", {})
-                except ValueError:
+                    ranges.extend((int(a), int(b)) for a, b in details.get("seq_ranges", []))
+                except (ValueError, TypeError, AttributeError):
                     raise self.fail(Damage.CHANGED, seq, item.line,
-                                    f"record {seq} is no longer valid JSON") from None
-                for a, b in details.get("seq_ranges", []):
-                    self.authorised.append((int(a), int(b)))
+                                    f"record {seq} is no longer valid JSON with seq_ranges") from None
         cp = self.pending.pop(self.frontier.size, None)
         if cp is not None:
             self.match_checkpoint(cp, peek)
@@ -286,6 +318,8 @@ class _State:
         if rec is None or (link_of(rec.data) or ("", -1))[1] != item.seq:
             raise self.fail(Damage.MALFORMED, item.seq, item.line,
                             "personal values do not follow their record")
+        if self.awaiting is not None and self.awaiting[0] == item.seq:
+            self.awaiting = None
         try:
             committed = json.loads(rec.data).get("personal", {})
         except ValueError:
@@ -301,8 +335,16 @@ class _State:
                                 f"clear personal field {name!r} of record {item.seq} does not match "
                                 "its committed hash")
             self.personal_checked += 1
+        gone = sorted(set(committed) - set(item.fields))
+        if gone:
+            raise self.fail(Damage.DELETED, item.seq, item.line,
+                            f"personal value(s) {', '.join(gone)} of record {item.seq} were removed "
+                            "although no erasure removed the record's values")
 
     def finish(self) -> None:
+        if self.awaiting is not None:
+            self.unvalued.append(self.awaiting)
+            self.awaiting = None
         if self.pending:
             size = min(self.pending)
             have = self.frontier.size
@@ -313,3 +355,8 @@ class _State:
             if not any(a <= t.seq <= b for a, b in self.authorised):
                 raise self.fail(Damage.DELETED, t.seq, t.line,
                                 f"content of record {t.seq} was removed without a retention record")
+        for seq, line in self.unvalued:
+            if not any(a <= seq <= b for a, b in self.erased):
+                raise self.fail(Damage.DELETED, seq, line,
+                                f"the personal values (who acted, from where) of record {seq} are "
+                                "missing and no audit.personal.erased record covers it")

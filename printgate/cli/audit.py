@@ -208,9 +208,10 @@ def erase(
     requested_by: str = typer.Option(..., help="who asks (e.g. the data protection officer)"),
     config: Path | None = ConfigOpt, database_url: str | None = DbOpt,
 ) -> None:
-    """GDPR erasure of personal values; the chain keeps only salted hashes and still verifies."""
+    """GDPR erasure of personal values (and, for --actor, the person's account: e-mail and
+    name pseudonymised, sign-in disabled); the chain keeps only salted hashes and still verifies."""
     from audit.log import AuditLog
-    from audit.pseudonymise import erase_subject
+    from audit.pseudonymise import Erasure, erase
     from printgate.store.db import Database
 
     if (actor_value is None) == (source_ip is None):
@@ -218,8 +219,14 @@ def erase(
         raise typer.Exit(2)
     field, value = ("actor", actor_value) if actor_value is not None else ("source_ip", source_ip or "")
 
-    async def run() -> int:
+    async def run() -> Erasure:
         async with Database(_url(config, database_url)) as db:
-            return await erase_subject(AuditLog(db, None), field=field, value=value, requested_by=requested_by)
+            return await erase(AuditLog(db, None), field=field, value=value, requested_by=requested_by)
 
-    typer.echo(f"erased the personal values of {asyncio.run(run())} records")
+    done = asyncio.run(run())
+    typer.echo(f"erased the personal values of {done.records} records (audit record {done.record_seq})")
+    if done.user_id is not None:
+        typer.echo(f"account {done.user_id} pseudonymised and disabled")
+    if not done.purged:
+        typer.echo(f"warning: {done.purge_detail}; run the erasure again when the gateway is idle", err=True)
+        raise typer.Exit(3)

@@ -217,12 +217,15 @@ async def query_records(
         return (await s.execute(q)).scalars().all()
 
 
-async def erase_personal(db: Database, *, field: str, value: str) -> int:
+async def erase_personal(s: AsyncSession, *, field: str, value: str) -> list[int]:
     """Delete every clear ``field`` = ``value`` (and the other personal values of
-    those records); returns the number of records affected."""
-    async with db.transaction() as s:
-        result = await s.execute(delete(AuditPersonalRow).where(_personal_column(field) == value))
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    those records) in transaction ``s``; returns the seqs of the records affected."""
+    column = _personal_column(field)
+    seqs = [int(x) for x in (await s.execute(
+        select(AuditPersonalRow.seq).where(column == value).order_by(AuditPersonalRow.seq))).scalars()]
+    for i in range(0, len(seqs), 5000):
+        await s.execute(delete(AuditPersonalRow).where(AuditPersonalRow.seq.in_(seqs[i:i + 5000])))
+    return seqs
 
 
 async def prunable(

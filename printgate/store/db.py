@@ -36,6 +36,8 @@ def create_engine(url: str) -> AsyncEngine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            # erased values (GDPR) are overwritten with zeros, not left in free pages
+            cur.execute("PRAGMA secure_delete=ON")
             cur.close()
 
         return engine
