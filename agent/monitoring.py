@@ -45,7 +45,7 @@ class Monitoring(Service):
         self._schedule = schedule
         self._upload_interval = upload_interval_s
         self._poller: Poller | None = None
-        self._polled: frozenset[str] = frozenset()
+        self._polled: frozenset[PolledDevice] = frozenset()
         self._upload_task: asyncio.Task[None] | None = None
         self._supervisor = supervisor  # runs the upload loop (restarts it if it fails) when given
         self.last_upload: datetime | None = None
@@ -67,24 +67,28 @@ class Monitoring(Service):
         return await self.queue.pending()
 
     async def follow_discovered(self, printers: Sequence[DiscoveryResult]) -> None:
-        """Poll the printers of the latest sweep, each with the credential that answered it."""
+        """Poll the printers of the latest sweep, each with the credential that answered it.
+
+        The polled device carries the serial and the sysObjectID discovery
+        read: the sysObjectID picks the vendor profile (its page counters).
+        """
         await self.follow([
-            (p.ip, self._credential_of(p.credential), p.identity.serial if p.identity else None)
+            PolledDevice(
+                ip=p.ip, target=SnmpTarget(p.ip, self._port, self._credential_of(p.credential)),
+                serial=p.identity.serial if p.identity else None,
+                sys_object_id=p.identity.sys_object_id if p.identity else None,
+            )
             for p in printers
         ])
 
-    async def follow(self, printers: Sequence[tuple[str, SnmpCredential, str | None]]) -> None:
-        """Poll exactly these printers (ip, credential that answered, serial) from now on."""
-        wanted = frozenset(ip for ip, _, _ in printers)
+    async def follow(self, devices: Sequence[PolledDevice]) -> None:
+        """Poll exactly these devices from now on (a changed device restarts the poller)."""
+        wanted = frozenset(devices)
         if wanted == self._polled and self._poller is not None:
             return
         if self._poller is not None:
             await self._poller.aclose()
-        devices = [
-            PolledDevice(ip=ip, target=SnmpTarget(ip, self._port, credential), serial=serial)
-            for ip, credential, serial in printers
-        ]
-        self._poller = Poller(self._client, devices, self.queue, self._schedule)
+        self._poller = Poller(self._client, list(devices), self.queue, self._schedule)
         await self._poller.start()
         self._polled = wanted
         log.info("monitoring.following", printers=len(devices))

@@ -1,0 +1,64 @@
+"""The running agent's own polling path: sweep -> ``Monitoring.follow_discovered`` -> poller -> upload.
+
+What ``printgate agent run`` does after each sweep (``AgentRuntime`` hands the
+sweep's printers to ``Monitoring``), with snmpsim serving the real recordings:
+the vendor profile's page counters must be in the uploaded readings, equal
+to the recording, not only when a test builds the polled device itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from agent.discovery import DiscoveryLimits, discover
+from agent.monitoring import Monitoring
+from agent.polling import PollSchedule
+from agent.readings_queue import ReadingsQueue
+from agent.snmp.profiles import profile_for
+from agent.snmp.transport import SnmpClient
+from lab import snmprec
+from lab.catalog import by_name
+from lab.snmp import SnmpLab
+from printgate.domain import DiscoveryStatus, Reading, ReadingKind, SnmpCredential
+
+CREDENTIALS = [SnmpCredential.v2c("public")]
+WITH_VENDOR_COUNTERS = ("konica_c250i", "jetdirect_m130nw", "sharp")
+
+
+async def test_the_agents_polling_reads_each_vendor_profiles_page_counters(
+    snmp_lab: SnmpLab, tmp_path: Path
+) -> None:
+    uploaded: list[Reading] = []
+
+    async def upload_readings(batch_id: str, payload: bytes) -> None:
+        uploaded.extend(Reading.from_dict(r) for r in json.loads(payload)["readings"])
+
+    ips = [by_name(n).ip for n in WITH_VENDOR_COUNTERS]
+    async with SnmpClient(timeout=1.0, retries=1) as client:
+        found = await discover(ips, port=snmp_lab.port, credentials=CREDENTIALS, client=client,
+                               limits=DiscoveryLimits(timeout=1.0, retries=1))
+        printers = [r for r in found if r.status is DiscoveryStatus.PRINTER]
+        assert len(printers) == len(ips)
+        async with ReadingsQueue(tmp_path / "queue.sqlite") as queue:
+            monitoring = Monitoring(
+                client=client, queue=queue, upload_readings=upload_readings, port=snmp_lab.port,
+                credentials=CREDENTIALS, schedule=PollSchedule(), upload_interval_s=3600,
+            )
+            async with monitoring:
+                await monitoring.follow_discovered(printers)
+                async with asyncio.timeout(30):
+                    while await queue.pending() < len(ips) * len(ReadingKind):
+                        await asyncio.sleep(0.1)
+                await monitoring.upload_now()
+
+    for name, result in zip(WITH_VENDOR_COUNTERS, printers, strict=True):
+        recording = snmprec.load(by_name(name).recording)
+        assert result.identity is not None
+        profile = profile_for(result.identity.sys_object_id)
+        expected = {f"vendor.{n}": recording[o].value for n, o in profile.counters if o in recording}
+        assert expected, f"{name}: the recording has none of its profile's counters"
+        [reading] = [r for r in uploaded if r.ip == result.ip and ReadingKind.COUNTERS in r.kinds]
+        got = {c.name: c.value for c in reading.counters if c.name.startswith("vendor.")}
+        assert got == expected, name
