@@ -232,6 +232,11 @@ class Relay:
     def live_session_ids(self) -> list[str]:
         return list(self._sessions)
 
+    @property
+    def handshakes_in_progress(self) -> int:
+        """Admitted connections not (or no longer) bound to a session: counted against the pre-auth caps."""
+        return sum(1 for c in self._connections if c.session_id is None)
+
     def is_connected(self, session_id: str) -> bool:
         """True while the session's agent holds its SSH connection to the relay."""
         session = self._sessions.get(session_id)
@@ -240,7 +245,7 @@ class Relay:
     # ------------------------------------------------------------------ RelayCore (called by RelayConnection)
     def admit_connection(self, server: RelayConnection, peer_ip: str) -> bool:
         """Called at TCP accept, before the relay sends its version string; refusals are tallied."""
-        pending = [c for c in self._connections if c.session_id is None]
+        pending = [c for c in self._connections if c.session_id is None]  # as handshakes_in_progress
         reason = self._admission.check(
             peer_ip, time.time(),
             firewall_allows=not self.limits.enforce_firewall or self._firewall.is_allowed(peer_ip, self.port),
