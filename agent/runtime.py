@@ -238,8 +238,15 @@ class AgentRuntime(Service):
         return report
 
     async def _status_loop(self) -> None:
+        """Write the status file; a change of health (degraded, a task failing) brings a heartbeat at once."""
+        reported: tuple[object, ...] | None = None
         while True:
             await self.write_status()
+            now = (self._queue.degraded if self._queue is not None else None,
+                   tuple(h.name for h in self.supervisor.health() if h.state == "backoff"))
+            if reported is not None and now != reported:
+                self._report_now.set()
+            reported = now
             await asyncio.sleep(self._status_s)
 
     def relay_refused(self, session_id: str, kind: str, detail: str) -> None:

@@ -20,13 +20,14 @@ from gateway.channel.handlers import ChannelHandlers
 from printgate.domain import AuditEventIn, Outcome, SessionId
 from printgate.interfaces import AuditSink
 from printgate.logs import get_logger
-from printgate.store import devices, tenants
+from printgate.store import agent_health, devices, tenants
 from printgate.store.db import Database
 from printgate.store.readings import ingest_payload
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import convert
 
 log = get_logger("gateway.agent_events")
+MAX_HEALTH_ITEMS = 1000  # tasks and drop lines kept from one heartbeat
 RESUME_DELAY_S = 1.0  # after an agent's return, before its tunnel-less sessions are reopened
 
 
@@ -66,6 +67,7 @@ class AgentEvents:
         return ChannelHandlers(
             on_inventory=self.on_inventory, on_readings=self.on_readings,
             on_presence=self.on_presence, on_command_result=self.on_command_result,
+            on_heartbeat=self.on_heartbeat,
         )
 
     async def aclose(self) -> None:
@@ -108,6 +110,15 @@ class AgentEvents:
                          "action": "device marked unverified; remote access refused until re-verified"},
             ))
             log.warning("device.identity_changed", device=device_id, ip=ip, now=now_there)
+
+    async def on_heartbeat(self, agent_id: str, beat: pb.HeartbeatRequest) -> None:
+        """Keep what the agent says about its health (tasks, queue, drops, degradation)."""
+        health = health_from_wire(agent_id, beat, received_at=datetime.now(UTC))
+        async with self._db.transaction() as s:
+            await agent_health.record_health(s, health)
+        if health.degraded or health.unhealthy_tasks:
+            log.warning("agent.unhealthy", agent=agent_id, degraded=health.degraded or None,
+                        tasks=[t["name"] for t in health.unhealthy_tasks])
 
     async def on_readings(self, agent_id: str, batch_id: str, payload: bytes) -> None:
         await ingest_payload(self._db, agent_id, batch_id, payload)
@@ -154,3 +165,25 @@ class AgentEvents:
         ))
         await self._sessions.close_session(SessionId(failing), reason=result.message,
                                            actor=f"agent:{agent_id}")
+
+
+def _ms(ms: int) -> datetime | None:
+    return datetime.fromtimestamp(ms / 1000, UTC) if ms > 0 else None
+
+
+def health_from_wire(agent_id: str, beat: pb.HeartbeatRequest, *, received_at: datetime) -> agent_health.AgentHealth:
+    """The health part of a heartbeat as the store keeps it (bounded: an agent cannot flood the table)."""
+    tasks = [
+        {"name": t.name[:64], "state": t.state[:16], "restarts": t.restarts, "last_error": t.last_error[:500] or None,
+         "last_error_at": (at.isoformat() if (at := _ms(t.last_error_at_ms)) else None)}
+        for t in beat.tasks[:MAX_HEALTH_ITEMS]
+    ]
+    drops = [
+        agent_health.ReadingsDrop(d.ip, d.kind, d.reason, d.count, _ms(d.first_at_ms) or received_at,
+                                  _ms(d.last_at_ms) or received_at)
+        for d in beat.drops[:MAX_HEALTH_ITEMS] if d.count > 0
+    ]
+    return agent_health.AgentHealth(
+        agent_id, received_at, queue_length=beat.queue_length, queued_bytes=beat.queued_bytes,
+        oldest_queued_at=_ms(beat.oldest_queued_ms), degraded=beat.degraded[:500], tasks=tasks, drops=drops,
+    )

@@ -29,6 +29,7 @@ from portal.fleet_models import (
 )
 from portal.pages import render
 from printgate.domain import FleetDevice, Reading, ReadingKind, Role, SupplyState, User
+from printgate.store.agent_health import drops_at
 from printgate.store.db import Database
 from printgate.store.fleet import (
     TenantScope,
@@ -157,6 +158,7 @@ def fleet_router(db: Database) -> APIRouter:
                        for a in await cleared_alerts(s, device_id, since=now - timedelta(days=7))]
             since = now - timedelta(days=days)
             counters = await device_readings(s, device_id, kind=ReadingKind.COUNTERS, since=since)
+            gaps = await drops_at(s, f.device.agent_id, f.device.ip)
         detail = device_detail(f, supplies, alerts)
         counter_points: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
         for r in counters:
@@ -174,6 +176,6 @@ def fleet_router(db: Database) -> APIRouter:
             chart_id="supply-chart", title=f"Supply levels, last {days} days", y_unit=" %", y_min=0, y_max=100,
         )
         return render(state, request, "fleet_device.html", login=login, device=detail, cleared=cleared,
-                      counter_chart=counter_chart, supply_chart=supply_chart, days=days)
+                      counter_chart=counter_chart, supply_chart=supply_chart, days=days, gaps=gaps)
 
     return router

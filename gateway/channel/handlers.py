@@ -12,6 +12,10 @@ async def _ignore_result(agent_id: str, result: pb.CommandResult) -> None:
     return None
 
 
+async def _ignore_heartbeat(agent_id: str, heartbeat: pb.HeartbeatRequest) -> None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelHandlers:
     """What the gateway does with what agents send.
@@ -25,3 +29,4 @@ class ChannelHandlers:
     on_readings: Callable[[str, str, bytes], Awaitable[None]]
     on_presence: Callable[[str, bool], Awaitable[None]]
     on_command_result: Callable[[str, pb.CommandResult], Awaitable[None]] = _ignore_result
+    on_heartbeat: Callable[[str, pb.HeartbeatRequest], Awaitable[None]] = _ignore_heartbeat  # agent health

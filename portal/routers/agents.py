@@ -22,7 +22,7 @@ from portal.pages import render, see_other
 from portal.state import Login
 from printgate.domain import Agent, AgentCertificate, DealerId, Role, Site
 from printgate.logs import get_logger
-from printgate.store import channel, site_agents
+from printgate.store import agent_health, channel, site_agents
 from printgate.store import identity as repo
 from printgate.store.tenants import get_site
 
@@ -42,14 +42,16 @@ class AgentLine:
     cert_expires: datetime | None  # latest unrevoked certificate's not_after
     cert_expired: bool
     revoked_reason: str | None  # of the latest revoked certificate
+    health: agent_health.AgentHealth | None = None  # what its last heartbeat said
 
     @classmethod
-    def of(cls, agent: Agent, certs: list[AgentCertificate], now: datetime) -> AgentLine:
+    def of(cls, agent: Agent, certs: list[AgentCertificate], now: datetime,
+           health: agent_health.AgentHealth | None = None) -> AgentLine:
         live = [c.not_after for c in certs if c.revoked_at is None]
         expires = max(live) if live else None
         revoked = sorted((c for c in certs if c.revoked_at is not None), key=lambda c: c.revoked_at or now)
         return cls(agent, expires, expires is not None and expires <= now,
-                   revoked[-1].revoked_reason if revoked else None)
+                   revoked[-1].revoked_reason if revoked else None, health)
 
 
 def _dealer_of_admin(login: Login) -> DealerId:
@@ -81,10 +83,11 @@ async def agents_page(request: Request, state: State, s: DbSession, login: Curre
     sites = await repo.list_sites_of_customers(s, [c.id for c in customers])
     agents = await site_agents.agents_of_sites(s, [x.id for x in sites])
     certs = await site_agents.certificates_of_agents(s, [a.id for a in agents])
+    health = await agent_health.health_of_agents(s, [a.id for a in agents])
     now = state.clock()
     lines: dict[str, list[AgentLine]] = {x.id: [] for x in sites}
     for a in agents:
-        lines[a.site_id].append(AgentLine.of(a, certs[a.id], now))
+        lines[a.site_id].append(AgentLine.of(a, certs[a.id], now, health.get(a.id)))
     return render(state, request, "agents.html", login=login, customers=customers, sites=sites,
                   lines=lines, now=now)
 

@@ -21,7 +21,7 @@ def write_config(path: Path, agent: dict[str, Any]) -> Path:
 
 
 async def start_agent(config: Path, log: Path) -> asyncio.subprocess.Process:
-    out = open(log, "ab")  # noqa: SIM115 - the child owns it
+    out = open(log, "ab")  # the child keeps its own copy of the descriptor
     try:
         return await asyncio.create_subprocess_exec(PRINTGATE, "agent", "run", "--config", str(config),
                                                     stdout=out, stderr=out)

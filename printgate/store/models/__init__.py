@@ -3,6 +3,7 @@
 Import this package to register every table on ``Base.metadata``.
 """
 
+from printgate.store.models import agent_health as agent_health
 from printgate.store.models import audit as audit
 from printgate.store.models import channel as channel
 from printgate.store.models import core as core
