@@ -25,7 +25,7 @@ from agent.snmp.transport import SnmpClient
 from agent.tunnel import Tunnel, open_tunnel
 from agent.tunnel.client import Verify
 from agent.verify import DeviceVerifier, identity_differences, mismatch_message
-from printgate.domain import DeviceIdentity, DiscoveryResult, DiscoveryStatus, SnmpCredential
+from printgate.domain import DeviceIdentity, DiscoveryResult, DiscoveryStatus, SnmpCredential, numbered
 from printgate.errors import ConfigError, TunnelError
 from printgate.logs import get_logger
 from printgate.settings import AgentSettings
@@ -59,7 +59,7 @@ class AgentAssembly:
     ) -> None:
         self.settings = settings
         self.identity = identity
-        self.credentials = list(credentials) if credentials is not None else credentials_of(settings)
+        self.credentials = numbered(credentials if credentials is not None else credentials_of(settings))
         self.candidates = ews_candidates(settings)
         self.limits = DiscoveryLimits(
             max_in_flight=settings.max_in_flight, packets_per_second=settings.packets_per_second,

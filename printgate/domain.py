@@ -8,6 +8,7 @@ dealer or a customer.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import NewType
@@ -303,6 +304,7 @@ class SnmpCredential:
     auth_key: str = field(default="", repr=False)
     priv_protocol: str | None = None
     priv_key: str = field(default="", repr=False)
+    position: int = field(default=0, compare=False)  # 1-based place in the configured list (0: unknown)
 
     @classmethod
     def v2c(cls, community: str) -> SnmpCredential:
@@ -333,7 +335,12 @@ class SnmpCredential:
         if self.version is SnmpVersion.V3:
             level = "authPriv" if self.priv_protocol else "authNoPriv" if self.auth_protocol else "noAuthNoPriv"
             return f"v3:{self.user}:{level}"
-        return f"{self.version}:community#{len(self.community)}"
+        return f"{self.version}:community {self.position}" if self.position else f"{self.version}:community"
+
+
+def numbered(credentials: Iterable[SnmpCredential]) -> list[SnmpCredential]:
+    """The credentials in order, each labelled by its position ("v2c:community 2"), never by its secret."""
+    return [replace(c, position=n) for n, c in enumerate(credentials, start=1)]
 
 
 class DiscoveryStatus(enum.StrEnum):

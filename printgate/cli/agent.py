@@ -31,11 +31,12 @@ def scan(
 ) -> None:
     """Discover SNMP printers (RFC 3805) and say why other devices are excluded."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
     from agent.discovery import DiscoveryLimits, discover, expand_targets
-    from printgate.domain import DiscoveryResult, DiscoveryStatus, SnmpCredential
+    from printgate.cli.scan_table import scan_console, scan_table
+    from printgate.domain import DiscoveryResult, DiscoveryStatus, SnmpCredential, numbered
     from printgate.errors import PrintgateError
     from printgate.logs import configure_logging
 
@@ -47,13 +48,14 @@ def scan(
             priv_protocol=None if priv_protocol.lower() == "none" or not priv_key else priv_protocol.upper(),
             priv_key=priv_key,
         ))
+    creds = numbered(creds)
     limits = DiscoveryLimits(max_in_flight=max_in_flight, packets_per_second=rate or None,
                              timeout=timeout, retries=retries)
     console = Console(stderr=True)
     try:
         total = len(expand_targets(targets, exclude or ()))
     except PrintgateError as exc:
-        console.print(f"[red]{exc.message}[/red]")
+        console.print(f"[red]{escape(exc.message)}[/red]")
         raise typer.Exit(2) from exc
     counts = dict.fromkeys(DiscoveryStatus, 0)
 
@@ -77,9 +79,8 @@ def scan(
     try:
         results = asyncio.run(run())
     except PrintgateError as exc:
-        console.print(f"[red]{exc.message}[/red]")
+        console.print(f"[red]{escape(exc.message)}[/red]")
         raise typer.Exit(2) from exc
-    shown = [r for r in results if r.status is not DiscoveryStatus.UNREACHABLE]
     if as_json:
         typer.echo(json.dumps([
             {"ip": r.ip, "status": str(r.status), "reason": r.reason, "credential": r.credential,
@@ -88,14 +89,7 @@ def scan(
                  ("serial", "mac", "model", "sys_object_id", "vendor", "sys_name", "location")}}
             for r in results], indent=2))
         return
-    table = Table(title=f"{describe()}  ({total - len(shown)} silent addresses not listed)")
-    for col in ("address", "status", "vendor", "model", "serial", "MAC", "reason"):
-        table.add_column(col, overflow="fold")
-    for r in shown:
-        i = r.identity
-        table.add_row(r.ip, str(r.status), (i and i.vendor) or "", ((i and i.model) or "")[:60],
-                      (i and i.serial) or "", (i and i.mac) or "", r.reason if r.status is not DiscoveryStatus.PRINTER else "")
-    Console().print(table)
+    scan_console().print(scan_table(results, describe()))
 
 
 from printgate.cli.agent_channel import register as _register_channel_commands  # noqa: E402
