@@ -20,6 +20,16 @@ class ProxyLimits:
     hard_body_limit: int = 32 * 1024 * 1024
     # websocket messages (status pages): small text only
     max_ws_message: int = 64 * 1024
+    # fonts (only those the device's own CSS asks for) and SVG images (checked as text)
+    max_font_body: int = 512 * 1024
+    max_svg_body: int = 256 * 1024
+    # encoded payloads (base64, hex, ...): the shortest run that counts as a smuggled file
+    encoded_min_upload: int = 256  # characters, in anything the browser sends
+    encoded_min_download: int = 4096  # characters, in page resources and WebSocket text
+    # user-supplied data towards the device (query, form fields, JSON/text bodies, custom
+    # headers, new cookie values, WebSocket frames): per request and summed per session
+    request_budget: int = 32 * 1024
+    session_budget: int = 2 * 1024 * 1024
     # how often the proxy sweeps expired / idle sessions
     sweep_interval_s: float = 1.0
 

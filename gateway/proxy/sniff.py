@@ -51,8 +51,6 @@ _FONT_MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"true", "ttf"),
 )
 
-_B64_RUN = re.compile(rb"[A-Za-z0-9+/_-]{4096,}={0,2}")
-
 
 def _match(data: bytes, table: tuple[tuple[int, bytes, str], ...]) -> str | None:
     for offset, magic, kind in table:
@@ -114,14 +112,161 @@ def looks_like_csv(data: bytes) -> bool:
     return False
 
 
-def has_encoded_blob(data: bytes) -> bool:
-    """A long base64/base64url run: a file smuggled inside a text body."""
-    return _B64_RUN.search(data) is not None
-
-
 _HTML_START = re.compile(rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body|title|meta|script|div|p|table)[\s>]", re.IGNORECASE | re.DOTALL)
 
 
 def looks_like_html(data: bytes) -> bool:
     """Browser-style HTML detection for untyped responses (as old EWS and CUPS CGIs send)."""
     return _HTML_START.match(data[:1024]) is not None
+
+
+# --- signatures anywhere in a body (polyglots, nested archives, jobs after a newline) ---
+
+# Binary file signatures that mean "a file" at any offset. A ZIP local header must also
+# look like one (a plausible "version needed" byte), so random image bytes rarely match.
+_EMBEDDED_BINARY = re.compile(
+    rb"PK\x03\x04[\x0a-\x3f]\x00|PK\x01\x02[\x00-\x3f][\x00-\x13]|PK\x05\x06\x00\x00"
+    rb"|7z\xbc\xaf\x27\x1c|Rar!\x1a\x07|\xfd7zXZ\x00|\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+    rb"|SQLite format 3\x00|\x7fELF[\x01\x02][\x01\x02]|ustar(?:\x00|  )|\x1f\x8b\x08[\x00-\x1f]"
+    rb"|BZh[1-9]1AY&SY|\x28\xb5\x2f\xfd|MSCF\x00\x00\x00\x00|%PDF-\d|\x1b%-12345X"
+)
+_EMBEDDED_KIND = (
+    (b"PK", "zip"), (b"7z", "7z"), (b"Rar", "rar"), (b"\xfd7z", "xz"), (b"\xd0\xcf", "ole_document"),
+    (b"SQLite", "sqlite"), (b"\x7fELF", "elf"), (b"ustar", "tar"), (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"), (b"\x28\xb5", "zstd"), (b"MSCF", "cab"), (b"%PDF", "pdf"), (b"\x1b%", "pjl"),
+)
+# Text documents and printer jobs: anywhere in a request, at a line start in a response
+_JOB_SIGNATURES = rb"%!PS|%PDF-|@PJL|-----BEGIN |\x1b%-12345X|\x1bE|\{\\rtf"
+_JOB_ANYWHERE = re.compile(_JOB_SIGNATURES)
+_JOB_AT_LINE = re.compile(rb"\n[ \t\r]*(?:" + _JOB_SIGNATURES + rb")")
+_JOB_KIND = (
+    (b"%!", "postscript"), (b"%PDF", "pdf"), (b"@PJL", "pjl"), (b"\x1b%", "pjl"), (b"-----", "pem"),
+    (b"\x1bE", "pcl"), (b"{", "rtf"),
+)
+
+
+def embedded_kind(data: bytes) -> str | None:
+    """The archive/document kind whose signature appears anywhere in ``data``, or None."""
+    m = _EMBEDDED_BINARY.search(data)
+    if m is None:
+        return None
+    found = m.group()
+    return next(kind for prefix, kind in _EMBEDDED_KIND if found.startswith(prefix))
+
+
+def job_or_document_kind(data: bytes, *, anywhere: bool) -> str | None:
+    """A printer job (PostScript, PJL, PCL) or text document (PDF, PEM, RTF) signature:
+    ``anywhere`` in the body, or else at its start or at a line start."""
+    head = data[:64].lstrip()
+    m = _JOB_ANYWHERE.match(head) if head.startswith((b"%!", b"%P", b"@", b"-", b"\x1b", b"{")) else None
+    if m is None:
+        m = (_JOB_ANYWHERE if anywhere else _JOB_AT_LINE).search(data)
+        if m is None and head.startswith(b"%!"):
+            return "postscript"
+    if m is None:
+        return None
+    found = m.group().lstrip(b"\n \t\r")
+    return next(kind for prefix, kind in _JOB_KIND if found.startswith(prefix))
+
+
+_PNG_CHUNKS = frozenset(
+    b"IHDR PLTE IDAT IEND tRNS cHRM gAMA iCCP sBIT sRGB cICP mDCv cLLi tEXt zTXt iTXt bKGD hIST pHYs sPLT "
+    b"tIME eXIf acTL fcTL fdAT".split()
+)
+
+
+def _png_is_clean(data: bytes) -> bool:
+    """Every chunk known, lengths consistent, nothing after IEND."""
+    pos = 8
+    n = len(data)
+    while pos + 12 <= n:
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        if kind not in _PNG_CHUNKS:
+            return False
+        pos += 12 + length
+        if kind == b"IEND":
+            return pos == n
+    return False
+
+
+def _jpeg_is_clean(data: bytes) -> bool:
+    return data.rstrip(b"\x00").endswith(b"\xff\xd9")
+
+
+def _gif_is_clean(data: bytes) -> bool:
+    return data.rstrip(b"\x00").endswith(b";")
+
+
+def _riff_is_clean(data: bytes) -> bool:
+    return int.from_bytes(data[4:8], "little") + 8 in (len(data), len(data) - 1)
+
+
+def _bmp_is_clean(data: bytes) -> bool:
+    return int.from_bytes(data[2:6], "little") == len(data)
+
+
+_IMAGE_STRUCTURE = {
+    "png": _png_is_clean, "jpeg": _jpeg_is_clean, "gif": _gif_is_clean, "webp": _riff_is_clean,
+    "bmp": _bmp_is_clean, "ico": lambda data: True,
+}
+
+
+def clean_image_kind(data: bytes) -> str | None:
+    """The raster image kind of ``data`` when it is only that image: well formed, nothing
+    appended (a ZIP after a PNG), no archive or document inside it; else None."""
+    kind = image_kind(data)
+    if kind is None or not _IMAGE_STRUCTURE[kind](data) or embedded_kind(data) is not None:
+        return None
+    return kind
+
+
+def _sfnt_end(data: bytes, base: int = 0) -> int:
+    """Where the last table of a TrueType/OpenType font ends (0 when the directory is bad)."""
+    if len(data) < base + 12:
+        return 0
+    count = int.from_bytes(data[base + 4 : base + 6], "big")
+    if not 0 < count <= 64 or len(data) < base + 12 + 16 * count:
+        return 0
+    end = 0
+    for i in range(count):
+        rec = base + 12 + 16 * i
+        offset = int.from_bytes(data[rec + 8 : rec + 12], "big")
+        length = int.from_bytes(data[rec + 12 : rec + 16], "big")
+        end = max(end, offset + length)
+    return end
+
+
+def clean_font_kind(data: bytes) -> str | None:
+    """The web font kind of ``data`` when it is only that font: the length its own header
+    gives matches the body (nothing appended), no archive or document inside; else None."""
+    kind = font_kind(data)
+    if kind is None and len(data) > 36 and data[34:36] == b"\x4c\x50":
+        kind = "eot"  # Embedded OpenType: magic 0x504C at offset 34
+    if kind in ("woff", "woff2"):
+        ok = int.from_bytes(data[8:12], "big") == len(data)
+    elif kind in ("ttf", "otf"):
+        end = _sfnt_end(data)
+        ok = 0 < end <= len(data) <= end + 4
+    elif kind == "eot":
+        ok = int.from_bytes(data[0:4], "little") == len(data)
+    else:
+        return None
+    if not ok or embedded_kind(data) is not None:
+        return None
+    return kind
+
+
+def is_textual_throughout(data: bytes) -> bool:
+    """Text from the first byte to the last: no control byte besides white space (a ZIP or a
+    7-bit binary after some text fails), and UTF-8 or legacy 8-bit text."""
+    if len(data.translate(None, _CONTROLS)) != len(data):
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return not _looks_high_entropy(data)
+    return True
+
+
+_CONTROLS = bytes(c for c in range(32) if c not in (9, 10, 12, 13)) + b"\x7f"

@@ -19,23 +19,28 @@ def default_addons(deps: ProxyDeps, *, connection_closer: object | None = None) 
     from gateway.proxy.addons.rewrite_urls import RewriteUrls
     from gateway.proxy.addons.route_upstream import RouteUpstream
     from gateway.proxy.addons.security_headers import SecurityHeaders
+    from gateway.proxy.addons.service_workers import ServiceWorkerGuard
     from gateway.proxy.addons.session_auth import SessionAuth
     from gateway.proxy.addons.session_limits import SessionLimits
+    from gateway.proxy.addons.transfer_budget import TransferBudget
     from gateway.proxy.addons.upstream_tls import UpstreamTls
     from gateway.proxy.addons.vendor_endpoints import VendorEndpointGuard
     from gateway.proxy.addons.websocket_guard import WebSocketGuard
 
+    budget = TransferBudget(deps.limits, deps.vendor_endpoints, deps.routes)
     return [
         RequestLineGuard(deps.public),
         SessionAuth(deps),
+        ServiceWorkerGuard(),
         SessionLimits(deps, connection_closer),
         VendorEndpointGuard(deps.vendor_endpoints),
-        BlockUploads(deps.limits),
+        BlockUploads(deps.limits, deps.vendor_endpoints),
+        budget,
         RouteUpstream(),
         UpstreamTls(deps.routes),
-        BlockDownloads(deps.limits),
+        BlockDownloads(deps.limits, deps.routes, deps.vendor_endpoints),
         RewriteUrls(deps.public),
-        WebSocketGuard(deps.limits),
+        WebSocketGuard(deps.limits, budget, deps.audit),
         Banner(deps),
         SecurityHeaders(deps.public),
         AuditRequests(deps.audit),

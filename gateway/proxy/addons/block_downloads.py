@@ -1,20 +1,27 @@
 """Response allowlist (fail closed): only page resources reach the technician.
 
-Allowed: HTML, CSS, JavaScript (page limit), images and fonts that sniff as
-such (image limit), small JSON/XML, tiny plain text. Blocked: any
+Allowed: HTML, CSS, JavaScript (page limit), raster images that are only an
+image (image limit), SVG that is a plain image, web fonts the device's own CSS
+asked for (font limit), small JSON/XML, tiny plain text. Blocked: any
 ``Content-Disposition`` naming an attachment or file, CSV, archives, PDFs,
-firmware, octet-stream, and any body that sniffs as an archive or document
-whatever its declared type.
+firmware, octet-stream; any body that sniffs as an archive or document whatever
+its declared type, with the signature at any offset (a ZIP after a PNG or a
+font, an archive inside an image); text with binary bytes anywhere, a document
+or print job at a line start, or an encoded file (base64, hex, ...) in it.
 """
 
 from __future__ import annotations
 
 from mitmproxy import http
 
-from gateway.proxy import pages, sniff
+from gateway.proxy import encoded, pages, sniff
 from gateway.proxy.addons.block_uploads import is_json_or_xml, media_type
-from gateway.proxy.decision import FlowDecision, is_generated
+from gateway.proxy.decision import FlowDecision, is_generated, route_of
+from gateway.proxy.font_refs import FontReferences
 from gateway.proxy.limits import ProxyLimits
+from gateway.proxy.routes import RouteTable
+from gateway.proxy.svg_check import svg_problem
+from gateway.proxy.vendor_profiles import VendorEndpoints
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 CSS_TYPES = frozenset({"text/css"})
@@ -25,10 +32,12 @@ JS_TYPES = frozenset(
 FONT_TYPES = frozenset(
     {"application/font-woff", "application/font-woff2", "application/x-font-woff",
      "application/x-font-ttf", "application/x-font-otf", "application/font-sfnt",
-     "application/vnd.ms-fontobject"}
+     "application/vnd.ms-fontobject", "application/x-font-truetype", "application/x-font-opentype"}
 )
+SVG_TYPE = "image/svg+xml"
 MAX_PLAIN_TEXT = 16 * 1024
 NO_BODY_STATUSES = frozenset({101, 204, 304})
+Verdict = tuple[str, str, int]
 
 
 def _disposition_is_file(value: str) -> bool:
@@ -36,14 +45,37 @@ def _disposition_is_file(value: str) -> bool:
     return "attachment" in lowered or "filename" in lowered or not lowered.strip().startswith("inline")
 
 
+def _image_is_harmless(data: bytes) -> bool:
+    """A ``data:`` URI a page may show: an image and nothing else, or a plain SVG."""
+    if sniff.clean_image_kind(data) is not None:
+        return True
+    return sniff.is_textual_throughout(data) and svg_problem(data) is None
+
+
 class BlockDownloads:
-    def __init__(self, limits: ProxyLimits) -> None:
+    def __init__(self, limits: ProxyLimits, routes: RouteTable | None = None,
+                 vendors: VendorEndpoints | None = None) -> None:
         self._limits = limits
+        self._vendors = vendors
+        self._by_vendor: dict[str, ProxyLimits] = {}
+        self.fonts = FontReferences()
+        if routes is not None:
+            routes.on_remove(lambda session_id, _reason: self.fonts.forget(session_id))
+
+    def _limits_for(self, vendor: str) -> ProxyLimits:
+        if self._vendors is None or not vendor:
+            return self._limits
+        found = self._by_vendor.get(vendor)
+        if found is None:
+            found = self._by_vendor[vendor] = self._vendors.limits_for(vendor, self._limits)
+        return found
 
     def response(self, flow: http.HTTPFlow) -> None:
         if is_generated(flow) or flow.response is None:
             return
-        verdict = self.check(flow.request, flow.response)
+        route = route_of(flow)
+        verdict = self.check(flow.request, flow.response, session_id=route.session_id if route else "",
+                             limits=self._limits_for(route.vendor if route else ""))
         if verdict is None:
             self._declare_type(flow.response)
             return
@@ -61,7 +93,9 @@ class BlockDownloads:
         body = resp.get_content(strict=False) or b""
         resp.headers["content-type"] = "text/html" if sniff.looks_like_html(body) else "text/plain"
 
-    def check(self, req: http.Request, resp: http.Response) -> tuple[str, str, int] | None:
+    def check(self, req: http.Request, resp: http.Response, *, session_id: str = "",
+              limits: ProxyLimits | None = None) -> Verdict | None:
+        lim = limits or self._limits
         body = resp.get_content(strict=False) or b""
         size = len(body)
         for value in resp.headers.get_all("content-disposition"):
@@ -75,21 +109,63 @@ class BlockDownloads:
         if kind is not None:
             return f"download.sniffed_{kind}", f"The response is a {kind} file, whatever its declared type.", size
         mtype = media_type(resp.headers.get("content-type", ""))
-        lim = self._limits
+        if mtype == SVG_TYPE:
+            return self._check_svg(body, lim)
         if mtype.startswith("image/"):
-            if mtype != "image/svg+xml" and sniff.image_kind(body) is None:
-                return "download.not_an_image", "The response claims to be an image but is not one.", size
-            if size > lim.max_image_body:
-                return "download.too_large", f"An image of {size} bytes is over the {lim.max_image_body}-byte limit.", size
-            return None
-        if mtype.startswith("font/") or mtype in FONT_TYPES:
-            if sniff.font_kind(body) is None and mtype != "application/vnd.ms-fontobject":
-                return "download.not_a_font", "The response claims to be a font but is not one.", size
-            if size > lim.max_image_body:
-                return "download.too_large", f"A font of {size} bytes is over the {lim.max_image_body}-byte limit.", size
-            return None
-        if not sniff.is_textual(body):
+            return self._check_image(body, lim)
+        if mtype.startswith("font/") or mtype in FONT_TYPES or sniff.font_kind(body) is not None:
+            return self._check_font(req, body, session_id, lim)
+        if not sniff.is_textual_throughout(body):
+            inner = sniff.embedded_kind(body)
+            if inner is not None:
+                return f"download.sniffed_{inner}", f"The response contains a {inner} file.", size
             return "download.binary", f"The response is binary data (declared {mtype or 'no type'}).", size
+        verdict = self._check_text_type(mtype, body, lim)
+        if verdict is not None:
+            return verdict
+        return self._check_text_content(req, mtype, body, session_id, lim)
+
+    @staticmethod
+    def _check_image(body: bytes, lim: ProxyLimits) -> Verdict | None:
+        size = len(body)
+        if sniff.image_kind(body) is None:
+            return "download.not_an_image", "The response claims to be an image but is not one.", size
+        if sniff.clean_image_kind(body) is None:
+            return ("download.image_carries_file",
+                    "The image carries more than a picture (data after its end, or an archive inside it).", size)
+        if size > lim.max_image_body:
+            return "download.too_large", f"An image of {size} bytes is over the {lim.max_image_body}-byte limit.", size
+        return None
+
+    @staticmethod
+    def _check_svg(body: bytes, lim: ProxyLimits) -> Verdict | None:
+        size = len(body)
+        if not sniff.is_textual_throughout(body):
+            return "download.not_an_image", "The response claims to be an SVG image but is binary data.", size
+        if size > lim.max_svg_body:
+            return "download.too_large", f"An SVG image of {size} bytes is over the {lim.max_svg_body}-byte limit.", size
+        problem = svg_problem(body)
+        if problem is not None:
+            return "download.svg_active", f"The SVG image is refused: {problem}.", size
+        hit = encoded.find_encoded(body, lim.encoded_min_upload, allow_data=_image_is_harmless)
+        if hit is not None:
+            return "download.encoded_blob", f"The SVG image carries {hit.describe()}: an encoded file.", size
+        return None
+
+    def _check_font(self, req: http.Request, body: bytes, session_id: str, lim: ProxyLimits) -> Verdict | None:
+        size = len(body)
+        if sniff.clean_font_kind(body) is None:
+            return "download.not_a_font", "The response claims to be a font but is not only one.", size
+        if size > lim.max_font_body:
+            return "download.too_large", f"A font of {size} bytes is over the {lim.max_font_body}-byte limit.", size
+        path = req.path.split("?", 1)[0]
+        if not self.fonts.referenced(session_id, path):
+            return "download.font_not_referenced", "The device's own style sheets do not use this font.", size
+        return None
+
+    @staticmethod
+    def _check_text_type(mtype: str, body: bytes, lim: ProxyLimits) -> Verdict | None:
+        size = len(body)
         if (mtype in HTML_TYPES or mtype in ("text/plain", "")) and sniff.looks_like_csv(body):
             return "download.table_export", "The response is a table export (CSV).", size
         if mtype in HTML_TYPES or mtype in CSS_TYPES or mtype in JS_TYPES:
@@ -99,11 +175,8 @@ class BlockDownloads:
         if is_json_or_xml(mtype):
             if size > lim.max_data_body:
                 return "download.too_large", f"JSON/XML of {size} bytes is over the {lim.max_data_body}-byte limit.", size
-            if sniff.has_encoded_blob(body):
-                return "download.encoded_blob", "The response carries an encoded file.", size
             return None
         if mtype == "" and sniff.looks_like_html(body):
-            mtype = "text/html"
             if size > lim.max_page_body:
                 return "download.too_large", f"A page of {size} bytes is over the {lim.max_page_body}-byte limit.", size
             return None
@@ -112,3 +185,16 @@ class BlockDownloads:
                 return "download.too_large", f"Plain text of {size} bytes is over the {MAX_PLAIN_TEXT}-byte limit.", size
             return None
         return "download.type", f"Responses of type {mtype} are not page resources.", size
+
+    def _check_text_content(self, req: http.Request, mtype: str, body: bytes, session_id: str,
+                            lim: ProxyLimits) -> Verdict | None:
+        size = len(body)
+        job = sniff.job_or_document_kind(body, anywhere=False)
+        if job is not None:
+            return f"download.sniffed_{job}", f"The response carries a {job} document.", size
+        hit = encoded.find_encoded(body, lim.encoded_min_download, allow_data=_image_is_harmless)
+        if hit is not None:
+            return "download.encoded_blob", f"The response carries {hit.describe()}: an encoded file.", size
+        if session_id and (mtype in CSS_TYPES or mtype in HTML_TYPES):
+            self.fonts.record(session_id, body, req.url)
+        return None

@@ -2,24 +2,32 @@
 
 Allowed: GET/HEAD/OPTIONS without a body; POST with a small
 ``application/x-www-form-urlencoded``, ``text/plain``, JSON or XML body, or a
-multipart form without any file part. Everything else is blocked.
+multipart form without any file part. Everything else is blocked, and so is an
+allowed body that carries a file anyway: an archive or document signature at
+any offset, a printer job (PostScript, PJL) after a leading newline, an XML or
+other markup document sent as plain text, or an encoded file (base64, hex, ...)
+in the body, in one field or split over many.
 """
 
 from __future__ import annotations
 
+import json
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import HTTP
 
 from mitmproxy import http
 
-from gateway.proxy import pages, sniff
-from gateway.proxy.decision import FlowDecision, already_answered
+from gateway.proxy import encoded, pages, sniff
+from gateway.proxy.decision import FlowDecision, already_answered, route_of
 from gateway.proxy.limits import ProxyLimits
+from gateway.proxy.vendor_profiles import VendorEndpoints
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 JSON_TYPES = frozenset({"application/json", "text/json"})
 XML_TYPES = frozenset({"application/xml", "text/xml"})
+_MARKUP_DOCUMENT = ("<?xml", "<!doctype", "<svg", "<html", "<plist", "<xsl:")
+Verdict = tuple[str, str]
 
 
 def media_type(content_type: str) -> str:
@@ -31,22 +39,36 @@ def is_json_or_xml(mtype: str) -> bool:
 
 
 class BlockUploads:
-    def __init__(self, limits: ProxyLimits) -> None:
+    def __init__(self, limits: ProxyLimits, vendors: VendorEndpoints | None = None) -> None:
         self._limits = limits
+        self._vendors = vendors
+        self._by_vendor: dict[str, BlockUploads] = {}
+
+    def _for_vendor(self, vendor: str) -> BlockUploads:
+        """The same checks with the vendor profile's limits (form sizes, thresholds)."""
+        if self._vendors is None or not vendor:
+            return self
+        found = self._by_vendor.get(vendor)
+        if found is None:
+            found = self._by_vendor[vendor] = BlockUploads(self._vendors.limits_for(vendor, self._limits))
+        return found
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         """A body declared larger than any allowed one is refused before it is read."""
         if already_answered(flow):
             return
+        route = route_of(flow)
+        limits = self._for_vendor(route.vendor if route else "")._limits
         declared = flow.request.headers.get("content-length", "").strip()
-        if declared.isdigit() and int(declared) > self._limits.max_request_body:
+        if declared.isdigit() and int(declared) > limits.max_request_body:
             self._block(flow, ("upload.too_large",
                                f"A request body of {declared} bytes is over every allowed size."), int(declared))
 
     def request(self, flow: http.HTTPFlow) -> None:
         if already_answered(flow):
             return
-        verdict = self.check(flow.request)
+        route = route_of(flow)
+        verdict = self._for_vendor(route.vendor if route else "").check(flow.request)
         if verdict is not None:
             self._block(flow, verdict, len(flow.request.raw_content or b""))
 
@@ -73,30 +95,40 @@ class BlockUploads:
             return None
         if not raw:
             return None
-        kind = sniff.transfer_kind(raw)
+        kind = sniff.transfer_kind(raw) or sniff.embedded_kind(raw)
         if kind is not None:
-            return f"upload.sniffed_{kind}", f"The request body is a {kind} file, whatever its declared type."
-        if not sniff.is_textual(raw):
+            return f"upload.sniffed_{kind}", f"The request body is (or contains) a {kind} file, whatever its declared type."
+        job = sniff.job_or_document_kind(raw, anywhere=True)
+        if job is not None:
+            return f"upload.sniffed_{job}", f"The request body carries a {job} document or print job."
+        if mtype.startswith("multipart/"):
+            return self._check_multipart(ctype, raw)  # judges each part (file parts by name)
+        if not sniff.is_textual_throughout(raw):
             return "upload.binary_body", "The request body is binary data."
         size = len(raw)
+        threshold = self._limits.encoded_min_upload
         if mtype == "application/x-www-form-urlencoded":
             if size > self._limits.max_form_body:
                 return "upload.too_large", f"Form data of {size} bytes is over the {self._limits.max_form_body}-byte limit."
-            if any(sniff.has_encoded_blob(v.encode()) for v in req.urlencoded_form.values()):
-                return "upload.encoded_blob", "A form field carries an encoded file."
-            return None
+            return _check_fields([v.encode("utf-8", "surrogateescape") for v in req.urlencoded_form.values()],
+                                 threshold, self._limits.max_text_body)
         if mtype == "text/plain" or mtype == "":
             if size > self._limits.max_text_body:
                 return "upload.too_large", f"Text of {size} bytes is over the {self._limits.max_text_body}-byte limit."
+            if _is_markup_document(raw):
+                return "upload.document_as_text", "The text sent is a markup (XML/HTML/SVG) document: a file."
         elif is_json_or_xml(mtype):
             if size > self._limits.max_json_body:
                 return "upload.too_large", f"JSON/XML of {size} bytes is over the {self._limits.max_json_body}-byte limit."
-        elif mtype.startswith("multipart/"):
-            return self._check_multipart(ctype, raw)
+            if mtype in JSON_TYPES or mtype.endswith("+json"):
+                verdict = _check_json_strings(raw, threshold)
+                if verdict is not None:
+                    return verdict
         else:
             return "upload.type", f"Request bodies of type {mtype or 'unknown'} are not allowed."
-        if sniff.has_encoded_blob(raw):
-            return "upload.encoded_blob", "The request body carries an encoded file (a long base64 run)."
+        hit = encoded.find_encoded(raw, threshold, strict=True)
+        if hit is not None:
+            return "upload.encoded_blob", f"The request body carries {hit.describe()}: an encoded file."
         return None
 
     def _check_multipart(self, ctype: str, raw: bytes) -> tuple[str, str] | None:
@@ -107,14 +139,78 @@ class BlockUploads:
         )
         if not message.is_multipart():
             return "upload.multipart_malformed", "The multipart form could not be read."
+        values: list[bytes] = []
         for part in message.iter_parts() if hasattr(message, "iter_parts") else []:
-            verdict = _check_part(part)
+            verdict = _check_part(part, self._limits)
             if verdict is not None:
                 return verdict
+            payload = part.get_payload(decode=True)
+            values.append(payload if isinstance(payload, bytes) else b"")
+        hit = encoded.find_encoded_split(values, self._limits.encoded_min_upload)
+        if hit is not None:
+            return "upload.encoded_blob", f"The form fields together carry {hit.describe()}: an encoded file."
         return None
 
 
-def _check_part(part: Message) -> tuple[str, str] | None:
+def _is_markup_document(raw: bytes) -> bool:
+    head = raw[:256].lstrip().lower()
+    return head.startswith(tuple(m.encode() for m in _MARKUP_DOCUMENT)) or (
+        head.startswith(b"<") and b"</" in raw and raw.rstrip().endswith(b">")
+    )
+
+
+def _check_fields(values: list[bytes], threshold: int, max_field: int) -> Verdict | None:
+    """Form fields: each is short text without a document in it; no encoded file in one
+    field or in all of them together."""
+    for value in values:
+        if len(value) > max_field:
+            return "upload.field_too_large", f"A form field of {len(value)} bytes is over the {max_field}-byte limit."
+        if not sniff.is_textual_throughout(value):
+            return "upload.binary_body", "A form field carries binary data."
+        if _is_markup_document(value):
+            return "upload.document_as_text", "A form field carries a markup (XML/HTML/SVG) document."
+        if len(value) >= threshold // 2:
+            hit = encoded.find_encoded(value, threshold, strict=True)
+            if hit is not None:
+                return "upload.encoded_blob", f"A form field carries {hit.describe()}: an encoded file."
+    hit = encoded.find_encoded_split(values, threshold)
+    if hit is not None:
+        return "upload.encoded_blob", f"The form fields together carry {hit.describe()}: an encoded file."
+    return None
+
+
+def _json_strings(value: object, out: list[bytes], limit: int = 10_000) -> None:
+    if len(out) >= limit:
+        return
+    if isinstance(value, str):
+        out.append(value.encode("utf-8", "surrogateescape"))
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            out.append(str(k).encode("utf-8", "surrogateescape"))
+            _json_strings(v, out, limit)
+    elif isinstance(value, list):
+        for v in value:
+            _json_strings(v, out, limit)
+
+
+def _check_json_strings(raw: bytes, threshold: int) -> Verdict | None:
+    """JSON string values: an encoded file split over many strings, or a markup document in one."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None  # not JSON after all: the body rules judge it as text
+    strings: list[bytes] = []
+    _json_strings(data, strings)
+    for value in strings:
+        if _is_markup_document(value):
+            return "upload.document_as_text", "A JSON value carries a markup (XML/HTML/SVG) document."
+    hit = encoded.find_encoded_split(strings, threshold)
+    if hit is not None:
+        return "upload.encoded_blob", f"The JSON values together carry {hit.describe()}: an encoded file."
+    return None
+
+
+def _check_part(part: Message, limits: ProxyLimits) -> tuple[str, str] | None:
     disposition = str(part.get("content-disposition", ""))
     lowered = disposition.lower()
     if "filename" in lowered or part.get_filename() is not None:
@@ -126,8 +222,9 @@ def _check_part(part: Message) -> tuple[str, str] | None:
         return "upload.multipart_file", f"A form part of type {ptype} is treated as a file."
     payload = part.get_payload(decode=True)
     body = payload if isinstance(payload, bytes) else b""
-    if sniff.transfer_kind(body) is not None or not sniff.is_textual(body):
-        return "upload.multipart_file", "A form field carries binary data."
-    if sniff.has_encoded_blob(body):
-        return "upload.encoded_blob", "A form field carries an encoded file."
-    return None
+    if sniff.transfer_kind(body) is not None or sniff.embedded_kind(body) is not None:
+        return "upload.multipart_file", "A form field carries an archive or document."
+    job = sniff.job_or_document_kind(body, anywhere=True)
+    if job is not None:
+        return "upload.multipart_file", f"A form field carries a {job} document or print job."
+    return _check_fields([body], limits.encoded_min_upload, limits.max_text_body)

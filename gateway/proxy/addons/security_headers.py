@@ -1,5 +1,11 @@
 """Security headers towards the technician: CSP to the session origin only, no caching, no framing;
-HSTS when session hosts are served over TLS."""
+HSTS when session hosts are served over TLS.
+
+The CSP also carries a ``sandbox`` that keeps what EWS pages need (scripts, forms, same
+origin, dialogs, popups, frames navigating the top page) but not ``allow-downloads``: the
+browser itself refuses every download a page starts, a blob link included. A
+Permissions-Policy turns off the device features an EWS never needs (camera, clipboard
+reading, USB, ...), and a device's ``Service-Worker-Allowed`` never reaches the browser."""
 
 from __future__ import annotations
 
@@ -12,7 +18,24 @@ REMOVE = (
     "content-security-policy", "content-security-policy-report-only", "strict-transport-security",
     "alt-svc", "public-key-pins", "expect-ct", "x-frame-options", "referrer-policy",
     "x-content-type-options", "cache-control", "expires", "pragma", "access-control-allow-origin",
-    "access-control-allow-credentials",
+    "access-control-allow-credentials", "service-worker-allowed", "permissions-policy", "feature-policy",
+    "content-disposition-policy", "x-download-options",
+)
+
+# what EWS pages need; deliberately NOT allow-downloads (nor allow-popups-to-escape-sandbox,
+# so popups stay sandboxed too)
+SANDBOX = (
+    "sandbox allow-scripts allow-forms allow-same-origin allow-modals allow-popups "
+    "allow-top-navigation allow-pointer-lock"
+)
+PERMISSIONS_POLICY = (
+    "accelerometer=(), ambient-light-sensor=(), autoplay=(), bluetooth=(), camera=(), "
+    "clipboard-read=(), clipboard-write=(), display-capture=(), encrypted-media=(), "
+    "geolocation=(), gyroscope=(), hid=(), identity-credentials-get=(), idle-detection=(), "
+    "local-fonts=(), magnetometer=(), microphone=(), midi=(), otp-credentials=(), payment=(), "
+    "picture-in-picture=(), publickey-credentials-create=(), publickey-credentials-get=(), "
+    "screen-wake-lock=(), serial=(), storage-access=(), usb=(), web-share=(), "
+    "window-management=(), xr-spatial-tracking=()"
 )
 
 
@@ -21,7 +44,7 @@ def csp_for(ws_origins: str) -> str:
         "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
         "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; "
         f"connect-src 'self' {ws_origins}; frame-src 'self'; frame-ancestors 'self'; "
-        "form-action 'self'; base-uri 'self'; object-src 'none'"
+        f"form-action 'self'; base-uri 'self'; object-src 'none'; {SANDBOX}"
     ).strip()
 
 
@@ -32,6 +55,7 @@ _FIXED: tuple[tuple[bytes, bytes], ...] = (
     (b"x-frame-options", b"SAMEORIGIN"),
     (b"referrer-policy", b"same-origin"),
     (b"x-content-type-options", b"nosniff"),
+    (b"permissions-policy", PERMISSIONS_POLICY.encode()),
 )
 _HSTS = ((b"strict-transport-security", b"max-age=31536000"),)
 

@@ -1,34 +1,105 @@
-"""WebSockets carry status updates, not files: binary or large messages are dropped."""
+"""WebSockets carry status updates, not files.
+
+Binary frames are dropped both ways. Text frames from the browser count
+against the session's transfer budget and may carry no encoded file or
+document; text frames from the device may carry no encoded file or document
+and stay small. Every dropped frame is audited as ``dwa.transfer_blocked``
+(the connection stays up: the page's next status update still arrives).
+"""
 
 from __future__ import annotations
 
-from mitmproxy import http
+from typing import TYPE_CHECKING
 
+from mitmproxy import http, websocket
+
+from gateway.proxy import encoded, sniff
+from gateway.proxy.budgets import UserData
 from gateway.proxy.decision import route_of
 from gateway.proxy.limits import ProxyLimits
+from printgate.domain import AuditEventIn, Outcome
+from printgate.interfaces import AuditSink
 from printgate.logs import get_logger
+
+if TYPE_CHECKING:
+    from gateway.proxy.addons.transfer_budget import TransferBudget
 
 log = get_logger(__name__)
 
 DROPPED_KEY = "printgate.ws_dropped"
+Verdict = tuple[str, str]
 
 
 class WebSocketGuard:
-    def __init__(self, limits: ProxyLimits) -> None:
+    def __init__(self, limits: ProxyLimits, budget: TransferBudget | None = None,
+                 audit: AuditSink | None = None) -> None:
         self._limits = limits
+        self._budget = budget
+        self._audit = audit
 
-    def websocket_message(self, flow: http.HTTPFlow) -> None:
+    async def websocket_message(self, flow: http.HTTPFlow) -> None:
         if flow.websocket is None or not flow.websocket.messages:
             return
         message = flow.websocket.messages[-1]
-        if message.is_text and len(message.content) <= self._limits.max_ws_message:
+        route = route_of(flow)
+        limits = self._budget.limits_for(route) if self._budget is not None else self._limits
+        verdict = self._check(message, limits)
+        if verdict is None and message.from_client and route is not None and self._budget is not None:
+            data = UserData((("websocket", len(message.content)),))
+            over = self._budget.over_budget(route, data)
+            if over is None:
+                self._budget.charge(route, data.total)
+                return
+            verdict = over[0], over[1]
+        if verdict is None:
             return
         message.drop()
         flow.metadata[DROPPED_KEY] = int(flow.metadata.get(DROPPED_KEY, 0)) + 1
+        await self._audit_drop(flow, message, verdict)
+
+    def _check(self, message: websocket.WebSocketMessage, lim: ProxyLimits) -> Verdict | None:
+        side = "browser" if message.from_client else "device"
+        if not message.is_text:
+            return f"websocket.binary_from_{side}", f"A binary WebSocket frame from the {side} was dropped."
+        content = message.content
+        if not message.from_client and len(content) > lim.max_ws_message:
+            return ("websocket.too_large",
+                    f"A WebSocket frame of {len(content)} bytes from the device is over the {lim.max_ws_message}-byte limit.")
+        job = sniff.job_or_document_kind(content, anywhere=message.from_client)
+        if job is not None:
+            return f"websocket.document_from_{side}", f"A WebSocket frame from the {side} carries a {job} document."
+        threshold = lim.encoded_min_upload if message.from_client else lim.encoded_min_download
+        hit = encoded.find_encoded(content, threshold, strict=message.from_client)
+        if hit is not None:
+            return (f"websocket.encoded_from_{side}",
+                    f"A WebSocket frame from the {side} carries {hit.describe()}: an encoded file.")
+        return None
+
+    async def _audit_drop(self, flow: http.HTTPFlow, message: websocket.WebSocketMessage, verdict: Verdict) -> None:
+        rule, reason = verdict
         route = route_of(flow)
-        log.info(
-            "dwa.websocket_message_dropped",
-            session=route.session_id if route else None,
-            binary=not message.is_text,
-            size=len(message.content),
-        )
+        log.info("dwa.websocket_message_dropped", session=route.session_id if route else None, rule=rule,
+                 size=len(message.content))
+        if self._audit is None:
+            return
+        peer = flow.client_conn.peername
+        details: dict[str, object] = {
+            "method": flow.request.method,
+            "path": flow.request.path.split("?", 1)[0],
+            "blocked": True,
+            "rule": rule,
+            "reason": reason,
+            "direction": "request" if message.from_client else "response",
+            "transfer_type": "websocket text frame" if message.is_text else "websocket binary frame",
+            "transfer_size": len(message.content),
+            "where": "websocket",
+        }
+        try:
+            await self._audit.append(AuditEventIn(
+                type="dwa.transfer_blocked", outcome=Outcome.BLOCKED,
+                session_id=route.session_id if route else None,
+                source_ip=str(peer[0]) if peer else None, details=details,
+            ))
+        except Exception as exc:  # the frame is dropped either way; operators see the failure
+            log.error("dwa.audit_failed", error=str(exc), type="dwa.transfer_blocked")
+            flow.kill()  # what cannot be audited does not go on (fail closed)

@@ -1,0 +1,130 @@
+"""User-supplied data towards the device: per-request and per-session budgets, and no encoded
+file in the query string, in headers a script added or in cookies (alone or split over many).
+
+Runs after ``BlockUploads`` (which judged the body's type and content). Budgets and thresholds
+are the proxy's limits with the device vendor's profile applied (``vendor_endpoints.toml``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from urllib.parse import parse_qsl
+
+from mitmproxy import http
+
+from gateway.proxy import encoded, pages, sniff
+from gateway.proxy.budgets import SessionLedger, UserData, custom_headers, request_user_data
+from gateway.proxy.decision import FlowDecision, already_answered, route_of
+from gateway.proxy.limits import ProxyLimits
+from gateway.proxy.routes import RouteTable, SessionRoute
+from gateway.proxy.vendor_profiles import VendorEndpoints
+
+Verdict = tuple[str, str, int]  # rule, reason, size
+
+
+def _bytes(value: str) -> bytes:
+    return value.encode("utf-8", "surrogateescape")
+
+
+class TransferBudget:
+    def __init__(self, limits: ProxyLimits, vendors: VendorEndpoints, routes: RouteTable) -> None:
+        self._defaults = limits
+        self._vendors = vendors
+        self._ledgers: dict[str, SessionLedger] = {}
+        self._limits: dict[str, ProxyLimits] = {}  # vendor -> limits with its profile applied
+        routes.on_remove(self._session_removed)
+
+    # --- shared with the WebSocket guard ------------------------------------
+    def limits_for(self, route: SessionRoute | None) -> ProxyLimits:
+        vendor = route.vendor if route is not None else ""
+        found = self._limits.get(vendor)
+        if found is None:
+            found = self._limits[vendor] = self._vendors.limits_for(vendor, self._defaults)
+        return found
+
+    def ledger(self, session_id: str) -> SessionLedger:
+        found = self._ledgers.get(session_id)
+        if found is None:
+            found = self._ledgers[session_id] = SessionLedger()
+        return found
+
+    def over_budget(self, route: SessionRoute, data: UserData) -> Verdict | None:
+        """Why ``data`` may not be sent in this session (None: within both budgets)."""
+        lim = self.limits_for(route)
+        total = data.total
+        if total > lim.request_budget:
+            return ("budget.request",
+                    f"This request sends {total} bytes of your own data ({data.describe()}) to the device; "
+                    f"at most {lim.request_budget} bytes are allowed per request.", total)
+        used = self.ledger(route.session_id).used
+        if used + total > lim.session_budget:
+            return ("budget.session",
+                    f"This session has already sent {used} bytes of your own data to the device; "
+                    f"{total} more ({data.describe()}) would pass the {lim.session_budget}-byte session budget.",
+                    total)
+        return None
+
+    def charge(self, route: SessionRoute, size: int) -> None:
+        self.ledger(route.session_id).used += size
+
+    def _session_removed(self, session_id: str, _reason: str) -> None:
+        self._ledgers.pop(session_id, None)
+
+    # --- the request hook ----------------------------------------------------
+    def request(self, flow: http.HTTPFlow) -> None:
+        if already_answered(flow):
+            return
+        route = route_of(flow)
+        if route is None:
+            return
+        req = flow.request
+        verdict = self._encoded_outside_body(req, self.limits_for(route).encoded_min_upload)
+        ledger = self.ledger(route.session_id)
+        data, new_values = request_user_data(req, ledger)
+        if verdict is None:
+            verdict = self.over_budget(route, data)
+        if verdict is not None:
+            rule, reason, size = verdict
+            pages.block(flow, FlowDecision(True, rule, reason, "request", req.headers.get("content-type", ""), size))
+            return
+        ledger.used += data.total
+        ledger.remember(new_values)
+
+    @staticmethod
+    def _encoded_outside_body(req: http.Request, threshold: int) -> Verdict | None:
+        query = req.path.partition("?")[2]
+        fields = [_bytes(v) for _, v in parse_qsl(query, keep_blank_values=True)]
+        verdict = _check_values("query string", fields, threshold, _bytes(query))
+        if verdict is not None:
+            return verdict
+        headers = [_bytes(v) for _, v in custom_headers(req)]
+        verdict = _check_values("request headers", headers, threshold)
+        if verdict is not None:
+            return verdict
+        cookies = [_bytes(v) for _, v in req.cookies.items(multi=True)]
+        return _check_values("cookies", cookies, threshold)
+
+
+def _check_values(where: str, values: list[bytes], threshold: int, raw: bytes = b"") -> Verdict | None:
+    """Binary, a document signature or an encoded file in one value, or split over several."""
+    kind = "upload." + where.split()[0]
+    for value in values:
+        if value and not sniff.is_textual_throughout(value):
+            return f"{kind}_binary", f"The {where} carry binary data ({len(value)} bytes).", len(value)
+        job = sniff.job_or_document_kind(value, anywhere=True) if value else None
+        if job is not None:
+            return f"{kind}_document", f"The {where} carry a {job} document ({len(value)} bytes).", len(value)
+    hit = _first_hit(values, threshold) or (encoded.find_encoded(raw, threshold, strict=True) if raw else None)
+    if hit is not None:
+        return f"{kind}_encoded", f"The {where} carry {hit.describe()}: an encoded file.", hit.length
+    return None
+
+
+def _first_hit(values: Iterable[bytes], threshold: int) -> encoded.EncodedHit | None:
+    pieces = list(values)
+    for value in pieces:
+        if len(value) >= threshold // 2:
+            hit = encoded.find_encoded(value, threshold, strict=True)
+            if hit is not None:
+                return hit
+    return encoded.find_encoded_split(pieces, threshold)
