@@ -1,20 +1,24 @@
-"""nftables backend: a printgate-owned table, a timed set of ``source . port`` exceptions.
+"""nftables backend: a printgate-owned table, timed set elements per exception.
 
 The table comes from the template ``deploy/nftables/printgate.nft``. Each
-exception is a set element with ``timeout`` (it expires in the kernel even if
-the gateway dies) and ``comment`` = the rule id (so a restarted gateway can
-reconcile). ``netns`` runs every command inside that network namespace (tests).
+exception has its own element in the ``sessions`` set (``timeout``: it expires
+in the kernel even if the gateway dies; ``comment`` = the rule id, so a
+restarted gateway can reconcile), and the ``allowed`` set the packets are
+matched against holds one element per ``source . port`` that lives as long as
+the longest of its exceptions (``gateway.firewall.nft_elements``): two
+sessions from one address never share, or end, each other's exception.
+``netns`` runs every command inside that network namespace (tests).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from string import Template
 
+from gateway.firewall import nft_elements as elements
 from gateway.firewall.base import FirewallRule, validate_rule
 from printgate.errors import FirewallError
 from printgate.logs import get_logger
@@ -48,6 +52,8 @@ class NftablesFirewall:
         self._template = template
         self._rules: dict[str, FirewallRule] = {}
         self._installed = False
+        # one change at a time: each reads the kernel's exceptions on a source and port, then writes
+        self._lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ lifecycle
     async def install(self) -> None:
@@ -59,6 +65,11 @@ class NftablesFirewall:
         else:
             for port in self._protected:
                 await self._protect(port)
+            rc, _out, _err = await self._run("list", "set", "inet", self.table, elements.SESSIONS_SET, check=False)
+            if rc != 0:  # a table from before per-session elements: its ``allowed`` elements are adopted by reconcile
+                await self._run("add", "set", "inet", self.table, elements.SESSIONS_SET,
+                                f"{{ type {elements.SESSIONS_SET_TYPE}; flags timeout; }}")
+                log.info("firewall.nft.sessions_set_added", table=self.table, netns=self.netns)
         self._installed = True
 
     async def aclose(self) -> None:
@@ -73,37 +84,81 @@ class NftablesFirewall:
     # ------------------------------------------------------------------ Firewall
     async def allow(self, rule_id: str, src: str, dport: int, timeout_s: int) -> None:
         src = validate_rule(rule_id, src, dport, timeout_s)
+        async with self._lock:
+            await self._allow(rule_id, src, dport, timeout_s)
+
+    async def revoke(self, rule_id: str) -> None:
+        async with self._lock:
+            await self._revoke(rule_id)
+
+    async def reconcile(self, live_rule_ids: Iterable[str]) -> list[str]:
+        """Remove kernel elements whose rule id is not live; adopt the live ones.
+
+        ``allowed`` elements without any ``sessions`` element (left by a gateway
+        from before per-session elements, or by a crash between two commands)
+        are adopted when their comment names a live rule and removed otherwise.
+        """
+        async with self._lock:
+            return await self._reconcile(set(live_rule_ids))
+
+    async def _allow(self, rule_id: str, src: str, dport: int, timeout_s: int) -> None:
         if not self._installed:
             await self.install()
         if dport not in self._protected:
             await self._protect(dport)
-        if rule_id in self._rules:
-            await self.revoke(rule_id)
-        element = f'{{ {src} . {dport} timeout {int(timeout_s)}s comment "{rule_id}" }}'
-        await self._run("add", "element", "inet", self.table, "allowed", element)
-        self._rules[rule_id] = FirewallRule(rule_id, src, dport, time.monotonic() + timeout_s)
-        log.info("firewall.allow", rule=rule_id, src=src, dport=dport, timeout_s=timeout_s)
+        previous = self._rules.get(rule_id)
+        if previous is not None and (previous.src, previous.dport) != (src, dport):
+            await self._revoke(rule_id)  # the same rule id moved to another source or port
+        now = time.monotonic()
+        rule = FirewallRule(rule_id, src, dport, now + timeout_s)
+        others = self._others(rule, await self.list_rules(), now)
+        tag = elements.rule_tag(rule_id)
+        clash = next((r.rule_id for r in others if elements.rule_tag(r.rule_id) == tag), None)
+        if clash is not None:
+            raise FirewallError(
+                f"firewall rule {rule_id}: its nftables tag equals that of {clash} on {src}:{dport}; "
+                "end that session or open this one again under a new id"
+            )
+        await self._transaction(elements.grant_commands(self.table, rule, others, now))
+        self._rules[rule_id] = rule
+        log.info("firewall.allow", rule=rule_id, src=src, dport=dport, timeout_s=timeout_s,
+                 sharing=len(others))
 
-    async def revoke(self, rule_id: str) -> None:
+    async def _revoke(self, rule_id: str) -> None:
         rule = self._rules.pop(rule_id, None)
-        targets = [rule] if rule is not None else [r for r in await self.list_rules() if r.rule_id == rule_id]
+        held = await self.list_rules()  # the kernel's count of exceptions, even those of a previous gateway
+        targets = [rule] if rule is not None else [r for r in held if r.rule_id == rule_id]
+        now = time.monotonic()
         for r in targets:
-            await self._run("delete", "element", "inet", self.table, "allowed",
-                            f"{{ {r.src} . {r.dport} }}", check=False)
-            await self._forget_connections(r.src, r.dport)
-            log.info("firewall.revoke", rule=rule_id, src=r.src, dport=r.dport)
+            remaining = self._others(r, held, now)
+            await self._transaction(elements.end_commands(self.table, r, remaining, now))
+            if not remaining:  # another live session from this source keeps its connections
+                await self._forget_connections(r.src, r.dport)
+            log.info("firewall.revoke", rule=rule_id, src=r.src, dport=r.dport, still_allowed_for=len(remaining))
 
-    async def reconcile(self, live_rule_ids: Iterable[str]) -> list[str]:
-        """Remove kernel elements whose rule id is not live; adopt the live ones."""
-        live = set(live_rule_ids)
+    async def _reconcile(self, live: set[str]) -> list[str]:
+        if not self._installed:
+            await self.install()
+        rules = await self.list_rules()
+        held = {(r.src, r.dport) for r in rules}
+        now = time.monotonic()
         removed: list[str] = []
-        for rule in await self.list_rules():
-            if rule.rule_id in live:
-                self._rules[rule.rule_id] = rule
-                continue
+        for orphan in await self._orphans(held):
+            if orphan.rule_id in live:
+                await self._transaction(elements.grant_commands(self.table, orphan, [], now))
+                rules.append(orphan)
+            else:
+                await self._transaction(elements.end_commands(self.table, orphan, [], now))
+                await self._forget_connections(orphan.src, orphan.dport)
+                log.info("firewall.revoke", rule=orphan.rule_id, src=orphan.src, dport=orphan.dport,
+                         still_allowed_for=0)
+                removed.append(orphan.rule_id)
+        for rule in rules:
             self._rules[rule.rule_id] = rule
-            await self.revoke(rule.rule_id)
-            removed.append(rule.rule_id)
+        for rule in rules:
+            if rule.rule_id not in live:
+                await self._revoke(rule.rule_id)
+                removed.append(rule.rule_id)
         return removed
 
     def is_allowed(self, src: str, dport: int) -> bool:
@@ -112,25 +167,38 @@ class NftablesFirewall:
 
     # ------------------------------------------------------------------ kernel state
     async def list_rules(self) -> list[FirewallRule]:
-        rc, out, err = await self._run("-j", "list", "set", "inet", self.table, "allowed", check=False)
+        """One rule per exception the kernel holds (the ``sessions`` set)."""
+        return elements.session_rules(await self._list_set(elements.SESSIONS_SET))
+
+    async def _orphans(self, held: set[tuple[str, int]]) -> list[FirewallRule]:
+        """``allowed`` elements no exception holds, as rules named after their comment."""
+        now = time.monotonic()
+        return [
+            FirewallRule(e.comment, str(e.values[0]), int(e.values[1]), now + e.expires_in_s)
+            for e in await self._list_set(elements.ALLOWED_SET)
+            if len(e.values) == 2 and (str(e.values[0]), int(e.values[1])) not in held
+        ]
+
+    async def _list_set(self, name: str) -> list[elements.SetElement]:
+        rc, out, err = await self._run("-j", "list", "set", "inet", self.table, name, check=False)
         if rc != 0:
             if "No such file" in err:
                 return []
-            raise FirewallError(f"cannot list nftables set inet {self.table} allowed: {err.strip()}")
-        rules: list[FirewallRule] = []
-        for item in json.loads(out).get("nftables", []):
-            for elem in item.get("set", {}).get("elem", []):
-                body = elem.get("elem", elem) if isinstance(elem, dict) else {}
-                val = body.get("val", {}) if isinstance(body, dict) else {}
-                concat = val.get("concat") if isinstance(val, dict) else None
-                if not concat or len(concat) != 2:
-                    continue
-                expires = float(body.get("expires", body.get("timeout", 0)))
-                rules.append(FirewallRule(
-                    rule_id=str(body.get("comment", "")), src=str(concat[0]), dport=int(concat[1]),
-                    expires_at=time.monotonic() + expires,
-                ))
-        return rules
+            raise FirewallError(f"cannot list nftables set inet {self.table} {name}: {err.strip()}")
+        try:
+            return list(elements.parse_set(out))
+        except (ValueError, TypeError) as exc:
+            raise FirewallError(f"nft listed set inet {self.table} {name} in a form printgate cannot read: {exc}") from None
+
+    @staticmethod
+    def _others(rule: FirewallRule, held: list[FirewallRule], now: float) -> list[FirewallRule]:
+        """The other live exceptions on ``rule``'s source and port."""
+        return [r for r in held
+                if r.rule_id != rule.rule_id and r.src == rule.src and r.dport == rule.dport and r.expires_at > now]
+
+    async def _transaction(self, commands: list[str]) -> None:
+        """Apply ``commands`` as one nft transaction: all or nothing."""
+        await self._run("-f", "-", stdin="\n".join(commands) + "\n")
 
     async def _protect(self, port: int) -> None:
         await self._run("add", "element", "inet", self.table, "protected_ports", f"{{ {int(port)} }}")

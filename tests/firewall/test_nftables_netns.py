@@ -9,10 +9,11 @@ import textwrap
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from string import Template
 
 import pytest
 
-from gateway.firewall import NftablesFirewall
+from gateway.firewall import NftablesFirewall, reconcile_with_sessions
 from printgate.errors import FirewallError
 from tests.firewall.conftest import Lan, sh
 
@@ -108,3 +109,136 @@ async def test_rule_that_cannot_be_installed_fails_closed(lan: Lan) -> None:
     with pytest.raises(FirewallError):
         await broken.allow("s4-tech", lan.tech_ip, lan.port, 60)
     assert not broken.is_allowed(lan.tech_ip, lan.port)
+
+
+def set_elements(lan: Lan, name: str) -> str:
+    out = sh("ip", "netns", "exec", lan.gw, "nft", "list", "set", "inet", "printgate", name).stdout
+    return out.split("elements", 1)[1] if "elements" in out else ""
+
+
+async def fetch(lan: Lan) -> str:
+    return await asyncio.to_thread(lan.fetch, lan.tech, lan.gw_ip_tech)
+
+
+@pytest.mark.parametrize("ends_first", ["s-one-tech", "s-two-tech"])
+async def test_ending_one_of_two_sessions_from_one_address_keeps_the_other(
+    lan: Lan, nft: NftablesFirewall, ends_first: str
+) -> None:
+    await nft.allow("s-one-tech", lan.tech_ip, lan.port, 60)
+    await nft.allow("s-two-tech", lan.tech_ip, lan.port, 60)
+    sessions = set_elements(lan, "sessions")
+    assert '"s-one-tech"' in sessions and '"s-two-tech"' in sessions  # one element each
+
+    await nft.revoke(ends_first)
+    still = "s-two-tech" if ends_first == "s-one-tech" else "s-one-tech"
+    assert await fetch(lan) == "200"  # the other session's technician still gets through
+    assert f'"{ends_first}"' not in set_elements(lan, "sessions")
+    assert f'"{still}"' in set_elements(lan, "sessions")
+    assert lan.tech_ip in set_elements(lan, "allowed")
+    assert nft.is_allowed(lan.tech_ip, lan.port)
+
+    await nft.revoke(still)
+    assert await fetch(lan) == "000"
+    assert lan.tech_ip not in nft_list(lan)
+
+
+@pytest.mark.parametrize("short_first", [True, False])
+async def test_expiry_of_one_session_leaves_the_other_sessions_exception(
+    lan: Lan, nft: NftablesFirewall, short_first: bool
+) -> None:
+    grants = [("s-short-tech", 2), ("s-long-tech", 60)]
+    for rule_id, timeout in grants if short_first else grants[::-1]:
+        await nft.allow(rule_id, lan.tech_ip, lan.port, timeout)
+    deadline = time.monotonic() + 6
+    while '"s-short-tech"' in set_elements(lan, "sessions") and time.monotonic() < deadline:
+        await asyncio.sleep(0.25)
+    assert '"s-short-tech"' not in set_elements(lan, "sessions")  # expired in the kernel
+    await asyncio.sleep(0.5)
+    assert await fetch(lan) == "200"
+    await nft.revoke("s-short-tech")  # the broker ends the expired session late: no effect on the other
+    assert await fetch(lan) == "200"
+    await nft.revoke("s-long-tech")
+    assert await fetch(lan) == "000"
+
+
+async def test_concurrent_grants_from_one_address_keep_the_longest(lan: Lan, nft: NftablesFirewall) -> None:
+    await asyncio.gather(nft.allow("s-c1-tech", lan.tech_ip, lan.port, 60),
+                         nft.allow("s-c2-tech", lan.tech_ip, lan.port, 2))
+    await asyncio.sleep(3)
+    assert await fetch(lan) == "200"
+    assert "1m" in set_elements(lan, "allowed") or "59s" in set_elements(lan, "allowed")
+    await nft.revoke("s-c1-tech")
+    assert await fetch(lan) == "000"
+
+
+async def test_ending_one_session_keeps_the_other_sessions_open_connection(
+    lan: Lan, nft: NftablesFirewall
+) -> None:
+    """A connection made under the remaining session survives the other's end (no conntrack flush)."""
+    await nft.allow("s-kept-tech", lan.tech_ip, lan.port, 60)
+    await nft.allow("s-ended-tech", lan.tech_ip, lan.port, 60)
+    client = textwrap.dedent(f"""
+        import socket, sys
+        s = socket.create_connection(({lan.gw_ip_tech!r}, {lan.port}), timeout=5)
+        print("connected", flush=True)
+        sys.stdin.readline()
+        try:
+            s.sendall(b"GET / HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n")
+            print(s.recv(12).decode(errors="replace"), flush=True)
+        except OSError as exc:
+            print("failed", exc, flush=True)
+    """)
+    proc = subprocess.Popen(["ip", "netns", "exec", lan.tech, sys.executable, "-c", client],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert await asyncio.to_thread(proc.stdout.readline) == "connected\n"
+        await nft.revoke("s-ended-tech")
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        answer = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 10)
+        assert answer.startswith("HTTP/1.0 200"), answer
+    finally:
+        proc.kill()
+        proc.wait(timeout=5)
+    await nft.revoke("s-kept-tech")
+
+
+async def test_reconcile_removes_a_gone_session_but_keeps_a_live_one_on_the_same_address(
+    lan: Lan, nft: NftablesFirewall
+) -> None:
+    await nft.allow("live-tech", lan.tech_ip, lan.port, 60)
+    await nft.allow("gone-tech", lan.tech_ip, lan.port, 60)
+    restarted = NftablesFirewall("printgate", netns=lan.gw, protected_ports=[lan.port])
+    await restarted.install()
+    removed = await reconcile_with_sessions(restarted, ["live"])
+    assert removed == ["gone-tech"]
+    assert {r.rule_id for r in await restarted.list_rules()} == {"live-tech"}
+    assert await fetch(lan) == "200"
+    assert restarted.is_allowed(lan.tech_ip, lan.port)
+    await restarted.revoke("live-tech")
+    assert await fetch(lan) == "000"
+
+
+async def test_a_table_from_before_per_session_elements_is_adopted(lan: Lan) -> None:
+    old_template = (ROOT / "deploy/nftables/printgate.nft").read_text().replace("\tset sessions {\n\t\ttype ipv4_addr . inet_service . mark\n\t\tflags timeout\n\t}\n", "")
+    assert "sessions" not in old_template.split("table inet", 1)[1]
+    legacy = subprocess.run(
+        ["ip", "netns", "exec", lan.gw, "nft", "-f", "-"], check=True, text=True, timeout=30,
+        input=Template(old_template).substitute(table="printgate", ports=f"elements = {{ {lan.port} }}")
+        + f'add element inet printgate allowed {{ {lan.tech_ip} . {lan.port} timeout 60s comment "old-live-tech" }}\n'
+        + f'add element inet printgate allowed {{ {lan.attacker_ip} . {lan.port} timeout 60s comment "old-gone-tech" }}\n',
+    )
+    assert legacy.returncode == 0
+    fw = NftablesFirewall("printgate", netns=lan.gw, protected_ports=[lan.port])
+    try:
+        await fw.install()
+        assert await fw.reconcile(["old-live-tech"]) == ["old-gone-tech"]
+        assert {r.rule_id for r in await fw.list_rules()} == {"old-live-tech"}
+        assert await fetch(lan) == "200"
+        assert lan.attacker_ip not in nft_list(lan)
+        await fw.allow("new-tech", lan.tech_ip, lan.port, 60)
+        await fw.revoke("old-live-tech")
+        assert await fetch(lan) == "200"
+    finally:
+        await fw.remove_table()
