@@ -62,3 +62,8 @@ async def wait_status(config: Path, predicate: Any, *, timeout: float, what: str
 def queued_ids(data_dir: Path) -> set[str]:
     with sqlite3.connect(data_dir / "readings.sqlite") as db:
         return {i for (i,) in db.execute("SELECT id FROM queued")}
+
+
+def dropped_count(data_dir: Path) -> int:
+    with sqlite3.connect(data_dir / "readings.sqlite") as db:
+        return int(db.execute("SELECT coalesce(sum(count), 0) FROM drops").fetchone()[0])

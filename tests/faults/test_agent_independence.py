@@ -1,5 +1,7 @@
 """The agent on its own: restarted while the cloud is down it polls from its own inventory, SIGTERM
-stops it within its deadline, and the readings it kept arrive exactly once when the cloud is back."""
+stops it within its deadline, its bounded queue drops the oldest readings and counts them, and when
+the cloud is back every kept reading arrives exactly once and every dropped one is reported:
+readings taken = stored + dropped-and-reported."""
 
 from __future__ import annotations
 
@@ -12,8 +14,16 @@ from agent.channel.enroll import enroll
 from lab.catalog import PRINTERS
 from lab.ports import free_tcp_port
 from printgate.cli.demo_system import DemoSystem
+from printgate.store.models.agent_health import ReadingsDropRow
 from printgate.store.models.readings import ReadingRow
-from tests.faults.agent_proc import queued_ids, start_agent, stop, wait_status, write_config
+from tests.faults.agent_proc import (
+    dropped_count,
+    queued_ids,
+    start_agent,
+    stop,
+    wait_status,
+    write_config,
+)
 
 DEADLINE = 4.0
 
@@ -34,8 +44,8 @@ async def test_agent_restarted_without_cloud_polls_stops_in_time_and_delivers_ex
                      upload_interval_seconds=0.5, scan_interval_seconds=3600.0,
                      stop_deadline_seconds=DEADLINE)
         online = write_config(tmp_path / "online.toml", agent)
-        offline = write_config(tmp_path / "offline.toml",
-                               {**agent, "cloud_grpc": f"127.0.0.1:{free_tcp_port()}"})  # nothing listens
+        offline = write_config(tmp_path / "offline.toml",  # nothing listens there; a small queue
+                               {**agent, "cloud_grpc": f"127.0.0.1:{free_tcp_port()}", "queue_max_readings": 9})
         log = tmp_path / "agent.log"
 
         # 1. a first run with the cloud there: the agent learns its printers
@@ -49,8 +59,8 @@ async def test_agent_restarted_without_cloud_polls_stops_in_time_and_delivers_ex
         # 2. restarted while the cloud is unreachable: it polls at once, queues, says so
         proc = await start_agent(offline, log)
         try:
-            st = await wait_status(offline, lambda s: (s.get("queue_length") or 0) >= 9,
-                                   timeout=30, what="readings polled and queued without the cloud")
+            st = await wait_status(offline, lambda s: (s.get("queue_length") or 0) >= 9 and s.get("dropped"),
+                                   timeout=30, what="readings polled, queued and overflowing without the cloud")
             assert st["running"] and st["channel"] != "ready"
             assert st["oldest_queued"] is not None
             names = {t["name"] for t in st["tasks"]}
@@ -60,7 +70,9 @@ async def test_agent_restarted_without_cloud_polls_stops_in_time_and_delivers_ex
         assert proc.returncode == 0
         assert took < DEADLINE + 2.0, f"SIGTERM with the cloud down took {took:.1f}s (deadline {DEADLINE}s)"
         kept = queued_ids(agent_dir)
-        assert len(kept) >= 9
+        assert len(kept) >= 9  # the bound, plus the sealed batch in flight (never dropped)
+        dropped = dropped_count(agent_dir)
+        assert dropped > 0
 
         # 3. the cloud is back: every kept reading arrives, none twice
         before = set(await _cloud_ids(system))
@@ -74,4 +86,9 @@ async def test_agent_restarted_without_cloud_polls_stops_in_time_and_delivers_ex
             await stop(proc)
         async with system.cloud.db.session() as s:
             rows = (await s.execute(select(func.count(), func.count(ReadingRow.id.distinct())))).one()
-        assert rows[0] == rows[1]
+            stored_after = set((await s.execute(select(ReadingRow.id))).scalars())
+            reported = {(d.ip, d.kind, d.reason): d.count for d in (await s.execute(select(ReadingsDropRow))).scalars()}
+        assert rows[0] == rows[1]  # no duplicates
+        assert kept <= stored_after
+        assert sum(reported.values()) == dropped  # every reading taken offline is stored or reported lost
+        assert {reason for _, _, reason in reported} == {"agent queue overflow"}
