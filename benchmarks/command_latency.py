@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from agent.channel.command_guard import CommandGuard  # noqa: E402
 from agent.channel.enroll import EnrolledIdentity, key_pem, make_csr, new_key  # noqa: E402
+from audit.log import AuditLog  # noqa: E402
 from gateway.channel.ca import AgentCA  # noqa: E402
 from gateway.channel.grpc_server import AgentChannelServer  # noqa: E402
 from gateway.channel.handlers import ChannelHandlers  # noqa: E402
@@ -42,7 +43,6 @@ from lab.ports import free_tcp_port  # noqa: E402
 from printgate.domain import Customer, CustomerId, Dealer, DealerId, Site, SiteId  # noqa: E402
 from printgate.store import channel as store  # noqa: E402
 from printgate.store import tenants  # noqa: E402
-from printgate.store.audit_table import TableAuditSink  # noqa: E402
 from printgate.store.db import Database, migrate  # noqa: E402
 from printgate.wire import agent_pb2 as pb  # noqa: E402
 from printgate.wire.topics import GATEWAY_USER  # noqa: E402
@@ -168,7 +168,7 @@ async def parent(args: argparse.Namespace) -> dict[str, object]:
         return None
 
     handlers = ChannelHandlers(nothing, nothing, nothing)
-    server = AgentChannelServer("127.0.0.1", free_tcp_port(), ca=ca, db=db, audit=TableAuditSink(db),
+    server = AgentChannelServer("127.0.0.1", free_tcp_port(), ca=ca, db=db, audit=AuditLog(db, None),
                                 hub=hub, handlers=handlers)
     await server.start()
     broker, bdir, bport = start_broker(ca)

@@ -90,9 +90,9 @@ async def open_overhead(runs: int = 300) -> dict[str, float]:
     import statistics
     import tempfile
 
+    from audit.log import AuditLog
     from printgate.domain import Agent, AuditEventIn, Customer, Dealer, Site
     from printgate.store import identity as repo
-    from printgate.store.audit_table import TableAuditSink
     from printgate.store.db import Database, migrate
     from printgate.store.devices import add_device, get_device
     from printgate.store.tenants import (
@@ -120,7 +120,7 @@ async def open_overhead(runs: int = 300) -> dict[str, float]:
                 await add_device(s, Device(DeviceId("x"), SiteId("s1"), AgentId("a1"), "127.0.20.1",
                                            DeviceIdentity(model="HP M404")), now=now)
                 await repo.save_ruleset(s, "d1", tenant_rules(), actor="bench", now=now)
-            sink = TableAuditSink(db)
+            sink = AuditLog(db, None)  # the real chained log (no checkpoint signing)
             user = User(UserId("u1"), "t@example.org", "T", frozenset({Role.TECHNICIAN}), DealerId("d1"))
             cache: dict[tuple[str, int], object] = {}
 

@@ -14,36 +14,15 @@ from dataclasses import dataclass, field
 import pytest
 
 from gateway.agent_events import AgentEvents
-from printgate.domain import (
-    Agent,
-    AgentId,
-    AuditEventIn,
-    Customer,
-    CustomerId,
-    Dealer,
-    DealerId,
-    Outcome,
-    SessionId,
-    Site,
-    SiteId,
-)
+from printgate.domain import Outcome, SessionId, SiteId
 from printgate.store import devices, tenants
 from printgate.store.db import Database
+from printgate.testing.audit import RecordingAuditSink
+from printgate.testing.tenancy import Tenancy
 from printgate.wire import agent_pb2 as pb
 
 AGENT = "agent-1"
 SITE = SiteId("site-1")
-
-
-@dataclass
-class AuditRecorder:
-    events: list[AuditEventIn] = field(default_factory=list)
-
-    async def append(self, event: AuditEventIn) -> None:
-        self.events.append(event)
-
-    def types(self) -> list[str]:
-        return [e.type for e in self.events]
 
 
 @dataclass
@@ -80,7 +59,7 @@ class Presence:
 @dataclass
 class Rig:
     events: AgentEvents
-    audit: AuditRecorder
+    audit: RecordingAuditSink
     sessions: SessionsRecorder
     presence: Presence
     db: Database
@@ -88,15 +67,8 @@ class Rig:
 
 @pytest.fixture
 async def rig(db: Database) -> AsyncIterator[Rig]:
-    async with db.transaction() as s:
-        await tenants.add_dealer(s, Dealer(DealerId("dealer-1"), "Dealer"))
-        await s.flush()
-        await tenants.add_customer(s, Customer(CustomerId("cust-1"), DealerId("dealer-1"), "Customer"))
-        await s.flush()
-        await tenants.add_site(s, Site(SITE, CustomerId("cust-1"), "HQ"))
-        await s.flush()
-        await tenants.add_agent(s, Agent(AgentId(AGENT), SITE, "agent"))
-    audit, sessions, presence = AuditRecorder(), SessionsRecorder(), Presence()
+    await Tenancy().chain(dealer="dealer-1", customer="cust-1", site=SITE, agent=AGENT).save(db)
+    audit, sessions, presence = RecordingAuditSink(), SessionsRecorder(), Presence()
     events = AgentEvents(db=db, audit=audit, sessions=sessions, presence=presence,
                          loss_grace_s=0.3, resume_delay_s=0.05)
     yield Rig(events, audit, sessions, presence, db)

@@ -19,8 +19,8 @@ from gateway.channel.grpc_server import AgentChannelServer
 from gateway.channel.hub import AgentHub
 from lab.ports import free_tcp_port
 from printgate.store import channel as channel_store
-from printgate.store.audit_table import TableAuditSink
 from printgate.store.db import Database
+from printgate.testing.audit import ReadableAuditLog
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import agent_pb2_grpc as pb_grpc
 from tests.channel.conftest import Recorder, make_tenancy
@@ -49,7 +49,7 @@ def _renew_until(stop: threading.Event, target: str, ca_pem: bytes, key_pem: byt
 async def test_renewals_racing_a_revocation_leave_no_working_certificate(db: Database, tmp_path: Path) -> None:
     site, _ = await make_tenancy(db)
     ca = AgentCA.load_or_create(tmp_path / "ca")
-    server = AgentChannelServer("127.0.0.1", free_tcp_port(), ca=ca, db=db, audit=TableAuditSink(db),
+    server = AgentChannelServer("127.0.0.1", free_tcp_port(), ca=ca, db=db, audit=ReadableAuditLog(db, None),
                                 hub=AgentHub(ca.command_key), handlers=Recorder().handlers(),
                                 enrol_port=free_tcp_port(), revocation_poll_s=0.2)
     async with server:

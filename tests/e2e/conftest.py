@@ -12,7 +12,7 @@ from playwright.async_api import Browser, async_playwright
 
 from lab.catalog import PRINTERS
 from printgate.cli.demo_system import DemoSystem
-from tests.conftest import psql
+from printgate.testing.database import psql
 
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -22,28 +22,18 @@ from lab.snmp import recording_path
 from portal.app import create_app
 from portal.fleet import fleet_router
 from printgate.domain import (
-    Agent,
-    AgentId,
-    Customer,
-    CustomerId,
-    Dealer,
-    DealerId,
-    Device,
-    DeviceId,
     DeviceIdentity,
     Reading,
     ReadingKind,
     Role,
-    Site,
-    SiteId,
     User,
 )
 from printgate.settings import PortalSettings
 from printgate.store.db import Database
-from printgate.store.devices import add_device
-from printgate.store.tenants import add_agent, add_customer, add_dealer, add_site
-from tests.portal.conftest import Clock, create_user, sign_in
-from tests.portal.fake_broker import PolicyBroker, RecordingAudit
+from printgate.testing.audit import RecordingAuditSink
+from printgate.testing.broker import PolicyBroker
+from printgate.testing.portal import Clock, create_user, sign_in
+from printgate.testing.tenancy import Tenancy
 
 M130_SERIAL = "VNCRC48198"  # serial in jetdirect_m130nw(-alerts).snmprec
 BROTHER_SERIAL = "B9J154306"
@@ -54,28 +44,17 @@ async def seed_fleet(db: Database) -> None:
     """d1 owns c1 (agent a1 online: M130 by serial, Canon by ip only) and c2
     (agent a2 offline: Brother); d2 owns c3 whose device has the M130's
     serial and ip too (a mapping must never cross sites)."""
-    async with db.transaction() as s:
-        for d in ("d1", "d2"):
-            await add_dealer(s, Dealer(DealerId(d), f"Dealer {d}"))
-        await s.flush()
-        for cid, dealer in (("c1", "d1"), ("c2", "d1"), ("c3", "d2")):
-            await add_customer(s, Customer(CustomerId(cid), DealerId(dealer), f"Customer {cid}"))
-        await s.flush()
-        for cid in ("c1", "c2", "c3"):
-            await add_site(s, Site(SiteId(f"s-{cid}"), CustomerId(cid), f"HQ {cid}"))
-        await s.flush()
-        for cid, online in (("c1", True), ("c2", False), ("c3", True)):
-            await add_agent(s, Agent(AgentId(f"a-{cid}"), SiteId(f"s-{cid}"), "agent", online=online))
-        await s.flush()
-        for did, cid, ip, serial, name in (
-            ("dev-m130", "c1", "127.0.20.15", M130_SERIAL, "Front desk M130"),
-            ("dev-canon", "c1", "127.0.20.12", None, "Canon in the lab"),
-            ("dev-brother", "c2", "127.0.20.11", BROTHER_SERIAL, "Warehouse Brother"),
-            ("dev-foreign", "c3", "127.0.20.15", M130_SERIAL, "Other dealer M130"),
-        ):
-            await add_device(s, Device(DeviceId(did), SiteId(f"s-{cid}"), AgentId(f"a-{cid}"), ip,
-                                       DeviceIdentity(serial=serial, model="recorded"), name=name),
-                             now=T0)
+    t = Tenancy().dealer("d1").dealer("d2")
+    for cid, dealer, online in (("c1", "d1", True), ("c2", "d1", False), ("c3", "d2", True)):
+        t.customer(cid, dealer).site(f"s-{cid}", cid, f"HQ {cid}").agent(f"a-{cid}", f"s-{cid}", online=online)
+    for did, cid, ip, serial, name in (
+        ("dev-m130", "c1", "127.0.20.15", M130_SERIAL, "Front desk M130"),
+        ("dev-canon", "c1", "127.0.20.12", None, "Canon in the lab"),
+        ("dev-brother", "c2", "127.0.20.11", BROTHER_SERIAL, "Warehouse Brother"),
+        ("dev-foreign", "c3", "127.0.20.15", M130_SERIAL, "Other dealer M130"),
+    ):
+        t.device(did, f"s-{cid}", f"a-{cid}", ip, DeviceIdentity(serial=serial, model="recorded"), name=name)
+    await t.save(db, now=T0)
 
 
 def reading_of(recording: str, *, ip: str, at: datetime, kinds: Sequence[ReadingKind] = tuple(ReadingKind),
@@ -112,7 +91,7 @@ class FleetPortal:
 def fleet_app(db: Database, base: str = "http://portal.test") -> FleetPortal:
     clock = Clock()
     settings = PortalSettings(public_url=base, secret_key=secrets.token_urlsafe(32))
-    app = create_app(settings, db=db, broker=PolicyBroker(db, clock, base), audit=RecordingAudit(),
+    app = create_app(settings, db=db, broker=PolicyBroker(db, clock, base), audit=RecordingAuditSink(),
                      clock=clock, extra_routers=[fleet_router(db)])
     return FleetPortal(db, clock, app)
 
@@ -128,7 +107,7 @@ async def signed_in(fp: FleetPortal, *roles: Role, dealer: str | None = "d1",
                     customer: str | None = None) -> tuple[httpx.AsyncClient, User]:
     user, secret = await create_user(fp.db, *roles, dealer=dealer, customer=customer)
     client = fp.client()
-    await sign_in(client, fp, user, secret)  # type: ignore[arg-type]
+    await sign_in(client, fp, user, secret)
     return client, user
 
 

@@ -10,7 +10,8 @@ from fastapi import APIRouter
 
 from portal.app import create_app
 from printgate.domain import Role
-from tests.portal.conftest import Portal, create_user, csrf_of, password_step, sign_in
+from printgate.testing.portal import create_user, csrf_of, password_step, sign_in
+from tests.portal.conftest import Portal
 
 
 async def signed_in(portal: Portal, *roles: Role, **kw) -> tuple[httpx.AsyncClient, object]:  # type: ignore[no-untyped-def]
@@ -34,7 +35,7 @@ async def test_dealer_admin_changes_roles_inside_own_dealer_only(portal: Portal)
         r = await post(admin, "/admin/users", f"/admin/users/{tech_user.id}/roles",
                        {"roles": ["viewer", "technician"]})
         assert r.status_code == 303
-        changed = [e for e in portal.audit.of_type("rbac.roles_changed") if e.actor == admin_user.email]
+        changed = [e for e in portal.audit.of("rbac.roles_changed") if e.actor == admin_user.email]
         assert changed[-1].details["to"] == ["technician", "viewer"]
         r = await post(admin, "/admin/users", f"/admin/users/{tech_user.id}/roles", {"roles": ["customer_admin"]})
         assert r.status_code == 422
@@ -106,7 +107,7 @@ async def test_policy_edits_are_validated_versioned_and_enforced(portal: Portal)
         assert "version" in page.text and "freeze" in page.text
         r = await post(tech, "/devices", "/devices/dev-c-open/open")
         assert r.status_code == 403 and "change freeze" in r.text and "rule.deny" in r.text
-        assert [e for e in portal.audit.of_type("policy.changed") if e.actor == admin_user.email]
+        assert [e for e in portal.audit.of("policy.changed") if e.actor == admin_user.email]
     finally:
         await post(admin, "/admin/policy", "/admin/policy", {"rules": '{"rules": []}'})
         await admin.aclose()
@@ -133,7 +134,8 @@ async def test_api_token_scopes_and_revocation(portal: Portal) -> None:
 
 
 async def test_extra_routers_from_other_areas_are_mounted(portal: Portal) -> None:
-    from tests.portal.fake_broker import PolicyBroker, RecordingAudit
+    from printgate.testing.audit import RecordingAuditSink
+    from printgate.testing.broker import PolicyBroker
 
     extra = APIRouter()
 
@@ -142,6 +144,6 @@ async def test_extra_routers_from_other_areas_are_mounted(portal: Portal) -> Non
         return {"pong": "yes"}
 
     app = create_app(portal.settings, db=portal.db, broker=PolicyBroker(portal.db, portal.clock, portal.url),
-                     audit=RecordingAudit(), extra_routers=[extra])
+                     audit=RecordingAuditSink(), extra_routers=[extra])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         assert (await c.get("/api/fleet/ping")).json() == {"pong": "yes"}

@@ -24,15 +24,18 @@ from gateway.channel.handlers import ChannelHandlers
 from gateway.channel.hub import AgentHub
 from lab.ports import free_tcp_port
 from portal.app import create_app
-from printgate.domain import Customer, CustomerId, Dealer, DealerId, Role, Site, SiteId, User
+from printgate.domain import Role, User
 from printgate.settings import PortalSettings
 from printgate.store import channel as channel_store
 from printgate.store import tenants
 from printgate.store.db import Database
+from printgate.testing.audit import RecordingAuditSink
+from printgate.testing.broker import PolicyBroker
+from printgate.testing.database import fresh_database
+from printgate.testing.portal import Clock, create_user, csrf_of, served, sign_in
+from printgate.testing.tenancy import Tenancy
 from printgate.wire import agent_pb2 as pb
-from tests.portal.conftest import Clock, Portal, create_user, csrf_of, sign_in
-from tests.portal.fake_broker import PolicyBroker, RecordingAudit
-from tests.portal.served import fresh_database, served
+from tests.portal.conftest import Portal
 
 TOKEN_RE = re.compile(r"printgate agent enroll --url (\S+) --token (pgenrol_[A-Za-z0-9_-]+)")
 
@@ -43,7 +46,7 @@ class AgentsCloud:
     server: AgentChannelServer
     ca: AgentCA
     hub: AgentHub
-    audit: RecordingAudit
+    audit: RecordingAuditSink
     tmp: Path
 
     async def admin(self, dealer: str = "d1") -> tuple[User, str | None]:
@@ -51,15 +54,10 @@ class AgentsCloud:
 
 
 async def _seed(db: Database) -> None:
-    async with db.transaction() as s:
-        for d in ("d1", "d2"):
-            await tenants.add_dealer(s, Dealer(DealerId(d), f"Dealer {d}"))
-        await s.flush()
-        await tenants.add_customer(s, Customer(CustomerId("c1"), DealerId("d1"), "Customer One"))
-        await tenants.add_customer(s, Customer(CustomerId("c9"), DealerId("d2"), "Other dealer's customer"))
-        await s.flush()
-        await tenants.add_site(s, Site(SiteId("s1"), CustomerId("c1"), "Head office"))
-        await tenants.add_site(s, Site(SiteId("s9"), CustomerId("c9"), "Elsewhere"))
+    await (Tenancy().dealer("d1").dealer("d2")
+           .customer("c1", "d1", "Customer One").customer("c9", "d2", "Other dealer's customer")
+           .site("s1", "c1", "Head office").site("s9", "c9", "Elsewhere")
+           .save(db))
 
 
 def _no_handlers() -> ChannelHandlers:
@@ -77,7 +75,7 @@ async def cloud(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         await _seed(db)
         ca = AgentCA.load_or_create(tmp / "ca")
         hub = AgentHub(ca.command_key)
-        audit = RecordingAudit()
+        audit = RecordingAuditSink()
         server = AgentChannelServer(
             "127.0.0.1", free_tcp_port(), ca=ca, db=db, audit=audit, hub=hub, handlers=_no_handlers(),
             enrol_port=free_tcp_port(), revocation_poll_s=0.5,
@@ -142,7 +140,7 @@ async def test_enrolment_token_is_shown_once_and_enrols_a_real_agent_once(
     assert token not in listing.text  # shown once: never again
     row = re.search(rf'<tr data-agent-id="{identity.agent_id}">(.*?)</tr>', listing.text, re.S)
     assert row and "offline" in row.group(1) and "no valid certificate" not in row.group(1)
-    created = [e for e in cloud.audit.of_type("agent.enrolment_token.created") if e.actor == admin.email]
+    created = [e for e in cloud.audit.of("agent.enrolment_token.created") if e.actor == admin.email]
     assert len(created) == 1 and created[0].details["site_id"] == "s1" and created[0].customer_id == "c1"
     assert all(token not in repr(e) for e in cloud.audit.events)  # the token is never audited
 
@@ -178,7 +176,7 @@ async def test_revoke_from_the_page_cuts_a_connected_agent_within_seconds(
     listing = await browser_client.get("/agents")
     row = re.search(rf'<tr data-agent-id="{identity.agent_id}">(.*?)</tr>', listing.text, re.S)
     assert row and "revoked" in row.group(1) and "Revoke" not in row.group(1) and "laptop stolen" in row.group(1)
-    revoked = [e for e in cloud.audit.of_type("agent.revoked") if e.details.get("agent_id") == identity.agent_id]
+    revoked = [e for e in cloud.audit.of("agent.revoked") if e.details.get("agent_id") == identity.agent_id]
     assert len(revoked) == 1 and revoked[0].actor == admin.email and revoked[0].details["reason"] == "laptop stolen"
 
 
@@ -219,12 +217,12 @@ async def test_only_dealer_admins_reach_the_agents_page_and_posts_need_csrf(
     admin, admin_secret = await cloud.admin()
     async with httpx.AsyncClient(base_url=cloud.portal.url, timeout=15, headers={"accept": "text/html"}) as c:
         await _signed_in(c, cloud, admin, admin_secret)
-        before = len(cloud.audit.of_type("agent.enrolment_token.created"))
+        before = len(cloud.audit.of("agent.enrolment_token.created"))
         r = await c.post("/agents/sites/s1/enrolment-token", data={"csrf_token": "forged"})
         assert r.status_code == 403 and "CSRF" in r.text
         r = await c.post("/agents/sites/s1/enrolment-token")
         assert r.status_code == 403
-        assert len(cloud.audit.of_type("agent.enrolment_token.created")) == before
+        assert len(cloud.audit.of("agent.enrolment_token.created")) == before
         assert 'href="/agents"' in (await c.get("/agents")).text
 
 

@@ -27,20 +27,17 @@ from portal.audit_views import PAGE_SIZE, audit_router
 from portal.deps import require_role
 from printgate.domain import (
     AuditEventIn,
-    Customer,
-    CustomerId,
-    Dealer,
-    DealerId,
     Outcome,
     Role,
     User,
 )
 from printgate.settings import PortalSettings
-from printgate.store import tenants
 from printgate.store.db import Database
-from tests.portal.conftest import Clock, Portal, create_user, sign_in
-from tests.portal.fake_broker import PolicyBroker
-from tests.portal.served import fresh_database, served
+from printgate.testing.broker import PolicyBroker
+from printgate.testing.database import fresh_database
+from printgate.testing.portal import Clock, create_user, served, sign_in
+from printgate.testing.tenancy import Tenancy
+from tests.portal.conftest import Portal
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 WINDOW = {"since": "2025-03-01T00:00", "until": "2025-03-02T00:00"}  # seeded events only (not logins)
@@ -81,12 +78,7 @@ def _session(customer: str, dealer: str, actor: str, requests: int) -> list[Audi
 
 
 async def _seed(db: Database) -> Seeded:
-    async with db.transaction() as s:
-        for d in ("d1", "d2"):
-            await tenants.add_dealer(s, Dealer(DealerId(d), f"Dealer {d}"))
-        await s.flush()
-        for cid, d in (("c1", "d1"), ("c2", "d1"), ("c9", "d2")):
-            await tenants.add_customer(s, Customer(CustomerId(cid), DealerId(d), f"Customer {cid}"))
+    await Tenancy().dealer("d1").dealer("d2").customer("c1", "d1").customer("c2", "d1").customer("c9", "d2").save(db)
     at = [T0]
     log = AuditLog(db, None, clock=lambda: at[0])
     seeded = Seeded()
@@ -281,7 +273,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 async def test_browser_auditor_filters_by_session_and_opens_its_story(audit_portal: AuditPortal) -> None:
     from playwright.async_api import async_playwright
 
-    from tests.portal.conftest import PASSWORD, rfc6238
+    from printgate.testing.portal import PASSWORD, rfc6238
 
     user, secret = await audit_portal.auditor()
     assert secret is not None

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from printgate.domain import Role
-from tests.portal.conftest import PASSWORD, Portal, create_user, rfc6238
+from printgate.testing.portal import PASSWORD, create_user, rfc6238
+from tests.portal.conftest import Portal
 
 pytestmark = pytest.mark.browser
 
@@ -84,8 +85,8 @@ async def test_refused_technician_sees_reasons_admin_approves_and_session_opens(
     finally:
         await tctx.close()
         await actx.close()
-    assert portal.audit.of_type("approval.approved")
-    decisions = [e for e in portal.audit.of_type("policy.decision") if e.actor == tech.email]
+    assert portal.audit.of("approval.approved")
+    decisions = [e for e in portal.audit.of("policy.decision") if e.actor == tech.email]
     assert [e.details["allow"] for e in decisions] == [False, True]
 
 

@@ -8,7 +8,8 @@ from datetime import timedelta
 import httpx
 
 from printgate.domain import Role
-from tests.portal.conftest import Portal, create_user, csrf_of, rfc6238, sign_in
+from printgate.testing.portal import create_user, csrf_of, rfc6238, sign_in
+from tests.portal.conftest import Portal
 
 
 async def post(c: httpx.AsyncClient, page: str, url: str, data: dict | None = None) -> httpx.Response:
@@ -40,7 +41,7 @@ async def test_stale_mfa_is_refused_then_step_up_lets_the_technician_in(portal: 
         sid = r.headers["location"].split("launched=")[1]
         assert (await post(c2, "/sessions", f"/sessions/{sid}/end")).status_code == 404
     assert (await post(client, "/sessions", f"/sessions/{sid}/end")).status_code == 303
-    step_ups = [e for e in portal.audit.of_type("auth.mfa_step_up") if e.actor == user.email]
+    step_ups = [e for e in portal.audit.of("auth.mfa_step_up") if e.actor == user.email]
     assert step_ups and step_ups[-1].outcome == "success"
 
 

@@ -7,15 +7,8 @@ from datetime import timedelta
 import httpx
 
 from printgate.domain import Role
-from tests.portal.conftest import (
-    PASSWORD,
-    Portal,
-    create_user,
-    csrf_of,
-    password_step,
-    rfc6238,
-    sign_in,
-)
+from printgate.testing.portal import PASSWORD, create_user, csrf_of, password_step, rfc6238, sign_in
+from tests.portal.conftest import Portal
 
 
 async def test_password_then_totp_signs_in_and_shows_devices(portal: Portal, client: httpx.AsyncClient) -> None:
@@ -35,7 +28,7 @@ async def test_password_then_totp_signs_in_and_shows_devices(portal: Portal, cli
     assert devices.status_code == 200
     assert "Front desk LaserJet" in devices.text and "Open web page" in devices.text
     assert "Other dealer printer" not in devices.text
-    assert [e.outcome for e in portal.audit.of_type("auth.mfa") if e.actor == user.email] == ["success"]
+    assert [e.outcome for e in portal.audit.of("auth.mfa") if e.actor == user.email] == ["success"]
 
 
 async def test_totp_code_is_accepted_once_and_refused_on_reuse(portal: Portal) -> None:
@@ -51,7 +44,7 @@ async def test_totp_code_is_accepted_once_and_refused_on_reuse(portal: Portal) -
             results.append((r.status_code, r.text))
     assert results[0][0] == 303
     assert results[1][0] == 401 and "already used" in results[1][1]
-    reasons = [e.details.get("reason") for e in portal.audit.of_type("auth.mfa") if e.actor == user.email]
+    reasons = [e.details.get("reason") for e in portal.audit.of("auth.mfa") if e.actor == user.email]
     assert "replayed" in reasons
 
 

@@ -7,7 +7,8 @@ import asyncio
 from printgate.cli.policy import _explain
 from printgate.domain import Role
 from printgate.settings import Settings
-from tests.portal.conftest import Portal, create_user
+from printgate.testing.portal import create_user
+from tests.portal.conftest import Portal
 
 
 async def test_policy_explain_lists_every_reason(portal: Portal) -> None:

@@ -6,7 +6,8 @@ import httpx
 
 from printgate.domain import Role
 from printgate.store import devices
-from tests.portal.conftest import Portal, create_user, csrf_of, sign_in
+from printgate.testing.portal import create_user, csrf_of, sign_in
+from tests.portal.conftest import Portal
 
 
 async def _mark_changed(portal: Portal, device_id: str) -> None:
@@ -30,7 +31,7 @@ async def test_dealer_admin_repins_a_changed_device_and_it_is_audited(
     async with portal.db.session() as s:
         device = await devices.get_device(s, "dev-c-open")
     assert device is not None and device.identity_verified and device.identity.tls_fingerprint is None
-    (event,) = [e for e in portal.audit.of_type("device.repinned") if e.device_id == "dev-c-open"]
+    (event,) = [e for e in portal.audit.of("device.repinned") if e.device_id == "dev-c-open"]
     assert event.actor == admin.email and event.details["old_tls_fingerprint"] == "ab" * 32
 
 

@@ -67,7 +67,7 @@ async def test_saml_login_through_simplesamlphp_signs_in_with_mapped_role(
     assert r.status_code == 303 and r.headers["location"] == "/devices", r.text
     page = await client.get("/devices")
     assert page.status_code == 200 and "student@example.org" in page.text
-    ok = [e for e in portal.audit.of_type("auth.sso") if e.actor == "student@example.org"]
+    ok = [e for e in portal.audit.of("auth.sso") if e.actor == "student@example.org"]
     assert ok and ok[-1].outcome == "success"
     # replaying the very same response is refused
     again = await client.post(acs, data={"SAMLResponse": response})
@@ -89,7 +89,7 @@ async def test_tampered_saml_assertion_is_refused(portal: Portal, saml_idp: dict
     forged = xml.replace("student@example.org", "boss@example.org")
     r = await client.post(acs, data={"SAMLResponse": base64.b64encode(forged.encode()).decode()})
     assert r.status_code == 401 and "ignature" in r.text
-    assert "boss@example.org" not in [e.actor for e in portal.audit.of_type("auth.sso")]
+    assert "boss@example.org" not in [e.actor for e in portal.audit.of("auth.sso")]
 
 
 async def test_unsigned_saml_assertion_is_refused(portal: Portal, saml_idp: dict,

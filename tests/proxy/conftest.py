@@ -1,4 +1,4 @@
-"""Proxy fixtures: the lab EWS printers, one DwaProxy, a real audit table, headless Chromium.
+"""Proxy fixtures: the lab EWS printers, one DwaProxy, the real audit log, headless Chromium.
 
 Expensive servers start once per test run. Sessions are cheap: each test opens
 its own route on the shared proxy.
@@ -11,7 +11,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,8 +20,8 @@ from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.routes import RouteTable, SessionRoute
 from gateway.proxy.server import DwaProxy
 from lab.ews import EwsLab, EwsServer
-from printgate.store.audit_table import TableAuditSink
-from printgate.store.db import Database, migrate
+from printgate.testing.audit import ReadableAuditLog
+from printgate.testing.database import migrated, sqlite_url
 
 DWA_DOMAIN = "dwa.localhost"
 CHROMIUM_ARGS = [
@@ -38,20 +37,17 @@ async def ews_lab() -> AsyncIterator[EwsLab]:
 
 
 @pytest.fixture(scope="session")
-async def audit_db(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TableAuditSink]:
-    path: Path = tmp_path_factory.mktemp("proxy-audit") / "audit.db"
-    url = f"sqlite+aiosqlite:///{path}"
-    await migrate(url)
-    db = Database(url)
-    yield TableAuditSink(db)
-    await db.aclose()
+async def audit_db(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ReadableAuditLog]:
+    """The proxy's audit sink: the real chained ``AuditLog`` on its own SQLite file."""
+    async with migrated(sqlite_url(tmp_path_factory.mktemp("proxy-audit") / "audit.db")) as db:
+        yield ReadableAuditLog(db, None)
 
 
 @dataclass
 class ProxyHarness:
     proxy: DwaProxy
     routes: RouteTable
-    audit: TableAuditSink
+    audit: ReadableAuditLog
     end_requests: list[str]
     timeouts: list[tuple[str, str]]
 
@@ -89,11 +85,11 @@ class ProxyHarness:
 
     async def events(self, session_id: str) -> list[Any]:
         await self.proxy.flush_audit()
-        return list(await self.audit.events(session_id=session_id))
+        return await self.audit.events(session_id=session_id)
 
 
 @pytest.fixture(scope="session")
-async def harness(audit_db: TableAuditSink) -> AsyncIterator[ProxyHarness]:
+async def harness(audit_db: ReadableAuditLog) -> AsyncIterator[ProxyHarness]:
     routes = RouteTable()
     ends: list[str] = []
     timeouts: list[tuple[str, str]] = []

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from gateway.proxy.audit_batch import GroupCommitAudit
 from printgate.domain import AuditEventIn
-from printgate.store.audit_table import TableAuditSink
+from printgate.testing.audit import ReadableAuditLog
 
 
 class BatchRecorder:
@@ -60,14 +60,14 @@ async def test_failing_store_raises_for_waiters_and_flags_failing():
         await group.aclose()
 
 
-async def test_submitted_events_reach_the_real_table_on_flush(audit_db: TableAuditSink):
+async def test_submitted_events_reach_the_real_log_on_flush(audit_db: ReadableAuditLog):
     group = GroupCommitAudit(audit_db)
     await group.start()
     try:
         for i in range(5):
             group.submit(AuditEventIn(type="dwa.request", session_id="batch-test", details={"i": i}))
         await group.flush()
-        rows = await audit_db.events(session_id="batch-test")
-        assert [r.details["i"] for r in rows] == list(range(5))
+        records = await audit_db.events(session_id="batch-test")
+        assert [r.details["i"] for r in records] == list(range(5))
     finally:
         await group.aclose()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,31 +15,13 @@ from aiohttp import web
 from gateway.firewall import InProcessFirewall
 from gateway.relay import Relay, RelayLimits, SessionCredential
 from lab.ports import free_tcp_port
-from printgate.domain import AuditEventIn, DwaTarget
+from printgate.domain import DwaTarget
+from printgate.testing.audit import RecordingAuditSink
 
 BIG = os.urandom(100 * 1024)
 
 
-@dataclass
-class RecordingAudit:
-    """An AuditSink that keeps events in memory so tests can assert on them."""
-
-    events: list[AuditEventIn] = field(default_factory=list)
-
-    async def append(self, event: AuditEventIn) -> None:
-        self.events.append(event)
-
-    def of(self, type_: str, session_id: str | None = None) -> list[AuditEventIn]:
-        return [e for e in self.events if e.type == type_ and (session_id is None or e.session_id == session_id)]
-
-    async def wait_for(self, type_: str, session_id: str | None = None, timeout: float = 5.0,
-                       **details: object) -> AuditEventIn:
-        for _ in range(int(timeout / 0.05)):
-            for e in self.of(type_, session_id):
-                if all(e.details.get(k) == v for k, v in details.items()):
-                    return e
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"no audit event {type_} {details} for {session_id}: {self.events[-5:]}")
+RecordingAudit = RecordingAuditSink  # the name tests/relay/test_admission.py imports
 
 
 @dataclass
@@ -77,7 +58,7 @@ async def ews() -> AsyncIterator[Ews]:
 class RelayEnv:
     relay: Relay
     firewall: InProcessFirewall
-    audit: RecordingAudit
+    audit: RecordingAuditSink
     tmp: Path
 
     async def new_session(self, *, valid_seconds: int = 300, agent_id: str = "agent-1",
@@ -108,7 +89,7 @@ class RelayEnv:
 @pytest.fixture(scope="session")
 async def relay_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RelayEnv]:
     tmp = tmp_path_factory.mktemp("relay")
-    audit = RecordingAudit()
+    audit = RecordingAuditSink()
     firewall = InProcessFirewall()
     relay = Relay("127.0.0.1", 0, host_key_path=tmp / "host_key", ca_key_path=tmp / "ca_key",
                   audit=audit, firewall=firewall, limits=RelayLimits(source_window_s=2.0))
@@ -120,7 +101,7 @@ async def relay_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[R
 @pytest.fixture
 async def small_relay(tmp_path: Path) -> AsyncIterator[RelayEnv]:
     """A relay with tiny limits (idle 1 s, 200 KB) for limit tests."""
-    audit = RecordingAudit()
+    audit = RecordingAuditSink()
     firewall = InProcessFirewall()
     limits = RelayLimits(idle_timeout_s=1.0, max_bytes=200 * 1024, handshake_timeout_s=2.0)
     relay = Relay("127.0.0.1", 0, host_key_path=tmp_path / "host_key", ca_key_path=tmp_path / "ca_key",

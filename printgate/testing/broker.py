@@ -1,23 +1,31 @@
-"""A small SessionBroker for the portal's tests, wired to the REAL policy engine
-and the real store (the integrator's gateway broker is tested end-to-end elsewhere)."""
+"""A ``SessionBroker`` for portal tests: the real policy engine and the real store, no tunnel.
+
+It decides like ``gateway.broker.DwaBroker`` (same facts, same policy, the
+decision audited) and stores the session as authorised, but opens no relay,
+proxy or firewall; the launch URL points back at the portal's session list.
+The gateway's broker itself runs in the end-to-end suite.
+"""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from policy import default_ruleset, evaluate_dwa_open, load_policy
 from printgate.domain import (
     AuditEventIn,
+    Decision,
     DeviceId,
     DwaSession,
     DwaState,
     DwaTarget,
     Outcome,
+    Reason,
     SessionId,
     User,
 )
-from printgate.interfaces import SessionLaunch, SessionRefused
+from printgate.interfaces import AuditSink, SessionLaunch, SessionRefused
 from printgate.store import identity as repo
 from printgate.store.db import Database
 from printgate.store.devices import get_device
@@ -25,19 +33,9 @@ from printgate.store.sessions import load_session, save_session
 from printgate.store.tenants import get_agent, tenant_of_site
 
 
-class RecordingAudit:
-    def __init__(self) -> None:
-        self.events: list[AuditEventIn] = []
-
-    async def append(self, event: AuditEventIn) -> None:
-        self.events.append(event)
-
-    def of_type(self, type_: str) -> list[AuditEventIn]:
-        return [e for e in self.events if e.type == type_]
-
-
 class PolicyBroker:
-    def __init__(self, db: Database, clock, launch_base: str, audit=None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, db: Database, clock: Callable[[], datetime], launch_base: str,
+                 audit: AuditSink | None = None) -> None:
         self.db, self.clock, self.launch_base, self.audit = db, clock, launch_base, audit
 
     async def open_session(self, user: User, device_id: DeviceId, *, source_ip: str,
@@ -47,7 +45,6 @@ class PolicyBroker:
             device = await get_device(s, device_id)
             found = await tenant_of_site(s, device.site_id) if device else None
             if device is None or found is None:
-                from printgate.domain import Decision, Reason
                 d = Decision(False, (Reason("ownership.other_tenant", "no such device of yours"),))
                 return SessionRefused(d, "access refused")
             customer, site = found
@@ -89,6 +86,3 @@ class PolicyBroker:
     async def get_session(self, session_id: SessionId) -> DwaSession | None:
         async with self.db.session() as s:
             return await load_session(s, session_id)
-
-
-__all__ = ["Outcome", "PolicyBroker", "RecordingAudit"]

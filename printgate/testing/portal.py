@@ -1,0 +1,109 @@
+"""Using a portal like a browser does: serving it on loopback, users with a password and
+TOTP, CSRF tokens, signing in."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from portal.auth.passwords import hash_password
+from printgate.domain import CustomerId, DealerId, Role, User, UserId
+from printgate.store.db import Database
+from printgate.store.tenants import add_user
+
+PASSWORD = "correct horse battery staple"
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def rfc6238(secret_b32: str, at: datetime, step: int = 30, digits: int = 6) -> str:
+    """TOTP computed independently of pyotp (RFC 6238 / RFC 4226, HMAC-SHA1)."""
+    key = base64.b32decode(secret_b32.upper() + "=" * (-len(secret_b32) % 8))
+    counter = int(at.timestamp()) // step
+    mac = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()
+    offset = mac[-1] & 0x0F
+    value = struct.unpack(">I", mac[offset:offset + 4])[0] & 0x7FFFFFFF
+    return str(value % 10**digits).zfill(digits)
+
+
+class Clock:
+    """A clock tests can move forward (the portal's ``clock``)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, **kw: float) -> None:
+        self.offset += timedelta(**kw)
+
+
+class HasClock(Protocol):
+    @property
+    def clock(self) -> Clock: ...
+
+
+async def create_user(db: Database, *roles: Role, dealer: str | None = "d1",
+                      customer: str | None = None, totp: bool = True) -> tuple[User, str | None]:
+    """A user with ``PASSWORD`` and (``totp``) a TOTP secret; (user, secret)."""
+    uid = secrets.token_hex(4)
+    user = User(UserId(f"u-{uid}"), f"{uid}@example.org", f"User {uid}", frozenset(roles),
+                DealerId(dealer) if dealer else None, CustomerId(customer) if customer else None)
+    secret = base64.b32encode(secrets.token_bytes(20)).decode().rstrip("=") if totp else None
+    async with db.transaction() as s:
+        await add_user(s, user, password_hash=hash_password(PASSWORD), totp_secret=secret)
+    return user, secret
+
+
+def csrf_of(html: str) -> str:
+    m = CSRF_RE.search(html)
+    assert m, "page has no CSRF token"
+    return m.group(1)
+
+
+async def password_step(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> httpx.Response:
+    page = await client.get("/login")
+    return await client.post("/login", data={"email": email, "password": password,
+                                             "csrf_token": csrf_of(page.text)})
+
+
+async def sign_in(client: httpx.AsyncClient, portal: HasClock, user: User, secret: str | None) -> None:
+    """Password, then (with a secret) the TOTP step at the portal's clock."""
+    r = await password_step(client, user.email)
+    assert r.status_code == 303, r.text
+    if secret is not None:
+        page = await client.get("/login/verify")
+        r = await client.post("/login/verify", data={"code": rfc6238(secret, portal.clock()),
+                                                     "csrf_token": csrf_of(page.text)})
+        assert r.status_code == 303, r.text
+
+
+@asynccontextmanager
+async def served(app: FastAPI, port: int) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1:``port``; yields the base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    for _ in range(400):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.025)
+    assert server.started, "portal did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
