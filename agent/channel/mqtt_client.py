@@ -22,7 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.channel.command_guard import CommandGuard, CommandRejected, VerifiedCommand
 from agent.channel.enroll import EnrolledIdentity
-from agent.channel.proxy_connect import ProxyUrl, connect_via_proxy
+from agent.proxy_connect import ProxyUrl, connect_via_proxy
 from printgate.errors import AgentUnavailable
 from printgate.logs import get_logger
 from printgate.wire import agent_pb2 as pb

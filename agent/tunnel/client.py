@@ -17,15 +17,17 @@ from types import TracebackType
 import asyncssh
 from asyncssh.kex import get_kex_algs
 
+from agent.proxy_connect import ProxyUrl
+from agent.proxy_connect import open_tunnel as proxy_tunnel
 from agent.tunnel.channel_guard import guard_channel_opens
-from agent.tunnel.proxy_connect import connect_via_http_proxy
 from printgate.domain import DwaTarget
-from printgate.errors import IdentityMismatch, PrintgateError, TunnelError
+from printgate.errors import ConfigError, IdentityMismatch, PrintgateError, TunnelError
 from printgate.logs import get_logger
 from printgate.net.splice import Splice
 from printgate.net.ssh_tuning import drop_empty_ignore_packets
 
 log = get_logger("agent.tunnel")
+TUNNEL_PROXY_DEFAULT_PORT = 8080  # a proxy URL without a port (MQTT's default is 3128)
 
 Verify = Callable[[], Awaitable[None]]
 
@@ -129,7 +131,11 @@ async def open_tunnel(
         raise TunnelError(f"session {session_id}: the relay credential is unreadable ({exc})") from None
     sock: socket.socket | None = None
     if http_proxy:
-        sock = await connect_via_http_proxy(http_proxy, relay_host, relay_port, timeout=connect_timeout)
+        try:
+            proxy = ProxyUrl.parse(http_proxy, default_port=TUNNEL_PROXY_DEFAULT_PORT)
+        except ConfigError as exc:
+            raise TunnelError(exc.message) from None
+        sock = await proxy_tunnel(proxy, relay_host, relay_port, timeout=connect_timeout, error=TunnelError)
     pinned = _PinnedRelay(host_key_fingerprint)
     try:
         async with asyncio.timeout(connect_timeout):

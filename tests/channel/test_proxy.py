@@ -15,7 +15,7 @@ import pytest
 
 from agent.channel.enroll import EnrolmentFailed, enroll
 from agent.channel.grpc_client import GrpcChannel
-from agent.channel.proxy_connect import open_tunnel
+from agent.proxy_connect import open_tunnel
 from lab.ports import free_tcp_port
 from printgate.errors import AgentUnavailable
 from tests.channel.conftest import Cloud
