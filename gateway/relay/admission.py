@@ -5,7 +5,9 @@ handshake. A connection is refused when the relay already holds
 ``max_unauthenticated`` handshakes, when its source holds
 ``max_unauthenticated_per_source`` of them, or when its source opened more
 than ``connections_per_source`` connections in the current window of
-``source_window_s`` seconds. Refusals are not audited one by one (an attacker
+``source_window_s`` seconds that did not authenticate as a session's agent (an
+agent opening many tunnels is bounded by its sessions and per-agent limit; a
+scanner, a guesser or a DHEat flood never authenticates). Refusals are not audited one by one (an attacker
 would flood the trail): ``AdmissionControl.closed_windows`` hands back one
 ``SourceWindow`` per source and window, with its counts, once the window is over.
 """
@@ -43,6 +45,7 @@ class SourceWindow:
     source: str
     started_at: float  # the clock the relay passed in (wall clock)
     admitted: int = 0
+    authenticated: int = 0  # of the admitted, those that became a session's tunnel
     refused: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -63,7 +66,7 @@ class AdmissionControl:
         """``None`` to admit (and count) the connection, else the reason code it is refused for."""
         window = self._window(source, now)
         reason: str | None = None
-        if window.admitted >= self.limits.connections_per_source:
+        if window.admitted - window.authenticated >= self.limits.connections_per_source:
             reason = RATE
         elif not firewall_allows:
             reason = NO_FIREWALL_EXCEPTION
@@ -76,6 +79,12 @@ class AdmissionControl:
         else:
             window.refused[reason] += 1
         return reason
+
+    def authenticated(self, source: str) -> None:
+        """An admitted connection from ``source`` became a session's tunnel: it no longer counts."""
+        window = self._windows.get(source)
+        if window is not None and window.authenticated < window.admitted:
+            window.authenticated += 1
 
     def first_refusal(self, source: str, reason: str) -> bool:
         """True when ``reason`` has been counted exactly once in the source's current window."""

@@ -22,7 +22,8 @@ class RelayLimits:
     Admission (before any SSH byte is sent): at most ``max_unauthenticated``
     connections in their handshake at once, ``max_unauthenticated_per_source``
     of them from one source address, and ``connections_per_source`` new
-    connections per source in each window of ``source_window_s`` seconds;
+    connections per source in each window of ``source_window_s`` seconds
+    (those that authenticate as a session's agent are not counted);
     refusals are audited as one record per source and window.
     """
 

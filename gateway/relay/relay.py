@@ -288,6 +288,7 @@ class Relay:
             server.session_id = None
             return
         now = time.monotonic()
+        self._admission.authenticated(server.peer_ip)
         session.server = server
         session.connected_at = now
         session.last_activity = now
@@ -437,6 +438,7 @@ class Relay:
             details={
                 "refused": window.refused_total,
                 "admitted": window.admitted,
+                "authenticated": window.authenticated,
                 "by_reason": dict(sorted(window.refused.items())),
                 "window_start": datetime.fromtimestamp(window.started_at, UTC).isoformat(),
                 "window_seconds": self.limits.source_window_s,

@@ -169,3 +169,17 @@ async def test_new_connections_per_source_are_rate_limited_and_audited_once(tmp_
     assert record["source"] == attacker
     assert (record["refused"], record["admitted"], record["by_reason"]) == (230, 20, {"rate": 230})
     assert audit.of("relay.request.refused") == []
+
+
+async def test_connections_that_authenticate_as_an_agent_do_not_use_up_the_rate(tmp_path: Path) -> None:
+    async with relay_with(tmp_path, ["127.0.0.1"], connections_per_source=5, source_window_s=60.0) as (relay, audit):
+        for _ in range(12):  # more tunnels than the rate allows scanners, e.g. sessions opened back to back
+            await agent_connects(relay, audit, "127.0.0.1")
+        admitted = 0
+        for _ in range(8):
+            conn = await stalled(relay.port, "127.0.0.1")
+            admitted += await heard_version(conn, linger=0)
+            await close_all([conn])
+        assert admitted == 5
+    (record,) = refused_records(audit)
+    assert (record["refused"], record["admitted"], record["authenticated"]) == (3, 17, 12)
