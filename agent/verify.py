@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
-from printgate.domain import DeviceIdentity
+from printgate.domain import DeviceIdentity, enterprise_of, normalised_field, normalised_model
 from printgate.errors import IdentityMismatch, PrintgateError
 from printgate.logs import get_logger
 
@@ -31,24 +31,35 @@ Report = Callable[[DeviceIdentity, DeviceIdentity], Awaitable[None]]
 
 MAX_CACHE_SECONDS = 30.0
 IDENTITY_FIELDS = ("serial", "mac", "model")
-
-
-def _normalise(field: str, value: str) -> str:
-    if field == "mac":
-        return value.lower().replace("-", ":")
-    return value.strip()
+ANCHORS = ("serial", "mac")  # what identifies the physical device
 
 
 def identity_differences(expected: DeviceIdentity, observed: DeviceIdentity) -> list[str]:
-    """Fields recorded at discovery that are now missing or different (strict)."""
+    """Identity recorded at discovery that is now missing or different (fail closed).
+
+    A serial or MAC recorded must be answered, equal. The maker (the
+    sysObjectID's enterprise) must not change. The model counts only for a
+    device recorded without serial and MAC, and then normalised: a firmware
+    update that rewrites the description never refuses a device whose serial
+    and MAC still match (``DeviceIdentity.mismatches`` has the same rule).
+    """
     diffs: list[str] = []
-    for name in IDENTITY_FIELDS:
+    anchored = False
+    for name in ANCHORS:
         want = getattr(expected, name)
         if want is None:
             continue
+        anchored = True
         seen = getattr(observed, name)
-        if seen is None or _normalise(name, seen) != _normalise(name, want):
+        if seen is None or normalised_field(name, seen) != normalised_field(name, want):
             diffs.append(name)
+    want_maker, seen_maker = enterprise_of(expected.sys_object_id), enterprise_of(observed.sys_object_id)
+    if want_maker is not None and seen_maker is not None and want_maker != seen_maker:
+        diffs.append("sys_object_id")
+    if not anchored and expected.model is not None and (
+        observed.model is None or normalised_model(observed.model) != normalised_model(expected.model)
+    ):
+        diffs.append("model")
     if expected.tls_fingerprint is not None:
         seen_fp = observed.tls_fingerprint
         if seen_fp is None or not hmac.compare_digest(seen_fp.lower(), expected.tls_fingerprint.lower()):

@@ -86,6 +86,7 @@ class AgentEvents:
                 return
             printers = [d for d in found if convert.is_printer(d) and d.ews_port]
             displaced: list[tuple[str, str, str]] = []
+            changed_model: list[tuple[str, str, str | None, str | None]] = []
             for d in printers:
                 identity = convert.identity_from_wire(d)
                 for old in await devices.displaced_at(s, agent.site_id, d.ip, identity):
@@ -93,15 +94,23 @@ class AgentEvents:
                         continue  # flagged already
                     old.identity_verified = False  # fail closed: no tunnel until re-verified
                     displaced.append((old.id, d.ip, identity.describe()))
-                await devices.upsert_discovered(
+                row = await devices.upsert_discovered(
                     s, device_id=uuid.uuid4().hex[:16], site_id=agent.site_id, agent_id=agent_id,
                     ip=d.ip, identity=identity, ews_port=d.ews_port,
                     ews_scheme=d.ews_scheme or "http", now=now,
                 )
+                if row.model_changed_at == now:  # same device, new firmware/description text
+                    changed_model.append((row.id, d.ip, row.previous_model, row.model))
         await self._audit.append(AuditEventIn(
             type="agent.inventory", actor=f"agent:{agent_id}",
             details={"printers": len(printers), "reported": len(found)},
         ))
+        for device_id, ip, before, after in changed_model:
+            await self._audit.append(AuditEventIn(
+                type="device.firmware_changed", actor=f"agent:{agent_id}", device_id=device_id,
+                details={"ip": ip, "model_before": before, "model_now": after,
+                         "action": "recorded; serial/MAC unchanged, the device stays verified"},
+            ))
         for device_id, ip, now_there in displaced:
             await self._audit.append(AuditEventIn(
                 type="device.identity_changed", outcome=Outcome.FAILURE, actor=f"agent:{agent_id}",

@@ -8,6 +8,7 @@ dealer or a customer.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -71,6 +72,33 @@ class Agent:
     revoked: bool = False
 
 
+_VERSION_WORD = re.compile(
+    r"\b(?:firmware|fw|ver(?:sion)?|rev(?:ision)?|build|v)\b\.?\s*[:=]?\s*\S*\d\S*", re.IGNORECASE
+)
+_VERSION_NUMBER = re.compile(r"(?<![\w-])\d+(?:\.\d+)+\S*|\([^)]*\d[^)]*\)")
+
+
+def normalised_model(model: str) -> str:
+    """A model without what firmware updates change: the text after ';' or ',', version
+    words and numbers ("Firmware Ver.1.01 (08.12.12)", "Rev 2.3", "V4.10"), case, spacing."""
+    head = re.split(r"[;,]", model, maxsplit=1)[0]
+    head = _VERSION_NUMBER.sub(" ", _VERSION_WORD.sub(" ", head))
+    return " ".join(head.lower().split())
+
+
+def normalised_field(name: str, value: str) -> str:
+    if name == "mac":
+        return value.lower().replace("-", ":")
+    return value.strip()
+
+
+def enterprise_of(sys_object_id: str | None) -> str | None:
+    """The IANA enterprise number in a sysObjectID (1.3.6.1.4.1.<n>...), the maker."""
+    if not sys_object_id or not sys_object_id.startswith("1.3.6.1.4.1."):
+        return None
+    return sys_object_id.split(".")[6] if len(sys_object_id.split(".")) > 6 else None
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceIdentity:
     """What a device is, as recorded at discovery. ``None`` means unknown."""
@@ -85,12 +113,29 @@ class DeviceIdentity:
     tls_fingerprint: str | None = None  # sha256 hex of the EWS certificate (DER)
 
     def mismatches(self, observed: DeviceIdentity) -> list[str]:
-        """Fields known on both sides whose values differ (identity check)."""
+        """Identity fields known on both sides whose values differ.
+
+        Identity rests on the serial, the MAC and the maker (sysObjectID's
+        enterprise); the model counts only when neither serial nor MAC is
+        known on both sides, and then normalised (``normalised_model``), so a
+        firmware update that rewrites the description is not another device.
+        """
         diffs: list[str] = []
-        for name in ("serial", "mac", "model"):
+        anchored = False
+        for name in ("serial", "mac"):
             expected, seen = getattr(self, name), getattr(observed, name)
-            if expected is not None and seen is not None and expected != seen:
-                diffs.append(name)
+            if expected is not None and seen is not None:
+                anchored = True
+                if normalised_field(name, expected) != normalised_field(name, seen):
+                    diffs.append(name)
+        if enterprise_of(self.sys_object_id) and enterprise_of(observed.sys_object_id) and (
+            enterprise_of(self.sys_object_id) != enterprise_of(observed.sys_object_id)
+        ):
+            diffs.append("sys_object_id")
+        if not anchored and self.model is not None and observed.model is not None and (
+            normalised_model(self.model) != normalised_model(observed.model)
+        ):
+            diffs.append("model")
         return diffs
 
     def describe(self) -> str:
@@ -110,6 +155,8 @@ class Device:
     labels: frozenset[str] = frozenset()
     blocked: bool = False
     identity_verified: bool = True
+    previous_model: str | None = None  # the model text before its last change (firmware update)
+    model_changed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

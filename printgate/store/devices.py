@@ -28,6 +28,8 @@ def device_from_row(row: DeviceRow) -> Device:
         labels=frozenset(row.labels or ()),
         blocked=row.blocked,
         identity_verified=row.identity_verified,
+        previous_model=row.previous_model,
+        model_changed_at=row.model_changed_at,
     )
 
 
@@ -38,7 +40,10 @@ def display_name(identity: DeviceIdentity, ip: str) -> str:
     return name if len(name) <= 60 else name[:59].rstrip() + "…"
 
 
-def _apply_identity(row: DeviceRow, identity: DeviceIdentity) -> None:
+def _apply_identity(row: DeviceRow, identity: DeviceIdentity, *, now: datetime | None = None) -> None:
+    if now is not None and row.model and identity.model and identity.model != row.model:
+        row.previous_model = row.model[:256]  # a firmware update or a new description: recorded, not a new device
+        row.model_changed_at = now
     for name in ("serial", "mac", "model", "sys_object_id", "vendor", "sys_name", "location"):
         value = getattr(identity, name)
         if value is not None:
@@ -63,16 +68,30 @@ async def add_device(s: AsyncSession, device: Device, *, now: datetime) -> None:
     s.add(row)
 
 
-async def find_by_identity(s: AsyncSession, site_id: str, identity: DeviceIdentity) -> DeviceRow | None:
-    """The known device at a site with the same serial, else the same MAC."""
+async def find_by_identity(
+    s: AsyncSession, site_id: str, identity: DeviceIdentity, *, ip: str | None = None
+) -> DeviceRow | None:
+    """The known device at a site that is this one: same serial, else same MAC, else (last
+    resort, for printers without either) the same address and sysObjectID with no other
+    serial or MAC recorded. The oldest such row when several match."""
+    oldest = (DeviceRow.first_seen.asc(), DeviceRow.id.asc())
     for column, value in ((DeviceRow.serial, identity.serial), (DeviceRow.mac, identity.mac)):
         if value:
             result = await s.execute(
-                select(DeviceRow).where(DeviceRow.site_id == site_id, column == value)
+                select(DeviceRow).where(DeviceRow.site_id == site_id, column == value).order_by(*oldest)
             )
             row = result.scalars().first()
             if row is not None:
                 return row
+    if ip is None or not identity.sys_object_id:
+        return None
+    rows = (await s.execute(
+        select(DeviceRow).where(DeviceRow.site_id == site_id, DeviceRow.ip == ip,
+                                DeviceRow.sys_object_id == identity.sys_object_id).order_by(*oldest)
+    )).scalars().all()
+    for row in rows:
+        if (row.serial is None or identity.serial is None) and (row.mac is None or identity.mac is None):
+            return row
     return None
 
 
@@ -92,8 +111,12 @@ async def upsert_discovered(
     s: AsyncSession, *, device_id: str, site_id: str, agent_id: str, ip: str,
     identity: DeviceIdentity, ews_port: int, ews_scheme: str, now: datetime,
 ) -> DeviceRow:
-    """Record a discovered printer; the same identity at a new IP keeps its id."""
-    row = await find_by_identity(s, site_id, identity)
+    """Record a discovered printer; the same identity at a new IP keeps its id.
+
+    A changed model text on a known device is kept as ``previous_model`` with
+    ``model_changed_at`` = ``now`` (callers audit ``device.firmware_changed``).
+    """
+    row = await find_by_identity(s, site_id, identity, ip=ip)
     if row is None:
         row = DeviceRow(id=device_id, site_id=site_id, agent_id=agent_id, ip=ip,
                         name=display_name(identity, ip),
@@ -103,7 +126,7 @@ async def upsert_discovered(
     row.ip = ip
     row.agent_id = agent_id
     row.last_seen = now
-    _apply_identity(row, identity)
+    _apply_identity(row, identity, now=now)
     return row
 
 

@@ -61,7 +61,8 @@ def test_chart_escapes_labels_and_draws_one_series_per_input() -> None:
 
 
 async def test_migrations_create_exactly_the_fleet_models(db: Database) -> None:
-    ours = {"readings", "reading_batches", "device_states", "device_supplies", "device_alerts"}
+    ours = {"readings", "reading_batches", "device_states", "device_supplies", "device_alerts", "supply_thresholds",
+            "devices"}
 
     def diff(conn) -> list:  # type: ignore[no-untyped-def,type-arg]
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})

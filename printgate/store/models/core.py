@@ -64,6 +64,8 @@ class DeviceRow(Base):
     identity_verified: Mapped[bool] = mapped_column(Boolean, default=True)
     first_seen: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     last_seen: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    previous_model: Mapped[str | None] = mapped_column(String(256), nullable=True)  # before the last change (0010)
+    model_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class UserRow(Base):

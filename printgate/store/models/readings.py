@@ -94,3 +94,14 @@ class DeviceAlertRow(Base):
     raised_at: Mapped[datetime] = mapped_column(UtcDateTime())
     last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
     cleared_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class SupplyThresholdRow(Base):
+    """A tenant's (dealer's) supply alert thresholds in percent (0010); none: the defaults."""
+
+    __tablename__ = "supply_thresholds"
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    warning_percent: Mapped[int] = mapped_column(Integer)
+    critical_percent: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_by: Mapped[str] = mapped_column(String(320))
