@@ -215,6 +215,18 @@ class AgentCA:
         )
         return KeyAndCert(_key_pem(key), cert.public_bytes(serialization.Encoding.PEM))
 
+    def issue_crl(self, serials: set[str], *, validity: timedelta = timedelta(days=7),
+                  now: datetime | None = None) -> bytes:
+        """A PEM CRL listing ``serials`` (hex) as revoked, valid for ``validity`` (re-issue before)."""
+        at = now or datetime.now(UTC)
+        builder = (x509.CertificateRevocationListBuilder()
+                   .issuer_name(self.cert.subject)
+                   .last_update(at - BACKDATE).next_update(at + validity))
+        for serial in sorted(serials):
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(int(serial, 16)).revocation_date(at).build())
+        return builder.sign(self._key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
     def issue_service_client(self, name: str, *, ttl: timedelta = timedelta(days=90)) -> KeyAndCert:
         """A client key+cert for a cloud service (e.g. the MQTT bridge, CN=``name``)."""
         key = ec.generate_private_key(ec.SECP256R1())

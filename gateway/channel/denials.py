@@ -81,6 +81,7 @@ class DenialTally(Service):
                 type=event_type, outcome=Outcome.DENIED, actor=None if actor == "*" else actor,
                 source_ip=next(iter(c.sources)) if len(c.sources) == 1 else None,
                 details={"reason": reason, "count": c.count, "window_start": _iso(c.first_at),
+                         "agent_id": actor.removeprefix("agent:") if actor.startswith("agent:") else None,
                          "window_end": end, "methods": sorted(c.methods), "sources": sorted(c.sources)},
             ))
         return len(counts)

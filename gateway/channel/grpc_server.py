@@ -33,6 +33,7 @@ from gateway.channel.ca import (
     csr_matches_certificate,
     peer_identity,
 )
+from gateway.channel.crl import CrlPublisher
 from gateway.channel.denials import DenialTally
 from gateway.channel.enrolment import ChannelFacts, Enroller, EnrolmentThrottle, EnrolmentThrottled
 from gateway.channel.handlers import ChannelHandlers
@@ -89,6 +90,7 @@ class AgentChannelServer(Service):
         facts: ChannelFacts | None = None, cert_ttl: timedelta = timedelta(hours=24),
         server_names: list[str] | None = None, revocation_poll_s: float = 1.0,
         enrol_throttle: EnrolmentThrottle | None = None, denials: DenialTally | None = None,
+        crl: CrlPublisher | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -100,6 +102,7 @@ class AgentChannelServer(Service):
         self._poll_s = revocation_poll_s
         self._revoked: set[str] = set()
         self._revoked_agents: set[str] = set()
+        self._crl = crl
         self._own_denials = denials is None
         self.denials = denials or DenialTally(audit)
         self._server: aio.Server | None = None
@@ -163,6 +166,14 @@ class AgentChannelServer(Service):
                 log.info("channel.stream_cut", agent=agent, reason="revoked")
         for agent in fresh_agents:  # streams opened with a certificate the revocation missed
             self._hub.cut_agent(agent, "agent certificate revoked")
+            await self._hub.set_mqtt_presence(agent, False)
+        if self._crl is not None and self._crl.due(revoked):
+            self._crl.publish(revoked)
+
+    async def attach_crl(self, crl: CrlPublisher) -> None:
+        """Keep ``crl`` (the MQTT broker's) up to date from now on; written at once."""
+        self._crl = crl
+        crl.publish(self._revoked)
 
     async def _watch_revocations(self) -> None:
         while True:
@@ -201,12 +212,13 @@ class AgentChannelServer(Service):
             await self._audit.append(AuditEventIn(
                 type="agent.relay_channel_refused", outcome=Outcome.DENIED, actor=f"agent:{agent_id}",
                 session_id=r.session_id[:64] or None,
-                details={"kind": r.kind[:64], "detail": r.detail[:500], "at_ms": r.at_ms},
+                details={"agent_id": agent_id, "kind": r.kind[:64], "detail": r.detail[:500], "at_ms": r.at_ms},
             ))
         if len(refusals) > MAX_REFUSALS_AUDITED:
             await self._audit.append(AuditEventIn(
                 type="agent.relay_channel_refused", outcome=Outcome.DENIED, actor=f"agent:{agent_id}",
-                details={"kind": "summary", "more_refusals": len(refusals) - MAX_REFUSALS_AUDITED},
+                details={"agent_id": agent_id, "kind": "summary",
+                         "more_refusals": len(refusals) - MAX_REFUSALS_AUDITED},
             ))
         log.warning("channel.relay_refusals", agent=agent_id, count=len(refusals),
                     kinds=sorted({r.kind[:64] for r in refusals}), foreign_sessions=len(foreign))
@@ -304,7 +316,8 @@ class AgentChannelServer(Service):
                             "the request is for a different key than the current certificate's: "
                             "renew with the same key, or ask an admin to authorise a re-key "
                             f"(printgate agent authorise-rekey {peer.agent_id})")
-        details: dict[str, object] = {"serial": issued.record.serial, "previous": peer.serial}
+        details: dict[str, object] = {"agent_id": peer.agent_id, "serial": issued.record.serial,
+                                      "previous": peer.serial}
         if granted_by is not None:
             details |= {"rekeyed": True, "authorised_by": granted_by}
         await self._audit.append(AuditEventIn(

@@ -5,6 +5,12 @@ with a client certificate (CN ``printgate-gateway``) that the broker ACL
 allows on the whole agent tree. Presence messages (retained, "offline" being
 each agent's last will) update the ``AgentHub``; agent events (command
 results) go to the channel handlers.
+
+The broker's ACL binds each topic to the certificate CN and its CRL refuses
+revoked certificates at connect, but a connection opened before a revocation
+stays up: so the bridge checks itself, per message, that the agent is enrolled
+and not revoked (``db``) and that a result answers a command sent to that
+agent. Whatever it ignores is audited in aggregate (``agent.mqtt.ignored``).
 """
 
 from __future__ import annotations
@@ -17,11 +23,14 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway.channel.denials import MQTT_IGNORED, DenialTally
 from gateway.channel.handlers import ChannelHandlers
 from gateway.channel.hub import AgentHub
 from printgate.errors import AgentUnavailable
 from printgate.lifecycle import Service
 from printgate.logs import get_logger
+from printgate.store import channel as store
+from printgate.store.db import Database
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import topics
 
@@ -31,9 +40,12 @@ log = get_logger(__name__)
 class MqttBridge(Service):
     def __init__(self, host: str, port: int, *, ca_path: Path, cert_path: Path, key_path: Path,
                  hub: AgentHub, handlers: ChannelHandlers | None = None,
-                 client_id: str = topics.GATEWAY_USER, publish_timeout: float = 5.0) -> None:
+                 client_id: str = topics.GATEWAY_USER, publish_timeout: float = 5.0,
+                 db: Database | None = None, denials: DenialTally | None = None) -> None:
         self.host, self.port = host, port
         self._hub, self._handlers = hub, handlers
+        self._db, self._denials = db, denials
+        self.disconnects = 0  # how often the broker dropped the bridge (a takeover would show here)
         self._timeout = publish_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = asyncio.Event()
@@ -58,6 +70,7 @@ class MqttBridge(Service):
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         assert self._loop is not None
+        self.disconnects += 1
         self._loop.call_soon_threadsafe(self._connected.clear)
         log.warning("mqtt.bridge.disconnected", reason=str(reason))
 
@@ -67,8 +80,14 @@ class MqttBridge(Service):
 
     async def _dispatch(self, topic: str, payload: bytes) -> None:
         agent_id, kind = topics.agent_of(topic), topics.kind_of(topic)
-        if agent_id is None:
+        if agent_id is None or kind not in ("presence", "events"):
             return
+        if self._db is not None:
+            async with self._db.session() as s:
+                why = await store.agent_standing(s, agent_id)
+            if why is not None:
+                self._ignore(agent_id, why, kind)
+                return
         if kind == "presence":
             await self._hub.set_mqtt_presence(agent_id, payload == topics.ONLINE)
         elif kind == "events" and self._handlers is not None:
@@ -76,13 +95,23 @@ class MqttBridge(Service):
             try:
                 event.ParseFromString(payload)
             except Exception:
-                log.warning("mqtt.bridge.bad_event", agent=agent_id)
+                self._ignore(agent_id, "bad_event", kind)
                 return
             if event.agent_id != agent_id:  # the ACL already binds the topic to the cert CN
-                log.warning("mqtt.bridge.event_agent_mismatch", agent=agent_id)
+                self._ignore(agent_id, "event_agent_mismatch", kind)
                 return
             if event.HasField("command_result"):
+                if self._hub.command_owner(event.command_result.command_id) != agent_id:
+                    self._ignore(agent_id, "foreign_command", kind)
+                    return
                 await self._handlers.on_command_result(agent_id, event.command_result)
+
+    def _ignore(self, agent_id: str, reason: str, kind: str) -> None:
+        if self._denials is not None:
+            self._denials.count(agent_id=agent_id, reason=reason, method=f"mqtt:{kind}",
+                                event_type=MQTT_IGNORED)
+        else:
+            log.warning("mqtt.bridge.ignored", agent=agent_id, reason=reason, kind=kind)
 
     # ---- lifecycle ----------------------------------------------------------
     async def start(self, *, timeout: float = 10.0) -> None:

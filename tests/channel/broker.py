@@ -1,10 +1,20 @@
-"""A real Mosquitto started by the tests: TLS client-cert auth + per-agent ACL."""
+"""A real Mosquitto started by the tests from the reference config in ``deploy/mosquitto/``.
+
+The reference ``mosquitto.conf`` and ``acl`` are used as they are, with only
+what is host-specific replaced: file paths (into a temporary directory),
+the first listener's port (a free loopback port; the WebSockets listener is
+left out), persistence and logging. So the tests check the deployed security
+settings: TLS client certificates, CN as user name and client id, the CRL,
+the per-agent topic ACL.
+"""
 
 from __future__ import annotations
 
 import os
 import pwd
 import shutil
+import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -16,7 +26,42 @@ from lab.ports import free_tcp_port
 from printgate.wire.topics import GATEWAY_USER
 
 ROOT = Path(__file__).resolve().parents[2]
-ACL = (ROOT / "deploy" / "mosquitto" / "acl").read_text() if (ROOT / "deploy" / "mosquitto" / "acl").exists() else ""
+REFERENCE = ROOT / "deploy" / "mosquitto"
+OBSERVER = "printgate-test-observer"  # a test-only client that may read every agent's tree
+OBSERVER_ACL = f"\nuser {OBSERVER}\ntopic read printgate/v1/agents/#\n"
+
+
+def config_from_reference(directory: Path, port: int) -> str:
+    """The reference config with this test's paths and port (first listener only)."""
+    replace = {
+        "persistence": "persistence false",
+        "persistence_location": None,
+        "log_dest": f"log_dest file {directory}/mosquitto.log",
+        "pid_file": f"pid_file {directory}/mosquitto.pid",
+        "acl_file": f"acl_file {directory}/acl",
+        "cafile": f"cafile {directory}/ca.crt",
+        "certfile": f"certfile {directory}/server.crt",
+        "keyfile": f"keyfile {directory}/server.key",
+        "crlfile": f"crlfile {directory}/agent-ca.crl",
+    }
+    out: list[str] = ["log_type error", "log_type warning", "log_type notice"]
+    listeners = 0
+    for line in (REFERENCE / "mosquitto.conf").read_text().splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == "listener":
+            listeners += 1
+            if listeners > 1:
+                break  # the WebSockets listener needs port 443
+            out.append(f"listener {port} 127.0.0.1")
+            continue
+        if words[0] in replace:
+            if replace[words[0]] is not None:
+                out.append(replace[words[0]])  # type: ignore[arg-type]
+            continue
+        out.append(line)
+    return "\n".join(out) + "\n"
 
 
 @dataclass
@@ -31,31 +76,17 @@ class Broker:
         directory = Path(tempfile.mkdtemp(prefix="printgate-mqtt-"))
         directory.chmod(0o755)
         server = ca.issue_server_certificate(["127.0.0.1", "localhost"])
-        bridge = ca.issue_service_client(GATEWAY_USER)
+        for name, pair in ((GATEWAY_USER, "bridge"), (OBSERVER, "observer")):
+            issued = ca.issue_service_client(name)
+            (directory / f"{pair}.crt").write_bytes(issued.cert_pem)
+            (directory / f"{pair}.key").write_bytes(issued.key_pem)
         (directory / "ca.crt").write_bytes(ca.cert_pem)
         (directory / "server.crt").write_bytes(server.cert_pem)
         (directory / "server.key").write_bytes(server.key_pem)
-        (directory / "bridge.crt").write_bytes(bridge.cert_pem)
-        (directory / "bridge.key").write_bytes(bridge.key_pem)
-        (directory / "acl").write_text(ACL)
+        (directory / "agent-ca.crl").write_bytes(ca.issue_crl(set()))  # the gateway rewrites it
+        (directory / "acl").write_text((REFERENCE / "acl").read_text() + OBSERVER_ACL)
         port = free_tcp_port()
-        (directory / "mosquitto.conf").write_text(f"""
-per_listener_settings false
-allow_anonymous false
-persistence false
-log_dest file {directory}/mosquitto.log
-log_type error
-log_type warning
-log_type notice
-listener {port} 127.0.0.1
-cafile {directory}/ca.crt
-certfile {directory}/server.crt
-keyfile {directory}/server.key
-require_certificate true
-use_identity_as_username true
-tls_version tlsv1.2
-acl_file {directory}/acl
-""")
+        (directory / "mosquitto.conf").write_text(config_from_reference(directory, port))
         try:
             user = pwd.getpwnam("mosquitto")
             for p in [directory, *directory.iterdir()]:
@@ -64,12 +95,15 @@ acl_file {directory}/acl
             pass
         return cls(directory, port)
 
+    @property
+    def crl_path(self) -> Path:
+        return self.directory / "agent-ca.crl"
+
     def start(self) -> None:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.proc = subprocess.Popen([exe, "-c", str(self.directory / "mosquitto.conf")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
-        import socket
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mosquitto exited: {self.proc.stderr.read() if self.proc.stderr else b''!r}")
@@ -78,6 +112,15 @@ acl_file {directory}/acl
                     return
             time.sleep(0.05)
         raise RuntimeError("mosquitto did not start listening")
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto re-reads its config, certificates and CRL."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGHUP)
+
+    def log(self) -> str:
+        path = self.directory / "mosquitto.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -96,3 +139,6 @@ acl_file {directory}/acl
     def client_args(self, cert: Path, key: Path) -> list[str]:
         return ["-h", "127.0.0.1", "-p", str(self.port), "--cafile", str(self.directory / "ca.crt"),
                 "--cert", str(cert), "--key", str(key)]
+
+    def observer_args(self) -> list[str]:
+        return self.client_args(self.directory / "observer.crt", self.directory / "observer.key")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +13,7 @@ import pytest
 
 from agent.channel.enroll import EnrolledIdentity, enroll
 from gateway.channel.ca import AgentCA
+from gateway.channel.crl import CrlPublisher
 from gateway.channel.enrolment import ChannelFacts
 from gateway.channel.grpc_server import AgentChannelServer
 from gateway.channel.handlers import ChannelHandlers
@@ -161,9 +162,11 @@ async def eventually(check, timeout: float = 10.0, interval: float = 0.05):  # t
 
 
 @pytest.fixture(scope="session")
-def broker(cloud: Cloud) -> Iterator[Broker]:
+async def broker(cloud: Cloud) -> AsyncIterator[Broker]:
+    """The reference Mosquitto; the gateway keeps its CRL and reloads it on every revocation."""
     b = Broker.prepare(cloud.ca)
     b.start()
+    await cloud.server.attach_crl(CrlPublisher(cloud.ca, b.crl_path, reload=b.reload))
     yield b
     b.remove()
 
@@ -172,7 +175,8 @@ def broker(cloud: Cloud) -> Iterator[Broker]:
 async def bridge(cloud: Cloud, broker: Broker) -> AsyncIterator[MqttBridge]:
     d = broker.directory
     b = MqttBridge("127.0.0.1", broker.port, ca_path=d / "ca.crt", cert_path=d / "bridge.crt",
-                   key_path=d / "bridge.key", hub=cloud.hub, handlers=cloud.recorder.handlers())
+                   key_path=d / "bridge.key", hub=cloud.hub, handlers=cloud.recorder.handlers(),
+                   db=cloud.db, denials=cloud.server.denials)
     await b.start()
     yield b
     await b.aclose()

@@ -30,7 +30,7 @@ def creds(cloud: Cloud, identity: EnrolledIdentity, cert_pem: bytes | None = Non
 async def denied_records(cloud: Cloud, agent_id: str, reason: str | None = None) -> list[AuditRecord]:
     await cloud.server.denials.flush()
     return [e for e in await cloud.audit.events()
-            if e.type == "agent.rpc.denied" and e.actor == f"agent:{agent_id}"
+            if e.type == "agent.rpc.denied" and e.details.get("agent_id") == agent_id
             and (reason is None or e.details.get("reason") == reason)]
 
 
@@ -65,7 +65,7 @@ async def test_relay_refusal_naming_another_agents_session_is_not_audited_under_
         ])
     events = [e for e in await cloud.audit.events() if e.type == "agent.relay_channel_refused"]
     assert not any(e.session_id == victim for e in events)
-    assert [e.session_id for e in events if e.actor == f"agent:{a.agent_id}"] == [own]
+    assert [e.session_id for e in events if e.session_id in (own, victim)] == [own]
     assert [e.details["count"] for e in await denied_records(cloud, a.agent_id, "foreign_session")] == [1]
 
 
@@ -127,7 +127,7 @@ async def test_renewal_for_another_key_needs_an_authorised_rekey(cloud: Cloud) -
                                                                          "x")), timeout=5)
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     rekeyed = [e for e in await cloud.audit.events()
-               if e.type == "agent.certificate.rekeyed" and e.actor == f"agent:{identity.agent_id}"]
+               if e.type == "agent.certificate.rekeyed" and e.details.get("agent_id") == identity.agent_id]
     assert len(rekeyed) == 1 and rekeyed[0].details["authorised_by"] == "admin@dealer.test"
     async with cloud.db.session() as s:
         assert len(await channel_store.certificates_of(s, identity.agent_id)) == 2

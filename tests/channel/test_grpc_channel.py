@@ -227,7 +227,7 @@ async def test_guessing_from_an_address_does_not_lock_out_a_valid_token(cloud: C
 
 async def _refusal_events(cloud: Cloud, agent_id: str) -> list:  # type: ignore[type-arg]
     return [e for e in await cloud.audit.events()
-            if e.type == "agent.relay_channel_refused" and e.actor == f"agent:{agent_id}"]
+            if e.type == "agent.relay_channel_refused" and e.details.get("agent_id") == agent_id]
 
 
 async def test_relay_refusals_reported_by_the_runtime_are_audited_at_once(cloud: Cloud) -> None:
@@ -269,6 +269,6 @@ async def test_an_agent_cannot_flood_the_audit_trail_with_refusals(cloud: Cloud)
         await ch.heartbeat(relay_refusals=flood)
     events = await _refusal_events(cloud, identity.agent_id)
     assert len(events) == 51
-    assert events[-1].details == {"kind": "summary", "more_refusals": 250}
+    assert events[-1].details == {"agent_id": identity.agent_id, "kind": "summary", "more_refusals": 250}
     assert all(len(e.details["kind"]) <= 64 and len(e.details["detail"]) <= 500 for e in events[:-1])
     assert events[0].session_id == session

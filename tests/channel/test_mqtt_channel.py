@@ -12,6 +12,7 @@ from agent.channel.enroll import EnrolledIdentity
 from agent.channel.mqtt_client import MqttChannel
 from gateway.channel.hub import AgentHub
 from gateway.channel.mqtt_bridge import MqttBridge
+from printgate.store import channel as channel_store
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import topics
 from tests.channel.broker import ROOT, Broker
@@ -52,8 +53,7 @@ async def test_agent_cannot_subscribe_to_another_agents_commands(cloud: Cloud, b
 
 async def test_agent_cannot_publish_into_another_agents_topics(cloud: Cloud, broker: Broker) -> None:
     a, b = await cloud.enrol(name="mq-pa"), await cloud.enrol(name="mq-pb")
-    d = broker.directory
-    gateway_args = broker.client_args(d / "bridge.crt", d / "bridge.key")
+    gateway_args = broker.observer_args()  # not the bridge's certificate: its CN is its client id
     watch = asyncio.create_task(run("mosquitto_sub", *gateway_args, "-t", topics.events_topic(b.agent_id),
                                     "-C", "1", "-W", "3", "-i", "watch-b-events"))
     await asyncio.sleep(1.0)
@@ -185,3 +185,78 @@ async def test_command_sent_over_both_channels_executes_once(cloud: Cloud, broke
             task.cancel()
         assert len(done) == 1 and next(iter(done)).result().id == pb.Command.FromString(envelope.command).id
         assert [r.code for r in g.rejections + m.rejections] == ["command_replayed"]
+
+
+async def test_agent_cannot_take_over_the_bridge_or_another_agent_by_client_id(
+        cloud: Cloud, broker: Broker, bridge: MqttBridge) -> None:
+    a, b = await cloud.enrol(name="mq-thief"), await cloud.enrol(name="mq-victim")
+    async with channel(broker, b) as victim:
+        await victim.wait_connected(10)
+        await eventually(lambda: cloud.hub.channel_of(b.agent_id) == "mqtt")
+        bridge_drops, victim_connects = bridge.disconnects, victim.connects
+        for client_id in (topics.GATEWAY_USER, b.agent_id):
+            rc, out = await run("mosquitto_sub", *broker.client_args(*certs(a)), "-i", client_id,
+                                "-t", topics.command_topic(b.agent_id), "-C", "1", "-W", "2")
+            assert rc == 27 and b"secret" not in out  # connected as itself, saw nothing
+        await asyncio.sleep(0.5)
+        assert bridge.disconnects == bridge_drops, "agent A's connection disconnected the gateway bridge"
+        assert victim.connected and victim.connects == victim_connects, "agent A's connection kicked agent B"
+        sent = await cloud.hub.send(b.agent_id, pb.Ping(nonce="still-mine"), ttl_s=30)
+        got = await asyncio.wait_for(anext(victim.commands()), 5)
+        assert got.id == sent
+    assert f"u'{a.agent_id}'" in broker.log() or a.agent_id in broker.log()
+
+
+async def test_revoked_agent_certificate_is_refused_by_the_broker(cloud: Cloud, broker: Broker,
+                                                                 bridge: MqttBridge) -> None:
+    identity = await cloud.enrol(name="mq-revoked")
+    args = [*broker.client_args(*certs(identity)), "-t", topics.presence_topic(identity.agent_id), "-q", "1"]
+    rc, out = await run("mosquitto_pub", *args, "-m", "online")
+    assert rc == 0, out  # control: accepted before the revocation
+    await cloud.server.revoke_agent(identity.agent_id, reason="host stolen", actor="admin@dealer.test")
+    assert identity.agent_id  # the gateway wrote the CRL and sent the broker a SIGHUP
+    for _ in range(50):
+        rc, out = await run("mosquitto_pub", *args, "-m", "online")
+        if rc != 0:
+            break
+        await asyncio.sleep(0.1)
+    assert rc != 0, out  # the TLS handshake fails: certificate revoked
+
+
+async def test_bridge_ignores_a_revoked_agent_that_is_still_connected(cloud: Cloud, broker: Broker,
+                                                                     bridge: MqttBridge) -> None:
+    """A connection opened before the revocation stays up at the broker: the bridge checks itself."""
+    identity = await cloud.enrol(name="mq-still-connected")
+    async with channel(broker, identity) as ch:
+        await ch.wait_connected(10)
+        await eventually(lambda: cloud.hub.is_online(identity.agent_id))
+        async with cloud.db.transaction() as s:  # revoked by the portal
+            await channel_store.revoke_agent(s, identity.agent_id, reason="host stolen")
+        envelope = cloud.hub.sign(identity.agent_id, pb.Ping(nonce="before"), ttl_s=30)
+        for _ in range(20):  # presence "online" and forged results
+            await ch.publish_result(pb.Command.FromString(envelope.command).id, ok=False)
+        await asyncio.sleep(1.0)
+        assert not cloud.hub.is_online(identity.agent_id)
+        assert ch.connected  # the broker keeps a connection made before the revocation
+    assert not any(agent == identity.agent_id for agent, _ in cloud.recorder.results)
+    await cloud.server.denials.flush()
+    ignored = [e for e in await cloud.audit.events()
+               if e.type == "agent.mqtt.ignored" and e.details.get("agent_id") == identity.agent_id]
+    assert sum(int(e.details["count"]) for e in ignored) >= 20 and len(ignored) <= 4
+    assert {e.details["reason"] for e in ignored} == {"agent_revoked"}
+
+
+async def test_result_over_mqtt_for_another_agents_command_is_ignored(cloud: Cloud, broker: Broker,
+                                                                      bridge: MqttBridge) -> None:
+    a, b = await cloud.enrol(name="mq-forger"), await cloud.enrol(name="mq-owner")
+    envelope = cloud.hub.sign(b.agent_id, pb.OpenTunnel(session_id="victim"), ttl_s=30)
+    command_id = pb.Command.FromString(envelope.command).id
+    async with channel(broker, a) as ch:
+        await ch.wait_connected(10)
+        await ch.publish_result(command_id, ok=False)
+        await asyncio.sleep(1.0)
+    assert not any(r.command_id == command_id for _, r in cloud.recorder.results)
+    await cloud.server.denials.flush()
+    ignored = [e for e in await cloud.audit.events()
+               if e.type == "agent.mqtt.ignored" and e.details.get("agent_id") == a.agent_id]
+    assert [e.details["reason"] for e in ignored] == ["foreign_command"]
