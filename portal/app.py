@@ -12,6 +12,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
+from portal import health
+from portal.db_outage import DatabaseOutage, is_database_outage
 from portal.deps import LoginRequired, OptionalLogin
 from portal.pages import landing_page, see_other
 from portal.routers import (
@@ -66,11 +68,29 @@ def create_app(
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
+    outage = DatabaseOutage(db)
+    app.state.database_outage = outage
+    unguarded = ("/healthz", "/readyz", "/metrics", "/static/")
+
+    @app.middleware("http")
+    async def _database_outage(request: Request, call_next: Callable) -> Response:
+        """503 while the database is unreachable (no traceback per request); recovers by itself."""
+        if request.url.path.startswith(unguarded):
+            return await call_next(request)
+        if not await outage.admits():
+            return outage.response(request)
+        try:
+            return await call_next(request)
+        except Exception as exc:
+            if not is_database_outage(exc) or await outage.reachable():
+                raise
+            return outage.response(request)
+
     @app.get("/", include_in_schema=False)
     async def _home(signed_in: OptionalLogin) -> Response:
         return see_other(landing_page(signed_in.user if signed_in else None))
 
-    for router in (login.router, mfa.router, devices.router, dwa_sessions.router, approvals.router,
+    for router in (health.router, login.router, mfa.router, devices.router, dwa_sessions.router, approvals.router,
                    sso.router, users.router, tenants.router, policy_rules.router, api_tokens.router,
                    agents.router, api.router, *extra_routers):
         app.include_router(router)

@@ -1,0 +1,45 @@
+"""What a load balancer asks: ``/healthz`` (the process answers) and ``/readyz`` (it can serve).
+
+``/readyz`` is 200 only when the database answers and the audit trail can be
+written (its table answers and the audit writer is not failing); otherwise 503
+with the failing check named. Neither needs a sign-in or touches a session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from portal.state import PortalState
+
+router = APIRouter(include_in_schema=False)
+CHECK_TIMEOUT_S = 2.0
+
+
+@router.get("/healthz")
+async def healthz() -> JSONResponse:
+    return JSONResponse({"status": "alive"}, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    state: PortalState = request.app.state.portal
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S), state.db.session() as s:
+            await s.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+            await s.execute(text("SELECT count(*) FROM audit_head"))
+    except Exception as exc:  # any failure: not ready, say which
+        problem = f"{type(exc).__name__}: {exc}"[:300] or type(exc).__name__
+        checks.setdefault("database", problem)
+        checks["audit"] = "not writable: database unavailable" if checks["database"] != "ok" else problem
+    else:
+        failing = bool(getattr(state.audit, "failing", False))
+        checks["audit"] = "not writable: the audit writer's last write failed" if failing else "ok"
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
+                        status_code=200 if ready else 503, headers={"Cache-Control": "no-store"})
