@@ -82,6 +82,9 @@ class FailClosed:
             # request or response phase: the proxy's error page replaces whatever was there;
             # the audit addon (last) records it with the decision
             pages.internal_error(subject, decision)
+            if hook == "responseheaders":  # the device's body is still coming: stream it away
+                assert subject.response is not None
+                subject.response.stream = _instead_of_body(subject.response.content or b"")
             return
         if isinstance(subject, tls.TlsData):
             subject.ssl_conn = None  # no handshake: the connection is closed
@@ -104,6 +107,20 @@ class FailClosed:
             ))
         except Exception as exc:  # the audit store failing is logged by the caller's sink too
             log.error("dwa.audit_failed", error=str(exc), type="dwa.request")
+
+
+def _instead_of_body(page: bytes) -> Callable[[bytes], bytes]:
+    """A response stream that drops the device's body and sends ``page`` at its end."""
+    sent = False
+
+    def stream(data: bytes) -> bytes:
+        nonlocal sent
+        if data or sent:
+            return b""
+        sent = True
+        return page
+
+    return stream
 
 
 def fail_closed(addons: list[object], audit: AuditSink) -> list[object]:

@@ -29,8 +29,8 @@ def default_addons(deps: ProxyDeps, *, connection_closer: object | None = None) 
 
     budget = TransferBudget(deps.limits, deps.vendor_endpoints, deps.routes)
     return [
-        RequestLineGuard(deps.public),
         SessionAuth(deps),
+        RequestLineGuard(deps.public),
         ServiceWorkerGuard(),
         SessionLimits(deps, connection_closer),
         VendorEndpointGuard(deps.vendor_endpoints),
