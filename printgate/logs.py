@@ -12,6 +12,9 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
     """Configure structlog once at start-up (called by the composition root)."""
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s")
+    # asyncssh logs three info lines per accepted TCP connection: a connection flood on the relay
+    # would flood the log too (the relay logs its refusals once per source and window itself)
+    logging.getLogger("asyncssh").setLevel(max(numeric, logging.WARNING))
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     )
