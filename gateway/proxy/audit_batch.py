@@ -5,18 +5,23 @@ but one database transaction per request caps the proxy at a few hundred
 requests/s. Events that arrive while a write is in flight are written together
 in the next one (``append_many`` when the sink has it).
 
-``append`` waits until the event is stored (used for blocked transfers and
-session events). ``submit`` queues an allowed request's event without
-waiting; if a write has failed recently, ``failing`` is true and the proxy
-refuses to serve (fail closed) until writes succeed again.
+``append`` waits until the event is stored; the proxy awaits it for every
+request before the response goes out, so a request whose record cannot be
+written is never served. ``submit`` queues an event without waiting. After a
+failed write ``failing`` is true until a write succeeds or, with nothing to
+write, the writer's own probe of the store (every ``reprobe_s``) answers: it
+never stays latched after the database is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+
+from sqlalchemy import text
 
 from printgate.domain import AuditEventIn
 from printgate.interfaces import AuditSink
@@ -26,13 +31,32 @@ from printgate.logs import get_logger
 log = get_logger(__name__)
 
 _Item = tuple[AuditEventIn, "asyncio.Future[None]"]
+Probe = Callable[[], Awaitable[None]]
+PROBE_TIMEOUT_S = 5.0
+
+
+def database_probe(sink: object) -> Probe | None:
+    """``SELECT 1`` on the sink's database (``AuditLog.db``), if it has one."""
+    db = getattr(sink, "db", None)
+    if db is None or not hasattr(db, "session"):
+        return None
+
+    async def probe() -> None:
+        async with db.session() as s:
+            await s.execute(text("SELECT 1"))
+
+    return probe
 
 
 class GroupCommitAudit:
     """An ``AuditSink`` that batches concurrent appends into one write of the inner sink."""
 
-    def __init__(self, sink: AuditSink, *, max_batch: int = 256) -> None:
+    def __init__(self, sink: AuditSink, *, max_batch: int = 256, probe: Probe | None = None,
+                 reprobe_s: float = 1.0) -> None:
         self._sink = sink
+        self._probe = probe if probe is not None else database_probe(sink)
+        self._reprobe_s = reprobe_s
+        self._failing_since = 0.0
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -84,13 +108,23 @@ class GroupCommitAudit:
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
+            if self._failing and self._probe is not None:
+                try:
+                    first = await asyncio.wait_for(self._queue.get(), self._reprobe_s)
+                except TimeoutError:
+                    await self._reprobe()
+                    continue
+            else:
+                first = await self._queue.get()
+            batch = [first]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
                 await self._write([event for event, _ in batch])
-                self._failing = False
+                self._recovered()
             except Exception as exc:  # every waiter learns its event was not stored
+                if not self._failing:
+                    self._failing_since = time.monotonic()
                 self._failing = True
                 log.error("dwa.audit_batch_failed", error=str(exc), size=len(batch))
                 for _event, fut in batch:
@@ -103,6 +137,20 @@ class GroupCommitAudit:
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    async def _reprobe(self) -> None:
+        assert self._probe is not None
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                await self._probe()
+        except Exception:  # still unreachable: try again after reprobe_s
+            return
+        self._recovered()
+
+    def _recovered(self) -> None:
+        if self._failing:
+            log.warning("dwa.audit_recovered", outage_seconds=round(time.monotonic() - self._failing_since, 2))
+        self._failing = False
 
     async def _write(self, events: list[AuditEventIn]) -> None:
         if self._append_many is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from mitmproxy import http
 
 from gateway.proxy.addons.websocket_guard import DROPPED_KEY
-from gateway.proxy.audit_batch import GroupCommitAudit
 from gateway.proxy.decision import FlowDecision, decision_of, route_of
 from printgate.domain import AuditEventIn, Outcome
 from printgate.interfaces import AuditSink
@@ -38,13 +37,12 @@ def _source_ip(flow: http.HTTPFlow) -> str | None:
 
 
 class AuditRequests:
-    """Blocked transfers and session events are stored before the answer goes out;
-    allowed requests are queued for the next group commit (no per-request wait),
-    and nothing is served while the audit store is failing (fail closed)."""
+    """Every request's record is stored before its answer goes out (allowed requests ride the
+    writer's group commit: concurrent requests share one write); a request whose record cannot
+    be written is not served (fail closed)."""
 
     def __init__(self, audit: AuditSink) -> None:
         self._audit = audit
-        self._group = audit if isinstance(audit, GroupCommitAudit) else None
 
     async def response(self, flow: http.HTTPFlow) -> None:
         resp = flow.response
@@ -65,12 +63,7 @@ class AuditRequests:
             details |= _decision_details(decision)
         event_type = "dwa.transfer_blocked" if blocked and decision and decision.direction != "session" else "dwa.request"
         outcome = Outcome.BLOCKED if blocked else Outcome.SUCCESS
-        if self._group is not None and decision is None:
-            stored = not self._group.failing
-            if stored:
-                self._group.submit(self._event(flow, event_type, outcome, details))
-        else:
-            stored = await self._append(flow, event_type, outcome, details)
+        stored = await self._append(flow, event_type, outcome, details)
         if not stored:  # fail closed: what cannot be audited is not delivered
             flow.response = http.Response.make(
                 503, b"audit unavailable: the request was not delivered", {"content-type": "text/plain"}
