@@ -26,6 +26,7 @@ from typing import Any
 import uvloop
 
 from audit.log import AuditLog
+from gateway.proxy.connection_limits import ConnectionLimits
 from gateway.proxy.control_channel import ControlPeer, Message, read_message, route_from_json
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.route_replica import ReplicaRouteTable
@@ -75,7 +76,8 @@ class Worker:
         self.proxy = DwaProxy(
             config["listen_host"], int(config["port"]), dwa_domain=config["dwa_domain"],
             routes=self.routes, audit=AuditLog(self._db, None), on_end_request=self._end,
-            limits=ProxyLimits(**config["limits"]), on_session_timeout=self._timeout,
+            limits=ProxyLimits(**config["limits"]),
+            connection_limits=ConnectionLimits(**config["connection_limits"]), on_session_timeout=self._timeout,
             on_extend_request=self._extend, public_scheme=config["public_scheme"],
             public_port=int(config["public_port"]), certs=list(config["certs"]),
             confdir=Path(config["confdir"]) if config["confdir"] else None,

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.proxy.addons.session_limits import expiry_reason
+from gateway.proxy.connection_limits import ConnectionLimits
 from gateway.proxy.control_channel import (
     ControlPeer,
     Message,
@@ -85,6 +86,7 @@ class ProxyWorkerPool(SessionUrls, Service):
         routes: RouteTable,
         on_end_request: Callable[[str], Awaitable[None]],
         limits: ProxyLimits = ProxyLimits(),
+        connection_limits: ConnectionLimits = ConnectionLimits(),
         on_session_timeout: SessionTimeout | None = None,
         on_extend_request: ExtendRequest | None = None,
         public_scheme: str = "http",
@@ -110,6 +112,7 @@ class ProxyWorkerPool(SessionUrls, Service):
         self._on_timeout = on_session_timeout
         self._on_extend = on_extend_request
         self._limits = limits
+        self._connection_limits = connection_limits
         self._public_port = public_port
         self.public = PublicAddress(public_scheme, public_port or 0)
         self._certs = certs or []
@@ -199,6 +202,7 @@ class ProxyWorkerPool(SessionUrls, Service):
             "csrf_key": self._csrf_key.hex(),
             "database_url": self._database_url,
             "limits": asdict(self._limits),
+            "connection_limits": asdict(self._connection_limits),
             "activity_interval_s": self._activity_interval_s,
             "launch_token_ttl_s": self._token_ttl_s,
             "tombstone_ttl_s": self._tombstone_ttl_s,
