@@ -119,7 +119,8 @@ class NftablesFirewall:
                 f"firewall rule {rule_id}: its nftables tag equals that of {clash} on {src}:{dport}; "
                 "end that session or open this one again under a new id"
             )
-        await self._transaction(elements.grant_commands(self.table, rule, others, now))
+        await self._transaction(elements.grant_commands(self.table, rule, others, now),
+                                f"install the exception {rule_id} for {src}:{dport}")
         self._rules[rule_id] = rule
         log.info("firewall.allow", rule=rule_id, src=src, dport=dport, timeout_s=timeout_s,
                  sharing=len(others))
@@ -131,7 +132,8 @@ class NftablesFirewall:
         now = time.monotonic()
         for r in targets:
             remaining = self._others(r, held, now)
-            await self._transaction(elements.end_commands(self.table, r, remaining, now))
+            await self._transaction(elements.end_commands(self.table, r, remaining, now),
+                                    f"remove the exception {rule_id} for {r.src}:{r.dport}")
             if not remaining:  # another live session from this source keeps its connections
                 await self._forget_connections(r.src, r.dport)
             log.info("firewall.revoke", rule=rule_id, src=r.src, dport=r.dport, still_allowed_for=len(remaining))
@@ -145,10 +147,12 @@ class NftablesFirewall:
         removed: list[str] = []
         for orphan in await self._orphans(held):
             if orphan.rule_id in live:
-                await self._transaction(elements.grant_commands(self.table, orphan, [], now))
+                await self._transaction(elements.grant_commands(self.table, orphan, [], now),
+                                        f"adopt the exception {orphan.rule_id} for {orphan.src}:{orphan.dport}")
                 rules.append(orphan)
             else:
-                await self._transaction(elements.end_commands(self.table, orphan, [], now))
+                await self._transaction(elements.end_commands(self.table, orphan, [], now),
+                                        f"remove the stale exception {orphan.rule_id} for {orphan.src}:{orphan.dport}")
                 await self._forget_connections(orphan.src, orphan.dport)
                 log.info("firewall.revoke", rule=orphan.rule_id, src=orphan.src, dport=orphan.dport,
                          still_allowed_for=0)
@@ -196,9 +200,13 @@ class NftablesFirewall:
         return [r for r in held
                 if r.rule_id != rule.rule_id and r.src == rule.src and r.dport == rule.dport and r.expires_at > now]
 
-    async def _transaction(self, commands: list[str]) -> None:
+    async def _transaction(self, commands: list[str], what: str) -> None:
         """Apply ``commands`` as one nft transaction: all or nothing."""
-        await self._run("-f", "-", stdin="\n".join(commands) + "\n")
+        rc, _out, err = await self._run("-f", "-", stdin="\n".join(commands) + "\n", check=False)
+        if rc != 0:
+            raise FirewallError(
+                f"nft could not {what} in table inet {self.table} ({err.strip() or rc}); nothing was changed"
+            )
 
     async def _protect(self, port: int) -> None:
         await self._run("add", "element", "inet", self.table, "protected_ports", f"{{ {int(port)} }}")
