@@ -62,9 +62,23 @@ class Checkpoint:
             raise ValueError(f"malformed checkpoint: {exc}") from exc
 
 
-def _key_id(public: Ed25519PublicKey) -> str:
+def key_id_of(public: Ed25519PublicKey) -> str:
+    """First 16 hex digits of SHA-256 over the raw 32-byte public key."""
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
+
+
+
+def write_private_key(key: Ed25519PrivateKey, path: Path | str) -> None:
+    """Write ``key`` as PKCS#8 PEM, mode 0600 (parent directories created)."""
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption(),
+    )
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
 
 
 class Signer:
@@ -72,7 +86,7 @@ class Signer:
 
     def __init__(self, key: Ed25519PrivateKey) -> None:
         self._key = key
-        self.key_id = _key_id(key.public_key())
+        self.key_id = key_id_of(key.public_key())
 
     @classmethod
     def generate(cls) -> Signer:
@@ -90,15 +104,7 @@ class Signer:
 
     def save(self, path: Path | str) -> None:
         """Write the private key (PKCS#8 PEM, mode 0600)."""
-        pem = self._key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
+        write_private_key(self._key, path)
 
     def public_key_pem(self) -> str:
         return self._key.public_key().public_bytes(
@@ -119,7 +125,7 @@ class CheckpointVerifier:
 
     def __init__(self, public: Ed25519PublicKey) -> None:
         self._public = public
-        self.key_id = _key_id(public)
+        self.key_id = key_id_of(public)
 
     @classmethod
     def from_pem(cls, pem: str | bytes) -> CheckpointVerifier:

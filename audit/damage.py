@@ -14,6 +14,7 @@ class Damage(enum.StrEnum):
     FORGED_CHECKPOINT = "forged_checkpoint"
     REWRITTEN = "rewritten"  # consistent chain that contradicts a signed checkpoint
     MALFORMED = "malformed"
+    UNWITNESSED = "unwitnessed"  # a witness named by the verifier cosigned nothing in this log
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,15 @@ class Problem:
 
 
 @dataclass(frozen=True, slots=True)
+class WitnessMark:
+    """The newest checkpoint a witness cosigned that the log still holds."""
+
+    witness: str  # key id
+    tree_size: int
+    cosigned_at: str
+
+
+@dataclass(frozen=True, slots=True)
 class VerifyReport:
     ok: bool
     records: int
@@ -41,6 +51,7 @@ class VerifyReport:
     root: str
     personal_checked: int
     problem: Problem | None = None
+    witnessed: tuple[WitnessMark, ...] = ()
 
     @property
     def unanchored(self) -> int:

@@ -31,3 +31,4 @@ AUDIT_EXPORTED = "audit.exported"
 AUDIT_DOWNLOADED = "audit.export.downloaded"
 AUDIT_PERSONAL_ERASED = "audit.personal.erased"
 AUDIT_RETENTION_PRUNED = "audit.retention.pruned"
+AUDIT_WITNESS_COSIGNED = "audit.witness.cosigned"  # details: witness, tree_size, root, cosigned_at

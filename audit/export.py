@@ -2,7 +2,8 @@
 format) and ArcSight CEF; verification of a live store.
 
 A full export is the whole chain with every signed checkpoint placed right
-after its last record. A subset export (one dealer's or customer's records)
+after its last record, and the witnesses' cosignatures right after the
+header. A subset export (one dealer's or customer's records)
 carries, per record, an RFC 6962 inclusion proof against the newest signed
 checkpoint that covers it, so a tenant can verify its share without seeing
 anyone else's events.
@@ -20,10 +21,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from audit.checkpoint import Checkpoint, CheckpointVerifier
+from audit.cosignature import Cosignature, WitnessVerifier
 from audit.merkle import MerkleTree, leaf_hash
 from audit.query import AuditFilter, row_to_record, search_all
 from audit.stream import (
     checkpoint_line,
+    cosignature_line,
     header_line,
     personal_line,
     proof_line,
@@ -48,6 +51,12 @@ def _cp(row: Any) -> Checkpoint:
     return Checkpoint(int(row.tree_size), row.root, row.head, row.at, row.key_id, row.signature)
 
 
+def cosignature_of(row: Any) -> Cosignature:
+    cp = Checkpoint(int(row.tree_size), row.root, row.head, row.checkpoint_at, row.key_id,
+                    row.checkpoint_signature)
+    return Cosignature(cp, row.witness, row.witness_public_key, row.cosigned_at, row.signature)
+
+
 async def _rows(db: Database) -> AsyncIterator[Any]:
     async for batch in store.iter_records(db):
         for row in batch:
@@ -58,6 +67,8 @@ async def write_full(db: Database, out: IO[bytes], *, with_personal: bool = Fals
     """Write the whole chain as JSONL; returns (records, checkpoints)."""
     cps = [_cp(r) for r in await store.checkpoints(db)]
     out.write(header_line({"subset": False, "with_personal": with_personal}) + b"\n")
+    for cosigned in await store.cosignatures(db):
+        out.write(cosignature_line(cosignature_of(cosigned)) + b"\n")
     i = n = 0
     async for batch in store.iter_records(db):
         personal = (await store.personal_range(db, batch[0].seq, batch[-1].seq)
@@ -201,15 +212,17 @@ async def _column_problem(db: Database) -> Problem | None:
 
 
 async def verify_store(
-    db: Database, verifier: CheckpointVerifier | None, *, anchors: Sequence[Checkpoint] = ()
+    db: Database, verifier: CheckpointVerifier | None, *, anchors: Sequence[Checkpoint] = (),
+    witnesses: Sequence[WitnessVerifier] = (), cosignatures: Sequence[Cosignature] = (),
 ) -> VerifyReport:
     """Verify the live store: chain, checkpoints, personal values, columns, head row
-    (and that it still holds the history signed by ``anchors``)."""
+    (and that it still holds the history signed by ``anchors`` and cosigned by ``witnesses``)."""
     fd, tmp = tempfile.mkstemp(prefix="printgate-audit-", suffix=".jsonl")
     try:
         with os.fdopen(fd, "wb") as out:
             await write_full(db, out, with_personal=True)
-        report = verify_items(read_export(tmp), verifier, anchors=anchors)
+        report = verify_items(read_export(tmp), verifier, anchors=anchors, witnesses=witnesses,
+                              cosignatures=cosignatures)
     finally:
         os.unlink(tmp)
     column = await _column_problem(db)

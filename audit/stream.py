@@ -11,7 +11,9 @@ One JSON value per line (``\\n`` separated):
   record ``tree_size``), ``{"@personal": {"seq", "fields": {name: {"value",
   "salt"}}}}`` (clear personal values disclosed for the preceding record) and
   ``{"@proof": {"seq", "tree_size", "path": [hex...]}}`` (inclusion proof of
-  the preceding record, in subset exports).
+  the preceding record, in subset exports), ``{"@cosignature": {...}}`` (a
+  witness's cosignature of a checkpoint, ``audit.cosignature``; placed right
+  after the header so a verifier holds them before the records they cover).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import NamedTuple
 
 from audit.canonical import canonical_bytes
 from audit.checkpoint import Checkpoint
+from audit.cosignature import Cosignature
 
 FORMAT = "printgate-audit-export"
 FORMAT_VERSION = 1
@@ -48,6 +51,12 @@ class TombstoneItem:
 @dataclass(frozen=True, slots=True)
 class CheckpointItem:
     checkpoint: Checkpoint
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CosignatureItem:
+    cosignature: Cosignature
     line: int = 0
 
 
@@ -78,7 +87,8 @@ class MalformedItem:
     line: int = 0
 
 
-Item = RecordItem | TombstoneItem | CheckpointItem | PersonalItem | ProofItem | HeaderItem | MalformedItem
+Item = (RecordItem | TombstoneItem | CheckpointItem | CosignatureItem | PersonalItem | ProofItem | HeaderItem
+        | MalformedItem)
 
 
 def header_line(meta: dict[str, object]) -> bytes:
@@ -91,6 +101,10 @@ def tombstone_line(seq: int, hash_: str, prev: str, pruned_by: int) -> bytes:
 
 def checkpoint_line(cp: Checkpoint) -> bytes:
     return canonical_bytes({"@checkpoint": cp.to_json()})
+
+
+def cosignature_line(cosig: Cosignature) -> bytes:
+    return canonical_bytes({"@cosignature": cosig.to_json()})
 
 
 def personal_line(seq: int, fields: dict[str, tuple[str, str]]) -> bytes:
@@ -111,6 +125,8 @@ def parse_line(raw: bytes, line: int) -> Item:
         (key, body), = obj.items()
         if key == "@checkpoint":
             return CheckpointItem(Checkpoint.from_json(body), line)
+        if key == "@cosignature":
+            return CosignatureItem(Cosignature.from_json(body), line)
         if key == "@tombstone":
             return TombstoneItem(int(body["seq"]), str(body["hash"]), str(body["prev"]),
                                  int(body["pruned_by"]), line)

@@ -11,6 +11,12 @@ personal values must carry them, unless a later ``audit.personal.erased``
 record names it in its ``seq_ranges``: a deleted value row is damage. The first failure is reported as a
 ``Problem`` naming the record (seq and line) and the kind of ``Damage``.
 
+Witnesses (``audit.witness``) countersign checkpoints; given their public
+keys, every valid cosignature in the stream (or kept elsewhere) is an anchor
+the log must still match: a tail cut or a history rewritten after a witness
+saw it is named with the witness and the checkpoint, and a named witness
+that cosigned nothing is itself a failure (``Damage.UNWITNESSED``).
+
 Subset exports (one tenant's records) carry an inclusion proof per record
 instead of a contiguous chain; each record is checked against a signed
 checkpoint.
@@ -33,10 +39,12 @@ from audit.chain import (
     link_of,
 )
 from audit.checkpoint import Checkpoint, CheckpointVerifier
-from audit.damage import Damage, Problem, VerifyReport
+from audit.cosignature import Cosignature, WitnessVerifier
+from audit.damage import Damage, Problem, VerifyReport, WitnessMark
 from audit.merkle import Frontier
 from audit.stream import (
     CheckpointItem,
+    CosignatureItem,
     HeaderItem,
     Item,
     MalformedItem,
@@ -101,18 +109,23 @@ class _Fail(Exception):
 def verify_items(
     items: Iterable[Item], verifier: CheckpointVerifier | None, *,
     anchors: Sequence[Checkpoint] = (), window: int = 1024,
+    witnesses: Sequence[WitnessVerifier] = (), cosignatures: Sequence[Cosignature] = (),
 ) -> VerifyReport:
     """Verify a stream of export items; never raises for damage, reports it.
 
     ``anchors`` are signed checkpoints obtained earlier and kept elsewhere (by a
     customer, a syslog collector): the stream must still contain the history
     they sign, which catches truncation of the newest records together with
-    their checkpoints.
+    their checkpoints. ``witnesses`` are the public keys of witnesses whose
+    cosignatures (in the stream, or ``cosignatures`` kept elsewhere, e.g. a
+    witness's state file) the log must honour.
     """
-    state = _State(verifier, window)
+    state = _State(verifier, window, witnesses)
     try:
         for cp in anchors:
             state.checkpoint(CheckpointItem(cp, 0), _Peek(()))
+        for cosig in cosignatures:
+            state.cosignature(CosignatureItem(cosig, 0), _Peek(()))
         state.run(_Peek(items))
     except _Fail as fail:
         return state.report(fail.problem)
@@ -120,8 +133,12 @@ def verify_items(
 
 
 class _State:
-    def __init__(self, verifier: CheckpointVerifier | None, window: int) -> None:
+    def __init__(self, verifier: CheckpointVerifier | None, window: int,
+                 witnesses: Sequence[WitnessVerifier] = ()) -> None:
         self.verifier = verifier
+        self.witnesses = {w.key_id: w for w in witnesses}
+        self.cosigned: dict[str, Cosignature] = {}  # newest valid cosignature per witness
+        self.labels: dict[int, str] = {}  # tree size -> the witness that cosigned it
         self.window = window
         self.expected = 1
         self.prev = GENESIS
@@ -147,6 +164,8 @@ class _State:
             checkpoints=self.checkpoints, anchored=self.anchored, head=self.prev,
             root=self.frontier.root().hex(), personal_checked=self.personal_checked,
             problem=problem,
+            witnessed=tuple(WitnessMark(c.witness, c.checkpoint.tree_size, c.cosigned_at)
+                            for _, c in sorted(self.cosigned.items())),
         )
 
     def fail(self, kind: Damage, seq: int | None, line: int | None, message: str) -> _Fail:
@@ -184,6 +203,8 @@ class _State:
                 self.chain(item, peek)
             elif isinstance(item, CheckpointItem):
                 self.checkpoint(item, peek)
+            elif isinstance(item, CosignatureItem):
+                self.cosignature(item, peek)
             elif isinstance(item, PersonalItem):
                 self.personal(item)
             elif isinstance(item, HeaderItem):
@@ -278,18 +299,41 @@ class _State:
         return self.fail(Damage.CHANGED, seq - 1, self.prev_line,
                          f"record {seq - 1} was altered: its hash is not the one record {seq} commits to")
 
-    def checkpoint(self, item: CheckpointItem, peek: _Peek) -> None:
+    def cosignature(self, item: CosignatureItem, peek: _Peek) -> None:
+        """A witness's cosignature: an anchor when the verifier trusts that witness."""
+        c = item.cosignature
+        w = self.witnesses.get(c.witness)
+        if w is None:
+            return  # a witness this verifier did not name
+        cp = c.checkpoint
+        if not w.is_valid(c):
+            raise self.fail(Damage.FORGED_CHECKPOINT, cp.tree_size, item.line or None,
+                            f"the cosignature of checkpoint {cp.tree_size} claiming witness {c.witness} "
+                            "has no valid signature by that witness")
+        newest = self.cosigned.get(c.witness)
+        if newest is None or cp.tree_size > newest.checkpoint.tree_size:
+            self.cosigned[c.witness] = c
+        self.labels.setdefault(cp.tree_size, c.label())
+        self.checkpoint(CheckpointItem(cp, item.line), peek, counted=False)
+
+    def checkpoint(self, item: CheckpointItem, peek: _Peek, *, counted: bool = True) -> None:
         cp = item.checkpoint
         if self.verifier is not None and not self.verifier.is_valid(cp):
             raise self.fail(Damage.FORGED_CHECKPOINT, cp.tree_size, item.line,
                             f"checkpoint for tree size {cp.tree_size} has no valid signature "
                             f"by key {self.verifier.key_id}")
-        self.checkpoints += 1
+        self.checkpoints += counted
         if cp.tree_size == self.frontier.size:
             self.match_checkpoint(item, peek)
         elif cp.tree_size > self.frontier.size:
             earlier = self.pending.get(cp.tree_size)
             if earlier is not None and (earlier.checkpoint.root, earlier.checkpoint.head) != (cp.root, cp.head):
+                label = self.labels.get(cp.tree_size)
+                if label is not None:
+                    raise self.fail(Damage.REWRITTEN, cp.tree_size, item.line or None,
+                                    f"{label} cosigned checkpoint {cp.tree_size}, but another validly signed "
+                                    f"checkpoint {cp.tree_size} disagrees (roots {earlier.checkpoint.root[:16]}… "
+                                    f"and {cp.root[:16]}…): the log was rewritten after the witness saw it")
                 raise self.fail(Damage.REWRITTEN, cp.tree_size, item.line,
                                 f"two validly signed checkpoints disagree about the first {cp.tree_size} "
                                 "records: the signing key signed a forked history")
@@ -305,6 +349,12 @@ class _State:
             self.anchored = cp.tree_size
             return
         first = self.anchored + 1
+        label = self.labels.get(cp.tree_size)
+        if label is not None:
+            raise self.fail(Damage.REWRITTEN, cp.tree_size, None,
+                            f"{label} cosigned checkpoint {cp.tree_size} (root {cp.root[:16]}…), but the log's "
+                            f"first {cp.tree_size} records hash to root {root[:16]}…: the log was rewritten "
+                            "after the witness saw it")
         nxt = _chain_items(peek.ahead(4))
         if cp.tree_size == first or (self.prev != cp.head and (not nxt or nxt[0][0] == cp.head)):
             raise self.fail(Damage.CHANGED, cp.tree_size, self.prev_line,
@@ -349,6 +399,11 @@ class _State:
             size = min(self.pending)
             have = self.frontier.size
             where = "known checkpoint" if self.pending[size].line == 0 else "checkpoint"
+            label = self.labels.get(size)
+            if label is not None:
+                raise self.fail(Damage.DELETED, have + 1, None,
+                                f"{label} cosigned checkpoint {size} over {size} records, but only {have} "
+                                "are present: the tail of the log was cut after the witness saw it")
             raise self.fail(Damage.DELETED, have + 1, self.pending[size].line or None,
                             f"{where} {size} was signed over {size} records but only {have} are present")
         for t in self.tombstones:
@@ -360,3 +415,7 @@ class _State:
                 raise self.fail(Damage.DELETED, seq, line,
                                 f"the personal values (who acted, from where) of record {seq} are "
                                 "missing and no audit.personal.erased record covers it")
+        for key_id in sorted(set(self.witnesses) - set(self.cosigned)):
+            raise self.fail(Damage.UNWITNESSED, None, None,
+                            f"witness {key_id} cosigned no checkpoint of this log: it never ran against "
+                            "this gateway, or its cosignatures were removed (compare with its state file)")

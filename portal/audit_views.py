@@ -6,7 +6,9 @@ newest-first results, downloads), filter API, CSV/JSONL download, session story.
 caller's tenant (``audit.query.scope_for``): a customer's auditor sees only
 that customer's events, a dealer's auditor only that dealer's; asking for
 another tenant is 403, another tenant's session is 404. Downloads are
-themselves audited.
+themselves audited. API tokens need the ``audit:read`` scope (a witness
+token, ``audit:witness``, reaches only the witness API of
+``portal.audit_witness_api``, mounted here too).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from audit import event_types
 from audit.log import AuditLog
 from audit.query import AuditFilter, row_to_record, scope_for, search, search_all
 from portal.audit_form import AuditForm, api_query
+from portal.audit_witness_api import token_scope_check, witness_router
 from portal.deps import login_of
 from portal.pages import render
 from portal.state import TEMPLATES, Login
@@ -95,7 +98,8 @@ def _filter(
 
 def audit_router(db: Database, audit_log: AuditLog, current_user_dependency: Callable[..., Any]) -> APIRouter:
     router = APIRouter(prefix="/audit", tags=["audit"])
-    auditor = Depends(current_user_dependency)
+    router.include_router(witness_router(db, audit_log, current_user_dependency))
+    auditor = Depends(token_scope_check(current_user_dependency, frozenset({"audit:read"})))
     wanted_filter = Depends(_filter)
 
     def scoped(user: User, wanted: AuditFilter) -> AuditFilter:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-SCOPES = ("devices:read", "sessions:read", "sessions:write", "audit:read", "fleet:read")
+SCOPES = ("devices:read", "sessions:read", "sessions:write", "audit:read", "audit:witness", "fleet:read")
 PREFIX = "pgt_"
 
 

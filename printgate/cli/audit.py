@@ -1,4 +1,4 @@
-"""`printgate audit ...`: keygen, checkpoint, verify, export, prove."""
+"""`printgate audit ...`: keygen, checkpoint, verify, export, prove, erase, prune, witness."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from typing import Any
 
 import typer
 
+from printgate.cli.audit_witness import app as witness_app
 from printgate.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="audit commands")
+app.add_typer(witness_app, name="witness")
 
 ConfigOpt = typer.Option(None, help="TOML settings file")
 DbOpt = typer.Option(None, "--database-url", help="database URL (default: from settings)")
@@ -70,18 +72,37 @@ def verify(
     public_key: Path = typer.Option(..., help="checkpoint public key (PEM)"),
     file: Path | None = typer.Option(None, help="verify this export instead of the live store"),
     require_anchored: bool = typer.Option(False, help="fail if records follow the last signed checkpoint"),
-    anchor: list[Path] = typer.Option([], help="checkpoint JSON kept elsewhere (from `audit checkpoint`); "
-                                      "the log must still contain what it signs (repeatable)"),
+    anchor: list[Path] = typer.Option([], help="checkpoint JSON kept elsewhere (from `audit checkpoint`, or a "
+                                      "witness's state file); the log must still contain what it signs "
+                                      "(repeatable)"),
+    witness_key: list[Path] = typer.Option([], help="public key of a witness (`audit witness keygen`): the log "
+                                           "must match every checkpoint it cosigned (repeatable)"),
     config: Path | None = ConfigOpt, database_url: str | None = DbOpt,
 ) -> None:
-    """Verify the chain, checkpoints and personal values; exit 1 on any damage."""
+    """Verify the chain, checkpoints, personal values and witness cosignatures; exit 1 on any damage."""
     from audit.checkpoint import Checkpoint, CheckpointVerifier
+    from audit.cosignature import Cosignature, WitnessVerifier
     from audit.verify import VerifyReport
+    from printgate.errors import ConfigError
 
-    verifier = CheckpointVerifier.load(public_key)
     try:
-        anchors = [Checkpoint.from_json(json.loads(p.read_text())) for p in anchor]
-    except (OSError, ValueError) as exc:
+        verifier = CheckpointVerifier.load(public_key)
+        witnesses = [WitnessVerifier.load(p) for p in witness_key]
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    anchors: list[Checkpoint] = []
+    kept: list[Cosignature] = []
+    try:
+        for p in anchor:
+            data = json.loads(p.read_text())
+            if isinstance(data, dict) and "cosignature" in data:  # a witness's state file
+                kept.append(Cosignature.from_json(data["cosignature"]))
+                if kept[-1].witness not in {w.key_id for w in witnesses}:
+                    anchors.append(kept.pop().checkpoint)
+            else:
+                anchors.append(Checkpoint.from_json(data))
+    except (OSError, ValueError, AttributeError) as exc:
         typer.echo(f"cannot read anchor checkpoint: {exc}", err=True)
         raise typer.Exit(2) from exc
     report: VerifyReport
@@ -89,14 +110,15 @@ def verify(
         from audit.stream import read_export
         from audit.verify import verify_items
 
-        report = verify_items(read_export(file), verifier, anchors=anchors)
+        report = verify_items(read_export(file), verifier, anchors=anchors, witnesses=witnesses,
+                              cosignatures=kept)
     else:
         from audit.export import verify_store
         from printgate.store.db import Database
 
         async def run() -> VerifyReport:
             async with Database(_url(config, database_url)) as db:
-                return await verify_store(db, verifier, anchors=anchors)
+                return await verify_store(db, verifier, anchors=anchors, witnesses=witnesses, cosignatures=kept)
 
         report = asyncio.run(run())
     summary = (f"{report.records} records, {report.tombstones} pruned, {report.checkpoints} checkpoints, "
@@ -106,6 +128,10 @@ def verify(
         typer.echo(summary, err=True)
         raise typer.Exit(1)
     typer.echo(f"OK: {summary}; head {report.head}")
+    last = report.records + report.tombstones
+    for mark in report.witnessed:
+        typer.echo(f"witness {mark.witness}: newest cosigned checkpoint {mark.tree_size} (cosigned "
+                   f"{mark.cosigned_at}); {last - mark.tree_size} records after it not yet witnessed")
     if report.unanchored:
         typer.echo(f"warning: {report.unanchored} records after the last signed checkpoint", err=True)
         if require_anchored:

@@ -22,6 +22,7 @@ from printgate.errors import AuditIntegrityError
 from printgate.store.db import Database
 from printgate.store.models.audit import (
     AuditCheckpointRow,
+    AuditCosignatureRow,
     AuditHeadRow,
     AuditPersonalRow,
     AuditRecordRow,
@@ -99,6 +100,26 @@ async def latest_checkpoint(s: AsyncSession, *, at_most: int | None = None) -> A
 async def checkpoints(db: Database) -> Sequence[AuditCheckpointRow]:
     async with db.session() as s:
         q = select(AuditCheckpointRow).order_by(AuditCheckpointRow.tree_size)
+        return (await s.execute(q)).scalars().all()
+
+
+async def checkpoint_of_size(db: Database, tree_size: int) -> AuditCheckpointRow | None:
+    async with db.session() as s:
+        return await s.get(AuditCheckpointRow, tree_size)
+
+
+async def insert_cosignature(s: AsyncSession, row: dict[str, Any]) -> bool:
+    """Store a witness's cosignature; False when that witness already cosigned that size."""
+    if await s.get(AuditCosignatureRow, (row["witness"], row["tree_size"])) is not None:
+        return False
+    await s.execute(insert(AuditCosignatureRow), [row])
+    return True
+
+
+async def cosignatures(db: Database) -> Sequence[AuditCosignatureRow]:
+    """Every stored cosignature, by tree size."""
+    async with db.session() as s:
+        q = select(AuditCosignatureRow).order_by(AuditCosignatureRow.tree_size, AuditCosignatureRow.witness)
         return (await s.execute(q)).scalars().all()
 
 

@@ -64,3 +64,21 @@ class AuditHeadRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(_BIG, default=0)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCosignatureRow(Base):
+    """A witness's cosignature of a checkpoint, with the checkpoint as the witness saw it
+    (kept whole: the gateway's own checkpoint row could be rewritten)."""
+
+    __tablename__ = "audit_cosignatures"
+    witness: Mapped[str] = mapped_column(String(32), primary_key=True)  # witness key id
+    tree_size: Mapped[int] = mapped_column(_BIG, primary_key=True, autoincrement=False)
+    witness_public_key: Mapped[str] = mapped_column(String(64))  # raw Ed25519, hex
+    cosigned_at: Mapped[str] = mapped_column(String(40))
+    signature: Mapped[str] = mapped_column(String(128))
+    root: Mapped[str] = mapped_column(String(64))
+    head: Mapped[str] = mapped_column(String(64))
+    checkpoint_at: Mapped[str] = mapped_column(String(40))
+    key_id: Mapped[str] = mapped_column(String(32))  # the gateway's checkpoint key
+    checkpoint_signature: Mapped[str] = mapped_column(String(128))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -1,0 +1,143 @@
+"""Witness cosignatures over signed checkpoints (pure, Ed25519).
+
+A witness -- a small service a customer's security team runs on its own
+machine (``audit.witness``) -- countersigns each gateway checkpoint it has
+checked to be consistent with the last one it saw. The signed message is
+``b"printgate-audit-cosignature-v1\\n"`` followed by the RFC 8785 bytes of
+``{"checkpoint": {...the gateway's signed checkpoint, signature included...},
+"cosigned_at": "...", "witness": "<witness key id>"}``. A cosignature binds
+the witness to the exact tree head the gateway signed; once the gateway holds
+it, the log can no longer lose or rewrite the records it covers without
+``audit verify --witness-key`` noticing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from audit.canonical import canonical_bytes
+from audit.checkpoint import Checkpoint, key_id_of, write_private_key
+from printgate.errors import ConfigError
+
+COSIGNATURE_DOMAIN = b"printgate-audit-cosignature-v1\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Cosignature:
+    checkpoint: Checkpoint
+    witness: str  # key id of the witness key
+    witness_public_key: str  # raw 32-byte Ed25519 public key, hex
+    cosigned_at: str  # RFC 3339 UTC, the witness's clock
+    signature: str  # hex
+
+    def signed_bytes(self) -> bytes:
+        return cosigned_message(self.checkpoint, self.witness, self.cosigned_at)
+
+    def to_json(self) -> dict[str, object]:
+        return {"checkpoint": self.checkpoint.to_json(), "cosigned_at": self.cosigned_at,
+                "signature": self.signature, "witness": self.witness,
+                "witness_public_key": self.witness_public_key}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Cosignature:
+        try:
+            cp = data["checkpoint"]
+            if not isinstance(cp, dict):
+                raise TypeError("checkpoint is not an object")
+            return cls(Checkpoint.from_json(cp), str(data["witness"]), str(data["witness_public_key"]),
+                       str(data["cosigned_at"]), str(data["signature"]))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed cosignature: {exc}") from exc
+
+    def label(self) -> str:
+        return f"witness {self.witness} (cosigned {self.cosigned_at})"
+
+
+def cosigned_message(cp: Checkpoint, witness: str, cosigned_at: str) -> bytes:
+    return COSIGNATURE_DOMAIN + canonical_bytes(
+        {"checkpoint": cp.to_json(), "cosigned_at": cosigned_at, "witness": witness})
+
+
+def _raw(public: Ed25519PublicKey) -> bytes:
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+class Cosigner:
+    """The witness's Ed25519 private key."""
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        self._key = key
+        self.key_id = key_id_of(key.public_key())
+
+    @classmethod
+    def generate(cls) -> Cosigner:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def load(cls, path: Path | str) -> Cosigner:
+        try:
+            key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read the witness key {path}: {exc}") from exc
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ConfigError(f"{path} is not an Ed25519 private key (run `printgate audit witness keygen`)")
+        return cls(key)
+
+    def save(self, path: Path | str) -> None:
+        write_private_key(self._key, path)
+
+    def public_key_pem(self) -> str:
+        return self._key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    def cosign(self, cp: Checkpoint, *, at: str) -> Cosignature:
+        sig = self._key.sign(cosigned_message(cp, self.key_id, at)).hex()
+        return Cosignature(cp, self.key_id, _raw(self._key.public_key()).hex(), at, sig)
+
+
+class WitnessVerifier:
+    """Checks cosignatures of one witness with only its public key."""
+
+    def __init__(self, public: Ed25519PublicKey) -> None:
+        self._public = public
+        self.key_id = key_id_of(public)
+
+    @classmethod
+    def from_pem(cls, pem: str | bytes) -> WitnessVerifier:
+        data = pem.encode() if isinstance(pem, str) else pem
+        try:
+            key = serialization.load_pem_public_key(data)
+        except ValueError as exc:
+            raise ConfigError(f"not a PEM public key: {exc}") from exc
+        if not isinstance(key, Ed25519PublicKey):
+            raise ConfigError("a witness public key must be Ed25519")
+        return cls(key)
+
+    @classmethod
+    def load(cls, path: Path | str) -> WitnessVerifier:
+        try:
+            return cls.from_pem(Path(path).read_bytes())
+        except OSError as exc:
+            raise ConfigError(f"cannot read the witness public key {path}: {exc}") from exc
+
+    @classmethod
+    def of(cls, cosig: Cosignature) -> WitnessVerifier:
+        """The key a cosignature names (what the gateway checks before storing one)."""
+        try:
+            return cls(Ed25519PublicKey.from_public_bytes(bytes.fromhex(cosig.witness_public_key)))
+        except ValueError as exc:
+            raise ConfigError(f"the witness public key is not a raw Ed25519 key: {exc}") from exc
+
+    def is_valid(self, cosig: Cosignature) -> bool:
+        if cosig.witness != self.key_id:
+            return False
+        try:
+            self._public.verify(bytes.fromhex(cosig.signature), cosig.signed_bytes())
+        except (InvalidSignature, ValueError):
+            return False
+        return True
