@@ -54,6 +54,12 @@ class GatewaySettings(BaseModel):
     launch_token_ttl_seconds: int = 60
     agent_loss_grace_seconds: float = 10.0  # an agent offline this long loses its sessions
     relay_keepalive_seconds: float = 10.0  # a silently lost agent connection is dropped after ~3x this
+    # relay admission: SSH handshakes in progress at once (all, per source address), and new
+    # connections per source per window that do not authenticate as a session's agent
+    relay_max_unauthenticated: int = Field(default=64, ge=1)
+    relay_max_unauthenticated_per_source: int = Field(default=16, ge=1)
+    relay_connections_per_source: int = Field(default=20, ge=1)
+    relay_source_window_seconds: float = Field(default=10.0, gt=0)
     data_dir: Path = Path("var/gateway")
     audit_checkpoint_seconds: float = 60.0  # sign a Merkle tree head at least this often
 

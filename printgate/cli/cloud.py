@@ -85,7 +85,13 @@ class Cloud(Service):
         self.relay = Relay(
             gw.relay_host, gw.relay_port, host_key_path=self.data_dir / "relay_host_key",
             ca_key_path=self.data_dir / "relay_ssh_ca", audit=self.audit, firewall=self.firewall,
-            limits=RelayLimits(keepalive_s=gw.relay_keepalive_seconds),
+            limits=RelayLimits(
+                keepalive_s=gw.relay_keepalive_seconds,
+                max_unauthenticated=gw.relay_max_unauthenticated,
+                max_unauthenticated_per_source=gw.relay_max_unauthenticated_per_source,
+                connections_per_source=gw.relay_connections_per_source,
+                source_window_s=gw.relay_source_window_seconds,
+            ),
         )
         await self._stack.enter_async_context(self.relay)
 
