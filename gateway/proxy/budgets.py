@@ -1,8 +1,8 @@
 """Transfer budgets: how much user-supplied data may travel towards the device.
 
-What a technician's browser sends that is not a page request as such — the
-query string, form fields, JSON/text bodies, headers a script added, new cookie
-values, WebSocket frames — is counted per request and summed per session. A
+What a technician's browser sends towards the device — the URL (path and
+query), form fields, JSON/text bodies, header values a script may set, new
+cookie values, WebSocket frames — is counted per request and summed per session. A
 cookie or header value the session already sent costs nothing again (the
 device's own session cookie is sent with every request), so the budget
 measures *new* data, which is what a file trickled out in pieces would be.
@@ -16,16 +16,14 @@ from dataclasses import dataclass, field
 
 from mitmproxy import http
 
-# Headers a browser sets itself (or the proxy rewrites); anything else was added by a script.
+# Headers a page script cannot set (the Fetch standard's forbidden request headers, plus the
+# ones the proxy itself rewrites); every other header value counts as user data.
 BROWSER_HEADERS = frozenset(
     {
-        "host", "connection", "keep-alive", "content-length", "content-type", "content-encoding",
-        "transfer-encoding", "user-agent", "accept", "accept-language", "accept-encoding", "referer",
-        "origin", "cookie", "cache-control", "pragma", "upgrade-insecure-requests", "dnt", "te",
-        "if-modified-since", "if-none-match", "if-match", "if-unmodified-since", "if-range", "range",
-        "authorization", "upgrade", "priority", "purpose", "sec-purpose", "x-requested-with",
-        "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol",
-        "access-control-request-method", "access-control-request-headers", "via", "forwarded",
+        "host", "connection", "keep-alive", "content-length", "transfer-encoding", "te", "trailer",
+        "upgrade", "via", "expect", "date", "dnt", "cookie", "cookie2", "origin", "referer",
+        "user-agent", "accept-charset", "accept-encoding", "access-control-request-headers",
+        "access-control-request-method", "priority", "upgrade-insecure-requests",
     }
 )
 _SEEN_CAP = 512  # remembered cookie/header values per session (digests)
@@ -35,7 +33,7 @@ _SEEN_CAP = 512  # remembered cookie/header values per session (digests)
 class UserData:
     """User-supplied bytes of one request (or frame), by where they travel."""
 
-    parts: tuple[tuple[str, int], ...]  # (where, bytes): "query", "body", "headers", "cookies", "websocket"
+    parts: tuple[tuple[str, int], ...]  # (where, bytes): "url", "body", "headers", "cookies", "websocket"
 
     @property
     def total(self) -> int:
@@ -50,10 +48,10 @@ def _digest(value: bytes) -> bytes:
 
 
 def custom_headers(req: http.Request) -> list[tuple[str, str]]:
-    """Headers a page script added (``X-...`` and any other name a browser does not set)."""
+    """Headers a page script may have set (any name outside the forbidden ones and ``sec-``/``proxy-``)."""
     return [
         (name, value) for name, value in req.headers.items(multi=True)
-        if name.lower() not in BROWSER_HEADERS and not name.lower().startswith("sec-")
+        if name.lower() not in BROWSER_HEADERS and not name.lower().startswith(("sec-", "proxy-"))
     ]
 
 
@@ -76,7 +74,7 @@ class SessionLedger:
 
 def request_user_data(req: http.Request, ledger: SessionLedger) -> tuple[UserData, list[bytes]]:
     """The user data of ``req`` and the new header/cookie values it carries (to remember once allowed)."""
-    query = req.path.partition("?")[2]
+    url = req.path  # path and query: a script chooses both
     headers = [f"{name}:{value}".encode("utf-8", "surrogateescape") for name, value in custom_headers(req)]
     cookies = [
         f"{name}={value}".encode("utf-8", "surrogateescape")
@@ -85,7 +83,7 @@ def request_user_data(req: http.Request, ledger: SessionLedger) -> tuple[UserDat
     new_headers = ledger.novel(headers)
     new_cookies = ledger.novel(cookies)
     data = UserData((
-        ("query", len(query)),
+        ("url", len(url)),
         ("body", len(req.raw_content or b"")),
         ("headers", sum(len(h) for h in new_headers)),
         ("cookies", sum(len(c) for c in new_cookies)),

@@ -59,11 +59,21 @@ def _match(data: bytes, table: tuple[tuple[int, bytes, str], ...]) -> str | None
     return None
 
 
+# magics of two or three bytes also start ordinary text ("MZ-1234", "BZh..."): they count
+# only when binary bytes follow
+_SHORT_MAGIC_KINDS = frozenset({"exe", "bzip2", "pcl", "der", "gzip"})
+
+
 def transfer_kind(data: bytes) -> str | None:
     """The archive/document/executable kind a body sniffs as, or None."""
     if _match(data, _IMAGE_MAGIC) or _match(data, _FONT_MAGIC):
         return None
-    return _match(data, _TRANSFER_MAGIC)
+    kind = _match(data, _TRANSFER_MAGIC)
+    if kind in _SHORT_MAGIC_KINDS:
+        head = data[:512]
+        if len(head.translate(None, _CONTROLS)) == len(head):
+            return None
+    return kind
 
 
 def image_kind(data: bytes) -> str | None:

@@ -12,10 +12,12 @@ or print job at a line start, or an encoded file (base64, hex, ...) in it.
 
 from __future__ import annotations
 
+import json
+
 from mitmproxy import http
 
 from gateway.proxy import encoded, pages, sniff
-from gateway.proxy.addons.block_uploads import is_json_or_xml, media_type
+from gateway.proxy.addons.block_uploads import JSON_TYPES, is_json_or_xml, json_strings, media_type
 from gateway.proxy.decision import FlowDecision, is_generated, route_of
 from gateway.proxy.font_refs import FontReferences
 from gateway.proxy.limits import ProxyLimits
@@ -43,6 +45,19 @@ Verdict = tuple[str, str, int]
 def _disposition_is_file(value: str) -> bool:
     lowered = value.lower()
     return "attachment" in lowered or "filename" in lowered or not lowered.strip().startswith("inline")
+
+
+def _split_over_json_strings(body: bytes, threshold: int) -> encoded.EncodedHit | None:
+    """An encoded file cut into many JSON strings (``["AAAA...", "BBBB..."]``)."""
+    if body.count(b'"') < 8:
+        return None
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    strings: list[bytes] = []
+    json_strings(data, strings)
+    return encoded.find_encoded_split(strings, threshold)
 
 
 def _image_is_harmless(data: bytes) -> bool:
@@ -193,6 +208,8 @@ class BlockDownloads:
         if job is not None:
             return f"download.sniffed_{job}", f"The response carries a {job} document.", size
         hit = encoded.find_encoded(body, lim.encoded_min_download, allow_data=_image_is_harmless)
+        if hit is None and (mtype in JSON_TYPES or mtype.endswith("+json")):
+            hit = _split_over_json_strings(body, lim.encoded_min_download)
         if hit is not None:
             return "download.encoded_blob", f"The response carries {hit.describe()}: an encoded file.", size
         if session_id and (mtype in CSS_TYPES or mtype in HTML_TYPES):

@@ -12,6 +12,7 @@ in the body, in one field or split over many.
 from __future__ import annotations
 
 import json
+import re
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -28,6 +29,7 @@ JSON_TYPES = frozenset({"application/json", "text/json"})
 XML_TYPES = frozenset({"application/xml", "text/xml"})
 _MARKUP_DOCUMENT = ("<?xml", "<!doctype", "<svg", "<html", "<plist", "<xsl:")
 Verdict = tuple[str, str]
+_ELEMENT_START = re.compile(rb"<[A-Za-z_][\w.:-]*[\s/>]")
 
 
 def media_type(content_type: str) -> str:
@@ -155,7 +157,7 @@ class BlockUploads:
 def _is_markup_document(raw: bytes) -> bool:
     head = raw[:256].lstrip().lower()
     return head.startswith(tuple(m.encode() for m in _MARKUP_DOCUMENT)) or (
-        head.startswith(b"<") and b"</" in raw and raw.rstrip().endswith(b">")
+        _ELEMENT_START.match(head) is not None and b"</" in raw and raw.rstrip().endswith(b">")
     )
 
 
@@ -169,6 +171,9 @@ def _check_fields(values: list[bytes], threshold: int, max_field: int) -> Verdic
             return "upload.binary_body", "A form field carries binary data."
         if _is_markup_document(value):
             return "upload.document_as_text", "A form field carries a markup (XML/HTML/SVG) document."
+        job = sniff.job_or_document_kind(value, anywhere=True)
+        if job is not None:
+            return f"upload.sniffed_{job}", f"A form field carries a {job} document or print job."
         if len(value) >= threshold // 2:
             hit = encoded.find_encoded(value, threshold, strict=True)
             if hit is not None:
@@ -179,7 +184,8 @@ def _check_fields(values: list[bytes], threshold: int, max_field: int) -> Verdic
     return None
 
 
-def _json_strings(value: object, out: list[bytes], limit: int = 10_000) -> None:
+def json_strings(value: object, out: list[bytes], limit: int = 10_000) -> None:
+    """Every string (keys and values) in parsed JSON, at most ``limit`` of them."""
     if len(out) >= limit:
         return
     if isinstance(value, str):
@@ -187,10 +193,10 @@ def _json_strings(value: object, out: list[bytes], limit: int = 10_000) -> None:
     elif isinstance(value, dict):
         for k, v in value.items():
             out.append(str(k).encode("utf-8", "surrogateescape"))
-            _json_strings(v, out, limit)
+            json_strings(v, out, limit)
     elif isinstance(value, list):
         for v in value:
-            _json_strings(v, out, limit)
+            json_strings(v, out, limit)
 
 
 def _check_json_strings(raw: bytes, threshold: int) -> Verdict | None:
@@ -200,7 +206,7 @@ def _check_json_strings(raw: bytes, threshold: int) -> Verdict | None:
     except (ValueError, RecursionError):
         return None  # not JSON after all: the body rules judge it as text
     strings: list[bytes] = []
-    _json_strings(data, strings)
+    json_strings(data, strings)
     for value in strings:
         if _is_markup_document(value):
             return "upload.document_as_text", "A JSON value carries a markup (XML/HTML/SVG) document."

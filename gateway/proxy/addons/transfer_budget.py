@@ -1,5 +1,6 @@
-"""User-supplied data towards the device: per-request and per-session budgets, and no encoded
-file in the query string, in headers a script added or in cookies (alone or split over many).
+"""User-supplied data towards the device: per-request and per-session budgets, and no binary,
+document or encoded file in the URL path, the query string, header values a script may set or
+cookies (in one value, or split over many).
 
 Runs after ``BlockUploads`` (which judged the body's type and content). Budgets and thresholds
 are the proxy's limits with the device vendor's profile applied (``vendor_endpoints.toml``).
@@ -8,7 +9,7 @@ are the proxy's limits with the device vendor's profile applied (``vendor_endpoi
 from __future__ import annotations
 
 from collections.abc import Iterable
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from mitmproxy import http
 
@@ -92,22 +93,26 @@ class TransferBudget:
 
     @staticmethod
     def _encoded_outside_body(req: http.Request, threshold: int) -> Verdict | None:
-        query = req.path.partition("?")[2]
-        fields = [_bytes(v) for _, v in parse_qsl(query, keep_blank_values=True)]
-        verdict = _check_values("query string", fields, threshold, _bytes(query))
+        path, _, query = req.path.partition("?")
+        segments = [_bytes(unquote(s, errors="surrogateescape")) for s in path.split("/") if s]
+        verdict = _check_values("path", "URL path", segments, threshold)
+        if verdict is not None:
+            return verdict
+        fields = [_bytes(v) for _, v in parse_qsl(query, keep_blank_values=True, errors="surrogateescape")]
+        verdict = _check_values("query", "query string", fields, threshold, _bytes(query))
         if verdict is not None:
             return verdict
         headers = [_bytes(v) for _, v in custom_headers(req)]
-        verdict = _check_values("request headers", headers, threshold)
+        verdict = _check_values("headers", "request headers", headers, threshold)
         if verdict is not None:
             return verdict
         cookies = [_bytes(v) for _, v in req.cookies.items(multi=True)]
-        return _check_values("cookies", cookies, threshold)
+        return _check_values("cookies", "cookies", cookies, threshold)
 
 
-def _check_values(where: str, values: list[bytes], threshold: int, raw: bytes = b"") -> Verdict | None:
+def _check_values(code: str, where: str, values: list[bytes], threshold: int, raw: bytes = b"") -> Verdict | None:
     """Binary, a document signature or an encoded file in one value, or split over several."""
-    kind = "upload." + where.split()[0]
+    kind = "upload." + code
     for value in values:
         if value and not sniff.is_textual_throughout(value):
             return f"{kind}_binary", f"The {where} carry binary data ({len(value)} bytes).", len(value)

@@ -1,0 +1,289 @@
+"""A hostile printer web server for the adversarial suite (aiohttp on loopback).
+
+It logs every byte that reaches it (request line, headers, body, WebSocket
+frames) so a test can prove a refused payload never arrived, and it serves
+what a malicious device would: files disguised as images, fonts and SVG,
+polyglots, encoded files inside pages, JSON and WebSocket frames, and pages
+whose scripts try to save files (blob links, fetch + save, service workers).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import os
+import quopri
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+
+from aiohttp import WSMsgType, web
+from aiohttp.typedefs import Handler
+
+from lab.ews.assets import logo_png
+from lab.ports import free_tcp_port
+from printgate.lifecycle import Service
+
+SECRET = os.urandom(6 * 1024)  # the "file" every hostile download carries
+MARK = b"PRINTGATE-SECRET-"  # first bytes of the secret document inside the archives
+
+
+def secret_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("customer/addressbook.csv", MARK + b"name,email\nAlice,alice@example.com\n")
+        zf.writestr("customer/blob.bin", SECRET)
+    return buf.getvalue()
+
+
+def sfnt(tables: int = 1) -> bytes:
+    """A structurally valid TrueType file (table directory + tables, nothing appended)."""
+    header = struct.pack(">IHHHH", 0x00010000, tables, 16, 0, 0)
+    data = b""
+    records = b""
+    offset = 12 + 16 * tables
+    for i in range(tables):
+        table = bytes(range(64)) * 2
+        records += struct.pack(">4sIII", b"tab" + bytes([0x61 + i]), 0, offset + len(data), len(table))
+        data += table
+    return header + records + data
+
+
+def png_with_chunk(kind: bytes, payload: bytes) -> bytes:
+    png = logo_png()
+    chunk = struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    iend = png.rindex(b"IEND") - 4
+    return png[:iend] + chunk + png[iend:]
+
+
+def b64(n: int = len(SECRET)) -> str:
+    data = (SECRET * (n // len(SECRET) + 1))[:n]
+    return base64.b64encode(data).decode()
+
+
+def _html(body: str, head: str = "") -> web.Response:
+    return web.Response(text=f"<!doctype html><html><head><meta charset=utf-8><title>Hostile</title>{head}</head>"
+                             f"<body>{body}</body></html>", content_type="text/html")
+
+
+# --- pages whose scripts try to save a file in the technician's browser ------------------
+BLOB_DOWNLOAD_PAGE = """<p id=state>start</p><script>
+const bytes = new Uint8Array(4096); for (let i = 0; i < bytes.length; i++) bytes[i] = i % 251;
+const a = document.createElement('a');
+a.href = URL.createObjectURL(new Blob([bytes], {type: 'application/octet-stream'}));
+a.download = 'customer-backup.bin'; a.id = 'save'; a.textContent = 'save';
+document.body.appendChild(a);
+document.getElementById('state').textContent = 'ready';
+</script>"""
+
+FETCH_SAVE_PAGE = """<p id=state>start</p><script>
+fetch('/fetch/data').then(r => r.arrayBuffer()).then(buf => {
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(new Blob([buf], {type: 'text/plain'}));
+  a.download = 'status.txt'; a.id = 'save'; a.textContent = 'save';
+  document.body.appendChild(a);
+  document.getElementById('state').textContent = 'ready';
+}).catch(e => { document.getElementById('state').textContent = 'failed ' + e; });
+</script>"""
+
+DATA_URL_DOWNLOAD_PAGE = """<a id=save download="settings.txt"
+href="data:text/plain;base64,c2VjcmV0IHNldHRpbmdzCg==">save</a><p id=state>ready</p>"""
+
+SAME_ORIGIN_DOWNLOAD_PAGE = """<a id=save download="status.txt" href="/fetch/data">save</a><p id=state>ready</p>"""
+
+SERVICE_WORKER_PAGE = """<p id=state>start</p><script>
+navigator.serviceWorker.register('/sw.js', {scope: '/'})
+  .then(() => { document.getElementById('state').textContent = 'registered'; })
+  .catch(e => { document.getElementById('state').textContent = 'refused: ' + e.name; });
+</script>"""
+
+SW_SCRIPT = "self.addEventListener('fetch', e => e.respondWith(new Response('hijacked')));"
+
+
+@dataclass
+class Reached:
+    """One thing that reached the device: a request (line, headers, body) or a WebSocket frame."""
+
+    what: str
+    raw: bytes
+
+
+@dataclass
+class HostileState:
+    log: list[Reached] = field(default_factory=list)
+
+    def saw(self, fragment: bytes, since: int = 0) -> bool:
+        return any(fragment in r.raw for r in self.log[since:])
+
+
+STATE: web.AppKey[HostileState] = web.AppKey("hostile_state", HostileState)
+
+
+@web.middleware
+async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+    body = await request.read()
+    head = f"{request.method} {request.raw_path}\n".encode() + b"".join(
+        k.encode() + b": " + v.encode("utf-8", "surrogateescape") + b"\n" for k, v in request.headers.items()
+    )
+    request.app[STATE].log.append(Reached("request", head + b"\n" + body))
+    return await handler(request)
+
+
+async def home(request: web.Request) -> web.Response:
+    return _html("<h1 id=title>Hostile home</h1><p>Status: ready</p>")
+
+
+async def sink(request: web.Request) -> web.Response:
+    return web.Response(text="accepted", content_type="text/plain")
+
+
+async def fetch_data(request: web.Request) -> web.Response:
+    return web.Response(text="toner 80%, drum 60%", content_type="text/plain")
+
+
+def _binary(ctype: str) -> web.Response:
+    return web.Response(body=secret_zip(), content_type=ctype)
+
+
+SVG_SCRIPT = b"<svg xmlns='http://www.w3.org/2000/svg'><script>fetch('/x')</script><rect width='1' height='1'/></svg>"
+SVG_FOREIGN = (b"<svg xmlns='http://www.w3.org/2000/svg'><foreignObject width='10' height='10'>"
+               b"<div xmlns='http://www.w3.org/1999/xhtml'>x</div></foreignObject></svg>")
+SVG_HANDLER = b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'><rect width='1' height='1'/></svg>"
+SVG_PLAIN = b"<svg xmlns='http://www.w3.org/2000/svg' width='4' height='4'><rect width='4' height='4' fill='#1d3557'/></svg>"
+
+
+def svg_with_zip() -> bytes:
+    data = base64.b64encode(secret_zip())
+    return (b"<svg xmlns='http://www.w3.org/2000/svg' xmlns:xlink='http://www.w3.org/1999/xlink'>"
+            b"<image xlink:href='data:application/zip;base64," + data + b"'/></svg>")
+
+
+# what each /dl/<name> serves: (body, content type)
+DOWNLOADS: dict[str, tuple[bytes, str]] = {
+    "svg-binary": (SECRET, "image/svg+xml"),
+    "svg-script": (SVG_SCRIPT, "image/svg+xml"),
+    "svg-foreign": (SVG_FOREIGN, "image/svg+xml"),
+    "svg-handler": (SVG_HANDLER, "image/svg+xml"),
+    "svg-zip-data": (svg_with_zip(), "image/svg+xml"),
+    "svg-plain": (SVG_PLAIN, "image/svg+xml"),
+    "eot-png": (logo_png(), "application/vnd.ms-fontobject"),
+    "eot-random": (SECRET, "application/vnd.ms-fontobject"),
+    "woff2-binary": (b"wOF2" + SECRET, "font/woff2"),
+    "ttf-binary": (b"\x00\x01\x00\x00" + SECRET, "font/ttf"),
+    "fonts/unreferenced.ttf": (sfnt(), "font/ttf"),
+    "fonts/device.ttf": (sfnt(), "font/ttf"),
+    "fonts/polyglot.ttf": (sfnt() + secret_zip(), "font/ttf"),
+    "png-zip": (logo_png() + secret_zip(), "image/png"),
+    "png-zip-chunk": (png_with_chunk(b"ziPp", secret_zip()), "image/png"),
+    "png-text-zip": (png_with_chunk(b"tEXt", b"comment\x00" + secret_zip()), "image/png"),
+    "gif-zip": (b"GIF89a\x01\x00\x01\x00\x00\x00\x00;" + secret_zip(), "image/gif"),
+    "jpeg-zip": (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xd9" + secret_zip(), "image/jpeg"),
+    "bmp-zip": (b"BM" + struct.pack("<I", 58) + bytes(52) + secret_zip(), "image/bmp"),
+    "html-b64-60k": (f"<html><body><p>ok</p><script>var blob='{b64(45 * 1024)}';</script></body></html>".encode(), "text/html"),
+    "js-b64-2m": (f"var payload = \"{b64(1536 * 1024)}\";".encode(), "application/javascript"),
+    "html-data-zip": (f"<html><body><a href='data:application/zip;base64,{base64.b64encode(secret_zip()).decode()}'>x</a></body></html>".encode(), "text/html"),
+    "json-wrapped": (json.dumps({"firmware": base64.encodebytes(SECRET).decode()}).encode(), "application/json"),
+    "json-array": (json.dumps({"parts": [b64()[i:i + 76] for i in range(0, len(b64()), 76)]}).encode(), "application/json"),
+    "html-hex": (f"<html><body><script>var h='{SECRET.hex()}';</script></body></html>".encode(), "text/html"),
+    "js-escaped-hex": (("var s=\"" + "".join(f"\\x{c:02x}" for c in SECRET) + "\";").encode(), "application/javascript"),
+    "html-qp": (b"<html><body><pre>" + quopri.encodestring(SECRET) + b"</pre></body></html>", "text/html"),
+    "text-uu": (b"begin 644 backup.bin\n" + b"".join(binascii.b2a_uu(SECRET[i:i + 45]) for i in range(0, 4500, 45)) + b"`\nend\n", "text/plain"),
+    "js-byte-array": (("var b=[" + ",".join(str(c) for c in SECRET) + "];").encode(), "application/javascript"),
+    "css-b64-font-zip": (f"@font-face{{font-family:x;src:url(data:font/woff2;base64,{base64.b64encode(secret_zip()).decode()})}}".encode(), "text/css"),
+    "text-ps-newline": (b"\n%!PS-Adobe-3.0\n/Helvetica findfont 12 scalefont setfont\nshowpage\n", "text/plain"),
+    "html-zip-appended": (b"<html><body><p>ok</p></body></html>" + secret_zip(), "text/html"),
+    "xml-wrapped-b64": (f"<?xml version='1.0'?><backup><data>{base64.encodebytes(SECRET).decode()}</data></backup>".encode(),
+                        "application/xml"),
+    "text-pem": (b"\n-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n", "text/plain"),
+}
+
+
+async def download(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in DOWNLOADS:
+        raise web.HTTPNotFound()
+    body, ctype = DOWNLOADS[name]
+    return web.Response(body=body, headers={"content-type": ctype})
+
+
+async def device_css(request: web.Request) -> web.Response:
+    return web.Response(text="@font-face{font-family:dev;src:url('/dl/fonts/device.ttf')}"
+                             "@font-face{font-family:poly;src:url(/dl/fonts/polyglot.ttf)}body{font-family:dev}",
+                        content_type="text/css")
+
+
+async def sw_script(request: web.Request) -> web.Response:
+    return web.Response(text=SW_SCRIPT, content_type="application/javascript",
+                        headers={"Service-Worker-Allowed": "/"})
+
+
+def _page(body: str) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        return _html(body)
+    return handler
+
+
+async def ws(request: web.Request) -> web.WebSocketResponse:
+    state = request.app[STATE]
+    sock = web.WebSocketResponse()
+    await sock.prepare(request)
+    await sock.send_str(json.dumps({"status": "ready", "seq": 1}))
+    await sock.send_str(json.dumps({"firmware": b64(44 * 1024)}))  # 58 KB of base64
+    await sock.send_bytes(secret_zip())
+    await sock.send_str("\n%!PS-Adobe-3.0\nshowpage\n")
+    await sock.send_str(json.dumps({"status": "ready", "seq": 2}))
+    async for msg in sock:
+        if msg.type == WSMsgType.TEXT:
+            state.log.append(Reached("ws-text", msg.data.encode()))
+            await sock.send_str(json.dumps({"echo": len(msg.data)}))
+        elif msg.type == WSMsgType.BINARY:
+            state.log.append(Reached("ws-binary", msg.data))
+    return sock
+
+
+def make_app(state: HostileState) -> web.Application:
+    app = web.Application(middlewares=[record], client_max_size=64 * 1024 * 1024)
+    app[STATE] = state
+    r = app.router
+    r.add_get("/", home)
+    r.add_route("*", "/sink", sink)
+    r.add_route("*", "/sink/{tail:.*}", sink)
+    r.add_get("/fetch/data", fetch_data)
+    r.add_get("/dl/{name:.+}", download)
+    r.add_get("/device.css", device_css)
+    r.add_get("/sw.js", sw_script)
+    r.add_get("/page/blob", _page(BLOB_DOWNLOAD_PAGE))
+    r.add_get("/page/fetch-save", _page(FETCH_SAVE_PAGE))
+    r.add_get("/page/data-url", _page(DATA_URL_DOWNLOAD_PAGE))
+    r.add_get("/page/same-origin-download", _page(SAME_ORIGIN_DOWNLOAD_PAGE))
+    r.add_get("/page/service-worker", _page(SERVICE_WORKER_PAGE))
+    r.add_get("/ws", ws)
+    return app
+
+
+class HostileDevice(Service):
+    """The hostile EWS on a free loopback port; ``state.log`` holds what reached it."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = 0
+        self.state = HostileState()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def origin(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self.port = free_tcp_port(self.host)
+        self._runner = web.AppRunner(make_app(self.state), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+
+    async def aclose(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -1,0 +1,554 @@
+"""Adversarial suite (issue 21): a hostile device behind a real session, and an attacker's
+requests and page scripts, try every way to move a file through the proxy.
+
+One hostile device (``hostile_device.py``, logs every byte that reaches it) and one proxy
+serve the whole module. Each case is attempted for real through the session; then the
+attacker's answer is a refusal, the audit trail holds a ``dwa.transfer_blocked`` record
+saying what was refused, the device log proves an upload's payload never arrived (or the
+download's bytes never reached the client), and the same session still serves its home page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import quopri
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import httpx
+import pytest
+
+from gateway.proxy.limits import ProxyLimits
+from gateway.proxy.routes import RouteTable, SessionRoute
+from gateway.proxy.server import DwaProxy
+from tests.proxy.conftest import DWA_DOMAIN, ProxyHarness, SessionClient
+from tests.proxy.hostile_device import DOWNLOADS, MARK, SECRET, HostileDevice, secret_zip
+
+SESSION_BUDGET = 256 * 1024  # small, so the per-session budget case stays quick
+
+B64 = base64.b64encode(SECRET)
+B64URL = base64.urlsafe_b64encode(SECRET).rstrip(b"=")
+
+
+def marker(encoded: bytes) -> bytes:
+    """A piece of an encoded payload that survives URL-encoding unchanged (to look for in the device log)."""
+    m = re.search(rb"[A-Za-z0-9]{24}", encoded[len(encoded) // 2 :])
+    assert m is not None
+    return m.group()
+
+
+@pytest.fixture(scope="module")
+async def hostile() -> AsyncIterator[HostileDevice]:
+    async with HostileDevice() as device:
+        yield device
+
+
+@pytest.fixture(scope="module")
+async def proxy_harness(audit_db: Any) -> AsyncIterator[ProxyHarness]:
+    routes = RouteTable()
+
+    async def on_end(session_id: str) -> None:
+        return None
+
+    proxy = DwaProxy(
+        "127.0.0.1", 0, dwa_domain=DWA_DOMAIN, routes=routes, audit=audit_db, on_end_request=on_end,
+        limits=ProxyLimits(sweep_interval_s=0.5, session_budget=SESSION_BUDGET),
+    )
+    async with proxy:
+        yield ProxyHarness(proxy, routes, audit_db, [], [])
+
+
+def open_route(harness: ProxyHarness, device: HostileDevice, vendor: str = "") -> SessionRoute:
+    sid = uuid.uuid4().hex[:12]
+    route = SessionRoute(
+        session_id=sid, host=harness.proxy.session_host(sid), upstream_host=device.host,
+        upstream_port=device.port, device_origin=device.origin, device_scheme="http",
+        pinned_fingerprint=None, expires_at=datetime.now(UTC) + timedelta(minutes=30),
+        idle_timeout_s=600, device_label="Hostile printer", customer_name="ACME", vendor=vendor,
+    )
+    harness.routes.add(route)
+    return route
+
+
+@pytest.fixture(scope="module")
+async def attacker(proxy_harness: ProxyHarness, hostile: HostileDevice) -> AsyncIterator[SessionClient]:
+    """The one session every case runs through (it must survive them all)."""
+    client = SessionClient(proxy_harness, open_route(proxy_harness, hostile))
+    await client.launch()
+    yield client
+    await client.aclose()
+
+
+@dataclass
+class Outcome:
+    rule: str
+    details: dict[str, Any]
+
+
+async def blocked_record(harness: ProxyHarness, client: SessionClient, seen: int) -> list[Any]:
+    events = await harness.events(client.route.session_id)
+    return [e for e in events if e.type == "dwa.transfer_blocked"][seen:]
+
+
+async def count_blocked(harness: ProxyHarness, client: SessionClient) -> int:
+    return len([e for e in await harness.events(client.route.session_id) if e.type == "dwa.transfer_blocked"])
+
+
+async def still_serves_pages(client: SessionClient) -> None:
+    ok = await client.request("GET", "/")
+    assert ok.status_code == 200 and "Hostile home" in ok.text, ok.text[:300]
+
+
+async def assert_refused_upload(
+    harness: ProxyHarness, client: SessionClient, device: HostileDevice,
+    send: Callable[[SessionClient], Awaitable[httpx.Response]], *, rule: str, payload: bytes,
+) -> Outcome:
+    mark = len(device.state.log)
+    before = await count_blocked(harness, client)
+    resp = await send(client)
+    assert resp.status_code == 403, (resp.status_code, resp.text[:400])
+    assert not device.state.saw(payload, since=mark), "the payload reached the device"
+    new = await blocked_record(harness, client, before)
+    assert len(new) == 1, [(e.type, e.details) for e in new]
+    details = new[0].details
+    assert new[0].outcome == "blocked" and details["blocked"] is True
+    assert str(details["rule"]).startswith(rule), details
+    assert details["direction"] == "request" and details["reason"]
+    await still_serves_pages(client)
+    return Outcome(str(details["rule"]), details)
+
+
+# --- uploads: technician -> device ---------------------------------------------------------
+
+def form(fields: list[tuple[str, str]]) -> dict[str, Any]:
+    return {"content": urlencode(fields).encode(), "headers": {"content-type": "application/x-www-form-urlencoded"}}
+
+
+def text(body: bytes, ctype: str = "text/plain") -> dict[str, Any]:
+    return {"content": body, "headers": {"content-type": ctype}}
+
+
+def multipart(parts: list[tuple[str, bytes, str | None]]) -> dict[str, Any]:
+    """Parts WITHOUT a filename: (name, value, content type or None)."""
+    boundary = "----hostile" + uuid.uuid4().hex
+    chunks = []
+    for name, value, ctype in parts:
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n'
+        if ctype:
+            head += f"Content-Type: {ctype}\r\n"
+        chunks.append(head.encode() + b"\r\n" + value + b"\r\n")
+    body = b"".join(chunks) + f"--{boundary}--\r\n".encode()
+    return {"content": body, "headers": {"content-type": f"multipart/form-data; boundary={boundary}"}}
+
+
+def pieces(encoded: bytes, size: int) -> list[str]:
+    return [encoded[i : i + size].decode() for i in range(0, len(encoded), size)]
+
+
+XML_FILE = (b"<?xml version='1.0' encoding='UTF-8'?>\n<addressbook>\n"
+            + b"".join(b"  <entry id='%d'><name>Person %d</name><fax>+49 30 %04d</fax></entry>\n" % (i, i, i)
+                       for i in range(110)) + b"</addressbook>\n")
+XML_NO_DECL = b"<backup>" + b"".join(b"<item k='%d'>value %d</item>" % (i, i) for i in range(60)) + b"</backup>"
+PS_JOB = b"%!PS-Adobe-3.0\n/Helvetica findfont 12 scalefont setfont 72 720 moveto (secret) show showpage\n"
+HEX_SPACED = " ".join(f"{c:02x}" for c in SECRET[:1024]).encode()
+SEVEN_BIT = bytes(1 + c % 127 for c in SECRET[:2048])  # binary in bytes 0x01-0x7f: valid UTF-8, no NUL
+ENGLISH = ("The printer in room 101 needs a new drum unit soon and the toner is low. " * 60).encode()
+
+# (id, method, path, request kwargs, rule prefix, what must never reach the device)
+UPLOADS: list[tuple[str, str, str, dict[str, Any], str, bytes]] = [
+    ("query-base64url-6k", "GET", "/sink?data=" + B64URL.decode(), {}, "upload.query_encoded", marker(B64URL)),
+    ("query-hex", "GET", "/sink?d=" + SECRET[:2048].hex(), {}, "upload.query_encoded", SECRET[:2048].hex()[900:940].encode()),
+    ("query-base32", "GET", "/sink?d=" + base64.b32encode(SECRET[:2048]).decode().rstrip("="), {}, "upload.query_encoded",
+     base64.b32encode(SECRET[:2048])[600:640]),
+    ("query-split-over-fields", "GET", "/sink?" + "&".join(f"p{i}={p}" for i, p in enumerate(pieces(B64URL, 200))), {},
+     "upload.query_encoded", marker(B64URL)),
+    ("query-binary-percent", "GET", "/sink?d=" + "".join(f"%{c:02X}" for c in SECRET[:1500]), {}, "upload.query_binary",
+     "".join(f"%{c:02X}" for c in SECRET[700:716]).encode()),
+    ("path-base64url", "GET", "/sink/" + B64URL[:3000].decode(), {}, "upload.path_encoded", marker(B64URL[:3000])),
+    ("form-base64-3k-fields", "POST", "/sink", form([(f"f{i}", p) for i, p in enumerate(pieces(B64, 3072))]),
+     "upload.encoded_blob", marker(B64)),
+    ("form-base64-small-fields", "POST", "/sink", form([(f"f{i}", p) for i, p in enumerate(pieces(B64URL, 150))]),
+     "upload.encoded_blob", marker(B64URL)),
+    ("text-mime-wrapped-base64", "POST", "/sink", text(base64.encodebytes(SECRET[:4096])), "upload.encoded_blob",
+     marker(base64.encodebytes(SECRET[:4096]))),
+    ("json-array-4k-strings", "POST", "/sink", text(json.dumps({"chunks": pieces(B64, 4000)}).encode(), "application/json"),
+     "upload.encoded_blob", marker(B64)),
+    ("json-array-small-strings", "POST", "/sink", text(json.dumps(pieces(B64, 100)).encode(), "application/json"),
+     "upload.encoded_blob", marker(B64)),
+    ("json-unicode-escaped", "POST", "/sink",
+     text(("{\"v\":\"" + "".join(f"\\u{c:04x}" for c in B64[:1200]) + "\"}").encode(), "application/json"),
+     "upload.encoded_blob", b"\\u00"),
+    ("json-byte-array", "POST", "/sink", text(json.dumps(list(SECRET[:2048])).encode(), "application/json"),
+     "upload.encoded_blob", ",".join(str(c) for c in SECRET[1000:1010]).encode()),
+    ("text-quoted-printable", "POST", "/sink", text(quopri.encodestring(SECRET[:2048])), "upload.encoded_blob",
+     quopri.encodestring(SECRET[:2048])[1000:1030]),
+    ("text-uuencoded", "POST", "/sink",
+     text(b"".join(binascii.b2a_uu(SECRET[i : i + 45]) for i in range(0, 2250, 45))), "upload.encoded_blob",
+     binascii.b2a_uu(SECRET[900:945])),
+    ("text-spaced-hex", "POST", "/sink", text(HEX_SPACED), "upload.encoded_blob", HEX_SPACED[900:960]),
+    ("text-ascii85", "POST", "/sink", text(base64.a85encode(SECRET[:2048], adobe=True)), "upload.encoded_blob",
+     base64.a85encode(SECRET[:2048], adobe=True)[900:930]),
+    ("multipart-no-filename-7bit-binary", "POST", "/sink", multipart([("cfg", SEVEN_BIT, None)]), "upload.binary_body",
+     SEVEN_BIT[1000:1020]),
+    ("multipart-no-filename-base64", "POST", "/sink", multipart([("cfg", B64[:3000], "text/plain")]),
+     "upload.encoded_blob", marker(B64[:3000])),
+    ("multipart-no-filename-xml", "POST", "/sink", multipart([("cfg", XML_FILE[:4000], None)]),
+     "upload.document_as_text", b"Person 42"),
+    ("multipart-no-filename-postscript", "POST", "/sink", multipart([("job", b"\n" + PS_JOB, None)]),
+     "upload.sniffed_postscript", b"findfont"),
+    ("multipart-split-fields", "POST", "/sink", multipart([(f"p{i}", p.encode(), None) for i, p in enumerate(pieces(B64, 150))]),
+     "upload.encoded_blob", marker(B64)),
+    ("postscript-after-newline", "POST", "/sink", text(b"\n" + PS_JOB), "upload.sniffed_postscript", b"findfont"),
+    ("pjl-job-after-newline", "POST", "/sink", text(b"\n\x1b%-12345X@PJL ENTER LANGUAGE=POSTSCRIPT\n" + PS_JOB),
+     "upload.sniffed_pjl", b"findfont"),
+    ("pjl-text-after-newline", "POST", "/sink", text(b"\r\n@PJL SET COPIES=1\r\n@PJL ENTER LANGUAGE=PCL\r\n"),
+     "upload.sniffed_pjl", b"SET COPIES"),
+    ("postscript-in-form-field", "POST", "/sink", form([("note", (b"\n" + PS_JOB).decode())]), "upload.sniffed_postscript",
+     b"findfont"),
+    ("pdf-inside-json", "POST", "/sink", text(json.dumps({"doc": "\n%PDF-1.7\n1 0 obj"}).encode(), "application/json"),
+     "upload.sniffed_pdf", b"1 0 obj"),
+    ("zip-after-text", "POST", "/sink", text(b"hello device\n" + secret_zip()), "upload.sniffed_zip", MARK),
+    ("xml-file-as-text-plain-7k", "POST", "/sink", text(XML_FILE[:7000]), "upload.document_as_text", b"Person 42"),
+    ("xml-without-declaration", "POST", "/sink", text(XML_NO_DECL), "upload.document_as_text", b"value 42"),
+    ("xml-inside-json-value", "POST", "/sink", text(json.dumps({"cfg": XML_FILE[:2000].decode()}).encode(), "application/json"),
+     "upload.document_as_text", b"Person 12"),
+    ("custom-header-base64", "GET", "/sink", {"headers": {"x-data": B64[:3000].decode()}}, "upload.headers_encoded",
+     marker(B64[:3000])),
+    ("custom-headers-split", "GET", "/sink", {"headers": {f"x-part-{i}": p for i, p in enumerate(pieces(B64URL, 150))}},
+     "upload.headers_encoded", marker(B64URL)),
+    ("accept-language-base64", "GET", "/sink", {"headers": {"accept-language": B64URL[:1200].decode()}},
+     "upload.headers_encoded", marker(B64URL[:1200])),
+    ("cookie-base64", "GET", "/sink", {"headers": {"cookie": "ewsdata=" + B64URL[:3000].decode()}},
+     "upload.cookies_encoded", marker(B64URL[:3000])),
+    ("cookies-split", "GET", "/sink",
+     {"headers": {"cookie": "; ".join(f"c{i}={p}" for i, p in enumerate(pieces(B64URL[:3600], 150)))}},
+     "upload.cookies_encoded", marker(B64URL[:3600])),
+    ("request-over-budget", "POST", "/sink", form([(f"note{i}", ENGLISH[:4000].decode()) for i in range(10)]),
+     "budget.request", b"note9="),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "rule", "payload"),
+                         [pytest.param(*case[1:], id=case[0]) for case in UPLOADS])
+async def test_upload_is_refused_audited_and_never_reaches_the_device(
+    proxy_harness, attacker, hostile, method, path, kwargs, rule, payload
+):
+    async def send(client: SessionClient) -> httpx.Response:
+        return await client.request(method, path, **kwargs)
+
+    outcome = await assert_refused_upload(proxy_harness, attacker, hostile, send, rule=rule, payload=payload)
+    assert outcome.details["path"] == path.split("?", 1)[0]
+
+
+async def test_session_budget_refuses_the_request_that_would_pass_it(proxy_harness, hostile):
+    client = SessionClient(proxy_harness, open_route(proxy_harness, hostile))
+    await client.launch()
+    try:
+        chunk = ENGLISH[:3000].decode()
+        sent = 0
+        for i in range(SESSION_BUDGET // (30 * 1024)):  # innocent 30 KB forms, each within the request budget
+            r = await client.request("POST", "/sink", **form([(f"n{j}", chunk) for j in range(10)]))
+            assert r.status_code == 200, r.text[:300]
+            sent += 1
+        last = [(f"final{j}", chunk) for j in range(10)]
+
+        async def send(c: SessionClient) -> httpx.Response:
+            return await c.request("POST", "/sink", **form(last))
+
+        outcome = await assert_refused_upload(proxy_harness, client, hostile, send, rule="budget.session",
+                                              payload=b"final9=")
+        assert sent >= 7 and "session budget" in outcome.details["reason"]
+    finally:
+        await client.aclose()
+
+
+async def test_ordinary_forms_json_and_cookies_reach_the_device(proxy_harness, attacker, hostile):
+    """The control: what EWS forms really send passes (login, settings, address-book entry)."""
+    mark = len(hostile.state.log)
+    r = await attacker.request("POST", "/sink", **form([("username", "admin"), ("password", "S3cure-Pa55w0rd!"),
+                                                        ("location", "Second floor, room 214"), ("csrf", "a" * 64)]))
+    assert r.status_code == 200 and r.text == "accepted"
+    entry = {"name": "Alice Example", "email": "alice@example.com", "fax": "+49 30 1234567", "speed_dial": 12}
+    r = await attacker.request("POST", "/sink", json=entry, headers={"cookie": "ewssid=" + "f" * 32})
+    assert r.status_code == 200
+    assert hostile.state.saw(b"Second+floor", since=mark) and hostile.state.saw(b"alice@example.com", since=mark)
+
+
+# --- downloads: device -> technician -------------------------------------------------------
+
+# (name under /dl/, rule prefix)
+REFUSED_DOWNLOADS = [
+    ("svg-binary", "download.not_an_image"),
+    ("svg-script", "download.svg_active"),
+    ("svg-foreign", "download.svg_active"),
+    ("svg-handler", "download.svg_active"),
+    ("svg-zip-data", "download.svg_active"),
+    ("eot-png", "download.not_a_font"),
+    ("eot-random", "download.not_a_font"),
+    ("woff2-binary", "download.not_a_font"),
+    ("ttf-binary", "download.not_a_font"),
+    ("fonts/unreferenced.ttf", "download.font_not_referenced"),
+    ("png-zip", "download.image_carries_file"),
+    ("png-zip-chunk", "download.image_carries_file"),
+    ("png-text-zip", "download.image_carries_file"),
+    ("gif-zip", "download.image_carries_file"),
+    ("jpeg-zip", "download.image_carries_file"),
+    ("bmp-zip", "download.image_carries_file"),
+    ("html-b64-60k", "download.encoded_blob"),
+    ("js-b64-2m", "download.encoded_blob"),
+    ("html-data-zip", "download.encoded_blob"),
+    ("json-wrapped", "download.encoded_blob"),
+    ("json-array", "download.encoded_blob"),
+    ("html-hex", "download.encoded_blob"),
+    ("js-escaped-hex", "download.encoded_blob"),
+    ("html-qp", "download.encoded_blob"),
+    ("text-uu", "download.encoded_blob"),
+    ("js-byte-array", "download.encoded_blob"),
+    ("css-b64-font-zip", "download.encoded_blob"),
+    ("text-ps-newline", "download.sniffed_postscript"),
+    ("html-zip-appended", "download.sniffed_zip"),
+    ("xml-wrapped-b64", "download.encoded_blob"),
+    ("text-pem", "download.sniffed_pem"),
+]
+
+
+async def assert_refused_download(harness: ProxyHarness, client: SessionClient, path: str, rule: str,
+                                  body: bytes, **kw: Any) -> dict[str, Any]:
+    before = await count_blocked(harness, client)
+    resp = await client.request("GET", path, **kw)
+    assert resp.status_code == 403, (resp.status_code, resp.text[:300])
+    assert MARK not in resp.content and SECRET[:64] not in resp.content
+    if len(body) > 200:
+        assert body[len(body) // 2 : len(body) // 2 + 64] not in resp.content
+    new = await blocked_record(harness, client, before)
+    assert len(new) == 1, [(e.type, e.details) for e in new]
+    details = new[0].details
+    assert str(details["rule"]).startswith(rule), details
+    assert details["transfer_size"] > 0 or rule == "browser.service_worker"
+    await still_serves_pages(client)
+    return details
+
+
+@pytest.mark.parametrize(("name", "rule"), [pytest.param(n, r, id=n) for n, r in REFUSED_DOWNLOADS])
+async def test_download_is_refused_and_audited(proxy_harness, attacker, name, rule):
+    details = await assert_refused_download(proxy_harness, attacker, f"/dl/{name}", rule, DOWNLOADS[name][0])
+    assert details["direction"] == "response"
+
+
+async def test_plain_svg_and_fonts_the_device_css_names_are_served(proxy_harness, attacker):
+    svg = await attacker.request("GET", "/dl/svg-plain")
+    assert svg.status_code == 200 and svg.content == DOWNLOADS["svg-plain"][0]
+    css = await attacker.request("GET", "/device.css")
+    assert css.status_code == 200
+    font = await attacker.request("GET", "/dl/fonts/device.ttf")
+    assert font.status_code == 200 and font.content == DOWNLOADS["fonts/device.ttf"][0]
+    # named by the CSS too, but a ZIP follows the font: refused all the same
+    await assert_refused_download(proxy_harness, attacker, "/dl/fonts/polyglot.ttf", "download.not_a_font",
+                                  DOWNLOADS["fonts/polyglot.ttf"][0])
+
+
+async def test_service_worker_script_fetch_is_refused_before_the_device(proxy_harness, attacker, hostile):
+    mark = len(hostile.state.log)
+    await assert_refused_download(proxy_harness, attacker, "/sw.js", "browser.service_worker", b"",
+                                  headers={"service-worker": "script"})
+    assert not hostile.state.saw(b"GET /sw.js", since=mark)
+
+
+async def test_service_worker_allowed_header_never_reaches_the_browser(attacker):
+    r = await attacker.request("GET", "/sw.js")
+    assert r.status_code == 200
+    assert "service-worker-allowed" not in r.headers
+
+
+async def test_pages_carry_a_sandbox_without_downloads_and_a_permissions_policy(attacker):
+    r = await attacker.request("GET", "/")
+    csp = r.headers["content-security-policy"]
+    sandbox = next(part.split() for part in csp.split(";") if part.strip().startswith("sandbox"))
+    assert {"allow-scripts", "allow-forms", "allow-same-origin", "allow-modals", "allow-popups"} <= set(sandbox)
+    assert "allow-downloads" not in sandbox and "allow-popups-to-escape-sandbox" not in sandbox
+    policy = r.headers["permissions-policy"]
+    for feature in ("camera=()", "microphone=()", "usb=()", "clipboard-read=()", "geolocation=()"):
+        assert feature in policy
+
+
+# --- WebSockets ----------------------------------------------------------------------------
+
+async def ws_session(harness: ProxyHarness, client: SessionClient) -> tuple[aiohttp.ClientSession, Any]:
+    session = aiohttp.ClientSession()
+    sock = await session.ws_connect(f"http://127.0.0.1:{harness.proxy.port}/ws",
+                                    headers={"host": client.netloc, "cookie": client.cookie or ""})
+    return session, sock
+
+
+async def received_frames(sock: Any, *, until_seq: int = 2, timeout: float = 10.0) -> list[Any]:
+    frames = []
+    async with asyncio.timeout(timeout):
+        async for msg in sock:
+            frames.append(msg)
+            if msg.type == aiohttp.WSMsgType.TEXT and f'"seq": {until_seq}' in msg.data:
+                break
+    return frames
+
+
+async def ws_blocked_rules(harness: ProxyHarness, client: SessionClient, before: int) -> list[str]:
+    """Rules of the frames from the browser refused since ``before`` (the device's own hostile
+    frames, sent on every connection, are refused too and left out here)."""
+    for _ in range(50):
+        new = [str(e.details["rule"]) for e in await blocked_record(harness, client, before)]
+        mine = [rule for rule in new if not rule.endswith("_from_device")]
+        if mine:
+            return mine
+        await asyncio.sleep(0.1)
+    return []
+
+
+async def test_device_websocket_frames_carrying_files_are_dropped_and_audited(proxy_harness, attacker):
+    before = await count_blocked(proxy_harness, attacker)
+    session, sock = await ws_session(proxy_harness, attacker)
+    try:
+        frames = await received_frames(sock)
+    finally:
+        await sock.close()
+        await session.close()
+    texts = [f.data for f in frames if f.type == aiohttp.WSMsgType.TEXT]
+    assert any('"seq": 1' in t for t in texts) and any('"seq": 2' in t for t in texts)  # status still flows
+    assert not any(f.type == aiohttp.WSMsgType.BINARY for f in frames)
+    assert not any("firmware" in t or "%!PS" in t for t in texts)
+    rules = []
+    for _ in range(50):
+        rules = [str(e.details["rule"]) for e in await blocked_record(proxy_harness, attacker, before)]
+        if len(rules) >= 3:
+            break
+        await asyncio.sleep(0.1)
+    assert sorted(rules) == sorted(["websocket.encoded_from_device", "websocket.binary_from_device",
+                                    "websocket.document_from_device"]), rules
+    await still_serves_pages(attacker)
+
+
+@pytest.mark.parametrize(
+    ("frame", "rule"),
+    [
+        pytest.param(B64.decode() * 7, "websocket.encoded_from_browser", id="ws-text-58k-base64"),
+        pytest.param(B64URL[:400].decode(), "websocket.encoded_from_browser", id="ws-text-small-base64"),
+        pytest.param(SECRET, "websocket.binary_from_browser", id="ws-binary-frame"),
+        pytest.param("\n" + PS_JOB.decode(), "websocket.document_from_browser", id="ws-text-postscript"),
+        pytest.param(ENGLISH.decode() * 9, "budget.request", id="ws-text-over-request-budget"),
+    ],
+)
+async def test_browser_websocket_frames_carrying_files_are_dropped_and_audited(
+    proxy_harness, attacker, hostile, frame, rule
+):
+    before = await count_blocked(proxy_harness, attacker)
+    mark = len(hostile.state.log)
+    session, sock = await ws_session(proxy_harness, attacker)
+    try:
+        await received_frames(sock)
+        if isinstance(frame, bytes):
+            await sock.send_bytes(frame)
+        else:
+            await sock.send_str(frame)
+        await sock.send_str("ping after")
+        async with asyncio.timeout(10):
+            echo = await sock.receive()
+        assert echo.type == aiohttp.WSMsgType.TEXT and json.loads(echo.data) == {"echo": len("ping after")}
+    finally:
+        await sock.close()
+        await session.close()
+    piece = frame[len(frame) // 2 : len(frame) // 2 + 40]
+    assert not hostile.state.saw(piece if isinstance(piece, bytes) else piece.encode(), since=mark)
+    assert hostile.state.saw(b"ping after", since=mark)  # the connection itself stays usable
+    rules = await ws_blocked_rules(proxy_harness, attacker, before)
+    assert rules == [rule], rules
+    await still_serves_pages(attacker)
+
+
+# --- the technician's browser runs the device's scripts (Chromium) ---------------------------
+
+async def open_in_chromium(browser: Any, harness: ProxyHarness, device: HostileDevice,
+                           tmp_path: Any) -> tuple[Any, Any, str, SessionRoute]:
+    route = open_route(harness, device)
+    context = await browser.new_context(accept_downloads=True)
+    page = await context.new_page()
+    await page.goto(harness.launch_url(route))
+    await page.wait_for_url(re.compile(r".*/$"))
+    await page.wait_for_selector("#title")
+    return context, page, harness.proxy.session_origin(route.session_id), route
+
+
+async def saved_download(page: Any, click: str, tmp_path: Any) -> Any:
+    """Click ``click``; the saved file's path if the browser saved one, else None."""
+    downloads: list[Any] = []
+    page.on("download", lambda d: downloads.append(d))
+    await page.click(click)
+    await asyncio.sleep(1.5)
+    for d in downloads:
+        target = tmp_path / f"saved-{uuid.uuid4().hex}"
+        try:
+            await d.save_as(target)
+        except Exception:
+            continue
+        if target.exists():
+            return target
+    return None
+
+
+SCRIPT_DOWNLOADS = [
+    pytest.param("/page/blob", id="blob-download-link"),
+    pytest.param("/page/fetch-save", id="fetch-then-save-as-blob"),
+    pytest.param("/page/data-url", id="data-url-download-link"),
+    pytest.param("/page/same-origin-download", id="same-origin-download-attribute"),
+]
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("path", SCRIPT_DOWNLOADS)
+async def test_chromium_saves_nothing_a_device_page_starts(browser, proxy_harness, hostile, tmp_path, path):
+    # the same page straight from the device does save a file (the attack is real) ...
+    direct = await browser.new_context(accept_downloads=True)
+    try:
+        page = await direct.new_page()
+        await page.goto(f"{hostile.origin}{path}")
+        await page.wait_for_selector("#state:has-text('ready')")
+        assert await saved_download(page, "#save", tmp_path) is not None, "the hostile page did not download directly"
+    finally:
+        await direct.close()
+    # ... through the proxy the browser refuses it: nothing lands on disk
+    saved_before = set(tmp_path.iterdir())
+    context, page, origin, _route = await open_in_chromium(browser, proxy_harness, hostile, tmp_path)
+    try:
+        await page.goto(origin + path)
+        await page.wait_for_selector("#state:has-text('ready')")
+        assert await saved_download(page, "#save", tmp_path) is None, "Chromium saved the file"
+        assert set(tmp_path.iterdir()) == saved_before
+        # the session keeps working in the same tab
+        await page.goto(origin + "/")
+        await page.wait_for_selector("#title")
+    finally:
+        await context.close()
+
+
+@pytest.mark.browser
+async def test_chromium_cannot_register_a_device_service_worker(browser, proxy_harness, hostile, tmp_path):
+    context, page, origin, route = await open_in_chromium(browser, proxy_harness, hostile, tmp_path)
+    mark = len(hostile.state.log)
+    try:
+        await page.goto(origin + "/page/service-worker")
+        await page.wait_for_selector("#state:text-matches('registered|refused')")
+        assert (await page.text_content("#state")).startswith("refused")
+        assert await page.evaluate("navigator.serviceWorker.getRegistrations().then(r => r.length)") == 0
+        assert not hostile.state.saw(b"GET /sw.js", since=mark)
+        events = await proxy_harness.events(route.session_id)
+        assert any(e.type == "dwa.transfer_blocked" and e.details["rule"] == "browser.service_worker" for e in events)
+        await page.goto(origin + "/")
+        await page.wait_for_selector("#title")
+    finally:
+        await context.close()
