@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from gateway.attribution import AttributedAudit, Attribution
 from printgate.domain import (
     Agent,
     AuditEventIn,
@@ -98,7 +99,7 @@ class DwaFacts:
 Decide = Callable[[DwaFacts], Decision]
 MakeOpenCommand = Callable[[DwaSession, Device, Any, Any], Any]
 MakeCloseCommand = Callable[[str, str], Any]
-MakeRoute = Callable[[DwaSession, Device, Customer, tuple[str, int]], Any]
+MakeRoute = Callable[[DwaSession, Device, Customer, tuple[str, int], Attribution], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,7 @@ class DwaBroker(Service):
     ) -> None:
         self._cfg = config
         self._db = db
-        self._audit = audit
+        self._audit = AttributedAudit(audit)  # records of a session carry its tenant, site and user
         self._decide = decide
         self._firewall = firewall
         self._relay = relay
@@ -312,6 +313,9 @@ class DwaBroker(Service):
 
     async def _set_up(self, session: DwaSession, facts: DwaFacts, source_ip: str, ttl: int) -> str:
         sid = session.id
+        attribution = Attribution(facts.customer.dealer_id, facts.customer.id, facts.device.site_id,
+                                  facts.device.id, facts.user.id)
+        self._audit.register(sid, attribution)
         async with self._lock:
             self._live[sid] = (session, facts.user, source_ip)
         await self._firewall.allow(f"{sid}-tech", source_ip, self._cfg.proxy_port, ttl)
@@ -327,7 +331,7 @@ class DwaBroker(Service):
         upstream = await self._wait_forward_or_refusal(sid, command_id)
         session = await self._advance(session, DwaState.TUNNEL_OPEN, "agent opened the forward")
         await self._audit_step(session, "tunnel.opened", {"upstream": f"{upstream[0]}:{upstream[1]}"})
-        self._routes.add(self._make_route(session, facts.device, facts.customer, upstream))
+        self._routes.add(self._make_route(session, facts.device, facts.customer, upstream, attribution))
         token = self._routes.issue_launch_token(sid)
         session = await self._advance(session, DwaState.ACTIVE, "proxy route ready")
         await self._audit_step(session, "dwa.session.opened", {"expires_at": session.expires_at.isoformat()})

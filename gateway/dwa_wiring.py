@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from gateway.attribution import Attribution
 from gateway.proxy.routes import SessionRoute
 from gateway.relay import Relay, SessionCredential
 from printgate.domain import Customer, Device, DwaSession
@@ -33,7 +34,8 @@ class DwaWiring:
     close_command = staticmethod(convert.close_tunnel)
 
     def route(
-        self, session: DwaSession, device: Device, customer: Customer, upstream: tuple[str, int]
+        self, session: DwaSession, device: Device, customer: Customer, upstream: tuple[str, int],
+        attribution: Attribution,
     ) -> SessionRoute:
         return SessionRoute(
             session_id=session.id,
@@ -47,4 +49,6 @@ class DwaWiring:
             device_label=device.name or device.identity.describe(),
             customer_name=customer.name,
             vendor=device.identity.vendor or "",
+            dealer_id=attribution.dealer_id, customer_id=attribution.customer_id,
+            site_id=attribution.site_id, device_id=attribution.device_id, user_id=attribution.user_id,
         )

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from gateway.attribution import Attribution
 from printgate.errors import NotFound, TokenInvalid
 
 Clock = Callable[[], datetime]
@@ -39,6 +40,15 @@ class SessionRoute:
     device_label: str
     customer_name: str
     vendor: str = ""  # the device's vendor as discovered (selects the vendor profile's budgets)
+    # whose session this is: stamped on every audit record of the session (tenant auditors)
+    dealer_id: str | None = None
+    customer_id: str | None = None
+    site_id: str | None = None
+    device_id: str | None = None
+    user_id: str | None = None
+
+    def attribution(self) -> Attribution:
+        return Attribution(self.dealer_id, self.customer_id, self.site_id, self.device_id, self.user_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from mitmproxy import options
 from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
 
+from gateway.attribution import AttributedAudit
 from gateway.proxy import early_refusal, error_pages
 from gateway.proxy.addons import default_addons
 from gateway.proxy.addons.connection_guard import ConnectionGuard
@@ -28,7 +29,7 @@ from gateway.proxy.connection_limits import ConnectionLimits
 from gateway.proxy.deps import ExtendRequest, ProxyDeps, PublicAddress, SessionTimeout
 from gateway.proxy.fail_closed import fail_closed
 from gateway.proxy.limits import ProxyLimits
-from gateway.proxy.routes import RouteTable
+from gateway.proxy.routes import RouteChange, RouteTable
 from gateway.proxy.session_urls import SessionUrls
 from printgate.errors import ConfigError
 from printgate.interfaces import AuditSink
@@ -100,7 +101,12 @@ class DwaProxy(SessionUrls, Service):
         self._certs = certs or []
         self._confdir = confdir
         self.routes = routes
-        self._audit = GroupCommitAudit(audit)
+        # every record of a session carries its dealer, customer, site, device and user
+        self._attributed = AttributedAudit(audit)
+        for route in routes.live_routes():
+            self._attributed.register(route.session_id, route.attribution())
+        routes.on_change(self._route_changed)
+        self._audit = GroupCommitAudit(self._attributed)
         self.deps = ProxyDeps(
             routes=routes,
             audit=self._audit,
@@ -122,6 +128,10 @@ class DwaProxy(SessionUrls, Service):
         self.connections: ConnectionGuard | None = None
         self._guard_task: asyncio.Task[None] | None = None
         self.port = 0
+
+    def _route_changed(self, change: RouteChange) -> None:
+        if change.route is not None:
+            self._attributed.register(change.session_id, change.route.attribution())
 
     # --- lifecycle -----------------------------------------------------------
     async def start(self) -> None:

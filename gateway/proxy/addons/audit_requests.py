@@ -31,6 +31,34 @@ def _decision_details(decision: FlowDecision) -> dict[str, object]:
     }
 
 
+# request headers every browser sends; the rest is user-supplied data the device would receive
+_ORDINARY_HEADERS = frozenset({
+    "host", "user-agent", "accept", "accept-language", "accept-encoding", "connection", "referer",
+    "origin", "cache-control", "pragma", "content-type", "content-length", "transfer-encoding",
+    "upgrade-insecure-requests", "dnt", "te", "priority", "if-none-match", "if-modified-since",
+    "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest", "sec-fetch-user", "sec-ch-ua",
+    "sec-ch-ua-mobile", "sec-ch-ua-platform", "sec-websocket-key", "sec-websocket-version",
+    "sec-websocket-extensions", "upgrade", "cookie", "x-requested-with",
+})
+
+
+def refused_data(request: http.Request) -> dict[str, dict[str, object]]:
+    """What a refused request carried towards the device, by kind (count and size, never content)."""
+    query = request.path.partition("?")[2]
+    custom = [(k, v) for k, v in request.headers.items(multi=True) if k.lower() not in _ORDINARY_HEADERS]
+    cookies = request.headers.get_all("cookie")
+    out: dict[str, dict[str, object]] = {
+        "query": {"fields": len([p for p in query.split("&") if p]), "bytes": len(query)},
+        "headers": {"count": len(custom), "bytes": sum(len(k) + len(v) for k, v in custom),
+                    "names": sorted({k.lower() for k, _ in custom})[:20]},
+        "cookies": {"count": sum(len([c for c in v.split(";") if c.strip()]) for v in cookies),
+                    "bytes": sum(len(v) for v in cookies)},
+        "body": {"type": request.headers.get("content-type", ""),
+                 "bytes": len(request.raw_content or b"") or _declared_size(request)},
+    }
+    return out
+
+
 def _source_ip(flow: http.HTTPFlow) -> str | None:
     peer = flow.client_conn.peername
     return str(peer[0]) if peer else None
@@ -61,6 +89,8 @@ class AuditRequests:
         }
         if decision is not None:
             details |= _decision_details(decision)
+            if blocked and decision.direction == "request":
+                details["refused_data"] = refused_data(flow.request)
         event_type = "dwa.transfer_blocked" if blocked and decision and decision.direction != "session" else "dwa.request"
         outcome = Outcome.BLOCKED if blocked else Outcome.SUCCESS
         stored = await self._append(flow, event_type, outcome, details)
