@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 
+from agent.channel.dual import DualChannel
 from agent.channel.enroll import EnrolledIdentity
 from agent.channel.grpc_client import GrpcChannel
 from agent.discovery import DiscoveryLimits, discover
@@ -25,7 +26,13 @@ from agent.snmp.transport import SnmpClient
 from agent.tunnel import Tunnel, open_tunnel
 from agent.tunnel.client import Verify
 from agent.verify import DeviceVerifier, identity_differences, mismatch_message
-from printgate.domain import DeviceIdentity, DiscoveryResult, DiscoveryStatus, SnmpCredential, numbered
+from printgate.domain import (
+    DeviceIdentity,
+    DiscoveryResult,
+    DiscoveryStatus,
+    SnmpCredential,
+    numbered,
+)
 from printgate.errors import ConfigError, TunnelError
 from printgate.logs import get_logger
 from printgate.settings import AgentSettings
@@ -65,7 +72,10 @@ class AgentAssembly:
             max_in_flight=settings.max_in_flight, packets_per_second=settings.packets_per_second,
             timeout=settings.snmp_timeout, retries=settings.snmp_retries,
         )
-        self.channel = GrpcChannel(settings.cloud_grpc, identity, http_proxy=settings.http_proxy)
+        grpc = GrpcChannel(settings.cloud_grpc, identity, http_proxy=settings.http_proxy)
+        # with a broker (enrolment said where), commands also come over MQTT
+        self.channel: GrpcChannel | DualChannel = (
+            DualChannel.for_identity(grpc, identity, http_proxy=settings.http_proxy) if identity.mqtt_url else grpc)
         self.snmp = SnmpClient(
             timeout=settings.snmp_timeout, retries=settings.snmp_retries,
             max_in_flight=settings.max_in_flight, packets_per_second=settings.packets_per_second,

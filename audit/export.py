@@ -6,7 +6,8 @@ after its last record, and the witnesses' cosignatures right after the
 header. A subset export (one dealer's or customer's records)
 carries, per record, an RFC 6962 inclusion proof against the newest signed
 checkpoint that covers it, so a tenant can verify its share without seeing
-anyone else's events.
+anyone else's events, and the witnesses' cosignatures, each with a
+consistency proof from the checkpoint it cosigned to the export's.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from audit.merkle import MerkleTree, leaf_hash
 from audit.query import AuditFilter, row_to_record, search_all
 from audit.stream import (
     checkpoint_line,
+    consistency_line,
     cosignature_line,
     header_line,
     personal_line,
@@ -111,6 +113,12 @@ async def write_subset(
     out.write(header_line({"subset": True, "with_personal": with_personal,
                            "filter": {"dealer_id": f.dealer_id, "customer_id": f.customer_id}}) + b"\n")
     out.write(checkpoint_line(cp) + b"\n")
+    for cosigned in await store.cosignatures(db):
+        cosig = cosignature_of(cosigned)
+        out.write(cosignature_line(cosig) + b"\n")
+        size = cosig.checkpoint.tree_size
+        if size < cp.tree_size == tree.size:
+            out.write(consistency_line(size, cp.tree_size, tree.consistency_proof(size, cp.tree_size)) + b"\n")
     records = await search_all(db, f)
     n = 0
     async for batch in store.iter_records(db, seqs=[r.seq for r in records if r.seq <= cp.tree_size]):

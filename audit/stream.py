@@ -13,7 +13,10 @@ One JSON value per line (``\\n`` separated):
   ``{"@proof": {"seq", "tree_size", "path": [hex...]}}`` (inclusion proof of
   the preceding record, in subset exports), ``{"@cosignature": {...}}`` (a
   witness's cosignature of a checkpoint, ``audit.cosignature``; placed right
-  after the header so a verifier holds them before the records they cover).
+  after the header so a verifier holds them before the records they cover)
+  and, in subset exports, ``{"@consistency": {"first", "second", "path"}}``
+  (RFC 6962 proof that the tree a witness cosigned is a prefix of the
+  export's checkpoint).
 """
 
 from __future__ import annotations
@@ -61,6 +64,14 @@ class CosignatureItem:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsistencyItem:
+    first: int
+    second: int
+    path: list[str]
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class PersonalItem:
     seq: int
     fields: dict[str, tuple[str, str]]  # name -> (value, salt hex)
@@ -87,8 +98,8 @@ class MalformedItem:
     line: int = 0
 
 
-Item = (RecordItem | TombstoneItem | CheckpointItem | CosignatureItem | PersonalItem | ProofItem | HeaderItem
-        | MalformedItem)
+Item = (RecordItem | TombstoneItem | CheckpointItem | CosignatureItem | ConsistencyItem | PersonalItem | ProofItem
+        | HeaderItem | MalformedItem)
 
 
 def header_line(meta: dict[str, object]) -> bytes:
@@ -105,6 +116,10 @@ def checkpoint_line(cp: Checkpoint) -> bytes:
 
 def cosignature_line(cosig: Cosignature) -> bytes:
     return canonical_bytes({"@cosignature": cosig.to_json()})
+
+
+def consistency_line(first: int, second: int, path: list[bytes]) -> bytes:
+    return canonical_bytes({"@consistency": {"first": first, "path": [p.hex() for p in path], "second": second}})
 
 
 def personal_line(seq: int, fields: dict[str, tuple[str, str]]) -> bytes:
@@ -127,6 +142,8 @@ def parse_line(raw: bytes, line: int) -> Item:
             return CheckpointItem(Checkpoint.from_json(body), line)
         if key == "@cosignature":
             return CosignatureItem(Cosignature.from_json(body), line)
+        if key == "@consistency":
+            return ConsistencyItem(int(body["first"]), int(body["second"]), [str(p) for p in body["path"]], line)
         if key == "@tombstone":
             return TombstoneItem(int(body["seq"]), str(body["hash"]), str(body["prev"]),
                                  int(body["pruned_by"]), line)

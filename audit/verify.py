@@ -301,20 +301,29 @@ class _State:
 
     def cosignature(self, item: CosignatureItem, peek: _Peek) -> None:
         """A witness's cosignature: an anchor when the verifier trusts that witness."""
+        if self.accept_cosignature(item):
+            self.checkpoint(CheckpointItem(item.cosignature.checkpoint, item.line), peek, counted=False)
+
+    def accept_cosignature(self, item: CosignatureItem) -> bool:
+        """Check a cosignature of a named witness and note it; False for other witnesses."""
         c = item.cosignature
         w = self.witnesses.get(c.witness)
         if w is None:
-            return  # a witness this verifier did not name
+            return False  # a witness this verifier did not name
         cp = c.checkpoint
         if not w.is_valid(c):
             raise self.fail(Damage.FORGED_CHECKPOINT, cp.tree_size, item.line or None,
                             f"the cosignature of checkpoint {cp.tree_size} claiming witness {c.witness} "
                             "has no valid signature by that witness")
+        if self.verifier is not None and not self.verifier.is_valid(cp):
+            raise self.fail(Damage.FORGED_CHECKPOINT, cp.tree_size, item.line or None,
+                            f"witness {c.witness} cosigned a checkpoint {cp.tree_size} that has no valid "
+                            f"signature by key {self.verifier.key_id}")
         newest = self.cosigned.get(c.witness)
         if newest is None or cp.tree_size > newest.checkpoint.tree_size:
             self.cosigned[c.witness] = c
         self.labels.setdefault(cp.tree_size, c.label())
-        self.checkpoint(CheckpointItem(cp, item.line), peek, counted=False)
+        return True
 
     def checkpoint(self, item: CheckpointItem, peek: _Peek, *, counted: bool = True) -> None:
         cp = item.checkpoint
@@ -415,6 +424,9 @@ class _State:
                 raise self.fail(Damage.DELETED, seq, line,
                                 f"the personal values (who acted, from where) of record {seq} are "
                                 "missing and no audit.personal.erased record covers it")
+        self.require_witnesses()
+
+    def require_witnesses(self) -> None:
         for key_id in sorted(set(self.witnesses) - set(self.cosigned)):
             raise self.fail(Damage.UNWITNESSED, None, None,
                             f"witness {key_id} cosigned no checkpoint of this log: it never ran against "

@@ -64,6 +64,27 @@ class GatewaySettings(BaseModel):
     audit_checkpoint_seconds: float = 60.0  # sign a Merkle tree head at least this often
 
 
+class ChannelSettings(BaseModel):
+    """The agent channel beyond gRPC: MQTT through a broker (docs/agent-channel.md), refusal audit.
+
+    ``mqtt_url`` ("mqtts://broker:8883" or "wss://broker/mqtt"; env PRINTGATE_CHANNEL__MQTT_URL)
+    makes MQTT a second command path: the gateway bridges to the broker and tells agents at
+    enrolment. The bridge's client certificate (CN printgate-gateway) and the CA the broker's
+    server certificate is checked against default to ones from the agent CA (written to
+    <gateway.data_dir>/mqtt). The gateway writes the CRL of revoked agent certificates to
+    ``mqtt_crl_file`` (the broker's ``crlfile``) and sends SIGHUP to the pid in
+    ``mqtt_broker_pid_file`` after each change (or let deploy/mosquitto/printgate-mqtt-crl.path do it).
+    """
+
+    mqtt_url: str = ""
+    mqtt_ca_file: Path | None = None
+    mqtt_cert_file: Path | None = None
+    mqtt_key_file: Path | None = None
+    mqtt_crl_file: Path | None = None  # default <gateway.data_dir>/agent-ca/agent-ca.crl
+    mqtt_broker_pid_file: Path | None = None
+    denial_audit_window_seconds: float = Field(default=60.0, gt=0)  # refused calls: one record per agent+reason
+
+
 class AgentSettings(BaseModel):
     """The on-site agent's own settings (it ships alone)."""
 
@@ -111,6 +132,7 @@ class Settings(BaseSettings):
     log_json: bool = True
     portal: PortalSettings = Field(default_factory=PortalSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    channel: ChannelSettings = Field(default_factory=ChannelSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
 
     @classmethod

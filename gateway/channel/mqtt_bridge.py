@@ -16,13 +16,15 @@ agent. Whatever it ignores is audited in aggregate (``agent.mqtt.ignored``).
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway.channel.ca import AgentCA
 from gateway.channel.denials import MQTT_IGNORED, DenialTally
 from gateway.channel.handlers import ChannelHandlers
 from gateway.channel.hub import AgentHub
@@ -41,7 +43,8 @@ class MqttBridge(Service):
     def __init__(self, host: str, port: int, *, ca_path: Path, cert_path: Path, key_path: Path,
                  hub: AgentHub, handlers: ChannelHandlers | None = None,
                  client_id: str = topics.GATEWAY_USER, publish_timeout: float = 5.0,
-                 db: Database | None = None, denials: DenialTally | None = None) -> None:
+                 db: Database | None = None, denials: DenialTally | None = None,
+                 transport: Literal["tcp", "websockets"] = "tcp", ws_path: str = "/mqtt") -> None:
         self.host, self.port = host, port
         self._hub, self._handlers = hub, handlers
         self._db, self._denials = db, denials
@@ -50,7 +53,9 @@ class MqttBridge(Service):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = asyncio.Event()
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                   protocol=mqtt.MQTTv311, clean_session=True)
+                                   protocol=mqtt.MQTTv311, clean_session=True, transport=transport)
+        if transport == "websockets":
+            self._client.ws_set_options(path=ws_path)
         self._client.tls_set(ca_certs=str(ca_path), certfile=str(cert_path), keyfile=str(key_path),
                              cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
@@ -114,6 +119,20 @@ class MqttBridge(Service):
             log.warning("mqtt.bridge.ignored", agent=agent_id, reason=reason, kind=kind)
 
     # ---- lifecycle ----------------------------------------------------------
+    @classmethod
+    def files_from_ca(cls, ca: AgentCA, directory: Path) -> tuple[Path, Path, Path]:
+        """CA, client certificate (CN ``printgate-gateway``) and key for the bridge, issued by the
+        agent CA into ``directory`` (renewed at every start; the key file is mode 0600)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        issued = ca.issue_service_client(topics.GATEWAY_USER)
+        paths = directory / "ca.crt", directory / "bridge.crt", directory / "bridge.key"
+        paths[0].write_bytes(ca.cert_pem)
+        paths[1].write_bytes(issued.cert_pem)
+        fd = os.open(paths[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(issued.key_pem)
+        return paths
+
     async def start(self, *, timeout: float = 10.0) -> None:
         self._loop = asyncio.get_running_loop()
         self._client.connect_async(self.host, self.port, keepalive=15)

@@ -17,6 +17,7 @@ def demo(
     keep: Annotated[bool, typer.Option(help="keep the previous demo's data instead of starting afresh")] = False,
     free_ports: Annotated[bool, typer.Option(help="pick free ports instead of the defaults (8400 portal, 8480 proxy, ...)")] = False,
     https: Annotated[bool, typer.Option(help="serve session hosts over TLS from a demo CA (printed, with how to trust it)")] = False,
+    mqtt: Annotated[bool, typer.Option(help="also run Mosquitto (deploy/mosquitto config) as the agent's second command channel")] = False,
 ) -> None:
     """Run portal, gateway, an agent and a simulated printer LAN on this machine (Ctrl-C stops)."""
     if data_dir.exists() and not keep:
@@ -25,7 +26,7 @@ def demo(
         shutil.rmtree(data_dir)
         _write_dir(ca, kept_ca)  # a browser that trusts the demo CA keeps trusting it
     try:
-        asyncio.run(_run(data_dir, free_ports=free_ports, https=https))
+        asyncio.run(_run(data_dir, free_ports=free_ports, https=https, mqtt=mqtt))
     except KeyboardInterrupt:
         typer.echo("\ndemo stopped")
 
@@ -43,7 +44,7 @@ def _write_dir(path: Path, files: dict[str, bytes]) -> None:
         (path / name).chmod(0o600)
 
 
-async def _run(data_dir: Path, *, free_ports: bool, https: bool) -> None:
+async def _run(data_dir: Path, *, free_ports: bool, https: bool, mqtt: bool = False) -> None:
     import segno
     from rich.console import Console
 
@@ -52,7 +53,8 @@ async def _run(data_dir: Path, *, free_ports: bool, https: bool) -> None:
 
     console = Console(stderr=False)
     overrides = {"proxy_scheme": "https"} if https else {}
-    system = DemoSystem(data_dir, log_level="warning", fixed_ports=not free_ports, gateway_overrides=overrides)
+    system = DemoSystem(data_dir, log_level="warning", fixed_ports=not free_ports, gateway_overrides=overrides,
+                        mqtt=mqtt)
     with console.status("starting the simulated printer LAN, the cloud and an agent ..."):
         try:
             await system.start()
@@ -75,6 +77,9 @@ async def _run(data_dir: Path, *, free_ports: bool, https: bool) -> None:
         console.print(f"TOTP secret:   {user.totp_secret}   (scan the QR code below, or: "
                       f"python -c \"import pyotp; print(pyotp.TOTP('{user.totp_secret}').now())\")")
         console.print(f"Printers:      {count} discovered by the agent on the lab LAN 127.0.20.0/24")
+        if system.mosquitto is not None:
+            console.print(f"MQTT broker:   {system.mosquitto.url}  (commands also reach the agent through it; "
+                          f"config {system.mosquitto.directory / 'mosquitto.conf'})", soft_wrap=True)
         scheme = "https" if https else "http"
         console.print(f"Session hosts: {scheme}://s-<id>.dwa.localhost:{system.cloud.proxy.port}/ "
                       "(resolves to 127.0.0.1 in browsers)")

@@ -22,8 +22,10 @@ from agent.channel.enroll import enroll
 from agent.runtime import AgentRuntime
 from agent.service import AgentAssembly
 from audit.query import row_to_record
+from gateway.channel.ca import AgentCA
 from lab.catalog import LAB_DEVICES, PRINTERS
 from lab.ews.server import EwsLab
+from lab.mosquitto import Broker
 from lab.ports import free_tcp_port
 from lab.snmp import SnmpLab
 from portal.auth.passwords import hash_password
@@ -45,7 +47,13 @@ from printgate.domain import (
 from printgate.interfaces import SessionLaunch
 from printgate.lifecycle import Service
 from printgate.logs import configure_logging
-from printgate.settings import AgentSettings, GatewaySettings, PortalSettings, Settings
+from printgate.settings import (
+    AgentSettings,
+    ChannelSettings,
+    GatewaySettings,
+    PortalSettings,
+    Settings,
+)
 from printgate.store import audit as audit_store
 from printgate.store import channel as channel_store
 from printgate.store import devices, tenants
@@ -70,9 +78,11 @@ class DemoSystem(Service):
         self, base_dir: Path, *, log_level: str = "info", fixed_ports: bool = False,
         with_agent: bool = True, database_url: str | None = None,
         agent_overrides: dict[str, Any] | None = None,
-        gateway_overrides: dict[str, Any] | None = None,
+        gateway_overrides: dict[str, Any] | None = None, mqtt: bool = False,
     ) -> None:
-        """``with_agent=False``: the caller enrols and runs an agent itself (``enrolment_token``)."""
+        """``with_agent=False``: the caller enrols and runs an agent itself (``enrolment_token``).
+        ``mqtt``: a Mosquitto from the reference config too, as the agents' second command path."""
+        self._mqtt = mqtt
         self.base_dir = base_dir
         self._with_agent = with_agent
         self._database_url = database_url
@@ -119,12 +129,24 @@ class DemoSystem(Service):
         self.settings = self._settings()
         self.snmp = await self._stack.enter_async_context(SnmpLab(workdir=self.base_dir / "snmpsim"))
         self.ews = await self._stack.enter_async_context(EwsLab(PRINTERS, port=self.ews_port))
+        self.mosquitto: Broker | None = None
+        if self._mqtt:
+            await self._start_mosquitto()
         self.cloud = await self._stack.enter_async_context(
             Cloud(self.settings, data_dir=self.settings.gateway.data_dir)
         )
         await self._seed()
         if self._with_agent:
             await self._start_agent()
+
+    async def _start_mosquitto(self) -> None:
+        """The reference Mosquitto with certificates from the gateway's agent CA (created here
+        first; the cloud loads the same one); the gateway keeps its CRL and reloads it."""
+        ca = AgentCA.load_or_create(self.settings.gateway.data_dir / "agent-ca")
+        self.mosquitto = await self._stack.enter_async_context(Broker.prepare(ca))
+        channel = ChannelSettings(mqtt_url=self.mosquitto.url, mqtt_crl_file=self.mosquitto.crl_path,
+                                  mqtt_broker_pid_file=self.mosquitto.pid_file)
+        self.settings = self.settings.model_copy(update={"channel": channel})
 
     async def add_technician(self, email: str) -> tuple[str, DemoUser]:
         """Another technician of the demo dealer (its own password and TOTP secret); (id, login)."""

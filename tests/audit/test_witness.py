@@ -175,8 +175,16 @@ def witness_id(w: WitnessBox) -> str:
     return Cosigner.load(w.key).key_id
 
 
+async def verify_tenant_export(gw: Gateway, path: Path, w: WitnessBox) -> tuple[int, str, str]:
+    """A customer's own export (inclusion proofs, cosignatures, consistency proofs), verified offline."""
+    code, _, err = await run(*CLI, "export", "--out", str(path), "--customer", "cust-1", "--database-url", gw.db.url)
+    assert code == 0, err
+    return await run(*CLI, "verify", "--public-key", str(gw.public_key), "--file", str(path),
+                     "--witness-key", f"{w.key}.pub")
+
+
 async def test_the_witness_cosigns_consistent_checkpoints_and_the_gateway_stores_them(
-        gateway: Gateway, witness: WitnessBox) -> None:
+        gateway: Gateway, witness: WitnessBox, tmp_path: Path) -> None:
     code, out, err = await witness.once()
     assert (code, out.strip()) == (0, "the gateway has no signed checkpoint yet; nothing to cosign"), err
     first = await gateway.grow(20)
@@ -195,6 +203,9 @@ async def test_the_witness_cosigns_consistent_checkpoints_and_the_gateway_stores
     state = json.loads(witness.state.read_text())
     assert state["cosignature"]["checkpoint"]["tree_size"] == second
     code, out, err = await verify(gateway, "--witness-key", f"{witness.key}.pub")
+    assert code == 0, err
+    assert f"witness {witness_id(witness)}: newest cosigned checkpoint {second}" in out
+    code, out, err = await verify_tenant_export(gateway, tmp_path / "tenant.jsonl", witness)
     assert code == 0, err
     assert f"witness {witness_id(witness)}: newest cosigned checkpoint {second}" in out
 
@@ -221,6 +232,8 @@ async def test_a_tail_cut_after_the_witness_saw_it_is_refused_by_verify_and_the_
     assert code == 1
     assert f"witness {wid}" in err and f"cosigned checkpoint {seen} over {seen} records, but only {cut_to}" in err
     assert "tail of the log was cut" in err
+    code, out, err = await verify_tenant_export(gateway, tmp_path / "tenant.jsonl", witness)
+    assert code == 1 and f"witness {wid}" in err and "tail of the log was cut" in err, (out, err)
     # removing the cosignatures too does not help: the witness's state file is evidence
     async with gateway.db.transaction() as s:
         await s.execute(text("DELETE FROM audit_cosignatures"))
@@ -250,7 +263,7 @@ async def export(gw: Gateway, path: Path) -> None:
 
 
 async def test_a_history_rewritten_after_a_cosignature_is_a_fork_both_see(
-        gateway: Gateway, witness: WitnessBox) -> None:
+        gateway: Gateway, witness: WitnessBox, tmp_path: Path) -> None:
     seen = await gateway.grow(16)
     assert (await witness.once())[0] == 0
     # the operator (who holds the signing key) rewrites records 6.. and re-signs everything
@@ -267,6 +280,8 @@ async def test_a_history_rewritten_after_a_cosignature_is_a_fork_both_see(
     assert code == 0, err  # consistent in itself, signed by the right key
     wid = witness_id(witness)
     code, out, err = await verify(gateway, "--witness-key", f"{witness.key}.pub")
+    assert code == 1 and "rewritten" in err and f"witness {wid}" in err and f"checkpoint {seen}" in err
+    code, out, err = await verify_tenant_export(gateway, tmp_path / "tenant.jsonl", witness)
     assert code == 1 and "rewritten" in err and f"witness {wid}" in err and f"checkpoint {seen}" in err
     code, out, err = await witness.once()
     assert code == 1 and "REFUSED (forked)" in err and f"checkpoint {seen}" in err, (out, err)
