@@ -23,7 +23,7 @@ from agent.inventory_file import load_inventory, save_inventory
 from agent.status_file import StatusFile
 from agent.tunnel.reconnect import keep_open
 from printgate.domain import DeviceIdentity, DiscoveryResult, DiscoveryStatus, DwaTarget
-from printgate.errors import PrintgateError
+from printgate.errors import TUNNEL_FAILED, PrintgateError
 from printgate.lifecycle import Service
 from printgate.logs import get_logger
 from printgate.supervisor import Supervisor
@@ -313,7 +313,7 @@ class AgentRuntime(Service):
             return
         except OSError as exc:
             log.warning("agent.tunnel_failed", session=cmd.session_id, error=str(exc))
-            await self._report(command_id, ok=False, code="tunnel_failed", message=str(exc))
+            await self._report(command_id, ok=False, code=TUNNEL_FAILED, message=str(exc))
             return
         self._tunnels[cmd.session_id] = tunnel
         self._keepers[cmd.session_id] = asyncio.create_task(

@@ -19,15 +19,11 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from printgate.errors import PrintgateError
+from agent.errors import UpdateRejected
 
 DOMAIN = b"printgate-update-v1\x00"
 PACKAGE = "printgate"
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
-
-
-class UpdateRejected(PrintgateError):
-    code = "update_rejected"
 
 
 @dataclass(frozen=True, slots=True)

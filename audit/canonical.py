@@ -22,15 +22,9 @@ from typing import Any
 
 import rfc8785
 
-from printgate.errors import PrintgateError
+from audit.errors import NotCanonicalisable
 
 _SAFE_INT = 2**53 - 1
-
-
-class NotCanonicalisable(PrintgateError):
-    """An audit value that JSON (RFC 8785) cannot represent."""
-
-    code = "audit_value_invalid"
 
 
 def _fast_path_ok(value: Any) -> bool:

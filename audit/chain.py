@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from audit.canonical import NotCanonicalisable, canonical_bytes, fast_path_ok, to_json_value
+from audit.canonical import canonical_bytes, fast_path_ok, to_json_value
+from audit.errors import NotCanonicalisable
 from printgate.domain import AuditEventIn
 
 SCHEMA_VERSION = 1

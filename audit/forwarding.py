@@ -12,8 +12,9 @@ import asyncio
 import contextlib
 
 from audit.checkpoint import Checkpoint
+from audit.errors import SyslogError
 from audit.query import AuditFilter, search
-from audit.syslog import SyslogError, SyslogForwarder
+from audit.syslog import SyslogForwarder
 from printgate.lifecycle import Service, cancel_and_wait
 from printgate.logs import get_logger
 from printgate.store import audit as store

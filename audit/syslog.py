@@ -16,8 +16,8 @@ import ssl
 from collections.abc import Sequence
 
 from audit.checkpoint import Checkpoint
+from audit.errors import SyslogError
 from printgate.domain import AuditRecord
-from printgate.errors import PrintgateError
 from printgate.lifecycle import Service
 from printgate.logs import get_logger
 
@@ -26,10 +26,6 @@ log = get_logger("audit.syslog")
 FACILITY_LOG_AUDIT = 13
 ENTERPRISE_ID = 32473  # IANA example PEN (RFC 5612)
 _SEVERITY = {"success": 6, "failure": 4, "denied": 5, "blocked": 5}
-
-
-class SyslogError(PrintgateError):
-    code = "syslog_failed"
 
 
 def _sd_value(value: str) -> str:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from gateway.attribution import AttributedAudit, Attribution
+from gateway.errors import AgentRefused
 from printgate.domain import (
     Agent,
     AuditEventIn,
@@ -31,7 +32,7 @@ from printgate.domain import (
     SessionId,
     User,
 )
-from printgate.errors import PrintgateError, TunnelError
+from printgate.errors import PrintgateError
 from printgate.interfaces import AuditSink, SessionLaunch, SessionRefused
 from printgate.lifecycle import Service
 from printgate.logs import get_logger
@@ -39,12 +40,6 @@ from printgate.store import devices, identity, sessions, tenants
 from printgate.store.db import Database
 
 log = get_logger("gateway.broker")
-
-
-class AgentRefused(TunnelError):
-    """The agent refused to open the tunnel (it says why, e.g. the device changed)."""
-
-    code = "agent_refused"
 
 
 class RelayPort(Protocol):

@@ -34,8 +34,9 @@ from typing import Any
 
 from policy.compiled import CompiledPolicy
 from policy.engine import evaluate
+from policy.errors import RuleSetInvalid
 from policy.inputs import Action, Context, MfaMethod, Resource, Subject
-from policy.rules import RuleSet, RuleSetInvalid, default_ruleset, parse_ruleset
+from policy.rules import RuleSet, default_ruleset, parse_ruleset
 from printgate.domain import (
     CustomerId,
     DealerId,

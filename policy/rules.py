@@ -16,13 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from policy.errors import RuleSetInvalid
 from policy.inputs import Action
 from printgate.domain import Role
-from printgate.errors import ConfigError
-
-
-class RuleSetInvalid(ConfigError):
-    code = "policy_invalid"
 
 
 class Weekday(enum.StrEnum):

@@ -1,16 +1,39 @@
-"""The error tree: every failure printgate reports is a PrintgateError.
+"""The error tree of the core: every failure printgate reports is a PrintgateError.
 
 Denials are data (a policy ``Decision``); failures are these exceptions. Each
-carries a stable ``code`` and a message a user can act on.
+carries a stable ``code`` (the named constants below: they appear in logs,
+audit details and API answers) and a message a user can act on.
+
+One errors module per layer: this one (core), ``policy.errors``,
+``audit.errors``, ``gateway.errors``, ``portal.errors``, ``agent.errors``.
+An error code used anywhere is a constant of one of them.
 """
 
 from __future__ import annotations
+
+ERROR = "error"
+CONFIG_INVALID = "config_invalid"
+NOT_FOUND = "not_found"
+INVALID_TRANSITION = "invalid_transition"
+AUTHENTICATION_FAILED = "authentication_failed"
+ACCESS_DENIED = "access_denied"
+SESSION_GONE = "session_gone"
+TOKEN_INVALID = "token_invalid"
+AGENT_UNAVAILABLE = "agent_unavailable"
+TUNNEL_FAILED = "tunnel_failed"
+IDENTITY_MISMATCH = "identity_mismatch"
+FIREWALL_FAILED = "firewall_failed"
+SNMP_FAILED = "snmp_failed"
+TRANSFER_BLOCKED = "transfer_blocked"
+AUDIT_INTEGRITY = "audit_integrity"
+READINGS_PAYLOAD_INVALID = "readings_payload_invalid"
+COMMAND_SIGNATURE_INVALID = "command_signature_invalid"
 
 
 class PrintgateError(Exception):
     """Base of all printgate failures."""
 
-    code = "error"
+    code = ERROR
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -23,60 +46,72 @@ class PrintgateError(Exception):
 
 
 class ConfigError(PrintgateError):
-    code = "config_invalid"
+    code = CONFIG_INVALID
 
 
 class NotFound(PrintgateError):
-    code = "not_found"
+    code = NOT_FOUND
 
 
 class InvalidTransition(PrintgateError):
-    code = "invalid_transition"
+    code = INVALID_TRANSITION
 
 
 class AuthenticationFailed(PrintgateError):
-    code = "authentication_failed"
+    code = AUTHENTICATION_FAILED
 
 
 class AccessDenied(PrintgateError):
-    code = "access_denied"
+    code = ACCESS_DENIED
 
 
 class SessionGone(PrintgateError):
     """A DWA session is closed, expired or unknown."""
 
-    code = "session_gone"
+    code = SESSION_GONE
 
 
 class TokenInvalid(PrintgateError):
-    code = "token_invalid"
+    code = TOKEN_INVALID
 
 
 class AgentUnavailable(PrintgateError):
-    code = "agent_unavailable"
+    code = AGENT_UNAVAILABLE
 
 
 class TunnelError(PrintgateError):
-    code = "tunnel_failed"
+    code = TUNNEL_FAILED
 
 
 class IdentityMismatch(PrintgateError):
     """A device no longer is the device recorded at discovery."""
 
-    code = "identity_mismatch"
+    code = IDENTITY_MISMATCH
 
 
 class FirewallError(PrintgateError):
-    code = "firewall_failed"
+    code = FIREWALL_FAILED
 
 
 class SnmpError(PrintgateError):
-    code = "snmp_failed"
+    code = SNMP_FAILED
 
 
 class TransferBlocked(PrintgateError):
-    code = "transfer_blocked"
+    code = TRANSFER_BLOCKED
 
 
 class AuditIntegrityError(PrintgateError):
-    code = "audit_integrity"
+    code = AUDIT_INTEGRITY
+
+
+class ReadingsPayloadInvalid(PrintgateError):
+    """An uploaded readings batch is not what ``Reading.to_dict`` produces."""
+
+    code = READINGS_PAYLOAD_INVALID
+
+
+class CommandSignatureInvalid(PrintgateError):
+    """A command to an agent whose signature does not verify."""
+
+    code = COMMAND_SIGNATURE_INVALID

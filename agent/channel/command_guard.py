@@ -17,18 +17,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from printgate.errors import PrintgateError
+from agent.errors import (
+    COMMAND_EXPIRED,
+    COMMAND_FORGED,
+    COMMAND_MALFORMED,
+    COMMAND_REPLAYED,
+    COMMAND_WRONG_AGENT,
+    CommandRejected,
+)
+from printgate.errors import CommandSignatureInvalid
 from printgate.logs import get_logger
 from printgate.wire import agent_pb2 as pb
-from printgate.wire.commands import CommandSignatureInvalid, verify_command
+from printgate.wire.commands import verify_command
 
 log = get_logger(__name__)
 
 MAX_LIFETIME_MS = 3_600_000
-
-
-class CommandRejected(PrintgateError):
-    code = "command_rejected"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,23 +63,23 @@ class CommandGuard:
         try:
             command = verify_command(envelope, self._key)
         except CommandSignatureInvalid as exc:
-            raise CommandRejected(exc.message, code="command_forged") from exc
+            raise CommandRejected(exc.message, code=COMMAND_FORGED) from exc
         now_ms = int(self._clock() * 1000)
         if command.agent_id != self._agent_id:
             raise CommandRejected(
                 f"command {command.id} is for agent {command.agent_id}, not {self._agent_id}: refusing it",
-                code="command_wrong_agent")
+                code=COMMAND_WRONG_AGENT)
         if not command.id:
-            raise CommandRejected("command has no id: refusing it", code="command_malformed")
+            raise CommandRejected("command has no id: refusing it", code=COMMAND_MALFORMED)
         if command.expires_at_ms + self._skew_ms <= now_ms:
-            raise CommandRejected(f"command {command.id} expired: refusing it", code="command_expired")
+            raise CommandRejected(f"command {command.id} expired: refusing it", code=COMMAND_EXPIRED)
         if (command.issued_at_ms - self._skew_ms > now_ms
                 or command.expires_at_ms - command.issued_at_ms > MAX_LIFETIME_MS):
             raise CommandRejected(f"command {command.id} has an implausible validity window",
-                                  code="command_malformed")
+                                  code=COMMAND_MALFORMED)
         if command.id in self._seen:
             raise CommandRejected(f"command {command.id} was already executed: replay refused",
-                                  code="command_replayed")
+                                  code=COMMAND_REPLAYED)
         self._seen[command.id] = command.expires_at_ms
         self._forget_old(now_ms)
         self._save()

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from grpc import aio
 
-from printgate.errors import PrintgateError
+from agent.errors import EnrolmentFailed
 from printgate.logs import get_logger
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import agent_pb2_grpc as pb_grpc
@@ -28,10 +28,6 @@ from printgate.wire import agent_pb2_grpc as pb_grpc
 log = get_logger(__name__)
 
 AGENT_VERSION = "0.1.0"
-
-
-class EnrolmentFailed(PrintgateError):
-    code = "enrolment_failed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,9 @@ import grpc
 from grpc import aio
 
 from agent.channel.backoff import Backoff
-from agent.channel.command_guard import CommandGuard, CommandRejected, VerifiedCommand
+from agent.channel.command_guard import CommandGuard, VerifiedCommand
 from agent.channel.enroll import AGENT_VERSION, EnrolledIdentity, channel_options, make_csr
+from agent.errors import CommandRejected
 from printgate.errors import AccessDenied, AgentUnavailable
 from printgate.lifecycle import cancel_and_wait
 from printgate.logs import get_logger

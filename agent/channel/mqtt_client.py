@@ -20,8 +20,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.channel.command_guard import CommandGuard, CommandRejected, VerifiedCommand
+from agent.channel.command_guard import CommandGuard, VerifiedCommand
 from agent.channel.enroll import EnrolledIdentity
+from agent.errors import CommandRejected
 from agent.proxy_connect import ProxyUrl, connect_via_proxy
 from printgate.errors import AgentUnavailable
 from printgate.logs import get_logger

@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from agent.errors import SNMP_AUTH_FAILED, SNMP_CONFIG
 from agent.snmp import oids
 from agent.snmp.parsing import classify, identity_from, printer_mib_answers
 from agent.snmp.profiles import profile_for
 from agent.snmp.transport import SnmpClient, SnmpTarget
 from agent.snmp.values import SnmpValue
 from printgate.domain import DeviceIdentity, SnmpCredential
-from printgate.errors import SnmpError
+from printgate.errors import SNMP_FAILED, SnmpError
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,7 @@ async def find_credential(
     answered but refused every credential).
     """
     if not credentials:
-        raise SnmpError("no SNMP credentials configured; add a community or a v3 user", code="snmp_config")
+        raise SnmpError("no SNMP credentials configured; add a community or a v3 user", code=SNMP_CONFIG)
     errors: list[SnmpError] = []
     for cred in credentials:
         target = SnmpTarget(ip, port, cred)
@@ -60,12 +61,12 @@ async def find_credential(
                 failures.extend(lost)
         if all(v.absent for v in values.values()):
             errors.append(SnmpError(f"{ip}:{port} answered {cred.label} without any system group object "
-                                    "(sysDescr, sysObjectID, sysName, sysLocation)", code="snmp_failed"))
+                                    "(sysDescr, sysObjectID, sysName, sysLocation)", code=SNMP_FAILED))
             continue
         return target, values
     auth = [f for f in errors if f.code == "snmp_auth_failed"]
     if auth:
-        raise SnmpError("; ".join(f.message for f in auth), code="snmp_auth_failed")
+        raise SnmpError("; ".join(f.message for f in auth), code=SNMP_AUTH_FAILED)
     raise SnmpError(
         f"no SNMP answer from {ip}:{port} with any of {len(credentials)} credential set(s): "
         + errors[-1].message,

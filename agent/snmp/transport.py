@@ -15,11 +15,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from agent.errors import (
+    SNMP_AUTH_FAILED,
+    SNMP_ERROR_STATUS,
+    SNMP_MALFORMED,
+    SNMP_TIMEOUT,
+    SNMP_UNREACHABLE,
+)
 from agent.snmp.community_udp import CommunityRequester, MalformedAnswer, Unreachable
 from agent.snmp.oids import is_under
 from agent.snmp.values import Kind, SnmpValue
 from printgate.domain import SnmpCredential, SnmpVersion
-from printgate.errors import SnmpError
+from printgate.errors import SNMP_FAILED, SnmpError
 
 if TYPE_CHECKING:
     from agent.snmp.usm import UsmRequester
@@ -113,7 +120,7 @@ class SnmpClient:
         return SnmpError(
             f"no SNMP answer from {self._where(t)} within {self.timeout}s x{self._retries(t) + 1}: "
             "host unreachable, no SNMP agent, wrong community, or wrong v3 privacy key",
-            code="snmp_timeout",
+            code=SNMP_TIMEOUT,
         )
 
     async def _request(
@@ -147,10 +154,10 @@ class SnmpClient:
             if status in (16, 6):  # authorizationError, noAccess
                 raise SnmpError(
                     f"{t.ip}:{t.port} refused access ({name}) for {t.credential.label}",
-                    code="snmp_auth_failed",
+                    code=SNMP_AUTH_FAILED,
                 )
             at = asked[live[index - 1]] if 1 <= index <= len(live) else f"#{index}"
-            raise SnmpError(f"{t.ip}:{t.port} answered error {name} at {at}", code="snmp_error_status")
+            raise SnmpError(f"{t.ip}:{t.port} answered error {name} at {at}", code=SNMP_ERROR_STATUS)
         if not dropped:
             return result
         if len(result) != len(live):  # a short answer: keep what is there
@@ -181,7 +188,7 @@ class SnmpClient:
             except MalformedAnswer as exc:
                 raise SnmpError(
                     f"{exc}; the device's SNMP agent sends broken packets ({t.credential.label})",
-                    code="snmp_malformed",
+                    code=SNMP_MALFORMED,
                 ) from None
             except TimeoutError:
                 raise self._timed_out(t) from None
@@ -189,7 +196,7 @@ class SnmpClient:
                 raise SnmpError(
                     f"no SNMP agent at {t.ip}:{t.port}: the network answered {exc.strerror} "
                     "(port closed or host down)",
-                    code="snmp_unreachable",
+                    code=SNMP_UNREACHABLE,
                 ) from None
         return answer.error_status, answer.error_index, answer.varbinds
 
@@ -213,10 +220,10 @@ class SnmpClient:
             except UsmRefused as exc:
                 raise SnmpError(
                     f"SNMPv3 authentication refused by {self._where(t)}: {exc}; check user and keys",
-                    code="snmp_auth_failed",
+                    code=SNMP_AUTH_FAILED,
                 ) from None
             except UsmFailed as exc:
-                raise SnmpError(f"SNMP request to {self._where(t)} failed: {exc}", code="snmp_failed") from None
+                raise SnmpError(f"SNMP request to {self._where(t)} failed: {exc}", code=SNMP_FAILED) from None
 
     async def get(
         self, t: SnmpTarget, oids: Iterable[str], *, chunk: int = 24, failures: list[str] | None = None,

@@ -13,6 +13,7 @@ from pysnmp.hlapi.v3arch import asyncio as hl
 from pysnmp.proto import errind
 from pysnmp.smi import builder, view
 
+from agent.errors import SNMP_CONFIG
 from agent.snmp.ber import MAX_VALUE_BYTES
 from agent.snmp.values import Kind, SnmpValue
 from printgate.domain import SnmpCredential, SnmpVersion
@@ -135,13 +136,13 @@ class UsmRequester:
         data = self._auth.get(cred)
         if data is None:
             if cred.version is not SnmpVersion.V3:
-                raise SnmpError(f"{cred.label} is not an SNMPv3 credential", code="snmp_config")
+                raise SnmpError(f"{cred.label} is not an SNMPv3 credential", code=SNMP_CONFIG)
             if cred.auth_protocol not in AUTH_PROTOCOLS or cred.priv_protocol not in PRIV_PROTOCOLS:
                 raise SnmpError(
                     f"unsupported SNMPv3 protocols auth={cred.auth_protocol} priv={cred.priv_protocol}; "
                     f"use auth one of {sorted(k for k in AUTH_PROTOCOLS if k)} "
                     f"and priv one of {sorted(k for k in PRIV_PROTOCOLS if k)}",
-                    code="snmp_config",
+                    code=SNMP_CONFIG,
                 )
             data = hl.UsmUserData(
                 cred.user,

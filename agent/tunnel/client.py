@@ -17,6 +17,7 @@ from types import TracebackType
 import asyncssh
 from asyncssh.kex import get_kex_algs
 
+from agent.errors import RELAY_AUTH_REFUSED, RELAY_HOST_KEY_MISMATCH
 from agent.proxy_connect import ProxyUrl
 from agent.proxy_connect import open_tunnel as proxy_tunnel
 from agent.tunnel.channel_guard import guard_channel_opens
@@ -166,12 +167,12 @@ async def open_tunnel(
         raise TunnelError(
             f"the relay {relay_host}:{relay_port} presented host key {pinned.seen_fingerprint}, "
             f"not the pinned {host_key_fingerprint}: refusing to connect (possible interception)",
-            code="relay_host_key_mismatch",
+            code=RELAY_HOST_KEY_MISMATCH,
         ) from None
     except asyncssh.PermissionDenied:
         raise TunnelError(
             f"the relay refused the credential of session {session_id} (expired, revoked or not ours)",
-            code="relay_auth_refused",
+            code=RELAY_AUTH_REFUSED,
         ) from None
     except (OSError, asyncssh.Error) as exc:
         raise TunnelError(f"cannot connect to the relay {relay_host}:{relay_port}: {exc}") from None

@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 from gateway.channel.ca import AgentCA, CsrRejected
 from gateway.channel.denials import DenialTally
+from gateway.errors import EnrolmentThrottled
 from printgate.domain import AuditEventIn, Outcome
-from printgate.errors import PrintgateError, TokenInvalid
+from printgate.errors import TokenInvalid
 from printgate.interfaces import AuditSink
 from printgate.logs import get_logger
 from printgate.store import channel as store
@@ -28,10 +29,6 @@ class ChannelFacts:
     relay_address: str = ""
     relay_host_key_fingerprint: str = ""
     mqtt_url: str = ""
-
-
-class EnrolmentThrottled(PrintgateError):
-    code = "enrolment_throttled"
 
 
 class BackOff:

@@ -18,6 +18,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from gateway.errors import ControlChannelError
 from gateway.proxy.routes import SessionRoute, Tombstone
 from printgate.errors import PrintgateError
 from printgate.logs import get_logger
@@ -28,10 +29,6 @@ Message = dict[str, Any]
 Handler = Callable[[Message], Awaitable[Any]]
 _LEN = struct.Struct("!I")
 MAX_MESSAGE = 16 * 1024 * 1024
-
-
-class ControlChannelError(PrintgateError):
-    """The other end of a proxy worker's control channel failed or went away."""
 
 
 def route_to_json(route: SessionRoute) -> Message:

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.errors import WorkerFailed
 from gateway.proxy.addons.session_limits import expiry_reason
 from gateway.proxy.connection_limits import ConnectionLimits
 from gateway.proxy.control_channel import (
@@ -45,7 +46,7 @@ from gateway.proxy.deps import ExtendRequest, PublicAddress, SessionTimeout
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.routes import RouteChange, RouteTable, Tombstone, cookie_digest
 from gateway.proxy.session_urls import SessionUrls
-from printgate.errors import ConfigError, PrintgateError
+from printgate.errors import ConfigError
 from printgate.lifecycle import Service, cancel_and_wait
 from printgate.logs import get_logger
 
@@ -54,10 +55,6 @@ log = get_logger(__name__)
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 RESTART_WINDOW_S = 60.0
-
-
-class WorkerFailed(PrintgateError):
-    """A proxy worker process could not start or kept dying."""
 
 
 @dataclass(slots=True)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth.saml import SsoIdentity
+from portal.errors import OIDC_INVALID, OIDC_STATE, OIDC_TOKEN
 from printgate.errors import AuthenticationFailed
 from printgate.store import identity as repo
 from printgate.store.models.identity import SsoPendingRow, SsoProviderRow
@@ -46,7 +47,7 @@ async def _discover(client: httpx.AsyncClient, issuer: str) -> dict[str, Any]:
     meta: dict[str, Any] = r.json()
     if meta.get("issuer") != issuer:
         raise AuthenticationFailed(f"OIDC discovery of {issuer} names issuer {meta.get('issuer')!r}",
-                                   code="oidc_invalid")
+                                   code=OIDC_INVALID)
     return meta
 
 
@@ -73,7 +74,7 @@ async def finish_login(s: AsyncSession, provider: SsoProviderRow, public_url: st
     pending = await repo.pop_sso_pending(s, state) if state else None
     if pending is None or pending.provider_id != provider.id or now - pending.created_at > pending_ttl:
         raise AuthenticationFailed("OIDC sign-in rejected: unknown, reused or expired state; "
-                                   "start again from the sign-in page", code="oidc_state")
+                                   "start again from the sign-in page", code=OIDC_STATE)
     cfg = OidcConfig.model_validate(provider.config)
     meta = await _discover(http, cfg.issuer)
     r = await http.post(meta["token_endpoint"], data={
@@ -83,10 +84,10 @@ async def finish_login(s: AsyncSession, provider: SsoProviderRow, public_url: st
     })
     if r.status_code != 200:
         raise AuthenticationFailed(f"OIDC token endpoint refused the code ({r.status_code})",
-                                   code="oidc_token")
+                                   code=OIDC_TOKEN)
     id_token = r.json().get("id_token")
     if not id_token:
-        raise AuthenticationFailed("OIDC token response has no id_token", code="oidc_invalid")
+        raise AuthenticationFailed("OIDC token response has no id_token", code=OIDC_INVALID)
     jwks = (await http.get(meta["jwks_uri"])).json()
     try:
         token = jwt.decode(id_token, KeySet.import_key_set(jwks), algorithms=["RS256", "ES256", "PS256"])
@@ -98,12 +99,12 @@ async def finish_login(s: AsyncSession, provider: SsoProviderRow, public_url: st
             nonce={"essential": True, "value": pending.nonce},
         ).validate(token.claims)
     except (JoseError, ValueError) as exc:
-        raise AuthenticationFailed(f"OIDC ID token rejected: {exc}", code="oidc_invalid") from exc
+        raise AuthenticationFailed(f"OIDC ID token rejected: {exc}", code=OIDC_INVALID) from exc
     claims = token.claims
     email = str(claims.get(cfg.email_claim, "")).strip().lower()
     if "@" not in email:
         raise AuthenticationFailed(f"OIDC ID token has no e-mail claim {cfg.email_claim!r}",
-                                   code="oidc_invalid")
+                                   code=OIDC_INVALID)
     groups = claims.get(cfg.groups_claim) or []
     amr = set(claims.get("amr") or [])
     return SsoIdentity(email=email, groups=tuple(str(g) for g in groups), subject=str(claims["sub"]),

@@ -14,6 +14,7 @@ from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from portal.errors import SAML_INVALID, SAML_REPLAY, SAML_UNSOLICITED
 from printgate.errors import AuthenticationFailed
 from printgate.store import identity as repo
 from printgate.store.models.identity import SsoPendingRow, SsoProviderRow
@@ -109,31 +110,31 @@ async def finish_login(
     try:
         auth.process_response()
     except Exception as exc:  # malformed input: the library raises various types
-        raise AuthenticationFailed(f"SAML response rejected: {exc}", code="saml_invalid") from exc
+        raise AuthenticationFailed(f"SAML response rejected: {exc}", code=SAML_INVALID) from exc
     errors = auth.get_errors()
     if errors or not auth.is_authenticated():
         reason = auth.get_last_error_reason() or ", ".join(errors) or "not authenticated"
-        raise AuthenticationFailed(f"SAML response rejected: {reason}", code="saml_invalid")
+        raise AuthenticationFailed(f"SAML response rejected: {reason}", code=SAML_INVALID)
     in_response_to = auth.get_last_response_in_response_to()
     pending = await repo.pop_sso_pending(s, in_response_to) if in_response_to else None
     if pending is None or pending.provider_id != provider.id or now - pending.created_at > pending_ttl:
         raise AuthenticationFailed(
             "SAML response rejected: it answers no sign-in started here (unsolicited or replayed); "
-            "start again from the sign-in page", code="saml_unsolicited")
+            "start again from the sign-in page", code=SAML_UNSOLICITED)
     assertion_id = auth.get_last_assertion_id()
     not_after = auth.get_last_assertion_not_on_or_after()
     expires = datetime.fromtimestamp(not_after, UTC) if not_after else now + timedelta(hours=1)
     if not assertion_id or not await repo.remember_once(
             s, f"saml:{provider.id}:{assertion_id}", expires_at=expires, now=now):
         raise AuthenticationFailed("SAML response rejected: assertion already used (replay)",
-                                   code="saml_replay")
+                                   code=SAML_REPLAY)
     cfg = SamlConfig.model_validate(provider.config)
     attrs = auth.get_attributes()
     emails = attrs.get(cfg.email_attribute) or []
     email = (emails[0] if emails else auth.get_nameid() or "").strip().lower()
     if "@" not in email:
         raise AuthenticationFailed(
-            f"SAML response rejected: no e-mail in attribute {cfg.email_attribute!r}", code="saml_invalid")
+            f"SAML response rejected: no e-mail in attribute {cfg.email_attribute!r}", code=SAML_INVALID)
     return SsoIdentity(email=email, groups=tuple(attrs.get(cfg.groups_attribute) or ()),
                        subject=auth.get_nameid() or email)
 

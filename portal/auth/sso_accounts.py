@@ -8,6 +8,7 @@ import secrets
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth.saml import SsoIdentity
+from portal.errors import SSO_NO_ROLE, SSO_WRONG_TENANT, USER_DISABLED
 from printgate.domain import CustomerId, DealerId, Role, User, UserId
 from printgate.errors import AuthenticationFailed
 from printgate.store.models.core import UserRow
@@ -28,7 +29,7 @@ async def account_for(
     if not roles:
         raise AuthenticationFailed(
             f"{who.email}: none of the groups {list(who.groups)} maps to a printgate role; "
-            "ask your administrator to map one", code="sso_no_role")
+            "ask your administrator to map one", code=SSO_NO_ROLE)
     row = await get_user_row_by_email(s, who.email)
     if row is None:
         user = User(UserId(f"u-{secrets.token_hex(6)}"), who.email, who.email, roles,
@@ -42,9 +43,9 @@ async def account_for(
     if row.dealer_id != provider.dealer_id or row.customer_id != provider.customer_id:
         raise AuthenticationFailed(
             f"{who.email} belongs to another organisation than identity provider {provider.name}",
-            code="sso_wrong_tenant")
+            code=SSO_WRONG_TENANT)
     if row.disabled:
-        raise AuthenticationFailed(f"{who.email} is disabled", code="user_disabled")
+        raise AuthenticationFailed(f"{who.email} is disabled", code=USER_DISABLED)
     before = frozenset(Role(r) for r in row.roles)
     row.roles = sorted(r.value for r in roles)
     return row, before, roles

@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from policy import RuleSetInvalid, default_ruleset, parse_ruleset
+from policy import default_ruleset, parse_ruleset
+from policy.errors import RuleSetInvalid
 from portal.deps import CsrfChecked, CurrentLogin, DbSession, State, require_role
 from portal.pages import render, see_other
 from printgate.domain import Role, User

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth import browser_sessions, oidc, saml, second_factor, sso_accounts
 from portal.deps import DbSession, State
+from portal.errors import OIDC_ERROR
 from portal.pages import render, see_other
 from portal.routers.login import set_session_cookie
 from portal.state import client_ip
@@ -103,7 +104,7 @@ async def oidc_callback(request: Request, state: State, s: DbSession, provider_i
     try:
         if error:
             raise AuthenticationFailed(f"the identity provider refused the sign-in: {error}",
-                                       code="oidc_error")
+                                       code=OIDC_ERROR)
         async with httpx.AsyncClient(timeout=10) as http:
             who = await oidc.finish_login(s, provider, state.settings.public_url, state=oidc_state,
                                           code=code, now=state.clock(), http=http)

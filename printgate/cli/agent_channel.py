@@ -118,7 +118,8 @@ def update(
     dry_run: Annotated[bool, typer.Option(help="verify only")] = False,
 ) -> None:
     """Verify a signed release (signature, newer version, sha256) and install it."""
-    from agent.updates import UpdateRejected, verify_update
+    from agent.errors import UpdateRejected
+    from agent.updates import verify_update
     from printgate import __version__ as installed
 
     try:

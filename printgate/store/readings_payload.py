@@ -10,17 +10,11 @@ from __future__ import annotations
 import json
 
 from printgate.domain import Reading
-from printgate.errors import PrintgateError
+from printgate.errors import ReadingsPayloadInvalid
 
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 MAX_READINGS = 10_000
 MAX_ID = 64
-
-
-class ReadingsPayloadInvalid(PrintgateError):
-    """An uploaded readings batch is not what ``Reading.to_dict`` produces."""
-
-    code = "readings_payload_invalid"
 
 
 def _refuse(batch_id: str, why: str) -> ReadingsPayloadInvalid:

@@ -15,7 +15,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from printgate.errors import PrintgateError
+from printgate.errors import CommandSignatureInvalid
 from printgate.wire import agent_pb2 as pb
 
 DOMAIN = b"printgate-command-v1\x00"
@@ -28,10 +28,6 @@ _BODY_FIELD: dict[type, str] = {
     pb.DesiredConfig: "desired_config",
     pb.Ping: "ping",
 }
-
-
-class CommandSignatureInvalid(PrintgateError):
-    code = "command_signature_invalid"
 
 
 def raw_public_key(key: Ed25519PublicKey) -> bytes:

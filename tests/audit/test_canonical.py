@@ -7,7 +7,8 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit.canonical import NotCanonicalisable, canonical_bytes, to_json_value
+from audit.canonical import canonical_bytes, to_json_value
+from audit.errors import NotCanonicalisable
 
 json_scalars = (
     st.none() | st.booleans() | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)

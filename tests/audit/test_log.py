@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from audit.canonical import NotCanonicalisable
 from audit.chain import GENESIS
 from audit.checkpoint import Signer
+from audit.errors import NotCanonicalisable
 from audit.export import verify_store
 from audit.log import AuditLog
 from audit.query import AuditFilter, search

@@ -16,8 +16,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from audit.checkpoint import Checkpoint, Signer
+from audit.errors import SyslogError
 from audit.log import AuditLog
-from audit.syslog import SyslogError, SyslogForwarder, format_rfc5424
+from audit.syslog import SyslogForwarder, format_rfc5424
 from printgate.domain import AuditEventIn, AuditRecord
 from printgate.store.db import Database
 

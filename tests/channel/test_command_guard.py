@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.channel.command_guard import CommandGuard, CommandRejected
+from agent.channel.command_guard import CommandGuard
+from agent.errors import CommandRejected
 from printgate.wire import agent_pb2 as pb
 from printgate.wire.commands import build_command, raw_public_key, sign_command
 

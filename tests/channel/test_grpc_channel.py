@@ -11,8 +11,9 @@ import grpc
 import pytest
 from grpc import aio
 
-from agent.channel.enroll import EnrolmentFailed, enroll
+from agent.channel.enroll import enroll
 from agent.channel.grpc_client import GrpcChannel
+from agent.errors import EnrolmentFailed
 from printgate.errors import AccessDenied, AgentUnavailable
 from printgate.store import channel as channel_store
 from printgate.wire import agent_pb2 as pb

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.channel.enroll import EnrolmentFailed, enroll
+from agent.channel.enroll import enroll
 from agent.channel.grpc_client import GrpcChannel
+from agent.errors import EnrolmentFailed
 from agent.proxy_connect import open_tunnel
 from lab.ports import free_tcp_port
 from printgate.errors import AgentUnavailable

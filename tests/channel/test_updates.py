@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.updates import UpdateRejected, sign_release, verify_update
+from agent.errors import UpdateRejected
+from agent.updates import sign_release, verify_update
 from printgate.wire.commands import raw_public_key
 
 KEY = Ed25519PrivateKey.generate()

@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import func, select
 
 from printgate.domain import ReadingKind, SupplyState
+from printgate.errors import ReadingsPayloadInvalid
 from printgate.store.db import Database
 from printgate.store.fleet import TenantScope, current_supplies, fleet_device, open_alerts
 from printgate.store.models.readings import DeviceAlertRow, ReadingBatchRow, ReadingRow
 from printgate.store.readings import count_readings, ingest_payload, readings_for
-from printgate.store.readings_payload import ReadingsPayloadInvalid
 from tests.fleet.conftest import T0, days, payload_of, reading_of
 
 D1 = TenantScope(dealer_id="d1")
@@ -109,17 +109,18 @@ async def test_alert_is_raised_then_cleared_when_a_later_reading_no_longer_has_i
     async with fleet_db.session() as s:
         opened = await open_alerts(s, "dev-m130")
         f = await fleet_device(s, D1, "dev-m130")
-    assert sorted(a.alert.code for a in opened) == sorted(a.code for a in with_alerts.alerts)
+    # the printer's 3 prtAlertTable entries, and one alert per detected error state (door open, jammed)
+    assert sorted(a.alert.code for a in opened) == sorted([*(a.code for a in with_alerts.alerts), "doorOpen", "jammed"])
     assert all(a.raised_at == T0 and a.cleared_at is None for a in opened)
-    assert f is not None and f.open_alerts == 3
+    assert f is not None and f.open_alerts == 5
     assert with_alerts.status is not None
     assert f.error_state == with_alerts.status.errors and f.printer_status == with_alerts.status.status
 
     still = reading_of("lab-jetdirect_m130nw-alerts", ip="127.0.20.15", at=T0 + days(1))
     assert await ingest_payload(fleet_db, "a-c1", "b-2", payload_of([still])) is True
     async with fleet_db.session() as s:
-        assert len(await open_alerts(s, "dev-m130")) == 3  # same alerts: not raised twice
-        assert (await s.execute(select(func.count()).select_from(DeviceAlertRow))).scalar_one() == 3
+        assert len(await open_alerts(s, "dev-m130")) == 5  # same alerts: not raised twice
+        assert (await s.execute(select(func.count()).select_from(DeviceAlertRow))).scalar_one() == 5
 
     fixed = reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0 + days(2))
     assert fixed.alerts == ()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from policy import RuleSetInvalid, load_policy, parse_ruleset
+from policy import load_policy, parse_ruleset
+from policy.errors import RuleSetInvalid
 
 BAD = [
     ({"version": 1}, "dealer_id"),

@@ -15,8 +15,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from agent.channel.enroll import EnrolledIdentity, EnrolmentFailed, enroll
+from agent.channel.enroll import EnrolledIdentity, enroll
 from agent.channel.grpc_client import GrpcChannel
+from agent.errors import EnrolmentFailed
 from gateway.channel.ca import AgentCA
 from gateway.channel.enrolment import ChannelFacts
 from gateway.channel.grpc_server import AgentChannelServer

@@ -1,0 +1,38 @@
+"""The agent's errors and their codes (see ``printgate.errors`` for the tree).
+
+The codes also travel to the gateway in ``CommandResult.error_code``.
+"""
+
+from __future__ import annotations
+
+from printgate.errors import PrintgateError
+
+ENROLMENT_FAILED = "enrolment_failed"
+UPDATE_REJECTED = "update_rejected"
+COMMAND_REJECTED = "command_rejected"
+COMMAND_FORGED = "command_forged"
+COMMAND_WRONG_AGENT = "command_wrong_agent"
+COMMAND_MALFORMED = "command_malformed"
+COMMAND_EXPIRED = "command_expired"
+COMMAND_REPLAYED = "command_replayed"
+TLS_NO_CERTIFICATE = "tls_no_certificate"
+RELAY_HOST_KEY_MISMATCH = "relay_host_key_mismatch"
+RELAY_AUTH_REFUSED = "relay_auth_refused"
+SNMP_TIMEOUT = "snmp_timeout"
+SNMP_AUTH_FAILED = "snmp_auth_failed"
+SNMP_ERROR_STATUS = "snmp_error_status"
+SNMP_MALFORMED = "snmp_malformed"
+SNMP_UNREACHABLE = "snmp_unreachable"
+SNMP_CONFIG = "snmp_config"
+
+
+class EnrolmentFailed(PrintgateError):
+    code = ENROLMENT_FAILED
+
+
+class CommandRejected(PrintgateError):
+    code = COMMAND_REJECTED
+
+
+class UpdateRejected(PrintgateError):
+    code = UPDATE_REJECTED

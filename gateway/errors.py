@@ -1,0 +1,34 @@
+"""The gateway's errors and their codes (see ``printgate.errors`` for the tree)."""
+
+from __future__ import annotations
+
+from printgate.errors import PrintgateError, TunnelError
+
+CSR_REJECTED = "csr_rejected"
+ENROLMENT_THROTTLED = "enrolment_throttled"
+AGENT_REFUSED = "agent_refused"
+PROXY_WORKER_FAILED = "proxy_worker_failed"
+PROXY_CONTROL_CHANNEL_FAILED = "proxy_control_channel_failed"
+BATCH_ID_MISSING = "batch_id_missing"
+
+
+class EnrolmentThrottled(PrintgateError):
+    code = ENROLMENT_THROTTLED
+
+
+class AgentRefused(TunnelError):
+    """The agent refused to open the tunnel (it says why, e.g. the device changed)."""
+
+    code = AGENT_REFUSED
+
+
+class WorkerFailed(PrintgateError):
+    """A proxy worker process could not start or kept dying."""
+
+    code = PROXY_WORKER_FAILED
+
+
+class ControlChannelError(PrintgateError):
+    """The other end of a proxy worker's control channel failed or went away."""
+
+    code = PROXY_CONTROL_CHANNEL_FAILED
