@@ -4,7 +4,9 @@ The chain commits only to salted hashes of personal fields (``audit.chain``);
 erasing deletes the clear values and their salts from ``audit_personal``.
 Verification still passes (nothing hashed changed) and the remaining
 commitments cannot be linked back to the person without the salts. Erasing
-an actor also pseudonymises the person's own account (``users``: e-mail and
+an actor also erases the records where the person is another personal field
+(``AuditEventIn.personal``, e.g. the ``subject`` of an administrator's
+action), and pseudonymises the person's own account (``users``: e-mail and
 name replaced, sign-in disabled, TOTP and recovery secrets removed).
 
 The erasure is itself audited, in the same transaction, without the erased
@@ -45,7 +47,7 @@ async def erase(audit_log: AuditLog, *, field: str = "actor", value: str, reques
     those records); for an actor also the account with that e-mail."""
     async with audit_log.db.transaction() as s:
         await store.lock_head(s)
-        seqs = await store.erase_personal(s, field=field, value=value)
+        seqs = await store.erase_personal(s, field=field, value=value, any_field=field == "actor")
         user_id = await erasure.pseudonymise_user(s, value, now=datetime.now(UTC)) if field == "actor" else None
         ranges = to_ranges(seqs)
         (rec,) = await audit_log.append_in(s, [AuditEventIn(

@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, Table, delete, func, insert, select, update
+from sqlalchemy import JSON, Table, Text, delete, func, insert, select, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from printgate.errors import AuditIntegrityError
@@ -238,12 +239,20 @@ async def query_records(
         return (await s.execute(q)).scalars().all()
 
 
-async def erase_personal(s: AsyncSession, *, field: str, value: str) -> list[int]:
+async def erase_personal(s: AsyncSession, *, field: str, value: str, any_field: bool = False) -> list[int]:
     """Delete every clear ``field`` = ``value`` (and the other personal values of
-    those records) in transaction ``s``; returns the seqs of the records affected."""
+    those records) in transaction ``s``; returns the seqs of the records affected.
+    ``any_field``: also records where another personal field (e.g. the ``subject``
+    of an administrator's action) holds ``value``."""
     column = _personal_column(field)
-    seqs = [int(x) for x in (await s.execute(
-        select(AuditPersonalRow.seq).where(column == value).order_by(AuditPersonalRow.seq))).scalars()]
+    found = set((await s.execute(select(AuditPersonalRow.seq).where(column == value))).scalars())
+    if any_field:  # coarse text match on the JSON, then an exact check
+        q = select(AuditPersonalRow).where(
+            sql_cast(AuditPersonalRow.fields, Text).contains(json.dumps(value), autoescape=True))
+        for row in (await s.execute(q)).scalars():
+            if any(v[0] == value for v in (row.fields or {}).values()):
+                found.add(row.seq)
+    seqs = sorted(int(x) for x in found)
     for i in range(0, len(seqs), 5000):
         await s.execute(delete(AuditPersonalRow).where(AuditPersonalRow.seq.in_(seqs[i:i + 5000])))
     return seqs

@@ -82,8 +82,10 @@ async def test_erasure_is_audited_verifies_and_pseudonymises_the_account(db: Dat
     await log.append_many([AuditEventIn(type="auth.login", actor=EMAIL, source_ip="127.0.0.9",
                                         details={"method": "password"}) for _ in range(3)])
     await log.append_many(sample_events(3))
+    await log.append(AuditEventIn(type="rbac.user_disabled", actor="admin@dealer.example",
+                                  personal={"subject": EMAIL}, details={"user": "user-erin"}))
     done = await erase(log, value=EMAIL, requested_by="dpo@dealer.example")
-    assert (done.records, done.seq_ranges, done.user_id) == (3, [(7, 9)], "user-erin")
+    assert (done.records, done.seq_ranges, done.user_id) == (4, [(7, 9), (13, 13)], "user-erin")
     report = await verify_store(db, signer.verifier())
     assert report.ok, report.problem
     async with db.session() as s:
@@ -95,7 +97,7 @@ async def test_erasure_is_audited_verifies_and_pseudonymises_the_account(db: Dat
         assert codes == 0
         entry = (await s.execute(text("SELECT entry FROM audit_records WHERE seq = :n"),
                                  {"n": done.record_seq})).scalar_one()
-    assert '"type":"audit.personal.erased"' in entry and '"seq_ranges":[[7,9]]' in entry
+    assert '"type":"audit.personal.erased"' in entry and '"seq_ranges":[[7,9],[13,13]]' in entry
     assert EMAIL not in entry and NAME not in entry
     # an erasure record does not cover other records: deleting one of those is still damage
     async with db.transaction() as s:
@@ -126,11 +128,13 @@ async def test_no_copy_of_an_erased_value_remains_in_the_sqlite_files(tmp_path: 
             await log.append_many([
                 AuditEventIn(type="auth.login", actor=EMAIL, source_ip="127.0.0.9", details={"i": i}),
                 *sample_events(5),
+                AuditEventIn(type="rbac.roles_changed", actor="admin@dealer.example",
+                             personal={"subject": EMAIL}, details={"user": "user-erin", "i": i}),
             ])
         files = [db_file, db_file.with_name(db_file.name + "-wal")]
         assert sum(_copies(f, EMAIL.encode()) for f in files) >= 40
         done = await erase(log, value=EMAIL, requested_by="dpo@dealer.example")
-        assert done.records == 40 and done.purged, done.purge_detail
+        assert done.records == 80 and done.purged, done.purge_detail
         for needle in (EMAIL.encode(), NAME.encode(), b"JBSWY3DPEHPK3PXP"):
             assert [_copies(f, needle) for f in files] == [0, 0], needle
         assert (await verify_store(db, signer.verifier())).ok
