@@ -57,10 +57,10 @@ def witness(
     async def run() -> int:
         async with GatewayClient(gateway, secret) as client:
             w = Witness(client, cosigner, gateway_verifier, state)
-            if not once:
-                await w.run(interval, report=lambda line: typer.echo(line))
-                return 0
             try:
+                if not once:
+                    await w.run(interval, report=lambda line: typer.echo(line))
+                    return 0
                 done = await w.round()
             except WitnessRefused as exc:
                 typer.echo(f"REFUSED ({exc.code}): {exc.message}", err=True)

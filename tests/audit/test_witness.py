@@ -358,3 +358,22 @@ async def test_the_migration_creates_exactly_the_cosignature_table(db: Database)
 
     async with db.engine.connect() as conn:
         assert await conn.run_sync(diff) == []
+
+
+async def test_the_witness_says_what_is_wrong_and_signs_nothing(gateway: Gateway, witness: WitnessBox) -> None:
+    await gateway.grow(4)
+    impostor = witness.dir / "impostor.pub"  # the witness pinned another gateway key
+    impostor.write_text(Signer.generate().public_key_pem())
+    argv = [a if a != str(gateway.public_key) else str(impostor) for a in witness.args("--once")]
+    code, out, err = await run(*argv)
+    assert code == 1 and "REFUSED (forged)" in err and not witness.state.exists(), (out, err)
+    witness.token_file.write_text("pgt_0000_not-a-token")
+    code, out, err = await witness.once()
+    assert code == 3 and "refused the witness token (401" in err and not witness.state.exists(), (out, err)
+    witness.token_file.write_text(await _token(gateway.db, ["audit:witness"]))
+    witness.state.write_text("{not json")
+    code, out, err = await witness.once()
+    assert code == 2 and f"cannot read the witness state {witness.state}" in err, (out, err)
+    witness.state.unlink()
+    code, out, err = await run(*[a for a in witness.args("--once") if a != "--once"][:-2], "--once")  # no --state
+    assert code == 2 and "missing --state" in err
