@@ -20,7 +20,7 @@ from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
 
 from gateway.attribution import AttributedAudit
-from gateway.proxy import early_refusal, error_pages
+from gateway.proxy import early_refusal, error_pages, unix_upstream
 from gateway.proxy.addons import default_addons
 from gateway.proxy.addons.connection_guard import ConnectionGuard
 from gateway.proxy.addons.session_limits import SessionLimits
@@ -138,6 +138,7 @@ class DwaProxy(SessionUrls, Service):
         loop = asyncio.get_running_loop()
         error_pages.install()
         early_refusal.install(self.connection_limits.linger_bytes)
+        unix_upstream.install()
         await self._audit.start()
         opts = options.Options()
         master = Master(opts, event_loop=loop)

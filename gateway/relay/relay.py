@@ -25,7 +25,7 @@ from gateway.firewall.base import Firewall
 from gateway.relay import crypto_policy
 from gateway.relay.admission import REASONS, AdmissionControl, AdmissionLimits, SourceWindow
 from gateway.relay.limits import RelayLimits
-from gateway.relay.listeners import SessionListener
+from gateway.relay.listeners import SessionListener, private_directory, socket_path_for
 from gateway.relay.policy import Refusal
 from gateway.relay.server import RelayConnection
 from gateway.relay.ssh_ca import SessionCredential, SshCertificateAuthority, load_or_create_key
@@ -68,6 +68,7 @@ class Relay:
         firewall: Firewall,
         limits: RelayLimits = RelayLimits(),
         tick_s: float = 1.0,
+        tunnel_dir: Path | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -77,6 +78,8 @@ class Relay:
         self._firewall = firewall
         self.limits = limits
         self._tick_s = tick_s
+        # sessions' tunnel endpoints as Unix sockets only the gateway's user reaches (None: loopback TCP)
+        self.tunnel_dir = tunnel_dir
         self._host_key: asyncssh.SSHKey | None = None
         self._ca: SshCertificateAuthority | None = None
         self._acceptor: asyncssh.SSHAcceptor | None = None
@@ -94,6 +97,8 @@ class Relay:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        if self.tunnel_dir is not None:
+            private_directory(self.tunnel_dir)
         self._host_key = load_or_create_key(self._host_key_path)
         self._ca = SshCertificateAuthority(load_or_create_key(self._ca_key_path))
         self._acceptor = await asyncssh.listen(
@@ -142,6 +147,9 @@ class Relay:
             await self._emit(self._refused_window_event(window))
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self.tunnel_dir is not None:
+            with contextlib.suppress(OSError):  # only if empty: never another process's files
+                self.tunnel_dir.rmdir()
         log.info("relay.stopped", port=self.port)
 
     async def __aenter__(self) -> Relay:
@@ -355,6 +363,7 @@ class Relay:
             server.conn, session_id=session.session_id, listen_host=listen_host,
             meter=lambda n: self._meter(session, n), max_channels=self.limits.max_channels_per_tunnel,
             port=session.listen_port,
+            socket_path=socket_path_for(self.tunnel_dir, session.session_id) if self.tunnel_dir else None,
         )
         try:
             await listener.start()
