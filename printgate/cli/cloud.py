@@ -23,9 +23,12 @@ from audit.log import AuditLog
 from gateway.agent_events import AgentEvents
 from gateway.broker import BrokerConfig, DwaBroker
 from gateway.channel.ca import AgentCA
+from gateway.channel.crl import CrlPublisher, signal_pid_file
+from gateway.channel.denials import DenialTally
 from gateway.channel.enrolment import ChannelFacts
 from gateway.channel.grpc_server import AgentChannelServer
 from gateway.channel.hub import AgentHub
+from gateway.channel.mqtt_bridge import MqttBridge
 from gateway.dwa_policy import decide_dwa_open
 from gateway.dwa_wiring import DwaWiring
 from gateway.firewall.base import Firewall
@@ -48,6 +51,7 @@ from printgate.lifecycle import Service
 from printgate.logs import get_logger
 from printgate.settings import Settings
 from printgate.store.db import Database, migrate
+from printgate.wire.mqtt_url import parse_mqtt_url
 
 log = get_logger("printgate.cli.cloud")
 
@@ -138,6 +142,9 @@ class Cloud(Service):
             loss_grace_s=gw.agent_loss_grace_seconds,
         )
 
+        ch = self.settings.channel
+        self.denials = DenialTally(self.audit, window_s=ch.denial_audit_window_seconds)
+        await self._stack.enter_async_context(self.denials)  # closed after the channel: flushes last
         self.channel = AgentChannelServer(
             gw.grpc_host, gw.grpc_port, enrol_port=gw.enrol_port, ca=self.ca, db=self.db,
             audit=self.audit, hub=self.hub,
@@ -145,15 +152,45 @@ class Cloud(Service):
             facts=ChannelFacts(
                 relay_address=f"{gw.relay_host}:{self.relay.port}",
                 relay_host_key_fingerprint=self.relay.host_key_fingerprint,
+                mqtt_url=ch.mqtt_url,
             ),
+            denials=self.denials, crl=self._mqtt_crl(),
         )
         await self._stack.enter_async_context(self.channel)
+        self.mqtt: MqttBridge | None = None
+        if ch.mqtt_url:
+            await self._start_mqtt_bridge()
 
         await self._stack.enter_async_context(self.broker)
         stale = await reconcile_with_sessions(self.firewall, ())  # the broker closed leftovers
         if stale:
             log.info("firewall.reconciled", removed=stale)
         await self._start_portal()
+
+    def _mqtt_crl(self) -> CrlPublisher | None:
+        """The CRL the MQTT broker checks agents against (``channel.mqtt_crl_file``), if MQTT is on."""
+        ch = self.settings.channel
+        if not ch.mqtt_url:
+            return None
+        path = ch.mqtt_crl_file or self.data_dir / "agent-ca" / "agent-ca.crl"
+        reload = signal_pid_file(ch.mqtt_broker_pid_file) if ch.mqtt_broker_pid_file else None
+        return CrlPublisher(self.ca, path, reload=reload)
+
+    async def _start_mqtt_bridge(self) -> None:
+        """MQTT as the agents' second command path (``channel.mqtt_url``)."""
+        ch = self.settings.channel
+        endpoint = parse_mqtt_url(ch.mqtt_url)
+        ca_path, cert_path, key_path = MqttBridge.files_from_ca(self.ca, self.data_dir / "mqtt")
+        if ch.mqtt_cert_file or ch.mqtt_key_file:
+            if not (ch.mqtt_cert_file and ch.mqtt_key_file):
+                raise ConfigError("channel.mqtt_cert_file and channel.mqtt_key_file go together")
+            cert_path, key_path = ch.mqtt_cert_file, ch.mqtt_key_file
+        self.mqtt = MqttBridge(
+            endpoint.host, endpoint.port, ca_path=ch.mqtt_ca_file or ca_path, cert_path=cert_path,
+            key_path=key_path, hub=self.hub, handlers=self.channel.handlers, db=self.db,
+            denials=self.denials, transport=endpoint.transport, ws_path=endpoint.path,
+        )
+        await self._stack.enter_async_context(self.mqtt)
 
     def _proxy_tls(self) -> dict[str, Any]:
         """How the proxy serves session hosts to browsers (``gateway.proxy_scheme`` and friends)."""
