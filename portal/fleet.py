@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.deps import CurrentLogin, CurrentUser, State, require_role, require_scope
 from portal.fleet_charts import Series, line_chart
-from portal.fleet_forecast import days_until_empty
+from portal.fleet_forecast import days_until_empty, no_forecast_reason
 from portal.fleet_models import (
     AlertPublic,
     AlertsPublic,
@@ -69,7 +69,8 @@ def _supply_series(readings: list[Reading]) -> dict[int, list[tuple[datetime, fl
 async def _supplies(s: AsyncSession, device_id: str, history: list[Reading]) -> list[SupplyPublic]:
     series = _supply_series(history)
     return [
-        SupplyPublic.of(c.supply, taken_at=c.taken_at, empty_in_days=days_until_empty(series.get(c.supply.index, [])))
+        SupplyPublic.of(c.supply, taken_at=c.taken_at, empty_in_days=days_until_empty(series.get(c.supply.index, [])),
+                        no_forecast=no_forecast_reason(series.get(c.supply.index, [])))
         for c in await current_supplies(s, device_id)
     ]
 

@@ -52,3 +52,19 @@ def forecast_text(days: float | None) -> str:
     if days < 1:
         return "empty in less than a day"
     return f"empty in ~{round(days)} day{'s' if round(days) != 1 else ''}"
+
+
+def no_forecast_reason(points: Sequence[tuple[datetime, float]]) -> str:
+    """Why there is no run-out forecast yet, saying how much history it still needs."""
+    run = since_last_refill(points)
+    if not run:
+        return "no forecast: no level in percent reported yet"
+    if len(run) < MIN_POINTS:
+        missing = MIN_POINTS - len(run)
+        return (f"no forecast yet: needs {missing} more reading{'s' if missing != 1 else ''} "
+                f"({len(run)} of {MIN_POINTS} since the last refill)")
+    span_h = (run[-1][0] - run[0][0]).total_seconds() / 3600
+    if span_h < MIN_SPAN_DAYS * 24:
+        return (f"no forecast yet: needs readings over {MIN_SPAN_DAYS * 24:g} hours "
+                f"({span_h:.1f} h so far since the last refill)")
+    return "no forecast: the level is not falling"

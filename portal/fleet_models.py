@@ -9,6 +9,14 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from portal.fleet_forecast import forecast_text
+from portal.fleet_status import (
+    LEVEL_NOTES,
+    SEVERITY_WORDS,
+    alert_code_words,
+    colour_note,
+    level_note,
+    status_of,
+)
 from printgate.domain import (
     CounterValue,
     DeviceAlert,
@@ -18,6 +26,7 @@ from printgate.domain import (
     SupplyLevel,
     SupplyState,
 )
+from printgate.fleet_alerts import is_waste_container
 
 SUPPLY_WORDS = {
     SupplyState.OTHER: "other",
@@ -48,18 +57,26 @@ class SupplyPublic(BaseModel):
     percent: float | None
     state: Literal["known", "other", "unknown", "some_remaining"]
     level_text: str = Field(description="for people: '42 %', 'some remaining', 'unknown', ...")
+    level_note: str = Field(default="", description="why there is no percentage, or what it means")
+    colour_note: str = Field(default="", description="why there is no colour")
+    waste_container: bool = Field(default=False, description="fills up; never 'low', never the lowest supply")
     taken_at: datetime | None = None
     empty_in_days: float | None = Field(default=None, description="linear run-out forecast")
-    forecast: str = ""
+    forecast: str = Field(default="", description="the forecast, or why there is none yet and what it needs")
 
     @classmethod
     def of(cls, s: SupplyLevel, *, taken_at: datetime | None = None,
-           empty_in_days: float | None = None) -> SupplyPublic:
+           empty_in_days: float | None = None, no_forecast: str = "") -> SupplyPublic:
+        waste = is_waste_container(s)
+        forecast = forecast_text(empty_in_days) or (
+            "no forecast: waste containers fill up" if waste
+            else f"no forecast: {LEVEL_NOTES[s.state]}" if s.state is not SupplyState.KNOWN else no_forecast)
         return cls(index=s.index, description=s.description, type=s.type, colour=s.colour, unit=s.unit,
                    level=s.level, max_capacity=s.max_capacity, percent=s.percent,
                    state=s.state.value,
-                   level_text=level_text(s), taken_at=taken_at, empty_in_days=empty_in_days,
-                   forecast=forecast_text(empty_in_days))
+                   level_text=level_text(s), level_note=level_note(s), colour_note=colour_note(s),
+                   waste_container=waste, taken_at=taken_at, empty_in_days=empty_in_days,
+                   forecast=forecast)
 
 
 class PrinterAlertPublic(BaseModel):
@@ -78,15 +95,18 @@ class PrinterAlertPublic(BaseModel):
 
 class AlertPublic(PrinterAlertPublic):
     id: int
-    raised_at: datetime
+    severity_text: str = Field(description="Critical, Warning or Notice")
+    what: str = Field(description="the alert in words")
+    raised_at: datetime = Field(description="first seen")
     last_seen_at: datetime
     cleared_at: datetime | None
 
     @classmethod
     def of_tracked(cls, a: DeviceAlert) -> AlertPublic:
         base = PrinterAlertPublic.of(a.alert).model_dump()
-        return cls(**base, id=a.id, raised_at=a.raised_at, last_seen_at=a.last_seen_at,
-                   cleared_at=a.cleared_at)
+        what = a.alert.description or alert_code_words(a.alert.code)
+        return cls(**base, id=a.id, severity_text=SEVERITY_WORDS.get(a.alert.severity, "Notice"), what=what,
+                   raised_at=a.raised_at, last_seen_at=a.last_seen_at, cleared_at=a.cleared_at)
 
 
 class AlertsPublic(BaseModel):
@@ -110,18 +130,22 @@ class FleetDevicePublic(BaseModel):
     printer_status: str | None
     device_status: str | None
     error_state: list[str]
+    status_level: Literal["ok", "warning", "error", "unknown"] = Field(description="for colour")
+    status_text: str = Field(description="the device's state in words, e.g. 'Needs attention: toner low'")
     open_alerts: int
     lowest_supply: SupplyPublic | None
 
     @classmethod
     def of(cls, f: FleetDevice) -> FleetDevicePublic:
         d = f.device
+        status = status_of(f)
         return cls(
             id=d.id, name=d.name or d.identity.describe(), customer_id=f.customer_id, customer=f.customer_name,
             site=f.site_name, ip=d.ip, model=d.identity.model, serial=d.identity.serial,
             vendor=d.identity.vendor, agent_online=f.agent_online, last_reading_at=f.last_reading_at,
             page_count=f.page_count, printer_status=f.printer_status, device_status=f.device_status,
-            error_state=list(f.error_state), open_alerts=f.open_alerts,
+            error_state=list(f.error_state), status_level=status.level, status_text=status.text,
+            open_alerts=f.open_alerts,
             lowest_supply=SupplyPublic.of(f.lowest_supply) if f.lowest_supply else None,
         )
 
@@ -129,13 +153,16 @@ class FleetDevicePublic(BaseModel):
 class FleetDeviceDetail(FleetDevicePublic):
     location: str | None
     sys_name: str | None
+    previous_model: str | None = Field(description="the model text before its last change (firmware update)")
+    model_changed_at: datetime | None
     supplies: list[SupplyPublic]
     alerts: list[AlertPublic]
 
 
 def device_detail(f: FleetDevice, supplies: list[SupplyPublic], alerts: list[AlertPublic]) -> FleetDeviceDetail:
     return FleetDeviceDetail(**FleetDevicePublic.of(f).model_dump(), location=f.device.identity.location,
-                             sys_name=f.device.identity.sys_name, supplies=supplies, alerts=alerts)
+                             sys_name=f.device.identity.sys_name, previous_model=f.device.previous_model,
+                             model_changed_at=f.device.model_changed_at, supplies=supplies, alerts=alerts)
 
 
 class CounterPublic(BaseModel):

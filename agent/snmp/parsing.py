@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 
 from agent.snmp import codes, oids
 from agent.snmp.profiles import DEVICE_ID_OIDS, VendorProfile, profile_for
+from agent.snmp.supply_text import colour_in_name, supply_description
 from agent.snmp.values import SnmpValue, Varbinds, WrongType
 from printgate.domain import (
     CounterValue,
@@ -225,7 +226,9 @@ def supplies_from(vb: Varbinds) -> tuple[list[SupplyLevel], Errors]:
         def get(root: str, _idx: str = idx) -> SnmpValue | None:
             return cols[root].get(_idx)
 
-        desc = _text_or_none(errors, f"prtMarkerSuppliesDescription.{idx}", get(oids.PRT_SUPPLIES_DESCRIPTION))
+        desc_v = get(oids.PRT_SUPPLIES_DESCRIPTION)
+        desc_raw = _safe(errors, f"prtMarkerSuppliesDescription.{idx}", desc_v.as_bytes) if desc_v else None
+        desc = supply_description(desc_raw) if desc_raw is not None else None
         type_v = get(oids.PRT_SUPPLIES_TYPE)
         type_n = _safe(errors, f"prtMarkerSuppliesType.{idx}", type_v.as_int) if type_v else None
         unit_v = get(oids.PRT_SUPPLIES_UNIT)
@@ -238,6 +241,8 @@ def supplies_from(vb: Varbinds) -> tuple[list[SupplyLevel], Errors]:
         if col_n:
             device = idx.split(".")[0]
             colour = _text_or_none(errors, f"prtMarkerColorantValue.{device}.{col_n}", colorants.get(f"{device}.{col_n}"))
+        if colour is None and col_n != 0 and desc:  # no colorant row: the colour word in the name, if any
+            colour = colour_in_name(desc)
         out.append(
             SupplyLevel(
                 index=int(idx.split(".")[-1]),

@@ -23,6 +23,7 @@ from printgate.domain import (
     SupplyState,
     User,
 )
+from printgate.fleet_alerts import consumables
 from printgate.store.devices import device_from_row
 from printgate.store.models.core import AgentRow, CustomerRow, DeviceRow, SiteRow
 from printgate.store.models.readings import (
@@ -61,11 +62,15 @@ def supply_from_row(row: DeviceSupplyRow) -> SupplyLevel:
 
 
 def lowest_supply(supplies: list[SupplyLevel]) -> SupplyLevel | None:
-    """The supply with the lowest known percentage; else one with a special state."""
-    known = [s for s in supplies if s.percent is not None]
+    """The consumable with the lowest known percentage; else one with a special state.
+
+    Waste containers fill up: a low level there is not running out, so they are never picked.
+    """
+    usable = consumables(supplies)
+    known = [s for s in usable if s.percent is not None]
     if known:
         return min(known, key=lambda s: (s.percent, s.index))
-    return min(supplies, key=lambda s: s.index) if supplies else None
+    return min(usable, key=lambda s: s.index) if usable else None
 
 
 def _alert_from_row(row: DeviceAlertRow) -> DeviceAlert:

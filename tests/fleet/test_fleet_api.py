@@ -43,7 +43,8 @@ async def test_dealer_user_lists_own_devices_with_status(fleet_portal: FleetPort
     by_id = {d["id"]: d for d in r.json()}
     assert set(by_id) == {"dev-m130", "dev-canon", "dev-brother"}  # not d2's device
     m130 = by_id["dev-m130"]
-    assert m130["agent_online"] is True and m130["open_alerts"] == 3
+    # 3 prtAlertTable entries + 2 detected error states (doorOpen, jammed) + black toner at 12 % (warning)
+    assert m130["agent_online"] is True and m130["open_alerts"] == 6
     assert m130["last_reading_at"].startswith("2025-03-05T08:00:00")
     assert m130["lowest_supply"]["index"] == 1 and m130["lowest_supply"]["level"] == 28 - 16
     assert m130["lowest_supply"]["level_text"] == "12 %"
@@ -59,14 +60,15 @@ async def test_device_detail_supplies_forecast_and_alerts(fleet_portal: FleetPor
         detail = (await client.get("/api/fleet/devices/dev-m130", headers=JSON)).json()
         supplies = (await client.get("/api/fleet/devices/dev-m130/supplies", headers=JSON)).json()
         alerts = (await client.get("/api/fleet/devices/dev-m130/alerts", headers=JSON)).json()
-    assert detail["serial"] == "VNCRC48198" and len(detail["alerts"]) == 3
+    assert detail["serial"] == "VNCRC48198" and len(detail["alerts"]) == 6
     black = next(s for s in supplies if s["index"] == 1)
     assert black["percent"] == 12.0
     # 4 points per day down from 28: 12 % left -> empty in 3 days
     assert black["empty_in_days"] == pytest.approx(3.0, abs=0.05) and black["forecast"] == "empty in ~3 days"
     steady = next(s for s in supplies if s["index"] == 5)
     assert steady["empty_in_days"] is None
-    assert {a["code"] for a in alerts["open"]} == {"coverOpen", "markerTonerAlmostEmpty", "jam"}
+    assert {a["code"] for a in alerts["open"]} == {
+        "coverOpen", "markerTonerAlmostEmpty", "jam", "doorOpen", "jammed", "supplyLow"}
     assert alerts["recently_cleared"] == []
 
 
