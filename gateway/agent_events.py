@@ -35,6 +35,7 @@ class AgentSessions(Protocol):
     """The part of the session broker agent events act on."""
 
     async def resume_tunnels(self, agent_id: str) -> int: ...
+    async def drop_orphans(self, agent_id: str) -> int: ...
     async def agent_lost(self, agent_id: str) -> None: ...
     def command_result(self, command_id: str, *, ok: bool, message: str) -> str | None: ...
     async def close_session(self, session_id: SessionId, *, reason: str, actor: str) -> None: ...
@@ -141,6 +142,8 @@ class AgentEvents:
         if online and pending is not None:  # back within the grace period: its tunnels may be gone
             self._resumes[agent_id] = asyncio.create_task(self._resume_tunnels(agent_id),
                                                           name=f"agent-resume-{agent_id}")
+        if online:  # sessions a gateway restart ended: the agent drops their tunnels (no retry loop)
+            await self._sessions.drop_orphans(agent_id)
         if not online:
             self._loss_checks[agent_id] = asyncio.create_task(
                 self._confirm_agent_lost(agent_id), name=f"agent-loss-{agent_id}"

@@ -40,6 +40,7 @@ from printgate.store import devices, identity, sessions, tenants
 from printgate.store.db import Database
 
 log = get_logger("gateway.broker")
+RESTART_REASON = "gateway restarted: the previous gateway process ended without closing the session"
 
 
 class RelayPort(Protocol):
@@ -145,6 +146,7 @@ class DwaBroker(Service):
         self._command_waiters: dict[str, asyncio.Future[None]] = {}
         self._open_commands: dict[str, str] = {}  # open_tunnel command id -> session id
         self._early_results: dict[str, str | None] = {}
+        self._orphans: dict[str, set[str]] = {}  # agent -> sessions a restart ended (tunnels to drop)
 
     # ---- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -429,16 +431,40 @@ class DwaBroker(Service):
                 await self.close_session(SessionId(sid), reason="session lifetime ended", actor="system")
 
     async def _reap_stale_from_store(self) -> None:
-        """Sessions left live by a previous gateway process cannot be live now."""
+        """Sessions left live by a previous gateway process cannot be live now: each is ended,
+        its end audited, and its agent told to drop the tunnel when it connects (``drop_orphans``)."""
         now = datetime.now(UTC)
+        ended: list[tuple[DwaSession, DwaState]] = []
         async with self._db.transaction() as s:
             for sid in await sessions.live_session_ids(s):
                 stale = await sessions.load_session(s, sid)
                 if stale is not None:
                     target = DwaState.FAILED if stale.state is DwaState.REQUESTED else DwaState.CLOSED
-                    await sessions.save_session(
-                        s, stale.transition(target, at=now, reason="gateway restarted")
-                    )
+                    await sessions.save_session(s, stale.transition(target, at=now, reason=RESTART_REASON))
+                    ended.append((stale, target))
+        for stale, target in ended:
+            self._orphans.setdefault(stale.agent_id, set()).add(stale.id)
+            await self._audit.append(AuditEventIn(
+                type="dwa.session.failed" if target is DwaState.FAILED else "dwa.session.closed",
+                outcome=Outcome.FAILURE if target is DwaState.FAILED else Outcome.SUCCESS,
+                actor="gateway", device_id=stale.device_id, session_id=stale.id,
+                details={"reason": RESTART_REASON, "state_before": str(stale.state)},
+            ))
+            log.warning("dwa.closed_after_restart", session=stale.id, agent=stale.agent_id)
+
+    async def drop_orphans(self, agent_id: str) -> int:
+        """Tell a (re)connected agent to drop the tunnels of sessions a restart ended; how many."""
+        orphans = sorted(self._orphans.get(agent_id, ()))
+        for sid in orphans:
+            try:
+                await self._commands.send(agent_id, self._make_close(sid, RESTART_REASON), ttl_s=60)
+            except Exception as exc:  # the next connection of the agent tries again
+                log.warning("dwa.orphan_close_failed", session=sid, agent=agent_id, error=str(exc))
+                continue
+            self._orphans[agent_id].discard(sid)
+        if not self._orphans.get(agent_id):
+            self._orphans.pop(agent_id, None)
+        return len(orphans)
 
     # ---- persistence and audit -------------------------------------------
     async def _save(self, session: DwaSession) -> None:

@@ -38,10 +38,21 @@ def enroll(
                                          http_proxy=http_proxy))
     except PrintgateError as exc:
         typer.echo(f"error: {exc.message}", err=True)
+        if "CERTIFICATE_VERIFY_FAILED" in exc.message or "certificate verify failed" in exc.message.lower():
+            typer.echo(_ca_hint(ca_cert), err=True)
         raise typer.Exit(2) from exc
     not_after = datetime.fromtimestamp(identity.cert_not_after_ms / 1000, UTC)
     typer.echo(f"enrolled as {identity.agent_id} (site {identity.site_id}); "
                f"certificate valid until {not_after:%Y-%m-%d %H:%M} UTC; files in {data_dir}")
+
+
+def _ca_hint(ca_cert: Path | None) -> str:
+    where = ("the gateway's agent CA is <gateway data_dir>/agent-ca/agent-ca.crt; `printgate serve` logs its "
+             "path and SHA-256 fingerprint, and the portal's enrolment-token page offers it for download")
+    if ca_cert is None:
+        return f"hint: this host does not trust the gateway's certificate: pass --ca-cert agent-ca.crt ({where})"
+    return (f"hint: {ca_cert} did not sign the gateway's certificate: compare its fingerprint "
+            f"(openssl x509 -noout -fingerprint -sha256 -in {ca_cert}) with the gateway's ({where})")
 
 
 def status(
@@ -84,6 +95,7 @@ def status(
         "dropped": runtime.get("dropped"), "drops": runtime.get("drops"),
         "tasks": tasks,
         "printers": runtime.get("printers"),
+        "tunnels": runtime.get("tunnels"),
     }
     if as_json:
         typer.echo(json.dumps(report, indent=2))

@@ -41,6 +41,9 @@ class SessionsRecorder:
     async def agent_lost(self, agent_id: str) -> None:
         self.lost.append(agent_id)
 
+    async def drop_orphans(self, agent_id: str) -> int:
+        return 0
+
     def command_result(self, command_id: str, *, ok: bool, message: str) -> str | None:
         return None if ok else self.failing.get(command_id)
 

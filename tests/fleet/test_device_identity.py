@@ -43,6 +43,9 @@ class Nobody:
     async def agent_lost(self, agent_id: str) -> None:
         return None
 
+    async def drop_orphans(self, agent_id: str) -> int:
+        return 0
+
     def command_result(self, command_id: str, *, ok: bool, message: str) -> str | None:
         return None
 
