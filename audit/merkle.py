@@ -188,3 +188,33 @@ def verify_consistency(
         fn >>= 1
         sn >>= 1
     return fr == old_root and sr == new_root and sn == 0
+
+
+def consistency_proof_from(old: Frontier, newer_leaves: Sequence[bytes]) -> list[bytes]:
+    """RFC 6962 PROOF(m, D[n]) from the frontier of the old tree (size m) and only the
+    leaves ``m..n-1``: every proof node left of ``m`` is one of the frontier's perfect
+    subtrees, every other node lies right of ``m``. Costs O(n - m), not O(n)."""
+    m, n = old.size, old.size + len(newer_leaves)
+    if not 0 < m < n:
+        raise ValueError(f"no consistency proof from size {m} to {n}")
+    perfect: dict[tuple[int, int], bytes] = {}
+    start = 0
+    for h, value in zip((h for h in range(m.bit_length() - 1, -1, -1) if m >> h & 1), old.hashes(), strict=True):
+        perfect[(start, start + (1 << h))] = value
+        start += 1 << h
+
+    def subtree(a: int, b: int) -> bytes:
+        if b <= m:
+            return perfect[(a, b)]
+        return root_of(newer_leaves[a - m:b - m])
+
+    def subproof(mm: int, a: int, b: int, complete: bool) -> list[bytes]:
+        size = b - a
+        if mm == size:
+            return [] if complete else [subtree(a, b)]
+        k = _split(size)
+        if mm <= k:
+            return [*subproof(mm, a, a + k, complete), subtree(a + k, b)]
+        return [*subproof(mm - k, a + k, b, False), subtree(a, a + k)]
+
+    return subproof(m, 0, n, True)

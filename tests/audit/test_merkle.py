@@ -9,6 +9,7 @@ from audit.merkle import (
     EMPTY_ROOT,
     Frontier,
     MerkleTree,
+    consistency_proof_from,
     leaf_hash,
     node_hash,
     root_of,
@@ -83,3 +84,17 @@ def test_consistency_proofs_verify_between_any_two_sizes(data: st.DataObject) ->
         forked = MerkleTree([*ls[: old - 1], leaf_hash(b"other"), *ls[old:]])
         assert not verify_consistency(old, new, forked.root(old), tree.root(new), proof)
         assert not verify_consistency(old, new, tree.root(old), forked.root(new), proof)
+
+
+def test_consistency_proofs_from_a_frontier_equal_the_full_tree_ones() -> None:
+    """The witness API's proof reads only the records after the old checkpoint."""
+    leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(70)]
+    tree = MerkleTree(leaves)
+    for n in range(2, 71):
+        for m in range(1, n):
+            old = Frontier()
+            for leaf in leaves[:m]:
+                old.append(leaf)
+            proof = consistency_proof_from(old, leaves[m:n])
+            assert proof == tree.consistency_proof(m, n), (m, n)
+            assert verify_consistency(m, n, tree.root(m), tree.root(n), proof)
