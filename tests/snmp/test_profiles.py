@@ -70,3 +70,37 @@ def test_profiles_accept_device_id_oids_and_refuse_bad_ones() -> None:
     assert "1.3.6.1.4.1.11.2.3.9.1.1.7.0" in p.identity_oids  # HP's, tried for every printer
     with pytest.raises(ConfigError):
         parse_profiles('[[profile]]\nprefix="1.3"\nvendor="x"\ndevice_id_oids=["MDL"]\n')
+
+
+PRINT_SERVERS = ("print server",)
+
+
+def test_the_printer_makers_common_in_mps_fleets_have_names() -> None:
+    makers = {p.vendor for p in default_profiles()
+              if p.prefix.startswith("1.3.6.1.4.1.") and not any(s in p.vendor for s in PRINT_SERVERS)
+              and p.vendor not in ("APC", "Microsoft", "net-snmp", "Netgear")}
+    assert len(makers) >= 30, sorted(makers)
+    prefixes = [p.prefix for p in default_profiles()]
+    assert len(prefixes) == len(set(prefixes)), "one profile per enterprise prefix"
+    for sys_object_id, vendor in (
+        ("1.3.6.1.4.1.297.1.111.101.1.50.1.4.1", "Fuji Xerox"),  # a FUJIFILM Apeos still answers 297
+        ("1.3.6.1.4.1.1129.2.3.45.1", "Toshiba"),
+        ("1.3.6.1.4.1.10642.1.1", "Zebra"),
+        ("1.3.6.1.4.1.4322.1.1", "Muratec"),
+        ("1.3.6.1.4.1.40093.1", "Pantum"),
+        ("1.3.6.1.4.1.24807.1", "Riso"),
+    ):
+        assert profile_for(sys_object_id).vendor == vendor
+
+
+def test_a_recording_answering_as_fuji_xerox_is_named_so() -> None:
+    from agent.snmp import oids
+    from agent.snmp.parsing import identity_from
+    from agent.snmp.values import Kind, SnmpValue
+    from lab import snmprec
+    from lab.snmp import recording_path
+
+    data = snmprec.load(recording_path("xerox"))
+    data[oids.SYS_OBJECT_ID] = SnmpValue(Kind.OID, "1.3.6.1.4.1.297.1.111.101.1.50.1.4.1")
+    identity, _ = identity_from(data)
+    assert identity.vendor == "Fuji Xerox"
