@@ -24,7 +24,8 @@ class PortalSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8400
     public_url: str = "http://127.0.0.1:8400"
-    secret_key: SecretStr = SecretStr("change-me-in-production-please")
+    secret_key: SecretStr = SecretStr("change-me-in-production-please")  # `serve` refuses this placeholder
+    secret_key_file: Path | None = None  # with no secret_key: read from here, made (random, 0600) on first start
     cookie_secure: bool = False
     session_idle_minutes: int = 30
     session_absolute_hours: int = 12

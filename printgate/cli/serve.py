@@ -15,10 +15,16 @@ def serve(
     config: Annotated[Path | None, typer.Option(help="TOML settings file")] = None,
 ) -> None:
     """Run the portal and the gateway (relay, proxy, firewall, agent channel) until stopped."""
+    from printgate.cli.serve_checks import checked_for_serving
+    from printgate.errors import PrintgateError
     from printgate.logs import configure_logging
     from printgate.settings import Settings
 
-    settings = Settings.load(config)
+    try:  # refuse what cannot run safely, saying what to set (placeholder secret, a port in use)
+        settings = checked_for_serving(Settings.load(config))
+    except PrintgateError as exc:
+        typer.echo(f"printgate serve: {exc.message}", err=True)
+        raise typer.Exit(2) from None
     configure_logging(settings.log_level, json=settings.log_json)
     try:
         asyncio.run(_run(settings))

@@ -1,0 +1,112 @@
+"""What ``printgate serve`` refuses to start with, and says what to set instead.
+
+- the portal's ``secret_key`` missing, a placeholder (the built-in default, the
+  example's "generate-with: ..." text, anything with "change-me") or too short;
+  with ``secret_key_file`` set and no key given, the key is read from that file,
+  made (random, 0600) on the first start;
+- a listening port the cloud needs that something else holds (e.g. ``relay_port = 22``
+  while the host's sshd listens there) or that two settings share.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from printgate.errors import ConfigError
+from printgate.settings import PortalSettings, Settings
+
+MIN_SECRET_CHARS = 32
+PLACEHOLDER_MARKS = ("change-me", "changeme", "generate-with", "replace-me", "placeholder")
+GENERATE = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+WELL_KNOWN = {22: "the host's SSH server usually listens there", 80: "a web server usually listens there",
+              443: "a web server usually listens there"}
+
+
+def resolve_secret_key(portal: PortalSettings) -> PortalSettings:
+    """The portal settings with a usable ``secret_key``, or ``ConfigError`` saying what to set."""
+    value = portal.secret_key.get_secret_value().strip()
+    default = PortalSettings.model_fields["secret_key"].default.get_secret_value()
+    if (not value or value == default) and portal.secret_key_file is not None:
+        value = _key_from_file(portal.secret_key_file)
+        portal = portal.model_copy(update={"secret_key": SecretStr(value)})
+    how = (f"set [portal] secret_key (or PRINTGATE_PORTAL__SECRET_KEY) to a random value, e.g. the output of "
+           f"{GENERATE}, or set [portal] secret_key_file to a path the cloud may create it in")
+    if not value:
+        raise ConfigError(f"the portal has no secret_key: {how}")
+    if value == default or any(mark in value.lower() for mark in PLACEHOLDER_MARKS):
+        raise ConfigError(f"the portal's secret_key is a placeholder ({value[:24]}...): {how}")
+    if len(value) < MIN_SECRET_CHARS:
+        raise ConfigError(f"the portal's secret_key is {len(value)} characters; at least {MIN_SECRET_CHARS} "
+                          f"are needed: {how}")
+    return portal
+
+
+def _key_from_file(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key
+
+
+def listening_ports(settings: Settings) -> list[tuple[str, str, int]]:
+    """(setting, host, port) of every port ``serve`` listens on."""
+    gw, portal = settings.gateway, settings.portal
+    return [
+        ("[portal] port", portal.host, portal.port),
+        ("[gateway] relay_port", "0.0.0.0", gw.relay_port),  # the relay listens on every address
+        ("[gateway] proxy_port", gw.proxy_host, gw.proxy_port),
+        ("[gateway] grpc_port", gw.grpc_host, gw.grpc_port),
+        ("[gateway] enrol_port", gw.grpc_host, gw.enrol_port),
+    ]
+
+
+def check_ports(settings: Settings, probe: Callable[[str, int], str | None] | None = None) -> None:
+    """Refuse ports two settings share or something else already listens on (``probe``: by binding)."""
+    probe = probe or _bind_problem
+    seen: dict[int, str] = {}
+    for name, host, port in listening_ports(settings):
+        if port == 0:
+            continue
+        if port in seen:
+            raise ConfigError(f"{name} and {seen[port]} are both {port}: give each its own port")
+        seen[port] = name
+        problem = probe(host, port)
+        if problem is not None:
+            why = f" ({WELL_KNOWN[port]})" if port in WELL_KNOWN else ""
+            raise ConfigError(f"{name} = {port} cannot be used: {problem}{why}; set {name} to a free port "
+                              f"(the defaults are portal 8400, relay 8422, proxy 8480, grpc 8443, enrol 8444)")
+
+
+def _bind_problem(host: str, port: int) -> str | None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"another process already listens on {host}:{port}"
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return None  # an address of another host (behind a load balancer): not ours to probe
+            return f"{host}:{port}: {exc.strerror}"
+    return None
+
+
+def checked_for_serving(settings: Settings) -> Settings:
+    """``settings`` ready for ``serve`` (secret key resolved), or ``ConfigError`` with what to set."""
+    settings = settings.model_copy(update={"portal": resolve_secret_key(settings.portal)})
+    check_ports(settings)
+    return settings
