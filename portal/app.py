@@ -30,7 +30,7 @@ from portal.routers import (
     tenants,
     users,
 )
-from portal.state import STATIC, PortalState, utc_now
+from portal.state import STATIC, AgentCaFacts, PortalState, utc_now
 from printgate.interfaces import AuditSink, SessionBroker
 from printgate.settings import PortalSettings
 from printgate.store.db import Database
@@ -44,9 +44,11 @@ def create_app(
     audit: AuditSink,
     extra_routers: Sequence[APIRouter] = (),
     clock: Callable[[], datetime] = utc_now,
+    agent_ca: AgentCaFacts | None = None,
 ) -> FastAPI:
     app = FastAPI(title="printgate portal", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
-    app.state.portal = PortalState(settings=settings, db=db, broker=broker, audit=audit, clock=clock)
+    app.state.portal = PortalState(settings=settings, db=db, broker=broker, audit=audit, clock=clock,
+                                   agent_ca=agent_ca)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(LoginRequired)

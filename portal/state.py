@@ -37,6 +37,16 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class AgentCaFacts:
+    """The agent CA an agent must trust to enrol (``--ca-cert``): where the gateway keeps it,
+    its SHA-256 fingerprint (as ``openssl x509 -fingerprint -sha256`` prints it) and its PEM."""
+
+    path: str
+    sha256: str
+    pem: bytes
+
+
 @dataclass
 class PortalState:
     settings: PortalSettings
@@ -44,6 +54,7 @@ class PortalState:
     broker: SessionBroker
     audit: AuditSink
     clock: Callable[[], datetime] = utc_now
+    agent_ca: AgentCaFacts | None = None
     lockout: Lockout = field(default_factory=Lockout)
     templates: Jinja2Templates = field(default_factory=lambda: Jinja2Templates(directory=TEMPLATES))
 

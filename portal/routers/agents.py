@@ -106,7 +106,19 @@ async def create_enrolment_token(request: Request, state: State, s: DbSession, l
     log.info("agents.enrolment_token_created", site=site.id, dealer=dealer_id)  # never the token
     url = state.settings.agent_enrol_url
     return render(state, request, "agent_token.html", login=login, site=site, token=token,
-                  enrol_url=url or URL_PLACEHOLDER, url_known=bool(url), expires_at=now + ENROLMENT_TOKEN_TTL)
+                  enrol_url=url or URL_PLACEHOLDER, url_known=bool(url), expires_at=now + ENROLMENT_TOKEN_TTL,
+                  agent_ca=state.agent_ca)
+
+
+@router.get("/agent-ca.pem")
+async def agent_ca_certificate(state: State, login: CurrentLogin) -> Response:
+    """The agent CA certificate (public) that ``printgate agent enroll --ca-cert`` needs."""
+    _dealer_of_admin(login)
+    if state.agent_ca is None:
+        raise HTTPException(404, "this portal runs without a gateway: ask your operator for the agent CA "
+                                 "(<gateway data_dir>/agent-ca/agent-ca.crt)")
+    return Response(state.agent_ca.pem, media_type="application/x-pem-file",
+                    headers={"Content-Disposition": 'attachment; filename="agent-ca.crt"'})
 
 
 @router.get("/{agent_id}/revoke")

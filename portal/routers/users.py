@@ -13,18 +13,15 @@ from fastapi.responses import Response
 from portal.auth import api_tokens, browser_sessions
 from portal.auth.passwords import hash_password, password_problem
 from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
+from portal.invitations import CUSTOMER_ROLES, DEALER_ROLES, create_invitation
 from portal.pages import render, see_other
 from portal.routers.dwa_sessions import end_all_of
 from printgate.domain import CustomerId, DealerId, Role, User, UserId
 from printgate.store import identity as repo
-from printgate.store.models.identity import InvitationRow
 from printgate.store.tenants import add_user, get_user_row_by_email, user_from_row
 
 router = APIRouter(tags=["users"])
 
-DEALER_ROLES = (Role.DEALER_ADMIN, Role.TECHNICIAN, Role.VIEWER, Role.AUDITOR)
-CUSTOMER_ROLES = (Role.CUSTOMER_ADMIN, Role.VIEWER, Role.AUDITOR)
-INVITATION_TTL = timedelta(days=3)
 
 
 def assignable_roles(admin: User) -> tuple[Role, ...]:
@@ -109,15 +106,12 @@ async def invite(request: Request, state: State, s: DbSession, login: CurrentLog
     if not wanted or set(wanted) - {r.value for r in allowed}:
         raise HTTPException(422, "choose at least one role you may grant")
     me = login.user
-    token_id, token, token_hash = api_tokens.new_token()
-    now = state.clock()
-    await repo.add_invitation(s, InvitationRow(
-        id=token_id, token_hash=token_hash, email=email.strip().lower(), roles=wanted,
-        dealer_id=me.dealer_id, customer_id=me.customer_id if not me.dealer_id else None,
-        invited_by=me.email, created_at=now, expires_at=now + INVITATION_TTL))
+    invitation = await create_invitation(
+        s, email=email, roles=wanted, dealer_id=me.dealer_id,
+        customer_id=me.customer_id if not me.dealer_id else None, invited_by=me.email, now=state.clock())
     await state.record("rbac.invited", request=request, user=me,
-                       details={"email": email, "roles": wanted, "invitation": token_id})
-    link = f"{state.settings.public_url.rstrip('/')}/invite/{token}"
+                       details={"email": email, "roles": wanted, "invitation": invitation.id})
+    link = invitation.link(state.settings.public_url)
     return render(state, request, "invited.html", login=login, link=link, email=email)
 
 
@@ -174,13 +168,10 @@ async def reset_link(request: Request, state: State, s: DbSession, login: Curren
     row = await repo.get_user_row(s, user_id)
     if row is None or not _same_org(login.user, user_from_row(row)):
         raise HTTPException(404, "no such user in your organisation")
-    token_id, token, token_hash = api_tokens.new_token()
-    now = state.clock()
-    await repo.add_invitation(s, InvitationRow(
-        id=token_id, token_hash=token_hash, email=row.email, roles=list(row.roles),
-        dealer_id=row.dealer_id, customer_id=row.customer_id, invited_by=login.user.email,
-        created_at=now, expires_at=now + timedelta(hours=24)))
+    invitation = await create_invitation(
+        s, email=row.email, roles=list(row.roles), dealer_id=row.dealer_id, customer_id=row.customer_id,
+        invited_by=login.user.email, now=state.clock(), ttl=timedelta(hours=24))
     await state.record("auth.password_reset_link", request=request, user=login.user,
                        details={"user": row.email})
-    link = f"{state.settings.public_url.rstrip('/')}/invite/{token}"
+    link = invitation.link(state.settings.public_url)
     return render(state, request, "invited.html", login=login, link=link, email=row.email)

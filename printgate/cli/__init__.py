@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typer
 
+from printgate.cli.admin import app as admin_app
 from printgate.cli.agent import app as agent_app
 from printgate.cli.audit import app as audit_app
 from printgate.cli.db import app as db_app
@@ -15,6 +16,7 @@ from printgate.cli.policy import app as policy_app
 from printgate.cli.serve import serve
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="printgate: zero-trust printer web access")
+app.add_typer(admin_app, name="admin")
 app.add_typer(agent_app, name="agent")
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from cryptography.hazmat.primitives import hashes
 from fastapi import APIRouter
 
 from audit.checkpoint import Signer
@@ -45,6 +46,7 @@ from portal.app import create_app
 from portal.audit_views import audit_router
 from portal.deps import require_role
 from portal.fleet import fleet_router
+from portal.state import AgentCaFacts
 from printgate.domain import Role, SessionId
 from printgate.errors import ConfigError
 from printgate.lifecycle import Service
@@ -157,6 +159,16 @@ class Cloud(Service):
             denials=self.denials, crl=self._mqtt_crl(),
         )
         await self._stack.enter_async_context(self.channel)
+        self.agent_ca = AgentCaFacts(
+            path=str((self.data_dir / "agent-ca" / "agent-ca.crt").resolve()),
+            sha256=":".join(f"{b:02X}" for b in self.ca.cert.fingerprint(hashes.SHA256())),
+            pem=self.ca.cert_pem,
+        )
+        log.info("agent.enrolment", address=self.enrol_address, ca_cert=self.agent_ca.path,
+                 ca_sha256=self.agent_ca.sha256,
+                 hint="agents enrol with: printgate agent enroll --url ADDRESS --token TOKEN "
+                      "--ca-cert <a copy of ca_cert>; compare the copy's fingerprint with "
+                      "openssl x509 -noout -fingerprint -sha256 -in <copy>")
         self.mqtt: MqttBridge | None = None
         if ch.mqtt_url:
             await self._start_mqtt_bridge()
@@ -218,11 +230,15 @@ class Cloud(Service):
         self._stack.push_async_callback(nft.aclose)
         return nft
 
+    @property
+    def enrol_address(self) -> str:
+        """host:port agents enrol at (``printgate agent enroll --url``)."""
+        return f"{self.settings.gateway.relay_host}:{self.channel.enrol_port}"
+
     async def _start_portal(self) -> None:
-        enrol_at = f"{self.settings.gateway.relay_host}:{self.channel.enrol_port}"
-        p = self.settings.portal.model_copy(update={"agent_enrol_url": enrol_at})
+        p = self.settings.portal.model_copy(update={"agent_enrol_url": self.enrol_address})
         app = create_app(p, db=self.db, broker=self.broker, audit=self.audit,
-                         extra_routers=self._extra_routers())
+                         extra_routers=self._extra_routers(), agent_ca=self.agent_ca)
         config = uvicorn.Config(app, host=p.host, port=p.port, log_level="warning",
                                 lifespan="off", access_log=False)
         self._uvicorn = uvicorn.Server(config)

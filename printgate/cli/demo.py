@@ -48,12 +48,18 @@ async def _run(data_dir: Path, *, free_ports: bool, https: bool, mqtt: bool = Fa
     import segno
     from rich.console import Console
 
+    from lab.ews.app import PASSWORD as EWS_PASSWORD
+    from lab.ews.app import USERNAME as EWS_USERNAME
     from printgate.cli.demo_system import DemoSystem
     from printgate.errors import PrintgateError
+    from printgate.settings import Settings
 
     console = Console(stderr=False)
     overrides = {"proxy_scheme": "https"} if https else {}
+    env = Settings.load()  # PRINTGATE_DATABASE_URL: the demo's data in that database instead of SQLite
+    database_url = env.database_url if "database_url" in env.model_fields_set else None
     system = DemoSystem(data_dir, log_level="warning", fixed_ports=not free_ports, gateway_overrides=overrides,
+                        database_url=database_url,
                         mqtt=mqtt)
     with console.status("starting the simulated printer LAN, the cloud and an agent ..."):
         try:
@@ -72,11 +78,16 @@ async def _run(data_dir: Path, *, free_ports: bool, https: bool, mqtt: bool = Fa
         uri = f"otpauth://totp/printgate:{user.email}?secret={user.totp_secret}&issuer=printgate"
         console.rule("[bold]printgate demo")
         console.print(f"Portal:        [bold]{system.portal_url}/login[/bold]")
-        console.print(f"User:          {user.email}")
-        console.print(f"Password:      {user.password}")
-        console.print(f"TOTP secret:   {user.totp_secret}   (scan the QR code below, or: "
-                      f"python -c \"import pyotp; print(pyotp.TOTP('{user.totp_secret}').now())\")")
+        console.print(f"Database:      {_without_password(system.settings.database_url)}", highlight=False)
+        console.print("Accounts (password, then the TOTP code: "
+                      "python -c \"import pyotp; print(pyotp.TOTP('<TOTP secret>').now())\"; "
+                      "the QR code below is the technician's):", soft_wrap=True)
+        for label, login in system.accounts.items():
+            console.print(f"  {label:<18} {login.email:<32} password {login.password}   "
+                          f"TOTP secret {login.totp_secret}", highlight=False, soft_wrap=True)
         console.print(f"Printers:      {count} discovered by the agent on the lab LAN 127.0.20.0/24")
+        console.print(f"Printer EWS:   the lab printers' own admin login: user {EWS_USERNAME!r}, "
+                      f"password {EWS_PASSWORD!r} (lab only)", highlight=False)
         if system.mosquitto is not None:
             console.print(f"MQTT broker:   {system.mosquitto.url}  (commands also reach the agent through it; "
                           f"config {system.mosquitto.directory / 'mosquitto.conf'})", soft_wrap=True)
@@ -97,6 +108,12 @@ async def _run(data_dir: Path, *, free_ports: bool, https: bool, mqtt: bool = Fa
     finally:
         await system.aclose()
     console.print("demo stopped")
+
+
+def _without_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _printers() -> tuple[object, ...]:

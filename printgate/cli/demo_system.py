@@ -69,6 +69,16 @@ class DemoUser:
 DEMO_DEALER = Dealer(DealerId("dealer-demo"), "Demo Print Services")
 DEMO_CUSTOMER = Customer(CustomerId("cust-acme"), DEMO_DEALER.id, "Acme Offices")
 DEMO_SITE = Site(SiteId("site-acme-hq"), DEMO_CUSTOMER.id, "Acme HQ")
+# the accounts besides the technician: label -> (e-mail local part, user)
+DEMO_ACCOUNTS: dict[str, tuple[str, User]] = {
+    "dealer admin": ("admin", User(UserId("user-demo-admin"), "admin@demo.printgate.test", "Demo Dealer Admin",
+                                   frozenset({Role.DEALER_ADMIN}), dealer_id=DEMO_DEALER.id)),
+    "auditor": ("auditor", User(UserId("user-demo-auditor"), "auditor@demo.printgate.test", "Demo Auditor",
+                                frozenset({Role.AUDITOR}), dealer_id=DEMO_DEALER.id)),
+    "customer approver": ("approver", User(UserId("user-demo-approver"), "approver@demo.printgate.test",
+                                           "Acme Approver", frozenset({Role.CUSTOMER_ADMIN}),
+                                           customer_id=DEMO_CUSTOMER.id)),
+}
 
 
 class DemoSystem(Service):
@@ -95,6 +105,12 @@ class DemoSystem(Service):
             email="tech@demo.printgate.test", password=secrets.token_urlsafe(12),
             totp_secret=pyotp.random_base32(),
         )
+        # one account per role, so every part of the portal can be tried (role label -> login)
+        self.accounts: dict[str, DemoUser] = {"technician": self.demo_user} | {
+            label: DemoUser(email=f"{local}@demo.printgate.test", password=secrets.token_urlsafe(12),
+                            totp_secret=pyotp.random_base32())
+            for label, (local, _user) in DEMO_ACCOUNTS.items()
+        }
 
     def _settings(self) -> Settings:
         if self._fixed_ports:
@@ -168,18 +184,19 @@ class DemoSystem(Service):
                 await tenants.add_customer(s, DEMO_CUSTOMER)
                 await s.flush()
                 await tenants.add_site(s, DEMO_SITE)
-            row = await tenants.get_user_row_by_email(s, self.demo_user.email)
-            if row is None:
-                await tenants.add_user(
-                    s, User(UserId("user-demo-tech"), self.demo_user.email, "Demo Technician",
-                            frozenset({Role.TECHNICIAN}), dealer_id=DEMO_DEALER.id),
-                    password_hash=hash_password(self.demo_user.password),
-                    totp_secret=self.demo_user.totp_secret,
-                )
-            else:
-                row.password_hash = hash_password(self.demo_user.password)
-                row.totp_secret = self.demo_user.totp_secret
-                row.totp_last_step = None
+            users = {"technician": User(UserId("user-demo-tech"), self.demo_user.email, "Demo Technician",
+                                        frozenset({Role.TECHNICIAN}), dealer_id=DEMO_DEALER.id)}
+            users |= {label: user for label, (_local, user) in DEMO_ACCOUNTS.items()}
+            for label, user in users.items():
+                login = self.accounts[label]
+                row = await tenants.get_user_row_by_email(s, login.email)
+                if row is None:
+                    await tenants.add_user(s, user, password_hash=hash_password(login.password),
+                                           totp_secret=login.totp_secret)
+                else:
+                    row.password_hash = hash_password(login.password)
+                    row.totp_secret = login.totp_secret
+                    row.totp_last_step = None
             self.enrolment_token = await channel_store.create_enrolment_token(
                 s, DEMO_SITE.id, ttl=timedelta(minutes=10), created_by="demo"
             )

@@ -41,4 +41,8 @@ async def _run(settings: object) -> None:
     async with Cloud(settings, data_dir=settings.gateway.data_dir) as cloud:
         tune_for_serving()
         typer.echo(f"printgate serving: portal {cloud.portal_url}", err=True)
+        typer.echo(f"agent enrolment: {cloud.enrol_address}, agent CA {cloud.agent_ca.path} "
+                   f"(SHA-256 {cloud.agent_ca.sha256}); agents need a copy of it: "
+                   f"printgate agent enroll --url {cloud.enrol_address} --token TOKEN --ca-cert agent-ca.crt",
+                   err=True)
         await until_stopped()

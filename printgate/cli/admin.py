@@ -1,0 +1,252 @@
+"""`printgate admin ...`: what an operator does before anyone can sign in (the first dealer
+and its administrator), and from the shell afterwards (users, agents).
+
+Every change is audited (actor ``cli:<os user>``) in the same transaction that makes it.
+New accounts get a one-use sign-in link (an invitation: the person chooses a password,
+then enrols an authenticator at first sign-in); no password passes through the shell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="operator commands: first dealer, users, agents")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file")]
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _settings(config: Path | None) -> Any:
+    from printgate.errors import PrintgateError
+    from printgate.settings import Settings
+
+    try:
+        return Settings.load(config)
+    except PrintgateError as exc:
+        raise _fail(exc.message) from exc
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40]
+
+
+@app.command("create-dealer")
+def create_dealer(
+    name: Annotated[str, typer.Argument(help="the dealer's name, e.g. 'Acme Print Services'")],
+    admin_email: Annotated[str, typer.Option(help="e-mail of the dealer's first administrator")],
+    dealer_id: Annotated[str | None, typer.Option("--id", help="dealer id (default: from the name)")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create a dealer and invite its first administrator: prints a one-use sign-in link."""
+    settings = _settings(config)
+    did = dealer_id or _slug(name)
+    if not did or not name.strip():
+        raise _fail("give the dealer a name with letters or digits (or --id)")
+    link, expires = asyncio.run(_create_dealer(settings, did, name.strip(), admin_email))
+    typer.echo(f"dealer {did} ({name.strip()}) created")
+    typer.echo(f"one-use sign-in link for {admin_email.strip().lower()} (dealer_admin), "
+               f"valid until {expires:%Y-%m-%d %H:%M} UTC:")
+    typer.echo(link)
+
+
+async def _create_dealer(settings: Any, dealer_id: str, name: str, email: str) -> tuple[str, datetime]:
+    from portal.invitations import create_invitation
+    from printgate.domain import Dealer, DealerId, Role
+    from printgate.store.db import Database
+    from printgate.store.models.core import DealerRow
+    from printgate.store.tenants import add_dealer, get_user_row_by_email
+
+    now = datetime.now(UTC)
+    async with Database(settings.database_url) as db, db.transaction() as s:
+        if await s.get(DealerRow, dealer_id) is not None:
+            raise _fail(f"dealer {dealer_id} exists already: invite more users with "
+                        f"`printgate admin add-user --dealer {dealer_id}`")
+        if await get_user_row_by_email(s, email) is not None:
+            raise _fail(f"{email} already has an account")
+        await add_dealer(s, Dealer(DealerId(dealer_id), name))
+        await s.flush()
+        invitation = await create_invitation(s, email=email, roles=[Role.DEALER_ADMIN.value],
+                                             dealer_id=dealer_id, customer_id=None,
+                                             invited_by=_actor(), now=now)
+        await _audit(db, s, [
+            _event("tenant.dealer_added", dealer_id=dealer_id, details={"name": name}),
+            _event("rbac.invited", dealer_id=dealer_id,
+                   details={"email": email.strip().lower(), "roles": [Role.DEALER_ADMIN.value],
+                            "invitation": invitation.id}),
+        ])
+    return invitation.link(settings.portal.public_url), invitation.expires_at
+
+
+@app.command("add-user")
+def add_user(
+    email: Annotated[str, typer.Argument(help="the person's e-mail")],
+    role: Annotated[list[str], typer.Option("--role", help="technician, dealer_admin, viewer, auditor "
+                                                           "(dealer) or customer_admin, viewer, auditor "
+                                                           "(customer); repeatable")],
+    dealer: Annotated[str | None, typer.Option(help="dealer id (for the dealer's staff)")] = None,
+    customer: Annotated[str | None, typer.Option(help="customer id (for the customer's staff)")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Invite a user with roles into a dealer or a customer: prints a one-use sign-in link."""
+    from portal.invitations import roles_problem
+
+    if (dealer is None) == (customer is None):
+        raise _fail("give exactly one of --dealer or --customer")
+    problem = roles_problem(set(role), for_dealer=dealer is not None)
+    if problem:
+        raise _fail(problem)
+    settings = _settings(config)
+    link, expires = asyncio.run(_add_user(settings, email, sorted(set(role)), dealer, customer))
+    typer.echo(f"one-use sign-in link for {email.strip().lower()} ({', '.join(sorted(set(role)))}), "
+               f"valid until {expires:%Y-%m-%d %H:%M} UTC:")
+    typer.echo(link)
+
+
+async def _add_user(settings: Any, email: str, roles: list[str], dealer: str | None,
+                    customer: str | None) -> tuple[str, datetime]:
+    from portal.invitations import create_invitation
+    from printgate.store.db import Database
+    from printgate.store.models.core import CustomerRow, DealerRow
+    from printgate.store.tenants import get_user_row_by_email
+
+    now = datetime.now(UTC)
+    async with Database(settings.database_url) as db, db.transaction() as s:
+        customer_row = await s.get(CustomerRow, customer) if customer else None
+        if dealer is not None and await s.get(DealerRow, dealer) is None:
+            raise _fail(f"no dealer {dealer} (`printgate admin dealers` lists them)")
+        if customer is not None and customer_row is None:
+            raise _fail(f"no customer {customer} (see the dealer's Customers page in the portal)")
+        existing = await get_user_row_by_email(s, email)
+        if existing is not None and (existing.dealer_id != dealer or existing.customer_id != customer):
+            raise _fail(f"{email} already has an account in another organisation")
+        invitation = await create_invitation(s, email=email, roles=roles, dealer_id=dealer,
+                                             customer_id=customer, invited_by=_actor(), now=now)
+        await _audit(db, s, [_event(
+            "rbac.invited", dealer_id=dealer or (customer_row.dealer_id if customer_row else None),
+            customer_id=customer,
+            details={"email": email.strip().lower(), "roles": roles, "invitation": invitation.id})])
+    return invitation.link(settings.portal.public_url), invitation.expires_at
+
+
+@app.command("dealers")
+def dealers(config: ConfigOpt = None) -> None:
+    """List the dealers (id and name)."""
+    settings = _settings(config)
+    for dealer_id, name in asyncio.run(_dealers(settings)):
+        typer.echo(f"{dealer_id}\t{name}")
+
+
+async def _dealers(settings: Any) -> list[tuple[str, str]]:
+    from sqlalchemy import select
+
+    from printgate.store.db import Database
+    from printgate.store.models.core import DealerRow
+
+    async with Database(settings.database_url) as db, db.session() as s:
+        rows = (await s.execute(select(DealerRow.id, DealerRow.name).order_by(DealerRow.id))).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+@app.command("agents")
+def agents(
+    dealer: Annotated[str | None, typer.Option(help="only this dealer's agents")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """List the enrolled agents: id, name, customer, site, online, revoked, certificate expiry."""
+    settings = _settings(config)
+    lines = asyncio.run(_agents(settings, dealer))
+    if as_json:
+        typer.echo(json.dumps(lines, indent=2))
+        return
+    if not lines:
+        typer.echo("no agents enrolled yet (dealer admins make enrolment tokens on the portal's Agents page)")
+    for a in lines:
+        state = "revoked" if a["revoked"] else ("online" if a["online"] else "offline")
+        typer.echo(f"{a['id']}\t{a['name']}\t{a['dealer_id']}/{a['customer']}/{a['site']}\t{state}\t"
+                   f"certificate until {a['certificate_valid_until'] or '-'}")
+
+
+async def _agents(settings: Any, dealer: str | None) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    from printgate.store.db import Database
+    from printgate.store.models.core import AgentRow, CustomerRow, SiteRow
+    from printgate.store.site_agents import certificates_of_agents
+
+    async with Database(settings.database_url) as db, db.session() as s:
+        q = (select(AgentRow, SiteRow.name, CustomerRow.name, CustomerRow.dealer_id)
+             .join(SiteRow, SiteRow.id == AgentRow.site_id)
+             .join(CustomerRow, CustomerRow.id == SiteRow.customer_id)
+             .order_by(CustomerRow.dealer_id, CustomerRow.name, SiteRow.name, AgentRow.name))
+        if dealer is not None:
+            q = q.where(CustomerRow.dealer_id == dealer)
+        rows = (await s.execute(q)).all()
+        certs = await certificates_of_agents(s, [r[0].id for r in rows])
+    out = []
+    for agent, site, customer, dealer_id in rows:
+        live = [c.not_after for c in certs[agent.id] if c.revoked_at is None]
+        out.append({"id": agent.id, "name": agent.name, "dealer_id": dealer_id, "customer": customer,
+                    "site": site, "site_id": agent.site_id, "online": bool(agent.online),
+                    "revoked": bool(agent.revoked),
+                    "certificate_valid_until": max(live).isoformat() if live else None})
+    return out
+
+
+@app.command("revoke-agent")
+def revoke_agent(
+    agent_id: Annotated[str, typer.Argument(help="the agent's id (`printgate admin agents`)")],
+    reason: Annotated[str, typer.Option(help="why (kept with the revocation and in the audit trail)")],
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke an agent's certificates: its channel is cut within seconds; it must re-enrol with a new token."""
+    settings = _settings(config)
+    count = asyncio.run(_revoke(settings, agent_id, reason.strip() or "revoked by the operator"))
+    typer.echo(f"agent {agent_id} revoked ({count} certificate{'s' if count != 1 else ''})")
+
+
+async def _revoke(settings: Any, agent_id: str, reason: str) -> int:
+    from audit.event_types import AGENT_REVOKED
+    from printgate.store import channel
+    from printgate.store.db import Database
+    from printgate.store.site_agents import owner_of_agent
+
+    async with Database(settings.database_url) as db, db.transaction() as s:
+        owner = await owner_of_agent(s, agent_id)
+        if owner is None:
+            raise _fail(f"no agent {agent_id} (`printgate admin agents` lists them)")
+        if owner.agent.revoked:
+            raise _fail(f"agent {agent_id} is already revoked")
+        count = await channel.revoke_agent(s, agent_id, reason=reason[:200], now=datetime.now(UTC))
+        await _audit(db, s, [_event(AGENT_REVOKED, dealer_id=owner.dealer_id, customer_id=owner.customer_id,
+                                    details={"agent_id": agent_id, "site_id": owner.site_id,
+                                             "reason": reason[:200], "certificates": count})])
+    return count
+
+
+def _event(type_: str, **kw: Any) -> Any:
+    from printgate.domain import AuditEventIn
+
+    return AuditEventIn(type=type_, actor=_actor(), **kw)
+
+
+async def _audit(db: Any, s: Any, events: list[Any]) -> None:
+    from audit.log import AuditLog
+
+    await AuditLog(db, None).append_in(s, events)
