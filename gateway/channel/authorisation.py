@@ -1,7 +1,13 @@
 """The per-RPC authorisation table of the agent channel (deny by default).
 
 Every method the gRPC server serves is listed here with its rule; a method
-that is not listed is refused before any handler runs.
+that is not listed is refused before any handler runs. Besides the rule, every
+channel call needs, at call time, a current certificate of an enrolled and
+unrevoked agent (``store.certificate_standing``, read on every call); the
+objects a request names are checked by the server: sites here, command ids
+against the commands the hub signed for that agent, sessions of relay refusals
+against the agent's own sessions. No request names a device: inventory and
+readings land on, and map to devices of, the cert's site.
 """
 
 from __future__ import annotations
@@ -22,12 +28,12 @@ class Rule:
 
 AUTHORISATION: Mapping[str, Rule] = {
     SERVICE_ENROL + "Enroll": Rule(False, why="one-time enrolment token checked by the handler"),
-    SERVICE_CHANNEL + "Heartbeat": Rule(True, why="agent reports only itself"),
+    SERVICE_CHANNEL + "Heartbeat": Rule(True, why="agent reports only itself; relay refusals of its own sessions"),
     SERVICE_CHANNEL + "UploadInventory": Rule(True, "site_id", why="devices land on the cert's site"),
     SERVICE_CHANNEL + "UploadReadings": Rule(True, "site_id", why="readings land on the cert's site"),
     SERVICE_CHANNEL + "CommandStream": Rule(True, why="stream of the cert's own agent only"),
-    SERVICE_CHANNEL + "ReportCommandResult": Rule(True, why="results of the cert's own agent only"),
-    SERVICE_CHANNEL + "RenewCertificate": Rule(True, why="renews the cert's own agent/site only"),
+    SERVICE_CHANNEL + "ReportCommandResult": Rule(True, why="results of commands sent to the cert's agent only"),
+    SERVICE_CHANNEL + "RenewCertificate": Rule(True, why="the cert's own agent/site and key (re-key: admin grant)"),
 }
 
 

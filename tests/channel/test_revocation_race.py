@@ -49,7 +49,8 @@ def _renew_until(stop: threading.Event, target: str, ca_pem: bytes, key_pem: byt
 async def test_renewals_racing_a_revocation_leave_no_working_certificate(db: Database, tmp_path: Path) -> None:
     site, _ = await make_tenancy(db)
     ca = AgentCA.load_or_create(tmp_path / "ca")
-    server = AgentChannelServer("127.0.0.1", free_tcp_port(), ca=ca, db=db, audit=ReadableAuditLog(db, None),
+    audit = ReadableAuditLog(db, None)
+    server = AgentChannelServer("127.0.0.1", free_tcp_port(), ca=ca, db=db, audit=audit,
                                 hub=AgentHub(ca.command_key), handlers=Recorder().handlers(),
                                 enrol_port=free_tcp_port(), revocation_poll_s=0.2)
     async with server:
@@ -88,3 +89,9 @@ async def test_renewals_racing_a_revocation_leave_no_working_certificate(db: Dat
                 else:
                     raise AssertionError(f"a certificate issued around the revocation still works "
                                          f"({len(issued)} issued, {before_revocation} before the revocation)")
+        # the refused renewals (the threads retried without pause) are a handful of audit records
+        await server.denials.flush()
+        denied = [e for e in await audit.events()
+                  if e.type == "agent.rpc.denied" and e.details.get("agent_id") == identity.agent_id]
+        assert sum(int(e.details["count"]) for e in denied) >= THREADS
+        assert len(denied) <= 6, [(e.details["reason"], e.details["count"]) for e in denied]
