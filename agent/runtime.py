@@ -118,6 +118,7 @@ class AgentRuntime(Service):
         queue: QueueState | None = None,
         inventory_path: Path | None = None,
         status_s: float = 5.0,
+        new_device_watch_s: float | None = None,
     ) -> None:
         self._channel = channel
         self._discover = discover
@@ -139,6 +140,8 @@ class AgentRuntime(Service):
         self._report_now = asyncio.Event()  # a refusal wakes the heartbeat early
         self.last_scan: datetime | None = None
         self.printers: list[pb.DiscoveredDevice] = []
+        self._rescan = asyncio.Event()  # a "rescan now" command wakes the discovery loop
+        self._watch_s = new_device_watch_s  # between sweeps: a light look for new printers this often
 
     async def start(self) -> None:
         """Poll the printers this agent knew (its own inventory file) at once, then run the loops."""
@@ -197,7 +200,41 @@ class AgentRuntime(Service):
                 await self.scan_once()
             except (PrintgateError, OSError) as exc:
                 log.warning("agent.scan_failed", error=str(exc))
-            await asyncio.sleep(self._scan_interval)
+            await self._until_next_scan()
+
+    def request_rescan(self) -> None:
+        """Sweep now instead of at the next interval (the portal's signed "rescan now")."""
+        self._rescan.set()
+
+    async def _until_next_scan(self) -> None:
+        """Wait for the next sweep: the interval, a rescan request, or a new printer the watch saw."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._scan_interval
+        while (left := deadline - loop.time()) > 0:
+            step = min(left, self._watch_s) if self._watch_s else left
+            try:
+                async with asyncio.timeout(step):
+                    await self._rescan.wait()
+            except TimeoutError:
+                if self._watch_s and deadline - loop.time() > 0 and await self._new_printer_seen():
+                    return
+                continue
+            self._rescan.clear()
+            log.info("agent.rescan_now")
+            return
+
+    async def _new_printer_seen(self) -> bool:
+        """A light sweep between full ones: is a printer answering that the inventory lacks?"""
+        try:
+            found = await self._discover()
+        except (PrintgateError, OSError) as exc:
+            log.warning("agent.watch_failed", error=str(exc))
+            return False
+        known = {p.ip for p in self.printers}
+        new = sorted(f.ip for f in found if _is_printer(f) and f.ip not in known)
+        if new:
+            log.info("agent.new_printers_seen", ips=new[:20], count=len(new))
+        return bool(new)
 
     # ---- heartbeat, certificate renewal, status file ------------------
     async def _heartbeat_loop(self) -> None:
@@ -292,6 +329,10 @@ class AgentRuntime(Service):
                 await self._handle_open(body.id, body.open_tunnel)
             elif kind == "close_tunnel":
                 await self._close_tunnel(body.close_tunnel.session_id, body.close_tunnel.reason)
+                await self._report(body.id, ok=True)
+            elif kind == "rescan":
+                log.info("agent.rescan_requested", by=body.rescan.requested_by)
+                self.request_rescan()
                 await self._report(body.id, ok=True)
 
     async def _handle_open(self, command_id: str, cmd: pb.OpenTunnel) -> None:

@@ -152,6 +152,7 @@ class AgentAssembly:
             scan_interval_s=self.settings.scan_interval_seconds, monitoring=self.monitoring,
             status_path=self.settings.data_dir / "status.json", supervisor=self.supervisor,
             queue=self.queue, inventory_path=self.settings.data_dir / "inventory.json",
+            new_device_watch_s=self.settings.new_device_watch_seconds,
         )
 
     async def start(self) -> AgentRuntime:

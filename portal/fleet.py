@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from portal.deps import CurrentLogin, CurrentUser, State, require_role, require_scope
+from portal.deps import CsrfChecked, CurrentLogin, CurrentUser, State, require_role, require_scope
 from portal.fleet_charts import Series, line_chart
 from portal.fleet_forecast import days_until_empty, no_forecast_reason
 from portal.fleet_models import (
@@ -27,8 +27,10 @@ from portal.fleet_models import (
     SupplyPublic,
     device_detail,
 )
-from portal.pages import render
-from printgate.domain import FleetDevice, Reading, ReadingKind, Role, SupplyState, User
+from portal.pages import render, see_other
+from printgate.domain import FleetDevice, Outcome, Reading, ReadingKind, Role, SupplyState, User
+from printgate.errors import AgentUnavailable
+from printgate.interfaces import AgentCommands
 from printgate.store.agent_health import drops_at
 from printgate.store.db import Database
 from printgate.store.fleet import (
@@ -38,6 +40,7 @@ from printgate.store.fleet import (
     device_readings,
     fleet_device,
     fleet_devices,
+    fleet_sites,
     open_alerts,
 )
 
@@ -75,8 +78,16 @@ async def _supplies(s: AsyncSession, device_id: str, history: list[Reading]) -> 
     ]
 
 
-def fleet_router(db: Database) -> APIRouter:
-    """Pages ``/fleet``, ``/fleet/{device_id}`` and the API under ``/api/fleet``."""
+RESCAN_ROLES = (Role.DEALER_ADMIN, Role.TECHNICIAN, Role.CUSTOMER_ADMIN)
+RESCAN_NOTICES = {
+    "requested": "Rescan requested: the site's agent sweeps now; new printers appear here within a minute or two.",
+    "offline": "The site's agent is offline: no rescan sent. Check that the agent service runs.",
+}
+
+
+def fleet_router(db: Database, commands: AgentCommands | None = None) -> APIRouter:
+    """Pages ``/fleet``, ``/fleet/{device_id}``, the API under ``/api/fleet``, and (with
+    ``commands``) the signed, audited "rescan now" of a site's agent."""
     router = APIRouter(tags=["fleet"])
     may_view = Depends(require_role(*FLEET_ROLES))
     api = [may_view, Depends(require_scope("fleet:read"))]
@@ -139,10 +150,39 @@ def fleet_router(db: Database) -> APIRouter:
             )
 
     @router.get("/fleet", include_in_schema=False, dependencies=[may_view])
-    async def fleet_page(request: Request, state: State, login: CurrentLogin) -> Response:
+    async def fleet_page(request: Request, state: State, login: CurrentLogin, rescan: str = "") -> Response:
+        scope = TenantScope.of(login.user)
         async with db.session() as s:
-            devices = [FleetDevicePublic.of(f) for f in await fleet_devices(s, TenantScope.of(login.user))]
-        return render(state, request, "fleet.html", login=login, devices=devices)
+            devices = [FleetDevicePublic.of(f) for f in await fleet_devices(s, scope)]
+            sites = await fleet_sites(s, scope)
+        may_rescan = commands is not None and bool(set(RESCAN_ROLES) & login.user.roles)
+        return render(state, request, "fleet.html", login=login, devices=devices, sites=sites,
+                      may_rescan=may_rescan, notice=RESCAN_NOTICES.get(rescan, ""))
+
+    @router.post("/fleet/agents/{agent_id}/rescan", include_in_schema=False, dependencies=[may_view])
+    async def rescan_site(request: Request, state: State, login: CurrentLogin, _csrf: CsrfChecked,
+                          agent_id: str) -> Response:
+        """Ask a site's agent to sweep now (a signed command; audited whether it could be sent or not)."""
+        if commands is None:
+            raise HTTPException(404, "rescan is not available here")
+        if not set(RESCAN_ROLES) & login.user.roles:
+            raise HTTPException(403, "only technicians and administrators may ask for a rescan")
+        async with db.session() as s:
+            found = await fleet_sites(s, TenantScope.of(login.user), agent_id=agent_id)
+        if not found:
+            raise HTTPException(404, f"no site agent {agent_id!r} in your fleet")
+        site = found[0]
+        details: dict[str, object] = {"agent_id": agent_id, "site": site.site_name}
+        try:
+            details["command_id"] = await commands.rescan(agent_id, requested_by=login.user.email)
+        except AgentUnavailable as exc:
+            await state.record("agent.rescan_requested", request=request, user=login.user,
+                               customer_id=site.customer_id, outcome=Outcome.FAILURE,
+                               details={**details, "reason": exc.message})
+            return see_other("/fleet?rescan=offline")
+        await state.record("agent.rescan_requested", request=request, user=login.user,
+                           customer_id=site.customer_id, details=details)
+        return see_other("/fleet?rescan=requested")
 
     @router.get("/fleet/{device_id}", include_in_schema=False, dependencies=[may_view])
     async def device_page(

@@ -40,3 +40,11 @@ class SessionBroker(Protocol):
     async def close_session(self, session_id: SessionId, *, reason: str, actor: str) -> None: ...
 
     async def get_session(self, session_id: SessionId) -> DwaSession | None: ...
+
+
+class AgentCommands(Protocol):
+    """Commands the portal asks the gateway to sign and send to a site's agent."""
+
+    async def rescan(self, agent_id: str, *, requested_by: str) -> str:
+        """Ask the agent to sweep its site now; the command id. Raises ``AgentUnavailable``."""
+        ...

@@ -107,6 +107,8 @@ class AgentSettings(BaseModel):
     verify_cache_seconds: float = 30.0  # a device identity check is reused this long (max 30 s)
     ews_candidates: list[str] = Field(default_factory=lambda: ["443/https", "80/http"])
     scan_interval_seconds: float = 300.0
+    # between sweeps, a discovery-only look this often; a new printer brings the full sweep at once
+    new_device_watch_seconds: float | None = Field(default=60.0, gt=0)
     counters_interval_seconds: float = 3600.0
     supplies_interval_seconds: float = 300.0
     alerts_interval_seconds: float = 300.0

@@ -38,7 +38,7 @@ MAX_LIFETIME_MS = 3_600_000
 @dataclass(frozen=True, slots=True)
 class VerifiedCommand:
     id: str
-    kind: str  # "open_tunnel" | "close_tunnel" | "desired_config" | "ping"
+    kind: str  # "open_tunnel" | "close_tunnel" | "desired_config" | "ping" | "rescan"
     command: pb.Command
     channel: str  # "grpc" | "mqtt"
 

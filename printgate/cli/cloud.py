@@ -21,6 +21,7 @@ from fastapi import APIRouter
 from audit.checkpoint import Signer
 from audit.checkpoint_timer import CheckpointTimer
 from audit.log import AuditLog
+from gateway.agent_commands import AgentCommandSender
 from gateway.agent_events import AgentEvents
 from gateway.broker import BrokerConfig, DwaBroker
 from gateway.channel.ca import AgentCA
@@ -251,7 +252,7 @@ class Cloud(Service):
 
     def _extra_routers(self) -> Sequence[APIRouter]:
         return [
-            fleet_router(self.db),
+            fleet_router(self.db, commands=AgentCommandSender(self.hub)),
             audit_router(self.db, self.audit, require_role(Role.AUDITOR)),
         ]
 

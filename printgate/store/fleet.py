@@ -122,6 +122,31 @@ async def fleet_devices(s: AsyncSession, scope: TenantScope, *, device_id: str |
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class FleetSite:
+    """A site of the tenant with its agent: where a "rescan now" goes."""
+
+    agent_id: str
+    site_name: str
+    customer_id: str
+    customer_name: str
+    online: bool
+
+
+async def fleet_sites(s: AsyncSession, scope: TenantScope, *, agent_id: str | None = None) -> list[FleetSite]:
+    """The scope's sites that have an agent (not revoked), by customer then site."""
+    q = (
+        select(AgentRow.id, SiteRow.name, CustomerRow.id, CustomerRow.name, AgentRow.online)
+        .join(SiteRow, SiteRow.id == AgentRow.site_id)
+        .join(CustomerRow, CustomerRow.id == SiteRow.customer_id)
+        .where(scope.condition(), AgentRow.revoked.is_(False))
+        .order_by(CustomerRow.name, SiteRow.name, AgentRow.id)
+    )
+    if agent_id is not None:
+        q = q.where(AgentRow.id == agent_id)
+    return [FleetSite(a, site, cid, cname, bool(online)) for a, site, cid, cname, online in (await s.execute(q)).all()]
+
+
 async def fleet_device(s: AsyncSession, scope: TenantScope, device_id: str) -> FleetDevice | None:
     """One device if it is in the scope, else None (callers answer 404)."""
     found = await fleet_devices(s, scope, device_id=device_id)

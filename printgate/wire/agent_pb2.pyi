@@ -273,8 +273,14 @@ class Ping(_message.Message):
     nonce: str
     def __init__(self, nonce: _Optional[str] = ...) -> None: ...
 
+class Rescan(_message.Message):
+    __slots__ = ("requested_by",)
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    requested_by: str
+    def __init__(self, requested_by: _Optional[str] = ...) -> None: ...
+
 class Command(_message.Message):
-    __slots__ = ("id", "agent_id", "issued_at_ms", "expires_at_ms", "open_tunnel", "close_tunnel", "desired_config", "ping")
+    __slots__ = ("id", "agent_id", "issued_at_ms", "expires_at_ms", "open_tunnel", "close_tunnel", "desired_config", "ping", "rescan")
     ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     ISSUED_AT_MS_FIELD_NUMBER: _ClassVar[int]
@@ -283,6 +289,7 @@ class Command(_message.Message):
     CLOSE_TUNNEL_FIELD_NUMBER: _ClassVar[int]
     DESIRED_CONFIG_FIELD_NUMBER: _ClassVar[int]
     PING_FIELD_NUMBER: _ClassVar[int]
+    RESCAN_FIELD_NUMBER: _ClassVar[int]
     id: str
     agent_id: str
     issued_at_ms: int
@@ -291,7 +298,8 @@ class Command(_message.Message):
     close_tunnel: CloseTunnel
     desired_config: DesiredConfig
     ping: Ping
-    def __init__(self, id: _Optional[str] = ..., agent_id: _Optional[str] = ..., issued_at_ms: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., open_tunnel: _Optional[_Union[OpenTunnel, _Mapping]] = ..., close_tunnel: _Optional[_Union[CloseTunnel, _Mapping]] = ..., desired_config: _Optional[_Union[DesiredConfig, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ...) -> None: ...
+    rescan: Rescan
+    def __init__(self, id: _Optional[str] = ..., agent_id: _Optional[str] = ..., issued_at_ms: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., open_tunnel: _Optional[_Union[OpenTunnel, _Mapping]] = ..., close_tunnel: _Optional[_Union[CloseTunnel, _Mapping]] = ..., desired_config: _Optional[_Union[DesiredConfig, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., rescan: _Optional[_Union[Rescan, _Mapping]] = ...) -> None: ...
 
 class SignedCommand(_message.Message):
     __slots__ = ("command", "signature", "key_id")

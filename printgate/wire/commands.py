@@ -20,13 +20,14 @@ from printgate.wire import agent_pb2 as pb
 
 DOMAIN = b"printgate-command-v1\x00"
 
-CommandBody = pb.OpenTunnel | pb.CloseTunnel | pb.DesiredConfig | pb.Ping
+CommandBody = pb.OpenTunnel | pb.CloseTunnel | pb.DesiredConfig | pb.Ping | pb.Rescan
 
 _BODY_FIELD: dict[type, str] = {
     pb.OpenTunnel: "open_tunnel",
     pb.CloseTunnel: "close_tunnel",
     pb.DesiredConfig: "desired_config",
     pb.Ping: "ping",
+    pb.Rescan: "rescan",
 }
 
 

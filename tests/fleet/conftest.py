@@ -28,6 +28,7 @@ from printgate.domain import (
     Role,
     User,
 )
+from printgate.interfaces import AgentCommands
 from printgate.settings import PortalSettings
 from printgate.store.db import Database
 from printgate.testing.audit import RecordingAuditSink
@@ -88,11 +89,11 @@ class FleetPortal:
                                  headers={"accept": "text/html"})
 
 
-def fleet_app(db: Database, base: str = "http://portal.test") -> FleetPortal:
+def fleet_app(db: Database, base: str = "http://portal.test", *, commands: AgentCommands | None = None) -> FleetPortal:
     clock = Clock()
     settings = PortalSettings(public_url=base, secret_key=secrets.token_urlsafe(32))
     app = create_app(settings, db=db, broker=PolicyBroker(db, clock, base), audit=RecordingAuditSink(),
-                     clock=clock, extra_routers=[fleet_router(db)])
+                     clock=clock, extra_routers=[fleet_router(db, commands)])
     return FleetPortal(db, clock, app)
 
 
