@@ -22,6 +22,7 @@ from agent.ews_probe import EwsEndpoint, find_ews
 from agent.inventory_file import load_inventory, save_inventory
 from agent.status_file import StatusFile
 from agent.tunnel.reconnect import keep_open
+from printgate import metrics
 from printgate.domain import DeviceIdentity, DiscoveryResult, DiscoveryStatus, DwaTarget
 from printgate.errors import TUNNEL_FAILED, PrintgateError
 from printgate.lifecycle import Service
@@ -317,6 +318,13 @@ class AgentRuntime(Service):
             "tunnels": self.tunnel_sessions,
         }
         self._status.write(status)
+        metrics.AGENT_QUEUE_LENGTH.set(queued)
+        metrics.AGENT_QUEUE_BYTES.set(self._queue.queued_bytes if self._queue is not None else 0)
+        metrics.AGENT_DEGRADED.set(1 if status["degraded"] else 0)
+        if self._queue is not None:
+            for reason in {d.reason for d in self._queue.drops()}:
+                metrics.AGENT_READINGS_DROPPED.labels(reason).set(
+                    sum(d.count for d in self._queue.drops() if d.reason == reason))
 
     # ---- commands ----------------------------------------------------------
     async def _command_loop(self) -> None:

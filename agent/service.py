@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 
+from prometheus_client import start_http_server
+
 from agent.channel.dual import DualChannel
 from agent.channel.enroll import EnrolledIdentity
 from agent.channel.grpc_client import GrpcChannel
@@ -163,6 +165,9 @@ class AgentAssembly:
         self._runtime = self.runtime()
         await self._runtime.start()
         await self.supervisor.start()
+        if self.settings.metrics_port is not None:  # optional local Prometheus endpoint
+            self._metrics_server, _ = start_http_server(self.settings.metrics_port, addr=self.settings.metrics_host)
+            log.info("agent.metrics_serving", host=self.settings.metrics_host, port=self.settings.metrics_port)
         return self._runtime
 
     async def aclose(self) -> None:
@@ -197,6 +202,10 @@ class AgentAssembly:
             log.warning("agent.stop_deadline", seconds=deadline, step="channel")
         self.queue.close()
         await self.snmp.aclose()
+        server = getattr(self, "_metrics_server", None)
+        if server is not None:
+            server.shutdown()
+            server.server_close()
         log.info("agent.stopped", seconds=round(time.monotonic() - began, 2))
 
     async def __aenter__(self) -> AgentRuntime:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from gateway.channel.handlers import ChannelHandlers
+from printgate import metrics
 from printgate.domain import AuditEventIn, Outcome, SessionId
 from printgate.interfaces import AuditSink
 from printgate.logs import get_logger
@@ -126,6 +127,11 @@ class AgentEvents:
         health = health_from_wire(agent_id, beat, received_at=datetime.now(UTC))
         async with self._db.transaction() as s:
             await agent_health.record_health(s, health)
+        by_reason: dict[str, int] = {}
+        for d in health.drops:
+            by_reason[d.reason] = by_reason.get(d.reason, 0) + d.count
+        for reason, count in by_reason.items():
+            metrics.READINGS_DROPPED_REPORTED.labels(agent_id, reason).set(count)
         if health.degraded or health.unhealthy_tasks:
             log.warning("agent.unhealthy", agent=agent_id, degraded=health.degraded or None,
                         tasks=[t["name"] for t in health.unhealthy_tasks])

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from gateway.attribution import AttributedAudit, Attribution
 from gateway.errors import AgentRefused
+from printgate import metrics
 from printgate.domain import (
     Agent,
     AuditEventIn,
@@ -203,6 +204,18 @@ class DwaBroker(Service):
         return resumed
 
     async def open_session(
+        self, user: User, device_id: DeviceId, *, source_ip: str, mfa_age_seconds: float | None
+    ) -> SessionLaunch | SessionRefused:
+        result = await self._open_session(user, device_id, source_ip=source_ip, mfa_age_seconds=mfa_age_seconds)
+        (metrics.SESSIONS_OPENED if isinstance(result, SessionLaunch) else metrics.SESSIONS_REFUSED).inc()
+        return result
+
+    @property
+    def live_count(self) -> int:
+        """Sessions open now."""
+        return len(self._live)
+
+    async def _open_session(
         self, user: User, device_id: DeviceId, *, source_ip: str, mfa_age_seconds: float | None
     ) -> SessionLaunch | SessionRefused:
         now = datetime.now(UTC)

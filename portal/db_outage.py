@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
+from printgate import metrics
 from printgate.logs import get_logger
 from printgate.store.db import Database
 
@@ -87,6 +88,7 @@ class DatabaseOutage:
 
     def failed(self, exc: BaseException) -> None:
         self._failed_requests += 1
+        metrics.DATABASE_ERRORS.labels("portal").inc()
         if self.down_since is None:
             self.down_since = self._clock()
             self._last_probe = self._clock()

@@ -1,4 +1,5 @@
-"""What a load balancer asks: ``/healthz`` (the process answers) and ``/readyz`` (it can serve).
+"""What a load balancer asks: ``/healthz`` (the process answers) and ``/readyz`` (it can serve);
+what Prometheus scrapes: ``/metrics``.
 
 ``/readyz`` is 200 only when the database answers and the audit trail can be
 written (its table answers and the audit writer is not failing); otherwise 503
@@ -10,10 +11,11 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
 from portal.state import PortalState
+from printgate import metrics
 
 router = APIRouter(include_in_schema=False)
 CHECK_TIMEOUT_S = 2.0
@@ -22,6 +24,13 @@ CHECK_TIMEOUT_S = 2.0
 @router.get("/healthz")
 async def healthz() -> JSONResponse:
     return JSONResponse({"status": "alive"}, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/metrics")
+async def prometheus_metrics() -> Response:
+    """Prometheus text format: sessions, tunnels, proxy, readings, audit, database, task restarts."""
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/readyz")

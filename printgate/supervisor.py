@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from printgate import metrics
 from printgate.lifecycle import Service
 from printgate.logs import get_logger
 
@@ -129,6 +130,7 @@ class Supervisor(Service):
             delay = self._backoff.delay(failures)
             entry.health = TaskHealth(entry.name, "backoff", entry.health.restarts + 1, error[:500],
                                       datetime.now(UTC))
+            metrics.TASK_RESTARTS.labels(self.name, entry.name).inc()
             if self._on_restart is not None:
                 self._on_restart(entry.name, error)
             log.info("task.restarting", supervisor=self.name, task=entry.name, in_seconds=delay,

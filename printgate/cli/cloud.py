@@ -20,7 +20,7 @@ from fastapi import APIRouter
 
 from audit.checkpoint import Signer
 from audit.checkpoint_timer import CheckpointTimer
-from audit.log import AuditLog
+from audit.metered_log import MeteredAuditLog
 from gateway.agent_commands import AgentCommandSender
 from gateway.agent_events import AgentEvents
 from gateway.broker import BrokerConfig, DwaBroker
@@ -48,6 +48,7 @@ from portal.audit_views import audit_router
 from portal.deps import require_role
 from portal.fleet import fleet_router
 from portal.state import AgentCaFacts
+from printgate import metrics
 from printgate.domain import Role, SessionId
 from printgate.errors import ConfigError
 from printgate.lifecycle import Service
@@ -86,7 +87,7 @@ class Cloud(Service):
         self._stack.push_async_callback(self.db.aclose)
         signer = _load_or_create_signer(self.data_dir / "audit-signing.key")
         (self.data_dir / "audit-public.pem").write_text(signer.public_key_pem())
-        self.audit = AuditLog(self.db, signer)
+        self.audit = MeteredAuditLog(self.db, signer)
         await self._stack.enter_async_context(CheckpointTimer(self.audit, gw.audit_checkpoint_seconds))
 
         self.firewall = await self._firewall()
@@ -140,6 +141,9 @@ class Cloud(Service):
             make_open_command=wiring.open_command, make_close_command=wiring.close_command,
             make_route=wiring.route, agent_address=self.hub.peer_ip,
         )
+        broker, relay = self.broker, self.relay
+        metrics.SESSIONS_OPEN.set_function(lambda: broker.live_count)
+        metrics.TUNNELS_OPEN.set_function(lambda: sum(relay.is_connected(s) for s in relay.live_session_ids()))
         self.events = AgentEvents(
             db=self.db, audit=self.audit, sessions=self.broker, presence=self.hub,
             loss_grace_s=gw.agent_loss_grace_seconds,

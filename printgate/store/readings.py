@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from printgate import metrics
 from printgate.domain import Reading, ReadingKind
 from printgate.logs import get_logger
 from printgate.store.db import Database
@@ -32,7 +33,11 @@ async def ingest_payload(db: Database, agent_id: str, batch_id: str, payload: by
     returns False for a batch id this agent already delivered.
     """
     readings = parse_payload(batch_id, payload)
-    return await ingest_batch(db, agent_id, batch_id, readings)
+    metrics.READINGS_RECEIVED.inc(len(readings))
+    stored = await ingest_batch(db, agent_id, batch_id, readings)
+    if stored:
+        metrics.READINGS_STORED.inc(len(readings))
+    return stored
 
 
 async def ingest_batch(

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from agent.channel.enroll import enroll
@@ -44,8 +46,10 @@ async def test_agent_restarted_without_cloud_polls_stops_in_time_and_delivers_ex
                      upload_interval_seconds=0.5, scan_interval_seconds=3600.0,
                      stop_deadline_seconds=DEADLINE)
         online = write_config(tmp_path / "online.toml", agent)
+        metrics_port = free_tcp_port()
         offline = write_config(tmp_path / "offline.toml",  # nothing listens there; a small queue
-                               {**agent, "cloud_grpc": f"127.0.0.1:{free_tcp_port()}", "queue_max_readings": 9})
+                               {**agent, "cloud_grpc": f"127.0.0.1:{free_tcp_port()}", "queue_max_readings": 9,
+                                "metrics_port": metrics_port})
         log = tmp_path / "agent.log"
 
         # 1. a first run with the cloud there: the agent learns its printers
@@ -65,6 +69,12 @@ async def test_agent_restarted_without_cloud_polls_stops_in_time_and_delivers_ex
             assert st["oldest_queued"] is not None
             names = {t["name"] for t in st["tasks"]}
             assert {"scan", "commands", "heartbeat", "status", "readings-upload"} <= names
+            async with httpx.AsyncClient(timeout=10) as client:  # the agent's own Prometheus endpoint
+                scraped = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+            values = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                      for family in text_string_to_metric_families(scraped) for s in family.samples}
+            assert values[("printgate_agent_queue_length", ())] >= 9
+            assert values[("printgate_agent_readings_dropped", (("reason", "agent queue overflow"),))] > 0
         finally:
             took = await stop(proc)
         assert proc.returncode == 0

@@ -6,6 +6,7 @@ from mitmproxy import http
 
 from gateway.proxy.addons.websocket_guard import DROPPED_KEY
 from gateway.proxy.decision import FlowDecision, decision_of, route_of
+from printgate import metrics
 from printgate.domain import AuditEventIn, Outcome
 from printgate.interfaces import AuditSink
 from printgate.logs import get_logger
@@ -94,6 +95,9 @@ class AuditRequests:
         event_type = "dwa.transfer_blocked" if blocked and decision and decision.direction != "session" else "dwa.request"
         outcome = Outcome.BLOCKED if blocked else Outcome.SUCCESS
         stored = await self._append(flow, event_type, outcome, details)
+        metrics.PROXY_REQUESTS.labels("blocked" if blocked else "served" if stored else "refused").inc()
+        if blocked and decision is not None:
+            metrics.PROXY_BLOCKS.labels(decision.rule).inc()
         if not stored:  # fail closed: what cannot be audited is not delivered
             flow.response = http.Response.make(
                 503, b"audit unavailable: the request was not delivered", {"content-type": "text/plain"}

@@ -1,0 +1,54 @@
+"""Prometheus metrics of printgate (``prometheus_client``, the process's default registry).
+
+Dashboards, not accountability (that is the audit log) nor operators' stories (logs).
+The cloud serves them on the portal's ``/metrics``; the agent on its own optional
+local endpoint (``[agent] metrics_port``). Each process registers what it uses;
+names carry the ``printgate_`` prefix.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+# ---- sessions, tunnels, proxy (cloud) ----------------------------------------
+SESSIONS_OPEN = Gauge("printgate_sessions_open", "DWA sessions open now")
+SESSIONS_OPENED = Counter("printgate_sessions_opened", "DWA sessions opened")
+SESSIONS_REFUSED = Counter("printgate_sessions_refused", "DWA session requests refused or failed")
+TUNNELS_OPEN = Gauge("printgate_tunnels_open", "agent reverse tunnels connected to the relay now")
+PROXY_REQUESTS = Counter("printgate_proxy_requests", "requests through the DWA proxy, by outcome", ["outcome"])
+PROXY_BLOCKS = Counter("printgate_proxy_blocks", "transfers the DWA proxy blocked, by rule", ["rule"])
+
+# ---- readings (cloud: received and stored; agents: what they report lost) -----
+READINGS_RECEIVED = Counter("printgate_readings_received", "readings in batches agents uploaded")
+READINGS_STORED = Counter("printgate_readings_stored", "readings stored (batches seen before not counted)")
+READINGS_DROPPED_REPORTED = Gauge("printgate_readings_dropped_reported",
+                                  "readings agents report lost (totals), by agent and reason", ["agent", "reason"])
+
+# ---- audit and database (cloud) ---------------------------------------------------
+AUDIT_APPEND_SECONDS = Histogram("printgate_audit_append_seconds", "time to store a batch of audit records",
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+AUDIT_APPEND_FAILURES = Counter("printgate_audit_append_failures", "audit writes that failed")
+DATABASE_ERRORS = Counter("printgate_database_errors", "failures to reach the database, by where", ["where"])
+
+# ---- supervision (agent and cloud) ------------------------------------------------
+TASK_RESTARTS = Counter("printgate_task_restarts", "supervised tasks restarted after a failure",
+                        ["supervisor", "task"])
+
+# ---- agent ------------------------------------------------------------------------
+AGENT_QUEUE_LENGTH = Gauge("printgate_agent_queue_length", "readings waiting on this agent")
+AGENT_QUEUE_BYTES = Gauge("printgate_agent_queue_bytes", "bytes of readings waiting on this agent")
+AGENT_READINGS_DROPPED = Gauge("printgate_agent_readings_dropped",
+                               "readings this agent lost since its queue was made, by reason", ["reason"])
+AGENT_DEGRADED = Gauge("printgate_agent_degraded", "1 while the agent runs degraded (e.g. disk full)")
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text format of every registered metric, and its content type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
