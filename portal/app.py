@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from portal import health
+from portal import error_pages, health
 from portal.db_outage import DatabaseOutage, is_database_outage
 from portal.deps import LoginRequired, OptionalLogin
 from portal.pages import landing_page, see_other
@@ -50,6 +50,7 @@ def create_app(
     app.state.portal = PortalState(settings=settings, db=db, broker=broker, audit=audit, clock=clock,
                                    agent_ca=agent_ca)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    error_pages.install(app)  # 4xx/5xx as pages saying what to do (JSON for API clients)
 
     @app.exception_handler(LoginRequired)
     async def _to_login(request: Request, exc: LoginRequired) -> Response:
