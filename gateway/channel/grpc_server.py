@@ -159,6 +159,7 @@ class AgentChannelServer(Service):
         async with self._db.session() as s:
             revoked = await store.revoked_serials(s)
             agents = await store.revoked_agents(s)
+            listed = await store.revoked_serials(s, valid_at=utcnow()) if self._crl is not None else set()
         fresh, fresh_agents = revoked - self._revoked, agents - self._revoked_agents
         self._revoked, self._revoked_agents = revoked, agents
         if fresh:
@@ -167,13 +168,14 @@ class AgentChannelServer(Service):
         for agent in fresh_agents:  # streams opened with a certificate the revocation missed
             self._hub.cut_agent(agent, "agent certificate revoked")
             await self._hub.set_mqtt_presence(agent, False)
-        if self._crl is not None and self._crl.due(revoked):
-            self._crl.publish(revoked)
+        if self._crl is not None and self._crl.due(listed):  # expired certificates need no listing
+            self._crl.publish(listed)
 
     async def attach_crl(self, crl: CrlPublisher) -> None:
         """Keep ``crl`` (the MQTT broker's) up to date from now on; written at once."""
         self._crl = crl
-        crl.publish(self._revoked)
+        async with self._db.session() as s:
+            crl.publish(await store.revoked_serials(s, valid_at=utcnow()))
 
     async def _watch_revocations(self) -> None:
         while True:

@@ -257,10 +257,13 @@ async def take_rekey_grant(s: AsyncSession, agent_id: str, *, now: datetime | No
     return row.granted_by if row.expires_at > at else None
 
 
-async def revoked_serials(s: AsyncSession) -> set[str]:
-    rows = await s.execute(
-        select(AgentCertificateRow.serial).where(AgentCertificateRow.revoked_at.is_not(None))
-    )
+async def revoked_serials(s: AsyncSession, *, valid_at: datetime | None = None) -> set[str]:
+    """Serials of revoked certificates (only those not yet expired at ``valid_at``, if given:
+    what a CRL must list)."""
+    q = select(AgentCertificateRow.serial).where(AgentCertificateRow.revoked_at.is_not(None))
+    if valid_at is not None:
+        q = q.where(AgentCertificateRow.not_after > valid_at)
+    rows = await s.execute(q)
     return set(rows.scalars().all())
 
 

@@ -7,6 +7,8 @@ import signal
 import sys
 import textwrap
 
+from cryptography import x509
+
 from agent.channel.command_guard import CommandGuard
 from agent.channel.enroll import EnrolledIdentity
 from agent.channel.mqtt_client import MqttChannel
@@ -214,7 +216,11 @@ async def test_revoked_agent_certificate_is_refused_by_the_broker(cloud: Cloud, 
     rc, out = await run("mosquitto_pub", *args, "-m", "online")
     assert rc == 0, out  # control: accepted before the revocation
     await cloud.server.revoke_agent(identity.agent_id, reason="host stolen", actor="admin@dealer.test")
-    assert identity.agent_id  # the gateway wrote the CRL and sent the broker a SIGHUP
+    # the gateway wrote the CRL, signed by the agent CA, and sent the broker a SIGHUP
+    crl = x509.load_pem_x509_crl(broker.crl_path.read_bytes())
+    assert crl.is_signature_valid(cloud.ca.cert.public_key())  # type: ignore[arg-type]
+    serial = x509.load_pem_x509_certificate(identity.cert_pem()).serial_number
+    assert crl.get_revoked_certificate_by_serial_number(serial) is not None
     for _ in range(50):
         rc, out = await run("mosquitto_pub", *args, "-m", "online")
         if rc != 0:

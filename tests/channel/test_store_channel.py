@@ -56,3 +56,22 @@ async def test_revocation_and_batch_idempotency(db: Database) -> None:
         assert await store.mark_batch_processed(s, "agt-9", "b1", now=T0) is True
     async with db.transaction() as s:
         assert await store.mark_batch_processed(s, "agt-9", "b1", now=T0) is False
+
+
+async def test_crl_lists_revoked_certificates_until_they_expire(db: Database) -> None:
+    site, _ = await make_tenancy(db)
+    async with db.transaction() as s:
+        await store.ensure_agent(s, "agt-crl", site, name="host")
+        for serial, hours in (("aa01", 1), ("aa02", 48)):
+            await store.record_certificate(s, AgentCertificate(
+                serial=serial, agent_id=AgentId("agt-crl"), site_id=SiteId(site), fingerprint="f" * 64,
+                not_before=T0, not_after=T0 + timedelta(hours=hours)))
+    async with db.transaction() as s:
+        assert await store.revoke_agent(s, "agt-crl", reason="stolen", now=T0) == 2
+    async with db.session() as s:
+        assert await store.revoked_serials(s) == {"aa01", "aa02"}
+        assert await store.revoked_serials(s, valid_at=T0 + timedelta(hours=2)) == {"aa02"}
+        assert await store.agent_standing(s, "agt-crl") == "agent_revoked"
+        assert await store.certificate_standing(s, "aa02", agent_id="agt-crl", site_id=site,
+                                                now=T0) == "agent_revoked"
+        assert not await store.reserve_agent_for_issue(s, "agt-crl")
