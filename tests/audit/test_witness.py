@@ -41,7 +41,7 @@ from printgate.domain import (
     UserId,
 )
 from printgate.settings import PortalSettings
-from printgate.store import identity, tenants
+from printgate.store import tenants
 from printgate.store.db import Database
 from printgate.store.models import Base
 from printgate.store.models.identity import ApiTokenRow
@@ -96,8 +96,8 @@ class Gateway:
 async def _token(db: Database, scopes: list[str]) -> str:
     token_id, token, digest = new_token()
     async with db.transaction() as s:
-        await identity.add_api_token(s, ApiTokenRow(id=token_id, user_id="u-sec", name="witness", token_hash=digest,
-                                                    scopes=scopes, created_at=datetime.now(UTC)))
+        s.add(ApiTokenRow(id=token_id, user_id="u-sec", name="witness", token_hash=digest, scopes=scopes,
+                          created_at=datetime.now(UTC)))
     return token
 
 
