@@ -39,6 +39,7 @@ from printgate.lifecycle import Service
 from printgate.logs import get_logger
 from printgate.store import devices, identity, sessions, tenants
 from printgate.store.db import Database
+from printgate.supervisor import Supervisor
 
 log = get_logger("gateway.broker")
 RESTART_REASON = "gateway restarted: the previous gateway process ended without closing the session"
@@ -127,7 +128,9 @@ class DwaBroker(Service):
         make_close_command: MakeCloseCommand,
         make_route: MakeRoute,
         agent_address: Callable[[str], str | None] = lambda _agent: None,
+        supervisor: Supervisor | None = None,
     ) -> None:
+        self._supervisor = supervisor  # runs the reaper (restarted if it fails) when given
         self._cfg = config
         self._db = db
         self._audit = AttributedAudit(audit)  # records of a session carry its tenant, site and user
@@ -152,7 +155,10 @@ class DwaBroker(Service):
     # ---- lifecycle -------------------------------------------------------
     async def start(self) -> None:
         await self._reap_stale_from_store()
-        self._reaper = asyncio.create_task(self._reap_loop(), name="dwa-reaper")
+        if self._supervisor is not None:
+            self._supervisor.add("dwa-reaper", self._reap_loop)
+        else:
+            self._reaper = asyncio.create_task(self._reap_loop(), name="dwa-reaper")
 
     async def aclose(self) -> None:
         if self._reaper is not None:

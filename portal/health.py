@@ -50,5 +50,7 @@ async def readyz(request: Request) -> JSONResponse:
         failing = bool(getattr(state.audit, "failing", False))
         checks["audit"] = "not writable: the audit writer's last write failed" if failing else "ok"
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
+    task_health = getattr(request.app.state, "task_health", None)  # the cloud's supervised loops (information)
+    tasks = {t.name: t.to_dict() for t in task_health()} if task_health is not None else {}
+    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks, "tasks": tasks},
                         status_code=200 if ready else 503, headers={"Cache-Control": "no-store"})

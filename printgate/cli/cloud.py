@@ -55,6 +55,7 @@ from printgate.lifecycle import Service
 from printgate.logs import get_logger
 from printgate.settings import Settings
 from printgate.store.db import Database, migrate
+from printgate.supervisor import Supervisor
 from printgate.wire.mqtt_url import parse_mqtt_url
 
 log = get_logger("printgate.cli.cloud")
@@ -88,7 +89,10 @@ class Cloud(Service):
         signer = _load_or_create_signer(self.data_dir / "audit-signing.key")
         (self.data_dir / "audit-public.pem").write_text(signer.public_key_pem())
         self.audit = MeteredAuditLog(self.db, signer)
-        await self._stack.enter_async_context(CheckpointTimer(self.audit, gw.audit_checkpoint_seconds))
+        # the cloud's own loops run supervised (restart with back-off, last error kept; /readyz shows them)
+        self.supervisor = await self._stack.enter_async_context(Supervisor("cloud"))
+        await self._stack.enter_async_context(CheckpointTimer(self.audit, gw.audit_checkpoint_seconds,
+                                                              supervisor=self.supervisor))
 
         self.firewall = await self._firewall()
         self.relay = Relay(
@@ -139,7 +143,7 @@ class Cloud(Service):
             db=self.db, audit=self.audit, decide=decide_dwa_open, firewall=self.firewall,
             relay=self.relay, commands=self.hub, proxy=self.proxy, routes=self.routes,
             make_open_command=wiring.open_command, make_close_command=wiring.close_command,
-            make_route=wiring.route, agent_address=self.hub.peer_ip,
+            make_route=wiring.route, agent_address=self.hub.peer_ip, supervisor=self.supervisor,
         )
         broker, relay = self.broker, self.relay
         metrics.SESSIONS_OPEN.set_function(lambda: broker.live_count)
@@ -244,6 +248,7 @@ class Cloud(Service):
         p = self.settings.portal.model_copy(update={"agent_enrol_url": self.enrol_address})
         app = create_app(p, db=self.db, broker=self.broker, audit=self.audit,
                          extra_routers=self._extra_routers(), agent_ca=self.agent_ca)
+        app.state.task_health = self.supervisor.health
         config = uvicorn.Config(app, host=p.host, port=p.port, log_level="warning",
                                 lifespan="off", access_log=False)
         self._uvicorn = uvicorn.Server(config)

@@ -45,6 +45,13 @@ async def test_cloud_metrics_count_sessions_tunnels_readings_and_audit(tmp_path:
                 await asyncio.sleep(0.5)
         await system.close_all_sessions(reason="test over")
         closed = await _scrape(system.portal_url)
+        async with httpx.AsyncClient(timeout=10) as client:
+            ready = await client.get(f"{system.portal_url}/readyz")
+            alive = await client.get(f"{system.portal_url}/healthz")
+    assert alive.status_code == 200 and ready.status_code == 200
+    tasks = ready.json()["tasks"]  # the cloud's supervised loops
+    assert {"dwa-reaper", "audit-checkpoint-timer"} <= set(tasks)
+    assert all(t["state"] == "running" for t in tasks.values())
 
     assert _v(after, "printgate_sessions_opened_total") == _v(before, "printgate_sessions_opened_total") + 1
     assert _v(after, "printgate_sessions_refused_total") == _v(before, "printgate_sessions_refused_total") + 1
