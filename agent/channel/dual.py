@@ -4,14 +4,15 @@ Uploads, heartbeats and certificate renewal go over gRPC. Commands arrive on
 either channel (the gateway uses its gRPC stream when it is up and the broker
 otherwise); both channels share one ``CommandGuard``, so a command delivered
 on both runs once. A result goes back over gRPC, or over MQTT when gRPC is
-down.
+down. After a certificate renewal the MQTT client is rebuilt with the new
+certificate (paho keeps the TLS files it was given).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from agent.channel.command_guard import VerifiedCommand
 from agent.channel.enroll import EnrolledIdentity
@@ -26,18 +27,23 @@ log = get_logger(__name__)
 
 
 class DualChannel:
-    def __init__(self, grpc: GrpcChannel, mqtt: MqttChannel) -> None:
-        self.grpc, self.mqtt = grpc, mqtt
+    def __init__(self, grpc: GrpcChannel, make_mqtt: Callable[[EnrolledIdentity], MqttChannel]) -> None:
+        self.grpc, self._make_mqtt = grpc, make_mqtt
+        self.mqtt = make_mqtt(grpc.identity)
         self._commands: asyncio.Queue[VerifiedCommand] = asyncio.Queue()
-        self._pumps: list[asyncio.Task[None]] = []
+        self._grpc_pump: asyncio.Task[None] | None = None
+        self._mqtt_pump: asyncio.Task[None] | None = None
 
     @classmethod
     def for_identity(cls, grpc: GrpcChannel, identity: EnrolledIdentity, *,
                      http_proxy: str | None = None) -> DualChannel:
         endpoint = parse_mqtt_url(identity.mqtt_url)
-        mqtt = MqttChannel(endpoint.host, endpoint.port, identity, guard=grpc.guard,
-                           transport=endpoint.transport, ws_path=endpoint.path, http_proxy=http_proxy)
-        return cls(grpc, mqtt)
+
+        def make_mqtt(current: EnrolledIdentity) -> MqttChannel:
+            return MqttChannel(endpoint.host, endpoint.port, current, guard=grpc.guard,
+                               transport=endpoint.transport, ws_path=endpoint.path, http_proxy=http_proxy)
+
+        return cls(grpc, make_mqtt)
 
     @property
     def state(self) -> str:
@@ -54,21 +60,21 @@ class DualChannel:
 
     async def connect(self) -> None:
         await self.grpc.connect()
+        self._grpc_pump = asyncio.create_task(self._pump(self.grpc.commands()), name="commands-grpc")
+        await self._connect_mqtt()
+
+    async def _connect_mqtt(self) -> None:
         await self.mqtt.connect()
-        self._pumps = [asyncio.create_task(self._pump(self.grpc.commands()), name="commands-grpc"),
-                       asyncio.create_task(self._pump(self.mqtt.commands()), name="commands-mqtt")]
+        self._mqtt_pump = asyncio.create_task(self._pump(self.mqtt.commands()), name="commands-mqtt")
 
     async def _pump(self, source: AsyncIterator[VerifiedCommand]) -> None:
         async for command in source:
             await self._commands.put(command)
 
     async def aclose(self) -> None:
-        for task in self._pumps:
-            task.cancel()
-        for task in self._pumps:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._pumps = []
+        await _stop(self._mqtt_pump)
+        await _stop(self._grpc_pump)
+        self._mqtt_pump = self._grpc_pump = None
         await self.mqtt.aclose()
         await self.grpc.aclose()
 
@@ -111,5 +117,21 @@ class DualChannel:
         return self.grpc.renewal_due()
 
     async def renew_certificate(self) -> EnrolledIdentity:
-        """Renewed over gRPC; the MQTT client keeps its TLS session until it reconnects."""
-        return await self.grpc.renew_certificate()
+        """Renewed over gRPC; then the MQTT client is rebuilt with the new certificate (it says
+        "offline" and "online" again: within the gateway's grace period, sessions are kept)."""
+        identity = await self.grpc.renew_certificate()
+        if self._mqtt_pump is not None:  # connected: swap the client
+            await _stop(self._mqtt_pump)
+            await self.mqtt.aclose()
+            self.mqtt = self._make_mqtt(identity)
+            await self._connect_mqtt()
+        else:
+            self.mqtt = self._make_mqtt(identity)
+        return identity
+
+
+async def _stop(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -56,6 +56,17 @@ async def test_serve_with_an_mqtt_url_runs_mqtt_as_a_second_command_channel(tmp_
             await ch.report_result(got.id, ok=True)
             await cloud.hub.deliver(identity.agent_id, envelope, via="grpc")  # the same command again
             await eventually(lambda: [r.code for r in ch.grpc.rejections] == ["command_replayed"])
+            # a renewed certificate: the MQTT client is rebuilt with it and still gets commands
+            first_client = ch.mqtt
+            renewed = await ch.renew_certificate()
+            assert ch.mqtt is not first_client and ch.mqtt.identity.cert_pem() == renewed.cert_pem()
+            await ch.mqtt.wait_connected(10)
+            await eventually(lambda: "mqtt" in cloud.hub.connected_channels(identity.agent_id))
+            again = cloud.hub.sign(identity.agent_id, pb.Ping(nonce="after-renewal"), ttl_s=30)
+            await cloud.hub.deliver(identity.agent_id, again, via="mqtt")
+            got = await asyncio.wait_for(anext(ch.commands()), 10)
+            assert got.channel == "mqtt" and got.command.ping.nonce == "after-renewal"
+            identity = renewed
         args = [*broker.client_args(identity.cert_path, identity.key_path),
                 "-t", topics.presence_topic(identity.agent_id), "-m", "online", "-q", "1"]
         rc, out = await run("mosquitto_pub", *args)
