@@ -59,7 +59,6 @@ _SPACED_ALPHA = _Alphabet.of(_HEX + rb" \t,:;\-x")
 _ARRAY_ALPHA = _Alphabet.of(rb"0-9 \t\r\n,")
 _HEX_ONLY = re.compile(rb"[0-9A-Fa-f]+")
 _B32_ONLY = re.compile(rb"[A-Z2-7]+")
-_DATA_URI = re.compile(rb"data:([a-z0-9.+\-]+/[a-z0-9.+\-]+)(?:;[a-z0-9=\-]+)*;base64,$", re.IGNORECASE)
 _ESCAPED = re.compile(rb"(?:(?:\\x|\\u00|%)[0-9A-Fa-f]{2})+")
 _SPACED = re.compile(rb"(?:(?:0x)?[0-9A-Fa-f]{2}[ \t,:;\-]+)+")
 _ARRAY = re.compile(rb"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\s*,\s*)+")
@@ -113,32 +112,52 @@ def _run_kind(run: bytes) -> str:
     return "base64"
 
 
-def _data_uri_type(text: bytes, start: int) -> bytes | None:
-    prefix = _DATA_URI.search(text, max(0, start - 80), start)
-    return prefix.group(1).lower() if prefix else None
+_DATA_URI_START = re.compile(rb"data:([a-z0-9.+\-]+/[a-z0-9.+\-]+)(?:;[a-z0-9=.\-]+)*;base64,", re.IGNORECASE)
+_DATA_PAYLOAD = re.compile(rb"[A-Za-z0-9+/_\-]*={0,2}")
 
 
-def _harmless_data_uri(mtype: bytes, run: bytes, allow_data: ImageCheck | None) -> bool:
-    """``data:image/...;base64,<run>`` that decodes to a clean image is an image, not a file."""
-    if allow_data is None or not mtype.startswith((b"image/", b"font/")):
-        return False
+def _decoded(payload: bytes) -> bytes | None:
     try:
-        decoded = base64.b64decode(run + b"=" * (-len(run) % 4))
+        return base64.b64decode(payload.rstrip(b"=") + b"=" * (-len(payload.rstrip(b"=")) % 4), altchars=None)
     except (binascii.Error, ValueError):
-        return False
-    return allow_data(decoded)
+        return None
+
+
+def _without_harmless_data_uris(
+    data: bytes, threshold: int, allow_data: ImageCheck | None
+) -> tuple[bytes, EncodedHit | None]:
+    """``data`` with the payloads of ``data:image/...;base64,`` URIs that decode to a harmless
+    image cut out (the page may show them); any other data URI that long is a file."""
+    kept: list[bytes] = []
+    at = 0
+    for m in _DATA_URI_START.finditer(data):
+        payload = _DATA_PAYLOAD.match(data, m.end())
+        assert payload is not None  # "*" always matches
+        if payload.end() - payload.start() < threshold:
+            continue
+        mtype = m.group(1).lower()
+        decoded = _decoded(payload.group()) if mtype.startswith((b"image/", b"font/")) else None
+        if decoded is None or allow_data is None or not allow_data(decoded):
+            return data, EncodedHit("data_uri", payload.end() - payload.start())
+        kept.append(data[at : payload.start()])
+        at = payload.end()
+    if not kept:
+        return data, None
+    kept.append(data[at:])
+    return b"".join(kept), None
 
 
 def _base64_like(data: bytes, threshold: int, allow_data: ImageCheck | None, strict: bool) -> EncodedHit | None:
+    if b"base64," in data or b"BASE64," in data:
+        data, hit = _without_harmless_data_uris(data, threshold, allow_data)
+        if hit is not None:
+            return hit
     for start, end in _long_runs(data, _B64_ALPHA, threshold):
         raw = data[start:end]
         run = raw.translate(None, _JOINERS)
         if len(run) < threshold:
             continue
-        mtype = _data_uri_type(data, start)
-        if mtype is not None and _harmless_data_uri(mtype, run, allow_data):
-            continue
-        kind = "data_uri" if mtype is not None else _run_kind(run)
+        kind = _run_kind(run)
         unbroken = len(run) == len(raw)
         if (strict and unbroken) or _entropy(run[:_SAMPLE]) >= MIN_ENTROPY[kind]:
             return EncodedHit(kind, len(run))

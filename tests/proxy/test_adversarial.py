@@ -27,13 +27,9 @@ import aiohttp
 import httpx
 import pytest
 
-from gateway.proxy.limits import ProxyLimits
-from gateway.proxy.routes import RouteTable, SessionRoute
-from gateway.proxy.server import DwaProxy
-from tests.proxy.conftest import DWA_DOMAIN, ProxyHarness, SessionClient
+from gateway.proxy.routes import SessionRoute
+from tests.proxy.conftest import ProxyHarness, SessionClient
 from tests.proxy.hostile_device import DOWNLOADS, MARK, SECRET, HostileDevice, secret_zip
-
-SESSION_BUDGET = 256 * 1024  # small, so the per-session budget case stays quick
 
 B64 = base64.b64encode(SECRET)
 B64URL = base64.urlsafe_b64encode(SECRET).rstrip(b"=")
@@ -53,18 +49,9 @@ async def hostile() -> AsyncIterator[HostileDevice]:
 
 
 @pytest.fixture(scope="module")
-async def proxy_harness(audit_db: Any) -> AsyncIterator[ProxyHarness]:
-    routes = RouteTable()
-
-    async def on_end(session_id: str) -> None:
-        return None
-
-    proxy = DwaProxy(
-        "127.0.0.1", 0, dwa_domain=DWA_DOMAIN, routes=routes, audit=audit_db, on_end_request=on_end,
-        limits=ProxyLimits(sweep_interval_s=0.5, session_budget=SESSION_BUDGET),
-    )
-    async with proxy:
-        yield ProxyHarness(proxy, routes, audit_db, [], [])
+def proxy_harness(harness: ProxyHarness) -> ProxyHarness:
+    """The shared proxy (mitmproxy keeps global state: one DwaProxy per process at a time)."""
+    return harness
 
 
 def open_route(harness: ProxyHarness, device: HostileDevice, vendor: str = "") -> SessionRoute:
@@ -249,24 +236,37 @@ async def test_upload_is_refused_audited_and_never_reaches_the_device(
     assert outcome.details["path"] == path.split("?", 1)[0]
 
 
-async def test_session_budget_refuses_the_request_that_would_pass_it(proxy_harness, hostile):
-    client = SessionClient(proxy_harness, open_route(proxy_harness, hostile))
+async def test_vendor_profile_budgets_apply_per_request_and_per_session(proxy_harness, attacker, hostile):
+    """A CUPS device's profile allows 16 KiB per request and 1 MiB per session (vendor_endpoints.toml)."""
+    chunk = ENGLISH[:2000].decode()
+    twenty_kb = [(f"n{j}", chunk) for j in range(10)]
+    r = await attacker.request("POST", "/sink", **form(twenty_kb))  # within the default 32 KiB
+    assert r.status_code == 200, r.text[:300]
+    client = SessionClient(proxy_harness, open_route(proxy_harness, hostile, vendor="Easy Software Products (CUPS)"))
     await client.launch()
     try:
-        chunk = ENGLISH[:3000].decode()
-        sent = 0
-        for i in range(SESSION_BUDGET // (30 * 1024)):  # innocent 30 KB forms, each within the request budget
-            r = await client.request("POST", "/sink", **form([(f"n{j}", chunk) for j in range(10)]))
-            assert r.status_code == 200, r.text[:300]
-            sent += 1
-        last = [(f"final{j}", chunk) for j in range(10)]
+        async def send_twenty(c: SessionClient) -> httpx.Response:
+            return await c.request("POST", "/sink", **form(twenty_kb))
 
-        async def send(c: SessionClient) -> httpx.Response:
+        outcome = await assert_refused_upload(proxy_harness, client, hostile, send_twenty, rule="budget.request",
+                                              payload=b"n9=")
+        assert "16384" in outcome.details["reason"]
+        fifteen_kb = [(f"m{j}", chunk) for j in range(7)]
+        sent = 0
+        while sent < 200:
+            r = await client.request("POST", "/sink", **form(fifteen_kb))
+            if r.status_code != 200:
+                break
+            sent += 1
+        assert r.status_code == 403 and 60 <= sent <= 75, (sent, r.text[:300])
+        last = [(f"final{j}", chunk) for j in range(7)]
+
+        async def send_last(c: SessionClient) -> httpx.Response:
             return await c.request("POST", "/sink", **form(last))
 
-        outcome = await assert_refused_upload(proxy_harness, client, hostile, send, rule="budget.session",
-                                              payload=b"final9=")
-        assert sent >= 7 and "session budget" in outcome.details["reason"]
+        outcome = await assert_refused_upload(proxy_harness, client, hostile, send_last, rule="budget.session",
+                                              payload=b"final6=")
+        assert "1048576-byte session budget" in outcome.details["reason"]
     finally:
         await client.aclose()
 

@@ -1,0 +1,197 @@
+"""The encoded-payload detector and the content sniffers alone: every encoding is found (also
+wrapped or split), and what real EWS pages and forms carry is not."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import quopri
+import random
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+
+from gateway.proxy import sniff
+from gateway.proxy.encoded import find_encoded, find_encoded_split
+from gateway.proxy.svg_check import svg_problem
+from lab.ews.assets import backup_zip, logo_png
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = random.Random(21).randbytes(3000)  # a file's bytes (deterministic)
+B64 = base64.b64encode(DATA)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        (B64, "base64"),
+        (base64.urlsafe_b64encode(DATA), "base64url"),
+        (base64.b32encode(DATA), "base32"),
+        (DATA.hex().encode(), "hex"),
+        (DATA.hex().upper().encode(), "hex"),
+        (base64.encodebytes(DATA), "base64"),  # MIME: 76-character lines
+        (base64.encodebytes(DATA).replace(b"\n", b"\r\n"), "base64"),
+        (json.dumps({"fw": base64.encodebytes(DATA).decode()}).encode(), "base64"),  # "\n" escapes
+        (b'var a="' + b'"+\n"'.join(B64[i : i + 60] for i in range(0, len(B64), 60)) + b'";', "base64"),
+        ("".join(f"\\x{c:02x}" for c in DATA).encode(), "escaped_hex"),
+        ("".join(f"%{c:02X}" for c in DATA).encode(), "escaped_hex"),
+        (" ".join(f"{c:02x}" for c in DATA).encode(), "spaced_hex"),
+        (", ".join(f"0x{c:02x}" for c in DATA).encode(), "spaced_hex"),
+        (quopri.encodestring(DATA), "quoted_printable"),
+        (b"".join(binascii.b2a_uu(DATA[i : i + 45]) for i in range(0, len(DATA), 45)), "uuencode"),
+        (b"begin 644 x.bin\n" + b"".join(binascii.b2a_uu(DATA[i : i + 45]) for i in range(0, 450, 45)) + b"end\n", "uuencode"),
+        (base64.a85encode(DATA, adobe=True), "ascii85"),
+        (b"<p>see <img src='data:application/zip;base64," + base64.b64encode(backup_zip("a", "b")) + b"'>", "data_uri"),
+    ],
+)
+def test_every_encoding_of_a_file_is_found(text, kind):
+    hit = find_encoded(text, 256)
+    assert hit is not None and hit.kind == kind, hit
+    assert hit.length >= 256
+
+
+def test_a_file_split_over_many_short_values_is_found_in_their_concatenation():
+    parts = [B64[i : i + 100] for i in range(0, len(B64), 100)]
+    assert all(find_encoded(p, 256) is None for p in parts)
+    hit = find_encoded_split(parts, 256)
+    assert hit is not None and hit.kind == "base64"
+
+
+def test_decimal_byte_arrays_are_found():
+    text = ("[" + ",".join(str(c) for c in DATA) + "]").encode()
+    assert find_encoded(text, 256) is not None
+
+
+def test_under_the_threshold_nothing_counts():
+    assert find_encoded(B64[:200], 256) is None
+    assert find_encoded(B64[:3000], 4096) is None
+
+
+def test_strict_mode_counts_an_unbroken_run_whatever_its_entropy():
+    zeros = base64.b64encode(bytes(3000))  # "AAAA...": no information, but a file all the same
+    assert find_encoded(zeros, 256) is None
+    assert find_encoded(zeros, 256, strict=True) is not None
+
+
+def real_pages() -> list[bytes]:
+    """Text a printer EWS, a browser and the proxy's own pages really carry."""
+    from gateway.proxy.addons.banner import banner_html  # noqa: F401  (module text below)
+
+    texts = [p.read_bytes() for p in (ROOT / "gateway" / "proxy").glob("*.py")]
+    texts += [p.read_bytes() for p in (ROOT / "lab" / "ews").glob("*.py")]
+    texts.append((ROOT / "README.md").read_bytes())
+    for css in Path("/usr/share/cups/doc-root").glob("*.css"):
+        texts.append(css.read_bytes())
+    for html in list(Path("/usr/share/cups/doc-root").glob("**/*.html"))[:40]:
+        texts.append(html.read_bytes())
+    return texts
+
+
+BENIGN = [
+    # an address-book listing, a counters API, a settings form, minified JS, CSS sprites
+    json.dumps([{"name": f"Person {i}", "email": f"p{i}@example.com", "fax": f"+49 30 {i:06d}"} for i in range(300)]).encode(),
+    json.dumps({"counters": {f"tray{i}": i * 117 for i in range(200)}, "ids": [f"tray{i}" for i in range(400)]}).encode(),
+    b"&".join(b"opt%d=value%d" % (i, i) for i in range(500)),
+    b"!function(e,t){var n=[" + b",".join(b"'item%d'" % i for i in range(800)) + b"];e.init(n)}(window,document);",
+    b".icon{background:url(/img/sprite.png)}" * 200,
+    b"<table>" + b"".join(b"<tr><td width=20 height=10 colspan=2>%d</td></tr>" % i for i in range(2000)) + b"</table>",
+    b"sha256-" + b"0123456789abcdef" * 4 + b" csrf=" + b"a1B2" * 16,  # integrity hashes, tokens
+    ("<p>" + "東京都千代田区 プリンター設定 " * 300 + "</p>").encode(),
+    b"<img src='data:image/png;base64," + base64.b64encode(logo_png()) * 1 + b"'>",
+]
+
+
+@pytest.mark.parametrize("text", BENIGN + real_pages())
+def test_real_pages_and_forms_carry_no_encoded_file(text):
+    def harmless(data: bytes) -> bool:
+        return sniff.clean_image_kind(data) is not None
+
+    assert find_encoded(text, 4096, allow_data=harmless) is None
+
+
+@pytest.mark.parametrize("text", BENIGN[:4])
+def test_real_form_data_is_not_an_upload_either(text):
+    assert find_encoded(text, 256) is None
+
+
+def test_a_large_image_in_a_data_uri_is_an_image_not_a_file():
+    big_logo = base64.b64encode(logo_png()) * 1
+    page = b"<img src='data:image/png;base64," + big_logo + b"'>" + b"x" * 10
+    assert find_encoded(page, 64, allow_data=lambda d: sniff.clean_image_kind(d) is not None) is None
+    polyglot = base64.b64encode(logo_png() + backup_zip("a", "b"))
+    page = b"<img src='data:image/png;base64," + polyglot + b"'>"
+    hit = find_encoded(page, 256, allow_data=lambda d: sniff.clean_image_kind(d) is not None)
+    assert hit is not None and hit.kind == "data_uri"
+
+
+# --- sniffing -----------------------------------------------------------------------------
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+@pytest.mark.parametrize(
+    ("data", "clean"),
+    [
+        (logo_png(), "png"),
+        (logo_png() + backup_zip("a", "b"), None),  # PNG + ZIP polyglot
+        (logo_png()[:-12] + png_chunk(b"ziPp", backup_zip("a", "b")) + logo_png()[-12:], None),
+        (b"GIF89a\x01\x00\x01\x00\x00\x00\x00;", "gif"),
+        (b"GIF89a\x01\x00\x01\x00\x00\x00\x00;" + backup_zip("a", "b"), None),
+        (b"\xff\xd8\xff\xe0" + bytes(20) + b"\xff\xd9", "jpeg"),
+        (b"\xff\xd8\xff\xe0" + bytes(20) + b"\xff\xd9" + backup_zip("a", "b"), None),
+    ],
+)
+def test_an_image_is_clean_only_when_it_is_nothing_but_the_image(data, clean):
+    assert sniff.clean_image_kind(data) == clean
+
+
+def test_a_font_is_clean_only_when_its_own_header_accounts_for_every_byte():
+    header = struct.pack(">IHHHH", 0x00010000, 1, 16, 0, 0)
+    table = bytes(range(64))
+    ttf = header + struct.pack(">4sIII", b"glyf", 0, 28, len(table)) + table
+    assert sniff.clean_font_kind(ttf) == "ttf"
+    assert sniff.clean_font_kind(ttf + backup_zip("a", "b")) is None  # TTF + ZIP
+    woff = b"wOFF" + b"\x00\x01\x00\x00" + struct.pack(">I", 44) + bytes(32)
+    assert sniff.clean_font_kind(woff) == "woff"
+    assert sniff.clean_font_kind(woff + b"extra") is None
+
+
+@pytest.mark.parametrize(
+    ("data", "anywhere", "kind"),
+    [
+        (b"\n%!PS-Adobe-3.0\nshowpage", False, "postscript"),
+        (b"\r\n\x1b%-12345X@PJL\r\n", False, "pjl"),
+        (b"note: %PDF-1.7 inline", True, "pdf"),
+        (b"note: %PDF-1.7 inline", False, None),
+        (b"<p>The @PJL language is documented in the manual.</p>", False, None),
+        (b"-----BEGIN CERTIFICATE-----\nMIIB", False, "pem"),
+    ],
+)
+def test_jobs_and_documents_are_found_after_leading_text(data, anywhere, kind):
+    assert sniff.job_or_document_kind(data, anywhere=anywhere) == kind
+
+
+def test_short_magics_at_the_start_of_text_are_text():
+    assert sniff.transfer_kind(b"MZ-1234 second floor") is None
+    assert sniff.transfer_kind(b"MZ\x90\x00\x03\x00") == "exe"
+
+
+@pytest.mark.parametrize(
+    ("svg", "ok"),
+    [
+        (b"<svg xmlns='http://www.w3.org/2000/svg'><rect width='1' height='1'/></svg>", True),
+        (b"<?xml version='1.0'?>\n<svg xmlns='http://www.w3.org/2000/svg'><use href='#a'/></svg>", True),
+        (b"<svg><script>alert(1)</script></svg>", False),
+        (b"<svg onload='x()'></svg>", False),
+        (b"<svg><foreignObject><div/></foreignObject></svg>", False),
+        (b"<svg><a href='javascript:x()'>a</a></svg>", False),
+        (b"<!DOCTYPE svg [<!ENTITY x SYSTEM 'file:///etc/passwd'>]><svg>&x;</svg>", False),
+        (b"PK\x03\x04 not an svg", False),
+    ],
+)
+def test_svg_is_only_a_plain_image(svg, ok):
+    assert (svg_problem(svg) is None) is ok
