@@ -52,6 +52,11 @@ class GatewaySettings(BaseModel):
     firewall_netns: str | None = None  # nftables: manage the table in this network namespace
     session_ttl_seconds: int = 1800
     session_idle_seconds: int = 600
+    # user-supplied data a technician's browser may send towards a device (query, form fields,
+    # JSON/text bodies, script-set headers, new cookies, WebSocket frames); per-vendor overrides
+    # in gateway/proxy/vendor_endpoints.toml ([[profile]]); docs/transfer-blocking.md
+    dwa_request_budget_bytes: int = Field(default=32 * 1024, gt=0)
+    dwa_session_budget_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
     launch_token_ttl_seconds: int = 60
     agent_loss_grace_seconds: float = 10.0  # an agent offline this long loses its sessions
     relay_keepalive_seconds: float = 10.0  # a silently lost agent connection is dropped after ~3x this

@@ -37,6 +37,7 @@ from gateway.firewall.base import Firewall
 from gateway.firewall.inprocess import InProcessFirewall
 from gateway.firewall.nftables import NftablesFirewall
 from gateway.firewall.reconcile import reconcile_with_sessions
+from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.public_tls import ensure_own_ca
 from gateway.proxy.routes import RouteTable
 from gateway.proxy.server import DwaProxy
@@ -116,20 +117,21 @@ class Cloud(Service):
         self.routes = RouteTable(launch_token_ttl_s=gw.launch_token_ttl_seconds)
         self.proxy: DwaProxy | ProxyWorkerPool
         tls = self._proxy_tls()
+        limits = ProxyLimits(request_budget=gw.dwa_request_budget_bytes, session_budget=gw.dwa_session_budget_bytes)
         if gw.proxy_workers > 1:  # one mitmproxy process per core
             self.proxy = ProxyWorkerPool(
                 gw.proxy_host, gw.proxy_port, workers=gw.proxy_workers,
                 database_url=self.settings.database_url, dwa_domain=gw.dwa_domain,
                 routes=self.routes, on_end_request=self._end_from_browser,
                 on_session_timeout=self._end_on_timeout, on_extend_request=self._extend_from_browser,
-                launch_token_ttl_s=gw.launch_token_ttl_seconds, **tls,
+                launch_token_ttl_s=gw.launch_token_ttl_seconds, limits=limits, **tls,
             )
         else:
             self.proxy = DwaProxy(
                 gw.proxy_host, gw.proxy_port, dwa_domain=gw.dwa_domain, routes=self.routes,
                 audit=self.audit, on_end_request=self._end_from_browser,
                 on_session_timeout=self._end_on_timeout, on_extend_request=self._extend_from_browser,
-                **tls,
+                limits=limits, **tls,
             )
         await self._stack.enter_async_context(self.proxy)
 
