@@ -12,6 +12,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from printgate.cli.demo_system import DemoSystem
 from printgate.cli.until_stopped import until_stopped
@@ -19,7 +20,7 @@ from printgate.settings import Settings
 
 
 class PinnedDemo(DemoSystem):
-    def __init__(self, base_dir: Path, ports: dict[str, int]) -> None:
+    def __init__(self, base_dir: Path, ports: dict[str, Any]) -> None:
         super().__init__(base_dir, log_level="warning", with_agent=False)
         self._ports = ports
 
@@ -27,13 +28,14 @@ class PinnedDemo(DemoSystem):
         s = super()._settings()
         p = self._ports
         portal = s.portal.model_copy(update={"port": p["portal"], "public_url": f"http://127.0.0.1:{p['portal']}"})
-        gateway = s.gateway.model_copy(update={k: p[k] for k in ("relay_port", "proxy_port", "grpc_port",
-                                                                    "enrol_port")}
-                                       | {"agent_loss_grace_seconds": 60.0})
+        update: dict[str, object] = {k: p[k] for k in ("relay_port", "proxy_port", "grpc_port", "enrol_port")}
+        if "grpc_host" in p:  # e.g. the address of a network namespace the test made
+            update |= {"grpc_host": p["grpc_host"], "relay_host": p["grpc_host"]}
+        gateway = s.gateway.model_copy(update=update | {"agent_loss_grace_seconds": 60.0})
         return s.model_copy(update={"portal": portal, "gateway": gateway})
 
 
-async def main(base: Path, ports: dict[str, int], open_ip: str | None) -> None:
+async def main(base: Path, ports: dict[str, Any], open_ip: str | None) -> None:
     async with PinnedDemo(base, ports) as system:
         ca = base / "gateway-ca.pem"
         ca.write_bytes(system.cloud.ca.cert_pem)
