@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -56,6 +57,15 @@ def recording_path(name: str) -> Path:
     return path
 
 
+_ERROR_VARIATION = re.compile(r"^\d+(?:\.\d+)+\|\d+x?:error\|[A-Za-z=,]+$")
+
+
+def is_error_variation(line: str) -> bool:
+    """A line of snmpsim's ``error`` variation module (``OID|TAG:error|op=any,status=genError``):
+    the simulated agent answers requests touching that object with that error status."""
+    return bool(_ERROR_VARIATION.match(line.strip()))
+
+
 def write_servable(src: Path, dst: Path) -> int:
     """Copy a recording, dropping lines snmpsim cannot serve; returns how many.
 
@@ -68,7 +78,7 @@ def write_servable(src: Path, dst: Path) -> int:
     from lab.snmprec import parse_line
 
     for line in src.read_text(errors="replace").splitlines():
-        if line and parse_line(line) is not None:
+        if line and (parse_line(line) is not None or is_error_variation(line)):
             kept.append(line)
         elif line:
             dropped += 1

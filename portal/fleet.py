@@ -11,7 +11,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +30,7 @@ from portal.fleet_models import (
 from portal.pages import render, see_other
 from printgate.domain import FleetDevice, Outcome, Reading, ReadingKind, Role, SupplyState, User
 from printgate.errors import AgentUnavailable
+from printgate.fleet_alerts import SupplyThresholds
 from printgate.interfaces import AgentCommands
 from printgate.store.agent_health import drops_at
 from printgate.store.db import Database
@@ -43,6 +44,7 @@ from printgate.store.fleet import (
     fleet_sites,
     open_alerts,
 )
+from printgate.store.readings_state import set_thresholds_of_tenant, thresholds_of_tenant
 
 FLEET_ROLES = (Role.DEALER_ADMIN, Role.TECHNICIAN, Role.VIEWER, Role.CUSTOMER_ADMIN)
 FORECAST_WINDOW = timedelta(days=90)
@@ -155,9 +157,33 @@ def fleet_router(db: Database, commands: AgentCommands | None = None) -> APIRout
         async with db.session() as s:
             devices = [FleetDevicePublic.of(f) for f in await fleet_devices(s, scope)]
             sites = await fleet_sites(s, scope)
+            thresholds, own = (await thresholds_of_tenant(s, login.user.dealer_id) if login.user.dealer_id
+                               else (SupplyThresholds(), False))
         may_rescan = commands is not None and bool(set(RESCAN_ROLES) & login.user.roles)
         return render(state, request, "fleet.html", login=login, devices=devices, sites=sites,
-                      may_rescan=may_rescan, notice=RESCAN_NOTICES.get(rescan, ""))
+                      may_rescan=may_rescan, notice=RESCAN_NOTICES.get(rescan, ""), thresholds=thresholds,
+                      own_thresholds=own, may_set_thresholds=Role.DEALER_ADMIN in login.user.roles)
+
+    @router.post("/fleet/thresholds", include_in_schema=False, dependencies=[may_view])
+    async def set_thresholds(request: Request, state: State, login: CurrentLogin, _csrf: CsrfChecked,
+                             warning_percent: Annotated[int, Form()], critical_percent: Annotated[int, Form()],
+                             ) -> Response:
+        """A dealer administrator sets the dealer's supply alert thresholds (audited)."""
+        dealer = login.user.dealer_id
+        if Role.DEALER_ADMIN not in login.user.roles or not dealer:
+            raise HTTPException(403, "only a dealer administrator may change the supply thresholds")
+        try:
+            wanted = SupplyThresholds(warning_percent, critical_percent)
+        except ValueError as exc:
+            raise HTTPException(422, f"{exc}: e.g. warning 15, critical 5") from exc
+        async with db.transaction() as s:
+            before, _ = await thresholds_of_tenant(s, dealer)
+            await set_thresholds_of_tenant(s, dealer, wanted, by=login.user.email, now=state.clock())
+        await state.record("config.changed", request=request, user=login.user,
+                           details={"setting": "fleet.supply_thresholds",
+                                    "before": [before.warning_percent, before.critical_percent],
+                                    "after": [wanted.warning_percent, wanted.critical_percent]})
+        return see_other("/fleet")
 
     @router.post("/fleet/agents/{agent_id}/rescan", include_in_schema=False, dependencies=[may_view])
     async def rescan_site(request: Request, state: State, login: CurrentLogin, _csrf: CsrfChecked,

@@ -55,6 +55,26 @@ def _newer(current: datetime | None, taken_at: datetime) -> bool:
     return current is None or taken_at >= current
 
 
+async def thresholds_of_tenant(s: AsyncSession, tenant_id: str) -> tuple[SupplyThresholds, bool]:
+    """A dealer's supply thresholds and whether it set them (False: the defaults)."""
+    row = await s.get(SupplyThresholdRow, tenant_id)
+    if row is None:
+        return SupplyThresholds(), False
+    return SupplyThresholds(row.warning_percent, row.critical_percent), True
+
+
+async def set_thresholds_of_tenant(
+    s: AsyncSession, tenant_id: str, thresholds: SupplyThresholds, *, by: str, now: datetime
+) -> None:
+    row = await s.get(SupplyThresholdRow, tenant_id)
+    if row is None:
+        row = SupplyThresholdRow(tenant_id=tenant_id)
+        s.add(row)
+    row.warning_percent, row.critical_percent = thresholds.warning_percent, thresholds.critical_percent
+    row.updated_at, row.updated_by = now, by[:320]
+    await s.flush()
+
+
 async def thresholds_of_device(s: AsyncSession, device_id: str) -> SupplyThresholds:
     """The supply thresholds of the dealer owning the device (the defaults when it set none)."""
     row = (await s.execute(

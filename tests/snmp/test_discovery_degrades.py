@@ -52,6 +52,8 @@ def both(*mutations: Mutation) -> Mutation:
 
 
 HR_DEVICE_ID = "1.3.6.1.2.1.25.3.2.1.4"
+HP_DEVICE_ID = "1.3.6.1.4.1.11.2.3.9.1.1.7.0"
+GEN_ERR = "{tag}:error|op=any,status=genError"  # snmpsim's error variation: the request answers genErr
 IF_MTU = "1.3.6.1.2.1.2.2.1.4"
 
 CASES: dict[str, tuple[str, Mutation]] = {
@@ -69,6 +71,11 @@ CASES: dict[str, tuple[str, Mutation]] = {
     "127.0.21.16": ("linux", add("1.3.6.1.2.1.88.1.1.1.0|6|0")),
     # everything at once on an HP without sysName/sysLocation
     "127.0.21.17": ("jetdirect_m880", both(drop(oids.SYS_NAME, oids.SYS_LOCATION), set_value(HR_DEVICE_ID, UNENCODABLE))),
+    # an agent that answers genErr for a Host-Resources object (a v2c error, not silence)
+    "127.0.21.18": ("brother_hl5370dw", set_value(HR_DEVICE_ID, GEN_ERR.format(tag=6))),
+    # an agent that answers genErr for HP's device-ID object: the vendor serial next to it is still read
+    "127.0.21.19": ("ricoh_mpc3002", both(drop(oids.PRT_GENERAL_SERIAL),
+                                          add(f"{HP_DEVICE_ID}|{GEN_ERR.format(tag=4)}"))),
 }
 
 
@@ -93,7 +100,7 @@ async def lab(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SnmpLab
 
 async def sweep(lab: SnmpLab, ips: list[str], cred: SnmpCredential) -> dict[str, DiscoveryResult]:
     results = await discover(ips, port=lab.port, credentials=[cred],
-                             limits=DiscoveryLimits(timeout=0.5, retries=0))
+                             limits=DiscoveryLimits(timeout=1.0, retries=0))
     return {r.ip: r for r in results}
 
 
