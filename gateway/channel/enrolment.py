@@ -135,11 +135,15 @@ class Enroller:
                 await store.ensure_agent(s, agent_id, site_id, name=request.hostname[:200] or agent_id)
                 await store.record_certificate(s, issued.record)
         except (TokenInvalid, CsrRejected) as exc:
-            await self._audit.append(AuditEventIn(
-                type="agent.enrolment", outcome=Outcome.DENIED, actor="agent:unenrolled",
-                source_ip=source_ip, details={"reason": exc.code, "hostname": request.hostname[:200]},
-            ))
-            log.warning("agent.enrolment_refused", reason=exc.code, source=source_ip)
+            if self._denials is not None:  # aggregated: guessing from many addresses cannot flood the trail
+                self._denials.count(reason=exc.code, source_ip=source, method="Enrolment/Enroll")
+            else:
+                await self._audit.append(AuditEventIn(
+                    type="agent.enrolment", outcome=Outcome.DENIED, actor="agent:unenrolled",
+                    source_ip=source_ip, details={"reason": exc.code, "hostname": request.hostname[:200]},
+                ))
+            log.warning("agent.enrolment_refused", reason=exc.code, source=source_ip,
+                        hostname=request.hostname[:200])
             self._throttle.failed(token_id=token_id, source=source)
             raise
         await self._audit.append(AuditEventIn(
