@@ -6,7 +6,8 @@ consistency proof between two of them, and ``POST
 /audit/checkpoints/{n}/cosignatures`` takes a witness's cosignature: it is
 stored only if it is valid under the key it names and cosigns exactly the
 checkpoint this gateway signed; storing it is audited
-(``audit.witness.cosigned``).
+(``audit.witness.cosigned``) in the request's own transaction (``DbSession``:
+on SQLite a second writing transaction would wait for the request's lock).
 
 Callers are auditors: a browser session, or an API token with the
 ``audit:witness`` scope (a dedicated witness token, which cannot read
@@ -28,6 +29,7 @@ from audit.checkpoint import Checkpoint
 from audit.cosignature import Cosignature, WitnessVerifier
 from audit.log import AuditLog
 from audit.proofs import consistency_proof
+from portal.deps import DbSession
 from printgate.domain import AuditEventIn, User
 from printgate.errors import ConfigError, NotFound
 from printgate.store import audit as store
@@ -82,7 +84,7 @@ def witness_router(db: Database, audit_log: AuditLog, current_user_dependency: C
             raise HTTPException(404, str(exc)) from exc
 
     @router.post("/checkpoints/{tree_size}/cosignatures", status_code=201)
-    async def add_cosignature(tree_size: int, body: dict[str, Any], request: Request,
+    async def add_cosignature(tree_size: int, body: dict[str, Any], request: Request, s: DbSession,
                               user: User = caller) -> JSONResponse:
         try:
             cosig = Cosignature.from_json(body)
@@ -98,21 +100,20 @@ def witness_router(db: Database, audit_log: AuditLog, current_user_dependency: C
         if row is None or _checkpoint(row) != cosig.checkpoint:
             raise HTTPException(409, f"the cosigned checkpoint {tree_size} is not the one this gateway signed")
         cp = cosig.checkpoint
-        async with db.transaction() as s:
-            stored = await store.insert_cosignature(s, {
-                "witness": cosig.witness, "tree_size": cp.tree_size,
-                "witness_public_key": cosig.witness_public_key, "cosigned_at": cosig.cosigned_at,
-                "signature": cosig.signature, "root": cp.root, "head": cp.head, "checkpoint_at": cp.at,
-                "key_id": cp.key_id, "checkpoint_signature": cp.signature, "received_at": datetime.now(UTC),
-            })
-            if stored:
-                await audit_log.append_in(s, [AuditEventIn(
-                    type=event_types.AUDIT_WITNESS_COSIGNED, actor=user.email,
-                    source_ip=request.client.host if request.client else None,
-                    dealer_id=user.dealer_id, customer_id=user.customer_id,
-                    details={"witness": cosig.witness, "tree_size": cp.tree_size, "root": cp.root,
-                             "cosigned_at": cosig.cosigned_at},
-                )])
+        stored = await store.insert_cosignature(s, {
+            "witness": cosig.witness, "tree_size": cp.tree_size,
+            "witness_public_key": cosig.witness_public_key, "cosigned_at": cosig.cosigned_at,
+            "signature": cosig.signature, "root": cp.root, "head": cp.head, "checkpoint_at": cp.at,
+            "key_id": cp.key_id, "checkpoint_signature": cp.signature, "received_at": datetime.now(UTC),
+        })
+        if stored:
+            await audit_log.append_in(s, [AuditEventIn(
+                type=event_types.AUDIT_WITNESS_COSIGNED, actor=user.email,
+                source_ip=request.client.host if request.client else None,
+                dealer_id=user.dealer_id, customer_id=user.customer_id,
+                details={"witness": cosig.witness, "tree_size": cp.tree_size, "root": cp.root,
+                         "cosigned_at": cosig.cosigned_at},
+            )])
         return JSONResponse({"stored": stored, "witness": cosig.witness, "tree_size": cp.tree_size},
                             status_code=201 if stored else 200)
 
