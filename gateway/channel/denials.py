@@ -3,7 +3,8 @@
 An agent (or a stolen certificate) hammering the channel with calls that are
 refused must not be able to flood the audit trail: each refusal is counted
 here, and every ``window_s`` one ``agent.rpc.denied`` (or ``agent.mqtt.ignored``)
-record per key is appended with ``count``, ``window_start`` and ``window_end``.
+record per key is appended with ``count``, ``window_start`` and ``window_end`` (the
+source addresses seen, at most ten, go to ``source_ip`` and the personal fields).
 The number of keys per window is bounded; beyond it refusals are counted under
 one overflow key, so memory and audit volume stay bounded under a spray of
 sources too. ``aclose()`` writes what is still counted.
@@ -77,12 +78,14 @@ class DenialTally(Service):
         counts, self._counts = self._counts, {}
         end = _iso(self._clock())
         for (event_type, actor, reason), c in counts.items():
+            sources = sorted(c.sources)  # addresses are identifying: personal fields, not details
             await self._audit.append(AuditEventIn(
                 type=event_type, outcome=Outcome.DENIED, actor=None if actor == "*" else actor,
-                source_ip=next(iter(c.sources)) if len(c.sources) == 1 else None,
+                source_ip=sources[0] if sources else None,
                 details={"reason": reason, "count": c.count, "window_start": _iso(c.first_at),
                          "agent_id": actor.removeprefix("agent:") if actor.startswith("agent:") else None,
-                         "window_end": end, "methods": sorted(c.methods), "sources": sorted(c.sources)},
+                         "window_end": end, "methods": sorted(c.methods), "addresses": len(sources)},
+                personal={"other_sources": ", ".join(sources[1:])} if len(sources) > 1 else {},
             ))
         return len(counts)
 
