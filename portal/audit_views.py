@@ -33,7 +33,7 @@ from portal.audit_form import AuditForm, api_query
 from portal.audit_witness_api import token_scope_check, witness_router
 from portal.deps import login_of
 from portal.pages import render
-from portal.state import TEMPLATES, Login
+from portal.state import PENDING_AUDIT, TEMPLATES, Login
 from printgate.domain import AuditEventIn, AuditRecord, Outcome, User
 from printgate.errors import AccessDenied
 from printgate.store import identity as tenants_repo
@@ -109,7 +109,7 @@ def audit_router(db: Database, audit_log: AuditLog, current_user_dependency: Cal
             raise HTTPException(status_code=403, detail=exc.message) from exc
 
     async def downloaded(request: Request, user: User, f: AuditFilter, fmt: str, count: int) -> None:
-        await audit_log.append(AuditEventIn(
+        event = AuditEventIn(
             type="audit.export.downloaded", actor=user.email,
             source_ip=request.client.host if request.client else None,
             dealer_id=f.dealer_id or user.dealer_id, customer_id=f.customer_id,
@@ -118,7 +118,12 @@ def audit_router(db: Database, audit_log: AuditLog, current_user_dependency: Cal
                 "until": f.until.isoformat() if f.until else None,
                 "device_id": f.device_id, "session_id": f.session_id, "types": list(f.types),
                 "outcome": f.outcome, "actor_filter": f.actor is not None}},
-        ))
+        )
+        pending = PENDING_AUDIT.get()
+        if pending is None:
+            await audit_log.append(event)
+        else:  # the request's transaction is open (and may hold SQLite's write lock): append after it
+            pending.append(lambda: audit_log.append(event))
 
     @router.get("/events", response_model=AuditPage)
     async def list_events(user: User = auditor, wanted: AuditFilter = wanted_filter) -> AuditPage:

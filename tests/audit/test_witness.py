@@ -332,6 +332,7 @@ async def test_the_witness_api_is_scoped_and_stores_only_genuine_cosignatures(
         assert (await c.get("/audit/checkpoints/latest")).status_code == 401
         assert (await c.get("/audit/events", headers=auth(wtoken))).status_code == 403  # a witness reads no events
         assert (await c.get("/audit/events", headers=auth(reader))).status_code == 200
+        assert (await c.get("/audit/events.csv", headers=auth(reader))).status_code == 200  # audited download
         cp = (await c.get("/audit/checkpoints/latest", headers=auth(wtoken))).json()
         from audit.checkpoint import Checkpoint
 
