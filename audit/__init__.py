@@ -14,6 +14,10 @@ Public interface:
   ``audit.retention.prune``, ``audit.pseudonymise.erase_subject``,
   ``audit.query.search / scope_for``, ``audit.proofs``, ``audit.event_types``.
 
+* ``audit.pseudonymise.erase`` (GDPR: values, the person's account, purge);
+  ``audit.cosignature`` and ``audit.witness`` (a customer's witness that
+  cosigns checkpoints; ``verify_items(..., witnesses=...)`` honours them).
+
 Formats: ``audit.chain`` (entry schema and hashing), ``audit.canonical``
 (RFC 8785), ``audit.merkle`` (RFC 6962/9162), ``audit.checkpoint`` (signed
 tree heads), ``audit.stream`` (export lines).
