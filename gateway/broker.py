@@ -284,6 +284,26 @@ class DwaBroker(Service):
         await self._audit_step(extended, "dwa.session.extended", {"expires_at": new_end.isoformat()})
         return new_end
 
+    async def rejoin_session(self, user_id: str, device_id: DeviceId, *, source_ip: str) -> str | None:
+        """A new one-time launch link into ``user_id``'s own live session on ``device_id`` (same
+        session, tunnel and end time), e.g. after its tab was closed; only from the address it was
+        opened from (the firewall exception is for that address). None when there is none or the
+        address differs (audited)."""
+        now = datetime.now(UTC)
+        mine = [entry for entry in self._live.values()
+                if entry[0].user_id == user_id and entry[0].device_id == device_id
+                and entry[0].state is DwaState.ACTIVE and entry[0].is_live(now)]
+        if not mine:
+            return None
+        session, _user, opened_from = mine[0]
+        if source_ip != opened_from:
+            await self._audit_step(session, "dwa.session.rejoin_refused",
+                                   {"source_ip": source_ip, "reason": "not the address the session was opened from"})
+            return None
+        token = self._routes.issue_launch_token(session.id)
+        await self._audit_step(session, "dwa.session.rejoined", {"source_ip": source_ip})
+        return self._proxy.launch_url(session.id, token)
+
     async def close_session(self, session_id: SessionId, *, reason: str, actor: str) -> None:
         async with self._lock:
             entry = self._live.pop(session_id, None)

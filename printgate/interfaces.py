@@ -41,6 +41,11 @@ class SessionBroker(Protocol):
 
     async def get_session(self, session_id: SessionId) -> DwaSession | None: ...
 
+    async def rejoin_session(self, user_id: str, device_id: DeviceId, *, source_ip: str) -> str | None:
+        """A new launch link into the user's own live session on the device (None: there is
+        none, or the request comes from another address than the session's)."""
+        ...
+
 
 class AgentCommands(Protocol):
     """Commands the portal asks the gateway to sign and send to a site's agent."""

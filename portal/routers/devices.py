@@ -9,24 +9,46 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import Response
 
 from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
+from portal.device_list import (
+    ALERT_CHOICES,
+    GROUPINGS,
+    STATUS_CHOICES,
+    DeviceFilter,
+    customer_choices,
+    device_groups,
+    site_choices,
+)
 from portal.pages import landing_page, render, see_other
 from portal.state import client_ip
 from printgate.domain import DeviceId, Role
 from printgate.interfaces import SessionLaunch
 from printgate.store import devices as devices_repo
 from printgate.store import identity as repo
-from printgate.store.devices import dealer_of_device, get_device, list_devices_of_dealer
+from printgate.store.devices import dealer_of_device, get_device
+from printgate.store.fleet import TenantScope, fleet_devices
 from printgate.store.models.identity import ApprovalRow
+from printgate.store.session_history import sessions_of_user
 
 router = APIRouter(tags=["devices"])
 
 
 @router.get("/devices")
-async def devices_page(request: Request, state: State, s: DbSession, login: CurrentLogin) -> Response:
+async def devices_page(request: Request, state: State, s: DbSession, login: CurrentLogin, q: str = "",
+                       customer: str = "", site: str = "", status: str = "", alert: str = "",
+                       group: str = "customer") -> Response:
+    """The dealer's devices: search, filters, grouping, status, alerts, lowest supply; the
+    user's own live sessions are marked (Open web page rejoins them)."""
     if (home := landing_page(login.user)) != "/devices":
         return see_other(home)  # e.g. an auditor right after signing in
-    rows = await list_devices_of_dealer(s, login.user.dealer_id) if login.user.dealer_id else []
-    return render(state, request, "devices.html", login=login, devices=rows)
+    dealer = login.user.dealer_id
+    devices = await fleet_devices(s, TenantScope(dealer_id=dealer)) if dealer else []
+    flt = DeviceFilter.of(q, customer, site, status, alert, group)
+    now = state.clock()
+    live = {line.device_id: line for line in await sessions_of_user(s, login.user.id, limit=20)
+            if line.is_live(now)}
+    return render(state, request, "devices.html", login=login, groups=device_groups(devices, flt), flt=flt,
+                  total=len(devices), customers=customer_choices(devices), sites=site_choices(devices),
+                  statuses=STATUS_CHOICES, alerts=ALERT_CHOICES, groupings=GROUPINGS, live=live, now=now)
 
 
 @router.post("/devices/{device_id}/open")
@@ -34,6 +56,10 @@ async def open_device(request: Request, state: State, s: DbSession, login: Curre
                       _csrf: CsrfChecked, device_id: str) -> Response:
     now = state.clock()
     ip = client_ip(request)
+    # the user's own live session on this device (e.g. its tab was closed): rejoin it
+    url = await state.broker.rejoin_session(login.user.id, DeviceId(device_id), source_ip=ip)
+    if url is not None:
+        return see_other(url)
     result = await state.broker.open_session(
         login.user, DeviceId(device_id), source_ip=ip, mfa_age_seconds=login.mfa_age_seconds(now),
     )

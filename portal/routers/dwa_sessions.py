@@ -11,6 +11,7 @@ from portal.pages import render, see_other
 from portal.state import PortalState
 from printgate.domain import SessionId
 from printgate.store import identity as repo
+from printgate.store.session_history import sessions_of_user
 
 router = APIRouter(tags=["dwa-sessions"])
 
@@ -30,13 +31,11 @@ async def end_all_of(state: PortalState, s: AsyncSession, user_id: str, *, reaso
 
 @router.get("/sessions")
 async def my_sessions(request: Request, state: State, s: DbSession, login: CurrentLogin) -> Response:
+    """Live sessions (time left, rejoin, end) and the history, by device and customer name."""
     now = state.clock()
-    sessions = []
-    for sid in await repo.live_dwa_session_ids_of_user(s, login.user.id):
-        session = await state.broker.get_session(SessionId(sid))
-        if session is not None and session.is_live(now):
-            sessions.append(session)
-    return render(state, request, "sessions.html", login=login, sessions=sessions, now=now)
+    lines = await sessions_of_user(s, login.user.id, limit=50)
+    return render(state, request, "sessions.html", login=login, now=now,
+                  live=[x for x in lines if x.is_live(now)], history=[x for x in lines if not x.is_live(now)])
 
 
 @router.post("/sessions/{session_id}/end")

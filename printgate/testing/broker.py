@@ -29,6 +29,7 @@ from printgate.interfaces import AuditSink, SessionLaunch, SessionRefused
 from printgate.store import identity as repo
 from printgate.store.db import Database
 from printgate.store.devices import get_device
+from printgate.store.session_history import live_session_on_device
 from printgate.store.sessions import load_session, save_session
 from printgate.store.tenants import get_agent, tenant_of_site
 
@@ -86,3 +87,8 @@ class PolicyBroker:
     async def get_session(self, session_id: SessionId) -> DwaSession | None:
         async with self.db.session() as s:
             return await load_session(s, session_id)
+
+    async def rejoin_session(self, user_id: str, device_id: DeviceId, *, source_ip: str) -> str | None:
+        async with self.db.session() as s:
+            sid = await live_session_on_device(s, user_id, device_id, self.clock())
+        return f"{self.launch_base}/sessions?launched={sid}&rejoined=1" if sid else None

@@ -43,11 +43,14 @@ async def test_customer_admin_approval_opens_a_refused_technicians_session(
                         customer_id=CustomerId(DEMO_CUSTOMER.id)),
                 password_hash=hash_password(ADMIN_PASSWORD),
             )
-        tech = await (await browser.new_context()).new_page()
+        tech_context = await browser.new_context()
+        tech = await tech_context.new_page()
         user = system.demo_user
         await _sign_in(tech, system.portal_url, user.email, user.password, user.totp_secret)
         row = tech.locator("tr", has_text=re.compile(re.escape(PRINTER.ip) + r"(?!\d)"))
-        await row.get_by_role("button", name="Open web page").click()
+        async with tech_context.expect_page() as opened:  # the web page opens in a new tab
+            await row.get_by_role("button", name="Open web page").click()
+        tech = await opened.value
         await tech.wait_for_selector("#reasons")
         reasons = " ".join(await tech.locator("#reasons li").all_inner_texts())
         assert "customer.approval_required" in reasons
@@ -65,7 +68,9 @@ async def test_customer_admin_approval_opens_a_refused_technicians_session(
 
         await tech.goto(system.portal_url + "/devices")
         row = tech.locator("tr", has_text=re.compile(re.escape(PRINTER.ip) + r"(?!\d)"))
-        await row.get_by_role("button", name="Open web page").click()
+        async with tech_context.expect_page() as opened:
+            await row.get_by_role("button", name="Open web page").click()
+        tech = await opened.value
         await tech.wait_for_url(re.compile(r"^http://s-[0-9a-f]+\.dwa\.localhost:\d+/"), timeout=30_000)
         await expect(tech.locator("body")).to_contain_text(PRINTER.name)
 

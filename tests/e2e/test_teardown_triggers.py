@@ -43,7 +43,9 @@ async def test_signing_out_of_the_portal_ends_the_users_dwa_sessions(
     await page.fill("input[name=code]", pyotp.TOTP(user.totp_secret).now())
     await page.get_by_role("button", name="Verify").click()
     row = page.locator("tr", has_text=re.compile(re.escape(PRINTER.ip) + r"(?!\d)"))
-    await row.get_by_role("button", name="Open web page").click()
+    async with context.expect_page() as opened:  # the web page opens in a new tab
+        await row.get_by_role("button", name="Open web page").click()
+    page = await opened.value
     await page.wait_for_url(re.compile(r"^http://s-[0-9a-f]+\.dwa\.localhost:\d+/"), timeout=30_000)
     await expect(page.locator("body")).to_contain_text(PRINTER.name)
     session_origin = page.url.split("/", 3)[:3]

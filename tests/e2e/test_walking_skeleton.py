@@ -34,7 +34,9 @@ async def test_technician_opens_printer_page_through_tunnel_and_closes_it(
     page = await context.new_page()
     await _sign_in(page, system)
     row = page.locator("tr", has_text=re.compile(re.escape(PRINTER.ip) + r"(?!\d)"))
-    await row.get_by_role("button", name="Open web page").click()
+    async with context.expect_page() as opened:  # the web page opens in a new tab
+        await row.get_by_role("button", name="Open web page").click()
+    page = await opened.value
 
     await page.wait_for_url(re.compile(r"^http://s-[0-9a-f]+\.dwa\.localhost:\d+/"), timeout=30_000)
     session_origin = re.match(r"^(http://s-[0-9a-f]+\.dwa\.localhost:\d+)", page.url)

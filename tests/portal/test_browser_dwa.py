@@ -50,10 +50,12 @@ async def test_refused_technician_sees_reasons_admin_approves_and_session_opens(
     tctx = await browser.new_context()
     actx = await browser.new_context()
     try:
-        page = await tctx.new_page()
-        await sign_in(page, portal, tech.email, secret)
-        row = page.locator("tr", has_text="Finance MFP")
-        await row.get_by_role("button", name="Open web page").click()
+        devices = await tctx.new_page()
+        await sign_in(devices, portal, tech.email, secret)
+        row = devices.locator("tr", has_text="Finance MFP")
+        async with tctx.expect_page() as opened:  # the web page opens in a new tab
+            await row.get_by_role("button", name="Open web page").click()
+        page = await opened.value
         await page.wait_for_selector("#reasons")
         reasons = page.locator("#reasons li")
         text = " ".join(await reasons.all_inner_texts())
@@ -74,14 +76,18 @@ async def test_refused_technician_sees_reasons_admin_approves_and_session_opens(
         assert "approved" in await apage.locator("tr", has_text="toner error E-42").locator("td.state").inner_text()
 
         await page.goto(f"{portal.url}/devices")
-        await page.locator("tr", has_text="Finance MFP").get_by_role("button", name="Open web page").click()
+        async with tctx.expect_page() as opened:
+            await page.locator("tr", has_text="Finance MFP").get_by_role("button", name="Open web page").click()
+        page = await opened.value
         await page.wait_for_url("**/sessions?launched=*")
-        assert await page.locator("tr[data-session-id]").count() == 1
-        assert "dev-c-appr" in await page.locator("tr[data-session-id]").inner_text()
-        # the technician ends it
-        await page.get_by_role("button", name="End").click()
+        live = page.locator("#live-sessions tr[data-session-id]")
+        assert await live.count() == 1
+        assert "Finance MFP" in await live.inner_text()
+        # the technician ends it; it moves to the history with how it ended
+        await page.get_by_role("button", name="End the session").click()
         await page.wait_for_url("**/sessions")
-        assert await page.locator("tr[data-session-id]").count() == 0
+        assert await page.locator("#live-sessions tr[data-session-id]").count() == 0
+        assert "ended by user" in await page.locator("#session-history tr[data-session-id]").first.inner_text()
     finally:
         await tctx.close()
         await actx.close()
@@ -96,9 +102,11 @@ async def test_device_of_another_dealer_or_never_customer_is_refused_with_reason
     tech, secret = await create_user(portal.db, Role.TECHNICIAN)
     ctx = await browser.new_context()
     try:
-        page = await ctx.new_page()
-        await sign_in(page, portal, tech.email, secret)
-        await page.locator("tr", has_text="Lab plotter").get_by_role("button", name="Open web page").click()
+        devices = await ctx.new_page()
+        await sign_in(devices, portal, tech.email, secret)
+        async with ctx.expect_page() as opened:
+            await devices.locator("tr", has_text="Lab plotter").get_by_role("button", name="Open web page").click()
+        page = await opened.value
         await page.wait_for_selector("#reasons")
         assert await page.locator("#reasons li[data-code='customer.remote_access_never']").count() == 1
         # a guessed id of another dealer's device, posted with a valid CSRF token

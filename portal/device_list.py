@@ -1,0 +1,126 @@
+"""The technician's device list: search, filters (customer, site, status, alerts) and grouping
+over the fleet's devices with their status, alerts and lowest supply. Pure: the router loads
+the devices, this module only selects and arranges them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from portal.fleet_models import level_text
+from portal.fleet_status import StatusWords, status_of
+from printgate.domain import FleetDevice
+
+Grouping = Literal["customer", "site", "none"]
+STATUS_CHOICES = {"ok": "OK", "warning": "Warning", "error": "Error", "unknown": "Unknown / offline"}
+ALERT_CHOICES = {"open": "with open alerts", "none": "without alerts"}
+GROUPINGS: dict[str, str] = {"customer": "Customer", "site": "Customer and site", "none": "No grouping"}
+LOW_SUPPLY_PERCENT = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFilter:
+    """What the filter form asks for (unknown values are ignored, never an error)."""
+
+    q: str = ""
+    customer: str = ""
+    site: str = ""
+    status: str = ""
+    alert: str = ""
+    group: Grouping = "customer"
+
+    @classmethod
+    def of(cls, q: str = "", customer: str = "", site: str = "", status: str = "", alert: str = "",
+           group: str = "customer") -> DeviceFilter:
+        return cls(q=q.strip()[:100], customer=customer, site=site,
+                   status=status if status in STATUS_CHOICES else "",
+                   alert=alert if alert in ALERT_CHOICES else "",
+                   group=group if group in ("customer", "site", "none") else "customer")  # type: ignore[arg-type]
+
+    @property
+    def active(self) -> bool:
+        return bool(self.q or self.customer or self.site or self.status or self.alert)
+
+    def matches(self, entry: DeviceEntry) -> bool:
+        f = entry.fleet
+        if self.customer and f.customer_id != self.customer:
+            return False
+        if self.site and f.device.site_id != self.site:
+            return False
+        if self.status and entry.status.level != self.status:
+            return False
+        if (self.alert == "open" and not f.open_alerts) or (self.alert == "none" and f.open_alerts):
+            return False
+        if self.q:
+            words = self.q.lower().split()
+            return all(any(w in field for field in entry.search_text) for w in words)
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEntry:
+    fleet: FleetDevice
+    status: StatusWords
+    supply: str | None  # "Black toner: 12 %"
+    supply_low: bool
+
+    @classmethod
+    def of(cls, f: FleetDevice) -> DeviceEntry:
+        s = f.lowest_supply
+        supply = f"{s.description or s.type}: {level_text(s)}" if s else None
+        low = s is not None and s.percent is not None and s.percent <= LOW_SUPPLY_PERCENT
+        return cls(f, status_of(f), supply, low)
+
+    @property
+    def name(self) -> str:
+        d = self.fleet.device
+        return d.name or d.identity.describe()
+
+    @property
+    def model(self) -> str | None:
+        """The model when it says more than the name (not repeated)."""
+        model = self.fleet.device.identity.model
+        return model if model and model.lower() not in self.name.lower() else None
+
+    @property
+    def search_text(self) -> tuple[str, ...]:
+        d = self.fleet.device
+        return tuple(x.lower() for x in (self.name, d.identity.model or "", d.identity.serial or "", d.ip,
+                                         self.fleet.customer_name, self.fleet.site_name) if x)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceGroup:
+    title: str
+    entries: tuple[DeviceEntry, ...]
+
+    @property
+    def alerts(self) -> int:
+        return sum(1 for e in self.entries if e.fleet.open_alerts)
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    value: str
+    label: str
+
+
+def device_groups(devices: list[FleetDevice], flt: DeviceFilter) -> list[DeviceGroup]:
+    """The devices ``flt`` selects, grouped (in the order given: customer, then name)."""
+    groups: dict[str, list[DeviceEntry]] = {}
+    for f in devices:
+        entry = DeviceEntry.of(f)
+        if not flt.matches(entry):
+            continue
+        title = {"customer": f.customer_name, "site": f"{f.customer_name} · {f.site_name}", "none": ""}[flt.group]
+        groups.setdefault(title, []).append(entry)
+    return [DeviceGroup(t, tuple(sorted(e, key=lambda x: x.name.lower()))) for t, e in groups.items()]
+
+
+def customer_choices(devices: list[FleetDevice]) -> list[Choice]:
+    return sorted({Choice(f.customer_id, f.customer_name) for f in devices}, key=lambda c: c.label.lower())
+
+
+def site_choices(devices: list[FleetDevice]) -> list[Choice]:
+    return sorted({Choice(f.device.site_id, f"{f.customer_name} · {f.site_name}") for f in devices},
+                  key=lambda c: c.label.lower())
