@@ -126,22 +126,49 @@ class ReadingsQueue:
         self.max_bytes = max_bytes
         self.degraded: str | None = None  # "disk full: ..." while readings cannot be stored
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
         self._lock = asyncio.Lock()
-        count, size = self._db.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM queued").fetchone()
-        self._count, self._bytes = int(count), int(size)
-        self._drops: dict[DropKey, Drop] = {
-            (ip, kind, reason): Drop(ip, kind, reason, n, datetime.fromisoformat(f), datetime.fromisoformat(la))
-            for ip, kind, reason, n, f, la in self._db.execute(
-                "SELECT ip, kind, reason, count, first_at, last_at FROM drops")
-        }
+        self._db: sqlite3.Connection | None = None
+        self._count = self._bytes = 0
+        self._drops: dict[DropKey, Drop] = {}
         self._unsaved_drops: set[DropKey] = set()  # counted while the disk was full
+        try:
+            self._conn()
+        except (sqlite3.Error, OSError) as exc:  # a full disk at start: run degraded, open later
+            if not _is_disk_full(exc):
+                raise
+            self.degraded = f"disk full: the readings queue cannot be opened ({exc})"
+            log.error("readings_queue.open_failed", path=str(path), error=str(exc))
+
+    def _conn(self) -> sqlite3.Connection:
+        """The open queue file, opening it first if an earlier attempt failed (a full disk)."""
+        if self._db is not None:
+            return self._db
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(SCHEMA)
+            count, size = db.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM queued").fetchone()
+            saved = {
+                (ip, kind, reason): Drop(ip, kind, reason, n, datetime.fromisoformat(f), datetime.fromisoformat(la))
+                for ip, kind, reason, n, f, la in db.execute(
+                    "SELECT ip, kind, reason, count, first_at, last_at FROM drops")
+            }
+        except BaseException:
+            db.close()
+            raise
+        for key, d in self._drops.items():  # counted before the file could be opened
+            old = saved.get(key)
+            saved[key] = d if old is None else Drop(d.ip, d.kind, d.reason, old.count + d.count,
+                                                    min(old.first_at, d.first_at), max(old.last_at, d.last_at))
+        self._db, self._drops = db, saved
+        self._count, self._bytes = int(count), int(size)
+        return db
 
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     async def __aenter__(self) -> ReadingsQueue:
         return self
@@ -172,9 +199,9 @@ class ReadingsQueue:
                 ip, str(kind), reason, old.count + 1, min(old.first_at, at), max(old.last_at, at))
             self._unsaved_drops.add(key)
 
-    def _save_drops(self) -> None:
+    def _save_drops(self, db: sqlite3.Connection) -> None:
         """Persist drop counts (inside the caller's transaction)."""
-        self._db.executemany(
+        db.executemany(
             "INSERT INTO drops (ip, kind, reason, count, first_at, last_at) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (ip, kind, reason) DO UPDATE SET count = excluded.count, "
             "first_at = excluded.first_at, last_at = excluded.last_at",
@@ -195,10 +222,11 @@ class ReadingsQueue:
         rows = [(r.id, json.dumps(r.to_dict())) for r in readings]
         counted = dict(self._drops)
         try:
-            self._store(rows)
+            self._store(self._conn(), rows)
         except (sqlite3.Error, OSError) as exc:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
+            if self._db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
             self._drops = counted  # the overflow drops of the failed transaction did not happen
             if not _is_disk_full(exc):
                 raise
@@ -214,16 +242,16 @@ class ReadingsQueue:
             log.info("readings_queue.disk_recovered", path=str(self.path))
             self.degraded = None
 
-    def _store(self, rows: list[tuple[str, str]]) -> None:
+    def _store(self, db: sqlite3.Connection, rows: list[tuple[str, str]]) -> None:
         incoming = sum(len(body) for _, body in rows)
-        self._db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
         dropped: list[tuple[int, str]] = []
         over_n = self._count + len(rows) - self.max_queued
         over_b = self._bytes + incoming - self.max_bytes
         if over_n > 0 or over_b > 0:
             # drop the oldest unsealed readings rather than stop polling (counted, reported)
             freed_n = freed_b = 0
-            for seq, body in self._db.execute(
+            for seq, body in db.execute(
                 "SELECT seq, body FROM queued WHERE batch_id IS NULL ORDER BY seq"
             ):
                 if freed_n >= over_n and freed_b >= over_b:
@@ -231,7 +259,7 @@ class ReadingsQueue:
                 dropped.append((seq, body))
                 freed_n += 1
                 freed_b += len(body)
-            self._db.executemany("DELETE FROM queued WHERE seq = ?", [(s,) for s, _ in dropped])
+            db.executemany("DELETE FROM queued WHERE seq = ?", [(s,) for s, _ in dropped])
             now = datetime.now(UTC)
             for _, body in dropped:
                 d = json.loads(body)
@@ -239,18 +267,18 @@ class ReadingsQueue:
                                  datetime.fromisoformat(str(d["taken_at"])) if d.get("taken_at") else now)
             log.warning("readings_queue.full", dropped=len(dropped), max_queued=self.max_queued,
                         max_bytes=self.max_bytes)
-        before = self._db.total_changes
-        self._db.executemany("INSERT OR IGNORE INTO queued (id, body) VALUES (?, ?)", rows)
-        inserted = self._db.total_changes - before
+        before = db.total_changes
+        db.executemany("INSERT OR IGNORE INTO queued (id, body) VALUES (?, ?)", rows)
+        inserted = db.total_changes - before
         if self._unsaved_drops:
-            self._save_drops()
-        self._db.execute("COMMIT")
+            self._save_drops(db)
+        db.execute("COMMIT")
         self._unsaved_drops.clear()
         if inserted == len(rows):
             self._count += inserted - len(dropped)
             self._bytes += incoming - sum(len(b) for _, b in dropped)
         else:  # some ids were queued already
-            count, size = self._db.execute(
+            count, size = db.execute(
                 "SELECT count(*), coalesce(sum(length(body)), 0) FROM queued").fetchone()
             self._count, self._bytes = int(count), int(size)
 
@@ -261,6 +289,8 @@ class ReadingsQueue:
         await self._run(self._put_many, list(readings))
 
     def _pending(self) -> int:
+        if self._db is None:  # not opened yet (disk full at start): nothing of ours is in it we know of
+            return 0
         return int(self._db.execute("SELECT count(*) FROM queued").fetchone()[0])
 
     async def pending(self) -> int:
@@ -271,6 +301,8 @@ class ReadingsQueue:
         return self._bytes
 
     def _oldest(self) -> datetime | None:
+        if self._db is None:
+            return None
         row = self._db.execute("SELECT body FROM queued ORDER BY seq LIMIT 1").fetchone()
         return None if row is None else datetime.fromisoformat(str(json.loads(row[0])["taken_at"]))
 
@@ -280,32 +312,34 @@ class ReadingsQueue:
 
     # ---- upload -----------------------------------------------------------------
     def _next_batch(self) -> tuple[str, list[Reading]] | None:
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            row = self._db.execute(
+        db = self._conn()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute(
                 "SELECT batch_id FROM queued WHERE batch_id IS NOT NULL ORDER BY seq LIMIT 1"
             ).fetchone()
             if row is None:
-                seqs = [s for (s,) in self._db.execute(
+                seqs = [s for (s,) in db.execute(
                     "SELECT seq FROM queued WHERE batch_id IS NULL ORDER BY seq LIMIT ?", (self.batch_size,)
                 )]
                 if not seqs:
                     return None
                 batch_id = uuid.uuid4().hex
-                self._db.executemany("UPDATE queued SET batch_id = ? WHERE seq = ?", [(batch_id, s) for s in seqs])
+                db.executemany("UPDATE queued SET batch_id = ? WHERE seq = ?", [(batch_id, s) for s in seqs])
             else:
                 batch_id = row[0]
-            bodies = self._db.execute(
+            bodies = db.execute(
                 "SELECT body FROM queued WHERE batch_id = ? ORDER BY seq", (batch_id,)
             ).fetchall()
         return batch_id, [Reading.from_dict(json.loads(b)) for (b,) in bodies]
 
     def _ack(self, batch_id: str) -> None:
-        with self._db:
-            (n, size) = self._db.execute(
+        db = self._conn()
+        with db:
+            (n, size) = db.execute(
                 "SELECT count(*), coalesce(sum(length(body)), 0) FROM queued WHERE batch_id = ?", (batch_id,)
             ).fetchone()
-            self._db.execute("DELETE FROM queued WHERE batch_id = ?", (batch_id,))
+            db.execute("DELETE FROM queued WHERE batch_id = ?", (batch_id,))
         self._count -= int(n)
         self._bytes -= int(size)
 

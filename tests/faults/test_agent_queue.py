@@ -96,3 +96,22 @@ async def test_full_disk_degrades_keeps_sealed_readings_and_recovers(tiny_disk: 
     assert q.dropped == refused  # the disk-full drops are now on disk too
     q.close()
     assert ReadingsQueue(tiny_disk / "readings.sqlite").dropped == refused
+
+
+async def test_a_queue_opened_on_a_full_disk_runs_degraded_and_opens_when_space_returns(tiny_disk: Path) -> None:
+    q = ReadingsQueue(tiny_disk / "readings.sqlite")
+    for n in range(3):
+        await q.put(reading("10.0.0.1", ReadingKind.COUNTERS, n))
+    q.close()
+    filler = fill(tiny_disk)
+    restarted = ReadingsQueue(tiny_disk / "readings.sqlite")  # the agent restarted on a full disk
+    assert restarted.degraded is not None and "disk full" in restarted.degraded
+    await restarted.put(reading("10.0.0.1", ReadingKind.COUNTERS, 3))
+    assert restarted.dropped == 1
+    filler.unlink()
+    await restarted.put(reading("10.0.0.1", ReadingKind.COUNTERS, 4))
+    assert restarted.degraded is None
+    assert await restarted.pending() == 4  # the three kept from before and the new one
+    assert [(d.reason, d.count) for d in restarted.drops()] == [(DROP_DISK_FULL, 1)]
+    restarted.close()
+    assert ReadingsQueue(tiny_disk / "readings.sqlite").dropped == 1
