@@ -92,7 +92,7 @@ async def open_overhead(runs: int = 300) -> dict[str, float]:
 
     from audit.log import AuditLog
     from printgate.domain import Agent, AuditEventIn, Customer, Dealer, Site
-    from printgate.store import identity as repo
+    from printgate.store import approvals, rule_sets, sessions
     from printgate.store.db import Database, migrate
     from printgate.store.devices import add_device, get_device
     from printgate.store.tenants import (
@@ -119,7 +119,7 @@ async def open_overhead(runs: int = 300) -> dict[str, float]:
                 await s.flush()
                 await add_device(s, Device(DeviceId("x"), SiteId("s1"), AgentId("a1"), "127.0.20.1",
                                            DeviceIdentity(model="HP M404")), now=now)
-                await repo.save_ruleset(s, "d1", tenant_rules(), actor="bench", now=now)
+                await rule_sets.save_ruleset(s, "d1", tenant_rules(), actor="bench", now=now)
             sink = AuditLog(db, None)  # the real chained log (no checkpoint signing)
             user = User(UserId("u1"), "t@example.org", "T", frozenset({Role.TECHNICIAN}), DealerId("d1"))
             cache: dict[tuple[str, int], object] = {}
@@ -132,13 +132,13 @@ async def open_overhead(runs: int = 300) -> dict[str, float]:
                     found = await tenant_of_site(s, device.site_id)
                     assert found is not None
                     customer, site = found
-                    body = await repo.load_ruleset(s, "d1")
+                    body = await rule_sets.load_ruleset(s, "d1")
                     assert body is not None
                     key = ("d1", int(body["version"]))
                     compiled = cache.get(key) or cache.setdefault(key, load_policy(body))
-                    n_user = await repo.count_live_dwa_sessions(s, user_id=user.id)
-                    n_dev = await repo.count_live_dwa_sessions(s, device_id=device.id)
-                    approved = await repo.active_approval_until(s, user.id, device.id, now)
+                    n_user = await sessions.count_live_dwa_sessions(s, user_id=user.id)
+                    n_dev = await sessions.count_live_dwa_sessions(s, device_id=device.id)
+                    approved = await approvals.active_approval_until(s, user.id, device.id, now)
                 decision = evaluate_dwa_open(
                     compiled, user=user, device=device, dealer_id="d1", customer_id=customer.id,  # type: ignore[arg-type]
                     site_id=site.id, remote_access=customer.remote_access, agent_online=True,

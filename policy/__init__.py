@@ -19,7 +19,7 @@ Typical use by the session broker (gateway) for "Open web page"::
         approved_until=approval_expiry_or_None,
     )
 
-The store side (``printgate.store.identity``) provides ``load_ruleset`` and
+The store side (``printgate.store.rule_sets``) provides ``load_ruleset`` and
 ``active_approval_until`` to fill those arguments. Denied decisions whose
 ``obligations.step_up_mfa`` is set are curable by a fresh TOTP; with
 ``obligations.requires_customer_approval`` the portal offers to request

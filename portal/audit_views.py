@@ -36,7 +36,7 @@ from portal.pages import render
 from portal.state import PENDING_AUDIT, TEMPLATES, Login
 from printgate.domain import AuditEventIn, AuditRecord, Outcome, User
 from printgate.errors import AccessDenied
-from printgate.store import identity as tenants_repo
+from printgate.store import tenants
 from printgate.store.audit import personal_for, query_records
 from printgate.store.db import Database
 
@@ -214,10 +214,10 @@ def audit_router(db: Database, audit_log: AuditLog, current_user_dependency: Cal
         """(id, name) of the customers ``user`` may filter on."""
         async with db.session() as s:
             if user.customer_id is not None:
-                row = await tenants_repo.get_customer_row(s, user.customer_id)
+                row = await tenants.get_customer_row(s, user.customer_id)
                 return [(row.id, row.name)] if row else []
             if user.dealer_id is not None:
-                return [(c.id, c.name) for c in await tenants_repo.list_customers_of_dealer(s, user.dealer_id)]
+                return [(c.id, c.name) for c in await tenants.list_customers_of_dealer(s, user.dealer_id)]
         return []
 
     return router

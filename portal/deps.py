@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from portal.auth import api_tokens, browser_sessions, csrf
 from portal.state import PENDING_AUDIT, AfterCommit, Login, PortalState, portal_state
 from printgate.domain import Role, User
-from printgate.store import identity as repo
+from printgate.store import api_tokens as api_tokens_store
 from printgate.store.tenants import get_user
 
 State = Annotated[PortalState, Depends(portal_state)]
@@ -83,16 +83,16 @@ async def _current_user(request: Request, state: State, s: DbSession,
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         token = auth[7:].strip()
-        row = await repo.find_api_token(s, api_tokens.hash_token(token))
+        found = await api_tokens_store.find_api_token(s, api_tokens.hash_token(token))
         now = state.clock()
-        if row is None or row.revoked_at is not None or (row.expires_at and row.expires_at <= now):
+        if found is None or not found.usable(now):
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "API token invalid, expired or revoked",
                                 headers={"WWW-Authenticate": "Bearer"})
-        user = await get_user(s, row.user_id)
+        user = await get_user(s, found.user_id)
         if user is None or user.disabled:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "API token owner is disabled")
-        row.last_used_at = now
-        request.state.token_scopes = frozenset(row.scopes)
+        await api_tokens_store.mark_api_token_used(s, found.id, now)
+        request.state.token_scopes = frozenset(found.scopes)
         return user
     full = await _full_login(request, login)
     return full.user

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from printgate.store import identity as repo
+from printgate.store import portal_sessions
 from printgate.store.models.identity import PortalSessionRow
 
 COOKIE = "pg_session"
@@ -40,7 +40,7 @@ async def start(
         mfa_at=now if mfa_method else None, mfa_method=mfa_method, auth_method=auth_method,
         source_ip=source_ip, csrf_secret=secrets.token_hex(16),
     )
-    await repo.add_portal_session(s, row)
+    await portal_sessions.add_portal_session(s, row)
     return token, row
 
 
@@ -60,10 +60,10 @@ async def load(
 ) -> PortalSessionRow | None:
     if not token:
         return None
-    row = await repo.get_portal_session(s, token_hash(token))
+    row = await portal_sessions.get_portal_session(s, token_hash(token))
     if row is None:
         return None
     if expired(row, now, timeouts) is not None:
-        await repo.delete_portal_session(s, row.id)
+        await portal_sessions.delete_portal_session(s, row.id)
         return None
     return row

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from portal.auth.saml import SsoIdentity
 from portal.errors import OIDC_INVALID, OIDC_STATE, OIDC_TOKEN
 from printgate.errors import AuthenticationFailed
-from printgate.store import identity as repo
+from printgate.store import sso as sso_store
 from printgate.store.models.identity import SsoPendingRow, SsoProviderRow
 
 MFA_AMR = frozenset({"mfa", "otp", "hwk", "swk", "totp"})
@@ -58,7 +58,7 @@ async def begin_login(s: AsyncSession, provider: SsoProviderRow, public_url: str
     state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    await repo.add_sso_pending(s, SsoPendingRow(state=state, provider_id=provider.id, nonce=nonce,
+    await sso_store.add_sso_pending(s, SsoPendingRow(state=state, provider_id=provider.id, nonce=nonce,
                                                 code_verifier=verifier, created_at=now))
     query = urlencode({
         "response_type": "code", "client_id": cfg.client_id,
@@ -71,7 +71,7 @@ async def begin_login(s: AsyncSession, provider: SsoProviderRow, public_url: str
 async def finish_login(s: AsyncSession, provider: SsoProviderRow, public_url: str, *, state: str,
                        code: str, now: datetime, http: httpx.AsyncClient,
                        pending_ttl: timedelta = timedelta(minutes=10)) -> SsoIdentity:
-    pending = await repo.pop_sso_pending(s, state) if state else None
+    pending = await sso_store.pop_sso_pending(s, state) if state else None
     if pending is None or pending.provider_id != provider.id or now - pending.created_at > pending_ttl:
         raise AuthenticationFailed("OIDC sign-in rejected: unknown, reused or expired state; "
                                    "start again from the sign-in page", code=OIDC_STATE)

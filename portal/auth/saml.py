@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.errors import SAML_INVALID, SAML_REPLAY, SAML_UNSOLICITED
 from printgate.errors import AuthenticationFailed
-from printgate.store import identity as repo
+from printgate.store import sso as sso_store
 from printgate.store.models.identity import SsoPendingRow, SsoProviderRow
 
 
@@ -94,7 +94,7 @@ async def begin_login(
     _, acs = sp_urls(public_url, provider.id)
     auth = OneLogin_Saml2_Auth(request_data(acs, get={}, post={}), saml_settings(provider, public_url))
     url: str = auth.login()
-    await repo.add_sso_pending(s, SsoPendingRow(state=auth.get_last_request_id(),
+    await sso_store.add_sso_pending(s, SsoPendingRow(state=auth.get_last_request_id(),
                                                 provider_id=provider.id, created_at=now))
     return url
 
@@ -116,7 +116,7 @@ async def finish_login(
         reason = auth.get_last_error_reason() or ", ".join(errors) or "not authenticated"
         raise AuthenticationFailed(f"SAML response rejected: {reason}", code=SAML_INVALID)
     in_response_to = auth.get_last_response_in_response_to()
-    pending = await repo.pop_sso_pending(s, in_response_to) if in_response_to else None
+    pending = await sso_store.pop_sso_pending(s, in_response_to) if in_response_to else None
     if pending is None or pending.provider_id != provider.id or now - pending.created_at > pending_ttl:
         raise AuthenticationFailed(
             "SAML response rejected: it answers no sign-in started here (unsolicited or replayed); "
@@ -124,7 +124,7 @@ async def finish_login(
     assertion_id = auth.get_last_assertion_id()
     not_after = auth.get_last_assertion_not_on_or_after()
     expires = datetime.fromtimestamp(not_after, UTC) if not_after else now + timedelta(hours=1)
-    if not assertion_id or not await repo.remember_once(
+    if not assertion_id or not await sso_store.remember_once(
             s, f"saml:{provider.id}:{assertion_id}", expires_at=expires, now=now):
         raise AuthenticationFailed("SAML response rejected: assertion already used (replay)",
                                    code=SAML_REPLAY)

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth import totp
 from printgate.domain import Role
-from printgate.store import identity as repo
+from printgate.store import recovery_codes, users
 from printgate.store.models.core import UserRow
 
 # roles that can open devices must use a second factor (unless the IdP asserted MFA)
@@ -37,11 +37,11 @@ async def check_code(s: AsyncSession, row: UserRow, code: str, now: datetime) ->
         return FactorResult.NOT_ENROLLED
     code = code.strip()
     if "-" in code:
-        used = await repo.use_recovery_code(s, row.id, totp.hash_recovery_code(code), now)
+        used = await recovery_codes.use_recovery_code(s, row.id, totp.hash_recovery_code(code), now)
         return FactorResult.RECOVERY_CODE if used else FactorResult.WRONG
     step = totp.matching_step(row.totp_secret, code, now)
     if step is None:
         return FactorResult.WRONG
-    if not await repo.accept_totp_step(s, row.id, step):
+    if not await users.accept_totp_step(s, row.id, step):
         return FactorResult.REPLAYED
     return FactorResult.TOTP

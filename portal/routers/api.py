@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from portal.deps import CurrentUser, DbSession, State, require_scope
 from printgate.domain import SessionId
-from printgate.store import identity as repo
+from printgate.store import sessions as sessions_store
 from printgate.store.devices import list_devices_of_dealer
 
 router = APIRouter(prefix="/api", tags=["api"])
@@ -60,7 +60,7 @@ async def devices(user: CurrentUser, s: DbSession) -> list[DevicePublic]:
             dependencies=[Depends(require_scope("sessions:read"))])
 async def sessions(user: CurrentUser, s: DbSession, state: State) -> list[DwaSessionPublic]:
     out = []
-    for sid in await repo.live_dwa_session_ids_of_user(s, user.id):
+    for sid in await sessions_store.live_dwa_session_ids_of_user(s, user.id):
         session = await state.broker.get_session(SessionId(sid))
         if session is not None:
             out.append(DwaSessionPublic(id=session.id, device_id=session.device_id,

@@ -11,9 +11,8 @@ from fastapi.responses import Response
 
 from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
 from portal.pages import render, see_other
-from printgate.domain import Role
-from printgate.store import identity as repo
-from printgate.store.models.identity import ApprovalRow
+from printgate.domain import Approval, Role
+from printgate.store import approvals as approvals_store
 
 router = APIRouter(prefix="/approvals", tags=["approvals"])
 
@@ -25,15 +24,15 @@ async def approvals_page(request: Request, state: State, s: DbSession, login: Cu
     user = login.user
     deciding = Role.CUSTOMER_ADMIN in user.roles and user.customer_id is not None
     if deciding and user.customer_id:
-        rows = await repo.list_approvals_of_customer(s, user.customer_id)
+        rows = await approvals_store.list_approvals_of_customer(s, user.customer_id)
     else:
-        rows = await repo.list_approvals_of_user(s, user.id)
+        rows = await approvals_store.list_approvals_of_user(s, user.id)
     return render(state, request, "approvals.html", login=login, approvals=rows, deciding=deciding,
                   now=state.clock())
 
 
-async def _decidable(s: DbSession, login: CurrentLogin, approval_id: str) -> ApprovalRow:
-    row = await repo.get_approval(s, approval_id)
+async def _decidable(s: DbSession, login: CurrentLogin, approval_id: str) -> Approval:
+    row = await approvals_store.get_approval(s, approval_id)
     user = login.user
     if row is None or Role.CUSTOMER_ADMIN not in user.roles or row.customer_id != user.customer_id:
         raise HTTPException(404, "no such approval request for your organisation")
@@ -48,8 +47,8 @@ async def approve(request: Request, state: State, s: DbSession, login: CurrentLo
                   minutes: Annotated[int, Form(ge=1, le=MAX_APPROVAL_MINUTES)] = 60) -> Response:
     row = await _decidable(s, login, approval_id)
     now = state.clock()
-    row.status, row.decided_by, row.decided_at = "approved", login.user.email, now
-    row.approved_until = now + timedelta(minutes=minutes)
+    row = await approvals_store.decide_approval(s, row.id, approved=True, by=login.user.email, now=now,
+                                                until=now + timedelta(minutes=minutes))
     await state.record("approval.approved", request=request, user=login.user, device_id=row.device_id,
                        details={"approval_id": row.id, "for_user": row.user_id, "minutes": minutes})
     return see_other("/approvals")
@@ -59,7 +58,8 @@ async def approve(request: Request, state: State, s: DbSession, login: CurrentLo
 async def deny(request: Request, state: State, s: DbSession, login: CurrentLogin,
                _csrf: CsrfChecked, approval_id: str) -> Response:
     row = await _decidable(s, login, approval_id)
-    row.status, row.decided_by, row.decided_at = "denied", login.user.email, state.clock()
+    row = await approvals_store.decide_approval(s, row.id, approved=False, by=login.user.email,
+                                                now=state.clock())
     await state.record("approval.denied", request=request, user=login.user, device_id=row.device_id,
                        details={"approval_id": row.id, "for_user": row.user_id})
     return see_other("/approvals")

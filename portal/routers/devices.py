@@ -22,11 +22,10 @@ from portal.pages import landing_page, render, see_other
 from portal.state import client_ip
 from printgate.domain import DeviceId, Role
 from printgate.interfaces import SessionLaunch
+from printgate.store import approvals
 from printgate.store import devices as devices_repo
-from printgate.store import identity as repo
 from printgate.store.devices import dealer_of_device, get_device
 from printgate.store.fleet import TenantScope, fleet_devices
-from printgate.store.models.identity import ApprovalRow
 from printgate.store.session_history import sessions_of_user
 
 router = APIRouter(tags=["devices"])
@@ -69,7 +68,7 @@ async def open_device(request: Request, state: State, s: DbSession, login: Curre
     device = await get_device(s, device_id)
     owner = await dealer_of_device(s, device_id)
     own = device is not None and owner is not None and owner[0] == login.user.dealer_id
-    pending = await repo.pending_approval(s, login.user.id, device_id) if own else None
+    pending = await approvals.pending_approval(s, login.user.id, device_id) if own else None
     return render(state, request, "refused.html", login=login, status_code=403,
                   device=device if own else None, device_id=device_id, decision=decision,
                   message=result.message, pending=pending)
@@ -82,11 +81,10 @@ async def request_approval(request: Request, state: State, s: DbSession, login: 
     owner = await dealer_of_device(s, device_id)
     if owner is None or owner[0] != login.user.dealer_id:
         raise HTTPException(404, "no such device")
-    if await repo.pending_approval(s, login.user.id, device_id) is None:
-        approval = ApprovalRow(id=secrets.token_hex(8), user_id=login.user.id, device_id=device_id,
-                               customer_id=owner[1], status="pending", reason=reason[:500],
-                               requested_at=state.clock())
-        await repo.add_approval(s, approval)
+    if await approvals.pending_approval(s, login.user.id, device_id) is None:
+        approval = await approvals.request_approval(
+            s, approval_id=secrets.token_hex(8), user_id=login.user.id, device_id=device_id,
+            customer_id=owner[1], reason=reason[:500], now=state.clock())
         await state.record("approval.requested", request=request, user=login.user,
                            device_id=device_id, customer_id=owner[1],
                            details={"approval_id": approval.id})

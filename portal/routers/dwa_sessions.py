@@ -10,7 +10,7 @@ from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
 from portal.pages import render, see_other
 from portal.state import PortalState
 from printgate.domain import SessionId
-from printgate.store import identity as repo
+from printgate.store import sessions as sessions_store
 from printgate.store.session_history import sessions_of_user
 
 router = APIRouter(tags=["dwa-sessions"])
@@ -18,7 +18,7 @@ router = APIRouter(tags=["dwa-sessions"])
 
 async def end_all_of(state: PortalState, s: AsyncSession, user_id: str, *, reason: str, actor: str) -> int:
     """End every live DWA session of ``user_id`` once the request transaction is over."""
-    ids = [SessionId(sid) for sid in await repo.live_dwa_session_ids_of_user(s, user_id)]
+    ids = [SessionId(sid) for sid in await sessions_store.live_dwa_session_ids_of_user(s, user_id)]
 
     async def end() -> None:
         for sid in ids:

@@ -14,7 +14,7 @@ from portal.pages import render, safe_next, see_other
 from portal.routers.dwa_sessions import end_all_of
 from portal.state import client_ip
 from printgate.domain import Outcome
-from printgate.store import identity as repo
+from printgate.store import portal_sessions, sso, users
 from printgate.store.tenants import get_user_row_by_email, user_from_row
 
 router = APIRouter(tags=["login"])
@@ -32,7 +32,7 @@ def set_session_cookie(state: State, response: Response, token: str) -> None:
 
 @router.get("/login")
 async def login_page(request: Request, state: State, s: DbSession, next: str = "") -> Response:
-    providers = await repo.list_sso_providers(s)
+    providers = await sso.list_sso_providers(s)
     return render(state, request, "login.html", next=safe_next(next), providers=providers)
 
 
@@ -43,7 +43,7 @@ async def login_submit(
 ) -> Response:
     now = state.clock()
     row = await get_user_row_by_email(s, email)
-    providers = await repo.list_sso_providers(s)
+    providers = await sso.list_sso_providers(s)
 
     def fail(message: str, code: int = 401) -> Response:
         return render(state, request, "login.html", status_code=code, error=message,
@@ -95,7 +95,7 @@ async def verify_submit(
     if login is None:
         return see_other("/login")
     now = state.clock()
-    row = await repo.get_user_row(s, login.user.id)
+    row = await users.get_user_row(s, login.user.id)
     assert row is not None
     result = await second_factor.check_code(s, row, code, now)
     if not result.ok:
@@ -108,7 +108,7 @@ async def verify_submit(
         return render(state, request, "verify.html", login=login, next=safe_next(next),
                       error=message, status_code=401)
     # a new session id once both factors are done (no fixation of the half-way session)
-    await repo.delete_portal_session(s, login.session.id)
+    await portal_sessions.delete_portal_session(s, login.session.id)
     token, _ = await browser_sessions.start(
         s, user_id=row.id, stage=browser_sessions.STAGE_FULL, now=now, source_ip=client_ip(request),
         mfa_method=result.value,
@@ -122,7 +122,7 @@ async def verify_submit(
 @router.post("/logout")
 async def logout(request: Request, state: State, s: DbSession, login: CurrentLogin,
                  _csrf: CsrfChecked) -> Response:
-    await repo.delete_portal_session(s, login.session.id)
+    await portal_sessions.delete_portal_session(s, login.session.id)
     ended = await end_all_of(state, s, login.user.id, reason="user signed out", actor=login.user.email)
     await state.record("auth.logout", request=request, user=login.user,
                        details={"dwa_sessions_ended": ended})
@@ -134,7 +134,7 @@ async def logout(request: Request, state: State, s: DbSession, login: CurrentLog
 @router.post("/logout/everywhere")
 async def logout_everywhere(request: Request, state: State, s: DbSession, login: CurrentLogin,
                             _csrf: CsrfChecked) -> Response:
-    n = await repo.delete_user_portal_sessions(s, login.user.id)
+    n = await portal_sessions.delete_user_portal_sessions(s, login.user.id)
     ended = await end_all_of(state, s, login.user.id, reason="user signed out everywhere",
                              actor=login.user.email)
     await state.record("auth.logout_everywhere", request=request, user=login.user,

@@ -14,7 +14,8 @@ from portal.pages import render, safe_next, see_other
 from portal.routers.login import set_session_cookie
 from portal.state import client_ip
 from printgate.domain import Outcome
-from printgate.store import identity as repo
+from printgate.store import portal_sessions, users
+from printgate.store import recovery_codes as recovery_codes_store
 
 router = APIRouter(prefix="/mfa", tags=["mfa"])
 
@@ -45,7 +46,7 @@ async def enrol_submit(
         data = _signer(state).loads(pending, max_age=600)
     except BadSignature:
         return see_other("/mfa/enrol")
-    row = await repo.get_user_row(s, login.user.id)
+    row = await users.get_user_row(s, login.user.id)
     assert row is not None
     step = totp.matching_step(data["s"], code, now) if data.get("u") == row.id else None
     if step is None:
@@ -57,8 +58,8 @@ async def enrol_submit(
     row.totp_secret = data["s"]
     row.totp_last_step = step
     codes = totp.new_recovery_codes()
-    await repo.replace_recovery_codes(s, row.id, [totp.hash_recovery_code(c) for c in codes])
-    await repo.delete_portal_session(s, login.session.id)
+    await recovery_codes_store.replace_recovery_codes(s, row.id, [totp.hash_recovery_code(c) for c in codes])
+    await portal_sessions.delete_portal_session(s, login.session.id)
     token, _ = await browser_sessions.start(
         s, user_id=row.id, stage=browser_sessions.STAGE_FULL, now=now, source_ip=client_ip(request),
         mfa_method="totp",
@@ -81,7 +82,7 @@ async def step_up_submit(
     code: Annotated[str, Form()], next: Annotated[str, Form()] = "",
 ) -> Response:
     now = state.clock()
-    row = await repo.get_user_row(s, login.user.id)
+    row = await users.get_user_row(s, login.user.id)
     assert row is not None
     result = await second_factor.check_code(s, row, code, now)
     if not result.ok:

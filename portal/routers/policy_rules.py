@@ -14,7 +14,7 @@ from policy.errors import RuleSetInvalid
 from portal.deps import CsrfChecked, CurrentLogin, DbSession, State, require_role
 from portal.pages import render, see_other
 from printgate.domain import Role, User
-from printgate.store import identity as repo
+from printgate.store import rule_sets
 
 router = APIRouter(prefix="/admin/policy", tags=["policy"])
 DealerAdmin = Annotated[User, Depends(require_role(Role.DEALER_ADMIN))]
@@ -24,7 +24,7 @@ DealerAdmin = Annotated[User, Depends(require_role(Role.DEALER_ADMIN))]
 async def policy_page(request: Request, state: State, s: DbSession, login: CurrentLogin,
                       _admin: DealerAdmin) -> Response:
     dealer = login.user.dealer_id or ""
-    body = await repo.load_ruleset(s, dealer)
+    body = await rule_sets.load_ruleset(s, dealer)
     ruleset = parse_ruleset(body) if body else default_ruleset(dealer)
     text = json.dumps(ruleset.model_dump(mode="json"), indent=2, sort_keys=True)
     return render(state, request, "policy.html", login=login, text=text, version=ruleset.version)
@@ -44,7 +44,7 @@ async def policy_save(request: Request, state: State, s: DbSession, login: Curre
     except (json.JSONDecodeError, RuleSetInvalid) as exc:
         return render(state, request, "policy.html", login=login, text=rules, version=None,
                       error=str(exc), status_code=422)
-    version = await repo.save_ruleset(s, dealer, data, actor=login.user.email, now=state.clock())
+    version = await rule_sets.save_ruleset(s, dealer, data, actor=login.user.email, now=state.clock())
     await state.record("policy.changed", request=request, user=login.user,
                        details={"version": version, "rules": len(data.get("rules", []))})
     return see_other("/admin/policy")

@@ -17,7 +17,7 @@ from portal.routers.login import set_session_cookie
 from portal.state import client_ip
 from printgate.domain import Outcome
 from printgate.errors import AuthenticationFailed
-from printgate.store import identity as repo
+from printgate.store import sso as sso_store
 from printgate.store.models.identity import SsoProviderRow
 from printgate.store.tenants import user_from_row
 
@@ -25,7 +25,7 @@ router = APIRouter(prefix="/sso", tags=["sso"])
 
 
 async def _provider(s: AsyncSession, provider_id: str, kind: str) -> SsoProviderRow:
-    row = await repo.get_sso_provider(s, provider_id)
+    row = await sso_store.get_sso_provider(s, provider_id)
     if row is None or row.kind != kind or not row.enabled:
         raise HTTPException(404, f"no {kind.upper()} identity provider {provider_id}")
     return row

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
 from portal.pages import render, see_other
 from printgate.domain import Customer, CustomerId, DealerId, RemoteAccessMode, Role, Site, SiteId
-from printgate.store import identity as repo
+from printgate.store import tenants as tenants_store
 from printgate.store.tenants import add_customer, add_site
 
 router = APIRouter(prefix="/admin/tenants", tags=["tenants"])
@@ -27,13 +27,13 @@ def _slug(name: str) -> str:
 async def tenants_page(request: Request, state: State, s: DbSession, login: CurrentLogin) -> Response:
     me = login.user
     if Role.DEALER_ADMIN in me.roles and me.dealer_id:
-        customers = await repo.list_customers_of_dealer(s, me.dealer_id)
+        customers = await tenants_store.list_customers_of_dealer(s, me.dealer_id)
     elif Role.CUSTOMER_ADMIN in me.roles and me.customer_id:
-        row = await repo.get_customer_row(s, me.customer_id)
+        row = await tenants_store.get_customer_row(s, me.customer_id)
         customers = [row] if row else []
     else:
         raise HTTPException(403, "only dealer or customer administrators manage tenants")
-    sites = await repo.list_sites_of_customers(s, [c.id for c in customers])
+    sites = await tenants_store.list_sites_of_customers(s, [c.id for c in customers])
     return render(state, request, "tenants.html", login=login, customers=customers, sites=sites,
                   modes=list(RemoteAccessMode), dealer_admin=Role.DEALER_ADMIN in me.roles)
 
@@ -43,7 +43,7 @@ async def set_remote_access(request: Request, state: State, s: DbSession, login:
                             _csrf: CsrfChecked, customer_id: str,
                             mode: Annotated[RemoteAccessMode, Form()]) -> Response:
     me = login.user
-    row = await repo.get_customer_row(s, customer_id)
+    row = await tenants_store.get_customer_row(s, customer_id)
     may = row is not None and (
         (Role.DEALER_ADMIN in me.roles and row.dealer_id == me.dealer_id)
         or (Role.CUSTOMER_ADMIN in me.roles and row.id == me.customer_id))
@@ -73,7 +73,7 @@ async def new_site(request: Request, state: State, s: DbSession, login: CurrentL
                    _csrf: CsrfChecked, customer_id: str,
                    name: Annotated[str, Form(min_length=1, max_length=200)]) -> Response:
     me = login.user
-    row = await repo.get_customer_row(s, customer_id)
+    row = await tenants_store.get_customer_row(s, customer_id)
     if row is None or Role.DEALER_ADMIN not in me.roles or row.dealer_id != me.dealer_id:
         raise HTTPException(404, "no such customer in your organisation")
     site = Site(SiteId(_slug(name)), CustomerId(row.id), name.strip())

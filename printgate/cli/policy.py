@@ -16,7 +16,7 @@ app = typer.Typer(no_args_is_help=True, help="policy commands")
 async def _explain(settings: Settings, user_ref: str, device_id: str, source_ip: str,
                    mfa_age: float | None) -> tuple[bool, str]:
     from policy import default_ruleset, evaluate_dwa_open, load_policy
-    from printgate.store import identity as repo
+    from printgate.store import approvals, rule_sets, sessions
     from printgate.store.db import Database
     from printgate.store.devices import get_device
     from printgate.store.tenants import (
@@ -41,16 +41,16 @@ async def _explain(settings: Settings, user_ref: str, device_id: str, source_ip:
             return False, f"no device {device_id!r}"
         customer, site = found
         agent = await get_agent(s, device.agent_id)
-        body = await repo.load_ruleset(s, customer.dealer_id)
+        body = await rule_sets.load_ruleset(s, customer.dealer_id)
         compiled = load_policy(body) if body else load_policy(default_ruleset(customer.dealer_id))
         decision = evaluate_dwa_open(
             compiled, user=user, device=device, dealer_id=customer.dealer_id, customer_id=customer.id,
             site_id=site.id, remote_access=customer.remote_access,
             agent_online=bool(agent and agent.online), agent_enrolled=bool(agent and not agent.revoked),
             source_ip=source_ip, mfa_age_seconds=mfa_age, now=now,
-            user_live_sessions=await repo.count_live_dwa_sessions(s, user_id=user.id),
-            device_live_sessions=await repo.count_live_dwa_sessions(s, device_id=device.id),
-            approved_until=await repo.active_approval_until(s, user.id, device.id, now),
+            user_live_sessions=await sessions.count_live_dwa_sessions(s, user_id=user.id),
+            device_live_sessions=await sessions.count_live_dwa_sessions(s, device_id=device.id),
+            approved_until=await approvals.active_approval_until(s, user.id, device.id, now),
         )
     header = (f"{user.email} -> {device.name or device.id} ({customer.name}), policy v{compiled.version}, "
               f"source {source_ip}, MFA age {'none' if mfa_age is None else f'{mfa_age:.0f}s'}")

@@ -5,10 +5,16 @@ Dealer (tenant) -> Customer -> Site -> Agent -> Device; users belong to a
 dealer or a customer.
 
 One module per bounded context (``ids``, ``tenancy``, ``devices``, ``dwa``,
-``decisions``, ``audit``, ``channel``, ``monitoring``, ``fleet``); every name is
+``decisions``, ``approvals``, ``api_tokens``, ``audit``, ``channel``, ``monitoring``, ``fleet``); every name is
 also importable from ``printgate.domain`` itself.
 """
 
+from printgate.domain.api_tokens import (
+    ApiToken as ApiToken,
+)
+from printgate.domain.approvals import (
+    Approval as Approval,
+)
 from printgate.domain.audit import (
     AuditEventIn as AuditEventIn,
 )

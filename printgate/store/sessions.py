@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from printgate.domain import (
@@ -63,4 +63,24 @@ async def load_session(s: AsyncSession, session_id: str) -> DwaSession | None:
 async def live_session_ids(s: AsyncSession) -> list[str]:
     finals = [DwaState.CLOSED.value, DwaState.DENIED.value, DwaState.FAILED.value]
     result = await s.execute(select(DwaSessionRow.id).where(DwaSessionRow.state.not_in(finals)))
+    return list(result.scalars().all())
+
+
+async def count_live_dwa_sessions(s: AsyncSession, *, user_id: str | None = None,
+                                  device_id: str | None = None) -> int:
+    q = select(func.count()).select_from(DwaSessionRow).where(
+        DwaSessionRow.state.not_in(["closed", "denied", "failed"]))
+    if user_id is not None:
+        q = q.where(DwaSessionRow.user_id == user_id)
+    if device_id is not None:
+        q = q.where(DwaSessionRow.device_id == device_id)
+    return int((await s.execute(q)).scalar_one())
+
+
+async def live_dwa_session_ids_of_user(s: AsyncSession, user_id: str) -> list[str]:
+    result = await s.execute(
+        select(DwaSessionRow.id).where(DwaSessionRow.user_id == user_id,
+                                       DwaSessionRow.state.not_in(["closed", "denied", "failed"]))
+        .order_by(DwaSessionRow.created_at.desc())
+    )
     return list(result.scalars().all())

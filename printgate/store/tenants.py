@@ -114,3 +114,21 @@ async def tenant_of_site(s: AsyncSession, site_id: str) -> tuple[Customer, Site]
         return None
     customer = await get_customer(s, site.customer_id)
     return (customer, site) if customer else None
+
+
+async def list_customers_of_dealer(s: AsyncSession, dealer_id: str) -> list[CustomerRow]:
+    return list((await s.execute(
+        select(CustomerRow).where(CustomerRow.dealer_id == dealer_id).order_by(CustomerRow.name)
+    )).scalars().all())
+
+
+async def list_sites_of_customers(s: AsyncSession, customer_ids: list[str]) -> list[SiteRow]:
+    if not customer_ids:
+        return []
+    return list((await s.execute(
+        select(SiteRow).where(SiteRow.customer_id.in_(customer_ids)).order_by(SiteRow.name)
+    )).scalars().all())
+
+
+async def get_customer_row(s: AsyncSession, customer_id: str) -> CustomerRow | None:
+    return await s.get(CustomerRow, customer_id)

@@ -26,7 +26,8 @@ from printgate.domain import (
     User,
 )
 from printgate.interfaces import AuditSink, SessionLaunch, SessionRefused
-from printgate.store import identity as repo
+from printgate.store import approvals, rule_sets
+from printgate.store import sessions as sessions_store
 from printgate.store.db import Database
 from printgate.store.devices import get_device
 from printgate.store.session_history import live_session_on_device
@@ -50,16 +51,16 @@ class PolicyBroker:
                 return SessionRefused(d, "access refused")
             customer, site = found
             agent = await get_agent(s, device.agent_id)
-            body = await repo.load_ruleset(s, customer.dealer_id)
+            body = await rule_sets.load_ruleset(s, customer.dealer_id)
             policy = load_policy(body) if body else load_policy(default_ruleset(customer.dealer_id))
             decision = evaluate_dwa_open(
                 policy, user=user, device=device, dealer_id=customer.dealer_id,
                 customer_id=customer.id, site_id=site.id, remote_access=customer.remote_access,
                 agent_online=bool(agent and agent.online), agent_enrolled=bool(agent and not agent.revoked),
                 source_ip=source_ip, mfa_age_seconds=mfa_age_seconds, now=now,
-                user_live_sessions=await repo.count_live_dwa_sessions(s, user_id=user.id),
-                device_live_sessions=await repo.count_live_dwa_sessions(s, device_id=device.id),
-                approved_until=await repo.active_approval_until(s, user.id, device.id, now),
+                user_live_sessions=await sessions_store.count_live_dwa_sessions(s, user_id=user.id),
+                device_live_sessions=await sessions_store.count_live_dwa_sessions(s, device_id=device.id),
+                approved_until=await approvals.active_approval_until(s, user.id, device.id, now),
             )
         if self.audit is not None:  # like gateway.broker.DwaBroker: the broker audits its decisions
             await self.audit.append(AuditEventIn(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from policy import load_policy
 from printgate.domain import (
@@ -22,10 +25,10 @@ from printgate.domain import (
     User,
     UserId,
 )
-from printgate.store import identity as repo
+from printgate.errors import InvalidTransition
+from printgate.store import approvals, rule_sets, sso, users
 from printgate.store.db import Database
 from printgate.store.devices import add_device
-from printgate.store.models.identity import ApprovalRow
 from printgate.store.tenants import add_agent, add_customer, add_dealer, add_site, add_user
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -52,7 +55,7 @@ async def test_totp_step_is_accepted_once_even_under_concurrency(db: Database) -
 
     async def try_step(step: int) -> bool:
         async with db.transaction() as s:
-            return await repo.accept_totp_step(s, "u", step)
+            return await users.accept_totp_step(s, "u", step)
 
     results = await asyncio.gather(*(try_step(1000) for _ in range(5)))
     assert sorted(results) == [False, False, False, False, True]
@@ -63,22 +66,22 @@ async def test_totp_step_is_accepted_once_even_under_concurrency(db: Database) -
 async def test_replay_cache_remembers_each_key_once(db: Database) -> None:
     await _seed(db)
     async with db.transaction() as s:
-        assert await repo.remember_once(s, "saml:p:id1", expires_at=NOW + timedelta(hours=1), now=NOW)
-        assert not await repo.remember_once(s, "saml:p:id1", expires_at=NOW + timedelta(hours=1), now=NOW)
+        assert await sso.remember_once(s, "saml:p:id1", expires_at=NOW + timedelta(hours=1), now=NOW)
+        assert not await sso.remember_once(s, "saml:p:id1", expires_at=NOW + timedelta(hours=1), now=NOW)
     async with db.transaction() as s:  # expired entries are purged, so the key is new again later
-        assert await repo.remember_once(s, "saml:p:id1", expires_at=NOW + timedelta(hours=3),
+        assert await sso.remember_once(s, "saml:p:id1", expires_at=NOW + timedelta(hours=3),
                                         now=NOW + timedelta(hours=2))
 
 
 async def test_rule_sets_are_versioned_and_load_newest(db: Database) -> None:
     await _seed(db)
     async with db.transaction() as s:
-        assert await repo.load_ruleset(s, "d") is None
-        v1 = await repo.save_ruleset(s, "d", {"rules": []}, actor="admin@example.org", now=NOW)
-        v2 = await repo.save_ruleset(s, "d", {"mfa_max_age_minutes": 5}, actor="admin@example.org", now=NOW)
+        assert await rule_sets.load_ruleset(s, "d") is None
+        v1 = await rule_sets.save_ruleset(s, "d", {"rules": []}, actor="admin@example.org", now=NOW)
+        v2 = await rule_sets.save_ruleset(s, "d", {"mfa_max_age_minutes": 5}, actor="admin@example.org", now=NOW)
     assert (v1, v2) == (1, 2)
     async with db.session() as s:
-        body = await repo.load_ruleset(s, "d")
+        body = await rule_sets.load_ruleset(s, "d")
     assert body is not None
     compiled = load_policy(body)
     assert compiled.version == 2 and compiled.ruleset.mfa_max_age_minutes == 5
@@ -87,13 +90,30 @@ async def test_rule_sets_are_versioned_and_load_newest(db: Database) -> None:
 async def test_active_approval_is_bounded_in_time(db: Database) -> None:
     await _seed(db)
     async with db.transaction() as s:
-        await repo.add_approval(s, ApprovalRow(id="ap1", user_id="u", device_id="x", customer_id="c",
-                                               status="approved", requested_at=NOW,
-                                               approved_until=NOW + timedelta(minutes=30)))
-        await repo.add_approval(s, ApprovalRow(id="ap2", user_id="u", device_id="x", customer_id="c",
-                                               status="denied", requested_at=NOW,
-                                               approved_until=NOW + timedelta(hours=5)))
+        for approval_id in ("ap1", "ap2"):
+            await approvals.request_approval(s, approval_id=approval_id, user_id="u", device_id="x", customer_id="c",
+                                        reason="", now=NOW)
+        await approvals.decide_approval(s, "ap1", approved=True, by="admin@c", now=NOW,
+                                   until=NOW + timedelta(minutes=30))
+        await approvals.decide_approval(s, "ap2", approved=False, by="admin@c", now=NOW,
+                                   until=NOW + timedelta(hours=5))
     async with db.session() as s:
-        assert await repo.active_approval_until(s, "u", "x", NOW) == NOW + timedelta(minutes=30)
-        assert await repo.active_approval_until(s, "u", "x", NOW + timedelta(minutes=31)) is None
-        assert await repo.active_approval_until(s, "someone-else", "x", NOW) is None
+        assert await approvals.active_approval_until(s, "u", "x", NOW) == NOW + timedelta(minutes=30)
+        assert await approvals.active_approval_until(s, "u", "x", NOW + timedelta(minutes=31)) is None
+        assert await approvals.active_approval_until(s, "someone-else", "x", NOW) is None
+
+
+async def test_an_approval_is_decided_once_and_read_back_frozen(db: Database) -> None:
+    await _seed(db)
+    async with db.transaction() as s:
+        pending = await approvals.request_approval(s, approval_id="ap3", user_id="u", device_id="x", customer_id="c",
+                                              reason="toner", now=NOW)
+        decided = await approvals.decide_approval(s, "ap3", approved=False, by="admin@c", now=NOW)
+        with pytest.raises(InvalidTransition):
+            await approvals.decide_approval(s, "ap3", approved=True, by="admin@c", now=NOW, until=NOW)
+    assert (pending.status, decided.status, decided.decided_by) == ("pending", "denied", "admin@c")
+    async with db.session() as s:
+        assert await approvals.get_approval(s, "ap3") == decided
+        assert await approvals.pending_approval(s, "u", "x") is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decided.status = "approved"  # type: ignore[misc]

@@ -16,8 +16,8 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from lab.ports import free_tcp_port
-from printgate.store.identity import add_sso_provider
 from printgate.store.models.identity import SsoProviderRow
+from printgate.store.sso import add_sso_provider
 from tests.portal.conftest import Portal
 
 

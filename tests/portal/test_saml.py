@@ -16,8 +16,8 @@ import pytest
 from lxml import etree
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
-from printgate.store.identity import add_sso_provider
 from printgate.store.models.identity import SsoProviderRow
+from printgate.store.sso import add_sso_provider
 from tests.portal.conftest import Portal
 from tests.portal.saml_idp import SimpleSamlPhp, idp_login, make_keypair
 

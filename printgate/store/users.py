@@ -1,0 +1,38 @@
+"""Users' sign-in columns (password hash, TOTP) and user lists.
+
+Secrets never reach this module in clear: callers pass hashes.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from printgate.domain import User
+from printgate.store.models.core import UserRow
+from printgate.store.tenants import user_from_row
+
+
+async def get_user_row(s: AsyncSession, user_id: str) -> UserRow | None:
+    return await s.get(UserRow, user_id)
+
+
+async def accept_totp_step(s: AsyncSession, user_id: str, step: int) -> bool:
+    """Record ``step`` as used, atomically; False if it (or a later one) was used."""
+    result = await s.execute(
+        update(UserRow)
+        .where(UserRow.id == user_id,
+               or_(UserRow.totp_last_step.is_(None), UserRow.totp_last_step < step))
+        .values(totp_last_step=step)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def list_users(s: AsyncSession, *, dealer_id: str | None = None,
+                     customer_id: str | None = None) -> list[User]:
+    q = select(UserRow).order_by(UserRow.email)
+    if dealer_id is not None:
+        q = q.where(UserRow.dealer_id == dealer_id)
+    if customer_id is not None:
+        q = q.where(UserRow.customer_id == customer_id)
+    return [user_from_row(r) for r in (await s.execute(q)).scalars().all()]
