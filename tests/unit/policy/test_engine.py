@@ -8,7 +8,7 @@ import pytest
 
 from policy import Action, default_ruleset, evaluate, load_policy
 from printgate.domain import DeviceIdentity, RemoteAccessMode, Role
-from tests.policy.conftest import (
+from tests.unit.policy.conftest import (
     NOW,
     make_context,
     make_device,

@@ -1,0 +1,33 @@
+"""Banner alone: the session bar goes before ``</body>`` of a session's HTML page, once, and nowhere else."""
+
+from gateway.proxy.addons.banner import BANNER_ID, Banner
+from gateway.proxy.addons.session_auth import COOKIE_KEY
+from tests.unit.gateway.proxy.addons.flows import deps, flow, response, route
+
+
+def _page(content: bytes = b"<html><body><p>Status</p></body></html>", **headers: str):  # type: ignore[no-untyped-def]
+    f = flow(path="/", response=response(content=content, headers={"content-type": "text/html", **headers}),
+             with_route=route(device_label="Front <desk>"))
+    f.metadata[COOKIE_KEY] = "cookie-value"
+    return f
+
+
+def test_the_bar_is_inserted_before_the_end_of_the_body_once() -> None:
+    banner, f = Banner(deps()), _page()
+    banner.response(f)
+    banner.response(f)
+    assert f.response is not None
+    text = f.response.get_text()
+    assert text is not None and text.count(f"id={BANNER_ID}") == 1
+    assert text.index(BANNER_ID) < text.index("</body>")
+    assert "Front &lt;desk&gt;" in text  # the device label is escaped
+
+
+def test_no_bar_without_a_session_cookie_or_on_other_content() -> None:
+    banner = Banner(deps())
+    no_cookie = _page()
+    del no_cookie.metadata[COOKIE_KEY]
+    image = _page(content=b"\x89PNG", **{"content-type": "image/png"})
+    for f in (no_cookie, image):
+        banner.response(f)
+        assert f.response is not None and BANNER_ID.encode() not in f.response.content

@@ -1,0 +1,50 @@
+"""TransferBudget alone: a session's own data sent to the device is capped per request and per session."""
+
+from dataclasses import replace
+
+from gateway.proxy.addons.transfer_budget import TransferBudget
+from gateway.proxy.limits import ProxyLimits
+from gateway.proxy.routes import RouteTable
+from gateway.proxy.vendor_profiles import VendorEndpoints
+from tests.unit.gateway.proxy.addons.flows import decision, flow, route
+
+
+def _budget(routes: RouteTable, **limits: int) -> TransferBudget:
+    return TransferBudget(replace(ProxyLimits(), **limits), VendorEndpoints(()), routes)
+
+
+def _form(session: str, text: str):  # type: ignore[no-untyped-def]
+    return flow("POST", "/settings", headers={"content-type": "application/x-www-form-urlencoded"},
+                content=text.encode(), with_route=route(session_id=session))
+
+
+def test_requests_within_the_session_budget_pass_and_are_charged() -> None:
+    routes = RouteTable()
+    budget = _budget(routes, request_budget=4096, session_budget=100_000)
+    f = _form("b1", "location=floor+2")
+    budget.request(f)
+    assert f.response is None and budget.ledger("b1").used > 0
+
+
+def test_the_session_budget_stops_a_trickle_of_small_requests() -> None:
+    routes = RouteTable()
+    budget = _budget(routes, request_budget=4096, session_budget=200)
+    refused = None
+    for i in range(20):
+        f = _form("b2", f"note{i}=" + "abcdefghij" * 3 + str(i))
+        budget.request(f)
+        if f.response is not None:
+            refused = decision(f)
+            break
+    assert refused is not None and refused.rule == "budget.session"
+    assert budget.ledger("b2").used <= 200
+
+
+def test_a_removed_session_forgets_its_ledger() -> None:
+    routes = RouteTable()
+    budget = _budget(routes)
+    r = route(session_id="b3")
+    routes.add(r)
+    budget.charge(r, 50)
+    routes.remove("b3", "ended")
+    assert budget.ledger("b3").used == 0
