@@ -22,9 +22,6 @@ from gateway.channel.mqtt_bridge import MqttBridge
 from lab.ports import free_tcp_port
 from printgate.domain import (
     AgentId,
-    Customer,
-    CustomerId,
-    Dealer,
     DealerId,
     Device,
     DeviceId,
@@ -33,7 +30,6 @@ from printgate.domain import (
     DwaTarget,
     Role,
     SessionId,
-    Site,
     SiteId,
     User,
     UserId,
@@ -42,8 +38,10 @@ from printgate.store import channel as channel_store
 from printgate.store import devices as device_store
 from printgate.store import sessions as session_store
 from printgate.store import tenants
-from printgate.store.audit_table import TableAuditSink
-from printgate.store.db import Database, migrate
+from printgate.store.db import Database
+from printgate.testing.audit import ReadableAuditLog
+from printgate.testing.database import migrated, sqlite_url
+from printgate.testing.tenancy import Tenancy
 from printgate.wire import agent_pb2 as pb
 from tests.channel.broker import Broker
 
@@ -79,7 +77,7 @@ class Cloud:
     ca: AgentCA
     hub: AgentHub
     server: AgentChannelServer
-    audit: TableAuditSink
+    audit: ReadableAuditLog
     recorder: Recorder
     site_a: str
     site_b: str
@@ -97,14 +95,11 @@ class Cloud:
 
 
 async def make_tenancy(db: Database) -> tuple[str, str]:
-    async with db.transaction() as s:
-        await tenants.add_dealer(s, Dealer(DealerId("d1"), "Dealer One"))
-        await s.flush()
-        await tenants.add_customer(s, Customer(CustomerId("c1"), DealerId("d1"), "Customer One"))
-        await tenants.add_customer(s, Customer(CustomerId("c2"), DealerId("d1"), "Customer Two"))
-        await s.flush()
-        await tenants.add_site(s, Site(SiteId("site-a"), CustomerId("c1"), "A"))
-        await tenants.add_site(s, Site(SiteId("site-b"), CustomerId("c2"), "B"))
+    """Dealer d1 with customers c1 (site-a) and c2 (site-b); the two site ids."""
+    await (Tenancy().dealer("d1", "Dealer One")
+           .customer("c1", "d1", "Customer One").customer("c2", "d1", "Customer Two")
+           .site("site-a", "c1", "A").site("site-b", "c2", "B")
+           .save(db))
     return "site-a", "site-b"
 
 
@@ -129,24 +124,21 @@ async def make_session(db: Database, agent_id: str, site_id: str) -> str:
 @pytest.fixture(scope="session")
 async def cloud(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cloud]:
     tmp = tmp_path_factory.mktemp("channel")
-    url = f"sqlite+aiosqlite:///{tmp}/cloud.db"
-    await migrate(url)
-    db = Database(url)
-    site_a, site_b = await make_tenancy(db)
-    ca = AgentCA.load_or_create(tmp / "ca")
-    hub = AgentHub(ca.command_key)
-    recorder = Recorder()
-    audit = TableAuditSink(db)
-    server = AgentChannelServer(
-        "127.0.0.1", free_tcp_port(), ca=ca, db=db, audit=audit, hub=hub,
-        handlers=recorder.handlers(), enrol_port=free_tcp_port(),
-        facts=ChannelFacts(relay_address="127.0.0.1:8422", relay_host_key_fingerprint="SHA256:test"),
-        revocation_poll_s=0.5,
-    )
-    await server.start()
-    yield Cloud(db, ca, hub, server, audit, recorder, site_a, site_b, tmp)
-    await server.aclose()
-    await db.aclose()
+    async with migrated(sqlite_url(tmp / "cloud.db")) as db:
+        site_a, site_b = await make_tenancy(db)
+        ca = AgentCA.load_or_create(tmp / "ca")
+        hub = AgentHub(ca.command_key)
+        recorder = Recorder()
+        audit = ReadableAuditLog(db, None)
+        server = AgentChannelServer(
+            "127.0.0.1", free_tcp_port(), ca=ca, db=db, audit=audit, hub=hub,
+            handlers=recorder.handlers(), enrol_port=free_tcp_port(),
+            facts=ChannelFacts(relay_address="127.0.0.1:8422", relay_host_key_fingerprint="SHA256:test"),
+            revocation_poll_s=0.5,
+        )
+        await server.start()
+        yield Cloud(db, ca, hub, server, audit, recorder, site_a, site_b, tmp)
+        await server.aclose()
 
 
 async def eventually(check, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
