@@ -20,6 +20,23 @@ from pydantic_settings import (
 )
 
 
+class NotifySettings(BaseModel):
+    """Who hears about access requests and decisions: e-mail through an SMTP server (customer
+    administrators when a technician asks, the technician when they decide) and a webhook
+    (JSON POST, signed ``X-Printgate-Signature: sha256=<HMAC of the body>`` with
+    ``webhook_secret``). Empty ``smtp_host`` / ``webhook_url``: not sent."""
+
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    mail_from: str = "printgate@localhost"
+    webhook_url: str = ""
+    webhook_secret: SecretStr = SecretStr("")
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
 class PortalSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8400
@@ -31,6 +48,7 @@ class PortalSettings(BaseModel):
     session_absolute_hours: int = 12
     mfa_fresh_minutes: int = 15
     agent_enrol_url: str = ""  # gateway enrolment address host:port shown on /agents (set by the composition root)
+    notify: NotifySettings = Field(default_factory=NotifySettings)  # env PRINTGATE_PORTAL__NOTIFY__SMTP_HOST ...
 
 
 class GatewaySettings(BaseModel):

@@ -57,14 +57,15 @@ _B64_ALPHA = _Alphabet.of(_B64 + re.escape(_JOINERS))
 _ESCAPED_ALPHA = _Alphabet.of(_HEX + rb"\\xu%")
 _SPACED_ALPHA = _Alphabet.of(_HEX + rb" \t,:;\-x")
 _ARRAY_ALPHA = _Alphabet.of(rb"0-9 \t\r\n,")
+_UU_ALPHA = _Alphabet.of(rb"\x20-\x60\r\n")  # uuencoded lines: no lower-case letters
 _HEX_ONLY = re.compile(rb"[0-9A-Fa-f]+")
 _B32_ONLY = re.compile(rb"[A-Z2-7]+")
 _ESCAPED = re.compile(rb"(?:(?:\\x|\\u00|%)[0-9A-Fa-f]{2})+")
 _SPACED = re.compile(rb"(?:(?:0x)?[0-9A-Fa-f]{2}[ \t,:;\-]+)+")
 _ARRAY = re.compile(rb"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\s*,\s*)+")
 _QP = re.compile(rb"=[0-9A-F]{2}(?:=[0-9A-F]{2}){2,}")
-_UU_LINE = re.compile(rb"(?m)^M[\x20-\x60]{60}\r?$")
-_UU_BEGIN = re.compile(rb"(?m)^begin(?:-base64)? [0-7]{3,4} \S")
+_UU_LINE = re.compile(rb"\nM[\x20-\x60]{60}\r?(?=\n)")  # a full uuencoded line (45 bytes)
+_QP_WINDOW = 16 * 1024
 _A85 = re.compile(rb"<~[!-u\s]*~>")
 _SAMPLE = 4096
 # Shannon entropy (bits per character) an encoding of real data reaches; joined-up words,
@@ -117,20 +118,31 @@ _DATA_PAYLOAD = re.compile(rb"[A-Za-z0-9+/_\-]*={0,2}")
 
 
 def _decoded(payload: bytes) -> bytes | None:
+    body = payload.rstrip(b"=")
     try:
-        return base64.b64decode(payload.rstrip(b"=") + b"=" * (-len(payload.rstrip(b"=")) % 4), altchars=None)
+        return base64.b64decode(body + b"=" * (-len(body) % 4))
     except (binascii.Error, ValueError):
         return None
 
 
-def _without_harmless_data_uris(
-    data: bytes, threshold: int, allow_data: ImageCheck | None
-) -> tuple[bytes, EncodedHit | None]:
-    """``data`` with the payloads of ``data:image/...;base64,`` URIs that decode to a harmless
-    image cut out (the page may show them); any other data URI that long is a file."""
-    kept: list[bytes] = []
-    at = 0
-    for m in _DATA_URI_START.finditer(data):
+def _judge_run(raw: bytes, threshold: int, strict: bool) -> EncodedHit | None:
+    run = raw.translate(None, _JOINERS)
+    if len(run) < threshold:
+        return None
+    kind = _run_kind(run)
+    unbroken = len(run) == len(raw)
+    if (strict and unbroken) or _entropy(run[:_SAMPLE]) >= MIN_ENTROPY[kind]:
+        return EncodedHit(kind, len(run))
+    return None
+
+
+def _judge_with_data_uris(data: bytes, start: int, end: int, threshold: int, allow_data: ImageCheck | None,
+                          strict: bool) -> EncodedHit | None:
+    """A long run that holds (or follows) ``data:...;base64,`` URIs: an image URI that decodes
+    to a harmless image is left out, any other URI that long is a file, the rest is judged as a run."""
+    pos = start
+    lo = max(0, start - 200)
+    for m in _DATA_URI_START.finditer(data, lo, end):
         payload = _DATA_PAYLOAD.match(data, m.end())
         assert payload is not None  # "*" always matches
         if payload.end() - payload.start() < threshold:
@@ -138,29 +150,22 @@ def _without_harmless_data_uris(
         mtype = m.group(1).lower()
         decoded = _decoded(payload.group()) if mtype.startswith((b"image/", b"font/")) else None
         if decoded is None or allow_data is None or not allow_data(decoded):
-            return data, EncodedHit("data_uri", payload.end() - payload.start())
-        kept.append(data[at : payload.start()])
-        at = payload.end()
-    if not kept:
-        return data, None
-    kept.append(data[at:])
-    return b"".join(kept), None
+            return EncodedHit("data_uri", payload.end() - payload.start())
+        hit = _judge_run(data[pos : max(pos, m.start())], threshold, strict)
+        if hit is not None:
+            return hit
+        pos = payload.end()
+    return _judge_run(data[pos:end], threshold, strict) if pos < end else None
 
 
 def _base64_like(data: bytes, threshold: int, allow_data: ImageCheck | None, strict: bool) -> EncodedHit | None:
-    if b"base64," in data or b"BASE64," in data:
-        data, hit = _without_harmless_data_uris(data, threshold, allow_data)
+    for start, end in _long_runs(data, _B64_ALPHA, threshold):
+        if data.find(b"base64,", max(0, start - 200), end) >= 0 or data.find(b"BASE64,", max(0, start - 200), end) >= 0:
+            hit = _judge_with_data_uris(data, start, end, threshold, allow_data, strict)
+        else:
+            hit = _judge_run(data[start:end], threshold, strict)
         if hit is not None:
             return hit
-    for start, end in _long_runs(data, _B64_ALPHA, threshold):
-        raw = data[start:end]
-        run = raw.translate(None, _JOINERS)
-        if len(run) < threshold:
-            continue
-        kind = _run_kind(run)
-        unbroken = len(run) == len(raw)
-        if (strict and unbroken) or _entropy(run[:_SAMPLE]) >= MIN_ENTROPY[kind]:
-            return EncodedHit(kind, len(run))
     return None
 
 
@@ -172,14 +177,33 @@ def _tokens(data: bytes, alpha: _Alphabet, pattern: re.Pattern[bytes], min_chars
     return None
 
 
+def _quoted_printable(data: bytes, threshold: int) -> EncodedHit | None:
+    """Quoted-printable binary: windows where "=" is frequent (a tenth of the characters or
+    more: HTML attributes stay far below) hold runs of "=XX" escapes."""
+    if b"=" not in data:
+        return None
+    total = 0
+    for lo in range(0, len(data), _QP_WINDOW):
+        hi = lo + _QP_WINDOW
+        if data.count(b"=", lo, hi) * 10 < min(_QP_WINDOW, len(data) - lo):
+            continue
+        total += sum(m.end() - m.start() for m in _QP.finditer(data, lo, hi))
+        if total >= threshold:
+            return EncodedHit("quoted_printable", total)
+    return None
+
+
 def find_encoded(
-    data: bytes, threshold: int, *, allow_data: ImageCheck | None = None, strict: bool = False
+    data: bytes, threshold: int, *, allow_data: ImageCheck | None = None, strict: bool = False,
+    byte_lists: bool = True,
 ) -> EncodedHit | None:
     """The first encoded run in ``data`` carrying at least about ``threshold`` characters' worth.
 
     ``allow_data`` decides whether a ``data:image/...;base64,`` URI's decoded bytes are a
     harmless image (the page may show it); without it every such URI counts. ``strict``
     (what the browser sends): an unbroken run that long counts whatever its entropy.
+    ``byte_lists``: also spaced hex (``41 42 43``) and decimal byte arrays, the forms script
+    and data carry (HTML and CSS pages are spared the two extra scans).
     """
     if len(data) < threshold // 2:
         return None
@@ -191,21 +215,19 @@ def find_encoded(
         hit = _tokens(data, _ESCAPED_ALPHA, _ESCAPED, nbytes * 3, "escaped_hex")
         if hit is not None:
             return hit
-    hit = _tokens(data, _SPACED_ALPHA, _SPACED, nbytes * 3 - 1, "spaced_hex") or _tokens(
-        data, _ARRAY_ALPHA, _ARRAY, nbytes * 2, "byte_array")
-    if hit is not None:
-        return hit
-    if data.count(b"=") * 3 >= threshold:
-        qp = sum(m.end() - m.start() for m in _QP.finditer(data))
-        if qp >= threshold:
-            return EncodedHit("quoted_printable", qp)
-    if b"begin" in data and _UU_BEGIN.search(data) is not None:
-        return EncodedHit("uuencode", len(data))
-    if data.count(b"\nM") * 61 >= threshold:
-        uu_lines = len(_UU_LINE.findall(data))
-        if uu_lines * 61 >= threshold:
-            return EncodedHit("uuencode", uu_lines * 61)
-    if b"<~" in data:
+    if byte_lists:
+        hit = _tokens(data, _SPACED_ALPHA, _SPACED, nbytes * 3 - 1, "spaced_hex") or _tokens(
+            data, _ARRAY_ALPHA, _ARRAY, nbytes * 2, "byte_array")
+        if hit is not None:
+            return hit
+    qp = _quoted_printable(data, threshold)
+    if qp is not None:
+        return qp
+    uu_lines = sum(len(_UU_LINE.findall(data, max(0, start - 1), end + 1))
+                   for start, end in _long_runs(data, _UU_ALPHA, threshold))
+    if uu_lines * 61 >= threshold:
+        return EncodedHit("uuencode", uu_lines * 61)
+    if b"~" in data and b"<~" in data:
         for m in _A85.finditer(data):
             if m.end() - m.start() >= threshold:
                 return EncodedHit("ascii85", m.end() - m.start())

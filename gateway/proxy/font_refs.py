@@ -14,8 +14,8 @@ _MAX_PER_SESSION = 256
 def font_paths(css: bytes, base_url: str) -> set[str]:
     """Paths of the font files a style sheet (or an HTML page's inline styles) references."""
     found: set[str] = set()
-    if b"url(" not in css.lower():
-        return found
+    if b"@" not in css or b"@font-face" not in css:
+        return found  # fonts are declared in @font-face rules only
     for m in _URL.finditer(css):
         ref = m.group(2).decode("utf-8", "replace")
         if ref.startswith("data:"):

@@ -148,7 +148,7 @@ _EMBEDDED_KIND = (
 # Text documents and printer jobs: anywhere in a request, at a line start in a response
 _JOB_SIGNATURES = rb"%!PS|%PDF-|@PJL|-----BEGIN |\x1b%-12345X|\x1bE|\{\\rtf"
 _JOB_ANYWHERE = re.compile(_JOB_SIGNATURES)
-_JOB_AT_LINE = re.compile(rb"\n[ \t\r]*(?:" + _JOB_SIGNATURES + rb")")
+_JOB_AT_LINE = re.compile(rb"\n[\r \t]?(?:" + _JOB_SIGNATURES + rb")")  # led by a literal: a fast scan
 _JOB_KIND = (
     (b"%!", "postscript"), (b"%PDF", "pdf"), (b"@PJL", "pjl"), (b"\x1b%", "pjl"), (b"-----", "pem"),
     (b"\x1bE", "pcl"), (b"{", "rtf"),
@@ -164,12 +164,12 @@ def embedded_kind(data: bytes) -> str | None:
     return next(kind for prefix, kind in _EMBEDDED_KIND if found.startswith(prefix))
 
 
-def job_or_document_kind(data: bytes, *, anywhere: bool) -> str | None:
+def job_or_document_kind(data: bytes, *, anywhere: bool, lines: bool = True) -> str | None:
     """A printer job (PostScript, PJL, PCL) or text document (PDF, PEM, RTF) signature:
-    ``anywhere`` in the body, or else at its start or at a line start."""
+    ``anywhere`` in the body, or else at its start or (``lines``) at a line start."""
     head = data[:64].lstrip()
     m = _JOB_ANYWHERE.match(head) if head.startswith((b"%!", b"%P", b"@", b"-", b"\x1b", b"{")) else None
-    if m is None:
+    if m is None and (anywhere or lines):
         m = (_JOB_ANYWHERE if anywhere else _JOB_AT_LINE).search(data)
         if m is None and head.startswith(b"%!"):
             return "postscript"
@@ -267,10 +267,13 @@ def clean_font_kind(data: bytes) -> str | None:
     return kind
 
 
-def is_textual_throughout(data: bytes) -> bool:
-    """Text from the first byte to the last: no control byte besides white space (a ZIP or a
-    7-bit binary after some text fails), and UTF-8 or legacy 8-bit text."""
-    if len(data.translate(None, _CONTROLS)) != len(data):
+def is_textual_throughout(data: bytes, *, every_control: bool = True) -> bool:
+    """Text from the first byte to the last, UTF-8 or legacy 8-bit: no control byte besides
+    white space (a ZIP or a 7-bit binary after some text fails). Without ``every_control``
+    only NUL and ESC are looked for (every archive, document and job has one; a page of any
+    size is checked in two memchr passes)."""
+    controls = _CONTROL_BYTES if every_control else (b"\x00", b"\x1b")
+    if any(c in data for c in controls):
         return False
     try:
         data.decode("utf-8")
@@ -280,3 +283,4 @@ def is_textual_throughout(data: bytes) -> bool:
 
 
 _CONTROLS = bytes(c for c in range(32) if c not in (9, 10, 12, 13)) + b"\x7f"
+_CONTROL_BYTES = tuple(bytes([c]) for c in _CONTROLS)

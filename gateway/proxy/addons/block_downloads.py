@@ -130,7 +130,8 @@ class BlockDownloads:
             return self._check_image(body, lim)
         if mtype.startswith("font/") or mtype in FONT_TYPES or sniff.font_kind(body) is not None:
             return self._check_font(req, body, session_id, lim)
-        if not sniff.is_textual_throughout(body):
+        page = mtype in HTML_TYPES or mtype in CSS_TYPES or mtype in JS_TYPES or mtype == ""
+        if not sniff.is_textual_throughout(body, every_control=not page):
             inner = sniff.embedded_kind(body)
             if inner is not None:
                 return f"download.sniffed_{inner}", f"The response contains a {inner} file.", size
@@ -204,10 +205,12 @@ class BlockDownloads:
     def _check_text_content(self, req: http.Request, mtype: str, body: bytes, session_id: str,
                             lim: ProxyLimits) -> Verdict | None:
         size = len(body)
-        job = sniff.job_or_document_kind(body, anywhere=False)
+        markup = mtype in HTML_TYPES or mtype in CSS_TYPES
+        job = sniff.job_or_document_kind(body, anywhere=False, lines=not markup)
         if job is not None:
             return f"download.sniffed_{job}", f"The response carries a {job} document.", size
-        hit = encoded.find_encoded(body, lim.encoded_min_download, allow_data=_image_is_harmless)
+        hit = encoded.find_encoded(body, lim.encoded_min_download, allow_data=_image_is_harmless,
+                                   byte_lists=not markup)
         if hit is None and (mtype in JSON_TYPES or mtype.endswith("+json")):
             hit = _split_over_json_strings(body, lim.encoded_min_download)
         if hit is not None:
