@@ -15,14 +15,17 @@ from fastapi.staticfiles import StaticFiles
 from portal import error_pages, health
 from portal.db_outage import DatabaseOutage, is_database_outage
 from portal.deps import LoginRequired, OptionalLogin
+from portal.notifications import Notifier
 from portal.pages import landing_page, see_other
 from portal.routers import (
     agents,
     api,
     api_tokens,
     approvals,
+    audit,
     devices,
     dwa_sessions,
+    fleet,
     login,
     mfa,
     policy_rules,
@@ -31,7 +34,7 @@ from portal.routers import (
     users,
 )
 from portal.state import STATIC, AgentCaFacts, PortalState, utc_now
-from printgate.interfaces import AuditSink, SessionBroker
+from printgate.interfaces import AgentCommands, AuditSink, SessionBroker
 from printgate.settings import PortalSettings
 from printgate.store.db import Database
 
@@ -45,10 +48,11 @@ def create_app(
     extra_routers: Sequence[APIRouter] = (),
     clock: Callable[[], datetime] = utc_now,
     agent_ca: AgentCaFacts | None = None,
+    commands: AgentCommands | None = None,
 ) -> FastAPI:
     app = FastAPI(title="printgate portal", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.state.portal = PortalState(settings=settings, db=db, broker=broker, audit=audit, clock=clock,
-                                   agent_ca=agent_ca)
+                                   agent_ca=agent_ca, commands=commands, notifier=Notifier(settings.notify))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     error_pages.install(app)  # 4xx/5xx as pages saying what to do (JSON for API clients)
 
@@ -94,7 +98,7 @@ def create_app(
         return see_other(landing_page(signed_in.user if signed_in else None))
 
     for router in (health.router, login.router, mfa.router, devices.router, dwa_sessions.router, approvals.router,
-                   sso.router, users.router, tenants.router, policy_rules.router, api_tokens.router,
-                   agents.router, api.router, *extra_routers):
+                   approvals.api, sso.router, users.router, tenants.router, policy_rules.router, api_tokens.router,
+                   agents.router, api.router, fleet.router, audit.router, *extra_routers):
         app.include_router(router)
     return app

@@ -14,8 +14,9 @@ from fastapi.templating import Jinja2Templates
 
 from portal.auth.browser_sessions import Timeouts
 from portal.auth.passwords import Lockout
+from portal.notifications import Notifier
 from printgate.domain import AuditEventIn, User
-from printgate.interfaces import AuditSink, SessionBroker
+from printgate.interfaces import AgentCommands, AuditSink, SessionBroker
 from printgate.settings import PortalSettings
 from printgate.store.db import Database
 from printgate.store.models.identity import PortalSessionRow
@@ -55,6 +56,8 @@ class PortalState:
     audit: AuditSink
     clock: Callable[[], datetime] = utc_now
     agent_ca: AgentCaFacts | None = None
+    commands: AgentCommands | None = None  # signed commands to agents (the fleet's "rescan now")
+    notifier: Notifier | None = None  # access requests and decisions (e-mail, webhook)
     lockout: Lockout = field(default_factory=Lockout)
     templates: Jinja2Templates = field(default_factory=lambda: Jinja2Templates(directory=TEMPLATES))
 

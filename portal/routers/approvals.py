@@ -3,18 +3,22 @@ approve for a bounded time or deny."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 
-from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
+from portal.approval_notices import DURATIONS, approval_lines, decided_notice
+from portal.deps import CsrfChecked, CurrentLogin, CurrentUser, DbSession, State, require_scope
 from portal.pages import render, see_other
+from portal.state import PortalState
 from printgate.domain import Approval, Role
 from printgate.store import approvals as approvals_store
 
 router = APIRouter(prefix="/approvals", tags=["approvals"])
+api = APIRouter(prefix="/api/approvals", tags=["api"])
 
 MAX_APPROVAL_MINUTES = 8 * 60
 
@@ -27,8 +31,36 @@ async def approvals_page(request: Request, state: State, s: DbSession, login: Cu
         rows = await approvals_store.list_approvals_of_customer(s, user.customer_id)
     else:
         rows = await approvals_store.list_approvals_of_user(s, user.id)
-    return render(state, request, "approvals.html", login=login, approvals=rows, deciding=deciding,
-                  now=state.clock())
+    return render(state, request, "approvals.html", login=login, lines=await approval_lines(s, rows),
+                  deciding=deciding, durations=DURATIONS, now=state.clock())
+
+
+class ApprovalState(BaseModel):
+    id: str
+    status: str
+    device_id: str
+    approved_until: datetime | None
+    decided_by: str | None
+
+
+@api.get("/{approval_id}", response_model=ApprovalState, dependencies=[Depends(require_scope("sessions:read"))])
+async def approval_state(s: DbSession, user: CurrentUser, approval_id: str) -> ApprovalState:
+    """A request's state, for its technician and the customer's administrators (the approvals page
+    polls it to show the decision without reloading)."""
+    a = await approvals_store.get_approval(s, approval_id)
+    deciding = Role.CUSTOMER_ADMIN in user.roles and a is not None and a.customer_id == user.customer_id
+    if a is None or (a.user_id != user.id and not deciding):
+        raise HTTPException(404, "no such approval request of yours")
+    return ApprovalState(id=a.id, status=a.status, device_id=a.device_id, approved_until=a.approved_until,
+                         decided_by=a.decided_by)
+
+
+async def _notify_decision(state: PortalState, s: DbSession, decided: Approval) -> None:
+    if state.notifier is None:
+        return
+    (line,) = await approval_lines(s, [decided])
+    notice, notifier = decided_notice(line, state.settings.public_url), state.notifier
+    await state.after_commit(lambda: notifier.send(notice))
 
 
 async def _decidable(s: DbSession, login: CurrentLogin, approval_id: str) -> Approval:
@@ -51,6 +83,7 @@ async def approve(request: Request, state: State, s: DbSession, login: CurrentLo
                                                 until=now + timedelta(minutes=minutes))
     await state.record("approval.approved", request=request, user=login.user, device_id=row.device_id,
                        details={"approval_id": row.id, "for_user": row.user_id, "minutes": minutes})
+    await _notify_decision(state, s, row)
     return see_other("/approvals")
 
 
@@ -62,4 +95,5 @@ async def deny(request: Request, state: State, s: DbSession, login: CurrentLogin
                                                 now=state.clock())
     await state.record("approval.denied", request=request, user=login.user, device_id=row.device_id,
                        details={"approval_id": row.id, "for_user": row.user_id})
+    await _notify_decision(state, s, row)
     return see_other("/approvals")

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import Response
 
+from portal.approval_notices import approval_lines, approvers_of, requested_notice
 from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
 from portal.device_list import (
     ALERT_CHOICES,
@@ -81,13 +82,20 @@ async def request_approval(request: Request, state: State, s: DbSession, login: 
     owner = await dealer_of_device(s, device_id)
     if owner is None or owner[0] != login.user.dealer_id:
         raise HTTPException(404, "no such device")
+    if not reason.strip():
+        raise HTTPException(422, "say why you need access: the customer's administrators decide on it")
     if await approvals.pending_approval(s, login.user.id, device_id) is None:
         approval = await approvals.request_approval(
             s, approval_id=secrets.token_hex(8), user_id=login.user.id, device_id=device_id,
-            customer_id=owner[1], reason=reason[:500], now=state.clock())
+            customer_id=owner[1], reason=reason.strip()[:500], now=state.clock())
         await state.record("approval.requested", request=request, user=login.user,
                            device_id=device_id, customer_id=owner[1],
                            details={"approval_id": approval.id})
+        if state.notifier is not None:  # the customer's administrators hear of it
+            (line,) = await approval_lines(s, [approval])
+            notice = requested_notice(line, await approvers_of(s, owner[1]), state.settings.public_url)
+            notifier = state.notifier
+            await state.after_commit(lambda: notifier.send(notice))
     return see_other("/approvals")
 
 

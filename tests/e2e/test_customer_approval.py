@@ -54,15 +54,15 @@ async def test_customer_admin_approval_opens_a_refused_technicians_session(
         await tech.wait_for_selector("#reasons")
         reasons = " ".join(await tech.locator("#reasons li").all_inner_texts())
         assert "customer.approval_required" in reasons
-        await tech.fill("input[name=reason]", "paper jam 13.B2")
-        await tech.get_by_role("button", name="Request approval").click()
+        await tech.fill("[name=reason]", "paper jam 13.B2")
+        await tech.get_by_role("button", name="Request access").click()
         await tech.wait_for_url("**/approvals")
 
         admin = await (await browser.new_context()).new_page()
         await _sign_in(admin, system.portal_url, ADMIN_EMAIL, ADMIN_PASSWORD, None)
         await admin.goto(system.portal_url + "/approvals")
         request_row = admin.locator("tr", has_text="paper jam 13.B2")
-        await request_row.locator("input[name=minutes]").fill("30")
+        await request_row.get_by_label("Allow access for").select_option("30")
         await request_row.get_by_role("button", name="Approve").click()
         await admin.wait_for_url("**/approvals")
 

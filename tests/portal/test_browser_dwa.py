@@ -61,8 +61,8 @@ async def test_refused_technician_sees_reasons_admin_approves_and_session_opens(
         text = " ".join(await reasons.all_inner_texts())
         assert "requires approval by one of its administrators" in text
         assert "customer.approval_required" in text
-        await page.fill("input[name=reason]", "toner error E-42")
-        await page.get_by_role("button", name="Request approval").click()
+        await page.fill("[name=reason]", "toner error E-42")
+        await page.get_by_role("button", name="Request access").click()
         await page.wait_for_url("**/approvals")
         assert "pending" in await page.locator("td.state").first.inner_text()
 
@@ -70,7 +70,7 @@ async def test_refused_technician_sees_reasons_admin_approves_and_session_opens(
         await sign_in(apage, portal, admin.email, None)
         await apage.goto(f"{portal.url}/approvals")
         arow = apage.locator("tr", has_text="toner error E-42")
-        await arow.locator("input[name=minutes]").fill("30")
+        await arow.get_by_label("Allow access for").select_option("30")
         await arow.get_by_role("button", name="Approve").click()
         await apage.wait_for_url("**/approvals")
         assert "approved" in await apage.locator("tr", has_text="toner error E-42").locator("td.state").inner_text()
