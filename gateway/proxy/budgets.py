@@ -47,12 +47,30 @@ def _digest(value: bytes) -> bytes:
     return hashlib.blake2b(value, digest_size=12).digest()
 
 
-def custom_headers(req: http.Request) -> list[tuple[str, str]]:
-    """Headers a page script may have set (any name outside the forbidden ones and ``sec-``/``proxy-``)."""
-    return [
-        (name, value) for name, value in req.headers.items(multi=True)
-        if name.lower() not in BROWSER_HEADERS and not name.lower().startswith(("sec-", "proxy-"))
-    ]
+_BROWSER_HEADER_BYTES = frozenset(name.encode() for name in BROWSER_HEADERS)
+
+
+def custom_headers(req: http.Request) -> list[tuple[bytes, bytes]]:
+    """Header fields a page script may have set (any name outside the forbidden ones and
+    ``sec-``/``proxy-``), as sent."""
+    out = []
+    for name, value in req.headers.fields:
+        lowered = name.lower()
+        if lowered not in _BROWSER_HEADER_BYTES and not lowered.startswith((b"sec-", b"proxy-")):
+            out.append((name, value))
+    return out
+
+
+def cookie_pairs(req: http.Request) -> list[tuple[bytes, bytes]]:
+    """Every ``name=value`` of the Cookie header fields, as sent."""
+    out = []
+    for name, value in req.headers.fields:
+        if name.lower() == b"cookie":
+            for part in value.split(b";"):
+                key, _, val = part.strip().partition(b"=")
+                if key or val:
+                    out.append((key, val))
+    return out
 
 
 @dataclass(slots=True)
@@ -62,30 +80,33 @@ class SessionLedger:
     used: int = 0
     seen: set[bytes] = field(default_factory=set)
 
-    def novel(self, values: Iterable[bytes]) -> list[bytes]:
-        """The values this session has not sent before (they are not remembered yet)."""
-        return [v for v in values if _digest(v) not in self.seen]
-
     def remember(self, values: Iterable[bytes]) -> None:
         if len(self.seen) > _SEEN_CAP:
             self.seen.clear()  # forgetting costs the session budget, never lets data through
         self.seen.update(_digest(v) for v in values)
 
 
-def request_user_data(req: http.Request, ledger: SessionLedger) -> tuple[UserData, list[bytes]]:
-    """The user data of ``req`` and the new header/cookie values it carries (to remember once allowed)."""
-    url = req.path  # path and query: a script chooses both
-    headers = [f"{name}:{value}".encode("utf-8", "surrogateescape") for name, value in custom_headers(req)]
-    cookies = [
-        f"{name}={value}".encode("utf-8", "surrogateescape")
-        for name, value in req.cookies.items(multi=True)
-    ]
-    new_headers = ledger.novel(headers)
-    new_cookies = ledger.novel(cookies)
-    data = UserData((
-        ("url", len(url)),
+@dataclass(frozen=True, slots=True)
+class RequestData:
+    """One request's user data and the header and cookie values this session had not sent yet
+    (only those cost budget and need checking; they are remembered once the request is allowed)."""
+
+    usage: UserData
+    new_header_values: list[bytes]
+    new_cookie_values: list[bytes]
+    keys: list[bytes]
+
+
+def request_user_data(req: http.Request, ledger: SessionLedger) -> RequestData:
+    headers = [(name + b":" + value, value) for name, value in custom_headers(req)]
+    cookies = [(name + b"=" + value, value) for name, value in cookie_pairs(req)]
+    new_headers = [(key, value) for key, value in headers if _digest(key) not in ledger.seen]
+    new_cookies = [(key, value) for key, value in cookies if _digest(key) not in ledger.seen]
+    usage = UserData((
+        ("url", len(req.path)),  # path and query: a script chooses both
         ("body", len(req.raw_content or b"")),
-        ("headers", sum(len(h) for h in new_headers)),
-        ("cookies", sum(len(c) for c in new_cookies)),
+        ("headers", sum(len(key) for key, _ in new_headers)),
+        ("cookies", sum(len(key) for key, _ in new_cookies)),
     ))
-    return data, new_headers + new_cookies
+    return RequestData(usage, [v for _, v in new_headers], [v for _, v in new_cookies],
+                       [key for key, _ in new_headers + new_cookies])

@@ -272,8 +272,13 @@ def is_textual_throughout(data: bytes, *, every_control: bool = True) -> bool:
     white space (a ZIP or a 7-bit binary after some text fails). Without ``every_control``
     only NUL and ESC are looked for (every archive, document and job has one; a page of any
     size is checked in two memchr passes)."""
-    controls = _CONTROL_BYTES if every_control else (b"\x00", b"\x1b")
-    if any(c in data for c in controls):
+    if not every_control:
+        binary = b"\x00" in data or b"\x1b" in data
+    elif len(data) <= 4096:  # short values: one translate call beats a memchr per control byte
+        binary = len(data.translate(None, _CONTROLS)) != len(data)
+    else:
+        binary = any(c in data for c in _CONTROL_BYTES)
+    if binary:
         return False
     try:
         data.decode("utf-8")

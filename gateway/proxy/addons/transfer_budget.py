@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, unquote
 from mitmproxy import http
 
 from gateway.proxy import encoded, pages, sniff
-from gateway.proxy.budgets import SessionLedger, UserData, custom_headers, request_user_data
+from gateway.proxy.budgets import SessionLedger, UserData, request_user_data
 from gateway.proxy.decision import FlowDecision, already_answered, route_of
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.routes import RouteTable, SessionRoute
@@ -79,39 +79,37 @@ class TransferBudget:
         if route is None:
             return
         req = flow.request
-        verdict = self._encoded_outside_body(req, self.limits_for(route).encoded_min_upload)
+        threshold = self.limits_for(route).encoded_min_upload
         ledger = self.ledger(route.session_id)
-        data, new_values = request_user_data(req, ledger)
-        if verdict is None:
-            verdict = self.over_budget(route, data)
+        data = request_user_data(req, ledger)
+        verdict = (
+            self._check_url(req, threshold)
+            or _check_values("headers", "request headers", data.new_header_values, threshold)
+            or _check_values("cookies", "cookies", data.new_cookie_values, threshold)
+            or self.over_budget(route, data.usage)
+        )
         if verdict is not None:
             rule, reason, size = verdict
             pages.block(flow, FlowDecision(True, rule, reason, "request", req.headers.get("content-type", ""), size))
             return
-        ledger.used += data.total
-        ledger.remember(new_values)
+        ledger.used += data.usage.total
+        ledger.remember(data.keys)
 
     @staticmethod
-    def _encoded_outside_body(req: http.Request, threshold: int) -> Verdict | None:
+    def _check_url(req: http.Request, threshold: int) -> Verdict | None:
         path, _, query = req.path.partition("?")
         segments = [_bytes(unquote(s, errors="surrogateescape")) for s in path.split("/") if s]
         verdict = _check_values("path", "URL path", segments, threshold)
-        if verdict is not None:
+        if verdict is not None or not query:
             return verdict
         fields = [_bytes(v) for _, v in parse_qsl(query, keep_blank_values=True, errors="surrogateescape")]
-        verdict = _check_values("query", "query string", fields, threshold, _bytes(query))
-        if verdict is not None:
-            return verdict
-        headers = [_bytes(v) for _, v in custom_headers(req)]
-        verdict = _check_values("headers", "request headers", headers, threshold)
-        if verdict is not None:
-            return verdict
-        cookies = [_bytes(v) for _, v in req.cookies.items(multi=True)]
-        return _check_values("cookies", "cookies", cookies, threshold)
+        return _check_values("query", "query string", fields, threshold, _bytes(query))
 
 
 def _check_values(code: str, where: str, values: list[bytes], threshold: int, raw: bytes = b"") -> Verdict | None:
     """Binary, a document signature or an encoded file in one value, or split over several."""
+    if not values:
+        return None
     kind = "upload." + code
     for value in values:
         if value and not sniff.is_textual_throughout(value):
