@@ -22,7 +22,6 @@ from portal.routers import (
     api,
     api_tokens,
     approvals,
-    audit,
     devices,
     dwa_sessions,
     fleet,
@@ -33,6 +32,7 @@ from portal.routers import (
     tenants,
     users,
 )
+from portal.routers import audit as audit_routes
 from portal.state import STATIC, AgentCaFacts, PortalState, utc_now
 from printgate.interfaces import AgentCommands, AuditSink, SessionBroker
 from printgate.settings import PortalSettings
@@ -99,6 +99,6 @@ def create_app(
 
     for router in (health.router, login.router, mfa.router, devices.router, dwa_sessions.router, approvals.router,
                    approvals.api, sso.router, users.router, tenants.router, policy_rules.router, api_tokens.router,
-                   agents.router, api.router, fleet.router, audit.router, *extra_routers):
+                   agents.router, api.router, fleet.router, audit_routes.router, *extra_routers):
         app.include_router(router)
     return app

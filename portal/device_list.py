@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from portal.fleet_models import level_text
-from portal.fleet_status import StatusWords, status_of
+from portal.fleet.status import StatusWords, status_of
+from portal.schemas.fleet import level_text
 from printgate.domain import FleetDevice
 
 Grouping = Literal["customer", "site", "none"]

@@ -9,14 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 from cryptography.hazmat.primitives import hashes
-from fastapi import APIRouter
 
 from audit.checkpoint import Signer
 from audit.checkpoint_timer import CheckpointTimer
@@ -45,12 +43,9 @@ from gateway.proxy.workers import ProxyWorkerPool
 from gateway.relay import Relay
 from gateway.relay.limits import RelayLimits
 from portal.app import create_app
-from portal.audit_views import audit_router
-from portal.deps import require_role
-from portal.fleet import fleet_router
 from portal.state import AgentCaFacts
 from printgate import metrics
-from printgate.domain import Role, SessionId
+from printgate.domain import SessionId
 from printgate.errors import ConfigError
 from printgate.lifecycle import Service
 from printgate.logs import get_logger
@@ -248,8 +243,8 @@ class Cloud(Service):
 
     async def _start_portal(self) -> None:
         p = self.settings.portal.model_copy(update={"agent_enrol_url": self.enrol_address})
-        app = create_app(p, db=self.db, broker=self.broker, audit=self.audit,
-                         extra_routers=self._extra_routers(), agent_ca=self.agent_ca)
+        app = create_app(p, db=self.db, broker=self.broker, audit=self.audit, agent_ca=self.agent_ca,
+                         commands=AgentCommandSender(self.hub))
         app.state.task_health = self.supervisor.health
         config = uvicorn.Config(app, host=p.host, port=p.port, log_level="warning",
                                 lifespan="off", access_log=False)
@@ -260,12 +255,6 @@ class Cloud(Service):
                 if self._portal_task.done():
                     self._portal_task.result()
                 await asyncio.sleep(0.02)
-
-    def _extra_routers(self) -> Sequence[APIRouter]:
-        return [
-            fleet_router(self.db, commands=AgentCommandSender(self.hub)),
-            audit_router(self.db, self.audit, require_role(Role.AUDITOR)),
-        ]
 
     async def aclose(self) -> None:
         if self.events is not None:

@@ -5,16 +5,23 @@ from __future__ import annotations
 import csv
 import io
 import json
+import secrets
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from fastapi import FastAPI, Header, HTTPException
+from fastapi import Header, HTTPException
+from pydantic import SecretStr
 
 from audit.log import AuditLog
 from audit.query import AuditFilter, search
+from portal.app import create_app
+from portal.routers.audit_witness import current_auditor
 from printgate.domain import AuditEventIn, CustomerId, DealerId, Role, User, UserId
+from printgate.settings import PortalSettings
 from printgate.store.db import Database
+from printgate.testing.broker import PolicyBroker
+from printgate.testing.portal import Clock
 
 USERS = {
     "dealer-a-auditor": User(UserId("u1"), "aud@a.example", "A auditor", frozenset({Role.AUDITOR}), dealer_id=DealerId("dealer-a")),
@@ -34,8 +41,6 @@ def current_user(x_test_user: str = Header()) -> User:
 
 @pytest.fixture
 async def client(db: Database) -> AsyncIterator[tuple[httpx.AsyncClient, AuditLog]]:
-    from portal.audit_views import audit_router
-
     log = AuditLog(db, None)
     events = []
     for dealer, customers in (("dealer-a", ("cust-a1", "cust-a2")), ("dealer-b", ("cust-b1",))):
@@ -47,8 +52,9 @@ async def client(db: Database) -> AsyncIterator[tuple[httpx.AsyncClient, AuditLo
                     session_id=f"s-{cust}", source_ip="127.0.0.5", details={"path": f"/p{i}", "status": 200},
                 ))
     await log.append_many(events)
-    app = FastAPI()
-    app.include_router(audit_router(db, log, current_user))
+    settings = PortalSettings(public_url="http://audit.test", secret_key=SecretStr(secrets.token_urlsafe(32)))
+    app = create_app(settings, db=db, broker=PolicyBroker(db, Clock(), settings.public_url), audit=log)
+    app.dependency_overrides[current_auditor] = current_user  # who asks: the x-test-user header
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://audit.test") as c:
         yield c, log
 

@@ -27,9 +27,7 @@ from audit.cosignature import Cosigner
 from audit.log import AuditLog
 from lab.ports import free_tcp_port
 from portal.app import create_app
-from portal.audit_views import audit_router
 from portal.auth.api_tokens import new_token
-from portal.deps import require_role
 from printgate.domain import (
     AuditEventIn,
     Customer,
@@ -70,8 +68,7 @@ class Gateway:
     async def start(self) -> None:
         port = int(self.url.rsplit(":", 1)[1])
         app = create_app(PortalSettings(port=port, public_url=self.url, secret_key=SecretStr(secrets.token_urlsafe(32))),
-                         db=self.db, broker=None, audit=self.log,  # type: ignore[arg-type]
-                         extra_routers=[audit_router(self.db, self.log, require_role(Role.AUDITOR))])
+                         db=self.db, broker=None, audit=self.log)  # type: ignore[arg-type]
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                                     lifespan="off", access_log=False))
         self.task = asyncio.create_task(self.server.serve())

@@ -20,7 +20,6 @@ from agent.snmp.profiles import profile_for
 from lab import snmprec
 from lab.snmp import recording_path
 from portal.app import create_app
-from portal.fleet import fleet_router
 from printgate.domain import (
     DeviceIdentity,
     Reading,
@@ -93,7 +92,7 @@ def fleet_app(db: Database, base: str = "http://portal.test", *, commands: Agent
     clock = Clock()
     settings = PortalSettings(public_url=base, secret_key=secrets.token_urlsafe(32))
     app = create_app(settings, db=db, broker=PolicyBroker(db, clock, base), audit=RecordingAuditSink(),
-                     clock=clock, extra_routers=[fleet_router(db, commands)])
+                     clock=clock, commands=commands)
     return FleetPortal(db, clock, app)
 
 

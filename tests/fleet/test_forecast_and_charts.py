@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from portal.fleet_charts import Series, line_chart
-from portal.fleet_forecast import days_until_empty, forecast_text
-from portal.fleet_models import level_text
+from portal.fleet.charts import Series, line_chart
+from portal.fleet.forecast import days_until_empty, forecast_text
+from portal.schemas.fleet import level_text
 from printgate.domain import SupplyLevel, SupplyState
 from printgate.store.db import Database
 from printgate.store.models import Base

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from agent.snmp.parsing import supplies_from
 from lab import snmprec
 from lab.snmp import recording_path
-from portal.fleet_forecast import no_forecast_reason
+from portal.fleet.forecast import no_forecast_reason
 from printgate.domain import Role, SupplyLevel, SupplyState
 from printgate.fleet_alerts import SupplyThresholds, supply_alerts
 from printgate.store.db import Database

@@ -23,8 +23,7 @@ from audit.log import AuditLog
 from audit.query import AuditFilter, search
 from lab.ports import free_tcp_port
 from portal.app import create_app
-from portal.audit_views import PAGE_SIZE, audit_router
-from portal.deps import require_role
+from portal.routers.audit import PAGE_SIZE
 from printgate.domain import (
     AuditEventIn,
     Outcome,
@@ -112,7 +111,7 @@ async def audit_portal(request: pytest.FixtureRequest,
         settings = PortalSettings(port=port, public_url=f"http://127.0.0.1:{port}",
                                   secret_key=SecretStr(secrets.token_urlsafe(32)))
         app = create_app(settings, db=db, broker=PolicyBroker(db, clock, settings.public_url), audit=log,
-                         clock=clock, extra_routers=[audit_router(db, log, require_role(Role.AUDITOR))])
+                         clock=clock)
         async with served(app, port) as url:
             yield AuditPortal(Portal(url, db, log, clock, settings), log, seeded)  # type: ignore[arg-type]
 

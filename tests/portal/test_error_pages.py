@@ -15,9 +15,6 @@ from fastapi import APIRouter
 from audit.log import AuditLog
 from lab.ports import free_tcp_port
 from portal.app import create_app
-from portal.audit_views import audit_router
-from portal.deps import require_role
-from portal.fleet import fleet_router
 from printgate.domain import Role
 from printgate.settings import PortalSettings
 from printgate.store.db import Database
@@ -57,8 +54,7 @@ async def served_portal(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
                                   secret_key=secrets.token_urlsafe(32))
         clock, log = Clock(), AuditLog(db, None)
         app = create_app(settings, db=db, broker=PolicyBroker(db, clock, base, log), audit=log, clock=clock,
-                         extra_routers=[fleet_router(db), audit_router(db, log, require_role(Role.AUDITOR)),
-                                        _failing_router()])
+                         extra_routers=[_failing_router()])
         async with served(app, port) as url_:
             yield Served(url_, db, clock)
 

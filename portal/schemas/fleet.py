@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from portal.fleet_forecast import forecast_text
-from portal.fleet_status import (
+from portal.fleet.forecast import forecast_text
+from portal.fleet.status import (
     LEVEL_NOTES,
     SEVERITY_WORDS,
     alert_code_words,

@@ -1,0 +1,204 @@
+"""Audit pages and API for the ``auditor`` role: the /audit page (filter form,
+newest-first results, downloads), filter API, CSV/JSONL download, session story.
+
+``router`` (paths under ``/audit``, included by ``create_app``; callers are
+auditors, ``portal.routers.audit_witness.current_auditor``). Every query is narrowed to the
+caller's tenant (``audit.query.scope_for``): a customer's auditor sees only
+that customer's events, a dealer's auditor only that dealer's; asking for
+another tenant is 403, another tenant's session is 404. Downloads are
+themselves audited. API tokens need the ``audit:read`` scope (a witness
+token, ``audit:witness``, reaches only the witness API of
+``portal.routers.audit_witness``, included here too).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import replace
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from audit import event_types
+from audit.query import AuditFilter, row_to_record, scope_for, search, search_all
+from portal.auditing.form import AuditForm, api_query
+from portal.deps import State, login_of
+from portal.pages import render
+from portal.routers.audit_witness import current_auditor, token_scope_check
+from portal.routers.audit_witness import router as witness_router
+from portal.schemas.audit import AuditEventPublic, AuditPage, SessionStory
+from portal.state import PENDING_AUDIT, Login, PortalState
+from printgate.domain import AuditEventIn, AuditRecord, Outcome, User
+from printgate.errors import AccessDenied
+from printgate.store import tenants
+from printgate.store.audit import personal_for, query_records
+from printgate.store.db import Database
+
+MAX_PAGE = 1000
+PAGE_SIZE = 50  # rows per /audit page
+KNOWN_EVENT_TYPES = sorted({v for k, v in vars(event_types).items() if k.isupper() and isinstance(v, str)})
+MAX_DOWNLOAD = 100_000
+CSV_COLUMNS = ("seq", "at", "type", "outcome", "actor", "source_ip", "dealer_id", "customer_id",
+               "device_id", "session_id", "details", "hash")
+
+
+def _filter(
+    since: datetime | None = None, until: datetime | None = None, actor: str | None = None,
+    dealer_id: str | None = None, customer_id: str | None = None, device_id: str | None = None,
+    session_id: str | None = None, type: Annotated[list[str] | None, Query()] = None,
+    outcome: str | None = None, after_seq: int = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_DOWNLOAD)] = 200,
+) -> AuditFilter:
+    return AuditFilter(dealer_id=dealer_id, customer_id=customer_id, since=since, until=until,
+                       actor=actor, device_id=device_id, session_id=session_id,
+                       types=tuple(type or ()), outcome=outcome, after_seq=after_seq, limit=limit)
+
+
+router = APIRouter(prefix="/audit", tags=["audit"])
+router.include_router(witness_router)
+auditor = Depends(token_scope_check(current_auditor, frozenset({"audit:read"})))
+wanted_filter = Depends(_filter)
+
+
+def scoped(user: User, wanted: AuditFilter) -> AuditFilter:
+    try:
+        return scope_for(user, wanted)
+    except AccessDenied as exc:
+        raise HTTPException(status_code=403, detail=exc.message) from exc
+
+
+async def downloaded(request: Request, state: PortalState, user: User, f: AuditFilter, fmt: str,
+                     count: int) -> None:
+    event = AuditEventIn(
+        type="audit.export.downloaded", actor=user.email,
+        source_ip=request.client.host if request.client else None,
+        dealer_id=f.dealer_id or user.dealer_id, customer_id=f.customer_id,
+        details={"format": fmt, "records": count, "filter": {
+            "since": f.since.isoformat() if f.since else None,
+            "until": f.until.isoformat() if f.until else None,
+            "device_id": f.device_id, "session_id": f.session_id, "types": list(f.types),
+            "outcome": f.outcome, "actor_filter": f.actor is not None}},
+    )
+    pending = PENDING_AUDIT.get()
+    if pending is None:
+        await state.audit.append(event)
+    else:  # the request's transaction is open (and may hold SQLite's write lock): append after it
+        pending.append(lambda: state.audit.append(event))
+
+
+@router.get("/events", response_model=AuditPage)
+async def list_events(state: State, user: User = auditor, wanted: AuditFilter = wanted_filter) -> AuditPage:
+    f = scoped(user, wanted)
+    f = replace(f, limit=min(f.limit, MAX_PAGE))
+    records = await search(state.db, f)
+    nxt = records[-1].seq if len(records) == f.limit else None
+    return AuditPage(events=[AuditEventPublic.of(r) for r in records], next_after_seq=nxt)
+
+
+@router.get("/events.csv")
+async def download_csv(request: Request, state: State, user: User = auditor,
+                       wanted: AuditFilter = wanted_filter) -> Response:
+    f = scoped(user, wanted)
+    records = await search_all(state.db, f)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(CSV_COLUMNS)
+    for r in records:
+        e = AuditEventPublic.of(r)
+        w.writerow([e.seq, e.at.isoformat(), e.type, e.outcome, e.actor or "", e.source_ip or "",
+                    e.dealer_id or "", e.customer_id or "", e.device_id or "", e.session_id or "",
+                    json.dumps(e.details, sort_keys=True), e.hash])
+    await downloaded(request, state, user, f, "csv", len(records))
+    return Response(buf.getvalue(), media_type="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="audit.csv"'})
+
+
+@router.get("/events.jsonl")
+async def download_jsonl(request: Request, state: State, user: User = auditor,
+                         wanted: AuditFilter = wanted_filter) -> Response:
+    f = scoped(user, wanted)
+    records = await search_all(state.db, f)
+    body = "".join(AuditEventPublic.of(r).model_dump_json() + "\n" for r in records)
+    await downloaded(request, state, user, f, "jsonl", len(records))
+    return Response(body, media_type="application/x-ndjson",
+                    headers={"Content-Disposition": 'attachment; filename="audit.jsonl"'})
+
+
+async def story(db: Database, user: User, session_id: str) -> SessionStory:
+    f = scoped(user, AuditFilter(session_id=session_id, limit=MAX_DOWNLOAD))
+    records = await search_all(db, f)
+    if not records:
+        raise HTTPException(status_code=404, detail=f"no audit events for session {session_id}")
+    events = [AuditEventPublic.of(r) for r in records]
+    return SessionStory(
+        session_id=session_id, device_id=next((e.device_id for e in events if e.device_id), None),
+        actors=sorted({e.actor for e in events if e.actor}), started=events[0].at,
+        ended=events[-1].at, events=events,
+    )
+
+
+@router.get("/sessions/{session_id}", response_model=SessionStory)
+async def session_story(session_id: str, state: State, user: User = auditor) -> SessionStory:
+    return await story(state.db, user, session_id)
+
+
+@router.get("/sessions/{session_id}/view", response_class=HTMLResponse)
+async def session_story_page(request: Request, session_id: str, state: State,
+                             user: User = auditor) -> HTMLResponse:
+    s = await story(state.db, user, session_id)
+    return await _page(request, "audit_story.html", story=s,
+                       back=AuditForm(session_id=session_id).query())
+
+
+@router.get("", response_class=HTMLResponse)
+async def audit_page(request: Request, state: State, user: User = auditor) -> HTMLResponse:
+    db = state.db
+    form = AuditForm.of(dict(request.query_params))
+    error: str | None = None
+    records: list[AuditRecord] = []
+    older: str | None = None
+    downloads: str | None = None
+    f: AuditFilter | None
+    try:
+        f = scoped(user, form.to_filter())
+    except ValueError as exc:
+        error, f = str(exc), None
+    if f is not None:
+        rows = await query_records(
+            db, dealer_id=f.dealer_id, customer_id=f.customer_id, since=f.since, until=f.until,
+            types=f.types, outcome=f.outcome, device_id=f.device_id, session_id=f.session_id,
+            personal_field="actor" if f.actor is not None else None, personal_value=f.actor,
+            before_seq=form.before(), newest_first=True, limit=PAGE_SIZE + 1)
+        personal = await personal_for(db, [r.seq for r in rows[:PAGE_SIZE]])
+        records = [row_to_record(r, personal.get(r.seq)) for r in rows[:PAGE_SIZE]]
+        if len(rows) > PAGE_SIZE:
+            older = form.query(before_seq=str(records[-1].seq))
+        downloads = api_query(f, limit=MAX_DOWNLOAD)
+    return await _page(
+        request, "audit.html", status_code=400 if error else 200, error=error, form=form,
+        records=records, older=older, newest=form.query(before_seq="") if form.before() else None,
+        downloads=downloads, customers=await customer_choices(db, user), outcomes=[o.value for o in Outcome],
+        event_types=KNOWN_EVENT_TYPES,
+    )
+
+
+async def customer_choices(db: Database, user: User) -> list[tuple[str, str]]:
+    """(id, name) of the customers ``user`` may filter on."""
+    async with db.session() as s:
+        if user.customer_id is not None:
+            row = await tenants.get_customer_row(s, user.customer_id)
+            return [(row.id, row.name)] if row else []
+        if user.dealer_id is not None:
+            return [(c.id, c.name) for c in await tenants.list_customers_of_dealer(s, user.dealer_id)]
+    return []
+
+
+async def _page(request: Request, template: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """Render a portal template; with the portal's header when a browser session is signed in."""
+    login: Login | None = await login_of(request)
+    state: PortalState = request.app.state.portal
+    return render(state, request, template, login=login, status_code=status_code, **context)

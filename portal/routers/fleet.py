@@ -1,0 +1,255 @@
+"""Fleet: the tenant's devices with status, a device page with charts, and the
+JSON API (devices, readings over time, supplies, alerts).
+
+A dealer's users see that dealer's devices, a customer's users only the
+customer's; any other device answers 404, never 403, so ids do not leak.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from portal.deps import CsrfChecked, CurrentLogin, CurrentUser, State, require_role, require_scope
+from portal.fleet.charts import Series, line_chart
+from portal.fleet.forecast import days_until_empty, no_forecast_reason
+from portal.pages import render, see_other
+from portal.schemas.fleet import (
+    AlertPublic,
+    AlertsPublic,
+    FleetDeviceDetail,
+    FleetDevicePublic,
+    ReadingPublic,
+    SupplyPublic,
+    device_detail,
+)
+from printgate.domain import FleetDevice, Outcome, Reading, ReadingKind, Role, SupplyState, User
+from printgate.errors import AgentUnavailable
+from printgate.fleet_alerts import SupplyThresholds
+from printgate.store.agent_health import drops_at
+from printgate.store.fleet import (
+    TenantScope,
+    cleared_alerts,
+    current_supplies,
+    device_readings,
+    fleet_device,
+    fleet_devices,
+    fleet_sites,
+    open_alerts,
+)
+from printgate.store.readings_state import set_thresholds_of_tenant, thresholds_of_tenant
+
+FLEET_ROLES = (Role.DEALER_ADMIN, Role.TECHNICIAN, Role.VIEWER, Role.CUSTOMER_ADMIN)
+FORECAST_WINDOW = timedelta(days=90)
+MAX_COUNTER_SERIES = 6
+
+
+def _aware(t: datetime | None) -> datetime | None:
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
+
+
+async def _device_or_404(s: AsyncSession, user: User, device_id: str) -> FleetDevice:
+    found = await fleet_device(s, TenantScope.of(user), device_id)
+    if found is None:
+        raise HTTPException(404, f"no device {device_id!r} in your fleet")
+    return found
+
+
+def _supply_series(readings: list[Reading]) -> dict[int, list[tuple[datetime, float]]]:
+    series: dict[int, list[tuple[datetime, float]]] = defaultdict(list)
+    for r in readings:
+        for sup in r.supplies:
+            if sup.state is SupplyState.KNOWN and sup.percent is not None:
+                series[sup.index].append((r.taken_at, sup.percent))
+    return series
+
+
+async def _supplies(s: AsyncSession, device_id: str, history: list[Reading]) -> list[SupplyPublic]:
+    series = _supply_series(history)
+    return [
+        SupplyPublic.of(c.supply, taken_at=c.taken_at, empty_in_days=days_until_empty(series.get(c.supply.index, [])),
+                        no_forecast=no_forecast_reason(series.get(c.supply.index, [])))
+        for c in await current_supplies(s, device_id)
+    ]
+
+
+RESCAN_ROLES = (Role.DEALER_ADMIN, Role.TECHNICIAN, Role.CUSTOMER_ADMIN)
+RESCAN_NOTICES = {
+    "requested": "Rescan requested: the site's agent sweeps now; new printers appear here within a minute or two.",
+    "offline": "The site's agent is offline: no rescan sent. Check that the agent service runs.",
+}
+
+
+# The fleet pages ``/fleet``, ``/fleet/{device_id}``, the API under ``/api/fleet``, and (when the
+# portal has the agents' command channel, ``PortalState.commands``) the signed, audited
+# "rescan now" of a site's agent.
+router = APIRouter(tags=["fleet"])
+may_view = Depends(require_role(*FLEET_ROLES))
+api = [may_view, Depends(require_scope("fleet:read"))]
+
+
+async def supply_history(s: AsyncSession, device_id: str, now: datetime) -> list[Reading]:
+    return await device_readings(s, device_id, kind=ReadingKind.SUPPLIES, since=now - FORECAST_WINDOW,
+                                 limit=500)
+
+
+@router.get("/api/fleet/devices", response_model=list[FleetDevicePublic], dependencies=api,
+            summary="Devices of your tenant with their status")
+async def api_devices(user: CurrentUser, state: State) -> list[FleetDevicePublic]:
+    async with state.db.session() as s:
+        return [FleetDevicePublic.of(f) for f in await fleet_devices(s, TenantScope.of(user))]
+
+
+@router.get("/api/fleet/devices/{device_id}", response_model=FleetDeviceDetail, dependencies=api,
+            summary="One device: identity, status, current supplies and open alerts")
+async def api_device(user: CurrentUser, state: State, device_id: str) -> FleetDeviceDetail:
+    async with state.db.session() as s:
+        f = await _device_or_404(s, user, device_id)
+        supplies = await _supplies(s, device_id, await supply_history(s, device_id, state.clock()))
+        alerts = [AlertPublic.of_tracked(a) for a in await open_alerts(s, device_id)]
+    return device_detail(f, supplies, alerts)
+
+
+@router.get("/api/fleet/devices/{device_id}/readings", response_model=list[ReadingPublic],
+            dependencies=api, summary="Readings over time, oldest first")
+async def api_readings(
+    user: CurrentUser, state: State, device_id: str,
+    kind: Annotated[ReadingKind | None, Query(description="only readings of this kind")] = None,
+    since: Annotated[datetime | None, Query(description="ISO 8601; UTC when no zone")] = None,
+    until: Annotated[datetime | None, Query(description="ISO 8601; UTC when no zone")] = None,
+    limit: Annotated[int, Query(ge=1, le=5000, description="the newest this many")] = 500,
+) -> list[ReadingPublic]:
+    since, until = _aware(since), _aware(until)
+    if since is not None and until is not None and until < since:
+        raise HTTPException(422, "until is before since: swap them")
+    async with state.db.session() as s:
+        await _device_or_404(s, user, device_id)
+        found = await device_readings(s, device_id, kind=kind, since=since, until=until, limit=limit)
+    return [ReadingPublic.of(r) for r in found]
+
+
+@router.get("/api/fleet/devices/{device_id}/supplies", response_model=list[SupplyPublic],
+            dependencies=api, summary="Current supply levels with a run-out forecast")
+async def api_supplies(user: CurrentUser, state: State, device_id: str) -> list[SupplyPublic]:
+    async with state.db.session() as s:
+        await _device_or_404(s, user, device_id)
+        return await _supplies(s, device_id, await supply_history(s, device_id, state.clock()))
+
+
+@router.get("/api/fleet/devices/{device_id}/alerts", response_model=AlertsPublic, dependencies=api,
+            summary="Open alerts and those cleared recently")
+async def api_alerts(
+    user: CurrentUser, state: State, device_id: str,
+    cleared_within_hours: Annotated[int, Query(ge=0, le=24 * 365)] = 168,
+) -> AlertsPublic:
+    async with state.db.session() as s:
+        await _device_or_404(s, user, device_id)
+        since = state.clock() - timedelta(hours=cleared_within_hours)
+        return AlertsPublic(
+            open=[AlertPublic.of_tracked(a) for a in await open_alerts(s, device_id)],
+            recently_cleared=[AlertPublic.of_tracked(a) for a in await cleared_alerts(s, device_id, since=since)],
+        )
+
+
+@router.get("/fleet", include_in_schema=False, dependencies=[may_view])
+async def fleet_page(request: Request, state: State, login: CurrentLogin, rescan: str = "") -> Response:
+    scope = TenantScope.of(login.user)
+    async with state.db.session() as s:
+        devices = [FleetDevicePublic.of(f) for f in await fleet_devices(s, scope)]
+        sites = await fleet_sites(s, scope)
+        thresholds, own = (await thresholds_of_tenant(s, login.user.dealer_id) if login.user.dealer_id
+                           else (SupplyThresholds(), False))
+    may_rescan = state.commands is not None and bool(set(RESCAN_ROLES) & login.user.roles)
+    return render(state, request, "fleet.html", login=login, devices=devices, sites=sites,
+                  may_rescan=may_rescan, notice=RESCAN_NOTICES.get(rescan, ""), thresholds=thresholds,
+                  own_thresholds=own, may_set_thresholds=Role.DEALER_ADMIN in login.user.roles)
+
+
+@router.post("/fleet/thresholds", include_in_schema=False, dependencies=[may_view])
+async def set_thresholds(request: Request, state: State, login: CurrentLogin, _csrf: CsrfChecked,
+                         warning_percent: Annotated[int, Form()], critical_percent: Annotated[int, Form()],
+                         ) -> Response:
+    """A dealer administrator sets the dealer's supply alert thresholds (audited)."""
+    dealer = login.user.dealer_id
+    if Role.DEALER_ADMIN not in login.user.roles or not dealer:
+        raise HTTPException(403, "only a dealer administrator may change the supply thresholds")
+    try:
+        wanted = SupplyThresholds(warning_percent, critical_percent)
+    except ValueError as exc:
+        raise HTTPException(422, f"{exc}: e.g. warning 15, critical 5") from exc
+    async with state.db.transaction() as s:
+        before, _ = await thresholds_of_tenant(s, dealer)
+        await set_thresholds_of_tenant(s, dealer, wanted, by=login.user.email, now=state.clock())
+    await state.record("config.changed", request=request, user=login.user,
+                       details={"setting": "fleet.supply_thresholds",
+                                "before": [before.warning_percent, before.critical_percent],
+                                "after": [wanted.warning_percent, wanted.critical_percent]})
+    return see_other("/fleet")
+
+
+@router.post("/fleet/agents/{agent_id}/rescan", include_in_schema=False, dependencies=[may_view])
+async def rescan_site(request: Request, state: State, login: CurrentLogin, _csrf: CsrfChecked,
+                      agent_id: str) -> Response:
+    """Ask a site's agent to sweep now (a signed command; audited whether it could be sent or not)."""
+    commands = state.commands
+    if commands is None:
+        raise HTTPException(404, "rescan is not available here")
+    if not set(RESCAN_ROLES) & login.user.roles:
+        raise HTTPException(403, "only technicians and administrators may ask for a rescan")
+    async with state.db.session() as s:
+        found = await fleet_sites(s, TenantScope.of(login.user), agent_id=agent_id)
+    if not found:
+        raise HTTPException(404, f"no site agent {agent_id!r} in your fleet")
+    site = found[0]
+    details: dict[str, object] = {"agent_id": agent_id, "site": site.site_name}
+    try:
+        details["command_id"] = await commands.rescan(agent_id, requested_by=login.user.email)
+    except AgentUnavailable as exc:
+        await state.record("agent.rescan_requested", request=request, user=login.user,
+                           customer_id=site.customer_id, outcome=Outcome.FAILURE,
+                           details={**details, "reason": exc.message})
+        return see_other("/fleet?rescan=offline")
+    await state.record("agent.rescan_requested", request=request, user=login.user,
+                       customer_id=site.customer_id, details=details)
+    return see_other("/fleet?rescan=requested")
+
+
+@router.get("/fleet/{device_id}", include_in_schema=False, dependencies=[may_view])
+async def device_page(
+    request: Request, state: State, login: CurrentLogin, device_id: str,
+    days: Annotated[int, Query(ge=1, le=365)] = 30,
+) -> Response:
+    now = state.clock()
+    async with state.db.session() as s:
+        f = await _device_or_404(s, login.user, device_id)
+        history = await supply_history(s, device_id, now)
+        supplies = await _supplies(s, device_id, history)
+        alerts = [AlertPublic.of_tracked(a) for a in await open_alerts(s, device_id)]
+        cleared = [AlertPublic.of_tracked(a)
+                   for a in await cleared_alerts(s, device_id, since=now - timedelta(days=7))]
+        since = now - timedelta(days=days)
+        counters = await device_readings(s, device_id, kind=ReadingKind.COUNTERS, since=since)
+        gaps = await drops_at(s, f.device.agent_id, f.device.ip)
+    detail = device_detail(f, supplies, alerts)
+    counter_points: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
+    for r in counters:
+        for c in r.counters:
+            counter_points[c.name].append((r.taken_at, float(c.value)))
+    counter_chart = line_chart(
+        [Series(name, tuple(pts)) for name, pts in list(counter_points.items())[:MAX_COUNTER_SERIES]],
+        chart_id="counter-chart", title=f"Page counters, last {days} days",
+    )
+    names = {sup.index: (sup.description, sup.colour) for sup in supplies}
+    supply_chart = line_chart(
+        [Series(names.get(i, (f"supply {i}", None))[0], tuple(p for p in pts if p[0] >= since),
+                names.get(i, ("", None))[1])
+         for i, pts in sorted(_supply_series(history).items())],
+        chart_id="supply-chart", title=f"Supply levels, last {days} days", y_unit=" %", y_min=0, y_max=100,
+    )
+    return render(state, request, "fleet_device.html", login=login, device=detail, cleared=cleared,
+                  counter_chart=counter_chart, supply_chart=supply_chart, days=days, gaps=gaps)
