@@ -7,7 +7,11 @@ Same nginx origin, same wrk, same run:
 - the same 100 sessions through ``ProxyWorkerPool`` with ``--workers`` processes (SO_REUSEPORT, uvloop,
   ``python -O``, tuned GC: the gateway's ``proxy_workers`` deployment) vs the single in-process proxy vs
   plain mitmdump, and 100 KB pages with 20 connections through the pool;
-- micro: CPU time of the response addons (download check, rewriting, banner, headers) per response.
+- micro: CPU time of the response addons (download check, rewriting, banner, headers) per response;
+- abuse: 100 clients (another process) sending 40 MB chunked bodies without a session cookie, over
+  and over, while 100 sessions browse through the same in-process proxy: the proxy process's RSS
+  growth (target < 100 MB) and the sessions' p99 (target < 200 ms), next to the same sessions
+  without the abuse.
 
 The proxy runs in this process (as in the gateway), auditing every request into the real
 hash-chained AuditLog on SQLite (group commit);
@@ -294,6 +298,8 @@ async def main(seconds: int, rounds: int, workers: int) -> dict[str, object]:
         results["sessions_100"] = many
         print("sessions_100", json.dumps(many), flush=True)
 
+        results["abuse"] = await abuse_section(proxy, sessions, lua, seconds, many)
+
         if workers > 1:
             results["workers"] = await pool_section(
                 url_db, workers, nginx_port, tmp, seconds, many, table["100k_c20"],
@@ -329,6 +335,98 @@ async def main(seconds: int, rounds: int, workers: int) -> dict[str, object]:
             except subprocess.TimeoutExpired:
                 proc.kill()
     return results
+
+
+ABUSER = r"""
+import asyncio, json, sys, time
+port, host, clients, seconds, body = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+stats = {"connections": 0, "bytes_sent": 0, "answers": {}, "errors": 0}
+chunk = b"%x\r\n%s\r\n" % (65536, b"A" * 65536)
+
+async def one(deadline):
+    while time.monotonic() < deadline:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            stats["errors"] += 1
+            await asyncio.sleep(0.05)
+            continue
+        stats["connections"] += 1
+        writer.write(f"POST /api/settings HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n".encode())
+        sent = 0
+        try:
+            while sent < body and time.monotonic() < deadline:
+                writer.write(chunk)
+                await writer.drain()
+                sent += 65536
+        except (ConnectionError, OSError):
+            pass
+        stats["bytes_sent"] += sent
+        try:
+            async with asyncio.timeout(1):
+                head = await reader.read(64)
+            status = head.split(b" ", 2)[1].decode() if head.startswith(b"HTTP/") else "none"
+        except (ConnectionError, OSError, TimeoutError, IndexError):
+            status = "reset"
+        stats["answers"][status] = stats["answers"].get(status, 0) + 1
+        writer.close()
+
+async def main():
+    deadline = time.monotonic() + seconds
+    await asyncio.gather(*(one(deadline) for _ in range(clients)))
+    print(json.dumps(stats))
+
+asyncio.run(main())
+"""
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return -1.0
+
+
+async def abuse_section(proxy: DwaProxy, sessions: Sessions, lua: Path, seconds: int,
+                        quiet: dict[str, Any]) -> dict[str, object]:
+    """100 clients streaming 40 MB chunked bodies without a cookie while 100 sessions browse."""
+    proxy_base = f"http://127.0.0.1:{proxy.port}"
+    host, _cookie = await sessions.open("abuse-target")  # a real session host, but no cookie
+    duration = seconds + 4
+    before = rss_mb()
+    abusers = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", ABUSER, str(proxy.port), host, "100", str(duration), str(40 * 1024 * 1024),
+        stdout=asyncio.subprocess.PIPE)
+    peak = before
+
+    async def sample() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, rss_mb())
+            await asyncio.sleep(0.1)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        await asyncio.sleep(2)  # the abuse is under way before the sessions are measured
+        browsing = await wrk(f"{proxy_base}/small.html", conns=100, seconds=seconds, script=lua)
+        out, _ = await abusers.communicate()
+    finally:
+        sampler.cancel()
+    abuse = json.loads(out.decode() or "{}")
+    growth = round(peak - before, 1)
+    result: dict[str, object] = {
+        "abusers": 100, "abuser_body_bytes": 40 * 1024 * 1024, "abuse": abuse,
+        "sessions_100_under_abuse": browsing,
+        "sessions_100_quiet": {k: quiet[k] for k in ("rps", "p50_ms", "p99_ms")},
+        "p99_ratio_abuse_vs_quiet": round(browsing["p99_ms"] / quiet["p99_ms"], 2) if quiet["p99_ms"] else None,
+        "rss_before_mb": round(before, 1), "rss_peak_mb": round(peak, 1), "rss_growth_mb": growth,
+        "rss_growth_target_mb": 100, "p99_target_ms": 200,
+        "rss_ok": growth < 100, "p99_ok": 0 <= browsing["p99_ms"] < 200,
+        "errors_of_sessions": browsing["non_2xx"] + browsing["socket_errors"],
+    }
+    print("abuse", json.dumps(result), flush=True)
+    return result
 
 
 async def pool_section(url_db: str, workers: int, nginx_port: int, tmp: Path, seconds: int,

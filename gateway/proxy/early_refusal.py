@@ -9,6 +9,20 @@ right after its headers (``Connection: close``), the body that still arrives
 is counted and dropped, never buffered, and after ``linger_bytes`` of it, or
 once the body ended, the connection is closed. mitmproxy has no option for
 this; ``tests/proxy/test_abuse.py`` fails if the hook point moves.
+
+The same holds for a body without a declared length (chunked) that grows past
+the largest body any rule could allow (``BODY_CAP_KEY``, set per flow by the
+connection guard): it is certain to be refused, so it is not buffered further.
+The proxy answers "too large" at once, drops the buffered part and what still
+arrives (counted, never stored), and the refusal is audited as
+``upload.too_large`` with the size seen.
+
+While a request with a body goes through its header hooks (and while an early
+answer goes through its response hooks, which wait for the audit store),
+mitmproxy would go on reading the client's socket and queue everything that
+arrives, at loopback speed. Reading from that client is paused for that time
+(``FlowControl``, given by the proxy that owns the connection), so a client
+pushing a body can never fill the proxy's memory while a hook waits.
 """
 
 from __future__ import annotations
@@ -16,7 +30,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, Protocol
 
 from mitmproxy.proxy.layers.http import (
     ErrorCode,
@@ -30,9 +44,41 @@ from mitmproxy.proxy.layers.http import (
 )
 
 EARLY_KEY = "printgate.answered_unread"  # flow metadata: the request body was not read
+BODY_CAP_KEY = "printgate.body_cap"  # flow metadata: buffer no more request body than this
 DISCARDED_KEY = "printgate.body_discarded"  # how many body bytes were dropped unread
 
 _Gen = Generator[Any, Any, None]
+
+
+class FlowControl(Protocol):
+    """Pauses and resumes reading from one client connection (by mitmproxy client id)."""
+
+    def pause_reading(self, client_id: str) -> bool: ...
+    def resume_reading(self, client_id: str) -> None: ...
+
+
+_controls: list[FlowControl] = []
+
+
+def register(control: FlowControl) -> None:
+    """A proxy's connections become pausable (``DwaProxy.start``)."""
+    _controls.append(control)
+
+
+def unregister(control: FlowControl) -> None:
+    if control in _controls:
+        _controls.remove(control)
+
+
+def _pause(stream: HttpStream) -> None:
+    for control in list(_controls):
+        if control.pause_reading(stream.context.client.id):
+            return
+
+
+def _resume(stream: HttpStream) -> None:
+    for control in list(_controls):
+        control.resume_reading(stream.context.client.id)
 
 
 def _discarding(stream: HttpStream, linger_bytes: int) -> Callable[[Any], _Gen]:
@@ -54,27 +100,71 @@ def _discarding(stream: HttpStream, linger_bytes: int) -> Callable[[Any], _Gen]:
     return state
 
 
+def _answer_now(stream: HttpStream, linger_bytes: int) -> _Gen:
+    """Send the flow's response before the request body ended; drop the rest of the body."""
+    flow = stream.flow
+    assert flow.response is not None
+    flow.metadata[EARLY_KEY] = True
+    flow.response.headers["connection"] = "close"
+    flow.response.timestamp_start = time.time()
+    stream.client_state = _discarding(stream, linger_bytes)
+    _pause(stream)  # nothing is queued while the response hooks (audit) run
+    try:
+        yield HttpResponseHeadersHook(flow)
+        if (yield from stream.check_killed(True)):
+            return
+        yield from stream.send_response()
+    finally:
+        _resume(stream)  # the rest of the body is counted away, then the connection closed
+
+
+def _over_cap(stream: HttpStream, linger_bytes: int, size: int) -> _Gen:
+    from gateway.proxy import pages
+    from gateway.proxy.decision import FlowDecision
+
+    flow = stream.flow
+    stream.request_body_buf.clear()
+    flow.metadata[DISCARDED_KEY] = size
+    pages.block(flow, FlowDecision(
+        True, "upload.too_large", f"A request body of more than {size - 1} bytes is over every allowed size.",
+        "request", flow.request.headers.get("content-type", ""), size))
+    yield from _answer_now(stream, linger_bytes)
+
+
 def install(linger_bytes: int = 256 * 1024) -> None:
-    """Answer requests that addons answered on their headers without reading their bodies."""
+    """Answer requests that addons answered on their headers without reading their bodies,
+    and requests whose body outgrows its cap without buffering the rest."""
     original = HttpStream.state_wait_for_request_headers
     if getattr(original, "_printgate_early", False):
         return
+    consume = HttpStream.state_consume_request_body
+
+    @functools.wraps(consume)
+    def state_consume_request_body(self: HttpStream, event: Any) -> _Gen:
+        cap = self.flow.metadata.get(BODY_CAP_KEY) if self.flow is not None else None
+        if isinstance(cap, int) and isinstance(event, RequestData):
+            size = len(self.request_body_buf) + len(event.data)
+            if size > cap:
+                yield from _over_cap(self, linger_bytes, size)
+                return
+        yield from consume(self, event)
 
     @functools.wraps(original)
     def state_wait_for_request_headers(self: HttpStream, event: RequestHeaders) -> _Gen:
-        yield from original(self, event)
+        if event.end_stream:
+            yield from original(self, event)
+            return
+        _pause(self)  # a body: nothing of it is queued while the header hooks run
+        try:
+            yield from original(self, event)
+        finally:
+            _resume(self)
         flow = self.flow
         if (event.end_stream or flow is None or flow.response is None or flow.error is not None
                 or self.client_state != self.state_consume_request_body):
             return
-        flow.metadata[EARLY_KEY] = True
-        flow.response.headers["connection"] = "close"
-        flow.response.timestamp_start = time.time()
-        self.client_state = _discarding(self, linger_bytes)
-        yield HttpResponseHeadersHook(flow)
-        if (yield from self.check_killed(True)):
-            return
-        yield from self.send_response()
+        yield from _answer_now(self, linger_bytes)
 
     state_wait_for_request_headers._printgate_early = True  # type: ignore[attr-defined]
     HttpStream.state_wait_for_request_headers = state_wait_for_request_headers  # type: ignore[method-assign]
+    HttpStream.state_consume_request_body = state_consume_request_body  # type: ignore[method-assign]

@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from mitmproxy import options
+from mitmproxy import ctx as mitmproxy_ctx
+from mitmproxy import http, options
 from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
 
@@ -26,6 +27,7 @@ from gateway.proxy.addons.connection_guard import ConnectionGuard
 from gateway.proxy.addons.session_limits import SessionLimits
 from gateway.proxy.audit_batch import GroupCommitAudit
 from gateway.proxy.connection_limits import ConnectionLimits
+from gateway.proxy.decision import route_of
 from gateway.proxy.deps import ExtendRequest, ProxyDeps, PublicAddress, SessionTimeout
 from gateway.proxy.fail_closed import fail_closed
 from gateway.proxy.limits import ProxyLimits
@@ -61,6 +63,25 @@ class _ConnectionCloser:
         io = handler.transports.get(handler.client)
         if io is not None and io.handler is not None:
             io.handler.cancel("printgate session ended")
+
+    def _transport(self, client_id: str) -> asyncio.BaseTransport | None:
+        handler = self._ps.connections.get(client_id)
+        io = handler.transports.get(handler.client) if handler is not None else None
+        writer = io.writer if io is not None else None
+        return getattr(writer, "transport", None)
+
+    def pause_reading(self, client_id: str) -> bool:
+        """Stop reading from a client (early_refusal.FlowControl); False if not ours."""
+        transport = self._transport(client_id)
+        if not isinstance(transport, asyncio.ReadTransport) or transport.is_closing():
+            return False
+        transport.pause_reading()
+        return True
+
+    def resume_reading(self, client_id: str) -> None:
+        transport = self._transport(client_id)
+        if isinstance(transport, asyncio.ReadTransport) and not transport.is_closing():
+            transport.resume_reading()
 
 
 class DwaProxy(SessionUrls, Service):
@@ -125,9 +146,22 @@ class DwaProxy(SessionUrls, Service):
         self._sweeper: asyncio.Task[None] | None = None
         self._limits_addon: SessionLimits | None = None
         self.connection_limits = connection_limits
+        self._body_caps: dict[str, int] = {}
         self.connections: ConnectionGuard | None = None
         self._guard_task: asyncio.Task[None] | None = None
+        self._closer: _ConnectionCloser | None = None
+        self._previous_ctx: tuple[Any, Any, Any] = (None, None, None)
         self.port = 0
+
+    def _body_cap(self, flow: http.HTTPFlow) -> int:
+        """The largest request body any rule allows for this flow's device (vendor profiles included)."""
+        route = route_of(flow)
+        vendor = route.vendor if route is not None else ""
+        cap = self._body_caps.get(vendor)
+        if cap is None:
+            limits = self.deps.vendor_endpoints.limits_for(vendor, self.deps.limits)
+            cap = self._body_caps[vendor] = limits.max_request_body
+        return cap
 
     def _route_changed(self, change: RouteChange) -> None:
         if change.route is not None:
@@ -141,13 +175,19 @@ class DwaProxy(SessionUrls, Service):
         unix_upstream.install()
         await self._audit.start()
         opts = options.Options()
+        # mitmproxy keeps its current master in a module global (new connections are handled by
+        # it); a proxy started while another runs (tests) hands it back when it stops
+        self._previous_ctx = (getattr(mitmproxy_ctx, "master", None), getattr(mitmproxy_ctx, "options", None),
+                              getattr(mitmproxy_ctx, "log", None))
         master = Master(opts, event_loop=loop)
         ps = proxyserver.Proxyserver()
         master.addons.add(core.Core(), ps, next_layer.NextLayer(), tlsconfig.TlsConfig())
         closer = _ConnectionCloser(ps, loop)
+        early_refusal.register(closer)
+        self._closer = closer
         pipeline = default_addons(self.deps, connection_closer=closer)
         self._limits_addon = next(a for a in pipeline if isinstance(a, SessionLimits))
-        self.connections = ConnectionGuard(self.connection_limits, closer)
+        self.connections = ConnectionGuard(self.connection_limits, closer, body_cap=self._body_cap)
         # fail closed: an exception in any addon answers the flow with a refusal, never passes it on
         master.addons.add(*fail_closed([*pipeline, self.connections], self._audit))
         # placeholder upstream; RouteUpstream picks the real one. Browser-side TLS is
@@ -216,9 +256,13 @@ class DwaProxy(SessionUrls, Service):
             self._master.shutdown()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._run_task, 10)
+            if getattr(mitmproxy_ctx, "master", None) is self._master and self._previous_ctx[0] is not None:
+                mitmproxy_ctx.master, mitmproxy_ctx.options, mitmproxy_ctx.log = self._previous_ctx
             self._master = None
             self._run_task = None
         await self._audit.aclose()
+        if self._closer is not None:
+            early_refusal.unregister(self._closer)
         log.info("dwa.proxy_stopped", port=self.port)
 
     async def flush_audit(self) -> None:

@@ -207,6 +207,38 @@ async def test_chunked_upload_to_an_unknown_session_host_is_answered_on_its_head
     assert device.connections == 0
 
 
+async def test_chunked_upload_in_a_session_is_refused_once_past_every_allowed_size_not_buffered(
+        harness, signed_in, device):
+    reader, writer = await asyncio.open_connection("127.0.0.1", harness.proxy.port)
+    writer.write(head("POST /api/settings", signed_in.netloc, signed_in.cookie,
+                      "Content-Type: text/plain\r\nTransfer-Encoding: chunked"))
+    chunk = b"%x\r\n%s\r\n" % (65536, b"A" * 65536)
+    sent, answer = 0, b""
+    try:
+        async with asyncio.timeout(20):
+            while sent < 40 * 1024 * 1024 and b"\r\n\r\n" not in answer:
+                writer.write(chunk)
+                await writer.drain()
+                sent += 65536
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.005):
+                        answer += await reader.read(65536)
+    except (ConnectionError, TimeoutError):
+        pass
+    with contextlib.suppress(ConnectionError, TimeoutError):
+        async with asyncio.timeout(2):
+            while b"\r\n\r\n" not in answer and (more := await reader.read(65536)):
+                answer += more
+    writer.close()
+    assert status_of(answer) == 403, answer[:300]
+    assert sent < 8 * 1024 * 1024, f"the proxy took {sent} bytes of a body it had refused"
+    assert device.requests == []
+    events = await harness.events(signed_in.route.session_id)
+    blocked = [e for e in events if e.type == "dwa.transfer_blocked"]
+    assert len(blocked) == 1 and blocked[0].details["rule"] == "upload.too_large"
+    await still_works(signed_in)
+
+
 # --- launch links -----------------------------------------------------------------------------
 
 
@@ -329,7 +361,7 @@ async def test_a_trickled_body_is_cut_at_the_request_timeout(tight_proxy, ews, d
                       "Content-Type: text/plain\r\nContent-Length: 1000"))
     started = time.monotonic()
     closed = False
-    with contextlib.suppress(ConnectionError):
+    try:
         while time.monotonic() - started < 8:
             writer.write(b"a")
             await asyncio.sleep(0.2)
@@ -341,6 +373,8 @@ async def test_a_trickled_body_is_cut_at_the_request_timeout(tight_proxy, ews, d
                     if await reader.read(1) == b"":
                         closed = True
                         break
+    except ConnectionError:  # reset by the proxy: closed too
+        closed = True
     writer.close()
     assert closed, "a body trickled for 8 s kept its connection (request timeout 3 s)"
     assert device.requests == []

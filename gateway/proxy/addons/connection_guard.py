@@ -17,7 +17,7 @@ from typing import Protocol
 from mitmproxy import connection, http
 
 from gateway.proxy.connection_limits import ConnectionLimits
-from gateway.proxy.early_refusal import EARLY_KEY
+from gateway.proxy.early_refusal import BODY_CAP_KEY, EARLY_KEY
 from printgate.logs import get_logger
 
 log = get_logger(__name__)
@@ -37,9 +37,11 @@ class _Conn:
 
 class ConnectionGuard:
     def __init__(self, limits: ConnectionLimits, closer: Closer,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 body_cap: Callable[[http.HTTPFlow], int | None] = lambda _flow: None) -> None:
         self._limits = limits
         self._closer = closer
+        self._body_cap = body_cap
         self._clock = clock
         self._conns: dict[str, _Conn] = {}
         self._per_source: Counter[str] = Counter()
@@ -76,6 +78,10 @@ class ConnectionGuard:
         self._wait(flow, self._limits.request_timeout_s, "request")
         if flow.response is not None:  # answered on its headers: no "100 Continue" invites the body
             flow.request.headers.pop("expect", None)
+            return
+        cap = self._body_cap(flow)  # a body growing past every allowed size is not buffered on
+        if cap is not None:
+            flow.metadata[BODY_CAP_KEY] = cap
 
     def response(self, flow: http.HTTPFlow) -> None:
         if flow.websocket is not None and flow.response is not None and flow.response.status_code == 101:
