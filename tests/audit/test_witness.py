@@ -20,7 +20,7 @@ import uvicorn
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from pydantic import SecretStr
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from audit.checkpoint import Signer
 from audit.cosignature import Cosigner
@@ -350,7 +350,7 @@ async def test_the_witness_api_is_scoped_and_stores_only_genuine_cosignatures(
 
 
 async def test_the_migration_creates_exactly_the_cosignature_table(db: Database) -> None:
-    def diff(conn) -> list:  # type: ignore[no-untyped-def,type-arg]
+    def diff(conn: Connection) -> list[object]:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         return [d for d in compare_metadata(ctx, Base.metadata) if "audit_cosignatures" in repr(d)]
 
