@@ -1,0 +1,54 @@
+"""``policy explain`` as a function: the decision "open web page" would get for a user, a device
+and a source address, with every reason, under the tenant's saved rule set or a draft of it.
+Used by the policy page's preview and by ``printgate policy explain``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from policy import RuleSet, default_ruleset, evaluate_dwa_open, load_policy
+from printgate.domain import Decision, User
+from printgate.store import approvals, rule_sets, sessions
+from printgate.store.devices import get_device
+from printgate.store.tenants import get_agent, tenant_of_site
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    decision: Decision
+    header: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.header}\n{self.decision.explain()}"
+
+
+async def explain_open(s: AsyncSession, user: User, device_id: str, *, source_ip: str, mfa_age: float | None,
+                       now: datetime, ruleset: RuleSet | None = None) -> Explanation | None:
+    """None when there is no such device. ``ruleset``: a draft instead of the saved one."""
+    device = await get_device(s, device_id)
+    found = await tenant_of_site(s, device.site_id) if device else None
+    if device is None or found is None:
+        return None
+    customer, site = found
+    agent = await get_agent(s, device.agent_id)
+    if ruleset is None:
+        body = await rule_sets.load_ruleset(s, customer.dealer_id)
+        compiled = load_policy(body) if body else load_policy(default_ruleset(customer.dealer_id))
+    else:
+        compiled = load_policy(ruleset)
+    decision = evaluate_dwa_open(
+        compiled, user=user, device=device, dealer_id=customer.dealer_id, customer_id=customer.id,
+        site_id=site.id, remote_access=customer.remote_access,
+        agent_online=bool(agent and agent.online), agent_enrolled=bool(agent and not agent.revoked),
+        source_ip=source_ip, mfa_age_seconds=mfa_age, now=now,
+        user_live_sessions=await sessions.count_live_dwa_sessions(s, user_id=user.id),
+        device_live_sessions=await sessions.count_live_dwa_sessions(s, device_id=device.id),
+        approved_until=await approvals.active_approval_until(s, user.id, device.id, now),
+    )
+    header = (f"{user.email} -> {device.name or device.id} ({customer.name}), policy v{compiled.version}, "
+              f"source {source_ip}, MFA age {'none' if mfa_age is None else f'{mfa_age:.0f}s'}")
+    return Explanation(decision, header)
