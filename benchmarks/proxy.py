@@ -343,10 +343,11 @@ port, host, clients, seconds, body = int(sys.argv[1]), sys.argv[2], int(sys.argv
 stats = {"connections": 0, "bytes_sent": 0, "answers": {}, "errors": 0}
 chunk = b"%x\r\n%s\r\n" % (65536, b"A" * 65536)
 
-async def one(deadline):
+async def one(i, deadline):
+    source = f"127.0.1.{i % 10 + 1}"  # the attackers' 10 addresses (the sessions browse from 127.0.0.1)
     while time.monotonic() < deadline:
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
         except OSError:
             stats["errors"] += 1
             await asyncio.sleep(0.05)
@@ -374,7 +375,7 @@ async def one(deadline):
 
 async def main():
     deadline = time.monotonic() + seconds
-    await asyncio.gather(*(one(deadline) for _ in range(clients)))
+    await asyncio.gather(*(one(i, deadline) for i in range(clients)))
     print(json.dumps(stats))
 
 asyncio.run(main())
@@ -420,6 +421,7 @@ async def abuse_section(proxy: DwaProxy, sessions: Sessions, lua: Path, seconds:
         "sessions_100_under_abuse": browsing,
         "sessions_100_quiet": {k: quiet[k] for k in ("rps", "p50_ms", "p99_ms")},
         "p99_ratio_abuse_vs_quiet": round(browsing["p99_ms"] / quiet["p99_ms"], 2) if quiet["p99_ms"] else None,
+        "proxy_connections_throttled": proxy.connections.throttled if proxy.connections else None,
         "rss_before_mb": round(before, 1), "rss_peak_mb": round(peak, 1), "rss_growth_mb": growth,
         "rss_growth_target_mb": 100, "p99_target_ms": 200,
         "rss_ok": growth < 100, "p99_ok": 0 <= browsing["p99_ms"] < 200,

@@ -17,5 +17,10 @@ class ConnectionLimits:
     max_connections_per_source: int = 256
     # body bytes dropped after an answer sent on the headers, before the connection is closed
     linger_bytes: int = 256 * 1024
+    # a source that sends this many bodies refused on their headers (no session, unknown host)
+    # within refusal_window_s is refused at connect for refusal_cooldown_s
+    max_refused_bodies_per_source: int = 30
+    refusal_window_s: float = 10.0
+    refusal_cooldown_s: float = 30.0
     # how often deadlines are checked
     check_interval_s: float = 1.0

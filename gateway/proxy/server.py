@@ -33,6 +33,7 @@ from gateway.proxy.fail_closed import fail_closed
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.routes import RouteChange, RouteTable
 from gateway.proxy.session_urls import SessionUrls
+from printgate.domain import AuditEventIn, Outcome
 from printgate.errors import ConfigError
 from printgate.interfaces import AuditSink
 from printgate.lifecycle import Service, cancel_and_wait
@@ -163,6 +164,17 @@ class DwaProxy(SessionUrls, Service):
             cap = self._body_caps[vendor] = limits.max_request_body
         return cap
 
+    async def _source_throttled(self, source: str, refused: int) -> None:
+        """Audit a source refused at connect for a while (it kept sending refused uploads)."""
+        try:
+            await self._audit.append(AuditEventIn(
+                type="dwa.source_throttled", outcome=Outcome.BLOCKED, source_ip=source,
+                details={"refused_bodies": refused, "window_s": self.connection_limits.refusal_window_s,
+                         "cooldown_s": self.connection_limits.refusal_cooldown_s},
+            ))
+        except Exception as exc:  # the audit store failing is logged; the throttle holds anyway
+            log.error("dwa.audit_failed", error=str(exc), type="dwa.source_throttled")
+
     def _route_changed(self, change: RouteChange) -> None:
         if change.route is not None:
             self._attributed.register(change.session_id, change.route.attribution())
@@ -187,7 +199,8 @@ class DwaProxy(SessionUrls, Service):
         self._closer = closer
         pipeline = default_addons(self.deps, connection_closer=closer)
         self._limits_addon = next(a for a in pipeline if isinstance(a, SessionLimits))
-        self.connections = ConnectionGuard(self.connection_limits, closer, body_cap=self._body_cap)
+        self.connections = ConnectionGuard(self.connection_limits, closer, body_cap=self._body_cap,
+                                           on_throttle=self._source_throttled)
         # fail closed: an exception in any addon answers the flow with a refusal, never passes it on
         master.addons.add(*fail_closed([*pipeline, self.connections], self._audit))
         # placeholder upstream; RouteUpstream picks the real one. Browser-side TLS is

@@ -281,7 +281,8 @@ async def tight_proxy(own_audit: TableAuditSink) -> AsyncIterator[DwaProxy]:
         "127.0.0.1", 0, dwa_domain=DWA_DOMAIN, routes=RouteTable(), audit=own_audit, on_end_request=_noop,
         limits=ProxyLimits(sweep_interval_s=0.2),
         connection_limits=ConnectionLimits(header_timeout_s=1.0, idle_timeout_s=2.0, request_timeout_s=3.0,
-                                           max_connections_per_source=40, check_interval_s=0.2),
+                                           max_connections_per_source=40, check_interval_s=0.2,
+                                           max_refused_bodies_per_source=5),
     )
     async with proxy:
         yield proxy
@@ -378,6 +379,32 @@ async def test_a_trickled_body_is_cut_at_the_request_timeout(tight_proxy, ews, d
     writer.close()
     assert closed, "a body trickled for 8 s kept its connection (request timeout 3 s)"
     assert device.requests == []
+
+
+async def test_a_source_that_keeps_sending_refused_uploads_is_refused_at_connect(tight_proxy, own_audit):
+    host = f"s-nosuch.{DWA_DOMAIN}"
+    upload = head("POST /api/settings", host, None, "Content-Type: text/plain\r\nContent-Length: 100000")
+    statuses = []
+    for _ in range(5):
+        reader, writer = await asyncio.open_connection("127.0.0.1", tight_proxy.port, local_addr=("127.0.5.1", 0))
+        writer.write(upload + b"A" * 1000)
+        statuses.append(status_of(await reader.read(200)))
+        writer.close()
+    assert statuses == [404] * 5
+    reader, writer = await asyncio.open_connection("127.0.0.1", tight_proxy.port, local_addr=("127.0.5.1", 0))
+    writer.write(head("GET /", host))
+    with contextlib.suppress(ConnectionError):
+        assert await asyncio.wait_for(reader.read(200), 3) == b""  # closed at connect, no answer
+    writer.close()
+    assert tight_proxy.connections is not None and tight_proxy.connections.throttled >= 1
+    # another source is not affected
+    reader, writer = await asyncio.open_connection("127.0.0.1", tight_proxy.port, local_addr=("127.0.5.2", 0))
+    writer.write(head("GET /", host))
+    assert status_of(await asyncio.wait_for(reader.read(200), 3)) == 404
+    writer.close()
+    await tight_proxy.flush_audit()
+    throttled = [e for e in await own_audit.events() if e.type == "dwa.source_throttled"]
+    assert throttled and throttled[-1].source_ip == "127.0.5.1"
 
 
 def ews_expiry() -> Any:

@@ -3,14 +3,17 @@
 None of these need a session: they hold for every connection, so an attacker
 without a session cookie cannot keep hundreds of connections open
 (slowloris) or trickle a body forever. WebSocket connections are left to
-mitmproxy's own inactivity timeout (``tcp_timeout``) once upgraded.
+mitmproxy's own inactivity timeout (``tcp_timeout``) once upgraded. A source
+that keeps sending bodies the proxy refuses on their headers (uploads without
+a session) is refused at connect for a while, so it cannot keep the proxy busy
+answering it; that is logged and audited once per cool-down.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,10 +41,15 @@ class _Conn:
 class ConnectionGuard:
     def __init__(self, limits: ConnectionLimits, closer: Closer,
                  clock: Callable[[], float] = time.monotonic,
-                 body_cap: Callable[[http.HTTPFlow], int | None] = lambda _flow: None) -> None:
+                 body_cap: Callable[[http.HTTPFlow], int | None] = lambda _flow: None,
+                 on_throttle: Callable[[str, int], Awaitable[None]] | None = None) -> None:
         self._limits = limits
         self._closer = closer
         self._body_cap = body_cap
+        self._on_throttle = on_throttle
+        self._refused: dict[str, deque[float]] = {}  # source -> times of bodies refused unread
+        self._throttled: dict[str, float] = {}  # source -> refused at connect until
+        self.throttled = 0  # connections refused because their source is cooling down
         self._clock = clock
         self._conns: dict[str, _Conn] = {}
         self._per_source: Counter[str] = Counter()
@@ -54,6 +62,11 @@ class ConnectionGuard:
 
     def client_connected(self, client: connection.Client) -> None:
         source = str(client.peername[0]) if client.peername else ""
+        until = self._throttled.get(source)
+        if until is not None and self._clock() < until:
+            self.throttled += 1
+            client.error = "this address sent too many refused uploads; try again later"
+            return
         if self._per_source[source] >= self._limits.max_connections_per_source:
             self.refused += 1
             client.error = "too many connections from this address"
@@ -83,12 +96,13 @@ class ConnectionGuard:
         if cap is not None:
             flow.metadata[BODY_CAP_KEY] = cap
 
-    def response(self, flow: http.HTTPFlow) -> None:
+    async def response(self, flow: http.HTTPFlow) -> None:
         if flow.websocket is not None and flow.response is not None and flow.response.status_code == 101:
             self._wait(flow, float("inf"), "websocket")
             return
         if flow.metadata.get(EARLY_KEY):  # answered unread: the rest of its body gets little time
             self._wait(flow, self._limits.header_timeout_s, "refused body")
+            await self._count_refusal(flow)
             return
         # a slow reader of the answer is cut off here too
         self._wait(flow, self._limits.idle_timeout_s, "idle")
@@ -99,9 +113,31 @@ class ConnectionGuard:
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         self._wait(flow, self._limits.idle_timeout_s, "idle")
 
+    async def _count_refusal(self, flow: http.HTTPFlow) -> None:
+        conn = self._conns.get(flow.client_conn.id)
+        if conn is None:
+            return
+        limit = self._limits.max_refused_bodies_per_source
+        now = self._clock()
+        times = self._refused.setdefault(conn.source, deque(maxlen=limit))
+        times.append(now)
+        if len(times) < limit or now - times[0] > self._limits.refusal_window_s:
+            return
+        times.clear()
+        self._throttled[conn.source] = now + self._limits.refusal_cooldown_s
+        log.warning("dwa.source_throttled", source=conn.source, refused=limit,
+                    window_s=self._limits.refusal_window_s, cooldown_s=self._limits.refusal_cooldown_s)
+        if self._on_throttle is not None:
+            await self._on_throttle(conn.source, limit)
+
     def sweep(self) -> None:
         """Close every connection past its deadline (called periodically)."""
         now = self._clock()
+        for source in [s for s, until in self._throttled.items() if until <= now]:
+            del self._throttled[source]
+        window = self._limits.refusal_window_s
+        for source in [s for s, t in self._refused.items() if not t or now - t[-1] > window]:
+            del self._refused[source]
         for client_id, conn in list(self._conns.items()):
             if now - conn.since > conn.limit_s:
                 self.timed_out += 1
