@@ -60,6 +60,25 @@ def create_app(
     async def _to_login(request: Request, exc: LoginRequired) -> Response:
         return see_other(f"/login?next={exc.next_url}")
 
+    outage = DatabaseOutage(db)
+    app.state.database_outage = outage
+    unguarded = ("/healthz", "/readyz", "/metrics", "/static/")
+
+    @app.middleware("http")
+    async def _database_outage(request: Request, call_next: Callable) -> Response:
+        """503 while the database is unreachable (no traceback per request); recovers by itself.
+        Registered first, so the security headers wrap its answers too."""
+        if request.url.path.startswith(unguarded):
+            return await call_next(request)
+        if not await outage.admits():
+            return outage.response(request)
+        try:
+            return await call_next(request)
+        except Exception as exc:
+            if not is_database_outage(exc) or await outage.reachable():
+                raise
+            return outage.response(request)
+
     @app.middleware("http")
     async def _security_headers(request: Request, call_next: Callable) -> Response:
         response: Response = await call_next(request)
@@ -74,24 +93,6 @@ def create_app(
         if request.url.path != "/static":
             response.headers.setdefault("Cache-Control", "no-store")
         return response
-
-    outage = DatabaseOutage(db)
-    app.state.database_outage = outage
-    unguarded = ("/healthz", "/readyz", "/metrics", "/static/")
-
-    @app.middleware("http")
-    async def _database_outage(request: Request, call_next: Callable) -> Response:
-        """503 while the database is unreachable (no traceback per request); recovers by itself."""
-        if request.url.path.startswith(unguarded):
-            return await call_next(request)
-        if not await outage.admits():
-            return outage.response(request)
-        try:
-            return await call_next(request)
-        except Exception as exc:
-            if not is_database_outage(exc) or await outage.reachable():
-                raise
-            return outage.response(request)
 
     @app.get("/", include_in_schema=False)
     async def _home(signed_in: OptionalLogin) -> Response:

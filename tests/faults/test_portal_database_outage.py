@@ -70,6 +70,7 @@ async def test_portal_answers_503_during_a_database_outage_and_recovers(
             assert {p.status_code for p in pages} == {503}
             assert "cannot be reached" in pages[0].text and "text/html" in pages[0].headers["content-type"]
             assert pages[0].headers["retry-after"]
+            assert pages[0].headers["x-frame-options"] == "DENY"  # the portal's security headers too
             assert api.status_code == 503 and api.json()["error"] == "database_unavailable"
             assert alive.status_code == 200
             assert ready.status_code == 503 and ready.json()["checks"]["database"] != "ok"
