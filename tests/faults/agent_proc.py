@@ -48,6 +48,15 @@ async def status(config: Path) -> dict[str, Any]:
     return value
 
 
+async def status_text(config: Path) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        PRINTGATE, "agent", "status", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
 async def wait_status(config: Path, predicate: Any, *, timeout: float, what: str) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     last: dict[str, Any] = {}

@@ -22,6 +22,8 @@ from tests.faults.agent_proc import (
     dropped_count,
     queued_ids,
     start_agent,
+    status,
+    status_text,
     stop,
     wait_status,
     write_config,
@@ -75,9 +77,14 @@ async def test_agent_restarted_without_cloud_polls_stops_in_time_and_delivers_ex
                       for family in text_string_to_metric_families(scraped) for s in family.samples}
             assert values[("printgate_agent_queue_length", ())] >= 9
             assert values[("printgate_agent_readings_dropped", (("reason", "agent queue overflow"),))] > 0
+            text = await status_text(offline)  # what an operator reads
+            assert "task heartbeat" in text and "task readings-upload" in text
+            assert "agent queue overflow" in text and "oldest_queued" in text
         finally:
             took = await stop(proc)
         assert proc.returncode == 0
+        stopped = await status(offline)
+        assert stopped["running"] is False and stopped["channel"] == "agent not running"
         assert took < DEADLINE + 2.0, f"SIGTERM with the cloud down took {took:.1f}s (deadline {DEADLINE}s)"
         kept = queued_ids(agent_dir)
         assert len(kept) >= 9  # the bound, plus the sealed batch in flight (never dropped)
