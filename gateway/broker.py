@@ -481,6 +481,7 @@ class DwaBroker(Service):
                     target = DwaState.FAILED if stale.state is DwaState.REQUESTED else DwaState.CLOSED
                     await sessions.save_session(s, stale.transition(target, at=now, reason=RESTART_REASON))
                     ended.append((stale, target))
+                    await self._attribute_from_store(s, stale)
         for stale, target in ended:
             self._orphans.setdefault(stale.agent_id, set()).add(stale.id)
             await self._audit.append(AuditEventIn(
@@ -490,6 +491,16 @@ class DwaBroker(Service):
                 details={"reason": RESTART_REASON, "state_before": str(stale.state)},
             ))
             log.warning("dwa.closed_after_restart", session=stale.id, agent=stale.agent_id)
+
+    async def _attribute_from_store(self, s: Any, session: DwaSession) -> None:
+        """Register the tenant, site and user of a session this process did not open (its records
+        after a restart reach the tenant's auditors too)."""
+        device = await devices.get_device(s, session.device_id)
+        tenancy = await tenants.tenant_of_site(s, device.site_id) if device is not None else None
+        customer = tenancy[0] if tenancy is not None else None
+        self._audit.register(session.id, Attribution(
+            customer.dealer_id if customer else None, customer.id if customer else None,
+            device.site_id if device else None, session.device_id, session.user_id))
 
     async def drop_orphans(self, agent_id: str) -> int:
         """Tell a (re)connected agent to drop the tunnels of sessions a restart ended; how many."""

@@ -93,3 +93,6 @@ async def test_cloud_killed_with_a_session_open_audits_its_end_and_the_agent_dro
     ends = [r for r in records if r.session_id == session and r.type in ("dwa.session.closed", "dwa.session.failed")]
     assert len(ends) == 1, [(r.type, r.details) for r in records if r.session_id == session]
     assert str(ends[0].details["reason"]).startswith("gateway restarted")
+    # still the tenant's record: its auditors see it (dealer, customer, site, device, user)
+    assert ends[0].dealer_id and ends[0].customer_id and ends[0].device_id
+    assert ends[0].details.get("site_id") and ends[0].details.get("user_id")
