@@ -47,7 +47,8 @@ async def readyz(request: Request) -> JSONResponse:
         checks.setdefault("database", problem)
         checks["audit"] = "not writable: database unavailable" if checks["database"] != "ok" else problem
     else:
-        failing = bool(getattr(state.audit, "failing", False))
+        proxy_failing = getattr(request.app.state, "audit_failing", None)
+        failing = bool(getattr(state.audit, "failing", False)) or bool(proxy_failing and proxy_failing())
         checks["audit"] = "not writable: the audit writer's last write failed" if failing else "ok"
     ready = all(v == "ok" for v in checks.values())
     task_health = getattr(request.app.state, "task_health", None)  # the cloud's supervised loops (information)

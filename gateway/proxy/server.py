@@ -282,3 +282,8 @@ class DwaProxy(SessionUrls, Service):
         """Wait until every queued audit event of allowed requests is stored."""
         await self._audit.flush()
 
+    @property
+    def audit_failing(self) -> bool:
+        """The audit writer's last write failed and it has not recovered: requests are refused."""
+        return self._audit.failing
+

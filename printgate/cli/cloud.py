@@ -246,6 +246,8 @@ class Cloud(Service):
         app = create_app(p, db=self.db, broker=self.broker, audit=self.audit, agent_ca=self.agent_ca,
                          commands=AgentCommandSender(self.hub))
         app.state.task_health = self.supervisor.health
+        proxy = self.proxy  # /readyz: not ready while the proxy cannot audit (it refuses every request then)
+        app.state.audit_failing = lambda: bool(getattr(proxy, "audit_failing", False))
         config = uvicorn.Config(app, host=p.host, port=p.port, log_level="warning",
                                 lifespan="off", access_log=False)
         self._uvicorn = uvicorn.Server(config)
