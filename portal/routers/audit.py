@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, Response
 from audit import event_types
 from audit.query import AuditFilter, row_to_record, scope_for, search, search_all
 from portal.auditing.form import AuditForm, api_query
+from portal.auditing.present import detail_items, story_facts, timeline, title
 from portal.deps import State, login_of
 from portal.pages import render
 from portal.routers.audit_witness import current_auditor, token_scope_check
@@ -34,9 +35,11 @@ from portal.schemas.audit import AuditEventPublic, AuditPage, SessionStory
 from portal.state import PENDING_AUDIT, Login, PortalState
 from printgate.domain import AuditEventIn, AuditRecord, Outcome, User
 from printgate.errors import AccessDenied
+from printgate.store import audit as audit_store
 from printgate.store import tenants
 from printgate.store.audit import personal_for, query_records
 from printgate.store.db import Database
+from printgate.store.devices import get_device
 
 MAX_PAGE = 1000
 PAGE_SIZE = 50  # rows per /audit page
@@ -150,7 +153,11 @@ async def session_story(session_id: str, state: State, user: User = auditor) -> 
 async def session_story_page(request: Request, session_id: str, state: State,
                              user: User = auditor) -> HTMLResponse:
     s = await story(state.db, user, session_id)
-    return await _page(request, "audit_story.html", story=s,
+    names = await device_names(state.db, {s.device_id} if s.device_id else set())
+    customers = dict(await customer_choices(state.db, user))
+    customer_id = next((e.customer_id for e in s.events if e.customer_id), None)
+    return await _page(request, "audit_story.html", story=s, steps=timeline(s.events), facts=story_facts(s.events),
+                       device_name=names.get(s.device_id or ""), customer_name=customers.get(customer_id or ""),
                        back=AuditForm(session_id=session_id).query())
 
 
@@ -178,12 +185,45 @@ async def audit_page(request: Request, state: State, user: User = auditor) -> HT
         if len(rows) > PAGE_SIZE:
             older = form.query(before_seq=str(records[-1].seq))
         downloads = api_query(f, limit=MAX_DOWNLOAD)
+    customers = await customer_choices(db, user)
     return await _page(
         request, "audit.html", status_code=400 if error else 200, error=error, form=form,
         records=records, older=older, newest=form.query(before_seq="") if form.before() else None,
-        downloads=downloads, customers=await customer_choices(db, user), outcomes=[o.value for o in Outcome],
-        event_types=KNOWN_EVENT_TYPES,
+        downloads=downloads, customers=customers, outcomes=[o.value for o in Outcome],
+        event_types=KNOWN_EVENT_TYPES, all_customers=user.customer_id is None,
+        names=dict(customers) | await device_names(db, {r.device_id for r in records if r.device_id}),
+        details={r.seq: detail_items(r.details) for r in records}, title=title, trail=await trail_status(db),
     )
+
+
+async def device_names(db: Database, device_ids: set[str]) -> dict[str, str]:
+    """Device id -> its name (the model when it has none), for the ids on a page."""
+    out: dict[str, str] = {}
+    async with db.session() as s:
+        for device_id in sorted(device_ids):
+            device = await get_device(s, device_id)
+            if device is not None:
+                out[device_id] = device.name or device.identity.describe()
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class TrailStatus:
+    """How far the trail is signed, and which witnesses cosigned lately."""
+
+    checkpoint_size: int | None
+    checkpoint_at: str | None
+    witnesses: tuple[tuple[str, int, str], ...]  # (witness key id, tree size, cosigned at)
+
+
+async def trail_status(db: Database) -> TrailStatus:
+    async with db.session() as s:
+        row = await audit_store.latest_checkpoint(s)
+    latest: dict[str, tuple[str, int, str]] = {}
+    for c in await audit_store.cosignatures(db):
+        latest[c.witness] = (c.witness, int(c.tree_size), c.cosigned_at)
+    return TrailStatus(int(row.tree_size) if row else None, str(row.at) if row else None,
+                       tuple(sorted(latest.values())))
 
 
 async def customer_choices(db: Database, user: User) -> list[tuple[str, str]]:

@@ -301,12 +301,14 @@ async def test_browser_auditor_filters_by_session_and_opens_its_story(audit_port
             rows = page.locator("#audit-results tbody tr")
             assert await rows.count() == len(audit_portal.seeded.by_session["sess-c2"])
             links = page.locator("#audit-results a.session-link")
-            assert set(await links.all_inner_texts()) == {"sess-c2"}
+            assert set(await links.all_inner_texts()) == {"session sess-c2"}
             await links.first.click()
             await page.wait_for_url("**/audit/sessions/sess-c2/view")
-            types = await page.locator("#story tbody tr td:nth-child(3)").all_inner_texts()
+            steps = page.locator("#story li[data-type]")
+            types = [await steps.nth(i).get_attribute("data-type") for i in range(await steps.count())]
             assert types[0] == "dwa.session.opened" and types[-1] == "dwa.session.closed"
             assert types.count("proxy.request") == 2
+            assert await page.locator("#story li.bad").count() == 0
             assert await page.locator("header a[href='/audit']").count() == 1
             assert not errors and not failed, (errors, failed)
         finally:

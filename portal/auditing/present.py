@@ -1,0 +1,165 @@
+"""Audit records as people read them: details as key/value lines instead of JSON, event types
+as words, and a session's events as a timeline (decision with its reasons, approval, firewall,
+tunnel and identity checks, every request with blocked transfers marked, extensions, the end
+and who or what ended it). Pure: the router loads, this arranges."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+TITLES = {
+    "policy.decision": "Policy decision",
+    "approval.requested": "Access requested",
+    "approval.approved": "Access approved",
+    "approval.denied": "Access denied by the customer",
+    "dwa.session.requested": "Session requested",
+    "dwa.session.authorised": "Session authorised",
+    "firewall.rule.added": "Firewall opened for the session",
+    "firewall.rule.removed": "Firewall closed",
+    "agent.command.sent": "Tunnel command sent to the site's agent",
+    "tunnel.opened": "Tunnel opened (device identity checked by the agent)",
+    "tunnel.closed": "Tunnel closed",
+    "tunnel.failed": "Tunnel failed",
+    "device.identity_mismatch": "Device identity did not match: refused",
+    "dwa.session.opened": "Session open",
+    "dwa.session.rejoined": "Technician rejoined the session",
+    "dwa.session.rejoin_refused": "Rejoin refused",
+    "dwa.session.extended": "More time granted",
+    "dwa.request": "Request",
+    "dwa.transfer_blocked": "Transfer blocked",
+    "dwa.websocket": "WebSocket",
+    "dwa.session.closed": "Session ended",
+    "dwa.session.failed": "Session failed",
+    "dwa.end_requested": "End requested in the portal",
+    "auth.login": "Sign-in",
+    "auth.logout": "Sign-out",
+    "auth.mfa": "Second factor",
+}
+REQUEST_TYPES = frozenset({"dwa.request", "dwa.transfer_blocked", "dwa.websocket", "proxy.request"})
+
+
+class EventLike(Protocol):
+    @property
+    def seq(self) -> int: ...
+    @property
+    def at(self) -> datetime: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def actor(self) -> str | None: ...
+    @property
+    def source_ip(self) -> str | None: ...
+    @property
+    def details(self) -> Mapping[str, Any]: ...
+
+
+def title(event_type: str) -> str:
+    return TITLES.get(event_type, event_type)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "—"
+    if isinstance(value, str | int | float):
+        return str(value)
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def detail_items(details: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``details`` as (key, value) lines: nested objects flattened one level (``filter.since``),
+    lists of reasons as ``code: message``, other lists comma separated."""
+    out: list[tuple[str, str]] = []
+    for key in sorted(details):
+        value = details[key]
+        if isinstance(value, Mapping):
+            out.extend((f"{key}.{k}", _text(value[k])) for k in sorted(value) if value[k] not in (None, [], ""))
+        elif isinstance(value, list) and value and all(isinstance(v, Mapping) and "code" in v for v in value):
+            out.extend((key, f"{v['code']}: {v.get('message', '')}") for v in value)
+        elif isinstance(value, list):
+            out.append((key, ", ".join(_text(v) for v in value) or "—"))
+        else:
+            out.append((key, _text(value)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    seq: int
+    at: datetime
+    type: str
+    title: str
+    outcome: str
+    actor: str | None
+    items: tuple[tuple[str, str], ...]
+    request: bool  # one of the session's requests (shown compactly)
+    blocked: bool
+    summary: str  # one line: "GET /index.html → 200" or the reason
+
+    @property
+    def css(self) -> str:
+        if self.blocked or self.outcome in ("denied", "blocked", "failure"):
+            return "bad"
+        return "request" if self.request else "step"
+
+
+def _summary(e: EventLike) -> str:
+    d = e.details
+    if e.type in REQUEST_TYPES:
+        line = f"{d.get('method', '')} {d.get('path', '')}".strip()
+        if "status" in d:
+            line += f" → {d['status']}"
+        if d.get("blocked"):
+            line += f" — blocked: {d.get('rule') or d.get('why') or d.get('reason') or 'transfer'}"
+        return line
+    if e.type == "policy.decision":
+        return "allowed" if d.get("allow") else "refused"
+    for key in ("reason", "expires_at", "upstream", "message", "error"):
+        if key in d:
+            return f"{key.replace('_', ' ')}: {_text(d[key])}"
+    return ""
+
+
+def timeline(events: Sequence[EventLike]) -> list[Step]:
+    out = []
+    for e in events:
+        request = e.type in REQUEST_TYPES
+        blocked = bool(e.details.get("blocked")) or e.outcome == "blocked"
+        out.append(Step(e.seq, e.at, e.type, title(e.type), e.outcome, e.actor, tuple(detail_items(e.details)),
+                        request, blocked, _summary(e)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class StoryFacts:
+    """The session in one paragraph."""
+
+    technician: str | None
+    source_ip: str | None
+    requests: int
+    blocked: int
+    extensions: int
+    ended_by: str | None
+    end_reason: str | None
+    decision_allowed: bool | None
+
+
+def story_facts(events: Sequence[EventLike]) -> StoryFacts:
+    decision = next((e for e in events if e.type == "policy.decision"), None)
+    end = next((e for e in reversed(events) if e.type in ("dwa.session.closed", "dwa.session.failed")), None)
+    requests = [e for e in events if e.type in REQUEST_TYPES]
+    return StoryFacts(
+        technician=decision.actor if decision else next((e.actor for e in events if e.actor), None),
+        source_ip=decision.source_ip if decision else None,
+        requests=len(requests), blocked=sum(1 for e in requests if e.details.get("blocked") or e.outcome == "blocked"),
+        extensions=sum(1 for e in events if e.type == "dwa.session.extended"),
+        ended_by=(end.actor if end else None), end_reason=(str(end.details.get("reason", "")) if end else None),
+        decision_allowed=bool(decision.details.get("allow")) if decision else None,
+    )
