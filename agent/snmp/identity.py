@@ -6,6 +6,7 @@ before opening a session); ``probe_device`` is what discovery uses.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -94,17 +95,19 @@ async def printer_mib_check(
     root_failed = [f for f in failures if f.startswith(f"GETNEXT {oids.PRINTER_MIB}:")]
     if not root_failed:
         return classify(answered)
-    tried: list[str] = []
-    for subtree in PRINTER_MIB_FALLBACKS:
+    async def ask(subtree: str) -> dict[str, SnmpValue] | str:
         try:
-            got = await client.next(target, [subtree])
+            return await client.next(target, [subtree])
         except SnmpError as exc:
-            tried.append(f"GETNEXT {subtree}: {exc.message}")
-            continue
-        if printer_mib_answers(got):
+            return f"GETNEXT {subtree}: {exc.message}"
+
+    # at once: a device that stopped answering costs one timeout, not one per table
+    answers = await asyncio.gather(*(ask(subtree) for subtree in PRINTER_MIB_FALLBACKS))
+    tried = [a for a in answers if isinstance(a, str)]
+    for subtree, got in zip(PRINTER_MIB_FALLBACKS, answers, strict=True):
+        if not isinstance(got, str) and printer_mib_answers(got):
             answered.update(got)
             return True, f"answers Printer-MIB (RFC 3805) objects under {subtree}"
-        break  # an answer outside the MIB: the device has none
     failures.extend(tried)
     how = "; ".join([root_failed[0], *tried])
     if len(tried) == len(PRINTER_MIB_FALLBACKS):

@@ -149,6 +149,7 @@ async def _track_alerts(
     for key, row in by_key.items():
         if key in reported:
             row.last_seen_at = max(row.last_seen_at, taken_at)
+            row.description = reported[key].description[:1024]  # e.g. the supply's level now
         else:
             row.cleared_at = taken_at
     for key, a in reported.items():

@@ -159,3 +159,15 @@ def test_the_page_count_falls_back_to_the_vendor_total_without_marker_counters()
     vendor_only = replace(konica, counters=(CounterValue("vendor.pages.total", 4242), CounterValue("vendor.pages.mono", 42)))
     assert page_count_of(vendor_only) == 4242
     assert page_count_of(replace(konica, counters=())) is None
+
+
+async def test_an_open_supply_alert_follows_the_level(fleet_db: Database) -> None:
+    low = reading_of("epson", ip="127.0.20.12", at=T0, serial_known=False)
+    lower = replace(reading_of("epson", ip="127.0.20.12", at=T0 + days(1), serial_known=False),
+                    supplies=tuple(replace(s, level=0) for s in low.supplies))
+    assert await ingest_payload(fleet_db, "a-c1", "b-1", payload_of([low, lower]))
+    async with fleet_db.session() as s:
+        supply = [a for a in await open_alerts(s, "dev-canon") if a.alert.group == "supplyThreshold"]
+    assert len(supply) == 4  # still one alert per supply, raised once
+    assert all(a.raised_at == T0 and a.last_seen_at == T0 + days(1) for a in supply)
+    assert all(" at 0 % " in a.alert.description for a in supply), [a.alert.description for a in supply]
