@@ -13,7 +13,8 @@ refused. The refusal is audited: by the audit addon for answered flows
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mitmproxy import connection, http, tls
@@ -53,16 +54,35 @@ class FailClosed:
                 setattr(self, hook, self._guard(hook, func))
 
     def _guard(self, hook: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.iscoroutinefunction(func):
+            @functools.wraps(func)
+            async def guarded_async(*args: Any) -> None:
+                try:
+                    await func(*args)
+                except Exception as exc:  # the whole point: no exception lets a flow through
+                    await self._failed(hook, args[0] if args else None, exc)
+
+            return guarded_async
+
+        # a plain hook stays plain (no coroutine per call on the hot path); on an exception it
+        # returns the handling coroutine, which mitmproxy awaits like any async hook's result
         @functools.wraps(func)
-        async def guarded(*args: Any) -> None:
+        def guarded(*args: Any) -> Any:
             try:
                 result = func(*args)
-                if result is not None and hasattr(result, "__await__"):
-                    await result
-            except Exception as exc:  # the whole point: no exception lets a flow through
-                await self._failed(hook, args[0] if args else None, exc)
+            except Exception as exc:
+                return self._failed(hook, args[0] if args else None, exc)
+            if inspect.isawaitable(result):
+                return self._await_guarded(hook, args, result)
+            return result
 
         return guarded
+
+    async def _await_guarded(self, hook: str, args: tuple[Any, ...], result: Awaitable[Any]) -> None:
+        try:
+            await result
+        except Exception as exc:
+            await self._failed(hook, args[0] if args else None, exc)
 
     async def _failed(self, hook: str, subject: object, exc: Exception) -> None:
         what = f"{self.name}.{hook} failed: {type(exc).__name__}"

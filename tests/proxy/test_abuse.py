@@ -22,8 +22,8 @@ from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.routes import RouteTable, SessionRoute
 from gateway.proxy.server import DwaProxy
 from lab.ews import EwsLab, EwsServer
-from printgate.store.audit_table import TableAuditSink
-from printgate.store.db import Database, migrate
+from printgate.testing.audit import ReadableAuditLog
+from printgate.testing.database import migrated, sqlite_url
 from tests.proxy.conftest import DWA_DOMAIN, ProxyHarness, SessionClient
 from tests.proxy.raw_device import RawDevice
 
@@ -262,12 +262,9 @@ async def test_launch_with_invalid_percent_encoding_is_refused(harness, signed_i
 
 
 @pytest.fixture(scope="module")
-async def own_audit(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TableAuditSink]:
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('abuse-audit') / 'audit.db'}"
-    await migrate(url)
-    db = Database(url)
-    yield TableAuditSink(db)
-    await db.aclose()
+async def own_audit(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ReadableAuditLog]:
+    async with migrated(sqlite_url(tmp_path_factory.mktemp("abuse-audit") / "audit.db")) as db:
+        yield ReadableAuditLog(db, None)
 
 
 async def _noop(*_a: Any) -> None:
@@ -275,7 +272,7 @@ async def _noop(*_a: Any) -> None:
 
 
 @pytest.fixture
-async def tight_proxy(own_audit: TableAuditSink) -> AsyncIterator[DwaProxy]:
+async def tight_proxy(own_audit: ReadableAuditLog) -> AsyncIterator[DwaProxy]:
     """A proxy of its own with short deadlines and a small per-source cap."""
     proxy = DwaProxy(
         "127.0.0.1", 0, dwa_domain=DWA_DOMAIN, routes=RouteTable(), audit=own_audit, on_end_request=_noop,
@@ -422,7 +419,12 @@ class Exploding:
     name = "exploding"
 
     def __init__(self, hook: str) -> None:
-        setattr(self, hook, self._boom)
+        name, _, kind = hook.partition(":")
+        setattr(self, name, self._boom_async if kind == "async" else self._boom)
+
+    async def _boom_async(self, flow: Any) -> None:
+        await asyncio.sleep(0)
+        self._boom(flow)
 
     def _boom(self, flow: Any) -> None:
         if flow.request.path.startswith("/__printgate/launch"):
@@ -431,7 +433,7 @@ class Exploding:
 
 
 @pytest.fixture
-async def exploding_proxy(request: pytest.FixtureRequest, own_audit: TableAuditSink,
+async def exploding_proxy(request: pytest.FixtureRequest, own_audit: ReadableAuditLog,
                           monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[DwaProxy]:
     """A real proxy with ``Exploding(hook)`` right after the session check."""
     import gateway.proxy.server as server_module
@@ -464,7 +466,7 @@ async def _session_on(proxy: DwaProxy, ews: EwsServer, device: RawDevice, sid: s
     return netloc, cookie
 
 
-@pytest.mark.parametrize("exploding_proxy", ["requestheaders", "request"], indirect=True)
+@pytest.mark.parametrize("exploding_proxy", ["requestheaders", "request", "request:async"], indirect=True)
 async def test_an_addon_failing_on_the_request_ends_the_flow_with_a_refusal(exploding_proxy, ews, device, own_audit):
     netloc, cookie = await _session_on(exploding_proxy, ews, device, "failreq1")
     body = b"location=lab"
@@ -478,7 +480,7 @@ async def test_an_addon_failing_on_the_request_ends_the_flow_with_a_refusal(expl
     assert records and records[-1].outcome == "blocked" and "exploding" in str(records[-1].details["reason"])
 
 
-@pytest.mark.parametrize("exploding_proxy", ["responseheaders", "response"], indirect=True)
+@pytest.mark.parametrize("exploding_proxy", ["responseheaders", "response", "response:async"], indirect=True)
 async def test_an_addon_failing_on_the_response_replaces_the_answer_with_a_refusal(exploding_proxy, ews, device,
                                                                                  own_audit):
     netloc, cookie = await _session_on(exploding_proxy, ews, device, "failresp1")
