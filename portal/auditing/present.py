@@ -39,6 +39,7 @@ TITLES = {
     "auth.logout": "Sign-out",
     "auth.mfa": "Second factor",
 }
+ATTRIBUTION = frozenset({"site_id", "user_id"})  # the story's summary says these once
 REQUEST_TYPES = frozenset({"dwa.request", "dwa.transfer_blocked", "dwa.websocket", "proxy.request"})
 
 
@@ -132,8 +133,9 @@ def timeline(events: Sequence[EventLike]) -> list[Step]:
     for e in events:
         request = e.type in REQUEST_TYPES
         blocked = bool(e.details.get("blocked")) or e.outcome == "blocked"
-        out.append(Step(e.seq, e.at, e.type, title(e.type), e.outcome, e.actor, tuple(detail_items(e.details)),
-                        request, blocked, _summary(e)))
+        items = tuple((k, v) for k, v in detail_items(e.details) if k not in ATTRIBUTION)
+        out.append(Step(e.seq, e.at, e.type, title(e.type), e.outcome, e.actor, items, request, blocked,
+                        _summary(e)))
     return out
 
 
