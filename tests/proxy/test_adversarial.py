@@ -297,6 +297,7 @@ REFUSED_DOWNLOADS = [
     ("woff2-binary", "download.not_a_font"),
     ("ttf-binary", "download.not_a_font"),
     ("fonts/unreferenced.ttf", "download.font_not_referenced"),
+    ("fonts/polyglot.ttf", "download.not_a_font"),  # TTF + ZIP
     ("png-zip", "download.image_carries_file"),
     ("png-zip-chunk", "download.image_carries_file"),
     ("png-text-zip", "download.image_carries_file"),
@@ -552,3 +553,23 @@ async def test_chromium_cannot_register_a_device_service_worker(browser, proxy_h
         await page.wait_for_selector("#title")
     finally:
         await context.close()
+
+
+@pytest.mark.browser
+async def test_chromium_applies_the_permissions_policy(browser, proxy_harness, hostile, tmp_path):
+    features = ["camera", "microphone", "usb", "serial", "clipboard-read", "geolocation", "payment"]
+    script = f"{features!r}.map(f => [f, document.featurePolicy.allowsFeature(f)])"
+    direct = await browser.new_context()
+    try:
+        page = await direct.new_page()
+        await page.goto(hostile.origin + "/")
+        allowed_directly = dict(await page.evaluate(script))
+    finally:
+        await direct.close()
+    assert any(allowed_directly.values()), allowed_directly  # the browser's default allows them
+    context, page, _origin, _route = await open_in_chromium(browser, proxy_harness, hostile, tmp_path)
+    try:
+        through_proxy = dict(await page.evaluate(script))
+    finally:
+        await context.close()
+    assert not any(through_proxy.values()), through_proxy
