@@ -11,17 +11,24 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-import secrets
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 from aiohttp.typedefs import Handler
 
 from lab.ews.assets import backup_zip, large_png, logo_png
+from lab.ews.device_login import (
+    PASSWORD,
+    SESSION_COOKIE,
+    USERNAME,
+    LoginState,
+    admin_allowed,
+    form_login,
+    locked_page,
+    login_form_body,
+)
 
-USERNAME = "admin"
-PASSWORD = "admin-pass"  # lab only
-SESSION_COOKIE = "ewssid"
+__all__ = ["PASSWORD", "SESSION_COOKIE", "USERNAME", "EwsState", "make_app"]
 
 
 @dataclass
@@ -38,7 +45,7 @@ class EwsState:
     serial: str
     origin: str = ""
     location: str = "Room 101"
-    sessions: set[str] = field(default_factory=set)
+    auth: LoginState = field(default_factory=LoginState)
     received: list[Received] = field(default_factory=list)
     pages: int = 1000
     last_host: str = ""
@@ -64,10 +71,6 @@ def _page(state: EwsState, title: str, body: str, *, head: str = "") -> web.Resp
         f"<body><img id=logo src='{o}/logo.png' alt=logo><h1>{html.escape(title)}</h1>{nav}{body}</body></html>"
     )
     return web.Response(text=text, content_type="text/html", charset="utf-8")
-
-
-def _logged_in(request: web.Request) -> bool:
-    return request.cookies.get(SESSION_COOKIE, "") in request.app[STATE].sessions
 
 
 @web.middleware
@@ -96,42 +99,45 @@ async def index(request: web.Request) -> web.Response:
     )
 
 
-async def login_form(request: web.Request) -> web.Response:
+async def login_form(request: web.Request) -> web.StreamResponse:
     s = request.app[STATE]
-    return _page(
-        s,
-        "Log in",
-        f"<form id=login method=post action='{s.origin}/login'>"
-        "<input name=username id=username><input name=password id=password type=password>"
-        "<button type=submit id=login-submit>Log in</button></form>",
-    )
+    if s.auth.login.kind != "form":  # Basic/Digest devices: the browser's own dialog
+        raise web.HTTPFound(f"{s.origin}/settings")
+    return _page(s, "Log in", login_form_body(s.auth, s.origin))
 
 
-async def login(request: web.Request) -> web.Response:
+async def login(request: web.Request) -> web.StreamResponse:
     s = request.app[STATE]
-    form = await request.post()
-    if form.get("username") != USERNAME or form.get("password") != PASSWORD:
-        return _page(s, "Log in", "<p id=error>Wrong user name or password</p>")
-    sid = secrets.token_hex(16)
-    s.sessions.add(sid)
+    form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+    outcome, sid = form_login(s.auth, form)
+    if outcome == "locked":
+        return locked_page()
+    if outcome == "csrf":
+        return _page(s, "Log in", login_form_body(s.auth, s.origin, error="The form has expired, log in again"))
+    if sid is None:
+        return _page(s, "Log in", login_form_body(s.auth, s.origin, error="Wrong user name or password"))
     resp = web.HTTPFound(f"{s.origin}/settings")
     resp.set_cookie(SESSION_COOKIE, sid, path="/", httponly=True)
     raise resp
 
 
-async def settings_page(request: web.Request) -> web.Response:
+async def settings_page(request: web.Request) -> web.StreamResponse:
     s = request.app[STATE]
-    if not _logged_in(request):
-        raise web.HTTPFound(f"{s.origin}/login")
+    refused = admin_allowed(request, s.auth, s.origin)
+    if refused is not None:
+        return refused
     if request.method == "POST":
         form = await request.post()
         s.location = str(form.get("location", s.location))[:200]
+    # As many EWS do, the admin password field comes pre-filled with the current password.
     return _page(
         s,
         "Settings",
-        f"<p id=logged-in>Logged in as {USERNAME}</p><p id=location>Location: {html.escape(s.location)}</p>"
+        f"<p id=logged-in>Logged in as {html.escape(s.auth.username)}</p>"
+        f"<p id=location>Location: {html.escape(s.location)}</p>"
         f"<form id=settings method=post action='{s.origin}/settings'>"
         f"<input name=location id=location-input value='{html.escape(s.location)}'>"
+        f"<input type=password name=admin_password id=admin-password value='{html.escape(s.auth.password)}'>"
         "<button type=submit id=settings-submit>Save</button></form>",
     )
 
@@ -341,6 +347,9 @@ def make_app(state: EwsState) -> web.Application:
     r.add_get("/", index)
     r.add_get("/login", login_form)
     r.add_post("/login", login)
+    if state.auth.login.path != "/login":
+        r.add_get(state.auth.login.path, login_form)
+        r.add_post(state.auth.login.path, login)
     r.add_route("*", "/settings", settings_page)
     r.add_get("/status", status_page)
     r.add_get("/ws/status", ws_status)

@@ -6,21 +6,22 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
-from lab.catalog import PRINTERS, LabDevice
+from lab.catalog import PRINTERS, LabDevice, LabLogin
 from lab.ews.app import EwsState, make_app
 from lab.ews.certs import SelfSigned, make_self_signed
+from lab.ews.device_login import LoginState
 from lab.ports import free_tcp_port
 from printgate.lifecycle import Service
 
 
 class EwsServer(Service):
     def __init__(self, host: str, port: int, *, device_name: str, serial: str, https: bool = False,
-                 legacy_tls: bool = False) -> None:
+                 legacy_tls: bool = False, login: LabLogin | None = None) -> None:
         self.host = host
         self.port = port
         self.https = https or legacy_tls
         self.legacy_tls = legacy_tls  # TLS 1.0 only, as old printers
-        self.state = EwsState(device_name=device_name, serial=serial)
+        self.state = EwsState(device_name=device_name, serial=serial, auth=LoginState(login or LabLogin()))
         self._cert: SelfSigned | None = make_self_signed(host, f"{device_name} EWS") if self.https else None
         self._runner: web.AppRunner | None = None
 
@@ -74,7 +75,8 @@ class EwsLab(Service):
     async def start(self) -> None:
         try:
             for d in self.devices:
-                server = EwsServer(d.ip, self.port, device_name=d.name, serial=lab_serial(d), https=d.https)
+                server = EwsServer(d.ip, self.port, device_name=d.name, serial=lab_serial(d), https=d.https,
+                                    login=d.login)
                 await server.start()
                 self.servers[d.name] = server
         except BaseException:
