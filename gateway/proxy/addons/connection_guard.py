@@ -96,16 +96,16 @@ class ConnectionGuard:
         if cap is not None:
             flow.metadata[BODY_CAP_KEY] = cap
 
-    async def response(self, flow: http.HTTPFlow) -> None:
+    def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if flow.websocket is not None and flow.response is not None and flow.response.status_code == 101:
             self._wait(flow, float("inf"), "websocket")
-            return
+            return None
         if flow.metadata.get(EARLY_KEY):  # answered unread: the rest of its body gets little time
             self._wait(flow, self._limits.header_timeout_s, "refused body")
-            await self._count_refusal(flow)
-            return
+            return self._count_refusal(flow)  # awaited by mitmproxy (a coroutine only here)
         # a slow reader of the answer is cut off here too
         self._wait(flow, self._limits.idle_timeout_s, "idle")
+        return None
 
     def error(self, flow: http.HTTPFlow) -> None:
         self._wait(flow, self._limits.idle_timeout_s, "idle")
