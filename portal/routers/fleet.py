@@ -42,6 +42,7 @@ from printgate.store.fleet import (
     fleet_sites,
     open_alerts,
 )
+from printgate.store.identity import get_customer_row
 from printgate.store.readings_state import set_thresholds_of_tenant, thresholds_of_tenant
 
 FLEET_ROLES = (Role.DEALER_ADMIN, Role.TECHNICIAN, Role.VIEWER, Role.CUSTOMER_ADMIN)
@@ -162,8 +163,11 @@ async def fleet_page(request: Request, state: State, login: CurrentLogin, rescan
     async with state.db.session() as s:
         devices = [FleetDevicePublic.of(f) for f in await fleet_devices(s, scope)]
         sites = await fleet_sites(s, scope)
-        thresholds, own = (await thresholds_of_tenant(s, login.user.dealer_id) if login.user.dealer_id
-                           else (SupplyThresholds(), False))
+        dealer: str | None = login.user.dealer_id
+        if dealer is None and login.user.customer_id:  # a customer's users see their dealer's thresholds
+            customer = await get_customer_row(s, login.user.customer_id)
+            dealer = customer.dealer_id if customer is not None else None
+        thresholds, own = await thresholds_of_tenant(s, dealer) if dealer else (SupplyThresholds(), False)
     may_rescan = state.commands is not None and bool(set(RESCAN_ROLES) & login.user.roles)
     return render(state, request, "fleet.html", login=login, devices=devices, sites=sites,
                   may_rescan=may_rescan, notice=RESCAN_NOTICES.get(rescan, ""), thresholds=thresholds,

@@ -47,3 +47,17 @@ async def test_only_a_dealer_admin_may_change_the_thresholds(fleet_db: Database)
         r = await client.post("/fleet/thresholds", data={
             "csrf_token": csrf_of(page.text), "warning_percent": "30", "critical_percent": "10"})
     assert r.status_code == 403
+
+
+async def test_a_customers_users_see_the_thresholds_of_their_dealer(fleet_db: Database) -> None:
+    from printgate.fleet_alerts import SupplyThresholds
+    from printgate.store.readings_state import set_thresholds_of_tenant
+
+    async with fleet_db.transaction() as s:
+        await set_thresholds_of_tenant(s, "d1", SupplyThresholds(25, 8), by="admin@d1", now=T0)
+    fp = fleet_app(fleet_db)
+    client, _ = await signed_in(fp, Role.CUSTOMER_ADMIN, dealer=None, customer="c1")
+    async with aclosing(client):
+        page = await client.get("/fleet")
+    assert "warning at 25 % or less, critical at 8 % or less;" in page.text
+    assert 'id="thresholds-form"' not in page.text
