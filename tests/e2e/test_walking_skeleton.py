@@ -124,6 +124,7 @@ async def test_more_time_extends_a_live_session_within_policy(
     before = session.expires_at
     await asyncio.sleep(1.2)
     await page.get_by_role("button", name="More time").click()
+    await expect(page.locator("#__printgate_msg")).to_have_text("More time granted")  # no reload
     await expect(page.locator("body")).to_contain_text(PRINTER.name)
     (extended,) = system.cloud.broker.live_sessions_of("user-demo-tech")
     assert extended.expires_at > before

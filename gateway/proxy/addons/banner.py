@@ -28,10 +28,24 @@ _BUTTON_STYLE = (
     "all:initial;cursor:pointer;background:#e63946;color:#fff;font:12px/20px system-ui,sans-serif;"
     "padding:0 10px;border-radius:3px"
 )
+# Counts down the session and the idle limit (warning a minute before, "Stay" tells the proxy the
+# technician is there); "More time" asks without leaving the page (the form still works without it).
 _SCRIPT = (
-    "<script>(function(){var e=document.getElementById('__printgate_left');if(!e)return;"
-    "var t=+e.getAttribute('data-expires');function u(){var s=Math.max(0,Math.round(t-Date.now()/1000));"
-    "e.textContent=Math.floor(s/60)+' min '+(s%60)+' s';}u();setInterval(u,1000);})();</script>"
+    "<script>(function(){var d=document,e=d.getElementById('__printgate_left');if(!e)return;"
+    "var f=d.getElementById('__printgate_extend_form'),w=d.getElementById('__printgate_idle'),"
+    "m=d.getElementById('__printgate_msg'),seen=Date.now();"
+    "function u(){var s=Math.max(0,Math.round(+e.getAttribute('data-expires')-Date.now()/1000));"
+    "e.textContent=Math.floor(s/60)+' min '+(s%60)+' s';var i=+e.getAttribute('data-idle'),"
+    "r=Math.max(0,Math.round(i-(Date.now()-seen)/1000));if(i>0&&r<=60){w.style.display='inline';"
+    "w.firstChild.textContent='No activity: the session ends in '+r+' s ';}else{w.style.display='none';}}"
+    "function post(p,cb){var x=new XMLHttpRequest();x.open('POST',p);x.setRequestHeader('accept','application/json');"
+    "x.setRequestHeader('content-type','application/x-www-form-urlencoded');x.onload=function(){cb(x);};"
+    "x.send('csrf='+encodeURIComponent(f.elements.csrf.value));}"
+    "f.addEventListener('submit',function(v){v.preventDefault();post('/__printgate/extend',function(x){"
+    "if(x.status==200){e.setAttribute('data-expires',JSON.parse(x.responseText).expires_at);seen=Date.now();"
+    "m.textContent='More time granted';}else{m.textContent='No more time: the policy does not allow it';}u();});});"
+    "d.getElementById('__printgate_stay').addEventListener('click',function(){post('/__printgate/ping',"
+    "function(x){if(x.status==204){seen=Date.now();u();}});});u();setInterval(u,1000);})();</script>"
 )
 
 
@@ -43,8 +57,15 @@ def banner_html(route: SessionRoute, csrf: str, now_epoch: float) -> str:
         f"<b style='all:initial;color:#fff;font:inherit;font-weight:bold'>{html.escape(route.device_label)}</b>"
         f" &middot; {html.escape(route.customer_name)} &middot; ends in "
         f"<span id=__printgate_left data-expires={int(route.expires_at.timestamp())} "
-        f"style='all:initial;color:#fff;font:inherit'>{left // 60} min</span></span>"
-        f"<form method=post action=/__printgate/extend style='all:initial;margin-left:auto'>"
+        f"data-idle={int(route.idle_timeout_s)} "
+        f"style='all:initial;color:#fff;font:inherit'>{left // 60} min</span>"
+        f" &middot; ends after {max(1, route.idle_timeout_s // 60)} min without activity</span>"
+        f"<span id=__printgate_idle style='all:initial;display:none;color:#ffd166;font:inherit;font-weight:bold'>"
+        f"<span style='all:initial;color:inherit;font:inherit'>No activity</span>"
+        f"<button type=button id=__printgate_stay style='{_BUTTON_STYLE};background:#f4a261'>Stay</button></span>"
+        f"<span id=__printgate_msg role=status style='all:initial;color:#fff;font:inherit'></span>"
+        f"<form method=post action=/__printgate/extend id=__printgate_extend_form "
+        f"style='all:initial;margin-left:auto'>"
         f"<input type=hidden name=csrf value={csrf}>"
         f"<button type=submit id=__printgate_extend style='{_BUTTON_STYLE};background:#457b9d'>More time</button></form>"
         f"<form method=post action=/__printgate/end style='all:initial'>"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 
 from mitmproxy import http
@@ -135,6 +136,9 @@ class SessionAuth:
         if path == PREFIX + "extend":
             await self._extend(flow, route, cookie)
             return
+        if path == PREFIX + "ping":
+            await self._ping(flow, route, cookie)
+            return
         if path.startswith(PREFIX):
             flow.metadata[DECISION_KEY] = FlowDecision(True, "proxy.not_found", "unknown proxy endpoint", "session")
             flow.response = http.Response.make(404, b"unknown proxy endpoint", {"content-type": "text/plain"})
@@ -194,10 +198,26 @@ class SessionAuth:
             return
         self._deps.routes.extend(route.session_id, new_expiry)
         flow.metadata[DECISION_KEY] = FlowDecision(False, "session.extended", f"extended until {new_expiry.isoformat()}", "session")
+        if "application/json" in flow.request.headers.get("accept", ""):  # the banner's button: no reload
+            flow.response = http.Response.make(
+                200, json.dumps({"expires_at": int(new_expiry.timestamp())}).encode(),
+                {"content-type": "application/json", "cache-control": "no-store"})
+            flow.metadata["printgate.generated"] = True
+            log.info("dwa.extended", session=route.session_id, until=new_expiry.isoformat())
+            return
         back = flow.request.headers.get("referer", "")
         origin = self._deps.public.origin(route.host)
         pages.redirect(flow, back if back.startswith(origin + "/") else "/")
         log.info("dwa.extended", session=route.session_id, until=new_expiry.isoformat())
+
+    async def _ping(self, flow: http.HTTPFlow, route: SessionRoute, cookie: str) -> None:
+        """"Stay" in the banner's idle warning: the technician is there (counts as activity)."""
+        if not self._form_is_genuine(flow, route, cookie, "ping"):
+            return
+        self._deps.routes.touch(route.session_id)
+        flow.metadata[DECISION_KEY] = FlowDecision(False, "session.still_here", "the technician is still there", "session")
+        flow.response = http.Response.make(204, b"", {"cache-control": "no-store"})
+        flow.metadata["printgate.generated"] = True
 
     async def _end(self, flow: http.HTTPFlow, route: SessionRoute, cookie: str) -> None:
         if not self._form_is_genuine(flow, route, cookie, "end"):
