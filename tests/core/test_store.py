@@ -1,11 +1,13 @@
 """Store round trips on SQLite and on the real PostgreSQL server."""
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import inspect
 
 from printgate.domain import (
     Agent,
     AgentId,
-    AuditEventIn,
     Customer,
     CustomerId,
     Dealer,
@@ -16,7 +18,6 @@ from printgate.domain import (
     DwaSession,
     DwaState,
     DwaTarget,
-    Outcome,
     Role,
     SessionId,
     Site,
@@ -25,7 +26,6 @@ from printgate.domain import (
     UserId,
 )
 from printgate.store import devices, sessions, tenants
-from printgate.store.audit_table import TableAuditSink
 from printgate.store.db import Database
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -108,15 +108,14 @@ async def test_session_state_and_history_persist(db: Database) -> None:
     assert loaded.created_at.tzinfo is not None
 
 
-async def test_audit_table_appends_in_order(db: Database) -> None:
-    sink = TableAuditSink(db)
-    for i in range(3):
-        await sink.append(AuditEventIn(type="test.event", outcome=Outcome.SUCCESS,
-                                       session_id="x", details={"i": i}))
-    await sink.append(AuditEventIn(type="other", outcome=Outcome.DENIED))
-    rows = await sink.events(session_id="x")
-    assert [r.details["i"] for r in rows] == [0, 1, 2]
-    assert all(r.at.tzinfo is not None for r in rows)
+async def test_the_plain_audit_table_is_gone_and_the_chained_log_remains(db: Database) -> None:
+    def table_names(conn: Any) -> set[str]:
+        return set(inspect(conn).get_table_names())
+
+    async with db.engine.connect() as conn:
+        names = await conn.run_sync(table_names)
+    assert "audit_events" not in names  # dropped by 0009: the chained log is the only audit store
+    assert {"audit_records", "audit_checkpoints"} <= names
 
 
 def test_display_name_is_short_and_falls_back() -> None:

@@ -21,9 +21,6 @@ from printgate.testing.audit import RecordingAuditSink
 BIG = os.urandom(100 * 1024)
 
 
-RecordingAudit = RecordingAuditSink  # the name tests/relay/test_admission.py imports
-
-
 @dataclass
 class Ews:
     host: str

@@ -19,7 +19,7 @@ import pytest
 
 from gateway.firewall import InProcessFirewall
 from gateway.relay import Relay, RelayLimits
-from tests.relay.conftest import RecordingAudit
+from printgate.testing.audit import RecordingAuditSink
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -27,9 +27,9 @@ Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 @contextlib.asynccontextmanager
-async def relay_with(tmp_path: Path, sources: list[str], **limits: float) -> AsyncIterator[tuple[Relay, RecordingAudit]]:
+async def relay_with(tmp_path: Path, sources: list[str], **limits: float) -> AsyncIterator[tuple[Relay, RecordingAuditSink]]:
     """A relay with ``limits``; every address in ``sources`` has a firewall exception."""
-    audit, firewall = RecordingAudit(), InProcessFirewall()
+    audit, firewall = RecordingAuditSink(), InProcessFirewall()
     relay = Relay("127.0.0.1", 0, host_key_path=tmp_path / "host_key", ca_key_path=tmp_path / "ca_key",
                   audit=audit, firewall=firewall, limits=RelayLimits(**limits), tick_s=0.2)  # type: ignore[arg-type]
     async with relay:
@@ -86,11 +86,11 @@ async def close_all(conns: list[Conn | None]) -> None:
     await asyncio.gather(*(c[1].wait_closed() for c in conns if c is not None), return_exceptions=True)
 
 
-def refused_records(audit: RecordingAudit) -> list[dict[str, object]]:
+def refused_records(audit: RecordingAuditSink) -> list[dict[str, object]]:
     return [{"source": e.source_ip, **e.details} for e in audit.of("relay.connections.refused")]
 
 
-async def wait_refused_total(audit: RecordingAudit, total: int, timeout: float = 10.0) -> list[dict[str, object]]:
+async def wait_refused_total(audit: RecordingAuditSink, total: int, timeout: float = 10.0) -> list[dict[str, object]]:
     for _ in range(int(timeout / 0.1)):
         records = refused_records(audit)
         if sum(int(r["refused"]) for r in records) >= total:  # type: ignore[call-overload]
@@ -99,7 +99,7 @@ async def wait_refused_total(audit: RecordingAudit, total: int, timeout: float =
     raise AssertionError(f"refusals not audited: {refused_records(audit)}")
 
 
-async def agent_connects(relay: Relay, audit: RecordingAudit, source: str) -> None:
+async def agent_connects(relay: Relay, audit: RecordingAuditSink, source: str) -> None:
     """A legitimate agent with a session certificate connects from ``source`` and is authenticated."""
     sid = uuid.uuid4().hex[:16]
     cred = relay.issue_credential(sid, valid_seconds=120, agent_id="agent-legit")

@@ -23,7 +23,8 @@ from agent.tunnel.client import KEX_ALGS as AGENT_KEX_ALGS
 from gateway.firewall import InProcessFirewall
 from gateway.relay import Relay, RelayLimits
 from gateway.relay.crypto_policy import KEX_ALGS
-from tests.relay.conftest import RecordingAudit, RelayEnv, need_tool
+from printgate.testing.audit import RecordingAuditSink
+from tests.relay.conftest import RelayEnv, need_tool
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -36,7 +37,7 @@ PSEUDO_KEX = {"ext-info-s", "kex-strict-s-v00@openssh.com"}
 async def default_relay(tmp_path: Path) -> AsyncIterator[Relay]:
     firewall = InProcessFirewall()
     relay = Relay("127.0.0.1", 0, host_key_path=tmp_path / "host_key", ca_key_path=tmp_path / "ca_key",
-                  audit=RecordingAudit(), firewall=firewall, limits=RelayLimits())
+                  audit=RecordingAuditSink(), firewall=firewall, limits=RelayLimits())
     async with relay:
         await firewall.allow("scanner-agent", "127.0.0.1", relay.port, 300)
         yield relay

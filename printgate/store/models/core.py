@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -106,20 +105,3 @@ class DwaTransitionRow(Base):
     state: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UtcDateTime)
     reason: Mapped[str] = mapped_column(Text)
-
-
-class AuditEventRow(Base):
-    """Simple append-only audit table (the hash-chained log builds on it)."""
-
-    __tablename__ = "audit_events"
-    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
-    type: Mapped[str] = mapped_column(String(64), index=True)
-    outcome: Mapped[str] = mapped_column(String(16))
-    actor: Mapped[str | None] = mapped_column(String(320), nullable=True, index=True)
-    dealer_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    customer_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    device_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    session_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    source_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
