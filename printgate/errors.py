@@ -28,6 +28,8 @@ TRANSFER_BLOCKED = "transfer_blocked"
 AUDIT_INTEGRITY = "audit_integrity"
 READINGS_PAYLOAD_INVALID = "readings_payload_invalid"
 COMMAND_SIGNATURE_INVALID = "command_signature_invalid"
+VAULT_FAILED = "vault_failed"
+CREDENTIAL_INVALID = "credential_invalid"
 
 
 class PrintgateError(Exception):
@@ -115,3 +117,16 @@ class CommandSignatureInvalid(PrintgateError):
     """A command to an agent whose signature does not verify."""
 
     code = COMMAND_SIGNATURE_INVALID
+
+
+class VaultError(PrintgateError):
+    """The credential vault cannot seal or open a secret (master key missing, unreadable,
+    too open, or a ciphertext that does not decrypt)."""
+
+    code = VAULT_FAILED
+
+
+class CredentialInvalid(PrintgateError):
+    """A device credential to store is not acceptable (empty, too long, unknown kind)."""
+
+    code = CREDENTIAL_INVALID

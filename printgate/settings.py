@@ -86,6 +86,13 @@ class GatewaySettings(BaseModel):
     relay_source_window_seconds: float = Field(default=10.0, gt=0)
     data_dir: Path = Path("var/gateway")
     audit_checkpoint_seconds: float = 60.0  # sign a Merkle tree head at least this often
+    # the credential vault's master key (docs/credential-injection.md): created 0600 on first use;
+    # default <data_dir>/vault-master.key
+    vault_master_key_file: Path | None = None
+
+    @property
+    def vault_master_key_path(self) -> Path:
+        return self.vault_master_key_file or self.data_dir / "vault-master.key"
 
 
 class ChannelSettings(BaseModel):
