@@ -30,6 +30,9 @@ class Action(enum.StrEnum):
     ADMIN_USERS = "admin.users"
     ADMIN_POLICY = "admin.policy"
     ADMIN_TENANTS = "admin.tenants"
+    # signed in to a device's admin pages by the proxy with a stored credential (issue 19):
+    # a right of its own, never implied by dwa.*
+    CREDENTIALS_USE = "credentials.use"
 
     @property
     def is_dwa(self) -> bool:

@@ -156,8 +156,8 @@ Rule = Annotated[
 ]
 
 DEFAULT_PERMISSIONS: dict[Role, frozenset[str]] = {
-    Role.DEALER_ADMIN: frozenset({"dwa.*", "device.read", "audit.read", "admin.*"}),
-    Role.TECHNICIAN: frozenset({"dwa.*", "device.read"}),
+    Role.DEALER_ADMIN: frozenset({"dwa.*", "device.read", "audit.read", "admin.*", "credentials.use"}),
+    Role.TECHNICIAN: frozenset({"dwa.*", "device.read", "credentials.use"}),
     Role.VIEWER: frozenset({"device.read"}),
     Role.AUDITOR: frozenset({"device.read", "audit.read"}),
     Role.CUSTOMER_ADMIN: frozenset({"device.read", "audit.read", "approval.decide", "admin.users"}),
@@ -176,6 +176,9 @@ class RuleSet(_Frozen):
     idle_timeout_minutes: int = Field(default=10, ge=1, le=24 * 60)
     permissions: dict[Role, frozenset[str]] = Field(default_factory=lambda: dict(DEFAULT_PERMISSIONS))
     rules: tuple[Rule, ...] = ()
+    # per customer: only these roles (of those with credentials.use) may use the customer's
+    # stored device credentials; an empty set: nobody (docs/credential-injection.md)
+    stored_credentials_roles: dict[str, frozenset[Role]] = Field(default_factory=dict)
 
     @field_validator("permissions")
     @classmethod

@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from printgate.domain import User
 from printgate.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="policy commands")
@@ -28,9 +30,34 @@ async def _explain(settings: Settings, user_ref: str, device_id: str, source_ip:
             return False, f"no user {user_ref!r} (give an id or an e-mail)"
         explained = await explain_open(s, user, device_id, source_ip=source_ip, mfa_age=mfa_age,
                                        now=datetime.now(UTC))
-    if explained is None:
-        return False, f"no device {device_id!r}"
-    return explained.decision.allow, explained.text
+        if explained is None:
+            return False, f"no device {device_id!r}"
+        credentials = await _explain_credentials(s, user, device_id)
+    return explained.decision.allow, f"{explained.text}\n{credentials}"
+
+
+async def _explain_credentials(s: AsyncSession, user: User, device_id: str) -> str:
+    """The second decision: would the proxy sign this user in to the device with a stored credential?"""
+    from policy import default_ruleset, load_policy
+    from policy.credentials import evaluate_credential_use
+    from printgate.store import device_credentials, rule_sets
+    from printgate.store.devices import get_device
+    from printgate.store.tenants import tenant_of_site
+
+    device = await get_device(s, device_id)
+    found = await tenant_of_site(s, device.site_id) if device else None
+    if device is None or found is None:
+        return ""
+    customer, _site = found
+    body = await rule_sets.load_ruleset(s, customer.dealer_id)
+    compiled = load_policy(body) if body else load_policy(default_ruleset(customer.dealer_id))
+    stored = await device_credentials.resolved(s, customer.id, device.id, device.identity.model)
+    decision = evaluate_credential_use(
+        compiled, user=user, dealer_id=customer.dealer_id, customer_id=customer.id, customer_name=customer.name,
+        customer_forbids=await device_credentials.credentials_forbidden(s, customer.id), stored=stored is not None,
+    )
+    which = f" ({stored.scope.value} credential v{stored.version}, account {stored.account})" if stored else ""
+    return f"Use stored device credentials{which}:\n{decision.explain()}"
 
 
 @app.command()
