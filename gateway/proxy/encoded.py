@@ -125,10 +125,19 @@ def _decoded(payload: bytes) -> bytes | None:
         return None
 
 
-def _judge_run(raw: bytes, threshold: int, strict: bool) -> EncodedHit | None:
+# base64 of image and font signatures (PNG, GIF, JPEG, RIFF/WebP, "<svg", WOFF, WOFF2): a script
+# that keeps an icon as a string literal
+_MEDIA_B64 = (b"iVBORw0KGgo", b"R0lGOD", b"/9j/", b"UklGR", b"PHN2Zy", b"d09GRg", b"d09GMg")
+
+
+def _judge_run(raw: bytes, threshold: int, strict: bool, allow_data: ImageCheck | None = None) -> EncodedHit | None:
     run = raw.translate(None, _JOINERS)
     if len(run) < threshold:
         return None
+    if allow_data is not None and run.startswith(_MEDIA_B64):
+        decoded = _decoded(run)
+        if decoded is not None and allow_data(decoded):
+            return None  # one clean image, nothing before or after it
     kind = _run_kind(run)
     unbroken = len(run) == len(raw)
     if (strict and unbroken) or _entropy(run[:_SAMPLE]) >= MIN_ENTROPY[kind]:
@@ -151,11 +160,11 @@ def _judge_with_data_uris(data: bytes, start: int, end: int, threshold: int, all
         decoded = _decoded(payload.group()) if mtype.startswith((b"image/", b"font/")) else None
         if decoded is None or allow_data is None or not allow_data(decoded):
             return EncodedHit("data_uri", payload.end() - payload.start())
-        hit = _judge_run(data[pos : max(pos, m.start())], threshold, strict)
+        hit = _judge_run(data[pos : max(pos, m.start())], threshold, strict, allow_data)
         if hit is not None:
             return hit
         pos = payload.end()
-    return _judge_run(data[pos:end], threshold, strict) if pos < end else None
+    return _judge_run(data[pos:end], threshold, strict, allow_data) if pos < end else None
 
 
 def _base64_like(data: bytes, threshold: int, allow_data: ImageCheck | None, strict: bool) -> EncodedHit | None:
@@ -163,7 +172,7 @@ def _base64_like(data: bytes, threshold: int, allow_data: ImageCheck | None, str
         if data.find(b"base64,", max(0, start - 200), end) >= 0 or data.find(b"BASE64,", max(0, start - 200), end) >= 0:
             hit = _judge_with_data_uris(data, start, end, threshold, allow_data, strict)
         else:
-            hit = _judge_run(data[start:end], threshold, strict)
+            hit = _judge_run(data[start:end], threshold, strict, allow_data)
         if hit is not None:
             return hit
     return None

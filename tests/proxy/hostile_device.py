@@ -13,8 +13,8 @@ import base64
 import binascii
 import io
 import json
-import os
 import quopri
+import random
 import struct
 import zipfile
 import zlib
@@ -27,7 +27,7 @@ from lab.ews.assets import logo_png
 from lab.ports import free_tcp_port
 from printgate.lifecycle import Service
 
-SECRET = os.urandom(6 * 1024)  # the "file" every hostile download carries
+SECRET = random.Random(21).randbytes(6 * 1024)  # the "file" every hostile case carries (random, reproducible)
 MARK = b"PRINTGATE-SECRET-"  # first bytes of the secret document inside the archives
 
 

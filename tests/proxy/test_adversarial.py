@@ -147,7 +147,8 @@ XML_FILE = (b"<?xml version='1.0' encoding='UTF-8'?>\n<addressbook>\n"
 XML_NO_DECL = b"<backup>" + b"".join(b"<item k='%d'>value %d</item>" % (i, i) for i in range(60)) + b"</backup>"
 PS_JOB = b"%!PS-Adobe-3.0\n/Helvetica findfont 12 scalefont setfont 72 720 moveto (secret) show showpage\n"
 HEX_SPACED = " ".join(f"{c:02x}" for c in SECRET[:1024]).encode()
-SEVEN_BIT = bytes(1 + c % 127 for c in SECRET[:2048])  # binary in bytes 0x01-0x7f: valid UTF-8, no NUL
+# binary in bytes 0x01-0x7f (valid UTF-8, no NUL; no ESC either, which would make it a PCL job)
+SEVEN_BIT = bytes(1 + c % 127 for c in SECRET[:2048]).replace(b"\x1b", b"\x1c")
 ENGLISH = ("The printer in room 101 needs a new drum unit soon and the toner is low. " * 60).encode()
 
 # (id, method, path, request kwargs, rule prefix, what must never reach the device)

@@ -17,7 +17,7 @@ import pytest
 from gateway.proxy import sniff
 from gateway.proxy.encoded import find_encoded, find_encoded_split
 from gateway.proxy.svg_check import svg_problem
-from lab.ews.assets import backup_zip, logo_png
+from lab.ews.assets import backup_zip, logo_png, png
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = random.Random(21).randbytes(3000)  # a file's bytes (deterministic)
@@ -195,3 +195,17 @@ def test_short_magics_at_the_start_of_text_are_text():
 )
 def test_svg_is_only_a_plain_image(svg, ok):
     assert (svg_problem(svg) is None) is ok
+
+
+def test_an_icon_kept_as_a_script_string_is_an_image_but_an_icon_with_a_zip_is_not():
+    icon = base64.b64encode(png(40, 40, noise=True))
+    assert len(icon) > 4096
+
+    def harmless(d: bytes) -> bool:
+        return sniff.clean_image_kind(d) is not None
+
+    assert find_encoded(b'var ICON = "' + icon + b'"; img.src = "data:image/png;base64," + ICON;', 4096,
+                        allow_data=harmless) is None
+    smuggled = base64.b64encode(png(40, 40, noise=True) + backup_zip("a", "b"))
+    hit = find_encoded(b'var ICON = "' + smuggled + b'";', 4096, allow_data=harmless)
+    assert hit is not None and hit.kind == "base64"
