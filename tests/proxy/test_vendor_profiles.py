@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.vendor_profiles import load_vendor_endpoints, parse_vendor_endpoints
 from printgate.errors import ConfigError
-from printgate.settings import Settings
+from printgate.settings import GatewaySettings, Settings
 
 
 @pytest.mark.parametrize(
@@ -51,7 +51,7 @@ def test_gateway_settings_give_the_budget_defaults():
     settings = Settings()
     assert settings.gateway.dwa_request_budget_bytes == ProxyLimits().request_budget
     assert settings.gateway.dwa_session_budget_bytes == ProxyLimits().session_budget
-    tuned = Settings(gateway={"dwa_request_budget_bytes": 4096, "dwa_session_budget_bytes": 65536})
+    tuned = Settings(gateway=GatewaySettings(dwa_request_budget_bytes=4096, dwa_session_budget_bytes=65536))
     assert tuned.gateway.dwa_request_budget_bytes == 4096
     with pytest.raises(ValidationError):
-        Settings(gateway={"dwa_request_budget_bytes": 0})
+        GatewaySettings(dwa_request_budget_bytes=0)
