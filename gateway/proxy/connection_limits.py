@@ -22,5 +22,8 @@ class ConnectionLimits:
     max_refused_bodies_per_source: int = 30
     refusal_window_s: float = 10.0
     refusal_cooldown_s: float = 30.0
+    # kernel receive buffer of each browser connection: what a client can push before the proxy
+    # reads (browsers send small requests; a refused upload then costs little to throw away)
+    receive_buffer_bytes: int = 64 * 1024
     # how often deadlines are checked
     check_interval_s: float = 1.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,7 @@ class DwaProxy(SessionUrls, Service):
                     raise ConfigError(f"proxy could not listen on {self._listen_host}:{self._listen_port}")
                 await asyncio.sleep(0.02)
         self.port = int(ps.listen_addrs()[0][1])
+        self._small_receive_buffers(ps)
         # mitmproxy's Master.run() installs asyncio's eager task factory on the
         # whole loop. The proxy shares its loop with the SSH relay, and asyncssh
         # stalls in user authentication under eager tasks; keep the loop's
@@ -245,6 +247,14 @@ class DwaProxy(SessionUrls, Service):
         self._sweeper = asyncio.create_task(self._sweep(), name="dwa-session-sweeper")
         self._guard_task = asyncio.create_task(self._guard_connections(), name="dwa-connection-deadlines")
         log.info("dwa.proxy_started", host=self._listen_host, port=self.port)
+
+    def _small_receive_buffers(self, ps: proxyserver.Proxyserver) -> None:
+        """Accepted connections inherit the listening socket's receive buffer: keep it small."""
+        size = self.connection_limits.receive_buffer_bytes
+        for server in ps.servers:
+            for listener in getattr(server, "_servers", []):
+                for sock in getattr(listener, "sockets", ()):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
     async def _sweep(self) -> None:
         assert self._limits_addon is not None
