@@ -66,23 +66,26 @@ class _ConnectionCloser:
         if io is not None and io.handler is not None:
             io.handler.cancel("printgate session ended")
 
-    def _transport(self, client_id: str) -> asyncio.BaseTransport | None:
+    def _transport(self, client_id: str) -> Any:
+        """The client's transport (asyncio's or uvloop's, which is no ``asyncio.ReadTransport``)."""
         handler = self._ps.connections.get(client_id)
         io = handler.transports.get(handler.client) if handler is not None else None
-        writer = io.writer if io is not None else None
-        return getattr(writer, "transport", None)
+        transport = getattr(io.writer, "transport", None) if io is not None else None
+        if transport is None or not hasattr(transport, "pause_reading") or transport.is_closing():
+            return None
+        return transport
 
     def pause_reading(self, client_id: str) -> bool:
         """Stop reading from a client (early_refusal.FlowControl); False if not ours."""
         transport = self._transport(client_id)
-        if not isinstance(transport, asyncio.ReadTransport) or transport.is_closing():
+        if transport is None:
             return False
         transport.pause_reading()
         return True
 
     def resume_reading(self, client_id: str) -> None:
         transport = self._transport(client_id)
-        if isinstance(transport, asyncio.ReadTransport) and not transport.is_closing():
+        if transport is not None:
             transport.resume_reading()
 
 
