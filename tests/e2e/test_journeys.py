@@ -49,6 +49,12 @@ async def test_technician_journey(system: DemoSystem, browser: Browser) -> None:
         await page.get_by_role("button", name="Show").click()
         await expect(page.locator("tr[data-device-id]")).to_have_count(1)
         await look_at(page, "technician", "02-devices-search")
+        await page.locator("a.device-name").first.click()  # the device's fleet detail
+        await page.wait_for_url("**/fleet/*")
+        await look_at(page, "technician", "02b-fleet-device")
+        await page.goto(system.portal_url + "/fleet")
+        await look_at(page, "technician", "02c-fleet")
+        await page.goto(system.portal_url + "/devices?q=M880")
 
         printer = await _open_in_new_tab(context, page, "Open web page", "M880")
         await printer.wait_for_url(SESSION_HOST, timeout=30_000)
