@@ -100,6 +100,8 @@ navigator.serviceWorker.register('/sw.js', {scope: '/'})
   .catch(e => { document.getElementById('state').textContent = 'refused: ' + e.name; });
 </script>"""
 
+FONT_PAGE = """<link rel=stylesheet href=/device.css><p id=state style="font-family:dev">ready</p>"""
+
 SW_SCRIPT = "self.addEventListener('fetch', e => e.respondWith(new Response('hijacked')));"
 
 
@@ -260,6 +262,7 @@ def make_app(state: HostileState) -> web.Application:
     r.add_get("/page/data-url", _page(DATA_URL_DOWNLOAD_PAGE))
     r.add_get("/page/same-origin-download", _page(SAME_ORIGIN_DOWNLOAD_PAGE))
     r.add_get("/page/service-worker", _page(SERVICE_WORKER_PAGE))
+    r.add_get("/page/fonts", _page(FONT_PAGE))
     r.add_get("/ws", ws)
     return app
 

@@ -353,6 +353,12 @@ async def test_plain_svg_and_fonts_the_device_css_names_are_served(proxy_harness
     assert css.status_code == 200
     font = await attacker.request("GET", "/dl/fonts/device.ttf")
     assert font.status_code == 200 and font.content == DOWNLOADS["fonts/device.ttf"][0]
+    # the browser's own font loader may load a font (it hands a script no bytes) ...
+    loaded = await attacker.request("GET", "/dl/fonts/unreferenced.ttf", headers={"sec-fetch-dest": "font"})
+    assert loaded.status_code == 200
+    # ... a fetch of it may not (see the refused download case), and a polyglot never
+    await assert_refused_download(proxy_harness, attacker, "/dl/fonts/polyglot.ttf", "download.not_a_font",
+                                  DOWNLOADS["fonts/polyglot.ttf"][0], headers={"sec-fetch-dest": "font"})
     # named by the CSS too, but a ZIP follows the font: refused all the same
     await assert_refused_download(proxy_harness, attacker, "/dl/fonts/polyglot.ttf", "download.not_a_font",
                                   DOWNLOADS["fonts/polyglot.ttf"][0])
@@ -574,3 +580,23 @@ async def test_chromium_applies_the_permissions_policy(browser, proxy_harness, h
     finally:
         await context.close()
     assert not any(through_proxy.values()), through_proxy
+
+
+@pytest.mark.browser
+async def test_chromium_loads_the_fonts_a_device_style_sheet_names(browser, proxy_harness, hostile, tmp_path):
+    context, page, origin, route = await open_in_chromium(browser, proxy_harness, hostile, tmp_path)
+    mark = len(hostile.state.log)
+    try:
+        await page.goto(origin + "/page/fonts")
+        await page.wait_for_selector("#state")
+        await page.evaluate("document.fonts.load('16px dev').catch(() => null)")
+        for _ in range(50):
+            if hostile.state.saw(b"GET /dl/fonts/device.ttf", since=mark):
+                break
+            await asyncio.sleep(0.1)
+        assert hostile.state.saw(b"GET /dl/fonts/device.ttf", since=mark)
+        events = await proxy_harness.events(route.session_id)
+        font = [e for e in events if e.details.get("path") == "/dl/fonts/device.ttf"]
+        assert font and font[-1].type == "dwa.request" and font[-1].details["status"] == 200, font
+    finally:
+        await context.close()

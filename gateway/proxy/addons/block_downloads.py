@@ -175,7 +175,10 @@ class BlockDownloads:
         if size > lim.max_font_body:
             return "download.too_large", f"A font of {size} bytes is over the {lim.max_font_body}-byte limit.", size
         path = req.path.split("?", 1)[0]
-        if not self.fonts.referenced(session_id, path):
+        # The browser's font loader (Sec-Fetch-Dest: font, which no script can set) hands a
+        # script no bytes; a font fetched any other way must be one the device's CSS named
+        # (as seen by this proxy process: with workers, another may have served the CSS).
+        if req.headers.get("sec-fetch-dest", "") != "font" and not self.fonts.referenced(session_id, path):
             return "download.font_not_referenced", "The device's own style sheets do not use this font.", size
         return None
 
