@@ -404,6 +404,51 @@ async def test_a_source_that_keeps_sending_refused_uploads_is_refused_at_connect
     assert throttled and throttled[-1].details["refused_bodies"] == 5
 
 
+class SlowAudit:
+    """The real audit sink behind a 3 s delay (a busy audit store)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    async def append(self, event: Any) -> Any:
+        await asyncio.sleep(3)
+        return await self._inner.append(event)
+
+
+def _rss_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+async def test_bodies_pushed_while_a_refusal_waits_for_the_audit_store_are_not_queued(own_audit):
+    """While the refusal of an upload without a session waits for its audit write, the proxy
+    reads nothing more from that client (mitmproxy would queue all of it in memory)."""
+    proxy = DwaProxy("127.0.0.1", 0, dwa_domain=DWA_DOMAIN, routes=RouteTable(), audit=SlowAudit(own_audit),
+                     on_end_request=_noop)
+    async with proxy:
+        before = _rss_mb()
+        chunk = b"%x\r\n%s\r\n" % (65536, b"A" * 65536)
+
+        async def push() -> int:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            writer.write(head("POST /api/settings", f"s-nosuch.{DWA_DOMAIN}", None, "Transfer-Encoding: chunked"))
+            sent = 0
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                async with asyncio.timeout(2.5):  # all within the audit write's 3 s
+                    while sent < 40 * 1024 * 1024:
+                        writer.write(chunk)
+                        await writer.drain()
+                        sent += 65536
+            writer.close()
+            return sent
+
+        await asyncio.gather(*(push() for _ in range(20)))
+        growth = _rss_mb() - before
+    assert growth < 50, f"the proxy grew by {growth:.0f} MB while refusals waited for the audit store"
+
+
 def ews_expiry() -> Any:
     from datetime import UTC, datetime, timedelta
 
