@@ -45,6 +45,9 @@ GET_SYS_DESCR = bytes.fromhex(
 )
 
 
+WARM_UP_BATCH = 32  # endpoints asked at once while warming a responder up
+
+
 class SnmpLabError(RuntimeError):
     pass
 
@@ -189,10 +192,14 @@ class SnmpLab(Service):
             raise SnmpLabError(f"snmpsim not ready after {ready_timeout}s; see {r.log}")
         # snmpsim opens each endpoint's data file on its first request (tens of ms
         # each, serialised): do it now, or the first sweep measures the simulator
+        # In batches: asking hundreds at once on a loaded box piles up requests the
+        # simulator answers after we stopped listening, re-asked every round (a backlog
+        # that never drains).
         pending = list(r.addresses[1:])
         while pending:
-            answered = await self._answers_all(pending)
-            pending = [ip for ip, ok in zip(pending, answered, strict=True) if not ok]
+            batch = pending[:WARM_UP_BATCH]
+            answered = await self._answers_all(batch)
+            pending = [ip for ip, ok in zip(batch, answered, strict=True) if not ok] + pending[WARM_UP_BATCH:]
             if pending and time.monotonic() > deadline:
                 raise SnmpLabError(f"snmpsim does not answer on {pending[0]}:{self.port}; see {r.log}")
 
