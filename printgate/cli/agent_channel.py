@@ -55,15 +55,6 @@ def _ca_hint(ca_cert: Path | None) -> str:
             f"(openssl x509 -noout -fingerprint -sha256 -in {ca_cert}) with the gateway's ({where})")
 
 
-def _ca_hint(ca_cert: Path | None) -> str:
-    where = ("the gateway's agent CA is <gateway data_dir>/agent-ca/agent-ca.crt; `printgate serve` logs its "
-             "path and SHA-256 fingerprint, and the portal's enrolment-token page offers it for download")
-    if ca_cert is None:
-        return f"hint: this host does not trust the gateway's certificate: pass --ca-cert agent-ca.crt ({where})"
-    return (f"hint: {ca_cert} did not sign the gateway's certificate: compare its fingerprint "
-            f"(openssl x509 -noout -fingerprint -sha256 -in {ca_cert}) with the gateway's ({where})")
-
-
 def status(
     config: Annotated[Path | None, typer.Option(help="agent TOML file (its [agent] data_dir is used)")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="agent data dir (default: from --config, else "
