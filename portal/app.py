@@ -22,6 +22,7 @@ from portal.routers import (
     api,
     api_tokens,
     approvals,
+    device_credentials,
     devices,
     dwa_sessions,
     fleet,
@@ -37,6 +38,7 @@ from portal.state import STATIC, AgentCaFacts, PortalState, utc_now
 from printgate.interfaces import AgentCommands, AuditSink, SessionBroker
 from printgate.settings import PortalSettings
 from printgate.store.db import Database
+from printgate.vault import CredentialVault
 
 
 def create_app(
@@ -49,10 +51,12 @@ def create_app(
     clock: Callable[[], datetime] = utc_now,
     agent_ca: AgentCaFacts | None = None,
     commands: AgentCommands | None = None,
+    vault: CredentialVault | None = None,
 ) -> FastAPI:
     app = FastAPI(title="printgate portal", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.state.portal = PortalState(settings=settings, db=db, broker=broker, audit=audit, clock=clock,
-                                   agent_ca=agent_ca, commands=commands, notifier=Notifier(settings.notify))
+                                   agent_ca=agent_ca, commands=commands, notifier=Notifier(settings.notify),
+                                   vault=vault)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     error_pages.install(app)  # 4xx/5xx as pages saying what to do (JSON for API clients)
 
@@ -100,6 +104,7 @@ def create_app(
 
     for router in (health.router, login.router, mfa.router, devices.router, dwa_sessions.router, approvals.router,
                    approvals.api, sso.router, users.router, tenants.router, policy_rules.router, api_tokens.router,
-                   agents.router, api.router, fleet.router, audit_routes.router, *extra_routers):
+                   agents.router, api.router, fleet.router, audit_routes.router, device_credentials.router,
+                   *extra_routers):
         app.include_router(router)
     return app

@@ -20,6 +20,7 @@ from printgate.interfaces import AgentCommands, AuditSink, SessionBroker
 from printgate.settings import PortalSettings
 from printgate.store.db import Database
 from printgate.store.models.identity import PortalSessionRow
+from printgate.vault import CredentialVault
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -58,6 +59,7 @@ class PortalState:
     agent_ca: AgentCaFacts | None = None
     commands: AgentCommands | None = None  # signed commands to agents (the fleet's "rescan now")
     notifier: Notifier | None = None  # access requests and decisions (e-mail, webhook)
+    vault: CredentialVault | None = None  # stored device credentials (issue 19), write-only
     lockout: Lockout = field(default_factory=Lockout)
     templates: Jinja2Templates = field(default_factory=lambda: Jinja2Templates(directory=TEMPLATES))
 

@@ -45,7 +45,7 @@ def normalise_target(scope: CredentialScope, target: str) -> str:
     return target
 
 
-def _check(kind: LoginKind, account: str, password: str, profile: str) -> None:
+def check_credential(kind: LoginKind, account: str, password: str, profile: str) -> None:
     if not account or len(account) > MAX_ACCOUNT or _CONTROL.search(account):
         raise CredentialInvalid(f"the account name must be 1-{MAX_ACCOUNT} printable characters")
     if kind is LoginKind.BASIC and ":" in account:
@@ -95,7 +95,7 @@ class CredentialVault:
     ) -> StoredCredential:
         """Store a new version (set or rotate); the secret is never returned nor audited."""
         target = normalise_target(scope, target)
-        _check(kind, account, password, profile)
+        check_credential(kind, account, password, profile)
         key = await self._data_key(customer_id, create=True)
         assert key is not None
         now = self._clock()

@@ -1,0 +1,224 @@
+"""Stored device credentials (issue 19): customer admins and dealer admins set, rotate and
+erase them, and a customer admin may forbid their use. Write-only: no page or API answer ever
+holds a secret (input, output and row types apart: ``CredentialIn`` in, ``CredentialPublic`` out)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from portal.deps import CsrfChecked, CurrentLogin, CurrentUser, DbSession, State
+from portal.pages import render, see_other
+from portal.state import PortalState, client_ip
+from printgate.domain import Customer, Role, User
+from printgate.domain.credentials import CredentialScope, LoginKind, StoredCredential
+from printgate.errors import CredentialInvalid
+from printgate.store import device_credentials as store
+from printgate.store.tenants import get_customer
+from printgate.vault import CredentialVault
+from printgate.vault.vault import check_credential, normalise_target
+
+router = APIRouter(tags=["device-credentials"])
+ADMINS = frozenset({Role.CUSTOMER_ADMIN, Role.DEALER_ADMIN})
+
+
+class CredentialIn(BaseModel):
+    """A credential to store (set or rotate); the password is accepted, never returned."""
+
+    customer_id: str = Field(min_length=1, max_length=64)
+    scope: CredentialScope
+    target: str = Field(default="", max_length=256)  # device id, model, or "" for the customer
+    kind: LoginKind
+    account: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=1, max_length=256)
+    profile: str = Field(default="", max_length=64)
+
+
+class CredentialRef(BaseModel):
+    customer_id: str = Field(min_length=1, max_length=64)
+    scope: CredentialScope
+    target: str = Field(default="", max_length=256)
+
+
+class CredentialPublic(BaseModel):
+    """What anyone may read about a stored credential: everything but the secret."""
+
+    customer_id: str
+    scope: CredentialScope
+    target: str
+    kind: LoginKind
+    account: str
+    profile: str
+    version: int
+    updated_at: str
+    updated_by: str | None
+
+    @classmethod
+    def of(cls, c: StoredCredential) -> CredentialPublic:
+        return cls(customer_id=c.customer_id, scope=c.scope, target=c.target, kind=c.kind, account=c.account,
+                   profile=c.profile, version=c.version, updated_at=c.updated_at.isoformat(),
+                   updated_by=c.updated_by)
+
+
+class CredentialUse(BaseModel):
+    customer_id: str = Field(min_length=1, max_length=64)
+    forbidden: bool
+
+
+def _vault(state: PortalState) -> CredentialVault:
+    if state.vault is None:
+        raise HTTPException(503, "the credential vault is not configured on this portal")
+    return state.vault
+
+
+async def _administered(s: AsyncSession, user: User, customer_id: str, *, customer_only: bool = False) -> Customer:
+    """The customer, if ``user`` administers it (its customer admin, or its dealer's admin)."""
+    customer = await get_customer(s, customer_id)
+    own = customer is not None and (
+        (Role.CUSTOMER_ADMIN in user.roles and user.customer_id == customer.id)
+        or (not customer_only and Role.DEALER_ADMIN in user.roles and user.dealer_id == customer.dealer_id))
+    if customer is None or not own:
+        who = "its customer administrators" if customer_only else "its customer or dealer administrators"
+        raise HTTPException(403, f"only {who} manage the stored credentials of customer {customer_id}")
+    return customer
+
+
+async def _customers_of(s: AsyncSession, user: User) -> list[Customer]:
+    from printgate.store.tenants import list_customers_of_dealer
+
+    if user.customer_id and Role.CUSTOMER_ADMIN in user.roles:
+        found = await get_customer(s, user.customer_id)
+        return [found] if found else []
+    if user.dealer_id and Role.DEALER_ADMIN in user.roles:
+        rows = await list_customers_of_dealer(s, user.dealer_id)
+        return [c for c in [await get_customer(s, r.id) for r in rows] if c is not None]
+    return []
+
+
+async def _store(state: PortalState, request: Request, user: User, customer: Customer, data: CredentialIn) -> None:
+    try:
+        target = normalise_target(data.scope, data.target)
+        check_credential(data.kind, data.account, data.password, data.profile)
+    except CredentialInvalid as exc:
+        raise HTTPException(422, exc.message) from exc
+    vault = _vault(state)
+
+    async def work() -> None:
+        await vault.set(customer_id=customer.id, dealer_id=customer.dealer_id, scope=data.scope, target=target,
+                        kind=data.kind, account=data.account, password=data.password, profile=data.profile,
+                        actor=user.id, source_ip=client_ip(request))
+
+    await state.after_commit(work)  # the vault writes in its own transaction
+
+
+async def _erase(state: PortalState, request: Request, user: User, customer: Customer, ref: CredentialRef) -> None:
+    try:
+        target = normalise_target(ref.scope, ref.target)
+    except CredentialInvalid as exc:
+        raise HTTPException(422, exc.message) from exc
+    vault = _vault(state)
+
+    async def work() -> None:
+        await vault.erase(customer_id=customer.id, dealer_id=customer.dealer_id, scope=ref.scope, target=target,
+                          actor=user.id, source_ip=client_ip(request))
+
+    await state.after_commit(work)
+
+
+async def _forbid(state: PortalState, request: Request, user: User, customer: Customer, forbidden: bool) -> None:
+    vault = _vault(state)
+
+    async def work() -> None:
+        await vault.set_forbidden(customer_id=customer.id, dealer_id=customer.dealer_id, forbidden=forbidden,
+                                  actor=user.id, source_ip=client_ip(request))
+
+    await state.after_commit(work)
+
+
+# --- pages --------------------------------------------------------------------------
+@router.get("/credentials")
+async def credentials_page(request: Request, state: State, s: DbSession, login: CurrentLogin,
+                           customer: Annotated[str | None, Query(max_length=64)] = None) -> Response:
+    customers = await _customers_of(s, login.user)
+    if not customers:
+        raise HTTPException(403, "only customer and dealer administrators manage stored device credentials")
+    chosen = next((c for c in customers if c.id == customer), customers[0])
+    return render(state, request, "credentials.html", login=login, customers=customers, customer=chosen,
+                  stored=await store.list_current(s, chosen.id),
+                  forbidden=await store.credentials_forbidden(s, chosen.id),
+                  may_forbid=Role.CUSTOMER_ADMIN in login.user.roles and login.user.customer_id == chosen.id,
+                  scopes=list(CredentialScope), kinds=list(LoginKind))
+
+
+@router.post("/credentials")
+async def set_from_form(
+    request: Request, state: State, s: DbSession, login: CurrentLogin, _csrf: CsrfChecked,
+    customer_id: Annotated[str, Form(max_length=64)], scope: Annotated[CredentialScope, Form()],
+    kind: Annotated[LoginKind, Form()], account: Annotated[str, Form(min_length=1, max_length=128)],
+    password: Annotated[str, Form(min_length=1, max_length=256)],
+    target: Annotated[str, Form(max_length=256)] = "", profile: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    customer = await _administered(s, login.user, customer_id)
+    await _store(state, request, login.user, customer, CredentialIn(
+        customer_id=customer_id, scope=scope, target=target, kind=kind, account=account, password=password,
+        profile=profile))
+    return see_other(f"/credentials?customer={customer.id}")
+
+
+@router.post("/credentials/erase")
+async def erase_from_form(
+    request: Request, state: State, s: DbSession, login: CurrentLogin, _csrf: CsrfChecked,
+    customer_id: Annotated[str, Form(max_length=64)], scope: Annotated[CredentialScope, Form()],
+    target: Annotated[str, Form(max_length=256)] = "",
+) -> Response:
+    customer = await _administered(s, login.user, customer_id)
+    await _erase(state, request, login.user, customer, CredentialRef(customer_id=customer_id, scope=scope,
+                                                                     target=target))
+    return see_other(f"/credentials?customer={customer.id}")
+
+
+@router.post("/credentials/use")
+async def use_from_form(
+    request: Request, state: State, s: DbSession, login: CurrentLogin, _csrf: CsrfChecked,
+    customer_id: Annotated[str, Form(max_length=64)], forbidden: Annotated[bool, Form()] = False,
+) -> Response:
+    customer = await _administered(s, login.user, customer_id, customer_only=True)
+    await _forbid(state, request, login.user, customer, forbidden)
+    return see_other(f"/credentials?customer={customer.id}")
+
+
+# --- API ----------------------------------------------------------------------------
+@router.get("/api/device-credentials")
+async def list_api(s: DbSession, user: CurrentUser,
+                   customer_id: Annotated[str, Query(min_length=1, max_length=64)]) -> list[CredentialPublic]:
+    """The stored credentials of a customer: never a secret."""
+    await _administered(s, user, customer_id)
+    return [CredentialPublic.of(c) for c in await store.list_current(s, customer_id)]
+
+
+@router.put("/api/device-credentials", status_code=204)
+async def set_api(request: Request, state: State, s: DbSession, user: CurrentUser, body: CredentialIn) -> Response:
+    """Set or rotate a credential (a new version); answers 204, never the secret."""
+    customer = await _administered(s, user, body.customer_id)
+    await _store(state, request, user, customer, body)
+    return Response(status_code=204)
+
+
+@router.post("/api/device-credentials/erase", status_code=204)
+async def erase_api(request: Request, state: State, s: DbSession, user: CurrentUser, body: CredentialRef) -> Response:
+    """Erase every version of one stored credential."""
+    customer = await _administered(s, user, body.customer_id)
+    await _erase(state, request, user, customer, body)
+    return Response(status_code=204)
+
+
+@router.put("/api/device-credentials/use", status_code=204)
+async def use_api(request: Request, state: State, s: DbSession, user: CurrentUser, body: CredentialUse) -> Response:
+    """A customer administrator allows or forbids signing in with stored credentials."""
+    customer = await _administered(s, user, body.customer_id, customer_only=True)
+    await _forbid(state, request, user, customer, body.forbidden)
+    return Response(status_code=204)
