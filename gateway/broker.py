@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from gateway.attribution import AttributedAudit, Attribution
+from gateway.credential_use import CredentialUse
 from gateway.errors import AgentRefused
 from printgate import metrics
 from printgate.domain import (
@@ -129,7 +130,9 @@ class DwaBroker(Service):
         make_route: MakeRoute,
         agent_address: Callable[[str], str | None] = lambda _agent: None,
         supervisor: Supervisor | None = None,
+        credentials: CredentialUse | None = None,
     ) -> None:
+        self._credentials = credentials  # stored device credentials for the proxy (issue 19)
         self._supervisor = supervisor  # runs the reaper (restarted if it fails) when given
         self._cfg = config
         self._db = db
@@ -367,12 +370,29 @@ class DwaBroker(Service):
         upstream = await self._wait_forward_or_refusal(sid, command_id)
         session = await self._advance(session, DwaState.TUNNEL_OPEN, "agent opened the forward")
         await self._audit_step(session, "tunnel.opened", {"upstream": f"{upstream[0]}:{upstream[1]}"})
-        self._routes.add(self._make_route(session, facts.device, facts.customer, upstream, attribution))
+        route = self._make_route(session, facts.device, facts.customer, upstream, attribution)
+        self._routes.add(await self._with_login(session, facts, route))
         token = self._routes.issue_launch_token(sid)
         session = await self._advance(session, DwaState.ACTIVE, "proxy route ready")
         await self._audit_step(session, "dwa.session.opened", {"expires_at": session.expires_at.isoformat()})
         log.info("dwa.opened", session=sid, device=facts.device.id, user=facts.user.id)
         return self._proxy.launch_url(sid, token)
+
+    async def _with_login(self, session: DwaSession, facts: DwaFacts, route: Any) -> Any:
+        """The route with the stored credential the policy lets the proxy sign in with (audited,
+        never the secret); unchanged when there is none or the right is missing."""
+        if self._credentials is None or not hasattr(route, "login"):  # a SessionRoute
+            return route
+        choice = await self._credentials.choose(user=facts.user, device=facts.device, customer=facts.customer,
+                                                ruleset=facts.ruleset)
+        login = choice.login
+        await self._audit_step(session, "dwa.credentials_decision", {
+            "allow": choice.decision.allow and login is not None,
+            "reasons": [r.code for r in choice.decision.reasons],
+            **({"account": login.account, "kind": login.kind.value, "scope": login.scope.value,
+                "credential_version": login.version} if login else {}),
+        })
+        return replace(route, login=login) if login is not None else route
 
     async def _wait_forward_or_refusal(self, sid: str, command_id: str) -> tuple[str, int]:
         """The relay's forward for ``sid`` once the agent confirmed it, or the agent's refusal.

@@ -10,6 +10,7 @@ AGENT_REFUSED = "agent_refused"
 PROXY_WORKER_FAILED = "proxy_worker_failed"
 PROXY_CONTROL_CHANNEL_FAILED = "proxy_control_channel_failed"
 BATCH_ID_MISSING = "batch_id_missing"
+DEVICE_LOGIN_FAILED = "device_login_failed"
 
 
 class EnrolmentThrottled(PrintgateError):
@@ -32,3 +33,11 @@ class ControlChannelError(PrintgateError):
     """The other end of a proxy worker's control channel failed or went away."""
 
     code = PROXY_CONTROL_CHANNEL_FAILED
+
+
+class DeviceLoginFailed(PrintgateError):
+    """The proxy could not sign in to a device with its stored credential (certificate not the
+    pinned one, login refused, no login form, answer too large); the technician gets the
+    device's own login page."""
+
+    code = DEVICE_LOGIN_FAILED

@@ -20,6 +20,7 @@ from typing import Any
 
 from gateway.errors import ControlChannelError
 from gateway.proxy.routes import SessionRoute, Tombstone
+from printgate.domain.credentials import CredentialScope, DeviceLogin, LoginKind
 from printgate.errors import PrintgateError
 from printgate.logs import get_logger
 
@@ -38,7 +39,14 @@ def route_to_json(route: SessionRoute) -> Message:
 
 
 def route_from_json(data: Message) -> SessionRoute:
-    return SessionRoute(**{**data, "expires_at": datetime.fromisoformat(data["expires_at"])})
+    login = data.get("login")
+    return SessionRoute(**{**data, "expires_at": datetime.fromisoformat(data["expires_at"]),
+                           "login": login_from_json(login) if login else None})
+
+
+def login_from_json(data: Message) -> DeviceLogin:
+    return DeviceLogin(LoginKind(data["kind"]), data["account"], data["password"], data.get("profile", ""),
+                       int(data.get("version", 0)), CredentialScope(data.get("scope", "device")))
 
 
 def tombstone_to_json(tomb: Tombstone) -> Message:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from gateway.attribution import Attribution
+from printgate.domain.credentials import DeviceLogin
 from printgate.errors import NotFound, TokenInvalid
 
 Clock = Callable[[], datetime]
@@ -46,6 +47,9 @@ class SessionRoute:
     site_id: str | None = None
     device_id: str | None = None
     user_id: str | None = None
+    # the stored credential the proxy signs in with (policy allowed it), in memory for the
+    # session's lifetime only (gateway/proxy/addons/inject_credentials.py); never shown
+    login: DeviceLogin | None = field(default=None, repr=False)
 
     def attribution(self) -> Attribution:
         return Attribution(self.dealer_id, self.customer_id, self.site_id, self.device_id, self.user_id)

@@ -137,7 +137,7 @@ async def settings_page(request: web.Request) -> web.StreamResponse:
         f"<p id=location>Location: {html.escape(s.location)}</p>"
         f"<form id=settings method=post action='{s.origin}/settings'>"
         f"<input name=location id=location-input value='{html.escape(s.location)}'>"
-        f"<input type=password name=admin_password id=admin-password value='{html.escape(s.auth.password)}'>"
+        f"<input type=password name=admin_password id=admin-pw value='{html.escape(s.auth.password)}'>"
         "<button type=submit id=settings-submit>Save</button></form>",
     )
 

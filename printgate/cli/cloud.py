@@ -29,6 +29,7 @@ from gateway.channel.enrolment import ChannelFacts
 from gateway.channel.grpc_server import AgentChannelServer
 from gateway.channel.hub import AgentHub
 from gateway.channel.mqtt_bridge import MqttBridge
+from gateway.credential_use import CredentialUse
 from gateway.dwa_policy import decide_dwa_open
 from gateway.dwa_wiring import DwaWiring
 from gateway.firewall.base import Firewall
@@ -52,6 +53,7 @@ from printgate.logs import get_logger
 from printgate.settings import Settings
 from printgate.store.db import Database, migrate
 from printgate.supervisor import Supervisor
+from printgate.vault import CredentialVault, FileKms
 from printgate.wire.mqtt_url import parse_mqtt_url
 
 log = get_logger("printgate.cli.cloud")
@@ -130,6 +132,8 @@ class Cloud(Service):
             )
         await self._stack.enter_async_context(self.proxy)
 
+        # the credential vault (issue 19): the master key file is made 0600 on first use
+        self.vault = CredentialVault(self.db, FileKms(gw.vault_master_key_path), self.audit)
         wiring = DwaWiring(
             relay_public_host=gw.relay_host, session_host=self.proxy.session_host,
             idle_timeout_s=gw.session_idle_seconds,
@@ -141,6 +145,7 @@ class Cloud(Service):
             relay=self.relay, commands=self.hub, proxy=self.proxy, routes=self.routes,
             make_open_command=wiring.open_command, make_close_command=wiring.close_command,
             make_route=wiring.route, agent_address=self.hub.peer_ip, supervisor=self.supervisor,
+            credentials=CredentialUse(self.db, self.vault),
         )
         broker, relay = self.broker, self.relay
         metrics.SESSIONS_OPEN.set_function(lambda: broker.live_count)
@@ -244,7 +249,7 @@ class Cloud(Service):
     async def _start_portal(self) -> None:
         p = self.settings.portal.model_copy(update={"agent_enrol_url": self.enrol_address})
         app = create_app(p, db=self.db, broker=self.broker, audit=self.audit, agent_ca=self.agent_ca,
-                         commands=AgentCommandSender(self.hub))
+                         commands=AgentCommandSender(self.hub), vault=self.vault)
         app.state.task_health = self.supervisor.health
         proxy = self.proxy  # /readyz: not ready while the proxy cannot audit (it refuses every request then)
         app.state.audit_failing = lambda: bool(getattr(proxy, "audit_failing", False))

@@ -89,7 +89,7 @@ async def test_the_admin_page_pre_fills_the_password_field(lab):
     server = lab["konica_c250i"]
     async with _client() as c:
         ok = await c.get(server.origin + "/settings", auth=(USERNAME, PASSWORD))
-    assert f"type=password name=admin_password id=admin-password value='{PASSWORD}'" in ok.text
+    assert f"type=password name=admin_password id=admin-pw value='{PASSWORD}'" in ok.text
 
 
 @pytest.mark.parametrize("name", ["brother_hl5370dw", "konica_c250i", "sharp"])

@@ -8,6 +8,7 @@ import re
 from mitmproxy import http
 
 from gateway.proxy.addons.block_uploads import media_type
+from gateway.proxy.addons.inject_credentials import SIGNED_IN_KEY
 from gateway.proxy.addons.session_auth import COOKIE_KEY, csrf_token
 from gateway.proxy.charset import editable_as_bytes
 from gateway.proxy.decision import is_generated, route_of
@@ -49,13 +50,13 @@ _SCRIPT = (
 )
 
 
-def banner_html(route: SessionRoute, csrf: str, now_epoch: float) -> str:
+def banner_html(route: SessionRoute, csrf: str, now_epoch: float, signed_in_as: str | None = None) -> str:
     left = max(0, int(route.expires_at.timestamp() - now_epoch))
     return (
         f"<div id={BANNER_ID} role=status style='{_BAR_STYLE}'>"
         f"<span style='all:initial;color:#fff;font:inherit'>Remote session: "
         f"<b style='all:initial;color:#fff;font:inherit;font-weight:bold'>{html.escape(route.device_label)}</b>"
-        f" &middot; {html.escape(route.customer_name)} &middot; ends in "
+        f" &middot; {html.escape(route.customer_name)}{_signed_in(signed_in_as)} &middot; ends in "
         f"<span id=__printgate_left data-expires={int(route.expires_at.timestamp())} "
         f"data-idle={int(route.idle_timeout_s)} "
         f"style='all:initial;color:#fff;font:inherit'>{left // 60} min</span>"
@@ -75,6 +76,18 @@ def banner_html(route: SessionRoute, csrf: str, now_epoch: float) -> str:
     )
 
 
+def _signed_in(account: str | None) -> str:
+    """The stored credential the proxy signed in with (issue 19), by account name only."""
+    if not account:
+        return ""
+    return (" &middot; <span id=__printgate_signed_in style='all:initial;color:#fff;font:inherit'>"
+            f"signed in to the device as {html.escape(account)} by printgate</span>")
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 class Banner:
     def __init__(self, deps: ProxyDeps) -> None:
         self._deps = deps
@@ -89,7 +102,8 @@ class Banner:
             return
         if flow.request.headers.get("sec-fetch-dest", "document") != "document":
             return  # frames and fetches get no bar
-        bar = banner_html(route, csrf_token(self._deps.csrf_key, cookie), self._deps.routes.now().timestamp())
+        bar = banner_html(route, csrf_token(self._deps.csrf_key, cookie), self._deps.routes.now().timestamp(),
+                          _str_or_none(flow.metadata.get(SIGNED_IN_KEY)))
         content = resp.get_content(strict=False) or b""
         if editable_as_bytes(resp.headers.get("content-type", ""), content):
             # the bar is ASCII (names as character references): insert it into the bytes

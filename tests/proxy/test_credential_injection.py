@@ -1,0 +1,124 @@
+"""The proxy signs in to each lab printer's admin pages with the session's stored credential:
+Basic and Digest challenges answered by the proxy, form logins through vendor login profiles
+(with CSRF tokens), device cookies kept in the proxy, the secret never in an answer."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gateway.proxy.routes import SessionRoute
+from lab.catalog import PRINTERS
+from lab.ews import EwsServer
+from lab.ews.device_login import PASSWORD, SESSION_COOKIE, USERNAME
+from printgate.domain.credentials import DeviceLogin, LoginKind
+from tests.proxy.conftest import ProxyHarness, SessionClient
+
+VENDORS = {"ricoh_mpc3002": "Ricoh", "xerox": "Xerox"}
+WITH_LOGIN = [d.name for d in PRINTERS]
+
+
+def _route(harness: ProxyHarness, ews: EwsServer, login: DeviceLogin | None, vendor: str = "") -> SessionRoute:
+    sid = uuid.uuid4().hex[:12]
+    route = SessionRoute(
+        session_id=sid, host=harness.proxy.session_host(sid), upstream_host=ews.host, upstream_port=ews.port,
+        device_origin=ews.origin, device_scheme=ews.scheme, pinned_fingerprint=ews.cert_fingerprint,
+        expires_at=datetime.now(UTC) + timedelta(minutes=30), idle_timeout_s=600,
+        device_label=ews.state.device_name, customer_name="ACME", vendor=vendor, login=login,
+    )
+    harness.routes.add(route)
+    return route
+
+
+async def _client(harness: ProxyHarness, ews: EwsServer, name: str, password: str = PASSWORD,
+                  with_login: bool = True) -> SessionClient:
+    from lab.catalog import by_name
+
+    kind = LoginKind(by_name(name).login.kind)
+    login = DeviceLogin(kind, USERNAME, password, version=3) if with_login else None
+    client = SessionClient(harness, _route(harness, ews, login, VENDORS.get(name, "")))
+    await client.launch()
+    return client
+
+
+@pytest.mark.parametrize("name", WITH_LOGIN)
+async def test_admin_page_opens_signed_in_and_the_answer_never_holds_the_secret(harness, ews_lab, name):
+    ews = ews_lab[name]
+    ews.state.auth.unlock()
+    logins_before = ews.state.auth.logins
+    client = await _client(harness, ews, name)
+    try:
+        first = await client.request("GET", "/settings", follow_redirects=True)
+        assert first.status_code == 200 and "Logged in as admin" in first.text, first.text[:300]
+        assert "signed in to the device as admin by printgate" in first.text
+        assert PASSWORD.encode() not in first.content
+        field = first.text.split("id=admin-pw", 1)[1].split(">", 1)[0]
+        assert "value" not in field, field  # the pre-filled password field comes blank
+        for r in [*first.history, first]:
+            assert SESSION_COOKIE not in r.headers.get("set-cookie", "")
+            assert PASSWORD not in str(r.headers)
+        again = await client.request("GET", "/settings")
+        assert again.status_code == 200 and "Logged in as admin" in again.text
+        assert ews.state.auth.logins - logins_before in (1, 2)  # one sign-in (Basic/Digest: per request)
+        if ews.state.auth.login.kind == "form":
+            assert ews.state.auth.logins - logins_before == 1  # the session cookie is reused
+        events = await harness.events(client.route.session_id)
+        signed = [e for e in events if e.type == "dwa.device_signed_in"]
+        assert len(signed) == 1 and signed[0].details["account"] == USERNAME
+        assert signed[0].details["credential_version"] == 3
+        assert all(PASSWORD not in str(e.details) for e in events)
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("name", ["konica_c250i", "brother_hl5370dw"])
+async def test_the_browsers_own_authorization_never_reaches_the_device(harness, ews_lab, name):
+    ews = ews_lab[name]
+    ews.state.auth.unlock()
+    failures = ews.state.auth.failures
+    client = await _client(harness, ews, name)
+    try:
+        r = await client.request("GET", "/settings", follow_redirects=True,
+                                 headers={"authorization": "Basic YWRtaW46Z3Vlc3M="})  # admin:guess
+        assert r.status_code == 200 and "Logged in as admin" in r.text
+        assert ews.state.auth.failures == failures
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("name", ["brother_hl5370dw", "ricoh_mpc3002", "konica_c250i", "sharp"])
+async def test_a_wrong_stored_password_is_tried_once_and_the_device_login_shows(harness, ews_lab, name):
+    ews = ews_lab[name]
+    ews.state.auth.unlock()
+    failures = ews.state.auth.failures
+    client = await _client(harness, ews, name, password="not-the-password")
+    try:
+        for _ in range(3):
+            r = await client.request("GET", "/settings")
+            assert r.status_code in (302, 401) and "Logged in as admin" not in r.text
+            assert "not-the-password" not in r.text
+        assert ews.state.auth.failures == failures + 1 and not ews.state.auth.locked()
+        events = await harness.events(client.route.session_id)
+        failed = [e for e in events if e.type == "dwa.device_sign_in_failed"]
+        assert len(failed) == 1 and "not-the-password" not in str(failed[0].details)
+    finally:
+        await client.aclose()
+        ews.state.auth.unlock()
+
+
+async def test_without_a_stored_credential_the_device_login_page_is_shown(harness, ews_lab):
+    ews = ews_lab["ricoh_mpc3002"]
+    client = await _client(harness, ews, "ricoh_mpc3002", with_login=False)
+    try:
+        r = await client.request("GET", "/settings")
+        assert r.status_code == 302 and r.headers["location"].endswith("/web/guest/login.cgi")
+    finally:
+        await client.aclose()
+
+
+async def test_a_route_keeps_its_credential_out_of_its_repr(harness, ews_lab):
+    route = _route(harness, ews_lab["konica_c250i"], DeviceLogin(LoginKind.BASIC, "admin", "S3cr3t!"))
+    assert "S3cr3t!" not in repr(route) and "S3cr3t!" not in repr(replace(route, device_label="x"))
