@@ -15,6 +15,7 @@ import contextlib
 import errno
 import json
 import sqlite3
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -94,6 +95,7 @@ class Drop:
                 "first_at": self.first_at.isoformat(), "last_at": self.last_at.isoformat()}
 
 
+REOPEN_AFTER_S = 5.0  # while the disk stays full, the queue file is reopened this often
 DROP_OVERFLOW = "agent queue overflow"
 DROP_DISK_FULL = "agent disk full"
 DropKey = tuple[str, str, str]  # (ip, kind, reason)
@@ -131,6 +133,8 @@ class ReadingsQueue:
         self._count = self._bytes = 0
         self._drops: dict[DropKey, Drop] = {}
         self._unsaved_drops: set[DropKey] = set()  # counted while the disk was full
+        self._loaded = False  # the file's drop totals are in self._drops
+        self._reopen_at = 0.0
         try:
             self._conn()
         except (sqlite3.Error, OSError) as exc:  # a full disk at start: run degraded, open later
@@ -157,11 +161,13 @@ class ReadingsQueue:
         except BaseException:
             db.close()
             raise
-        for key, d in self._drops.items():  # counted before the file could be opened
-            old = saved.get(key)
-            saved[key] = d if old is None else Drop(d.ip, d.kind, d.reason, old.count + d.count,
-                                                    min(old.first_at, d.first_at), max(old.last_at, d.last_at))
-        self._db, self._drops = db, saved
+        if not self._loaded:  # first open: the file's totals plus what was counted before it could open
+            for key, d in self._drops.items():
+                old = saved.get(key)
+                saved[key] = d if old is None else Drop(d.ip, d.kind, d.reason, old.count + d.count,
+                                                        min(old.first_at, d.first_at), max(old.last_at, d.last_at))
+            self._drops, self._loaded = saved, True
+        self._db = db  # a reopen keeps the in-memory totals: they include the file's
         self._count, self._bytes = int(count), int(size)
         return db
 
@@ -236,6 +242,13 @@ class ReadingsQueue:
             if self.degraded is None:
                 log.error("readings_queue.disk_full", path=str(self.path), error=str(exc),
                           refused=len(readings))
+                self._reopen_at = time.monotonic() + REOPEN_AFTER_S
+            elif self._db is not None and time.monotonic() >= self._reopen_at:
+                # a connection that hit a full disk can keep failing once space is back: start afresh
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.close()
+                self._db = None
+                self._reopen_at = time.monotonic() + REOPEN_AFTER_S
             self.degraded = f"disk full: new readings are not stored ({exc})"
             return
         if self.degraded is not None:
@@ -289,9 +302,11 @@ class ReadingsQueue:
         await self._run(self._put_many, list(readings))
 
     def _pending(self) -> int:
-        if self._db is None:  # not opened yet (disk full at start): nothing of ours is in it we know of
-            return 0
-        return int(self._db.execute("SELECT count(*) FROM queued").fetchone()[0])
+        try:
+            db = self._conn()
+        except (sqlite3.Error, OSError):  # cannot be opened (disk full): the last count known
+            return self._count
+        return int(db.execute("SELECT count(*) FROM queued").fetchone()[0])
 
     async def pending(self) -> int:
         return await self._run(self._pending)
@@ -301,9 +316,11 @@ class ReadingsQueue:
         return self._bytes
 
     def _oldest(self) -> datetime | None:
-        if self._db is None:
+        try:
+            db = self._conn()
+        except (sqlite3.Error, OSError):
             return None
-        row = self._db.execute("SELECT body FROM queued ORDER BY seq LIMIT 1").fetchone()
+        row = db.execute("SELECT body FROM queued ORDER BY seq LIMIT 1").fetchone()
         return None if row is None else datetime.fromisoformat(str(json.loads(row[0])["taken_at"]))
 
     async def oldest(self) -> datetime | None:
