@@ -17,12 +17,14 @@ The proxy answers "too large" at once, drops the buffered part and what still
 arrives (counted, never stored), and the refusal is audited as
 ``upload.too_large`` with the size seen.
 
-While a request with a body goes through its header hooks (and while an early
-answer goes through its response hooks, which wait for the audit store),
-mitmproxy would go on reading the client's socket and queue everything that
-arrives, at loopback speed. Reading from that client is paused for that time
-(``FlowControl``, given by the proxy that owns the connection), so a client
-pushing a body can never fill the proxy's memory while a hook waits.
+While a hook runs (the session lookup, the audit write of a refusal, the
+device's answer), mitmproxy goes on reading the client's socket and keeps
+everything that arrives: body data in its event queue, bytes after a complete
+request in its receive buffer, at loopback speed. Reading from a client is
+therefore paused (``FlowControl``, given by the proxy that owns the
+connection) while a request with a body runs its header hooks, and from the
+end of each request until its answer is sent (HTTP/1 is answered in order
+anyway); a client can never fill the proxy's memory while a hook waits.
 """
 
 from __future__ import annotations
@@ -147,11 +149,21 @@ def install(linger_bytes: int = 256 * 1024) -> None:
             if size > cap:
                 yield from _over_cap(self, linger_bytes, size)
                 return
+        if isinstance(event, RequestEndOfMessage):
+            _pause(self)  # the request is complete: nothing more is read until it is answered
         yield from consume(self, event)
+
+    done = HttpStream.flow_done
+
+    @functools.wraps(done)
+    def flow_done(self: HttpStream) -> _Gen:
+        _resume(self)  # answered: the next request (or the WebSocket) may come
+        yield from done(self)
 
     @functools.wraps(original)
     def state_wait_for_request_headers(self: HttpStream, event: RequestHeaders) -> _Gen:
         if event.end_stream:
+            _pause(self)  # a complete request: nothing more is read until it is answered
             yield from original(self, event)
             return
         _pause(self)  # a body: nothing of it is queued while the header hooks run
@@ -168,3 +180,4 @@ def install(linger_bytes: int = 256 * 1024) -> None:
     state_wait_for_request_headers._printgate_early = True  # type: ignore[attr-defined]
     HttpStream.state_wait_for_request_headers = state_wait_for_request_headers  # type: ignore[method-assign]
     HttpStream.state_consume_request_body = state_consume_request_body  # type: ignore[method-assign]
+    HttpStream.flow_done = flow_done  # type: ignore[method-assign]

@@ -422,9 +422,14 @@ def _rss_mb() -> float:
     raise AssertionError("no VmRSS")
 
 
-async def test_bodies_pushed_while_a_refusal_waits_for_the_audit_store_are_not_queued(own_audit):
-    """While the refusal of an upload without a session waits for its audit write, the proxy
+@pytest.mark.parametrize("opening", [
+    "POST /api/settings|Transfer-Encoding: chunked",  # an upload without a session
+    "GET /|",  # a complete request, then bytes pipelined behind it
+])
+async def test_bytes_pushed_while_a_refusal_waits_for_the_audit_store_are_not_queued(own_audit, opening):
+    """While the refusal of a request without a session waits for its audit write, the proxy
     reads nothing more from that client (mitmproxy would queue all of it in memory)."""
+    target, _, extra = opening.partition("|")
     proxy = DwaProxy("127.0.0.1", 0, dwa_domain=DWA_DOMAIN, routes=RouteTable(), audit=SlowAudit(own_audit),
                      on_end_request=_noop)
     async with proxy:
@@ -433,7 +438,7 @@ async def test_bodies_pushed_while_a_refusal_waits_for_the_audit_store_are_not_q
 
         async def push() -> int:
             _reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-            writer.write(head("POST /api/settings", f"s-nosuch.{DWA_DOMAIN}", None, "Transfer-Encoding: chunked"))
+            writer.write(head(target, f"s-nosuch.{DWA_DOMAIN}", None, extra))
             sent = 0
             with contextlib.suppress(ConnectionError, TimeoutError):
                 async with asyncio.timeout(2.5):  # all within the audit write's 3 s
