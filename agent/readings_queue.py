@@ -151,6 +151,10 @@ class ReadingsQueue:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+            # a bounded WAL: checkpoint every 256 pages and give the space back after it (the default
+            # 1000 pages, never truncated, alone could fill a small disk; closing checkpoints it too)
+            db.execute("PRAGMA wal_autocheckpoint=256")
+            db.execute("PRAGMA journal_size_limit=1048576")
             db.executescript(SCHEMA)
             count, size = db.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM queued").fetchone()
             saved = {
