@@ -222,3 +222,83 @@ async def use_api(request: Request, state: State, s: DbSession, user: CurrentUse
     customer = await _administered(s, user, body.customer_id, customer_only=True)
     await _forbid(state, request, user, customer, body.forbidden)
     return Response(status_code=204)
+
+
+# --- break glass: revealing a stored password needs the customer's approval -------------------
+class RevealRequestIn(BaseModel):
+    device_id: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class RevealRequestOut(BaseModel):
+    request_id: str
+    approval_id: str
+    status: str
+
+
+class Revealed(BaseModel):
+    """The one answer that holds a secret: after a customer administrator's approval, once."""
+
+    account: str
+    password: str
+    kind: LoginKind
+    version: int
+    approved_until: str
+
+
+@router.post("/api/device-credentials/reveal-requests", status_code=201)
+async def request_reveal(request: Request, state: State, s: DbSession, user: CurrentUser,
+                         body: RevealRequestIn) -> RevealRequestOut:
+    """Ask the device's customer to approve revealing its stored password (existing approval flow)."""
+    import secrets as _secrets
+
+    from printgate.store import approvals
+    from printgate.store.devices import dealer_of_device
+
+    owner = await dealer_of_device(s, body.device_id)
+    if owner is None or owner[0] != user.dealer_id or not user.roles & {Role.DEALER_ADMIN, Role.TECHNICIAN}:
+        raise HTTPException(404, "no such device of your organisation")
+    now = state.clock()
+    approval = await approvals.request_approval(
+        s, approval_id=_secrets.token_hex(8), user_id=user.id, device_id=body.device_id, customer_id=owner[1],
+        reason=f"Reveal the stored device password: {body.reason.strip()}", now=now)
+    reveal_id = _secrets.token_hex(8)
+    await store.add_reveal(s, reveal_id=reveal_id, approval_id=approval.id, user_id=user.id,
+                           device_id=body.device_id, customer_id=owner[1], now=now)
+    await state.record("vault.reveal_requested", request=request, user=user, device_id=body.device_id,
+                       customer_id=owner[1], details={"approval_id": approval.id, "request_id": reveal_id})
+    return RevealRequestOut(request_id=reveal_id, approval_id=approval.id, status=approval.status)
+
+
+@router.post("/api/device-credentials/reveal-requests/{request_id}/reveal")
+async def reveal(request: Request, state: State, s: DbSession, user: CurrentUser, request_id: str) -> Response:
+    """The stored password, once, while the customer's approval is valid; audited."""
+    from fastapi.responses import JSONResponse
+
+    from printgate.store import approvals
+    from printgate.store.devices import get_device
+
+    row = await store.get_reveal(s, request_id)
+    if row is None or row.user_id != user.id:
+        raise HTTPException(404, "no such reveal request of yours")
+    approval = await approvals.get_approval(s, row.approval_id)
+    now = state.clock()
+    if approval is None or approval.status != "approved" or approval.approved_until is None:
+        raise HTTPException(403, "the customer has not approved this request (yet)")
+    if now >= approval.approved_until:
+        raise HTTPException(403, "the customer's approval has expired: request again")
+    if row.revealed_at is not None or not await store.mark_revealed(s, request_id, now):
+        raise HTTPException(409, "this request was revealed already: request again")
+    device = await get_device(s, row.device_id)
+    customer = await get_customer(s, row.customer_id)
+    login = await _vault(state).login_for(row.customer_id, row.device_id, device.identity.model if device else None)
+    await state.record("vault.credential_revealed", request=request, user=user, device_id=row.device_id,
+                       customer_id=row.customer_id, dealer_id=customer.dealer_id if customer else None,
+                       details={"approval_id": approval.id, "request_id": request_id, "found": login is not None,
+                                **({"scope": login.scope.value, "account": login.account,
+                                    "version": login.version} if login else {})})
+    if login is None:
+        raise HTTPException(404, "no credential is stored for this device")
+    body = Revealed(account=login.account, password=login.password, kind=login.kind, version=login.version,
+                    approved_until=approval.approved_until.isoformat())
+    return JSONResponse(body.model_dump(mode="json"), headers={"Cache-Control": "no-store"})

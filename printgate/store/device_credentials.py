@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from printgate.domain.credentials import CredentialScope, LoginKind, StoredCredential
 from printgate.store.models.vault import (
+    CredentialRevealRow,
     CredentialUseSettingRow,
     DeviceCredentialRow,
     VaultDataKeyRow,
@@ -125,3 +126,24 @@ async def resolved(s: AsyncSession, customer_id: str, device_id: str, model: str
         if found is not None:
             return found[0]
     return None
+
+
+async def add_reveal(s: AsyncSession, *, reveal_id: str, approval_id: str, user_id: str, device_id: str,
+                     customer_id: str, now: datetime) -> None:
+    s.add(CredentialRevealRow(id=reveal_id, approval_id=approval_id, user_id=user_id, device_id=device_id,
+                              customer_id=customer_id, requested_at=now))
+    await s.flush()
+
+
+async def get_reveal(s: AsyncSession, reveal_id: str) -> CredentialRevealRow | None:
+    return await s.get(CredentialRevealRow, reveal_id)
+
+
+async def mark_revealed(s: AsyncSession, reveal_id: str, now: datetime) -> bool:
+    """Claim the one reveal of a request; False when it was used already."""
+    result = await s.execute(
+        update(CredentialRevealRow)
+        .where(CredentialRevealRow.id == reveal_id, CredentialRevealRow.revealed_at.is_(None))
+        .values(revealed_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

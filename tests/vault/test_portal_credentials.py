@@ -14,6 +14,7 @@ import pytest
 from lab.ports import free_tcp_port
 from portal.app import create_app
 from printgate.domain import Role, User
+from printgate.domain.credentials import CredentialScope, LoginKind
 from printgate.settings import PortalSettings
 from printgate.store.db import Database
 from printgate.testing.audit import ReadableAuditLog
@@ -40,7 +41,8 @@ async def portal(tmp_path) -> AsyncIterator[Served]:
 
     async with migrated(sqlite_url(tmp_path / "p.db")) as db:
         await (Tenancy().dealer("d1").dealer("d2").customer("c1", "d1", "Acme").customer("c2", "d1", "Bolt")
-               .customer("c3", "d2", "Other").save(db))
+               .customer("c3", "d2", "Other").site("s1", "c1").agent("a1", "s1")
+               .device("dev1", "s1", "a1", "127.0.20.19").save(db))
         audit = ReadableAuditLog(db, None)
         vault = CredentialVault(db, FileKms(tmp_path / "vault.key"), audit)
         port = free_tcp_port("127.0.0.1")
@@ -129,3 +131,46 @@ async def test_the_customer_admin_forbids_the_use_of_stored_credentials(portal):
         assert r.status_code == 303
         assert 'id="forbidden" name="forbidden" value="true" checked' in (await client.get("/credentials")).text
     assert await portal.vault.forbidden("c1")
+
+
+async def test_break_glass_reveal_needs_the_customers_approval_is_time_limited_once_and_audited(portal):
+    await portal.vault.set(customer_id="c1", dealer_id="d1", scope=CredentialScope.DEVICE, target="dev1",
+                           kind=LoginKind.FORM, account="admin", password=SECRET, actor="x")
+    tech, _ = await _signed_in(portal, Role.TECHNICIAN)
+    approver, _ = await _signed_in(portal, Role.CUSTOMER_ADMIN, dealer=None, customer="c1")
+    async with contextlib.aclosing(tech), contextlib.aclosing(approver):
+        asked = await tech.post("/api/device-credentials/reveal-requests",
+                                json={"device_id": "dev1", "reason": "device factory reset, ticket 42"})
+        assert asked.status_code == 201 and SECRET not in asked.text
+        request_id, approval_id = asked.json()["request_id"], asked.json()["approval_id"]
+        early = await tech.post(f"/api/device-credentials/reveal-requests/{request_id}/reveal")
+        assert early.status_code == 403 and SECRET not in early.text
+
+        page = await approver.get("/approvals")
+        assert "Reveal the stored device password" in page.text
+        decided = await approver.post(f"/approvals/{approval_id}/approve",
+                                      data={"csrf_token": csrf_of(page.text), "minutes": "5"})
+        assert decided.status_code == 303
+        stranger, _ = await _signed_in(portal, Role.TECHNICIAN)
+        async with contextlib.aclosing(stranger):
+            other = await stranger.post(f"/api/device-credentials/reveal-requests/{request_id}/reveal")
+            assert other.status_code == 404
+        shown = await tech.post(f"/api/device-credentials/reveal-requests/{request_id}/reveal")
+        assert shown.status_code == 200 and shown.json()["password"] == SECRET
+        assert shown.headers["cache-control"] == "no-store"
+        again = await tech.post(f"/api/device-credentials/reveal-requests/{request_id}/reveal")
+        assert again.status_code == 409
+
+        late = (await tech.post("/api/device-credentials/reveal-requests",
+                                json={"device_id": "dev1", "reason": "again, ticket 43"})).json()
+        page = await approver.get("/approvals")
+        await approver.post(f"/approvals/{late['approval_id']}/approve",
+                            data={"csrf_token": csrf_of(page.text), "minutes": "5"})
+        portal.clock.advance(minutes=6)
+        expired = await tech.post(f"/api/device-credentials/reveal-requests/{late['request_id']}/reveal")
+        assert expired.status_code == 403 and "expired" in expired.text
+    events = await portal.audit.events()
+    revealed = [e for e in events if e.type == "vault.credential_revealed"]
+    assert len(revealed) == 1 and revealed[0].details["approval_id"] == approval_id
+    assert [e.type for e in events].count("vault.reveal_requested") == 2
+    assert all(SECRET not in str(e) for e in events)

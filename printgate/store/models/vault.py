@@ -48,3 +48,16 @@ class CredentialUseSettingRow(Base):
     forbidden: Mapped[bool] = mapped_column(Boolean, default=False)
     changed_at: Mapped[datetime] = mapped_column(UtcDateTime)
     changed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class CredentialRevealRow(Base):
+    """A break-glass request to see a stored password, bound to a customer approval; revealed once."""
+
+    __tablename__ = "credential_reveals"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    approval_id: Mapped[str] = mapped_column(ForeignKey("dwa_approvals.id"))
+    user_id: Mapped[str] = mapped_column(String(64))
+    device_id: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revealed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

@@ -1,5 +1,5 @@
 """vault: wrapped data keys per customer, sealed device credentials (versioned), the customer's
-refusal of stored credentials
+refusal of stored credentials, break-glass reveals (each bound to a customer approval)
 
 Revision ID: 0013_vault
 Revises: 0001_core
@@ -15,7 +15,7 @@ import printgate.store.models.base
 revision: str = "0013_vault"
 down_revision: str | Sequence[str] | None = "0001_core"
 branch_labels: str | Sequence[str] | None = ("vault",)
-depends_on: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = "0004_identity"  # credential_reveals -> dwa_approvals
 
 Utc = printgate.store.models.base.UtcDateTime
 
@@ -62,9 +62,23 @@ def upgrade() -> None:
                                 name=op.f("fk_credential_use_settings_customer_id_customers")),
         sa.PrimaryKeyConstraint("customer_id", name=op.f("pk_credential_use_settings")),
     )
+    op.create_table(
+        "credential_reveals",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("approval_id", sa.String(length=32), nullable=False),
+        sa.Column("user_id", sa.String(length=64), nullable=False),
+        sa.Column("device_id", sa.String(length=64), nullable=False),
+        sa.Column("customer_id", sa.String(length=64), nullable=False),
+        sa.Column("requested_at", Utc(timezone=True), nullable=False),
+        sa.Column("revealed_at", Utc(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["approval_id"], ["dwa_approvals.id"],
+                                name=op.f("fk_credential_reveals_approval_id_dwa_approvals")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_credential_reveals")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("credential_reveals")
     op.drop_table("credential_use_settings")
     op.drop_index(op.f("ix_device_credentials_customer_id"), table_name="device_credentials")
     op.drop_table("device_credentials")
