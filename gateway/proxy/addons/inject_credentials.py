@@ -23,6 +23,7 @@ of the proxy; the technician then sees the device's own login page.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import re
 from dataclasses import dataclass, field
@@ -331,7 +332,14 @@ class InjectCredentials:
         ))
 
     async def _append(self, event: AuditEventIn) -> None:
+        """Queued with the request's own record when the sink groups commits (the proxy's does:
+        the request's record is awaited before its answer goes out), else written now."""
+        submit = getattr(self._audit, "submit", None)
         try:
+            if callable(submit):
+                with contextlib.suppress(RuntimeError):  # a writer not started: write through
+                    submit(event)
+                    return
             await self._audit.append(event)
         except Exception as exc:  # the audit store failing must not crash the proxy; operators see it
             log.error("dwa.audit_failed", error=str(exc), type=event.type)
