@@ -18,6 +18,7 @@ from agent.channel.dual import DualChannel
 from agent.channel.enroll import EnrolledIdentity
 from agent.channel.grpc_client import GrpcChannel
 from agent.discovery import DiscoveryLimits, discover
+from agent.errors import RELAY_HOST_KEY_MISMATCH
 from agent.ews_probe import EwsEndpoint, find_ews
 from agent.monitoring import Monitoring
 from agent.polling import PollSchedule
@@ -35,7 +36,7 @@ from printgate.domain import (
     SnmpCredential,
     numbered,
 )
-from printgate.errors import ConfigError, TunnelError
+from printgate.errors import IDENTITY_MISMATCH, ConfigError, TunnelError
 from printgate.logs import get_logger
 from printgate.settings import AgentSettings
 from printgate.supervisor import Supervisor
@@ -118,7 +119,7 @@ class AgentAssembly:
         async def report(expected: DeviceIdentity, observed: DeviceIdentity) -> None:
             diffs = identity_differences(expected, observed)
             await self.channel.report_result(
-                command_id, ok=False, error_code="identity_mismatch",
+                command_id, ok=False, error_code=IDENTITY_MISMATCH,
                 message=mismatch_message(cmd.target_ip, expected, observed, diffs or ["serial"]),
             )
 
@@ -135,7 +136,7 @@ class AgentAssembly:
             raise TunnelError(
                 f"session {cmd.session_id}: the command names relay host key "
                 f"{cmd.relay_host_key_fingerprint}, not the one pinned at enrolment ({pinned})",
-                code="relay_host_key_mismatch",
+                code=RELAY_HOST_KEY_MISMATCH,
             )
         return await open_tunnel(
             cmd.relay_host, cmd.relay_port,

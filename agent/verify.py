@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
+from agent.errors import TLS_NO_CERTIFICATE
 from printgate.domain import DeviceIdentity, enterprise_of, normalised_field, normalised_model
 from printgate.errors import IdentityMismatch, PrintgateError
 from printgate.logs import get_logger
@@ -95,7 +96,7 @@ async def tls_certificate_sha256(ip: str, port: int, *, timeout: float = 2.0) ->
         ssl_obj = writer.get_extra_info("ssl_object")
         der = ssl_obj.getpeercert(binary_form=True) if ssl_obj is not None else None
         if not der:
-            raise PrintgateError(f"the EWS at {ip}:{port} presented no certificate", code="tls_no_certificate")
+            raise PrintgateError(f"the EWS at {ip}:{port} presented no certificate", code=TLS_NO_CERTIFICATE)
         return hashlib.sha256(der).hexdigest()
     finally:
         writer.close()

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from printgate.errors import PrintgateError
+from printgate.errors import AuditIntegrityError, PrintgateError
 
 SYSLOG_FAILED = "syslog_failed"
 AUDIT_VALUE_INVALID = "audit_value_invalid"
+# a witness and the gateway's audit API (audit.witness)
+GATEWAY_UNREACHABLE = "unreachable"
+GATEWAY_UNAUTHORISED = "unauthorised"
+GATEWAY_MALFORMED = "malformed"
+GATEWAY_HTTP_ERROR = "http_error"
+COSIGNATURE_NOT_STORED = "not_stored"
+WITNESS_WRONG_STATE = "wrong_state"
+LOG_FORGED = "forged"
+LOG_TRUNCATED = "truncated"
+LOG_FORKED = "forked"
 
 
 class SyslogError(PrintgateError):
@@ -16,3 +26,13 @@ class NotCanonicalisable(PrintgateError):
     """An audit value that JSON (RFC 8785) cannot represent."""
 
     code = AUDIT_VALUE_INVALID
+
+
+class GatewayUnreachable(PrintgateError):
+    """The gateway's API did not answer usefully (network, auth, server error)."""
+
+    code = GATEWAY_UNREACHABLE
+
+
+class WitnessRefused(AuditIntegrityError):
+    """The gateway's log is not one the witness will cosign (``code`` says why)."""

@@ -19,6 +19,7 @@ from typing import Protocol
 from gateway.channel.handlers import ChannelHandlers
 from printgate import metrics
 from printgate.domain import AuditEventIn, Outcome, SessionId
+from printgate.errors import IDENTITY_MISMATCH
 from printgate.interfaces import AuditSink
 from printgate.logs import get_logger
 from printgate.store import agent_health, devices, tenants
@@ -177,7 +178,7 @@ class AgentEvents:
         if failing is None:
             return
         await self._audit.append(AuditEventIn(
-            type="device.identity_mismatch" if result.error_code == "identity_mismatch" else "tunnel.failed",
+            type="device.identity_mismatch" if result.error_code == IDENTITY_MISMATCH else "tunnel.failed",
             outcome=Outcome.FAILURE, actor=f"agent:{agent_id}", session_id=failing,
             details={"code": result.error_code, "message": result.message},
         ))

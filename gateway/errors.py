@@ -13,6 +13,10 @@ BATCH_ID_MISSING = "batch_id_missing"
 DEVICE_LOGIN_FAILED = "device_login_failed"
 
 
+class CsrRejected(PrintgateError):
+    code = CSR_REJECTED
+
+
 class EnrolmentThrottled(PrintgateError):
     code = ENROLMENT_THROTTLED
 

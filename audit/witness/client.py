@@ -17,11 +17,14 @@ import httpx
 
 from audit.checkpoint import Checkpoint
 from audit.cosignature import Cosignature
-from printgate.errors import PrintgateError
-
-
-class GatewayUnreachable(PrintgateError):
-    """The gateway's API did not answer usefully (network, auth, server error)."""
+from audit.errors import (
+    COSIGNATURE_NOT_STORED,
+    GATEWAY_HTTP_ERROR,
+    GATEWAY_MALFORMED,
+    GATEWAY_UNAUTHORISED,
+    GATEWAY_UNREACHABLE,
+    GatewayUnreachable,
+)
 
 
 class GatewayClient:
@@ -44,11 +47,11 @@ class GatewayClient:
             r = await self._http.request(method, path, **kw)
         except httpx.HTTPError as exc:
             raise GatewayUnreachable(f"cannot reach the gateway at {self.base_url}: {exc!r}",
-                                     code="unreachable") from exc
+                                     code=GATEWAY_UNREACHABLE) from exc
         if r.status_code in (401, 403):
             raise GatewayUnreachable(
                 f"the gateway refused the witness token ({r.status_code}: {_detail(r)}); it needs an auditor's "
-                "API token with the audit:witness or audit:read scope", code="unauthorised")
+                "API token with the audit:witness or audit:read scope", code=GATEWAY_UNAUTHORISED)
         return r
 
     async def latest_checkpoint(self) -> Checkpoint | None:
@@ -58,7 +61,7 @@ class GatewayClient:
         try:
             return Checkpoint.from_json(_json(r, "the newest checkpoint"))
         except ValueError as exc:
-            raise GatewayUnreachable(f"the gateway sent a malformed checkpoint: {exc}", code="malformed") from exc
+            raise GatewayUnreachable(f"the gateway sent a malformed checkpoint: {exc}", code=GATEWAY_MALFORMED) from exc
 
     async def consistency_proof(self, first: int, second: int) -> list[bytes]:
         r = await self._call("GET", "/audit/proofs/consistency", params={"first": first, "second": second})
@@ -69,7 +72,7 @@ class GatewayClient:
             return [bytes.fromhex(str(p)) for p in body["path"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise GatewayUnreachable(f"the gateway sent a malformed consistency proof: {exc}",
-                                     code="malformed") from exc
+                                     code=GATEWAY_MALFORMED) from exc
 
     async def send_cosignature(self, cosig: Cosignature) -> None:
         r = await self._call("POST", f"/audit/checkpoints/{cosig.checkpoint.tree_size}/cosignatures",
@@ -77,7 +80,7 @@ class GatewayClient:
         if r.status_code not in (200, 201):
             raise GatewayUnreachable(
                 f"the gateway did not store the cosignature of checkpoint {cosig.checkpoint.tree_size} "
-                f"({r.status_code}: {_detail(r)})", code="not_stored")
+                f"({r.status_code}: {_detail(r)})", code=COSIGNATURE_NOT_STORED)
 
 
 def _detail(r: httpx.Response) -> str:
@@ -90,11 +93,11 @@ def _detail(r: httpx.Response) -> str:
 def _json(r: httpx.Response, what: str) -> dict[str, Any]:
     if r.status_code != 200:
         raise GatewayUnreachable(f"the gateway did not send {what} ({r.status_code}: {_detail(r)})",
-                                 code="http_error")
+                                 code=GATEWAY_HTTP_ERROR)
     try:
         body = r.json()
     except ValueError as exc:
-        raise GatewayUnreachable(f"the gateway sent {what} that is not JSON", code="malformed") from exc
+        raise GatewayUnreachable(f"the gateway sent {what} that is not JSON", code=GATEWAY_MALFORMED) from exc
     if not isinstance(body, dict):
-        raise GatewayUnreachable(f"the gateway sent {what} that is not a JSON object", code="malformed")
+        raise GatewayUnreachable(f"the gateway sent {what} that is not a JSON object", code=GATEWAY_MALFORMED)
     return body

@@ -11,8 +11,9 @@ from pathlib import Path
 from audit.chain import format_at
 from audit.checkpoint import CheckpointVerifier
 from audit.cosignature import Cosigner
-from audit.witness.client import GatewayClient, GatewayUnreachable
-from audit.witness.judge import WitnessRefused, check_extends, check_signed
+from audit.errors import WITNESS_WRONG_STATE, GatewayUnreachable, WitnessRefused
+from audit.witness.client import GatewayClient
+from audit.witness.judge import check_extends, check_signed
 from audit.witness.state import WitnessState
 from printgate.logs import get_logger
 
@@ -50,7 +51,7 @@ class Witness:
             if state.gateway_key_id != self.gateway_key.key_id:
                 raise WitnessRefused(
                     f"the state {self.state_path} belongs to gateway key {state.gateway_key_id}, not "
-                    f"{self.gateway_key.key_id}: use one state file per gateway", code="wrong_state")
+                    f"{self.gateway_key.key_id}: use one state file per gateway", code=WITNESS_WRONG_STATE)
             old = state.cosignature.checkpoint
             proof = (await self.client.consistency_proof(old.tree_size, new.tree_size)
                      if new.tree_size > old.tree_size else [])

@@ -22,16 +22,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gateway.errors import CsrRejected
 from printgate.domain import AgentCertificate, AgentId, SiteId
 from printgate.errors import AuthenticationFailed, PrintgateError
 
 AGENT_URI = "urn:printgate:agent:"
 SITE_URI = "urn:printgate:site:"
 BACKDATE = timedelta(minutes=5)
-
-
-class CsrRejected(PrintgateError):
-    code = "csr_rejected"
 
 
 @dataclass(frozen=True, slots=True)
