@@ -177,3 +177,24 @@ async def test_migration_0010_merges_todays_duplicates(database_url: str) -> Non
     assert set(readings) == {"xerox-0"} and len(readings) == 5
     assert state is not None and state.page_count == 104  # the freshest row's state
     assert found is not None and found.id == "xerox-0"
+
+
+async def test_a_firmware_change_is_shown_on_the_device_page(fleet_db: Database) -> None:
+    from contextlib import aclosing
+
+    from printgate.domain import Role
+    from tests.fleet.conftest import fleet_app, signed_in
+
+    hp = recorded("jetdirect_m130nw", "127.0.20.15")
+    now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    async with fleet_db.transaction() as s:  # dev-m130 was recorded with model "recorded"
+        await devices.upsert_discovered(s, device_id="unused", site_id="s-c1", agent_id="a-c1", ip="127.0.20.15",
+                                        identity=replace(hp, model="HP LaserJet MFP M130nw FW 20201023"),
+                                        ews_port=80, ews_scheme="http", now=now)
+    fp = fleet_app(fleet_db)
+    client, _ = await signed_in(fp, Role.TECHNICIAN)
+    async with aclosing(client):
+        detail = (await client.get("/api/fleet/devices/dev-m130", headers={"accept": "application/json"})).json()
+        page = await client.get("/fleet/dev-m130")
+    assert detail["previous_model"] == "recorded" and detail["model_changed_at"].startswith("2026-12-01T09:00")
+    assert "firmware or description changed 2026-12-01 09:00 UTC; before: recorded" in page.text

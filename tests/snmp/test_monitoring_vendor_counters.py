@@ -16,6 +16,7 @@ from agent.discovery import DiscoveryLimits, discover
 from agent.monitoring import Monitoring
 from agent.polling import PollSchedule
 from agent.readings_queue import ReadingsQueue
+from agent.snmp.parsing import alerts_from, status_from, supplies_from
 from agent.snmp.profiles import profile_for
 from agent.snmp.transport import SnmpClient
 from lab import snmprec
@@ -24,7 +25,7 @@ from lab.snmp import SnmpLab
 from printgate.domain import DiscoveryStatus, Reading, ReadingKind, SnmpCredential
 
 CREDENTIALS = [SnmpCredential.v2c("public")]
-WITH_VENDOR_COUNTERS = ("konica_c250i", "jetdirect_m130nw", "sharp")
+WITH_VENDOR_COUNTERS = ("konica_c250i", "jetdirect_m130nw", "sharp")  # sharp: 6 counters; HP: a mono printer
 
 
 async def test_the_agents_polling_reads_each_vendor_profiles_page_counters(
@@ -62,3 +63,8 @@ async def test_the_agents_polling_reads_each_vendor_profiles_page_counters(
         [reading] = [r for r in uploaded if r.ip == result.ip and ReadingKind.COUNTERS in r.kinds]
         got = {c.name: c.value for c in reading.counters if c.name.startswith("vendor.")}
         assert got == expected, name
+        # supplies and status/alerts come through the same path, equal to what the recording holds
+        [supplies] = [r for r in uploaded if r.ip == result.ip and ReadingKind.SUPPLIES in r.kinds]
+        assert supplies.supplies == tuple(supplies_from(recording)[0]), name
+        [alerts] = [r for r in uploaded if r.ip == result.ip and ReadingKind.ALERTS in r.kinds]
+        assert (alerts.status, alerts.alerts) == (status_from(recording)[0], tuple(alerts_from(recording)[0])), name
