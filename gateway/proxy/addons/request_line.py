@@ -52,16 +52,23 @@ class RequestLineGuard:
         if already_answered(flow):
             return
         request = flow.request
-        headers = request.headers
-        if len(headers.get_all("host")) != 1:
+        hosts = lengths = 0
+        transfer: list[bytes] = []
+        for name, value in request.headers.fields:  # one pass over the raw header fields
+            name = name.lower()
+            if name == b"host":
+                hosts += 1
+            elif name == b"content-length":
+                lengths += 1
+            elif name == b"transfer-encoding":
+                transfer.append(value)
+        if hosts != 1:
             _refuse(flow, "request.host_header", "A request needs exactly one Host header.")
             return
-        if len(headers.get_all("content-length")) > 1:
+        if lengths > 1:
             _refuse(flow, "request.framing", "A request may declare its length only once.")
             return
-        transfer = headers.get_all("transfer-encoding")
-        if transfer and ("content-length" in headers or len(transfer) > 1
-                         or transfer[0].strip().lower() != "chunked"):
+        if transfer and (lengths or len(transfer) > 1 or transfer[0].strip().lower() != b"chunked"):
             _refuse(flow, "request.framing", "Ambiguous request framing (Transfer-Encoding).")
             return
         if request.method.upper() == "CONNECT":
@@ -69,7 +76,7 @@ class RequestLineGuard:
             return
         if request.authority:
             if request.scheme != self._public.scheme or not _authority_matches(
-                request.authority, headers["host"], self._public
+                request.authority, request.headers["host"], self._public
             ):
                 _refuse(flow, "request.absolute_form", "The request names another server than this session.")
                 return
