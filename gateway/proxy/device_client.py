@@ -2,18 +2,20 @@
 credential (login page, login post, a request answered again with credentials).
 
 It connects where the session's tunnel ends (a loopback port or the relay's Unix socket), never
-where a URL says, and speaks TLS to an HTTPS device only after the certificate matched the
-session's pin: a changed certificate never receives a credential. httpcore does the HTTP/1.1.
+where a URL says, and sends nothing to an HTTPS device before its certificate matched the
+session's pin: a changed certificate never receives a credential. h11 does the HTTP/1.1.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import ssl
-import typing
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-import httpcore
+import h11
 
 from gateway.errors import DeviceLoginFailed
 from gateway.proxy.routes import SessionRoute
@@ -43,90 +45,95 @@ def _device_tls() -> ssl.SSLContext:
     return ctx
 
 
-class _PinnedStream(httpcore.AsyncNetworkStream):
-    def __init__(self, inner: httpcore.AsyncNetworkStream, pin: str | None) -> None:
-        self._inner = inner
-        self._pin = pin
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    def get_extra_info(self, info: str) -> typing.Any:
-        return self._inner.get_extra_info(info)
-
-    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
-                        timeout: float | None = None) -> httpcore.AsyncNetworkStream:
-        tls = await self._inner.start_tls(ssl_context, server_hostname, timeout)
-        obj = tls.get_extra_info("ssl_object")
-        der = obj.getpeercert(binary_form=True) if obj is not None else None
-        got = hashlib.sha256(der).hexdigest() if der else ""
-        if not self._pin or got != self._pin.replace(":", "").lower():
-            await tls.aclose()
-            raise DeviceLoginFailed(
-                f"the device's certificate ({got or 'none'}) is not the one pinned for this session; "
-                "no credential was sent")
-        return _PinnedStream(tls, None)
-
-
-class _TunnelBackend(httpcore.AsyncNetworkBackend):
-    """Connects to the session's tunnel end whatever host the request names."""
-
-    def __init__(self, route: SessionRoute) -> None:
-        self._route = route
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None,
-                          socket_options: typing.Iterable[typing.Any] | None = None) -> httpcore.AsyncNetworkStream:
-        r = self._route
-        if is_socket_path(r.upstream_host):
-            stream = await self._inner.connect_unix_socket(r.upstream_host, timeout)
-        else:
-            stream = await self._inner.connect_tcp(r.upstream_host, r.upstream_port, timeout)
-        return _PinnedStream(stream, r.pinned_fingerprint)
-
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: typing.Iterable[typing.Any] | None = None
-                                  ) -> httpcore.AsyncNetworkStream:
-        return await self.connect_tcp("", 0, timeout)
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
 class DeviceClient:
-    """Requests to one session's device; ``aclose`` when the session ends."""
+    """Requests to one session's device over one kept-alive connection (h11 speaks HTTP/1.1);
+    ``aclose`` when the session ends. Requests are sent one at a time."""
 
     def __init__(self, route: SessionRoute) -> None:
         self._route = route
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=_device_tls(), network_backend=_TunnelBackend(route), max_connections=4,
-            keepalive_expiry=30.0,
-        )
+        self._lock = asyncio.Lock()
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._conn: h11.Connection | None = None
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        r = self._route
+        tls = _device_tls() if r.device_scheme == "https" else None
+        server_name = urlsplit(r.device_origin).hostname if tls else None
+        async with asyncio.timeout(TIMEOUT_S):
+            if is_socket_path(r.upstream_host):
+                reader, writer = await asyncio.open_unix_connection(r.upstream_host, ssl=tls,
+                                                                    server_hostname=server_name)
+            else:
+                reader, writer = await asyncio.open_connection(r.upstream_host, r.upstream_port, ssl=tls,
+                                                               server_hostname=server_name)
+        if tls is not None:  # the pin is checked before a single byte is sent
+            obj = writer.get_extra_info("ssl_object")
+            der = obj.getpeercert(binary_form=True) if obj is not None else None
+            got = hashlib.sha256(der).hexdigest() if der else ""
+            if not r.pinned_fingerprint or got != r.pinned_fingerprint.replace(":", "").lower():
+                writer.close()
+                raise DeviceLoginFailed(
+                    f"the device's certificate ({got or 'none'}) is not the one pinned for this session; "
+                    "no credential was sent")
+        return reader, writer
 
     async def send(self, method: str, path: str, headers: list[tuple[bytes, bytes]],
                    body: bytes = b"") -> DeviceAnswer:
-        url = self._route.device_origin.rstrip("/") + path
-        headers = [(k, v) for k, v in headers if k.lower() not in (b"content-length", b"transfer-encoding")]
-        if body or method.upper() in ("POST", "PUT", "PATCH"):
-            headers.append((b"content-length", str(len(body)).encode()))
-        timeouts = {"connect": TIMEOUT_S, "read": TIMEOUT_S, "write": TIMEOUT_S, "pool": TIMEOUT_S}
-        async with self._pool.stream(method.encode(), url, headers=headers, content=body,
-                                     extensions={"timeout": timeouts}) as resp:
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in resp.aiter_stream():
-                size += len(chunk)
-                if size > MAX_BODY:
-                    raise DeviceLoginFailed(f"the device's answer to {path} is larger than {MAX_BODY} bytes")
-                chunks.append(chunk)
-            return DeviceAnswer(resp.status, list(resp.headers), b"".join(chunks))
+        async with self._lock:
+            try:
+                return await self._exchange(method, path, headers, body)
+            except BaseException:
+                await self._drop()
+                raise
+
+    async def _exchange(self, method: str, path: str, headers: list[tuple[bytes, bytes]],
+                        body: bytes) -> DeviceAnswer:
+        if self._streams is None or self._conn is None or self._streams[1].is_closing():
+            self._streams, self._conn = await self._connect(), h11.Connection(h11.CLIENT)
+        reader, writer = self._streams
+        conn = self._conn
+        fields = [(k, v) for k, v in headers if k.lower() not in _FRAMING]
+        fields.append((b"content-length", str(len(body)).encode()))
+        out = conn.send(h11.Request(method=method.encode(), target=path.encode(), headers=fields))
+        if body:
+            out += conn.send(h11.Data(data=body))
+        out += conn.send(h11.EndOfMessage())
+        writer.write(out)
+        status, answer_headers, chunks, size = 0, [], [], 0
+        async with asyncio.timeout(TIMEOUT_S):
+            await writer.drain()
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    conn.receive_data(await reader.read(65536))
+                elif isinstance(event, h11.Response):
+                    status, answer_headers = event.status_code, list(event.headers)
+                elif isinstance(event, h11.Data):
+                    size += len(event.data)
+                    if size > MAX_BODY:
+                        raise DeviceLoginFailed(f"the device's answer to {path} is larger than {MAX_BODY} bytes")
+                    chunks.append(bytes(event.data))
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                elif isinstance(event, h11.ConnectionClosed):
+                    raise DeviceLoginFailed(f"the device closed the connection while answering {path}")
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()  # keep the connection for the next request
+        else:
+            await self._drop()
+        return DeviceAnswer(status, answer_headers, b"".join(chunks))
+
+    async def _drop(self) -> None:
+        streams, self._streams, self._conn = self._streams, None, None
+        if streams is not None:
+            streams[1].close()
+            with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await streams[1].wait_closed()
 
     async def aclose(self) -> None:
-        await self._pool.aclose()
+        async with self._lock:
+            await self._drop()
+
+
+_FRAMING = (b"content-length", b"transfer-encoding", b"connection")
