@@ -122,3 +122,21 @@ async def test_without_a_stored_credential_the_device_login_page_is_shown(harnes
 async def test_a_route_keeps_its_credential_out_of_its_repr(harness, ews_lab):
     route = _route(harness, ews_lab["konica_c250i"], DeviceLogin(LoginKind.BASIC, "admin", "S3cr3t!"))
     assert "S3cr3t!" not in repr(route) and "S3cr3t!" not in repr(replace(route, device_label="x"))
+
+
+async def test_the_sign_in_client_sends_nothing_to_a_device_whose_certificate_is_not_pinned(harness, ews_lab):
+    from gateway.errors import DeviceLoginFailed
+    from gateway.proxy.device_client import DeviceClient
+
+    ews = ews_lab["xerox"]
+    route = replace(_route(harness, ews, None), pinned_fingerprint="00" * 32)
+    seen = len(ews.state.seen_paths)
+    client = DeviceClient(route)
+    with pytest.raises(DeviceLoginFailed, match="not the one pinned"):
+        await client.send("GET", "/userpost/login", [(b"host", b"x")])
+    await client.aclose()
+    assert len(ews.state.seen_paths) == seen
+    pinned = DeviceClient(replace(route, pinned_fingerprint=ews.cert_fingerprint))
+    answer = await pinned.send("GET", "/userpost/login", [(b"host", b"x")])
+    await pinned.aclose()
+    assert answer.status == 200 and len(ews.state.seen_paths) == seen + 1
