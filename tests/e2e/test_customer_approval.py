@@ -51,8 +51,8 @@ async def test_customer_admin_approval_opens_a_refused_technicians_session(
         async with tech_context.expect_page() as opened:  # the web page opens in a new tab
             await row.get_by_role("button", name="Open web page").click()
         tech = await opened.value
-        await tech.wait_for_selector("#reasons")
-        reasons = " ".join(await tech.locator("#reasons li").all_inner_texts())
+        await tech.wait_for_selector("h1:has-text('Approval required — request access')")
+        reasons = " ".join(await tech.locator("#reasons li").all_text_contents())  # folded away
         assert "customer.approval_required" in reasons
         await tech.fill("[name=reason]", "paper jam 13.B2")
         await tech.get_by_role("button", name="Request access").click()

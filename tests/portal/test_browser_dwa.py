@@ -56,7 +56,8 @@ async def test_refused_technician_sees_reasons_admin_approves_and_session_opens(
         async with tctx.expect_page() as opened:  # the web page opens in a new tab
             await row.get_by_role("button", name="Open web page").click()
         page = await opened.value
-        await page.wait_for_selector("#reasons")
+        await page.wait_for_selector("h1:has-text('Approval required — request access')")
+        await page.get_by_text("The policy's reasons").click()  # the reasons, folded away
         reasons = page.locator("#reasons li")
         text = " ".join(await reasons.all_inner_texts())
         assert "requires approval by one of its administrators" in text
