@@ -76,6 +76,12 @@ class GatewaySettings(BaseModel):
     dwa_request_budget_bytes: int = Field(default=32 * 1024, gt=0)
     dwa_session_budget_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
     launch_token_ttl_seconds: int = 60
+    # browser connections to the proxy (gateway/proxy/connection_limits.py, docs/transfer-blocking.md)
+    proxy_header_timeout_seconds: float = Field(default=10.0, gt=0)  # first request's headers (slowloris)
+    proxy_idle_timeout_seconds: float = Field(default=60.0, gt=0)  # between requests on one connection
+    proxy_request_timeout_seconds: float = Field(default=120.0, gt=0)  # headers to answer
+    proxy_max_connections_per_source: int = Field(default=256, ge=1)  # raise for a large office NAT
+    proxy_max_refused_bodies_per_source: int = Field(default=30, ge=1)  # per 10 s, then 30 s refused
     agent_loss_grace_seconds: float = 10.0  # an agent offline this long loses its sessions
     relay_keepalive_seconds: float = 10.0  # a silently lost agent connection is dropped after ~3x this
     # relay admission: SSH handshakes in progress at once (all, per source address), and new

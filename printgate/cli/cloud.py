@@ -36,6 +36,7 @@ from gateway.firewall.base import Firewall
 from gateway.firewall.inprocess import InProcessFirewall
 from gateway.firewall.nftables import NftablesFirewall
 from gateway.firewall.reconcile import reconcile_with_sessions
+from gateway.proxy.connection_limits import ConnectionLimits
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.public_tls import ensure_own_ca
 from gateway.proxy.routes import RouteTable
@@ -115,20 +116,27 @@ class Cloud(Service):
         self.proxy: DwaProxy | ProxyWorkerPool
         tls = self._proxy_tls()
         limits = ProxyLimits(request_budget=gw.dwa_request_budget_bytes, session_budget=gw.dwa_session_budget_bytes)
+        connection_limits = ConnectionLimits(
+            header_timeout_s=gw.proxy_header_timeout_seconds, idle_timeout_s=gw.proxy_idle_timeout_seconds,
+            request_timeout_s=gw.proxy_request_timeout_seconds,
+            max_connections_per_source=gw.proxy_max_connections_per_source,
+            max_refused_bodies_per_source=gw.proxy_max_refused_bodies_per_source,
+        )
         if gw.proxy_workers > 1:  # one mitmproxy process per core
             self.proxy = ProxyWorkerPool(
                 gw.proxy_host, gw.proxy_port, workers=gw.proxy_workers,
                 database_url=self.settings.database_url, dwa_domain=gw.dwa_domain,
                 routes=self.routes, on_end_request=self._end_from_browser,
                 on_session_timeout=self._end_on_timeout, on_extend_request=self._extend_from_browser,
-                launch_token_ttl_s=gw.launch_token_ttl_seconds, limits=limits, **tls,
+                launch_token_ttl_s=gw.launch_token_ttl_seconds, limits=limits,
+                connection_limits=connection_limits, **tls,
             )
         else:
             self.proxy = DwaProxy(
                 gw.proxy_host, gw.proxy_port, dwa_domain=gw.dwa_domain, routes=self.routes,
                 audit=self.audit, on_end_request=self._end_from_browser,
                 on_session_timeout=self._end_on_timeout, on_extend_request=self._extend_from_browser,
-                limits=limits, **tls,
+                limits=limits, connection_limits=connection_limits, **tls,
             )
         await self._stack.enter_async_context(self.proxy)
 

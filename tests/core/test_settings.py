@@ -45,3 +45,13 @@ def test_unknown_and_wrongly_typed_keys_are_refused(tmp_path: Path) -> None:
     cfg.write_text("typo_key = 1\n")
     with pytest.raises(ValidationError):
         Settings.load(cfg)
+
+
+def test_proxy_connection_limits_are_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRINTGATE_GATEWAY__PROXY_MAX_CONNECTIONS_PER_SOURCE", "1024")
+    s = Settings.load()
+    assert s.gateway.proxy_max_connections_per_source == 1024
+    assert s.gateway.proxy_header_timeout_seconds == 10.0
+    monkeypatch.setenv("PRINTGATE_GATEWAY__PROXY_HEADER_TIMEOUT_SECONDS", "0")
+    with pytest.raises((ConfigError, ValidationError)):
+        Settings.load()
