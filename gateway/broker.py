@@ -38,7 +38,7 @@ from printgate.errors import PrintgateError
 from printgate.interfaces import AuditSink, SessionLaunch, SessionRefused
 from printgate.lifecycle import Service
 from printgate.logs import get_logger
-from printgate.store import devices, identity, sessions, tenants
+from printgate.store import approvals, devices, rule_sets, sessions, tenants
 from printgate.store.db import Database
 from printgate.supervisor import Supervisor
 
@@ -339,8 +339,8 @@ class DwaBroker(Service):
             if tenancy is None or agent is None:
                 return None
             customer, _site = tenancy
-            ruleset = await identity.load_ruleset(s, customer.dealer_id)
-            approved_until = await identity.active_approval_until(s, user.id, device.id, now)
+            ruleset = await rule_sets.load_ruleset(s, customer.dealer_id)
+            approved_until = await approvals.active_approval_until(s, user.id, device.id, now)
         live = [sess for sess, _, _ in self._live.values()]
         return DwaFacts(
             user=user, device=device, customer=customer, agent=agent, source_ip=source_ip,

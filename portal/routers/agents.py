@@ -22,8 +22,7 @@ from portal.pages import render, see_other
 from portal.state import Login
 from printgate.domain import Agent, AgentCertificate, DealerId, Role, Site
 from printgate.logs import get_logger
-from printgate.store import agent_health, channel, site_agents
-from printgate.store import identity as repo
+from printgate.store import agent_health, channel, site_agents, tenants
 from printgate.store.tenants import get_site
 
 router = APIRouter(prefix="/agents", tags=["agents"])
@@ -63,7 +62,7 @@ def _dealer_of_admin(login: Login) -> DealerId:
 
 async def _own_site(s: DbSession, dealer_id: str, site_id: str) -> Site:
     site = await get_site(s, site_id)
-    customer = await repo.get_customer_row(s, site.customer_id) if site else None
+    customer = await tenants.get_customer_row(s, site.customer_id) if site else None
     if site is None or customer is None or customer.dealer_id != dealer_id:
         raise HTTPException(404, "no such site at your customers")
     return site
@@ -79,8 +78,8 @@ async def _own_agent(s: DbSession, dealer_id: str, agent_id: str) -> site_agents
 @router.get("")
 async def agents_page(request: Request, state: State, s: DbSession, login: CurrentLogin) -> Response:
     dealer_id = _dealer_of_admin(login)
-    customers = await repo.list_customers_of_dealer(s, dealer_id)
-    sites = await repo.list_sites_of_customers(s, [c.id for c in customers])
+    customers = await tenants.list_customers_of_dealer(s, dealer_id)
+    sites = await tenants.list_sites_of_customers(s, [c.id for c in customers])
     agents = await site_agents.agents_of_sites(s, [x.id for x in sites])
     certs = await site_agents.certificates_of_agents(s, [a.id for a in agents])
     health = await agent_health.health_of_agents(s, [a.id for a in agents])

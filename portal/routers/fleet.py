@@ -42,8 +42,8 @@ from printgate.store.fleet import (
     fleet_sites,
     open_alerts,
 )
-from printgate.store.identity import get_customer_row
 from printgate.store.readings_state import set_thresholds_of_tenant, thresholds_of_tenant
+from printgate.store.tenants import get_customer_row
 
 FLEET_ROLES = (Role.DEALER_ADMIN, Role.TECHNICIAN, Role.VIEWER, Role.CUSTOMER_ADMIN)
 FORECAST_WINDOW = timedelta(days=90)

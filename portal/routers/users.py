@@ -17,7 +17,9 @@ from portal.invitations import CUSTOMER_ROLES, DEALER_ROLES, create_invitation
 from portal.pages import render, see_other
 from portal.routers.dwa_sessions import end_all_of
 from printgate.domain import CustomerId, DealerId, Role, User, UserId
-from printgate.store import identity as repo
+from printgate.store import invitations as invitations_store
+from printgate.store import portal_sessions
+from printgate.store import users as users_store
 from printgate.store.tenants import add_user, get_user_row_by_email, user_from_row
 
 router = APIRouter(tags=["users"])
@@ -51,9 +53,9 @@ async def users_page(request: Request, state: State, s: DbSession, login: Curren
                      invite_link: str = "") -> Response:
     roles = _require_admin(login)
     me = login.user
-    users = await repo.list_users(s, dealer_id=me.dealer_id) if me.dealer_id else \
-        await repo.list_users(s, customer_id=me.customer_id)
-    invitations = await repo.list_invitations(s, dealer_id=me.dealer_id, customer_id=me.customer_id)
+    users = await users_store.list_users(s, dealer_id=me.dealer_id) if me.dealer_id else \
+        await users_store.list_users(s, customer_id=me.customer_id)
+    invitations = await invitations_store.list_invitations(s, dealer_id=me.dealer_id, customer_id=me.customer_id)
     return render(state, request, "users.html", login=login, users=users, assignable=roles,
                   invitations=invitations, now=state.clock())
 
@@ -63,7 +65,7 @@ async def set_roles(request: Request, state: State, s: DbSession, login: Current
                     _csrf: CsrfChecked, user_id: str,
                     roles: Annotated[list[str] | None, Form()] = None) -> Response:
     allowed = _require_admin(login)
-    row = await repo.get_user_row(s, user_id)
+    row = await users_store.get_user_row(s, user_id)
     if row is None or not _same_org(login.user, user_from_row(row)):
         raise HTTPException(404, "no such user in your organisation")
     wanted = set(roles or [])
@@ -84,11 +86,11 @@ async def disable_user(request: Request, state: State, s: DbSession, login: Curr
                        _csrf: CsrfChecked, user_id: str,
                        disabled: Annotated[bool, Form()] = True) -> Response:
     _require_admin(login)
-    row = await repo.get_user_row(s, user_id)
+    row = await users_store.get_user_row(s, user_id)
     if row is None or not _same_org(login.user, user_from_row(row)) or user_id == login.user.id:
         raise HTTPException(404, "no such user in your organisation")
     row.disabled = disabled
-    ended = await repo.delete_user_portal_sessions(s, user_id) if disabled else 0
+    ended = await portal_sessions.delete_user_portal_sessions(s, user_id) if disabled else 0
     if disabled:
         await end_all_of(state, s, user_id, reason="user disabled by an administrator",
                          actor=login.user.email)
@@ -117,7 +119,7 @@ async def invite(request: Request, state: State, s: DbSession, login: CurrentLog
 
 @router.get("/invite/{token}")
 async def invitation_page(request: Request, state: State, s: DbSession, token: str) -> Response:
-    row = await repo.find_invitation(s, api_tokens.hash_token(token))
+    row = await invitations_store.find_invitation(s, api_tokens.hash_token(token))
     if row is None or row.accepted_at is not None or row.expires_at <= state.clock():
         return render(state, request, "invite.html", status_code=410,
                       error="this invitation link is unknown, used or expired: ask for a new one")
@@ -128,7 +130,7 @@ async def invitation_page(request: Request, state: State, s: DbSession, token: s
 async def accept_invitation(request: Request, state: State, s: DbSession, _csrf: CsrfChecked,
                             token: str, display_name: Annotated[str, Form()],
                             password: Annotated[str, Form()]) -> Response:
-    row = await repo.find_invitation(s, api_tokens.hash_token(token))
+    row = await invitations_store.find_invitation(s, api_tokens.hash_token(token))
     now = state.clock()
     if row is None or row.accepted_at is not None or row.expires_at <= now:
         return render(state, request, "invite.html", status_code=410,
@@ -143,7 +145,7 @@ async def accept_invitation(request: Request, state: State, s: DbSession, _csrf:
             raise HTTPException(409, "this e-mail belongs to another organisation")
         existing.password_hash = hash_password(password)  # a password reset
         existing.failed_logins, existing.locked_until = 0, None
-        await repo.delete_user_portal_sessions(s, existing.id)
+        await portal_sessions.delete_user_portal_sessions(s, existing.id)
         kind = "auth.password_reset"
     else:
         user = User(UserId(f"u-{secrets.token_hex(6)}"), row.email, display_name.strip() or row.email,
@@ -165,7 +167,7 @@ async def reset_link(request: Request, state: State, s: DbSession, login: Curren
                      _csrf: CsrfChecked, user_id: str) -> Response:
     """A one-use link letting the user choose a new password (an invitation for an existing account)."""
     _require_admin(login)
-    row = await repo.get_user_row(s, user_id)
+    row = await users_store.get_user_row(s, user_id)
     if row is None or not _same_org(login.user, user_from_row(row)):
         raise HTTPException(404, "no such user in your organisation")
     invitation = await create_invitation(
