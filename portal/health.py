@@ -1,9 +1,10 @@
 """What a load balancer asks: ``/healthz`` (the process answers) and ``/readyz`` (it can serve);
 what Prometheus scrapes: ``/metrics``.
 
-``/readyz`` is 200 only when the database answers and the audit trail can be
-written (its table answers and the audit writer is not failing); otherwise 503
-with the failing check named. Neither needs a sign-in or touches a session.
+``/readyz`` is 200 only when the database answers, a write could start (on
+SQLite: the write lock can be taken -- a transaction stuck holding it makes every
+writer fail), and the audit trail can be written (its table answers and the audit
+writer is not failing); otherwise 503 with the failing check named. Neither needs a sign-in or touches a session.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ async def readyz(request: Request) -> JSONResponse:
             await s.execute(text("SELECT 1"))
             checks["database"] = "ok"
             await s.execute(text("SELECT count(*) FROM audit_head"))
+        checks["database_writable"] = await state.db.writable(timeout=CHECK_TIMEOUT_S) or "ok"
     except Exception as exc:  # any failure: not ready, say which
         problem = f"{type(exc).__name__}: {exc}"[:300] or type(exc).__name__
         checks.setdefault("database", problem)

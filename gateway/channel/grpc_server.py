@@ -35,10 +35,10 @@ from gateway.channel.ca import (
 )
 from gateway.channel.crl import CrlPublisher
 from gateway.channel.denials import DenialTally
+from gateway.channel.detached import DetachedWork
 from gateway.channel.enrolment import ChannelFacts, Enroller, EnrolmentThrottle, EnrolmentThrottled
 from gateway.channel.handlers import ChannelHandlers
 from gateway.channel.hub import AgentHub
-from gateway.errors import BATCH_ID_MISSING
 from printgate.domain import AuditEventIn, Outcome
 from printgate.errors import PrintgateError
 from printgate.interfaces import AuditSink
@@ -107,6 +107,7 @@ class AgentChannelServer(Service):
         self._own_denials = denials is None
         self.denials = denials or DenialTally(audit)
         self._server: aio.Server | None = None
+        self.detached = DetachedWork()  # calls' work a cancelling client cannot cut mid-transaction
         self._watcher: asyncio.Task[None] | None = None
         self._enroller = Enroller(ca=ca, db=db, audit=audit, verify_key=hub.verify_key_raw,
                                   facts=self._facts, cert_ttl=cert_ttl, throttle=enrol_throttle,
@@ -150,6 +151,7 @@ class AgentChannelServer(Service):
                 self._hub.cut_agent(agent, "gateway shutting down")
             await self._server.stop(grace=1.0)
             self._server = None
+            await self.detached.drain(timeout=5.0)
             self._hub.remove_presence_listener(self._handlers.on_presence)
             log.info("channel.grpc.stopped", port=self.port)
         if self._own_denials:
@@ -342,7 +344,7 @@ class AgentChannelServer(Service):
 
     async def readings(self, peer: PeerIdentity, request: pb.ReadingsBatch) -> pb.Ack:
         if not request.batch_id:
-            raise PrintgateError("readings batch has no batch id", code=BATCH_ID_MISSING)
+            raise PrintgateError("readings batch has no batch id", code="batch_id_missing")
         async with self._db.session() as s:
             seen = await store.batch_processed(s, peer.agent_id, request.batch_id)
         if seen:
@@ -379,14 +381,20 @@ class _EnrolmentService(pb_grpc.EnrolmentServicer):
         self._s = server
 
     async def Enroll(self, request: pb.EnrollRequest, context: aio.ServicerContext) -> pb.EnrollResponse:
-        return await self._s.enroll(request, context)
+        return await self._s.detached.run(self._s.enroll(request, context))
 
 
 class _ChannelService(pb_grpc.AgentChannelServicer):
+    """Each unary call's work runs detached (``DetachedWork``): a client cancelling it cannot
+    interrupt a database transaction half-way."""
+
     def __init__(self, server: AgentChannelServer) -> None:
         self._s = server
 
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: aio.ServicerContext) -> pb.HeartbeatResponse:
+        return await self._s.detached.run(self._heartbeat(request, context))
+
+    async def _heartbeat(self, request: pb.HeartbeatRequest, context: aio.ServicerContext) -> pb.HeartbeatResponse:
         peer = await self._s.authorise(_C + "Heartbeat", request, context)
         if request.relay_refusals:
             await self._s.audit_relay_refusals(peer.agent_id, list(request.relay_refusals),
@@ -395,11 +403,17 @@ class _ChannelService(pb_grpc.AgentChannelServicer):
         return pb.HeartbeatResponse(server_time_ms=int(time.time() * 1000))
 
     async def UploadInventory(self, request: pb.Inventory, context: aio.ServicerContext) -> pb.Ack:
+        return await self._s.detached.run(self._inventory(request, context))
+
+    async def _inventory(self, request: pb.Inventory, context: aio.ServicerContext) -> pb.Ack:
         peer = await self._s.authorise(_C + "UploadInventory", request, context)
         await self._s.handlers.on_inventory(peer.agent_id, list(request.devices))
         return pb.Ack(id=str(request.scanned_at_ms))
 
     async def UploadReadings(self, request: pb.ReadingsBatch, context: aio.ServicerContext) -> pb.Ack:
+        return await self._s.detached.run(self._readings(request, context))
+
+    async def _readings(self, request: pb.ReadingsBatch, context: aio.ServicerContext) -> pb.Ack:
         peer = await self._s.authorise(_C + "UploadReadings", request, context)
         try:
             return await self._s.readings(peer, request)
@@ -408,10 +422,16 @@ class _ChannelService(pb_grpc.AgentChannelServicer):
             raise
 
     async def ReportCommandResult(self, request: pb.CommandResult, context: aio.ServicerContext) -> pb.Ack:
+        return await self._s.detached.run(self._command_result(request, context))
+
+    async def _command_result(self, request: pb.CommandResult, context: aio.ServicerContext) -> pb.Ack:
         peer = await self._s.authorise(_C + "ReportCommandResult", request, context)
         return await self._s.command_result(peer, request, context)
 
     async def RenewCertificate(self, request: pb.RenewRequest, context: aio.ServicerContext) -> pb.RenewResponse:
+        return await self._s.detached.run(self._renew(request, context))
+
+    async def _renew(self, request: pb.RenewRequest, context: aio.ServicerContext) -> pb.RenewResponse:
         peer, cert_pem = await self._s.authorise_with_cert(_C + "RenewCertificate", request, context)
         return await self._s.renew(peer, cert_pem, request, context)
 

@@ -1,16 +1,26 @@
-"""Engine and session factory; migrations run through Alembic."""
+"""Engine and session factory; migrations run through Alembic.
+
+A session's rollback and close run to the end even when the task using it is
+cancelled (a gRPC call the client cancels, a request whose client went away):
+a cancelled rollback would leave the pooled connection inside its transaction,
+and on SQLite that transaction holds the one write lock for ever (every later
+writer then waits out ``busy_timeout`` and fails). The cleanup runs as its own
+task, shielded, and the cancelled caller waits for it before the cancellation
+goes on.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -20,6 +30,32 @@ from sqlalchemy.ext.asyncio import (
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+WRITABLE_PROBE_S = 2.0
+
+
+async def run_to_end(step: Callable[[], Awaitable[None]]) -> None:
+    """Run ``step`` in its own task and wait for it even if this task is cancelled meanwhile.
+
+    The cancellation (one or many) is re-raised once the step has finished, so the
+    caller still unwinds; the step's own error, if any, wins over nothing.
+    """
+    async def _step() -> None:
+        await step()
+
+    task = asyncio.ensure_future(_step())
+    cancelled = False
+    while True:
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                # the step itself was cancelled (loop shutting down) -- nothing more to wait for
+                raise
+            cancelled = True
+            continue
+        break
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -74,13 +110,50 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        async with self.sessions() as s:
+        """A session; on leaving, whatever it began is rolled back and its connection returned
+        (see the module doc: even when cancelled)."""
+        s = self.sessions()
+        try:
             yield s
+        finally:
+            await run_to_end(s.close)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        async with self.sessions() as s, s.begin():
+        """A session in one transaction: committed when the block ends normally, rolled back
+        otherwise (cancellation included, and the rollback itself is not cancellable)."""
+        s = self.sessions()
+        try:
+            await s.begin()
             yield s
+            await s.commit()
+        except BaseException:
+            await run_to_end(s.rollback)
+            raise
+        finally:
+            await run_to_end(s.close)
+
+    async def writable(self, timeout: float = WRITABLE_PROBE_S) -> str | None:
+        """None when a write could start now; otherwise why not (for ``/readyz``).
+
+        On SQLite this takes the write lock for an instant (``BEGIN IMMEDIATE`` on a
+        connection of its own, so a full pool or a stuck pooled connection cannot hide
+        the answer); on PostgreSQL it starts a read-write transaction.
+        """
+        try:
+            if self.dialect == "sqlite":
+                await asyncio.wait_for(asyncio.to_thread(_sqlite_take_write_lock, self.url, timeout),
+                                       timeout + 1.0)
+            else:
+                async with asyncio.timeout(timeout), self.engine.connect() as conn:
+                    await conn.execute(text("SET TRANSACTION READ WRITE"))
+                    await conn.execute(text("SELECT 1"))
+                    await conn.rollback()
+        except TimeoutError:
+            return f"no write lock within {timeout:g} s"
+        except Exception as exc:  # any failure is the answer
+            return f"{type(exc).__name__}: {exc}"[:300]
+        return None
 
     async def aclose(self) -> None:
         await self.engine.dispose()
@@ -90,3 +163,17 @@ class Database:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _sqlite_take_write_lock(url: str, timeout: float) -> None:
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return
+    conn = sqlite3.connect(database, timeout=timeout, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        raise TimeoutError(str(exc)) from exc
+    finally:
+        conn.close()
