@@ -135,3 +135,31 @@ async def test_changes_are_audited_without_the_secret_and_the_database_holds_onl
         await db.aclose()
         raw = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
         assert SECRET.encode() not in raw and b"Sup3r" not in raw
+
+
+async def test_migration_0013_creates_exactly_the_vault_models(db):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from printgate.store.models import Base
+
+    ours = {"vault_data_keys", "device_credentials", "credential_use_settings", "credential_reveals"}
+
+    def tables(d: object) -> set[str]:
+        found: set[str] = set()
+        for part in d if isinstance(d, (list, tuple)) else (d,):
+            name = getattr(part, "name", None) or getattr(getattr(part, "table", None), "name", None)
+            if isinstance(part, str):  # ("add_column", schema, table name, column)
+                found.add(part)
+            elif isinstance(name, str):
+                found.add(name)
+            elif isinstance(part, (list, tuple)):
+                found |= tables(part)
+        return found
+
+    def diff(conn) -> list:  # type: ignore[no-untyped-def,type-arg]
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        return [d for d in compare_metadata(ctx, Base.metadata) if ours & tables(d)]
+
+    async with db.engine.connect() as conn:
+        assert await conn.run_sync(diff) == []
