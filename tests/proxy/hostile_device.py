@@ -142,6 +142,15 @@ async def sink(request: web.Request) -> web.Response:
     return web.Response(text="accepted", content_type="text/plain")
 
 
+DEVICE_TOKEN = base64.urlsafe_b64encode(SECRET[:600]).decode().rstrip("=")  # a JWT-sized session cookie
+
+
+async def set_cookie(request: web.Request) -> web.Response:
+    resp = web.Response(text="signed in", content_type="text/plain")
+    resp.set_cookie("ews_token", DEVICE_TOKEN, path="/", httponly=True)
+    return resp
+
+
 async def fetch_data(request: web.Request) -> web.Response:
     return web.Response(text="toner 80%, drum 60%", content_type="text/plain")
 
@@ -254,6 +263,7 @@ def make_app(state: HostileState) -> web.Application:
     r.add_route("*", "/sink", sink)
     r.add_route("*", "/sink/{tail:.*}", sink)
     r.add_get("/fetch/data", fetch_data)
+    r.add_get("/signin", set_cookie)
     r.add_get("/dl/{name:.+}", download)
     r.add_get("/device.css", device_css)
     r.add_get("/sw.js", sw_script)

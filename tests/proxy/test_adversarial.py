@@ -29,7 +29,14 @@ import pytest
 
 from gateway.proxy.routes import SessionRoute
 from tests.proxy.conftest import ProxyHarness, SessionClient
-from tests.proxy.hostile_device import DOWNLOADS, MARK, SECRET, HostileDevice, secret_zip
+from tests.proxy.hostile_device import (
+    DEVICE_TOKEN,
+    DOWNLOADS,
+    MARK,
+    SECRET,
+    HostileDevice,
+    secret_zip,
+)
 
 B64 = base64.b64encode(SECRET)
 B64URL = base64.urlsafe_b64encode(SECRET).rstrip(b"=")
@@ -282,6 +289,26 @@ async def test_ordinary_forms_json_and_cookies_reach_the_device(proxy_harness, a
     r = await attacker.request("POST", "/sink", json=entry, headers={"cookie": "ewssid=" + "f" * 32})
     assert r.status_code == 200
     assert hostile.state.saw(b"Second+floor", since=mark) and hostile.state.saw(b"alice@example.com", since=mark)
+
+
+async def test_a_long_cookie_the_device_set_is_sent_back_but_an_invented_one_is_refused(proxy_harness, hostile):
+    client = SessionClient(proxy_harness, open_route(proxy_harness, hostile))
+    await client.launch()
+    try:
+        r = await client.request("GET", "/signin")
+        assert r.status_code == 200 and "ews_token" in r.headers.get("set-cookie", "")
+        mark = len(hostile.state.log)
+        r = await client.request("GET", "/", headers={"cookie": f"ews_token={DEVICE_TOKEN}"})
+        assert r.status_code == 200 and hostile.state.saw(DEVICE_TOKEN[:40].encode(), since=mark)
+        invented = base64.urlsafe_b64encode(SECRET[1000:1600]).decode().rstrip("=")
+
+        async def send(c: SessionClient) -> httpx.Response:
+            return await c.request("GET", "/", headers={"cookie": f"ews_token={invented}"})
+
+        await assert_refused_upload(proxy_harness, client, hostile, send, rule="upload.cookies_encoded",
+                                    payload=invented[100:140].encode())
+    finally:
+        await client.aclose()
 
 
 # --- downloads: device -> technician -------------------------------------------------------

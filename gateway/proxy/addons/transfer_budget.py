@@ -1,6 +1,6 @@
 """User-supplied data towards the device: per-request and per-session budgets, and no binary,
 document or encoded file in the URL path, the query string, header values a script may set or
-cookies (in one value, or split over many).
+cookies (in one value, or split over many). A cookie the device itself set is sent back free.
 
 Runs after ``BlockUploads`` (which judged the body's type and content). Budgets and thresholds
 are the proxy's limits with the device vendor's profile applied (``vendor_endpoints.toml``).
@@ -94,6 +94,16 @@ class TransferBudget:
             return
         ledger.used += data.usage.total
         ledger.remember(data.keys)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        """Cookies the device sets are the device's data, not the technician's: sent back
+        unchanged they are neither checked nor counted."""
+        resp = flow.response
+        route = route_of(flow)
+        if resp is None or route is None or "set-cookie" not in resp.headers:
+            return
+        pairs = [_bytes(value.split(";", 1)[0].strip()) for value in resp.headers.get_all("set-cookie")]
+        self.ledger(route.session_id).remember(p for p in pairs if p)
 
     @staticmethod
     def _check_url(req: http.Request, threshold: int) -> Verdict | None:
