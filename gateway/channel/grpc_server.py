@@ -39,6 +39,7 @@ from gateway.channel.detached import DetachedWork
 from gateway.channel.enrolment import ChannelFacts, Enroller, EnrolmentThrottle, EnrolmentThrottled
 from gateway.channel.handlers import ChannelHandlers
 from gateway.channel.hub import AgentHub
+from gateway.channel.refusal_budget import RefusalBudget
 from printgate.domain import AuditEventIn, Outcome
 from printgate.errors import PrintgateError
 from printgate.interfaces import AuditSink
@@ -50,7 +51,8 @@ from printgate.wire import agent_pb2 as pb
 from printgate.wire import agent_pb2_grpc as pb_grpc
 
 log = get_logger(__name__)
-MAX_REFUSALS_AUDITED = 50  # relay refusals per heartbeat; an agent cannot flood the audit trail
+RELAY_REFUSED = "agent.relay_channel_refused"
+REFUSAL_DETAIL_MAX = 300
 
 SERVER_OPTIONS = [
     ("grpc.keepalive_time_ms", 10_000),
@@ -107,6 +109,7 @@ class AgentChannelServer(Service):
         self._own_denials = denials is None
         self.denials = denials or DenialTally(audit)
         self._server: aio.Server | None = None
+        self._refusal_budget = RefusalBudget()
         self.detached = DetachedWork()  # calls' work a cancelling client cannot cut mid-transaction
         self._watcher: asyncio.Task[None] | None = None
         self._enroller = Enroller(ca=ca, db=db, audit=audit, verify_key=hub.verify_key_raw,
@@ -202,31 +205,39 @@ class AgentChannelServer(Service):
     async def audit_relay_refusals(self, agent_id: str, refusals: list[pb.RelayRefusal], *,
                                    source_ip: str | None = None) -> None:
         """Channels a relay tried to open towards the agent, refused by it: a misbehaving or
-        impersonated relay. Each is audited as the agent reported it (at most
-        ``MAX_REFUSALS_AUDITED`` per heartbeat, then one line with the count of the rest).
-        A refusal naming a session that is not the agent's own is not audited under that
-        session: it is counted as a denial (``foreign_session``) and dropped."""
+        impersonated relay. A refusal must name one of the agent's own sessions: one naming
+        none, or a session that is not the agent's (unknown ones included), is counted as a
+        denial (``relay_refusal_without_session`` / ``foreign_session``, once per heartbeat)
+        and dropped. Of the rest, the first ``RefusalBudget`` ones per agent and window are
+        audited each at once (detail capped at ``REFUSAL_DETAIL_MAX``); the others are
+        counted into one aggregated ``agent.relay_channel_refused`` record per agent and window."""
+        without = [r for r in refusals if not r.session_id]
         named = {r.session_id[:64] for r in refusals if r.session_id}
         async with self._db.session() as s:
             foreign = await store.foreign_sessions(s, agent_id, named)
+        if without:
+            self.denials.count(agent_id=agent_id, reason="relay_refusal_without_session", source_ip=source_ip,
+                               method=_C + "Heartbeat")
         if foreign:
             self.denials.count(agent_id=agent_id, reason="foreign_session", source_ip=source_ip,
                                method=_C + "Heartbeat")
-            refusals = [r for r in refusals if r.session_id[:64] not in foreign]
-        for r in refusals[:MAX_REFUSALS_AUDITED]:
+        refusals = [r for r in refusals if r.session_id and r.session_id[:64] not in foreign]
+        aggregated = 0
+        for r in refusals:
+            if not self._refusal_budget.take(agent_id):
+                aggregated += 1
+                self.denials.count(agent_id=agent_id, reason="relay_refusals_over_budget", method=r.kind[:64],
+                                   source_ip=source_ip, event_type=RELAY_REFUSED)
+                continue
             await self._audit.append(AuditEventIn(
-                type="agent.relay_channel_refused", outcome=Outcome.DENIED, actor=f"agent:{agent_id}",
-                session_id=r.session_id[:64] or None,
-                details={"agent_id": agent_id, "kind": r.kind[:64], "detail": r.detail[:500], "at_ms": r.at_ms},
+                type=RELAY_REFUSED, outcome=Outcome.DENIED, actor=f"agent:{agent_id}",
+                session_id=r.session_id[:64],
+                details={"agent_id": agent_id, "kind": r.kind[:64], "detail": r.detail[:REFUSAL_DETAIL_MAX],
+                         "at_ms": r.at_ms},
             ))
-        if len(refusals) > MAX_REFUSALS_AUDITED:
-            await self._audit.append(AuditEventIn(
-                type="agent.relay_channel_refused", outcome=Outcome.DENIED, actor=f"agent:{agent_id}",
-                details={"agent_id": agent_id, "kind": "summary",
-                         "more_refusals": len(refusals) - MAX_REFUSALS_AUDITED},
-            ))
-        log.warning("channel.relay_refusals", agent=agent_id, count=len(refusals),
-                    kinds=sorted({r.kind[:64] for r in refusals}), foreign_sessions=len(foreign))
+        log.warning("channel.relay_refusals", agent=agent_id, count=len(refusals), aggregated=aggregated,
+                    kinds=sorted({r.kind[:64] for r in refusals})[:10], foreign_sessions=len(foreign),
+                    without_session=len(without))
 
     # ---- per-RPC authorisation ----------------------------------------------
     def _count_unknown(self, method: str) -> None:

@@ -269,13 +269,18 @@ async def test_relay_refusals_reported_by_the_runtime_are_audited_at_once(cloud:
 
 
 async def test_an_agent_cannot_flood_the_audit_trail_with_refusals(cloud: Cloud) -> None:
+    """Own-session refusals: the first 20 per agent and window one by one, the rest in one record."""
     identity = await cloud.enrol(name="flood")
     session = await make_session(cloud.db, identity.agent_id, identity.site_id)
-    flood = [pb.RelayRefusal(session_id=session, kind="x" * 200, detail="d" * 5000) for _ in range(300)]
+    flood = [pb.RelayRefusal(session_id=session, kind="x" * 200, detail="d" * 5000) for _ in range(30)]
     async with GrpcChannel(cloud.server.target, identity) as ch:
-        await ch.heartbeat(relay_refusals=flood)
+        for _ in range(10):
+            await ch.heartbeat(relay_refusals=flood)
+    await cloud.server.denials.flush()
     events = await _refusal_events(cloud, identity.agent_id)
-    assert len(events) == 51
-    assert events[-1].details == {"agent_id": identity.agent_id, "kind": "summary", "more_refusals": 250}
-    assert all(len(e.details["kind"]) <= 64 and len(e.details["detail"]) <= 500 for e in events[:-1])
-    assert events[0].session_id == session
+    single = [e for e in events if "count" not in e.details]
+    aggregated = [e for e in events if "count" in e.details]
+    assert len(single) == 20
+    assert all(len(e.details["kind"]) <= 64 and len(e.details["detail"]) <= 300 for e in single)
+    assert single[0].session_id == session
+    assert [(e.details["reason"], e.details["count"]) for e in aggregated] == [("relay_refusals_over_budget", 280)]
