@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from gateway.channel.ca import AgentCA
+from gateway.channel.ca import AgentCA, CsrRejected
 from gateway.channel.denials import DenialTally
-from gateway.errors import CsrRejected, EnrolmentThrottled
+from gateway.errors import EnrolmentThrottled
 from printgate.domain import AuditEventIn, Outcome
 from printgate.errors import TokenInvalid
 from printgate.interfaces import AuditSink
@@ -69,31 +69,42 @@ class BackOff:
 
 
 class EnrolmentThrottle:
-    """Stops token guessing without locking out the agents behind the guesser's address.
+    """Stops token guessing without locking out the agents behind the guesser's address,
+    nor the legitimate agent of a token whose id the guesser knows.
 
-    Tokens are ``pgenrol_<id>_<secret>`` and the id is stored. An attempt naming a
-    token id that exists is throttled per token (someone guessing that token's secret);
-    any other attempt (an unknown id, a malformed token) per source address. So a valid
-    token works from an address that made many failed attempts, and guessing is slowed
-    both for a known token and from an address.
+    Tokens are ``pgenrol_<id>_<secret>`` and the id is stored. An attempt naming a token
+    id that exists is throttled per (token, source address) -- someone guessing that
+    token's secret from their address -- and, much more loosely, per token over all
+    addresses (a guesser spread over many addresses); so the token's own agent, from
+    another address, still enrols while a guesser is backed off. Any other attempt (an
+    unknown id, a malformed token) is throttled per source address. So a valid token
+    works from an address that made many failed attempts, and guessing is slowed both
+    for a known token and from an address.
     """
 
-    def __init__(self, *, per_address: BackOff | None = None, per_token: BackOff | None = None) -> None:
+    def __init__(self, *, per_address: BackOff | None = None, per_token: BackOff | None = None,
+                 per_token_total: BackOff | None = None) -> None:
         self.per_address = per_address or BackOff()
-        self.per_token = per_token or BackOff()
+        self.per_token = per_token or BackOff()  # keyed by (token id, source address)
+        self.per_token_total = per_token_total or BackOff(free=100, base_s=1.0, cap_s=60.0)
 
     def check(self, *, token_id: str | None, source: str) -> None:
-        limiter, key, what = ((self.per_token, token_id, "for this token") if token_id
-                              else (self.per_address, source, f"from {source}"))
-        wait = limiter.wait_s(key)
-        if wait > 0:
-            raise EnrolmentThrottled(
-                f"too many failed enrolments {what}: retry in {wait:.0f} s with the token exactly "
-                "as the admin gave it (or ask for a fresh one)")
+        if token_id:
+            checks = [(self.per_token, f"{token_id}|{source}", f"for this token from {source}"),
+                      (self.per_token_total, token_id, "for this token")]
+        else:
+            checks = [(self.per_address, source, f"from {source}")]
+        for limiter, key, what in checks:
+            wait = limiter.wait_s(key)
+            if wait > 0:
+                raise EnrolmentThrottled(
+                    f"too many failed enrolments {what}: retry in {wait:.0f} s with the token exactly "
+                    "as the admin gave it (or ask for a fresh one)")
 
     def failed(self, *, token_id: str | None, source: str) -> None:
         if token_id:
-            self.per_token.failed(token_id)
+            self.per_token.failed(f"{token_id}|{source}")
+            self.per_token_total.failed(token_id)
         else:
             self.per_address.failed(source)
 
