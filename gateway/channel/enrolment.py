@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from gateway.channel.ca import AgentCA, CsrRejected
+from gateway.channel.ca import AgentCA
 from gateway.channel.denials import DenialTally
-from gateway.errors import EnrolmentThrottled
+from gateway.errors import CsrRejected, EnrolmentThrottled
 from printgate.domain import AuditEventIn, Outcome
 from printgate.errors import TokenInvalid
 from printgate.interfaces import AuditSink
