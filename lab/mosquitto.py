@@ -66,6 +66,14 @@ def config_from_reference(directory: Path, port: int) -> str:
     return "\n".join(out) + "\n"
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """A private key: created 0600 (an existing file is made 0600 before it is written)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(data)
+
+
 @dataclass
 class Broker:
     """``Broker.prepare(ca)`` then ``start()``/``stop()``/``remove()``; or ``async with`` (the demo)."""
@@ -76,17 +84,18 @@ class Broker:
 
     @classmethod
     def prepare(cls, ca: AgentCA) -> Broker:
-        # under /tmp directly: mosquitto drops to its own user and must traverse the path
+        # under /tmp directly: mosquitto drops to its own user and must traverse the path;
+        # the directory is 0700 and owned by that user (below), every private key in it 0600
         directory = Path(tempfile.mkdtemp(prefix="printgate-mqtt-"))
-        directory.chmod(0o755)
+        directory.chmod(0o700)
         server = ca.issue_server_certificate(["127.0.0.1", "localhost"])
         for name, pair in ((GATEWAY_USER, "bridge"), (OBSERVER, "observer")):
             issued = ca.issue_service_client(name)
             (directory / f"{pair}.crt").write_bytes(issued.cert_pem)
-            (directory / f"{pair}.key").write_bytes(issued.key_pem)
+            write_private(directory / f"{pair}.key", issued.key_pem)
         (directory / "ca.crt").write_bytes(ca.cert_pem)
         (directory / "server.crt").write_bytes(server.cert_pem)
-        (directory / "server.key").write_bytes(server.key_pem)
+        write_private(directory / "server.key", server.key_pem)
         (directory / "agent-ca.crl").write_bytes(ca.issue_crl(set()))  # the gateway rewrites it
         (directory / "acl").write_text((REFERENCE / "acl").read_text() + OBSERVER_ACL)
         port = free_tcp_port()

@@ -122,14 +122,17 @@ class MqttBridge(Service):
     @classmethod
     def files_from_ca(cls, ca: AgentCA, directory: Path) -> tuple[Path, Path, Path]:
         """CA, client certificate (CN ``printgate-gateway``) and key for the bridge, issued by the
-        agent CA into ``directory`` (renewed at every start; the key file is mode 0600)."""
-        directory.mkdir(parents=True, exist_ok=True)
+        agent CA into ``directory`` (renewed at every start; the key file is mode 0600 in a
+        0700 directory)."""
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        directory.chmod(0o700)
         issued = ca.issue_service_client(topics.GATEWAY_USER)
         paths = directory / "ca.crt", directory / "bridge.crt", directory / "bridge.key"
         paths[0].write_bytes(ca.cert_pem)
         paths[1].write_bytes(issued.cert_pem)
         fd = os.open(paths[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
             f.write(issued.key_pem)
         return paths
 
