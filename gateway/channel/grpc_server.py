@@ -40,6 +40,7 @@ from gateway.channel.enrolment import ChannelFacts, Enroller, EnrolmentThrottle,
 from gateway.channel.handlers import ChannelHandlers
 from gateway.channel.hub import AgentHub
 from gateway.channel.refusal_budget import RefusalBudget
+from gateway.channel.validation import check_inventory, heartbeat_problem
 from printgate.domain import AuditEventIn, Outcome
 from printgate.errors import PrintgateError
 from printgate.interfaces import AuditSink
@@ -407,6 +408,10 @@ class _ChannelService(pb_grpc.AgentChannelServicer):
 
     async def _heartbeat(self, request: pb.HeartbeatRequest, context: aio.ServicerContext) -> pb.HeartbeatResponse:
         peer = await self._s.authorise(_C + "Heartbeat", request, context)
+        problem = heartbeat_problem(request)
+        if problem is not None:
+            await self._s.deny(context, _C + "Heartbeat", peer, "invalid_heartbeat",
+                               grpc.StatusCode.INVALID_ARGUMENT, problem)
         if request.relay_refusals:
             await self._s.audit_relay_refusals(peer.agent_id, list(request.relay_refusals),
                                                source_ip=_peer_ip(context))
@@ -417,8 +422,21 @@ class _ChannelService(pb_grpc.AgentChannelServicer):
         return await self._s.detached.run(self._inventory(request, context))
 
     async def _inventory(self, request: pb.Inventory, context: aio.ServicerContext) -> pb.Ack:
-        peer = await self._s.authorise(_C + "UploadInventory", request, context)
-        await self._s.handlers.on_inventory(peer.agent_id, list(request.devices))
+        method = _C + "UploadInventory"
+        peer = await self._s.authorise(method, request, context)
+        checked = check_inventory(request)
+        if checked.problem is not None:
+            await self._s.deny(context, method, peer, "invalid_inventory", grpc.StatusCode.INVALID_ARGUMENT,
+                               checked.problem)
+        if checked.refused:  # each bad device refused on its own; the agent reads why in the trailers
+            for _ in checked.refused:
+                self._s.denials.count(agent_id=peer.agent_id, reason="invalid_device", method=method,
+                                      source_ip=_peer_ip(context))
+            log.warning("channel.inventory.devices_refused", agent=peer.agent_id, refused=len(checked.refused),
+                        reasons=checked.refused[:5])
+            why = "; ".join(checked.refused[:10])[:2000].encode("ascii", "replace").decode()
+            context.set_trailing_metadata((("printgate-refused-devices", why),))
+        await self._s.handlers.on_inventory(peer.agent_id, checked.devices)
         return pb.Ack(id=str(request.scanned_at_ms))
 
     async def UploadReadings(self, request: pb.ReadingsBatch, context: aio.ServicerContext) -> pb.Ack:
