@@ -408,6 +408,7 @@ async def abuse_section(proxy: DwaProxy, sessions: Sessions, lua: Path, seconds:
     proxy_base = f"http://127.0.0.1:{proxy.port}"
     host, _cookie = await sessions.open("abuse-target")  # a real session host, but no cookie
     duration = seconds + 4
+    throttled_before = proxy.connections.throttled if proxy.connections else 0
     before = rss_mb()
     abusers = await asyncio.create_subprocess_exec(
         sys.executable, "-c", ABUSER, str(proxy.port), host, "100", str(duration), str(40 * 1024 * 1024),
@@ -435,7 +436,8 @@ async def abuse_section(proxy: DwaProxy, sessions: Sessions, lua: Path, seconds:
         "sessions_100_under_abuse": browsing,
         "sessions_100_quiet": {k: quiet[k] for k in ("rps", "p50_ms", "p99_ms")},
         "p99_ratio_abuse_vs_quiet": round(browsing["p99_ms"] / quiet["p99_ms"], 2) if quiet["p99_ms"] else None,
-        "proxy_connections_throttled": proxy.connections.throttled if proxy.connections else None,
+        "proxy_connections_refused_at_connect": (proxy.connections.throttled - throttled_before
+                                                 if proxy.connections else None),
         "rss_before_mb": round(before, 1), "rss_peak_mb": round(peak, 1), "rss_growth_mb": growth,
         "rss_growth_target_mb": 100, "p99_target_ms": 200,
         "rss_ok": growth < 100, "p99_ok": 0 <= browsing["p99_ms"] < 200,
