@@ -140,3 +140,21 @@ async def test_the_sign_in_client_sends_nothing_to_a_device_whose_certificate_is
     answer = await pinned.send("GET", "/userpost/login", [(b"host", b"x")])
     await pinned.aclose()
     assert answer.status == 200 and len(ews.state.seen_paths) == seen + 1
+
+
+def test_worker_processes_receive_the_credential_with_the_route():
+    """Routes reach proxy workers as JSON over their control socket: the credential goes along."""
+    import json
+
+    from gateway.proxy.control_channel import route_from_json, route_to_json
+    from printgate.domain.credentials import CredentialScope
+
+    login = DeviceLogin(LoginKind.DIGEST, "admin", "p@ss", "xerox", 4, CredentialScope.MODEL)
+    route = SessionRoute(
+        session_id="s1", host="s-s1.dwa.localhost", upstream_host="/run/t.sock", upstream_port=0,
+        device_origin="https://127.0.20.21", device_scheme="https", pinned_fingerprint="ab" * 32,
+        expires_at=datetime.now(UTC), idle_timeout_s=60, device_label="x", customer_name="y", login=login,
+    )
+    assert route_from_json(json.loads(json.dumps(route_to_json(route)))) == route
+    plain = replace(route, login=None)
+    assert route_from_json(json.loads(json.dumps(route_to_json(plain)))) == plain
