@@ -10,6 +10,11 @@ agent opening many tunnels is bounded by its sessions and per-agent limit; a
 scanner, a guesser or a DHEat flood never authenticates). Refusals are not audited one by one (an attacker
 would flood the trail): ``AdmissionControl.closed_windows`` hands back one
 ``SourceWindow`` per source and window, with its counts, once the window is over.
+Failed SSH logins are tallied in the same windows (the first of a window is audited at
+once by the relay, the rest in aggregate; at most ``MAX_USERNAMES`` names tried, each
+cut to ``USERNAME_MAX`` characters, are kept). At most ``max_sources`` sources are
+tracked at once; further sources share one ``OVERFLOW`` window (counted together, rate
+limited together), so a spray of addresses cannot grow memory or the audit trail.
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ PREAUTH_CAP = "preauth_cap"
 PREAUTH_CAP_PER_SOURCE = "preauth_cap_per_source"
 RATE = "rate"
 NO_FIREWALL_EXCEPTION = "no_firewall_exception"
+OVERFLOW = "*"  # the window of the sources beyond ``max_sources``
+MAX_SOURCES = 4096
+MAX_USERNAMES = 5
+USERNAME_MAX = 32
 
 REASONS: dict[str, str] = {
     PREAUTH_CAP: "too many connections still in their SSH handshake",
@@ -47,15 +56,24 @@ class SourceWindow:
     admitted: int = 0
     authenticated: int = 0  # of the admitted, those that became a session's tunnel
     refused: Counter[str] = field(default_factory=Counter)
+    auth_failed: int = 0  # SSH logins that failed (the first one was audited at once)
+    usernames: set[str] = field(default_factory=set)  # at most MAX_USERNAMES, cut to USERNAME_MAX
+    sources: set[str] = field(default_factory=set)  # the overflow window: which sources it holds
 
     @property
     def refused_total(self) -> int:
         return sum(self.refused.values())
 
+    @property
+    def worth_auditing(self) -> bool:
+        """Refusals, or failed logins beyond the one audited at once."""
+        return bool(self.refused_total) or self.auth_failed > 1
+
 
 class AdmissionControl:
-    def __init__(self, limits: AdmissionLimits) -> None:
+    def __init__(self, limits: AdmissionLimits, *, max_sources: int = MAX_SOURCES) -> None:
         self.limits = limits
+        self.max_sources = max_sources
         self._windows: dict[str, SourceWindow] = {}
         self._ended: list[SourceWindow] = []  # replaced by a new window before they were collected
 
@@ -82,14 +100,22 @@ class AdmissionControl:
 
     def authenticated(self, source: str) -> None:
         """An admitted connection from ``source`` became a session's tunnel: it no longer counts."""
-        window = self._windows.get(source)
+        window = self._windows.get(source) or self._windows.get(OVERFLOW)
         if window is not None and window.authenticated < window.admitted:
             window.authenticated += 1
 
     def first_refusal(self, source: str, reason: str) -> bool:
         """True when ``reason`` has been counted exactly once in the source's current window."""
-        window = self._windows.get(source)
+        window = self._windows.get(source) or self._windows.get(OVERFLOW)
         return window is not None and window.refused[reason] == 1
+
+    def auth_failed(self, source: str, username: str, now: float) -> bool:
+        """Count a failed login; True when it is the first of the source's window (audit it now)."""
+        window = self._window(source, now)
+        window.auth_failed += 1
+        if len(window.usernames) < MAX_USERNAMES:
+            window.usernames.add(username[:USERNAME_MAX])
+        return window.auth_failed == 1
 
     def closed_windows(self, now: float) -> list[SourceWindow]:
         """Windows that ended by ``now`` and refused something (admitted-only windows are dropped)."""
@@ -97,18 +123,25 @@ class AdmissionControl:
         for w in over:
             del self._windows[w.source]
         ended, self._ended = self._ended, []
-        return [w for w in ended + over if w.refused_total]
+        return [w for w in ended + over if w.worth_auditing]
 
     def drain(self) -> list[SourceWindow]:
         """Every window with refusals, ended or not (the relay is stopping)."""
         windows, self._windows, self._ended = self._ended + list(self._windows.values()), {}, []
-        return [w for w in windows if w.refused_total]
+        return [w for w in windows if w.worth_auditing]
 
     def _window(self, source: str, now: float) -> SourceWindow:
-        window = self._windows.get(source)
+        key = source
+        if source not in self._windows and len(self._windows) >= self.max_sources:
+            key = OVERFLOW
+        window = self._windows.get(key)
         if window is not None and window.started_at + self.limits.source_window_s > now:
+            if key == OVERFLOW and len(window.sources) < self.max_sources:
+                window.sources.add(source)
             return window
-        if window is not None and window.refused_total:
+        if window is not None and window.worth_auditing:
             self._ended.append(window)
-        window = self._windows[source] = SourceWindow(source, now)
+        window = self._windows[key] = SourceWindow(key, now)
+        if key == OVERFLOW:
+            window.sources.add(source)
         return window

@@ -23,7 +23,15 @@ import asyncssh
 
 from gateway.firewall.base import Firewall
 from gateway.relay import crypto_policy
-from gateway.relay.admission import REASONS, AdmissionControl, AdmissionLimits, SourceWindow
+from gateway.relay.admission import (
+    MAX_USERNAMES,
+    OVERFLOW,
+    REASONS,
+    USERNAME_MAX,
+    AdmissionControl,
+    AdmissionLimits,
+    SourceWindow,
+)
 from gateway.relay.limits import RelayLimits
 from gateway.relay.listeners import SessionListener, private_directory, socket_path_for
 from gateway.relay.policy import Refusal
@@ -54,6 +62,7 @@ class _Session:
 
 
 KEEPALIVE_COUNT_MAX = 3
+MAX_AUDITED_SOURCES = 10  # sources named one by one per flush of closed windows; the rest in one record
 
 
 class Relay:
@@ -94,6 +103,8 @@ class Relay:
         ))
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reaper: asyncio.Task[None] | None = None
+        self._closed_windows: list[SourceWindow] = []  # audited together, at most once per source window
+        self._windows_flushed_at = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -143,8 +154,8 @@ class Relay:
         for server in list(self._connections):
             if server.conn is not None:
                 server.conn.abort()
-        for window in self._admission.drain():
-            await self._emit(self._refused_window_event(window))
+        self._closed_windows += self._admission.drain()
+        await self._emit_windows()
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         if self.tunnel_dir is not None:
@@ -308,11 +319,8 @@ class Relay:
     def connection_gone(self, server: RelayConnection) -> None:
         self._connections.discard(server)
         if server.session_id is None:
-            if server.username:
-                self._spawn(self._emit(AuditEventIn(
-                    type="relay.auth.failed", outcome=Outcome.DENIED, source_ip=server.peer_ip,
-                    details={"username": server.username[:80]},
-                )))
+            if server.username and self._admission.auth_failed(server.peer_ip, server.username, time.time()):
+                self._spawn(self._emit(self._auth_failed_event(server.peer_ip, server.username)))
             return
         session = self._sessions.get(server.session_id)
         if session is None or session.server is not server:
@@ -422,8 +430,9 @@ class Relay:
         while True:
             await asyncio.sleep(self._tick_s)
             now_wall, now = time.time(), time.monotonic()
-            for window in self._admission.closed_windows(now_wall):
-                await self._emit(self._refused_window_event(window))
+            self._closed_windows += self._admission.closed_windows(now_wall)
+            if self._closed_windows and now_wall - self._windows_flushed_at >= self.limits.source_window_s:
+                await self._emit_windows()
             for sid, expires in list(self._revoked.items()):
                 if expires + 120 < now_wall:
                     del self._revoked[sid]
@@ -440,19 +449,66 @@ class Relay:
                     session.closing = True
                     await self._limit_hit(session, why)
 
-    def _refused_window_event(self, window: SourceWindow) -> AuditEventIn:
-        """One record for all the connections a source had refused in one window."""
-        return AuditEventIn(
-            type="relay.connections.refused", outcome=Outcome.DENIED, source_ip=window.source,
-            details={
-                "refused": window.refused_total,
-                "admitted": window.admitted,
-                "authenticated": window.authenticated,
-                "by_reason": dict(sorted(window.refused.items())),
-                "window_start": datetime.fromtimestamp(window.started_at, UTC).isoformat(),
-                "window_seconds": self.limits.source_window_s,
-            },
-        )
+    def _auth_failed_event(self, source: str, username: str) -> AuditEventIn:
+        """The first failed login of a source in its window. A name that is one of our session ids
+        (an agent retrying an ended session) is not personal; any other is the attacker's choice
+        and may name a person: it goes to the personal fields, cut short."""
+        if username in self._sessions or username in self._revoked:
+            return AuditEventIn(type="relay.auth.failed", outcome=Outcome.DENIED, source_ip=source,
+                                session_id=username[:64], details={"username": username[:80], "count": 1})
+        return AuditEventIn(type="relay.auth.failed", outcome=Outcome.DENIED, source_ip=source,
+                            details={"count": 1}, personal={"username": username[:USERNAME_MAX]})
+
+    async def _emit_windows(self) -> None:
+        """The closed windows, as at most ``MAX_AUDITED_SOURCES`` sources' records (those that did
+        most) plus one record per type for all the others ("N other sources")."""
+        windows, self._closed_windows = self._closed_windows, []
+        self._windows_flushed_at = time.time()
+        if not windows:
+            return
+        windows.sort(key=lambda w: (w.refused_total + w.auth_failed, w.source != OVERFLOW), reverse=True)
+        named, rest = windows[:MAX_AUDITED_SOURCES], windows[MAX_AUDITED_SOURCES:]
+        for window in named:
+            for event in self._window_events(window):
+                await self._emit(event)
+        if rest:
+            merged = SourceWindow(OVERFLOW, min(w.started_at for w in rest))
+            for w in rest:
+                merged.admitted += w.admitted
+                merged.authenticated += w.authenticated
+                merged.refused.update(w.refused)
+                merged.auth_failed += max(0, w.auth_failed - 1)  # their first ones were audited already
+                merged.usernames |= set(sorted(w.usernames)[:MAX_USERNAMES - len(merged.usernames)])
+                merged.sources |= w.sources or {w.source}
+            for event in self._window_events(merged, other_sources=len(rest)):
+                await self._emit(event)
+
+    def _window_events(self, window: SourceWindow, *, other_sources: int = 0) -> list[AuditEventIn]:
+        """A source's window (or the overflow's): its refused connections, its failed logins."""
+        source = None if window.source == OVERFLOW else window.source
+        common: dict[str, object] = {
+            "window_start": datetime.fromtimestamp(window.started_at, UTC).isoformat(),
+            "window_seconds": self.limits.source_window_s,
+        }
+        if window.source == OVERFLOW:
+            common["other_sources"] = other_sources or len(window.sources)
+        events = []
+        if window.refused_total:
+            events.append(AuditEventIn(
+                type="relay.connections.refused", outcome=Outcome.DENIED, source_ip=source,
+                details={"refused": window.refused_total, "admitted": window.admitted,
+                         "authenticated": window.authenticated,
+                         "by_reason": dict(sorted(window.refused.items())), **common},
+            ))
+        more = window.auth_failed - 1 if window.source != OVERFLOW or not other_sources else window.auth_failed
+        if more > 0:
+            names = sorted(window.usernames)[:MAX_USERNAMES]
+            events.append(AuditEventIn(
+                type="relay.auth.failed", outcome=Outcome.DENIED, source_ip=source,
+                details={"count": more, "usernames_tried": len(window.usernames), **common},
+                personal={"usernames": ", ".join(names)} if names else {},
+            ))
+        return events
 
     async def _emit(self, event: AuditEventIn) -> None:
         try:
