@@ -15,6 +15,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from agent.errors import SNMP_AUTH_FAILED, SNMP_CONFIG, SNMP_TIMEOUT, SNMP_UNREACHABLE
 from agent.snmp.identity import probe_device
 from agent.snmp.transport import SnmpClient
 from printgate.domain import DeviceIdentity, DiscoveryResult, DiscoveryStatus, SnmpCredential
@@ -68,11 +69,11 @@ async def discover_one(
         probe = await probe_device(client, ip, port, credentials)
     except SnmpError as exc:
         status = {
-            "snmp_timeout": DiscoveryStatus.UNREACHABLE,
-            "snmp_unreachable": DiscoveryStatus.UNREACHABLE,
-            "snmp_auth_failed": DiscoveryStatus.AUTH_FAILED,
+            SNMP_TIMEOUT: DiscoveryStatus.UNREACHABLE,
+            SNMP_UNREACHABLE: DiscoveryStatus.UNREACHABLE,
+            SNMP_AUTH_FAILED: DiscoveryStatus.AUTH_FAILED,
         }.get(exc.code, DiscoveryStatus.ERROR)
-        if exc.code == "snmp_config":
+        if exc.code == SNMP_CONFIG:
             raise
         return DiscoveryResult(ip, status, exc.message)
     status = DiscoveryStatus.PRINTER if probe.printer else DiscoveryStatus.EXCLUDED

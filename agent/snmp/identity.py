@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from agent.errors import SNMP_AUTH_FAILED, SNMP_CONFIG
+from agent.errors import SNMP_AUTH_FAILED, SNMP_CONFIG, SNMP_ERROR_STATUS
 from agent.snmp import oids
 from agent.snmp.parsing import classify, identity_from, printer_mib_answers
 from agent.snmp.profiles import profile_for
@@ -50,9 +50,9 @@ async def find_credential(
         try:
             values = await client.get(target, oids.SYSTEM_SCALARS)
         except SnmpError as exc:
-            if exc.code == "snmp_config":
+            if exc.code == SNMP_CONFIG:
                 raise
-            if exc.code != "snmp_error_status":
+            if exc.code != SNMP_ERROR_STATUS:
                 errors.append(exc)
                 continue
             lost: list[str] = [f"system group GET: {exc.message}; asked object by object"]
@@ -65,7 +65,7 @@ async def find_credential(
                                     "(sysDescr, sysObjectID, sysName, sysLocation)", code=SNMP_FAILED))
             continue
         return target, values
-    auth = [f for f in errors if f.code == "snmp_auth_failed"]
+    auth = [f for f in errors if f.code == SNMP_AUTH_FAILED]
     if auth:
         raise SnmpError("; ".join(f.message for f in auth), code=SNMP_AUTH_FAILED)
     raise SnmpError(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from agent.errors import (
     SNMP_AUTH_FAILED,
+    SNMP_CONFIG,
     SNMP_ERROR_STATUS,
     SNMP_MALFORMED,
     SNMP_TIMEOUT,
@@ -242,7 +243,7 @@ class SnmpClient:
             try:
                 out.update(await self._request(t, "get", part))
             except SnmpError as exc:
-                if failures is None or exc.code == "snmp_config":
+                if failures is None or exc.code == SNMP_CONFIG:
                     raise
                 if len(part) == 1:
                     failures.append(f"GET {part[0]}: {exc.message}")
@@ -300,7 +301,7 @@ class SnmpClient:
                     t, "bulk" if bulk else "next", [*extra, *(cursor[r] for r in live)], reps, len(extra)
                 )
             except SnmpError as exc:
-                if failures is None or exc.code == "snmp_config":
+                if failures is None or exc.code == SNMP_CONFIG:
                     raise
                 out.update(await self._walk_degraded(t, exc, cursor, rows, bulk, max_repetitions,
                                                      max_rows, extra, failures))
@@ -374,7 +375,7 @@ class SnmpClient:
         try:
             return await self.next(t, oids)
         except SnmpError as exc:
-            if failures is None or exc.code == "snmp_config":
+            if failures is None or exc.code == SNMP_CONFIG:
                 raise
             if len(oids) == 1:
                 failures.append(f"GETNEXT {oids[0]}: {exc.message}")
