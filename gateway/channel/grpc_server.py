@@ -53,6 +53,7 @@ from printgate.wire import agent_pb2_grpc as pb_grpc
 
 log = get_logger(__name__)
 RELAY_REFUSED = "agent.relay_channel_refused"
+STREAM_TAKEN_OVER = "agent.stream.taken_over"
 REFUSAL_DETAIL_MAX = 300
 
 SERVER_OPTIONS = [
@@ -470,13 +471,19 @@ class _ChannelService(pb_grpc.AgentChannelServicer):
         peer = await self._s.authorise(_C + "CommandStream", request, context)
         hub = self._s.hub
         stream = await hub.open_stream(peer.agent_id, peer.serial, peer_ip=_peer_ip(context))
-        log.info("channel.stream.opened", agent=peer.agent_id)
+        log.info("channel.stream.opened", agent=peer.agent_id, took_over=stream.took_over)
+        if stream.took_over:  # audited in aggregate: two holders of one key fighting cannot flood the trail
+            self._s.denials.count(agent_id=peer.agent_id, reason="command_stream_taken_over",
+                                  method=_C + "CommandStream", source_ip=_peer_ip(context),
+                                  event_type=STREAM_TAKEN_OVER)
+            log.warning("channel.stream.taken_over", agent=peer.agent_id, serial=peer.serial, peer=_peer_ip(context))
         try:
             await context.send_initial_metadata(())  # tells the agent the stream is live
             while True:
                 item = await stream.queue.get()
                 if item is None:
-                    await context.abort(grpc.StatusCode.PERMISSION_DENIED
+                    await context.abort(grpc.StatusCode.ABORTED if stream.taken_over
+                                        else grpc.StatusCode.PERMISSION_DENIED
                                         if "revoked" in (stream.cut_reason or "")
                                         else grpc.StatusCode.UNAVAILABLE,
                                         stream.cut_reason or "stream closed")

@@ -41,6 +41,8 @@ class CommandStream:
     serial: str
     queue: asyncio.Queue[pb.SignedCommand | None] = field(default_factory=lambda: asyncio.Queue(256))
     cut_reason: str | None = None
+    taken_over: bool = False  # cut because another connection opened this agent's stream
+    took_over: bool = False  # this stream cut a live one of the same agent
 
     def cut(self, reason: str) -> None:
         if self.cut_reason is None:
@@ -120,9 +122,12 @@ class AgentHub:
         if peer_ip is not None:
             self._peer_ips[agent_id] = peer_ip
         old = self._streams.get(agent_id)
-        if old is not None:
-            old.cut("replaced by a newer stream of the same agent")
         stream = CommandStream(agent_id, serial)
+        if old is not None and old.cut_reason is None:
+            old.taken_over = stream.took_over = True
+            old.cut(f"command stream taken over: a new connection presenting this agent's certificate "
+                    f"(serial {serial}) from {peer_ip or 'an unknown address'} opened one; if this agent did "
+                    "not reconnect itself, its certificate and key are copied: have an admin revoke it")
         self._streams[agent_id] = stream
         self.last_seen[agent_id] = self._clock()
         await self._notify(agent_id, was)
