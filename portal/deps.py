@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import Depends, Form, HTTPException, Request, status
@@ -20,6 +21,7 @@ from portal.auth import api_tokens, browser_sessions, csrf
 from portal.state import PENDING_AUDIT, AfterCommit, Login, PortalState, portal_state
 from printgate.domain import Role, User
 from printgate.store import api_tokens as api_tokens_store
+from printgate.store import portal_sessions
 from printgate.store.tenants import get_user
 
 State = Annotated[PortalState, Depends(portal_state)]
@@ -59,8 +61,8 @@ async def _optional_login(request: Request, state: State, s: DbSession) -> Login
     user = await get_user(s, row.user_id)
     if user is None or user.disabled:
         return None
-    row.last_seen_at = now
-    return Login(user, row, csrf.token_for(state.secret_key, row.csrf_secret))
+    await portal_sessions.touch_portal_session(s, row.id, now)
+    return Login(user, replace(row, last_seen_at=now), csrf.token_for(state.secret_key, row.csrf_secret))
 
 
 OptionalLogin = Annotated[Login | None, Depends(_optional_login)]

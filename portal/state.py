@@ -15,11 +15,10 @@ from fastapi.templating import Jinja2Templates
 from portal.auth.browser_sessions import Timeouts
 from portal.auth.passwords import Lockout
 from portal.notifications import Notifier
-from printgate.domain import AuditEventIn, User
+from printgate.domain import AuditEventIn, PortalSession, User
 from printgate.interfaces import AgentCommands, AuditSink, SessionBroker
 from printgate.settings import PortalSettings
 from printgate.store.db import Database
-from printgate.store.models.identity import PortalSessionRow
 from printgate.vault import CredentialVault
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -119,7 +118,7 @@ class Login:
     """The authenticated browser session of a request."""
 
     user: User
-    session: PortalSessionRow
+    session: PortalSession
     csrf_token: str
 
     def mfa_age_seconds(self, now: datetime) -> float | None:

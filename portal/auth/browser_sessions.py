@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from printgate.domain import PortalSession
 from printgate.store import portal_sessions
-from printgate.store.models.identity import PortalSessionRow
 
 COOKIE = "pg_session"
 STAGE_PASSWORD = "password"  # password accepted, second factor pending
@@ -32,19 +32,17 @@ class Timeouts:
 async def start(
     s: AsyncSession, *, user_id: str, stage: str, now: datetime, source_ip: str,
     auth_method: str = "password", mfa_method: str | None = None,
-) -> tuple[str, PortalSessionRow]:
-    """Create a session; returns (cookie token, row). Never reuses a token."""
+) -> tuple[str, PortalSession]:
+    """Create a session; returns (cookie token, session). Never reuses a token."""
     token = secrets.token_urlsafe(32)
-    row = PortalSessionRow(
-        id=token_hash(token), user_id=user_id, stage=stage, created_at=now, last_seen_at=now,
-        mfa_at=now if mfa_method else None, mfa_method=mfa_method, auth_method=auth_method,
-        source_ip=source_ip, csrf_secret=secrets.token_hex(16),
+    session = await portal_sessions.create_portal_session(
+        s, session_hash=token_hash(token), user_id=user_id, stage=stage, now=now,
+        csrf_secret=secrets.token_hex(16), auth_method=auth_method, source_ip=source_ip, mfa_method=mfa_method,
     )
-    await portal_sessions.add_portal_session(s, row)
-    return token, row
+    return token, session
 
 
-def expired(row: PortalSessionRow, now: datetime, timeouts: Timeouts) -> str | None:
+def expired(row: PortalSession, now: datetime, timeouts: Timeouts) -> str | None:
     """Why the session is no longer valid, or None."""
     if now - row.created_at > timeouts.absolute:
         return "absolute"
@@ -57,7 +55,7 @@ def expired(row: PortalSessionRow, now: datetime, timeouts: Timeouts) -> str | N
 
 async def load(
     s: AsyncSession, token: str | None, now: datetime, timeouts: Timeouts
-) -> PortalSessionRow | None:
+) -> PortalSession | None:
     if not token:
         return None
     row = await portal_sessions.get_portal_session(s, token_hash(token))

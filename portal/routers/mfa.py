@@ -90,8 +90,7 @@ async def step_up_submit(
                            outcome=Outcome.FAILURE, details={"reason": result.value})
         return render(state, request, "verify.html", login=login, next=safe_next(next), step_up=True,
                       error="the code is wrong, expired or already used", status_code=401)
-    login.session.mfa_at = now
-    login.session.mfa_method = result.value
+    await portal_sessions.record_second_factor(s, login.session.id, at=now, method=result.value)
     await state.record("auth.mfa_step_up", request=request, user=login.user,
                        details={"method": result.value})
     return see_other(safe_next(next))

@@ -5,7 +5,7 @@ Dealer (tenant) -> Customer -> Site -> Agent -> Device; users belong to a
 dealer or a customer.
 
 One module per bounded context (``ids``, ``tenancy``, ``devices``, ``dwa``,
-``decisions``, ``approvals``, ``api_tokens``, ``audit``, ``channel``, ``monitoring``, ``fleet``); every name is
+``decisions``, ``approvals``, ``api_tokens``, ``browser_sessions``, ``audit``, ``channel``, ``monitoring``, ``fleet``); every name is
 also importable from ``printgate.domain`` itself.
 """
 
@@ -23,6 +23,9 @@ from printgate.domain.audit import (
 )
 from printgate.domain.audit import (
     Outcome as Outcome,
+)
+from printgate.domain.browser_sessions import (
+    PortalSession as PortalSession,
 )
 from printgate.domain.channel import (
     AgentCertificate as AgentCertificate,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from printgate.domain import ApiToken, UserId
@@ -50,12 +50,18 @@ async def list_api_tokens(s: AsyncSession, user_id: str) -> list[ApiToken]:
 
 
 async def revoke_api_token(s: AsyncSession, token_id: str, *, user_id: str, now: datetime) -> bool:
-    """Revoke one of ``user_id``'s tokens; False if it has no such token."""
-    result = await s.execute(update(ApiTokenRow)
-                             .where(ApiTokenRow.id == token_id, ApiTokenRow.user_id == user_id)
-                             .values(revoked_at=now))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    """Revoke one of ``user_id``'s tokens; False if it has no such token (written with the request's
+    transaction, as ``mark_api_token_used``)."""
+    row = await s.get(ApiTokenRow, token_id)
+    if row is None or row.user_id != user_id:
+        return False
+    row.revoked_at = now
+    return True
 
 
 async def mark_api_token_used(s: AsyncSession, token_id: str, now: datetime) -> None:
-    await s.execute(update(ApiTokenRow).where(ApiTokenRow.id == token_id).values(last_used_at=now))
+    """Written when the request's transaction is flushed, not at once: on SQLite an early write
+    would hold the database's write lock for the whole request."""
+    row = await s.get(ApiTokenRow, token_id)
+    if row is not None:
+        row.last_used_at = now

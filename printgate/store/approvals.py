@@ -48,8 +48,7 @@ async def decide_approval(s: AsyncSession, approval_id: str, *, approved: bool, 
     row.status, row.decided_by, row.decided_at = (APPROVED if approved else DENIED), by, now
     if approved:
         row.approved_until = until
-    await s.flush()
-    return approval_from_row(row)
+    return approval_from_row(row)  # written with the caller's transaction
 
 
 async def pending_approval(s: AsyncSession, user_id: str, device_id: str) -> Approval | None:

@@ -25,8 +25,8 @@ from printgate.domain import (
     User,
     UserId,
 )
-from printgate.errors import InvalidTransition
-from printgate.store import approvals, rule_sets, sso, users
+from printgate.errors import InvalidTransition, NotFound
+from printgate.store import approvals, portal_sessions, rule_sets, sso, users
 from printgate.store.db import Database
 from printgate.store.devices import add_device
 from printgate.store.tenants import add_agent, add_customer, add_dealer, add_site, add_user
@@ -117,3 +117,25 @@ async def test_an_approval_is_decided_once_and_read_back_frozen(db: Database) ->
         assert await approvals.pending_approval(s, "u", "x") is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         decided.status = "approved"  # type: ignore[misc]
+
+
+async def test_a_portal_session_is_read_back_frozen_and_changed_only_by_the_store(db: Database) -> None:
+    await _seed(db)
+    async with db.transaction() as s:
+        created = await portal_sessions.create_portal_session(
+            s, session_hash="h" * 64, user_id="u", stage="password", now=NOW, csrf_secret="c" * 32,
+            auth_method="password", source_ip="127.0.0.9", mfa_method=None)
+        await portal_sessions.touch_portal_session(s, created.id, NOW + timedelta(minutes=3))
+        stepped = await portal_sessions.record_second_factor(s, created.id, at=NOW + timedelta(minutes=4),
+                                                             method="totp")
+    async with db.session() as s:
+        loaded = await portal_sessions.get_portal_session(s, "h" * 64)
+    assert created.mfa_at is None and loaded == stepped
+    assert loaded is not None and loaded.last_seen_at == NOW + timedelta(minutes=3)
+    assert (loaded.mfa_at, loaded.mfa_method) == (NOW + timedelta(minutes=4), "totp")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        loaded.stage = "full"  # type: ignore[misc]
+    async with db.transaction() as s:
+        assert await portal_sessions.delete_user_portal_sessions(s, "u") == 1
+        with pytest.raises(NotFound):
+            await portal_sessions.record_second_factor(s, created.id, at=NOW, method="totp")
