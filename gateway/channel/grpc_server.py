@@ -41,6 +41,7 @@ from gateway.channel.handlers import ChannelHandlers
 from gateway.channel.hub import AgentHub
 from gateway.channel.refusal_budget import RefusalBudget
 from gateway.channel.validation import check_inventory, heartbeat_problem
+from gateway.errors import BATCH_ID_MISSING
 from printgate.domain import AuditEventIn, Outcome
 from printgate.errors import PrintgateError
 from printgate.interfaces import AuditSink
@@ -357,7 +358,7 @@ class AgentChannelServer(Service):
 
     async def readings(self, peer: PeerIdentity, request: pb.ReadingsBatch) -> pb.Ack:
         if not request.batch_id:
-            raise PrintgateError("readings batch has no batch id", code="batch_id_missing")
+            raise PrintgateError("readings batch has no batch id", code=BATCH_ID_MISSING)
         async with self._db.session() as s:
             seen = await store.batch_processed(s, peer.agent_id, request.batch_id)
         if seen:
