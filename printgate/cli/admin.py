@@ -67,13 +67,13 @@ def create_dealer(
 
 async def _create_dealer(settings: Any, dealer_id: str, name: str, email: str) -> tuple[str, datetime]:
     from portal.invitations import create_invitation
+    from printgate.cli.schema_guard import schema_database
     from printgate.domain import Dealer, DealerId, Role
-    from printgate.store.db import Database
     from printgate.store.models.core import DealerRow
     from printgate.store.tenants import add_dealer, get_user_row_by_email
 
     now = datetime.now(UTC)
-    async with Database(settings.database_url) as db, db.transaction() as s:
+    async with schema_database(settings.database_url) as db, db.transaction() as s:
         if await s.get(DealerRow, dealer_id) is not None:
             raise _fail(f"dealer {dealer_id} exists already: invite more users with "
                         f"`printgate admin add-user --dealer {dealer_id}`")
@@ -121,12 +121,12 @@ def add_user(
 async def _add_user(settings: Any, email: str, roles: list[str], dealer: str | None,
                     customer: str | None) -> tuple[str, datetime]:
     from portal.invitations import create_invitation
-    from printgate.store.db import Database
+    from printgate.cli.schema_guard import schema_database
     from printgate.store.models.core import CustomerRow, DealerRow
     from printgate.store.tenants import get_user_row_by_email
 
     now = datetime.now(UTC)
-    async with Database(settings.database_url) as db, db.transaction() as s:
+    async with schema_database(settings.database_url) as db, db.transaction() as s:
         customer_row = await s.get(CustomerRow, customer) if customer else None
         if dealer is not None and await s.get(DealerRow, dealer) is None:
             raise _fail(f"no dealer {dealer} (`printgate admin dealers` lists them)")
@@ -155,10 +155,10 @@ def dealers(config: ConfigOpt = None) -> None:
 async def _dealers(settings: Any) -> list[tuple[str, str]]:
     from sqlalchemy import select
 
-    from printgate.store.db import Database
+    from printgate.cli.schema_guard import schema_database
     from printgate.store.models.core import DealerRow
 
-    async with Database(settings.database_url) as db, db.session() as s:
+    async with schema_database(settings.database_url) as db, db.session() as s:
         rows = (await s.execute(select(DealerRow.id, DealerRow.name).order_by(DealerRow.id))).all()
     return [(r[0], r[1]) for r in rows]
 
@@ -186,11 +186,11 @@ def agents(
 async def _agents(settings: Any, dealer: str | None) -> list[dict[str, Any]]:
     from sqlalchemy import select
 
-    from printgate.store.db import Database
+    from printgate.cli.schema_guard import schema_database
     from printgate.store.models.core import AgentRow, CustomerRow, SiteRow
     from printgate.store.site_agents import certificates_of_agents
 
-    async with Database(settings.database_url) as db, db.session() as s:
+    async with schema_database(settings.database_url) as db, db.session() as s:
         q = (select(AgentRow, SiteRow.name, CustomerRow.name, CustomerRow.dealer_id)
              .join(SiteRow, SiteRow.id == AgentRow.site_id)
              .join(CustomerRow, CustomerRow.id == SiteRow.customer_id)
@@ -223,11 +223,11 @@ def revoke_agent(
 
 async def _revoke(settings: Any, agent_id: str, reason: str) -> int:
     from audit.event_types import AGENT_REVOKED
+    from printgate.cli.schema_guard import schema_database
     from printgate.store import channel
-    from printgate.store.db import Database
     from printgate.store.site_agents import owner_of_agent
 
-    async with Database(settings.database_url) as db, db.transaction() as s:
+    async with schema_database(settings.database_url) as db, db.transaction() as s:
         owner = await owner_of_agent(s, agent_id)
         if owner is None:
             raise _fail(f"no agent {agent_id} (`printgate admin agents` lists them)")

@@ -160,14 +160,14 @@ def authorise_rekey(
     from datetime import timedelta
 
     from audit.log import AuditLog
+    from printgate.cli.schema_guard import schema_database
     from printgate.domain import AuditEventIn
     from printgate.errors import PrintgateError
     from printgate.settings import Settings
     from printgate.store import channel as channel_store
-    from printgate.store.db import Database
 
     async def run() -> datetime:
-        async with Database(Settings.load(config).database_url) as db:
+        async with schema_database(Settings.load(config).database_url) as db:
             async with db.transaction() as s:
                 until = await channel_store.grant_rekey(s, agent_id, granted_by=by, ttl=timedelta(minutes=minutes))
             await AuditLog(db, None).append(AuditEventIn(

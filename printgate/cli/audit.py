@@ -54,10 +54,10 @@ def checkpoint(
     """Sign a tree head over every record now in the store."""
     from audit.checkpoint import Signer
     from audit.log import AuditLog
-    from printgate.store.db import Database
+    from printgate.cli.schema_guard import schema_database
 
     async def run() -> None:
-        async with Database(_url(config, database_url)) as db:
+        async with schema_database(_url(config, database_url)) as db:
             cp = await AuditLog(db, Signer.load(key)).checkpoint()
         if cp is None:
             typer.echo("the audit log is empty; nothing to sign")
@@ -114,10 +114,10 @@ def verify(
                               cosignatures=kept)
     else:
         from audit.export import verify_store
-        from printgate.store.db import Database
+        from printgate.cli.schema_guard import schema_database
 
         async def run() -> VerifyReport:
-            async with Database(_url(config, database_url)) as db:
+            async with schema_database(_url(config, database_url)) as db:
                 return await verify_store(db, verifier, anchors=anchors, witnesses=witnesses, cosignatures=kept)
 
         report = asyncio.run(run())
@@ -152,8 +152,8 @@ def export(
     from audit.export import export_cef, export_jsonl
     from audit.log import AuditLog
     from audit.query import AuditFilter
+    from printgate.cli.schema_guard import schema_database
     from printgate.domain import AuditEventIn
-    from printgate.store.db import Database
 
     if format not in ("jsonl", "cef"):
         typer.echo("--format must be jsonl or cef", err=True)
@@ -162,7 +162,7 @@ def export(
               if dealer or customer else None)
 
     async def run() -> Any:
-        async with Database(_url(config, database_url)) as db:
+        async with schema_database(_url(config, database_url)) as db:
             if format == "cef":
                 summary = await export_cef(db, out, subset or AuditFilter(limit=10**9))
             else:
@@ -186,10 +186,10 @@ def prove(
 ) -> None:
     """Print an inclusion proof (--seq) or a consistency proof (--from, --tree-size)."""
     from audit.proofs import consistency_proof, inclusion_proof
-    from printgate.store.db import Database
+    from printgate.cli.schema_guard import schema_database
 
     async def run() -> dict[str, object]:
-        async with Database(_url(config, database_url)) as db:
+        async with schema_database(_url(config, database_url)) as db:
             if seq is not None:
                 return await inclusion_proof(db, seq, tree_size)
             if old_size is not None:
@@ -215,12 +215,12 @@ def prune(
     from audit.log import AuditLog
     from audit.retention import RetentionPolicy
     from audit.retention import prune as apply_retention
-    from printgate.store.db import Database
+    from printgate.cli.schema_guard import schema_database
 
     policy = RetentionPolicy(keep_days=keep_days, dealer_id=dealer, customer_id=customer)
 
     async def run() -> int:
-        async with Database(_url(config, database_url)) as db:
+        async with schema_database(_url(config, database_url)) as db:
             result = await apply_retention(AuditLog(db, None), policy, now=datetime.now(UTC), actor=actor)
             return result.pruned
 
@@ -238,7 +238,7 @@ def erase(
     name pseudonymised, sign-in disabled); the chain keeps only salted hashes and still verifies."""
     from audit.log import AuditLog
     from audit.pseudonymise import Erasure, erase
-    from printgate.store.db import Database
+    from printgate.cli.schema_guard import schema_database
 
     if (actor_value is None) == (source_ip is None):
         typer.echo("give exactly one of --actor or --source-ip", err=True)
@@ -246,7 +246,7 @@ def erase(
     field, value = ("actor", actor_value) if actor_value is not None else ("source_ip", source_ip or "")
 
     async def run() -> Erasure:
-        async with Database(_url(config, database_url)) as db:
+        async with schema_database(_url(config, database_url)) as db:
             return await erase(AuditLog(db, None), field=field, value=value, requested_by=requested_by)
 
     done = asyncio.run(run())

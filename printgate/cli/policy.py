@@ -18,10 +18,10 @@ app = typer.Typer(no_args_is_help=True, help="policy commands")
 async def _explain(settings: Settings, user_ref: str, device_id: str, source_ip: str,
                    mfa_age: float | None) -> tuple[bool, str]:
     from portal.policy_preview import explain_open
-    from printgate.store.db import Database
+    from printgate.cli.schema_guard import schema_database
     from printgate.store.tenants import get_user, get_user_row_by_email, user_from_row
 
-    async with Database(settings.database_url) as db, db.session() as s:
+    async with schema_database(settings.database_url) as db, db.session() as s:
         user = await get_user(s, user_ref)
         if user is None:
             row = await get_user_row_by_email(s, user_ref)
