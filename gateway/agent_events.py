@@ -87,7 +87,9 @@ class AgentEvents:
             agent = await tenants.get_agent(s, agent_id)
             if agent is None:
                 return
-            printers = [d for d in found if convert.is_printer(d) and d.ews_port]
+            # every printer SNMP found is monitored; one without a web page (ews_port 0: none of the
+            # agent's ews_candidates answered) is kept too, and remote access to it is refused by policy
+            printers = [d for d in found if convert.is_printer(d)]
             displaced: list[tuple[str, str, str]] = []
             changed_model: list[tuple[str, str, str | None, str | None]] = []
             for d in printers:
@@ -99,14 +101,15 @@ class AgentEvents:
                     displaced.append((old.id, d.ip, identity.describe()))
                 row = await devices.upsert_discovered(
                     s, device_id=uuid.uuid4().hex[:16], site_id=agent.site_id, agent_id=agent_id,
-                    ip=d.ip, identity=identity, ews_port=d.ews_port,
-                    ews_scheme=d.ews_scheme or "http", now=now,
+                    ip=d.ip, identity=identity, ews_port=max(d.ews_port, 0),
+                    ews_scheme=(d.ews_scheme or "http") if d.ews_port > 0 else "", now=now,
                 )
                 if row.model_changed_at == now:  # same device, new firmware/description text
                     changed_model.append((row.id, d.ip, row.previous_model, row.model))
         await self._audit.append(AuditEventIn(
             type="agent.inventory", actor=f"agent:{agent_id}",
-            details={"printers": len(printers), "reported": len(found)},
+            details={"printers": len(printers), "reported": len(found),
+                     "without_web_page": sum(1 for d in printers if d.ews_port <= 0)},
         ))
         for device_id, ip, before, after in changed_model:
             await self._audit.append(AuditEventIn(

@@ -80,6 +80,9 @@ def evaluate(
     if not device.identity_verified:
         denies.append(R.DEVICE_UNVERIFIED)
         device_ok = False
+    if device.ews_port <= 0:
+        denies.append(R.DEVICE_NO_WEB_PAGE)
+        device_ok = False
     if device_ok:
         allows.append(R.DEVICE_OK)
 

@@ -30,6 +30,12 @@ DEVICE_UNVERIFIED = Reason(
     "device.identity_unverified",
     "the device's identity could not be verified (serial/MAC/model changed)",
 )
+DEVICE_NO_WEB_PAGE = Reason(
+    "device.no_web_page",
+    "no web page was found on this printer: none of the ports the agent tries (its ews_candidates "
+    "setting, by default 443/https and 80/http) answered; the printer is still monitored. Add the "
+    "printer's web port to ews_candidates in the agent's agent.toml and rescan",
+)
 DEVICE_OK = Reason("device.ready", "the device is enrolled, online, verified and not blocked")
 # customer
 CUSTOMER_NEVER = Reason(

@@ -125,6 +125,7 @@ async def upsert_discovered(
         s.add(row)
     row.ip = ip
     row.agent_id = agent_id
+    row.ews_port, row.ews_scheme = ews_port, ews_scheme  # where the web page answers now (0: none)
     row.last_seen = now
     _apply_identity(row, identity, now=now)
     return row

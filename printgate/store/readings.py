@@ -58,8 +58,12 @@ async def ingest_batch(
             if attempt == 2:
                 raise
             continue  # lost a race on a device's state row: the transaction is redone
-        if mapped < len(readings):
-            log.info("readings.unmapped", agent=agent_id, batch=batch_id, count=len(readings) - mapped)
+        if mapped < len(readings):  # kept in the readings table (device_id null), never silently
+            unmapped = len(readings) - mapped
+            metrics.READINGS_UNMAPPED.labels(agent_id).inc(unmapped)
+            log.warning("readings.unmapped", agent=agent_id, batch=batch_id, count=unmapped,
+                        hint="no device of the agent's site has these readings' serial or address; "
+                             "check the agent's inventory (printers found by SNMP become devices)")
         return True
     raise AssertionError("unreachable")
 

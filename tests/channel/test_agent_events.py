@@ -96,7 +96,8 @@ async def test_another_printer_at_a_known_ip_marks_the_known_one_unverified(rig:
     await rig.events.on_inventory(AGENT, [printer("10.0.0.5", "SER-A"),
                                           pb.DiscoveredDevice(ip="10.0.0.9", status=pb.DEVICE_STATUS_PRINTER)])
     assert await only_device_at(rig.db, "10.0.0.5", "SER-A") is True
-    assert rig.audit.events[-1].details == {"printers": 1, "reported": 2}  # no EWS port: not a printer here
+    # no web page found on 10.0.0.9: still a printer (monitored), remote access refused by policy
+    assert rig.audit.events[-1].details == {"printers": 2, "reported": 2, "without_web_page": 1}
 
     await rig.events.on_inventory(AGENT, [printer("10.0.0.5", "SER-B")])  # swapped device
 
