@@ -25,6 +25,7 @@ class FlowDecision:
     direction: str = "request"  # "request" | "response" | "session"
     content_type: str = ""
     size: int = 0
+    decoded_size: int | None = None  # a compressed answer: bytes decoded before decoding stopped
 
 
 def decision_of(flow: http.HTTPFlow) -> FlowDecision | None:

@@ -16,6 +16,7 @@ class ProxyLimits:
     max_page_body: int = 4 * 1024 * 1024  # HTML, CSS, JavaScript
     max_image_body: int = 1024 * 1024  # images and fonts
     max_data_body: int = 512 * 1024  # JSON / XML answers
+    max_plain_text: int = 16 * 1024  # text/plain answers
     # hard cap on anything mitmproxy buffers; larger bodies kill the flow
     hard_body_limit: int = 32 * 1024 * 1024
     # websocket messages (status pages): small text only
@@ -37,3 +38,9 @@ class ProxyLimits:
     def max_request_body(self) -> int:
         """The largest request body any rule allows (larger declared bodies are refused unread)."""
         return max(self.max_form_body, self.max_text_body, self.max_json_body)
+
+    @property
+    def max_response_body(self) -> int:
+        """The largest response body any rule allows (a compressed one stops decoding past it)."""
+        return max(self.max_page_body, self.max_image_body, self.max_data_body, self.max_font_body,
+                   self.max_svg_body, self.max_plain_text)

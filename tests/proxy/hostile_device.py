@@ -255,6 +255,30 @@ async def ws(request: web.Request) -> web.WebSocketResponse:
     return sock
 
 
+BOMB_DECODED = 200 * 1024 * 1024  # what each compression bomb decodes to (text/html)
+_bombs: dict[str, bytes] = {}
+
+
+def bomb(encoding: str) -> bytes:
+    """A small body that decodes to ``BOMB_DECODED`` bytes of HTML (built once, streamed)."""
+    if encoding not in _bombs:
+        chunk = b"<p>" + b"A" * (1024 * 1024 - 3)
+        if encoding == "br":
+            import brotli
+            c = brotli.Compressor(quality=1)
+            _bombs[encoding] = b"".join(c.process(chunk) for _ in range(BOMB_DECODED // len(chunk))) + c.finish()
+        else:
+            z = zlib.compressobj(9, zlib.DEFLATED, 31 if encoding == "gzip" else 15)
+            _bombs[encoding] = b"".join(z.compress(chunk) for _ in range(BOMB_DECODED // len(chunk))) + z.flush()
+    return _bombs[encoding]
+
+
+async def compression_bomb(request: web.Request) -> web.Response:
+    encoding = request.match_info["encoding"]
+    return web.Response(body=bomb(encoding), content_type="text/html",
+                        headers={"Content-Encoding": encoding})
+
+
 def make_app(state: HostileState) -> web.Application:
     app = web.Application(middlewares=[record], client_max_size=64 * 1024 * 1024)
     app[STATE] = state
@@ -274,6 +298,7 @@ def make_app(state: HostileState) -> web.Application:
     r.add_get("/page/service-worker", _page(SERVICE_WORKER_PAGE))
     r.add_get("/page/fonts", _page(FONT_PAGE))
     r.add_get("/ws", ws)
+    r.add_get("/bomb/{encoding}", compression_bomb)
     return app
 
 

@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import gc
 import json
+import os
 import quopri
 import re
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -35,6 +38,7 @@ from tests.proxy.hostile_device import (
     MARK,
     SECRET,
     HostileDevice,
+    bomb,
     secret_zip,
 )
 
@@ -365,6 +369,53 @@ async def assert_refused_download(harness: ProxyHarness, client: SessionClient, 
     assert details["transfer_size"] > 0 or rule == "browser.service_worker"
     await still_serves_pages(client)
     return details
+
+
+class PeakRss:
+    """This process's resident memory, sampled every few milliseconds (the proxy runs in it)."""
+
+    def __init__(self) -> None:
+        self.start = self.peak = self._now()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _now() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, self._now())
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._now())
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+async def test_a_compression_bomb_is_refused_without_decoding_it_whole(proxy_harness, attacker, encoding):
+    """A body of a few hundred KB that decodes to 200 MB of HTML: decoding stops at the response
+    limit, the proxy's memory barely moves, the record holds the encoded and the decoded sizes."""
+    body = bomb(encoding)
+    before = await count_blocked(proxy_harness, attacker)
+    gc.collect()
+    with PeakRss() as rss:
+        resp = await attacker.request("GET", f"/bomb/{encoding}")
+    assert resp.status_code == 403, (resp.status_code, resp.text[:300])
+    assert rss.peak - rss.start < 100 * 1024 * 1024, f"RSS grew by {(rss.peak - rss.start) >> 20} MB"
+    new = await blocked_record(proxy_harness, attacker, before)
+    assert len(new) == 1, [(e.type, e.details) for e in new]
+    details = new[0].details
+    limit = proxy_harness.proxy.deps.limits.max_response_body
+    assert details["rule"] == "download.too_large" and details["direction"] == "response", details
+    assert details["transfer_size"] == len(body) and details["decoded_size"] == limit + 1, details
+    await still_serves_pages(attacker)
 
 
 @pytest.mark.parametrize(("name", "rule"), [pytest.param(n, r, id=n) for n, r in REFUSED_DOWNLOADS])

@@ -15,6 +15,7 @@ def default_addons(deps: ProxyDeps, *, connection_closer: object | None = None) 
     from gateway.proxy.addons.banner import Banner
     from gateway.proxy.addons.block_downloads import BlockDownloads
     from gateway.proxy.addons.block_uploads import BlockUploads
+    from gateway.proxy.addons.bounded_decoding import BoundedDecoding
     from gateway.proxy.addons.inject_credentials import InjectCredentials
     from gateway.proxy.addons.request_line import RequestLineGuard
     from gateway.proxy.addons.rewrite_urls import RewriteUrls
@@ -39,6 +40,7 @@ def default_addons(deps: ProxyDeps, *, connection_closer: object | None = None) 
         budget,
         RouteUpstream(),
         UpstreamTls(deps.routes),
+        BoundedDecoding(deps.limits, deps.vendor_endpoints),  # before any addon reads a response body
         InjectCredentials(deps.routes, deps.audit),  # before every response addon: they see its answer
         BlockDownloads(deps.limits, deps.routes, deps.vendor_endpoints),
         RewriteUrls(deps.public),

@@ -23,13 +23,16 @@ def _declared_size(message: http.Message | None) -> int:
 
 
 def _decision_details(decision: FlowDecision) -> dict[str, object]:
-    return {
+    details: dict[str, object] = {
         "rule": decision.rule,
         "reason": decision.reason,
         "direction": decision.direction,
         "transfer_type": decision.content_type,
         "transfer_size": decision.size,
     }
+    if decision.decoded_size is not None:
+        details["decoded_size"] = decision.decoded_size
+    return details
 
 
 # request headers every browser sends; the rest is user-supplied data the device would receive
