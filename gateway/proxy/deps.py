@@ -45,6 +45,7 @@ class ProxyDeps:
     on_session_timeout: SessionTimeout | None = None
     on_extend_request: ExtendRequest | None = None
     vendor_endpoints: VendorEndpoints = field(default_factory=load_vendor_endpoints)
+    portal_url: str = ""  # the portal's public URL: our own pages link back to it
 
     @property
     def secure_cookies(self) -> bool:

@@ -1,4 +1,10 @@
-"""The proxy's own pages: blocked by policy, session ended, not signed in."""
+"""The proxy's own pages: blocked by policy, session ended, not signed in, no such session.
+
+Each says what happened in plain words and links back to the portal, where the technician
+finds the device and "My sessions" (to rejoin a session that is still open). The rule code
+is kept small at the end, for support. ``SessionAuth`` puts the portal's public URL in
+``flow.metadata[PORTAL_KEY]`` before anything can answer the flow.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +15,46 @@ from mitmproxy import http
 
 from gateway.proxy.decision import DECISION_KEY, GENERATED_KEY, FlowDecision
 
+PORTAL_KEY = "printgate.portal_url"
+
 _STYLE = (
-    "body{font-family:system-ui,sans-serif;max-width:40em;margin:4em auto;color:#222}"
-    "h1{font-size:1.4em}.code{color:#666;font-size:.9em}"
+    "body{font-family:system-ui,sans-serif;max-width:40em;margin:2em auto;padding:0 1em;color:#222;"
+    "line-height:1.45}h1{font-size:1.4em}.code{color:#666;font-size:.8em;margin-top:2em}"
+    "nav{margin-top:1.5em;display:flex;flex-wrap:wrap;gap:.5em 1em}"
+    "nav a{display:inline-block;padding:.45em .9em;border:1px solid #1f3a60;border-radius:4px;"
+    "color:#1f3a60;text-decoration:none}nav a.main{background:#1f3a60;color:#fff}"
 )
+
+
+def _portal_links(portal_url: str, *, back: bool = False) -> str:
+    """Links to the portal and to "My sessions" (or plain words when the URL is unknown)."""
+    links = ["<a href='javascript:history.back()'>Back to the device page</a>"] if back else []
+    base = portal_url.rstrip("/")
+    if base:
+        links.append(f"<a class=main href='{html.escape(base + '/sessions')}'>My sessions</a>")
+        links.append(f"<a href='{html.escape(base + '/devices')}'>printgate portal</a>")
+    else:
+        links.append("<span>Go back to the printgate portal (My sessions).</span>")
+    return "<nav>" + "".join(links) + "</nav>"
+
+
+def _support_code(rule: str) -> str:
+    return f"<p class=code>Reference for support: {html.escape(rule)}</p>"
 
 
 def page_html(title: str, body_html: str) -> bytes:
     """A whole page in the proxy's style (``body_html`` is trusted markup)."""
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
-        f"<body><h1>{html.escape(title)}</h1>{body_html}</body></html>"
+        "<meta name=viewport content='width=device-width, initial-scale=1'>"
+        f"<title>{html.escape(title)} - printgate</title><style>{_STYLE}</style></head>"
+        f"<body><main><h1>{html.escape(title)}</h1>{body_html}</main></body></html>"
     ).encode()
+
+
+def _portal_of(flow: http.HTTPFlow) -> str:
+    value = flow.metadata.get(PORTAL_KEY, "")
+    return value if isinstance(value, str) else ""
 
 
 def _wants_json(flow: http.HTTPFlow) -> bool:
@@ -57,11 +90,11 @@ def block(flow: http.HTTPFlow, decision: FlowDecision) -> None:
         403,
         page_html(
             "Blocked by policy",
+            "<p>printgate stopped this request: remote web access does not let files go to or "
+            "from the customer's device (firmware, backups, address books, print jobs).</p>"
             f"<p>{html.escape(decision.reason)}</p>"
-            "<p>File transfers to or from the customer's device are not allowed through "
-            "remote web access. Your session is still open: go back to continue.</p>"
-            f"<p class=code>rule: {html.escape(decision.rule)}</p>"
-            "<p><a href='javascript:history.back()'>Back</a></p>",
+            "<p>Your session is still open: go back to the device page to continue.</p>"
+            + _portal_links(_portal_of(flow), back=True) + _support_code(decision.rule),
         ),
         "text/html; charset=utf-8",
     )
@@ -74,8 +107,10 @@ def session_ended(flow: http.HTTPFlow, reason: str) -> None:
         410,
         page_html(
             "Remote session ended",
-            f"<p>This remote web session has ended: {html.escape(reason)}.</p>"
-            "<p>Open the device again from the portal to start a new session.</p>",
+            f"<p>This remote web session has ended ({html.escape(reason)}), so the device's "
+            "page cannot be shown any more.</p>"
+            "<p>To work on the device again, open it from the portal: it starts a new session.</p>"
+            + _portal_links(_portal_of(flow)) + _support_code("session.ended"),
         ),
         "text/html; charset=utf-8",
     )
@@ -89,7 +124,10 @@ def not_signed_in(flow: http.HTTPFlow, reason: str, *, status: int = 401) -> Non
         page_html(
             "Not signed in to this session",
             f"<p>{html.escape(reason)}</p>"
-            "<p>Use the \"Open web page\" button in the portal to enter this session.</p>",
+            "<p>A remote session opens only in the browser that started it from the portal. "
+            "If the session is still running, rejoin it from <b>My sessions</b>; otherwise open "
+            "the device again from the portal.</p>"
+            + _portal_links(_portal_of(flow)) + _support_code("session.unauthenticated"),
         ),
         "text/html; charset=utf-8",
     )
@@ -100,7 +138,29 @@ def unknown_host(flow: http.HTTPFlow) -> None:
     _respond(
         flow,
         404,
-        page_html("No such session", "<p>This address does not belong to any remote session.</p>"),
+        page_html(
+            "No such session",
+            "<p>This address does not belong to any open remote session: it may have ended "
+            "long ago, or the link is mistyped.</p>"
+            "<p>Find your open sessions under <b>My sessions</b> in the portal, or open the "
+            "device again from there.</p>"
+            + _portal_links(_portal_of(flow)) + _support_code("session.unknown_host"),
+        ),
+        "text/html; charset=utf-8",
+    )
+
+
+def not_found(flow: http.HTTPFlow, decision: FlowDecision) -> None:
+    """An address under the proxy's own prefix that it does not serve."""
+    flow.metadata[DECISION_KEY] = decision
+    _respond(
+        flow,
+        404,
+        page_html(
+            "Page not found",
+            "<p>printgate has no page at this address. The device's own pages are still there.</p>"
+            + _portal_links(_portal_of(flow), back=True) + _support_code(decision.rule),
+        ),
         "text/html; charset=utf-8",
     )
 
@@ -123,7 +183,7 @@ def bad_request(flow: http.HTTPFlow, decision: FlowDecision) -> None:
             "Request refused",
             f"<p>{html.escape(decision.reason)}</p>"
             "<p>The remote web session only passes ordinary page requests to the device.</p>"
-            f"<p class=code>rule: {html.escape(decision.rule)}</p>",
+            + _portal_links(_portal_of(flow), back=True) + _support_code(decision.rule),
         ),
         "text/html; charset=utf-8",
     )
@@ -141,7 +201,7 @@ def internal_error(flow: http.HTTPFlow, decision: FlowDecision) -> None:
             "The request was not passed on",
             "<p>The remote web session could not check this request, so it was not sent to the "
             "device. Reload the page; if it keeps failing, tell your administrator.</p>"
-            f"<p class=code>rule: {html.escape(decision.rule)}</p>",
+            + _portal_links(_portal_of(flow), back=True) + _support_code(decision.rule),
         ),
         "text/html; charset=utf-8",
     )

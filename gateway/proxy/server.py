@@ -118,6 +118,7 @@ class DwaProxy(SessionUrls, Service):
         certs: list[str] | None = None,
         confdir: Path | None = None,
         csrf_key: bytes | None = None,
+        portal_url: str = "",
     ) -> None:
         if public_scheme not in ("http", "https"):
             raise ConfigError(f"public_scheme must be http or https, got {public_scheme!r}")
@@ -143,6 +144,7 @@ class DwaProxy(SessionUrls, Service):
             public=PublicAddress(public_scheme, public_port or 0),
             on_session_timeout=on_session_timeout,
             on_extend_request=on_extend_request,
+            portal_url=portal_url,
         )
         self.public = self.deps.public
         self.dwa_domain = self.deps.dwa_domain

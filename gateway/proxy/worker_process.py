@@ -81,7 +81,7 @@ class Worker:
             on_extend_request=self._extend, public_scheme=config["public_scheme"],
             public_port=int(config["public_port"]), certs=list(config["certs"]),
             confdir=Path(config["confdir"]) if config["confdir"] else None,
-            csrf_key=bytes.fromhex(config["csrf_key"]),
+            csrf_key=bytes.fromhex(config["csrf_key"]), portal_url=str(config.get("portal_url", "")),
         )
         self._stop = asyncio.Event()
 

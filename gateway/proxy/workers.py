@@ -94,6 +94,7 @@ class ProxyWorkerPool(SessionUrls, Service):
         max_restarts: int = 5,
         launch_token_ttl_s: int = 60,
         tombstone_ttl_s: int = 3600,
+        portal_url: str = "",
     ) -> None:
         if workers < 1:
             raise ConfigError(f"proxy_workers must be at least 1, got {workers}")
@@ -119,6 +120,7 @@ class ProxyWorkerPool(SessionUrls, Service):
         self._token_ttl_s = launch_token_ttl_s
         self._tombstone_ttl_s = tombstone_ttl_s
         self._csrf_key = secrets.token_bytes(32)
+        self._portal_url = portal_url
         self._workers = [_Worker(i) for i in range(workers)]
         self._reservation: socket.socket | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -197,6 +199,7 @@ class ProxyWorkerPool(SessionUrls, Service):
             "certs": self._certs,
             "confdir": str(self._confdir) if self._confdir else "",
             "csrf_key": self._csrf_key.hex(),
+            "portal_url": self._portal_url,
             "database_url": self._database_url,
             "limits": asdict(self._limits),
             "connection_limits": asdict(self._connection_limits),

@@ -129,14 +129,15 @@ class Cloud(Service):
                 routes=self.routes, on_end_request=self._end_from_browser,
                 on_session_timeout=self._end_on_timeout, on_extend_request=self._extend_from_browser,
                 launch_token_ttl_s=gw.launch_token_ttl_seconds, limits=limits,
-                connection_limits=connection_limits, **tls,
+                connection_limits=connection_limits, portal_url=self.settings.portal.public_url, **tls,
             )
         else:
             self.proxy = DwaProxy(
                 gw.proxy_host, gw.proxy_port, dwa_domain=gw.dwa_domain, routes=self.routes,
                 audit=self.audit, on_end_request=self._end_from_browser,
                 on_session_timeout=self._end_on_timeout, on_extend_request=self._extend_from_browser,
-                limits=limits, connection_limits=connection_limits, **tls,
+                limits=limits, connection_limits=connection_limits,
+                portal_url=self.settings.portal.public_url, **tls,
             )
         await self._stack.enter_async_context(self.proxy)
 

@@ -23,6 +23,7 @@ from lab.ews import EwsLab, EwsServer
 from printgate.testing.audit import ReadableAuditLog
 from printgate.testing.database import migrated, sqlite_url
 
+PORTAL_URL = "http://portal.test:8400"  # where our own pages link back to (never fetched)
 DWA_DOMAIN = "dwa.localhost"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -112,7 +113,7 @@ async def harness(audit_db: ReadableAuditLog) -> AsyncIterator[ProxyHarness]:
     proxy = DwaProxy(
         "127.0.0.1", 0, dwa_domain=DWA_DOMAIN, routes=routes, audit=audit_db,
         on_end_request=on_end, on_session_timeout=on_timeout, on_extend_request=on_extend,
-        limits=ProxyLimits(sweep_interval_s=0.2),
+        limits=ProxyLimits(sweep_interval_s=0.2), portal_url=PORTAL_URL,
     )
     async with proxy:
         yield ProxyHarness(proxy, routes, audit_db, ends, timeouts)

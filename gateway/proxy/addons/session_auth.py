@@ -89,6 +89,7 @@ class SessionAuth:
         """Session and cookie are checked on the headers, before any body is read: a request
         without this session's cookie never makes the proxy buffer its body, and whatever
         happens to the flow later (an over-limit body, an error) is audited for its session."""
+        flow.metadata[pages.PORTAL_KEY] = self._deps.portal_url  # for the links of our own pages
         if already_answered(flow):
             return
         host = _host_of(flow)
@@ -110,7 +111,7 @@ class SessionAuth:
         name = cookie_name(self._deps.public.scheme)
         cookie = _read_cookie(flow, name)
         if cookie is None or not self._deps.routes.cookie_is_valid(entry.session_id, cookie):
-            pages.not_signed_in(flow, "Your browser has no valid key for this session.")
+            pages.not_signed_in(flow, "This browser is not signed in to this remote session.")
             return
         flow.metadata[COOKIE_KEY] = cookie
         _strip_cookie(flow, name)
@@ -128,7 +129,7 @@ class SessionAuth:
             return
         cookie = flow.metadata.get(COOKIE_KEY)
         if not isinstance(cookie, str):  # requestheaders() refused it already; fail closed anyway
-            pages.not_signed_in(flow, "Your browser has no valid key for this session.")
+            pages.not_signed_in(flow, "This browser is not signed in to this remote session.")
             return
         if path == PREFIX + "end":
             await self._end(flow, route, cookie)
@@ -140,9 +141,7 @@ class SessionAuth:
             await self._ping(flow, route, cookie)
             return
         if path.startswith(PREFIX):
-            flow.metadata[DECISION_KEY] = FlowDecision(True, "proxy.not_found", "unknown proxy endpoint", "session")
-            flow.response = http.Response.make(404, b"unknown proxy endpoint", {"content-type": "text/plain"})
-            flow.metadata["printgate.generated"] = True
+            pages.not_found(flow, FlowDecision(True, "proxy.not_found", "unknown proxy endpoint", "session"))
 
     async def _launch(self, flow: http.HTTPFlow, route: SessionRoute, host: str, name: str) -> None:
         token = _launch_token(flow)
