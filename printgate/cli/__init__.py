@@ -12,6 +12,7 @@ from printgate.cli.agent import app as agent_app
 from printgate.cli.audit import app as audit_app
 from printgate.cli.db import app as db_app
 from printgate.cli.demo import demo
+from printgate.cli.lab import app as lab_app
 from printgate.cli.policy import app as policy_app
 from printgate.cli.serve import serve
 
@@ -21,6 +22,7 @@ app.add_typer(agent_app, name="agent")
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 app.add_typer(db_app, name="db")
+app.add_typer(lab_app, name="lab")
 app.command()(demo)
 app.command()(serve)
 

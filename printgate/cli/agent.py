@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from printgate.domain import DiscoveryResult
 
 app = typer.Typer(no_args_is_help=True, help="agent commands")
 
@@ -36,7 +40,7 @@ def scan(
 
     from agent.discovery import DiscoveryLimits, discover, expand_targets
     from printgate.cli.scan_table import scan_console, scan_table
-    from printgate.domain import DiscoveryResult, DiscoveryStatus, SnmpCredential, numbered
+    from printgate.domain import DiscoveryStatus, SnmpCredential, numbered
     from printgate.errors import PrintgateError
     from printgate.logs import configure_logging
 
@@ -88,8 +92,22 @@ def scan(
                  k: getattr(r.identity, k) for k in
                  ("serial", "mac", "model", "sys_object_id", "vendor", "sys_name", "location")}}
             for r in results], indent=2))
+        _hint_if_silent(console, results, port=port, credentials=len(creds))
         return
     scan_console().print(scan_table(results, describe()))
+    _hint_if_silent(console, results, port=port, credentials=len(creds))
+
+
+def _hint_if_silent(console: Any, results: Sequence[DiscoveryResult], *, port: int, credentials: int) -> None:
+    """Not one SNMP answer: most often the wrong port or community, so say so."""
+    from printgate.domain import DiscoveryStatus
+
+    if results and all(r.status is DiscoveryStatus.UNREACHABLE for r in results):
+        console.print(
+            f"[yellow]nothing answered SNMP on UDP port {port} with the {credentials} credential(s) tried; "
+            "check the port (--port; `printgate lab run` prints the lab's), the community (-c) or v3 "
+            "user, and that no firewall drops UDP[/yellow]"
+        )
 
 
 from printgate.cli.agent_channel import register as _register_channel_commands  # noqa: E402
