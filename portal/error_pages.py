@@ -14,7 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from portal.state import PortalState
+from portal.deps import login_of
+from portal.state import Login, PortalState
 from printgate.logs import get_logger
 
 log = get_logger("portal.errors")
@@ -30,8 +31,8 @@ ADVICE: dict[int, Advice] = {
     400: Advice("The request was not understood", "Go back, check what you entered and try again."),
     401: Advice("Please sign in", "Sign in again; your session may have ended."),
     403: Advice("You may not do this",
-                "If you need it for your work, ask an administrator of your organisation to give your "
-                "account the role named above (Users page)."),
+                "If you need it for your work, ask an administrator of your organisation: they manage "
+                "accounts and their roles on the Users page."),
     404: Advice("Not found", "The page or item does not exist, or it belongs to another organisation. "
                              "Check the address or start again from your start page."),
     405: Advice("Not possible here", "This address does not take this kind of request; start again from "
@@ -57,7 +58,15 @@ def wants_json(request: Request) -> bool:
             or ("application/json" in accept and "text/html" not in accept))
 
 
-def advice_for(status: int) -> Advice:
+# a 403 that names the roles it needs (``require_role``) says which to ask for
+ROLES_NAMED = Advice("You may not do this",
+                     "If you need it for your work, ask an administrator of your organisation to give your "
+                     "account one of the roles named above (Users page).")
+
+
+def advice_for(status: int, message: str = "") -> Advice:
+    if status == 403 and "roles:" in message:
+        return ROLES_NAMED
     if status in ADVICE:
         return ADVICE[status]
     return ADVICE[500] if status >= 500 else ADVICE[400]
@@ -75,13 +84,28 @@ def validation_problems(exc: RequestValidationError) -> list[str]:
     return out
 
 
-def error_page(request: Request, status: int, message: str, *, problems: list[str] | None = None,
-               reference: str | None = None, headers: dict[str, str] | None = None) -> HTMLResponse:
+async def _signed_in(request: Request, status: int) -> Login | None:
+    """The page's signed-in user (for the navigation bar); None when signed out, for 401s, and
+    when the lookup itself fails (an error page must render even with the database down)."""
+    if status == 401:
+        return None
+    try:
+        return await login_of(request)
+    except Exception as exc:  # the page is shown without navigation
+        log.warning("portal.error_page.no_login", path=request.url.path, error=type(exc).__name__)
+        return None
+
+
+async def error_page(request: Request, status: int, message: str, *, problems: list[str] | None = None,
+                     reference: str | None = None, headers: dict[str, str] | None = None) -> HTMLResponse:
     state: PortalState = request.app.state.portal
+    login = await _signed_in(request, status)
     return state.templates.TemplateResponse(
         request, "error.html",
-        {"login": None, "user": None, "status": status, "message": message, "advice": advice_for(status),
-         "problems": problems or [], "reference": reference, "path": request.url.path},
+        {"login": login, "user": login.user if login else None,
+         "csrf_token": login.csrf_token if login else "", "status": status, "message": message,
+         "advice": advice_for(status, message), "problems": problems or [], "reference": reference,
+         "path": request.url.path},
         status_code=status, headers=headers)
 
 
@@ -93,13 +117,13 @@ def install(app: FastAPI) -> None:
         if wants_json(request):
             return await http_exception_handler(request, exc)
         message = exc.detail if isinstance(exc.detail, str) else advice_for(exc.status_code).title
-        return error_page(request, exc.status_code, message, headers=getattr(exc, "headers", None))
+        return await error_page(request, exc.status_code, message, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         if wants_json(request):
             return await request_validation_exception_handler(request, exc)
-        return error_page(request, 422, "Some of the values sent are not valid:",
+        return await error_page(request, 422, "Some of the values sent are not valid:",
                           problems=validation_problems(exc))
 
     @app.exception_handler(Exception)
@@ -109,4 +133,4 @@ def install(app: FastAPI) -> None:
                   error=f"{type(exc).__name__}: {exc}"[:500])
         if wants_json(request):
             return JSONResponse({"detail": "internal error", "reference": reference}, status_code=500)
-        return error_page(request, 500, "The portal could not complete this request.", reference=reference)
+        return await error_page(request, 500, "The portal could not complete this request.", reference=reference)

@@ -117,3 +117,34 @@ async def test_api_clients_keep_json(served_portal: Served, technician: httpx.As
         r = await anonymous.get("/api/me", headers={"accept": "text/html"})
         assert r.status_code == 401 and r.json() == {"detail": "sign in first"}
 
+
+
+def _nav(page: str) -> str:
+    found = re.search(r'<nav aria-label="main">(.*?)</nav>', page, re.S)
+    assert found, "no navigation bar on the error page"
+    return found.group(1)
+
+
+async def test_error_pages_of_a_signed_in_user_keep_the_navigation_bar(technician: httpx.AsyncClient) -> None:
+    for path, status in (("/no/such/page", 404), ("/audit", 403), ("/broken", 500)):
+        nav = _nav(assert_page(await technician.get(path), status))
+        assert 'href="/devices"' in nav and 'href="/sessions"' in nav, nav
+    page = assert_page(await technician.get("/no/such/page"), 404)
+    assert 'action="/logout"' in page  # the account box with a working sign-out form
+
+
+async def test_a_403_without_a_role_does_not_point_to_a_role_named_above(technician: httpx.AsyncClient) -> None:
+    page = assert_page(await technician.post("/approvals/nope/approve", data={"csrf_token": "forged"}), 403,
+                       "reload the page")
+    todo = re.search(r'<p id="error-todo">(.*?)</p>', page, re.S)
+    assert todo and "named above" not in todo.group(1) and "ask an administrator" in todo.group(1), page
+    page = assert_page(await technician.get("/audit"), 403)
+    todo = re.search(r'<p id="error-todo">(.*?)</p>', page, re.S)
+    assert todo and "one of the roles named above" in todo.group(1)
+
+
+async def test_signed_out_visitor_gets_an_error_page_without_navigation(served_portal: Served) -> None:
+    async with httpx.AsyncClient(base_url=served_portal.url, timeout=10,
+                                 headers={"accept": "text/html"}) as anonymous:
+        page = assert_page(await anonymous.get("/no/such/page"), 404)
+    assert '<nav aria-label="main">' not in page
