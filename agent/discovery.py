@@ -124,6 +124,10 @@ async def discover(
             await snmp.aclose()
     counts = {s: sum(1 for r in results.values() if r.status is s) for s in DiscoveryStatus}
     log.info("discovery.done", targets=len(hosts), **{str(k): v for k, v in counts.items()})
+    if hosts and counts[DiscoveryStatus.UNREACHABLE] == len(hosts):  # not one answer: say where to look
+        log.warning("discovery.nothing_answered", targets=len(hosts), port=port, credentials=len(credentials),
+                    hint="no address answered SNMP: check snmp_port (the lab's is printed by "
+                         "`printgate lab run`), the communities / v3 user, and that no firewall drops UDP")
     return [results[h] for h in hosts]
 
 

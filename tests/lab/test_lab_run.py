@@ -17,6 +17,7 @@ from pathlib import Path
 from agent.ews_probe import find_ews
 from agent.service import ews_candidates
 from lab.catalog import LAB_DEVICES, PRINTERS
+from lab.snmp import SnmpLab
 from printgate.settings import AgentSettings
 
 PRINTGATE = Path(sys.executable).parent / "printgate"
@@ -66,3 +67,24 @@ async def test_lab_run_prints_its_ports_and_writes_agent_settings_that_find_ever
             proc.send_signal(signal.SIGTERM)
         out_rest, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0 and "lab stopped" in out_rest.decode()
+
+
+async def test_a_sweep_where_nothing_answers_warns_about_port_and_community() -> None:
+    # the agent's own sweep with the default port against the lab addresses (the lab is not on 161)
+    from structlog.testing import capture_logs
+
+    from agent.discovery import DiscoveryLimits, discover
+    from printgate.domain import SnmpCredential, numbered
+
+    targets = [d.ip for d in LAB_DEVICES[:4]]
+    async with SnmpLab(port=None) as lab:
+        with capture_logs() as logged:
+            found = await discover(targets, port=161, credentials=numbered([SnmpCredential.v2c("public")]),
+                                   limits=DiscoveryLimits(timeout=0.5, retries=0))
+            assert {str(r.status) for r in found} == {"unreachable"}
+            right = await discover(targets, port=lab.port, credentials=numbered([SnmpCredential.v2c("public")]),
+                                   limits=DiscoveryLimits(timeout=0.5, retries=0))
+    warned = [e for e in logged if e["event"] == "discovery.nothing_answered"]
+    assert len(warned) == 1 and warned[0]["log_level"] == "warning"  # the sweep that found something: no warning
+    assert warned[0]["port"] == 161 and "snmp_port" in warned[0]["hint"]
+    assert any(str(r.status) == "printer" for r in right)
