@@ -38,7 +38,8 @@ async def _signed_in(request: Request, state: State, s: AsyncSession, provider: 
     user = user_from_row(row)
     if before != after:
         await state.record("rbac.roles_changed", request=request, user=user, actor=f"sso:{provider.id}",
-                           details={"user": user.email, "from": sorted(before), "to": sorted(after)})
+                           details={"user": user.id, "from": sorted(before), "to": sorted(after)},
+                           personal={"subject": user.email})
     mfa = provider.mfa_asserted or who.mfa
     needs_totp = not mfa and second_factor.mfa_required(row)
     stage = browser_sessions.STAGE_PASSWORD if needs_totp else browser_sessions.STAGE_FULL

@@ -77,7 +77,8 @@ async def set_roles(request: Request, state: State, s: DbSession, login: Current
     before = sorted(row.roles)
     row.roles = sorted(wanted)
     await state.record("rbac.roles_changed", request=request, user=login.user,
-                       details={"user": row.email, "from": before, "to": row.roles})
+                       details={"user": row.id, "from": before, "to": row.roles},
+                       personal={"subject": row.email})
     return see_other("/admin/users")
 
 
@@ -95,7 +96,8 @@ async def disable_user(request: Request, state: State, s: DbSession, login: Curr
         await end_all_of(state, s, user_id, reason="user disabled by an administrator",
                          actor=login.user.email)
     await state.record("rbac.user_disabled" if disabled else "rbac.user_enabled", request=request,
-                       user=login.user, details={"user": row.email, "sessions_ended": ended})
+                       user=login.user, details={"user": row.id, "sessions_ended": ended},
+                       personal={"subject": row.email})
     return see_other("/admin/users")
 
 
@@ -112,7 +114,7 @@ async def invite(request: Request, state: State, s: DbSession, login: CurrentLog
         s, email=email, roles=wanted, dealer_id=me.dealer_id,
         customer_id=me.customer_id if not me.dealer_id else None, invited_by=me.email, now=state.clock())
     await state.record("rbac.invited", request=request, user=me,
-                       details={"email": email, "roles": wanted, "invitation": invitation.id})
+                       details={"roles": wanted, "invitation": invitation.id}, personal={"subject": email})
     link = invitation.link(state.settings.public_url)
     return render(state, request, "invited.html", login=login, link=link, email=email)
 
@@ -174,6 +176,6 @@ async def reset_link(request: Request, state: State, s: DbSession, login: Curren
         s, email=row.email, roles=list(row.roles), dealer_id=row.dealer_id, customer_id=row.customer_id,
         invited_by=login.user.email, now=state.clock(), ttl=timedelta(hours=24))
     await state.record("auth.password_reset_link", request=request, user=login.user,
-                       details={"user": row.email})
+                       details={"user": row.id}, personal={"subject": row.email})
     link = invitation.link(state.settings.public_url)
     return render(state, request, "invited.html", login=login, link=link, email=row.email)

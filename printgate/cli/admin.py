@@ -87,8 +87,8 @@ async def _create_dealer(settings: Any, dealer_id: str, name: str, email: str) -
         await _audit(db, s, [
             _event("tenant.dealer_added", dealer_id=dealer_id, details={"name": name}),
             _event("rbac.invited", dealer_id=dealer_id,
-                   details={"email": email.strip().lower(), "roles": [Role.DEALER_ADMIN.value],
-                            "invitation": invitation.id}),
+                   details={"roles": [Role.DEALER_ADMIN.value], "invitation": invitation.id},
+                   personal={"subject": email.strip().lower()}),
         ])
     return invitation.link(settings.portal.public_url), invitation.expires_at
 
@@ -140,7 +140,8 @@ async def _add_user(settings: Any, email: str, roles: list[str], dealer: str | N
         await _audit(db, s, [_event(
             "rbac.invited", dealer_id=dealer or (customer_row.dealer_id if customer_row else None),
             customer_id=customer,
-            details={"email": email.strip().lower(), "roles": roles, "invitation": invitation.id})])
+            details={"roles": roles, "invitation": invitation.id},
+            personal={"subject": email.strip().lower()})])
     return invitation.link(settings.portal.public_url), invitation.expires_at
 
 

@@ -37,6 +37,9 @@ async def test_dealer_admin_changes_roles_inside_own_dealer_only(portal: Portal)
         assert r.status_code == 303
         changed = [e for e in portal.audit.of("rbac.roles_changed") if e.actor == admin_user.email]
         assert changed[-1].details["to"] == ["technician", "viewer"]
+        # the target's e-mail is a personal (erasable) value, never hashed into the details
+        assert tech_user.email not in str(changed[-1].details)
+        assert changed[-1].personal.get("subject") == tech_user.email
         r = await post(admin, "/admin/users", f"/admin/users/{tech_user.id}/roles", {"roles": ["customer_admin"]})
         assert r.status_code == 422
         r = await post(admin, "/admin/users", f"/admin/users/{other.id}/roles", {"roles": ["viewer"]})
