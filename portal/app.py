@@ -76,10 +76,15 @@ def create_app(
             return await call_next(request)
         if not await outage.admits():
             return outage.response(request)
+        started = outage.now()
         try:
             return await call_next(request)
         except Exception as exc:
-            if not is_database_outage(exc) or await outage.reachable():
+            if not is_database_outage(exc):
+                raise
+            if isinstance(exc, TimeoutError):  # the database did not answer in time: no probe to wait out too
+                outage.failed(exc, since=started)
+            elif await outage.reachable(since=started):
                 raise
             return outage.response(request)
 

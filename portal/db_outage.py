@@ -62,13 +62,13 @@ class DatabaseOutage:
     def down(self) -> bool:
         return self.down_since is not None
 
-    async def reachable(self) -> bool:
-        """``SELECT 1`` within the probe timeout; updates the outage state."""
+    async def reachable(self, *, since: float | None = None) -> bool:
+        """``SELECT 1`` within the probe timeout; updates the outage state (``since``: see ``failed``)."""
         try:
             async with asyncio.timeout(self._probe_timeout), self._db.session() as s:
                 await s.execute(text("SELECT 1"))
         except Exception as exc:  # any failure of the probe means: not reachable
-            self.failed(exc)
+            self.failed(exc, since=since)
             return False
         self._recovered()
         return True
@@ -86,11 +86,18 @@ class DatabaseOutage:
             self._last_probe = self._clock()
             return await self.reachable()
 
-    def failed(self, exc: BaseException) -> None:
+    def now(self) -> float:
+        """This outage clock's time (a request notes it when it starts, for ``failed(since=...)``)."""
+        return self._clock()
+
+    def failed(self, exc: BaseException, *, since: float | None = None) -> None:
+        """Note a connection-level failure; ``since``: when the failed request started waiting on the
+        database (a hung server fails a request only after the statement timeout, and the outage began
+        when the request started, not when it gave up)."""
         self._failed_requests += 1
         metrics.DATABASE_ERRORS.labels("portal").inc()
         if self.down_since is None:
-            self.down_since = self._clock()
+            self.down_since = self._clock() if since is None else min(since, self._clock())
             self._last_probe = self._clock()
             log.error("portal.database_unreachable", error=f"{type(exc).__name__}: {exc}"[:500])
 

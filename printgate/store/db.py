@@ -58,6 +58,11 @@ async def run_to_end(step: Callable[[], Awaitable[None]]) -> None:
         raise asyncio.CancelledError
 
 
+PG_CONNECT_TIMEOUT_S = 3.0  # PostgreSQL: TCP connect and startup handshake
+PG_COMMAND_TIMEOUT_S = 6.0  # PostgreSQL: any one statement (a hung server answers nothing)
+PG_POOL_TIMEOUT_S = 5.0  # PostgreSQL: waiting for a free pooled connection
+
+
 def create_engine(url: str) -> AsyncEngine:
     """An async engine for ``url`` (SQLite file created on demand, WAL mode)."""
     parsed = make_url(url)
@@ -77,7 +82,13 @@ def create_engine(url: str) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # a hung server (stopped, network black hole) must fail requests within seconds, not hang them:
+    # asyncpg's connect timeout and default per-statement timeout (pre-ping included), and a bounded
+    # wait for a pooled connection
+    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                               pool_timeout=PG_POOL_TIMEOUT_S,
+                               connect_args={"timeout": PG_CONNECT_TIMEOUT_S,
+                                             "command_timeout": PG_COMMAND_TIMEOUT_S})
 
 
 def alembic_config(url: str) -> Config:
