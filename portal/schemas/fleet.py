@@ -155,6 +155,8 @@ class FleetDeviceDetail(FleetDevicePublic):
     sys_name: str | None
     previous_model: str | None = Field(description="the model text before its last change (firmware update)")
     model_changed_at: datetime | None
+    web_page: str | None = Field(description="where the device's web page answers (e.g. 'https, port 443'); "
+                                             "null: none of the agent's ews_candidates answered")
     supplies: list[SupplyPublic]
     alerts: list[AlertPublic]
 
@@ -162,7 +164,9 @@ class FleetDeviceDetail(FleetDevicePublic):
 def device_detail(f: FleetDevice, supplies: list[SupplyPublic], alerts: list[AlertPublic]) -> FleetDeviceDetail:
     return FleetDeviceDetail(**FleetDevicePublic.of(f).model_dump(), location=f.device.identity.location,
                              sys_name=f.device.identity.sys_name, previous_model=f.device.previous_model,
-                             model_changed_at=f.device.model_changed_at, supplies=supplies, alerts=alerts)
+                             model_changed_at=f.device.model_changed_at, supplies=supplies, alerts=alerts,
+                             web_page=(f"{f.device.ews_scheme}, port {f.device.ews_port}"
+                                       if f.device.ews_port > 0 else None))
 
 
 class CounterPublic(BaseModel):

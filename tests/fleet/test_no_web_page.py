@@ -9,6 +9,7 @@ then mapped to it by the cloud's ingest, and remote access to it is refused by p
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from datetime import UTC, datetime
 
 import pytest
@@ -23,7 +24,7 @@ from lab import snmprec
 from lab.snmp import recording_path
 from policy import Action, default_ruleset, evaluate, load_policy
 from printgate import metrics
-from printgate.domain import DiscoveryResult, DiscoveryStatus, SiteId
+from printgate.domain import DiscoveryResult, DiscoveryStatus, Role, SiteId
 from printgate.store import devices
 from printgate.store.db import Database
 from printgate.store.models.core import DeviceRow
@@ -31,11 +32,12 @@ from printgate.store.models.readings import ReadingRow
 from printgate.store.readings import ingest_payload
 from printgate.testing.audit import RecordingAuditSink
 from printgate.testing.tenancy import Tenancy
-from tests.fleet.conftest import payload_of, reading_of
+from tests.fleet.conftest import FleetPortal, payload_of, reading_of, signed_in
 from tests.fleet.test_device_identity import Nobody
 from tests.unit.policy.conftest import make_context, make_resource, make_subject
 
 AGENT, SITE = "agent-1", SiteId("site-1")
+JSON = {"accept": "application/json"}
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
@@ -102,3 +104,19 @@ async def test_unmapped_readings_are_warned_and_counted(events, db: Database) ->
     assert metrics.READINGS_UNMAPPED.labels(AGENT)._value.get() == before + 1
     [warned] = [e for e in logged if e["event"] == "readings.unmapped"]
     assert warned["log_level"] == "warning" and warned["count"] == 1
+
+
+async def test_the_device_pages_say_no_web_page_was_found(fleet_portal: FleetPortal) -> None:
+    async with fleet_portal.db.transaction() as s:  # what the inventory records for such a printer
+        row = await s.get(DeviceRow, "dev-canon")
+        assert row is not None
+        row.ews_port, row.ews_scheme = 0, ""
+    client, _ = await signed_in(fleet_portal, Role.TECHNICIAN)
+    async with aclosing(client):
+        canon = (await client.get("/api/fleet/devices/dev-canon", headers=JSON)).json()
+        m130 = (await client.get("/api/fleet/devices/dev-m130", headers=JSON)).json()
+        page = (await client.get("/fleet/dev-canon")).text
+        listing = (await client.get("/devices")).text
+    assert canon["web_page"] is None and m130["web_page"] == "http, port 80"
+    assert 'id="web-page">none found' in page and "ews_candidates" in page
+    assert listing.count("no web page found") == 1  # the Canon only
