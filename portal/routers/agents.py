@@ -23,6 +23,7 @@ from portal.state import Login
 from printgate.domain import Agent, AgentCertificate, DealerId, Role, Site
 from printgate.logs import get_logger
 from printgate.store import agent_health, channel, site_agents, tenants
+from printgate.store.readings import unmapped_counts
 from printgate.store.tenants import get_site
 
 router = APIRouter(prefix="/agents", tags=["agents"])
@@ -42,15 +43,16 @@ class AgentLine:
     cert_expired: bool
     revoked_reason: str | None  # of the latest revoked certificate
     health: agent_health.AgentHealth | None = None  # what its last heartbeat said
+    unmapped: int = 0  # its readings that matched no device (kept; a printer missing from the inventory)
 
     @classmethod
     def of(cls, agent: Agent, certs: list[AgentCertificate], now: datetime,
-           health: agent_health.AgentHealth | None = None) -> AgentLine:
+           health: agent_health.AgentHealth | None = None, unmapped: int = 0) -> AgentLine:
         live = [c.not_after for c in certs if c.revoked_at is None]
         expires = max(live) if live else None
         revoked = sorted((c for c in certs if c.revoked_at is not None), key=lambda c: c.revoked_at or now)
         return cls(agent, expires, expires is not None and expires <= now,
-                   revoked[-1].revoked_reason if revoked else None, health)
+                   revoked[-1].revoked_reason if revoked else None, health, unmapped)
 
 
 def _dealer_of_admin(login: Login) -> DealerId:
@@ -83,10 +85,11 @@ async def agents_page(request: Request, state: State, s: DbSession, login: Curre
     agents = await site_agents.agents_of_sites(s, [x.id for x in sites])
     certs = await site_agents.certificates_of_agents(s, [a.id for a in agents])
     health = await agent_health.health_of_agents(s, [a.id for a in agents])
+    unmapped = await unmapped_counts(s, [a.id for a in agents])
     now = state.clock()
     lines: dict[str, list[AgentLine]] = {x.id: [] for x in sites}
     for a in agents:
-        lines[a.site_id].append(AgentLine.of(a, certs[a.id], now, health.get(a.id)))
+        lines[a.site_id].append(AgentLine.of(a, certs[a.id], now, health.get(a.id), unmapped.get(a.id, 0)))
     return render(state, request, "agents.html", login=login, customers=customers, sites=sites,
                   lines=lines, now=now)
 

@@ -144,6 +144,16 @@ async def count_readings(db: Database, agent_id: str | None = None) -> int:
         return int((await s.execute(q)).scalar_one())
 
 
+async def unmapped_counts(s: AsyncSession, agent_ids: Sequence[str]) -> dict[str, int]:
+    """Per agent: stored readings that matched no device of its site (shown on the agents page)."""
+    if not agent_ids:
+        return {}
+    q = (select(ReadingRow.agent_id, func.count()).where(ReadingRow.agent_id.in_(agent_ids),
+                                                         ReadingRow.device_id.is_(None))
+         .group_by(ReadingRow.agent_id))
+    return {agent: int(n) for agent, n in (await s.execute(q)).tuples().all()}
+
+
 async def readings_for(
     db: Database, *, ip: str | None = None, serial: str | None = None, agent_ids: Sequence[str] | None = None,
     device_id: str | None = None, since: datetime | None = None, until: datetime | None = None,

@@ -120,3 +120,16 @@ async def test_the_device_pages_say_no_web_page_was_found(fleet_portal: FleetPor
     assert canon["web_page"] is None and m130["web_page"] == "http, port 80"
     assert 'id="web-page">none found' in page and "ews_candidates" in page
     assert listing.count("no web page found") == 1  # the Canon only
+
+
+async def test_the_agents_page_shows_readings_that_matched_no_device(fleet_portal: FleetPortal) -> None:
+    stray = reading_of("okilan_9450g", ip="127.0.20.18", at=T0)  # a printer a-c1 never inventoried
+    mapped = reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0)
+    assert await ingest_payload(fleet_portal.db, "a-c1", "b-stray", payload_of([stray, mapped])) is True
+    client, _ = await signed_in(fleet_portal, Role.DEALER_ADMIN)
+    async with aclosing(client):
+        page = (await client.get("/agents")).text
+    row = page[page.index('data-agent-id="a-c1"'):]
+    assert "1 reading matched no device" in row[:row.index("</tr>")]
+    other = page[page.index('data-agent-id="a-c2"'):]
+    assert "matched no device" not in other[:other.index("</tr>")]
