@@ -17,6 +17,7 @@ from prometheus_client import start_http_server
 from agent.channel.dual import DualChannel
 from agent.channel.enroll import EnrolledIdentity
 from agent.channel.grpc_client import GrpcChannel
+from agent.data_dir_lock import DataDirLock
 from agent.discovery import DiscoveryLimits, discover
 from agent.errors import RELAY_HOST_KEY_MISMATCH
 from agent.ews_probe import EwsEndpoint, find_ews
@@ -69,6 +70,9 @@ class AgentAssembly:
     ) -> None:
         self.settings = settings
         self.identity = identity
+        # one agent per data dir: taken before the queue or status files are opened (released by aclose)
+        self.data_lock = DataDirLock(settings.data_dir)
+        self.data_lock.acquire()
         self.credentials = numbered(credentials if credentials is not None else credentials_of(settings))
         self.candidates = ews_candidates(settings)
         self.limits = DiscoveryLimits(
@@ -167,8 +171,15 @@ class AgentAssembly:
         await self._runtime.start()
         await self.supervisor.start()
         if self.settings.metrics_port is not None:  # optional local Prometheus endpoint
-            self._metrics_server, _ = start_http_server(self.settings.metrics_port, addr=self.settings.metrics_host)
-            log.info("agent.metrics_serving", host=self.settings.metrics_host, port=self.settings.metrics_port)
+            try:
+                self._metrics_server, _ = start_http_server(self.settings.metrics_port,
+                                                            addr=self.settings.metrics_host)
+            except OSError as exc:  # port busy, address not ours: the agent's work goes on without it
+                log.warning("agent.metrics_unavailable", host=self.settings.metrics_host,
+                            port=self.settings.metrics_port, error=str(exc),
+                            hint="free the port or change [agent] metrics_port; running without /metrics")
+            else:
+                log.info("agent.metrics_serving", host=self.settings.metrics_host, port=self.settings.metrics_port)
         return self._runtime
 
     async def aclose(self) -> None:
@@ -207,6 +218,7 @@ class AgentAssembly:
         if server is not None:
             server.shutdown()
             server.server_close()
+        self.data_lock.release()
         log.info("agent.stopped", seconds=round(time.monotonic() - began, 2))
 
     async def __aenter__(self) -> AgentRuntime:

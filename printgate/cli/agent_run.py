@@ -35,6 +35,9 @@ def run(
         asyncio.run(_serve(settings, identity))
     except KeyboardInterrupt:
         pass
+    except PrintgateError as exc:  # e.g. another agent already runs on this data dir
+        typer.echo(f"printgate agent: {exc.message}", err=True)
+        raise typer.Exit(2) from None
 
 
 async def _serve(settings: object, identity: object) -> None:
