@@ -3,7 +3,10 @@
 Finds base64 / base64url / base32 / hex runs (also MIME-wrapped over short
 lines, JSON-escaped line breaks and ``"..."+"..."`` string joins), escaped or
 spaced hex bytes (``\\x41``, ``%41``, ``41 42 43``), decimal byte arrays,
-quoted-printable, uuencoded lines and ascii85 blocks.
+quoted-printable, uuencoded lines and ascii85 blocks (also without ``<~ ~>``); encodings
+broken up by spaces or short separators (the long pieces are judged together), numbers
+as bytes with any separator, spaces/tabs as bits, and byte -> word codes (many tokens
+from a small vocabulary used about uniformly, in no repeating order).
 
 Cheap and linear: runs are found by looking at one position every half
 threshold (ordinary text costs one short match per sample); only the rare long
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import math
 import re
 from collections import Counter
@@ -27,7 +31,7 @@ from dataclasses import dataclass
 class EncodedHit:
     """One encoded run: its encoding and its length in characters."""
 
-    kind: str  # base64 | base64url | base32 | hex | escaped_hex | spaced_hex | byte_array | quoted_printable | uuencode | ascii85 | data_uri
+    kind: str  # base64 | base64url | base32 | hex | escaped_hex | spaced_hex | byte_array | byte_list | quoted_printable | uuencode | ascii85 | whitespace_binary | word_code | data_uri
     length: int
 
     def describe(self) -> str:
@@ -66,6 +70,17 @@ _ARRAY = re.compile(rb"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\s*,\s*
 _QP = re.compile(rb"=[0-9A-F]{2}(?:=[0-9A-F]{2}){2,}")
 _UU_LINE = re.compile(rb"\nM[\x20-\x60]{60}\r?(?=\n)")  # a full uuencoded line (45 bytes)
 _QP_WINDOW = 16 * 1024
+# base64/hex/base32 broken up by spaces or short separators ("QUJD REVG", "...40 chars... x ...",
+# "<200 chars> hello world"): runs of the alphabet plus separators, judged on their long pieces
+_BROKEN_ALPHA = _Alphabet.of(_B64 + re.escape(_JOINERS) + rb" \t.:;|!?*#~()\[\]{}")
+_BROKEN_PIECE = re.compile(rb"[A-Za-z0-9+/_\-]{6,}")
+_A85_BARE_ALPHA = _Alphabet.of(rb"!-u\r\n")  # ascii85 without <~ ~> (wrapped lines allowed)
+_NUMBER_LIST_ALPHA = _Alphabet.of(rb"0-9 \t\r\n,;")
+_NUMBER_LIST = re.compile(rb"(?:[0-9]{1,3}[ \t\r\n,;]+)+")  # decimal or octal bytes, any separator
+_BLANKS = re.compile(rb"[ \t]{64,}")
+_WORD = re.compile(rb"[A-Za-z0-9]+")
+_TOKEN_WINDOW = 64 * 1024
+MIN_A85_ENTROPY = 5.5  # random ascii85 reaches ~6.3 bits per character; prose and code stay far below
 _A85 = re.compile(rb"<~[!-u\s]*~>")
 _SAMPLE = 4096
 # Shannon entropy (bits per character) an encoding of real data reaches; joined-up words,
@@ -209,6 +224,87 @@ def _quoted_printable(data: bytes, threshold: int) -> EncodedHit | None:
     return None
 
 
+def _harmless_piece(piece: bytes, allow_data: ImageCheck | None) -> bool:
+    if allow_data is None or not piece.startswith(_MEDIA_B64):
+        return False
+    decoded = _decoded(piece)
+    return decoded is not None and allow_data(decoded)
+
+
+def _uuencoded(data: bytes, threshold: int) -> EncodedHit | None:
+    uu_lines = sum(len(_UU_LINE.findall(data, max(0, start - 1), end + 1))
+                   for start, end in _long_runs(data, _UU_ALPHA, threshold))
+    return EncodedHit("uuencode", uu_lines * 61) if uu_lines * 61 >= threshold else None
+
+
+def _broken_up(data: bytes, threshold: int, allow_data: ImageCheck | None) -> EncodedHit | None:
+    """An encoding cut into groups joined by spaces or short separators: the long pieces of a
+    run, put together, are judged like one unbroken run (entropy: joined-up words stay below);
+    a piece that is one harmless image (the page shows it) is left out."""
+    for start, end in _long_runs(data, _BROKEN_ALPHA, threshold):
+        run = b"".join(p for p in _BROKEN_PIECE.findall(data, start, end) if not _harmless_piece(p, allow_data))
+        if len(run) >= threshold:
+            kind = _run_kind(run)
+            if _entropy(run[:_SAMPLE]) >= MIN_ENTROPY[kind]:
+                return EncodedHit(kind, len(run))
+    return None
+
+
+def _bare_ascii85(data: bytes, threshold: int) -> EncodedHit | None:
+    for start, end in _long_runs(data, _A85_BARE_ALPHA, threshold):
+        run = data[start:end].translate(None, b"\r\n")
+        if len(run) >= threshold and _entropy(run[:_SAMPLE]) >= MIN_A85_ENTROPY:
+            return EncodedHit("ascii85", len(run))
+    return None
+
+
+def _number_list(data: bytes, nbytes: int) -> EncodedHit | None:
+    """Bytes written as numbers (``80 75 3 4 ...``, octal ``120 113 3 4``), any separator."""
+    for start, end in _long_runs(data, _NUMBER_LIST_ALPHA, nbytes * 2):
+        for m in _NUMBER_LIST.finditer(data, start, end):
+            numbers = m.group().split()
+            if len(numbers) >= nbytes and len(set(numbers)) >= 16:
+                return EncodedHit("byte_list", m.end() - m.start())
+    return None
+
+
+def _whitespace_binary(data: bytes, nbytes: int) -> EncodedHit | None:
+    """Bits written as spaces and tabs: long runs where both are frequent."""
+    if b"\t" not in data:
+        return None
+    total = 0
+    for m in _BLANKS.finditer(data):
+        run = m.group()
+        tabs = run.count(b"\t")
+        if len(run) // 8 <= tabs <= len(run) - len(run) // 8:
+            total += len(run)
+            if total >= nbytes * 8:
+                return EncodedHit("whitespace_binary", total)
+    return None
+
+
+def _low_vocabulary(data: bytes, nbytes: int) -> EncodedHit | None:
+    """A byte -> word mapping ("apple river stone ..."): many tokens from few distinct ones, used
+    about equally often and in no repeating order (prose has frequent words; a repeated
+    template has as few word pairs as words)."""
+    for lo in range(0, len(data), _TOKEN_WINDOW):
+        tokens = _WORD.findall(data, lo, lo + _TOKEN_WINDOW)
+        if len(tokens) < 64:
+            continue
+        counts = Counter(tokens)
+        vocab = len(counts)
+        if not 2 <= vocab <= 256 or len(tokens) < 4 * vocab:
+            continue
+        if max(counts.values()) * vocab > 3 * len(tokens):
+            continue  # some tokens far more frequent than the rest: prose, markup
+        if len(set(itertools.pairwise(tokens))) < 3 * vocab:
+            continue  # a repeated template
+        carried = len(tokens) * math.log2(vocab) / 8
+        if carried >= nbytes:
+            return EncodedHit("word_code", len(tokens))
+    return None
+
+
 def find_encoded(
     data: bytes, threshold: int, *, allow_data: ImageCheck | None = None, strict: bool = False,
     byte_lists: bool = True,
@@ -239,15 +335,17 @@ def find_encoded(
     qp = _quoted_printable(data, threshold)
     if qp is not None:
         return qp
-    uu_lines = sum(len(_UU_LINE.findall(data, max(0, start - 1), end + 1))
-                   for start, end in _long_runs(data, _UU_ALPHA, threshold))
-    if uu_lines * 61 >= threshold:
-        return EncodedHit("uuencode", uu_lines * 61)
+    hit = _uuencoded(data, threshold)
+    if hit is None and b"\\n" in data:  # inside a JSON or script string: line breaks escaped
+        hit = _uuencoded(data.replace(b"\\\\", b"\\").replace(b'\\"', b'"').replace(b"\\n", b"\n"), threshold)
+    if hit is not None:
+        return hit
     if b"~" in data and b"<~" in data:
         for m in _A85.finditer(data):
             if m.end() - m.start() >= threshold:
                 return EncodedHit("ascii85", m.end() - m.start())
-    return None
+    return (_broken_up(data, threshold, allow_data) or _bare_ascii85(data, threshold) or _number_list(data, nbytes)
+            or _whitespace_binary(data, nbytes) or _low_vocabulary(data, nbytes))
 
 
 _PIECE = re.compile(rb"[A-Za-z0-9+/_\-]+={0,2}")
@@ -257,8 +355,17 @@ def find_encoded_split(
     values: Iterable[bytes], threshold: int, *, min_piece: int = 12, strict: bool = False
 ) -> EncodedHit | None:
     """A payload split over many fields: the concatenation of every value that is itself an
-    encoded-alphabet piece (at least ``min_piece`` characters), analysed as one run."""
+    encoded-alphabet piece (at least ``min_piece`` characters), analysed as one run; then all
+    values joined by spaces, analysed as broken-up text."""
+    values = list(values)
     pieces = [v.rstrip(b"=") for v in values if len(v) >= min_piece and _PIECE.fullmatch(v)]
-    if len(pieces) < 2:
+    if len(pieces) >= 2:
+        hit = find_encoded(b"".join(pieces), threshold, strict=strict)
+        if hit is not None:
+            return hit
+    if len(values) < 2:
         return None
-    return find_encoded(b"".join(pieces), threshold, strict=strict)
+    # short groups or groups with words between them ("QUJD", "<200 chars> hello world"):
+    # every value, joined by spaces, judged as broken-up text (entropy decides)
+    joined = b" ".join(values)
+    return find_encoded(joined, threshold) if len(joined) >= threshold else None

@@ -64,6 +64,19 @@ def b64(n: int = len(SECRET)) -> str:
     return base64.b64encode(data).decode()
 
 
+WORDS = ("apple", "river", "stone", "cloud", "green", "music", "table", "house", "paper", "light", "water",
+         "north", "smile", "dream", "plant", "glass")
+
+
+def groups(text: str, size: int, sep: str) -> str:
+    return sep.join(text[i : i + size] for i in range(0, len(text), size))
+
+
+def word_code(data: bytes) -> str:
+    """Each byte as two words from a 16-word list (19 KB of "apple river ..." for 6 KB)."""
+    return " ".join(WORDS[c >> 4] + " " + WORDS[c & 15] for c in data)
+
+
 def _html(body: str, head: str = "") -> web.Response:
     return web.Response(text=f"<!doctype html><html><head><meta charset=utf-8><title>Hostile</title>{head}</head>"
                              f"<body>{body}</body></html>", content_type="text/html")
@@ -209,6 +222,19 @@ DOWNLOADS: dict[str, tuple[bytes, str]] = {
     "xml-wrapped-b64": (f"<?xml version='1.0'?><backup><data>{base64.encodebytes(SECRET).decode()}</data></backup>".encode(),
                         "application/xml"),
     "text-pem": (b"\n-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n", "text/plain"),
+    # broken up by separators, or low-entropy encodings (issue 21 follow-up)
+    "html-b64-groups-of-8": (f"<html><body><p>{groups(b64(), 8, ' ')}</p></body></html>".encode(), "text/html"),
+    "html-b64-40-joined-by-x": (f"<html><body>{groups(b64(), 40, ' x ')}</body></html>".encode(), "text/html"),
+    "html-word-code": (f"<html><body><p>{word_code(SECRET)}</p></body></html>".encode(), "text/html"),
+    "js-word-code": (f"var t='{word_code(SECRET)}';".encode(), "application/javascript"),
+    "html-decimal-bytes": (f"<html><body>{' '.join(str(c) for c in SECRET)}</body></html>".encode(), "text/html"),
+    "js-ascii85-bare": (f"var a={json.dumps(base64.a85encode(SECRET).decode())};".encode(), "application/javascript"),
+    "html-ascii85-bare": (b"<html><body><pre>" + base64.a85encode(SECRET).replace(b"&", b"&amp;").replace(b"<", b"&lt;")
+                          + b"</pre></body></html>", "text/html"),
+    "css-hex-groups": (f"/*{groups(SECRET.hex(), 32, ' ')}*/".encode(), "text/css"),
+    "text-b64-groups-of-8": (groups(b64(), 8, " ").encode(), "text/plain"),
+    "svg-b64-groups-in-desc": (f"<svg xmlns='http://www.w3.org/2000/svg'><desc>{groups(b64(), 8, ' ')}</desc></svg>".encode(),
+                               "image/svg+xml"),
 }
 
 

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import httpx
@@ -39,7 +39,9 @@ from tests.proxy.hostile_device import (
     SECRET,
     HostileDevice,
     bomb,
+    groups,
     secret_zip,
+    word_code,
 )
 
 B64 = base64.b64encode(SECRET)
@@ -163,6 +165,9 @@ SEVEN_BIT = bytes(1 + c % 127 for c in SECRET[:2048]).replace(b"\x1b", b"\x1c")
 ENGLISH = ("The printer in room 101 needs a new drum unit soon and the toner is low. " * 60).encode()
 
 # (id, method, path, request kwargs, rule prefix, what must never reach the device)
+SP8 = groups(B64[:3000].decode(), 8, " ")
+UU = b"".join(binascii.b2a_uu(SECRET[i : i + 45]) for i in range(0, 2250, 45))
+WS_BITS = "".join(" " if (c >> i) & 1 else "\t" for c in SECRET[:512] for i in range(8)).encode()
 UPLOADS: list[tuple[str, str, str, dict[str, Any], str, bytes]] = [
     ("query-base64url-6k", "GET", "/sink?data=" + B64URL.decode(), {}, "upload.query_encoded", marker(B64URL)),
     ("query-hex", "GET", "/sink?d=" + SECRET[:2048].hex(), {}, "upload.query_encoded", SECRET[:2048].hex()[900:940].encode()),
@@ -231,6 +236,29 @@ UPLOADS: list[tuple[str, str, str, dict[str, Any], str, bytes]] = [
     ("cookies-split", "GET", "/sink",
      {"headers": {"cookie": "; ".join(f"c{i}={p}" for i, p in enumerate(pieces(B64URL[:3600], 150)))}},
      "upload.cookies_encoded", marker(B64URL[:3600])),
+    # broken up by separators, or low-entropy encodings (issue 21 follow-up)
+    ("json-base64-groups-of-8", "POST", "/sink", text(json.dumps({"location": SP8}).encode(), "application/json"),
+     "upload.encoded_blob", SP8[1000:1040].encode()),
+    ("json-base64-40-joined-by-x", "POST", "/sink",
+     text(json.dumps({"location": groups(B64[:3000].decode(), 40, " x ")}).encode(), "application/json"),
+     "upload.encoded_blob", B64[1000:1040]),
+    ("form-fields-200-plus-hello-world", "POST", "/sink",
+     form([(f"f{i}", p + " hello world") for i, p in enumerate(pieces(B64[:6000], 200))]), "upload.encoded_blob",
+     marker(B64[:6000])),
+    ("text-ascii85-bare", "POST", "/sink", text(base64.a85encode(SECRET[:2048])), "upload.encoded_blob",
+     base64.a85encode(SECRET[:2048])[900:930]),
+    ("json-uuencoded-string", "POST", "/sink",
+     text(json.dumps({"note": UU.decode()}).encode(), "application/json"), "upload.encoded_blob", UU[900:930]),
+    ("text-decimal-bytes", "POST", "/sink", text(" ".join(str(c) for c in SECRET[:2048]).encode()), "upload.encoded_blob",
+     " ".join(str(c) for c in SECRET[1000:1010]).encode()),
+    ("text-word-code", "POST", "/sink", text(word_code(SECRET[:512]).encode()), "upload.encoded_blob",
+     word_code(SECRET[300:310]).encode()),
+    ("text-whitespace-binary", "POST", "/sink", text(WS_BITS), "upload.encoded_blob", WS_BITS[:2000]),
+    ("query-base64-groups-of-8", "GET", "/sink", {"params": {"note": SP8[:1600]}}, "upload.query_encoded",
+     B64[800:808]),
+    ("header-x-note-base64-groups-of-8", "GET", "/sink", {"headers": {"x-note": SP8[:1600]}}, "upload.headers_encoded",
+     B64[800:808]),
+    ("path-base64-groups-of-8", "GET", "/sink/" + quote(SP8[:1600]), {}, "upload.path_encoded", B64[800:808]),
     ("request-over-budget", "POST", "/sink", form([(f"note{i}", ENGLISH[:4000].decode()) for i in range(10)]),
      "budget.request", b"note9="),
 ]
@@ -349,6 +377,16 @@ REFUSED_DOWNLOADS = [
     ("css-b64-font-zip", "download.encoded_blob"),
     ("text-ps-newline", "download.sniffed_postscript"),
     ("html-zip-appended", "download.sniffed_zip"),
+    ("html-b64-groups-of-8", "download.encoded_blob"),
+    ("html-b64-40-joined-by-x", "download.encoded_blob"),
+    ("html-word-code", "download.encoded_blob"),
+    ("js-word-code", "download.encoded_blob"),
+    ("html-decimal-bytes", "download.encoded_blob"),
+    ("js-ascii85-bare", "download.encoded_blob"),
+    ("html-ascii85-bare", "download.encoded_blob"),
+    ("css-hex-groups", "download.encoded_blob"),
+    ("text-b64-groups-of-8", "download.encoded_blob"),
+    ("svg-b64-groups-in-desc", "download.encoded_blob"),
     ("xml-wrapped-b64", "download.encoded_blob"),
     ("text-pem", "download.sniffed_pem"),
 ]
@@ -525,6 +563,7 @@ async def test_device_websocket_frames_carrying_files_are_dropped_and_audited(pr
     [
         pytest.param(B64.decode() * 7, "websocket.encoded_from_browser", id="ws-text-58k-base64"),
         pytest.param(B64URL[:400].decode(), "websocket.encoded_from_browser", id="ws-text-small-base64"),
+        pytest.param(groups(B64[:3000].decode(), 8, " "), "websocket.encoded_from_browser", id="ws-text-base64-groups-of-8"),
         pytest.param(SECRET, "websocket.binary_from_browser", id="ws-binary-frame"),
         pytest.param("\n" + PS_JOB.decode(), "websocket.document_from_browser", id="ws-text-postscript"),
         pytest.param(ENGLISH.decode() * 9, "budget.request", id="ws-text-over-request-budget"),

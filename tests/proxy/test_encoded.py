@@ -209,3 +209,81 @@ def test_an_icon_kept_as_a_script_string_is_an_image_but_an_icon_with_a_zip_is_n
     smuggled = base64.b64encode(png(40, 40, noise=True) + backup_zip("a", "b"))
     hit = find_encoded(b'var ICON = "' + smuggled + b'";', 4096, allow_data=harmless)
     assert hit is not None and hit.kind == "base64"
+
+
+# --- encodings broken up by separators, and low-entropy encodings (issue 21 follow-up) -------
+FILE = random.Random(2121).randbytes(6 * 1024)  # big enough for the download threshold too
+FILE_B64 = base64.b64encode(FILE).decode()
+WORDS = ["apple", "river", "stone", "cloud", "green", "music", "table", "house", "paper", "light",
+         "water", "north", "smile", "dream", "plant", "glass"]
+
+
+def groups(text: str, size: int, sep: str) -> str:
+    return sep.join(text[i : i + size] for i in range(0, len(text), size))
+
+
+BROKEN_UP = [
+    pytest.param(groups(FILE_B64, 8, " "), "base64", id="b64-groups-of-8"),
+    pytest.param(groups(FILE_B64, 40, " x "), "base64", id="b64-40-joined-by-x"),
+    pytest.param("".join(FILE_B64[i : i + 200] + " hello world" for i in range(0, len(FILE_B64), 200)), "base64",
+                 id="b64-200-plus-hello-world"),
+    pytest.param(groups(FILE.hex(), 32, " "), "hex", id="hex-groups-of-32"),
+    pytest.param(base64.a85encode(FILE).decode(), "ascii85", id="ascii85-bare"),
+    pytest.param(base64.a85encode(FILE, wrapcol=76).decode(), "ascii85", id="ascii85-bare-wrapped"),
+    pytest.param(json.dumps({"note": "".join(binascii.b2a_uu(FILE[i : i + 45]).decode()
+                                             for i in range(0, len(FILE), 45))}), "uuencode", id="uu-in-json"),
+    pytest.param(" ".join(str(c) for c in FILE), "byte_list", id="decimal-spaced"),
+    pytest.param("\n".join(f"{c:o}" for c in FILE), "byte_list", id="octal-lines"),
+    pytest.param("".join(" " if (c >> i) & 1 else "\t" for c in FILE[:3072] for i in range(8)),
+                 "whitespace_binary", id="whitespace-binary"),
+    pytest.param(" ".join(WORDS[c >> 4] + " " + WORDS[c & 15] for c in FILE), "word_code", id="word-code"),
+]
+
+
+@pytest.mark.parametrize(("text", "kind"), BROKEN_UP)
+def test_broken_up_and_low_entropy_encodings_are_found_towards_the_device(text, kind):
+    hit = find_encoded(text.encode(), 256, strict=True)
+    assert hit is not None and hit.kind == kind, hit
+
+
+@pytest.mark.parametrize(("text", "kind"), BROKEN_UP)
+def test_broken_up_and_low_entropy_encodings_are_found_in_pages(text, kind):
+    inner = f"<script>var t = {text};</script>" if text.startswith("{") else f"<pre>{html_escape(text)}</pre>"
+    page = f"<!doctype html><html><body>{inner}</body></html>".encode()
+    hit = find_encoded(page, 4096, byte_lists=False)
+    assert hit is not None and hit.kind == kind, hit
+
+
+def html_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;")
+
+
+ORDINARY_TEXT = [
+    # prose, a note, a repeated status template, an indented listing, a counters table
+    ("The printer reports a paper jam in tray 2. Open the front cover, remove the paper, "
+     "close the cover and press OK. If the message stays, switch the printer off and on again. ") * 60,
+    "Printer says %PDF-1.4 error on job 1234, please check the queue and the toner level today.",
+    "Tray 1 Ready Tray 2 Ready Tray 3 Empty Toner Black 40 percent\n" * 300,
+    "\n".join("\t" * (i % 4) + "    " + f"item {i}: value {i * 3}" for i in range(800)),
+]
+
+
+@pytest.mark.parametrize("text", ORDINARY_TEXT)
+def test_ordinary_text_is_not_an_encoded_file(text):
+    assert find_encoded(text.encode(), 256, strict=True) is None
+    assert find_encoded(text.encode(), 4096) is None
+
+
+@pytest.mark.parametrize("values", [
+    [FILE_B64[i : i + 200] + " hello world" for i in range(0, len(FILE_B64), 200)],
+    [FILE_B64[i : i + 8] for i in range(0, 2000, 8)],  # URL path segments of 8 characters
+])
+def test_a_file_split_over_fields_with_words_or_short_groups_is_found(values):
+    hit = find_encoded_split([v.encode() for v in values], 256)
+    assert hit is not None and hit.kind == "base64", hit
+
+
+def test_ordinary_form_fields_together_are_not_a_file():
+    fields = [b"Front office", b"2nd floor, room 204", b"admin@example.com", b"Europe/Berlin", b"A4",
+              b"on", b"300", b"Printer in the hall next to the kitchen"] * 10
+    assert find_encoded_split(fields, 256) is None
