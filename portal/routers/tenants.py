@@ -61,6 +61,10 @@ async def new_customer(request: Request, state: State, s: DbSession, login: Curr
     me = login.user
     if Role.DEALER_ADMIN not in me.roles or not me.dealer_id:
         raise HTTPException(403, "only dealer administrators add customers")
+    taken = await tenants_store.customers_named(s, name, dealer_id=me.dealer_id)
+    if taken:
+        raise HTTPException(409, f"you already have a customer named {taken[0].name!r} (id {taken[0].id}): "
+                                 "choose another name, e.g. with the town or department")
     customer = Customer(CustomerId(_slug(name)), DealerId(me.dealer_id), name.strip())
     await add_customer(s, customer)
     await state.record("tenant.customer_added", request=request, user=me, customer_id=customer.id,

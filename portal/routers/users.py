@@ -20,7 +20,12 @@ from printgate.domain import CustomerId, DealerId, Role, User, UserId
 from printgate.store import invitations as invitations_store
 from printgate.store import portal_sessions
 from printgate.store import users as users_store
-from printgate.store.tenants import add_user, get_user_row_by_email, user_from_row
+from printgate.store.tenants import (
+    add_user,
+    get_user_row_by_email,
+    list_customers_of_dealer,
+    user_from_row,
+)
 
 router = APIRouter(tags=["users"])
 
@@ -56,8 +61,14 @@ async def users_page(request: Request, state: State, s: DbSession, login: Curren
     users = await users_store.list_users(s, dealer_id=me.dealer_id) if me.dealer_id else \
         await users_store.list_users(s, customer_id=me.customer_id)
     invitations = await invitations_store.list_invitations(s, dealer_id=me.dealer_id, customer_id=me.customer_id)
+    customer_names: dict[str, str] = {}
+    if me.dealer_id:  # a dealer admin also follows the invitations of the dealer's customers
+        for customer in await list_customers_of_dealer(s, me.dealer_id):
+            customer_names[customer.id] = customer.name
+            invitations += await invitations_store.list_invitations(s, dealer_id=None, customer_id=customer.id)
+        invitations.sort(key=lambda i: i.created_at, reverse=True)
     return render(state, request, "users.html", login=login, users=users, assignable=roles,
-                  invitations=invitations, now=state.clock())
+                  invitations=invitations, customer_names=customer_names, now=state.clock())
 
 
 @router.post("/admin/users/{user_id}/roles")

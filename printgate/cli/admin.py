@@ -100,7 +100,8 @@ def add_user(
                                                            "(dealer) or customer_admin, viewer, auditor "
                                                            "(customer); repeatable")],
     dealer: Annotated[str | None, typer.Option(help="dealer id (for the dealer's staff)")] = None,
-    customer: Annotated[str | None, typer.Option(help="customer id (for the customer's staff)")] = None,
+    customer: Annotated[str | None, typer.Option(help="customer id or name (for the customer's staff; "
+                                                       "the Customers page shows both)")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Invite a user with roles into a dealer or a customer: prints a one-use sign-in link."""
@@ -123,15 +124,24 @@ async def _add_user(settings: Any, email: str, roles: list[str], dealer: str | N
     from portal.invitations import create_invitation
     from printgate.cli.schema_guard import schema_database
     from printgate.store.models.core import CustomerRow, DealerRow
-    from printgate.store.tenants import get_user_row_by_email
+    from printgate.store.tenants import customers_named, get_user_row_by_email
 
     now = datetime.now(UTC)
     async with schema_database(settings.database_url) as db, db.transaction() as s:
         customer_row = await s.get(CustomerRow, customer) if customer else None
+        if customer is not None and customer_row is None:
+            named = await customers_named(s, customer)
+            if len(named) > 1:
+                raise _fail(f"{len(named)} customers are named {customer!r} (of dealers "
+                            f"{', '.join(sorted({c.dealer_id for c in named}))}): give the id, one of "
+                            f"{', '.join(c.id for c in named)}")
+            customer_row = named[0] if named else None
         if dealer is not None and await s.get(DealerRow, dealer) is None:
             raise _fail(f"no dealer {dealer} (`printgate admin dealers` lists them)")
         if customer is not None and customer_row is None:
-            raise _fail(f"no customer {customer} (see the dealer's Customers page in the portal)")
+            raise _fail(f"no customer with the id or name {customer!r} (the dealer's Customers page in the "
+                        "portal shows names and ids)")
+        customer = customer_row.id if customer_row else None
         existing = await get_user_row_by_email(s, email)
         if existing is not None and (existing.dealer_id != dealer or existing.customer_id != customer):
             raise _fail(f"{email} already has an account in another organisation")

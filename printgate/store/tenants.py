@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from printgate.domain import (
@@ -114,6 +114,14 @@ async def tenant_of_site(s: AsyncSession, site_id: str) -> tuple[Customer, Site]
         return None
     customer = await get_customer(s, site.customer_id)
     return (customer, site) if customer else None
+
+
+async def customers_named(s: AsyncSession, name: str, *, dealer_id: str | None = None) -> list[CustomerRow]:
+    """Customers whose name is ``name`` (case and surrounding blanks ignored), of one dealer or of all."""
+    q = select(CustomerRow).where(func.lower(CustomerRow.name) == name.strip().lower())
+    if dealer_id is not None:
+        q = q.where(CustomerRow.dealer_id == dealer_id)
+    return list((await s.execute(q.order_by(CustomerRow.dealer_id, CustomerRow.id))).scalars().all())
 
 
 async def list_customers_of_dealer(s: AsyncSession, dealer_id: str) -> list[CustomerRow]:

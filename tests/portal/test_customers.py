@@ -1,0 +1,98 @@
+"""Customers: names are unique within a dealer, ids are shown for the shell, and a dealer
+administrator sees the open invitations of its customers' staff."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from portal.invitations import create_invitation
+from printgate.domain import Customer, CustomerId, DealerId, Role
+from printgate.store.models.identity import InvitationRow
+from printgate.store.tenants import add_customer
+from printgate.testing.database import migrated, sqlite_url
+from printgate.testing.portal import create_user, csrf_of, sign_in
+from tests.portal.test_error_pages import Served, served_portal  # noqa: F401  (the served portal)
+
+PRINTGATE = str(Path(sys.executable).with_name("printgate"))
+
+
+@pytest.fixture
+async def dealer_admin(served_portal: Served) -> AsyncIterator[httpx.AsyncClient]:  # noqa: F811
+    user, secret = await create_user(served_portal.db, Role.DEALER_ADMIN)
+    async with httpx.AsyncClient(base_url=served_portal.url, timeout=10,
+                                 headers={"accept": "text/html"}) as c:
+        await sign_in(c, served_portal, user, secret)
+        yield c
+
+
+async def _add(client: httpx.AsyncClient, name: str) -> httpx.Response:
+    page = await client.get("/admin/tenants")
+    return await client.post("/admin/tenants/customers", data={"name": name, "csrf_token": csrf_of(page.text)})
+
+
+async def test_duplicate_customer_name_is_refused_with_a_clear_message(dealer_admin: httpx.AsyncClient) -> None:
+    assert (await _add(dealer_admin, "Northwind Traders")).status_code == 303
+    for again in ("Northwind Traders", "  northwind TRADERS "):
+        r = await _add(dealer_admin, again)
+        assert r.status_code == 409, r.text
+        assert "already have a customer named" in r.text and "choose another name" in r.text
+    page = (await dealer_admin.get("/admin/tenants")).text
+    assert page.count("Northwind Traders") == 1
+    assert "id <code>c-open</code>" in page  # the id the shell's --customer also takes
+
+
+async def test_another_dealer_may_use_the_same_name(served_portal: Served) -> None:  # noqa: F811
+    user, secret = await create_user(served_portal.db, Role.DEALER_ADMIN, dealer="d2")
+    async with httpx.AsyncClient(base_url=served_portal.url, timeout=10, headers={"accept": "text/html"}) as c:
+        await sign_in(c, served_portal, user, secret)
+        assert (await _add(c, "Customer c-open")).status_code == 303  # d1 has one; d2 may too
+
+
+async def test_dealer_admin_sees_invitations_of_its_customers(served_portal: Served,  # noqa: F811
+                                                              dealer_admin: httpx.AsyncClient) -> None:
+    async with served_portal.db.transaction() as s:
+        await create_invitation(s, email="it@contoso.example", roles=["customer_admin"], dealer_id=None,
+                                customer_id="c-appr", invited_by="cli:test", now=datetime.now(UTC))
+        await create_invitation(s, email="it@elsewhere.example", roles=["customer_admin"], dealer_id=None,
+                                customer_id="c-other", invited_by="cli:test", now=datetime.now(UTC))
+    page = (await dealer_admin.get("/admin/users")).text
+    assert "it@contoso.example (customer_admin, customer Customer c-appr)" in page
+    assert "it@elsewhere.example" not in page  # another dealer's customer
+
+
+def _cli(args: list[str], url: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRINTGATE_")}
+    return subprocess.run([PRINTGATE, "admin", *args], capture_output=True, text=True, timeout=60,
+                          env={**env, "PRINTGATE_DATABASE_URL": url, "COLUMNS": "200"})
+
+
+async def test_add_user_takes_the_customer_name(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "cli.db")
+    async with migrated(url) as db:
+        assert _cli(["create-dealer", "Acme", "--admin-email", "a@acme.example"], url).returncode == 0
+        assert _cli(["create-dealer", "Zeta", "--admin-email", "z@zeta.example"], url).returncode == 0
+        async with db.transaction() as s:
+            await add_customer(s, Customer(CustomerId("contoso-1"), DealerId("acme"), "Contoso Offices"))
+        ok = _cli(["add-user", "it@contoso.example", "--role", "customer_admin", "--customer", "contoso offices"],
+                  url)
+        assert ok.returncode == 0, ok.stderr
+        async with db.session() as s:
+            row = (await s.execute(select(InvitationRow).where(InvitationRow.email == "it@contoso.example"))
+                   ).scalar_one()
+        assert row.customer_id == "contoso-1"
+        async with db.transaction() as s:
+            await add_customer(s, Customer(CustomerId("contoso-2"), DealerId("zeta"), "Contoso Offices"))
+        both = _cli(["add-user", "b@contoso.example", "--role", "viewer", "--customer", "Contoso Offices"], url)
+        assert both.returncode == 2
+        assert "give the id, one of contoso-1, contoso-2" in both.stderr and "Traceback" not in both.stderr
+        none = _cli(["add-user", "c@contoso.example", "--role", "viewer", "--customer", "Fabrikam"], url)
+        assert none.returncode == 2 and "no customer with the id or name 'Fabrikam'" in none.stderr
