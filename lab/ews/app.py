@@ -92,7 +92,7 @@ async def index(request: web.Request) -> web.Response:
     return _page(
         s,
         "Device home",
-        f"<p id=model>{html.escape(s.device_name)}</p><p id=serial>Serial: {html.escape(s.serial)}</p>"
+        f"<p id=model>{html.escape(s.device_name)}</p><p id=serial>Serial: {html.escape(s.serial or 'not reported by this printer')}</p>"
         f"<p id=location>Location: {html.escape(s.location)}</p>"
         f"<p><a id=login-link href='{s.origin}/login'>Log in</a> <a id=redirect-link href='{s.origin}/redirect'>Go via redirect</a>"
         f" <a id=api-link href='{s.origin}/api/status'>API</a></p>",

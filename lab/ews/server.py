@@ -60,7 +60,14 @@ class EwsServer(Service):
 
 
 def lab_serial(device: LabDevice) -> str:
-    return "LAB" + device.ip.rsplit(".", 1)[1].zfill(3) + device.name[:4].upper().replace("-", "")
+    """The serial the printer's own recording reports (as the agent reads it over SNMP), or "" when it
+    reports none: the web page never shows a serial the fleet cannot know (no invented one)."""
+    from agent.snmp.parsing import identity_from
+    from lab import snmprec
+    from lab.snmp import recording_path
+
+    identity, _ = identity_from(snmprec.load(recording_path(device.name)), ip=device.ip)
+    return identity.serial or ""
 
 
 class EwsLab(Service):
