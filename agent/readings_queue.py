@@ -97,8 +97,20 @@ class Drop:
 
 REOPEN_AFTER_S = 5.0  # while the disk stays full, the queue file is reopened this often
 DROP_OVERFLOW = "agent queue overflow"
+DROP_CORRUPT = "agent queue corrupt"
 DROP_DISK_FULL = "agent disk full"
 DropKey = tuple[str, str, str]  # (ip, kind, reason)
+
+
+def _is_corrupt(exc: BaseException) -> bool:
+    """The queue file is damaged (SQLITE_CORRUPT, SQLITE_NOTADB): retrying it can never work."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return True
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text
 
 
 def _is_disk_full(exc: BaseException) -> bool:
@@ -126,7 +138,8 @@ class ReadingsQueue:
         self.batch_size = batch_size
         self.max_queued = max_queued
         self.max_bytes = max_bytes
-        self.degraded: str | None = None  # "disk full: ..." while readings cannot be stored
+        self._disk_degraded: str | None = None  # "disk full: ..." while readings cannot be stored
+        self.set_aside: str | None = None  # a corrupt queue file was moved aside (until restart)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = asyncio.Lock()
         self._db: sqlite3.Connection | None = None
@@ -136,12 +149,55 @@ class ReadingsQueue:
         self._loaded = False  # the file's drop totals are in self._drops
         self._reopen_at = 0.0
         try:
-            self._conn()
+            try:
+                self._conn()
+            except sqlite3.DatabaseError as exc:
+                if not _is_corrupt(exc):
+                    raise
+                self._move_corrupt_aside(exc)
+                self._conn()
         except (sqlite3.Error, OSError) as exc:  # a full disk at start: run degraded, open later
             if not _is_disk_full(exc):
                 raise
             self.degraded = f"disk full: the readings queue cannot be opened ({exc})"
             log.error("readings_queue.open_failed", path=str(path), error=str(exc))
+
+    @property
+    def degraded(self) -> str | None:
+        """Why readings are (or were) being lost, or None: a full disk, a corrupt file moved aside."""
+        parts = [p for p in (self._disk_degraded, self.set_aside) if p]
+        return "; ".join(parts) if parts else None
+
+    @degraded.setter
+    def degraded(self, value: str | None) -> None:
+        self._disk_degraded = value
+
+    def _move_corrupt_aside(self, exc: BaseException) -> None:
+        """The file is damaged: keep it for inspection as ``<name>.corrupt-<time>``, start a fresh queue,
+        count the readings it held as dropped (device unknown) and stay degraded until restart."""
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(f"{self.path}{suffix}")
+            if src.exists():
+                src.replace(Path(f"{aside}{suffix}"))
+        lost = self._count
+        now = datetime.now(UTC)
+        key = ("unknown", "unknown", DROP_CORRUPT)
+        old = self._drops.get(key)
+        if lost:
+            self._drops[key] = Drop("unknown", "unknown", DROP_CORRUPT, lost, now, now) if old is None else Drop(
+                "unknown", "unknown", DROP_CORRUPT, old.count + lost, old.first_at, now)
+        self._unsaved_drops.update(self._drops)  # the fresh file gets every total counted so far
+        self._loaded = True
+        self._count = self._bytes = 0
+        self.set_aside = (f"readings queue was corrupt ({exc}): moved aside to {aside.name} at "
+                          f"{now.isoformat(timespec='seconds')}, {lost} queued readings lost")
+        log.error("readings_queue.corrupt", path=str(self.path), moved_to=str(aside), lost=lost, error=str(exc))
 
     def _conn(self) -> sqlite3.Connection:
         """The open queue file, opening it first if an earlier attempt failed (a full disk)."""
@@ -193,12 +249,18 @@ class ReadingsQueue:
         done, or the next call would use the connection concurrently and corrupt its state.
         """
         async with self._lock:
-            call = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-            try:
-                return await asyncio.shield(call)
-            except asyncio.CancelledError:
-                await asyncio.wait({call})
-                raise
+            for attempt in (1, 2):
+                call = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+                try:
+                    return await asyncio.shield(call)
+                except asyncio.CancelledError:
+                    await asyncio.wait({call})
+                    raise
+                except sqlite3.DatabaseError as exc:  # a damaged file: set it aside, once, and go on afresh
+                    if attempt == 2 or not _is_corrupt(exc):
+                        raise
+                    await asyncio.to_thread(self._move_corrupt_aside, exc)
+            raise AssertionError("unreachable")
 
     # ---- drops --------------------------------------------------------------
     def _count_drop(self, ip: str, kinds: Sequence[str], reason: str, at: datetime) -> None:
