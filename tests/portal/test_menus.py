@@ -82,3 +82,21 @@ async def test_menu_wraps_instead_of_being_cut(browser: Any, portal: Portal, wid
                 await page.set_viewport_size({"width": 375, "height": 800})
     finally:
         await page.context.close()
+
+
+@pytest.mark.parametrize("path", ["/admin/policy", "/fleet", "/devices", "/admin/tenants", "/admin/users",
+                                  "/credentials", "/no/such/page"])
+async def test_admin_pages_have_no_serious_accessibility_violations(browser: Any, portal: Portal,  # noqa: F811
+                                                                    path: str) -> None:
+    from axe_playwright_python.async_playwright import Axe
+
+    page = await _signed_in_page(browser, portal, Role.DEALER_ADMIN)
+    try:
+        await page.goto(portal.url + path)
+        await page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+        results = await Axe().run(page)
+        bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:5])
+               for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+        assert bad == [], bad
+    finally:
+        await page.context.close()
