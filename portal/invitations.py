@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from portal.auth import api_tokens
 from printgate.domain import Role
 from printgate.store import invitations
-from printgate.store.models.identity import InvitationRow
 
 DEALER_ROLES = (Role.DEALER_ADMIN, Role.TECHNICIAN, Role.VIEWER, Role.AUDITOR)
 CUSTOMER_ROLES = (Role.CUSTOMER_ADMIN, Role.VIEWER, Role.AUDITOR)
@@ -49,8 +48,8 @@ async def create_invitation(
     invited_by: str, now: datetime, ttl: timedelta = INVITATION_TTL,
 ) -> Invitation:
     token_id, token, token_hash = api_tokens.new_token()
-    await invitations.add_invitation(s, InvitationRow(
-        id=token_id, token_hash=token_hash, email=email.strip().lower(), roles=sorted(set(roles)),
-        dealer_id=dealer_id, customer_id=customer_id, invited_by=invited_by, created_at=now,
-        expires_at=now + ttl))
+    await invitations.add_invitation(
+        s, invitation_id=token_id, token_hash=token_hash, email=email.strip().lower(),
+        roles=sorted(set(roles)), dealer_id=dealer_id, customer_id=customer_id, invited_by=invited_by,
+        created_at=now, expires_at=now + ttl)
     return Invitation(token_id, token, now + ttl)

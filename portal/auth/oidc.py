@@ -20,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.auth.saml import SsoIdentity
 from portal.errors import OIDC_INVALID, OIDC_STATE, OIDC_TOKEN
+from printgate.domain.sso import SsoPending, SsoProvider
 from printgate.errors import AuthenticationFailed
 from printgate.store import sso as sso_store
-from printgate.store.models.identity import SsoPendingRow, SsoProviderRow
 
 MFA_AMR = frozenset({"mfa", "otp", "hwk", "swk", "totp"})
 
@@ -51,15 +51,15 @@ async def _discover(client: httpx.AsyncClient, issuer: str) -> dict[str, Any]:
     return meta
 
 
-async def begin_login(s: AsyncSession, provider: SsoProviderRow, public_url: str, *,
+async def begin_login(s: AsyncSession, provider: SsoProvider, public_url: str, *,
                       now: datetime, http: httpx.AsyncClient) -> str:
     cfg = OidcConfig.model_validate(provider.config)
     meta = await _discover(http, cfg.issuer)
     state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    await sso_store.add_sso_pending(s, SsoPendingRow(state=state, provider_id=provider.id, nonce=nonce,
-                                                code_verifier=verifier, created_at=now))
+    await sso_store.add_sso_pending(s, SsoPending(state=state, provider_id=provider.id, nonce=nonce,
+                                                  code_verifier=verifier, created_at=now))
     query = urlencode({
         "response_type": "code", "client_id": cfg.client_id,
         "redirect_uri": redirect_uri(public_url, provider.id), "scope": cfg.scopes,
@@ -68,7 +68,7 @@ async def begin_login(s: AsyncSession, provider: SsoProviderRow, public_url: str
     return f"{meta['authorization_endpoint']}?{query}"
 
 
-async def finish_login(s: AsyncSession, provider: SsoProviderRow, public_url: str, *, state: str,
+async def finish_login(s: AsyncSession, provider: SsoProvider, public_url: str, *, state: str,
                        code: str, now: datetime, http: httpx.AsyncClient,
                        pending_ttl: timedelta = timedelta(minutes=10)) -> SsoIdentity:
     pending = await sso_store.pop_sso_pending(s, state) if state else None

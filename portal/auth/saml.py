@@ -15,9 +15,9 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.errors import SAML_INVALID, SAML_REPLAY, SAML_UNSOLICITED
+from printgate.domain.sso import SsoPending, SsoProvider
 from printgate.errors import AuthenticationFailed
 from printgate.store import sso as sso_store
-from printgate.store.models.identity import SsoPendingRow, SsoProviderRow
 
 
 class SamlConfig(BaseModel):
@@ -46,7 +46,7 @@ def sp_urls(public_url: str, provider_id: str) -> tuple[str, str]:
     return f"{base}/sso/saml/{provider_id}/metadata", f"{base}/sso/saml/{provider_id}/acs"
 
 
-def saml_settings(provider: SsoProviderRow, public_url: str) -> dict[str, Any]:
+def saml_settings(provider: SsoProvider, public_url: str) -> dict[str, Any]:
     cfg = SamlConfig.model_validate(provider.config)
     idp = OneLogin_Saml2_IdPMetadataParser.parse(cfg.idp_metadata_xml)
     entity_id, acs = sp_urls(public_url, provider.id)
@@ -88,19 +88,19 @@ def request_data(url: str, *, get: dict[str, str], post: dict[str, str]) -> dict
 
 
 async def begin_login(
-    s: AsyncSession, provider: SsoProviderRow, public_url: str, *, now: datetime
+    s: AsyncSession, provider: SsoProvider, public_url: str, *, now: datetime
 ) -> str:
     """The IdP URL to send the browser to; remembers the AuthnRequest id (one use)."""
     _, acs = sp_urls(public_url, provider.id)
     auth = OneLogin_Saml2_Auth(request_data(acs, get={}, post={}), saml_settings(provider, public_url))
     url: str = auth.login()
-    await sso_store.add_sso_pending(s, SsoPendingRow(state=auth.get_last_request_id(),
-                                                provider_id=provider.id, created_at=now))
+    await sso_store.add_sso_pending(s, SsoPending(state=auth.get_last_request_id(),
+                                                  provider_id=provider.id, created_at=now))
     return url
 
 
 async def finish_login(
-    s: AsyncSession, provider: SsoProviderRow, public_url: str, *, saml_response: str, now: datetime,
+    s: AsyncSession, provider: SsoProvider, public_url: str, *, saml_response: str, now: datetime,
     pending_ttl: timedelta = timedelta(minutes=10),
 ) -> SsoIdentity:
     """Validate a posted SAMLResponse; raise ``AuthenticationFailed`` saying why."""
@@ -139,7 +139,7 @@ async def finish_login(
                        subject=auth.get_nameid() or email)
 
 
-def metadata_xml(provider: SsoProviderRow, public_url: str) -> str:
+def metadata_xml(provider: SsoProvider, public_url: str) -> str:
     from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
     settings = OneLogin_Saml2_Settings(saml_settings(provider, public_url), sp_validation_only=True)

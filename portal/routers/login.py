@@ -66,7 +66,7 @@ async def login_submit(
     if row.password_hash and needs_rehash(row.password_hash):
         row.password_hash = hash_password(password)
     user = user_from_row(row)
-    needs_mfa = second_factor.mfa_required(row)
+    needs_mfa = second_factor.mfa_required(user.roles, row.totp_secret)
     stage = browser_sessions.STAGE_PASSWORD if needs_mfa else browser_sessions.STAGE_FULL
     token, _ = await browser_sessions.start(s, user_id=row.id, stage=stage, now=now,
                                             source_ip=client_ip(request))
@@ -97,7 +97,7 @@ async def verify_submit(
     now = state.clock()
     row = await users.get_user_row(s, login.user.id)
     assert row is not None
-    result = await second_factor.check_code(s, row, code, now)
+    result = await second_factor.check_code(s, row.id, code, now)
     if not result.ok:
         await state.record("auth.mfa", request=request, user=login.user, outcome=Outcome.FAILURE,
                            details={"reason": result.value})

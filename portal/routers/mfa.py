@@ -84,7 +84,7 @@ async def step_up_submit(
     now = state.clock()
     row = await users.get_user_row(s, login.user.id)
     assert row is not None
-    result = await second_factor.check_code(s, row, code, now)
+    result = await second_factor.check_code(s, row.id, code, now)
     if not result.ok:
         await state.record("auth.mfa_step_up", request=request, user=login.user,
                            outcome=Outcome.FAILURE, details={"reason": result.value})

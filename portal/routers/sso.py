@@ -16,42 +16,42 @@ from portal.pages import render, see_other
 from portal.routers.login import set_session_cookie
 from portal.state import client_ip
 from printgate.domain import Outcome
+from printgate.domain.sso import SsoProvider
 from printgate.errors import AuthenticationFailed
 from printgate.store import sso as sso_store
-from printgate.store.models.identity import SsoProviderRow
-from printgate.store.tenants import user_from_row
+from printgate.store import users as users_store
 
 router = APIRouter(prefix="/sso", tags=["sso"])
 
 
-async def _provider(s: AsyncSession, provider_id: str, kind: str) -> SsoProviderRow:
-    row = await sso_store.get_sso_provider(s, provider_id)
-    if row is None or row.kind != kind or not row.enabled:
+async def _provider(s: AsyncSession, provider_id: str, kind: str) -> SsoProvider:
+    provider = await sso_store.get_sso_provider(s, provider_id)
+    if provider is None or provider.kind != kind or not provider.enabled:
         raise HTTPException(404, f"no {kind.upper()} identity provider {provider_id}")
-    return row
+    return provider
 
 
-async def _signed_in(request: Request, state: State, s: AsyncSession, provider: SsoProviderRow,
+async def _signed_in(request: Request, state: State, s: AsyncSession, provider: SsoProvider,
                      who: saml.SsoIdentity) -> Response:
     now = state.clock()
-    row, before, after = await sso_accounts.account_for(s, provider, who)
-    user = user_from_row(row)
+    user, before, after = await sso_accounts.account_for(s, provider, who)
+    totp_secret = await users_store.get_totp_secret(s, user.id)
     if before != after:
         await state.record("rbac.roles_changed", request=request, user=user, actor=f"sso:{provider.id}",
                            details={"user": user.id, "from": sorted(before), "to": sorted(after)},
                            personal={"subject": user.email})
     mfa = provider.mfa_asserted or who.mfa
-    needs_totp = not mfa and second_factor.mfa_required(row)
+    needs_totp = not mfa and second_factor.mfa_required(user.roles, totp_secret)
     stage = browser_sessions.STAGE_PASSWORD if needs_totp else browser_sessions.STAGE_FULL
     token, _ = await browser_sessions.start(
-        s, user_id=row.id, stage=stage, now=now, source_ip=client_ip(request),
+        s, user_id=user.id, stage=stage, now=now, source_ip=client_ip(request),
         auth_method=provider.kind, mfa_method="idp" if mfa else None,
     )
     await state.record("auth.sso", request=request, user=user,
                        details={"provider": provider.id, "kind": provider.kind, "idp_mfa": mfa})
     target = "/devices"
     if needs_totp:
-        target = "/login/verify" if row.totp_secret else "/mfa/enrol"
+        target = "/login/verify" if totp_secret else "/mfa/enrol"
     response = see_other(target)
     set_session_cookie(state, response, token)
     return response

@@ -5,14 +5,22 @@ Secrets never reach this module in clear: callers pass hashes.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from printgate.store.models.identity import InvitationRow
 
 
-async def add_invitation(s: AsyncSession, row: InvitationRow) -> None:
-    s.add(row)
+async def add_invitation(
+    s: AsyncSession, *, invitation_id: str, token_hash: str, email: str, roles: list[str],
+    dealer_id: str | None, customer_id: str | None, invited_by: str, created_at: datetime,
+    expires_at: datetime,
+) -> None:
+    s.add(InvitationRow(
+        id=invitation_id, token_hash=token_hash, email=email, roles=roles, dealer_id=dealer_id,
+        customer_id=customer_id, invited_by=invited_by, created_at=created_at, expires_at=expires_at))
     await s.flush()
 
 

@@ -8,13 +8,34 @@ from __future__ import annotations
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from printgate.domain import User
+from printgate.domain import Role, User
 from printgate.store.models.core import UserRow
 from printgate.store.tenants import user_from_row
 
 
 async def get_user_row(s: AsyncSession, user_id: str) -> UserRow | None:
     return await s.get(UserRow, user_id)
+
+
+async def get_user_by_email(s: AsyncSession, email: str) -> User | None:
+    row = (await s.execute(
+        select(UserRow).where(UserRow.email == email.strip().lower())
+    )).scalar_one_or_none()
+    return user_from_row(row) if row is not None else None
+
+
+async def get_totp_secret(s: AsyncSession, user_id: str) -> str | None:
+    """The user's TOTP secret (None when no authenticator is enrolled or no such user)."""
+    row = await s.get(UserRow, user_id)
+    return row.totp_secret if row is not None and row.totp_secret else None
+
+
+async def set_roles(s: AsyncSession, user_id: str, roles: frozenset[Role]) -> None:
+    """Replace the user's roles, written with the request's transaction (unit of work, flushed
+    at commit; an early UPDATE would hold SQLite's write lock for the whole request)."""
+    row = await s.get(UserRow, user_id)
+    if row is not None:
+        row.roles = sorted(r.value for r in roles)
 
 
 async def accept_totp_step(s: AsyncSession, user_id: str, step: int) -> bool:

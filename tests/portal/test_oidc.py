@@ -16,7 +16,7 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from lab.ports import free_tcp_port
-from printgate.store.models.identity import SsoProviderRow
+from printgate.domain.sso import SsoProvider
 from printgate.store.sso import add_sso_provider
 from tests.portal.conftest import Portal
 
@@ -84,10 +84,10 @@ async def oidc_idp(portal: Portal) -> AsyncIterator[StubOidcIdp]:
     idp = StubOidcIdp(portal.clock)
     await idp.start()
     async with portal.db.transaction() as s:
-        await add_sso_provider(s, SsoProviderRow(
+        await add_sso_provider(s, SsoProvider(
             id="p-oidc", kind="oidc", name="Test OIDC", dealer_id="d1",
             config={"issuer": idp.issuer, "client_id": "printgate", "client_secret": "s3cret"},
-            role_map={"techs": "technician"}, default_roles=[]))
+            role_map={"techs": "technician"}, default_roles=()))
     yield idp
     await idp.runner.cleanup()
 

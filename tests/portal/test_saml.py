@@ -16,7 +16,7 @@ import pytest
 from lxml import etree
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
-from printgate.store.models.identity import SsoProviderRow
+from printgate.domain.sso import SsoProvider
 from printgate.store.sso import add_sso_provider
 from tests.portal.conftest import Portal
 from tests.portal.saml_idp import SimpleSamlPhp, idp_login, make_keypair
@@ -45,9 +45,9 @@ async def saml_idp(portal: Portal, tmp_path_factory: pytest.TempPathFactory) -> 
                         f"<ds:X509Certificate>{_pem_body(cert)}</ds:X509Certificate>", idp.metadata)
     async with portal.db.transaction() as s:
         for pid, md in (("p-saml", idp.metadata), ("p-crafted", crafted_md)):
-            await add_sso_provider(s, SsoProviderRow(
+            await add_sso_provider(s, SsoProvider(
                 id=pid, kind="saml", name=f"SSP {pid}", dealer_id="d1", config={"idp_metadata_xml": md},
-                role_map={"member": "viewer"}, default_roles=[]))
+                role_map={"member": "viewer"}, default_roles=()))
     yield {"idp": idp, "key": key, "cert": cert}
     idp.stop()
 
