@@ -85,3 +85,28 @@ async def test_unknown_session_host_page_links_to_portal(page, harness):
     resp = await page.goto(harness.proxy.session_origin("0000000000000000") + "/")
     assert resp.status == 404
     await _check_page(page, "unknown", "No such session", "session.unknown_host")
+
+
+@pytest.mark.parametrize("width", [375, 1366])
+async def test_banner_shows_the_whole_device_name_and_one_line_buttons(page, harness, ews, width):
+    route = harness.open_session(ews)
+    await page.set_viewport_size({"width": width, "height": 800})
+    await launch(page, harness, route)
+    await page.wait_for_selector("#__printgate_bar")
+    bar = await page.evaluate("""() => {
+        const box = e => { const r = document.getElementById(e).getBoundingClientRect();
+                           return {left: r.left, right: r.right, top: r.top, height: r.height}; };
+        const name = document.querySelector('#__printgate_bar b');
+        const r = name.getBoundingClientRect();
+        return {bar: box('__printgate_bar'), more: box('__printgate_extend'), end: box('__printgate_end'),
+                name: {left: r.left, right: r.right, text: name.innerText},
+                lineHeight: parseFloat(getComputedStyle(document.getElementById('__printgate_extend')).lineHeight)};
+    }""")
+    assert bar["name"]["text"] == route.device_label
+    assert 0 <= bar["name"]["left"] and bar["name"]["right"] <= width, bar  # the whole name is on screen
+    for button in ("more", "end"):
+        assert bar[button]["right"] <= width, bar
+        assert bar[button]["height"] < 2 * bar["lineHeight"], bar  # one line: "More time" does not wrap
+        assert bar[button]["top"] >= bar["bar"]["top"], bar  # inside the bar
+    if SHOTS:
+        await page.screenshot(path=str(SHOTS / f"banner-{width}.png"))

@@ -21,13 +21,14 @@ _BODY_END_BYTES = re.compile(rb"</body\s*>", re.IGNORECASE)
 BANNER_ID_BYTES = BANNER_ID.encode()
 _TAIL_BYTES = 4096
 _BAR_STYLE = (
-    "all:initial;position:fixed;z-index:2147483647;left:0;right:0;bottom:0;height:28px;"
-    "background:#1d3557;color:#fff;font:13px/28px system-ui,sans-serif;padding:0 10px;"
-    "display:flex;gap:12px;align-items:center;box-shadow:0 -1px 3px rgba(0,0,0,.35)"
+    "all:initial;position:fixed;z-index:2147483647;left:0;right:0;bottom:0;min-height:28px;"
+    "box-sizing:border-box;background:#1d3557;color:#fff;font:13px/20px system-ui,sans-serif;"
+    "padding:4px 10px;display:flex;flex-wrap:wrap;gap:4px 12px;align-items:center;"
+    "box-shadow:0 -1px 3px rgba(0,0,0,.35)"
 )
 _BUTTON_STYLE = (
     "all:initial;cursor:pointer;background:#e63946;color:#fff;font:12px/20px system-ui,sans-serif;"
-    "padding:0 10px;border-radius:3px"
+    "padding:0 10px;border-radius:3px;white-space:nowrap"
 )
 # Counts down the session and the idle limit (warning a minute before, "Stay" tells the proxy the
 # technician is there); "More time" asks without leaving the page (the form still works without it).
@@ -54,7 +55,8 @@ def banner_html(route: SessionRoute, csrf: str, now_epoch: float, signed_in_as: 
     left = max(0, int(route.expires_at.timestamp() - now_epoch))
     return (
         f"<div id={BANNER_ID} role=status style='{_BAR_STYLE}'>"
-        f"<span style='all:initial;color:#fff;font:inherit'>Remote session: "
+        f"<span style='all:initial;color:#fff;font:inherit;flex:1 1 14em;min-width:0;overflow-wrap:anywhere'>"
+        f"Remote session: "
         f"<b style='all:initial;color:#fff;font:inherit;font-weight:bold'>{html.escape(route.device_label)}</b>"
         f" &middot; {html.escape(route.customer_name)}{_signed_in(signed_in_as)} &middot; ends in "
         f"<span id=__printgate_left data-expires={int(route.expires_at.timestamp())} "
@@ -65,13 +67,13 @@ def banner_html(route: SessionRoute, csrf: str, now_epoch: float, signed_in_as: 
         f"<span style='all:initial;color:inherit;font:inherit'>No activity</span>"
         f"<button type=button id=__printgate_stay style='{_BUTTON_STYLE};background:#f4a261'>Stay</button></span>"
         f"<span id=__printgate_msg role=status style='all:initial;color:#fff;font:inherit'></span>"
-        f"<form method=post action=/__printgate/extend id=__printgate_extend_form "
-        f"style='all:initial;margin-left:auto'>"
+        f"<span style='all:initial;margin-left:auto;display:flex;gap:12px'>"
+        f"<form method=post action=/__printgate/extend id=__printgate_extend_form style='all:initial'>"
         f"<input type=hidden name=csrf value={csrf}>"
         f"<button type=submit id=__printgate_extend style='{_BUTTON_STYLE};background:#457b9d'>More time</button></form>"
         f"<form method=post action=/__printgate/end style='all:initial'>"
         f"<input type=hidden name=csrf value={csrf}>"
-        f"<button type=submit id=__printgate_end style='{_BUTTON_STYLE}'>End session</button></form>"
+        f"<button type=submit id=__printgate_end style='{_BUTTON_STYLE}'>End session</button></form></span>"
         f"</div>{_SCRIPT}"
     )
 
