@@ -74,6 +74,7 @@ async def test_menu_wraps_instead_of_being_cut(browser: Any, portal: Portal, wid
                 assert left >= 0 and right <= min(width, nav_right + 1), (path, text, left, right, nav_right)
             assert await page.evaluate("document.querySelector('header nav').scrollWidth") <= width
             assert await page.evaluate("document.querySelector('header').scrollWidth") <= width
+            assert await page.evaluate("document.documentElement.scrollWidth") <= width, path  # no sideways page
             if SHOTS:
                 name = path.strip("/").replace("/", "_") or "root"
                 await page.screenshot(path=str(Path(SHOTS) / f"portal-{name}-375.png"))
