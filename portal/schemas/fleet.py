@@ -17,6 +17,7 @@ from portal.fleet.status import (
     level_note,
     status_of,
 )
+from portal.fleet.supply_words import supply_kind_words
 from printgate.domain import (
     CounterValue,
     DeviceAlert,
@@ -59,6 +60,7 @@ class SupplyPublic(BaseModel):
     level_text: str = Field(description="for people: '42 %', 'some remaining', 'unknown', ...")
     level_note: str = Field(default="", description="why there is no percentage, or what it means")
     colour_note: str = Field(default="", description="why there is no colour")
+    type_text: str = Field(default="", description="the kind in words ('toner cartridge'); empty when unknown")
     waste_container: bool = Field(default=False, description="fills up; never 'low', never the lowest supply")
     taken_at: datetime | None = None
     empty_in_days: float | None = Field(default=None, description="linear run-out forecast")
@@ -75,6 +77,7 @@ class SupplyPublic(BaseModel):
                    level=s.level, max_capacity=s.max_capacity, percent=s.percent,
                    state=s.state.value,
                    level_text=level_text(s), level_note=level_note(s), colour_note=colour_note(s),
+                   type_text=supply_kind_words(s.type),
                    waste_container=waste, taken_at=taken_at, empty_in_days=empty_in_days,
                    forecast=forecast)
 
