@@ -29,8 +29,12 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from printgate.logs import get_logger
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 WRITABLE_PROBE_S = 2.0
+CLEANUP_GRACE_S = 10.0  # how long a cancelled caller waits for its session's rollback/close
+log = get_logger(__name__)
 
 
 async def run_to_end(step: Callable[[], Awaitable[None]]) -> None:
@@ -43,18 +47,29 @@ async def run_to_end(step: Callable[[], Awaitable[None]]) -> None:
         await step()
 
     task = asyncio.ensure_future(_step())
-    cancelled = False
+    cancelled_at: float | None = None
+    loop = asyncio.get_running_loop()
     while True:
         try:
-            await asyncio.shield(task)
+            if cancelled_at is None:
+                await asyncio.shield(task)
+            else:  # cancelled: wait for the cleanup, but never for ever (a driver that lost its
+                # connection thread never answers; the caller must still unwind)
+                left = cancelled_at + CLEANUP_GRACE_S - loop.time()
+                if left <= 0:
+                    log.warning("store.cleanup_abandoned", grace_s=CLEANUP_GRACE_S)
+                    break
+                await asyncio.wait_for(asyncio.shield(task), left)
         except asyncio.CancelledError:
             if task.done():
                 # the step itself was cancelled (loop shutting down) -- nothing more to wait for
                 raise
-            cancelled = True
+            cancelled_at = cancelled_at or loop.time()
+            continue
+        except TimeoutError:
             continue
         break
-    if cancelled:
+    if cancelled_at is not None:
         raise asyncio.CancelledError
 
 
