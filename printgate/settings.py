@@ -73,8 +73,8 @@ class GatewaySettings(BaseModel):
     # user-supplied data a technician's browser may send towards a device (query, form fields,
     # JSON/text bodies, script-set headers, new cookies, WebSocket frames); per-vendor overrides
     # in gateway/proxy/vendor_endpoints.toml ([[profile]]); docs/transfer-blocking.md
-    dwa_request_budget_bytes: int = Field(default=32 * 1024, gt=0)
-    dwa_session_budget_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
+    dwa_request_budget_bytes: int = Field(default=16 * 1024, gt=0)
+    dwa_session_budget_bytes: int = Field(default=256 * 1024, gt=0)
     launch_token_ttl_seconds: int = 60
     # browser connections to the proxy (gateway/proxy/connection_limits.py, docs/transfer-blocking.md)
     proxy_header_timeout_seconds: float = Field(default=10.0, gt=0)  # first request's headers (slowloris)

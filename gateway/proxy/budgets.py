@@ -11,6 +11,7 @@ measures *new* data, which is what a file trickled out in pieces would be.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -79,6 +80,7 @@ class SessionLedger:
 
     used: int = 0
     seen: set[bytes] = field(default_factory=set)
+    since: float = field(default_factory=time.monotonic)  # start of the budget window
 
     def remember(self, values: Iterable[bytes]) -> None:
         if len(self.seen) > _SEEN_CAP:

@@ -28,9 +28,13 @@ class ProxyLimits:
     encoded_min_upload: int = 256  # characters, in anything the browser sends
     encoded_min_download: int = 4096  # characters, in page resources and WebSocket text
     # user-supplied data towards the device (query, form fields, JSON/text bodies, custom
-    # headers, new cookie values, WebSocket frames): per request and summed per session
-    request_budget: int = 32 * 1024
-    session_budget: int = 2 * 1024 * 1024
+    # headers, new cookie values, WebSocket frames): per request and summed per session. Sized
+    # from EWS forms (a settings form is a few KB, an address-book entry under 1 KB). The
+    # session budget is one user's on one device over ``budget_window_s``: a new session of
+    # the same user on the same device continues the tally
+    request_budget: int = 16 * 1024
+    session_budget: int = 256 * 1024
+    budget_window_s: float = 8 * 3600.0
     # how often the proxy sweeps expired / idle sessions
     sweep_interval_s: float = 1.0
 

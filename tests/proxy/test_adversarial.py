@@ -277,38 +277,80 @@ async def test_upload_is_refused_audited_and_never_reaches_the_device(
 
 
 async def test_vendor_profile_budgets_apply_per_request_and_per_session(proxy_harness, attacker, hostile):
-    """A CUPS device's profile allows 16 KiB per request and 1 MiB per session (vendor_endpoints.toml)."""
+    """A CUPS device's profile allows 8 KiB per request and 128 KiB per session (vendor_endpoints.toml)."""
     chunk = ENGLISH[:2000].decode()
-    twenty_kb = [(f"n{j}", chunk) for j in range(10)]
-    r = await attacker.request("POST", "/sink", **form(twenty_kb))  # within the default 32 KiB
+    twelve_kb = [(f"n{j}", chunk) for j in range(6)]
+    r = await attacker.request("POST", "/sink", **form(twelve_kb))  # within the default 16 KiB
     assert r.status_code == 200, r.text[:300]
     client = SessionClient(proxy_harness, open_route(proxy_harness, hostile, vendor="Easy Software Products (CUPS)"))
     await client.launch()
     try:
-        async def send_twenty(c: SessionClient) -> httpx.Response:
-            return await c.request("POST", "/sink", **form(twenty_kb))
+        async def send_twelve(c: SessionClient) -> httpx.Response:
+            return await c.request("POST", "/sink", **form(twelve_kb))
 
-        outcome = await assert_refused_upload(proxy_harness, client, hostile, send_twenty, rule="budget.request",
-                                              payload=b"n9=")
-        assert "16384" in outcome.details["reason"]
-        fifteen_kb = [(f"m{j}", chunk) for j in range(7)]
+        outcome = await assert_refused_upload(proxy_harness, client, hostile, send_twelve, rule="budget.request",
+                                              payload=b"n5=")
+        assert "8192" in outcome.details["reason"]
+        six_kb = [(f"m{j}", chunk) for j in range(3)]
         sent = 0
-        while sent < 200:
-            r = await client.request("POST", "/sink", **form(fifteen_kb))
+        while sent < 100:
+            r = await client.request("POST", "/sink", **form(six_kb))
             if r.status_code != 200:
                 break
             sent += 1
-        assert r.status_code == 403 and 60 <= sent <= 75, (sent, r.text[:300])
-        last = [(f"final{j}", chunk) for j in range(7)]
+        assert r.status_code == 403 and 15 <= sent <= 25, (sent, r.text[:300])
+        last = [(f"final{j}", chunk) for j in range(3)]
 
         async def send_last(c: SessionClient) -> httpx.Response:
             return await c.request("POST", "/sink", **form(last))
 
         outcome = await assert_refused_upload(proxy_harness, client, hostile, send_last, rule="budget.session",
-                                              payload=b"final6=")
-        assert "1048576-byte session budget" in outcome.details["reason"]
+                                              payload=b"final2=")
+        assert "131072-byte session budget" in outcome.details["reason"]
     finally:
         await client.aclose()
+
+
+async def test_the_session_budget_holds_across_sessions_of_one_user_on_one_device(proxy_harness, hostile):
+    """Random data as small text requests: the default 256 KiB is used up in one session, and a new
+    session of the same user on the same device cannot continue; another user can."""
+    import dataclasses
+
+    def session_of(user: str) -> SessionClient:
+        route = dataclasses.replace(open_route(proxy_harness, hostile), user_id=user, device_id="dev-budget")
+        proxy_harness.routes.add(route)
+        return SessionClient(proxy_harness, route)
+
+    piece = form([(f"n{j}", ENGLISH[:2000].decode()) for j in range(7)])  # 14 KB: under the 16 KiB request budget
+    first = session_of("tech-1")
+    await first.launch()
+    sent = 0
+    while sent < 40:
+        r = await first.request("POST", "/sink", **piece)
+        if r.status_code != 200:
+            break
+        sent += 1
+    assert r.status_code == 403 and 15 <= sent <= 20, (sent, r.text[:300])
+    await first.aclose()
+    proxy_harness.routes.remove(first.route.session_id, "ended")
+    second = session_of("tech-1")
+    await second.launch()
+    try:
+        async def send(c: SessionClient) -> httpx.Response:
+            return await c.request("POST", "/sink", **piece)
+
+        outcome = await assert_refused_upload(proxy_harness, second, hostile, send, rule="budget.session",
+                                              payload=b"n6=")
+        assert "across your sessions" in outcome.details["reason"]
+    finally:
+        await second.aclose()
+    other = session_of("tech-2")
+    await other.launch()
+    try:
+        r = await other.request("POST", "/sink", **piece)
+        assert r.status_code == 200, r.text[:300]
+    finally:
+        await other.aclose()
 
 
 async def test_ordinary_forms_json_and_cookies_reach_the_device(proxy_harness, attacker, hostile):

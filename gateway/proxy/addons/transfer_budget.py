@@ -8,6 +8,7 @@ are the proxy's limits with the device vendor's profile applied (``vendor_endpoi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, unquote
 
@@ -21,6 +22,14 @@ from gateway.proxy.routes import RouteTable, SessionRoute
 from gateway.proxy.vendor_profiles import VendorEndpoints
 
 Verdict = tuple[str, str, int]  # rule, reason, size
+
+
+def budget_key(route: SessionRoute) -> str:
+    """Whose tally a request counts against: the user's on the device when the session names
+    both (held across that user's sessions on the device), else the session's own."""
+    if route.user_id and route.device_id:
+        return f"user:{route.user_id}|device:{route.device_id}"
+    return route.session_id
 
 
 def _bytes(value: str) -> bytes:
@@ -43,11 +52,16 @@ class TransferBudget:
             found = self._limits[vendor] = self._vendors.limits_for(vendor, self._defaults)
         return found
 
-    def ledger(self, session_id: str) -> SessionLedger:
-        found = self._ledgers.get(session_id)
-        if found is None:
-            found = self._ledgers[session_id] = SessionLedger()
+    def ledger(self, key: str, window_s: float | None = None) -> SessionLedger:
+        """The tally under ``key`` (see ``budget_key``), started afresh once its window is over."""
+        window = self._defaults.budget_window_s if window_s is None else window_s
+        found = self._ledgers.get(key)
+        if found is None or time.monotonic() - found.since > window:
+            found = self._ledgers[key] = SessionLedger()
         return found
+
+    def ledger_of(self, route: SessionRoute) -> SessionLedger:
+        return self.ledger(budget_key(route), self.limits_for(route).budget_window_s)
 
     def over_budget(self, route: SessionRoute, data: UserData) -> Verdict | None:
         """Why ``data`` may not be sent in this session (None: within both budgets)."""
@@ -57,19 +71,26 @@ class TransferBudget:
             return ("budget.request",
                     f"This request sends {total} bytes of your own data ({data.describe()}) to the device; "
                     f"at most {lim.request_budget} bytes are allowed per request.", total)
-        used = self.ledger(route.session_id).used
+        used = self.ledger_of(route).used
         if used + total > lim.session_budget:
             return ("budget.session",
-                    f"This session has already sent {used} bytes of your own data to the device; "
-                    f"{total} more ({data.describe()}) would pass the {lim.session_budget}-byte session budget.",
+                    f"You have already sent {used} bytes of your own data to this device; "
+                    f"{total} more ({data.describe()}) would pass the {lim.session_budget}-byte session budget "
+                    "(it holds across your sessions on this device for a few hours).",
                     total)
         return None
 
     def charge(self, route: SessionRoute, size: int) -> None:
-        self.ledger(route.session_id).used += size
+        self.ledger_of(route).used += size
 
     def _session_removed(self, session_id: str, _reason: str) -> None:
+        """A session's own tally goes with it; a user's tally on a device stays for its window
+        (a new session must not reset it); tallies whose window is over are dropped."""
         self._ledgers.pop(session_id, None)
+        now = time.monotonic()
+        window = self._defaults.budget_window_s
+        for key in [k for k, v in self._ledgers.items() if now - v.since > window]:
+            del self._ledgers[key]
 
     # --- the request hook ----------------------------------------------------
     def request(self, flow: http.HTTPFlow) -> None:
@@ -80,7 +101,7 @@ class TransferBudget:
             return
         req = flow.request
         threshold = self.limits_for(route).encoded_min_upload
-        ledger = self.ledger(route.session_id)
+        ledger = self.ledger_of(route)
         data = request_user_data(req, ledger)
         verdict = (
             self._check_url(req, threshold)
