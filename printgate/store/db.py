@@ -5,8 +5,14 @@ cancelled (a gRPC call the client cancels, a request whose client went away):
 a cancelled rollback would leave the pooled connection inside its transaction,
 and on SQLite that transaction holds the one write lock for ever (every later
 writer then waits out ``busy_timeout`` and fails). The cleanup runs as its own
-task, shielded, and the cancelled caller waits for it before the cancellation
-goes on.
+task, shielded, and the cancelled caller waits for it (at most ``CLEANUP_GRACE_S``)
+before the cancellation goes on.
+
+This is not enough on its own: a cancellation landing *inside* a statement still
+sends SQLAlchemy's aiosqlite adaptor down its invalidate/terminate path, which can
+leave the write lock held (tests/core/test_cancelled_sessions.py, xfail on SQLite).
+Work a client can cancel should run detached from the cancellable task, as the agent
+channel's calls do (``gateway/channel/detached.py``).
 """
 
 from __future__ import annotations
