@@ -44,6 +44,9 @@ def enroll(
     not_after = datetime.fromtimestamp(identity.cert_not_after_ms / 1000, UTC)
     typer.echo(f"enrolled as {identity.agent_id} (site {identity.site_id}); "
                f"certificate valid until {not_after:%Y-%m-%d %H:%M} UTC; files in {data_dir}")
+    typer.echo(f"next: write the agent's settings file (see deploy/config/agent.toml): in [agent], "
+               f"data_dir = \"{data_dir}\" and cloud_grpc = \"<gateway host>:<agent channel port>\"; then run\n"
+               f"  printgate agent run --config /etc/printgate/agent.toml")
 
 
 def _ca_hint(ca_cert: Path | None) -> str:
@@ -101,15 +104,30 @@ def status(
         typer.echo(json.dumps(report, indent=2))
         return
     for key, value in report.items():
-        if key in ("tasks", "drops"):
+        if key in ("tasks", "drops", "printers"):
             continue
         typer.echo(f"{key:>24}: {'-' if value is None else value}")
+    _echo_printers(runtime.get("printers"))
     for t in tasks:
         error = f"  last error {t.get('last_error_at')}: {t.get('last_error')}" if t.get("last_error") else ""
         typer.echo(f"{'task ' + str(t.get('name')):>24}: {t.get('state')}, restarts {t.get('restarts')}{error}")
     for d in runtime.get("drops") or []:
         typer.echo(f"{'dropped':>24}: {d['count']} {d['kind']} readings of {d['ip']} ({d['reason']}, "
                    f"{d['first_at']} .. {d['last_at']})")
+
+
+def _echo_printers(printers: object) -> None:
+    """The printers the agent watches, one line each under a heading (address, model, serial)."""
+    rows = [p for p in printers if isinstance(p, dict)] if isinstance(printers, list) else []
+    typer.echo(f"{'printers':>24}: {len(rows) if rows else 'none found yet'}")
+    if not rows:
+        return
+    ip_w = max(len("address"), *(len(str(p.get("ip") or "-")) for p in rows))
+    model_w = max(len("model"), *(len(str(p.get("model") or "-")) for p in rows))
+    typer.echo(f"{'':>24}  {'address':<{ip_w}}  {'model':<{model_w}}  serial")
+    for p in rows:
+        typer.echo(f"{'':>24}  {p.get('ip') or '-'!s:<{ip_w}}  {p.get('model') or '-'!s:<{model_w}}  "
+                   f"{p.get('serial') or '-'}")
 
 
 def _alive(pid: object) -> bool:

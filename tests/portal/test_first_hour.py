@@ -155,6 +155,7 @@ async def first_hour(database_url: str, tmp_path: Path, data_dir: Path) -> None:
         agent_host.mkdir()
         (agent_host / "agent-ca.crt").write_bytes(ca.content)
         argv = shlex.split(command.group(1))
+        assert argv[argv.index("--data-dir") + 1] == "/var/lib/printgate-agent"  # says where it writes
         assert argv[:3] == ["printgate", "agent", "enroll"] and argv[argv.index("--url") + 1] == facts["addr"]
         without_ca = [a for i, a in enumerate(argv) if "--ca-cert" not in (a, argv[i - 1])]
         _, err = await printgate(*without_ca[1:], "--data-dir", agent_host / "data", expect=2)
@@ -163,6 +164,7 @@ async def first_hour(database_url: str, tmp_path: Path, data_dir: Path) -> None:
         args = [str(agent_host / a) if a == "agent-ca.crt" else a for a in argv[1:]]
         out, _ = await printgate(*args, "--data-dir", agent_host / "data")
         assert "enrolled as" in out
+        assert "printgate agent run --config" in out and f'data_dir = "{agent_host / "data"}"' in out  # what next
 
         # 8. the operator sees the agent
         out, _ = await printgate("admin", "agents", "--json", "--config", config)
