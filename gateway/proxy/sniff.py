@@ -155,13 +155,34 @@ _JOB_KIND = (
 )
 
 
+# A PDF's or PostScript job's own structure: what makes "%PDF-" / "%!PS" inside text a document
+# rather than words about one ("Printer says %PDF-1.4 error on job")
+_PDF_STRUCTURE = re.compile(rb"\d+\s+\d+\s+obj\b|\bendobj\b|\bstream\r?\n|\bxref\b|\btrailer\b|\bstartxref\b"
+                            rb"|%PDF-\d\.\d\r?\n%[\x80-\xff]{4}")  # the binary-marker comment line
+_PS_OPERATORS = re.compile(
+    rb"\b(?:showpage|findfont|scalefont|setfont|selectfont|moveto|lineto|rlineto|setpagedevice|newpath"
+    rb"|closepath|stroke|setgray|setrgbcolor|gsave|grestore)\b|%%(?:BoundingBox|EndComments|Page|Creator|Pages):"
+)
+
+
+def _has_structure(data: bytes, kind: str) -> bool:
+    """A signature in the middle of text counts only with its format's structure, or in binary."""
+    if kind == "pdf":
+        return _PDF_STRUCTURE.search(data) is not None or not is_textual_throughout(data)
+    if kind == "postscript":
+        return _PS_OPERATORS.search(data) is not None or not is_textual_throughout(data)
+    return True
+
+
 def embedded_kind(data: bytes) -> str | None:
-    """The archive/document kind whose signature appears anywhere in ``data``, or None."""
-    m = _EMBEDDED_BINARY.search(data)
-    if m is None:
-        return None
-    found = m.group()
-    return next(kind for prefix, kind in _EMBEDDED_KIND if found.startswith(prefix))
+    """The archive/document kind whose signature appears anywhere in ``data``, or None
+    (``%PDF-`` inside text only with PDF structure: ``obj``, ``stream``, ``xref`` or binary)."""
+    for m in _EMBEDDED_BINARY.finditer(data):
+        found = m.group()
+        kind = next(kind for prefix, kind in _EMBEDDED_KIND if found.startswith(prefix))
+        if kind != "pdf" or _has_structure(data, kind):
+            return kind
+    return None
 
 
 def job_or_document_kind(data: bytes, *, anywhere: bool, lines: bool = True) -> str | None:
@@ -169,13 +190,25 @@ def job_or_document_kind(data: bytes, *, anywhere: bool, lines: bool = True) -> 
     ``anywhere`` in the body, or else at its start or (``lines``) at a line start."""
     head = data[:64].lstrip()
     m = _JOB_ANYWHERE.match(head) if head.startswith((b"%!", b"%P", b"@", b"-", b"\x1b", b"{")) else None
-    if m is None and (anywhere or lines):
-        m = (_JOB_ANYWHERE if anywhere else _JOB_AT_LINE).search(data)
-        if m is None and head.startswith(b"%!"):
-            return "postscript"
-    if m is None:
-        return None
-    found = m.group().lstrip(b"\n \t\r")
+    if m is not None:
+        return _kind_of(m.group())
+    if head.startswith(b"%!"):
+        return "postscript"
+    if lines:
+        m = _JOB_AT_LINE.search(data)
+        if m is not None:
+            return _kind_of(m.group())
+    if anywhere:
+        # in the middle of a line: a PDF or PostScript signature needs the format's structure
+        for m in _JOB_ANYWHERE.finditer(data):
+            kind = _kind_of(m.group())
+            if _has_structure(data, kind):
+                return kind
+    return None
+
+
+def _kind_of(found: bytes) -> str:
+    found = found.lstrip(b"\n \t\r")
     return next(kind for prefix, kind in _JOB_KIND if found.startswith(prefix))
 
 

@@ -220,6 +220,13 @@ UPLOADS: list[tuple[str, str, str, dict[str, Any], str, bytes]] = [
      b"findfont"),
     ("pdf-inside-json", "POST", "/sink", text(json.dumps({"doc": "\n%PDF-1.7\n1 0 obj"}).encode(), "application/json"),
      "upload.sniffed_pdf", b"1 0 obj"),
+    ("pdf-mid-line-with-objects", "POST", "/sink", text(b"comment %PDF-1.7 1 0 obj << >> endobj"), "upload.sniffed_pdf",
+     b"1 0 obj"),
+    ("postscript-mid-line-with-operators", "POST", "/sink",
+     text(b"note %!PS-Adobe-3.0 /Helvetica findfont 12 scalefont setfont (x) show showpage"), "upload.sniffed_postscript",
+     b"findfont"),
+    ("postscript-after-leading-junk", "POST", "/sink", text(b"hello\n  %!PS-Adobe-3.0\nshowpage\n"),
+     "upload.sniffed_postscript", b"showpage"),
     ("zip-after-text", "POST", "/sink", text(b"hello device\n" + secret_zip()), "upload.sniffed_zip", MARK),
     ("xml-file-as-text-plain-7k", "POST", "/sink", text(XML_FILE[:7000]), "upload.document_as_text", b"Person 42"),
     ("xml-without-declaration", "POST", "/sink", text(XML_NO_DECL), "upload.document_as_text", b"value 42"),
@@ -363,6 +370,17 @@ async def test_ordinary_forms_json_and_cookies_reach_the_device(proxy_harness, a
     r = await attacker.request("POST", "/sink", json=entry, headers={"cookie": "ewssid=" + "f" * 32})
     assert r.status_code == 200
     assert hostile.state.saw(b"Second+floor", since=mark) and hostile.state.saw(b"alice@example.com", since=mark)
+
+
+async def test_notes_that_mention_a_pdf_or_postscript_reach_the_device(proxy_harness, attacker, hostile):
+    """Words about a document are not one: a signature in the middle of text without the format's
+    structure passes (issue 21 follow-up, item 4)."""
+    mark = len(hostile.state.log)
+    r = await attacker.request("POST", "/sink", **form([("note", "Printer says %PDF-1.4 error on job")]))
+    assert r.status_code == 200 and r.text == "accepted", r.text[:300]
+    r = await attacker.request("POST", "/sink", **text(b"Users report jobs starting with %!PS fail"))
+    assert r.status_code == 200 and r.text == "accepted", r.text[:300]
+    assert hostile.state.saw(b"error+on+job", since=mark) and hostile.state.saw(b"with %!PS fail", since=mark)
 
 
 async def test_a_long_cookie_the_device_set_is_sent_back_but_an_invented_one_is_refused(proxy_harness, hostile):

@@ -165,7 +165,14 @@ def test_a_font_is_clean_only_when_its_own_header_accounts_for_every_byte():
     [
         (b"\n%!PS-Adobe-3.0\nshowpage", False, "postscript"),
         (b"\r\n\x1b%-12345X@PJL\r\n", False, "pjl"),
-        (b"note: %PDF-1.7 inline", True, "pdf"),
+        (b"note: %PDF-1.7 inline", True, None),  # words about a PDF, not one
+        (b"Printer says %PDF-1.4 error on job", True, None),
+        (b"Users report jobs starting with %!PS fail", True, None),
+        (b"comment %PDF-1.7 1 0 obj << >> endobj", True, "pdf"),  # the format's structure
+        (b"junk %PDF-1.7\n%\xe2\xe3\xcf\xd3\n", True, "pdf"),  # binary
+        (b"junk %!PS-Adobe-3.0 /Helvetica findfont 12 scalefont setfont", True, "postscript"),
+        (b"hello\n  %!PS-Adobe-3.0\nshowpage\n", True, "postscript"),  # a real job after leading junk
+        (b"\x00\x01 %!PS", True, "postscript"),
         (b"note: %PDF-1.7 inline", False, None),
         (b"<p>The @PJL language is documented in the manual.</p>", False, None),
         (b"-----BEGIN CERTIFICATE-----\nMIIB", False, "pem"),
