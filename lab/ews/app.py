@@ -173,7 +173,7 @@ async def ws_status(request: web.Request) -> web.WebSocketResponse:
             if ws.closed:
                 break
             s.pages += 1
-            await ws.send_str(json.dumps({"pages": s.pages, "self": f"{s.origin}/status"}))
+            await ws.send_str(json.dumps({"pages": s.pages, "self": f"{s.origin}/status", "location": s.location}))
             await asyncio.sleep(0.2)
     except ConnectionError:
         pass

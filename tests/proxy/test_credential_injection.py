@@ -4,6 +4,7 @@ Basic and Digest challenges answered by the proxy, form logins through vendor lo
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -158,3 +159,120 @@ def test_worker_processes_receive_the_credential_with_the_route():
     assert route_from_json(json.loads(json.dumps(route_to_json(route)))) == route
     plain = replace(route, login=None)
     assert route_from_json(json.loads(json.dumps(route_to_json(plain)))) == plain
+
+
+# --- issue 19 follow-up: the mask must not tell a technician whether a guess is the password ----
+
+GUESSES = ["password123", "admin-pas", "xx admin-pas yy", "admin pass"]
+RIGHT = [PASSWORD, f"a {PASSWORD} b", f"secret|letmein|{PASSWORD}|1234", "Admin-Pass"]
+
+
+def _shown_location(text: str) -> str:
+    import html as html_mod
+
+    return html_mod.unescape(text.split("<p id=location>Location: ", 1)[1].split("</p>", 1)[0])
+
+
+async def _typed_events(harness: ProxyHarness, client: SessionClient) -> list:
+    events = await harness.events(client.route.session_id)
+    assert all(PASSWORD.casefold() not in str(e.details).casefold() for e in events)
+    return [e for e in events if e.type == "dwa.credential_typed"]
+
+
+@pytest.mark.parametrize("guess", GUESSES + RIGHT)
+async def test_an_echoed_guess_comes_back_as_typed_whether_or_not_it_is_the_password(harness, ews_lab, guess):
+    """Konica's Location field: the device echoes it in the answer and in every later page."""
+    ews = ews_lab["konica_c250i"]
+    ews.state.auth.unlock()
+    before = ews.state.location
+    client = await _client(harness, ews, "konica_c250i")
+    try:
+        r = await client.request("POST", "/settings", data={"location": guess}, follow_redirects=True)
+        assert r.status_code == 200 and ews.state.location == guess
+        assert _shown_location(r.text) == guess, r.text[:400]
+        later = await client.request("GET", "/settings")  # the stored echo, in a request without the guess
+        assert _shown_location(later.text) == guess
+        assert "value" not in later.text.split("id=admin-pw", 1)[1].split(">", 1)[0]  # still blanked
+        typed = await _typed_events(harness, client)
+        assert len(typed) == (1 if guess in RIGHT else 0)
+    finally:
+        ews.state.location = before
+        await client.aclose()
+
+
+@pytest.mark.parametrize("body", [
+    '{"location": "a admin-pass b"}',
+    '{"location": "a \\u0061dmin-pass b"}',  # JSON-escaped: the device decodes it
+    '{"location": "a ADMIN-PASS b"}',
+    '{"location": "a admin-pas b"}',
+])
+async def test_a_json_setting_echo_is_never_masked_by_the_proxy(harness, ews_lab, body):
+    """Ricoh's ``/api/settings``: many guesses per request, no device login, used to be an oracle."""
+    import json
+
+    ews = ews_lab["ricoh_mpc3002"]
+    ews.state.auth.unlock()
+    before = ews.state.location
+    client = await _client(harness, ews, "ricoh_mpc3002")
+    try:
+        r = await client.request("POST", "/api/settings", content=body,
+                                 headers={"content-type": "application/json"})
+        sent = json.loads(body)["location"]
+        assert r.status_code == 200 and r.json()["location"] == sent, r.text
+        assert len(await _typed_events(harness, client)) == (1 if PASSWORD.casefold() in sent.casefold() else 0)
+    finally:
+        ews.state.location = before
+        await client.aclose()
+
+
+async def test_the_secret_the_device_shows_on_its_own_stays_masked(harness, ews_lab):
+    """Not echoed (set on the device by someone else): masked, also after the technician's wrong guesses."""
+    ews = ews_lab["konica_c250i"]
+    ews.state.auth.unlock()
+    before = ews.state.location
+    ews.state.location = f"pw is {PASSWORD}"
+    client = await _client(harness, ews, "konica_c250i")
+    try:
+        for query in ("", "?q=admin-pas", "?q=Admin%2Dpa"):
+            r = await client.request("GET", "/settings" + query)
+            assert r.status_code == 200 and _shown_location(r.text) == "pw is ********"
+            assert PASSWORD not in r.text
+        assert await _typed_events(harness, client) == []
+    finally:
+        ews.state.location = before
+        await client.aclose()
+
+
+async def test_device_websocket_text_frames_mask_the_secret_until_the_technician_types_it(harness, ews_lab):
+    import json
+
+    import aiohttp
+
+    ews = ews_lab["konica_c250i"]
+    ews.state.auth.unlock()
+    before = ews.state.location
+    ews.state.location = PASSWORD  # the device sends it on its own in every status frame
+    client = await _client(harness, ews, "konica_c250i")
+    url = f"http://127.0.0.1:{harness.proxy.port}/ws/status"
+    try:
+        async with aiohttp.ClientSession() as http, \
+                http.ws_connect(url, headers={"host": client.netloc, "cookie": client.cookie}) as ws:
+
+            async def next_with(key: str) -> str:
+                async with asyncio.timeout(5):
+                    async for msg in ws:
+                        data = json.loads(msg.data)
+                        if key in data:
+                            return str(data[key])
+                raise AssertionError("the socket closed")
+
+            assert await next_with("location") == "********"
+            await ws.send_str("xx admin-pas yy")  # a wrong guess: echoed as typed, the mask stays
+            assert await next_with("echo") == "xx admin-pas yy"
+            assert await next_with("location") == "********"
+            await ws.send_str(f"a {PASSWORD} b")  # typed by the technician: echoed as typed
+            assert await next_with("echo") == f"a {PASSWORD} b"
+        assert len(await _typed_events(harness, client)) == 1
+    finally:
+        ews.state.location = before
+        await client.aclose()

@@ -13,7 +13,11 @@ Only sessions whose route carries a ``DeviceLogin`` (the broker adds one when th
 - the device's cookies stay in the session's cookie jar here and are added to requests; no
   ``Set-Cookie`` of the device reaches the browser;
 - password fields the device pre-fills are blanked, and the secret itself (raw, HTML- or
-  URL-encoded) is masked in any answer.
+  URL-encoded) is masked in any answer and in the device's WebSocket text frames, until the
+  technician types the secret themselves (any request or frame of the session carrying it,
+  ``gateway/proxy/typed_secret.py``): from then on the session's answers are not masked, so the
+  mask never tells whether a guess echoed by the device was the password (audited once as
+  ``dwa.credential_typed``, without the secret).
 
 A failed sign-in (wrong stored password, no login form, a certificate that is not the pinned
 one) is audited and not tried again in the session, so a device never locks its account because
@@ -31,7 +35,7 @@ from http.cookies import CookieError, SimpleCookie
 from urllib.parse import quote, quote_plus, urlencode, urljoin, urlsplit
 
 import httpx
-from mitmproxy import http
+from mitmproxy import http, websocket
 
 from gateway.errors import DeviceLoginFailed
 from gateway.proxy.addons.block_uploads import media_type
@@ -44,6 +48,7 @@ from gateway.proxy.login_profiles import (
     read_login_form,
 )
 from gateway.proxy.routes import RouteTable, SessionRoute
+from gateway.proxy.typed_secret import request_carries, text_carries
 from printgate.domain import AuditEventIn, Outcome
 from printgate.domain.credentials import DeviceLogin, LoginKind
 from printgate.interfaces import AuditSink
@@ -72,6 +77,8 @@ class _SessionLogin:
     generation: int = 0  # sign-ins so far (requests sent before the latest one are answered again)
     failed: bool = False
     audited: bool = False
+    typed: bool = False  # the technician sent the secret themselves: answers are no longer masked
+    typed_audited: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -151,6 +158,8 @@ class InjectCredentials:
         st = self._state(route)
         if st is None or route is None:
             return
+        if not st.typed and request_carries(flow.request, st.login.password):
+            st.typed = True
         flow.request.headers.pop("authorization", None)
         flow.metadata["printgate.login_generation"] = st.generation
         if st.failed:
@@ -198,6 +207,29 @@ class InjectCredentials:
             await self._failed(st, route, f"{type(exc).__name__}: {exc}")
         self._keep_cookies(st, resp)
         self._hide_secret(st, resp)
+        await self._typed_audit(st, route, "http")
+
+    # --- WebSocket: the same rule for text frames ------------------------------------
+    async def websocket_message(self, flow: http.HTTPFlow) -> None:
+        if flow.websocket is None or not flow.websocket.messages:
+            return
+        route = route_of(flow)
+        st = self._state(route)
+        if st is None or route is None:
+            return
+        message: websocket.WebSocketMessage = flow.websocket.messages[-1]
+        if not message.is_text:
+            return
+        text = message.content.decode("utf-8", "replace")
+        if message.from_client:
+            if not st.typed and text_carries(text, st.login.password):
+                st.typed = True
+                await self._typed_audit(st, route, "websocket")
+            return
+        if not st.typed:
+            masked = mask_secrets(message.content, st.secrets)
+            if masked is not message.content:
+                message.content = masked
 
     async def _sign_in_if_asked(self, flow: http.HTTPFlow, st: _SessionLogin, route: SessionRoute,
                                 resp: http.Response) -> DeviceAnswer | None:
@@ -294,6 +326,15 @@ class InjectCredentials:
                     st.jar[name] = morsel.value
 
     def _hide_secret(self, st: _SessionLogin, resp: http.Response) -> None:
+        """Structural protections always; the secret's text masked until the technician typed it."""
+        if media_type(resp.headers.get("content-type", "")) in _HTML_TYPES:
+            content = resp.get_content(strict=False)
+            if content:
+                blanked = blank_password_inputs(content)
+                if blanked is not content:
+                    resp.set_content(blanked)
+        if st.typed:
+            return
         for name, value in list(resp.headers.items(multi=True)):
             if any(s.decode() in value for s in st.secrets):
                 resp.headers[name] = mask_secrets(value.encode(), st.secrets).decode()
@@ -301,8 +342,6 @@ class InjectCredentials:
         if not content:
             return
         changed = mask_secrets(content, st.secrets)
-        if media_type(resp.headers.get("content-type", "")) in _HTML_TYPES:
-            changed = blank_password_inputs(changed)
         if changed is not content:
             resp.set_content(changed)
 
@@ -317,6 +356,19 @@ class InjectCredentials:
             type="dwa.device_signed_in", session_id=route.session_id,
             details={"kind": st.login.kind.value, "account": st.login.account, "scope": st.login.scope.value,
                      "credential_version": st.login.version, "profile": st.profile.name},
+        ))
+
+    async def _typed_audit(self, st: _SessionLogin, route: SessionRoute, via: str) -> None:
+        """Once per session: the technician sent the stored secret (rule only, never the secret)."""
+        if not st.typed or st.typed_audited:
+            return
+        st.typed_audited = True
+        log.warning("dwa.credential_typed", session=route.session_id, via=via)
+        await self._append(AuditEventIn(
+            type="dwa.credential_typed", outcome=Outcome.SUCCESS,
+            session_id=route.session_id,
+            details={"rule": "credential.typed_by_technician", "via": via, "account": st.login.account,
+                     "credential_version": st.login.version},
         ))
 
     async def _failed(self, st: _SessionLogin, route: SessionRoute, why: str) -> None:
