@@ -84,6 +84,9 @@ def status(
     runtime = read_status(data_dir / "status.json")
     running = _alive(runtime.get("pid"))
     tasks = runtime.get("tasks") or []
+    if not running:  # what the status file says is only the last state of an agent that is gone
+        tasks = [{**t, "state": f"{t.get('state')} (last known, agent not running)", "healthy": False}
+                 for t in tasks if isinstance(t, dict)]
     report = {
         "agent_id": identity.agent_id, "site_id": identity.site_id,
         "certificate_valid_until": datetime.fromtimestamp(identity.cert_not_after_ms / 1000, UTC).isoformat(),
