@@ -71,6 +71,7 @@ class RoutesPort(Protocol):
     def add(self, route: Any) -> None: ...
     def remove(self, session_id: str, reason: str) -> None: ...
     def issue_launch_token(self, session_id: str) -> str: ...
+    def drop_logins(self, customer_id: str) -> list[str]: ...
 
 
 class CommandPort(Protocol):
@@ -325,6 +326,18 @@ class DwaBroker(Service):
             session_id=session.id, source_ip=source_ip, details={"reason": reason},
         ))
         log.info("dwa.closed", session=session.id, reason=reason, actor=actor)
+
+    async def drop_credentials(self, customer_id: str, *, reason: str, actor: str) -> int:
+        """A stored credential of the customer was forbidden or erased: live sessions stop signing
+        in with it at once (every proxy worker forgets the secret and the device cookie jar)."""
+        dropped = set(self._routes.drop_logins(customer_id))
+        for session, _user, _ip in [e for sid, e in list(self._live.items()) if sid in dropped]:
+            await self._audit.append(AuditEventIn(
+                type="dwa.credentials_dropped", actor=actor, device_id=session.device_id,
+                session_id=session.id, details={"reason": reason}))
+        if dropped:
+            log.info("dwa.credentials_dropped", customer=customer_id, sessions=len(dropped), reason=reason)
+        return len(dropped)
 
     # ---- steps -------------------------------------------------------------
     async def _gather(

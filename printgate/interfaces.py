@@ -46,6 +46,11 @@ class SessionBroker(Protocol):
         none, or the request comes from another address than the session's)."""
         ...
 
+    async def drop_credentials(self, customer_id: str, *, reason: str, actor: str) -> int:
+        """Live sessions of the customer stop signing in with stored credentials (one was forbidden
+        or erased); how many sessions changed."""
+        ...
+
 
 class AgentCommands(Protocol):
     """Commands the portal asks the gateway to sign and send to a site's agent."""

@@ -149,6 +149,18 @@ class RouteTable:
         self._changed(RouteChange("extend", session_id, live.route))
         return live.route
 
+    def drop_logins(self, customer_id: str) -> list[str]:
+        """The live sessions of ``customer_id`` sign in to their device no more (a stored credential
+        was forbidden or erased): each route is added again without its login, so every worker
+        forgets the secret, its sign-in and its device cookie jar at once. The sessions changed."""
+        dropped = []
+        for sid, live in list(self._live.items()):
+            if live.route.customer_id == customer_id and live.route.login is not None:
+                live.route = replace(live.route, login=None)
+                self._changed(RouteChange("add", sid, live.route))
+                dropped.append(sid)
+        return dropped
+
     def on_remove(self, listener: Callable[[str, str], None]) -> None:
         """Call ``listener(session_id, reason)`` whenever a session is removed."""
         self._removal_listeners.append(listener)

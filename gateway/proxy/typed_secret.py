@@ -29,33 +29,38 @@ def _decoded(text: str) -> Iterator[str]:
     yield html.unescape(unquote_plus(text))
 
 
-def _form_values(text: str) -> list[str]:
+def _form_pairs(text: str) -> list[tuple[str, str]]:
     try:
-        return [v for pair in parse_qsl(text, keep_blank_values=True) for v in pair]
+        return parse_qsl(text, keep_blank_values=True)
     except ValueError:
         return []
 
 
-def _json_strings(value: object, depth: int = 0) -> Iterator[str]:
+def _json_pairs(value: object, depth: int = 0) -> Iterator[tuple[str, str]]:
+    """(key, value) of every leaf of a JSON document, unescaped; a list's items have no key."""
     if depth > _JSON_DEPTH:
         return
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
+    if isinstance(value, dict):
         for k, v in value.items():
-            yield str(k)
-            yield from _json_strings(v, depth + 1)
+            if isinstance(v, dict | list):
+                yield str(k), ""
+                yield from _json_pairs(v, depth + 1)
+            else:
+                yield str(k), "" if v is None else str(v)
     elif isinstance(value, list):
         for v in value:
-            yield from _json_strings(v, depth + 1)
+            if isinstance(v, dict | list):
+                yield from _json_pairs(v, depth + 1)
+            else:
+                yield "", "" if v is None else str(v)
     elif value is not None:
-        yield str(value)
+        yield "", str(value)
 
 
-def json_strings(text: str) -> list[str]:
-    """Every string (keys too) of a JSON document, unescaped; none when it is not JSON."""
+def json_pairs(text: str) -> list[tuple[str, str]]:
+    """The JSON document's leaves as (key, value); none when it is not JSON."""
     try:
-        return list(_json_strings(json.loads(text)))
+        return list(_json_pairs(json.loads(text)))
     except (ValueError, RecursionError):
         return []
 
@@ -65,15 +70,15 @@ def text_carries(text: str, password: str) -> bool:
     if not password:
         return False
     needle = password.casefold()
-    pieces: list[str] = []
     for form in _decoded(text):
         if needle in form.casefold():
             return True
-    for values in (_form_values(text), json_strings(text)):
-        pieces.extend(values)
-        if values and needle in "".join(values).casefold():
+    for pairs in (_form_pairs(text), json_pairs(text)):
+        if any(needle in k.casefold() or needle in v.casefold() for k, v in pairs):
+            return True
+        if pairs and needle in "".join(v for _, v in pairs).casefold():
             return True  # split over adjacent values the device may print together
-    return any(needle in p.casefold() for p in pieces)
+    return False
 
 
 def _parts(request: http.Request) -> Iterable[str]:

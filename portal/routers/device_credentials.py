@@ -125,6 +125,8 @@ async def _erase(state: PortalState, request: Request, user: User, customer: Cus
     async def work() -> None:
         await vault.erase(customer_id=customer.id, dealer_id=customer.dealer_id, scope=ref.scope, target=target,
                           actor=user.id, source_ip=client_ip(request))
+        await state.broker.drop_credentials(customer.id, reason="a stored device credential was erased",
+                                            actor=user.id)
 
     await state.after_commit(work)
 
@@ -135,6 +137,9 @@ async def _forbid(state: PortalState, request: Request, user: User, customer: Cu
     async def work() -> None:
         await vault.set_forbidden(customer_id=customer.id, dealer_id=customer.dealer_id, forbidden=forbidden,
                                   actor=user.id, source_ip=client_ip(request))
+        if forbidden:
+            await state.broker.drop_credentials(customer.id, reason="the customer forbade stored device credentials",
+                                                actor=user.id)
 
     await state.after_commit(work)
 

@@ -85,6 +85,9 @@ class PolicyBroker:
             if session and not session.state.is_final:
                 await save_session(s, session.transition(DwaState.CLOSED, at=self.clock(), reason=reason))
 
+    async def drop_credentials(self, customer_id: str, *, reason: str, actor: str) -> int:
+        return 0  # no proxy routes here: sessions never sign in to a device
+
     async def get_session(self, session_id: SessionId) -> DwaSession | None:
         async with self.db.session() as s:
             return await load_session(s, session_id)

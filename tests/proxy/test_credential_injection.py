@@ -276,3 +276,33 @@ async def test_device_websocket_text_frames_mask_the_secret_until_the_technician
     finally:
         ews.state.location = before
         await client.aclose()
+
+
+@pytest.mark.parametrize("name", ["ricoh_mpc3002", "konica_c250i"])
+async def test_a_forbidden_or_erased_credential_leaves_live_sessions_at_once(harness, ews_lab, name):
+    """Issue 19 follow-up, item 3: the broker drops the login from the customer's live routes; the
+    proxy forgets the secret and the device cookie jar before the next request."""
+    ews = ews_lab[name]
+    ews.state.auth.unlock()
+    kind = LoginKind(ews.state.auth.login.kind)
+    ours = _route(harness, ews, DeviceLogin(kind, USERNAME, PASSWORD), VENDORS.get(name, ""))
+    other = _route(harness, ews, DeviceLogin(kind, USERNAME, PASSWORD), VENDORS.get(name, ""))
+    harness.routes.add(replace(ours, customer_id="cust-a"))
+    harness.routes.add(replace(other, customer_id="cust-b"))
+    mine, theirs = SessionClient(harness, ours), SessionClient(harness, other)
+    await mine.launch()
+    await theirs.launch()
+    try:
+        for c in (mine, theirs):
+            r = await c.request("GET", "/settings", follow_redirects=True)
+            assert "Logged in as admin" in r.text
+        assert harness.routes.drop_logins("cust-a") == [ours.session_id]
+        live = harness.routes.get(ours.session_id)
+        assert live is not None and live.login is None
+        r = await mine.request("GET", "/settings")
+        assert r.status_code in (302, 401) and "Logged in as admin" not in r.text  # the device's own login
+        r = await theirs.request("GET", "/settings")
+        assert r.status_code == 200 and "Logged in as admin" in r.text  # another customer: unchanged
+    finally:
+        await mine.aclose()
+        await theirs.aclose()

@@ -47,7 +47,7 @@ from gateway.proxy.login_profiles import (
     profile_for,
     read_login_form,
 )
-from gateway.proxy.routes import RouteTable, SessionRoute
+from gateway.proxy.routes import RouteChange, RouteTable, SessionRoute
 from gateway.proxy.typed_secret import request_carries, text_carries
 from printgate.domain import AuditEventIn, Outcome
 from printgate.domain.credentials import DeviceLogin, LoginKind
@@ -118,6 +118,7 @@ class InjectCredentials:
         self._sessions: dict[str, _SessionLogin] = {}
         self._closing: set[asyncio.Task[None]] = set()
         routes.on_remove(self._forget)
+        routes.on_change(self._login_changed)
 
     # --- per-session state ----------------------------------------------------
     def _state(self, route: SessionRoute | None) -> _SessionLogin | None:
@@ -134,6 +135,13 @@ class InjectCredentials:
                 st.auth = httpx.DigestAuth(login.account, login.password)
             self._sessions[route.session_id] = st
         return st
+
+    def _login_changed(self, change: RouteChange) -> None:
+        """A credential forbidden, erased or rotated while the session lives: the old secret, its
+        sign-in and the device cookie jar go at once (the next request signs in anew, or not at all)."""
+        st = self._sessions.get(change.session_id)
+        if st is not None and change.route is not None and change.route.login != st.login:
+            self._forget(change.session_id, "credential changed")
 
     def _forget(self, session_id: str, _reason: str) -> None:
         st = self._sessions.pop(session_id, None)

@@ -76,3 +76,34 @@ async def test_sessions_without_a_credential_are_left_alone() -> None:
     await addon.response(answered)
     assert answered.response is not None and answered.response.headers["set-cookie"] == "a=b"
     assert answered.response.content == b"<input type=password value=pw>"
+
+
+async def test_a_dropped_login_takes_the_device_cookie_jar_with_it_at_once() -> None:
+    """Forbid/erase (issue 19 follow-up, item 3): the route loses its login, the jar goes at once;
+    the same credential allowed again starts from an empty jar."""
+    table = RouteTable()
+    addon = InjectCredentials(table, RecordingAuditSink())
+    r = route(login=_login(), customer_id="cust-a")
+    table.add(r)
+    answered = flow(with_route=r, response=response(headers={"set-cookie": "ewssid=abc123; Path=/"}))
+    await addon.response(answered)
+    assert table.drop_logins("cust-b") == [] and table.drop_logins("cust-a") == ["abc"]
+    table.add(r)  # allowed again later in the same session
+    later = flow(headers={"cookie": "theme=dark"}, with_route=r)
+    addon.request(later)
+    assert later.request.headers["cookie"] == "theme=dark"
+
+
+def test_a_request_carries_the_secret_in_every_form_a_device_may_decode() -> None:
+    from gateway.proxy.typed_secret import request_carries, text_carries
+
+    pw = "admin-pass"
+    carried = ["a admin-pass b", "ADMIN-PASS", "location=a+admin%2Dpass", "x=%61dmin-pass",
+               '{"location": "\\u0061dmin-pass"}', "a &#97;dmin-pass", "location=admin-&field2=pass",
+               '{"a": "admin", "b": "-pass"}']
+    assert all(text_carries(t, pw) for t in carried), [t for t in carried if not text_carries(t, pw)]
+    assert not any(text_carries(t, pw) for t in ["admin-pas", "admin pass", "location=admin-pa&x=zz", "pass=admin-", ""])
+    assert request_carries(flow("POST", "/settings", content=b"location=a+ADMIN-PASS").request, pw)
+    assert request_carries(flow(path="/x?q=admin%2dpass").request, pw)
+    assert request_carries(flow(headers={"cookie": "n=admin-pass"}).request, pw)
+    assert not request_carries(flow("POST", "/settings", content=b"location=Room+1").request, pw)
