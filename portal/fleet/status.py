@@ -97,13 +97,37 @@ def status_of(f: FleetDevice) -> StatusWords:
     if head == "Status unknown" and activity:
         head, level = activity.capitalize(), ("ok" if level == "unknown" else level)
         activity = ""
+    alert = _worst_alert_words(f)
+    if alert is not None:  # the status reflects the worst open alert and names it
+        severity = alert[0]
+        if severity == "critical":
+            level = "error"
+        elif level in ("ok", "unknown"):
+            level = "warning"
+        if head in ("Running", "Status unknown") and level != "ok":
+            head = "Needs attention"
     parts = [head + (f", {activity}" if activity else "")]
     if problems:
         parts.append(", ".join(text for _, text in problems))
+    elif alert is not None:
+        parts.append(alert[1])
+    elif level in ("warning", "error"):  # the printer says so, but gives no reason over SNMP
+        parts.append("the printer gives no reason over SNMP (no error state, no alert); see its web page")
     text = ": ".join(parts)
     if not f.agent_online:
         return StatusWords("unknown", f"{text} (last reported; the site's agent is offline)")
     return StatusWords(level, text)
+
+
+def _worst_alert_words(f: FleetDevice) -> tuple[str, str] | None:
+    """(severity, words) of the worst open alert, with how many more are open."""
+    if f.worst_alert is None:
+        return None
+    severity, code, description = f.worst_alert
+    text = f"{SEVERITY_WORDS.get(severity, 'Notice').lower()} alert: {description or alert_code_words(code)}"
+    if f.open_alerts > 1:
+        text += f" (+{f.open_alerts - 1} more open alert{'s' if f.open_alerts > 2 else ''})"
+    return severity, text
 
 
 LEVEL_NOTES = {

@@ -47,3 +47,5 @@ class FleetDevice:
     error_state: tuple[str, ...] = ()
     open_alerts: int = 0
     lowest_supply: SupplyLevel | None = None
+    # the most severe open alert (critical first, then newest) as (severity, code, description)
+    worst_alert: tuple[str, str, str] | None = None

@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, false, func, select
+from sqlalchemy import ColumnElement, false, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from printgate.domain import (
@@ -82,6 +82,9 @@ def _alert_from_row(row: DeviceAlertRow) -> DeviceAlert:
     )
 
 
+_SEVERITY_RANK = {"critical": 3, "warning": 2, "warningBinaryChangeEvent": 2, "other": 1}
+
+
 async def fleet_devices(s: AsyncSession, scope: TenantScope, *, device_id: str | None = None) -> list[FleetDevice]:
     """The scope's devices (by customer, then name) with their current state."""
     q = (
@@ -98,11 +101,17 @@ async def fleet_devices(s: AsyncSession, scope: TenantScope, *, device_id: str |
     if not rows:
         return []
     ids = [r[0].id for r in rows]
-    alerts = dict((await s.execute(
-        select(DeviceAlertRow.device_id, func.count())
+    alerts: dict[str, int] = defaultdict(int)
+    worst: dict[str, tuple[tuple[int, float], tuple[str, str, str]]] = {}
+    for dev, severity, code, description, raised in (await s.execute(
+        select(DeviceAlertRow.device_id, DeviceAlertRow.severity, DeviceAlertRow.code,
+               DeviceAlertRow.description, DeviceAlertRow.raised_at)
         .where(DeviceAlertRow.device_id.in_(ids), DeviceAlertRow.cleared_at.is_(None))
-        .group_by(DeviceAlertRow.device_id)
-    )).tuples().all())
+    )).tuples().all():
+        alerts[dev] += 1
+        rank = (_SEVERITY_RANK.get(severity, 0), raised.timestamp())
+        if dev not in worst or rank > worst[dev][0]:
+            worst[dev] = (rank, (severity, code, description))
     supplies: dict[str, list[SupplyLevel]] = defaultdict(list)
     for sup in (await s.scalars(select(DeviceSupplyRow).where(DeviceSupplyRow.device_id.in_(ids)))).all():
         supplies[sup.device_id].append(supply_from_row(sup))
@@ -118,6 +127,7 @@ async def fleet_devices(s: AsyncSession, scope: TenantScope, *, device_id: str |
             error_state=tuple(state.error_state or ()) if state else (),
             open_alerts=int(alerts.get(device.id, 0)),
             lowest_supply=lowest_supply(supplies.get(device.id, [])),
+            worst_alert=worst[device.id][1] if device.id in worst else None,
         ))
     return out
 

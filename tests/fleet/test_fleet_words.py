@@ -8,7 +8,7 @@ from contextlib import aclosing
 from portal.fleet.supply_words import supply_kind_words
 from printgate.domain import Role
 from printgate.store.readings import ingest_payload
-from tests.fleet.conftest import T0, FleetPortal, payload_of, reading_of, signed_in
+from tests.fleet.conftest import T0, FleetPortal, days, payload_of, reading_of, signed_in
 
 
 async def test_pages_not_reported_by_the_printer_are_said_so(fleet_portal: FleetPortal) -> None:
@@ -54,3 +54,28 @@ def test_supply_kind_words() -> None:
     assert supply_kind_words("wasteToner") == "waste toner"
     assert supply_kind_words("opc") == "drum (OPC)"
     assert supply_kind_words("unknown") == ""
+
+
+async def _status_of_canon(fp: FleetPortal, recording: str) -> dict[str, object]:
+    r = reading_of(recording, ip="127.0.20.12", at=T0, serial_known=False)
+    assert await ingest_payload(fp.db, "a-c1", f"b-{recording}", payload_of([r])) is True
+    fp.clock.offset = T0 + days(0.01) - fp.clock()
+    client, _ = await signed_in(fp, Role.TECHNICIAN)
+    async with aclosing(client):
+        detail = (await client.get("/api/fleet/devices/dev-canon", headers={"accept": "application/json"})).json()
+    return dict(detail)
+
+
+async def test_status_reflects_the_worst_open_alert_and_names_it(fleet_portal: FleetPortal) -> None:
+    detail = await _status_of_canon(fleet_portal, "epson")  # the lab EPSON: every ink at 1 %
+    alerts = detail["alerts"]
+    assert isinstance(alerts, list) and any(a["severity"] == "critical" for a in alerts)
+    assert detail["status_level"] == "error"
+    text = str(detail["status_text"])
+    assert "critical alert:" in text and f"+{len(alerts) - 1} more open alerts" in text
+
+
+async def test_a_warning_without_any_reason_says_the_printer_gives_none(fleet_portal: FleetPortal) -> None:
+    detail = await _status_of_canon(fleet_portal, "ricoh_mpc3002")  # hrDeviceStatus warning, nothing else
+    assert detail["alerts"] == [] and detail["status_level"] == "warning"
+    assert "the printer gives no reason over SNMP" in str(detail["status_text"])
