@@ -79,3 +79,22 @@ async def test_a_warning_without_any_reason_says_the_printer_gives_none(fleet_po
     detail = await _status_of_canon(fleet_portal, "ricoh_mpc3002")  # hrDeviceStatus warning, nothing else
     assert detail["alerts"] == [] and detail["status_level"] == "warning"
     assert "the printer gives no reason over SNMP" in str(detail["status_text"])
+
+
+async def test_the_fleet_list_does_not_repeat_a_model_the_name_already_says(fleet_portal: FleetPortal) -> None:
+    from printgate.store.models.core import DeviceRow
+
+    async with fleet_portal.db.transaction() as s:  # a discovered printer is named after its model
+        row = await s.get(DeviceRow, "dev-canon")
+        assert row is not None and row.model == "recorded"
+        row.name = "Recorded"
+    client, _ = await signed_in(fleet_portal, Role.TECHNICIAN)
+    async with aclosing(client):
+        listing = (await client.get("/fleet")).text
+
+    def row_of(device_id: str) -> str:
+        rest = listing[listing.index(f'data-device-id="{device_id}"'):]
+        return rest[:rest.index("</tr>")]
+
+    assert "recorded ·" not in row_of("dev-canon") and "127.0.20.12" in row_of("dev-canon")
+    assert "recorded · 127.0.20.15" in row_of("dev-m130")  # 'Front desk M130': the model adds something
