@@ -122,7 +122,11 @@ class RouteTable:
         host = route.host.lower()
         if host in self._hosts and self._hosts[host] != route.session_id:
             raise TokenInvalid(f"host {host} already belongs to another live session")
-        self._live[route.session_id] = _Live(replace(route, host=host), self._clock())
+        live = self._live.get(route.session_id)
+        if live is not None and live.route.host == host:  # an update (e.g. its login dropped):
+            live.route = replace(route, host=host)  # the browser's cookies and activity stay
+        else:
+            self._live[route.session_id] = _Live(replace(route, host=host), self._clock())
         self._hosts[host] = route.session_id
         self._tombstones.pop(host, None)
         self._changed(RouteChange("add", route.session_id, self._live[route.session_id].route))

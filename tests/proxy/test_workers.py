@@ -360,3 +360,30 @@ async def test_workers_die_with_a_killed_parent(tmp_path: Path):
             break
         await asyncio.sleep(0.1)
     assert not any(_alive(p) for p in pids), "worker processes outlived their pool"
+
+
+async def test_a_dropped_credential_leaves_every_worker_and_the_session_keeps_working(workers: Pool,
+                                                                                        ews_lab: EwsLab):
+    """Forbid/erase (issue 19 follow-up, item 3): the route without its login reaches every worker;
+    they stop signing in at once and the browser's session cookie stays valid everywhere."""
+    from dataclasses import replace
+
+    from lab.ews.device_login import PASSWORD, USERNAME
+    from printgate.domain.credentials import DeviceLogin, LoginKind
+
+    ews = ews_lab["ricoh_mpc3002"]
+    ews.state.auth.unlock()
+    route = replace(workers.open_session(ews), vendor="Ricoh", customer_id="cust-w",
+                    login=DeviceLogin(LoginKind.FORM, USERNAME, PASSWORD))
+    workers.routes.add(route)
+    cookie = await launch(workers, route)
+    await workers.pool.sync()
+    answers, pids = await on_many_connections(workers, route, cookie, "/settings")
+    assert pids == set(workers.pool.live_pids())
+    assert all(status == 200 and "Logged in as admin" in body for status, body in answers), answers[:1]
+    assert workers.routes.drop_logins("cust-w") == [route.session_id]
+    await workers.pool.sync()
+    answers, pids = await on_many_connections(workers, route, cookie, "/settings")
+    assert pids == set(workers.pool.live_pids())
+    assert {status for status, _b in answers} == {302}, answers[:1]  # the device's own login page
+    assert all("Logged in as admin" not in body for _s, body in answers)
