@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from portal import error_pages, health
+from portal import api_docs, error_pages, health
 from portal.db_outage import DatabaseOutage, is_database_outage
 from portal.deps import LoginRequired, OptionalLogin
 from portal.notifications import Notifier
@@ -58,6 +58,7 @@ def create_app(
                                    agent_ca=agent_ca, commands=commands, notifier=Notifier(settings.notify),
                                    vault=vault)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    api_docs.install(app)  # /api/docs: Swagger UI from local files
     error_pages.install(app)  # 4xx/5xx as pages saying what to do (JSON for API clients)
 
     @app.exception_handler(LoginRequired)
