@@ -281,7 +281,7 @@ class AgentRuntime(Service):
         while True:
             await self.write_status()
             now = (self._queue.degraded if self._queue is not None else None,
-                   tuple(h.name for h in self.supervisor.health() if h.state == "backoff"))
+                   tuple(h.name for h in self.supervisor.health() if h.state in ("backoff", "degraded")))
             if reported is not None and now != reported:
                 self._report_now.set()
             reported = now
@@ -317,7 +317,10 @@ class AgentRuntime(Service):
             "printers": [{"ip": p.ip, "model": p.model, "serial": p.serial} for p in self.printers],
             "tunnels": self.tunnel_sessions,
         }
-        self._status.write(status)
+        if self._status.write(status):
+            self.supervisor.recovered("status")
+        else:  # a visible task error (heartbeat, metrics), not just one log line
+            self.supervisor.degrade("status", self._status.last_error or "status file cannot be written")
         metrics.AGENT_QUEUE_LENGTH.set(queued)
         metrics.AGENT_QUEUE_BYTES.set(self._queue.queued_bytes if self._queue is not None else 0)
         metrics.AGENT_DEGRADED.set(1 if status["degraded"] else 0)

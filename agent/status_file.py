@@ -25,6 +25,7 @@ class StatusFile:
         self.path = path
         self._reserved = reserved
         self._failing = False
+        self.last_error: str | None = None  # why the last write failed (None after one succeeded)
 
     def write(self, status: dict[str, Any]) -> bool:
         """Replace the file's content with ``status``; False (logged once per outage) if it could not."""
@@ -43,10 +44,12 @@ class StatusFile:
             if not self._failing:
                 log.error("agent.status_write_failed", path=str(self.path), error=str(exc))
             self._failing = True
+            self.last_error = f"status file {self.path} cannot be written: {exc}"
             return False
         if self._failing:
             log.info("agent.status_write_recovered", path=str(self.path))
         self._failing = False
+        self.last_error = None
         return True
 
 

@@ -22,7 +22,7 @@ from printgate.logs import get_logger
 
 log = get_logger("printgate.supervisor")
 
-TaskState = Literal["starting", "running", "backoff", "stopped"]
+TaskState = Literal["starting", "running", "degraded", "backoff", "stopped"]
 OnRestart = Callable[[str, str], None]  # (task name, error) each time a task is restarted
 
 
@@ -105,6 +105,20 @@ class Supervisor(Service):
 
     def health(self) -> list[TaskHealth]:
         return [e.health for e in self._tasks.values()]
+
+    def degrade(self, name: str, error: str) -> None:
+        """A running task ``name`` goes on but fails at its job (a write refused): shown as ``degraded``
+        with ``error`` as its last error until ``recovered(name)``."""
+        entry = self._tasks.get(name)
+        if entry is not None and entry.health.state in ("running", "degraded"):
+            if entry.health.state == "running" or entry.health.last_error != error[:500]:
+                entry.health = TaskHealth(name, "degraded", entry.health.restarts, error[:500], datetime.now(UTC))
+
+    def recovered(self, name: str) -> None:
+        """Task ``name`` does its job again (its last error stays on record)."""
+        entry = self._tasks.get(name)
+        if entry is not None and entry.health.state == "degraded":
+            entry.health = _with(entry.health, state="running")
 
     @property
     def healthy(self) -> bool:
