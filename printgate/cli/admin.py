@@ -69,15 +69,15 @@ async def _create_dealer(settings: Any, dealer_id: str, name: str, email: str) -
     from portal.invitations import create_invitation
     from printgate.cli.schema_guard import schema_database
     from printgate.domain import Dealer, DealerId, Role
-    from printgate.store.models.core import DealerRow
-    from printgate.store.tenants import add_dealer, get_user_row_by_email
+    from printgate.store.tenants import add_dealer, get_dealer
+    from printgate.store.users import get_user_by_email
 
     now = datetime.now(UTC)
     async with schema_database(settings.database_url) as db, db.transaction() as s:
-        if await s.get(DealerRow, dealer_id) is not None:
+        if await get_dealer(s, dealer_id) is not None:
             raise _fail(f"dealer {dealer_id} exists already: invite more users with "
                         f"`printgate admin add-user --dealer {dealer_id}`")
-        if await get_user_row_by_email(s, email) is not None:
+        if await get_user_by_email(s, email) is not None:
             raise _fail(f"{email} already has an account")
         await add_dealer(s, Dealer(DealerId(dealer_id), name))
         await s.flush()
@@ -123,12 +123,12 @@ async def _add_user(settings: Any, email: str, roles: list[str], dealer: str | N
                     customer: str | None) -> tuple[str, datetime]:
     from portal.invitations import create_invitation
     from printgate.cli.schema_guard import schema_database
-    from printgate.store.models.core import CustomerRow, DealerRow
-    from printgate.store.tenants import customers_named, get_user_row_by_email
+    from printgate.store.tenants import customers_named, get_customer, get_dealer
+    from printgate.store.users import get_user_by_email
 
     now = datetime.now(UTC)
     async with schema_database(settings.database_url) as db, db.transaction() as s:
-        customer_row = await s.get(CustomerRow, customer) if customer else None
+        customer_row = await get_customer(s, customer) if customer else None
         if customer is not None and customer_row is None:
             named = await customers_named(s, customer)
             if len(named) > 1:
@@ -136,13 +136,13 @@ async def _add_user(settings: Any, email: str, roles: list[str], dealer: str | N
                             f"{', '.join(sorted({c.dealer_id for c in named}))}): give the id, one of "
                             f"{', '.join(c.id for c in named)}")
             customer_row = named[0] if named else None
-        if dealer is not None and await s.get(DealerRow, dealer) is None:
+        if dealer is not None and await get_dealer(s, dealer) is None:
             raise _fail(f"no dealer {dealer} (`printgate admin dealers` lists them)")
         if customer is not None and customer_row is None:
             raise _fail(f"no customer with the id or name {customer!r} (the dealer's Customers page in the "
                         "portal shows names and ids)")
         customer = customer_row.id if customer_row else None
-        existing = await get_user_row_by_email(s, email)
+        existing = await get_user_by_email(s, email)
         if existing is not None and (existing.dealer_id != dealer or existing.customer_id != customer):
             raise _fail(f"{email} already has an account in another organisation")
         invitation = await create_invitation(s, email=email, roles=roles, dealer_id=dealer,
@@ -164,14 +164,11 @@ def dealers(config: ConfigOpt = None) -> None:
 
 
 async def _dealers(settings: Any) -> list[tuple[str, str]]:
-    from sqlalchemy import select
-
     from printgate.cli.schema_guard import schema_database
-    from printgate.store.models.core import DealerRow
+    from printgate.store.tenants import list_dealers
 
     async with schema_database(settings.database_url) as db, db.session() as s:
-        rows = (await s.execute(select(DealerRow.id, DealerRow.name).order_by(DealerRow.id))).all()
-    return [(r[0], r[1]) for r in rows]
+        return [(d.id, d.name) for d in await list_dealers(s)]
 
 
 @app.command("agents")
@@ -195,26 +192,18 @@ def agents(
 
 
 async def _agents(settings: Any, dealer: str | None) -> list[dict[str, Any]]:
-    from sqlalchemy import select
-
     from printgate.cli.schema_guard import schema_database
-    from printgate.store.models.core import AgentRow, CustomerRow, SiteRow
-    from printgate.store.site_agents import certificates_of_agents
+    from printgate.store.site_agents import certificates_of_agents, list_agents
 
     async with schema_database(settings.database_url) as db, db.session() as s:
-        q = (select(AgentRow, SiteRow.name, CustomerRow.name, CustomerRow.dealer_id)
-             .join(SiteRow, SiteRow.id == AgentRow.site_id)
-             .join(CustomerRow, CustomerRow.id == SiteRow.customer_id)
-             .order_by(CustomerRow.dealer_id, CustomerRow.name, SiteRow.name, AgentRow.name))
-        if dealer is not None:
-            q = q.where(CustomerRow.dealer_id == dealer)
-        rows = (await s.execute(q)).all()
-        certs = await certificates_of_agents(s, [r[0].id for r in rows])
+        rows = await list_agents(s, dealer_id=dealer)
+        certs = await certificates_of_agents(s, [r.agent.id for r in rows])
     out = []
-    for agent, site, customer, dealer_id in rows:
+    for row in rows:
+        agent = row.agent
         live = [c.not_after for c in certs[agent.id] if c.revoked_at is None]
-        out.append({"id": agent.id, "name": agent.name, "dealer_id": dealer_id, "customer": customer,
-                    "site": site, "site_id": agent.site_id, "online": bool(agent.online),
+        out.append({"id": agent.id, "name": agent.name, "dealer_id": row.dealer_id,
+                    "customer": row.customer_name, "site": row.site_name, "site_id": agent.site_id, "online": bool(agent.online),
                     "revoked": bool(agent.revoked),
                     "certificate_valid_until": max(live).isoformat() if live else None})
     return out

@@ -25,6 +25,28 @@ class AgentOwner:
     dealer_id: DealerId
 
 
+@dataclass(frozen=True, slots=True)
+class AgentListing:
+    """An agent with the names of its site and customer, and its dealer (``printgate admin agents``)."""
+
+    agent: Agent
+    site_name: str
+    customer_name: str
+    dealer_id: DealerId
+
+
+async def list_agents(s: AsyncSession, *, dealer_id: str | None = None) -> list[AgentListing]:
+    """Every enrolled agent (or one dealer's), by dealer, customer, site and agent name."""
+    q = (select(AgentRow, SiteRow.name, CustomerRow.name, CustomerRow.dealer_id)
+         .join(SiteRow, SiteRow.id == AgentRow.site_id)
+         .join(CustomerRow, CustomerRow.id == SiteRow.customer_id)
+         .order_by(CustomerRow.dealer_id, CustomerRow.name, SiteRow.name, AgentRow.name))
+    if dealer_id is not None:
+        q = q.where(CustomerRow.dealer_id == dealer_id)
+    return [AgentListing(agent_from_row(agent), site, customer, DealerId(dealer))
+            for agent, site, customer, dealer in (await s.execute(q)).all()]
+
+
 async def agents_of_sites(s: AsyncSession, site_ids: Sequence[str]) -> list[Agent]:
     if not site_ids:
         return []

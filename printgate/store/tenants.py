@@ -73,12 +73,24 @@ async def add_user(
     ))
 
 
-async def get_customer(s: AsyncSession, customer_id: str) -> Customer | None:
-    row = await s.get(CustomerRow, customer_id)
-    if row is None:
-        return None
+def customer_from_row(row: CustomerRow) -> Customer:
     return Customer(id=CustomerId(row.id), dealer_id=DealerId(row.dealer_id), name=row.name,
                     remote_access=RemoteAccessMode(row.remote_access))
+
+
+async def get_dealer(s: AsyncSession, dealer_id: str) -> Dealer | None:
+    row = await s.get(DealerRow, dealer_id)
+    return Dealer(DealerId(row.id), row.name) if row else None
+
+
+async def list_dealers(s: AsyncSession) -> list[Dealer]:
+    rows = (await s.execute(select(DealerRow).order_by(DealerRow.id))).scalars().all()
+    return [Dealer(DealerId(r.id), r.name) for r in rows]
+
+
+async def get_customer(s: AsyncSession, customer_id: str) -> Customer | None:
+    row = await s.get(CustomerRow, customer_id)
+    return customer_from_row(row) if row else None
 
 
 async def get_site(s: AsyncSession, site_id: str) -> Site | None:
@@ -116,12 +128,13 @@ async def tenant_of_site(s: AsyncSession, site_id: str) -> tuple[Customer, Site]
     return (customer, site) if customer else None
 
 
-async def customers_named(s: AsyncSession, name: str, *, dealer_id: str | None = None) -> list[CustomerRow]:
+async def customers_named(s: AsyncSession, name: str, *, dealer_id: str | None = None) -> list[Customer]:
     """Customers whose name is ``name`` (case and surrounding blanks ignored), of one dealer or of all."""
     q = select(CustomerRow).where(func.lower(CustomerRow.name) == name.strip().lower())
     if dealer_id is not None:
         q = q.where(CustomerRow.dealer_id == dealer_id)
-    return list((await s.execute(q.order_by(CustomerRow.dealer_id, CustomerRow.id))).scalars().all())
+    rows = (await s.execute(q.order_by(CustomerRow.dealer_id, CustomerRow.id))).scalars().all()
+    return [customer_from_row(r) for r in rows]
 
 
 async def list_customers_of_dealer(s: AsyncSession, dealer_id: str) -> list[CustomerRow]:
