@@ -107,6 +107,28 @@ def _bind_problem(host: str, port: int) -> str | None:
 
 def checked_for_serving(settings: Settings) -> Settings:
     """``settings`` ready for ``serve`` (secret key resolved), or ``ConfigError`` with what to set."""
+    check_database_host(settings.database_url)  # first: the other checks may create files
     settings = settings.model_copy(update={"portal": resolve_secret_key(settings.portal)})
     check_ports(settings)
     return settings
+
+
+def check_database_host(url: str) -> None:
+    """Refuse a ``database_url`` whose host name does not resolve (one line, not a driver traceback)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"database_url {url!r} is not a database URL ({exc}); e.g. "
+                          "postgresql+asyncpg://printgate@db-host/printgate") from None
+    if parsed.get_backend_name() == "sqlite" or not parsed.host or parsed.host.startswith("/"):
+        return
+    try:
+        socket.getaddrinfo(parsed.host, parsed.port or 5432, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConfigError(
+            f"database_url: the database host {parsed.host!r} does not resolve ({exc.strerror}); set "
+            f"database_url (or PRINTGATE_DATABASE_URL) to the PostgreSQL server printgate should use, "
+            f"currently {parsed.render_as_string(hide_password=True)}") from None
