@@ -56,7 +56,7 @@ class AuditForm:
         return urlencode({f.name: getattr(form, f.name) for f in fields(form) if getattr(form, f.name)})
 
 
-def api_query(f: AuditFilter, *, limit: int) -> str:
+def api_query(f: AuditFilter, *, limit: int | None = None) -> str:
     """The query string of the JSON/CSV/JSONL API for the same filtered set."""
     params: list[tuple[str, str]] = []
     for name, value in (("since", f.since), ("until", f.until)):
@@ -67,7 +67,8 @@ def api_query(f: AuditFilter, *, limit: int) -> str:
         if text:
             params.append((name, text))
     params.extend(("type", t) for t in f.types)
-    params.append(("limit", str(limit)))
+    if limit is not None:
+        params.append(("limit", str(limit)))
     return urlencode(params)
 
 

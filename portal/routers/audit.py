@@ -61,10 +61,23 @@ def _filter(
                        types=tuple(type or ()), outcome=outcome, after_seq=after_seq, limit=limit)
 
 
+def _download_filter(
+    since: datetime | None = None, until: datetime | None = None, actor: str | None = None,
+    dealer_id: str | None = None, customer_id: str | None = None, device_id: str | None = None,
+    session_id: str | None = None, type: Annotated[list[str] | None, Query()] = None,
+    outcome: str | None = None, after_seq: int = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_DOWNLOAD)] = MAX_DOWNLOAD,
+) -> AuditFilter:
+    """The same filter for the CSV/JSONL downloads, whose default is the whole filtered set."""
+    return _filter(since, until, actor, dealer_id, customer_id, device_id, session_id, type, outcome,
+                   after_seq, limit)
+
+
 router = APIRouter(prefix="/audit", tags=["audit"])
 router.include_router(witness_router)
 auditor = Depends(token_scope_check(current_auditor, frozenset({"audit:read"})))
 wanted_filter = Depends(_filter)
+download_filter = Depends(_download_filter)
 
 
 def scoped(user: User, wanted: AuditFilter) -> AuditFilter:
@@ -104,7 +117,7 @@ async def list_events(state: State, user: User = auditor, wanted: AuditFilter = 
 
 @router.get("/events.csv")
 async def download_csv(request: Request, state: State, user: User = auditor,
-                       wanted: AuditFilter = wanted_filter) -> Response:
+                       wanted: AuditFilter = download_filter) -> Response:
     f = scoped(user, wanted)
     records = await search_all(state.db, f)
     buf = io.StringIO()
@@ -122,7 +135,7 @@ async def download_csv(request: Request, state: State, user: User = auditor,
 
 @router.get("/events.jsonl")
 async def download_jsonl(request: Request, state: State, user: User = auditor,
-                         wanted: AuditFilter = wanted_filter) -> Response:
+                         wanted: AuditFilter = download_filter) -> Response:
     f = scoped(user, wanted)
     records = await search_all(state.db, f)
     body = "".join(AuditEventPublic.of(r).model_dump_json() + "\n" for r in records)
@@ -184,7 +197,7 @@ async def audit_page(request: Request, state: State, user: User = auditor) -> HT
         records = [row_to_record(r, personal.get(r.seq)) for r in rows[:PAGE_SIZE]]
         if len(rows) > PAGE_SIZE:
             older = form.query(before_seq=str(records[-1].seq))
-        downloads = api_query(f, limit=MAX_DOWNLOAD)
+        downloads = api_query(f)  # the downloads' default is the whole filtered set
     customers = await customer_choices(db, user)
     return await _page(
         request, "audit.html", status_code=400 if error else 200, error=error, form=form,

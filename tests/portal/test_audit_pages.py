@@ -235,6 +235,8 @@ async def test_downloads_carry_the_same_filter_and_are_audited(
     assert want and want <= audit_portal.seeded.by_customer["c2"]
     csv_link, jsonl_link = _link(page.text, "download-csv"), _link(page.text, "download-jsonl")
     assert csv_link and jsonl_link
+    assert "limit=" not in csv_link and "limit=" not in jsonl_link  # the whole filtered set by default
+    assert 'class="when">' in page.text  # dates stay on one line
     r = await client.get(csv_link)
     assert r.status_code == 200 and "attachment" in r.headers["content-disposition"]
     assert {int(row["seq"]) for row in csv.DictReader(io.StringIO(r.text))} == want
