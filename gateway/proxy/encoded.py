@@ -77,9 +77,11 @@ _BROKEN_PIECE = re.compile(rb"[A-Za-z0-9+/_\-]{6,}")
 _A85_BARE_ALPHA = _Alphabet.of(rb"!-u\r\n")  # ascii85 without <~ ~> (wrapped lines allowed)
 _NUMBER_LIST_ALPHA = _Alphabet.of(rb"0-9 \t\r\n,;")
 _NUMBER_LIST = re.compile(rb"(?:[0-9]{1,3}[ \t\r\n,;]+)+")  # decimal or octal bytes, any separator
-_BLANKS = re.compile(rb"[ \t]{64,}")
+_BLANKS_ALPHA = _Alphabet.of(rb" \t")
+_UU_ESCAPED_ALPHA = _Alphabet.of(rb"\x20-\x60n")  # uuencoded lines in a string: "\n" escapes
 _WORD = re.compile(rb"[A-Za-z0-9]+")
 _TOKEN_WINDOW = 64 * 1024
+_UPPER_AND_DIGITS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 MIN_A85_ENTROPY = 5.5  # random ascii85 reaches ~6.3 bits per character; prose and code stay far below
 _A85 = re.compile(rb"<~[!-u\s]*~>")
 _SAMPLE = 4096
@@ -237,16 +239,42 @@ def _uuencoded(data: bytes, threshold: int) -> EncodedHit | None:
     return EncodedHit("uuencode", uu_lines * 61) if uu_lines * 61 >= threshold else None
 
 
+def _uuencoded_escaped(data: bytes, threshold: int) -> EncodedHit | None:
+    lines = 0
+    for start, end in _long_runs(data, _UU_ESCAPED_ALPHA, threshold):
+        run = b"\n" + data[start:end].replace(b"\\\\", b"\\").replace(b'\\"', b'"').replace(b"\\n", b"\n") + b"\n"
+        lines += len(_UU_LINE.findall(run))
+    return EncodedHit("uuencode", lines * 61) if lines * 61 >= threshold else None
+
+
 def _broken_up(data: bytes, threshold: int, allow_data: ImageCheck | None) -> EncodedHit | None:
     """An encoding cut into groups joined by spaces or short separators: the long pieces of a
-    run, put together, are judged like one unbroken run (entropy: joined-up words stay below);
+    run, put together, are judged like one unbroken run, slice by slice (entropy: joined-up
+    words stay below; a slice with few capitals and digits, i.e. prose, is skipped unread);
     a piece that is one harmless image (the page shows it) is left out."""
     for start, end in _long_runs(data, _BROKEN_ALPHA, threshold):
-        run = b"".join(p for p in _BROKEN_PIECE.findall(data, start, end) if not _harmless_piece(p, allow_data))
-        if len(run) >= threshold:
-            kind = _run_kind(run)
-            if _entropy(run[:_SAMPLE]) >= MIN_ENTROPY[kind]:
-                return EncodedHit(kind, len(run))
+        found = 0
+        lo = start
+        while lo < end:
+            hi = min(end, lo + _SAMPLE)
+            if len(data[lo:hi].translate(None, _UPPER_AND_DIGITS)) * 5 > (hi - lo) * 4:
+                lo = hi
+                continue  # under a fifth capitals and digits: words, not an encoding
+            pieces = []
+            for m in _BROKEN_PIECE.finditer(data, lo, end):  # a piece is whole, even past the slice
+                if m.start() >= hi:
+                    break
+                pieces.append(m.group())
+                hi = max(hi, m.end())
+            lo = hi
+            joined = b"".join(p for p in pieces if not _harmless_piece(p, allow_data))
+            if not joined:
+                continue
+            kind = _run_kind(joined)
+            if _entropy(joined) >= MIN_ENTROPY[kind]:
+                found += len(joined)
+                if found >= threshold:
+                    return EncodedHit(kind, found)
     return None
 
 
@@ -273,8 +301,8 @@ def _whitespace_binary(data: bytes, nbytes: int) -> EncodedHit | None:
     if b"\t" not in data:
         return None
     total = 0
-    for m in _BLANKS.finditer(data):
-        run = m.group()
+    for start, end in _long_runs(data, _BLANKS_ALPHA, 64):
+        run = data[start:end]
         tabs = run.count(b"\t")
         if len(run) // 8 <= tabs <= len(run) - len(run) // 8:
             total += len(run)
@@ -288,7 +316,13 @@ def _low_vocabulary(data: bytes, nbytes: int) -> EncodedHit | None:
     about equally often and in no repeating order (prose has frequent words; a repeated
     template has as few word pairs as words)."""
     for lo in range(0, len(data), _TOKEN_WINDOW):
-        tokens = _WORD.findall(data, lo, lo + _TOKEN_WINDOW)
+        hi = min(len(data), lo + _TOKEN_WINDOW)
+        sample = _WORD.findall(data, max(lo, hi - _SAMPLE), hi)  # a cheap look first: prose fails it
+        if len(sample) < 64 or max(Counter(sample).values()) * len(set(sample)) > 3 * len(sample):
+            continue
+        if len(set(itertools.pairwise(sample))) < 3 * len(set(sample)):
+            continue
+        tokens = _WORD.findall(data, lo, hi)
         if len(tokens) < 64:
             continue
         counts = Counter(tokens)
@@ -337,7 +371,7 @@ def find_encoded(
         return qp
     hit = _uuencoded(data, threshold)
     if hit is None and b"\\n" in data:  # inside a JSON or script string: line breaks escaped
-        hit = _uuencoded(data.replace(b"\\\\", b"\\").replace(b'\\"', b'"').replace(b"\\n", b"\n"), threshold)
+        hit = _uuencoded_escaped(data, threshold)
     if hit is not None:
         return hit
     if b"~" in data and b"<~" in data:
