@@ -37,6 +37,11 @@ class ReplicaRouteTable(RouteTable):
         seen, self._seen = self._seen, set()
         return sorted(seen)
 
+    def mark_credential_typed(self, session_id: str) -> None:
+        """Here at once, and through the pool to every other worker."""
+        super().mark_credential_typed(session_id)
+        self._peer.send({"op": "typed", "session_id": session_id})
+
     def last_activity(self, session_id: str) -> datetime | None:
         return None  # the pool judges idleness with the activity of every worker
 

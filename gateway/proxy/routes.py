@@ -50,6 +50,9 @@ class SessionRoute:
     # the stored credential the proxy signs in with (policy allowed it), in memory for the
     # session's lifetime only (gateway/proxy/addons/inject_credentials.py); never shown
     login: DeviceLogin | None = field(default=None, repr=False)
+    # the technician sent the stored secret themselves (in this or an earlier session of theirs on
+    # the device): the proxy stops masking it, so the mask never confirms a guess (issue 19)
+    credential_typed: bool = False
 
     def attribution(self) -> Attribution:
         return Attribution(self.dealer_id, self.customer_id, self.site_id, self.device_id, self.user_id)
@@ -90,6 +93,13 @@ class _Live:
     cookie_hashes: set[str] = field(default_factory=set)
 
 
+def _typed_key(route: SessionRoute) -> tuple[object, ...]:
+    login = route.login
+    return (route.user_id, route.device_id, route.device_origin, route.upstream_host, route.upstream_port,
+            login.account if login else None, login.version if login else None,
+            login.scope.value if login else None)
+
+
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -116,6 +126,7 @@ class RouteTable:
         self._tokens: dict[str, _LaunchToken] = {}  # sha256(token) -> token
         self._removal_listeners: list[Callable[[str, str], None]] = []
         self._change_listeners: list[Callable[[RouteChange], None]] = []
+        self._typed: set[tuple[object, ...]] = set()  # (user, device, credential) that typed the secret
 
     # --- lifecycle -----------------------------------------------------
     def add(self, route: SessionRoute) -> None:
@@ -123,6 +134,8 @@ class RouteTable:
         if host in self._hosts and self._hosts[host] != route.session_id:
             raise TokenInvalid(f"host {host} already belongs to another live session")
         live = self._live.get(route.session_id)
+        if route.user_id and not route.credential_typed and _typed_key(route) in self._typed:
+            route = replace(route, credential_typed=True)  # this technician typed it in an earlier session
         if live is not None and live.route.host == host:  # an update (e.g. its login dropped):
             live.route = replace(route, host=host)  # the browser's cookies and activity stay
         else:
@@ -164,6 +177,18 @@ class RouteTable:
                 self._changed(RouteChange("add", sid, live.route))
                 dropped.append(sid)
         return dropped
+
+    def mark_credential_typed(self, session_id: str) -> None:
+        """The technician of the session sent its stored secret: every worker stops masking it for
+        them, in this session and their later ones on the device with the same credential version."""
+        live = self._live.get(session_id)
+        if live is None or live.route.login is None:
+            return
+        if live.route.user_id:  # remembered for the technician's later sessions
+            self._typed.add(_typed_key(live.route))
+        if not live.route.credential_typed:
+            live.route = replace(live.route, credential_typed=True)
+            self._changed(RouteChange("add", session_id, live.route))
 
     def on_remove(self, listener: Callable[[str, str], None]) -> None:
         """Call ``listener(session_id, reason)`` whenever a session is removed."""

@@ -309,6 +309,9 @@ class ProxyWorkerPool(SessionUrls, Service):
                 for sid in message["sessions"]:
                     self.routes.touch(str(sid))
                 return None
+            if op == "typed":
+                self.routes.mark_credential_typed(str(message["session_id"]))
+                return None
             if op == "lookup":
                 return self._lookup(str(message["host"]))
             if op == "redeem":

@@ -306,3 +306,37 @@ async def test_a_forbidden_or_erased_credential_leaves_live_sessions_at_once(har
     finally:
         await mine.aclose()
         await theirs.aclose()
+
+
+async def test_a_secret_typed_in_one_session_is_not_confirmed_by_the_mask_in_the_next(harness, ews_lab):
+    """The stored echo across sessions: the technician who typed the secret sees their text again
+    in their next session on the device; another technician still sees it masked."""
+    ews = ews_lab["konica_c250i"]
+    ews.state.auth.unlock()
+    before = ews.state.location
+    login = DeviceLogin(LoginKind.BASIC, USERNAME, PASSWORD, version=3)
+    clients = []
+
+    async def session_of(user: str) -> SessionClient:
+        route = replace(_route(harness, ews, login), user_id=user, device_id="dev-konica")
+        harness.routes.add(route)
+        client = SessionClient(harness, route)
+        await client.launch()
+        clients.append(client)
+        return client
+
+    try:
+        first = await session_of("tech-1")
+        r = await first.request("POST", "/settings", data={"location": f"a {PASSWORD} b"})
+        assert _shown_location(r.text) == f"a {PASSWORD} b"
+        await first.aclose()
+        harness.routes.remove(first.route.session_id, "ended by the technician")
+        again = await session_of("tech-1")
+        assert _shown_location((await again.request("GET", "/settings")).text) == f"a {PASSWORD} b"
+        other = await session_of("tech-2")
+        shown = (await other.request("GET", "/settings")).text
+        assert _shown_location(shown) == "a ******** b" and PASSWORD not in shown
+    finally:
+        ews.state.location = before
+        for c in clients:
+            await c.aclose()

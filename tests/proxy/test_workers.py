@@ -387,3 +387,36 @@ async def test_a_dropped_credential_leaves_every_worker_and_the_session_keeps_wo
     assert pids == set(workers.pool.live_pids())
     assert {status for status, _b in answers} == {302}, answers[:1]  # the device's own login page
     assert all("Logged in as admin" not in body for _s, body in answers)
+
+
+async def test_a_secret_typed_on_one_worker_is_not_masked_by_the_others(workers: Pool, ews_lab: EwsLab):
+    """Issue 19 follow-up: the technician's Location echo must look the same on every worker's
+    connections, whether or not it is the stored password."""
+    from dataclasses import replace
+
+    from lab.ews.device_login import PASSWORD, USERNAME
+    from printgate.domain.credentials import DeviceLogin, LoginKind
+
+    ews = ews_lab["konica_c250i"]
+    ews.state.auth.unlock()
+    before = ews.state.location
+    route = replace(workers.open_session(ews), login=DeviceLogin(LoginKind.BASIC, USERNAME, PASSWORD))
+    workers.routes.add(route)
+    cookie = await launch(workers, route)
+    await workers.pool.sync()
+    try:
+        c = await Conn.open(workers.pool.port)
+        try:
+            status, _h, body = await c.request("POST", "/settings", workers.netloc(route), cookie=cookie,
+                                               body=f"location=x+{PASSWORD}+y".encode(),
+                                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+        finally:
+            await c.aclose()
+        assert status == 200 and f"Location: x {PASSWORD} y" in body
+        await asyncio.sleep(0.2)
+        await workers.pool.sync()
+        answers, pids = await on_many_connections(workers, route, cookie, "/settings")
+        assert pids == set(workers.pool.live_pids())
+        assert all(f"Location: x {PASSWORD} y" in body for _s, body in answers), answers[:1]
+    finally:
+        ews.state.location = before

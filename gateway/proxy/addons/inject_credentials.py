@@ -78,6 +78,7 @@ class _SessionLogin:
     failed: bool = False
     audited: bool = False
     typed: bool = False  # the technician sent the secret themselves: answers are no longer masked
+    typed_here: bool = False  # ... seen in this session's own traffic (audited once)
     typed_audited: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -115,6 +116,7 @@ def _cookie_header(browser: str, jar: dict[str, str]) -> str:
 class InjectCredentials:
     def __init__(self, routes: RouteTable, audit: AuditSink) -> None:
         self._audit = audit
+        self._routes = routes
         self._sessions: dict[str, _SessionLogin] = {}
         self._closing: set[asyncio.Task[None]] = set()
         routes.on_remove(self._forget)
@@ -134,7 +136,13 @@ class InjectCredentials:
             elif login.kind is LoginKind.DIGEST:
                 st.auth = httpx.DigestAuth(login.account, login.password)
             self._sessions[route.session_id] = st
+        if route.credential_typed:  # typed on another worker or in an earlier session
+            st.typed = True
         return st
+
+    def _typed(self, st: _SessionLogin, route: SessionRoute) -> None:
+        st.typed = st.typed_here = True
+        self._routes.mark_credential_typed(route.session_id)
 
     def _login_changed(self, change: RouteChange) -> None:
         """A credential forbidden, erased or rotated while the session lives: the old secret, its
@@ -166,8 +174,8 @@ class InjectCredentials:
         st = self._state(route)
         if st is None or route is None:
             return
-        if not st.typed and request_carries(flow.request, st.login.password):
-            st.typed = True
+        if not st.typed_here and request_carries(flow.request, st.login.password):
+            self._typed(st, route)
         flow.request.headers.pop("authorization", None)
         flow.metadata["printgate.login_generation"] = st.generation
         if st.failed:
@@ -230,8 +238,8 @@ class InjectCredentials:
             return
         text = message.content.decode("utf-8", "replace")
         if message.from_client:
-            if not st.typed and text_carries(text, st.login.password):
-                st.typed = True
+            if not st.typed_here and text_carries(text, st.login.password):
+                self._typed(st, route)
                 await self._typed_audit(st, route, "websocket")
             return
         if not st.typed:
@@ -368,7 +376,7 @@ class InjectCredentials:
 
     async def _typed_audit(self, st: _SessionLogin, route: SessionRoute, via: str) -> None:
         """Once per session: the technician sent the stored secret (rule only, never the secret)."""
-        if not st.typed or st.typed_audited:
+        if not st.typed_here or st.typed_audited:
             return
         st.typed_audited = True
         log.warning("dwa.credential_typed", session=route.session_id, via=via)
