@@ -75,6 +75,11 @@ async def test_menu_wraps_instead_of_being_cut(browser: Any, portal: Portal, wid
             assert await page.evaluate("document.querySelector('header nav').scrollWidth") <= width
             assert await page.evaluate("document.querySelector('header').scrollWidth") <= width
             assert await page.evaluate("document.documentElement.scrollWidth") <= width, path  # no sideways page
+            wider = await page.evaluate("""[...document.querySelectorAll('main table.cards tr')]
+                .filter(tr => tr.getBoundingClientRect().right > document.querySelector('main')
+                              .getBoundingClientRect().right + 1)
+                .map(tr => tr.innerText.slice(0, 40) + ' ' + tr.getBoundingClientRect().right)""")
+            assert wider == [], (path, wider)  # card tables never scroll sideways
             if SHOTS:
                 name = path.strip("/").replace("/", "_") or "root"
                 await page.screenshot(path=str(Path(SHOTS) / f"portal-{name}-375.png"))
