@@ -103,3 +103,35 @@ async def test_without_a_stored_credential_the_device_asks_for_its_own_login(bro
     assert "Logged in as admin" not in text and "signed in to the device" not in text
     if by_name(name).login.kind == "basic":
         assert seen["settings"] == 401  # the device's own challenge reached the browser
+
+
+async def test_in_chromium_the_location_echo_never_tells_whether_a_guess_is_the_password(browser, harness, ews_lab,
+                                                                                          tmp_path):
+    """The tester's oracle (issue 19 follow-up): guesses typed into the Konica Location field come
+    back exactly as typed, the password among them too, on the answer and on a later page."""
+    ews = ews_lab["konica_c250i"]
+    ews.state.auth.unlock()
+    before = ews.state.location
+    route = _route(harness, ews, DeviceLogin(LoginKind.BASIC, USERNAME, PASSWORD), VENDORS.get("konica_c250i", ""))
+    guesses = ["password123", "xx admin-pas yy", f"a {PASSWORD} b", f"secret|letmein|{PASSWORD}|1234"]
+    shown: list[tuple[str, str, str]] = []
+
+    async def guess_away(page, origin: str) -> None:
+        for guess in guesses:
+            await page.goto(origin + "/settings")
+            await page.fill("#location-input", guess)
+            await page.click("#settings-submit")
+            await page.wait_for_load_state()
+            answered = await page.inner_text("#location")
+            await page.goto(origin + "/status")
+            await page.goto(origin + "/settings")
+            shown.append((guess, answered, await page.inner_text("#location")))
+
+    try:
+        await _received_everything(browser, harness, route, tmp_path / "oracle.har", guess_away)
+    finally:
+        ews.state.location = before
+    assert shown == [(g, f"Location: {g}", f"Location: {g}") for g in guesses], shown
+    events = await harness.events(route.session_id)
+    assert [e.details["rule"] for e in events if e.type == "dwa.credential_typed"] == ["credential.typed_by_technician"]
+    assert all(PASSWORD not in str(e.details) for e in events)
