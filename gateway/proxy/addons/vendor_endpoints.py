@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import posixpath
+from urllib.parse import unquote
+
 from mitmproxy import http
 
 from gateway.proxy import pages
@@ -17,7 +20,11 @@ class VendorEndpointGuard:
         if already_answered(flow):
             return
         path, _, query = flow.request.path.partition("?")
-        hit = self._endpoints.match(flow.request.method, path, query)
+        hit = None
+        for candidate in _path_forms(path):
+            hit = self._endpoints.match(flow.request.method, candidate, unquote(query))
+            if hit is not None:
+                break
         if hit is None:
             return
         pages.block(
@@ -31,3 +38,18 @@ class VendorEndpointGuard:
                 len(flow.request.raw_content or b""),
             ),
         )
+
+
+def _path_forms(path: str) -> tuple[str, ...]:
+    """The path as sent and as a device's web server would resolve it.
+
+    Devices percent-decode, merge repeated slashes, treat backslashes as slashes
+    and resolve dot segments, so ``//hp/device/%46irmwareUpgrade`` or
+    ``/x/../hp/device/FirmwareUpgrade`` reach the same handler as the listed
+    path: the rules are matched against that resolved form too.
+    """
+    decoded = unquote(unquote(path)).replace("\\", "/")
+    resolved = posixpath.normpath("/" + decoded.lstrip("/")) if decoded else "/"
+    if decoded.endswith("/") and resolved != "/":
+        resolved += "/"
+    return (path, resolved) if resolved != path else (path,)

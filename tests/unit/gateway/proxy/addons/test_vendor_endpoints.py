@@ -26,3 +26,13 @@ def test_other_methods_and_paths_pass() -> None:
     for f in (flow("GET", "/fw/upload"), flow("POST", "/status")):
         guard.request(f)
         assert f.response is None
+
+
+def test_path_tricks_that_a_device_resolves_to_the_listed_endpoint_are_blocked() -> None:
+    guard = VendorEndpointGuard(parse_vendor_endpoints(RULES.replace('"/fw/upload"', '"^/fw/upload$"')))
+    for path in ("//fw/upload", "/fw//upload", "/%66w/upload", "/%2566w/upload", "/x/../fw/upload",
+                 "/./fw/upload", "\\fw\\upload", "/fw/upload/."):
+        f = flow("POST", path, content=b"firmware")
+        guard.request(f)
+        found = decision(f)
+        assert f.response is not None and found is not None, path
