@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from grpc import aio
@@ -49,6 +49,7 @@ from printgate.lifecycle import Service, cancel_and_wait
 from printgate.logs import get_logger
 from printgate.store import channel as store
 from printgate.store.db import Database
+from printgate.store.outage import OutageLog, is_database_outage
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import agent_pb2_grpc as pb_grpc
 
@@ -56,6 +57,8 @@ log = get_logger(__name__)
 RELAY_REFUSED = "agent.relay_channel_refused"
 STREAM_TAKEN_OVER = "agent.stream.taken_over"
 REFUSAL_DETAIL_MAX = 300
+DB_RETRY_AFTER_S = 5  # the retry hint of an UNAVAILABLE answer while the database is away
+T = TypeVar("T")
 
 SERVER_OPTIONS = [
     ("grpc.keepalive_time_ms", 10_000),
@@ -113,6 +116,7 @@ class AgentChannelServer(Service):
         self.denials = denials or DenialTally(audit)
         self._server: aio.Server | None = None
         self._refusal_budget = RefusalBudget()
+        self.db_outage = OutageLog("channel")
         self.detached = DetachedWork()  # calls' work a cancelling client cannot cut mid-transaction
         self._watcher: asyncio.Task[None] | None = None
         self._enroller = Enroller(ca=ca, db=db, audit=audit, verify_key=hub.verify_key_raw,
@@ -192,7 +196,26 @@ class AgentChannelServer(Service):
             try:
                 await self._refresh_revocations()
             except Exception as exc:  # keep watching; the store may be briefly away
-                log.warning("channel.revocation_refresh_failed", error=str(exc))
+                if is_database_outage(exc):
+                    self.db_outage.failed(exc)  # logged once per outage
+                else:
+                    log.warning("channel.revocation_refresh_failed", error=str(exc))
+            else:
+                self.db_outage.recovered()
+
+    async def run_unary(self, context: aio.ServicerContext, work: Coroutine[Any, Any, T]) -> T:
+        """A unary call's work, detached; the database being away answers UNAVAILABLE with a retry
+        hint (the agent keeps its readings and retries) and is logged once per outage, not per call."""
+        try:
+            return await self.detached.run(work)
+        except Exception as exc:
+            if not is_database_outage(exc):
+                raise
+            self.db_outage.failed(exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"the printgate database is unavailable; retry in {DB_RETRY_AFTER_S} s",
+                                trailing_metadata=(("printgate-retry-after-s", str(DB_RETRY_AFTER_S)),))
+            raise
 
     async def revoke_agent(self, agent_id: str, *, reason: str, actor: str) -> int:
         """Revoke all certs of ``agent_id`` now; cut its live stream; audit."""
@@ -406,7 +429,7 @@ class _ChannelService(pb_grpc.AgentChannelServicer):
         self._s = server
 
     async def Heartbeat(self, request: pb.HeartbeatRequest, context: aio.ServicerContext) -> pb.HeartbeatResponse:
-        return await self._s.detached.run(self._heartbeat(request, context))
+        return await self._s.run_unary(context, self._heartbeat(request, context))
 
     async def _heartbeat(self, request: pb.HeartbeatRequest, context: aio.ServicerContext) -> pb.HeartbeatResponse:
         peer = await self._s.authorise(_C + "Heartbeat", request, context)
@@ -421,7 +444,7 @@ class _ChannelService(pb_grpc.AgentChannelServicer):
         return pb.HeartbeatResponse(server_time_ms=int(time.time() * 1000))
 
     async def UploadInventory(self, request: pb.Inventory, context: aio.ServicerContext) -> pb.Ack:
-        return await self._s.detached.run(self._inventory(request, context))
+        return await self._s.run_unary(context, self._inventory(request, context))
 
     async def _inventory(self, request: pb.Inventory, context: aio.ServicerContext) -> pb.Ack:
         method = _C + "UploadInventory"
@@ -442,7 +465,7 @@ class _ChannelService(pb_grpc.AgentChannelServicer):
         return pb.Ack(id=str(request.scanned_at_ms))
 
     async def UploadReadings(self, request: pb.ReadingsBatch, context: aio.ServicerContext) -> pb.Ack:
-        return await self._s.detached.run(self._readings(request, context))
+        return await self._s.run_unary(context, self._readings(request, context))
 
     async def _readings(self, request: pb.ReadingsBatch, context: aio.ServicerContext) -> pb.Ack:
         peer = await self._s.authorise(_C + "UploadReadings", request, context)
@@ -453,14 +476,14 @@ class _ChannelService(pb_grpc.AgentChannelServicer):
             raise
 
     async def ReportCommandResult(self, request: pb.CommandResult, context: aio.ServicerContext) -> pb.Ack:
-        return await self._s.detached.run(self._command_result(request, context))
+        return await self._s.run_unary(context, self._command_result(request, context))
 
     async def _command_result(self, request: pb.CommandResult, context: aio.ServicerContext) -> pb.Ack:
         peer = await self._s.authorise(_C + "ReportCommandResult", request, context)
         return await self._s.command_result(peer, request, context)
 
     async def RenewCertificate(self, request: pb.RenewRequest, context: aio.ServicerContext) -> pb.RenewResponse:
-        return await self._s.detached.run(self._renew(request, context))
+        return await self._s.run_unary(context, self._renew(request, context))
 
     async def _renew(self, request: pb.RenewRequest, context: aio.ServicerContext) -> pb.RenewResponse:
         peer, cert_pem = await self._s.authorise_with_cert(_C + "RenewCertificate", request, context)
