@@ -20,12 +20,7 @@ from printgate.domain import CustomerId, DealerId, Role, User, UserId
 from printgate.store import invitations as invitations_store
 from printgate.store import portal_sessions
 from printgate.store import users as users_store
-from printgate.store.tenants import (
-    add_user,
-    get_user_row_by_email,
-    list_customers_of_dealer,
-    user_from_row,
-)
+from printgate.store.tenants import add_user, get_user, list_customers_of_dealer
 
 router = APIRouter(tags=["users"])
 
@@ -76,8 +71,8 @@ async def set_roles(request: Request, state: State, s: DbSession, login: Current
                     _csrf: CsrfChecked, user_id: str,
                     roles: Annotated[list[str] | None, Form()] = None) -> Response:
     allowed = _require_admin(login)
-    row = await users_store.get_user_row(s, user_id)
-    if row is None or not _same_org(login.user, user_from_row(row)):
+    user = await get_user(s, user_id)
+    if user is None or not _same_org(login.user, user):
         raise HTTPException(404, "no such user in your organisation")
     wanted = set(roles or [])
     bad = wanted - {r.value for r in allowed}
@@ -85,11 +80,11 @@ async def set_roles(request: Request, state: State, s: DbSession, login: Current
         raise HTTPException(422, f"you cannot grant {', '.join(sorted(bad))}")
     if user_id == login.user.id and not (wanted & {Role.DEALER_ADMIN.value, Role.CUSTOMER_ADMIN.value}):
         raise HTTPException(409, "you cannot remove your own administrator role; ask another admin")
-    before = sorted(row.roles)
-    row.roles = sorted(wanted)
+    await users_store.set_roles(s, user.id, frozenset(Role(r) for r in wanted))
     await state.record("rbac.roles_changed", request=request, user=login.user,
-                       details={"user": row.id, "from": before, "to": row.roles},
-                       personal={"subject": row.email})
+                       details={"user": user.id, "from": sorted(r.value for r in user.roles),
+                                "to": sorted(wanted)},
+                       personal={"subject": user.email})
     return see_other("/admin/users")
 
 
@@ -98,17 +93,17 @@ async def disable_user(request: Request, state: State, s: DbSession, login: Curr
                        _csrf: CsrfChecked, user_id: str,
                        disabled: Annotated[bool, Form()] = True) -> Response:
     _require_admin(login)
-    row = await users_store.get_user_row(s, user_id)
-    if row is None or not _same_org(login.user, user_from_row(row)) or user_id == login.user.id:
+    user = await get_user(s, user_id)
+    if user is None or not _same_org(login.user, user) or user_id == login.user.id:
         raise HTTPException(404, "no such user in your organisation")
-    row.disabled = disabled
+    await users_store.set_disabled(s, user.id, disabled)
     ended = await portal_sessions.delete_user_portal_sessions(s, user_id) if disabled else 0
     if disabled:
         await end_all_of(state, s, user_id, reason="user disabled by an administrator",
                          actor=login.user.email)
     await state.record("rbac.user_disabled" if disabled else "rbac.user_enabled", request=request,
-                       user=login.user, details={"user": row.id, "sessions_ended": ended},
-                       personal={"subject": row.email})
+                       user=login.user, details={"user": user.id, "sessions_ended": ended},
+                       personal={"subject": user.email})
     return see_other("/admin/users")
 
 
@@ -152,12 +147,11 @@ async def accept_invitation(request: Request, state: State, s: DbSession, _csrf:
     if problem:
         return render(state, request, "invite.html", status_code=422, error=problem, invitation=row,
                       token=token)
-    existing = await get_user_row_by_email(s, row.email)
+    existing = await users_store.get_user_by_email(s, row.email)
     if existing is not None:
         if existing.dealer_id != row.dealer_id or existing.customer_id != row.customer_id:
             raise HTTPException(409, "this e-mail belongs to another organisation")
-        existing.password_hash = hash_password(password)  # a password reset
-        existing.failed_logins, existing.locked_until = 0, None
+        await users_store.reset_password(s, existing.id, hash_password(password))  # a password reset
         await portal_sessions.delete_user_portal_sessions(s, existing.id)
         kind = "auth.password_reset"
     else:
@@ -180,13 +174,14 @@ async def reset_link(request: Request, state: State, s: DbSession, login: Curren
                      _csrf: CsrfChecked, user_id: str) -> Response:
     """A one-use link letting the user choose a new password (an invitation for an existing account)."""
     _require_admin(login)
-    row = await users_store.get_user_row(s, user_id)
-    if row is None or not _same_org(login.user, user_from_row(row)):
+    user = await get_user(s, user_id)
+    if user is None or not _same_org(login.user, user):
         raise HTTPException(404, "no such user in your organisation")
     invitation = await create_invitation(
-        s, email=row.email, roles=list(row.roles), dealer_id=row.dealer_id, customer_id=row.customer_id,
-        invited_by=login.user.email, now=state.clock(), ttl=timedelta(hours=24))
+        s, email=user.email, roles=[r.value for r in user.roles], dealer_id=user.dealer_id,
+        customer_id=user.customer_id, invited_by=login.user.email, now=state.clock(),
+        ttl=timedelta(hours=24))
     await state.record("auth.password_reset_link", request=request, user=login.user,
-                       details={"user": row.id}, personal={"subject": row.email})
+                       details={"user": user.id}, personal={"subject": user.email})
     link = invitation.link(state.settings.public_url)
-    return render(state, request, "invited.html", login=login, link=link, email=row.email)
+    return render(state, request, "invited.html", login=login, link=link, email=user.email)

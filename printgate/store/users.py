@@ -38,6 +38,21 @@ async def set_roles(s: AsyncSession, user_id: str, roles: frozenset[Role]) -> No
         row.roles = sorted(r.value for r in roles)
 
 
+async def set_disabled(s: AsyncSession, user_id: str, disabled: bool) -> None:
+    """Disable (or enable) the user, with the request's transaction (unit of work)."""
+    row = await s.get(UserRow, user_id)
+    if row is not None:
+        row.disabled = disabled
+
+
+async def reset_password(s: AsyncSession, user_id: str, password_hash: str) -> None:
+    """A new password hash and no lock-out, with the request's transaction (unit of work)."""
+    row = await s.get(UserRow, user_id)
+    if row is not None:
+        row.password_hash = password_hash
+        row.failed_logins, row.locked_until = 0, None
+
+
 async def accept_totp_step(s: AsyncSession, user_id: str, step: int) -> bool:
     """Record ``step`` as used, atomically; False if it (or a later one) was used."""
     result = await s.execute(
