@@ -56,6 +56,7 @@ from printgate.wire import agent_pb2_grpc as pb_grpc
 log = get_logger(__name__)
 RELAY_REFUSED = "agent.relay_channel_refused"
 STREAM_TAKEN_OVER = "agent.stream.taken_over"
+PRESENCE_RESET = "agent.presence.reset_at_start"
 REFUSAL_DETAIL_MAX = 300
 DB_RETRY_AFTER_S = 5  # the retry hint of an UNAVAILABLE answer while the database is away
 T = TypeVar("T")
@@ -135,6 +136,7 @@ class AgentChannelServer(Service):
     async def start(self) -> None:
         if self._own_denials:
             await self.denials.start()
+        await self._clear_stale_presence()
         await self._refresh_revocations()
         tls = self._ca.issue_server_certificate(self._names)
         pair = [(tls.key_pem, tls.cert_pem)]
@@ -183,6 +185,19 @@ class AgentChannelServer(Service):
             await self._hub.set_mqtt_presence(agent, False)
         if self._crl is not None and self._crl.due(listed):  # expired certificates need no listing
             self._crl.publish(listed)
+
+    async def _clear_stale_presence(self) -> None:
+        """No agent is connected to a process that just started: the ones a previous process (killed,
+        crashed) left marked online are set offline until they reconnect; audited in aggregate."""
+        async with self._db.transaction() as s:
+            stale = await store.mark_all_offline(s)
+        if stale:
+            log.warning("channel.stale_presence_cleared", agents=len(stale))
+            await self._audit.append(AuditEventIn(
+                type=PRESENCE_RESET, actor="system",
+                details={"agents": len(stale), "agent_ids": stale[:50],
+                         "reason": "the cloud started; agents marked online by a previous process are "
+                                   "offline until they reconnect"}))
 
     async def attach_crl(self, crl: CrlPublisher) -> None:
         """Keep ``crl`` (the MQTT broker's) up to date from now on; written at once."""

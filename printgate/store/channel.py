@@ -283,3 +283,12 @@ async def mark_batch_processed(
 
 async def batch_processed(s: AsyncSession, agent_id: str, batch_id: str) -> bool:
     return await s.get(ProcessedBatchRow, (agent_id, batch_id)) is not None
+
+
+async def mark_all_offline(s: AsyncSession) -> list[str]:
+    """Agents a previous cloud process left marked online (it died without saying goodbye): set them
+    offline until they reconnect; returns their ids."""
+    ids = list((await s.execute(select(AgentRow.id).where(AgentRow.online.is_(True)))).scalars())
+    if ids:
+        await s.execute(update(AgentRow).where(AgentRow.id.in_(ids)).values(online=False))
+    return ids
