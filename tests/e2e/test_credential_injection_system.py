@@ -84,3 +84,38 @@ async def test_stored_credential_signs_in_and_the_right_and_the_customer_decide(
                                   actor="test")
         await vault.erase(customer_id=DEMO_CUSTOMER.id, dealer_id=DEMO_DEALER.id, scope=CredentialScope.DEVICE,
                           target=device.id, actor="test")
+
+
+async def test_a_forbidden_credential_leaves_a_live_session_at_once(system: DemoSystem) -> None:
+    """Issue 19 follow-up, item 3: the broker drops the login from the live route (as the portal
+    asks after forbid/erase); the same session's next page is the device's own login."""
+    device = await system.device_at(PRINTER.ip)
+    vault = system.cloud.vault
+    await vault.set(customer_id=DEMO_CUSTOMER.id, dealer_id=DEMO_DEALER.id, scope=CredentialScope.DEVICE,
+                    target=device.id, kind=LoginKind.FORM, account=USERNAME, password=PASSWORD, actor="test")
+    sid = ""
+    try:
+        launch = await system.open_session_as_demo_user(PRINTER.ip)
+        sid = next(s.id for s in system.cloud.broker.live_sessions_of(TECH))
+        parts = urlsplit(launch)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{parts.port}", timeout=20) as c:
+            first = await c.get(f"{parts.path}?{parts.query}", headers={"Host": parts.netloc})
+            headers = {"Host": parts.netloc, "Cookie": session_cookie(first)}
+            page = await c.get("/settings", headers=headers)
+            assert page.status_code == 200 and "Logged in as admin" in page.text
+            dropped = await system.cloud.broker.drop_credentials(DEMO_CUSTOMER.id, reason="forbidden",
+                                                                 actor="test")
+            assert dropped == 1
+            sync = getattr(system.cloud.proxy, "sync", None)
+            if sync is not None:
+                await sync()
+            page = await c.get("/settings", headers=headers)
+            assert page.status_code == 302 and page.headers["location"].endswith("/userpost/login")
+        await asyncio.sleep(0.3)
+        records = [r for r in await system.audit_events() if r.session_id == sid]
+        assert [r.details["reason"] for r in records if r.type == "dwa.credentials_dropped"] == ["forbidden"]
+    finally:
+        if sid:
+            await system.cloud.broker.close_session(sid, reason="credential test", actor="test")  # type: ignore[arg-type]
+        await vault.erase(customer_id=DEMO_CUSTOMER.id, dealer_id=DEMO_DEALER.id, scope=CredentialScope.DEVICE,
+                          target=device.id, actor="test")
