@@ -161,7 +161,7 @@ async def accept_invitation(request: Request, state: State, s: DbSession, _csrf:
                     CustomerId(row.customer_id) if row.customer_id else None)
         await add_user(s, user, password_hash=hash_password(password))
         kind = "rbac.invitation_accepted"
-    row.accepted_at = now
+    await invitations_store.mark_accepted(s, row.id, now)
     await state.record(kind, request=request, actor=row.email, dealer_id=row.dealer_id,
                        customer_id=row.customer_id, details={"invitation": row.id})
     response = see_other("/login")

@@ -10,7 +10,15 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from printgate.domain.invitations import InvitationRecord
 from printgate.store.models.identity import InvitationRow
+
+
+def _record(row: InvitationRow) -> InvitationRecord:
+    return InvitationRecord(
+        id=row.id, email=row.email, roles=tuple(row.roles or ()), dealer_id=row.dealer_id,
+        customer_id=row.customer_id, invited_by=row.invited_by, created_at=row.created_at,
+        expires_at=row.expires_at, accepted_at=row.accepted_at)
 
 
 async def add_invitation(
@@ -24,15 +32,23 @@ async def add_invitation(
     await s.flush()
 
 
-async def find_invitation(s: AsyncSession, token_hash: str) -> InvitationRow | None:
-    return (await s.execute(
+async def find_invitation(s: AsyncSession, token_hash: str) -> InvitationRecord | None:
+    row = (await s.execute(
         select(InvitationRow).where(InvitationRow.token_hash == token_hash)
     )).scalar_one_or_none()
+    return _record(row) if row is not None else None
+
+
+async def mark_accepted(s: AsyncSession, invitation_id: str, at: datetime) -> None:
+    """The invitation is used, with the request's transaction (unit of work, flushed at commit)."""
+    row = await s.get(InvitationRow, invitation_id)
+    if row is not None:
+        row.accepted_at = at
 
 
 async def list_invitations(s: AsyncSession, *, dealer_id: str | None,
-                           customer_id: str | None) -> list[InvitationRow]:
+                           customer_id: str | None) -> list[InvitationRecord]:
     q = select(InvitationRow).order_by(InvitationRow.created_at.desc())
     q = q.where(InvitationRow.dealer_id == dealer_id) if dealer_id else q.where(
         InvitationRow.customer_id == customer_id)
-    return list((await s.execute(q)).scalars().all())
+    return [_record(r) for r in (await s.execute(q)).scalars().all()]
