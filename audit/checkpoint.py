@@ -15,6 +15,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -81,25 +82,28 @@ def write_private_key(key: Ed25519PrivateKey, path: Path | str) -> None:
         fh.write(pem)
 
 
-class Signer:
-    """Holds the Ed25519 private key that signs checkpoints."""
+class Ed25519KeyHolder:
+    """An Ed25519 private key kept in a PEM file (0600): the gateway's signer, a witness's cosigner."""
+
+    _what = "the audit signing key"
+    _keygen = "printgate audit keygen"
 
     def __init__(self, key: Ed25519PrivateKey) -> None:
         self._key = key
         self.key_id = key_id_of(key.public_key())
 
     @classmethod
-    def generate(cls) -> Signer:
+    def generate(cls) -> Self:
         return cls(Ed25519PrivateKey.generate())
 
     @classmethod
-    def load(cls, path: Path | str) -> Signer:
+    def load(cls, path: Path | str) -> Self:
         try:
             key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read the audit signing key {path}: {exc}") from exc
+            raise ConfigError(f"cannot read {cls._what} {path}: {exc}") from exc
         if not isinstance(key, Ed25519PrivateKey):
-            raise ConfigError(f"{path} is not an Ed25519 private key (run `printgate audit keygen`)")
+            raise ConfigError(f"{path} is not an Ed25519 private key (run `{cls._keygen}`)")
         return cls(key)
 
     def save(self, path: Path | str) -> None:
@@ -110,6 +114,10 @@ class Signer:
         return self._key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ).decode()
+
+
+class Signer(Ed25519KeyHolder):
+    """Holds the Ed25519 private key that signs checkpoints."""
 
     def verifier(self) -> CheckpointVerifier:
         return CheckpointVerifier(self._key.public_key())

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit.canonical import canonical_bytes
-from audit.checkpoint import Checkpoint, key_id_of, write_private_key
+from audit.checkpoint import Checkpoint, Ed25519KeyHolder, key_id_of
 from printgate.errors import ConfigError
 
 COSIGNATURE_DOMAIN = b"printgate-audit-cosignature-v1\n"
@@ -67,33 +67,11 @@ def _raw(public: Ed25519PublicKey) -> bytes:
     return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
-class Cosigner:
+class Cosigner(Ed25519KeyHolder):
     """The witness's Ed25519 private key."""
 
-    def __init__(self, key: Ed25519PrivateKey) -> None:
-        self._key = key
-        self.key_id = key_id_of(key.public_key())
-
-    @classmethod
-    def generate(cls) -> Cosigner:
-        return cls(Ed25519PrivateKey.generate())
-
-    @classmethod
-    def load(cls, path: Path | str) -> Cosigner:
-        try:
-            key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read the witness key {path}: {exc}") from exc
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ConfigError(f"{path} is not an Ed25519 private key (run `printgate audit witness keygen`)")
-        return cls(key)
-
-    def save(self, path: Path | str) -> None:
-        write_private_key(self._key, path)
-
-    def public_key_pem(self) -> str:
-        return self._key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    _what = "the witness key"
+    _keygen = "printgate audit witness keygen"
 
     def cosign(self, cp: Checkpoint, *, at: str) -> Cosignature:
         sig = self._key.sign(cosigned_message(cp, self.key_id, at)).hex()
