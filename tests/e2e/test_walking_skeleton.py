@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+import time
 from pathlib import Path
 
 import pyotp
@@ -25,14 +26,17 @@ async def _sign_in(page: Page, system: DemoSystem, *, code: str | None = None) -
     await page.get_by_role("button", name="Sign in").click()
     await page.fill("input[name=code]", code or pyotp.TOTP(user.totp_secret).now())
     await page.get_by_role("button", name="Verify").click()
+    if code is None and await page.get_by_text("this code was already used").count():
+        # an earlier test of the shared system signed the demo technician in with this window's
+        # code, and a TOTP code is refused the second time: sign in with the next one
+        await asyncio.sleep(30.5 - time.time() % 30)
+        await page.fill("input[name=code]", pyotp.TOTP(user.totp_secret).now())
+        await page.get_by_role("button", name="Verify").click()
 
 
 async def test_technician_opens_printer_page_through_tunnel_and_closes_it(
     system: DemoSystem, browser: Browser
 ) -> None:
-    # the shared system may still hold a session of the demo technician from an earlier test: the
-    # device list would then offer "Rejoin web page", and this test is about opening a new one
-    await system.close_all_sessions(reason="walking skeleton starts from no session")
     context = await browser.new_context()
     page = await context.new_page()
     await _sign_in(page, system)
