@@ -128,30 +128,36 @@ class Signer(Ed25519KeyHolder):
         return Checkpoint(tree_size, root.hex(), head, at, self.key_id, sig)
 
 
-class CheckpointVerifier:
-    """Checks checkpoint signatures with only the public key."""
+class Ed25519PublicKeyHolder:
+    """An Ed25519 public key read from PEM: the gateway's checkpoint key, a witness's key."""
+
+    _what = "the audit public key"
 
     def __init__(self, public: Ed25519PublicKey) -> None:
         self._public = public
         self.key_id = key_id_of(public)
 
     @classmethod
-    def from_pem(cls, pem: str | bytes) -> CheckpointVerifier:
+    def from_pem(cls, pem: str | bytes) -> Self:
         data = pem.encode() if isinstance(pem, str) else pem
         try:
             key = serialization.load_pem_public_key(data)
         except ValueError as exc:
             raise ConfigError(f"not a PEM public key: {exc}") from exc
         if not isinstance(key, Ed25519PublicKey):
-            raise ConfigError("the audit public key must be Ed25519")
+            raise ConfigError(f"{cls._what} must be Ed25519")
         return cls(key)
 
     @classmethod
-    def load(cls, path: Path | str) -> CheckpointVerifier:
+    def load(cls, path: Path | str) -> Self:
         try:
             return cls.from_pem(Path(path).read_bytes())
         except OSError as exc:
-            raise ConfigError(f"cannot read the audit public key {path}: {exc}") from exc
+            raise ConfigError(f"cannot read {cls._what} {path}: {exc}") from exc
+
+
+class CheckpointVerifier(Ed25519PublicKeyHolder):
+    """Checks checkpoint signatures with only the public key."""
 
     def is_valid(self, cp: Checkpoint) -> bool:
         if cp.key_id != self.key_id:

@@ -14,14 +14,13 @@ it, the log can no longer lose or rewrite the records it covers without
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit.canonical import canonical_bytes
-from audit.checkpoint import Checkpoint, Ed25519KeyHolder, key_id_of
+from audit.checkpoint import Checkpoint, Ed25519KeyHolder, Ed25519PublicKeyHolder
 from printgate.errors import ConfigError
 
 COSIGNATURE_DOMAIN = b"printgate-audit-cosignature-v1\n"
@@ -78,30 +77,10 @@ class Cosigner(Ed25519KeyHolder):
         return Cosignature(cp, self.key_id, _raw(self._key.public_key()).hex(), at, sig)
 
 
-class WitnessVerifier:
+class WitnessVerifier(Ed25519PublicKeyHolder):
     """Checks cosignatures of one witness with only its public key."""
 
-    def __init__(self, public: Ed25519PublicKey) -> None:
-        self._public = public
-        self.key_id = key_id_of(public)
-
-    @classmethod
-    def from_pem(cls, pem: str | bytes) -> WitnessVerifier:
-        data = pem.encode() if isinstance(pem, str) else pem
-        try:
-            key = serialization.load_pem_public_key(data)
-        except ValueError as exc:
-            raise ConfigError(f"not a PEM public key: {exc}") from exc
-        if not isinstance(key, Ed25519PublicKey):
-            raise ConfigError("a witness public key must be Ed25519")
-        return cls(key)
-
-    @classmethod
-    def load(cls, path: Path | str) -> WitnessVerifier:
-        try:
-            return cls.from_pem(Path(path).read_bytes())
-        except OSError as exc:
-            raise ConfigError(f"cannot read the witness public key {path}: {exc}") from exc
+    _what = "the witness public key"
 
     @classmethod
     def of(cls, cosig: Cosignature) -> WitnessVerifier:
