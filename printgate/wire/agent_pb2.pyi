@@ -178,22 +178,120 @@ class Inventory(_message.Message):
     def __init__(self, site_id: _Optional[str] = ..., devices: _Optional[_Iterable[_Union[DiscoveredDevice, _Mapping]]] = ..., scanned_at_ms: _Optional[int] = ...) -> None: ...
 
 class ReadingsBatch(_message.Message):
-    __slots__ = ("site_id", "batch_id", "payload_json")
+    __slots__ = ("site_id", "batch_id", "payload_json", "version", "readings")
     SITE_ID_FIELD_NUMBER: _ClassVar[int]
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    READINGS_FIELD_NUMBER: _ClassVar[int]
     site_id: str
     batch_id: str
     payload_json: bytes
-    def __init__(self, site_id: _Optional[str] = ..., batch_id: _Optional[str] = ..., payload_json: _Optional[bytes] = ...) -> None: ...
+    version: int
+    readings: _containers.RepeatedCompositeFieldContainer[Reading]
+    def __init__(self, site_id: _Optional[str] = ..., batch_id: _Optional[str] = ..., payload_json: _Optional[bytes] = ..., version: _Optional[int] = ..., readings: _Optional[_Iterable[_Union[Reading, _Mapping]]] = ...) -> None: ...
+
+class Reading(_message.Message):
+    __slots__ = ("id", "ip", "taken_at_us", "kinds", "serial", "counters", "supplies", "alerts", "status", "errors")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    IP_FIELD_NUMBER: _ClassVar[int]
+    TAKEN_AT_US_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    SERIAL_FIELD_NUMBER: _ClassVar[int]
+    COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    SUPPLIES_FIELD_NUMBER: _ClassVar[int]
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    ip: str
+    taken_at_us: int
+    kinds: _containers.RepeatedScalarFieldContainer[str]
+    serial: str
+    counters: _containers.RepeatedCompositeFieldContainer[Counter]
+    supplies: _containers.RepeatedCompositeFieldContainer[Supply]
+    alerts: _containers.RepeatedCompositeFieldContainer[Alert]
+    status: PrinterStatus
+    errors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., ip: _Optional[str] = ..., taken_at_us: _Optional[int] = ..., kinds: _Optional[_Iterable[str]] = ..., serial: _Optional[str] = ..., counters: _Optional[_Iterable[_Union[Counter, _Mapping]]] = ..., supplies: _Optional[_Iterable[_Union[Supply, _Mapping]]] = ..., alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., status: _Optional[_Union[PrinterStatus, _Mapping]] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Counter(_message.Message):
+    __slots__ = ("name", "value", "unit")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: int
+    unit: str
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[int] = ..., unit: _Optional[str] = ...) -> None: ...
+
+class Supply(_message.Message):
+    __slots__ = ("index", "description", "type", "colour", "unit", "max_capacity", "level", "state")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    COLOUR_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    MAX_CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    description: str
+    type: str
+    colour: str
+    unit: str
+    max_capacity: int
+    level: int
+    state: str
+    def __init__(self, index: _Optional[int] = ..., description: _Optional[str] = ..., type: _Optional[str] = ..., colour: _Optional[str] = ..., unit: _Optional[str] = ..., max_capacity: _Optional[int] = ..., level: _Optional[int] = ..., state: _Optional[str] = ...) -> None: ...
+
+class Alert(_message.Message):
+    __slots__ = ("index", "severity", "group", "code", "description", "training_level")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    severity: str
+    group: str
+    code: str
+    description: str
+    training_level: str
+    def __init__(self, index: _Optional[int] = ..., severity: _Optional[str] = ..., group: _Optional[str] = ..., code: _Optional[str] = ..., description: _Optional[str] = ..., training_level: _Optional[str] = ...) -> None: ...
+
+class PrinterStatus(_message.Message):
+    __slots__ = ("status", "errors", "device_status")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    errors: _containers.RepeatedScalarFieldContainer[str]
+    device_status: str
+    def __init__(self, status: _Optional[str] = ..., errors: _Optional[_Iterable[str]] = ..., device_status: _Optional[str] = ...) -> None: ...
+
+class ReadingRejection(_message.Message):
+    __slots__ = ("position", "reading_id", "reason")
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    READING_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    position: int
+    reading_id: str
+    reason: str
+    def __init__(self, position: _Optional[int] = ..., reading_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Ack(_message.Message):
-    __slots__ = ("id", "duplicate")
+    __slots__ = ("id", "duplicate", "rejected", "stored")
     ID_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    STORED_FIELD_NUMBER: _ClassVar[int]
     id: str
     duplicate: bool
-    def __init__(self, id: _Optional[str] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+    rejected: _containers.RepeatedCompositeFieldContainer[ReadingRejection]
+    stored: int
+    def __init__(self, id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., rejected: _Optional[_Iterable[_Union[ReadingRejection, _Mapping]]] = ..., stored: _Optional[int] = ...) -> None: ...
 
 class CommandStreamRequest(_message.Message):
     __slots__ = ("agent_version",)
