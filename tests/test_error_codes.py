@@ -1,7 +1,7 @@
 """One errors module per layer, every error code a named constant (docs/architecture.md).
 
 Failures are ``PrintgateError`` subclasses defined in ``printgate/errors.py``,
-``policy/errors.py``, ``audit/errors.py``, ``gateway/errors.py``,
+``policy/errors.py``, ``audit/errors.py``, ``integrations/errors.py``, ``gateway/errors.py``,
 ``portal/errors.py`` or ``agent/errors.py``; a ``code`` is one of their
 constants, never a string written where the error is raised.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("printgate", "policy", "audit", "gateway", "portal", "agent")
+PACKAGES = ("printgate", "policy", "audit", "integrations", "gateway", "portal", "agent")
 ERRORS_MODULES = {f"{p}/errors.py" for p in PACKAGES}
 CODE_KEYWORDS = {"code", "error_code"}
 

@@ -1,0 +1,202 @@
+"""Signed webhooks: one JSON POST per event, HMAC-SHA256 over ``<timestamp>.<body>``.
+
+Headers of every call::
+
+    Content-Type: application/json
+    X-Printgate-Event: alert.opened
+    X-Printgate-Event-Id: evt_...         (stable across retries: de-duplicate on it)
+    X-Printgate-Timestamp: 1767225600     (Unix seconds of this attempt)
+    X-Printgate-Signature: t=1767225600,v1=<hex HMAC-SHA256(secret, "1767225600." + body)>
+
+A receiver recomputes the HMAC over the exact bytes it received, compares in constant time
+and refuses a timestamp further than the replay window (``REPLAY_WINDOW_SECONDS``, 5 minutes)
+from its clock (``verify_signature``). During a secret rotation the header carries one ``v1=``
+per valid secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+
+from integrations.errors import EndpointInvalid, SignatureExpired, SignatureInvalid
+from printgate.logs import get_logger
+
+log = get_logger("integrations.webhook")
+
+SIGNATURE_HEADER = "X-Printgate-Signature"
+EVENT_ID_HEADER = "X-Printgate-Event-Id"
+EVENT_HEADER = "X-Printgate-Event"
+TIMESTAMP_HEADER = "X-Printgate-Timestamp"
+USER_AGENT = "printgate-webhooks/1"
+REPLAY_WINDOW_SECONDS = 300
+MAX_URL_LENGTH = 2048
+_ERROR_BODY_LIMIT = 512
+# answers worth trying again; any other 4xx says the receiver will not take this event as it is
+_RETRYABLE_4XX = frozenset({408, 409, 425, 429})
+
+
+def sign(secret: bytes, timestamp: int, body: bytes) -> str:
+    """The hex HMAC-SHA256 of ``b"<timestamp>." + body`` under ``secret``."""
+    return hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def signature_header(secrets: bytes | list[bytes], timestamp: int, body: bytes) -> str:
+    """``t=<timestamp>,v1=<hex>[,v1=<hex>...]`` (one ``v1`` per secret: rotation)."""
+    keys = [secrets] if isinstance(secrets, bytes) else secrets
+    return ",".join([f"t={timestamp}", *(f"v1={sign(k, timestamp, body)}" for k in keys)])
+
+
+def verify_signature(secret: bytes, header: str, body: bytes, *, now: float | None = None,
+                     tolerance: int = REPLAY_WINDOW_SECONDS) -> int:
+    """Check a ``X-Printgate-Signature`` header against ``body``; return its timestamp.
+
+    Raises ``SignatureInvalid`` (malformed, no matching ``v1``) or ``SignatureExpired``
+    (signed, but older or newer than ``tolerance`` seconds)."""
+    timestamp: int | None = None
+    candidates: list[str] = []
+    for part in header.split(","):
+        key, sep, value = part.strip().partition("=")
+        if not sep:
+            raise SignatureInvalid("signature header is not t=<seconds>,v1=<hex>")
+        if key == "t":
+            if not value.isdigit() or len(value) > 12:
+                raise SignatureInvalid("signature timestamp is not a number of seconds")
+            timestamp = int(value)
+        elif key == "v1":
+            candidates.append(value)
+    if timestamp is None or not candidates:
+        raise SignatureInvalid("signature header lacks t= or v1=")
+    expected = sign(secret, timestamp, body)
+    if not any(hmac.compare_digest(expected, c) for c in candidates):
+        raise SignatureInvalid("signature does not match the body (wrong secret or altered body)")
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance:
+        raise SignatureExpired(f"signature timestamp is {int(current - timestamp)} s from now, "
+                               f"outside the {tolerance} s replay window")
+    return timestamp
+
+
+def _is_public(address: str) -> bool:
+    return ipaddress.ip_address(address.split("%", 1)[0]).is_global
+
+
+def check_url(url: str, *, allow_private: bool = False, resolve: bool = True) -> str:
+    """The endpoint address printgate will call, or ``EndpointInvalid`` saying why not.
+
+    Only http(s), no user-info, at most 2,048 characters; unless ``allow_private``, the host
+    must resolve only to public addresses (a dealer's endpoint never reaches the cloud's own
+    network: loopback, private, link-local and metadata addresses are refused)."""
+    url = url.strip()
+    if not url or len(url) > MAX_URL_LENGTH:
+        raise EndpointInvalid(f"webhook address must be 1-{MAX_URL_LENGTH} characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise EndpointInvalid(f"webhook address is not a URL: {exc}") from exc
+    if parts.scheme not in ("https", "http"):
+        raise EndpointInvalid("webhook address must start with https:// (or http://)")
+    if not parts.hostname:
+        raise EndpointInvalid("webhook address has no host")
+    if parts.username or parts.password:
+        raise EndpointInvalid("webhook address must not carry a user name or password; "
+                              "the signature authenticates printgate")
+    if parts.fragment:
+        raise EndpointInvalid("webhook address must not have a #fragment")
+    if allow_private:
+        return url
+    host = parts.hostname
+    try:
+        addresses = {host} if _literal(host) else (
+            {str(info[4][0]) for info in socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)}
+            if resolve else set())
+    except OSError as exc:
+        raise EndpointInvalid(f"webhook host {host} does not resolve: {exc}") from exc
+    bad = sorted(a for a in addresses if not _is_public(a))
+    if bad:
+        raise EndpointInvalid(f"webhook host {host} is a non-public address ({', '.join(bad)}); "
+                              "point it at the receiver's public address")
+    return url
+
+
+def _literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """What one attempt did: ``ok`` (2xx), the HTTP status, an error text, and whether
+    trying again may help (``retryable``; ``retry_after`` seconds when the receiver said)."""
+
+    ok: bool
+    status: int | None
+    error: str
+    retryable: bool
+    duration_s: float
+    retry_after: float | None = None
+
+
+class WebhookTransport:
+    """POSTs signed events; one shared HTTP client (``aclose()`` when done). Redirects are
+    not followed (the signature is for the configured address only)."""
+
+    def __init__(self, *, timeout: float = 10.0, allow_private: bool = False,
+                 verify: bool | str = True) -> None:
+        self.timeout = timeout
+        self.allow_private = allow_private
+        self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, verify=verify,
+                                         headers={"user-agent": USER_AGENT}, trust_env=False)
+
+    async def deliver(self, url: str, secret: bytes | list[bytes], *, event_id: str, kind: str,
+                      body: bytes, timestamp: int | None = None) -> DeliveryResult:
+        """One attempt: never raises for the receiver's failures, reports them."""
+        started = time.monotonic()
+        ts = int(time.time()) if timestamp is None else timestamp
+        try:
+            check_url(url, allow_private=self.allow_private)
+        except EndpointInvalid as exc:
+            return DeliveryResult(False, None, exc.message, False, 0.0)
+        headers = {"content-type": "application/json", EVENT_HEADER: kind, EVENT_ID_HEADER: event_id,
+                   TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: signature_header(secret, ts, body)}
+        try:
+            async with self._client.stream("POST", url, content=body, headers=headers) as r:
+                head = b""
+                if not r.is_success:
+                    async for chunk in r.aiter_bytes():
+                        head += chunk
+                        if len(head) >= _ERROR_BODY_LIMIT:
+                            break
+        except httpx.HTTPError as exc:
+            return DeliveryResult(False, None, f"{type(exc).__name__}: {exc}"[:300] or type(exc).__name__,
+                                  True, time.monotonic() - started)
+        took = time.monotonic() - started
+        if r.is_success:
+            return DeliveryResult(True, r.status_code, "", False, took)
+        retry_after = _retry_after(r.headers.get("retry-after"))
+        text = head[:_ERROR_BODY_LIMIT].decode("utf-8", "replace").strip()
+        retryable = r.status_code >= 500 or r.status_code in _RETRYABLE_4XX
+        if r.is_redirect:
+            text = f"redirect to {r.headers.get('location', '?')} not followed; configure the final address"
+        return DeliveryResult(False, r.status_code, f"HTTP {r.status_code} {text}"[:300], retryable, took,
+                              retry_after)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None or not value.strip().isdigit():
+        return None
+    return min(float(value.strip()), 3600.0)
