@@ -12,7 +12,9 @@ Typical use by the session broker (gateway) for "Open web page"::
     decision = evaluate_dwa_open(
         compiled, user=user, device=device,
         dealer_id=customer.dealer_id, customer_id=customer.id, site_id=site.id,
-        remote_access=customer.remote_access,
+        remote_access=site.access_mode(customer.remote_access),  # the site's own, else the customer's
+        alert_min_severity=site.alert_min_severity, open_alerts=open_alerts_of_device,
+        reason=session_reason,  # the alert, ticket or text the session is opened for
         agent_online=agent.online, agent_enrolled=not agent.revoked,
         source_ip=source_ip, mfa_age_seconds=mfa_age_seconds,
         now=now, user_live_sessions=n_user, device_live_sessions=n_device,
@@ -32,17 +34,20 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from policy.access import OpenAlert, access_check, qualifying_alerts
 from policy.compiled import CompiledPolicy
 from policy.engine import evaluate
 from policy.errors import RuleSetInvalid
 from policy.inputs import Action, Context, MfaMethod, Resource, Subject
 from policy.rules import RuleSet, default_ruleset, parse_ruleset
 from printgate.domain import (
+    AlertSeverity,
     CustomerId,
     DealerId,
     Decision,
     Device,
     RemoteAccessMode,
+    SessionReason,
     SiteId,
     User,
 )
@@ -52,15 +57,18 @@ __all__ = [
     "CompiledPolicy",
     "Context",
     "MfaMethod",
+    "OpenAlert",
     "Resource",
     "RuleSet",
     "RuleSetInvalid",
     "Subject",
+    "access_check",
     "default_ruleset",
     "evaluate",
     "evaluate_dwa_open",
     "load_policy",
     "parse_ruleset",
+    "qualifying_alerts",
 ]
 
 
@@ -89,6 +97,9 @@ def evaluate_dwa_open(
     device_live_sessions: int = 0,
     approved_until: datetime | None = None,
     action: Action = Action.DWA_OPEN,
+    alert_min_severity: AlertSeverity = AlertSeverity.CRITICAL,
+    open_alerts: tuple[OpenAlert, ...] = (),
+    reason: SessionReason | None = None,
 ) -> Decision:
     """The decision for "user opens device's web page" (docs/architecture.md, DWA flow step 2)."""
     return evaluate(
@@ -97,7 +108,7 @@ def evaluate_dwa_open(
         action,
         Resource(
             device, DealerId(dealer_id), CustomerId(customer_id), SiteId(site_id),
-            remote_access, agent_online, agent_enrolled,
+            remote_access, agent_online, agent_enrolled, alert_min_severity, open_alerts,
         ),
-        Context(now, user_live_sessions, device_live_sessions, approved_until),
+        Context(now, user_live_sessions, device_live_sessions, approved_until, reason),
     )

@@ -7,9 +7,10 @@ allow lists the reason of every passed check. Pure: no I/O, no clock.
 from __future__ import annotations
 
 from policy import reasons as R
+from policy.access import access_check
 from policy.compiled import CompiledPolicy
 from policy.inputs import Action, Context, Resource, Subject
-from printgate.domain import Decision, Obligations, Reason, RemoteAccessMode
+from printgate.domain import Decision, Obligations, Reason
 
 
 def _owns(subject: Subject, resource: Resource, action: Action) -> bool:
@@ -86,17 +87,13 @@ def evaluate(
     if device_ok:
         allows.append(R.DEVICE_OK)
 
-    mode = resource.remote_access
-    if mode is RemoteAccessMode.NEVER:
-        denies.append(R.CUSTOMER_NEVER)
-    elif mode is RemoteAccessMode.APPROVAL_REQUIRED:
-        if context.approved_until is not None and context.now < context.approved_until:
-            allows.append(R.CUSTOMER_APPROVED)
-        else:
-            denies.append(R.CUSTOMER_APPROVAL_REQUIRED)
-            approval = True
-    else:
-        allows.append(R.CUSTOMER_OPEN)
+    access = access_check(
+        resource.remote_access, now=context.now, approved_until=context.approved_until,
+        min_severity=resource.alert_min_severity, open_alerts=resource.open_alerts, reason=context.reason,
+    )
+    allows.extend(access.allows)
+    denies.extend(access.denies)
+    approval = approval or access.approval
 
     mfa = policy.base_mfa(subject, resource, context)
     if mfa is None:

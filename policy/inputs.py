@@ -10,12 +10,15 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from policy.access import OpenAlert
 from printgate.domain import (
+    AlertSeverity,
     CustomerId,
     DealerId,
     Device,
     RemoteAccessMode,
     Role,
+    SessionReason,
     SiteId,
     User,
 )
@@ -70,6 +73,9 @@ class Resource:
     remote_access: RemoteAccessMode = RemoteAccessMode.OPEN
     agent_online: bool = False
     agent_enrolled: bool = True  # agent exists and is not revoked
+    # the mode in force (the site's own, else the customer's) decides with these (issue 20)
+    alert_min_severity: AlertSeverity = AlertSeverity.CRITICAL
+    open_alerts: tuple[OpenAlert, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,7 @@ class Context:
     user_live_sessions: int = 0
     device_live_sessions: int = 0
     approved_until: datetime | None = None  # a customer admin's approval for this user+device
+    reason: SessionReason | None = None  # why the session is opened (issue 20)
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:

@@ -47,6 +47,11 @@ CUSTOMER_APPROVAL_REQUIRED = Reason(
 )
 CUSTOMER_APPROVED = Reason("customer.approved", "a customer administrator approved this access")
 CUSTOMER_OPEN = Reason("customer.open", "the customer allows remote web access")
+CUSTOMER_TICKET_REQUIRED = Reason(
+    "customer.ticket_required",
+    "the customer requires a ticket reference for remote access: give the ticket's id in the "
+    "open form (Reason: ticket)",
+)
 # concurrency
 SESSIONS_OK = Reason("sessions.within_limits", "concurrent session limits are respected")
 # conditional rules (allow side)

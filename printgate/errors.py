@@ -30,6 +30,7 @@ READINGS_PAYLOAD_INVALID = "readings_payload_invalid"
 COMMAND_SIGNATURE_INVALID = "command_signature_invalid"
 VAULT_FAILED = "vault_failed"
 CREDENTIAL_INVALID = "credential_invalid"
+SESSION_REASON_INVALID = "session_reason_invalid"
 
 
 class PrintgateError(Exception):
@@ -130,3 +131,9 @@ class CredentialInvalid(PrintgateError):
     """A device credential to store is not acceptable (empty, too long, unknown kind)."""
 
     code = CREDENTIAL_INVALID
+
+
+class SessionReasonInvalid(PrintgateError):
+    """The documented reason of a remote session is not acceptable (empty, too long, bad ticket id)."""
+
+    code = SESSION_REASON_INVALID

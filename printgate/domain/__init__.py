@@ -69,6 +69,12 @@ from printgate.domain.dwa import (
 from printgate.domain.dwa import (
     DwaTransition as DwaTransition,
 )
+from printgate.domain.dwa import (
+    ReasonKind as ReasonKind,
+)
+from printgate.domain.dwa import (
+    SessionReason as SessionReason,
+)
 from printgate.domain.fleet import (
     CurrentSupply as CurrentSupply,
 )
@@ -139,6 +145,9 @@ from printgate.domain.tenancy import (
     Agent as Agent,
 )
 from printgate.domain.tenancy import (
+    AlertSeverity as AlertSeverity,
+)
+from printgate.domain.tenancy import (
     Customer as Customer,
 )
 from printgate.domain.tenancy import (
@@ -149,6 +158,9 @@ from printgate.domain.tenancy import (
 )
 from printgate.domain.tenancy import (
     Role as Role,
+)
+from printgate.domain.tenancy import (
+    SignInRecord as SignInRecord,
 )
 from printgate.domain.tenancy import (
     Site as Site,

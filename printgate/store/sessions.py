@@ -13,6 +13,7 @@ from printgate.domain import (
     DwaTarget,
     DwaTransition,
     SessionId,
+    SessionReason,
     UserId,
 )
 from printgate.store.models.core import DwaSessionRow, DwaTransitionRow
@@ -28,6 +29,7 @@ async def save_session(s: AsyncSession, session: DwaSession) -> None:
             target_port=session.target.port, target_scheme=session.target.scheme,
             created_at=session.created_at, state=session.state.value,
             expires_at=session.expires_at,
+            reason=session.reason.to_dict() if session.reason is not None else None,
         )
         s.add(row)
         stored = 0
@@ -57,7 +59,18 @@ async def load_session(s: AsyncSession, session_id: str) -> DwaSession | None:
         created_at=row.created_at, expires_at=row.expires_at, state=DwaState(row.state),
         ended_at=row.ended_at,
         history=tuple(DwaTransition(DwaState(t.state), t.at, t.reason) for t in transitions),
+        reason=reason_of(row.reason),
     )
+
+
+def reason_of(stored: dict[str, object] | None) -> SessionReason | None:
+    """The session's reason as stored (0018); None for sessions opened before it or unreadable ones."""
+    if not stored:
+        return None
+    try:
+        return SessionReason.from_dict(dict(stored))
+    except (KeyError, ValueError, TypeError):
+        return None
 
 
 async def live_session_ids(s: AsyncSession) -> list[str]:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from printgate.domain import (
     Agent,
     AgentId,
+    AlertSeverity,
     Customer,
     CustomerId,
     Dealer,
@@ -53,7 +54,9 @@ async def add_customer(s: AsyncSession, customer: Customer) -> None:
 
 
 async def add_site(s: AsyncSession, site: Site) -> None:
-    s.add(SiteRow(id=site.id, customer_id=site.customer_id, name=site.name))
+    s.add(SiteRow(id=site.id, customer_id=site.customer_id, name=site.name,
+                  remote_access=site.remote_access.value if site.remote_access else None,
+                  alert_min_severity=site.alert_min_severity.value))
 
 
 async def add_agent(s: AsyncSession, agent: Agent) -> None:
@@ -95,7 +98,7 @@ async def get_customer(s: AsyncSession, customer_id: str) -> Customer | None:
 
 async def get_site(s: AsyncSession, site_id: str) -> Site | None:
     row = await s.get(SiteRow, site_id)
-    return Site(SiteId(row.id), CustomerId(row.customer_id), row.name) if row else None
+    return site_from_row(row) if row else None
 
 
 async def get_agent(s: AsyncSession, agent_id: str) -> Agent | None:
@@ -115,11 +118,6 @@ async def get_user(s: AsyncSession, user_id: str) -> User | None:
     return user_from_row(row) if row else None
 
 
-async def get_user_row_by_email(s: AsyncSession, email: str) -> UserRow | None:
-    result = await s.execute(select(UserRow).where(UserRow.email == email.strip().lower()))
-    return result.scalar_one_or_none()
-
-
 async def tenant_of_site(s: AsyncSession, site_id: str) -> tuple[Customer, Site] | None:
     site = await get_site(s, site_id)
     if site is None:
@@ -137,19 +135,54 @@ async def customers_named(s: AsyncSession, name: str, *, dealer_id: str | None =
     return [customer_from_row(r) for r in rows]
 
 
-async def list_customers_of_dealer(s: AsyncSession, dealer_id: str) -> list[CustomerRow]:
-    return list((await s.execute(
+async def list_customers_of_dealer(s: AsyncSession, dealer_id: str) -> list[Customer]:
+    rows = (await s.execute(
         select(CustomerRow).where(CustomerRow.dealer_id == dealer_id).order_by(CustomerRow.name)
-    )).scalars().all())
+    )).scalars().all()
+    return [customer_from_row(r) for r in rows]
 
 
-async def list_sites_of_customers(s: AsyncSession, customer_ids: list[str]) -> list[SiteRow]:
+async def list_sites_of_customers(s: AsyncSession, customer_ids: list[str]) -> list[Site]:
     if not customer_ids:
         return []
-    return list((await s.execute(
+    rows = (await s.execute(
         select(SiteRow).where(SiteRow.customer_id.in_(customer_ids)).order_by(SiteRow.name)
-    )).scalars().all())
+    )).scalars().all()
+    return [site_from_row(r) for r in rows]
 
 
-async def get_customer_row(s: AsyncSession, customer_id: str) -> CustomerRow | None:
-    return await s.get(CustomerRow, customer_id)
+def site_from_row(row: SiteRow) -> Site:
+    try:
+        mode = RemoteAccessMode(row.remote_access) if row.remote_access else None
+    except ValueError:  # a value this version does not know: no remote access (fail closed)
+        mode = RemoteAccessMode.NEVER
+    try:
+        severity = AlertSeverity(row.alert_min_severity or AlertSeverity.CRITICAL.value)
+    except ValueError:  # unknown value: the stricter threshold (fail closed)
+        severity = AlertSeverity.CRITICAL
+    return Site(SiteId(row.id), CustomerId(row.customer_id), row.name, mode, severity)
+
+
+async def set_site_access(
+    s: AsyncSession, site_id: str, mode: RemoteAccessMode | None, min_severity: AlertSeverity,
+) -> Site | None:
+    """Set a site's own remote-access mode (None: the customer's applies) and alert threshold with
+    the request's transaction; the site as it was before, or None when there is no such site."""
+    row = await s.get(SiteRow, site_id)
+    if row is None:
+        return None
+    before = site_from_row(row)
+    row.remote_access = mode.value if mode is not None else None
+    row.alert_min_severity = min_severity.value
+    return before
+
+
+async def set_remote_access(s: AsyncSession, customer_id: str, mode: RemoteAccessMode) -> RemoteAccessMode | None:
+    """Set the customer's remote-access choice with the request's transaction (unit of work);
+    the choice before, or None when there is no such customer."""
+    row = await s.get(CustomerRow, customer_id)
+    if row is None:
+        return None
+    before = RemoteAccessMode(row.remote_access)
+    row.remote_access = mode.value
+    return before

@@ -29,6 +29,9 @@ class SiteRow(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
     name: Mapped[str] = mapped_column(String(200))
+    # the site's own remote-access mode (0018); NULL: the customer's applies
+    remote_access: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    alert_min_severity: Mapped[str] = mapped_column(String(16), default="critical", server_default="critical")
 
 
 class AgentRow(Base):
@@ -96,6 +99,8 @@ class DwaSessionRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # why it was opened: SessionReason.to_dict() (0018); NULL for older sessions
+    reason: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
 
 
 class DwaTransitionRow(Base):
