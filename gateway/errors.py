@@ -6,6 +6,7 @@ from printgate.errors import PrintgateError, TunnelError
 
 CSR_REJECTED = "csr_rejected"
 ENROLMENT_THROTTLED = "enrolment_throttled"
+ENROLMENT_KEY_MISMATCH = "enrolment_key_mismatch"
 AGENT_REFUSED = "agent_refused"
 PROXY_WORKER_FAILED = "proxy_worker_failed"
 PROXY_CONTROL_CHANNEL_FAILED = "proxy_control_channel_failed"
@@ -19,6 +20,12 @@ class CsrRejected(PrintgateError):
 
 class EnrolmentThrottled(PrintgateError):
     code = ENROLMENT_THROTTLED
+
+
+class EnrolmentKeyMismatch(PrintgateError):
+    """A used enrolment token presented again with another key than the one it was redeemed for."""
+
+    code = ENROLMENT_KEY_MISMATCH
 
 
 class AgentRefused(TunnelError):

@@ -2,6 +2,12 @@
 
 The private key is generated here, written with mode 0600 and never sent.
 Files in ``data_dir``: ``agent.key``, ``agent.crt``, ``ca.crt``, ``identity.json``.
+
+Retryable: the key is written to ``agent.key.pending`` BEFORE the request goes out and
+reused by the next attempt, so an enrolment whose answer was lost (the process killed,
+the connection cut, the deadline passed after the gateway redeemed the token) is
+retried with the same token and the same key, and the gateway hands the same agent id
+a certificate again. The pending key becomes ``agent.key`` once everything is saved.
 """
 
 from __future__ import annotations
@@ -66,7 +72,7 @@ class EnrolledIdentity:
         data = asdict(self)
         data["data_dir"] = str(self.data_dir)
         data["command_verify_key"] = self.command_verify_key.hex()
-        (self.data_dir / "identity.json").write_text(json.dumps(data, indent=2))
+        write_atomic(self.data_dir / "identity.json", json.dumps(data, indent=2).encode(), mode=0o644)
 
     @classmethod
     def load(cls, data_dir: Path) -> EnrolledIdentity:
@@ -92,6 +98,8 @@ def write_atomic(path: Path, data: bytes, *, mode: int) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
     os.chmod(tmp, mode)
     os.replace(tmp, path)
 
@@ -137,6 +145,26 @@ def _prepare_dir(data_dir: Path) -> None:
     os.chmod(data_dir, 0o700)
 
 
+PENDING_KEY = "agent.key.pending"
+
+
+def _pending_key(data_dir: Path) -> ec.EllipticCurvePrivateKey:
+    """The key of an unfinished enrolment if there is one, else a new key saved as pending
+    (0600, fsynced) before anything is sent."""
+    path = data_dir / PENDING_KEY
+    if path.exists():
+        try:
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except ValueError:
+            key = None  # torn or foreign: a new key (a retry of a redeemed token is then refused)
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            log.info("agent.enrolment_resumed", pending_key=str(path))
+            return key
+    key = new_key()
+    write_atomic(path, key_pem(key), mode=0o600)
+    return key
+
+
 def _store_files(data_dir: Path, private_pem: bytes, resp: pb.EnrollResponse) -> None:
     write_atomic(data_dir / "agent.key", private_pem, mode=0o600)
     write_atomic(data_dir / "agent.crt", resp.client_cert_pem, mode=0o644)
@@ -147,7 +175,7 @@ async def enroll(grpc_target: str, token: str, data_dir: Path, *, ca_cert_pem: b
                  http_proxy: str | None = None, timeout: float = 15.0) -> EnrolledIdentity:
     """Enrol this host with the gateway at ``grpc_target`` (its enrolment port)."""
     await asyncio.to_thread(_prepare_dir, data_dir)
-    key = new_key()
+    key = await asyncio.to_thread(_pending_key, data_dir)
     hostname = socket.gethostname()
     creds = grpc.ssl_channel_credentials(root_certificates=ca_cert_pem)
     async with aio.secure_channel(grpc_target, creds, options=channel_options(http_proxy)) as ch:
@@ -167,5 +195,6 @@ async def enroll(grpc_target: str, token: str, data_dir: Path, *, ca_cert_pem: b
         cert_not_after_ms=resp.cert_not_after_ms,
     )
     await asyncio.to_thread(identity.save)
+    await asyncio.to_thread((data_dir / PENDING_KEY).unlink, missing_ok=True)  # finished: agent.key holds it
     log.info("agent.enrolled", agent=identity.agent_id, site=identity.site_id)
     return identity

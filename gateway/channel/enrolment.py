@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from gateway.channel.ca import AgentCA
 from gateway.channel.denials import DenialTally
-from gateway.errors import CsrRejected, EnrolmentThrottled
+from gateway.errors import CsrRejected, EnrolmentKeyMismatch, EnrolmentThrottled
 from printgate.domain import AuditEventIn, Outcome
 from printgate.errors import TokenInvalid
 from printgate.interfaces import AuditSink
@@ -113,6 +117,17 @@ def new_agent_id() -> str:
     return "agt-" + secrets.token_hex(8)
 
 
+def csr_key_sha256(csr_pem: bytes) -> str:
+    """SHA-256 (hex) of the DER SubjectPublicKeyInfo in ``csr_pem``: what a retry must present again."""
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+    except ValueError as exc:
+        raise CsrRejected("certificate request is not a PEM PKCS#10 CSR") from exc
+    spki = csr.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(spki).hexdigest()
+
+
 class Enroller:
     def __init__(self, *, ca: AgentCA, db: Database, audit: AuditSink, verify_key: bytes,
                  facts: ChannelFacts, cert_ttl: timedelta,
@@ -138,13 +153,43 @@ class Enroller:
             raise
         agent_id = new_agent_id()
         now = datetime.now(UTC)
+        retried = False
         try:
+            key_sha256 = csr_key_sha256(request.csr_pem)
             async with self._db.transaction() as s:
-                site_id = await store.redeem_enrolment_token(s, request.token, agent_id=agent_id, now=now)
+                try:
+                    site_id = await store.redeem_enrolment_token(s, request.token, agent_id=agent_id, now=now,
+                                                                 key_sha256=key_sha256)
+                except TokenInvalid:
+                    # A retry (the agent was killed, or its answer lost, after this redemption
+                    # committed): the same token with the same key gets its certificate again.
+                    used = await store.used_enrolment_token(s, request.token, key_sha256=key_sha256, now=now)
+                    if used is None:
+                        raise
+                    if not used.same_key:
+                        raise EnrolmentKeyMismatch(
+                            f"this enrolment token already enrolled agent {used.agent_id} with another key; "
+                            "a retry must use the key of the first attempt (agent.key.pending in the agent's "
+                            "data directory): ask an admin for a new token if that key is lost") from None
+                    if await store.agent_standing(s, used.agent_id) is not None:
+                        raise TokenInvalid(f"enrolment token was used by agent {used.agent_id}, which is "
+                                           "revoked: ask an admin for a new token") from None
+                    agent_id, site_id, retried = used.agent_id, used.site_id, True
                 issued = self._ca.issue_agent_certificate(
                     request.csr_pem, agent_id=agent_id, site_id=site_id, ttl=self._ttl, now=now)
                 await store.ensure_agent(s, agent_id, site_id, name=request.hostname[:200] or agent_id)
                 await store.record_certificate(s, issued.record)
+        except EnrolmentKeyMismatch as exc:
+            # Someone else holds the token, or the agent lost its pending key. Audited one by
+            # one: only a holder of the whole token gets here, a guesser cannot flood the trail.
+            await self._audit.append(AuditEventIn(
+                type="agent.enrolment", outcome=Outcome.DENIED, actor="agent:unenrolled", source_ip=source_ip,
+                details={"reason": exc.code, "detail": exc.message, "hostname": request.hostname[:200]},
+            ))
+            log.warning("agent.enrolment_refused", reason=exc.code, source=source_ip,
+                        hostname=request.hostname[:200])
+            self._throttle.failed(token_id=token_id, source=source)
+            raise
         except (TokenInvalid, CsrRejected) as exc:
             if self._denials is not None:  # aggregated: guessing from many addresses cannot flood the trail
                 self._denials.count(reason=exc.code, source_ip=source, method="Enrolment/Enroll")
@@ -161,7 +206,7 @@ class Enroller:
             type="agent.enrolment", actor=f"agent:{agent_id}", source_ip=source_ip,
             details={"agent_id": agent_id, "site_id": site_id, "serial": issued.record.serial,
                      "not_after": issued.record.not_after.isoformat(),
-                     "hostname": request.hostname[:200]},
+                     "hostname": request.hostname[:200], "retry": retried},
         ))
         log.info("agent.enrolled", agent=agent_id, site=site_id, serial=issued.record.serial)
         return pb.EnrollResponse(
@@ -172,3 +217,4 @@ class Enroller:
             cert_not_after_ms=int(issued.record.not_after.timestamp() * 1000),
             mqtt_url=self._facts.mqtt_url,
         )
+

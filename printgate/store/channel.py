@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, update
@@ -73,9 +74,11 @@ async def create_enrolment_token(
 
 
 async def redeem_enrolment_token(
-    s: AsyncSession, token: str, *, agent_id: str, now: datetime | None = None
+    s: AsyncSession, token: str, *, agent_id: str, now: datetime | None = None,
+    key_sha256: str | None = None,
 ) -> SiteId:
-    """Consume ``token`` atomically for ``agent_id``; the site it was minted for.
+    """Consume ``token`` atomically for ``agent_id`` (and the key ``key_sha256``, so a retry
+    can be recognised: ``used_enrolment_token``); the site it was minted for.
 
     Unknown, expired and already used tokens all raise ``TokenInvalid`` with the
     same message (no oracle for which one it was).
@@ -89,7 +92,7 @@ async def redeem_enrolment_token(
             EnrolmentTokenRow.used_at.is_(None),
             EnrolmentTokenRow.expires_at > at,
         )
-        .values(used_at=at, used_by_agent=agent_id)
+        .values(used_at=at, used_by_agent=agent_id, used_key_sha256=key_sha256)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise TokenInvalid(
@@ -99,6 +102,35 @@ async def redeem_enrolment_token(
         select(EnrolmentTokenRow.site_id).where(EnrolmentTokenRow.token_hash == digest)
     )).scalar_one()
     return SiteId(site)
+
+
+@dataclass(frozen=True, slots=True)
+class UsedEnrolment:
+    """An enrolment token already redeemed, still within its validity."""
+
+    site_id: SiteId
+    agent_id: AgentId
+    same_key: bool  # redeemed for the key the caller presents now
+
+
+async def used_enrolment_token(
+    s: AsyncSession, token: str, *, key_sha256: str, now: datetime | None = None
+) -> UsedEnrolment | None:
+    """The redemption of ``token`` if it was used and has not expired yet (None otherwise).
+
+    Only the holder of the whole token gets here (the lookup is by its hash), so telling
+    it whether its key matches is no oracle for a guesser.
+    """
+    row = (await s.execute(select(EnrolmentTokenRow).where(
+        EnrolmentTokenRow.token_hash == hash_token(token),
+        EnrolmentTokenRow.used_at.is_not(None),
+        EnrolmentTokenRow.expires_at > _now(now),
+    ))).scalar_one_or_none()
+    if row is None or row.used_by_agent is None:
+        return None
+    return UsedEnrolment(SiteId(row.site_id), AgentId(row.used_by_agent),
+                         same_key=row.used_key_sha256 is not None
+                         and secrets.compare_digest(row.used_key_sha256, key_sha256))
 
 
 def _cert(row: AgentCertificateRow) -> AgentCertificate:

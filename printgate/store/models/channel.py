@@ -22,6 +22,7 @@ class EnrolmentTokenRow(Base):
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     used_by_agent: Mapped[str | None] = mapped_column(String(64), nullable=True)
     token_id: Mapped[str | None] = mapped_column(String(32), nullable=True, unique=True, index=True)
+    used_key_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)  # SPKI the token was redeemed for
 
 
 class AgentCertificateRow(Base):
