@@ -27,8 +27,8 @@ class FactorResult(enum.StrEnum):
         return self in (FactorResult.TOTP, FactorResult.RECOVERY_CODE)
 
 
-def mfa_required(roles: frozenset[Role], totp_secret: str | None) -> bool:
-    return bool(totp_secret) or bool(MFA_ROLES & roles)
+def mfa_required(roles: frozenset[Role], totp_enrolled: bool) -> bool:
+    return totp_enrolled or bool(MFA_ROLES & roles)
 
 
 async def check_code(s: AsyncSession, user_id: str, code: str, now: datetime) -> FactorResult:

@@ -64,7 +64,7 @@ def _dealer_of_admin(login: Login) -> DealerId:
 
 async def _own_site(s: DbSession, dealer_id: str, site_id: str) -> Site:
     site = await get_site(s, site_id)
-    customer = await tenants.get_customer_row(s, site.customer_id) if site else None
+    customer = await tenants.get_customer(s, site.customer_id) if site else None
     if site is None or customer is None or customer.dealer_id != dealer_id:
         raise HTTPException(404, "no such site at your customers")
     return site

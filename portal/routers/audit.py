@@ -243,8 +243,8 @@ async def customer_choices(db: Database, user: User) -> list[tuple[str, str]]:
     """(id, name) of the customers ``user`` may filter on."""
     async with db.session() as s:
         if user.customer_id is not None:
-            row = await tenants.get_customer_row(s, user.customer_id)
-            return [(row.id, row.name)] if row else []
+            found = await tenants.get_customer(s, user.customer_id)
+            return [(found.id, found.name)] if found else []
         if user.dealer_id is not None:
             return [(c.id, c.name) for c in await tenants.list_customers_of_dealer(s, user.dealer_id)]
     return []

@@ -94,8 +94,7 @@ async def _customers_of(s: AsyncSession, user: User) -> list[Customer]:
         found = await get_customer(s, user.customer_id)
         return [found] if found else []
     if user.dealer_id and Role.DEALER_ADMIN in user.roles:
-        rows = await list_customers_of_dealer(s, user.dealer_id)
-        return [c for c in [await get_customer(s, r.id) for r in rows] if c is not None]
+        return await list_customers_of_dealer(s, user.dealer_id)
     return []
 
 

@@ -43,7 +43,7 @@ from printgate.store.fleet import (
     open_alerts,
 )
 from printgate.store.readings_state import set_thresholds_of_tenant, thresholds_of_tenant
-from printgate.store.tenants import get_customer_row
+from printgate.store.tenants import get_customer
 
 FLEET_ROLES = (Role.DEALER_ADMIN, Role.TECHNICIAN, Role.VIEWER, Role.CUSTOMER_ADMIN)
 FORECAST_WINDOW = timedelta(days=90)
@@ -165,7 +165,7 @@ async def fleet_page(request: Request, state: State, login: CurrentLogin, rescan
         sites = await fleet_sites(s, scope)
         dealer: str | None = login.user.dealer_id
         if dealer is None and login.user.customer_id:  # a customer's users see their dealer's thresholds
-            customer = await get_customer_row(s, login.user.customer_id)
+            customer = await get_customer(s, login.user.customer_id)
             dealer = customer.dealer_id if customer is not None else None
         thresholds, own = await thresholds_of_tenant(s, dealer) if dealer else (SupplyThresholds(), False)
     may_rescan = state.commands is not None and bool(set(RESCAN_ROLES) & login.user.roles)

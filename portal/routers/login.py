@@ -15,7 +15,6 @@ from portal.routers.dwa_sessions import end_all_of
 from portal.state import client_ip
 from printgate.domain import Outcome
 from printgate.store import portal_sessions, sso, users
-from printgate.store.tenants import get_user_row_by_email, user_from_row
 
 router = APIRouter(tags=["login"])
 
@@ -42,39 +41,39 @@ async def login_submit(
     email: Annotated[str, Form()], password: Annotated[str, Form()], next: Annotated[str, Form()] = "",
 ) -> Response:
     now = state.clock()
-    row = await get_user_row_by_email(s, email)
+    account = await users.get_sign_in(s, email)
     providers = await sso.list_sso_providers(s)
 
     def fail(message: str, code: int = 401) -> Response:
         return render(state, request, "login.html", status_code=code, error=message,
                       next=safe_next(next), email=email, providers=providers)
 
-    if row is not None and row.locked_until is not None and row.locked_until > now:
-        wait = int((row.locked_until - now).total_seconds()) + 1
+    if account is not None and account.locked_until is not None and account.locked_at(now):
+        wait = int((account.locked_until - now).total_seconds()) + 1
         await state.record("auth.login", request=request, actor=email, outcome=Outcome.DENIED,
                            details={"reason": "locked", "retry_after_s": wait})
         return fail(f"too many failed attempts: try again in {wait} s", 429)
-    if row is None or row.disabled or not verify_password(row.password_hash, password):
-        if row is not None:
-            row.failed_logins += 1
-            row.locked_until = state.lockout.locked_until(row.failed_logins, now)
+    if account is None or account.user.disabled or not verify_password(account.password_hash, password):
+        if account is not None:
+            failures = account.failed_logins + 1
+            await users.record_failed_login(s, account.user.id, failed_logins=failures,
+                                            locked_until=state.lockout.locked_until(failures, now))
         await state.record("auth.login", request=request, actor=email, outcome=Outcome.FAILURE,
                            details={"reason": "bad_credentials"})
         return fail(GENERIC_FAILURE)
-    row.failed_logins = 0
-    row.locked_until = None
-    if row.password_hash and needs_rehash(row.password_hash):
-        row.password_hash = hash_password(password)
-    user = user_from_row(row)
-    needs_mfa = second_factor.mfa_required(user.roles, row.totp_secret)
+    user = account.user
+    await users.record_successful_login(s, user.id)
+    if account.password_hash and needs_rehash(account.password_hash):
+        await users.set_password_hash(s, user.id, hash_password(password))
+    needs_mfa = second_factor.mfa_required(user.roles, account.totp_enrolled)
     stage = browser_sessions.STAGE_PASSWORD if needs_mfa else browser_sessions.STAGE_FULL
-    token, _ = await browser_sessions.start(s, user_id=row.id, stage=stage, now=now,
+    token, _ = await browser_sessions.start(s, user_id=user.id, stage=stage, now=now,
                                             source_ip=client_ip(request))
     await state.record("auth.login", request=request, user=user,
                        details={"stage": stage, "method": "password"})
     target = safe_next(next)
     if needs_mfa:
-        target = ("/login/verify" if row.totp_secret else "/mfa/enrol") + f"?next={target}"
+        target = ("/login/verify" if account.totp_enrolled else "/mfa/enrol") + f"?next={target}"
     response = see_other(target)
     set_session_cookie(state, response, token)
     return response
@@ -95,9 +94,7 @@ async def verify_submit(
     if login is None:
         return see_other("/login")
     now = state.clock()
-    row = await users.get_user_row(s, login.user.id)
-    assert row is not None
-    result = await second_factor.check_code(s, row.id, code, now)
+    result = await second_factor.check_code(s, login.user.id, code, now)
     if not result.ok:
         await state.record("auth.mfa", request=request, user=login.user, outcome=Outcome.FAILURE,
                            details={"reason": result.value})
@@ -110,8 +107,8 @@ async def verify_submit(
     # a new session id once both factors are done (no fixation of the half-way session)
     await portal_sessions.delete_portal_session(s, login.session.id)
     token, _ = await browser_sessions.start(
-        s, user_id=row.id, stage=browser_sessions.STAGE_FULL, now=now, source_ip=client_ip(request),
-        mfa_method=result.value,
+        s, user_id=login.user.id, stage=browser_sessions.STAGE_FULL, now=now,
+        source_ip=client_ip(request), mfa_method=result.value,
     )
     await state.record("auth.mfa", request=request, user=login.user, details={"method": result.value})
     response = see_other(safe_next(next))

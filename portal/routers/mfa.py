@@ -46,22 +46,20 @@ async def enrol_submit(
         data = _signer(state).loads(pending, max_age=600)
     except BadSignature:
         return see_other("/mfa/enrol")
-    row = await users.get_user_row(s, login.user.id)
-    assert row is not None
-    step = totp.matching_step(data["s"], code, now) if data.get("u") == row.id else None
+    user_id = login.user.id
+    step = totp.matching_step(data["s"], code, now) if data.get("u") == user_id else None
     if step is None:
         await state.record("auth.mfa_enrol", request=request, user=login.user, outcome=Outcome.FAILURE)
         uri = totp.provisioning_uri(data["s"], login.user.email)
         return render(state, request, "enrol.html", login=login, qr=totp.qr_svg(uri), secret=data["s"],
                       pending=pending, next=safe_next(next), status_code=401,
                       error="the code does not match: check the clock of your phone and retry")
-    row.totp_secret = data["s"]
-    row.totp_last_step = step
+    await users.enrol_totp(s, user_id, data["s"], used_step=step)
     codes = totp.new_recovery_codes()
-    await recovery_codes_store.replace_recovery_codes(s, row.id, [totp.hash_recovery_code(c) for c in codes])
+    await recovery_codes_store.replace_recovery_codes(s, user_id, [totp.hash_recovery_code(c) for c in codes])
     await portal_sessions.delete_portal_session(s, login.session.id)
     token, _ = await browser_sessions.start(
-        s, user_id=row.id, stage=browser_sessions.STAGE_FULL, now=now, source_ip=client_ip(request),
+        s, user_id=user_id, stage=browser_sessions.STAGE_FULL, now=now, source_ip=client_ip(request),
         mfa_method="totp",
     )
     await state.record("auth.mfa_enrol", request=request, user=login.user)
@@ -82,9 +80,7 @@ async def step_up_submit(
     code: Annotated[str, Form()], next: Annotated[str, Form()] = "",
 ) -> Response:
     now = state.clock()
-    row = await users.get_user_row(s, login.user.id)
-    assert row is not None
-    result = await second_factor.check_code(s, row.id, code, now)
+    result = await second_factor.check_code(s, login.user.id, code, now)
     if not result.ok:
         await state.record("auth.mfa_step_up", request=request, user=login.user,
                            outcome=Outcome.FAILURE, details={"reason": result.value})

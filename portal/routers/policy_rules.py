@@ -71,7 +71,7 @@ async def _page(request: Request, state: State, s: DbSession, login: Login, ask:
     saved = await _saved(s, dealer)
     customers = await list_customers_of_dealer(s, dealer)
     sites = await list_sites_of_customers(s, [c.id for c in customers])
-    customer_names = {c.id: c.name for c in customers}
+    customer_names: dict[str, str] = {c.id: c.name for c in customers}
     names = customer_names | {x.id: f"{customer_names.get(x.customer_id, '')} · {x.name}" for x in sites}
     users = [u for u in await list_users(s, dealer_id=dealer) if not u.disabled]
     devices = await list_devices_of_dealer(s, dealer)

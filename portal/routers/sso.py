@@ -41,7 +41,7 @@ async def _signed_in(request: Request, state: State, s: AsyncSession, provider: 
                            details={"user": user.id, "from": sorted(before), "to": sorted(after)},
                            personal={"subject": user.email})
     mfa = provider.mfa_asserted or who.mfa
-    needs_totp = not mfa and second_factor.mfa_required(user.roles, totp_secret)
+    needs_totp = not mfa and second_factor.mfa_required(user.roles, bool(totp_secret))
     stage = browser_sessions.STAGE_PASSWORD if needs_totp else browser_sessions.STAGE_FULL
     token, _ = await browser_sessions.start(
         s, user_id=user.id, stage=stage, now=now, source_ip=client_ip(request),

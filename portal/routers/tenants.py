@@ -29,8 +29,8 @@ async def tenants_page(request: Request, state: State, s: DbSession, login: Curr
     if Role.DEALER_ADMIN in me.roles and me.dealer_id:
         customers = await tenants_store.list_customers_of_dealer(s, me.dealer_id)
     elif Role.CUSTOMER_ADMIN in me.roles and me.customer_id:
-        row = await tenants_store.get_customer_row(s, me.customer_id)
-        customers = [row] if row else []
+        found = await tenants_store.get_customer(s, me.customer_id)
+        customers = [found] if found else []
     else:
         raise HTTPException(403, "only dealer or customer administrators manage tenants")
     sites = await tenants_store.list_sites_of_customers(s, [c.id for c in customers])
@@ -43,15 +43,15 @@ async def set_remote_access(request: Request, state: State, s: DbSession, login:
                             _csrf: CsrfChecked, customer_id: str,
                             mode: Annotated[RemoteAccessMode, Form()]) -> Response:
     me = login.user
-    row = await tenants_store.get_customer_row(s, customer_id)
-    may = row is not None and (
-        (Role.DEALER_ADMIN in me.roles and row.dealer_id == me.dealer_id)
-        or (Role.CUSTOMER_ADMIN in me.roles and row.id == me.customer_id))
-    if row is None or not may:
+    customer = await tenants_store.get_customer(s, customer_id)
+    may = customer is not None and (
+        (Role.DEALER_ADMIN in me.roles and customer.dealer_id == me.dealer_id)
+        or (Role.CUSTOMER_ADMIN in me.roles and customer.id == me.customer_id))
+    if customer is None or not may:
         raise HTTPException(404, "no such customer in your organisation")
-    before, row.remote_access = row.remote_access, mode.value
-    await state.record("tenant.remote_access_changed", request=request, user=me, customer_id=row.id,
-                       details={"from": before, "to": mode.value})
+    before = await tenants_store.set_remote_access(s, customer.id, mode)
+    await state.record("tenant.remote_access_changed", request=request, user=me, customer_id=customer.id,
+                       details={"from": before.value if before else None, "to": mode.value})
     return see_other("/admin/tenants")
 
 
@@ -77,11 +77,11 @@ async def new_site(request: Request, state: State, s: DbSession, login: CurrentL
                    _csrf: CsrfChecked, customer_id: str,
                    name: Annotated[str, Form(min_length=1, max_length=200)]) -> Response:
     me = login.user
-    row = await tenants_store.get_customer_row(s, customer_id)
-    if row is None or Role.DEALER_ADMIN not in me.roles or row.dealer_id != me.dealer_id:
+    customer = await tenants_store.get_customer(s, customer_id)
+    if customer is None or Role.DEALER_ADMIN not in me.roles or customer.dealer_id != me.dealer_id:
         raise HTTPException(404, "no such customer in your organisation")
-    site = Site(SiteId(_slug(name)), CustomerId(row.id), name.strip())
+    site = Site(SiteId(_slug(name)), customer.id, name.strip())
     await add_site(s, site)
-    await state.record("tenant.site_added", request=request, user=me, customer_id=row.id,
+    await state.record("tenant.site_added", request=request, user=me, customer_id=customer.id,
                        details={"site": site.id, "name": site.name})
     return see_other("/admin/tenants")

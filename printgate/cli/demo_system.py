@@ -57,6 +57,7 @@ from printgate.settings import (
 from printgate.store import audit as audit_store
 from printgate.store import channel as channel_store
 from printgate.store import devices, tenants
+from printgate.store import users as users_store
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,14 +190,13 @@ class DemoSystem(Service):
             users |= {label: user for label, (_local, user) in DEMO_ACCOUNTS.items()}
             for label, user in users.items():
                 login = self.accounts[label]
-                row = await tenants.get_user_row_by_email(s, login.email)
-                if row is None:
+                found = await users_store.get_user_by_email(s, login.email)
+                if found is None:
                     await tenants.add_user(s, user, password_hash=hash_password(login.password),
                                            totp_secret=login.totp_secret)
                 else:
-                    row.password_hash = hash_password(login.password)
-                    row.totp_secret = login.totp_secret
-                    row.totp_last_step = None
+                    await users_store.set_password_hash(s, found.id, hash_password(login.password))
+                    await users_store.enrol_totp(s, found.id, login.totp_secret, used_step=None)
             self.enrolment_token = await channel_store.create_enrolment_token(
                 s, DEMO_SITE.id, ttl=timedelta(minutes=10), created_by="demo"
             )

@@ -19,13 +19,13 @@ async def _explain(settings: Settings, user_ref: str, device_id: str, source_ip:
                    mfa_age: float | None) -> tuple[bool, str]:
     from portal.policy_preview import explain_open
     from printgate.cli.schema_guard import schema_database
-    from printgate.store.tenants import get_user, get_user_row_by_email, user_from_row
+    from printgate.store.tenants import get_user
+    from printgate.store.users import get_user_by_email
 
     async with schema_database(settings.database_url) as db, db.session() as s:
         user = await get_user(s, user_ref)
         if user is None:
-            row = await get_user_row_by_email(s, user_ref)
-            user = user_from_row(row) if row else None
+            user = await get_user_by_email(s, user_ref)
         if user is None:
             return False, f"no user {user_ref!r} (give an id or an e-mail)"
         explained = await explain_open(s, user, device_id, source_ip=source_ip, mfa_age=mfa_age,

@@ -5,23 +5,65 @@ Secrets never reach this module in clear: callers pass hashes.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from printgate.domain import Role, User
+from printgate.domain import Role, SignInRecord, User
 from printgate.store.models.core import UserRow
 from printgate.store.tenants import user_from_row
 
 
-async def get_user_row(s: AsyncSession, user_id: str) -> UserRow | None:
-    return await s.get(UserRow, user_id)
+async def _row_by_email(s: AsyncSession, email: str) -> UserRow | None:
+    return (await s.execute(
+        select(UserRow).where(UserRow.email == email.strip().lower())
+    )).scalar_one_or_none()
 
 
 async def get_user_by_email(s: AsyncSession, email: str) -> User | None:
-    row = (await s.execute(
-        select(UserRow).where(UserRow.email == email.strip().lower())
-    )).scalar_one_or_none()
+    row = await _row_by_email(s, email)
     return user_from_row(row) if row is not None else None
+
+
+async def get_sign_in(s: AsyncSession, email: str) -> SignInRecord | None:
+    """The user with this e-mail (case and blanks ignored) with the password hash and lock-out state."""
+    row = await _row_by_email(s, email)
+    if row is None:
+        return None
+    return SignInRecord(user=user_from_row(row), password_hash=row.password_hash,
+                        totp_enrolled=bool(row.totp_secret), failed_logins=row.failed_logins,
+                        locked_until=row.locked_until)
+
+
+async def record_failed_login(s: AsyncSession, user_id: str, *, failed_logins: int,
+                              locked_until: datetime | None) -> None:
+    """One more failed password: the new count and lock-out end (unit of work, flushed at commit)."""
+    row = await s.get(UserRow, user_id)
+    if row is not None:
+        row.failed_logins, row.locked_until = failed_logins, locked_until
+
+
+async def record_successful_login(s: AsyncSession, user_id: str) -> None:
+    """A right password: the failure count and lock-out are cleared (unit of work)."""
+    row = await s.get(UserRow, user_id)
+    if row is not None:
+        row.failed_logins, row.locked_until = 0, None
+
+
+async def set_password_hash(s: AsyncSession, user_id: str, password_hash: str) -> None:
+    """Replace the stored hash (e.g. re-hashed with current parameters), lock-out state untouched."""
+    row = await s.get(UserRow, user_id)
+    if row is not None:
+        row.password_hash = password_hash
+
+
+async def enrol_totp(s: AsyncSession, user_id: str, secret: str, *, used_step: int | None) -> None:
+    """A new authenticator: its secret, and the step its confirming code used (None: none used yet),
+    so that code cannot be replayed (unit of work)."""
+    row = await s.get(UserRow, user_id)
+    if row is not None:
+        row.totp_secret, row.totp_last_step = secret, used_step
 
 
 async def get_totp_secret(s: AsyncSession, user_id: str) -> str | None:

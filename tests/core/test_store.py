@@ -25,7 +25,7 @@ from printgate.domain import (
     User,
     UserId,
 )
-from printgate.store import devices, sessions, tenants
+from printgate.store import devices, sessions, tenants, users
 from printgate.store.db import Database
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -70,8 +70,8 @@ async def test_tenancy_and_devices_round_trip(db: Database) -> None:
         assert await devices.dealer_of_device(s, "dev-b") == ("d-b", "c-b")
         user = await tenants.get_user(s, "u-a")
         assert user is not None and user.roles == frozenset({Role.TECHNICIAN})
-        row = await tenants.get_user_row_by_email(s, "TECH@a.example")
-        assert row is not None and row.id == "u-a"
+        found = await users.get_user_by_email(s, "TECH@a.example")
+        assert found is not None and found.id == "u-a"
 
 
 async def test_rediscovery_keeps_device_id_after_ip_change(db: Database) -> None:

@@ -11,6 +11,7 @@ from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from lab.catalog import by_name
 from printgate.cli.demo_system import DEMO_CUSTOMER, DemoSystem
+from printgate.domain import RemoteAccessMode
 from printgate.store import tenants
 from tests.e2e.journey import SCREENSHOTS, look_at, sign_in
 
@@ -33,9 +34,7 @@ async def _open_in_new_tab(context: BrowserContext, page: Page, button_name: str
 
 async def _set_remote_access(system: DemoSystem, mode: str) -> None:
     async with system.cloud.db.transaction() as s:
-        row = await tenants.get_customer_row(s, DEMO_CUSTOMER.id)
-        assert row is not None
-        row.remote_access = mode
+        assert await tenants.set_remote_access(s, DEMO_CUSTOMER.id, RemoteAccessMode(mode)) is not None
 
 
 async def test_technician_journey(system: DemoSystem, browser: Browser) -> None:
