@@ -23,6 +23,7 @@ def pure_modules() -> list[Path]:
     found += [p for p in (ROOT / "gateway" / "proxy" / "addons").glob("*.py") if p.name not in NOT_LOGIC]
     found += [ROOT / "audit" / f"{name}.py" for name in ("chain", "merkle", "canonical")]
     found += [ROOT / "agent" / "snmp" / f"{name}.py" for name in ("parsing", "ber", "values")]
+    found += [ROOT / "alerting" / f"{name}.py" for name in ("rules", "engine", "cef")]
     return sorted(found)
 
 
