@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from gateway.attribution import AttributedAudit, Attribution
 from gateway.credential_use import CredentialUse
 from gateway.errors import AgentRefused
+from policy import OpenAlert
 from printgate import metrics
 from printgate.domain import (
     Agent,
@@ -31,14 +32,17 @@ from printgate.domain import (
     DwaTarget,
     Outcome,
     Reason,
+    ReasonKind,
     SessionId,
+    SessionReason,
+    Site,
     User,
 )
 from printgate.errors import PrintgateError
 from printgate.interfaces import AuditSink, SessionLaunch, SessionRefused
 from printgate.lifecycle import Service
 from printgate.logs import get_logger
-from printgate.store import approvals, devices, rule_sets, sessions, tenants
+from printgate.store import approvals, devices, fleet, rule_sets, sessions, tenants
 from printgate.store.db import Database
 from printgate.supervisor import Supervisor
 
@@ -72,6 +76,7 @@ class RoutesPort(Protocol):
     def remove(self, session_id: str, reason: str) -> None: ...
     def issue_launch_token(self, session_id: str) -> str: ...
     def drop_logins(self, customer_id: str) -> list[str]: ...
+    def note_reason_cleared(self, session_id: str, cleared_at: datetime) -> None: ...
 
 
 class CommandPort(Protocol):
@@ -94,6 +99,9 @@ class DwaFacts:
     ruleset: Mapping[str, Any] | None = None  # the dealer's rule set (None: defaults)
     approved_until: datetime | None = None  # a customer admin's approval, if any
     action: str = "dwa.open"  # or "dwa.extend"
+    site: Site | None = None  # the device's site: its own remote-access mode, if set (issue 20)
+    open_alerts: tuple[OpenAlert, ...] = ()  # the device's open alerts now
+    reason: SessionReason | None = None  # why the session is opened (the alert as the store has it)
 
 
 Decide = Callable[[DwaFacts], Decision]
@@ -155,6 +163,7 @@ class DwaBroker(Service):
         self._open_commands: dict[str, str] = {}  # open_tunnel command id -> session id
         self._early_results: dict[str, str | None] = {}
         self._orphans: dict[str, set[str]] = {}  # agent -> sessions a restart ended (tunnels to drop)
+        self._reason_cleared: set[str] = set()  # sessions whose reason alert was seen cleared
 
     # ---- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -214,9 +223,13 @@ class DwaBroker(Service):
         return resumed
 
     async def open_session(
-        self, user: User, device_id: DeviceId, *, source_ip: str, mfa_age_seconds: float | None
+        self, user: User, device_id: DeviceId, *, source_ip: str, mfa_age_seconds: float | None,
+        reason: SessionReason | None = None,
     ) -> SessionLaunch | SessionRefused:
-        result = await self._open_session(user, device_id, source_ip=source_ip, mfa_age_seconds=mfa_age_seconds)
+        """``reason``: why (issue 20); an alert reason needs only its ``alert_id``: the broker takes
+        the alert from the store and refuses one that is not the device's."""
+        result = await self._open_session(user, device_id, source_ip=source_ip, mfa_age_seconds=mfa_age_seconds,
+                                          reason=reason)
         (metrics.SESSIONS_OPENED if isinstance(result, SessionLaunch) else metrics.SESSIONS_REFUSED).inc()
         return result
 
@@ -226,21 +239,26 @@ class DwaBroker(Service):
         return len(self._live)
 
     async def _open_session(
-        self, user: User, device_id: DeviceId, *, source_ip: str, mfa_age_seconds: float | None
+        self, user: User, device_id: DeviceId, *, source_ip: str, mfa_age_seconds: float | None,
+        reason: SessionReason | None = None,
     ) -> SessionLaunch | SessionRefused:
         now = datetime.now(UTC)
-        facts = await self._gather(user, device_id, source_ip, mfa_age_seconds, now)
+        facts = await self._gather(user, device_id, source_ip, mfa_age_seconds, now, reason=reason)
         if facts is None:
             decision = Decision(False, (_unknown_device(device_id),))
             await self._audit_decision(user, device_id, None, decision, source_ip)
             return SessionRefused(decision, "This device does not exist or is not yours.")
+        if reason is not None and reason.kind is ReasonKind.ALERT and facts.reason is None:
+            decision = Decision(False, (_unknown_alert(reason.alert_id),))
+            await self._audit_decision(user, device_id, facts, decision, source_ip)
+            return SessionRefused(decision, "The alert named as the reason is not one of this device's.")
         decision = self._decide(facts)
         sid = SessionId(secrets.token_hex(8))
         ttl = self._ttl(decision)
         session = DwaSession(
             id=sid, user_id=user.id, device_id=facts.device.id, agent_id=facts.agent.id,
             target=DwaTarget(facts.device.ip, facts.device.ews_port, facts.device.ews_scheme),
-            created_at=now, expires_at=now + timedelta(seconds=ttl),
+            created_at=now, expires_at=now + timedelta(seconds=ttl), reason=facts.reason,
         )
         await self._audit_decision(user, device_id, facts, decision, source_ip, session_id=sid)
         if not decision.allow:
@@ -265,7 +283,7 @@ class DwaBroker(Service):
         session, user, source_ip = entry
         now = datetime.now(UTC)
         facts = await self._gather(user, session.device_id, source_ip,
-                                   (now - session.created_at).total_seconds(), now)
+                                   (now - session.created_at).total_seconds(), now, reason=session.reason)
         if facts is None:
             return None
         facts = replace(facts, action="dwa.extend",
@@ -313,6 +331,7 @@ class DwaBroker(Service):
             entry = self._live.pop(session_id, None)
         if entry is None:
             return
+        self._reason_cleared.discard(session_id)
         session, _user, source_ip = entry
         for cid in [c for c, s in self._open_commands.items() if s == session_id]:
             del self._open_commands[cid]
@@ -341,7 +360,8 @@ class DwaBroker(Service):
 
     # ---- steps -------------------------------------------------------------
     async def _gather(
-        self, user: User, device_id: str, source_ip: str, mfa_age: float | None, now: datetime
+        self, user: User, device_id: str, source_ip: str, mfa_age: float | None, now: datetime,
+        *, reason: SessionReason | None = None,
     ) -> DwaFacts | None:
         async with self._db.session() as s:
             device = await devices.get_device(s, device_id)
@@ -351,9 +371,14 @@ class DwaBroker(Service):
             agent = await tenants.get_agent(s, device.agent_id)
             if tenancy is None or agent is None:
                 return None
-            customer, _site = tenancy
+            customer, site = tenancy
             ruleset = await rule_sets.load_ruleset(s, customer.dealer_id)
             approved_until = await approvals.active_approval_until(s, user.id, device.id, now)
+            open_alerts = tuple(
+                OpenAlert(a.id, a.alert.code, a.alert.severity, a.alert.description, a.raised_at)
+                for a in await fleet.open_alerts(s, device.id))
+            if reason is not None and reason.kind is ReasonKind.ALERT:
+                reason = await sessions.alert_reason(s, device.id, reason.alert_id)  # None: not this device's
         live = [sess for sess, _, _ in self._live.values()]
         return DwaFacts(
             user=user, device=device, customer=customer, agent=agent, source_ip=source_ip,
@@ -361,6 +386,7 @@ class DwaBroker(Service):
             live_sessions_of_user=sum(1 for x in live if x.user_id == user.id),
             live_sessions_of_device=sum(1 for x in live if x.device_id == device.id),
             now=now, ruleset=ruleset, approved_until=approved_until,
+            site=site, open_alerts=open_alerts, reason=reason,
         )
 
     async def _set_up(self, session: DwaSession, facts: DwaFacts, source_ip: str, ttl: int) -> str:
@@ -384,10 +410,14 @@ class DwaBroker(Service):
         session = await self._advance(session, DwaState.TUNNEL_OPEN, "agent opened the forward")
         await self._audit_step(session, "tunnel.opened", {"upstream": f"{upstream[0]}:{upstream[1]}"})
         route = self._make_route(session, facts.device, facts.customer, upstream, attribution)
+        if session.reason is not None and hasattr(route, "reason"):  # the banner shows it
+            route = replace(route, reason=session.reason.label)
         self._routes.add(await self._with_login(session, facts, route))
         token = self._routes.issue_launch_token(sid)
         session = await self._advance(session, DwaState.ACTIVE, "proxy route ready")
-        await self._audit_step(session, "dwa.session.opened", {"expires_at": session.expires_at.isoformat()})
+        await self._audit_step(session, "dwa.session.opened", {
+            "expires_at": session.expires_at.isoformat(),
+            **({"reason": session.reason.to_dict()} if session.reason is not None else {})})
         log.info("dwa.opened", session=sid, device=facts.device.id, user=facts.user.id)
         return self._proxy.launch_url(sid, token)
 
@@ -501,6 +531,34 @@ class DwaBroker(Service):
             expired = [sid for sid, (sess, _, _) in self._live.items() if now >= sess.expires_at]
             for sid in expired:
                 await self.close_session(SessionId(sid), reason="session lifetime ended", actor="system")
+            try:
+                await self.watch_reason_alerts()
+            except Exception as exc:  # the store being away must not stop the reaping
+                log.warning("dwa.reason_watch_failed", error=str(exc))
+
+    async def watch_reason_alerts(self) -> int:
+        """Live sessions opened for an alert that has cleared since (a later readings batch no
+        longer had it): the banner says so from the next page on, and it is audited once. How
+        many were newly seen cleared. Runs with the reaper; one query while such sessions live."""
+        watched = {sess.reason.alert_id: sess for sess, _, _ in self._live.values()
+                   if sess.reason is not None and sess.reason.kind is ReasonKind.ALERT
+                   and sess.reason.alert_id is not None and sess.id not in self._reason_cleared}
+        if not watched:
+            return 0
+        async with self._db.session() as s:
+            cleared = await sessions.alerts_cleared_at(s, list(watched))
+        seen = 0
+        for alert_id, cleared_at in cleared.items():
+            for session in [x for x, _, _ in list(self._live.values())
+                            if x.reason is not None and x.reason.alert_id == alert_id
+                            and x.id not in self._reason_cleared]:
+                self._reason_cleared.add(session.id)
+                self._routes.note_reason_cleared(session.id, cleared_at)
+                await self._audit_step(session, "dwa.session.reason_cleared", {
+                    "alert_id": alert_id, "code": session.reason.alert_code if session.reason else "",
+                    "cleared_at": cleared_at.isoformat()})
+                seen += 1
+        return seen
 
     async def _reap_stale_from_store(self) -> None:
         """Sessions left live by a previous gateway process cannot be live now: each is ended,
@@ -574,6 +632,7 @@ class DwaBroker(Service):
                 "action": action,
                 "allow": decision.allow,
                 "reasons": [{"code": r.code, "message": r.message} for r in decision.reasons],
+                **({"session_reason": facts.reason.to_dict()} if facts and facts.reason else {}),
             },
         ))
 
@@ -591,6 +650,12 @@ def _reason_text(decision: Decision) -> str:
     return "; ".join(f"[{r.code}] {r.message}" for r in decision.reasons) or (
         "allowed" if decision.allow else "denied"
     )
+
+
+def _unknown_alert(alert_id: int | None) -> Reason:
+    return Reason("reason.alert_unknown",
+                  f"alert {alert_id} is not an alert of this device: open the web page from the device's "
+                  "own alert list, or give a ticket or a written reason")
 
 
 def _unknown_device(device_id: str) -> Reason:

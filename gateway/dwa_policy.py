@@ -12,7 +12,7 @@ from typing import Any
 
 from gateway.broker import DwaFacts
 from policy import Action, CompiledPolicy, default_ruleset, evaluate_dwa_open, load_policy
-from printgate.domain import Decision
+from printgate.domain import AlertSeverity, Decision
 
 
 @lru_cache(maxsize=256)
@@ -37,7 +37,10 @@ def decide_dwa_open(facts: DwaFacts) -> Decision:
         _policy_for(customer.dealer_id, facts.ruleset),
         user=facts.user, device=facts.device,
         dealer_id=customer.dealer_id, customer_id=customer.id, site_id=facts.device.site_id,
-        remote_access=customer.remote_access,
+        # the site's own mode if it has one, else the customer's (issue 20)
+        remote_access=facts.site.access_mode(customer.remote_access) if facts.site else customer.remote_access,
+        alert_min_severity=facts.site.alert_min_severity if facts.site else AlertSeverity.CRITICAL,
+        open_alerts=facts.open_alerts, reason=facts.reason,
         agent_online=facts.agent.online, agent_enrolled=not facts.agent.revoked,
         source_ip=facts.source_ip, mfa_age_seconds=facts.mfa_age_seconds, now=facts.now,
         user_live_sessions=facts.live_sessions_of_user,

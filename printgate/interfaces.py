@@ -10,7 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from printgate.domain import AuditEventIn, Decision, DeviceId, DwaSession, SessionId, User
+from printgate.domain import (
+    AuditEventIn,
+    Decision,
+    DeviceId,
+    DwaSession,
+    SessionId,
+    SessionReason,
+    User,
+)
 
 
 class AuditSink(Protocol):
@@ -34,8 +42,11 @@ class SessionRefused:
 
 class SessionBroker(Protocol):
     async def open_session(
-        self, user: User, device_id: DeviceId, *, source_ip: str, mfa_age_seconds: float | None
-    ) -> SessionLaunch | SessionRefused: ...
+        self, user: User, device_id: DeviceId, *, source_ip: str, mfa_age_seconds: float | None,
+        reason: SessionReason | None = None,
+    ) -> SessionLaunch | SessionRefused:
+        """``reason``: the alert (by id), ticket or text the session is opened for (issue 20)."""
+        ...
 
     async def close_session(self, session_id: SessionId, *, reason: str, actor: str) -> None: ...
 

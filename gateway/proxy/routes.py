@@ -53,6 +53,9 @@ class SessionRoute:
     # the technician sent the stored secret themselves (in this or an earlier session of theirs on
     # the device): the proxy stops masking it, so the mask never confirms a guess (issue 19)
     credential_typed: bool = False
+    # why the session was opened (issue 20), for the banner; when its alert cleared ("HH:MM" UTC)
+    reason: str = ""
+    reason_cleared_at: str = ""
 
     def attribution(self) -> Attribution:
         return Attribution(self.dealer_id, self.customer_id, self.site_id, self.device_id, self.user_id)
@@ -189,6 +192,14 @@ class RouteTable:
         if not live.route.credential_typed:
             live.route = replace(live.route, credential_typed=True)
             self._changed(RouteChange("add", session_id, live.route))
+
+    def note_reason_cleared(self, session_id: str, cleared_at: datetime) -> None:
+        """The alert the session was opened for cleared: the banner says so (on every worker)."""
+        live = self._live.get(session_id)
+        if live is None:
+            return
+        live.route = replace(live.route, reason_cleared_at=f"{cleared_at.astimezone(UTC):%H:%M}")
+        self._changed(RouteChange("add", session_id, live.route))
 
     def on_remove(self, listener: Callable[[str, str], None]) -> None:
         """Call ``listener(session_id, reason)`` whenever a session is removed."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +19,7 @@ from printgate.domain import (
     UserId,
 )
 from printgate.store.models.core import DwaSessionRow, DwaTransitionRow
+from printgate.store.models.readings import DeviceAlertRow
 
 
 async def save_session(s: AsyncSession, session: DwaSession) -> None:
@@ -97,3 +100,24 @@ async def live_dwa_session_ids_of_user(s: AsyncSession, user_id: str) -> list[st
         .order_by(DwaSessionRow.created_at.desc())
     )
     return list(result.scalars().all())
+
+
+async def alert_reason(s: AsyncSession, device_id: str, alert_id: int | None) -> SessionReason | None:
+    """The alert ``alert_id`` of ``device_id`` as a session reason (as stored now: code, severity,
+    description, raised); None when the device has no such alert (another device's is never taken)."""
+    if alert_id is None:
+        return None
+    row = await s.get(DeviceAlertRow, int(alert_id))
+    if row is None or row.device_id != device_id:
+        return None
+    return SessionReason.of_alert(row.id, code=row.code, severity=row.severity, description=row.description,
+                                  raised_at=row.raised_at)
+
+
+async def alerts_cleared_at(s: AsyncSession, alert_ids: list[int]) -> dict[int, datetime]:
+    """Of ``alert_ids``, those cleared, with when (a later readings batch no longer had them)."""
+    if not alert_ids:
+        return {}
+    rows = await s.execute(select(DeviceAlertRow.id, DeviceAlertRow.cleared_at).where(
+        DeviceAlertRow.id.in_(alert_ids), DeviceAlertRow.cleared_at.is_not(None)))
+    return {int(i): at for i, at in rows.tuples().all() if at is not None}

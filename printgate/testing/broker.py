@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from policy import default_ruleset, evaluate_dwa_open, load_policy
+from policy import OpenAlert, default_ruleset, evaluate_dwa_open, load_policy
 from printgate.domain import (
     AuditEventIn,
     Decision,
@@ -22,11 +22,13 @@ from printgate.domain import (
     DwaTarget,
     Outcome,
     Reason,
+    ReasonKind,
     SessionId,
+    SessionReason,
     User,
 )
 from printgate.interfaces import AuditSink, SessionLaunch, SessionRefused
-from printgate.store import approvals, rule_sets
+from printgate.store import approvals, fleet, rule_sets
 from printgate.store import sessions as sessions_store
 from printgate.store.db import Database
 from printgate.store.devices import get_device
@@ -41,7 +43,8 @@ class PolicyBroker:
         self.db, self.clock, self.launch_base, self.audit = db, clock, launch_base, audit
 
     async def open_session(self, user: User, device_id: DeviceId, *, source_ip: str,
-                           mfa_age_seconds: float | None) -> SessionLaunch | SessionRefused:
+                           mfa_age_seconds: float | None,
+                           reason: SessionReason | None = None) -> SessionLaunch | SessionRefused:
         now: datetime = self.clock()
         async with self.db.transaction() as s:
             device = await get_device(s, device_id)
@@ -50,12 +53,20 @@ class PolicyBroker:
                 d = Decision(False, (Reason("ownership.other_tenant", "no such device of yours"),))
                 return SessionRefused(d, "access refused")
             customer, site = found
+            if reason is not None and reason.kind is ReasonKind.ALERT:
+                reason = await sessions_store.alert_reason(s, device.id, reason.alert_id)
+                if reason is None:
+                    d = Decision(False, (Reason("reason.alert_unknown", "not an alert of this device"),))
+                    return SessionRefused(d, "access refused")
+            alerts = tuple(OpenAlert(a.id, a.alert.code, a.alert.severity, a.alert.description, a.raised_at)
+                           for a in await fleet.open_alerts(s, device.id))
             agent = await get_agent(s, device.agent_id)
             body = await rule_sets.load_ruleset(s, customer.dealer_id)
             policy = load_policy(body) if body else load_policy(default_ruleset(customer.dealer_id))
             decision = evaluate_dwa_open(
                 policy, user=user, device=device, dealer_id=customer.dealer_id,
-                customer_id=customer.id, site_id=site.id, remote_access=customer.remote_access,
+                customer_id=customer.id, site_id=site.id, remote_access=site.access_mode(customer.remote_access),
+                alert_min_severity=site.alert_min_severity, open_alerts=alerts, reason=reason,
                 agent_online=bool(agent and agent.online), agent_enrolled=bool(agent and not agent.revoked),
                 source_ip=source_ip, mfa_age_seconds=mfa_age_seconds, now=now,
                 user_live_sessions=await sessions_store.count_live_dwa_sessions(s, user_id=user.id),
@@ -67,14 +78,16 @@ class PolicyBroker:
                 type="policy.decision", outcome=Outcome.SUCCESS if decision.allow else Outcome.DENIED,
                 actor=user.email, dealer_id=user.dealer_id, device_id=device_id, source_ip=source_ip,
                 details={"action": "dwa.open", "allow": decision.allow,
-                         "reasons": [{"code": r.code, "message": r.message} for r in decision.reasons]},
+                         "reasons": [{"code": r.code, "message": r.message} for r in decision.reasons],
+                         **({"session_reason": reason.to_dict()} if reason else {})},
             ))
         async with self.db.transaction() as s:
             if not decision.allow:
                 return SessionRefused(decision, "access refused by policy")
             session = DwaSession(SessionId(secrets.token_hex(8)), user.id, device.id, device.agent_id,
                                  DwaTarget(device.ip, device.ews_port, device.ews_scheme), now,
-                                 now + timedelta(seconds=decision.obligations.max_duration_seconds or 600))
+                                 now + timedelta(seconds=decision.obligations.max_duration_seconds or 600),
+                                 reason=reason)
             session = session.transition(DwaState.AUTHORISED, at=now, reason="policy allowed")
             await save_session(s, session)
         return SessionLaunch(session, f"{self.launch_base}/sessions?launched={session.id}", decision)

@@ -58,7 +58,7 @@ def banner_html(route: SessionRoute, csrf: str, now_epoch: float, signed_in_as: 
         f"<span style='all:initial;color:#fff;font:inherit;flex:1 1 14em;min-width:0;overflow-wrap:anywhere'>"
         f"Remote session: "
         f"<b style='all:initial;color:#fff;font:inherit;font-weight:bold'>{html.escape(route.device_label)}</b>"
-        f" &middot; {html.escape(route.customer_name)}{_signed_in(signed_in_as)} &middot; ends in "
+        f" &middot; {html.escape(route.customer_name)}{_signed_in(signed_in_as)}{_reason(route)} &middot; ends in "
         f"<span id=__printgate_left data-expires={int(route.expires_at.timestamp())} "
         f"data-idle={int(route.idle_timeout_s)} "
         f"style='all:initial;color:#fff;font:inherit'>{left // 60} min</span>"
@@ -84,6 +84,18 @@ def _signed_in(account: str | None) -> str:
         return ""
     return (" &middot; <span id=__printgate_signed_in style='all:initial;color:#fff;font:inherit'>"
             f"signed in to the device as {html.escape(account)} by printgate</span>")
+
+
+def _reason(route: SessionRoute) -> str:
+    """Why the session was opened (issue 20) and, for an alert, whether it cleared meanwhile."""
+    if not route.reason:
+        return ""
+    cleared = ""
+    if route.reason_cleared_at:
+        cleared = (" <b id=__printgate_reason_cleared style='all:initial;color:#ffd166;font:inherit;"
+                   f"font-weight:bold'>(the alert cleared at {html.escape(route.reason_cleared_at)} UTC)</b>")
+    return (" &middot; <span id=__printgate_reason style='all:initial;color:#fff;font:inherit'>"
+            f"reason: {html.escape(route.reason)}</span>{cleared}")
 
 
 def _str_or_none(value: object) -> str | None:

@@ -31,3 +31,35 @@ def test_no_bar_without_a_session_cookie_or_on_other_content() -> None:
     for f in (no_cookie, image):
         banner.response(f)
         assert f.response is not None and BANNER_ID.encode() not in f.response.content
+
+
+def test_the_bar_names_the_sessions_reason_escaped_and_says_when_its_alert_cleared() -> None:
+    """Issue 20: the alert (or ticket, or text) a session was opened for, then its clearing."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from gateway.proxy.routes import RouteTable
+
+    table = RouteTable()
+    table.add(route(reason="alert 'Toner <empty>' (critical)"))
+    seen = []
+    table.on_change(seen.append)
+    banner = Banner(deps())
+
+    def bar(r):  # type: ignore[no-untyped-def]
+        f = flow(path="/", response=response(content=b"<html><body>x</body></html>",
+                                             headers={"content-type": "text/html"}), with_route=r)
+        f.metadata[COOKIE_KEY] = "cookie-value"
+        banner.response(f)
+        assert f.response is not None
+        return f.response.get_text() or ""
+
+    text = bar(table.by_host(route().host))
+    assert "reason: alert &#x27;Toner &lt;empty&gt;&#x27; (critical)" in text
+    assert "__printgate_reason_cleared" not in text
+    table.note_reason_cleared("abc", datetime(2026, 12, 5, 20, 31, 40, tzinfo=UTC))
+    assert seen and seen[-1].kind == "add"  # the worker processes get the change
+    cleared = table.by_host(route().host)
+    text = bar(cleared)
+    assert "(the alert cleared at 20:31 UTC)" in text
+    assert "reason_cleared" not in bar(replace(route(), reason=""))  # no reason, nothing said
