@@ -31,6 +31,7 @@ COMMAND_SIGNATURE_INVALID = "command_signature_invalid"
 VAULT_FAILED = "vault_failed"
 CREDENTIAL_INVALID = "credential_invalid"
 SESSION_REASON_INVALID = "session_reason_invalid"
+CUSTOMER_NAME_TAKEN = "customer_name_taken"
 
 
 class PrintgateError(Exception):
@@ -137,3 +138,9 @@ class SessionReasonInvalid(PrintgateError):
     """The documented reason of a remote session is not acceptable (empty, too long, bad ticket id)."""
 
     code = SESSION_REASON_INVALID
+
+
+class CustomerNameTaken(PrintgateError):
+    """A dealer already has a customer of this name (case and surrounding blanks ignored)."""
+
+    code = CUSTOMER_NAME_TAKEN

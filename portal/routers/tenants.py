@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
 from portal.pages import render, see_other
 from printgate.domain import Customer, CustomerId, DealerId, RemoteAccessMode, Role, Site, SiteId
+from printgate.errors import CustomerNameTaken
 from printgate.store import tenants as tenants_store
 from printgate.store.tenants import add_customer, add_site
 
@@ -66,7 +67,10 @@ async def new_customer(request: Request, state: State, s: DbSession, login: Curr
         raise HTTPException(409, f"you already have a customer named {taken[0].name!r} (id {taken[0].id}): "
                                  "choose another name, e.g. with the town or department")
     customer = Customer(CustomerId(_slug(name)), DealerId(me.dealer_id), name.strip())
-    await add_customer(s, customer)
+    try:
+        await add_customer(s, customer)
+    except CustomerNameTaken as exc:  # added meanwhile by a concurrent request: the index refused it
+        raise HTTPException(409, exc.message) from exc
     await state.record("tenant.customer_added", request=request, user=me, customer_id=customer.id,
                        details={"name": customer.name})
     return see_other("/admin/tenants")

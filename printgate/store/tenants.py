@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from printgate.domain import (
@@ -22,6 +23,7 @@ from printgate.domain import (
     User,
     UserId,
 )
+from printgate.errors import CustomerNameTaken
 from printgate.store.models.core import AgentRow, CustomerRow, DealerRow, SiteRow, UserRow
 
 
@@ -49,8 +51,19 @@ async def add_dealer(s: AsyncSession, dealer: Dealer) -> None:
 
 
 async def add_customer(s: AsyncSession, customer: Customer) -> None:
-    s.add(CustomerRow(id=customer.id, dealer_id=customer.dealer_id, name=customer.name,
-                      remote_access=customer.remote_access.value))
+    """Add ``customer``; ``CustomerNameTaken`` when its dealer has one of that name (the database's
+    unique index decides, so two concurrent additions cannot both pass; the session stays usable)."""
+    try:
+        async with s.begin_nested():
+            s.add(CustomerRow(id=customer.id, dealer_id=customer.dealer_id, name=customer.name,
+                              remote_access=customer.remote_access.value))
+    except IntegrityError as exc:
+        taken = await customers_named(s, customer.name, dealer_id=customer.dealer_id)
+        if not taken:
+            raise
+        raise CustomerNameTaken(
+            f"dealer {customer.dealer_id} already has a customer named {taken[0].name!r} (id {taken[0].id}): "
+            "choose another name, e.g. with the town or department") from exc
 
 
 async def add_site(s: AsyncSession, site: Site) -> None:

@@ -3,6 +3,7 @@ administrator sees the open invitations of its customers' staff."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -12,10 +13,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from alembic import command
+from sqlalchemy import create_engine, select, text
 
 from portal.invitations import create_invitation
-from printgate.domain import Customer, CustomerId, DealerId, Role
+from printgate.domain import Customer, CustomerId, Dealer, DealerId, Role
+from printgate.errors import CustomerNameTaken
+from printgate.store import tenants
+from printgate.store.db import Database, alembic_config, migrate
 from printgate.store.models.identity import InvitationRow
 from printgate.store.tenants import add_customer
 from printgate.testing.database import migrated, sqlite_url
@@ -96,3 +101,49 @@ async def test_add_user_takes_the_customer_name(tmp_path: Path) -> None:
         assert "give the id, one of contoso-1, contoso-2" in both.stderr and "Traceback" not in both.stderr
         none = _cli(["add-user", "c@contoso.example", "--role", "viewer", "--customer", "Fabrikam"], url)
         assert none.returncode == 2 and "no customer with the id or name 'Fabrikam'" in none.stderr
+
+
+async def test_the_database_refuses_a_second_customer_of_a_name_at_one_dealer(db: Database) -> None:
+    """The unique index of migration 0014 holds the rule even past the application's check."""
+    async with db.transaction() as s:
+        for dealer in ("d1", "d2"):
+            await tenants.add_dealer(s, Dealer(DealerId(dealer), dealer))
+        await s.flush()
+        await add_customer(s, Customer(CustomerId("c1"), DealerId("d1"), "Northwind"))
+    async with db.transaction() as s:
+        with pytest.raises(CustomerNameTaken) as refused:
+            await add_customer(s, Customer(CustomerId("c2"), DealerId("d1"), "  NORTHWIND "))
+        assert refused.value.code == "customer_name_taken" and "(id c1)" in refused.value.message
+        # the session stays usable: another dealer may use the name in the same transaction
+        await add_customer(s, Customer(CustomerId("c3"), DealerId("d2"), "Northwind"))
+    async with db.session() as s:
+        assert [c.id for c in await tenants.customers_named(s, "northwind")] == ["c1", "c3"]
+
+
+def _at_core_with_duplicates(url: str) -> None:
+    command.upgrade(alembic_config(url), "0001_core")
+    engine = create_engine(url.replace("+aiosqlite", "").replace("+asyncpg", "+psycopg"))
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO dealers (id, name) VALUES ('d1', 'D1')"))
+        for cid, name in (("c-a", "Acme"), ("c-b", " acme "), ("c-c", "Other")):
+            conn.execute(text("INSERT INTO customers (id, dealer_id, name, remote_access) "
+                              "VALUES (:i, 'd1', :n, 'open')"), {"i": cid, "n": name})
+    engine.dispose()
+
+
+async def test_migration_0014_refuses_existing_duplicates_and_names_them(database_url: str) -> None:
+    await asyncio.to_thread(_at_core_with_duplicates, database_url)
+    with pytest.raises(CustomerNameTaken) as refused:
+        await migrate(database_url)
+    message = refused.value.message
+    assert "dealer d1: 'acme' is customers c-a, c-b" in message.lower() or "c-a, c-b" in message
+    assert "Rename one" in message and "printgate db upgrade" in message
+    # renamed as the message says, the upgrade goes through and the index is there
+    engine = create_engine(database_url.replace("+aiosqlite", "").replace("+asyncpg", "+psycopg"))
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE customers SET name = 'Acme (Leeds)' WHERE id = 'c-b'"))
+    engine.dispose()
+    await migrate(database_url)
+    async with migrated(database_url) as db, db.transaction() as s:
+        with pytest.raises(CustomerNameTaken):
+            await add_customer(s, Customer(CustomerId("c-d"), DealerId("d1"), "ACME (leeds)"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from printgate.store.models.base import Base, UtcDateTime
@@ -22,6 +22,10 @@ class CustomerRow(Base):
     dealer_id: Mapped[str] = mapped_column(ForeignKey("dealers.id"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     remote_access: Mapped[str] = mapped_column(String(32), default="open")
+
+
+# a dealer's customer names are unique, case and surrounding blanks ignored (0014)
+Index("uq_customers_dealer_name", CustomerRow.dealer_id, func.lower(func.trim(CustomerRow.name)), unique=True)
 
 
 class SiteRow(Base):
