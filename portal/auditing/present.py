@@ -26,6 +26,7 @@ TITLES = {
     "tunnel.failed": "Tunnel failed",
     "device.identity_mismatch": "Device identity did not match: refused",
     "dwa.session.opened": "Session open",
+    "dwa.session.reason_cleared": "The alert the session was opened for cleared",
     "dwa.session.rejoined": "Technician rejoined the session",
     "dwa.session.rejoin_refused": "Rejoin refused",
     "dwa.session.extended": "More time granted",
@@ -122,6 +123,8 @@ def _summary(e: EventLike) -> str:
         return line
     if e.type == "policy.decision":
         return "allowed" if d.get("allow") else "refused"
+    if e.type == "dwa.session.opened" and isinstance(d.get("reason"), Mapping):
+        return f"opened for {reason_label(d['reason'])}"
     for key in ("reason", "expires_at", "upstream", "message", "error"):
         if key in d:
             return f"{key.replace('_', ' ')}: {_text(d[key])}"
@@ -139,6 +142,17 @@ def timeline(events: Sequence[EventLike]) -> list[Step]:
     return out
 
 
+def reason_label(reason: Mapping[str, Any]) -> str:
+    """A session's reason as audited (``SessionReason.to_dict``) in words (escaped where shown)."""
+    kind = reason.get("kind")
+    if kind == "alert":
+        what = reason.get("description") or reason.get("code") or "printer alert"
+        return f"alert '{what}' ({reason.get('severity') or 'unknown severity'}, alert #{reason.get('alert_id')})"
+    if kind == "ticket":
+        return f"ticket {reason.get('text', '')}"
+    return str(reason.get("text", ""))
+
+
 @dataclass(frozen=True, slots=True)
 class StoryFacts:
     """The session in one paragraph."""
@@ -151,12 +165,16 @@ class StoryFacts:
     ended_by: str | None
     end_reason: str | None
     decision_allowed: bool | None
+    opened_for: str | None = None  # the session's documented reason (issue 20)
+    reason_cleared_at: str | None = None  # when the alert it was opened for cleared
 
 
 def story_facts(events: Sequence[EventLike]) -> StoryFacts:
     decision = next((e for e in events if e.type == "policy.decision"), None)
     end = next((e for e in reversed(events) if e.type in ("dwa.session.closed", "dwa.session.failed")), None)
     requests = [e for e in events if e.type in REQUEST_TYPES]
+    why = decision.details.get("session_reason") if decision else None
+    cleared = next((e for e in events if e.type == "dwa.session.reason_cleared"), None)
     return StoryFacts(
         technician=decision.actor if decision else next((e.actor for e in events if e.actor), None),
         source_ip=decision.source_ip if decision else None,
@@ -164,4 +182,6 @@ def story_facts(events: Sequence[EventLike]) -> StoryFacts:
         extensions=sum(1 for e in events if e.type == "dwa.session.extended"),
         ended_by=(end.actor if end else None), end_reason=(str(end.details.get("reason", "")) if end else None),
         decision_allowed=bool(decision.details.get("allow")) if decision else None,
+        opened_for=reason_label(why) if isinstance(why, Mapping) else None,
+        reason_cleared_at=str(cleared.details.get("cleared_at", "")) if cleared else None,
     )

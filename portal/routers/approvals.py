@@ -16,6 +16,7 @@ from portal.pages import render, see_other
 from portal.state import PortalState
 from printgate.domain import Approval, Role
 from printgate.store import approvals as approvals_store
+from printgate.store.session_history import sessions_of_customer
 
 router = APIRouter(prefix="/approvals", tags=["approvals"])
 api = APIRouter(prefix="/api/approvals", tags=["api"])
@@ -31,8 +32,9 @@ async def approvals_page(request: Request, state: State, s: DbSession, login: Cu
         rows = await approvals_store.list_approvals_of_customer(s, user.customer_id)
     else:
         rows = await approvals_store.list_approvals_of_user(s, user.id)
+    sessions = await sessions_of_customer(s, user.customer_id) if deciding and user.customer_id else []
     return render(state, request, "approvals.html", login=login, lines=await approval_lines(s, rows),
-                  deciding=deciding, durations=DURATIONS, now=state.clock())
+                  deciding=deciding, durations=DURATIONS, now=state.clock(), sessions=sessions)
 
 
 class ApprovalState(BaseModel):

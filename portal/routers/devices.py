@@ -21,10 +21,12 @@ from portal.device_list import (
 )
 from portal.pages import landing_page, render, see_other
 from portal.state import client_ip
-from printgate.domain import DeviceId, Role
+from printgate.domain import DeviceId, ReasonKind, Role, SessionReason
+from printgate.errors import SessionReasonInvalid
 from printgate.interfaces import SessionLaunch
 from printgate.store import approvals
 from printgate.store import devices as devices_repo
+from printgate.store import sessions as sessions_store
 from printgate.store.devices import dealer_of_device, get_device
 from printgate.store.fleet import TenantScope, fleet_devices
 from printgate.store.session_history import sessions_of_user
@@ -51,17 +53,40 @@ async def devices_page(request: Request, state: State, s: DbSession, login: Curr
                   statuses=STATUS_CHOICES, alerts=ALERT_CHOICES, groupings=GROUPINGS, live=live, now=now)
 
 
+def session_reason(alert_id: str, ticket: str, reason: str) -> SessionReason | None:
+    """The reason given with "Open web page" (issue 20): an alert of the device (by id; the broker
+    takes the rest from the store), a ticket reference or free text; None when none is given.
+    Raises 422 with what to fix for a malformed one (nothing is opened)."""
+    try:
+        if alert_id.strip():
+            if not alert_id.strip().isdigit() or len(alert_id.strip()) > 18:
+                raise SessionReasonInvalid(f"alert {alert_id[:20]!r} is not an alert number")
+            return SessionReason(ReasonKind.ALERT, alert_id=int(alert_id.strip()))
+        if ticket.strip():
+            return SessionReason.ticket(ticket)
+        if reason.strip():
+            return SessionReason.free_text(reason)
+    except SessionReasonInvalid as exc:
+        raise HTTPException(422, exc.message) from exc
+    return None
+
+
 @router.post("/devices/{device_id}/open")
 async def open_device(request: Request, state: State, s: DbSession, login: CurrentLogin,
-                      _csrf: CsrfChecked, device_id: str) -> Response:
+                      _csrf: CsrfChecked, device_id: str,
+                      alert_id: Annotated[str, Form(max_length=40)] = "",
+                      ticket: Annotated[str, Form(max_length=200)] = "",
+                      reason: Annotated[str, Form(max_length=2000)] = "") -> Response:
     now = state.clock()
     ip = client_ip(request)
+    why = session_reason(alert_id, ticket, reason)
     # the user's own live session on this device (e.g. its tab was closed): rejoin it
     url = await state.broker.rejoin_session(login.user.id, DeviceId(device_id), source_ip=ip)
     if url is not None:
         return see_other(url)
     result = await state.broker.open_session(
         login.user, DeviceId(device_id), source_ip=ip, mfa_age_seconds=login.mfa_age_seconds(now),
+        reason=why,
     )
     decision = result.decision  # the broker audited it, with every reason
     if isinstance(result, SessionLaunch):
@@ -70,9 +95,11 @@ async def open_device(request: Request, state: State, s: DbSession, login: Curre
     owner = await dealer_of_device(s, device_id)
     own = device is not None and owner is not None and owner[0] == login.user.dealer_id
     pending = await approvals.pending_approval(s, login.user.id, device_id) if own else None
+    if own and why is not None and why.kind is ReasonKind.ALERT:  # as the store has it (or none)
+        why = await sessions_store.alert_reason(s, device_id, why.alert_id)
     return render(state, request, "refused.html", login=login, status_code=403,
                   device=device if own else None, device_id=device_id, decision=decision,
-                  message=result.message, pending=pending)
+                  message=result.message, pending=pending, why=why)
 
 
 @router.post("/devices/{device_id}/approval-request")

@@ -1,5 +1,6 @@
-"""Tenant pages: dealer -> customers -> sites, and each customer's remote-access
-choice (open / approval required / never), set by the dealer or the customer admin."""
+"""Tenant pages: dealer -> customers -> sites, and the remote-access choice of each customer
+and, if it wants its own, of each site (open / approval required / never / auto-approve while an
+alert is open / ticket required), set by the dealer or the customer admin."""
 
 from __future__ import annotations
 
@@ -12,12 +13,28 @@ from fastapi.responses import Response
 
 from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
 from portal.pages import render, see_other
-from printgate.domain import Customer, CustomerId, DealerId, RemoteAccessMode, Role, Site, SiteId
+from printgate.domain import (
+    AlertSeverity,
+    Customer,
+    CustomerId,
+    DealerId,
+    RemoteAccessMode,
+    Role,
+    Site,
+    SiteId,
+)
 from printgate.errors import CustomerNameTaken
 from printgate.store import tenants as tenants_store
 from printgate.store.tenants import add_customer, add_site
 
 router = APIRouter(prefix="/admin/tenants", tags=["tenants"])
+MODE_WORDS = {
+    RemoteAccessMode.OPEN: "open",
+    RemoteAccessMode.APPROVAL_REQUIRED: "approval required",
+    RemoteAccessMode.NEVER: "never",
+    RemoteAccessMode.ALERT_AUTO: "auto-approve while an alert is open",
+    RemoteAccessMode.TICKET: "ticket required",
+}
 
 
 def _slug(name: str) -> str:
@@ -36,7 +53,8 @@ async def tenants_page(request: Request, state: State, s: DbSession, login: Curr
         raise HTTPException(403, "only dealer or customer administrators manage tenants")
     sites = await tenants_store.list_sites_of_customers(s, [c.id for c in customers])
     return render(state, request, "tenants.html", login=login, customers=customers, sites=sites,
-                  modes=list(RemoteAccessMode), dealer_admin=Role.DEALER_ADMIN in me.roles)
+                  modes=list(RemoteAccessMode), dealer_admin=Role.DEALER_ADMIN in me.roles,
+                  mode_words=MODE_WORDS, severities=list(AlertSeverity))
 
 
 @router.post("/customers/{customer_id}/remote-access")
@@ -54,6 +72,32 @@ async def set_remote_access(request: Request, state: State, s: DbSession, login:
     await state.record("tenant.remote_access_changed", request=request, user=me, customer_id=customer.id,
                        details={"from": before.value if before else None, "to": mode.value})
     return see_other("/admin/tenants")
+
+
+@router.post("/sites/{site_id}/remote-access")
+async def set_site_access(request: Request, state: State, s: DbSession, login: CurrentLogin,
+                          _csrf: CsrfChecked, site_id: str,
+                          mode: Annotated[str, Form(max_length=32)] = "",
+                          alert_min_severity: Annotated[AlertSeverity, Form()] = AlertSeverity.CRITICAL) -> Response:
+    """A site's own mode ("": the customer's applies) and the alert threshold of alert_auto (audited)."""
+    me = login.user
+    try:
+        chosen = RemoteAccessMode(mode) if mode else None
+    except ValueError:
+        raise HTTPException(422, f"unknown remote-access mode {mode[:32]!r}: choose one of "
+                                 + ", ".join(m.value for m in RemoteAccessMode) + " or empty (as the customer)") from None
+    site = await tenants_store.get_site(s, site_id)
+    row = await tenants_store.get_customer(s, site.customer_id) if site else None
+    may = row is not None and (
+        (Role.DEALER_ADMIN in me.roles and row.dealer_id == me.dealer_id)
+        or (Role.CUSTOMER_ADMIN in me.roles and row.id == me.customer_id))
+    if site is None or row is None or not may:
+        raise HTTPException(404, "no such site in your organisation")
+    before = await tenants_store.set_site_access(s, site_id, chosen, alert_min_severity)
+    await state.record("tenant.site_access_changed", request=request, user=me, customer_id=row.id, details={
+        "site": site_id, "from": before.remote_access.value if before and before.remote_access else None,
+        "to": chosen.value if chosen else None, "alert_min_severity": alert_min_severity.value})
+    return see_other("/admin/tenants#site-access")
 
 
 @router.post("/customers")

@@ -9,14 +9,15 @@ from pathlib import Path
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from printgate.domain import User
+from printgate.domain import ReasonKind, SessionReason, User
+from printgate.errors import SessionReasonInvalid
 from printgate.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="policy commands")
 
 
 async def _explain(settings: Settings, user_ref: str, device_id: str, source_ip: str,
-                   mfa_age: float | None) -> tuple[bool, str]:
+                   mfa_age: float | None, reason: SessionReason | None = None) -> tuple[bool, str]:
     from portal.policy_preview import explain_open
     from printgate.cli.schema_guard import schema_database
     from printgate.store.tenants import get_user
@@ -29,7 +30,7 @@ async def _explain(settings: Settings, user_ref: str, device_id: str, source_ip:
         if user is None:
             return False, f"no user {user_ref!r} (give an id or an e-mail)"
         explained = await explain_open(s, user, device_id, source_ip=source_ip, mfa_age=mfa_age,
-                                       now=datetime.now(UTC))
+                                       now=datetime.now(UTC), reason=reason)
         if explained is None:
             return False, f"no device {device_id!r}"
         credentials = await _explain_credentials(s, user, device_id)
@@ -67,10 +68,20 @@ def explain(
     source_ip: str = typer.Option("127.0.0.1", help="address the request would come from"),
     mfa_age: float | None = typer.Option(60.0, help="seconds since the second factor (omit: 60)"),
     no_mfa: bool = typer.Option(False, help="as if no second factor was verified"),
+    alert: int | None = typer.Option(None, help="as if opened from this alert of the device (device_alerts id)"),
+    ticket: str | None = typer.Option(None, help="as if opened with this ticket reference"),
+    reason: str | None = typer.Option(None, help="as if opened with this written reason"),
     config: Path | None = typer.Option(None, help="TOML settings file"),
 ) -> None:
     """Print the decision for USER opening DEVICE's web page, with every reason."""
     settings = Settings.load(config)
-    allow, text = asyncio.run(_explain(settings, user, device, source_ip, None if no_mfa else mfa_age))
+    try:
+        why = (SessionReason(ReasonKind.ALERT, alert_id=alert) if alert is not None
+               else SessionReason.ticket(ticket) if ticket is not None
+               else SessionReason.free_text(reason) if reason is not None else None)
+    except SessionReasonInvalid as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    allow, text = asyncio.run(_explain(settings, user, device, source_ip, None if no_mfa else mfa_age, why))
     typer.echo(text)
     raise typer.Exit(0 if allow else 1)

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from printgate.domain import DwaState
+from printgate.domain import DwaState, SessionReason
 from printgate.store.models.core import (
     CustomerRow,
     DeviceRow,
     DwaSessionRow,
     DwaTransitionRow,
     SiteRow,
+    UserRow,
 )
+from printgate.store.sessions import reason_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,8 @@ class SessionLine:
     expires_at: datetime
     ended_at: datetime | None
     last_reason: str  # why it is in its state (for ended sessions: why it ended)
+    why: SessionReason | None = None  # why it was opened: alert, ticket or text (issue 20)
+    technician: str = ""  # who opened it (e-mail), for the customer's view
 
     def is_live(self, now: datetime) -> bool:
         return not self.state.is_final and now < self.expires_at
@@ -42,11 +47,21 @@ class SessionLine:
 async def sessions_of_user(s: AsyncSession, user_id: str, *, limit: int = 50,
                            device_id: str | None = None) -> list[SessionLine]:
     """The user's newest sessions (refused ones left out: they never opened), newest first."""
-    q = (select(DwaSessionRow, DeviceRow.name, DeviceRow.model, CustomerRow.name, SiteRow.name)
+    return await _lines(s, DwaSessionRow.user_id == user_id, limit=limit, device_id=device_id)
+
+
+async def sessions_of_customer(s: AsyncSession, customer_id: str, *, limit: int = 20) -> list[SessionLine]:
+    """Sessions on the customer's devices (any technician), newest first: the approver's view."""
+    return await _lines(s, CustomerRow.id == customer_id, limit=limit)
+
+
+async def _lines(s: AsyncSession, which: Any, *, limit: int, device_id: str | None = None) -> list[SessionLine]:
+    q = (select(DwaSessionRow, DeviceRow.name, DeviceRow.model, CustomerRow.name, SiteRow.name, UserRow.email)
          .join(DeviceRow, DeviceRow.id == DwaSessionRow.device_id)
          .join(SiteRow, SiteRow.id == DeviceRow.site_id)
          .join(CustomerRow, CustomerRow.id == SiteRow.customer_id)
-         .where(DwaSessionRow.user_id == user_id, DwaSessionRow.state != DwaState.DENIED.value)
+         .join(UserRow, UserRow.id == DwaSessionRow.user_id)
+         .where(which, DwaSessionRow.state != DwaState.DENIED.value)
          .order_by(DwaSessionRow.created_at.desc()).limit(limit))
     if device_id is not None:
         q = q.where(DwaSessionRow.device_id == device_id)
@@ -63,7 +78,8 @@ async def sessions_of_user(s: AsyncSession, user_id: str, *, limit: int = 50,
         id=row.id, device_id=row.device_id, device_name=name or model or row.device_id,
         customer_name=customer, site_name=site, state=DwaState(row.state), created_at=row.created_at,
         expires_at=row.expires_at, ended_at=row.ended_at, last_reason=reasons.get(row.id, ""),
-    ) for row, name, model, customer, site in rows]
+        why=reason_of(row.reason), technician=email,
+    ) for row, name, model, customer, site, email in rows]
 
 
 async def live_session_on_device(s: AsyncSession, user_id: str, device_id: str, now: datetime) -> str | None:
