@@ -23,18 +23,39 @@ from pydantic_settings import (
 class NotifySettings(BaseModel):
     """Who hears about access requests and decisions: e-mail through an SMTP server (customer
     administrators when a technician asks, the technician when they decide) and a webhook
-    (JSON POST, signed ``X-Printgate-Signature: sha256=<HMAC of the body>`` with
-    ``webhook_secret``). Empty ``smtp_host`` / ``webhook_url``: not sent."""
+    (JSON POST, signed ``X-Printgate-Signature: t=<unix seconds>,v1=<HMAC-SHA256 of
+    "<t>." + body>`` with ``webhook_secret``; docs/integrations.md). Empty ``smtp_host`` /
+    ``webhook_url``: not sent."""
 
     smtp_host: str = ""
     smtp_port: int = 25
-    smtp_starttls: bool = False
+    smtp_starttls: bool = False  # the same as smtp_security = "starttls"
+    # "none" (port 25, internal relays), "starttls" (587) or "tls" (465); empty: from smtp_starttls
+    smtp_security: Literal["", "none", "starttls", "tls"] = ""
+    smtp_ca_file: str | None = None  # verify the SMTP server against this CA instead of the system roots
     smtp_username: str = ""
     smtp_password: SecretStr = SecretStr("")
     mail_from: str = "printgate@localhost"
     webhook_url: str = ""
     webhook_secret: SecretStr = SecretStr("")
     timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class IntegrationSettings(BaseModel):
+    """Outbound webhooks to dealers' endpoints (the outbox dispatcher; docs/integrations.md)."""
+
+    enabled: bool = True
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    max_attempts: int = Field(default=8, ge=1, le=50)  # then a dead letter (portal: Integrations)
+    retry_initial_seconds: float = Field(default=5.0, gt=0)  # doubled per attempt, +/- jitter
+    retry_max_seconds: float = Field(default=3600.0, gt=0)
+    retry_jitter: float = Field(default=0.2, ge=0, le=1)
+    per_endpoint_concurrency: int = Field(default=2, ge=1, le=32)  # a slow receiver holds only these
+    max_in_flight: int = Field(default=64, ge=1, le=1024)
+    poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    retention_days: int = Field(default=7, ge=1)  # delivered events are forgotten after this
+    # dealers' endpoints must resolve to public addresses; True only for a lab or tests
+    allow_private_endpoints: bool = False
 
 
 class PortalSettings(BaseModel):
@@ -173,6 +194,7 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     channel: ChannelSettings = Field(default_factory=ChannelSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
+    integrations: IntegrationSettings = Field(default_factory=IntegrationSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from printgate.domain import Approval, CustomerId, DeviceId, UserId
 from printgate.domain.approvals import APPROVED, DENIED, PENDING
 from printgate.errors import InvalidTransition, NotFound
+from printgate.store import outbox
 from printgate.store.models.identity import ApprovalRow
 
 
@@ -29,6 +30,10 @@ async def request_approval(s: AsyncSession, *, approval_id: str, user_id: str, d
                       status=PENDING, reason=reason, requested_at=now)
     s.add(row)
     await s.flush()
+    # the dealer's integrations hear of it in the same transaction (docs/integrations.md)
+    await outbox.enqueue_for_device(s, kind=outbox.SESSION_APPROVAL_REQUESTED, device_id=device_id, now=now,
+                                    payload={"approval_id": approval_id, "user_id": user_id,
+                                             "reason": reason, "requested_at": now.isoformat()})
     return approval_from_row(row)
 
 

@@ -21,9 +21,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from fastapi import FastAPI, Request
 
+from integrations.webhook import EVENT_ID_HEADER, verify_signature
 from lab.ports import free_tcp_port
 from portal.app import create_app
-from portal.notifications import SIGNATURE_HEADER, signature
+from portal.notifications import SIGNATURE_HEADER
 from printgate.domain import Role, User
 from printgate.settings import NotifySettings, PortalSettings
 from printgate.store.db import Database
@@ -105,8 +106,10 @@ async def client_of(world: World, user: User, secret: str | None) -> httpx.Async
 def hook_events(world: World) -> list[dict[str, Any]]:
     out = []
     for headers, body in world.hooks:
-        assert headers[SIGNATURE_HEADER.lower()] == signature(SECRET, body)  # signed with the secret
-        out.append(json.loads(body))
+        verify_signature(SECRET.encode(), headers[SIGNATURE_HEADER.lower()], body)  # signed, fresh
+        event = json.loads(body)
+        assert event["id"] == headers[EVENT_ID_HEADER.lower()]  # the receiver's de-duplication key
+        out.append(event)
     return out
 
 
