@@ -287,3 +287,31 @@ def _sample(hit: Hit) -> str:
 
 def _sample_label(rule: Rule) -> str:
     return "accounts" if rule is SIGN_IN_BY_SOURCE else "from"
+
+
+SEVERITY_NAMES = {1: "low", 2: "medium", 3: "high", 4: "critical"}
+
+
+def to_payload(alert: Alert) -> dict[str, Any]:
+    """The alert as JSON (webhook body, stored with the alert; docs/security-alerting.md)."""
+    return {
+        "event": "security.alert", "id": alert.id, "rule": alert.rule, "category": alert.category,
+        "severity": SEVERITY_NAMES.get(alert.severity, str(alert.severity)), "severity_level": alert.severity,
+        "kind": alert.kind, "title": alert.title, "text": alert.text, "count": alert.count,
+        "dealer_id": alert.dealer_id, "customer_id": alert.customer_id, "key": alert.key,
+        "subject": alert.subject, "source_ip": alert.source_ip, "samples": list(alert.samples),
+        "first_seq": alert.first_seq, "last_seq": alert.last_seq,
+        "first_at": alert.first_at.isoformat(), "last_at": alert.last_at.isoformat(),
+        "details": alert.details,
+    }
+
+
+def from_payload(p: dict[str, Any]) -> Alert:
+    return Alert(
+        id=p["id"], rule=p["rule"], category=p["category"], severity=int(p["severity_level"]), kind=p["kind"],
+        title=p["title"], text=p["text"], dealer_id=p.get("dealer_id"), customer_id=p.get("customer_id"),
+        key=p.get("key", ""), subject=p.get("subject", ""), count=int(p["count"]),
+        first_seq=int(p["first_seq"]), last_seq=int(p["last_seq"]),
+        first_at=datetime.fromisoformat(p["first_at"]), last_at=datetime.fromisoformat(p["last_at"]),
+        source_ip=p.get("source_ip"), samples=tuple(p.get("samples", ())), details=dict(p.get("details", {})),
+    )

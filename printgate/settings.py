@@ -178,6 +178,32 @@ class AgentSettings(BaseModel):
     metrics_port: int | None = None  # a local Prometheus endpoint when set
 
 
+class SecurityAlertSettings(BaseModel):
+    """Real-time security alerting (``alerting/``, docs/security-alerting.md): the follower of
+    the audit table, its delivery retries, the SMTP server for e-mail alerts, and the
+    operators' targets for platform alerts (about no tenant). Tenants subscribe in the
+    portal or with ``printgate admin security-alerts``."""
+
+    enabled: bool = True
+    poll_seconds: float = Field(default=1.0, gt=0)
+    batch: int = Field(default=500, gt=0)
+    max_attempts: int = Field(default=8, gt=0)  # then the delivery is kept as dead
+    retry_base_seconds: float = Field(default=5.0, gt=0)  # doubled per attempt, at most 1 h
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_ca_file: str | None = None
+    mail_from: str = "printgate-security@localhost"
+    syslog_ca_file: str | None = None  # CA for tls:// syslog targets (default: the system roots)
+    allow_private_webhooks: bool = False  # webhook targets on private/loopback addresses (labs, tests)
+    operator_emails: list[str] = Field(default_factory=list)
+    operator_webhooks: list[str] = Field(default_factory=list)  # URLs, signed with operator_webhook_secret
+    operator_webhook_secret: SecretStr = SecretStr("")
+    operator_syslog: list[str] = Field(default_factory=list)  # "tls://host:6514" or "tcp://host:514"
+
+
 class Settings(BaseSettings):
     """The whole configuration of a printgate process."""
 
@@ -195,6 +221,7 @@ class Settings(BaseSettings):
     channel: ChannelSettings = Field(default_factory=ChannelSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
     integrations: IntegrationSettings = Field(default_factory=IntegrationSettings)
+    security_alerts: SecurityAlertSettings = Field(default_factory=SecurityAlertSettings)
 
     @classmethod
     def settings_customise_sources(

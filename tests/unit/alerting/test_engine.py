@@ -97,3 +97,12 @@ def test_ids_are_stable_for_the_same_records() -> None:
         e = Engine()
         return [a.id for i in range(20) for a in e.feed(failed(i + 1, at=T0 + timedelta(seconds=i)))]
     assert run() == run() and len(run()) == 1
+
+
+def test_the_payload_round_trips() -> None:
+    from alerting.engine import from_payload, to_payload
+    e = Engine()
+    [a] = [x for i in range(10) for x in e.feed(failed(i + 1, at=T0 + timedelta(seconds=i)))]
+    p = json.loads(json.dumps(to_payload(a)))
+    assert p["severity"] == "high" and p["count"] == 10 and p["source_ip"] == "203.0.113.9"
+    assert from_payload(p) == a

@@ -1,0 +1,185 @@
+"""The supervised follower: audit records by sequence -> rules -> stored alerts -> delivery.
+
+``evaluate_once`` reads the records after the persisted cursor (``audit.query.search``),
+fills in the tenant of records that name none (the account, agent, device or session they
+are about), feeds them to the engine, and in ONE transaction stores the new alerts, one
+delivery per matching subscription (and per operator target for platform alerts), the new
+cursor and the engine's state. A crash before that commit re-reads the same records from the
+same state (alert ids are stable): no alert is lost, none is raised twice.
+
+``deliver_once`` sends the due deliveries, each on its own: a failing channel is retried
+with exponential back-off (``retry_base_s`` doubling, at most an hour) up to
+``max_attempts`` and then kept as dead; it never stops evaluation or the other channels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from alerting.delivery import Channels
+from alerting.engine import Alert, Engine, to_payload
+from alerting.errors import DeliveryFailed
+from audit.query import AuditFilter, search
+from printgate.domain import AuditRecord
+from printgate.logs import get_logger
+from printgate.store import audit as audit_store
+from printgate.store import security_subscriptions as store
+from printgate.store.db import Database
+
+log = get_logger("alerting.follower")
+CURSOR = "security-alerts"
+MAX_BACKOFF_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorTargets:
+    """Where platform alerts (about no tenant) go: from the settings."""
+
+    emails: tuple[str, ...] = ()
+    webhooks: tuple[str, ...] = ()
+    webhook_secret: str = ""
+    syslog: tuple[str, ...] = ()
+
+    def targets(self) -> list[tuple[str, str]]:
+        return ([("email", e) for e in self.emails] + [("webhook", w) for w in self.webhooks]
+                + [("syslog", t) for t in self.syslog])
+
+
+class SecurityAlertFollower:
+    def __init__(self, db: Database, channels: Channels, *, operators: OperatorTargets = OperatorTargets(),
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), poll_s: float = 1.0,
+                 batch: int = 500, max_attempts: int = 8, retry_base_s: float = 5.0) -> None:
+        self.db = db
+        self.channels = channels
+        self.operators = operators
+        self.clock = clock
+        self.poll_s = poll_s
+        self.batch = batch
+        self.max_attempts = max_attempts
+        self.retry_base_s = retry_base_s
+        self.wake = asyncio.Event()
+
+    # -- evaluation ----------------------------------------------------------------------
+    async def evaluate_once(self) -> list[Alert]:
+        """One batch (at most ``batch`` records); returns the alerts it raised."""
+        async with self.db.session() as s:
+            cursor = await store.load_cursor(s, CURSOR)
+        if cursor is None:  # first start: alert from now on, not on the whole history
+            after, engine = (await audit_store.read_head(self.db))[0], Engine()
+        else:
+            after, engine = cursor[0], Engine.from_state(cursor[1])
+        records = await search(self.db, AuditFilter(after_seq=after, limit=self.batch))
+        records = await self._with_tenants(records)
+        alerts: list[Alert] = []
+        for r in records:
+            alerts += engine.feed(r)
+        now = self.clock()
+        alerts += engine.tick(now)
+        last_seq = records[-1].seq if records else after
+        if cursor is not None and not records and not alerts:
+            return []  # nothing read, nothing raised: the stored cursor and state stand
+        async with self.db.transaction() as s:
+            for alert in alerts:
+                payload = to_payload(alert)
+                new = await store.insert_alert(s, {
+                    "id": alert.id, "rule": alert.rule, "category": alert.category, "severity": alert.severity,
+                    "kind": alert.kind, "title": alert.title[:300], "text": alert.text,
+                    "dealer_id": alert.dealer_id, "customer_id": alert.customer_id, "subject": alert.subject[:300],
+                    "count": alert.count, "first_seq": alert.first_seq, "last_seq": alert.last_seq,
+                    "first_at": alert.first_at, "last_at": alert.last_at,
+                    "payload": json.dumps(payload, separators=(",", ":")),
+                }, now=now)
+                if not new:
+                    continue
+                targets: list[tuple[str | None, str, str]] = []
+                if alert.platform:
+                    targets = [(None, ch, t) for ch, t in self.operators.targets()]
+                else:
+                    subs = await store.matching_subscriptions(
+                        s, dealer_id=alert.dealer_id, customer_id=alert.customer_id,
+                        category=alert.category, severity=alert.severity)
+                    targets = [(sub.id, sub.channel, sub.target) for sub in subs]
+                seen: set[tuple[str, str]] = set()
+                for sub_id, channel, target in targets:
+                    if (channel, target) in seen:
+                        continue  # a contact subscribed twice gets one message
+                    seen.add((channel, target))
+                    await store.add_delivery(s, alert_id=alert.id, subscription_id=sub_id, channel=channel,
+                                             target=target, now=now)
+            await store.save_cursor(s, CURSOR, last_seq=last_seq, state=engine.to_state(), now=now)
+        if alerts:
+            log.info("alerting.raised", count=len(alerts), rules=sorted({a.rule for a in alerts}),
+                     through_seq=last_seq)
+            self.wake.set()
+        return alerts
+
+    async def _with_tenants(self, records: list[AuditRecord]) -> list[AuditRecord]:
+        out = []
+        cache: dict[tuple[str | None, ...], tuple[str | None, str | None]] = {}
+        async with self.db.session() as s:
+            for r in records:
+                if r.dealer_id is not None or r.customer_id is not None:
+                    out.append(r)
+                    continue
+                agent = r.details.get("agent_id")
+                agent_id = agent if isinstance(agent, str) else (
+                    r.actor.removeprefix("agent:") if r.actor and r.actor.startswith("agent:") else None)
+                email = r.actor if r.actor and "@" in r.actor else None
+                key = (email, agent_id, r.device_id, r.session_id)
+                if key not in cache:
+                    cache[key] = await store.tenant_of(s, email=email, agent_id=agent_id,
+                                                       device_id=r.device_id, session_id=r.session_id)
+                dealer, customer = cache[key]
+                out.append(replace(r, dealer_id=dealer, customer_id=customer) if dealer or customer else r)
+        return out
+
+    # -- delivery ------------------------------------------------------------------------
+    async def deliver_once(self) -> int:
+        """Send what is due; returns how many were sent."""
+        now = self.clock()
+        async with self.db.session() as s:
+            due = await store.due_deliveries(s, now=now)
+            secrets = {}
+            for d in due:
+                if d.channel == "webhook" and d.subscription_id is not None and d.subscription_id not in secrets:
+                    sub = await store.get_subscription(s, d.subscription_id)
+                    secrets[d.subscription_id] = sub.secret if sub else None
+        sent = 0
+        for d in due:
+            secret = secrets.get(d.subscription_id) if d.subscription_id else self.operators.webhook_secret
+            try:
+                await self.channels.send(d.channel, d.target, secret, json.loads(d.payload))
+            except DeliveryFailed as exc:
+                attempts = d.attempts + 1
+                dead = attempts >= self.max_attempts
+                delay = min(MAX_BACKOFF_S, self.retry_base_s * 2 ** (attempts - 1))
+                async with self.db.transaction() as s:
+                    await store.mark_failed(s, d.id, error=exc.message, dead=dead,
+                                            next_at=self.clock() + timedelta(seconds=delay))
+                log.warning("alerting.delivery_failed", channel=d.channel, target=d.target, alert=d.alert_id,
+                            attempts=attempts, dead=dead, error=exc.message)
+                continue
+            async with self.db.transaction() as s:
+                await store.mark_sent(s, d.id, now=self.clock())
+            sent += 1
+        return sent
+
+    # -- the supervised loops ------------------------------------------------------------
+    async def run_evaluation(self) -> None:
+        while True:
+            alerts = await self.evaluate_once()
+            if not alerts:
+                await asyncio.sleep(self.poll_s)
+
+    async def run_delivery(self) -> None:
+        while True:
+            await self.deliver_once()
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), self.poll_s)
+            except TimeoutError:
+                pass
