@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
 from prometheus_client import start_http_server
 
@@ -27,8 +28,6 @@ from agent.readings_queue import ReadingsQueue
 from agent.runtime import AgentRuntime, target_of
 from agent.snmp.identity import read_identity
 from agent.snmp.transport import SnmpClient
-from agent.tunnel import Tunnel, open_tunnel
-from agent.tunnel.client import Verify
 from agent.verify import DeviceVerifier, identity_differences, mismatch_message
 from printgate.domain import (
     DeviceIdentity,
@@ -43,6 +42,9 @@ from printgate.settings import AgentSettings
 from printgate.supervisor import Supervisor
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import convert
+
+if TYPE_CHECKING:
+    from agent.tunnel.client import Tunnel, Verify
 
 log = get_logger("agent.service")
 
@@ -142,6 +144,8 @@ class AgentAssembly:
                 f"{cmd.relay_host_key_fingerprint}, not the one pinned at enrolment ({pinned})",
                 code=RELAY_HOST_KEY_MISMATCH,
             )
+        from agent.tunnel.client import open_tunnel  # asyncssh loads with the first session
+
         return await open_tunnel(
             cmd.relay_host, cmd.relay_port,
             host_key_fingerprint=pinned or cmd.relay_host_key_fingerprint,

@@ -1,31 +1,53 @@
 """The ``printgate`` command (composition root: may import every package).
 
-Sub-commands live one module per area; heavy imports happen inside commands.
+Sub-commands live one module per area; heavy imports happen inside commands. ``printgate agent
+...`` (what runs on a customer's Raspberry Pi) loads only the agent's commands: the cloud's
+(serve, demo, admin, audit, db, policy, lab) pull in SQLAlchemy, FastAPI and mitmproxy, tens of
+MB the agent never uses (``tests/unit/agent/test_import_footprint.py``).
 """
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import typer
 
-from printgate.cli.admin import app as admin_app
-from printgate.cli.agent import app as agent_app
-from printgate.cli.audit import app as audit_app
-from printgate.cli.db import app as db_app
-from printgate.cli.demo import demo
-from printgate.cli.lab import app as lab_app
-from printgate.cli.policy import app as policy_app
-from printgate.cli.serve import serve
+HELP = "printgate: zero-trust printer web access"
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="printgate: zero-trust printer web access")
-app.add_typer(admin_app, name="admin")
-app.add_typer(agent_app, name="agent")
-app.add_typer(audit_app, name="audit")
-app.add_typer(policy_app, name="policy")
-app.add_typer(db_app, name="db")
-app.add_typer(lab_app, name="lab")
-app.command()(demo)
-app.command()(serve)
+
+def build_app(only: str | None = None) -> typer.Typer:
+    """The command tree; ``only="agent"``: just ``printgate agent ...``."""
+    from printgate.cli.agent import app as agent_app
+
+    root = typer.Typer(no_args_is_help=True, add_completion=False, help=HELP)
+    if only == "agent":
+        root.add_typer(agent_app, name="agent")
+        return root
+    from printgate.cli.admin import app as admin_app
+    from printgate.cli.audit import app as audit_app
+    from printgate.cli.db import app as db_app
+    from printgate.cli.demo import demo
+    from printgate.cli.lab import app as lab_app
+    from printgate.cli.policy import app as policy_app
+    from printgate.cli.serve import serve
+
+    root.add_typer(admin_app, name="admin")
+    root.add_typer(agent_app, name="agent")
+    root.add_typer(audit_app, name="audit")
+    root.add_typer(policy_app, name="policy")
+    root.add_typer(db_app, name="db")
+    root.add_typer(lab_app, name="lab")
+    root.command()(demo)
+    root.command()(serve)
+    return root
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # the whole tree, e.g. for typer.testing.CliRunner
+        return build_app()
+    raise AttributeError(f"module 'printgate.cli' has no attribute {name!r}")
 
 
 def main() -> None:
-    app()
+    build_app("agent" if sys.argv[1:2] == ["agent"] else None)()
