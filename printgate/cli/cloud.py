@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 from cryptography.hazmat.primitives import hashes
 
+from alerting.follower import follower_from_settings
 from audit.checkpoint import Signer
 from audit.checkpoint_timer import CheckpointTimer
 from audit.metered_log import MeteredAuditLog
@@ -92,6 +93,11 @@ class Cloud(Service):
         self.supervisor = await self._stack.enter_async_context(Supervisor("cloud"))
         await self._stack.enter_async_context(CheckpointTimer(self.audit, gw.audit_checkpoint_seconds,
                                                               supervisor=self.supervisor))
+        if self.settings.security_alerts.enabled:  # issue 20: security alerts from the audit stream
+            alerts = follower_from_settings(self.db, self.settings.security_alerts)
+            self._stack.push_async_callback(alerts.aclose)
+            self.supervisor.add("security-alerts", alerts.run_evaluation)
+            self.supervisor.add("security-alert-delivery", alerts.run_delivery)
 
         self.firewall = await self._firewall()
         self.relay = Relay(
