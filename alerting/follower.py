@@ -24,8 +24,10 @@ from alerting.delivery import Channels
 from alerting.engine import Alert, Engine, to_payload
 from alerting.errors import DeliveryFailed
 from audit.query import AuditFilter, search
+from integrations.smtp import SmtpConfig
 from printgate.domain import AuditRecord
 from printgate.logs import get_logger
+from printgate.settings import SecurityAlertSettings
 from printgate.store import audit as audit_store
 from printgate.store import security_subscriptions as store
 from printgate.store.db import Database
@@ -168,6 +170,9 @@ class SecurityAlertFollower:
             sent += 1
         return sent
 
+    async def aclose(self) -> None:
+        await self.channels.aclose()
+
     # -- the supervised loops ------------------------------------------------------------
     async def run_evaluation(self) -> None:
         while True:
@@ -183,3 +188,17 @@ class SecurityAlertFollower:
                 await asyncio.wait_for(self.wake.wait(), self.poll_s)
             except TimeoutError:
                 pass
+
+
+def follower_from_settings(db: Database, cfg: SecurityAlertSettings) -> SecurityAlertFollower:
+    """The follower as ``printgate serve`` runs it (``[security_alerts]`` settings)."""
+    smtp = SmtpConfig(host=cfg.smtp_host, port=cfg.smtp_port, security=cfg.smtp_security,
+                      username=cfg.smtp_username, password=cfg.smtp_password.get_secret_value(),
+                      mail_from=cfg.mail_from, ca_file=cfg.smtp_ca_file) if cfg.smtp_host else None
+    channels = Channels(smtp=smtp, allow_private_webhooks=cfg.allow_private_webhooks,
+                        syslog_ca_file=cfg.syslog_ca_file)
+    operators = OperatorTargets(emails=tuple(cfg.operator_emails), webhooks=tuple(cfg.operator_webhooks),
+                                webhook_secret=cfg.operator_webhook_secret.get_secret_value(),
+                                syslog=tuple(cfg.operator_syslog))
+    return SecurityAlertFollower(db, channels, operators=operators, poll_s=cfg.poll_seconds, batch=cfg.batch,
+                                 max_attempts=cfg.max_attempts, retry_base_s=cfg.retry_base_seconds)
