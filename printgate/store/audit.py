@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, Table, Text, delete, func, insert, select, update
+from sqlalchemy import JSON, Connection, Table, Text, delete, func, insert, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,17 +35,56 @@ _RECORDS = cast(Table, AuditRecordRow.__table__)
 _PERSONAL = cast(Table, AuditPersonalRow.__table__)
 
 
-async def lock_head(s: AsyncSession) -> tuple[int, str]:
-    """Lock the chain head for this transaction; return ``(last seq, last hash)``."""
-    row = (await s.execute(
-        update(AuditHeadRow).where(AuditHeadRow.id == HEAD_ID)
-        .values(seq=AuditHeadRow.seq).returning(AuditHeadRow.seq, AuditHeadRow.hash)
-    )).one_or_none()
+_LOCK_HEAD = (update(AuditHeadRow).where(AuditHeadRow.id == HEAD_ID)
+              .values(seq=AuditHeadRow.seq).returning(AuditHeadRow.seq, AuditHeadRow.hash))
+_CHECKPOINTS = cast(Table, AuditCheckpointRow.__table__)
+
+
+def _head_of(row: Any) -> tuple[int, str]:
     if row is None:
         raise AuditIntegrityError(
             "the audit chain head row is missing: run `printgate db upgrade` (migration 0002_audit)"
         )
     return int(row[0]), str(row[1])
+
+
+async def lock_head(s: AsyncSession) -> tuple[int, str]:
+    """Lock the chain head for this transaction; return ``(last seq, last hash)``."""
+    return _head_of((await s.execute(_LOCK_HEAD)).one_or_none())
+
+
+# --- the same appends on a synchronous connection (``audit.sqlite_writer``: one thread hop per
+# batch instead of one per statement); same statements, same locking, same rows ------------------
+def lock_head_sync(conn: Connection) -> tuple[int, str]:
+    return _head_of(conn.execute(_LOCK_HEAD).one_or_none())
+
+
+def set_head_sync(conn: Connection, seq: int, hash_: str) -> None:
+    conn.execute(update(AuditHeadRow).where(AuditHeadRow.id == HEAD_ID).values(seq=seq, hash=hash_))
+
+
+def insert_rows_sync(conn: Connection, records: Sequence[dict[str, Any]],
+                     personal: Sequence[dict[str, Any]]) -> None:
+    if records:
+        conn.execute(insert(_RECORDS), list(records))
+    if personal:
+        conn.execute(insert(_PERSONAL), list(personal))
+
+
+def latest_checkpoint_sync(conn: Connection, *, at_most: int) -> Any:
+    """The newest checkpoint row of at most ``at_most`` records (columns as attributes), or None."""
+    q = (select(_CHECKPOINTS).where(_CHECKPOINTS.c.tree_size <= at_most)
+         .order_by(_CHECKPOINTS.c.tree_size.desc()).limit(1))
+    return conn.execute(q).first()
+
+
+def record_hashes_sync(conn: Connection, first: int, last: int) -> list[str]:
+    q = (select(_RECORDS.c.hash).where(_RECORDS.c.seq.between(first, last)).order_by(_RECORDS.c.seq))
+    return [str(h) for h in conn.execute(q).scalars().all()]
+
+
+def insert_checkpoint_sync(conn: Connection, row: dict[str, Any]) -> None:
+    conn.execute(insert(_CHECKPOINTS), [row])
 
 
 async def set_head(s: AsyncSession, seq: int, hash_: str) -> None:

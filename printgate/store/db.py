@@ -84,24 +84,49 @@ PG_COMMAND_TIMEOUT_S = 6.0  # PostgreSQL: any one statement (a hung server answe
 PG_POOL_TIMEOUT_S = 5.0  # PostgreSQL: waiting for a free pooled connection
 
 
+# SQLite commit durability (docs/operations.md): in WAL mode "normal" survives a crash of the
+# process (the commit is in the WAL file), not a power loss or kernel crash (the last commits
+# may be lost, the file stays consistent); "full" fsyncs the WAL at every commit. Choose with
+# the URL: sqlite+aiosqlite:///var/printgate.db?synchronous=full
+SQLITE_SYNCHRONOUS = ("normal", "full")
+SQLITE_SYNCHRONOUS_DEFAULT = "normal"
+
+
+def sqlite_options(url: str) -> tuple[str, str]:
+    """``(url without printgate's options, synchronous)`` of a SQLite URL (other URLs unchanged)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or "synchronous" not in parsed.query:
+        return url, SQLITE_SYNCHRONOUS_DEFAULT
+    value = str(parsed.query["synchronous"]).lower()
+    if value not in SQLITE_SYNCHRONOUS:
+        from printgate.errors import ConfigError
+
+        raise ConfigError(f"synchronous={value!r} in the database URL: use one of {', '.join(SQLITE_SYNCHRONOUS)}")
+    return parsed.difference_update_query(["synchronous"]).render_as_string(hide_password=False), value
+
+
+def sqlite_pragmas(dbapi_conn: Any, synchronous: str = SQLITE_SYNCHRONOUS_DEFAULT) -> None:
+    """The settings of every SQLite connection (the async engine's and the audit writer's)."""
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS.index(synchronous) + 1}")  # NORMAL=1, FULL=2
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    # erased values (GDPR) are overwritten with zeros, not left in free pages
+    cur.execute("PRAGMA secure_delete=ON")
+    cur.close()
+
+
 def create_engine(url: str) -> AsyncEngine:
-    """An async engine for ``url`` (SQLite file created on demand, WAL mode)."""
+    """An async engine for ``url`` (SQLite file created on demand, WAL mode, ``?synchronous=``)."""
+    url, synchronous = sqlite_options(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30})
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            # erased values (GDPR) are overwritten with zeros, not left in free pages
-            cur.execute("PRAGMA secure_delete=ON")
-            cur.close()
-
+        event.listen(engine.sync_engine, "connect",
+                     lambda dbapi_conn, _record: sqlite_pragmas(dbapi_conn, synchronous))
         return engine
     # a hung server (stopped, network black hole) must fail requests within seconds, not hang them:
     # asyncpg's connect timeout and default per-statement timeout (pre-ping included), and a bounded
@@ -115,7 +140,7 @@ def create_engine(url: str) -> AsyncEngine:
 def alembic_config(url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.set_main_option("sqlalchemy.url", sqlite_options(url)[0].replace("%", "%%"))
     return cfg
 
 

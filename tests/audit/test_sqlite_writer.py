@@ -1,0 +1,73 @@
+"""The audit's SQLite writer: one thread call per batch, the chosen commit durability, same chain."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from audit.checkpoint import Signer
+from audit.export import verify_store
+from audit.log import AuditLog
+from printgate.domain import AuditEventIn
+from printgate.errors import ConfigError
+from printgate.store.db import Database, migrate
+
+
+async def _synchronous(db: Database) -> int:
+    async with db.session() as s:
+        return int((await s.execute(text("PRAGMA synchronous"))).scalar_one())
+
+
+def _writer_synchronous(log: AuditLog) -> int:
+    assert log._writer is not None
+    with log._writer._engine.connect() as conn:
+        return int(conn.execute(text("PRAGMA synchronous")).scalar_one())
+
+
+@pytest.mark.parametrize(("query", "expected"), [("", 1), ("?synchronous=normal", 1), ("?synchronous=FULL", 2)])
+async def test_commit_durability_is_chosen_in_the_url(tmp_path: Path, query: str, expected: int) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/a.db{query}"
+    await migrate(url)
+    async with Database(url) as db:
+        log = AuditLog(db, None)
+        await log.append(AuditEventIn(type="test.one"))
+        assert await _synchronous(db) == expected
+        assert _writer_synchronous(log) == expected
+        log.close()
+
+
+async def test_unknown_durability_is_refused_with_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="normal, full"):
+        Database(f"sqlite+aiosqlite:///{tmp_path}/a.db?synchronous=off")
+
+
+async def test_concurrent_batches_through_the_writer_make_one_verified_chain(tmp_path: Path) -> None:
+    """Batches from many tasks (and a second log on the same file, as a second worker process
+    would have) interleave into one gap-free chain with its checkpoints."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/a.db"
+    await migrate(url)
+    signer = Signer.generate()
+    async with Database(url) as db:
+        one, two = AuditLog(db, signer, checkpoint_every=10), AuditLog(db, signer, checkpoint_every=10)
+        assert one._writer is not None and two._writer is not None
+
+        async def batch(log: AuditLog, i: int) -> None:
+            await log.append_many([AuditEventIn(type="test.batch", details={"i": i, "j": j}) for j in range(3)])
+
+        await asyncio.gather(*(batch(one if i % 2 else two, i) for i in range(20)))
+        report = await verify_store(db, signer.verifier())
+        one.close()
+        two.close()
+    assert report.ok, report
+    con = sqlite3.connect(tmp_path / "a.db")
+    try:
+        seqs = [r[0] for r in con.execute("SELECT seq FROM audit_records ORDER BY seq")]
+        sizes = [r[0] for r in con.execute("SELECT tree_size FROM audit_checkpoints ORDER BY tree_size")]
+    finally:
+        con.close()
+    assert seqs == list(range(1, 61))
+    assert sizes == [10, 20, 30, 40, 50, 60]
