@@ -82,6 +82,8 @@ async def search_all(db: Database, f: AuditFilter, *, page: int = 2000) -> list[
             break
         out.extend(batch)
         after = batch[-1].seq
+        if len(batch) < page:  # the last page: no need to ask for an empty one
+            break
     return out
 
 

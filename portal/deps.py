@@ -62,7 +62,9 @@ async def _optional_login(request: Request, state: State, s: DbSession) -> Login
     if user is None or user.disabled:
         return None
     await portal_sessions.touch_portal_session(s, row.id, now)
-    return Login(user, replace(row, last_seen_at=now), csrf.token_for(state.secret_key, row.csrf_secret))
+    login = Login(user, replace(row, last_seen_at=now), csrf.token_for(state.secret_key, row.csrf_secret))
+    request.state.login = login  # for login_of: one session lookup per request
+    return login
 
 
 OptionalLogin = Annotated[Login | None, Depends(_optional_login)]
@@ -147,5 +149,8 @@ async def login_of(request: Request) -> Login | None:
     state: PortalState | None = getattr(request.app.state, "portal", None)
     if state is None:
         return None
+    known: Login | None = getattr(request.state, "login", None)
+    if known is not None:  # already looked up (and touched) by this request's dependencies
+        return known
     async with state.db.session() as s:
         return await _optional_login(request, state, s)

@@ -39,7 +39,7 @@ from printgate.store import audit as audit_store
 from printgate.store import tenants
 from printgate.store.audit import personal_for, query_records
 from printgate.store.db import Database
-from printgate.store.devices import get_device
+from printgate.store.devices import get_devices
 
 MAX_PAGE = 1000
 PAGE_SIZE = 50  # rows per /audit page
@@ -211,13 +211,11 @@ async def audit_page(request: Request, state: State, user: User = auditor) -> HT
 
 async def device_names(db: Database, device_ids: set[str]) -> dict[str, str]:
     """Device id -> its name (the model when it has none), for the ids on a page."""
-    out: dict[str, str] = {}
+    if not device_ids:
+        return {}
     async with db.session() as s:
-        for device_id in sorted(device_ids):
-            device = await get_device(s, device_id)
-            if device is not None:
-                out[device_id] = device.name or device.identity.describe()
-    return out
+        found = await get_devices(s, device_ids)
+    return {i: d.name or d.identity.describe() for i, d in sorted(found.items())}
 
 
 @dataclass(frozen=True, slots=True)

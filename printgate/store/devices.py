@@ -57,6 +57,14 @@ async def get_device(s: AsyncSession, device_id: str) -> Device | None:
     return device_from_row(row) if row else None
 
 
+async def get_devices(s: AsyncSession, device_ids: set[str]) -> dict[str, Device]:
+    """The devices of ``device_ids`` that exist, by id, in one query."""
+    if not device_ids:
+        return {}
+    rows = (await s.execute(select(DeviceRow).where(DeviceRow.id.in_(sorted(device_ids))))).scalars().all()
+    return {r.id: device_from_row(r) for r in rows}
+
+
 async def add_device(s: AsyncSession, device: Device, *, now: datetime) -> None:
     row = DeviceRow(
         id=device.id, site_id=device.site_id, agent_id=device.agent_id, ip=device.ip,

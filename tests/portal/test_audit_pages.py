@@ -18,12 +18,13 @@ from urllib.parse import unquote
 import httpx
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import event
 
 from audit.log import AuditLog
 from audit.query import AuditFilter, search
 from lab.ports import free_tcp_port
 from portal.app import create_app
-from portal.routers.audit import PAGE_SIZE
+from portal.routers.audit import PAGE_SIZE, device_names
 from printgate.domain import (
     AuditEventIn,
     Outcome,
@@ -315,3 +316,24 @@ async def test_browser_auditor_filters_by_session_and_opens_its_story(audit_port
             assert not errors and not failed, (errors, failed)
         finally:
             await browser.close()
+
+
+async def test_device_names_of_a_page_take_one_query_however_many_devices(db: Database) -> None:
+    """The audit page names its devices with one SELECT, not one per device (it was 48 for a page)."""
+    t = Tenancy().chain(dealer="d1", customer="c1", site="s1", agent="a1")
+    for i in range(12):
+        t.device(f"dev{i}", "s1", "a1", f"127.0.0.{i + 10}", name=f"Printer {i}")
+    await t.save(db)
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        names = await device_names(db, {f"dev{i}" for i in range(12)} | {"gone"})
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+    assert names == {f"dev{i}": f"Printer {i}" for i in range(12)}
+    assert len(statements) == 1, statements
