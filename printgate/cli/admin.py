@@ -250,3 +250,12 @@ async def _audit(db: Any, s: Any, events: list[Any]) -> None:
     from audit.log import AuditLog
 
     await AuditLog(db, None).append_in(s, events)
+
+
+def _security_alerts() -> None:
+    from printgate.cli.admin_security_alerts import app as security_alerts_app
+
+    app.add_typer(security_alerts_app, name="security-alerts")
+
+
+_security_alerts()
