@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent.ews_probe import EwsEndpoint, find_ews
+from agent.ews_probe import EwsEndpoint, EwsHysteresis, EwsNotFound, probe_ews
 from agent.inventory_file import load_inventory, save_inventory
 from agent.status_file import StatusFile
 from agent.tunnel.reconnect import keep_open
@@ -87,7 +87,7 @@ OpenTunnel = Callable[[pb.OpenTunnel, Verify | None, OnRefused], Awaitable[Tunne
 MAX_PENDING_REFUSALS = 200  # kept for the gateway while it cannot be reached (oldest dropped)
 REFUSALS_PER_HEARTBEAT = 50
 MakeVerifier = Callable[[pb.OpenTunnel, str], Verify]  # (command, command id)
-FindEws = Callable[[str], Awaitable[EwsEndpoint | None]]
+FindEws = Callable[[str], Awaitable[EwsEndpoint | EwsNotFound | None]]
 
 
 def inventory_entry(found: DiscoveryResult, ews: EwsEndpoint | None) -> pb.DiscoveredDevice:
@@ -110,7 +110,7 @@ class AgentRuntime(Service):
         discover: Discover,
         open_tunnel: OpenTunnel,
         make_verifier: MakeVerifier | None = None,
-        find_ews_endpoint: FindEws = find_ews,
+        find_ews_endpoint: FindEws = probe_ews,
         scan_interval_s: float = 300.0,
         monitoring: PrinterFollower | None = None,
         status_path: Path | None = None,
@@ -120,6 +120,7 @@ class AgentRuntime(Service):
         inventory_path: Path | None = None,
         status_s: float = 5.0,
         new_device_watch_s: float | None = None,
+        ews_hysteresis: EwsHysteresis | None = None,
     ) -> None:
         self._channel = channel
         self._discover = discover
@@ -143,11 +144,18 @@ class AgentRuntime(Service):
         self.printers: list[pb.DiscoveredDevice] = []
         self._rescan = asyncio.Event()  # a "rescan now" command wakes the discovery loop
         self._watch_s = new_device_watch_s  # between sweeps: a light look for new printers this often
+        # a web page that stops answering is kept for 3 sweeps over >= 2 scan intervals, not dropped at once
+        self._ews = ews_hysteresis or EwsHysteresis(misses=3, min_span_s=2 * scan_interval_s)
+        self._ews_notes: dict[str, str] = {}  # ip -> how the last probe of its web page failed
 
     async def start(self) -> None:
         """Poll the printers this agent knew (its own inventory file) at once, then run the loops."""
         if self._inventory_path is not None:
             saved = load_inventory(self._inventory_path)
+            for e in saved.entries:  # the web pages found before this start stay until they fail for good
+                if e.ews_port > 0:
+                    self._ews.seed(EwsHysteresis.key(e.ip, e.serial, e.mac),
+                                   EwsEndpoint(e.ews_port, e.ews_scheme, e.tls_fingerprint or None))
             self.printers = [e for e in saved.entries if e.status == pb.DEVICE_STATUS_PRINTER]
             if saved.printers and self._monitoring is not None:
                 await self._monitoring.follow_discovered(saved.printers)
@@ -181,7 +189,7 @@ class AgentRuntime(Service):
         found = await self._discover()
         entries: list[pb.DiscoveredDevice] = []
         for item in found:
-            ews = await self._find_ews(item.ip) if _is_printer(item) else None
+            ews = await self._web_page_of(item) if _is_printer(item) else None
             entries.append(inventory_entry(item, ews))
         printers = [f for f in found if _is_printer(f)]
         # polling follows the sweep before (and whether or not) the cloud hears of it
@@ -194,6 +202,26 @@ class AgentRuntime(Service):
         await self._channel.upload_inventory(entries)
         log.info("agent.scan_reported", printers=len(self.printers), total=len(entries))
         return entries
+
+    async def _web_page_of(self, item: DiscoveryResult) -> EwsEndpoint | None:
+        """Probe the printer's web page; a failing one is kept until it failed for good."""
+        probed = await self._find_ews(item.ip)
+        key = EwsHysteresis.key(item.ip, item.identity.serial if item.identity else None,
+                                item.identity.mac if item.identity else None)
+        kept = self._ews.observe(key, probed)
+        if isinstance(probed, EwsEndpoint):
+            self._ews_notes.pop(item.ip, None)
+            return kept
+        why = probed.describe() if isinstance(probed, EwsNotFound) else "no candidate answered"
+        self._ews_notes[item.ip] = why
+        if kept is not None:
+            log.warning("agent.ews_probe_failed", ip=item.ip, tried=why, misses=self._ews.misses_of(key),
+                        kept=f"{kept.port}/{kept.scheme}",
+                        action=f"still reported; given up after {self._ews.misses} failed sweeps in a row")
+        else:
+            log.warning("agent.ews_not_found", ip=item.ip, tried=why,
+                        hint="add the printer's web port to ews_candidates in agent.toml")
+        return kept
 
     async def _scan_loop(self) -> None:
         while True:
@@ -314,7 +342,10 @@ class AgentRuntime(Service):
             "dropped": self._queue.dropped if self._queue is not None else 0,
             "drops": [d.to_dict() for d in self._queue.drops()] if self._queue is not None else [],
             "tasks": [h.to_dict() for h in self.supervisor.health()],
-            "printers": [{"ip": p.ip, "model": p.model, "serial": p.serial} for p in self.printers],
+            "printers": [{"ip": p.ip, "model": p.model, "serial": p.serial,
+                          "web_page": f"{p.ews_port}/{p.ews_scheme}" if p.ews_port > 0
+                          else f"none found ({self._ews_notes.get(p.ip, 'not probed yet')})"}
+                         for p in self.printers],
             "tunnels": self.tunnel_sessions,
         }
         if self._status.write(status):

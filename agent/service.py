@@ -21,7 +21,7 @@ from agent.channel.grpc_client import GrpcChannel
 from agent.data_dir_lock import DataDirLock
 from agent.discovery import DiscoveryLimits, discover
 from agent.errors import RELAY_HOST_KEY_MISMATCH
-from agent.ews_probe import EwsEndpoint, find_ews
+from agent.ews_probe import EwsEndpoint, EwsNotFound, probe_ews
 from agent.monitoring import Monitoring
 from agent.polling import PollSchedule
 from agent.readings_queue import ReadingsQueue
@@ -111,8 +111,8 @@ class AgentAssembly:
         )
         return [r for r in results if r.status in (DiscoveryStatus.PRINTER, DiscoveryStatus.EXCLUDED)]
 
-    async def find_ews(self, ip: str) -> EwsEndpoint | None:
-        return await find_ews(ip, self.candidates)
+    async def find_ews(self, ip: str) -> EwsEndpoint | EwsNotFound:
+        return await probe_ews(ip, self.candidates)
 
     def make_verifier(self, cmd: pb.OpenTunnel, command_id: str) -> DeviceVerifier:
         """Identity check before the tunnel and per connection; a mismatch is reported to the cloud
