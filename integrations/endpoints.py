@@ -42,25 +42,48 @@ class WebhookEndpoints:
         self._on_redeliver = on_redeliver
         self._clock = clock or (lambda: datetime.now(UTC))
 
-    async def add(self, *, dealer_id: str, url: str, description: str, kinds: Sequence[str],
-                  by: str, source_ip: str | None = None) -> NewEndpoint:
-        """Check the address, make and seal a secret, store and audit; ``EndpointInvalid`` on bad input."""
+    def check(self, url: str, kinds: Sequence[str]) -> str:
+        """The address as it will be called; ``EndpointInvalid`` saying what to fix."""
         checked = check_url(url, allow_private=self.allow_private)
         unknown = sorted(set(kinds) - set(outbox.EVENT_KINDS))
         if unknown:
             raise EndpointInvalid(f"unknown event kinds: {', '.join(unknown)}")
+        return checked
+
+    async def new_secret(self, dealer_id: str) -> tuple[str, str, outbox.SealedSecret]:
+        """A new endpoint id, its secret (show it once) and the secret sealed for storage."""
+        endpoint_id = outbox.new_endpoint_id()
+        secret = "whsec_" + secrets.token_urlsafe(32)
+        sealed = await self.kms.wrap(secret.encode(), outbox.secret_context(endpoint_id, dealer_id))
+        return endpoint_id, secret, outbox.SealedSecret(sealed, await self.kms.key_id())
+
+    async def deliver_test(self, endpoint: outbox.WebhookEndpoint, sealed: outbox.SealedSecret,
+                           by: str) -> DeliveryResult:
+        """POST a signed ``printgate.test`` event to ``endpoint`` now (not through the outbox)."""
+        secret = await self.kms.unwrap(sealed.sealed, outbox.secret_context(endpoint.id, endpoint.dealer_id))
+        event_id = outbox.new_event_id()
+        body = json.dumps({"id": event_id, "type": TEST_KIND, "created_at": self._clock().isoformat(),
+                           "dealer_id": endpoint.dealer_id, "data": {"endpoint": endpoint.id, "by": by}},
+                          sort_keys=True, separators=(",", ":")).encode()
+        return await self.transport.deliver(endpoint.url, secret, event_id=event_id, kind=TEST_KIND, body=body)
+
+    def wake(self) -> None:
+        if self._on_redeliver is not None:
+            self._on_redeliver()
+
+    async def add(self, *, dealer_id: str, url: str, description: str, kinds: Sequence[str],
+                  by: str, source_ip: str | None = None) -> NewEndpoint:
+        """Check the address, make and seal a secret, store and audit; ``EndpointInvalid`` on bad input."""
+        checked = self.check(url, kinds)
         async with self.db.session() as s:
             if len(await outbox.list_endpoints(s, dealer_id)) >= MAX_ENDPOINTS_PER_DEALER:
                 raise EndpointInvalid(f"at most {MAX_ENDPOINTS_PER_DEALER} webhook endpoints per dealer; "
                                       "disable or reuse one")
-        endpoint_id = outbox.new_endpoint_id()
-        secret = "whsec_" + secrets.token_urlsafe(32)
-        sealed = await self.kms.wrap(secret.encode(), outbox.secret_context(endpoint_id, dealer_id))
+        endpoint_id, secret, sealed = await self.new_secret(dealer_id)
         async with self.db.transaction() as s:
             ep = await outbox.add_endpoint(
                 s, endpoint_id=endpoint_id, dealer_id=dealer_id, url=checked,
-                description=description.strip(), kinds=kinds,
-                secret=outbox.SealedSecret(sealed, await self.kms.key_id()), by=by, now=self._clock())
+                description=description.strip(), kinds=kinds, secret=sealed, by=by, now=self._clock())
         await self.audit.append(AuditEventIn(
             type=ENDPOINT_ADDED, actor=by, dealer_id=dealer_id, source_ip=source_ip,
             details={"endpoint": ep.id, "url": ep.url, "kinds": list(ep.kinds) or ["*"]}))
@@ -85,12 +108,7 @@ class WebhookEndpoints:
         async with self.db.session() as s:
             ep = await outbox.get_endpoint(s, dealer_id, endpoint_id)
             sealed = await outbox.endpoint_secret(s, endpoint_id)
-        secret = await self.kms.unwrap(sealed.sealed, outbox.secret_context(endpoint_id, dealer_id))
-        event_id = outbox.new_event_id()
-        body = json.dumps({"id": event_id, "type": TEST_KIND, "created_at": self._clock().isoformat(),
-                           "dealer_id": dealer_id, "data": {"endpoint": endpoint_id, "by": by}},
-                          sort_keys=True, separators=(",", ":")).encode()
-        result = await self.transport.deliver(ep.url, secret, event_id=event_id, kind=TEST_KIND, body=body)
+        result = await self.deliver_test(ep, sealed, by)
         await self.audit.append(AuditEventIn(
             type=ENDPOINT_TESTED, actor=by, dealer_id=dealer_id, source_ip=source_ip,
             outcome=Outcome.SUCCESS if result.ok else Outcome.FAILURE,
@@ -109,6 +127,5 @@ class WebhookEndpoints:
         await self.audit.append(AuditEventIn(
             type=DELIVERY_REDELIVERED, actor=by, dealer_id=dealer_id, source_ip=source_ip,
             details={"delivery": delivery_id, "event": view.event_id, "endpoint": view.endpoint_id}))
-        if self._on_redeliver is not None:
-            self._on_redeliver()
+        self.wake()
         return view
