@@ -64,10 +64,12 @@ class SecurityAlertFollower:
         self.max_attempts = max_attempts
         self.retry_base_s = retry_base_s
         self.wake = asyncio.Event()
+        self.caught_up = False  # the last evaluation read everything there was
 
     # -- evaluation ----------------------------------------------------------------------
     async def evaluate_once(self) -> list[Alert]:
-        """One batch (at most ``batch`` records); returns the alerts it raised."""
+        """One batch (at most ``batch`` records); returns the alerts it raised. ``caught_up``
+        says whether it read everything there was."""
         async with self.db.session() as s:
             cursor = await store.load_cursor(s, CURSOR)
         if cursor is None:  # first start: alert from now on, not on the whole history
@@ -80,7 +82,9 @@ class SecurityAlertFollower:
         for r in records:
             alerts += engine.feed(r)
         now = self.clock()
-        alerts += engine.tick(now)
+        self.caught_up = len(records) < self.batch
+        if self.caught_up:  # windows close on the clock only once the backlog is read (records carry time)
+            alerts += engine.tick(now)
         last_seq = records[-1].seq if records else after
         if cursor is not None and not records and not alerts:
             return []  # nothing read, nothing raised: the stored cursor and state stand
@@ -176,8 +180,8 @@ class SecurityAlertFollower:
     # -- the supervised loops ------------------------------------------------------------
     async def run_evaluation(self) -> None:
         while True:
-            alerts = await self.evaluate_once()
-            if not alerts:
+            await self.evaluate_once()
+            if self.caught_up:
                 await asyncio.sleep(self.poll_s)
 
     async def run_delivery(self) -> None:

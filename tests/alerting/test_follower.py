@@ -134,8 +134,9 @@ def follower(db: Database, rx: Receivers, clock: Clock, **kw) -> SecurityAlertFo
 
 
 async def drain(f: SecurityAlertFollower) -> None:
-    while await f.evaluate_once():
-        pass
+    await f.evaluate_once()
+    while not f.caught_up:
+        await f.evaluate_once()
     await f.deliver_once()
 
 
@@ -235,3 +236,24 @@ async def test_tenancy_is_resolved_for_records_that_name_none(db: Database, rece
     assert [(h["rule"], h["customer_id"], h["count"]) for h in receivers.hooks] == [("agent.revoked_used", "cB", 4)]
     assert [r for r, _ in receivers.mails] == [["ops@platform.example"]]  # customer A hears nothing of B
     assert "198.51.100.9" in receivers.mails[0][1].decode()
+
+
+async def test_a_restart_mid_storm_keeps_the_folded_count_and_raises_no_second_alert(
+        db: Database, receivers: Receivers) -> None:
+    await world(db)
+    await subscribe(db, dealer="d1", customer="cA", channel="webhook", target=receivers.hook_url)
+    clock = Clock()
+    first = follower(db, receivers, clock, batch=30)
+    await first.evaluate_once()
+    log = AuditLog(db, None)
+    storm = [AuditEventIn(type="auth.login", outcome=Outcome.FAILURE, actor="nobody@example.org",
+                          dealer_id="d1", customer_id="cA", source_ip="192.0.2.44") for _ in range(130)]
+    await log.append_many(storm)
+    await first.evaluate_once()
+    await first.deliver_once()  # 30 read: the alert is out, 20 folded; then the process "dies"
+    second = follower(db, receivers, clock, batch=30)
+    await drain(second)
+    clock.now += timedelta(minutes=11)
+    await drain(second)
+    assert [h["kind"] for h in receivers.hooks] == ["alert", "summary"]
+    assert sum(h["count"] for h in receivers.hooks) == 130
