@@ -6,7 +6,10 @@
 - HP JetDirect firmware wraps long names as text, a newline, then the rest as
   hex pairs ("Black Cartridge \\n38 32 37 41 20 48 50 ... 00") - shown raw, the
   name ends in hex;
-- the whole name as hex pairs ("42 6C 61 63 6B 20 ...").
+- the whole name as hex pairs ("42 6C 61 63 6B 20 ...");
+- HP names end in "HP <part number>"; without a part number the firmware writes a
+  placeholder ("Clean Rollers HP None" on the M880): the placeholder and its brand
+  tag are dropped ("Clean Rollers").
 Pure; tested on the recordings.
 """
 
@@ -15,6 +18,8 @@ from __future__ import annotations
 import re
 
 _HEX_PAIR = re.compile(r"^[0-9A-Fa-f]{2}$")
+# a missing part number printed as a word, after an optional brand tag, at the end of the name
+_NO_PART_NUMBER = re.compile(r"(?:\s+HP)?\s+(?:None|NONE|null|NULL|\(null\)|N/A)$")
 COLOUR_WORDS = (
     "black", "cyan", "magenta", "yellow", "light cyan", "light magenta", "photo black", "matte black",
     "grey", "gray", "light black", "red", "blue", "green", "orange", "violet", "white", "clear",
@@ -47,8 +52,8 @@ def supply_description(raw: bytes) -> str:
             text = head + decoded
     elif (decoded := _hex_to_text(text)) is not None and len(text.split()) > 1:
         text = decoded
-    text = "".join(ch for ch in text if ch.isprintable())
-    return " ".join(text.split())[:1024]
+    text = " ".join("".join(ch for ch in text if ch.isprintable()).split())
+    return (_NO_PART_NUMBER.sub("", text) or text)[:1024]
 
 
 def colour_in_name(name: str) -> str | None:
