@@ -62,7 +62,8 @@ class WebhookDispatcher:
     def __init__(self, db: Database, kms: KeyWrapper, transport: WebhookTransport, *,
                  policy: RetryPolicy = RetryPolicy(), audit: AuditSink | None = None,
                  per_endpoint: int = 2, max_in_flight: int = 64, poll_seconds: float = 0.5,
-                 batch: int = 200, clock: Callable[[], datetime] | None = None) -> None:
+                 batch: int = 200, retention: timedelta | None = timedelta(days=7),
+                 clock: Callable[[], datetime] | None = None) -> None:
         self.db, self.kms, self.transport, self.policy, self.audit = db, kms, transport, policy, audit
         self.per_endpoint, self.max_in_flight = per_endpoint, max_in_flight
         self.poll_seconds, self.batch = poll_seconds, batch
@@ -71,6 +72,8 @@ class WebhookDispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self.lease_seconds = transport.timeout * 2 + 5
+        self.retention = retention
+        self._pruned_at: datetime | None = None
 
     def wake(self) -> None:
         """Look at the outbox now (after a commit that enqueued something) instead of at the next poll."""
@@ -95,6 +98,12 @@ class WebhookDispatcher:
 
     async def _round(self) -> None:
         now = self._clock()
+        if self.retention is not None and (self._pruned_at is None or now - self._pruned_at > timedelta(hours=1)):
+            self._pruned_at = now
+            async with self.db.transaction() as s:
+                forgotten = await outbox.prune(s, before=now - self.retention)
+            if forgotten:
+                log.info("webhook.outbox_pruned", events=forgotten)
         async with self.db.transaction() as s:
             await outbox.fan_out(s, now=now, limit=self.batch)
         free = self.max_in_flight - len(self._tasks)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,9 @@ from gateway.proxy.server import DwaProxy
 from gateway.proxy.workers import ProxyWorkerPool
 from gateway.relay import Relay
 from gateway.relay.limits import RelayLimits
+from integrations.dispatcher import RetryPolicy, WebhookDispatcher
+from integrations.endpoints import WebhookEndpoints
+from integrations.webhook import WebhookTransport
 from portal.app import create_app
 from portal.state import AgentCaFacts
 from printgate import metrics
@@ -148,7 +151,9 @@ class Cloud(Service):
         await self._stack.enter_async_context(self.proxy)
 
         # the credential vault (issue 19): the master key file is made 0600 on first use
-        self.vault = CredentialVault(self.db, FileKms(gw.vault_master_key_path), self.audit)
+        kms = FileKms(gw.vault_master_key_path)
+        self.vault = CredentialVault(self.db, kms, self.audit)
+        self._start_integrations(kms)
         wiring = DwaWiring(
             relay_public_host=gw.relay_host, session_host=self.proxy.session_host,
             idle_timeout_s=gw.session_idle_seconds,
@@ -204,6 +209,27 @@ class Cloud(Service):
         if stale:
             log.info("firewall.reconciled", removed=stale)
         await self._start_portal()
+
+    def _start_integrations(self, kms: FileKms) -> None:
+        """Outbound webhooks (issue 20, docs/integrations.md): the outbox dispatcher runs supervised,
+        the portal's Integrations page manages the dealers' endpoints."""
+        cfg = self.settings.integrations
+        self.webhook_endpoints: WebhookEndpoints | None = None
+        if not cfg.enabled:
+            return
+        transport = WebhookTransport(timeout=cfg.webhook_timeout_seconds,
+                                     allow_private=cfg.allow_private_endpoints)
+        self._stack.push_async_callback(transport.aclose)
+        self.webhooks = WebhookDispatcher(
+            self.db, kms, transport, audit=self.audit,
+            policy=RetryPolicy(max_attempts=cfg.max_attempts, initial_seconds=cfg.retry_initial_seconds,
+                               maximum_seconds=cfg.retry_max_seconds, jitter=cfg.retry_jitter),
+            per_endpoint=cfg.per_endpoint_concurrency, max_in_flight=cfg.max_in_flight,
+            poll_seconds=cfg.poll_seconds, retention=timedelta(days=cfg.retention_days))
+        self.supervisor.add("webhooks", self.webhooks.run)
+        self.webhook_endpoints = WebhookEndpoints(self.db, kms, self.audit, transport,
+                                                  allow_private=cfg.allow_private_endpoints,
+                                                  on_redeliver=self.webhooks.wake)
 
     def _mqtt_crl(self) -> CrlPublisher | None:
         """The CRL the MQTT broker checks agents against (``channel.mqtt_crl_file``), if MQTT is on."""
@@ -266,6 +292,7 @@ class Cloud(Service):
         app = create_app(p, db=self.db, broker=self.broker, audit=self.audit, agent_ca=self.agent_ca,
                          commands=AgentCommandSender(self.hub), vault=self.vault)
         app.state.task_health = self.supervisor.health
+        app.state.webhook_endpoints = self.webhook_endpoints  # None: integrations off
         proxy = self.proxy  # /readyz: not ready while the proxy cannot audit (it refuses every request then)
         app.state.audit_failing = lambda: bool(getattr(proxy, "audit_failing", False))
         config = uvicorn.Config(app, host=p.host, port=p.port, log_level="warning",
