@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -257,3 +258,83 @@ async def test_a_restart_mid_storm_keeps_the_folded_count_and_raises_no_second_a
     await drain(second)
     assert [h["kind"] for h in receivers.hooks] == ["alert", "summary"]
     assert sum(h["count"] for h in receivers.hooks) == 130
+
+
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "syslog collector")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=1))
+            .not_valid_after(now + timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp / "collector.pem", tmp / "collector.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+async def test_syslog_over_tls_to_a_verified_collector(db: Database, receivers: Receivers, tmp_path: Path) -> None:
+    import ssl
+
+    cert, key = self_signed(tmp_path)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    lines: list[bytes] = []
+
+    async def collect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                length = await reader.readuntil(b" ")
+                lines.append(await reader.readexactly(int(length[:-1])))
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, asyncio.CancelledError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(collect, "127.0.0.1", 0, ssl=ctx)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        await world(db)
+        await subscribe(db, dealer="d1", customer=None, channel="syslog", target=f"tls://127.0.0.1:{port}",
+                        categories="device")
+        clock = Clock()
+        channels = Channels(smtp=None, syslog_ca_file=str(cert), timeout=5)
+        f = SecurityAlertFollower(db, channels, clock=clock)
+        untrusted = SecurityAlertFollower(db, Channels(smtp=None, timeout=5), clock=clock, max_attempts=1)
+        await f.evaluate_once()
+        await AuditLog(db, None).append(AuditEventIn(
+            type="device.identity_changed", outcome=Outcome.FAILURE, actor="agent:agA", device_id="dev|9",
+            details={"ip": "10.0.0.5", "now_answering": "serial=X=1"}))
+        await f.evaluate_once()
+        await untrusted.deliver_once()  # the system roots do not know this collector: refused, kept dead
+        async with db.session() as s:
+            [alert] = await subs.recent_alerts(s, dealer_id="d1")
+            [state] = await subs.deliveries_of(s, alert.id)
+        assert state.status == "dead" and "CERTIFICATE_VERIFY_FAILED" in (state.last_error or "")
+        assert lines == []
+        # an operator fixes the CA and redelivers: a new evaluation of new records is sent over TLS
+        await AuditLog(db, None).append(AuditEventIn(
+            type="device.identity_mismatch", outcome=Outcome.FAILURE, actor="agent:agA", device_id="dev=7"))
+        await drain(f)
+        for _ in range(50):
+            if lines:
+                break
+            await asyncio.sleep(0.05)
+        [line] = lines
+        assert b"CEF:0|Printgate|printgate|" in line and b"|device.identity|" in line
+        assert b"cs2=cA" in line and b"deviceExternalId=dev\\=7" in line  # CEF escaping of "="
+        await channels.aclose()
+        await untrusted.channels.aclose()
+    finally:
+        server.close()
