@@ -18,18 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
+import sqlite3
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, event
-from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.pool import StaticPool
 
 from audit.chain import (
     SCHEMA_VERSION,
@@ -52,22 +49,20 @@ log = get_logger("audit.log")
 
 
 class SqliteAuditWriter:
-    """One synchronous connection to the audit's SQLite file, used from one thread of its own:
+    """One plain sqlite3 connection to the audit's SQLite file, used from one thread of its own:
     a whole batch (lock the head, insert, move the head, checkpoint, commit) is one call."""
 
-    def __init__(self, url: str) -> None:
-        plain, synchronous = sqlite_options(url)
+    def __init__(self, db: Database) -> None:
+        plain, synchronous = sqlite_options(db.url)
         database = make_url(plain).database
         if not database or database == ":memory:":
             raise ValueError("the audit writer needs a SQLite file")
-        self._engine: Engine = create_sync_engine(
-            f"sqlite:///{database}", poolclass=StaticPool,
-            connect_args={"timeout": 30, "check_same_thread": False})
-        event.listen(self._engine, "connect",
-                     lambda dbapi_conn, _record: sqlite_pragmas(dbapi_conn, synchronous))
+        self.statements = store.SqliteAppends(db.engine.dialect)
+        self._database = database
+        self._synchronous = synchronous
+        self._conn: list[sqlite3.Connection] = []  # opened on first use; shared with the finalizer
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-sqlite")
-        self._lock = threading.Lock()
-        weakref.finalize(self, _close_writer, self._executor, self._engine)
+        self._finalizer = weakref.finalize(self, _close_writer, self._executor, self._conn)
 
     @staticmethod
     def usable(db: Database) -> bool:
@@ -76,21 +71,38 @@ class SqliteAuditWriter:
         database = make_url(sqlite_options(db.url)[0]).database
         return bool(database) and database != ":memory:"
 
-    async def run(self, work: Callable[[Connection], Any]) -> Any:
+    async def run(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
         """``work(connection)`` in one transaction (committed when it returns), in the writer's thread."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._transaction, work)
 
-    def _transaction(self, work: Callable[[Connection], Any]) -> Any:
-        with self._lock, self._engine.begin() as conn:
-            return work(conn)
+    def connection(self) -> sqlite3.Connection:
+        """The writer's connection (opened on first use, in the writer's thread)."""
+        if not self._conn:
+            conn = sqlite3.connect(self._database, timeout=30, isolation_level=None, check_same_thread=False)
+            sqlite_pragmas(conn, self._synchronous)
+            self._conn.append(conn)
+        return self._conn[0]
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        conn = self.connection()
+        conn.execute("BEGIN IMMEDIATE")  # the write lock first, as lock_head takes it on the async path
+        try:
+            result = work(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
 
     def close(self) -> None:
-        _close_writer(self._executor, self._engine)
+        self._finalizer()
 
 
-def _close_writer(executor: ThreadPoolExecutor, engine: Engine) -> None:
+def _close_writer(executor: ThreadPoolExecutor, conn: list[sqlite3.Connection]) -> None:
+    """Stop the thread and close the connection (nothing runs on it: a running batch holds the writer)."""
     executor.shutdown(wait=False)
-    engine.dispose()
+    while conn:
+        conn.pop().close()
 
 
 class AuditLog:
@@ -113,7 +125,7 @@ class AuditLog:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._salt = salt
         self._writer: SqliteAuditWriter | None = (
-            SqliteAuditWriter(db.url) if SqliteAuditWriter.usable(db) else None)
+            SqliteAuditWriter(db) if SqliteAuditWriter.usable(db) else None)
 
     async def append(self, event: AuditEventIn) -> AuditRecord:
         return (await self.append_many([event]))[0]
@@ -134,23 +146,24 @@ class AuditLog:
         if self._writer is not None:
             self._writer.close()
 
-    def _append_sync(self, conn: Connection, prepared: Sequence[PreparedEvent]) -> list[AuditRecord]:
-        last_seq, last_hash = store.lock_head_sync(conn)
+    def _append_sync(self, conn: sqlite3.Connection, prepared: Sequence[PreparedEvent]) -> list[AuditRecord]:
+        assert self._writer is not None
+        sql = self._writer.statements
+        last_seq, last_hash = sql.lock_head(conn)
         rows, personal_rows, records = self._build(prepared, last_seq, last_hash)
-        store.insert_rows_sync(conn, rows, personal_rows)
+        sql.insert_rows(conn, rows, personal_rows)
         seq, head = records[-1].seq, records[-1].hash
-        store.set_head_sync(conn, seq, head)
+        sql.set_head(conn, seq, head)
         if self.signer is not None:
             at = format_at(records[-1].at)
             n = self.checkpoint_every
             for boundary in range((last_seq // n + 1) * n, seq + 1, n):
-                base = store.latest_checkpoint_sync(conn, at_most=boundary)
+                base = sql.latest_checkpoint(conn, at_most=boundary)
                 if base is not None and base.tree_size == boundary:
                     continue
-                first = base.tree_size + 1 if base is not None else 1
-                hashes = store.record_hashes_sync(conn, first, boundary)
+                hashes = sql.record_hashes(conn, base.tree_size + 1 if base is not None else 1, boundary)
                 cp, row = self._sign(base, hashes, boundary, at)
-                store.insert_checkpoint_sync(conn, row)
+                sql.insert_checkpoint(conn, row)
                 log.info("audit.checkpoint", tree_size=boundary, key_id=cp.key_id)
         return records
 

@@ -11,11 +11,13 @@ upgrade into a deadlock and the snapshot is the newest one).
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any, cast
 
-from sqlalchemy import JSON, Connection, Table, Text, delete, func, insert, select, update
+from sqlalchemy import JSON, Dialect, Table, Text, delete, func, insert, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -53,38 +55,79 @@ async def lock_head(s: AsyncSession) -> tuple[int, str]:
     return _head_of((await s.execute(_LOCK_HEAD)).one_or_none())
 
 
-# --- the same appends on a synchronous connection (``audit.sqlite_writer``: one thread hop per
-# batch instead of one per statement); same statements, same locking, same rows ------------------
-def lock_head_sync(conn: Connection) -> tuple[int, str]:
-    return _head_of(conn.execute(_LOCK_HEAD).one_or_none())
+# --- the same appends on a plain sqlite3 connection (``audit.log.SqliteAuditWriter``: a batch is
+# one call in the writer's thread instead of a round trip per statement, and no SQL compilation:
+# ~0.1 ms instead of ~0.8 ms). Same tables, same locking (the head row first), and every value
+# converted by the column's own SQLAlchemy type for SQLite, so the rows are the ones the async
+# path writes ------------------------------------------------------------------------------------
+class SqliteAppends:
+    """The statements of an append on a ``sqlite3.Connection`` (caller runs BEGIN/COMMIT)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._records = _Columns(_RECORDS, dialect)
+        self._personal = _Columns(_PERSONAL, dialect)
+        self._checkpoints = _Columns(_CHECKPOINTS, dialect)
+        frontier_type = _CHECKPOINTS.c.frontier.type
+        self._frontier = frontier_type.dialect_impl(dialect).result_processor(dialect, None)
+
+    @staticmethod
+    def lock_head(conn: sqlite3.Connection) -> tuple[int, str]:
+        return _head_of(conn.execute(
+            "UPDATE audit_head SET seq = seq WHERE id = ? RETURNING seq, hash", (HEAD_ID,)).fetchone())
+
+    @staticmethod
+    def set_head(conn: sqlite3.Connection, seq: int, hash_: str) -> None:
+        conn.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = ?", (seq, hash_, HEAD_ID))
+
+    def insert_rows(self, conn: sqlite3.Connection, records: Sequence[dict[str, Any]],
+                    personal: Sequence[dict[str, Any]]) -> None:
+        self._records.insert(conn, records)
+        self._personal.insert(conn, personal)
+
+    def latest_checkpoint(self, conn: sqlite3.Connection, *, at_most: int) -> SimpleNamespace | None:
+        names = [c.name for c in _CHECKPOINTS.columns]
+        row = conn.execute(
+            f"SELECT {', '.join(names)} FROM audit_checkpoints WHERE tree_size <= ? "  # noqa: S608
+            "ORDER BY tree_size DESC LIMIT 1", (at_most,)).fetchone()
+        if row is None:
+            return None
+        found = dict(zip(names, row, strict=True))
+        if self._frontier is not None:
+            found["frontier"] = self._frontier(found["frontier"])
+        return SimpleNamespace(**found)
+
+    @staticmethod
+    def record_hashes(conn: sqlite3.Connection, first: int, last: int) -> list[str]:
+        return [str(r[0]) for r in conn.execute(
+            "SELECT hash FROM audit_records WHERE seq BETWEEN ? AND ? ORDER BY seq", (first, last))]
+
+    def insert_checkpoint(self, conn: sqlite3.Connection, row: dict[str, Any]) -> None:
+        self._checkpoints.insert(conn, [row])
 
 
-def set_head_sync(conn: Connection, seq: int, hash_: str) -> None:
-    conn.execute(update(AuditHeadRow).where(AuditHeadRow.id == HEAD_ID).values(seq=seq, hash=hash_))
+class _Columns:
+    """One table's INSERT on sqlite3, values bound through each column's SQLAlchemy type."""
 
+    def __init__(self, table: Table, dialect: Dialect) -> None:
+        self.table = table.name
+        self.bind = {c.name: c.type.dialect_impl(dialect).bind_processor(dialect) for c in table.columns}
+        self._sql: dict[tuple[str, ...], str] = {}
 
-def insert_rows_sync(conn: Connection, records: Sequence[dict[str, Any]],
-                     personal: Sequence[dict[str, Any]]) -> None:
-    if records:
-        conn.execute(insert(_RECORDS), list(records))
-    if personal:
-        conn.execute(insert(_PERSONAL), list(personal))
-
-
-def latest_checkpoint_sync(conn: Connection, *, at_most: int) -> Any:
-    """The newest checkpoint row of at most ``at_most`` records (columns as attributes), or None."""
-    q = (select(_CHECKPOINTS).where(_CHECKPOINTS.c.tree_size <= at_most)
-         .order_by(_CHECKPOINTS.c.tree_size.desc()).limit(1))
-    return conn.execute(q).first()
-
-
-def record_hashes_sync(conn: Connection, first: int, last: int) -> list[str]:
-    q = (select(_RECORDS.c.hash).where(_RECORDS.c.seq.between(first, last)).order_by(_RECORDS.c.seq))
-    return [str(h) for h in conn.execute(q).scalars().all()]
-
-
-def insert_checkpoint_sync(conn: Connection, row: dict[str, Any]) -> None:
-    conn.execute(insert(_CHECKPOINTS), [row])
+    def insert(self, conn: sqlite3.Connection, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        names = tuple(rows[0])
+        sql = self._sql.get(names)
+        if sql is None:
+            unknown = [n for n in names if n not in self.bind]
+            if unknown:
+                raise ValueError(f"{self.table} has no column(s) {unknown}")
+            sql = self._sql[names] = (f"INSERT INTO {self.table} ({', '.join(names)}) "  # noqa: S608
+                                      f"VALUES ({', '.join('?' * len(names))})")
+        procs = [self.bind[n] for n in names]
+        conn.executemany(sql, [tuple(v if proc is None else proc(v)
+                                     for proc, v in zip(procs, (row[n] for n in names), strict=True))
+                               for row in rows])
 
 
 async def set_head(s: AsyncSession, seq: int, hash_: str) -> None:

@@ -24,8 +24,7 @@ async def _synchronous(db: Database) -> int:
 
 def _writer_synchronous(log: AuditLog) -> int:
     assert log._writer is not None
-    with log._writer._engine.connect() as conn:
-        return int(conn.execute(text("PRAGMA synchronous")).scalar_one())
+    return int(log._writer.connection().execute("PRAGMA synchronous").fetchone()[0])
 
 
 @pytest.mark.parametrize(("query", "expected"), [("", 1), ("?synchronous=normal", 1), ("?synchronous=FULL", 2)])
@@ -71,3 +70,27 @@ async def test_concurrent_batches_through_the_writer_make_one_verified_chain(tmp
         con.close()
     assert seqs == list(range(1, 61))
     assert sizes == [10, 20, 30, 40, 50, 60]
+
+
+async def test_the_writer_stores_the_rows_the_async_path_stores(tmp_path: Path) -> None:
+    """Same columns, same stored forms (time stamp text, JSON personal values) either way."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/a.db"
+    await migrate(url)
+    event = AuditEventIn(type="test.same", actor="tech@example", source_ip="127.0.0.9", session_id="s1",
+                         details={"path": "/x", "note": "žluť"})
+    async with Database(url) as db:
+        log = AuditLog(db, None)
+        await log.append(event)  # the writer
+        async with db.transaction() as s:
+            await log.append_in(s, [event])  # the async path
+        log.close()
+    con = sqlite3.connect(tmp_path / "a.db")
+    try:
+        rows = con.execute("SELECT seq, typeof(at), length(at), type, outcome, session_id, entry IS NOT NULL"
+                           " FROM audit_records ORDER BY seq").fetchall()
+        personal = con.execute("SELECT actor, source_ip, json_type(fields) FROM audit_personal ORDER BY seq").fetchall()
+    finally:
+        con.close()
+    assert [r[1:] for r in rows[:1]] == [r[1:] for r in rows[1:]]
+    assert rows[0][1:] == ("text", 26, "test.same", "success", "s1", 1)
+    assert personal[0] == personal[1] == ("tech@example", "127.0.0.9", "object")
