@@ -20,21 +20,16 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
 import time  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
 
 from policy import Action, Context, Resource, Subject, evaluate, load_policy  # noqa: E402
-from printgate.domain import (  # noqa: E402
-    AgentId,
-    CustomerId,
-    DealerId,
-    Device,
-    DeviceId,
-    DeviceIdentity,
-    RemoteAccessMode,
-    Role,
-    SiteId,
-    User,
-    UserId,
+from printgate.domain import DeviceIdentity, Role  # noqa: E402
+from printgate.testing.policy_inputs import (  # noqa: E402
+    NOW,
+    make_context,
+    make_device,
+    make_resource,
+    make_subject,
+    make_user,
 )
 
 RULES = 1000
@@ -68,18 +63,16 @@ def tenant_rules() -> dict:
 
 def workload() -> list[tuple[Subject, Resource, Context]]:
     rng = random.Random(11)
-    user = User(UserId("u1"), "t@example.org", "T", frozenset({Role.TECHNICIAN}), DealerId("d1"))
-    now = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    user = make_user(Role.TECHNICIAN, email="t@example.org")
     cases = []
     for i in range(1000):
         n = rng.randrange(CUSTOMERS)
-        device = Device(DeviceId(f"dev{i}"), SiteId(f"s{n}"), AgentId("a"), "127.0.20.1",
-                        DeviceIdentity(model=rng.choice(["HP M404", "Canon iR", "Brother X"])),
-                        labels=frozenset(rng.sample(["a", "finance", "b"], 1)))
-        res = Resource(device, DealerId("d1"), CustomerId(f"c{n}"), SiteId(f"s{n}"),
-                       RemoteAccessMode.OPEN, True, True)
-        subject = Subject(user, rng.choice(["10.1.2.3", "192.168.1.1", "203.0.113.5"]), 60.0)
-        cases.append((subject, res, Context(now, 0, 0, None)))
+        device = make_device(id=f"dev{i}", site_id=f"s{n}", agent_id="a", name="",
+                             identity=DeviceIdentity(model=rng.choice(["HP M404", "Canon iR", "Brother X"])),
+                             labels=frozenset(rng.sample(["a", "finance", "b"], 1)))
+        res = make_resource(device, customer=f"c{n}", site=f"s{n}")
+        subject = make_subject(user, ip=rng.choice(["10.1.2.3", "192.168.1.1", "203.0.113.5"]), mfa_age=60.0)
+        cases.append((subject, res, make_context(now=NOW)))
     return cases
 
 
@@ -91,37 +84,26 @@ async def open_overhead(runs: int = 300) -> dict[str, float]:
     import tempfile
 
     from audit.log import AuditLog
-    from printgate.domain import Agent, AuditEventIn, Customer, Dealer, Site
+    from printgate.domain import AuditEventIn
     from printgate.store import approvals, rule_sets, sessions
     from printgate.store.db import Database, migrate
-    from printgate.store.devices import add_device, get_device
-    from printgate.store.tenants import (
-        add_agent,
-        add_customer,
-        add_dealer,
-        add_site,
-        tenant_of_site,
-    )
+    from printgate.store.devices import get_device
+    from printgate.store.tenants import tenant_of_site
+    from printgate.testing.tenancy import Tenancy
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{tmp}/bench.db"
         await migrate(url)
-        now = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+        now = NOW
         async with Database(url) as db:
+            await (Tenancy().dealer("d1", "D").customer("c1", "d1", "C").site("s1", "c1", "S")
+                   .agent("a1", "s1", name="A", online=True)
+                   .device("x", "s1", "a1", "127.0.20.1", DeviceIdentity(model="HP M404"))
+                   .save(db, now=now))
             async with db.transaction() as s:
-                await add_dealer(s, Dealer(DealerId("d1"), "D"))
-                await s.flush()
-                await add_customer(s, Customer(CustomerId("c1"), DealerId("d1"), "C"))
-                await s.flush()
-                await add_site(s, Site(SiteId("s1"), CustomerId("c1"), "S"))
-                await s.flush()
-                await add_agent(s, Agent(AgentId("a1"), SiteId("s1"), "A", online=True))
-                await s.flush()
-                await add_device(s, Device(DeviceId("x"), SiteId("s1"), AgentId("a1"), "127.0.20.1",
-                                           DeviceIdentity(model="HP M404")), now=now)
                 await rule_sets.save_ruleset(s, "d1", tenant_rules(), actor="bench", now=now)
             sink = AuditLog(db, None)  # the real chained log (no checkpoint signing)
-            user = User(UserId("u1"), "t@example.org", "T", frozenset({Role.TECHNICIAN}), DealerId("d1"))
+            user = make_user(Role.TECHNICIAN, email="t@example.org")
             cache: dict[tuple[str, int], object] = {}
 
             async def decide_and_audit() -> None:
