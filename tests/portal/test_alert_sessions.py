@@ -131,3 +131,27 @@ async def test_alert_auto_site_set_by_the_customer_admin(portal: Portal, client:
                    for x in allowed.details["reasons"])
         approvals = (await ac.get("/approvals")).text
         assert tech in approvals and "alert &#39;Toner empty&#39; (critical)" in approvals
+
+
+async def test_policy_explain_gives_the_alert_auto_reasons(portal: Portal) -> None:
+    """`printgate policy explain` (and the preview, same function) says why: the alert that
+    auto-approves, or that none is open at the threshold; the site's mode and the reason given."""
+    from printgate.cli.policy import _explain
+    from printgate.domain import SessionReason
+    from printgate.settings import Settings
+
+    _cid, sid, did = await _customer(portal)
+    async with portal.db.transaction() as s:
+        await tenants.set_site_access(s, sid, RemoteAccessMode.ALERT_AUTO, AlertSeverity.CRITICAL)
+    user, _ = await create_user(portal.db, Role.TECHNICIAN)
+    settings = Settings(database_url=portal.db.url)
+    await _alert(portal, did, severity="warning", description="Door open")
+    allow, text = await _explain(settings, user.email, did, "127.0.0.1", 30.0)
+    assert not allow and "approval required: no open alert of severity ≥ critical" in text
+    assert "remote access at site" in text and "alert_auto" in text and "Door open (warning)" in text
+    alert_id = await _alert(portal, did, severity="critical", description="Toner empty")
+    allow, text = await _explain(settings, user.email, did, "127.0.0.1", 30.0,
+                                 SessionReason.of_alert(alert_id, code="", severity="", description="",
+                                                        raised_at=None))
+    assert allow and "[customer.alert_open] auto-approved: alert 'Toner empty' (critical) open since" in text
+    assert "reason: alert 'Toner empty' (critical)" in text  # taken from the store, not the caller
