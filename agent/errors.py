@@ -5,7 +5,7 @@ The codes also travel to the gateway in ``CommandResult.error_code``.
 
 from __future__ import annotations
 
-from printgate.errors import PrintgateError
+from printgate.errors import AgentUnavailable, PrintgateError
 
 ENROLMENT_FAILED = "enrolment_failed"
 UPDATE_REJECTED = "update_rejected"
@@ -24,6 +24,17 @@ SNMP_ERROR_STATUS = "snmp_error_status"
 SNMP_MALFORMED = "snmp_malformed"
 SNMP_UNREACHABLE = "snmp_unreachable"
 SNMP_CONFIG = "snmp_config"
+CLOUD_BUSY = "cloud_busy"
+
+
+class CloudBusy(AgentUnavailable):
+    """The cloud's ingest is behind: the batch stays queued and is sent again after ``retry_after_s``."""
+
+    code = CLOUD_BUSY
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class EnrolmentFailed(PrintgateError):

@@ -107,5 +107,6 @@ class Monitoring(Service):
 
     async def _upload_loop(self) -> None:
         while True:
-            await asyncio.sleep(self._upload_interval)
+            # the cloud's ingest behind: wait as long as it asked (the readings stay queued)
+            await asyncio.sleep(max(self._upload_interval, self.queue.retry_after_s or 0.0))
             await self.upload_now()

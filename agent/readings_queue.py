@@ -25,6 +25,7 @@ from typing import Protocol
 
 from printgate.domain import Reading
 from printgate.logs import get_logger
+from printgate.wire import agent_pb2 as pb
 
 log = get_logger("agent.readings_queue")
 
@@ -53,28 +54,33 @@ class Uploader(Protocol):
         """Deliver a batch; return only once the cloud acknowledged ``batch_id``."""
 
 
-UploadReadings = Callable[[str, bytes], Awaitable[None]]
-
-
-def batch_payload(readings: Sequence[Reading]) -> bytes:
-    """The wire form of a batch: UTF-8 JSON ``{"readings": [Reading.to_dict(), ...]}``."""
-    return json.dumps({"readings": [r.to_dict() for r in readings]}, separators=(",", ":")).encode()
+UploadReadings = Callable[[str, Sequence[Reading]], Awaitable["pb.Ack | None"]]
 
 
 class _CallUploader:
     def __init__(self, upload_readings: UploadReadings) -> None:
         self._upload_readings = upload_readings
+        self.rejected = 0  # readings the cloud refused one by one (logged; not sent again)
 
     async def upload(self, batch_id: str, readings: list[Reading]) -> None:
-        await self._upload_readings(batch_id, batch_payload(readings))
+        ack = await self._upload_readings(batch_id, readings)
+        if ack is not None and ack.rejected:
+            self.rejected += len(ack.rejected)
+            for r in ack.rejected[:20]:
+                log.warning("readings_queue.reading_rejected", batch=batch_id, reading=r.reading_id,
+                            position=r.position, reason=r.reason)
+            if len(ack.rejected) > 20:
+                log.warning("readings_queue.readings_rejected", batch=batch_id, count=len(ack.rejected))
 
 
 def grpc_uploader(upload_readings: UploadReadings) -> Uploader:
-    """An ``Uploader`` over ``upload_readings(batch_id, payload)``.
+    """An ``Uploader`` over ``upload_readings(batch_id, readings)``.
 
-    That is ``agent.channel.grpc_client.GrpcChannel.upload_readings``: it must
-    return only once the cloud acknowledged ``batch_id`` and raise otherwise
-    (the queue then keeps the sealed batch and re-sends it, same id).
+    That is ``agent.channel.grpc_client.GrpcChannel.upload_readings`` (typed readings,
+    ``ReadingsBatch`` version 2): it must return the acknowledgement only once the cloud
+    acknowledged ``batch_id`` and raise otherwise (the queue then keeps the sealed batch and
+    re-sends it, same id). Readings the acknowledgement names as refused are logged with the
+    cloud's reason and not sent again (a bad value does not get better by retrying).
     """
     return _CallUploader(upload_readings)
 
@@ -144,6 +150,7 @@ class ReadingsQueue:
         self._lock = asyncio.Lock()
         self._db: sqlite3.Connection | None = None
         self._count = self._bytes = 0
+        self.retry_after_s: float | None = None  # set when the cloud asked the last upload to wait
         self._drops: dict[DropKey, Drop] = {}
         self._unsaved_drops: set[DropKey] = set()  # counted while the disk was full
         self._loaded = False  # the file's drop totals are in self._drops
@@ -446,8 +453,11 @@ class ReadingsQueue:
             try:
                 await uploader.upload(batch_id, readings)
             except Exception as exc:  # any failure: keep the sealed batch, retry later
-                log.warning("readings_queue.upload_failed", batch=batch_id, count=len(readings), error=str(exc))
+                self.retry_after_s = getattr(exc, "retry_after_s", None)  # the cloud asked to slow down
+                log.warning("readings_queue.upload_failed", batch=batch_id, count=len(readings), error=str(exc),
+                            retry_after_s=self.retry_after_s)
                 break
+            self.retry_after_s = None
             try:
                 await self._run(self._ack, batch_id)
             except (sqlite3.Error, OSError) as exc:

@@ -16,6 +16,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Protocol
 
+from fleet.ingest import FleetIngest
 from gateway.channel.handlers import ChannelHandlers
 from printgate import metrics
 from printgate.domain import AuditEventIn, Outcome, SessionId
@@ -24,7 +25,6 @@ from printgate.interfaces import AuditSink
 from printgate.logs import get_logger
 from printgate.store import agent_health, devices, tenants
 from printgate.store.db import Database
-from printgate.store.readings import ingest_payload
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import convert
 
@@ -55,9 +55,10 @@ class AgentEvents:
 
     def __init__(
         self, *, db: Database, audit: AuditSink, sessions: AgentSessions, presence: AgentPresence,
-        loss_grace_s: float, resume_delay_s: float = RESUME_DELAY_S,
+        loss_grace_s: float, resume_delay_s: float = RESUME_DELAY_S, ingest: FleetIngest | None = None,
     ) -> None:
         self._db = db
+        self._ingest = ingest or FleetIngest(db)
         self._audit = audit
         self._sessions = sessions
         self._presence = presence
@@ -140,8 +141,12 @@ class AgentEvents:
             log.warning("agent.unhealthy", agent=agent_id, degraded=health.degraded or None,
                         tasks=[t["name"] for t in health.unhealthy_tasks])
 
-    async def on_readings(self, agent_id: str, batch_id: str, payload: bytes) -> None:
-        await ingest_payload(self._db, agent_id, batch_id, payload)
+    async def on_readings(self, agent_id: str, batch: pb.ReadingsBatch) -> pb.Ack:
+        """The fleet stores the batch (once per batch id); the answer names what it refused."""
+        result = await self._ingest.ingest(agent_id, batch)
+        return pb.Ack(id=batch.batch_id, duplicate=result.duplicate, stored=result.stored,
+                      rejected=[pb.ReadingRejection(position=r.position, reading_id=r.reading_id, reason=r.reason)
+                                for r in result.rejected])
 
     async def on_presence(self, agent_id: str, online: bool) -> None:
         async with self._db.transaction() as s:

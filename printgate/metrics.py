@@ -28,6 +28,8 @@ PROXY_BLOCKS = Counter("printgate_proxy_blocks", "transfers the DWA proxy blocke
 # ---- readings (cloud: received and stored; agents: what they report lost) -----
 READINGS_RECEIVED = Counter("printgate_readings_received", "readings in batches agents uploaded")
 READINGS_STORED = Counter("printgate_readings_stored", "readings stored (batches seen before not counted)")
+READINGS_REJECTED = Counter("printgate_readings_rejected", "readings refused one by one at ingest (bad values)")
+READINGS_BUSY = Counter("printgate_readings_busy", "readings batches refused because ingest was behind (retried)")
 READINGS_UNMAPPED = Counter("printgate_readings_unmapped",
                             "readings stored that match no device of the agent's site (kept, not applied)",
                             ["agent"])

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("printgate", "policy", "audit", "integrations", "alerting", "gateway", "portal", "agent")
+PACKAGES = ("printgate", "policy", "audit", "integrations", "alerting", "fleet", "gateway", "portal", "agent")
 ERRORS_MODULES = {f"{p}/errors.py" for p in PACKAGES}
 CODE_KEYWORDS = {"code", "error_code"}
 

@@ -18,6 +18,7 @@ from agent.channel.command_guard import VerifiedCommand
 from agent.channel.enroll import EnrolledIdentity
 from agent.channel.grpc_client import GrpcChannel
 from agent.channel.mqtt_client import MqttChannel
+from printgate.domain import Reading
 from printgate.errors import AgentUnavailable
 from printgate.logs import get_logger
 from printgate.wire import agent_pb2 as pb
@@ -101,8 +102,9 @@ class DualChannel:
             log.info("agent.result_via_mqtt", command=command_id)
             await self.mqtt.publish_result(command_id, ok=ok, error_code=error_code, message=message)
 
-    async def upload_readings(self, batch_id: str, payload: bytes, *, deadline_s: float | None = None) -> None:
-        await self.grpc.upload_readings(batch_id, payload, deadline_s=deadline_s)
+    async def upload_readings(self, batch_id: str, readings: Sequence[Reading] | bytes, *,
+                              deadline_s: float | None = None) -> pb.Ack:
+        return await self.grpc.upload_readings(batch_id, readings, deadline_s=deadline_s)
 
     async def upload_inventory(self, devices: Sequence[pb.DiscoveredDevice]) -> None:
         await self.grpc.upload_inventory(devices)

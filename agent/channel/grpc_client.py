@@ -19,17 +19,20 @@ from grpc import aio
 from agent.channel.backoff import Backoff
 from agent.channel.command_guard import CommandGuard, VerifiedCommand
 from agent.channel.enroll import AGENT_VERSION, EnrolledIdentity, channel_options, make_csr
-from agent.errors import CommandRejected
+from agent.errors import CloudBusy, CommandRejected
+from printgate.domain import Reading
 from printgate.errors import AccessDenied, AgentUnavailable
 from printgate.lifecycle import cancel_and_wait
 from printgate.logs import get_logger
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import agent_pb2_grpc as pb_grpc
+from printgate.wire import convert
 
 log = get_logger(__name__)
 
 T = TypeVar("T")
 REFUSED = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
+RETRY_AFTER_KEY = "printgate-retry-after-s"
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
              grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 
@@ -177,14 +180,25 @@ class GrpcChannel:
             raise AgentUnavailable("gRPC channel not connected: call connect() first")
         return self._stub
 
-    async def upload_readings(self, batch_id: str, payload: bytes, *,
-                              deadline_s: float | None = None) -> None:
-        """Upload one batch; returns once the gateway acknowledged it."""
+    async def upload_readings(self, batch_id: str, readings: Sequence[Reading] | bytes, *,
+                              deadline_s: float | None = None) -> pb.Ack:
+        """Upload one batch (typed readings: version 2; bytes: a version 1 JSON payload); returns
+        the gateway's acknowledgement (readings it refused one by one are named in it). Raises
+        ``CloudBusy`` when the cloud's ingest is behind (keep the batch, retry after its hint)."""
         stub = self._stub_or_fail()
-        request = pb.ReadingsBatch(site_id=self.identity.site_id, batch_id=batch_id, payload_json=payload)
-        await self._call(f"readings batch {batch_id}",
-                         lambda: stub.UploadReadings(request, timeout=self._rpc_timeout, wait_for_ready=True),
-                         deadline_s=deadline_s)
+        if isinstance(readings, bytes):
+            request = pb.ReadingsBatch(site_id=self.identity.site_id, batch_id=batch_id, payload_json=readings)
+        else:
+            request = convert.readings_batch(self.identity.site_id, batch_id, readings)
+        try:
+            return await self._call(f"readings batch {batch_id}", lambda: stub.UploadReadings(
+                request, timeout=self._rpc_timeout, wait_for_ready=True), deadline_s=deadline_s)
+        except AgentUnavailable as exc:
+            cause = exc.__cause__
+            if isinstance(cause, aio.AioRpcError) and cause.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise CloudBusy(f"readings batch {batch_id} deferred: {cause.details()}",
+                                retry_after_s=_retry_after(cause)) from cause
+            raise
 
     async def upload_inventory(self, devices: Sequence[pb.DiscoveredDevice], *,
                                deadline_s: float | None = None) -> None:
@@ -241,3 +255,14 @@ class GrpcChannel:
         """True when less than ``lifetime_fraction`` of a day-scale lifetime remains."""
         remaining_ms = self.identity.cert_not_after_ms - (now or time.time()) * 1000
         return remaining_ms < 24 * 3600 * 1000 * lifetime_fraction
+
+
+def _retry_after(exc: aio.AioRpcError, default: float = 5.0) -> float:
+    """The gateway's retry hint (trailing metadata ``printgate-retry-after-s``), bounded to 1..300 s."""
+    for key, value in exc.trailing_metadata() or ():
+        if key == RETRY_AFTER_KEY:
+            try:
+                return min(max(float(value), 1.0), 300.0)
+            except (TypeError, ValueError):
+                break
+    return default

@@ -59,6 +59,7 @@ STREAM_TAKEN_OVER = "agent.stream.taken_over"
 PRESENCE_RESET = "agent.presence.reset_at_start"
 REFUSAL_DETAIL_MAX = 300
 DB_RETRY_AFTER_S = 5  # the retry hint of an UNAVAILABLE answer while the database is away
+RETRY_AFTER_KEY = "printgate-retry-after-s"  # trailing metadata: when to try again (seconds)
 T = TypeVar("T")
 
 SERVER_OPTIONS = [
@@ -229,7 +230,7 @@ class AgentChannelServer(Service):
             self.db_outage.failed(exc)
             await context.abort(grpc.StatusCode.UNAVAILABLE,
                                 f"the printgate database is unavailable; retry in {DB_RETRY_AFTER_S} s",
-                                trailing_metadata=(("printgate-retry-after-s", str(DB_RETRY_AFTER_S)),))
+                                trailing_metadata=((RETRY_AFTER_KEY, str(DB_RETRY_AFTER_S)),))
             raise
 
     async def revoke_agent(self, agent_id: str, *, reason: str, actor: str) -> int:
@@ -395,16 +396,11 @@ class AgentChannelServer(Service):
         return pb.Ack(id=request.command_id)
 
     async def readings(self, peer: PeerIdentity, request: pb.ReadingsBatch) -> pb.Ack:
+        """Hand the batch to the readings handler (``fleet`` ingest: idempotent per batch id,
+        answers once stored); its answer is the acknowledgement."""
         if not request.batch_id:
             raise PrintgateError("readings batch has no batch id", code=BATCH_ID_MISSING)
-        async with self._db.session() as s:
-            seen = await store.batch_processed(s, peer.agent_id, request.batch_id)
-        if seen:
-            return pb.Ack(id=request.batch_id, duplicate=True)
-        await self._handlers.on_readings(peer.agent_id, request.batch_id, request.payload_json)
-        async with self._db.transaction() as s:
-            fresh = await store.mark_batch_processed(s, peer.agent_id, request.batch_id)
-        return pb.Ack(id=request.batch_id, duplicate=not fresh)
+        return await self._handlers.on_readings(peer.agent_id, request)
 
     @property
     def hub(self) -> AgentHub:
@@ -487,6 +483,10 @@ class _ChannelService(pb_grpc.AgentChannelServicer):
         try:
             return await self._s.readings(peer, request)
         except PrintgateError as exc:
+            retry_after = getattr(exc, "retry_after_s", None)
+            if retry_after is not None:  # ingest is behind: the agent keeps the batch and slows down
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message, trailing_metadata=(
+                    (RETRY_AFTER_KEY, f"{retry_after:g}"),))
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
             raise
 

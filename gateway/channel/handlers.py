@@ -20,13 +20,14 @@ async def _ignore_heartbeat(agent_id: str, heartbeat: pb.HeartbeatRequest) -> No
 class ChannelHandlers:
     """What the gateway does with what agents send.
 
-    ``on_readings`` is called at most once per (agent, batch id) by this server
-    (processed ids are recorded after it returns); it should still be
-    idempotent, because a crash between the two repeats it.
+    ``on_readings`` gets every readings upload (the agent retries until acknowledged) and
+    answers the acknowledgement: it must be idempotent per (agent, batch id) and answer
+    only once the batch is stored (``fleet.ingest`` is); it raises ``ReadingsPayloadInvalid``
+    for an unreadable batch and ``IngestBusy`` when ingest is behind.
     """
 
     on_inventory: Callable[[str, list[pb.DiscoveredDevice]], Awaitable[None]]
-    on_readings: Callable[[str, str, bytes], Awaitable[None]]
+    on_readings: Callable[[str, pb.ReadingsBatch], Awaitable[pb.Ack]]
     on_presence: Callable[[str, bool], Awaitable[None]]
     on_command_result: Callable[[str, pb.CommandResult], Awaitable[None]] = _ignore_result
     on_heartbeat: Callable[[str, pb.HeartbeatRequest], Awaitable[None]] = _ignore_heartbeat  # agent health

@@ -20,6 +20,7 @@ from alerting.follower import follower_from_settings
 from audit.checkpoint import Signer
 from audit.checkpoint_timer import CheckpointTimer
 from audit.metered_log import MeteredAuditLog
+from fleet.ingest import FleetIngest
 from gateway.agent_commands import AgentCommandSender
 from gateway.agent_events import AgentEvents
 from gateway.broker import BrokerConfig, DwaBroker
@@ -170,9 +171,10 @@ class Cloud(Service):
         broker, relay = self.broker, self.relay
         metrics.SESSIONS_OPEN.set_function(lambda: broker.live_count)
         metrics.TUNNELS_OPEN.set_function(lambda: sum(relay.is_connected(s) for s in relay.live_session_ids()))
+        self.fleet_ingest = FleetIngest(self.db)  # readings: bounded in flight, agents told to slow down
         self.events = AgentEvents(
             db=self.db, audit=self.audit, sessions=self.broker, presence=self.hub,
-            loss_grace_s=gw.agent_loss_grace_seconds,
+            loss_grace_s=gw.agent_loss_grace_seconds, ingest=self.fleet_ingest,
         )
 
         ch = self.settings.channel

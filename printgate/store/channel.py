@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from printgate.domain import AgentCertificate, AgentId, SiteId
@@ -21,7 +20,6 @@ from printgate.store.models.channel import (
     AgentCertificateRow,
     AgentRekeyGrantRow,
     EnrolmentTokenRow,
-    ProcessedBatchRow,
 )
 from printgate.store.models.core import AgentRow, DwaSessionRow, SiteRow
 
@@ -297,24 +295,6 @@ async def revoked_serials(s: AsyncSession, *, valid_at: datetime | None = None) 
         q = q.where(AgentCertificateRow.not_after > valid_at)
     rows = await s.execute(q)
     return set(rows.scalars().all())
-
-
-async def mark_batch_processed(
-    s: AsyncSession, agent_id: str, batch_id: str, *, now: datetime | None = None
-) -> bool:
-    """Record the batch; False if it had been processed before (idempotency)."""
-    if await s.get(ProcessedBatchRow, (agent_id, batch_id)) is not None:
-        return False
-    try:
-        async with s.begin_nested():
-            s.add(ProcessedBatchRow(agent_id=agent_id, batch_id=batch_id, processed_at=_now(now)))
-    except IntegrityError:
-        return False
-    return True
-
-
-async def batch_processed(s: AsyncSession, agent_id: str, batch_id: str) -> bool:
-    return await s.get(ProcessedBatchRow, (agent_id, batch_id)) is not None
 
 
 async def mark_all_offline(s: AsyncSession) -> list[str]:

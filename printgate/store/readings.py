@@ -1,139 +1,248 @@
-"""Cloud side of monitoring: idempotent batch ingestion, device mapping, and
-the current state per device (supplies, open alerts) kept as readings arrive.
-
-``ingest_payload`` is what the gateway's agent-channel handler calls with the
-raw upload; ``ingest_batch`` takes already-parsed readings.
+"""Readings rows and their SQL: the batch ledger (the one idempotency record), the history
+table, current device state, supplies and alerts. No fleet rules live here: ``fleet.ingest``
+decides what to write, these functions write it set-based (one statement per table and batch:
+``COPY`` on PostgreSQL, multi-row ``INSERT`` on SQLite, ``INSERT ... ON CONFLICT`` upserts).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from printgate import metrics
-from printgate.domain import Reading, ReadingKind
-from printgate.logs import get_logger
+from printgate.domain import PrinterAlert, Reading, ReadingKind, SupplyLevel
+from printgate.fleet_alerts import SupplyThresholds
 from printgate.store.db import Database
-from printgate.store.models.core import AgentRow, DeviceRow
-from printgate.store.models.readings import ReadingBatchRow, ReadingRow
-from printgate.store.readings_payload import parse_payload
-from printgate.store.readings_state import apply_reading
+from printgate.store.models.core import AgentRow, CustomerRow, DeviceRow, SiteRow
+from printgate.store.models.readings import (
+    DeviceAlertRow,
+    DeviceStateRow,
+    DeviceSupplyRow,
+    ReadingBatchRow,
+    ReadingRow,
+    SupplyThresholdRow,
+)
 
-log = get_logger("store.readings")
-
-
-async def ingest_payload(db: Database, agent_id: str, batch_id: str, payload: bytes) -> bool:
-    """Store the UTF-8 JSON upload ``{"readings": [Reading.to_dict(), ...]}`` once.
-
-    Raises ``ReadingsPayloadInvalid`` (nothing stored) for a malformed payload;
-    returns False for a batch id this agent already delivered.
-    """
-    readings = parse_payload(batch_id, payload)
-    metrics.READINGS_RECEIVED.inc(len(readings))
-    stored = await ingest_batch(db, agent_id, batch_id, readings)
-    if stored:
-        metrics.READINGS_STORED.inc(len(readings))
-    return stored
+SQLITE_ROWS_PER_INSERT = 500  # 10 columns: well under SQLite's 32,766 bound parameters
 
 
-async def ingest_batch(
-    db: Database, agent_id: str, batch_id: str, readings: Sequence[Reading], *, now: datetime | None = None
-) -> bool:
-    """Store a batch once. Returns False (and stores nothing) for a batch id already seen.
-
-    Each reading is mapped to the device of the agent's site (serial first,
-    then ip); mapped readings update that device's current state.
-    """
-    received = now or datetime.now(UTC)
-    for attempt in range(3):
-        try:
-            mapped = await _ingest_once(db, agent_id, batch_id, readings, received)
-        except IntegrityError:
-            if await _batch_known(db, agent_id, batch_id):
-                return False  # delivered before (or by a concurrent upload of the same batch)
-            if attempt == 2:
-                raise
-            continue  # lost a race on a device's state row: the transaction is redone
-        if mapped < len(readings):  # kept in the readings table (device_id null), never silently
-            unmapped = len(readings) - mapped
-            metrics.READINGS_UNMAPPED.labels(agent_id).inc(unmapped)
-            log.warning("readings.unmapped", agent=agent_id, batch=batch_id, count=unmapped,
-                        hint="no device of the agent's site has these readings' serial or address; "
-                             "check the agent's inventory (printers found by SNMP become devices)")
-        return True
-    raise AssertionError("unreachable")
+def _dialect(s: AsyncSession) -> str:
+    return s.get_bind().dialect.name
 
 
-async def _batch_known(db: Database, agent_id: str, batch_id: str) -> bool:
-    async with db.session() as s:
-        return await s.get(ReadingBatchRow, (agent_id, batch_id)) is not None
+def _upsert(s: AsyncSession, table: Any) -> Any:
+    return (postgresql.insert(table) if _dialect(s) == "postgresql" else sqlite.insert(table))
 
 
-async def _ingest_once(
-    db: Database, agent_id: str, batch_id: str, readings: Sequence[Reading], received: datetime
-) -> int:
-    async with db.transaction() as s:
-        s.add(ReadingBatchRow(agent_id=agent_id, batch_id=batch_id, received_at=received, count=len(readings)))
-        await s.flush()
-        seen = set(
-            (await s.scalars(select(ReadingRow.id).where(ReadingRow.id.in_([r.id for r in readings])))).all()
-        ) if readings else set()
-        mapper = _DeviceMapper(s, agent_id)
-        fresh: list[tuple[str, Reading]] = []
-        for r in sorted(readings, key=lambda r: r.taken_at):
-            if r.id in seen:
-                continue  # a reading re-sent in a new batch is still stored once
-            seen.add(r.id)
-            device_id = await mapper.device_of(r)
-            s.add(ReadingRow(
-                id=r.id, agent_id=agent_id, batch_id=batch_id, ip=r.ip, serial=r.serial,
-                taken_at=r.taken_at, kinds=",".join(str(k) for k in r.kinds), body=r.to_dict(),
-                device_id=device_id,
-            ))
-            if device_id is not None:
-                fresh.append((device_id, r))
-        for device_id, r in fresh:
-            await apply_reading(s, device_id, r)
-    return len(fresh)
+async def claim_batch(s: AsyncSession, agent_id: str, batch_id: str, *, received_at: datetime,
+                      count: int) -> bool:
+    """Record the batch in the ledger; False when this agent delivered it before (the one
+    idempotency mechanism). A concurrent upload of the same batch waits on the key and then
+    gets False."""
+    stmt = _upsert(s, ReadingBatchRow).values(agent_id=agent_id, batch_id=batch_id, received_at=received_at,
+                                              count=count).on_conflict_do_nothing()
+    result = await s.execute(stmt)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-class _DeviceMapper:
-    """Device of a reading within the reporting agent's site: serial, else ip."""
+async def batch_known(s: AsyncSession, agent_id: str, batch_id: str) -> bool:
+    return await s.get(ReadingBatchRow, (agent_id, batch_id)) is not None
 
-    def __init__(self, s: AsyncSession, agent_id: str) -> None:
-        self.s, self.agent_id = s, agent_id
-        self._site: str | None = None
-        self._site_known = False
-        self._cache: dict[tuple[str | None, str], str | None] = {}
 
-    async def _site_id(self) -> str | None:
-        if not self._site_known:
-            agent = await self.s.get(AgentRow, self.agent_id)
-            self._site, self._site_known = (agent.site_id if agent else None), True
-        return self._site
+async def known_reading_ids(s: AsyncSession, ids: Sequence[str]) -> set[str]:
+    if not ids:
+        return set()
+    return set((await s.scalars(select(ReadingRow.id).where(ReadingRow.id.in_(list(ids))))).all())
 
-    async def device_of(self, r: Reading) -> str | None:
-        key = (r.serial, r.ip)
-        if key in self._cache:
-            return self._cache[key]
-        site = await self._site_id()
-        found: str | None = None
-        if site is not None:
-            if r.serial:
-                found = (await self.s.scalars(
-                    select(DeviceRow.id).where(DeviceRow.site_id == site, DeviceRow.serial == r.serial)
-                )).first()
-            if found is None:
-                found = (await self.s.scalars(
-                    select(DeviceRow.id).where(DeviceRow.site_id == site, DeviceRow.ip == r.ip)
-                    .order_by(DeviceRow.last_seen.desc())
-                )).first()
-        self._cache[key] = found
-        return found
+
+@dataclass(frozen=True, slots=True)
+class SiteDevices:
+    """The devices of an agent's site by serial and by ip (the newest seen first for an ip)."""
+
+    by_serial: Mapping[str, str]
+    by_ip: Mapping[str, str]
+
+
+async def site_devices(s: AsyncSession, agent_id: str, *, serials: Sequence[str],
+                       ips: Sequence[str]) -> SiteDevices:
+    """One query: the devices of ``agent_id``'s site with one of these serials or ips."""
+    site = (await s.scalars(select(AgentRow.site_id).where(AgentRow.id == agent_id))).first()
+    if site is None or not (serials or ips):
+        return SiteDevices({}, {})
+    rows = (await s.execute(
+        select(DeviceRow.id, DeviceRow.serial, DeviceRow.ip)
+        .where(DeviceRow.site_id == site,
+               or_(DeviceRow.serial.in_(list(set(serials))), DeviceRow.ip.in_(list(set(ips)))))
+        .order_by(DeviceRow.last_seen.asc(), DeviceRow.id.desc())
+    )).tuples().all()
+    by_serial: dict[str, str] = {}
+    by_ip: dict[str, str] = {}
+    for device_id, serial, ip in rows:  # oldest first: the newest seen wins for an ip
+        if serial and serial not in by_serial:
+            by_serial[serial] = device_id
+        by_ip[ip] = device_id
+    return SiteDevices(by_serial, by_ip)
+
+
+def reading_row(r: Reading, *, agent_id: str, batch_id: str, device_id: str | None) -> dict[str, Any]:
+    return {"id": r.id, "agent_id": agent_id, "batch_id": batch_id, "ip": r.ip, "serial": r.serial,
+            "taken_at": r.taken_at, "kinds": ",".join(str(k) for k in r.kinds), "device_id": device_id,
+            "body": r.to_dict()}
+
+
+_READING_COLUMNS = ("id", "agent_id", "batch_id", "ip", "serial", "taken_at", "kinds", "device_id", "body")
+
+
+async def insert_readings(s: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Append to the history: ``COPY`` on PostgreSQL (binary, in the session's transaction),
+    multi-row ``INSERT`` on SQLite."""
+    if not rows:
+        return
+    if _dialect(s) == "postgresql":
+        conn = await s.connection()
+        raw: Any = (await conn.get_raw_connection()).driver_connection  # asyncpg's connection
+        records = [tuple(json.dumps(r[c], separators=(",", ":")) if c == "body" else r[c]
+                         for c in _READING_COLUMNS) for r in rows]
+        await raw.copy_records_to_table("readings", records=records, columns=list(_READING_COLUMNS))
+        return
+    for start in range(0, len(rows), SQLITE_ROWS_PER_INSERT):
+        await s.execute(insert(ReadingRow).values(list(rows[start:start + SQLITE_ROWS_PER_INSERT])))
+
+
+@dataclass(slots=True)
+class DeviceState:
+    """The current state of a device as stored (``*_at``: taken_at of what set each part)."""
+
+    device_id: str
+    last_reading_at: datetime | None = None
+    counters_at: datetime | None = None
+    supplies_at: datetime | None = None
+    alerts_at: datetime | None = None
+    page_count: int | None = None
+    printer_status: str | None = None
+    device_status: str | None = None
+    error_state: list[str] | None = None
+
+
+async def lock_states(s: AsyncSession, device_ids: Sequence[str]) -> dict[str, DeviceState]:
+    """The stored states of these devices, locked until the transaction ends (PostgreSQL), so a
+    concurrent batch for the same device waits instead of losing an update."""
+    if not device_ids:
+        return {}
+    q = select(DeviceStateRow).where(DeviceStateRow.device_id.in_(sorted(set(device_ids))))
+    if _dialect(s) == "postgresql":
+        q = q.with_for_update()
+    rows = (await s.scalars(q.execution_options(populate_existing=True))).all()
+    return {r.device_id: DeviceState(r.device_id, r.last_reading_at, r.counters_at, r.supplies_at, r.alerts_at,
+                                     r.page_count, r.printer_status, r.device_status, list(r.error_state or []))
+            for r in rows}
+
+
+async def upsert_states(s: AsyncSession, states: Sequence[DeviceState]) -> None:
+    """One ``INSERT ... ON CONFLICT DO UPDATE`` for all devices of a batch. A part is only
+    replaced by a newer one (its ``*_at``), so a late delivery never overwrites newer state."""
+    if not states:
+        return
+    values = [{"device_id": st.device_id, "last_reading_at": st.last_reading_at, "counters_at": st.counters_at,
+               "supplies_at": st.supplies_at, "alerts_at": st.alerts_at, "page_count": st.page_count,
+               "printer_status": st.printer_status, "device_status": st.device_status,
+               "error_state": st.error_state or []} for st in states]
+    stmt = _upsert(s, DeviceStateRow).values(values)
+    t, x = DeviceStateRow.__table__.c, stmt.excluded
+
+    def newer(at: str) -> Any:
+        return or_(t[at].is_(None), and_(x[at].is_not(None), x[at] >= t[at]))
+
+    def pick(col: str, at: str) -> Any:
+        return case((newer(at), x[col]), else_=t[col])
+
+    stmt = stmt.on_conflict_do_update(index_elements=["device_id"], set_={
+        "last_reading_at": pick("last_reading_at", "last_reading_at"),
+        "counters_at": pick("counters_at", "counters_at"), "page_count": pick("page_count", "counters_at"),
+        "supplies_at": pick("supplies_at", "supplies_at"), "alerts_at": pick("alerts_at", "alerts_at"),
+        "printer_status": pick("printer_status", "alerts_at"), "device_status": pick("device_status", "alerts_at"),
+        "error_state": pick("error_state", "alerts_at"),
+    })
+    await s.execute(stmt)
+
+
+async def replace_supplies(s: AsyncSession, current: Mapping[str, tuple[datetime, Sequence[SupplyLevel]]]) -> None:
+    """The current supplies of these devices become the given ones (one delete, one insert)."""
+    if not current:
+        return
+    await s.execute(delete(DeviceSupplyRow).where(DeviceSupplyRow.device_id.in_(list(current))))
+    rows = [{"device_id": device_id, "supply_index": sup.index, "description": sup.description[:1024],
+             "type": sup.type[:64], "colour": sup.colour[:64] if sup.colour else None, "unit": sup.unit[:64],
+             "max_capacity": sup.max_capacity, "level": sup.level, "state": str(sup.state),
+             "percent": sup.percent, "taken_at": taken_at}
+            for device_id, (taken_at, supplies) in current.items()
+            for sup in {x.index: x for x in supplies}.values()]
+    for start in range(0, len(rows), SQLITE_ROWS_PER_INSERT):
+        await s.execute(insert(DeviceSupplyRow).values(rows[start:start + SQLITE_ROWS_PER_INSERT]))
+
+
+@dataclass(slots=True)
+class OpenAlert:
+    """An alert row as ingest tracks it: ``id`` None until inserted."""
+
+    device_id: str
+    key: str
+    alert: PrinterAlert
+    raised_at: datetime
+    last_seen_at: datetime
+    cleared_at: datetime | None = None
+    id: int | None = None
+    changed: bool = False
+
+
+async def open_alerts_of(s: AsyncSession, device_ids: Sequence[str]) -> list[OpenAlert]:
+    if not device_ids:
+        return []
+    rows = (await s.scalars(select(DeviceAlertRow).where(
+        DeviceAlertRow.device_id.in_(sorted(set(device_ids))), DeviceAlertRow.cleared_at.is_(None)))).all()
+    return [OpenAlert(r.device_id, r.alert_key, PrinterAlert(r.alert_index, r.severity, r.group, r.code,
+                                                            r.description, r.training_level),
+                      r.raised_at, r.last_seen_at, None, r.id) for r in rows]
+
+
+async def write_alerts(s: AsyncSession, alerts: Sequence[OpenAlert]) -> tuple[list[OpenAlert], list[OpenAlert]]:
+    """Insert the new alerts (``id`` None) and update the changed ones; returns (opened, cleared):
+    where an alert opens and where it clears (in this transaction)."""
+    opened = [a for a in alerts if a.id is None]
+    changed = [a for a in alerts if a.id is not None and a.changed]
+    for a in opened:  # few per batch; the id is needed (DWA sessions link to it)
+        a.id = (await s.execute(insert(DeviceAlertRow).values(
+            device_id=a.device_id, alert_key=a.key[:200], alert_index=a.alert.index,
+            severity=a.alert.severity[:32], group=a.alert.group[:64], code=a.alert.code[:64],
+            description=a.alert.description[:1024],
+            training_level=a.alert.training_level[:64] if a.alert.training_level else None,
+            raised_at=a.raised_at, last_seen_at=a.last_seen_at, cleared_at=a.cleared_at,
+        ).returning(DeviceAlertRow.id))).scalar_one()
+    for a in changed:
+        await s.execute(update(DeviceAlertRow).where(DeviceAlertRow.id == a.id).values(
+            last_seen_at=a.last_seen_at, description=a.alert.description[:1024], cleared_at=a.cleared_at))
+    cleared = [a for a in alerts if a.cleared_at is not None and (a.id is not None)]
+    return opened, cleared
+
+
+async def thresholds_of_devices(s: AsyncSession, device_ids: Sequence[str]) -> dict[str, SupplyThresholds]:
+    """Each device's dealer's supply thresholds (absent: the defaults), one query."""
+    if not device_ids:
+        return {}
+    rows = (await s.execute(
+        select(DeviceRow.id, SupplyThresholdRow.warning_percent, SupplyThresholdRow.critical_percent)
+        .join(SiteRow, SiteRow.id == DeviceRow.site_id)
+        .join(CustomerRow, CustomerRow.id == SiteRow.customer_id)
+        .join(SupplyThresholdRow, SupplyThresholdRow.tenant_id == CustomerRow.dealer_id)
+        .where(DeviceRow.id.in_(sorted(set(device_ids))))
+    )).tuples().all()
+    return {d: SupplyThresholds(w, c) for d, w, c in rows}
 
 
 async def count_readings(db: Database, agent_id: str | None = None) -> int:
@@ -159,8 +268,8 @@ async def readings_for(
     device_id: str | None = None, since: datetime | None = None, until: datetime | None = None,
     kind: ReadingKind | None = None, limit: int = 1000,
 ) -> list[Reading]:
-    """Readings of one device (by device id, serial or ip), oldest first; the
-    newest ``limit`` of them when there are more."""
+    """Readings of one device (by device id, serial or ip), oldest first; the newest ``limit``
+    of them when there are more."""
     async with db.session() as s:
         q = select(ReadingRow)
         if device_id is not None:

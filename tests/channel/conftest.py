@@ -59,8 +59,12 @@ class Recorder:
         async def on_inventory(agent_id: str, devices: list[pb.DiscoveredDevice]) -> None:
             self.inventories.append((agent_id, devices))
 
-        async def on_readings(agent_id: str, batch_id: str, payload: bytes) -> None:
-            self.readings.append((agent_id, batch_id, payload))
+        async def on_readings(agent_id: str, batch: pb.ReadingsBatch) -> pb.Ack:
+            """Idempotent per (agent, batch id), as the fleet's ingest is."""
+            seen = any(a == agent_id and b == batch.batch_id for a, b, _ in self.readings)
+            if not seen:
+                self.readings.append((agent_id, batch.batch_id, batch.payload_json))
+            return pb.Ack(id=batch.batch_id, duplicate=seen)
 
         async def on_presence(agent_id: str, online: bool) -> None:
             self.presence.append((agent_id, online))

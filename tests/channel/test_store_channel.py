@@ -52,10 +52,6 @@ async def test_revocation_and_batch_idempotency(db: Database) -> None:
         assert await store.revoked_serials(s) == {"abc123"}
         got = await store.get_certificate(s, "abc123")
     assert got is not None and not got.is_valid(T0 + timedelta(hours=1))
-    async with db.transaction() as s:
-        assert await store.mark_batch_processed(s, "agt-9", "b1", now=T0) is True
-    async with db.transaction() as s:
-        assert await store.mark_batch_processed(s, "agt-9", "b1", now=T0) is False
 
 
 async def test_crl_lists_revoked_certificates_until_they_expire(db: Database) -> None:

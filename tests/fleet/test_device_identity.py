@@ -140,7 +140,7 @@ def test_without_serial_and_mac_the_normalised_model_and_maker_decide() -> None:
 async def test_migration_0010_merges_todays_duplicates(database_url: str) -> None:
     cfg = alembic_config(database_url)
     await asyncio.to_thread(command.upgrade, cfg, "heads")
-    await asyncio.to_thread(command.downgrade, cfg, "0010_device_identity@-1")  # the schema of today
+    await asyncio.to_thread(command.downgrade, cfg, "0006_fleet")  # the schema before 0010
     t0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
     async with Database(database_url) as db:
         await Tenancy().chain(dealer="dealer-1", customer="cust-1", site=SITE, agent=AGENT).save(db)

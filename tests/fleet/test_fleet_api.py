@@ -7,8 +7,8 @@ from contextlib import aclosing
 
 import pytest
 
+from fleet.ingest import ingest_payload
 from printgate.domain import Role
-from printgate.store.readings import ingest_payload
 from tests.fleet.conftest import T0, FleetPortal, days, payload_of, reading_of, signed_in
 
 JSON = {"accept": "application/json"}

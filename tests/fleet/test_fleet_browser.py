@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from fleet.ingest import ingest_payload
 from lab.ports import free_tcp_port
 from printgate.domain import Role
 from printgate.store.db import Database, migrate
-from printgate.store.readings import ingest_payload
 from printgate.testing.portal import PASSWORD, create_user, rfc6238
 from tests.fleet.conftest import T0, days, fleet_app, payload_of, reading_of, seed_fleet
 

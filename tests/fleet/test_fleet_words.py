@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from contextlib import aclosing
 
+from fleet.ingest import ingest_payload
 from portal.fleet.supply_words import supply_kind_words
 from printgate.domain import Role
-from printgate.store.readings import ingest_payload
 from tests.fleet.conftest import T0, FleetPortal, days, payload_of, reading_of, signed_in
 
 

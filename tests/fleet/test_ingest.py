@@ -8,12 +8,14 @@ import json
 import pytest
 from sqlalchemy import func, select
 
+from fleet.decode import decode_v1
+from fleet.ingest import ingest_payload, store_decoded
 from printgate.domain import ReadingKind, SupplyState
 from printgate.errors import ReadingsPayloadInvalid
 from printgate.store.db import Database
 from printgate.store.fleet import TenantScope, current_supplies, fleet_device, open_alerts
 from printgate.store.models.readings import DeviceAlertRow, ReadingBatchRow, ReadingRow
-from printgate.store.readings import count_readings, ingest_payload, readings_for
+from printgate.store.readings import count_readings, readings_for
 from tests.fleet.conftest import T0, days, payload_of, reading_of
 
 D1 = TenantScope(dealer_id="d1")
@@ -70,8 +72,6 @@ async def test_duplicate_batch_is_ignored_and_changes_nothing(fleet_db: Database
     (b'{"readings": [', "not JSON"),
     (b'[{"id": "x"}]', '"readings" list'),
     (b'{"readings": {"id": "x"}}', '"readings" list'),
-    (b'{"readings": [42]}', "reading #0 is not an object"),
-    (b'{"readings": [{"id": "x", "ip": "127.0.20.15"}]}', "reading #0 is malformed"),
 ])
 async def test_malformed_payload_is_refused_with_a_reason_and_nothing_is_lost(
     fleet_db: Database, payload: bytes, why: str
@@ -90,16 +90,23 @@ async def test_malformed_payload_is_refused_with_a_reason_and_nothing_is_lost(
     assert await ingest_payload(fleet_db, "a-c1", "b-bad", payload_of([fixed])) is True
 
 
-async def test_one_bad_reading_refuses_the_whole_batch(fleet_db: Database) -> None:
+async def test_one_bad_reading_is_refused_on_its_own_with_a_reason_and_the_others_are_stored(
+    fleet_db: Database,
+) -> None:
     good = reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0).to_dict()
     bad = dict(good, id="other", taken_at="2025-03-01T08:00:00", kinds=["counters"])  # no time zone
-    body = json.dumps({"readings": [good, bad]}).encode()
-    with pytest.raises(ReadingsPayloadInvalid, match="reading #1 has taken_at without a time zone"):
-        await ingest_payload(fleet_db, "a-c1", "b-1", body)
     wrong_kind = dict(good, id="k", kinds=["toner"])
-    with pytest.raises(ReadingsPayloadInvalid, match="reading #0 is malformed"):
-        await ingest_payload(fleet_db, "a-c1", "b-1", json.dumps({"readings": [wrong_kind]}).encode())
-    assert await count_readings(fleet_db) == 0
+    body = json.dumps({"readings": [good, bad, 42, wrong_kind, dict(good)]}).encode()
+    result = await store_decoded(fleet_db, "a-c1", decode_v1("b-1", body))
+    assert not result.duplicate and result.stored == 1
+    assert [(r.position, r.reading_id) for r in result.rejected] == [(1, "other"), (2, ""), (3, "k"), (4, good["id"])]
+    reasons = [r.reason for r in result.rejected]
+    assert reasons[0] == "reading #1 has taken_at without a time zone"
+    assert reasons[1] == "reading #2 is not an object"
+    assert reasons[2].startswith("reading #3 is malformed") and "toner" in reasons[2]
+    assert reasons[3] == f"reading #4 repeats id {good['id']!r}"
+    assert [r.id for r in await readings_for(fleet_db, device_id="dev-m130")] == [good["id"]]
+    assert await count_readings(fleet_db) == 1
 
 
 async def test_alert_is_raised_then_cleared_when_a_later_reading_no_longer_has_it(fleet_db: Database) -> None:

@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 from agent.ews_probe import EwsEndpoint
 from agent.runtime import inventory_entry
 from agent.snmp.parsing import identity_from
+from fleet.ingest import ingest_payload
 from gateway.agent_events import AgentEvents
 from lab import snmprec
 from lab.snmp import recording_path
@@ -29,7 +30,6 @@ from printgate.store import devices
 from printgate.store.db import Database
 from printgate.store.models.core import DeviceRow
 from printgate.store.models.readings import ReadingRow
-from printgate.store.readings import ingest_payload
 from printgate.testing.audit import RecordingAuditSink
 from printgate.testing.tenancy import Tenancy
 from tests.fleet.conftest import FleetPortal, payload_of, reading_of, signed_in

@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from agent.snmp.parsing import supplies_from
+from fleet.ingest import ingest_payload
 from lab import snmprec
 from lab.snmp import recording_path
 from portal.fleet.forecast import no_forecast_reason
@@ -29,7 +30,6 @@ from printgate.store.fleet import (
     open_alerts,
 )
 from printgate.store.models.readings import SupplyThresholdRow
-from printgate.store.readings import ingest_payload
 from tests.fleet.conftest import T0, FleetPortal, days, payload_of, reading_of, signed_in
 
 D1 = TenantScope(dealer_id="d1")
@@ -152,8 +152,8 @@ async def test_fleet_device_counts_derived_alerts(fleet_db: Database) -> None:
 
 
 def test_the_page_count_falls_back_to_the_vendor_total_without_marker_counters() -> None:
+    from fleet.state import page_count_of
     from printgate.domain import CounterValue
-    from printgate.store.readings_state import page_count_of
     konica = reading_of("konica_c250i", ip="127.0.20.17", at=T0)
     assert page_count_of(konica) == sum(c.value for c in konica.counters if c.name.startswith("marker."))
     vendor_only = replace(konica, counters=(CounterValue("vendor.pages.total", 4242), CounterValue("vendor.pages.mono", 42)))

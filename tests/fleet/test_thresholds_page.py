@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from contextlib import aclosing
 
+from fleet.ingest import ingest_payload
 from printgate.domain import Role
 from printgate.store.db import Database
 from printgate.store.fleet import open_alerts
-from printgate.store.readings import ingest_payload
 from printgate.testing.portal import csrf_of
 from tests.fleet.conftest import T0, fleet_app, payload_of, reading_of, signed_in
 

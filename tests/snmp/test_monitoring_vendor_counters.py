@@ -9,7 +9,7 @@ to the recording, not only when a test builds the polled device itself.
 from __future__ import annotations
 
 import asyncio
-import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from agent.discovery import DiscoveryLimits, discover
@@ -33,8 +33,8 @@ async def test_the_agents_polling_reads_each_vendor_profiles_page_counters(
 ) -> None:
     uploaded: list[Reading] = []
 
-    async def upload_readings(batch_id: str, payload: bytes) -> None:
-        uploaded.extend(Reading.from_dict(r) for r in json.loads(payload)["readings"])
+    async def upload_readings(batch_id: str, sent: Sequence[Reading]) -> None:
+        uploaded.extend(sent)
 
     ips = [by_name(n).ip for n in WITH_VENDOR_COUNTERS]
     async with SnmpClient(timeout=1.0, retries=1) as client:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import statistics
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,15 @@ from agent.polling import PolledDevice, Poller, PollSchedule
 from agent.readings_queue import ReadingsQueue, grpc_uploader
 from agent.snmp import oids
 from agent.snmp.transport import SnmpClient, SnmpTarget
+from fleet.ingest import ingest_batch
 from lab import snmprec
 from lab.catalog import by_name
 from lab.snmp import SnmpLab
 from printgate.domain import Reading, ReadingKind, SnmpCredential
 from printgate.store.db import Database
-from printgate.store.readings import count_readings, ingest_batch, readings_for
+from printgate.store.readings import count_readings, readings_for
+from printgate.wire import agent_pb2 as pb
+from printgate.wire import convert
 from tests.snmp.conftest import DEAD
 
 PUBLIC = SnmpCredential.v2c("public")
@@ -30,14 +32,14 @@ RUN_FOR = 2.5
 
 
 class CollectingCloud:
-    """A real local receiver of ``upload_readings(batch_id, payload)``: decodes and keeps."""
+    """A real local receiver of ``upload_readings(batch_id, readings)``: the wire batch, decoded and kept."""
 
     def __init__(self) -> None:
         self.batches: dict[str, list[Reading]] = {}
 
-    async def upload_readings(self, batch_id: str, payload: bytes) -> None:
-        body = json.loads(payload.decode("utf-8"))
-        self.batches[batch_id] = [Reading.from_dict(r) for r in body["readings"]]
+    async def upload_readings(self, batch_id: str, sent: Sequence[Reading]) -> None:
+        wire = pb.ReadingsBatch.FromString(convert.readings_batch("s", batch_id, sent).SerializeToString())
+        self.batches[batch_id] = [convert.reading_from_wire(m) for m in wire.readings]
 
     @property
     def readings(self) -> list[Reading]:
@@ -98,24 +100,24 @@ async def test_each_kind_is_polled_at_its_own_cadence_into_the_queue(
             assert r.errors and r.errors[0].startswith("snmp: no SNMP"), r.errors
 
 
-async def test_grpc_uploader_sends_the_wire_json_and_a_failed_call_keeps_the_batch(
+async def test_grpc_uploader_sends_the_typed_readings_and_a_failed_call_keeps_the_batch(
     db: Database, tmp_path: Path
 ) -> None:
     from tests.snmp.test_store_and_forward import _reading
 
-    calls: list[tuple[str, bytes]] = []
+    calls: list[tuple[str, list[Reading]]] = []
     fail_next = True
 
-    async def upload_readings(batch_id: str, payload: bytes) -> None:
-        """A real local cloud: the store's idempotent ingest, after one lost call."""
+    async def upload_readings(batch_id: str, sent: Sequence[Reading]) -> None:
+        """A real local cloud: the fleet's idempotent ingest of the wire batch, after one lost call."""
         nonlocal fail_next
-        calls.append((batch_id, payload))
+        calls.append((batch_id, list(sent)))
         if fail_next:
             fail_next = False
             raise ConnectionError("gateway unreachable")
-        body = json.loads(payload.decode("utf-8"))
-        assert set(body) == {"readings"}
-        await ingest_batch(db, "agent-grpc", batch_id, [Reading.from_dict(r) for r in body["readings"]])
+        wire = pb.ReadingsBatch.FromString(convert.readings_batch("s", batch_id, sent).SerializeToString())
+        assert wire.version == 2 and not wire.payload_json
+        await ingest_batch(db, "agent-grpc", batch_id, [convert.reading_from_wire(m) for m in wire.readings])
 
     readings = [_reading(n) for n in range(7)]
     async with ReadingsQueue(tmp_path / "q.sqlite", batch_size=5) as queue:
@@ -125,7 +127,7 @@ async def test_grpc_uploader_sends_the_wire_json_and_a_failed_call_keeps_the_bat
         assert await queue.flush(uploader) == 7
     assert [c[0] for c in calls][:2] == [calls[0][0]] * 2, "the retry re-sends the same batch id"
     assert len(calls) == 3
-    assert json.loads(calls[1][1])["readings"] == [r.to_dict() for r in readings[:5]]
+    assert calls[1][1] == readings[:5]
     assert await count_readings(db, "agent-grpc") == 7
     stored = await readings_for(db, agent_ids=["agent-grpc"], limit=100)
     assert sorted(r.id for r in stored) == sorted(r.id for r in readings)

@@ -14,11 +14,12 @@ import pytest
 from aiohttp import web
 
 from agent.readings_queue import ReadingsQueue
+from fleet.ingest import ingest_batch
 from lab.ports import free_tcp_port
 from printgate.domain import CounterValue, Reading, ReadingKind, SupplyLevel, SupplyState
 from printgate.errors import AgentUnavailable
 from printgate.store.db import Database
-from printgate.store.readings import count_readings, ingest_batch, readings_for
+from printgate.store.readings import count_readings, readings_for
 
 AGENT = "agent-saf"
 

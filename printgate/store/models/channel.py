@@ -47,12 +47,3 @@ class AgentRekeyGrantRow(Base):
     granted_by: Mapped[str] = mapped_column(String(320))
     granted_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
-
-
-class ProcessedBatchRow(Base):
-    """A readings batch already handed to the ingest handler (idempotency)."""
-
-    __tablename__ = "processed_batches"
-    agent_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    batch_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    processed_at: Mapped[datetime] = mapped_column(UtcDateTime)
