@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from printgate.domain import DwaSession, DwaState, DwaTransition
 from printgate.errors import NotFound
 from printgate.store.models.core import CustomerRow, DeviceRow, SiteRow
 from printgate.store.models.outbox import OutboxEventRow, WebhookDeliveryRow, WebhookEndpointRow
@@ -99,6 +100,30 @@ async def enqueue_for_device(s: AsyncSession, *, kind: str, device_id: str, payl
     site_id, customer_id, dealer_id = row
     return await enqueue_outbound(s, kind=kind, dealer_id=dealer_id, customer_id=customer_id,
                                   site_id=site_id, device_id=device_id, payload=payload, now=now)
+
+
+async def enqueue_session_changes(s: AsyncSession, session: DwaSession,
+                                  new: Sequence[DwaTransition]) -> None:
+    """``session.opened`` when ``new`` makes the session active, ``session.ended`` when it ends one
+    that was active (a refused or failed opening is no session a ticket needs to hear of)."""
+    was_active = any(t.state == DwaState.ACTIVE for t in session.history)
+    for t in new:
+        if t.state == DwaState.ACTIVE:
+            kind = SESSION_OPENED
+        elif t.state.is_final and was_active:
+            kind = SESSION_ENDED
+        else:
+            continue
+        payload: dict[str, Any] = {
+            "session_id": session.id, "user_id": session.user_id, "state": t.state.value,
+            "at": t.at.isoformat(), "opened_at": session.created_at.isoformat(),
+            "expires_at": session.expires_at.isoformat(),
+            "reason": session.reason.to_dict() if session.reason is not None else None,
+        }
+        if kind == SESSION_ENDED:
+            payload["end_reason"] = t.reason
+            payload["duration_seconds"] = int((t.at - session.created_at).total_seconds())
+        await enqueue_for_device(s, kind=kind, device_id=session.device_id, payload=payload, now=t.at)
 
 
 # --- endpoints --------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from printgate.domain import (
     SessionReason,
     UserId,
 )
+from printgate.store import outbox
 from printgate.store.models.core import DwaSessionRow, DwaTransitionRow
 from printgate.store.models.readings import DeviceAlertRow
 
@@ -45,6 +46,7 @@ async def save_session(s: AsyncSession, session: DwaSession) -> None:
     row.ended_at = session.ended_at
     for t in session.history[stored:]:
         s.add(DwaTransitionRow(session_id=session.id, state=t.state.value, at=t.at, reason=t.reason))
+    await outbox.enqueue_session_changes(s, session, session.history[stored:])  # same transaction
 
 
 async def load_session(s: AsyncSession, session_id: str) -> DwaSession | None:
