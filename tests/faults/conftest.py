@@ -1,14 +1,29 @@
-"""Fault fixtures: a tiny tmpfs the test mounts for an agent's data."""
+"""Fault fixtures: a tiny tmpfs the test mounts for an agent's data, a PostgreSQL cluster of the
+test's own to stop and start, and the portal served over it with a signed-in client."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
+import httpx
 import pytest
+
+from lab.ports import free_tcp_port
+from portal.app import create_app
+from printgate.domain import Role
+from printgate.settings import PortalSettings
+from printgate.store.db import Database, migrate
+from printgate.testing.audit import RecordingAuditSink
+from printgate.testing.broker import PolicyBroker
+from printgate.testing.portal import Clock, create_user, served, sign_in
+from printgate.testing.tenancy import Tenancy
 
 
 @pytest.fixture
@@ -99,3 +114,35 @@ def own_postgres() -> Iterator[OwnPostgres]:
         with contextlib.suppress(subprocess.SubprocessError):
             pg.stop("immediate")
         shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class PortalOnPostgres:
+    """The portal served on loopback over a migrated ``OwnPostgres`` (one dealer), with a technician
+    signed in through ``client``: the set-up of the portal's database-outage tests."""
+
+    pg: OwnPostgres
+    db: Database
+    clock: Clock
+    base: str
+    client: httpx.AsyncClient
+
+
+@pytest.fixture
+async def portal_on_own_postgres(own_postgres: OwnPostgres) -> AsyncIterator[PortalOnPostgres]:
+    await migrate(own_postgres.url)
+    db = Database(own_postgres.url)
+    try:
+        await Tenancy().dealer("d1").save(db)
+        clock = Clock()
+        port = free_tcp_port()
+        base = f"http://127.0.0.1:{port}"
+        app = create_app(PortalSettings(public_url=base, secret_key=secrets.token_urlsafe(32)), db=db,
+                         broker=PolicyBroker(db, clock, base), audit=RecordingAuditSink(), clock=clock)
+        user, secret = await create_user(db, Role.TECHNICIAN)
+        async with served(app, port), httpx.AsyncClient(base_url=base, timeout=60,
+                                                          follow_redirects=False) as client:
+            await sign_in(client, SimpleNamespace(clock=clock), user, secret)
+            yield PortalOnPostgres(own_postgres, db, clock, base, client)
+    finally:
+        await db.aclose()

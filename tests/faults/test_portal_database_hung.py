@@ -6,29 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import signal
 import time
 from pathlib import Path
 
-import httpx
 from structlog.testing import capture_logs
 
-from lab.ports import free_tcp_port
-from portal.app import create_app
-from printgate.domain import Role
-from printgate.settings import PortalSettings
-from printgate.store.db import Database, migrate
-from printgate.testing.audit import RecordingAuditSink
-from printgate.testing.broker import PolicyBroker
-from printgate.testing.portal import Clock, create_user, served, sign_in
-from printgate.testing.tenancy import Tenancy
-from tests.faults.conftest import OwnPostgres
-
-
-class _Portal:
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
+from tests.faults.conftest import OwnPostgres, PortalOnPostgres
 
 
 def _cluster_pids(pg: OwnPostgres) -> list[int]:
@@ -53,54 +37,44 @@ def _signal_all(pids: list[int], sig: signal.Signals) -> None:
             pass
 
 
-async def test_portal_answers_503_within_seconds_while_the_database_hangs(own_postgres: OwnPostgres) -> None:
-    await migrate(own_postgres.url)
-    db = Database(own_postgres.url)
-    await Tenancy().dealer("d1").save(db)
-    clock = Clock()
-    port = free_tcp_port()
-    base = f"http://127.0.0.1:{port}"
-    app = create_app(PortalSettings(public_url=base, secret_key=secrets.token_urlsafe(32)), db=db,
-                     broker=PolicyBroker(db, clock, base), audit=RecordingAuditSink(), clock=clock)
-    user, secret = await create_user(db, Role.TECHNICIAN)
+async def test_portal_answers_503_within_seconds_while_the_database_hangs(
+    portal_on_own_postgres: PortalOnPostgres,
+) -> None:
+    own_postgres, client = portal_on_own_postgres.pg, portal_on_own_postgres.client
     pids: list[int] = []
     try:
-        async with served(app, port), httpx.AsyncClient(base_url=base, timeout=60,
-                                                          follow_redirects=False) as client:
-            await sign_in(client, _Portal(clock), user, secret)
-            assert (await client.get("/devices")).status_code == 200
+        assert (await client.get("/devices")).status_code == 200
 
-            with capture_logs() as events:
-                pids = _cluster_pids(own_postgres)
-                _signal_all(pids, signal.SIGSTOP)
-                stopped = time.monotonic()
-                first = await client.get("/devices")
-                first_in = time.monotonic() - stopped
-                logged_in = time.monotonic() - stopped
-                later = time.monotonic()
-                second = await client.get("/api/devices", headers={"accept": "application/json"})
-                second_in = time.monotonic() - later
-                await asyncio.sleep(1.0)
-                _signal_all(pids, signal.SIGCONT)
-                pids = []
-                resumed = time.monotonic()
+        with capture_logs() as events:
+            pids = _cluster_pids(own_postgres)
+            _signal_all(pids, signal.SIGSTOP)
+            stopped = time.monotonic()
+            first = await client.get("/devices")
+            first_in = time.monotonic() - stopped
+            logged_in = time.monotonic() - stopped
+            later = time.monotonic()
+            second = await client.get("/api/devices", headers={"accept": "application/json"})
+            second_in = time.monotonic() - later
+            await asyncio.sleep(1.0)
+            _signal_all(pids, signal.SIGCONT)
+            pids = []
+            resumed = time.monotonic()
+            back = await client.get("/devices")
+            while back.status_code != 200 and time.monotonic() - resumed < 15:
+                await asyncio.sleep(0.2)
                 back = await client.get("/devices")
-                while back.status_code != 200 and time.monotonic() - resumed < 15:
-                    await asyncio.sleep(0.2)
-                    back = await client.get("/devices")
-                outage_real = time.monotonic() - stopped
+            outage_real = time.monotonic() - stopped
 
-            assert first.status_code == 503 and first_in < 10, (first.status_code, first_in)
-            assert second.status_code == 503 and second_in < 10, (second.status_code, second_in)
-            assert back.status_code == 200, "the portal did not recover after the database resumed"
-            down = [e for e in events if e["event"] == "portal.database_unreachable"]
-            up = [e for e in events if e["event"] == "portal.database_recovered"]
-            assert len(down) == 1 and len(up) == 1, [e["event"] for e in events]
-            assert logged_in < 10
-            # the duration counts from when requests started failing to wait, not from the first timeout
-            assert first_in <= up[0]["outage_seconds"] + 0.5
-            assert up[0]["outage_seconds"] <= outage_real + 0.5
-            assert up[0]["outage_seconds"] >= first_in + 1.0 - 0.5
+        assert first.status_code == 503 and first_in < 10, (first.status_code, first_in)
+        assert second.status_code == 503 and second_in < 10, (second.status_code, second_in)
+        assert back.status_code == 200, "the portal did not recover after the database resumed"
+        down = [e for e in events if e["event"] == "portal.database_unreachable"]
+        up = [e for e in events if e["event"] == "portal.database_recovered"]
+        assert len(down) == 1 and len(up) == 1, [e["event"] for e in events]
+        assert logged_in < 10
+        # the duration counts from when requests started failing to wait, not from the first timeout
+        assert first_in <= up[0]["outage_seconds"] + 0.5
+        assert up[0]["outage_seconds"] <= outage_real + 0.5
+        assert up[0]["outage_seconds"] >= first_in + 1.0 - 0.5
     finally:
         _signal_all(pids, signal.SIGCONT)
-        await db.aclose()
