@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from portal.fleet.status import StatusWords, status_of
+from portal.forms import one_of
 from portal.schemas.fleet import level_text
 from printgate.domain import FleetDevice
 
@@ -32,10 +33,9 @@ class DeviceFilter:
     @classmethod
     def of(cls, q: str = "", customer: str = "", site: str = "", status: str = "", alert: str = "",
            group: str = "customer") -> DeviceFilter:
-        return cls(q=q.strip()[:100], customer=customer, site=site,
-                   status=status if status in STATUS_CHOICES else "",
-                   alert=alert if alert in ALERT_CHOICES else "",
-                   group=group if group in ("customer", "site", "none") else "customer")  # type: ignore[arg-type]
+        return cls(q=q.strip()[:100], customer=customer, site=site, status=one_of(status, STATUS_CHOICES),
+                   alert=one_of(alert, ALERT_CHOICES),
+                   group=one_of(group, GROUPINGS, "customer"))  # type: ignore[arg-type]
 
     @property
     def active(self) -> bool:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from audit.query import AuditFilter
+from portal.forms import known_fields
 from printgate.domain import Outcome
 
 
@@ -31,8 +32,7 @@ class AuditForm:
 
     @classmethod
     def of(cls, values: dict[str, str]) -> AuditForm:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v.strip()[:320] for k, v in values.items() if k in names})
+        return cls(**known_fields(cls, values, max_length=320))
 
     def to_filter(self) -> AuditFilter:
         """The filter asked for; ``ValueError`` with a message a person can act on."""
