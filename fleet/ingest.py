@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleet.decode import DecodedBatch, Rejection, decode_batch, decode_v1
 from fleet.errors import IngestBusy
@@ -25,6 +26,7 @@ from fleet.state import apply_batch
 from printgate import metrics
 from printgate.domain import Reading
 from printgate.logs import get_logger
+from printgate.store import outbox
 from printgate.store import readings as rows
 from printgate.store.db import Database
 from printgate.wire import agent_pb2 as pb
@@ -67,6 +69,14 @@ class FleetIngest:
             return await store_decoded(self._db, agent_id, decoded)
         finally:
             self.in_flight -= 1
+
+
+    async def answer(self, agent_id: str, batch: pb.ReadingsBatch) -> pb.Ack:
+        """``ingest`` as the agent channel answers it: the acknowledgement, given once stored."""
+        result = await self.ingest(agent_id, batch)
+        return pb.Ack(id=batch.batch_id, duplicate=result.duplicate, stored=result.stored,
+                      rejected=[pb.ReadingRejection(position=r.position, reading_id=r.reading_id, reason=r.reason)
+                                for r in result.rejected])
 
 
 async def ingest_payload(db: Database, agent_id: str, batch_id: str, payload: bytes) -> bool:
@@ -132,6 +142,18 @@ async def _store_once(db: Database, agent_id: str, batch: DecodedBatch, received
                                   await rows.thresholds_of_devices(s, ids))
             await rows.upsert_states(s, changes.states)
             await rows.replace_supplies(s, changes.supplies)
-            await rows.write_alerts(s, changes.alerts)
+            opened, cleared = await rows.write_alerts(s, changes.alerts)
+            await _announce(s, opened, cleared)
     return IngestResult(duplicate=False, stored=len(fresh), unmapped=len(fresh) - len(mapped),
                         rejected=batch.rejected)
+
+
+async def _announce(s: AsyncSession, opened: Sequence[rows.OpenAlert], cleared: Sequence[rows.OpenAlert]) -> None:
+    """Alert changes go to the outbox (webhooks) in the ingest's own transaction: an alert that
+    opened or cleared is announced exactly when it is stored."""
+    for kind, alerts in ((outbox.ALERT_OPENED, opened), (outbox.ALERT_CLEARED, cleared)):
+        for a in alerts:
+            await outbox.enqueue_for_device(s, kind=kind, device_id=a.device_id, payload={
+                "alert_id": a.id, "device_id": a.device_id, "severity": a.alert.severity, "code": a.alert.code,
+                "group": a.alert.group, "description": a.alert.description, "raised_at": a.raised_at.isoformat(),
+                "cleared_at": a.cleared_at.isoformat() if a.cleared_at else None})

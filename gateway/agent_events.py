@@ -143,10 +143,7 @@ class AgentEvents:
 
     async def on_readings(self, agent_id: str, batch: pb.ReadingsBatch) -> pb.Ack:
         """The fleet stores the batch (once per batch id); the answer names what it refused."""
-        result = await self._ingest.ingest(agent_id, batch)
-        return pb.Ack(id=batch.batch_id, duplicate=result.duplicate, stored=result.stored,
-                      rejected=[pb.ReadingRejection(position=r.position, reading_id=r.reading_id, reason=r.reason)
-                                for r in result.rejected])
+        return await self._ingest.answer(agent_id, batch)
 
     async def on_presence(self, agent_id: str, online: bool) -> None:
         async with self._db.transaction() as s:

@@ -179,3 +179,20 @@ async def test_serial_mismatch_with_device_at_same_ip_maps_by_ip_only_without_se
     r = reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0, serial_known=False)
     assert await ingest_payload(fleet_db, "a-c1", "b-1", payload_of([r])) is True
     assert [x.id for x in await readings_for(fleet_db, device_id="dev-m130")] == [r.id]
+
+
+async def test_alerts_opened_and_cleared_are_announced_in_the_outbox_with_their_row_id(fleet_db: Database) -> None:
+    from printgate.store.models.outbox import OutboxEventRow
+
+    with_alerts = reading_of("lab-jetdirect_m130nw-alerts", ip="127.0.20.15", at=T0)
+    fixed = reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0 + days(1))
+    assert await ingest_payload(fleet_db, "a-c1", "b-1", payload_of([with_alerts])) is True
+    assert await ingest_payload(fleet_db, "a-c1", "b-2", payload_of([fixed])) is True
+    async with fleet_db.session() as s:
+        events = (await s.scalars(select(OutboxEventRow).order_by(OutboxEventRow.seq))).all()
+        ids = set((await s.scalars(select(DeviceAlertRow.id))).all())
+    opened = [e for e in events if e.kind == "alert.opened"]
+    cleared = [e for e in events if e.kind == "alert.cleared"]
+    assert len(ids) == 5 and {e.payload["alert_id"] for e in opened} == ids == {e.payload["alert_id"] for e in cleared}
+    assert all(e.dealer_id == "d1" and e.device_id == "dev-m130" for e in events)
+    assert all(e.payload["cleared_at"] == (T0 + days(1)).isoformat() for e in cleared)
