@@ -30,6 +30,7 @@ from portal.routers import (
     login,
     mfa,
     policy_rules,
+    security_alerts,
     sso,
     tenants,
     users,
@@ -112,7 +113,7 @@ def create_app(
     for router in (health.router, login.router, mfa.router, devices.router, dwa_sessions.router, approvals.router,
                    approvals.api, sso.router, users.router, tenants.router, policy_rules.router, api_tokens.router,
                    agents.router, api.router, fleet.router, audit_routes.router, device_credentials.router,
-                   integrations.router,
+                   integrations.router, security_alerts.router,
                    *extra_routers):
         app.include_router(router)
     return app

@@ -46,6 +46,7 @@ class Receivers:
     smtp_port: int = 0
     hook_url: str = ""
     syslog_url: str = ""
+    secret: str = SECRET  # what the webhook receiver checks signatures with
 
 
 class _Smtp:
@@ -67,7 +68,7 @@ async def receivers() -> AsyncIterator[Receivers]:
     async def hook(request: web.Request) -> web.Response:
         body = await request.read()
         try:
-            verify_signature(SECRET.encode(), request.headers.get(SIGNATURE_HEADER, ""), body)
+            verify_signature(rx.secret.encode(), request.headers.get(SIGNATURE_HEADER, ""), body)
         except Exception:
             rx.bad_signatures += 1
             return web.Response(status=401)
