@@ -294,6 +294,8 @@ class Cloud(Service):
         app = create_app(p, db=self.db, broker=self.broker, audit=self.audit, agent_ca=self.agent_ca,
                          commands=AgentCommandSender(self.hub), vault=self.vault)
         app.state.task_health = self.supervisor.health
+        # security-alert webhook subscriptions to private addresses (labs): off unless configured
+        app.state.allow_private_webhooks = self.settings.security_alerts.allow_private_webhooks
         app.state.webhook_endpoints = self.webhook_endpoints  # None: integrations off
         proxy = self.proxy  # /readyz: not ready while the proxy cannot audit (it refuses every request then)
         app.state.audit_failing = lambda: bool(getattr(proxy, "audit_failing", False))
