@@ -40,6 +40,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _json_value(value: object) -> str:
+    """Datetimes as ISO 8601 (UTC with ``Z``), anything else as its text."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
 def new_event_id() -> str:
     return "evt_" + secrets.token_hex(16)
 
@@ -76,7 +83,7 @@ async def enqueue_outbound(s: AsyncSession, *, kind: str, dealer_id: str, custom
     """Add one event to the outbox in the caller's transaction; return its id."""
     if kind not in EVENT_KINDS:
         raise ValueError(f"unknown outbound event kind {kind!r}; one of {', '.join(EVENT_KINDS)}")
-    data = json.loads(json.dumps(dict(payload), default=str))  # JSON-safe now, not at delivery
+    data = json.loads(json.dumps(dict(payload), default=_json_value))  # JSON-safe now, not at delivery
     if len(json.dumps(data)) > MAX_PAYLOAD_BYTES:
         raise ValueError(f"outbound event payload over {MAX_PAYLOAD_BYTES} bytes")
     event_id = new_event_id()
