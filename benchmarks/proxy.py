@@ -170,7 +170,7 @@ def addon_microbench(rounds: int = 400) -> dict[str, float]:
     from mitmproxy.test import tflow
 
     from gateway.proxy.addons.banner import Banner
-    from gateway.proxy.addons.block_downloads import BlockDownloads
+    from gateway.proxy.addons.block_downloads import BlockDownloads, BodyVerdicts
     from gateway.proxy.addons.rewrite_urls import RewriteUrls
     from gateway.proxy.addons.security_headers import SecurityHeaders
     from gateway.proxy.addons.session_auth import COOKIE_KEY
@@ -187,7 +187,9 @@ def addon_microbench(rounds: int = 400) -> dict[str, float]:
     route = SessionRoute("m1", "s-m1.dwa.localhost", "127.0.0.1", 8081, f"http://{dev}", "http", None,
                          datetime.now(UTC) + timedelta(hours=1), 600, "bench printer", "bench customer")
     routes.add(route)
-    addons = [BlockDownloads(deps.limits), RewriteUrls(deps.public), Banner(deps), SecurityHeaders(deps.public)]
+    block = BlockDownloads(deps.limits)
+    block.verdicts = BodyVerdicts(entries=0)  # every round judged afresh: the first-time cost of a page
+    addons = [block, RewriteUrls(deps.public), Banner(deps), SecurityHeaders(deps.public)]
     row = "<tr><td>counter</td><td>" + "1234567890" * 7 + "</td></tr>\n"
     link = f"<a href='http://{dev}/status'>status</a>"
     bodies = {

@@ -12,7 +12,10 @@ or print job at a line start, or an encoded file (base64, hex, ...) in it.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets
+from collections import OrderedDict
 
 from mitmproxy import http
 
@@ -40,6 +43,42 @@ SVG_TYPE = "image/svg+xml"
 MAX_PLAIN_TEXT = 16 * 1024
 NO_BODY_STATUSES = frozenset({101, 204, 304})
 Verdict = tuple[str, str, int]
+FONT = object()  # the body is a font: whether it may pass depends on the request and session
+
+
+class BodyVerdicts:
+    """What the body checks decided about recent bodies, by a keyed digest of the body (with its
+    declared type and the limits it was checked under): an EWS serves the same status page, style
+    sheet and script again and again, and a repeat costs a BLAKE2b pass (~1 ms/MB) instead of the
+    sniffing and the encoded-payload scan. The key is secret per process (nobody can make a body
+    collide with one already judged); bodies under ``min_size`` are checked afresh (cheap anyway)."""
+
+    MISSING = object()
+
+    def __init__(self, entries: int = 512, min_size: int = 8 * 1024) -> None:
+        self._key = secrets.token_bytes(32)
+        self._entries = entries
+        self._min_size = min_size
+        self._seen: OrderedDict[tuple[bytes, str, ProxyLimits], Verdict | object | None] = OrderedDict()
+
+    def key(self, body: bytes, mtype: str, lim: ProxyLimits) -> tuple[bytes, str, ProxyLimits] | None:
+        """The body's key, or None when it is not worth remembering."""
+        if len(body) < self._min_size:
+            return None
+        return hashlib.blake2b(body, digest_size=32, key=self._key).digest(), mtype, lim
+
+    def get(self, key: tuple[bytes, str, ProxyLimits] | None) -> Verdict | object | None:
+        if key is None or key not in self._seen:
+            return self.MISSING
+        self._seen.move_to_end(key)
+        return self._seen[key]
+
+    def put(self, key: tuple[bytes, str, ProxyLimits] | None, verdict: Verdict | object | None) -> None:
+        if key is None:
+            return
+        self._seen[key] = verdict
+        while len(self._seen) > self._entries:
+            self._seen.popitem(last=False)
 
 
 def _disposition_is_file(value: str) -> bool:
@@ -74,6 +113,7 @@ class BlockDownloads:
         self._vendors = vendors
         self._by_vendor: dict[str, ProxyLimits] = {}
         self.fonts = FontReferences()
+        self.verdicts = BodyVerdicts()
         if routes is not None:
             routes.on_remove(lambda session_id, _reason: self.fonts.forget(session_id))
 
@@ -120,16 +160,30 @@ class BlockDownloads:
             return None
         if not body:
             return None
+        mtype = media_type(resp.headers.get("content-type", ""))
+        key = self.verdicts.key(body, mtype, lim)
+        verdict = self.verdicts.get(key)
+        if verdict is BodyVerdicts.MISSING:
+            verdict = self._body_verdict(mtype, body, lim)
+            self.verdicts.put(key, verdict)
+        if verdict is FONT:
+            return self._check_font(req, body, session_id, lim)
+        if verdict is None and session_id and (mtype in CSS_TYPES or mtype in HTML_TYPES):
+            self.fonts.record(session_id, body, req.url)
+        return verdict  # type: ignore[return-value]
+
+    def _body_verdict(self, mtype: str, body: bytes, lim: ProxyLimits) -> Verdict | object | None:
+        """What the body alone decides (no request, no session): a refusal, None, or ``FONT``."""
+        size = len(body)
         kind = sniff.transfer_kind(body)
         if kind is not None:
             return f"download.sniffed_{kind}", f"The response is a {kind} file, whatever its declared type.", size
-        mtype = media_type(resp.headers.get("content-type", ""))
         if mtype == SVG_TYPE:
             return self._check_svg(body, lim)
         if mtype.startswith("image/"):
             return self._check_image(body, lim)
         if mtype.startswith("font/") or mtype in FONT_TYPES or sniff.font_kind(body) is not None:
-            return self._check_font(req, body, session_id, lim)
+            return FONT
         page = mtype in HTML_TYPES or mtype in CSS_TYPES or mtype in JS_TYPES or mtype == ""
         if not sniff.is_textual_throughout(body, every_control=not page):
             inner = sniff.embedded_kind(body)
@@ -139,7 +193,7 @@ class BlockDownloads:
         verdict = self._check_text_type(mtype, body, lim)
         if verdict is not None:
             return verdict
-        return self._check_text_content(req, mtype, body, session_id, lim)
+        return self._check_text_content(mtype, body, lim)
 
     @staticmethod
     def _check_image(body: bytes, lim: ProxyLimits) -> Verdict | None:
@@ -205,8 +259,8 @@ class BlockDownloads:
             return None
         return "download.type", f"Responses of type {mtype} are not page resources.", size
 
-    def _check_text_content(self, req: http.Request, mtype: str, body: bytes, session_id: str,
-                            lim: ProxyLimits) -> Verdict | None:
+    @staticmethod
+    def _check_text_content(mtype: str, body: bytes, lim: ProxyLimits) -> Verdict | None:
         size = len(body)
         markup = mtype in HTML_TYPES or mtype in CSS_TYPES
         job = sniff.job_or_document_kind(body, anywhere=False, lines=not markup)
@@ -218,6 +272,4 @@ class BlockDownloads:
             hit = _split_over_json_strings(body, lim.encoded_min_download)
         if hit is not None:
             return "download.encoded_blob", f"The response carries {hit.describe()}: an encoded file.", size
-        if session_id and (mtype in CSS_TYPES or mtype in HTML_TYPES):
-            self.fonts.record(session_id, body, req.url)
         return None
