@@ -82,7 +82,8 @@ def _dt(ts: float) -> datetime:
 def _minutes(seconds: float) -> str:
     if seconds >= 120:
         return f"{round(seconds / 60)} minutes"
-    return f"{round(seconds)} seconds"
+    n = max(1, round(seconds))
+    return f"{n} second{'s' if n != 1 else ''}"
 
 
 def _alert_id(*parts: object) -> str:
@@ -213,7 +214,7 @@ class Engine:
         elif hit.count > 1:
             text = f"{hit.count:,} occurrences for {hit.subject}"
         else:
-            text = f"{rule.title}: {hit.subject}"
+            text = f"1 occurrence ({r.type}, {r.outcome})"
         if samples and rule.threshold > 1:
             text += f" ({_sample_label(rule)}: {', '.join(samples)})"
         text += f"; further occurrences are summarised every {_minutes(rule.quiet_s)}."
