@@ -10,5 +10,6 @@ from printgate.store.models import core as core
 from printgate.store.models import identity as identity
 from printgate.store.models import outbox as outbox
 from printgate.store.models import readings as readings
+from printgate.store.models import security_alerts as security_alerts
 from printgate.store.models import vault as vault
 from printgate.store.models.base import Base as Base
