@@ -95,18 +95,24 @@ async def enqueue_outbound(s: AsyncSession, *, kind: str, dealer_id: str, custom
 
 async def enqueue_for_device(s: AsyncSession, *, kind: str, device_id: str, payload: Mapping[str, Any],
                              now: datetime | None = None) -> str | None:
-    """``enqueue_outbound`` with the device's site, customer and dealer looked up (None: no such device)."""
+    """``enqueue_outbound`` with the device's site, customer and dealer looked up (None: no such
+    device); ``payload`` gains ``context``: the names a ticket shows (customer, site, device, model,
+    serial, address, location)."""
     row = (await s.execute(
-        select(SiteRow.id, CustomerRow.id, CustomerRow.dealer_id)
+        select(SiteRow.id, SiteRow.name, CustomerRow.id, CustomerRow.name, CustomerRow.dealer_id,
+               DeviceRow.name, DeviceRow.model, DeviceRow.serial, DeviceRow.ip, DeviceRow.location)
         .join(DeviceRow, DeviceRow.site_id == SiteRow.id)
         .join(CustomerRow, CustomerRow.id == SiteRow.customer_id)
         .where(DeviceRow.id == device_id)
     )).first()
     if row is None:
         return None
-    site_id, customer_id, dealer_id = row
+    site_id, site_name, customer_id, customer_name, dealer_id, name, model, serial, ip, location = row
+    context = {"customer_name": customer_name, "site_name": site_name, "device_name": name or None,
+               "model": model, "serial": serial, "ip": ip, "location": location}
     return await enqueue_outbound(s, kind=kind, dealer_id=dealer_id, customer_id=customer_id,
-                                  site_id=site_id, device_id=device_id, payload=payload, now=now)
+                                  site_id=site_id, device_id=device_id,
+                                  payload={**payload, "context": context}, now=now)
 
 
 async def enqueue_session_changes(s: AsyncSession, session: DwaSession,

@@ -133,7 +133,9 @@ async def test_signed_delivery_only_to_the_dealers_endpoints_that_want_the_kind(
     body = alerts.calls[0]["body"]
     assert body["id"] == opened and body["type"] == "alert.opened" == alerts.calls[0]["kind"]
     assert (body["dealer_id"], body["customer_id"], body["site_id"], body["device_id"]) == ("d1", "c1", "s1", "dev1")
-    assert body["data"] == {"code": "paper_jam", "severity": "critical"}
+    assert body["data"] == {"code": "paper_jam", "severity": "critical", "context": {
+        "customer_name": "Customer c1", "site_name": "HQ", "device_name": None, "model": None, "serial": None,
+        "ip": "10.0.0.5", "location": None}}
     views = await world.endpoints.deliveries("d1")
     assert {v.status for v in views} == {outbox.DELIVERED} and len(views) == 3
     assert [e.type for e in world.audit.events].count(ENDPOINT_ADDED) == 3
