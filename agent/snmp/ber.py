@@ -10,6 +10,7 @@ Values come out as ``SnmpValue`` like everywhere else.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from agent.snmp.values import Kind, SnmpValue
 
@@ -135,19 +136,24 @@ def _int_at(data: bytes, pos: int, end: int) -> tuple[int, int]:
     return int.from_bytes(data[start:stop], "big", signed=True), stop
 
 
+@lru_cache(maxsize=8192)  # a poll decodes the same column OIDs row after row, printer after printer
 def decode_oid(raw: bytes) -> str:
     if not raw or len(raw) > 512 or raw[-1] & 0x80:
         raise MalformedMessage("bad OID encoding")
-    arcs: list[int] = []
-    acc = 0
-    for b in raw:
-        acc = (acc << 7) | (b & 0x7F)
-        if not b & 0x80:
-            arcs.append(acc)
-            acc = 0
+    if max(raw) < 0x80:  # every arc in one byte: the common case
+        arcs = list(raw)
+    else:
+        arcs = []
+        acc = 0
+        for b in raw:
+            acc = (acc << 7) | (b & 0x7F)
+            if not b & 0x80:
+                arcs.append(acc)
+                acc = 0
     first = arcs[0]
-    head = [min(first // 40, 2), first - 40 * min(first // 40, 2)]
-    return ".".join(str(a) for a in head + arcs[1:])
+    top = min(first // 40, 2)
+    arcs[0] = first - 40 * top
+    return f"{top}." + ".".join(map(str, arcs))
 
 
 def decode_value(tag: int, raw: bytes) -> SnmpValue:
