@@ -5,6 +5,14 @@ against the session's transfer budget and may carry no encoded file or
 document; text frames from the device may carry no encoded file or document
 and stay small. Every dropped frame is audited as ``dwa.transfer_blocked``
 (the connection stays up: the page's next status update still arrives).
+
+No frame is ever compressed: the browser's ``Sec-WebSocket-Extensions`` offer
+(permessage-deflate) is not passed to the device, so neither side may send a
+compressed frame and nothing is inflated in the proxy (a few KB of deflate
+can inflate to gigabytes before any check sees the message). A device that
+answers with an extension nobody offered is refused (``websocket.extension``)
+and its connection closed; a compressed frame from either side is a protocol
+error that closes the WebSocket.
 """
 
 from __future__ import annotations
@@ -13,9 +21,9 @@ from typing import TYPE_CHECKING
 
 from mitmproxy import http, websocket
 
-from gateway.proxy import encoded, sniff
+from gateway.proxy import encoded, pages, sniff
 from gateway.proxy.budgets import UserData
-from gateway.proxy.decision import route_of
+from gateway.proxy.decision import FlowDecision, already_answered, route_of
 from gateway.proxy.limits import ProxyLimits
 from printgate.domain import AuditEventIn, Outcome
 from printgate.interfaces import AuditSink
@@ -27,7 +35,14 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 DROPPED_KEY = "printgate.ws_dropped"
+OFFER_DROPPED_KEY = "printgate.ws_extensions_dropped"
+EXTENSIONS = "sec-websocket-extensions"
 Verdict = tuple[str, str]
+
+
+def is_websocket_upgrade(request: http.Request) -> bool:
+    return (request.headers.get("upgrade", "").lower() == "websocket"
+            or "sec-websocket-key" in request.headers)
 
 
 class WebSocketGuard:
@@ -36,6 +51,27 @@ class WebSocketGuard:
         self._limits = limits
         self._budget = budget
         self._audit = audit
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """The browser's extension offer (permessage-deflate) never reaches the device."""
+        if already_answered(flow) or not is_websocket_upgrade(flow.request):
+            return
+        if EXTENSIONS in flow.request.headers:
+            flow.metadata[OFFER_DROPPED_KEY] = flow.request.headers.get_all(EXTENSIONS)
+            del flow.request.headers[EXTENSIONS]
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        """A device switching to a WebSocket with an extension nobody offered is refused."""
+        resp = flow.response
+        if resp is None or resp.status_code != 101 or EXTENSIONS not in resp.headers:
+            return
+        flow.websocket = None  # no upgrade: the browser gets the refusal, the audit addon records it
+        pages.block(flow, FlowDecision(
+            True, "websocket.extension",
+            f"The device answered with WebSocket extension(s) nobody offered: {resp.headers[EXTENSIONS][:100]}.",
+            "response", "websocket upgrade", 0))
+        if flow.response is not None:
+            flow.response.headers["connection"] = "close"  # the device's side is a WebSocket now
 
     async def websocket_message(self, flow: http.HTTPFlow) -> None:
         if flow.websocket is None or not flow.websocket.messages:
