@@ -62,7 +62,7 @@ class WebhookEndpoints:
         """POST a signed ``printgate.test`` event to ``endpoint`` now (not through the outbox)."""
         secret = await self.kms.unwrap(sealed.sealed, outbox.secret_context(endpoint.id, endpoint.dealer_id))
         event_id = outbox.new_event_id()
-        body = json.dumps({"id": event_id, "type": TEST_KIND, "created_at": self._clock().isoformat(),
+        body = json.dumps({"id": event_id, "type": TEST_KIND, "created_at": self._clock().isoformat().replace("+00:00", "Z"),
                            "dealer_id": endpoint.dealer_id, "data": {"endpoint": endpoint.id, "by": by}},
                           sort_keys=True, separators=(",", ":")).encode()
         return await self.transport.deliver(endpoint.url, secret, event_id=event_id, kind=TEST_KIND, body=body)

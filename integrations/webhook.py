@@ -16,6 +16,7 @@ per valid secret.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
@@ -164,8 +165,8 @@ class WebhookTransport:
         """One attempt: never raises for the receiver's failures, reports them."""
         started = time.monotonic()
         ts = int(time.time()) if timestamp is None else timestamp
-        try:
-            check_url(url, allow_private=self.allow_private)
+        try:  # resolving the host may block: not on the event loop
+            await asyncio.to_thread(check_url, url, allow_private=self.allow_private)
         except EndpointInvalid as exc:
             return DeliveryResult(False, None, exc.message, False, 0.0)
         headers = {"content-type": "application/json", EVENT_HEADER: kind, EVENT_ID_HEADER: event_id,
