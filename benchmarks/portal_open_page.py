@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import statistics
 import sys
@@ -45,6 +46,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def main(runs: int) -> None:
+    load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="pg-open-", dir="/tmp") as tmp:
         async with DemoSystem(Path(tmp), log_level="warning") as system:
             await system.wait_for_devices(minimum=11, timeout=180)
@@ -91,6 +93,8 @@ async def main(runs: int) -> None:
         "reference_direct_ews_ms": {"p50": round(statistics.median(direct), 1),
                                     "p95": round(pct(direct, 0.95), 1)},
         "target_p50_ms": 500,
+        "load_average_1m_at_start": round(load_at_start, 2), "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
     }
     result["ratio_p50"] = round(result["open_web_page_ms"]["p50"] / max(result["reference_direct_ews_ms"]["p50"], 0.1), 1)  # type: ignore[index]
     result["within_target"] = result["open_web_page_ms"]["p50"] <= 500  # type: ignore[index]

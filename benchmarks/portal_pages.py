@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import platform
 import secrets
 import statistics
@@ -175,6 +176,7 @@ async def main() -> None:
         "benchmark": "portal_pages", "at": datetime.now(UTC).isoformat(), "python": platform.python_version(),
         "data": {"devices": DEVICES, "audit_events": EVENTS, "sessions": SESSIONS, "rounds": ROUNDS, "warm_up": WARM_UP},
         "target_ms": TARGET_MS, "note": "client-measured on loopback: server time + one loopback round trip",
+        "load_average_1m_at_start": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
     }
     with tempfile.TemporaryDirectory() as tmp:
         out["sqlite"] = await run_backend("sqlite", sqlite_url(Path(tmp) / "bench.db"))
@@ -185,6 +187,7 @@ async def main() -> None:
         await asyncio.to_thread(drop_pg_database, pg)
     pages = [p for backend in ("sqlite", "postgresql") for p in out[backend]["pages"].values()]  # type: ignore[index]
     worst = max(p["p95_ms"] for p in pages)
+    out["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
     out["worst_p95_ms"] = worst
     out["all_within_target"] = worst <= TARGET_MS
     OUT.write_text(json.dumps(out, indent=2) + "\n")
