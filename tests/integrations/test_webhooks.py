@@ -251,3 +251,22 @@ async def test_endpoint_addresses_are_checked(world: World, tmp_path: Path) -> N
         await world.endpoints.add(dealer_id="d1", url="http://127.0.0.1:9/", description="",
                                   kinds=["alert.exploded"], by="u")
     assert await world.endpoints.listing("d1") == []
+
+
+async def test_a_claim_left_by_a_dead_dispatcher_is_delivered_once_its_lease_ran_out(world: World) -> None:
+    rx = Receiver()
+    async with served(rx.app(), free_tcp_port()) as url:
+        rx.secret = (await world.endpoints.add(dealer_id="d1", url=f"{url}/hook", description="",
+                                               kinds=[], by="u")).secret
+        event_id = await enqueue(world.db)
+        async with world.db.transaction() as s:  # another dispatcher fans out, claims, then dies
+            await outbox.fan_out(s, now=world.clock())
+            [claimed] = await outbox.claim_due(s, now=world.clock(), lease_seconds=world.dispatcher.lease_seconds)
+        assert claimed.event.id == event_id
+        await world.dispatcher.run_once()
+        assert rx.calls == []  # leased: not taken twice at once
+        world.clock.advance(world.dispatcher.lease_seconds + 1)
+        await world.dispatcher.run_once()
+    assert [c["id"] for c in rx.calls] == [event_id]
+    [view] = await world.endpoints.deliveries("d1")
+    assert (view.status, view.attempts) == (outbox.DELIVERED, 1)
