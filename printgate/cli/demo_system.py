@@ -51,6 +51,7 @@ from printgate.settings import (
     AgentSettings,
     ChannelSettings,
     GatewaySettings,
+    IntegrationSettings,
     PortalSettings,
     Settings,
 )
@@ -131,6 +132,8 @@ class DemoSystem(Service):
                                     grpc_port=grpc_port, enrol_port=enrol_port,
                                     data_dir=self.base_dir / "gateway",
                                     **self._gateway_overrides),
+            # the lab's webhook receivers listen on loopback (a real server refuses such addresses)
+            integrations=IntegrationSettings(allow_private_endpoints=True, poll_seconds=0.2),
         )
 
     async def start(self) -> None:

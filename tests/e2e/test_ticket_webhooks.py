@@ -1,0 +1,71 @@
+"""The whole system (lab, cloud as `printgate serve` wires it, agent) on SQLite and PostgreSQL:
+a dealer's webhook endpoint (added through the cloud's endpoints service, a real receiver on
+loopback checking every signature) hears session.opened when the demo technician's session to
+a lab printer becomes active and session.ended when it is closed, delivered by the cloud's
+supervised dispatcher, with the device's names in data.context."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+
+from integrations.webhook import EVENT_ID_HEADER, SIGNATURE_HEADER, verify_signature
+from lab.catalog import PRINTERS
+from lab.ports import free_tcp_port
+from printgate.cli.demo_system import DEMO_DEALER, DemoSystem
+from printgate.testing.portal import served
+
+
+async def test_session_events_reach_the_dealers_receiver(system: DemoSystem) -> None:
+    assert system.cloud.webhook_endpoints is not None, "the cloud wires the endpoints service"
+    assert any(h.name == "webhooks" and h.healthy for h in system.cloud.supervisor.health())
+    secret: dict[str, bytes] = {}
+    got: list[dict[str, Any]] = []
+    receiver = FastAPI()
+
+    @receiver.post("/psa")
+    async def psa(request: Request) -> Response:
+        body = await request.body()
+        verify_signature(secret["s"], request.headers[SIGNATURE_HEADER], body)
+        event = json.loads(body)
+        assert event["id"] == request.headers[EVENT_ID_HEADER]
+        got.append(event)
+        return Response(status_code=204)
+
+    printer = PRINTERS[0]
+    device = await system.device_at(printer.ip)
+    async with served(receiver, free_tcp_port()) as url:
+        new = await system.cloud.webhook_endpoints.add(
+            dealer_id=DEMO_DEALER.id,
+            url=f"{url}/psa", description="e2e PSA", kinds=["session.opened", "session.ended"], by="e2e")
+        secret["s"] = new.secret.encode()
+        try:
+            await system.close_all_sessions(reason="a fresh start for the webhook test")
+            launch = await system.open_session_as_demo_user(printer.ip)
+            session_id = launch.split("//s-", 1)[1].split(".", 1)[0]
+
+            def of(kind: str) -> list[dict[str, Any]]:
+                return [e for e in got if e["type"] == kind and e["data"]["session_id"] == session_id]
+
+            await until(lambda: bool(of("session.opened")), "session.opened delivered")
+            await system.close_all_sessions(reason="the webhook test is done")
+            await until(lambda: bool(of("session.ended")), "session.ended delivered")
+        finally:
+            await system.cloud.webhook_endpoints.set_enabled(dealer_id=new.endpoint.dealer_id,
+                                                             endpoint_id=new.endpoint.id, enabled=False, by="e2e")
+    [opened], [ended] = of("session.opened"), of("session.ended")
+    assert opened["device_id"] == device.id and opened["data"]["user_id"] == "user-demo-tech"
+    assert opened["data"]["context"]["ip"] == printer.ip
+    assert ended["data"]["state"] == "closed" and ended["data"]["end_reason"] == "the webhook test is done"
+    assert ended["id"] != opened["id"]
+
+
+async def until(predicate: Any, what: str, timeout: float = 15) -> None:
+    for _ in range(int(timeout * 20)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not within {timeout}s: {what}")
