@@ -171,14 +171,18 @@ class WebhookTransport:
             return DeliveryResult(False, None, exc.message, False, 0.0)
         headers = {"content-type": "application/json", EVENT_HEADER: kind, EVENT_ID_HEADER: event_id,
                    TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: signature_header(secret, ts, body)}
-        try:
-            async with self._client.stream("POST", url, content=body, headers=headers) as r:
+        try:  # httpx's timeout is per read; the whole call is bounded too (a receiver that drips)
+            async with asyncio.timeout(self.timeout * 2), \
+                    self._client.stream("POST", url, content=body, headers=headers) as r:
                 head = b""
                 if not r.is_success:
                     async for chunk in r.aiter_bytes():
                         head += chunk
                         if len(head) >= _ERROR_BODY_LIMIT:
                             break
+        except TimeoutError:
+            return DeliveryResult(False, None, f"no complete answer within {self.timeout * 2:g} s", True,
+                                  time.monotonic() - started)
         except httpx.HTTPError as exc:
             return DeliveryResult(False, None, f"{type(exc).__name__}: {exc}"[:300] or type(exc).__name__,
                                   True, time.monotonic() - started)

@@ -19,6 +19,7 @@ from integrations.endpoints import (
     ENDPOINT_DISABLED,
     ENDPOINT_ENABLED,
     ENDPOINT_TESTED,
+    MAX_ENDPOINTS_PER_DEALER,
     WebhookEndpoints,
 )
 from integrations.errors import EndpointInvalid
@@ -77,6 +78,10 @@ async def add_endpoint(request: Request, state: State, s: DbSession, login: Curr
     except EndpointInvalid as exc:
         return await _page(request, state, s, login, user, status_code=422, error=exc.message,
                            form={"url": url, "description": description, "kinds": wanted})
+    if len(await outbox.list_endpoints(s, dealer_id)) >= MAX_ENDPOINTS_PER_DEALER:
+        return await _page(request, state, s, login, user, status_code=422,
+                           error=f"at most {MAX_ENDPOINTS_PER_DEALER} webhook endpoints per dealer; "
+                                 "reuse or disable one")
     endpoint_id, secret, sealed = await svc.new_secret(dealer_id)
     ep = await outbox.add_endpoint(s, endpoint_id=endpoint_id, dealer_id=dealer_id, url=checked,
                                    description=description.strip(), kinds=wanted, secret=sealed,

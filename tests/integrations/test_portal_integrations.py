@@ -24,6 +24,7 @@ from integrations.endpoints import (
     ENDPOINT_ADDED,
     ENDPOINT_DISABLED,
     ENDPOINT_TESTED,
+    MAX_ENDPOINTS_PER_DEALER,
     WebhookEndpoints,
 )
 from integrations.webhook import (
@@ -230,3 +231,12 @@ async def shots(world: World, admin: httpx.AsyncClient, out: Path) -> None:
                 await ctx.close()
         finally:
             await browser.close()
+
+
+async def test_a_dealer_has_at_most_twenty_endpoints(world: World) -> None:
+    admin = await client_for(world, Role.DEALER_ADMIN, dealer="d2")
+    for i in range(MAX_ENDPOINTS_PER_DEALER):
+        assert (await add(admin, f"{world.hook_url}/n{i}")).status_code == 200
+    refused = await add(admin, f"{world.hook_url}/one-too-many")
+    assert refused.status_code == 422 and "at most 20 webhook endpoints" in refused.text
+    assert len(endpoint_ids(refused.text)) == MAX_ENDPOINTS_PER_DEALER

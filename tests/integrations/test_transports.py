@@ -28,6 +28,7 @@ from cryptography.x509.oid import NameOID
 from integrations.errors import IntegrationError
 from integrations.smtp import SmtpConfig, SmtpTransport
 from integrations.syslog import SyslogTarget, SyslogTransport, format_cef
+from integrations.webhook import WebhookTransport
 from lab.ports import free_tcp_port
 
 
@@ -224,3 +225,26 @@ async def test_syslog_refuses_a_collector_it_does_not_trust(collector: tuple[Col
 def test_cef_refuses_out_of_range_severity() -> None:
     with pytest.raises(ValueError, match=r"0\.\.10"):
         format_cef(signature_id="x", name="x", severity=11)
+
+
+async def test_a_receiver_that_drips_its_answer_is_cut_off_at_twice_the_timeout() -> None:
+    async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        try:
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.3)  # each byte inside the per-read timeout
+        except ConnectionError:
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(drip, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = WebhookTransport(timeout=0.5, allow_private=True)
+    async with server:
+        result = await transport.deliver(f"http://127.0.0.1:{port}/hook", b"k", event_id="evt_1", kind="alert.opened",
+                                         body=b"{}")
+    await transport.aclose()
+    assert not result.ok and result.retryable and "within 1 s" in result.error
+    assert result.duration_s < 1.5
