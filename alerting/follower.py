@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from alerting.delivery import Channels
 from alerting.engine import Alert, Engine, to_payload
 from alerting.errors import DeliveryFailed
+from alerting.secrets import unseal
 from audit.query import AuditFilter, search
 from integrations.smtp import SmtpConfig
 from printgate.domain import AuditRecord
@@ -31,6 +32,7 @@ from printgate.settings import SecurityAlertSettings
 from printgate.store import audit as audit_store
 from printgate.store import security_subscriptions as store
 from printgate.store.db import Database
+from printgate.vault.kms import KeyWrapper
 
 log = get_logger("alerting.follower")
 CURSOR = "security-alerts"
@@ -52,11 +54,13 @@ class OperatorTargets:
 
 
 class SecurityAlertFollower:
-    def __init__(self, db: Database, channels: Channels, *, operators: OperatorTargets = OperatorTargets(),
+    def __init__(self, db: Database, channels: Channels, kms: KeyWrapper, *,
+                 operators: OperatorTargets = OperatorTargets(),
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC), poll_s: float = 1.0,
                  batch: int = 500, max_attempts: int = 8, retry_base_s: float = 5.0) -> None:
         self.db = db
         self.channels = channels
+        self.kms = kms  # opens the subscriptions' sealed webhook secrets
         self.operators = operators
         self.clock = clock
         self.poll_s = poll_s
@@ -149,15 +153,20 @@ class SecurityAlertFollower:
         now = self.clock()
         async with self.db.session() as s:
             due = await store.due_deliveries(s, now=now)
-            secrets = {}
+            sealed: dict[str, tuple[str | None, str | None]] = {}
             for d in due:
-                if d.channel == "webhook" and d.subscription_id is not None and d.subscription_id not in secrets:
+                if d.channel == "webhook" and d.subscription_id is not None and d.subscription_id not in sealed:
                     sub = await store.get_subscription(s, d.subscription_id)
-                    secrets[d.subscription_id] = sub.secret if sub else None
+                    sealed[d.subscription_id] = (sub.secret, sub.dealer_id) if sub else (None, None)
         sent = 0
         for d in due:
-            secret = secrets.get(d.subscription_id) if d.subscription_id else self.operators.webhook_secret
             try:
+                secret: str | None = self.operators.webhook_secret
+                if d.subscription_id is not None and d.channel == "webhook":
+                    stored, dealer_id = sealed.get(d.subscription_id, (None, None))
+                    if stored is None:
+                        raise DeliveryFailed("the subscription was removed")
+                    secret = await unseal(self.kms, stored, dealer_id=dealer_id, target=d.target)
                 await self.channels.send(d.channel, d.target, secret, json.loads(d.payload))
             except DeliveryFailed as exc:
                 attempts = d.attempts + 1
@@ -194,7 +203,7 @@ class SecurityAlertFollower:
                 pass
 
 
-def follower_from_settings(db: Database, cfg: SecurityAlertSettings) -> SecurityAlertFollower:
+def follower_from_settings(db: Database, cfg: SecurityAlertSettings, kms: KeyWrapper) -> SecurityAlertFollower:
     """The follower as ``printgate serve`` runs it (``[security_alerts]`` settings)."""
     smtp = SmtpConfig(host=cfg.smtp_host, port=cfg.smtp_port, security=cfg.smtp_security,
                       username=cfg.smtp_username, password=cfg.smtp_password.get_secret_value(),
@@ -204,5 +213,5 @@ def follower_from_settings(db: Database, cfg: SecurityAlertSettings) -> Security
     operators = OperatorTargets(emails=tuple(cfg.operator_emails), webhooks=tuple(cfg.operator_webhooks),
                                 webhook_secret=cfg.operator_webhook_secret.get_secret_value(),
                                 syslog=tuple(cfg.operator_syslog))
-    return SecurityAlertFollower(db, channels, operators=operators, poll_s=cfg.poll_seconds, batch=cfg.batch,
+    return SecurityAlertFollower(db, channels, kms, operators=operators, poll_s=cfg.poll_seconds, batch=cfg.batch,
                                  max_attempts=cfg.max_attempts, retry_base_s=cfg.retry_base_seconds)

@@ -19,11 +19,13 @@ from alerting.delivery import validate
 from alerting.engine import SEVERITY_NAMES
 from alerting.errors import SubscriptionInvalid
 from alerting.rules import Category
+from alerting.secrets import seal
 from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
 from portal.pages import render, see_other
 from printgate.domain import Role, User
 from printgate.store import security_subscriptions as subs
 from printgate.store.tenants import get_customer, list_customers_of_dealer
+from printgate.vault.kms import KeyWrapper
 
 router = APIRouter(prefix="/security-alerts", tags=["security-alerts"])
 
@@ -112,9 +114,16 @@ async def add_subscription(
                        allow_private_webhooks=getattr(request.app.state, "allow_private_webhooks", False))
     except SubscriptionInvalid as exc:
         return await _page(request, state, s, login, status_code=422, error=exc.message, form=form)
+    sealed = None
+    if sub.secret is not None:
+        kms: KeyWrapper | None = getattr(request.app.state, "security_alert_kms", None)
+        if kms is None:
+            raise HTTPException(503, "webhook subscriptions need the vault's master key, which this server "
+                                     "does not have; use e-mail or syslog")
+        sealed = await seal(kms, sub.secret, dealer_id=dealer_id, target=sub.target)
     stored = await subs.add_subscription(
         s, dealer_id=dealer_id, customer_id=customer_id, contact=contact.strip() or user.email,
-        channel=sub.channel, target=sub.target, secret=sub.secret, categories=sub.categories,
+        channel=sub.channel, target=sub.target, secret=sealed, categories=sub.categories,
         min_severity=sub.min_severity, now=state.clock(), created_by=user.email)
     await state.record(SUBSCRIPTION_ADDED, request=request, user=user, dealer_id=dealer_id, customer_id=customer_id,
                        details={"subscription": stored.id, "channel": sub.channel,

@@ -52,15 +52,25 @@ async def _subscribe(settings: Any, dealer: str, customer: str | None, contact: 
                      target: str, categories: str, min_severity: str, secret: str | None) -> str:
     from alerting.delivery import validate
     from alerting.errors import SubscriptionInvalid
+    from alerting.secrets import seal
     from printgate.cli.schema_guard import schema_database
+    from printgate.errors import PrintgateError
     from printgate.store import security_subscriptions as subs
     from printgate.store.tenants import get_customer, get_dealer
+    from printgate.vault.kms import FileKms
 
     try:
         sub = validate(channel=channel, target=target, categories=categories, min_severity=min_severity,
                        secret=secret, allow_private_webhooks=settings.security_alerts.allow_private_webhooks)
     except SubscriptionInvalid as exc:
         raise _fail(exc.message) from exc
+    sealed = None
+    if sub.secret is not None:
+        try:
+            sealed = await seal(FileKms(settings.gateway.vault_master_key_path), sub.secret, dealer_id=dealer,
+                                target=sub.target)
+        except PrintgateError as exc:
+            raise _fail(exc.message) from exc
     async with schema_database(settings.database_url) as db, db.transaction() as s:
         if await get_dealer(s, dealer) is None:
             raise _fail(f"no dealer {dealer} (`printgate admin dealers` lists them)")
@@ -70,7 +80,7 @@ async def _subscribe(settings: Any, dealer: str, customer: str | None, contact: 
                 raise _fail(f"dealer {dealer} has no customer {customer}")
         stored = await subs.add_subscription(
             s, dealer_id=dealer, customer_id=customer, contact=contact.strip() or "security contact",
-            channel=sub.channel, target=sub.target, secret=sub.secret, categories=sub.categories,
+            channel=sub.channel, target=sub.target, secret=sealed, categories=sub.categories,
             min_severity=sub.min_severity, now=datetime.now(UTC), created_by=None)
         await _audit(db, s, [_event(SUBSCRIPTION_ADDED, dealer_id=dealer, customer_id=customer, details={
             "subscription": stored.id, "channel": sub.channel, "categories": list(sub.categories),

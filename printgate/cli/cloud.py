@@ -97,8 +97,10 @@ class Cloud(Service):
         self.supervisor = await self._stack.enter_async_context(Supervisor("cloud"))
         await self._stack.enter_async_context(CheckpointTimer(self.audit, gw.audit_checkpoint_seconds,
                                                               supervisor=self.supervisor))
+        # webhook secrets of security-alert subscriptions are sealed under the vault's master key
+        self.security_alert_kms = FileKms(gw.vault_master_key_path)
         if self.settings.security_alerts.enabled:  # issue 20: security alerts from the audit stream
-            alerts = follower_from_settings(self.db, self.settings.security_alerts)
+            alerts = follower_from_settings(self.db, self.settings.security_alerts, self.security_alert_kms)
             self._stack.push_async_callback(alerts.aclose)
             self.supervisor.add("security-alerts", alerts.run_evaluation)
             self.supervisor.add("security-alert-delivery", alerts.run_delivery)
@@ -296,6 +298,7 @@ class Cloud(Service):
         app.state.task_health = self.supervisor.health
         # security-alert webhook subscriptions to private addresses (labs): off unless configured
         app.state.allow_private_webhooks = self.settings.security_alerts.allow_private_webhooks
+        app.state.security_alert_kms = self.security_alert_kms
         app.state.webhook_endpoints = self.webhook_endpoints  # None: integrations off
         proxy = self.proxy  # /readyz: not ready while the proxy cannot audit (it refuses every request then)
         app.state.audit_failing = lambda: bool(getattr(proxy, "audit_failing", False))

@@ -6,20 +6,27 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+from alerting.secrets import unseal
 from audit.query import AuditFilter, search
 from printgate.store import security_subscriptions as subs
 from printgate.store.db import Database
 from printgate.testing.tenancy import Tenancy
+from printgate.vault.kms import FileKms
 
 PRINTGATE = str(Path(sys.executable).with_name("printgate"))
+
+
+KEY = Path(tempfile.mkdtemp(prefix="printgate-cli-")) / "vault-master.key"
 
 
 def run(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PRINTGATE_")}
     return subprocess.run([PRINTGATE, "admin", "security-alerts", *args], capture_output=True, text=True,
-                          timeout=60, env={**clean, "COLUMNS": "200", "PRINTGATE_DATABASE_URL": url})
+                          timeout=60, env={**clean, "COLUMNS": "200", "PRINTGATE_DATABASE_URL": url,
+                                           "PRINTGATE_GATEWAY__VAULT_MASTER_KEY_FILE": str(KEY)})
 
 
 async def test_subscribe_list_unsubscribe_audited(db: Database, database_url: str) -> None:
@@ -30,6 +37,11 @@ async def test_subscribe_list_unsubscribe_audited(db: Database, database_url: st
     assert added.returncode == 0, added.stderr
     assert "webhook signing secret (shown once" in added.stdout
     sub_id = added.stdout.split()[1].rstrip(":")
+    shown = added.stdout.rsplit(": ", 1)[1].strip()
+    async with db.session() as s:
+        stored = await subs.get_subscription(s, sub_id)
+    assert stored is not None and stored.secret and shown not in stored.secret  # sealed, not in the clear
+    assert await unseal(FileKms(KEY), stored.secret, dealer_id="d1", target="https://soc.example.com/hook") == shown
     listed = json.loads(run(database_url, "list", "--dealer", "d1", "--json").stdout)
     assert [(x["id"], x["customer_id"], x["categories"], x["min_severity"]) for x in listed] == [
         (sub_id, "cA", ["sign_in", "channel"], "high")]

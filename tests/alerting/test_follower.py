@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from aiosmtpd.controller import Controller
 
 from alerting.delivery import Channels, validate
 from alerting.follower import OperatorTargets, SecurityAlertFollower
+from alerting.secrets import seal
 from audit.log import AuditLog
 from integrations.smtp import SmtpConfig
 from integrations.webhook import SIGNATURE_HEADER, verify_signature
@@ -27,8 +29,10 @@ from printgate.store import security_subscriptions as subs
 from printgate.store.db import Database
 from printgate.testing.portal import create_user
 from printgate.testing.tenancy import Tenancy
+from printgate.vault.kms import FileKms
 
 SECRET = "a-webhook-secret-of-32-characters!"
+KMS = FileKms(Path(tempfile.mkdtemp(prefix="printgate-alerting-")) / "vault-master.key")
 
 
 def free_port() -> int:
@@ -122,9 +126,10 @@ async def subscribe(db: Database, *, dealer: str, customer: str | None, channel:
                     categories: str = "", severity: str = "medium") -> None:
     sub = validate(channel=channel, target=target, categories=categories, min_severity=severity,
                    secret=SECRET if channel == "webhook" else None, allow_private_webhooks=True)
+    sealed = await seal(KMS, sub.secret, dealer_id=dealer, target=sub.target) if sub.secret else None
     async with db.transaction() as s:
         await subs.add_subscription(s, dealer_id=dealer, customer_id=customer, contact="SecOps",
-                                    channel=sub.channel, target=sub.target, secret=sub.secret,
+                                    channel=sub.channel, target=sub.target, secret=sealed,
                                     categories=sub.categories, min_severity=sub.min_severity,
                                     now=datetime.now(UTC), created_by="test")
 
@@ -132,7 +137,7 @@ async def subscribe(db: Database, *, dealer: str, customer: str | None, channel:
 def follower(db: Database, rx: Receivers, clock: Clock, **kw) -> SecurityAlertFollower:
     channels = Channels(smtp=SmtpConfig(host="127.0.0.1", port=rx.smtp_port, timeout=5),
                         allow_private_webhooks=True, timeout=5)
-    return SecurityAlertFollower(db, channels, clock=clock, retry_base_s=1, **kw)
+    return SecurityAlertFollower(db, channels, KMS, clock=clock, retry_base_s=1, **kw)
 
 
 async def drain(f: SecurityAlertFollower) -> None:
@@ -311,8 +316,8 @@ async def test_syslog_over_tls_to_a_verified_collector(db: Database, receivers: 
                         categories="device")
         clock = Clock()
         channels = Channels(smtp=None, syslog_ca_file=str(cert), timeout=5)
-        f = SecurityAlertFollower(db, channels, clock=clock)
-        untrusted = SecurityAlertFollower(db, Channels(smtp=None, timeout=5), clock=clock, max_attempts=1)
+        f = SecurityAlertFollower(db, channels, KMS, clock=clock)
+        untrusted = SecurityAlertFollower(db, Channels(smtp=None, timeout=5), KMS, clock=clock, max_attempts=1)
         await f.evaluate_once()
         await AuditLog(db, None).append(AuditEventIn(
             type="device.identity_changed", outcome=Outcome.FAILURE, actor="agent:agA", device_id="dev|9",

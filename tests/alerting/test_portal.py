@@ -24,8 +24,8 @@ from printgate.store.db import Database
 from printgate.testing.broker import PolicyBroker
 from printgate.testing.portal import Clock, create_user, csrf_of, password_step, served, sign_in
 from printgate.testing.tenancy import Tenancy
+from tests.alerting.test_follower import KMS, Receivers, follower, receivers  # noqa: F401 (fixture)
 from tests.alerting.test_follower import Clock as FollowerClock
-from tests.alerting.test_follower import Receivers, follower, receivers  # noqa: F401 (fixture)
 
 SECRET_RE = re.compile(r'<code id="new-secret">([^<]+)</code>')
 
@@ -40,6 +40,7 @@ async def portal(db: Database) -> AsyncIterator[tuple[str, Clock]]:
     clock, audit = Clock(), AuditLog(db, None)
     app = create_app(settings, db=db, broker=PolicyBroker(db, clock, base, audit), audit=audit, clock=clock)
     app.state.allow_private_webhooks = True  # the receiver is on loopback
+    app.state.security_alert_kms = KMS  # webhook secrets are sealed under the vault's master key
     async with served(app, port) as url:
         yield url, clock
 
@@ -69,6 +70,9 @@ async def test_500_failed_sign_ins_through_the_portal_give_a_few_messages_to_the
             "contact": "Acme SOC", "min_severity": "high", "categories": ["sign_in"]})
         assert added.status_code == 200, added.text
         webhook_secret = SECRET_RE.search(added.text).group(1)
+    async with db.session() as s:
+        [stored] = await subs.list_subscriptions(s, customer_id="cA")
+    assert stored.secret and webhook_secret not in stored.secret  # kept sealed, never in the clear
     async with await page_client(url) as b:
         await sign_in(b, _Has(clock), admin_b, secret_b)
         page = await b.get("/security-alerts")
