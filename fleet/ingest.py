@@ -8,11 +8,17 @@ answer (stored, duplicate, the readings refused and why) is given only once that
 
 ``FleetIngest`` bounds the batches in flight: beyond ``max_in_flight`` an upload is refused
 at once with ``IngestBusy`` (the agent keeps it queued and retries after the hint), so the
-cloud's memory does not grow with a backlog.
+cloud's memory does not grow with a backlog. Batches that arrive while others are being
+stored are stored together (group commit: one transaction, one statement per table for
+all of them, at most ``group_readings`` readings), so the per-transaction cost is shared
+when many agents upload at once; ``writers`` transactions run at a time (1 on SQLite).
+A group whose transaction fails is stored again batch by batch, so one batch's failure
+is only that batch's.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,8 +38,9 @@ from printgate.store.db import Database
 from printgate.wire import agent_pb2 as pb
 
 log = get_logger("fleet.ingest")
-DEFAULT_MAX_IN_FLIGHT = 8
+DEFAULT_MAX_IN_FLIGHT = 64
 DEFAULT_RETRY_AFTER_S = 2.0
+DEFAULT_GROUP_READINGS = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,32 +51,78 @@ class IngestResult:
     rejected: list[Rejection] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class _Pending:
+    agent_id: str
+    batch: DecodedBatch
+    done: asyncio.Future[IngestResult]
+
+
 class FleetIngest:
     """``await FleetIngest(db).ingest(agent_id, batch)``; ``IngestBusy`` when ``max_in_flight``
-    batches are being stored already."""
+    batches are waiting or being stored already."""
 
     def __init__(self, db: Database, *, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-                 retry_after_s: float = DEFAULT_RETRY_AFTER_S) -> None:
+                 retry_after_s: float = DEFAULT_RETRY_AFTER_S, writers: int | None = None,
+                 group_readings: int = DEFAULT_GROUP_READINGS) -> None:
         self._db = db
         self.max_in_flight = max_in_flight
         self.retry_after_s = retry_after_s
+        self.max_writers = writers or (2 if db.dialect == "postgresql" else 1)
+        self.group_readings = group_readings
         self.in_flight = 0
         self.refused_busy = 0
+        self.groups = 0  # transactions run (for the benchmark: batches per transaction)
+        self._queue: list[_Pending] = []
+        self._writers = 0
 
     async def ingest(self, agent_id: str, batch: pb.ReadingsBatch) -> IngestResult:
         if self.in_flight >= self.max_in_flight:
             self.refused_busy += 1
             metrics.READINGS_BUSY.inc()
-            raise IngestBusy(f"fleet ingest is behind ({self.in_flight} batches being stored): keep the batch "
-                             f"queued and send it again in {self.retry_after_s:g} s",
+            raise IngestBusy(f"fleet ingest is behind ({self.in_flight} batches waiting to be stored): keep the "
+                             f"batch queued and send it again in {self.retry_after_s:g} s",
                              retry_after_s=self.retry_after_s)
         self.in_flight += 1
         try:
             decoded = decode_batch(batch)  # ReadingsPayloadInvalid: the whole batch is unreadable
-            return await store_decoded(self._db, agent_id, decoded)
+            item = _Pending(agent_id, decoded, asyncio.get_running_loop().create_future())
+            self._queue.append(item)
+            if self._writers < self.max_writers:  # no free writer would take it: this caller writes
+                self._writers += 1
+                try:
+                    await self._drain()
+                finally:
+                    self._writers -= 1
+            return await item.done
         finally:
             self.in_flight -= 1
 
+    async def _drain(self) -> None:
+        """Store queued batches, a group at a time, until none is left (no await between the
+        emptiness check and leaving, so a batch queued meanwhile is never stranded)."""
+        while self._queue:
+            group: list[_Pending] = []
+            size = 0
+            while self._queue and (not group or size + len(self._queue[0].batch.readings) <= self.group_readings):
+                item = self._queue.pop(0)
+                group.append(item)
+                size += len(item.batch.readings)
+            self.groups += 1
+            try:
+                results = await store_group(self._db, [(p.agent_id, p.batch) for p in group])
+            except Exception as exc:
+                if len(group) == 1:
+                    group[0].done.set_exception(exc)
+                    continue
+                for p in group:  # one batch's failure stays that batch's
+                    try:
+                        p.done.set_result((await store_group(self._db, [(p.agent_id, p.batch)]))[0])
+                    except Exception as exc:
+                        p.done.set_exception(exc)
+                continue
+            for p, r in zip(group, results, strict=True):
+                p.done.set_result(r)
 
     async def answer(self, agent_id: str, batch: pb.ReadingsBatch) -> pb.Ack:
         """``ingest`` as the agent channel answers it: the acknowledgement, given once stored."""
@@ -93,47 +146,76 @@ async def ingest_batch(db: Database, agent_id: str, batch_id: str, readings: Seq
 
 async def store_decoded(db: Database, agent_id: str, batch: DecodedBatch, *,
                         now: datetime | None = None) -> IngestResult:
+    return (await store_group(db, [(agent_id, batch)], now=now))[0]
+
+
+async def store_group(db: Database, batches: Sequence[tuple[str, DecodedBatch]], *,
+                      now: datetime | None = None) -> list[IngestResult]:
+    """Store batches of one or more agents in one transaction; a result per batch, in order."""
     received = now or datetime.now(UTC)
-    metrics.READINGS_RECEIVED.inc(batch.received)
-    if batch.rejected:
-        metrics.READINGS_REJECTED.inc(len(batch.rejected))
-        log.warning("readings.rejected", agent=agent_id, batch=batch.batch_id, count=len(batch.rejected),
-                    reasons=[r.reason for r in batch.rejected[:5]])
+    for agent_id, batch in batches:
+        metrics.READINGS_RECEIVED.inc(batch.received)
+        if batch.rejected:
+            metrics.READINGS_REJECTED.inc(len(batch.rejected))
+            log.warning("readings.rejected", agent=agent_id, batch=batch.batch_id, count=len(batch.rejected),
+                        reasons=[r.reason for r in batch.rejected[:5]])
     for attempt in range(3):
         try:
-            result = await _store_once(db, agent_id, batch, received)
+            results = await _store_once(db, batches, received)
         except IntegrityError:  # a reading or alert raced with a concurrent batch: redo the transaction
             if attempt == 2:
                 raise
             continue
-        if result.duplicate:
-            return result
-        metrics.READINGS_STORED.inc(result.stored)
-        if result.unmapped:  # kept in the history (device_id null), never silently
-            metrics.READINGS_UNMAPPED.labels(agent_id).inc(result.unmapped)
-            log.warning("readings.unmapped", agent=agent_id, batch=batch.batch_id, count=result.unmapped,
-                        hint="no device of the agent's site has these readings' serial or address; "
-                             "check the agent's inventory (printers found by SNMP become devices)")
-        return result
+        for (agent_id, batch), result in zip(batches, results, strict=True):
+            if result.duplicate:
+                continue
+            metrics.READINGS_STORED.inc(result.stored)
+            if result.unmapped:  # kept in the history (device_id null), never silently
+                metrics.READINGS_UNMAPPED.labels(agent_id).inc(result.unmapped)
+                log.warning("readings.unmapped", agent=agent_id, batch=batch.batch_id, count=result.unmapped,
+                            hint="no device of the agent's site has these readings' serial or address; "
+                                 "check the agent's inventory (printers found by SNMP become devices)")
+        return results
     raise AssertionError("unreachable")
 
 
-async def _store_once(db: Database, agent_id: str, batch: DecodedBatch, received: datetime) -> IngestResult:
+async def _store_once(db: Database, batches: Sequence[tuple[str, DecodedBatch]],
+                      received: datetime) -> list[IngestResult]:
     async with db.transaction() as s:
-        if not await rows.claim_batch(s, agent_id, batch.batch_id, received_at=received,
-                                      count=len(batch.readings)):
-            return IngestResult(duplicate=True)
-        known = await rows.known_reading_ids(s, [r.id for r in batch.readings])
-        fresh = [r for r in batch.readings if r.id not in known]  # re-sent in a new batch: stored once
-        devices = await rows.site_devices(s, agent_id, serials=[r.serial for r in fresh if r.serial],
-                                          ips=[r.ip for r in fresh])
+        keys = {(a, b.batch_id): len(b.readings) for a, b in batches}  # a batch twice in a group: once
+        claimed = await rows.claim_batches(s, [(a, b, n) for (a, b), n in keys.items()], received_at=received)
+        mine: set[tuple[str, str]] = set()
+        live = []
+        for agent_id, batch in batches:
+            key = (agent_id, batch.batch_id)
+            if key in claimed and key not in mine:
+                mine.add(key)
+                live.append((agent_id, batch))
+        known = await rows.known_reading_ids(s, [r.id for _, b in live for r in b.readings])
+        fresh: list[tuple[str, DecodedBatch, list[Reading]]] = []
+        for agent_id, batch in live:
+            new = [r for r in batch.readings if r.id not in known]  # re-sent in a new batch: stored once
+            known.update(r.id for r in new)
+            fresh.append((agent_id, batch, new))
+        wanted: dict[str, tuple[set[str], set[str]]] = {}
+        for agent_id, _, new in fresh:
+            serials, ips = wanted.setdefault(agent_id, (set(), set()))
+            serials.update(r.serial for r in new if r.serial)
+            ips.update(r.ip for r in new)
+        devices = await rows.site_devices(s, wanted)
         mapped: list[tuple[str, Reading]] = []
         history = []
-        for r in fresh:
-            device_id = (devices.by_serial.get(r.serial) if r.serial else None) or devices.by_ip.get(r.ip)
-            history.append(rows.reading_row(r, agent_id=agent_id, batch_id=batch.batch_id, device_id=device_id))
-            if device_id is not None:
-                mapped.append((device_id, r))
+        counts: dict[tuple[str, str], tuple[int, int]] = {}
+        for agent_id, batch, new in fresh:
+            at_site = devices[agent_id]
+            n_mapped = 0
+            for r in new:
+                device_id = (at_site.by_serial.get(r.serial) if r.serial else None) or at_site.by_ip.get(r.ip)
+                history.append(rows.reading_row(r, agent_id=agent_id, batch_id=batch.batch_id, device_id=device_id))
+                if device_id is not None:
+                    mapped.append((device_id, r))
+                    n_mapped += 1
+            counts[(agent_id, batch.batch_id)] = (len(new), len(new) - n_mapped)
         await rows.insert_readings(s, history)
         ids = sorted({d for d, _ in mapped})
         if ids:
@@ -144,16 +226,31 @@ async def _store_once(db: Database, agent_id: str, batch: DecodedBatch, received
             await rows.replace_supplies(s, changes.supplies)
             opened, cleared = await rows.write_alerts(s, changes.alerts)
             await _announce(s, opened, cleared)
-    return IngestResult(duplicate=False, stored=len(fresh), unmapped=len(fresh) - len(mapped),
-                        rejected=batch.rejected)
+    results = []
+    reported: set[tuple[str, str]] = set()
+    for agent_id, batch in batches:
+        key = (agent_id, batch.batch_id)
+        if key in counts and key not in reported:
+            reported.add(key)
+            stored, unmapped = counts[key]
+            results.append(IngestResult(duplicate=False, stored=stored, unmapped=unmapped, rejected=batch.rejected))
+        else:
+            results.append(IngestResult(duplicate=True))
+    return results
 
 
 async def _announce(s: AsyncSession, opened: Sequence[rows.OpenAlert], cleared: Sequence[rows.OpenAlert]) -> None:
     """Alert changes go to the outbox (webhooks) in the ingest's own transaction: an alert that
     opened or cleared is announced exactly when it is stored."""
+    if not (opened or cleared):
+        return
+    owners = await rows.owners_of(s, [a.device_id for a in (*opened, *cleared)])
     for kind, alerts in ((outbox.ALERT_OPENED, opened), (outbox.ALERT_CLEARED, cleared)):
         for a in alerts:
-            await outbox.enqueue_for_device(s, kind=kind, device_id=a.device_id, payload={
-                "alert_id": a.id, "device_id": a.device_id, "severity": a.alert.severity, "code": a.alert.code,
-                "group": a.alert.group, "description": a.alert.description, "raised_at": a.raised_at.isoformat(),
-                "cleared_at": a.cleared_at.isoformat() if a.cleared_at else None})
+            site, customer, dealer = owners[a.device_id]
+            await outbox.enqueue_outbound(
+                s, kind=kind, dealer_id=dealer, customer_id=customer, site_id=site, device_id=a.device_id, payload={
+                    "alert_id": a.id, "device_id": a.device_id, "severity": a.alert.severity,
+                    "code": a.alert.code, "group": a.alert.group, "description": a.alert.description,
+                    "raised_at": a.raised_at.isoformat(),
+                    "cleared_at": a.cleared_at.isoformat() if a.cleared_at else None})

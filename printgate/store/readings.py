@@ -10,9 +10,9 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,7 +29,11 @@ from printgate.store.models.readings import (
     SupplyThresholdRow,
 )
 
-SQLITE_ROWS_PER_INSERT = 500  # 10 columns: well under SQLite's 32,766 bound parameters
+_READINGS = cast(Table, ReadingRow.__table__)
+_BATCHES = cast(Table, ReadingBatchRow.__table__)
+_STATES = cast(Table, DeviceStateRow.__table__)
+_SUPPLIES = cast(Table, DeviceSupplyRow.__table__)
+_ALERTS = cast(Table, DeviceAlertRow.__table__)
 
 
 def _dialect(s: AsyncSession) -> str:
@@ -40,15 +44,18 @@ def _upsert(s: AsyncSession, table: Any) -> Any:
     return (postgresql.insert(table) if _dialect(s) == "postgresql" else sqlite.insert(table))
 
 
-async def claim_batch(s: AsyncSession, agent_id: str, batch_id: str, *, received_at: datetime,
-                      count: int) -> bool:
-    """Record the batch in the ledger; False when this agent delivered it before (the one
-    idempotency mechanism). A concurrent upload of the same batch waits on the key and then
-    gets False."""
-    stmt = _upsert(s, ReadingBatchRow).values(agent_id=agent_id, batch_id=batch_id, received_at=received_at,
-                                              count=count).on_conflict_do_nothing()
-    result = await s.execute(stmt)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+async def claim_batches(s: AsyncSession, batches: Sequence[tuple[str, str, int]], *,
+                        received_at: datetime) -> set[tuple[str, str]]:
+    """Record (agent id, batch id, readings) in the ledger, one statement; returns the ones recorded
+    now. The others were delivered before (the one idempotency mechanism); a concurrent upload of
+    the same batch waits on the key and then finds it recorded."""
+    if not batches:
+        return set()
+    stmt = (_upsert(s, _BATCHES).on_conflict_do_nothing()
+            .returning(_BATCHES.c.agent_id, _BATCHES.c.batch_id, sort_by_parameter_order=True))
+    result = await s.execute(stmt, [{"agent_id": a, "batch_id": b, "received_at": received_at, "count": n}
+                                    for a, b, n in batches])
+    return {(a, b) for a, b in result.tuples().all()}
 
 
 async def batch_known(s: AsyncSession, agent_id: str, batch_id: str) -> bool:
@@ -63,31 +70,30 @@ async def known_reading_ids(s: AsyncSession, ids: Sequence[str]) -> set[str]:
 
 @dataclass(frozen=True, slots=True)
 class SiteDevices:
-    """The devices of an agent's site by serial and by ip (the newest seen first for an ip)."""
+    """The devices of an agent's site by serial and by ip (the newest seen wins for an ip)."""
 
     by_serial: Mapping[str, str]
     by_ip: Mapping[str, str]
 
 
-async def site_devices(s: AsyncSession, agent_id: str, *, serials: Sequence[str],
-                       ips: Sequence[str]) -> SiteDevices:
-    """One query: the devices of ``agent_id``'s site with one of these serials or ips."""
-    site = (await s.scalars(select(AgentRow.site_id).where(AgentRow.id == agent_id))).first()
-    if site is None or not (serials or ips):
-        return SiteDevices({}, {})
-    rows = (await s.execute(
-        select(DeviceRow.id, DeviceRow.serial, DeviceRow.ip)
-        .where(DeviceRow.site_id == site,
-               or_(DeviceRow.serial.in_(list(set(serials))), DeviceRow.ip.in_(list(set(ips)))))
-        .order_by(DeviceRow.last_seen.asc(), DeviceRow.id.desc())
-    )).tuples().all()
-    by_serial: dict[str, str] = {}
-    by_ip: dict[str, str] = {}
-    for device_id, serial, ip in rows:  # oldest first: the newest seen wins for an ip
-        if serial and serial not in by_serial:
-            by_serial[serial] = device_id
-        by_ip[ip] = device_id
-    return SiteDevices(by_serial, by_ip)
+async def site_devices(s: AsyncSession, wanted: Mapping[str, tuple[set[str], set[str]]]) -> dict[str, SiteDevices]:
+    """One query: per agent id, the devices of its site with one of the given (serials, ips)."""
+    serials = {x for ser, _ in wanted.values() for x in ser}
+    ips = {x for _, ip in wanted.values() for x in ip}
+    found: dict[str, tuple[dict[str, str], dict[str, str]]] = {a: ({}, {}) for a in wanted}
+    if wanted and (serials or ips):
+        rows = (await s.execute(
+            select(AgentRow.id, DeviceRow.id, DeviceRow.serial, DeviceRow.ip)
+            .join(DeviceRow, DeviceRow.site_id == AgentRow.site_id)
+            .where(AgentRow.id.in_(list(wanted)), or_(DeviceRow.serial.in_(serials), DeviceRow.ip.in_(ips)))
+            .order_by(DeviceRow.last_seen.asc(), DeviceRow.id.desc())
+        )).tuples().all()
+        for agent, device_id, serial, ip in rows:  # oldest first: the newest seen wins for an ip
+            by_serial, by_ip = found[agent]
+            if serial and serial not in by_serial:
+                by_serial[serial] = device_id
+            by_ip[ip] = device_id
+    return {a: SiteDevices(*maps) for a, maps in found.items()}
 
 
 def reading_row(r: Reading, *, agent_id: str, batch_id: str, device_id: str | None) -> dict[str, Any]:
@@ -101,7 +107,7 @@ _READING_COLUMNS = ("id", "agent_id", "batch_id", "ip", "serial", "taken_at", "k
 
 async def insert_readings(s: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Append to the history: ``COPY`` on PostgreSQL (binary, in the session's transaction),
-    multi-row ``INSERT`` on SQLite."""
+    one ``executemany`` ``INSERT`` on SQLite (rows batched into multi-row statements by SQLAlchemy)."""
     if not rows:
         return
     if _dialect(s) == "postgresql":
@@ -111,8 +117,7 @@ async def insert_readings(s: AsyncSession, rows: Sequence[dict[str, Any]]) -> No
                          for c in _READING_COLUMNS) for r in rows]
         await raw.copy_records_to_table("readings", records=records, columns=list(_READING_COLUMNS))
         return
-    for start in range(0, len(rows), SQLITE_ROWS_PER_INSERT):
-        await s.execute(insert(ReadingRow).values(list(rows[start:start + SQLITE_ROWS_PER_INSERT])))
+    await s.execute(insert(_READINGS), list(rows))  # one executemany: a compiled statement, batched by the driver
 
 
 @dataclass(slots=True)
@@ -135,13 +140,12 @@ async def lock_states(s: AsyncSession, device_ids: Sequence[str]) -> dict[str, D
     concurrent batch for the same device waits instead of losing an update."""
     if not device_ids:
         return {}
-    q = select(DeviceStateRow).where(DeviceStateRow.device_id.in_(sorted(set(device_ids))))
+    t = _STATES.c
+    q = select(t.device_id, t.last_reading_at, t.counters_at, t.supplies_at, t.alerts_at, t.page_count,
+               t.printer_status, t.device_status, t.error_state).where(t.device_id.in_(sorted(set(device_ids))))
     if _dialect(s) == "postgresql":
         q = q.with_for_update()
-    rows = (await s.scalars(q.execution_options(populate_existing=True))).all()
-    return {r.device_id: DeviceState(r.device_id, r.last_reading_at, r.counters_at, r.supplies_at, r.alerts_at,
-                                     r.page_count, r.printer_status, r.device_status, list(r.error_state or []))
-            for r in rows}
+    return {r[0]: DeviceState(*r[:8], list(r[8] or [])) for r in (await s.execute(q)).tuples().all()}
 
 
 async def upsert_states(s: AsyncSession, states: Sequence[DeviceState]) -> None:
@@ -153,8 +157,8 @@ async def upsert_states(s: AsyncSession, states: Sequence[DeviceState]) -> None:
                "supplies_at": st.supplies_at, "alerts_at": st.alerts_at, "page_count": st.page_count,
                "printer_status": st.printer_status, "device_status": st.device_status,
                "error_state": st.error_state or []} for st in states]
-    stmt = _upsert(s, DeviceStateRow).values(values)
-    t, x = DeviceStateRow.__table__.c, stmt.excluded
+    stmt = _upsert(s, _STATES)
+    t, x = _STATES.c, stmt.excluded
 
     def newer(at: str) -> Any:
         return or_(t[at].is_(None), and_(x[at].is_not(None), x[at] >= t[at]))
@@ -169,22 +173,22 @@ async def upsert_states(s: AsyncSession, states: Sequence[DeviceState]) -> None:
         "printer_status": pick("printer_status", "alerts_at"), "device_status": pick("device_status", "alerts_at"),
         "error_state": pick("error_state", "alerts_at"),
     })
-    await s.execute(stmt)
+    await s.execute(stmt, values)
 
 
 async def replace_supplies(s: AsyncSession, current: Mapping[str, tuple[datetime, Sequence[SupplyLevel]]]) -> None:
     """The current supplies of these devices become the given ones (one delete, one insert)."""
     if not current:
         return
-    await s.execute(delete(DeviceSupplyRow).where(DeviceSupplyRow.device_id.in_(list(current))))
+    await s.execute(delete(_SUPPLIES).where(_SUPPLIES.c.device_id.in_(list(current))))
     rows = [{"device_id": device_id, "supply_index": sup.index, "description": sup.description[:1024],
              "type": sup.type[:64], "colour": sup.colour[:64] if sup.colour else None, "unit": sup.unit[:64],
              "max_capacity": sup.max_capacity, "level": sup.level, "state": str(sup.state),
              "percent": sup.percent, "taken_at": taken_at}
             for device_id, (taken_at, supplies) in current.items()
             for sup in {x.index: x for x in supplies}.values()]
-    for start in range(0, len(rows), SQLITE_ROWS_PER_INSERT):
-        await s.execute(insert(DeviceSupplyRow).values(rows[start:start + SQLITE_ROWS_PER_INSERT]))
+    if rows:
+        await s.execute(insert(_SUPPLIES), rows)
 
 
 @dataclass(slots=True)
@@ -204,11 +208,14 @@ class OpenAlert:
 async def open_alerts_of(s: AsyncSession, device_ids: Sequence[str]) -> list[OpenAlert]:
     if not device_ids:
         return []
-    rows = (await s.scalars(select(DeviceAlertRow).where(
-        DeviceAlertRow.device_id.in_(sorted(set(device_ids))), DeviceAlertRow.cleared_at.is_(None)))).all()
-    return [OpenAlert(r.device_id, r.alert_key, PrinterAlert(r.alert_index, r.severity, r.group, r.code,
-                                                            r.description, r.training_level),
-                      r.raised_at, r.last_seen_at, None, r.id) for r in rows]
+    t = _ALERTS.c
+    rows = (await s.execute(select(
+        t.device_id, t.alert_key, t.alert_index, t.severity, t.group, t.code, t.description, t.training_level,
+        t.raised_at, t.last_seen_at, t.id,
+    ).where(t.device_id.in_(sorted(set(device_ids))), t.cleared_at.is_(None)))).tuples().all()
+    return [OpenAlert(device, key, PrinterAlert(index, severity, group, code, description, training),
+                      raised, seen, None, alert_id)
+            for device, key, index, severity, group, code, description, training, raised, seen, alert_id in rows]
 
 
 async def write_alerts(s: AsyncSession, alerts: Sequence[OpenAlert]) -> tuple[list[OpenAlert], list[OpenAlert]]:
@@ -216,19 +223,35 @@ async def write_alerts(s: AsyncSession, alerts: Sequence[OpenAlert]) -> tuple[li
     where an alert opens and where it clears (in this transaction)."""
     opened = [a for a in alerts if a.id is None]
     changed = [a for a in alerts if a.id is not None and a.changed]
-    for a in opened:  # few per batch; the id is needed (DWA sessions link to it)
-        a.id = (await s.execute(insert(DeviceAlertRow).values(
-            device_id=a.device_id, alert_key=a.key[:200], alert_index=a.alert.index,
-            severity=a.alert.severity[:32], group=a.alert.group[:64], code=a.alert.code[:64],
-            description=a.alert.description[:1024],
-            training_level=a.alert.training_level[:64] if a.alert.training_level else None,
-            raised_at=a.raised_at, last_seen_at=a.last_seen_at, cleared_at=a.cleared_at,
-        ).returning(DeviceAlertRow.id))).scalar_one()
-    for a in changed:
-        await s.execute(update(DeviceAlertRow).where(DeviceAlertRow.id == a.id).values(
-            last_seen_at=a.last_seen_at, description=a.alert.description[:1024], cleared_at=a.cleared_at))
+    if opened:  # ids in parameter order: DWA sessions and webhooks name an alert by its row id
+        ids = (await s.execute(insert(_ALERTS).returning(_ALERTS.c.id, sort_by_parameter_order=True), [{
+            "device_id": a.device_id, "alert_key": a.key[:200], "alert_index": a.alert.index,
+            "severity": a.alert.severity[:32], "group": a.alert.group[:64], "code": a.alert.code[:64],
+            "description": a.alert.description[:1024],
+            "training_level": a.alert.training_level[:64] if a.alert.training_level else None,
+            "raised_at": a.raised_at, "last_seen_at": a.last_seen_at, "cleared_at": a.cleared_at,
+        } for a in opened])).scalars().all()
+        for a, new_id in zip(opened, ids, strict=True):
+            a.id = new_id
+    if changed:
+        await s.execute(update(_ALERTS).where(_ALERTS.c.id == bindparam("alert_id")).values(
+            last_seen_at=bindparam("seen"), description=bindparam("text"), cleared_at=bindparam("cleared")),
+            [{"alert_id": a.id, "seen": a.last_seen_at, "text": a.alert.description[:1024], "cleared": a.cleared_at}
+             for a in changed])
     cleared = [a for a in alerts if a.cleared_at is not None and (a.id is not None)]
     return opened, cleared
+
+
+async def owners_of(s: AsyncSession, device_ids: Sequence[str]) -> dict[str, tuple[str, str, str]]:
+    """Each device's (site, customer, dealer), one query."""
+    if not device_ids:
+        return {}
+    rows = (await s.execute(
+        select(DeviceRow.id, SiteRow.id, CustomerRow.id, CustomerRow.dealer_id)
+        .join(SiteRow, SiteRow.id == DeviceRow.site_id).join(CustomerRow, CustomerRow.id == SiteRow.customer_id)
+        .where(DeviceRow.id.in_(sorted(set(device_ids))))
+    )).tuples().all()
+    return {d: (site, customer, dealer) for d, site, customer, dealer in rows}
 
 
 async def thresholds_of_devices(s: AsyncSession, device_ids: Sequence[str]) -> dict[str, SupplyThresholds]:
