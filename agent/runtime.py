@@ -90,14 +90,18 @@ MakeVerifier = Callable[[pb.OpenTunnel, str], Verify]  # (command, command id)
 FindEws = Callable[[str], Awaitable[EwsEndpoint | EwsNotFound | None]]
 
 
-def inventory_entry(found: DiscoveryResult, ews: EwsEndpoint | None) -> pb.DiscoveredDevice:
-    """One inventory line: the sweep's result plus where its web server answered."""
+def inventory_entry(found: DiscoveryResult, ews: EwsEndpoint | None, ews_probe: str = "") -> pb.DiscoveredDevice:
+    """One inventory line: the sweep's result plus where its web server answered (or, in
+    ``ews_probe``, each port tried and how it failed)."""
     if ews is not None and ews.tls_fingerprint:
         identity = replace(found.identity or DeviceIdentity(), tls_fingerprint=ews.tls_fingerprint)
         found = replace(found, identity=identity)
-    return convert.discovered_to_wire(
+    entry = convert.discovered_to_wire(
         found, ews_port=ews.port if ews else 0, ews_scheme=ews.scheme if ews else ""
     )
+    if ews is None and ews_probe:
+        entry.ews_probe = ews_probe[:1000]
+    return entry
 
 
 class AgentRuntime(Service):
@@ -190,7 +194,7 @@ class AgentRuntime(Service):
         entries: list[pb.DiscoveredDevice] = []
         for item in found:
             ews = await self._web_page_of(item) if _is_printer(item) else None
-            entries.append(inventory_entry(item, ews))
+            entries.append(inventory_entry(item, ews, self._ews_notes.get(item.ip, "")))
         printers = [f for f in found if _is_printer(f)]
         # polling follows the sweep before (and whether or not) the cloud hears of it
         self.printers = [e for e in entries if e.status == pb.DEVICE_STATUS_PRINTER]

@@ -104,6 +104,7 @@ class AgentEvents:
                     s, device_id=uuid.uuid4().hex[:16], site_id=agent.site_id, agent_id=agent_id,
                     ip=d.ip, identity=identity, ews_port=max(d.ews_port, 0),
                     ews_scheme=(d.ews_scheme or "http") if d.ews_port > 0 else "", now=now,
+                    ews_probe=d.ews_probe,
                 )
                 if row.model_changed_at == now:  # same device, new firmware/description text
                     changed_model.append((row.id, d.ip, row.previous_model, row.model))

@@ -82,7 +82,7 @@ def evaluate(
         denies.append(R.DEVICE_UNVERIFIED)
         device_ok = False
     if device.ews_port <= 0:
-        denies.append(R.DEVICE_NO_WEB_PAGE)
+        denies.append(R.no_web_page(device.ews_probe))
         device_ok = False
     if device_ok:
         allows.append(R.DEVICE_OK)

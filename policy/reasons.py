@@ -36,6 +36,20 @@ DEVICE_NO_WEB_PAGE = Reason(
     "setting, by default 443/https and 80/http) answered; the printer is still monitored. Add the "
     "printer's web port to ews_candidates in the agent's agent.toml and rescan",
 )
+
+
+def no_web_page(tried: str) -> Reason:
+    """``device.no_web_page`` naming each port the agent tried and how it failed, when it said."""
+    if not tried:
+        return DEVICE_NO_WEB_PAGE
+    return Reason(
+        DEVICE_NO_WEB_PAGE.code,
+        f"no web page was found on this printer: the agent tried {tried}; the printer is still "
+        "monitored. If its web page is on another port, add it to ews_candidates in the agent's "
+        "agent.toml and rescan",
+    )
+
+
 DEVICE_OK = Reason("device.ready", "the device is enrolled, online, verified and not blocked")
 # customer
 CUSTOMER_NEVER = Reason(

@@ -90,6 +90,7 @@ class Device:
     name: str = ""
     ews_port: int = 80
     ews_scheme: str = "http"
+    ews_probe: str = ""  # ews_port 0: each web port the agent tried and how it failed
     labels: frozenset[str] = frozenset()
     blocked: bool = False
     identity_verified: bool = True

@@ -20,6 +20,7 @@ def device_from_row(row: DeviceRow) -> Device:
         name=row.name,
         ews_port=row.ews_port,
         ews_scheme=row.ews_scheme,
+        ews_probe=row.ews_probe or "",
         identity=DeviceIdentity(
             serial=row.serial, mac=row.mac, model=row.model, sys_object_id=row.sys_object_id,
             vendor=row.vendor, sys_name=row.sys_name, location=row.location,
@@ -68,7 +69,7 @@ async def get_devices(s: AsyncSession, device_ids: set[str]) -> dict[str, Device
 async def add_device(s: AsyncSession, device: Device, *, now: datetime) -> None:
     row = DeviceRow(
         id=device.id, site_id=device.site_id, agent_id=device.agent_id, ip=device.ip,
-        name=device.name, ews_port=device.ews_port, ews_scheme=device.ews_scheme,
+        name=device.name, ews_port=device.ews_port, ews_scheme=device.ews_scheme, ews_probe=device.ews_probe,
         labels=sorted(device.labels), blocked=device.blocked,
         identity_verified=device.identity_verified, first_seen=now, last_seen=now,
     )
@@ -117,7 +118,7 @@ async def displaced_at(s: AsyncSession, site_id: str, ip: str, identity: DeviceI
 
 async def upsert_discovered(
     s: AsyncSession, *, device_id: str, site_id: str, agent_id: str, ip: str,
-    identity: DeviceIdentity, ews_port: int, ews_scheme: str, now: datetime,
+    identity: DeviceIdentity, ews_port: int, ews_scheme: str, now: datetime, ews_probe: str = "",
 ) -> DeviceRow:
     """Record a discovered printer; the same identity at a new IP keeps its id.
 
@@ -134,6 +135,7 @@ async def upsert_discovered(
     row.ip = ip
     row.agent_id = agent_id
     row.ews_port, row.ews_scheme = ews_port, ews_scheme  # where the web page answers now (0: none)
+    row.ews_probe = ews_probe[:1000] if ews_port <= 0 else ""  # how each port failed (0: none)
     row.last_seen = now
     _apply_identity(row, identity, now=now)
     return row

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aprintgate/wire/agent.proto\x12\x12printgate.agent.v1\"X\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x15\n\ragent_version\x18\x04 \x01(\t\"\xe6\x01\n\x0e\x45nrollResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0f\n\x07site_id\x18\x02 \x01(\t\x12\x17\n\x0f\x63lient_cert_pem\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63\x61_chain_pem\x18\x04 \x01(\x0c\x12\x15\n\rrelay_address\x18\x05 \x01(\t\x12\"\n\x1arelay_host_key_fingerprint\x18\x06 \x01(\t\x12\x1a\n\x12\x63ommand_verify_key\x18\x07 \x01(\x0c\x12\x19\n\x11\x63\x65rt_not_after_ms\x18\x08 \x01(\x03\x12\x10\n\x08mqtt_url\x18\t \x01(\t\"\x1f\n\x0cRenewRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"C\n\rRenewResponse\x12\x17\n\x0f\x63lient_cert_pem\x18\x01 \x01(\x0c\x12\x19\n\x11\x63\x65rt_not_after_ms\x18\x02 \x01(\x03\"\xc1\x02\n\x10HeartbeatRequest\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x14\n\x0cqueue_length\x18\x02 \x01(\x05\x12\x10\n\x08printers\x18\x03 \x01(\x05\x12\x12\n\nsent_at_ms\x18\x04 \x01(\x03\x12\x38\n\x0erelay_refusals\x18\x05 \x03(\x0b\x32 .printgate.agent.v1.RelayRefusal\x12-\n\x05tasks\x18\x06 \x03(\x0b\x32\x1e.printgate.agent.v1.TaskHealth\x12\x18\n\x10oldest_queued_ms\x18\x07 \x01(\x03\x12/\n\x05\x64rops\x18\x08 \x03(\x0b\x32 .printgate.agent.v1.ReadingsDrop\x12\x10\n\x08\x64\x65graded\x18\t \x01(\t\x12\x14\n\x0cqueued_bytes\x18\n \x01(\x03\"i\n\nTaskHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x10\n\x08restarts\x18\x03 \x01(\x05\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x18\n\x10last_error_at_ms\x18\x05 \x01(\x03\"p\n\x0cReadingsDrop\x12\n\n\x02ip\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05\x63ount\x18\x04 \x01(\x03\x12\x13\n\x0b\x66irst_at_ms\x18\x05 \x01(\x03\x12\x12\n\nlast_at_ms\x18\x06 \x01(\x03\"O\n\x0cRelayRefusal\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\r\n\x05\x61t_ms\x18\x04 \x01(\x03\"+\n\x11HeartbeatResponse\x12\x16\n\x0eserver_time_ms\x18\x01 \x01(\x03\"\x9f\x02\n\x10\x44iscoveredDevice\x12\n\n\x02ip\x18\x01 \x01(\t\x12\x10\n\x08\x65ws_port\x18\x02 \x01(\x05\x12\x12\n\news_scheme\x18\x03 \x01(\t\x12\x0e\n\x06serial\x18\x04 \x01(\t\x12\x0b\n\x03mac\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12\x15\n\rsys_object_id\x18\x07 \x01(\t\x12\x0e\n\x06vendor\x18\x08 \x01(\t\x12\x10\n\x08sys_name\x18\t \x01(\t\x12\x10\n\x08location\x18\n \x01(\t\x12\x17\n\x0ftls_fingerprint\x18\x0b \x01(\t\x12\x30\n\x06status\x18\x0c \x01(\x0e\x32 .printgate.agent.v1.DeviceStatus\x12\x17\n\x0f\x65xcluded_reason\x18\r \x01(\t\"j\n\tInventory\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x35\n\x07\x64\x65vices\x18\x02 \x03(\x0b\x32$.printgate.agent.v1.DiscoveredDevice\x12\x15\n\rscanned_at_ms\x18\x03 \x01(\x03\"\x88\x01\n\rReadingsBatch\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\x0c\x12\x0f\n\x07version\x18\x04 \x01(\r\x12-\n\x08readings\x18\x05 \x03(\x0b\x32\x1b.printgate.agent.v1.Reading\"\xb0\x02\n\x07Reading\x12\n\n\x02id\x18\x01 \x01(\t\x12\n\n\x02ip\x18\x02 \x01(\t\x12\x13\n\x0btaken_at_us\x18\x03 \x01(\x03\x12\r\n\x05kinds\x18\x04 \x03(\t\x12\x13\n\x06serial\x18\x05 \x01(\tH\x00\x88\x01\x01\x12-\n\x08\x63ounters\x18\x06 \x03(\x0b\x32\x1b.printgate.agent.v1.Counter\x12,\n\x08supplies\x18\x07 \x03(\x0b\x32\x1a.printgate.agent.v1.Supply\x12)\n\x06\x61lerts\x18\x08 \x03(\x0b\x32\x19.printgate.agent.v1.Alert\x12\x31\n\x06status\x18\t \x01(\x0b\x32!.printgate.agent.v1.PrinterStatus\x12\x0e\n\x06\x65rrors\x18\n \x03(\tB\t\n\x07_serial\"4\n\x07\x43ounter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03\x12\x0c\n\x04unit\x18\x03 \x01(\t\"\xc1\x01\n\x06Supply\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x13\n\x06\x63olour\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x0c\n\x04unit\x18\x05 \x01(\t\x12\x19\n\x0cmax_capacity\x18\x06 \x01(\x03H\x01\x88\x01\x01\x12\x12\n\x05level\x18\x07 \x01(\x03H\x02\x88\x01\x01\x12\r\n\x05state\x18\x08 \x01(\tB\t\n\x07_colourB\x0f\n\r_max_capacityB\x08\n\x06_level\"\x8a\x01\n\x05\x41lert\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x10\n\x08severity\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\x12\x0c\n\x04\x63ode\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x1b\n\x0etraining_level\x18\x06 \x01(\tH\x00\x88\x01\x01\x42\x11\n\x0f_training_level\"m\n\rPrinterStatus\x12\x13\n\x06status\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\x12\x1a\n\rdevice_status\x18\x03 \x01(\tH\x01\x88\x01\x01\x42\t\n\x07_statusB\x10\n\x0e_device_status\"H\n\x10ReadingRejection\x12\x10\n\x08position\x18\x01 \x01(\x05\x12\x12\n\nreading_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"l\n\x03\x41\x63k\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x36\n\x08rejected\x18\x03 \x03(\x0b\x32$.printgate.agent.v1.ReadingRejection\x12\x0e\n\x06stored\x18\x04 \x01(\x05\"-\n\x14\x43ommandStreamRequest\x12\x15\n\ragent_version\x18\x01 \x01(\t\"T\n\rCommandResult\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"l\n\x0e\x44\x65viceIdentity\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x0b\n\x03mac\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x15\n\rsys_object_id\x18\x04 \x01(\t\x12\x17\n\x0ftls_fingerprint\x18\x05 \x01(\t\"\xc1\x02\n\nOpenTunnel\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\ttarget_ip\x18\x02 \x01(\t\x12\x13\n\x0btarget_port\x18\x03 \x01(\x05\x12\x15\n\rtarget_scheme\x18\x04 \x01(\t\x12=\n\x11\x65xpected_identity\x18\x05 \x01(\x0b\x32\".printgate.agent.v1.DeviceIdentity\x12\x12\n\nrelay_host\x18\x06 \x01(\t\x12\x12\n\nrelay_port\x18\x07 \x01(\x05\x12\"\n\x1arelay_host_key_fingerprint\x18\x08 \x01(\t\x12\x1e\n\x16\x63redential_private_key\x18\t \x01(\t\x12\x1e\n\x16\x63redential_certificate\x18\n \x01(\t\x12\x15\n\rexpires_at_ms\x18\x0b \x01(\x03\"1\n\x0b\x43loseTunnel\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"$\n\rDesiredConfig\x12\x13\n\x0b\x63onfig_json\x18\x01 \x01(\x0c\"\x15\n\x04Ping\x12\r\n\x05nonce\x18\x01 \x01(\t\"\x1e\n\x06Rescan\x12\x14\n\x0crequested_by\x18\x01 \x01(\t\"\xe1\x02\n\x07\x43ommand\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x14\n\x0cissued_at_ms\x18\x03 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x04 \x01(\x03\x12\x35\n\x0bopen_tunnel\x18\n \x01(\x0b\x32\x1e.printgate.agent.v1.OpenTunnelH\x00\x12\x37\n\x0c\x63lose_tunnel\x18\x0b \x01(\x0b\x32\x1f.printgate.agent.v1.CloseTunnelH\x00\x12;\n\x0e\x64\x65sired_config\x18\x0c \x01(\x0b\x32!.printgate.agent.v1.DesiredConfigH\x00\x12(\n\x04ping\x18\r \x01(\x0b\x32\x18.printgate.agent.v1.PingH\x00\x12,\n\x06rescan\x18\x0e \x01(\x0b\x32\x1a.printgate.agent.v1.RescanH\x00\x42\x06\n\x04\x62ody\"C\n\rSignedCommand\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"\xad\x01\n\nAgentEvent\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\r\n\x05\x61t_ms\x18\x02 \x01(\x03\x12;\n\x0e\x63ommand_result\x18\n \x01(\x0b\x32!.printgate.agent.v1.CommandResultH\x00\x12\x39\n\theartbeat\x18\x0b \x01(\x0b\x32$.printgate.agent.v1.HeartbeatRequestH\x00\x42\x06\n\x04\x62ody*d\n\x0c\x44\x65viceStatus\x12\x1d\n\x19\x44\x45VICE_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x45VICE_STATUS_PRINTER\x10\x01\x12\x1a\n\x16\x44\x45VICE_STATUS_EXCLUDED\x10\x02\x32\\\n\tEnrolment\x12O\n\x06\x45nroll\x12!.printgate.agent.v1.EnrollRequest\x1a\".printgate.agent.v1.EnrollResponse2\x8d\x04\n\x0c\x41gentChannel\x12X\n\tHeartbeat\x12$.printgate.agent.v1.HeartbeatRequest\x1a%.printgate.agent.v1.HeartbeatResponse\x12I\n\x0fUploadInventory\x12\x1d.printgate.agent.v1.Inventory\x1a\x17.printgate.agent.v1.Ack\x12L\n\x0eUploadReadings\x12!.printgate.agent.v1.ReadingsBatch\x1a\x17.printgate.agent.v1.Ack\x12^\n\rCommandStream\x12(.printgate.agent.v1.CommandStreamRequest\x1a!.printgate.agent.v1.SignedCommand0\x01\x12Q\n\x13ReportCommandResult\x12!.printgate.agent.v1.CommandResult\x1a\x17.printgate.agent.v1.Ack\x12W\n\x10RenewCertificate\x12 .printgate.agent.v1.RenewRequest\x1a!.printgate.agent.v1.RenewResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aprintgate/wire/agent.proto\x12\x12printgate.agent.v1\"X\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x15\n\ragent_version\x18\x04 \x01(\t\"\xe6\x01\n\x0e\x45nrollResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0f\n\x07site_id\x18\x02 \x01(\t\x12\x17\n\x0f\x63lient_cert_pem\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63\x61_chain_pem\x18\x04 \x01(\x0c\x12\x15\n\rrelay_address\x18\x05 \x01(\t\x12\"\n\x1arelay_host_key_fingerprint\x18\x06 \x01(\t\x12\x1a\n\x12\x63ommand_verify_key\x18\x07 \x01(\x0c\x12\x19\n\x11\x63\x65rt_not_after_ms\x18\x08 \x01(\x03\x12\x10\n\x08mqtt_url\x18\t \x01(\t\"\x1f\n\x0cRenewRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"C\n\rRenewResponse\x12\x17\n\x0f\x63lient_cert_pem\x18\x01 \x01(\x0c\x12\x19\n\x11\x63\x65rt_not_after_ms\x18\x02 \x01(\x03\"\xc1\x02\n\x10HeartbeatRequest\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x14\n\x0cqueue_length\x18\x02 \x01(\x05\x12\x10\n\x08printers\x18\x03 \x01(\x05\x12\x12\n\nsent_at_ms\x18\x04 \x01(\x03\x12\x38\n\x0erelay_refusals\x18\x05 \x03(\x0b\x32 .printgate.agent.v1.RelayRefusal\x12-\n\x05tasks\x18\x06 \x03(\x0b\x32\x1e.printgate.agent.v1.TaskHealth\x12\x18\n\x10oldest_queued_ms\x18\x07 \x01(\x03\x12/\n\x05\x64rops\x18\x08 \x03(\x0b\x32 .printgate.agent.v1.ReadingsDrop\x12\x10\n\x08\x64\x65graded\x18\t \x01(\t\x12\x14\n\x0cqueued_bytes\x18\n \x01(\x03\"i\n\nTaskHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x10\n\x08restarts\x18\x03 \x01(\x05\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x18\n\x10last_error_at_ms\x18\x05 \x01(\x03\"p\n\x0cReadingsDrop\x12\n\n\x02ip\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05\x63ount\x18\x04 \x01(\x03\x12\x13\n\x0b\x66irst_at_ms\x18\x05 \x01(\x03\x12\x12\n\nlast_at_ms\x18\x06 \x01(\x03\"O\n\x0cRelayRefusal\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\r\n\x05\x61t_ms\x18\x04 \x01(\x03\"+\n\x11HeartbeatResponse\x12\x16\n\x0eserver_time_ms\x18\x01 \x01(\x03\"\xb2\x02\n\x10\x44iscoveredDevice\x12\n\n\x02ip\x18\x01 \x01(\t\x12\x10\n\x08\x65ws_port\x18\x02 \x01(\x05\x12\x12\n\news_scheme\x18\x03 \x01(\t\x12\x0e\n\x06serial\x18\x04 \x01(\t\x12\x0b\n\x03mac\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12\x15\n\rsys_object_id\x18\x07 \x01(\t\x12\x0e\n\x06vendor\x18\x08 \x01(\t\x12\x10\n\x08sys_name\x18\t \x01(\t\x12\x10\n\x08location\x18\n \x01(\t\x12\x17\n\x0ftls_fingerprint\x18\x0b \x01(\t\x12\x30\n\x06status\x18\x0c \x01(\x0e\x32 .printgate.agent.v1.DeviceStatus\x12\x17\n\x0f\x65xcluded_reason\x18\r \x01(\t\x12\x11\n\tews_probe\x18\x0e \x01(\t\"j\n\tInventory\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x35\n\x07\x64\x65vices\x18\x02 \x03(\x0b\x32$.printgate.agent.v1.DiscoveredDevice\x12\x15\n\rscanned_at_ms\x18\x03 \x01(\x03\"\x88\x01\n\rReadingsBatch\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\x0c\x12\x0f\n\x07version\x18\x04 \x01(\r\x12-\n\x08readings\x18\x05 \x03(\x0b\x32\x1b.printgate.agent.v1.Reading\"\xb0\x02\n\x07Reading\x12\n\n\x02id\x18\x01 \x01(\t\x12\n\n\x02ip\x18\x02 \x01(\t\x12\x13\n\x0btaken_at_us\x18\x03 \x01(\x03\x12\r\n\x05kinds\x18\x04 \x03(\t\x12\x13\n\x06serial\x18\x05 \x01(\tH\x00\x88\x01\x01\x12-\n\x08\x63ounters\x18\x06 \x03(\x0b\x32\x1b.printgate.agent.v1.Counter\x12,\n\x08supplies\x18\x07 \x03(\x0b\x32\x1a.printgate.agent.v1.Supply\x12)\n\x06\x61lerts\x18\x08 \x03(\x0b\x32\x19.printgate.agent.v1.Alert\x12\x31\n\x06status\x18\t \x01(\x0b\x32!.printgate.agent.v1.PrinterStatus\x12\x0e\n\x06\x65rrors\x18\n \x03(\tB\t\n\x07_serial\"4\n\x07\x43ounter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03\x12\x0c\n\x04unit\x18\x03 \x01(\t\"\xc1\x01\n\x06Supply\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x13\n\x06\x63olour\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x0c\n\x04unit\x18\x05 \x01(\t\x12\x19\n\x0cmax_capacity\x18\x06 \x01(\x03H\x01\x88\x01\x01\x12\x12\n\x05level\x18\x07 \x01(\x03H\x02\x88\x01\x01\x12\r\n\x05state\x18\x08 \x01(\tB\t\n\x07_colourB\x0f\n\r_max_capacityB\x08\n\x06_level\"\x8a\x01\n\x05\x41lert\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x10\n\x08severity\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\x12\x0c\n\x04\x63ode\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x1b\n\x0etraining_level\x18\x06 \x01(\tH\x00\x88\x01\x01\x42\x11\n\x0f_training_level\"m\n\rPrinterStatus\x12\x13\n\x06status\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x0e\n\x06\x65rrors\x18\x02 \x03(\t\x12\x1a\n\rdevice_status\x18\x03 \x01(\tH\x01\x88\x01\x01\x42\t\n\x07_statusB\x10\n\x0e_device_status\"H\n\x10ReadingRejection\x12\x10\n\x08position\x18\x01 \x01(\x05\x12\x12\n\nreading_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"l\n\x03\x41\x63k\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x36\n\x08rejected\x18\x03 \x03(\x0b\x32$.printgate.agent.v1.ReadingRejection\x12\x0e\n\x06stored\x18\x04 \x01(\x05\"-\n\x14\x43ommandStreamRequest\x12\x15\n\ragent_version\x18\x01 \x01(\t\"T\n\rCommandResult\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"l\n\x0e\x44\x65viceIdentity\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x0b\n\x03mac\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x15\n\rsys_object_id\x18\x04 \x01(\t\x12\x17\n\x0ftls_fingerprint\x18\x05 \x01(\t\"\xc1\x02\n\nOpenTunnel\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\ttarget_ip\x18\x02 \x01(\t\x12\x13\n\x0btarget_port\x18\x03 \x01(\x05\x12\x15\n\rtarget_scheme\x18\x04 \x01(\t\x12=\n\x11\x65xpected_identity\x18\x05 \x01(\x0b\x32\".printgate.agent.v1.DeviceIdentity\x12\x12\n\nrelay_host\x18\x06 \x01(\t\x12\x12\n\nrelay_port\x18\x07 \x01(\x05\x12\"\n\x1arelay_host_key_fingerprint\x18\x08 \x01(\t\x12\x1e\n\x16\x63redential_private_key\x18\t \x01(\t\x12\x1e\n\x16\x63redential_certificate\x18\n \x01(\t\x12\x15\n\rexpires_at_ms\x18\x0b \x01(\x03\"1\n\x0b\x43loseTunnel\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"$\n\rDesiredConfig\x12\x13\n\x0b\x63onfig_json\x18\x01 \x01(\x0c\"\x15\n\x04Ping\x12\r\n\x05nonce\x18\x01 \x01(\t\"\x1e\n\x06Rescan\x12\x14\n\x0crequested_by\x18\x01 \x01(\t\"\xe1\x02\n\x07\x43ommand\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x14\n\x0cissued_at_ms\x18\x03 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x04 \x01(\x03\x12\x35\n\x0bopen_tunnel\x18\n \x01(\x0b\x32\x1e.printgate.agent.v1.OpenTunnelH\x00\x12\x37\n\x0c\x63lose_tunnel\x18\x0b \x01(\x0b\x32\x1f.printgate.agent.v1.CloseTunnelH\x00\x12;\n\x0e\x64\x65sired_config\x18\x0c \x01(\x0b\x32!.printgate.agent.v1.DesiredConfigH\x00\x12(\n\x04ping\x18\r \x01(\x0b\x32\x18.printgate.agent.v1.PingH\x00\x12,\n\x06rescan\x18\x0e \x01(\x0b\x32\x1a.printgate.agent.v1.RescanH\x00\x42\x06\n\x04\x62ody\"C\n\rSignedCommand\x12\x0f\n\x07\x63ommand\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"\xad\x01\n\nAgentEvent\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\r\n\x05\x61t_ms\x18\x02 \x01(\x03\x12;\n\x0e\x63ommand_result\x18\n \x01(\x0b\x32!.printgate.agent.v1.CommandResultH\x00\x12\x39\n\theartbeat\x18\x0b \x01(\x0b\x32$.printgate.agent.v1.HeartbeatRequestH\x00\x42\x06\n\x04\x62ody*d\n\x0c\x44\x65viceStatus\x12\x1d\n\x19\x44\x45VICE_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x45VICE_STATUS_PRINTER\x10\x01\x12\x1a\n\x16\x44\x45VICE_STATUS_EXCLUDED\x10\x02\x32\\\n\tEnrolment\x12O\n\x06\x45nroll\x12!.printgate.agent.v1.EnrollRequest\x1a\".printgate.agent.v1.EnrollResponse2\x8d\x04\n\x0c\x41gentChannel\x12X\n\tHeartbeat\x12$.printgate.agent.v1.HeartbeatRequest\x1a%.printgate.agent.v1.HeartbeatResponse\x12I\n\x0fUploadInventory\x12\x1d.printgate.agent.v1.Inventory\x1a\x17.printgate.agent.v1.Ack\x12L\n\x0eUploadReadings\x12!.printgate.agent.v1.ReadingsBatch\x1a\x17.printgate.agent.v1.Ack\x12^\n\rCommandStream\x12(.printgate.agent.v1.CommandStreamRequest\x1a!.printgate.agent.v1.SignedCommand0\x01\x12Q\n\x13ReportCommandResult\x12!.printgate.agent.v1.CommandResult\x1a\x17.printgate.agent.v1.Ack\x12W\n\x10RenewCertificate\x12 .printgate.agent.v1.RenewRequest\x1a!.printgate.agent.v1.RenewResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'printgate.wire.agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DEVICESTATUS']._serialized_start=3988
-  _globals['_DEVICESTATUS']._serialized_end=4088
+  _globals['_DEVICESTATUS']._serialized_start=4007
+  _globals['_DEVICESTATUS']._serialized_end=4107
   _globals['_ENROLLREQUEST']._serialized_start=50
   _globals['_ENROLLREQUEST']._serialized_end=138
   _globals['_ENROLLRESPONSE']._serialized_start=141
@@ -52,49 +52,49 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEARTBEATRESPONSE']._serialized_start=1101
   _globals['_HEARTBEATRESPONSE']._serialized_end=1144
   _globals['_DISCOVEREDDEVICE']._serialized_start=1147
-  _globals['_DISCOVEREDDEVICE']._serialized_end=1434
-  _globals['_INVENTORY']._serialized_start=1436
-  _globals['_INVENTORY']._serialized_end=1542
-  _globals['_READINGSBATCH']._serialized_start=1545
-  _globals['_READINGSBATCH']._serialized_end=1681
-  _globals['_READING']._serialized_start=1684
-  _globals['_READING']._serialized_end=1988
-  _globals['_COUNTER']._serialized_start=1990
-  _globals['_COUNTER']._serialized_end=2042
-  _globals['_SUPPLY']._serialized_start=2045
-  _globals['_SUPPLY']._serialized_end=2238
-  _globals['_ALERT']._serialized_start=2241
-  _globals['_ALERT']._serialized_end=2379
-  _globals['_PRINTERSTATUS']._serialized_start=2381
-  _globals['_PRINTERSTATUS']._serialized_end=2490
-  _globals['_READINGREJECTION']._serialized_start=2492
-  _globals['_READINGREJECTION']._serialized_end=2564
-  _globals['_ACK']._serialized_start=2566
-  _globals['_ACK']._serialized_end=2674
-  _globals['_COMMANDSTREAMREQUEST']._serialized_start=2676
-  _globals['_COMMANDSTREAMREQUEST']._serialized_end=2721
-  _globals['_COMMANDRESULT']._serialized_start=2723
-  _globals['_COMMANDRESULT']._serialized_end=2807
-  _globals['_DEVICEIDENTITY']._serialized_start=2809
-  _globals['_DEVICEIDENTITY']._serialized_end=2917
-  _globals['_OPENTUNNEL']._serialized_start=2920
-  _globals['_OPENTUNNEL']._serialized_end=3241
-  _globals['_CLOSETUNNEL']._serialized_start=3243
-  _globals['_CLOSETUNNEL']._serialized_end=3292
-  _globals['_DESIREDCONFIG']._serialized_start=3294
-  _globals['_DESIREDCONFIG']._serialized_end=3330
-  _globals['_PING']._serialized_start=3332
-  _globals['_PING']._serialized_end=3353
-  _globals['_RESCAN']._serialized_start=3355
-  _globals['_RESCAN']._serialized_end=3385
-  _globals['_COMMAND']._serialized_start=3388
-  _globals['_COMMAND']._serialized_end=3741
-  _globals['_SIGNEDCOMMAND']._serialized_start=3743
-  _globals['_SIGNEDCOMMAND']._serialized_end=3810
-  _globals['_AGENTEVENT']._serialized_start=3813
-  _globals['_AGENTEVENT']._serialized_end=3986
-  _globals['_ENROLMENT']._serialized_start=4090
-  _globals['_ENROLMENT']._serialized_end=4182
-  _globals['_AGENTCHANNEL']._serialized_start=4185
-  _globals['_AGENTCHANNEL']._serialized_end=4710
+  _globals['_DISCOVEREDDEVICE']._serialized_end=1453
+  _globals['_INVENTORY']._serialized_start=1455
+  _globals['_INVENTORY']._serialized_end=1561
+  _globals['_READINGSBATCH']._serialized_start=1564
+  _globals['_READINGSBATCH']._serialized_end=1700
+  _globals['_READING']._serialized_start=1703
+  _globals['_READING']._serialized_end=2007
+  _globals['_COUNTER']._serialized_start=2009
+  _globals['_COUNTER']._serialized_end=2061
+  _globals['_SUPPLY']._serialized_start=2064
+  _globals['_SUPPLY']._serialized_end=2257
+  _globals['_ALERT']._serialized_start=2260
+  _globals['_ALERT']._serialized_end=2398
+  _globals['_PRINTERSTATUS']._serialized_start=2400
+  _globals['_PRINTERSTATUS']._serialized_end=2509
+  _globals['_READINGREJECTION']._serialized_start=2511
+  _globals['_READINGREJECTION']._serialized_end=2583
+  _globals['_ACK']._serialized_start=2585
+  _globals['_ACK']._serialized_end=2693
+  _globals['_COMMANDSTREAMREQUEST']._serialized_start=2695
+  _globals['_COMMANDSTREAMREQUEST']._serialized_end=2740
+  _globals['_COMMANDRESULT']._serialized_start=2742
+  _globals['_COMMANDRESULT']._serialized_end=2826
+  _globals['_DEVICEIDENTITY']._serialized_start=2828
+  _globals['_DEVICEIDENTITY']._serialized_end=2936
+  _globals['_OPENTUNNEL']._serialized_start=2939
+  _globals['_OPENTUNNEL']._serialized_end=3260
+  _globals['_CLOSETUNNEL']._serialized_start=3262
+  _globals['_CLOSETUNNEL']._serialized_end=3311
+  _globals['_DESIREDCONFIG']._serialized_start=3313
+  _globals['_DESIREDCONFIG']._serialized_end=3349
+  _globals['_PING']._serialized_start=3351
+  _globals['_PING']._serialized_end=3372
+  _globals['_RESCAN']._serialized_start=3374
+  _globals['_RESCAN']._serialized_end=3404
+  _globals['_COMMAND']._serialized_start=3407
+  _globals['_COMMAND']._serialized_end=3760
+  _globals['_SIGNEDCOMMAND']._serialized_start=3762
+  _globals['_SIGNEDCOMMAND']._serialized_end=3829
+  _globals['_AGENTEVENT']._serialized_start=3832
+  _globals['_AGENTEVENT']._serialized_end=4005
+  _globals['_ENROLMENT']._serialized_start=4109
+  _globals['_ENROLMENT']._serialized_end=4201
+  _globals['_AGENTCHANNEL']._serialized_start=4204
+  _globals['_AGENTCHANNEL']._serialized_end=4729
 # @@protoc_insertion_point(module_scope)

@@ -138,7 +138,7 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, server_time_ms: _Optional[int] = ...) -> None: ...
 
 class DiscoveredDevice(_message.Message):
-    __slots__ = ("ip", "ews_port", "ews_scheme", "serial", "mac", "model", "sys_object_id", "vendor", "sys_name", "location", "tls_fingerprint", "status", "excluded_reason")
+    __slots__ = ("ip", "ews_port", "ews_scheme", "serial", "mac", "model", "sys_object_id", "vendor", "sys_name", "location", "tls_fingerprint", "status", "excluded_reason", "ews_probe")
     IP_FIELD_NUMBER: _ClassVar[int]
     EWS_PORT_FIELD_NUMBER: _ClassVar[int]
     EWS_SCHEME_FIELD_NUMBER: _ClassVar[int]
@@ -152,6 +152,7 @@ class DiscoveredDevice(_message.Message):
     TLS_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     EXCLUDED_REASON_FIELD_NUMBER: _ClassVar[int]
+    EWS_PROBE_FIELD_NUMBER: _ClassVar[int]
     ip: str
     ews_port: int
     ews_scheme: str
@@ -165,7 +166,8 @@ class DiscoveredDevice(_message.Message):
     tls_fingerprint: str
     status: DeviceStatus
     excluded_reason: str
-    def __init__(self, ip: _Optional[str] = ..., ews_port: _Optional[int] = ..., ews_scheme: _Optional[str] = ..., serial: _Optional[str] = ..., mac: _Optional[str] = ..., model: _Optional[str] = ..., sys_object_id: _Optional[str] = ..., vendor: _Optional[str] = ..., sys_name: _Optional[str] = ..., location: _Optional[str] = ..., tls_fingerprint: _Optional[str] = ..., status: _Optional[_Union[DeviceStatus, str]] = ..., excluded_reason: _Optional[str] = ...) -> None: ...
+    ews_probe: str
+    def __init__(self, ip: _Optional[str] = ..., ews_port: _Optional[int] = ..., ews_scheme: _Optional[str] = ..., serial: _Optional[str] = ..., mac: _Optional[str] = ..., model: _Optional[str] = ..., sys_object_id: _Optional[str] = ..., vendor: _Optional[str] = ..., sys_name: _Optional[str] = ..., location: _Optional[str] = ..., tls_fingerprint: _Optional[str] = ..., status: _Optional[_Union[DeviceStatus, str]] = ..., excluded_reason: _Optional[str] = ..., ews_probe: _Optional[str] = ...) -> None: ...
 
 class Inventory(_message.Message):
     __slots__ = ("site_id", "devices", "scanned_at_ms")

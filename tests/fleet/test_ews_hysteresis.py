@@ -4,7 +4,8 @@ The agent's own sweep (``AgentRuntime.scan_once`` with the production ``probe_ew
 real HTTP server on a loopback address; the server is stopped for one sweep and back for the
 next. Each sweep's inventory goes through the gateway's inventory rule
 (``AgentEvents.on_inventory``) on a real store (both backends), so the device's web port is what
-the cloud keeps. Only several failed sweeps in a row over time give the page up (issue 13
+the cloud keeps. Only several failed sweeps in a row over time give the page up; then the cloud
+keeps each port tried and how it failed, and the policy's refusal names them (issue 13
 follow-up, items 1 and 2).
 """
 
@@ -23,13 +24,16 @@ from structlog.testing import capture_logs
 from agent.ews_probe import EwsEndpoint, EwsHysteresis, EwsNotFound, probe_ews
 from agent.runtime import AgentRuntime
 from gateway.agent_events import AgentEvents
+from policy import Action, default_ruleset, evaluate, load_policy
 from printgate.domain import DeviceIdentity, DiscoveryResult, DiscoveryStatus, SiteId
+from printgate.store import devices
 from printgate.store.db import Database
 from printgate.store.models.core import DeviceRow
 from printgate.testing.audit import RecordingAuditSink
 from printgate.testing.tenancy import Tenancy
 from printgate.wire import agent_pb2 as pb
 from tests.fleet.test_device_identity import Nobody
+from tests.unit.policy.conftest import make_context, make_resource, make_subject
 
 AGENT, SITE = "agent-1", SiteId("site-1")
 IP = "127.0.41.7"
@@ -132,8 +136,19 @@ async def test_one_failed_probe_keeps_the_web_page_several_over_time_give_it_up(
         assert await sweep(5) == (0, "")  # failed for good: 4 sweeps over 15 minutes
     [gone] = [e for e in logged if e["event"] == "agent.ews_not_found"]
     assert gone["tried"] == f"{port}/http refused" and "ews_candidates" in gone["hint"]
+    # the cloud keeps how each port failed; "Open web page" is refused naming it
+    async with db.session() as s:
+        [row] = list((await s.scalars(sa.select(DeviceRow))).all())
+        device = await devices.get_device(s, row.id)
+    assert device is not None and device.ews_probe == f"{port}/http refused"
+    decision = evaluate(load_policy(default_ruleset("d1")), make_subject(), Action.DWA_OPEN,
+                        make_resource(device), make_context())
+    [why] = [r for r in decision.reasons if r.code == "device.no_web_page"]
+    assert not decision.allow and f"the agent tried {port}/http refused" in why.message
     await page.start()
     assert await sweep(5) == (port, "http")  # it answers again: reported at once
+    async with db.session() as s:
+        assert (await s.scalars(sa.select(DeviceRow.ews_probe))).one() == ""
 
 
 async def test_another_device_at_the_address_does_not_inherit_the_web_page() -> None:

@@ -57,6 +57,8 @@ class DeviceRow(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     ews_port: Mapped[int] = mapped_column(Integer, default=80)
     ews_scheme: Mapped[str] = mapped_column(String(8), default="http")
+    # ews_port 0: each web port the agent tried and how it failed ("443/https refused; ...")
+    ews_probe: Mapped[str] = mapped_column(String(1000), default="", server_default="")
     serial: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
     mac: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     model: Mapped[str | None] = mapped_column(String(256), nullable=True)
