@@ -22,7 +22,7 @@ from printgate.settings import PortalSettings
 from printgate.store import security_subscriptions as subs
 from printgate.store.db import Database
 from printgate.testing.broker import PolicyBroker
-from printgate.testing.portal import Clock, create_user, csrf_of, password_step, served, sign_in
+from printgate.testing.portal import Clock, create_user, csrf_of, served, sign_in
 from printgate.testing.tenancy import Tenancy
 from tests.alerting.test_follower import KMS, Receivers, follower, receivers  # noqa: F401 (fixture)
 from tests.alerting.test_follower import Clock as FollowerClock
@@ -89,8 +89,10 @@ async def test_500_failed_sign_ins_through_the_portal_give_a_few_messages_to_the
     f = follower(db, receivers, FollowerClock())
     await f.evaluate_once()
     async with await page_client(url) as attacker:
+        token = csrf_of((await attacker.get("/login")).text)
         for _ in range(500):
-            r = await password_step(attacker, victim.email, password="wrong guess")
+            r = await attacker.post("/login", data={"email": victim.email, "password": "wrong guess",
+                                                    "csrf_token": token})
             assert r.status_code in (401, 429)
     await _drain(f)
     f.clock.now += timedelta(minutes=11)  # type: ignore[attr-defined]
