@@ -4,7 +4,8 @@ A change that the outside world should hear of (an alert opens or clears, a sess
 ends or asks for approval) calls ``enqueue_outbound`` with the SAME ``AsyncSession`` that
 writes the change: the event exists exactly when the change was committed. The dispatcher
 (``integrations.dispatcher``) fans each event out to one delivery per matching enabled
-endpoint of the event's dealer, and delivers those at least once with a stable event id.
+endpoint of the event's dealer (adding ``data.context``, the device's names, once), and
+delivers those at least once with a stable event id.
 """
 
 from __future__ import annotations
@@ -95,24 +96,34 @@ async def enqueue_outbound(s: AsyncSession, *, kind: str, dealer_id: str, custom
 
 async def enqueue_for_device(s: AsyncSession, *, kind: str, device_id: str, payload: Mapping[str, Any],
                              now: datetime | None = None) -> str | None:
-    """``enqueue_outbound`` with the device's site, customer and dealer looked up (None: no such
-    device); ``payload`` gains ``context``: the names a ticket shows (customer, site, device, model,
-    serial, address, location)."""
+    """``enqueue_outbound`` with the device's site, customer and dealer looked up (None: no such device)."""
     row = (await s.execute(
-        select(SiteRow.id, SiteRow.name, CustomerRow.id, CustomerRow.name, CustomerRow.dealer_id,
-               DeviceRow.name, DeviceRow.model, DeviceRow.serial, DeviceRow.ip, DeviceRow.location)
+        select(SiteRow.id, CustomerRow.id, CustomerRow.dealer_id)
         .join(DeviceRow, DeviceRow.site_id == SiteRow.id)
         .join(CustomerRow, CustomerRow.id == SiteRow.customer_id)
         .where(DeviceRow.id == device_id)
     )).first()
     if row is None:
         return None
-    site_id, site_name, customer_id, customer_name, dealer_id, name, model, serial, ip, location = row
-    context = {"customer_name": customer_name, "site_name": site_name, "device_name": name or None,
-               "model": model, "serial": serial, "ip": ip, "location": location}
+    site_id, customer_id, dealer_id = row
     return await enqueue_outbound(s, kind=kind, dealer_id=dealer_id, customer_id=customer_id,
-                                  site_id=site_id, device_id=device_id,
-                                  payload={**payload, "context": context}, now=now)
+                                  site_id=site_id, device_id=device_id, payload=payload, now=now)
+
+
+async def device_contexts(s: AsyncSession, device_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """What a ticket shows about each device (customer, site and device names, model, serial,
+    address, location), one query; unknown devices are left out."""
+    if not device_ids:
+        return {}
+    rows = await s.execute(
+        select(DeviceRow.id, SiteRow.name, CustomerRow.name, DeviceRow.name, DeviceRow.model, DeviceRow.serial,
+               DeviceRow.ip, DeviceRow.location)
+        .join(SiteRow, SiteRow.id == DeviceRow.site_id)
+        .join(CustomerRow, CustomerRow.id == SiteRow.customer_id)
+        .where(DeviceRow.id.in_(sorted(set(device_ids)))))
+    return {device_id: {"customer_name": customer, "site_name": site, "device_name": name or None,
+                        "model": model, "serial": serial, "ip": ip, "location": location}
+            for device_id, site, customer, name, model, serial, ip, location in rows.all()}
 
 
 async def enqueue_session_changes(s: AsyncSession, session: DwaSession,
@@ -236,6 +247,13 @@ async def fan_out(s: AsyncSession, *, now: datetime | None = None, limit: int = 
                                   .with_for_update(skip_locked=True)))
     if not events:
         return 0
+    # the names a ticket shows, added once here (not in the change's transaction) and stored:
+    # every attempt sends the same body
+    contexts = await device_contexts(s, [e.device_id for e in events
+                                         if e.device_id and "context" not in (e.payload or {})])
+    for e in events:
+        if e.device_id in contexts and "context" not in (e.payload or {}):
+            e.payload = {**(e.payload or {}), "context": contexts[e.device_id]}
     dealers = {e.dealer_id for e in events}
     endpoints = [_endpoint(r) for r in await s.scalars(
         select(WebhookEndpointRow).where(WebhookEndpointRow.dealer_id.in_(dealers),

@@ -2,7 +2,9 @@
 a dealer's webhook endpoint (added through the cloud's endpoints service, a real receiver on
 loopback checking every signature) hears session.opened when the demo technician's session to
 a lab printer becomes active and session.ended when it is closed, delivered by the cloud's
-supervised dispatcher, with the device's names in data.context."""
+supervised dispatcher, with the device's names in data.context; and alert.opened then
+alert.cleared (same alert_id) when a lab printer jams and is cleared (SNMP -> agent -> channel ->
+ingest -> outbox)."""
 
 from __future__ import annotations
 
@@ -12,10 +14,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
+from agent.polling import PolledDevice, poll_device
+from agent.snmp.transport import SnmpTarget
 from integrations.webhook import EVENT_ID_HEADER, SIGNATURE_HEADER, verify_signature
-from lab.catalog import PRINTERS
+from lab.catalog import PRINTERS, by_name
 from lab.ports import free_tcp_port
 from printgate.cli.demo_system import DEMO_DEALER, DemoSystem
+from printgate.domain import Device, ReadingKind
 from printgate.testing.portal import served
 
 
@@ -69,3 +74,65 @@ async def until(predicate: Any, what: str, timeout: float = 15) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"not within {timeout}s: {what}")
+
+
+JAMMING = by_name("jetdirect_m130nw")  # same identity as the lab-jetdirect_m130nw-alerts recording
+JAM = "Paper jam in tray 2"
+
+
+async def _report_alerts(system: DemoSystem, device: Device) -> None:
+    """The agent reads the printer's alert table now and uploads it over its channel."""
+    agent = system.agent
+    polled = PolledDevice(JAMMING.ip, SnmpTarget(JAMMING.ip, system.snmp.port, agent.credentials[0]),
+                          serial=device.identity.serial, sys_object_id=device.identity.sys_object_id)
+    reading = await poll_device(agent.snmp, polled, [ReadingKind.ALERTS])
+    assert not reading.errors, reading.errors
+    await agent.queue.put(reading)
+    assert await agent.monitoring.upload_now() >= 1
+
+
+async def test_a_printer_jam_opens_and_clears_a_ticket(system: DemoSystem) -> None:
+    assert system.cloud.webhook_endpoints is not None
+    secret: dict[str, bytes] = {}
+    got: list[dict[str, Any]] = []
+    receiver = FastAPI()
+
+    @receiver.post("/psa")
+    async def psa(request: Request) -> Response:
+        body = await request.body()
+        verify_signature(secret["s"], request.headers[SIGNATURE_HEADER], body)
+        got.append(json.loads(body))
+        return Response(status_code=204)
+
+    device = await system.device_at(JAMMING.ip)
+
+    def jams(kind: str) -> list[dict[str, Any]]:
+        return [e for e in got if e["type"] == kind and e["device_id"] == device.id
+                and e["data"]["description"] == JAM]
+
+    async with served(receiver, free_tcp_port()) as url:
+        new = await system.cloud.webhook_endpoints.add(
+            dealer_id=DEMO_DEALER.id, url=f"{url}/psa", description="e2e alerts",
+            kinds=["alert.opened", "alert.cleared"], by="e2e")
+        secret["s"] = new.secret.encode()
+        try:
+            await system.snmp.swap(JAMMING.ip, "lab-jetdirect_m130nw-alerts")  # the printer jams
+            await _report_alerts(system, device)
+            await until(lambda: bool(jams("alert.opened")), "alert.opened delivered")
+            await system.snmp.swap(JAMMING.ip, JAMMING.name)  # cleared at the printer
+            await _report_alerts(system, device)
+            await until(lambda: bool(jams("alert.cleared")), "alert.cleared delivered")
+        finally:
+            await system.snmp.swap(JAMMING.ip, JAMMING.name)
+            await system.cloud.webhook_endpoints.set_enabled(dealer_id=DEMO_DEALER.id, endpoint_id=new.endpoint.id,
+                                                             enabled=False, by="e2e")
+    opened, cleared = jams("alert.opened")[-1], jams("alert.cleared")[-1]
+    assert opened["data"]["alert_id"] == cleared["data"]["alert_id"] is not None
+    assert opened["data"]["severity"] == "critical" and cleared["data"]["cleared_at"] is not None
+    assert opened["data"]["context"]["ip"] == JAMMING.ip and opened["customer_id"] == device_customer(system)
+
+
+def device_customer(system: DemoSystem) -> str:
+    from printgate.cli.demo_system import DEMO_CUSTOMER
+
+    return str(DEMO_CUSTOMER.id)
