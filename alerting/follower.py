@@ -130,10 +130,16 @@ class SecurityAlertFollower:
     async def _with_tenants(self, records: list[AuditRecord]) -> list[AuditRecord]:
         out = []
         cache: dict[tuple[str | None, ...], tuple[str | None, str | None]] = {}
+        dealers: dict[str, str | None] = {}
         async with self.db.session() as s:
             for r in records:
-                if r.dealer_id is not None or r.customer_id is not None:
+                if r.dealer_id is not None:
                     out.append(r)
+                    continue
+                if r.customer_id is not None:  # a customer's staff record names no dealer: add it
+                    if r.customer_id not in dealers:
+                        dealers[r.customer_id] = await store.dealer_of_customer(s, r.customer_id)
+                    out.append(replace(r, dealer_id=dealers[r.customer_id]))
                     continue
                 agent = r.details.get("agent_id")
                 agent_id = agent if isinstance(agent, str) else (

@@ -265,6 +265,12 @@ async def save_cursor(s: AsyncSession, name: str, *, last_seq: int, state: dict[
 
 
 # -- whose record is it ----------------------------------------------------------------
+async def dealer_of_customer(s: AsyncSession, customer_id: str) -> str | None:
+    from printgate.store.models.core import CustomerRow
+
+    return await s.scalar(select(CustomerRow.dealer_id).where(CustomerRow.id == customer_id))
+
+
 async def tenant_of(s: AsyncSession, *, email: str | None = None, agent_id: str | None = None,
                     device_id: str | None = None, session_id: str | None = None,
                     ) -> tuple[str | None, str | None]:

@@ -344,3 +344,21 @@ async def test_syslog_over_tls_to_a_verified_collector(db: Database, receivers: 
         await untrusted.channels.aclose()
     finally:
         server.close()
+
+
+async def test_a_customer_staff_record_without_dealer_reaches_the_customer_and_the_dealer(
+        db: Database, receivers: Receivers) -> None:
+    await world(db)
+    await subscribe(db, dealer="d1", customer="cA", channel="email", target="secops@a.example")
+    await subscribe(db, dealer="d1", customer=None, channel="webhook", target=receivers.hook_url)
+    await subscribe(db, dealer="d1", customer="cB", channel="email", target="secops@b.example")
+    f = follower(db, receivers, Clock())
+    await f.evaluate_once()
+    # the portal records a customer user's events with the user's tenant: customer set, dealer None
+    await AuditLog(db, None).append(AuditEventIn(
+        type="auth.mfa", outcome=Outcome.FAILURE, actor="admin@a.example", customer_id="cA",
+        source_ip="192.0.2.7", details={"reason": "replayed"}))
+    await drain(f)
+    assert [r for r, _ in receivers.mails] == [["secops@a.example"]]
+    assert [(h["rule"], h["dealer_id"], h["customer_id"]) for h in receivers.hooks] == [
+        ("signin.totp_replay", "d1", "cA")]
