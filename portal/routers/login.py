@@ -55,9 +55,8 @@ async def login_submit(
         return fail(f"too many failed attempts: try again in {wait} s", 429)
     if account is None or account.user.disabled or not verify_password(account.password_hash, password):
         if account is not None:
-            failures = account.failed_logins + 1
-            await users.record_failed_login(s, account.user.id, failed_logins=failures,
-                                            locked_until=state.lockout.locked_until(failures, now))
+            await users.record_failed_login(s, account.user.id,
+                                            lock_until=lambda failures: state.lockout.locked_until(failures, now))
         await state.record("auth.login", request=request, actor=email, outcome=Outcome.FAILURE,
                            details={"reason": "bad_credentials"})
         return fail(GENERIC_FAILURE)

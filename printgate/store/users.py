@@ -5,6 +5,7 @@ Secrets never reach this module in clear: callers pass hashes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import or_, select, update
@@ -36,12 +37,25 @@ async def get_sign_in(s: AsyncSession, email: str) -> SignInRecord | None:
                         locked_until=row.locked_until)
 
 
-async def record_failed_login(s: AsyncSession, user_id: str, *, failed_logins: int,
-                              locked_until: datetime | None) -> None:
-    """One more failed password: the new count and lock-out end (unit of work, flushed at commit)."""
-    row = await s.get(UserRow, user_id)
-    if row is not None:
-        row.failed_logins, row.locked_until = failed_logins, locked_until
+async def record_failed_login(s: AsyncSession, user_id: str, *,
+                              lock_until: Callable[[int], datetime | None]) -> int:
+    """One more failed password, counted in the database (``failed_logins + 1``: guesses sent in
+    parallel each count), and the lock-out ``lock_until(count)`` set unless a later one is already
+    set; the new count (0 when there is no such user)."""
+    failures = (await s.execute(
+        update(UserRow).where(UserRow.id == user_id)
+        .values(failed_logins=UserRow.failed_logins + 1).returning(UserRow.failed_logins)
+    )).scalar_one_or_none()
+    if failures is None:
+        return 0
+    until = lock_until(failures)
+    if until is not None:
+        await s.execute(
+            update(UserRow)
+            .where(UserRow.id == user_id, or_(UserRow.locked_until.is_(None), UserRow.locked_until < until))
+            .values(locked_until=until)
+        )
+    return int(failures)
 
 
 async def record_successful_login(s: AsyncSession, user_id: str) -> None:

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 from datetime import timedelta
 
 import httpx
 
+from lab.ports import free_tcp_port
+from portal.app import create_app
 from printgate.domain import Role
-from printgate.testing.portal import PASSWORD, create_user, csrf_of, password_step, rfc6238, sign_in
+from printgate.settings import PortalSettings
+from printgate.store import users
+from printgate.store.db import Database
+from printgate.testing.audit import RecordingAuditSink
+from printgate.testing.broker import PolicyBroker
+from printgate.testing.portal import (
+    PASSWORD,
+    Clock,
+    create_user,
+    csrf_of,
+    password_step,
+    rfc6238,
+    served,
+    sign_in,
+)
+from printgate.testing.tenancy import Tenancy
 from tests.portal.conftest import Portal
 
 
@@ -153,3 +172,33 @@ async def test_technician_without_authenticator_must_enrol_with_qr_code(portal: 
                 await c2.aclose()
                 c2 = httpx.AsyncClient(base_url=portal.url, headers={"accept": "text/html"})
                 await password_step(c2, user.email)
+
+
+async def test_concurrent_wrong_passwords_all_count_towards_the_lockout(db: Database) -> None:
+    """Guesses sent in parallel must not overwrite each other's failure count (each read the same
+    count and wrote it plus one: 8 guesses counted as 2): the lock-out holds for an attacker who does
+    not wait, on SQLite and PostgreSQL."""
+    await Tenancy().dealer("d1").save(db)
+    user, _ = await create_user(db, Role.TECHNICIAN)
+    port, clock = free_tcp_port(), Clock()
+    base = f"http://127.0.0.1:{port}"
+    app = create_app(PortalSettings(public_url=base, secret_key=secrets.token_urlsafe(32)), db=db,
+                     broker=PolicyBroker(db, clock, base), audit=RecordingAuditSink(), clock=clock)
+    async with served(app, port):
+        clients = [httpx.AsyncClient(base_url=base, timeout=30, headers={"accept": "text/html"})
+                   for _ in range(8)]
+        try:
+            pages = [await c.get("/login") for c in clients]  # each its own CSRF pre-session
+            guesses = await asyncio.gather(*(
+                c.post("/login", data={"email": user.email, "password": f"wrong password {i}!",
+                                       "csrf_token": csrf_of(page.text)})
+                for i, (c, page) in enumerate(zip(clients, pages, strict=True))))
+            assert {r.status_code for r in guesses} <= {401, 429}, [r.status_code for r in guesses]
+            async with db.session() as s:
+                account = await users.get_sign_in(s, user.email)
+            assert account is not None and account.failed_logins == 8, account
+            r = await password_step(clients[0], user.email)  # right password, but locked after 8 failures
+            assert r.status_code == 429 and "try again in" in r.text
+        finally:
+            for c in clients:
+                await c.aclose()
