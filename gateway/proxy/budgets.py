@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from mitmproxy import http
 
@@ -112,3 +113,31 @@ def request_user_data(req: http.Request, ledger: SessionLedger) -> RequestData:
     ))
     return RequestData(usage, [v for _, v in new_headers], [v for _, v in new_cookies],
                        [key for key, _ in new_headers + new_cookies])
+
+
+class SharedTally(Protocol):
+    """The session budgets' tally when several proxy processes serve the same sessions
+    (``ProxyWorkerPool``): one authority adds a request's bytes to the tally under ``key`` only
+    if that keeps it within ``budget`` (atomically), and answers what was used before."""
+
+    async def reserve(self, key: str, size: int, budget: int, window_s: float) -> tuple[bool, int]: ...
+
+
+class TallyBook:
+    """The authority's tallies: ``reserve`` checks and adds in one step (one event loop, no await)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._used: dict[str, tuple[int, float]] = {}  # key -> (bytes, start of its window)
+
+    def reserve(self, key: str, size: int, budget: int, window_s: float) -> tuple[bool, int]:
+        now = self._clock()
+        used, since = self._used.get(key, (0, now))
+        if now - since > window_s:
+            used, since = 0, now
+        if used + size > budget:
+            return False, used
+        self._used[key] = (used + size, since)
+        if len(self._used) > 4096:  # drop tallies whose window is over (a day's worth of sessions)
+            self._used = {k: v for k, v in self._used.items() if now - v[1] <= window_s}
+        return True, used

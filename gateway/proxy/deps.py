@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from gateway.proxy.budgets import SharedTally
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.routes import RouteTable
 from gateway.proxy.vendor_profiles import VendorEndpoints, load_vendor_endpoints
@@ -46,6 +47,7 @@ class ProxyDeps:
     on_extend_request: ExtendRequest | None = None
     vendor_endpoints: VendorEndpoints = field(default_factory=load_vendor_endpoints)
     portal_url: str = ""  # the portal's public URL: our own pages link back to it
+    budget_tally: SharedTally | None = None  # proxy workers: the pool's one tally of session budgets
 
     @property
     def secure_cookies(self) -> bool:

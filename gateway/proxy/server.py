@@ -27,6 +27,7 @@ from gateway.proxy.addons import default_addons
 from gateway.proxy.addons.connection_guard import ConnectionGuard
 from gateway.proxy.addons.session_limits import SessionLimits
 from gateway.proxy.audit_batch import GroupCommitAudit
+from gateway.proxy.budgets import SharedTally
 from gateway.proxy.connection_limits import ConnectionLimits
 from gateway.proxy.decision import route_of
 from gateway.proxy.deps import ExtendRequest, ProxyDeps, PublicAddress, SessionTimeout
@@ -119,6 +120,7 @@ class DwaProxy(SessionUrls, Service):
         confdir: Path | None = None,
         csrf_key: bytes | None = None,
         portal_url: str = "",
+        budget_tally: SharedTally | None = None,
     ) -> None:
         if public_scheme not in ("http", "https"):
             raise ConfigError(f"public_scheme must be http or https, got {public_scheme!r}")
@@ -145,6 +147,7 @@ class DwaProxy(SessionUrls, Service):
             on_session_timeout=on_session_timeout,
             on_extend_request=on_extend_request,
             portal_url=portal_url,
+            budget_tally=budget_tally,
         )
         self.public = self.deps.public
         self.dwa_domain = self.deps.dwa_domain

@@ -59,6 +59,18 @@ def listen_with_reuse_port() -> None:
     asyncio.start_server = start_server
 
 
+class PoolTally:
+    """The session budgets' tally kept by the pool (one for every worker), asked per request."""
+
+    def __init__(self, peer: ControlPeer) -> None:
+        self._peer = peer
+
+    async def reserve(self, key: str, size: int, budget: int, window_s: float) -> tuple[bool, int]:
+        answer = await self._peer.ask("budget", timeout_s=5.0, key=key, size=size, budget=budget,
+                                      window_s=window_s)
+        return bool(answer["ok"]), int(answer["used"])
+
+
 class Worker:
     def __init__(self, peer: ControlPeer, config: Message) -> None:
         self._peer = peer
@@ -82,6 +94,7 @@ class Worker:
             public_port=int(config["public_port"]), certs=list(config["certs"]),
             confdir=Path(config["confdir"]) if config["confdir"] else None,
             csrf_key=bytes.fromhex(config["csrf_key"]), portal_url=str(config.get("portal_url", "")),
+            budget_tally=PoolTally(peer),
         )
         self._stop = asyncio.Event()
 

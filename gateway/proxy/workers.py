@@ -12,7 +12,9 @@ callbacks (end, extend, timeout). Each worker process runs a ``DwaProxy`` with a
 - activity is reported by workers in batches; idleness is judged here with the
   activity of all workers (the pool's sweeper), maximum duration by everyone;
 - "End session" and "More time" reach the pool's callbacks;
-- each worker audits through its own ``AuditLog`` on ``database_url``.
+- each worker audits through its own ``AuditLog`` on ``database_url``;
+- the session budgets (user data towards the device) are one tally here: a worker reserves
+  each request's bytes before the request goes on (``budget``).
 
 The pool holds a bound (not listening) SO_REUSEPORT socket so its port stays
 reserved while workers restart. A worker that dies is restarted; one that keeps
@@ -34,6 +36,7 @@ from typing import Any
 
 from gateway.errors import WorkerFailed
 from gateway.proxy.addons.session_limits import expiry_reason
+from gateway.proxy.budgets import TallyBook
 from gateway.proxy.connection_limits import ConnectionLimits
 from gateway.proxy.control_channel import (
     ControlPeer,
@@ -116,6 +119,7 @@ class ProxyWorkerPool(SessionUrls, Service):
         self._certs = certs or []
         self._confdir = confdir
         self._activity_interval_s = activity_interval_s
+        self._tally = TallyBook()  # the session budgets of every worker (gateway/proxy/budgets.py)
         self._max_restarts = max_restarts
         self._token_ttl_s = launch_token_ttl_s
         self._tombstone_ttl_s = tombstone_ttl_s
@@ -312,6 +316,10 @@ class ProxyWorkerPool(SessionUrls, Service):
             if op == "typed":
                 self.routes.mark_credential_typed(str(message["session_id"]))
                 return None
+            if op == "budget":
+                ok, used = self._tally.reserve(str(message["key"]), int(message["size"]), int(message["budget"]),
+                                               float(message["window_s"]))
+                return {"ok": ok, "used": used}
             if op == "lookup":
                 return self._lookup(str(message["host"]))
             if op == "redeem":

@@ -420,3 +420,37 @@ async def test_a_secret_typed_on_one_worker_is_not_masked_by_the_others(workers:
         assert all(f"Location: x {PASSWORD} y" in body for _s, body in answers), answers[:1]
     finally:
         ews.state.location = before
+
+
+async def test_the_session_budget_is_one_tally_across_workers(workers: Pool, ews: EwsServer):
+    """A session whose requests land on both workers still gets one session budget, not one per
+    worker: requests of ~6 KB of prose each (within the per-request budget) are allowed until the
+    pool's single tally reaches 256 KiB, whichever worker serves them."""
+    from urllib.parse import quote_plus
+
+    route = workers.open_session(ews)
+    cookie = await launch(workers, route)
+    prose = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()[:5000]
+    path = "/?note=" + quote_plus(prose)  # under the lab EWS's 8 KB request line
+    assert len(path) < 8000
+    budget = ProxyLimits().session_budget
+    conns = [await Conn.open(workers.pool.port) for _ in range(CONNECTIONS)]
+    statuses: list[int] = []
+    try:
+        for _round in range(2):
+            answers = await asyncio.gather(*(c.request("GET", path, workers.netloc(route), cookie=cookie)
+                                             for c in conns))
+            statuses += [status for status, _h, _b in answers]
+        seen = owners(workers.pool.port)
+        pids = {seen[c.local_port] for c in conns if c.local_port in seen}
+    finally:
+        for c in conns:
+            await c.aclose()
+    assert pids == set(workers.pool.live_pids())  # both workers served the session
+    allowed = [s for s in statuses if s != 403]
+    assert len(allowed) == budget // len(path), (len(allowed), budget // len(path), statuses)
+    assert statuses.count(403) == 2 * CONNECTIONS - len(allowed)
+    await workers.pool.flush_audit()
+    blocked = await query_records(workers.db, session_id=route.session_id, types=["dwa.transfer_blocked"])
+    assert len(blocked) == statuses.count(403)
+    assert all(r.entry is not None and '"budget.session"' in r.entry for r in blocked)

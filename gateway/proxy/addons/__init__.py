@@ -29,7 +29,7 @@ def default_addons(deps: ProxyDeps, *, connection_closer: object | None = None) 
     from gateway.proxy.addons.vendor_endpoints import VendorEndpointGuard
     from gateway.proxy.addons.websocket_guard import WebSocketGuard
 
-    budget = TransferBudget(deps.limits, deps.vendor_endpoints, deps.routes)
+    budget = TransferBudget(deps.limits, deps.vendor_endpoints, deps.routes, deps.budget_tally)
     return [
         SessionAuth(deps),
         RequestLineGuard(deps.public),

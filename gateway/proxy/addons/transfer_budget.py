@@ -4,18 +4,24 @@ cookies (in one value, or split over many). A cookie the device itself set is se
 
 Runs after ``BlockUploads`` (which judged the body's type and content). Budgets and thresholds
 are the proxy's limits with the device vendor's profile applied (``vendor_endpoints.toml``).
+
+With proxy worker processes the session budget is one tally for all of them: every request's
+bytes are reserved at the pool (``SharedTally`` over the control channel) before the request
+goes on, so a session spread over N workers still gets one budget, not N. The values a session
+already sent (free when sent again) are remembered per process: on another worker they cost
+once more, which only ever spends budget early.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from urllib.parse import parse_qsl, unquote
 
 from mitmproxy import http
 
 from gateway.proxy import encoded, pages, sniff
-from gateway.proxy.budgets import SessionLedger, UserData, request_user_data
+from gateway.proxy.budgets import SessionLedger, SharedTally, UserData, request_user_data
 from gateway.proxy.decision import FlowDecision, already_answered, route_of
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.routes import RouteTable, SessionRoute
@@ -37,8 +43,10 @@ def _bytes(value: str) -> bytes:
 
 
 class TransferBudget:
-    def __init__(self, limits: ProxyLimits, vendors: VendorEndpoints, routes: RouteTable) -> None:
+    def __init__(self, limits: ProxyLimits, vendors: VendorEndpoints, routes: RouteTable,
+                 shared: SharedTally | None = None) -> None:
         self._defaults = limits
+        self._shared = shared
         self._vendors = vendors
         self._ledgers: dict[str, SessionLedger] = {}
         self._limits: dict[str, ProxyLimits] = {}  # vendor -> limits with its profile applied
@@ -83,6 +91,26 @@ class TransferBudget:
     def charge(self, route: SessionRoute, size: int) -> None:
         self.ledger_of(route).used += size
 
+    @property
+    def shared(self) -> bool:
+        return self._shared is not None
+
+    async def reserve_shared(self, route: SessionRoute, data: UserData) -> Verdict | None:
+        """With a shared tally: add ``data`` to it if the session budget allows, else why not."""
+        if self._shared is None:
+            return None
+        lim = self.limits_for(route)
+        total = data.total
+        ok, used = await self._shared.reserve(budget_key(route), total, lim.session_budget,
+                                              lim.budget_window_s)
+        if ok:
+            return None
+        return ("budget.session",
+                f"You have already sent {used} bytes of your own data to this device; "
+                f"{total} more ({data.describe()}) would pass the {lim.session_budget}-byte session budget "
+                "(it holds across your sessions on this device for a few hours).",
+                total)
+
     def _session_removed(self, session_id: str, _reason: str) -> None:
         """A session's own tally goes with it; a user's tally on a device stays for its window
         (a new session must not reset it); tallies whose window is over are dropped."""
@@ -93,12 +121,12 @@ class TransferBudget:
             del self._ledgers[key]
 
     # --- the request hook ----------------------------------------------------
-    def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if already_answered(flow):
-            return
+            return None
         route = route_of(flow)
         if route is None:
-            return
+            return None
         req = flow.request
         threshold = self.limits_for(route).encoded_min_upload
         ledger = self.ledger_of(route)
@@ -110,11 +138,22 @@ class TransferBudget:
             or self.over_budget(route, data.usage)
         )
         if verdict is not None:
-            rule, reason, size = verdict
-            pages.block(flow, FlowDecision(True, rule, reason, "request", req.headers.get("content-type", ""), size))
-            return
+            _refuse(flow, verdict)
+            return None
+        if self._shared is not None:  # the pool's tally decides (one budget for every worker)
+            return self._reserve_then_allow(flow, route, ledger, data.usage, data.keys)
         ledger.used += data.usage.total
         ledger.remember(data.keys)
+        return None
+
+    async def _reserve_then_allow(self, flow: http.HTTPFlow, route: SessionRoute, ledger: SessionLedger,
+                                  usage: UserData, keys: list[bytes]) -> None:
+        verdict = await self.reserve_shared(route, usage)
+        if verdict is not None:
+            _refuse(flow, verdict)
+            return
+        ledger.used += usage.total
+        ledger.remember(keys)
 
     def response(self, flow: http.HTTPFlow) -> None:
         """Cookies the device sets are the device's data, not the technician's: sent back
@@ -135,6 +174,11 @@ class TransferBudget:
             return verdict
         fields = [_bytes(v) for _, v in parse_qsl(query, keep_blank_values=True, errors="surrogateescape")]
         return _check_values("query", "query string", fields, threshold, _bytes(query))
+
+
+def _refuse(flow: http.HTTPFlow, verdict: Verdict) -> None:
+    rule, reason, size = verdict
+    pages.block(flow, FlowDecision(True, rule, reason, "request", flow.request.headers.get("content-type", ""), size))
 
 
 def _check_values(code: str, where: str, values: list[bytes], threshold: int, raw: bytes = b"") -> Verdict | None:

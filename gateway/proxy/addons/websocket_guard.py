@@ -82,7 +82,7 @@ class WebSocketGuard:
         verdict = self._check(message, limits)
         if verdict is None and message.from_client and route is not None and self._budget is not None:
             data = UserData((("websocket", len(message.content)),))
-            over = self._budget.over_budget(route, data)
+            over = self._budget.over_budget(route, data) or await self._budget.reserve_shared(route, data)
             if over is None:
                 self._budget.charge(route, data.total)
                 return

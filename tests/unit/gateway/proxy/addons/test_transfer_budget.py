@@ -48,3 +48,34 @@ def test_a_removed_session_forgets_its_ledger() -> None:
     budget.charge(r, 50)
     routes.remove("b3", "ended")
     assert budget.ledger("b3").used == 0
+
+
+class _Authority:
+    """The pool's side of the shared tally, in process (what ``ProxyWorkerPool`` answers)."""
+
+    def __init__(self) -> None:
+        from gateway.proxy.budgets import TallyBook
+
+        self.book = TallyBook()
+
+    async def reserve(self, key: str, size: int, budget: int, window_s: float) -> tuple[bool, int]:
+        return self.book.reserve(key, size, budget, window_s)
+
+
+async def test_two_workers_sharing_a_tally_give_a_session_one_budget_not_two() -> None:
+    authority = _Authority()
+    limits = replace(ProxyLimits(), request_budget=4096, session_budget=1000)
+    workers = [TransferBudget(limits, VendorEndpoints(()), RouteTable(), authority) for _ in range(2)]
+    text = "location=" + "floor two, north wing " * 12  # ~270 bytes of plain text per request
+    outcomes = []
+    for i in range(8):  # alternating workers, as the kernel spreads connections
+        f = _form("shared", text)
+        pending = workers[i % 2].request(f)
+        if pending is not None:
+            await pending
+        found = decision(f)
+        outcomes.append(found.rule if found is not None else "sent")
+    per_request = len(_form("shared", text).request.path) + len(text)
+    allowed = 1000 // per_request
+    assert outcomes == ["sent"] * allowed + ["budget.session"] * (8 - allowed), outcomes
+    assert 0 < allowed < 4  # per-worker tallies would have let 2 * allowed through
