@@ -24,6 +24,7 @@ def pure_modules() -> list[Path]:
     found += [ROOT / "audit" / f"{name}.py" for name in ("chain", "merkle", "canonical")]
     found += [ROOT / "agent" / "snmp" / f"{name}.py" for name in ("parsing", "ber", "values")]
     found += [ROOT / "alerting" / f"{name}.py" for name in ("rules", "engine", "cef")]
+    found += [ROOT / "fleet" / f"{name}.py" for name in ("decode", "state")]
     return sorted(found)
 
 
