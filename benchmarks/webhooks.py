@@ -2,8 +2,9 @@
 
 Per backend (SQLite; PostgreSQL when 127.0.0.1:5432 answers) in one run:
 
-- load: ``AuditLog.append_many`` with batches of 50 every 50 ms (1,000 events/s target; the
-  achieved rate is reported) for the whole measurement;
+- load: another process appends to the same database's audit log (``AuditLog.append_many``,
+  batches of 50 every 50 ms: 1,000 events/s target; the achieved rate is reported) for the
+  whole measurement, as the proxy's and portal's audit would;
 - measured: ``EVENTS`` outbox events (``alert.opened``), each enqueued in its own transaction
   at ``RATE``/s, delivered by the real ``WebhookDispatcher`` (poll 0.25 s, never woken: the
   poll alone bounds the wait) to a receiver in another process (a bare ASGI app under uvicorn that checks every signature and notes when
@@ -32,13 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 
-from audit.checkpoint import Signer
-from audit.log import AuditLog
 from integrations.dispatcher import RetryPolicy, WebhookDispatcher
 from integrations.endpoints import WebhookEndpoints
 from integrations.webhook import WebhookTransport
 from lab.ports import free_tcp_port
-from printgate.domain import AuditEventIn
+from printgate.logs import configure_logging
 from printgate.store import outbox
 from printgate.store.db import Database, migrate
 from printgate.testing.audit import RecordingAuditSink
@@ -49,7 +48,8 @@ EVENTS = int(os.environ.get("BENCH_EVENTS", "300"))
 RATE = float(os.environ.get("BENCH_RATE", "20"))  # outbox events per second
 AUDIT_RATE = 1000
 AUDIT_BATCH = 50
-OUT = Path(__file__).resolve().parent / "results" / "webhooks.json"
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "webhooks.json"
 
 RECEIVER = r'''
 import json, sys, time, hmac, hashlib
@@ -101,19 +101,33 @@ def summary(latencies: list[float]) -> dict[str, float]:
             "mean_ms": round(statistics.fmean(ms), 1)}
 
 
-async def audit_load(log: AuditLog, stop: asyncio.Event, counter: list[int]) -> None:
-    interval = AUDIT_BATCH / AUDIT_RATE
-    next_at = time.monotonic()
-    i = 0
-    while not stop.is_set():
+AUDIT_LOAD = r'''
+import asyncio, sys, time
+sys.path.insert(0, sys.argv[3])
+from audit.checkpoint import Signer
+from audit.log import AuditLog
+from printgate.domain import AuditEventIn
+from printgate.store.db import Database
+
+async def main(url, seconds):
+    db = Database(url)
+    log = AuditLog(db, Signer.generate(), checkpoint_every=1000)
+    batch, rate = 50, 1000
+    started = time.monotonic()
+    next_at, i = started, 0
+    while time.monotonic() - started < seconds:
         await log.append_many([AuditEventIn(type="dwa.request", actor=f"tech{i % 50}@dealer.example",
                                             dealer_id="d1", customer_id="c1", device_id="dev1",
                                             details={"path": f"/p{i + k}", "status": 200})
-                               for k in range(AUDIT_BATCH)])
-        i += AUDIT_BATCH
-        counter[0] += AUDIT_BATCH
-        next_at += interval
+                               for k in range(batch)])
+        i += batch
+        next_at += batch / rate
         await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+    print(i / (time.monotonic() - started), flush=True)
+    await db.aclose()
+
+asyncio.run(main(sys.argv[1], float(sys.argv[2])))
+'''
 
 
 async def stats(url: str) -> dict[str, float]:
@@ -145,12 +159,12 @@ async def measure(url: str, tmp: Path) -> dict[str, Any]:
                         break
                     except httpx.HTTPError:
                         await asyncio.sleep(0.05)
-            log = AuditLog(db, Signer.generate(), checkpoint_every=1000)
-            stop, counter = asyncio.Event(), [0]
-            load = asyncio.create_task(audit_load(log, stop, counter))
+            seconds = 2 * EVENTS / RATE + 8  # the outbox part, the reference part, slack
+            load = subprocess.Popen([sys.executable, "-c", AUDIT_LOAD, url, str(seconds), str(ROOT)],
+                                    stdout=subprocess.PIPE, text=True)
             runner = asyncio.create_task(dispatcher.run())
-            await asyncio.sleep(1.0)  # the load is running
-            started, audited_before = time.monotonic(), counter[0]
+            await asyncio.sleep(1.5)  # the load is running
+            started = time.monotonic()
             enqueued: dict[str, float] = {}
             for i in range(EVENTS):
                 async with db.transaction() as s:
@@ -177,13 +191,12 @@ async def measure(url: str, tmp: Path) -> dict[str, Any]:
                     await c.post(f"{receiver_url}/hook", content=json.dumps({"id": key}).encode(),
                                  headers={"content-type": "application/json", "x-printgate-event-id": key})
                     await asyncio.sleep(max(0.0, ref_start + (i + 1) / RATE - time.monotonic()))
-            elapsed = time.monotonic() - started
-            audit_rate = (counter[0] - audited_before) / elapsed
             got = await stats(receiver_url)
             ref_lat = [got[k] - t for k, t in ref_sent.items() if k in got]
-            stop.set()
             runner.cancel()
-            await asyncio.gather(load, runner, return_exceptions=True)
+            await asyncio.gather(runner, return_exceptions=True)
+            out, _ = await asyncio.to_thread(load.communicate, timeout=120)
+            audit_rate = float(out.strip().splitlines()[-1])
         finally:
             proc.terminate()
             proc.wait(10)
@@ -203,6 +216,7 @@ def psql(sql: str) -> None:
 
 
 async def main() -> None:
+    configure_logging("warning")  # a log line per delivery would be part of what is measured
     result: dict[str, Any] = {"events": EVENTS, "rate_per_s": RATE, "audit_target_per_s": AUDIT_RATE,
                               "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:

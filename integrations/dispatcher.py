@@ -104,13 +104,10 @@ class WebhookDispatcher:
                 forgotten = await outbox.prune(s, before=now - self.retention)
             if forgotten:
                 log.info("webhook.outbox_pruned", events=forgotten)
-        async with self.db.transaction() as s:
-            await outbox.fan_out(s, now=now, limit=self.batch)
         free = self.max_in_flight - len(self._tasks)
-        if free <= 0:
-            return
-        async with self.db.transaction() as s:
-            endpoints = await outbox.due_endpoints(s, now=now)
+        async with self.db.transaction() as s:  # one transaction per round: fan out, then claim
+            await outbox.fan_out(s, now=now, limit=self.batch)
+            endpoints = await outbox.due_endpoints(s, now=now) if free > 0 else []
             due: list[outbox.DueDelivery] = []
             for endpoint_id in endpoints:
                 slots = min(self.per_endpoint - self._in_flight.get(endpoint_id, 0), free - len(due))
