@@ -1,6 +1,6 @@
 """Alerts in CEF (ArcSight Common Event Format): which alert field goes to which CEF field.
 
-The line itself (``CEF:0|Printgate|printgate|<version>|<rule>|<title>|<severity>|<extension>``,
+The line itself (``CEF:0|printgate|printgate|<version>|<rule>|<title>|<severity>|<extension>``,
 escaping per the CEF spec) and its RFC 5424 frame are made by ``integrations.syslog``;
 here: the rule is the Signature ID, the title the Name, severity 1-4 maps to CEF 3/5/8/10,
 and the extension carries the count, message, tenant, sequence range and source.

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from integrations.errors import IntegrationError
+from printgate import __version__
 from printgate.logs import get_logger
 
 log = get_logger("integrations.syslog")
@@ -22,7 +23,7 @@ log = get_logger("integrations.syslog")
 FACILITY_SECURITY = 4  # security/authorization messages (RFC 5424 table 1)
 FACILITY_LOG_AUDIT = 13
 ENTERPRISE_ID = 32473  # IANA example PEN (RFC 5612)
-CEF_VENDOR, CEF_PRODUCT, CEF_VERSION = "Printgate", "printgate", "1"
+CEF_VENDOR, CEF_PRODUCT, CEF_VERSION = "printgate", "printgate", __version__  # as audit.export writes them
 
 
 def _token(value: str, limit: int) -> str:
@@ -69,7 +70,7 @@ def _cef_key(value: str) -> str:
 
 def format_cef(*, signature_id: str, name: str, severity: int,
                extensions: Mapping[str, str | int] | None = None) -> str:
-    """``CEF:0|Printgate|printgate|1|<id>|<name>|<severity 0-10>|k=v ...`` with CEF escaping
+    """``CEF:0|printgate|printgate|<version>|<id>|<name>|<severity 0-10>|k=v ...`` with CEF escaping
     (``\\|`` in the header, ``\\=`` and ``\\n`` in extension values)."""
     if not 0 <= severity <= 10:
         raise ValueError(f"CEF severity {severity} is not 0..10")

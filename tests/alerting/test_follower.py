@@ -178,7 +178,7 @@ async def test_an_attack_of_500_failed_sign_ins_gives_at_most_3_messages_per_cha
     assert all(h["source_ip"] == "203.0.113.66" for h in receivers.hooks)
     assert "490 more" in receivers.hooks[-1]["text"]
     assert 1 <= len(receivers.syslog) <= 3
-    assert b"CEF:0|Printgate|printgate|" in receivers.syslog[0] and b"cnt=10" in receivers.syslog[0]
+    assert b"CEF:0|printgate|printgate|" in receivers.syslog[0] and b"cnt=10" in receivers.syslog[0]
     assert b"src=203.0.113.66" in receivers.syslog[0]
     subject = " ".join(str(message_from_bytes(receivers.mails[0][1])["Subject"]).split())
     assert subject.startswith("[printgate HIGH] Burst of failed sign-ins")
@@ -338,7 +338,7 @@ async def test_syslog_over_tls_to_a_verified_collector(db: Database, receivers: 
                 break
             await asyncio.sleep(0.05)
         [line] = lines
-        assert b"CEF:0|Printgate|printgate|" in line and b"|device.identity|" in line
+        assert b"CEF:0|printgate|printgate|" in line and b"|device.identity|" in line
         assert b"cs2=cA" in line and b"deviceExternalId=dev\\=7" in line  # CEF escaping of "="
         await channels.aclose()
         await untrusted.channels.aclose()

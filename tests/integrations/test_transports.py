@@ -30,6 +30,7 @@ from integrations.smtp import SmtpConfig, SmtpTransport
 from integrations.syslog import SyslogTarget, SyslogTransport, format_cef
 from integrations.webhook import WebhookTransport
 from lab.ports import free_tcp_port
+from printgate import __version__
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,7 @@ async def test_syslog_over_tls_with_cef_and_a_reconnect(collector: tuple[Collect
     pri, ts, host, msgid, cef = m.groups()
     assert int(pri) == 4 * 8 + 3 and ts == b"2026-12-05T09:30:00.000000Z" and host == b"cloud-1"
     assert msgid == b"auth.signin_burst"
-    assert cef.decode() == ("CEF:0|Printgate|printgate|1|auth.signin_burst|Failed sign-ins \\| burst|8|"
+    assert cef.decode() == (f"CEF:0|printgate|printgate|{__version__}|auth.signin_burst|Failed sign-ins \\| burst|8|"
                             "suser=tech\\=1@dealer.test src=203.0.113.9 cnt=25 msg=25 failures\\nin 60 s")
     second = RFC5424.match(c.frames[1])
     assert second and int(second.group(1)) == 4 * 8 + 2 and second.group(5).startswith(b"CEF:0|")

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from alerting.cef import cef_severity, extension
 from alerting.engine import Alert
 from integrations.syslog import format_cef
+from printgate import __version__
 
 AT = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 
@@ -35,6 +36,6 @@ def test_severities_map_onto_the_cef_scale() -> None:
 def test_the_line_is_escaped_per_the_cef_rules() -> None:
     a = alert()
     line = format_cef(signature_id=a.rule, name=a.title, severity=cef_severity(a), extensions=extension(a))
-    assert line.startswith("CEF:0|Printgate|printgate|")
+    assert line.startswith(f"CEF:0|printgate|printgate|{__version__}|signin.burst.source|")
     assert "|signin.burst.source|Burst \\| of failed sign-ins|8|" in line
     assert "msg=12 tries a\\=b\\nnext \\\\ line" in line and "\n" not in line
