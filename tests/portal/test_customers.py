@@ -4,27 +4,36 @@ administrator sees the open invitations of its customers' staff."""
 from __future__ import annotations
 
 import asyncio
+import html
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 from alembic import command
 from sqlalchemy import create_engine, select, text
 
+from lab.ports import free_tcp_port
+from portal.app import create_app
 from portal.invitations import create_invitation
 from printgate.domain import Customer, CustomerId, Dealer, DealerId, Role
 from printgate.errors import CustomerNameTaken
+from printgate.settings import PortalSettings
 from printgate.store import tenants
 from printgate.store.db import Database, alembic_config, migrate
 from printgate.store.models.identity import InvitationRow
 from printgate.store.tenants import add_customer
+from printgate.testing.audit import RecordingAuditSink
+from printgate.testing.broker import PolicyBroker
 from printgate.testing.database import migrated, sqlite_url
-from printgate.testing.portal import create_user, csrf_of, sign_in
+from printgate.testing.portal import Clock, create_user, csrf_of, served, sign_in
+from printgate.testing.tenancy import Tenancy
 from tests.portal.test_error_pages import Served, served_portal  # noqa: F401  (the served portal)
 
 PRINTGATE = str(Path(sys.executable).with_name("printgate"))
@@ -147,3 +156,34 @@ async def test_migration_0014_refuses_existing_duplicates_and_names_them(databas
     async with migrated(database_url) as db, db.transaction() as s:
         with pytest.raises(CustomerNameTaken):
             await add_customer(s, Customer(CustomerId("c-d"), DealerId("d1"), "ACME (leeds)"))
+
+
+async def test_concurrent_additions_of_one_name_give_one_customer_and_clear_refusals(db: Database) -> None:
+    """Requests racing past the application's name check meet the database's unique index: one
+    customer, the others a 409 page naming the existing one, never a 500 (SQLite and PostgreSQL)."""
+    await Tenancy().dealer("d1").save(db)
+    port, clock = free_tcp_port(), Clock()
+    base = f"http://127.0.0.1:{port}"
+    app = create_app(PortalSettings(public_url=base, secret_key=secrets.token_urlsafe(32)), db=db,
+                     broker=PolicyBroker(db, clock, base), audit=RecordingAuditSink(), clock=clock)
+    admin, secret = await create_user(db, Role.DEALER_ADMIN, dealer="d1")
+    async with served(app, port):
+        clients = [httpx.AsyncClient(base_url=base, timeout=30, headers={"accept": "text/html"})
+                   for _ in range(6)]
+        try:
+            for c in clients:
+                await sign_in(c, SimpleNamespace(clock=clock), admin, secret)
+                clock.advance(seconds=30)  # each sign-in's TOTP code in its own step (no replay)
+            pages = [await c.get("/admin/tenants") for c in clients]
+            answers = await asyncio.gather(*(
+                c.post("/admin/tenants/customers", data={"name": "Racing Offices", "csrf_token": csrf_of(p.text)})
+                for c, p in zip(clients, pages, strict=True)))
+        finally:
+            for c in clients:
+                await c.aclose()
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [303] + [409] * 5, codes
+    refusals = [html.unescape(r.text) for r in answers if r.status_code == 409]
+    assert all("customer named 'Racing Offices'" in t and "choose another name" in t for t in refusals)
+    async with db.session() as s:
+        assert len(await tenants.customers_named(s, "racing offices", dealer_id="d1")) == 1
