@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit import event_types
 from audit.query import AuditFilter, row_to_record, scope_for, search, search_all
@@ -166,8 +167,8 @@ async def session_story(session_id: str, state: State, user: User = auditor) -> 
 async def session_story_page(request: Request, session_id: str, state: State,
                              user: User = auditor) -> HTMLResponse:
     s = await story(state.db, user, session_id)
-    names = await device_names(state.db, {s.device_id} if s.device_id else set())
-    customers = dict(await customer_choices(state.db, user))
+    choices, names = await choices_and_names(state.db, user, {s.device_id} if s.device_id else set())
+    customers = dict(choices)
     customer_id = next((e.customer_id for e in s.events if e.customer_id), None)
     return await _page(request, "audit_story.html", story=s, steps=timeline(s.events), facts=story_facts(s.events),
                        device_name=names.get(s.device_id or ""), customer_name=customers.get(customer_id or ""),
@@ -198,24 +199,33 @@ async def audit_page(request: Request, state: State, user: User = auditor) -> HT
         if len(rows) > PAGE_SIZE:
             older = form.query(before_seq=str(records[-1].seq))
         downloads = api_query(f)  # the downloads' default is the whole filtered set
-    customers = await customer_choices(db, user)
+    customers, names = await choices_and_names(db, user, {r.device_id for r in records if r.device_id})
     return await _page(
         request, "audit.html", status_code=400 if error else 200, error=error, form=form,
         records=records, older=older, newest=form.query(before_seq="") if form.before() else None,
         downloads=downloads, customers=customers, outcomes=[o.value for o in Outcome],
         event_types=KNOWN_EVENT_TYPES, all_customers=user.customer_id is None,
-        names=dict(customers) | await device_names(db, {r.device_id for r in records if r.device_id}),
+        names=dict(customers) | names,
         details={r.seq: detail_items(r.details) for r in records}, title=title, trail=await trail_status(db),
     )
 
 
 async def device_names(db: Database, device_ids: set[str]) -> dict[str, str]:
     """Device id -> its name (the model when it has none), for the ids on a page."""
-    if not device_ids:
-        return {}
     async with db.session() as s:
-        found = await get_devices(s, device_ids)
+        return await _device_names(s, device_ids)
+
+
+async def _device_names(s: AsyncSession, device_ids: set[str]) -> dict[str, str]:
+    found = await get_devices(s, device_ids) if device_ids else {}
     return {i: d.name or d.identity.describe() for i, d in sorted(found.items())}
+
+
+async def choices_and_names(db: Database, user: User,
+                            device_ids: set[str]) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """The customers ``user`` may filter on and the names of a page's devices, in one session."""
+    async with db.session() as s:
+        return await _customer_choices(s, user), await _device_names(s, device_ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,11 +250,15 @@ async def trail_status(db: Database) -> TrailStatus:
 async def customer_choices(db: Database, user: User) -> list[tuple[str, str]]:
     """(id, name) of the customers ``user`` may filter on."""
     async with db.session() as s:
-        if user.customer_id is not None:
-            found = await tenants.get_customer(s, user.customer_id)
-            return [(found.id, found.name)] if found else []
-        if user.dealer_id is not None:
-            return [(c.id, c.name) for c in await tenants.list_customers_of_dealer(s, user.dealer_id)]
+        return await _customer_choices(s, user)
+
+
+async def _customer_choices(s: AsyncSession, user: User) -> list[tuple[str, str]]:
+    if user.customer_id is not None:
+        found = await tenants.get_customer(s, user.customer_id)
+        return [(found.id, found.name)] if found else []
+    if user.dealer_id is not None:
+        return [(c.id, c.name) for c in await tenants.list_customers_of_dealer(s, user.dealer_id)]
     return []
 
 
