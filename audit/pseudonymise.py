@@ -7,7 +7,8 @@ commitments cannot be linked back to the person without the salts. Erasing
 an actor also erases the records where the person is another personal field
 (``AuditEventIn.personal``, e.g. the ``subject`` of an administrator's
 action), and pseudonymises the person's own account (``users``: e-mail and
-name replaced, sign-in disabled, TOTP and recovery secrets removed).
+name replaced, sign-in disabled, TOTP and recovery secrets removed) and the
+stored security alerts that name the person (``security_subscriptions.erase_person``).
 
 The erasure is itself audited, in the same transaction, without the erased
 value: ``audit.personal.erased`` names the erased records in ``seq_ranges``
@@ -27,7 +28,7 @@ from audit.retention import to_ranges
 from printgate.domain import AuditEventIn
 from printgate.logs import get_logger
 from printgate.store import audit as store
-from printgate.store import erasure
+from printgate.store import erasure, security_subscriptions
 
 log = get_logger("audit.pseudonymise")
 
@@ -48,12 +49,18 @@ async def erase(audit_log: AuditLog, *, field: str = "actor", value: str, reques
     async with audit_log.db.transaction() as s:
         await store.lock_head(s)
         seqs = await store.erase_personal(s, field=field, value=value, any_field=field == "actor")
+        name = await erasure.display_name_of(s, value) if field == "actor" else None
         user_id = await erasure.pseudonymise_user(s, value, now=datetime.now(UTC)) if field == "actor" else None
+        # security alerts name the person too (subjects, texts, samples, delivery targets)
+        alerts = await security_subscriptions.erase_person(
+            s, [value], replacement=erasure.pseudonym_email(user_id) if user_id else erasure.ERASED_VALUE)
+        if name and name != erasure.ERASED_NAME:
+            alerts += await security_subscriptions.erase_person(s, [name], replacement=erasure.ERASED_NAME)
         ranges = to_ranges(seqs)
         (rec,) = await audit_log.append_in(s, [AuditEventIn(
             type=ERASURE_EVENT, actor=requested_by,
             details={"field": field, "records": len(seqs), "seq_ranges": [list(r) for r in ranges],
-                     "user_id": user_id},
+                     "user_id": user_id, "security_alerts": alerts},
         )])
     purge = await erasure.purge_freed_pages(audit_log.db)
     log.info("audit.personal_erased", field=field, records=len(seqs), user=user_id, purged=purge.complete)

@@ -4,7 +4,10 @@ making sure deleted bytes do not linger in the database files.
 ``pseudonymise_user`` replaces the e-mail address and name of the account
 with neutral values, disables sign-in and removes every secret that could
 sign in (password hash, TOTP secret, recovery codes, browser sessions, API
-tokens). ``purge_freed_pages`` then makes the deletion physical where the
+tokens). Security alerts keep the e-mail addresses and names they are about
+(subjects, texts, samples, delivery targets): ``audit.pseudonymise`` has
+``printgate.store.security_subscriptions.erase_person`` replace them in the
+same transaction. ``purge_freed_pages`` then makes the deletion physical where the
 backend allows it:
 
 * SQLite runs with ``PRAGMA secure_delete=ON`` (``printgate.store.db``), so
@@ -35,11 +38,20 @@ from printgate.store.models.identity import (
 )
 
 ERASED_NAME = "erased user"
-TOUCHED_TABLES = ("audit_personal", "users", "mfa_recovery_codes", "portal_sessions", "invitations")
+ERASED_VALUE = "[erased]"
+TOUCHED_TABLES = ("audit_personal", "users", "mfa_recovery_codes", "portal_sessions", "invitations",
+                  "security_alerts", "security_alert_deliveries", "security_subscriptions",
+                  "security_alert_cursor")
 
 
 def pseudonym_email(user_id: str) -> str:
     return f"erased-{user_id}@erased.invalid"
+
+
+async def display_name_of(s: AsyncSession, email: str) -> str | None:
+    """The name of the account with ``email`` (before ``pseudonymise_user`` replaces it)."""
+    return (await s.execute(select(UserRow.display_name)
+                            .where(UserRow.email == email.strip().lower()))).scalar_one_or_none()
 
 
 async def pseudonymise_user(s: AsyncSession, email: str, *, now: datetime) -> str | None:

@@ -10,12 +10,13 @@ settings (the follower adds those deliveries).
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from printgate.errors import NotFound
@@ -305,3 +306,72 @@ async def tenant_of(s: AsyncSession, *, email: str | None = None, agent_id: str 
     row = (await s.execute(select(CustomerRow.dealer_id, CustomerRow.id).join(SiteRow, SiteRow.customer_id == CustomerRow.id)
                            .where(SiteRow.id == site_id))).first()
     return (row[0], row[1]) if row is not None else (None, None)
+
+
+# -- GDPR erasure ----------------------------------------------------------------------
+def _scrub(value: Any, pattern: re.Pattern[str], replacement: str) -> Any:
+    """``value`` (JSON: strings, lists, objects and their keys) with every match replaced."""
+    if isinstance(value, str):
+        return pattern.sub(replacement, value)
+    if isinstance(value, list):
+        return [_scrub(v, pattern, replacement) for v in value]
+    if isinstance(value, dict):
+        return {_scrub(k, pattern, replacement): _scrub(v, pattern, replacement) for k, v in value.items()}
+    return value
+
+
+def _scrub_json(text: str, pattern: re.Pattern[str], replacement: str) -> str:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return pattern.sub(replacement, text)
+    return json.dumps(_scrub(data, pattern, replacement), separators=(",", ":"))
+
+
+async def erase_person(s: AsyncSession, values: list[str], *, replacement: str) -> int:
+    """Replace ``values`` (a person's e-mail address, name; case-insensitive) by ``replacement``
+    wherever security alerting keeps them: the alerts' subject, title, text and JSON body, the
+    deliveries' target and last error (a delivery still pending to an erased address is given
+    up as dead), the subscriptions' contact, creator and target (a subscription whose target
+    was the person is disabled), and the follower's engine state (counting keys, samples). Returns how many alerts were changed."""
+    values = sorted({v.strip() for v in values if v and len(v.strip()) >= 3}, key=len, reverse=True)
+    if not values:
+        return 0
+    # whole values only: erasing 10.0.0.1 leaves 10.0.0.10, bob@x.example leaves jbob@x.example
+    pattern = re.compile(r"(?<![\w.+-])(?:" + "|".join(re.escape(v) for v in values) + r")(?![\w])",
+                         re.IGNORECASE)
+    escaped = {json.dumps(v)[1:-1] for v in values} | set(values)  # as the JSON bodies spell them
+    like = [func.lower(col).contains(v.lower(), autoescape=True)
+            for v in escaped for col in (SecurityAlertRow.subject, SecurityAlertRow.title,
+                                         SecurityAlertRow.text, SecurityAlertRow.payload)]
+    changed = 0
+    for row in (await s.scalars(select(SecurityAlertRow).where(or_(*like)))).all():
+        row.subject = pattern.sub(replacement, row.subject)[:300]
+        row.title = pattern.sub(replacement, row.title)[:300]
+        row.text = pattern.sub(replacement, row.text)
+        row.payload = _scrub_json(row.payload, pattern, replacement)
+        changed += 1
+    deliveries = (await s.scalars(select(SecurityAlertDeliveryRow).where(or_(*(
+        func.lower(col).contains(v.lower(), autoescape=True)
+        for v in values for col in (SecurityAlertDeliveryRow.target, SecurityAlertDeliveryRow.last_error)))))).all()
+    for d in deliveries:
+        if pattern.search(d.target):
+            d.target = pattern.sub(replacement, d.target)[:512]
+            if d.status == PENDING:
+                d.status, d.last_error = DEAD, "the target address was erased (GDPR)"
+        if d.last_error:
+            d.last_error = pattern.sub(replacement, d.last_error)[:500]
+    for sub in (await s.scalars(select(SecuritySubscriptionRow).where(or_(*(
+        func.lower(col).contains(v.lower(), autoescape=True)
+        for v in values for col in (SecuritySubscriptionRow.contact, SecuritySubscriptionRow.created_by,
+                                    SecuritySubscriptionRow.target)))))).all():
+        sub.contact = pattern.sub(replacement, sub.contact)[:200]
+        if sub.created_by:
+            sub.created_by = pattern.sub(replacement, sub.created_by)[:320]
+        if pattern.search(sub.target):  # the person was the contact: nothing more goes to them
+            sub.target, sub.enabled = pattern.sub(replacement, sub.target)[:512], False
+    for cursor in (await s.scalars(select(SecurityAlertCursorRow))).all():
+        if cursor.state and (pattern.search(cursor.state) or any(e in cursor.state for e in escaped)):
+            cursor.state = _scrub_json(cursor.state, pattern, replacement)
+    await s.flush()
+    return changed
