@@ -21,10 +21,14 @@ import hashlib
 import hmac
 import ipaddress
 import socket
+import ssl
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from integrations.errors import EndpointInvalid, SignatureExpired, SignatureInvalid
@@ -149,15 +153,53 @@ class DeliveryResult:
     retry_after: float | None = None
 
 
+class PublicOnlyBackend(httpcore.AsyncNetworkBackend):
+    """Resolves the host itself and connects only when every address is public, to the address
+    it checked: a name that resolves to a public address for ``check_url`` and to an internal one
+    a moment later (DNS rebinding) still never reaches the cloud's own network. TLS still
+    verifies the certificate against the host name."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise httpcore.ConnectError(f"{host} does not resolve: {exc}") from exc
+        addresses = [str(info[4][0]) for info in infos]
+        bad = sorted({a for a in addresses if not _is_public(a)})
+        if not addresses or bad:
+            raise httpcore.ConnectError(f"{host} resolves to a non-public address ({', '.join(bad)}): refused")
+        return await self._inner.connect_tcp(addresses[0], port, timeout, local_address, socket_options)
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("webhooks never use Unix sockets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
 class WebhookTransport:
     """POSTs signed events; one shared HTTP client (``aclose()`` when done). Redirects are
-    not followed (the signature is for the configured address only)."""
+    not followed (the signature is for the configured address only). Unless ``allow_private``,
+    connections go only to public addresses, checked at connect time (``PublicOnlyBackend``)."""
 
     def __init__(self, *, timeout: float = 10.0, allow_private: bool = False,
                  verify: bool | str = True) -> None:
         self.timeout = timeout
         self.allow_private = allow_private
-        self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, verify=verify,
+        transport = httpx.AsyncHTTPTransport(verify=verify, trust_env=False)
+        if not allow_private:
+            ctx = (ssl.create_default_context(cafile=verify) if isinstance(verify, str)
+                   else ssl.create_default_context())
+            if verify is False:
+                ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+            transport._pool = httpcore.AsyncConnectionPool(ssl_context=ctx, network_backend=PublicOnlyBackend())
+        self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, transport=transport,
                                          headers={"user-agent": USER_AGENT}, trust_env=False)
 
     async def deliver(self, url: str, secret: bytes | list[bytes], *, event_id: str, kind: str,

@@ -249,3 +249,56 @@ async def test_a_receiver_that_drips_its_answer_is_cut_off_at_twice_the_timeout(
     await transport.aclose()
     assert not result.ok and result.retryable and "within 1 s" in result.error
     assert result.duration_s < 1.5
+
+
+async def test_a_name_that_rebinds_to_loopback_after_the_check_is_not_connected_to(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The address check passed (as for a name that resolved to a public address a moment ago);
+    at connect time the name points at loopback: the connection is refused, nothing arrives."""
+    arrived: list[bytes] = []
+
+    async def receiver(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        arrived.append(await reader.read(100))
+        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(receiver, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setattr("integrations.webhook.check_url", lambda url, **_: url)  # the check said public
+    strict, lab = WebhookTransport(timeout=2), WebhookTransport(timeout=2, allow_private=True)
+    async with server:
+        refused = await strict.deliver(f"http://localhost:{port}/hook", b"k", event_id="evt_1",
+                                       kind="alert.opened", body=b"{}")
+        assert not refused.ok and "non-public address" in refused.error and arrived == []
+        allowed = await lab.deliver(f"http://localhost:{port}/hook", b"k", event_id="evt_2",
+                                    kind="alert.opened", body=b"{}")
+        assert allowed.ok and len(arrived) == 1  # the same receiver, allowed in a lab
+    await strict.aclose()
+    await lab.aclose()
+
+
+async def test_tls_through_the_public_only_connector_checks_the_host_name(
+        monkeypatch: pytest.MonkeyPatch, tls: Tls, stranger: Tls) -> None:
+    """The connector dials the checked address, TLS still verifies the certificate for the name."""
+    async def receiver(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        writer.close()
+
+    port = free_tcp_port()
+    server = await asyncio.start_server(receiver, "localhost", port, ssl=tls.server_context())
+    monkeypatch.setattr("integrations.webhook.check_url", lambda url, **_: url)
+    monkeypatch.setattr("integrations.webhook._is_public", lambda address: address in ("127.0.0.1", "::1"))
+    trusting, wary = WebhookTransport(timeout=3, verify=str(tls.cert)), WebhookTransport(timeout=3, verify=str(stranger.cert))
+    async with server:
+        ok = await trusting.deliver(f"https://localhost:{port}/hook", b"k", event_id="evt_1", kind="x", body=b"{}")
+        bad = await wary.deliver(f"https://localhost:{port}/hook", b"k", event_id="evt_2", kind="x", body=b"{}")
+    await trusting.aclose()
+    await wary.aclose()
+    assert ok.ok and ok.status == 204
+    assert not bad.ok and "CERTIFICATE_VERIFY_FAILED" in bad.error
