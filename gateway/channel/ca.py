@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.errors import CsrRejected
 from printgate.domain import AgentCertificate, AgentId, SiteId
-from printgate.errors import AuthenticationFailed, PrintgateError
+from printgate.errors import AuthenticationFailed, ConfigError, PrintgateError
 
 AGENT_URI = "urn:printgate:agent:"
 SITE_URI = "urn:printgate:site:"
@@ -53,11 +54,23 @@ class PeerIdentity:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(path.parent, 0o700)  # whatever the umask
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         os.fchmod(f.fileno(), 0o600)  # a file that existed keeps its mode otherwise
         f.write(data)
+
+
+def _refuse_exposed(path: Path) -> None:
+    """An existing private key that group or others may read is refused (with the fix to run)."""
+    if not path.exists():
+        return
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"private key {path} is open to other users (mode {mode:04o}): run "
+                          f"`chmod 600 {path}` (and `chmod 700 {path.parent}`) as its owner, then start again")
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -110,6 +123,8 @@ class AgentCA:
     def load_or_create(cls, directory: Path, *, name: str = "printgate agent CA") -> AgentCA:
         key_path, cert_path = directory / "agent-ca.key", directory / "agent-ca.crt"
         cmd_path = directory / "command-signing.key"
+        for secret in (key_path, cmd_path):
+            _refuse_exposed(secret)
         if key_path.exists() and cert_path.exists():
             key = serialization.load_pem_private_key(key_path.read_bytes(), None)
             if not isinstance(key, ec.EllipticCurvePrivateKey):

@@ -3,7 +3,8 @@
 - the portal's ``secret_key`` missing, a placeholder (the built-in default, the
   example's "generate-with: ..." text, anything with "change-me") or too short;
   with ``secret_key_file`` set and no key given, the key is read from that file,
-  made (random, 0600) on the first start;
+  made (random, 0600, in a directory made 0700) on the first start; an existing
+  file that group or others may read is refused with the chmod to run;
 - a listening port the cloud needs that something else holds (e.g. ``relay_port = 22``
   while the host's sshd listens there) or that two settings share.
 """
@@ -14,6 +15,7 @@ import errno
 import os
 import secrets
 import socket
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,15 +50,34 @@ def resolve_secret_key(portal: PortalSettings) -> PortalSettings:
     return portal
 
 
+def refuse_exposed_secret(path: Path, what: str) -> None:
+    """``ConfigError`` when the secret file ``path`` may be read (or written) by group or others."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{what} {path} is open to other users (mode {mode:04o}): run `chmod 600 {path}` "
+                          f"(and `chmod 700 {path.parent}`) as its owner, then start again; if others may "
+                          "have read it, make a new one (delete it: a new random one is made)")
+
+
+def _make_private_dir(directory: Path) -> None:
+    """``directory`` and missing parents, the new ones 0700 (an existing directory keeps its mode)."""
+    missing = [d for d in (directory, *directory.parents) if not d.exists()]
+    for d in reversed(missing):
+        d.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(d, 0o700)  # whatever the umask
+
+
 def _key_from_file(path: Path) -> str:
     try:
+        refuse_exposed_secret(path, "[portal] secret_key_file")
         return path.read_text().strip()
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_private_dir(path.parent)
     key = secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)
         f.write(key + "\n")
     return key
 
@@ -109,6 +130,10 @@ def checked_for_serving(settings: Settings) -> Settings:
     """``settings`` ready for ``serve`` (secret key resolved), or ``ConfigError`` with what to set."""
     check_database_host(settings.database_url)  # first: the other checks may create files
     settings = settings.model_copy(update={"portal": resolve_secret_key(settings.portal)})
+    for name in ("agent-ca.key", "command-signing.key"):  # the gateway's own private keys, if made before
+        key = settings.gateway.data_dir / "agent-ca" / name
+        if key.exists():
+            refuse_exposed_secret(key, "the gateway's private key")
     check_ports(settings)
     return settings
 
