@@ -47,14 +47,18 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
+from agent.polling import reading_from  # noqa: E402
+from agent.snmp.parsing import identity_from  # noqa: E402
+from agent.snmp.profiles import profile_for  # noqa: E402
 from fleet.ingest import FleetIngest  # noqa: E402
-from printgate.domain import Reading  # noqa: E402
+from lab import snmprec  # noqa: E402
+from lab.snmp import recording_path  # noqa: E402
+from printgate.domain import Reading, ReadingKind  # noqa: E402
 from printgate.store.db import Database, migrate  # noqa: E402
 from printgate.store.fleet import TenantScope, fleet_devices  # noqa: E402
 from printgate.store.models.core import AgentRow, CustomerRow, DealerRow, DeviceRow, SiteRow  # noqa: E402
 from printgate.wire import agent_pb2 as pb  # noqa: E402
 from printgate.wire import convert  # noqa: E402
-from tests.fleet.conftest import reading_of  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "ingest.json"
 PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -76,6 +80,14 @@ def rss_kb() -> int:
 def cpu_s() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+def reading_of(recording: str, *, ip: str, at: datetime) -> Reading:
+    """What the agent's own parser makes of a lab recording (as tests/fleet/conftest.py does)."""
+    data = snmprec.load(recording_path(recording))
+    ident, _ = identity_from(data, ip=ip)
+    return reading_from(data, ip=ip, kinds=tuple(ReadingKind), serial=ident.serial,
+                        profile=profile_for(ident.sys_object_id), taken_at=at, reading_id=uuid.uuid4().hex)
 
 
 def templates() -> list[Reading]:

@@ -7,12 +7,25 @@ decides what to write, these functions write it set-based (one statement per tab
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    String,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,6 +53,15 @@ def _dialect(s: AsyncSession) -> str:
     return s.get_bind().dialect.name
 
 
+def _among(s: AsyncSession, col: Any, values: Iterable[str]) -> Any:
+    """``col IN values``: on PostgreSQL one array parameter (``= ANY($1)``: one statement text
+    whatever the count, nothing rendered per value), elsewhere an expanding ``IN``."""
+    wanted = sorted(set(values))
+    if _dialect(s) == "postgresql":
+        return col == any_(bindparam(None, wanted, type_=postgresql.ARRAY(String)))
+    return col.in_(wanted)
+
+
 def _upsert(s: AsyncSession, table: Any) -> Any:
     return (postgresql.insert(table) if _dialect(s) == "postgresql" else sqlite.insert(table))
 
@@ -65,7 +87,7 @@ async def batch_known(s: AsyncSession, agent_id: str, batch_id: str) -> bool:
 async def known_reading_ids(s: AsyncSession, ids: Sequence[str]) -> set[str]:
     if not ids:
         return set()
-    return set((await s.scalars(select(ReadingRow.id).where(ReadingRow.id.in_(list(ids))))).all())
+    return set((await s.scalars(select(ReadingRow.id).where(_among(s, ReadingRow.id, ids)))).all())
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +107,8 @@ async def site_devices(s: AsyncSession, wanted: Mapping[str, tuple[set[str], set
         rows = (await s.execute(
             select(AgentRow.id, DeviceRow.id, DeviceRow.serial, DeviceRow.ip)
             .join(DeviceRow, DeviceRow.site_id == AgentRow.site_id)
-            .where(AgentRow.id.in_(list(wanted)), or_(DeviceRow.serial.in_(serials), DeviceRow.ip.in_(ips)))
+            .where(_among(s, AgentRow.id, wanted),
+                   or_(_among(s, DeviceRow.serial, serials), _among(s, DeviceRow.ip, ips)))
             .order_by(DeviceRow.last_seen.asc(), DeviceRow.id.desc())
         )).tuples().all()
         for agent, device_id, serial, ip in rows:  # oldest first: the newest seen wins for an ip
@@ -142,10 +165,31 @@ async def lock_states(s: AsyncSession, device_ids: Sequence[str]) -> dict[str, D
         return {}
     t = _STATES.c
     q = select(t.device_id, t.last_reading_at, t.counters_at, t.supplies_at, t.alerts_at, t.page_count,
-               t.printer_status, t.device_status, t.error_state).where(t.device_id.in_(sorted(set(device_ids))))
+               t.printer_status, t.device_status, t.error_state).where(_among(s, t.device_id, device_ids))
     if _dialect(s) == "postgresql":
         q = q.with_for_update()
     return {r[0]: DeviceState(*r[:8], list(r[8] or [])) for r in (await s.execute(q)).tuples().all()}
+
+
+_STATE_UPSERT: dict[str, Any] = {}  # built once per dialect
+
+
+def _state_upsert(stmt: Any) -> Any:
+    t, x = _STATES.c, stmt.excluded
+
+    def newer(at: str) -> Any:
+        return or_(t[at].is_(None), and_(x[at].is_not(None), x[at] >= t[at]))
+
+    def pick(col: str, at: str) -> Any:
+        return case((newer(at), x[col]), else_=t[col])
+
+    return stmt.on_conflict_do_update(index_elements=["device_id"], set_={
+        "last_reading_at": pick("last_reading_at", "last_reading_at"),
+        "counters_at": pick("counters_at", "counters_at"), "page_count": pick("page_count", "counters_at"),
+        "supplies_at": pick("supplies_at", "supplies_at"), "alerts_at": pick("alerts_at", "alerts_at"),
+        "printer_status": pick("printer_status", "alerts_at"), "device_status": pick("device_status", "alerts_at"),
+        "error_state": pick("error_state", "alerts_at"),
+    })
 
 
 async def upsert_states(s: AsyncSession, states: Sequence[DeviceState]) -> None:
@@ -157,22 +201,9 @@ async def upsert_states(s: AsyncSession, states: Sequence[DeviceState]) -> None:
                "supplies_at": st.supplies_at, "alerts_at": st.alerts_at, "page_count": st.page_count,
                "printer_status": st.printer_status, "device_status": st.device_status,
                "error_state": st.error_state or []} for st in states]
-    stmt = _upsert(s, _STATES)
-    t, x = _STATES.c, stmt.excluded
-
-    def newer(at: str) -> Any:
-        return or_(t[at].is_(None), and_(x[at].is_not(None), x[at] >= t[at]))
-
-    def pick(col: str, at: str) -> Any:
-        return case((newer(at), x[col]), else_=t[col])
-
-    stmt = stmt.on_conflict_do_update(index_elements=["device_id"], set_={
-        "last_reading_at": pick("last_reading_at", "last_reading_at"),
-        "counters_at": pick("counters_at", "counters_at"), "page_count": pick("page_count", "counters_at"),
-        "supplies_at": pick("supplies_at", "supplies_at"), "alerts_at": pick("alerts_at", "alerts_at"),
-        "printer_status": pick("printer_status", "alerts_at"), "device_status": pick("device_status", "alerts_at"),
-        "error_state": pick("error_state", "alerts_at"),
-    })
+    stmt = _STATE_UPSERT.get(_dialect(s))
+    if stmt is None:
+        stmt = _STATE_UPSERT[_dialect(s)] = _state_upsert(_upsert(s, _STATES))
     await s.execute(stmt, values)
 
 
@@ -180,7 +211,7 @@ async def replace_supplies(s: AsyncSession, current: Mapping[str, tuple[datetime
     """The current supplies of these devices become the given ones (one delete, one insert)."""
     if not current:
         return
-    await s.execute(delete(_SUPPLIES).where(_SUPPLIES.c.device_id.in_(list(current))))
+    await s.execute(delete(_SUPPLIES).where(_among(s, _SUPPLIES.c.device_id, current)))
     rows = [{"device_id": device_id, "supply_index": sup.index, "description": sup.description[:1024],
              "type": sup.type[:64], "colour": sup.colour[:64] if sup.colour else None, "unit": sup.unit[:64],
              "max_capacity": sup.max_capacity, "level": sup.level, "state": str(sup.state),
@@ -212,7 +243,7 @@ async def open_alerts_of(s: AsyncSession, device_ids: Sequence[str]) -> list[Ope
     rows = (await s.execute(select(
         t.device_id, t.alert_key, t.alert_index, t.severity, t.group, t.code, t.description, t.training_level,
         t.raised_at, t.last_seen_at, t.id,
-    ).where(t.device_id.in_(sorted(set(device_ids))), t.cleared_at.is_(None)))).tuples().all()
+    ).where(_among(s, t.device_id, device_ids), t.cleared_at.is_(None)))).tuples().all()
     return [OpenAlert(device, key, PrinterAlert(index, severity, group, code, description, training),
                       raised, seen, None, alert_id)
             for device, key, index, severity, group, code, description, training, raised, seen, alert_id in rows]
@@ -249,7 +280,7 @@ async def owners_of(s: AsyncSession, device_ids: Sequence[str]) -> dict[str, tup
     rows = (await s.execute(
         select(DeviceRow.id, SiteRow.id, CustomerRow.id, CustomerRow.dealer_id)
         .join(SiteRow, SiteRow.id == DeviceRow.site_id).join(CustomerRow, CustomerRow.id == SiteRow.customer_id)
-        .where(DeviceRow.id.in_(sorted(set(device_ids))))
+        .where(_among(s, DeviceRow.id, device_ids))
     )).tuples().all()
     return {d: (site, customer, dealer) for d, site, customer, dealer in rows}
 
@@ -263,7 +294,7 @@ async def thresholds_of_devices(s: AsyncSession, device_ids: Sequence[str]) -> d
         .join(SiteRow, SiteRow.id == DeviceRow.site_id)
         .join(CustomerRow, CustomerRow.id == SiteRow.customer_id)
         .join(SupplyThresholdRow, SupplyThresholdRow.tenant_id == CustomerRow.dealer_id)
-        .where(DeviceRow.id.in_(sorted(set(device_ids))))
+        .where(_among(s, DeviceRow.id, device_ids))
     )).tuples().all()
     return {d: SupplyThresholds(w, c) for d, w, c in rows}
 
