@@ -151,6 +151,8 @@ class AgentRuntime(Service):
         # a web page that stops answering is kept for 3 sweeps over >= 2 scan intervals, not dropped at once
         self._ews = ews_hysteresis or EwsHysteresis(misses=3, min_span_s=2 * scan_interval_s)
         self._ews_notes: dict[str, str] = {}  # ip -> how the last probe of its web page failed
+        # ip -> (its last answering sweep result and inventory line, sweeps in a row it did not answer)
+        self._followed: dict[str, tuple[DiscoveryResult, pb.DiscoveredDevice | None, int]] = {}
 
     async def start(self) -> None:
         """Poll the printers this agent knew (its own inventory file) at once, then run the loops."""
@@ -161,6 +163,8 @@ class AgentRuntime(Service):
                     self._ews.seed(EwsHysteresis.key(e.ip, e.serial, e.mac),
                                    EwsEndpoint(e.ews_port, e.ews_scheme, e.tls_fingerprint or None))
             self.printers = [e for e in saved.entries if e.status == pb.DEVICE_STATUS_PRINTER]
+            lines = {e.ip: e for e in self.printers}
+            self._followed = {p.ip: (p, lines.get(p.ip), 0) for p in saved.printers}
             if saved.printers and self._monitoring is not None:
                 await self._monitoring.follow_discovered(saved.printers)
                 log.info("agent.polling_saved_inventory", printers=len(saved.printers))
@@ -195,17 +199,46 @@ class AgentRuntime(Service):
         for item in found:
             ews = await self._web_page_of(item) if _is_printer(item) else None
             entries.append(inventory_entry(item, ews, self._ews_notes.get(item.ip, "")))
-        printers = [f for f in found if _is_printer(f)]
+        answering = [f for f in found if _is_printer(f)]
+        kept = self._keep_silent_printers(found, entries)
+        printers = answering + [p for p, _line in kept]
         # polling follows the sweep before (and whether or not) the cloud hears of it
         self.printers = [e for e in entries if e.status == pb.DEVICE_STATUS_PRINTER]
+        self.printers += [line for _p, line in kept if line is not None]
         if self._monitoring is not None:
             await self._monitoring.follow_discovered(printers)
         if self._inventory_path is not None:
-            save_inventory(self._inventory_path, printers, entries)
+            save_inventory(self._inventory_path, printers, [*entries, *(line for _p, line in kept if line)])
         self.last_scan = datetime.now(UTC)
         await self._channel.upload_inventory(entries)
         log.info("agent.scan_reported", printers=len(self.printers), total=len(entries))
         return entries
+
+    def _keep_silent_printers(
+        self, found: Sequence[DiscoveryResult], entries: Sequence[pb.DiscoveredDevice]
+    ) -> list[tuple[DiscoveryResult, pb.DiscoveredDevice | None]]:
+        """Printers polled before that timed out in this sweep: still polled, up to
+        ``SILENT_SWEEPS_KEPT`` sweeps in a row (a busy or sleeping printer, a lost datagram,
+        must not stop its polling until the next sweep). One that answers as a non-printer,
+        or is no longer a target, is dropped at once."""
+        lines = {e.ip: e for e in entries}
+        silent = {f.ip for f in found if f.status is DiscoveryStatus.UNREACHABLE}
+        answering = {f.ip: f for f in found if _is_printer(f)}
+        kept: list[tuple[DiscoveryResult, pb.DiscoveredDevice | None]] = []
+        for ip, (last, line, missed) in list(self._followed.items()):
+            if ip in answering:
+                continue
+            if ip in silent and missed < SILENT_SWEEPS_KEPT:
+                self._followed[ip] = (last, line, missed + 1)
+                kept.append((last, line))
+            else:
+                del self._followed[ip]
+        for ip, result in answering.items():
+            self._followed[ip] = (result, lines.get(ip), 0)
+        if kept:
+            log.warning("agent.printers_not_answering", printers=[p.ip for p, _ in kept],
+                        action=f"still polled; dropped after {SILENT_SWEEPS_KEPT + 1} silent sweeps in a row")
+        return kept
 
     async def _web_page_of(self, item: DiscoveryResult) -> EwsEndpoint | None:
         """Probe the printer's web page; a failing one is kept until it failed for good."""
@@ -445,6 +478,9 @@ class AgentRuntime(Service):
         if tunnel is not None:
             await tunnel.aclose()
             log.info("agent.tunnel_closed", session=session_id, reason=reason)
+
+
+SILENT_SWEEPS_KEPT = 2  # a followed printer silent in this many sweeps in a row is still polled
 
 
 def _is_printer(result: DiscoveryResult) -> bool:
