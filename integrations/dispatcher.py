@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 from integrations.webhook import DeliveryResult, WebhookTransport
 from printgate.domain import AuditEventIn, Outcome
+from printgate.errors import VaultError
 from printgate.interfaces import AuditSink
 from printgate.logs import get_logger
 from printgate.store import outbox
@@ -132,9 +133,14 @@ class WebhookDispatcher:
 
     async def _deliver(self, d: outbox.DueDelivery) -> None:
         try:
-            secret = await self.kms.unwrap(d.secret.sealed, outbox.secret_context(d.endpoint_id, d.dealer_id))
-            result = await self.transport.deliver(d.url, secret, event_id=d.event.id, kind=d.event.kind,
-                                                  body=d.event.body())
+            try:
+                secret = await self.kms.unwrap(d.secret.sealed, outbox.secret_context(d.endpoint_id, d.dealer_id))
+            except VaultError as exc:  # counted as an attempt: it ends as a dead letter, not a loop
+                result = DeliveryResult(False, None, f"the endpoint's secret cannot be unsealed: {exc.message}",
+                                        True, 0.0)
+            else:
+                result = await self.transport.deliver(d.url, secret, event_id=d.event.id, kind=d.event.kind,
+                                                      body=d.event.body())
             await self._record(d, result)
         except asyncio.CancelledError:
             raise

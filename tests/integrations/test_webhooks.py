@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request, Response
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from integrations.dispatcher import WEBHOOK_DEAD_LETTER, RetryPolicy, WebhookDispatcher
 from integrations.endpoints import DELIVERY_REDELIVERED, ENDPOINT_ADDED, WebhookEndpoints
@@ -30,7 +30,7 @@ from integrations.webhook import (
 from lab.ports import free_tcp_port
 from printgate.store import outbox
 from printgate.store.db import Database
-from printgate.store.models.outbox import OutboxEventRow
+from printgate.store.models.outbox import OutboxEventRow, WebhookEndpointRow
 from printgate.testing.audit import RecordingAuditSink
 from printgate.testing.portal import served
 from printgate.testing.tenancy import Tenancy
@@ -270,3 +270,17 @@ async def test_a_claim_left_by_a_dead_dispatcher_is_delivered_once_its_lease_ran
     assert [c["id"] for c in rx.calls] == [event_id]
     [view] = await world.endpoints.deliveries("d1")
     assert (view.status, view.attempts) == (outbox.DELIVERED, 1)
+
+
+async def test_a_secret_that_no_longer_unseals_ends_as_a_dead_letter_not_a_loop(world: World) -> None:
+    new = await world.endpoints.add(dealer_id="d1", url="http://127.0.0.1:9/hook", description="", kinds=[],
+                                    by="u")
+    async with world.db.transaction() as s:  # the sealed secret was altered (or the master key replaced)
+        await s.execute(update(WebhookEndpointRow).where(WebhookEndpointRow.id == new.endpoint.id)
+                        .values(secret_sealed=b"\0" * 60))
+    await enqueue(world.db)
+    for _ in range(3):
+        await world.dispatcher.run_once()
+        world.clock.advance(3600)
+    [view] = await world.endpoints.deliveries("d1")
+    assert view.status == outbox.DEAD and view.attempts == 3 and "cannot be unsealed" in view.last_error
