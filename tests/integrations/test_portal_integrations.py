@@ -188,6 +188,7 @@ async def test_a_dead_letter_is_shown_and_redelivered_from_the_page(world: World
                      + str(event_id), page.text)
     assert dead, "the dead letter is listed with its event id"
 
+    await shots(world, admin, tmp_path, "dead-letter")
     receiver = Hooks(secrets={"ticket": secret.group(1)})
     async with served(receiver.app(), down_port):
         r = await admin.post(f"/integrations/deliveries/{dead.group(1)}/redeliver",
@@ -199,11 +200,12 @@ async def test_a_dead_letter_is_shown_and_redelivered_from_the_page(world: World
     assert f'data-delivery-id="{dead.group(1)}" data-status="delivered"' in after.text
     assert "No dead letters." in after.text
     assert DELIVERY_REDELIVERED in world.audit.types()
-    await shots(world, admin, tmp_path)
+    await shots(world, admin, tmp_path, "redelivered")
 
 
-async def shots(world: World, admin: httpx.AsyncClient, out: Path) -> None:
-    """The page in Chromium: desktop and phone width, no horizontal scrolling, nav on one row."""
+async def shots(world: World, admin: httpx.AsyncClient, out: Path, tag: str) -> None:
+    """The page in Chromium: desktop and phone width, no horizontal scrolling, nav on one row,
+    axe-core clean."""
     if shutil.which("chromium") is None:
         pytest.skip("chromium not installed")
     from playwright.async_api import async_playwright
@@ -227,7 +229,13 @@ async def shots(world: World, admin: httpx.AsyncClient, out: Path) -> None:
                     spill = await page.evaluate("(() => { const n = document.querySelector('header nav'); "
                                                 "return n.scrollWidth - n.clientWidth; })()")
                     assert spill <= 1, f"the header nav runs {spill}px under the account at 1366px"
-                await page.screenshot(path=str(out / f"integrations-{width}.png"), full_page=True)
+                await page.screenshot(path=str(out / f"integrations-{tag}-{width}.png"), full_page=True)
+                if width == 1366:  # axe-core: no serious or critical violations
+                    from axe_playwright_python.async_playwright import Axe
+
+                    results = await Axe().run(page)
+                    bad = [v for v in results.response["violations"] if v.get("impact") in ("serious", "critical")]
+                    assert not bad, [(v["id"], v["help"], [n["target"] for n in v["nodes"]][:3]) for v in bad]
                 await ctx.close()
         finally:
             await browser.close()
