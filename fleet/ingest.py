@@ -111,6 +111,13 @@ class FleetIngest:
             self.groups += 1
             try:
                 results = await store_group(self._db, [(p.agent_id, p.batch) for p in group])
+            except asyncio.CancelledError:  # the writer is stopped (shutdown): no caller waits for ever
+                for p in (*group, *self._queue):
+                    if not p.done.done():
+                        p.done.set_exception(IngestBusy("fleet ingest stopped before storing the batch: send it "
+                                                        "again", retry_after_s=self.retry_after_s))
+                self._queue.clear()
+                raise
             except Exception as exc:
                 if len(group) == 1:
                     group[0].done.set_exception(exc)

@@ -74,7 +74,7 @@ async def claim_batches(s: AsyncSession, batches: Sequence[tuple[str, str, int]]
     if not batches:
         return set()
     stmt = (_upsert(s, _BATCHES).on_conflict_do_nothing()
-            .returning(_BATCHES.c.agent_id, _BATCHES.c.batch_id, sort_by_parameter_order=True))
+            .returning(_BATCHES.c.agent_id, _BATCHES.c.batch_id))  # only the rows inserted now
     result = await s.execute(stmt, [{"agent_id": a, "batch_id": b, "received_at": received_at, "count": n}
                                     for a, b, n in batches])
     return {(a, b) for a, b in result.tuples().all()}

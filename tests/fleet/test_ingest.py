@@ -196,3 +196,22 @@ async def test_alerts_opened_and_cleared_are_announced_in_the_outbox_with_their_
     assert len(ids) == 5 and {e.payload["alert_id"] for e in opened} == ids == {e.payload["alert_id"] for e in cleared}
     assert all(e.dealer_id == "d1" and e.device_id == "dev-m130" for e in events)
     assert all(e.payload["cleared_at"] == (T0 + days(1)).isoformat() for e in cleared)
+
+
+async def test_a_group_of_batches_is_stored_once_each_and_duplicates_in_it_are_answered_as_such(
+    fleet_db: Database,
+) -> None:
+    from fleet.decode import DecodedBatch
+    from fleet.ingest import store_group
+
+    seen = reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0)
+    assert await ingest_payload(fleet_db, "a-c1", "b-seen", payload_of([seen])) is True
+    m130 = reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0 + days(1))
+    brother = reading_of("brother_hl5370dw", ip="127.0.20.11", at=T0 + days(1))
+    results = await store_group(fleet_db, [
+        ("a-c1", DecodedBatch("b-new", 2, [m130])), ("a-c1", DecodedBatch("b-seen", 2, [m130])),
+        ("a-c2", DecodedBatch("b-new", 2, [brother])), ("a-c1", DecodedBatch("b-new", 2, [m130])),
+    ])
+    assert [(r.duplicate, r.stored) for r in results] == [(False, 1), (True, 0), (False, 1), (True, 0)]
+    assert [r.id for r in await readings_for(fleet_db, device_id="dev-m130")] == [seen.id, m130.id]
+    assert [r.id for r in await readings_for(fleet_db, device_id="dev-brother")] == [brother.id]
