@@ -29,6 +29,7 @@ from agent.runtime import AgentRuntime, target_of
 from agent.snmp.identity import read_identity
 from agent.snmp.transport import SnmpClient
 from agent.verify import DeviceVerifier, identity_differences, mismatch_message
+from printgate import metrics
 from printgate.domain import (
     DeviceIdentity,
     DiscoveryResult,
@@ -177,7 +178,8 @@ class AgentAssembly:
         if self.settings.metrics_port is not None:  # optional local Prometheus endpoint
             try:
                 self._metrics_server, _ = start_http_server(self.settings.metrics_port,
-                                                            addr=self.settings.metrics_host)
+                                                            addr=self.settings.metrics_host,
+                                                            registry=metrics.AGENT)
             except OSError as exc:  # port busy, address not ours: the agent's work goes on without it
                 log.warning("agent.metrics_unavailable", host=self.settings.metrics_host,
                             port=self.settings.metrics_port, error=str(exc),

@@ -10,9 +10,11 @@ writer is not failing); otherwise 503 with the failing check named. Neither need
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import text
 
 from portal.state import PortalState
@@ -27,10 +29,40 @@ async def healthz() -> JSONResponse:
     return JSONResponse({"status": "alive"}, headers={"Cache-Control": "no-store"})
 
 
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+
+
+def _metrics_refusal(request: Request) -> tuple[int, str] | None:
+    """Why this scrape is not answered (status, text), or None. With ``[portal] metrics_token``
+    only its bearer token opens /metrics; without, only a direct loopback client does."""
+    token = request.app.state.portal.settings.metrics_token
+    if token is not None:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
+                                                               token.get_secret_value().encode()):
+            return None
+        return 401, "metrics need `Authorization: Bearer <[portal] metrics_token>`\n"
+    host = request.client.host if request.client else ""
+    try:
+        local = any(ipaddress.ip_address(host) in net for net in LOOPBACK)
+    except ValueError:
+        local = False
+    if local and not any(h in request.headers for h in FORWARDING_HEADERS):
+        return None
+    return 403, ("metrics are served to loopback clients only: set [portal] metrics_token and scrape with "
+                 "`Authorization: Bearer <token>` (docs/operations.md)\n")
+
+
 @router.get("/metrics")
-async def prometheus_metrics() -> Response:
+async def prometheus_metrics(request: Request) -> Response:
     """Prometheus text format: sessions, tunnels, proxy, readings, audit, database, task restarts."""
-    body, content_type = metrics.exposition()
+    refusal = _metrics_refusal(request)
+    if refusal is not None:
+        status, text = refusal
+        headers = {"Cache-Control": "no-store"} | ({"WWW-Authenticate": "Bearer"} if status == 401 else {})
+        return PlainTextResponse(text, status_code=status, headers=headers)
+    body, content_type = metrics.exposition(metrics.CLOUD)
     return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
 
 

@@ -1,21 +1,31 @@
 """Prometheus metrics of printgate (``prometheus_client``, the process's default registry).
 
 Dashboards, not accountability (that is the audit log) nor operators' stories (logs).
-The cloud serves them on the portal's ``/metrics``; the agent on its own optional
-local endpoint (``[agent] metrics_port``). Each process registers what it uses;
-names carry the ``printgate_`` prefix.
+The cloud serves ``CLOUD`` (the default registry) on the portal's ``/metrics``; the
+agent serves ``AGENT`` (a registry of its own: agent families, task restarts and the
+process) on its optional local endpoint (``[agent] metrics_port``), so an agent never
+exports the cloud's families. Names carry the ``printgate_`` prefix.
 """
 
 from __future__ import annotations
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
     REGISTRY,
+    CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     generate_latest,
 )
+
+CLOUD = REGISTRY  # what the portal's /metrics exports
+AGENT = CollectorRegistry(auto_describe=True)  # what the agent's local endpoint exports
+for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+    AGENT.register(_collector)
 
 # ---- sessions, tunnels, proxy (cloud) ----------------------------------------
 SESSIONS_OPEN = Gauge("printgate_sessions_open", "DWA sessions open now")
@@ -45,15 +55,18 @@ DATABASE_ERRORS = Counter("printgate_database_errors", "failures to reach the da
 # ---- supervision (agent and cloud) ------------------------------------------------
 TASK_RESTARTS = Counter("printgate_task_restarts", "supervised tasks restarted after a failure",
                         ["supervisor", "task"])
+AGENT.register(TASK_RESTARTS)  # both processes supervise their loops
 
 # ---- agent ------------------------------------------------------------------------
-AGENT_QUEUE_LENGTH = Gauge("printgate_agent_queue_length", "readings waiting on this agent")
-AGENT_QUEUE_BYTES = Gauge("printgate_agent_queue_bytes", "bytes of readings waiting on this agent")
+AGENT_QUEUE_LENGTH = Gauge("printgate_agent_queue_length", "readings waiting on this agent", registry=AGENT)
+AGENT_QUEUE_BYTES = Gauge("printgate_agent_queue_bytes", "bytes of readings waiting on this agent", registry=AGENT)
 AGENT_READINGS_DROPPED = Gauge("printgate_agent_readings_dropped",
-                               "readings this agent lost since its queue was made, by reason", ["reason"])
-AGENT_DEGRADED = Gauge("printgate_agent_degraded", "1 while the agent runs degraded (e.g. disk full)")
+                               "readings this agent lost since its queue was made, by reason", ["reason"],
+                               registry=AGENT)
+AGENT_DEGRADED = Gauge("printgate_agent_degraded", "1 while the agent runs degraded (e.g. disk full)",
+                       registry=AGENT)
 
 
-def exposition() -> tuple[bytes, str]:
-    """The text format of every registered metric, and its content type."""
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+def exposition(registry: CollectorRegistry = CLOUD) -> tuple[bytes, str]:
+    """The text format of every metric in ``registry`` (the cloud's by default), and its content type."""
+    return generate_latest(registry), CONTENT_TYPE_LATEST

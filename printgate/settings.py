@@ -64,6 +64,9 @@ class PortalSettings(BaseModel):
     public_url: str = "http://127.0.0.1:8400"
     secret_key: SecretStr = SecretStr("change-me-in-production-please")  # `serve` refuses this placeholder
     secret_key_file: Path | None = None  # with no secret_key: read from here, made (random, 0600) on first start
+    # /metrics: with a token, only `Authorization: Bearer <token>` is answered; without one, only
+    # direct loopback clients are (no proxy in between) -- see docs/operations.md
+    metrics_token: SecretStr | None = None
     cookie_secure: bool = False
     session_idle_minutes: int = 30
     session_absolute_hours: int = 12

@@ -6,9 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from prometheus_client import REGISTRY
-
-import printgate.metrics  # noqa: F401 - registers the metrics
+from printgate.metrics import AGENT, CLOUD
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "printgate-dashboard.json"
 
@@ -17,8 +15,9 @@ def test_dashboard_is_importable_and_uses_exported_metrics() -> None:
     dash = json.loads(DASHBOARD.read_text())
     assert dash["title"] and dash["uid"] and dash["panels"]
     assert dash["__inputs"][0]["pluginId"] == "prometheus"
-    exported = {s.name for m in REGISTRY.collect() for s in m.samples} | {
-        m.name + suffix for m in REGISTRY.collect() for suffix in ("", "_total", "_bucket", "_count", "_sum")}
+    families = [m for registry in (CLOUD, AGENT) for m in registry.collect()]  # the cloud's and the agents'
+    exported = {s.name for m in families for s in m.samples} | {
+        m.name + suffix for m in families for suffix in ("", "_total", "_bucket", "_count", "_sum")}
     used = {name for p in dash["panels"] for t in p["targets"]
             for name in re.findall(r"\bprintgate_[a-z_]+", t["expr"])}
     assert used and used <= exported, used - exported
