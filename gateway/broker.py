@@ -19,6 +19,7 @@ from gateway.attribution import AttributedAudit, Attribution
 from gateway.credential_use import CredentialUse
 from gateway.errors import AgentRefused
 from policy import OpenAlert
+from policy.access import open_alerts_of
 from printgate import metrics
 from printgate.domain import (
     Agent,
@@ -42,11 +43,12 @@ from printgate.errors import PrintgateError
 from printgate.interfaces import AuditSink, SessionLaunch, SessionRefused
 from printgate.lifecycle import Service
 from printgate.logs import get_logger
-from printgate.store import approvals, devices, fleet, rule_sets, sessions, tenants
+from printgate.store import devices, sessions, tenants
 from printgate.store.db import Database
 from printgate.supervisor import Supervisor
 
 log = get_logger("gateway.broker")
+NO_REASON = "no reason given"
 RESTART_REASON = "gateway restarted: the previous gateway process ended without closing the session"
 
 
@@ -102,6 +104,7 @@ class DwaFacts:
     site: Site | None = None  # the device's site: its own remote-access mode, if set (issue 20)
     open_alerts: tuple[OpenAlert, ...] = ()  # the device's open alerts now
     reason: SessionReason | None = None  # why the session is opened (the alert as the store has it)
+    reason_refusal: Reason | None = None  # the alert named is not the device's open alert: refused
 
 
 Decide = Callable[[DwaFacts], Decision]
@@ -248,10 +251,11 @@ class DwaBroker(Service):
             decision = Decision(False, (_unknown_device(device_id),))
             await self._audit_decision(user, device_id, None, decision, source_ip)
             return SessionRefused(decision, "This device does not exist or is not yours.")
-        if reason is not None and reason.kind is ReasonKind.ALERT and facts.reason is None:
-            decision = Decision(False, (_unknown_alert(reason.alert_id),))
+        if facts.reason_refusal is not None:
+            decision = Decision(False, (facts.reason_refusal,))
             await self._audit_decision(user, device_id, facts, decision, source_ip)
-            return SessionRefused(decision, "The alert named as the reason is not one of this device's.")
+            return SessionRefused(decision, "The alert named as the reason cannot be this session's reason: "
+                                  + facts.reason_refusal.message)
         decision = self._decide(facts)
         sid = SessionId(secrets.token_hex(8))
         ttl = self._ttl(decision)
@@ -283,7 +287,8 @@ class DwaBroker(Service):
         session, user, source_ip = entry
         now = datetime.now(UTC)
         facts = await self._gather(user, session.device_id, source_ip,
-                                   (now - session.created_at).total_seconds(), now, reason=session.reason)
+                                   (now - session.created_at).total_seconds(), now, reason=session.reason,
+                                   resolve_reason=False)  # its alert may have cleared since: still its reason
         if facts is None:
             return None
         facts = replace(facts, action="dwa.extend",
@@ -361,32 +366,22 @@ class DwaBroker(Service):
     # ---- steps -------------------------------------------------------------
     async def _gather(
         self, user: User, device_id: str, source_ip: str, mfa_age: float | None, now: datetime,
-        *, reason: SessionReason | None = None,
+        *, reason: SessionReason | None = None, resolve_reason: bool = True,
     ) -> DwaFacts | None:
-        async with self._db.session() as s:
-            device = await devices.get_device(s, device_id)
-            if device is None:
-                return None
-            tenancy = await tenants.tenant_of_site(s, device.site_id)
-            agent = await tenants.get_agent(s, device.agent_id)
-            if tenancy is None or agent is None:
-                return None
-            customer, site = tenancy
-            ruleset = await rule_sets.load_ruleset(s, customer.dealer_id)
-            approved_until = await approvals.active_approval_until(s, user.id, device.id, now)
-            open_alerts = tuple(
-                OpenAlert(a.id, a.alert.code, a.alert.severity, a.alert.description, a.raised_at)
-                for a in await fleet.open_alerts(s, device.id))
-            if reason is not None and reason.kind is ReasonKind.ALERT:
-                reason = await sessions.alert_reason(s, device.id, reason.alert_id)  # None: not this device's
+        async with self._db.session() as s:  # the same gathering as the preview and `policy explain`
+            found = await sessions.gather_access_facts(s, user, device_id, now, reason=reason,
+                                                       resolve_reason=resolve_reason)
+        if found is None or found.agent is None:
+            return None
         live = [sess for sess, _, _ in self._live.values()]
         return DwaFacts(
-            user=user, device=device, customer=customer, agent=agent, source_ip=source_ip,
+            user=user, device=found.device, customer=found.customer, agent=found.agent, source_ip=source_ip,
             mfa_age_seconds=mfa_age,
             live_sessions_of_user=sum(1 for x in live if x.user_id == user.id),
-            live_sessions_of_device=sum(1 for x in live if x.device_id == device.id),
-            now=now, ruleset=ruleset, approved_until=approved_until,
-            site=site, open_alerts=open_alerts, reason=reason,
+            live_sessions_of_device=sum(1 for x in live if x.device_id == found.device.id),
+            now=now, ruleset=found.ruleset, approved_until=found.approved_until,
+            site=found.site, open_alerts=open_alerts_of(found.open_alerts), reason=found.reason,
+            reason_refusal=found.reason_refusal,
         )
 
     async def _set_up(self, session: DwaSession, facts: DwaFacts, source_ip: str, ttl: int) -> str:
@@ -417,7 +412,8 @@ class DwaBroker(Service):
         session = await self._advance(session, DwaState.ACTIVE, "proxy route ready")
         await self._audit_step(session, "dwa.session.opened", {
             "expires_at": session.expires_at.isoformat(),
-            **({"reason": session.reason.to_dict()} if session.reason is not None else {})})
+            **({"reason": session.reason.to_dict()} if session.reason is not None else {}),
+            "reason_label": reason_label_of(session.reason)})
         log.info("dwa.opened", session=sid, device=facts.device.id, user=facts.user.id)
         return self._proxy.launch_url(sid, token)
 
@@ -633,6 +629,7 @@ class DwaBroker(Service):
                 "allow": decision.allow,
                 "reasons": [{"code": r.code, "message": r.message} for r in decision.reasons],
                 **({"session_reason": facts.reason.to_dict()} if facts and facts.reason else {}),
+                "session_reason_label": reason_label_of(facts.reason if facts else None),
             },
         ))
 
@@ -652,10 +649,10 @@ def _reason_text(decision: Decision) -> str:
     )
 
 
-def _unknown_alert(alert_id: int | None) -> Reason:
-    return Reason("reason.alert_unknown",
-                  f"alert {alert_id} is not an alert of this device: open the web page from the device's "
-                  "own alert list, or give a ticket or a written reason")
+def reason_label_of(reason: SessionReason | None) -> str:
+    """The reason as the audit records say it: explicit when none was given (reasons are optional
+    except in ``ticket`` mode)."""
+    return reason.label if reason is not None else NO_REASON
 
 
 def _unknown_device(device_id: str) -> Reason:

@@ -11,8 +11,8 @@ from functools import lru_cache
 from typing import Any
 
 from gateway.broker import DwaFacts
-from policy import Action, CompiledPolicy, default_ruleset, evaluate_dwa_open, load_policy
-from printgate.domain import AlertSeverity, Decision
+from policy import Action, CompiledPolicy, default_ruleset, evaluate_open_facts, load_policy
+from printgate.domain import Decision
 
 
 @lru_cache(maxsize=256)
@@ -32,18 +32,11 @@ def _default(dealer_id: str) -> CompiledPolicy:
 
 
 def decide_dwa_open(facts: DwaFacts) -> Decision:
-    customer = facts.customer
-    return evaluate_dwa_open(
-        _policy_for(customer.dealer_id, facts.ruleset),
-        user=facts.user, device=facts.device,
-        dealer_id=customer.dealer_id, customer_id=customer.id, site_id=facts.device.site_id,
-        # the site's own mode if it has one, else the customer's (issue 20)
-        remote_access=facts.site.access_mode(customer.remote_access) if facts.site else customer.remote_access,
-        alert_min_severity=facts.site.alert_min_severity if facts.site else AlertSeverity.CRITICAL,
-        open_alerts=facts.open_alerts, reason=facts.reason,
-        agent_online=facts.agent.online, agent_enrolled=not facts.agent.revoked,
+    return evaluate_open_facts(
+        _policy_for(facts.customer.dealer_id, facts.ruleset),
+        user=facts.user, device=facts.device, customer=facts.customer, site=facts.site, agent=facts.agent,
+        open_alerts=facts.open_alerts, reason=facts.reason, reason_refusal=facts.reason_refusal,
         source_ip=facts.source_ip, mfa_age_seconds=facts.mfa_age_seconds, now=facts.now,
-        user_live_sessions=facts.live_sessions_of_user,
-        device_live_sessions=facts.live_sessions_of_device,
+        user_live_sessions=facts.live_sessions_of_user, device_live_sessions=facts.live_sessions_of_device,
         approved_until=facts.approved_until, action=Action(facts.action),
     )

@@ -34,20 +34,25 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from policy.access import OpenAlert, access_check, qualifying_alerts
+from policy.access import OpenAlert, access_check, open_alerts_of, qualifying_alerts
 from policy.compiled import CompiledPolicy
 from policy.engine import evaluate
 from policy.errors import RuleSetInvalid
 from policy.inputs import Action, Context, MfaMethod, Resource, Subject
 from policy.rules import RuleSet, default_ruleset, parse_ruleset
 from printgate.domain import (
+    Agent,
     AlertSeverity,
+    Customer,
     CustomerId,
     DealerId,
     Decision,
     Device,
+    DeviceAlert,
+    Reason,
     RemoteAccessMode,
     SessionReason,
+    Site,
     SiteId,
     User,
 )
@@ -66,7 +71,9 @@ __all__ = [
     "default_ruleset",
     "evaluate",
     "evaluate_dwa_open",
+    "evaluate_open_facts",
     "load_policy",
+    "open_alerts_of",
     "parse_ruleset",
     "qualifying_alerts",
 ]
@@ -111,4 +118,45 @@ def evaluate_dwa_open(
             remote_access, agent_online, agent_enrolled, alert_min_severity, open_alerts,
         ),
         Context(now, user_live_sessions, device_live_sessions, approved_until, reason),
+    )
+
+
+def evaluate_open_facts(
+    policy: CompiledPolicy,
+    *,
+    user: User,
+    device: Device,
+    customer: Customer,
+    site: Site | None,
+    agent: Agent | None,
+    open_alerts: tuple[DeviceAlert, ...] | tuple[OpenAlert, ...],
+    reason: SessionReason | None,
+    reason_refusal: Reason | None,
+    source_ip: str,
+    mfa_age_seconds: float | None,
+    now: datetime,
+    user_live_sessions: int,
+    device_live_sessions: int,
+    approved_until: datetime | None,
+    action: Action = Action.DWA_OPEN,
+) -> Decision:
+    """The decision from the facts the store gathered for one device (``printgate.store.sessions.
+    gather_access_facts``): the ONE mapping the gateway's broker, the test broker and ``policy
+    explain`` / the policy page's preview share, so they agree in every remote-access mode. A reason
+    that cannot be the session's (another device's alert, a cleared one) refuses before the rules."""
+    if reason_refusal is not None:
+        return Decision(False, (reason_refusal,))
+    alerts = open_alerts_of(a for a in open_alerts if isinstance(a, DeviceAlert))
+    alerts += tuple(a for a in open_alerts if isinstance(a, OpenAlert))
+    return evaluate_dwa_open(
+        policy, user=user, device=device, dealer_id=customer.dealer_id, customer_id=customer.id,
+        site_id=device.site_id,
+        # the site's own mode if it has one, else the customer's (issue 20)
+        remote_access=site.access_mode(customer.remote_access) if site else customer.remote_access,
+        alert_min_severity=site.alert_min_severity if site else AlertSeverity.CRITICAL,
+        open_alerts=alerts, reason=reason,
+        agent_online=bool(agent and agent.online), agent_enrolled=bool(agent and not agent.revoked),
+        source_ip=source_ip, mfa_age_seconds=mfa_age_seconds, now=now,
+        user_live_sessions=user_live_sessions, device_live_sessions=device_live_sessions,
+        approved_until=approved_until, action=action,
     )

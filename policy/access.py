@@ -4,11 +4,19 @@ the session's reason, a customer admin's approval and ``now``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from policy import reasons as R
-from printgate.domain import AlertSeverity, Reason, ReasonKind, RemoteAccessMode, SessionReason
+from printgate.domain import (
+    AlertSeverity,
+    DeviceAlert,
+    Reason,
+    ReasonKind,
+    RemoteAccessMode,
+    SessionReason,
+)
 
 # prtAlertSeverityLevel names (RFC 3805) by rank; anything else ranks below warning
 SEVERITY_RANK = {"critical": 3, "warning": 2, "warningBinaryChangeEvent": 2}
@@ -24,6 +32,12 @@ class OpenAlert:
     severity: str
     description: str
     raised_at: datetime
+
+
+def open_alerts_of(alerts: Iterable[DeviceAlert]) -> tuple[OpenAlert, ...]:
+    """The store's open alerts of a device as the policy takes them (cleared ones are left out)."""
+    return tuple(OpenAlert(a.id, a.alert.code, a.alert.severity, a.alert.description, a.raised_at)
+                 for a in alerts if a.cleared_at is None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,11 +9,9 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from policy import OpenAlert, RuleSet, default_ruleset, evaluate_dwa_open, load_policy
-from printgate.domain import Decision, ReasonKind, SessionReason, User
-from printgate.store import approvals, fleet, rule_sets, sessions
-from printgate.store.devices import get_device
-from printgate.store.tenants import get_agent, tenant_of_site
+from policy import RuleSet, default_ruleset, evaluate_open_facts, load_policy, open_alerts_of
+from printgate.domain import Decision, SessionReason, User
+from printgate.store import sessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,36 +29,25 @@ async def explain_open(s: AsyncSession, user: User, device_id: str, *, source_ip
                        reason: SessionReason | None = None) -> Explanation | None:
     """None when there is no such device. ``ruleset``: a draft instead of the saved one; ``reason``:
     the session's reason (an alert by id is taken from the device's alerts, as the broker does)."""
-    device = await get_device(s, device_id)
-    found = await tenant_of_site(s, device.site_id) if device else None
-    if device is None or found is None:
+    facts = await sessions.gather_access_facts(s, user, device_id, now, reason=reason)  # as the broker
+    if facts is None:
         return None
-    customer, site = found
-    agent = await get_agent(s, device.agent_id)
-    alerts = tuple(OpenAlert(a.id, a.alert.code, a.alert.severity, a.alert.description, a.raised_at)
-                   for a in await fleet.open_alerts(s, device.id))
-    if reason is not None and reason.kind is ReasonKind.ALERT:
-        reason = await sessions.alert_reason(s, device.id, reason.alert_id)
+    device, customer, site, reason = facts.device, facts.customer, facts.site, facts.reason
+    alerts = open_alerts_of(facts.open_alerts)
     if ruleset is None:
-        body = await rule_sets.load_ruleset(s, customer.dealer_id)
-        compiled = load_policy(body) if body else load_policy(default_ruleset(customer.dealer_id))
+        compiled = load_policy(facts.ruleset) if facts.ruleset else load_policy(default_ruleset(customer.dealer_id))
     else:
         compiled = load_policy(ruleset)
-    decision = evaluate_dwa_open(
-        compiled, user=user, device=device, dealer_id=customer.dealer_id, customer_id=customer.id,
-        site_id=site.id, remote_access=site.access_mode(customer.remote_access),
-        alert_min_severity=site.alert_min_severity, open_alerts=alerts, reason=reason,
-        agent_online=bool(agent and agent.online), agent_enrolled=bool(agent and not agent.revoked),
-        source_ip=source_ip, mfa_age_seconds=mfa_age, now=now,
-        user_live_sessions=await sessions.count_live_dwa_sessions(s, user_id=user.id),
-        device_live_sessions=await sessions.count_live_dwa_sessions(s, device_id=device.id),
-        approved_until=await approvals.active_approval_until(s, user.id, device.id, now),
-    )
+    decision = evaluate_open_facts(
+        compiled, user=user, device=device, customer=customer, site=site, agent=facts.agent,
+        open_alerts=facts.open_alerts, reason=reason, reason_refusal=facts.reason_refusal,
+        source_ip=source_ip, mfa_age_seconds=mfa_age, now=now, user_live_sessions=facts.user_live_sessions,
+        device_live_sessions=facts.device_live_sessions, approved_until=facts.approved_until)
     header = (f"{user.email} -> {device.name or device.id} ({customer.name}), policy v{compiled.version}, "
               f"source {source_ip}, MFA age {'none' if mfa_age is None else f'{mfa_age:.0f}s'}\n"
               f"remote access at site {site.name}: {site.access_mode(customer.remote_access).value}"
               f"{'' if site.remote_access else ' (as the customer)'}, auto-approval threshold "
               f"{site.alert_min_severity.value}; open alerts: "
               + (", ".join(f"#{a.id} {a.description or a.code} ({a.severity})" for a in alerts) or "none")
-              + f"; reason: {reason.label if reason else 'none given'}")
+              + f"; reason: {reason.label if reason else 'no reason given'}")
     return Explanation(decision, header)

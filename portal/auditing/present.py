@@ -182,6 +182,7 @@ def story_facts(events: Sequence[EventLike]) -> StoryFacts:
         extensions=sum(1 for e in events if e.type == "dwa.session.extended"),
         ended_by=(end.actor if end else None), end_reason=(str(end.details.get("reason", "")) if end else None),
         decision_allowed=bool(decision.details.get("allow")) if decision else None,
-        opened_for=reason_label(why) if isinstance(why, Mapping) else None,
+        opened_for=(reason_label(why) if isinstance(why, Mapping)
+                    else "no reason given" if decision is not None and decision.details.get("allow") else None),
         reason_cleared_at=str(cleared.details.get("cleared_at", "")) if cleared else None,
     )

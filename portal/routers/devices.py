@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Annotated
 
@@ -32,6 +33,7 @@ from printgate.store.fleet import TenantScope, fleet_devices
 from printgate.store.session_history import sessions_of_user
 
 router = APIRouter(tags=["devices"])
+_ALERT_ID = re.compile(r"[0-9]{1,18}")
 
 
 @router.get("/devices")
@@ -59,8 +61,8 @@ def session_reason(alert_id: str, ticket: str, reason: str) -> SessionReason | N
     Raises 422 with what to fix for a malformed one (nothing is opened)."""
     try:
         if alert_id.strip():
-            if not alert_id.strip().isdigit() or len(alert_id.strip()) > 18:
-                raise SessionReasonInvalid(f"alert {alert_id[:20]!r} is not an alert number")
+            if not _ALERT_ID.fullmatch(alert_id.strip()):  # ASCII digits only (str.isdigit takes superscripts and other scripts' digits)
+                raise SessionReasonInvalid(f"alert {alert_id[:20]!r} is not an alert number (digits 0-9)")
             return SessionReason(ReasonKind.ALERT, alert_id=int(alert_id.strip()))
         if ticket.strip():
             return SessionReason.ticket(ticket)
@@ -111,10 +113,14 @@ async def request_approval(request: Request, state: State, s: DbSession, login: 
         raise HTTPException(404, "no such device")
     if not reason.strip():
         raise HTTPException(422, "say why you need access: the customer's administrators decide on it")
+    try:  # cleaned like every session reason (no control or bidi characters reach the approver)
+        cleaned = SessionReason.free_text(reason).text
+    except SessionReasonInvalid as exc:
+        raise HTTPException(422, exc.message) from exc
     if await approvals.pending_approval(s, login.user.id, device_id) is None:
         approval = await approvals.request_approval(
             s, approval_id=secrets.token_hex(8), user_id=login.user.id, device_id=device_id,
-            customer_id=owner[1], reason=reason.strip()[:500], now=state.clock())
+            customer_id=owner[1], reason=cleaned, now=state.clock())
         await state.record("approval.requested", request=request, user=login.user,
                            device_id=device_id, customer_id=owner[1],
                            details={"approval_id": approval.id})

@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from printgate.domain import (
+    Agent,
     AgentId,
+    Customer,
+    Device,
+    DeviceAlert,
     DeviceId,
     DwaSession,
     DwaState,
     DwaTarget,
     DwaTransition,
+    Reason,
+    ReasonKind,
     SessionId,
     SessionReason,
+    Site,
+    User,
     UserId,
 )
-from printgate.store import outbox
-from printgate.store.models.core import DwaSessionRow, DwaTransitionRow
+from printgate.store import approvals, fleet, outbox, rule_sets, tenants
+from printgate.store.devices import get_device
+from printgate.store.models.core import DeviceRow, DwaSessionRow, DwaTransitionRow
 from printgate.store.models.readings import DeviceAlertRow
 
 
@@ -106,14 +117,81 @@ async def live_dwa_session_ids_of_user(s: AsyncSession, user_id: str) -> list[st
 
 async def alert_reason(s: AsyncSession, device_id: str, alert_id: int | None) -> SessionReason | None:
     """The alert ``alert_id`` of ``device_id`` as a session reason (as stored now: code, severity,
-    description, raised); None when the device has no such alert (another device's is never taken)."""
-    if alert_id is None:
-        return None
-    row = await s.get(DeviceAlertRow, int(alert_id))
+    description, raised); None when the device has no such open alert (another device's is never
+    taken, nor a cleared one: ``alert_reason_or_refusal`` says which)."""
+    found = await alert_reason_or_refusal(s, device_id, alert_id)
+    return found if isinstance(found, SessionReason) else None
+
+
+async def alert_reason_or_refusal(s: AsyncSession, device_id: str, alert_id: int | None) -> SessionReason | Reason:
+    """The open alert ``alert_id`` of ``device_id`` as a session reason, or why it cannot be one:
+    ``reason.alert_unknown`` (not this device's, or no such alert) or ``reason.alert_cleared``."""
+    row = await s.get(DeviceAlertRow, int(alert_id)) if alert_id is not None and 0 <= alert_id < 2**63 else None
     if row is None or row.device_id != device_id:
-        return None
+        return Reason("reason.alert_unknown",
+                      f"alert {alert_id} is not an alert of this device: open the web page from the device's "
+                      "own alert list, or give a ticket or a written reason")
+    if row.cleared_at is not None:
+        what = row.description or row.code or "printer alert"
+        return Reason("reason.alert_cleared",
+                      f"this alert ('{what}') cleared at {row.cleared_at:%Y-%m-%d %H:%M} UTC; "
+                      "open with a ticket or a written reason")
     return SessionReason.of_alert(row.id, code=row.code, severity=row.severity, description=row.description,
                                   raised_at=row.raised_at)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessFacts:
+    """What the policy needs to decide "open web page" for a user and a device, from the store: ONE
+    gathering for the gateway's broker, the portal's test broker and ``policy explain`` / the policy
+    page's preview, so they decide alike (issue 20). ``reason_refusal``: the reason named cannot be
+    the session's (another device's or a cleared alert): the open is refused before the policy."""
+
+    device: Device
+    customer: Customer
+    site: Site
+    agent: Agent | None
+    ruleset: dict[str, Any] | None
+    approved_until: datetime | None
+    open_alerts: tuple[DeviceAlert, ...]
+    reason: SessionReason | None
+    reason_refusal: Reason | None
+    user_live_sessions: int
+    device_live_sessions: int
+
+
+async def gather_access_facts(s: AsyncSession, user: User, device_id: str, now: datetime, *,
+                              reason: SessionReason | None = None, resolve_reason: bool = True) -> AccessFacts | None:
+    """None when there is no such device (or it has no customer). ``resolve_reason``: an alert
+    reason given by id is taken from the store (refused when not the device's own open alert);
+    False keeps ``reason`` as it is (a live session's, whose alert may have cleared since)."""
+    device = await get_device(s, device_id)
+    tenancy = await tenants.tenant_of_site(s, device.site_id) if device is not None else None
+    if device is None or tenancy is None:
+        return None
+    customer, site = tenancy
+    refusal: Reason | None = None
+    if resolve_reason and reason is not None and reason.kind is ReasonKind.ALERT:
+        found = await alert_reason_or_refusal(s, device.id, reason.alert_id)
+        reason, refusal = (found, None) if isinstance(found, SessionReason) else (None, found)
+    return AccessFacts(
+        device=device, customer=customer, site=site, agent=await tenants.get_agent(s, device.agent_id),
+        ruleset=await rule_sets.load_ruleset(s, customer.dealer_id),
+        approved_until=await approvals.active_approval_until(s, user.id, device.id, now),
+        open_alerts=tuple(await fleet.open_alerts(s, device.id)), reason=reason, reason_refusal=refusal,
+        user_live_sessions=await count_live_dwa_sessions(s, user_id=user.id),
+        device_live_sessions=await count_live_dwa_sessions(s, device_id=device.id),
+    )
+
+
+async def live_session_ids_at(s: AsyncSession, *, site_ids: list[str]) -> list[str]:
+    """Live sessions on devices of these sites (e.g. to end them when access becomes ``never``)."""
+    if not site_ids:
+        return []
+    result = await s.execute(
+        select(DwaSessionRow.id).join(DeviceRow, DeviceRow.id == DwaSessionRow.device_id)
+        .where(DeviceRow.site_id.in_(site_ids), DwaSessionRow.state.not_in(["closed", "denied", "failed"])))
+    return list(result.scalars().all())
 
 
 async def alerts_cleared_at(s: AsyncSession, alert_ids: list[int]) -> dict[int, datetime]:

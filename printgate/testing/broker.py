@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from policy import OpenAlert, default_ruleset, evaluate_dwa_open, load_policy
+from policy import default_ruleset, evaluate_open_facts, load_policy
 from printgate.domain import (
     AuditEventIn,
     Decision,
@@ -22,19 +22,15 @@ from printgate.domain import (
     DwaTarget,
     Outcome,
     Reason,
-    ReasonKind,
     SessionId,
     SessionReason,
     User,
 )
 from printgate.interfaces import AuditSink, SessionLaunch, SessionRefused
-from printgate.store import approvals, fleet, rule_sets
 from printgate.store import sessions as sessions_store
 from printgate.store.db import Database
-from printgate.store.devices import get_device
 from printgate.store.session_history import live_session_on_device
 from printgate.store.sessions import load_session, save_session
-from printgate.store.tenants import get_agent, tenant_of_site
 
 
 class PolicyBroker:
@@ -46,40 +42,28 @@ class PolicyBroker:
                            mfa_age_seconds: float | None,
                            reason: SessionReason | None = None) -> SessionLaunch | SessionRefused:
         now: datetime = self.clock()
-        async with self.db.transaction() as s:
-            device = await get_device(s, device_id)
-            found = await tenant_of_site(s, device.site_id) if device else None
-            if device is None or found is None:
+        async with self.db.transaction() as s:  # the same gathering as the gateway's broker
+            facts = await sessions_store.gather_access_facts(s, user, device_id, now, reason=reason)
+            if facts is None:
                 d = Decision(False, (Reason("ownership.other_tenant", "no such device of yours"),))
                 return SessionRefused(d, "access refused")
-            customer, site = found
-            if reason is not None and reason.kind is ReasonKind.ALERT:
-                reason = await sessions_store.alert_reason(s, device.id, reason.alert_id)
-                if reason is None:
-                    d = Decision(False, (Reason("reason.alert_unknown", "not an alert of this device"),))
-                    return SessionRefused(d, "access refused")
-            alerts = tuple(OpenAlert(a.id, a.alert.code, a.alert.severity, a.alert.description, a.raised_at)
-                           for a in await fleet.open_alerts(s, device.id))
-            agent = await get_agent(s, device.agent_id)
-            body = await rule_sets.load_ruleset(s, customer.dealer_id)
-            policy = load_policy(body) if body else load_policy(default_ruleset(customer.dealer_id))
-            decision = evaluate_dwa_open(
-                policy, user=user, device=device, dealer_id=customer.dealer_id,
-                customer_id=customer.id, site_id=site.id, remote_access=site.access_mode(customer.remote_access),
-                alert_min_severity=site.alert_min_severity, open_alerts=alerts, reason=reason,
-                agent_online=bool(agent and agent.online), agent_enrolled=bool(agent and not agent.revoked),
+            device, reason = facts.device, facts.reason
+            policy = load_policy(facts.ruleset) if facts.ruleset else load_policy(
+                default_ruleset(facts.customer.dealer_id))
+            decision = evaluate_open_facts(
+                policy, user=user, device=device, customer=facts.customer, site=facts.site, agent=facts.agent,
+                open_alerts=facts.open_alerts, reason=reason, reason_refusal=facts.reason_refusal,
                 source_ip=source_ip, mfa_age_seconds=mfa_age_seconds, now=now,
-                user_live_sessions=await sessions_store.count_live_dwa_sessions(s, user_id=user.id),
-                device_live_sessions=await sessions_store.count_live_dwa_sessions(s, device_id=device.id),
-                approved_until=await approvals.active_approval_until(s, user.id, device.id, now),
-            )
+                user_live_sessions=facts.user_live_sessions, device_live_sessions=facts.device_live_sessions,
+                approved_until=facts.approved_until)
         if self.audit is not None:  # like gateway.broker.DwaBroker: the broker audits its decisions
             await self.audit.append(AuditEventIn(
                 type="policy.decision", outcome=Outcome.SUCCESS if decision.allow else Outcome.DENIED,
                 actor=user.email, dealer_id=user.dealer_id, device_id=device_id, source_ip=source_ip,
                 details={"action": "dwa.open", "allow": decision.allow,
                          "reasons": [{"code": r.code, "message": r.message} for r in decision.reasons],
-                         **({"session_reason": reason.to_dict()} if reason else {})},
+                         **({"session_reason": reason.to_dict()} if reason else {}),
+                         "session_reason_label": reason.label if reason else "no reason given"},
             ))
         async with self.db.transaction() as s:
             if not decision.allow:
