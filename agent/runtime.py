@@ -86,6 +86,7 @@ OnRefused = Callable[[str, str], None]  # (channel kind, detail) the relay tried
 OpenTunnel = Callable[[pb.OpenTunnel, Verify | None, OnRefused], Awaitable[Tunnel]]
 MAX_PENDING_REFUSALS = 200  # kept for the gateway while it cannot be reached (oldest dropped)
 REFUSALS_PER_HEARTBEAT = 50
+CLOUD_TASKS = ("readings-upload", "heartbeat")  # wait (not fail) while the cloud is away
 MakeVerifier = Callable[[pb.OpenTunnel, str], Verify]  # (command, command id)
 FindEws = Callable[[str], Awaitable[EwsEndpoint | EwsNotFound | None]]
 
@@ -359,6 +360,20 @@ class AgentRuntime(Service):
         del self._refusals[:-MAX_PENDING_REFUSALS]
         self._report_now.set()
 
+    def _mark_waiting_for_cloud(self, queued: int) -> None:
+        """The tasks that need the cloud say "waiting for cloud" (healthy, not an error) while the
+        channel reconnects (the cloud restarting, unreachable); their calls wait and resume by
+        themselves (gRPC wait_for_ready with back-off), nothing is lost meanwhile."""
+        state = self._channel.state
+        up = state in ("connected", "mqtt-only")
+        last_error = getattr(self._channel, "last_error", None)
+        why = f"waiting for cloud (channel {state}" + (f", last error {last_error})" if last_error else ")")
+        for name in CLOUD_TASKS:
+            if up:
+                self.supervisor.recovered(name)
+            elif name != "readings-upload" or queued:
+                self.supervisor.waiting(name, why)
+
     async def write_status(self) -> None:
         """Write ``status.json`` (what ``printgate agent status`` shows)."""
         if self._status is None:
@@ -385,6 +400,8 @@ class AgentRuntime(Service):
                          for p in self.printers],
             "tunnels": self.tunnel_sessions,
         }
+        self._mark_waiting_for_cloud(queued)
+        status["tasks"] = [h.to_dict() for h in self.supervisor.health()]
         if self._status.write(status):
             self.supervisor.recovered("status")
         else:  # a visible task error (heartbeat, metrics), not just one log line

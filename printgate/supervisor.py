@@ -22,7 +22,7 @@ from printgate.logs import get_logger
 
 log = get_logger("printgate.supervisor")
 
-TaskState = Literal["starting", "running", "degraded", "backoff", "stopped"]
+TaskState = Literal["starting", "running", "waiting", "degraded", "backoff", "stopped"]
 OnRestart = Callable[[str, str], None]  # (task name, error) each time a task is restarted
 
 
@@ -36,14 +36,16 @@ class TaskHealth:
     last_error: str | None = None
     last_error_at: datetime | None = None
 
+    waiting_for: str | None = None  # state "waiting": what it waits for (not an error: e.g. the cloud)
+
     @property
     def healthy(self) -> bool:
-        return self.state == "running"
+        return self.state in ("running", "waiting")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "state": self.state, "healthy": self.healthy, "restarts": self.restarts,
-            "last_error": self.last_error,
+            "waiting_for": self.waiting_for, "last_error": self.last_error,
             "last_error_at": self.last_error_at.isoformat() if self.last_error_at else None,
         }
 
@@ -114,10 +116,18 @@ class Supervisor(Service):
             if entry.health.state == "running" or entry.health.last_error != error[:500]:
                 entry.health = TaskHealth(name, "degraded", entry.health.restarts, error[:500], datetime.now(UTC))
 
+    def waiting(self, name: str, what: str) -> None:
+        """A running task ``name`` waits for something outside it (the cloud restarting): shown as
+        ``waiting`` with ``what``, healthy, no error, until ``recovered(name)``."""
+        entry = self._tasks.get(name)
+        if entry is not None and entry.health.state in ("running", "waiting"):
+            h = entry.health
+            entry.health = TaskHealth(name, "waiting", h.restarts, h.last_error, h.last_error_at, what[:500])
+
     def recovered(self, name: str) -> None:
         """Task ``name`` does its job again (its last error stays on record)."""
         entry = self._tasks.get(name)
-        if entry is not None and entry.health.state == "degraded":
+        if entry is not None and entry.health.state in ("degraded", "waiting"):
             entry.health = _with(entry.health, state="running")
 
     @property

@@ -43,7 +43,7 @@ class AgentHealth:
 
     @property
     def unhealthy_tasks(self) -> list[dict[str, Any]]:
-        return [t for t in self.tasks if t.get("state") != "running"]
+        return [t for t in self.tasks if t.get("state") not in ("running", "waiting")]  # waiting: for the cloud
 
     @property
     def dropped(self) -> int:
