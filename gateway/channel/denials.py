@@ -22,6 +22,7 @@ from printgate.domain import AuditEventIn, Outcome
 from printgate.interfaces import AuditSink
 from printgate.lifecycle import Service, cancel_and_wait
 from printgate.logs import get_logger
+from printgate.supervisor import Supervisor
 
 log = get_logger(__name__)
 RPC_DENIED = "agent.rpc.denied"
@@ -43,12 +44,13 @@ class DenialTally(Service):
     """``async with DenialTally(audit, window_s=60) as denials``; ``denials.count(...)`` per refusal."""
 
     def __init__(self, audit: AuditSink, *, window_s: float = 60.0, max_keys: int = MAX_KEYS,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, supervisor: Supervisor | None = None) -> None:
         if window_s <= 0:
             raise ValueError("the denial audit window must be positive")
         self._audit, self._window, self._max_keys, self._clock = audit, window_s, max_keys, clock
         self._counts: dict[tuple[str, str, str], _Count] = {}
         self._task: asyncio.Task[None] | None = None
+        self._supervisor = supervisor  # runs the flush loop (health shown, restarted if it fails) when given
 
     def count(self, *, reason: str, agent_id: str | None = None, method: str = "",
               source_ip: str | None = None, event_type: str = RPC_DENIED) -> None:
@@ -77,20 +79,43 @@ class DenialTally(Service):
         """Audit what was counted (one record per key); how many records were written."""
         counts, self._counts = self._counts, {}
         end = _iso(self._clock())
-        for (event_type, actor, reason), c in counts.items():
-            sources = sorted(c.sources)  # addresses are identifying: personal fields, not details
-            await self._audit.append(AuditEventIn(
-                type=event_type, outcome=Outcome.DENIED, actor=None if actor == "*" else actor,
-                source_ip=sources[0] if sources else None,
-                details={"reason": reason, "count": c.count, "window_start": _iso(c.first_at),
-                         "agent_id": actor.removeprefix("agent:") if actor.startswith("agent:") else None,
-                         "window_end": end, "methods": sorted(c.methods), "addresses": len(sources)},
-                personal={"other_sources": ", ".join(sources[1:])} if len(sources) > 1 else {},
-            ))
-        return len(counts)
+        items = list(counts.items())
+        written = 0
+        try:
+            for (event_type, actor, reason), c in items:
+                await self._append(event_type, actor, reason, c, end)
+                written += 1
+        except BaseException:  # the audit store away: what was not written is counted again, not lost
+            for key, c in items[written:]:
+                self._merge_back(key, c)
+            raise
+        return written
+
+    def _merge_back(self, key: tuple[str, str, str], c: _Count) -> None:
+        mine = self._counts.get(key)
+        if mine is None:
+            self._counts[key] = c
+            return
+        mine.first_at, mine.count = min(mine.first_at, c.first_at), mine.count + c.count
+        mine.methods = set(sorted(mine.methods | c.methods)[:MAX_SAMPLES])
+        mine.sources = set(sorted(mine.sources | c.sources)[:MAX_SAMPLES])
+
+    async def _append(self, event_type: str, actor: str, reason: str, c: _Count, end: str) -> None:
+        sources = sorted(c.sources)  # addresses are identifying: personal fields, not details
+        await self._audit.append(AuditEventIn(
+            type=event_type, outcome=Outcome.DENIED, actor=None if actor == "*" else actor,
+            source_ip=sources[0] if sources else None,
+            details={"reason": reason, "count": c.count, "window_start": _iso(c.first_at),
+                     "agent_id": actor.removeprefix("agent:") if actor.startswith("agent:") else None,
+                     "window_end": end, "methods": sorted(c.methods), "addresses": len(sources)},
+            personal={"other_sources": ", ".join(sources[1:])} if len(sources) > 1 else {},
+        ))
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="channel-denials")
+        if self._supervisor is not None:
+            self._supervisor.add("channel-denials", self._run)
+        else:
+            self._task = asyncio.create_task(self._run(), name="channel-denials")
 
     async def aclose(self) -> None:
         await cancel_and_wait(self._task)
@@ -102,8 +127,13 @@ class DenialTally(Service):
             await asyncio.sleep(self._window)
             try:
                 await self.flush()
-            except Exception as exc:  # the audit store may be briefly away: keep counting
-                log.warning("channel.denials_flush_failed", error=str(exc))
+            except Exception as exc:  # the audit store may be briefly away: keep counting (kept, retried)
+                log.warning("channel.denials_flush_failed", error=str(exc), pending=self.pending())
+                if self._supervisor is not None:
+                    self._supervisor.degrade("channel-denials", f"audit not written: {type(exc).__name__}: {exc}")
+            else:
+                if self._supervisor is not None:
+                    self._supervisor.recovered("channel-denials")
 
 
 def _iso(at: float) -> str:

@@ -50,6 +50,7 @@ from printgate.logs import get_logger
 from printgate.store import channel as store
 from printgate.store.db import Database
 from printgate.store.outage import OutageLog, is_database_outage
+from printgate.supervisor import Supervisor
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import agent_pb2_grpc as pb_grpc
 
@@ -57,6 +58,7 @@ log = get_logger(__name__)
 RELAY_REFUSED = "agent.relay_channel_refused"
 STREAM_TAKEN_OVER = "agent.stream.taken_over"
 PRESENCE_RESET = "agent.presence.reset_at_start"
+REVOCATIONS_TASK = "channel-revocations"
 REFUSAL_DETAIL_MAX = 300
 DB_RETRY_AFTER_S = 5  # the retry hint of an UNAVAILABLE answer while the database is away
 RETRY_AFTER_KEY = "printgate-retry-after-s"  # trailing metadata: when to try again (seconds)
@@ -101,9 +103,10 @@ class AgentChannelServer(Service):
         facts: ChannelFacts | None = None, cert_ttl: timedelta = timedelta(hours=24),
         server_names: list[str] | None = None, revocation_poll_s: float = 1.0,
         enrol_throttle: EnrolmentThrottle | None = None, denials: DenialTally | None = None,
-        crl: CrlPublisher | None = None,
+        crl: CrlPublisher | None = None, supervisor: Supervisor | None = None,
     ) -> None:
         self.host = host
+        self._supervisor = supervisor  # runs the revocation watcher (health shown, restarted) when given
         self.port = port
         self.enrol_port = enrol_port
         self._ca, self._db, self._audit, self._hub, self._handlers = ca, db, audit, hub, handlers
@@ -152,7 +155,10 @@ class AgentChannelServer(Service):
         self.enrol_port = server.add_secure_port(f"{self.host}:{self.enrol_port}", server_only)
         await server.start()
         self._server = server
-        self._watcher = asyncio.create_task(self._watch_revocations(), name="channel-revocations")
+        if self._supervisor is not None:
+            self._supervisor.add(REVOCATIONS_TASK, self._watch_revocations)
+        else:
+            self._watcher = asyncio.create_task(self._watch_revocations(), name=REVOCATIONS_TASK)
         self._hub.add_presence_listener(self._handlers.on_presence)
         log.info("channel.grpc.started", port=self.port, enrol_port=self.enrol_port)
 
@@ -216,8 +222,13 @@ class AgentChannelServer(Service):
                     self.db_outage.failed(exc)  # logged once per outage
                 else:
                     log.warning("channel.revocation_refresh_failed", error=str(exc))
+                if self._supervisor is not None:  # visible: revocations are not being applied meanwhile
+                    self._supervisor.degrade(REVOCATIONS_TASK, f"revocations not refreshed: "
+                                                               f"{type(exc).__name__}: {exc}")
             else:
                 self.db_outage.recovered()
+                if self._supervisor is not None:
+                    self._supervisor.recovered(REVOCATIONS_TASK)
 
     async def run_unary(self, context: aio.ServicerContext, work: Coroutine[Any, Any, T]) -> T:
         """A unary call's work, detached; the database being away answers UNAVAILABLE with a retry

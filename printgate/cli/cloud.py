@@ -180,7 +180,7 @@ class Cloud(Service):
         )
 
         ch = self.settings.channel
-        self.denials = DenialTally(self.audit, window_s=ch.denial_audit_window_seconds)
+        self.denials = DenialTally(self.audit, window_s=ch.denial_audit_window_seconds, supervisor=self.supervisor)
         await self._stack.enter_async_context(self.denials)  # closed after the channel: flushes last
         self.channel = AgentChannelServer(
             gw.grpc_host, gw.grpc_port, enrol_port=gw.enrol_port, ca=self.ca, db=self.db,
@@ -191,7 +191,7 @@ class Cloud(Service):
                 relay_host_key_fingerprint=self.relay.host_key_fingerprint,
                 mqtt_url=ch.mqtt_url,
             ),
-            denials=self.denials, crl=self._mqtt_crl(),
+            denials=self.denials, crl=self._mqtt_crl(), supervisor=self.supervisor,
         )
         await self._stack.enter_async_context(self.channel)
         self.agent_ca = AgentCaFacts(
