@@ -7,14 +7,16 @@ delivery per matching subscription (and per operator target for platform alerts)
 cursor and the engine's state. A crash before that commit re-reads the same records from the
 same state (alert ids are stable): no alert is lost, none is raised twice.
 
-``deliver_once`` sends the due deliveries, each on its own: a failing channel is retried
-with exponential back-off (``retry_base_s`` doubling, at most an hour) up to
+``deliver_once`` sends the due deliveries concurrently per (channel, target) -- at most
+``concurrency`` targets at a time, each attempt bounded by ``attempt_timeout_s`` -- so a slow
+receiver delays only its own; a failing channel is retried with exponential back-off (``retry_base_s`` doubling, at most an hour) up to
 ``max_attempts`` and then kept as dead; it never stops evaluation or the other channels.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,6 +29,7 @@ from alerting.secrets import unseal
 from audit.query import AuditFilter, search
 from integrations.smtp import SmtpConfig
 from printgate.domain import AuditRecord
+from printgate.lifecycle import cancel_and_wait
 from printgate.logs import get_logger
 from printgate.settings import SecurityAlertSettings
 from printgate.store import audit as audit_store
@@ -57,7 +60,10 @@ class SecurityAlertFollower:
     def __init__(self, db: Database, channels: Channels, kms: KeyWrapper, *,
                  operators: OperatorTargets = OperatorTargets(),
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC), poll_s: float = 1.0,
-                 batch: int = 500, max_attempts: int = 8, retry_base_s: float = 5.0) -> None:
+                 batch: int = 500, max_attempts: int = 8, retry_base_s: float = 5.0,
+                 concurrency: int = 8, attempt_timeout_s: float = 30.0) -> None:
+        if concurrency < 1 or attempt_timeout_s <= 0:
+            raise ValueError("delivery concurrency must be >= 1 and the attempt timeout > 0 seconds")
         self.db = db
         self.channels = channels
         self.kms = kms  # opens the subscriptions' sealed webhook secrets
@@ -69,6 +75,11 @@ class SecurityAlertFollower:
         self.retry_base_s = retry_base_s
         self.wake = asyncio.Event()
         self.caught_up = False  # the last evaluation read everything there was
+        self.attempt_timeout_s = attempt_timeout_s  # one delivery attempt, whatever the channel
+        self._gate = asyncio.Semaphore(concurrency)  # targets being sent to at once
+        self._store_lock = asyncio.Lock()  # one delivery-state write at a time (SQLite: one writer)
+        self._inflight: dict[tuple[str, str], list[int]] = {}  # (channel, target) -> delivery ids
+        self._inflight_tasks: dict[tuple[str, str], asyncio.Task[int]] = {}
 
     # -- evaluation ----------------------------------------------------------------------
     async def evaluate_once(self) -> list[Alert]:
@@ -154,42 +165,84 @@ class SecurityAlertFollower:
         return out
 
     # -- delivery ------------------------------------------------------------------------
-    async def deliver_once(self) -> int:
-        """Send what is due; returns how many were sent."""
+    async def deliver_once(self, *, wait: bool = True) -> int:
+        """Send what is due, one task per (channel, target) at most ``concurrency`` at a time, each
+        attempt bounded by ``attempt_timeout_s``: a slow SMTP server or webhook receiver delays
+        only its own deliveries. A target's deliveries go in order, one after another (after its
+        first failure the rest of the round is not tried: they fail with it). ``wait=False``
+        (the loop) starts the tasks and returns at once, skipping targets still in flight.
+        Returns how many were sent (``wait=True``) or 0."""
         now = self.clock()
+        busy = {i for ids in self._inflight.values() for i in ids}
         async with self.db.session() as s:
-            due = await store.due_deliveries(s, now=now)
+            due = [d for d in await store.due_deliveries(s, now=now) if d.id not in busy]
             sealed: dict[str, tuple[str | None, str | None]] = {}
             for d in due:
                 if d.channel == "webhook" and d.subscription_id is not None and d.subscription_id not in sealed:
                     sub = await store.get_subscription(s, d.subscription_id)
                     sealed[d.subscription_id] = (sub.secret, sub.dealer_id) if sub else (None, None)
-        sent = 0
+        groups: dict[tuple[str, str], list[store.DueDelivery]] = {}
         for d in due:
-            try:
-                secret: str | None = self.operators.webhook_secret
-                if d.subscription_id is not None and d.channel == "webhook":
-                    stored, dealer_id = sealed.get(d.subscription_id, (None, None))
-                    if stored is None:
-                        raise DeliveryFailed("the subscription was removed")
-                    secret = await unseal(self.kms, stored, dealer_id=dealer_id, target=d.target)
-                await self.channels.send(d.channel, d.target, secret, json.loads(d.payload))
-            except DeliveryFailed as exc:
-                attempts = d.attempts + 1
-                dead = attempts >= self.max_attempts
-                delay = min(MAX_BACKOFF_S, self.retry_base_s * 2 ** (attempts - 1))
-                async with self.db.transaction() as s:
-                    await store.mark_failed(s, d.id, error=exc.message, dead=dead,
-                                            next_at=self.clock() + timedelta(seconds=delay))
-                log.warning("alerting.delivery_failed", channel=d.channel, target=d.target, alert=d.alert_id,
-                            attempts=attempts, dead=dead, error=exc.message)
-                continue
-            async with self.db.transaction() as s:
-                await store.mark_sent(s, d.id, now=self.clock())
-            sent += 1
+            groups.setdefault((d.channel, d.target), []).append(d)
+        tasks = []
+        for key, group in groups.items():
+            if key in self._inflight_tasks:
+                continue  # still sending its earlier ones: the next round takes these
+            task = asyncio.create_task(self._deliver_target(group, sealed), name=f"security-alert-to-{key[0]}")
+            self._inflight[key] = [d.id for d in group]
+            self._inflight_tasks[key] = task
+            task.add_done_callback(functools.partial(self._done, key))
+            tasks.append(task)
+        if not wait:
+            return 0
+        return sum(await asyncio.gather(*tasks))
+
+    def _done(self, key: tuple[str, str], _task: asyncio.Task[int]) -> None:
+        self._inflight.pop(key, None)
+        task = self._inflight_tasks.pop(key, None)
+        if task is not None and not task.cancelled() and task.exception() is not None:
+            log.error("alerting.delivery_task_failed", channel=key[0], error=repr(task.exception()))
+
+    async def _deliver_target(self, group: list[store.DueDelivery],
+                              sealed: dict[str, tuple[str | None, str | None]]) -> int:
+        sent = 0
+        async with self._gate:
+            failed: str | None = None
+            for d in group:
+                if failed is not None:
+                    await self._failed(d, f"not tried: the same target just failed ({failed})")
+                    continue
+                try:
+                    async with asyncio.timeout(self.attempt_timeout_s):
+                        secret: str | None = self.operators.webhook_secret
+                        if d.subscription_id is not None and d.channel == "webhook":
+                            stored, dealer_id = sealed.get(d.subscription_id, (None, None))
+                            if stored is None:
+                                raise DeliveryFailed("the subscription was removed")
+                            secret = await unseal(self.kms, stored, dealer_id=dealer_id, target=d.target)
+                        await self.channels.send(d.channel, d.target, secret, json.loads(d.payload))
+                except (DeliveryFailed, TimeoutError) as exc:
+                    failed = (exc.message if isinstance(exc, DeliveryFailed)
+                              else f"no answer within {self.attempt_timeout_s:g} s")
+                    await self._failed(d, failed)
+                    continue
+                async with self._store_lock, self.db.transaction() as s:
+                    await store.mark_sent(s, d.id, now=self.clock())
+                sent += 1
         return sent
 
+    async def _failed(self, d: store.DueDelivery, error: str) -> None:
+        attempts = d.attempts + 1
+        dead = attempts >= self.max_attempts
+        delay = min(MAX_BACKOFF_S, self.retry_base_s * 2 ** (attempts - 1))
+        async with self._store_lock, self.db.transaction() as s:
+            await store.mark_failed(s, d.id, error=error, dead=dead, next_at=self.clock() + timedelta(seconds=delay))
+        log.warning("alerting.delivery_failed", channel=d.channel, target=d.target, alert=d.alert_id,
+                    attempts=attempts, dead=dead, error=error)
+
     async def aclose(self) -> None:
+        for task in list(self._inflight_tasks.values()):
+            await cancel_and_wait(task)
         await self.channels.aclose()
 
     # -- the supervised loops ------------------------------------------------------------
@@ -201,7 +254,7 @@ class SecurityAlertFollower:
 
     async def run_delivery(self) -> None:
         while True:
-            await self.deliver_once()
+            await self.deliver_once(wait=False)
             self.wake.clear()
             try:
                 await asyncio.wait_for(self.wake.wait(), self.poll_s)
@@ -220,4 +273,5 @@ def follower_from_settings(db: Database, cfg: SecurityAlertSettings, kms: KeyWra
                                 webhook_secret=cfg.operator_webhook_secret.get_secret_value(),
                                 syslog=tuple(cfg.operator_syslog))
     return SecurityAlertFollower(db, channels, kms, operators=operators, poll_s=cfg.poll_seconds, batch=cfg.batch,
-                                 max_attempts=cfg.max_attempts, retry_base_s=cfg.retry_base_seconds)
+                                 max_attempts=cfg.max_attempts, retry_base_s=cfg.retry_base_seconds,
+                                 concurrency=cfg.delivery_concurrency, attempt_timeout_s=cfg.delivery_timeout_seconds)

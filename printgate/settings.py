@@ -9,15 +9,27 @@ Nested sections use ``__`` in environment names, e.g.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from printgate import agent_settings
+
+if TYPE_CHECKING:
+    from printgate.agent_settings import AgentSettings
+else:
+    # the agent's section is a plain dataclass, loaded without pydantic by `printgate agent run`
+    # (printgate.agent_settings); here pydantic's flavour of it -- a subclass, so every instance
+    # is an agent_settings.AgentSettings -- validated from the same annotations, with nested
+    # environment names (PRINTGATE_AGENT__TARGETS) and unknown keys refused as load_agent_config does
+    AgentSettings = pydantic_dataclass(agent_settings.AgentSettings, config=ConfigDict(extra="forbid"))
 
 
 class NotifySettings(BaseModel):
@@ -146,41 +158,6 @@ class ChannelSettings(BaseModel):
     denial_audit_window_seconds: float = Field(default=60.0, gt=0)  # refused calls: one record per agent+reason
 
 
-class AgentSettings(BaseModel):
-    """The on-site agent's own settings (it ships alone)."""
-
-    agent_id: str = ""
-    cloud_grpc: str = "127.0.0.1:8443"
-    relay: str = "127.0.0.1:8422"
-    data_dir: Path = Path("var/agent")
-    targets: list[str] = Field(default_factory=list)
-    exclude: list[str] = Field(default_factory=list)
-    communities: list[str] = Field(default_factory=lambda: ["public"])
-    snmp_port: int = 161
-    snmp_timeout: float = 1.0
-    snmp_retries: int = 1
-    max_in_flight: int = 64
-    packets_per_second: int = 500
-    http_proxy: str | None = None
-    # where to look for a printer's web server, in order: "port/scheme"
-    tunnel_keepalive_seconds: float = 10.0  # a silently lost relay connection is noticed after ~3x this
-    verify_cache_seconds: float = 30.0  # a device identity check is reused this long (max 30 s)
-    ews_candidates: list[str] = Field(default_factory=lambda: ["443/https", "80/http"])
-    scan_interval_seconds: float = 300.0
-    # between sweeps, a discovery-only look this often; a new printer brings the full sweep at once
-    new_device_watch_seconds: float | None = Field(default=60.0, gt=0)
-    counters_interval_seconds: float = 3600.0
-    supplies_interval_seconds: float = 300.0
-    alerts_interval_seconds: float = 300.0
-    upload_interval_seconds: float = 10.0
-    # store-and-forward bounds: past either, the oldest unsent readings are dropped (counted, reported)
-    queue_max_readings: int = Field(default=200_000, gt=0)
-    queue_max_bytes: int = Field(default=100_000_000, gt=0)
-    stop_deadline_seconds: float = Field(default=10.0, gt=0)  # SIGTERM: stop within this, cloud or not
-    metrics_host: str = "127.0.0.1"
-    metrics_port: int | None = None  # a local Prometheus endpoint when set
-
-
 class SecurityAlertSettings(BaseModel):
     """Real-time security alerting (``alerting/``, docs/security-alerting.md): the follower of
     the audit table, its delivery retries, the SMTP server for e-mail alerts, and the
@@ -192,6 +169,8 @@ class SecurityAlertSettings(BaseModel):
     batch: int = Field(default=500, gt=0)
     max_attempts: int = Field(default=8, gt=0)  # then the delivery is kept as dead
     retry_base_seconds: float = Field(default=5.0, gt=0)  # doubled per attempt, at most 1 h
+    delivery_concurrency: int = Field(default=8, gt=0, le=256)  # targets sent to at once
+    delivery_timeout_seconds: float = Field(default=30.0, gt=0)  # one attempt to one target
     smtp_host: str = ""
     smtp_port: int = 25
     smtp_security: Literal["none", "starttls", "tls"] = "none"

@@ -78,8 +78,10 @@ async def test_erasing_an_account_removes_its_address_and_name_from_security_ale
         contacts = await subs.list_subscriptions(s, dealer_id="d1")
         assert [c.enabled for c in contacts if c.target == pseudonym_email(victim.id)] == [False]
     # the follower reads its scrubbed state and goes on
-    await log.append(AuditEventIn(type="auth.mfa", outcome=Outcome.FAILURE, actor=bystander.email,
-                                  details={"reason": "replayed"}))
-    await f.evaluate_once()
-    assert await f.deliver_once() >= 1
-    assert all(victim.email.lower() not in m.decode().lower() for _, m in receivers.mails[-2:])
+    await log.append(AuditEventIn(type="vault.credential_revealed", actor=bystander.email, device_id="dev-3",
+                                  dealer_id="d1", customer_id="cA"))
+    assert len(await f.evaluate_once()) == 1
+    mailed = len(receivers.mails)
+    assert await f.deliver_once() == 2  # the pending one and the new one, both to the soc only
+    assert [r for r, _ in receivers.mails[mailed:]] == [["soc@a.example"]] * 2
+    assert all(victim.email.lower() not in m.decode().lower() for _, m in receivers.mails[mailed:])
