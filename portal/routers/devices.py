@@ -50,9 +50,12 @@ async def devices_page(request: Request, state: State, s: DbSession, login: Curr
     now = state.clock()
     live = {line.device_id: line for line in await sessions_of_user(s, login.user.id, limit=20)
             if line.is_live(now)}
-    return render(state, request, "devices.html", login=login, groups=device_groups(devices, flt), flt=flt,
+    groups = device_groups(devices, flt)
+    shown = [e.fleet.device.id for g in groups for e in g.entries if e.fleet.open_alerts]
+    return render(state, request, "devices.html", login=login, groups=groups, flt=flt,
                   total=len(devices), customers=customer_choices(devices), sites=site_choices(devices),
-                  statuses=STATUS_CHOICES, alerts=ALERT_CHOICES, groupings=GROUPINGS, live=live, now=now)
+                  statuses=STATUS_CHOICES, alert_choices=ALERT_CHOICES, groupings=GROUPINGS, live=live, now=now,
+                  alerts=await sessions_store.openable_alerts(s, shown), may_open=True)
 
 
 def session_reason(alert_id: str, ticket: str, reason: str) -> SessionReason | None:

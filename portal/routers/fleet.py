@@ -43,6 +43,7 @@ from printgate.store.fleet import (
     open_alerts,
 )
 from printgate.store.readings_state import set_thresholds_of_tenant, thresholds_of_tenant
+from printgate.store.sessions import openable_alerts
 from printgate.store.tenants import get_customer
 
 FLEET_ROLES = (Role.DEALER_ADMIN, Role.TECHNICIAN, Role.VIEWER, Role.CUSTOMER_ADMIN)
@@ -168,10 +169,12 @@ async def fleet_page(request: Request, state: State, login: CurrentLogin, rescan
             customer = await get_customer(s, login.user.customer_id)
             dealer = customer.dealer_id if customer is not None else None
         thresholds, own = await thresholds_of_tenant(s, dealer) if dealer else (SupplyThresholds(), False)
+        alerts = await openable_alerts(s, [d.id for d in devices if d.open_alerts])  # one click to a session
     may_rescan = state.commands is not None and bool(set(RESCAN_ROLES) & login.user.roles)
     return render(state, request, "fleet.html", login=login, devices=devices, sites=sites,
                   may_rescan=may_rescan, notice=RESCAN_NOTICES.get(rescan, ""), thresholds=thresholds,
-                  own_thresholds=own, may_set_thresholds=Role.DEALER_ADMIN in login.user.roles)
+                  own_thresholds=own, may_set_thresholds=Role.DEALER_ADMIN in login.user.roles,
+                  alerts=alerts, may_open=bool(login.user.dealer_id))
 
 
 @router.post("/fleet/thresholds", include_in_schema=False, dependencies=[may_view])

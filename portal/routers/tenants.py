@@ -20,10 +20,13 @@ from printgate.domain import (
     DealerId,
     RemoteAccessMode,
     Role,
+    SessionId,
     Site,
     SiteId,
+    User,
 )
 from printgate.errors import CustomerNameTaken
+from printgate.store import sessions as sessions_store
 from printgate.store import tenants as tenants_store
 from printgate.store.tenants import add_customer, add_site
 
@@ -35,6 +38,26 @@ MODE_WORDS = {
     RemoteAccessMode.ALERT_AUTO: "auto-approve while an alert is open",
     RemoteAccessMode.TICKET: "ticket required",
 }
+
+
+NEVER_REASON = "access mode changed to never"
+
+
+async def _end_live_sessions(state: State, s: DbSession, request: Request, me: User, customer_id: str,
+                             site_ids: list[str]) -> None:
+    """Access became ``never`` for these sites: their live sessions end (each audited here, with the
+    reason; the broker ends them once the change is committed, so a Rejoin finds nothing)."""
+    live = await sessions_store.live_session_ids_at(s, site_ids=site_ids)
+    for sid in live:
+        await state.record("dwa.session.ended_by_access_mode", request=request, user=me, customer_id=customer_id,
+                           session_id=sid, details={"reason": NEVER_REASON})
+    if live:
+        broker = state.broker
+
+        async def end() -> None:
+            for sid in live:
+                await broker.close_session(SessionId(sid), reason=NEVER_REASON, actor=me.email)
+        await state.after_commit(end)
 
 
 def _slug(name: str) -> str:
@@ -71,6 +94,10 @@ async def set_remote_access(request: Request, state: State, s: DbSession, login:
     before = await tenants_store.set_remote_access(s, customer.id, mode)
     await state.record("tenant.remote_access_changed", request=request, user=me, customer_id=customer.id,
                        details={"from": before.value if before else None, "to": mode.value})
+    if mode is RemoteAccessMode.NEVER:  # the sites without a mode of their own follow the customer
+        sites = await tenants_store.list_sites_of_customers(s, [customer.id])
+        await _end_live_sessions(state, s, request, me, customer.id,
+                                 [x.id for x in sites if x.remote_access is None])
     return see_other("/admin/tenants")
 
 
@@ -97,6 +124,8 @@ async def set_site_access(request: Request, state: State, s: DbSession, login: C
     await state.record("tenant.site_access_changed", request=request, user=me, customer_id=row.id, details={
         "site": site_id, "from": before.remote_access.value if before and before.remote_access else None,
         "to": chosen.value if chosen else None, "alert_min_severity": alert_min_severity.value})
+    if (chosen or row.remote_access) is RemoteAccessMode.NEVER:
+        await _end_live_sessions(state, s, request, me, row.id, [site_id])
     return see_other("/admin/tenants#site-access")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from printgate.domain import (
     DwaState,
     DwaTarget,
     DwaTransition,
+    PrinterAlert,
     Reason,
     ReasonKind,
     SessionId,
@@ -182,6 +184,28 @@ async def gather_access_facts(s: AsyncSession, user: User, device_id: str, now: 
         user_live_sessions=await count_live_dwa_sessions(s, user_id=user.id),
         device_live_sessions=await count_live_dwa_sessions(s, device_id=device.id),
     )
+
+
+async def openable_alerts(s: AsyncSession, device_ids: Sequence[str], *, per_device: int = 10) -> dict[str, list[DeviceAlert]]:
+    """The open alerts a session can be opened for, per device (most severe, then oldest first; at
+    most ``per_device`` each): the fleet overview's and the Devices page's one-click actions."""
+    if not device_ids:
+        return {}
+    rows = (await s.scalars(select(DeviceAlertRow).where(
+        DeviceAlertRow.device_id.in_(device_ids), DeviceAlertRow.cleared_at.is_(None)))).all()
+    found: dict[str, list[DeviceAlert]] = {}
+    for row in sorted(rows, key=lambda r: (-_RANK.get(r.severity, 0), r.raised_at, r.id)):
+        mine = found.setdefault(row.device_id, [])
+        if len(mine) < per_device:
+            mine.append(DeviceAlert(
+                id=row.id, device_id=DeviceId(row.device_id),
+                alert=PrinterAlert(row.alert_index, row.severity, row.group, row.code, row.description,
+                                   row.training_level),
+                raised_at=row.raised_at, last_seen_at=row.last_seen_at, cleared_at=row.cleared_at))
+    return found
+
+
+_RANK = {"critical": 3, "warning": 2, "warningBinaryChangeEvent": 2}
 
 
 async def live_session_ids_at(s: AsyncSession, *, site_ids: list[str]) -> list[str]:

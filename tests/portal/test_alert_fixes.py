@@ -27,6 +27,7 @@ from printgate.interfaces import SessionLaunch
 from printgate.store import tenants
 from printgate.store.db import Database
 from printgate.store.models.readings import DeviceAlertRow
+from printgate.store.sessions import load_session
 from printgate.testing.audit import RecordingAuditSink
 from printgate.testing.broker import PolicyBroker
 from printgate.testing.portal import create_user, csrf_of
@@ -156,3 +157,42 @@ async def test_the_approval_requests_reason_is_cleaned(portal: Portal, client: h
     r = await client.post(f"/devices/{did}/approval-request",
                           data={"reason": "\u202e\u200b", "csrf_token": token})
     assert r.status_code == 422
+
+
+@pytest.mark.parametrize("level", ["site", "customer"])
+async def test_switching_to_never_ends_live_sessions(portal: Portal, client: httpx.AsyncClient, level: str) -> None:
+    cid, sid, did = await _customer(portal, RemoteAccessMode.OPEN)
+    await _technician(portal, client)
+    r = await _open(client, did, reason="toner change")
+    assert r.status_code == 303, r.text
+    session_id = (await client.get("/sessions")).text.split('data-session-id="')[1].split('"')[0]
+    admin, secret = await create_user(portal.db, Role.CUSTOMER_ADMIN, dealer=None, customer=cid)
+    from printgate.testing.portal import sign_in
+    async with httpx.AsyncClient(base_url=portal.url, headers={"accept": "text/html"}) as ac:
+        await sign_in(ac, portal, admin, secret)
+        token = csrf_of((await ac.get("/admin/tenants")).text)
+        path = (f"/admin/tenants/sites/{sid}/remote-access" if level == "site"
+                else f"/admin/tenants/customers/{cid}/remote-access")
+        r = await ac.post(path, data={"mode": "never", "alert_min_severity": "critical", "csrf_token": token})
+        assert r.status_code == 303, r.text
+    async with portal.db.session() as s:
+        session = await load_session(s, session_id)
+    assert session is not None and session.state.is_final
+    assert session.history[-1].reason == "access mode changed to never"
+    ended = [e for e in portal.audit.of("dwa.session.ended_by_access_mode") if e.session_id == session_id]
+    assert [e.details["reason"] for e in ended] == ["access mode changed to never"]
+    r = await _open(client, did, reason="toner change")  # Rejoin finds nothing, a new open is refused
+    assert r.status_code == 403 and "customer.remote_access_never" in r.text, r.text[:300]
+
+
+async def test_the_customers_alert_auto_shows_the_threshold_that_applies(portal: Portal) -> None:
+    cid, sid, _did = await _customer(portal, RemoteAccessMode.ALERT_AUTO)
+    async with portal.db.transaction() as s:
+        await tenants.set_site_access(s, sid, None, AlertSeverity.WARNING)  # follows the customer
+    admin, secret = await create_user(portal.db, Role.CUSTOMER_ADMIN, dealer=None, customer=cid)
+    from printgate.testing.portal import sign_in
+    async with httpx.AsyncClient(base_url=portal.url, headers={"accept": "text/html"}) as ac:
+        await sign_in(ac, portal, admin, secret)
+        page = html.unescape((await ac.get("/admin/tenants")).text)
+    note = page.split(f'data-threshold-for="{cid}">')[1].split("</div>")[0]
+    assert "Auto-approves while an alert of at least" in note and "≥ warning" in note, note
