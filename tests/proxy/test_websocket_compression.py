@@ -176,3 +176,36 @@ async def test_a_device_answering_with_an_extension_nobody_offered_is_refused_an
         await c.aclose()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_message_past_the_bound_closes_the_websocket_unbuffered_and_is_audited(
+    harness: ProxyHarness, client: SessionClient, hostile: HostileDevice,
+) -> None:
+    """A page script sending one 3 MiB message: the proxy stops buffering it at 1 MiB, closes the
+    WebSocket with 1009 (message too big), the device sees none of it, the refusal is audited."""
+    before = await count_blocked(harness, client)
+    mark = len(hostile.state.log)
+    marker = "TOOBIG-" + os.urandom(6).hex()
+    async with aiohttp.ClientSession() as http:
+        sock = await http.ws_connect(f"http://127.0.0.1:{harness.proxy.port}/ws",
+                                     headers={"host": client.netloc, "cookie": client.cookie or ""})
+        try:
+            await sock.send_str(marker + " status " * (3 * 1024 * 1024 // 8))
+            async with asyncio.timeout(15):
+                while True:
+                    msg = await sock.receive()
+                    if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                        break
+        finally:
+            await sock.close()
+    assert sock.close_code == 1009, (sock.close_code, msg)
+    assert not hostile.state.saw(marker.encode(), since=mark)
+    rules: list[str] = []
+    for _ in range(50):
+        rules = [str(e.details["rule"]) for e in await blocked_record(harness, client, before)
+                 if not str(e.details["rule"]).endswith("_from_device")]
+        if rules:
+            break
+        await asyncio.sleep(0.1)
+    assert rules == ["websocket.message_too_large"], rules
+    await still_serves_pages(client)

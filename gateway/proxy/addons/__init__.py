@@ -27,6 +27,7 @@ def default_addons(deps: ProxyDeps, *, connection_closer: object | None = None) 
     from gateway.proxy.addons.transfer_budget import TransferBudget
     from gateway.proxy.addons.upstream_tls import UpstreamTls
     from gateway.proxy.addons.vendor_endpoints import VendorEndpointGuard
+    from gateway.proxy.addons.websocket_bound import WebSocketBound
     from gateway.proxy.addons.websocket_guard import WebSocketGuard
 
     budget = TransferBudget(deps.limits, deps.vendor_endpoints, deps.routes, deps.budget_tally)
@@ -45,6 +46,7 @@ def default_addons(deps: ProxyDeps, *, connection_closer: object | None = None) 
         BlockDownloads(deps.limits, deps.routes, deps.vendor_endpoints),
         RewriteUrls(deps.public),
         WebSocketGuard(deps.limits, budget, deps.audit),
+        WebSocketBound(deps.audit),  # installs the bound on buffered WebSocket messages
         Banner(deps),
         SecurityHeaders(deps.public),
         AuditRequests(deps.audit),

@@ -1,0 +1,50 @@
+"""A WebSocket closed for a message past its bound (``gateway.proxy.ws_bound``) is audited.
+
+Constructing the addon installs the bound on mitmproxy's WebSocket layer (once per
+process). When the layer closed a WebSocket because a message in progress grew
+past the bound, the flow carries ``OVERSIZE_KEY`` and this addon stores a
+``dwa.transfer_blocked`` record (``websocket.message_too_large``) next to the
+connection's ordinary ``dwa.websocket`` record.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from gateway.proxy import ws_bound
+from gateway.proxy.decision import route_of
+from printgate.domain import AuditEventIn, Outcome
+from printgate.interfaces import AuditSink
+from printgate.logs import get_logger
+
+log = get_logger(__name__)
+RULE = "websocket.message_too_large"
+
+
+class WebSocketBound:
+    def __init__(self, audit: AuditSink | None, cap: int = ws_bound.DEFAULT_CAP) -> None:
+        self._audit = audit
+        ws_bound.install(cap)
+
+    async def websocket_end(self, flow: http.HTTPFlow) -> None:
+        oversize = flow.metadata.get(ws_bound.OVERSIZE_KEY)
+        if not isinstance(oversize, dict):
+            return
+        side = str(oversize.get("from", ""))
+        size = int(oversize.get("bytes", 0))
+        route = route_of(flow)
+        log.info("dwa.websocket_closed_too_big", session=route.session_id if route else None, side=side, size=size)
+        if self._audit is None:
+            return
+        peer = flow.client_conn.peername
+        await self._audit.append(AuditEventIn(
+            type="dwa.transfer_blocked", outcome=Outcome.BLOCKED,
+            session_id=route.session_id if route else None, source_ip=str(peer[0]) if peer else None,
+            details={
+                "method": flow.request.method, "path": flow.request.path.split("?", 1)[0], "blocked": True,
+                "rule": RULE,
+                "reason": f"A WebSocket message from the {side} grew past {size} bytes: the WebSocket was closed (1009).",
+                "direction": "request" if side == "browser" else "response",
+                "transfer_type": "websocket message", "transfer_size": size, "where": "websocket",
+            },
+        ))
