@@ -30,6 +30,7 @@ from agent.snmp.identity import read_identity
 from agent.snmp.transport import SnmpClient
 from agent.verify import DeviceVerifier, identity_differences, mismatch_message
 from printgate import metrics
+from printgate.agent_settings import AgentSettings
 from printgate.domain import (
     DeviceIdentity,
     DiscoveryResult,
@@ -39,7 +40,6 @@ from printgate.domain import (
 )
 from printgate.errors import IDENTITY_MISMATCH, ConfigError, TunnelError
 from printgate.logs import get_logger
-from printgate.settings import AgentSettings
 from printgate.supervisor import Supervisor
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import convert

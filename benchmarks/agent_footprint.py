@@ -218,7 +218,8 @@ async def main(window: float, scale: float, profile: Path | None, out: Path = OU
         await lab.aclose()
         shutil.rmtree(tmp, ignore_errors=True)
     grpc_rss = python_rss_mb("import grpc")
-    agent_imports_rss = python_rss_mb("import agent.service, agent.channel.enroll, printgate.cli.agent_run")
+    agent_imports_rss = python_rss_mb("from printgate.cli.agent_run import keep_rich_out; keep_rich_out(); "
+                                      "import agent.service, agent.channel.enroll")
 
     scaled_cycle = CYCLE_S / scale
     work_rate = max(busy["cpu_rate"] - idle["cpu_rate"], 0.0)

@@ -35,8 +35,15 @@ FORBIDDEN = {
     "policy": "the cloud's policy",
     "audit": "the cloud's audit log",
     "lab": "test support",
+    # issue 17 item 6, the ~25 MB that took the agent past 60 MB RSS:
+    "pydantic": "the agent's settings load with printgate.agent_settings (pydantic is the cloud's)",
+    "pydantic_settings": "the cloud's settings loader",
+    "typer": "`agent run` is parsed by argparse (Typer 0.2x loads pydantic)",
+    "rich": "structlog.dev imports rich (+ pygments, tracebacks) when it can: agent_run.keep_rich_out",
+    "pygments": "rich's syntax highlighting",
 }
-FORBIDDEN_MODULES = {"printgate.store": "ORM rows stay in the cloud", "printgate.cli.cloud": "the cloud's wiring"}
+FORBIDDEN_MODULES = {"printgate.store": "ORM rows stay in the cloud", "printgate.cli.cloud": "the cloud's wiring",
+                     "printgate.settings": "the cloud's settings (pydantic); the agent's: printgate.agent_settings"}
 
 PROBE = """
 import json, sys
@@ -50,7 +57,8 @@ try:
 except SystemExit as exit:
     code = exit.code
 import agent.service  # what `agent run` imports once enrolled (printgate.cli.agent_run._serve)
-print(json.dumps({"exit": code, "modules": sorted(sys.modules)}))
+# None: a module made unimportable (printgate.cli.agent_run.keep_rich_out), not loaded
+print(json.dumps({"exit": code, "modules": sorted(m for m, mod in sys.modules.items() if mod is not None)}))
 """
 
 
@@ -67,3 +75,19 @@ def test_agent_run_loads_no_heavy_package(tmp_path: Path) -> None:
     heavy |= {name: why for name, why in FORBIDDEN_MODULES.items()
               if any(m == name or m.startswith(name + ".") for m in loaded)}
     assert not heavy, f"the agent imports heavy packages at start: {heavy}"
+
+
+def test_agent_run_refuses_a_bad_config_in_one_clear_line(tmp_path: Path) -> None:
+    """The light loader keeps the validation: every bad value named, exit 2, no traceback."""
+    config = tmp_path / "agent.toml"
+    config.write_text('[agent]\ntargets = ["10.0.0.1"]\nsnmp_timeout = "soon"\nqueue_max_bytes = 0\n')
+    script = Path(sys.executable).with_name("printgate")
+    out = subprocess.run([str(script), "agent", "run", "--config", str(config)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    assert "agent.snmp_timeout: Input should be a valid number (got 'soon')" in out.stderr
+    assert "agent.queue_max_bytes: Input should be greater than 0 (got 0)" in out.stderr
+    helped = subprocess.run([str(script), "agent", "run", "--help"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert helped.returncode == 0 and "--config" in helped.stdout

@@ -9,15 +9,18 @@ MB the agent never uses (``tests/unit/agent/test_import_footprint.py``).
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import typer
+if TYPE_CHECKING:
+    import typer
 
 HELP = "printgate: zero-trust printer web access"
 
 
 def build_app(only: str | None = None) -> typer.Typer:
     """The command tree; ``only="agent"``: just ``printgate agent ...``."""
+    import typer
+
     from printgate.cli.agent import app as agent_app
 
     root = typer.Typer(no_args_is_help=True, add_completion=False, help=HELP)
@@ -50,4 +53,9 @@ def __getattr__(name: str) -> Any:
 
 
 def main() -> None:
+    if sys.argv[1:3] == ["agent", "run"] and not {"--help", "--install-completion", "--show-completion"} & set(sys.argv):
+        # the deployed agent service: no Typer, pydantic or rich (printgate.cli.agent_run says why)
+        from printgate.cli.agent_run import main as agent_run
+
+        agent_run(sys.argv[3:])
     build_app("agent" if sys.argv[1:2] == ["agent"] else None)()

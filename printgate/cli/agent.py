@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -110,8 +111,21 @@ def _hint_if_silent(console: Any, results: Sequence[DiscoveryResult], *, port: i
         )
 
 
+@app.command()
+def run(
+    config: Annotated[Path | None, typer.Option(help="agent TOML file, e.g. /etc/printgate/agent.toml")] = None,
+) -> None:
+    """Discover and poll printers, keep the channel to the cloud, open tunnels on command.
+
+    As deployed, ``printgate agent run`` does not come here: ``printgate.cli.main`` hands it to
+    ``printgate.cli.agent_run.main`` (no Typer, no pydantic, no rich); both call ``serve``."""
+    from printgate.cli.agent_run import serve
+
+    code = serve(config)
+    if code:
+        raise typer.Exit(code)
+
+
 from printgate.cli.agent_channel import register as _register_channel_commands  # noqa: E402
-from printgate.cli.agent_run import run  # noqa: E402
 
 _register_channel_commands(app)
-app.command()(run)
