@@ -128,6 +128,7 @@ class GatewaySettings(BaseModel):
     relay_source_window_seconds: float = Field(default=10.0, gt=0)
     data_dir: Path = Path("var/gateway")
     audit_checkpoint_seconds: float = 60.0  # sign a Merkle tree head at least this often
+    audit_witness_silence_seconds: float = Field(default=1800.0, gt=0)  # then audit.witness.failed (unreachable)
     # the credential vault's master key (docs/credential-injection.md): created 0600 on first use;
     # default <data_dir>/vault-master.key
     vault_master_key_file: Path | None = None

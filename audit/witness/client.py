@@ -3,6 +3,8 @@
 ``GET  /audit/checkpoints/latest``                 newest signed checkpoint (404: none yet)
 ``GET  /audit/proofs/consistency?first=M&second=N`` RFC 6962 proof between two checkpoints
 ``POST /audit/checkpoints/{N}/cosignatures``        return a cosignature (``audit.cosignature``)
+``POST /audit/witness/refusals``                   report a refusal (the gateway audits it as
+                                                   ``audit.witness.failed``: security alerting sees it)
 
 The token is an API token of an auditor with the ``audit:witness`` (or
 ``audit:read``) scope.
@@ -81,6 +83,16 @@ class GatewayClient:
             raise GatewayUnreachable(
                 f"the gateway did not store the cosignature of checkpoint {cosig.checkpoint.tree_size} "
                 f"({r.status_code}: {_detail(r)})", code=COSIGNATURE_NOT_STORED)
+
+    async def report_refusal(self, *, witness: str, code: str, message: str, tree_size: int | None) -> None:
+        """Tell the gateway this witness refused (it cannot be trusted to, which is why the
+        witness also reports locally; a gateway log rolled back by a restore still learns of it)."""
+        r = await self._call("POST", "/audit/witness/refusals",
+                             json={"witness": witness, "code": code, "message": message[:1000],
+                                   "tree_size": tree_size})
+        if r.status_code not in (200, 201):
+            raise GatewayUnreachable(f"the gateway did not take the refusal report ({r.status_code}: {_detail(r)})",
+                                     code=GATEWAY_HTTP_ERROR)
 
 
 def _detail(r: httpx.Response) -> str:

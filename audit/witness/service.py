@@ -41,10 +41,24 @@ class Witness:
         self._clock = clock
 
     async def round(self) -> Round:
-        """Fetch, check, cosign, remember, return. Raises ``WitnessRefused`` or ``GatewayUnreachable``."""
+        """Fetch, check, cosign, remember, return. Raises ``WitnessRefused`` (reported to the
+        gateway first, best effort) or ``GatewayUnreachable``."""
+        seen: list[int] = []
+        try:
+            return await self._round(seen)
+        except WitnessRefused as exc:
+            try:
+                await self.client.report_refusal(witness=self.cosigner.key_id, code=exc.code, message=exc.message,
+                                                 tree_size=seen[0] if seen else None)
+            except GatewayUnreachable as unreported:
+                log.warning("witness.refusal_not_reported", reason=unreported.code, detail=unreported.message)
+            raise
+
+    async def _round(self, seen: list[int]) -> Round:
         new = await self.client.latest_checkpoint()
         if new is None:
             return Round("empty", 0, "the gateway has no signed checkpoint yet; nothing to cosign")
+        seen.append(new.tree_size)
         check_signed(new, self.gateway_key)
         state = WitnessState.load(self.state_path)
         if state is not None:

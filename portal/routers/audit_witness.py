@@ -24,14 +24,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
-from audit import event_types
 from audit.checkpoint import Checkpoint
 from audit.cosignature import Cosignature, WitnessVerifier
 from audit.log import AuditLog
 from audit.proofs import consistency_proof
 from portal.deps import DbSession, State, require_role
 from portal.state import PortalState
-from printgate.domain import AuditEventIn, Role, User
+from printgate.domain import AuditEventIn, Outcome, Role, User, event_types
 from printgate.errors import ConfigError, NotFound
 from printgate.store import audit as store
 
@@ -112,7 +111,14 @@ async def add_cosignature(tree_size: int, body: dict[str, Any], request: Request
         raise HTTPException(400, f"the cosignature is not valid under the witness key it names ({cosig.witness})")
     row = await store.checkpoint_of_size(state.db, tree_size)
     if row is None or _checkpoint(row) != cosig.checkpoint:
-        raise HTTPException(409, f"the cosigned checkpoint {tree_size} is not the one this gateway signed")
+        # a validly cosigned checkpoint this gateway does not have: the witness saw another log
+        # (split view, or this log was rolled back); audited for security alerting, then refused
+        await _audit_log(state).append_in(s, [_witness_failed(
+            request, user, witness=cosig.witness, reason="split_view", tree_size=tree_size,
+            message=f"witness {cosig.witness} cosigned a checkpoint {tree_size} (root {cosig.checkpoint.root[:16]}) "
+                    "that this gateway did not sign")])
+        return JSONResponse({"detail": f"the cosigned checkpoint {tree_size} is not the one this gateway signed"},
+                            status_code=409)
     cp = cosig.checkpoint
     stored = await store.insert_cosignature(s, {
         "witness": cosig.witness, "tree_size": cp.tree_size,
@@ -130,3 +136,32 @@ async def add_cosignature(tree_size: int, body: dict[str, Any], request: Request
         )])
     return JSONResponse({"stored": stored, "witness": cosig.witness, "tree_size": cp.tree_size},
                         status_code=201 if stored else 200)
+
+
+def _witness_failed(request: Request, user: User, *, witness: str, reason: str, tree_size: int | None,
+                    message: str) -> AuditEventIn:
+    """``audit.witness.failed`` (security alerting's ``platform.audit`` rule: the operators hear of
+    it); the reporting auditor is a personal value, not the actor, so the alert is the platform's."""
+    return AuditEventIn(
+        type=event_types.AUDIT_WITNESS_FAILED, outcome=Outcome.FAILURE, actor=f"witness:{witness}"[:100],
+        source_ip=request.client.host if request.client else None,
+        details={"reason": reason, "witness": witness, "tree_size": tree_size, "message": message[:1000]},
+        personal={"reported_by": user.email},
+    )
+
+
+@router.post("/witness/refusals", status_code=201)
+async def report_refusal(body: dict[str, Any], request: Request, s: DbSession, state: State,
+                         user: User = caller) -> dict[str, object]:
+    """A witness refused to cosign (``audit.witness``: truncated, forked or forged log, wrong
+    state); the report is audited as ``audit.witness.failed``."""
+    witness, code, message, size = (body.get("witness"), body.get("code"), body.get("message"),
+                                    body.get("tree_size"))
+    if not (isinstance(witness, str) and 0 < len(witness) <= 64 and isinstance(code, str)
+            and 0 < len(code) <= 64 and isinstance(message, str)
+            and (size is None or (isinstance(size, int) and not isinstance(size, bool) and size >= 0))):
+        raise HTTPException(422, "a refusal report needs witness (key id), code, message and tree_size "
+                                 "(an integer or null)")
+    (rec,) = await _audit_log(state).append_in(s, [_witness_failed(
+        request, user, witness=witness, reason=code, tree_size=size, message=message)])
+    return {"recorded": rec.seq}

@@ -95,8 +95,9 @@ class Cloud(Service):
         self.audit = MeteredAuditLog(self.db, signer)
         # the cloud's own loops run supervised (restart with back-off, last error kept; /readyz shows them)
         self.supervisor = await self._stack.enter_async_context(Supervisor("cloud"))
-        await self._stack.enter_async_context(CheckpointTimer(self.audit, gw.audit_checkpoint_seconds,
-                                                              supervisor=self.supervisor))
+        await self._stack.enter_async_context(CheckpointTimer(
+            self.audit, gw.audit_checkpoint_seconds, supervisor=self.supervisor,
+            witness_silence_s=gw.audit_witness_silence_seconds))
         # webhook secrets of security-alert subscriptions are sealed under the vault's master key
         self.security_alert_kms = FileKms(gw.vault_master_key_path)
         if self.settings.security_alerts.enabled:  # issue 20: security alerts from the audit stream
