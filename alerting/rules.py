@@ -6,7 +6,7 @@ a security-relevant situation (a ``Hit``) and under which key it is counted
 de-duplication and rate limiting are the engine's job (``alerting.engine``).
 
 The event types are the ones the parts really write (see
-``audit/event_types.py`` and the modules named beside each rule).
+``printgate/domain/event_types.py`` and the modules named beside each rule).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from printgate.domain import AuditRecord
+from printgate.domain import AuditRecord, event_types
 
 
 class Severity(enum.IntEnum):
@@ -42,24 +42,24 @@ class Category(enum.StrEnum):
     PLATFORM = "platform"  # audit checkpoint/witness failures, audit outages (operators)
 
 
-FAILED_SIGN_IN_TYPES = frozenset({"auth.login", "auth.mfa", "auth.sso"})
+FAILED_SIGN_IN_TYPES = frozenset({event_types.AUTH_LOGIN, event_types.AUTH_MFA, event_types.AUTH_SSO})
 FAILED_OUTCOMES = frozenset({"failure", "denied"})
 # producers: gateway/proxy/addons/audit_requests.py, websocket_guard.py
-TRANSFER_BLOCKED = "dwa.transfer_blocked"
+TRANSFER_BLOCKED = event_types.DWA_TRANSFER_BLOCKED
 # producers: gateway/agent_events.py (command result, inventory)
-DEVICE_IDENTITY_TYPES = frozenset({"device.identity_mismatch", "device.identity_changed"})
+DEVICE_IDENTITY_TYPES = frozenset({event_types.DEVICE_IDENTITY_MISMATCH, event_types.DEVICE_IDENTITY_CHANGED})
 # producers: gateway/relay/relay.py (aggregated per source and window)
-RELAY_REFUSAL_TYPES = frozenset({"relay.connections.refused", "relay.auth.failed", "relay.request.refused"})
+RELAY_REFUSAL_TYPES = frozenset({event_types.RELAY_CONNECTIONS_REFUSED, event_types.RELAY_AUTH_FAILED, event_types.RELAY_REQUEST_REFUSED})
 # producers: gateway/channel/denials.py (aggregated), gateway/channel/grpc_server.py
-CHANNEL_REFUSAL_TYPES = frozenset({"agent.rpc.denied", "agent.mqtt.ignored", "agent.relay_channel_refused"})
+CHANNEL_REFUSAL_TYPES = frozenset({event_types.AGENT_RPC_DENIED, event_types.AGENT_MQTT_IGNORED, event_types.AGENT_RELAY_CHANNEL_REFUSED})
 REVOKED_AGENT_REASON = "agent_revoked"
 # producer: portal/routers/device_credentials.py (break-glass reveal)
-CREDENTIAL_REVEALED = "vault.credential_revealed"
+CREDENTIAL_REVEALED = event_types.VAULT_CREDENTIAL_REVEALED
 # Platform integrity. No part writes these yet (checkpoint and witness failures and audit
 # outages are only logged today); the names are reserved here so a producer can be added
 # without touching the rules (docs/security-alerting.md).
 PLATFORM_TYPES = frozenset({
-    "audit.checkpoint.failed", "audit.witness.failed", "audit.outage", "audit.recovered",
+    event_types.AUDIT_CHECKPOINT_FAILED, event_types.AUDIT_WITNESS_FAILED, event_types.AUDIT_OUTAGE, event_types.AUDIT_RECOVERED,
 })
 
 
@@ -139,11 +139,11 @@ def _text(value: object) -> str:
 def failed_sign_in(r: AuditRecord) -> bool:
     if r.type not in FAILED_SIGN_IN_TYPES or r.outcome not in FAILED_OUTCOMES:
         return False
-    return not (r.type == "auth.mfa" and r.details.get("reason") == "replayed")
+    return not (r.type == event_types.AUTH_MFA and r.details.get("reason") == "replayed")
 
 
 def _totp_replay(r: AuditRecord) -> list[Hit]:
-    if r.type == "auth.mfa" and r.outcome in FAILED_OUTCOMES and r.details.get("reason") == "replayed":
+    if r.type == event_types.AUTH_MFA and r.outcome in FAILED_OUTCOMES and r.details.get("reason") == "replayed":
         who = r.actor or "(unknown account)"
         return [Hit(TOTP_REPLAY, f"user:{who}", 1, r, who)]
     return []

@@ -12,7 +12,7 @@ Public interface:
   first bad record and the ``Damage`` kind.
 * ``audit.export.export_jsonl / export_cef``, ``audit.syslog.SyslogForwarder``,
   ``audit.retention.prune``, ``audit.pseudonymise.erase_subject``,
-  ``audit.query.search / scope_for``, ``audit.proofs``, ``audit.event_types``.
+  ``audit.query.search / scope_for``, ``audit.proofs``, ``printgate.domain.event_types`` (every audit event type).
 
 * ``audit.pseudonymise.erase`` (GDPR: values, the person's account, purge);
   ``audit.cosignature`` and ``audit.witness`` (a customer's witness that

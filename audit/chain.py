@@ -32,14 +32,14 @@ from typing import Any
 
 from audit.canonical import canonical_bytes, fast_path_ok, to_json_value
 from audit.errors import NotCanonicalisable
-from printgate.domain import AuditEventIn
+from printgate.domain import AuditEventIn, event_types
 
 SCHEMA_VERSION = 1
 GENESIS = "0" * 64
 PERSONAL_FIELDS = ("actor", "source_ip")
 SALT_BYTES = 16
-RETENTION_EVENT = "audit.retention.pruned"
-ERASURE_EVENT = "audit.personal.erased"  # its details.seq_ranges name the records erased
+RETENTION_EVENT = event_types.AUDIT_RETENTION_PRUNED
+ERASURE_EVENT = event_types.AUDIT_PERSONAL_ERASED  # its details.seq_ranges name the records erased
 
 # The top-level "prev" is the last `,"prev":"` in an entry: only "seq",
 # "session_id", "type" and "v" follow it, and bare quotes cannot occur inside

@@ -19,7 +19,7 @@ from typing import Protocol
 from fleet.ingest import FleetIngest
 from gateway.channel.handlers import ChannelHandlers
 from printgate import metrics
-from printgate.domain import AuditEventIn, Outcome, SessionId
+from printgate.domain import AuditEventIn, Outcome, SessionId, event_types
 from printgate.errors import IDENTITY_MISMATCH
 from printgate.interfaces import AuditSink
 from printgate.logs import get_logger
@@ -109,19 +109,19 @@ class AgentEvents:
                 if row.model_changed_at == now:  # same device, new firmware/description text
                     changed_model.append((row.id, d.ip, row.previous_model, row.model))
         await self._audit.append(AuditEventIn(
-            type="agent.inventory", actor=f"agent:{agent_id}",
+            type=event_types.AGENT_INVENTORY, actor=f"agent:{agent_id}",
             details={"printers": len(printers), "reported": len(found),
                      "without_web_page": sum(1 for d in printers if d.ews_port <= 0)},
         ))
         for device_id, ip, before, after in changed_model:
             await self._audit.append(AuditEventIn(
-                type="device.firmware_changed", actor=f"agent:{agent_id}", device_id=device_id,
+                type=event_types.DEVICE_FIRMWARE_CHANGED, actor=f"agent:{agent_id}", device_id=device_id,
                 details={"ip": ip, "model_before": before, "model_now": after,
                          "action": "recorded; serial/MAC unchanged, the device stays verified"},
             ))
         for device_id, ip, now_there in displaced:
             await self._audit.append(AuditEventIn(
-                type="device.identity_changed", outcome=Outcome.FAILURE, actor=f"agent:{agent_id}",
+                type=event_types.DEVICE_IDENTITY_CHANGED, outcome=Outcome.FAILURE, actor=f"agent:{agent_id}",
                 device_id=device_id,
                 details={"ip": ip, "now_answering": now_there,
                          "action": "device marked unverified; remote access refused until re-verified"},
@@ -184,7 +184,7 @@ class AgentEvents:
         if failing is None:
             return
         await self._audit.append(AuditEventIn(
-            type="device.identity_mismatch" if result.error_code == IDENTITY_MISMATCH else "tunnel.failed",
+            type=event_types.DEVICE_IDENTITY_MISMATCH if result.error_code == IDENTITY_MISMATCH else event_types.TUNNEL_FAILED,
             outcome=Outcome.FAILURE, actor=f"agent:{agent_id}", session_id=failing,
             details={"code": result.error_code, "message": result.message},
         ))

@@ -38,6 +38,7 @@ from printgate.domain import (
     SessionReason,
     Site,
     User,
+    event_types,
 )
 from printgate.errors import PrintgateError
 from printgate.interfaces import AuditSink, SessionLaunch, SessionRefused
@@ -220,7 +221,7 @@ class DwaBroker(Service):
                 log.warning("dwa.resume_failed", session=session.id, error=exc.message)
                 continue
             self._open_commands[command_id] = session.id
-            await self._audit_step(session, "agent.command.sent",
+            await self._audit_step(session, event_types.AGENT_COMMAND_SENT,
                                    {"command": "open_tunnel", "id": command_id, "reason": "agent reconnected"})
             resumed += 1
         return resumed
@@ -308,7 +309,7 @@ class DwaBroker(Service):
             if session.id in self._live:
                 self._live[session.id] = (extended, user, source_ip)
         await self._save(extended)
-        await self._audit_step(extended, "dwa.session.extended", {"expires_at": new_end.isoformat()})
+        await self._audit_step(extended, event_types.DWA_SESSION_EXTENDED, {"expires_at": new_end.isoformat()})
         return new_end
 
     async def rejoin_session(self, user_id: str, device_id: DeviceId, *, source_ip: str) -> str | None:
@@ -324,11 +325,11 @@ class DwaBroker(Service):
             return None
         session, _user, opened_from = mine[0]
         if source_ip != opened_from:
-            await self._audit_step(session, "dwa.session.rejoin_refused",
+            await self._audit_step(session, event_types.DWA_SESSION_REJOIN_REFUSED,
                                    {"source_ip": source_ip, "reason": "not the address the session was opened from"})
             return None
         token = self._routes.issue_launch_token(session.id)
-        await self._audit_step(session, "dwa.session.rejoined", {"source_ip": source_ip})
+        await self._audit_step(session, event_types.DWA_SESSION_REJOINED, {"source_ip": source_ip})
         return self._proxy.launch_url(session.id, token)
 
     async def close_session(self, session_id: SessionId, *, reason: str, actor: str) -> None:
@@ -346,7 +347,7 @@ class DwaBroker(Service):
             session = session.transition(DwaState.CLOSED, at=now, reason=reason)
             await self._save(session)
         await self._audit.append(AuditEventIn(
-            type="dwa.session.closed", actor=actor, device_id=session.device_id,
+            type=event_types.DWA_SESSION_CLOSED, actor=actor, device_id=session.device_id,
             session_id=session.id, source_ip=source_ip, details={"reason": reason},
         ))
         log.info("dwa.closed", session=session.id, reason=reason, actor=actor)
@@ -357,7 +358,7 @@ class DwaBroker(Service):
         dropped = set(self._routes.drop_logins(customer_id))
         for session, _user, _ip in [e for sid, e in list(self._live.items()) if sid in dropped]:
             await self._audit.append(AuditEventIn(
-                type="dwa.credentials_dropped", actor=actor, device_id=session.device_id,
+                type=event_types.DWA_CREDENTIALS_DROPPED, actor=actor, device_id=session.device_id,
                 session_id=session.id, details={"reason": reason}))
         if dropped:
             log.info("dwa.credentials_dropped", customer=customer_id, sessions=len(dropped), reason=reason)
@@ -395,22 +396,22 @@ class DwaBroker(Service):
         agent_ip = self._agent_address(facts.agent.id)
         if agent_ip is not None:
             await self._firewall.allow(f"{sid}-agent", agent_ip, self._cfg.relay_port, ttl)
-        await self._audit_step(session, "firewall.rule.added", {"technician": source_ip, "agent": agent_ip})
+        await self._audit_step(session, event_types.FIREWALL_RULE_ADDED, {"technician": source_ip, "agent": agent_ip})
         credential = self._relay.issue_credential(sid, valid_seconds=ttl, agent_id=facts.agent.id)
         command = self._make_open(session, facts.device, credential, self._relay)
         command_id = await self._commands.send(facts.agent.id, command, ttl_s=30)
         self._open_commands[command_id] = sid
-        await self._audit_step(session, "agent.command.sent", {"command": "open_tunnel", "id": command_id})
+        await self._audit_step(session, event_types.AGENT_COMMAND_SENT, {"command": "open_tunnel", "id": command_id})
         upstream = await self._wait_forward_or_refusal(sid, command_id)
         session = await self._advance(session, DwaState.TUNNEL_OPEN, "agent opened the forward")
-        await self._audit_step(session, "tunnel.opened", {"upstream": f"{upstream[0]}:{upstream[1]}"})
+        await self._audit_step(session, event_types.TUNNEL_OPENED, {"upstream": f"{upstream[0]}:{upstream[1]}"})
         route = self._make_route(session, facts.device, facts.customer, upstream, attribution)
         if session.reason is not None and hasattr(route, "reason"):  # the banner shows it
             route = replace(route, reason=session.reason.label)
         self._routes.add(await self._with_login(session, facts, route))
         token = self._routes.issue_launch_token(sid)
         session = await self._advance(session, DwaState.ACTIVE, "proxy route ready")
-        await self._audit_step(session, "dwa.session.opened", {
+        await self._audit_step(session, event_types.DWA_SESSION_OPENED, {
             "expires_at": session.expires_at.isoformat(),
             **({"reason": session.reason.to_dict()} if session.reason is not None else {}),
             "reason_label": reason_label_of(session.reason)})
@@ -425,7 +426,7 @@ class DwaBroker(Service):
         choice = await self._credentials.choose(user=facts.user, device=facts.device, customer=facts.customer,
                                                 ruleset=facts.ruleset)
         login = choice.login
-        await self._audit_step(session, "dwa.credentials_decision", {
+        await self._audit_step(session, event_types.DWA_CREDENTIALS_DECISION, {
             "allow": choice.decision.allow and login is not None,
             "reasons": [r.code for r in choice.decision.reasons],
             **({"account": login.account, "kind": login.kind.value, "scope": login.scope.value,
@@ -496,7 +497,7 @@ class DwaBroker(Service):
         failed = current.transition(DwaState.FAILED, at=datetime.now(UTC), reason=message)
         await self._save(failed)
         await self._audit.append(AuditEventIn(
-            type="dwa.session.failed", outcome=Outcome.FAILURE, actor=facts.user.email,
+            type=event_types.DWA_SESSION_FAILED, outcome=Outcome.FAILURE, actor=facts.user.email,
             dealer_id=facts.customer.dealer_id, customer_id=facts.customer.id,
             device_id=facts.device.id, session_id=session.id, details={"reason": message},
         ))
@@ -517,8 +518,8 @@ class DwaBroker(Service):
                 await aw
             except Exception as exc:  # teardown must go on
                 log.warning("dwa.teardown_step_failed", session=sid, step=name, error=str(exc))
-        await self._audit_step(session, "tunnel.closed", {"reason": reason})
-        await self._audit_step(session, "firewall.rule.removed", {"reason": reason})
+        await self._audit_step(session, event_types.TUNNEL_CLOSED, {"reason": reason})
+        await self._audit_step(session, event_types.FIREWALL_RULE_REMOVED, {"reason": reason})
 
     async def _reap_loop(self) -> None:
         while True:
@@ -550,7 +551,7 @@ class DwaBroker(Service):
                             and x.id not in self._reason_cleared]:
                 self._reason_cleared.add(session.id)
                 self._routes.note_reason_cleared(session.id, cleared_at)
-                await self._audit_step(session, "dwa.session.reason_cleared", {
+                await self._audit_step(session, event_types.DWA_SESSION_REASON_CLEARED, {
                     "alert_id": alert_id, "code": session.reason.alert_code if session.reason else "",
                     "cleared_at": cleared_at.isoformat()})
                 seen += 1
@@ -572,7 +573,7 @@ class DwaBroker(Service):
         for stale, target in ended:
             self._orphans.setdefault(stale.agent_id, set()).add(stale.id)
             await self._audit.append(AuditEventIn(
-                type="dwa.session.failed" if target is DwaState.FAILED else "dwa.session.closed",
+                type=event_types.DWA_SESSION_FAILED if target is DwaState.FAILED else event_types.DWA_SESSION_CLOSED,
                 outcome=Outcome.FAILURE if target is DwaState.FAILED else Outcome.SUCCESS,
                 actor="gateway", device_id=stale.device_id, session_id=stale.id,
                 details={"reason": RESTART_REASON, "state_before": str(stale.state)},
@@ -619,7 +620,7 @@ class DwaBroker(Service):
         source_ip: str, *, session_id: str | None = None, action: str = "dwa.open",
     ) -> None:
         await self._audit.append(AuditEventIn(
-            type="policy.decision",
+            type=event_types.POLICY_DECISION,
             outcome=Outcome.SUCCESS if decision.allow else Outcome.DENIED,
             actor=user.email, dealer_id=user.dealer_id,
             customer_id=facts.customer.id if facts else None,

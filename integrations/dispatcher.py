@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from integrations.webhook import DeliveryResult, WebhookTransport
-from printgate.domain import AuditEventIn, Outcome
+from printgate.domain import AuditEventIn, Outcome, event_types
 from printgate.errors import VaultError
 from printgate.interfaces import AuditSink
 from printgate.logs import get_logger
@@ -34,7 +34,7 @@ from printgate.vault.kms import KeyWrapper
 
 log = get_logger("integrations.dispatcher")
 
-WEBHOOK_DEAD_LETTER = "integration.webhook.dead_letter"
+WEBHOOK_DEAD_LETTER = event_types.INTEGRATION_WEBHOOK_DEAD_LETTER
 
 
 @dataclass(frozen=True, slots=True)

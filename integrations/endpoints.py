@@ -12,17 +12,17 @@ from datetime import UTC, datetime
 
 from integrations.errors import EndpointInvalid
 from integrations.webhook import DeliveryResult, WebhookTransport, check_url
-from printgate.domain import AuditEventIn, Outcome
+from printgate.domain import AuditEventIn, Outcome, event_types
 from printgate.interfaces import AuditSink
 from printgate.store import outbox
 from printgate.store.db import Database
 from printgate.vault.kms import KeyWrapper
 
-ENDPOINT_ADDED = "integration.webhook.added"
-ENDPOINT_ENABLED = "integration.webhook.enabled"
-ENDPOINT_DISABLED = "integration.webhook.disabled"
-ENDPOINT_TESTED = "integration.webhook.tested"
-DELIVERY_REDELIVERED = "integration.webhook.redelivered"
+ENDPOINT_ADDED = event_types.INTEGRATION_WEBHOOK_ADDED
+ENDPOINT_ENABLED = event_types.INTEGRATION_WEBHOOK_ENABLED
+ENDPOINT_DISABLED = event_types.INTEGRATION_WEBHOOK_DISABLED
+ENDPOINT_TESTED = event_types.INTEGRATION_WEBHOOK_TESTED
+DELIVERY_REDELIVERED = event_types.INTEGRATION_WEBHOOK_REDELIVERED
 TEST_KIND = "printgate.test"
 MAX_ENDPOINTS_PER_DEALER = 20
 

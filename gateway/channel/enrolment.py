@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from gateway.channel.ca import AgentCA
 from gateway.channel.denials import DenialTally
 from gateway.errors import CsrRejected, EnrolmentKeyMismatch, EnrolmentThrottled
-from printgate.domain import AuditEventIn, Outcome
+from printgate.domain import AuditEventIn, Outcome, event_types
 from printgate.errors import TokenInvalid
 from printgate.interfaces import AuditSink
 from printgate.logs import get_logger
@@ -183,7 +183,7 @@ class Enroller:
             # Someone else holds the token, or the agent lost its pending key. Audited one by
             # one: only a holder of the whole token gets here, a guesser cannot flood the trail.
             await self._audit.append(AuditEventIn(
-                type="agent.enrolment", outcome=Outcome.DENIED, actor="agent:unenrolled", source_ip=source_ip,
+                type=event_types.AGENT_ENROLMENT, outcome=Outcome.DENIED, actor="agent:unenrolled", source_ip=source_ip,
                 details={"reason": exc.code, "detail": exc.message, "hostname": request.hostname[:200]},
             ))
             log.warning("agent.enrolment_refused", reason=exc.code, source=source_ip,
@@ -195,7 +195,7 @@ class Enroller:
                 self._denials.count(reason=exc.code, source_ip=source, method="Enrolment/Enroll")
             else:
                 await self._audit.append(AuditEventIn(
-                    type="agent.enrolment", outcome=Outcome.DENIED, actor="agent:unenrolled",
+                    type=event_types.AGENT_ENROLMENT, outcome=Outcome.DENIED, actor="agent:unenrolled",
                     source_ip=source_ip, details={"reason": exc.code, "hostname": request.hostname[:200]},
                 ))
             log.warning("agent.enrolment_refused", reason=exc.code, source=source_ip,
@@ -203,7 +203,7 @@ class Enroller:
             self._throttle.failed(token_id=token_id, source=source)
             raise
         await self._audit.append(AuditEventIn(
-            type="agent.enrolment", actor=f"agent:{agent_id}", source_ip=source_ip,
+            type=event_types.AGENT_ENROLMENT, actor=f"agent:{agent_id}", source_ip=source_ip,
             details={"agent_id": agent_id, "site_id": site_id, "serial": issued.record.serial,
                      "not_after": issued.record.not_after.isoformat(),
                      "hostname": request.hostname[:200], "retry": retried},

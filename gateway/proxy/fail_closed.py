@@ -21,7 +21,7 @@ from mitmproxy import connection, http, tls
 
 from gateway.proxy import pages
 from gateway.proxy.decision import DECISION_KEY, FlowDecision, route_of
-from printgate.domain import AuditEventIn, Outcome
+from printgate.domain import AuditEventIn, Outcome, event_types
 from printgate.interfaces import AuditSink
 from printgate.logs import get_logger
 
@@ -122,11 +122,11 @@ class FailClosed:
             details |= {"method": flow.request.method, "path": flow.request.path.split("?", 1)[0]}
         try:
             await self._audit.append(AuditEventIn(
-                type="dwa.request", outcome=Outcome.BLOCKED,
+                type=event_types.DWA_REQUEST, outcome=Outcome.BLOCKED,
                 session_id=route.session_id if route else None, details=details,
             ))
         except Exception as exc:  # the audit store failing is logged by the caller's sink too
-            log.error("dwa.audit_failed", error=str(exc), type="dwa.request")
+            log.error("dwa.audit_failed", error=str(exc), type=event_types.DWA_REQUEST)
 
 
 def _instead_of_body(page: bytes) -> Callable[[bytes], bytes]:

@@ -35,7 +35,7 @@ from gateway.proxy.fail_closed import fail_closed
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.routes import RouteChange, RouteTable
 from gateway.proxy.session_urls import SessionUrls
-from printgate.domain import AuditEventIn, Outcome
+from printgate.domain import AuditEventIn, Outcome, event_types
 from printgate.errors import ConfigError
 from printgate.interfaces import AuditSink
 from printgate.lifecycle import Service, cancel_and_wait
@@ -177,12 +177,12 @@ class DwaProxy(SessionUrls, Service):
         """Audit a source refused at connect for a while (it kept sending refused uploads)."""
         try:
             await self._audit.append(AuditEventIn(
-                type="dwa.source_throttled", outcome=Outcome.BLOCKED, source_ip=source,
+                type=event_types.DWA_SOURCE_THROTTLED, outcome=Outcome.BLOCKED, source_ip=source,
                 details={"refused_bodies": refused, "window_s": self.connection_limits.refusal_window_s,
                          "cooldown_s": self.connection_limits.refusal_cooldown_s},
             ))
         except Exception as exc:  # the audit store failing is logged; the throttle holds anyway
-            log.error("dwa.audit_failed", error=str(exc), type="dwa.source_throttled")
+            log.error("dwa.audit_failed", error=str(exc), type=event_types.DWA_SOURCE_THROTTLED)
 
     def _route_changed(self, change: RouteChange) -> None:
         if change.route is not None:

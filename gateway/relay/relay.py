@@ -37,7 +37,7 @@ from gateway.relay.listeners import SessionListener, private_directory, socket_p
 from gateway.relay.policy import Refusal
 from gateway.relay.server import RelayConnection
 from gateway.relay.ssh_ca import SessionCredential, SshCertificateAuthority, load_or_create_key
-from printgate.domain import AuditEventIn, Outcome
+from printgate.domain import AuditEventIn, Outcome, event_types
 from printgate.errors import SessionGone, TunnelError
 from printgate.interfaces import AuditSink
 from printgate.logs import get_logger
@@ -240,7 +240,7 @@ class Relay:
         await self._close_tunnel(session)
         await self._emit(
             AuditEventIn(
-                type="relay.session.ended",
+                type=event_types.RELAY_SESSION_ENDED,
                 session_id=session_id,
                 actor=session.agent_id,
                 details={"reason": reason, "bytes": session.bytes},
@@ -312,7 +312,7 @@ class Relay:
         session.connected_at = now
         session.last_activity = now
         self._spawn(self._emit(AuditEventIn(
-            type="relay.agent.connected", session_id=session.session_id, actor=session.agent_id,
+            type=event_types.RELAY_AGENT_CONNECTED, session_id=session.session_id, actor=session.agent_id,
             source_ip=server.peer_ip,
         )))
 
@@ -333,7 +333,7 @@ class Relay:
         if session.forward.done() and not session.closing:
             session.forward = asyncio.get_running_loop().create_future()
         self._spawn(self._emit(AuditEventIn(
-            type="relay.tunnel.closed", session_id=session.session_id, actor=session.agent_id,
+            type=event_types.RELAY_TUNNEL_CLOSED, session_id=session.session_id, actor=session.agent_id,
             source_ip=server.peer_ip, details={"bytes": session.bytes},
         )))
 
@@ -351,7 +351,7 @@ class Relay:
         log.warning("relay.refused", session=server.session_id, peer=server.peer_ip,
                     kind=refusal.kind, code=refusal.code)
         self._spawn(self._emit(AuditEventIn(
-            type="relay.request.refused", outcome=Outcome.DENIED, session_id=server.session_id,
+            type=event_types.RELAY_REQUEST_REFUSED, outcome=Outcome.DENIED, session_id=server.session_id,
             source_ip=server.peer_ip,
             details={"kind": refusal.kind, "code": refusal.code, "message": refusal.message,
                      **refusal.detail},
@@ -379,7 +379,7 @@ class Relay:
             log.error("relay.forward.rebind_failed", session=session.session_id, port=session.listen_port,
                       error=str(exc))
             await self._emit(AuditEventIn(
-                type="relay.forward.failed", outcome=Outcome.FAILURE, session_id=session.session_id,
+                type=event_types.RELAY_FORWARD_FAILED, outcome=Outcome.FAILURE, session_id=session.session_id,
                 actor=session.agent_id, source_ip=server.peer_ip,
                 details={"port": session.listen_port, "error": str(exc)},
             ))
@@ -389,7 +389,7 @@ class Relay:
         if not session.forward.done():
             session.forward.set_result(listener.address)
         await self._emit(AuditEventIn(
-            type="relay.forward.opened", session_id=session.session_id, actor=session.agent_id,
+            type=event_types.RELAY_FORWARD_OPENED, session_id=session.session_id, actor=session.agent_id,
             source_ip=server.peer_ip,
             details={"listener": f"{listener.address[0]}:{listener.address[1]}", "reconnected": reconnected},
         ))
@@ -410,7 +410,7 @@ class Relay:
 
     async def _limit_hit(self, session: _Session, why: str) -> None:
         await self._emit(AuditEventIn(
-            type="relay.limit.reached", outcome=Outcome.BLOCKED, session_id=session.session_id,
+            type=event_types.RELAY_LIMIT_REACHED, outcome=Outcome.BLOCKED, session_id=session.session_id,
             actor=session.agent_id, details={"limit": why},
         ))
         await self.end_session(session.session_id, f"limit reached: {why}")
@@ -454,9 +454,9 @@ class Relay:
         (an agent retrying an ended session) is not personal; any other is the attacker's choice
         and may name a person: it goes to the personal fields, cut short."""
         if username in self._sessions or username in self._revoked:
-            return AuditEventIn(type="relay.auth.failed", outcome=Outcome.DENIED, source_ip=source,
+            return AuditEventIn(type=event_types.RELAY_AUTH_FAILED, outcome=Outcome.DENIED, source_ip=source,
                                 session_id=username[:64], details={"username": username[:80], "count": 1})
-        return AuditEventIn(type="relay.auth.failed", outcome=Outcome.DENIED, source_ip=source,
+        return AuditEventIn(type=event_types.RELAY_AUTH_FAILED, outcome=Outcome.DENIED, source_ip=source,
                             details={"count": 1}, personal={"username": username[:USERNAME_MAX]})
 
     async def _emit_windows(self) -> None:
@@ -495,7 +495,7 @@ class Relay:
         events = []
         if window.refused_total:
             events.append(AuditEventIn(
-                type="relay.connections.refused", outcome=Outcome.DENIED, source_ip=source,
+                type=event_types.RELAY_CONNECTIONS_REFUSED, outcome=Outcome.DENIED, source_ip=source,
                 details={"refused": window.refused_total, "admitted": window.admitted,
                          "authenticated": window.authenticated,
                          "by_reason": dict(sorted(window.refused.items())), **common},
@@ -504,7 +504,7 @@ class Relay:
         if more > 0:
             names = sorted(window.usernames)[:MAX_USERNAMES]
             events.append(AuditEventIn(
-                type="relay.auth.failed", outcome=Outcome.DENIED, source_ip=source,
+                type=event_types.RELAY_AUTH_FAILED, outcome=Outcome.DENIED, source_ip=source,
                 details={"count": more, "usernames_tried": len(window.usernames), **common},
                 personal={"usernames": ", ".join(names)} if names else {},
             ))

@@ -11,37 +11,39 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from printgate.domain import event_types
+
 TITLES = {
-    "policy.decision": "Policy decision",
-    "approval.requested": "Access requested",
-    "approval.approved": "Access approved",
-    "approval.denied": "Access denied by the customer",
-    "dwa.session.requested": "Session requested",
-    "dwa.session.authorised": "Session authorised",
-    "firewall.rule.added": "Firewall opened for the session",
-    "firewall.rule.removed": "Firewall closed",
-    "agent.command.sent": "Tunnel command sent to the site's agent",
-    "tunnel.opened": "Tunnel opened (device identity checked by the agent)",
-    "tunnel.closed": "Tunnel closed",
-    "tunnel.failed": "Tunnel failed",
-    "device.identity_mismatch": "Device identity did not match: refused",
-    "dwa.session.opened": "Session open",
-    "dwa.session.reason_cleared": "The alert the session was opened for cleared",
-    "dwa.session.rejoined": "Technician rejoined the session",
-    "dwa.session.rejoin_refused": "Rejoin refused",
-    "dwa.session.extended": "More time granted",
-    "dwa.request": "Request",
-    "dwa.transfer_blocked": "Transfer blocked",
-    "dwa.websocket": "WebSocket",
-    "dwa.session.closed": "Session ended",
-    "dwa.session.failed": "Session failed",
-    "dwa.end_requested": "End requested in the portal",
-    "auth.login": "Sign-in",
-    "auth.logout": "Sign-out",
-    "auth.mfa": "Second factor",
+    event_types.POLICY_DECISION: "Policy decision",
+    event_types.APPROVAL_REQUESTED: "Access requested",
+    event_types.APPROVAL_APPROVED: "Access approved",
+    event_types.APPROVAL_DENIED: "Access denied by the customer",
+    event_types.DWA_SESSION_REQUESTED: "Session requested",
+    event_types.DWA_SESSION_AUTHORISED: "Session authorised",
+    event_types.FIREWALL_RULE_ADDED: "Firewall opened for the session",
+    event_types.FIREWALL_RULE_REMOVED: "Firewall closed",
+    event_types.AGENT_COMMAND_SENT: "Tunnel command sent to the site's agent",
+    event_types.TUNNEL_OPENED: "Tunnel opened (device identity checked by the agent)",
+    event_types.TUNNEL_CLOSED: "Tunnel closed",
+    event_types.TUNNEL_FAILED: "Tunnel failed",
+    event_types.DEVICE_IDENTITY_MISMATCH: "Device identity did not match: refused",
+    event_types.DWA_SESSION_OPENED: "Session open",
+    event_types.DWA_SESSION_REASON_CLEARED: "The alert the session was opened for cleared",
+    event_types.DWA_SESSION_REJOINED: "Technician rejoined the session",
+    event_types.DWA_SESSION_REJOIN_REFUSED: "Rejoin refused",
+    event_types.DWA_SESSION_EXTENDED: "More time granted",
+    event_types.DWA_REQUEST: "Request",
+    event_types.DWA_TRANSFER_BLOCKED: "Transfer blocked",
+    event_types.DWA_WEBSOCKET: "WebSocket",
+    event_types.DWA_SESSION_CLOSED: "Session ended",
+    event_types.DWA_SESSION_FAILED: "Session failed",
+    event_types.DWA_END_REQUESTED: "End requested in the portal",
+    event_types.AUTH_LOGIN: "Sign-in",
+    event_types.AUTH_LOGOUT: "Sign-out",
+    event_types.AUTH_MFA: "Second factor",
 }
 ATTRIBUTION = frozenset({"site_id", "user_id"})  # the story's summary says these once
-REQUEST_TYPES = frozenset({"dwa.request", "dwa.transfer_blocked", "dwa.websocket", "proxy.request"})
+REQUEST_TYPES = frozenset({event_types.DWA_REQUEST, event_types.DWA_TRANSFER_BLOCKED, event_types.DWA_WEBSOCKET, event_types.PROXY_REQUEST})
 
 
 class EventLike(Protocol):
@@ -121,9 +123,9 @@ def _summary(e: EventLike) -> str:
         if d.get("blocked"):
             line += f" — blocked: {d.get('rule') or d.get('why') or d.get('reason') or 'transfer'}"
         return line
-    if e.type == "policy.decision":
+    if e.type == event_types.POLICY_DECISION:
         return "allowed" if d.get("allow") else "refused"
-    if e.type == "dwa.session.opened" and isinstance(d.get("reason"), Mapping):
+    if e.type == event_types.DWA_SESSION_OPENED and isinstance(d.get("reason"), Mapping):
         return f"opened for {reason_label(d['reason'])}"
     for key in ("reason", "expires_at", "upstream", "message", "error"):
         if key in d:
@@ -170,16 +172,16 @@ class StoryFacts:
 
 
 def story_facts(events: Sequence[EventLike]) -> StoryFacts:
-    decision = next((e for e in events if e.type == "policy.decision"), None)
-    end = next((e for e in reversed(events) if e.type in ("dwa.session.closed", "dwa.session.failed")), None)
+    decision = next((e for e in events if e.type == event_types.POLICY_DECISION), None)
+    end = next((e for e in reversed(events) if e.type in (event_types.DWA_SESSION_CLOSED, event_types.DWA_SESSION_FAILED)), None)
     requests = [e for e in events if e.type in REQUEST_TYPES]
     why = decision.details.get("session_reason") if decision else None
-    cleared = next((e for e in events if e.type == "dwa.session.reason_cleared"), None)
+    cleared = next((e for e in events if e.type == event_types.DWA_SESSION_REASON_CLEARED), None)
     return StoryFacts(
         technician=decision.actor if decision else next((e.actor for e in events if e.actor), None),
         source_ip=decision.source_ip if decision else None,
         requests=len(requests), blocked=sum(1 for e in requests if e.details.get("blocked") or e.outcome == "blocked"),
-        extensions=sum(1 for e in events if e.type == "dwa.session.extended"),
+        extensions=sum(1 for e in events if e.type == event_types.DWA_SESSION_EXTENDED),
         ended_by=(end.actor if end else None), end_reason=(str(end.details.get("reason", "")) if end else None),
         decision_allowed=bool(decision.details.get("allow")) if decision else None,
         opened_for=(reason_label(why) if isinstance(why, Mapping)

@@ -16,11 +16,11 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import Response
 
-from audit.event_types import AGENT_REVOKED
 from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
 from portal.pages import render, see_other
 from portal.state import Login
-from printgate.domain import Agent, AgentCertificate, DealerId, Role, Site
+from printgate.domain import Agent, AgentCertificate, DealerId, Role, Site, event_types
+from printgate.domain.event_types import AGENT_REVOKED
 from printgate.logs import get_logger
 from printgate.store import agent_health, channel, site_agents, tenants
 from printgate.store.readings import unmapped_counts
@@ -30,7 +30,7 @@ router = APIRouter(prefix="/agents", tags=["agents"])
 log = get_logger("portal.agents")
 
 ENROLMENT_TOKEN_TTL = timedelta(hours=1)
-ENROLMENT_TOKEN_CREATED = "agent.enrolment_token.created"
+ENROLMENT_TOKEN_CREATED = event_types.AGENT_ENROLMENT_TOKEN_CREATED
 URL_PLACEHOLDER = "<gateway-host>:<enrolment-port>"
 
 

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from portal.auth import api_tokens
 from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
 from portal.pages import render, see_other
+from printgate.domain import event_types
 from printgate.store import api_tokens as api_tokens_store
 
 router = APIRouter(prefix="/tokens", tags=["api-tokens"])
@@ -35,7 +36,7 @@ async def create_token(request: Request, state: State, s: DbSession, login: Curr
     await api_tokens_store.create_api_token(s, token_id=token_id, user_id=login.user.id, name=name,
                                             token_hash=token_hash, scopes=wanted, now=now,
                                             expires_at=now + timedelta(days=days))
-    await state.record("auth.api_token_created", request=request, user=login.user,
+    await state.record(event_types.AUTH_API_TOKEN_CREATED, request=request, user=login.user,
                        details={"token": token_id, "scopes": wanted, "days": days})
     rows = await api_tokens_store.list_api_tokens(s, login.user.id)
     return render(state, request, "tokens.html", login=login, tokens=rows, scopes=api_tokens.SCOPES,
@@ -47,6 +48,6 @@ async def revoke_token(request: Request, state: State, s: DbSession, login: Curr
                        _csrf: CsrfChecked, token_id: str) -> Response:
     if not await api_tokens_store.revoke_api_token(s, token_id, user_id=login.user.id, now=state.clock()):
         raise HTTPException(404, "no such token of yours")
-    await state.record("auth.api_token_revoked", request=request, user=login.user,
+    await state.record(event_types.AUTH_API_TOKEN_REVOKED, request=request, user=login.user,
                        details={"token": token_id})
     return see_other("/tokens")

@@ -14,7 +14,7 @@ from portal.approval_notices import DURATIONS, approval_lines, decided_notice
 from portal.deps import CsrfChecked, CurrentLogin, CurrentUser, DbSession, State, require_scope
 from portal.pages import render, see_other
 from portal.state import PortalState
-from printgate.domain import Approval, Role
+from printgate.domain import Approval, Role, event_types
 from printgate.store import approvals as approvals_store
 from printgate.store.session_history import sessions_of_customer
 
@@ -83,7 +83,7 @@ async def approve(request: Request, state: State, s: DbSession, login: CurrentLo
     now = state.clock()
     row = await approvals_store.decide_approval(s, row.id, approved=True, by=login.user.email, now=now,
                                                 until=now + timedelta(minutes=minutes))
-    await state.record("approval.approved", request=request, user=login.user, device_id=row.device_id,
+    await state.record(event_types.APPROVAL_APPROVED, request=request, user=login.user, device_id=row.device_id,
                        details={"approval_id": row.id, "for_user": row.user_id, "minutes": minutes})
     await _notify_decision(state, s, row)
     return see_other("/approvals")
@@ -95,7 +95,7 @@ async def deny(request: Request, state: State, s: DbSession, login: CurrentLogin
     row = await _decidable(s, login, approval_id)
     row = await approvals_store.decide_approval(s, row.id, approved=False, by=login.user.email,
                                                 now=state.clock())
-    await state.record("approval.denied", request=request, user=login.user, device_id=row.device_id,
+    await state.record(event_types.APPROVAL_DENIED, request=request, user=login.user, device_id=row.device_id,
                        details={"approval_id": row.id, "for_user": row.user_id})
     await _notify_decision(state, s, row)
     return see_other("/approvals")

@@ -24,7 +24,6 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from audit import event_types
 from audit.query import AuditFilter, row_to_record, scope_for, search, search_all
 from portal.auditing.form import AuditForm, api_query
 from portal.auditing.present import detail_items, story_facts, timeline, title
@@ -34,7 +33,7 @@ from portal.routers.audit_witness import current_auditor, token_scope_check
 from portal.routers.audit_witness import router as witness_router
 from portal.schemas.audit import AuditEventPublic, AuditPage, SessionStory
 from portal.state import PENDING_AUDIT, Login, PortalState
-from printgate.domain import AuditEventIn, AuditRecord, Outcome, User
+from printgate.domain import AuditEventIn, AuditRecord, Outcome, User, event_types
 from printgate.errors import AccessDenied
 from printgate.store import audit as audit_store
 from printgate.store import tenants
@@ -91,7 +90,7 @@ def scoped(user: User, wanted: AuditFilter) -> AuditFilter:
 async def downloaded(request: Request, state: PortalState, user: User, f: AuditFilter, fmt: str,
                      count: int) -> None:
     event = AuditEventIn(
-        type="audit.export.downloaded", actor=user.email,
+        type=event_types.AUDIT_DOWNLOADED, actor=user.email,
         source_ip=request.client.host if request.client else None,
         dealer_id=f.dealer_id or user.dealer_id, customer_id=f.customer_id,
         details={"format": fmt, "records": count, "filter": {

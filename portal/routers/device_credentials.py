@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from portal.deps import CsrfChecked, CurrentLogin, CurrentUser, DbSession, State
 from portal.pages import render, see_other
 from portal.state import PortalState, client_ip
-from printgate.domain import Customer, Role, User
+from printgate.domain import Customer, Role, User, event_types
 from printgate.domain.credentials import CredentialScope, LoginKind, StoredCredential
 from printgate.errors import CredentialInvalid
 from printgate.store import device_credentials as store
@@ -269,7 +269,7 @@ async def request_reveal(request: Request, state: State, s: DbSession, user: Cur
     reveal_id = _secrets.token_hex(8)
     await store.add_reveal(s, reveal_id=reveal_id, approval_id=approval.id, user_id=user.id,
                            device_id=body.device_id, customer_id=owner[1], now=now)
-    await state.record("vault.reveal_requested", request=request, user=user, device_id=body.device_id,
+    await state.record(event_types.VAULT_REVEAL_REQUESTED, request=request, user=user, device_id=body.device_id,
                        customer_id=owner[1], details={"approval_id": approval.id, "request_id": reveal_id})
     return RevealRequestOut(request_id=reveal_id, approval_id=approval.id, status=approval.status)
 
@@ -296,7 +296,7 @@ async def reveal(request: Request, state: State, s: DbSession, user: CurrentUser
     device = await get_device(s, row.device_id)
     customer = await get_customer(s, row.customer_id)
     login = await _vault(state).login_for(row.customer_id, row.device_id, device.identity.model if device else None)
-    await state.record("vault.credential_revealed", request=request, user=user, device_id=row.device_id,
+    await state.record(event_types.VAULT_CREDENTIAL_REVEALED, request=request, user=user, device_id=row.device_id,
                        customer_id=row.customer_id, dealer_id=customer.dealer_id if customer else None,
                        details={"approval_id": approval.id, "request_id": request_id, "found": login is not None,
                                 **({"scope": login.scope.value, "account": login.account,

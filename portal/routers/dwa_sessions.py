@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
 from portal.pages import render, see_other
 from portal.state import PortalState
-from printgate.domain import SessionId
+from printgate.domain import SessionId, event_types
 from printgate.store import sessions as sessions_store
 from printgate.store.session_history import sessions_of_user
 
@@ -46,5 +46,5 @@ async def end_session(request: Request, state: State, login: CurrentLogin, _csrf
         raise HTTPException(404, "no such session of yours")
     await state.broker.close_session(SessionId(session_id), reason="ended by user",
                                      actor=login.user.email)
-    await state.record("dwa.end_requested", request=request, user=login.user, session_id=session_id)
+    await state.record(event_types.DWA_END_REQUESTED, request=request, user=login.user, session_id=session_id)
     return see_other("/sessions")

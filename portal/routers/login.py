@@ -13,7 +13,7 @@ from portal.deps import CsrfChecked, CurrentLogin, DbSession, OptionalLogin, Sta
 from portal.pages import render, safe_next, see_other
 from portal.routers.dwa_sessions import end_all_of
 from portal.state import client_ip
-from printgate.domain import Outcome
+from printgate.domain import Outcome, event_types
 from printgate.store import portal_sessions, sso, users
 
 router = APIRouter(tags=["login"])
@@ -50,14 +50,14 @@ async def login_submit(
 
     if account is not None and account.locked_until is not None and account.locked_at(now):
         wait = int((account.locked_until - now).total_seconds()) + 1
-        await state.record("auth.login", request=request, actor=email, outcome=Outcome.DENIED,
+        await state.record(event_types.AUTH_LOGIN, request=request, actor=email, outcome=Outcome.DENIED,
                            details={"reason": "locked", "retry_after_s": wait})
         return fail(f"too many failed attempts: try again in {wait} s", 429)
     if account is None or account.user.disabled or not verify_password(account.password_hash, password):
         if account is not None:
             await users.record_failed_login(s, account.user.id,
                                             lock_until=lambda failures: state.lockout.locked_until(failures, now))
-        await state.record("auth.login", request=request, actor=email, outcome=Outcome.FAILURE,
+        await state.record(event_types.AUTH_LOGIN, request=request, actor=email, outcome=Outcome.FAILURE,
                            details={"reason": "bad_credentials"})
         return fail(GENERIC_FAILURE)
     user = account.user
@@ -68,7 +68,7 @@ async def login_submit(
     stage = browser_sessions.STAGE_PASSWORD if needs_mfa else browser_sessions.STAGE_FULL
     token, _ = await browser_sessions.start(s, user_id=user.id, stage=stage, now=now,
                                             source_ip=client_ip(request))
-    await state.record("auth.login", request=request, user=user,
+    await state.record(event_types.AUTH_LOGIN, request=request, user=user,
                        details={"stage": stage, "method": "password"})
     target = safe_next(next)
     if needs_mfa:
@@ -95,7 +95,7 @@ async def verify_submit(
     now = state.clock()
     result = await second_factor.check_code(s, login.user.id, code, now)
     if not result.ok:
-        await state.record("auth.mfa", request=request, user=login.user, outcome=Outcome.FAILURE,
+        await state.record(event_types.AUTH_MFA, request=request, user=login.user, outcome=Outcome.FAILURE,
                            details={"reason": result.value})
         message = {
             second_factor.FactorResult.REPLAYED: "this code was already used: wait for the next one",
@@ -109,7 +109,7 @@ async def verify_submit(
         s, user_id=login.user.id, stage=browser_sessions.STAGE_FULL, now=now,
         source_ip=client_ip(request), mfa_method=result.value,
     )
-    await state.record("auth.mfa", request=request, user=login.user, details={"method": result.value})
+    await state.record(event_types.AUTH_MFA, request=request, user=login.user, details={"method": result.value})
     response = see_other(safe_next(next))
     set_session_cookie(state, response, token)
     return response
@@ -120,7 +120,7 @@ async def logout(request: Request, state: State, s: DbSession, login: CurrentLog
                  _csrf: CsrfChecked) -> Response:
     await portal_sessions.delete_portal_session(s, login.session.id)
     ended = await end_all_of(state, s, login.user.id, reason="user signed out", actor=login.user.email)
-    await state.record("auth.logout", request=request, user=login.user,
+    await state.record(event_types.AUTH_LOGOUT, request=request, user=login.user,
                        details={"dwa_sessions_ended": ended})
     response = see_other("/login")
     response.delete_cookie(browser_sessions.COOKIE, path="/")
@@ -133,7 +133,7 @@ async def logout_everywhere(request: Request, state: State, s: DbSession, login:
     n = await portal_sessions.delete_user_portal_sessions(s, login.user.id)
     ended = await end_all_of(state, s, login.user.id, reason="user signed out everywhere",
                              actor=login.user.email)
-    await state.record("auth.logout_everywhere", request=request, user=login.user,
+    await state.record(event_types.AUTH_LOGOUT_EVERYWHERE, request=request, user=login.user,
                        details={"sessions_ended": n, "dwa_sessions_ended": ended})
     response = see_other("/login")
     response.delete_cookie(browser_sessions.COOKIE, path="/")

@@ -13,7 +13,7 @@ from portal.deps import CsrfChecked, CurrentLogin, DbSession, OptionalLogin, Sta
 from portal.pages import render, safe_next, see_other
 from portal.routers.login import set_session_cookie
 from portal.state import client_ip
-from printgate.domain import Outcome
+from printgate.domain import Outcome, event_types
 from printgate.store import portal_sessions, users
 from printgate.store import recovery_codes as recovery_codes_store
 
@@ -49,7 +49,7 @@ async def enrol_submit(
     user_id = login.user.id
     step = totp.matching_step(data["s"], code, now) if data.get("u") == user_id else None
     if step is None:
-        await state.record("auth.mfa_enrol", request=request, user=login.user, outcome=Outcome.FAILURE)
+        await state.record(event_types.AUTH_MFA_ENROL, request=request, user=login.user, outcome=Outcome.FAILURE)
         uri = totp.provisioning_uri(data["s"], login.user.email)
         return render(state, request, "enrol.html", login=login, qr=totp.qr_svg(uri), secret=data["s"],
                       pending=pending, next=safe_next(next), status_code=401,
@@ -62,7 +62,7 @@ async def enrol_submit(
         s, user_id=user_id, stage=browser_sessions.STAGE_FULL, now=now, source_ip=client_ip(request),
         mfa_method="totp",
     )
-    await state.record("auth.mfa_enrol", request=request, user=login.user)
+    await state.record(event_types.AUTH_MFA_ENROL, request=request, user=login.user)
     response = render(state, request, "recovery_codes.html", login=None, codes=codes,
                       next=safe_next(next))
     set_session_cookie(state, response, token)
@@ -82,11 +82,11 @@ async def step_up_submit(
     now = state.clock()
     result = await second_factor.check_code(s, login.user.id, code, now)
     if not result.ok:
-        await state.record("auth.mfa_step_up", request=request, user=login.user,
+        await state.record(event_types.AUTH_MFA_STEP_UP, request=request, user=login.user,
                            outcome=Outcome.FAILURE, details={"reason": result.value})
         return render(state, request, "verify.html", login=login, next=safe_next(next), step_up=True,
                       error="the code is wrong, expired or already used", status_code=401)
     await portal_sessions.record_second_factor(s, login.session.id, at=now, method=result.value)
-    await state.record("auth.mfa_step_up", request=request, user=login.user,
+    await state.record(event_types.AUTH_MFA_STEP_UP, request=request, user=login.user,
                        details={"method": result.value})
     return see_other(safe_next(next))

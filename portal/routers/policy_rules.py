@@ -28,7 +28,7 @@ from portal.policy_form import (
 )
 from portal.policy_preview import explain_open
 from portal.state import Login
-from printgate.domain import Role, User
+from printgate.domain import Role, User, event_types
 from printgate.store import rule_sets
 from printgate.store.devices import list_devices_of_dealer
 from printgate.store.tenants import list_customers_of_dealer, list_sites_of_customers
@@ -97,7 +97,7 @@ async def _save(request: Request, state: State, s: DbSession, login: Login, body
     body.setdefault("version", 0)
     parse_ruleset(body)  # RuleSetInvalid names every bad field
     version = await rule_sets.save_ruleset(s, dealer, body, actor=login.user.email, now=state.clock())
-    await state.record("policy.changed", request=request, user=login.user,
+    await state.record(event_types.POLICY_CHANGED, request=request, user=login.user,
                        details={"version": version, "rules": len(body.get("rules", [])), "change": change})
     return version
 

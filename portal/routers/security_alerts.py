@@ -22,15 +22,15 @@ from alerting.rules import Category
 from alerting.secrets import seal
 from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
 from portal.pages import render, see_other
-from printgate.domain import Role, User
+from printgate.domain import Role, User, event_types
 from printgate.store import security_subscriptions as subs
 from printgate.store.tenants import get_customer, list_customers_of_dealer
 from printgate.vault.kms import KeyWrapper
 
 router = APIRouter(prefix="/security-alerts", tags=["security-alerts"])
 
-SUBSCRIPTION_ADDED = "security_alert.subscription.added"
-SUBSCRIPTION_REMOVED = "security_alert.subscription.removed"
+SUBSCRIPTION_ADDED = event_types.SECURITY_ALERT_SUBSCRIPTION_ADDED
+SUBSCRIPTION_REMOVED = event_types.SECURITY_ALERT_SUBSCRIPTION_REMOVED
 CATEGORY_LABELS = {
     Category.SIGN_IN.value: "Sign-in attacks (failed sign-in bursts, reused codes)",
     Category.TRANSFER.value: "Blocked transfers",

@@ -15,7 +15,7 @@ from portal.errors import OIDC_ERROR
 from portal.pages import render, see_other
 from portal.routers.login import set_session_cookie
 from portal.state import client_ip
-from printgate.domain import Outcome
+from printgate.domain import Outcome, event_types
 from printgate.domain.sso import SsoProvider
 from printgate.errors import AuthenticationFailed
 from printgate.store import sso as sso_store
@@ -37,7 +37,7 @@ async def _signed_in(request: Request, state: State, s: AsyncSession, provider: 
     user, before, after = await sso_accounts.account_for(s, provider, who)
     totp_secret = await users_store.get_totp_secret(s, user.id)
     if before != after:
-        await state.record("rbac.roles_changed", request=request, user=user, actor=f"sso:{provider.id}",
+        await state.record(event_types.RBAC_ROLES_CHANGED, request=request, user=user, actor=f"sso:{provider.id}",
                            details={"user": user.id, "from": sorted(before), "to": sorted(after)},
                            personal={"subject": user.email})
     mfa = provider.mfa_asserted or who.mfa
@@ -47,7 +47,7 @@ async def _signed_in(request: Request, state: State, s: AsyncSession, provider: 
         s, user_id=user.id, stage=stage, now=now, source_ip=client_ip(request),
         auth_method=provider.kind, mfa_method="idp" if mfa else None,
     )
-    await state.record("auth.sso", request=request, user=user,
+    await state.record(event_types.AUTH_SSO, request=request, user=user,
                        details={"provider": provider.id, "kind": provider.kind, "idp_mfa": mfa})
     target = "/devices"
     if needs_totp:
@@ -58,7 +58,7 @@ async def _signed_in(request: Request, state: State, s: AsyncSession, provider: 
 
 
 async def _refused(request: Request, state: State, provider_id: str, exc: AuthenticationFailed) -> Response:
-    await state.record("auth.sso", request=request, outcome=Outcome.FAILURE,
+    await state.record(event_types.AUTH_SSO, request=request, outcome=Outcome.FAILURE,
                        details={"provider": provider_id, "code": exc.code, "error": exc.message})
     return render(state, request, "login.html", status_code=401, error=exc.message, next="/devices",
                   providers=[])

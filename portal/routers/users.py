@@ -16,7 +16,7 @@ from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
 from portal.invitations import CUSTOMER_ROLES, DEALER_ROLES, create_invitation
 from portal.pages import render, see_other
 from portal.routers.dwa_sessions import end_all_of
-from printgate.domain import CustomerId, DealerId, Role, User, UserId
+from printgate.domain import CustomerId, DealerId, Role, User, UserId, event_types
 from printgate.store import invitations as invitations_store
 from printgate.store import portal_sessions
 from printgate.store import users as users_store
@@ -81,7 +81,7 @@ async def set_roles(request: Request, state: State, s: DbSession, login: Current
     if user_id == login.user.id and not (wanted & {Role.DEALER_ADMIN.value, Role.CUSTOMER_ADMIN.value}):
         raise HTTPException(409, "you cannot remove your own administrator role; ask another admin")
     await users_store.set_roles(s, user.id, frozenset(Role(r) for r in wanted))
-    await state.record("rbac.roles_changed", request=request, user=login.user,
+    await state.record(event_types.RBAC_ROLES_CHANGED, request=request, user=login.user,
                        details={"user": user.id, "from": sorted(r.value for r in user.roles),
                                 "to": sorted(wanted)},
                        personal={"subject": user.email})
@@ -101,7 +101,7 @@ async def disable_user(request: Request, state: State, s: DbSession, login: Curr
     if disabled:
         await end_all_of(state, s, user_id, reason="user disabled by an administrator",
                          actor=login.user.email)
-    await state.record("rbac.user_disabled" if disabled else "rbac.user_enabled", request=request,
+    await state.record(event_types.RBAC_USER_DISABLED if disabled else event_types.RBAC_USER_ENABLED, request=request,
                        user=login.user, details={"user": user.id, "sessions_ended": ended},
                        personal={"subject": user.email})
     return see_other("/admin/users")
@@ -119,7 +119,7 @@ async def invite(request: Request, state: State, s: DbSession, login: CurrentLog
     invitation = await create_invitation(
         s, email=email, roles=wanted, dealer_id=me.dealer_id,
         customer_id=me.customer_id if not me.dealer_id else None, invited_by=me.email, now=state.clock())
-    await state.record("rbac.invited", request=request, user=me,
+    await state.record(event_types.RBAC_INVITED, request=request, user=me,
                        details={"roles": wanted, "invitation": invitation.id}, personal={"subject": email})
     link = invitation.link(state.settings.public_url)
     return render(state, request, "invited.html", login=login, link=link, email=email)
@@ -153,14 +153,14 @@ async def accept_invitation(request: Request, state: State, s: DbSession, _csrf:
             raise HTTPException(409, "this e-mail belongs to another organisation")
         await users_store.reset_password(s, existing.id, hash_password(password))  # a password reset
         await portal_sessions.delete_user_portal_sessions(s, existing.id)
-        kind = "auth.password_reset"
+        kind = event_types.AUTH_PASSWORD_RESET
     else:
         user = User(UserId(f"u-{secrets.token_hex(6)}"), row.email, display_name.strip() or row.email,
                     frozenset(Role(r) for r in row.roles),
                     DealerId(row.dealer_id) if row.dealer_id else None,
                     CustomerId(row.customer_id) if row.customer_id else None)
         await add_user(s, user, password_hash=hash_password(password))
-        kind = "rbac.invitation_accepted"
+        kind = event_types.RBAC_INVITATION_ACCEPTED
     await invitations_store.mark_accepted(s, row.id, now)
     await state.record(kind, request=request, actor=row.email, dealer_id=row.dealer_id,
                        customer_id=row.customer_id, details={"invitation": row.id})
@@ -181,7 +181,7 @@ async def reset_link(request: Request, state: State, s: DbSession, login: Curren
         s, email=user.email, roles=[r.value for r in user.roles], dealer_id=user.dealer_id,
         customer_id=user.customer_id, invited_by=login.user.email, now=state.clock(),
         ttl=timedelta(hours=24))
-    await state.record("auth.password_reset_link", request=request, user=login.user,
+    await state.record(event_types.AUTH_PASSWORD_RESET_LINK, request=request, user=login.user,
                        details={"user": user.id}, personal={"subject": user.email})
     link = invitation.link(state.settings.public_url)
     return render(state, request, "invited.html", login=login, link=link, email=user.email)

@@ -18,6 +18,8 @@ from typing import Annotated, Any
 
 import typer
 
+from printgate.domain import event_types
+
 app = typer.Typer(no_args_is_help=True, help="operator commands: first dealer, users, agents")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file")]
@@ -85,8 +87,8 @@ async def _create_dealer(settings: Any, dealer_id: str, name: str, email: str) -
                                              dealer_id=dealer_id, customer_id=None,
                                              invited_by=_actor(), now=now)
         await _audit(db, s, [
-            _event("tenant.dealer_added", dealer_id=dealer_id, details={"name": name}),
-            _event("rbac.invited", dealer_id=dealer_id,
+            _event(event_types.TENANT_DEALER_ADDED, dealer_id=dealer_id, details={"name": name}),
+            _event(event_types.RBAC_INVITED, dealer_id=dealer_id,
                    details={"roles": [Role.DEALER_ADMIN.value], "invitation": invitation.id},
                    personal={"subject": email.strip().lower()}),
         ])
@@ -148,7 +150,7 @@ async def _add_user(settings: Any, email: str, roles: list[str], dealer: str | N
         invitation = await create_invitation(s, email=email, roles=roles, dealer_id=dealer,
                                              customer_id=customer, invited_by=_actor(), now=now)
         await _audit(db, s, [_event(
-            "rbac.invited", dealer_id=dealer or (customer_row.dealer_id if customer_row else None),
+            event_types.RBAC_INVITED, dealer_id=dealer or (customer_row.dealer_id if customer_row else None),
             customer_id=customer,
             details={"roles": roles, "invitation": invitation.id},
             personal={"subject": email.strip().lower()})])
@@ -222,8 +224,8 @@ def revoke_agent(
 
 
 async def _revoke(settings: Any, agent_id: str, reason: str) -> int:
-    from audit.event_types import AGENT_REVOKED
     from printgate.cli.schema_guard import schema_database
+    from printgate.domain.event_types import AGENT_REVOKED
     from printgate.store import channel
     from printgate.store.site_agents import owner_of_agent
 

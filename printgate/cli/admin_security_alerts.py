@@ -17,11 +17,12 @@ from typing import Annotated, Any
 import typer
 
 from printgate.cli.admin import ConfigOpt, _audit, _event, _fail, _settings
+from printgate.domain import event_types
 
 app = typer.Typer(no_args_is_help=True, help="security-alert subscriptions of dealers and customers")
 
-SUBSCRIPTION_ADDED = "security_alert.subscription.added"
-SUBSCRIPTION_REMOVED = "security_alert.subscription.removed"
+SUBSCRIPTION_ADDED = event_types.SECURITY_ALERT_SUBSCRIPTION_ADDED
+SUBSCRIPTION_REMOVED = event_types.SECURITY_ALERT_SUBSCRIPTION_REMOVED
 
 
 @app.command("subscribe")

@@ -18,6 +18,8 @@ from typing import Annotated
 
 import typer
 
+from printgate.domain import event_types
+
 DEFAULT_DATA_DIR = Path("/var/lib/printgate-agent")
 
 
@@ -192,7 +194,7 @@ def authorise_rekey(
             async with db.transaction() as s:
                 until = await channel_store.grant_rekey(s, agent_id, granted_by=by, ttl=timedelta(minutes=minutes))
             await AuditLog(db, None).append(AuditEventIn(
-                type="agent.rekey.authorised", actor=by,
+                type=event_types.AGENT_REKEY_AUTHORISED, actor=by,
                 details={"agent_id": agent_id, "until": until.isoformat()}))
             return until
 

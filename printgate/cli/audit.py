@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from printgate.cli.audit_witness import app as witness_app
+from printgate.domain import event_types
 from printgate.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="audit commands")
@@ -168,7 +169,7 @@ def export(
             else:
                 summary = await export_jsonl(db, out, subset=subset, with_personal=with_personal)
             await AuditLog(db, None).append(AuditEventIn(
-                type="audit.exported", actor=actor, dealer_id=dealer, customer_id=customer,
+                type=event_types.AUDIT_EXPORTED, actor=actor, dealer_id=dealer, customer_id=customer,
                 details={"format": format, "records": summary.records, "with_personal": with_personal},
             ))
             return summary

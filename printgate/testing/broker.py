@@ -25,6 +25,7 @@ from printgate.domain import (
     SessionId,
     SessionReason,
     User,
+    event_types,
 )
 from printgate.interfaces import AuditSink, SessionLaunch, SessionRefused
 from printgate.store import sessions as sessions_store
@@ -58,7 +59,7 @@ class PolicyBroker:
                 approved_until=facts.approved_until)
         if self.audit is not None:  # like gateway.broker.DwaBroker: the broker audits its decisions
             await self.audit.append(AuditEventIn(
-                type="policy.decision", outcome=Outcome.SUCCESS if decision.allow else Outcome.DENIED,
+                type=event_types.POLICY_DECISION, outcome=Outcome.SUCCESS if decision.allow else Outcome.DENIED,
                 actor=user.email, dealer_id=user.dealer_id, device_id=device_id, source_ip=source_ip,
                 details={"action": "dwa.open", "allow": decision.allow,
                          "reasons": [{"code": r.code, "message": r.message} for r in decision.reasons],

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.exc import IntegrityError
 
+from printgate.domain import event_types
 from printgate.domain.audit import AuditEventIn
 from printgate.domain.credentials import (
     MAX_ACCOUNT,
@@ -106,7 +107,7 @@ class CredentialVault:
                 s, customer_id=customer_id, scope=scope, target=target, version=version, kind=kind,
                 account=account, profile=profile, sealed=sealed, now=now, by=actor)
         await self._audit.append(AuditEventIn(
-            type="vault.credential_rotated" if version > 1 else "vault.credential_set",
+            type=event_types.VAULT_CREDENTIAL_ROTATED if version > 1 else event_types.VAULT_CREDENTIAL_SET,
             actor=actor, dealer_id=dealer_id, customer_id=customer_id,
             device_id=target if scope is CredentialScope.DEVICE else None, source_ip=source_ip,
             details={"scope": scope.value, "target": target, "kind": kind.value, "account": account,
@@ -123,7 +124,7 @@ class CredentialVault:
         async with self._db.transaction() as s:
             erased = await store.erase_credential(s, customer_id, scope, target, self._clock())
         await self._audit.append(AuditEventIn(
-            type="vault.credential_erased", actor=actor, dealer_id=dealer_id, customer_id=customer_id,
+            type=event_types.VAULT_CREDENTIAL_ERASED, actor=actor, dealer_id=dealer_id, customer_id=customer_id,
             device_id=target if scope is CredentialScope.DEVICE else None, source_ip=source_ip,
             details={"scope": scope.value, "target": target, "versions_erased": erased},
         ))
@@ -157,7 +158,7 @@ class CredentialVault:
         async with self._db.transaction() as s:
             await store.set_credentials_forbidden(s, customer_id, forbidden, self._clock(), actor)
         await self._audit.append(AuditEventIn(
-            type="vault.use_forbidden" if forbidden else "vault.use_allowed", actor=actor,
+            type=event_types.VAULT_USE_FORBIDDEN if forbidden else event_types.VAULT_USE_ALLOWED, actor=actor,
             dealer_id=dealer_id, customer_id=customer_id, source_ip=source_ip,
             details={"forbidden": forbidden},
         ))

@@ -7,7 +7,7 @@ from mitmproxy import http
 from gateway.proxy.addons.websocket_guard import DROPPED_KEY
 from gateway.proxy.decision import FlowDecision, decision_of, route_of
 from printgate import metrics
-from printgate.domain import AuditEventIn, Outcome
+from printgate.domain import AuditEventIn, Outcome, event_types
 from printgate.interfaces import AuditSink
 from printgate.logs import get_logger
 
@@ -95,7 +95,7 @@ class AuditRequests:
             details |= _decision_details(decision)
             if blocked and decision.direction == "request":
                 details["refused_data"] = refused_data(flow.request)
-        event_type = "dwa.transfer_blocked" if blocked and decision and decision.direction != "session" else "dwa.request"
+        event_type = event_types.DWA_TRANSFER_BLOCKED if blocked and decision and decision.direction != "session" else event_types.DWA_REQUEST
         outcome = Outcome.BLOCKED if blocked else Outcome.SUCCESS
         stored = await self._append(flow, event_type, outcome, details)
         metrics.PROXY_REQUESTS.labels("blocked" if blocked else "served" if stored else "refused").inc()
@@ -125,9 +125,9 @@ class AuditRequests:
                                     _declared_size(message_of))
         if decision is not None and decision.blocked:
             details |= {"blocked": True} | _decision_details(decision)
-            await self._append(flow, "dwa.transfer_blocked", Outcome.BLOCKED, details)
+            await self._append(flow, event_types.DWA_TRANSFER_BLOCKED, Outcome.BLOCKED, details)
             return
-        await self._append(flow, "dwa.request", Outcome.FAILURE, details)
+        await self._append(flow, event_types.DWA_REQUEST, Outcome.FAILURE, details)
 
     async def websocket_end(self, flow: http.HTTPFlow) -> None:
         messages = flow.websocket.messages if flow.websocket else []
@@ -137,7 +137,7 @@ class AuditRequests:
             "bytes": sum(len(m.content) for m in messages),
             "dropped": int(flow.metadata.get(DROPPED_KEY, 0)),
         }
-        await self._append(flow, "dwa.websocket", Outcome.SUCCESS, details)
+        await self._append(flow, event_types.DWA_WEBSOCKET, Outcome.SUCCESS, details)
 
     @staticmethod
     def _event(flow: http.HTTPFlow, type_: str, outcome: Outcome, details: dict[str, object]) -> AuditEventIn:

@@ -49,7 +49,7 @@ from gateway.proxy.login_profiles import (
 )
 from gateway.proxy.routes import RouteChange, RouteTable, SessionRoute
 from gateway.proxy.typed_secret import request_carries, text_carries
-from printgate.domain import AuditEventIn, Outcome
+from printgate.domain import AuditEventIn, Outcome, event_types
 from printgate.domain.credentials import DeviceLogin, LoginKind
 from printgate.interfaces import AuditSink
 from printgate.logs import get_logger
@@ -369,7 +369,7 @@ class InjectCredentials:
         log.info("dwa.device_signed_in", session=route.session_id, kind=st.login.kind.value,
                  profile=st.profile.name)
         await self._append(AuditEventIn(
-            type="dwa.device_signed_in", session_id=route.session_id,
+            type=event_types.DWA_DEVICE_SIGNED_IN, session_id=route.session_id,
             details={"kind": st.login.kind.value, "account": st.login.account, "scope": st.login.scope.value,
                      "credential_version": st.login.version, "profile": st.profile.name},
         ))
@@ -381,7 +381,7 @@ class InjectCredentials:
         st.typed_audited = True
         log.warning("dwa.credential_typed", session=route.session_id, via=via)
         await self._append(AuditEventIn(
-            type="dwa.credential_typed", outcome=Outcome.SUCCESS,
+            type=event_types.DWA_CREDENTIAL_TYPED, outcome=Outcome.SUCCESS,
             session_id=route.session_id,
             details={"rule": "credential.typed_by_technician", "via": via, "account": st.login.account,
                      "credential_version": st.login.version},
@@ -394,7 +394,7 @@ class InjectCredentials:
         st.jar.clear()
         log.warning("dwa.device_sign_in_failed", session=route.session_id, reason=why)
         await self._append(AuditEventIn(
-            type="dwa.device_sign_in_failed", outcome=Outcome.FAILURE, session_id=route.session_id,
+            type=event_types.DWA_DEVICE_SIGN_IN_FAILED, outcome=Outcome.FAILURE, session_id=route.session_id,
             details={"kind": st.login.kind.value, "account": st.login.account, "reason": why[:300],
                      "credential_version": st.login.version},
         ))

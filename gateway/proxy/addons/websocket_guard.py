@@ -25,7 +25,7 @@ from gateway.proxy import encoded, pages, sniff
 from gateway.proxy.budgets import UserData
 from gateway.proxy.decision import FlowDecision, already_answered, route_of
 from gateway.proxy.limits import ProxyLimits
-from printgate.domain import AuditEventIn, Outcome
+from printgate.domain import AuditEventIn, Outcome, event_types
 from printgate.interfaces import AuditSink
 from printgate.logs import get_logger
 
@@ -132,10 +132,10 @@ class WebSocketGuard:
         }
         try:
             await self._audit.append(AuditEventIn(
-                type="dwa.transfer_blocked", outcome=Outcome.BLOCKED,
+                type=event_types.DWA_TRANSFER_BLOCKED, outcome=Outcome.BLOCKED,
                 session_id=route.session_id if route else None,
                 source_ip=str(peer[0]) if peer else None, details=details,
             ))
         except Exception as exc:  # the frame is dropped either way; operators see the failure
-            log.error("dwa.audit_failed", error=str(exc), type="dwa.transfer_blocked")
+            log.error("dwa.audit_failed", error=str(exc), type=event_types.DWA_TRANSFER_BLOCKED)
             flow.kill()  # what cannot be audited does not go on (fail closed)
