@@ -25,7 +25,7 @@ from typing import Any
 
 import uvloop
 
-from audit.log import AuditLog
+from audit.metered_log import MeteredAuditLog
 from gateway.proxy.connection_limits import ConnectionLimits
 from gateway.proxy.control_channel import ControlPeer, Message, read_message, route_from_json
 from gateway.proxy.limits import ProxyLimits
@@ -87,7 +87,7 @@ class Worker:
         self._db = Database(config["database_url"])
         self.proxy = DwaProxy(
             config["listen_host"], int(config["port"]), dwa_domain=config["dwa_domain"],
-            routes=self.routes, audit=AuditLog(self._db, None), on_end_request=self._end,
+            routes=self.routes, audit=MeteredAuditLog(self._db, None), on_end_request=self._end,
             limits=ProxyLimits(**config["limits"]),
             connection_limits=ConnectionLimits(**config["connection_limits"]), on_session_timeout=self._timeout,
             on_extend_request=self._extend, public_scheme=config["public_scheme"],
