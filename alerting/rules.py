@@ -55,9 +55,10 @@ CHANNEL_REFUSAL_TYPES = frozenset({event_types.AGENT_RPC_DENIED, event_types.AGE
 REVOKED_AGENT_REASON = "agent_revoked"
 # producer: portal/routers/device_credentials.py (break-glass reveal)
 CREDENTIAL_REVEALED = event_types.VAULT_CREDENTIAL_REVEALED
-# Platform integrity. No part writes these yet (checkpoint and witness failures and audit
-# outages are only logged today); the names are reserved here so a producer can be added
-# without touching the rules (docs/security-alerting.md).
+# Platform integrity. producers: audit/checkpoint_timer.py (checkpoint failed, witness silent),
+# portal/routers/audit_witness.py (a witness's refusal, a split view), audit/metered_log.py
+# (audit.recovered after an outage); "audit.outage" stays reserved (an outage cannot be written
+# while it lasts) (docs/security-alerting.md).
 PLATFORM_TYPES = frozenset({
     event_types.AUDIT_CHECKPOINT_FAILED, event_types.AUDIT_WITNESS_FAILED, event_types.AUDIT_OUTAGE, event_types.AUDIT_RECOVERED,
 })
