@@ -24,6 +24,7 @@ from printgate.domain import (
     Site,
     SiteId,
     User,
+    event_types,
 )
 from printgate.errors import CustomerNameTaken
 from printgate.store import sessions as sessions_store
@@ -49,7 +50,7 @@ async def _end_live_sessions(state: State, s: DbSession, request: Request, me: U
     reason; the broker ends them once the change is committed, so a Rejoin finds nothing)."""
     live = await sessions_store.live_session_ids_at(s, site_ids=site_ids)
     for sid in live:
-        await state.record("dwa.session.ended_by_access_mode", request=request, user=me, customer_id=customer_id,
+        await state.record(event_types.DWA_SESSION_ENDED_BY_ACCESS_MODE, request=request, user=me, customer_id=customer_id,
                            session_id=sid, details={"reason": NEVER_REASON})
     if live:
         broker = state.broker
@@ -92,7 +93,7 @@ async def set_remote_access(request: Request, state: State, s: DbSession, login:
     if customer is None or not may:
         raise HTTPException(404, "no such customer in your organisation")
     before = await tenants_store.set_remote_access(s, customer.id, mode)
-    await state.record("tenant.remote_access_changed", request=request, user=me, customer_id=customer.id,
+    await state.record(event_types.TENANT_REMOTE_ACCESS_CHANGED, request=request, user=me, customer_id=customer.id,
                        details={"from": before.value if before else None, "to": mode.value})
     if mode is RemoteAccessMode.NEVER:  # the sites without a mode of their own follow the customer
         sites = await tenants_store.list_sites_of_customers(s, [customer.id])
@@ -121,7 +122,7 @@ async def set_site_access(request: Request, state: State, s: DbSession, login: C
     if site is None or row is None or not may:
         raise HTTPException(404, "no such site in your organisation")
     before = await tenants_store.set_site_access(s, site_id, chosen, alert_min_severity)
-    await state.record("tenant.site_access_changed", request=request, user=me, customer_id=row.id, details={
+    await state.record(event_types.TENANT_SITE_ACCESS_CHANGED, request=request, user=me, customer_id=row.id, details={
         "site": site_id, "from": before.remote_access.value if before and before.remote_access else None,
         "to": chosen.value if chosen else None, "alert_min_severity": alert_min_severity.value})
     if (chosen or row.remote_access) is RemoteAccessMode.NEVER:
