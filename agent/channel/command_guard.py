@@ -28,7 +28,6 @@ from agent.errors import (
 from printgate.errors import CommandSignatureInvalid
 from printgate.logs import get_logger
 from printgate.wire import agent_pb2 as pb
-from printgate.wire.commands import verify_command
 
 log = get_logger(__name__)
 
@@ -61,6 +60,8 @@ class CommandGuard:
     def check(self, envelope: pb.SignedCommand, *, channel: str) -> VerifiedCommand:
         """The verified command, or ``CommandRejected`` saying why it was refused."""
         try:
+            from printgate.wire.commands import verify_command  # cryptography: not loaded at start
+
             command = verify_command(envelope, self._key)
         except CommandSignatureInvalid as exc:
             raise CommandRejected(exc.message, code=COMMAND_FORGED) from exc

@@ -18,18 +18,21 @@ import os
 import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from grpc import aio
 
 from agent.errors import EnrolmentFailed
 from printgate.logs import get_logger
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import agent_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+# cryptography (~11 MB RSS: its own OpenSSL) is imported where a key or CSR is made, not at
+# start: `agent run` needs it only to renew its certificate or verify a command (issue 17 item 6)
 
 log = get_logger(__name__)
 
@@ -105,10 +108,16 @@ def write_atomic(path: Path, data: bytes, *, mode: int) -> None:
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     return ec.generate_private_key(ec.SECP256R1())
 
 
 def make_csr(key: ec.EllipticCurvePrivateKey, name: str) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
     csr = (x509.CertificateSigningRequestBuilder()
            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
            .sign(key, hashes.SHA256()))
@@ -116,6 +125,8 @@ def make_csr(key: ec.EllipticCurvePrivateKey, name: str) -> bytes:
 
 
 def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
@@ -151,6 +162,9 @@ PENDING_KEY = "agent.key.pending"
 def _pending_key(data_dir: Path) -> ec.EllipticCurvePrivateKey:
     """The key of an unfinished enrolment if there is one, else a new key saved as pending
     (0600, fsynced) before anything is sent."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     path = data_dir / PENDING_KEY
     if path.exists():
         try:
