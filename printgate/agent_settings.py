@@ -82,6 +82,15 @@ class AgentSettings:
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None  # a local Prometheus endpoint when set
 
+    def to_config(self) -> dict[str, Any]:
+        """The values as an agent.toml ``[agent]`` table holds them (paths as text, unset left out)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                out[f.name] = str(value) if isinstance(value, Path) else (list(value) if isinstance(value, list) else value)
+        return out
+
     def __post_init__(self) -> None:
         """Checked however it is built (the demo and tests construct it directly)."""
         problems: list[str] = []

@@ -41,6 +41,7 @@ FORBIDDEN = {
     "typer": "`agent run` is parsed by argparse (Typer 0.2x loads pydantic)",
     "rich": "structlog.dev imports rich (+ pygments, tracebacks) when it can: agent_run.keep_rich_out",
     "pygments": "rich's syntax highlighting",
+    "cryptography": "~10 MB (its own OpenSSL): loaded with the first signed command or certificate renewal",
 }
 FORBIDDEN_MODULES = {"printgate.store": "ORM rows stay in the cloud", "printgate.cli.cloud": "the cloud's wiring",
                      "printgate.settings": "the cloud's settings (pydantic); the agent's: printgate.agent_settings"}

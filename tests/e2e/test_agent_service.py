@@ -51,7 +51,7 @@ async def test_enrolled_agent_service_discovers_printers_and_serves_a_tunnel(tmp
         _, err2 = await asyncio.wait_for(again.communicate(), 60)
         assert again.returncode != 0 and b"token" in err2.lower()
 
-        settings = system.agent_settings(agent_dir).model_dump(mode="json", exclude_none=True)
+        settings = system.agent_settings(agent_dir).to_config()
         config = tmp_path / "agent.toml"
         config.write_text(_toml(settings))
         service = await asyncio.create_subprocess_exec(PRINTGATE, "agent", "run", "--config", str(config))

@@ -42,7 +42,7 @@ async def test_agent_restarted_without_cloud_polls_stops_in_time_and_delivers_ex
         agent_dir = tmp_path / "agent"
         await enroll(system.cloud.channel.enrol_target, system.enrolment_token, agent_dir,
                      ca_cert_pem=system.cloud.ca.cert_pem)
-        agent = system.agent_settings(agent_dir).model_dump(mode="json", exclude_none=True)
+        agent = system.agent_settings(agent_dir).to_config()
         agent.update(targets=[p.ip for p in PRINTERS[:3]], counters_interval_seconds=1.0,
                      supplies_interval_seconds=1.0, alerts_interval_seconds=1.0,
                      upload_interval_seconds=0.5, scan_interval_seconds=3600.0,

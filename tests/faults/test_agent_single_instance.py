@@ -22,7 +22,7 @@ async def test_a_second_agent_on_the_same_data_dir_is_refused_and_a_busy_metrics
         agent_dir = tmp_path / "agent"
         await enroll(system.cloud.channel.enrol_target, system.enrolment_token, agent_dir,
                      ca_cert_pem=system.cloud.ca.cert_pem)
-        agent = system.agent_settings(agent_dir).model_dump(mode="json", exclude_none=True)
+        agent = system.agent_settings(agent_dir).to_config()
         with socket.socket() as busy:  # something else already listens on the metrics port
             busy.bind(("127.0.0.1", 0))
             busy.listen()

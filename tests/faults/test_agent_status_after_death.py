@@ -17,7 +17,7 @@ async def test_status_of_a_killed_agent_shows_tasks_as_last_known(tmp_path: Path
         agent_dir = tmp_path / "agent"
         await enroll(system.cloud.channel.enrol_target, system.enrolment_token, agent_dir,
                      ca_cert_pem=system.cloud.ca.cert_pem)
-        agent = system.agent_settings(agent_dir).model_dump(mode="json", exclude_none=True)
+        agent = system.agent_settings(agent_dir).to_config()
         agent.update(targets=[p.ip for p in PRINTERS[:1]], scan_interval_seconds=3600.0)
         config = write_config(tmp_path / "agent.toml", agent)
         proc = await start_agent(config, tmp_path / "agent.log")

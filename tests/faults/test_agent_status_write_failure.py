@@ -39,7 +39,7 @@ async def test_a_status_file_that_cannot_be_written_shows_in_the_heartbeat(tmp_p
         agent_dir = tmp_path / "agent"
         identity = await enroll(system.cloud.channel.enrol_target, system.enrolment_token, agent_dir,
                                 ca_cert_pem=system.cloud.ca.cert_pem)
-        agent = system.agent_settings(agent_dir).model_dump(mode="json", exclude_none=True)
+        agent = system.agent_settings(agent_dir).to_config()
         agent.update(targets=[p.ip for p in PRINTERS[:1]], scan_interval_seconds=3600.0)
         config = write_config(tmp_path / "agent.toml", agent)
         status_json = agent_dir / "status.json"

@@ -97,7 +97,7 @@ async def test_the_agent_endpoint_exports_agent_families_only(tmp_path: Path) ->
         await enroll(system.cloud.channel.enrol_target, system.enrolment_token, agent_dir,
                      ca_cert_pem=system.cloud.ca.cert_pem)
         port = free_tcp_port()
-        agent = system.agent_settings(agent_dir).model_dump(mode="json", exclude_none=True)
+        agent = system.agent_settings(agent_dir).to_config()
         agent.update(targets=[PRINTERS[0].ip], scan_interval_seconds=3600.0, stop_deadline_seconds=3.0,
                      metrics_port=port)
         config = write_config(tmp_path / "agent.toml", agent)

@@ -4,6 +4,7 @@ same verdicts as the cloud's ``Settings``, and errors that name every bad value.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -120,3 +121,10 @@ def test_built_directly_it_is_checked_too() -> None:
     # the cloud's flavour is the same class: the agent's assembly takes either
     assert isinstance(Settings().agent, AgentSettings)
     assert {f.name for f in dataclasses.fields(Settings().agent)} == {f.name for f in dataclasses.fields(AgentSettings)}
+
+
+def test_to_config_round_trips_through_a_file(tmp_path: Path) -> None:
+    settings = AgentSettings(targets=["10.0.0.0/24"], data_dir=Path("/var/lib/a"), metrics_port=None, snmp_port=1161)
+    lines = ["[agent]"] + [f"{k} = {json.dumps(v)}" for k, v in settings.to_config().items()]
+    loaded = load_agent_config(write(tmp_path, "\n".join(lines) + "\n"), environ={}).agent
+    assert loaded == settings and "metrics_port" not in settings.to_config()
