@@ -62,10 +62,10 @@ APPROVAL_APPROVED = "approval.approved"
 APPROVAL_DENIED = "approval.denied"
 APPROVAL_REQUESTED = "approval.requested"
 # audit
-AUDIT_CHECKPOINT_FAILED = "audit.checkpoint.failed"  # reserved: no part writes it yet (alerting.rules.PLATFORM_TYPES)
-AUDIT_OUTAGE = "audit.outage"  # reserved: no part writes it yet (alerting.rules.PLATFORM_TYPES)
-AUDIT_RECOVERED = "audit.recovered"  # reserved: no part writes it yet (alerting.rules.PLATFORM_TYPES)
-AUDIT_WITNESS_FAILED = "audit.witness.failed"  # reserved: no part writes it yet (alerting.rules.PLATFORM_TYPES)
+AUDIT_CHECKPOINT_FAILED = "audit.checkpoint.failed"  # audit/checkpoint_timer.py; details: error, code
+AUDIT_OUTAGE = "audit.outage"  # reserved: an outage cannot be written while it lasts (see AUDIT_RECOVERED)
+AUDIT_RECOVERED = "audit.recovered"  # audit/metered_log.py after an outage; details: started_at, ended_at, duration_s, refused, refused_types
+AUDIT_WITNESS_FAILED = "audit.witness.failed"  # details: reason (refusal code, split_view, unreachable), witness
 # auth
 AUTH_API_TOKEN_CREATED = "auth.api_token_created"
 AUTH_API_TOKEN_REVOKED = "auth.api_token_revoked"
