@@ -41,6 +41,7 @@ FORBIDDEN = {
     "typer": "`agent run` is parsed by argparse (Typer 0.2x loads pydantic)",
     "rich": "structlog.dev imports rich (+ pygments, tracebacks) when it can: agent_run.keep_rich_out",
     "pygments": "rich's syntax highlighting",
+    "paho": "the MQTT client: imported only when enrolment named a broker (agent.channel.dual)",
     "cryptography": "~10 MB (its own OpenSSL): loaded with the first signed command or certificate renewal",
 }
 FORBIDDEN_MODULES = {"printgate.store": "ORM rows stay in the cloud", "printgate.cli.cloud": "the cloud's wiring",

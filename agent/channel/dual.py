@@ -13,16 +13,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from agent.channel.command_guard import VerifiedCommand
 from agent.channel.enroll import EnrolledIdentity
 from agent.channel.grpc_client import GrpcChannel
-from agent.channel.mqtt_client import MqttChannel
 from printgate.domain import Reading
 from printgate.errors import AgentUnavailable
 from printgate.logs import get_logger
 from printgate.wire import agent_pb2 as pb
 from printgate.wire.mqtt_url import parse_mqtt_url
+
+if TYPE_CHECKING:  # paho is imported only by an agent told to use a broker (issue 17 item 6)
+    from agent.channel.mqtt_client import MqttChannel
 
 log = get_logger(__name__)
 
@@ -41,6 +44,8 @@ class DualChannel:
         endpoint = parse_mqtt_url(identity.mqtt_url)
 
         def make_mqtt(current: EnrolledIdentity) -> MqttChannel:
+            from agent.channel.mqtt_client import MqttChannel
+
             return MqttChannel(endpoint.host, endpoint.port, current, guard=grpc.guard,
                                transport=endpoint.transport, ws_path=endpoint.path, http_proxy=http_proxy)
 
