@@ -95,11 +95,9 @@ class AgentEvents:
             changed_model: list[tuple[str, str, str | None, str | None]] = []
             for d in printers:
                 identity = convert.identity_from_wire(d)
-                for old in await devices.displaced_at(s, agent.site_id, d.ip, identity):
-                    if not old.identity_verified:
-                        continue  # flagged already
-                    old.identity_verified = False  # fail closed: no tunnel until re-verified
-                    displaced.append((old.id, d.ip, identity.describe()))
+                # fail closed: a known device whose address another printer answers now gets no tunnel
+                for old_id in await devices.mark_displaced_unverified(s, agent.site_id, d.ip, identity):
+                    displaced.append((old_id, d.ip, identity.describe()))
                 row = await devices.upsert_discovered(
                     s, device_id=uuid.uuid4().hex[:16], site_id=agent.site_id, agent_id=agent_id,
                     ip=d.ip, identity=identity, ews_port=max(d.ews_port, 0),
@@ -107,7 +105,7 @@ class AgentEvents:
                     ews_probe=d.ews_probe,
                 )
                 if row.model_changed_at == now:  # same device, new firmware/description text
-                    changed_model.append((row.id, d.ip, row.previous_model, row.model))
+                    changed_model.append((row.id, d.ip, row.previous_model, row.identity.model))
         await self._audit.append(AuditEventIn(
             type=event_types.AGENT_INVENTORY, actor=f"agent:{agent_id}",
             details={"printers": len(printers), "reported": len(found),

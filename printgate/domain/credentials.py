@@ -56,3 +56,16 @@ class StoredCredential:
     version: int
     updated_at: datetime
     updated_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RevealRequest:
+    """A break-glass request to see a stored password, bound to a customer approval; revealed once."""
+
+    id: str
+    approval_id: str
+    user_id: str
+    device_id: str
+    customer_id: str
+    requested_at: datetime
+    revealed_at: datetime | None

@@ -21,6 +21,7 @@ from sqlalchemy import JSON, Dialect, Table, Text, delete, func, insert, select,
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from printgate.domain.audit import StoredCheckpoint, StoredCosignature, StoredPersonal, StoredRecord
 from printgate.errors import AuditIntegrityError
 from printgate.store.db import Database
 from printgate.store.models.audit import (
@@ -173,22 +174,50 @@ async def insert_checkpoint(s: AsyncSession, row: dict[str, Any]) -> None:
     await s.execute(insert(AuditCheckpointRow), [row])
 
 
-async def latest_checkpoint(s: AsyncSession, *, at_most: int | None = None) -> AuditCheckpointRow | None:
+def _checkpoint(row: AuditCheckpointRow) -> StoredCheckpoint:
+    return StoredCheckpoint(tree_size=row.tree_size, root=row.root, head=row.head, at=row.at, key_id=row.key_id,
+                            signature=row.signature, frontier=list(row.frontier or []))
+
+
+def _cosignature(row: AuditCosignatureRow) -> StoredCosignature:
+    return StoredCosignature(
+        witness=row.witness, tree_size=row.tree_size, witness_public_key=row.witness_public_key,
+        cosigned_at=row.cosigned_at, signature=row.signature, root=row.root, head=row.head,
+        checkpoint_at=row.checkpoint_at, key_id=row.key_id, checkpoint_signature=row.checkpoint_signature,
+        received_at=row.received_at,
+    )
+
+
+def _record(row: AuditRecordRow) -> StoredRecord:
+    return StoredRecord(
+        seq=row.seq, at=row.at, schema_version=row.schema_version, type=row.type, outcome=row.outcome,
+        dealer_id=row.dealer_id, customer_id=row.customer_id, device_id=row.device_id,
+        session_id=row.session_id, entry=row.entry, hash=row.hash, prev=row.prev, pruned_by=row.pruned_by,
+    )
+
+
+def _personal(row: AuditPersonalRow) -> StoredPersonal:
+    return StoredPersonal(seq=row.seq, actor=row.actor, source_ip=row.source_ip, fields=dict(row.fields or {}))
+
+
+async def latest_checkpoint(s: AsyncSession, *, at_most: int | None = None) -> StoredCheckpoint | None:
     q = select(AuditCheckpointRow).order_by(AuditCheckpointRow.tree_size.desc()).limit(1)
     if at_most is not None:
         q = q.where(AuditCheckpointRow.tree_size <= at_most)
-    return (await s.execute(q)).scalars().first()
+    row = (await s.execute(q)).scalars().first()
+    return _checkpoint(row) if row is not None else None
 
 
-async def checkpoints(db: Database) -> Sequence[AuditCheckpointRow]:
+async def checkpoints(db: Database) -> list[StoredCheckpoint]:
     async with db.session() as s:
         q = select(AuditCheckpointRow).order_by(AuditCheckpointRow.tree_size)
-        return (await s.execute(q)).scalars().all()
+        return [_checkpoint(r) for r in (await s.execute(q)).scalars().all()]
 
 
-async def checkpoint_of_size(db: Database, tree_size: int) -> AuditCheckpointRow | None:
+async def checkpoint_of_size(db: Database, tree_size: int) -> StoredCheckpoint | None:
     async with db.session() as s:
-        return await s.get(AuditCheckpointRow, tree_size)
+        row = await s.get(AuditCheckpointRow, tree_size)
+        return _checkpoint(row) if row is not None else None
 
 
 async def insert_cosignature(s: AsyncSession, row: dict[str, Any]) -> bool:
@@ -199,11 +228,11 @@ async def insert_cosignature(s: AsyncSession, row: dict[str, Any]) -> bool:
     return True
 
 
-async def cosignatures(db: Database) -> Sequence[AuditCosignatureRow]:
+async def cosignatures(db: Database) -> list[StoredCosignature]:
     """Every stored cosignature, by tree size."""
     async with db.session() as s:
         q = select(AuditCosignatureRow).order_by(AuditCosignatureRow.tree_size, AuditCosignatureRow.witness)
-        return (await s.execute(q)).scalars().all()
+        return [_cosignature(r) for r in (await s.execute(q)).scalars().all()]
 
 
 async def record_hashes(s: AsyncSession, first: int, last: int) -> list[str]:
@@ -215,7 +244,7 @@ async def record_hashes(s: AsyncSession, first: int, last: int) -> list[str]:
 
 async def iter_records(
     db: Database, *, first: int = 1, batch: int = 5000, seqs: Iterable[int] | None = None
-) -> AsyncIterator[Sequence[AuditRecordRow]]:
+) -> AsyncIterator[list[StoredRecord]]:
     """All records in seq order (keyset pagination), ``batch`` rows at a time."""
     if seqs is not None:
         wanted = sorted(set(seqs))
@@ -223,14 +252,14 @@ async def iter_records(
             async with db.session() as s:
                 q = (select(AuditRecordRow).where(AuditRecordRow.seq.in_(wanted[i:i + batch]))
                      .order_by(AuditRecordRow.seq))
-                yield (await s.execute(q)).scalars().all()
+                yield [_record(r) for r in (await s.execute(q)).scalars().all()]
         return
     after = first - 1
     while True:
         async with db.session() as s:
             q = (select(AuditRecordRow).where(AuditRecordRow.seq > after)
                  .order_by(AuditRecordRow.seq).limit(batch))
-            rows = (await s.execute(q)).scalars().all()
+            rows = [_record(r) for r in (await s.execute(q)).scalars().all()]
         if not rows:
             return
         yield rows
@@ -264,11 +293,11 @@ async def personal_range(db: Database, first: int, last: int) -> dict[int, dict[
         return {r.seq: _fields(r) for r in (await s.execute(q)).scalars()}
 
 
-async def personal_rows(db: Database, first: int, last: int) -> Sequence[AuditPersonalRow]:
+async def personal_rows(db: Database, first: int, last: int) -> list[StoredPersonal]:
     async with db.session() as s:
         q = (select(AuditPersonalRow).where(AuditPersonalRow.seq.between(first, last))
              .order_by(AuditPersonalRow.seq))
-        return (await s.execute(q)).scalars().all()
+        return [_personal(r) for r in (await s.execute(q)).scalars().all()]
 
 
 def _personal_column(field: str) -> Any:
@@ -294,7 +323,7 @@ async def query_records(
     before_seq: int | None = None,
     newest_first: bool = False,
     limit: int = 500,
-) -> Sequence[AuditRecordRow]:
+) -> list[StoredRecord]:
     """Records matching every given criterion (pruned ones excluded), in seq order,
     or newest first for people paging back through the log (``before_seq``)."""
     conds: list[Any] = [AuditRecordRow.seq > after_seq, AuditRecordRow.entry.is_not(None)]
@@ -318,7 +347,7 @@ async def query_records(
     async with db.session() as s:
         order = AuditRecordRow.seq.desc() if newest_first else AuditRecordRow.seq
         q = select(AuditRecordRow).where(*conds).order_by(order).limit(limit)
-        return (await s.execute(q)).scalars().all()
+        return [_record(r) for r in (await s.execute(q)).scalars().all()]
 
 
 async def erase_personal(s: AsyncSession, *, field: str, value: str, any_field: bool = False) -> list[int]:

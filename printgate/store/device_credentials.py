@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from printgate.domain.credentials import CredentialScope, LoginKind, StoredCredential
+from printgate.domain.credentials import CredentialScope, LoginKind, RevealRequest, StoredCredential
 from printgate.store.models.vault import (
     CredentialRevealRow,
     CredentialUseSettingRow,
@@ -135,8 +135,12 @@ async def add_reveal(s: AsyncSession, *, reveal_id: str, approval_id: str, user_
     await s.flush()
 
 
-async def get_reveal(s: AsyncSession, reveal_id: str) -> CredentialRevealRow | None:
-    return await s.get(CredentialRevealRow, reveal_id)
+async def get_reveal(s: AsyncSession, reveal_id: str) -> RevealRequest | None:
+    row = await s.get(CredentialRevealRow, reveal_id)
+    if row is None:
+        return None
+    return RevealRequest(id=row.id, approval_id=row.approval_id, user_id=row.user_id, device_id=row.device_id,
+                         customer_id=row.customer_id, requested_at=row.requested_at, revealed_at=row.revealed_at)
 
 
 async def mark_revealed(s: AsyncSession, reveal_id: str, now: datetime) -> bool:

@@ -104,7 +104,7 @@ async def find_by_identity(
     return None
 
 
-async def displaced_at(s: AsyncSession, site_id: str, ip: str, identity: DeviceIdentity) -> list[DeviceRow]:
+async def _displaced_at(s: AsyncSession, site_id: str, ip: str, identity: DeviceIdentity) -> list[DeviceRow]:
     """Known devices recorded at ``ip`` whose identity differs from what answers there now."""
     rows = (await s.execute(
         select(DeviceRow).where(DeviceRow.site_id == site_id, DeviceRow.ip == ip)
@@ -116,11 +116,24 @@ async def displaced_at(s: AsyncSession, site_id: str, ip: str, identity: DeviceI
     ]
 
 
+async def mark_displaced_unverified(s: AsyncSession, site_id: str, ip: str, identity: DeviceIdentity) -> list[str]:
+    """Fail closed when another printer answers at a known device's address: every verified
+    device recorded at ``ip`` whose identity differs from ``identity`` is marked unverified (no
+    tunnel until re-verified); the ids newly marked (those flagged already are left out)."""
+    marked: list[str] = []
+    for row in await _displaced_at(s, site_id, ip, identity):
+        if not row.identity_verified:
+            continue  # flagged already
+        row.identity_verified = False
+        marked.append(row.id)
+    return marked
+
+
 async def upsert_discovered(
     s: AsyncSession, *, device_id: str, site_id: str, agent_id: str, ip: str,
     identity: DeviceIdentity, ews_port: int, ews_scheme: str, now: datetime, ews_probe: str = "",
-) -> DeviceRow:
-    """Record a discovered printer; the same identity at a new IP keeps its id.
+) -> Device:
+    """Record a discovered printer; the same identity at a new IP keeps its id (returned as stored).
 
     A changed model text on a known device is kept as ``previous_model`` with
     ``model_changed_at`` = ``now`` (callers audit ``device.firmware_changed``).
@@ -138,7 +151,8 @@ async def upsert_discovered(
     row.ews_probe = ews_probe[:1000] if ews_port <= 0 else ""  # how each port failed (0: none)
     row.last_seen = now
     _apply_identity(row, identity, now=now)
-    return row
+    await s.flush()  # column defaults of a new row are set
+    return device_from_row(row)
 
 
 async def list_devices_of_dealer(s: AsyncSession, dealer_id: str) -> list[tuple[Device, str]]:
@@ -165,8 +179,9 @@ async def dealer_of_device(s: AsyncSession, device_id: str) -> tuple[str, str] |
     return (found[0], found[1]) if found else None
 
 
-async def repin(s: AsyncSession, device_id: str) -> DeviceRow | None:
-    """Forget the pinned certificate and trust the device again (an authorised user's decision).
+async def repin(s: AsyncSession, device_id: str) -> bool:
+    """Forget the pinned certificate and trust the device again (an authorised user's decision);
+    False when there is no such device.
 
     The next discovery pins the certificate the device then presents.
     """
@@ -174,4 +189,4 @@ async def repin(s: AsyncSession, device_id: str) -> DeviceRow | None:
     if row is not None:
         row.tls_fingerprint = None
         row.identity_verified = True
-    return row
+    return row is not None

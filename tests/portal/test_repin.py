@@ -6,13 +6,14 @@ import httpx
 
 from printgate.domain import Role
 from printgate.store import devices
+from printgate.store.models.core import DeviceRow
 from printgate.testing.portal import create_user, csrf_of, sign_in
 from tests.portal.conftest import Portal
 
 
 async def _mark_changed(portal: Portal, device_id: str) -> None:
-    async with portal.db.transaction() as s:
-        row = await devices.repin(s, device_id)
+    async with portal.db.transaction() as s:  # test set-up: the state discovery leaves after a change
+        row = await s.get(DeviceRow, device_id)
         assert row is not None
         row.identity_verified = False
         row.tls_fingerprint = "ab" * 32
