@@ -5,7 +5,8 @@ carries a stable ``code`` (the named constants below: they appear in logs,
 audit details and API answers) and a message a user can act on.
 
 One errors module per layer: this one (core), ``policy.errors``,
-``audit.errors``, ``gateway.errors``, ``portal.errors``, ``agent.errors``.
+``audit.errors``, ``fleet.errors``, ``integrations.errors``, ``alerting.errors``,
+``gateway.errors``, ``portal.errors``, ``agent.errors``.
 An error code used anywhere is a constant of one of them.
 """
 
