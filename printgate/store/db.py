@@ -8,22 +8,28 @@ writer then waits out ``busy_timeout`` and fails). The cleanup runs as its own
 task, shielded, and the cancelled caller waits for it (at most ``CLEANUP_GRACE_S``)
 before the cancellation goes on.
 
-This is not enough on its own: a cancellation landing *inside* a statement still
-sends SQLAlchemy's aiosqlite adaptor down its invalidate/terminate path, which can
-leave the write lock held (tests/core/test_cancelled_sessions.py, xfail on SQLite).
-Work a client can cancel should run detached from the cancellable task, as the agent
-channel's calls do (``gateway/channel/detached.py``).
+A cancellation landing *inside* a statement sends SQLAlchemy's aiosqlite adaptor down
+its invalidate/terminate path, which closed the driver connection without a rollback;
+``sqlite3``'s close does not finalise a statement still owned by a live cursor (the
+cancelled one lives on in the traceback), so SQLite kept the connection as a "zombie"
+with its transaction, and the one write lock, open for good. ``_SqliteConnection`` (every
+SQLite engine here connects through it) rolls back on the connection's own worker thread
+before any close or stop, so the lock goes with the connection
+(tests/core/test_cancelled_sessions.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
@@ -117,6 +123,48 @@ def sqlite_pragmas(dbapi_conn: Any, synchronous: str = SQLITE_SYNCHRONOUS_DEFAUL
     cur.close()
 
 
+SQLITE_BUSY_TIMEOUT_S = 30
+
+
+def _rollback_quietly(conn: sqlite3.Connection) -> None:
+    """End ``conn``'s transaction (on the connection's own thread); ROLLBACK also aborts the
+    statements a cancelled caller left pending, so no write lock outlives the connection."""
+    with contextlib.suppress(sqlite3.Error):
+        if conn.in_transaction:
+            conn.rollback()
+
+
+class _SqliteConnection(aiosqlite.Connection):
+    """aiosqlite's connection, but every way of closing it rolls back first (see the module doc)."""
+
+    async def close(self) -> None:
+        conn = self._connection
+        if conn is not None and self._running:
+            with contextlib.suppress(Exception):
+                await run_to_end(partial(self._execute, _rollback_quietly, conn))
+        await super().close()
+
+    def stop(self) -> asyncio.Future[Any] | None:
+        conn = self._connection
+        if conn is not None and self._running:  # queued ahead of the close: same worker thread, in order
+            self._tx.put_nowait((None, partial(_rollback_quietly, conn)))
+        return super().stop()
+
+
+def _sqlite_creator(url: str) -> Callable[[], Awaitable[aiosqlite.Connection]]:
+    """Connections as SQLAlchemy's aiosqlite dialect makes them (same arguments), as ``_SqliteConnection``."""
+    parsed = make_url(url)
+    args, params = parsed.get_dialect()().create_connect_args(parsed)
+    params = {**params, "timeout": SQLITE_BUSY_TIMEOUT_S}
+
+    async def connect() -> aiosqlite.Connection:
+        conn = _SqliteConnection(partial(sqlite3.connect, *args, **params), 64)
+        conn._thread.daemon = True  # as SQLAlchemy does for aiosqlite's own connections
+        return await conn
+
+    return connect
+
+
 def create_engine(url: str) -> AsyncEngine:
     """An async engine for ``url`` (SQLite file created on demand, WAL mode, ``?synchronous=``)."""
     url, synchronous = sqlite_options(url)
@@ -124,7 +172,7 @@ def create_engine(url: str) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, async_creator=_sqlite_creator(url))
         event.listen(engine.sync_engine, "connect",
                      lambda dbapi_conn, _record: sqlite_pragmas(dbapi_conn, synchronous))
         return engine
