@@ -10,6 +10,7 @@ ENROLMENT_KEY_MISMATCH = "enrolment_key_mismatch"
 AGENT_REFUSED = "agent_refused"
 PROXY_WORKER_FAILED = "proxy_worker_failed"
 PROXY_CONTROL_CHANNEL_FAILED = "proxy_control_channel_failed"
+BLOCKED_BY_POLICY = "blocked_by_policy"  # the proxy's 403 JSON answer for a blocked transfer
 BATCH_ID_MISSING = "batch_id_missing"
 DEVICE_LOGIN_FAILED = "device_login_failed"
 

@@ -1,7 +1,7 @@
 """The portal while its database is unreachable: a clear 503, one log event per outage, recovery by itself.
 
 ``DatabaseOutage`` learns of an outage from the first request that fails with a
-connection-level database error (``is_database_outage``); it logs
+connection-level database error (``printgate.store.outage.is_database_outage``, shared with the gateway's channel); it logs
 ``portal.database_unreachable`` once (no traceback per request), answers every
 request with 503 (JSON under ``/api``) without touching the database, and probes
 it at most every ``probe_every_s``; the first probe that answers ends the outage
@@ -16,12 +16,13 @@ from collections.abc import Callable
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
+from portal.errors import DATABASE_UNAVAILABLE
 from printgate import metrics
 from printgate.logs import get_logger
 from printgate.store.db import Database
+from printgate.store.outage import is_database_outage as is_database_outage  # the one definition
 
 log = get_logger("portal.db_outage")
 
@@ -31,19 +32,6 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Temp
 <link rel="stylesheet" href="/static/portal.css"></head><body><main>
 <h1>Temporarily unavailable</h1><p>{message}</p><p class="muted">If this lasts, tell your printgate administrator
 (the portal's log says <code>portal.database_unreachable</code>).</p></main></body></html>"""
-
-
-def is_database_outage(exc: BaseException) -> bool:
-    """A failure to reach the database (not a bug in a query)."""
-    if isinstance(exc, sa_exc.DBAPIError):
-        return exc.connection_invalidated or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
-    if isinstance(exc, sa_exc.TimeoutError | ConnectionError | TimeoutError):
-        return True
-    if isinstance(exc, OSError):
-        return True
-    name = type(exc).__name__
-    return type(exc).__module__.startswith("asyncpg") and ("Connection" in name or name in (
-        "CannotConnectNowError", "InterfaceError"))
 
 
 class DatabaseOutage:
@@ -112,6 +100,6 @@ class DatabaseOutage:
     def response(self, request: Request) -> Response:
         headers = {"Retry-After": str(RETRY_AFTER_S), "Cache-Control": "no-store"}
         if request.url.path.startswith("/api") or "application/json" in request.headers.get("accept", ""):
-            return JSONResponse({"error": "database_unavailable", "detail": MESSAGE}, status_code=503,
+            return JSONResponse({"error": DATABASE_UNAVAILABLE, "detail": MESSAGE}, status_code=503,
                                 headers=headers)
         return HTMLResponse(PAGE.format(message=MESSAGE), status_code=503, headers=headers)

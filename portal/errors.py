@@ -12,3 +12,4 @@ OIDC_ERROR = "oidc_error"
 SSO_NO_ROLE = "sso_no_role"
 SSO_WRONG_TENANT = "sso_wrong_tenant"
 USER_DISABLED = "user_disabled"
+DATABASE_UNAVAILABLE = "database_unavailable"  # the 503 JSON answer while the database is unreachable

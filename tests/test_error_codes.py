@@ -9,6 +9,7 @@ constants, never a string written where the error is raised.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("printgate", "policy", "audit", "integrations", "alerting", "fleet", "gateway", "portal", "agent")
 ERRORS_MODULES = {f"{p}/errors.py" for p in PACKAGES}
 CODE_KEYWORDS = {"code", "error_code"}
+ANSWER_KEYS = {"error", "error_code"}
+CODE_SHAPE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)+$")  # snake_case codes, not labels such as "Error"  # keys of an error answer's code in JSON bodies
 
 
 def _sources() -> list[Path]:
@@ -49,6 +52,12 @@ def _violations(path: Path, error_classes: set[str]) -> list[str]:
             for kw in node.keywords:
                 if kw.arg in CODE_KEYWORDS and isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
                     out.append(f"{rel}:{node.lineno}: {kw.arg}={kw.value.value!r} (use a constant of an errors module)")
+        elif isinstance(node, ast.Dict):  # an error answer: {"error": <code>, ...} (JSON bodies)
+            for key, value in zip(node.keys, node.values, strict=True):
+                if (isinstance(key, ast.Constant) and key.value in ANSWER_KEYS
+                        and isinstance(value, ast.Constant) and isinstance(value.value, str)
+                        and CODE_SHAPE.match(value.value)):
+                    out.append(f"{rel}:{node.lineno}: {{{key.value!r}: {value.value!r}}} (use a constant of an errors module)")
         elif isinstance(node, ast.ClassDef) and node.name in error_classes and rel not in ERRORS_MODULES:
             out.append(f"{rel}:{node.lineno}: error class {node.name} outside the layer's errors module")
         elif isinstance(node, ast.ClassDef) and rel in ERRORS_MODULES:

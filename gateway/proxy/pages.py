@@ -13,6 +13,7 @@ import json
 
 from mitmproxy import http
 
+from gateway.errors import BLOCKED_BY_POLICY
 from gateway.proxy.decision import DECISION_KEY, GENERATED_KEY, FlowDecision
 
 PORTAL_KEY = "printgate.portal_url"
@@ -81,7 +82,7 @@ def block(flow: http.HTTPFlow, decision: FlowDecision) -> None:
     flow.metadata[DECISION_KEY] = decision
     if _wants_json(flow):
         body = json.dumps(
-            {"error": "blocked_by_policy", "rule": decision.rule, "reason": decision.reason}
+            {"error": BLOCKED_BY_POLICY, "rule": decision.rule, "reason": decision.reason}
         ).encode()
         _respond(flow, 403, body, "application/json")
         return
