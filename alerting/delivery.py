@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,20 +21,28 @@ from alerting.cef import cef_severity, extension
 from alerting.engine import from_payload
 from alerting.errors import DeliveryFailed, SubscriptionInvalid
 from alerting.rules import Category, Severity
+from integrations.addresses import check_literal
 from integrations.errors import EndpointInvalid, IntegrationError
 from integrations.smtp import SmtpConfig, SmtpTransport
 from integrations.syslog import SyslogTarget, SyslogTransport
 from integrations.webhook import WebhookTransport, check_url
 
 EMAIL = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$|^[^@\s,;<>]+@localhost$")
-SYSLOG = re.compile(r"^(tcp|tls)://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})$")
+SYSLOG = re.compile(r"^(tcp|tls)://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$")
 EVENT_KIND = "security.alert"
 
 
-def parse_syslog_target(target: str, *, ca_file: str | None = None) -> SyslogTarget:
+def parse_syslog_target(target: str, *, ca_file: str | None = None, allow_private: bool = False) -> SyslogTarget:
+    """``tls://host:port`` or ``tcp://host:port``; unless ``allow_private``, an IP literal (or an
+    obviously local name) must be a public address, as for webhooks (``integrations.addresses``)."""
     m = SYSLOG.match(target.strip())
     if m is None or not 0 < int(m.group(3)) < 65536:
         raise SubscriptionInvalid(f"syslog target {target!r}: use tls://host:port or tcp://host:port")
+    if not allow_private:
+        try:
+            check_literal(m.group(2), what="syslog")
+        except EndpointInvalid as exc:
+            raise SubscriptionInvalid(f"syslog target {target!r}: {exc.message}") from None
     return SyslogTarget(host=m.group(2).strip("[]"), port=int(m.group(3)), tls=m.group(1) == "tls",
                         ca_file=ca_file)
 
@@ -77,8 +85,8 @@ def validate(*, channel: str, target: str, categories: str | list[str] | tuple[s
             raise SubscriptionInvalid(f"webhook {target!r}: {exc.message}") from None
         if not secret or len(secret) < 16:
             raise SubscriptionInvalid("a webhook subscription needs a signing secret of at least 16 characters")
-    elif channel == "syslog":
-        parse_syslog_target(target)
+    elif channel == "syslog":  # the same public-address rule as webhooks (SSRF)
+        parse_syslog_target(target, allow_private=allow_private_webhooks)
         secret = None
     else:
         raise SubscriptionInvalid(f"unknown channel {channel!r}: use email, webhook or syslog")
@@ -89,7 +97,13 @@ class Channels:
     """The transports, built once from the settings; ``send`` one alert to one target."""
 
     def __init__(self, *, smtp: SmtpConfig | None, allow_private_webhooks: bool = False,
-                 syslog_ca_file: str | None = None, timeout: float = 10.0) -> None:
+                 syslog_ca_file: str | None = None, timeout: float = 10.0,
+                 trusted_syslog: Collection[str] = ()) -> None:
+        """``allow_private_webhooks`` also lets syslog targets reach private/loopback addresses
+        (labs, tests); ``trusted_syslog`` are the operator's own collectors (``operator_syslog``),
+        which may be on the cloud's internal network."""
+        self._allow_private = allow_private_webhooks
+        self._trusted_syslog = frozenset(trusted_syslog)
         self._smtp = SmtpTransport(smtp) if smtp is not None else None
         self._webhook = WebhookTransport(timeout=timeout, allow_private=allow_private_webhooks)
         self._syslog_ca = syslog_ca_file
@@ -116,9 +130,11 @@ class Channels:
             elif channel == "syslog":
                 transport = self._syslog.get(target)
                 if transport is None:
-                    spec = parse_syslog_target(target, ca_file=self._syslog_ca)
+                    private = self._allow_private or target in self._trusted_syslog
+                    spec = parse_syslog_target(target, ca_file=self._syslog_ca, allow_private=private)
                     spec = SyslogTarget(spec.host, spec.port, spec.tls, spec.ca_file, None, self._timeout)
-                    transport = self._syslog[target] = SyslogTransport(spec, hostname="printgate")
+                    transport = self._syslog[target] = SyslogTransport(spec, hostname="printgate",
+                                                                       allow_private=private)
                 await transport.send_cef(signature_id=alert.rule, name=alert.title, severity=cef_severity(alert),
                                          extensions=extension(alert), at=alert.last_at)
             else:

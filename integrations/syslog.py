@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from integrations.errors import IntegrationError
+from integrations.addresses import resolve_public
+from integrations.errors import EndpointInvalid, IntegrationError
 from printgate import __version__
 from printgate.logs import get_logger
 
@@ -100,10 +101,14 @@ class SyslogTarget:
 
 
 class SyslogTransport:
-    """One TCP/TLS connection to a collector, (re)opened on demand."""
+    """One TCP/TLS connection to a collector, (re)opened on demand. Unless ``allow_private``, the
+    collector's name is resolved (``integrations.addresses``), every address must be public and
+    the connection goes to the checked address (TLS still verifies the name): a tenant's
+    collector never reaches the cloud's own network."""
 
-    def __init__(self, target: SyslogTarget, *, hostname: str | None = None) -> None:
+    def __init__(self, target: SyslogTarget, *, hostname: str | None = None, allow_private: bool = False) -> None:
         self.target = target
+        self.allow_private = allow_private
         self.hostname = hostname or socket.gethostname()
         self._writer: asyncio.StreamWriter | None = None
         self._lock = asyncio.Lock()
@@ -111,9 +116,15 @@ class SyslogTransport:
     async def _connect(self) -> asyncio.StreamWriter:
         t = self.target
         ctx = ssl.create_default_context(cafile=t.ca_file) if t.tls else None
+        address = t.host
+        if not self.allow_private:
+            try:
+                address = (await resolve_public(t.host, t.port, what="syslog", timeout=t.timeout))[0]
+            except EndpointInvalid as exc:
+                raise IntegrationError(f"refused syslog collector {t.host}:{t.port}: {exc.message}") from exc
         try:
             _, writer = await asyncio.wait_for(
-                asyncio.open_connection(t.host, t.port, ssl=ctx,
+                asyncio.open_connection(address, t.port, ssl=ctx,
                                         server_hostname=(t.server_name or t.host) if ctx else None),
                 t.timeout)
         except (OSError, TimeoutError, ssl.SSLError) as exc:

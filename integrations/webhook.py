@@ -19,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import ipaddress
-import socket
 import ssl
 import time
 from collections.abc import Iterable
@@ -31,6 +29,7 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
+from integrations.addresses import check_literal, resolve_public, resolve_sync
 from integrations.errors import EndpointInvalid, SignatureExpired, SignatureInvalid
 from printgate.logs import get_logger
 
@@ -89,10 +88,6 @@ def verify_signature(secret: bytes, header: str, body: bytes, *, now: float | No
     return timestamp
 
 
-def _is_public(address: str) -> bool:
-    return ipaddress.ip_address(address.split("%", 1)[0]).is_global
-
-
 def check_url(url: str, *, allow_private: bool = False, resolve: bool = True) -> str:
     """The endpoint address printgate will call, or ``EndpointInvalid`` saying why not.
 
@@ -119,25 +114,11 @@ def check_url(url: str, *, allow_private: bool = False, resolve: bool = True) ->
     if allow_private:
         return url
     host = parts.hostname
-    try:
-        addresses = {host} if _literal(host) else (
-            {str(info[4][0]) for info in socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)}
-            if resolve else set())
-    except OSError as exc:
-        raise EndpointInvalid(f"webhook host {host} does not resolve: {exc}") from exc
-    bad = sorted(a for a in addresses if not _is_public(a))
-    if bad:
-        raise EndpointInvalid(f"webhook host {host} is a non-public address ({', '.join(bad)}); "
-                              "point it at the receiver's public address")
+    if resolve:
+        resolve_sync(host, port or (443 if parts.scheme == "https" else 80), what="webhook")
+    else:
+        check_literal(host, what="webhook")
     return url
-
-
-def _literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,14 +146,10 @@ class PublicOnlyBackend(httpcore.AsyncNetworkBackend):
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                           local_address: str | None = None,
                           socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise httpcore.ConnectError(f"{host} does not resolve: {exc}") from exc
-        addresses = [str(info[4][0]) for info in infos]
-        bad = sorted({a for a in addresses if not _is_public(a)})
-        if not addresses or bad:
-            raise httpcore.ConnectError(f"{host} resolves to a non-public address ({', '.join(bad)}): refused")
+        try:  # on the dedicated resolver pool, bounded; every address checked
+            addresses = await resolve_public(host, port, what="webhook")
+        except EndpointInvalid as exc:
+            raise httpcore.ConnectError(f"{exc.message}: refused") from exc
         return await self._inner.connect_tcp(addresses[0], port, timeout, local_address, socket_options)
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,
@@ -207,8 +184,8 @@ class WebhookTransport:
         """One attempt: never raises for the receiver's failures, reports them."""
         started = time.monotonic()
         ts = int(time.time()) if timestamp is None else timestamp
-        try:  # resolving the host may block: not on the event loop
-            await asyncio.to_thread(check_url, url, allow_private=self.allow_private)
+        try:  # the address's form; its resolution is checked at connect time (PublicOnlyBackend)
+            check_url(url, allow_private=self.allow_private, resolve=False)
         except EndpointInvalid as exc:
             return DeliveryResult(False, None, exc.message, False, 0.0)
         headers = {"content-type": "application/json", EVENT_HEADER: kind, EVENT_ID_HEADER: event_id,

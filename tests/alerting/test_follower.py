@@ -315,9 +315,9 @@ async def test_syslog_over_tls_to_a_verified_collector(db: Database, receivers: 
         await subscribe(db, dealer="d1", customer=None, channel="syslog", target=f"tls://127.0.0.1:{port}",
                         categories="device")
         clock = Clock()
-        channels = Channels(smtp=None, syslog_ca_file=str(cert), timeout=5)
+        channels = Channels(smtp=None, syslog_ca_file=str(cert), timeout=5, allow_private_webhooks=True)
         f = SecurityAlertFollower(db, channels, KMS, clock=clock)
-        untrusted = SecurityAlertFollower(db, Channels(smtp=None, timeout=5), KMS, clock=clock, max_attempts=1)
+        untrusted = SecurityAlertFollower(db, Channels(smtp=None, timeout=5, allow_private_webhooks=True), KMS, clock=clock, max_attempts=1)
         await f.evaluate_once()
         await AuditLog(db, None).append(AuditEventIn(
             type="device.identity_changed", outcome=Outcome.FAILURE, actor="agent:agA", device_id="dev|9",

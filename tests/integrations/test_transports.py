@@ -188,7 +188,7 @@ RFC5424 = re.compile(rb"^<(\d+)>1 (\S+) (\S+) printgate - (\S+) - \xef\xbb\xbf(.
 async def test_syslog_over_tls_with_cef_and_a_reconnect(collector: tuple[Collector, int], tls: Tls) -> None:
     c, port = collector
     transport = SyslogTransport(SyslogTarget("127.0.0.1", port, tls=True, ca_file=str(tls.cert)),
-                                hostname="cloud-1")
+                                hostname="cloud-1", allow_private=True)
     at = dt.datetime(2026, 12, 5, 9, 30, tzinfo=dt.UTC)
     await transport.send_cef(signature_id="auth.signin_burst", name="Failed sign-ins | burst", severity=8,
                              extensions={"suser": "tech=1@dealer.test", "src": "203.0.113.9", "cnt": 25,
@@ -214,10 +214,11 @@ async def test_syslog_over_tls_with_cef_and_a_reconnect(collector: tuple[Collect
 async def test_syslog_refuses_a_collector_it_does_not_trust(collector: tuple[Collector, int],
                                                             stranger: Tls) -> None:
     c, port = collector
-    transport = SyslogTransport(SyslogTarget("127.0.0.1", port, tls=True, ca_file=str(stranger.cert), timeout=3))
+    transport = SyslogTransport(SyslogTarget("127.0.0.1", port, tls=True, ca_file=str(stranger.cert), timeout=3),
+                                allow_private=True)
     with pytest.raises(IntegrationError, match="cannot reach syslog collector"):
         await transport.send_cef(signature_id="x", name="x", severity=1)
-    down = SyslogTransport(SyslogTarget("127.0.0.1", free_tcp_port(), tls=False, timeout=2))
+    down = SyslogTransport(SyslogTarget("127.0.0.1", free_tcp_port(), tls=False, timeout=2), allow_private=True)
     with pytest.raises(IntegrationError, match=r"\(TCP\)"):
         await down.send_cef(signature_id="x", name="x", severity=1)
     assert c.frames == []
@@ -293,7 +294,7 @@ async def test_tls_through_the_public_only_connector_checks_the_host_name(
     port = free_tcp_port()
     server = await asyncio.start_server(receiver, "localhost", port, ssl=tls.server_context())
     monkeypatch.setattr("integrations.webhook.check_url", lambda url, **_: url)
-    monkeypatch.setattr("integrations.webhook._is_public", lambda address: address in ("127.0.0.1", "::1"))
+    monkeypatch.setattr("integrations.addresses.is_public", lambda address: address in ("127.0.0.1", "::1"))
     trusting, wary = WebhookTransport(timeout=3, verify=str(tls.cert)), WebhookTransport(timeout=3, verify=str(stranger.cert))
     async with server:
         ok = await trusting.deliver(f"https://localhost:{port}/hook", b"k", event_id="evt_1", kind="x", body=b"{}")
