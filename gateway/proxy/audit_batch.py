@@ -11,6 +11,15 @@ written is never served. ``submit`` queues an event without waiting. After a
 failed write ``failing`` is true until a write succeeds or, with nothing to
 write, the writer's own probe of the store (every ``reprobe_s``) answers: it
 never stays latched after the database is back.
+
+One event the store cannot take (a value RFC 8785 cannot represent) never
+fails the others: when a batch write fails with such a data error, the batch
+is written again without it, and in its place a sanitised
+``dwa.audit_event_rejected`` record (its type, session, outcome and the error,
+none of its values) is stored, so the refusal it described still leaves a
+record and its waiter is answered. Events are made valid where the proxy
+queues them (``audit_safe.safe_event``: undecodable bytes become ``%XX``), so
+this is the second line.
 """
 
 from __future__ import annotations
@@ -23,7 +32,9 @@ from typing import Any
 
 from sqlalchemy import text
 
-from printgate.domain import AuditEventIn
+from audit.errors import NotCanonicalisable
+from gateway.proxy.audit_safe import safe_event, safe_text
+from printgate.domain import AuditEventIn, Outcome, event_types
 from printgate.interfaces import AuditSink
 from printgate.lifecycle import cancel_and_wait
 from printgate.logs import get_logger
@@ -33,6 +44,21 @@ log = get_logger(__name__)
 _Item = tuple[AuditEventIn, "asyncio.Future[None]"]
 Probe = Callable[[], Awaitable[None]]
 PROBE_TIMEOUT_S = 5.0
+# what a write that fails because of one event's values raises (not an outage of the store)
+DATA_ERRORS: tuple[type[BaseException], ...] = (NotCanonicalisable, UnicodeError, ValueError, TypeError)
+
+
+def rejected_record(event: AuditEventIn, exc: BaseException) -> AuditEventIn:
+    """What is stored in place of an event the store refused: who, what type, why; no values."""
+    return AuditEventIn(
+        type=event_types.DWA_AUDIT_EVENT_REJECTED,
+        outcome=event.outcome if isinstance(event.outcome, Outcome) else Outcome.FAILURE,
+        dealer_id=event.dealer_id, customer_id=event.customer_id, device_id=event.device_id,
+        session_id=event.session_id, source_ip=safe_text(event.source_ip) if event.source_ip else None,
+        details={"rejected_type": safe_text(event.type), "error": safe_text(str(exc))[:300],
+                 "error_type": type(exc).__name__,
+                 "detail_keys": sorted(safe_text(str(k)) for k in event.details)[:40]},
+    )
 
 
 def database_probe(sink: object) -> Probe | None:
@@ -86,7 +112,7 @@ class GroupCommitAudit:
             raise RuntimeError("audit writer not started")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         fut.add_done_callback(_consume)
-        self._queue.put_nowait((event, fut))
+        self._queue.put_nowait((safe_event(event), fut))
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -99,6 +125,7 @@ class GroupCommitAudit:
                 fut.set_exception(RuntimeError("audit writer stopped"))
 
     async def append(self, event: AuditEventIn) -> None:
+        event = safe_event(event)
         if self._task is None:  # not started: write through
             await self._sink.append(event)
             return
@@ -120,7 +147,10 @@ class GroupCommitAudit:
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._write([event for event, _ in batch])
+                try:
+                    await self._write([event for event, _ in batch])
+                except DATA_ERRORS:
+                    await self._isolate(batch)  # one bad event: the others are written without it
                 self._recovered()
             except Exception as exc:  # every waiter learns its event was not stored
                 if not self._failing:
@@ -137,6 +167,19 @@ class GroupCommitAudit:
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    async def _isolate(self, batch: list[_Item]) -> None:
+        """Write the batch's events one by one; an event refused for its values is replaced by
+        its ``dwa.audit_event_rejected`` record (its waiter is answered: the record exists). An
+        error that is not about the values (the store is down) fails what is left."""
+        for event, fut in batch:
+            try:
+                await self._write([event])
+            except DATA_ERRORS as exc:
+                log.error("dwa.audit_event_rejected", type=event.type, error=str(exc)[:300])
+                await self._write([rejected_record(event, exc)])
+            if not fut.done():
+                fut.set_result(None)
 
     async def _reprobe(self) -> None:
         assert self._probe is not None

@@ -80,6 +80,7 @@ DEVICE_IDENTITY_CHANGED = "device.identity_changed"
 DEVICE_IDENTITY_MISMATCH = "device.identity_mismatch"
 DEVICE_REPINNED = "device.repinned"
 # dwa
+DWA_AUDIT_EVENT_REJECTED = "dwa.audit_event_rejected"  # details: rejected_type, error, session_id (issue 21 F5)
 DWA_CREDENTIAL_TYPED = "dwa.credential_typed"
 DWA_CREDENTIALS_DECISION = "dwa.credentials_decision"
 DWA_CREDENTIALS_DROPPED = "dwa.credentials_dropped"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from mitmproxy import http
 
 from gateway.proxy.addons.websocket_guard import DROPPED_KEY
+from gateway.proxy.audit_safe import safe_event
 from gateway.proxy.decision import FlowDecision, decision_of, route_of
 from printgate import metrics
 from printgate.domain import AuditEventIn, Outcome, event_types
@@ -14,6 +17,9 @@ from printgate.logs import get_logger
 log = get_logger(__name__)
 
 
+# the longest a response waits for its record (the store's lock held, a slow database): then
+# 503, whether the request was allowed or refused (SQLite's busy timeout is as long)
+AUDIT_WAIT_S = 30.0
 OVER_LIMIT = "body_size_limit"  # in mitmproxy's error message for a body over its limit
 
 
@@ -142,17 +148,21 @@ class AuditRequests:
     @staticmethod
     def _event(flow: http.HTTPFlow, type_: str, outcome: Outcome, details: dict[str, object]) -> AuditEventIn:
         route = route_of(flow)
-        return AuditEventIn(
+        return safe_event(AuditEventIn(  # path, headers, errors: device/user text made valid
             type=type_,
             outcome=outcome,
             session_id=route.session_id if route else None,
             source_ip=_source_ip(flow),
             details=details,
-        )
+        ))
 
     async def _append(self, flow: http.HTTPFlow, type_: str, outcome: Outcome, details: dict[str, object]) -> bool:
         try:
-            await self._audit.append(self._event(flow, type_, outcome, details))
+            async with asyncio.timeout(AUDIT_WAIT_S):
+                await self._audit.append(self._event(flow, type_, outcome, details))
+        except TimeoutError:
+            log.error("dwa.audit_failed", error=f"no answer from the audit store within {AUDIT_WAIT_S:g} s", type=type_)
+            return False
         except Exception as exc:  # the audit store failing must not crash the proxy; operators see it
             log.error("dwa.audit_failed", error=str(exc), type=type_)
             return False
