@@ -167,8 +167,13 @@ def _device(r: AuditRecord) -> list[Hit]:
 def _relay(r: AuditRecord) -> list[Hit]:
     if r.type not in RELAY_REFUSAL_TYPES:
         return []
-    source = r.source_ip or "(several sources)"
-    return [Hit(RELAY_REFUSED, f"source:{source}", _count(r, "refused", "count"), r, source)]
+    # one key for every source: a spray from 400 addresses is one alert and a summary per quiet
+    # window (the addresses are the alert's samples, "from: ..."), not one alert per address
+    return [Hit(RELAY_REFUSED, RELAY_KEY, _count(r, "refused", "count"), r, RELAY_SUBJECT)]
+
+
+RELAY_KEY = "relay:all-sources"
+RELAY_SUBJECT = "the SSH relay (all source addresses)"
 
 
 def _channel(r: AuditRecord) -> list[Hit]:

@@ -37,7 +37,7 @@ def test_aggregated_refusals_carry_their_count() -> None:
     relay = rec("relay.connections.refused", "denied", source_ip="198.51.100.7",
                 details={"refused": 42, "admitted": 3})
     [hit] = rules.simple_hits(relay)
-    assert (hit.rule, hit.count, hit.key) == (rules.RELAY_REFUSED, 42, "source:198.51.100.7")
+    assert (hit.rule, hit.count, hit.key) == (rules.RELAY_REFUSED, 42, rules.RELAY_KEY)
     rpc = rec("agent.rpc.denied", "denied", details={"reason": "foreign_site", "count": 7, "agent_id": "ag1"})
     [hit] = rules.simple_hits(rpc)
     assert (hit.rule, hit.count, hit.key) == (rules.CHANNEL_REFUSED, 7, "agent:ag1")
@@ -72,3 +72,23 @@ def test_severity_parses_names_and_refuses_others() -> None:
         assert "low, medium, high, critical" in str(exc)
     else:
         raise AssertionError("accepted an unknown severity")
+
+
+def test_a_relay_spray_from_400_addresses_is_a_few_messages_naming_the_sources() -> None:
+    """Issue 20 F4: one refused connection from each of 400 addresses over 20 minutes was 51
+    platform alerts; across sources it is one alert and a summary per quiet window."""
+    from datetime import timedelta
+
+    from alerting.engine import Engine
+
+    engine = Engine()
+    out = []
+    for i in range(400):
+        ip = f"198.51.{100 + i // 250}.{i % 250 + 1}"
+        out += engine.feed(rec("relay.connections.refused", "denied", seq=i + 1, at=AT + timedelta(seconds=3 * i),
+                               source_ip=ip, details={"refused": 1}))
+    out += engine.tick(AT + timedelta(hours=1))
+    assert 1 <= len(out) <= 3, [a.title for a in out]
+    assert sum(a.count for a in out) == 400  # every refusal counted once
+    assert out[0].source_ip == "198.51.100.1"
+    assert "198.51.100.2" in out[1].text  # the summary names sources ("from: ...")
