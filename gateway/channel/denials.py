@@ -18,15 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from printgate.domain import AuditEventIn, Outcome
+from printgate.domain import AuditEventIn, Outcome, event_types
 from printgate.interfaces import AuditSink
 from printgate.lifecycle import Service, cancel_and_wait
 from printgate.logs import get_logger
 from printgate.supervisor import Supervisor
 
 log = get_logger(__name__)
-RPC_DENIED = "agent.rpc.denied"
-MQTT_IGNORED = "agent.mqtt.ignored"
+RPC_DENIED = event_types.AGENT_RPC_DENIED
+MQTT_IGNORED = event_types.AGENT_MQTT_IGNORED
 MAX_KEYS = 1000
 MAX_SAMPLES = 10  # distinct methods / addresses named per record
 OVERFLOW = "overflow"

@@ -42,7 +42,7 @@ from gateway.channel.hub import AgentHub
 from gateway.channel.refusal_budget import RefusalBudget
 from gateway.channel.validation import check_inventory, heartbeat_problem
 from gateway.errors import BATCH_ID_MISSING
-from printgate.domain import AuditEventIn, Outcome
+from printgate.domain import AuditEventIn, Outcome, event_types
 from printgate.errors import PrintgateError
 from printgate.interfaces import AuditSink
 from printgate.lifecycle import Service, cancel_and_wait
@@ -55,9 +55,9 @@ from printgate.wire import agent_pb2 as pb
 from printgate.wire import agent_pb2_grpc as pb_grpc
 
 log = get_logger(__name__)
-RELAY_REFUSED = "agent.relay_channel_refused"
-STREAM_TAKEN_OVER = "agent.stream.taken_over"
-PRESENCE_RESET = "agent.presence.reset_at_start"
+RELAY_REFUSED = event_types.AGENT_RELAY_CHANNEL_REFUSED
+STREAM_TAKEN_OVER = event_types.AGENT_STREAM_TAKEN_OVER
+PRESENCE_RESET = event_types.AGENT_PRESENCE_RESET_AT_START
 REVOCATIONS_TASK = "channel-revocations"
 REFUSAL_DETAIL_MAX = 300
 DB_RETRY_AFTER_S = 5  # the retry hint of an UNAVAILABLE answer while the database is away
@@ -251,7 +251,7 @@ class AgentChannelServer(Service):
         self._hub.cut_agent(agent_id, "agent certificate revoked")
         await self._refresh_revocations()
         await self._audit.append(AuditEventIn(
-            type="agent.revoked", actor=actor, details={"agent_id": agent_id, "reason": reason,
+            type=event_types.AGENT_REVOKED, actor=actor, details={"agent_id": agent_id, "reason": reason,
                                                         "certificates": count}))
         return count
 
@@ -390,7 +390,7 @@ class AgentChannelServer(Service):
         if granted_by is not None:
             details |= {"rekeyed": True, "authorised_by": granted_by}
         await self._audit.append(AuditEventIn(
-            type="agent.certificate.rekeyed" if granted_by else "agent.certificate.renewed",
+            type=event_types.AGENT_CERTIFICATE_REKEYED if granted_by else event_types.AGENT_CERTIFICATE_RENEWED,
             actor=f"agent:{peer.agent_id}", details=details))
         return pb.RenewResponse(client_cert_pem=issued.pem,
                                 cert_not_after_ms=int(issued.record.not_after.timestamp() * 1000))

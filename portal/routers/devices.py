@@ -22,7 +22,7 @@ from portal.device_list import (
 )
 from portal.pages import landing_page, render, see_other
 from portal.state import client_ip
-from printgate.domain import DeviceId, ReasonKind, Role, SessionReason
+from printgate.domain import DeviceId, ReasonKind, Role, SessionReason, event_types
 from printgate.errors import SessionReasonInvalid
 from printgate.interfaces import SessionLaunch
 from printgate.store import approvals
@@ -124,7 +124,7 @@ async def request_approval(request: Request, state: State, s: DbSession, login: 
         approval = await approvals.request_approval(
             s, approval_id=secrets.token_hex(8), user_id=login.user.id, device_id=device_id,
             customer_id=owner[1], reason=cleaned, now=state.clock())
-        await state.record("approval.requested", request=request, user=login.user,
+        await state.record(event_types.APPROVAL_REQUESTED, request=request, user=login.user,
                            device_id=device_id, customer_id=owner[1],
                            details={"approval_id": approval.id})
         if state.notifier is not None:  # the customer's administrators hear of it
@@ -147,7 +147,7 @@ async def repin_device(request: Request, state: State, s: DbSession, login: Curr
         raise HTTPException(404, "no such device")
     await devices_repo.repin(s, device_id)
     await state.record(
-        "device.repinned", request=request, user=login.user, device_id=device_id, customer_id=owner[1],
+        event_types.DEVICE_REPINNED, request=request, user=login.user, device_id=device_id, customer_id=owner[1],
         details={"old_tls_fingerprint": device.identity.tls_fingerprint,
                  "was_verified": device.identity_verified},
     )

@@ -145,7 +145,7 @@ async def new_customer(request: Request, state: State, s: DbSession, login: Curr
         await add_customer(s, customer)
     except CustomerNameTaken as exc:  # added meanwhile by a concurrent request: the index refused it
         raise HTTPException(409, exc.message) from exc
-    await state.record("tenant.customer_added", request=request, user=me, customer_id=customer.id,
+    await state.record(event_types.TENANT_CUSTOMER_ADDED, request=request, user=me, customer_id=customer.id,
                        details={"name": customer.name})
     return see_other("/admin/tenants")
 
@@ -160,6 +160,6 @@ async def new_site(request: Request, state: State, s: DbSession, login: CurrentL
         raise HTTPException(404, "no such customer in your organisation")
     site = Site(SiteId(_slug(name)), customer.id, name.strip())
     await add_site(s, site)
-    await state.record("tenant.site_added", request=request, user=me, customer_id=customer.id,
+    await state.record(event_types.TENANT_SITE_ADDED, request=request, user=me, customer_id=customer.id,
                        details={"site": site.id, "name": site.name})
     return see_other("/admin/tenants")
