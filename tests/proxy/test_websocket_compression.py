@@ -209,3 +209,43 @@ async def test_a_message_past_the_bound_closes_the_websocket_unbuffered_and_is_a
         await asyncio.sleep(0.1)
     assert rules == ["websocket.message_too_large"], rules
     await still_serves_pages(client)
+
+
+async def test_a_compressed_frame_nobody_negotiated_is_dropped_closed_with_1002_and_audited(
+    harness: ProxyHarness, client: SessionClient, hostile: HostileDevice,
+) -> None:
+    """Issue 21 F6: a small frame with RSV1 set (compressed, nothing negotiated) closes the
+    WebSocket with 1002; that refusal leaves a ``dwa.transfer_blocked`` record."""
+    before = await count_blocked(harness, client)
+    mark = len(hostile.state.log)
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)
+    payload = (z.compress(b"RSV1-SECRET-" + os.urandom(8).hex().encode()) + z.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    reader, writer = await asyncio.open_connection("127.0.0.1", harness.proxy.port)
+    close = b""
+    try:
+        key = base64.b64encode(os.urandom(16))
+        writer.write(b"GET /ws HTTP/1.1\r\nHost: " + client.netloc.encode() + b"\r\nCookie: "
+                     + (client.cookie or "").encode() + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        async with asyncio.timeout(10):
+            head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        writer.write(_frame(payload, rsv1=True))
+        await writer.drain()
+        async with asyncio.timeout(10):
+            while data := await reader.read(65536):
+                close += data
+    finally:
+        writer.close()
+    at = close.find(b"\x88")
+    assert at >= 0 and struct.unpack(">H", close[at + 2 : at + 4])[0] == 1002, close[-40:]
+    assert not any(r.what == "ws-text" for r in hostile.state.log[mark:])
+    rules: list[str] = []
+    for _ in range(50):
+        rules = [str(e.details["rule"]) for e in await blocked_record(harness, client, before)
+                 if not str(e.details["rule"]).endswith("_from_device")]  # the device's own greeting frames
+        if rules:
+            break
+        await asyncio.sleep(0.1)
+    assert rules == ["websocket.protocol_error"], rules
+    await still_serves_pages(client)

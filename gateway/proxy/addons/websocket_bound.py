@@ -5,6 +5,12 @@ process). When the layer closed a WebSocket because a message in progress grew
 past the bound, the flow carries ``OVERSIZE_KEY`` and this addon stores a
 ``dwa.transfer_blocked`` record (``websocket.message_too_large``) next to the
 connection's ordinary ``dwa.websocket`` record.
+
+A WebSocket the proxy closed with 1002 (protocol error: a frame with a reserved
+bit set, e.g. a compressed frame when no compression was negotiated, a bad
+opcode, a fragmented control frame) dropped that frame without passing it on:
+that refusal is stored as ``dwa.transfer_blocked`` (``websocket.protocol_error``)
+too (issue 21 F6).
 """
 
 from __future__ import annotations
@@ -13,12 +19,14 @@ from mitmproxy import http
 
 from gateway.proxy import ws_bound
 from gateway.proxy.decision import route_of
-from printgate.domain import AuditEventIn, Outcome
+from printgate.domain import AuditEventIn, Outcome, event_types
 from printgate.interfaces import AuditSink
 from printgate.logs import get_logger
 
 log = get_logger(__name__)
 RULE = "websocket.message_too_large"
+PROTOCOL_RULE = "websocket.protocol_error"
+CLOSE_PROTOCOL_ERROR = 1002
 
 
 class WebSocketBound:
@@ -29,6 +37,8 @@ class WebSocketBound:
     async def websocket_end(self, flow: http.HTTPFlow) -> None:
         oversize = flow.metadata.get(ws_bound.OVERSIZE_KEY)
         if not isinstance(oversize, dict):
+            if flow.websocket is not None and flow.websocket.close_code == CLOSE_PROTOCOL_ERROR:
+                await self._protocol_error(flow)
             return
         side = str(oversize.get("from", ""))
         size = int(oversize.get("bytes", 0))
@@ -38,7 +48,7 @@ class WebSocketBound:
             return
         peer = flow.client_conn.peername
         await self._audit.append(AuditEventIn(
-            type="dwa.transfer_blocked", outcome=Outcome.BLOCKED,
+            type=event_types.DWA_TRANSFER_BLOCKED, outcome=Outcome.BLOCKED,
             session_id=route.session_id if route else None, source_ip=str(peer[0]) if peer else None,
             details={
                 "method": flow.request.method, "path": flow.request.path.split("?", 1)[0], "blocked": True,
@@ -46,5 +56,27 @@ class WebSocketBound:
                 "reason": f"A WebSocket message from the {side} grew past {size} bytes: the WebSocket was closed (1009).",
                 "direction": "request" if side == "browser" else "response",
                 "transfer_type": "websocket message", "transfer_size": size, "where": "websocket",
+            },
+        ))
+
+    async def _protocol_error(self, flow: http.HTTPFlow) -> None:
+        assert flow.websocket is not None
+        side = "browser" if flow.websocket.closed_by_client else "device"
+        why = str(flow.websocket.close_reason or "protocol error")[:200]
+        route = route_of(flow)
+        log.info("dwa.websocket_protocol_error", session=route.session_id if route else None, side=side, reason=why)
+        if self._audit is None:
+            return
+        peer = flow.client_conn.peername
+        await self._audit.append(AuditEventIn(
+            type=event_types.DWA_TRANSFER_BLOCKED, outcome=Outcome.BLOCKED,
+            session_id=route.session_id if route else None, source_ip=str(peer[0]) if peer else None,
+            details={
+                "method": flow.request.method, "path": flow.request.path.split("?", 1)[0], "blocked": True,
+                "rule": PROTOCOL_RULE,
+                "reason": f"A WebSocket frame from the {side} broke the protocol ({why}): it was dropped, "
+                          "not passed on, and the WebSocket was closed (1002).",
+                "direction": "request" if side == "browser" else "response",
+                "transfer_type": "websocket frame", "transfer_size": 0, "where": "websocket",
             },
         ))
