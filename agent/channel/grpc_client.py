@@ -24,15 +24,14 @@ from printgate.domain import Reading
 from printgate.errors import AccessDenied, AgentUnavailable
 from printgate.lifecycle import cancel_and_wait
 from printgate.logs import get_logger
+from printgate.wire import RETRY_AFTER_KEY, convert
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import agent_pb2_grpc as pb_grpc
-from printgate.wire import convert
 
 log = get_logger(__name__)
 
 T = TypeVar("T")
 REFUSED = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
-RETRY_AFTER_KEY = "printgate-retry-after-s"
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
              grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 

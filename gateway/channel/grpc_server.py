@@ -51,6 +51,7 @@ from printgate.store import channel as store
 from printgate.store.db import Database
 from printgate.store.outage import OutageLog, is_database_outage
 from printgate.supervisor import Supervisor
+from printgate.wire import RETRY_AFTER_KEY
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import agent_pb2_grpc as pb_grpc
 
@@ -61,7 +62,6 @@ PRESENCE_RESET = event_types.AGENT_PRESENCE_RESET_AT_START
 REVOCATIONS_TASK = "channel-revocations"
 REFUSAL_DETAIL_MAX = 300
 DB_RETRY_AFTER_S = 5  # the retry hint of an UNAVAILABLE answer while the database is away
-RETRY_AFTER_KEY = "printgate-retry-after-s"  # trailing metadata: when to try again (seconds)
 T = TypeVar("T")
 
 SERVER_OPTIONS = [
