@@ -7,7 +7,6 @@ generic error. Secrets (launch tokens, cookies) are stored only as SHA-256.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from gateway.attribution import Attribution
 from printgate.domain.credentials import DeviceLogin
 from printgate.errors import NotFound, TokenInvalid
+from printgate.token_digest import token_digest
 
 Clock = Callable[[], datetime]
 
@@ -103,8 +103,7 @@ def _typed_key(route: SessionRoute) -> tuple[object, ...]:
             login.scope.value if login else None)
 
 
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+_digest = token_digest  # the core's one token digest
 
 
 cookie_digest = _digest

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
+
+from printgate.token_digest import token_digest
 
 SCOPES = ("devices:read", "sessions:read", "sessions:write", "audit:read", "audit:witness", "fleet:read")
 PREFIX = "pgt_"
@@ -16,5 +17,4 @@ def new_token() -> tuple[str, str, str]:
     return token_id, token, hash_token(token)
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+hash_token = token_digest  # the core's one token digest

@@ -3,7 +3,6 @@ absolute timeouts, MFA time, logout everywhere."""
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,14 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from printgate.domain import PortalSession
 from printgate.store import portal_sessions
+from printgate.token_digest import token_digest
 
 COOKIE = "pg_session"
 STAGE_PASSWORD = "password"  # password accepted, second factor pending
 STAGE_FULL = "full"
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+token_hash = token_digest  # the core's one token digest
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,6 @@ mint enrolment tokens and revoke agents.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from printgate.store.models.channel import (
     EnrolmentTokenRow,
 )
 from printgate.store.models.core import AgentRow, DwaSessionRow, SiteRow
+from printgate.token_digest import token_digest
 
 TOKEN_PREFIX = "pgenrol_"
 TOKEN_ID_LEN = 16  # hex characters right after the prefix, then "_" and the secret
@@ -29,8 +29,7 @@ MAX_TOKEN_TTL = timedelta(hours=24)
 MAX_REKEY_TTL = timedelta(hours=24)
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+hash_token = token_digest  # the core's one token digest
 
 
 def token_id_of(token: str) -> str | None:
