@@ -246,7 +246,7 @@ async def _store_once(db: Database, batches: Sequence[tuple[str, DecodedBatch]],
     return results
 
 
-async def _announce(s: AsyncSession, opened: Sequence[rows.OpenAlert], cleared: Sequence[rows.OpenAlert]) -> None:
+async def _announce(s: AsyncSession, opened: Sequence[rows.TrackedAlert], cleared: Sequence[rows.TrackedAlert]) -> None:
     """Alert changes go to the outbox (webhooks) in the ingest's own transaction: an alert that
     opened or cleared is announced exactly when it is stored."""
     if not (opened or cleared):

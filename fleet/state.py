@@ -27,7 +27,7 @@ from printgate.fleet_alerts import (
     error_state_alerts,
     supply_alerts,
 )
-from printgate.store.readings import DeviceState, OpenAlert
+from printgate.store.readings import DeviceState, TrackedAlert
 
 
 def page_count_of(r: Reading) -> int | None:
@@ -62,16 +62,16 @@ class BatchChanges:
 
     states: list[DeviceState] = field(default_factory=list)
     supplies: dict[str, tuple[datetime, Sequence[SupplyLevel]]] = field(default_factory=dict)
-    alerts: list[OpenAlert] = field(default_factory=list)
+    alerts: list[TrackedAlert] = field(default_factory=list)
 
 
 def apply_batch(
     readings: Iterable[tuple[str, Reading]], states: Mapping[str, DeviceState],
-    open_alerts: Iterable[OpenAlert], thresholds: Mapping[str, SupplyThresholds],
+    open_alerts: Iterable[TrackedAlert], thresholds: Mapping[str, SupplyThresholds],
 ) -> BatchChanges:
     """Apply (device id, reading) pairs, oldest first, to the devices' states and open alerts."""
     by_device: dict[str, DeviceState] = {}
-    alerts: dict[str, list[OpenAlert]] = {}
+    alerts: dict[str, list[TrackedAlert]] = {}
     for a in open_alerts:
         alerts.setdefault(a.device_id, []).append(a)
     changes = BatchChanges()
@@ -106,7 +106,7 @@ def apply_batch(
     return changes
 
 
-def _track(device_id: str, rows: list[OpenAlert], taken_at: datetime, reported: dict[str, PrinterAlert],
+def _track(device_id: str, rows: list[TrackedAlert], taken_at: datetime, reported: dict[str, PrinterAlert],
            source: str | None) -> None:
     """Raise what is new, keep what still holds, clear what the reading no longer has (one source)."""
     by_key = {a.key: a for a in rows if a.cleared_at is None and _source_of(a.key) == source}
@@ -119,7 +119,7 @@ def _track(device_id: str, rows: list[OpenAlert], taken_at: datetime, reported: 
             a.cleared_at = taken_at
     for key, alert in reported.items():
         if key not in by_key:
-            rows.append(OpenAlert(device_id, key[:200], alert, taken_at, taken_at))
+            rows.append(TrackedAlert(device_id, key[:200], alert, taken_at, taken_at))
 
 
 def _with_description(a: PrinterAlert, description: str) -> PrinterAlert:

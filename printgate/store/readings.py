@@ -223,7 +223,7 @@ async def replace_supplies(s: AsyncSession, current: Mapping[str, tuple[datetime
 
 
 @dataclass(slots=True)
-class OpenAlert:
+class TrackedAlert:
     """An alert row as ingest tracks it: ``id`` None until inserted."""
 
     device_id: str
@@ -236,7 +236,7 @@ class OpenAlert:
     changed: bool = False
 
 
-async def open_alerts_of(s: AsyncSession, device_ids: Sequence[str]) -> list[OpenAlert]:
+async def open_alerts_of(s: AsyncSession, device_ids: Sequence[str]) -> list[TrackedAlert]:
     if not device_ids:
         return []
     t = _ALERTS.c
@@ -244,12 +244,12 @@ async def open_alerts_of(s: AsyncSession, device_ids: Sequence[str]) -> list[Ope
         t.device_id, t.alert_key, t.alert_index, t.severity, t.group, t.code, t.description, t.training_level,
         t.raised_at, t.last_seen_at, t.id,
     ).where(_among(s, t.device_id, device_ids), t.cleared_at.is_(None)))).tuples().all()
-    return [OpenAlert(device, key, PrinterAlert(index, severity, group, code, description, training),
+    return [TrackedAlert(device, key, PrinterAlert(index, severity, group, code, description, training),
                       raised, seen, None, alert_id)
             for device, key, index, severity, group, code, description, training, raised, seen, alert_id in rows]
 
 
-async def write_alerts(s: AsyncSession, alerts: Sequence[OpenAlert]) -> tuple[list[OpenAlert], list[OpenAlert]]:
+async def write_alerts(s: AsyncSession, alerts: Sequence[TrackedAlert]) -> tuple[list[TrackedAlert], list[TrackedAlert]]:
     """Insert the new alerts (``id`` None) and update the changed ones; returns (opened, cleared):
     where an alert opens and where it clears (in this transaction)."""
     opened = [a for a in alerts if a.id is None]

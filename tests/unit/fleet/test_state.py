@@ -16,7 +16,7 @@ from printgate.domain import (
     SupplyLevel,
 )
 from printgate.fleet_alerts import SupplyThresholds
-from printgate.store.readings import DeviceState, OpenAlert
+from printgate.store.readings import DeviceState, TrackedAlert
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 JAM = PrinterAlert(1, "critical", "mediaPath", "jam", "Paper jam")
@@ -53,7 +53,7 @@ def test_an_alert_raised_and_cleared_within_one_batch_is_kept_as_it_happened() -
 
 
 def test_an_open_alert_still_reported_is_kept_and_only_its_description_follows() -> None:
-    open_jam = OpenAlert("d", alert_key(JAM), JAM, T0, T0, id=7)
+    open_jam = TrackedAlert("d", alert_key(JAM), JAM, T0, T0, id=7)
     later = replace(JAM, severity="warning", description="Paper jam in tray 2")
     changes = apply_batch([("d", at(5, alerts=(later,)))], {}, [open_jam], {})
     [row] = [a for a in changes.alerts if a.id == 7]
