@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from gateway.agent_commands import CommandPort
 from gateway.attribution import AttributedAudit, Attribution
 from gateway.credential_use import CredentialUse
 from gateway.errors import AgentRefused
@@ -80,10 +81,6 @@ class RoutesPort(Protocol):
     def issue_launch_token(self, session_id: str) -> str: ...
     def drop_logins(self, customer_id: str) -> list[str]: ...
     def note_reason_cleared(self, session_id: str, cleared_at: datetime) -> None: ...
-
-
-class CommandPort(Protocol):
-    async def send(self, agent_id: str, command_payload: Any, *, ttl_s: int) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
