@@ -391,6 +391,75 @@ def find_encoded(
             or _whitespace_binary(data, nbytes) or _low_vocabulary(data, nbytes))
 
 
+def _runs_at_least(data: bytes, alpha: _Alphabet, length: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of every run of ``alpha`` characters at least ``length`` long, at C speed:
+    the body is translated to member/non-member marks once and searched for ``length`` marks
+    in a row (the leftmost match starts the run; its end is the next non-member)."""
+    marks = data.translate(alpha.table)
+    needle = b"1" * length
+    pos = marks.find(needle)
+    while pos >= 0:
+        end = marks.find(b"0", pos + length)
+        end = len(marks) if end < 0 else end
+        yield pos, end
+        pos = marks.find(needle, end)
+
+
+TOTAL_MIN_RUN = 64  # shortest run counted towards a body's total (a CSRF token, a hash: 32-64)
+
+
+def encoded_total(data: bytes, allowance: int, *, min_run: int = TOTAL_MIN_RUN,
+                  allow_data: ImageCheck | None = None) -> EncodedHit | None:
+    """Encoded-looking characters over the WHOLE body, however it is cut up (issue 21 F1).
+
+    A file cut into pieces each under the per-run threshold (3,000 characters of base64 in
+    each of many ``<div>``s, attributes or ``a.push('...')`` strings) passes a per-run check:
+    the count restarts at every markup character. This adds up every run of base64/base32/
+    hex characters at least ``min_run`` long whose characters have the entropy of encoded
+    data (words, identifiers and paths stay below), leaving out ``data:`` images that decode
+    to a harmless image; a body whose total reaches ``allowance`` is an encoded file. Same
+    sampling as every other scan: a position every ``min_run // 2`` characters."""
+    if len(data) < allowance:
+        return None
+    total = 0
+    kinds: Counter[str] = Counter()
+    seen: set[bytes] = set()
+    for start, end in _runs_at_least(data, _B64_ALPHA, min_run):
+        raw = data[start:end]
+        at = raw.rfind(b"base64,")
+        if at >= 0:
+            raw = raw[at + 7 :]
+        run = raw.translate(None, _JOINERS)
+        if len(run) < min_run or run in seen or _harmless_piece(run, allow_data):
+            continue  # a repeated run (the same hash, URL or token again) carries nothing new
+        seen.add(run)
+        kind = _run_kind(run)
+        if kind != "hex" and _wordlike(run):
+            continue
+        if _entropy_at_least(run[:_SAMPLE], MIN_ENTROPY[kind] if len(run) >= 256 else _SHORT_ENTROPY[kind]):
+            total += len(run)
+            kinds[kind] += len(run)
+            if total >= allowance:
+                return EncodedHit(kinds.most_common(1)[0][0] + "_pieces", total)
+    return None
+
+
+_LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_VOWELS = b"AEIOUaeiou"
+
+
+def _wordlike(run: bytes) -> bool:
+    """Letters with the vowels of words (a third or more; random base64/base32 letters hold about
+    a fifth): joined-up identifiers, URLs and anchors, not an encoding."""
+    sample = run[:_SAMPLE]
+    letters = len(sample) - len(sample.translate(None, _LETTERS))
+    vowels = len(sample) - len(sample.translate(None, _VOWELS))
+    return letters > 0 and vowels * 100 >= 28 * letters
+
+
+# a 64-character sample of random data holds fewer distinct characters than a long one
+_SHORT_ENTROPY = {"hex": 3.0, "base32": 3.8, "base64": 4.5, "base64url": 4.5, "data_uri": 4.5}
+
 _PIECE = re.compile(rb"[A-Za-z0-9+/_\-]+={0,2}")
 
 

@@ -27,6 +27,11 @@ class ProxyLimits:
     # encoded payloads (base64, hex, ...): the shortest run that counts as a smuggled file
     encoded_min_upload: int = 256  # characters, in anything the browser sends
     encoded_min_download: int = 4096  # characters, in page resources and WebSocket text
+    # encoded-looking characters summed over a whole body, however cut up (runs of 64+ with the
+    # entropy of encoded data, repeats and harmless data: images left out; issue 21 F1). The
+    # lab EWS pages and the CUPS web UI hold none; a page with a few tokens and hashes a few hundred
+    encoded_allowance_download: int = 4096  # per response body or WebSocket text message
+    encoded_allowance_upload: int = 1024  # per request body towards the device
     # user-supplied data towards the device (query, form fields, JSON/text bodies, custom
     # headers, new cookie values, WebSocket frames): per request and summed per session. Sized
     # from EWS forms (a settings form is a few KB, an address-book entry under 1 KB). The

@@ -77,6 +77,15 @@ def word_code(data: bytes) -> str:
     return " ".join(WORDS[c >> 4] + " " + WORDS[c & 15] for c in data)
 
 
+def pieces_joined(encoded: bytes, template: str, size: int = 3000) -> bytes:
+    """``encoded`` cut into ``size``-character pieces, each put into ``template`` (markup between)."""
+    return "".join(template.format(encoded[i : i + size].decode()) for i in range(0, len(encoded), size)).encode()
+
+
+def html_pieces(encoded: bytes, template: str, size: int = 3000) -> bytes:
+    return b"<html><body><script>var a=[];</script>" + pieces_joined(encoded, template, size) + b"</body></html>"
+
+
 def _html(body: str, head: str = "") -> web.Response:
     return web.Response(text=f"<!doctype html><html><head><meta charset=utf-8><title>Hostile</title>{head}</head>"
                              f"<body>{body}</body></html>", content_type="text/html")
@@ -233,6 +242,15 @@ DOWNLOADS: dict[str, tuple[bytes, str]] = {
                           + b"</pre></body></html>", "text/html"),
     "css-hex-groups": (f"/*{groups(SECRET.hex(), 32, ' ')}*/".encode(), "text/css"),
     "text-b64-groups-of-8": (groups(b64(), 8, " ").encode(), "text/plain"),
+    # a file in pieces each under the per-run threshold, separated by markup (issue 21 F1)
+    "html-b64-pieces-in-divs": (html_pieces(base64.b64encode(secret_zip()), "<div class=x>{}</div>\n<p>status</p>\n"),
+                                "text/html"),
+    "html-b64-pieces-in-attrs": (html_pieces(base64.b64encode(secret_zip()), '<i data-v="{}"></i><b>ok</b>\n'), "text/html"),
+    "html-b64-pieces-in-js-push": (html_pieces(base64.b64encode(secret_zip()), "a.push(/*x*/'{}');\nvar z=1;\n"),
+                                   "text/html"),
+    "css-b64-pieces-in-vars": (pieces_joined(base64.b64encode(secret_zip()), ".c{{--v:'{}';}}\n.d{{color:red}}\n"), "text/css"),
+    "html-hex-pieces-in-divs": (html_pieces(secret_zip().hex().encode(), "<div>{}</div>\n<p>status</p>\n"), "text/html"),
+    "html-b32-pieces-in-divs": (html_pieces(base64.b32encode(secret_zip()), "<div>{}</div>\n<p>status</p>\n"), "text/html"),
     "svg-b64-groups-in-desc": (f"<svg xmlns='http://www.w3.org/2000/svg'><desc>{groups(b64(), 8, ' ')}</desc></svg>".encode(),
                                "image/svg+xml"),
 }

@@ -447,6 +447,12 @@ REFUSED_DOWNLOADS = [
     ("css-hex-groups", "download.encoded_blob"),
     ("text-b64-groups-of-8", "download.encoded_blob"),
     ("svg-b64-groups-in-desc", "download.encoded_blob"),
+    ("html-b64-pieces-in-divs", "download.encoded_blob"),
+    ("html-b64-pieces-in-attrs", "download.encoded_blob"),
+    ("html-b64-pieces-in-js-push", "download.encoded_blob"),
+    ("css-b64-pieces-in-vars", "download.encoded_blob"),
+    ("html-hex-pieces-in-divs", "download.encoded_blob"),
+    ("html-b32-pieces-in-divs", "download.encoded_blob"),
     ("xml-wrapped-b64", "download.encoded_blob"),
     ("text-pem", "download.sniffed_pem"),
 ]

@@ -128,7 +128,8 @@ class BlockUploads:
                     return verdict
         else:
             return "upload.type", f"Request bodies of type {mtype or 'unknown'} are not allowed."
-        hit = encoded.find_encoded(raw, threshold, strict=True)
+        hit = encoded.find_encoded(raw, threshold, strict=True) or encoded.encoded_total(
+            raw, self._limits.encoded_allowance_upload)
         if hit is not None:
             return "upload.encoded_blob", f"The request body carries {hit.describe()}: an encoded file."
         return None
