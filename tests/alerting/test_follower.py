@@ -27,6 +27,7 @@ from integrations.webhook import SIGNATURE_HEADER, verify_signature
 from printgate.domain import AuditEventIn, Outcome
 from printgate.store import security_subscriptions as subs
 from printgate.store.db import Database
+from printgate.testing.clock import FrozenClock
 from printgate.testing.portal import create_user
 from printgate.testing.tenancy import Tenancy
 from printgate.vault.kms import FileKms
@@ -109,14 +110,6 @@ async def receivers() -> AsyncIterator[Receivers]:
     smtp.stop()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 async def world(db: Database) -> None:
     await (Tenancy().chain(dealer="d1", customer="cA", site="sA", agent="agA")
            .customer("cB", "d1").site("sB", "cB").agent("agB", "sB").save(db))
@@ -134,7 +127,7 @@ async def subscribe(db: Database, *, dealer: str, customer: str | None, channel:
                                     now=datetime.now(UTC), created_by="test")
 
 
-def follower(db: Database, rx: Receivers, clock: Clock, **kw) -> SecurityAlertFollower:
+def follower(db: Database, rx: Receivers, clock: FrozenClock, **kw) -> SecurityAlertFollower:
     channels = Channels(smtp=SmtpConfig(host="127.0.0.1", port=rx.smtp_port, timeout=5),
                         allow_private_webhooks=True, timeout=5)
     return SecurityAlertFollower(db, channels, KMS, clock=clock, retry_base_s=1, **kw)
@@ -155,7 +148,7 @@ async def test_an_attack_of_500_failed_sign_ins_gives_at_most_3_messages_per_cha
     await subscribe(db, dealer="d1", customer="cA", channel="webhook", target=receivers.hook_url)
     await subscribe(db, dealer="d1", customer=None, channel="syslog", target=receivers.syslog_url)
     await subscribe(db, dealer="d1", customer="cB", channel="email", target="secops@b.example")
-    clock = Clock()
+    clock = FrozenClock()
     f = follower(db, receivers, clock)
     await f.evaluate_once()  # first start: the cursor is set at the head
     log = AuditLog(db, None)
@@ -188,7 +181,7 @@ async def test_a_restart_mid_stream_neither_loses_nor_doubles(db: Database, rece
     await world(db)
     await subscribe(db, dealer="d1", customer="cA", channel="webhook", target=receivers.hook_url,
                     severity="low")
-    clock = Clock()
+    clock = FrozenClock()
     first = follower(db, receivers, clock, batch=7)
     await first.evaluate_once()
     log = AuditLog(db, None)
@@ -210,7 +203,7 @@ async def test_a_dead_channel_does_not_stop_the_others_and_ends_dead(db: Databas
     await world(db)
     await subscribe(db, dealer="d1", customer="cA", channel="syslog", target=f"tcp://127.0.0.1:{free_port()}")
     await subscribe(db, dealer="d1", customer="cA", channel="email", target="secops@a.example")
-    clock = Clock()
+    clock = FrozenClock()
     f = follower(db, receivers, clock, max_attempts=2)
     await f.evaluate_once()
     await AuditLog(db, None).append(AuditEventIn(
@@ -230,7 +223,7 @@ async def test_tenancy_is_resolved_for_records_that_name_none(db: Database, rece
     await world(db)
     await subscribe(db, dealer="d1", customer="cB", channel="webhook", target=receivers.hook_url)
     await subscribe(db, dealer="d1", customer="cA", channel="email", target="secops@a.example")
-    clock = Clock()
+    clock = FrozenClock()
     f = follower(db, receivers, clock, operators=OperatorTargets(emails=("ops@platform.example",)))
     await f.evaluate_once()
     await AuditLog(db, None).append_many([
@@ -249,7 +242,7 @@ async def test_a_restart_mid_storm_keeps_the_folded_count_and_raises_no_second_a
         db: Database, receivers: Receivers) -> None:
     await world(db)
     await subscribe(db, dealer="d1", customer="cA", channel="webhook", target=receivers.hook_url)
-    clock = Clock()
+    clock = FrozenClock()
     first = follower(db, receivers, clock, batch=30)
     await first.evaluate_once()
     log = AuditLog(db, None)
@@ -314,7 +307,7 @@ async def test_syslog_over_tls_to_a_verified_collector(db: Database, receivers: 
         await world(db)
         await subscribe(db, dealer="d1", customer=None, channel="syslog", target=f"tls://127.0.0.1:{port}",
                         categories="device")
-        clock = Clock()
+        clock = FrozenClock()
         channels = Channels(smtp=None, syslog_ca_file=str(cert), timeout=5, allow_private_webhooks=True)
         f = SecurityAlertFollower(db, channels, KMS, clock=clock)
         untrusted = SecurityAlertFollower(db, Channels(smtp=None, timeout=5, allow_private_webhooks=True), KMS, clock=clock, max_attempts=1)
@@ -352,7 +345,7 @@ async def test_a_customer_staff_record_without_dealer_reaches_the_customer_and_t
     await subscribe(db, dealer="d1", customer="cA", channel="email", target="secops@a.example")
     await subscribe(db, dealer="d1", customer=None, channel="webhook", target=receivers.hook_url)
     await subscribe(db, dealer="d1", customer="cB", channel="email", target="secops@b.example")
-    f = follower(db, receivers, Clock())
+    f = follower(db, receivers, FrozenClock())
     await f.evaluate_once()
     # the portal records a customer user's events with the user's tenant: customer set, dealer None
     await AuditLog(db, None).append(AuditEventIn(

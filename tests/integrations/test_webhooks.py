@@ -9,7 +9,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from printgate.store import outbox
 from printgate.store.db import Database
 from printgate.store.models.outbox import OutboxEventRow, WebhookEndpointRow
 from printgate.testing.audit import RecordingAuditSink
+from printgate.testing.clock import FrozenClock
 from printgate.testing.portal import served
 from printgate.testing.tenancy import Tenancy
 from printgate.vault import FileKms
@@ -69,24 +70,13 @@ class Receiver:
         return app
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @dataclass
 class World:
     db: Database
     endpoints: WebhookEndpoints
     dispatcher: WebhookDispatcher
     audit: RecordingAuditSink
-    clock: Clock
+    clock: FrozenClock
     transport: WebhookTransport
 
 
@@ -94,7 +84,7 @@ class World:
 async def world(db: Database, tmp_path: Path) -> AsyncIterator[World]:
     await (Tenancy().chain(dealer="d1", customer="c1", site="s1", agent="a1")
            .device("dev1", "s1", "a1", "10.0.0.5").chain(dealer="d2", customer="c2", site="s2").save(db))
-    kms, audit, clock = FileKms(tmp_path / "vault.key"), RecordingAuditSink(), Clock()
+    kms, audit, clock = FileKms(tmp_path / "vault.key"), RecordingAuditSink(), FrozenClock()
     transport = WebhookTransport(timeout=5, allow_private=True)  # receivers on loopback
     dispatcher = WebhookDispatcher(db, kms, transport, audit=audit, clock=clock, poll_seconds=0.05,
                                    policy=RetryPolicy(max_attempts=3, initial_seconds=10, jitter=0.2))
@@ -165,13 +155,13 @@ async def test_a_failing_receiver_is_retried_with_back_off_and_the_same_event_id
         assert len(rx.calls) == 1
         await world.dispatcher.run_once()  # not due yet: back-off of ~10 s (± 20 %)
         assert len(rx.calls) == 1
-        world.clock.advance(12.5)
+        world.clock.advance(seconds=12.5)
         await world.dispatcher.run_once()
         assert len(rx.calls) == 2
-        world.clock.advance(12.5)
+        world.clock.advance(seconds=12.5)
         await world.dispatcher.run_once()  # second back-off is ~20 s: still waiting
         assert len(rx.calls) == 2
-        world.clock.advance(12.5)
+        world.clock.advance(seconds=12.5)
         await world.dispatcher.run_once()
     assert [c["id"] for c in rx.calls] == [event_id] * 3
     [view] = await world.endpoints.deliveries("d1")
@@ -187,7 +177,7 @@ async def test_a_dead_receiver_becomes_a_dead_letter_and_is_redelivered_once_up(
     event_id = await enqueue(world.db)
     for _ in range(3):
         await world.dispatcher.run_once()
-        world.clock.advance(3600)
+        world.clock.advance(seconds=3600)
     [view] = await world.endpoints.deliveries("d1", status=outbox.DEAD)
     assert view.attempts == 3 and "Connect" in view.last_error
     dead = [e for e in world.audit.events if e.type == WEBHOOK_DEAD_LETTER]
@@ -265,7 +255,7 @@ async def test_a_claim_left_by_a_dead_dispatcher_is_delivered_once_its_lease_ran
         assert claimed.event.id == event_id
         await world.dispatcher.run_once()
         assert rx.calls == []  # leased: not taken twice at once
-        world.clock.advance(world.dispatcher.lease_seconds + 1)
+        world.clock.advance(seconds=world.dispatcher.lease_seconds + 1)
         await world.dispatcher.run_once()
     assert [c["id"] for c in rx.calls] == [event_id]
     [view] = await world.endpoints.deliveries("d1")
@@ -281,6 +271,6 @@ async def test_a_secret_that_no_longer_unseals_ends_as_a_dead_letter_not_a_loop(
     await enqueue(world.db)
     for _ in range(3):
         await world.dispatcher.run_once()
-        world.clock.advance(3600)
+        world.clock.advance(seconds=3600)
     [view] = await world.endpoints.deliveries("d1")
     assert view.status == outbox.DEAD and view.attempts == 3 and "cannot be unsealed" in view.last_error
