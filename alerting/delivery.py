@@ -30,6 +30,7 @@ from integrations.webhook import WebhookTransport, check_url
 EMAIL = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$|^[^@\s,;<>]+@localhost$")
 SYSLOG = re.compile(r"^(tcp|tls)://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$")
 EVENT_KIND = "security.alert"
+DEFAULT_MAX_SUBSCRIPTIONS = 20  # per tenant; [security_alerts] max_subscriptions_per_tenant
 
 
 def parse_syslog_target(target: str, *, ca_file: str | None = None, allow_private: bool = False) -> SyslogTarget:
@@ -91,6 +92,14 @@ def validate(*, channel: str, target: str, categories: str | list[str] | tuple[s
     else:
         raise SubscriptionInvalid(f"unknown channel {channel!r}: use email, webhook or syslog")
     return Subscription(channel, target, tuple(categories), severity, secret)
+
+
+def subscription_cap_message(cap: int, customer_id: str | None) -> str:
+    """The refusal when a tenant already has ``cap`` subscriptions (portal and CLI say the same)."""
+    whose = f"customer {customer_id}" if customer_id else "the dealer"
+    return (f"{whose} already has the maximum of {cap} security-alert subscriptions "
+            "([security_alerts] max_subscriptions_per_tenant); delete one first or send several "
+            "contacts to one list address")
 
 
 class Channels:

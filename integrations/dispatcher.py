@@ -4,8 +4,11 @@
 
 1. fans new outbox events out into one delivery per matching enabled endpoint;
 2. claims due deliveries (leased, so a crashed dispatcher's work comes back after the lease),
-   at most ``per_endpoint`` in flight per endpoint and ``max_in_flight`` overall, so a slow or
-   dead receiver never holds up another;
+   at most ``per_endpoint`` in flight per endpoint, ``per_dealer`` per dealer (well below the
+   pool) and ``max_in_flight`` overall, taking endpoints round-robin between dealers, so one
+   dealer's slow or dead receivers never hold up another dealer's deliveries; an endpoint that
+   failed ``breaker_failures`` times in a row is left alone (its deliveries wait, holding no
+   slot) for ``breaker_seconds``, doubling while it keeps failing, then tried with one call;
 3. POSTs each, signed with the endpoint's secret (unsealed with the vault's master key), and
    records the outcome: delivered; retried after an exponential back-off with jitter; or, after
    ``max_attempts`` (or an answer that says trying again is useless), a dead letter the portal
@@ -62,11 +65,18 @@ class WebhookDispatcher:
 
     def __init__(self, db: Database, kms: KeyWrapper, transport: WebhookTransport, *,
                  policy: RetryPolicy = RetryPolicy(), audit: AuditSink | None = None,
-                 per_endpoint: int = 2, max_in_flight: int = 64, poll_seconds: float = 0.5,
+                 per_endpoint: int = 2, max_in_flight: int = 64, per_dealer: int = 16,
+                 breaker_failures: int = 5, breaker_seconds: float = 60.0, poll_seconds: float = 0.5,
                  batch: int = 200, retention: timedelta | None = timedelta(days=7),
                  clock: Callable[[], datetime] | None = None) -> None:
         self.db, self.kms, self.transport, self.policy, self.audit = db, kms, transport, policy, audit
         self.per_endpoint, self.max_in_flight = per_endpoint, max_in_flight
+        self.per_dealer = max(1, min(per_dealer, max_in_flight))
+        self.breaker_failures, self.breaker_seconds = breaker_failures, breaker_seconds
+        self._dealer_in_flight: dict[str, int] = {}
+        self._failures: dict[str, int] = {}  # consecutive failed attempts per endpoint
+        self._open_until: dict[str, tuple[datetime, float]] = {}  # breaker: (until, current length)
+        self._rr = 0  # which dealer goes first this round
         self.poll_seconds, self.batch = poll_seconds, batch
         self._clock = clock or (lambda: datetime.now(UTC))
         self._in_flight: dict[str, int] = {}
@@ -108,21 +118,62 @@ class WebhookDispatcher:
         free = self.max_in_flight - len(self._tasks)
         async with self.db.transaction() as s:  # one transaction per round: fan out, then claim
             await outbox.fan_out(s, now=now, limit=self.batch)
-            endpoints = await outbox.due_endpoints(s, now=now) if free > 0 else []
+            owners = await outbox.due_endpoint_owners(s, now=now) if free > 0 else []
             due: list[outbox.DueDelivery] = []
-            for endpoint_id in endpoints:
-                slots = min(self.per_endpoint - self._in_flight.get(endpoint_id, 0), free - len(due))
+            claimed_by: dict[str, int] = {}  # this round's claims per dealer
+            for endpoint_id, dealer_id in self._fair_order(owners, now):
+                dealer_busy = self._dealer_in_flight.get(dealer_id, 0) + claimed_by.get(dealer_id, 0)
+                slots = min(self.per_endpoint - self._in_flight.get(endpoint_id, 0),
+                            self.per_dealer - dealer_busy, free - len(due))
+                if endpoint_id in self._open_until:  # half-open: one trial call at a time
+                    slots = min(slots, 1 - self._in_flight.get(endpoint_id, 0))
                 if slots <= 0:
                     continue
-                due += await outbox.claim_due(s, now=now, endpoint_id=endpoint_id, limit=slots,
-                                              lease_seconds=self.lease_seconds)
+                claimed = await outbox.claim_due(s, now=now, endpoint_id=endpoint_id, limit=slots,
+                                                 lease_seconds=self.lease_seconds)
+                due += claimed
+                claimed_by[dealer_id] = claimed_by.get(dealer_id, 0) + len(claimed)
                 if len(due) >= free:
                     break
         for d in due:
             self._in_flight[d.endpoint_id] = self._in_flight.get(d.endpoint_id, 0) + 1
+            self._dealer_in_flight[d.dealer_id] = self._dealer_in_flight.get(d.dealer_id, 0) + 1
             task = asyncio.create_task(self._deliver(d), name=f"webhook:{d.delivery_id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _fair_order(self, owners: list[tuple[str, str]], now: datetime) -> list[tuple[str, str]]:
+        """Due endpoints interleaved between dealers (each dealer's longest-waiting first, the
+        dealer that starts rotating per round); endpoints whose breaker is open are left out."""
+        by_dealer: dict[str, list[tuple[str, str]]] = {}
+        for endpoint_id, dealer_id in owners:
+            opened = self._open_until.get(endpoint_id)
+            if opened is not None and now < opened[0]:
+                continue
+            by_dealer.setdefault(dealer_id, []).append((endpoint_id, dealer_id))
+        queues = list(by_dealer.values())
+        if not queues:
+            return []
+        self._rr = (self._rr + 1) % len(queues)
+        queues = queues[self._rr:] + queues[:self._rr]
+        order: list[tuple[str, str]] = []
+        for i in range(max(len(q) for q in queues)):
+            order += [q[i] for q in queues if i < len(q)]
+        return order
+
+    def _breaker(self, endpoint_id: str, ok: bool) -> None:
+        """Count consecutive failures; open (or extend) the endpoint's breaker at the threshold."""
+        if ok:
+            self._failures.pop(endpoint_id, None)
+            self._open_until.pop(endpoint_id, None)
+            return
+        failures = self._failures[endpoint_id] = self._failures.get(endpoint_id, 0) + 1
+        if failures < self.breaker_failures:
+            return
+        previous = self._open_until.get(endpoint_id)
+        length = min(previous[1] * 2, 3600.0) if previous is not None else self.breaker_seconds
+        self._open_until[endpoint_id] = (self._clock() + timedelta(seconds=length), length)
+        log.warning("webhook.breaker_open", endpoint=endpoint_id, failures=failures, seconds=length)
 
     async def _drain(self, *, cancel: bool) -> None:
         tasks = list(self._tasks)
@@ -141,6 +192,7 @@ class WebhookDispatcher:
             else:
                 result = await self.transport.deliver(d.url, secret, event_id=d.event.id, kind=d.event.kind,
                                                       body=d.event.body())
+            self._breaker(d.endpoint_id, result.ok)
             await self._record(d, result)
         except asyncio.CancelledError:
             raise
@@ -153,6 +205,11 @@ class WebhookDispatcher:
                 self._in_flight[d.endpoint_id] = left
             else:
                 self._in_flight.pop(d.endpoint_id, None)
+            left = self._dealer_in_flight.get(d.dealer_id, 1) - 1
+            if left > 0:
+                self._dealer_in_flight[d.dealer_id] = left
+            else:
+                self._dealer_in_flight.pop(d.dealer_id, None)
             self._wake.set()  # a slot is free: the endpoint's next delivery may go now
 
     async def _record(self, d: outbox.DueDelivery, result: DeliveryResult) -> None:

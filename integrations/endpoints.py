@@ -36,8 +36,10 @@ class NewEndpoint:
 class WebhookEndpoints:
     def __init__(self, db: Database, kms: KeyWrapper, audit: AuditSink, transport: WebhookTransport, *,
                  allow_private: bool = False, on_redeliver: Callable[[], None] | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None,
+                 max_endpoints: int = MAX_ENDPOINTS_PER_DEALER) -> None:
         self.db, self.kms, self.audit, self.transport = db, kms, audit, transport
+        self.max_endpoints = max_endpoints
         self.allow_private = allow_private
         self._on_redeliver = on_redeliver
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -76,9 +78,9 @@ class WebhookEndpoints:
         """Check the address, make and seal a secret, store and audit; ``EndpointInvalid`` on bad input."""
         checked = self.check(url, kinds)
         async with self.db.session() as s:
-            if len(await outbox.list_endpoints(s, dealer_id)) >= MAX_ENDPOINTS_PER_DEALER:
-                raise EndpointInvalid(f"at most {MAX_ENDPOINTS_PER_DEALER} webhook endpoints per dealer; "
-                                      "disable or reuse one")
+            if len(await outbox.list_endpoints(s, dealer_id)) >= self.max_endpoints:
+                raise EndpointInvalid(f"at most {self.max_endpoints} webhook endpoints per dealer "
+                                      "([integrations] max_endpoints_per_dealer); disable or reuse one")
         endpoint_id, secret, sealed = await self.new_secret(dealer_id)
         async with self.db.transaction() as s:
             ep = await outbox.add_endpoint(

@@ -64,6 +64,12 @@ class IntegrationSettings(BaseModel):
     retry_jitter: float = Field(default=0.2, ge=0, le=1)
     per_endpoint_concurrency: int = Field(default=2, ge=1, le=32)  # a slow receiver holds only these
     max_in_flight: int = Field(default=64, ge=1, le=1024)
+    # one dealer's calls in flight at most (well below max_in_flight: its dead receivers cannot
+    # hold up other dealers); dealers take turns
+    per_dealer_concurrency: int = Field(default=16, ge=1, le=1024)
+    breaker_failures: int = Field(default=5, ge=1, le=1000)  # consecutive failures: endpoint backed off
+    breaker_seconds: float = Field(default=60.0, gt=0, le=3600)  # first back-off, doubled while failing
+    max_endpoints_per_dealer: int = Field(default=20, ge=1, le=1000)
     poll_seconds: float = Field(default=0.5, gt=0, le=60)
     retention_days: int = Field(default=7, ge=1)  # delivered events are forgotten after this
     # dealers' endpoints must resolve to public addresses; True only for a lab or tests
@@ -180,7 +186,8 @@ class SecurityAlertSettings(BaseModel):
     smtp_ca_file: str | None = None
     mail_from: str = "printgate-security@localhost"
     syslog_ca_file: str | None = None  # CA for tls:// syslog targets (default: the system roots)
-    allow_private_webhooks: bool = False  # webhook targets on private/loopback addresses (labs, tests)
+    allow_private_webhooks: bool = False  # webhook and syslog targets on private/loopback addresses (labs, tests)
+    max_subscriptions_per_tenant: int = Field(default=20, ge=1, le=1000)  # per dealer, and per customer
     operator_emails: list[str] = Field(default_factory=list)
     operator_webhooks: list[str] = Field(default_factory=list)  # URLs, signed with operator_webhook_secret
     operator_webhook_secret: SecretStr = SecretStr("")

@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import Response
 
-from alerting.delivery import validate
+from alerting.delivery import DEFAULT_MAX_SUBSCRIPTIONS, subscription_cap_message, validate
 from alerting.engine import SEVERITY_NAMES
 from alerting.errors import SubscriptionInvalid
 from alerting.rules import Category
@@ -114,6 +114,10 @@ async def add_subscription(
                        allow_private_webhooks=getattr(request.app.state, "allow_private_webhooks", False))
     except SubscriptionInvalid as exc:
         return await _page(request, state, s, login, status_code=422, error=exc.message, form=form)
+    cap = getattr(request.app.state, "max_security_subscriptions", DEFAULT_MAX_SUBSCRIPTIONS)
+    if await subs.count_subscriptions(s, dealer_id=dealer_id, customer_id=customer_id) >= cap:
+        return await _page(request, state, s, login, status_code=422,
+                           error=subscription_cap_message(cap, customer_id), form=form)
     sealed = None
     if sub.secret is not None:
         kms: KeyWrapper | None = getattr(request.app.state, "security_alert_kms", None)

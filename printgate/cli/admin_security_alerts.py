@@ -51,7 +51,7 @@ def subscribe(
 
 async def _subscribe(settings: Any, dealer: str, customer: str | None, contact: str, channel: str,
                      target: str, categories: str, min_severity: str, secret: str | None) -> str:
-    from alerting.delivery import validate
+    from alerting.delivery import subscription_cap_message, validate
     from alerting.errors import SubscriptionInvalid
     from alerting.secrets import seal
     from printgate.cli.schema_guard import schema_database
@@ -79,6 +79,9 @@ async def _subscribe(settings: Any, dealer: str, customer: str | None, contact: 
             found = await get_customer(s, customer)
             if found is None or found.dealer_id != dealer:
                 raise _fail(f"dealer {dealer} has no customer {customer}")
+        cap = settings.security_alerts.max_subscriptions_per_tenant
+        if await subs.count_subscriptions(s, dealer_id=dealer, customer_id=customer) >= cap:
+            raise _fail(subscription_cap_message(cap, customer))
         stored = await subs.add_subscription(
             s, dealer_id=dealer, customer_id=customer, contact=contact.strip() or "security contact",
             channel=sub.channel, target=sub.target, secret=sealed, categories=sub.categories,

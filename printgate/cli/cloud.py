@@ -230,11 +230,14 @@ class Cloud(Service):
             policy=RetryPolicy(max_attempts=cfg.max_attempts, initial_seconds=cfg.retry_initial_seconds,
                                maximum_seconds=cfg.retry_max_seconds, jitter=cfg.retry_jitter),
             per_endpoint=cfg.per_endpoint_concurrency, max_in_flight=cfg.max_in_flight,
+            per_dealer=cfg.per_dealer_concurrency, breaker_failures=cfg.breaker_failures,
+            breaker_seconds=cfg.breaker_seconds,
             poll_seconds=cfg.poll_seconds, retention=timedelta(days=cfg.retention_days))
         self.supervisor.add("webhooks", self.webhooks.run)
         self.webhook_endpoints = WebhookEndpoints(self.db, kms, self.audit, transport,
                                                   allow_private=cfg.allow_private_endpoints,
-                                                  on_redeliver=self.webhooks.wake)
+                                                  on_redeliver=self.webhooks.wake,
+                                                  max_endpoints=cfg.max_endpoints_per_dealer)
 
     def _mqtt_crl(self) -> CrlPublisher | None:
         """The CRL the MQTT broker checks agents against (``channel.mqtt_crl_file``), if MQTT is on."""
@@ -299,6 +302,7 @@ class Cloud(Service):
         app.state.task_health = self.supervisor.health
         # security-alert webhook subscriptions to private addresses (labs): off unless configured
         app.state.allow_private_webhooks = self.settings.security_alerts.allow_private_webhooks
+        app.state.max_security_subscriptions = self.settings.security_alerts.max_subscriptions_per_tenant
         app.state.security_alert_kms = self.security_alert_kms
         app.state.webhook_endpoints = self.webhook_endpoints  # None: integrations off
         proxy = self.proxy  # /readyz: not ready while the proxy cannot audit (it refuses every request then)

@@ -293,6 +293,20 @@ async def due_endpoints(s: AsyncSession, *, now: datetime | None = None) -> list
     return [r[0] for r in rows.all()]
 
 
+async def due_endpoint_owners(s: AsyncSession, *, now: datetime | None = None) -> list[tuple[str, str]]:
+    """``(endpoint id, dealer id)`` of enabled endpoints with a pending delivery now due, the
+    longest-waiting first (the dispatcher schedules fairly between dealers with it)."""
+    at = now or _now()
+    rows = await s.execute(
+        select(WebhookDeliveryRow.endpoint_id, WebhookEndpointRow.dealer_id,
+               func.min(WebhookDeliveryRow.next_attempt_at).label("due"))
+        .join(WebhookEndpointRow, WebhookEndpointRow.id == WebhookDeliveryRow.endpoint_id)
+        .where(WebhookDeliveryRow.status == PENDING, WebhookDeliveryRow.next_attempt_at <= at,
+               WebhookEndpointRow.enabled.is_(True))
+        .group_by(WebhookDeliveryRow.endpoint_id, WebhookEndpointRow.dealer_id).order_by("due"))
+    return [(r[0], r[1]) for r in rows.all()]
+
+
 async def claim_due(s: AsyncSession, *, now: datetime | None = None, limit: int = 100,
                     lease_seconds: float = 30.0, endpoint_id: str | None = None) -> list[DueDelivery]:
     """Pending deliveries now due (oldest first), leased for ``lease_seconds`` so another

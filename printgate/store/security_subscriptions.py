@@ -127,6 +127,16 @@ async def add_subscription(
     return _sub(row)
 
 
+async def count_subscriptions(s: AsyncSession, *, dealer_id: str, customer_id: str | None) -> int:
+    """How many subscriptions one tenant has: the dealer's own (``customer_id`` None) or one
+    customer's (the cap ``[security_alerts] max_subscriptions_per_tenant`` is checked with it)."""
+    q = select(func.count()).select_from(SecuritySubscriptionRow).where(
+        SecuritySubscriptionRow.dealer_id == dealer_id,
+        SecuritySubscriptionRow.customer_id.is_(None) if customer_id is None
+        else SecuritySubscriptionRow.customer_id == customer_id)
+    return int((await s.execute(q)).scalar_one())
+
+
 async def get_subscription(s: AsyncSession, subscription_id: str) -> SecuritySubscription | None:
     row = await s.get(SecuritySubscriptionRow, subscription_id)
     return _sub(row) if row is not None else None
