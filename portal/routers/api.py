@@ -6,39 +6,14 @@ Output types are separate from rows so nothing secret can leak.
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel
 
 from portal.deps import CurrentUser, DbSession, State, require_scope
+from portal.schemas.api import DevicePublic, DwaSessionPublic, UserPublic
 from printgate.domain import SessionId
 from printgate.store import sessions as sessions_store
 from printgate.store.devices import list_devices_of_dealer
 
 router = APIRouter(prefix="/api", tags=["api"])
-
-
-class DevicePublic(BaseModel):
-    id: str
-    name: str
-    customer: str
-    model: str | None
-    serial: str | None
-    blocked: bool
-
-
-class UserPublic(BaseModel):
-    id: str
-    email: str
-    display_name: str
-    roles: list[str]
-    dealer_id: str | None
-    customer_id: str | None
-
-
-class DwaSessionPublic(BaseModel):
-    id: str
-    device_id: str
-    state: str
-    expires_at: str
 
 
 @router.get("/me", response_model=UserPublic)

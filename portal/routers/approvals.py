@@ -3,16 +3,16 @@ approve for a bounded time or deny."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
 
 from portal.approval_notices import DURATIONS, approval_lines, decided_notice
 from portal.deps import CsrfChecked, CurrentLogin, CurrentUser, DbSession, State, require_scope
 from portal.pages import render, see_other
+from portal.schemas.approvals import ApprovalState
 from portal.state import PortalState
 from printgate.domain import Approval, Role, event_types
 from printgate.store import approvals as approvals_store
@@ -35,14 +35,6 @@ async def approvals_page(request: Request, state: State, s: DbSession, login: Cu
     sessions = await sessions_of_customer(s, user.customer_id) if deciding and user.customer_id else []
     return render(state, request, "approvals.html", login=login, lines=await approval_lines(s, rows),
                   deciding=deciding, durations=DURATIONS, now=state.clock(), sessions=sessions)
-
-
-class ApprovalState(BaseModel):
-    id: str
-    status: str
-    device_id: str
-    approved_until: datetime | None
-    decided_by: str | None
 
 
 @api.get("/{approval_id}", response_model=ApprovalState, dependencies=[Depends(require_scope("sessions:read"))])

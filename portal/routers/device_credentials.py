@@ -8,14 +8,22 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from portal.deps import CsrfChecked, CurrentLogin, CurrentUser, DbSession, State
 from portal.pages import render, see_other
+from portal.schemas.device_credentials import (
+    CredentialIn,
+    CredentialPublic,
+    CredentialRef,
+    CredentialUse,
+    Revealed,
+    RevealRequestIn,
+    RevealRequestOut,
+)
 from portal.state import PortalState, client_ip
 from printgate.domain import Customer, Role, User, event_types
-from printgate.domain.credentials import CredentialScope, LoginKind, StoredCredential
+from printgate.domain.credentials import CredentialScope, LoginKind
 from printgate.errors import CredentialInvalid
 from printgate.store import device_credentials as store
 from printgate.store.tenants import get_customer
@@ -24,49 +32,6 @@ from printgate.vault.vault import check_credential, normalise_target
 
 router = APIRouter(tags=["device-credentials"])
 ADMINS = frozenset({Role.CUSTOMER_ADMIN, Role.DEALER_ADMIN})
-
-
-class CredentialIn(BaseModel):
-    """A credential to store (set or rotate); the password is accepted, never returned."""
-
-    customer_id: str = Field(min_length=1, max_length=64)
-    scope: CredentialScope
-    target: str = Field(default="", max_length=256)  # device id, model, or "" for the customer
-    kind: LoginKind
-    account: str = Field(min_length=1, max_length=128)
-    password: str = Field(min_length=1, max_length=256)
-    profile: str = Field(default="", max_length=64)
-
-
-class CredentialRef(BaseModel):
-    customer_id: str = Field(min_length=1, max_length=64)
-    scope: CredentialScope
-    target: str = Field(default="", max_length=256)
-
-
-class CredentialPublic(BaseModel):
-    """What anyone may read about a stored credential: everything but the secret."""
-
-    customer_id: str
-    scope: CredentialScope
-    target: str
-    kind: LoginKind
-    account: str
-    profile: str
-    version: int
-    updated_at: str
-    updated_by: str | None
-
-    @classmethod
-    def of(cls, c: StoredCredential) -> CredentialPublic:
-        return cls(customer_id=c.customer_id, scope=c.scope, target=c.target, kind=c.kind, account=c.account,
-                   profile=c.profile, version=c.version, updated_at=c.updated_at.isoformat(),
-                   updated_by=c.updated_by)
-
-
-class CredentialUse(BaseModel):
-    customer_id: str = Field(min_length=1, max_length=64)
-    forbidden: bool
 
 
 def _vault(state: PortalState) -> CredentialVault:
@@ -229,27 +194,6 @@ async def use_api(request: Request, state: State, s: DbSession, user: CurrentUse
 
 
 # --- break glass: revealing a stored password needs the customer's approval -------------------
-class RevealRequestIn(BaseModel):
-    device_id: str = Field(min_length=1, max_length=64)
-    reason: str = Field(min_length=3, max_length=500)
-
-
-class RevealRequestOut(BaseModel):
-    request_id: str
-    approval_id: str
-    status: str
-
-
-class Revealed(BaseModel):
-    """The one answer that holds a secret: after a customer administrator's approval, once."""
-
-    account: str
-    password: str
-    kind: LoginKind
-    version: int
-    approved_until: str
-
-
 @router.post("/api/device-credentials/reveal-requests", status_code=201)
 async def request_reveal(request: Request, state: State, s: DbSession, user: CurrentUser,
                          body: RevealRequestIn) -> RevealRequestOut:
