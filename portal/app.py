@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from portal import api_docs, error_pages, health
+from portal import api_docs, error_pages
 from portal.db_outage import DatabaseOutage, is_database_outage
 from portal.deps import LoginRequired, OptionalLogin
 from portal.notifications import Notifier
@@ -26,6 +26,7 @@ from portal.routers import (
     devices,
     dwa_sessions,
     fleet,
+    health,
     integrations,
     login,
     mfa,
