@@ -17,8 +17,10 @@ What is measured, per database:
   in them (counters + supplies + alerts) per second;
 - reference (PostgreSQL): ``psql \\copy`` of the same history rows into a copy of the
   readings table, in the same run; our ratio to it;
-- the fleet overview query of the portal (``fleet_devices`` for the dealer: all 20,000
-  printers) after ingest: median and max of 5;
+- the fleet overview of the portal for the dealer (all 20,000 printers) after ingest: server
+  time of the page (counts + one page of 50, the worst first; a later page, a filter, a
+  search) and of the paged JSON API (100 a page), through the real portal app in process;
+  median and max of 5;
 - the cloud process's RSS (VmRSS) sampled every 0.5 s over the run: start, peak, end.
 """
 
@@ -55,7 +57,7 @@ from lab import snmprec  # noqa: E402
 from lab.snmp import recording_path  # noqa: E402
 from printgate.domain import Reading, ReadingKind  # noqa: E402
 from printgate.store.db import Database, migrate  # noqa: E402
-from printgate.store.fleet import TenantScope, fleet_devices  # noqa: E402
+from printgate.store.fleet import TenantScope  # noqa: E402
 from printgate.store.models.core import AgentRow, CustomerRow, DealerRow, DeviceRow, SiteRow  # noqa: E402
 from printgate.wire import agent_pb2 as pb  # noqa: E402
 from printgate.wire import convert  # noqa: E402
@@ -180,15 +182,69 @@ async def ingest_run(db: Database, rounds: list[list[tuple[str, bytes, int, int]
             "values_per_s_wall": round(values / wall), "values_per_s_per_cloud_core": round(values / cpu)}
 
 
+OVERVIEW_PATHS = {  # what a dealer's user opens, through the real portal app (in process)
+    "page": "/fleet",
+    "page_200": "/fleet?page=200",
+    "page_problem": "/fleet?problem=attention",
+    "page_search": "/fleet?q=printer%2012",
+    "api": "/api/fleet/devices?limit=100",
+    "api_worst": "/api/fleet/devices?sort=attention&limit=100",
+    "api_offset": "/api/fleet/devices?limit=100&offset=19900",
+}
+
+
 async def overview(db: Database) -> dict[str, Any]:
-    times, count = [], 0
+    """Server time of the fleet overview page and API for the dealer (all 20,000 printers): the
+    portal app in process (httpx ASGI transport: no sockets), a signed-in viewer, median of 5
+    after one warm-up request per path; plus the counts query alone."""
+    import secrets
+
+    import httpx
+
+    from fleet.queries import overview as fleet_overview
+    from portal.app import create_app
+    from printgate.domain import Role
+    from printgate.settings import PortalSettings
+    from printgate.testing.audit import RecordingAuditSink
+    from printgate.testing.broker import PolicyBroker
+    from printgate.testing.portal import Clock, create_user, sign_in
+
+    clock = Clock()
+    base = "http://portal.test"
+    app = create_app(PortalSettings(public_url=base, secret_key=secrets.token_urlsafe(32)), db=db,
+                     broker=PolicyBroker(db, clock, base), audit=RecordingAuditSink(), clock=clock)
+    user, secret = await create_user(db, Role.VIEWER, dealer="dealer-1")
+    out: dict[str, Any] = {"target_ms": OVERVIEW_TARGET_MS}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base,  # type: ignore[arg-type]
+                                 headers={"accept": "text/html"}, timeout=60) as client:
+        class _Portal:
+            pass
+        holder = _Portal()
+        holder.clock = clock  # type: ignore[attr-defined]
+        await sign_in(client, holder, user, secret)  # type: ignore[arg-type]
+        for name, path in OVERVIEW_PATHS.items():
+            headers = {"accept": "application/json"} if path.startswith("/api") else {}
+            r = await client.get(path, headers=headers)
+            assert r.status_code == 200, (path, r.status_code, r.text[:300])
+            times = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                r = await client.get(path, headers=headers)
+                times.append((time.perf_counter() - t0) * 1000)
+            out[name] = {"path": path, "median_ms": round(statistics.median(times), 1),
+                         "max_ms": round(max(times), 1), "bytes": len(r.content)}
+    times, total = [], 0
     for _ in range(5):
         t0 = time.perf_counter()
         async with db.session() as s:
-            count = len(await fleet_devices(s, TenantScope(dealer_id="dealer-1")))
+            total = (await fleet_overview(s, TenantScope(dealer_id="dealer-1"))).counts.devices
         times.append((time.perf_counter() - t0) * 1000)
-    return {"devices": count, "median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1),
-            "target_ms": OVERVIEW_TARGET_MS, "met": statistics.median(times) <= OVERVIEW_TARGET_MS}
+    out["devices"] = total
+    out["counts_and_first_page_query_median_ms"] = round(statistics.median(times), 1)
+    worst = max(v["median_ms"] for v in out.values() if isinstance(v, dict))
+    out["worst_median_ms"] = worst
+    out["met"] = worst <= OVERVIEW_TARGET_MS
+    return out
 
 
 def psql_copy_reference(rows_csv: Path, count: int) -> dict[str, Any]:
@@ -235,6 +291,9 @@ async def run_one(name: str, url: str, args: argparse.Namespace,
         await seed(db, args.agents, args.printers)
         rss.append(rss_kb())
         result: dict[str, Any] = {"ingest": await ingest_run(db, rounds, args.concurrency, rss)}
+        if name == "postgresql":  # what autovacuum's analyze does within a minute of a bulk load
+            async with db.transaction() as s:
+                await s.execute(sa.text("ANALYZE"))
         result["overview"] = await overview(db)
         if name == "postgresql":
             n = await history_csv(db, tmp / "rows.csv")

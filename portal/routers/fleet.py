@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fleet.queries import MAX_PAGE, PAGE_SIZE, FleetFilter, overview, overview_page
 from portal.deps import CsrfChecked, CurrentLogin, CurrentUser, State, require_role, require_scope
 from portal.fleet.charts import Series, line_chart
 from portal.fleet.forecast import days_until_empty, no_forecast_reason
@@ -38,17 +40,16 @@ from printgate.store.fleet import (
     current_supplies,
     device_readings,
     fleet_device,
-    fleet_devices,
     fleet_sites,
     open_alerts,
 )
 from printgate.store.readings_state import set_thresholds_of_tenant, thresholds_of_tenant
 from printgate.store.sessions import openable_alerts
-from printgate.store.tenants import get_customer
 
 FLEET_ROLES = (Role.DEALER_ADMIN, Role.TECHNICIAN, Role.VIEWER, Role.CUSTOMER_ADMIN)
 FORECAST_WINDOW = timedelta(days=90)
 MAX_COUNTER_SERIES = 6
+MAX_SITES_LISTED = 20  # more: the overview counts them; a customer's view lists its sites
 
 
 def _aware(t: datetime | None) -> datetime | None:
@@ -100,11 +101,47 @@ async def supply_history(s: AsyncSession, device_id: str, now: datetime) -> list
                                  limit=500)
 
 
+Problem = Literal["critical", "attention", "alerts", "low_supply", "offline", "no_reading"]
+PROBLEM_QUERY = Query(description="only devices with this problem: critical (a critical open alert or the "
+                                  "device down), attention (any open alert or a warning status), alerts, "
+                                  "low_supply (a consumable at or below the warning threshold), offline (the "
+                                  "site's agent), no_reading")
+
+
+def _page_link(request: Request, **changes: object) -> str:
+    params = {**dict(request.query_params), **{k: str(v) for k, v in changes.items()}}
+    return f"{request.url.path}?{urlencode({k: v for k, v in params.items() if v not in ('', 'None')})}"
+
+
 @router.get("/api/fleet/devices", response_model=list[FleetDevicePublic], dependencies=api,
-            summary="Devices of your tenant with their status")
-async def api_devices(user: CurrentUser, state: State) -> list[FleetDevicePublic]:
+            summary="Devices of your tenant with their status, one page at a time",
+            description="At most `limit` devices from `offset`. The response's `Link` header has the "
+                        "`next` (and `prev`) page's URL (RFC 8288) and `X-Total-Count` the number of "
+                        "devices matching the filters; follow `next` until there is none. `sort=name` "
+                        "(the default: customer, then name) keeps the order stable while you walk the pages; "
+                        "`sort=attention` lists the worst devices first.")
+async def api_devices(
+    request: Request, response: Response, user: CurrentUser, state: State,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="devices per page")] = 100,
+    offset: Annotated[int, Query(ge=0, description="devices to skip")] = 0,
+    problem: Annotated[Problem | None, PROBLEM_QUERY] = None,
+    customer_id: Annotated[str | None, Query(max_length=64, description="only this customer's devices")] = None,
+    q: Annotated[str, Query(max_length=200, description="text in name, IP, model, serial, customer or site")] = "",
+    sort: Annotated[Literal["name", "attention"], Query(description="name: by customer and name; "
+                                                                   "attention: the worst first")] = "name",
+) -> list[FleetDevicePublic]:
     async with state.db.session() as s:
-        return [FleetDevicePublic.of(f) for f in await fleet_devices(s, TenantScope.of(user))]
+        page = await overview_page(s, TenantScope.of(user), where=FleetFilter(problem, customer_id, q), sort=sort,
+                                   offset=offset, limit=limit)
+    links = []
+    if offset + limit < page.total:
+        links.append(f'<{_page_link(request, offset=offset + limit, limit=limit)}>; rel="next"')
+    if offset > 0:
+        links.append(f'<{_page_link(request, offset=max(0, offset - limit), limit=limit)}>; rel="prev"')
+    if links:
+        response.headers["link"] = ", ".join(links)
+    response.headers["x-total-count"] = str(page.total)
+    return [FleetDevicePublic.of(f) for f in page.devices]
 
 
 @router.get("/api/fleet/devices/{device_id}", response_model=FleetDeviceDetail, dependencies=api,
@@ -159,22 +196,42 @@ async def api_alerts(
 
 
 @router.get("/fleet", include_in_schema=False, dependencies=[may_view])
-async def fleet_page(request: Request, state: State, login: CurrentLogin, rescan: str = "") -> Response:
+async def fleet_page(
+    request: Request, state: State, login: CurrentLogin, rescan: str = "",
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    problem: Annotated[Problem | None, Query()] = None,
+    customer: Annotated[str | None, Query(max_length=64)] = None,
+    q: Annotated[str, Query(max_length=200)] = "",
+    sort: Annotated[Literal["attention", "name"], Query()] = "attention",
+) -> Response:
+    """Counts per problem (SQL aggregates) and one page of devices, the worst first."""
     scope = TenantScope.of(login.user)
     async with state.db.session() as s:
-        devices = [FleetDevicePublic.of(f) for f in await fleet_devices(s, scope)]
-        sites = await fleet_sites(s, scope)
-        dealer: str | None = login.user.dealer_id
-        if dealer is None and login.user.customer_id:  # a customer's users see their dealer's thresholds
-            customer = await get_customer(s, login.user.customer_id)
-            dealer = customer.dealer_id if customer is not None else None
-        thresholds, own = await thresholds_of_tenant(s, dealer) if dealer else (SupplyThresholds(), False)
+        seen = await overview(s, scope, where=FleetFilter(problem, customer, q), sort=sort,
+                              offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+        devices = [FleetDevicePublic.of(f) for f in seen.page.devices]
+        all_sites = await fleet_sites(s, scope)
         alerts = await openable_alerts(s, [d.id for d in devices if d.open_alerts])  # one click to a session
     may_rescan = state.commands is not None and bool(set(RESCAN_ROLES) & login.user.roles)
+    # a dealer with a thousand sites picks a customer (its name in the table) to see its sites
+    sites = [x for x in all_sites if x.customer_id == customer] if customer else all_sites
+    site_summary = None
+    if len(sites) > MAX_SITES_LISTED:
+        site_summary = {"sites": len(sites), "online": sum(1 for x in sites if x.online)}
+        sites = []
+    pages = max(1, -(-seen.page.total // PAGE_SIZE))
+    pager = {
+        "page": page, "pages": pages, "total": seen.page.total,
+        "first": seen.page.offset + 1 if devices else 0, "last": seen.page.offset + len(devices),
+        "prev": _page_link(request, page=page - 1, rescan="") if page > 1 else None,
+        "next": _page_link(request, page=page + 1, rescan="") if page < pages else None,
+    }
+    filters = {"problem": problem, "customer": customer, "q": q, "sort": sort}
     return render(state, request, "fleet.html", login=login, devices=devices, sites=sites,
-                  may_rescan=may_rescan, notice=RESCAN_NOTICES.get(rescan, ""), thresholds=thresholds,
-                  own_thresholds=own, may_set_thresholds=Role.DEALER_ADMIN in login.user.roles,
-                  alerts=alerts, may_open=bool(login.user.dealer_id))
+                  may_rescan=may_rescan, notice=RESCAN_NOTICES.get(rescan, ""), thresholds=seen.thresholds,
+                  own_thresholds=seen.own_thresholds, may_set_thresholds=Role.DEALER_ADMIN in login.user.roles,
+                  alerts=alerts, may_open=bool(login.user.dealer_id), counts=seen.counts, pager=pager,
+                  filters=filters, site_summary=site_summary)
 
 
 @router.post("/fleet/thresholds", include_in_schema=False, dependencies=[may_view])

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, false, select
+from sqlalchemy import ColumnElement, case, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from printgate.domain import (
@@ -108,7 +108,8 @@ def _device_of(c: Sequence[Any]) -> Device:
     )
 
 
-async def fleet_devices(s: AsyncSession, scope: TenantScope, *, device_id: str | None = None) -> list[FleetDevice]:
+async def fleet_devices(s: AsyncSession, scope: TenantScope, *, device_id: str | None = None,
+                        device_ids: Sequence[str] | None = None) -> list[FleetDevice]:
     """The scope's devices (by customer, then name) with their current state.
 
     Core rows, not ORM entities (the overview of a dealer's 20,000 printers is one page): one
@@ -119,6 +120,8 @@ async def fleet_devices(s: AsyncSession, scope: TenantScope, *, device_id: str |
                 .join(CustomerRow, CustomerRow.id == SiteRow.customer_id).where(scope.condition()))
     if device_id is not None:
         in_scope = in_scope.where(DeviceRow.id == device_id)
+    if device_ids is not None:  # one page of the overview: only these
+        in_scope = in_scope.where(DeviceRow.id.in_(list(device_ids)))
     q = (
         select(*_DEVICE_COLUMNS, CustomerRow.id, CustomerRow.name, SiteRow.name, AgentRow.online,
                st.last_reading_at, st.page_count, st.printer_status, st.device_status, st.error_state)
@@ -131,6 +134,8 @@ async def fleet_devices(s: AsyncSession, scope: TenantScope, *, device_id: str |
     )
     if device_id is not None:
         q = q.where(DeviceRow.id == device_id)
+    if device_ids is not None:
+        q = q.where(DeviceRow.id.in_(list(device_ids)))
     conn = await s.connection()  # Core results: no ORM row processing for 20,000 plain rows
     rows: Sequence[Any] = (await conn.execute(q)).all()
     if not rows:
@@ -240,3 +245,142 @@ async def device_readings(
         q = q.where(ReadingRow.taken_at <= until)
     bodies = (await s.scalars(q.order_by(ReadingRow.taken_at.desc()).limit(limit))).all()
     return [Reading.from_dict(b) for b in reversed(bodies)]
+
+
+# --- The overview of a large fleet: counts by SQL aggregates, one sorted, filtered page of devices ---
+
+PROBLEMS = ("critical", "attention", "alerts", "low_supply", "offline", "no_reading")
+"""Filters of the overview, each one a count on the page: ``critical`` (a critical open alert
+or hrDeviceStatus down), ``attention`` (that or any open alert / hrDeviceStatus warning or
+testing), ``alerts`` (any open alert), ``low_supply`` (a consumable at or below the warning
+threshold; waste containers never), ``offline`` (the site's agent), ``no_reading`` (never
+reported)."""
+SORTS = ("attention", "name")
+
+
+@dataclass(frozen=True, slots=True)
+class FleetFilter:
+    """What one overview page shows: a problem (one of ``PROBLEMS``), a customer, a text."""
+
+    problem: str | None = None
+    customer_id: str | None = None
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FleetCounts:
+    """The scope's devices counted per problem (SQL aggregates, no device loaded)."""
+
+    devices: int
+    critical: int
+    attention: int
+    alerts: int
+    low_supply: int
+    offline: int
+    no_reading: int
+
+
+@dataclass(frozen=True, slots=True)
+class FleetPage:
+    devices: list[FleetDevice]
+    total: int  # devices matching the filter (all pages)
+    offset: int
+    limit: int
+
+
+def _overview_query(scope: TenantScope, warning_percent: float, where: FleetFilter) -> Any:
+    """The scope's devices matching ``where``, one row each with its problem flags and
+    attention rank, as a subquery.
+
+    Open alerts and low supplies are grouped per device once and joined (hash joins: ~0.1 s
+    for 20,000 devices on PostgreSQL). That plan needs current planner statistics: right after
+    a bulk load, before autovacuum's analyze, PostgreSQL estimates one row and nests loops."""
+    matches = [scope.condition()]
+    if where.customer_id:
+        matches.append(CustomerRow.id == where.customer_id)
+    if where.text.strip():
+        pattern = _like(where.text.strip())
+        matches.append(or_(*(func.lower(func.coalesce(c, "")).like(pattern, escape="\\") for c in (
+            DeviceRow.name, DeviceRow.ip, DeviceRow.model, DeviceRow.serial, CustomerRow.name, SiteRow.name))))
+    in_scope = (select(DeviceRow.id).join(SiteRow, SiteRow.id == DeviceRow.site_id)
+                .join(CustomerRow, CustomerRow.id == SiteRow.customer_id).where(*matches))
+    al = DeviceAlertRow.__table__.c
+    alerts = (select(al.device_id, func.count().label("n"),
+                     func.max(case((al.severity == "critical", 3), else_=2)).label("sev"))
+              .where(al.cleared_at.is_(None), al.device_id.in_(in_scope))
+              .group_by(al.device_id).subquery("open_alerts"))
+    sp = DeviceSupplyRow.__table__.c
+    waste = or_(func.lower(sp.type).like("waste%"), func.lower(sp.description).like("%waste%"))
+    low_supplies = (select(sp.device_id, func.count().label("low"))
+                    .where(sp.percent.is_not(None), sp.percent <= warning_percent, ~waste, sp.device_id.in_(in_scope))
+                    .group_by(sp.device_id).subquery("low_supplies"))
+    n_alerts = func.coalesce(alerts.c.n, 0)
+    severity = alerts.c.sev
+    low = low_supplies.c.low.is_not(None)
+    st = DeviceStateRow.__table__.c
+    device_rank = case((st.device_status == "down", 3), (st.device_status.in_(("warning", "testing")), 2), else_=0)
+    q = (
+        select(DeviceRow.id.label("id"), CustomerRow.name.label("customer"), DeviceRow.name.label("name"),
+               n_alerts.label("n_alerts"), func.coalesce(severity, 0).label("severity"),
+               device_rank.label("device_rank"), case((low, 1), else_=0).label("low"),
+               case((AgentRow.online.is_(False), 1), else_=0).label("offline"),
+               case((st.last_reading_at.is_(None), 1), else_=0).label("no_reading"))
+        .join(SiteRow, SiteRow.id == DeviceRow.site_id)
+        .join(CustomerRow, CustomerRow.id == SiteRow.customer_id)
+        .join(AgentRow, AgentRow.id == DeviceRow.agent_id)
+        .outerjoin(DeviceStateRow, st.device_id == DeviceRow.id)
+        .outerjoin(alerts, alerts.c.device_id == DeviceRow.id)
+        .outerjoin(low_supplies, low_supplies.c.device_id == DeviceRow.id)
+        .where(*matches)
+    )
+    return q.subquery("fleet_overview")
+
+
+def _flags(o: Any) -> dict[str, ColumnElement[Any]]:
+    rank = case((o.c.severity >= o.c.device_rank, o.c.severity), else_=o.c.device_rank)
+    return {"rank": rank, "critical": rank >= 3, "attention": rank >= 2, "alerts": o.c.n_alerts > 0,
+            "low_supply": o.c.low == 1, "offline": o.c.offline == 1, "no_reading": o.c.no_reading == 1}
+
+
+def _like(text: str) -> str:
+    return "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+async def fleet_counts(s: AsyncSession, scope: TenantScope, *, warning_percent: float) -> FleetCounts:
+    """How many of the scope's devices have each problem: one aggregate query."""
+    o = _overview_query(scope, warning_percent, FleetFilter())
+    f = _flags(o)
+    q = select(func.count(), *(func.coalesce(func.sum(case((f[k], 1), else_=0)), 0) for k in PROBLEMS)).select_from(o)
+    row = (await (await s.connection()).execute(q)).one()
+    return FleetCounts(*(int(v) for v in row))
+
+
+async def fleet_page(
+    s: AsyncSession, scope: TenantScope, *, warning_percent: float, where: FleetFilter = FleetFilter(),
+    sort: str = "attention", offset: int = 0, limit: int = 50, counts: FleetCounts | None = None,
+) -> FleetPage:
+    """One page of the scope's devices matching ``where``.
+
+    ``sort="attention"``: the worst first (critical, then needing attention; within a rank an
+    offline agent first, then the most open alerts), then by customer, name and id; ``"name"``:
+    by customer, name and id. Only the page's devices are loaded. With the scope's ``counts``
+    (just taken) and no text or customer in ``where``, the total is read from them."""
+    if where.problem is not None and where.problem not in PROBLEMS:
+        raise ValueError(f"unknown problem {where.problem!r}: one of {', '.join(PROBLEMS)}")
+    if sort not in SORTS:
+        raise ValueError(f"unknown sort {sort!r}: one of {', '.join(SORTS)}")
+    o = _overview_query(scope, warning_percent, where)
+    f = _flags(o)
+    matching = select(o.c.id).select_from(o)
+    if where.problem is not None:
+        matching = matching.where(f[where.problem])
+    conn = await s.connection()
+    if counts is not None and not where.text.strip() and not where.customer_id:
+        total = counts.devices if where.problem is None else int(getattr(counts, where.problem))
+    else:
+        total = int((await conn.execute(matching.with_only_columns(func.count()))).scalar_one())
+    by_name = (o.c.customer, o.c.name, o.c.id)
+    order = by_name if sort == "name" else (f["rank"].desc(), o.c.offline.desc(), o.c.n_alerts.desc(), *by_name)
+    ids = list((await conn.execute(matching.order_by(*order).offset(offset).limit(limit))).scalars())
+    found = {d.device.id: d for d in await fleet_devices(s, scope, device_ids=ids)} if ids else {}
+    return FleetPage([found[i] for i in ids if i in found], total, offset, limit)
