@@ -25,6 +25,7 @@ def pure_modules() -> list[Path]:
     found += [ROOT / "agent" / "snmp" / f"{name}.py" for name in ("parsing", "ber", "values")]
     found += [ROOT / "alerting" / f"{name}.py" for name in ("rules", "engine", "cef")]
     found += [ROOT / "fleet" / f"{name}.py" for name in ("decode", "state")]
+    found += [ROOT / "gateway" / "relay" / "policy.py", ROOT / "portal" / "fleet" / "forecast.py"]
     return sorted(found)
 
 
