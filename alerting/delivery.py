@@ -16,12 +16,13 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from alerting.cef import cef_severity, extension
 from alerting.engine import from_payload
 from alerting.errors import DeliveryFailed, SubscriptionInvalid
 from alerting.rules import Category, Severity
-from integrations.addresses import check_literal
+from integrations.addresses import check_literal, resolve_public
 from integrations.errors import EndpointInvalid, IntegrationError
 from integrations.smtp import SmtpConfig, SmtpTransport
 from integrations.syslog import SyslogTarget, SyslogTransport
@@ -92,6 +93,26 @@ def validate(*, channel: str, target: str, categories: str | list[str] | tuple[s
     else:
         raise SubscriptionInvalid(f"unknown channel {channel!r}: use email, webhook or syslog")
     return Subscription(channel, target, tuple(categories), severity, secret)
+
+
+async def check_resolves_public(sub: Subscription, *, allow_private_webhooks: bool = False) -> None:
+    """At save time, after ``validate``: a webhook's or syslog collector's host NAME that resolves
+    must resolve to public addresses only (resolved on the dedicated, bounded resolver pool; it is checked
+    again at every connect). ``SubscriptionInvalid`` says which address was refused."""
+    if allow_private_webhooks or sub.channel == "email":
+        return
+    if sub.channel == "webhook":
+        parts = urlsplit(sub.target)
+        host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    else:
+        spec = parse_syslog_target(sub.target, allow_private=True)
+        host, port = spec.host, spec.port
+    try:
+        await resolve_public(host, port, what=sub.channel)
+    except EndpointInvalid as exc:
+        if "non-public" not in exc.message:
+            return  # no answer now (DNS set up later): refused at connect time if it stays so
+        raise SubscriptionInvalid(f"{sub.channel} {sub.target!r}: {exc.message}") from None
 
 
 def subscription_cap_message(cap: int, customer_id: str | None) -> str:

@@ -15,7 +15,12 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import Response
 
-from alerting.delivery import DEFAULT_MAX_SUBSCRIPTIONS, subscription_cap_message, validate
+from alerting.delivery import (
+    DEFAULT_MAX_SUBSCRIPTIONS,
+    check_resolves_public,
+    subscription_cap_message,
+    validate,
+)
 from alerting.engine import SEVERITY_NAMES
 from alerting.errors import SubscriptionInvalid
 from alerting.rules import Category
@@ -112,6 +117,8 @@ async def add_subscription(
         sub = validate(channel=channel, target=target, categories=list(categories or []),
                        min_severity=min_severity, secret=secret,
                        allow_private_webhooks=getattr(request.app.state, "allow_private_webhooks", False))
+        await check_resolves_public(sub, allow_private_webhooks=getattr(request.app.state, "allow_private_webhooks",
+                                                                         False))
     except SubscriptionInvalid as exc:
         return await _page(request, state, s, login, status_code=422, error=exc.message, form=form)
     cap = getattr(request.app.state, "max_security_subscriptions", DEFAULT_MAX_SUBSCRIPTIONS)

@@ -51,7 +51,7 @@ def subscribe(
 
 async def _subscribe(settings: Any, dealer: str, customer: str | None, contact: str, channel: str,
                      target: str, categories: str, min_severity: str, secret: str | None) -> str:
-    from alerting.delivery import subscription_cap_message, validate
+    from alerting.delivery import check_resolves_public, subscription_cap_message, validate
     from alerting.errors import SubscriptionInvalid
     from alerting.secrets import seal
     from printgate.cli.schema_guard import schema_database
@@ -63,6 +63,7 @@ async def _subscribe(settings: Any, dealer: str, customer: str | None, contact: 
     try:
         sub = validate(channel=channel, target=target, categories=categories, min_severity=min_severity,
                        secret=secret, allow_private_webhooks=settings.security_alerts.allow_private_webhooks)
+        await check_resolves_public(sub, allow_private_webhooks=settings.security_alerts.allow_private_webhooks)
     except SubscriptionInvalid as exc:
         raise _fail(exc.message) from exc
     sealed = None

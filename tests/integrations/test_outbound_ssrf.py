@@ -98,3 +98,21 @@ async def test_allowed_private_and_operator_collectors_receive(collector: Collec
         await lab.aclose()
         await operator.aclose()
     assert len(collector.lines) == 2 and b"CEF:0|printgate|" in collector.lines[0]
+
+
+@pytest.mark.parametrize("channel", ["syslog", "webhook"])
+async def test_a_name_resolving_to_an_internal_address_is_refused_when_saved(
+        channel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """validate() checks the form and literals; check_resolves_public() resolves the name (the
+    portal and the CLI call both before storing)."""
+    from alerting.delivery import check_resolves_public
+    from integrations import addresses
+
+    monkeypatch.setattr(addresses, "_getaddrinfo", lambda host, port: ["93.184.216.34", "10.0.0.7"])
+    target = "tcp://siem.example.net:514" if channel == "syslog" else "https://siem.example.net/hook"
+    sub = validate(channel=channel, target=target, secret="s" * 32)
+    with pytest.raises(SubscriptionInvalid, match=r"non-public address \(10\.0\.0\.7\)"):
+        await check_resolves_public(sub)
+    await check_resolves_public(sub, allow_private_webhooks=True)
+    monkeypatch.setattr(addresses, "_getaddrinfo", lambda host, port: ["93.184.216.34"])
+    await check_resolves_public(sub)
