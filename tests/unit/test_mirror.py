@@ -25,7 +25,8 @@ def pure_modules() -> list[Path]:
     found += [ROOT / "agent" / "snmp" / f"{name}.py" for name in ("parsing", "ber", "values")]
     found += [ROOT / "alerting" / f"{name}.py" for name in ("rules", "engine", "cef")]
     found += [ROOT / "fleet" / f"{name}.py" for name in ("decode", "state")]
-    found += [ROOT / "gateway" / "relay" / "policy.py", ROOT / "portal" / "fleet" / "forecast.py"]
+    found += [ROOT / "gateway" / "relay" / "policy.py", ROOT / "portal" / "fleet" / "forecast.py",
+              ROOT / "printgate" / "wire" / "commands.py"]
     return sorted(found)
 
 
