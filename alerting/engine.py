@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from alerting.rules import (
+    RELAY_REFUSED,
     SIGN_IN_BY_SOURCE,
     SIGN_IN_BY_USER,
     Hit,
@@ -38,6 +39,7 @@ from printgate.domain import AuditRecord
 
 MAX_KEYS = 5000  # counting windows kept at most (a spray of sources cannot grow the state without bound)
 MAX_SAMPLES = 10  # subjects named per alert
+MAX_SOURCES = 1000  # distinct sources counted per quiet window (relay spray), then "1,000+"
 STATE_VERSION = 1
 
 
@@ -113,6 +115,7 @@ class _Active:
     samples: list[str] = field(default_factory=list)
     subject: str = ""
     source_ip: str | None = None
+    sources: list[str] = field(default_factory=list)  # distinct source addresses (relay), bounded
 
 
 def _key(rule: Rule, dealer: str | None, customer: str | None, key: str) -> str:
@@ -178,6 +181,9 @@ class Engine:
             active.last_at = now
             if sample and sample not in active.samples and len(active.samples) < MAX_SAMPLES:
                 active.samples.append(sample)
+            if hit.rule is RELAY_REFUSED and sample and len(active.sources) < MAX_SOURCES \
+                    and sample not in active.sources:
+                active.sources.append(sample)
             return []
         pending = self._pending.get(k)
         if pending is None:
@@ -231,7 +237,11 @@ class Engine:
 
     def _summary(self, k: str, a: _Active) -> Alert:
         rule, dealer, customer, key = _split(k)
-        text = (f"... and {a.folded:,} more for {a.subject} in the last {_minutes(a.until - a.started)}"
+        spread = ""
+        if rule is RELAY_REFUSED and a.sources:
+            many = len(a.sources)
+            spread = f" from {many:,}{'+' if many >= MAX_SOURCES else ''} source addresses"
+        text = (f"... and {a.folded:,} more for {a.subject}{spread} in the last {_minutes(a.until - a.started)}"
                 + (f" ({_sample_label(rule)}: {', '.join(a.samples)})" if a.samples else ""))
         return Alert(
             id=_alert_id(rule.name, dealer, customer, key, a.first_seq, "summary", a.until),
@@ -239,7 +249,8 @@ class Engine:
             title=f"{rule.title}: {a.subject} (continuing)", text=text, dealer_id=dealer,
             customer_id=customer, key=key, subject=a.subject, count=a.folded, first_seq=a.first_seq,
             last_seq=a.last_seq, first_at=_dt(a.started), last_at=_dt(a.last_at),
-            source_ip=a.source_ip, samples=tuple(a.samples), details={"window_s": rule.quiet_s},
+            source_ip=a.source_ip, samples=tuple(a.samples),
+            details={"window_s": rule.quiet_s, **({"sources": len(a.sources)} if a.sources else {})},
         )
 
     # -- persistence -----------------------------------------------------------------
@@ -248,7 +259,7 @@ class Engine:
             "version": STATE_VERSION,
             "pending": {k: [p.times, p.counts, p.seqs, p.samples] for k, p in self._pending.items()},
             "active": {k: [a.until, a.started, a.folded, a.first_seq, a.last_seq, a.last_at, a.samples,
-                           a.subject, a.source_ip] for k, a in self._active.items()},
+                           a.subject, a.source_ip, a.sources] for k, a in self._active.items()},
         }
 
     @classmethod
@@ -261,9 +272,9 @@ class Engine:
                 engine._pending[k] = _Pending(list(times), list(counts), list(seqs), list(samples))
         for k, v in state.get("active", {}).items():
             if _known(k):
-                until, started, folded, first_seq, last_seq, last_at, samples, subject, source_ip = v
+                until, started, folded, first_seq, last_seq, last_at, samples, subject, source_ip = v[:9]
                 engine._active[k] = _Active(until, started, folded, first_seq, last_seq, last_at,
-                                            list(samples), subject, source_ip)
+                                            list(samples), subject, source_ip, list(v[9]) if len(v) > 9 else [])
         return engine
 
 

@@ -92,3 +92,6 @@ def test_a_relay_spray_from_400_addresses_is_a_few_messages_naming_the_sources()
     assert sum(a.count for a in out) == 400  # every refusal counted once
     assert out[0].source_ip == "198.51.100.1"
     assert "198.51.100.2" in out[1].text  # the summary names sources ("from: ...")
+    assert sum(a.details.get("sources", 0) for a in out) == 399  # and counts them (the first is the alert's)
+    assert "from 199 source addresses" in out[1].text or "from 200 source addresses" in out[1].text
+    assert Engine.from_state(engine.to_state()).to_state() == engine.to_state()
