@@ -25,6 +25,7 @@ class Invitation:
     id: str
     token: str
     expires_at: datetime
+    revoked: tuple[str, ...] = ()  # the same person's earlier unused links, revoked by this one
 
     def link(self, public_url: str) -> str:
         return f"{public_url.rstrip('/')}/invite/{self.token}"
@@ -47,9 +48,12 @@ async def create_invitation(
     s: AsyncSession, *, email: str, roles: list[str], dealer_id: str | None, customer_id: str | None,
     invited_by: str, now: datetime, ttl: timedelta = INVITATION_TTL,
 ) -> Invitation:
+    """A new one-use link for ``email``; the person's earlier unused links stop working (only the
+    newest link may set the password: an older one left in a mailbox must not overwrite it)."""
+    revoked = await invitations.revoke_open_invitations(s, email, now)
     token_id, token, token_hash = api_tokens.new_token()
     await invitations.add_invitation(
         s, invitation_id=token_id, token_hash=token_hash, email=email.strip().lower(),
         roles=sorted(set(roles)), dealer_id=dealer_id, customer_id=customer_id, invited_by=invited_by,
         created_at=now, expires_at=now + ttl)
-    return Invitation(token_id, token, now + ttl)
+    return Invitation(token_id, token, now + ttl, tuple(revoked))

@@ -120,7 +120,8 @@ async def invite(request: Request, state: State, s: DbSession, login: CurrentLog
         s, email=email, roles=wanted, dealer_id=me.dealer_id,
         customer_id=me.customer_id if not me.dealer_id else None, invited_by=me.email, now=state.clock())
     await state.record(event_types.RBAC_INVITED, request=request, user=me,
-                       details={"roles": wanted, "invitation": invitation.id}, personal={"subject": email})
+                       details={"roles": wanted, "invitation": invitation.id,
+                                "revoked_invitations": list(invitation.revoked)}, personal={"subject": email})
     link = invitation.link(state.settings.public_url)
     return render(state, request, "invited.html", login=login, link=link, email=email)
 
@@ -182,6 +183,7 @@ async def reset_link(request: Request, state: State, s: DbSession, login: Curren
         customer_id=user.customer_id, invited_by=login.user.email, now=state.clock(),
         ttl=timedelta(hours=24))
     await state.record(event_types.AUTH_PASSWORD_RESET_LINK, request=request, user=login.user,
-                       details={"user": user.id}, personal={"subject": user.email})
+                       details={"user": user.id, "invitation": invitation.id,
+                                "revoked_invitations": list(invitation.revoked)}, personal={"subject": user.email})
     link = invitation.link(state.settings.public_url)
     return render(state, request, "invited.html", login=login, link=link, email=user.email)

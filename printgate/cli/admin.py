@@ -104,9 +104,15 @@ def add_user(
     dealer: Annotated[str | None, typer.Option(help="dealer id (for the dealer's staff)")] = None,
     customer: Annotated[str | None, typer.Option(help="customer id or name (for the customer's staff; "
                                                        "the Customers page shows both)")] = None,
+    replace_roles: Annotated[bool, typer.Option(
+        "--replace-roles", help="for an existing account: replace its roles with the --role given "
+                                "(audited); without it a different set of roles is refused")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Invite a user with roles into a dealer or a customer: prints a one-use sign-in link."""
+    """Invite a user with roles into a dealer or a customer: prints a one-use sign-in link.
+
+    For an existing account the link lets the person choose a new password; the person's earlier
+    unused links stop working."""
     from portal.invitations import roles_problem
 
     if (dealer is None) == (customer is None):
@@ -115,18 +121,22 @@ def add_user(
     if problem:
         raise _fail(problem)
     settings = _settings(config)
-    link, expires = asyncio.run(_add_user(settings, email, sorted(set(role)), dealer, customer))
+    link, expires, notes = asyncio.run(_add_user(settings, email, sorted(set(role)), dealer, customer,
+                                                 replace_roles=replace_roles))
+    for note in notes:
+        typer.echo(note)
     typer.echo(f"one-use sign-in link for {email.strip().lower()} ({', '.join(sorted(set(role)))}), "
                f"valid until {expires:%Y-%m-%d %H:%M} UTC:")
     typer.echo(link)
 
 
 async def _add_user(settings: Any, email: str, roles: list[str], dealer: str | None,
-                    customer: str | None) -> tuple[str, datetime]:
+                    customer: str | None, *, replace_roles: bool = False) -> tuple[str, datetime, list[str]]:
     from portal.invitations import create_invitation
     from printgate.cli.schema_guard import schema_database
+    from printgate.domain import Role
     from printgate.store.tenants import customers_named, get_customer, get_dealer
-    from printgate.store.users import get_user_by_email
+    from printgate.store.users import get_user_by_email, set_roles
 
     now = datetime.now(UTC)
     async with schema_database(settings.database_url) as db, db.transaction() as s:
@@ -147,14 +157,38 @@ async def _add_user(settings: Any, email: str, roles: list[str], dealer: str | N
         existing = await get_user_by_email(s, email)
         if existing is not None and (existing.dealer_id != dealer or existing.customer_id != customer):
             raise _fail(f"{email} already has an account in another organisation")
+        notes: list[str] = []
+        events = []
+        dealer_of = dealer or (customer_row.dealer_id if customer_row else None)
+        if existing is not None:
+            had = sorted(r.value for r in existing.roles)
+            if had != roles and not replace_roles:
+                raise _fail(f"{existing.email} exists already with the roles {', '.join(had)}; to give them "
+                            f"{', '.join(roles)} instead, run the same command with --replace-roles "
+                            "(or change the roles on the portal's Users page)")
+            if had != roles:
+                await set_roles(s, existing.id, frozenset(Role(r) for r in roles))
+                events.append(_event(event_types.RBAC_ROLES_CHANGED, dealer_id=dealer_of, customer_id=customer,
+                                     details={"user": existing.id, "from": had, "to": roles},
+                                     personal={"subject": existing.email}))
+                notes.append(f"{existing.email} exists already: roles changed from {', '.join(had)} "
+                             f"to {', '.join(roles)}")
+            else:
+                notes.append(f"{existing.email} exists already (roles {', '.join(had)} unchanged): "
+                             "the link lets them choose a new password")
         invitation = await create_invitation(s, email=email, roles=roles, dealer_id=dealer,
                                              customer_id=customer, invited_by=_actor(), now=now)
-        await _audit(db, s, [_event(
-            event_types.RBAC_INVITED, dealer_id=dealer or (customer_row.dealer_id if customer_row else None),
-            customer_id=customer,
-            details={"roles": roles, "invitation": invitation.id},
-            personal={"subject": email.strip().lower()})])
-    return invitation.link(settings.portal.public_url), invitation.expires_at
+        if invitation.revoked:
+            notes.append(f"revoked {len(invitation.revoked)} earlier unused sign-in link(s) for "
+                         f"{email.strip().lower()}: only the link below works")
+        events.append(_event(
+            event_types.RBAC_INVITED, dealer_id=dealer_of, customer_id=customer,
+            details={"roles": roles, "invitation": invitation.id,
+                     "revoked_invitations": list(invitation.revoked),
+                     "existing_user": existing.id if existing is not None else None},
+            personal={"subject": email.strip().lower()}))
+        await _audit(db, s, events)
+    return invitation.link(settings.portal.public_url), invitation.expires_at, notes
 
 
 @app.command("dealers")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from printgate.domain.invitations import InvitationRecord
@@ -30,6 +30,18 @@ async def add_invitation(
         id=invitation_id, token_hash=token_hash, email=email, roles=roles, dealer_id=dealer_id,
         customer_id=customer_id, invited_by=invited_by, created_at=created_at, expires_at=expires_at))
     await s.flush()
+
+
+async def revoke_open_invitations(s: AsyncSession, email: str, now: datetime) -> list[str]:
+    """End every unused, unexpired invitation of ``email`` (its link stops working at once):
+    a new invitation replaces them. Returns the ids revoked."""
+    rows = (await s.execute(select(InvitationRow).where(
+        func.lower(InvitationRow.email) == email.strip().lower(), InvitationRow.accepted_at.is_(None),
+        InvitationRow.expires_at > now))).scalars().all()
+    for row in rows:
+        row.expires_at = now
+    await s.flush()
+    return sorted(r.id for r in rows)
 
 
 async def find_invitation(s: AsyncSession, token_hash: str) -> InvitationRecord | None:
