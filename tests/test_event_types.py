@@ -23,7 +23,7 @@ TYPE_PARAM = re.compile(r"^(event_)?type_?$")  # how forwarding helpers name the
 DOTTED = re.compile(r"^[a-z_]+(\.[a-z_]+)+$")
 # Files mid-edit by another helper when the constants were introduced (issue 16): their sites
 # are converted when that work is committed. Keep this empty.
-PENDING: frozenset[str] = frozenset({"portal/routers/fleet.py"})  # H5 mid-edit (issue 16)
+PENDING: frozenset[str] = frozenset()
 
 
 def _files(root: Path) -> Iterator[Path]:

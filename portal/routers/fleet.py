@@ -30,7 +30,16 @@ from portal.schemas.fleet import (
     SupplyPublic,
     device_detail,
 )
-from printgate.domain import FleetDevice, Outcome, Reading, ReadingKind, Role, SupplyState, User
+from printgate.domain import (
+    FleetDevice,
+    Outcome,
+    Reading,
+    ReadingKind,
+    Role,
+    SupplyState,
+    User,
+    event_types,
+)
 from printgate.errors import AgentUnavailable
 from printgate.fleet_alerts import SupplyThresholds
 from printgate.store.agent_health import drops_at
@@ -249,7 +258,7 @@ async def set_thresholds(request: Request, state: State, login: CurrentLogin, _c
     async with state.db.transaction() as s:
         before, _ = await thresholds_of_tenant(s, dealer)
         await set_thresholds_of_tenant(s, dealer, wanted, by=login.user.email, now=state.clock())
-    await state.record("config.changed", request=request, user=login.user,
+    await state.record(event_types.CONFIG_CHANGED, request=request, user=login.user,
                        details={"setting": "fleet.supply_thresholds",
                                 "before": [before.warning_percent, before.critical_percent],
                                 "after": [wanted.warning_percent, wanted.critical_percent]})
@@ -274,11 +283,11 @@ async def rescan_site(request: Request, state: State, login: CurrentLogin, _csrf
     try:
         details["command_id"] = await commands.rescan(agent_id, requested_by=login.user.email)
     except AgentUnavailable as exc:
-        await state.record("agent.rescan_requested", request=request, user=login.user,
+        await state.record(event_types.AGENT_RESCAN_REQUESTED, request=request, user=login.user,
                            customer_id=site.customer_id, outcome=Outcome.FAILURE,
                            details={**details, "reason": exc.message})
         return see_other("/fleet?rescan=offline")
-    await state.record("agent.rescan_requested", request=request, user=login.user,
+    await state.record(event_types.AGENT_RESCAN_REQUESTED, request=request, user=login.user,
                        customer_id=site.customer_id, details=details)
     return see_other("/fleet?rescan=requested")
 
