@@ -181,7 +181,7 @@ class SecurityAlertFollower:
                 if d.channel == "webhook" and d.subscription_id is not None and d.subscription_id not in sealed:
                     sub = await store.get_subscription(s, d.subscription_id)
                     sealed[d.subscription_id] = (sub.secret, sub.dealer_id) if sub else (None, None)
-        groups: dict[tuple[str, str], list[store.DueDelivery]] = {}
+        groups: dict[tuple[str, str], list[store.DueAlertDelivery]] = {}
         for d in due:
             groups.setdefault((d.channel, d.target), []).append(d)
         tasks = []
@@ -203,7 +203,7 @@ class SecurityAlertFollower:
         if task is not None and not task.cancelled() and task.exception() is not None:
             log.error("alerting.delivery_task_failed", channel=key[0], error=repr(task.exception()))
 
-    async def _deliver_target(self, group: list[store.DueDelivery],
+    async def _deliver_target(self, group: list[store.DueAlertDelivery],
                               sealed: dict[str, tuple[str | None, str | None]]) -> int:
         sent = 0
         async with self._gate:
@@ -231,7 +231,7 @@ class SecurityAlertFollower:
                 sent += 1
         return sent
 
-    async def _failed(self, d: store.DueDelivery, error: str) -> None:
+    async def _failed(self, d: store.DueAlertDelivery, error: str) -> None:
         attempts = d.attempts + 1
         dead = attempts >= self.max_attempts
         delay = min(MAX_BACKOFF_S, self.retry_base_s * 2 ** (attempts - 1))
