@@ -457,8 +457,130 @@ def _wordlike(run: bytes) -> bool:
     return letters > 0 and vowels * 100 >= 28 * letters
 
 
+def encoded_chars(data: bytes, *, min_run: int = 96, cap: int = 1 << 30) -> int:
+    """How many encoded-looking characters ``data`` holds (runs of ``min_run`` or more base64/
+    base32/hex characters with encoded entropy, not word-like, each distinct run once), at most
+    about ``cap``: what the per-session tally towards the device counts (issue 21 F4)."""
+    total = 0
+    seen: set[bytes] = set()
+    for start, end in _runs_at_least(data, _B64_ALPHA, min_run):
+        run = data[start:end].translate(None, _JOINERS)
+        if len(run) < min_run or run in seen:
+            continue
+        seen.add(run)
+        kind = _run_kind(run)
+        if kind != "hex" and _wordlike(run):
+            continue
+        if _entropy_at_least(run[:_SAMPLE], MIN_ENTROPY[kind] if len(run) >= 256 else _SHORT_ENTROPY[kind]):
+            total += len(run)
+            if total >= cap:
+                break
+    return total
+
+
 # a 64-character sample of random data holds fewer distinct characters than a long one
 _SHORT_ENTROPY = {"hex": 3.0, "base32": 3.8, "base64": 4.5, "base64url": 4.5, "data_uri": 4.5}
+
+_WHITESPACE = b" \t\r\n"
+_RANDOM_STRIDE = 2048  # one 256-byte look per 2 KiB (at most half the allowance apart)
+_RANDOM_WINDOW = 256
+_CJK_PUNCT = re.compile(r"[\u3000-\u303f\uff00-\uffef\s]")
+_BIN_ALPHA = _Alphabet.of(rb"01 ,\r\n")
+_HEX_LIST = re.compile(rb"(?:0[xX][0-9A-Fa-f]{1,2}[\s,;]*){16,}")
+_ENTITIES = ((b"&lt;", b"<"), (b"&gt;", b">"), (b"&quot;", b'"'), (b"&#39;", b"'"), (b"&amp;", b"&"))
+
+
+def _random_window(w: bytes) -> bool:
+    """256 bytes that look like encoded data over SOME alphabet (base85, Z85, a re-lettered base64,
+    ...): no spacing, many distinct characters used about uniformly (entropy near the most the
+    window's own alphabet allows) and few repeated character pairs (words and code repeat theirs)."""
+    if len(w) - len(w.translate(None, _WHITESPACE)) > 8:
+        return False  # prose, markup and formatted code are spaced
+    distinct = len(set(w))
+    if distinct < 24:
+        return False  # small alphabets (hex, digits, bits) have their own checks
+    h = _entropy(w)
+    if h < 4.3 or h < 0.9 * math.log2(distinct):
+        return False
+    pairs = len({w[i : i + 2] for i in range(len(w) - 1)})
+    return pairs * 100 >= 85 * (len(w) - 1)
+
+
+def _random_cjk(w: bytes) -> bool:
+    """One character per byte over a block of CJK (or other non-ASCII) characters: about 85
+    characters, many distinct (random picks from 256 give ~63 %), with neither spaces nor the
+    punctuation prose has."""
+    text = w.decode("utf-8", "ignore")
+    if len(text) < 60 or sum(1 for c in text if c > "\u2e7f") < len(text) * 9 // 10:
+        return False
+    if _CJK_PUNCT.search(text):
+        return False
+    return len(set(text)) * 100 >= 50 * len(text)
+
+
+def random_text(data: bytes, allowance: int) -> EncodedHit | None:
+    """Encoded data over any alphabet (issue 21 F2/F3): windows sampled every KiB that look
+    random (``_random_window``, or one CJK character per byte), counted as a KiB each; a body
+    with ``allowance`` characters' worth is an encoded file. Cost: one 256-byte look per KiB,
+    a ``set`` and a whitespace count for ordinary text."""
+    if len(data) < allowance:
+        return None
+    total = 0
+    stride = max(_RANDOM_WINDOW, min(_RANDOM_STRIDE, allowance // 2))
+    for p in range(0, len(data) - _RANDOM_WINDOW + 1, stride):
+        w = data[p : p + _RANDOM_WINDOW]
+        if w.count(b" ") > 8:
+            continue  # prose, markup, formatted code: the common case, one C-speed count
+        if w.isascii():
+            hit = _random_window(w)
+        else:
+            hit = _random_cjk(data[p : p + 3 * _RANDOM_WINDOW]) or _random_window(w)
+        if hit:
+            total += stride
+            if total >= allowance:
+                return EncodedHit("random_text", total)
+    return None
+
+
+def low_entropy_forms(data: bytes, allowance: int) -> EncodedHit | None:
+    """Bytes written as bits (``0``/``1`` text) or as ``0x41,0x42,...`` lists, summed over the
+    body: the forms too plain for the entropy checks (every textual type, HTML and CSS too)."""
+    if len(data) < allowance:
+        return None
+    bits = 0
+    for start, end in _runs_at_least(data, _BIN_ALPHA, 64):
+        run = data[start:end]
+        ones = run.count(b"1")
+        zeros = run.count(b"0")
+        if ones + zeros >= 64 and min(ones, zeros) * 8 >= ones + zeros:
+            bits += ones + zeros
+            if bits >= allowance:
+                return EncodedHit("binary_digits", bits)
+    if data.count(b"0x") + data.count(b"0X") >= allowance // 8:
+        listed = sum(m.end() - m.start() for m in _HEX_LIST.finditer(data))
+        if listed >= allowance:
+            return EncodedHit("hex_list", listed)
+    return None
+
+
+def unescaped(data: bytes) -> bytes:
+    """HTML text with the common character references undone (what a page shows as text)."""
+    if b"&" not in data:
+        return data
+    for entity, char in _ENTITIES:
+        data = data.replace(entity, char)
+    return data
+
+
+def any_alphabet(data: bytes, allowance: int) -> EncodedHit | None:
+    """The general checks: random-looking text over any alphabet, bits and ``0x`` lists, and
+    uuencoded lines in HTML text (checked with character references undone)."""
+    hit = low_entropy_forms(data, allowance) or random_text(data, allowance)
+    if hit is None and data.count(b"&") * 100 >= len(data):  # dense character references: HTML text
+        plain = unescaped(data)
+        hit = _uuencoded(plain, allowance) or low_entropy_forms(plain, allowance) or random_text(plain, allowance)
+    return hit
+
 
 _PIECE = re.compile(rb"[A-Za-z0-9+/_\-]+={0,2}")
 

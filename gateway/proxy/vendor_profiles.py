@@ -37,7 +37,7 @@ class TransferEndpoint:
 # ProxyLimits fields a vendor profile may override (budgets and content thresholds)
 PROFILE_KEYS = frozenset(
     {"request_budget", "session_budget", "encoded_min_upload", "encoded_min_download", "max_form_body",
-     "encoded_allowance_download", "encoded_allowance_upload",
+     "encoded_allowance_download", "encoded_allowance_upload", "encoded_session_allowance",
      "max_text_body", "max_json_body", "max_font_body", "max_svg_body"}
 )
 

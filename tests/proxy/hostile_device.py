@@ -77,6 +77,21 @@ def word_code(data: bytes) -> str:
     return " ".join(WORDS[c >> 4] + " " + WORDS[c & 15] for c in data)
 
 
+_B85 = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+-;<=>?@^_`{|}~"
+_Z85 = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
+OTHER_B64 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+                            b"!#$%()*,-.:;<>?@[]^_{|}~ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmn")
+
+
+def z85(data: bytes) -> bytes:
+    """ZeroMQ's Z85 (the base85 of RFC 1924 with another alphabet; Python has no encoder)."""
+    return base64.b85encode(data).translate(bytes.maketrans(_B85, _Z85))
+
+
+def html_text(raw: bytes) -> bytes:
+    return raw.replace(b"&", b"&amp;").replace(b"<", b"&lt;").replace(b">", b"&gt;")
+
+
 def pieces_joined(encoded: bytes, template: str, size: int = 3000) -> bytes:
     """``encoded`` cut into ``size``-character pieces, each put into ``template`` (markup between)."""
     return "".join(template.format(encoded[i : i + size].decode()) for i in range(0, len(encoded), size)).encode()
@@ -251,6 +266,19 @@ DOWNLOADS: dict[str, tuple[bytes, str]] = {
     "css-b64-pieces-in-vars": (pieces_joined(base64.b64encode(secret_zip()), ".c{{--v:'{}';}}\n.d{{color:red}}\n"), "text/css"),
     "html-hex-pieces-in-divs": (html_pieces(secret_zip().hex().encode(), "<div>{}</div>\n<p>status</p>\n"), "text/html"),
     "html-b32-pieces-in-divs": (html_pieces(base64.b32encode(secret_zip()), "<div>{}</div>\n<p>status</p>\n"), "text/html"),
+    # encodings over other alphabets, or too plain for an entropy check (issue 21 F2)
+    "html-base85-rfc1924": (f"<html><body><script>var d=`{base64.b85encode(SECRET).decode()}`;</script></body></html>".encode(),
+                            "text/html"),
+    "html-z85-text": (b"<html><body><pre>" + html_text(z85(SECRET)) + b"</pre></body></html>", "text/html"),
+    "html-binary-digits": (f"<html><body><p>{''.join(f'{c:08b}' for c in SECRET[:2048])}</p></body></html>".encode(), "text/html"),
+    "html-0x-list": (f"<html><body><p>{','.join(f'0x{c:02x}' for c in SECRET[:2048])}</p></body></html>".encode(), "text/html"),
+    "css-0x-list": (f"/* {','.join(f'0x{c:02x}' for c in SECRET[:2048])} */".encode(), "text/css"),
+    "html-uuencode-text": (b"<html><body><pre>" + html_text(b"".join(binascii.b2a_uu(SECRET[i:i + 45]) for i in range(0, 4500, 45)))
+                           + b"</pre></body></html>", "text/html"),
+    "html-b64-other-alphabet": (b"<html><body><script>var d='" + base64.b64encode(SECRET).translate(OTHER_B64) + b"';</script></body></html>",
+                                "text/html"),
+    "html-cjk-per-byte": (("<html><body><p>" + "".join(chr(0x4E00 + c) for c in SECRET) + "</p></body></html>").encode(),
+                          "text/html"),
     "svg-b64-groups-in-desc": (f"<svg xmlns='http://www.w3.org/2000/svg'><desc>{groups(b64(), 8, ' ')}</desc></svg>".encode(),
                                "image/svg+xml"),
 }

@@ -36,12 +36,14 @@ from tests.proxy.hostile_device import (
     DEVICE_TOKEN,
     DOWNLOADS,
     MARK,
+    OTHER_B64,
     SECRET,
     HostileDevice,
     bomb,
     groups,
     secret_zip,
     word_code,
+    z85,
 )
 
 B64 = base64.b64encode(SECRET)
@@ -168,6 +170,11 @@ ENGLISH = ("The printer in room 101 needs a new drum unit soon and the toner is 
 SP8 = groups(B64[:3000].decode(), 8, " ")
 UU = b"".join(binascii.b2a_uu(SECRET[i : i + 45]) for i in range(0, 2250, 45))
 WS_BITS = "".join(" " if (c >> i) & 1 else "\t" for c in SECRET[:512] for i in range(8)).encode()
+B85 = base64.b85encode(SECRET[:2048])
+Z85 = z85(SECRET[:2048])
+BITS = "".join(f"{c:08b}" for c in SECRET[:1024])
+HEX_LIST = ",".join(f"0x{c:02x}" for c in SECRET[:1024])
+B64_OTHER = base64.b64encode(SECRET[:2048]).translate(OTHER_B64)
 UPLOADS: list[tuple[str, str, str, dict[str, Any], str, bytes]] = [
     ("query-base64url-6k", "GET", "/sink?data=" + B64URL.decode(), {}, "upload.query_encoded", marker(B64URL)),
     ("query-hex", "GET", "/sink?d=" + SECRET[:2048].hex(), {}, "upload.query_encoded", SECRET[:2048].hex()[900:940].encode()),
@@ -266,6 +273,17 @@ UPLOADS: list[tuple[str, str, str, dict[str, Any], str, bytes]] = [
     ("header-x-note-base64-groups-of-8", "GET", "/sink", {"headers": {"x-note": SP8[:1600]}}, "upload.headers_encoded",
      B64[800:808]),
     ("path-base64-groups-of-8", "GET", "/sink/" + quote(SP8[:1600]), {}, "upload.path_encoded", B64[800:808]),
+    # other alphabets and plain forms towards the device (issue 21 F3)
+    ("text-base85-rfc1924", "POST", "/sink", text(B85), "upload.encoded_blob", B85[1000:1040]),
+    ("form-z85-field", "POST", "/sink", form([("note", Z85.decode())]), "upload.encoded_blob", b"note="),
+    ("json-binary-digits", "POST", "/sink", text(json.dumps({"v": BITS}).encode(), "application/json"),
+     "upload.encoded_blob", BITS[1000:1064].encode()),
+    ("json-0x-list", "POST", "/sink", text(json.dumps({"v": HEX_LIST}).encode(), "application/json"),
+     "upload.encoded_blob", HEX_LIST[1000:1040].encode()),
+    ("text-b64-other-alphabet", "POST", "/sink", text(B64_OTHER), "upload.encoded_blob", B64_OTHER[1000:1040]),
+    ("query-binary-digits", "GET", "/sink", {"params": {"v": BITS[:4096]}}, "upload.query_encoded", BITS[1000:1064].encode()),
+    ("header-base85", "GET", "/sink", {"headers": {"x-note": B85[:1600].decode()}}, "upload.headers_encoded",
+     B85[800:830]),
     ("request-over-budget", "POST", "/sink", form([(f"note{i}", ENGLISH[:4000].decode()) for i in range(10)]),
      "budget.request", b"note9="),
 ]
@@ -314,6 +332,37 @@ async def test_vendor_profile_budgets_apply_per_request_and_per_session(proxy_ha
         outcome = await assert_refused_upload(proxy_harness, client, hostile, send_last, rule="budget.session",
                                               payload=b"final2=")
         assert "131072-byte session budget" in outcome.details["reason"]
+    finally:
+        await client.aclose()
+
+
+async def test_a_file_trickled_out_in_small_encoded_pieces_is_refused_per_session(proxy_harness, hostile):
+    """Issue 21 F4: base64 of a ZIP, 200 characters per request (under every per-request check),
+    over many requests: once the session sent 2 KiB of encoded-looking characters the next piece
+    is refused and audited, the device never sees it, and ordinary form posts still go through."""
+    client = SessionClient(proxy_harness, open_route(proxy_harness, hostile))
+    await client.launch()
+    try:
+        encoded_zip = base64.b64encode(secret_zip()).decode()
+        pieces_200 = [encoded_zip[i : i + 200] for i in range(0, 200 * 21, 200)]
+        sent = 0
+        for piece in pieces_200[:-1]:
+            r = await client.request("POST", "/sink", **form([("name", "entry"), ("memo", piece)]))
+            if r.status_code != 200:
+                break
+            sent += 1
+        assert r.status_code == 403 and sent == 2048 // 200, (sent, r.status_code, r.text[:300])
+        last = pieces_200[-1]
+
+        async def send_last(c: SessionClient) -> httpx.Response:
+            return await c.request("POST", "/sink", **form([("name", "entry"), ("memo", last)]))
+
+        outcome = await assert_refused_upload(proxy_harness, client, hostile, send_last,
+                                              rule="upload.session_encoded", payload=last[80:140].encode())
+        assert "2048-character" in outcome.details["reason"]
+        assert not any(p[80:140].encode() in r.raw for p in pieces_200[sent:] for r in hostile.state.log)
+        ok = await client.request("POST", "/sink", **form([("name", "Alice Example"), ("fax", "+49 30 1234")]))
+        assert ok.status_code == 200
     finally:
         await client.aclose()
 
@@ -448,6 +497,14 @@ REFUSED_DOWNLOADS = [
     ("text-b64-groups-of-8", "download.encoded_blob"),
     ("svg-b64-groups-in-desc", "download.encoded_blob"),
     ("html-b64-pieces-in-divs", "download.encoded_blob"),
+    ("html-base85-rfc1924", "download.encoded_blob"),
+    ("html-z85-text", "download.encoded_blob"),
+    ("html-binary-digits", "download.encoded_blob"),
+    ("html-0x-list", "download.encoded_blob"),
+    ("css-0x-list", "download.encoded_blob"),
+    ("html-uuencode-text", "download.encoded_blob"),
+    ("html-b64-other-alphabet", "download.encoded_blob"),
+    ("html-cjk-per-byte", "download.encoded_blob"),
     ("html-b64-pieces-in-attrs", "download.encoded_blob"),
     ("html-b64-pieces-in-js-push", "download.encoded_blob"),
     ("css-b64-pieces-in-vars", "download.encoded_blob"),

@@ -217,8 +217,9 @@ class BlockDownloads:
         problem = svg_problem(body)
         if problem is not None:
             return "download.svg_active", f"The SVG image is refused: {problem}.", size
-        hit = encoded.find_encoded(body, lim.encoded_min_upload, allow_data=_image_is_harmless) or encoded.encoded_total(
-            body, lim.encoded_allowance_upload, allow_data=_image_is_harmless)
+        hit = (encoded.find_encoded(body, lim.encoded_min_upload, allow_data=_image_is_harmless)
+               or encoded.encoded_total(body, lim.encoded_allowance_upload, allow_data=_image_is_harmless)
+               or encoded.any_alphabet(body, lim.encoded_allowance_upload))
         if hit is not None:
             return "download.encoded_blob", f"The SVG image carries {hit.describe()}: an encoded file.", size
         return None
@@ -271,8 +272,9 @@ class BlockDownloads:
                                    byte_lists=not markup)
         if hit is None and (mtype in JSON_TYPES or mtype.endswith("+json")):
             hit = _split_over_json_strings(body, lim.encoded_min_download)
-        if hit is None:  # pieces under the per-run threshold, summed over the body
-            hit = encoded.encoded_total(body, lim.encoded_allowance_download, allow_data=_image_is_harmless)
+        if hit is None:  # pieces under the per-run threshold, summed over the body; any alphabet
+            hit = (encoded.encoded_total(body, lim.encoded_allowance_download, allow_data=_image_is_harmless)
+                   or encoded.any_alphabet(body, lim.encoded_allowance_download))
         if hit is not None:
             return "download.encoded_blob", f"The response carries {hit.describe()}: an encoded file.", size
         return None

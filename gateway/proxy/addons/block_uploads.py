@@ -128,8 +128,9 @@ class BlockUploads:
                     return verdict
         else:
             return "upload.type", f"Request bodies of type {mtype or 'unknown'} are not allowed."
-        hit = encoded.find_encoded(raw, threshold, strict=True) or encoded.encoded_total(
-            raw, self._limits.encoded_allowance_upload)
+        hit = (encoded.find_encoded(raw, threshold, strict=True)
+               or encoded.encoded_total(raw, self._limits.encoded_allowance_upload)
+               or encoded.any_alphabet(raw, self._limits.encoded_allowance_upload))
         if hit is not None:
             return "upload.encoded_blob", f"The request body carries {hit.describe()}: an encoded file."
         return None
@@ -179,7 +180,7 @@ def _check_fields(values: list[bytes], threshold: int, max_field: int) -> Verdic
             hit = encoded.find_encoded(value, threshold, strict=True)
             if hit is not None:
                 return "upload.encoded_blob", f"A form field carries {hit.describe()}: an encoded file."
-    hit = encoded.find_encoded_split(values, threshold)
+    hit = encoded.find_encoded_split(values, threshold) or encoded.any_alphabet(b"".join(values), max(1024, 4 * threshold))
     if hit is not None:
         return "upload.encoded_blob", f"The form fields together carry {hit.describe()}: an encoded file."
     return None

@@ -10,6 +10,12 @@ bytes are reserved at the pool (``SharedTally`` over the control channel) before
 goes on, so a session spread over N workers still gets one budget, not N. The values a session
 already sent (free when sent again) are remembered per process: on another worker they cost
 once more, which only ever spends budget early.
+
+Encoded-looking characters (base64/base32/hex runs of 96 or more with the entropy of encoded
+data, ``encoded.encoded_chars``) in the query, the body, new header and cookie values are also
+summed per session (the same key and window, a tally of their own shared by the workers): a file
+trickled out in pieces each under every per-request threshold is refused once the session has
+sent ``encoded_session_allowance`` of them (``upload.session_encoded``, audited).
 """
 
 from __future__ import annotations
@@ -140,14 +146,30 @@ class TransferBudget:
         if verdict is not None:
             _refuse(flow, verdict)
             return None
+        lim = self.limits_for(route)
+        enc = encoded.encoded_chars(_sent_text(req, data.new_header_values, data.new_cookie_values),
+                                    cap=lim.encoded_session_allowance + 1)
         if self._shared is not None:  # the pool's tally decides (one budget for every worker)
-            return self._reserve_then_allow(flow, route, ledger, data.usage, data.keys)
+            return self._reserve_then_allow(flow, route, ledger, data.usage, data.keys, enc)
+        if enc:
+            enc_ledger = self.ledger(budget_key(route) + ENCODED_SUFFIX, lim.budget_window_s)
+            if enc_ledger.used + enc > lim.encoded_session_allowance:
+                _refuse(flow, _encoded_verdict(enc_ledger.used, enc, lim))
+                return None
+            enc_ledger.used += enc
         ledger.used += data.usage.total
         ledger.remember(data.keys)
         return None
 
     async def _reserve_then_allow(self, flow: http.HTTPFlow, route: SessionRoute, ledger: SessionLedger,
-                                  usage: UserData, keys: list[bytes]) -> None:
+                                  usage: UserData, keys: list[bytes], enc: int = 0) -> None:
+        if enc and self._shared is not None:
+            lim = self.limits_for(route)
+            ok, used = await self._shared.reserve(budget_key(route) + ENCODED_SUFFIX, enc,
+                                                  lim.encoded_session_allowance, lim.budget_window_s)
+            if not ok:
+                _refuse(flow, _encoded_verdict(used, enc, lim))
+                return
         verdict = await self.reserve_shared(route, usage)
         if verdict is not None:
             _refuse(flow, verdict)
@@ -176,6 +198,32 @@ class TransferBudget:
         return _check_values("query", "query string", fields, threshold, _bytes(query))
 
 
+ENCODED_SUFFIX = "|encoded"
+
+
+def _encoded_verdict(used: int, enc: int, lim: ProxyLimits) -> Verdict:
+    return ("upload.session_encoded",
+            f"This request sends {enc} characters of encoded-looking data (base64, hex, ...) to the device; "
+            f"with the {used} this session already sent that passes the {lim.encoded_session_allowance}-character "
+            "allowance per session (a file sent in pieces).", enc)
+
+
+def _sent_text(req: http.Request, headers: list[bytes], cookies: list[bytes]) -> bytes:
+    """The text a request carries towards the device, values decoded (percent-encoding and form
+    encoding would break the runs), one per line: query and form values, a textual body, new
+    header and cookie values."""
+    _path, _, query = req.path.partition("?")
+    values = [_bytes(v) for _, v in parse_qsl(query, keep_blank_values=True, errors="surrogateescape")]
+    body = req.raw_content or b""
+    if body:
+        ctype = req.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if ctype == "application/x-www-form-urlencoded":
+            values += [_bytes(v) for v in req.urlencoded_form.values()]
+        else:
+            values.append(body)
+    return b"\n".join(values + headers + cookies)
+
+
 def _refuse(flow: http.HTTPFlow, verdict: Verdict) -> None:
     rule, reason, size = verdict
     pages.block(flow, FlowDecision(True, rule, reason, "request", flow.request.headers.get("content-type", ""), size))
@@ -193,6 +241,8 @@ def _check_values(code: str, where: str, values: list[bytes], threshold: int, ra
         if job is not None:
             return f"{kind}_document", f"The {where} carry a {job} document ({len(value)} bytes).", len(value)
     hit = _first_hit(values, threshold) or (encoded.find_encoded(raw, threshold, strict=True) if raw else None)
+    if hit is None:  # any alphabet (base85, bits, 0x lists, ...), the values together (issue 21 F3)
+        hit = encoded.any_alphabet(b"".join(values), max(1024, 4 * threshold))
     if hit is not None:
         return f"{kind}_encoded", f"The {where} carry {hit.describe()}: an encoded file.", hit.length
     return None

@@ -105,8 +105,9 @@ class WebSocketGuard:
         if job is not None:
             return f"websocket.document_from_{side}", f"A WebSocket frame from the {side} carries a {job} document."
         threshold = lim.encoded_min_upload if message.from_client else lim.encoded_min_download
-        hit = encoded.find_encoded(content, threshold, strict=message.from_client) or encoded.encoded_total(
-            content, lim.encoded_allowance_upload if message.from_client else lim.encoded_allowance_download)
+        allowance = lim.encoded_allowance_upload if message.from_client else lim.encoded_allowance_download
+        hit = (encoded.find_encoded(content, threshold, strict=message.from_client)
+               or encoded.encoded_total(content, allowance) or encoded.any_alphabet(content, allowance))
         if hit is not None:
             return (f"websocket.encoded_from_{side}",
                     f"A WebSocket frame from the {side} carries {hit.describe()}: an encoded file.")
