@@ -95,7 +95,7 @@ async def test_device_page_renders_offline_with_svg_charts_and_alerts(served) ->
             assert (await row.locator("td.alerts").inner_text()).strip() == "5"  # 3 printer + 2 error states
             lowest = await page.locator("tr[data-device-id=dev-brother] td.supply").inner_text()
             assert lowest.endswith("%") and "-" not in lowest.split(":")[-1]
-            await row.get_by_role("link").click()
+            await row.locator("td.device a").click()  # the customer cell links too (its devices)
             await page.wait_for_url("**/fleet/dev-m130")
 
             for chart in ("#counter-chart", "#supply-chart"):
