@@ -424,7 +424,14 @@ def encoded_total(data: bytes, allowance: int, *, min_run: int = TOTAL_MIN_RUN,
     total = 0
     kinds: Counter[str] = Counter()
     seen: set[bytes] = set()
-    for start, end in _runs_at_least(data, _B64_ALPHA, min_run):
+    marks = data.translate(_B64_ALPHA.table)
+    needle = b"1" * min_run
+    end = 0
+    while (start := marks.find(needle, end)) >= 0:
+        end = marks.find(b"0", start + min_run)
+        end = len(data) if end < 0 else end
+        if len(set(data[end - 32 : end])) < 12:
+            continue  # the run's tail repeats a few characters (xxxx..., ----...): not encoded data
         raw = data[start:end]
         at = raw.rfind(b"base64,")
         if at >= 0:
@@ -464,6 +471,8 @@ def encoded_chars(data: bytes, *, min_run: int = 96, cap: int = 1 << 30) -> int:
     total = 0
     seen: set[bytes] = set()
     for start, end in _runs_at_least(data, _B64_ALPHA, min_run):
+        if len(set(data[end - 32 : end])) < 12:
+            continue  # a few characters repeated: not encoded data
         run = data[start:end].translate(None, _JOINERS)
         if len(run) < min_run or run in seen:
             continue
