@@ -38,7 +38,7 @@ async def test_enrolment_token_is_one_time(cloud: Cloud) -> None:
     token = await cloud.token()
     await enroll(cloud.server.enrol_target, token, cloud.tmp / "once-1", ca_cert_pem=cloud.ca.cert_pem)
     # another agent (another key) cannot use the token: it already enrolled the first one
-    with pytest.raises(EnrolmentFailed, match="already enrolled agent .* with another key"):
+    with pytest.raises(EnrolmentFailed, match=r"already enrolled agent .* with another key"):
         await enroll(cloud.server.enrol_target, token, cloud.tmp / "once-2", ca_cert_pem=cloud.ca.cert_pem)
 
 

@@ -135,7 +135,7 @@ async def test_enrolment_token_is_shown_once_and_enrols_a_real_agent_once(
     identity = await enroll(url, token, cloud.tmp / "once-1", ca_cert_pem=cloud.ca.cert_pem)
     assert identity.site_id == "s1"
     # a second agent (another key) cannot use the token: it already enrolled the first one
-    with pytest.raises(EnrolmentFailed, match="already enrolled agent .* with another key"):
+    with pytest.raises(EnrolmentFailed, match=r"already enrolled agent .* with another key"):
         await enroll(url, token, cloud.tmp / "once-2", ca_cert_pem=cloud.ca.cert_pem)
 
     listing = await browser_client.get("/agents")
