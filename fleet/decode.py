@@ -11,10 +11,13 @@ it in the acknowledgement) and the others are stored.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from printgate.domain import Reading
 from printgate.errors import ReadingsPayloadInvalid
+from printgate.store.readings import BIGINT_MAX, COLUMN_LIMITS, INTEGER_MAX
 from printgate.wire import agent_pb2 as pb
 from printgate.wire.convert import reading_from_wire
 
@@ -23,7 +26,10 @@ MAX_READINGS = 10_000
 MAX_ID = 64
 MAX_TEXT = 1024
 MAX_ITEMS = 512  # counters, supplies or alerts of one reading
-MAX_COUNTER = 2**63 - 1
+MAX_COUNTER = BIGINT_MAX
+LIMITS = COLUMN_LIMITS
+MAX_FUTURE_SKEW = timedelta(minutes=10)  # a reading ahead of the cloud's clock by more is refused
+MAX_AGE = timedelta(days=5 * 365)  # ... and one older than this (a clock reset to 1970, say)
 SUPPORTED_VERSIONS = (0, 1, 2)
 
 
@@ -55,7 +61,7 @@ def _refuse(batch_id: str, why: str) -> ReadingsPayloadInvalid:
     )
 
 
-def decode_batch(batch: pb.ReadingsBatch) -> DecodedBatch:
+def decode_batch(batch: pb.ReadingsBatch, *, now: datetime | None = None) -> DecodedBatch:
     """The checked readings of an upload; raises ``ReadingsPayloadInvalid`` for an unreadable batch."""
     if not batch.batch_id or len(batch.batch_id) > MAX_ID:
         raise _refuse(batch.batch_id, f"batch id must be 1..{MAX_ID} characters")
@@ -66,7 +72,7 @@ def decode_batch(batch: pb.ReadingsBatch) -> DecodedBatch:
             raise _refuse(batch.batch_id, "a version 2 batch carries typed readings, not payload_json")
         if len(batch.readings) > MAX_READINGS:
             raise _refuse(batch.batch_id, f"{len(batch.readings)} readings exceed the limit of {MAX_READINGS}")
-        out = _Collector(batch.batch_id, 2)
+        out = _Collector(batch.batch_id, 2, now)
         for n, msg in enumerate(batch.readings):
             try:
                 reading = reading_from_wire(msg)
@@ -77,10 +83,10 @@ def decode_batch(batch: pb.ReadingsBatch) -> DecodedBatch:
         return out.result()
     if batch.readings:
         raise _refuse(batch.batch_id, "a version 1 batch carries payload_json, not typed readings")
-    return decode_v1(batch.batch_id, batch.payload_json)
+    return decode_v1(batch.batch_id, batch.payload_json, now=now)
 
 
-def decode_v1(batch_id: str, payload: bytes) -> DecodedBatch:
+def decode_v1(batch_id: str, payload: bytes, *, now: datetime | None = None) -> DecodedBatch:
     """A version 1 upload (JSON), as agents before issue 17 send it."""
     if not batch_id or len(batch_id) > MAX_ID:
         raise _refuse(batch_id, f"batch id must be 1..{MAX_ID} characters")
@@ -97,10 +103,14 @@ def decode_v1(batch_id: str, payload: bytes) -> DecodedBatch:
     items = body["readings"]
     if len(items) > MAX_READINGS:
         raise _refuse(batch_id, f"{len(items)} readings exceed the limit of {MAX_READINGS} per batch")
-    out = _Collector(batch_id, 1)
+    out = _Collector(batch_id, 1, now)
     for n, item in enumerate(items):
         if not isinstance(item, dict):
             out.reject(n, "", "is not an object")
+            continue
+        raw_problem = _v1_problem(item)
+        if raw_problem is not None:  # what Reading.from_dict would coerce (str(), int()) is refused first
+            out.reject(n, item["id"] if isinstance(item.get("id"), str) else "", raw_problem)
             continue
         try:
             reading = Reading.from_dict(item)
@@ -111,9 +121,40 @@ def decode_v1(batch_id: str, payload: bytes) -> DecodedBatch:
     return out.result()
 
 
+def _v1_problem(item: dict[str, object]) -> str | None:
+    """A version 1 JSON reading's raw types, before ``Reading.from_dict`` (which would turn
+    ``true`` or ``"12"`` into a counter value, an object into its text)."""
+    for key in ("id", "ip", "taken_at"):
+        if not isinstance(item.get(key), str):
+            return f"has {key} of type {type(item.get(key)).__name__} (text expected)"
+    if item.get("serial") is not None and not isinstance(item.get("serial"), str):
+        return f"has serial of type {type(item.get('serial')).__name__} (text expected)"
+    for key in ("kinds", "counters", "supplies", "alerts", "errors"):
+        if not isinstance(item.get(key), list):
+            return f"has {key} that is not a list"
+    if not all(isinstance(k, str) for k in item["kinds"]):  # type: ignore[attr-defined]
+        return "has a reading kind that is not text"
+    for c in item["counters"]:  # type: ignore[attr-defined]
+        if not (isinstance(c, list) and len(c) == 3):
+            return "has a counter that is not [name, value, unit]"
+        if isinstance(c[1], bool) or not isinstance(c[1], int):
+            return f"has counter {str(c[0])[:64]!r} = {json.dumps(c[1])[:32]} (an integer expected)"
+    for sp in item["supplies"]:  # type: ignore[attr-defined]
+        if not (isinstance(sp, list) and len(sp) == 8):
+            return "has a supply that is not a list of 8 values"
+    for a in item["alerts"]:  # type: ignore[attr-defined]
+        if not (isinstance(a, list) and len(a) == 6):
+            return "has an alert that is not a list of 6 values"
+    st = item.get("status")
+    if st and not (isinstance(st, list) and len(st) == 3 and isinstance(st[1], list)):
+        return "has a malformed status"
+    return None
+
+
 class _Collector:
-    def __init__(self, batch_id: str, version: int) -> None:
+    def __init__(self, batch_id: str, version: int, now: datetime | None) -> None:
         self.batch_id, self.version = batch_id, version
+        self.now = now or datetime.now(UTC)
         self.readings: list[Reading] = []
         self.rejected: list[Rejection] = []
         self._ids: set[str] = set()
@@ -122,7 +163,7 @@ class _Collector:
         self.rejected.append(Rejection(n, reading_id[:MAX_ID], f"reading #{n} {why}"[:500]))
 
     def add(self, n: int, reading: Reading) -> None:
-        problem = problem_of(reading)
+        problem = problem_of(reading, now=self.now)
         if problem is None and reading.id in self._ids:
             problem = f"repeats id {reading.id!r}"
         if problem is not None:
@@ -135,41 +176,122 @@ class _Collector:
         return DecodedBatch(self.batch_id, self.version, self.readings, self.rejected)
 
 
-def problem_of(r: Reading) -> str | None:
-    """What makes a decoded reading unfit to store, or None."""
-    if not r.id or len(r.id) > MAX_ID:
-        return f"has an id of {len(r.id)} characters (1..{MAX_ID} allowed)"
-    if not r.ip or len(r.ip) > 64:
-        return "has no usable ip"
-    if r.taken_at.tzinfo is None:
-        return "has taken_at without a time zone"
-    if r.serial is not None and len(r.serial) > 128:
-        return "has a serial longer than 128 characters"
+def _text_problem(what: str, v: object, limit: int, *, optional: bool = False) -> str | None:
+    """Why ``v`` cannot be stored as text of at most ``limit`` characters, or None."""
+    if v is None and optional:
+        return None
+    if not isinstance(v, str):
+        return f"has {what} of type {type(v).__name__} (text expected)"
+    if len(v) > limit:
+        return f"has {what} of {len(v)} characters (at most {limit})"
+    if "\x00" in v:
+        return f"has {what} containing a NUL character"
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"has {what} that is not valid Unicode (a lone surrogate)"
+    return None
+
+
+def _int_problem(what: str, v: object, low: int, high: int, *, optional: bool = False) -> str | None:
+    if v is None and optional:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int):  # a JSON true is an int in Python
+        return f"has {what} of type {type(v).__name__} (an integer expected)"
+    if not low <= v <= high:
+        return f"has {what} {v} (allowed {low}..{high})"
+    return None
+
+
+def problem_of(r: Reading, *, now: datetime | None = None) -> str | None:
+    """What makes a decoded reading unfit to store, or None: every field is checked against the
+    column it lands in (``COLUMN_LIMITS``, derived from the models) and against plausibility
+    (time within ``MAX_FUTURE_SKEW`` / ``MAX_AGE`` of ``now``, levels within capacity)."""
+    return _first(_problems(r, now or datetime.now(UTC)))
+
+
+def _first(problems: Iterator[str | None]) -> str | None:
+    return next((p for p in problems if p is not None), None)
+
+
+def _problems(r: Reading, now: datetime) -> Iterator[str | None]:
+    if not isinstance(r.id, str) or not r.id:
+        yield "has an id of 0 characters (1..64 allowed)"
+        return
+    if len(r.id) > MAX_ID:
+        yield f"has an id of {len(r.id)} characters (1..{MAX_ID} allowed)"
+    yield _text_problem("an id", r.id, LIMITS["id"])
+    if not r.ip:
+        yield "has no usable ip"
+    yield _text_problem("an ip", r.ip, LIMITS["ip"])
+    if not isinstance(r.taken_at, datetime) or r.taken_at.tzinfo is None:
+        yield "has taken_at without a time zone"
+        return
+    if r.taken_at > now + MAX_FUTURE_SKEW:
+        yield (f"was taken at {r.taken_at.isoformat()}, more than {MAX_FUTURE_SKEW} ahead of the cloud's clock "
+               f"({now.isoformat(timespec='seconds')}): check the agent host's clock")
+    if r.taken_at < now - MAX_AGE:
+        yield f"was taken at {r.taken_at.isoformat()}, more than {MAX_AGE.days} days ago: check the agent host's clock"
+    if r.serial is not None and isinstance(r.serial, str) and len(r.serial) > LIMITS["serial"]:
+        yield f"has a serial longer than {LIMITS['serial']} characters"
+    yield _text_problem("a serial", r.serial, LIMITS["serial"], optional=True)
     if not r.kinds:
-        return "names no reading kinds"
-    for field_name, values in (("counters", r.counters), ("supplies", r.supplies), ("alerts", r.alerts)):
+        yield "names no reading kinds"
+    if len(set(r.kinds)) != len(r.kinds):
+        yield "names a reading kind more than once"
+    for field_name, values in (("counters", r.counters), ("supplies", r.supplies), ("alerts", r.alerts),
+                               ("errors", r.errors)):
         if not isinstance(values, tuple):
-            return f"has a malformed {field_name} list"
+            yield f"has a malformed {field_name} list"
+            return
         if len(values) > MAX_ITEMS:
-            return f"has {len(values)} {field_name} (at most {MAX_ITEMS})"
+            yield f"has {len(values)} {field_name} (at most {MAX_ITEMS})"
+            return
+    for e in r.errors:
+        yield _text_problem("an error text", e, MAX_TEXT)
     for c in r.counters:
         if not isinstance(c.name, str) or not isinstance(c.unit, str) or not c.name or len(c.name) > 128:
-            return f"has a malformed counter {str(c.name)[:64]!r}"
-        if not isinstance(c.value, int) or not 0 <= c.value <= MAX_COUNTER:
-            return f"has counter {c.name[:64]!r} = {c.value!r} (a lifetime counter is 0..2^63-1)"
-    for s in r.supplies:
-        if not isinstance(s.index, int) or not isinstance(s.description, str) or len(s.description) > MAX_TEXT:
-            return f"has a malformed supply #{s.index!r}"
-        if s.level is not None and not isinstance(s.level, int):
-            return f"has a non-integer level for supply #{s.index}"
-        if s.max_capacity is not None and not isinstance(s.max_capacity, int):
-            return f"has a non-integer capacity for supply #{s.index}"
-        for name, v in (("level", s.level), ("capacity", s.max_capacity)):
-            if v is not None and not -3 <= v <= 2**31 - 1:
-                return f"has supply #{s.index} {name} {v} (RFC 3805: -3..2^31-1)"
+            yield f"has a malformed counter {str(c.name)[:64]!r}"
+            return
+        yield _text_problem(f"counter {c.name[:64]!r} name", c.name, 128)
+        yield _text_problem(f"counter {c.name[:64]!r} unit", c.unit, 64)
+        if isinstance(c.value, bool) or not isinstance(c.value, int) or not 0 <= c.value <= BIGINT_MAX:
+            yield f"has counter {c.name[:64]!r} = {c.value!r} (a lifetime counter is 0..2^63-1)"
+    for sp in r.supplies:
+        if isinstance(sp.index, bool) or not isinstance(sp.index, int) or not isinstance(sp.description, str) \
+                or len(sp.description) > MAX_TEXT:
+            yield f"has a malformed supply #{str(sp.index)[:32]}"
+            return
+        yield _int_problem("a supply index", sp.index, 0, INTEGER_MAX)
+        for part in ("description", "type", "unit"):
+            yield _text_problem(f"supply #{sp.index} {part}", getattr(sp, part), LIMITS[f"supply.{part}"])
+        yield _text_problem(f"supply #{sp.index} colour", sp.colour, LIMITS["supply.colour"], optional=True)
+        for name, v in (("level", sp.level), ("capacity", sp.max_capacity)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                yield f"has a non-integer {name} for supply #{sp.index}"
+                return
+            if v is not None and not -3 <= v <= INTEGER_MAX:
+                yield f"has supply #{sp.index} {name} {v} (RFC 3805: -3..2^31-1)"
+        if sp.level is not None and sp.max_capacity is not None and sp.max_capacity > 0 and sp.level > sp.max_capacity:
+            yield (f"has supply #{sp.index} level {sp.level} above its capacity {sp.max_capacity} "
+                   "(an implausible value; not stored)")
     for a in r.alerts:
-        if not isinstance(a.index, int) or not all(
+        if isinstance(a.index, bool) or not isinstance(a.index, int) or not all(
             isinstance(v, str) for v in (a.severity, a.group, a.code, a.description)
         ):
-            return f"has a malformed alert #{a.index!r}"
-    return None
+            yield f"has a malformed alert #{str(a.index)[:32]}"
+            return
+        yield _int_problem("an alert index", a.index, 0, INTEGER_MAX)
+        for part in ("severity", "group", "code", "description"):
+            yield _text_problem(f"alert #{a.index} {part}", getattr(a, part), LIMITS[f"alert.{part}"])
+        yield _text_problem(f"alert #{a.index} training level", a.training_level, LIMITS["alert.training_level"],
+                            optional=True)
+    if r.status is not None:
+        yield _text_problem("a printer status", r.status.status, LIMITS["status.status"], optional=True)
+        yield _text_problem("a device status", r.status.device_status, LIMITS["status.device_status"],
+                            optional=True)
+        if not isinstance(r.status.errors, tuple) or len(r.status.errors) > 64:
+            yield "has a malformed list of detected error states"
+            return
+        for e in r.status.errors:
+            yield _text_problem("a detected error state", e, 64)

@@ -169,8 +169,8 @@ async def store_group(db: Database, batches: Sequence[tuple[str, DecodedBatch]],
     for attempt in range(3):
         try:
             results = await _store_once(db, batches, received)
-        except IntegrityError:  # a reading or alert raced with a concurrent batch: redo the transaction
-            if attempt == 2:
+        except Exception as exc:  # a reading or alert raced with a concurrent batch: redo the transaction
+            if not _is_unique_violation(exc) or attempt == 2:
                 raise
             continue
         for (agent_id, batch), result in zip(batches, results, strict=True):
@@ -184,6 +184,12 @@ async def store_group(db: Database, batches: Sequence[tuple[str, DecodedBatch]],
                                  "check the agent's inventory (printers found by SNMP become devices)")
         return results
     raise AssertionError("unreachable")
+
+
+def _is_unique_violation(exc: BaseException) -> bool:
+    """A unique key raced with a concurrent transaction: SQLAlchemy's ``IntegrityError``, or
+    asyncpg's ``UniqueViolationError`` raised as is by ``COPY`` on the raw connection."""
+    return isinstance(exc, IntegrityError) or getattr(exc, "sqlstate", None) == "23505"
 
 
 async def _store_once(db: Database, batches: Sequence[tuple[str, DecodedBatch]],

@@ -17,12 +17,14 @@ portal) does. Refusals are audited in aggregate (``DenialTally``).
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc import aio
 
 from gateway.channel.authorisation import Rule, rule_for, site_violation
@@ -91,7 +93,24 @@ class _RefuseUnknownMethods(aio.ServerInterceptor):
                                     f"method {method} is not part of the agent channel")
 
             return grpc.unary_unary_rpc_method_handler(refuse)
-        return await continuation(handler_call_details)
+        handler = await continuation(handler_call_details)
+        if method == _C + "UploadReadings" and handler is not None:  # an unreadable message: INVALID_ARGUMENT
+            return handler._replace(request_deserializer=_readings_or_undecodable)
+        return handler
+
+
+class _Undecodable:
+    """An upload whose bytes are no ``ReadingsBatch`` (invalid UTF-8 in a text field, say)."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+def _readings_or_undecodable(raw: bytes) -> pb.ReadingsBatch | _Undecodable:
+    try:
+        return pb.ReadingsBatch.FromString(raw)
+    except DecodeError as exc:
+        return _Undecodable(str(exc)[:200])
 
 
 class AgentChannelServer(Service):
@@ -489,16 +508,33 @@ class _ChannelService(pb_grpc.AgentChannelServicer):
     async def UploadReadings(self, request: pb.ReadingsBatch, context: aio.ServicerContext) -> pb.Ack:
         return await self._s.run_unary(context, self._readings(request, context))
 
-    async def _readings(self, request: pb.ReadingsBatch, context: aio.ServicerContext) -> pb.Ack:
-        peer = await self._s.authorise(_C + "UploadReadings", request, context)
+    async def _readings(self, request: pb.ReadingsBatch | _Undecodable, context: aio.ServicerContext) -> pb.Ack:
+        undecodable = request if isinstance(request, _Undecodable) else None
+        batch = pb.ReadingsBatch() if isinstance(request, _Undecodable) else request
+        peer = await self._s.authorise(_C + "UploadReadings", batch, context)
+        if undecodable is not None:
+            log.warning("channel.readings.undecodable", agent=peer.agent_id, error=undecodable.why)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, (
+                f"the upload is not a valid ReadingsBatch message ({undecodable.why}; e.g. a text field "
+                "holding invalid UTF-8): nothing stored; this batch can never be stored as sent"))
         try:
-            return await self._s.readings(peer, request)
+            return await self._s.readings(peer, batch)
         except PrintgateError as exc:
             retry_after = getattr(exc, "retry_after_s", None)
             if retry_after is not None:  # ingest is behind: the agent keeps the batch and slows down
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message, trailing_metadata=(
                     (RETRY_AFTER_KEY, f"{retry_after:g}"),))
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
+            raise
+        except Exception as exc:
+            if is_database_outage(exc) or isinstance(exc, asyncio.CancelledError):
+                raise  # UNAVAILABLE with a retry hint (run_unary)
+            error_id = secrets.token_hex(6)  # the details (SQL, parameters) stay in the cloud's log
+            log.exception("channel.readings.failed", agent=peer.agent_id, batch=batch.batch_id[:64],
+                          error_id=error_id)
+            await context.abort(grpc.StatusCode.INTERNAL, (
+                f"the cloud could not store readings batch {batch.batch_id[:64]!r} (error id {error_id}; "
+                "the operator finds the cause in the cloud log): nothing stored, keep the batch and retry later"))
             raise
 
     async def ReportCommandResult(self, request: pb.CommandResult, context: aio.ServicerContext) -> pb.Ack:

@@ -49,6 +49,29 @@ _SUPPLIES = cast(Table, DeviceSupplyRow.__table__)
 _ALERTS = cast(Table, DeviceAlertRow.__table__)
 
 
+def _length(table: Table, column: str) -> int:
+    length = getattr(table.c[column].type, "length", None)
+    assert isinstance(length, int), f"{table.name}.{column} has no length"
+    return length
+
+
+# The column limits a reading's values must fit (derived from the models, so they cannot drift):
+# ``fleet.decode`` checks every field against them at the edge, so one bad value refuses its
+# reading with a reason instead of failing the whole batch's transaction in the database.
+COLUMN_LIMITS: dict[str, int] = {
+    "id": _length(_READINGS, "id"), "ip": _length(_READINGS, "ip"), "serial": _length(_READINGS, "serial"),
+    "kinds": _length(_READINGS, "kinds"),
+    "supply.description": _length(_SUPPLIES, "description"), "supply.type": _length(_SUPPLIES, "type"),
+    "supply.colour": _length(_SUPPLIES, "colour"), "supply.unit": _length(_SUPPLIES, "unit"),
+    "alert.severity": _length(_ALERTS, "severity"), "alert.group": _length(_ALERTS, "group"),
+    "alert.code": _length(_ALERTS, "code"), "alert.description": _length(_ALERTS, "description"),
+    "alert.training_level": _length(_ALERTS, "training_level"),
+    "status.status": _length(_STATES, "printer_status"), "status.device_status": _length(_STATES, "device_status"),
+}
+INTEGER_MAX = 2**31 - 1  # Integer columns: supply and alert indexes, levels, capacities
+BIGINT_MAX = 2**63 - 1  # page_count
+
+
 def _dialect(s: AsyncSession) -> str:
     return s.get_bind().dialect.name
 

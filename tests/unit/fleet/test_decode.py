@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -94,3 +94,36 @@ def test_an_unreadable_batch_is_refused_whole_with_a_reason(batch: pb.ReadingsBa
     with pytest.raises(ReadingsPayloadInvalid) as info:
         decode_batch(batch)
     assert why in info.value.message and "nothing stored" in info.value.message
+
+
+def _v1_with(**changes: object) -> bytes:
+    d = R.to_dict()
+    d.update(changes)
+    return json.dumps({"readings": [d, {**R.to_dict(), "id": "ok"}]}).encode()
+
+
+@pytest.mark.parametrize("changes, why", [
+    ({"counters": [["marker.1.1.life", True, "impressions"]]}, "'marker.1.1.life' = true (an integer expected)"),
+    ({"counters": [["marker.1.1.life", "12", "impressions"]]}, "'marker.1.1.life' = \"12\" (an integer expected)"),
+    ({"alerts": [[2**40, "critical", "cover", "coverOpen", "Door open", None]]}, "alert index 1099511627776"),
+    ({"supplies": [[1, {"html": "<b>"}, "toner", "black", "percent", 100, 28, "known"]]}, "malformed supply"),
+    ({"supplies": [[1, "Black", {"x": 1}, "black", "percent", 100, 28, "known"]]}, "type dict (text expected)"),
+    ({"supplies": [[1, "Black", "toner", "black", "percent", 100, True, "known"]]}, "non-integer level"),
+    ({"id": {"a": 1}}, "id of type dict"),
+    ({"serial": "SN\u0000"}, "NUL"),
+    ({"serial": "SN\ud800"}, "lone surrogate"),
+    ({"kinds": ["counters", "counters"]}, "more than once"),
+    ({"taken_at": "9999-01-01T00:00:00+00:00"}, "ahead of the cloud's clock"),
+    ({"taken_at": "1970-01-01T00:00:00+00:00"}, "days ago"),
+])
+def test_a_version_1_value_the_database_or_common_sense_refuses_is_rejected_alone(
+    changes: dict[str, object], why: str,
+) -> None:
+    got = decode_v1("b1", _v1_with(**changes), now=T0)
+    assert [r.id for r in got.readings] == ["ok"]
+    assert len(got.rejected) == 1 and why in got.rejected[0].reason, got.rejected[0].reason
+
+
+def test_time_bounds_are_relative_to_the_cloud_clock() -> None:
+    assert decode_batch(v2(replace(R, taken_at=T0 + timedelta(minutes=9))), now=T0).readings
+    assert decode_batch(v2(replace(R, taken_at=T0 + timedelta(minutes=11))), now=T0).rejected

@@ -1,0 +1,86 @@
+"""What an outside tester sent through the real agent channel (issue 17 attack report): values
+the database would refuse (NUL, over-long or repeated kinds, 2^40 indexes, a reading dated in
+year 9999, a level above its capacity) are refused per reading at the edge with a reason while
+the good readings of the batch are stored; an upload that is no valid protobuf message is
+INVALID_ARGUMENT with a clear text; an internal failure never sends SQL or parameters to the
+agent (INTERNAL, a generic text and an error id)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+from grpc import aio
+
+import fleet.ingest
+from printgate.domain import PrinterAlert, ReadingKind, SupplyLevel
+from printgate.store.readings import count_readings, readings_for
+from printgate.wire import agent_pb2 as pb
+from printgate.wire import convert
+from tests.fleet.conftest import T0, reading_of
+from tests.fleet.test_ingest_channel import Channel, agent_channel, channel
+
+__all__ = ["channel"]
+UPLOAD = "/printgate.agent.v1.AgentChannel/UploadReadings"
+
+
+def _raw_upload(ch: object, raw: bytes) -> aio.UnaryUnaryMultiCallable:
+    return ch._channel.unary_unary(UPLOAD, request_serializer=lambda b: b,  # type: ignore[attr-defined]
+                                   response_deserializer=pb.Ack.FromString)
+
+
+async def test_values_the_database_refuses_are_rejected_per_reading_and_the_rest_is_stored(channel: Channel) -> None:
+    good = reading_of("lab-jetdirect_m130nw-alerts", ip="127.0.20.15", at=T0)
+    alert = good.alerts[0] if good.alerts else PrinterAlert(1, "warning", "cover", "coverOpen", "Door", None)
+    bad = [
+        replace(good, id="r-nul\x00"),
+        replace(good, id="r-kinds", kinds=(ReadingKind.COUNTERS,) * 20),
+        replace(good, id="r-index", alerts=(replace(alert, index=-7),)),
+        replace(good, id="r-code", alerts=(replace(alert, code="x\x00y"),)),
+        replace(good, id="r-future", taken_at=datetime(9999, 1, 1, tzinfo=UTC)),
+        replace(good, id="r-level", supplies=(SupplyLevel(1, "Black", "toner", "black", "percent", 100, 5000),)),
+        replace(good, id="r-type", supplies=(SupplyLevel(1, "Black", "t" * 65, "black", "percent", 100, 5),)),
+    ]
+    now = datetime.now(UTC)
+    fresh = replace(good, taken_at=now - timedelta(minutes=1))
+    async with agent_channel(channel) as ch:
+        ack = await ch.upload_readings("b-poison", [*bad, fresh], deadline_s=20)
+    assert ack.stored == 1 and not ack.duplicate
+    reasons = {r.reading_id: r.reason for r in ack.rejected}
+    assert set(reasons) == {r.id[:64] for r in bad}
+    assert "NUL" in reasons["r-nul\x00"]
+    assert "more than once" in reasons["r-kinds"]
+    assert "alert index -7" in reasons["r-index"]
+    assert "NUL" in reasons["r-code"]
+    assert "ahead of the cloud's clock" in reasons["r-future"]
+    assert "level 5000 above its capacity 100" in reasons["r-level"]
+    assert "65 characters (at most 64)" in reasons["r-type"]
+    assert [r.id for r in await readings_for(channel.db, device_id="dev-m130")] == [fresh.id]
+
+
+async def test_an_upload_that_is_no_valid_message_is_invalid_argument_with_a_clear_text(channel: Channel) -> None:
+    raw = convert.readings_batch("s1", "b-\x01\x02utf", [reading_of("jetdirect_m130nw", ip="127.0.20.15",
+                                                                    at=T0)]).SerializeToString()
+    raw = raw.replace(b"b-\x01\x02utf", b"b-\xff\xfeutf")  # invalid UTF-8 in a string field
+    async with agent_channel(channel) as ch:
+        with pytest.raises(aio.AioRpcError) as err:
+            await _raw_upload(ch, raw)(raw, timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid ReadingsBatch message" in (err.value.details() or "")
+    assert await count_readings(channel.db) == 0
+
+
+async def test_an_internal_failure_sends_no_sql_to_the_agent(channel: Channel, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def boom(*_: object, **__: object) -> None:
+        raise RuntimeError("INSERT INTO readings (id, body) VALUES ($1, $2) parameters: ('secret-serial',)")
+
+    monkeypatch.setattr(fleet.ingest, "store_group", boom)
+    async with agent_channel(channel) as ch:
+        request = convert.readings_batch("s1", "b-boom", [reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0)])
+        with pytest.raises(aio.AioRpcError) as err:
+            await _raw_upload(ch, b"")(request.SerializeToString(), timeout=10)
+    details = err.value.details() or ""
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    assert "error id" in details and "INSERT" not in details and "secret" not in details
