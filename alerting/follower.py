@@ -268,7 +268,8 @@ def follower_from_settings(db: Database, cfg: SecurityAlertSettings, kms: KeyWra
                       username=cfg.smtp_username, password=cfg.smtp_password.get_secret_value(),
                       mail_from=cfg.mail_from, ca_file=cfg.smtp_ca_file) if cfg.smtp_host else None
     channels = Channels(smtp=smtp, allow_private_webhooks=cfg.allow_private_webhooks,
-                        syslog_ca_file=cfg.syslog_ca_file)
+                        syslog_ca_file=cfg.syslog_ca_file,
+                        trusted_syslog=tuple(cfg.operator_syslog))  # operator config, may be internal
     operators = OperatorTargets(emails=tuple(cfg.operator_emails), webhooks=tuple(cfg.operator_webhooks),
                                 webhook_secret=cfg.operator_webhook_secret.get_secret_value(),
                                 syslog=tuple(cfg.operator_syslog))
