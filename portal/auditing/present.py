@@ -6,6 +6,7 @@ and who or what ended it). Pure: the router loads, this arranges."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,7 +42,21 @@ TITLES = {
     event_types.AUTH_LOGIN: "Sign-in",
     event_types.AUTH_LOGOUT: "Sign-out",
     event_types.AUTH_MFA: "Second factor",
+    event_types.DWA_CREDENTIALS_DECISION: "Stored device credentials: decision",
+    event_types.DWA_CREDENTIALS_DROPPED: "Stored device credentials dropped",
+    event_types.DWA_CREDENTIAL_TYPED: "Stored credential typed into the device page",
+    event_types.DWA_DEVICE_SIGNED_IN: "Signed in on the device with a stored credential",
+    event_types.DWA_DEVICE_SIGN_IN_FAILED: "Sign-in on the device failed",
+    event_types.DWA_SESSION_DENIED: "Session refused",
+    event_types.DWA_SESSION_ENDED_BY_ACCESS_MODE: "Session ended: the customer changed its remote access",
+    event_types.DWA_SOURCE_THROTTLED: "Too many requests from this address: slowed down",
+    event_types.TENANT_REMOTE_ACCESS_CHANGED: "Remote access of the customer changed",
+    event_types.TENANT_SITE_ACCESS_CHANGED: "Remote access of a site changed",
+    event_types.RELAY_TUNNEL_CLOSED: "Relay tunnel closed",
 }
+EXTEND_REFUSED = "session.extend_refused"  # the gateway's rule for a refused "More time" (not a transfer)
+ACTIONS = {"dwa.open": "open the web page", "dwa.extend": "more time", "dwa.approve": "approval"}
+_INTERNAL_PATH = re.compile(r"^/(?:tmp|run|var|dev/shm)/\S*")  # a local socket or file: not the auditor's business
 ATTRIBUTION = frozenset({"site_id", "user_id"})  # the story's summary says these once
 REQUEST_TYPES = frozenset({event_types.DWA_REQUEST, event_types.DWA_TRANSFER_BLOCKED, event_types.DWA_WEBSOCKET, event_types.PROXY_REQUEST})
 
@@ -64,10 +79,29 @@ class EventLike(Protocol):
 
 
 def title(event_type: str) -> str:
-    return TITLES.get(event_type, event_type)
+    """An event type in words (``tenant.remote_access_changed`` → "Tenant: remote access changed"
+    when it has no title of its own)."""
+    if event_type in TITLES:
+        return TITLES[event_type]
+    head, _, rest = event_type.partition(".")
+    if not rest:
+        return event_type.replace("_", " ").capitalize()
+    return f"{head.upper() if len(head) <= 3 else head.capitalize()}: {rest.replace('.', ' ').replace('_', ' ')}"
+
+
+def code_words(code: str) -> str:
+    """A reason code in words (``credentials.none_stored`` → "credentials: none stored")."""
+    head, _, rest = code.partition(".")
+    return f"{head}: {rest.replace('_', ' ').replace('.', ' ')}" if rest else code.replace("_", " ")
+
+
+def _is_code(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"[a-z_]+(?:\.[a-z_]+)+", value) is not None
 
 
 def _text(value: Any) -> str:
+    if isinstance(value, str) and _INTERNAL_PATH.match(value):
+        return "a local tunnel socket"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if value is None:
@@ -79,19 +113,36 @@ def _text(value: Any) -> str:
 
 def detail_items(details: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``details`` as (key, value) lines: nested objects flattened one level (``filter.since``),
-    lists of reasons as ``code: message``, other lists comma separated."""
+    lists of reasons one message a line (the key named once, then ""), reason codes in words,
+    other lists comma separated, local socket paths never shown."""
     out: list[tuple[str, str]] = []
     for key in sorted(details):
         value = details[key]
         if isinstance(value, Mapping):
             out.extend((f"{key}.{k}", _text(value[k])) for k in sorted(value) if value[k] not in (None, [], ""))
         elif isinstance(value, list) and value and all(isinstance(v, Mapping) and "code" in v for v in value):
-            out.extend((key, f"{v['code']}: {v.get('message', '')}") for v in value)
+            out.extend(("" if i else key, str(v.get("message") or code_words(str(v["code"]))))
+                       for i, v in enumerate(value))
+        elif isinstance(value, list) and value and all(_is_code(v) for v in value):
+            out.append((key, "; ".join(code_words(v) for v in value)))
         elif isinstance(value, list):
             out.append((key, ", ".join(_text(v) for v in value) or "—"))
         else:
             out.append((key, _text(value)))
     return out
+
+
+def is_transfer_block(e: EventLike) -> bool:
+    """A transfer the gateway stopped: not a refused "More time" or another session-level answer."""
+    if e.type == event_types.DWA_TRANSFER_BLOCKED:
+        return True
+    d = e.details
+    return (e.type in REQUEST_TYPES and bool(d.get("blocked") or e.outcome == "blocked")
+            and d.get("direction") != "session" and not str(d.get("rule", "")).startswith("session."))
+
+
+def is_extend_refusal(e: EventLike) -> bool:
+    return e.type in REQUEST_TYPES and e.details.get("rule") == EXTEND_REFUSED
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +167,8 @@ class Step:
 
 def _summary(e: EventLike) -> str:
     d = e.details
+    if is_extend_refusal(e):
+        return str(d.get("reason") or "the policy allows no more time")
     if e.type in REQUEST_TYPES:
         line = f"{d.get('method', '')} {d.get('path', '')}".strip()
         if "status" in d:
@@ -124,11 +177,15 @@ def _summary(e: EventLike) -> str:
             line += f" — blocked: {d.get('rule') or d.get('why') or d.get('reason') or 'transfer'}"
         return line
     if e.type == event_types.POLICY_DECISION:
-        return "allowed" if d.get("allow") else "refused"
+        verb = "allowed" if d.get("allow") else "refused"
+        action = ACTIONS.get(str(d.get("action", "")), str(d.get("action") or "access"))
+        return f"{verb} for {e.actor} (requested by {e.actor}: {action})" if e.actor else verb
+    if e.type == event_types.DWA_CREDENTIALS_DECISION:
+        return "a stored credential is used" if d.get("allow") else "no stored credential is used"
     if e.type == event_types.DWA_SESSION_OPENED and isinstance(d.get("reason"), Mapping):
         return f"opened for {reason_label(d['reason'])}"
     for key in ("reason", "expires_at", "upstream", "message", "error"):
-        if key in d:
+        if key in d and not (isinstance(d[key], str) and _INTERNAL_PATH.match(d[key])):
             return f"{key.replace('_', ' ')}: {_text(d[key])}"
     return ""
 
@@ -137,10 +194,14 @@ def timeline(events: Sequence[EventLike]) -> list[Step]:
     out = []
     for e in events:
         request = e.type in REQUEST_TYPES
-        blocked = bool(e.details.get("blocked")) or e.outcome == "blocked"
+        blocked = is_transfer_block(e)
         items = tuple((k, v) for k, v in detail_items(e.details) if k not in ATTRIBUTION)
-        out.append(Step(e.seq, e.at, e.type, title(e.type), e.outcome, e.actor, items, request, blocked,
-                        _summary(e)))
+        name = "More time refused" if is_extend_refusal(e) else title(e.type)
+        if e.type == event_types.POLICY_DECISION and e.details.get("action") == "dwa.extend":
+            name = "Policy decision on more time"
+        actor = None if e.type == event_types.POLICY_DECISION else e.actor  # the summary names them
+        out.append(Step(e.seq, e.at, e.type, name, e.outcome, actor, items, request and not is_extend_refusal(e),
+                        blocked, _summary(e)))
     return out
 
 
@@ -167,6 +228,7 @@ class StoryFacts:
     ended_by: str | None
     end_reason: str | None
     decision_allowed: bool | None
+    extensions_refused: int = 0  # "More time" refused by the policy (not a blocked transfer)
     opened_for: str | None = None  # the session's documented reason (issue 20)
     reason_cleared_at: str | None = None  # when the alert it was opened for cleared
 
@@ -180,7 +242,9 @@ def story_facts(events: Sequence[EventLike]) -> StoryFacts:
     return StoryFacts(
         technician=decision.actor if decision else next((e.actor for e in events if e.actor), None),
         source_ip=decision.source_ip if decision else None,
-        requests=len(requests), blocked=sum(1 for e in requests if e.details.get("blocked") or e.outcome == "blocked"),
+        requests=sum(1 for e in requests if not is_extend_refusal(e)),
+        blocked=sum(1 for e in requests if is_transfer_block(e)),
+        extensions_refused=sum(1 for e in requests if is_extend_refusal(e)),
         extensions=sum(1 for e in events if e.type == event_types.DWA_SESSION_EXTENDED),
         ended_by=(end.actor if end else None), end_reason=(str(end.details.get("reason", "")) if end else None),
         decision_allowed=bool(decision.details.get("allow")) if decision else None,
