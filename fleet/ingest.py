@@ -235,6 +235,9 @@ async def _store_once(db: Database, batches: Sequence[tuple[str, DecodedBatch]],
             states = await rows.lock_states(s, ids)
             changes = apply_batch(mapped, states, await rows.open_alerts_of(s, ids),
                                   await rows.thresholds_of_devices(s, ids))
+            for device_id, reading_id, current, lower in changes.counters_backwards:
+                log.warning("readings.counter_backwards", device=device_id, reading=reading_id, page_count=current,
+                            read=lower, hint="kept in the history; the current page count is not lowered")
             await rows.upsert_states(s, changes.states)
             await rows.replace_supplies(s, changes.supplies)
             opened, cleared = await rows.write_alerts(s, changes.alerts)

@@ -1,6 +1,8 @@
 """The fleet rules: each device's current state as its readings arrive (pure, in memory).
 
-- counters: the page count (sum of the markers' life counts) and its time;
+- counters: the page count (sum of the markers' life counts) and its time; a newer reading
+  with a LOWER page count (a board swap, a bogus agent) does not lower it: the reading stays in
+  the history and is reported (``BatchChanges.counters_backwards``, logged by ingest);
 - supplies: the set of the newest supplies reading replaces the device's current supplies;
 - alerts: an alert is raised when first reported and cleared when a newer reading of its
   kind no longer holds it: the printer's prtAlertTable entries and its detected error
@@ -63,6 +65,8 @@ class BatchChanges:
     states: list[DeviceState] = field(default_factory=list)
     supplies: dict[str, tuple[datetime, Sequence[SupplyLevel]]] = field(default_factory=dict)
     alerts: list[TrackedAlert] = field(default_factory=list)
+    # (device, reading id, current page count, the lower one read): kept in the history, not applied
+    counters_backwards: list[tuple[str, str, int, int]] = field(default_factory=list)
 
 
 def apply_batch(
@@ -84,7 +88,9 @@ def apply_batch(
             st.last_reading_at = r.taken_at
         if ReadingKind.COUNTERS in r.kinds and _newer(st.counters_at, r.taken_at):
             count = page_count_of(r)
-            if count is not None:
+            if count is not None and st.page_count is not None and count < st.page_count:
+                changes.counters_backwards.append((device_id, r.id, st.page_count, count))
+            elif count is not None:  # a lifetime counter never goes down: a lower one stays in the history only
                 st.page_count, st.counters_at = count, r.taken_at
         device_alerts = alerts.setdefault(device_id, [])
         if ReadingKind.SUPPLIES in r.kinds and r.supplies and _newer(st.supplies_at, r.taken_at):

@@ -66,3 +66,14 @@ def test_supply_alerts_follow_each_devices_thresholds() -> None:
     changes = apply_batch([("a", low), ("b", replace(low, id="rb"))], {}, [],
                           {"a": SupplyThresholds(25, 10)})  # b: the defaults (15/5)
     assert {a.device_id for a in changes.alerts} == {"a"}
+
+
+def test_a_lifetime_counter_going_backwards_does_not_lower_the_page_count_and_is_reported() -> None:
+    stored = DeviceState("d", last_reading_at=T0, counters_at=T0, page_count=150, error_state=[])
+    lower = at(5, counters=(CounterValue("marker.1.1.life", 3),))
+    changes = apply_batch([("d", lower)], {"d": stored}, [], {})
+    assert changes.states[0].page_count == 150 and changes.states[0].counters_at == T0
+    assert changes.states[0].last_reading_at == lower.taken_at  # the reading itself arrived
+    assert changes.counters_backwards == [("d", "r5", 150, 3)]
+    higher = apply_batch([("d", at(6, counters=(CounterValue("marker.1.1.life", 151),)))], {"d": stored}, [], {})
+    assert higher.states[0].page_count == 151 and higher.counters_backwards == []
