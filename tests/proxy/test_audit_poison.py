@@ -134,3 +134,34 @@ async def test_one_event_the_store_refuses_is_replaced_by_a_rejected_record_and_
     assert rejected[0].details["rejected_type"] == event_types.DWA_TRANSFER_BLOCKED
     assert rejected[0].details["error_type"] == "NotCanonicalisable"
     assert rejected[0].outcome == "blocked"
+
+
+async def test_a_refused_response_waits_for_its_record_no_longer_than_the_bound(
+        harness: ProxyHarness, hostile: HostileDevice, two_sessions: tuple[SessionClient, SessionClient],
+        monkeypatch: pytest.MonkeyPatch):
+    """The audit store's write lock held by another process: a refused download waited as long
+    as the lock was held (over 60 s in the attack); now it gets a 503 after the bound, like an
+    allowed request, and nothing of the refused body."""
+    import sqlite3
+    import time
+
+    from gateway.proxy.addons import audit_requests
+
+    monkeypatch.setattr(audit_requests, "AUDIT_WAIT_S", 1.5)
+    attacker, _victim = two_sessions
+    url = str(harness.audit.db.url)
+    assert url.startswith("sqlite"), url
+    path = url.split("///", 1)[1]
+    holder = sqlite3.connect(path, timeout=1, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        refused = await attacker.request("GET", "/dl/html-b64-60k")
+        waited = time.monotonic() - started
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert refused.status_code == 503, (refused.status_code, refused.text[:200])
+    assert waited < 10, waited
+    assert b"QUJD" not in refused.content and len(refused.content) < 1000
+    assert (await attacker.request("GET", "/")).status_code == 200
