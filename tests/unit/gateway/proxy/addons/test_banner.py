@@ -63,3 +63,29 @@ def test_the_bar_names_the_sessions_reason_escaped_and_says_when_its_alert_clear
     text = bar(cleared)
     assert "(the alert cleared at 20:31 UTC)" in text
     assert "reason_cleared" not in bar(replace(route(), reason=""))  # no reason, nothing said
+
+
+def _luminance(hex_colour: str) -> float:
+    h = hex_colour.lstrip("#")
+    if len(h) == 3:
+        h = "".join(c * 2 for c in h)
+    channels = [int(h[i:i + 2], 16) / 255 for i in (0, 2, 4)]
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def test_every_banner_button_has_aa_contrast() -> None:
+    """Issue 15: white on #e63946 at 12 px was 4.0:1; WCAG AA asks 4.5:1 for small text."""
+    import re
+    from datetime import UTC, datetime
+
+    from gateway.proxy.addons.banner import banner_html
+
+    page = banner_html(route(), "csrf", datetime.now(UTC).timestamp())
+    buttons = re.findall(r"<button [^>]*id=(__printgate_\w+) style='([^']*)'>", page)
+    assert {b for b, _ in buttons} == {"__printgate_stay", "__printgate_extend", "__printgate_end"}
+    for button, style in buttons:
+        declared = dict(d.split(":", 1) for d in style.split(";") if ":" in d)  # the last one wins
+        fg, bg = _luminance(declared["color"]), _luminance(declared["background"])
+        ratio = (max(fg, bg) + 0.05) / (min(fg, bg) + 0.05)
+        assert ratio >= 4.5, f"{button}: {declared['color']} on {declared['background']} is {ratio:.2f}:1"
