@@ -14,8 +14,9 @@ from printgate.domain import AuditEventIn, Outcome, Role
 from printgate.store import security_subscriptions as subs
 from printgate.store.db import Database
 from printgate.store.erasure import pseudonym_email
+from printgate.testing.clock import FrozenClock
 from printgate.testing.portal import create_user
-from tests.alerting.test_follower import Clock, Receivers, follower, receivers, subscribe, world
+from tests.alerting.test_follower import Receivers, follower, receivers, subscribe, world
 
 __all__ = ["receivers"]  # the fixture, shared with test_follower
 
@@ -42,7 +43,7 @@ async def test_erasing_an_account_removes_its_address_and_name_from_security_ale
                                     channel="email", target=victim.email.upper(), secret=None, categories=(),
                                     min_severity=1, now=datetime.now(UTC), created_by=victim.email)
     await subscribe(db, dealer="d1", customer="cA", channel="email", target="soc@a.example", severity="low")
-    f = follower(db, receivers, Clock())
+    f = follower(db, receivers, FrozenClock())
     await f.evaluate_once()  # the cursor starts at the head
     log = AuditLog(db, None)
     await log.append_many([  # a burst on the victim's account from many addresses: user-keyed

@@ -22,10 +22,10 @@ from printgate.settings import PortalSettings
 from printgate.store import security_subscriptions as subs
 from printgate.store.db import Database
 from printgate.testing.broker import PolicyBroker
+from printgate.testing.clock import FrozenClock
 from printgate.testing.portal import Clock, create_user, csrf_of, served, sign_in
 from printgate.testing.tenancy import Tenancy
 from tests.alerting.test_follower import KMS, Receivers, follower, receivers  # noqa: F401 (fixture)
-from tests.alerting.test_follower import Clock as FollowerClock
 
 SECRET_RE = re.compile(r'<code id="new-secret">([^<]+)</code>')
 
@@ -86,7 +86,7 @@ async def test_500_failed_sign_ins_through_the_portal_give_a_few_messages_to_the
         assert r.status_code == 404
 
     receivers.secret = webhook_secret  # the receiver checks signatures with the secret the page showed once
-    f = follower(db, receivers, FollowerClock())
+    f = follower(db, receivers, FrozenClock())
     await f.evaluate_once()
     async with await page_client(url) as attacker:
         token = csrf_of((await attacker.get("/login")).text)

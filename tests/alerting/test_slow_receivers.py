@@ -17,8 +17,8 @@ from audit.log import AuditLog
 from printgate.domain import AuditEventIn
 from printgate.store import security_subscriptions as subs
 from printgate.store.db import Database
+from printgate.testing.clock import FrozenClock
 from tests.alerting.test_follower import (
-    Clock,
     Receivers,
     follower,
     free_port,
@@ -93,7 +93,7 @@ async def test_a_slow_webhook_does_not_hold_up_the_other_targets(
     await subscribe(db, dealer="d1", customer="cA", channel="webhook", target=f"{sleepy.base}/slow/1")
     await subscribe(db, dealer="d1", customer="cA", channel="webhook", target=f"{sleepy.base}/fast")
     await subscribe(db, dealer="d1", customer="cA", channel="email", target="secops@a.example")
-    f = follower(db, receivers, Clock())
+    f = follower(db, receivers, FrozenClock())
     await f.evaluate_once()
     await _one_alert(db)
     assert len(await f.evaluate_once()) == 1
@@ -110,7 +110,7 @@ async def test_at_most_concurrency_targets_at_once_and_each_attempt_is_bounded(
     for n in range(4):
         await subscribe(db, dealer="d1", customer="cA", channel="webhook", target=f"{sleepy.base}/slow/{n}")
     sleepy.delay = 30.0  # longer than the attempt timeout: every attempt is cut off
-    f = follower(db, receivers, Clock(), concurrency=2, attempt_timeout_s=0.5)
+    f = follower(db, receivers, FrozenClock(), concurrency=2, attempt_timeout_s=0.5)
     await f.evaluate_once()
     await _one_alert(db)
     await f.evaluate_once()
@@ -134,7 +134,7 @@ async def test_the_delivery_loop_does_not_wait_for_a_slow_target(
     await subscribe(db, dealer="d1", customer="cA", channel="webhook", target=f"{sleepy.base}/slow/1")
     await subscribe(db, dealer="d1", customer="cA", channel="email", target="secops@a.example")
     sleepy.delay = 30.0
-    f = follower(db, receivers, Clock(), poll_s=0.05)
+    f = follower(db, receivers, FrozenClock(), poll_s=0.05)
     await f.evaluate_once()
     await _one_alert(db)
     await f.evaluate_once()
