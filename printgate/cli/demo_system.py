@@ -53,6 +53,7 @@ from printgate.settings import (
     GatewaySettings,
     IntegrationSettings,
     PortalSettings,
+    SecurityAlertSettings,
     Settings,
 )
 from printgate.store import audit as audit_store
@@ -134,6 +135,7 @@ class DemoSystem(Service):
                                     **self._gateway_overrides),
             # the lab's webhook receivers listen on loopback (a real server refuses such addresses)
             integrations=IntegrationSettings(allow_private_endpoints=True, poll_seconds=0.2),
+            security_alerts=SecurityAlertSettings(allow_private_webhooks=True),
         )
 
     async def start(self) -> None:
