@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from gateway.proxy import sniff
-from gateway.proxy.encoded import find_encoded, find_encoded_split
+from gateway.proxy.encoded import (
+    any_alphabet,
+    encoded_chars,
+    encoded_total,
+    find_encoded,
+    find_encoded_split,
+)
 from gateway.proxy.svg_check import svg_problem
 from lab.ews.assets import backup_zip, logo_png, png
 
@@ -294,3 +300,64 @@ def test_ordinary_form_fields_together_are_not_a_file():
     fields = [b"Front office", b"2nd floor, room 204", b"admin@example.com", b"Europe/Berlin", b"A4",
               b"on", b"300", b"Printer in the hall next to the kitchen"] * 10
     assert find_encoded_split(fields, 256) is None
+
+
+# --- totals per body, any alphabet, the session tally (issue 21 F1-F4) ----------------------
+
+_B85 = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+-;<=>?@^_`{|}~"
+_Z85 = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
+BIG = random.Random(7).randbytes(8000)
+
+
+def _pieces(encoded: bytes, template: bytes, size: int = 3000) -> bytes:
+    return b"<html><body>" + b"".join(template % encoded[i : i + size] for i in range(0, len(encoded), size)) + b"</body></html>"
+
+
+@pytest.mark.parametrize("page", [
+    _pieces(base64.b64encode(BIG), b"<div class=x>%s</div>\n<p>status</p>\n"),
+    _pieces(base64.b64encode(BIG), b'<i data-v="%s"></i><b>ok</b>\n'),
+    _pieces(base64.b64encode(BIG), b"a.push(/*x*/'%s');\nvar z=1;\n"),
+    _pieces(BIG.hex().encode(), b"<div>%s</div><p>status</p>"),
+    _pieces(base64.b32encode(BIG), b"<div>%s</div><p>status</p>"),
+    _pieces(base64.b64encode(BIG), b"<td>%s</td>", size=100),
+], ids=["divs", "attrs", "js-push", "hex-divs", "base32-divs", "100-char-cells"])
+def test_pieces_under_the_run_threshold_are_summed_over_the_body(page):
+    assert find_encoded(page, 4096) is None  # what the per-run check alone lets through
+    hit = encoded_total(page, 4096)
+    assert hit is not None and hit.length >= 4096
+
+
+@pytest.mark.parametrize("page", [
+    b"<script>var d=`" + base64.b85encode(BIG) + b"`</script>",
+    b"<pre>" + base64.b85encode(BIG).translate(bytes.maketrans(_B85, _Z85)).replace(b"&", b"&amp;").replace(b"<", b"&lt;")
+    + b"</pre>",
+    b"<p>" + "".join(f"{c:08b}" for c in BIG[:1024]).encode() + b"</p>",
+    b"<p>" + ",".join(f"0x{c:02x}" for c in BIG[:2048]).encode() + b"</p>",
+    b"<pre>" + b"".join(binascii.b2a_uu(BIG[i : i + 45]) for i in range(0, 4500, 45)).replace(b"&", b"&amp;")
+    .replace(b"<", b"&lt;").replace(b">", b"&gt;") + b"</pre>",
+    ("<p>" + "".join(chr(0x4E00 + c) for c in BIG) + "</p>").encode(),
+    b"<script>var d='" + base64.b64encode(BIG).translate(bytes.maketrans(
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+        b"!#$%()*,-.:;<>?@[]^_{|}~ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmn")) + b"'</script>",
+], ids=["base85", "z85-html-text", "bits", "0x-list", "uuencode-html-text", "cjk-per-byte", "other-alphabet"])
+def test_encodings_over_any_alphabet_are_found(page):
+    hit = any_alphabet(page, 4096)
+    assert hit is not None, page[:80]
+
+
+@pytest.mark.parametrize("text", BENIGN + real_pages())
+def test_real_pages_stay_under_the_allowances(text):
+    def harmless(data: bytes) -> bool:
+        return sniff.clean_image_kind(data) is not None
+
+    assert encoded_total(text, 4096, allow_data=harmless) is None
+    assert any_alphabet(text, 4096) is None
+
+
+def test_the_session_tally_counts_encoded_runs_once_and_not_words_or_paths():
+    piece = base64.b64encode(BIG)[:200]
+    assert encoded_chars(b"memo=" + piece) == 200
+    assert encoded_chars(piece + b" " + piece) == 200  # the same value again carries nothing new
+    words = b"org/en-US/docs/Web/JavaScript/Reference/Global_Objects/SharedArrayBuffer/prototype/byteLength"
+    assert encoded_chars(words + b"\n" + b"diffiehellmancomputesecretotherpublickeyinputencodingoutputencodingformat" * 2) == 0
+    assert encoded_chars(b"x" * 500) == 0

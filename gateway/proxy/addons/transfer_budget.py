@@ -210,7 +210,8 @@ def _encoded_verdict(used: int, enc: int, lim: ProxyLimits) -> Verdict:
 
 def _sent_text(req: http.Request, headers: list[bytes], cookies: list[bytes]) -> bytes:
     """The text a request carries towards the device, values decoded (percent-encoding and form
-    encoding would break the runs), one per line: query and form values, a textual body, new
+    encoding would break the runs), space-separated (no two short values make one long run):
+    query and form values, a textual body, new
     header and cookie values."""
     _path, _, query = req.path.partition("?")
     values = [_bytes(v) for _, v in parse_qsl(query, keep_blank_values=True, errors="surrogateescape")]
@@ -221,7 +222,7 @@ def _sent_text(req: http.Request, headers: list[bytes], cookies: list[bytes]) ->
             values += [_bytes(v) for v in req.urlencoded_form.values()]
         else:
             values.append(body)
-    return b"\n".join(values + headers + cookies)
+    return b" ".join(values + headers + cookies)
 
 
 def _refuse(flow: http.HTTPFlow, verdict: Verdict) -> None:
