@@ -26,6 +26,7 @@ MAX_READINGS = 10_000
 MAX_ID = 64
 MAX_TEXT = 1024
 MAX_ITEMS = 512  # counters, supplies or alerts of one reading
+MAX_VALUES = 200_000  # counters + supplies + alerts over a whole batch (each becomes Python objects)
 MAX_COUNTER = BIGINT_MAX
 LIMITS = COLUMN_LIMITS
 MAX_FUTURE_SKEW = timedelta(minutes=10)  # a reading ahead of the cloud's clock by more is refused
@@ -72,6 +73,10 @@ def decode_batch(batch: pb.ReadingsBatch, *, now: datetime | None = None) -> Dec
             raise _refuse(batch.batch_id, "a version 2 batch carries typed readings, not payload_json")
         if len(batch.readings) > MAX_READINGS:
             raise _refuse(batch.batch_id, f"{len(batch.readings)} readings exceed the limit of {MAX_READINGS}")
+        values = sum(len(m.counters) + len(m.supplies) + len(m.alerts) for m in batch.readings)
+        if values > MAX_VALUES:
+            raise _refuse(batch.batch_id, f"{values} values (counters, supplies, alerts) exceed the limit of "
+                                          f"{MAX_VALUES} per batch: split it into smaller batches")
         out = _Collector(batch.batch_id, 2, now)
         for n, msg in enumerate(batch.readings):
             try:

@@ -6,8 +6,9 @@ an agent delivered before changes nothing), the history (``COPY`` on PostgreSQL,
 ``INSERT`` on SQLite), the current device states (one upsert), supplies and alerts. The
 answer (stored, duplicate, the readings refused and why) is given only once that committed.
 
-``FleetIngest`` bounds the batches in flight: beyond ``max_in_flight`` an upload is refused
-at once with ``IngestBusy`` (the agent keeps it queued and retries after the hint), so the
+``FleetIngest`` bounds the batches in flight (``max_in_flight``) and their encoded bytes, over
+all agents (``max_bytes_in_flight``) and per agent (``max_agent_bytes_in_flight``): beyond
+either an upload is refused at once with ``IngestBusy`` (the agent keeps it queued and retries after the hint), so the
 cloud's memory does not grow with a backlog. Batches that arrive while others are being
 stored are stored together (group commit: one transaction, one statement per table for
 all of them, at most ``group_readings`` readings), so the per-transaction cost is shared
@@ -41,6 +42,9 @@ log = get_logger("fleet.ingest")
 DEFAULT_MAX_IN_FLIGHT = 64
 DEFAULT_RETRY_AFTER_S = 2.0
 DEFAULT_GROUP_READINGS = 5000
+DEFAULT_MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024  # encoded batches being decoded or stored, all agents
+DEFAULT_MAX_AGENT_BYTES_IN_FLIGHT = 16 * 1024 * 1024  # ... of one agent
+DECODE_IN_THREAD_BYTES = 256 * 1024  # a batch this big is decoded off the event loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,28 +68,49 @@ class FleetIngest:
 
     def __init__(self, db: Database, *, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
                  retry_after_s: float = DEFAULT_RETRY_AFTER_S, writers: int | None = None,
-                 group_readings: int = DEFAULT_GROUP_READINGS) -> None:
+                 group_readings: int = DEFAULT_GROUP_READINGS,
+                 max_bytes_in_flight: int = DEFAULT_MAX_BYTES_IN_FLIGHT,
+                 max_agent_bytes_in_flight: int = DEFAULT_MAX_AGENT_BYTES_IN_FLIGHT) -> None:
         self._db = db
         self.max_in_flight = max_in_flight
         self.retry_after_s = retry_after_s
         self.max_writers = writers or (2 if db.dialect == "postgresql" else 1)
         self.group_readings = group_readings
         self.in_flight = 0
+        self.max_bytes_in_flight = max_bytes_in_flight
+        self.max_agent_bytes_in_flight = max_agent_bytes_in_flight
+        self.bytes_in_flight = 0
+        self._agent_bytes: dict[str, int] = {}
         self.refused_busy = 0
         self.groups = 0  # transactions run (for the benchmark: batches per transaction)
         self._queue: list[_Pending] = []
         self._writers = 0
 
+    def _busy(self, why: str) -> IngestBusy:
+        self.refused_busy += 1
+        metrics.READINGS_BUSY.inc()
+        return IngestBusy(f"fleet ingest is behind ({why}): keep the batch queued and send it again in "
+                          f"{self.retry_after_s:g} s", retry_after_s=self.retry_after_s)
+
     async def ingest(self, agent_id: str, batch: pb.ReadingsBatch) -> IngestResult:
+        """Bounded by batches, by encoded bytes over all agents and by the bytes of each agent in
+        flight (a batch is always admitted when nothing else is in flight, so none starves)."""
         if self.in_flight >= self.max_in_flight:
-            self.refused_busy += 1
-            metrics.READINGS_BUSY.inc()
-            raise IngestBusy(f"fleet ingest is behind ({self.in_flight} batches waiting to be stored): keep the "
-                             f"batch queued and send it again in {self.retry_after_s:g} s",
-                             retry_after_s=self.retry_after_s)
+            raise self._busy(f"{self.in_flight} batches waiting to be stored")
+        size = batch.ByteSize()
+        mine = self._agent_bytes.get(agent_id, 0)
+        if mine and mine + size > self.max_agent_bytes_in_flight:
+            raise self._busy(f"{mine} bytes of this agent's batches are still being stored")
+        if self.bytes_in_flight and self.bytes_in_flight + size > self.max_bytes_in_flight:
+            raise self._busy(f"{self.bytes_in_flight} bytes of batches are being stored")
         self.in_flight += 1
+        self.bytes_in_flight += size
+        self._agent_bytes[agent_id] = mine + size
         try:
-            decoded = decode_batch(batch)  # ReadingsPayloadInvalid: the whole batch is unreadable
+            if size >= DECODE_IN_THREAD_BYTES:  # the portal and other agents stay served meanwhile
+                decoded = await asyncio.to_thread(decode_batch, batch)
+            else:
+                decoded = decode_batch(batch)  # ReadingsPayloadInvalid: the whole batch is unreadable
             item = _Pending(agent_id, decoded, asyncio.get_running_loop().create_future())
             self._queue.append(item)
             if self._writers < self.max_writers:  # no free writer would take it: this caller writes
@@ -97,6 +122,12 @@ class FleetIngest:
             return await item.done
         finally:
             self.in_flight -= 1
+            self.bytes_in_flight -= size
+            left = self._agent_bytes[agent_id] - size
+            if left:
+                self._agent_bytes[agent_id] = left
+            else:
+                del self._agent_bytes[agent_id]
 
     async def _drain(self) -> None:
         """Store queued batches, a group at a time, until none is left (no await between the

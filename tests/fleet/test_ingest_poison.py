@@ -7,6 +7,7 @@ agent (INTERNAL, a generic text and an error id)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -14,8 +15,11 @@ import grpc
 import pytest
 from grpc import aio
 
+import fleet.decode
 import fleet.ingest
-from printgate.domain import PrinterAlert, ReadingKind, SupplyLevel
+from agent.channel.grpc_client import GrpcChannel
+from agent.errors import CloudBusy
+from printgate.domain import CounterValue, PrinterAlert, ReadingKind, SupplyLevel
 from printgate.store.readings import count_readings, readings_for
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import convert
@@ -84,3 +88,48 @@ async def test_an_internal_failure_sends_no_sql_to_the_agent(channel: Channel, m
     details = err.value.details() or ""
     assert err.value.code() == grpc.StatusCode.INTERNAL
     assert "error id" in details and "INSERT" not in details and "secret" not in details
+
+
+async def _held(channel: Channel, ch: GrpcChannel, batch_id: str) -> asyncio.Task[pb.Ack]:
+    """A batch held in flight (the store is gated), once the cloud is working on it."""
+    held = asyncio.create_task(ch.upload_readings(batch_id, [reading_of("jetdirect_m130nw", ip="127.0.20.15",
+                                                                        at=T0)], deadline_s=30))
+    for _ in range(200):
+        if channel.db.waiting:
+            break
+        await asyncio.sleep(0.05)
+    assert channel.ingest.in_flight == 1 and channel.ingest.bytes_in_flight > 0
+    return held
+
+
+@pytest.mark.parametrize("bound", ["max_agent_bytes_in_flight", "max_bytes_in_flight"])
+async def test_ingest_is_bounded_by_bytes_in_flight_and_the_agent_is_told_when_to_retry(
+    channel: Channel, bound: str,
+) -> None:
+    channel.ingest.max_in_flight = 50  # the batch count is not what stops it
+    setattr(channel.ingest, bound, 100)  # below one batch: the first is admitted alone
+    later = reading_of("jetdirect_m130nw", ip="127.0.20.16", at=T0.replace(hour=9))
+    channel.db.gate.clear()
+    async with agent_channel(channel) as ch:
+        held = await _held(channel, ch, "b-held")
+        with pytest.raises(CloudBusy) as busy:
+            await ch.upload_readings("b-more", [later], deadline_s=10)
+        assert busy.value.retry_after_s == 7 and "bytes" in busy.value.message
+        channel.db.gate.set()
+        assert (await asyncio.wait_for(held, 20)).stored == 1
+        assert (await ch.upload_readings("b-more", [later], deadline_s=10)).stored == 1
+    assert channel.ingest.bytes_in_flight == 0 and channel.ingest.in_flight == 0
+
+
+async def test_a_batch_with_too_many_values_is_refused_whole_with_a_hint_to_split(
+    channel: Channel, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fleet.decode, "MAX_VALUES", 10)
+    r = reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0)
+    many = replace(r, counters=tuple(CounterValue(f"c.{i}", i) for i in range(11)))
+    async with agent_channel(channel) as ch:
+        with pytest.raises(aio.AioRpcError) as err:
+            await _raw_upload(ch, b"")(convert.readings_batch("s1", "b-many", [many]).SerializeToString(),
+                                       timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "exceed the limit of 10 per batch: split it" in (err.value.details() or "")
