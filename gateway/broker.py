@@ -113,7 +113,10 @@ MakeRoute = Callable[[DwaSession, Device, Customer, tuple[str, int], Attribution
 
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
-    session_ttl_s: int = 1800
+    # a session starts with session_ttl_s (or the policy's maximum, if shorter); each "More time"
+    # adds extend_step_s, never past the policy's maximum total (session_max_minutes, 30 by default)
+    session_ttl_s: int = 1200
+    extend_step_s: int = 600
     forward_timeout_s: float = 15.0
     relay_port: int = 0
     proxy_port: int = 0
@@ -297,8 +300,12 @@ class DwaBroker(Service):
                                    session_id=session.id, action="dwa.extend")
         if not decision.allow:
             return None
-        ttl = self._ttl(decision)
-        new_end = max(session.expires_at, now + timedelta(seconds=ttl))
+        longest = decision.obligations.max_duration_seconds or self._cfg.session_ttl_s
+        cap = session.created_at + timedelta(seconds=longest)  # the policy's maximum total
+        new_end = min(cap, max(session.expires_at, now) + timedelta(seconds=self._cfg.extend_step_s))
+        if new_end <= session.expires_at:
+            log.info("dwa.extend_at_maximum", session=session.id, max_minutes=longest // 60)
+            return None  # it already has the longest time the policy allows
         self._relay.issue_credential(session.id, valid_seconds=int((new_end - now).total_seconds()),
                                      agent_id=session.agent_id)  # moves the relay's deadline
         extended = replace(session, expires_at=new_end)

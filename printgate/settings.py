@@ -110,7 +110,7 @@ class GatewaySettings(BaseModel):
     enrol_port: int = 8444  # agent enrolment (server TLS + one-time token)
     firewall: Literal["inprocess", "nftables"] = "inprocess"
     firewall_netns: str | None = None  # nftables: manage the table in this network namespace
-    session_ttl_seconds: int = 1800
+    session_ttl_seconds: int = 1200  # a session's first length; "More time" adds 10 min up to the policy's maximum
     session_idle_seconds: int = 600
     # user-supplied data a technician's browser may send towards a device (query, form fields,
     # JSON/text bodies, script-set headers, new cookies, WebSocket frames); per-vendor overrides

@@ -46,7 +46,8 @@ _SCRIPT = (
     "x.send('csrf='+encodeURIComponent(f.elements.csrf.value));}"
     "f.addEventListener('submit',function(v){v.preventDefault();post('/__printgate/extend',function(x){"
     "if(x.status==200){e.setAttribute('data-expires',JSON.parse(x.responseText).expires_at);seen=Date.now();"
-    "m.textContent='More time granted';}else{m.textContent='No more time: the policy does not allow it';}u();});});"
+    "m.textContent='More time granted';}else{var r='';try{r=JSON.parse(x.responseText).reason;}catch(_){}"
+    "m.textContent=r?r.charAt(0).toUpperCase()+r.slice(1):'No more time: the policy does not allow it';}u();});});"
     "d.getElementById('__printgate_stay').addEventListener('click',function(){post('/__printgate/ping',"
     "function(x){if(x.status==204){seen=Date.now();u();}});});u();setInterval(u,1000);})();</script>"
 )

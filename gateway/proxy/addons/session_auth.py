@@ -80,6 +80,10 @@ def _strip_cookie(flow: http.HTTPFlow, name: str) -> None:
         del flow.request.headers["cookie"]
 
 
+EXTEND_REFUSED = ("no more time: this session already has the longest time the policy allows, or the policy "
+                  "refuses more time now; end it and open a new one, or ask your admin")
+
+
 class SessionAuth:
     def __init__(self, deps: ProxyDeps) -> None:
         self._deps = deps
@@ -193,7 +197,7 @@ class SessionAuth:
         if self._deps.on_extend_request is not None:
             new_expiry = await self._deps.on_extend_request(route.session_id)
         if new_expiry is None:
-            pages.block(flow, FlowDecision(True, "session.extend_refused", "policy does not allow more time for this session", "session"))
+            pages.block(flow, FlowDecision(True, "session.extend_refused", EXTEND_REFUSED, "session"))
             return
         self._deps.routes.extend(route.session_id, new_expiry)
         flow.metadata[DECISION_KEY] = FlowDecision(False, "session.extended", f"extended until {new_expiry.isoformat()}", "session")
