@@ -45,6 +45,12 @@ class AgentLine:
     health: agent_health.AgentHealth | None = None  # what its last heartbeat said
     unmapped: int = 0  # its readings that matched no device (kept; a printer missing from the inventory)
 
+    @property
+    def last_seen(self) -> datetime | None:
+        """When the agent was last heard from: its latest heartbeat report, else its (dis)connection."""
+        times = [t for t in (self.agent.last_seen, self.health.reported_at if self.health else None) if t]
+        return max(times) if times else None
+
     @classmethod
     def of(cls, agent: Agent, certs: list[AgentCertificate], now: datetime,
            health: agent_health.AgentHealth | None = None, unmapped: int = 0) -> AgentLine:

@@ -239,3 +239,23 @@ async def test_token_page_shows_a_placeholder_when_the_enrolment_address_is_not_
     assert re.search(r"printgate agent enroll --url &lt;gateway-host&gt;:&lt;enrolment-port&gt; --token pgenrol_",
                      r.text), r.text
     assert "Replace" in r.text
+
+
+async def test_last_seen_is_the_latest_heartbeat_not_the_connect_time(cloud: AgentsCloud) -> None:
+    """Issue 15: "Last seen" showed when the agent connected; its heartbeats say it is still there."""
+    from datetime import UTC, datetime, timedelta
+
+    from printgate.store.agent_health import AgentHealth, record_health
+
+    admin, secret = await cloud.admin("d1")
+    async with httpx.AsyncClient(base_url=cloud.portal.url, timeout=15, headers={"accept": "text/html"}) as c:
+        await _signed_in(c, cloud, admin, secret)
+        identity = await _enrol_via_page(c, cloud, "heartbeats")
+        connected = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
+        async with cloud.portal.db.transaction() as s:
+            await tenants.set_agent_presence(s, identity.agent_id, online=True, at=connected)
+            await record_health(s, AgentHealth(identity.agent_id, reported_at=connected + timedelta(hours=3, minutes=7)))
+        page = (await c.get("/agents")).text
+    row = page[page.index(f'data-agent-id="{identity.agent_id}"'):]
+    cell = re.search(r'<td class="last-seen">([^<]*)</td>', row[:row.index("</tr>")])
+    assert cell and cell.group(1) == "2026-12-05 11:07", row[:600]
