@@ -20,7 +20,7 @@ from printgate.store.fleet import (
     FleetFilter,
     FleetPage,
     TenantScope,
-    fleet_counts,
+    fleet_counts_and_page,
     fleet_page,
 )
 from printgate.store.readings_state import thresholds_of_tenant
@@ -65,7 +65,6 @@ async def overview(s: AsyncSession, scope: TenantScope, *, where: FleetFilter = 
     """The overview page: counts per problem for the whole scope and one page of devices."""
     dealer = await dealer_of(s, scope)
     thresholds, own = await thresholds_of_tenant(s, dealer) if dealer else (SupplyThresholds(), False)
-    counts = await fleet_counts(s, scope, warning_percent=thresholds.warning_percent)
-    page = await fleet_page(s, scope, warning_percent=thresholds.warning_percent, where=where, sort=sort,
-                            offset=offset, limit=min(limit, MAX_PAGE), counts=counts)
+    counts, page = await fleet_counts_and_page(s, scope, warning_percent=thresholds.warning_percent, where=where,
+                                               sort=sort, offset=offset, limit=min(limit, MAX_PAGE))
     return FleetOverview(counts, page, thresholds, own)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, false, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, false, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from printgate.domain import (
@@ -288,20 +288,21 @@ class FleetPage:
     limit: int
 
 
-def _overview_query(scope: TenantScope, warning_percent: float, where: FleetFilter) -> Any:
+def _overview_query(scope: TenantScope, warning_percent: float, where: FleetFilter, *, restrict: bool = True) -> Any:
     """The scope's devices matching ``where``, one row each with its problem flags and
     attention rank, as a subquery.
 
     Open alerts and low supplies are grouped per device once and joined (hash joins: ~0.1 s
     for 20,000 devices on PostgreSQL). That plan needs current planner statistics: right after
     a bulk load, before autovacuum's analyze, PostgreSQL estimates one row and nests loops."""
-    matches = [scope.condition()]
+    extra: list[ColumnElement[bool]] = []  # restrict: rows outside are left out, else flagged (column match)
     if where.customer_id:
-        matches.append(CustomerRow.id == where.customer_id)
+        extra.append(CustomerRow.id == where.customer_id)
     if where.text.strip():
         pattern = _like(where.text.strip())
-        matches.append(or_(*(func.lower(func.coalesce(c, "")).like(pattern, escape="\\") for c in (
+        extra.append(or_(*(func.lower(func.coalesce(c, "")).like(pattern, escape="\\") for c in (
             DeviceRow.name, DeviceRow.ip, DeviceRow.model, DeviceRow.serial, CustomerRow.name, SiteRow.name))))
+    matches = [scope.condition(), *extra] if restrict else [scope.condition()]
     in_scope = (select(DeviceRow.id).join(SiteRow, SiteRow.id == DeviceRow.site_id)
                 .join(CustomerRow, CustomerRow.id == SiteRow.customer_id).where(*matches))
     al = DeviceAlertRow.__table__.c
@@ -324,7 +325,8 @@ def _overview_query(scope: TenantScope, warning_percent: float, where: FleetFilt
                n_alerts.label("n_alerts"), func.coalesce(severity, 0).label("severity"),
                device_rank.label("device_rank"), case((low, 1), else_=0).label("low"),
                case((AgentRow.online.is_(False), 1), else_=0).label("offline"),
-               case((st.last_reading_at.is_(None), 1), else_=0).label("no_reading"))
+               case((st.last_reading_at.is_(None), 1), else_=0).label("no_reading"),
+               (case((and_(*extra), 1), else_=0) if extra and not restrict else literal(1)).label("match"))
         .join(SiteRow, SiteRow.id == DeviceRow.site_id)
         .join(CustomerRow, CustomerRow.id == SiteRow.customer_id)
         .join(AgentRow, AgentRow.id == DeviceRow.agent_id)
@@ -355,32 +357,67 @@ async def fleet_counts(s: AsyncSession, scope: TenantScope, *, warning_percent: 
     return FleetCounts(*(int(v) for v in row))
 
 
-async def fleet_page(
-    s: AsyncSession, scope: TenantScope, *, warning_percent: float, where: FleetFilter = FleetFilter(),
-    sort: str = "attention", offset: int = 0, limit: int = 50, counts: FleetCounts | None = None,
-) -> FleetPage:
-    """One page of the scope's devices matching ``where``.
-
-    ``sort="attention"``: the worst first (critical, then needing attention; within a rank an
-    offline agent first, then the most open alerts), then by customer, name and id; ``"name"``:
-    by customer, name and id. Only the page's devices are loaded. With the scope's ``counts``
-    (just taken) and no text or customer in ``where``, the total is read from them."""
+def _check(where: FleetFilter, sort: str) -> None:
     if where.problem is not None and where.problem not in PROBLEMS:
         raise ValueError(f"unknown problem {where.problem!r}: one of {', '.join(PROBLEMS)}")
     if sort not in SORTS:
         raise ValueError(f"unknown sort {sort!r}: one of {', '.join(SORTS)}")
+
+
+def _order(o: Any, f: dict[str, ColumnElement[Any]], sort: str) -> tuple[Any, ...]:
+    by_name = (o.c.customer, o.c.name, o.c.id)
+    return by_name if sort == "name" else (f["rank"].desc(), o.c.offline.desc(), o.c.n_alerts.desc(), *by_name)
+
+
+async def _page_of(s: AsyncSession, scope: TenantScope, ids: list[str], total: int, offset: int,
+                   limit: int) -> FleetPage:
+    found = {d.device.id: d for d in await fleet_devices(s, scope, device_ids=ids)} if ids else {}
+    return FleetPage([found[i] for i in ids if i in found], total, offset, limit)
+
+
+async def fleet_counts_and_page(
+    s: AsyncSession, scope: TenantScope, *, warning_percent: float, where: FleetFilter = FleetFilter(),
+    sort: str = "attention", offset: int = 0, limit: int = 50,
+) -> tuple[FleetCounts, FleetPage]:
+    """The counts of the whole scope and one page matching ``where``, in one pass over the
+    scope's devices: the counts are window aggregates over every row; the rows that match sort
+    first, so the page is the first ``limit`` after ``offset`` of them (a short last page brings
+    rows that do not match: dropped here). A page past the end falls back to the counts alone."""
+    _check(where, sort)
+    o = _overview_query(scope, warning_percent, where, restrict=False)
+    f = _flags(o)
+    match = o.c.match if where.problem is None else case((and_(o.c.match == 1, f[where.problem]), 1), else_=0)
+    over = [func.count().over(), *(func.sum(case((f[k], 1), else_=0)).over() for k in PROBLEMS)]
+    q = (select(o.c.id, match, func.sum(match).over(), *over).select_from(o)
+         .order_by(match.desc(), *_order(o, f, sort)).offset(offset).limit(limit))
+    rows = (await (await s.connection()).execute(q)).all()
+    if not rows:
+        counts = await fleet_counts(s, scope, warning_percent=warning_percent)
+        total = (counts.devices if where.problem is None else int(getattr(counts, where.problem))) \
+            if not (where.text.strip() or where.customer_id) else (await fleet_page(
+                s, scope, warning_percent=warning_percent, where=where, limit=1)).total
+        return counts, FleetPage([], total, offset, limit)
+    first = rows[0]
+    counts = FleetCounts(*(int(v or 0) for v in first[3:]))
+    return counts, await _page_of(s, scope, [r[0] for r in rows if r[1]], int(first[2] or 0), offset, limit)
+
+
+async def fleet_page(
+    s: AsyncSession, scope: TenantScope, *, warning_percent: float, where: FleetFilter = FleetFilter(),
+    sort: str = "attention", offset: int = 0, limit: int = 50,
+) -> FleetPage:
+    """One page of the scope's devices matching ``where`` (what the JSON API lists).
+
+    ``sort="attention"``: the worst first (critical, then needing attention; within a rank an
+    offline agent first, then the most open alerts), then by customer, name and id; ``"name"``:
+    by customer, name and id. Only the page's devices are loaded."""
+    _check(where, sort)
     o = _overview_query(scope, warning_percent, where)
     f = _flags(o)
     matching = select(o.c.id).select_from(o)
     if where.problem is not None:
         matching = matching.where(f[where.problem])
     conn = await s.connection()
-    if counts is not None and not where.text.strip() and not where.customer_id:
-        total = counts.devices if where.problem is None else int(getattr(counts, where.problem))
-    else:
-        total = int((await conn.execute(matching.with_only_columns(func.count()))).scalar_one())
-    by_name = (o.c.customer, o.c.name, o.c.id)
-    order = by_name if sort == "name" else (f["rank"].desc(), o.c.offline.desc(), o.c.n_alerts.desc(), *by_name)
-    ids = list((await conn.execute(matching.order_by(*order).offset(offset).limit(limit))).scalars())
-    found = {d.device.id: d for d in await fleet_devices(s, scope, device_ids=ids)} if ids else {}
-    return FleetPage([found[i] for i in ids if i in found], total, offset, limit)
+    total = int((await conn.execute(matching.with_only_columns(func.count()))).scalar_one())
+    ids = list((await conn.execute(matching.order_by(*_order(o, f, sort)).offset(offset).limit(limit))).scalars())
+    return await _page_of(s, scope, ids, total, offset, limit)

@@ -91,6 +91,8 @@ async def test_overview_page_counts_pages_and_filters(fleet_portal: FleetPortal)
         critical = await client.get("/fleet?problem=critical")
         beyond = await client.get("/fleet?page=9")
         customer = await client.get("/fleet?customer=c2")
+        found = await client.get("/fleet", params={"q": "Quiet 12"})
+        found_beyond = await client.get("/fleet", params={"q": "Quiet 12", "page": "2"})
     assert first.status_code == 200
     rows = re.findall(r'<tr data-device-id="([^"]+)"', first.text)
     assert len(rows) == 50 and rows[0] == "dev-m130"  # one page, the worst first
@@ -107,3 +109,7 @@ async def test_overview_page_counts_pages_and_filters(fleet_portal: FleetPortal)
     assert re.findall(r'<tr data-device-id="([^"]+)"', customer.text) == ["dev-brother"]
     assert re.findall(r'<li data-agent-id="([^"]+)"', customer.text) == ["a-c2"]  # that customer's sites
     assert 'href="/fleet?customer=c2"' in first.text  # the customer's name leads there
+    # a search: the counts stay the whole fleet's, the table and its total are the matches only
+    assert sorted(re.findall(r'<tr data-device-id="([^"]+)"', found.text)) == [f"dev-q{i}" for i in range(120, 130)]
+    assert f"{EXTRA + 3} devices" in found.text and "Showing 1\u201310 of 10 matching" in found.text
+    assert "No device on this page matches." in found_beyond.text and 'rel="next"' not in found_beyond.text
