@@ -25,6 +25,7 @@ SNMP_MALFORMED = "snmp_malformed"
 SNMP_UNREACHABLE = "snmp_unreachable"
 SNMP_CONFIG = "snmp_config"
 CLOUD_BUSY = "cloud_busy"
+BATCH_NOT_ACCEPTED = "batch_not_accepted"
 
 
 class CloudBusy(AgentUnavailable):
@@ -35,6 +36,18 @@ class CloudBusy(AgentUnavailable):
     def __init__(self, message: str, *, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class BatchNotAccepted(AgentUnavailable):
+    """The cloud answered a readings batch with an error that retrying may not cure:
+    ``permanent`` (INVALID_ARGUMENT, too large for the transport) it never will; otherwise
+    (INTERNAL, UNKNOWN) a few attempts are made before the queue sets the batch aside."""
+
+    code = BATCH_NOT_ACCEPTED
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class EnrolmentFailed(PrintgateError):

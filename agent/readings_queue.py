@@ -46,7 +46,15 @@ CREATE TABLE IF NOT EXISTS drops (
     last_at TEXT NOT NULL,
     PRIMARY KEY (ip, kind, reason)
 );
+CREATE TABLE IF NOT EXISTS dead_letter (
+    id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    batch_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at TEXT NOT NULL
+);
 """
+MAX_ATTEMPTS = 5  # a batch the cloud does not accept (INTERNAL, UNKNOWN) this often is set aside
 
 
 class Uploader(Protocol):
@@ -139,8 +147,11 @@ class ReadingsQueue:
     """
 
     def __init__(self, path: Path, *, batch_size: int = 200, max_queued: int = 1_000_000,
-                 max_bytes: int = 500_000_000) -> None:
+                 max_bytes: int = 500_000_000, max_attempts: int = MAX_ATTEMPTS) -> None:
         self.path = path
+        self.max_attempts = max_attempts
+        self._attempts: dict[str, int] = {}  # failed uploads per sealed batch the cloud did not accept
+        self.last_quarantine: str | None = None  # why the newest batch was set aside
         self.batch_size = batch_size
         self.max_queued = max_queued
         self.max_bytes = max_bytes
@@ -423,6 +434,33 @@ class ReadingsQueue:
             ).fetchall()
         return batch_id, [Reading.from_dict(json.loads(b)) for (b,) in bodies]
 
+    def _quarantine(self, batch_id: str, reason: str) -> int:
+        """Move a batch the cloud will not accept to ``dead_letter`` (kept for the operator: nothing
+        is deleted), so the batches after it flow again."""
+        db = self._conn()
+        with db:
+            (n, size) = db.execute(
+                "SELECT count(*), coalesce(sum(length(body)), 0) FROM queued WHERE batch_id = ?", (batch_id,)
+            ).fetchone()
+            db.execute("INSERT INTO dead_letter (id, body, batch_id, reason, at) SELECT id, body, batch_id, ?, ? "
+                       "FROM queued WHERE batch_id = ?", (reason[:1000], datetime.now(UTC).isoformat(), batch_id))
+            db.execute("DELETE FROM queued WHERE batch_id = ?", (batch_id,))
+        self._count -= int(n)
+        self._bytes -= int(size)
+        return int(n)
+
+    def _dead_letters(self) -> tuple[int, int]:
+        try:
+            (batches, readings) = self._conn().execute(
+                "SELECT count(DISTINCT batch_id), count(*) FROM dead_letter").fetchone()
+        except (sqlite3.Error, OSError):
+            return (0, 0)
+        return int(batches), int(readings)
+
+    async def dead_letters(self) -> tuple[int, int]:
+        """(batches, readings) set aside because the cloud would not accept them."""
+        return await self._run(self._dead_letters)
+
     def _ack(self, batch_id: str) -> None:
         db = self._conn()
         with db:
@@ -456,7 +494,24 @@ class ReadingsQueue:
                 self.retry_after_s = getattr(exc, "retry_after_s", None)  # the cloud asked to slow down
                 log.warning("readings_queue.upload_failed", batch=batch_id, count=len(readings), error=str(exc),
                             retry_after_s=self.retry_after_s)
-                break
+                permanent = getattr(exc, "permanent", None)  # None: the network or a busy cloud (no limit)
+                if permanent is None:
+                    break
+                attempts = self._attempts[batch_id] = self._attempts.get(batch_id, 0) + 1
+                if not permanent and attempts < self.max_attempts:
+                    break
+                self._attempts.pop(batch_id, None)
+                reason = f"after {attempts} attempt(s): {exc}"
+                try:
+                    n = await self._run(self._quarantine, batch_id, reason)
+                except (sqlite3.Error, OSError) as qexc:
+                    log.warning("readings_queue.quarantine_failed", batch=batch_id, error=str(qexc))
+                    break
+                self.last_quarantine = reason[:500]
+                log.error("readings_queue.batch_quarantined", batch=batch_id, count=n, reason=reason[:500],
+                          hint="kept in the dead_letter table of the queue file; later batches flow")
+                continue
+            self._attempts.pop(batch_id, None)
             self.retry_after_s = None
             try:
                 await self._run(self._ack, batch_id)

@@ -19,7 +19,7 @@ from grpc import aio
 from agent.channel.backoff import Backoff
 from agent.channel.command_guard import CommandGuard, VerifiedCommand
 from agent.channel.enroll import AGENT_VERSION, EnrolledIdentity, channel_options, make_csr
-from agent.errors import CloudBusy, CommandRejected
+from agent.errors import BatchNotAccepted, CloudBusy, CommandRejected
 from printgate.domain import Reading
 from printgate.errors import AccessDenied, AgentUnavailable
 from printgate.lifecycle import cancel_and_wait
@@ -34,6 +34,11 @@ T = TypeVar("T")
 REFUSED = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
              grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+# readings: INTERNAL/UNKNOWN are the batch's (a poison reading, a cloud bug), not the network's:
+# they go back to the queue, which retries a few times and then sets the batch aside
+READINGS_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
+NOT_ACCEPTED = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
 class GrpcChannel:
@@ -153,7 +158,8 @@ class GrpcChannel:
             yield await self._commands.get()
 
     # ---- unary calls --------------------------------------------------------
-    async def _call(self, what: str, rpc: Callable[[], Awaitable[T]], *, deadline_s: float | None) -> T:
+    async def _call(self, what: str, rpc: Callable[[], Awaitable[T]], *, deadline_s: float | None,
+                    retryable: tuple[grpc.StatusCode, ...] = RETRYABLE) -> T:
         """Run ``rpc`` until it succeeds; back off on transient failures."""
         backoff = Backoff(initial=self._backoff.initial, maximum=min(self._backoff.maximum, 5.0))
         give_up = None if deadline_s is None else time.monotonic() + deadline_s
@@ -165,7 +171,7 @@ class GrpcChannel:
             except aio.AioRpcError as exc:
                 if exc.code() in REFUSED:
                     raise AccessDenied(f"gateway refused {what}: {exc.details()}") from exc
-                if exc.code() not in RETRYABLE:
+                if exc.code() not in retryable:
                     raise AgentUnavailable(f"{what} failed: {exc.code().name} {exc.details()}") from exc
                 self.last_error = f"{exc.code().name}: {exc.details()}"
             delay = backoff.next_delay()
@@ -191,13 +197,22 @@ class GrpcChannel:
             request = convert.readings_batch(self.identity.site_id, batch_id, readings)
         try:
             return await self._call(f"readings batch {batch_id}", lambda: stub.UploadReadings(
-                request, timeout=self._rpc_timeout, wait_for_ready=True), deadline_s=deadline_s)
+                request, timeout=self._rpc_timeout, wait_for_ready=True), deadline_s=deadline_s,
+                retryable=READINGS_RETRYABLE)
         except AgentUnavailable as exc:
             cause = exc.__cause__
-            if isinstance(cause, aio.AioRpcError) and cause.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                raise CloudBusy(f"readings batch {batch_id} deferred: {cause.details()}",
+            if not isinstance(cause, aio.AioRpcError) or cause.code() not in NOT_ACCEPTED:
+                raise
+            code, details = cause.code(), cause.details() or ""
+            hinted = any(k == RETRY_AFTER_KEY for k, _ in cause.trailing_metadata() or ())
+            if code == grpc.StatusCode.RESOURCE_EXHAUSTED and hinted:  # ingest behind: keep it, slow down
+                raise CloudBusy(f"readings batch {batch_id} deferred: {details}",
                                 retry_after_s=_retry_after(cause)) from cause
-            raise
+            permanent = code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED)
+            raise BatchNotAccepted(f"readings batch {batch_id} not accepted: {code.name} {details}"
+                                   + (" (larger than the channel's message limit: it must be split)"
+                                      if code == grpc.StatusCode.RESOURCE_EXHAUSTED else ""),
+                                   permanent=permanent) from cause
 
     async def upload_inventory(self, devices: Sequence[pb.DiscoveredDevice], *,
                                deadline_s: float | None = None) -> None:

@@ -8,8 +8,10 @@ agent (INTERNAL, a generic text and an error id)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import grpc
 import pytest
@@ -19,6 +21,8 @@ import fleet.decode
 import fleet.ingest
 from agent.channel.grpc_client import GrpcChannel
 from agent.errors import CloudBusy
+from agent.readings_queue import ReadingsQueue, grpc_uploader
+from fleet.decode import DecodedBatch
 from printgate.domain import CounterValue, PrinterAlert, ReadingKind, SupplyLevel
 from printgate.store.readings import count_readings, readings_for
 from printgate.wire import agent_pb2 as pb
@@ -133,3 +137,41 @@ async def test_a_batch_with_too_many_values_is_refused_whole_with_a_hint_to_spli
                                        timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "exceed the limit of 10 per batch: split it" in (err.value.details() or "")
+
+
+async def test_a_batch_the_cloud_cannot_store_is_set_aside_after_a_few_attempts_and_later_batches_flow(
+    channel: Channel, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    real = fleet.ingest.store_group
+
+    async def poisoned(db: object, batches: Sequence[tuple[str, DecodedBatch]], **kw: object) -> object:
+        if any(r.id == "poison" for _, b in batches for r in b.readings):
+            raise RuntimeError("a cloud bug this reading triggers")
+        return await real(db, batches, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fleet.ingest, "store_group", poisoned)
+    r = reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0)
+    async with agent_channel(channel) as ch, \
+            ReadingsQueue(tmp_path / "q.sqlite", batch_size=1, max_attempts=3) as queue:
+        await queue.put(replace(r, id="poison"))
+        await queue.put(replace(r, id="good", taken_at=T0.replace(hour=9)))
+        uploader = grpc_uploader(ch.upload_readings)
+        assert [await asyncio.wait_for(queue.flush(uploader), 20) for _ in range(2)] == [0, 0]  # not retried for ever
+        assert await queue.pending() == 2 and await queue.dead_letters() == (0, 0)
+        assert await asyncio.wait_for(queue.flush(uploader), 20) == 1  # 3rd failure: set aside, the next one flows
+        assert await queue.pending() == 0 and await queue.dead_letters() == (1, 1)
+        assert queue.last_quarantine is not None and "INTERNAL" in queue.last_quarantine
+        assert "error id" in queue.last_quarantine
+    assert [x.id for x in await readings_for(channel.db, agent_ids=[channel.identity.agent_id])] == ["good"]
+
+
+async def test_a_batch_refused_as_invalid_is_set_aside_at_once(
+    channel: Channel, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    monkeypatch.setattr(fleet.decode, "MAX_VALUES", 10)
+    r = reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0)
+    async with agent_channel(channel) as ch, ReadingsQueue(tmp_path / "q.sqlite", batch_size=1) as queue:
+        await queue.put(replace(r, id="huge", counters=tuple(CounterValue(f"c.{i}", i) for i in range(11))))
+        await queue.put(replace(r, id="fine", taken_at=T0.replace(hour=9)))
+        assert await asyncio.wait_for(queue.flush(grpc_uploader(ch.upload_readings)), 20) == 1
+        assert await queue.dead_letters() == (1, 1) and "INVALID_ARGUMENT" in (queue.last_quarantine or "")
