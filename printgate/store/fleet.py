@@ -371,7 +371,7 @@ def _order(o: Any, f: dict[str, ColumnElement[Any]], sort: str) -> tuple[Any, ..
 
 async def _page_of(s: AsyncSession, scope: TenantScope, ids: list[str], total: int, offset: int,
                    limit: int) -> FleetPage:
-    found = {d.device.id: d for d in await fleet_devices(s, scope, device_ids=ids)} if ids else {}
+    found: dict[str, FleetDevice] = {d.device.id: d for d in await fleet_devices(s, scope, device_ids=ids)} if ids else {}
     return FleetPage([found[i] for i in ids if i in found], total, offset, limit)
 
 
