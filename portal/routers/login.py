@@ -30,9 +30,11 @@ def set_session_cookie(state: State, response: Response, token: str) -> None:
 
 
 @router.get("/login")
-async def login_page(request: Request, state: State, s: DbSession, next: str = "") -> Response:
+async def login_page(request: Request, state: State, s: DbSession, next: str = "",
+                     password_set: bool = False) -> Response:
     providers = await sso.list_sso_providers(s)
-    return render(state, request, "login.html", next=safe_next(next), providers=providers)
+    return render(state, request, "login.html", next=safe_next(next), providers=providers,
+                  password_set=password_set)
 
 
 @router.post("/login")

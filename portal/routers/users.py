@@ -165,7 +165,7 @@ async def accept_invitation(request: Request, state: State, s: DbSession, _csrf:
     await invitations_store.mark_accepted(s, row.id, now)
     await state.record(kind, request=request, actor=row.email, dealer_id=row.dealer_id,
                        customer_id=row.customer_id, details={"invitation": row.id})
-    response = see_other("/login")
+    response = see_other("/login?password_set=1")  # the sign-in page says the password is set
     response.delete_cookie(browser_sessions.COOKIE, path="/")
     return response
 

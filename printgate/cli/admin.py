@@ -12,6 +12,7 @@ import asyncio
 import getpass
 import json
 import re
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,14 +35,24 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+_CONFIG: ContextVar[Path | None] = ContextVar("printgate_admin_config", default=None)
+
+
 def _settings(config: Path | None) -> Any:
     from printgate.errors import PrintgateError
     from printgate.settings import Settings
 
+    _CONFIG.set(config)  # named in "run `printgate db upgrade --config …`" when the schema is missing
     try:
         return Settings.load(config)
     except PrintgateError as exc:
         raise _fail(exc.message) from exc
+
+
+def _database(settings: Any) -> Any:
+    from printgate.cli.schema_guard import schema_database
+
+    return schema_database(settings.database_url, _CONFIG.get())
 
 
 def _slug(name: str) -> str:
@@ -69,13 +80,12 @@ def create_dealer(
 
 async def _create_dealer(settings: Any, dealer_id: str, name: str, email: str) -> tuple[str, datetime]:
     from portal.invitations import create_invitation
-    from printgate.cli.schema_guard import schema_database
     from printgate.domain import Dealer, DealerId, Role
     from printgate.store.tenants import add_dealer, get_dealer
     from printgate.store.users import get_user_by_email
 
     now = datetime.now(UTC)
-    async with schema_database(settings.database_url) as db, db.transaction() as s:
+    async with _database(settings) as db, db.transaction() as s:
         if await get_dealer(s, dealer_id) is not None:
             raise _fail(f"dealer {dealer_id} exists already: invite more users with "
                         f"`printgate admin add-user --dealer {dealer_id}`")
@@ -133,13 +143,12 @@ def add_user(
 async def _add_user(settings: Any, email: str, roles: list[str], dealer: str | None,
                     customer: str | None, *, replace_roles: bool = False) -> tuple[str, datetime, list[str]]:
     from portal.invitations import create_invitation
-    from printgate.cli.schema_guard import schema_database
     from printgate.domain import Role
     from printgate.store.tenants import customers_named, get_customer, get_dealer
     from printgate.store.users import get_user_by_email, set_roles
 
     now = datetime.now(UTC)
-    async with schema_database(settings.database_url) as db, db.transaction() as s:
+    async with _database(settings) as db, db.transaction() as s:
         customer_row = await get_customer(s, customer) if customer else None
         if customer is not None and customer_row is None:
             named = await customers_named(s, customer)
@@ -200,10 +209,9 @@ def dealers(config: ConfigOpt = None) -> None:
 
 
 async def _dealers(settings: Any) -> list[tuple[str, str]]:
-    from printgate.cli.schema_guard import schema_database
     from printgate.store.tenants import list_dealers
 
-    async with schema_database(settings.database_url) as db, db.session() as s:
+    async with _database(settings) as db, db.session() as s:
         return [(d.id, d.name) for d in await list_dealers(s)]
 
 
@@ -228,10 +236,9 @@ def agents(
 
 
 async def _agents(settings: Any, dealer: str | None) -> list[dict[str, Any]]:
-    from printgate.cli.schema_guard import schema_database
     from printgate.store.site_agents import certificates_of_agents, list_agents
 
-    async with schema_database(settings.database_url) as db, db.session() as s:
+    async with _database(settings) as db, db.session() as s:
         rows = await list_agents(s, dealer_id=dealer)
         certs = await certificates_of_agents(s, [r.agent.id for r in rows])
     out = []
@@ -258,12 +265,11 @@ def revoke_agent(
 
 
 async def _revoke(settings: Any, agent_id: str, reason: str) -> int:
-    from printgate.cli.schema_guard import schema_database
     from printgate.domain.event_types import AGENT_REVOKED
     from printgate.store import channel
     from printgate.store.site_agents import owner_of_agent
 
-    async with schema_database(settings.database_url) as db, db.transaction() as s:
+    async with _database(settings) as db, db.transaction() as s:
         owner = await owner_of_agent(s, agent_id)
         if owner is None:
             raise _fail(f"no agent {agent_id} (`printgate admin agents` lists them)")

@@ -23,13 +23,17 @@ if TYPE_CHECKING:
 SCHEMA_MARKER = "alembic_version"
 
 
-def missing_schema_message(url: str) -> str:
+def missing_schema_message(url: str, config: Path | None = None) -> str:
+    """What to do about a database without the schema: with ``--config`` given, upgrade that one."""
     shown = make_url(url).render_as_string(hide_password=True)
+    if config is not None:
+        return (f"no printgate schema at {shown} yet: run `printgate db upgrade --config {config}` first "
+                "(it creates the schema)")
     return f"no printgate schema at {shown}: pass --config <file> or run `printgate db upgrade`"
 
 
-def _refuse(url: str) -> typer.Exit:
-    typer.echo(f"error: {missing_schema_message(url)}", err=True)
+def _refuse(url: str, config: Path | None = None) -> typer.Exit:
+    typer.echo(f"error: {missing_schema_message(url, config)}", err=True)
     return typer.Exit(2)
 
 
@@ -45,15 +49,16 @@ def sqlite_file_missing(url: str) -> bool:
 
 
 @asynccontextmanager
-async def schema_database(url: str) -> AsyncIterator[Database]:
-    """``async with schema_database(url) as db``: a Database, or exit 2 with a one-line message."""
+async def schema_database(url: str, config: Path | None = None) -> AsyncIterator[Database]:
+    """``async with schema_database(url) as db``: a Database, or exit 2 with a one-line message
+    (naming ``config``, the settings file the command was given, in the upgrade to run)."""
     from printgate.store.db import Database
 
     if sqlite_file_missing(url):
-        raise _refuse(url)
+        raise _refuse(url, config)
     async with Database(url) as db:
         async with db.engine.connect() as conn:
             present = await conn.run_sync(lambda sync: inspect(sync).has_table(SCHEMA_MARKER))
         if not present:
-            raise _refuse(url)
+            raise _refuse(url, config)
         yield db

@@ -64,3 +64,23 @@ def test_upgraded_database_still_works(tmp_path: Path) -> None:
     assert _run(["db", "upgrade"], tmp_path).returncode == 0
     result = _run(["admin", "dealers"], tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def test_upgrade_says_it_created_the_schema_then_that_it_is_up_to_date(tmp_path: Path) -> None:
+    first = _run(["db", "upgrade"], tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("created the printgate schema at sqlite+aiosqlite:///var/printgate.db (revision ")
+    again = _run(["db", "upgrade"], tmp_path)
+    assert again.returncode == 0 and again.stdout.startswith(
+        "database at sqlite+aiosqlite:///var/printgate.db is up to date (revision "), again.stdout
+
+
+def test_a_command_given_config_before_the_upgrade_names_the_upgrade_to_run(tmp_path: Path) -> None:
+    config = tmp_path / "printgate.toml"
+    config.write_text(f'database_url = "sqlite+aiosqlite:///{tmp_path}/fresh.db"\n')
+    result = _run(["admin", "create-dealer", "Acme", "--admin-email", "a@acme.example", "--config", str(config)],
+                  tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip() == (f"error: no printgate schema at sqlite+aiosqlite:///{tmp_path}/fresh.db yet: "
+                                     f"run `printgate db upgrade --config {config}` first (it creates the schema)")
+    assert "pass --config" not in result.stderr and not (tmp_path / "fresh.db").exists()

@@ -90,7 +90,10 @@ async def test_a_new_invitation_revokes_the_older_unused_link(portal: Portal) ->
     async with httpx.AsyncClient(base_url=portal.url, timeout=10, headers={"accept": "text/html"}) as c:
         old = await c.get(first)
         assert old.status_code == 410 and "unknown, used or expired" in old.text
-        assert (await _set_password(c, second, "the newest link's long password")).status_code == 303
+        chosen = await _set_password(c, second, "the newest link's long password")
+        assert chosen.status_code == 303 and chosen.headers["location"] == "/login?password_set=1"
+        signin = (await c.get(chosen.headers["location"])).text
+        assert "Password set — sign in with your e-mail and the new password." in signin
         # the old link cannot overwrite the password chosen with the new one
         assert (await _set_password(c, first, "an attacker's long password!")).status_code == 410
     invited = [d for t, d in await _audit_types(portal.db) if t == event_types.RBAC_INVITED]
