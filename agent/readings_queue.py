@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS dead_letter (
     at TEXT NOT NULL
 );
 """
+STALE_AFTER = timedelta(minutes=30)  # readings waiting this long with nothing delivered: not healthy
 MAX_ATTEMPTS = 5  # a batch the cloud does not accept (INTERNAL, UNKNOWN) this often is set aside
 
 
@@ -460,6 +461,24 @@ class ReadingsQueue:
     async def dead_letters(self) -> tuple[int, int]:
         """(batches, readings) set aside because the cloud would not accept them."""
         return await self._run(self._dead_letters)
+
+    async def delivery_problem(self, *, last_delivery: datetime | None, now: datetime | None = None,
+                               stale_after: timedelta = STALE_AFTER) -> str | None:
+        """Why readings are not reaching the cloud, or None: batches set aside (dead letter), or
+        readings waiting longer than ``stale_after`` with nothing delivered meanwhile. ``printgate
+        agent status`` and the heartbeat report it; the agent is then not healthy."""
+        now = now or datetime.now(UTC)
+        problems = []
+        batches, readings = await self.dead_letters()
+        if batches:
+            problems.append(f"{batches} readings batch(es) ({readings} readings) the cloud did not accept were set "
+                            f"aside in the queue's dead_letter table (last: {self.last_quarantine or 'before restart'})")
+        oldest = await self.oldest()
+        if oldest is not None and now - oldest > stale_after and (
+                last_delivery is None or now - last_delivery > stale_after):
+            problems.append(f"nothing delivered since {last_delivery.isoformat() if last_delivery else 'start'}; "
+                            f"the oldest queued reading is from {oldest.isoformat()}")
+        return "; ".join(problems)[:900] or None
 
     def _ack(self, batch_id: str) -> None:
         db = self._conn()

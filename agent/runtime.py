@@ -69,6 +69,7 @@ class QueueState(Protocol):
     def dropped(self) -> int: ...
     def drops(self) -> Sequence[Any]: ...  # ``Drop`` items
     async def oldest(self) -> datetime | None: ...
+    async def delivery_problem(self, *, last_delivery: datetime | None) -> str | None: ...
 
 
 class Tunnel(Protocol):
@@ -332,7 +333,9 @@ class AgentRuntime(Service):
             oldest = await self._queue.oldest()
             report.oldest_queued_ms = int(oldest.timestamp() * 1000) if oldest else 0
             report.queued_bytes = self._queue.queued_bytes
-            report.degraded = self._queue.degraded or ""
+            delivery = await self._queue.delivery_problem(
+                last_delivery=self._monitoring.last_upload if self._monitoring else None)
+            report.degraded = "; ".join(x for x in (self._queue.degraded, delivery) if x)
             report.drops.extend(
                 pb.ReadingsDrop(ip=d.ip, kind=d.kind, reason=d.reason, count=d.count,
                                 first_at_ms=int(d.first_at.timestamp() * 1000),
@@ -401,6 +404,11 @@ class AgentRuntime(Service):
             "tunnels": self.tunnel_sessions,
         }
         self._mark_waiting_for_cloud(queued)
+        if self._queue is not None:  # batches set aside, nothing delivered for long: not healthy
+            delivery = await self._queue.delivery_problem(last_delivery=last)
+            status["delivery_problem"] = delivery
+            if delivery:
+                self.supervisor.degrade("readings-upload", delivery)
         status["tasks"] = [h.to_dict() for h in self.supervisor.health()]
         if self._status.write(status):
             self.supervisor.recovered("status")

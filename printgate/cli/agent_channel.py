@@ -101,6 +101,7 @@ def status(
         "last_upload": runtime.get("last_upload"), "queue_length": runtime.get("queue_length"),
         "queued_bytes": runtime.get("queued_bytes"), "oldest_queued": runtime.get("oldest_queued"),
         "dropped": runtime.get("dropped"), "drops": runtime.get("drops"),
+        "delivery_problem": runtime.get("delivery_problem"),  # batches set aside, nothing delivered for long
         "tasks": tasks,
         "printers": runtime.get("printers"),
         "tunnels": runtime.get("tunnels"),

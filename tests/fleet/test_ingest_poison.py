@@ -20,7 +20,7 @@ from grpc import aio
 import fleet.decode
 import fleet.ingest
 from agent.channel.grpc_client import GrpcChannel
-from agent.errors import CloudBusy
+from agent.errors import BatchNotAccepted, CloudBusy
 from agent.readings_queue import ReadingsQueue, grpc_uploader
 from fleet.decode import DecodedBatch
 from printgate.domain import CounterValue, PrinterAlert, ReadingKind, SupplyLevel
@@ -175,3 +175,20 @@ async def test_a_batch_refused_as_invalid_is_set_aside_at_once(
         await queue.put(replace(r, id="fine", taken_at=T0.replace(hour=9)))
         assert await asyncio.wait_for(queue.flush(grpc_uploader(ch.upload_readings)), 20) == 1
         assert await queue.dead_letters() == (1, 1) and "INVALID_ARGUMENT" in (queue.last_quarantine or "")
+
+
+async def test_the_queue_names_what_keeps_readings_from_the_cloud(tmp_path: Path) -> None:
+    r = reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0)
+    async with ReadingsQueue(tmp_path / "q.sqlite", batch_size=1, max_attempts=1) as queue:
+        assert await queue.delivery_problem(last_delivery=None, now=T0) is None
+        await queue.put(r)
+        assert await queue.delivery_problem(last_delivery=None, now=T0 + timedelta(minutes=29)) is None
+        stale = await queue.delivery_problem(last_delivery=None, now=T0 + timedelta(minutes=31))
+        assert stale is not None and "nothing delivered since start" in stale
+
+        async def refuse(batch_id: str, readings: Sequence[object]) -> pb.Ack:
+            raise BatchNotAccepted("readings batch not accepted: INTERNAL", permanent=False)
+
+        assert await queue.flush(grpc_uploader(refuse)) == 0
+        problem = await queue.delivery_problem(last_delivery=None, now=T0)
+        assert problem is not None and "1 readings batch(es) (1 readings)" in problem and "INTERNAL" in problem
