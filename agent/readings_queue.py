@@ -25,6 +25,7 @@ from typing import Protocol
 
 from printgate.domain import Reading
 from printgate.logs import get_logger
+from printgate.wire import MAX_MESSAGE_BYTES
 from printgate.wire import agent_pb2 as pb
 
 log = get_logger("agent.readings_queue")
@@ -55,6 +56,7 @@ CREATE TABLE IF NOT EXISTS dead_letter (
 );
 """
 STALE_AFTER = timedelta(minutes=30)  # readings waiting this long with nothing delivered: not healthy
+MAX_BATCH_BYTES = MAX_MESSAGE_BYTES // 2  # a batch is sealed under this many bytes of readings (JSON)
 MAX_ATTEMPTS = 5  # a batch the cloud does not accept (INTERNAL, UNKNOWN) this often is set aside
 
 
@@ -148,8 +150,10 @@ class ReadingsQueue:
     """
 
     def __init__(self, path: Path, *, batch_size: int = 200, max_queued: int = 1_000_000,
-                 max_bytes: int = 500_000_000, max_attempts: int = MAX_ATTEMPTS) -> None:
+                 max_bytes: int = 500_000_000, max_attempts: int = MAX_ATTEMPTS,
+                 max_batch_bytes: int = MAX_BATCH_BYTES) -> None:
         self.path = path
+        self.max_batch_bytes = max_batch_bytes
         self.max_attempts = max_attempts
         self._attempts: dict[str, int] = {}  # failed uploads per sealed batch the cloud did not accept
         self.last_quarantine: str | None = None  # why the newest batch was set aside
@@ -421,9 +425,16 @@ class ReadingsQueue:
                 "SELECT batch_id FROM queued WHERE batch_id IS NOT NULL ORDER BY seq LIMIT 1"
             ).fetchone()
             if row is None:
-                seqs = [s for (s,) in db.execute(
-                    "SELECT seq FROM queued WHERE batch_id IS NULL ORDER BY seq LIMIT ?", (self.batch_size,)
-                )]
+                seqs: list[int] = []
+                size = 0  # size-aware sealing: a batch stays well under the channel's message limit
+                for seq, length in db.execute(
+                    "SELECT seq, length(body) FROM queued WHERE batch_id IS NULL ORDER BY seq LIMIT ?",
+                    (self.batch_size,),
+                ):
+                    if seqs and size + length > self.max_batch_bytes:
+                        break
+                    seqs.append(seq)
+                    size += length
                 if not seqs:
                     return None
                 batch_id = uuid.uuid4().hex

@@ -18,10 +18,11 @@ from datetime import UTC, datetime, timedelta
 from printgate.domain import Reading
 from printgate.errors import ReadingsPayloadInvalid
 from printgate.store.readings import BIGINT_MAX, COLUMN_LIMITS, INTEGER_MAX
+from printgate.wire import MAX_MESSAGE_BYTES
 from printgate.wire import agent_pb2 as pb
 from printgate.wire.convert import reading_from_wire
 
-MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+MAX_PAYLOAD_BYTES = MAX_MESSAGE_BYTES  # what the channel transports at most
 MAX_READINGS = 10_000
 MAX_ID = 64
 MAX_TEXT = 1024

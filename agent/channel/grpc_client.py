@@ -24,7 +24,7 @@ from printgate.domain import Reading
 from printgate.errors import AccessDenied, AgentUnavailable
 from printgate.lifecycle import cancel_and_wait
 from printgate.logs import get_logger
-from printgate.wire import RETRY_AFTER_KEY, convert
+from printgate.wire import MAX_MESSAGE_BYTES, RETRY_AFTER_KEY, convert
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import agent_pb2_grpc as pb_grpc
 
@@ -195,6 +195,9 @@ class GrpcChannel:
             request = pb.ReadingsBatch(site_id=self.identity.site_id, batch_id=batch_id, payload_json=readings)
         else:
             request = convert.readings_batch(self.identity.site_id, batch_id, readings)
+        if request.ByteSize() > MAX_MESSAGE_BYTES:  # the channel would refuse it whatever the retries
+            raise BatchNotAccepted(f"readings batch {batch_id} is {request.ByteSize()} bytes, over the channel's "
+                                   f"message limit of {MAX_MESSAGE_BYTES}: it must be split", permanent=True)
         try:
             return await self._call(f"readings batch {batch_id}", lambda: stub.UploadReadings(
                 request, timeout=self._rpc_timeout, wait_for_ready=True), deadline_s=deadline_s,

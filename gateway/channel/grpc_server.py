@@ -53,7 +53,7 @@ from printgate.store import channel as store
 from printgate.store.db import Database
 from printgate.store.outage import OutageLog, is_database_outage
 from printgate.supervisor import Supervisor
-from printgate.wire import RETRY_AFTER_KEY
+from printgate.wire import MAX_MESSAGE_BYTES, RETRY_AFTER_KEY
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import agent_pb2_grpc as pb_grpc
 
@@ -73,7 +73,7 @@ SERVER_OPTIONS = [
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 2_000),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.http2.max_ping_strikes", 0),  # agents ping every 20 s; never GOAWAY them for it
-    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
 ]
 
 

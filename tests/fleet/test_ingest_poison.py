@@ -8,6 +8,7 @@ agent (INTERNAL, a generic text and an error id)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from agent.channel.grpc_client import GrpcChannel
 from agent.errors import BatchNotAccepted, CloudBusy
 from agent.readings_queue import ReadingsQueue, grpc_uploader
 from fleet.decode import DecodedBatch
-from printgate.domain import CounterValue, PrinterAlert, ReadingKind, SupplyLevel
+from printgate.domain import CounterValue, PrinterAlert, Reading, ReadingKind, SupplyLevel
 from printgate.store.readings import count_readings, readings_for
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import convert
@@ -192,3 +193,26 @@ async def test_the_queue_names_what_keeps_readings_from_the_cloud(tmp_path: Path
         assert await queue.flush(grpc_uploader(refuse)) == 0
         problem = await queue.delivery_problem(last_delivery=None, now=T0)
         assert problem is not None and "1 readings batch(es) (1 readings)" in problem and "INTERNAL" in problem
+
+
+async def test_the_agent_seals_batches_under_the_message_limit_and_never_sends_one_over_it(
+    channel: Channel, tmp_path: Path,
+) -> None:
+    r = reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0)
+    one = len(json.dumps(r.to_dict()))
+    sizes: list[int] = []
+    async with agent_channel(channel) as ch, \
+            ReadingsQueue(tmp_path / "q.sqlite", batch_size=100, max_batch_bytes=int(one * 2.5)) as queue:
+        async def upload(batch_id: str, readings: Sequence[Reading]) -> pb.Ack:
+            sizes.append(len(readings))
+            return await ch.upload_readings(batch_id, readings, deadline_s=20)
+
+        await queue.put_many([replace(r, id=f"r{i}", taken_at=T0 + timedelta(minutes=i)) for i in range(5)])
+        assert await queue.flush(grpc_uploader(upload)) == 5
+        assert sizes == [2, 2, 1]
+        wide = tuple(CounterValue(f"{'x' * 120}.{i}", i, "u" * 150) for i in range(512))
+        huge = [replace(r, id=f"h{i}", counters=wide) for i in range(60)]
+        with pytest.raises(BatchNotAccepted) as refused:  # refused before sending: retrying cannot help
+            await ch.upload_readings("b-huge", huge, deadline_s=20)
+    assert refused.value.permanent and "must be split" in refused.value.message
+    assert await count_readings(channel.db) == 5
