@@ -111,8 +111,10 @@ def require_role(*roles: Role) -> Callable[..., Awaitable[User]]:
 
     async def check(user: CurrentUser) -> User:
         if not (user.roles & wanted):
-            names = ", ".join(sorted(r.value for r in wanted))
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs one of the roles: {names}")
+            from portal.pages import role_name
+
+            names = " or ".join(sorted(role_name(r) for r in wanted))
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs the {names} role")
         return user
 
     return check

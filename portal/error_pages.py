@@ -61,11 +61,11 @@ def wants_json(request: Request) -> bool:
 # a 403 that names the roles it needs (``require_role``) says which to ask for
 ROLES_NAMED = Advice("You may not do this",
                      "If you need it for your work, ask an administrator of your organisation to give your "
-                     "account one of the roles named above (Users page).")
+                     "account the role named above (Users page).")
 
 
 def advice_for(status: int, message: str = "") -> Advice:
-    if status == 403 and "roles:" in message:
+    if status == 403 and message.startswith("this needs the ") and message.endswith(" role"):
         return ROLES_NAMED
     if status in ADVICE:
         return ADVICE[status]

@@ -12,6 +12,21 @@ from portal.state import Login, PortalState
 from printgate.domain import Role, User
 
 DEVICE_ROLES = frozenset({Role.DEALER_ADMIN, Role.TECHNICIAN, Role.VIEWER})
+ROLE_NAMES = {
+    Role.DEALER_ADMIN: "dealer administrator",
+    Role.TECHNICIAN: "technician",
+    Role.VIEWER: "viewer",
+    Role.AUDITOR: "auditor",
+    Role.CUSTOMER_ADMIN: "customer administrator",
+}
+
+
+def role_name(role: Role | str) -> str:
+    """A role in words ("dealer administrator"), as people read it on pages and refusals."""
+    try:
+        return ROLE_NAMES[Role(role)]
+    except ValueError:
+        return str(role).replace("_", " ")
 
 
 def render(state: PortalState, request: Request, template: str, *, login: Login | None = None,
@@ -26,7 +41,8 @@ def render(state: PortalState, request: Request, template: str, *, login: Login 
         token = csrf.token_for(state.secret_key, pre)
     response = state.templates.TemplateResponse(
         request, template,
-        {"login": login, "user": login.user if login else None, "csrf_token": token, **context},
+        {"login": login, "user": login.user if login else None, "csrf_token": token, "role_name": role_name,
+         **context},
         status_code=status_code,
     )
     if pre is not None and request.cookies.get(csrf.PRE_COOKIE) != pre:

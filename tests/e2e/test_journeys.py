@@ -125,7 +125,7 @@ async def test_dealer_admin_journey(system: DemoSystem, browser: Browser) -> Non
         await look_at(page, "dealer-admin", "07-users")
         response = await page.goto(system.portal_url + "/audit")
         assert response is not None and response.status == 403
-        await expect(page.locator("#error-message")).to_contain_text("this needs one of the roles: auditor")
+        await expect(page.locator("#error-message")).to_contain_text("this needs the auditor role")
         await look_at(page, "dealer-admin", "08-not-for-this-role")
     finally:
         await context.close()

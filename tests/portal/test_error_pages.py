@@ -78,7 +78,7 @@ def assert_page(r: httpx.Response, status: int, *texts: str) -> str:
 
 
 async def test_a_page_for_another_role_says_which_role_and_whom_to_ask(technician: httpx.AsyncClient) -> None:
-    page = assert_page(await technician.get("/audit"), 403, "this needs one of the roles: auditor",
+    page = assert_page(await technician.get("/audit"), 403, "this needs the auditor role",
                        "ask an administrator")
     assert "Sign in as someone else" in page
 
@@ -140,7 +140,7 @@ async def test_a_403_without_a_role_does_not_point_to_a_role_named_above(technic
     assert todo and "named above" not in todo.group(1) and "ask an administrator" in todo.group(1), page
     page = assert_page(await technician.get("/audit"), 403)
     todo = re.search(r'<p id="error-todo">(.*?)</p>', page, re.S)
-    assert todo and "one of the roles named above" in todo.group(1)
+    assert todo and "the role named above" in todo.group(1)
 
 
 async def test_signed_out_visitor_gets_an_error_page_without_navigation(served_portal: Served) -> None:
@@ -148,3 +148,14 @@ async def test_signed_out_visitor_gets_an_error_page_without_navigation(served_p
                                  headers={"accept": "text/html"}) as anonymous:
         page = assert_page(await anonymous.get("/no/such/page"), 404)
     assert '<nav aria-label="main">' not in page
+
+
+async def test_roles_read_as_words_on_the_users_page(served_portal: Served) -> None:
+    """Issue 15: "dealer administrator", not ``dealer_admin``, next to the checkboxes."""
+    admin, secret = await create_user(served_portal.db, Role.DEALER_ADMIN)
+    async with httpx.AsyncClient(base_url=served_portal.url, timeout=10, headers={"accept": "text/html"}) as c:
+        await sign_in(c, served_portal, admin, secret)
+        page = assert_page(await c.get("/admin/users"), 200)
+    assert 'value="dealer_admin" checked> dealer administrator</label>' in page
+    assert 'value="technician"> technician</label>' in page
+    assert "> dealer_admin</label>" not in page
