@@ -16,6 +16,7 @@ from portal.schemas.approvals import ApprovalState
 from portal.state import PortalState
 from printgate.domain import Approval, Role, event_types
 from printgate.store import approvals as approvals_store
+from printgate.store import users as users_store
 from printgate.store.session_history import sessions_of_customer
 
 router = APIRouter(prefix="/approvals", tags=["approvals"])
@@ -33,8 +34,10 @@ async def approvals_page(request: Request, state: State, s: DbSession, login: Cu
     else:
         rows = await approvals_store.list_approvals_of_user(s, user.id)
     sessions = await sessions_of_customer(s, user.customer_id) if deciding and user.customer_id else []
+    names = await users_store.display_names_of(
+        s, {x.technician for x in sessions} | {a.decided_by for a in rows if a.decided_by})
     return render(state, request, "approvals.html", login=login, lines=await approval_lines(s, rows),
-                  deciding=deciding, durations=DURATIONS, now=state.clock(), sessions=sessions)
+                  deciding=deciding, durations=DURATIONS, now=state.clock(), sessions=sessions, names=names)
 
 
 @api.get("/{approval_id}", response_model=ApprovalState, dependencies=[Depends(require_scope("sessions:read"))])

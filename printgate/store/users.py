@@ -128,3 +128,12 @@ async def list_users(s: AsyncSession, *, dealer_id: str | None = None,
     if customer_id is not None:
         q = q.where(UserRow.customer_id == customer_id)
     return [user_from_row(r) for r in (await s.execute(q)).scalars().all()]
+
+
+async def display_names_of(s: AsyncSession, emails: set[str]) -> dict[str, str]:
+    """{e-mail: display name} of the accounts with these e-mails (pages show names, e-mails on hover)."""
+    wanted = sorted({e.strip().lower() for e in emails if e})
+    if not wanted:
+        return {}
+    rows = (await s.execute(select(UserRow.email, UserRow.display_name).where(UserRow.email.in_(wanted)))).all()
+    return {email: name or email for email, name in rows}

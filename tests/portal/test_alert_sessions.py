@@ -131,6 +131,8 @@ async def test_alert_auto_site_set_by_the_customer_admin(portal: Portal, client:
                    for x in allowed.details["reasons"])
         approvals = (await ac.get("/approvals")).text
         assert tech in approvals and "alert &#39;Toner empty&#39; (critical)" in approvals
+        # the technician by name, the e-mail on hover (issue 15)
+        assert f'<span class="technician" title="{tech}">User {tech.split("@")[0]}</span>' in approvals
 
 
 async def test_policy_explain_gives_the_alert_auto_reasons(portal: Portal) -> None:

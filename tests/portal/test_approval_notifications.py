@@ -168,6 +168,8 @@ async def test_request_notifies_approvers_and_decision_notifies_technician(world
                                 for e in hook_events(world)), "decision webhook")
         state = (await tech.get(f"/api/approvals/{approval_id}")).json()
         assert state["status"] == "approved" and state["decided_by"] == admin_user.email
+        decided = (await admin.get("/approvals")).text  # "approved … by" a name, the e-mail on hover (issue 15)
+        assert f'by <span class="decided-by" title="{admin_user.email}">{admin_user.display_name}</span>' in decided
 
         # nobody else reads the request's state
         stranger_user, stranger_secret = await create_user(world.db, Role.TECHNICIAN)
