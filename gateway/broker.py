@@ -52,6 +52,8 @@ from printgate.supervisor import Supervisor
 log = get_logger("gateway.broker")
 NO_REASON = "no reason given"
 RESTART_REASON = "gateway restarted: the previous gateway process ended without closing the session"
+NODE_LOST_REASON = "gateway node lost: the node serving the session stopped renewing its lease"
+LOCAL_NODE = "local"  # the owner of sessions when no node id is given (one process, tests)
 
 
 class RelayPort(Protocol):
@@ -144,7 +146,9 @@ class DwaBroker(Service):
         agent_address: Callable[[str], str | None] = lambda _agent: None,
         supervisor: Supervisor | None = None,
         credentials: CredentialUse | None = None,
+        node_id: str = LOCAL_NODE,
     ) -> None:
+        self._node_id = node_id  # the gateway node owning the sessions this broker opens (issue 18)
         self._credentials = credentials  # stored device credentials for the proxy (issue 19)
         self._supervisor = supervisor  # runs the reaper (restarted if it fails) when given
         self._cfg = config
@@ -561,28 +565,67 @@ class DwaBroker(Service):
                 seen += 1
         return seen
 
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
     async def _reap_stale_from_store(self) -> None:
-        """Sessions left live by a previous gateway process cannot be live now: each is ended,
-        its end audited, and its agent told to drop the tunnel when it connects (``drop_orphans``)."""
+        """Sessions a previous process of THIS node left live cannot be live now (nor those opened
+        before sessions had owners): each is ended, its end audited, and its agent told to drop the
+        tunnel when it connects (``drop_orphans``). Other nodes' sessions are theirs (issue 18)."""
         now = datetime.now(UTC)
-        ended: list[tuple[DwaSession, DwaState]] = []
+        ended: list[tuple[DwaSession, DwaState, str | None]] = []
         async with self._db.transaction() as s:
-            for sid in await sessions.live_session_ids(s):
-                stale = await sessions.load_session(s, sid)
-                if stale is not None:
-                    target = DwaState.FAILED if stale.state is DwaState.REQUESTED else DwaState.CLOSED
-                    await sessions.save_session(s, stale.transition(target, at=now, reason=RESTART_REASON))
-                    ended.append((stale, target))
-                    await self._attribute_from_store(s, stale)
-        for stale, target in ended:
+            for sid in await sessions.live_session_ids(s, owners=[self._node_id], unowned=True):
+                ended.append(await self._end_stale(s, sid, now, RESTART_REASON))
+        await self._audit_stale(ended, RESTART_REASON, taken_over=())
+
+    async def take_over_expired_nodes(self) -> list[str]:
+        """End the sessions of nodes whose lease ran out (killed, hung, cut off), in the transaction
+        that claims those nodes (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: never two takers); each
+        taking-over and each session's end audited with both node ids. The node ids taken over."""
+        from printgate.store import nodes  # the registry is only needed where nodes exist
+
+        now = datetime.now(UTC)
+        ended: list[tuple[DwaSession, DwaState, str | None]] = []
+        async with self._db.transaction() as s:
+            dead = await nodes.claim_expired(s, by=self._node_id, now=now)
+            if dead:
+                for sid in await sessions.live_session_ids(s, owners=[n.id for n in dead]):
+                    ended.append(await self._end_stale(s, sid, now, NODE_LOST_REASON))
+        for node in dead:
+            count = sum(1 for stale, _, owner in ended if owner == node.id)
+            await self._audit.append(AuditEventIn(
+                type=event_types.GATEWAY_NODE_TAKEN_OVER, outcome=Outcome.SUCCESS, actor="gateway",
+                details={"node": node.id, "by_node": self._node_id, "state_before": node.state,
+                         "lease_expired_at": node.lease_expires_at.isoformat(), "sessions_ended": count},
+            ))
+            log.warning("node.taken_over", node=node.id, by=self._node_id, sessions=count)
+        await self._audit_stale(ended, NODE_LOST_REASON, taken_over=[n.id for n in dead])
+        return [n.id for n in dead]
+
+    async def _end_stale(self, s: Any, sid: str, now: datetime, reason: str) -> tuple[DwaSession, DwaState, str | None]:
+        stale = await sessions.load_session(s, sid)
+        assert stale is not None  # listed live in this transaction
+        owner = await sessions.owner_of(s, sid)
+        target = DwaState.FAILED if stale.state is DwaState.REQUESTED else DwaState.CLOSED
+        await sessions.save_session(s, stale.transition(target, at=now, reason=reason))
+        await self._attribute_from_store(s, stale)
+        return stale, target, owner
+
+    async def _audit_stale(self, ended: list[tuple[DwaSession, DwaState, str | None]], reason: str,
+                           taken_over: Any) -> None:
+        for stale, target, owner in ended:
             self._orphans.setdefault(stale.agent_id, set()).add(stale.id)
             await self._audit.append(AuditEventIn(
                 type=event_types.DWA_SESSION_FAILED if target is DwaState.FAILED else event_types.DWA_SESSION_CLOSED,
                 outcome=Outcome.FAILURE if target is DwaState.FAILED else Outcome.SUCCESS,
                 actor="gateway", device_id=stale.device_id, session_id=stale.id,
-                details={"reason": RESTART_REASON, "state_before": str(stale.state)},
+                details={"reason": reason, "state_before": str(stale.state), "owner_node": owner,
+                         "ended_by_node": self._node_id, "taken_over": owner in taken_over},
             ))
-            log.warning("dwa.closed_after_restart", session=stale.id, agent=stale.agent_id)
+            log.warning("dwa.closed_after_restart" if not taken_over else "dwa.closed_node_lost",
+                        session=stale.id, agent=stale.agent_id, owner_node=owner, node=self._node_id)
 
     async def _attribute_from_store(self, s: Any, session: DwaSession) -> None:
         """Register the tenant, site and user of a session this process did not open (its records
@@ -611,7 +654,7 @@ class DwaBroker(Service):
     # ---- persistence and audit -------------------------------------------
     async def _save(self, session: DwaSession) -> None:
         async with self._db.transaction() as s:
-            await sessions.save_session(s, session)
+            await sessions.save_session(s, session, node_id=self._node_id)
 
     async def _audit_step(self, session: DwaSession, type_: str, details: dict[str, object]) -> None:
         await self._audit.append(AuditEventIn(

@@ -8,10 +8,11 @@ Nested sections use ``__`` in environment names, e.g.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 from pydantic_settings import (
     BaseSettings,
@@ -138,10 +139,36 @@ class GatewaySettings(BaseModel):
     # the credential vault's master key (docs/credential-injection.md): created 0600 on first use;
     # default <data_dir>/vault-master.key
     vault_master_key_file: Path | None = None
+    # scale-out (docs/scale-out.md): this process's name in the node registry; default
+    # <hostname>-<hash of the data dir>. Its lease is renewed every node_renew_seconds; a node
+    # silent for node_lease_seconds is taken over by another node (its sessions ended, audited)
+    node_id: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+    node_lease_seconds: float = Field(default=15.0, ge=1.0, le=3600.0)
+    node_renew_seconds: float = Field(default=3.0, gt=0.0, le=600.0)
 
     @property
     def vault_master_key_path(self) -> Path:
         return self.vault_master_key_file or self.data_dir / "vault-master.key"
+
+    @model_validator(mode="after")
+    def _renew_within_lease(self) -> GatewaySettings:
+        if self.node_renew_seconds * 2 > self.node_lease_seconds:
+            raise ValueError(f"gateway.node_renew_seconds ({self.node_renew_seconds}) must be at most half of "
+                             f"gateway.node_lease_seconds ({self.node_lease_seconds}): a late renewal would "
+                             "let another node take this one over")
+        return self
+
+    @property
+    def resolved_node_id(self) -> str:
+        """``node_id`` or ``<hostname>-<8 hex of the resolved data dir>`` (stable across restarts)."""
+        if self.node_id:
+            return self.node_id
+        import hashlib
+        import socket
+
+        digest = hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:8]
+        host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:100] or "node"
+        return f"{host}-{digest}"
 
 
 class ChannelSettings(BaseModel):

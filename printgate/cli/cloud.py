@@ -17,8 +17,8 @@ import uvicorn
 from cryptography.hazmat.primitives import hashes
 
 from alerting.follower import follower_from_settings
-from audit.checkpoint import Signer
 from audit.checkpoint_timer import CheckpointTimer
+from audit.keyset import open_gateway_signer
 from audit.metered_log import MeteredAuditLog
 from fleet.ingest import FleetIngest
 from gateway.agent_commands import AgentCommandSender
@@ -38,6 +38,7 @@ from gateway.firewall.base import Firewall
 from gateway.firewall.inprocess import InProcessFirewall
 from gateway.firewall.nftables import NftablesFirewall
 from gateway.firewall.reconcile import reconcile_with_sessions
+from gateway.nodes import NodeLease
 from gateway.proxy.connection_limits import ConnectionLimits
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.public_tls import ensure_own_ca
@@ -58,6 +59,7 @@ from printgate.lifecycle import Service
 from printgate.logs import get_logger
 from printgate.settings import Settings
 from printgate.store.db import Database, migrate
+from printgate.store.nodes import NodeAddresses
 from printgate.supervisor import Supervisor
 from printgate.vault import CredentialVault, FileKms
 from printgate.wire.mqtt_url import parse_mqtt_url
@@ -75,6 +77,7 @@ class Cloud(Service):
         self._portal_task: asyncio.Task[None] | None = None
         self.events: AgentEvents | None = None
         self.dwa_ca_cert: Path | None = None  # the session CA browsers must trust (https, no proxy_certs)
+        self.node: NodeLease | None = None  # this process in the node registry (docs/scale-out.md)
 
     # ---- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -90,11 +93,12 @@ class Cloud(Service):
         await migrate(self.settings.database_url)
         self.db = Database(self.settings.database_url)
         self._stack.push_async_callback(self.db.aclose)
-        signer = _load_or_create_signer(self.data_dir / "audit-signing.key")
-        (self.data_dir / "audit-public.pem").write_text(signer.public_key_pem())
+        # re-read after `printgate keys rotate audit`; the key set keeps every public key (audit-keys.json)
+        signer = open_gateway_signer(self.data_dir)
         self.audit = MeteredAuditLog(self.db, signer)
         # the cloud's own loops run supervised (restart with back-off, last error kept; /readyz shows them)
         self.supervisor = await self._stack.enter_async_context(Supervisor("cloud"))
+        self._stack.callback(metrics.export_task_health("cloud", self.supervisor.health))  # printgate_task_healthy
         await self._stack.enter_async_context(CheckpointTimer(
             self.audit, gw.audit_checkpoint_seconds, supervisor=self.supervisor,
             witness_silence_s=gw.audit_witness_silence_seconds))
@@ -120,6 +124,7 @@ class Cloud(Service):
             # tunnel endpoints as Unix sockets only the gateway's user reaches (not loopback ports),
             # in a fresh 0700 directory with a short path (socket paths are limited to 107 bytes)
             tunnel_dir=Path(tempfile.mkdtemp(prefix="printgate-tunnels-")),
+            supervisor=self.supervisor,  # the reaper: restarted if it fails, degraded while audit is refused
         )
         await self._stack.enter_async_context(self.relay)
 
@@ -169,7 +174,7 @@ class Cloud(Service):
             relay=self.relay, commands=self.hub, proxy=self.proxy, routes=self.routes,
             make_open_command=wiring.open_command, make_close_command=wiring.close_command,
             make_route=wiring.route, agent_address=self.hub.peer_ip, supervisor=self.supervisor,
-            credentials=CredentialUse(self.db, self.vault),
+            credentials=CredentialUse(self.db, self.vault), node_id=gw.resolved_node_id,
         )
         broker, relay = self.broker, self.relay
         metrics.SESSIONS_OPEN.set_function(lambda: broker.live_count)
@@ -209,6 +214,16 @@ class Cloud(Service):
         if ch.mqtt_url:
             await self._start_mqtt_bridge()
 
+        # registered (lease renewed, expired nodes taken over) before the broker reaps this node's leftovers
+        self.node = NodeLease(
+            self.db, self.broker.node_id,
+            NodeAddresses(relay=f"{gw.relay_host}:{self.relay.port}", proxy=f"{gw.proxy_host}:{self.proxy.port}",
+                          channel=self.channel.target),
+            lease_s=gw.node_lease_seconds, renew_s=gw.node_renew_seconds,
+            take_over=self.broker.take_over_expired_nodes, online_agents=self.hub.online_agents,
+            supervisor=self.supervisor)
+        await self._stack.enter_async_context(self.node)
+        self.hub.add_presence_listener(self.node.presence)
         await self._stack.enter_async_context(self.broker)
         stale = await reconcile_with_sessions(self.firewall, ())  # the broker closed leftovers
         if stale:
@@ -261,6 +276,7 @@ class Cloud(Service):
             endpoint.host, endpoint.port, ca_path=ch.mqtt_ca_file or ca_path, cert_path=cert_path,
             key_path=key_path, hub=self.hub, handlers=self.channel.handlers, db=self.db,
             denials=self.denials, transport=endpoint.transport, ws_path=endpoint.path,
+            supervisor=self.supervisor,  # connection watch and message dispatch, health in /readyz
         )
         await self._stack.enter_async_context(self.mqtt)
 
@@ -318,6 +334,8 @@ class Cloud(Service):
                 await asyncio.sleep(0.02)
 
     async def aclose(self) -> None:
+        if self.node is not None:  # SIGTERM: draining while sessions end, stopped when all is closed
+            await self.node.drain()
         if self.events is not None:
             await self.events.aclose()
         if self._portal_task is not None:
@@ -340,11 +358,3 @@ class Cloud(Service):
 
     async def _end_on_timeout(self, session_id: str, reason: str) -> None:
         await self.broker.close_session(SessionId(session_id), reason=reason, actor="system")
-
-
-def _load_or_create_signer(path: Path) -> Signer:
-    if path.is_file():
-        return Signer.load(path)
-    signer = Signer.generate()
-    signer.save(path)
-    return signer

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from printgate.domain import (
@@ -36,12 +36,13 @@ from printgate.store.models.core import DeviceRow, DwaSessionRow, DwaTransitionR
 from printgate.store.models.readings import DeviceAlertRow
 
 
-async def save_session(s: AsyncSession, session: DwaSession) -> None:
-    """Insert or update the session row and append transitions not yet stored."""
+async def save_session(s: AsyncSession, session: DwaSession, *, node_id: str | None = None) -> None:
+    """Insert or update the session row and append transitions not yet stored. ``node_id``: the
+    gateway node that owns a new session (issue 18); an existing row keeps its owner."""
     row = await s.get(DwaSessionRow, session.id)
     if row is None:
         row = DwaSessionRow(
-            id=session.id, user_id=session.user_id, device_id=session.device_id,
+            id=session.id, user_id=session.user_id, device_id=session.device_id, node_id=node_id,
             agent_id=session.agent_id, target_ip=session.target.ip,
             target_port=session.target.port, target_scheme=session.target.scheme,
             created_at=session.created_at, state=session.state.value,
@@ -91,10 +92,22 @@ def reason_of(stored: dict[str, object] | None) -> SessionReason | None:
         return None
 
 
-async def live_session_ids(s: AsyncSession) -> list[str]:
+async def live_session_ids(s: AsyncSession, *, owners: Sequence[str] | None = None,
+                           unowned: bool = False) -> list[str]:
+    """Sessions not yet ended. ``owners``: only those owned by these nodes (issue 18), plus, with
+    ``unowned``, those with no owner (opened before 0022); None: all."""
     finals = [DwaState.CLOSED.value, DwaState.DENIED.value, DwaState.FAILED.value]
-    result = await s.execute(select(DwaSessionRow.id).where(DwaSessionRow.state.not_in(finals)))
+    q = select(DwaSessionRow.id).where(DwaSessionRow.state.not_in(finals))
+    if owners is not None:
+        mine = DwaSessionRow.node_id.in_(list(owners)) if owners else false()
+        q = q.where(or_(mine, DwaSessionRow.node_id.is_(None)) if unowned else mine)
+    result = await s.execute(q.order_by(DwaSessionRow.created_at, DwaSessionRow.id))
     return list(result.scalars().all())
+
+
+async def owner_of(s: AsyncSession, session_id: str) -> str | None:
+    """The node owning the session (None: unknown session or opened before 0022)."""
+    return (await s.execute(select(DwaSessionRow.node_id).where(DwaSessionRow.id == session_id))).scalar_one_or_none()
 
 
 async def count_live_dwa_sessions(s: AsyncSession, *, user_id: str | None = None,

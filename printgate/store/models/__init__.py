@@ -8,6 +8,7 @@ from printgate.store.models import audit as audit
 from printgate.store.models import channel as channel
 from printgate.store.models import core as core
 from printgate.store.models import identity as identity
+from printgate.store.models import nodes as nodes
 from printgate.store.models import outbox as outbox
 from printgate.store.models import readings as readings
 from printgate.store.models import security_alerts as security_alerts

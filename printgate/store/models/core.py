@@ -107,6 +107,8 @@ class DwaSessionRow(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     # why it was opened: SessionReason.to_dict() (0018); NULL for older sessions
     reason: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+    # the gateway node that owns it (0022, models.nodes); NULL: opened before nodes existed
+    node_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
 
 
 class DwaTransitionRow(Base):

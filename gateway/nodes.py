@@ -1,0 +1,168 @@
+"""This process as a node of the gateway (issue 18, docs/scale-out.md).
+
+``NodeLease`` registers the node in the shared database (``printgate.store.nodes``), renews its
+lease in a supervised loop, takes over nodes whose lease ran out (``take_over``: the broker ends
+their sessions, audited), keeps the record of which agents' command streams this node holds
+(hub presence, reconciled on every renewal) and, on a stop, says ``draining`` then ``stopped``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from printgate.errors import ConfigError
+from printgate.lifecycle import Service
+from printgate.logs import get_logger
+from printgate.store import nodes
+from printgate.store.db import Database
+from printgate.supervisor import Supervisor
+
+log = get_logger("gateway.nodes")
+
+TakeOver = Callable[[], Awaitable[list[str]]]
+
+
+class NodeLease(Service):
+    """``async with NodeLease(...)``: registered on entry (after waiting out a previous process of
+    the same node id on another host), ``stopped`` on exit. ``online_agents``: the agents whose
+    command stream this process holds now."""
+
+    def __init__(self, db: Database, node_id: str, addresses: nodes.NodeAddresses, *,
+                 lease_s: float, renew_s: float, take_over: TakeOver,
+                 online_agents: Callable[[], set[str]] = set, supervisor: Supervisor | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.node_id = node_id
+        self.incarnation = secrets.token_hex(8)
+        self._db = db
+        self._addresses = addresses
+        self._lease = timedelta(seconds=lease_s)
+        self._renew_s = renew_s
+        self._take_over = take_over
+        self._online_agents = online_agents
+        self._supervisor = supervisor
+        self._clock = clock
+        self._task: asyncio.Task[None] | None = None
+        self.lease_lost = False  # another node took this one over while it could not renew
+        self.state = "starting"
+        self._closing = False
+
+    async def start(self) -> None:
+        await self._wait_out_previous()
+        async with self._db.transaction() as s:
+            await nodes.register(s, self.node_id, host=socket.gethostname(), pid=os.getpid(),
+                                 incarnation=self.incarnation, addresses=self._addresses,
+                                 lease=self._lease, now=self._clock())
+        self.state = nodes.ACTIVE
+        log.info("node.registered", node=self.node_id, relay=self._addresses.relay, proxy=self._addresses.proxy,
+                 channel=self._addresses.channel, lease_s=self._lease.total_seconds())
+        if self._supervisor is not None:
+            self._supervisor.add("node-lease", self._run)
+        else:
+            self._task = asyncio.create_task(self._run(), name="node-lease")
+
+    async def _wait_out_previous(self) -> None:
+        """A live row of this node id from another process: the same id on another live process
+        is refused (it would end that node's sessions); a dead process's lease is waited out."""
+        async with self._db.session() as s:
+            prior = await nodes.get_node(s, self.node_id)
+        now = self._clock()
+        if prior is None or not prior.is_live(now):
+            return
+        if prior.host == socket.gethostname() and _alive(prior.pid) and prior.pid != os.getpid():
+            raise ConfigError(f"gateway node id {self.node_id!r} is in use by process {prior.pid} on this host; "
+                              "give each node its own gateway.node_id (or data directory)")
+        if prior.host == socket.gethostname():
+            return  # this node's previous process died: its leftovers are reaped at start-up
+        deadline = asyncio.get_running_loop().time() + 2 * self._lease.total_seconds()
+        log.warning("node.waiting_for_lease", node=self.node_id, held_by=prior.host,
+                    until=prior.lease_expires_at.isoformat())
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(min(1.0, self._renew_s))
+            async with self._db.session() as s:
+                current = await nodes.get_node(s, self.node_id)
+            if current is None or not current.is_live(self._clock()):
+                return
+        raise ConfigError(f"gateway node id {self.node_id!r} is renewed by a live process on {prior.host}; "
+                          "give each node its own gateway.node_id")
+
+    async def _run(self) -> None:
+        while True:
+            await self.tick()
+            await asyncio.sleep(self._renew_s)
+
+    async def tick(self) -> None:
+        """One renewal: extend the lease, reconcile the agent streams held here, take over
+        nodes whose lease ran out."""
+        if self._closing:
+            return
+        now = self._clock()
+        async with self._db.transaction() as s:
+            ok = await nodes.renew(s, self.node_id, incarnation=self.incarnation, lease=self._lease, now=now)
+        if not ok:
+            if not self.lease_lost:
+                log.error("node.lease_lost", node=self.node_id,
+                          hint="another node took this node over (its lease ran out: database unreachable "
+                               "or process paused); its sessions were ended there. Registering again.")
+            self.lease_lost = True
+            async with self._db.transaction() as s:
+                await nodes.register(s, self.node_id, host=socket.gethostname(), pid=os.getpid(),
+                                     incarnation=self.incarnation, addresses=self._addresses,
+                                     lease=self._lease, now=now)
+        await self.reconcile_streams()
+        await self._take_over()
+
+    async def reconcile_streams(self) -> None:
+        online = self._online_agents()
+        async with self._db.transaction() as s:
+            recorded = await nodes.streams_of(s, self.node_id)
+            for agent_id in sorted(online - recorded):
+                await nodes.stream_opened(s, agent_id, self.node_id, self._clock())
+            for agent_id in sorted(recorded - online):
+                await nodes.stream_closed(s, agent_id, self.node_id)
+
+    async def presence(self, agent_id: str, online: bool) -> None:
+        """Hub presence listener: record at once which node holds the agent's stream."""
+        async with self._db.transaction() as s:
+            if online:
+                await nodes.stream_opened(s, agent_id, self.node_id, self._clock())
+            else:
+                await nodes.stream_closed(s, agent_id, self.node_id)
+
+    async def drain(self) -> None:
+        """SIGTERM: no longer a node to send new work to (the lease is kept while sessions end)."""
+        await self._set(nodes.DRAINING)
+
+    async def aclose(self) -> None:
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self._set(nodes.STOPPED)
+
+    async def _set(self, state: str) -> None:
+        if self.state in ("starting", nodes.STOPPED) or self.state == state:
+            return
+        try:
+            async with self._db.transaction() as s:
+                await nodes.set_state(s, self.node_id, state, incarnation=self.incarnation, now=self._clock())
+        except Exception as exc:  # the database away at shutdown: the lease runs out instead
+            log.warning("node.state_not_saved", node=self.node_id, state=state, error=str(exc))
+            return
+        self.state = state
+        log.info("node.state", node=self.node_id, state=state)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,150 @@
+"""The node registry (issue 18, docs/scale-out.md): gateway nodes with leases and the node
+holding each agent's command stream. SQLite: one node, the same code path with one row.
+
+Taking over an expired node is ``claim_expired`` inside the caller's transaction: on PostgreSQL
+the expired rows are locked ``FOR UPDATE SKIP LOCKED`` and marked ``expired`` before commit, so
+two nodes never both take over the same node (the second skips the locked row, then sees it
+expired); SQLite serialises writers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from printgate.store.models.nodes import AgentStreamRow, GatewayNodeRow
+
+ACTIVE = "active"
+DRAINING = "draining"
+STOPPED = "stopped"
+EXPIRED = "expired"
+LEASED = (ACTIVE, DRAINING)  # states that hold a lease
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAddresses:
+    relay: str
+    proxy: str
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    id: str
+    state: str
+    host: str
+    pid: int
+    incarnation: str
+    addresses: NodeAddresses
+    started_at: datetime
+    renewed_at: datetime
+    lease_expires_at: datetime
+    stopped_at: datetime | None
+    taken_over_by: str | None
+
+    def is_live(self, now: datetime) -> bool:
+        return self.state in LEASED and self.lease_expires_at > now
+
+
+def _node(row: GatewayNodeRow) -> Node:
+    return Node(id=row.id, state=row.state, host=row.host, pid=row.pid, incarnation=row.incarnation,
+                addresses=NodeAddresses(row.relay_address, row.proxy_address, row.channel_address),
+                started_at=row.started_at, renewed_at=row.renewed_at, lease_expires_at=row.lease_expires_at,
+                stopped_at=row.stopped_at, taken_over_by=row.taken_over_by)
+
+
+async def get_node(s: AsyncSession, node_id: str) -> Node | None:
+    row = await s.get(GatewayNodeRow, node_id)
+    return _node(row) if row is not None else None
+
+
+async def list_nodes(s: AsyncSession) -> list[Node]:
+    return [_node(r) for r in (await s.scalars(select(GatewayNodeRow).order_by(GatewayNodeRow.id))).all()]
+
+
+async def register(s: AsyncSession, node_id: str, *, host: str, pid: int, incarnation: str,
+                   addresses: NodeAddresses, lease: timedelta, now: datetime) -> None:
+    """Insert or take back the row of ``node_id`` as ``active`` with a fresh lease."""
+    row = await s.get(GatewayNodeRow, node_id, with_for_update=True)
+    if row is None:
+        row = GatewayNodeRow(id=node_id)
+        s.add(row)
+    row.state, row.host, row.pid, row.incarnation = ACTIVE, host, pid, incarnation
+    row.relay_address, row.proxy_address, row.channel_address = addresses.relay, addresses.proxy, addresses.channel
+    row.started_at = row.renewed_at = now
+    row.lease_expires_at = now + lease
+    row.stopped_at = None
+    row.taken_over_by = None
+
+
+async def renew(s: AsyncSession, node_id: str, *, incarnation: str, lease: timedelta, now: datetime) -> bool:
+    """Extend this process's lease; False when the row is no longer ours (taken over after the
+    lease ran out, or another process registered under the same id)."""
+    result = await s.execute(
+        update(GatewayNodeRow)
+        .where(GatewayNodeRow.id == node_id, GatewayNodeRow.incarnation == incarnation,
+               GatewayNodeRow.state.in_(LEASED))
+        .values(renewed_at=now, lease_expires_at=now + lease))
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def set_state(s: AsyncSession, node_id: str, state: str, *, incarnation: str, now: datetime) -> bool:
+    """``draining`` (keeps the lease) or ``stopped`` (ends it, drops the node's agent streams)."""
+    values: dict[str, object] = {"state": state}
+    if state == STOPPED:
+        values |= {"stopped_at": now, "lease_expires_at": now}
+    result = await s.execute(
+        update(GatewayNodeRow)
+        .where(GatewayNodeRow.id == node_id, GatewayNodeRow.incarnation == incarnation,
+               GatewayNodeRow.state.in_(LEASED))
+        .values(**values))
+    if state == STOPPED:
+        await s.execute(delete(AgentStreamRow).where(AgentStreamRow.node_id == node_id))
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def claim_expired(s: AsyncSession, *, by: str, now: datetime) -> list[Node]:
+    """Nodes whose lease ran out while active or draining, now marked ``expired`` and
+    ``taken_over_by`` ``by`` (in the caller's transaction: end their sessions in it too); their
+    agent streams are dropped. Rows another transaction holds are skipped."""
+    rows = (await s.scalars(
+        select(GatewayNodeRow)
+        .where(GatewayNodeRow.state.in_(LEASED), GatewayNodeRow.lease_expires_at <= now, GatewayNodeRow.id != by)
+        .order_by(GatewayNodeRow.id)
+        .with_for_update(skip_locked=True))).all()
+    claimed = [_node(r) for r in rows]
+    for row in rows:
+        row.state, row.taken_over_by = EXPIRED, by
+    if rows:
+        await s.execute(delete(AgentStreamRow).where(AgentStreamRow.node_id.in_([r.id for r in rows])))
+    return claimed
+
+
+# ---- agent command streams ------------------------------------------------------------------
+
+async def stream_opened(s: AsyncSession, agent_id: str, node_id: str, now: datetime) -> None:
+    """``node_id`` holds ``agent_id``'s command stream now (the agent's newest connection wins)."""
+    row = await s.get(AgentStreamRow, agent_id, with_for_update=True)
+    if row is None:
+        s.add(AgentStreamRow(agent_id=agent_id, node_id=node_id, since=now))
+    else:
+        row.node_id, row.since = node_id, now
+
+
+async def stream_closed(s: AsyncSession, agent_id: str, node_id: str) -> None:
+    """The stream on ``node_id`` ended (a newer one on another node is left alone)."""
+    await s.execute(delete(AgentStreamRow).where(AgentStreamRow.agent_id == agent_id,
+                                                 AgentStreamRow.node_id == node_id))
+
+
+async def streams_of(s: AsyncSession, node_id: str) -> set[str]:
+    return set((await s.scalars(select(AgentStreamRow.agent_id).where(AgentStreamRow.node_id == node_id))).all())
+
+
+async def stream_node(s: AsyncSession, agent_id: str) -> str | None:
+    """The node holding ``agent_id``'s command stream, if any (where a later step routes commands)."""
+    row = await s.get(AgentStreamRow, agent_id)
+    return row.node_id if row is not None else None
