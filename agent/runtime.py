@@ -199,6 +199,8 @@ class AgentRuntime(Service):
         found = await self._discover()
         entries: list[pb.DiscoveredDevice] = []
         for item in found:
+            if item.status not in _REPORTED:  # a silent address is no inventory line
+                continue
             ews = await self._web_page_of(item) if _is_printer(item) else None
             entries.append(inventory_entry(item, ews, self._ews_notes.get(item.ip, "")))
         answering = [f for f in found if _is_printer(f)]
@@ -506,6 +508,9 @@ class AgentRuntime(Service):
 
 
 SILENT_SWEEPS_KEPT = 2  # a followed printer silent in this many sweeps in a row is still polled
+
+
+_REPORTED = (DiscoveryStatus.PRINTER, DiscoveryStatus.EXCLUDED)
 
 
 def _is_printer(result: DiscoveryResult) -> bool:

@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 log = get_logger("agent.service")
 
 
+_SWEEP_RESULTS = (DiscoveryStatus.PRINTER, DiscoveryStatus.EXCLUDED, DiscoveryStatus.UNREACHABLE)
+
+
 def credentials_of(settings: AgentSettings) -> list[SnmpCredential]:
     return [SnmpCredential(community=c) for c in settings.communities]
 
@@ -105,12 +108,14 @@ class AgentAssembly:
         )
 
     async def discover(self) -> list[DiscoveryResult]:
-        """The printers and the excluded devices of one sweep (silent addresses left out)."""
+        """The printers, the excluded devices and the silent addresses of one sweep: the runtime keeps
+        a followed printer that was silent in this sweep polled (``SILENT_SWEEPS_KEPT``) and
+        reports only what answered to the cloud."""
         results = await discover(
             self.settings.targets, port=self.settings.snmp_port, credentials=self.credentials,
             exclude=self.settings.exclude, limits=self.limits, client=self.snmp,
         )
-        return [r for r in results if r.status in (DiscoveryStatus.PRINTER, DiscoveryStatus.EXCLUDED)]
+        return [r for r in results if r.status in _SWEEP_RESULTS]
 
     async def find_ews(self, ip: str) -> EwsEndpoint | EwsNotFound:
         return await probe_ews(ip, self.candidates)
