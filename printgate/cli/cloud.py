@@ -17,8 +17,8 @@ import uvicorn
 from cryptography.hazmat.primitives import hashes
 
 from alerting.follower import follower_from_settings
+from audit.checkpoint import Signer
 from audit.checkpoint_timer import CheckpointTimer
-from audit.keyset import open_gateway_signer
 from audit.metered_log import MeteredAuditLog
 from fleet.ingest import FleetIngest
 from gateway.agent_commands import AgentCommandSender
@@ -93,12 +93,11 @@ class Cloud(Service):
         await migrate(self.settings.database_url)
         self.db = Database(self.settings.database_url)
         self._stack.push_async_callback(self.db.aclose)
-        # re-read after `printgate keys rotate audit`; the key set keeps every public key (audit-keys.json)
-        signer = open_gateway_signer(self.data_dir)
+        signer = _load_or_create_signer(self.data_dir / "audit-signing.key")
+        (self.data_dir / "audit-public.pem").write_text(signer.public_key_pem())
         self.audit = MeteredAuditLog(self.db, signer)
         # the cloud's own loops run supervised (restart with back-off, last error kept; /readyz shows them)
         self.supervisor = await self._stack.enter_async_context(Supervisor("cloud"))
-        self._stack.callback(metrics.export_task_health("cloud", self.supervisor.health))  # printgate_task_healthy
         await self._stack.enter_async_context(CheckpointTimer(
             self.audit, gw.audit_checkpoint_seconds, supervisor=self.supervisor,
             witness_silence_s=gw.audit_witness_silence_seconds))
@@ -124,7 +123,6 @@ class Cloud(Service):
             # tunnel endpoints as Unix sockets only the gateway's user reaches (not loopback ports),
             # in a fresh 0700 directory with a short path (socket paths are limited to 107 bytes)
             tunnel_dir=Path(tempfile.mkdtemp(prefix="printgate-tunnels-")),
-            supervisor=self.supervisor,  # the reaper: restarted if it fails, degraded while audit is refused
         )
         await self._stack.enter_async_context(self.relay)
 
@@ -276,7 +274,6 @@ class Cloud(Service):
             endpoint.host, endpoint.port, ca_path=ch.mqtt_ca_file or ca_path, cert_path=cert_path,
             key_path=key_path, hub=self.hub, handlers=self.channel.handlers, db=self.db,
             denials=self.denials, transport=endpoint.transport, ws_path=endpoint.path,
-            supervisor=self.supervisor,  # connection watch and message dispatch, health in /readyz
         )
         await self._stack.enter_async_context(self.mqtt)
 
@@ -358,3 +355,11 @@ class Cloud(Service):
 
     async def _end_on_timeout(self, session_id: str, reason: str) -> None:
         await self.broker.close_session(SessionId(session_id), reason=reason, actor="system")
+
+
+def _load_or_create_signer(path: Path) -> Signer:
+    if path.is_file():
+        return Signer.load(path)
+    signer = Signer.generate()
+    signer.save(path)
+    return signer
