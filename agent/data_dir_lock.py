@@ -23,9 +23,16 @@ class DataDirLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        """Take the lock or raise ``ConfigError`` naming the agent holding it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        """Take the lock or raise ``ConfigError`` naming the agent holding it (or saying why the
+        directory cannot be used: read-only, not ours)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:  # read-only file system, no permission, a file where the dir should be
+            raise ConfigError(
+                f"cannot use agent data dir {self.path.parent}: {exc.strerror or exc} "
+                f"(opening {self.path.name}); the agent needs a writable [agent] data_dir, "
+                "owned by the user it runs as") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
