@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Self
 
@@ -22,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from audit.canonical import canonical_bytes
+from audit.chain import format_at
 from printgate.errors import ConfigError
 
 CHECKPOINT_DOMAIN = b"printgate-audit-checkpoint-v1\n"
@@ -155,15 +158,72 @@ class Ed25519PublicKeyHolder:
         except OSError as exc:
             raise ConfigError(f"cannot read {cls._what} {path}: {exc}") from exc
 
+    def public_key_pem(self) -> str:
+        return self._public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode()
+
 
 class CheckpointVerifier(Ed25519PublicKeyHolder):
     """Checks checkpoint signatures with only the public key."""
 
-    def is_valid(self, cp: Checkpoint) -> bool:
-        if cp.key_id != self.key_id:
-            return False
+    def signature_ok(self, cp: Checkpoint) -> bool:
+        """The signature over ``cp`` verifies with this key (whatever key id it names)."""
         try:
             self._public.verify(bytes.fromhex(cp.signature), cp.signed_bytes())
         except (InvalidSignature, ValueError):
             return False
         return True
+
+    def refusal(self, cp: Checkpoint) -> str | None:
+        """Why ``cp`` is not validly signed by this key, or None when it is."""
+        if cp.key_id != self.key_id:
+            return f"it names key {cp.key_id or '(none)'}, not {self.key_id}"
+        if not self.signature_ok(cp):
+            return f"its signature does not verify with key {self.key_id}"
+        return None
+
+    def is_valid(self, cp: Checkpoint) -> bool:
+        return self.refusal(cp) is None
+
+
+class FileSigner(Signer):
+    """The gateway's signer, kept in its key file and re-read when that file is replaced.
+
+    ``printgate keys rotate audit`` swaps the file (atomic rename); the next
+    checkpoint is signed with the new key, on every node sharing the file. A
+    checkpoint whose time was read before the swap but is signed after it is
+    stamped with the swap time instead, so it never predates the new key's
+    validity (``not_before`` in the key set is taken before the swap).
+    """
+
+    def __init__(self, path: Path | str, *, clock: Callable[[], datetime] | None = None) -> None:
+        self.path = Path(path)
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._stamp = self._stat()
+        super().__init__(Signer.load(self.path)._key)
+        self._since = ""  # sign nothing dated before this (RFC 3339, set when the key was swapped)
+
+    def _stat(self) -> tuple[int, int, int]:
+        try:
+            st = self.path.stat()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {self._what} {self.path}: {exc}") from exc
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    def refresh(self) -> bool:
+        """Re-read the key file if it was replaced; True when the key changed."""
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return False
+        fresh = Signer.load(self.path)
+        self._stamp = stamp
+        if fresh.key_id == self.key_id:
+            return False
+        self._key, self.key_id = fresh._key, fresh.key_id
+        self._since = format_at(self._clock())
+        return True
+
+    def sign(self, *, tree_size: int, root: bytes, head: str, at: str) -> Checkpoint:
+        self.refresh()
+        return super().sign(tree_size=tree_size, root=root, head=head, at=max(at, self._since))

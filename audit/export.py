@@ -23,6 +23,7 @@ from typing import IO, Any
 
 from audit.checkpoint import Checkpoint, CheckpointVerifier
 from audit.cosignature import Cosignature, WitnessVerifier
+from audit.keyset import AuditKeySet
 from audit.merkle import MerkleTree, leaf_hash
 from audit.query import AuditFilter, row_to_record, search_all
 from audit.stream import (
@@ -59,6 +60,11 @@ def cosignature_of(row: Any) -> Cosignature:
     return Cosignature(cp, row.witness, row.witness_public_key, row.cosigned_at, row.signature)
 
 
+def _key_ids(cps: Sequence[Checkpoint], cosigs: Sequence[Cosignature]) -> list[str]:
+    """The ids of the checkpoint keys a verifier needs for this export (its key set must hold them)."""
+    return sorted({cp.key_id for cp in cps} | {c.checkpoint.key_id for c in cosigs})
+
+
 async def _rows(db: Database) -> AsyncIterator[Any]:
     async for batch in store.iter_records(db):
         for row in batch:
@@ -68,9 +74,11 @@ async def _rows(db: Database) -> AsyncIterator[Any]:
 async def write_full(db: Database, out: IO[bytes], *, with_personal: bool = False) -> tuple[int, int]:
     """Write the whole chain as JSONL; returns (records, checkpoints)."""
     cps = [_cp(r) for r in await store.checkpoints(db)]
-    out.write(header_line({"subset": False, "with_personal": with_personal}) + b"\n")
-    for cosigned in await store.cosignatures(db):
-        out.write(cosignature_line(cosignature_of(cosigned)) + b"\n")
+    cosigs = [cosignature_of(c) for c in await store.cosignatures(db)]
+    out.write(header_line({"subset": False, "with_personal": with_personal,
+                           "key_ids": _key_ids(cps, cosigs)}) + b"\n")
+    for cosig in cosigs:
+        out.write(cosignature_line(cosig) + b"\n")
     i = n = 0
     async for batch in store.iter_records(db):
         personal = (await store.personal_range(db, batch[0].seq, batch[-1].seq)
@@ -110,11 +118,12 @@ async def write_subset(
                 break
             leaves.append(leaf_hash(bytes.fromhex(row.hash)))
     tree = MerkleTree(leaves)
+    cosigs = [cosignature_of(c) for c in await store.cosignatures(db)]
     out.write(header_line({"subset": True, "with_personal": with_personal,
-                           "filter": {"dealer_id": f.dealer_id, "customer_id": f.customer_id}}) + b"\n")
+                           "filter": {"dealer_id": f.dealer_id, "customer_id": f.customer_id},
+                           "key_ids": _key_ids([cp], cosigs)}) + b"\n")
     out.write(checkpoint_line(cp) + b"\n")
-    for cosigned in await store.cosignatures(db):
-        cosig = cosignature_of(cosigned)
+    for cosig in cosigs:
         out.write(cosignature_line(cosig) + b"\n")
         size = cosig.checkpoint.tree_size
         if size < cp.tree_size == tree.size:
@@ -220,7 +229,7 @@ async def _column_problem(db: Database) -> Problem | None:
 
 
 async def verify_store(
-    db: Database, verifier: CheckpointVerifier | None, *, anchors: Sequence[Checkpoint] = (),
+    db: Database, verifier: CheckpointVerifier | AuditKeySet | None, *, anchors: Sequence[Checkpoint] = (),
     witnesses: Sequence[WitnessVerifier] = (), cosignatures: Sequence[Cosignature] = (),
 ) -> VerifyReport:
     """Verify the live store: chain, checkpoints, personal values, columns, head row

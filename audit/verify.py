@@ -1,6 +1,8 @@
 """Offline verification of an audit stream (export file or live store).
 
-Needs only the checkpoint public key. Checks, in one streaming pass:
+Needs only the checkpoint public key, or a key set (``audit.keyset``): every
+key the gateway signed with, each with its validity period; a checkpoint is
+checked against the key it names and refused outside that key's period. Checks, in one streaming pass:
 gap-free sequence from 1, every ``prev`` link, every signed checkpoint
 (signature, Merkle root of the first ``tree_size`` leaves, chain head),
 disclosed personal values against their salted commitments, and that every
@@ -41,6 +43,7 @@ from audit.chain import (
 from audit.checkpoint import Checkpoint, CheckpointVerifier
 from audit.cosignature import Cosignature, WitnessVerifier
 from audit.damage import Damage, Problem, VerifyReport, WitnessMark
+from audit.keyset import AuditKeySet
 from audit.merkle import Frontier
 from audit.stream import (
     CheckpointItem,
@@ -107,7 +110,7 @@ class _Fail(Exception):
 
 
 def verify_items(
-    items: Iterable[Item], verifier: CheckpointVerifier | None, *,
+    items: Iterable[Item], verifier: CheckpointVerifier | AuditKeySet | None, *,
     anchors: Sequence[Checkpoint] = (), window: int = 1024,
     witnesses: Sequence[WitnessVerifier] = (), cosignatures: Sequence[Cosignature] = (),
 ) -> VerifyReport:
@@ -133,7 +136,7 @@ def verify_items(
 
 
 class _State:
-    def __init__(self, verifier: CheckpointVerifier | None, window: int,
+    def __init__(self, verifier: CheckpointVerifier | AuditKeySet | None, window: int,
                  witnesses: Sequence[WitnessVerifier] = ()) -> None:
         self.verifier = verifier
         self.witnesses = {w.key_id: w for w in witnesses}
@@ -315,10 +318,11 @@ class _State:
             raise self.fail(Damage.FORGED_CHECKPOINT, cp.tree_size, item.line or None,
                             f"the cosignature of checkpoint {cp.tree_size} claiming witness {c.witness} "
                             "has no valid signature by that witness")
-        if self.verifier is not None and not self.verifier.is_valid(cp):
+        why = self.verifier.refusal(cp) if self.verifier is not None else None
+        if why is not None:
             raise self.fail(Damage.FORGED_CHECKPOINT, cp.tree_size, item.line or None,
                             f"witness {c.witness} cosigned a checkpoint {cp.tree_size} that has no valid "
-                            f"signature by key {self.verifier.key_id}")
+                            f"signature: {why}")
         newest = self.cosigned.get(c.witness)
         if newest is None or cp.tree_size > newest.checkpoint.tree_size:
             self.cosigned[c.witness] = c
@@ -327,10 +331,10 @@ class _State:
 
     def checkpoint(self, item: CheckpointItem, peek: _Peek, *, counted: bool = True) -> None:
         cp = item.checkpoint
-        if self.verifier is not None and not self.verifier.is_valid(cp):
+        why = self.verifier.refusal(cp) if self.verifier is not None else None
+        if why is not None:
             raise self.fail(Damage.FORGED_CHECKPOINT, cp.tree_size, item.line,
-                            f"checkpoint for tree size {cp.tree_size} has no valid signature "
-                            f"by key {self.verifier.key_id}")
+                            f"checkpoint for tree size {cp.tree_size} has no valid signature: {why}")
         self.checkpoints += counted
         if cp.tree_size == self.frontier.size:
             self.match_checkpoint(item, peek)

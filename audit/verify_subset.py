@@ -46,9 +46,10 @@ def verify_subset(state: _State, peek: Iterator[Item]) -> None:
             proofs[(item.first, item.second)] = item.path
         elif isinstance(item, CheckpointItem):
             cp = item.checkpoint
-            if state.verifier is not None and not state.verifier.is_valid(cp):
+            why = state.verifier.refusal(cp) if state.verifier is not None else None
+            if why is not None:
                 raise state.fail(Damage.FORGED_CHECKPOINT, cp.tree_size, item.line,
-                                 f"checkpoint for tree size {cp.tree_size} has no valid signature")
+                                 f"checkpoint for tree size {cp.tree_size} has no valid signature: {why}")
             cps[cp.tree_size] = cp
             state.checkpoints += 1
         elif isinstance(item, RecordItem):

@@ -70,7 +70,11 @@ def checkpoint(
 
 @app.command()
 def verify(
-    public_key: Path = typer.Option(..., help="checkpoint public key (PEM)"),
+    public_key: Path | None = typer.Option(None, help="checkpoint public key (PEM): the one key that signed "
+                                           "every checkpoint"),
+    key_set: Path | None = typer.Option(None, help="key set: <data_dir>/audit-keys.json (every audit key with "
+                                        "its validity period, kept by `printgate keys rotate audit`), a PEM "
+                                        "public key, or a directory of those"),
     file: Path | None = typer.Option(None, help="verify this export instead of the live store"),
     require_anchored: bool = typer.Option(False, help="fail if records follow the last signed checkpoint"),
     anchor: list[Path] = typer.Option([], help="checkpoint JSON kept elsewhere (from `audit checkpoint`, or a "
@@ -83,11 +87,17 @@ def verify(
     """Verify the chain, checkpoints, personal values and witness cosignatures; exit 1 on any damage."""
     from audit.checkpoint import Checkpoint, CheckpointVerifier
     from audit.cosignature import Cosignature, WitnessVerifier
+    from audit.keyset import AuditKeySet, load_key_set
     from audit.verify import VerifyReport
     from printgate.errors import ConfigError
 
+    if (public_key is None) == (key_set is None):
+        typer.echo("give --key-set (every audit key with its validity, after a rotation) or --public-key "
+                   "(a single key), not both", err=True)
+        raise typer.Exit(2)
+    verifier: CheckpointVerifier | AuditKeySet
     try:
-        verifier = CheckpointVerifier.load(public_key)
+        verifier = CheckpointVerifier.load(public_key) if public_key is not None else load_key_set(key_set)  # type: ignore[arg-type]
         witnesses = [WitnessVerifier.load(p) for p in witness_key]
     except ConfigError as exc:
         typer.echo(str(exc), err=True)

@@ -17,8 +17,8 @@ import uvicorn
 from cryptography.hazmat.primitives import hashes
 
 from alerting.follower import follower_from_settings
-from audit.checkpoint import Signer
 from audit.checkpoint_timer import CheckpointTimer
+from audit.keyset import open_gateway_signer
 from audit.metered_log import MeteredAuditLog
 from fleet.ingest import FleetIngest
 from gateway.agent_commands import AgentCommandSender
@@ -93,8 +93,8 @@ class Cloud(Service):
         await migrate(self.settings.database_url)
         self.db = Database(self.settings.database_url)
         self._stack.push_async_callback(self.db.aclose)
-        signer = _load_or_create_signer(self.data_dir / "audit-signing.key")
-        (self.data_dir / "audit-public.pem").write_text(signer.public_key_pem())
+        # re-read after `printgate keys rotate audit`; the key set keeps every public key (audit-keys.json)
+        signer = open_gateway_signer(self.data_dir)
         self.audit = MeteredAuditLog(self.db, signer)
         # the cloud's own loops run supervised (restart with back-off, last error kept; /readyz shows them)
         self.supervisor = await self._stack.enter_async_context(Supervisor("cloud"))
@@ -355,11 +355,3 @@ class Cloud(Service):
 
     async def _end_on_timeout(self, session_id: str, reason: str) -> None:
         await self.broker.close_session(SessionId(session_id), reason=reason, actor="system")
-
-
-def _load_or_create_signer(path: Path) -> Signer:
-    if path.is_file():
-        return Signer.load(path)
-    signer = Signer.generate()
-    signer.save(path)
-    return signer

@@ -25,6 +25,7 @@ DWA_SESSION_CLOSED = "dwa.session.closed"  # details: reason
 DWA_SESSION_DENIED = "dwa.session.denied"
 DWA_SESSION_FAILED = "dwa.session.failed"
 TENANT_SITE_ACCESS_CHANGED = "tenant.site_access_changed"  # details: site, from, to, alert_min_severity (issue 20)
+GATEWAY_AGENT_TASK_FAILED = "gateway.agent_task.failed"  # details: task, attempts, error, lost (issue 14)
 GATEWAY_NODE_TAKEN_OVER = "gateway.node.taken_over"  # details: node, by_node, lease_expired_at, sessions_ended (issue 18)
 DWA_SESSION_REASON_CLEARED = "dwa.session.reason_cleared"  # details: alert_id, code, cleared_at (issue 20)
 PROXY_REQUEST = "proxy.request"  # details: method, path, status, bytes, blocked, why
@@ -103,6 +104,8 @@ INTEGRATION_WEBHOOK_DISABLED = "integration.webhook.disabled"
 INTEGRATION_WEBHOOK_ENABLED = "integration.webhook.enabled"
 INTEGRATION_WEBHOOK_REDELIVERED = "integration.webhook.redelivered"
 INTEGRATION_WEBHOOK_TESTED = "integration.webhook.tested"
+# keys
+KEYS_ROTATED = "keys.rotated"
 # policy
 POLICY_CHANGED = "policy.changed"
 # rbac
