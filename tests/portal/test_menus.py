@@ -75,6 +75,11 @@ async def test_menu_wraps_instead_of_being_cut(browser: Any, portal: Portal, wid
             assert await page.evaluate("document.querySelector('header nav').scrollWidth") <= width
             assert await page.evaluate("document.querySelector('header').scrollWidth") <= width
             assert await page.evaluate("document.documentElement.scrollWidth") <= width, path  # no sideways page
+            who = await page.evaluate("""(() => { const s = document.querySelector('header .account-menu summary');
+                const r = s.getBoundingClientRect();
+                return [s.innerText, s.scrollWidth, s.clientWidth, r.left, r.right]; })()""")
+            assert who[0].startswith("User ") and who[1] <= who[2] + 1, (path, who)  # the name is not cut
+            assert 0 <= who[3] and who[4] <= width, (path, who)
             wider = await page.evaluate("""[...document.querySelectorAll('main table.cards tr')]
                 .filter(tr => tr.getBoundingClientRect().right > document.querySelector('main')
                               .getBoundingClientRect().right + 1)
