@@ -10,6 +10,7 @@ it in the acknowledgement) and the others are stored.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class DecodedBatch:
     version: int
     readings: list[Reading] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    content_hash: str | None = None  # SHA-256 of what was sent: a reused batch id with other content is refused
 
     @property
     def received(self) -> int:
@@ -78,7 +80,7 @@ def decode_batch(batch: pb.ReadingsBatch, *, now: datetime | None = None) -> Dec
         if values > MAX_VALUES:
             raise _refuse(batch.batch_id, f"{values} values (counters, supplies, alerts) exceed the limit of "
                                           f"{MAX_VALUES} per batch: split it into smaller batches")
-        out = _Collector(batch.batch_id, 2, now)
+        out = _Collector(batch.batch_id, 2, now, _digest(batch.SerializeToString(deterministic=True)))
         for n, msg in enumerate(batch.readings):
             try:
                 reading = reading_from_wire(msg)
@@ -89,10 +91,16 @@ def decode_batch(batch: pb.ReadingsBatch, *, now: datetime | None = None) -> Dec
         return out.result()
     if batch.readings:
         raise _refuse(batch.batch_id, "a version 1 batch carries payload_json, not typed readings")
-    return decode_v1(batch.batch_id, batch.payload_json, now=now)
+    return decode_v1(batch.batch_id, batch.payload_json, now=now,
+                     content_hash=_digest(batch.SerializeToString(deterministic=True)))
 
 
-def decode_v1(batch_id: str, payload: bytes, *, now: datetime | None = None) -> DecodedBatch:
+def _digest(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def decode_v1(batch_id: str, payload: bytes, *, now: datetime | None = None,
+              content_hash: str | None = None) -> DecodedBatch:
     """A version 1 upload (JSON), as agents before issue 17 send it."""
     if not batch_id or len(batch_id) > MAX_ID:
         raise _refuse(batch_id, f"batch id must be 1..{MAX_ID} characters")
@@ -109,7 +117,7 @@ def decode_v1(batch_id: str, payload: bytes, *, now: datetime | None = None) -> 
     items = body["readings"]
     if len(items) > MAX_READINGS:
         raise _refuse(batch_id, f"{len(items)} readings exceed the limit of {MAX_READINGS} per batch")
-    out = _Collector(batch_id, 1, now)
+    out = _Collector(batch_id, 1, now, content_hash or _digest(payload))
     for n, item in enumerate(items):
         if not isinstance(item, dict):
             out.reject(n, "", "is not an object")
@@ -158,8 +166,8 @@ def _v1_problem(item: dict[str, object]) -> str | None:
 
 
 class _Collector:
-    def __init__(self, batch_id: str, version: int, now: datetime | None) -> None:
-        self.batch_id, self.version = batch_id, version
+    def __init__(self, batch_id: str, version: int, now: datetime | None, content_hash: str | None) -> None:
+        self.batch_id, self.version, self.content_hash = batch_id, version, content_hash
         self.now = now or datetime.now(UTC)
         self.readings: list[Reading] = []
         self.rejected: list[Rejection] = []
@@ -179,7 +187,7 @@ class _Collector:
         self.readings.append(reading)
 
     def result(self) -> DecodedBatch:
-        return DecodedBatch(self.batch_id, self.version, self.readings, self.rejected)
+        return DecodedBatch(self.batch_id, self.version, self.readings, self.rejected, self.content_hash)
 
 
 def _text_problem(what: str, v: object, limit: int, *, optional: bool = False) -> str | None:

@@ -32,6 +32,7 @@ from fleet.errors import IngestBusy
 from fleet.state import apply_batch
 from printgate import metrics
 from printgate.domain import Reading
+from printgate.errors import ReadingsPayloadInvalid
 from printgate.logs import get_logger
 from printgate.store import outbox
 from printgate.store import readings as rows
@@ -53,6 +54,7 @@ class IngestResult:
     stored: int = 0
     unmapped: int = 0
     rejected: list[Rejection] = field(default_factory=list)
+    conflict: str | None = None  # the batch id was delivered before with other content: refused
 
 
 @dataclass(slots=True)
@@ -165,6 +167,8 @@ class FleetIngest:
     async def answer(self, agent_id: str, batch: pb.ReadingsBatch) -> pb.Ack:
         """``ingest`` as the agent channel answers it: the acknowledgement, given once stored."""
         result = await self.ingest(agent_id, batch)
+        if result.conflict is not None:
+            raise ReadingsPayloadInvalid(result.conflict)
         return pb.Ack(id=batch.batch_id, duplicate=result.duplicate, stored=result.stored,
                       rejected=[pb.ReadingRejection(position=r.position, reading_id=r.reading_id, reason=r.reason)
                                 for r in result.rejected])
@@ -227,7 +231,11 @@ async def _store_once(db: Database, batches: Sequence[tuple[str, DecodedBatch]],
                       received: datetime) -> list[IngestResult]:
     async with db.transaction() as s:
         keys = {(a, b.batch_id): len(b.readings) for a, b in batches}  # a batch twice in a group: once
-        claimed = await rows.claim_batches(s, [(a, b, n) for (a, b), n in keys.items()], received_at=received)
+        hashes = {(a, b.batch_id): b.content_hash for a, b in batches}
+        claimed = await rows.claim_batches(s, [(a, b, n) for (a, b), n in keys.items()], received_at=received,
+                                           hashes=hashes)
+        recorded = await rows.batch_hashes(s, [k for k in keys if k not in claimed])
+        conflicts = {k for k, h in recorded.items() if h is not None and hashes[k] is not None and h != hashes[k]}
         mine: set[tuple[str, str]] = set()
         live = []
         for agent_id, batch in batches:
@@ -277,7 +285,11 @@ async def _store_once(db: Database, batches: Sequence[tuple[str, DecodedBatch]],
     reported: set[tuple[str, str]] = set()
     for agent_id, batch in batches:
         key = (agent_id, batch.batch_id)
-        if key in counts and key not in reported:
+        if key in conflicts:
+            results.append(IngestResult(duplicate=True, conflict=(
+                f"readings batch {batch.batch_id!r} was delivered before with different content: nothing "
+                "stored; a batch id names one batch only (this agent must seal new readings under a new id)")))
+        elif key in counts and key not in reported:
             reported.add(key)
             stored, unmapped = counts[key]
             results.append(IngestResult(duplicate=False, stored=stored, unmapped=unmapped, rejected=batch.rejected))

@@ -90,17 +90,30 @@ def _upsert(s: AsyncSession, table: Any) -> Any:
 
 
 async def claim_batches(s: AsyncSession, batches: Sequence[tuple[str, str, int]], *,
-                        received_at: datetime) -> set[tuple[str, str]]:
+                        received_at: datetime, hashes: Mapping[tuple[str, str], str | None] | None = None,
+                        ) -> set[tuple[str, str]]:
     """Record (agent id, batch id, readings) in the ledger, one statement; returns the ones recorded
     now. The others were delivered before (the one idempotency mechanism); a concurrent upload of
-    the same batch waits on the key and then finds it recorded."""
+    the same batch waits on the key and then finds it recorded. ``hashes``: each batch's content hash."""
     if not batches:
         return set()
+    hashes = hashes or {}
     stmt = (_upsert(s, _BATCHES).on_conflict_do_nothing()
             .returning(_BATCHES.c.agent_id, _BATCHES.c.batch_id))  # only the rows inserted now
-    result = await s.execute(stmt, [{"agent_id": a, "batch_id": b, "received_at": received_at, "count": n}
-                                    for a, b, n in batches])
+    result = await s.execute(stmt, [{"agent_id": a, "batch_id": b, "received_at": received_at, "count": n,
+                                     "content_hash": hashes.get((a, b))} for a, b, n in batches])
     return {(a, b) for a, b in result.tuples().all()}
+
+
+async def batch_hashes(s: AsyncSession, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
+    """The content hashes recorded for these (agent id, batch id) (None: recorded before 0021)."""
+    if not keys:
+        return {}
+    t = _BATCHES.c
+    rows = (await s.execute(select(t.agent_id, t.batch_id, t.content_hash).where(
+        _among(s, t.agent_id, {a for a, _ in keys}), _among(s, t.batch_id, {b for _, b in keys})))).tuples().all()
+    wanted = set(keys)
+    return {(a, b): h for a, b, h in rows if (a, b) in wanted}
 
 
 async def batch_known(s: AsyncSession, agent_id: str, batch_id: str) -> bool:

@@ -216,3 +216,18 @@ async def test_the_agent_seals_batches_under_the_message_limit_and_never_sends_o
             await ch.upload_readings("b-huge", huge, deadline_s=20)
     assert refused.value.permanent and "must be split" in refused.value.message
     assert await count_readings(channel.db) == 5
+
+
+async def test_a_batch_id_resent_with_different_content_is_refused_not_acknowledged_as_a_duplicate(
+    channel: Channel,
+) -> None:
+    r = reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0)
+    other = replace(r, id="other", taken_at=T0.replace(hour=9))
+    async with agent_channel(channel) as ch:
+        assert (await ch.upload_readings("b-same", [r], deadline_s=20)).stored == 1
+        assert (await ch.upload_readings("b-same", [r], deadline_s=20)).duplicate  # a true retry
+        with pytest.raises(BatchNotAccepted) as refused:
+            await ch.upload_readings("b-same", [other], deadline_s=20)
+    assert refused.value.permanent and "INVALID_ARGUMENT" in refused.value.message
+    assert "delivered before with different content" in refused.value.message
+    assert [x.id for x in await readings_for(channel.db, agent_ids=[channel.identity.agent_id])] == [r.id]

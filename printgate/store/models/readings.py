@@ -20,6 +20,7 @@ class ReadingBatchRow(Base):
     batch_id: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(UtcDateTime())
     count: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)  # SHA-256 hex (0021)
 
 
 class ReadingRow(Base):
