@@ -25,6 +25,7 @@ from agent.errors import BatchNotAccepted, CloudBusy
 from agent.readings_queue import ReadingsQueue, grpc_uploader
 from fleet.decode import DecodedBatch
 from printgate.domain import CounterValue, PrinterAlert, Reading, ReadingKind, SupplyLevel
+from printgate.store.db import Database
 from printgate.store.readings import count_readings, readings_for
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import convert
@@ -231,3 +232,24 @@ async def test_a_batch_id_resent_with_different_content_is_refused_not_acknowled
     assert refused.value.permanent and "INVALID_ARGUMENT" in refused.value.message
     assert "delivered before with different content" in refused.value.message
     assert [x.id for x in await readings_for(channel.db, agent_ids=[channel.identity.agent_id])] == [r.id]
+
+
+async def test_a_reading_id_stored_by_a_concurrent_batch_meanwhile_is_retried_not_an_error(
+    db: Database, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race of two batches with the same reading id: the other transaction commits it between
+    our check and our insert (``COPY`` on PostgreSQL raises asyncpg's own UniqueViolationError)."""
+    r = reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0)
+    assert await fleet.ingest.ingest_batch(db, "agt-1", "b-first", [r])
+    real = fleet.ingest.rows.known_reading_ids
+    calls = 0
+
+    async def raced(s: object, ids: Sequence[str]) -> set[str]:
+        nonlocal calls
+        calls += 1
+        return set() if calls == 1 else await real(s, ids)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fleet.ingest.rows, "known_reading_ids", raced)
+    result = await fleet.ingest.store_decoded(db, "agt-1", DecodedBatch("b-second", 2, [r]))
+    assert not result.duplicate and result.stored == 0 and calls == 2
+    assert await count_readings(db) == 1
