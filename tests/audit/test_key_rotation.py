@@ -173,3 +173,22 @@ def test_rotate_refuses_without_a_signing_key(tmp_path: Path) -> None:
     code, out = _cli("keys", "rotate", "audit", "--data-dir", str(tmp_path / "empty"),
                      "--database-url", f"sqlite+aiosqlite:///{tmp_path}/a.db")
     assert code == 2 and "audit-signing.key" in out, out
+
+
+def test_the_gateway_refuses_a_restored_retired_signing_key(database_url: str, tmp_path: Path) -> None:
+    from printgate.errors import ConfigError
+
+    data = tmp_path / "gw"
+    data.mkdir()
+    asyncio.run(migrate(database_url))
+    open_gateway_signer(data)
+    backup = (data / "audit-signing.key").read_bytes()
+    code, out = _cli("keys", "rotate", "audit", "--data-dir", str(data), "--database-url", database_url)
+    assert code == 0, out
+    (data / "audit-signing.key").write_bytes(backup)
+    try:
+        open_gateway_signer(data)
+    except ConfigError as exc:
+        assert "retired" in exc.message
+    else:
+        raise AssertionError("a retired signing key was accepted")
