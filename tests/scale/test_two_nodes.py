@@ -45,7 +45,7 @@ pytestmark = pytest.mark.postgres
 PRINTGATE = str(Path(sys.executable).with_name("printgate"))
 LEASE_S, RENEW_S = 3.0, 0.5
 # the keys every node must share until key sets land (docs/scale-out.md)
-SHARED = ("audit-signing.key", "audit-public.pem", "agent-ca", "relay_ssh_ca", "relay_ssh_ca.pub",
+SHARED = ("audit-signing.key", "audit-public.pem", "audit-keys.json", "agent-ca", "relay_ssh_ca", "relay_host_key",
           "dwa-ca", "vault-master.key")
 
 
