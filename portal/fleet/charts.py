@@ -32,6 +32,9 @@ def colour_of(name: str | None, n: int) -> str:
     return PALETTE[n % len(PALETTE)]
 
 
+LEGEND_CHAR_W = 6.6  # px per character of the 11 px legend text (wide glyphs included)
+
+
 def _num(v: float) -> str:
     return f"{v:.1f}"
 
@@ -46,9 +49,14 @@ def line_chart(
 ) -> Markup:
     """An SVG line chart of ``series`` over time, with axes, grid and legend."""
     left, right, top, bottom = 70, 16, 28, 46
-    legend_h = 18 * ((len(series) + 2) // 3)
-    total_h = height + legend_h
     plot_w, plot_h = width - left - right, height - top - bottom
+    # legend: as many columns (up to 3) as the longest label allows, never overlapping
+    longest = max((len(s.label) for s in series), default=0)
+    columns = max(1, min(3, int(plot_w // (16 + LEGEND_CHAR_W * longest + 12)) if longest else 3))
+    column_w = plot_w / columns
+    fits = max(4, int((column_w - 16 - 12) // LEGEND_CHAR_W))  # characters a column shows
+    legend_h = 18 * ((len(series) + columns - 1) // columns)
+    total_h = height + legend_h
     parts: list[Markup] = [
         Markup('<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{}" viewBox="0 0 {} {}" width="{}" '
                'height="{}" role="img" aria-label="{}">').format(chart_id, width, total_h, width, total_h, title),
@@ -83,8 +91,8 @@ def line_chart(
                                                      label=_tick_label(v) + y_unit))
     for i in range(4):  # time labels
         tick = t_lo + (t_hi - t_lo) * i / 3
-        parts.append(Markup('<text x="{}" y="{}" font-size="11" text-anchor="middle" fill="#57606a">{}</text>')
-                     .format(_num(left + plot_w * i / 3), top + plot_h + 18,
+        parts.append(Markup('<text x="{}" y="{}" font-size="11" text-anchor="{}" fill="#57606a">{}</text>')
+                     .format(_num(left + plot_w * i / 3), top + plot_h + 18, "end" if i == 3 else "middle",
                              datetime.fromtimestamp(tick, UTC).strftime("%d %b %H:%M")))
     parts.append(Markup('<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#57606a" stroke-width="1"/>')
                  .format(left, top + plot_h, left + plot_w, top + plot_h))
@@ -101,9 +109,10 @@ def line_chart(
                 x(when), y(v), colour,
                 f"{s.label}: {_tick_label(v)}{y_unit} at {when.strftime('%Y-%m-%d %H:%M')} UTC"))
         parts.append(Markup("</g>"))
-        lx, ly = left + (n % 3) * (plot_w / 3), height + 4 + 18 * (n // 3)
+        lx, ly = left + (n % columns) * column_w, height + 4 + 18 * (n // columns)
+        shown = s.label if len(s.label) <= fits else s.label[:fits - 1] + "…"
         parts.append(Markup('<rect x="{}" y="{}" width="12" height="12" fill="{}"/>'
-                            '<text x="{}" y="{}" font-size="11" fill="#24292f">{}</text>')
-                     .format(_num(lx), ly, colour, _num(lx + 16), ly + 10, s.label[:40]))
+                            '<text x="{}" y="{}" font-size="11" fill="#24292f" class="legend">{}<title>{}</title></text>')
+                     .format(_num(lx), ly, colour, _num(lx + 16), ly + 10, shown, s.label))
     parts.append(Markup("</svg>"))
     return Markup("").join(parts)
