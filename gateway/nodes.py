@@ -113,7 +113,10 @@ class NodeLease(Service):
                 await nodes.register(s, self.node_id, host=socket.gethostname(), pid=os.getpid(),
                                      incarnation=self.incarnation, addresses=self._addresses,
                                      lease=self._lease, now=now)
-        await self.reconcile_streams()
+        try:
+            await self.reconcile_streams()
+        except Exception as exc:  # a bookkeeping failure must not stop the taking-over below
+            log.warning("node.streams_not_reconciled", node=self.node_id, error=str(exc))
         await self._take_over()
 
     async def reconcile_streams(self) -> None:
