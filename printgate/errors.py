@@ -33,6 +33,7 @@ VAULT_FAILED = "vault_failed"
 CREDENTIAL_INVALID = "credential_invalid"
 SESSION_REASON_INVALID = "session_reason_invalid"
 CUSTOMER_NAME_TAKEN = "customer_name_taken"
+DATABASE_UNREACHABLE = "database_unreachable"
 
 
 class PrintgateError(Exception):
@@ -52,6 +53,12 @@ class PrintgateError(Exception):
 
 class ConfigError(PrintgateError):
     code = CONFIG_INVALID
+
+
+class DatabaseUnreachable(PrintgateError):
+    """The database did not answer within the start-up wait (``database_start_wait_seconds``)."""
+
+    code = DATABASE_UNREACHABLE
 
 
 class NotFound(PrintgateError):

@@ -15,6 +15,8 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
     # asyncssh logs three info lines per accepted TCP connection: a connection flood on the relay
     # would flood the log too (the relay logs its refusals once per source and window itself)
     logging.getLogger("asyncssh").setLevel(max(numeric, logging.WARNING))
+    # alembic says "setup plugin alembic.autogenerate.…" (7 lines) at every start: noise, not news
+    logging.getLogger("alembic.runtime.plugins").setLevel(max(numeric, logging.WARNING))
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     )

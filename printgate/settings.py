@@ -231,6 +231,8 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite+aiosqlite:///var/printgate.db"
+    # `serve` waits this long for a server database at start-up (back-off, one line per attempt)
+    database_start_wait_seconds: float = Field(default=120.0, ge=0)
     log_level: str = "info"
     log_json: bool = True
     portal: PortalSettings = Field(default_factory=PortalSettings)

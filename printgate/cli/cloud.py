@@ -58,7 +58,7 @@ from printgate.errors import ConfigError
 from printgate.lifecycle import Service
 from printgate.logs import get_logger
 from printgate.settings import Settings
-from printgate.store.db import Database, migrate
+from printgate.store.db import Database, migrate, wait_for_database
 from printgate.store.nodes import NodeAddresses
 from printgate.supervisor import Supervisor
 from printgate.vault import CredentialVault, FileKms
@@ -90,6 +90,8 @@ class Cloud(Service):
     async def _start(self) -> None:
         gw = self.settings.gateway
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # PostgreSQL not up yet (a host booting): wait with back-off, one line per attempt, no traceback
+        await wait_for_database(self.settings.database_url, max_wait_s=self.settings.database_start_wait_seconds)
         await migrate(self.settings.database_url)
         self.db = Database(self.settings.database_url)
         self._stack.push_async_callback(self.db.aclose)

@@ -30,6 +30,9 @@ def serve(
         asyncio.run(_run(settings))
     except KeyboardInterrupt:
         pass
+    except PrintgateError as exc:  # e.g. the database did not answer within database_start_wait_seconds
+        typer.echo(f"printgate serve: {exc.message}", err=True)
+        raise typer.Exit(2) from None
 
 
 async def _run(settings: object) -> None:

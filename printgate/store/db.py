@@ -192,6 +192,64 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+START_RETRY_FIRST_S = 1.0
+START_RETRY_MAX_S = 10.0
+
+
+def database_address(url: str) -> str:
+    """``host:port`` of a server database (for messages; never the password)."""
+    parsed = make_url(url)
+    return f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+
+
+async def _ping(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        async with asyncio.timeout(PG_CONNECT_TIMEOUT_S + 5), engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    finally:
+        await engine.dispose()
+
+
+async def wait_for_database(url: str, *, max_wait_s: float, clock: Callable[[], float] | None = None) -> None:
+    """At start-up, before the migration: wait for a server database to answer, with back-off
+    (1 s doubling to 10 s) and one warning line per failed attempt; ``DatabaseUnreachable`` (one
+    line, no traceback) after ``max_wait_s``. A SQLite file needs no waiting; an error that is not
+    an outage (bad password, no such database) is raised at once."""
+    from printgate.errors import DatabaseUnreachable
+    from printgate.store.outage import is_database_outage
+
+    if make_url(sqlite_options(url)[0]).get_backend_name() == "sqlite":
+        return
+    now = clock or asyncio.get_running_loop().time
+    where = database_address(url)
+    deadline = now() + max_wait_s
+    delay, attempt = START_RETRY_FIRST_S, 0
+    while True:
+        attempt += 1
+        try:
+            await _ping(url)
+        except Exception as exc:
+            if not is_database_outage(exc):
+                raise
+            reason = (str(getattr(exc, "orig", None) or exc) or type(exc).__name__).splitlines()[0][:300]
+            left = deadline - now()
+            if left <= 0:
+                raise DatabaseUnreachable(
+                    f"database unreachable at {where}: {reason}; gave up after {max_wait_s:g}s and "
+                    f"{attempt} attempts (start the database or fix database_url; "
+                    "database_start_wait_seconds sets how long to wait)") from None
+            wait = min(delay, left)
+            log.warning("db.unreachable_at_start", message=f"database unreachable at {where}: {reason}; "
+                        f"retrying in {round(wait, 1):g}s", attempt=attempt, retry_in_s=round(wait, 1))
+            await asyncio.sleep(wait)
+            delay = min(delay * 2, START_RETRY_MAX_S)
+        else:
+            if attempt > 1:
+                log.info("db.reachable", at=where, attempts=attempt)
+            return
+
+
 def migrate_sync(url: str) -> None:
     """Upgrade the database at ``url`` to the newest schema (all branches)."""
     command.upgrade(alembic_config(url), "heads")
