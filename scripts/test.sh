@@ -8,7 +8,7 @@ scripts/bootstrap.sh
 .venv/bin/mypy
 .venv/bin/lint-imports --no-cache
 set +e
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=40 "$@"
 rc=$?
 set -e
 if [ $rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi
