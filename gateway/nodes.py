@@ -123,10 +123,10 @@ class NodeLease(Service):
         online = self._online_agents()
         async with self._db.transaction() as s:
             recorded = await nodes.streams_of(s, self.node_id)
-            for agent_id in sorted(online - recorded):
-                await nodes.stream_opened(s, agent_id, self.node_id, self._clock())
-            for agent_id in sorted(recorded - online):
-                await nodes.stream_closed(s, agent_id, self.node_id)
+            if online - recorded:
+                await nodes.streams_opened(s, sorted(online - recorded), self.node_id, self._clock())
+            if recorded - online:
+                await nodes.streams_closed(s, sorted(recorded - online), self.node_id)
 
     async def presence(self, agent_id: str, online: bool) -> None:
         """Hub presence listener: record at once which node holds the agent's stream."""

@@ -9,10 +9,13 @@ expired); SQLite serialises writers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from printgate.store.models.nodes import AgentStreamRow, GatewayNodeRow
@@ -127,17 +130,31 @@ async def claim_expired(s: AsyncSession, *, by: str, now: datetime) -> list[Node
 
 async def stream_opened(s: AsyncSession, agent_id: str, node_id: str, now: datetime) -> None:
     """``node_id`` holds ``agent_id``'s command stream now (the agent's newest connection wins)."""
-    row = await s.get(AgentStreamRow, agent_id, with_for_update=True)
-    if row is None:
-        s.add(AgentStreamRow(agent_id=agent_id, node_id=node_id, since=now))
-    else:
-        row.node_id, row.since = node_id, now
+    await streams_opened(s, [agent_id], node_id, now)
+
+
+async def streams_opened(s: AsyncSession, agent_ids: Sequence[str], node_id: str, now: datetime) -> None:
+    """Many at once: one ``INSERT … ON CONFLICT (agent_id) DO UPDATE`` per 1,000 agents, so a
+    presence event and a renewal's reconcile racing for the same agent never collide."""
+    dialect = s.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    for i in range(0, len(agent_ids), 1000):
+        rows = [{"agent_id": a, "node_id": node_id, "since": now} for a in agent_ids[i:i + 1000]]
+        stmt = insert(AgentStreamRow).values(rows)
+        await s.execute(stmt.on_conflict_do_update(
+            index_elements=[AgentStreamRow.agent_id],
+            set_={"node_id": stmt.excluded.node_id, "since": stmt.excluded.since}))
 
 
 async def stream_closed(s: AsyncSession, agent_id: str, node_id: str) -> None:
     """The stream on ``node_id`` ended (a newer one on another node is left alone)."""
-    await s.execute(delete(AgentStreamRow).where(AgentStreamRow.agent_id == agent_id,
-                                                 AgentStreamRow.node_id == node_id))
+    await streams_closed(s, [agent_id], node_id)
+
+
+async def streams_closed(s: AsyncSession, agent_ids: Sequence[str], node_id: str) -> None:
+    for i in range(0, len(agent_ids), 1000):
+        await s.execute(delete(AgentStreamRow).where(AgentStreamRow.agent_id.in_(list(agent_ids[i:i + 1000])),
+                                                     AgentStreamRow.node_id == node_id))
 
 
 async def streams_of(s: AsyncSession, node_id: str) -> set[str]:

@@ -99,3 +99,35 @@ async def test_two_nodes_racing_for_an_expired_node_take_it_over_once(tmp_path: 
         async with db.session() as s:
             node = await nodes.get_node(s, "dead")
         assert node is not None and node.taken_over_by == "n1"
+
+
+@pytest.mark.postgres
+async def test_two_transactions_recording_the_same_agents_stream_do_not_collide(tmp_path: object) -> None:
+    """A presence event and a renewal's reconcile (or two nodes) recording one agent at once:
+    the later one wins, neither fails on the primary key."""
+    async with fresh_database("postgresql", tmp_path) as db:  # type: ignore[arg-type]
+        await Tenancy().chain(dealer="d1", customer="c1", site="s1", agent="a1").save(db)
+        await _register(db, "n1", "i1")
+        await _register(db, "n2", "i2")
+        first_wrote = asyncio.Event()
+        release = asyncio.Event()
+
+        async def first() -> None:
+            async with db.transaction() as s:
+                await nodes.stream_opened(s, "a1", "n1", T0)
+                await s.flush()
+                first_wrote.set()
+                await release.wait()
+
+        async def second() -> None:
+            async with db.transaction() as s:
+                await nodes.streams_opened(s, ["a1"], "n2", T0 + timedelta(seconds=1))
+
+        one = asyncio.create_task(first())
+        await first_wrote.wait()
+        two = asyncio.create_task(second())
+        await asyncio.sleep(0.3)  # the second waits on the first's uncommitted row
+        release.set()
+        await asyncio.wait_for(asyncio.gather(one, two), 10)
+        async with db.session() as s:
+            assert await nodes.stream_node(s, "a1") == "n2"
