@@ -1,7 +1,8 @@
 """Supervision of long-running tasks: restart with back-off, remember why, expose the state.
 
 Every loop of the agent and the cloud runs under a ``Supervisor``: a loop that
-raises is logged once with its error, restarted after an exponential back-off
+raises is logged with its error (the traceback once per distinct error, then one
+short line per restart with the count; a database outage always one short line), restarted after an exponential back-off
 (reset once it ran well for a while), and its ``TaskHealth`` says so; a loop
 that returns when it should not is restarted the same way. Nothing dies
 silently. ``health()`` feeds ``agent status``, the heartbeat and the metrics.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -68,6 +70,7 @@ class _Supervised:
         self.run = run
         self.health = TaskHealth(name, "starting")
         self.task: asyncio.Task[None] | None = None
+        self.seen: dict[str, int] = {}  # error signature -> times (its traceback logged the first time)
 
 
 class Supervisor(Service):
@@ -146,20 +149,68 @@ class Supervisor(Service):
                 raise
             except Exception as exc:  # the point of a supervisor: any failure is recorded and restarted
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                log.error("task.failed", supervisor=self.name, task=entry.name, error=error,
-                          exc_info=exc)
+                failures = 1 if time.monotonic() - began >= self._backoff.stable else failures + 1
+                self._log_failure(entry, exc, error, self._backoff.delay(failures))
             else:
-                log.error("task.ended", supervisor=self.name, task=entry.name)
-            failures = 1 if time.monotonic() - began >= self._backoff.stable else failures + 1
+                failures = 1 if time.monotonic() - began >= self._backoff.stable else failures + 1
+                log.error("task.ended", supervisor=self.name, task=entry.name,
+                          in_seconds=self._backoff.delay(failures), restarts=entry.health.restarts + 1)
             delay = self._backoff.delay(failures)
             entry.health = TaskHealth(entry.name, "backoff", entry.health.restarts + 1, error[:500],
                                       datetime.now(UTC))
             metrics.TASK_RESTARTS.labels(self.name, entry.name).inc()
             if self._on_restart is not None:
                 self._on_restart(entry.name, error)
-            log.info("task.restarting", supervisor=self.name, task=entry.name, in_seconds=delay,
-                     restarts=entry.health.restarts)
+            log.debug("task.restarting", supervisor=self.name, task=entry.name, in_seconds=delay,
+                      restarts=entry.health.restarts)
             await asyncio.sleep(delay)
+
+    def _log_failure(self, entry: _Supervised, exc: Exception, error: str, delay: float) -> None:
+        """One line per restart; the traceback only the first time this error (type and place) is
+        seen in this task; a database outage never gets one (it is not a bug, and a DB outage
+        restarts every task that touches the database every few seconds)."""
+        short = {"supervisor": self.name, "task": entry.name, "error": error[:300],
+                 "restarts": entry.health.restarts + 1, "in_seconds": delay}
+        if _database_outage(exc):
+            log.error("task.failed", **short, database_outage=True)
+            return
+        key = _signature(exc)
+        times = entry.seen.get(key, 0) + 1
+        if times == 1 and len(entry.seen) >= MAX_DISTINCT_ERRORS:
+            entry.seen.pop(next(iter(entry.seen)))
+        entry.seen[key] = times
+        if times == 1:
+            log.error("task.failed", **short, exc_info=exc)
+        else:
+            log.error("task.failed", **short, times=times, traceback="logged at its first occurrence")
+
+
+MAX_DISTINCT_ERRORS = 32  # per task: signatures remembered (the oldest forgotten first)
+_DB_MODULES = ("sqlalchemy", "asyncpg", "aiosqlite")
+
+
+def _signature(exc: BaseException) -> str:
+    """The type and the innermost place of an error: the same bug again, whatever its message."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    return f"{type(exc).__module__}.{type(exc).__qualname__}@{where}"
+
+
+def _database_outage(exc: BaseException) -> bool:
+    """The database is unreachable (not a bug): a driver's connection error, or an OS error or
+    time-out raised from inside the database driver (asyncpg's refused connect is a bare OSError)."""
+    if type(exc).__module__.startswith(_DB_MODULES):
+        # loaded only where a database is used (the agent never needs it)
+        from printgate.store.outage import is_database_outage
+
+        return is_database_outage(exc)
+    if isinstance(exc, OSError | TimeoutError):
+        tb = exc.__traceback__
+        while tb is not None:
+            if str(tb.tb_frame.f_globals.get("__name__", "")).startswith(_DB_MODULES):
+                return True
+            tb = tb.tb_next
+    return False
 
 
 def _with(h: TaskHealth, *, state: TaskState) -> TaskHealth:
