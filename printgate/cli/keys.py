@@ -1,4 +1,4 @@
-"""`printgate keys ...`: list the gateway's keys, rotate the audit signing key.
+"""`printgate keys ...`: list the gateway's keys, rotate the audit signing key and the agent CA.
 
 The audit signing key lives in ``<data_dir>/audit-signing.key`` (0600) and every
 public key it ever had in ``<data_dir>/audit-keys.json`` (the key set given to
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from audit.checkpoint import Signer
 
 app = typer.Typer(no_args_is_help=True, help="list and rotate the gateway's keys")
-rotate_app = typer.Typer(no_args_is_help=True, help="rotate a key (audit)")
+rotate_app = typer.Typer(no_args_is_help=True, help="rotate a key (audit, agent-ca)")
 app.add_typer(rotate_app, name="rotate")
 
 ConfigOpt = typer.Option(None, help="TOML settings file")
@@ -118,6 +118,45 @@ def rotate_audit(
                f"`printgate audit verify --key-set {set_path}`); witnesses pin the new key from {ddir / PUBLIC_KEY_FILE}")
 
 
+@rotate_app.command("agent-ca")
+def rotate_agent_ca_command(
+    actor: str = typer.Option("cli", help="who rotates (recorded in the audit log)"),
+    config: Path | None = ConfigOpt, data_dir: Path | None = DataDirOpt, database_url: str | None = DbOpt,
+) -> None:
+    """New agent CA; the old one stays trusted until it expires and cross-signs the new one.
+
+    Restart the gateway (every node) afterwards: it then issues server and agent
+    certificates from the new CA. Enrolled agents keep working (they verify the
+    gateway through the cross certificate) and get certificates of the new CA at
+    their next renewal.
+    """
+    from audit.log import AuditLog
+    from gateway.channel.ca import rotate_agent_ca
+    from printgate.cli.schema_guard import schema_database
+    from printgate.domain import AuditEventIn, event_types
+    from printgate.errors import PrintgateError
+
+    settings = Settings.load(config)
+    ca_dir = (data_dir or settings.gateway.data_dir) / "agent-ca"
+
+    async def run() -> tuple[str, str]:
+        async with schema_database(database_url or settings.database_url) as db:
+            old_id, new_id = rotate_agent_ca(ca_dir)
+            await AuditLog(db, None).append(AuditEventIn(
+                type=event_types.KEYS_ROTATED, actor=actor,
+                details={"use": "agent-ca", "old_key_id": old_id, "new_key_id": new_id},
+            ))
+            return old_id, new_id
+
+    try:
+        old_id, new_id = asyncio.run(run())
+    except PrintgateError as exc:
+        typer.echo(f"cannot rotate: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"agent CA rotated: new CA {new_id} ({ca_dir}/agent-ca.crt); the old CA {old_id} stays trusted "
+               f"until it expires ({ca_dir}/previous/); restart the gateway (every node) to issue from the new CA")
+
+
 def _cert_rows(path: Path, use: str) -> list[tuple[str, str, str, str]]:
     """One row per certificate in a PEM file (id: first 16 hex of its SHA-256 fingerprint)."""
     from cryptography import x509
@@ -164,11 +203,13 @@ def list_keys(config: Path | None = ConfigOpt, data_dir: Path | None = DataDirOp
     except ConfigError as exc:
         typer.echo(f"cannot read the audit keys: {exc.message}", err=True)
         raise typer.Exit(2) from exc
-    rows += _cert_rows(ddir / "agent-ca" / "agent-ca.crt", "agent-ca")
+    rows += _cert_rows(ddir / "agent-ca" / "agent-ca.crt", "agent-ca (issuing)")
+    for old in sorted((ddir / "agent-ca" / "previous").glob("*.crt")):
+        rows += _cert_rows(old, "agent-ca (verify only)")
     rows += _ssh_rows(ddir / "relay_ssh_ca", "relay-ssh-ca")
     if not rows:
         typer.echo(f"no keys in {ddir} (the gateway creates them on first start)", err=True)
         raise typer.Exit(2)
-    typer.echo(f"{'KEY ID':<16}  {'USE':<20}  {'VALID (not_before .. not_after)':<58}  FILE")
+    typer.echo(f"{'KEY ID':<16}  {'USE':<24}  {'VALID (not_before .. not_after)':<58}  FILE")
     for kid, use, validity, where in rows:
-        typer.echo(f"{kid:<16}  {use:<20}  {validity:<58}  {where}")
+        typer.echo(f"{kid:<16}  {use:<24}  {validity:<58}  {where}")

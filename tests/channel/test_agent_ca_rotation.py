@@ -112,3 +112,37 @@ async def test_without_the_cross_certificate_an_old_agent_is_cut_off(tmp_path: P
                 raise AssertionError("an agent that trusts only the old CA verified the new CA's server")
             finally:
                 await ch.aclose()
+
+
+def test_keys_rotate_agent_ca_is_audited_and_listed(database_url: str, tmp_path: Path) -> None:
+    import asyncio
+    import json
+
+    from typer.testing import CliRunner
+
+    from printgate.cli import build_app
+    from printgate.domain import event_types
+    from printgate.store import audit as audit_store
+    from printgate.store.db import migrate
+
+    asyncio.run(migrate(database_url))
+    old_id = AgentCA.load_or_create(tmp_path / "gw" / "agent-ca").ids()[0]
+    runner = CliRunner()
+    res = runner.invoke(build_app(), ["keys", "rotate", "agent-ca", "--data-dir", str(tmp_path / "gw"),
+                                      "--database-url", database_url])
+    assert res.exit_code == 0, res.output
+    ca = AgentCA.load_or_create(tmp_path / "gw" / "agent-ca")
+    new_id = ca.ids()[0]
+    assert ca.ids() == [new_id, old_id] and ca.cross is not None
+
+    async def rotated() -> dict[str, object]:
+        async with Database(database_url) as db:
+            recs = [r for b in [b async for b in audit_store.iter_records(db)] for r in b]
+        return next(json.loads(r.entry)["details"] for r in recs
+                    if r.entry and event_types.KEYS_ROTATED in r.entry)
+
+    assert asyncio.run(rotated()) == {"use": "agent-ca", "old_key_id": old_id, "new_key_id": new_id}
+    res = runner.invoke(build_app(), ["keys", "list", "--data-dir", str(tmp_path / "gw")])
+    assert res.exit_code == 0, res.output
+    assert any(new_id in ln and "issuing" in ln for ln in res.output.splitlines()), res.output
+    assert any(old_id in ln and "verify only" in ln for ln in res.output.splitlines()), res.output
