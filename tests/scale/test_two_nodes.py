@@ -173,8 +173,9 @@ async def test_nodes_reap_only_their_own_and_expired_nodes_sessions(tmp_path: Pa
             async def own_leftover_reaped() -> bool:
                 return (await _session(db, "s-left-by-node-2")).state is DwaState.CLOSED
             await _wait("node 2 ends its own leftover", own_leftover_reaped, two, two_log)
-            await asyncio.sleep(2 * RENEW_S)
+            await asyncio.sleep(LEASE_S + RENEW_S)  # longer than a lease: node 1 renews, node 2 leaves it
             assert (await _session(db, "s-of-node-1")).state is DwaState.ACTIVE  # node 1's: left alone
+            assert await _state(db, "node-1") == nodes.ACTIVE
 
             started = time.monotonic()
             os.killpg(one.pid, signal.SIGKILL)
@@ -184,6 +185,7 @@ async def test_nodes_reap_only_their_own_and_expired_nodes_sessions(tmp_path: Pa
                 return (await _session(db, "s-of-node-1")).state is DwaState.CLOSED
             await _wait("node 2 takes node 1 over", taken_over, two, two_log, timeout=LEASE_S + 20)
             took = time.monotonic() - started
+            print(f"node 1 taken over {took:.1f} s after kill -9 (lease {LEASE_S} s, renewal {RENEW_S} s)")
             assert took >= LEASE_S - 1.5, took  # not before node 1's lease could have run out
             ended = await _session(db, "s-of-node-1")
             assert "gateway node lost" in ended.history[-1].reason
