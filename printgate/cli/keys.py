@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,9 +55,12 @@ def _write_private_atomic(signer: Signer, path: Path) -> None:
 @rotate_app.command("audit")
 def rotate_audit(
     actor: str = typer.Option("cli", help="who rotates (recorded in the audit log)"),
+    overlap_seconds: float = typer.Option(0.0, min=0.0, max=86400.0,
+                                          help="the old key stays valid this long after the rotation: time to "
+                                          "copy the new key to nodes that do not share this data directory"),
     config: Path | None = ConfigOpt, data_dir: Path | None = DataDirOpt, database_url: str | None = DbOpt,
 ) -> None:
-    """New audit signing key; the old public key stays in the key set, valid until now.
+    """New audit signing key; the old public key stays in the key set, valid until now (+ --overlap-seconds).
 
     Signs a last checkpoint with the old key, swaps the key file (the running
     gateway signs with the new key from its next checkpoint on), records
@@ -96,7 +99,7 @@ def rotate_audit(
             since = datetime.now(UTC)
             keys.with_entry(KeyEntry(new.verifier(), not_before=since)).save(set_path)
             _write_private_atomic(new, key_path)
-            until = datetime.now(UTC)
+            until = datetime.now(UTC) + timedelta(seconds=overlap_seconds)
             keys.with_entry(KeyEntry(new.verifier(), not_before=since)).retire(old.key_id, until).save(set_path)
             (ddir / PUBLIC_KEY_FILE).write_text(new.public_key_pem())
             after = AuditLog(db, FileSigner(key_path))

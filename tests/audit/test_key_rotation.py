@@ -99,7 +99,8 @@ def test_a_retired_key_signing_later_is_refused(database_url: str, tmp_path: Pat
     running = open_gateway_signer(data)
     stolen = Signer.load(data / "audit-signing.key")  # a copy of the key taken before the rotation
     asyncio.run(_write(database_url, running, 4))
-    code, out = _cli("keys", "rotate", "audit", "--data-dir", str(data), "--database-url", database_url)
+    code, out = _cli("keys", "rotate", "audit", "--data-dir", str(data), "--database-url", database_url,
+                     "--overlap-seconds", "0")
     assert code == 0, out
     asyncio.run(_write(database_url, stolen, 3))  # signed now, after the key was retired
 
@@ -192,3 +193,19 @@ def test_the_gateway_refuses_a_restored_retired_signing_key(database_url: str, t
         assert "retired" in exc.message
     else:
         raise AssertionError("a retired signing key was accepted")
+
+
+def test_overlap_lets_a_node_not_yet_given_the_new_key_sign(database_url: str, tmp_path: Path) -> None:
+    """Nodes with their own copy of the key files: the old key signs for --overlap-seconds more."""
+    data = tmp_path / "gw"
+    data.mkdir()
+    asyncio.run(migrate(database_url))
+    running = open_gateway_signer(data)
+    other_node = Signer.load(data / "audit-signing.key")  # node 2's copy, not yet replaced
+    asyncio.run(_write(database_url, running, 4))
+    code, out = _cli("keys", "rotate", "audit", "--data-dir", str(data), "--database-url", database_url,
+                     "--overlap-seconds", "600")
+    assert code == 0, out
+    asyncio.run(_write(database_url, other_node, 3))
+    code, out = _cli("audit", "verify", "--key-set", str(data / KEY_SET_FILE), "--database-url", database_url)
+    assert code == 0, out
