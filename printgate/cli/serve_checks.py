@@ -5,6 +5,10 @@
   with ``secret_key_file`` set and no key given, the key is read from that file,
   made (random, 0600, in a directory made 0700) on the first start; an existing
   file that group or others may read is refused with the chmod to run;
+- any of the cloud's private keys already made (agent CA and command-signing keys,
+  the audit signing key, the vault master key, the session CA key, the relay CA
+  and host keys) that group or others may read, with the chmod to run and what to
+  do if it may have been read;
 - a listening port the cloud needs that something else holds (e.g. ``relay_port = 22``
   while the host's sshd listens there) or that two settings share.
 """
@@ -50,13 +54,43 @@ def resolve_secret_key(portal: PortalSettings) -> PortalSettings:
     return portal
 
 
-def refuse_exposed_secret(path: Path, what: str) -> None:
-    """``ConfigError`` when the secret file ``path`` may be read (or written) by group or others."""
+REMAKE = "if others may have read it, make a new one (delete it: a new random one is made)"
+
+
+def refuse_exposed_secret(path: Path, what: str, *, if_read: str = REMAKE) -> None:
+    """``ConfigError`` when the secret file ``path`` may be read (or written) by group or others;
+    ``if_read`` says what to do if someone may have read it already."""
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(f"{what} {path} is open to other users (mode {mode:04o}): run `chmod 600 {path}` "
-                          f"(and `chmod 700 {path.parent}`) as its owner, then start again; if others may "
-                          "have read it, make a new one (delete it: a new random one is made)")
+                          f"(and `chmod 700 {path.parent}`) as its owner, then start again; {if_read}")
+
+
+def gateway_private_keys(settings: Settings) -> list[tuple[Path, str, str]]:
+    """(path, what, if someone read it) of every private key the cloud keeps in files."""
+    gw = settings.gateway
+    data = gw.data_dir
+    remake_ssh = ("if others may have read it, delete it: a new one is made at the next start (open sessions "
+                  "end; new sessions get certificates from the new key)")
+    return [
+        (data / "agent-ca" / "agent-ca.key", "the gateway's private key", REMAKE),
+        (data / "agent-ca" / "command-signing.key", "the gateway's private key", REMAKE),
+        (data / "audit-signing.key", "the audit signing key",
+         "if others may have read it, records signed with it can be forged: move it aside (keep "
+         "audit-public.pem to verify the old checkpoints), start again for a new key, and tell your auditors"),
+        (gw.vault_master_key_path, "the vault master key",
+         "if others may have read it, every stored printer password is exposed: rotate those passwords "
+         "(do NOT delete the key: the vault could not be opened without it)"),
+        (data / "dwa-ca" / "mitmproxy-ca.pem", "the session CA key",
+         "if others may have read it, delete the dwa-ca directory (a new CA is made) and have browsers "
+         "trust the new CA certificate"),
+        (data / "dwa-ca" / "mitmproxy-ca.p12", "the session CA key",
+         "if others may have read it, delete the dwa-ca directory (a new CA is made) and have browsers "
+         "trust the new CA certificate"),
+        (data / "relay_ssh_ca", "the relay CA key", remake_ssh),
+        (data / "relay_host_key", "the relay host key",
+         "if others may have read it, delete it: a new one is made at the next start"),
+    ]
 
 
 def _make_private_dir(directory: Path) -> None:
@@ -130,10 +164,9 @@ def checked_for_serving(settings: Settings) -> Settings:
     """``settings`` ready for ``serve`` (secret key resolved), or ``ConfigError`` with what to set."""
     check_database_host(settings.database_url)  # first: the other checks may create files
     settings = settings.model_copy(update={"portal": resolve_secret_key(settings.portal)})
-    for name in ("agent-ca.key", "command-signing.key"):  # the gateway's own private keys, if made before
-        key = settings.gateway.data_dir / "agent-ca" / name
+    for key, what, if_read in gateway_private_keys(settings):  # the cloud's own private keys, if made before
         if key.exists():
-            refuse_exposed_secret(key, "the gateway's private key")
+            refuse_exposed_secret(key, what, if_read=if_read)
     check_ports(settings)
     return settings
 

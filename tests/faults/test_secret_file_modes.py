@@ -4,6 +4,7 @@ which chmod to run, and leaves the file as it was."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import subprocess
@@ -70,3 +71,41 @@ def test_serve_refuses_a_gateway_private_key_others_may_read(tmp_path: Path) -> 
     assert f"chmod 600 {ca_dir / 'agent-ca.key'}" in done.stderr, done.stderr[-2000:]
     with pytest.raises(ConfigError, match="open to other users"):  # and the CA itself refuses to load it
         AgentCA.load_or_create(ca_dir)
+
+
+def _make_every_key(tmp: Path) -> dict[str, Path]:
+    """The cloud's private keys as its own code makes them (each private at first)."""
+    from audit.checkpoint import Signer
+    from gateway.proxy.public_tls import ensure_own_ca
+    from gateway.relay.ssh_ca import load_or_create_key
+    from printgate.vault.kms import FileKms
+
+    gw = tmp / "gw"
+    gw.mkdir(mode=0o700)
+    Signer.generate().save(gw / "audit-signing.key")
+    vault_key = gw / "vault-master.key"
+    asyncio.run(FileKms(vault_key).key_id())
+    ensure_own_ca(gw / "dwa-ca")
+    load_or_create_key(gw / "relay_ssh_ca")
+    load_or_create_key(gw / "relay_host_key")
+    return {"the audit signing key": gw / "audit-signing.key", "the vault master key": vault_key,
+            "the session CA key": gw / "dwa-ca" / "mitmproxy-ca.pem",
+            "the relay CA key": gw / "relay_ssh_ca", "the relay host key": gw / "relay_host_key"}
+
+
+@pytest.mark.parametrize("what", ["the audit signing key", "the vault master key", "the session CA key",
+                                  "the relay CA key", "the relay host key"])
+def test_serve_refuses_a_cloud_key_others_may_read(tmp_path: Path, what: str) -> None:
+    keys = _make_every_key(tmp_path)
+    for path in keys.values():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    exposed = keys[what]
+    before = exposed.read_bytes()
+    exposed.chmod(0o640)
+    done = _serve(_config(tmp_path, tmp_path / "secret_key"))
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"{what} {exposed} is open to other users (mode 0640)" in done.stderr, done.stderr[-2000:]
+    assert f"chmod 600 {exposed}" in done.stderr and "Traceback" not in done.stderr
+    assert stat.S_IMODE(exposed.stat().st_mode) == 0o640 and exposed.read_bytes() == before  # left as it was
+    if what == "the vault master key":  # never "delete it": the vault cannot be opened without it
+        assert "do NOT delete the key" in done.stderr
