@@ -159,6 +159,19 @@ def _prepare_dir(data_dir: Path) -> None:
 PENDING_KEY = "agent.key.pending"
 
 
+def _refuse_if_enrolled(data_dir: Path) -> None:
+    if not (data_dir / "identity.json").is_file():
+        return
+    try:
+        agent = EnrolledIdentity.load(data_dir).agent_id
+    except (OSError, ValueError, TypeError, KeyError):
+        agent = "(unreadable identity.json)"
+    files = ", ".join(str(data_dir / n) for n in ("identity.json", "agent.key", "agent.crt", "ca.crt"))
+    raise EnrolmentFailed(
+        f"already enrolled as agent {agent} (certificate in {data_dir / 'agent.crt'}); to enrol again, "
+        f"stop the agent and remove {files} (or enrol into another --data-dir)")
+
+
 def _pending_key(data_dir: Path) -> ec.EllipticCurvePrivateKey:
     """The key of an unfinished enrolment if there is one, else a new key saved as pending
     (0600, fsynced) before anything is sent."""
@@ -187,7 +200,9 @@ def _store_files(data_dir: Path, private_pem: bytes, resp: pb.EnrollResponse) ->
 
 async def enroll(grpc_target: str, token: str, data_dir: Path, *, ca_cert_pem: bytes | None,
                  http_proxy: str | None = None, timeout: float = 15.0) -> EnrolledIdentity:
-    """Enrol this host with the gateway at ``grpc_target`` (its enrolment port)."""
+    """Enrol this host with the gateway at ``grpc_target`` (its enrolment port); an agent already
+    enrolled in ``data_dir`` is refused before anything is written or sent."""
+    _refuse_if_enrolled(data_dir)
     await asyncio.to_thread(_prepare_dir, data_dir)
     key = await asyncio.to_thread(_pending_key, data_dir)
     hostname = socket.gethostname()
