@@ -604,6 +604,21 @@ class DwaBroker(Service):
         await self._audit_stale(ended, NODE_LOST_REASON, taken_over=[n.id for n in dead])
         return [n.id for n in dead]
 
+    async def end_sessions_ended_elsewhere(self) -> list[str]:
+        """This node lost its lease while alive (database unreachable, process paused) and another
+        node took it over, ending its sessions in the store: end them here too (relay, firewall,
+        route, agent's tunnel), so nothing the store says is closed stays reachable. The ids."""
+        live = list(self._live)
+        if not live:
+            return []
+        async with self._db.session() as s:
+            gone = [sid for sid in live
+                    if (stored := await sessions.load_session(s, sid)) is None or stored.state.is_final]
+        for sid in gone:
+            await self.close_session(SessionId(sid), reason=NODE_LOST_REASON + " (this node was taken over)",
+                                     actor="system")
+        return gone
+
     async def _end_stale(self, s: Any, sid: str, now: datetime, reason: str) -> tuple[DwaSession, DwaState, str | None]:
         stale = await sessions.load_session(s, sid)
         assert stale is not None  # listed live in this transaction

@@ -35,6 +35,7 @@ class NodeLease(Service):
     def __init__(self, db: Database, node_id: str, addresses: nodes.NodeAddresses, *,
                  lease_s: float, renew_s: float, take_over: TakeOver,
                  online_agents: Callable[[], set[str]] = set, supervisor: Supervisor | None = None,
+                 on_lease_lost: TakeOver | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.node_id = node_id
         self.incarnation = secrets.token_hex(8)
@@ -43,6 +44,7 @@ class NodeLease(Service):
         self._lease = timedelta(seconds=lease_s)
         self._renew_s = renew_s
         self._take_over = take_over
+        self._on_lease_lost = on_lease_lost  # the broker ends what the taker ended in the store
         self._online_agents = online_agents
         self._supervisor = supervisor
         self._clock = clock
@@ -113,6 +115,9 @@ class NodeLease(Service):
                 await nodes.register(s, self.node_id, host=socket.gethostname(), pid=os.getpid(),
                                      incarnation=self.incarnation, addresses=self._addresses,
                                      lease=self._lease, now=now)
+            if self._on_lease_lost is not None:
+                ended = await self._on_lease_lost()
+                log.error("node.sessions_ended_after_lease_lost", node=self.node_id, sessions=len(ended))
         try:
             await self.reconcile_streams()
         except Exception as exc:  # a bookkeeping failure must not stop the taking-over below

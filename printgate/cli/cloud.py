@@ -221,7 +221,7 @@ class Cloud(Service):
                           channel=self.channel.target),
             lease_s=gw.node_lease_seconds, renew_s=gw.node_renew_seconds,
             take_over=self.broker.take_over_expired_nodes, online_agents=self.hub.online_agents,
-            supervisor=self.supervisor)
+            supervisor=self.supervisor, on_lease_lost=self.broker.end_sessions_ended_elsewhere)
         await self._stack.enter_async_context(self.node)
         self.hub.add_presence_listener(self.node.presence)
         await self._stack.enter_async_context(self.broker)

@@ -15,6 +15,7 @@ from gateway.nodes import NodeLease
 from printgate.errors import ConfigError
 from printgate.store import nodes
 from printgate.store.db import Database
+from printgate.supervisor import Supervisor
 from printgate.testing.tenancy import Tenancy
 
 ADDR = nodes.NodeAddresses("127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3")
@@ -41,8 +42,9 @@ def _lease(db: Database, node_id: str, clock: Clock, online: set[str] | None = N
         if taken is not None:
             taken.append(1)
         return []
+    # a supervisor never started: its renewal loop stays put, the test calls tick() itself
     return NodeLease(db, node_id, ADDR, lease_s=10, renew_s=1000, take_over=take_over,
-                     online_agents=lambda: set(online or ()), clock=clock)
+                     online_agents=lambda: set(online or ()), clock=clock, supervisor=Supervisor("test"))
 
 
 async def test_renewal_streams_and_an_orderly_stop(db: Database) -> None:
@@ -51,7 +53,7 @@ async def test_renewal_streams_and_an_orderly_stop(db: Database) -> None:
     async with _lease(db, "n1", clock, online, taken) as lease:
         first = await _node(db, "n1")
         assert first.state == nodes.ACTIVE and first.addresses == ADDR and first.pid == os.getpid()
-        await lease.tick()  # the loop's first renewal (also at start; the clock stood still)
+        await lease.tick()
         clock.now += timedelta(seconds=5)
         await lease.tick()
         assert (await _node(db, "n1")).lease_expires_at == clock.now + timedelta(seconds=10)
@@ -74,12 +76,20 @@ async def test_renewal_streams_and_an_orderly_stop(db: Database) -> None:
 
 
 async def test_a_node_taken_over_while_alive_registers_again(db: Database) -> None:
-    clock = Clock()
-    async with _lease(db, "n1", clock) as lease:
+    clock, told = Clock(), []
+
+    async def lost() -> list[str]:  # the broker ends what the taker ended in the store
+        told.append(clock.now)
+        return []
+    taken_back = _lease(db, "n1", clock)
+    taken_back._on_lease_lost = lost
+    async with taken_back as lease:
         async with db.transaction() as s:  # n1 stalled past its lease; n2 took it over
             assert [n.id for n in await nodes.claim_expired(s, by="n2", now=clock.now + timedelta(seconds=11))] == ["n1"]
         await lease.tick()
-        assert lease.lease_lost
+        assert lease.lease_lost and len(told) == 1
+        await lease.tick()
+        assert len(told) == 1  # renewed again: told once
         back = await _node(db, "n1")
         assert back.state == nodes.ACTIVE and back.taken_over_by is None and back.incarnation == lease.incarnation
 
