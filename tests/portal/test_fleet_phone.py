@@ -66,3 +66,31 @@ async def test_fleet_cards_on_a_phone_show_name_status_alerts_supply_first(serve
             await page.screenshot(path=str(SCREENSHOTS / "fleet-1366.png"), full_page=True)
         finally:
             await browser.close()
+
+
+async def test_fleet_detail_keeps_a_supply_level_on_one_line_on_a_phone(served) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """Issue 15: "1 %" wrapped between the number and the sign in the detail page's Level column."""
+    if shutil.which("chromium") is None and not os.environ.get("CI"):
+        pytest.skip("chromium not installed")
+    from playwright.async_api import async_playwright
+    base, fp = served
+    user, secret = await create_user(fp.db, Role.TECHNICIAN)
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        try:
+            page = await (await browser.new_context(viewport={"width": 375, "height": 812})).new_page()
+            await page.goto(f"{base}/login?next=/fleet/dev-m130")
+            await page.fill("input[name=email]", user.email)
+            await page.fill("input[name=password]", PASSWORD)
+            await page.get_by_role("button", name="Sign in").click()
+            await page.wait_for_url("**/login/verify**")
+            assert secret is not None
+            await page.fill("input[name=code]", rfc6238(secret, fp.clock()))
+            await page.get_by_role("button", name="Verify").click()
+            await page.wait_for_url("**/fleet/dev-m130")
+            levels = await page.eval_on_selector_all("#supplies td.level", "tds => tds.map(td => td.textContent)")
+            with_percent = [t for t in levels if "%" in t]
+            assert with_percent, levels
+            assert all(" %" not in t and "\u00a0%" in t for t in with_percent), with_percent
+        finally:
+            await browser.close()
