@@ -20,11 +20,21 @@ none of its values) is stored, so the refusal it described still leaves a
 record and its waiter is answered. Events are made valid where the proxy
 queues them (``audit_safe.safe_event``: undecodable bytes become ``%XX``), so
 this is the second line.
+
+What is stored matches what the browser got (issue 21 F5). A waiter that gave up (the proxy
+answers 503 after ``AUDIT_WAIT_S``) cancels its future: an event still queued is rewritten
+before it is written (``not_delivered_record``: status 503, ``delivered: false``, the
+intended status kept), and one already in the write that then lands is followed by a
+``dwa.request_not_delivered`` record. Refusals (``dwa.transfer_blocked``) whose write failed
+are not lost: they are kept, marked not delivered (the browser got a 503), up to
+``MAX_RETAINED``, and written as soon as the store answers again; past that bound only the
+store's ``audit.recovered`` record counts them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -44,6 +54,9 @@ log = get_logger(__name__)
 _Item = tuple[AuditEventIn, "asyncio.Future[None]"]
 Probe = Callable[[], Awaitable[None]]
 PROBE_TIMEOUT_S = 5.0
+MAX_RETAINED = 10_000  # refusals kept through an outage (a few hundred bytes each)
+AUDIT_TIMEOUT = "audit timeout"  # the record was not stored in time: the browser got 503
+AUDIT_UNAVAILABLE = "audit unavailable"  # the write failed: the browser got 503
 # what a write that fails because of one event's values raises (not an outage of the store)
 DATA_ERRORS: tuple[type[BaseException], ...] = (NotCanonicalisable, UnicodeError, ValueError, TypeError)
 
@@ -58,6 +71,34 @@ def rejected_record(event: AuditEventIn, exc: BaseException) -> AuditEventIn:
         details={"rejected_type": safe_text(event.type), "error": safe_text(str(exc))[:300],
                  "error_type": type(exc).__name__,
                  "detail_keys": sorted(safe_text(str(k)) for k in event.details)[:40]},
+    )
+
+
+def not_delivered_record(event: AuditEventIn, why: str) -> AuditEventIn:
+    """``event`` as it really ended: not delivered (the browser got the proxy's 503), ``why``."""
+    details = dict(event.details)
+    if details.get("delivered") is False:
+        return event
+    details["delivered"] = False
+    details["not_delivered"] = f"not delivered: {why}"
+    if "status" in details:
+        details["intended_status"] = details["status"]
+        details["status"] = 503
+    outcome = event.outcome if event.outcome == Outcome.BLOCKED else Outcome.FAILURE
+    return dataclasses.replace(event, details=details, outcome=outcome)
+
+
+def late_followup(event: AuditEventIn) -> AuditEventIn:
+    """Stored after ``event`` when its waiter gave up while it was being written: the record
+    says what was meant, this one that the browser got a 503 instead."""
+    keys = ("method", "path", "status", "rule", "blocked")
+    return AuditEventIn(
+        type=event_types.DWA_REQUEST_NOT_DELIVERED, outcome=Outcome.FAILURE,
+        dealer_id=event.dealer_id, customer_id=event.customer_id, device_id=event.device_id,
+        session_id=event.session_id, source_ip=event.source_ip,
+        details={"record_type": event.type, "status": 503, "delivered": False,
+                 "not_delivered": f"not delivered: {AUDIT_TIMEOUT}",
+                 **{f"intended_{k}" if k == "status" else k: event.details[k] for k in keys if k in event.details}},
     )
 
 
@@ -89,6 +130,8 @@ class GroupCommitAudit:
         many: Callable[[Sequence[AuditEventIn]], Awaitable[Any]] | None = getattr(sink, "append_many", None)
         self._append_many = many
         self._failing = False
+        self._retained: list[AuditEventIn] = []  # refusals whose write failed, written on recovery
+        self.dropped = 0  # refusals past MAX_RETAINED (only counted by the store's outage record)
 
     async def start(self) -> None:
         if self._task is None:
@@ -146,17 +189,24 @@ class GroupCommitAudit:
             batch = [first]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            # a waiter that gave up was answered 503: its record says so
+            batch = [(not_delivered_record(e, AUDIT_TIMEOUT) if f.cancelled() else e, f) for e, f in batch]
+            gave_up = {id(f) for _e, f in batch if f.cancelled()}
             try:
                 try:
                     await self._write([event for event, _ in batch])
                 except DATA_ERRORS:
                     await self._isolate(batch)  # one bad event: the others are written without it
                 self._recovered()
+                late = [late_followup(e) for e, f in batch if f.cancelled() and id(f) not in gave_up]
+                if late:
+                    await self._write(late)
             except Exception as exc:  # every waiter learns its event was not stored
                 if not self._failing:
                     self._failing_since = time.monotonic()
                 self._failing = True
                 log.error("dwa.audit_batch_failed", error=str(exc), size=len(batch))
+                self._retain([e for e, _f in batch])
                 for _event, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)
@@ -164,6 +214,7 @@ class GroupCommitAudit:
                 for _event, fut in batch:
                     if not fut.done():
                         fut.set_result(None)
+                await self._write_retained()
             finally:
                 for _ in batch:
                     self._queue.task_done()
@@ -181,6 +232,32 @@ class GroupCommitAudit:
             if not fut.done():
                 fut.set_result(None)
 
+    def _retain(self, events: list[AuditEventIn]) -> None:
+        """Keep the refusals of a failed write (their browsers got 503), bounded."""
+        for event in events:
+            if event.type != event_types.DWA_TRANSFER_BLOCKED:
+                continue
+            if len(self._retained) >= MAX_RETAINED:
+                self.dropped += 1
+                continue
+            self._retained.append(not_delivered_record(event, AUDIT_UNAVAILABLE))
+
+    async def _write_retained(self) -> None:
+        """The store answers again: write the kept refusals (kept again if this fails)."""
+        while self._retained:
+            chunk = self._retained[: self._max_batch]
+            try:
+                await self._write(chunk)
+            except Exception as exc:
+                log.error("dwa.audit_retained_failed", error=str(exc), kept=len(self._retained))
+                return
+            del self._retained[: len(chunk)]
+            log.warning("dwa.audit_retained_written", count=len(chunk))
+
+    @property
+    def retained(self) -> int:
+        return len(self._retained)
+
     async def _reprobe(self) -> None:
         assert self._probe is not None
         try:
@@ -189,6 +266,7 @@ class GroupCommitAudit:
         except Exception:  # still unreachable: try again after reprobe_s
             return
         self._recovered()
+        await self._write_retained()
 
     def _recovered(self) -> None:
         if self._failing:

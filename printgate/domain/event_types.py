@@ -90,6 +90,7 @@ DWA_DEVICE_SIGN_IN_FAILED = "dwa.device_sign_in_failed"
 DWA_DEVICE_SIGNED_IN = "dwa.device_signed_in"
 DWA_END_REQUESTED = "dwa.end_requested"
 DWA_REQUEST = "dwa.request"
+DWA_REQUEST_NOT_DELIVERED = "dwa.request_not_delivered"  # the record landed after its 503 (issue 21 F5)
 DWA_SESSION_ENDED_BY_ACCESS_MODE = "dwa.session.ended_by_access_mode"
 DWA_SESSION_EXTENDED = "dwa.session.extended"
 DWA_SESSION_REJOIN_REFUSED = "dwa.session.rejoin_refused"

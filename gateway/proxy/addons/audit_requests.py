@@ -6,9 +6,11 @@ import asyncio
 
 from mitmproxy import http
 
+from gateway.proxy.addons.security_headers import own_page_headers
 from gateway.proxy.addons.websocket_guard import DROPPED_KEY
 from gateway.proxy.audit_safe import safe_event
 from gateway.proxy.decision import FlowDecision, decision_of, route_of
+from gateway.proxy.pages import page_html
 from printgate import metrics
 from printgate.domain import AuditEventIn, Outcome, event_types
 from printgate.interfaces import AuditSink
@@ -69,6 +71,20 @@ def refused_data(request: http.Request) -> dict[str, dict[str, object]]:
     return out
 
 
+def audit_unavailable_response() -> http.Response:
+    """The proxy's 503 when a request's record could not be stored: a printgate page with the
+    security headers every other page carries (this addon runs after ``SecurityHeaders``)."""
+    body = page_html(
+        "The request was not passed on",
+        "<p>The audit trail could not record this request in time, so its answer was not "
+        "delivered. Reload the page in a minute; if it keeps failing, tell your administrator "
+        "(the audit database is unavailable).</p><p class=code>HTTP 503 - audit unavailable</p>",
+    )
+    response = http.Response.make(503, body, {"content-type": "text/html; charset=utf-8", "retry-after": "30"})
+    response.headers.fields = response.headers.fields + tuple(own_page_headers())
+    return response
+
+
 def _source_ip(flow: http.HTTPFlow) -> str | None:
     peer = flow.client_conn.peername
     return str(peer[0]) if peer else None
@@ -108,9 +124,7 @@ class AuditRequests:
         if blocked and decision is not None:
             metrics.PROXY_BLOCKS.labels(decision.rule).inc()
         if not stored:  # fail closed: what cannot be audited is not delivered
-            flow.response = http.Response.make(
-                503, b"audit unavailable: the request was not delivered", {"content-type": "text/plain"}
-            )
+            flow.response = audit_unavailable_response()
 
     async def error(self, flow: http.HTTPFlow) -> None:
         message = flow.error.msg if flow.error else "unknown"

@@ -60,6 +60,12 @@ _FIXED: tuple[tuple[bytes, bytes], ...] = (
 _HSTS = ((b"strict-transport-security", b"max-age=31536000"),)
 
 
+def own_page_headers() -> list[tuple[bytes, bytes]]:
+    """The headers of a page the proxy writes after this addon ran (the audit 503): the same
+    fixed set, with the CSP of a page that needs no socket."""
+    return [(b"content-security-policy", csp_for("").encode()), *_FIXED]
+
+
 class SecurityHeaders:
     def __init__(self, public: PublicAddress) -> None:
         self._public = public
