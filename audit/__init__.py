@@ -6,7 +6,11 @@ Public interface:
   ``AuditSink``: ``await append(AuditEventIn) -> AuditRecord``,
   ``await append_many([...]) -> list[AuditRecord]``, ``await checkpoint()``.
 * ``audit.checkpoint.Signer.generate() / .load(path) / .save(path) /
-  .public_key_pem()``; ``CheckpointVerifier.load(pub_path)``.
+  .public_key_pem()``; ``CheckpointVerifier.load(pub_path)``; ``FileSigner(path)``
+  (re-reads its key file after ``printgate keys rotate audit``).
+* ``audit.keyset.load_key_set(path) -> AuditKeySet`` (every audit key with its
+  validity; a verifier wherever a ``CheckpointVerifier`` is accepted),
+  ``open_gateway_signer(data_dir)``.
 * ``audit.export.verify_store(db, verifier)``, ``audit.verify.verify_items(
   audit.stream.read_export(path), verifier)`` -> ``VerifyReport`` naming the
   first bad record and the ``Damage`` kind.
