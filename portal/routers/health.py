@@ -30,7 +30,11 @@ async def healthz() -> JSONResponse:
 
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
-FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+# a loopback peer carrying any of these is a reverse proxy (nginx, a CDN, a load balancer) relaying
+# someone else: without a token, that client is refused whatever the header says
+FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip", "x-client-ip", "true-client-ip",
+                      "cf-connecting-ip", "fastly-client-ip", "x-cluster-client-ip", "x-forwarded-host",
+                      "x-original-forwarded-for", "via")
 
 
 def _metrics_refusal(request: Request) -> tuple[int, str] | None:

@@ -71,7 +71,9 @@ async def test_without_a_token_only_direct_loopback_clients_read_metrics(open_po
     async with httpx.AsyncClient(base_url=open_portal, timeout=10) as c:
         direct = await c.get("/metrics")
         relayed = [await c.get("/metrics", headers={h: "203.0.113.7"})
-                   for h in ("X-Forwarded-For", "X-Real-IP")]
+                   for h in ("X-Forwarded-For", "X-Real-IP", "X-Client-IP", "True-Client-IP",
+                             "CF-Connecting-IP", "Fastly-Client-IP", "X-Cluster-Client-IP")]
+        relayed.append(await c.get("/metrics", headers={"Via": "1.1 nginx"}))  # a proxy saying nothing else
         relayed.append(await c.get("/metrics", headers={"Forwarded": "for=203.0.113.7"}))
     assert direct.status_code == 200 and "printgate_sessions_open" in direct.text
     for r in relayed:
