@@ -19,6 +19,7 @@ from mitmproxy.net.http import http1
 from mitmproxy.proxy.layers.http import _http1
 
 from gateway.proxy.pages import page_html
+from gateway.proxy.unix_upstream import TUNNEL_DOWN
 
 _WHAT_TO_DO: dict[int, tuple[str, str]] = {
     502: ("The printer did not answer",
@@ -37,9 +38,19 @@ _GENERIC = ("The request could not be completed",
             "failing, end the session and open the device again from the portal.")
 
 
+_TUNNEL_DOWN = ("The site's agent is not connected",
+                "The tunnel to the customer's site is down: the printgate agent there is not connected "
+                "(stopped, restarting, or its network is down), so the device cannot be reached. When the "
+                "agent is back it reconnects on its own: reload this page in a minute. If it stays down, "
+                "end the session and check the site's agent in the portal.")
+
+
 def render_error_response(status_code: int, message: str = "") -> bytes:
-    """A whole HTTP/1 response; ``message`` (internal detail) is deliberately not shown."""
+    """A whole HTTP/1 response; ``message`` (internal detail) is deliberately not shown, only used
+    to tell a missing tunnel (the agent is away) from a device that did not answer."""
     title, advice = _WHAT_TO_DO.get(status_code, _GENERIC)
+    if status_code == 502 and TUNNEL_DOWN in message:
+        title, advice = _TUNNEL_DOWN
     response = http.Response.make(
         status_code,
         page_html(title, f"<p>{advice}</p><p class=code>HTTP {status_code}</p>"),

@@ -15,6 +15,16 @@ import asyncio
 import functools
 from typing import Any
 
+TUNNEL_DOWN = "the site's agent is not connected: the tunnel to the device is down"
+
+
+class TunnelDown(ConnectionError):
+    """No tunnel endpoint for the session (the agent stopped, restarts or lost its network).
+
+    An ``OSError`` with a one-argument message: mitmproxy records ``str(exc)`` as the flow's
+    error (the audit record's ``error``) and hands it to ``error_pages`` for the 502 page.
+    """
+
 
 def is_socket_path(host: str) -> bool:
     return host.startswith("/")
@@ -30,7 +40,11 @@ def install() -> None:
     async def open_connection(host: Any = None, port: Any = None, **kw: Any) -> Any:
         if isinstance(host, str) and is_socket_path(host):
             kw.pop("local_addr", None)
-            reader, writer = await asyncio.open_unix_connection(host, **kw)
+            try:
+                reader, writer = await asyncio.open_unix_connection(host, **kw)
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                # the relay removes a session's socket when its tunnel goes: the agent is away
+                raise TunnelDown(TUNNEL_DOWN) from exc
             return reader, _TcpLikeWriter(writer, host)
         return await original(host, port, **kw)
 

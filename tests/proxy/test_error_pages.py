@@ -33,6 +33,20 @@ async def test_tunnel_down_gives_a_clear_page_without_internal_details(harness, 
     assert str(dead_port) in failures[-1].details["error"]  # the detail is for the audit trail only
 
 
+async def test_agent_away_says_so_and_the_audit_error_is_readable(harness, session_client, ews, tmp_path):
+    gone = tmp_path / "tunnels" / "s-gone.sock"  # the relay removed the session's socket: no tunnel
+    c = await session_client(ews, upstream=(str(gone), 0))
+    r = await c.request("GET", "/status")
+    assert r.status_code == 502
+    assert "The site&#x27;s agent is not connected" in r.text or "The site's agent is not connected" in r.text
+    assert "tunnel to the customer" in r.text and "did not answer" not in r.text
+    assert str(tmp_path) not in r.text and "mitmproxy" not in r.text.lower()
+    failures = [e for e in await harness.events(c.route.session_id) if e.outcome == "failure"]
+    assert failures and failures[-1].details["path"] == "/status"
+    error = failures[-1].details["error"]
+    assert "agent is not connected" in error and "Errno" not in error, error
+
+
 async def test_unreadable_request_gets_a_plain_page(harness, session_client, ews):
     c = await session_client(ews)
     loop = asyncio.get_running_loop()
