@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from fleet.ingest import FleetIngest
 from gateway.channel.handlers import ChannelHandlers
@@ -31,6 +32,12 @@ from printgate.wire import convert
 log = get_logger("gateway.agent_events")
 MAX_HEALTH_ITEMS = 1000  # tasks and drop lines kept from one heartbeat
 RESUME_DELAY_S = 1.0  # after an agent's return, before its tunnel-less sessions are reopened
+TASK_ATTEMPTS = 6  # a failing per-agent task is tried again this often (back-off), then audited as given up
+TASK_RETRY_S = 1.0  # first back-off; doubles, at most TASK_RETRY_MAX_S
+TASK_RETRY_MAX_S = 30.0
+# what is lost when a per-agent task gives up (said in the audit record)
+TASK_LOSS = {"loss-check": "the offline agent's sessions were not ended by the gateway (they end at expiry)",
+             "resume": "the agent's tunnel-less sessions were not reopened (technicians must start again)"}
 
 
 class AgentSessions(Protocol):
@@ -56,6 +63,7 @@ class AgentEvents:
     def __init__(
         self, *, db: Database, audit: AuditSink, sessions: AgentSessions, presence: AgentPresence,
         loss_grace_s: float, resume_delay_s: float = RESUME_DELAY_S, ingest: FleetIngest | None = None,
+        task_attempts: int = TASK_ATTEMPTS, task_retry_s: float = TASK_RETRY_S,
     ) -> None:
         self._db = db
         self._ingest = ingest or FleetIngest(db)
@@ -66,6 +74,9 @@ class AgentEvents:
         self._resume_delay_s = resume_delay_s
         self._loss_checks: dict[str, asyncio.Task[None]] = {}
         self._resumes: dict[str, asyncio.Task[None]] = {}
+        self._running: set[asyncio.Task[None]] = set()  # every per-agent task until it ends (aclose cancels)
+        self._task_attempts, self._task_retry_s = max(1, task_attempts), task_retry_s
+        self.task_failures = 0  # per-agent task attempts that failed (also printgate_agent_task_failures)
 
     def handlers(self) -> ChannelHandlers:
         return ChannelHandlers(
@@ -75,7 +86,7 @@ class AgentEvents:
         )
 
     async def aclose(self) -> None:
-        tasks = [*self._loss_checks.values(), *self._resumes.values()]
+        tasks = [*self._loss_checks.values(), *self._resumes.values(), *self._running]
         self._loss_checks.clear()
         self._resumes.clear()
         for task in tasks:
@@ -151,21 +162,28 @@ class AgentEvents:
         if pending is not None:
             pending.cancel()
         if online and pending is not None:  # back within the grace period: its tunnels may be gone
-            self._resumes[agent_id] = asyncio.create_task(self._resume_tunnels(agent_id),
-                                                          name=f"agent-resume-{agent_id}")
+            self._resumes[agent_id] = self._spawn(self._resume_tunnels(agent_id), f"agent-resume-{agent_id}")
         if online:  # sessions a gateway restart ended: the agent drops their tunnels (no retry loop)
             await self._sessions.drop_orphans(agent_id)
         if not online:
-            self._loss_checks[agent_id] = asyncio.create_task(
-                self._confirm_agent_lost(agent_id), name=f"agent-loss-{agent_id}"
-            )
+            self._loss_checks[agent_id] = self._spawn(self._confirm_agent_lost(agent_id), f"agent-loss-{agent_id}")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=name)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return task
 
     async def _resume_tunnels(self, agent_id: str) -> None:
         try:
             await asyncio.sleep(self._resume_delay_s)  # a tunnel that only blipped reconnects by itself
-            resumed = await self._sessions.resume_tunnels(agent_id)
-            if resumed:
-                log.info("dwa.tunnels_resumed", agent=agent_id, sessions=resumed)
+
+            async def resume() -> None:
+                resumed = await self._sessions.resume_tunnels(agent_id)
+                if resumed:
+                    log.info("dwa.tunnels_resumed", agent=agent_id, sessions=resumed)
+
+            await self._attempt("resume", agent_id, resume, still_needed=lambda: self._presence.is_online(agent_id))
         finally:
             if self._resumes.get(agent_id) is asyncio.current_task():
                 del self._resumes[agent_id]
@@ -173,9 +191,45 @@ class AgentEvents:
     async def _confirm_agent_lost(self, agent_id: str) -> None:
         """A reconnect within the grace period keeps the agent's sessions; otherwise they end."""
         await asyncio.sleep(self._loss_grace_s)
-        self._loss_checks.pop(agent_id, None)
-        if not self._presence.is_online(agent_id):
-            await self._sessions.agent_lost(agent_id)
+
+        async def lost() -> None:
+            if not self._presence.is_online(agent_id):
+                await self._sessions.agent_lost(agent_id)
+
+        if self._loss_checks.get(agent_id) is asyncio.current_task():
+            del self._loss_checks[agent_id]  # from here on a reconnect does not cancel it (still_needed says)
+        await self._attempt("loss-check", agent_id, lost, still_needed=lambda: not self._presence.is_online(agent_id))
+
+    async def _attempt(self, task: str, agent_id: str, step: Callable[[], Awaitable[None]], *,
+                       still_needed: Callable[[], bool]) -> None:
+        """Run the per-agent ``step``; a failure is logged with the agent id and counted, tried again
+        with back-off while ``still_needed()``, and after ``task_attempts`` audited as given up with what
+        it lost: a short-lived task never vanishes silently."""
+        error = ""
+        for attempt in range(1, self._task_attempts + 1):
+            try:
+                await step()
+                return
+            except Exception as exc:  # any failure: visible, retried, then audited
+                error = (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)[:500]
+                self.task_failures += 1
+                metrics.AGENT_TASK_FAILURES.labels(task).inc()
+                log.error("agent.task_failed", agent=agent_id, task=task, attempt=attempt,
+                          of=self._task_attempts, error=error, exc_info=exc)
+            if attempt < self._task_attempts:
+                await asyncio.sleep(min(TASK_RETRY_MAX_S, self._task_retry_s * 2 ** (attempt - 1)))
+                if not still_needed():  # the agent came back (or left again): nothing left to do
+                    log.info("agent.task_not_needed", agent=agent_id, task=task, attempts=attempt)
+                    return
+        log.error("agent.task_given_up", agent=agent_id, task=task, attempts=self._task_attempts, error=error,
+                  lost=TASK_LOSS[task])
+        try:
+            await self._audit.append(AuditEventIn(
+                type=event_types.GATEWAY_AGENT_TASK_FAILED, outcome=Outcome.FAILURE, actor=f"agent:{agent_id}",
+                details={"task": task, "attempts": self._task_attempts, "error": error, "lost": TASK_LOSS[task]},
+            ))
+        except Exception as exc:  # the audit store is what failed, most likely: the log line is all we have
+            log.error("agent.task_given_up.audit_failed", agent=agent_id, task=task, error=str(exc))
 
     async def on_command_result(self, agent_id: str, result: pb.CommandResult) -> None:
         failing = self._sessions.command_result(result.command_id, ok=result.ok, message=result.message)

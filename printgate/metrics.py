@@ -9,6 +9,9 @@ exports the cloud's families. Names carry the ``printgate_`` prefix.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     GC_COLLECTOR,
@@ -21,6 +24,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
 
 CLOUD = REGISTRY  # what the portal's /metrics exports
 AGENT = CollectorRegistry(auto_describe=True)  # what the agent's local endpoint exports
@@ -50,12 +54,44 @@ READINGS_DROPPED_REPORTED = Gauge("printgate_readings_dropped_reported",
 AUDIT_APPEND_SECONDS = Histogram("printgate_audit_append_seconds", "time to store a batch of audit records",
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 AUDIT_APPEND_FAILURES = Counter("printgate_audit_append_failures", "audit writes that failed")
+AUDIT_RECORDS_LOST = Counter("printgate_audit_records_lost",
+                             "audit records given up after the store refused them longer than kept, by where",
+                             ["where"])
+MQTT_DISPATCH_FAILURES = Counter("printgate_mqtt_dispatch_failures",
+                                 "MQTT messages from agents whose handling failed (tried again)")
+MQTT_MESSAGES_LOST = Counter("printgate_mqtt_messages_lost", "MQTT messages from agents given up, by reason",
+                             ["reason"])
 DATABASE_ERRORS = Counter("printgate_database_errors", "failures to reach the database, by where", ["where"])
 
 # ---- supervision (agent and cloud) ------------------------------------------------
 TASK_RESTARTS = Counter("printgate_task_restarts", "supervised tasks restarted after a failure",
                         ["supervisor", "task"])
 AGENT.register(TASK_RESTARTS)  # both processes supervise their loops
+AGENT_TASK_FAILURES = Counter("printgate_agent_task_failures",
+                              "short-lived per-agent tasks of the gateway that failed (resume, loss check), by task",
+                              ["task"])
+
+
+class _TaskHealthCollector:
+    """``printgate_task_healthy{supervisor,task}``: 1 while a supervised task runs (or waits), else 0."""
+
+    def __init__(self, supervisor: str, health: Callable[[], Iterable[Any]]) -> None:
+        self._supervisor, self._health = supervisor, health
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("printgate_task_healthy", "1 while a supervised task runs or waits, 0 when "
+                                   "it failed (backoff), is degraded or stopped", labels=["supervisor", "task", "state"])
+        for h in self._health():
+            family.add_metric([self._supervisor, h.name, h.state], 1.0 if h.healthy else 0.0)
+        yield family
+
+
+def export_task_health(supervisor: str, health: Callable[[], Iterable[Any]],
+                       registry: CollectorRegistry = CLOUD) -> Callable[[], None]:
+    """Export the health of ``supervisor``'s tasks on ``registry``; the returned function unregisters it."""
+    collector = _TaskHealthCollector(supervisor, health)
+    registry.register(collector)
+    return lambda: registry.unregister(collector)
 
 # ---- agent ------------------------------------------------------------------------
 AGENT_QUEUE_LENGTH = Gauge("printgate_agent_queue_length", "readings waiting on this agent", registry=AGENT)

@@ -108,6 +108,13 @@ class Supervisor(Service):
             entry.task = None
             entry.health = _with(entry.health, state="stopped")
 
+    async def remove(self, name: str) -> None:
+        """Stop supervising ``name`` (its owner closes): the task is cancelled and leaves ``health()``."""
+        entry = self._tasks.pop(name, None)
+        if entry is not None and entry.task is not None:
+            entry.task.cancel()
+            await asyncio.gather(entry.task, return_exceptions=True)
+
     def health(self) -> list[TaskHealth]:
         return [e.health for e in self._tasks.values()]
 

@@ -37,10 +37,12 @@ from gateway.relay.listeners import SessionListener, private_directory, socket_p
 from gateway.relay.policy import Refusal
 from gateway.relay.server import RelayConnection
 from gateway.relay.ssh_ca import SessionCredential, SshCertificateAuthority, load_or_create_key
+from printgate import metrics
 from printgate.domain import AuditEventIn, Outcome, event_types
 from printgate.errors import SessionGone, TunnelError
 from printgate.interfaces import AuditSink
 from printgate.logs import get_logger
+from printgate.supervisor import Supervisor
 
 log = get_logger("gateway.relay")
 
@@ -62,6 +64,8 @@ class _Session:
 
 
 KEEPALIVE_COUNT_MAX = 3
+REAPER_TASK = "relay-reaper"
+MAX_UNWRITTEN = 10_000  # audit records kept while the sink is away; beyond, counted as lost
 MAX_AUDITED_SOURCES = 10  # sources named one by one per flush of closed windows; the rest in one record
 
 
@@ -78,6 +82,7 @@ class Relay:
         limits: RelayLimits = RelayLimits(),
         tick_s: float = 1.0,
         tunnel_dir: Path | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -103,6 +108,9 @@ class Relay:
         ))
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reaper: asyncio.Task[None] | None = None
+        # runs the reaper (restarted with back-off if it fails, health in /readyz) when given
+        self._supervisor = supervisor
+        self._unwritten: list[AuditEventIn] = []  # audit records the sink refused, written again by the reaper
         self._closed_windows: list[SourceWindow] = []  # audited together, at most once per source window
         self._windows_flushed_at = 0.0
 
@@ -137,10 +145,15 @@ class Relay:
             config=None,
         )
         self.port = self._acceptor.get_port()
-        self._reaper = asyncio.create_task(self._reap_loop(), name="relay-reaper")
+        if self._supervisor is not None:
+            self._supervisor.add(REAPER_TASK, self._reap_loop)
+        else:
+            self._reaper = asyncio.create_task(self._reap_loop(), name=REAPER_TASK)
         log.info("relay.started", host=self.host, port=self.port, fingerprint=self.host_key_fingerprint)
 
     async def aclose(self) -> None:
+        if self._supervisor is not None:
+            await self._supervisor.remove(REAPER_TASK)
         if self._reaper is not None:
             self._reaper.cancel()
             await asyncio.gather(self._reaper, return_exceptions=True)
@@ -158,6 +171,10 @@ class Relay:
         await self._emit_windows()
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._write_unwritten()
+        if self._unwritten:
+            log.error("relay.audit_lost", records=len(self._unwritten),
+                      types=sorted({e.type for e in self._unwritten}))
         if self.tunnel_dir is not None:
             with contextlib.suppress(OSError):  # only if empty: never another process's files
                 self.tunnel_dir.rmdir()
@@ -429,6 +446,7 @@ class Relay:
     async def _reap_loop(self) -> None:
         while True:
             await asyncio.sleep(self._tick_s)
+            await self._write_unwritten()
             now_wall, now = time.time(), time.monotonic()
             self._closed_windows += self._admission.closed_windows(now_wall)
             if self._closed_windows and now_wall - self._windows_flushed_at >= self.limits.source_window_s:
@@ -511,10 +529,40 @@ class Relay:
         return events
 
     async def _emit(self, event: AuditEventIn) -> None:
+        """Audit ``event``; one the sink refuses is kept (bounded) and written again by the reaper, and
+        the reaper shows ``degraded`` meanwhile (never only a log line)."""
+        if self._unwritten:  # in order: after those still waiting
+            self._keep_unwritten(event)
+            return
         try:
             await self._audit.append(event)
         except Exception as exc:  # the audit sink failing must not kill the relay loop
-            log.error("relay.audit_failed", type=event.type, error=str(exc))
+            self._audit_failed(exc)
+            self._keep_unwritten(event)
+
+    def _keep_unwritten(self, event: AuditEventIn) -> None:
+        if len(self._unwritten) >= MAX_UNWRITTEN:
+            metrics.AUDIT_RECORDS_LOST.labels("relay").inc()
+            log.error("relay.audit_lost", type=event.type, session=event.session_id, kept=len(self._unwritten))
+            return
+        self._unwritten.append(event)
+
+    def _audit_failed(self, exc: Exception) -> None:
+        error = f"audit not written: {type(exc).__name__}: {exc}"
+        log.error("relay.audit_failed", error=error, waiting=len(self._unwritten) + 1)
+        if self._supervisor is not None:
+            self._supervisor.degrade(REAPER_TASK, error)
+
+    async def _write_unwritten(self) -> None:
+        while self._unwritten:
+            try:
+                await self._audit.append(self._unwritten[0])
+            except Exception as exc:
+                self._audit_failed(exc)
+                return
+            self._unwritten.pop(0)
+        if self._supervisor is not None:
+            self._supervisor.recovered(REAPER_TASK)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
