@@ -34,7 +34,7 @@ from printgate.errors import ConfigError
 ENV_PREFIX = "PRINTGATE_"
 # top-level keys of printgate.settings.Settings that belong to the cloud (tests/unit/printgate/
 # test_agent_settings.py keeps this list equal to Settings' fields)
-CLOUD_KEYS = frozenset({"database_url", "portal", "gateway", "channel", "integrations", "security_alerts"})
+CLOUD_KEYS = frozenset({"database_url", "database_start_wait_seconds", "portal", "gateway", "channel", "integrations", "security_alerts"})
 _TRUE = {"1", "true", "t", "yes", "y", "on"}
 _FALSE = {"0", "false", "f", "no", "n", "off"}
 
