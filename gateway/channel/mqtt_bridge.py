@@ -28,15 +28,21 @@ from gateway.channel.ca import AgentCA
 from gateway.channel.denials import MQTT_IGNORED, DenialTally
 from gateway.channel.handlers import ChannelHandlers
 from gateway.channel.hub import AgentHub
+from printgate import metrics
 from printgate.errors import AgentUnavailable
 from printgate.lifecycle import Service
 from printgate.logs import get_logger
 from printgate.store import channel as store
 from printgate.store.db import Database
+from printgate.supervisor import Supervisor
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import topics
 
 log = get_logger(__name__)
+WATCH_TASK = "mqtt-bridge"  # supervised task names (/readyz, printgate_task_healthy)
+DISPATCH_TASK = "mqtt-dispatch"
+DISPATCH_ATTEMPTS = 5  # a message whose dispatch fails this often is given up (counted, logged)
+INBOX_MAX = 10_000  # messages received and not yet dispatched
 
 
 class MqttBridge(Service):
@@ -44,7 +50,8 @@ class MqttBridge(Service):
                  hub: AgentHub, handlers: ChannelHandlers | None = None,
                  client_id: str = topics.GATEWAY_USER, publish_timeout: float = 5.0,
                  db: Database | None = None, denials: DenialTally | None = None,
-                 transport: Literal["tcp", "websockets"] = "tcp", ws_path: str = "/mqtt") -> None:
+                 transport: Literal["tcp", "websockets"] = "tcp", ws_path: str = "/mqtt",
+                 supervisor: Supervisor | None = None, watch_s: float = 1.0) -> None:
         self.host, self.port = host, port
         self._hub, self._handlers = hub, handlers
         self._db, self._denials = db, denials
@@ -52,6 +59,14 @@ class MqttBridge(Service):
         self._timeout = publish_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = asyncio.Event()
+        # supervision (issue 14): the connection watch and the message dispatch run under ``supervisor``
+        # (restart with back-off, state in /readyz and printgate_task_healthy); without one, as bare tasks
+        self._supervisor, self._watch_s = supervisor, watch_s
+        self._inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=INBOX_MAX)
+        self._retrying: tuple[str, bytes, int] | None = None  # a message whose dispatch failed: first again
+        self._last_disconnect = "not connected yet"
+        self._own_tasks: list[asyncio.Task[None]] = []
+        self.dispatch_failures = 0
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                    protocol=mqtt.MQTTv311, clean_session=True, transport=transport)
         if transport == "websockets":
@@ -76,12 +91,71 @@ class MqttBridge(Service):
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         assert self._loop is not None
         self.disconnects += 1
+        self._last_disconnect = str(reason)
         self._loop.call_soon_threadsafe(self._connected.clear)
         log.warning("mqtt.bridge.disconnected", reason=str(reason))
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(self._dispatch(msg.topic, bytes(msg.payload)), self._loop)
+        self._loop.call_soon_threadsafe(self._receive, msg.topic, bytes(msg.payload))
+
+    def _receive(self, topic: str, payload: bytes) -> None:
+        """In the event loop: queue a message for the dispatch task (never a fire-and-forget coroutine)."""
+        try:
+            self._inbox.put_nowait((topic, payload))
+        except asyncio.QueueFull:
+            metrics.MQTT_MESSAGES_LOST.labels("inbox_full").inc()
+            log.error("mqtt.bridge.message_lost", agent=topics.agent_of(topic), reason="inbox_full",
+                      queued=self._inbox.qsize())
+
+    # ---- supervised loops ------------------------------------------------------
+    async def _dispatch_loop(self) -> None:
+        """Dispatch received messages in order. A failing dispatch (the database away) raises: the
+        supervisor restarts this loop with back-off and the message is tried first again, up to
+        ``DISPATCH_ATTEMPTS`` times (then it is counted as lost and logged with its agent)."""
+        while True:
+            if self._retrying is not None:
+                topic, payload, failed = self._retrying
+            else:
+                (topic, payload), failed = await self._inbox.get(), 0
+            try:
+                await self._dispatch(topic, payload)
+            except Exception as exc:
+                failed += 1
+                self.dispatch_failures += 1
+                metrics.MQTT_DISPATCH_FAILURES.inc()
+                agent = topics.agent_of(topic)
+                if failed >= DISPATCH_ATTEMPTS:
+                    self._retrying = None
+                    metrics.MQTT_MESSAGES_LOST.labels("dispatch_failed").inc()
+                    log.error("mqtt.bridge.message_lost", agent=agent, topic=topic, reason="dispatch_failed",
+                              attempts=failed, error=f"{type(exc).__name__}: {exc}")
+                else:
+                    self._retrying = (topic, payload, failed)
+                    log.warning("mqtt.bridge.dispatch_failed", agent=agent, topic=topic, attempt=failed,
+                                error=f"{type(exc).__name__}: {exc}")
+                raise
+            self._retrying = None
+
+    async def _watch_connection(self) -> None:
+        """The broker connection and paho's network thread, checked every ``watch_s``: a lost connection
+        shows ``degraded`` (paho reconnects by itself); a dead network thread raises, and the restart
+        starts a new one."""
+        if self._client._thread is None:  # paho's thread ended (an exception in it): a new one
+            log.warning("mqtt.bridge.network_thread_restarted", host=self.host, port=self.port)
+            self._client.loop_start()
+        while True:
+            await asyncio.sleep(self._watch_s)
+            if self._client._thread is None:
+                raise AgentUnavailable("the MQTT client's network thread ended: started again")
+            if self._supervisor is None:
+                continue
+            if self._connected.is_set():
+                self._supervisor.recovered(WATCH_TASK)
+            else:
+                self._supervisor.degrade(WATCH_TASK, f"not connected to the MQTT broker {self.host}:{self.port} "
+                                                     f"({self._last_disconnect}); commands fall back to gRPC, "
+                                                     "reconnecting")
 
     async def _dispatch(self, topic: str, payload: bytes) -> None:
         agent_id, kind = topics.agent_of(topic), topics.kind_of(topic)
@@ -147,9 +221,21 @@ class MqttBridge(Service):
             raise AgentUnavailable(f"MQTT broker {self.host}:{self.port} not reachable within "
                                    f"{timeout:.0f}s: check the broker and the bridge certificate") from exc
         self._hub.use_mqtt(self)
+        if self._supervisor is not None:
+            self._supervisor.add(WATCH_TASK, self._watch_connection)
+            self._supervisor.add(DISPATCH_TASK, self._dispatch_loop)
+        else:
+            self._own_tasks = [asyncio.create_task(self._dispatch_loop(), name=DISPATCH_TASK)]
 
     async def aclose(self) -> None:
         self._hub.release_mqtt(self)
+        if self._supervisor is not None:
+            await self._supervisor.remove(WATCH_TASK)
+            await self._supervisor.remove(DISPATCH_TASK)
+        for task in self._own_tasks:
+            task.cancel()
+        await asyncio.gather(*self._own_tasks, return_exceptions=True)
+        self._own_tasks = []
         self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
 

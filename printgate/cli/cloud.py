@@ -100,6 +100,7 @@ class Cloud(Service):
         self.audit = MeteredAuditLog(self.db, signer)
         # the cloud's own loops run supervised (restart with back-off, last error kept; /readyz shows them)
         self.supervisor = await self._stack.enter_async_context(Supervisor("cloud"))
+        self._stack.callback(metrics.export_task_health("cloud", self.supervisor.health))  # printgate_task_healthy
         await self._stack.enter_async_context(CheckpointTimer(
             self.audit, gw.audit_checkpoint_seconds, supervisor=self.supervisor,
             witness_silence_s=gw.audit_witness_silence_seconds))
@@ -125,6 +126,7 @@ class Cloud(Service):
             # tunnel endpoints as Unix sockets only the gateway's user reaches (not loopback ports),
             # in a fresh 0700 directory with a short path (socket paths are limited to 107 bytes)
             tunnel_dir=Path(tempfile.mkdtemp(prefix="printgate-tunnels-")),
+            supervisor=self.supervisor,  # the reaper: restarted if it fails, degraded while audit is refused
         )
         await self._stack.enter_async_context(self.relay)
 
@@ -276,6 +278,7 @@ class Cloud(Service):
             endpoint.host, endpoint.port, ca_path=ch.mqtt_ca_file or ca_path, cert_path=cert_path,
             key_path=key_path, hub=self.hub, handlers=self.channel.handlers, db=self.db,
             denials=self.denials, transport=endpoint.transport, ws_path=endpoint.path,
+            supervisor=self.supervisor,  # connection watch and message dispatch, health in /readyz
         )
         await self._stack.enter_async_context(self.mqtt)
 
