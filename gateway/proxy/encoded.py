@@ -273,8 +273,10 @@ def _broken_up(data: bytes, threshold: int, allow_data: ImageCheck | None) -> En
             for m in _BROKEN_PIECE.finditer(data, lo, end):  # a piece is whole, even past the slice
                 if m.start() >= hi:
                     break
-                pieces.append(m.group())
                 hi = max(hi, m.end())
+                if _is_number(data, m.start(), m.end()):
+                    continue  # "24.000000", "12.345678-3.25": decimal numbers (SVG paths), not hex
+                pieces.append(m.group())
             lo = hi
             joined = b"".join(p for p in pieces if not _harmless_piece(p, allow_data))
             if not joined:
@@ -285,6 +287,17 @@ def _broken_up(data: bytes, threshold: int, allow_data: ImageCheck | None) -> En
                 if found >= threshold:
                     return EncodedHit(kind, found)
     return None
+
+
+_DIGITS_AND_SIGNS = b"0123456789-"
+
+
+def _is_number(data: bytes, start: int, end: int) -> bool:
+    """``data[start:end]`` is the digits of a decimal number: only digits (and the minus signs of
+    the next number, "345678-3"), with a decimal point right before or after it."""
+    if data[start:end].translate(None, _DIGITS_AND_SIGNS):
+        return False
+    return data[start - 1 : start] == b"." or data[end : end + 1] == b"."
 
 
 def _bare_ascii85(data: bytes, threshold: int) -> EncodedHit | None:
@@ -406,6 +419,8 @@ def _runs_at_least(data: bytes, alpha: _Alphabet, length: int) -> Iterator[tuple
 
 
 TOTAL_MIN_RUN = 64  # shortest run counted towards a body's total (a CSRF token, a hash: 32-64)
+MAX_TOKEN = 88  # the longest hash/signature-sized token (SHA-512 in base64); up to it a run
+TOKEN_DISCOUNT = 4  # counts a quarter of its length towards a body's total
 
 
 def encoded_total(data: bytes, allowance: int, *, min_run: int = TOTAL_MIN_RUN,
@@ -444,8 +459,12 @@ def encoded_total(data: bytes, allowance: int, *, min_run: int = TOTAL_MIN_RUN,
         if kind != "hex" and _wordlike(run):
             continue
         if _entropy_at_least(run[:_SAMPLE], MIN_ENTROPY[kind] if len(run) >= 256 else _SHORT_ENTROPY[kind]):
-            total += len(run)
-            kinds[kind] += len(run)
+            # a hash/signature-sized token on its own (a SHA-256 fingerprint, an SRI hash, a
+            # job id, a link's sig=) counts a quarter: pages list dozens of them; a file cut
+            # that small pays a token per 88 characters and still reaches the total
+            weight = len(run) // TOKEN_DISCOUNT if len(run) <= MAX_TOKEN else len(run)
+            total += weight
+            kinds[kind] += weight
             if total >= allowance:
                 return EncodedHit(kinds.most_common(1)[0][0] + "_pieces", total)
     return None
@@ -512,7 +531,13 @@ def _random_window(w: bytes) -> bool:
     if h < 4.3 or h < 0.9 * math.log2(distinct):
         return False
     pairs = len({w[i : i + 2] for i in range(len(w) - 1)})
-    return pairs * 100 >= 85 * (len(w) - 1)
+    if pairs * 100 < 85 * (len(w) - 1):
+        return False
+    # a table, not random data: a minified parser/lookup table (Lezer/CodeMirror, ...) repeats a
+    # character two places on ("<a<c<g=P=R") a tenth of the time or more; random data over 24+
+    # characters does so about 1/distinct of the time (4 % at most)
+    same2 = sum(1 for a, b in zip(w, w[2:], strict=False) if a == b)
+    return same2 * 100 < 10 * (len(w) - 2)
 
 
 def _random_cjk(w: bytes) -> bool:
@@ -595,12 +620,17 @@ _PIECE = re.compile(rb"[A-Za-z0-9+/_\-]+={0,2}")
 
 
 def find_encoded_split(
-    values: Iterable[bytes], threshold: int, *, min_piece: int = 12, strict: bool = False
+    values: Iterable[bytes], threshold: int, *, min_piece: int = 12, strict: bool = False,
+    tokens_apart: bool = False,
 ) -> EncodedHit | None:
     """A payload split over many fields: the concatenation of every value that is itself an
     encoded-alphabet piece (at least ``min_piece`` characters), analysed as one run; then all
-    values joined by spaces, analysed as broken-up text."""
+    values joined by spaces, analysed as broken-up text. ``tokens_apart`` (a JSON document):
+    values no longer than a hash (``MAX_TOKEN``) are left to ``encoded_total``, which counts
+    such tokens at a discount (a job list's ids, firmware hashes)."""
     values = list(values)
+    if tokens_apart:
+        values = [v for v in values if len(v) > MAX_TOKEN]
     pieces = [v.rstrip(b"=") for v in values if len(v) >= min_piece and _PIECE.fullmatch(v)]
     if len(pieces) >= 2:
         hit = find_encoded(b"".join(pieces), threshold, strict=strict)

@@ -96,7 +96,7 @@ def _split_over_json_strings(body: bytes, threshold: int) -> encoded.EncodedHit 
         return None
     strings: list[bytes] = []
     json_strings(data, strings)
-    return encoded.find_encoded_split(strings, threshold)
+    return encoded.find_encoded_split(strings, threshold, tokens_apart=True)
 
 
 def _image_is_harmless(data: bytes) -> bool:

@@ -1,5 +1,7 @@
 """BlockDownloads alone: a file offered for download is blocked; an ordinary page passes typed."""
 
+import pytest
+
 from gateway.proxy.addons.block_downloads import BlockDownloads
 from gateway.proxy.limits import ProxyLimits
 from tests.unit.gateway.proxy.addons.flows import decision, flow, response, route
@@ -61,3 +63,77 @@ def test_a_repeated_page_is_judged_once_and_a_refused_one_stays_refused(monkeypa
     refused = addon.check(flow(path="/").request, response(content=clean), limits=stricter)
     assert refused is not None and refused[0] == "download.encoded_blob"  # other limits: judged again
     assert len(scans) == 4
+
+
+# --- issue 21 F4 (second round): what real EWS pages carry is not an encoded file ---------------
+
+def _verdict(body: bytes, ctype: str):  # type: ignore[no-untyped-def]
+    lim = ProxyLimits()
+    return BlockDownloads(lim)._body_verdict(ctype, body, lim)
+
+
+def _fp_bodies() -> dict[str, tuple[bytes, str]]:
+    import base64
+    import hashlib
+    import json
+    import random
+
+    rnd = random.Random(21)
+
+    def rbytes(n: int) -> bytes:
+        return bytes(rnd.getrandbits(8) for _ in range(n))
+
+    out: dict[str, tuple[bytes, str]] = {}
+    for n in (20, 30, 45, 60):  # cairo/Inkscape "plain SVG" icons: 6-decimal coordinates
+        pts = " ".join(f"L {rnd.uniform(0, 48):.6f} {rnd.uniform(-48, 48):.6f}" for _ in range(n))
+        minified = "".join(f"l{rnd.uniform(0, 48):.6f}-{rnd.uniform(0, 48):.6f}" for _ in range(n))
+        out[f"icon{n}"] = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 48 48"><path fill="#1f3a60" '
+                           f'd="M 24.000000 2.000000 {pts} Z"/><path d="M1.5 2{minified}z"/></svg>').encode(), "image/svg+xml"
+    certs = "".join(f"<tr><td>Device cert {i}</td><td><code>{hashlib.sha256(rbytes(8)).hexdigest().upper()}</code></td>"
+                    f"<td><code>{hashlib.sha256(rbytes(8)).digest().hex(':').upper()}</code></td></tr>" for i in range(70))
+    out["certs"] = f"<!doctype html><html><body><table>{certs}</table></body></html>".encode(), "text/html"
+    scripts = "".join(f'<script src="/js/m{i}.js" integrity="sha384-{base64.b64encode(rbytes(48)).decode()}" '
+                      'crossorigin="anonymous"></script>\n' for i in range(60))
+    out["sri"] = f"<!doctype html><html><head>{scripts}</head><body>ok</body></html>".encode(), "text/html"
+    links = "".join(f'<li><a href="/fw/get?file=u{i}.bin&amp;expires=1733400000&amp;sig={hashlib.sha256(rbytes(8)).hexdigest()}">'
+                    f"Release notes {i}</a></li>" for i in range(70))
+    out["signed_links"] = f"<!doctype html><html><body><ul>{links}</ul></body></html>".encode(), "text/html"
+    jobs = [{"id": hashlib.sha256(f"job{i}".encode()).hexdigest(), "name": f"Invoice-{1000 + i}.pdf", "pages": i % 7 + 1}
+            for i in range(80)]
+    out["jobs"] = json.dumps({"jobs": jobs}).encode(), "application/json"
+    return out
+
+
+@pytest.mark.parametrize("name", ["icon20", "icon30", "icon45", "icon60", "certs", "sri", "signed_links", "jobs"])
+def test_real_ews_resources_with_numbers_hashes_and_signatures_pass(name: str) -> None:
+    body, ctype = _fp_bodies()[name]
+    assert _verdict(body, ctype) is None
+
+
+def test_minified_bundles_with_parser_tables_pass() -> None:
+    """The mitmproxy web UI's vendor bundle (React + CodeMirror: Lezer parse tables in strings)
+    and axe-core: minified code is not random data."""
+    import pathlib
+
+    import mitmproxy
+
+    static = pathlib.Path(mitmproxy.__file__).parent / "tools" / "web" / "static"
+    bundles = sorted(static.glob("vendor-*.js")) + sorted(static.glob("index-*.js"))
+    assert bundles, "mitmproxy's web UI assets are part of the environment"
+    for path in bundles:
+        assert _verdict(path.read_bytes(), "application/javascript") is None, path.name
+
+
+def test_hash_sized_pieces_of_a_file_still_add_up() -> None:
+    """The discount for hash-sized tokens is not a way around the total: a file cut into 88-character
+    base64 pieces in separate elements is refused once it is four times the allowance."""
+    import base64
+    import os
+
+    payload = base64.b64encode(os.urandom(16 * 1024)).decode()
+    pieces = "".join(f"<i>{payload[i:i + 88]}</i>" for i in range(0, len(payload), 88))
+    found = _verdict(f"<html><body>{pieces}</body></html>".encode(), "text/html")
+    assert found is not None and found[0] == "download.encoded_blob"
+    digits = "".join(f"<p>{int.from_bytes(os.urandom(20)):050d}.{int.from_bytes(os.urandom(20)):050d}</p>"
+                     for _ in range(10))  # digits with a point are numbers only in the SVG check's pieces
+    assert _verdict(f"<html><body>{digits}</body></html>".encode(), "text/html") is None
