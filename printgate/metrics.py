@@ -73,25 +73,34 @@ AGENT_TASK_FAILURES = Counter("printgate_agent_task_failures",
 
 
 class _TaskHealthCollector:
-    """``printgate_task_healthy{supervisor,task}``: 1 while a supervised task runs (or waits), else 0."""
+    """``printgate_task_healthy{supervisor,task,state}``: 1 while a supervised task runs (or waits), else 0;
+    one collector per registry, fed by every exported supervisor (two clouds in one test process too)."""
 
-    def __init__(self, supervisor: str, health: Callable[[], Iterable[Any]]) -> None:
-        self._supervisor, self._health = supervisor, health
+    def __init__(self) -> None:
+        self.sources: dict[int, tuple[str, Callable[[], Iterable[Any]]]] = {}
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily("printgate_task_healthy", "1 while a supervised task runs or waits, 0 when "
                                    "it failed (backoff), is degraded or stopped", labels=["supervisor", "task", "state"])
-        for h in self._health():
-            family.add_metric([self._supervisor, h.name, h.state], 1.0 if h.healthy else 0.0)
+        for supervisor, health in list(self.sources.values()):
+            for h in health():
+                family.add_metric([supervisor, h.name, h.state], 1.0 if h.healthy else 0.0)
         yield family
+
+
+_task_health: dict[int, _TaskHealthCollector] = {}  # id(registry) -> its collector
 
 
 def export_task_health(supervisor: str, health: Callable[[], Iterable[Any]],
                        registry: CollectorRegistry = CLOUD) -> Callable[[], None]:
-    """Export the health of ``supervisor``'s tasks on ``registry``; the returned function unregisters it."""
-    collector = _TaskHealthCollector(supervisor, health)
-    registry.register(collector)
-    return lambda: registry.unregister(collector)
+    """Export the health of ``supervisor``'s tasks on ``registry``; the returned function stops it."""
+    collector = _task_health.get(id(registry))
+    if collector is None:
+        collector = _task_health[id(registry)] = _TaskHealthCollector()
+        registry.register(collector)
+    key = id(health)
+    collector.sources[key] = (supervisor, health)
+    return lambda: collector.sources.pop(key, None) and None
 
 # ---- agent ------------------------------------------------------------------------
 AGENT_QUEUE_LENGTH = Gauge("printgate_agent_queue_length", "readings waiting on this agent", registry=AGENT)
