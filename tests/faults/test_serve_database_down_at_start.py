@@ -45,7 +45,7 @@ async def test_serve_gives_up_after_the_wait_with_one_line_and_exit_2(
     tmp_path: Path, own_postgres: OwnPostgres,
 ) -> None:
     own_postgres.stop()
-    config, _ = _config(tmp_path, own_postgres, wait=3.5)
+    config, _ = _config(tmp_path, own_postgres, wait=6)
     log = tmp_path / "serve.log"
     proc = await _serve(config, log)
     code = await asyncio.wait_for(proc.wait(), 60)
