@@ -165,6 +165,9 @@ class DwaBroker(Service):
         self._make_route = make_route
         self._agent_address = agent_address
         self._live: dict[str, tuple[DwaSession, User, str]] = {}
+        # how old the technician's MFA was when each live session was opened: "More time" is part of
+        # that authorisation (bounded by the policy's maximum total), not a new sign-in
+        self._mfa_age_at_open: dict[str, float | None] = {}
         self._lock = asyncio.Lock()
         self._reaper: asyncio.Task[None] | None = None
         self._command_waiters: dict[str, asyncio.Future[None]] = {}
@@ -291,8 +294,10 @@ class DwaBroker(Service):
             return None
         session, user, source_ip = entry
         now = datetime.now(UTC)
-        facts = await self._gather(user, session.device_id, source_ip,
-                                   (now - session.created_at).total_seconds(), now, reason=session.reason,
+        # the MFA that authorised the session, as old as it was at the open (a session resumed after a
+        # restart has no record: its age is then a lower bound of the MFA's age, as before)
+        mfa_age = self._mfa_age_at_open.get(session_id, (now - session.created_at).total_seconds())
+        facts = await self._gather(user, session.device_id, source_ip, mfa_age, now, reason=session.reason,
                                    resolve_reason=False)  # its alert may have cleared since: still its reason
         if facts is None:
             return None
@@ -343,6 +348,7 @@ class DwaBroker(Service):
     async def close_session(self, session_id: SessionId, *, reason: str, actor: str) -> None:
         async with self._lock:
             entry = self._live.pop(session_id, None)
+            self._mfa_age_at_open.pop(session_id, None)
         if entry is None:
             return
         self._reason_cleared.discard(session_id)
@@ -400,6 +406,7 @@ class DwaBroker(Service):
         self._audit.register(sid, attribution)
         async with self._lock:
             self._live[sid] = (session, facts.user, source_ip)
+            self._mfa_age_at_open[sid] = facts.mfa_age_seconds
         await self._firewall.allow(f"{sid}-tech", source_ip, self._cfg.proxy_port, ttl)
         agent_ip = self._agent_address(facts.agent.id)
         if agent_ip is not None:
@@ -498,6 +505,7 @@ class DwaBroker(Service):
     async def _fail(self, session: DwaSession, facts: DwaFacts, message: str) -> None:
         async with self._lock:
             entry = self._live.pop(session.id, None)
+            self._mfa_age_at_open.pop(session.id, None)
         for cid in [c for c, s in self._open_commands.items() if s == session.id]:
             del self._open_commands[cid]
         current = entry[0] if entry else session

@@ -54,3 +54,27 @@ async def test_more_time_adds_a_step_up_to_the_policys_maximum_then_refuses(db: 
     assert stored is not None and stored.expires_at == first
     assert await broker.extend_session(session.id) is None  # already the longest the policy allows
     assert broker._live[session.id][0].expires_at == first
+
+
+async def test_more_time_late_in_a_session_rests_on_the_mfa_that_opened_it(db: Database) -> None:
+    """18 minutes into a session (the default rule set wants MFA at most 15 minutes old) "More time"
+    still works: the session was authorised with a fresh MFA, and the extension stays within the
+    policy's maximum total."""
+    t = Tenancy().chain(dealer="d1", customer="c1", site="s1", agent="a1", online=True)
+    t.device("dev1", "s1", "a1", "127.0.20.1")
+    await t.save(db)
+    user, _ = await create_user(db, Role.TECHNICIAN, dealer="d1")
+    unused, relay = cast(Any, None), RelayDeadlines()
+    broker = DwaBroker(BrokerConfig(), db=db, audit=RecordingAuditSink(), decide=decide_dwa_open, firewall=unused,
+                       relay=relay, commands=unused, proxy=unused, routes=unused, make_open_command=unused,
+                       make_close_command=unused, make_route=unused)
+    created = datetime.now(UTC) - timedelta(minutes=18)
+    session = DwaSession(SessionId("sess-late"), UserId(user.id), DeviceId("dev1"), AgentId("a1"),
+                         DwaTarget("127.0.20.1", 80), created, created + timedelta(seconds=BrokerConfig().session_ttl_s))
+    for state in (DwaState.AUTHORISED, DwaState.TUNNEL_OPEN, DwaState.ACTIVE):
+        session = session.transition(state, at=created, reason="test")
+    await broker._save(session)
+    broker._live[session.id] = (session, user, "127.0.0.1")
+    broker._mfa_age_at_open[session.id] = 30.0  # signed in with TOTP 30 s before opening it
+
+    assert await broker.extend_session(session.id) == created + timedelta(minutes=30)
