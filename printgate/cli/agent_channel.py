@@ -116,7 +116,8 @@ def status(
     _echo_printers(runtime.get("printers"))
     for t in tasks:
         error = f"  last error {t.get('last_error_at')}: {t.get('last_error')}" if t.get("last_error") else ""
-        typer.echo(f"{'task ' + str(t.get('name')):>24}: {t.get('state')}, restarts {t.get('restarts')}{error}")
+        state = t.get("waiting_for") or t.get("state") if t.get("state") == "waiting" else t.get("state")
+        typer.echo(f"{'task ' + str(t.get('name')):>24}: {state}, restarts {t.get('restarts')}{error}")
     for d in runtime.get("drops") or []:
         typer.echo(f"{'dropped':>24}: {d['count']} {d['kind']} readings of {d['ip']} ({d['reason']}, "
                    f"{d['first_at']} .. {d['last_at']})")
