@@ -26,7 +26,9 @@ def pure_modules() -> list[Path]:
     found += [ROOT / "alerting" / f"{name}.py" for name in ("rules", "engine", "cef")]
     found += [ROOT / "fleet" / f"{name}.py" for name in ("decode", "state")]
     found += [ROOT / "gateway" / "relay" / "policy.py", ROOT / "portal" / "fleet" / "forecast.py",
-              ROOT / "printgate" / "wire" / "commands.py", ROOT / "gateway" / "channel" / "validation.py"]
+              ROOT / "printgate" / "wire" / "commands.py", ROOT / "gateway" / "channel" / "validation.py",
+              ROOT / "gateway" / "relay" / "admission.py"]
+    found += [ROOT / "gateway" / "proxy" / f"{name}.py" for name in ("routes",)]
     return sorted(found)
 
 
