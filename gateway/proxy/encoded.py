@@ -502,7 +502,13 @@ def encoded_chars(data: bytes, *, min_run: int = 96, cap: int = 1 << 30) -> int:
         if _entropy_at_least(run[:_SAMPLE], MIN_ENTROPY[kind] if len(run) >= 256 else _SHORT_ENTROPY[kind]):
             total += len(run)
             if total >= cap:
-                break
+                return total
+    # bytes as decimal numbers or character references (two characters' worth each), and one
+    # character per byte in any script (issue 21 F1/F2/F3, second round)
+    total += 2 * number_list_bytes(data, max(0, cap - total) // 2 + 1)
+    plain = unescaped(data) if total < cap and b"&#" in data else data  # "&#x420;" is a letter too
+    if total < cap and not plain.isascii():
+        total += one_char_per_byte_chars(plain)
     return total
 
 
@@ -541,15 +547,43 @@ def _random_window(w: bytes) -> bool:
 
 
 def _random_cjk(w: bytes) -> bool:
-    """One character per byte over a block of CJK (or other non-ASCII) characters: about 85
-    characters, many distinct (random picks from 256 give ~63 %), with neither spaces nor the
-    punctuation prose has."""
+    """One character per byte over non-ASCII characters of any script (issue 21 F3): Cyrillic,
+    Latin Extended, Greek, CJK, ... ``chr(0x400 + byte)``. Two tells, either enough:
+    CJK-sized alphabets: about 85 characters, many distinct (random picks from 256 give ~63 %),
+    with neither spaces nor the punctuation prose has; any script: the letters (spaces left
+    aside) are near-uniform over 64 or more distinct code points. Real text in any language has
+    a small alphabet (Russian, Greek, German: ~33-60 letters) or skewed frequencies (the
+    particles and kana of Japanese, the syllables of Korean)."""
     text = w.decode("utf-8", "ignore")
-    if len(text) < 60 or sum(1 for c in text if c > "\u2e7f") < len(text) * 9 // 10:
+    if len(text) < 60:
         return False
-    if _CJK_PUNCT.search(text):
+    letters = text.translate(_NO_SPACE)
+    if len(letters) < 60 or sum(1 for c in letters if c > "\x7f") < len(letters) * 9 // 10:
         return False
-    return len(set(text)) * 100 >= 50 * len(text)
+    cjk = sum(1 for c in text if c > "\u2e7f") >= len(text) * 9 // 10
+    if cjk and not _CJK_PUNCT.search(text) and len(set(text)) * 100 >= 50 * len(text):
+        return True
+    counts = Counter(letters)
+    distinct = len(counts)
+    if len(letters) < 120 or distinct < 64 or max(counts.values()) * distinct > 4 * len(letters):
+        return False
+    # and no repeated words: random picks hardly ever repeat a pair of characters
+    pairs = len({letters[i : i + 2] for i in range(len(letters) - 1)})
+    return pairs * 100 >= 92 * (len(letters) - 1)
+
+
+_NO_SPACE = {ord(c): None for c in " \t\r\n\u00a0\u3000"}
+
+
+def one_char_per_byte_chars(data: bytes) -> int:
+    """Characters of ``data`` that look like one character per byte (``_random_cjk``), in
+    256-byte looks: what the per-user tally counts for non-ASCII text (issue 21 F3)."""
+    total = 0
+    for p in range(0, len(data) - _RANDOM_WINDOW + 1, _RANDOM_WINDOW):
+        w = data[p : p + 3 * _RANDOM_WINDOW]  # 85-256 characters, whatever the script
+        if not w.isascii() and _random_cjk(w):
+            total += _RANDOM_WINDOW
+    return total
 
 
 def random_text(data: bytes, allowance: int) -> EncodedHit | None:
@@ -563,9 +597,9 @@ def random_text(data: bytes, allowance: int) -> EncodedHit | None:
     stride = max(_RANDOM_WINDOW, min(_RANDOM_STRIDE, allowance // 2))
     for p in range(0, len(data) - _RANDOM_WINDOW + 1, stride):
         w = data[p : p + _RANDOM_WINDOW]
-        if w.count(b" ") > 8:
-            continue  # prose, markup, formatted code: the common case, one C-speed count
         if w.isascii():
+            if w.count(b" ") > 8:
+                continue  # prose, markup, formatted code: the common case, one C-speed count
             hit = _random_window(w)
         else:
             hit = _random_cjk(data[p : p + 3 * _RANDOM_WINDOW]) or _random_window(w)
@@ -576,11 +610,98 @@ def random_text(data: bytes, allowance: int) -> EncodedHit | None:
     return None
 
 
+_LIST_ALPHA = _Alphabet.of(rb"0-9 \t\r\n,;")
+_DECIMAL = re.compile(rb"[0-9]+")
+_CSS_NUMBER_PROP = re.compile(rb"--[A-Za-z0-9_\-]{0,40}:[ \t]*([0-9]{1,3})[ \t]*;")
+_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9A-Fa-f]{1,6})|([0-9]{1,7}));")
+MIN_BYTE_LIST = 32  # small integers (0..255) in a row that are byte data
+
+
+_TEXT_CODES = frozenset([9, 10, 13, *range(32, 127), *range(160, 256)])
+
+
+def _binary_refs(values: list[int]) -> list[int]:
+    """Character references are bytes when they spell no text: a run counts only if a sixteenth
+    or more are control characters (random bytes: about a quarter); references that spell text
+    (an EWS that escapes every letter) are judged as the text they show (``any_alphabet``)."""
+    other = sum(1 for v in values if v not in _TEXT_CODES)
+    return values if other * 16 >= len(values) else []
+
+
+def _byte_run(values: list[int]) -> int:
+    """How many bytes a list of integers carries: its runs of ``MIN_BYTE_LIST`` or more values
+    in 0..255 (a larger value ends a run) that are not a sorted table (lookup tables ascend;
+    data goes up about half the time) and use 16 or more distinct values."""
+    carried = 0
+    run: list[int] = []
+    for v in [*values, 256]:
+        if v <= 255:
+            run.append(v)
+            continue
+        if len(run) >= MIN_BYTE_LIST and len(set(run)) >= 16:
+            up = sum(1 for a, b in itertools.pairwise(run) if b > a)
+            if len(run) // 5 <= up <= len(run) * 4 // 5:
+                carried += len(run)
+        run = []
+    return carried
+
+
+def number_list_bytes(data: bytes, cap: int = 1 << 30) -> int:
+    """Bytes written as decimal numbers, summed over the body however it is cut up (issue 21 F1,
+    second round): comma/semicolon lists (``String.fromCharCode(80,75,3,...)`` in chunks, JSON
+    arrays), CSS custom properties (``--a0:80;--a1:75;``) and numeric character references
+    (``&#x50;&#x4b;``, ``&#80;``), each in runs of ``MIN_BYTE_LIST`` or more; at most about
+    ``cap``. Cheap on ordinary text: a C-speed translate and a few counts."""
+    total = 0
+    if data.count(b",") + data.count(b";") >= MIN_BYTE_LIST:
+        for start, end in _runs_at_least(data, _LIST_ALPHA, 2 * MIN_BYTE_LIST):
+            if data.count(b",", start, end) + data.count(b";", start, end) < MIN_BYTE_LIST - 1:
+                continue  # indentation, a long number: not a list
+            total += _byte_run([int(n) for n in _DECIMAL.findall(data, start, end)])
+            if total >= cap:
+                return total
+    if data.count(b"--") >= MIN_BYTE_LIST:
+        values: list[int] = []
+        last = -1
+        for m in _CSS_NUMBER_PROP.finditer(data):
+            if m.start() != last:  # not adjacent to the previous one: a new run
+                total += _byte_run(values)
+                values = []
+                if total >= cap:
+                    return total
+            values.append(int(m.group(1)))
+            last = m.end()
+            if len(values) >= 1024:
+                total += _byte_run(values)
+                values = []
+                last = -1
+                if total >= cap:
+                    return total
+        total += _byte_run(values)
+    if data.count(b"&#") >= MIN_BYTE_LIST:
+        values = []
+        last = -1
+        for m in _CHAR_REF.finditer(data):
+            if m.start() - last > 8 or len(values) >= 1024:  # a few characters between still one run
+                total += _byte_run(_binary_refs(values))
+                values = []
+                if total >= cap:
+                    return total
+            values.append(int(m.group(1), 16) if m.group(1) else int(m.group(2)))
+            last = m.end()
+        total += _byte_run(_binary_refs(values))
+    return total
+
+
 def low_entropy_forms(data: bytes, allowance: int) -> EncodedHit | None:
-    """Bytes written as bits (``0``/``1`` text) or as ``0x41,0x42,...`` lists, summed over the
-    body: the forms too plain for the entropy checks (every textual type, HTML and CSS too)."""
+    """Bytes written as bits (``0``/``1`` text), as ``0x41,0x42,...`` lists or as decimal numbers
+    (``number_list_bytes``: two characters' worth per byte), summed over the body: the forms too
+    plain for the entropy checks (every textual type, HTML and CSS too)."""
     if len(data) < allowance:
         return None
+    listed = number_list_bytes(data, allowance // 2)
+    if listed * 2 >= allowance:
+        return EncodedHit("byte_list_pieces", listed * 2)
     bits = 0
     for start, end in _runs_at_least(data, _BIN_ALPHA, 64):
         run = data[start:end]
@@ -597,10 +718,20 @@ def low_entropy_forms(data: bytes, allowance: int) -> EncodedHit | None:
     return None
 
 
+def _char_of(m: re.Match[bytes]) -> bytes:
+    value = int(m.group(1), 16) if m.group(1) else int(m.group(2))
+    if value > 0x10FFFF or 0xD800 <= value <= 0xDFFF:
+        return b"\xef\xbf\xbd"  # what a browser shows: U+FFFD
+    return chr(value).encode()
+
+
 def unescaped(data: bytes) -> bytes:
-    """HTML text with the common character references undone (what a page shows as text)."""
+    """HTML text with the common named and every numeric character reference (``&#x420;``,
+    ``&#1056;``) undone: what a page shows as text."""
     if b"&" not in data:
         return data
+    if b"&#" in data:
+        data = _CHAR_REF.sub(_char_of, data)
     for entity, char in _ENTITIES:
         data = data.replace(entity, char)
     return data
@@ -611,8 +742,9 @@ def any_alphabet(data: bytes, allowance: int) -> EncodedHit | None:
     uuencoded lines in HTML text (checked with character references undone)."""
     hit = low_entropy_forms(data, allowance) or random_text(data, allowance)
     if hit is None and data.count(b"&") * 100 >= len(data):  # dense character references: HTML text
-        plain = unescaped(data)
-        hit = _uuencoded(plain, allowance) or low_entropy_forms(plain, allowance) or random_text(plain, allowance)
+        plain = unescaped(data)  # numeric references too: "&#x51;&#x55;..." spelling base64 is base64
+        hit = (_uuencoded(plain, allowance) or low_entropy_forms(plain, allowance) or random_text(plain, allowance)
+               or (encoded_total(plain, allowance) if b"&#" in data else None))
     return hit
 
 

@@ -21,6 +21,7 @@ from gateway.proxy.encoded import (
     encoded_total,
     find_encoded,
     find_encoded_split,
+    unescaped,
 )
 from gateway.proxy.svg_check import svg_problem
 from lab.ews.assets import backup_zip, logo_png, png
@@ -361,3 +362,76 @@ def test_the_session_tally_counts_encoded_runs_once_and_not_words_or_paths():
     words = b"org/en-US/docs/Web/JavaScript/Reference/Global_Objects/SharedArrayBuffer/prototype/byteLength"
     assert encoded_chars(words + b"\n" + b"diffiehellmancomputesecretotherpublickeyinputencodingoutputencodingformat" * 2) == 0
     assert encoded_chars(b"x" * 500) == 0
+
+
+# --- issue 21, second round: bytes as numbers, numeric references, one character per byte -----
+
+FILE = random.Random(2112).randbytes(6000)
+
+
+def _chunks(data: bytes, n: int) -> list[bytes]:
+    return [data[i : i + n] for i in range(0, len(data), n)]
+
+
+BYTES_AS_TEXT = {
+    "fromcharcode-chunks-js": "".join(f"p(String.fromCharCode({','.join(map(str, c))}));\n"
+                                      for c in _chunks(FILE, 1000)).encode(),
+    "fromcharcode-small-chunks": "".join(f"p(String.fromCharCode({','.join(map(str, c))}));"
+                                         for c in _chunks(FILE, 40)).encode(),
+    "css-custom-properties": (":root{" + "".join(f"--a{i}:{b};" for i, b in enumerate(FILE)) + "}").encode(),
+    "hex-entities": ("<div id=d>" + "".join(f"&#x{b:x};" for b in FILE) + "</div>").encode(),
+    "decimal-entities-spaced": ("<p>" + " ".join(f"&#{b};" for b in FILE) + "</p>").encode(),
+    "cyrillic-per-byte": ("<p>" + "".join(chr(0x400 + b) for b in FILE) + "</p>").encode(),
+    "latin-extended-per-byte": ("<p>" + "".join(chr(0x100 + b) for b in FILE) + "</p>").encode(),
+    "cyrillic-per-byte-as-words": ("<p>" + " ".join("".join(chr(0x400 + b) for b in c) for c in _chunks(FILE, 6))
+                                   + "</p>").encode(),
+    "cyrillic-as-entities": ("<p>" + "".join(f"&#x{0x400 + b:x};" for b in FILE) + "</p>").encode(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BYTES_AS_TEXT))
+def test_bytes_as_numbers_references_or_letters_are_found(name):
+    page = BYTES_AS_TEXT[name]
+    assert any_alphabet(page, 4096) is not None, name
+    assert encoded_chars(page) >= 2048, name  # and they count towards the per-user tally
+
+
+JA = ("用紙サイズを選択してください。トナー残量が少なくなっています。給紙トレイ２に用紙がありません。"
+      "両面印刷の設定を変更しました。ネットワーク設定は管理者のみが変更できます。ジョブ履歴を表示します。"
+      "消耗品情報を確認してください。デバイス情報の更新に失敗しました。ファームウェアの更新が完了しました。")
+RU = ("Выберите формат бумаги. Тонер заканчивается, замените картридж. В лотке 2 нет бумаги. "  # noqa: RUF001 - Russian on purpose
+      "Параметры двусторонней печати изменены. Сетевые настройки может менять только администратор. "
+      "Журнал заданий пуст. Проверьте сведения о расходных материалах. Не удалось обновить прошивку устройства.")  # noqa: RUF001
+DE = ("Papierformat auswählen. Der Toner ist fast leer, bitte die Kartusche ersetzen. Fach 2 ist leer. "
+      "Die Einstellungen für den beidseitigen Druck wurden geändert. Netzwerkeinstellungen darf nur der "
+      "Administrator ändern. Das Auftragsprotokoll ist leer. Größe, Schärfe und Helligkeit prüfen.")
+
+
+@pytest.mark.parametrize("lang", ["ja", "ru", "de"])
+def test_string_tables_in_any_language_and_number_tables_pass(lang):
+    text = {"ja": JA, "ru": RU, "de": DE}[lang]
+    rnd = random.Random(lang)
+    sentences = [s for s in text.replace("。", "。|").replace(". ", ".|").split("|") if s]
+    table = "var L={" + ",".join(f'k{i}:"{rnd.choice(sentences)}{rnd.choice(sentences)}"' for i in range(300)) + "};"
+    page = "<html><body>" + "".join(f"<p>{rnd.choice(sentences)} {rnd.choice(sentences)}</p>" for i in range(300))
+    squeezed = "".join(rnd.choice(sentences).replace(" ", "") for _ in range(300))  # labels run together
+    for body in (table.encode(), page.encode(), squeezed.encode()):
+        assert any_alphabet(body, 4096) is None
+        assert encoded_chars(body) == 0
+    entities = "".join(f"&#{ord(c)};" for c in text * 10).encode()  # an old EWS escapes every character
+    assert any_alphabet(entities, 4096) is None
+
+
+def test_lookup_tables_and_numeric_data_pass():
+    crc_like = ("var T=[" + ",".join(str(i) for i in range(256)) * 4 + "];").encode()  # sorted tables
+    levels = json.dumps({"history": [{"day": d, "black": 100 - d // 4, "cyan": 90 - d // 5} for d in range(300)]}).encode()
+    for body in (crc_like, levels):
+        assert any_alphabet(body, 4096) is None
+
+
+def test_references_that_spell_an_encoding_are_judged_as_that_encoding():
+    b64 = base64.b64encode(FILE)
+    parts = b"".join(b"<i>" + "".join(f"&#x{c:x};" for c in b64[i : i + 80]).encode() + b"</i>"
+                     for i in range(0, len(b64), 80))
+    assert any_alphabet(parts, 4096) is not None
+    assert unescaped(b"&#x420;&#1091;&amp;&#x110000;") == "\u0420\u0443&\ufffd".encode()
