@@ -28,7 +28,7 @@ def pure_modules() -> list[Path]:
     found += [ROOT / "gateway" / "relay" / "policy.py", ROOT / "portal" / "fleet" / "forecast.py",
               ROOT / "printgate" / "wire" / "commands.py", ROOT / "gateway" / "channel" / "validation.py",
               ROOT / "gateway" / "relay" / "admission.py"]
-    found += [ROOT / "gateway" / "proxy" / f"{name}.py" for name in ("routes",)]
+    found += [ROOT / "gateway" / "proxy" / f"{name}.py" for name in ("routes", "rewriter", "sniff")]
     return sorted(found)
 
 
