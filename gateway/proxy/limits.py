@@ -32,8 +32,9 @@ class ProxyLimits:
     # lab EWS pages and the CUPS web UI hold none; a page with a few tokens and hashes a few hundred
     encoded_allowance_download: int = 4096  # per response body or WebSocket text message
     encoded_allowance_upload: int = 1024  # per request body towards the device
-    # encoded-looking characters (runs of 96+) a session may send towards the device over all its
-    # requests (issue 21 F4: a file trickled out 200 characters a request); shared by the workers
+    # encoded-looking characters (runs of 96+) one user may send towards one device over all their
+    # requests and sessions within ``budget_window_s`` (issue 21 F4: a file trickled out 200
+    # characters a request); shared by the workers
     encoded_session_allowance: int = 2048
     # user-supplied data towards the device (query, form fields, JSON/text bodies, custom
     # headers, new cookie values, WebSocket frames): per request and summed per session. Sized

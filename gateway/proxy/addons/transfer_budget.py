@@ -12,8 +12,10 @@ already sent (free when sent again) are remembered per process: on another worke
 once more, which only ever spends budget early.
 
 Encoded-looking characters (base64/base32/hex runs of 96 or more with the entropy of encoded
-data, ``encoded.encoded_chars``) in the query, the body, new header and cookie values are also
-summed per session (the same key and window, a tally of their own shared by the workers): a file
+data, bytes as decimal numbers or character references, one character per byte in any script:
+``encoded.encoded_chars``) in the query, the body, new header and cookie values are also
+summed per user and device (the same key and window as the byte budget, a tally of their own
+shared by the workers): a file
 trickled out in pieces each under every per-request threshold is refused once the session has
 sent ``encoded_session_allowance`` of them (``upload.session_encoded``, audited).
 """
@@ -202,10 +204,12 @@ ENCODED_SUFFIX = "|encoded"
 
 
 def _encoded_verdict(used: int, enc: int, lim: ProxyLimits) -> Verdict:
+    hours = lim.budget_window_s / 3600
     return ("upload.session_encoded",
-            f"This request sends {enc} characters of encoded-looking data (base64, hex, ...) to the device; "
-            f"with the {used} this session already sent that passes the {lim.encoded_session_allowance}-character "
-            "allowance per session (a file sent in pieces).", enc)
+            f"This request sends {enc} characters of encoded-looking data (base64, hex, byte lists, ...) to the "
+            f"device; with the {used} you already sent to this device (counted per user and device over "
+            f"{hours:g} hours, across your sessions) that passes the {lim.encoded_session_allowance}-character "
+            "allowance (a file sent in pieces).", enc)
 
 
 def _sent_text(req: http.Request, headers: list[bytes], cookies: list[bytes]) -> bytes:

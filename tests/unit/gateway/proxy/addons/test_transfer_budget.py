@@ -79,3 +79,30 @@ async def test_two_workers_sharing_a_tally_give_a_session_one_budget_not_two() -
     allowed = 1000 // per_request
     assert outcomes == ["sent"] * allowed + ["budget.session"] * (8 - allowed), outcomes
     assert 0 < allowed < 4  # per-worker tallies would have let 2 * allowed through
+
+
+def test_bytes_as_entities_or_letters_in_form_fields_count_per_user_and_device() -> None:
+    """Issue 21 F2/F3 (second round): 12 KiB sent as ``&#xNN;`` references or one Cyrillic letter
+    per byte, 300 bytes a form, reaches the encoded tally; the refusal says the tally is per user
+    and device (across sessions), not per session."""
+    import random
+    from urllib.parse import quote_plus
+
+    raw = random.Random(7).randbytes(12 * 1024)
+    forms = {
+        "entities": lambda ch: "".join(f"&#x{b:x};" for b in ch),
+        "cyrillic": lambda ch: "".join(chr(0x400 + b) for b in ch),
+    }
+    for name, encode in forms.items():
+        routes = RouteTable()
+        budget = _budget(routes, request_budget=64 * 1024, session_budget=1 << 30)
+        refused = None
+        for i in range(0, len(raw), 300):
+            f = _form(f"t-{name}", "memo=" + quote_plus(encode(raw[i : i + 300])))
+            budget.request(f)
+            if f.response is not None:
+                refused = decision(f)
+                break
+        assert refused is not None and refused.rule == "upload.session_encoded", name
+        assert i < 4096, (name, i)  # long before the file is through
+        assert "per user and device" in refused.reason and "this session" not in refused.reason
