@@ -1,8 +1,9 @@
 """Unit tests mirror the package tree: every pure module has ``tests/unit/<its path>/test_<name>.py``.
 
 Pure modules (no I/O of their own, testable on hand-made inputs): the policy,
-the audit hash chain, Merkle tree and canonical form, every proxy addon, and
-SNMP parsing. A new module in one of these places needs its unit test module.
+the audit hash chain, Merkle tree and canonical form, every proxy addon,
+SNMP parsing, the proxy's sniffers, encoded-payload detectors, URL rewriter and route table,
+and the relay's admission control. A new module in one of these places needs its unit test module.
 Integration and end-to-end suites stay grouped by feature elsewhere in ``tests/``.
 """
 
@@ -28,7 +29,7 @@ def pure_modules() -> list[Path]:
     found += [ROOT / "gateway" / "relay" / "policy.py", ROOT / "portal" / "fleet" / "forecast.py",
               ROOT / "printgate" / "wire" / "commands.py", ROOT / "gateway" / "channel" / "validation.py",
               ROOT / "gateway" / "relay" / "admission.py"]
-    found += [ROOT / "gateway" / "proxy" / f"{name}.py" for name in ("routes", "rewriter", "sniff")]
+    found += [ROOT / "gateway" / "proxy" / f"{name}.py" for name in ("routes", "rewriter", "sniff", "encoded")]
     return sorted(found)
 
 
