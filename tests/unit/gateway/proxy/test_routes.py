@@ -83,7 +83,7 @@ def test_removing_an_unknown_session_does_nothing(table: RouteTable) -> None:
     assert seen == []
 
 
-def test_adding_the_host_again_clears_its_tombstone_and_add_tombstone_never_hides_a_live_route(
+def test_adding_the_host_again_clears_its_tombstone_and_a_live_route_wins_over_a_sent_tombstone(
         table: RouteTable) -> None:
     table.add(route())
     table.remove("s1", "expired")
