@@ -743,6 +743,10 @@ def any_alphabet(data: bytes, allowance: int) -> EncodedHit | None:
     hit = low_entropy_forms(data, allowance) or random_text(data, allowance)
     if hit is None and data.count(b"&") * 100 >= len(data):  # dense character references: HTML text
         plain = unescaped(data)  # numeric references too: "&#x51;&#x55;..." spelling base64 is base64
+        if len(data) - len(plain) < 64:
+            # a few references undone ("&&" in a script, an "&amp;" in a link): a payload they
+            # could hide would still be long runs the checks above saw
+            return None
         hit = (_uuencoded(plain, allowance) or low_entropy_forms(plain, allowance) or random_text(plain, allowance)
                or (encoded_total(plain, allowance) if b"&#" in data else None))
     return hit
