@@ -162,6 +162,12 @@ class GroupCommitAudit:
             await self.flush()
             await cancel_and_wait(self._task)
             self._task = None
+        if self._retained:  # refusals kept through an outage: a last try (logged if it fails)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PROBE_TIMEOUT_S):
+                    await self._write_retained()
+            if self._retained:
+                log.error("dwa.audit_retained_lost", count=len(self._retained))
         while not self._queue.empty():  # nothing may wait forever
             _event, fut = self._queue.get_nowait()
             if not fut.done():

@@ -184,3 +184,20 @@ async def test_the_audit_503_is_a_printgate_page_with_the_security_headers(monke
     # the record was in the write when the wait ended: a follow-up says the browser got 503
     assert [e.type for e in sink.stored] == ["dwa.request", "dwa.request_not_delivered"]
     assert sink.stored[-1].details["status"] == 503
+
+
+async def test_kept_refusals_get_a_last_try_when_the_writer_stops():
+    sink = GatedRecorder()
+    sink.gate.set()
+    group = GroupCommitAudit(sink, probe=sink_probe(sink), reprobe_s=60)  # no probe before the stop
+    await group.start()
+    sink.broken = True
+    try:
+        await group.append(AuditEventIn(type="dwa.transfer_blocked", outcome=Outcome.BLOCKED,
+                                        details={"path": "/x.csv", "status": 403}))
+    except OSError:
+        pass
+    assert group.retained == 1
+    sink.broken = False
+    await group.aclose()
+    assert [e.details["status"] for e in sink.stored] == [503]
