@@ -3,8 +3,8 @@
 A tenant's target (a dealer's webhook endpoint, a security-alert subscription's webhook or
 syslog collector) must never reach the cloud's own network: loopback, private, link-local,
 carrier-grade NAT, multicast, reserved and metadata addresses are refused. IPv6 forms that carry
-an IPv4 address (IPv4-mapped ``::ffff:a.b.c.d``, IPv4-compatible ``::a.b.c.d``, NAT64
-``64:ff9b::/96``, 6to4 ``2002::/16``, Teredo ``2001::/32``) are judged by the IPv4 address they
+an IPv4 address (IPv4-mapped ``::ffff:a.b.c.d``, IPv4-compatible ``::a.b.c.d``, SIIT
+IPv4-translated ``::ffff:0:a.b.c.d``, NAT64 ``64:ff9b::/96``, 6to4 ``2002::/16``, Teredo ``2001::/32``) are judged by the IPv4 address they
 carry: a NAT64 gateway or 6to4 relay would otherwise forward ``64:ff9b::a9fe:a9fe`` to
 169.254.169.254.
 
@@ -30,6 +30,7 @@ RESOLVER_THREADS = 4
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215 local-use: never public
 _COMPAT = ipaddress.IPv6Network("::/96")
+_SIIT = ipaddress.IPv6Network("::ffff:0:0:0/96")  # RFC 2765 IPv4-translated ::ffff:0:a.b.c.d
 _V4_REFUSED = (ipaddress.IPv4Network("0.0.0.0/8"), ipaddress.IPv4Network("100.64.0.0/10"),
                ipaddress.IPv4Network("192.0.0.0/24"), ipaddress.IPv4Network("198.18.0.0/15"))
 _executor: ThreadPoolExecutor | None = None
@@ -45,7 +46,7 @@ def embedded_ipv4(a: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address] | Non
     """The IPv4 address(es) an IPv6 address carries, or ``None`` for a plain IPv6 address."""
     if a.ipv4_mapped is not None:
         return [a.ipv4_mapped]
-    if a in _NAT64 or (a in _COMPAT and int(a) > 1):
+    if a in _NAT64 or a in _SIIT or (a in _COMPAT and int(a) > 1):
         return [ipaddress.IPv4Address(int(a) & 0xFFFFFFFF)]
     if a.sixtofour is not None:
         return [a.sixtofour]

@@ -30,6 +30,8 @@ def test_public_addresses_pass(address: str) -> None:
 FORMS = {
     "ipv4-mapped": ("::ffff:169.254.169.254", "::ffff:93.184.216.34"),
     "ipv4-compatible": ("::a9fe:a9fe", "::5db8:d822"),
+    "siit": ("::ffff:0:169.254.169.254", "::ffff:0:93.184.216.34"),
+    "siit-loopback": ("::ffff:0:7f00:1", "::ffff:0:808:808"),
     "nat64": ("64:ff9b::a9fe:a9fe", "64:ff9b::5db8:d822"),
     "nat64-dotted": ("64:ff9b::127.0.0.1", "64:ff9b::93.184.216.34"),
     "6to4": ("2002:a9fe:a9fe::1", "2002:5db8:d822::1"),
@@ -53,6 +55,7 @@ def test_the_embedded_address_is_extracted() -> None:
     teredo = embedded_ipv4(ipaddress.IPv6Address(FORMS["teredo"][0]))
     assert teredo is not None and str(teredo[1]) == "169.254.169.254"
     assert embedded_ipv4(ipaddress.IPv6Address("2606:4700:4700::1111")) is None
+    assert [str(a) for a in embedded_ipv4(ipaddress.IPv6Address("::ffff:0:10.0.0.1")) or []] == ["10.0.0.1"]
 
 
 def test_a_teredo_address_with_an_internal_server_is_refused() -> None:
@@ -64,7 +67,8 @@ def test_local_use_nat64_is_refused() -> None:
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "[::1]", "::ffff:10.0.0.1", "localhost", "metadata.google.internal",
-                                  "169.254.169.254", "64:ff9b::a9fe:a9fe"])
+                                  "169.254.169.254", "64:ff9b::a9fe:a9fe",
+                                  "::ffff:0:169.254.169.254"])
 def test_save_time_check_refuses_literals_and_local_names(host: str) -> None:
     with pytest.raises(EndpointInvalid, match="syslog host"):
         check_literal(host, what="syslog")
