@@ -116,6 +116,8 @@ class _Active:
     subject: str = ""
     source_ip: str | None = None
     sources: list[str] = field(default_factory=list)  # distinct source addresses (relay), bounded
+    # the relay's "N other sources" records (no source_ip): the largest N per relay window
+    other_sources: dict[str, int] = field(default_factory=dict)
 
 
 def _key(rule: Rule, dealer: str | None, customer: str | None, key: str) -> str:
@@ -181,9 +183,8 @@ class Engine:
             active.last_at = now
             if sample and sample not in active.samples and len(active.samples) < MAX_SAMPLES:
                 active.samples.append(sample)
-            if hit.rule is RELAY_REFUSED and sample and len(active.sources) < MAX_SOURCES \
-                    and sample not in active.sources:
-                active.sources.append(sample)
+            if hit.rule is RELAY_REFUSED:
+                _count_sources(active, r, sample)
             return []
         pending = self._pending.get(k)
         if pending is None:
@@ -238,9 +239,9 @@ class Engine:
     def _summary(self, k: str, a: _Active) -> Alert:
         rule, dealer, customer, key = _split(k)
         spread = ""
-        if rule is RELAY_REFUSED and a.sources:
-            many = len(a.sources)
-            spread = f" from {many:,}{'+' if many >= MAX_SOURCES else ''} source addresses"
+        many = len(a.sources) + sum(a.other_sources.values())
+        if rule is RELAY_REFUSED and many:
+            spread = f" from {many:,}{'+' if len(a.sources) >= MAX_SOURCES else ''} source addresses"
         text = (f"... and {a.folded:,} more for {a.subject}{spread} in the last {_minutes(a.until - a.started)}"
                 + (f" ({_sample_label(rule)}: {', '.join(a.samples)})" if a.samples else ""))
         return Alert(
@@ -250,7 +251,7 @@ class Engine:
             customer_id=customer, key=key, subject=a.subject, count=a.folded, first_seq=a.first_seq,
             last_seq=a.last_seq, first_at=_dt(a.started), last_at=_dt(a.last_at),
             source_ip=a.source_ip, samples=tuple(a.samples),
-            details={"window_s": rule.quiet_s, **({"sources": len(a.sources)} if a.sources else {})},
+            details={"window_s": rule.quiet_s, **({"sources": many} if rule is RELAY_REFUSED and many else {})},
         )
 
     # -- persistence -----------------------------------------------------------------
@@ -259,7 +260,8 @@ class Engine:
             "version": STATE_VERSION,
             "pending": {k: [p.times, p.counts, p.seqs, p.samples] for k, p in self._pending.items()},
             "active": {k: [a.until, a.started, a.folded, a.first_seq, a.last_seq, a.last_at, a.samples,
-                           a.subject, a.source_ip, a.sources] for k, a in self._active.items()},
+                           a.subject, a.source_ip, a.sources, a.other_sources]
+                       for k, a in self._active.items()},
         }
 
     @classmethod
@@ -274,7 +276,8 @@ class Engine:
             if _known(k):
                 until, started, folded, first_seq, last_seq, last_at, samples, subject, source_ip = v[:9]
                 engine._active[k] = _Active(until, started, folded, first_seq, last_seq, last_at,
-                                            list(samples), subject, source_ip, list(v[9]) if len(v) > 9 else [])
+                                            list(samples), subject, source_ip, list(v[9]) if len(v) > 9 else [],
+                                            dict(v[10]) if len(v) > 10 else {})
         return engine
 
 
@@ -284,6 +287,24 @@ def _known(k: str) -> bool:
     except (KeyError, ValueError):
         return False  # a rule that no longer exists: its window is dropped
     return True
+
+
+MAX_RELAY_WINDOWS = 1000  # relay windows whose "other sources" count is kept per quiet window
+
+
+def _count_sources(active: _Active, r: AuditRecord, sample: str) -> None:
+    """Count a relay record's sources: a named ``source_ip`` once; the relay's overflow record
+    (``details.other_sources``: the sources it did not name in that window) by its number, once per
+    relay window (its refused and its failed-login records carry the same number)."""
+    if sample:
+        if len(active.sources) < MAX_SOURCES and sample not in active.sources:
+            active.sources.append(sample)
+        return
+    others = r.details.get("other_sources")
+    if isinstance(others, int) and not isinstance(others, bool) and others > 0:
+        window = str(r.details.get("window_start") or r.seq)
+        if window in active.other_sources or len(active.other_sources) < MAX_RELAY_WINDOWS:
+            active.other_sources[window] = max(active.other_sources.get(window, 0), min(others, 10**9))
 
 
 def _sample(hit: Hit) -> str:

@@ -92,6 +92,37 @@ def test_an_aggregated_record_is_one_alert_with_its_count() -> None:
     assert alert.count == 1234 and "1,234" in alert.text and alert.platform
 
 
+def test_a_relay_spray_summary_counts_the_other_sources_record() -> None:
+    """The relay names its 20 busiest sources per window and folds the rest into one record
+    (``other_sources``, once on the refused and once on the failed-login record): the summary
+    counts them all, each window's overflow once."""
+    engine = Engine()
+    seq = 0
+
+    def relay(at: datetime, *, ip: str | None, kind: str = "relay.connections.refused",
+              **details: object) -> AuditRecord:
+        nonlocal seq
+        seq += 1
+        base = {"refused": 1} if kind == "relay.connections.refused" else {"count": 1}
+        return AuditRecord(seq=seq, at=at, schema_version=1, type=kind, outcome="denied", prev_hash="",
+                           hash="", source_ip=ip, details={**base, **details})
+
+    out = []
+    for window, at in enumerate((T0, T0 + timedelta(minutes=1))):
+        start = at.isoformat()
+        for i in range(20):
+            out += engine.feed(relay(at, ip=f"198.51.{100 + window}.{i + 1}", window_start=start))
+        out += engine.feed(relay(at, ip=None, refused=180, window_start=start, other_sources=180))
+        out += engine.feed(relay(at, ip=None, kind="relay.auth.failed", count=180, window_start=start,
+                                 other_sources=180))
+    assert [a.kind for a in out] == ["alert"]
+    engine = Engine.from_state(json.loads(json.dumps(engine.to_state())))  # the count survives a restart
+    [summary] = engine.tick(T0 + timedelta(minutes=11))
+    # 39 named sources (the first alert's one is not in the summary) + 2 x 180 others
+    assert "from 399 source addresses" in summary.text, summary.text
+    assert summary.details["sources"] == 399
+
+
 def test_ids_are_stable_for_the_same_records() -> None:
     def run() -> list[str]:
         e = Engine()
