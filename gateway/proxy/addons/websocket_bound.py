@@ -15,6 +15,8 @@ too (issue 21 F6).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mitmproxy import http
 
 from gateway.proxy import ws_bound
@@ -22,6 +24,9 @@ from gateway.proxy.decision import route_of
 from printgate.domain import AuditEventIn, Outcome, event_types
 from printgate.interfaces import AuditSink
 from printgate.logs import get_logger
+
+if TYPE_CHECKING:
+    from gateway.proxy.routes import SessionRoute
 
 log = get_logger(__name__)
 RULE = "websocket.message_too_large"
@@ -44,20 +49,11 @@ class WebSocketBound:
         size = int(oversize.get("bytes", 0))
         route = route_of(flow)
         log.info("dwa.websocket_closed_too_big", session=route.session_id if route else None, side=side, size=size)
-        if self._audit is None:
-            return
-        peer = flow.client_conn.peername
-        await self._audit.append(AuditEventIn(
-            type=event_types.DWA_TRANSFER_BLOCKED, outcome=Outcome.BLOCKED,
-            session_id=route.session_id if route else None, source_ip=str(peer[0]) if peer else None,
-            details={
-                "method": flow.request.method, "path": flow.request.path.split("?", 1)[0], "blocked": True,
-                "rule": RULE,
-                "reason": f"A WebSocket message from the {side} grew past {size} bytes: the WebSocket was closed (1009).",
-                "direction": "request" if side == "browser" else "response",
-                "transfer_type": "websocket message", "transfer_size": size, "where": "websocket",
-            },
-        ))
+        await self._blocked(
+            flow, route, side, RULE,
+            f"A WebSocket message from the {side} grew past {size} bytes: the WebSocket was closed (1009).",
+            "websocket message", size,
+        )
 
     async def _protocol_error(self, flow: http.HTTPFlow) -> None:
         assert flow.websocket is not None
@@ -65,6 +61,18 @@ class WebSocketBound:
         why = str(flow.websocket.close_reason or "protocol error")[:200]
         route = route_of(flow)
         log.info("dwa.websocket_protocol_error", session=route.session_id if route else None, side=side, reason=why)
+        await self._blocked(
+            flow, route, side, PROTOCOL_RULE,
+            f"A WebSocket frame from the {side} broke the protocol ({why}): it was dropped, "
+            "not passed on, and the WebSocket was closed (1002).",
+            "websocket frame", 0,
+        )
+
+    async def _blocked(
+        self, flow: http.HTTPFlow, route: SessionRoute | None, side: str, rule: str, reason: str,
+        transfer_type: str, size: int,
+    ) -> None:
+        """Store the ``dwa.transfer_blocked`` record of a WebSocket the proxy closed."""
         if self._audit is None:
             return
         peer = flow.client_conn.peername
@@ -73,10 +81,8 @@ class WebSocketBound:
             session_id=route.session_id if route else None, source_ip=str(peer[0]) if peer else None,
             details={
                 "method": flow.request.method, "path": flow.request.path.split("?", 1)[0], "blocked": True,
-                "rule": PROTOCOL_RULE,
-                "reason": f"A WebSocket frame from the {side} broke the protocol ({why}): it was dropped, "
-                          "not passed on, and the WebSocket was closed (1002).",
+                "rule": rule, "reason": reason,
                 "direction": "request" if side == "browser" else "response",
-                "transfer_type": "websocket frame", "transfer_size": 0, "where": "websocket",
+                "transfer_type": transfer_type, "transfer_size": size, "where": "websocket",
             },
         ))
