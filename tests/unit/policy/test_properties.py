@@ -7,20 +7,17 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policy import Action, Context, Resource, Subject, evaluate, load_policy
+from policy import Action, Context, evaluate, load_policy
 from printgate.domain import (
-    AgentId,
     CustomerId,
     DealerId,
-    Device,
-    DeviceId,
     DeviceIdentity,
     RemoteAccessMode,
     Role,
-    SiteId,
     User,
     UserId,
 )
+from printgate.testing.policy_inputs import make_device, make_resource, make_subject
 
 ids = st.sampled_from(["d1", "d2", "d3"])
 roles = st.frozensets(st.sampled_from(list(Role)), max_size=3)
@@ -47,15 +44,14 @@ def scenario(draw: st.DrawFn) -> tuple:
     user = User(UserId("u"), "u@example.org", "U", draw(roles),
                 DealerId(user_dealer) if user_dealer else None,
                 draw(st.one_of(st.none(), st.just(CustomerId("c1")))), draw(st.booleans()))
-    device = Device(DeviceId("x"), SiteId("s"), AgentId("a"), "127.0.20.1",
-                    DeviceIdentity(model=draw(st.sampled_from([None, "HP", "Canon"]))),
-                    labels=draw(labels), blocked=draw(st.booleans()),
-                    identity_verified=draw(st.booleans()))
-    resource = Resource(device, DealerId(draw(ids)), CustomerId(draw(st.sampled_from(["c1", "c2"]))),
-                        SiteId("s"), draw(st.sampled_from(list(RemoteAccessMode))),
-                        draw(st.booleans()), draw(st.booleans()))
-    subject = Subject(user, draw(st.sampled_from(["10.0.0.1", "10.2.3.4", "127.0.0.1", "::1"])),
-                      draw(st.one_of(st.none(), st.floats(0, 7200))))
+    device = make_device(identity=DeviceIdentity(model=draw(st.sampled_from([None, "HP", "Canon"]))),
+                         labels=draw(labels), blocked=draw(st.booleans()),
+                         identity_verified=draw(st.booleans()))
+    resource = make_resource(device, dealer=draw(ids), customer=draw(st.sampled_from(["c1", "c2"])),
+                             mode=draw(st.sampled_from(list(RemoteAccessMode))),
+                             online=draw(st.booleans()), enrolled=draw(st.booleans()))
+    subject = make_subject(user, ip=draw(st.sampled_from(["10.0.0.1", "10.2.3.4", "127.0.0.1", "::1"])),
+                           mfa_age=draw(st.one_of(st.none(), st.floats(0, 7200))))
     now = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=draw(st.integers(0, 60 * 24 * 14)))
     approved = draw(st.one_of(st.none(), st.just(now + timedelta(minutes=5)), st.just(now - timedelta(minutes=5))))
     ctx = Context(now, draw(st.integers(0, 4)), draw(st.integers(0, 2)), approved)
