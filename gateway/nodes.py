@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from printgate.errors import ConfigError
 from printgate.lifecycle import Service
 from printgate.logs import get_logger
+from printgate.proc import pid_alive
 from printgate.store import nodes
 from printgate.store.db import Database
 from printgate.supervisor import Supervisor
@@ -75,7 +76,7 @@ class NodeLease(Service):
         now = self._clock()
         if prior is None or not prior.is_live(now):
             return
-        if prior.host == socket.gethostname() and _alive(prior.pid) and prior.pid != os.getpid():
+        if prior.host == socket.gethostname() and pid_alive(prior.pid) and prior.pid != os.getpid():
             raise ConfigError(f"gateway node id {self.node_id!r} is in use by process {prior.pid} on this host; "
                               "give each node its own gateway.node_id (or data directory)")
         if prior.host == socket.gethostname():
@@ -164,13 +165,3 @@ class NodeLease(Service):
             return
         self.state = state
         log.info("node.state", node=self.node_id, state=state)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

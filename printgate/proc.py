@@ -1,4 +1,5 @@
-"""Child processes that never outlive their parent (Linux ``PR_SET_PDEATHSIG``)."""
+"""Processes: children that never outlive their parent (Linux ``PR_SET_PDEATHSIG``), and
+whether a recorded process id is still running."""
 
 from __future__ import annotations
 
@@ -21,3 +22,18 @@ def die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
+
+
+def pid_alive(pid: object) -> bool:
+    """Whether a process with this id runs on this host (signal 0; one owned by another user counts).
+
+    Anything but a positive ``int`` (a missing or corrupt runtime record) is not a process."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from typing import Annotated
 import typer
 
 from printgate.domain import event_types
+from printgate.proc import pid_alive
 
 DEFAULT_DATA_DIR = Path("/var/lib/printgate-agent")
 
@@ -84,7 +84,7 @@ def status(
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from exc
     runtime = read_status(data_dir / "status.json")
-    running = _alive(runtime.get("pid"))
+    running = pid_alive(runtime.get("pid"))
     tasks = runtime.get("tasks") or []
     if not running:  # what the status file says is only the last state of an agent that is gone
         tasks = [{**t, "state": f"{t.get('state')} (last known, agent not running)", "healthy": False}
@@ -137,16 +137,6 @@ def _echo_printers(printers: object) -> None:
                    f"{p.get('serial') or '-'}")
 
 
-def _alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def update(
