@@ -27,6 +27,7 @@ from printgate.domain import (
     event_types,
 )
 from printgate.errors import CustomerNameTaken
+from printgate.store import devices as devices_store
 from printgate.store import sessions as sessions_store
 from printgate.store import tenants as tenants_store
 from printgate.store.tenants import add_customer, add_site
@@ -49,9 +50,20 @@ async def _end_live_sessions(state: State, s: DbSession, request: Request, me: U
     """Access became ``never`` for these sites: their live sessions end (each audited here, with the
     reason; the broker ends them once the change is committed, so a Rejoin finds nothing)."""
     live = await sessions_store.live_session_ids_at(s, site_ids=site_ids)
+    customer = await tenants_store.get_customer(s, customer_id)
     for sid in live:
-        await state.record(event_types.DWA_SESSION_ENDED_BY_ACCESS_MODE, request=request, user=me, customer_id=customer_id,
-                           session_id=sid, details={"reason": NEVER_REASON})
+        # attributed like the gateway's own dwa.* records (gateway.attribution): the session's
+        # dealer, customer, site, device and user, so the tenant's auditors and the session
+        # story show it (a customer admin has no dealer id of its own)
+        session = await sessions_store.load_session(s, sid)
+        device = await devices_store.get_device(s, session.device_id) if session else None
+        await state.record(
+            event_types.DWA_SESSION_ENDED_BY_ACCESS_MODE, request=request, user=me,
+            dealer_id=customer.dealer_id if customer else me.dealer_id, customer_id=customer_id,
+            device_id=session.device_id if session else None, session_id=sid,
+            details={"reason": NEVER_REASON,
+                     **({"site_id": device.site_id} if device else {}),
+                     **({"user_id": session.user_id} if session else {})})
     if live:
         broker = state.broker
 
