@@ -1,13 +1,15 @@
 """Fault fixtures: a tiny tmpfs the test mounts for an agent's data, a PostgreSQL cluster of the
-test's own to stop and start, and the portal served over it with a signed-in client."""
+test's own to stop and start, the portal served over it with a signed-in client, and ``until``
+(wait for a supervised loop's state, failing with what was awaited)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,6 +26,16 @@ from printgate.testing.audit import RecordingAuditSink
 from printgate.testing.broker import PolicyBroker
 from printgate.testing.portal import Clock, create_user, served, sign_in
 from printgate.testing.tenancy import Tenancy
+
+
+async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait (polling every 50 ms) until ``predicate()`` holds; after ``timeout`` s fail saying ``what``."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(what) from None
 
 
 @pytest.fixture

@@ -5,9 +5,6 @@ are kept, not lost; the database started again: both are "running" and the refus
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 from gateway.channel.ca import AgentCA
 from gateway.channel.denials import RPC_DENIED, DenialTally
 from gateway.channel.grpc_server import AgentChannelServer
@@ -17,16 +14,7 @@ from printgate.store.db import Database, migrate
 from printgate.supervisor import Backoff, Supervisor
 from printgate.testing.audit import ReadableAuditLog
 from tests.channel.conftest import Recorder
-from tests.faults.conftest import OwnPostgres
-
-
-async def _until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(what) from None
+from tests.faults.conftest import OwnPostgres, until
 
 
 async def test_channel_loops_report_a_database_outage_and_recover(own_postgres: OwnPostgres, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -45,11 +33,11 @@ async def test_channel_loops_report_a_database_outage_and_recover(own_postgres: 
 
     try:
         async with sup, denials, server:
-            await _until(lambda: state("channel-revocations") == "running" and state("channel-denials") == "running",
+            await until(lambda: state("channel-revocations") == "running" and state("channel-denials") == "running",
                          10, "the channel loops are not supervised")
             own_postgres.stop("fast")
             denials.count(reason="test_refusal", source_ip="192.0.2.7", method="Test/Call")
-            await _until(lambda: state("channel-revocations") == "degraded" and state("channel-denials") == "degraded",
+            await until(lambda: state("channel-revocations") == "degraded" and state("channel-denials") == "degraded",
                          30, "the outage is not reported by the loops")
             health = {h.name: h for h in sup.health()}
             assert "revocations not refreshed" in (health["channel-revocations"].last_error or "")
@@ -57,9 +45,9 @@ async def test_channel_loops_report_a_database_outage_and_recover(own_postgres: 
             assert denials.pending() == 1  # kept while the audit store is away
 
             own_postgres.start()
-            await _until(lambda: state("channel-revocations") == "running" and state("channel-denials") == "running",
+            await until(lambda: state("channel-revocations") == "running" and state("channel-denials") == "running",
                          30, "the loops did not recover after the database came back")
-            await _until(lambda: denials.pending() == 0, 10, "the kept refusal was not audited")
+            await until(lambda: denials.pending() == 0, 10, "the kept refusal was not audited")
             records = [e for e in await audit.events() if e.type == RPC_DENIED]
             assert [r.details["reason"] for r in records] == ["test_refusal"] and records[0].details["count"] == 1
     finally:

@@ -12,16 +12,7 @@ from audit.log import AuditLog
 from printgate.domain import AuditEventIn
 from printgate.store.db import Database, migrate
 from printgate.supervisor import Backoff, Supervisor
-from tests.faults.conftest import OwnPostgres
-
-
-async def _until(predicate: object, timeout: float, what: str) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():  # type: ignore[operator]
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(what) from None
+from tests.faults.conftest import OwnPostgres, until
 
 
 async def test_checkpoint_timer_survives_a_database_outage(own_postgres: OwnPostgres) -> None:
@@ -33,7 +24,7 @@ async def test_checkpoint_timer_survives_a_database_outage(own_postgres: OwnPost
     try:
         async with sup, timer:
             await log.append(AuditEventIn(type="test.before"))
-            await _until(lambda: timer.signed >= 1, 10, "no checkpoint signed before the outage")
+            await until(lambda: timer.signed >= 1, 10, "no checkpoint signed before the outage")
 
             assert [(h.name, h.state) for h in sup.health()] == [("audit-checkpoint-timer", "running")]
 
@@ -43,7 +34,7 @@ async def test_checkpoint_timer_survives_a_database_outage(own_postgres: OwnPost
             own_postgres.start()
             signed = timer.signed
             await log.append(AuditEventIn(type="test.after"))
-            await _until(lambda: timer.signed > signed, 20, "no checkpoint signed after the database came back")
+            await until(lambda: timer.signed > signed, 20, "no checkpoint signed after the database came back")
             assert sup.health()[0].state == "running"
     finally:
         await db.aclose()

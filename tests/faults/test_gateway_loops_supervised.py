@@ -11,7 +11,6 @@ test made, really stopped and started):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,16 +25,7 @@ from printgate.store import tenants
 from printgate.store.db import Database, migrate
 from printgate.supervisor import Backoff, Supervisor
 from printgate.testing.audit import ReadableAuditLog
-from tests.faults.conftest import OwnPostgres
-
-
-async def _until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(what) from None
+from tests.faults.conftest import OwnPostgres, until
 
 
 def _healthy_metric(task: str) -> float | None:
@@ -62,17 +52,17 @@ async def test_relay_reaper_is_supervised_and_keeps_audit_records_through_an_out
 
     try:
         async with sup, relay:
-            await _until(lambda: state() == "running", 10, "the relay reaper is not supervised")
+            await until(lambda: state() == "running", 10, "the relay reaper is not supervised")
             assert _healthy_metric("relay-reaper") == 1.0
             own_postgres.stop("fast")
             relay.issue_credential("sess-outage-1", valid_seconds=1, agent_id="agent-7")
-            await _until(lambda: "sess-outage-1" not in relay.live_session_ids(), 10, "the session did not expire")
-            await _until(lambda: state() == "degraded", 30, "the refused audit records are not reported")
+            await until(lambda: "sess-outage-1" not in relay.live_session_ids(), 10, "the session did not expire")
+            await until(lambda: state() == "degraded", 30, "the refused audit records are not reported")
             assert "audit not written" in ({h.name: h for h in sup.health()}["relay-reaper"].last_error or "")
             assert _healthy_metric("relay-reaper") == 0.0
 
             own_postgres.start()
-            await _until(lambda: state() == "running", 30, "the reaper did not recover after the database came back")
+            await until(lambda: state() == "running", 30, "the reaper did not recover after the database came back")
             records = await audit.events(session_id="sess-outage-1")
             types = [r.type for r in records]
             assert types == [event_types.RELAY_LIMIT_REACHED, event_types.RELAY_SESSION_ENDED], types
@@ -130,11 +120,11 @@ async def test_a_failing_loss_check_is_visible_retried_and_then_does_its_job(own
     try:
         await events.on_presence("agent-9", False)
         own_postgres.stop("fast")
-        await _until(lambda: events.task_failures >= 2, 30, "the failing loss check is not seen")
+        await until(lambda: events.task_failures >= 2, 30, "the failing loss check is not seen")
         assert _failures("loss-check") >= before + 2
         assert sessions.lost == []
         own_postgres.start()
-        await _until(lambda: sessions.lost == ["agent-9"], 30, "the loss check did not do its job after the outage")
+        await until(lambda: sessions.lost == ["agent-9"], 30, "the loss check did not do its job after the outage")
     finally:
         await events.aclose()
         await db.aclose()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,19 +30,10 @@ from printgate.store.db import Database, migrate
 from printgate.supervisor import Backoff, Supervisor
 from printgate.testing.audit import ReadableAuditLog
 from printgate.wire import topics
-from tests.faults.conftest import OwnPostgres
+from tests.faults.conftest import OwnPostgres, until
 
 pytestmark = pytest.mark.skipif(shutil.which("mosquitto_pub") is None and not Path("/usr/sbin/mosquitto").exists(),
                                 reason="needs mosquitto and mosquitto-clients")
-
-
-async def _until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(what) from None
 
 
 def _agent_files(ca: AgentCA, directory: Path, agent_id: str) -> tuple[Path, Path]:
@@ -78,13 +68,13 @@ async def test_mqtt_bridge_reports_a_broker_outage_and_keeps_messages_through_a_
     try:
         await asyncio.to_thread(broker.start)
         async with sup, bridge:
-            await _until(lambda: health(WATCH_TASK)[0] == "running" and health(DISPATCH_TASK)[0] == "running",
+            await until(lambda: health(WATCH_TASK)[0] == "running" and health(DISPATCH_TASK)[0] == "running",
                          10, "the bridge's loops are not supervised")
             await asyncio.to_thread(broker.stop)
-            await _until(lambda: health(WATCH_TASK)[0] == "degraded", 15, "the broker outage is not reported")
+            await until(lambda: health(WATCH_TASK)[0] == "degraded", 15, "the broker outage is not reported")
             assert "not connected to the MQTT broker" in health(WATCH_TASK)[2]
             await asyncio.to_thread(broker.start)
-            await _until(lambda: health(WATCH_TASK)[0] == "running", 30, "the bridge did not reconnect")
+            await until(lambda: health(WATCH_TASK)[0] == "running", 30, "the bridge did not reconnect")
 
             own_postgres.stop("fast")
             cert, key = _agent_files(ca, tmp_path, "agent-mqtt-1")
@@ -92,13 +82,13 @@ async def test_mqtt_bridge_reports_a_broker_outage_and_keeps_messages_through_a_
                 "mosquitto_pub", *broker.client_args(cert, key), "-q", "1",
                 "-t", topics.presence_topic("agent-mqtt-1"), "-m", topics.ONLINE.decode()],
                 check=True, capture_output=True, timeout=20)
-            await _until(lambda: health(DISPATCH_TASK)[1] >= 1, 30, "the failed dispatch is not reported")
+            await until(lambda: health(DISPATCH_TASK)[1] >= 1, 30, "the failed dispatch is not reported")
             assert health(DISPATCH_TASK)[2], "no last error kept"
             assert bridge.dispatch_failures >= 1 and denials.pending() == 0
 
             own_postgres.start()
-            await _until(lambda: denials.pending() == 1, 30, "the message was lost in the database outage")
-            await _until(lambda: health(DISPATCH_TASK)[0] == "running", 10, "the dispatch did not recover")
+            await until(lambda: denials.pending() == 1, 30, "the message was lost in the database outage")
+            await until(lambda: health(DISPATCH_TASK)[0] == "running", 10, "the dispatch did not recover")
         assert health(WATCH_TASK)[0] == "absent" and health(DISPATCH_TASK)[0] == "absent"
     finally:
         await asyncio.to_thread(broker.remove)
