@@ -9,7 +9,9 @@ ingest -> outbox)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -24,9 +26,12 @@ from printgate.domain import Device, ReadingKind
 from printgate.testing.portal import served
 
 
-async def test_session_events_reach_the_dealers_receiver(system: DemoSystem) -> None:
-    assert system.cloud.webhook_endpoints is not None, "the cloud wires the endpoints service"
-    assert any(h.name == "webhooks" and h.healthy for h in system.cloud.supervisor.health())
+@contextlib.asynccontextmanager
+async def dealer_receiver(system: DemoSystem, description: str, kinds: list[str]) -> AsyncIterator[list[dict[str, Any]]]:
+    """A receiver on loopback (checking every signature and event id) added as an endpoint of the
+    demo dealer for ``kinds``: yields the events it got; the endpoint is disabled afterwards."""
+    endpoints = system.cloud.webhook_endpoints
+    assert endpoints is not None, "the cloud wires the endpoints service"
     secret: dict[str, bytes] = {}
     got: list[dict[str, Any]] = []
     receiver = FastAPI()
@@ -40,27 +45,32 @@ async def test_session_events_reach_the_dealers_receiver(system: DemoSystem) -> 
         got.append(event)
         return Response(status_code=204)
 
-    printer = PRINTERS[0]
-    device = await system.device_at(printer.ip)
     async with served(receiver, free_tcp_port()) as url:
-        new = await system.cloud.webhook_endpoints.add(
-            dealer_id=DEMO_DEALER.id,
-            url=f"{url}/psa", description="e2e PSA", kinds=["session.opened", "session.ended"], by="e2e")
+        new = await endpoints.add(dealer_id=DEMO_DEALER.id, url=f"{url}/psa", description=description,
+                                  kinds=kinds, by="e2e")
         secret["s"] = new.secret.encode()
         try:
-            await system.close_all_sessions(reason="a fresh start for the webhook test")
-            launch = await system.open_session_as_demo_user(printer.ip)
-            session_id = launch.split("//s-", 1)[1].split(".", 1)[0]
-
-            def of(kind: str) -> list[dict[str, Any]]:
-                return [e for e in got if e["type"] == kind and e["data"]["session_id"] == session_id]
-
-            await until(lambda: bool(of("session.opened")), "session.opened delivered")
-            await system.close_all_sessions(reason="the webhook test is done")
-            await until(lambda: bool(of("session.ended")), "session.ended delivered")
+            yield got
         finally:
-            await system.cloud.webhook_endpoints.set_enabled(dealer_id=new.endpoint.dealer_id,
-                                                             endpoint_id=new.endpoint.id, enabled=False, by="e2e")
+            await endpoints.set_enabled(dealer_id=DEMO_DEALER.id, endpoint_id=new.endpoint.id, enabled=False,
+                                        by="e2e")
+
+
+async def test_session_events_reach_the_dealers_receiver(system: DemoSystem) -> None:
+    assert any(h.name == "webhooks" and h.healthy for h in system.cloud.supervisor.health())
+    printer = PRINTERS[0]
+    device = await system.device_at(printer.ip)
+    async with dealer_receiver(system, "e2e PSA", ["session.opened", "session.ended"]) as got:
+        await system.close_all_sessions(reason="a fresh start for the webhook test")
+        launch = await system.open_session_as_demo_user(printer.ip)
+        session_id = launch.split("//s-", 1)[1].split(".", 1)[0]
+
+        def of(kind: str) -> list[dict[str, Any]]:
+            return [e for e in got if e["type"] == kind and e["data"]["session_id"] == session_id]
+
+        await until(lambda: bool(of("session.opened")), "session.opened delivered")
+        await system.close_all_sessions(reason="the webhook test is done")
+        await until(lambda: bool(of("session.ended")), "session.ended delivered")
     [opened], [ended] = of("session.opened"), of("session.ended")
     assert opened["device_id"] == device.id and opened["data"]["user_id"] == "user-demo-tech"
     assert opened["data"]["context"]["ip"] == printer.ip
@@ -92,29 +102,13 @@ async def _report_alerts(system: DemoSystem, device: Device) -> None:
 
 
 async def test_a_printer_jam_opens_and_clears_a_ticket(system: DemoSystem) -> None:
-    assert system.cloud.webhook_endpoints is not None
-    secret: dict[str, bytes] = {}
-    got: list[dict[str, Any]] = []
-    receiver = FastAPI()
-
-    @receiver.post("/psa")
-    async def psa(request: Request) -> Response:
-        body = await request.body()
-        verify_signature(secret["s"], request.headers[SIGNATURE_HEADER], body)
-        got.append(json.loads(body))
-        return Response(status_code=204)
-
     device = await system.device_at(JAMMING.ip)
+    async with dealer_receiver(system, "e2e alerts", ["alert.opened", "alert.cleared"]) as got:
 
-    def jams(kind: str) -> list[dict[str, Any]]:
-        return [e for e in got if e["type"] == kind and e["device_id"] == device.id
-                and e["data"]["description"] == JAM]
+        def jams(kind: str) -> list[dict[str, Any]]:
+            return [e for e in got if e["type"] == kind and e["device_id"] == device.id
+                    and e["data"]["description"] == JAM]
 
-    async with served(receiver, free_tcp_port()) as url:
-        new = await system.cloud.webhook_endpoints.add(
-            dealer_id=DEMO_DEALER.id, url=f"{url}/psa", description="e2e alerts",
-            kinds=["alert.opened", "alert.cleared"], by="e2e")
-        secret["s"] = new.secret.encode()
         try:
             await system.snmp.swap(JAMMING.ip, "lab-jetdirect_m130nw-alerts")  # the printer jams
             await _report_alerts(system, device)
@@ -124,8 +118,6 @@ async def test_a_printer_jam_opens_and_clears_a_ticket(system: DemoSystem) -> No
             await until(lambda: bool(jams("alert.cleared")), "alert.cleared delivered")
         finally:
             await system.snmp.swap(JAMMING.ip, JAMMING.name)
-            await system.cloud.webhook_endpoints.set_enabled(dealer_id=DEMO_DEALER.id, endpoint_id=new.endpoint.id,
-                                                             enabled=False, by="e2e")
     opened, cleared = jams("alert.opened")[-1], jams("alert.cleared")[-1]
     assert opened["data"]["alert_id"] == cleared["data"]["alert_id"] is not None
     assert opened["data"]["severity"] == "critical" and cleared["data"]["cleared_at"] is not None
