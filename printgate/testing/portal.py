@@ -10,10 +10,10 @@ import hmac
 import re
 import secrets
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 import uvicorn
@@ -23,6 +23,9 @@ from portal.auth.passwords import hash_password
 from printgate.domain import CustomerId, DealerId, Role, User, UserId
 from printgate.store.db import Database
 from printgate.store.tenants import add_user
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
 
 PASSWORD = "correct horse battery staple"
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -89,6 +92,25 @@ async def sign_in(client: httpx.AsyncClient, portal: HasClock, user: User, secre
         r = await client.post("/login/verify", data={"code": rfc6238(secret, portal.clock()),
                                                      "csrf_token": csrf_of(page.text)})
         assert r.status_code == 303, r.text
+
+
+async def sign_in_page(page: Page, base: str, email: str, secret: str | None, clock: Callable[[], datetime], *,
+                       next_path: str = "") -> None:
+    """The same sign-in in a Playwright page: the login form (``?next=next_path`` when given), then
+    (with a secret) the TOTP code at ``clock()``; waits until ``next_path`` is shown, else until the
+    page after sign-in has loaded."""
+    await page.goto(f"{base}/login?next={next_path}" if next_path else f"{base}/login")
+    await page.fill("input[name=email]", email)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    if secret is not None:
+        await page.wait_for_url("**/login/verify**")
+        await page.fill("input[name=code]", rfc6238(secret, clock()))
+        await page.get_by_role("button", name="Verify").click()
+    if next_path:
+        await page.wait_for_url(f"**{next_path}")
+    else:
+        await page.wait_for_load_state()
 
 
 @asynccontextmanager

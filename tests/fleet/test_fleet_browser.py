@@ -16,7 +16,7 @@ from fleet.ingest import ingest_payload
 from lab.ports import free_tcp_port
 from printgate.domain import Role
 from printgate.store.db import Database, migrate
-from printgate.testing.portal import PASSWORD, create_user, rfc6238
+from printgate.testing.portal import create_user, sign_in_page
 from tests.fleet.conftest import T0, days, fleet_app, payload_of, reading_of, seed_fleet
 
 pytestmark = pytest.mark.browser
@@ -81,15 +81,7 @@ async def test_device_page_renders_offline_with_svg_charts_and_alerts(served) ->
             page.on("requestfailed", lambda r: failed.append(r.url))
             console_errors: list[str] = []
             page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
-            await page.goto(f"{base}/login?next=/fleet")
-            await page.fill("input[name=email]", user.email)
-            await page.fill("input[name=password]", PASSWORD)
-            await page.get_by_role("button", name="Sign in").click()
-            await page.wait_for_url("**/login/verify**")
-            assert secret is not None
-            await page.fill("input[name=code]", rfc6238(secret, fp.clock()))
-            await page.get_by_role("button", name="Verify").click()
-            await page.wait_for_url("**/fleet")
+            await sign_in_page(page, base, user.email, secret, fp.clock, next_path="/fleet")
             row = page.locator("tr[data-device-id=dev-m130]")
             assert "online" in await row.locator("td.agent").inner_text()
             assert (await row.locator("td.alerts").inner_text()).strip() == "5"  # 3 printer + 2 error states

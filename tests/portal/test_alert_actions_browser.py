@@ -13,7 +13,7 @@ import pytest
 
 from printgate.domain import Role
 from printgate.store.models.readings import DeviceSupplyRow
-from printgate.testing.portal import create_user
+from printgate.testing.portal import create_user, sign_in_page
 from tests.portal.conftest import Portal
 from tests.portal.test_alert_sessions import _alert, _customer
 from tests.portal.test_browser_dwa import browser, sign_in  # noqa: F401  (the session's Chromium)
@@ -78,16 +78,8 @@ async def test_one_click_from_an_alert_count_to_a_session_and_long_names_wrap(
     actx = await browser.new_context(viewport={"width": 375, "height": 812})
     try:
         page = await actx.new_page()
-        await page.goto(f"{portal.url}/login")
-        await page.fill("input[name=email]", admin.email)
-        from printgate.testing.portal import PASSWORD, rfc6238
-        await page.fill("input[name=password]", PASSWORD)
-        await page.get_by_role("button", name="Sign in").click()
-        await page.wait_for_url("**/login/verify**")
         assert admin_secret is not None
-        await page.fill("input[name=code]", rfc6238(admin_secret, portal.clock()))
-        await page.get_by_role("button", name="Verify").click()
-        await page.wait_for_load_state()
+        await sign_in_page(page, portal.url, admin.email, admin_secret, portal.clock)
         await page.goto(f"{portal.url}/admin/tenants")
         last = page.locator(f"tr[data-customer-id={cid}] td").last
         box = await last.bounding_box()

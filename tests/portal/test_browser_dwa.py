@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from printgate.domain import Role
-from printgate.testing.portal import PASSWORD, create_user, rfc6238
+from printgate.testing.portal import create_user, sign_in_page
 from tests.portal.conftest import Portal
 
 pytestmark = pytest.mark.browser
@@ -31,14 +31,7 @@ async def browser() -> AsyncIterator[object]:
 
 
 async def sign_in(page, portal: Portal, email: str, secret: str | None) -> None:  # type: ignore[no-untyped-def]
-    await page.goto(f"{portal.url}/login")
-    await page.fill("input[name=email]", email)
-    await page.fill("input[name=password]", PASSWORD)
-    await page.get_by_role("button", name="Sign in").click()
-    if secret:
-        await page.wait_for_url("**/login/verify**")
-        await page.fill("input[name=code]", rfc6238(secret, portal.clock()))
-        await page.get_by_role("button", name="Verify").click()
+    await sign_in_page(page, portal.url, email, secret or None, portal.clock)
     await page.wait_for_url("**/devices")
 
 

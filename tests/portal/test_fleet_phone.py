@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from printgate.domain import Role
-from printgate.testing.portal import PASSWORD, create_user, rfc6238
+from printgate.testing.portal import create_user, sign_in_page
 from tests.fleet.test_fleet_browser import ARGS, served  # noqa: F401  (the served fleet portal)
 
 pytestmark = pytest.mark.browser
@@ -31,15 +31,7 @@ async def test_fleet_cards_on_a_phone_show_name_status_alerts_supply_first(serve
         try:
             ctx = await browser.new_context(viewport={"width": 375, "height": 812})
             page = await ctx.new_page()
-            await page.goto(f"{base}/login?next=/fleet")
-            await page.fill("input[name=email]", user.email)
-            await page.fill("input[name=password]", PASSWORD)
-            await page.get_by_role("button", name="Sign in").click()
-            await page.wait_for_url("**/login/verify**")
-            assert secret is not None
-            await page.fill("input[name=code]", rfc6238(secret, fp.clock()))
-            await page.get_by_role("button", name="Verify").click()
-            await page.wait_for_url("**/fleet")
+            await sign_in_page(page, base, user.email, secret, fp.clock, next_path="/fleet")
 
             width = await page.evaluate("document.scrollingElement.scrollWidth")
             assert width <= 375, f"the fleet page scrolls sideways at 375 px ({width} px wide)"
@@ -79,15 +71,7 @@ async def test_fleet_detail_keeps_a_supply_level_on_one_line_on_a_phone(served) 
         browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
         try:
             page = await (await browser.new_context(viewport={"width": 375, "height": 812})).new_page()
-            await page.goto(f"{base}/login?next=/fleet/dev-m130")
-            await page.fill("input[name=email]", user.email)
-            await page.fill("input[name=password]", PASSWORD)
-            await page.get_by_role("button", name="Sign in").click()
-            await page.wait_for_url("**/login/verify**")
-            assert secret is not None
-            await page.fill("input[name=code]", rfc6238(secret, fp.clock()))
-            await page.get_by_role("button", name="Verify").click()
-            await page.wait_for_url("**/fleet/dev-m130")
+            await sign_in_page(page, base, user.email, secret, fp.clock, next_path="/fleet/dev-m130")
             levels = await page.eval_on_selector_all("#supplies td.level", "tds => tds.map(td => td.textContent)")
             with_percent = [t for t in levels if "%" in t]
             assert with_percent, levels
