@@ -27,6 +27,8 @@ from printgate.store.tenants import add_user
 if TYPE_CHECKING:
     from playwright.async_api import Page
 
+    from printgate.interfaces import AuditSink
+
 PASSWORD = "correct horse battery staple"
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -129,3 +131,23 @@ async def served(app: FastAPI, port: int) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
+
+
+@asynccontextmanager
+async def portal_served(db: Database, audit: AuditSink) -> AsyncIterator[tuple[str, Clock]]:
+    """The portal (``create_app``) on a free loopback port over ``db``, writing to ``audit``, with a
+    ``PolicyBroker`` and its own ``Clock``: yields its address and that clock."""
+    from pydantic import SecretStr
+
+    from lab.ports import free_tcp_port
+    from portal.app import create_app
+    from printgate.settings import PortalSettings
+    from printgate.testing.broker import PolicyBroker
+
+    port = free_tcp_port()
+    base = f"http://127.0.0.1:{port}"
+    clock = Clock()
+    settings = PortalSettings(host="127.0.0.1", port=port, public_url=base, secret_key=SecretStr(secrets.token_urlsafe(32)))
+    app = create_app(settings, db=db, broker=PolicyBroker(db, clock, base, audit), audit=audit, clock=clock)
+    async with served(app, port) as url:
+        yield url, clock

@@ -6,7 +6,6 @@ with the blocked transfer marked (real hash-chained log with signed checkpoints,
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -15,14 +14,10 @@ import pytest
 
 from audit.checkpoint import Signer
 from audit.log import AuditLog
-from lab.ports import free_tcp_port
-from portal.app import create_app
 from printgate.domain import AuditEventIn, DeviceIdentity, Outcome, Role
-from printgate.settings import PortalSettings
 from printgate.store.db import Database
-from printgate.testing.broker import PolicyBroker
 from printgate.testing.database import migrated, sqlite_url
-from printgate.testing.portal import Clock, create_user, served, sign_in
+from printgate.testing.portal import Clock, create_user, portal_served, sign_in
 from printgate.testing.tenancy import Tenancy
 
 SEQ = re.compile(r'<tr data-seq="(\d+)">')
@@ -68,12 +63,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         await log.append_many([AuditEventIn(type="auth.login", actor=f"user{i}@dealer.example", dealer_id="dr",
                                             details={"method": "password"}) for i in range(120)])
         await log.checkpoint()
-        port = free_tcp_port()
-        base = f"http://127.0.0.1:{port}"
-        clock = Clock()
-        settings = PortalSettings(host="127.0.0.1", port=port, public_url=base, secret_key=secrets.token_urlsafe(32))
-        app = create_app(settings, db=db, broker=PolicyBroker(db, clock, base, log), audit=log, clock=clock)
-        async with served(app, port) as url:
+        async with portal_served(db, log) as (url, clock):
             yield World(url, db, clock, log)
 
 

@@ -6,7 +6,6 @@ log, served portal, a customer admin who has no dealer id of its own making the 
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -14,14 +13,10 @@ import httpx
 import pytest
 
 from audit.log import AuditLog
-from lab.ports import free_tcp_port
-from portal.app import create_app
 from printgate.domain import DeviceIdentity, RemoteAccessMode, Role
-from printgate.settings import PortalSettings
 from printgate.store.db import Database
-from printgate.testing.broker import PolicyBroker
 from printgate.testing.database import migrated, sqlite_url
-from printgate.testing.portal import Clock, create_user, csrf_of, served, sign_in
+from printgate.testing.portal import Clock, create_user, csrf_of, portal_served, sign_in
 from printgate.testing.tenancy import Tenancy
 
 
@@ -40,12 +35,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
                                                   DeviceIdentity(serial="SN-N", model="HP M404"), name="Never MFP")
         await t.save(db)
         log = AuditLog(db, None)
-        port = free_tcp_port()
-        base = f"http://127.0.0.1:{port}"
-        clock = Clock()
-        settings = PortalSettings(host="127.0.0.1", port=port, public_url=base, secret_key=secrets.token_urlsafe(32))
-        app = create_app(settings, db=db, broker=PolicyBroker(db, clock, base, log), audit=log, clock=clock)
-        async with served(app, port) as url:
+        async with portal_served(db, log) as (url, clock):
             yield World(url, db, clock)
 
 

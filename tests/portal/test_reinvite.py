@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -20,16 +19,12 @@ import pytest
 from sqlalchemy import select
 
 from audit.log import AuditLog
-from lab.ports import free_tcp_port
-from portal.app import create_app
 from printgate.domain import Role, event_types
-from printgate.settings import PortalSettings
 from printgate.store.db import Database
 from printgate.store.models.audit import AuditRecordRow
 from printgate.store.users import get_user_by_email
-from printgate.testing.broker import PolicyBroker
 from printgate.testing.database import fresh_database
-from printgate.testing.portal import Clock, create_user, csrf_of, served
+from printgate.testing.portal import create_user, csrf_of, portal_served
 
 PRINTGATE = str(Path(sys.executable).with_name("printgate"))
 
@@ -43,12 +38,7 @@ class Portal:
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 async def portal(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Portal]:
     async with fresh_database(request.param, tmp_path_factory.mktemp(f"reinvite-{request.param}")) as db:
-        port = free_tcp_port()
-        base = f"http://127.0.0.1:{port}"
-        settings = PortalSettings(host="127.0.0.1", port=port, public_url=base, secret_key=secrets.token_urlsafe(32))
-        clock, log = Clock(), AuditLog(db, None)
-        app = create_app(settings, db=db, broker=PolicyBroker(db, clock, base, log), audit=log, clock=clock)
-        async with served(app, port) as url:
+        async with portal_served(db, AuditLog(db, None)) as (url, _clock):
             yield Portal(url, db)
 
 
