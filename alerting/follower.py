@@ -9,7 +9,10 @@ same state (alert ids are stable): no alert is lost, none is raised twice.
 
 ``deliver_once`` sends the due deliveries concurrently per (channel, target) -- at most
 ``concurrency`` targets at a time, each attempt bounded by ``attempt_timeout_s`` -- so a slow
-receiver delays only its own; a failing channel is retried with exponential back-off (``retry_base_s`` doubling, at most an hour) up to
+receiver delays only its own; targets are taken round-robin between their owners (a dealer's own
+subscriptions, each customer's, the operator's) with at most ``per_tenant`` of one dealer in flight
+(half the slots), and a target that failed ``breaker_failures`` times in a row is left alone by
+its circuit breaker (holding no slot), so one tenant's dead collectors never delay another's alerts; a failing channel is retried with exponential back-off (``retry_base_s`` doubling, at most an hour) up to
 ``max_attempts`` and then kept as dead; it never stops evaluation or the other channels.
 """
 
@@ -40,6 +43,8 @@ from printgate.vault.kms import KeyWrapper
 log = get_logger("alerting.follower")
 CURSOR = "security-alerts"
 MAX_BACKOFF_S = 3600.0
+OPERATOR_OWNER = "\x00operator"  # the owner of operator targets (no subscription, no dealer)
+Owner = tuple[str, str]  # whose target: (dealer or OPERATOR_OWNER, customer or "" for dealer-wide)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +66,16 @@ class SecurityAlertFollower:
                  operators: OperatorTargets = OperatorTargets(),
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC), poll_s: float = 1.0,
                  batch: int = 500, max_attempts: int = 8, retry_base_s: float = 5.0,
-                 concurrency: int = 8, attempt_timeout_s: float = 30.0) -> None:
+                 concurrency: int = 8, attempt_timeout_s: float = 30.0, per_tenant: int | None = None,
+                 per_owner: int | None = None,
+                 breaker_failures: int = 3, breaker_seconds: float = 60.0, per_target_batch: int = 20) -> None:
         if concurrency < 1 or attempt_timeout_s <= 0:
             raise ValueError("delivery concurrency must be >= 1 and the attempt timeout > 0 seconds")
+        if (per_tenant is not None and per_tenant < 1) or (per_owner is not None and per_owner < 1) \
+                or breaker_failures < 1 or breaker_seconds <= 0 \
+                or per_target_batch < 1:
+            raise ValueError("per-tenant targets, breaker failures and the per-target batch must be >= 1 "
+                             "and the breaker time > 0 seconds")
         self.db = db
         self.channels = channels
         self.kms = kms  # opens the subscriptions' sealed webhook secrets
@@ -80,6 +92,18 @@ class SecurityAlertFollower:
         self._store_lock = asyncio.Lock()  # one delivery-state write at a time (SQLite: one writer)
         self._inflight: dict[tuple[str, str], list[int]] = {}  # (channel, target) -> delivery ids
         self._inflight_tasks: dict[tuple[str, str], asyncio.Task[int]] = {}
+        # fairness: one dealer's targets take at most half the slots (default); one owner (the
+        # dealer's own subscriptions, or one customer's) leaves at least one of them to the
+        # dealer's other owners; owners are taken round-robin
+        self.per_tenant = per_tenant if per_tenant is not None else max(1, concurrency // 2)
+        self.per_owner = max(1, self.per_tenant - 1) if per_owner is None else per_owner
+        self.per_target_batch = per_target_batch
+        self._owner_inflight: dict[Owner, int] = {}  # targets in flight per owner
+        self._rr = 0  # which owner goes first this round
+        # circuit breaker per (channel, target): consecutive failed attempts, (open until, length)
+        self.breaker_failures, self.breaker_seconds = breaker_failures, breaker_seconds
+        self._failures: dict[tuple[str, str], int] = {}
+        self._open_until: dict[tuple[str, str], tuple[datetime, float]] = {}
 
     # -- evaluation ----------------------------------------------------------------------
     async def evaluate_once(self) -> list[Alert]:
@@ -166,39 +190,114 @@ class SecurityAlertFollower:
 
     # -- delivery ------------------------------------------------------------------------
     async def deliver_once(self, *, wait: bool = True) -> int:
-        """Send what is due, one task per (channel, target) at most ``concurrency`` at a time, each
+        """Send what is due, one task per (channel, target), at most ``concurrency`` at a time, each
         attempt bounded by ``attempt_timeout_s``: a slow SMTP server or webhook receiver delays
         only its own deliveries. A target's deliveries go in order, one after another (after its
-        first failure the rest of the round is not tried: they fail with it). ``wait=False``
-        (the loop) starts the tasks and returns at once, skipping targets still in flight.
-        Returns how many were sent (``wait=True``) or 0."""
+        first failure the rest of the round is not tried: they fail with it).
+
+        Fair between tenants: targets are taken round-robin between the dealers whose
+        subscriptions they are (operator targets count as one more), at most ``per_tenant``
+        targets of one dealer in flight; a target that failed ``breaker_failures`` times in a row
+        is left alone (its deliveries wait, holding no slot) for ``breaker_seconds``, doubling
+        while it keeps failing. One dealer's dead collectors cannot hold up another's alerts.
+
+        ``wait=False`` (the loop) starts the tasks and returns at once, skipping targets still in
+        flight. ``wait=True`` repeats rounds until no target it has not tried yet is due, and
+        returns how many were sent (``wait=False``: 0)."""
+        sent = 0
+        tried: set[tuple[str, str]] = set()
+        while True:
+            tasks = await self._start_round(skip=tried)
+            if not wait:
+                return 0
+            if not tasks:
+                return sent
+            sent += sum(await asyncio.gather(*tasks))
+
+    async def _start_round(self, *, skip: set[tuple[str, str]]) -> list[asyncio.Task[int]]:
         now = self.clock()
-        busy = {i for ids in self._inflight.values() for i in ids}
         async with self.db.session() as s:
-            due = [d for d in await store.due_deliveries(s, now=now) if d.id not in busy]
+            chosen = self._fair_order(await store.due_targets(s, now=now), now, skip)
+            groups: list[tuple[tuple[str, str], Owner, list[store.DueAlertDelivery]]] = []
             sealed: dict[str, tuple[str | None, str | None]] = {}
-            for d in due:
-                if d.channel == "webhook" and d.subscription_id is not None and d.subscription_id not in sealed:
-                    sub = await store.get_subscription(s, d.subscription_id)
-                    sealed[d.subscription_id] = (sub.secret, sub.dealer_id) if sub else (None, None)
-        groups: dict[tuple[str, str], list[store.DueAlertDelivery]] = {}
-        for d in due:
-            groups.setdefault((d.channel, d.target), []).append(d)
+            for t, owner in chosen:
+                group = await store.due_deliveries_to(s, now=now, channel=t.channel, target=t.target,
+                                                      limit=self.per_target_batch)
+                if not group:
+                    continue
+                groups.append(((t.channel, t.target), owner, group))
+                for d in group:
+                    if d.channel == "webhook" and d.subscription_id is not None and d.subscription_id not in sealed:
+                        sub = await store.get_subscription(s, d.subscription_id)
+                        sealed[d.subscription_id] = (sub.secret, sub.dealer_id) if sub else (None, None)
         tasks = []
-        for key, group in groups.items():
-            if key in self._inflight_tasks:
-                continue  # still sending its earlier ones: the next round takes these
+        for key, owner, group in groups:
+            skip.add(key)
             task = asyncio.create_task(self._deliver_target(group, sealed), name=f"security-alert-to-{key[0]}")
             self._inflight[key] = [d.id for d in group]
             self._inflight_tasks[key] = task
-            task.add_done_callback(functools.partial(self._done, key))
+            self._owner_inflight[owner] = self._owner_inflight.get(owner, 0) + 1
+            task.add_done_callback(functools.partial(self._done, key, owner))
             tasks.append(task)
-        if not wait:
-            return 0
-        return sum(await asyncio.gather(*tasks))
+        return tasks
 
-    def _done(self, key: tuple[str, str], _task: asyncio.Task[int]) -> None:
+    def _fair_order(self, due: list[store.DueTarget], now: datetime,
+                    skip: set[tuple[str, str]]) -> list[tuple[store.DueTarget, Owner]]:
+        """The due targets to start now: interleaved between owners (a dealer's own subscriptions,
+        each of its customers', the operator's; each owner's longest-waiting first, the owner that
+        goes first rotating per round), at most ``per_tenant`` targets of one dealer and
+        ``per_owner`` of one owner in flight; targets in flight, already tried (``skip``) or with an
+        open breaker are left out."""
+        by_owner: dict[Owner, list[store.DueTarget]] = {}
+        for t in due:
+            key = (t.channel, t.target)
+            if key in self._inflight_tasks or key in skip:
+                continue
+            opened = self._open_until.get(key)
+            if opened is not None and now < opened[0]:
+                continue
+            by_owner.setdefault((t.dealer_id or OPERATOR_OWNER, t.customer_id or ""), []).append(t)
+        owners = sorted(by_owner)
+        if not owners:
+            return []
+        self._rr = (self._rr + 1) % len(owners)
+        owners = owners[self._rr:] + owners[:self._rr]
+        busy = dict(self._owner_inflight)
+        busy_dealer: dict[str, int] = {}
+        for (dealer, _customer), n in busy.items():
+            busy_dealer[dealer] = busy_dealer.get(dealer, 0) + n
+        order: list[tuple[store.DueTarget, Owner]] = []
+        for i in range(max(len(q) for q in by_owner.values())):
+            for owner in owners:
+                queue = by_owner[owner]
+                if i < len(queue) and busy.get(owner, 0) < self.per_owner \
+                        and busy_dealer.get(owner[0], 0) < self.per_tenant:
+                    busy[owner] = busy.get(owner, 0) + 1
+                    busy_dealer[owner[0]] = busy_dealer.get(owner[0], 0) + 1
+                    order.append((queue[i], owner))
+        return order
+
+    def _breaker(self, key: tuple[str, str], ok: bool) -> None:
+        """Count a target's consecutive failed attempts; open (or extend) its breaker at the threshold."""
+        if ok:
+            self._failures.pop(key, None)
+            self._open_until.pop(key, None)
+            return
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        if failures < self.breaker_failures:
+            return
+        previous = self._open_until.get(key)
+        length = min(previous[1] * 2, MAX_BACKOFF_S) if previous is not None else self.breaker_seconds
+        self._open_until[key] = (self.clock() + timedelta(seconds=length), length)
+        log.warning("alerting.breaker_open", channel=key[0], target=key[1], failures=failures, seconds=length)
+
+    def _done(self, key: tuple[str, str], owner: Owner, _task: asyncio.Task[int]) -> None:
         self._inflight.pop(key, None)
+        left = self._owner_inflight.get(owner, 0) - 1
+        if left > 0:
+            self._owner_inflight[owner] = left
+        else:
+            self._owner_inflight.pop(owner, None)
         task = self._inflight_tasks.pop(key, None)
         if task is not None and not task.cancelled() and task.exception() is not None:
             log.error("alerting.delivery_task_failed", channel=key[0], error=repr(task.exception()))
@@ -224,8 +323,10 @@ class SecurityAlertFollower:
                 except (DeliveryFailed, TimeoutError) as exc:
                     failed = (exc.message if isinstance(exc, DeliveryFailed)
                               else f"no answer within {self.attempt_timeout_s:g} s")
+                    self._breaker((d.channel, d.target), False)
                     await self._failed(d, failed)
                     continue
+                self._breaker((d.channel, d.target), True)
                 async with self._store_lock, self.db.transaction() as s:
                     await store.mark_sent(s, d.id, now=self.clock())
                 sent += 1

@@ -218,6 +218,47 @@ async def due_deliveries(s: AsyncSession, *, now: datetime, limit: int = 100) ->
             for d, payload in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class DueTarget:
+    """A (channel, target) with pending deliveries due, whose subscription it is (dealer and
+    customer; ``None``: an operator target or a dealer-wide one), and how long its oldest has waited."""
+
+    channel: str
+    target: str
+    dealer_id: str | None
+    customer_id: str | None
+    oldest: datetime
+
+
+async def due_targets(s: AsyncSession, *, now: datetime, limit: int = 2000) -> list[DueTarget]:
+    """The targets with deliveries due, longest-waiting first (the follower picks among them fairly
+    between dealers: one dealer's many dead targets cannot crowd another's out of a fixed batch)."""
+    oldest = func.min(SecurityAlertDeliveryRow.next_at)
+    rows = (await s.execute(
+        select(SecurityAlertDeliveryRow.channel, SecurityAlertDeliveryRow.target,
+               func.min(SecuritySubscriptionRow.dealer_id), func.min(SecuritySubscriptionRow.customer_id), oldest)
+        .outerjoin(SecuritySubscriptionRow, SecuritySubscriptionRow.id == SecurityAlertDeliveryRow.subscription_id)
+        .where(SecurityAlertDeliveryRow.status == PENDING, SecurityAlertDeliveryRow.next_at <= now)
+        .group_by(SecurityAlertDeliveryRow.channel, SecurityAlertDeliveryRow.target)
+        .order_by(oldest).limit(limit)
+    )).all()
+    return [DueTarget(channel, target, dealer, customer, at) for channel, target, dealer, customer, at in rows]
+
+
+async def due_deliveries_to(s: AsyncSession, *, now: datetime, channel: str, target: str,
+                            limit: int = 20) -> list[DueAlertDelivery]:
+    """One target's due deliveries, oldest first."""
+    rows = (await s.execute(
+        select(SecurityAlertDeliveryRow, SecurityAlertRow.payload)
+        .join(SecurityAlertRow, SecurityAlertRow.id == SecurityAlertDeliveryRow.alert_id)
+        .where(SecurityAlertDeliveryRow.status == PENDING, SecurityAlertDeliveryRow.next_at <= now,
+               SecurityAlertDeliveryRow.channel == channel, SecurityAlertDeliveryRow.target == target)
+        .order_by(SecurityAlertDeliveryRow.next_at, SecurityAlertDeliveryRow.id).limit(limit)
+    )).all()
+    return [DueAlertDelivery(d.id, d.alert_id, d.subscription_id, d.channel, d.target, d.attempts, payload)
+            for d, payload in rows]
+
+
 async def mark_sent(s: AsyncSession, delivery_id: int, *, now: datetime) -> None:
     await s.execute(update(SecurityAlertDeliveryRow).where(SecurityAlertDeliveryRow.id == delivery_id)
                     .values(status=SENT, sent_at=now, attempts=SecurityAlertDeliveryRow.attempts + 1,

@@ -110,7 +110,8 @@ async def test_at_most_concurrency_targets_at_once_and_each_attempt_is_bounded(
     for n in range(4):
         await subscribe(db, dealer="d1", customer="cA", channel="webhook", target=f"{sleepy.base}/slow/{n}")
     sleepy.delay = 30.0  # longer than the attempt timeout: every attempt is cut off
-    f = follower(db, receivers, FrozenClock(), concurrency=2, attempt_timeout_s=0.5)
+    # one owner may use the whole gate here (the per-dealer caps are tested in test_fair_delivery)
+    f = follower(db, receivers, FrozenClock(), concurrency=2, attempt_timeout_s=0.5, per_tenant=4, per_owner=4)
     await f.evaluate_once()
     await _one_alert(db)
     await f.evaluate_once()
