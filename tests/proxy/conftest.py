@@ -6,6 +6,8 @@ its own route on the shared proxy.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -189,3 +191,21 @@ async def launch(page: Any, harness: ProxyHarness, route: SessionRoute) -> str:
     await page.goto(harness.launch_url(route))
     await page.wait_for_url(re.compile(r".*/$"))
     return harness.proxy.session_origin(route.session_id)
+
+
+async def exchange(port: int, data: bytes, *, wait_s: float = 3.0) -> bytes:
+    """Send ``data`` on a fresh connection; everything the proxy answered until it closed (or ``wait_s``)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    got = b""
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        async with asyncio.timeout(wait_s):
+            while chunk := await reader.read(65536):
+                got += chunk
+    writer.close()
+    return got
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0

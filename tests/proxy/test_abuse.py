@@ -24,7 +24,7 @@ from gateway.proxy.server import DwaProxy
 from lab.ews import EwsLab, EwsServer
 from printgate.testing.audit import ReadableAuditLog
 from printgate.testing.database import migrated, sqlite_url
-from tests.proxy.conftest import DWA_DOMAIN, ProxyHarness, SessionClient
+from tests.proxy.conftest import DWA_DOMAIN, ProxyHarness, SessionClient, exchange, status_of
 from tests.proxy.raw_device import RawDevice
 
 PRINTER = "jetdirect_m130nw"
@@ -51,24 +51,6 @@ async def signed_in(harness: ProxyHarness, ews: EwsServer, device: RawDevice) ->
     await client.launch()
     yield client
     await client.aclose()
-
-
-async def exchange(port: int, data: bytes, *, wait_s: float = 3.0) -> bytes:
-    """Send ``data`` on a fresh connection; everything the proxy answered until it closed (or ``wait_s``)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(data)
-    await writer.drain()
-    got = b""
-    with contextlib.suppress(TimeoutError, ConnectionError):
-        async with asyncio.timeout(wait_s):
-            while chunk := await reader.read(65536):
-                got += chunk
-    writer.close()
-    return got
-
-
-def status_of(answer: bytes) -> int:
-    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
 
 
 def head(method_target: str, host: str, cookie: str | None = None, extra: str = "") -> bytes:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -21,7 +20,7 @@ from audit.errors import NotCanonicalisable
 from gateway.proxy.audit_batch import GroupCommitAudit
 from printgate.domain import AuditEventIn, Outcome, event_types
 from printgate.testing.audit import ReadableAuditLog
-from tests.proxy.conftest import ProxyHarness, SessionClient
+from tests.proxy.conftest import ProxyHarness, SessionClient, exchange, status_of
 from tests.proxy.hostile_device import SECRET, HostileDevice
 from tests.proxy.test_adversarial import open_route
 
@@ -43,23 +42,6 @@ async def two_sessions(harness: ProxyHarness, hostile: HostileDevice) -> AsyncIt
     yield attacker, victim
     await attacker.aclose()
     await victim.aclose()
-
-
-async def raw(port: int, data: bytes, wait_s: float = 15.0) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(data)
-    await writer.drain()
-    got = b""
-    with contextlib.suppress(TimeoutError, ConnectionError):
-        async with asyncio.timeout(wait_s):
-            while chunk := await reader.read(65536):
-                got += chunk
-    writer.close()
-    return got
-
-
-def status_of(answer: bytes) -> int:
-    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
 
 
 def request(target: bytes, client: SessionClient, extra: bytes = b"") -> bytes:
@@ -84,7 +66,7 @@ async def test_raw_bytes_in_the_request_line_cost_no_other_session_its_answer_an
     async def poison(i: int) -> int:
         target = POISON[i % len(POISON)]
         extra = b"X-Poison: \xff\xfe\r\n" if i % 2 else b""
-        return status_of(await raw(port, request(target, attacker, extra)))
+        return status_of(await exchange(port, request(target, attacker, extra), wait_s=15.0))
 
     async def browse() -> int:
         return (await victim.request("GET", "/")).status_code
