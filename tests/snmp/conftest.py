@@ -6,7 +6,7 @@ import asyncio
 import shutil
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from agent.snmp.transport import SnmpClient
 from lab.catalog import LAB_DEVICES
 from lab.ports import free_udp_port
 from lab.snmp import SnmpLab
+from printgate.domain import DiscoveryResult, DiscoveryStatus, Reading, ReadingKind, SnmpCredential
 
 VARIANTS = {
     "127.0.20.41": "lab-jetdirect_m130nw-alerts",
@@ -108,3 +109,37 @@ async def eventually(fn, timeout: float = 5.0):  # type: ignore[no-untyped-def]
             return True
         await asyncio.sleep(0.1)
     return False
+
+
+async def poll_like_the_agent(ips: list[str], port: int, queue_path: Path) -> tuple[list[DiscoveryResult], list[Reading]]:
+    """What ``printgate agent run`` does with the lab's printers at ``ips``: a discovery sweep, its
+    printers handed to ``Monitoring``, every reading kind polled once and uploaded; returns the
+    sweep's printers (in ``ips`` order) and the uploaded readings."""
+    from agent.discovery import DiscoveryLimits, discover
+    from agent.monitoring import Monitoring
+    from agent.polling import PollSchedule
+    from agent.readings_queue import ReadingsQueue
+
+    credentials = [SnmpCredential.v2c("public")]
+    uploaded: list[Reading] = []
+
+    async def upload_readings(batch_id: str, sent: Sequence[Reading]) -> None:
+        uploaded.extend(sent)
+
+    async with SnmpClient(timeout=1.0, retries=1) as client:
+        found = await discover(ips, port=port, credentials=credentials, client=client,
+                               limits=DiscoveryLimits(timeout=1.0, retries=1))
+        printers = [r for r in found if r.status is DiscoveryStatus.PRINTER]
+        assert sorted(r.ip for r in printers) == sorted(ips), [(r.ip, r.status, r.reason) for r in found]
+        async with ReadingsQueue(queue_path) as queue:
+            monitoring = Monitoring(
+                client=client, queue=queue, upload_readings=upload_readings, port=port,
+                credentials=credentials, schedule=PollSchedule(), upload_interval_s=3600,
+            )
+            async with monitoring:
+                await monitoring.follow_discovered(printers)
+                async with asyncio.timeout(30):
+                    while await queue.pending() < len(ips) * len(ReadingKind):
+                        await asyncio.sleep(0.1)
+                await monitoring.upload_now()
+    return printers, uploaded

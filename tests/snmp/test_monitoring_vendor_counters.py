@@ -8,51 +8,24 @@ to the recording, not only when a test builds the polled device itself.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
 from pathlib import Path
 
-from agent.discovery import DiscoveryLimits, discover
-from agent.monitoring import Monitoring
-from agent.polling import PollSchedule
-from agent.readings_queue import ReadingsQueue
 from agent.snmp.parsing import alerts_from, status_from, supplies_from
 from agent.snmp.profiles import profile_for
-from agent.snmp.transport import SnmpClient
 from lab import snmprec
 from lab.catalog import by_name
 from lab.snmp import SnmpLab
-from printgate.domain import DiscoveryStatus, Reading, ReadingKind, SnmpCredential
+from printgate.domain import ReadingKind
+from tests.snmp.conftest import poll_like_the_agent
 
-CREDENTIALS = [SnmpCredential.v2c("public")]
 WITH_VENDOR_COUNTERS = ("konica_c250i", "jetdirect_m130nw", "sharp")  # sharp: 6 counters; HP: a mono printer
 
 
 async def test_the_agents_polling_reads_each_vendor_profiles_page_counters(
     snmp_lab: SnmpLab, tmp_path: Path
 ) -> None:
-    uploaded: list[Reading] = []
-
-    async def upload_readings(batch_id: str, sent: Sequence[Reading]) -> None:
-        uploaded.extend(sent)
-
     ips = [by_name(n).ip for n in WITH_VENDOR_COUNTERS]
-    async with SnmpClient(timeout=1.0, retries=1) as client:
-        found = await discover(ips, port=snmp_lab.port, credentials=CREDENTIALS, client=client,
-                               limits=DiscoveryLimits(timeout=1.0, retries=1))
-        printers = [r for r in found if r.status is DiscoveryStatus.PRINTER]
-        assert len(printers) == len(ips)
-        async with ReadingsQueue(tmp_path / "queue.sqlite") as queue:
-            monitoring = Monitoring(
-                client=client, queue=queue, upload_readings=upload_readings, port=snmp_lab.port,
-                credentials=CREDENTIALS, schedule=PollSchedule(), upload_interval_s=3600,
-            )
-            async with monitoring:
-                await monitoring.follow_discovered(printers)
-                async with asyncio.timeout(30):
-                    while await queue.pending() < len(ips) * len(ReadingKind):
-                        await asyncio.sleep(0.1)
-                await monitoring.upload_now()
+    printers, uploaded = await poll_like_the_agent(ips, snmp_lab.port, tmp_path / "queue.sqlite")
 
     for name, result in zip(WITH_VENDOR_COUNTERS, printers, strict=True):
         recording = snmprec.load(by_name(name).recording)

@@ -9,23 +9,17 @@ with the served values (issue 13 follow-up, item 4).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from agent.discovery import DiscoveryLimits, discover
-from agent.monitoring import Monitoring
-from agent.polling import PollSchedule
-from agent.readings_queue import ReadingsQueue
 from agent.snmp import oids
 from agent.snmp.profiles import profile_for
-from agent.snmp.transport import SnmpClient
 from lab.snmp import SnmpLab, recording_path
-from printgate.domain import DiscoveryStatus, Reading, ReadingKind, SnmpCredential
+from printgate.domain import ReadingKind
+from tests.snmp.conftest import poll_like_the_agent
 
-CREDENTIALS = [SnmpCredential.v2c("public")]
 COUNTER32 = "65"
 
 # ip -> (recording to start from, sysObjectID it answers with, {counter name: (oid, value)})
@@ -76,28 +70,7 @@ async def lab(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SnmpLab
 async def test_ricoh_kyocera_and_toshiba_page_counters_arrive_from_the_agents_polling(
     lab: SnmpLab, tmp_path: Path
 ) -> None:
-    uploaded: list[Reading] = []
-
-    async def upload_readings(batch_id: str, sent: Sequence[Reading]) -> None:
-        uploaded.extend(sent)
-
-    ips = list(CASES)
-    async with SnmpClient(timeout=1.0, retries=1) as client:
-        found = await discover(ips, port=lab.port, credentials=CREDENTIALS, client=client,
-                               limits=DiscoveryLimits(timeout=1.0, retries=1))
-        printers = [r for r in found if r.status is DiscoveryStatus.PRINTER]
-        assert sorted(r.ip for r in printers) == sorted(ips), [(r.ip, r.status, r.reason) for r in found]
-        async with ReadingsQueue(tmp_path / "queue.sqlite") as queue:
-            monitoring = Monitoring(
-                client=client, queue=queue, upload_readings=upload_readings, port=lab.port,
-                credentials=CREDENTIALS, schedule=PollSchedule(), upload_interval_s=3600,
-            )
-            async with monitoring:
-                await monitoring.follow_discovered(printers)
-                async with asyncio.timeout(30):
-                    while await queue.pending() < len(ips) * len(ReadingKind):
-                        await asyncio.sleep(0.1)
-                await monitoring.upload_now()
+    printers, uploaded = await poll_like_the_agent(list(CASES), lab.port, tmp_path / "queue.sqlite")
 
     for result in printers:
         assert result.identity is not None
