@@ -10,8 +10,11 @@ import httpx
 import pytest
 from playwright.async_api import Browser, async_playwright
 
+from agent.polling import PolledDevice, poll_device
+from agent.snmp.transport import SnmpTarget
 from lab.catalog import PRINTERS
 from printgate.cli.demo_system import DemoSystem
+from printgate.domain import Device, ReadingKind
 from printgate.testing.database import psql
 
 CHROMIUM_ARGS = [
@@ -53,3 +56,15 @@ def session_cookie(launched: httpx.Response) -> str:
     *.localhost as a secure context even over http); Python's cookie jar would not send it
     over http, a browser does."""
     return launched.headers["set-cookie"].split(";", 1)[0]
+
+
+async def report_alerts_now(system: DemoSystem, device: Device) -> None:
+    """The agent reads the printer's alert table now and uploads it over its channel (the real
+    ingest path; the scheduled poll does the same every alerts_interval_seconds)."""
+    agent = system.agent
+    polled = PolledDevice(device.ip, SnmpTarget(device.ip, system.snmp.port, agent.credentials[0]),
+                          serial=device.identity.serial, sys_object_id=device.identity.sys_object_id)
+    reading = await poll_device(agent.snmp, polled, [ReadingKind.ALERTS])
+    assert not reading.errors, reading.errors
+    await agent.queue.put(reading)
+    assert await agent.monitoring.upload_now() >= 1

@@ -10,29 +10,16 @@ from pathlib import Path
 
 from playwright.async_api import Browser, Page, expect
 
-from agent.polling import PolledDevice, poll_device
-from agent.snmp.transport import SnmpTarget
 from lab.catalog import by_name
 from printgate.cli.demo_system import DEMO_SITE, DemoSystem
-from printgate.domain import AlertSeverity, Device, ReadingKind, RemoteAccessMode
+from printgate.domain import AlertSeverity, Device, RemoteAccessMode
 from printgate.store import fleet, tenants
+from tests.e2e.conftest import report_alerts_now
 from tests.e2e.journey import sign_in
 
 PRINTER = by_name("jetdirect_m130nw")  # same identity as lab-jetdirect_m130nw-alerts
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots" / "alert-sessions"
 ALERT = "Paper jam in tray 2"  # a critical prtAlertTable row of the alerts recording
-
-
-async def _printer_reports_alerts(system: DemoSystem, device: Device) -> None:
-    """The agent reads the printer's alert table now and uploads it over its channel (the real
-    ingest path; the scheduled poll does the same every alerts_interval_seconds)."""
-    agent = system.agent
-    polled = PolledDevice(PRINTER.ip, SnmpTarget(PRINTER.ip, system.snmp.port, agent.credentials[0]),
-                          serial=device.identity.serial, sys_object_id=device.identity.sys_object_id)
-    reading = await poll_device(agent.snmp, polled, [ReadingKind.ALERTS])
-    assert not reading.errors, reading.errors
-    await agent.queue.put(reading)
-    assert await agent.monitoring.upload_now() >= 1
 
 
 async def _open_alerts(system: DemoSystem, device: Device) -> list[str]:
@@ -58,7 +45,7 @@ async def test_session_opened_from_an_alert_sees_the_alert_clear(system: DemoSys
     context = await browser.new_context()
     try:
         await system.snmp.swap(PRINTER.ip, "lab-jetdirect_m130nw-alerts")  # the printer jams
-        await _printer_reports_alerts(system, device)
+        await report_alerts_now(system, device)
         assert ALERT in await _open_alerts(system, device)
 
         page = await context.new_page()
@@ -80,7 +67,7 @@ async def test_session_opened_from_an_alert_sees_the_alert_clear(system: DemoSys
 
         # the jam is cleared at the printer: its next alerts reading no longer has it
         await system.snmp.swap(PRINTER.ip, PRINTER.name)
-        await _printer_reports_alerts(system, device)
+        await report_alerts_now(system, device)
         assert ALERT not in await _open_alerts(system, device)
         cleared = ews.locator("#__printgate_reason_cleared")
         for _ in range(40):  # the broker's reaper looks every second; the banner shows it on the next page

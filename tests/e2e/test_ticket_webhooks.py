@@ -16,14 +16,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
-from agent.polling import PolledDevice, poll_device
-from agent.snmp.transport import SnmpTarget
 from integrations.webhook import EVENT_ID_HEADER, SIGNATURE_HEADER, verify_signature
 from lab.catalog import PRINTERS, by_name
 from lab.ports import free_tcp_port
 from printgate.cli.demo_system import DEMO_DEALER, DemoSystem
-from printgate.domain import Device, ReadingKind
 from printgate.testing.portal import served
+from tests.e2e.conftest import report_alerts_now
 
 
 @contextlib.asynccontextmanager
@@ -90,17 +88,6 @@ JAMMING = by_name("jetdirect_m130nw")  # same identity as the lab-jetdirect_m130
 JAM = "Paper jam in tray 2"
 
 
-async def _report_alerts(system: DemoSystem, device: Device) -> None:
-    """The agent reads the printer's alert table now and uploads it over its channel."""
-    agent = system.agent
-    polled = PolledDevice(JAMMING.ip, SnmpTarget(JAMMING.ip, system.snmp.port, agent.credentials[0]),
-                          serial=device.identity.serial, sys_object_id=device.identity.sys_object_id)
-    reading = await poll_device(agent.snmp, polled, [ReadingKind.ALERTS])
-    assert not reading.errors, reading.errors
-    await agent.queue.put(reading)
-    assert await agent.monitoring.upload_now() >= 1
-
-
 async def test_a_printer_jam_opens_and_clears_a_ticket(system: DemoSystem) -> None:
     device = await system.device_at(JAMMING.ip)
     async with dealer_receiver(system, "e2e alerts", ["alert.opened", "alert.cleared"]) as got:
@@ -111,10 +98,10 @@ async def test_a_printer_jam_opens_and_clears_a_ticket(system: DemoSystem) -> No
 
         try:
             await system.snmp.swap(JAMMING.ip, "lab-jetdirect_m130nw-alerts")  # the printer jams
-            await _report_alerts(system, device)
+            await report_alerts_now(system, device)
             await until(lambda: bool(jams("alert.opened")), "alert.opened delivered")
             await system.snmp.swap(JAMMING.ip, JAMMING.name)  # cleared at the printer
-            await _report_alerts(system, device)
+            await report_alerts_now(system, device)
             await until(lambda: bool(jams("alert.cleared")), "alert.cleared delivered")
         finally:
             await system.snmp.swap(JAMMING.ip, JAMMING.name)
