@@ -116,10 +116,11 @@ async def sign_in_page(page: Page, base: str, email: str, secret: str | None, cl
 
 
 @asynccontextmanager
-async def served(app: FastAPI, port: int) -> AsyncIterator[str]:
-    """Serve ``app`` on 127.0.0.1:``port``; yields the base URL."""
+async def served(app: FastAPI, port: int, *, proxy_headers: bool = True) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1:``port``; yields the base URL (``proxy_headers=False``: the
+    client address is the peer's, X-Forwarded-For is ignored)."""
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off"))
+                                           lifespan="off", proxy_headers=proxy_headers))
     task = asyncio.create_task(server.serve())
     for _ in range(400):
         if server.started or task.done():

@@ -5,14 +5,12 @@ exports the agent's families and never the cloud's."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.channel.enroll import enroll
@@ -24,7 +22,7 @@ from printgate.settings import PortalSettings
 from printgate.testing.audit import RecordingAuditSink
 from printgate.testing.broker import PolicyBroker
 from printgate.testing.database import migrated, sqlite_url
-from printgate.testing.portal import Clock
+from printgate.testing.portal import Clock, served
 from tests.faults.agent_proc import start_agent, stop, wait_status, write_config
 
 TOKEN = secrets.token_urlsafe(32)
@@ -40,19 +38,8 @@ async def _portal(tmp: Path, token: str | None) -> AsyncIterator[str]:
                                   secret_key=secrets.token_urlsafe(32), metrics_token=token)
         clock, audit = Clock(), RecordingAuditSink()
         app = create_app(settings, db=db, broker=PolicyBroker(db, clock, base, audit), audit=audit, clock=clock)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                               lifespan="off", proxy_headers=False))
-        task = asyncio.create_task(server.serve())
-        for _ in range(200):
-            if server.started:
-                break
-            await asyncio.sleep(0.025)
-        assert server.started
-        try:
+        async with served(app, port, proxy_headers=False):
             yield base
-        finally:
-            server.should_exit = True
-            await asyncio.wait_for(task, 10)
 
 
 @pytest.fixture

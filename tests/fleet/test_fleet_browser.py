@@ -3,20 +3,19 @@ aborted: it renders offline, charts are inline SVG, special levels are words."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from fleet.ingest import ingest_payload
 from lab.ports import free_tcp_port
 from printgate.domain import Role
 from printgate.store.db import Database, migrate
 from printgate.testing.portal import create_user, sign_in_page
+from printgate.testing.portal import served as serve_app
 from tests.fleet.conftest import T0, days, fleet_app, payload_of, reading_of, seed_fleet
 
 pytestmark = pytest.mark.browser
@@ -40,19 +39,10 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[str, object]]:
     base = f"http://127.0.0.1:{port}"
     fp = fleet_app(db, base)
     fp.clock.offset = T0 + days(4) - fp.clock()
-    server = uvicorn.Server(uvicorn.Config(fp.app, host="127.0.0.1", port=port,  # type: ignore[arg-type]
-                                           log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    for _ in range(200):
-        if server.started:
-            break
-        await asyncio.sleep(0.025)
-    assert server.started
     try:
-        yield base, fp
+        async with serve_app(fp.app, port):  # type: ignore[arg-type]
+            yield base, fp
     finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
         await db.aclose()
 
 
