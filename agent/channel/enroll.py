@@ -159,7 +159,9 @@ def _prepare_dir(data_dir: Path) -> None:
 PENDING_KEY = "agent.key.pending"
 
 
-def _refuse_if_enrolled(data_dir: Path) -> None:
+def refuse_if_enrolled(data_dir: Path) -> None:
+    """``printgate agent enroll`` on a data dir that already holds an enrolled agent: refused before
+    anything is written or sent (the library's ``enroll`` replaces an identity when asked to)."""
     if not (data_dir / "identity.json").is_file():
         return
     try:
@@ -200,9 +202,8 @@ def _store_files(data_dir: Path, private_pem: bytes, resp: pb.EnrollResponse) ->
 
 async def enroll(grpc_target: str, token: str, data_dir: Path, *, ca_cert_pem: bytes | None,
                  http_proxy: str | None = None, timeout: float = 15.0) -> EnrolledIdentity:
-    """Enrol this host with the gateway at ``grpc_target`` (its enrolment port); an agent already
-    enrolled in ``data_dir`` is refused before anything is written or sent."""
-    _refuse_if_enrolled(data_dir)
+    """Enrol this host with the gateway at ``grpc_target`` (its enrolment port). The command
+    refuses a data dir that is already enrolled first (``refuse_if_enrolled``)."""
     await asyncio.to_thread(_prepare_dir, data_dir)
     key = await asyncio.to_thread(_pending_key, data_dir)
     hostname = socket.gethostname()

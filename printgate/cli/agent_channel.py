@@ -32,9 +32,11 @@ def enroll(
 ) -> None:
     """Enrol this host: make a key pair here, get a client certificate from the gateway."""
     from agent.channel.enroll import enroll as do_enroll
+    from agent.channel.enroll import refuse_if_enrolled
     from printgate.errors import PrintgateError
 
     try:
+        refuse_if_enrolled(data_dir)
         identity = asyncio.run(do_enroll(url, token, data_dir,
                                          ca_cert_pem=ca_cert.read_bytes() if ca_cert else None,
                                          http_proxy=http_proxy))
