@@ -9,19 +9,25 @@ from datetime import timedelta
 
 import httpx
 
-from printgate.domain import AlertSeverity, DeviceIdentity, RemoteAccessMode, Role
+from printgate.domain import AlertSeverity, Dealer, DealerId, DeviceIdentity, RemoteAccessMode, Role
 from printgate.store import tenants
 from printgate.store.models.readings import DeviceAlertRow
 from printgate.testing.portal import create_user, csrf_of, sign_in
 from printgate.testing.tenancy import Tenancy
 from tests.portal.conftest import Portal
 
+DEALER = "d-al"
+
 
 async def _customer(portal: Portal, mode: RemoteAccessMode = RemoteAccessMode.OPEN) -> tuple[str, str, str]:
-    """A customer of dealer d1 with one site, agent and device; (customer, site, device) ids."""
+    """A customer of dealer d-al (its own dealer: the shared portal's d1 device list stays as other
+    tests expect it) with one site, agent and device; (customer, site, device) ids."""
+    async with portal.db.transaction() as s:
+        if await tenants.get_dealer(s, DEALER) is None:
+            await tenants.add_dealer(s, Dealer(DealerId(DEALER), "Alert dealer"))
     tag = secrets.token_hex(3)
     cid, sid, did = f"c-al-{tag}", f"s-al-{tag}", f"dev-al-{tag}"
-    await (Tenancy().customer(cid, "d1", f"Alert customer {tag}", mode).site(sid, cid, f"Site {tag}")
+    await (Tenancy().customer(cid, DEALER, f"Alert customer {tag}", mode).site(sid, cid, f"Site {tag}")
            .agent(f"a-al-{tag}", sid, online=True)
            .device(did, sid, f"a-al-{tag}", "127.0.20.9", DeviceIdentity(serial=f"SN-{tag}", model="HP M404"),
                    name=f"Printer {tag}")
@@ -42,7 +48,7 @@ async def _alert(portal: Portal, device_id: str, severity: str = "critical",
 
 
 async def _technician(portal: Portal, client: httpx.AsyncClient) -> str:
-    user, secret = await create_user(portal.db, Role.TECHNICIAN)
+    user, secret = await create_user(portal.db, Role.TECHNICIAN, dealer=DEALER)
     await sign_in(client, portal, user, secret)
     return user.email
 
@@ -145,7 +151,7 @@ async def test_policy_explain_gives_the_alert_auto_reasons(portal: Portal) -> No
     _cid, sid, did = await _customer(portal)
     async with portal.db.transaction() as s:
         await tenants.set_site_access(s, sid, RemoteAccessMode.ALERT_AUTO, AlertSeverity.CRITICAL)
-    user, _ = await create_user(portal.db, Role.TECHNICIAN)
+    user, _ = await create_user(portal.db, Role.TECHNICIAN, dealer=DEALER)
     settings = Settings(database_url=portal.db.url)
     await _alert(portal, did, severity="warning", description="Door open")
     allow, text = await _explain(settings, user.email, did, "127.0.0.1", 30.0)
