@@ -27,12 +27,14 @@ from printgate.supervisor import Backoff, Supervisor
 from printgate.testing.audit import ReadableAuditLog
 from tests.faults.conftest import OwnPostgres, until
 
+SUPERVISOR = "cloud-reaper-test"  # its own label: other tests' clouds in this process export "cloud"
+
 
 def _healthy_metric(task: str) -> float | None:
     for family in REGISTRY.collect():
         if family.name == "printgate_task_healthy":
             for sample in family.samples:
-                if sample.labels.get("task") == task and sample.labels.get("supervisor") == "cloud":
+                if sample.labels.get("task") == task and sample.labels.get("supervisor") == SUPERVISOR:
                     return sample.value
     return None
 
@@ -42,8 +44,8 @@ async def test_relay_reaper_is_supervised_and_keeps_audit_records_through_an_out
     await migrate(own_postgres.url)
     db = Database(own_postgres.url)
     audit = ReadableAuditLog(db, None)
-    sup = Supervisor("cloud", backoff=Backoff(initial=0.2, maximum=0.5))
-    unexport = metrics.export_task_health("cloud", sup.health)
+    sup = Supervisor(SUPERVISOR, backoff=Backoff(initial=0.2, maximum=0.5))
+    unexport = metrics.export_task_health(SUPERVISOR, sup.health)
     relay = Relay("127.0.0.1", 0, host_key_path=tmp_path / "host_key", ca_key_path=tmp_path / "ca_key",
                   audit=audit, firewall=InProcessFirewall(), tick_s=0.1, supervisor=sup)
 

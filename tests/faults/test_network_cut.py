@@ -116,7 +116,8 @@ async def test_agent_rides_out_a_silent_network_cut(cloud_netns: tuple[str, str]
             during = await wait_status(config, lambda s: (s.get("queue_length") or 0) >= 12, timeout=60,
                                        what="readings queued during the cut")
             assert during["oldest_queued"] is not None and during["running"]
-            assert all(t["state"] == "running" for t in during["tasks"]), during["tasks"]
+            # healthy throughout: polling runs, the upload waits for the cloud ("waiting" is healthy)
+            assert all(t["healthy"] and t["state"] in ("running", "waiting") for t in during["tasks"]), during["tasks"]
             await asyncio.sleep(max(0.0, 20 - (time.monotonic() - cut_at)))  # longer than the RPC timeouts
             waiting = queued_ids(agent_dir)
             _nft(ns, "delete table inet pgcut\n")
