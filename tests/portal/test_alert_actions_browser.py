@@ -15,7 +15,7 @@ from printgate.domain import Role
 from printgate.store.models.readings import DeviceSupplyRow
 from printgate.testing.portal import create_user, sign_in_page
 from tests.portal.conftest import Portal
-from tests.portal.test_alert_sessions import _alert, _customer
+from tests.portal.test_alert_sessions import DEALER, _alert, _customer
 from tests.portal.test_browser_dwa import browser, sign_in  # noqa: F401  (the session's Chromium)
 
 pytestmark = pytest.mark.browser
@@ -44,7 +44,7 @@ async def test_one_click_from_an_alert_count_to_a_session_and_long_names_wrap(
                               taken_at=portal.clock() - timedelta(minutes=1)))
     await _alert(portal, did, severity="warning", description="Door open")
     jam = await _alert(portal, did, severity="critical", description=LONG_ALERT)
-    tech, secret = await create_user(portal.db, Role.TECHNICIAN)
+    tech, secret = await create_user(portal.db, Role.TECHNICIAN, dealer=DEALER)
     ctx = await browser.new_context(viewport={"width": 1366, "height": 900})
     try:
         page = await ctx.new_page()

@@ -14,7 +14,7 @@ from printgate.domain import Role
 from printgate.testing.portal import create_user, csrf_of, sign_in_page
 from tests.fleet.test_fleet_browser import ARGS
 from tests.portal.conftest import Portal
-from tests.portal.test_alert_sessions import _customer
+from tests.portal.test_alert_sessions import DEALER, _customer
 
 pytestmark = pytest.mark.browser
 
@@ -26,7 +26,7 @@ async def test_the_rejoin_button_stays_in_its_card_at_375_px(portal: Portal) -> 
         pytest.skip("chromium not installed")
     from playwright.async_api import async_playwright
     _cid, _sid, did = await _customer(portal)
-    user, secret = await create_user(portal.db, Role.TECHNICIAN)
+    user, secret = await create_user(portal.db, Role.TECHNICIAN, dealer=DEALER)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
