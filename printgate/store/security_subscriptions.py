@@ -207,17 +207,6 @@ async def add_delivery(s: AsyncSession, *, alert_id: str, subscription_id: str |
     await s.flush()
 
 
-async def due_deliveries(s: AsyncSession, *, now: datetime, limit: int = 100) -> list[DueAlertDelivery]:
-    rows = (await s.execute(
-        select(SecurityAlertDeliveryRow, SecurityAlertRow.payload)
-        .join(SecurityAlertRow, SecurityAlertRow.id == SecurityAlertDeliveryRow.alert_id)
-        .where(SecurityAlertDeliveryRow.status == PENDING, SecurityAlertDeliveryRow.next_at <= now)
-        .order_by(SecurityAlertDeliveryRow.next_at, SecurityAlertDeliveryRow.id).limit(limit)
-    )).all()
-    return [DueAlertDelivery(d.id, d.alert_id, d.subscription_id, d.channel, d.target, d.attempts, payload)
-            for d, payload in rows]
-
-
 @dataclass(frozen=True, slots=True)
 class DueTarget:
     """A (channel, target) with pending deliveries due, whose subscription it is (dealer and
