@@ -116,6 +116,18 @@ async def invite(request: Request, state: State, s: DbSession, login: CurrentLog
     if not wanted or set(wanted) - {r.value for r in allowed}:
         raise HTTPException(422, "choose at least one role you may grant")
     me = login.user
+    existing = await users_store.get_user_by_email(s, email.strip().lower())
+    note = None
+    if existing is not None and _same_org(me, existing):
+        # an invitation never changes an existing account's roles (accepting it only sets a new
+        # password): refuse rather than let the admin believe the roles were given
+        had = sorted(r.value for r in existing.roles)
+        if had != wanted:
+            raise HTTPException(409, f"{existing.email} has an account already, with the roles {', '.join(had)}: "
+                                     "change their roles in the list of users instead (an invitation would only "
+                                     "let them choose a new password)")
+        note = (f"{existing.email} has an account already (roles {', '.join(had)}): "
+                "this link lets them choose a new password")
     invitation = await create_invitation(
         s, email=email, roles=wanted, dealer_id=me.dealer_id,
         customer_id=me.customer_id if not me.dealer_id else None, invited_by=me.email, now=state.clock())
@@ -123,7 +135,7 @@ async def invite(request: Request, state: State, s: DbSession, login: CurrentLog
                        details={"roles": wanted, "invitation": invitation.id,
                                 "revoked_invitations": list(invitation.revoked)}, personal={"subject": email})
     link = invitation.link(state.settings.public_url)
-    return render(state, request, "invited.html", login=login, link=link, email=email)
+    return render(state, request, "invited.html", login=login, link=link, email=email, note=note)
 
 
 @router.get("/invite/{token}")

@@ -78,6 +78,25 @@ async def test_invitation_creates_an_account_that_can_sign_in_once(portal: Porta
         assert r.status_code == 303 and r.headers["location"] == "/devices"
 
 
+async def test_invitation_for_an_existing_colleague_never_pretends_to_change_roles(portal: Portal) -> None:
+    admin, _ = await signed_in(portal, Role.DEALER_ADMIN)
+    tech_user, _ = await create_user(portal.db, Role.TECHNICIAN)
+    try:
+        # other roles than the account has: refused with what to do instead, no link made
+        r = await post(admin, "/admin/users", "/admin/invitations",
+                       {"email": tech_user.email.upper(), "roles": ["dealer_admin"]})
+        assert r.status_code == 409
+        assert "has an account already" in r.text and "change their roles" in r.text
+        assert "invite-link" not in r.text
+        # the same roles: a password-reset link, said as such
+        r = await post(admin, "/admin/users", "/admin/invitations",
+                       {"email": tech_user.email, "roles": ["technician"]})
+        assert r.status_code == 200 and 'id="invite-link"' in r.text
+        assert "choose a new password" in r.text
+    finally:
+        await admin.aclose()
+
+
 async def test_customer_admin_switches_remote_access_off_and_technicians_are_refused(portal: Portal) -> None:
     cadmin, _ = await signed_in(portal, Role.CUSTOMER_ADMIN, dealer=None, customer="c-open", totp=False)
     tech, _ = await signed_in(portal, Role.TECHNICIAN)
