@@ -1,4 +1,3 @@
-# ruff: noqa
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -379,8 +378,14 @@ class Rescan(_message.Message):
     requested_by: str
     def __init__(self, requested_by: _Optional[str] = ...) -> None: ...
 
+class TrustSet(_message.Message):
+    __slots__ = ("set_json",)
+    SET_JSON_FIELD_NUMBER: _ClassVar[int]
+    set_json: bytes
+    def __init__(self, set_json: _Optional[bytes] = ...) -> None: ...
+
 class Command(_message.Message):
-    __slots__ = ("id", "agent_id", "issued_at_ms", "expires_at_ms", "open_tunnel", "close_tunnel", "desired_config", "ping", "rescan")
+    __slots__ = ("id", "agent_id", "issued_at_ms", "expires_at_ms", "open_tunnel", "close_tunnel", "desired_config", "ping", "rescan", "trust_set")
     ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     ISSUED_AT_MS_FIELD_NUMBER: _ClassVar[int]
@@ -390,6 +395,7 @@ class Command(_message.Message):
     DESIRED_CONFIG_FIELD_NUMBER: _ClassVar[int]
     PING_FIELD_NUMBER: _ClassVar[int]
     RESCAN_FIELD_NUMBER: _ClassVar[int]
+    TRUST_SET_FIELD_NUMBER: _ClassVar[int]
     id: str
     agent_id: str
     issued_at_ms: int
@@ -399,7 +405,8 @@ class Command(_message.Message):
     desired_config: DesiredConfig
     ping: Ping
     rescan: Rescan
-    def __init__(self, id: _Optional[str] = ..., agent_id: _Optional[str] = ..., issued_at_ms: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., open_tunnel: _Optional[_Union[OpenTunnel, _Mapping]] = ..., close_tunnel: _Optional[_Union[CloseTunnel, _Mapping]] = ..., desired_config: _Optional[_Union[DesiredConfig, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., rescan: _Optional[_Union[Rescan, _Mapping]] = ...) -> None: ...
+    trust_set: TrustSet
+    def __init__(self, id: _Optional[str] = ..., agent_id: _Optional[str] = ..., issued_at_ms: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., open_tunnel: _Optional[_Union[OpenTunnel, _Mapping]] = ..., close_tunnel: _Optional[_Union[CloseTunnel, _Mapping]] = ..., desired_config: _Optional[_Union[DesiredConfig, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., rescan: _Optional[_Union[Rescan, _Mapping]] = ..., trust_set: _Optional[_Union[TrustSet, _Mapping]] = ...) -> None: ...
 
 class SignedCommand(_message.Message):
     __slots__ = ("command", "signature", "key_id")

@@ -20,7 +20,7 @@ from printgate.wire import agent_pb2 as pb
 
 DOMAIN = b"printgate-command-v1\x00"
 
-CommandBody = pb.OpenTunnel | pb.CloseTunnel | pb.DesiredConfig | pb.Ping | pb.Rescan
+CommandBody = pb.OpenTunnel | pb.CloseTunnel | pb.DesiredConfig | pb.Ping | pb.Rescan | pb.TrustSet
 
 _BODY_FIELD: dict[type, str] = {
     pb.OpenTunnel: "open_tunnel",
@@ -28,6 +28,7 @@ _BODY_FIELD: dict[type, str] = {
     pb.DesiredConfig: "desired_config",
     pb.Ping: "ping",
     pb.Rescan: "rescan",
+    pb.TrustSet: "trust_set",
 }
 
 
