@@ -27,6 +27,11 @@ DWA_SESSION_FAILED = "dwa.session.failed"
 TENANT_SITE_ACCESS_CHANGED = "tenant.site_access_changed"  # details: site, from, to, alert_min_severity (issue 20)
 GATEWAY_AGENT_TASK_FAILED = "gateway.agent_task.failed"  # details: task, attempts, error, lost (issue 14)
 GATEWAY_NODE_TAKEN_OVER = "gateway.node.taken_over"  # details: node, by_node, lease_expired_at, sessions_ended (issue 18)
+GATEWAY_NODE_DRAINING = "gateway.node.draining"  # details: node, live_sessions, grace_seconds, sessions_end_by (issue 18)
+GATEWAY_NODE_DRAINED = "gateway.node.drained"  # details: node, sessions_at_start, ended_on_their_own, ended_by_drain (issue 18)
+GATEWAY_NODE_COMMAND_TIMED_OUT = "gateway.node.command_timed_out"  # details: node, target_node, kind, agent_id, timeout_s (issue 18)
+GATEWAY_NODE_FANOUT = "gateway.node.fanout"  # details: node, batch_id, kind, agents, per_node, ok, failed, offline (issue 18)
+DWA_SESSION_DELEGATED = "dwa.session.delegated"  # details: node, owner_node, step, command_id, outcome (issue 18)
 DWA_SESSION_REASON_CLEARED = "dwa.session.reason_cleared"  # details: alert_id, code, cleared_at (issue 20)
 PROXY_REQUEST = "proxy.request"  # details: method, path, status, bytes, blocked, why
 FIREWALL_RULE_ADDED = "firewall.rule.added"
@@ -98,6 +103,10 @@ DWA_SESSION_REJOINED = "dwa.session.rejoined"
 DWA_SOURCE_THROTTLED = "dwa.source_throttled"
 DWA_TRANSFER_BLOCKED = "dwa.transfer_blocked"
 DWA_WEBSOCKET = "dwa.websocket"
+# fleet
+FLEET_HISTORY_PARTITION_DROPPED = "fleet.history.partition_dropped"  # a month of readings history (PostgreSQL)
+FLEET_HISTORY_PRUNED = "fleet.history.pruned"  # a dealer's readings older than its retention deleted
+FLEET_HISTORY_RETENTION_SET = "fleet.history.retention_set"
 # integration
 INTEGRATION_WEBHOOK_ADDED = "integration.webhook.added"
 INTEGRATION_WEBHOOK_DEAD_LETTER = "integration.webhook.dead_letter"
