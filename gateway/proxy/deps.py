@@ -48,6 +48,7 @@ class ProxyDeps:
     vendor_endpoints: VendorEndpoints = field(default_factory=load_vendor_endpoints)
     portal_url: str = ""  # the portal's public URL: our own pages link back to it
     budget_tally: SharedTally | None = None  # proxy workers: the pool's one tally of session budgets
+    node_label: str | None = None  # this node's label in session hosts (several nodes; gateway/session_hosts.py)
 
     @property
     def secure_cookies(self) -> bool:

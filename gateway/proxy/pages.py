@@ -151,6 +151,27 @@ def unknown_host(flow: http.HTTPFlow) -> None:
     )
 
 
+def other_node(flow: http.HTTPFlow, label: str, own: str) -> None:
+    """A session host of another gateway node reached this one: the load balancer's host map
+    (``printgate nodes haproxy``) is stale or bypassed. Nothing of the session is here."""
+    flow.metadata[DECISION_KEY] = FlowDecision(True, "session.other_node",
+                                               f"session host of node {label} reached node {own}", "session")
+    _respond(
+        flow,
+        421,
+        page_html(
+            "Session served by another gateway node",
+            f"<p>This remote session is served by gateway node <b>{html.escape(label)}</b>, but the "
+            f"request reached node <b>{html.escape(own)}</b>, which cannot show it.</p>"
+            "<p>Reload the page in a few seconds; if this page stays, the load balancer's node map is "
+            "out of date: ask your administrator to regenerate it (<code>printgate nodes haproxy</code>). "
+            "The session may also have ended with its node.</p>"
+            + _portal_links(_portal_of(flow)) + _support_code("session.other_node"),
+        ),
+        "text/html; charset=utf-8",
+    )
+
+
 def not_found(flow: http.HTTPFlow, decision: FlowDecision) -> None:
     """An address under the proxy's own prefix that it does not serve."""
     flow.metadata[DECISION_KEY] = decision

@@ -121,6 +121,7 @@ class DwaProxy(SessionUrls, Service):
         csrf_key: bytes | None = None,
         portal_url: str = "",
         budget_tally: SharedTally | None = None,
+        node_label: str | None = None,
     ) -> None:
         if public_scheme not in ("http", "https"):
             raise ConfigError(f"public_scheme must be http or https, got {public_scheme!r}")
@@ -148,9 +149,11 @@ class DwaProxy(SessionUrls, Service):
             on_extend_request=on_extend_request,
             portal_url=portal_url,
             budget_tally=budget_tally,
+            node_label=node_label,
         )
         self.public = self.deps.public
         self.dwa_domain = self.deps.dwa_domain
+        self.node_label = node_label
         self._master: Master | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from gateway import session_hosts
 from gateway.proxy.deps import PublicAddress
 from gateway.proxy.routes import RouteTable
 
 
 class SessionUrls:
-    """Mixin: needs ``dwa_domain`` (normalised), ``public`` and ``routes``."""
+    """Mixin: needs ``dwa_domain`` (normalised), ``public``, ``routes`` and ``node_label`` (None: a
+    single node; else this node's label in its session hosts, ``gateway/session_hosts.py``)."""
 
     dwa_domain: str
     public: PublicAddress
     routes: RouteTable
+    node_label: str | None
 
     def session_host(self, session_id: str) -> str:
-        return f"s-{session_id}.{self.dwa_domain}".lower()
+        return session_hosts.session_host(session_id, self.dwa_domain, self.node_label)
 
     def session_origin(self, session_id: str) -> str:
         return self.public.origin(self.session_host(session_id))

@@ -94,7 +94,7 @@ class Worker:
             public_port=int(config["public_port"]), certs=list(config["certs"]),
             confdir=Path(config["confdir"]) if config["confdir"] else None,
             csrf_key=bytes.fromhex(config["csrf_key"]), portal_url=str(config.get("portal_url", "")),
-            budget_tally=PoolTally(peer),
+            budget_tally=PoolTally(peer), node_label=config.get("node_label"),
         )
         self._stop = asyncio.Event()
 

@@ -98,6 +98,7 @@ class ProxyWorkerPool(SessionUrls, Service):
         launch_token_ttl_s: int = 60,
         tombstone_ttl_s: int = 3600,
         portal_url: str = "",
+        node_label: str | None = None,
     ) -> None:
         if workers < 1:
             raise ConfigError(f"proxy_workers must be at least 1, got {workers}")
@@ -108,6 +109,7 @@ class ProxyWorkerPool(SessionUrls, Service):
         self._count = workers
         self._database_url = database_url
         self.dwa_domain = dwa_domain.strip(".").lower()
+        self.node_label = node_label
         self.routes = routes
         self._on_end = on_end_request
         self._on_timeout = on_session_timeout
@@ -198,6 +200,7 @@ class ProxyWorkerPool(SessionUrls, Service):
             "listen_host": self._listen_host,
             "port": self.port,
             "dwa_domain": self.dwa_domain,
+            "node_label": self.node_label,
             "public_scheme": self.public.scheme,
             "public_port": self.public.port,
             "certs": self._certs,

@@ -14,6 +14,7 @@ import re
 
 from mitmproxy import http
 
+from gateway import session_hosts
 from gateway.proxy import pages
 from gateway.proxy.decision import DECISION_KEY, ROUTE_KEY, FlowDecision, already_answered, route_of
 from gateway.proxy.deps import ProxyDeps
@@ -102,7 +103,12 @@ class SessionAuth:
             return
         entry = await self._deps.routes.resolve(host)
         if entry is None:
-            pages.unknown_host(flow)
+            named = session_hosts.parse_session_host(host, self._deps.dwa_domain)
+            own = self._deps.node_label
+            if named is not None and named.label is not None and own is not None and named.label != own:
+                pages.other_node(flow, named.label, own)  # the load balancer sent it to the wrong node
+            else:
+                pages.unknown_host(flow)
             return
         if isinstance(entry, Tombstone):
             pages.session_ended(flow, entry.reason)
