@@ -9,6 +9,7 @@ sessions whose lifetime ran out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -54,6 +55,9 @@ NO_REASON = "no reason given"
 RESTART_REASON = "gateway restarted: the previous gateway process ended without closing the session"
 NODE_LOST_REASON = "gateway node lost: the node serving the session stopped renewing its lease"
 LOCAL_NODE = "local"  # the owner of sessions when no node id is given (one process, tests)
+DRAIN_REASON = "gateway maintenance: this gateway node was stopped for an upgrade"
+DRAINING_REFUSAL = ("This gateway node is shutting down for maintenance and opens no new sessions. "
+                    "Open the device again: the next attempt goes to another node.")
 
 
 class RelayPort(Protocol):
@@ -175,6 +179,9 @@ class DwaBroker(Service):
         self._early_results: dict[str, str | None] = {}
         self._orphans: dict[str, set[str]] = {}  # agent -> sessions a restart ended (tunnels to drop)
         self._reason_cleared: set[str] = set()  # sessions whose reason alert was seen cleared
+        self._drain_ends_at: datetime | None = None  # draining (SIGTERM): no new sessions; live ones end then
+        self._drain_live_at_start = 0
+        self._none_live = asyncio.Event()  # set whenever the last live session ended (the drain waits on it)
 
     # ---- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -200,7 +207,12 @@ class DwaBroker(Service):
         return [sess for sess, user, _ in self._live.values() if user.id == user_id]
 
     async def agent_lost(self, agent_id: str) -> None:
-        """The agent went offline: its tunnels are gone, so are its sessions."""
+        """The agent went offline: its tunnels are gone, so are its sessions. While draining this
+        node sent its agents to other nodes itself: the sessions' tunnels (to this node's relay)
+        stay up until they end or the grace period does."""
+        if self._drain_ends_at is not None:
+            log.info("dwa.agent_handed_over", agent=agent_id, node=self._node_id)
+            return
         for sid in [sess.id for sess, _, _ in self._live.values() if sess.agent_id == agent_id]:
             await self.close_session(sid, reason="the on-site agent went offline", actor="system")
 
@@ -254,6 +266,11 @@ class DwaBroker(Service):
         reason: SessionReason | None = None,
     ) -> SessionLaunch | SessionRefused:
         now = datetime.now(UTC)
+        if self._drain_ends_at is not None:  # SIGTERM: the load balancer sends the next attempt elsewhere
+            decision = Decision(False, (Reason("gateway.draining", f"gateway node {self._node_id} is draining "
+                                               "for maintenance and opens no new sessions"),))
+            await self._audit_decision(user, device_id, None, decision, source_ip)
+            return SessionRefused(decision, DRAINING_REFUSAL)
         facts = await self._gather(user, device_id, source_ip, mfa_age_seconds, now, reason=reason)
         if facts is None:
             decision = Decision(False, (_unknown_device(device_id),))
@@ -349,6 +366,8 @@ class DwaBroker(Service):
         async with self._lock:
             entry = self._live.pop(session_id, None)
             self._mfa_age_at_open.pop(session_id, None)
+            if not self._live:
+                self._none_live.set()
         if entry is None:
             return
         self._reason_cleared.discard(session_id)
@@ -506,6 +525,8 @@ class DwaBroker(Service):
         async with self._lock:
             entry = self._live.pop(session.id, None)
             self._mfa_age_at_open.pop(session.id, None)
+            if not self._live:
+                self._none_live.set()
         for cid in [c for c, s in self._open_commands.items() if s == session.id]:
             del self._open_commands[cid]
         current = entry[0] if entry else session
@@ -576,6 +597,63 @@ class DwaBroker(Service):
     @property
     def node_id(self) -> str:
         return self._node_id
+
+    # ---- draining (SIGTERM, rolling upgrade; docs/scale-out.md "Draining") ------------------------
+    @property
+    def draining(self) -> bool:
+        return self._drain_ends_at is not None
+
+    async def start_draining(self, grace_s: float) -> datetime:
+        """Refuse new sessions from now on; live sessions end at the latest ``grace_s`` from now (the
+        banner says when); audited. The time they end."""
+        if self._drain_ends_at is not None:
+            return self._drain_ends_at
+        now = datetime.now(UTC)
+        ends_at = now + timedelta(seconds=grace_s)
+        self._drain_ends_at = ends_at
+        self._drain_live_at_start = len(self._live)
+        for sid, (session, _user, _ip) in list(self._live.items()):
+            if session.expires_at > ends_at:
+                self._note_maintenance_end(sid, ends_at)
+        await self._audit.append(AuditEventIn(
+            type=event_types.GATEWAY_NODE_DRAINING, outcome=Outcome.SUCCESS, actor="gateway",
+            details={"node": self._node_id, "live_sessions": len(self._live), "grace_seconds": grace_s,
+                     "sessions_end_by": ends_at.isoformat()}))
+        log.warning("node.draining", node=self._node_id, live_sessions=len(self._live), grace_s=grace_s,
+                    sessions_end_by=ends_at.isoformat())
+        return ends_at
+
+    def _note_maintenance_end(self, sid: str, ends_at: datetime) -> None:
+        """The route's end moves to the drain's end: the banner shows the earlier end time."""
+        extend = getattr(self._routes, "extend", None)
+        if extend is None or getattr(self._routes, "get", lambda _sid: None)(sid) is None:
+            return
+        try:
+            extend(sid, ends_at)
+        except Exception as exc:  # the banner's time only; the session still ends at ends_at
+            log.warning("dwa.drain_banner_failed", session=sid, error=str(exc))
+
+    async def finish_draining(self) -> int:
+        """Wait until the live sessions ended on their own or the grace period ran out, then end the
+        rest ("gateway maintenance", each audited like any end); audited with the counts. How many
+        were ended by the drain."""
+        ends_at = self._drain_ends_at or datetime.now(UTC)
+        live_at_start = self._drain_live_at_start
+        left_s = (ends_at - datetime.now(UTC)).total_seconds()
+        if self._live and left_s > 0:
+            self._none_live.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left_s):
+                    await self._none_live.wait()
+        remaining = list(self._live)
+        for sid in remaining:
+            await self.close_session(SessionId(sid), reason=DRAIN_REASON, actor="system")
+        await self._audit.append(AuditEventIn(
+            type=event_types.GATEWAY_NODE_DRAINED, outcome=Outcome.SUCCESS, actor="gateway",
+            details={"node": self._node_id, "sessions_at_start": live_at_start,
+                     "ended_on_their_own": live_at_start - len(remaining), "ended_by_drain": len(remaining)}))
+        log.warning("node.drained", node=self._node_id, ended_by_drain=len(remaining))
+        return len(remaining)
 
     async def _reap_stale_from_store(self) -> None:
         """Sessions a previous process of THIS node left live cannot be live now (nor those opened

@@ -145,6 +145,12 @@ class GatewaySettings(BaseModel):
     node_id: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
     node_lease_seconds: float = Field(default=15.0, ge=1.0, le=3600.0)
     node_renew_seconds: float = Field(default=3.0, gt=0.0, le=600.0)
+    # several nodes behind a load balancer: session hosts name the node (s-<session>-<node label>.<dwa
+    # domain>) and the balancer routes them by the label (printgate nodes haproxy); off: s-<session>.<domain>
+    host_routing: bool = False
+    # SIGTERM (rolling upgrade): new sessions refused, agents sent elsewhere, live sessions get this long
+    # to end before they are ended ("gateway maintenance"), audited; then the process exits 0
+    drain_grace_seconds: float = Field(default=60.0, ge=0.0, le=86400.0)
 
     @property
     def vault_master_key_path(self) -> Path:

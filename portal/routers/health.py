@@ -88,6 +88,9 @@ async def readyz(request: Request) -> JSONResponse:
         proxy_failing = getattr(request.app.state, "audit_failing", None)
         failing = bool(getattr(state.audit, "failing", False)) or bool(proxy_failing and proxy_failing())
         checks["audit"] = "not writable: the audit writer's last write failed" if failing else "ok"
+        draining = getattr(request.app.state, "draining", None)  # a gateway node stopping (docs/scale-out.md)
+        if draining is not None and draining():
+            checks["node"] = "draining: this node is stopping for maintenance and opens no new sessions"
     ready = all(v == "ok" for v in checks.values())
     task_health = getattr(request.app.state, "task_health", None)  # the cloud's supervised loops (information)
     tasks = {t.name: t.to_dict() for t in task_health()} if task_health is not None else {}

@@ -47,6 +47,7 @@ from gateway.proxy.server import DwaProxy
 from gateway.proxy.workers import ProxyWorkerPool
 from gateway.relay import Relay
 from gateway.relay.limits import RelayLimits
+from gateway.session_hosts import node_label
 from integrations.dispatcher import RetryPolicy, WebhookDispatcher
 from integrations.endpoints import WebhookEndpoints
 from integrations.webhook import WebhookTransport
@@ -142,6 +143,8 @@ class Cloud(Service):
             max_connections_per_source=gw.proxy_max_connections_per_source,
             max_refused_bodies_per_source=gw.proxy_max_refused_bodies_per_source,
         )
+        # several nodes behind a load balancer: session hosts name this node (docs/scale-out.md)
+        label = node_label(gw.resolved_node_id) if gw.host_routing else None
         if gw.proxy_workers > 1:  # one mitmproxy process per core
             self.proxy = ProxyWorkerPool(
                 gw.proxy_host, gw.proxy_port, workers=gw.proxy_workers,
@@ -149,7 +152,8 @@ class Cloud(Service):
                 routes=self.routes, on_end_request=self._end_from_browser,
                 on_session_timeout=self._end_on_timeout, on_extend_request=self._extend_from_browser,
                 launch_token_ttl_s=gw.launch_token_ttl_seconds, limits=limits,
-                connection_limits=connection_limits, portal_url=self.settings.portal.public_url, **tls,
+                connection_limits=connection_limits, portal_url=self.settings.portal.public_url,
+                node_label=label, **tls,
             )
         else:
             self.proxy = DwaProxy(
@@ -157,7 +161,7 @@ class Cloud(Service):
                 audit=self.audit, on_end_request=self._end_from_browser,
                 on_session_timeout=self._end_on_timeout, on_extend_request=self._extend_from_browser,
                 limits=limits, connection_limits=connection_limits,
-                portal_url=self.settings.portal.public_url, **tls,
+                portal_url=self.settings.portal.public_url, node_label=label, **tls,
             )
         await self._stack.enter_async_context(self.proxy)
 
@@ -325,6 +329,8 @@ class Cloud(Service):
         app.state.webhook_endpoints = self.webhook_endpoints  # None: integrations off
         proxy = self.proxy  # /readyz: not ready while the proxy cannot audit (it refuses every request then)
         app.state.audit_failing = lambda: bool(getattr(proxy, "audit_failing", False))
+        broker = self.broker  # /readyz: not ready while draining, so the load balancer sends new work elsewhere
+        app.state.draining = lambda: broker.draining
         config = uvicorn.Config(app, host=p.host, port=p.port, log_level="warning",
                                 lifespan="off", access_log=False)
         self._uvicorn = uvicorn.Server(config)
@@ -338,6 +344,8 @@ class Cloud(Service):
     async def aclose(self) -> None:
         if self.node is not None:  # SIGTERM: draining while sessions end, stopped when all is closed
             await self.node.drain()
+            if self._portal_task is not None:  # started: a graceful drain (a failed start just stops)
+                await self._drain()
         if self.events is not None:
             await self.events.aclose()
         if self._portal_task is not None:
@@ -346,6 +354,25 @@ class Cloud(Service):
                 await asyncio.wait_for(self._portal_task, 5)
             self._portal_task = None
         await self._stack.aclose()
+
+    async def _drain(self) -> None:
+        """Rolling upgrade (docs/scale-out.md "Draining"): new sessions refused (and ``/readyz`` 503),
+        agents told to reconnect elsewhere (their command streams end with the reason, then the
+        channel stops: their connections close and they reconnect with back-off through the load
+        balancer), live sessions get ``drain_grace_seconds`` to end before they are ended; audited."""
+        gw = self.settings.gateway
+        await self.broker.start_draining(gw.drain_grace_seconds)
+        reason = (f"gateway node {self.broker.node_id} is draining for maintenance: reconnect, the load "
+                  "balancer sends this agent to another node")
+        agents = sorted(self.hub.online_agents())
+        for agent in agents:
+            self.hub.cut_agent(agent, reason)
+        log.info("node.agents_sent_elsewhere", node=self.broker.node_id, agents=len(agents))
+        try:
+            await self.channel.aclose()  # its connections end: the agents reach another node
+        except Exception as exc:  # the drain goes on: sessions still end gracefully
+            log.warning("node.channel_stop_failed", error=str(exc))
+        await self.broker.finish_draining()
 
     @property
     def portal_url(self) -> str:
