@@ -13,6 +13,8 @@ PROXY_CONTROL_CHANNEL_FAILED = "proxy_control_channel_failed"
 BLOCKED_BY_POLICY = "blocked_by_policy"  # the proxy's 403 JSON answer for a blocked transfer
 BATCH_ID_MISSING = "batch_id_missing"
 DEVICE_LOGIN_FAILED = "device_login_failed"
+NODE_UNAVAILABLE = "node_unavailable"
+NODE_COMMAND_FAILED = "node_command_failed"
 
 
 class CsrRejected(PrintgateError):
@@ -53,3 +55,16 @@ class DeviceLoginFailed(PrintgateError):
     device's own login page."""
 
     code = DEVICE_LOGIN_FAILED
+
+
+class NodeUnavailable(PrintgateError):
+    """The node holding an agent's connection did not answer a cross-node command in time (or
+    there is no live node to ask); the message names the node, the agent and the wait."""
+
+    code = NODE_UNAVAILABLE
+
+
+class NodeCommandFailed(PrintgateError):
+    """The node that ran a cross-node command answered with a failure (its message)."""
+
+    code = NODE_COMMAND_FAILED

@@ -37,6 +37,7 @@ class NodeLease(Service):
                  lease_s: float, renew_s: float, take_over: TakeOver,
                  online_agents: Callable[[], set[str]] = set, supervisor: Supervisor | None = None,
                  on_lease_lost: TakeOver | None = None,
+                 on_renewed: Callable[[], Awaitable[None]] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.node_id = node_id
         self.incarnation = secrets.token_hex(8)
@@ -47,6 +48,7 @@ class NodeLease(Service):
         self._take_over = take_over
         self._on_lease_lost = on_lease_lost  # the broker ends what the taker ended in the store
         self._online_agents = online_agents
+        self._on_renewed = on_renewed  # the node command bus re-reads what a lost NOTIFY did not say
         self._supervisor = supervisor
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
@@ -124,6 +126,11 @@ class NodeLease(Service):
         except Exception as exc:  # a bookkeeping failure must not stop the taking-over below
             log.warning("node.streams_not_reconciled", node=self.node_id, error=str(exc))
         await self._take_over()
+        if self._on_renewed is not None:
+            try:
+                await self._on_renewed()
+            except Exception as exc:  # the next renewal reads again
+                log.warning("node.renewal_hook_failed", node=self.node_id, error=str(exc))
 
     async def reconcile_streams(self) -> None:
         online = self._online_agents()

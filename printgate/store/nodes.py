@@ -165,3 +165,12 @@ async def stream_node(s: AsyncSession, agent_id: str) -> str | None:
     """The node holding ``agent_id``'s command stream, if any (where a later step routes commands)."""
     row = await s.get(AgentStreamRow, agent_id)
     return row.node_id if row is not None else None
+
+
+async def stream_nodes(s: AsyncSession, agent_ids: Sequence[str]) -> dict[str, str]:
+    """agent id → the node holding its command stream, for those of ``agent_ids`` online anywhere."""
+    found: dict[str, str] = {}
+    for i in range(0, len(agent_ids), 1000):
+        found |= dict((await s.execute(select(AgentStreamRow.agent_id, AgentStreamRow.node_id)
+                                       .where(AgentStreamRow.agent_id.in_(list(agent_ids[i:i + 1000]))))).tuples().all())
+    return found

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from printgate.store.models.base import Base, UtcDateTime
@@ -41,3 +41,31 @@ class AgentStreamRow(Base):
     agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id"), primary_key=True)
     node_id: Mapped[str] = mapped_column(ForeignKey("gateway_nodes.id"), index=True)
     since: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class NodeCommandRow(Base):
+    """A command one node asks another to run (issue 18, docs/scale-out.md "Cross-node commands"):
+    ``pending`` → ``claimed`` (exactly one claimer: a conditional update) → ``done``/``failed``, or
+    ``expired`` when the requester stopped waiting before anyone claimed it. ``batch_id``: one of a
+    fan-out (one notification per node for the whole batch)."""
+
+    __tablename__ = "node_commands"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    batch_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    target_node: Mapped[str] = mapped_column(String(128))
+    from_node: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(64))
+    agent_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    payload: Mapped[str] = mapped_column(Text)  # JSON
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    deadline: Mapped[datetime] = mapped_column(UtcDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    result: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (
+        Index("ix_node_commands_target_state", "target_node", "state"),
+        Index("ix_node_commands_from_state", "from_node", "state"),
+    )
