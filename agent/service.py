@@ -143,18 +143,20 @@ class AgentAssembly:
 
     async def open_tunnel(self, cmd: pb.OpenTunnel, verify: Verify | None,
                           on_refused: Callable[[str, str], None] | None = None) -> Tunnel:
-        pinned = self.identity.relay_host_key_fingerprint
-        if pinned and cmd.relay_host_key_fingerprint and cmd.relay_host_key_fingerprint != pinned:
+        # the relay host keys trusted now: the enrolment's pin, or those of the gateway's last trust set
+        trust = (self.channel.grpc if isinstance(self.channel, DualChannel) else self.channel).guard.trust
+        pinned = trust.host_fingerprints()
+        if pinned and cmd.relay_host_key_fingerprint and cmd.relay_host_key_fingerprint not in pinned:
             raise TunnelError(
                 f"session {cmd.session_id}: the command names relay host key "
-                f"{cmd.relay_host_key_fingerprint}, not the one pinned at enrolment ({pinned})",
+                f"{cmd.relay_host_key_fingerprint}, not one this agent trusts ({', '.join(pinned)})",
                 code=RELAY_HOST_KEY_MISMATCH,
             )
         from agent.tunnel.client import open_tunnel  # asyncssh loads with the first session
 
         return await open_tunnel(
             cmd.relay_host, cmd.relay_port,
-            host_key_fingerprint=pinned or cmd.relay_host_key_fingerprint,
+            host_key_fingerprint=pinned or [cmd.relay_host_key_fingerprint],
             credential_private_key=cmd.credential_private_key,
             credential_certificate=cmd.credential_certificate,
             session_id=cmd.session_id, target=target_of(cmd), verify=verify,

@@ -139,6 +139,9 @@ class GatewaySettings(BaseModel):
     # the credential vault's master key (docs/credential-injection.md): created 0600 on first use;
     # default <data_dir>/vault-master.key
     vault_master_key_file: Path | None = None
+    # the shared key directory (docs/scale-out.md "Keys"): audit signing key, agent CA, command-signing
+    # key, relay SSH CA and host key, session CA, keys.json; default the data directory
+    key_dir: Path | None = None
     # scale-out (docs/scale-out.md): this process's name in the node registry; default
     # <hostname>-<hash of the data dir>. Its lease is renewed every node_renew_seconds; a node
     # silent for node_lease_seconds is taken over by another node (its sessions ended, audited)
@@ -151,6 +154,10 @@ class GatewaySettings(BaseModel):
     # SIGTERM (rolling upgrade): new sessions refused, agents sent elsewhere, live sessions get this long
     # to end before they are ended ("gateway maintenance"), audited; then the process exits 0
     drain_grace_seconds: float = Field(default=60.0, ge=0.0, le=86400.0)
+
+    @property
+    def key_directory(self) -> Path:
+        return self.key_dir or self.data_dir
 
     @property
     def vault_master_key_path(self) -> Path:

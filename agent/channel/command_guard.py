@@ -1,11 +1,14 @@
 """Checks every command before the agent acts on it, whatever channel brought it.
 
-A command is accepted only if its Ed25519 signature verifies with the key
-received at enrolment, it names this agent, it has not expired (with a small
+A command is accepted only if its Ed25519 signature verifies with a key the
+agent trusts now (``agent/trust.py``: the key received at enrolment, or the
+keys of the last trust set the gateway sent), it names this agent, it has not expired (with a small
 clock-skew allowance) and its id was never accepted before. Accepted ids are
 kept (and persisted to ``state_path``) until well after they expire, so a
 command delivered over both gRPC and MQTT runs at most once, also across
-restarts.
+restarts. A verified ``trust_set`` command replaces the trusted keys; one
+signed by a key the agent does not trust is refused and logged
+(``agent.trust_set.refused``).
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from agent.errors import (
     COMMAND_WRONG_AGENT,
     CommandRejected,
 )
+from agent.trust import AgentTrust
 from printgate.errors import CommandSignatureInvalid
 from printgate.logs import get_logger
 from printgate.wire import agent_pb2 as pb
+from printgate.wire.trust_set import TrustSetInvalid
 
 log = get_logger(__name__)
 
@@ -37,16 +42,17 @@ MAX_LIFETIME_MS = 3_600_000
 @dataclass(frozen=True, slots=True)
 class VerifiedCommand:
     id: str
-    kind: str  # "open_tunnel" | "close_tunnel" | "desired_config" | "ping" | "rescan"
+    kind: str  # "open_tunnel" | "close_tunnel" | "desired_config" | "ping" | "rescan" | "trust_set"
     command: pb.Command
     channel: str  # "grpc" | "mqtt"
 
 
 class CommandGuard:
     def __init__(self, agent_id: str, verify_key: bytes, *, state_path: Path | None = None,
-                 clock: Callable[[], float] = time.time, skew_s: float = 30.0) -> None:
+                 clock: Callable[[], float] = time.time, skew_s: float = 30.0,
+                 trust: AgentTrust | None = None) -> None:
         self._agent_id = agent_id
-        self._key = verify_key
+        self.trust = trust or AgentTrust(verify_key, clock=clock)
         self._path = state_path
         self._clock = clock
         self._skew_ms = int(skew_s * 1000)
@@ -59,11 +65,20 @@ class CommandGuard:
 
     def check(self, envelope: pb.SignedCommand, *, channel: str) -> VerifiedCommand:
         """The verified command, or ``CommandRejected`` saying why it was refused."""
+        key = self.trust.command_key(envelope.key_id)
         try:
             from printgate.wire.commands import verify_command  # cryptography: not loaded at start
 
-            command = verify_command(envelope, self._key)
+            if key is None:
+                raise CommandSignatureInvalid(
+                    f"command signed by key {envelope.key_id or '(none)'}, which this agent does not trust "
+                    f"(trusted: {', '.join(self.trust.command_key_ids())}): refusing it")
+            command = verify_command(envelope, key)
         except CommandSignatureInvalid as exc:
+            if _claimed_kind(envelope) == "trust_set":
+                log.error("agent.trust_set.refused", key_id=envelope.key_id, reason=exc.message,
+                          hint="a trust set not signed by a key this agent trusts; if the gateway's keys were "
+                               "rotated while this agent was away longer than the overlap, enrol it again")
             raise CommandRejected(exc.message, code=COMMAND_FORGED) from exc
         now_ms = int(self._clock() * 1000)
         if command.agent_id != self._agent_id:
@@ -81,6 +96,12 @@ class CommandGuard:
         if command.id in self._seen:
             raise CommandRejected(f"command {command.id} was already executed: replay refused",
                                   code=COMMAND_REPLAYED)
+        if command.WhichOneof("body") == "trust_set":
+            try:
+                self.trust.apply(command.trust_set.set_json, signed_by=envelope.key_id)
+            except TrustSetInvalid as exc:
+                log.error("agent.trust_set.refused", key_id=envelope.key_id, reason=str(exc))
+                raise CommandRejected(f"trust set refused: {exc}", code=COMMAND_MALFORMED) from exc
         self._seen[command.id] = command.expires_at_ms
         self._forget_old(now_ms)
         self._save()
@@ -97,3 +118,11 @@ class CommandGuard:
         tmp = self._path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self._seen))
         os.replace(tmp, self._path)
+
+
+def _claimed_kind(envelope: pb.SignedCommand) -> str:
+    """What an envelope that failed verification claims to carry (only for the log line)."""
+    try:
+        return pb.Command.FromString(envelope.command).WhichOneof("body") or "none"
+    except Exception:
+        return "unreadable"

@@ -20,6 +20,7 @@ from agent.channel.backoff import Backoff
 from agent.channel.command_guard import CommandGuard, VerifiedCommand
 from agent.channel.enroll import AGENT_VERSION, EnrolledIdentity, channel_options, make_csr
 from agent.errors import BatchNotAccepted, CloudBusy, CommandRejected
+from agent.trust import TRUST_FILE, AgentTrust
 from printgate.domain import Reading
 from printgate.errors import AccessDenied, AgentUnavailable
 from printgate.lifecycle import cancel_and_wait
@@ -48,8 +49,10 @@ class GrpcChannel:
         self.target = target
         self.identity = identity
         self._proxy = http_proxy
-        self.guard = guard or CommandGuard(identity.agent_id, identity.command_verify_key,
-                                           state_path=identity.data_dir / "seen-commands.json")
+        self.guard = guard or CommandGuard(
+            identity.agent_id, identity.command_verify_key, state_path=identity.data_dir / "seen-commands.json",
+            trust=AgentTrust(identity.command_verify_key, identity.relay_host_key_fingerprint,
+                             path=identity.data_dir / TRUST_FILE))
         self._backoff = backoff or Backoff()
         self._rpc_timeout = rpc_timeout
         self._server_name = server_name

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from types import TracebackType
 
 import asyncssh
@@ -42,8 +42,9 @@ CHANNEL_WINDOW = 2 * 1024 * 1024
 
 
 class _PinnedRelay(asyncssh.SSHClient):
-    def __init__(self, fingerprint: str) -> None:
-        self._fingerprint = fingerprint
+    def __init__(self, fingerprint: str | Collection[str]) -> None:
+        # one pinned fingerprint, or the set trusted now (a host key rotation's overlap: old and new)
+        self._fingerprints = [fingerprint] if isinstance(fingerprint, str) else list(fingerprint)
         self.seen_fingerprint: str | None = None
         self.lost: Exception | None = None  # why the connection ended, when it did not end cleanly
 
@@ -57,7 +58,8 @@ class _PinnedRelay(asyncssh.SSHClient):
 
     def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
         self.seen_fingerprint = str(key.get_fingerprint("sha256"))
-        return hmac.compare_digest(self.seen_fingerprint.encode(), self._fingerprint.encode())
+        seen = self.seen_fingerprint.encode()
+        return any([hmac.compare_digest(seen, fp.encode()) for fp in self._fingerprints])
 
 
 class Tunnel:
@@ -108,7 +110,7 @@ async def open_tunnel(
     relay_host: str,
     relay_port: int,
     *,
-    host_key_fingerprint: str,
+    host_key_fingerprint: str | Collection[str],
     credential_private_key: str,
     credential_certificate: str,
     session_id: str,
@@ -166,7 +168,7 @@ async def open_tunnel(
     except asyncssh.HostKeyNotVerifiable:
         raise TunnelError(
             f"the relay {relay_host}:{relay_port} presented host key {pinned.seen_fingerprint}, "
-            f"not the pinned {host_key_fingerprint}: refusing to connect (possible interception)",
+            f"not the pinned {_names(host_key_fingerprint)}: refusing to connect (possible interception)",
             code=RELAY_HOST_KEY_MISMATCH,
         ) from None
     except asyncssh.PermissionDenied:
@@ -230,3 +232,7 @@ async def open_tunnel(
 
 
 __all__ = ["IdentityMismatch", "Tunnel", "open_tunnel"]
+
+
+def _names(fingerprints: str | Collection[str]) -> str:
+    return fingerprints if isinstance(fingerprints, str) else " or ".join(fingerprints)

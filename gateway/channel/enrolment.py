@@ -129,7 +129,7 @@ def csr_key_sha256(csr_pem: bytes) -> str:
 
 
 class Enroller:
-    def __init__(self, *, ca: AgentCA, db: Database, audit: AuditSink, verify_key: bytes,
+    def __init__(self, *, ca: AgentCA, db: Database, audit: AuditSink, verify_key: bytes | Callable[[], bytes],
                  facts: ChannelFacts, cert_ttl: timedelta,
                  throttle: EnrolmentThrottle | None = None, denials: DenialTally | None = None) -> None:
         self._ca, self._db, self._audit = ca, db, audit
@@ -213,7 +213,8 @@ class Enroller:
             agent_id=agent_id, site_id=site_id, client_cert_pem=issued.pem,
             ca_chain_pem=self._ca.cert_pem, relay_address=self._facts.relay_address,
             relay_host_key_fingerprint=self._facts.relay_host_key_fingerprint,
-            command_verify_key=self._verify_key,
+            # the current command-signing key (a callable follows rotations in the key directory)
+            command_verify_key=self._verify_key() if callable(self._verify_key) else self._verify_key,
             cert_not_after_ms=int(issued.record.not_after.timestamp() * 1000),
             mqtt_url=self._facts.mqtt_url,
         )

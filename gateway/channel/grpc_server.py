@@ -143,7 +143,7 @@ class AgentChannelServer(Service):
         self.db_outage = OutageLog("channel")
         self.detached = DetachedWork()  # calls' work a cancelling client cannot cut mid-transaction
         self._watcher: asyncio.Task[None] | None = None
-        self._enroller = Enroller(ca=ca, db=db, audit=audit, verify_key=hub.verify_key_raw,
+        self._enroller = Enroller(ca=ca, db=db, audit=audit, verify_key=lambda: hub.verify_key_raw,
                                   facts=self._facts, cert_ttl=cert_ttl, throttle=enrol_throttle,
                                   denials=self.denials)
 

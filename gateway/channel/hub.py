@@ -12,11 +12,13 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from printgate.errors import AgentUnavailable
+from printgate.keys import KeyStore, agent_trust_set
 from printgate.logs import get_logger
 from printgate.wire import agent_pb2 as pb
 from printgate.wire.commands import build_command, raw_public_key, sign_command, summarise
@@ -27,6 +29,7 @@ PresenceListener = Callable[[str, bool], Awaitable[None]]
 MAX_TTL_S = 3600
 RESULT_GRACE_S = 300  # a result may arrive this long after its command expired
 MAX_TRACKED_COMMANDS = 100_000
+TRUST_SET_TTL_S = 600
 
 
 class CommandPublisher(Protocol):
@@ -54,9 +57,26 @@ class CommandStream:
 
 
 class AgentHub:
-    def __init__(self, signing_key: Ed25519PrivateKey, *, clock: Callable[[], float] = time.time) -> None:
-        self._key = signing_key
+    """Signs with ``signing_key``, or with the key directory's current command-signing key (``keys``).
+
+    With ``keys``, every command stream starts with the agents' trust set (``printgate.keys.trust``)
+    and a rotation seen in the key directory sends it to every connected agent before the first
+    command signed by the new key.
+    """
+
+    def __init__(self, signing_key: Ed25519PrivateKey | None = None, *, clock: Callable[[], float] = time.time,
+                 keys: KeyStore | None = None) -> None:
+        if signing_key is None and keys is None:
+            raise ValueError("AgentHub needs a signing key or a key store")
         self._clock = clock
+        self._keys = keys
+        self._keys_version: object = None
+        self._trust_until = float("inf")  # wall clock: a key of the trust set leaves its validity
+        self._keys_checked = float("-inf")
+        self._signers: dict[str, Ed25519PrivateKey] = {}  # key id -> private key (current, retired in overlap)
+        self._trust_signer = ""
+        self._trust_json = b""
+        self._key: Ed25519PrivateKey = signing_key if signing_key is not None else self._load_keys()
         self._streams: dict[str, CommandStream] = {}
         self._mqtt_online: set[str] = set()
         self._mqtt: CommandPublisher | None = None
@@ -67,7 +87,78 @@ class AgentHub:
 
     @property
     def verify_key_raw(self) -> bytes:
+        self.refresh_keys()
         return raw_public_key(self._key.public_key())
+
+    # ---- keys ---------------------------------------------------------------
+    def _load_keys(self) -> Ed25519PrivateKey:
+        from cryptography.hazmat.primitives import serialization
+
+        keys = self._keys
+        assert keys is not None
+        self._keys_version = keys.version()
+        current = keys.ensure("command-signing")
+        signers: dict[str, Ed25519PrivateKey] = {}
+        for rec in keys.trusted("command-signing"):
+            try:
+                key = serialization.load_pem_private_key(keys.private_key("command-signing", rec.key_id), None)
+            except Exception as exc:  # a retired key whose file is gone: its agents cannot be reached
+                log.warning("agent.command_key.unavailable", key_id=rec.key_id, error=str(exc))
+                continue
+            if isinstance(key, Ed25519PrivateKey):
+                signers[rec.key_id] = key
+        doc, signer = agent_trust_set(keys, datetime.fromtimestamp(self._clock(), UTC))
+        ends = [r.not_after.timestamp() for u in ("command-signing", "relay-host-key")
+                for r in keys.trusted(u) if r.not_after is not None]
+        self._trust_until = min(ends, default=float("inf"))
+        self._signers = signers
+        self._trust_signer = signer if signer in signers else current.key_id
+        self._trust_json = doc.encode()
+        self._key = signers[current.key_id]
+        return self._key
+
+    def refresh_keys(self, *, force: bool = False) -> bool:
+        """Follow a rotation in the key directory (checked at most once a second); True when keys changed.
+
+        A change sends the new trust set to every agent with a live command stream at once.
+        """
+        if self._keys is None:
+            return False
+        now = time.monotonic()
+        if not force and now - self._keys_checked < 1.0:
+            return False
+        self._keys_checked = now
+        if self._keys.version() == self._keys_version and self._clock() <= self._trust_until:
+            return False
+        self._load_keys()
+        log.info("agent.command_keys.reloaded", signing=self._key_id(), trust_set_signer=self._trust_signer)
+        for stream in list(self._streams.values()):
+            self._queue_trust_set(stream)
+        return True
+
+    def _key_id(self) -> str:
+        from printgate.wire.commands import key_id
+
+        return key_id(raw_public_key(self._key.public_key()))
+
+    def trust_set_envelope(self, agent_id: str) -> pb.SignedCommand | None:
+        """The agents' trust set as a command for ``agent_id``, signed by the oldest key it may trust."""
+        if self._keys is None:
+            return None
+        now_ms = int(self._clock() * 1000)
+        command = build_command(pb.TrustSet(set_json=self._trust_json), command_id=uuid.uuid4().hex,
+                                agent_id=agent_id, issued_at_ms=now_ms,
+                                expires_at_ms=now_ms + TRUST_SET_TTL_S * 1000)
+        return sign_command(command, self._signers[self._trust_signer])
+
+    def _queue_trust_set(self, stream: CommandStream) -> None:
+        envelope = self.trust_set_envelope(stream.agent_id)
+        if envelope is None or stream.cut_reason is not None:
+            return
+        try:
+            stream.queue.put_nowait(envelope)
+        except asyncio.QueueFull:
+            log.warning("agent.trust_set.not_sent", agent=stream.agent_id, reason="command queue full")
 
     def use_mqtt(self, publisher: CommandPublisher | None) -> None:
         self._mqtt = publisher
@@ -129,6 +220,8 @@ class AgentHub:
                     f"(serial {serial}) from {peer_ip or 'an unknown address'} opened one; if this agent did "
                     "not reconnect itself, its certificate and key are copied: have an admin revoke it")
         self._streams[agent_id] = stream
+        if not self.refresh_keys():  # (a change queues the set to every stream, this one included)
+            self._queue_trust_set(stream)  # the first thing on every stream: the keys to trust
         self.last_seen[agent_id] = self._clock()
         await self._notify(agent_id, was)
         return stream
@@ -157,6 +250,12 @@ class AgentHub:
         if online:
             self._mqtt_online.add(agent_id)
             self.last_seen[agent_id] = self._clock()
+            envelope = self.trust_set_envelope(agent_id)
+            if envelope is not None and self._mqtt is not None and not was:
+                try:
+                    await self._mqtt.publish_command(agent_id, envelope.SerializeToString())
+                except Exception as exc:  # the gRPC stream sends it too; the next presence retries
+                    log.warning("agent.trust_set.not_sent", agent=agent_id, channel="mqtt", error=str(exc))
         else:
             self._mqtt_online.discard(agent_id)
         await self._notify(agent_id, was)
@@ -184,6 +283,7 @@ class AgentHub:
     def sign(self, agent_id: str, command_payload: Any, *, ttl_s: int) -> pb.SignedCommand:
         if not 0 < ttl_s <= MAX_TTL_S:
             raise ValueError(f"command ttl must be 1..{MAX_TTL_S} s, got {ttl_s}")
+        self.refresh_keys()  # a rotation: the trust set goes out before this command, signed by the new key
         now_ms = int(self._clock() * 1000)
         command = build_command(
             command_payload, command_id=uuid.uuid4().hex, agent_id=agent_id,

@@ -41,6 +41,7 @@ from printgate import metrics
 from printgate.domain import AuditEventIn, Outcome, event_types
 from printgate.errors import SessionGone, TunnelError
 from printgate.interfaces import AuditSink
+from printgate.keys import KeyStore
 from printgate.logs import get_logger
 from printgate.supervisor import Supervisor
 
@@ -83,6 +84,7 @@ class Relay:
         tick_s: float = 1.0,
         tunnel_dir: Path | None = None,
         supervisor: Supervisor | None = None,
+        keys: KeyStore | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -96,6 +98,12 @@ class Relay:
         self.tunnel_dir = tunnel_dir
         self._host_key: asyncssh.SSHKey | None = None
         self._ca: SshCertificateAuthority | None = None
+        # the key directory (printgate.keys): host key and CA from it, followed across rotations; the
+        # CAs trusted for session certificates are the current one and retired ones still in overlap
+        self._keys = keys
+        self._keys_version: object = None
+        self._keys_checked = 0.0
+        self._trusted_cas: list[bytes] = []
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._sessions: dict[str, _Session] = {}
         self._revoked: dict[str, float] = {}  # session id -> when its certificates expire anyway
@@ -118,8 +126,12 @@ class Relay:
     async def start(self) -> None:
         if self.tunnel_dir is not None:
             private_directory(self.tunnel_dir)
-        self._host_key = load_or_create_key(self._host_key_path)
-        self._ca = SshCertificateAuthority(load_or_create_key(self._ca_key_path))
+        if self._keys is not None:
+            self._load_keys()
+        else:
+            self._host_key = load_or_create_key(self._host_key_path)
+            self._ca = SshCertificateAuthority(load_or_create_key(self._ca_key_path))
+            self._trusted_cas = [self._ca.public_key.public_data]
         self._acceptor = await asyncssh.listen(
             self.host,
             self.port,
@@ -189,9 +201,39 @@ class Relay:
     ) -> None:
         await self.aclose()
 
+    # ------------------------------------------------------------------ keys
+    def _load_keys(self) -> None:
+        keys = self._keys
+        assert keys is not None
+        self._keys_version = keys.version()
+        keys.ensure("relay-host-key")
+        keys.ensure("relay-ca")
+        host = asyncssh.import_private_key(keys.private_key("relay-host-key"))
+        ca = asyncssh.import_private_key(keys.private_key("relay-ca"))
+        trusted = [asyncssh.import_public_key(r.public).public_data for r in keys.trusted("relay-ca")]
+        changed_host = self._host_key is not None and self._host_key.public_data != host.public_data
+        self._host_key, self._ca, self._trusted_cas = host, SshCertificateAuthority(ca), trusted
+        if changed_host and self._acceptor is not None:  # new connections get the new host key
+            self._acceptor.update(server_host_keys=[host])
+        if changed_host or self._keys_checked:
+            log.info("relay.keys.reloaded", fingerprint=self.host_key_fingerprint,
+                     trusted_cas=len(trusted))
+
+    def refresh_keys(self, *, force: bool = False) -> None:
+        """Follow a rotation in the key directory (checked at most once a second; a few stat calls)."""
+        if self._keys is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._keys_checked < 1.0:
+            return
+        self._keys_checked = now
+        if self._keys.version() != self._keys_version:
+            self._load_keys()
+
     # ------------------------------------------------------------------ public API
     @property
     def host_key_fingerprint(self) -> str:
+        self.refresh_keys()
         if self._host_key is None:
             raise TunnelError("the relay is not started: no host key loaded yet")
         return str(self._host_key.get_fingerprint("sha256"))
@@ -217,6 +259,7 @@ class Relay:
         """A certificate for ``session_id`` only; revoked by ``end_session``."""
         if session_id in self._revoked:
             raise SessionGone(f"session {session_id} has ended; open a new session")
+        self.refresh_keys()
         credential = self._require_ca().issue(session_id, valid_seconds=valid_seconds, agent_id=agent_id)
         loop = asyncio.get_running_loop()
         existing = self._sessions.get(session_id)
@@ -296,8 +339,8 @@ class Relay:
         return False
 
     def authorise(self, server: RelayConnection, session_id: str, ca_key: asyncssh.SSHKey) -> bool:
-        ca = self._require_ca().public_key
-        if ca_key.public_data != ca.public_data:
+        self.refresh_keys()
+        if ca_key.public_data not in self._trusted_cas:  # current CA, or a retired one in its overlap
             return False
         session = self._sessions.get(session_id)
         return session is not None and not session.closing and session.expires_at > time.time()

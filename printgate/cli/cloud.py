@@ -21,6 +21,7 @@ from audit.checkpoint_timer import CheckpointTimer
 from audit.keyset import open_gateway_signer
 from audit.metered_log import MeteredAuditLog
 from fleet.ingest import FleetIngest
+from fleet.retention import HistoryUpkeep
 from gateway.agent_commands import AgentCommandSender
 from gateway.agent_events import AgentEvents
 from gateway.broker import BrokerConfig, DwaBroker
@@ -56,6 +57,7 @@ from portal.state import AgentCaFacts
 from printgate import metrics
 from printgate.domain import SessionId
 from printgate.errors import ConfigError
+from printgate.keys import FileKeyStore
 from printgate.lifecycle import Service
 from printgate.logs import get_logger
 from printgate.settings import Settings
@@ -74,6 +76,9 @@ class Cloud(Service):
     def __init__(self, settings: Settings, *, data_dir: Path) -> None:
         self.settings = settings
         self.data_dir = data_dir
+        # the shared keys (printgate.keys; docs/scale-out.md "Keys"): [gateway] key_dir, else the data dir
+        self.key_dir = settings.gateway.key_dir or data_dir
+        self.keys = FileKeyStore(self.key_dir)
         self._stack = contextlib.AsyncExitStack()
         self._portal_task: asyncio.Task[None] | None = None
         self.events: AgentEvents | None = None
@@ -97,7 +102,8 @@ class Cloud(Service):
         self.db = Database(self.settings.database_url)
         self._stack.push_async_callback(self.db.aclose)
         # re-read after `printgate keys rotate audit`; the key set keeps every public key (audit-keys.json)
-        signer = open_gateway_signer(self.data_dir)
+        self.key_dir.mkdir(parents=True, exist_ok=True)
+        signer = open_gateway_signer(self.key_dir)
         self.audit = MeteredAuditLog(self.db, signer)
         # the cloud's own loops run supervised (restart with back-off, last error kept; /readyz shows them)
         self.supervisor = await self._stack.enter_async_context(Supervisor("cloud"))
@@ -115,8 +121,8 @@ class Cloud(Service):
 
         self.firewall = await self._firewall()
         self.relay = Relay(
-            gw.relay_host, gw.relay_port, host_key_path=self.data_dir / "relay_host_key",
-            ca_key_path=self.data_dir / "relay_ssh_ca", audit=self.audit, firewall=self.firewall,
+            gw.relay_host, gw.relay_port, host_key_path=self.keys.path("relay-host-key"),
+            ca_key_path=self.keys.path("relay-ca"), keys=self.keys, audit=self.audit, firewall=self.firewall,
             limits=RelayLimits(
                 keepalive_s=gw.relay_keepalive_seconds,
                 max_unauthenticated=gw.relay_max_unauthenticated,
@@ -131,8 +137,8 @@ class Cloud(Service):
         )
         await self._stack.enter_async_context(self.relay)
 
-        self.ca = AgentCA.load_or_create(self.data_dir / "agent-ca")
-        self.hub = AgentHub(self.ca.command_key)
+        self.ca = AgentCA.load_or_create(self.key_dir / "agent-ca")
+        self.hub = AgentHub(keys=self.keys)  # signs with the key directory's command-signing key, follows rotations
         self.routes = RouteTable(launch_token_ttl_s=gw.launch_token_ttl_seconds)
         self.proxy: DwaProxy | ProxyWorkerPool
         tls = self._proxy_tls()
@@ -186,6 +192,9 @@ class Cloud(Service):
         metrics.SESSIONS_OPEN.set_function(lambda: broker.live_count)
         metrics.TUNNELS_OPEN.set_function(lambda: sum(relay.is_connected(s) for s in relay.live_session_ids()))
         self.fleet_ingest = FleetIngest(self.db)  # readings: bounded in flight, agents told to slow down
+        # readings history: next months' partitions (PostgreSQL), retention per dealer in batches
+        self.history_upkeep = HistoryUpkeep(self.db, self.audit)
+        self.supervisor.add("readings-history", self.history_upkeep.run)
         self.events = AgentEvents(
             db=self.db, audit=self.audit, sessions=self.broker, presence=self.hub,
             loss_grace_s=gw.agent_loss_grace_seconds, ingest=self.fleet_ingest,
@@ -207,7 +216,7 @@ class Cloud(Service):
         )
         await self._stack.enter_async_context(self.channel)
         self.agent_ca = AgentCaFacts(
-            path=str((self.data_dir / "agent-ca" / "agent-ca.crt").resolve()),
+            path=str((self.key_dir / "agent-ca" / "agent-ca.crt").resolve()),
             sha256=":".join(f"{b:02X}" for b in self.ca.cert.fingerprint(hashes.SHA256())),
             pem=self.ca.cert_pem,
         )
@@ -265,7 +274,7 @@ class Cloud(Service):
         ch = self.settings.channel
         if not ch.mqtt_url:
             return None
-        path = ch.mqtt_crl_file or self.data_dir / "agent-ca" / "agent-ca.crl"
+        path = ch.mqtt_crl_file or self.key_dir / "agent-ca" / "agent-ca.crl"
         reload = signal_pid_file(ch.mqtt_broker_pid_file) if ch.mqtt_broker_pid_file else None
         return CrlPublisher(self.ca, path, reload=reload)
 
@@ -294,8 +303,8 @@ class Cloud(Service):
             if gw.proxy_certs:
                 tls["certs"] = list(gw.proxy_certs)
             else:
-                self.dwa_ca_cert = ensure_own_ca(self.data_dir / "dwa-ca")
-                tls["confdir"] = self.data_dir / "dwa-ca"
+                self.dwa_ca_cert = ensure_own_ca(self.key_dir / "dwa-ca")
+                tls["confdir"] = self.key_dir / "dwa-ca"
                 log.info("dwa.own_ca", ca_cert=str(self.dwa_ca_cert),
                          hint="browsers must trust this CA for https session hosts (unused when a load "
                               "balancer in front of the proxy terminates TLS; proxy_certs replaces it)")

@@ -1,15 +1,17 @@
-"""`printgate keys ...`: list the gateway's keys, rotate the audit signing key and the agent CA.
+"""`printgate keys ...`: list the gateway's keys and rotate each of them.
 
-The audit signing key lives in ``<data_dir>/audit-signing.key`` (0600) and every
-public key it ever had in ``<data_dir>/audit-keys.json`` (the key set given to
-``printgate audit verify --key-set``). Nodes of one gateway share these files
-(docs/scale-out.md, "Keys").
+Every key lives in the key directory (``[gateway] key_dir``, the data directory
+unless set; ``printgate.keys``), which the nodes of one gateway share
+(docs/scale-out.md, "Keys"). The audit signing key is ``audit-signing.key``
+(0600) with every public key it ever had in ``audit-keys.json`` (the key set
+given to ``printgate audit verify --key-set``); the agent CA is ``agent-ca/``;
+the relay CA, relay host key, command-signing key and session CA rotate through
+``printgate.keys.FileKeyStore`` and are listed with their validity in ``keys.json``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,17 +20,20 @@ from typing import TYPE_CHECKING
 import typer
 
 from audit.keyset import PUBLIC_KEY_FILE, SIGNING_KEY_FILE
+from printgate.keys import ROTATABLE, KeyUse, Rotation
 from printgate.settings import Settings
 
 if TYPE_CHECKING:
     from audit.checkpoint import Signer
 
 app = typer.Typer(no_args_is_help=True, help="list and rotate the gateway's keys")
-rotate_app = typer.Typer(no_args_is_help=True, help="rotate a key (audit, agent-ca)")
+rotate_app = typer.Typer(no_args_is_help=True, help="rotate a key (audit, agent-ca, relay-ca, relay-host-key, "
+                                                     "session-ca, command-signing)")
 app.add_typer(rotate_app, name="rotate")
 
 ConfigOpt = typer.Option(None, help="TOML settings file")
-DataDirOpt = typer.Option(None, "--data-dir", help="gateway data directory (default: from settings)")
+DataDirOpt = typer.Option(None, "--data-dir", "--key-dir",
+                          help="the gateway's key directory (default: [gateway] key_dir, else data_dir)")
 DbOpt = typer.Option(None, "--database-url", help="database URL (default: from settings)")
 
 
@@ -41,7 +46,7 @@ def _logging() -> None:
 
 
 def _data_dir(config: Path | None, data_dir: Path | None) -> Path:
-    return data_dir or Settings.load(config).gateway.data_dir
+    return data_dir or Settings.load(config).gateway.key_directory
 
 
 def _write_private_atomic(signer: Signer, path: Path) -> None:
@@ -75,7 +80,7 @@ def rotate_audit(
     from printgate.errors import ConfigError, PrintgateError
 
     settings = Settings.load(config)
-    ddir = data_dir or settings.gateway.data_dir
+    ddir = data_dir or settings.gateway.key_directory
     key_path, set_path = ddir / SIGNING_KEY_FILE, ddir / KEY_SET_FILE
     try:
         old = Signer.load(key_path)
@@ -140,7 +145,7 @@ def rotate_agent_ca_command(
     from printgate.errors import PrintgateError
 
     settings = Settings.load(config)
-    ca_dir = (data_dir or settings.gateway.data_dir) / "agent-ca"
+    ca_dir = (data_dir or settings.gateway.key_directory) / "agent-ca"
 
     async def run() -> tuple[str, str]:
         async with schema_database(database_url or settings.database_url) as db:
@@ -160,6 +165,65 @@ def rotate_agent_ca_command(
                f"until it expires ({ca_dir}/previous/); restart the gateway (every node) to issue from the new CA")
 
 
+_AFTER_ROTATION = {
+    "relay-ca": "session certificates of the old CA are accepted until its overlap ends; every node follows "
+                "within a second (shared key directory)",
+    "relay-host-key": "connected agents receive the new trust set (signed by a key they trust) before their next "
+                      "command; every node serves the new host key to new connections within a second",
+    "command-signing": "connected agents receive the new trust set, signed by the old key, before the first "
+                       "command signed by the new one; agents offline for longer than the overlap must enrol again",
+    "session-ca": "give browsers dwa-ca/trusted-cas.pem (old and new CA) now; restart the gateway (every node) "
+                  "to serve session hosts from the new CA",
+}
+
+
+def _rotate_command(use: KeyUse) -> None:
+    @rotate_app.command(use)
+    def rotate(
+        actor: str = typer.Option("cli", help="who rotates (recorded in the audit log)"),
+        overlap_seconds: float = typer.Option(
+            86400.0, min=0.0, max=90 * 86400.0,
+            help="the old key stays trusted this long after the rotation (agents offline longer than this "
+                 "cannot follow a command-signing rotation)"),
+        config: Path | None = ConfigOpt, data_dir: Path | None = DataDirOpt, database_url: str | None = DbOpt,
+    ) -> None:
+        from audit.log import AuditLog
+        from printgate.cli.schema_guard import schema_database
+        from printgate.domain import AuditEventIn, event_types
+        from printgate.errors import PrintgateError
+        from printgate.keys import FileKeyStore
+
+        settings = Settings.load(config)
+        store = FileKeyStore(data_dir or settings.gateway.key_directory)
+
+        async def run() -> Rotation:
+            async with schema_database(database_url or settings.database_url) as db:
+                rotation = store.rotate(use, overlap=timedelta(seconds=overlap_seconds))
+                await AuditLog(db, None).append(AuditEventIn(
+                    type=event_types.KEYS_ROTATED, actor=actor,
+                    details={"use": use, "old_key_id": rotation.old.key_id, "new_key_id": rotation.new.key_id,
+                             "old_not_after": rotation.old.validity().split(" .. ")[1],
+                             "new_not_before": rotation.new.validity().split(" .. ")[0]},
+                ))
+                return rotation
+
+        try:
+            rotation = asyncio.run(run())
+        except PrintgateError as exc:
+            typer.echo(f"cannot rotate: {exc.message}", err=True)
+            raise typer.Exit(2) from exc
+        typer.echo(f"{use} rotated: new key {rotation.new.key_id} ({store.path(use)}); the old key "
+                   f"{rotation.old.key_id} stays trusted until {rotation.old.validity().split(' .. ')[1]}; "
+                   f"{_AFTER_ROTATION[use]}")
+
+    rotate.__doc__ = (f"New {use} key; the old one stays trusted for --overlap-seconds (default a day). Audited "
+                      "(keys.rotated).")
+
+
+for _use in ROTATABLE:
+    _rotate_command(_use)
+
+
 def _cert_rows(path: Path, use: str) -> list[tuple[str, str, str, str]]:
     """One row per certificate in a PEM file (id: first 16 hex of its SHA-256 fingerprint)."""
     from cryptography import x509
@@ -174,23 +238,13 @@ def _cert_rows(path: Path, use: str) -> list[tuple[str, str, str, str]]:
              str(path)) for c in certs]
 
 
-def _ssh_rows(path: Path, use: str) -> list[tuple[str, str, str, str]]:
-    """The relay's SSH CA (id: first 16 hex of SHA-256 over its public key blob; no expiry)."""
-    import asyncssh
-
-    try:
-        blob = asyncssh.read_private_key(path).public_data
-    except (OSError, ValueError, asyncssh.KeyImportError):
-        return []
-    return [(hashlib.sha256(blob).hexdigest()[:16], use, "- .. -", str(path))]
-
-
 @app.command("list")
 def list_keys(config: Path | None = ConfigOpt, data_dir: Path | None = DataDirOpt) -> None:
     """Every key of this gateway: id, use, validity (not_before .. not_after), where it is kept."""
     from audit.checkpoint import Signer
     from audit.keyset import KEY_SET_FILE, load_key_set
     from printgate.errors import ConfigError
+    from printgate.keys import KEY_FILES, MANIFEST_FILE, FileKeyStore
 
     ddir = _data_dir(config, data_dir)
     rows: list[tuple[str, str, str, str]] = []
@@ -209,10 +263,19 @@ def list_keys(config: Path | None = ConfigOpt, data_dir: Path | None = DataDirOp
     rows += _cert_rows(ddir / "agent-ca" / "agent-ca.crt", "agent-ca (issuing)")
     for old in sorted((ddir / "agent-ca" / "previous").glob("*.crt")):
         rows += _cert_rows(old, "agent-ca (verify only)")
-    rows += _ssh_rows(ddir / "relay_ssh_ca", "relay-ssh-ca")
+    store = FileKeyStore(ddir)
+    now = datetime.now(UTC)
+    try:
+        for rec in store.records():
+            state = "current" if rec.current else "trusted in overlap" if rec.valid_at(now) else "expired"
+            kept = rec.private_file or (KEY_FILES[rec.use] if rec.current else MANIFEST_FILE)
+            rows.append((rec.key_id, f"{rec.use} ({state})", rec.validity(), str(ddir / kept)))
+    except ConfigError as exc:
+        typer.echo(f"cannot read the key directory: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
     if not rows:
         typer.echo(f"no keys in {ddir} (the gateway creates them on first start)", err=True)
         raise typer.Exit(2)
-    typer.echo(f"{'KEY ID':<16}  {'USE':<24}  {'VALID (not_before .. not_after)':<58}  FILE")
+    typer.echo(f"{'KEY ID':<16}  {'USE':<34}  {'VALID (not_before .. not_after)':<58}  FILE")
     for kid, use, validity, where in rows:
-        typer.echo(f"{kid:<16}  {use:<24}  {validity:<58}  {where}")
+        typer.echo(f"{kid:<16}  {use:<34}  {validity:<58}  {where}")

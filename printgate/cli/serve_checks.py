@@ -69,7 +69,7 @@ def refuse_exposed_secret(path: Path, what: str, *, if_read: str = REMAKE) -> No
 def gateway_private_keys(settings: Settings) -> list[tuple[Path, str, str]]:
     """(path, what, if someone read it) of every private key the cloud keeps in files."""
     gw = settings.gateway
-    data = gw.data_dir
+    data = gw.key_directory  # the shared key directory (printgate.keys), the data directory by default
     remake_ssh = ("if others may have read it, delete it: a new one is made at the next start (open sessions "
                   "end; new sessions get certificates from the new key)")
     return [
@@ -90,6 +90,9 @@ def gateway_private_keys(settings: Settings) -> list[tuple[Path, str, str]]:
         (data / "relay_ssh_ca", "the relay CA key", remake_ssh),
         (data / "relay_host_key", "the relay host key",
          "if others may have read it, delete it: a new one is made at the next start"),
+        *((retired, "a retired key still in its overlap",
+           "if others may have read it, rotate its use again (`printgate keys rotate ...`) and delete it")
+          for retired in sorted((data / "retired").glob("*"))),
     ]
 
 
