@@ -16,3 +16,12 @@ class IngestBusy(PrintgateError):
     def __init__(self, message: str, *, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+RETENTION_INVALID = "fleet_retention_invalid"
+
+
+class RetentionInvalid(PrintgateError):
+    """A readings retention that cannot be set: days out of range or an unknown dealer."""
+
+    code = RETENTION_INVALID

@@ -31,6 +31,7 @@ def build_app(only: str | None = None) -> typer.Typer:
     from printgate.cli.audit import app as audit_app
     from printgate.cli.db import app as db_app
     from printgate.cli.demo import demo
+    from printgate.cli.fleet import app as fleet_app
     from printgate.cli.keys import app as keys_app
     from printgate.cli.lab import app as lab_app
     from printgate.cli.policy import app as policy_app
@@ -41,6 +42,7 @@ def build_app(only: str | None = None) -> typer.Typer:
     root.add_typer(audit_app, name="audit")
     root.add_typer(policy_app, name="policy")
     root.add_typer(db_app, name="db")
+    root.add_typer(fleet_app, name="fleet")
     root.add_typer(keys_app, name="keys")
     root.add_typer(lab_app, name="lab")
     root.command()(demo)

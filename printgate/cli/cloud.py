@@ -21,6 +21,7 @@ from audit.checkpoint_timer import CheckpointTimer
 from audit.keyset import open_gateway_signer
 from audit.metered_log import MeteredAuditLog
 from fleet.ingest import FleetIngest
+from fleet.retention import HistoryUpkeep
 from gateway.agent_commands import AgentCommandSender
 from gateway.agent_events import AgentEvents
 from gateway.broker import BrokerConfig, DwaBroker
@@ -191,6 +192,9 @@ class Cloud(Service):
         metrics.SESSIONS_OPEN.set_function(lambda: broker.live_count)
         metrics.TUNNELS_OPEN.set_function(lambda: sum(relay.is_connected(s) for s in relay.live_session_ids()))
         self.fleet_ingest = FleetIngest(self.db)  # readings: bounded in flight, agents told to slow down
+        # readings history: next months' partitions (PostgreSQL), retention per dealer in batches
+        self.history_upkeep = HistoryUpkeep(self.db, self.audit)
+        self.supervisor.add("readings-history", self.history_upkeep.run)
         self.events = AgentEvents(
             db=self.db, audit=self.audit, sessions=self.broker, presence=self.hub,
             loss_grace_s=gw.agent_loss_grace_seconds, ingest=self.fleet_ingest,

@@ -106,3 +106,13 @@ class SupplyThresholdRow(Base):
     critical_percent: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_by: Mapped[str] = mapped_column(String(320))
+
+
+class ReadingsRetentionRow(Base):
+    """A dealer's days of readings history kept (0017); none: the default."""
+
+    __tablename__ = "readings_retention"
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    days: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_by: Mapped[str] = mapped_column(String(320))
