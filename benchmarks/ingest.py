@@ -144,7 +144,7 @@ def round_batches(base: list[pb.Reading], agents: range, printers: int, rnd: int
     printers (pages printed since: counters up; toner used: levels down) and seals its polls
     into batches of at most ``batch_polls``, as its readings queue does (an agent uploads every
     10 s, so one 5-minute round of 20 printers is one batch)."""
-    at_us = convert._us(T0 + rnd * CYCLE)
+    at_us = convert.micros(T0 + rnd * CYCLE)
     out = []
     for a in agents:
         polls = []

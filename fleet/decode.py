@@ -16,12 +16,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from printgate.domain import Reading
+from printgate.domain import (
+    CounterValue,
+    PrinterAlert,
+    PrinterStatus,
+    Reading,
+    ReadingKind,
+    SupplyLevel,
+    SupplyState,
+)
 from printgate.errors import ReadingsPayloadInvalid
 from printgate.store.readings import BIGINT_MAX, COLUMN_LIMITS, INTEGER_MAX
 from printgate.wire import MAX_MESSAGE_BYTES
 from printgate.wire import agent_pb2 as pb
-from printgate.wire.convert import reading_from_wire
+from printgate.wire.convert import EPOCH, micros, reading_from_wire
 
 MAX_PAYLOAD_BYTES = MAX_MESSAGE_BYTES  # what the channel transports at most
 MAX_READINGS = 10_000
@@ -81,8 +89,15 @@ def decode_batch(batch: pb.ReadingsBatch, *, now: datetime | None = None) -> Dec
             raise _refuse(batch.batch_id, f"{values} values (counters, supplies, alerts) exceed the limit of "
                                           f"{MAX_VALUES} per batch: split it into smaller batches")
         out = _Collector(batch.batch_id, 2, now, _digest(batch.SerializeToString(deterministic=True)))
+        now_us = micros(out.now)
+        lo_us, hi_us = now_us - _MAX_AGE_US, now_us + _MAX_SKEW_US
         for n, msg in enumerate(batch.readings):
-            try:
+            fast = clean_reading(msg, lo_us, hi_us)  # a clean reading: converted and checked in one pass
+            if fast is not None and fast.id not in out.ids:
+                out.ids.add(fast.id)
+                out.readings.append(fast)
+                continue
+            try:  # anything the fast pass does not vouch for: the full checks, for the reason
                 reading = reading_from_wire(msg)
             except (ValueError, TypeError, OverflowError) as exc:
                 out.reject(n, msg.id, f"is malformed ({exc})")
@@ -171,19 +186,19 @@ class _Collector:
         self.now = now or datetime.now(UTC)
         self.readings: list[Reading] = []
         self.rejected: list[Rejection] = []
-        self._ids: set[str] = set()
+        self.ids: set[str] = set()
 
     def reject(self, n: int, reading_id: str, why: str) -> None:
         self.rejected.append(Rejection(n, reading_id[:MAX_ID], f"reading #{n} {why}"[:500]))
 
     def add(self, n: int, reading: Reading) -> None:
         problem = problem_of(reading, now=self.now)
-        if problem is None and reading.id in self._ids:
+        if problem is None and reading.id in self.ids:
             problem = f"repeats id {reading.id!r}"
         if problem is not None:
             self.reject(n, reading.id, problem)
             return
-        self._ids.add(reading.id)
+        self.ids.add(reading.id)
         self.readings.append(reading)
 
     def result(self) -> DecodedBatch:
@@ -309,3 +324,118 @@ def _problems(r: Reading, now: datetime) -> Iterator[str | None]:
             return
         for e in r.status.errors:
             yield _text_problem("a detected error state", e, 64)
+
+
+# ---- the fast pass (version 2) -------------------------------------------------------------------
+# ``clean_reading`` converts a wire reading and checks it in one pass over its fields, with the
+# limits of ``problem_of``; it only vouches for a reading that is clean. Whatever it does not
+# vouch for (None) goes through ``reading_from_wire`` and ``problem_of``, which name the problem:
+# so the reasons stay those of the full checks, and the fast pass only has to be no more lenient
+# (tests/unit/fleet/test_decode.py compares both on mutated readings).
+
+_MAX_AGE_US = int(MAX_AGE.total_seconds()) * 1_000_000
+_MAX_SKEW_US = int(MAX_FUTURE_SKEW.total_seconds()) * 1_000_000
+_KINDS = {str(k): k for k in ReadingKind}
+_STATES = {str(s): s for s in SupplyState}
+_L_ID = min(MAX_ID, LIMITS["id"])
+_L_IP, _L_SERIAL = LIMITS["ip"], LIMITS["serial"]
+_L_SDESC = min(MAX_TEXT, LIMITS["supply.description"])
+_L_STYPE, _L_SCOLOUR, _L_SUNIT = LIMITS["supply.type"], LIMITS["supply.colour"], LIMITS["supply.unit"]
+_L_ASEV, _L_AGROUP, _L_ACODE = LIMITS["alert.severity"], LIMITS["alert.group"], LIMITS["alert.code"]
+_L_ADESC, _L_ATRAIN = LIMITS["alert.description"], LIMITS["alert.training_level"]
+_L_STATUS, _L_DSTATUS = LIMITS["status.status"], LIMITS["status.device_status"]
+
+
+def _clean_texts(texts: list[str]) -> bool:
+    """No NUL and no lone surrogate in any of them (one pass over their concatenation)."""
+    joined = "".join(texts)
+    if "\x00" in joined:
+        return False
+    if joined.isascii():
+        return True
+    try:
+        joined.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def clean_reading(m: pb.Reading, lo_us: int, hi_us: int) -> Reading | None:
+    """The domain reading of ``m`` when every field is within the limits of ``problem_of``
+    (``taken_at_us`` within ``lo_us..hi_us``), else None (not a verdict: check it fully)."""
+    rid, ip, at_us = m.id, m.ip, m.taken_at_us
+    if not (0 < len(rid) <= _L_ID and 0 < len(ip) <= _L_IP and lo_us <= at_us <= hi_us):
+        return None
+    names = m.kinds
+    if not 0 < len(names) <= len(_KINDS) or len(set(names)) != len(names):
+        return None
+    try:
+        kinds = tuple(_KINDS[k] for k in names)
+    except KeyError:
+        return None
+    serial = m.serial if m.HasField("serial") else None
+    texts = [rid, ip]
+    if serial is not None:
+        if len(serial) > _L_SERIAL:
+            return None
+        texts.append(serial)
+    wc, ws, wa, we = m.counters, m.supplies, m.alerts, m.errors
+    if len(wc) > MAX_ITEMS or len(ws) > MAX_ITEMS or len(wa) > MAX_ITEMS or len(we) > MAX_ITEMS:
+        return None
+    errors = tuple(we)
+    if errors:
+        if max(map(len, errors)) > MAX_TEXT:
+            return None
+        texts.extend(errors)
+    counters = []
+    for c in wc:
+        name, unit, value = c.name, c.unit, c.value
+        if not (0 < len(name) <= 128 and len(unit) <= 64 and value >= 0):
+            return None
+        texts += (name, unit)
+        counters.append(CounterValue(name, value, unit))
+    supplies = []
+    for sp in ws:
+        index, desc, typ, unit = sp.index, sp.description, sp.type, sp.unit
+        colour = sp.colour if sp.HasField("colour") else None
+        cap = sp.max_capacity if sp.HasField("max_capacity") else None
+        level = sp.level if sp.HasField("level") else None
+        state = _STATES.get(sp.state)
+        if (state is None or index < 0 or len(desc) > _L_SDESC or len(typ) > _L_STYPE or len(unit) > _L_SUNIT
+                or (colour is not None and len(colour) > _L_SCOLOUR)
+                or (cap is not None and not -3 <= cap <= INTEGER_MAX)
+                or (level is not None and not -3 <= level <= INTEGER_MAX)
+                or (level is not None and cap is not None and cap > 0 and level > cap)):
+            return None
+        texts += (desc, typ, unit)
+        if colour is not None:
+            texts.append(colour)
+        supplies.append(SupplyLevel(index, desc, typ, colour, unit, cap, level, state))
+    alerts = []
+    for a in wa:
+        index, sev, group, code, desc = a.index, a.severity, a.group, a.code, a.description
+        training = a.training_level if a.HasField("training_level") else None
+        if (index < 0 or len(sev) > _L_ASEV or len(group) > _L_AGROUP or len(code) > _L_ACODE
+                or len(desc) > _L_ADESC or (training is not None and len(training) > _L_ATRAIN)):
+            return None
+        texts += (sev, group, code, desc)
+        if training is not None:
+            texts.append(training)
+        alerts.append(PrinterAlert(index, sev, group, code, desc, training))
+    status = None
+    if m.HasField("status"):
+        st = m.status
+        s_status = st.status if st.HasField("status") else None
+        s_device = st.device_status if st.HasField("device_status") else None
+        s_errors = tuple(st.errors)
+        if ((s_status is not None and len(s_status) > _L_STATUS)
+                or (s_device is not None and len(s_device) > _L_DSTATUS)
+                or len(s_errors) > 64 or (s_errors and max(map(len, s_errors)) > 64)):
+            return None
+        texts += (s_status or "", s_device or "", *s_errors)
+        status = PrinterStatus(s_status, s_errors, s_device)
+    if not _clean_texts(texts):
+        return None
+    return Reading(id=rid, ip=ip, taken_at=EPOCH + timedelta(microseconds=at_us), kinds=kinds, serial=serial,
+                   counters=tuple(counters), supplies=tuple(supplies), alerts=tuple(alerts), status=status,
+                   errors=errors)

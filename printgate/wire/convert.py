@@ -92,6 +92,12 @@ def _us(at: datetime) -> int:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = _EPOCH  # taken_at_us counts from here
+
+
+def micros(at: datetime) -> int:
+    """``at`` as ``taken_at_us`` (exact: integer arithmetic, no float)."""
+    return _us(at)
 
 
 def reading_to_wire(r: Reading) -> pb.Reading:
