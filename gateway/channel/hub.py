@@ -96,8 +96,8 @@ class AgentHub:
 
         keys = self._keys
         assert keys is not None
-        self._keys_version = keys.version()
         current = keys.ensure("command-signing")
+        self._keys_version = keys.version()
         signers: dict[str, Ed25519PrivateKey] = {}
         for rec in keys.trusted("command-signing"):
             try:

@@ -205,9 +205,9 @@ class Relay:
     def _load_keys(self) -> None:
         keys = self._keys
         assert keys is not None
-        self._keys_version = keys.version()
         keys.ensure("relay-host-key")
         keys.ensure("relay-ca")
+        self._keys_version = keys.version()
         host = asyncssh.import_private_key(keys.private_key("relay-host-key"))
         ca = asyncssh.import_private_key(keys.private_key("relay-ca"))
         trusted = [asyncssh.import_public_key(r.public).public_data for r in keys.trusted("relay-ca")]

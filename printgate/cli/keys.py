@@ -15,7 +15,7 @@ import asyncio
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import typer
 
@@ -222,6 +222,43 @@ def _rotate_command(use: KeyUse) -> None:
 
 for _use in ROTATABLE:
     _rotate_command(_use)
+
+
+@app.command("end-overlap")
+def end_overlap(
+    use: str = typer.Argument(..., help=f"whose retired keys: {', '.join(ROTATABLE)}"),
+    actor: str = typer.Option("cli", help="who ends it (recorded in the audit log)"),
+    config: Path | None = ConfigOpt, data_dir: Path | None = DataDirOpt, database_url: str | None = DbOpt,
+) -> None:
+    """Stop trusting a use's retired keys now, before their overlap ends (every node and agent has the new
+    key: `printgate keys list`, the agents' logs agent.trust_set.accepted). Audited (keys.overlap_ended)."""
+    from audit.log import AuditLog
+    from printgate.cli.schema_guard import schema_database
+    from printgate.domain import AuditEventIn, event_types
+    from printgate.errors import PrintgateError
+    from printgate.keys import FileKeyStore
+
+    if use not in ROTATABLE:
+        typer.echo(f"cannot end the overlap: {use!r} is not one of {', '.join(ROTATABLE)}", err=True)
+        raise typer.Exit(2)
+    key_use = cast("KeyUse", use)  # checked just above
+    settings = Settings.load(config)
+    store = FileKeyStore(data_dir or settings.gateway.key_directory)
+
+    async def run() -> list[str]:
+        async with schema_database(database_url or settings.database_url) as db:
+            ended = [r.key_id for r in store.end_overlap(key_use)]
+            if ended:
+                await AuditLog(db, None).append(AuditEventIn(
+                    type=event_types.KEYS_OVERLAP_ENDED, actor=actor, details={"use": use, "key_ids": ended}))
+            return ended
+
+    try:
+        ended = asyncio.run(run())
+    except PrintgateError as exc:
+        typer.echo(f"cannot end the overlap: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"{use}: no longer trusted: {', '.join(ended)}" if ended else f"{use}: no retired key in its overlap")
 
 
 def _cert_rows(path: Path, use: str) -> list[tuple[str, str, str, str]]:

@@ -115,6 +115,7 @@ INTEGRATION_WEBHOOK_ENABLED = "integration.webhook.enabled"
 INTEGRATION_WEBHOOK_REDELIVERED = "integration.webhook.redelivered"
 INTEGRATION_WEBHOOK_TESTED = "integration.webhook.tested"
 # keys
+KEYS_OVERLAP_ENDED = "keys.overlap_ended"  # retired keys of one use no longer trusted before their time
 KEYS_ROTATED = "keys.rotated"
 # policy
 POLICY_CHANGED = "policy.changed"

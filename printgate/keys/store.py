@@ -344,6 +344,18 @@ class FileKeyStore:
                 self.write_session_ca_bundle(at)
             return Rotation(retired, new)
 
+    def end_overlap(self, use: KeyUse, now: datetime | None = None) -> list[KeyRecord]:
+        """Stop trusting the retired keys of ``use`` now (every node and agent follows the new key already)."""
+        at = now or datetime.now(UTC)
+        with self._locked():
+            listed = self._manifest()
+            cur = self.current(use).key_id
+            ended = [r for r in listed if r.use == use and r.key_id != cur and r.valid_at(at)]
+            self._save_manifest([replace(r, not_after=at) if r in ended else r for r in listed])
+            if use == "session-ca":
+                self.write_session_ca_bundle(at)
+            return [replace(r, not_after=at) for r in ended]
+
     def prune(self, now: datetime | None = None) -> list[KeyRecord]:
         """Forget retired keys whose overlap ended (and delete their kept private keys)."""
         at = now or datetime.now(UTC)

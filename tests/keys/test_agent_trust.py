@@ -1,0 +1,135 @@
+"""Agents follow command-signing and relay host key rotations through signed trust sets.
+
+The hub (gateway) signs from a real key directory; the agent's command guard
+checks what the hub queued on the agent's command stream, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.channel.command_guard import CommandGuard
+from agent.errors import COMMAND_FORGED, COMMAND_MALFORMED, CommandRejected
+from agent.trust import TRUST_FILE, AgentTrust
+from gateway.channel.hub import AgentHub
+from printgate.keys import FileKeyStore
+from printgate.wire import agent_pb2 as pb
+from printgate.wire.commands import build_command, raw_public_key, sign_command
+from printgate.wire.trust_set import TrustedCommandKey, TrustSetDoc, Validity, parse_trust_set
+
+AGENT = "agent-1"
+HOUR = timedelta(hours=1)
+
+
+def _keys(tmp_path: Path) -> FileKeyStore:
+    store = FileKeyStore(tmp_path / "keys")
+    for use in ("relay-ca", "relay-host-key", "command-signing"):
+        store.ensure(use)  # type: ignore[arg-type]
+    return store
+
+
+def _enrolled_guard(key: bytes, fingerprint: str, data: Path) -> CommandGuard:
+    """The agent as enrolment left it (one verify key, one relay host key fingerprint) plus trust.json."""
+    data.mkdir(parents=True, exist_ok=True)
+    trust = AgentTrust(key, fingerprint, path=data / TRUST_FILE)
+    return CommandGuard(AGENT, key, state_path=data / "seen.json", trust=trust)
+
+
+def _private(store: FileKeyStore, key_id: str) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(store.private_key("command-signing", key_id), None)
+    assert isinstance(key, Ed25519PrivateKey)
+    return key
+
+
+def _signed(body: pb.TrustSet | pb.Ping, key: Ed25519PrivateKey, command_id: str) -> pb.SignedCommand:
+    now = int(time.time() * 1000)
+    return sign_command(build_command(body, command_id=command_id, agent_id=AGENT, issued_at_ms=now,
+                                      expires_at_ms=now + 60_000), key)
+
+
+def _drain(queue: asyncio.Queue[pb.SignedCommand | None]) -> list[pb.SignedCommand]:
+    out = []
+    while not queue.empty():
+        item = queue.get_nowait()
+        assert item is not None
+        out.append(item)
+    return out
+
+
+async def test_agent_follows_a_command_key_rotation_and_refuses_forged_sets(tmp_path: Path) -> None:
+    store = _keys(tmp_path)
+    hub = AgentHub(keys=store)
+    old_key = hub.verify_key_raw
+    old_host = store.current("relay-host-key").fingerprint
+    guard = _enrolled_guard(old_key, old_host, tmp_path / "agent")
+
+    stream = await hub.open_stream(AGENT, "serial-1")
+    first = _drain(stream.queue)
+    assert [pb.Command.FromString(e.command).WhichOneof("body") for e in first] == ["trust_set"]
+    assert guard.check(first[0], channel="grpc").kind == "trust_set"  # the enrolment's key signed it
+
+    # rotate both keys the agent trusts; the hub notices, the agent hears of it before the next command
+    cmd_rot = store.rotate("command-signing", overlap=HOUR)
+    host_rot = store.rotate("relay-host-key", overlap=HOUR)
+    assert hub.refresh_keys(force=True)
+    queued = _drain(stream.queue)
+    assert len(queued) == 1 and queued[0].key_id == cmd_rot.old.key_id  # signed by the key the agent knows
+    guard.check(queued[0], channel="grpc")
+    assert hub.verify_key_raw != old_key
+    new_cmd = hub.sign(AGENT, pb.Ping(nonce="after rotation"), ttl_s=60)
+    assert new_cmd.key_id == cmd_rot.new.key_id
+    assert guard.check(new_cmd, channel="grpc").kind == "ping"  # the new key, no re-enrolment
+    assert set(guard.trust.host_fingerprints()) == {old_host, host_rot.new.fingerprint}
+    kept = parse_trust_set((tmp_path / "agent" / TRUST_FILE).read_bytes())
+    assert {k.key_id for k in kept.command_keys} == {cmd_rot.old.key_id, cmd_rot.new.key_id}
+
+    # a set signed by a key the agent does not trust: refused, nothing changes
+    attacker = Ed25519PrivateKey.generate()
+    evil = TrustSetDoc(kept.serial_ms + 1, (TrustedCommandKey(raw_public_key(attacker.public_key())),), ())
+    with pytest.raises(CommandRejected) as refused:
+        guard.check(_signed(pb.TrustSet(set_json=evil.encode()), attacker, "forged-1"), channel="grpc")
+    assert refused.value.code == COMMAND_FORGED
+    assert parse_trust_set((tmp_path / "agent" / TRUST_FILE).read_bytes()) == kept
+    with pytest.raises(CommandRejected):
+        guard.check(_signed(pb.Ping(nonce="evil"), attacker, "forged-2"), channel="grpc")
+
+    # a restarted agent keeps what it learnt
+    again = _enrolled_guard(old_key, old_host, tmp_path / "agent")
+    assert again.check(hub.sign(AGENT, pb.Ping(nonce="restart"), ttl_s=60), channel="grpc").kind == "ping"
+
+    # the overlap ends: the next set is signed by the new key and drops the old ones
+    store.end_overlap("command-signing")
+    store.end_overlap("relay-host-key")
+    assert hub.refresh_keys(force=True)
+    latest = _drain(stream.queue)
+    assert len(latest) == 1 and latest[0].key_id == cmd_rot.new.key_id
+    guard.check(latest[0], channel="grpc")
+    assert guard.trust.host_fingerprints() == [host_rot.new.fingerprint]
+    with pytest.raises(CommandRejected) as stale:
+        guard.check(_signed(pb.Ping(nonce="old"), _private(store, cmd_rot.old.key_id), "old-1"), channel="grpc")
+    assert stale.value.code == COMMAND_FORGED and cmd_rot.old.key_id in str(stale.value)
+
+
+async def test_a_trust_set_older_than_the_kept_one_or_without_a_valid_key_is_refused(tmp_path: Path) -> None:
+    store = _keys(tmp_path)
+    hub = AgentHub(keys=store)
+    guard = _enrolled_guard(hub.verify_key_raw, store.current("relay-host-key").fingerprint, tmp_path / "agent")
+    stream = await hub.open_stream(AGENT, "serial-1")
+    guard.check(_drain(stream.queue)[0], channel="grpc")
+    kept = guard.trust.doc
+    assert kept is not None
+    signer = _private(store, store.current("command-signing").key_id)
+    for doc in (TrustSetDoc(kept.serial_ms - 1, kept.command_keys, kept.relay_host_keys),  # a replayed older set
+                TrustSetDoc(kept.serial_ms + 1, tuple(TrustedCommandKey(k.public_raw, Validity(None, 1))
+                                                      for k in kept.command_keys), ())):  # every key expired
+        with pytest.raises(CommandRejected) as refused:
+            guard.check(_signed(pb.TrustSet(set_json=doc.encode()), signer, f"c{doc.serial_ms}"), channel="grpc")
+        assert refused.value.code == COMMAND_MALFORMED
+    assert guard.trust.doc == kept
