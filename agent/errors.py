@@ -60,3 +60,12 @@ class CommandRejected(PrintgateError):
 
 class UpdateRejected(PrintgateError):
     code = UPDATE_REJECTED
+
+
+DEAD_LETTER_UNKNOWN = "dead_letter_unknown"
+
+
+class DeadLetterUnknown(PrintgateError):
+    """``printgate agent dead-letters``: no queue file there, or no (or more than one) batch by that id."""
+
+    code = DEAD_LETTER_UNKNOWN

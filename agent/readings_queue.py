@@ -55,14 +55,20 @@ CREATE TABLE IF NOT EXISTS dead_letter (
     at TEXT NOT NULL
 );
 """
+DEAD_BATCH = "batch"  # dead_letter.kind: a whole batch the cloud did not accept (set aside)
+DEAD_READING = "reading"  # dead_letter.kind: one reading the cloud refused (its batch was acknowledged)
 STALE_AFTER = timedelta(minutes=30)  # readings waiting this long with nothing delivered: not healthy
 MAX_BATCH_BYTES = MAX_MESSAGE_BYTES // 2  # a batch is sealed under this many bytes of readings (JSON)
 MAX_ATTEMPTS = 5  # a batch the cloud does not accept (INTERNAL, UNKNOWN) this often is set aside
 
 
+Refusal = tuple[str, str]  # (reading id, the cloud's reason) of a reading refused one by one
+
+
 class Uploader(Protocol):
-    async def upload(self, batch_id: str, readings: list[Reading]) -> None:
-        """Deliver a batch; return only once the cloud acknowledged ``batch_id``."""
+    async def upload(self, batch_id: str, readings: list[Reading]) -> Sequence[Refusal] | None:
+        """Deliver a batch; return only once the cloud acknowledged ``batch_id``, with the
+        readings it refused one by one (kept in ``dead_letter`` with the reason) or None."""
 
 
 UploadReadings = Callable[[str, Sequence[Reading]], Awaitable["pb.Ack | None"]]
@@ -73,15 +79,17 @@ class _CallUploader:
         self._upload_readings = upload_readings
         self.rejected = 0  # readings the cloud refused one by one (logged; not sent again)
 
-    async def upload(self, batch_id: str, readings: list[Reading]) -> None:
+    async def upload(self, batch_id: str, readings: list[Reading]) -> list[Refusal] | None:
         ack = await self._upload_readings(batch_id, readings)
-        if ack is not None and ack.rejected:
-            self.rejected += len(ack.rejected)
-            for r in ack.rejected[:20]:
-                log.warning("readings_queue.reading_rejected", batch=batch_id, reading=r.reading_id,
-                            position=r.position, reason=r.reason)
-            if len(ack.rejected) > 20:
-                log.warning("readings_queue.readings_rejected", batch=batch_id, count=len(ack.rejected))
+        if ack is None or not ack.rejected:
+            return None
+        self.rejected += len(ack.rejected)
+        for r in ack.rejected[:20]:
+            log.warning("readings_queue.reading_rejected", batch=batch_id, reading=r.reading_id,
+                        position=r.position, reason=r.reason)
+        if len(ack.rejected) > 20:
+            log.warning("readings_queue.readings_rejected", batch=batch_id, count=len(ack.rejected))
+        return [(r.reading_id, r.reason) for r in ack.rejected]
 
 
 def grpc_uploader(upload_readings: UploadReadings) -> Uploader:
@@ -91,7 +99,8 @@ def grpc_uploader(upload_readings: UploadReadings) -> Uploader:
     ``ReadingsBatch`` version 2): it must return the acknowledgement only once the cloud
     acknowledged ``batch_id`` and raise otherwise (the queue then keeps the sealed batch and
     re-sends it, same id). Readings the acknowledgement names as refused are logged with the
-    cloud's reason and not sent again (a bad value does not get better by retrying).
+    cloud's reason and not sent again (a bad value does not get better by retrying): they are
+    kept in the queue's ``dead_letter`` table with that reason (``printgate agent dead-letters``).
     """
     return _CallUploader(upload_readings)
 
@@ -235,6 +244,8 @@ class ReadingsQueue:
             db.execute("PRAGMA wal_autocheckpoint=256")
             db.execute("PRAGMA journal_size_limit=1048576")
             db.executescript(SCHEMA)
+            if "kind" not in {r[1] for r in db.execute("PRAGMA table_info(dead_letter)")}:  # files before it
+                db.execute(f"ALTER TABLE dead_letter ADD COLUMN kind TEXT NOT NULL DEFAULT '{DEAD_BATCH}'")
             count, size = db.execute("SELECT count(*), coalesce(sum(length(body)), 0) FROM queued").fetchone()
             saved = {
                 (ip, kind, reason): Drop(ip, kind, reason, n, datetime.fromisoformat(f), datetime.fromisoformat(la))
@@ -464,13 +475,14 @@ class ReadingsQueue:
     def _dead_letters(self) -> tuple[int, int]:
         try:
             (batches, readings) = self._conn().execute(
-                "SELECT count(DISTINCT batch_id), count(*) FROM dead_letter").fetchone()
+                "SELECT count(DISTINCT batch_id), count(*) FROM dead_letter WHERE kind = ?", (DEAD_BATCH,)).fetchone()
         except (sqlite3.Error, OSError):
             return (0, 0)
         return int(batches), int(readings)
 
     async def dead_letters(self) -> tuple[int, int]:
-        """(batches, readings) set aside because the cloud would not accept them."""
+        """(batches, readings) set aside because the cloud would not accept them (whole batches;
+        readings the cloud refused one by one are kept too but are no delivery problem)."""
         return await self._run(self._dead_letters)
 
     async def delivery_problem(self, *, last_delivery: datetime | None, now: datetime | None = None,
@@ -491,15 +503,24 @@ class ReadingsQueue:
                             f"the oldest queued reading is from {oldest.isoformat()}")
         return "; ".join(problems)[:900] or None
 
-    def _ack(self, batch_id: str) -> None:
+    def _ack(self, batch_id: str, refused: Sequence[Refusal] = ()) -> None:
+        """The cloud has the batch: it leaves the queue; the readings it refused one by one go to
+        ``dead_letter`` with the cloud's reason (same transaction)."""
         db = self._conn()
         with db:
             (n, size) = db.execute(
                 "SELECT count(*), coalesce(sum(length(body)), 0) FROM queued WHERE batch_id = ?", (batch_id,)
             ).fetchone()
+            if refused:
+                at = datetime.now(UTC).isoformat()
+                db.executemany(
+                    "INSERT INTO dead_letter (id, body, batch_id, reason, at, kind) "
+                    "SELECT id, body, batch_id, ?, ?, ? FROM queued WHERE batch_id = ? AND id = ?",
+                    [(reason[:1000], at, DEAD_READING, batch_id, rid) for rid, reason in refused])
             db.execute("DELETE FROM queued WHERE batch_id = ?", (batch_id,))
-        self._count -= int(n)
-        self._bytes -= int(size)
+        # max(0, ..): readings replayed from dead_letter by the CLI while this agent ran were not counted
+        self._count = max(0, self._count - int(n))
+        self._bytes = max(0, self._bytes - int(size))
 
     async def flush(self, uploader: Uploader, *, max_batches: int = 1000) -> int:
         """Upload sealed/new batches until empty or an upload fails; returns readings sent.
@@ -519,7 +540,7 @@ class ReadingsQueue:
                 break
             batch_id, readings = batch
             try:
-                await uploader.upload(batch_id, readings)
+                refused = await uploader.upload(batch_id, readings)
             except Exception as exc:  # any failure: keep the sealed batch, retry later
                 self.retry_after_s = getattr(exc, "retry_after_s", None)  # the cloud asked to slow down
                 log.warning("readings_queue.upload_failed", batch=batch_id, count=len(readings), error=str(exc),
@@ -544,7 +565,7 @@ class ReadingsQueue:
             self._attempts.pop(batch_id, None)
             self.retry_after_s = None
             try:
-                await self._run(self._ack, batch_id)
+                await self._run(self._ack, batch_id, refused or ())
             except (sqlite3.Error, OSError) as exc:
                 log.warning("readings_queue.ack_failed", batch=batch_id, error=str(exc))
                 break

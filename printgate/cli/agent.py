@@ -129,3 +129,7 @@ def run(
 from printgate.cli.agent_channel import register as _register_channel_commands  # noqa: E402
 
 _register_channel_commands(app)
+
+from printgate.cli.agent_dead_letters import app as _dead_letters_app  # noqa: E402
+
+app.add_typer(_dead_letters_app, name="dead-letters")
