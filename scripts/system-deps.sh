@@ -2,7 +2,7 @@
 # Install the system packages the tests use, when missing (root only; apt-get update once),
 # and start the shared services this machine kind provides (PostgreSQL, Mosquitto) if stopped.
 set -euo pipefail
-PKGS=(chromium snmp snmpd nftables openssh-client openssh-server tinyproxy cups wrk nginx-light conntrack
+PKGS=(chromium haproxy snmp snmpd nftables openssh-client openssh-server tinyproxy cups wrk nginx-light conntrack
       mosquitto mosquitto-clients iproute2 postgresql-client fonts-liberation
       simplesamlphp php-cli php8.2-cgi php-xml php-mbstring libnss3-tools)
 missing=()

@@ -34,6 +34,7 @@ def build_app(only: str | None = None) -> typer.Typer:
     from printgate.cli.fleet import app as fleet_app
     from printgate.cli.keys import app as keys_app
     from printgate.cli.lab import app as lab_app
+    from printgate.cli.nodes import app as nodes_app
     from printgate.cli.policy import app as policy_app
     from printgate.cli.serve import serve
 
@@ -45,6 +46,7 @@ def build_app(only: str | None = None) -> typer.Typer:
     root.add_typer(fleet_app, name="fleet")
     root.add_typer(keys_app, name="keys")
     root.add_typer(lab_app, name="lab")
+    root.add_typer(nodes_app, name="nodes")
     root.command()(demo)
     root.command()(serve)
     return root

@@ -1,0 +1,64 @@
+"""``printgate nodes haproxy`` (issue 18): the node backends and host map from the registry; the
+shipped deploy/haproxy/haproxy.cfg with them passes ``haproxy -c``; live nodes only, wildcard listen
+addresses replaced by the node's host, two nodes with one label refused."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.session_hosts import node_label
+from printgate.cli.nodes import LbNode, lb_nodes, render
+from printgate.errors import ConfigError
+from printgate.store import nodes
+from tests.scale.cluster import HAPROXY_CFG
+
+NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+
+
+def _node(node_id: str, state: str = nodes.ACTIVE, *, host: str = "10.0.0.1", proxy: str = "10.0.0.1:8480",
+          lease: timedelta = timedelta(seconds=10)) -> nodes.Node:
+    return nodes.Node(id=node_id, state=state, host=host, pid=1, incarnation="x",
+                      addresses=nodes.NodeAddresses(f"{host}:8422", proxy, f"{host}:8443"),
+                      started_at=NOW, renewed_at=NOW, lease_expires_at=NOW + lease, stopped_at=None,
+                      taken_over_by=None)
+
+
+def test_only_live_nodes_with_reachable_addresses_are_balanced() -> None:
+    found = lb_nodes([_node("a"), _node("b", nodes.DRAINING, host="10.0.0.2", proxy="0.0.0.0:8480"),
+                      _node("c", nodes.STOPPED), _node("d", lease=timedelta(seconds=-1))],
+                     now=NOW, portal_port=8400, enrol_port=8444)
+    assert {n.id for n in found} == {"a", "b"}  # draining keeps its sessions until they end
+    b = next(n for n in found if n.id == "b")
+    assert b.proxy == "10.0.0.2:8480" and b.portal == "10.0.0.2:8400" and b.label == node_label("b")
+
+
+def test_the_map_routes_each_label_to_its_nodes_proxy_and_haproxy_accepts_the_config(tmp_path: Path) -> None:
+    found = lb_nodes([_node("a"), _node("b", host="10.0.0.2", proxy="10.0.0.2:8480")], now=NOW,
+                     portal_port=8400, enrol_port=8444)
+    cfg, mapping = render(found)
+    for n in found:
+        assert f"{n.label} printgate_proxy_{n.label}" in mapping.splitlines()
+        assert f"backend printgate_proxy_{n.label}" in cfg and f"server {n.label} {n.proxy} " in cfg
+        assert f"server {n.label} {n.portal} " in cfg
+    assert "option httpchk GET /readyz" in cfg
+    if shutil.which("haproxy") is None:
+        pytest.skip("haproxy is not installed (scripts/system-deps.sh installs it)")
+    (tmp_path / "nodes.cfg").write_text(cfg)
+    (tmp_path / "nodes.map").write_text(mapping)
+    env = {**os.environ, "PRINTGATE_LB_ADDR": "127.0.0.1", "PRINTGATE_LB_PORTAL_PORT": "1", "PRINTGATE_LB_PROXY_PORT": "2",
+           "PRINTGATE_LB_CHANNEL_PORT": "3", "PRINTGATE_LB_ENROL_PORT": "4", "PRINTGATE_HAPROXY_DIR": str(tmp_path)}
+    check = subprocess.run(["haproxy", "-c", "-f", str(HAPROXY_CFG), "-f", str(tmp_path / "nodes.cfg")],
+                           env=env, capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_two_nodes_with_one_label_are_refused() -> None:
+    one = LbNode("a", "n00000001", "h:1", "h:2", "h:3", "h:4", "h:5")
+    with pytest.raises(ConfigError, match="same label"):
+        render([one, LbNode("b", "n00000001", "g:1", "g:2", "g:3", "g:4", "g:5")])
