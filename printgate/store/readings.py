@@ -85,6 +85,17 @@ def _among(s: AsyncSession, col: Any, values: Iterable[str]) -> Any:
     return col.in_(wanted)
 
 
+async def _driver(s: AsyncSession) -> Any:
+    """asyncpg's connection under the session (the same transaction): for ``COPY`` and the
+    set-based statements over arrays (``unnest``), which SQLAlchemy's executemany would send
+    row by row with per-row parameter processing."""
+    conn = await s.connection()
+    raw = (await conn.get_raw_connection()).driver_connection
+    if not raw.is_in_transaction():  # SQLAlchemy begins on its first statement: never autocommit ours
+        await s.execute(select(1))
+    return raw
+
+
 def _upsert(s: AsyncSession, table: Any) -> Any:
     return (postgresql.insert(table) if _dialect(s) == "postgresql" else sqlite.insert(table))
 
@@ -98,6 +109,14 @@ async def claim_batches(s: AsyncSession, batches: Sequence[tuple[str, str, int]]
     if not batches:
         return set()
     hashes = hashes or {}
+    if _dialect(s) == "postgresql":
+        rows = await (await _driver(s)).fetch(
+            "INSERT INTO reading_batches (agent_id, batch_id, received_at, count, content_hash) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::text[]) "
+            "ON CONFLICT DO NOTHING RETURNING agent_id, batch_id",
+            [a for a, _, _ in batches], [b for _, b, _ in batches], [received_at] * len(batches),
+            [n for _, _, n in batches], [hashes.get((a, b)) for a, b, _ in batches])
+        return {(r[0], r[1]) for r in rows}
     stmt = (_upsert(s, _BATCHES).on_conflict_do_nothing()
             .returning(_BATCHES.c.agent_id, _BATCHES.c.batch_id))  # only the rows inserted now
     result = await s.execute(stmt, [{"agent_id": a, "batch_id": b, "received_at": received_at, "count": n,
@@ -170,8 +189,7 @@ async def insert_readings(s: AsyncSession, rows: Sequence[dict[str, Any]]) -> No
     if not rows:
         return
     if _dialect(s) == "postgresql":
-        conn = await s.connection()
-        raw: Any = (await conn.get_raw_connection()).driver_connection  # asyncpg's connection
+        raw = await _driver(s)
         records = [tuple(json.dumps(r[c], separators=(",", ":")) if c == "body" else r[c]
                          for c in _READING_COLUMNS) for r in rows]
         await raw.copy_records_to_table("readings", records=records, columns=list(_READING_COLUMNS))
@@ -228,6 +246,24 @@ def _state_upsert(stmt: Any) -> Any:
     })
 
 
+def _newer_sql(at: str) -> str:
+    return f"(device_states.{at} IS NULL OR (EXCLUDED.{at} IS NOT NULL AND EXCLUDED.{at} >= device_states.{at}))"
+
+
+_STATE_PARTS = (("last_reading_at", "last_reading_at"), ("page_count", "counters_at"), ("counters_at", "counters_at"),
+                ("supplies_at", "supplies_at"), ("alerts_at", "alerts_at"), ("printer_status", "alerts_at"),
+                ("device_status", "alerts_at"), ("error_state", "alerts_at"))  # (column, the time that sets it)
+_STATE_SET = ", ".join(f"{col} = CASE WHEN {_newer_sql(at)} THEN EXCLUDED.{col} ELSE device_states.{col} END"
+                       for col, at in _STATE_PARTS)
+# PostgreSQL: the same upsert (``_state_upsert``) with the rows as arrays, one statement, one round trip
+# (the text is built from the constant column names above only)
+_STATE_UNNEST = (
+    "INSERT INTO device_states (device_id, last_reading_at, counters_at, supplies_at, alerts_at, page_count, "  # noqa: S608
+    "printer_status, device_status, error_state) SELECT * FROM unnest($1::text[], $2::timestamptz[], "
+    "$3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::bigint[], $7::text[], $8::text[], $9::json[]) "
+    f"ON CONFLICT (device_id) DO UPDATE SET {_STATE_SET}")
+
+
 async def upsert_states(s: AsyncSession, states: Sequence[DeviceState]) -> None:
     """One ``INSERT ... ON CONFLICT DO UPDATE`` for all devices of a batch. A part is only
     replaced by a newer one (its ``*_at``), so a late delivery never overwrites newer state."""
@@ -237,25 +273,40 @@ async def upsert_states(s: AsyncSession, states: Sequence[DeviceState]) -> None:
                "supplies_at": st.supplies_at, "alerts_at": st.alerts_at, "page_count": st.page_count,
                "printer_status": st.printer_status, "device_status": st.device_status,
                "error_state": st.error_state or []} for st in states]
+    if _dialect(s) == "postgresql":
+        await (await _driver(s)).execute(
+            _STATE_UNNEST, [st.device_id for st in states], [st.last_reading_at for st in states],
+            [st.counters_at for st in states], [st.supplies_at for st in states], [st.alerts_at for st in states],
+            [st.page_count for st in states], [st.printer_status for st in states],
+            [st.device_status for st in states], [json.dumps(st.error_state or []) for st in states])
+        return
     stmt = _STATE_UPSERT.get(_dialect(s))
     if stmt is None:
         stmt = _STATE_UPSERT[_dialect(s)] = _state_upsert(_upsert(s, _STATES))
     await s.execute(stmt, values)
 
 
+_SUPPLY_COLUMNS = ("device_id", "supply_index", "description", "type", "colour", "unit", "max_capacity", "level",
+                   "state", "percent", "taken_at")
+
+
 async def replace_supplies(s: AsyncSession, current: Mapping[str, tuple[datetime, Sequence[SupplyLevel]]]) -> None:
     """The current supplies of these devices become the given ones (one delete, one insert)."""
     if not current:
         return
+    records = [(device_id, sup.index, sup.description[:1024], sup.type[:64], sup.colour[:64] if sup.colour else None,
+                sup.unit[:64], sup.max_capacity, sup.level, str(sup.state), sup.percent, taken_at)
+               for device_id, (taken_at, supplies) in current.items()
+               for sup in {x.index: x for x in supplies}.values()]
+    if _dialect(s) == "postgresql":  # one delete and one COPY
+        raw = await _driver(s)
+        await raw.execute("DELETE FROM device_supplies WHERE device_id = ANY($1::text[])", list(current))
+        if records:
+            await raw.copy_records_to_table("device_supplies", records=records, columns=list(_SUPPLY_COLUMNS))
+        return
     await s.execute(delete(_SUPPLIES).where(_among(s, _SUPPLIES.c.device_id, current)))
-    rows = [{"device_id": device_id, "supply_index": sup.index, "description": sup.description[:1024],
-             "type": sup.type[:64], "colour": sup.colour[:64] if sup.colour else None, "unit": sup.unit[:64],
-             "max_capacity": sup.max_capacity, "level": sup.level, "state": str(sup.state),
-             "percent": sup.percent, "taken_at": taken_at}
-            for device_id, (taken_at, supplies) in current.items()
-            for sup in {x.index: x for x in supplies}.values()]
-    if rows:
-        await s.execute(insert(_SUPPLIES), rows)
+    if records:
+        await s.execute(insert(_SUPPLIES), [dict(zip(_SUPPLY_COLUMNS, r, strict=True)) for r in records])
 
 
 @dataclass(slots=True)
@@ -300,7 +351,13 @@ async def write_alerts(s: AsyncSession, alerts: Sequence[TrackedAlert]) -> tuple
         } for a in opened])).scalars().all()
         for a, new_id in zip(opened, ids, strict=True):
             a.id = new_id
-    if changed:
+    if changed and _dialect(s) == "postgresql":  # one UPDATE over arrays
+        await (await _driver(s)).execute(
+            "UPDATE device_alerts AS a SET last_seen_at = u.seen, description = u.text, cleared_at = u.cleared "
+            "FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::timestamptz[]) AS u(id, seen, text, cleared) "
+            "WHERE a.id = u.id", [a.id for a in changed], [a.last_seen_at for a in changed],
+            [a.alert.description[:1024] for a in changed], [a.cleared_at for a in changed])
+    elif changed:
         await s.execute(update(_ALERTS).where(_ALERTS.c.id == bindparam("alert_id")).values(
             last_seen_at=bindparam("seen"), description=bindparam("text"), cleared_at=bindparam("cleared")),
             [{"alert_id": a.id, "seen": a.last_seen_at, "text": a.alert.description[:1024], "cleared": a.cleared_at}
