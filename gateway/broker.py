@@ -19,7 +19,8 @@ from typing import Any, Protocol
 from gateway.agent_commands import CommandPort
 from gateway.attribution import AttributedAudit, Attribution
 from gateway.credential_use import CredentialUse
-from gateway.errors import AgentRefused
+from gateway.errors import AgentRefused, NodeCommandFailed, NodeUnavailable
+from gateway.node_commands import NodeCommandBus
 from policy import OpenAlert
 from policy.access import open_alerts_of
 from printgate import metrics
@@ -127,6 +128,9 @@ class BrokerConfig:
     relay_port: int = 0
     proxy_port: int = 0
     reap_interval_s: float = 1.0
+    # how long a node waits for the node holding the agent's stream to set a session up (or close,
+    # extend it); None: the forward timeout and 5 s more (the owner waits for the agent that long)
+    node_command_timeout_s: float | None = None
 
 
 class DwaBroker(Service):
@@ -182,6 +186,159 @@ class DwaBroker(Service):
         self._drain_ends_at: datetime | None = None  # draining (SIGTERM): no new sessions; live ones end then
         self._drain_live_at_start = 0
         self._none_live = asyncio.Event()  # set whenever the last live session ended (the drain waits on it)
+        self._bus: NodeCommandBus | None = None  # other gateway nodes (issue 18), see use_nodes
+        self._delegated: dict[str, str] = {}  # session set up here for another node -> that node
+
+    # ---- other gateway nodes (issue 18, docs/scale-out.md "Sessions through any node") ----------
+    def use_nodes(self, bus: NodeCommandBus) -> None:
+        """Open, close, extend and rejoin sessions whose agent's stream another node holds by asking
+        that node (it owns the session: firewall, relay, tunnel, route all there); answer its asks."""
+        self._bus = bus
+        bus.handle("prepare_session", self._prepare_delegated)
+        bus.handle("close_session", self._close_delegated)
+        bus.handle("extend_session", self._extend_delegated)
+        bus.handle("rejoin_session", self._rejoin_delegated)
+
+    @property
+    def _node_timeout_s(self) -> float:
+        return self._cfg.node_command_timeout_s or self._cfg.forward_timeout_s + 5.0
+
+    async def _stream_owner(self, agent_id: str) -> str | None:
+        """The node holding ``agent_id``'s command stream when it is another node (None: this one,
+        nobody, or one node only)."""
+        if self._bus is None or not self._bus.distributed:
+            return None
+        from printgate.store import nodes  # the registry is only needed where nodes exist
+
+        async with self._db.session() as s:
+            owner = await nodes.stream_node(s, agent_id)
+        return owner if owner is not None and owner != self._node_id else None
+
+    async def _open_via(self, owner: str, session: DwaSession, facts: DwaFacts, decision: Decision,
+                        source_ip: str, ttl: int) -> SessionLaunch | SessionRefused:
+        """The policy allowed the session here; ``owner`` holds the agent's stream: the session is
+        stored as ``owner``'s and ``owner`` sets it up (firewall, relay credential, tunnel to its
+        relay, route in its proxy) and answers with the launch URL naming its session host."""
+        assert self._bus is not None
+        sid = session.id
+        self._audit.register(sid, Attribution(facts.customer.dealer_id, facts.customer.id, facts.device.site_id,
+                                              facts.device.id, facts.user.id))
+        async with self._db.transaction() as s:
+            await sessions.save_session(s, session, node_id=owner)
+        payload = {"session_id": sid, "user_id": facts.user.id, "source_ip": source_ip,
+                   "mfa_age_seconds": facts.mfa_age_seconds, "ttl_s": ttl, "from_node": self._node_id}
+        try:
+            answer = await self._bus.request(owner, "prepare_session", payload, timeout_s=self._node_timeout_s,
+                                             agent_id=facts.agent.id)
+        except NodeCommandFailed as exc:  # the owner failed the session and audited why
+            await self._audit_delegated(session, owner, "prepare", "failed", error=exc.message)
+            return SessionRefused(decision, f"The session could not be opened: {exc.message}")
+        except NodeUnavailable as exc:
+            await self._audit_delegated(session, owner, "prepare", "timed_out", error=exc.message)
+            await self._fail_unanswered(session, facts, owner, exc.message)
+            return SessionRefused(decision, f"The session could not be opened: {exc.message}")
+        await self._audit_delegated(session, owner, "prepare", "done")
+        stored = await self.get_session(sid)
+        return SessionLaunch(session=stored or session, launch_url=str(answer["launch_url"]), decision=decision)
+
+    async def _fail_unanswered(self, session: DwaSession, facts: DwaFacts, owner: str, message: str) -> None:
+        """The owner never answered: the session is failed in the store (if the owner sets it up
+        late it finds it failed and tears it down)."""
+        async with self._db.transaction() as s:
+            current = await sessions.load_session(s, session.id)
+            if current is not None and not current.state.is_final:
+                await sessions.save_session(s, current.transition(DwaState.FAILED, at=datetime.now(UTC),
+                                                                  reason=message))
+        await self._audit.append(AuditEventIn(
+            type=event_types.DWA_SESSION_FAILED, outcome=Outcome.FAILURE, actor=facts.user.email,
+            dealer_id=facts.customer.dealer_id, customer_id=facts.customer.id, device_id=facts.device.id,
+            session_id=session.id, details={"reason": message, "node": self._node_id, "owner_node": owner}))
+
+    async def _audit_delegated(self, session: DwaSession, owner: str, step: str, outcome: str, *,
+                               error: str | None = None) -> None:
+        await self._audit.append(AuditEventIn(
+            type=event_types.DWA_SESSION_DELEGATED, actor="gateway", device_id=session.device_id,
+            session_id=session.id, outcome=Outcome.SUCCESS if outcome == "done" else Outcome.FAILURE,
+            details={"node": self._node_id, "owner_node": owner, "step": step, "outcome": outcome,
+                     **({"error": error} if error else {})}))
+
+    async def _owner_elsewhere(self, session_id: str) -> tuple[DwaSession, str] | None:
+        """A live session another node owns (and a bus to reach it), else None."""
+        if self._bus is None or not self._bus.distributed:
+            return None
+        async with self._db.session() as s:
+            session = await sessions.load_session(s, session_id)
+            owner = await sessions.owner_of(s, session_id)
+        if session is None or session.state.is_final or owner is None or owner == self._node_id:
+            return None
+        return session, owner
+
+    async def _ask_owner(self, session: DwaSession, owner: str, step: str,
+                         payload: dict[str, Any]) -> dict[str, Any] | None:
+        assert self._bus is not None
+        try:
+            answer = await self._bus.request(owner, f"{step}_session",
+                                             {"session_id": session.id, **payload, "from_node": self._node_id},
+                                             timeout_s=self._node_timeout_s, agent_id=session.agent_id)
+        except (NodeCommandFailed, NodeUnavailable) as exc:
+            log.warning("dwa.delegated_failed", session=session.id, step=step, owner_node=owner, error=exc.message)
+            await self._audit_delegated(session, owner, step, "failed", error=exc.message)
+            return None
+        await self._audit_delegated(session, owner, step, "done")
+        return answer
+
+    async def _prepare_delegated(self, payload: dict[str, Any], _agent: str | None) -> dict[str, Any]:
+        """Another node decided this session and stored it as ours: set it up here."""
+        sid = SessionId(str(payload["session_id"]))
+        if self._drain_ends_at is not None:
+            raise PrintgateError(f"gateway node {self._node_id} is draining for maintenance and opens no new "
+                                 "sessions; try again in a minute (the agent reconnects to another node)")
+        async with self._db.session() as s:
+            session = await sessions.load_session(s, sid)
+            owner = await sessions.owner_of(s, sid)
+            user = await tenants.get_user(s, str(payload["user_id"]))
+        if session is None or user is None or owner != self._node_id or session.state is not DwaState.AUTHORISED:
+            raise PrintgateError(f"session {sid} is not an authorised session of gateway node {self._node_id}")
+        source_ip = str(payload["source_ip"])
+        mfa_age = payload.get("mfa_age_seconds")
+        facts = await self._gather(user, session.device_id, source_ip, float(mfa_age) if mfa_age is not None else None,
+                                   datetime.now(UTC), reason=session.reason, resolve_reason=False)
+        if facts is None:
+            raise PrintgateError(f"the device of session {sid} is gone")
+        requester = str(payload.get("from_node", "?"))
+        self._delegated[sid] = requester
+        try:
+            launch_url = await self._set_up(session, facts, source_ip, int(payload["ttl_s"]))
+        except (PrintgateError, TimeoutError) as exc:
+            message = exc.message if isinstance(exc, PrintgateError) else "the tunnel did not open in time"
+            await self._fail(session, facts, message)
+            self._delegated.pop(sid, None)
+            raise PrintgateError(message) from exc
+        async with self._db.session() as s:  # the requester stopped waiting meanwhile: not a live session
+            stored = await sessions.load_session(s, sid)
+        if stored is None or stored.state in (DwaState.FAILED, DwaState.CLOSED):
+            await self.close_session(sid, reason="the requesting node stopped waiting", actor="system")
+            raise PrintgateError(f"gateway node {requester} stopped waiting for session {sid}")
+        return {"launch_url": launch_url, "expires_at": stored.expires_at.isoformat()}
+
+    async def _close_delegated(self, payload: dict[str, Any], _agent: str | None) -> dict[str, Any]:
+        sid = SessionId(str(payload["session_id"]))
+        if sid not in self._live:
+            return {"closed": False}
+        self._delegated.setdefault(sid, str(payload.get("from_node", "?")))
+        await self.close_session(sid, reason=str(payload.get("reason", "ended")),
+                                 actor=str(payload.get("actor", "system")))
+        return {"closed": True}
+
+    async def _extend_delegated(self, payload: dict[str, Any], _agent: str | None) -> dict[str, Any]:
+        sid = str(payload["session_id"])
+        new_end = await self.extend_session(sid) if sid in self._live else None
+        return {"expires_at": new_end.isoformat() if new_end is not None else None}
+
+    async def _rejoin_delegated(self, payload: dict[str, Any], _agent: str | None) -> dict[str, Any]:
+        url = await self.rejoin_session(str(payload["user_id"]), DeviceId(str(payload["device_id"])),
+                                        source_ip=str(payload["source_ip"]), _here_only=True)
+        return {"launch_url": url}
 
     # ---- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -295,6 +452,9 @@ class DwaBroker(Service):
             await self._save(session)
             return SessionRefused(decision, "Access refused by policy.")
         session = session.transition(DwaState.AUTHORISED, at=now, reason=_reason_text(decision))
+        owner = await self._stream_owner(facts.agent.id)
+        if owner is not None:  # another node holds the agent's stream: it owns and sets up the session
+            return await self._open_via(owner, session, facts, decision, source_ip, ttl)
         await self._save(session)
         try:
             launch_url = await self._set_up(session, facts, source_ip, ttl)
@@ -308,7 +468,12 @@ class DwaBroker(Service):
         """More time for a live session if the policy allows ``dwa.extend`` now; the new end."""
         entry = self._live.get(session_id)
         if entry is None:
-            return None
+            elsewhere = await self._owner_elsewhere(session_id)
+            if elsewhere is None:
+                return None
+            answer = await self._ask_owner(*elsewhere, "extend", {})
+            end = answer.get("expires_at") if answer else None
+            return datetime.fromisoformat(str(end)) if end else None
         session, user, source_ip = entry
         now = datetime.now(UTC)
         # the MFA that authorised the session, as old as it was at the open (a session resumed after a
@@ -342,7 +507,8 @@ class DwaBroker(Service):
         await self._audit_step(extended, event_types.DWA_SESSION_EXTENDED, {"expires_at": new_end.isoformat()})
         return new_end
 
-    async def rejoin_session(self, user_id: str, device_id: DeviceId, *, source_ip: str) -> str | None:
+    async def rejoin_session(self, user_id: str, device_id: DeviceId, *, source_ip: str,
+                             _here_only: bool = False) -> str | None:
         """A new one-time launch link into ``user_id``'s own live session on ``device_id`` (same
         session, tunnel and end time), e.g. after its tab was closed; only from the address it was
         opened from (the firewall exception is for that address). None when there is none or the
@@ -352,7 +518,7 @@ class DwaBroker(Service):
                 if entry[0].user_id == user_id and entry[0].device_id == device_id
                 and entry[0].state is DwaState.ACTIVE and entry[0].is_live(now)]
         if not mine:
-            return None
+            return None if _here_only else await self._rejoin_elsewhere(user_id, device_id, source_ip)
         session, _user, opened_from = mine[0]
         if source_ip != opened_from:
             await self._audit_step(session, event_types.DWA_SESSION_REJOIN_REFUSED,
@@ -362,13 +528,32 @@ class DwaBroker(Service):
         await self._audit_step(session, event_types.DWA_SESSION_REJOINED, {"source_ip": source_ip})
         return self._proxy.launch_url(session.id, token)
 
+    async def _rejoin_elsewhere(self, user_id: str, device_id: DeviceId, source_ip: str) -> str | None:
+        if self._bus is None or not self._bus.distributed:
+            return None
+        async with self._db.session() as s:
+            ids = await sessions.live_dwa_session_ids_of_user(s, user_id)
+        for sid in ids:
+            elsewhere = await self._owner_elsewhere(sid)
+            if elsewhere is None or elsewhere[0].device_id != device_id or elsewhere[0].state is not DwaState.ACTIVE:
+                continue
+            answer = await self._ask_owner(*elsewhere, "rejoin", {"user_id": user_id, "device_id": device_id,
+                                                                  "source_ip": source_ip})
+            if answer and answer.get("launch_url"):
+                return str(answer["launch_url"])
+        return None
+
     async def close_session(self, session_id: SessionId, *, reason: str, actor: str) -> None:
+        """End a session: here when this node owns it, else by asking the node that does."""
         async with self._lock:
             entry = self._live.pop(session_id, None)
             self._mfa_age_at_open.pop(session_id, None)
             if not self._live:
                 self._none_live.set()
         if entry is None:
+            elsewhere = await self._owner_elsewhere(session_id)
+            if elsewhere is not None:
+                await self._ask_owner(*elsewhere, "close", {"reason": reason, "actor": actor})
             return
         self._reason_cleared.discard(session_id)
         session, _user, source_ip = entry
@@ -381,8 +566,9 @@ class DwaBroker(Service):
             await self._save(session)
         await self._audit.append(AuditEventIn(
             type=event_types.DWA_SESSION_CLOSED, actor=actor, device_id=session.device_id,
-            session_id=session.id, source_ip=source_ip, details={"reason": reason},
+            session_id=session.id, source_ip=source_ip, details={"reason": reason, **self._node_details(session.id)},
         ))
+        self._delegated.pop(session_id, None)
         log.info("dwa.closed", session=session.id, reason=reason, actor=actor)
 
     async def drop_credentials(self, customer_id: str, *, reason: str, actor: str) -> int:
@@ -408,11 +594,17 @@ class DwaBroker(Service):
         if found is None or found.agent is None:
             return None
         live = [sess for sess, _, _ in self._live.values()]
+        of_user = sum(1 for x in live if x.user_id == user.id)
+        of_device = sum(1 for x in live if x.device_id == found.device.id)
+        if self._bus is not None and self._bus.distributed:  # other nodes' sessions count too
+            async with self._db.session() as s:
+                of_user = max(of_user, await sessions.count_live_dwa_sessions(s, user_id=user.id))
+                of_device = max(of_device, await sessions.count_live_dwa_sessions(s, device_id=found.device.id))
         return DwaFacts(
             user=user, device=found.device, customer=found.customer, agent=found.agent, source_ip=source_ip,
             mfa_age_seconds=mfa_age,
-            live_sessions_of_user=sum(1 for x in live if x.user_id == user.id),
-            live_sessions_of_device=sum(1 for x in live if x.device_id == found.device.id),
+            live_sessions_of_user=of_user,
+            live_sessions_of_device=of_device,
             now=now, ruleset=found.ruleset, approved_until=found.approved_until,
             site=found.site, open_alerts=open_alerts_of(found.open_alerts), reason=found.reason,
             reason_refusal=found.reason_refusal,
@@ -536,7 +728,8 @@ class DwaBroker(Service):
         await self._audit.append(AuditEventIn(
             type=event_types.DWA_SESSION_FAILED, outcome=Outcome.FAILURE, actor=facts.user.email,
             dealer_id=facts.customer.dealer_id, customer_id=facts.customer.id,
-            device_id=facts.device.id, session_id=session.id, details={"reason": message},
+            device_id=facts.device.id, session_id=session.id,
+            details={"reason": message, **self._node_details(session.id)},
         ))
         log.warning("dwa.failed", session=session.id, reason=message)
 
@@ -624,13 +817,13 @@ class DwaBroker(Service):
         return ends_at
 
     def _note_maintenance_end(self, sid: str, ends_at: datetime) -> None:
-        """The route's end moves to the drain's end: the banner shows the earlier end time."""
-        extend = getattr(self._routes, "extend", None)
-        if extend is None or getattr(self._routes, "get", lambda _sid: None)(sid) is None:
+        """The banner counts down to the drain's end and says "gateway maintenance"."""
+        note = getattr(self._routes, "note_maintenance", None)
+        if note is None:  # a route table without banners (tests)
             return
         try:
-            extend(sid, ends_at)
-        except Exception as exc:  # the banner's time only; the session still ends at ends_at
+            note(sid, ends_at)
+        except Exception as exc:  # the banner only; the session still ends at ends_at
             log.warning("dwa.drain_banner_failed", session=sid, error=str(exc))
 
     async def finish_draining(self) -> int:
@@ -760,8 +953,13 @@ class DwaBroker(Service):
     async def _audit_step(self, session: DwaSession, type_: str, details: dict[str, object]) -> None:
         await self._audit.append(AuditEventIn(
             type=type_, device_id=session.device_id, session_id=session.id,
-            actor="gateway", details=details,
+            actor="gateway", details={**details, **self._node_details(session.id)},
         ))
+
+    def _node_details(self, session_id: str) -> dict[str, object]:
+        """A session set up here for another node: its records say which nodes (issue 18)."""
+        via = self._delegated.get(session_id)
+        return {"node": self._node_id, "owner_node": self._node_id, "requested_via": via} if via else {}
 
     async def _audit_decision(
         self, user: User, device_id: str, facts: DwaFacts | None, decision: Decision,

@@ -148,6 +148,9 @@ class GatewaySettings(BaseModel):
     node_id: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
     node_lease_seconds: float = Field(default=15.0, ge=1.0, le=3600.0)
     node_renew_seconds: float = Field(default=3.0, gt=0.0, le=600.0)
+    # a session opened on one node for an agent whose stream another node holds is set up by that
+    # node (docs/scale-out.md "Sessions through any node"); how long to wait for its answer
+    node_command_timeout_seconds: float = Field(default=20.0, gt=0.0, le=300.0)
     # several nodes behind a load balancer: session hosts name the node (s-<session>-<node label>.<dwa
     # domain>) and the balancer routes them by the label (printgate nodes haproxy); off: s-<session>.<domain>
     host_routing: bool = False

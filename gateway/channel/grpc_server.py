@@ -123,8 +123,10 @@ class AgentChannelServer(Service):
         server_names: list[str] | None = None, revocation_poll_s: float = 1.0,
         enrol_throttle: EnrolmentThrottle | None = None, denials: DenialTally | None = None,
         crl: CrlPublisher | None = None, supervisor: Supervisor | None = None,
+        node_id: str | None = None,
     ) -> None:
         self.host = host
+        self._node_id = node_id  # several gateway nodes: agents another live node holds stay online
         self._supervisor = supervisor  # runs the revocation watcher (health shown, restarted) when given
         self.port = port
         self.enrol_port = enrol_port
@@ -216,7 +218,7 @@ class AgentChannelServer(Service):
         """No agent is connected to a process that just started: the ones a previous process (killed,
         crashed) left marked online are set offline until they reconnect; audited in aggregate."""
         async with self._db.transaction() as s:
-            stale = await store.mark_all_offline(s)
+            stale = await store.mark_all_offline(s, except_held_by_live_nodes_other_than=self._node_id)
         if stale:
             log.warning("channel.stale_presence_cleared", agents=len(stale))
             await self._audit.append(AuditEventIn(

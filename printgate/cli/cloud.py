@@ -39,6 +39,7 @@ from gateway.firewall.base import Firewall
 from gateway.firewall.inprocess import InProcessFirewall
 from gateway.firewall.nftables import NftablesFirewall
 from gateway.firewall.reconcile import reconcile_with_sessions
+from gateway.node_commands import NodeCommandBus
 from gateway.nodes import NodeLease
 from gateway.proxy.connection_limits import ConnectionLimits
 from gateway.proxy.limits import ProxyLimits
@@ -181,13 +182,18 @@ class Cloud(Service):
         )
         self.broker = DwaBroker(
             BrokerConfig(session_ttl_s=gw.session_ttl_seconds, relay_port=self.relay.port,
-                         proxy_port=self.proxy.port),
+                         proxy_port=self.proxy.port, node_command_timeout_s=gw.node_command_timeout_seconds),
             db=self.db, audit=self.audit, decide=decide_dwa_open, firewall=self.firewall,
             relay=self.relay, commands=self.hub, proxy=self.proxy, routes=self.routes,
             make_open_command=wiring.open_command, make_close_command=wiring.close_command,
             make_route=wiring.route, agent_address=self.hub.peer_ip, supervisor=self.supervisor,
             credentials=CredentialUse(self.db, self.vault), node_id=gw.resolved_node_id,
         )
+        # other nodes reach this one's agents and sessions through PostgreSQL LISTEN/NOTIFY (issue 18)
+        self.node_commands = NodeCommandBus(self.db, self.broker.node_id, audit=self.audit,
+                                            supervisor=self.supervisor)
+        self.broker.use_nodes(self.node_commands)
+        self.agent_commands = AgentCommandSender(self.hub, self.node_commands)
         broker, relay = self.broker, self.relay
         metrics.SESSIONS_OPEN.set_function(lambda: broker.live_count)
         metrics.TUNNELS_OPEN.set_function(lambda: sum(relay.is_connected(s) for s in relay.live_session_ids()))
@@ -213,6 +219,7 @@ class Cloud(Service):
                 mqtt_url=ch.mqtt_url,
             ),
             denials=self.denials, crl=self._mqtt_crl(), supervisor=self.supervisor,
+            node_id=gw.resolved_node_id,
         )
         await self._stack.enter_async_context(self.channel)
         self.agent_ca = AgentCaFacts(
@@ -236,10 +243,12 @@ class Cloud(Service):
                           channel=self.channel.target),
             lease_s=gw.node_lease_seconds, renew_s=gw.node_renew_seconds,
             take_over=self.broker.take_over_expired_nodes, online_agents=self.hub.online_agents,
-            supervisor=self.supervisor, on_lease_lost=self.broker.end_sessions_ended_elsewhere)
+            supervisor=self.supervisor, on_lease_lost=self.broker.end_sessions_ended_elsewhere,
+            on_renewed=self.node_commands.poll)
         await self._stack.enter_async_context(self.node)
         self.hub.add_presence_listener(self.node.presence)
         await self._stack.enter_async_context(self.broker)
+        await self._stack.enter_async_context(self.node_commands)  # answers other nodes from now on
         stale = await reconcile_with_sessions(self.firewall, ())  # the broker closed leftovers
         if stale:
             log.info("firewall.reconciled", removed=stale)
@@ -329,7 +338,7 @@ class Cloud(Service):
     async def _start_portal(self) -> None:
         p = self.settings.portal.model_copy(update={"agent_enrol_url": self.enrol_address})
         app = create_app(p, db=self.db, broker=self.broker, audit=self.audit, agent_ca=self.agent_ca,
-                         commands=AgentCommandSender(self.hub), vault=self.vault)
+                         commands=self.agent_commands, vault=self.vault)
         app.state.task_health = self.supervisor.health
         # security-alert webhook subscriptions to private addresses (labs): off unless configured
         app.state.allow_private_webhooks = self.settings.security_alerts.allow_private_webhooks

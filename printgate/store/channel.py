@@ -296,10 +296,21 @@ async def revoked_serials(s: AsyncSession, *, valid_at: datetime | None = None) 
     return set(rows.scalars().all())
 
 
-async def mark_all_offline(s: AsyncSession) -> list[str]:
+async def mark_all_offline(s: AsyncSession, *, except_held_by_live_nodes_other_than: str | None = None) -> list[str]:
     """Agents a previous cloud process left marked online (it died without saying goodbye): set them
-    offline until they reconnect; returns their ids."""
-    ids = list((await s.execute(select(AgentRow.id).where(AgentRow.online.is_(True)))).scalars())
+    offline until they reconnect; returns their ids. ``except_held_by_live_nodes_other_than`` (this
+    node's id, several gateway nodes): agents whose stream another node with a live lease holds
+    are online there and stay so (issue 18)."""
+    q = select(AgentRow.id).where(AgentRow.online.is_(True))
+    if except_held_by_live_nodes_other_than is not None:
+        from printgate.store.models.nodes import AgentStreamRow, GatewayNodeRow
+
+        held = (select(AgentStreamRow.agent_id).join(GatewayNodeRow, GatewayNodeRow.id == AgentStreamRow.node_id)
+                .where(GatewayNodeRow.id != except_held_by_live_nodes_other_than,
+                       GatewayNodeRow.state.in_(("active", "draining")),
+                       GatewayNodeRow.lease_expires_at > datetime.now(UTC)))
+        q = q.where(AgentRow.id.not_in(held))
+    ids = list((await s.execute(q)).scalars())
     if ids:
         await s.execute(update(AgentRow).where(AgentRow.id.in_(ids)).values(online=False))
     return ids

@@ -63,7 +63,7 @@ async def bus(url: str, node_id: str, handlers: dict[str, Any] | None = None,
             def only_commands(conn: object, pid: int, channel: str, payload: str) -> None:
                 if not payload.startswith("r:"):
                     heard(conn, pid, channel, payload)
-            b._notified = only_commands  # type: ignore[method-assign]
+            b._notified = only_commands  # type: ignore[method-assign,assignment]
         async with b:
             yield b
 
@@ -194,7 +194,7 @@ async def test_a_fan_out_over_three_nodes_one_notification_per_node(pg: str) -> 
         assert {r.node for a, r in results.items() if "a10" <= a < "a20"} == {"node-2"}
         assert results["a15"].result == {"echo": {"agent": "a15"}, "agent": "a15"}
         assert (two.notifications - before[0], three.notifications - before[1]) == (1, 1)
-        assert sorted(a for _p, a in seen["node-3"]) == agents[20:29]
+        assert sorted(str(a) for _p, a in seen["node-3"]) == agents[20:29]
         fanout = audit.of(event_types.GATEWAY_NODE_FANOUT)[0].details
         assert fanout["per_node"] == {"node-1": 10, "node-2": 10, "node-3": 9}
         assert (fanout["ok"], fanout["offline"], fanout["failed"]) == (29, 1, 0)
