@@ -467,6 +467,8 @@ class DwaBroker(Service):
     async def extend_session(self, session_id: str) -> datetime | None:
         """More time for a live session if the policy allows ``dwa.extend`` now; the new end."""
         entry = self._live.get(session_id)
+        if entry is not None and self._drain_ends_at is not None:  # draining: it ends with the drain
+            return None
         if entry is None:
             elsewhere = await self._owner_elsewhere(session_id)
             if elsewhere is None:

@@ -56,6 +56,10 @@ class SessionRoute:
     # why the session was opened (issue 20), for the banner; when its alert cleared ("HH:MM" UTC)
     reason: str = ""
     reason_cleared_at: str = ""
+    # the gateway node serving the session is draining (rolling upgrade): the broker ends it then
+    # ("HH:MM" UTC for the banner, and the epoch second its countdown runs to)
+    maintenance_at: str = ""
+    maintenance_epoch: int = 0
 
     def attribution(self) -> Attribution:
         return Attribution(self.dealer_id, self.customer_id, self.site_id, self.device_id, self.user_id)
@@ -198,6 +202,17 @@ class RouteTable:
         if live is None:
             return
         live.route = replace(live.route, reason_cleared_at=f"{cleared_at.astimezone(UTC):%H:%M}")
+        self._changed(RouteChange("add", session_id, live.route))
+
+    def note_maintenance(self, session_id: str, ends_at: datetime) -> None:
+        """The node is draining: the broker ends the session at ``ends_at``; the banner's countdown
+        and its note say so (on every worker). The route's own end is left alone: the drain, not the
+        proxy's lifetime check, ends it, with the drain's reason."""
+        live = self._live.get(session_id)
+        if live is None:
+            return
+        live.route = replace(live.route, maintenance_at=f"{ends_at.astimezone(UTC):%H:%M}",
+                             maintenance_epoch=int(ends_at.timestamp()))
         self._changed(RouteChange("add", session_id, live.route))
 
     def on_remove(self, listener: Callable[[str, str], None]) -> None:

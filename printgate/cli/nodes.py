@@ -101,7 +101,7 @@ def render(nodes: Sequence[LbNode], *, check_inter: str = "2s") -> tuple[str, st
     return "\n".join(lines) + "\n", "\n".join(mapping) + "\n"
 
 
-async def _list(url: str) -> list[object]:
+async def _read(url: str) -> list[object]:
     from printgate.store import nodes
     from printgate.store.db import Database
 
@@ -111,6 +111,20 @@ async def _list(url: str) -> list[object]:
             return list(await nodes.list_nodes(s))
     finally:
         await db.aclose()
+
+
+def _list(url: str) -> list[object]:
+    """The registry's nodes, or exit 2 saying why they cannot be read."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return asyncio.run(_read(url))
+    except Exception as exc:
+        shown = make_url(url).render_as_string(hide_password=True)
+        typer.echo(f"printgate nodes: cannot read the node registry at {shown}: {type(exc).__name__}: "
+                   f"{str(exc).splitlines()[0][:200]} (is it the gateway's database_url, upgraded with "
+                   "'printgate db upgrade'?)", err=True)
+        raise typer.Exit(2) from None
 
 
 def _write_if_changed(path: Path, text: str) -> bool:
@@ -130,7 +144,7 @@ def list_(config: Path | None = ConfigOpt, database_url: str | None = DbOpt) -> 
 
     url = database_url or Settings.load(config).database_url
     now = datetime.now(UTC)
-    for node in asyncio.run(_list(url)):
+    for node in _list(url):
         assert isinstance(node, Node)
         live = "live" if node.is_live(now) else "not live"
         typer.echo(f"{node.id}  label {node_label(node.id)}  {node.state} ({live}, lease until "
@@ -150,7 +164,7 @@ def haproxy(
     from printgate.errors import PrintgateError
 
     url = database_url or Settings.load(config).database_url
-    found = lb_nodes(asyncio.run(_list(url)), now=datetime.now(UTC), portal_port=portal_port, enrol_port=enrol_port)
+    found = lb_nodes(_list(url), now=datetime.now(UTC), portal_port=portal_port, enrol_port=enrol_port)
     if not found:
         typer.echo("printgate nodes haproxy: no live node in the registry; start a node first "
                    "(nodes.cfg would have empty backends)", err=True)

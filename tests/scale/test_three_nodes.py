@@ -355,6 +355,8 @@ async def test_rolling_restart_keeps_other_nodes_sessions_and_drains_its_own(sca
         node = await _stream_node(scale.db, scale.agents["b"].agent_id)
         return node is not None and node != own.node_id
     await until("agent B reconnects to another node", b_elsewhere, 60)
+    told = (scale.cluster.base / "agent-b.log").read_text(errors="replace")
+    assert f"gateway node {own.node_id} is draining for maintenance" in told  # the agent logs why
     own.start()
     await scale.cluster.wait_serving(scale.db, own)
     records = await stored_records(scale.db)

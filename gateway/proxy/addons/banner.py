@@ -54,14 +54,18 @@ _SCRIPT = (
 
 
 def banner_html(route: SessionRoute, csrf: str, now_epoch: float, signed_in_as: str | None = None) -> str:
-    left = max(0, int(route.expires_at.timestamp() - now_epoch))
+    ends = int(route.expires_at.timestamp())
+    if route.maintenance_epoch:  # the node drains: the session ends earlier
+        ends = min(ends, route.maintenance_epoch)
+    left = max(0, int(ends - now_epoch))
     return (
         f"<div id={BANNER_ID} role=status style='{_BAR_STYLE}'>"
         f"<span style='all:initial;color:#fff;font:inherit;flex:1 1 14em;min-width:0;overflow-wrap:anywhere'>"
         f"Remote session: "
         f"<b style='all:initial;color:#fff;font:inherit;font-weight:bold'>{html.escape(route.device_label)}</b>"
-        f" &middot; {html.escape(route.customer_name)}{_signed_in(signed_in_as)}{_reason(route)} &middot; ends in "
-        f"<span id=__printgate_left data-expires={int(route.expires_at.timestamp())} "
+        f" &middot; {html.escape(route.customer_name)}{_signed_in(signed_in_as)}{_reason(route)}"
+        f"{_maintenance(route)} &middot; ends in "
+        f"<span id=__printgate_left data-expires={ends} "
         f"data-idle={int(route.idle_timeout_s)} "
         f"style='all:initial;color:#fff;font:inherit'>{left // 60} min</span>"
         f" &middot; ends after {max(1, route.idle_timeout_s // 60)} min without activity</span>"
@@ -98,6 +102,14 @@ def _reason(route: SessionRoute) -> str:
                    f"font-weight:bold'>(the alert cleared at {html.escape(route.reason_cleared_at)} UTC)</b>")
     return (" &middot; <span id=__printgate_reason style='all:initial;color:#fff;font:inherit'>"
             f"reason: {html.escape(route.reason)}</span>{cleared}")
+
+
+def _maintenance(route: SessionRoute) -> str:
+    """The gateway node serving the session is draining for an upgrade (docs/scale-out.md)."""
+    if not route.maintenance_at:
+        return ""
+    return (" &middot; <b id=__printgate_maintenance style='all:initial;color:#ffd166;font:inherit;"
+            f"font-weight:bold'>this session ends at {html.escape(route.maintenance_at)} UTC: gateway maintenance</b>")
 
 
 def _str_or_none(value: object) -> str | None:
