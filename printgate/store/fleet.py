@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, false, func, literal, or_, select
+from sqlalchemy import ColumnElement, case, false, func, literal, literal_column, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from printgate.domain import (
@@ -288,51 +288,54 @@ class FleetPage:
     limit: int
 
 
-def _overview_query(scope: TenantScope, warning_percent: float, where: FleetFilter, *, restrict: bool = True) -> Any:
-    """The scope's devices matching ``where``, one row each with its problem flags and
-    attention rank, as a subquery.
+# What the text search looks in on a device, one expression: on PostgreSQL a trigram index
+# (pg_trgm, migration 0023: ix_devices_search_trgm) is on exactly this, so the words must match it.
+SEARCH_INDEX = "ix_devices_search_trgm"
+DEVICE_SEARCH_TEXT = ("lower(coalesce(devices.name, '') || ' ' || devices.ip || ' ' || coalesce(devices.model, '') "
+                      "|| ' ' || coalesce(devices.serial, ''))")
 
-    Open alerts and low supplies are grouped per device once and joined (hash joins: ~0.1 s
-    for 20,000 devices on PostgreSQL). That plan needs current planner statistics: right after
-    a bulk load, before autovacuum's analyze, PostgreSQL estimates one row and nests loops."""
-    extra: list[ColumnElement[bool]] = []  # restrict: rows outside are left out, else flagged (column match)
+
+def _text_match(text: str) -> ColumnElement[bool]:
+    """A device matches ``text`` (case-insensitive substring) in its name, address, model or
+    serial, or in its site's or customer's name: ``id IN`` the union of the three, so a search
+    starts from what matches (the devices' part through the trigram index on PostgreSQL; sites
+    and customers are few) instead of testing every device of the scope."""
+    pattern = _like(text)
+    by_device = select(DeviceRow.id).where(literal_column(DEVICE_SEARCH_TEXT).like(pattern, escape="\\"))
+    by_site = (select(DeviceRow.id).join(SiteRow, SiteRow.id == DeviceRow.site_id)
+               .where(func.lower(SiteRow.name).like(pattern, escape="\\")))
+    by_customer = (select(DeviceRow.id).join(SiteRow, SiteRow.id == DeviceRow.site_id)
+                   .join(CustomerRow, CustomerRow.id == SiteRow.customer_id)
+                   .where(func.lower(CustomerRow.name).like(pattern, escape="\\")))
+    return DeviceRow.id.in_(union(by_device, by_site, by_customer).subquery().select().correlate(None))
+
+
+def _overview_query(scope: TenantScope, warning_percent: float, where: FleetFilter) -> Any:
+    """The scope's devices matching ``where`` (customer, text; not the problem), one row each
+    with its problem flags and attention rank, as a subquery.
+
+    Open alerts and the lowest consumable come from ``device_states`` (``open_alerts``,
+    ``alert_severity``, ``lowest_percent``: kept by triggers as alerts and supplies change,
+    migration 0023), so no page view groups the alerts and supplies of 20,000 devices; the
+    dealer's warning threshold is applied here."""
+    matches: list[ColumnElement[bool]] = [scope.condition()]
     if where.customer_id:
-        extra.append(CustomerRow.id == where.customer_id)
+        matches.append(CustomerRow.id == where.customer_id)
     if where.text.strip():
-        pattern = _like(where.text.strip())
-        extra.append(or_(*(func.lower(func.coalesce(c, "")).like(pattern, escape="\\") for c in (
-            DeviceRow.name, DeviceRow.ip, DeviceRow.model, DeviceRow.serial, CustomerRow.name, SiteRow.name))))
-    matches = [scope.condition(), *extra] if restrict else [scope.condition()]
-    in_scope = (select(DeviceRow.id).join(SiteRow, SiteRow.id == DeviceRow.site_id)
-                .join(CustomerRow, CustomerRow.id == SiteRow.customer_id).where(*matches))
-    al = DeviceAlertRow.__table__.c
-    alerts = (select(al.device_id, func.count().label("n"),
-                     func.max(case((al.severity == "critical", 3), else_=2)).label("sev"))
-              .where(al.cleared_at.is_(None), al.device_id.in_(in_scope))
-              .group_by(al.device_id).subquery("open_alerts"))
-    sp = DeviceSupplyRow.__table__.c
-    waste = or_(func.lower(sp.type).like("waste%"), func.lower(sp.description).like("%waste%"))
-    low_supplies = (select(sp.device_id, func.count().label("low"))
-                    .where(sp.percent.is_not(None), sp.percent <= warning_percent, ~waste, sp.device_id.in_(in_scope))
-                    .group_by(sp.device_id).subquery("low_supplies"))
-    n_alerts = func.coalesce(alerts.c.n, 0)
-    severity = alerts.c.sev
-    low = low_supplies.c.low.is_not(None)
+        matches.append(_text_match(where.text.strip()))
     st = DeviceStateRow.__table__.c
     device_rank = case((st.device_status == "down", 3), (st.device_status.in_(("warning", "testing")), 2), else_=0)
     q = (
         select(DeviceRow.id.label("id"), CustomerRow.name.label("customer"), DeviceRow.name.label("name"),
-               n_alerts.label("n_alerts"), func.coalesce(severity, 0).label("severity"),
-               device_rank.label("device_rank"), case((low, 1), else_=0).label("low"),
+               func.coalesce(st.open_alerts, 0).label("n_alerts"), func.coalesce(st.alert_severity, 0).label("severity"),
+               device_rank.label("device_rank"),
+               case((st.lowest_percent <= warning_percent, 1), else_=0).label("low"),
                case((AgentRow.online.is_(False), 1), else_=0).label("offline"),
-               case((st.last_reading_at.is_(None), 1), else_=0).label("no_reading"),
-               (case((and_(*extra), 1), else_=0) if extra and not restrict else literal(1)).label("match"))
+               case((st.last_reading_at.is_(None), 1), else_=0).label("no_reading"))
         .join(SiteRow, SiteRow.id == DeviceRow.site_id)
         .join(CustomerRow, CustomerRow.id == SiteRow.customer_id)
         .join(AgentRow, AgentRow.id == DeviceRow.agent_id)
         .outerjoin(DeviceStateRow, st.device_id == DeviceRow.id)
-        .outerjoin(alerts, alerts.c.device_id == DeviceRow.id)
-        .outerjoin(low_supplies, low_supplies.c.device_id == DeviceRow.id)
         .where(*matches)
     )
     return q.subquery("fleet_overview")
@@ -364,8 +367,10 @@ def _check(where: FleetFilter, sort: str) -> None:
         raise ValueError(f"unknown sort {sort!r}: one of {', '.join(SORTS)}")
 
 
-def _order(o: Any, f: dict[str, ColumnElement[Any]], sort: str) -> tuple[Any, ...]:
-    by_name = (o.c.customer, o.c.name, o.c.id)
+def _order(o: Any, f: dict[str, ColumnElement[Any]], sort: str, dialect: str) -> tuple[Any, ...]:
+    # names in byte order on both databases: SQLite's BINARY, PostgreSQL's "C" (the same order
+    # everywhere, and a sort of 20,000 rows by name is cheapest so)
+    by_name = tuple(c.collate("C") if dialect == "postgresql" else c for c in (o.c.customer, o.c.name, o.c.id))
     return by_name if sort == "name" else (f["rank"].desc(), o.c.offline.desc(), o.c.n_alerts.desc(), *by_name)
 
 
@@ -379,45 +384,36 @@ async def fleet_counts_and_page(
     s: AsyncSession, scope: TenantScope, *, warning_percent: float, where: FleetFilter = FleetFilter(),
     sort: str = "attention", offset: int = 0, limit: int = 50,
 ) -> tuple[FleetCounts, FleetPage]:
-    """The counts of the whole scope and one page matching ``where``, in one pass over the
-    scope's devices: the counts are window aggregates over every row; the rows that match sort
-    first, so the page is the first ``limit`` after ``offset`` of them (a short last page brings
-    rows that do not match: dropped here). A page past the end falls back to the counts alone."""
+    """The counts of the whole scope (one aggregate) and one page matching ``where``."""
     _check(where, sort)
-    o = _overview_query(scope, warning_percent, where, restrict=False)
-    f = _flags(o)
-    match = o.c.match if where.problem is None else case((and_(o.c.match == 1, f[where.problem]), 1), else_=0)
-    over = [func.count().over(), *(func.sum(case((f[k], 1), else_=0)).over() for k in PROBLEMS)]
-    q = (select(o.c.id, match, func.sum(match).over(), *over).select_from(o)
-         .order_by(match.desc(), *_order(o, f, sort)).offset(offset).limit(limit))
-    rows = (await (await s.connection()).execute(q)).all()
-    if not rows:
-        counts = await fleet_counts(s, scope, warning_percent=warning_percent)
-        total = (counts.devices if where.problem is None else int(getattr(counts, where.problem))) \
-            if not (where.text.strip() or where.customer_id) else (await fleet_page(
-                s, scope, warning_percent=warning_percent, where=where, limit=1)).total
-        return counts, FleetPage([], total, offset, limit)
-    first = rows[0]
-    counts = FleetCounts(*(int(v or 0) for v in first[3:]))
-    return counts, await _page_of(s, scope, [r[0] for r in rows if r[1]], int(first[2] or 0), offset, limit)
+    counts = await fleet_counts(s, scope, warning_percent=warning_percent)
+    known = None  # the page's total when the counts already hold it
+    if not (where.text.strip() or where.customer_id):
+        known = counts.devices if where.problem is None else int(getattr(counts, where.problem))
+    return counts, await fleet_page(s, scope, warning_percent=warning_percent, where=where, sort=sort,
+                                    offset=offset, limit=limit, total=known)
 
 
 async def fleet_page(
     s: AsyncSession, scope: TenantScope, *, warning_percent: float, where: FleetFilter = FleetFilter(),
-    sort: str = "attention", offset: int = 0, limit: int = 50,
+    sort: str = "attention", offset: int = 0, limit: int = 50, total: int | None = None,
 ) -> FleetPage:
     """One page of the scope's devices matching ``where`` (what the JSON API lists).
 
     ``sort="attention"``: the worst first (critical, then needing attention; within a rank an
     offline agent first, then the most open alerts), then by customer, name and id; ``"name"``:
-    by customer, name and id. Only the page's devices are loaded."""
+    by customer, name and id. One query: the page's ids and the number matching (a window count;
+    ``total`` when the caller knows it); only the page's devices are loaded."""
     _check(where, sort)
     o = _overview_query(scope, warning_percent, where)
     f = _flags(o)
-    matching = select(o.c.id).select_from(o)
+    q = select(o.c.id, func.count().over() if total is None else literal(total)).select_from(o)
     if where.problem is not None:
-        matching = matching.where(f[where.problem])
+        q = q.where(f[where.problem])
     conn = await s.connection()
-    total = int((await conn.execute(matching.with_only_columns(func.count()))).scalar_one())
-    ids = list((await conn.execute(matching.order_by(*_order(o, f, sort)).offset(offset).limit(limit))).scalars())
-    return await _page_of(s, scope, ids, total, offset, limit)
+    rows = (await conn.execute(q.order_by(*_order(o, f, sort, conn.dialect.name)).offset(offset).limit(limit))).all()
+    if rows:
+        total = int(rows[0][1])
+    elif total is None:  # past the last page: the count alone
+        total = int((await conn.execute(select(func.count()).select_from(q.subquery()))).scalar_one())
+    return await _page_of(s, scope, [r[0] for r in rows], total, offset, limit)

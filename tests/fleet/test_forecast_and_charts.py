@@ -12,6 +12,7 @@ from portal.fleet.forecast import days_until_empty, forecast_text
 from portal.schemas.fleet import level_text
 from printgate.domain import SupplyLevel, SupplyState
 from printgate.store.db import Database
+from printgate.store.fleet import SEARCH_INDEX
 from printgate.store.models import Base
 
 T = datetime(2025, 1, 1, tzinfo=UTC)
@@ -66,10 +67,16 @@ async def test_migrations_create_exactly_the_fleet_models(db: Database) -> None:
 
     def diff(conn) -> list:  # type: ignore[no-untyped-def,type-arg]
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-        return [d for d in compare_metadata(ctx, Base.metadata) if ours & set(_tables_of(d))]
+        return [d for d in compare_metadata(ctx, Base.metadata) if ours & set(_tables_of(d))
+                and not _conditional_index(d)]
 
     async with db.engine.connect() as conn:
         assert await conn.run_sync(diff) == []
+
+
+def _conditional_index(d: object) -> bool:
+    """The overview's trigram search index (0023): only where pg_trgm could be created, so not in the models."""
+    return isinstance(d, tuple) and d[0] == "remove_index" and getattr(d[1], "name", None) == SEARCH_INDEX
 
 
 def _tables_of(d: object) -> list[str]:

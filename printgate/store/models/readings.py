@@ -55,6 +55,10 @@ class DeviceStateRow(Base):
     printer_status: Mapped[str | None] = mapped_column(String(32), nullable=True)
     device_status: Mapped[str | None] = mapped_column(String(32), nullable=True)
     error_state: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # kept by database triggers on device_alerts / device_supplies (0023), read by the overview:
+    open_alerts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    alert_severity: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # 3 critical, 2 open, 0
+    lowest_percent: Mapped[float | None] = mapped_column(Float, nullable=True)  # lowest consumable (no waste)
 
 
 class DeviceSupplyRow(Base):
