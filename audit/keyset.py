@@ -230,3 +230,111 @@ def open_gateway_signer(data_dir: Path) -> FileSigner:
                           f"{format_at(entry.not_after)} ({set_path}): put back the key that replaced it "
                           "(`printgate keys list`)")
     return signer
+
+
+# ---------------------------------------------------------------------------- key handovers (witnesses)
+HANDOVER_VERSION = 1
+HANDOVER_DOMAIN = b"printgate-audit-key-handover-v1\n"
+HANDOVER_GLOB = "audit-handover-*.json"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyHandover:
+    """"Key ``old_key_id`` hands over to this new public key at ``at``", signed by the old key.
+
+    ``printgate keys rotate audit`` writes one (``<key_dir>/audit-handover-<old>-<new>.json``)
+    before the old private key is destroyed. A witness pinning the old key follows it to the new
+    key without a trusted path for the new public key: the file authenticates itself.
+    """
+
+    old_key_id: str
+    new_public_key: str  # PEM
+    at: str
+    signature: str  # hex Ed25519 over HANDOVER_DOMAIN + canonical JSON of body()
+
+    @property
+    def new_key_id(self) -> str:
+        return CheckpointVerifier.from_pem(self.new_public_key).key_id
+
+    def body(self) -> dict[str, object]:
+        return {"v": HANDOVER_VERSION, "old_key_id": self.old_key_id, "new_key_id": self.new_key_id,
+                "new_public_key": self.new_public_key, "at": self.at}
+
+    def signed_bytes(self) -> bytes:
+        from audit.canonical import canonical_bytes
+
+        return HANDOVER_DOMAIN + canonical_bytes(self.body())
+
+    def to_json(self) -> dict[str, object]:
+        return {**self.body(), "signature": self.signature}
+
+    @classmethod
+    def from_json(cls, data: object, where: str) -> KeyHandover:
+        if not isinstance(data, dict) or data.get("v") != HANDOVER_VERSION:
+            raise ConfigError(f"{where} is not a key handover (v {HANDOVER_VERSION})")
+        try:
+            h = cls(str(data["old_key_id"]), str(data["new_public_key"]), str(data["at"]), str(data["signature"]))
+        except KeyError as exc:
+            raise ConfigError(f"{where}: a key handover needs {exc}") from None
+        if data.get("new_key_id") not in (None, h.new_key_id):
+            raise ConfigError(f"{where}: new_key_id does not match the new public key")
+        return h
+
+    def verified_by(self, old: CheckpointVerifier) -> CheckpointVerifier | None:
+        """The new key if ``old`` signed this handover; None otherwise."""
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+        if old.key_id != self.old_key_id:
+            return None
+        public = load_pem_public_key(old.public_key_pem().encode())
+        assert isinstance(public, Ed25519PublicKey)
+        try:
+            public.verify(bytes.fromhex(self.signature), self.signed_bytes())
+        except (InvalidSignature, ValueError):
+            return None
+        return CheckpointVerifier.from_pem(self.new_public_key)
+
+
+def sign_handover(old_key_path: Path, new: CheckpointVerifier, at: datetime) -> KeyHandover:
+    """The old signing key (its file, before it is replaced) hands over to ``new``."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    key = load_pem_private_key(old_key_path.read_bytes(), None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"{old_key_path} is not an Ed25519 private key")
+    old_id = Signer.load(old_key_path).key_id
+    unsigned = KeyHandover(old_id, new.public_key_pem(), format_at(at), "")
+    return replace(unsigned, signature=key.sign(unsigned.signed_bytes()).hex())
+
+
+def save_handover(h: KeyHandover, directory: Path) -> Path:
+    path = directory / f"audit-handover-{h.old_key_id}-{h.new_key_id}.json"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(h.to_json(), indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def follow_handovers(trusted: CheckpointVerifier, where: Path, target_key_id: str) -> CheckpointVerifier | None:
+    """The key ``target_key_id`` reached from ``trusted`` through handovers in ``where`` (a directory of
+    ``audit-handover-*.json`` or one file), each signed by the key before it; None if there is no such chain."""
+    files = sorted(where.glob(HANDOVER_GLOB)) if where.is_dir() else [where]
+    handovers: list[KeyHandover] = []
+    for f in files:
+        try:
+            handovers.append(KeyHandover.from_json(json.loads(f.read_text()), str(f)))
+        except (OSError, ValueError, ConfigError):
+            continue  # unreadable or not a handover: it cannot extend the chain
+    def walk(current: CheckpointVerifier, seen: frozenset[str]) -> CheckpointVerifier | None:
+        if current.key_id == target_key_id:
+            return current
+        for h in handovers:  # every branch: a forged second handover of one key cannot hide the real one
+            nxt = h.verified_by(current)
+            if nxt is not None and nxt.key_id not in seen and (found := walk(nxt, seen | {nxt.key_id})):
+                return found
+        return None
+
+    return walk(trusted, frozenset({trusted.key_id}))

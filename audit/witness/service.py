@@ -12,6 +12,7 @@ from audit.chain import format_at
 from audit.checkpoint import CheckpointVerifier
 from audit.cosignature import Cosigner
 from audit.errors import WITNESS_WRONG_STATE, GatewayUnreachable, WitnessRefused
+from audit.keyset import follow_handovers
 from audit.witness.client import GatewayClient
 from audit.witness.judge import check_extends, check_signed
 from audit.witness.state import WitnessState
@@ -32,9 +33,12 @@ class Witness:
 
     def __init__(
         self, client: GatewayClient, cosigner: Cosigner, gateway_key: CheckpointVerifier, state_path: Path,
-        *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        *, clock: Callable[[], datetime] = lambda: datetime.now(UTC), handovers: Path | None = None,
     ) -> None:
         self.client = client
+        # where the gateway's key handovers are (a directory or one file): a checkpoint of another key is
+        # accepted when a chain of handovers, each signed by the key before it, leads there from the pinned key
+        self.handovers = handovers
         self.cosigner = cosigner
         self.gateway_key = gateway_key
         self.state_path = state_path
@@ -59,13 +63,23 @@ class Witness:
         if new is None:
             return Round("empty", 0, "the gateway has no signed checkpoint yet; nothing to cosign")
         seen.append(new.tree_size)
-        check_signed(new, self.gateway_key)
         state = WitnessState.load(self.state_path)
-        if state is not None:
-            if state.gateway_key_id != self.gateway_key.key_id:
+        trusted = self.gateway_key
+        if state is not None and state.gateway_key_id != self.gateway_key.key_id:
+            followed = (CheckpointVerifier.from_pem(state.gateway_key_pem) if state.gateway_key_pem else None)
+            if followed is None or followed.key_id != state.gateway_key_id or self.handovers is None \
+                    or follow_handovers(self.gateway_key, self.handovers, followed.key_id) is None:
                 raise WitnessRefused(
                     f"the state {self.state_path} belongs to gateway key {state.gateway_key_id}, not "
                     f"{self.gateway_key.key_id}: use one state file per gateway", code=WITNESS_WRONG_STATE)
+            trusted = followed  # a key this witness followed through handovers from the pinned one
+        if new.key_id != trusted.key_id and self.handovers is not None:
+            handed = follow_handovers(trusted, self.handovers, new.key_id)
+            if handed is not None:
+                log.info("witness.gateway_key.followed", old=trusted.key_id, new=handed.key_id)
+                trusted = handed
+        check_signed(new, trusted)
+        if state is not None:
             old = state.cosignature.checkpoint
             proof = (await self.client.consistency_proof(old.tree_size, new.tree_size)
                      if new.tree_size > old.tree_size else [])
@@ -75,7 +89,9 @@ class Witness:
                 return Round("unchanged", new.tree_size,
                              f"checkpoint {new.tree_size} is the one already cosigned; nothing new")
         cosig = self.cosigner.cosign(new, at=format_at(self._clock()))
-        WitnessState(self.client.base_url, self.gateway_key.key_id, cosig).save(self.state_path)
+        WitnessState(self.client.base_url, trusted.key_id, cosig,
+                     None if trusted.key_id == self.gateway_key.key_id else trusted.public_key_pem()
+                     ).save(self.state_path)
         await self.client.send_cosignature(cosig)
         log.info("witness.cosigned", tree_size=new.tree_size, root=new.root, witness=self.cosigner.key_id)
         return Round("cosigned", new.tree_size,

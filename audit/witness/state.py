@@ -25,10 +25,15 @@ class WitnessState:
     gateway_url: str
     gateway_key_id: str
     cosignature: Cosignature  # the newest cosigned checkpoint
+    # the gateway key followed through a signed handover (audit/keyset.py) when it is not the pinned one
+    gateway_key_pem: str | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {"v": STATE_VERSION, "gateway_url": self.gateway_url, "gateway_key_id": self.gateway_key_id,
-                "cosignature": self.cosignature.to_json()}
+        doc: dict[str, object] = {"v": STATE_VERSION, "gateway_url": self.gateway_url,
+                                  "gateway_key_id": self.gateway_key_id, "cosignature": self.cosignature.to_json()}
+        if self.gateway_key_pem is not None:
+            doc["gateway_key_pem"] = self.gateway_key_pem
+        return doc
 
     @classmethod
     def load(cls, path: Path) -> WitnessState | None:
@@ -40,8 +45,9 @@ class WitnessState:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read the witness state {path}: {exc}") from exc
         try:
+            pem = data.get("gateway_key_pem")
             return cls(str(data["gateway_url"]), str(data["gateway_key_id"]),
-                       Cosignature.from_json(data["cosignature"]))
+                       Cosignature.from_json(data["cosignature"]), str(pem) if pem is not None else None)
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"the witness state {path} is damaged ({exc}); restore it from a backup") from exc
 

@@ -23,6 +23,9 @@ def witness(
                                            "scope (or set PRINTGATE_WITNESS_TOKEN)"),
     token: str | None = typer.Option(None, envvar="PRINTGATE_WITNESS_TOKEN", hidden=True),
     gateway_key: Path | None = typer.Option(None, help="the gateway's checkpoint public key (PEM), pinned"),
+    gateway_key_handovers: Path | None = typer.Option(
+        None, help="directory (or file) of the gateway's key handovers (audit-handover-*.json from its key "
+                   "directory, written by `printgate keys rotate audit`): follow a rotation signed by the pinned key"),
     key: Path | None = typer.Option(None, help="this witness's private key (from `audit witness keygen`)"),
     state: Path | None = typer.Option(None, help="this witness's state file (the last checkpoint it cosigned)"),
     once: bool = typer.Option(False, help="one round, then exit: 0 ok, 1 refused, 3 gateway unreachable"),
@@ -56,7 +59,7 @@ def witness(
 
     async def run() -> int:
         async with GatewayClient(gateway, secret) as client:
-            w = Witness(client, cosigner, gateway_verifier, state)
+            w = Witness(client, cosigner, gateway_verifier, state, handovers=gateway_key_handovers)
             try:
                 if not once:
                     await w.run(interval, report=lambda line: typer.echo(line))

@@ -73,7 +73,14 @@ def rotate_audit(
     """
     from audit.chain import format_at
     from audit.checkpoint import FileSigner, Signer
-    from audit.keyset import KEY_SET_FILE, AuditKeySet, KeyEntry, load_key_set
+    from audit.keyset import (
+        KEY_SET_FILE,
+        AuditKeySet,
+        KeyEntry,
+        load_key_set,
+        save_handover,
+        sign_handover,
+    )
     from audit.log import AuditLog
     from printgate.cli.schema_guard import schema_database
     from printgate.domain import AuditEventIn, event_types
@@ -102,6 +109,8 @@ def rotate_audit(
             await AuditLog(db, old).checkpoint()  # the old key's last word: everything so far
             new = Signer.generate()
             since = datetime.now(UTC)
+            # the old key's handover to the new one, for witnesses pinning the old key (docs/audit-witness.md)
+            save_handover(sign_handover(key_path, new.verifier(), since), ddir)
             keys.with_entry(KeyEntry(new.verifier(), not_before=since)).save(set_path)
             _write_private_atomic(new, key_path)
             until = datetime.now(UTC) + timedelta(seconds=overlap_seconds)
@@ -123,7 +132,8 @@ def rotate_audit(
         raise typer.Exit(1) from exc
     typer.echo(f"audit key rotated: {old.key_id} retired at {note}; new signing key {new_id} "
                f"({key_path}); key set {set_path} (give it to verifiers: "
-               f"`printgate audit verify --key-set {set_path}`); witnesses pin the new key from {ddir / PUBLIC_KEY_FILE}")
+               f"`printgate audit verify --key-set {set_path}`); witnesses follow the old key's handover "
+               f"{ddir}/audit-handover-{old.key_id}-{new_id}.json (give it to them: --gateway-key-handovers)")
 
 
 @rotate_app.command("agent-ca")

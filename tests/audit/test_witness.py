@@ -143,6 +143,9 @@ class WitnessBox:
     async def once(self) -> tuple[int, str, str]:
         return await run(*self.args("--once"))
 
+    async def once_with(self, *extra: str) -> tuple[int, str, str]:
+        return await run(*self.args("--once", *extra))
+
 
 async def run(*argv: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(*argv, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
