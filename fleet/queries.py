@@ -23,6 +23,7 @@ from printgate.store.fleet import (
     fleet_counts_and_page,
     fleet_page,
 )
+from printgate.store.readings_history import DEFAULT_RETENTION_DAYS, retention_of
 from printgate.store.readings_state import thresholds_of_tenant
 from printgate.store.tenants import get_customer
 
@@ -39,6 +40,8 @@ class FleetOverview:
     page: FleetPage
     thresholds: SupplyThresholds
     own_thresholds: bool  # the dealer set them (else the defaults)
+    retention_days: int = DEFAULT_RETENTION_DAYS  # days of readings history the dealer keeps
+    own_retention: bool = False  # the dealer set it (else the default)
 
 
 async def dealer_of(s: AsyncSession, scope: TenantScope) -> str | None:
@@ -67,4 +70,5 @@ async def overview(s: AsyncSession, scope: TenantScope, *, where: FleetFilter = 
     thresholds, own = await thresholds_of_tenant(s, dealer) if dealer else (SupplyThresholds(), False)
     counts, page = await fleet_counts_and_page(s, scope, warning_percent=thresholds.warning_percent, where=where,
                                                sort=sort, offset=offset, limit=min(limit, MAX_PAGE))
-    return FleetOverview(counts, page, thresholds, own)
+    retention, own_retention = await retention_of(s, dealer) if dealer else (DEFAULT_RETENTION_DAYS, False)
+    return FleetOverview(counts, page, thresholds, own, retention, own_retention)

@@ -42,6 +42,7 @@ from printgate.domain import (
 )
 from printgate.errors import AgentUnavailable
 from printgate.fleet_alerts import SupplyThresholds
+from printgate.store import readings_history as history
 from printgate.store.agent_health import drops_at
 from printgate.store.fleet import (
     TenantScope,
@@ -239,6 +240,8 @@ async def fleet_page(
     return render(state, request, "fleet.html", login=login, devices=devices, sites=sites,
                   may_rescan=may_rescan, notice=RESCAN_NOTICES.get(rescan, ""), thresholds=seen.thresholds,
                   own_thresholds=seen.own_thresholds, may_set_thresholds=Role.DEALER_ADMIN in login.user.roles,
+                  retention={"days": seen.retention_days, "own": seen.own_retention,
+                             "min": history.MIN_RETENTION_DAYS, "max": history.MAX_RETENTION_DAYS},
                   alerts=alerts, may_open=bool(login.user.dealer_id), counts=seen.counts, pager=pager,
                   filters=filters, site_summary=site_summary)
 
@@ -262,6 +265,24 @@ async def set_thresholds(request: Request, state: State, login: CurrentLogin, _c
                        details={"setting": "fleet.supply_thresholds",
                                 "before": [before.warning_percent, before.critical_percent],
                                 "after": [wanted.warning_percent, wanted.critical_percent]})
+    return see_other("/fleet")
+
+
+@router.post("/fleet/retention", include_in_schema=False, dependencies=[may_view])
+async def set_retention(request: Request, state: State, login: CurrentLogin, _csrf: CsrfChecked,
+                        days: Annotated[int, Form()]) -> Response:
+    """A dealer administrator sets how many days of readings history the dealer keeps (audited);
+    the cloud's readings-history task deletes older readings on its next pass."""
+    dealer = login.user.dealer_id
+    if Role.DEALER_ADMIN not in login.user.roles or not dealer:
+        raise HTTPException(403, "only a dealer administrator may change how long readings are kept")
+    if not history.MIN_RETENTION_DAYS <= days <= history.MAX_RETENTION_DAYS:
+        raise HTTPException(422, f"keep readings {history.MIN_RETENTION_DAYS} to {history.MAX_RETENTION_DAYS} days, "
+                                 f"not {days}: e.g. {history.DEFAULT_RETENTION_DAYS}")
+    async with state.db.transaction() as s:
+        before = await history.set_retention(s, dealer, days, by=login.user.email, now=state.clock())
+    await state.record(event_types.FLEET_HISTORY_RETENTION_SET, request=request, user=login.user,
+                       details={"days": days, "before": before})
     return see_other("/fleet")
 
 
