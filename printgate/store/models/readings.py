@@ -56,8 +56,8 @@ class DeviceStateRow(Base):
     device_status: Mapped[str | None] = mapped_column(String(32), nullable=True)
     error_state: Mapped[list[str]] = mapped_column(JSON, default=list)
     # kept by database triggers on device_alerts / device_supplies (0023), read by the overview:
-    open_alerts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    alert_severity: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # 3 critical, 2 open, 0
+    open_alerts: Mapped[int] = mapped_column(Integer, server_default="0")
+    alert_severity: Mapped[int] = mapped_column(Integer, server_default="0")  # 3 critical, 2 open, 0
     lowest_percent: Mapped[float | None] = mapped_column(Float, nullable=True)  # lowest consumable (no waste)
 
 
