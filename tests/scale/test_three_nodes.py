@@ -5,6 +5,8 @@ agents (``printgate agent run``) reaching the nodes through HAProxy, the lab's p
 
 - a session's page loads through HAProxy from the node that owns it, routed by the node label in its
   host; another node's proxy answers that host with its "served by another node" page;
+- a session opened from the portal of a node that does not hold the agent's stream works through
+  HAProxy (owned and served by the stream's node);
 - ``kill -9`` of the node holding agent A: A's session ends, audited by the node that took it over;
   A reconnects to another node; agent B's session on another node keeps loading in Chromium;
 - a rolling restart (SIGTERM, start again) of every node: zero failed page loads of B's session
@@ -206,12 +208,13 @@ async def scale() -> AsyncIterator[Scale]:
             shutil.rmtree(base, ignore_errors=True)
 
 
-async def _open(scale: Scale, agent: Agent) -> Session:
-    """Sign in at the portal of the node holding the agent's stream (cross-node opens are a later
-    step) and open the printer's web page: it loads through HAProxy, by the node label in its host."""
+async def _open(scale: Scale, agent: Agent, via: NodeProc | None = None) -> Session:
+    """Sign in at the portal of ``via`` (default: the node holding the agent's stream) and open the
+    printer's web page: it loads through HAProxy from the node holding the stream (the session's
+    owner), by the node label in its host."""
     node_id = await _stream_node(scale.db, agent.agent_id)
     assert node_id is not None
-    node = scale.cluster.node(node_id)
+    node = via or scale.cluster.node(node_id)
     email, secret = await _technician(scale)
     context = await scale.browser.new_context()
     page = await context.new_page()
@@ -229,7 +232,11 @@ async def _open(scale: Scale, agent: Agent) -> Session:
     tab = await opened.value
     label = node_label(node_id)
     host = re.compile(rf"^(http://s-([0-9a-f]+)-{label}\.dwa\.localhost:{scale.cluster.lb.proxy})/")
-    await tab.wait_for_url(host, timeout=30_000)
+    try:
+        await tab.wait_for_url(host, timeout=30_000)
+    except Exception as exc:
+        raise AssertionError(f"the session page did not open via {node.node_id}: at {tab.url}: "
+                             f"{(await tab.locator('body').inner_text())[:1500]}") from exc
     await expect(tab.locator("body")).to_contain_text(agent.printer.name, timeout=30_000)
     found = host.match(tab.url)
     assert found is not None
@@ -280,16 +287,26 @@ async def test_pages_load_through_haproxy_from_the_node_owning_the_session(scale
     a_node = await _stream_node(scale.db, scale.agents["a"].agent_id)
     b_node = await _stream_node(scale.db, scale.agents["b"].agent_id)
     assert a_node != b_node, "HAProxy (leastconn) put the two agents on two nodes"
-    for name in ("a", "b"):
-        scale.sessions[name] = await _open(scale, scale.agents[name])
+    scale.sessions["b"] = await _open(scale, scale.agents["b"])
     # the session host names its node: another node's proxy refuses it with its own page
-    session = scale.sessions["a"]
+    session = scale.sessions["b"]
     other = next(n for n in scale.cluster.nodes if n.node_id != session.node_id)
     async with httpx.AsyncClient(timeout=5) as client:
         answer = await client.get(f"http://{other.ip}:{scale.cluster.ports.proxy}/",
                                   headers={"host": session.origin.split("//", 1)[1]})
     assert answer.status_code == 421 and "served by gateway node" in answer.text
     assert node_label(session.node_id) in answer.text
+
+
+async def test_a_session_opened_on_another_node_works_through_haproxy(scale: Scale) -> None:
+    agent = scale.agents["a"]
+    owner = await _stream_node(scale.db, agent.agent_id)
+    via = next(n for n in scale.cluster.nodes if n.node_id != owner)
+    session = await _open(scale, agent, via=via)  # decided on `via`, set up by the stream's node
+    assert session.node_id == owner and await _load(session)
+    records = await stored_records(scale.db)
+    assert any(r.type == event_types.POLICY_DECISION and r.session_id == session.session_id for r in records)
+    scale.sessions["a"] = session  # the next test kills its node
 
 
 async def test_kill_9_ends_only_that_nodes_sessions_and_its_agent_reconnects_elsewhere(scale: Scale) -> None:
