@@ -14,10 +14,11 @@ from printgate.testing.database import create_pg_database, drop_pg_database, mig
 
 
 @pytest.fixture
-def pg_database() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database on the local server; dropped afterwards."""
+def pg_database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database on the local server; dropped afterwards. For a test that
+    also takes ``db`` it is a copy of the migrated template (``db`` would migrate it anyway)."""
     try:
-        url = create_pg_database()
+        url = create_pg_database(migrated="db" in request.fixturenames)
     except (subprocess.CalledProcessError, FileNotFoundError) as exc:
         if os.environ.get("CI"):
             raise
