@@ -71,7 +71,7 @@ class NodeCommandBus(Service):
         self._supervisor = supervisor
         self._clock = clock
         self._listen = listen and db.dialect == "postgresql"
-        self._waiters: dict[str, asyncio.Future[store.NodeCommand]] = {}  # command id -> its outcome
+        self._waiters: dict[str, asyncio.Future[store.Finished]] = {}  # command id -> its outcome
         self._batches: dict[str, set[str]] = {}  # batch id -> command ids still awaited here
         self._wake = asyncio.Event()
         self._listening = asyncio.Event()
@@ -226,7 +226,7 @@ class NodeCommandBus(Service):
         command = store.NewCommand(id=secrets.token_hex(16), target_node=target, from_node=self.node_id,
                                    kind=kind, payload=payload, agent_id=agent_id,
                                    deadline=now + timedelta(seconds=timeout_s))
-        waiter: asyncio.Future[store.NodeCommand] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[store.Finished] = asyncio.get_running_loop().create_future()
         self._waiters[command.id] = waiter
         try:
             async with self._db.transaction() as s:
@@ -340,14 +340,17 @@ class NodeCommandBus(Service):
         if command_id is not None:
             wanted = [command_id] if command_id in self._waiters else []
         elif batch_id is not None:
-            wanted = sorted(self._batches.get(batch_id, ()))
+            wanted = [batch_id] if self._batches.get(batch_id) else []
         else:
             wanted = list(self._waiters) if everything else []
         if not wanted:
             return
         try:
             async with self._db.session() as s:
-                found = await store.finished(s, wanted)
+                if batch_id is not None:
+                    found = await store.finished_of_batch(s, batch_id, from_node=self.node_id)
+                else:
+                    found = await store.finished(s, wanted)
         except Exception as exc:  # the next notification or renewal reads again
             log.warning("node.commands.collect_failed", node=self.node_id, error=str(exc))
             return

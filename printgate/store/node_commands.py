@@ -80,6 +80,36 @@ def _command(row: NodeCommandRow) -> NodeCommand:
                        result=json.loads(row.result) if row.result is not None else None, error=row.error)
 
 
+_COLUMNS = [NodeCommandRow.__table__.c[name] for name in (
+    "id", "batch_id", "target_node", "from_node", "kind", "agent_id", "payload", "state", "created_at", "deadline",
+    "result", "error")]
+_OUTCOME = [NodeCommandRow.__table__.c[name] for name in ("id", "batch_id", "state", "result", "error")]
+
+
+def _command_of(r: Any) -> NodeCommand:
+    """From a core row of ``_COLUMNS`` (no ORM identity map: thousands of rows per batch)."""
+    return NodeCommand(id=r.id, batch_id=r.batch_id, target_node=r.target_node, from_node=r.from_node, kind=r.kind,
+                       agent_id=r.agent_id, payload=json.loads(r.payload), state=r.state, created_at=r.created_at,
+                       deadline=r.deadline, result=json.loads(r.result) if r.result is not None else None,
+                       error=r.error)
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The outcome of a command, as its requester reads it."""
+
+    id: str
+    batch_id: str | None
+    state: str
+    result: dict[str, Any] | None
+    error: str | None
+
+
+def _finished_of(r: Any) -> Finished:
+    return Finished(id=r.id, batch_id=r.batch_id, state=r.state,
+                    result=json.loads(r.result) if r.result is not None else None, error=r.error)
+
+
 async def notify(s: AsyncSession, node_id: str, payload: str) -> None:
     """``NOTIFY`` ``node_id``'s channel when the caller's transaction commits (PostgreSQL only)."""
     if s.get_bind().dialect.name == "postgresql":
@@ -114,13 +144,13 @@ async def claim(s: AsyncSession, node_id: str, now: datetime, *, limit: int = 50
                   .where(NodeCommandRow.target_node == node_id, NodeCommandRow.state == PENDING)
                   .order_by(NodeCommandRow.created_at).limit(limit)
                   .with_for_update(skip_locked=True))
-    rows = (await s.scalars(
+    rows = (await s.execute(
         update(NodeCommandRow)
         .where(NodeCommandRow.id.in_(candidates.scalar_subquery()), NodeCommandRow.state == PENDING)
         .values(state=CLAIMED, claimed_at=now)
-        .returning(NodeCommandRow)
+        .returning(*_COLUMNS)
         .execution_options(synchronize_session=False))).all()
-    return sorted((_command(r) for r in rows), key=lambda c: c.created_at)
+    return sorted((_command_of(r) for r in rows), key=lambda c: c.created_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,13 +167,13 @@ async def finish(s: AsyncSession, outcomes: Iterable[Outcome], now: datetime) ->
     """Store the outcomes of claimed commands and wake each requesting node once per batch
     (``b:<batch id>``) or command (``r:<id>``)."""
     woken: set[tuple[str, str]] = set()
-    for o in outcomes:
-        await s.execute(update(NodeCommandRow)
-                        .where(NodeCommandRow.id == o.id, NodeCommandRow.state == CLAIMED)
-                        .values(state=DONE if o.ok else FAILED, finished_at=now, error=o.error,
-                                result=json.dumps(o.result, separators=(",", ":")) if o.result is not None
-                                else None))
+    rows = []
+    for o in outcomes:  # the claimer alone writes a claimed row: one executemany by primary key
+        rows.append({"id": o.id, "state": DONE if o.ok else FAILED, "finished_at": now, "error": o.error,
+                     "result": json.dumps(o.result, separators=(",", ":")) if o.result is not None else None})
         woken.add((o.from_node, f"b:{o.batch_id}" if o.batch_id else f"r:{o.id}"))
+    for i in range(0, len(rows), 1000):
+        await s.execute(update(NodeCommandRow), rows[i:i + 1000])
     for node, payload in sorted(woken):
         await notify(s, node, payload)
 
@@ -159,20 +189,21 @@ async def expire(s: AsyncSession, command_ids: Sequence[str], now: datetime) -> 
     return list(rows)
 
 
-async def finished(s: AsyncSession, command_ids: Sequence[str]) -> list[NodeCommand]:
+async def finished(s: AsyncSession, command_ids: Sequence[str]) -> list[Finished]:
     """Those of ``command_ids`` that have an outcome."""
-    found: list[NodeCommand] = []
+    found: list[Finished] = []
     for i in range(0, len(command_ids), 1000):
-        found += [_command(r) for r in (await s.scalars(
-            select(NodeCommandRow).where(NodeCommandRow.id.in_(list(command_ids[i:i + 1000])),
-                                         NodeCommandRow.state.in_(FINISHED)))).all()]
+        found += [_finished_of(r) for r in (await s.execute(
+            select(*_OUTCOME).where(NodeCommandRow.id.in_(list(command_ids[i:i + 1000])),
+                                    NodeCommandRow.state.in_(FINISHED)))).all()]
     return found
 
 
-async def finished_of_batch(s: AsyncSession, batch_id: str) -> list[NodeCommand]:
-    return [_command(r) for r in (await s.scalars(
-        select(NodeCommandRow).where(NodeCommandRow.batch_id == batch_id,
-                                     NodeCommandRow.state.in_(FINISHED)))).all()]
+async def finished_of_batch(s: AsyncSession, batch_id: str, *, from_node: str) -> list[Finished]:
+    """The outcomes of ``batch_id`` so far (one indexed query however many agents)."""
+    return [_finished_of(r) for r in (await s.execute(
+        select(*_OUTCOME).where(NodeCommandRow.batch_id == batch_id, NodeCommandRow.from_node == from_node,
+                                NodeCommandRow.state.in_(FINISHED)))).all()]
 
 
 async def get(s: AsyncSession, command_id: str) -> NodeCommand | None:

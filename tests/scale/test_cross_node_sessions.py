@@ -8,10 +8,7 @@ stream but does not answer → a clear refusal within the timeout, audited."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import secrets
-import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -24,14 +21,14 @@ import pyotp
 import pytest
 
 from lab.catalog import by_name
-from lab.ports import free_tcp_port
-from printgate.cli.demo_system import DemoSystem
-from printgate.domain import DwaState, event_types
+from printgate.cli.demo_system import DemoSystem, DemoUser
+from printgate.domain import DwaState, SessionId, event_types
 from printgate.store import nodes, sessions
 from printgate.testing.audit import stored_records
 from printgate.testing.database import create_pg_database, drop_pg_database
+from printgate.testing.nodes import node_served
 from printgate.testing.portal import csrf_of
-from tests.scale.test_two_nodes import _serve, _wait
+from tests.scale.test_two_nodes import _wait
 
 pytestmark = pytest.mark.postgres
 
@@ -63,56 +60,16 @@ async def two_nodes(tmp_path_factory: pytest.TempPathFactory, pg_module: str) ->
     # renewals far apart: the test moves the agent's stream row itself and no reconcile undoes it
     lease = {"node_lease_seconds": 120.0, "node_renew_seconds": 60.0, "drain_grace_seconds": 0.0}
     async with DemoSystem(tmp_path / "one", log_level="warning", database_url=pg_database,
-                          gateway_overrides={"node_id": "node-1", **lease}) as one:
-        ports = [free_tcp_port() for _ in range(5)]
-        config = tmp_path / "node-2.toml"
-        config.write_text(f"""
-database_url = "{pg_database}"
-log_level = "info"
-[portal]
-host = "127.0.0.1"
-port = {ports[0]}
-public_url = "http://127.0.0.1:{ports[0]}"
-secret_key = "{secrets.token_urlsafe(48)}"
-[gateway]
-relay_port = {ports[1]}
-proxy_port = {ports[2]}
-grpc_port = {ports[3]}
-enrol_port = {ports[4]}
-firewall = "inprocess"
-data_dir = "{tmp_path / 'two'}"
-key_dir = "{one.settings.gateway.key_directory}"
-node_id = "node-2"
-node_lease_seconds = 120
-node_renew_seconds = 60
-drain_grace_seconds = 0
-node_command_timeout_seconds = {TIMEOUT_S}
-""")
-        log = tmp_path / "node-2.log"
-        two = _serve(config, log)
-        try:
-            portal = f"http://127.0.0.1:{ports[0]}"
-
-            async def up() -> bool:
-                try:
-                    async with httpx.AsyncClient(timeout=2) as c:
-                        return (await c.get(portal + "/login")).status_code == 200
-                except httpx.HTTPError:
-                    return False
-            await _wait("node 2 serves its portal", up, two, log)
-            await one.wait_for_devices(minimum=1, timeout=120)
-            yield TwoNodes(one, portal)
-        finally:
-            two.send_signal(signal.SIGTERM)
-            try:
-                two.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(two.pid, signal.SIGKILL)
-                two.wait(10)
+                          gateway_overrides={"node_id": "node-1", **lease}) as one, \
+            node_served(tmp_path, node_id="node-2", database_url=pg_database,
+                        key_dir=one.settings.gateway.key_directory,
+                        extra_gateway="node_lease_seconds = 120\nnode_renew_seconds = 60\n"
+                                      f"drain_grace_seconds = 0\nnode_command_timeout_seconds = {TIMEOUT_S}\n") as two:
+        await one.wait_for_devices(minimum=1, timeout=120)
+        yield TwoNodes(one, two.portal_url)
 
 
-async def _signed_in(client: httpx.AsyncClient, system: DemoSystem) -> None:
-    user = system.demo_user
+async def _signed_in(client: httpx.AsyncClient, user: DemoUser) -> None:
     page = await client.get("/login")
     r = await client.post("/login", data={"email": user.email, "password": user.password,
                                           "csrf_token": csrf_of(page.text)})
@@ -146,7 +103,7 @@ async def test_a_session_opened_through_node_2_is_served_by_node_1(two_nodes: Tw
     async with one.cloud.db.session() as s:
         assert await nodes.stream_node(s, device.agent_id) == "node-1"
     async with httpx.AsyncClient(base_url=two_nodes.two_portal, timeout=60, follow_redirects=False) as client:
-        await _signed_in(client, one)
+        await _signed_in(client, one.demo_user)
         started = time.monotonic()
         opened = await _open(client, device.id)
         print(f"open through node 2 for an agent on node 1: {time.monotonic() - started:.2f} s")
@@ -203,7 +160,8 @@ async def test_a_node_that_does_not_answer_is_a_clear_refusal_within_the_timeout
                              lease=timedelta(minutes=2), now=now)
         await nodes.stream_opened(s, device.agent_id, "node-silent", now)
     async with httpx.AsyncClient(base_url=two_nodes.two_portal, timeout=60, follow_redirects=False) as client:
-        await _signed_in(client, one)
+        _, other = await one.add_technician("tech-2@demo.printgate.test")  # a TOTP code is used once
+        await _signed_in(client, other)
         started = time.monotonic()
         refused = await _open(client, device.id)
         took = time.monotonic() - started
@@ -219,6 +177,6 @@ async def test_a_node_that_does_not_answer_is_a_clear_refusal_within_the_timeout
     assert timed_out[0].details["node"] == "node-2" and timed_out[0].details["kind"] == "prepare_session"
     failed = [r for r in records if r.type == event_types.DWA_SESSION_FAILED]
     assert failed and failed[-1].details["owner_node"] == "node-silent" and failed[-1].details["node"] == "node-2"
-    stored = await one.cloud.broker.get_session(failed[-1].session_id or "")
+    stored = await one.cloud.broker.get_session(SessionId(failed[-1].session_id or ""))
     assert stored is not None and stored.state is DwaState.FAILED
     await asyncio.sleep(0)
