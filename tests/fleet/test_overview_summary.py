@@ -57,6 +57,19 @@ async def test_device_states_keep_open_alerts_and_lowest_supply_as_they_change(f
     assert kept == truth == (0, 0, None)
 
 
+async def test_alerts_of_a_device_that_never_reported_count_too(fleet_db: Database) -> None:
+    async with fleet_db.transaction() as s:  # e.g. written by another part: no device_states row yet
+        await s.execute(sa.text(
+            "INSERT INTO device_alerts (device_id, alert_key, alert_index, severity, \"group\", code, description, "
+            "raised_at, last_seen_at) VALUES ('dev-canon', 'k1', 1, 'critical', 'jam', 'jam', 'Paper jam', :t, :t)"),
+            {"t": T0})
+    assert (await _summary(fleet_db, "dev-canon"))[0] == (1, 3, None)
+    async with fleet_db.session() as s:
+        seen = await overview(s, TenantScope(dealer_id="d1"))
+    assert (seen.counts.critical, seen.counts.alerts, seen.counts.no_reading) == (1, 1, 3)
+    assert seen.page.devices[0].device.id == "dev-canon"  # the worst first
+
+
 async def test_overview_counts_low_supplies_at_the_dealers_current_threshold(fleet_db: Database) -> None:
     r = reading_of("jetdirect_m130nw", ip="127.0.20.15", at=T0)
     black = [replace(s, level=30, max_capacity=100) for s in r.supplies if "waste" not in s.type.lower()][:1]

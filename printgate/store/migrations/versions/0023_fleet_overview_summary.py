@@ -66,21 +66,29 @@ def _sqlite_triggers() -> None:
                                      l=_LOWEST.format(d="OLD.device_id"))
                 extra = f" UPDATE device_states SET {old} WHERE device_id = OLD.device_id AND OLD.device_id <> NEW.device_id;"
             when = f" WHEN {_CHANGED[table]}" if event == "UPDATE" else ""  # not for last_seen_at
+            # a device with alerts or supplies but no state yet (never reported) gets its state row
+            state = "" if event == "DELETE" else (
+                f"INSERT INTO device_states (device_id, error_state) VALUES ({d}, '[]') ON CONFLICT DO NOTHING; ")
             op.execute(f"CREATE TRIGGER {table}_summary_{event.lower()} AFTER {event} ON {table} FOR EACH ROW{when} "
-                       f"BEGIN UPDATE device_states SET {body} WHERE device_id = {d};{extra} END")
+                       f"BEGIN {state}UPDATE device_states SET {body} WHERE device_id = {d};{extra} END")
+
+
+# a device with alerts or supplies but no state yet (never reported) gets its state row first
+_PG_STATE = ("IF TG_OP <> 'DELETE' THEN INSERT INTO device_states (device_id, error_state) "
+             "SELECT c.device_id, '[]'::json FROM (SELECT DISTINCT device_id FROM changed) c ON CONFLICT DO NOTHING; END IF; ")
 
 
 def _pg_triggers() -> None:
     op.execute(
         "CREATE FUNCTION device_alerts_summary() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        "UPDATE device_states st SET open_alerts = x.n, alert_severity = x.sev FROM ("
+        f"{_PG_STATE}UPDATE device_states st SET open_alerts = x.n, alert_severity = x.sev FROM ("
         f"SELECT c.device_id, {_OPEN.format(d='c.device_id')} AS n, {_SEVERITY.format(d='c.device_id')} AS sev "
         "FROM (SELECT DISTINCT device_id FROM changed) c) x "
         "WHERE st.device_id = x.device_id AND (st.open_alerts, st.alert_severity) IS DISTINCT FROM (x.n, x.sev); "
         "RETURN NULL; END $$")
     op.execute(
         "CREATE FUNCTION device_supplies_summary() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        "UPDATE device_states st SET lowest_percent = x.low FROM ("
+        f"{_PG_STATE}UPDATE device_states st SET lowest_percent = x.low FROM ("
         f"SELECT c.device_id, {_LOWEST.format(d='c.device_id')} AS low "
         "FROM (SELECT DISTINCT device_id FROM changed) c) x "
         "WHERE st.device_id = x.device_id AND st.lowest_percent IS DISTINCT FROM x.low; "
@@ -107,6 +115,11 @@ def upgrade() -> None:
         batch.add_column(sa.Column("open_alerts", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("alert_severity", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("lowest_percent", sa.Float(), nullable=True))
+    empty = "'[]'::json" if op.get_bind().dialect.name == "postgresql" else "'[]'"
+    for table in ("device_alerts", "device_supplies"):  # states for devices that have none yet
+        op.execute(f"INSERT INTO device_states (device_id, error_state) SELECT t.device_id, {empty} FROM "
+                   f"(SELECT DISTINCT device_id FROM {table}) t "
+                   "WHERE NOT EXISTS (SELECT 1 FROM device_states s WHERE s.device_id = t.device_id)")
     d = "device_states.device_id"
     op.execute(f"UPDATE device_states SET open_alerts = {_OPEN.format(d=d)}, alert_severity = {_SEVERITY.format(d=d)}, "
                f"lowest_percent = {_LOWEST.format(d=d)}")
