@@ -153,7 +153,8 @@ class GrpcChannel:
             self.rejections.append(exc)
             log.warning("agent.command.rejected", reason=exc.code, channel=channel)
             return
-        self._commands.put_nowait(verified)
+        if verified.kind != "trust_set":  # applied by the guard (agent/trust.py); nothing for the runtime
+            self._commands.put_nowait(verified)
 
     async def commands(self) -> AsyncIterator[VerifiedCommand]:
         """Verified commands as they arrive (forever, until the caller stops)."""

@@ -117,7 +117,8 @@ class MqttChannel:
         except Exception:
             log.warning("agent.command.unparseable", channel="mqtt")
             return
-        self._commands.put_nowait(verified)
+        if verified.kind != "trust_set":  # applied by the guard (agent/trust.py); nothing for the runtime
+            self._commands.put_nowait(verified)
 
     async def connect(self) -> None:
         self._loop = asyncio.get_running_loop()

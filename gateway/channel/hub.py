@@ -283,7 +283,9 @@ class AgentHub:
     def sign(self, agent_id: str, command_payload: Any, *, ttl_s: int) -> pb.SignedCommand:
         if not 0 < ttl_s <= MAX_TTL_S:
             raise ValueError(f"command ttl must be 1..{MAX_TTL_S} s, got {ttl_s}")
-        self.refresh_keys()  # a rotation: the trust set goes out before this command, signed by the new key
+        # every command (a few stat calls): after a rotation the trust set goes out before this command
+        # (signed by the new key, naming the relay host key the broker just put into it)
+        self.refresh_keys(force=True)
         now_ms = int(self._clock() * 1000)
         command = build_command(
             command_payload, command_id=uuid.uuid4().hex, agent_id=agent_id,

@@ -251,6 +251,8 @@ class FileKeyStore:
             else:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
+                if use == "session-ca":  # the certificate alone, as mitmproxy's own store keeps it
+                    (path.parent / "mitmproxy-ca-cert.pem").write_text(record_of(use, data).public)
         return self.current(use)
 
     def current(self, use: KeyUse) -> KeyRecord:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from mitmproxy.certs import CertStore
 from typer.testing import CliRunner
 
 from printgate.cli import build_app
@@ -70,6 +71,8 @@ def test_session_ca_rotation_publishes_a_bundle_of_both_cas(tmp_path: Path) -> N
     assert bundle.count("BEGIN CERTIFICATE") == 2 and old.public in bundle and rotation.new.public in bundle
     # mitmproxy's certificate file names the new CA: the proxy serves from it at its next start
     assert (store.key_dir / "dwa-ca" / "mitmproxy-ca-cert.pem").read_text() == rotation.new.public
+    served = CertStore.from_store(store.key_dir / "dwa-ca", "mitmproxy", 2048)
+    assert served.default_ca.fingerprint().hex()[:16] == rotation.new.key_id != old.key_id
 
 
 def _cli(*args: str) -> tuple[int, str]:
