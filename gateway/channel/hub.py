@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from printgate.errors import AgentUnavailable
+from printgate.errors import AgentUnavailable, ConfigError
 from printgate.keys import KeyStore, agent_trust_set
 from printgate.logs import get_logger
 from printgate.wire import agent_pb2 as pb
@@ -130,7 +130,12 @@ class AgentHub:
         self._keys_checked = now
         if self._keys.version() == self._keys_version and self._clock() <= self._trust_until:
             return False
-        self._load_keys()
+        try:
+            self._load_keys()
+        except (ConfigError, OSError, ValueError, KeyError) as exc:  # half-copied or unreadable: keep the keys
+            log.error("agent.command_keys.unreadable", error=str(exc),
+                      hint="the key directory changed but cannot be read; signing with the keys loaded before")
+            return False
         log.info("agent.command_keys.reloaded", signing=self._key_id(), trust_set_signer=self._trust_signer)
         for stream in list(self._streams.values()):
             self._queue_trust_set(stream)

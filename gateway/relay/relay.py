@@ -39,7 +39,7 @@ from gateway.relay.server import RelayConnection
 from gateway.relay.ssh_ca import SessionCredential, SshCertificateAuthority, load_or_create_key
 from printgate import metrics
 from printgate.domain import AuditEventIn, Outcome, event_types
-from printgate.errors import SessionGone, TunnelError
+from printgate.errors import ConfigError, SessionGone, TunnelError
 from printgate.interfaces import AuditSink
 from printgate.keys import KeyStore
 from printgate.logs import get_logger
@@ -228,7 +228,11 @@ class Relay:
             return
         self._keys_checked = now
         if self._keys.version() != self._keys_version:
-            self._load_keys()
+            try:
+                self._load_keys()
+            except (ConfigError, OSError, ValueError, asyncssh.KeyImportError) as exc:  # keep the keys loaded
+                log.error("relay.keys.unreadable", error=str(exc),
+                          hint="the key directory changed but cannot be read; using the keys loaded before")
 
     # ------------------------------------------------------------------ public API
     @property

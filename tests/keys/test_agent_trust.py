@@ -133,3 +133,12 @@ async def test_a_trust_set_older_than_the_kept_one_or_without_a_valid_key_is_ref
             guard.check(_signed(pb.TrustSet(set_json=doc.encode()), signer, f"c{doc.serial_ms}"), channel="grpc")
         assert refused.value.code == COMMAND_MALFORMED
     assert guard.trust.doc == kept
+
+
+async def test_an_unreadable_key_directory_keeps_the_hub_signing_with_the_keys_it_had(tmp_path: Path) -> None:
+    store = _keys(tmp_path)
+    hub = AgentHub(keys=store)
+    before = hub.sign(AGENT, pb.Ping(nonce="before"), ttl_s=60).key_id
+    (store.key_dir / "keys.json").write_text("{half a file")  # a copy in progress, a broken mount
+    assert not hub.refresh_keys(force=True)
+    assert hub.sign(AGENT, pb.Ping(nonce="after"), ttl_s=60).key_id == before
