@@ -306,6 +306,8 @@ OVERVIEW_PATHS = {  # what a dealer's user opens, through the real portal app (i
     "page_200": "/fleet?page=200",
     "page_problem": "/fleet?problem=attention",
     "page_search": "/fleet?q=printer%2012",
+    "page_search_customer": "/fleet?q=customer%200042",
+    "page_by_name": "/fleet?sort=name&page=300",
     "api": "/api/fleet/devices?limit=100",
     "api_worst": "/api/fleet/devices?sort=attention&limit=100",
     "api_offset": "/api/fleet/devices?limit=100&offset=19900",
@@ -315,7 +317,10 @@ OVERVIEW_PATHS = {  # what a dealer's user opens, through the real portal app (i
 async def overview(db: Database) -> dict[str, Any]:
     """Server time of the fleet overview page and API for the dealer (all 20,000 printers): the
     portal app in process (httpx ASGI transport: no sockets), a signed-in viewer, median of 5
-    after one warm-up request per path; plus the counts query alone."""
+    after one warm-up request per path; plus the counts query alone. Beside the wall clock,
+    ``cpu_ms``: this process's CPU per request (on SQLite all of the work; on PostgreSQL the
+    server's part is not in it), which a machine shared with other work disturbs less; the load
+    average says how shared it was."""
     import secrets
 
     import httpx
@@ -333,7 +338,7 @@ async def overview(db: Database) -> dict[str, Any]:
     app = create_app(PortalSettings(public_url=base, secret_key=secrets.token_urlsafe(32)), db=db,
                      broker=PolicyBroker(db, clock, base), audit=RecordingAuditSink(), clock=clock)
     user, secret = await create_user(db, Role.VIEWER, dealer="dealer-1")
-    out: dict[str, Any] = {"target_ms": OVERVIEW_TARGET_MS}
+    out: dict[str, Any] = {"target_ms": OVERVIEW_TARGET_MS, "load_average_1m_at_start": os.getloadavg()[0]}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base,  # type: ignore[arg-type]
                                  headers={"accept": "text/html"}, timeout=60) as client:
         class _Portal:
@@ -345,13 +350,15 @@ async def overview(db: Database) -> dict[str, Any]:
             headers = {"accept": "application/json"} if path.startswith("/api") else {}
             r = await client.get(path, headers=headers)
             assert r.status_code == 200, (path, r.status_code, r.text[:300])
-            times = []
+            times, cpu = [], []
             for _ in range(5):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 r = await client.get(path, headers=headers)
                 times.append((time.perf_counter() - t0) * 1000)
+                cpu.append((time.process_time() - c0) * 1000)
             out[name] = {"path": path, "median_ms": round(statistics.median(times), 1),
-                         "max_ms": round(max(times), 1), "bytes": len(r.content)}
+                         "max_ms": round(max(times), 1), "cpu_ms": round(statistics.median(cpu), 1),
+                         "bytes": len(r.content)}
     times, total = [], 0
     for _ in range(5):
         t0 = time.perf_counter()
@@ -362,6 +369,7 @@ async def overview(db: Database) -> dict[str, Any]:
     out["counts_and_first_page_query_median_ms"] = round(statistics.median(times), 1)
     worst = max(v["median_ms"] for v in out.values() if isinstance(v, dict))
     out["worst_median_ms"] = worst
+    out["load_average_1m_at_end"] = os.getloadavg()[0]
     out["met"] = worst <= OVERVIEW_TARGET_MS
     return out
 
