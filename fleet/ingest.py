@@ -20,12 +20,13 @@ is only that batch's.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from fleet.decode import DecodedBatch, Rejection, decode_batch, decode_v1
 from fleet.errors import IngestBusy
@@ -33,10 +34,11 @@ from fleet.state import apply_batch
 from printgate import metrics
 from printgate.domain import Reading
 from printgate.errors import ReadingsPayloadInvalid
+from printgate.fleet_alerts import SupplyThresholds
 from printgate.logs import get_logger
 from printgate.store import outbox
 from printgate.store import readings as rows
-from printgate.store.db import Database
+from printgate.store.db import Database, run_to_end
 from printgate.wire import agent_pb2 as pb
 
 log = get_logger("fleet.ingest")
@@ -133,36 +135,57 @@ class FleetIngest:
 
     async def _drain(self) -> None:
         """Store queued batches, a group at a time, until none is left (no await between the
-        emptiness check and leaving, so a batch queued meanwhile is never stranded)."""
-        while self._queue:
-            group: list[_Pending] = []
-            size = 0
-            while self._queue and (not group or size + len(self._queue[0].batch.readings) <= self.group_readings):
-                item = self._queue.pop(0)
-                group.append(item)
-                size += len(item.batch.readings)
-            self.groups += 1
-            try:
-                results = await store_group(self._db, [(p.agent_id, p.batch) for p in group])
-            except asyncio.CancelledError:  # the writer is stopped (shutdown): no caller waits for ever
-                for p in (*group, *self._queue):
-                    if not p.done.done():
-                        p.done.set_exception(IngestBusy("fleet ingest stopped before storing the batch: send it "
-                                                        "again", retry_after_s=self.retry_after_s))
-                self._queue.clear()
-                raise
-            except Exception as exc:
-                if len(group) == 1:
-                    group[0].done.set_exception(exc)
-                    continue
-                for p in group:  # one batch's failure stays that batch's
+        emptiness check and leaving, so a batch queued meanwhile is never stranded). On
+        PostgreSQL the writer keeps one connection while it drains (the pool's check-out ping,
+        three round trips, once per drain rather than once per group); a failed group gives
+        it back, and what follows takes a fresh one."""
+        conn: AsyncConnection | None = None
+        try:
+            while self._queue:
+                if conn is None and self._db.dialect == "postgresql":
                     try:
-                        p.done.set_result((await store_group(self._db, [(p.agent_id, p.batch)]))[0])
-                    except Exception as exc:
-                        p.done.set_exception(exc)
-                continue
-            for p, r in zip(group, results, strict=True):
-                p.done.set_result(r)
+                        conn = await self._db.engine.connect()
+                    except Exception:  # the group below fails alike on a pooled one, and is answered so
+                        conn = None
+                conn = await self._store_next(conn)
+        finally:
+            if conn is not None:
+                await run_to_end(conn.close)
+
+    async def _store_next(self, conn: AsyncConnection | None) -> AsyncConnection | None:
+        """Store the next group; the connection to go on with (None: a fresh one)."""
+        group: list[_Pending] = []
+        size = 0
+        while self._queue and (not group or size + len(self._queue[0].batch.readings) <= self.group_readings):
+            item = self._queue.pop(0)
+            group.append(item)
+            size += len(item.batch.readings)
+        self.groups += 1
+        try:
+            results = await store_group(self._db, [(p.agent_id, p.batch) for p in group], conn=conn)
+        except asyncio.CancelledError:  # the writer is stopped (shutdown): no caller waits for ever
+            for p in (*group, *self._queue):
+                if not p.done.done():
+                    p.done.set_exception(IngestBusy("fleet ingest stopped before storing the batch: send it "
+                                                    "again", retry_after_s=self.retry_after_s))
+            self._queue.clear()
+            raise
+        except Exception as exc:
+            if conn is not None:  # whatever broke, the next group starts on a fresh connection
+                await run_to_end(conn.close)
+                conn = None
+            if len(group) == 1:
+                group[0].done.set_exception(exc)
+                return conn
+            for p in group:  # one batch's failure stays that batch's
+                try:
+                    p.done.set_result((await store_group(self._db, [(p.agent_id, p.batch)]))[0])
+                except Exception as exc:
+                    p.done.set_exception(exc)
+            return conn
+        for p, r in zip(group, results, strict=True):
+            p.done.set_result(r)
+        return conn
 
     async def answer(self, agent_id: str, batch: pb.ReadingsBatch) -> pb.Ack:
         """``ingest`` as the agent channel answers it: the acknowledgement, given once stored."""
@@ -192,8 +215,9 @@ async def store_decoded(db: Database, agent_id: str, batch: DecodedBatch, *,
 
 
 async def store_group(db: Database, batches: Sequence[tuple[str, DecodedBatch]], *,
-                      now: datetime | None = None) -> list[IngestResult]:
-    """Store batches of one or more agents in one transaction; a result per batch, in order."""
+                      now: datetime | None = None, conn: AsyncConnection | None = None) -> list[IngestResult]:
+    """Store batches of one or more agents in one transaction (on ``conn`` when given, else on
+    a pooled connection); a result per batch, in order."""
     received = now or datetime.now(UTC)
     for agent_id, batch in batches:
         metrics.READINGS_RECEIVED.inc(batch.received)
@@ -203,7 +227,7 @@ async def store_group(db: Database, batches: Sequence[tuple[str, DecodedBatch]],
                         reasons=[r.reason for r in batch.rejected[:5]])
     for attempt in range(3):
         try:
-            results = await _store_once(db, batches, received)
+            results = await _store_once(db, batches, received, conn)
         except Exception as exc:  # a reading or alert raced with a concurrent batch: redo the transaction
             if not _is_unique_violation(exc) or attempt == 2:
                 raise
@@ -227,9 +251,28 @@ def _is_unique_violation(exc: BaseException) -> bool:
     return isinstance(exc, IntegrityError) or getattr(exc, "sqlstate", None) == "23505"
 
 
+@asynccontextmanager
+async def _transaction(db: Database, conn: AsyncConnection | None) -> AsyncIterator[AsyncSession]:
+    """``db.transaction()``, or the same on a connection the caller holds (the session leaves it open)."""
+    if conn is None:
+        async with db.transaction() as s:
+            yield s
+        return
+    s = db.sessions(bind=conn)
+    try:
+        await s.begin()
+        yield s
+        await s.commit()
+    except BaseException:
+        await run_to_end(s.rollback)
+        raise
+    finally:
+        await run_to_end(s.close)
+
+
 async def _store_once(db: Database, batches: Sequence[tuple[str, DecodedBatch]],
-                      received: datetime) -> list[IngestResult]:
-    async with db.transaction() as s:
+                      received: datetime, conn: AsyncConnection | None = None) -> list[IngestResult]:
+    async with _transaction(db, conn) as s:
         keys = {(a, b.batch_id): len(b.readings) for a, b in batches}  # a batch twice in a group: once
         hashes = {(a, b.batch_id): b.content_hash for a, b in batches}
         claimed = await rows.claim_batches(s, [(a, b, n) for (a, b), n in keys.items()], received_at=received,
@@ -258,6 +301,7 @@ async def _store_once(db: Database, batches: Sequence[tuple[str, DecodedBatch]],
         mapped: list[tuple[str, Reading]] = []
         history = []
         counts: dict[tuple[str, str], tuple[int, int]] = {}
+        thresholds: dict[str, SupplyThresholds] = {}  # of the devices whose dealer set them
         for agent_id, batch, new in fresh:
             at_site = devices[agent_id]
             n_mapped = 0
@@ -267,13 +311,14 @@ async def _store_once(db: Database, batches: Sequence[tuple[str, DecodedBatch]],
                 if device_id is not None:
                     mapped.append((device_id, r))
                     n_mapped += 1
+                    if at_site.thresholds is not None:
+                        thresholds[device_id] = at_site.thresholds
             counts[(agent_id, batch.batch_id)] = (len(new), len(new) - n_mapped)
         await rows.insert_readings(s, history)
         ids = sorted({d for d, _ in mapped})
         if ids:
             states = await rows.lock_states(s, ids)
-            changes = apply_batch(mapped, states, await rows.open_alerts_of(s, ids),
-                                  await rows.thresholds_of_devices(s, ids))
+            changes = apply_batch(mapped, states, await rows.open_alerts_of(s, ids), thresholds)
             for device_id, reading_id, current, lower in changes.counters_backwards:
                 log.warning("readings.counter_backwards", device=device_id, reading=reading_id, page_count=current,
                             read=lower, hint="kept in the history; the current page count is not lowered")

@@ -147,31 +147,41 @@ async def known_reading_ids(s: AsyncSession, ids: Sequence[str]) -> set[str]:
 
 @dataclass(frozen=True, slots=True)
 class SiteDevices:
-    """The devices of an agent's site by serial and by ip (the newest seen wins for an ip)."""
+    """The devices of an agent's site by serial and by ip (the newest seen wins for an ip), and
+    the supply thresholds of the site's dealer (None: it set none, the defaults apply)."""
 
     by_serial: Mapping[str, str]
     by_ip: Mapping[str, str]
+    thresholds: SupplyThresholds | None = None
 
 
 async def site_devices(s: AsyncSession, wanted: Mapping[str, tuple[set[str], set[str]]]) -> dict[str, SiteDevices]:
-    """One query: per agent id, the devices of its site with one of the given (serials, ips)."""
+    """One query: per agent id, the devices of its site with one of the given (serials, ips),
+    with the site's dealer's supply thresholds (what ingest needs to map and judge readings)."""
     serials = {x for ser, _ in wanted.values() for x in ser}
     ips = {x for _, ip in wanted.values() for x in ip}
     found: dict[str, tuple[dict[str, str], dict[str, str]]] = {a: ({}, {}) for a in wanted}
+    limits: dict[str, SupplyThresholds] = {}
     if wanted and (serials or ips):
         rows = (await s.execute(
-            select(AgentRow.id, DeviceRow.id, DeviceRow.serial, DeviceRow.ip)
+            select(AgentRow.id, DeviceRow.id, DeviceRow.serial, DeviceRow.ip, SupplyThresholdRow.warning_percent,
+                   SupplyThresholdRow.critical_percent)
             .join(DeviceRow, DeviceRow.site_id == AgentRow.site_id)
+            .join(SiteRow, SiteRow.id == AgentRow.site_id)
+            .join(CustomerRow, CustomerRow.id == SiteRow.customer_id)
+            .outerjoin(SupplyThresholdRow, SupplyThresholdRow.tenant_id == CustomerRow.dealer_id)
             .where(_among(s, AgentRow.id, wanted),
                    or_(_among(s, DeviceRow.serial, serials), _among(s, DeviceRow.ip, ips)))
             .order_by(DeviceRow.last_seen.asc(), DeviceRow.id.desc())
         )).tuples().all()
-        for agent, device_id, serial, ip in rows:  # oldest first: the newest seen wins for an ip
+        for agent, device_id, serial, ip, warning, critical in rows:  # oldest first: the newest seen wins for an ip
             by_serial, by_ip = found[agent]
             if serial and serial not in by_serial:
                 by_serial[serial] = device_id
             by_ip[ip] = device_id
-    return {a: SiteDevices(*maps) for a, maps in found.items()}
+            if warning is not None and critical is not None:
+                limits[agent] = SupplyThresholds(warning, critical)
+    return {a: SiteDevices(*maps, limits.get(a)) for a, maps in found.items()}
 
 
 def reading_row(r: Reading, *, agent_id: str, batch_id: str, device_id: str | None) -> dict[str, Any]:
@@ -290,19 +300,28 @@ _SUPPLY_COLUMNS = ("device_id", "supply_index", "description", "type", "colour",
                    "state", "percent", "taken_at")
 
 
+_SUPPLIES_UNNEST = (  # the new rows as arrays, $12 the devices whose supplies they are
+    "WITH new AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], "  # noqa: S608 (constant names)
+    "$7::int[], $8::int[], $9::text[], $10::float8[], $11::timestamptz[]) AS n(" + ", ".join(_SUPPLY_COLUMNS) + ")), "
+    "gone AS (DELETE FROM device_supplies d WHERE d.device_id = ANY($12::text[]) AND NOT EXISTS (SELECT 1 FROM new "
+    "WHERE new.device_id = d.device_id AND new.supply_index = d.supply_index)) "
+    "INSERT INTO device_supplies (" + ", ".join(_SUPPLY_COLUMNS) + ") SELECT * FROM new "
+    "ON CONFLICT (device_id, supply_index) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _SUPPLY_COLUMNS[2:]))
+
+
 async def replace_supplies(s: AsyncSession, current: Mapping[str, tuple[datetime, Sequence[SupplyLevel]]]) -> None:
-    """The current supplies of these devices become the given ones (one delete, one insert)."""
+    """The current supplies of these devices become the given ones (PostgreSQL: one statement over
+    arrays; SQLite: one delete, one executemany insert)."""
     if not current:
         return
     records = [(device_id, sup.index, sup.description[:1024], sup.type[:64], sup.colour[:64] if sup.colour else None,
                 sup.unit[:64], sup.max_capacity, sup.level, str(sup.state), sup.percent, taken_at)
                for device_id, (taken_at, supplies) in current.items()
                for sup in {x.index: x for x in supplies}.values()]
-    if _dialect(s) == "postgresql":  # one delete and one COPY
-        raw = await _driver(s)
-        await raw.execute("DELETE FROM device_supplies WHERE device_id = ANY($1::text[])", list(current))
-        if records:
-            await raw.copy_records_to_table("device_supplies", records=records, columns=list(_SUPPLY_COLUMNS))
+    if _dialect(s) == "postgresql":  # one statement: upsert the supplies read, delete the ones gone
+        columns = [list(c) for c in zip(*records, strict=True)] or [[] for _ in _SUPPLY_COLUMNS]
+        await (await _driver(s)).execute(_SUPPLIES_UNNEST, *columns, list(current))
         return
     await s.execute(delete(_SUPPLIES).where(_among(s, _SUPPLIES.c.device_id, current)))
     if records:
@@ -376,20 +395,6 @@ async def owners_of(s: AsyncSession, device_ids: Sequence[str]) -> dict[str, tup
         .where(_among(s, DeviceRow.id, device_ids))
     )).tuples().all()
     return {d: (site, customer, dealer) for d, site, customer, dealer in rows}
-
-
-async def thresholds_of_devices(s: AsyncSession, device_ids: Sequence[str]) -> dict[str, SupplyThresholds]:
-    """Each device's dealer's supply thresholds (absent: the defaults), one query."""
-    if not device_ids:
-        return {}
-    rows = (await s.execute(
-        select(DeviceRow.id, SupplyThresholdRow.warning_percent, SupplyThresholdRow.critical_percent)
-        .join(SiteRow, SiteRow.id == DeviceRow.site_id)
-        .join(CustomerRow, CustomerRow.id == SiteRow.customer_id)
-        .join(SupplyThresholdRow, SupplyThresholdRow.tenant_id == CustomerRow.dealer_id)
-        .where(_among(s, DeviceRow.id, device_ids))
-    )).tuples().all()
-    return {d: SupplyThresholds(w, c) for d, w, c in rows}
 
 
 async def count_readings(db: Database, agent_id: str | None = None) -> int:

@@ -12,9 +12,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from agent.channel.enroll import EnrolledIdentity, enroll
 from agent.channel.grpc_client import GrpcChannel
@@ -39,22 +40,41 @@ from tests.fleet.conftest import M130_SERIAL, T0, reading_of
 FIXTURE = Path(__file__).parent / "fixtures" / "v1_batch.json"
 
 
+class _GatedEngine:
+    """The database's engine; ``connect`` waits at the gate first (ingest's writer keeps a
+    connection of its own on PostgreSQL rather than taking a pooled one per transaction)."""
+
+    def __init__(self, engine: AsyncEngine, db: GatedDatabase) -> None:
+        self._engine, self._db = engine, db
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    async def connect(self) -> AsyncConnection:
+        await self._db.wait_at_gate()
+        return await self._engine.connect()
+
+
 class GatedDatabase(Database):
     """The real database; while ``gate`` is closed every transaction waits before it starts (a slow store)."""
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
+        self.engine = _GatedEngine(self.engine, self)  # type: ignore[assignment]
         self.gate = asyncio.Event()
         self.gate.set()
         self.waiting = 0
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    async def wait_at_gate(self) -> None:
         self.waiting += 1
         try:
             await self.gate.wait()
         finally:
             self.waiting -= 1
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        await self.wait_at_gate()
         async with super().transaction() as s:
             yield s
 
