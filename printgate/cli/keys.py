@@ -271,6 +271,22 @@ def end_overlap(
     typer.echo(f"{use}: no longer trusted: {', '.join(ended)}" if ended else f"{use}: no retired key in its overlap")
 
 
+@app.command("prune")
+def prune(config: Path | None = ConfigOpt, data_dir: Path | None = DataDirOpt) -> None:
+    """Forget retired keys whose overlap has ended (relay CA, host key, command-signing, session CA) and
+    delete the private copies kept for them in retired/."""
+    from printgate.errors import ConfigError
+    from printgate.keys import FileKeyStore
+
+    try:
+        gone = FileKeyStore(_data_dir(config, data_dir)).prune()
+    except ConfigError as exc:
+        typer.echo(f"cannot prune: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo("\n".join(f"forgot {r.use} key {r.key_id} (retired {r.validity().split(' .. ')[1]})" for r in gone)
+               or "no retired key past its overlap")
+
+
 def _cert_rows(path: Path, use: str) -> list[tuple[str, str, str, str]]:
     """One row per certificate in a PEM file (id: first 16 hex of its SHA-256 fingerprint)."""
     from cryptography import x509

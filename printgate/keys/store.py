@@ -334,7 +334,8 @@ class FileKeyStore:
                 kept = f"{RETIRED_DIR}/{use}-{old.key_id}.key"
                 write_private(self.key_dir / kept, self.path(use).read_bytes())
             retired = replace(old, current=False, not_after=at + overlap, private_file=kept)
-            others = [r for r in self._manifest() if not (r.use == use and r.key_id in (old.key_id, new.key_id))]
+            others = [self._drop_expired_private(r, at) for r in self._manifest()
+                      if not (r.use == use and r.key_id in (old.key_id, new.key_id))]
             # the list first (both keys trusted), then the key file: a reader never misses the new key
             self._save_manifest([*others, retired, replace(new, current=False, private_file=None)])
             if use == "session-ca":
@@ -345,6 +346,13 @@ class FileKeyStore:
             if use == "session-ca":
                 self.write_session_ca_bundle(at)
             return Rotation(retired, new)
+
+    def _drop_expired_private(self, r: KeyRecord, at: datetime) -> KeyRecord:
+        """A retired key past its overlap needs no private key any more: delete the kept copy."""
+        if r.private_file is None or r.not_after is None or r.not_after >= at:
+            return r
+        (self.key_dir / r.private_file).unlink(missing_ok=True)
+        return replace(r, private_file=None)
 
     def end_overlap(self, use: KeyUse, now: datetime | None = None) -> list[KeyRecord]:
         """Stop trusting the retired keys of ``use`` now (every node and agent follows the new key already)."""

@@ -59,8 +59,12 @@ def test_command_signing_keeps_the_retired_private_key_for_trust_sets(tmp_path: 
     assert [r.key_id for r in ended] == [old.key_id]
     doc, signer = agent_trust_set(store)
     assert signer == rotation.new.key_id and [k.key_id for k in doc.command_keys] == [rotation.new.key_id]
-    assert store.prune(datetime.now(UTC) + timedelta(seconds=1))
+    # the next rotation deletes the private copy of a key past its overlap; prune forgets the key
+    store.rotate("command-signing", overlap=HOUR, now=datetime.now(UTC) + timedelta(seconds=1))
     assert not (store.key_dir / str(rotation.old.private_file)).exists()
+    code, out = _cli("keys", "prune", "--key-dir", str(store.key_dir))
+    assert code == 0 and f"forgot command-signing key {old.key_id}" in out, out
+    assert old.key_id not in [r.key_id for r in store.records()]
 
 
 def test_session_ca_rotation_publishes_a_bundle_of_both_cas(tmp_path: Path) -> None:
