@@ -339,6 +339,6 @@ def list_keys(config: Path | None = ConfigOpt, data_dir: Path | None = DataDirOp
     if not rows:
         typer.echo(f"no keys in {ddir} (the gateway creates them on first start)", err=True)
         raise typer.Exit(2)
-    typer.echo(f"{'KEY ID':<16}  {'USE':<34}  {'VALID (not_before .. not_after)':<58}  FILE")
+    typer.echo(f"{'KEY ID':<16}  {'USE':<36}  {'VALID (not_before .. not_after)':<58}  FILE")
     for kid, use, validity, where in rows:
-        typer.echo(f"{kid:<16}  {use:<34}  {validity:<58}  {where}")
+        typer.echo(f"{kid:<16}  {use:<36}  {validity:<58}  {where}")
