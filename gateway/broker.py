@@ -230,11 +230,11 @@ class DwaBroker(Service):
         try:
             answer = await self._bus.request(owner, "prepare_session", payload, timeout_s=self._node_timeout_s,
                                              agent_id=facts.agent.id)
-        except NodeCommandFailed as exc:  # the owner failed the session and audited why
-            await self._audit_delegated(session, owner, "prepare", "failed", error=exc.message)
-            return SessionRefused(decision, f"The session could not be opened: {exc.message}")
-        except NodeUnavailable as exc:
-            await self._audit_delegated(session, owner, "prepare", "timed_out", error=exc.message)
+        except (NodeCommandFailed, NodeUnavailable) as exc:
+            # a set-up that failed on the owner is failed and audited there; a refusal before it
+            # (not its session, draining) or no answer at all: failed here
+            outcome = "timed_out" if isinstance(exc, NodeUnavailable) else "failed"
+            await self._audit_delegated(session, owner, "prepare", outcome, error=exc.message)
             await self._fail_unanswered(session, facts, owner, exc.message)
             return SessionRefused(decision, f"The session could not be opened: {exc.message}")
         await self._audit_delegated(session, owner, "prepare", "done")
@@ -242,13 +242,13 @@ class DwaBroker(Service):
         return SessionLaunch(session=stored or session, launch_url=str(answer["launch_url"]), decision=decision)
 
     async def _fail_unanswered(self, session: DwaSession, facts: DwaFacts, owner: str, message: str) -> None:
-        """The owner never answered: the session is failed in the store (if the owner sets it up
-        late it finds it failed and tears it down)."""
+        """The owner did not set the session up: failed in the store unless the owner did so (if
+        the owner sets it up late it finds it failed and tears it down)."""
         async with self._db.transaction() as s:
             current = await sessions.load_session(s, session.id)
-            if current is not None and not current.state.is_final:
-                await sessions.save_session(s, current.transition(DwaState.FAILED, at=datetime.now(UTC),
-                                                                  reason=message))
+            if current is None or current.state.is_final:
+                return
+            await sessions.save_session(s, current.transition(DwaState.FAILED, at=datetime.now(UTC), reason=message))
         await self._audit.append(AuditEventIn(
             type=event_types.DWA_SESSION_FAILED, outcome=Outcome.FAILURE, actor=facts.user.email,
             dealer_id=facts.customer.dealer_id, customer_id=facts.customer.id, device_id=facts.device.id,
