@@ -215,3 +215,44 @@ async def test_a_group_of_batches_is_stored_once_each_and_duplicates_in_it_are_a
     assert [(r.duplicate, r.stored) for r in results] == [(False, 1), (True, 0), (False, 1), (True, 0)]
     assert [r.id for r in await readings_for(fleet_db, device_id="dev-m130")] == [seen.id, m130.id]
     assert [r.id for r in await readings_for(fleet_db, device_id="dev-brother")] == [brother.id]
+
+
+async def test_a_writer_drains_its_groups_on_one_connection_and_a_failed_group_hands_it_back(
+    fleet_db: Database, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PostgreSQL: the writer keeps one connection while it drains (not a pooled check-out, with
+    its ping, per group); a group that fails gives it back, the next group takes a fresh one."""
+    import asyncio
+
+    from sqlalchemy import event
+
+    import fleet.ingest
+    from printgate.wire import convert
+
+    if fleet_db.dialect != "postgresql":
+        pytest.skip("the writer keeps a connection on PostgreSQL only")
+    checkouts = 0
+
+    def counted(*_: object) -> None:
+        nonlocal checkouts
+        checkouts += 1
+
+    event.listen(fleet_db.engine.sync_engine.pool, "checkout", counted)
+    real, calls = fleet.ingest.rows.upsert_states, 0
+
+    async def third_fails(s: object, states: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("the third group breaks")
+        await real(s, states)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fleet.ingest.rows, "upsert_states", third_fails)
+    ingest = fleet.ingest.FleetIngest(fleet_db, writers=1, group_readings=1)  # a group per batch
+    batches = [convert.readings_batch("s-c1", f"b-{n}", [reading_of("jetdirect_m130nw", ip="127.0.20.15",
+                                                                    at=T0 + days(n))]) for n in range(6)]
+    got = await asyncio.gather(*(ingest.ingest("a-c1", b) for b in batches), return_exceptions=True)
+    assert ingest.groups == 6
+    assert [type(r).__name__ for r in got] == ["IngestResult"] * 2 + ["RuntimeError"] + ["IngestResult"] * 3
+    assert checkouts == 2  # one for the drain, a fresh one after the failed group (not six)
+    assert await count_readings(fleet_db) == 5
