@@ -47,8 +47,22 @@ def safe_value(value: Any) -> Any:
     return value
 
 
+def _is_safe(value: Any) -> bool:
+    """Every string of ``value`` (keys too) is valid as it is: nothing to rebuild (the common case,
+    checked without copying)."""
+    if isinstance(value, str):
+        return value.isascii() or safe_text(value) is value
+    if isinstance(value, dict):
+        return all((not isinstance(k, str) or _is_safe(k)) and _is_safe(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_is_safe(v) for v in value)
+    return True
+
+
 def safe_event(event: AuditEventIn) -> AuditEventIn:
     """The event with its details, personal values and actor made valid."""
+    if _is_safe(event.details) and _is_safe(event.personal) and (event.actor is None or _is_safe(event.actor)):
+        return event
     details = safe_value(event.details)
     personal = safe_value(event.personal)
     actor = safe_text(event.actor) if event.actor is not None else None

@@ -31,7 +31,7 @@ from gateway.proxy.budgets import SharedTally
 from gateway.proxy.connection_limits import ConnectionLimits
 from gateway.proxy.decision import route_of
 from gateway.proxy.deps import ExtendRequest, ProxyDeps, PublicAddress, SessionTimeout
-from gateway.proxy.fail_closed import fail_closed
+from gateway.proxy.fail_closed import Pipeline, fail_closed
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.routes import RouteChange, RouteTable
 from gateway.proxy.session_urls import SessionUrls
@@ -213,8 +213,9 @@ class DwaProxy(SessionUrls, Service):
         self._limits_addon = next(a for a in pipeline if isinstance(a, SessionLimits))
         self.connections = ConnectionGuard(self.connection_limits, closer, body_cap=self._body_cap,
                                            on_throttle=self._source_throttled)
-        # fail closed: an exception in any addon answers the flow with a refusal, never passes it on
-        master.addons.add(*fail_closed([*pipeline, self.connections], self._audit))
+        # fail closed: an exception in any addon answers the flow with a refusal, never passes it on;
+        # one mitmproxy addon dispatches the whole ordered pipeline (fail_closed.Pipeline)
+        master.addons.add(Pipeline(fail_closed([*pipeline, self.connections], self._audit)))
         # placeholder upstream; RouteUpstream picks the real one. Browser-side TLS is
         # detected from the ClientHello (public_scheme="https"), see the class docstring.
         mode = "reverse:http://127.0.0.1:9"
