@@ -72,7 +72,7 @@ from printgate.wire import convert  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "ingest.json"
 PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-PG_DB = "printgate_bench_ingest"
+PG_DB = os.environ.get("PRINTGATE_BENCH_PG_DB", "printgate_bench_ingest")  # runs side by side: one each
 # The printers of a dealer fleet as the agent reports them: each poll is what the agent's own
 # parser makes of a real recording (counters by the vendor profile, supplies, alerts, status);
 # office colour MFPs weigh most. ``True``: the printer also has the 3 open alerts (and error
