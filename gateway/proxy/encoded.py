@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import itertools
 import math
 import re
@@ -404,18 +405,20 @@ def find_encoded(
             or _whitespace_binary(data, nbytes) or _low_vocabulary(data, nbytes))
 
 
+@functools.lru_cache(maxsize=16)
+def _marks_run(length: int) -> re.Pattern[bytes]:
+    """``length`` member marks and every one after them: a literal prefix, so the regular
+    expression engine searches for it at C speed (about twice as fast as a ``bytes.find`` per
+    run, whose search for a long needle is set up again at every call)."""
+    return re.compile(b"1" * length + b"1*")
+
+
 def _runs_at_least(data: bytes, alpha: _Alphabet, length: int) -> Iterator[tuple[int, int]]:
     """(start, end) of every run of ``alpha`` characters at least ``length`` long, at C speed:
     the body is translated to member/non-member marks once and searched for ``length`` marks
-    in a row (the leftmost match starts the run; its end is the next non-member)."""
-    marks = data.translate(alpha.table)
-    needle = b"1" * length
-    pos = marks.find(needle)
-    while pos >= 0:
-        end = marks.find(b"0", pos + length)
-        end = len(marks) if end < 0 else end
-        yield pos, end
-        pos = marks.find(needle, end)
+    in a row (the leftmost match starts the run and extends to the next non-member)."""
+    for m in _marks_run(length).finditer(data.translate(alpha.table)):
+        yield m.span()
 
 
 TOTAL_MIN_RUN = 64  # shortest run counted towards a body's total (a CSRF token, a hash: 32-64)
@@ -439,15 +442,14 @@ def encoded_total(data: bytes, allowance: int, *, min_run: int = TOTAL_MIN_RUN,
     total = 0
     kinds: Counter[str] = Counter()
     seen: set[bytes] = set()
-    marks = data.translate(_B64_ALPHA.table)
-    needle = b"1" * min_run
-    end = 0
-    while (start := marks.find(needle, end)) >= 0:
-        end = marks.find(b"0", start + min_run)
-        end = len(data) if end < 0 else end
-        if len(set(data[end - 32 : end])) < 12:
+    seen_raw: set[bytes] = set()
+    for m in _marks_run(min_run).finditer(data.translate(_B64_ALPHA.table)):  # _runs_at_least, inlined
+        raw = data[m.start() : m.end()]
+        if raw in seen_raw:
+            continue  # the very same characters again (a table's rows): everything below is decided by them
+        seen_raw.add(raw)
+        if len(set(raw[-32:])) < 12:
             continue  # the run's tail repeats a few characters (xxxx..., ----...): not encoded data
-        raw = data[start:end]
         at = raw.rfind(b"base64,")
         if at >= 0:
             raw = raw[at + 7 :]
