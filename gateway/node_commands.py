@@ -162,7 +162,9 @@ class NodeCommandBus(Service):
     # ---- executing commands for other nodes ------------------------------
     async def poll(self) -> None:
         """Re-read: claim and run pending commands for this node, collect outcomes this node
-        waits for (run on every lease renewal and on every (re)listen)."""
+        waits for (run on every lease renewal and on every (re)listen). One node (SQLite): nothing."""
+        if not self._listen:
+            return
         await self.drain()
         await self._collect(None, None, everything=True)
         with contextlib.suppress(Exception):  # housekeeping only

@@ -110,11 +110,13 @@ async def test_a_lost_result_notification_is_recovered_on_the_next_renewal(pg: s
     async with bus(pg, "node-1", {"echo": echo_handler(seen)}) as one, \
             bus(pg, "node-2", drop_results=True) as two:
         asking = asyncio.create_task(two.request("node-1", "echo", {"n": 1}, timeout_s=20))
-        for _ in range(100):  # node 1 ran it and stored the result
+        for _ in range(600):  # node 1 ran it and stored the result (up to 30 s on a loaded machine)
             async with one._db.session() as s:
                 if (await store.counts(s)).get(store.DONE):
                     break
             await asyncio.sleep(0.05)
+        else:
+            pytest.fail("node 1 did not run the command within 30 s")
         await asyncio.sleep(0.2)
         assert not asking.done()  # the result notification was lost
         await two.poll()  # what every lease renewal runs
