@@ -169,7 +169,7 @@ async def test_a_node_that_does_not_answer_is_a_clear_refusal_within_the_timeout
     text = re.sub(r"\s+", " ", refused.text)
     assert (f"the node holding agent {device.agent_id}&#39;s connection (node-silent) did not answer within "
             f"{TIMEOUT_S:g} s") in text, text[-3000:]
-    assert TIMEOUT_S <= took < TIMEOUT_S + 3, took
+    assert TIMEOUT_S <= took < TIMEOUT_S + 8, took  # the refusal page follows at once (a loaded machine: seconds)
     assert one.cloud.broker.live_count == 0
     records = await stored_records(one.cloud.db)
     timed_out = [r for r in records if r.type == event_types.GATEWAY_NODE_COMMAND_TIMED_OUT]

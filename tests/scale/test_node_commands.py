@@ -156,7 +156,7 @@ async def test_a_node_that_does_not_answer_is_a_clear_refusal_within_the_timeout
         with pytest.raises(NodeUnavailable) as refused:
             await two.request("node-1", "prepare_session", {}, timeout_s=0.5, agent_id="a1")
         took = asyncio.get_running_loop().time() - started
-        assert 0.5 <= took < 1.5, took
+        assert 0.5 <= took < 4, took  # the timeout, then expiring the row and the audit record
         assert "the node holding agent a1's connection (node-1) did not answer within 0.5 s" in refused.value.message
         record = audit.of(event_types.GATEWAY_NODE_COMMAND_TIMED_OUT)[0]
         assert record.details["node"] == "node-2" and record.details["target_node"] == "node-1"
