@@ -380,6 +380,8 @@ class Cloud(Service):
         balancer), live sessions get ``drain_grace_seconds`` to end before they are ended; audited."""
         gw = self.settings.gateway
         await self.broker.start_draining(gw.drain_grace_seconds)
+        if gw.drain_grace_seconds <= 0:  # no grace (one node, the demo): end the sessions while their
+            await self.broker.finish_draining()  # agents still hear the close commands
         reason = (f"gateway node {self.broker.node_id} is draining for maintenance: reconnect, the load "
                   "balancer sends this agent to another node")
         agents = sorted(self.hub.online_agents())
@@ -390,7 +392,8 @@ class Cloud(Service):
             await self.channel.aclose()  # its connections end: the agents reach another node
         except Exception as exc:  # the drain goes on: sessions still end gracefully
             log.warning("node.channel_stop_failed", error=str(exc))
-        await self.broker.finish_draining()
+        if gw.drain_grace_seconds > 0:
+            await self.broker.finish_draining()
 
     @property
     def portal_url(self) -> str:

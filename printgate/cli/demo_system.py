@@ -132,7 +132,8 @@ class DemoSystem(Service):
             gateway=GatewaySettings(relay_port=relay_port, proxy_port=proxy_port,
                                     grpc_port=grpc_port, enrol_port=enrol_port,
                                     data_dir=self.base_dir / "gateway",
-                                    **self._gateway_overrides),
+                                    # one node on one machine: a stop ends its sessions at once (no drain grace)
+                                    **{"drain_grace_seconds": 0.0, **self._gateway_overrides}),
             # the lab's webhook receivers listen on loopback (a real server refuses such addresses)
             integrations=IntegrationSettings(allow_private_endpoints=True, poll_seconds=0.2),
             security_alerts=SecurityAlertSettings(allow_private_webhooks=True),
