@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -61,6 +62,14 @@ class HasClock(Protocol):
     def clock(self) -> Clock: ...
 
 
+@functools.cache
+def password_hash() -> str:
+    """The argon2id hash of ``PASSWORD``, made once per process: every test user has that password,
+    and one hash costs 0.1 s on an idle machine, seconds on a loaded one (signing in still verifies
+    it for real)."""
+    return hash_password(PASSWORD)
+
+
 async def create_user(db: Database, *roles: Role, dealer: str | None = "d1",
                       customer: str | None = None, totp: bool = True) -> tuple[User, str | None]:
     """A user with ``PASSWORD`` and (``totp``) a TOTP secret; (user, secret)."""
@@ -68,8 +77,9 @@ async def create_user(db: Database, *roles: Role, dealer: str | None = "d1",
     user = User(UserId(f"u-{uid}"), f"{uid}@example.org", f"User {uid}", frozenset(roles),
                 DealerId(dealer) if dealer else None, CustomerId(customer) if customer else None)
     secret = base64.b32encode(secrets.token_bytes(20)).decode().rstrip("=") if totp else None
+    hashed = await asyncio.to_thread(password_hash)
     async with db.transaction() as s:
-        await add_user(s, user, password_hash=hash_password(PASSWORD), totp_secret=secret)
+        await add_user(s, user, password_hash=hashed, totp_secret=secret)
     return user, secret
 
 
