@@ -81,6 +81,7 @@ class NodeCommandBus(Service):
         self._drain_lock = asyncio.Lock()
         self.executed: list[str] = []  # ids of commands this bus ran (bounded; tests and metrics)
         self.notifications = 0  # notifications received (tests)
+        self.listens = 0  # times this node started listening (a lost connection: one more)
 
     def handle(self, kind: str, handler: Handler) -> None:
         self._handlers[kind] = handler
@@ -94,12 +95,12 @@ class NodeCommandBus(Service):
     async def start(self) -> None:
         if not self._listen:
             return
-        loops = {"node-commands-listen": self._listen_loop, "node-commands-drain": self._drain_loop}
-        for name, loop in loops.items():
-            if self._supervisor is not None:
-                self._supervisor.add(name, loop)
-            else:
-                self._tasks.append(asyncio.create_task(loop(), name=name))
+        if self._supervisor is not None:  # restarted with back-off when it fails, health in /readyz
+            self._supervisor.add("node-commands-listen", self._listen_loop)
+            self._supervisor.add("node-commands-drain", self._drain_loop)
+        else:
+            self._tasks.append(asyncio.create_task(self._listen_again(), name="node-commands-listen"))
+            self._tasks.append(asyncio.create_task(self._drain_loop(), name="node-commands-drain"))
         async with asyncio.timeout(15):
             await self._listening.wait()
 
@@ -116,6 +117,19 @@ class NodeCommandBus(Service):
                 waiter.set_exception(NodeUnavailable(f"gateway node {self.node_id} is stopping"))
         self._waiters.clear()
 
+    async def _listen_again(self) -> None:
+        """Without a supervisor: listen, and after a lost connection listen again (back-off)."""
+        delay = 0.2
+        while True:
+            try:
+                await self._listen_loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("node.commands.listen_lost", node=self.node_id, error=str(exc), retry_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     async def _listen_loop(self) -> None:
         """One dedicated connection LISTENing on this node's channel; on (re)listen, a re-read of
         the commands and results that may have been notified while nobody listened."""
@@ -129,6 +143,7 @@ class NodeCommandBus(Service):
             await conn.add_listener(store.channel_of(self.node_id), self._notified)
             log.info("node.commands.listening", node=self.node_id, channel=store.channel_of(self.node_id))
             self._listening.set()
+            self.listens += 1
             await self.poll()  # anything sent while this node was not listening
             while not lost.is_set():  # a broken connection ends the wait; the supervisor reconnects
                 with contextlib.suppress(TimeoutError):

@@ -105,6 +105,26 @@ async def test_a_lost_command_notification_is_recovered_when_the_node_listens_ag
 
 
 @pytest.mark.postgres
+async def test_a_command_sent_while_the_listen_connection_is_lost_runs_after_it_listens_again(pg: str) -> None:
+    seen: list[tuple[dict[str, Any], str | None]] = []
+    async with bus(pg, "node-1", {"echo": echo_handler(seen)}) as one, bus(pg, "node-2") as two:
+        async with one._db.session() as s:  # the server ends node 1's LISTEN connection
+            ended = (await s.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query LIKE :listen"),
+                {"listen": f"LISTEN %{store.channel_of('node-1')}%"})).scalars().all()
+        assert ended, "no LISTEN connection found"
+        result = await two.request("node-1", "echo", {"n": 3}, timeout_s=20)
+        assert result == {"echo": {"n": 3}, "agent": None}
+        for _ in range(100):
+            if one.listens >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert one.listens >= 2  # it listened again (and re-read what it may have missed)
+    assert seen == [({"n": 3}, None)]
+
+
+@pytest.mark.postgres
 async def test_a_lost_result_notification_is_recovered_on_the_next_renewal(pg: str) -> None:
     seen: list[tuple[dict[str, Any], str | None]] = []
     async with bus(pg, "node-1", {"echo": echo_handler(seen)}) as one, \
