@@ -38,3 +38,22 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 async def db(database_url: str) -> AsyncIterator[Database]:
     async with migrated(database_url) as database:
         yield database
+
+
+# Folders whose tests share one session-scoped system (the e2e demo system, the portal's seeded
+# portal) and expect the earlier tests' traces in it: under pytest-xdist (scripts/test.sh,
+# --dist loadgroup) each runs whole on one worker, in order. Every other test file is a group of
+# its own, so module-scoped fixtures are built once, not once per worker.
+WHOLE_FOLDER_GROUPS = ("e2e", "portal")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests = Path(__file__).parent
+    for item in items:
+        try:
+            rel = item.path.relative_to(tests)
+        except ValueError:
+            continue
+        group = rel.parts[0] if len(rel.parts) > 1 and rel.parts[0] in WHOLE_FOLDER_GROUPS else rel.as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
