@@ -275,6 +275,8 @@ async def _store_once(db: Database, batches: Sequence[tuple[str, DecodedBatch]],
     async with _transaction(db, conn) as s:
         keys = {(a, b.batch_id): len(b.readings) for a, b in batches}  # a batch twice in a group: once
         hashes = {(a, b.batch_id): b.content_hash for a, b in batches}
+        # first (it begins the transaction): the reading ids stored before, of all these batches
+        known = await rows.known_reading_ids(s, list({r.id for _, b in batches for r in b.readings}))
         claimed = await rows.claim_batches(s, [(a, b, n) for (a, b), n in keys.items()], received_at=received,
                                            hashes=hashes)
         recorded = await rows.batch_hashes(s, [k for k in keys if k not in claimed])
@@ -286,7 +288,6 @@ async def _store_once(db: Database, batches: Sequence[tuple[str, DecodedBatch]],
             if key in claimed and key not in mine:
                 mine.add(key)
                 live.append((agent_id, batch))
-        known = await rows.known_reading_ids(s, [r.id for _, b in live for r in b.readings])
         fresh: list[tuple[str, DecodedBatch, list[Reading]]] = []
         for agent_id, batch in live:
             new = [r for r in batch.readings if r.id not in known]  # re-sent in a new batch: stored once
