@@ -11,6 +11,7 @@ A set older than the one kept is refused (no rolling back to a retired key).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -74,8 +75,14 @@ class AgentTrust:
                                   "command")
         if self._path is not None:
             tmp = self._path.with_name(f".{self._path.name}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, self._path)
+            try:
+                tmp.write_bytes(data)
+                os.replace(tmp, self._path)
+            except OSError as exc:  # a full disk: trusted in memory; the gateway sends it on every connect
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                log.error("agent.trust_set.not_saved", path=str(self._path), error=str(exc),
+                          hint="the set is used until the agent restarts; free space in the data directory")
         changed = self.doc is None or self.doc.command_keys != doc.command_keys \
             or self.doc.relay_host_keys != doc.relay_host_keys
         self.doc = doc

@@ -142,3 +142,19 @@ async def test_an_unreadable_key_directory_keeps_the_hub_signing_with_the_keys_i
     (store.key_dir / "keys.json").write_text("{half a file")  # a copy in progress, a broken mount
     assert not hub.refresh_keys(force=True)
     assert hub.sign(AGENT, pb.Ping(nonce="after"), ttl_s=60).key_id == before
+
+
+async def test_a_trust_set_that_cannot_be_saved_is_still_used(tmp_path: Path) -> None:
+    store = _keys(tmp_path)
+    hub = AgentHub(keys=store)
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the data directory should be: every write fails, as on a full disk")
+    trust = AgentTrust(hub.verify_key_raw, store.current("relay-host-key").fingerprint, path=blocked / TRUST_FILE)
+    guard = CommandGuard(AGENT, hub.verify_key_raw, trust=trust)
+    stream = await hub.open_stream(AGENT, "serial-1")
+    rotation = store.rotate("command-signing", overlap=HOUR)
+    assert hub.refresh_keys(force=True)
+    for envelope in _drain(stream.queue):
+        guard.check(envelope, channel="grpc")
+    assert guard.check(hub.sign(AGENT, pb.Ping(nonce="new key"), ttl_s=60), channel="grpc").kind == "ping"
+    assert rotation.new.key_id in guard.trust.command_key_ids()
