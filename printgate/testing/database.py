@@ -31,6 +31,8 @@ from printgate.store.db import Database, migrate, migrate_sync, sqlite_options
 
 PG_SERVER = "postgresql+asyncpg://postgres@127.0.0.1:5432"
 PG_TEST_PREFIX = "pgtest_"
+PG_TEMPLATE_PREFIX = "pgtmpl_"
+SQLITE_TEMPLATE_PREFIX = "printgate-template-"
 
 
 def psql(sql: str) -> None:
@@ -86,12 +88,37 @@ def _pg_name(url: str) -> str | None:
     return name if name.isidentifier() else None
 
 
+def _dead(pid: str) -> bool:
+    return pid.isdigit() and not Path(f"/proc/{pid}").exists()
+
+
+def _sweep_dead_sqlite_templates() -> None:
+    """Remove the SQLite templates of test processes that ended without their exit handlers (a
+    pytest-xdist worker, a killed run)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{SQLITE_TEMPLATE_PREFIX}*"):
+        if _dead(folder.name[len(SQLITE_TEMPLATE_PREFIX):].split("-", 1)[0]):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _sweep_dead_pg_templates() -> None:
+    """Drop the template databases of test processes that ended without their exit handlers (the
+    server is on this machine, so the process id in the name can be checked)."""
+    listed = subprocess.run(
+        ["psql", "-X", "-A", "-t", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c",
+         "SELECT datname FROM pg_database WHERE datname LIKE 'pgtmpl%'"],
+        check=True, capture_output=True, text=True, timeout=30).stdout.split()
+    for name in listed:
+        if name.startswith(PG_TEMPLATE_PREFIX) and _dead(name[len(PG_TEMPLATE_PREFIX):].split("_", 1)[0]):
+            drop_pg_database(f"{PG_SERVER}/{name}")
+
+
 def _sqlite_template_file() -> Path:
     """This process's migrated SQLite template (built on first use, WAL folded into the file)."""
     global _sqlite_template
     with _template_lock:
         if _sqlite_template is None:
-            folder = Path(tempfile.mkdtemp(prefix="printgate-template-"))
+            _sweep_dead_sqlite_templates()
+            folder = Path(tempfile.mkdtemp(prefix=f"{SQLITE_TEMPLATE_PREFIX}{os.getpid()}-"))
             atexit.register(shutil.rmtree, folder, True)
             path = folder / "template.db"
             migrate_sync(sqlite_url(path))
@@ -106,7 +133,8 @@ def _pg_template_name() -> str:
     global _pg_template
     with _template_lock:
         if _pg_template is None:
-            name = f"pgtmpl_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+            _sweep_dead_pg_templates()
+            name = f"{PG_TEMPLATE_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:8]}"
             psql(f"CREATE DATABASE {name}")
             atexit.register(drop_pg_database, f"{PG_SERVER}/{name}")
             migrate_sync(f"{PG_SERVER}/{name}")
