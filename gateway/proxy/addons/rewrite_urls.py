@@ -74,11 +74,15 @@ class RewriteUrls:
         if resp is None or route is None or is_generated(flow):
             return
         rw = self.rewriter(route)
+        # one pass over the header names instead of a scan per header that may carry an address
+        present = {name.lower() for name, _value in resp.headers.fields}
         for name in URL_HEADERS_TO_BROWSER:
+            if name.encode() not in present:
+                continue
             values = resp.headers.get_all(name)
             if values:
                 resp.headers.set_all(name, [rw.to_browser(v) for v in values])
-        cookies = resp.headers.get_all("set-cookie")
+        cookies = resp.headers.get_all("set-cookie") if b"set-cookie" in present else []
         if cookies:
             reserved = frozenset({cookie_name("http"), cookie_name("https")})
             kept = [c for c in (rw.set_cookie_to_browser(v, reserved_names=reserved) for v in cookies) if c]
