@@ -90,7 +90,7 @@ async def _driver(s: AsyncSession) -> Any:
     set-based statements over arrays (``unnest``), which SQLAlchemy's executemany would send
     row by row with per-row parameter processing."""
     conn = await s.connection()
-    raw = (await conn.get_raw_connection()).driver_connection
+    raw: Any = (await conn.get_raw_connection()).driver_connection
     if not raw.is_in_transaction():  # SQLAlchemy begins on its first statement: never autocommit ours
         await s.execute(select(1))
     return raw
@@ -222,11 +222,24 @@ class DeviceState:
     error_state: list[str] | None = None
 
 
+def _json_list(v: Any) -> list[str]:
+    """A JSON list column read on asyncpg's connection (text, or already decoded)."""
+    if v is None:
+        return []
+    return list(json.loads(v) if isinstance(v, str | bytes) else v)
+
+
 async def lock_states(s: AsyncSession, device_ids: Sequence[str]) -> dict[str, DeviceState]:
     """The stored states of these devices, locked until the transaction ends (PostgreSQL), so a
     concurrent batch for the same device waits instead of losing an update."""
     if not device_ids:
         return {}
+    if _dialect(s) == "postgresql":  # asyncpg's connection: no per-row result processing
+        rows = await (await _driver(s)).fetch(
+            "SELECT device_id, last_reading_at, counters_at, supplies_at, alerts_at, page_count, printer_status, "
+            "device_status, error_state FROM device_states WHERE device_id = ANY($1::text[]) FOR UPDATE",
+            list(device_ids))
+        return {r[0]: DeviceState(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], _json_list(r[8])) for r in rows}
     t = _STATES.c
     q = select(t.device_id, t.last_reading_at, t.counters_at, t.supplies_at, t.alerts_at, t.page_count,
                t.printer_status, t.device_status, t.error_state).where(_among(s, t.device_id, device_ids))
@@ -345,6 +358,13 @@ class TrackedAlert:
 async def open_alerts_of(s: AsyncSession, device_ids: Sequence[str]) -> list[TrackedAlert]:
     if not device_ids:
         return []
+    if _dialect(s) == "postgresql":
+        found = await (await _driver(s)).fetch(
+            'SELECT device_id, alert_key, alert_index, severity, "group", code, description, training_level, '
+            "raised_at, last_seen_at, id FROM device_alerts WHERE device_id = ANY($1::text[]) AND cleared_at IS NULL",
+            list(device_ids))
+        return [TrackedAlert(r[0], r[1], PrinterAlert(r[2], r[3], r[4], r[5], r[6], r[7]), r[8], r[9], None, r[10])
+                for r in found]
     t = _ALERTS.c
     rows = (await s.execute(select(
         t.device_id, t.alert_key, t.alert_index, t.severity, t.group, t.code, t.description, t.training_level,
