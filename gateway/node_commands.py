@@ -250,6 +250,11 @@ class NodeCommandBus(Service):
                 await store.enqueue(s, [command], now)
             async with asyncio.timeout(timeout_s):
                 outcome = await waiter
+        except asyncio.CancelledError:  # the asker went away (a browser gave up): do not run it later
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2), self._db.transaction() as s:
+                    await store.expire(s, [command.id], self._clock())
+            raise
         except TimeoutError:
             async with self._db.transaction() as s:
                 await store.expire(s, [command.id], self._clock())

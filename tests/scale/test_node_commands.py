@@ -190,6 +190,22 @@ async def test_a_node_that_does_not_answer_is_a_clear_refusal_within_the_timeout
 
 
 @pytest.mark.postgres
+async def test_a_request_given_up_by_its_asker_never_runs_later(pg: str) -> None:
+    async with bus(pg, "node-2") as two:
+        asking = asyncio.create_task(two.request("node-1", "echo", {}, timeout_s=30))
+        for _ in range(100):  # the row is written
+            async with two._db.session() as s:
+                if (await store.counts(s)).get(store.PENDING):
+                    break
+            await asyncio.sleep(0.05)
+        asking.cancel()  # e.g. the browser's request ended
+        with pytest.raises(asyncio.CancelledError):
+            await asking
+        async with two._db.session() as s:
+            assert await store.counts(s) == {store.EXPIRED: 1}
+
+
+@pytest.mark.postgres
 async def test_a_fan_out_over_three_nodes_one_notification_per_node(pg: str) -> None:
     agents = [f"a{i:02d}" for i in range(30)]
     tenancy = Tenancy().chain(dealer="d1", customer="c1", site="s1", agent=agents[0])
