@@ -363,7 +363,17 @@ async def test_rolling_restart_keeps_other_nodes_sessions_and_drains_its_own(sca
         assert loads.failed == 0 and loads.ok >= 3
 
     own = order[-1]  # B's node drains: B's session ends after the grace, B goes to another node
-    took = await _sigterm(scale, own)
+    assert own.proc is not None
+    began = time.monotonic()
+    own.proc.send_signal(signal.SIGTERM)
+    async with httpx.AsyncClient(timeout=2) as client:
+        async def not_ready() -> bool:  # HAProxy takes it out of the portal backend
+            answer = await client.get(f"{scale.cluster.portal_of(own)}/readyz")
+            return answer.status_code == 503 and "draining" in answer.json()["checks"].get("node", "")
+        await until(f"{own.node_id} says not ready while it drains", not_ready, 2)
+    code = await asyncio.to_thread(own.proc.wait, 60)
+    assert code == 0, own.tail()
+    took = time.monotonic() - began
     state, reason = await _session_state(scale.db, b.session_id)
     assert state is DwaState.CLOSED and reason == DRAIN_REASON
     assert took >= 1.5, took  # the 2 s grace was given to the live session
