@@ -261,6 +261,8 @@ async def sustained_run(db: Database, args: argparse.Namespace) -> dict[str, Any
     agents.start()
     loop = asyncio.get_running_loop()
     ingest = FleetIngest(db, max_in_flight=args.concurrency)
+    agent, raw, _, _ = await loop.run_in_executor(None, feed.get)  # the agents are up: the clock starts
+    await ingest.answer(agent, pb.ReadingsBatch.FromString(raw))
     deadline = time.monotonic() + args.minutes * 60
     batches = polls = values = stored = 0
     samples: list[tuple[float, int]] = []
