@@ -384,14 +384,31 @@ async def fleet_counts_and_page(
     s: AsyncSession, scope: TenantScope, *, warning_percent: float, where: FleetFilter = FleetFilter(),
     sort: str = "attention", offset: int = 0, limit: int = 50,
 ) -> tuple[FleetCounts, FleetPage]:
-    """The counts of the whole scope (one aggregate) and one page matching ``where``."""
+    """The counts of the whole scope and one page matching ``where``.
+
+    Without a text or customer filter: one pass over the scope's devices, the counts as window
+    aggregates over every row and the devices with the problem asked for sorted first, so the
+    page is the first ``limit`` after ``offset`` of them (rows of a short last page that do not
+    match are dropped here). With one: the counts (one aggregate) and the page starting from
+    what matches (few rows)."""
     _check(where, sort)
-    counts = await fleet_counts(s, scope, warning_percent=warning_percent)
-    known = None  # the page's total when the counts already hold it
-    if not (where.text.strip() or where.customer_id):
-        known = counts.devices if where.problem is None else int(getattr(counts, where.problem))
-    return counts, await fleet_page(s, scope, warning_percent=warning_percent, where=where, sort=sort,
-                                    offset=offset, limit=limit, total=known)
+    if where.text.strip() or where.customer_id:
+        counts = await fleet_counts(s, scope, warning_percent=warning_percent)
+        return counts, await fleet_page(s, scope, warning_percent=warning_percent, where=where, sort=sort,
+                                        offset=offset, limit=limit)
+    o = _overview_query(scope, warning_percent, FleetFilter())
+    f = _flags(o)
+    match = literal(1) if where.problem is None else case((f[where.problem], 1), else_=0)
+    over = [func.count().over(), *(func.sum(case((f[k], 1), else_=0)).over() for k in PROBLEMS)]
+    conn = await s.connection()
+    order = _order(o, f, sort, conn.dialect.name)
+    q = (select(o.c.id, match, *over).select_from(o)
+         .order_by(*((match.desc(), *order) if where.problem else order)).offset(offset).limit(limit))
+    rows = (await conn.execute(q)).all()
+    counts = FleetCounts(*(int(v or 0) for v in rows[0][2:])) if rows else await fleet_counts(
+        s, scope, warning_percent=warning_percent)
+    total = counts.devices if where.problem is None else int(getattr(counts, where.problem))
+    return counts, await _page_of(s, scope, [r[0] for r in rows if r[1]], total, offset, limit)
 
 
 async def fleet_page(
