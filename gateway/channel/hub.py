@@ -76,6 +76,7 @@ class AgentHub:
         self._signers: dict[str, Ed25519PrivateKey] = {}  # key id -> private key (current, retired in overlap)
         self._trust_signer = ""
         self._trust_json = b""
+        self._host_fingerprints: frozenset[str] = frozenset()  # relay host keys of the last trust set
         self._key: Ed25519PrivateKey = signing_key if signing_key is not None else self._load_keys()
         self._streams: dict[str, CommandStream] = {}
         self._mqtt_online: set[str] = set()
@@ -114,6 +115,7 @@ class AgentHub:
         self._signers = signers
         self._trust_signer = signer if signer in signers else current.key_id
         self._trust_json = doc.encode()
+        self._host_fingerprints = frozenset(h.fingerprint for h in doc.relay_host_keys)
         self._key = signers[current.key_id]
         return self._key
 
@@ -288,9 +290,10 @@ class AgentHub:
     def sign(self, agent_id: str, command_payload: Any, *, ttl_s: int) -> pb.SignedCommand:
         if not 0 < ttl_s <= MAX_TTL_S:
             raise ValueError(f"command ttl must be 1..{MAX_TTL_S} s, got {ttl_s}")
-        # every command (a few stat calls): after a rotation the trust set goes out before this command
-        # (signed by the new key, naming the relay host key the broker just put into it)
-        self.refresh_keys(force=True)
+        # at most once a second (a few stat calls), and at once when the command names a relay host key
+        # the last trust set did not: after a host key rotation the set goes out before this command
+        fingerprint = getattr(command_payload, "relay_host_key_fingerprint", "")
+        self.refresh_keys(force=bool(fingerprint) and fingerprint not in self._host_fingerprints)
         now_ms = int(self._clock() * 1000)
         command = build_command(
             command_payload, command_id=uuid.uuid4().hex, agent_id=agent_id,

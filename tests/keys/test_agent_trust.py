@@ -158,3 +158,18 @@ async def test_a_trust_set_that_cannot_be_saved_is_still_used(tmp_path: Path) ->
         guard.check(envelope, channel="grpc")
     assert guard.check(hub.sign(AGENT, pb.Ping(nonce="new key"), ttl_s=60), channel="grpc").kind == "ping"
     assert rotation.new.key_id in guard.trust.command_key_ids()
+
+
+async def test_a_command_naming_a_new_relay_host_key_is_preceded_by_the_set_trusting_it(tmp_path: Path) -> None:
+    store = _keys(tmp_path)
+    hub = AgentHub(keys=store)
+    stream = await hub.open_stream(AGENT, "serial-1")  # (the hub just looked at the key directory)
+    _drain(stream.queue)
+    rotation = store.rotate("relay-host-key", overlap=HOUR)  # the relay serves the new key at once
+    hub.sign(AGENT, pb.Ping(nonce="no host key named"), ttl_s=60)
+    assert _drain(stream.queue) == []  # within the second: no look at the key directory for this one
+    hub.sign(AGENT, pb.OpenTunnel(session_id="s1", relay_host_key_fingerprint=rotation.new.fingerprint), ttl_s=60)
+    sent = _drain(stream.queue)
+    assert len(sent) == 1
+    doc = parse_trust_set(pb.Command.FromString(sent[0].command).trust_set.set_json)
+    assert rotation.new.fingerprint in doc.host_fingerprints(int(time.time() * 1000))
