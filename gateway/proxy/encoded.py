@@ -393,7 +393,7 @@ def find_encoded(
     if qp is not None:
         return qp
     hit = _uuencoded(data, threshold)
-    if hit is None and b"\\n" in data:  # inside a JSON or script string: line breaks escaped
+    if hit is None and b"\\" in data and b"\\n" in data:  # in a JSON or script string: line breaks escaped
         hit = _uuencoded_escaped(data, threshold)
     if hit is not None:
         return hit
@@ -648,6 +648,27 @@ def _byte_run(values: list[int]) -> int:
     return carried
 
 
+def has_at_least(data: bytes, needles: tuple[bytes, ...], count: int) -> bool:
+    """``sum(data.count(n) for n in needles) >= count``, found with at most ``count`` searches that
+    stop once enough are seen: a needle whose first or last byte the body lacks is absent (two
+    one-byte searches, memchr speed: ~1 us per 100 KB, where ``bytes.count`` or ``find`` of a
+    two-byte needle reads every byte at ~100 us). Occurrences are counted as ``bytes.count``
+    does (not overlapping)."""
+    if count <= 0:
+        return True
+    found = 0
+    for needle in needles:
+        if len(needle) > 1 and (needle[:1] not in data or needle[-1:] not in data):
+            continue  # a one-byte search is a memchr; a longer needle's search reads every byte
+        pos = data.find(needle)
+        while pos >= 0:
+            found += 1
+            if found >= count:
+                return True
+            pos = data.find(needle, pos + len(needle))
+    return False
+
+
 def number_list_bytes(data: bytes, cap: int = 1 << 30) -> int:
     """Bytes written as decimal numbers, summed over the body however it is cut up (issue 21 F1,
     second round): comma/semicolon lists (``String.fromCharCode(80,75,3,...)`` in chunks, JSON
@@ -655,14 +676,14 @@ def number_list_bytes(data: bytes, cap: int = 1 << 30) -> int:
     (``&#x50;&#x4b;``, ``&#80;``), each in runs of ``MIN_BYTE_LIST`` or more; at most about
     ``cap``. Cheap on ordinary text: a C-speed translate and a few counts."""
     total = 0
-    if data.count(b",") + data.count(b";") >= MIN_BYTE_LIST:
+    if has_at_least(data, (b",", b";"), MIN_BYTE_LIST):
         for start, end in _runs_at_least(data, _LIST_ALPHA, 2 * MIN_BYTE_LIST):
             if data.count(b",", start, end) + data.count(b";", start, end) < MIN_BYTE_LIST - 1:
                 continue  # indentation, a long number: not a list
             total += _byte_run([int(n) for n in _DECIMAL.findall(data, start, end)])
             if total >= cap:
                 return total
-    if data.count(b"--") >= MIN_BYTE_LIST:
+    if has_at_least(data, (b"--",), MIN_BYTE_LIST):
         values: list[int] = []
         last = -1
         for m in _CSS_NUMBER_PROP.finditer(data):
@@ -680,7 +701,7 @@ def number_list_bytes(data: bytes, cap: int = 1 << 30) -> int:
                 if total >= cap:
                     return total
         total += _byte_run(values)
-    if data.count(b"&#") >= MIN_BYTE_LIST:
+    if has_at_least(data, (b"&#",), MIN_BYTE_LIST):
         values = []
         last = -1
         for m in _CHAR_REF.finditer(data):
@@ -713,7 +734,7 @@ def low_entropy_forms(data: bytes, allowance: int) -> EncodedHit | None:
             bits += ones + zeros
             if bits >= allowance:
                 return EncodedHit("binary_digits", bits)
-    if data.count(b"0x") + data.count(b"0X") >= allowance // 8:
+    if has_at_least(data, (b"0x", b"0X"), allowance // 8):
         listed = sum(m.end() - m.start() for m in _HEX_LIST.finditer(data))
         if listed >= allowance:
             return EncodedHit("hex_list", listed)

@@ -41,6 +41,7 @@ from gateway.proxy.encoded import (
     _runs_at_least,
     _wordlike,
     encoded_total,
+    has_at_least,
 )
 from gateway.proxy.fail_closed import Pipeline
 from gateway.proxy.limits import ProxyLimits
@@ -162,6 +163,15 @@ def test_the_total_with_repeats_skipped_is_the_plain_total(allowance):
             assert encoded_total(page, allowance, min_run=min_run) == expected
             refused += expected is not None
     assert refused > 20  # the corpus does reach the allowances (the comparison is not vacuous)
+
+
+@pytest.mark.parametrize("needles", [(b",", b";"), (b"--",), (b"&#",), (b"0x", b"0X")])
+def test_the_early_stopping_count_agrees_with_bytes_count(needles):
+    rnd = random.Random(21)
+    pages = [bytes(rnd.choice(b"-,;&#0xX a") for _ in range(rnd.randint(0, 300))) for _ in range(1500)]
+    for page in [*pages, *ADVERSARIAL, *_mixtures(15)]:
+        for count in (0, 1, 2, 5, 32, 64, 512):
+            assert has_at_least(page, needles, count) == (sum(page.count(n) for n in needles) >= count)
 
 
 def test_a_table_of_long_numbers_is_not_an_encoded_file_and_is_cheap_to_judge():
