@@ -97,10 +97,8 @@ def _pg_triggers() -> None:
         for event, ref in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
             op.execute(f"CREATE TRIGGER {table}_summary_{event.lower()} AFTER {event} ON {table} "
                        f"REFERENCING {ref} TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION {table}_summary()")
-    # an UPDATE that moves a row to another device: the old device's summary too
-    for table in ("device_alerts", "device_supplies"):
-        op.execute(f"CREATE TRIGGER {table}_summary_moved AFTER UPDATE ON {table} "
-                   f"REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION {table}_summary()")
+    # no trigger for an UPDATE that moves a row to another device: nothing does (merging duplicate
+    # devices happened in 0010, before); it would run the summary twice for every ingest update
     bind = op.get_bind()
     try:
         with bind.begin_nested():
