@@ -325,6 +325,9 @@ async def main(seconds: int, rounds: int, workers: int, browse_seconds: int) -> 
         print("sessions_100", json.dumps(many), flush=True)
         quiet_browse = await browse(proxy.port, pairs, browse_seconds)
         quiet_browse["target_note"] = TARGET_NOTE
+        # the reference: the same 100 people through plain mitmdump (no sessions: Host and cookie ignored)
+        quiet_browse["mitmdump_reverse"] = await browse(mitm_port, [(f"h{i}", "c=1") for i in range(100)],
+                                                        browse_seconds)
         results["browse_100"] = quiet_browse
         print("browse_100", json.dumps(quiet_browse), flush=True)
 
