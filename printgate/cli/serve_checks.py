@@ -124,23 +124,27 @@ def listening_ports(settings: Settings) -> list[tuple[str, str, int]]:
     gw, portal = settings.gateway, settings.portal
     return [
         ("[portal] port", portal.host, portal.port),
-        ("[gateway] relay_port", "0.0.0.0", gw.relay_port),  # the relay listens on every address
+        ("[gateway] relay_port", gw.relay_host, gw.relay_port),  # where the relay binds (nodes on one host: own addresses)
         ("[gateway] proxy_port", gw.proxy_host, gw.proxy_port),
         ("[gateway] grpc_port", gw.grpc_host, gw.grpc_port),
         ("[gateway] enrol_port", gw.grpc_host, gw.enrol_port),
     ]
 
 
+_ANY = ("0.0.0.0", "::", "[::]", "")
+
+
 def check_ports(settings: Settings, probe: Callable[[str, int], str | None] | None = None) -> None:
     """Refuse ports two settings share or something else already listens on (``probe``: by binding)."""
     probe = probe or _bind_problem
-    seen: dict[int, str] = {}
+    seen: dict[int, list[tuple[str, str]]] = {}
     for name, host, port in listening_ports(settings):
         if port == 0:
             continue
-        if port in seen:
-            raise ConfigError(f"{name} and {seen[port]} are both {port}: give each its own port")
-        seen[port] = name
+        for other, other_host in seen.get(port, []):
+            if host == other_host or host in _ANY or other_host in _ANY:
+                raise ConfigError(f"{name} and {other} are both {port}: give each its own port")
+        seen.setdefault(port, []).append((name, host))
         problem = probe(host, port)
         if problem is not None:
             why = f" ({WELL_KNOWN[port]})" if port in WELL_KNOWN else ""
