@@ -126,7 +126,8 @@ async def test_a_trust_set_older_than_the_kept_one_or_without_a_valid_key_is_ref
     kept = guard.trust.doc
     assert kept is not None
     signer = _private(store, store.current("command-signing").key_id)
-    for doc in (TrustSetDoc(kept.serial_ms - 1, kept.command_keys, kept.relay_host_keys),  # a replayed older set
+    retired = TrustedCommandKey(raw_public_key(Ed25519PrivateKey.generate().public_key()))
+    for doc in (TrustSetDoc(kept.serial_ms - 1, (*kept.command_keys, retired), kept.relay_host_keys),  # replayed
                 TrustSetDoc(kept.serial_ms + 1, tuple(TrustedCommandKey(k.public_raw, Validity(None, 1))
                                                       for k in kept.command_keys), ())):  # every key expired
         with pytest.raises(CommandRejected) as refused:
@@ -173,3 +174,29 @@ async def test_a_command_naming_a_new_relay_host_key_is_preceded_by_the_set_trus
     assert len(sent) == 1
     doc = parse_trust_set(pb.Command.FromString(sent[0].command).trust_set.set_json)
     assert rotation.new.fingerprint in doc.host_fingerprints(int(time.time() * 1000))
+
+
+async def test_nodes_sharing_a_key_directory_number_trust_sets_alike_so_failover_is_no_rollback(tmp_path: Path) -> None:
+    """Issue 18 finding 9: the serial came from each node's start time; an agent moving from a later-started
+    node to an earlier-started one refused the set ("older than the one kept"). Now it comes from the keys."""
+    store = _keys(tmp_path)
+    early = AgentHub(keys=store)
+    await asyncio.sleep(0.02)  # the second node starts later
+    late = AgentHub(keys=FileKeyStore(store.key_dir))
+    guard = _enrolled_guard(early.verify_key_raw, store.current("relay-host-key").fingerprint, tmp_path / "agent")
+
+    def serial(hub: AgentHub) -> int:
+        envelope = hub.trust_set_envelope(AGENT)
+        assert envelope is not None
+        return parse_trust_set(pb.Command.FromString(envelope.command).trust_set.set_json).serial_ms
+
+    assert serial(early) == serial(late)
+    late_stream = await late.open_stream(AGENT, "serial-1")
+    guard.check(_drain(late_stream.queue)[0], channel="grpc")
+    early_stream = await early.open_stream(AGENT, "serial-1")  # failover to the node started first
+    guard.check(_drain(early_stream.queue)[0], channel="grpc")  # accepted: no CommandRejected
+
+    rotation = store.rotate("command-signing", overlap=HOUR)
+    assert early.refresh_keys(force=True) and late.refresh_keys(force=True)
+    assert rotation.new.not_before is not None
+    assert serial(early) == serial(late) == int(rotation.new.not_before.timestamp() * 1000) > 0
