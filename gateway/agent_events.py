@@ -24,7 +24,7 @@ from printgate.domain import AuditEventIn, Outcome, SessionId, event_types
 from printgate.errors import IDENTITY_MISMATCH
 from printgate.interfaces import AuditSink
 from printgate.logs import get_logger
-from printgate.store import agent_health, devices, tenants
+from printgate.store import agent_health, devices, nodes, tenants
 from printgate.store.db import Database
 from printgate.wire import agent_pb2 as pb
 from printgate.wire import convert
@@ -63,9 +63,10 @@ class AgentEvents:
     def __init__(
         self, *, db: Database, audit: AuditSink, sessions: AgentSessions, presence: AgentPresence,
         loss_grace_s: float, resume_delay_s: float = RESUME_DELAY_S, ingest: FleetIngest | None = None,
-        task_attempts: int = TASK_ATTEMPTS, task_retry_s: float = TASK_RETRY_S,
+        task_attempts: int = TASK_ATTEMPTS, task_retry_s: float = TASK_RETRY_S, node_id: str | None = None,
     ) -> None:
         self._db = db
+        self._node_id = node_id  # several nodes: a stream ending here leaves an agent online elsewhere online
         self._ingest = ingest or FleetIngest(db)
         self._audit = audit
         self._sessions = sessions
@@ -157,7 +158,11 @@ class AgentEvents:
 
     async def on_presence(self, agent_id: str, online: bool) -> None:
         async with self._db.transaction() as s:
-            await tenants.set_agent_presence(s, agent_id, online=online, at=datetime.now(UTC))
+            if online:
+                await tenants.set_agent_presence(s, agent_id, online=True, at=datetime.now(UTC))
+            elif not await nodes.agent_offline(s, agent_id, self._node_id, datetime.now(UTC)):
+                log.info("agent.presence.held_elsewhere", agent=agent_id, node=self._node_id,
+                         hint="its stream here ended; another live gateway node holds its newer one")
         pending = self._loss_checks.pop(agent_id, None)
         if pending is not None:
             pending.cancel()

@@ -38,6 +38,8 @@ class NodeLease(Service):
                  online_agents: Callable[[], set[str]] = set, supervisor: Supervisor | None = None,
                  on_lease_lost: TakeOver | None = None,
                  on_renewed: Callable[[], Awaitable[None]] | None = None,
+                 on_stream_taken: Callable[[str, str], Awaitable[None]] | None = None,
+                 cut_stream: Callable[[str], object] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.node_id = node_id
         self.incarnation = secrets.token_hex(8)
@@ -49,6 +51,8 @@ class NodeLease(Service):
         self._on_lease_lost = on_lease_lost  # the broker ends what the taker ended in the store
         self._online_agents = online_agents
         self._on_renewed = on_renewed  # the node command bus re-reads what a lost NOTIFY did not say
+        self._on_stream_taken = on_stream_taken  # (agent, other live node): it must cut its older stream
+        self._cut_stream = cut_stream  # cut this node's stream of an agent a live node holds a newer one of
         self._supervisor = supervisor
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
@@ -133,21 +137,33 @@ class NodeLease(Service):
                 log.warning("node.renewal_hook_failed", node=self.node_id, error=str(exc))
 
     async def reconcile_streams(self) -> None:
+        """Record the streams held here that the registry misses (a lost write, a lease lost and taken
+        back), never over a newer holder: an agent another live node holds now is cut here instead
+        (its newer connection won; two streams of one agent would flip the record on every renewal)."""
         online = self._online_agents()
         async with self._db.transaction() as s:
             recorded = await nodes.streams_of(s, self.node_id)
-            if online - recorded:
-                await nodes.streams_opened(s, sorted(online - recorded), self.node_id, self._clock())
+            elsewhere = (await nodes.streams_claimed(s, sorted(online - recorded), self.node_id, self._clock())
+                         if online - recorded else set())
             if recorded - online:
                 await nodes.streams_closed(s, sorted(recorded - online), self.node_id)
+        for agent_id in sorted(elsewhere):
+            log.warning("node.stream_held_elsewhere", node=self.node_id, agent=agent_id,
+                        hint="another live node holds a newer stream of this agent: the one here is cut")
+            if self._cut_stream is not None:
+                self._cut_stream(agent_id)
 
     async def presence(self, agent_id: str, online: bool) -> None:
-        """Hub presence listener: record at once which node holds the agent's stream."""
+        """Hub presence listener: record at once which node holds the agent's stream; a stream of the
+        agent another live node held until now is that node's to cut (the newest connection wins)."""
         async with self._db.transaction() as s:
             if online:
-                await nodes.stream_opened(s, agent_id, self.node_id, self._clock())
+                prior = await nodes.stream_taken(s, agent_id, self.node_id, self._clock())
             else:
+                prior = None
                 await nodes.stream_closed(s, agent_id, self.node_id)
+        if prior is not None and self._on_stream_taken is not None:
+            await self._on_stream_taken(agent_id, prior)
 
     async def drain(self) -> None:
         """SIGTERM: no longer a node to send new work to (the lease is kept while sessions end)."""

@@ -246,6 +246,16 @@ class AgentHub:
             self._streams[agent_id].cut(reason)
         return cut
 
+    def cut_taken_over(self, agent_id: str, reason: str) -> bool:
+        """Cut ``agent_id``'s stream because a newer one opened on another gateway node (the agent is
+        told ABORTED, as for a take-over here); True when there was a live one."""
+        stream = self._streams.get(agent_id)
+        if stream is None or stream.cut_reason is not None:
+            return False
+        stream.taken_over = True
+        stream.cut(reason)
+        return True
+
     def cut_agent(self, agent_id: str, reason: str) -> None:
         stream = self._streams.get(agent_id)
         if stream is not None:

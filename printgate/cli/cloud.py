@@ -32,6 +32,7 @@ from gateway.channel.enrolment import ChannelFacts
 from gateway.channel.grpc_server import AgentChannelServer
 from gateway.channel.hub import AgentHub
 from gateway.channel.mqtt_bridge import MqttBridge
+from gateway.channel.takeover import CrossNodeTakeOver
 from gateway.credential_use import CredentialUse
 from gateway.dwa_policy import decide_dwa_open
 from gateway.dwa_wiring import DwaWiring
@@ -203,7 +204,7 @@ class Cloud(Service):
         self.supervisor.add("readings-history", self.history_upkeep.run)
         self.events = AgentEvents(
             db=self.db, audit=self.audit, sessions=self.broker, presence=self.hub,
-            loss_grace_s=gw.agent_loss_grace_seconds, ingest=self.fleet_ingest,
+            loss_grace_s=gw.agent_loss_grace_seconds, ingest=self.fleet_ingest, node_id=self.broker.node_id,
         )
 
         ch = self.settings.channel
@@ -236,6 +237,10 @@ class Cloud(Service):
         if ch.mqtt_url:
             await self._start_mqtt_bridge()
 
+        # a newer stream of an agent on another node cuts the older one there, audited (issue 18)
+        self.stream_takeover = CrossNodeTakeOver(self.hub, self.node_commands, self.audit, self.broker.node_id,
+                                                 denials=self.denials)
+        self._stack.push_async_callback(self.stream_takeover.aclose)
         # registered (lease renewed, expired nodes taken over) before the broker reaps this node's leftovers
         self.node = NodeLease(
             self.db, self.broker.node_id,
@@ -244,7 +249,8 @@ class Cloud(Service):
             lease_s=gw.node_lease_seconds, renew_s=gw.node_renew_seconds,
             take_over=self.broker.take_over_expired_nodes, online_agents=self.hub.online_agents,
             supervisor=self.supervisor, on_lease_lost=self.broker.end_sessions_ended_elsewhere,
-            on_renewed=self.node_commands.poll)
+            on_renewed=self.node_commands.poll,
+            on_stream_taken=self.stream_takeover.taken, cut_stream=self.stream_takeover.cut_here)
         await self._stack.enter_async_context(self.node)
         self.hub.add_presence_listener(self.node.presence)
         await self._stack.enter_async_context(self.broker)

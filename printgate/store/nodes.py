@@ -13,11 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Select, delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from printgate.errors import InvalidTransition
+from printgate.store.models.core import AgentRow
 from printgate.store.models.nodes import AgentStreamRow, GatewayNodeRow
 
 ACTIVE = "active"
@@ -126,6 +128,30 @@ async def claim_expired(s: AsyncSession, *, by: str, now: datetime) -> list[Node
     return claimed
 
 
+async def forget(s: AsyncSession, node_id: str, *, now: datetime) -> Node | None:
+    """Delete the row of ``node_id`` if it is not live (stopped, expired, or its lease ran out);
+    returns the row as it was, None when there is none. ``NodeStillLive`` for a live node."""
+    row = await s.get(GatewayNodeRow, node_id, with_for_update=True)
+    if row is None:
+        return None
+    node = _node(row)
+    if node.is_live(now):
+        raise NodeStillLive(node)
+    await s.execute(delete(AgentStreamRow).where(AgentStreamRow.node_id == node_id))
+    await s.delete(row)
+    return node
+
+
+class NodeStillLive(InvalidTransition):
+    """A live node's row cannot be forgotten: it would register again at its next renewal anyway."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(f"node {node.id} is live ({node.state}, lease until "
+                         f"{node.lease_expires_at.isoformat(timespec='seconds')}): stop it first "
+                         "(SIGTERM drains it), then forget it")
+        self.node = node
+
+
 # ---- agent command streams ------------------------------------------------------------------
 
 async def stream_opened(s: AsyncSession, agent_id: str, node_id: str, now: datetime) -> None:
@@ -144,6 +170,53 @@ async def streams_opened(s: AsyncSession, agent_ids: Sequence[str], node_id: str
         await s.execute(stmt.on_conflict_do_update(
             index_elements=[AgentStreamRow.agent_id],
             set_={"node_id": stmt.excluded.node_id, "since": stmt.excluded.since}))
+
+
+def _live_node_ids(now: datetime) -> Select[str]:
+    return select(GatewayNodeRow.id).where(GatewayNodeRow.state.in_(LEASED), GatewayNodeRow.lease_expires_at > now)
+
+
+async def stream_taken(s: AsyncSession, agent_id: str, node_id: str, now: datetime) -> str | None:
+    """A new stream of ``agent_id`` opened on ``node_id`` (the newest connection wins, as on one node):
+    record it, and return the other LIVE node that held the agent's stream until now (it must cut
+    that stream: two connections with one certificate), or None. The row is locked while read."""
+    prior = (await s.execute(
+        select(AgentStreamRow.node_id).where(AgentStreamRow.agent_id == agent_id).with_for_update())).scalar()
+    await streams_opened(s, [agent_id], node_id, now)
+    if prior is None or prior == node_id:
+        return None
+    live = (await s.execute(_live_node_ids(now).where(GatewayNodeRow.id == prior))).scalar()
+    return prior if live is not None else None
+
+
+async def streams_claimed(s: AsyncSession, agent_ids: Sequence[str], node_id: str, now: datetime) -> set[str]:
+    """A renewal's reconcile: record ``node_id`` as the holder of those of ``agent_ids`` no other live
+    node holds (a newer holder is never overwritten: no flip-flop between two nodes each holding a
+    stream of the agent); returns the agents another live node holds (their stream here is the older
+    one and is cut)."""
+    dialect = s.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    for i in range(0, len(agent_ids), 1000):
+        rows = [{"agent_id": a, "node_id": node_id, "since": now} for a in agent_ids[i:i + 1000]]
+        stmt = insert(AgentStreamRow).values(rows)
+        await s.execute(stmt.on_conflict_do_update(
+            index_elements=[AgentStreamRow.agent_id],
+            set_={"node_id": stmt.excluded.node_id, "since": stmt.excluded.since},
+            where=AgentStreamRow.node_id.not_in(_live_node_ids(now))))
+    found = await stream_nodes(s, agent_ids)
+    return {a for a, n in found.items() if n != node_id}
+
+
+async def agent_offline(s: AsyncSession, agent_id: str, node_id: str | None, at: datetime) -> bool:
+    """The agent's stream on ``node_id`` ended: mark it offline, in one conditional statement, unless
+    another live node holds its stream now (it reconnected there: it stays online). ``node_id`` None
+    (one node, no registry): unconditionally. True when marked offline."""
+    stmt = update(AgentRow).where(AgentRow.id == agent_id)
+    if node_id is not None:
+        stmt = stmt.where(~exists().where(AgentStreamRow.agent_id == agent_id, AgentStreamRow.node_id != node_id,
+                                          AgentStreamRow.node_id.in_(_live_node_ids(at))))
+    result = await s.execute(stmt.values(online=False, last_seen=at))
+    return bool(getattr(result, "rowcount", 0))
 
 
 async def stream_closed(s: AsyncSession, agent_id: str, node_id: str) -> None:
