@@ -55,6 +55,7 @@ log = get_logger("gateway.broker")
 NO_REASON = "no reason given"
 RESTART_REASON = "gateway restarted: the previous gateway process ended without closing the session"
 NODE_LOST_REASON = "gateway node lost: the node serving the session stopped renewing its lease"
+OWNER_CHECK_S = 1.0  # a node waiting for another to set a session up checks this often that the other lives
 LOCAL_NODE = "local"  # the owner of sessions when no node id is given (one process, tests)
 DRAIN_REASON = "gateway maintenance: this gateway node was stopped for an upgrade"
 DRAINING_REFUSAL = ("This gateway node is shutting down for maintenance and opens no new sessions. "
@@ -198,6 +199,7 @@ class DwaBroker(Service):
         bus.handle("close_session", self._close_delegated)
         bus.handle("extend_session", self._extend_delegated)
         bus.handle("rejoin_session", self._rejoin_delegated)
+        bus.handle("drop_tunnels", self._drop_tunnels_delegated)
 
     @property
     def _node_timeout_s(self) -> float:
@@ -227,9 +229,17 @@ class DwaBroker(Service):
             await sessions.save_session(s, session, node_id=owner)
         payload = {"session_id": sid, "user_id": facts.user.id, "source_ip": source_ip,
                    "mfa_age_seconds": facts.mfa_age_seconds, "ttl_s": ttl, "from_node": self._node_id}
+        asked = asyncio.ensure_future(self._bus.request(owner, "prepare_session", payload,
+                                                        timeout_s=self._node_timeout_s, agent_id=facts.agent.id))
+        watch = asyncio.ensure_future(self._owner_lost(owner, sid))
         try:
-            answer = await self._bus.request(owner, "prepare_session", payload, timeout_s=self._node_timeout_s,
-                                             agent_id=facts.agent.id)
+            await asyncio.wait((asked, watch), return_when=asyncio.FIRST_COMPLETED)
+            if not asked.done():  # the owner died mid-open: fail now, not at the timeout (issue 18 finding 12)
+                lost = watch.result()
+                asked.cancel()  # (the command row is expired: a late owner does not set it up)
+                await asyncio.gather(asked, return_exceptions=True)
+                raise NodeUnavailable(lost)
+            answer = asked.result()
         except (NodeCommandFailed, NodeUnavailable) as exc:
             # a set-up that failed on the owner is failed and audited there; a refusal before it
             # (not its session, draining) or no answer at all: failed here
@@ -237,14 +247,40 @@ class DwaBroker(Service):
             await self._audit_delegated(session, owner, "prepare", outcome, error=exc.message)
             await self._fail_unanswered(session, facts, owner, exc.message)
             return SessionRefused(decision, f"The session could not be opened: {exc.message}")
+        finally:
+            for task in (asked, watch):
+                task.cancel()
+            await asyncio.gather(asked, watch, return_exceptions=True)
         await self._audit_delegated(session, owner, "prepare", "done")
         stored = await self.get_session(sid)
         return SessionLaunch(session=stored or session, launch_url=str(answer["launch_url"]), decision=decision)
 
+    async def _owner_lost(self, owner: str, sid: str) -> str:
+        """Returns (with why) once ``owner`` is no longer live (its lease ran out: killed, paused, cut
+        off) or the session was ended meanwhile (a take-over ended it); checked every OWNER_CHECK_S."""
+        from printgate.store import nodes  # the registry is only needed where nodes exist
+
+        while True:
+            await asyncio.sleep(OWNER_CHECK_S)
+            async with self._db.session() as s:
+                node = await nodes.get_node(s, owner)
+                stored = await sessions.load_session(s, sid)
+            if stored is None or stored.state.is_final:
+                return (f"gateway node {owner}, which held the agent's connection, was lost while setting the "
+                        f"session up and the session was ended ({stored.reason if stored else 'gone'}); open it "
+                        "again: the agent reconnects to another node within seconds")
+            if node is None or not node.is_live(datetime.now(UTC)):
+                return (f"gateway node {owner}, which held the agent's connection, stopped renewing its lease "
+                        "while setting the session up (killed, paused or cut off from the database); open it "
+                        "again: the agent reconnects to another node within seconds")
+
     async def _fail_unanswered(self, session: DwaSession, facts: DwaFacts, owner: str, message: str) -> None:
         """The owner did not set the session up: failed in the store unless the owner did so (if
         the owner sets it up late it finds it failed and tears it down)."""
+        from printgate.store import nodes
+
         async with self._db.transaction() as s:
+            await nodes.lock_session(s, session.id)  # a take-over ending it at the same time: one of us
             current = await sessions.load_session(s, session.id)
             if current is None or current.state.is_final:
                 return
@@ -339,6 +375,30 @@ class DwaBroker(Service):
         url = await self.rejoin_session(str(payload["user_id"]), DeviceId(str(payload["device_id"])),
                                         source_ip=str(payload["source_ip"]), _here_only=True)
         return {"launch_url": url}
+
+    async def _drop_tunnels_delegated(self, payload: dict[str, Any], agent_id: str | None) -> dict[str, Any]:
+        """A node that took another over ended these sessions; this node holds the agent's stream."""
+        if agent_id is None:
+            return {"dropped": 0}
+        sids = [str(x) for x in payload.get("session_ids", [])][:1000]
+        self._orphans.setdefault(agent_id, set()).update(sids)
+        return {"dropped": await self.drop_orphans(agent_id)}
+
+    async def _tell_agents_of_ended(self, ended: list[tuple[DwaSession, DwaState, str | None]]) -> None:
+        """After a take-over: the agents of the ended sessions drop their tunnels now, through whichever
+        node holds their stream (they reconnected elsewhere within a second of the owner's death)."""
+        if self._bus is None or not ended:
+            return
+        by_agent: dict[str, list[str]] = {}
+        for stale, _, _ in ended:
+            by_agent.setdefault(stale.agent_id, []).append(stale.id)
+        try:
+            results = await self._bus.fan_out("drop_tunnels", {a: {"session_ids": ids} for a, ids in by_agent.items()},
+                                              timeout_s=5.0)
+        except Exception as exc:  # they are told when they next connect anywhere
+            log.warning("dwa.orphans_not_told", agents=len(by_agent), error=str(exc))
+            return
+        log.info("dwa.orphans_told", agents=len(by_agent), ok=sum(1 for r in results.values() if r.ok))
 
     # ---- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -858,7 +918,8 @@ class DwaBroker(Service):
         ended: list[tuple[DwaSession, DwaState, str | None]] = []
         async with self._db.transaction() as s:
             for sid in await sessions.live_session_ids(s, owners=[self._node_id], unowned=True):
-                ended.append(await self._end_stale(s, sid, now, RESTART_REASON))
+                if (stale := await self._end_stale(s, sid, now, RESTART_REASON)) is not None:
+                    ended.append(stale)
         await self._audit_stale(ended, RESTART_REASON, taken_over=())
 
     async def take_over_expired_nodes(self) -> list[str]:
@@ -873,7 +934,8 @@ class DwaBroker(Service):
             dead = await nodes.claim_expired(s, by=self._node_id, now=now)
             if dead:
                 for sid in await sessions.live_session_ids(s, owners=[n.id for n in dead]):
-                    ended.append(await self._end_stale(s, sid, now, NODE_LOST_REASON))
+                    if (stale := await self._end_stale(s, sid, now, NODE_LOST_REASON)) is not None:
+                        ended.append(stale)
         for node in dead:
             count = sum(1 for stale, _, owner in ended if owner == node.id)
             await self._audit.append(AuditEventIn(
@@ -883,6 +945,7 @@ class DwaBroker(Service):
             ))
             log.warning("node.taken_over", node=node.id, by=self._node_id, sessions=count)
         await self._audit_stale(ended, NODE_LOST_REASON, taken_over=[n.id for n in dead])
+        await self._tell_agents_of_ended(ended)
         return [n.id for n in dead]
 
     async def end_sessions_ended_elsewhere(self) -> list[str]:
@@ -900,11 +963,17 @@ class DwaBroker(Service):
                                      actor="system")
         return gone
 
-    async def _end_stale(self, s: Any, sid: str, now: datetime, reason: str) -> tuple[DwaSession, DwaState, str | None]:
+    async def _end_stale(self, s: Any, sid: str, now: datetime,
+                         reason: str) -> tuple[DwaSession, DwaState, str | None] | None:
+        from printgate.store import nodes
+
+        await nodes.lock_session(s, sid)  # the node that asked for a cross-node open may be failing it now
         stale = await sessions.load_session(s, sid)
-        assert stale is not None  # listed live in this transaction
+        if stale is None or stale.state.is_final:  # it did (listed live before the lock)
+            return None
         owner = await sessions.owner_of(s, sid)
-        target = DwaState.FAILED if stale.state is DwaState.REQUESTED else DwaState.CLOSED
+        # never set up (requested, or authorised and its owner lost mid-open): failed, as docs/scale-out.md says
+        target = DwaState.FAILED if stale.state in (DwaState.REQUESTED, DwaState.AUTHORISED) else DwaState.CLOSED
         await sessions.save_session(s, stale.transition(target, at=now, reason=reason))
         await self._attribute_from_store(s, stale)
         return stale, target, owner
@@ -934,7 +1003,17 @@ class DwaBroker(Service):
             device.site_id if device else None, session.device_id, session.user_id))
 
     async def drop_orphans(self, agent_id: str) -> int:
-        """Tell a (re)connected agent to drop the tunnels of sessions a restart ended; how many."""
+        """Tell a (re)connected agent to drop the tunnels of sessions a restart ended; how many. With
+        several nodes also those the store says are over (ended, or their node is dead) while their
+        credential is valid: the agent may have reconnected here before another node's take-over ended
+        them, and would retry their tunnels until the credential expires (issue 18 finding 4)."""
+        if self._bus is not None and self._bus.distributed:
+            from printgate.store import nodes
+
+            async with self._db.session() as s:
+                stale = await nodes.stale_tunnels_of(s, agent_id, datetime.now(UTC))
+            if stale:
+                self._orphans.setdefault(agent_id, set()).update(stale)
         orphans = sorted(self._orphans.get(agent_id, ()))
         for sid in orphans:
             try:

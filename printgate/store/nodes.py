@@ -247,3 +247,29 @@ async def stream_nodes(s: AsyncSession, agent_ids: Sequence[str]) -> dict[str, s
         found |= dict((await s.execute(select(AgentStreamRow.agent_id, AgentStreamRow.node_id)
                                        .where(AgentStreamRow.agent_id.in_(list(agent_ids[i:i + 1000]))))).tuples().all())
     return found
+
+
+async def lock_session(s: AsyncSession, session_id: str) -> None:
+    """Lock a session's row for the rest of the caller's transaction (PostgreSQL ``FOR UPDATE``): a
+    node failing a cross-node open and a node taking the owner over never both end it (the second
+    reads it ended). SQLite serialises writers."""
+    from printgate.store.models.core import DwaSessionRow
+
+    await s.execute(select(DwaSessionRow.id).where(DwaSessionRow.id == session_id).with_for_update())
+
+
+async def stale_tunnels_of(s: AsyncSession, agent_id: str, now: datetime) -> list[str]:
+    """Sessions of ``agent_id`` whose tunnel the agent may still keep or retry (their credential has
+    not expired) though they are over: ended, or owned by a registered node that is no longer live
+    (killed: its taker ends them). Any node the agent connects to tells it to drop them (issue 18)."""
+    from sqlalchemy import or_
+
+    from printgate.store.models.core import DwaSessionRow
+
+    dead_nodes = select(GatewayNodeRow.id).where(~GatewayNodeRow.id.in_(_live_node_ids(now)))
+    rows = await s.scalars(
+        select(DwaSessionRow.id)
+        .where(DwaSessionRow.agent_id == agent_id, DwaSessionRow.expires_at > now,
+               or_(DwaSessionRow.state.in_(("closed", "failed")), DwaSessionRow.node_id.in_(dead_nodes)))
+        .order_by(DwaSessionRow.id).limit(1000))
+    return list(rows.all())
