@@ -91,6 +91,11 @@ class PortalSettings(BaseModel):
     session_absolute_hours: int = 12
     mfa_fresh_minutes: int = 15
     agent_enrol_url: str = ""  # gateway enrolment address host:port shown on /agents (set by the composition root)
+    agent_channel_url: str = ""  # agent channel address host:port shown on /agents (set by the composition root)
+    # the load balancers/reverse proxies whose X-Forwarded-For / X-Forwarded-Proto the portal believes
+    # (addresses or networks, "*" for any): the technician's address they pass on is the one policy
+    # source-IP rules, audit and sign-in alerts see. From any other peer the headers are ignored.
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
     notify: NotifySettings = Field(default_factory=NotifySettings)  # env PRINTGATE_PORTAL__NOTIFY__SMTP_HOST ...
 
 
@@ -206,6 +211,21 @@ class ChannelSettings(BaseModel):
     mqtt_crl_file: Path | None = None  # default <gateway.data_dir>/agent-ca/agent-ca.crl
     mqtt_broker_pid_file: Path | None = None
     denial_audit_window_seconds: float = Field(default=60.0, gt=0)  # refused calls: one record per agent+reason
+    # behind a load balancer (docs/scale-out.md "Deployment"): the names and addresses agents use to
+    # reach the cloud there. public_names are added to the gRPC/enrolment server certificate (made at
+    # every start, so a changed list takes effect at the next start); public_address (agent channel)
+    # and public_enrol_address (enrolment), host:port, are what the portal's enrolment page and the
+    # `printgate serve` hints show instead of this node's own grpc_host/relay_host addresses.
+    public_names: list[str] = Field(default_factory=list)
+    public_address: str = ""
+    public_enrol_address: str = ""
+
+    @property
+    def certificate_names(self) -> list[str]:
+        """public_names plus the hosts of public_address and public_enrol_address, in order, once each."""
+        names = [*self.public_names, *(a.rpartition(":")[0].strip("[]") for a in
+                                       (self.public_address, self.public_enrol_address) if a)]
+        return list(dict.fromkeys(n for n in names if n))
 
 
 class SecurityAlertSettings(BaseModel):

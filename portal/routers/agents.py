@@ -115,6 +115,7 @@ async def create_enrolment_token(request: Request, state: State, s: DbSession, l
     url = state.settings.agent_enrol_url
     return render(state, request, "agent_token.html", login=login, site=site, token=token,
                   enrol_url=url or URL_PLACEHOLDER, url_known=bool(url), expires_at=now + ENROLMENT_TOKEN_TTL,
+                  channel_url=state.settings.agent_channel_url,
                   agent_ca=state.agent_ca)
 
 

@@ -44,6 +44,11 @@ def enroll(
         typer.echo(f"error: {exc.message}", err=True)
         if "CERTIFICATE_VERIFY_FAILED" in exc.message or "certificate verify failed" in exc.message.lower():
             typer.echo(_ca_hint(ca_cert), err=True)
+        elif "hostname verification" in exc.message.lower():
+            host = url.rpartition(":")[0].strip("[]")
+            typer.echo(f"hint: the gateway's certificate does not name {host!r}: its operator adds it to "
+                       f"[channel] public_names (the load balancer's name agents use) and restarts the "
+                       f"gateway nodes", err=True)
         raise typer.Exit(2) from exc
     not_after = datetime.fromtimestamp(identity.cert_not_after_ms / 1000, UTC)
     typer.echo(f"enrolled as {identity.agent_id} (site {identity.site_id}); "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,7 @@ from printgate.errors import ConfigError
 from printgate.keys import FileKeyStore
 from printgate.lifecycle import Service
 from printgate.logs import get_logger
-from printgate.settings import Settings
+from printgate.settings import PortalSettings, Settings
 from printgate.store.db import Database, migrate, wait_for_database
 from printgate.store.nodes import NodeAddresses
 from printgate.supervisor import Supervisor
@@ -70,6 +71,15 @@ from printgate.vault import CredentialVault, FileKms
 from printgate.wire.mqtt_url import parse_mqtt_url
 
 log = get_logger("printgate.cli.cloud")
+
+
+def portal_server_config(app: Callable[..., Any], portal: PortalSettings) -> uvicorn.Config:
+    """uvicorn for the portal: X-Forwarded-For/-Proto believed only from ``[portal] trusted_proxies``
+    (a load balancer's address), so behind one the technician's own address reaches policy, audit
+    and alerts, and a client elsewhere cannot claim another address (docs/scale-out.md)."""
+    return uvicorn.Config(app, host=portal.host, port=portal.port, log_level="warning", lifespan="off",
+                          access_log=False, proxy_headers=True,
+                          forwarded_allow_ips=list(portal.trusted_proxies))
 
 
 class Cloud(Service):
@@ -221,6 +231,7 @@ class Cloud(Service):
             ),
             denials=self.denials, crl=self._mqtt_crl(), supervisor=self.supervisor,
             node_id=gw.resolved_node_id,
+            server_names=list(dict.fromkeys([gw.grpc_host, "localhost", "127.0.0.1", *ch.certificate_names])),
         )
         await self._stack.enter_async_context(self.channel)
         self.agent_ca = AgentCaFacts(
@@ -338,11 +349,21 @@ class Cloud(Service):
 
     @property
     def enrol_address(self) -> str:
-        """host:port agents enrol at (``printgate agent enroll --url``)."""
-        return f"{self.settings.gateway.relay_host}:{self.channel.enrol_port}"
+        """host:port agents enrol at (``printgate agent enroll --url``): ``[channel] public_enrol_address``
+        (a load balancer's) or this node's own."""
+        public = self.settings.channel.public_enrol_address
+        return public or f"{self.settings.gateway.relay_host}:{self.channel.enrol_port}"
+
+    @property
+    def channel_address(self) -> str:
+        """host:port agents reach the channel at (their ``cloud_grpc``): ``[channel] public_address`` or
+        this node's own."""
+        gw = self.settings.gateway
+        return self.settings.channel.public_address or f"{gw.grpc_host}:{self.channel.port}"
 
     async def _start_portal(self) -> None:
-        p = self.settings.portal.model_copy(update={"agent_enrol_url": self.enrol_address})
+        p = self.settings.portal.model_copy(update={"agent_enrol_url": self.enrol_address,
+                                                    "agent_channel_url": self.channel_address})
         app = create_app(p, db=self.db, broker=self.broker, audit=self.audit, agent_ca=self.agent_ca,
                          commands=self.agent_commands, vault=self.vault)
         app.state.task_health = self.supervisor.health
@@ -355,9 +376,7 @@ class Cloud(Service):
         app.state.audit_failing = lambda: bool(getattr(proxy, "audit_failing", False))
         broker = self.broker  # /readyz: not ready while draining, so the load balancer sends new work elsewhere
         app.state.draining = lambda: broker.draining
-        config = uvicorn.Config(app, host=p.host, port=p.port, log_level="warning",
-                                lifespan="off", access_log=False)
-        self._uvicorn = uvicorn.Server(config)
+        self._uvicorn = uvicorn.Server(portal_server_config(app, p))
         self._portal_task = asyncio.create_task(self._uvicorn.serve(), name="portal")
         async with asyncio.timeout(15):
             while not self._uvicorn.started:

@@ -46,6 +46,6 @@ async def _run(settings: object) -> None:
         typer.echo(f"printgate serving: portal {cloud.portal_url}", err=True)
         typer.echo(f"agent enrolment: {cloud.enrol_address}, agent CA {cloud.agent_ca.path} "
                    f"(SHA-256 {cloud.agent_ca.sha256}); agents need a copy of it: "
-                   f"printgate agent enroll --url {cloud.enrol_address} --token TOKEN --ca-cert agent-ca.crt",
-                   err=True)
+                   f"printgate agent enroll --url {cloud.enrol_address} --token TOKEN --ca-cert agent-ca.crt; "
+                   f"then cloud_grpc = \"{cloud.channel_address}\" in their agent.toml", err=True)
         await until_stopped()

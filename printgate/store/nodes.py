@@ -49,6 +49,7 @@ class Node:
     lease_expires_at: datetime
     stopped_at: datetime | None
     taken_over_by: str | None
+    key_ids: dict[str, str] | None = None  # key use -> id of the keys the node uses (None: not recorded)
 
     def is_live(self, now: datetime) -> bool:
         return self.state in LEASED and self.lease_expires_at > now
@@ -58,7 +59,17 @@ def _node(row: GatewayNodeRow) -> Node:
     return Node(id=row.id, state=row.state, host=row.host, pid=row.pid, incarnation=row.incarnation,
                 addresses=NodeAddresses(row.relay_address, row.proxy_address, row.channel_address),
                 started_at=row.started_at, renewed_at=row.renewed_at, lease_expires_at=row.lease_expires_at,
-                stopped_at=row.stopped_at, taken_over_by=row.taken_over_by)
+                stopped_at=row.stopped_at, taken_over_by=row.taken_over_by, key_ids=_key_ids(row.key_ids))
+
+
+def _key_ids(raw: str | None) -> dict[str, str] | None:
+    import json
+
+    try:
+        found = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else None
 
 
 async def get_node(s: AsyncSession, node_id: str) -> Node | None:
@@ -71,7 +82,8 @@ async def list_nodes(s: AsyncSession) -> list[Node]:
 
 
 async def register(s: AsyncSession, node_id: str, *, host: str, pid: int, incarnation: str,
-                   addresses: NodeAddresses, lease: timedelta, now: datetime) -> None:
+                   addresses: NodeAddresses, lease: timedelta, now: datetime,
+                   key_ids: dict[str, str] | None = None) -> None:
     """Insert or take back the row of ``node_id`` as ``active`` with a fresh lease."""
     row = await s.get(GatewayNodeRow, node_id, with_for_update=True)
     if row is None:
@@ -83,6 +95,30 @@ async def register(s: AsyncSession, node_id: str, *, host: str, pid: int, incarn
     row.lease_expires_at = now + lease
     row.stopped_at = None
     row.taken_over_by = None
+    if key_ids is not None:
+        import json
+
+        row.key_ids = json.dumps(key_ids, sort_keys=True)
+
+
+async def record_key_ids(s: AsyncSession, node_id: str, *, incarnation: str, key_ids: dict[str, str]) -> None:
+    """The node's key ids now (after a rotation in the shared key directory)."""
+    import json
+
+    await s.execute(update(GatewayNodeRow).where(GatewayNodeRow.id == node_id, GatewayNodeRow.incarnation == incarnation)
+                    .values(key_ids=json.dumps(key_ids, sort_keys=True)))
+
+
+def differing_keys(mine: dict[str, str], others: Sequence[Node], now: datetime) -> dict[str, dict[str, str]]:
+    """Live other nodes whose recorded key ids differ from ``mine``: node id -> {use: their id}."""
+    found: dict[str, dict[str, str]] = {}
+    for node in others:
+        if node.key_ids is None or not node.is_live(now):
+            continue
+        diff = {use: theirs for use, theirs in node.key_ids.items() if use in mine and mine[use] != theirs}
+        if diff:
+            found[node.id] = diff
+    return found
 
 
 async def renew(s: AsyncSession, node_id: str, *, incarnation: str, lease: timedelta, now: datetime) -> bool:

@@ -124,6 +124,7 @@ audit_checkpoint_seconds = 1
             self.nodes.append(NodeProc(i, node_id, ip, config, data, base / f"{node_id}.log"))
         self.haproxy: subprocess.Popen[bytes] | None = None
         self.map_dir = base / "haproxy"
+        self.lb_addr = "127.0.0.1"  # where HAProxy's frontends listen
 
     def node(self, node_id: str) -> NodeProc:
         return next(n for n in self.nodes if n.node_id == node_id)
@@ -133,15 +134,15 @@ audit_checkpoint_seconds = 1
 
     @property
     def lb_portal(self) -> str:
-        return f"http://127.0.0.1:{self.lb.portal}"
+        return f"http://{self.lb_addr}:{self.lb.portal}"
 
     @property
     def lb_channel(self) -> str:
-        return f"127.0.0.1:{self.lb.channel}"
+        return f"{self.lb_addr}:{self.lb.channel}"
 
     @property
     def lb_enrol(self) -> str:
-        return f"127.0.0.1:{self.lb.enrol}"
+        return f"{self.lb_addr}:{self.lb.enrol}"
 
     def share_keys(self) -> None:
         first = self.nodes[0].data
@@ -183,7 +184,7 @@ audit_checkpoint_seconds = 1
         return out.stdout
 
     def start_haproxy(self) -> None:
-        env = {**os.environ, "PRINTGATE_LB_ADDR": "127.0.0.1",
+        env = {**os.environ, "PRINTGATE_LB_ADDR": self.lb_addr,
                "PRINTGATE_LB_PORTAL_PORT": str(self.lb.portal), "PRINTGATE_LB_PROXY_PORT": str(self.lb.proxy),
                "PRINTGATE_LB_CHANNEL_PORT": str(self.lb.channel), "PRINTGATE_LB_ENROL_PORT": str(self.lb.enrol),
                "PRINTGATE_HAPROXY_DIR": str(self.map_dir)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -62,3 +63,32 @@ def test_two_nodes_with_one_label_are_refused() -> None:
     one = LbNode("a", "n00000001", "h:1", "h:2", "h:3", "h:4", "h:5")
     with pytest.raises(ConfigError, match="same label"):
         render([one, LbNode("b", "n00000001", "g:1", "g:2", "g:3", "g:4", "g:5")])
+
+
+def test_a_stopped_node_keeps_its_backends_for_a_while_so_a_restart_changes_nothing() -> None:
+    """Finding 11: the rolling restart's stop -> start gap writes the same files (no reload)."""
+    running = [_node("a"), _node("b", host="10.0.0.2", proxy="10.0.0.2:8480")]
+    stopped_b = replace(running[1], state=nodes.STOPPED, stopped_at=NOW - timedelta(minutes=1),
+                        lease_expires_at=NOW - timedelta(minutes=1))
+    keep = timedelta(minutes=15)
+    while_running = render(lb_nodes(running, now=NOW, portal_port=8400, enrol_port=8444, keep_stopped=keep))
+    while_stopped = render(lb_nodes([running[0], stopped_b], now=NOW, portal_port=8400, enrol_port=8444,
+                                    keep_stopped=keep))
+    assert while_stopped == while_running
+    later = NOW + timedelta(minutes=20)  # gone for good: dropped (one reload)
+    assert {n.id for n in lb_nodes([running[0], stopped_b], now=later, portal_port=8400, enrol_port=8444,
+                                   keep_stopped=keep)} == set()  # a's lease ran out too by then
+    assert {n.id for n in lb_nodes([stopped_b], now=NOW, portal_port=8400, enrol_port=8444)} == set()
+
+
+def test_every_backend_of_a_node_is_checked_at_its_portal_readyz() -> None:
+    """Finding 8: a paused or draining node leaves the channel, enrolment and proxy backends too."""
+    found = lb_nodes([_node("a")], now=NOW, portal_port=8400, enrol_port=8444)
+    cfg, _ = render(found)
+    servers = [line.strip() for line in cfg.splitlines() if line.strip().startswith("server ")]
+    assert len(servers) == 5  # portal, proxy (any), proxy (own), channel, enrolment
+    assert all(" check addr 10.0.0.1 port 8400 " in s for s in servers), servers
+    blocks = cfg.split("\nbackend ")[1:]
+    assert all("option httpchk GET /readyz" in b and "http-check expect status 200" in b for b in blocks)
+    portal = next(b for b in blocks if b.startswith("printgate_portal"))
+    assert "timeout server 30s" in portal
