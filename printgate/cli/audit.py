@@ -87,6 +87,7 @@ def verify(
     """Verify the chain, checkpoints, personal values and witness cosignatures; exit 1 on any damage."""
     from audit.checkpoint import Checkpoint, CheckpointVerifier
     from audit.cosignature import Cosignature, WitnessVerifier
+    from audit.damage import Damage
     from audit.keyset import AuditKeySet, load_key_set
     from audit.verify import VerifyReport
     from printgate.errors import ConfigError
@@ -137,6 +138,12 @@ def verify(
     if not report.ok:
         typer.echo(f"FAILED: {report.problem}", err=True)
         typer.echo(summary, err=True)
+        if public_key is not None and report.problem is not None and \
+                report.problem.kind is Damage.FORGED_CHECKPOINT:
+            typer.echo("hint: if the audit key was rotated (printgate keys rotate audit), checkpoints before the "
+                       "rotation carry the old key: verify with --key-set <key_dir>/audit-keys.json (every "
+                       "audit key with its validity) instead of --public-key; only a failure with --key-set "
+                       "means a forged checkpoint", err=True)
         raise typer.Exit(1)
     typer.echo(f"OK: {summary}; head {report.head}")
     last = report.records + report.tombstones

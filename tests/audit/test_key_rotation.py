@@ -84,6 +84,7 @@ def test_rotation_keeps_history_verifiable_with_the_key_set(database_url: str, t
     code, out = _cli("audit", "verify", "--public-key", str(data / "audit-public.pem"),
                      "--database-url", database_url)
     assert code == 1 and old_id in out, out
+    assert "hint: if the audit key was rotated" in out and "--key-set" in out, out  # the documented case, said
 
     code, out = _cli("keys", "list", "--data-dir", str(data))
     assert code == 0, out
