@@ -40,6 +40,7 @@ class NodeLease(Service):
                  on_renewed: Callable[[], Awaitable[None]] | None = None,
                  on_stream_taken: Callable[[str, str], Awaitable[None]] | None = None,
                  cut_stream: Callable[[str], object] | None = None,
+                 key_ids: Callable[[], dict[str, str]] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.node_id = node_id
         self.incarnation = secrets.token_hex(8)
@@ -53,6 +54,8 @@ class NodeLease(Service):
         self._on_renewed = on_renewed  # the node command bus re-reads what a lost NOTIFY did not say
         self._on_stream_taken = on_stream_taken  # (agent, other live node): it must cut its older stream
         self._cut_stream = cut_stream  # cut this node's stream of an agent a live node holds a newer one of
+        self._key_ids = key_ids  # the ids of the keys this node uses (all nodes must share them)
+        self._recorded_keys: dict[str, str] | None = None
         self._supervisor = supervisor
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
@@ -62,10 +65,12 @@ class NodeLease(Service):
 
     async def start(self) -> None:
         await self._wait_out_previous()
+        keys = await self._check_keys()
         async with self._db.transaction() as s:
             await nodes.register(s, self.node_id, host=socket.gethostname(), pid=os.getpid(),
                                  incarnation=self.incarnation, addresses=self._addresses,
-                                 lease=self._lease, now=self._clock())
+                                 lease=self._lease, now=self._clock(), key_ids=keys)
+        self._recorded_keys = keys
         self.state = nodes.ACTIVE
         log.info("node.registered", node=self.node_id, relay=self._addresses.relay, proxy=self._addresses.proxy,
                  channel=self._addresses.channel, lease_s=self._lease.total_seconds())
@@ -73,6 +78,43 @@ class NodeLease(Service):
             self._supervisor.add("node-lease", self._run)
         else:
             self._task = asyncio.create_task(self._run(), name="node-lease")
+
+    async def _check_keys(self) -> dict[str, str] | None:
+        """This node's key ids, refused (ConfigError) when a live node records others: agents would
+        refuse this node's trust set and commands, its relay credentials and audit checkpoints would
+        not verify elsewhere. A difference is read again after one renewal (a rotation in the shared
+        directory another node has not recorded yet)."""
+        if self._key_ids is None:
+            return None
+        mine = self._key_ids()
+        for attempt in range(2):
+            async with self._db.session() as s:
+                others = [n for n in await nodes.list_nodes(s) if n.id != self.node_id]
+            differing = nodes.differing_keys(mine, others, self._clock())
+            if not differing:
+                return mine
+            if attempt == 0:
+                log.warning("node.keys_differ", node=self.node_id, nodes=sorted(differing),
+                            hint="reading again after one renewal (a key rotation in progress?)")
+                await asyncio.sleep(min(self._renew_s + 1.0, 30.0))
+                mine = self._key_ids()
+        which = "; ".join(f"{use}: this node {mine[use]}, node {other} {theirs}"
+                          for other, diff in sorted(differing.items()) for use, theirs in sorted(diff.items()))
+        raise ConfigError(
+            f"gateway node {self.node_id} uses other keys than the live node(s) {', '.join(sorted(differing))} "
+            f"({which}). Every node must use the same keys: point [gateway] key_dir at the shared key directory "
+            "(the agent CA, command-signing key, relay CA, relay host key and audit key of the first node; "
+            "docs/scale-out.md \"Keys\"), delete the keys this node created for itself, and start it again")
+
+    async def _record_keys(self) -> None:
+        if self._key_ids is None:
+            return
+        keys = self._key_ids()
+        if keys == self._recorded_keys:
+            return
+        async with self._db.transaction() as s:
+            await nodes.record_key_ids(s, self.node_id, incarnation=self.incarnation, key_ids=keys)
+        self._recorded_keys = keys
 
     async def _wait_out_previous(self) -> None:
         """A live row of this node id from another process: the same id on another live process
@@ -121,10 +163,14 @@ class NodeLease(Service):
             async with self._db.transaction() as s:
                 await nodes.register(s, self.node_id, host=socket.gethostname(), pid=os.getpid(),
                                      incarnation=self.incarnation, addresses=self._addresses,
-                                     lease=self._lease, now=now)
+                                     lease=self._lease, now=now, key_ids=self._recorded_keys)
             if self._on_lease_lost is not None:
                 ended = await self._on_lease_lost()
                 log.error("node.sessions_ended_after_lease_lost", node=self.node_id, sessions=len(ended))
+        try:
+            await self._record_keys()  # a rotation in the shared key directory: recorded at once
+        except Exception as exc:
+            log.warning("node.keys_not_recorded", node=self.node_id, error=str(exc))
         try:
             await self.reconcile_streams()
         except Exception as exc:  # a bookkeeping failure must not stop the taking-over below

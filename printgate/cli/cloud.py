@@ -115,7 +115,7 @@ class Cloud(Service):
         self._stack.push_async_callback(self.db.aclose)
         # re-read after `printgate keys rotate audit`; the key set keeps every public key (audit-keys.json)
         self.key_dir.mkdir(parents=True, exist_ok=True)
-        signer = open_gateway_signer(self.key_dir)
+        signer = self._audit_signer = open_gateway_signer(self.key_dir)
         self.audit = MeteredAuditLog(self.db, signer)
         # the cloud's own loops run supervised (restart with back-off, last error kept; /readyz shows them)
         self.supervisor = await self._stack.enter_async_context(Supervisor("cloud"))
@@ -261,7 +261,8 @@ class Cloud(Service):
             take_over=self.broker.take_over_expired_nodes, online_agents=self.hub.online_agents,
             supervisor=self.supervisor, on_lease_lost=self.broker.end_sessions_ended_elsewhere,
             on_renewed=self.node_commands.poll,
-            on_stream_taken=self.stream_takeover.taken, cut_stream=self.stream_takeover.cut_here)
+            on_stream_taken=self.stream_takeover.taken, cut_stream=self.stream_takeover.cut_here,
+            key_ids=self.key_ids)
         await self._stack.enter_async_context(self.node)
         self.hub.add_presence_listener(self.node.presence)
         await self._stack.enter_async_context(self.broker)
@@ -346,6 +347,12 @@ class Cloud(Service):
         await nft.install()
         self._stack.push_async_callback(nft.aclose)
         return nft
+
+    def key_ids(self) -> dict[str, str]:
+        """The ids of the keys this node uses; every node must use the same (``NodeLease`` refuses to
+        start beside a live node that records others, issue 18)."""
+        return {"agent-ca": self.ca.ids()[0], "audit": self._audit_signer.key_id,
+                **{use: self.keys.current(use).key_id for use in ("command-signing", "relay-ca", "relay-host-key")}}
 
     @property
     def enrol_address(self) -> str:

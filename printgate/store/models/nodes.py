@@ -31,6 +31,7 @@ class GatewayNodeRow(Base):
     lease_expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     taken_over_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    key_ids: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON: key use -> id (0027)
 
 
 class AgentStreamRow(Base):
