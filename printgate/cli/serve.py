@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -35,12 +35,28 @@ def serve(
         raise typer.Exit(2) from None
 
 
+def quiet_cancelled_stream_handlers(loop: asyncio.AbstractEventLoop) -> None:
+    """Drop one known false alarm from ``loop``'s exception handler: CPython 3.12.0/3.12.1's
+    ``asyncio.start_server`` done-callback asks a *cancelled* connection task for its exception, which
+    raises ``CancelledError`` inside the callback, printed as a traceback. The DWA proxy's (mitmproxy)
+    connection tasks are cancelled when it stops at the end of a drain. Everything else goes to the
+    loop's default handler as before."""
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), asyncio.CancelledError) and \
+                "StreamReaderProtocol.connection_made" in repr(context.get("handle")):
+            return  # the connection was cancelled on purpose (the server stopped): nothing to report
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
 async def _run(settings: object) -> None:
     from printgate.cli.cloud import Cloud
     from printgate.gc_tuning import tune_for_serving
     from printgate.settings import Settings
 
     assert isinstance(settings, Settings)
+    quiet_cancelled_stream_handlers(asyncio.get_running_loop())
     async with Cloud(settings, data_dir=settings.gateway.data_dir) as cloud:
         tune_for_serving()
         typer.echo(f"printgate serving: portal {cloud.portal_url}", err=True)
