@@ -237,6 +237,11 @@ class AgentEvents:
             log.error("agent.task_given_up.audit_failed", agent=agent_id, task=task, error=str(exc))
 
     async def on_command_result(self, agent_id: str, result: pb.CommandResult) -> None:
+        if not result.ok and result.error_code in ("command_forged", "command_malformed"):
+            log.error("agent.command.refused_by_agent", agent=agent_id, code=result.error_code,
+                      message=result.message[:300], node=self._node_id,
+                      hint="the agent does not trust the key that signed it: does this gateway node use the "
+                           "shared key directory ([gateway] key_dir, docs/scale-out.md \"Keys\")?")
         failing = self._sessions.command_result(result.command_id, ok=result.ok, message=result.message)
         if failing is None:
             return

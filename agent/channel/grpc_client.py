@@ -19,7 +19,13 @@ from grpc import aio
 from agent.channel.backoff import Backoff
 from agent.channel.command_guard import CommandGuard, VerifiedCommand
 from agent.channel.enroll import AGENT_VERSION, EnrolledIdentity, channel_options, make_csr
-from agent.errors import BatchNotAccepted, CloudBusy, CommandRejected
+from agent.errors import (
+    COMMAND_FORGED,
+    COMMAND_MALFORMED,
+    BatchNotAccepted,
+    CloudBusy,
+    CommandRejected,
+)
 from agent.trust import TRUST_FILE, AgentTrust
 from printgate.domain import Reading
 from printgate.errors import AccessDenied, AgentUnavailable
@@ -38,6 +44,7 @@ RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
 # readings: INTERNAL/UNKNOWN are the batch's (a poison reading, a cloud bug), not the network's:
 # they go back to the queue, which retries a few times and then sets the batch aside
 READINGS_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
+REPORTED_REJECTIONS = frozenset({COMMAND_FORGED, COMMAND_MALFORMED})  # answered to the gateway (issue 18)
 NOT_ACCEPTED = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INVALID_ARGUMENT,
                 grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
@@ -65,6 +72,7 @@ class GrpcChannel:
         self.state = "idle"
         self.last_error: str | None = None
         self.rejections: list[CommandRejected] = []
+        self._reports: set[asyncio.Task[None]] = set()  # refusals being reported back to the gateway
         self.reconnects = 0
 
     # ---- lifecycle ----------------------------------------------------------
@@ -98,6 +106,8 @@ class GrpcChannel:
 
     async def aclose(self) -> None:
         self._closed = True
+        for task in list(self._reports):
+            task.cancel()
         await cancel_and_wait(self._stream_task)
         self._stream_task = None
         if self._channel is not None:
@@ -152,9 +162,35 @@ class GrpcChannel:
         except CommandRejected as exc:
             self.rejections.append(exc)
             log.warning("agent.command.rejected", reason=exc.code, channel=channel)
+            self._report_rejection(envelope, exc)
             return
         if verified.kind != "trust_set":  # applied by the guard (agent/trust.py); nothing for the runtime
             self._commands.put_nowait(verified)
+
+    def _report_rejection(self, envelope: pb.SignedCommand, exc: CommandRejected) -> None:
+        """A command refused as forged or malformed (a gateway node with other keys, issue 18) is
+        answered as failed, so the gateway that sent it learns why at once instead of waiting for its
+        timeout. Replays and expired commands are not answered: the same command arrives over both
+        channels, and the first delivery answers it."""
+        if exc.code not in REPORTED_REJECTIONS:
+            return
+        try:
+            command_id = pb.Command.FromString(envelope.command).id[:64]
+        except Exception:  # unparseable: nothing to answer
+            return
+        if not command_id:
+            return
+        message = f"the agent refused the command ({exc.code}): {exc.message}"[:1000]
+
+        async def report() -> None:
+            try:
+                await self.report_result(command_id, ok=False, error_code=exc.code, message=message)
+            except Exception as err:  # the gateway's own timeout still ends its wait
+                log.warning("agent.command.rejection_not_reported", command=command_id, error=str(err))
+
+        task = asyncio.get_running_loop().create_task(report(), name=f"report-rejection-{command_id}")
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
 
     async def commands(self) -> AsyncIterator[VerifiedCommand]:
         """Verified commands as they arrive (forever, until the caller stops)."""
