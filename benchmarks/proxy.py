@@ -34,13 +34,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -263,6 +266,144 @@ TARGET_NOTE = (
     "saturated 2-core machine (mitmdump's is in the same run), kept for context.")
 
 
+class StallDetector:
+    """Records how late a 10 ms sleep on the event loop wakes (a stall of the loop delays every
+    connection of the process) and the main thread's stack when it was late (sampled from
+    another thread while the loop is stuck)."""
+
+    def __init__(self, period_s: float = 0.01, late_s: float = 0.05) -> None:
+        self.period_s, self.late_s = period_s, late_s
+        self.lateness: list[float] = []
+        self.late_cpu: list[tuple[float, float]] = []
+        self.gc_pauses: list[tuple[int, float]] = []  # (generation, seconds) of each collection
+        self._gc_started = 0.0
+        self.stacks: dict[str, int] = {}
+        self._beat = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    async def _tick(self) -> None:
+        while True:
+            t0, c0 = time.monotonic(), time.thread_time()
+            self._beat = t0
+            await asyncio.sleep(self.period_s)
+            late = time.monotonic() - t0 - self.period_s
+            self.lateness.append(late)
+            if late > self.late_s:  # how much of it the loop's thread ran (the rest: no core for it)
+                self.late_cpu.append((late, time.thread_time() - c0))
+
+    def _sample(self, main_id: int) -> None:
+        while not self._stop.wait(self.late_s / 2):
+            if time.monotonic() - self._beat > self.late_s + self.period_s:
+                frame = sys._current_frames().get(main_id)
+                if frame is None:
+                    continue
+                key = "".join(traceback.format_stack(frame)[-12:])
+                self.stacks[key] = self.stacks.get(key, 0) + 1
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_pauses.append((info["generation"], time.perf_counter() - self._gc_started))
+
+    def start(self) -> None:
+        gc.callbacks.append(self._on_gc)
+        self._task = asyncio.create_task(self._tick())
+        self._thread = threading.Thread(target=self._sample, args=(threading.get_ident(),), daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> dict[str, Any]:
+        gc.callbacks.remove(self._on_gc)
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+        xs = sorted(self.lateness)
+        top = sorted(self.stacks.items(), key=lambda kv: -kv[1])[:5]
+        return {
+            "ticks": len(xs),
+            "late_p50_ms": round(xs[len(xs) // 2] * 1000, 2) if xs else -1,
+            "late_p99_ms": round(xs[int(len(xs) * 0.99)] * 1000, 2) if xs else -1,
+            "late_max_ms": round(xs[-1] * 1000, 2) if xs else -1,
+            "stalls_over_50ms": sum(1 for x in xs if x > 0.05),
+            "stalls_wall_s": round(sum(w for w, _ in self.late_cpu), 2),
+            "stalls_loop_cpu_s": round(sum(c for _, c in self.late_cpu), 2),
+            "gc": {f"gen{g}": {"count": sum(1 for q, _ in self.gc_pauses if q == g),
+                               "max_ms": round(max((d for q, d in self.gc_pauses if q == g), default=0) * 1000, 2),
+                               "sum_ms": round(sum(d for q, d in self.gc_pauses if q == g) * 1000, 1)}
+                   for g in (0, 1, 2)},
+            "note": ("a 10 ms sleep on the proxy's event loop and how late it woke; stalls_loop_cpu_s: of the "
+                     "stalls' wall time (stalls_wall_s), how much the loop's thread ran - the rest it waited "
+                     "for a core (other processes on the shared machine)"),
+            "top_stacks": [{"samples": n, "stack": k} for k, n in top],
+        }
+
+
+async def browse_only(browse_seconds: int, stall_detector: bool) -> dict[str, object]:
+    """Just the browse model (``--only browse``): the single proxy and mitmdump, with a stall detector."""
+    tmp = Path(tempfile.mkdtemp(prefix="printgate-bench-proxy-"))
+    tmp.chmod(0o755)
+    nginx, nginx_port = start_nginx(tmp, "")
+    mitm, mitm_port = start_mitmdump(nginx_port)
+    url_db = f"sqlite+aiosqlite:///{tmp}/audit.db"
+    await migrate(url_db)
+    db = Database(url_db)
+    routes = RouteTable()
+
+    async def on_end(_sid: str) -> None:
+        return None
+
+    audit_log = AuditLog(db, None)
+    proxy = DwaProxy("127.0.0.1", 0, dwa_domain="dwa.localhost", routes=routes,
+                     audit=audit_log, on_end_request=on_end)
+    results: dict[str, object] = {"benchmark": "proxy --only browse"}
+    writes: list[tuple[float, int]] = []  # (seconds, events) of each audit transaction
+    writer = audit_log._writer
+    if writer is not None:
+        plain = writer._transaction
+
+        def timed(work: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return plain(work)
+            finally:
+                writes.append((time.perf_counter() - t0, 0))
+
+        writer._transaction = timed  # type: ignore[method-assign]
+    try:
+        await proxy.start()
+        tune_for_serving()
+        await wait_port(nginx_port, DEVICE_IP)
+        await wait_port(mitm_port)
+        sessions = Sessions(proxy, routes, nginx_port, f"http://{DEVICE_IP}:{nginx_port}")
+        pairs = [await sessions.open(f"many{i}") for i in range(100)]
+        detector = StallDetector() if stall_detector else None
+        if detector is not None:
+            detector.start()
+
+        results["browse_100"] = await browse(proxy.port, pairs, browse_seconds)
+        if detector is not None:
+            results["event_loop"] = await detector.stop()
+        ws = sorted(w for w, _ in writes)
+        results["audit_transactions"] = {
+            "count": len(ws), "p50_ms": round(ws[len(ws) // 2] * 1000, 2) if ws else -1,
+            "p99_ms": round(ws[int(len(ws) * 0.99)] * 1000, 2) if ws else -1,
+            "max_ms": round(ws[-1] * 1000, 2) if ws else -1,
+            "over_100ms": sum(1 for w in ws if w > 0.1), "sum_s": round(sum(ws), 2)}
+        results["mitmdump_reverse"] = await browse(mitm_port, [(f"h{i}", "c=1") for i in range(100)], browse_seconds)
+    finally:
+        await proxy.aclose()
+        await db.aclose()
+        for proc in (mitm, nginx):
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return results
+
+
 async def main(seconds: int, rounds: int, workers: int, browse_seconds: int) -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix="printgate-bench-proxy-"))
     tmp.chmod(0o755)  # nginx workers run as nobody
@@ -323,7 +464,12 @@ async def main(seconds: int, rounds: int, workers: int, browse_seconds: int) -> 
                         "not the target (see browse_100)")
         results["sessions_100"] = many
         print("sessions_100", json.dumps(many), flush=True)
+        watch = StallDetector()
+        watch.start()
         quiet_browse = await browse(proxy.port, pairs, browse_seconds)
+        loop_watch = await watch.stop()
+        loop_watch["top_stacks"] = loop_watch["top_stacks"][:2]
+        quiet_browse["event_loop"] = loop_watch
         quiet_browse["target_note"] = TARGET_NOTE
         # the reference: the same 100 people through plain mitmdump (no sessions: Host and cookie ignored)
         quiet_browse["mitmdump_reverse"] = await browse(mitm_port, [(f"h{i}", "c=1") for i in range(100)],
@@ -635,7 +781,13 @@ if __name__ == "__main__":
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--workers", type=int, default=2, help="proxy worker processes for the pool section (1: skip)")
     ap.add_argument("--browse-seconds", type=int, default=20, help="length of each browse-model run")
+    ap.add_argument("--only", choices=["browse"], help="run only this section (printed, not written to the results)")
+    ap.add_argument("--stalls", action="store_true", help="with --only browse: record event-loop stalls and stacks")
     a = ap.parse_args()
+    if a.only == "browse":
+        quick = asyncio.run(browse_only(a.browse_seconds, a.stalls))
+        print(json.dumps(quick, indent=2))
+        sys.exit(0)
     ap_load = Path("/proc/loadavg").read_text().split()[:3]
     out = asyncio.run(main(a.seconds, a.rounds, a.workers, a.browse_seconds))
     out["load_average_before"] = [float(x) for x in ap_load]
