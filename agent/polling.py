@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from agent.snmp import oids
-from agent.snmp.parsing import alerts_from, counters_from, status_from, supplies_from
+from agent.snmp.parsing import OUT_OF_RANGE, alerts_from, counters_from, status_from, supplies_from
 from agent.snmp.profiles import VendorProfile, profile_for
 from agent.snmp.transport import SnmpClient, SnmpTarget
 from agent.snmp.values import SnmpValue
@@ -126,10 +126,15 @@ async def poll_device(
             varbinds.update(await client.get(device.target, [o for _, o in profile.counters]))
     except SnmpError as exc:
         errors.append(f"snmp: {exc.message}")
-    return reading_from(
+    reading = reading_from(
         varbinds, ip=device.ip, kinds=kinds, serial=device.serial, profile=profile,
         taken_at=taken_at, errors=errors,
     )
+    refused = [e for e in reading.errors if OUT_OF_RANGE in e]
+    if refused:  # one value left out of this reading (the rest of the poll is sent as usual)
+        log.warning("poll.value_out_of_range", ip=device.ip, reading=reading.id, values=refused[:5],
+                    hint="the device reports a value the readings contract cannot carry; it is not sent")
+    return reading
 
 
 class ReadingSink(Protocol):

@@ -27,6 +27,9 @@ Errors = list[str]
 
 SPECIAL_LEVELS = {-1: SupplyState.OTHER, -2: SupplyState.UNKNOWN, -3: SupplyState.SOME_REMAINING}
 MAX_ROWS = 256  # tables longer than this are cut (and reported)
+MAX_COUNT = (1 << 63) - 1  # the wire's int64 (and the cloud's BIGINT): a Counter64 above it is refused
+MAX_INDEX = (1 << 31) - 1  # the wire's int32 supply / alert index
+OUT_OF_RANGE = "out of range"  # in the error text of a value refused for its size (the poller logs these)
 
 
 def column(vb: Varbinds, root: str) -> dict[str, SnmpValue]:
@@ -188,6 +191,9 @@ def counters_from(vb: Varbinds, profile: VendorProfile | None = None) -> tuple[l
         if value < 0:
             errors.append(f"prtMarkerLifeCount.{idx}: negative count {value}")
             continue
+        if value > MAX_COUNT:
+            errors.append(f"prtMarkerLifeCount.{idx}: count {value} {OUT_OF_RANGE} (at most 2^63-1); not sent")
+            continue
         unit_v = units.get(idx)
         unit_n = _safe(errors, f"prtMarkerCounterUnit.{idx}", unit_v.as_int) if unit_v else None
         unit = codes.name_of(codes.MARKER_COUNTER_UNITS, unit_n) if unit_n is not None else "impressions"
@@ -197,7 +203,9 @@ def counters_from(vb: Varbinds, profile: VendorProfile | None = None) -> tuple[l
         if v is None:
             continue
         value = _safe(errors, f"vendor counter {name}", v.as_int)
-        if value is not None and value >= 0:
+        if value is not None and value > MAX_COUNT:
+            errors.append(f"vendor counter {name}: count {value} {OUT_OF_RANGE} (at most 2^63-1); not sent")
+        elif value is not None and value >= 0:
             out.append(CounterValue(f"vendor.{name}", value))
     return out, errors
 
@@ -213,6 +221,9 @@ def _level(errors: Errors, what: str, v: SnmpValue | None) -> tuple[int | None, 
     if n < 0:
         errors.append(f"{what}: invalid value {n}")
         return None, SupplyState.UNKNOWN
+    if n > MAX_INDEX:  # RFC 3805 levels are Integer32: anything larger is junk the wire cannot carry
+        errors.append(f"{what}: value {n} {OUT_OF_RANGE} (at most 2^31-1)")
+        return None, SupplyState.UNKNOWN
     return n, SupplyState.KNOWN
 
 
@@ -223,6 +234,10 @@ def supplies_from(vb: Varbinds) -> tuple[list[SupplyLevel], Errors]:
     indexes = set(cols[oids.PRT_SUPPLIES_DESCRIPTION]) | set(cols[oids.PRT_SUPPLIES_LEVEL])
     out: list[SupplyLevel] = []
     for idx in sorted((k for k in indexes if _is_index(k)), key=oids.oid_tuple)[:MAX_ROWS]:
+        if int(idx.split(".")[-1]) > MAX_INDEX:
+            errors.append(f"prtMarkerSupplies row {idx}: index {OUT_OF_RANGE} (at most 2^31-1); not sent")
+            continue
+
         def get(root: str, _idx: str = idx) -> SnmpValue | None:
             return cols[root].get(_idx)
 
@@ -267,6 +282,10 @@ def alerts_from(vb: Varbinds) -> tuple[list[PrinterAlert], Errors]:
     out: list[PrinterAlert] = []
     indexes = set(cols[oids.PRT_ALERT_SEVERITY]) | set(cols[oids.PRT_ALERT_CODE])
     for idx in sorted((k for k in indexes if _is_index(k)), key=oids.oid_tuple)[:MAX_ROWS]:
+        if int(idx.split(".")[-1]) > MAX_INDEX:
+            errors.append(f"prtAlertTable row {idx}: index {OUT_OF_RANGE} (at most 2^31-1); not sent")
+            continue
+
         def num(root: str, table: dict[int, str], what: str, _idx: str = idx) -> str | None:
             v = cols[root].get(_idx)
             n = _safe(errors, f"{what}.{_idx}", v.as_int) if v else None
