@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Protocol
 
 from printgate.domain import Reading
+from printgate.errors import AgentUnavailable
 from printgate.logs import get_logger
 from printgate.wire import MAX_MESSAGE_BYTES
 from printgate.wire import agent_pb2 as pb
+from printgate.wire.convert import reading_to_wire
 
 log = get_logger("agent.readings_queue")
 
@@ -105,6 +107,25 @@ def grpc_uploader(upload_readings: UploadReadings) -> Uploader:
     return _CallUploader(upload_readings)
 
 
+def unencodable(readings: Sequence[Reading]) -> list[Refusal]:
+    """The readings of a batch the agent's own encoder (``reading_to_wire``) cannot turn into
+    a wire message (a counter above the wire's int64, an index above int32, ...), with why.
+    Such a reading can never be sent: it is set aside alone, and its batch goes without it."""
+    bad: list[Refusal] = []
+    for r in readings:
+        try:
+            reading_to_wire(r).SerializeToString()
+        except Exception as exc:  # whatever the encoder raises, retrying cannot help
+            bad.append((r.id, f"could not be encoded for the cloud ({type(exc).__name__}: {exc}); "
+                              "a value out of the readings contract's range, not sent"))
+    return bad
+
+
+def _is_channel_error(exc: BaseException) -> bool:
+    """The network or the cloud (retry, same batch); anything else failed here, on the agent."""
+    return isinstance(exc, AgentUnavailable | OSError | TimeoutError) or getattr(exc, "permanent", None) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class Drop:
     """Readings of one device and kind that were never queued or were pushed out, and why."""
@@ -166,6 +187,7 @@ class ReadingsQueue:
         self.max_attempts = max_attempts
         self._attempts: dict[str, int] = {}  # failed uploads per sealed batch the cloud did not accept
         self.last_quarantine: str | None = None  # why the newest batch was set aside
+        self.stuck: str | None = None  # a batch failing on the agent itself (not the network), until it moves
         self.batch_size = batch_size
         self.max_queued = max_queued
         self.max_bytes = max_bytes
@@ -493,6 +515,8 @@ class ReadingsQueue:
         now = now or datetime.now(UTC)
         problems = []
         batches, readings = await self.dead_letters()
+        if self.stuck:
+            problems.append(self.stuck)
         if batches:
             problems.append(f"{batches} readings batch(es) ({readings} readings) the cloud did not accept were set "
                             f"aside in the queue's dead_letter table (last: {self.last_quarantine or 'before restart'})")
@@ -522,6 +546,26 @@ class ReadingsQueue:
         self._count = max(0, self._count - int(n))
         self._bytes = max(0, self._bytes - int(size))
 
+    def _set_readings_aside(self, batch_id: str, refused: Sequence[Refusal]) -> None:
+        """Readings of a sealed batch that can never be sent: to ``dead_letter`` (kind 'reading',
+        with why) and out of the batch, one transaction; the batch keeps its id and the rest."""
+        db = self._conn()
+        with db:
+            ids = [(batch_id, rid) for rid, _ in refused]
+            n = size = 0
+            for key in ids:
+                row = db.execute("SELECT length(body) FROM queued WHERE batch_id = ? AND id = ?", key).fetchone()
+                if row is not None:
+                    n, size = n + 1, size + int(row[0])
+            at = datetime.now(UTC).isoformat()
+            db.executemany(
+                "INSERT INTO dead_letter (id, body, batch_id, reason, at, kind) "
+                "SELECT id, body, batch_id, ?, ?, ? FROM queued WHERE batch_id = ? AND id = ?",
+                [(reason[:1000], at, DEAD_READING, batch_id, rid) for rid, reason in refused])
+            db.executemany("DELETE FROM queued WHERE batch_id = ? AND id = ?", ids)
+        self._count = max(0, self._count - int(n))
+        self._bytes = max(0, self._bytes - int(size))
+
     async def flush(self, uploader: Uploader, *, max_batches: int = 1000) -> int:
         """Upload sealed/new batches until empty or an upload fails; returns readings sent.
 
@@ -539,6 +583,20 @@ class ReadingsQueue:
             if batch is None:
                 break
             batch_id, readings = batch
+            bad = unencodable(readings)
+            if bad:  # set aside alone (kind 'reading', with why); the rest of the batch goes on
+                try:
+                    await self._run(self._set_readings_aside, batch_id, bad)
+                except (sqlite3.Error, OSError) as exc:
+                    log.warning("readings_queue.set_aside_failed", batch=batch_id, error=str(exc))
+                    break
+                log.error("readings_queue.readings_unencodable", batch=batch_id, count=len(bad),
+                          readings=[rid for rid, _ in bad[:5]], reason=bad[0][1][:300],
+                          hint="kept in the dead_letter table of the queue file (printgate agent dead-letters)")
+                gone = {rid for rid, _ in bad}
+                readings = [r for r in readings if r.id not in gone]
+                if not readings:
+                    continue
             try:
                 refused = await uploader.upload(batch_id, readings)
             except Exception as exc:  # any failure: keep the sealed batch, retry later
@@ -546,12 +604,19 @@ class ReadingsQueue:
                 log.warning("readings_queue.upload_failed", batch=batch_id, count=len(readings), error=str(exc),
                             retry_after_s=self.retry_after_s)
                 permanent = getattr(exc, "permanent", None)  # None: the network or a busy cloud (no limit)
+                local = not _is_channel_error(exc)
+                if local:  # failed on the agent (an encoder, a bug): a limited number of attempts, and shown
+                    permanent = isinstance(exc, ValueError | TypeError | OverflowError)
                 if permanent is None:
                     break
                 attempts = self._attempts[batch_id] = self._attempts.get(batch_id, 0) + 1
                 if not permanent and attempts < self.max_attempts:
+                    if local:
+                        self.stuck = (f"readings batch {batch_id} ({len(readings)} readings) failed on the agent "
+                                      f"{attempts} time(s): {type(exc).__name__}: {exc}"[:500])
                     break
                 self._attempts.pop(batch_id, None)
+                self.stuck = None
                 reason = f"after {attempts} attempt(s): {exc}"
                 try:
                     n = await self._run(self._quarantine, batch_id, reason)
@@ -563,6 +628,7 @@ class ReadingsQueue:
                           hint="kept in the dead_letter table of the queue file; later batches flow")
                 continue
             self._attempts.pop(batch_id, None)
+            self.stuck = None
             self.retry_after_s = None
             try:
                 await self._run(self._ack, batch_id, refused or ())
