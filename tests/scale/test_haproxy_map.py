@@ -89,6 +89,10 @@ def test_every_backend_of_a_node_is_checked_at_its_portal_readyz() -> None:
     assert len(servers) == 5  # portal, proxy (any), proxy (own), channel, enrolment
     assert all(" check addr 10.0.0.1 port 8400 " in s for s in servers), servers
     blocks = cfg.split("\nbackend ")[1:]
-    assert all("option httpchk GET /readyz" in b and "http-check expect status 200" in b for b in blocks)
+    own_proxy = f"printgate_proxy_{found[0].label}"
+    assert all("option httpchk GET /readyz" in b and "http-check expect status 200" in b for b in blocks
+               if not b.startswith(own_proxy))
+    # a draining node keeps serving its live sessions: its own proxy backend asks only "alive"
+    assert "option httpchk GET /healthz" in next(b for b in blocks if b.startswith(own_proxy))
     portal = next(b for b in blocks if b.startswith("printgate_portal"))
     assert "timeout server 30s" in portal
