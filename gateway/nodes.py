@@ -41,6 +41,7 @@ class NodeLease(Service):
                  on_stream_taken: Callable[[str, str], Awaitable[None]] | None = None,
                  cut_stream: Callable[[str], object] | None = None,
                  key_ids: Callable[[], dict[str, str]] | None = None,
+                 has_stream: Callable[[str], bool] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.node_id = node_id
         self.incarnation = secrets.token_hex(8)
@@ -54,6 +55,7 @@ class NodeLease(Service):
         self._on_renewed = on_renewed  # the node command bus re-reads what a lost NOTIFY did not say
         self._on_stream_taken = on_stream_taken  # (agent, other live node): it must cut its older stream
         self._cut_stream = cut_stream  # cut this node's stream of an agent a live node holds a newer one of
+        self._has_stream = has_stream  # a gRPC command stream here (MQTT presence is seen by every node alike)
         self._key_ids = key_ids  # the ids of the keys this node uses (all nodes must share them)
         self._recorded_keys: dict[str, str] | None = None
         self._supervisor = supervisor
@@ -194,17 +196,19 @@ class NodeLease(Service):
             if recorded - online:
                 await nodes.streams_closed(s, sorted(recorded - online), self.node_id)
         for agent_id in sorted(elsewhere):
-            log.warning("node.stream_held_elsewhere", node=self.node_id, agent=agent_id,
-                        hint="another live node holds a newer stream of this agent: the one here is cut")
-            if self._cut_stream is not None:
-                self._cut_stream(agent_id)
+            if self._cut_stream is not None and self._cut_stream(agent_id):
+                log.warning("node.stream_held_elsewhere", node=self.node_id, agent=agent_id,
+                            hint="another live node holds a newer stream of this agent: the one here was cut")
 
     async def presence(self, agent_id: str, online: bool) -> None:
         """Hub presence listener: record at once which node holds the agent's stream; a stream of the
         agent another live node held until now is that node's to cut (the newest connection wins)."""
         async with self._db.transaction() as s:
-            if online:
+            if online and (self._has_stream is None or self._has_stream(agent_id)):
                 prior = await nodes.stream_taken(s, agent_id, self.node_id, self._clock())
+            elif online:  # MQTT presence only: recorded here if no live node holds the agent
+                prior = None
+                await nodes.streams_claimed(s, [agent_id], self.node_id, self._clock())
             else:
                 prior = None
                 await nodes.stream_closed(s, agent_id, self.node_id)

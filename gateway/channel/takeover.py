@@ -54,27 +54,28 @@ class CrossNodeTakeOver:
         self._running: set[asyncio.Task[None]] = set()
         bus.handle(CUT_KIND, self._cut_requested)
 
-    def cut_here(self, agent_id: str, by_node: str | None = None, by_peer: str | None = None) -> str | None:
-        """Cut this node's stream of ``agent_id`` as taken over; the peer address it came from."""
-        peer = self._hub.peer_ip(agent_id)
-        self._hub.cut_taken_over(agent_id, (
+    def cut_here(self, agent_id: str, by_node: str | None = None, by_peer: str | None = None) -> bool:
+        """Cut this node's gRPC stream of ``agent_id`` as taken over; True when there was one."""
+        return self._hub.cut_taken_over(agent_id, (
             f"command stream taken over: a newer connection presenting this agent's certificate opened one on "
             f"gateway node {by_node or 'another node'} from {by_peer or 'an unknown address'}; if this agent did "
             "not reconnect itself, its certificate and key are copied: have an admin revoke it"))
-        return peer
 
     async def _cut_requested(self, payload: dict[str, Any], agent_id: str | None) -> dict[str, Any]:
         if agent_id is None:
             return {"cut": False}
-        had = "grpc" in self._hub.connected_channels(agent_id)
-        peer = self.cut_here(agent_id, str(payload.get("by_node") or ""), str(payload.get("peer_ip") or ""))
+        peer = self._hub.peer_ip(agent_id)
+        had = self.cut_here(agent_id, str(payload.get("by_node") or ""), str(payload.get("peer_ip") or ""))
         log.warning("channel.stream.taken_over", agent=agent_id, node=self._node_id, by_node=payload.get("by_node"),
                     peer=peer, by_peer=payload.get("peer_ip"), cut=had)
         return {"cut": had, "peer_ip": peer}
 
     async def taken(self, agent_id: str, previous_node: str) -> None:
         """This node holds ``agent_id``'s newest stream; ``previous_node`` (live) held one: in the
-        background (the stream starts at once) tell it to cut that one, then audit."""
+        background (the stream starts at once) tell it to cut that one, then audit. Only for a gRPC
+        command stream here: MQTT presence is the broker's, seen alike by every node's bridge."""
+        if "grpc" not in self._hub.connected_channels(agent_id):
+            return
         task = asyncio.get_running_loop().create_task(self._take(agent_id, previous_node),
                                                       name=f"stream-take-over-{agent_id}")
         self._running.add(task)

@@ -262,7 +262,7 @@ class Cloud(Service):
             supervisor=self.supervisor, on_lease_lost=self.broker.end_sessions_ended_elsewhere,
             on_renewed=self.node_commands.poll,
             on_stream_taken=self.stream_takeover.taken, cut_stream=self.stream_takeover.cut_here,
-            key_ids=self.key_ids)
+            key_ids=self.key_ids, has_stream=lambda agent: "grpc" in self.hub.connected_channels(agent))
         await self._stack.enter_async_context(self.node)
         self.hub.add_presence_listener(self.node.presence)
         await self._stack.enter_async_context(self.broker)

@@ -87,7 +87,8 @@ async def node(url: str, node_id: str) -> AsyncIterator[Node]:
                                  node_id=node_id)
             lease = NodeLease(db, node_id, ADDR, lease_s=30, renew_s=1000, take_over=nothing,
                               online_agents=hub.online_agents, supervisor=Supervisor("test"),
-                              on_stream_taken=takeover.taken, cut_stream=takeover.cut_here)
+                              on_stream_taken=takeover.taken, cut_stream=takeover.cut_here,
+                              has_stream=lambda agent: "grpc" in hub.connected_channels(agent))
             async with lease:
                 hub.add_presence_listener(events.on_presence)  # the order printgate serve adds them in
                 hub.add_presence_listener(lease.presence)
@@ -168,3 +169,16 @@ async def test_a_node_back_from_a_pause_cuts_its_stale_stream_instead_of_taking_
     assert await _state(n1.db) == (True, "n2")
     await n1.hub.close_stream(stale)
     assert await _state(n1.db) == (True, "n2")
+
+
+async def test_mqtt_presence_on_another_node_neither_takes_the_record_nor_cuts_the_stream(
+        two: tuple[Node, Node]) -> None:
+    """Every node's MQTT bridge sees the broker's presence of an agent alike: that is no newer connection."""
+    n1, n2 = two
+    grpc = await n1.hub.open_stream(AGENT, "serial-1", peer_ip="127.0.0.5")
+    await n2.hub.set_mqtt_presence(AGENT, True)
+    await n2.takeover.idle()
+    await n2.lease.reconcile_streams()
+    await n1.lease.reconcile_streams()
+    assert grpc.cut_reason is None and not n2.audit.of(event_types.AGENT_STREAM_TAKEN_OVER)
+    assert await _state(n1.db) == (True, "n1")
