@@ -5,8 +5,7 @@ database (tests/scale/cluster.py, each node on its own loopback address) and rea
   node 1's stream (the agent is told ABORTED "taken over … on gateway node node-2"), node 2 holds the
   record, ``agent.stream.taken_over`` is in the audit trail with both nodes, and the agent stays online;
 - the stream's end on node 2 then marks the agent offline (nobody else holds it);
-- a second node started with its own keys (before the key directory was shared) refuses to start,
-  naming the keys."""
+- a third node started with keys of its own (no shared key directory) refuses to start, naming them."""
 
 from __future__ import annotations
 
@@ -29,7 +28,7 @@ from printgate.store.audit import query_records
 from printgate.store.db import Database
 from printgate.testing.database import create_pg_database, drop_pg_database
 from printgate.testing.tenancy import Tenancy
-from tests.scale.cluster import Cluster, until
+from tests.scale.cluster import SHARED, Cluster, until
 
 pytestmark = pytest.mark.postgres
 
@@ -41,13 +40,20 @@ async def cluster() -> AsyncIterator[tuple[Cluster, Database]]:
     except (subprocess.CalledProcessError, FileNotFoundError) as exc:
         pytest.skip(f"PostgreSQL at 127.0.0.1:5432 unavailable: {exc}")
     base = Path(tempfile.mkdtemp(prefix="pgsc-"))  # short: the relays' Unix sockets live below /tmp
-    c = Cluster(base, url, count=2)
+    c = Cluster(base, url, count=3)
     db = Database(url)
     try:
-        first = c.nodes[0]
+        first, second, third = c.nodes
         first.start()
         await c.wait_state(db, first, nodes.ACTIVE)
-        c.nodes[1].start()  # after the keys are copied
+        for name in SHARED:  # the shared keys to node 2 only; node 3 makes its own
+            src, dst = first.data / name, second.data / name
+            if src.is_dir():
+                shutil.copytree(src, dst, dirs_exist_ok=True)
+            elif src.exists():
+                shutil.copy2(src, dst)
+        second.start()
+        third.start()
         yield c, db
     finally:
         c.stop()
@@ -67,12 +73,10 @@ async def _state(db: Database, agent_id: str) -> tuple[bool, str | None]:
 async def test_a_copied_certificate_on_another_node_cuts_the_first_stream_audited_and_keys_must_match(
         cluster: tuple[Cluster, Database]) -> None:
     c, db = cluster
-    one, two = c.nodes
-    # node 2 was started before its keys were copied: it is refused (finding 5) — restart it with them
-    await until("node 2 refused (own keys)", lambda: _ended(two), 60)
-    assert "uses other keys than the live node(s) node-1" in two.tail() and "key_dir" in two.tail()
-    c.share_keys()
-    two.start()
+    one, two, three = c.nodes
+    # node 3 started with keys of its own, not the shared key directory: refused, naming them (finding 5)
+    await until("node 3 refused (own keys)", lambda: _ended(three), 60)
+    assert "uses other keys than the live node(s) node-1" in three.tail() and "key_dir" in three.tail()
     await c.wait_serving(db, two)
     await Tenancy().chain(dealer="d1", customer="c1", site="site-x").save(db)
     async with db.transaction() as s:
