@@ -23,8 +23,11 @@ import functools
 import itertools
 import math
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 
@@ -39,7 +42,61 @@ class EncodedHit:
         return f"{self.kind.replace('_', ' ')} data ({self.length} characters)"
 
 
+ANALYSIS_BUDGET_S = 0.25  # CPU seconds one body's checks may take (a 4 MiB ordinary page: ~0.1 s)
+
+
+class TooComplexToCheck(Exception):
+    """A body whose checks would cost more CPU than ``ANALYSIS_BUDGET_S`` (crafted to stall
+    the proxy's event loop): the caller refuses it, failing closed (issue 21 F3)."""
+
+    def __init__(self, spent_s: float) -> None:
+        super().__init__(f"it is too complex to check within {spent_s:.2f} s of analysis")
+        self.spent_s = spent_s
+
+
+@dataclass(slots=True)
+class _Budget:
+    wall_deadline: float  # perf_counter: cheap to read at every checkpoint
+    cpu_deadline: float  # thread_time: read (a system call) only once the wall deadline has passed
+    limit: float
+
+
+_BUDGET: ContextVar[_Budget | None] = ContextVar("encoded_analysis_budget", default=None)
+
+
+@contextmanager
+def analysis_budget(seconds: float | None = None) -> Iterator[None]:
+    """Checks run inside are stopped with ``TooComplexToCheck`` once they have used ``seconds``
+    of this thread's CPU (the checks never await: that is how long they hold the event loop).
+    The cheap wall clock is read at every checkpoint and the CPU clock only once it says the
+    time is up, so a busy host (the thread not running) does not refuse an ordinary page.
+    Nested budgets keep the outer one."""
+    if _BUDGET.get() is not None:
+        yield
+        return
+    limit = ANALYSIS_BUDGET_S if seconds is None else seconds
+    token = _BUDGET.set(_Budget(time.perf_counter() + limit, time.thread_time() + limit, limit))
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
+
+
+def _spend() -> None:
+    """A checkpoint in every loop over runs, slices and windows."""
+    budget = _BUDGET.get()
+    if budget is None or time.perf_counter() <= budget.wall_deadline:
+        return
+    left = budget.cpu_deadline - time.thread_time()
+    if left <= 0:
+        raise TooComplexToCheck(budget.limit)
+    budget.wall_deadline = time.perf_counter() + left  # not all of it was ours: look again later
+
+
 _HEX = rb"0-9A-Fa-f"
+_HEX_CHARS = b"0123456789ABCDEFabcdef"
+_B64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-"
+_NOT_B64_CHARS = bytes(c for c in range(256) if c not in _B64_CHARS)
 _B64 = rb"A-Za-z0-9+/_\-"
 _JOINERS = b"\r\n\\\"',"  # line breaks and string joins that may split an encoded run
 
@@ -75,6 +132,9 @@ _QP_WINDOW = 16 * 1024
 # "<200 chars> hello world"): runs of the alphabet plus separators, judged on their long pieces
 _BROKEN_ALPHA = _Alphabet.of(_B64 + re.escape(_JOINERS) + rb" \t.:;|!?*#~()\[\]{}")
 _BROKEN_PIECE = re.compile(rb"[A-Za-z0-9+/_\-]{6,}")
+_B64_PIECE_TABLE = bytes(0x31 if _BROKEN_PIECE.fullmatch(bytes([c]) * 6) else 0x30 for c in range(256))
+# a piece of digits (and the minus signs of the next number) right after or before a decimal point
+_NUMBER_PIECE = re.compile(rb"(?<=\.)[0-9\-]{6,}(?![A-Za-z0-9+/_\-])|(?<![A-Za-z0-9+/_\-])[0-9\-]{6,}(?=\.)")
 _A85_BARE_ALPHA = _Alphabet.of(rb"!-u\r\n")  # ascii85 without <~ ~> (wrapped lines allowed)
 _NUMBER_LIST_ALPHA = _Alphabet.of(rb"0-9 \t\r\n,;")
 _NUMBER_LIST = re.compile(rb"(?:[0-9]{1,3}[ \t\r\n,;]+)+")  # decimal or octal bytes, any separator
@@ -119,6 +179,7 @@ def _long_runs(data: bytes, alpha: _Alphabet, length: int) -> Iterator[tuple[int
         lo = max(0, p - step)
         start = lo + data[lo:p].translate(member).rfind(b"0") + 1
         if end - start >= length:
+            _spend()
             yield start, end
         p = end + 1
 
@@ -140,6 +201,8 @@ def _entropy_at_least(sample: bytes, bits: float) -> bool:
 def _run_kind(run: bytes) -> str:
     if _HEX_ONLY.fullmatch(run):
         return "hex"
+    if len(run) >= 64 and len(run.translate(None, _HEX_CHARS)) * 25 <= len(run):
+        return "hex"  # hex with an odd letter now and then ("z" + hex, a "g" every 30): still hex
     if _B32_ONLY.fullmatch(run):
         return "base32"
     if b"-" in run or b"_" in run:
@@ -215,6 +278,7 @@ def _base64_like(data: bytes, threshold: int, allow_data: ImageCheck | None, str
 def _tokens(data: bytes, alpha: _Alphabet, pattern: re.Pattern[bytes], min_chars: int, kind: str) -> EncodedHit | None:
     for start, end in _long_runs(data, alpha, min_chars):
         for m in pattern.finditer(data, start, end):
+            _spend()
             if m.end() - m.start() >= min_chars and _entropy_at_least(m.group()[:_SAMPLE], MIN_TOKEN_ENTROPY):
                 return EncodedHit(kind, m.end() - m.start())
     return None
@@ -257,29 +321,55 @@ def _uuencoded_escaped(data: bytes, threshold: int) -> EncodedHit | None:
     return EncodedHit("uuencode", lines * 61) if lines * 61 >= threshold else None
 
 
+def _regular_separators(chunk: bytes) -> bool:
+    """Short groups cut by one recurring separator ("QUJD REVG", "QUJ!DRE!VG"): the characters
+    outside the alphabet are mostly one byte, about one every 2-9 characters (code mixes its
+    punctuation; prose is skipped by the capitals test before this)."""
+    others = chunk.translate(None, _B64_CHARS)
+    if len(others) * 10 < len(chunk) or len(others) * 2 > len(chunk):
+        return False
+    top = max(map(others.count, set(others)))
+    return top * 10 >= len(others) * 8
+
+
+def _short_groups(chunk: bytes) -> bytes:
+    """The groups too short to be pieces, joined, when one separator recurs regularly between
+    them and they are not word-like; else nothing."""
+    if not _regular_separators(chunk):
+        return b""
+    short = _BROKEN_PIECE.sub(b" ", chunk).translate(None, _NOT_B64_CHARS)
+    if _wordlike(short) or not short.translate(None, b"0123456789"):
+        return b""  # words; or numbers only, which the byte-list checks judge
+    return short
+
+
 def _broken_up(data: bytes, threshold: int, allow_data: ImageCheck | None) -> EncodedHit | None:
     """An encoding cut into groups joined by spaces or short separators: the long pieces of a
     run, put together, are judged like one unbroken run, slice by slice (entropy: joined-up
     words stay below; a slice with few capitals and digits, i.e. prose, is skipped unread);
-    a piece that is one harmless image (the page shows it) is left out."""
+    a piece that is one harmless image (the page shows it) is left out. Groups too short to be
+    pieces ("QUJD REVG", "QUJ!DRE!VG") count when one separator recurs regularly (issue 21 F1,
+    third round): the slice without its pieces and separators is joined and judged too.
+    Linear: each slice is searched within itself (and a slice past it for a piece that crosses)."""
     for start, end in _long_runs(data, _BROKEN_ALPHA, threshold):
         found = 0
         lo = start
+        marks = data[start:end].translate(_B64_PIECE_TABLE)  # alphabet characters marked "1"
         while lo < end:
+            _spend()
             hi = min(end, lo + _SAMPLE)
-            if len(data[lo:hi].translate(None, _UPPER_AND_DIGITS)) * 5 > (hi - lo) * 4:
-                lo = hi
-                continue  # under a fifth capitals and digits: words, not an encoding
-            pieces = []
-            for m in _BROKEN_PIECE.finditer(data, lo, end):  # a piece is whole, even past the slice
-                if m.start() >= hi:
-                    break
-                hi = max(hi, m.end())
-                if _is_number(data, m.start(), m.end()):
-                    continue  # "24.000000", "12.345678-3.25": decimal numbers (SVG paths), not hex
-                pieces.append(m.group())
+            if hi < end and marks[hi - start - 1] == 0x31:  # a piece is whole, even past the slice
+                after = marks.find(b"0", hi - start)
+                hi = end if after < 0 else start + after
+            chunk = data[lo:hi]
             lo = hi
-            joined = b"".join(p for p in pieces if not _harmless_piece(p, allow_data))
+            if len(chunk.translate(None, _UPPER_AND_DIGITS)) * 5 > len(chunk) * 4:
+                continue  # under a fifth capitals and digits: words, not an encoding
+            # decimal numbers ("24.000000", "12.345678-3.25": SVG paths) are not hex: left out
+            pieces = _BROKEN_PIECE.findall(_NUMBER_PIECE.sub(b" ", chunk) if b"." in chunk else chunk)
+            if allow_data is not None and any(m in chunk for m in _MEDIA_B64):
+                pieces = [p for p in pieces if not _harmless_piece(p, allow_data)]
+            joined = b"".join(pieces) + _short_groups(chunk)
             if not joined:
                 continue
             kind = _run_kind(joined)
@@ -288,17 +378,6 @@ def _broken_up(data: bytes, threshold: int, allow_data: ImageCheck | None) -> En
                 if found >= threshold:
                     return EncodedHit(kind, found)
     return None
-
-
-_DIGITS_AND_SIGNS = b"0123456789-"
-
-
-def _is_number(data: bytes, start: int, end: int) -> bool:
-    """``data[start:end]`` is the digits of a decimal number: only digits (and the minus signs of
-    the next number, "345678-3"), with a decimal point right before or after it."""
-    if data[start:end].translate(None, _DIGITS_AND_SIGNS):
-        return False
-    return data[start - 1 : start] == b"." or data[end : end + 1] == b"."
 
 
 def _bare_ascii85(data: bytes, threshold: int) -> EncodedHit | None:
@@ -312,10 +391,15 @@ def _bare_ascii85(data: bytes, threshold: int) -> EncodedHit | None:
 def _number_list(data: bytes, nbytes: int) -> EncodedHit | None:
     """Bytes written as numbers (``80 75 3 4 ...``, octal ``120 113 3 4``), any separator."""
     for start, end in _long_runs(data, _NUMBER_LIST_ALPHA, nbytes * 2):
-        for m in _NUMBER_LIST.finditer(data, start, end):
-            numbers = m.group().split()
-            if len(numbers) >= nbytes and len(set(numbers)) >= 16:
-                return EncodedHit("byte_list", m.end() - m.start())
+        # in windows (overlapping by a quarter): one list is one match, however long the run
+        for lo in range(start, end, _TOKEN_WINDOW):
+            _spend()
+            for m in _NUMBER_LIST.finditer(data, lo, min(end, lo + _TOKEN_WINDOW + _TOKEN_WINDOW // 4)):
+                if m.end() - m.start() < nbytes * 2:
+                    continue
+                numbers = m.group().split()
+                if len(numbers) >= nbytes and len(set(numbers)) >= 16:
+                    return EncodedHit("byte_list", m.end() - m.start())
     return None
 
 
@@ -339,6 +423,7 @@ def _low_vocabulary(data: bytes, nbytes: int) -> EncodedHit | None:
     about equally often and in no repeating order (prose has frequent words; a repeated
     template has as few word pairs as words)."""
     for lo in range(0, len(data), _TOKEN_WINDOW):
+        _spend()
         hi = min(len(data), lo + _TOKEN_WINDOW)
         sample = _WORD.findall(data, max(lo, hi - _SAMPLE), hi)  # a cheap look first: prose fails it
         if len(sample) < 64 or max(Counter(sample).values()) * len(set(sample)) > 3 * len(sample):
@@ -418,6 +503,7 @@ def _runs_at_least(data: bytes, alpha: _Alphabet, length: int) -> Iterator[tuple
     the body is translated to member/non-member marks once and searched for ``length`` marks
     in a row (the leftmost match starts the run and extends to the next non-member)."""
     for m in _marks_run(length).finditer(data.translate(alpha.table)):
+        _spend()
         yield m.span()
 
 
@@ -444,6 +530,7 @@ def encoded_total(data: bytes, allowance: int, *, min_run: int = TOTAL_MIN_RUN,
     seen: set[bytes] = set()
     seen_raw: set[bytes] = set()
     for m in _marks_run(min_run).finditer(data.translate(_B64_ALPHA.table)):  # _runs_at_least, inlined
+        _spend()
         raw = data[m.start() : m.end()]
         if raw in seen_raw:
             continue  # the very same characters again (a table's rows): everything below is decided by them
@@ -505,10 +592,24 @@ def encoded_chars(data: bytes, *, min_run: int = 96, cap: int = 1 << 30) -> int:
             total += len(run)
             if total >= cap:
                 return total
+    # base64 in short groups ("QUJD REVG ...", "QUJ!DRE!VG"), in form fields, JSON and headers
+    # too (issue 21 F1, third round): the groups joined, slice by slice
+    for start, end in _runs_at_least(data, _BROKEN_ALPHA, min_run):
+        for lo in range(start, end, _SAMPLE):
+            _spend()
+            short = _short_groups(data[lo : min(end, lo + _SAMPLE)])
+            if len(short) < min_run // 2:
+                continue
+            kind = _run_kind(short)
+            if _entropy_at_least(short, MIN_ENTROPY[kind] if len(short) >= 256 else _SHORT_ENTROPY[kind]):
+                total += len(short)
+                if total >= cap:
+                    return total
     # bytes as decimal numbers or character references (two characters' worth each), and one
     # character per byte in any script (issue 21 F1/F2/F3, second round)
     total += 2 * number_list_bytes(data, max(0, cap - total) // 2 + 1)
     plain = unescaped(data) if total < cap and b"&#" in data else data  # "&#x420;" is a letter too
+    plain = json_unescaped(plain) if total < cap else plain  # and so is "\\u0420"
     if total < cap and not plain.isascii():
         total += one_char_per_byte_chars(plain)
     return total
@@ -582,6 +683,7 @@ def one_char_per_byte_chars(data: bytes) -> int:
     256-byte looks: what the per-user tally counts for non-ASCII text (issue 21 F3)."""
     total = 0
     for p in range(0, len(data) - _RANDOM_WINDOW + 1, _RANDOM_WINDOW):
+        _spend()
         w = data[p : p + 3 * _RANDOM_WINDOW]  # 85-256 characters, whatever the script
         if not w.isascii() and _random_cjk(w):
             total += _RANDOM_WINDOW
@@ -598,6 +700,7 @@ def random_text(data: bytes, allowance: int) -> EncodedHit | None:
     total = 0
     stride = max(_RANDOM_WINDOW, min(_RANDOM_STRIDE, allowance // 2))
     for p in range(0, len(data) - _RANDOM_WINDOW + 1, stride):
+        _spend()
         w = data[p : p + _RANDOM_WINDOW]
         if w.isascii():
             if w.count(b" ") > 8:
@@ -614,9 +717,13 @@ def random_text(data: bytes, allowance: int) -> EncodedHit | None:
 
 _LIST_ALPHA = _Alphabet.of(rb"0-9 \t\r\n,;")
 _DECIMAL = re.compile(rb"[0-9]+")
-_CSS_NUMBER_PROP = re.compile(rb"--[A-Za-z0-9_\-]{0,40}:[ \t]*([0-9]{1,3})[ \t]*;")
-_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9A-Fa-f]{1,6})|([0-9]{1,7}));")
 MIN_BYTE_LIST = 32  # small integers (0..255) in a row that are byte data
+_LIST_WINDOW = 8 * 1024  # numbers are read from a long list this many characters at a time
+# CSS custom properties holding small numbers, in runs (spaces and line breaks between them too:
+# "--a0: 80; --a1: 75", issue 21 F1 third round); the last may end at "}" without ";"
+_CSS_PROP_RUN = re.compile(rb"(?:--[A-Za-z0-9_\-]{0,40}:[ \t]*[0-9]{1,3}[ \t]*(?:;|(?=\}))\s*){%d,}" % MIN_BYTE_LIST)
+_CSS_VALUE = re.compile(rb":[ \t]*([0-9]{1,3})")
+_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9A-Fa-f]{1,6})|([0-9]{1,7}));")
 
 
 _TEXT_CODES = frozenset([9, 10, 13, *range(32, 127), *range(160, 256)])
@@ -680,31 +787,23 @@ def number_list_bytes(data: bytes, cap: int = 1 << 30) -> int:
         for start, end in _runs_at_least(data, _LIST_ALPHA, 2 * MIN_BYTE_LIST):
             if data.count(b",", start, end) + data.count(b";", start, end) < MIN_BYTE_LIST - 1:
                 continue  # indentation, a long number: not a list
-            total += _byte_run([int(n) for n in _DECIMAL.findall(data, start, end)])
-            if total >= cap:
-                return total
+            for lo in range(start, end, _LIST_WINDOW):  # a window at a time: stops once ``cap`` is reached
+                _spend()
+                total += _byte_run([int(n) for n in _DECIMAL.findall(data, lo, min(end, lo + _LIST_WINDOW))])
+                if total >= cap:
+                    return total
     if has_at_least(data, (b"--",), MIN_BYTE_LIST):
+        for m in _CSS_PROP_RUN.finditer(data):  # whole runs at C speed, then their numbers
+            for lo in range(m.start(), m.end(), _LIST_WINDOW):
+                _spend()
+                total += _byte_run([int(v) for v in _CSS_VALUE.findall(data, lo, min(m.end(), lo + _LIST_WINDOW))])
+                if total >= cap:
+                    return total
+    if has_at_least(data, (b"&#",), MIN_BYTE_LIST):
         values: list[int] = []
         last = -1
-        for m in _CSS_NUMBER_PROP.finditer(data):
-            if m.start() != last:  # not adjacent to the previous one: a new run
-                total += _byte_run(values)
-                values = []
-                if total >= cap:
-                    return total
-            values.append(int(m.group(1)))
-            last = m.end()
-            if len(values) >= 1024:
-                total += _byte_run(values)
-                values = []
-                last = -1
-                if total >= cap:
-                    return total
-        total += _byte_run(values)
-    if has_at_least(data, (b"&#",), MIN_BYTE_LIST):
-        values = []
-        last = -1
         for m in _CHAR_REF.finditer(data):
+            _spend()
             if m.start() - last > 8 or len(values) >= 1024:  # a few characters between still one run
                 total += _byte_run(_binary_refs(values))
                 values = []
@@ -760,10 +859,47 @@ def unescaped(data: bytes) -> bytes:
     return data
 
 
+_JSON_U = re.compile(rb"\\u([0-9A-Fa-f]{4})")
+
+
+def _json_char(m: re.Match[bytes]) -> bytes:
+    return chr(int(m.group(1), 16)).encode("utf-8", "replace")  # a lone surrogate: "?"
+
+
+def json_unescaped(data: bytes) -> bytes:
+    """``data`` with JSON/JavaScript ``\\uXXXX`` escapes undone when it holds many (128 or
+    more): ``"\\u4e00..."`` is the same text as raw UTF-8 (issue 21 F1, third round)."""
+    if not has_at_least(data, (b"\\u",), 128):
+        return data
+    out = []
+    lo = 0
+    while lo < len(data):  # in 64 KiB pieces (a checkpoint between), cut before an escape
+        _spend()
+        hi = min(len(data), lo + _TOKEN_WINDOW)
+        cut = data.rfind(b"\\", max(lo, hi - 10), hi)
+        if hi < len(data) and cut > lo:
+            hi = cut
+        piece = data[lo:hi]
+        lo = hi
+        if piece.isascii():
+            try:  # C speed: undoes exactly the \\u and \\U escapes, every other byte kept
+                out.append(piece.decode("raw_unicode_escape").encode("utf-8", "replace"))
+                continue
+            except UnicodeDecodeError:
+                pass  # a "\\u" not followed by four hex digits: one escape at a time
+        out.append(_JSON_U.sub(_json_char, piece))
+    return b"".join(out)
+
+
 def any_alphabet(data: bytes, allowance: int) -> EncodedHit | None:
     """The general checks: random-looking text over any alphabet, bits and ``0x`` lists, and
-    uuencoded lines in HTML text (checked with character references undone)."""
+    uuencoded lines in HTML text (checked with character references undone); JSON ``\\u``
+    escapes are undone for the one-character-per-byte look."""
     hit = low_entropy_forms(data, allowance) or random_text(data, allowance)
+    if hit is None:
+        plain = json_unescaped(data)
+        if plain is not data:
+            hit = random_text(plain, allowance)
     if hit is None and data.count(b"&") * 100 >= len(data):  # dense character references: HTML text
         plain = unescaped(data)  # numeric references too: "&#x51;&#x55;..." spelling base64 is base64
         if len(data) - len(plain) < 64:

@@ -281,6 +281,14 @@ DOWNLOADS: dict[str, tuple[bytes, str]] = {
                           "text/html"),
     "svg-b64-groups-in-desc": (f"<svg xmlns='http://www.w3.org/2000/svg'><desc>{groups(b64(), 8, ' ')}</desc></svg>".encode(),
                                "image/svg+xml"),
+    # issue 21, third round (outside tester a21): short groups, odd separators, escapes
+    "html-b64-groups-of-4": (f"<html><body><p>{groups(b64(), 4, ' ')}</p></body></html>".encode(), "text/html"),
+    "js-b64-bang-every-3": (("var d='" + "".join(b64()[i : i + 3] + "!" for i in range(0, len(b64()), 3)) + "';").encode(),
+                            "application/javascript"),
+    "html-hex-g-every-30": (f"<html><body><p>{groups(SECRET.hex(), 30, 'g')}</p></body></html>".encode(), "text/html"),
+    "json-hex-z-prefix": (json.dumps({"fw": "z" + SECRET[:3000].hex()}).encode(), "application/json"),
+    "css-vars-spaced": ((":root{" + "; ".join(f"--a{i}: {c}" for i, c in enumerate(SECRET)) + "}").encode(), "text/css"),
+    "json-cjk-escaped": (json.dumps({"fw": "".join(chr(0x4E00 + c) for c in SECRET)}).encode(), "application/json"),
 }
 
 

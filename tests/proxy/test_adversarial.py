@@ -168,6 +168,7 @@ ENGLISH = ("The printer in room 101 needs a new drum unit soon and the toner is 
 
 # (id, method, path, request kwargs, rule prefix, what must never reach the device)
 SP8 = groups(B64[:3000].decode(), 8, " ")
+SP4 = groups(B64[:6000].decode(), 4, " ")
 UU = b"".join(binascii.b2a_uu(SECRET[i : i + 45]) for i in range(0, 2250, 45))
 WS_BITS = "".join(" " if (c >> i) & 1 else "\t" for c in SECRET[:512] for i in range(8)).encode()
 B85 = base64.b85encode(SECRET[:2048])
@@ -284,6 +285,13 @@ UPLOADS: list[tuple[str, str, str, dict[str, Any], str, bytes]] = [
     ("query-binary-digits", "GET", "/sink", {"params": {"v": BITS[:4096]}}, "upload.query_encoded", BITS[1000:1064].encode()),
     ("header-base85", "GET", "/sink", {"headers": {"x-note": B85[:1600].decode()}}, "upload.headers_encoded",
      B85[800:830]),
+    # short groups towards the device (issue 21, third round): form fields, a JSON body, a header
+    ("form-fields-base64-groups-of-4", "POST", "/sink", form([(f"f{i}", p) for i, p in enumerate(pieces(SP4.encode(), 3200))]),
+     "upload.encoded_blob", SP4[1000:1040].replace(" ", "+").encode()),
+    ("json-base64-groups-of-4", "POST", "/sink", text(json.dumps({"v": SP4}).encode(), "application/json"),
+     "upload.encoded_blob", SP4[1000:1040].encode()),
+    ("header-x-data-base64-groups-of-4", "GET", "/sink", {"headers": {"x-data": SP4[:1600].strip()}}, "upload.headers_encoded",
+     SP4[800:840].encode()),
     ("request-over-budget", "POST", "/sink", form([(f"note{i}", ENGLISH[:4000].decode()) for i in range(10)]),
      "budget.request", b"note9="),
 ]
@@ -513,6 +521,12 @@ REFUSED_DOWNLOADS = [
     ("html-b32-pieces-in-divs", "download.encoded_blob"),
     ("xml-wrapped-b64", "download.encoded_blob"),
     ("text-pem", "download.sniffed_pem"),
+    ("html-b64-groups-of-4", "download.encoded_blob"),
+    ("js-b64-bang-every-3", "download.encoded_blob"),
+    ("html-hex-g-every-30", "download.encoded_blob"),
+    ("json-hex-z-prefix", "download.encoded_blob"),
+    ("css-vars-spaced", "download.encoded_blob"),
+    ("json-cjk-escaped", "download.encoded_blob"),
 ]
 
 
@@ -688,6 +702,7 @@ async def test_device_websocket_frames_carrying_files_are_dropped_and_audited(pr
         pytest.param(B64.decode() * 7, "websocket.encoded_from_browser", id="ws-text-58k-base64"),
         pytest.param(B64URL[:400].decode(), "websocket.encoded_from_browser", id="ws-text-small-base64"),
         pytest.param(groups(B64[:3000].decode(), 8, " "), "websocket.encoded_from_browser", id="ws-text-base64-groups-of-8"),
+        pytest.param(groups(B64[:3000].decode(), 4, " "), "websocket.encoded_from_browser", id="ws-text-base64-groups-of-4"),
         pytest.param(SECRET, "websocket.binary_from_browser", id="ws-binary-frame"),
         pytest.param("\n" + PS_JOB.decode(), "websocket.document_from_browser", id="ws-text-postscript"),
         pytest.param(ENGLISH.decode() * 9, "budget.request", id="ws-text-over-request-budget"),

@@ -194,7 +194,11 @@ class BlockDownloads:
         mtype = media_type(resp.headers.get("content-type", ""))
         verdict = self.verdicts.lookup(body, mtype, lim)
         if verdict is BodyVerdicts.MISSING:
-            verdict = self._body_verdict(mtype, body, lim)
+            try:
+                with encoded.analysis_budget():
+                    verdict = self._body_verdict(mtype, body, lim)
+            except encoded.TooComplexToCheck as exc:  # crafted to stall the proxy: fail closed
+                verdict = "download.too_complex", f"The response is refused, not let through unchecked: {exc}.", size
             self.verdicts.put(body, mtype, lim, verdict)
         if verdict is FONT:
             return self._check_font(req, body, session_id, lim)

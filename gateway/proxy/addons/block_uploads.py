@@ -80,6 +80,13 @@ class BlockUploads:
         pages.block(flow, FlowDecision(True, rule, reason, "request", flow.request.headers.get("content-type", ""), size))
 
     def check(self, req: http.Request) -> tuple[str, str] | None:
+        try:
+            with encoded.analysis_budget():
+                return self._check(req)
+        except encoded.TooComplexToCheck as exc:  # crafted to stall the proxy: fail closed
+            return "upload.too_complex", f"The request is refused, not let through unchecked: {exc}."
+
+    def _check(self, req: http.Request) -> tuple[str, str] | None:
         method = req.method.upper()
         ctype = req.headers.get("content-type", "")
         mtype = media_type(ctype)

@@ -94,6 +94,14 @@ class WebSocketGuard:
         await self._audit_drop(flow, message, verdict)
 
     def _check(self, message: websocket.WebSocketMessage, lim: ProxyLimits) -> Verdict | None:
+        try:
+            with encoded.analysis_budget():
+                return self._check_content(message, lim)
+        except encoded.TooComplexToCheck as exc:  # crafted to stall the proxy: fail closed
+            side = "browser" if message.from_client else "device"
+            return f"websocket.too_complex_from_{side}", f"A WebSocket frame from the {side} was dropped, not let through unchecked: {exc}."
+
+    def _check_content(self, message: websocket.WebSocketMessage, lim: ProxyLimits) -> Verdict | None:
         side = "browser" if message.from_client else "device"
         if not message.is_text:
             return f"websocket.binary_from_{side}", f"A binary WebSocket frame from the {side} was dropped."
