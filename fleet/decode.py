@@ -60,10 +60,20 @@ class DecodedBatch:
     readings: list[Reading] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     content_hash: str | None = None  # SHA-256 of what was sent: a reused batch id with other content is refused
+    positions: list[int] = field(default_factory=list)  # each reading's place in the batch (empty: in order)
+
+    def position_of(self, i: int) -> int:
+        return self.positions[i] if i < len(self.positions) else i
 
     @property
     def received(self) -> int:
         return len(self.readings) + len(self.rejected)
+
+
+def printable(text: str) -> str:
+    """``text`` as valid UTF-8 (a lone surrogate written as its escape): anything a reading sent
+    that is echoed back in an acknowledgement, which protobuf refuses to build otherwise."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _refuse(batch_id: str, why: str) -> ReadingsPayloadInvalid:
@@ -96,6 +106,7 @@ def decode_batch(batch: pb.ReadingsBatch, *, now: datetime | None = None) -> Dec
             if fast is not None and fast.id not in out.ids:
                 out.ids.add(fast.id)
                 out.readings.append(fast)
+                out.positions.append(n)
                 continue
             try:  # anything the fast pass does not vouch for: the full checks, for the reason
                 reading = reading_from_wire(msg)
@@ -127,6 +138,8 @@ def decode_v1(batch_id: str, payload: bytes, *, now: datetime | None = None,
         raise _refuse(batch_id, f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise _refuse(batch_id, f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:  # arrays or objects nested thousands deep: no reading looks like that
+        raise _refuse(batch_id, "JSON nested too deep") from None
     if not isinstance(body, dict) or not isinstance(body.get("readings"), list):
         raise _refuse(batch_id, 'top level must be an object with a "readings" list')
     items = body["readings"]
@@ -187,9 +200,10 @@ class _Collector:
         self.readings: list[Reading] = []
         self.rejected: list[Rejection] = []
         self.ids: set[str] = set()
+        self.positions: list[int] = []
 
     def reject(self, n: int, reading_id: str, why: str) -> None:
-        self.rejected.append(Rejection(n, reading_id[:MAX_ID], f"reading #{n} {why}"[:500]))
+        self.rejected.append(Rejection(n, printable(reading_id[:MAX_ID]), printable(f"reading #{n} {why}"[:500])))
 
     def add(self, n: int, reading: Reading) -> None:
         problem = problem_of(reading, now=self.now)
@@ -200,9 +214,11 @@ class _Collector:
             return
         self.ids.add(reading.id)
         self.readings.append(reading)
+        self.positions.append(n)
 
     def result(self) -> DecodedBatch:
-        return DecodedBatch(self.batch_id, self.version, self.readings, self.rejected, self.content_hash)
+        return DecodedBatch(self.batch_id, self.version, self.readings, self.rejected, self.content_hash,
+                            self.positions)
 
 
 def _text_problem(what: str, v: object, limit: int, *, optional: bool = False) -> str | None:

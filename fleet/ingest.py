@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from fleet.decode import DecodedBatch, Rejection, decode_batch, decode_v1
+from fleet.decode import DecodedBatch, Rejection, decode_batch, decode_v1, printable
 from fleet.errors import IngestBusy
 from fleet.state import apply_batch
 from printgate import metrics
@@ -192,9 +192,10 @@ class FleetIngest:
         result = await self.ingest(agent_id, batch)
         if result.conflict is not None:
             raise ReadingsPayloadInvalid(result.conflict)
-        return pb.Ack(id=batch.batch_id, duplicate=result.duplicate, stored=result.stored,
-                      rejected=[pb.ReadingRejection(position=r.position, reading_id=r.reading_id, reason=r.reason)
-                                for r in result.rejected])
+        return pb.Ack(id=printable(batch.batch_id), duplicate=result.duplicate, stored=result.stored,
+                      rejected=[pb.ReadingRejection(position=r.position, reading_id=printable(r.reading_id),
+                                                    reason=printable(r.reason))
+                                for r in result.rejected])  # never fails on what a reading sent
 
 
 async def ingest_payload(db: Database, agent_id: str, batch_id: str, payload: bytes) -> bool:
@@ -339,9 +340,23 @@ async def _store_once(db: Database, batches: Sequence[tuple[str, DecodedBatch]],
             reported.add(key)
             stored, unmapped = counts[key]
             results.append(IngestResult(duplicate=False, stored=stored, unmapped=unmapped, rejected=batch.rejected))
-        else:
-            results.append(IngestResult(duplicate=True))
+        else:  # delivered before: the same refusals, so a lost acknowledgement loses no dead letter
+            results.append(IngestResult(duplicate=True, rejected=_refused_before(batch, known)))
     return results
+
+
+def _refused_before(batch: DecodedBatch, stored: set[str]) -> list[Rejection]:
+    """The refusals of a batch delivered before, from what is stored (``stored``: the ids of its
+    readings the history holds): the readings it refuses now and did not store then, and any
+    reading it would take now but did not store then (refused at first delivery, e.g. by the
+    clock checks). The content hash vouches that it is the same batch."""
+    out = [r for r in batch.rejected if r.reading_id not in stored]
+    for i, r in enumerate(batch.readings):
+        if r.id not in stored:
+            n = batch.position_of(i)
+            out.append(Rejection(n, r.id, f"reading #{n} was refused when this batch was first delivered "
+                                          "(not stored)"))
+    return sorted(out, key=lambda r: r.position)
 
 
 async def _announce(s: AsyncSession, opened: Sequence[rows.TrackedAlert], cleared: Sequence[rows.TrackedAlert]) -> None:
