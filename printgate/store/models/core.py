@@ -110,6 +110,9 @@ class DwaSessionRow(Base):
     # the gateway node that owns it (0022, models.nodes); NULL: opened before nodes existed
     node_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
 
+    # an agent's sessions whose credential is still valid, read when it connects to any node (0027)
+    __table_args__ = (Index("ix_dwa_sessions_agent_expires", "agent_id", "expires_at"),)
+
 
 class DwaTransitionRow(Base):
     __tablename__ = "dwa_transitions"
