@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import secrets
 from typing import Annotated
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from portal.approval_notices import approval_lines, approvers_of, requested_notice
@@ -16,6 +17,7 @@ from portal.device_list import (
     GROUPINGS,
     STATUS_CHOICES,
     DeviceFilter,
+    DeviceGroup,
     customer_choices,
     device_groups,
     site_choices,
@@ -34,14 +36,40 @@ from printgate.store.session_history import sessions_of_user
 
 router = APIRouter(tags=["devices"])
 _ALERT_ID = re.compile(r"[0-9]{1,18}")
+PAGE_SIZE = 100  # devices per page: a dealer with 20,000 devices gets a page the browser can draw
+
+
+def page_of(groups: list[DeviceGroup], offset: int, limit: int) -> list[DeviceGroup]:
+    """Entries ``offset .. offset+limit`` of the grouped list, still grouped (a group cut by the
+    page keeps its title on both pages)."""
+    out: list[DeviceGroup] = []
+    skip, left = offset, limit
+    for g in groups:
+        if left <= 0:
+            break
+        if skip >= len(g.entries):
+            skip -= len(g.entries)
+            continue
+        entries = g.entries[skip:skip + left]
+        skip = 0
+        left -= len(entries)
+        out.append(DeviceGroup(g.title, entries))
+    return out
+
+
+def _page_link(request: Request, page: int) -> str:
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "page"]
+    return "/devices?" + urlencode([*params, ("page", str(page))])
 
 
 @router.get("/devices")
 async def devices_page(request: Request, state: State, s: DbSession, login: CurrentLogin, q: str = "",
                        customer: str = "", site: str = "", status: str = "", alert: str = "",
-                       group: str = "customer") -> Response:
+                       group: str = "customer",
+                       page: Annotated[int, Query(ge=1, le=1_000_000)] = 1) -> Response:
     """The dealer's devices: search, filters, grouping, status, alerts, lowest supply; the
-    user's own live sessions are marked (Open web page rejoins them)."""
+    user's own live sessions are marked (Open web page rejoins them). ``PAGE_SIZE`` devices a
+    page, with the count of all that match."""
     if (home := landing_page(login.user)) != "/devices":
         return see_other(home)  # e.g. an auditor right after signing in
     dealer = login.user.dealer_id
@@ -51,8 +79,18 @@ async def devices_page(request: Request, state: State, s: DbSession, login: Curr
     live = {line.device_id: line for line in await sessions_of_user(s, login.user.id, limit=20)
             if line.is_live(now)}
     groups = device_groups(devices, flt)
+    matching = sum(len(g.entries) for g in groups)
+    pages = max(1, -(-matching // PAGE_SIZE))
+    page = min(page, pages)
+    groups = page_of(groups, (page - 1) * PAGE_SIZE, PAGE_SIZE)
+    on_page = sum(len(g.entries) for g in groups)
+    pager = {"page": page, "pages": pages, "first": (page - 1) * PAGE_SIZE + 1 if on_page else 0,
+             "last": (page - 1) * PAGE_SIZE + on_page,
+             "prev": _page_link(request, page - 1) if page > 1 else None,
+             "next": _page_link(request, page + 1) if page < pages else None}
     shown = [e.fleet.device.id for g in groups for e in g.entries if e.fleet.open_alerts]
-    return render(state, request, "devices.html", login=login, groups=groups, flt=flt,
+    return render(state, request, "devices.html", login=login, groups=groups, flt=flt, matching=matching,
+                  pager=pager,
                   total=len(devices), customers=customer_choices(devices), sites=site_choices(devices),
                   statuses=STATUS_CHOICES, alert_choices=ALERT_CHOICES, groupings=GROUPINGS, live=live, now=now,
                   alerts=await sessions_store.openable_alerts(s, shown), may_open=True)
