@@ -22,6 +22,7 @@ import binascii
 import functools
 import itertools
 import math
+import random
 import re
 import time
 from collections import Counter
@@ -465,7 +466,7 @@ def find_encoded(
     if hit is not None:
         return hit
     nbytes = max(8, threshold // 2)  # bytes an escaped/spaced/array form must carry
-    if b"\\" in data or b"%" in data:  # one-byte needles: fast on any text
+    if (b"\\" in data or b"%" in data) and has_at_least(data, (b"\\x", b"\\u00", b"%"), nbytes):  # escapes enough
         hit = _tokens(data, _ESCAPED_ALPHA, _ESCAPED, nbytes * 3, "escaped_hex")
         if hit is not None:
             return hit
@@ -621,6 +622,7 @@ _SHORT_ENTROPY = {"hex": 3.0, "base32": 3.8, "base64": 4.5, "base64url": 4.5, "d
 _WHITESPACE = b" \t\r\n"
 _RANDOM_STRIDE = 2048  # one 256-byte look per 2 KiB (at most half the allowance apart)
 _RANDOM_WINDOW = 256
+_GRID = random.SystemRandom()  # where a body's sampled windows start: not predictable
 _CJK_PUNCT = re.compile(r"[\u3000-\u303f\uff00-\uffef\s]")
 _BIN_ALPHA = _Alphabet.of(rb"01 ,\r\n")
 _HEX_LIST = re.compile(rb"(?:0[xX][0-9A-Fa-f]{1,2}[\s,;]*){16,}")
@@ -694,12 +696,14 @@ def random_text(data: bytes, allowance: int) -> EncodedHit | None:
     """Encoded data over any alphabet (issue 21 F2/F3): windows sampled every KiB that look
     random (``_random_window``, or one CJK character per byte), counted as a KiB each; a body
     with ``allowance`` characters' worth is an encoded file. Cost: one 256-byte look per KiB,
-    a ``set`` and a whitespace count for ordinary text."""
+    a ``set`` and a whitespace count for ordinary text. The grid starts at a random offset for
+    each body (issue 21 F2, third round): text placed where a fixed grid looks (prose at offsets
+    0-255 of every 2 KiB, base85 between) cannot know where the looks fall."""
     if len(data) < allowance:
         return None
     total = 0
     stride = max(_RANDOM_WINDOW, min(_RANDOM_STRIDE, allowance // 2))
-    for p in range(0, len(data) - _RANDOM_WINDOW + 1, stride):
+    for p in range(_GRID.randrange(stride), len(data) - _RANDOM_WINDOW + 1, stride):
         _spend()
         w = data[p : p + _RANDOM_WINDOW]
         if w.isascii():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import json
 import quopri
@@ -18,6 +19,7 @@ import random
 import struct
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
@@ -292,6 +294,41 @@ DOWNLOADS: dict[str, tuple[bytes, str]] = {
 }
 
 
+def _crafted_css() -> bytes:
+    data = random.Random(2104).randbytes(220_000)
+    return (":root{" + "; ".join(f"--a{i}: {c}" for i, c in enumerate(data)) + "}").encode()
+
+
+def _crafted_escaped() -> bytes:
+    data = random.Random(2105).randbytes(400_000)
+    return ("var t='" + "".join(f"\\u{0x4E00 + c:04x}" for c in data) + "';").encode()
+
+
+def _crafted_groups() -> bytes:
+    text = base64.b64encode(random.Random(2106).randbytes(1_700_000)).decode()
+    return f"<html><body><p>{groups(text, 4, ' ')}</p></body></html>".encode()
+
+
+# 2-3 MB pages crafted to cost the checks CPU (issue 21 F3), built on first request
+CRAFTED: dict[str, tuple[Callable[[], bytes], str]] = {
+    "css-vars": (_crafted_css, "text/css"),
+    "escaped-cjk": (_crafted_escaped, "application/javascript"),
+    "groups-of-4": (_crafted_groups, "text/html"),
+}
+
+
+@functools.cache
+def crafted(name: str) -> bytes:
+    return CRAFTED[name][0]()
+
+
+async def crafted_page(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in CRAFTED:
+        raise web.HTTPNotFound()
+    return web.Response(body=crafted(name), headers={"content-type": CRAFTED[name][1]})
+
+
 async def download(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name not in DOWNLOADS:
@@ -369,6 +406,7 @@ def make_app(state: HostileState) -> web.Application:
     r.add_get("/fetch/data", fetch_data)
     r.add_get("/signin", set_cookie)
     r.add_get("/dl/{name:.+}", download)
+    r.add_get("/crafted/{name}", crafted_page)
     r.add_get("/device.css", device_css)
     r.add_get("/sw.js", sw_script)
     r.add_get("/page/blob", _page(BLOB_DOWNLOAD_PAGE))

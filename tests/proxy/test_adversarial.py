@@ -19,6 +19,7 @@ import os
 import quopri
 import re
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ import pytest
 from gateway.proxy.routes import SessionRoute
 from tests.proxy.conftest import ProxyHarness, SessionClient
 from tests.proxy.hostile_device import (
+    CRAFTED,
     DEVICE_TOKEN,
     DOWNLOADS,
     MARK,
@@ -40,6 +42,7 @@ from tests.proxy.hostile_device import (
     SECRET,
     HostileDevice,
     bomb,
+    crafted,
     groups,
     secret_zip,
     word_code,
@@ -598,6 +601,43 @@ async def test_a_compression_bomb_is_refused_without_decoding_it_whole(proxy_har
 async def test_download_is_refused_and_audited(proxy_harness, attacker, name, rule):
     details = await assert_refused_download(proxy_harness, attacker, f"/dl/{name}", rule, DOWNLOADS[name][0])
     assert details["direction"] == "response"
+
+
+async def test_crafted_pages_are_refused_without_stalling_another_session(proxy_harness, attacker, hostile):
+    """Issue 21 F3 (third round): pages crafted to cost the checks CPU (2-3 MB each, two fetched
+    at the same time) are refused and audited while another session's page loads stay quick: the
+    checks share the proxy's event loop (before, each such page held it for seconds). The stall
+    is measured as the CPU this process (proxy and clients) burns while one of the victim's page
+    loads waits: the CI host's other jobs stretch wall time, not that."""
+    victim = SessionClient(proxy_harness, open_route(proxy_harness, hostile))
+    await victim.launch()
+    try:
+        for name in CRAFTED:
+            crafted(name)  # built before the clock starts
+
+        async def victim_load() -> tuple[float, float]:
+            wall, cpu = time.perf_counter(), time.process_time()
+            await still_serves_pages(victim)
+            return time.perf_counter() - wall, time.process_time() - cpu
+
+        baseline = max([await victim_load() for _ in range(3)])
+        before = await count_blocked(proxy_harness, attacker)
+        loads = []
+        for pair in (["css-vars", "escaped-cjk"], ["groups-of-4"]):
+            fetches = [asyncio.create_task(attacker.request("GET", f"/crafted/{name}")) for name in pair]
+            while not all(f.done() for f in fetches):
+                loads.append(await victim_load())
+            for f in fetches:
+                assert f.result().status_code == 403, f.result().text[:300]
+        new = await blocked_record(proxy_harness, attacker, before)
+        assert sorted(str(e.details["rule"]) for e in new) == ["download.encoded_blob"] * len(CRAFTED), [
+            (e.type, e.details) for e in new]
+        worst_wall, worst_cpu = max(w for w, _ in loads), max(c for _, c in loads)
+        print(f"victim page load: baseline {baseline[0] * 1000:.0f} ms ({baseline[1] * 1000:.0f} ms CPU); worst while "
+              f"crafted pages were checked {worst_wall * 1000:.0f} ms ({worst_cpu * 1000:.0f} ms CPU)")
+        assert worst_cpu < baseline[1] + 0.5, (baseline, worst_wall, worst_cpu)
+    finally:
+        await victim.aclose()
 
 
 async def test_plain_svg_and_fonts_the_device_css_names_are_served(proxy_harness, attacker):

@@ -435,3 +435,25 @@ def test_references_that_spell_an_encoding_are_judged_as_that_encoding():
                      for i in range(0, len(b64), 80))
     assert any_alphabet(parts, 4096) is not None
     assert unescaped(b"&#x420;&#1091;&amp;&#x110000;") == "\u0420\u0443&\ufffd".encode()
+
+
+# --- issue 21, third round: short groups, odd letters, escapes, the sampling grid ------------
+
+def test_short_groups_count_towards_the_session_tally():
+    """Base64 in 4-character groups (or with "!" every 3) sent in small requests adds up."""
+    b64 = base64.b64encode(BIG[:150])
+    spaced = b" ".join(b64[i : i + 4] for i in range(0, len(b64), 4))
+    banged = b"!".join(b64[i : i + 3] for i in range(0, len(b64), 3))
+    assert encoded_chars(b"note=" + spaced) >= 150
+    assert encoded_chars(b"note=" + banged) >= 150
+    prose = b"The printer in room 101 needs a new drum unit soon and the toner is low. " * 4
+    assert encoded_chars(prose) == 0
+
+
+def test_base85_between_prose_placed_on_the_sampling_grid_is_found():
+    """Prose at offsets 0-255 of every 2 KiB and base85 elsewhere: a fixed grid sees only prose."""
+    b85 = base64.b85encode(random.Random(2121).randbytes(40_000))
+    prose = (b"Toner low. Replace the drum unit in tray two soon, then print a test page. " * 4)[:256]
+    page = b"".join(prose + b85[i : i + 1792] for i in range(0, len(b85) - 1792, 1792))
+    for _ in range(5):  # a random grid for each look: every look finds it
+        assert any_alphabet(page, 4096) is not None
