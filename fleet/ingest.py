@@ -324,6 +324,11 @@ async def _store_once(db: Database, batches: Sequence[tuple[str, DecodedBatch]],
             for device_id, reading_id, current, lower in changes.counters_backwards:
                 log.warning("readings.counter_backwards", device=device_id, reading=reading_id, page_count=current,
                             read=lower, hint="kept in the history; the current page count is not lowered")
+            for device_id, reading_id, current_count, bogus in changes.counters_implausible:
+                log.warning("readings.counter_implausible", device=device_id, reading=reading_id,
+                            page_count=current_count, read=bogus,
+                            hint="kept in the history; not applied (above 10^10 pages or faster than "
+                                 "1000 pages a second since the current count)")
             await rows.upsert_states(s, changes.states)
             await rows.replace_supplies(s, changes.supplies)
             opened, cleared = await rows.write_alerts(s, changes.alerts)

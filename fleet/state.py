@@ -2,7 +2,12 @@
 
 - counters: the page count (sum of the markers' life counts) and its time; a newer reading
   with a LOWER page count (a board swap, a bogus agent) does not lower it: the reading stays in
-  the history and is reported (``BatchChanges.counters_backwards``, logged by ingest);
+  the history and is reported (``BatchChanges.counters_backwards``, logged by ingest); nor does
+  an implausible one raise it (``BatchChanges.counters_implausible``): a count above
+  ``MAX_PLAUSIBLE_PAGES`` (a Counter64 at its maximum), or a rise faster than
+  ``MAX_PAGES_PER_SECOND`` since the current count was read. A current count above
+  ``MAX_PLAUSIBLE_PAGES`` (stored before this rule) counts as unknown: the next plausible
+  reading replaces it, so one bogus value cannot freeze a device's page count for good;
 - supplies: the set of the newest supplies reading replaces the device's current supplies;
 - alerts: an alert is raised when first reported and cleared when a newer reading of its
   kind no longer holds it: the printer's prtAlertTable entries and its detected error
@@ -30,6 +35,19 @@ from printgate.fleet_alerts import (
     supply_alerts,
 )
 from printgate.store.readings import DeviceState, TrackedAlert
+
+MAX_PLAUSIBLE_PAGES = 10**10  # no printer prints ten billion pages in its life
+MAX_PAGES_PER_SECOND = 1000  # ... nor a thousand pages a second (the fastest print ~ 5)
+
+
+def implausible_rise(current: int | None, current_at: datetime | None, count: int, taken_at: datetime) -> bool:
+    """A page count no printer could have reached from ``current`` (read at ``current_at``)."""
+    if count > MAX_PLAUSIBLE_PAGES:
+        return True
+    if current is None or current_at is None or current > MAX_PLAUSIBLE_PAGES or count <= current:
+        return False
+    seconds = max(1.0, (taken_at - current_at).total_seconds())
+    return count - current > MAX_PAGES_PER_SECOND * seconds
 
 
 def page_count_of(r: Reading) -> int | None:
@@ -67,6 +85,8 @@ class BatchChanges:
     alerts: list[TrackedAlert] = field(default_factory=list)
     # (device, reading id, current page count, the lower one read): kept in the history, not applied
     counters_backwards: list[tuple[str, str, int, int]] = field(default_factory=list)
+    # (device, reading id, current page count or None, the implausible one read): history only
+    counters_implausible: list[tuple[str, str, int | None, int]] = field(default_factory=list)
 
 
 def apply_batch(
@@ -88,7 +108,10 @@ def apply_batch(
             st.last_reading_at = r.taken_at
         if ReadingKind.COUNTERS in r.kinds and _newer(st.counters_at, r.taken_at):
             count = page_count_of(r)
-            if count is not None and st.page_count is not None and count < st.page_count:
+            current = st.page_count if st.page_count is None or st.page_count <= MAX_PLAUSIBLE_PAGES else None
+            if count is not None and implausible_rise(current, st.counters_at, count, r.taken_at):
+                changes.counters_implausible.append((device_id, r.id, st.page_count, count))
+            elif count is not None and current is not None and count < current:
                 changes.counters_backwards.append((device_id, r.id, st.page_count, count))
             elif count is not None:  # a lifetime counter never goes down: a lower one stays in the history only
                 st.page_count, st.counters_at = count, r.taken_at
