@@ -641,6 +641,8 @@ def _random_window(w: bytes) -> bool:
     h = _entropy(w)
     if h < 4.3 or h < 0.9 * math.log2(distinct):
         return False
+    if max(map(w.count, set(w))) * distinct > 5 * len(w):
+        return False  # one character far above the mean: a table's row marker ("Q4]/oQ4i/}Q4j0O"), not random
     pairs = len({w[i : i + 2] for i in range(len(w) - 1)})
     if pairs * 100 < 85 * (len(w) - 1):
         return False
