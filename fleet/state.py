@@ -112,7 +112,7 @@ def apply_batch(
             if count is not None and implausible_rise(current, st.counters_at, count, r.taken_at):
                 changes.counters_implausible.append((device_id, r.id, st.page_count, count))
             elif count is not None and current is not None and count < current:
-                changes.counters_backwards.append((device_id, r.id, st.page_count, count))
+                changes.counters_backwards.append((device_id, r.id, current, count))
             elif count is not None:  # a lifetime counter never goes down: a lower one stays in the history only
                 st.page_count, st.counters_at = count, r.taken_at
         device_alerts = alerts.setdefault(device_id, [])
