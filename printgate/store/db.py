@@ -35,6 +35,7 @@ from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -282,10 +283,11 @@ class Database:
             await run_to_end(s.close)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    async def transaction(self, bind: AsyncConnection | None = None) -> AsyncIterator[AsyncSession]:
         """A session in one transaction: committed when the block ends normally, rolled back
-        otherwise (cancellation included, and the rollback itself is not cancellable)."""
-        s = self.sessions()
+        otherwise (cancellation included, and the rollback itself is not cancellable). With
+        ``bind``, on a connection the caller holds (closing the session leaves it open)."""
+        s = self.sessions() if bind is None else self.sessions(bind=bind)
         try:
             await s.begin()
             yield s

@@ -73,9 +73,10 @@ class GatedDatabase(Database):
             self.waiting -= 1
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        await self.wait_at_gate()
-        async with super().transaction() as s:
+    async def transaction(self, bind: AsyncConnection | None = None) -> AsyncIterator[AsyncSession]:
+        if bind is None:  # a held connection passed the gate when it was taken (_GatedEngine)
+            await self.wait_at_gate()
+        async with super().transaction(bind) as s:
             yield s
 
 
