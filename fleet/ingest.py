@@ -20,8 +20,7 @@ is only that batch's.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -252,28 +251,9 @@ def _is_unique_violation(exc: BaseException) -> bool:
     return isinstance(exc, IntegrityError) or getattr(exc, "sqlstate", None) == "23505"
 
 
-@asynccontextmanager
-async def _transaction(db: Database, conn: AsyncConnection | None) -> AsyncIterator[AsyncSession]:
-    """``db.transaction()``, or the same on a connection the caller holds (the session leaves it open)."""
-    if conn is None:
-        async with db.transaction() as s:
-            yield s
-        return
-    s = db.sessions(bind=conn)
-    try:
-        await s.begin()
-        yield s
-        await s.commit()
-    except BaseException:
-        await run_to_end(s.rollback)
-        raise
-    finally:
-        await run_to_end(s.close)
-
-
 async def _store_once(db: Database, batches: Sequence[tuple[str, DecodedBatch]],
                       received: datetime, conn: AsyncConnection | None = None) -> list[IngestResult]:
-    async with _transaction(db, conn) as s:
+    async with db.transaction(conn) as s:
         keys = {(a, b.batch_id): len(b.readings) for a, b in batches}  # a batch twice in a group: once
         hashes = {(a, b.batch_id): b.content_hash for a, b in batches}
         # first (it begins the transaction): the reading ids stored before, of all these batches
