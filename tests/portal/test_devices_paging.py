@@ -69,6 +69,7 @@ async def test_devices_come_a_page_at_a_time_with_the_count_of_all_and_filters_k
         pytest.skip("chromium not installed")
     from playwright.async_api import async_playwright
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    user, secret = await create_user(portal.db, Role.TECHNICIAN, dealer=DEALER)  # a TOTP code is used once
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
         try:
