@@ -466,7 +466,7 @@ def find_encoded(
     if hit is not None:
         return hit
     nbytes = max(8, threshold // 2)  # bytes an escaped/spaced/array form must carry
-    if (b"\\" in data or b"%" in data) and has_at_least(data, (b"\\x", b"\\u00", b"%"), nbytes):  # escapes enough
+    if (b"\\" in data or b"%" in data) and has_at_least(data, (b"\\x", b"\\u00", b"%"), nbytes // 2):  # escapes enough
         hit = _tokens(data, _ESCAPED_ALPHA, _ESCAPED, nbytes * 3, "escaped_hex")
         if hit is not None:
             return hit
@@ -698,15 +698,18 @@ def random_text(data: bytes, allowance: int) -> EncodedHit | None:
     """Encoded data over any alphabet (issue 21 F2/F3): windows sampled every KiB that look
     random (``_random_window``, or one CJK character per byte), counted as a KiB each; a body
     with ``allowance`` characters' worth is an encoded file. Cost: one 256-byte look per KiB,
-    a ``set`` and a whitespace count for ordinary text. The grid starts at a random offset for
-    each body (issue 21 F2, third round): text placed where a fixed grid looks (prose at offsets
-    0-255 of every 2 KiB, base85 between) cannot know where the looks fall."""
+    a ``set`` and a whitespace count for ordinary text. Each look falls at a random offset
+    within its stride (issue 21 F2, third round): text placed where a fixed grid looks (prose
+    at offsets 0-255 of every 2 KiB, base85 between) cannot know where the looks fall."""
     if len(data) < allowance:
         return None
     total = 0
     stride = max(_RANDOM_WINDOW, min(_RANDOM_STRIDE, allowance // 2))
-    for p in range(_GRID.randrange(stride), len(data) - _RANDOM_WINDOW + 1, stride):
+    rng = random.Random(_GRID.getrandbits(64))
+    last = len(data) - _RANDOM_WINDOW
+    for base in range(0, last + 1, stride):
         _spend()
+        p = base + rng.randrange(min(stride, last - base + 1))  # each look anywhere in its stride
         w = data[p : p + _RANDOM_WINDOW]
         if w.isascii():
             if w.count(b" ") > 8:
