@@ -53,6 +53,8 @@ RELAY_REFUSAL_TYPES = frozenset({event_types.RELAY_CONNECTIONS_REFUSED, event_ty
 # producers: gateway/channel/denials.py (aggregated), gateway/channel/grpc_server.py
 CHANNEL_REFUSAL_TYPES = frozenset({event_types.AGENT_RPC_DENIED, event_types.AGENT_MQTT_IGNORED, event_types.AGENT_RELAY_CHANNEL_REFUSED})
 REVOKED_AGENT_REASON = "agent_revoked"
+# producers: gateway/channel/grpc_server.py (one node, aggregated), gateway/channel/takeover.py (across nodes)
+STREAM_TAKEN_OVER = event_types.AGENT_STREAM_TAKEN_OVER
 # producer: portal/routers/device_credentials.py (break-glass reveal)
 CREDENTIAL_REVEALED = event_types.VAULT_CREDENTIAL_REVEALED
 # Platform integrity. producers: audit/checkpoint_timer.py (checkpoint failed, witness silent),
@@ -114,6 +116,8 @@ CHANNEL_REFUSED = Rule("channel.refused", "The agent channel refused calls",
                        Category.CHANNEL, Severity.MEDIUM)
 REVOKED_AGENT = Rule("agent.revoked_used", "A revoked agent tried to connect",
                      Category.CHANNEL, Severity.CRITICAL)
+AGENT_CERT_SHARED = Rule("agent.certificate_shared", "One agent certificate was connected twice at once",
+                         Category.CHANNEL, Severity.HIGH)
 CREDENTIAL_REVEAL = Rule("credentials.revealed", "A device credential was revealed (break-glass)",
                          Category.CREDENTIALS, Severity.HIGH)
 PLATFORM_INTEGRITY = Rule("platform.audit", "Audit trail integrity or availability problem",
@@ -121,7 +125,7 @@ PLATFORM_INTEGRITY = Rule("platform.audit", "Audit trail integrity or availabili
 
 RULES: tuple[Rule, ...] = (SIGN_IN_BY_SOURCE, SIGN_IN_BY_USER, TOTP_REPLAY, BLOCKED_TRANSFER,
                            DEVICE_IDENTITY, RELAY_REFUSED, CHANNEL_REFUSED, REVOKED_AGENT,
-                           CREDENTIAL_REVEAL, PLATFORM_INTEGRITY)
+                           AGENT_CERT_SHARED, CREDENTIAL_REVEAL, PLATFORM_INTEGRITY)
 
 
 def _count(r: AuditRecord, *names: str) -> int:
@@ -187,6 +191,15 @@ def _channel(r: AuditRecord) -> list[Hit]:
     return [Hit(CHANNEL_REFUSED, key, _count(r, "count"), r, subject)]
 
 
+def _stream_taken_over(r: AuditRecord) -> list[Hit]:
+    """A second connection with one agent's certificate took its command stream over (on one node or
+    from another node): the key may be copied (aggregated records: ``details.count``)."""
+    if r.type != STREAM_TAKEN_OVER:
+        return []
+    agent = _text(r.details.get("agent_id")) or (r.actor or "").removeprefix("agent:")
+    return [Hit(AGENT_CERT_SHARED, f"agent:{agent or '-'}", _count(r, "count"), r, f"agent {agent or '?'}")]
+
+
 def _reveal(r: AuditRecord) -> list[Hit]:
     if r.type != CREDENTIAL_REVEALED:
         return []
@@ -201,7 +214,7 @@ def _platform(r: AuditRecord) -> list[Hit]:
 
 
 SIMPLE: tuple[Callable[[AuditRecord], list[Hit]], ...] = (
-    _totp_replay, _blocked, _device, _relay, _channel, _reveal, _platform,
+    _totp_replay, _blocked, _device, _relay, _channel, _stream_taken_over, _reveal, _platform,
 )
 
 

@@ -50,6 +50,18 @@ def test_a_revoked_agent_is_critical() -> None:
     assert hit.key == "agent:ag9" and hit.count == 3
 
 
+def test_a_command_stream_taken_over_on_one_node_or_across_nodes_is_a_shared_certificate() -> None:
+    one_node = rec("agent.stream.taken_over", "denied",
+                   details={"reason": "command_stream_taken_over", "count": 4, "agent_id": "ag3"})
+    across = rec("agent.stream.taken_over", "denied", actor="agent:ag3", source_ip="192.0.2.7",
+                 details={"reason": "command_stream_taken_over", "count": 1, "agent_id": "ag3",
+                          "node": "n2", "previous_node": "n1", "cross_node": True})
+    for r, count in ((one_node, 4), (across, 1)):
+        [hit] = rules.simple_hits(r)
+        assert (hit.rule, hit.key, hit.count) == (rules.AGENT_CERT_SHARED, "agent:ag3", count)
+        assert hit.rule.severity is rules.Severity.HIGH
+
+
 def test_blocked_transfers_identity_mismatches_and_reveals() -> None:
     assert rules.simple_hits(rec("dwa.transfer_blocked", "blocked", session_id="s1"))[0].rule is rules.BLOCKED_TRANSFER
     assert rules.simple_hits(rec("device.identity_mismatch", "failure", session_id="s1"))[0].rule is rules.DEVICE_IDENTITY
