@@ -34,9 +34,12 @@ class AgentTrust:
         self._path = path
         self._clock = clock
         self.doc: TrustSetDoc | None = None
+        self.kept: bytes = b""  # the set's bytes as verified and kept (``trust.json``)
         if path is not None and path.exists():
             try:
-                self.doc = parse_trust_set(path.read_bytes())
+                data = path.read_bytes()
+                self.doc = parse_trust_set(data)
+                self.kept = data
             except (OSError, TrustSetInvalid) as exc:  # keep working with the enrolment's keys
                 log.error("agent.trust_set.unreadable", path=str(path), error=str(exc),
                           hint="the enrolment's keys are trusted until the gateway sends the set again")
@@ -67,6 +70,10 @@ class AgentTrust:
         kept = self.doc
         return kept is not None and kept.command_keys == doc.command_keys and kept.relay_host_keys == doc.relay_host_keys
 
+    def is_kept(self, data: bytes) -> bool:
+        """``data`` is byte for byte the set already verified and kept: applying it changes nothing."""
+        return bool(self.kept) and data == self.kept
+
     def apply(self, data: bytes, *, signed_by: str) -> TrustSetDoc:
         """Keep the (already signature-checked) set in ``data``; ``TrustSetInvalid`` says why not."""
         doc = parse_trust_set(data)
@@ -92,6 +99,7 @@ class AgentTrust:
         changed = self.doc is None or self.doc.command_keys != doc.command_keys \
             or self.doc.relay_host_keys != doc.relay_host_keys
         self.doc = doc
+        self.kept = data
         if changed:
             log.info("agent.trust_set.accepted", signed_by=signed_by,
                      command_keys=[k.key_id for k in doc.command_keys],

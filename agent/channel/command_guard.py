@@ -65,6 +65,9 @@ class CommandGuard:
 
     def check(self, envelope: pb.SignedCommand, *, channel: str) -> VerifiedCommand:
         """The verified command, or ``CommandRejected`` saying why it was refused."""
+        unchanged = self._unchanged_trust_set(envelope, channel)
+        if unchanged is not None:
+            return unchanged
         key = self.trust.command_key(envelope.key_id)
         try:
             from printgate.wire.commands import verify_command  # cryptography: not loaded at start
@@ -106,6 +109,20 @@ class CommandGuard:
         self._forget_old(now_ms)
         self._save()
         return VerifiedCommand(command.id, command.WhichOneof("body") or "none", command, channel)
+
+    def _unchanged_trust_set(self, envelope: pb.SignedCommand, channel: str) -> VerifiedCommand | None:
+        """The gateway sends its trust set on every connect; when it is byte for byte the set this
+        agent already verified and keeps, there is nothing to apply and nothing to answer, so the
+        signature is not checked again: that keeps cryptography (~7 MB RSS) out of an agent that only
+        polls (issue 17's footprint). Anything else goes through the full check."""
+        try:
+            command = pb.Command.FromString(envelope.command)
+        except Exception:
+            return None
+        if command.WhichOneof("body") != "trust_set" or command.agent_id != self._agent_id \
+                or not self.trust.is_kept(command.trust_set.set_json):
+            return None
+        return VerifiedCommand(command.id, "trust_set", command, channel)
 
     def _forget_old(self, now_ms: int) -> None:
         horizon = now_ms - 2 * self._skew_ms

@@ -200,3 +200,41 @@ async def test_nodes_sharing_a_key_directory_number_trust_sets_alike_so_failover
     assert early.refresh_keys(force=True) and late.refresh_keys(force=True)
     assert rotation.new.not_before is not None
     assert serial(early) == serial(late) == int(rotation.new.not_before.timestamp() * 1000) > 0
+
+
+async def test_the_set_already_kept_is_taken_without_checking_its_signature_again(tmp_path: Path) -> None:
+    """The hub sends its set on every connect: byte for byte the kept one changes nothing, so the agent
+    does not verify it again (no cryptography in an agent that only polls); any other set still must verify."""
+    store = _keys(tmp_path)
+    hub = AgentHub(keys=store)
+    guard = _enrolled_guard(hub.verify_key_raw, store.current("relay-host-key").fingerprint, tmp_path / "agent")
+    stream = await hub.open_stream(AGENT, "serial-1")
+    [first] = _drain(stream.queue)
+    assert guard.check(first, channel="grpc").kind == "trust_set"
+    kept = (tmp_path / "agent" / TRUST_FILE).read_bytes()
+
+    # the same set under a signature nobody trusts: a no-op, not applied, nothing replaced
+    stranger = Ed25519PrivateKey.generate()
+    command = pb.Command.FromString(first.command)
+    again = sign_command(build_command(pb.TrustSet(set_json=command.trust_set.set_json), command_id="c-again",
+                                       agent_id=AGENT, issued_at_ms=command.issued_at_ms,
+                                       expires_at_ms=command.expires_at_ms), stranger)
+    assert guard.check(again, channel="grpc").kind == "trust_set"
+    assert (tmp_path / "agent" / TRUST_FILE).read_bytes() == kept
+
+    # one byte different: verified, and refused as forged
+    doc = parse_trust_set(command.trust_set.set_json)
+    other = TrustSetDoc(doc.serial_ms + 1, doc.command_keys, doc.relay_host_keys)
+    forged = sign_command(build_command(pb.TrustSet(set_json=other.encode()), command_id="c-forged",
+                                        agent_id=AGENT, issued_at_ms=command.issued_at_ms,
+                                        expires_at_ms=command.expires_at_ms), stranger)
+    with pytest.raises(CommandRejected) as refused:
+        guard.check(forged, channel="grpc")
+    assert refused.value.code == COMMAND_FORGED
+    assert (tmp_path / "agent" / TRUST_FILE).read_bytes() == kept
+    # and for another agent the kept bytes prove nothing
+    for_other = sign_command(build_command(pb.TrustSet(set_json=command.trust_set.set_json), command_id="c-o",
+                                           agent_id="agent-2", issued_at_ms=command.issued_at_ms,
+                                           expires_at_ms=command.expires_at_ms), stranger)
+    with pytest.raises(CommandRejected):
+        guard.check(for_other, channel="grpc")
