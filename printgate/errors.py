@@ -69,6 +69,14 @@ class InvalidTransition(PrintgateError):
     code = INVALID_TRANSITION
 
 
+class NodeStillLive(InvalidTransition):
+    """A live gateway node's row cannot be forgotten: it would register again at its next renewal anyway."""
+
+    def __init__(self, node_id: str, state: str, lease_until: str) -> None:
+        super().__init__(f"node {node_id} is live ({state}, lease until {lease_until}): stop it first "
+                         "(SIGTERM drains it), then forget it")
+
+
 class AuthenticationFailed(PrintgateError):
     code = AUTHENTICATION_FAILED
 

@@ -227,7 +227,7 @@ def forget(
     """Delete the registry row of a node that is gone for good (stopped or expired); refuses a live
     node. Its sessions were ended when it stopped or was taken over; the next 'nodes haproxy' after
     --keep-stopped-minutes drops its backends anyway."""
-    from printgate.store.nodes import NodeStillLive
+    from printgate.errors import NodeStillLive
 
     url = database_url or Settings.load(config).database_url
     try:

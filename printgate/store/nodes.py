@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from printgate.errors import InvalidTransition
+from printgate.errors import NodeStillLive
 from printgate.store.models.core import AgentRow
 from printgate.store.models.nodes import AgentStreamRow, GatewayNodeRow
 
@@ -172,20 +172,10 @@ async def forget(s: AsyncSession, node_id: str, *, now: datetime) -> Node | None
         return None
     node = _node(row)
     if node.is_live(now):
-        raise NodeStillLive(node)
+        raise NodeStillLive(node.id, node.state, node.lease_expires_at.isoformat(timespec="seconds"))
     await s.execute(delete(AgentStreamRow).where(AgentStreamRow.node_id == node_id))
     await s.delete(row)
     return node
-
-
-class NodeStillLive(InvalidTransition):
-    """A live node's row cannot be forgotten: it would register again at its next renewal anyway."""
-
-    def __init__(self, node: Node) -> None:
-        super().__init__(f"node {node.id} is live ({node.state}, lease until "
-                         f"{node.lease_expires_at.isoformat(timespec='seconds')}): stop it first "
-                         "(SIGTERM drains it), then forget it")
-        self.node = node
 
 
 # ---- agent command streams ------------------------------------------------------------------

@@ -16,7 +16,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "tests" / "unit"
 NOT_LOGIC = {"__init__.py", "errors.py"}
-ACROSS_MODULES = {"test_properties.py"}  # property-based tests over a whole package (policy)
+ACROSS_MODULES = {
+    "test_properties.py",  # property-based tests over a whole package (policy)
+    "test_drain_banner.py",  # a drain across routes, the workers' control channel and the banner (gateway)
+}
 
 
 def pure_modules() -> list[Path]:
