@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,17 +31,17 @@ class ServedNode:
     log: Path
 
 
-@asynccontextmanager
-async def node_served(base: Path, *, node_id: str, database_url: str, key_dir: Path,
-                      extra_gateway: str = "", start_timeout_s: float = 60.0) -> AsyncIterator[ServedNode]:
-    """``printgate serve`` as ``node_id`` until the block ends (SIGTERM, then SIGKILL)."""
-    portal, relay, proxy, grpc, enrol = (free_tcp_port() for _ in range(5))
+def write_node_config(base: Path, node_id: str, database_url: str, ports: Sequence[int], *,
+                      log_level: str = "warning", gateway_extra: str = "") -> Path:
+    """``<base>/<node_id>.toml`` for one ``printgate serve`` node on loopback: ``ports`` are its portal,
+    relay, proxy, gRPC and enrolment ports; its data directory is ``<base>/<node_id>``."""
+    portal, relay, proxy, grpc, enrol = ports
     data = base / node_id
     data.mkdir(mode=0o700, parents=True, exist_ok=True)
     config = base / f"{node_id}.toml"
     config.write_text(f"""
 database_url = "{database_url}"
-log_level = "warning"
+log_level = "{log_level}"
 [portal]
 host = "127.0.0.1"
 port = {portal}
@@ -54,10 +54,20 @@ grpc_port = {grpc}
 enrol_port = {enrol}
 firewall = "inprocess"
 data_dir = "{data}"
-key_dir = "{key_dir}"
 node_id = "{node_id}"
-{extra_gateway}
+{gateway_extra}
 """)
+    return config
+
+
+@asynccontextmanager
+async def node_served(base: Path, *, node_id: str, database_url: str, key_dir: Path,
+                      extra_gateway: str = "", start_timeout_s: float = 60.0) -> AsyncIterator[ServedNode]:
+    """``printgate serve`` as ``node_id`` until the block ends (SIGTERM, then SIGKILL)."""
+    ports = [free_tcp_port() for _ in range(5)]
+    portal, proxy = ports[0], ports[2]
+    config = write_node_config(base, node_id, database_url, ports,
+                               gateway_extra=f'key_dir = "{key_dir}"\n{extra_gateway}')
     log = base / f"{node_id}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([PRINTGATE, "serve", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT,  # noqa: ASYNC220 (returns at once)

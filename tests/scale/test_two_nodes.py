@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -38,6 +37,7 @@ from printgate.store import nodes, sessions, tenants
 from printgate.store.db import Database
 from printgate.testing.audit import stored_records
 from printgate.testing.database import create_pg_database, drop_pg_database, migrated
+from printgate.testing.nodes import write_node_config
 from printgate.testing.tenancy import Tenancy
 
 pytestmark = pytest.mark.postgres
@@ -60,31 +60,8 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _config(base: Path, node_id: str, url: str) -> Path:
-    portal, relay, proxy, grpc, enrol = _free_ports(5)
-    data = base / node_id
-    data.mkdir(mode=0o700, exist_ok=True)
-    path = base / f"{node_id}.toml"
-    path.write_text(f"""
-database_url = "{url}"
-log_level = "info"
-[portal]
-host = "127.0.0.1"
-port = {portal}
-public_url = "http://127.0.0.1:{portal}"
-secret_key = "{secrets.token_urlsafe(48)}"
-[gateway]
-relay_port = {relay}
-proxy_port = {proxy}
-grpc_port = {grpc}
-enrol_port = {enrol}
-firewall = "inprocess"
-data_dir = "{data}"
-node_id = "{node_id}"
-node_lease_seconds = {LEASE_S}
-node_renew_seconds = {RENEW_S}
-audit_checkpoint_seconds = 1
-""")
-    return path
+    return write_node_config(base, node_id, url, _free_ports(5), log_level="info", gateway_extra=(
+        f"node_lease_seconds = {LEASE_S}\nnode_renew_seconds = {RENEW_S}\naudit_checkpoint_seconds = 1"))
 
 
 def _serve(config: Path, log: Path) -> subprocess.Popen[bytes]:
