@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, delete, exists, select, update
+from sqlalchemy import ColumnElement, Select, delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -188,14 +188,20 @@ async def stream_opened(s: AsyncSession, agent_id: str, node_id: str, now: datet
 async def streams_opened(s: AsyncSession, agent_ids: Sequence[str], node_id: str, now: datetime) -> None:
     """Many at once: one ``INSERT … ON CONFLICT (agent_id) DO UPDATE`` per 1,000 agents, so a
     presence event and a renewal's reconcile racing for the same agent never collide."""
-    dialect = s.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    await _upsert_streams(s, agent_ids, node_id, now)
+
+
+async def _upsert_streams(s: AsyncSession, agent_ids: Sequence[str], node_id: str, now: datetime,
+                          where: ColumnElement[bool] | None = None) -> None:
+    """``node_id`` holds the streams of ``agent_ids`` since ``now``: one ``INSERT … ON CONFLICT DO
+    UPDATE`` per 1,000 agents; ``where`` limits which existing rows are taken over."""
+    insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
     for i in range(0, len(agent_ids), 1000):
         rows = [{"agent_id": a, "node_id": node_id, "since": now} for a in agent_ids[i:i + 1000]]
         stmt = insert(AgentStreamRow).values(rows)
         await s.execute(stmt.on_conflict_do_update(
             index_elements=[AgentStreamRow.agent_id],
-            set_={"node_id": stmt.excluded.node_id, "since": stmt.excluded.since}))
+            set_={"node_id": stmt.excluded.node_id, "since": stmt.excluded.since}, where=where))
 
 
 def _live_node_ids(now: datetime) -> Select[str]:
@@ -220,15 +226,7 @@ async def streams_claimed(s: AsyncSession, agent_ids: Sequence[str], node_id: st
     node holds (a newer holder is never overwritten: no flip-flop between two nodes each holding a
     stream of the agent); returns the agents another live node holds (their stream here is the older
     one and is cut)."""
-    dialect = s.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    for i in range(0, len(agent_ids), 1000):
-        rows = [{"agent_id": a, "node_id": node_id, "since": now} for a in agent_ids[i:i + 1000]]
-        stmt = insert(AgentStreamRow).values(rows)
-        await s.execute(stmt.on_conflict_do_update(
-            index_elements=[AgentStreamRow.agent_id],
-            set_={"node_id": stmt.excluded.node_id, "since": stmt.excluded.since},
-            where=AgentStreamRow.node_id.not_in(_live_node_ids(now))))
+    await _upsert_streams(s, agent_ids, node_id, now, where=AgentStreamRow.node_id.not_in(_live_node_ids(now)))
     found = await stream_nodes(s, agent_ids)
     return {a for a, n in found.items() if n != node_id}
 
