@@ -1,6 +1,8 @@
 """The technician's device list: search, filters (customer, site, status, alerts) and grouping
-over the fleet's devices with their status, alerts and lowest supply. Pure: the router loads
-the devices, this module only selects and arranges them."""
+over the fleet's devices with their status, alerts and lowest supply. Pure: the store selects,
+orders and pages in SQL (``printgate.store.device_list``, from ``DeviceFilter.where``); this
+module arranges one page into groups. ``DeviceFilter.matches`` and ``device_groups`` are the
+definition of what the list selects and in which order (the tests hold the SQL to them)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from portal.fleet.status import StatusWords, status_of
 from portal.forms import one_of
 from portal.schemas.fleet import level_text
 from printgate.domain import FleetDevice
+from printgate.store.device_list import DeviceChoices, DeviceListWhere
 
 Grouping = Literal["customer", "site", "none"]
 STATUS_CHOICES = {"ok": "OK", "warning": "Warning", "error": "Error", "unknown": "Unknown / offline"}
@@ -40,6 +43,11 @@ class DeviceFilter:
     @property
     def active(self) -> bool:
         return bool(self.q or self.customer or self.site or self.status or self.alert)
+
+    def where(self) -> DeviceListWhere:
+        """The same selection and order for the store's query."""
+        return DeviceListWhere(words=tuple(self.q.lower().split()), customer_id=self.customer, site_id=self.site,
+                               status=self.status, alert=self.alert, group=self.group)
 
     def matches(self, entry: DeviceEntry) -> bool:
         f = entry.fleet
@@ -105,22 +113,42 @@ class Choice:
     label: str
 
 
+def _title(f: FleetDevice, group: Grouping) -> str:
+    return {"customer": f.customer_name, "site": f"{f.customer_name} · {f.site_name}", "none": ""}[group]
+
+
 def device_groups(devices: list[FleetDevice], flt: DeviceFilter) -> list[DeviceGroup]:
-    """The devices ``flt`` selects, grouped (in the order given: customer, then name)."""
+    """The devices ``flt`` selects, grouped: ``devices`` in the order customer, name (as
+    ``fleet_devices`` gives them); by customer (or customer, then site, by name) and within a
+    group by the shown name, case-insensitively; without grouping by the shown name."""
+    entries = [e for e in map(DeviceEntry.of, devices) if flt.matches(e)]
+    if flt.group == "site":  # the sites of a customer by name (stable: the customers' order kept)
+        rank: dict[str, int] = {}
+        for e in entries:
+            rank.setdefault(e.fleet.customer_name, len(rank))
+        entries.sort(key=lambda e: (rank[e.fleet.customer_name], e.fleet.site_name))
     groups: dict[str, list[DeviceEntry]] = {}
-    for f in devices:
-        entry = DeviceEntry.of(f)
-        if not flt.matches(entry):
-            continue
-        title = {"customer": f.customer_name, "site": f"{f.customer_name} · {f.site_name}", "none": ""}[flt.group]
-        groups.setdefault(title, []).append(entry)
+    for e in entries:
+        groups.setdefault(_title(e.fleet, flt.group), []).append(e)
     return [DeviceGroup(t, tuple(sorted(e, key=lambda x: x.name.lower()))) for t, e in groups.items()]
 
 
-def customer_choices(devices: list[FleetDevice]) -> list[Choice]:
-    return sorted({Choice(f.customer_id, f.customer_name) for f in devices}, key=lambda c: c.label.lower())
+def page_groups(devices: list[FleetDevice], group: Grouping) -> list[DeviceGroup]:
+    """One page of the list (in the list's order) in its groups: a group cut by the page keeps
+    its title on both pages, with the count of its devices on this page."""
+    out: list[tuple[str, list[DeviceEntry]]] = []
+    for f in devices:
+        title = _title(f, group)
+        if not out or out[-1][0] != title:
+            out.append((title, []))
+        out[-1][1].append(DeviceEntry.of(f))
+    return [DeviceGroup(t, tuple(e)) for t, e in out]
 
 
-def site_choices(devices: list[FleetDevice]) -> list[Choice]:
-    return sorted({Choice(f.device.site_id, f"{f.customer_name} · {f.site_name}") for f in devices},
+def customer_choices(choices: DeviceChoices) -> list[Choice]:
+    return sorted((Choice(i, name) for i, name in choices.customers), key=lambda c: c.label.lower())
+
+
+def site_choices(choices: DeviceChoices) -> list[Choice]:
+    return sorted((Choice(i, f"{customer} · {site}") for i, customer, site in choices.sites),
                   key=lambda c: c.label.lower())

@@ -17,9 +17,8 @@ from portal.device_list import (
     GROUPINGS,
     STATUS_CHOICES,
     DeviceFilter,
-    DeviceGroup,
     customer_choices,
-    device_groups,
+    page_groups,
     site_choices,
 )
 from portal.pages import landing_page, render, see_other
@@ -30,31 +29,18 @@ from printgate.interfaces import SessionLaunch
 from printgate.store import approvals
 from printgate.store import devices as devices_repo
 from printgate.store import sessions as sessions_store
+from printgate.store.device_list import (
+    DeviceChoices,
+    DeviceListPage,
+    device_choices,
+    device_list_page,
+)
 from printgate.store.devices import dealer_of_device, get_device
-from printgate.store.fleet import TenantScope, fleet_devices
 from printgate.store.session_history import sessions_of_user
 
 router = APIRouter(tags=["devices"])
 _ALERT_ID = re.compile(r"[0-9]{1,18}")
 PAGE_SIZE = 100  # devices per page: a dealer with 20,000 devices gets a page the browser can draw
-
-
-def page_of(groups: list[DeviceGroup], offset: int, limit: int) -> list[DeviceGroup]:
-    """Entries ``offset .. offset+limit`` of the grouped list, still grouped (a group cut by the
-    page keeps its title on both pages)."""
-    out: list[DeviceGroup] = []
-    skip, left = offset, limit
-    for g in groups:
-        if left <= 0:
-            break
-        if skip >= len(g.entries):
-            skip -= len(g.entries)
-            continue
-        entries = g.entries[skip:skip + left]
-        skip = 0
-        left -= len(entries)
-        out.append(DeviceGroup(g.title, entries))
-    return out
 
 
 def _page_link(request: Request, page: int) -> str:
@@ -73,25 +59,30 @@ async def devices_page(request: Request, state: State, s: DbSession, login: Curr
     if (home := landing_page(login.user)) != "/devices":
         return see_other(home)  # e.g. an auditor right after signing in
     dealer = login.user.dealer_id
-    devices = await fleet_devices(s, TenantScope(dealer_id=dealer)) if dealer else []
     flt = DeviceFilter.of(q, customer, site, status, alert, group)
     now = state.clock()
     live = {line.device_id: line for line in await sessions_of_user(s, login.user.id, limit=20)
             if line.is_live(now)}
-    groups = device_groups(devices, flt)
-    matching = sum(len(g.entries) for g in groups)
+    found, choices = DeviceListPage([], 0, 0), DeviceChoices([], [])
+    if dealer:  # search, filters, order, counts and paging in SQL: one page of devices loaded
+        found = await device_list_page(s, dealer, flt.where(), offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+        pages = max(1, -(-found.matching // PAGE_SIZE))
+        if page > pages:  # past the end: the last page
+            page = pages
+            found = await device_list_page(s, dealer, flt.where(), offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+        choices = await device_choices(s, dealer)
+    matching = found.matching
     pages = max(1, -(-matching // PAGE_SIZE))
     page = min(page, pages)
-    groups = page_of(groups, (page - 1) * PAGE_SIZE, PAGE_SIZE)
-    on_page = sum(len(g.entries) for g in groups)
+    groups = page_groups(found.devices, flt.group)
+    on_page = len(found.devices)
     pager = {"page": page, "pages": pages, "first": (page - 1) * PAGE_SIZE + 1 if on_page else 0,
              "last": (page - 1) * PAGE_SIZE + on_page,
              "prev": _page_link(request, page - 1) if page > 1 else None,
              "next": _page_link(request, page + 1) if page < pages else None}
-    shown = [e.fleet.device.id for g in groups for e in g.entries if e.fleet.open_alerts]
+    shown = [f.device.id for f in found.devices if f.open_alerts]
     return render(state, request, "devices.html", login=login, groups=groups, flt=flt, matching=matching,
-                  pager=pager,
-                  total=len(devices), customers=customer_choices(devices), sites=site_choices(devices),
+                  pager=pager, total=found.total, customers=customer_choices(choices), sites=site_choices(choices),
                   statuses=STATUS_CHOICES, alert_choices=ALERT_CHOICES, groupings=GROUPINGS, live=live, now=now,
                   alerts=await sessions_store.openable_alerts(s, shown), may_open=True)
 
