@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import sqlite3
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -69,6 +70,25 @@ def fill(disk: Path) -> Path:
         except OSError:
             pass
     return filler
+
+
+def fill_under_queue(disk: Path, queue_file: Path) -> Path:
+    """Fill ``disk`` at a moment the agent's readings queue (``queue_file``, SQLite in WAL mode) needs
+    new space for its next write; returns the filler file.
+
+    The queue keeps its WAL file allocated (``journal_size_limit`` 1 MiB) and writes it again from the
+    start after each checkpoint: a disk filled at a random moment leaves it room for up to ~250 more
+    frames (tens of seconds, more on a loaded machine), where it honestly goes on storing. Emptying the
+    WAL first (a checkpoint that truncates it, from a second connection as the sqlite3 shell would)
+    makes the queue's next transaction allocate, so the full disk shows at once."""
+    with contextlib.closing(sqlite3.connect(queue_file, timeout=10)) as db:
+        for _ in range(50):  # busy while the agent is inside a transaction: ask again
+            busy, _frames, _done = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                break
+        else:
+            raise AssertionError(f"the WAL of {queue_file} could not be checkpointed (always busy)")
+    return fill(disk)  # a transaction in between only grew the WAL from empty: the next one allocates too
 
 
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), Path("/nonexistent"))

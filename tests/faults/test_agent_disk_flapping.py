@@ -1,7 +1,7 @@
 """A flapping disk under a running agent (a tiny tmpfs the test mounts): space filled and freed
 again and again. Each time it degrades and recovers by itself (no task restarted, nothing stuck),
 every reading it queued reaches the cloud once, and SIGTERM while the disk is full still stops it
-within its stop deadline."""
+within its stop deadline. Each fill comes when the queue needs new space (``fill_under_queue``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from lab.catalog import PRINTERS
 from printgate.cli.demo_system import DemoSystem
 from printgate.store.models.readings import ReadingRow
 from tests.faults.agent_proc import start_agent, stop, wait_status, write_config
-from tests.faults.conftest import fill
+from tests.faults.conftest import fill_under_queue
 
 CYCLES = 2
 DEADLINE = 4.0
@@ -36,7 +36,7 @@ async def test_disk_filled_and_freed_repeatedly_and_stopped_while_full(tmp_path:
             last = await wait_status(config, lambda s: s.get("last_upload") and len(s["printers"]) == 2,
                                      timeout=90, what="agent uploading")
             for cycle in range(CYCLES):
-                filler = fill(tiny_disk)
+                filler = fill_under_queue(tiny_disk, agent_dir / "readings.sqlite")
                 dropped = last.get("dropped") or 0
                 full = await wait_status(config, lambda s, d=dropped: s.get("degraded") and (s.get("dropped") or 0) > d,
                                          timeout=60, what=f"cycle {cycle}: degraded")
@@ -46,7 +46,7 @@ async def test_disk_filled_and_freed_repeatedly_and_stopped_while_full(tmp_path:
                     config, lambda s, f=full: not s.get("degraded") and s.get("queue_length") == 0
                     and s.get("last_upload", "") > f["last_upload"], timeout=60, what=f"cycle {cycle}: recovered")
                 assert all(t["restarts"] == 0 and t["state"] == "running" for t in last["tasks"]), (cycle, last["tasks"])
-            fill(tiny_disk)  # stopped while full: within the deadline, cleanly
+            fill_under_queue(tiny_disk, agent_dir / "readings.sqlite")  # stopped while full: within the deadline, cleanly
             await wait_status(config, lambda s: s.get("degraded"), timeout=60, what="degraded before the stop")
             took = await stop(proc)
         finally:

@@ -1,5 +1,9 @@
 """A full disk under a running agent (a tiny tmpfs the test mounts for its data dir): it degrades
-(new readings refused and counted, nothing dies, status and heartbeat say so) and recovers by itself."""
+(new readings refused and counted, nothing dies, status and heartbeat say so) and recovers by itself.
+
+The disk is filled when the queue needs new space (``fill_under_queue``): filled at a random moment,
+the queue may go on storing in its already allocated WAL for a while, which is right but made the
+test depend on timing."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from printgate.cli.demo_system import DemoSystem
 from printgate.store.agent_health import health_of_agents
 from printgate.store.models.readings import ReadingRow
 from tests.faults.agent_proc import start_agent, stop, wait_status, write_config
-from tests.faults.conftest import fill
+from tests.faults.conftest import fill_under_queue
 
 
 async def test_full_disk_degrades_visibly_and_recovers_without_restart(tmp_path: Path, tiny_disk: Path) -> None:
@@ -37,7 +41,7 @@ async def test_full_disk_degrades_visibly_and_recovers_without_restart(tmp_path:
         try:
             before = await wait_status(config, lambda s: s.get("last_upload") and len(s["printers"]) == 3,
                                        timeout=90, what="agent uploading")
-            filler = fill(tiny_disk)
+            filler = fill_under_queue(tiny_disk, agent_dir / "readings.sqlite")
             full = await wait_status(config, lambda s: s.get("degraded") and (s.get("dropped") or 0) >= 3,
                                      timeout=60, what="degraded: disk full")
             assert "disk full" in full["degraded"]
