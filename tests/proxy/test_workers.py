@@ -431,15 +431,18 @@ async def test_the_session_budget_is_one_tally_across_workers(workers: Pool, ews
     route = workers.open_session(ews)
     cookie = await launch(workers, route)
     prose = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()[:5000]
-    path = "/?note=" + quote_plus(prose)  # under the lab EWS's 8 KB request line
+    def path_of(i: int) -> str:  # every request new text (an address sent before costs 1 byte)
+        return f"/?note={chr(97 + i // 26)}{chr(97 + i % 26)}+" + quote_plus(prose)
+
+    path = path_of(0)  # under the lab EWS's 8 KB request line
     assert len(path) < 8000
     budget = ProxyLimits().session_budget
     conns = [await Conn.open(workers.pool.port) for _ in range(CONNECTIONS)]
     statuses: list[int] = []
     try:
-        for _round in range(2):
-            answers = await asyncio.gather(*(c.request("GET", path, workers.netloc(route), cookie=cookie)
-                                             for c in conns))
+        for rnd in range(2):
+            answers = await asyncio.gather(*(c.request("GET", path_of(rnd * CONNECTIONS + k), workers.netloc(route),
+                                                       cookie=cookie) for k, c in enumerate(conns)))
             statuses += [status for status, _h, _b in answers]
         seen = owners(workers.pool.port)
         pids = {seen[c.local_port] for c in conns if c.local_port in seen}

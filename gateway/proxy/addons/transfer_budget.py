@@ -11,6 +11,13 @@ goes on, so a session spread over N workers still gets one budget, not N. The va
 already sent (free when sent again) are remembered per process: on another worker they cost
 once more, which only ever spends budget early.
 
+An address the tally has seen costs 1 byte, numbers in the query their digits' information
+(``budgets.request_user_data``). Once the session budget is spent, a request that carries
+nothing new (a seen address, no body, no new header or cookie value) still goes on, at most
+``REPEAT_RATE`` a second on average (``RepeatThrottle``, per process), with any timestamp in
+its query replaced by the proxy's clock: the technician can still look at the device. The
+refusal says how much was sent and when the tally starts afresh.
+
 Encoded-looking characters (base64/base32/hex runs of 96 or more with the entropy of encoded
 data, bytes as decimal numbers or character references, one character per byte in any script:
 ``encoded.encoded_chars``) in the query, the body, new header and cookie values are also
@@ -22,14 +29,23 @@ sent ``encoded_session_allowance`` of them (``upload.session_encoded``, audited)
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Iterable
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl, unquote
 
 from mitmproxy import http
 
 from gateway.proxy import encoded, pages, sniff
-from gateway.proxy.budgets import SessionLedger, SharedTally, UserData, request_user_data
+from gateway.proxy.budgets import (
+    RequestData,
+    SessionLedger,
+    SharedTally,
+    UserData,
+    request_user_data,
+    with_proxy_time,
+)
 from gateway.proxy.decision import FlowDecision, already_answered, route_of
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.routes import RouteTable, SessionRoute
@@ -89,12 +105,23 @@ class TransferBudget:
                     f"at most {lim.request_budget} bytes are allowed per request.", total)
         used = self.ledger_of(route).used
         if used + total > lim.session_budget:
-            return ("budget.session",
-                    f"You have already sent {used} bytes of your own data to this device; "
-                    f"{total} more ({data.describe()}) would pass the {lim.session_budget}-byte session budget "
-                    "(it holds across your sessions on this device for a few hours).",
-                    total)
+            return self._session_verdict(route, used, data)
         return None
+
+    def _session_verdict(self, route: SessionRoute, used: int, data: UserData) -> Verdict:
+        lim = self.limits_for(route)
+        return ("budget.session",
+                f"You have already sent {used} bytes of your own data (form fields, new addresses, "
+                f"header values) to this device; {data.total} more ({data.describe()}) would pass the "
+                f"{lim.session_budget}-byte session budget. It holds across your sessions on this device "
+                f"for {lim.budget_window_s / 3600:g} hours from your first request and starts afresh at about "
+                f"{self._reset_time(route)}. Until then the device's pages you already opened keep loading; "
+                "only new data cannot be sent.", data.total)
+
+    def _reset_time(self, route: SessionRoute) -> str:
+        lim = self.limits_for(route)
+        at = datetime.fromtimestamp(self.ledger_of(route).resets_at(lim.budget_window_s), UTC)
+        return f"{at:%Y-%m-%d %H:%M} UTC"
 
     def charge(self, route: SessionRoute, size: int) -> None:
         self.ledger_of(route).used += size
@@ -113,11 +140,7 @@ class TransferBudget:
                                               lim.budget_window_s)
         if ok:
             return None
-        return ("budget.session",
-                f"You have already sent {used} bytes of your own data to this device; "
-                f"{total} more ({data.describe()}) would pass the {lim.session_budget}-byte session budget "
-                "(it holds across your sessions on this device for a few hours).",
-                total)
+        return self._session_verdict(route, used, data)
 
     def _session_removed(self, session_id: str, _reason: str) -> None:
         """A session's own tally goes with it; a user's tally on a device stays for its window
@@ -143,16 +166,22 @@ class TransferBudget:
             self._check_url(req, threshold)
             or _check_values("headers", "request headers", data.new_header_values, threshold)
             or _check_values("cookies", "cookies", data.new_cookie_values, threshold)
-            or self.over_budget(route, data.usage)
         )
         if verdict is not None:
             _refuse(flow, verdict)
             return None
+        verdict = self.over_budget(route, data.usage)
+        if verdict is not None:
+            if verdict[0] == "budget.session" and data.nothing_new:
+                return self._pass_repeat(flow, route, ledger, data)
+            _refuse(flow, verdict)
+            return None
         lim = self.limits_for(route)
-        enc = encoded.encoded_chars(_sent_text(req, data.new_header_values, data.new_cookie_values),
+        enc = encoded.encoded_chars(_sent_text(req, data.new_header_values, data.new_cookie_values,
+                                               query=not data.url_seen),
                                     cap=lim.encoded_session_allowance + 1)
         if self._shared is not None:  # the pool's tally decides (one budget for every worker)
-            return self._reserve_then_allow(flow, route, ledger, data.usage, data.keys, enc)
+            return self._reserve_then_allow(flow, route, ledger, data, enc)
         if enc:
             enc_ledger = self.ledger(budget_key(route) + ENCODED_SUFFIX, lim.budget_window_s)
             if enc_ledger.used + enc > lim.encoded_session_allowance:
@@ -160,11 +189,11 @@ class TransferBudget:
                 return None
             enc_ledger.used += enc
         ledger.used += data.usage.total
-        ledger.remember(data.keys)
+        _remember(ledger, data)
         return None
 
     async def _reserve_then_allow(self, flow: http.HTTPFlow, route: SessionRoute, ledger: SessionLedger,
-                                  usage: UserData, keys: list[bytes], enc: int = 0) -> None:
+                                  data: RequestData, enc: int = 0) -> None:
         if enc and self._shared is not None:
             lim = self.limits_for(route)
             ok, used = await self._shared.reserve(budget_key(route) + ENCODED_SUFFIX, enc,
@@ -172,12 +201,33 @@ class TransferBudget:
             if not ok:
                 _refuse(flow, _encoded_verdict(used, enc, lim))
                 return
-        verdict = await self.reserve_shared(route, usage)
+        verdict = await self.reserve_shared(route, data.usage)
         if verdict is not None:
+            if data.nothing_new:
+                pending = self._pass_repeat(flow, route, ledger, data)
+                if pending is not None:
+                    await pending
+                return
             _refuse(flow, verdict)
             return
-        ledger.used += usage.total
-        ledger.remember(keys)
+        ledger.used += data.usage.total
+        _remember(ledger, data)
+
+    def _pass_repeat(self, flow: http.HTTPFlow, route: SessionRoute, ledger: SessionLedger,
+                     data: RequestData) -> Awaitable[None] | None:
+        """Past the session budget: a request with nothing new goes on in its turn (free), with
+        the proxy's clock in place of any timestamp; too many at once are refused."""
+        wait = ledger.throttle.reserve()
+        if wait is None:
+            lim = self.limits_for(route)
+            _refuse(flow, ("budget.session",
+                           f"This device's {lim.session_budget}-byte session budget is used up (it starts afresh "
+                           f"at about {self._reset_time(route)}); until then pages you already opened keep loading, "
+                           "but only about one request a second. Wait a few seconds and reload.", 0))
+            return None
+        flow.request.path = with_proxy_time(flow.request.path, time.time())
+        ledger.remember_url(data.url_key)
+        return asyncio.sleep(wait) if wait > 0 else None
 
     def response(self, flow: http.HTTPFlow) -> None:
         """Cookies the device sets are the device's data, not the technician's: sent back
@@ -187,7 +237,7 @@ class TransferBudget:
         if resp is None or route is None or "set-cookie" not in resp.headers:
             return
         pairs = [_bytes(value.split(";", 1)[0].strip()) for value in resp.headers.get_all("set-cookie")]
-        self.ledger(route.session_id).remember(p for p in pairs if p)
+        self.ledger_of(route).remember(p for p in pairs if p)  # the tally requests are checked against
 
     @staticmethod
     def _check_url(req: http.Request, threshold: int) -> Verdict | None:
@@ -212,13 +262,19 @@ def _encoded_verdict(used: int, enc: int, lim: ProxyLimits) -> Verdict:
             "allowance (a file sent in pieces).", enc)
 
 
-def _sent_text(req: http.Request, headers: list[bytes], cookies: list[bytes]) -> bytes:
+def _remember(ledger: SessionLedger, data: RequestData) -> None:
+    ledger.remember(data.keys)
+    ledger.remember_url(data.url_key)
+
+
+def _sent_text(req: http.Request, headers: list[bytes], cookies: list[bytes], *, query: bool = True) -> bytes:
     """The text a request carries towards the device, values decoded (percent-encoding and form
     encoding would break the runs), space-separated (no two short values make one long run):
-    query and form values, a textual body, new
-    header and cookie values."""
-    _path, _, query = req.path.partition("?")
-    values = [_bytes(v) for _, v in parse_qsl(query, keep_blank_values=True, errors="surrogateescape")]
+    query (unless the address was sent before: counted then) and form values, a textual body,
+    new header and cookie values."""
+    _path, _, raw_query = req.path.partition("?")
+    values = ([_bytes(v) for _, v in parse_qsl(raw_query, keep_blank_values=True, errors="surrogateescape")]
+              if query else [])
     body = req.raw_content or b""
     if body:
         ctype = req.headers.get("content-type", "").split(";", 1)[0].strip().lower()

@@ -2,6 +2,8 @@
 
 from dataclasses import replace
 
+from mitmproxy.http import HTTPFlow
+
 from gateway.proxy.addons.transfer_budget import TransferBudget
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.routes import RouteTable
@@ -106,3 +108,109 @@ def test_bytes_as_entities_or_letters_in_form_fields_count_per_user_and_device()
         assert refused is not None and refused.rule == "upload.session_encoded", name
         assert i < 4096, (name, i)  # long before the file is through
         assert "per user and device" in refused.reason and "this session" not in refused.reason
+
+
+def _get(session: str, path: str, headers: dict[str, str] | None = None) -> HTTPFlow:
+    return flow("GET", path, headers=headers, with_route=route(session_id=session))
+
+
+def test_an_address_sent_before_costs_one_byte_and_a_timestamp_a_few() -> None:
+    """Issue 21 F4: polling a status URL (plain, or with jQuery's ``?_=<ms>``) costs 1 byte a
+    request after the first (3 more for the timestamp), not its whole path each time."""
+    import time
+
+    budget = _budget(RouteTable())
+    cost = []
+    for i in range(5):
+        before = budget.ledger("p1").used
+        budget.request(_get("p1", f"/hp/device/status.json?_={int(time.time() * 1000) + i}"))
+        budget.request(_get("p1", "/hp/device/info.html"))
+        cost.append(budget.ledger("p1").used - before)
+    assert cost[0] == len("/hp/device/status.json?_=#") + 3 + len("/hp/device/info.html")
+    assert cost[1:] == [1 + 3 + 1] * 4
+
+
+def test_numbers_and_new_text_in_the_address_cost_their_information() -> None:
+    from gateway.proxy.budgets import number_cost, url_shape
+
+    now = 1_800_000_000.0
+    assert number_cost(b"1800000123", now) == 2  # seconds within an hour: 13 bits
+    assert number_cost(b"1800000123456", now) == 3  # milliseconds within an hour: 23 bits
+    assert number_cost(b"1700000000000", now) == 6  # not near the clock: 13 digits' worth
+    assert number_cost(b"7" * 40, now) == 17
+    assert number_cost(b"0.5371902245170", now) == 6  # Math.random(): its digits
+    shape = url_shape(b"GET /a?x=1&y=toner&_=1800000123456", now)
+    assert (shape.shape, shape.numbers_cost, shape.other_numbers) == (b"GET /a?x=#&y=toner&_=#", 4, 1)
+    budget = _budget(RouteTable())
+    for i in range(3):  # the same text in distinct segments: every one is new
+        before = budget.ledger("p2").used
+        budget.request(_get("p2", f"/notes/{i}-the-front-desk-printer"))
+        assert budget.ledger("p2").used - before == len(f"/notes/{i}-the-front-desk-printer")
+
+
+def test_past_the_budget_only_requests_with_nothing_new_go_on_in_their_turn() -> None:
+    import time
+
+    budget = _budget(RouteTable(), request_budget=4096, session_budget=200)
+    for path in ("/", "/status.json?_=1", "/info.html"):
+        budget.request(_get("p3", path))
+    while True:
+        f = _form("p3", "note=" + "floor two " * 5)
+        budget.request(f)
+        if f.response is not None:
+            break
+    refused = decision(f)
+    assert refused is not None and refused.rule == "budget.session" and "starts afresh at about" in refused.reason
+    for i in range(100):  # the last few bytes: new 3-byte addresses until one is refused
+        f = _get("p3", f"/{i:02d}")
+        budget.request(f)
+        if f.response is not None:
+            break
+    assert budget.ledger("p3").used > 200 - 3
+    # seen addresses (a timestamp too) still pass: the browser's timestamp is replaced by the proxy's
+    stale = int(time.time() * 1000) - 600_000
+    f = _get("p3", f"/status.json?_={stale}")
+    budget.request(f)
+    assert f.response is None and str(stale) not in f.request.path
+    assert abs(int(f.request.path.rsplit("=", 1)[1]) / 1000 - time.time()) < 5
+    for path in ("/info.html", "/"):
+        f = _get("p3", path)
+        budget.request(f)
+        assert f.response is None
+    for f in (_get("p3", "/new.html"), _get("p3", "/info.html?x=a"), _get("p3", "/info.html", headers={"x-n": "1"})):
+        budget.request(f)
+        found = decision(f)
+        assert found is not None and found.rule == "budget.session", f.request.path
+
+
+def test_the_repeat_throttle_gives_a_burst_then_one_a_second() -> None:
+    from gateway.proxy.budgets import REPEAT_BURST, REPEAT_MAX_WAIT_S, RepeatThrottle
+
+    now = [100.0]
+    throttle = RepeatThrottle(lambda: now[0])
+    assert [throttle.reserve() for _ in range(REPEAT_BURST)] == [0.0] * REPEAT_BURST
+    waits = []
+    while (w := throttle.reserve()) is not None:
+        waits.append(w)
+    assert waits == [float(i) for i in range(1, int(REPEAT_MAX_WAIT_S) + 1)]
+    now[0] += 10  # ten seconds later: ten turns more (the five already promised first)
+    assert throttle.reserve() == 0.0
+
+
+def test_a_cookie_the_device_set_is_free_on_the_users_tally_on_the_device() -> None:
+    """The device's Set-Cookie is remembered on the tally requests are checked against (the
+    user's on the device when the route names both), so its long token sent back is neither
+    counted nor checked as an encoded cookie."""
+    from mitmproxy.test import tutils
+
+    from tests.proxy.hostile_device import DEVICE_TOKEN
+
+    budget = _budget(RouteTable())
+    r = route(session_id="c1", user_id="u1", device_id="d1")
+    signin = flow("GET", "/signin", with_route=r,
+                  response=tutils.tresp(headers=[(b"set-cookie", f"ews_token={DEVICE_TOKEN}; Path=/".encode())]))
+    budget.response(signin)
+    f = flow("GET", "/status.html", headers={"cookie": f"ews_token={DEVICE_TOKEN}"}, with_route=r)
+    budget.request(f)
+    assert f.response is None, decision(f)
+    assert budget.ledger_of(r).used == len("/status.html")
