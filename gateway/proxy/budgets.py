@@ -10,7 +10,7 @@ measures *new* data, which is what a file trickled out in pieces would be.
 The URL is counted the same way (issue 21 F4: counting every request's path locked a
 technician out of a device whose pages poll a status URL): an address the tally has seen
 before costs ``REPEAT_COST`` (1 byte: which of the at most ``URL_CAP`` remembered addresses a
-request picks can say at most 9 bits), a number in the query (a cache-buster, a timestamp,
+request picks can say at most 8 bits), a number in the query (a cache-buster, a timestamp,
 a counter) is counted for the digits' information only (a timestamp near the proxy's clock
 for a few bytes), so polling with ``?_=<timestamp>`` costs a few bytes per request, while
 every new path or text in the query still costs its length. A request that carries nothing
@@ -42,7 +42,7 @@ BROWSER_HEADERS = frozenset(
     }
 )
 _SEEN_CAP = 512  # remembered cookie/header values per session (digests)
-URL_CAP = 512  # remembered addresses per tally (least recently used forgotten first): 9 bits of choice
+URL_CAP = 256  # remembered addresses per tally (least recently used forgotten first): 8 bits of choice
 REPEAT_COST = 1  # bytes a request costs whose address (method, path, query without numbers) was seen
 REPEAT_RATE = 1.0  # requests per second with nothing new that pass once the session budget is spent
 REPEAT_BURST = 60  # ... and how many of them at once (a page and its assets)
