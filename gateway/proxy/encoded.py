@@ -613,6 +613,8 @@ def encoded_chars(data: bytes, *, min_run: int = 96, cap: int = 1 << 30) -> int:
     plain = json_unescaped(plain) if total < cap else plain  # and so is "\\u0420"
     if total < cap and not plain.isascii():
         total += one_char_per_byte_chars(plain)
+    if total < cap:  # any other alphabet: hex as g..v, punctuation, Cyrillic, CJK, emoji, invisible bits
+        total += alphabet_chars(plain)
     return total
 
 
@@ -694,6 +696,120 @@ def one_char_per_byte_chars(data: bytes) -> int:
     return total
 
 
+_ALL_SPACE = {ord(c): None for c in " \t\r\n\f\v\u00a0\u3000"}
+_ASCII_SPACE = b" \t\r\n\f\v"
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+BITS_PER_CHAR = 6  # the unit of the allowances: a base64 character carries 6 bits
+
+
+def symbol_bits(text: str) -> float:
+    """Bits per character ``text`` carries when it reads as random data over its OWN alphabet,
+    whatever that alphabet is (issue 21 F1, fourth round): 2 or more symbols of any kind (ASCII
+    letters, digits, punctuation, letters of any script, CJK, emoji, invisible characters),
+    whitespace left aside (groups joined). 0.0 when it does not:
+
+    * the symbols are used about uniformly: entropy within 5 % of log2 of the alphabet size
+      (less its small-sample bias) and no symbol far above the mean; prose, code and markup
+      use a few characters (``e``, ``=``, ``<``) much more than the rest;
+    * it is not word-like or code-like: an LZ compressor gains nothing on random data over
+      any alphabet and a lot on prose and code, because they repeat words and phrases. The
+      same thing is counted directly: the k-grams (k the length at which random picks from
+      the alphabet would hardly ever repeat: d**k >= 16 n) are 90 % distinct or more; and a
+      symbol comes back two places on no more often than chance (parser and lookup tables).
+
+    Then each character carries about the measured entropy (log2 of the alphabet for
+    uniform use): hex written as ``ghijklmnopqrstuv``, 16 punctuation marks, 16 CJK or
+    Cyrillic characters or emoji gives 4 bits per character, base32 as 32 Cyrillic letters
+    5, zero-width U+200B/U+200C bits 1."""
+    s = text.translate(_ALL_SPACE)
+    n = len(s)
+    if n < 64:
+        return 0.0
+    counts = Counter(s)
+    d = len(counts)
+    if d < 2 or d * 4 > n:
+        return 0.0  # one symbol, or too few characters (4 a symbol) to judge an alphabet this large
+    h = -sum(c / n * math.log2(c / n) for c in counts.values())
+    expected = math.log2(d) - (d - 1) / (2 * n * math.log(2))  # what n random picks reach on average
+    if h < 0.95 * expected:
+        return 0.0
+    if max(counts.values()) * d > (3 if d <= 32 else 4) * n:
+        return 0.0
+    k = 2
+    while d**k < 16 * n:
+        k += 1
+    grams = n - k + 1
+    if len({s[i : i + k] for i in range(grams)}) * 10 < 9 * grams:
+        return 0.0  # repeated words, identifiers, phrases: LZ would gain
+    same2 = sum(1 for a, b in zip(s, s[2:], strict=False) if a == b)
+    chance = 1 / d
+    if same2 > (n - 2) * (chance + 3 * math.sqrt(chance * (1 - chance) / (n - 2)) + 0.02):
+        return 0.0  # a table's recurring row pattern
+    return h
+
+
+_DIGITS = b"0123456789"
+
+
+def _decimal_fractions(w: bytes) -> bool:
+    """Numbers with decimal fractions (SVG path coordinates ``l12.345678-3.250000``, chart data):
+    their low digits are as random as data, and an icon holds hundreds; they are not judged as
+    an alphabet (numbers as bytes have their own checks)."""
+    digits = len(w) - len(w.translate(None, _DIGITS))
+    return digits * 2 >= len(w) and w.count(b".") * 16 >= len(w)
+
+
+_INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+                        "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\U0001d173-\U0001d17a\U000e0000-\U000e0fff]")
+
+
+def text_bits(text: str) -> float:
+    """Bits of information ``text`` carries over small or foreign alphabets: its invisible
+    characters (zero-width spaces and joiners, direction marks, variation selectors, tag
+    characters: log2 of the number of distinct ones each, at least 1 bit), in a run or between
+    visible letters, plus, when the rest reads as random text over its own alphabet
+    (``symbol_bits``), that many bits per character."""
+    bits = 0.0
+    if not text.isascii():
+        invisible = _INVISIBLE.findall(text)
+        if invisible:
+            bits = len(invisible) * max(1.0, math.log2(len(set(invisible))))
+            text = _INVISIBLE.sub("", text)
+    h = symbol_bits(text)
+    return bits + h * len(text.translate(_ALL_SPACE)) if h else bits
+
+
+def _window_text(data: bytes, p: int) -> str | None:
+    """The window at ``p`` as text (256 bytes, or 768 when not ASCII: 85-256 characters of any
+    script), or None when it is ASCII text the other checks judge: a rich alphabet (prose,
+    markup, code; base64/base85 are ``_random_window``'s) or numbers with decimal fractions."""
+    w = data[p : p + _RANDOM_WINDOW]
+    if not w.isascii():
+        return data[p : p + 3 * _RANDOM_WINDOW].decode("utf-8", "ignore")
+    if len(set(w.translate(None, _ASCII_SPACE))) >= 24 or _decimal_fractions(w):
+        return None  # one C-speed translate and set: the common case
+    return w.decode("ascii")
+
+
+def alphabet_chars(data: bytes) -> int:
+    """Information over small or foreign alphabets in ``data`` (``text_bits``), every window
+    looked at (request data: a few KB), in base64 characters' worth (``BITS_PER_CHAR`` bits
+    each): the per-user tally's count of what ``random_text`` samples in a page. Hex is left to
+    the run counts of ``encoded_chars``; a window seen before counts once."""
+    seen: set[str] = set()
+    bits = 0.0
+    p = 0
+    while p + 64 <= len(data):
+        _spend()
+        text = _window_text(data, p)
+        p += _RANDOM_WINDOW if text is None or text.isascii() else 3 * _RANDOM_WINDOW
+        if text is None or text in seen or (text.isascii() and set(text.translate(_ALL_SPACE)) <= _HEX_DIGITS):
+            continue
+        seen.add(text)
+        bits += text_bits(text)
+    return int(bits) // BITS_PER_CHAR
+
+
 def random_text(data: bytes, allowance: int) -> EncodedHit | None:
     """Encoded data over any alphabet (issue 21 F2/F3): windows sampled every KiB that look
     random (``_random_window``, or one CJK character per byte), counted as a KiB each; a body
@@ -712,15 +828,20 @@ def random_text(data: bytes, allowance: int) -> EncodedHit | None:
         p = base + rng.randrange(min(stride, last - base + 1))  # each look anywhere in its stride
         w = data[p : p + _RANDOM_WINDOW]
         if w.isascii():
-            if w.count(b" ") > 8:
-                continue  # prose, markup, formatted code: the common case, one C-speed count
-            hit = _random_window(w)
+            hit = w.count(b" ") <= 8 and _random_window(w)  # prose, markup, code: one C-speed count
         else:
             hit = _random_cjk(data[p : p + 3 * _RANDOM_WINDOW]) or _random_window(w)
         if hit:
             total += stride
-            if total >= allowance:
-                return EncodedHit("random_text", total)
+        else:  # any other alphabet, invisible characters: the bits of the window, over its stride
+            text = _window_text(data, p)
+            bits = text_bits(text) if text is not None else 0.0
+            if text is None or not bits:
+                continue
+            region = len(text.encode()) if not text.isascii() else len(text)
+            total += int(stride * bits / max(region, 1)) // BITS_PER_CHAR
+        if total >= allowance:
+            return EncodedHit("random_text", total)
     return None
 
 
@@ -732,6 +853,9 @@ _LIST_WINDOW = 8 * 1024  # numbers are read from a long list this many character
 # "--a0: 80; --a1: 75", issue 21 F1 third round); the last may end at "}" without ";"
 _CSS_PROP_RUN = re.compile(rb"(?:--[A-Za-z0-9_\-]{0,40}:[ \t]*[0-9]{1,3}[ \t]*(?:;|(?=\}))\s*){%d,}" % MIN_BYTE_LIST)
 _CSS_VALUE = re.compile(rb":[ \t]*([0-9]{1,3})")
+_OCTAL_ESCAPE = re.compile(rb"\\[0-7]{3}\\{1,2}[0-7]")  # in a JSON string the backslash is doubled
+_OCTAL_RUN = re.compile(rb"(?:\\{1,2}[0-7]{1,3}){%d,}" % MIN_BYTE_LIST)
+_OCTAL_VALUE = re.compile(rb"(?<=\\)[0-7]{1,3}")
 _CHAR_REF = re.compile(rb"&#(?:[xX]([0-9A-Fa-f]{1,6})|([0-9]{1,7}));")
 
 
@@ -808,6 +932,12 @@ def number_list_bytes(data: bytes, cap: int = 1 << 30) -> int:
                 total += _byte_run([int(v) for v in _CSS_VALUE.findall(data, lo, min(m.end(), lo + _LIST_WINDOW))])
                 if total >= cap:
                     return total
+    if has_at_least(data, (b"\\",), MIN_BYTE_LIST) and _OCTAL_ESCAPE.search(data):
+        for m in _OCTAL_RUN.finditer(data):  # JS octal escapes "\\101\\102...", decoded like \\x and \\u
+            _spend()
+            total += _byte_run([min(int(v, 8), 256) for v in _OCTAL_VALUE.findall(m.group())])
+            if total >= cap:
+                return total
     if has_at_least(data, (b"&#",), MIN_BYTE_LIST):
         values: list[int] = []
         last = -1
