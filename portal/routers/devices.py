@@ -66,14 +66,10 @@ async def devices_page(request: Request, state: State, s: DbSession, login: Curr
     found, choices = DeviceListPage([], 0, 0), DeviceChoices([], [])
     if dealer:  # search, filters, order, counts and paging in SQL: one page of devices loaded
         found = await device_list_page(s, dealer, flt.where(), offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
-        pages = max(1, -(-found.matching // PAGE_SIZE))
-        if page > pages:  # past the end: the last page
-            page = pages
-            found = await device_list_page(s, dealer, flt.where(), offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
         choices = await device_choices(s, dealer)
     matching = found.matching
     pages = max(1, -(-matching // PAGE_SIZE))
-    page = min(page, pages)
+    page = min(found.offset // PAGE_SIZE + 1, pages)  # past the end: the last page
     groups = page_groups(found.devices, flt.group)
     on_page = len(found.devices)
     pager = {"page": page, "pages": pages, "first": (page - 1) * PAGE_SIZE + 1 if on_page else 0,

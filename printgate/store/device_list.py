@@ -57,6 +57,7 @@ class DeviceListPage:
     devices: list[FleetDevice]  # in the list's order
     matching: int  # devices the filters select (all pages)
     total: int  # devices of the dealer
+    offset: int = 0  # where the page starts (past the end: the last page's start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +69,10 @@ class DeviceChoices:
 _CRITICAL_STATES = ", ".join(f"'{k}'" for k, (sev, _) in sorted(ERROR_STATES.items()) if sev == "critical")
 # hrPrinterDetectedErrorState: any state (a warning unless ERROR_STATES says critical), a critical one
 _ERRORS = {
-    "postgresql": ("(CASE WHEN json_typeof(device_states.error_state) = 'array' "
-                   "THEN json_array_length(device_states.error_state) ELSE 0 END > 0)",
-                   "(json_typeof(device_states.error_state) = 'array' AND EXISTS (SELECT 1 FROM "
-                   "json_array_elements_text(CASE WHEN json_typeof(device_states.error_state) = 'array' "
-                   "THEN device_states.error_state ELSE '[]'::json END) AS e(state) "
-                   f"WHERE e.state IN ({_CRITICAL_STATES})))"),
+    "postgresql": ("(json_array_length(CASE WHEN json_typeof(device_states.error_state) = 'array' "
+                   "THEN device_states.error_state END) > 0)",
+                   "((CASE WHEN json_typeof(device_states.error_state) = 'array' THEN device_states.error_state "
+                   f"END)::jsonb ?| array[{_CRITICAL_STATES}])"),
     "sqlite": ("(coalesce(json_array_length(device_states.error_state), 0) > 0)",
                "EXISTS (SELECT 1 FROM json_each(device_states.error_state) AS e "
                f"WHERE e.type = 'text' AND e.value IN ({_CRITICAL_STATES}))"),
@@ -95,10 +94,10 @@ def status_level(dialect: str) -> ColumnElement[str]:
     return case(
         (AgentRow.online.is_not(True), "unknown"),
         (and_(st.last_reading_at.is_(None), st.device_status.is_(None), st.printer_status.is_(None)), "unknown"),
-        (or_(st.alert_severity >= 3, critical_error), "error"),
-        (st.device_status == "down", "error"),
-        (st.device_status.in_(("warning", "testing")), "warning"),
-        (or_(any_error, st.alert_severity >= 2), "warning"),
+        (or_(st.alert_severity >= 3, st.device_status == "down"), "error"),
+        (critical_error, "error"),  # (the error states last: reading the JSON costs most)
+        (or_(st.device_status.in_(("warning", "testing")), st.alert_severity >= 2), "warning"),
+        (any_error, "warning"),
         (st.device_status == "running", "ok"),
         (st.printer_status.in_(_ACTIVITY), "ok"),
         else_="unknown",
@@ -139,7 +138,7 @@ def _ordered(dialect: str, group: Grouping) -> tuple[Any, ...]:
     return (CustomerRow.name, *tail)
 
 
-async def dealer_device_count(s: AsyncSession, dealer_id: str) -> int:
+async def _dealer_device_count(s: AsyncSession, dealer_id: str) -> int:
     q = (select(func.count()).select_from(DeviceRow).join(SiteRow, SiteRow.id == DeviceRow.site_id)
          .join(CustomerRow, CustomerRow.id == SiteRow.customer_id).where(_scope(dealer_id)))
     return int((await (await s.connection()).execute(q)).scalar_one())
@@ -148,11 +147,11 @@ async def dealer_device_count(s: AsyncSession, dealer_id: str) -> int:
 async def device_list_page(s: AsyncSession, dealer_id: str, where: DeviceListWhere, *, offset: int,
                            limit: int) -> DeviceListPage:
     """Devices ``offset .. offset+limit`` of the dealer's list as ``where`` selects and orders it;
-    past the end: none (``matching`` says how many there are)."""
+    past the end: the last page (its ``offset`` says where it starts)."""
     conn = await s.connection()
     dialect = conn.dialect.name
     st = DeviceStateRow.__table__.c
-    conds: list[ColumnElement[bool]] = [_scope(dealer_id), *(_word_match(w) for w in where.words if w)]
+    conds: list[ColumnElement[bool]] = [_word_match(w) for w in where.words if w]
     if where.customer_id:
         conds.append(CustomerRow.id == where.customer_id)
     if where.site_id:
@@ -163,25 +162,34 @@ async def device_list_page(s: AsyncSession, dealer_id: str, where: DeviceListWhe
         conds.append(func.coalesce(st.open_alerts, 0) > 0)
     elif where.alert == "none":
         conds.append(func.coalesce(st.open_alerts, 0) == 0)
-    q = (select(DeviceRow.id, func.count().over())
-         .join(SiteRow, SiteRow.id == DeviceRow.site_id)
-         .join(CustomerRow, CustomerRow.id == SiteRow.customer_id))
+    joined = (DeviceRow.__table__.join(SiteRow.__table__, SiteRow.id == DeviceRow.site_id)
+              .join(CustomerRow.__table__, CustomerRow.id == SiteRow.customer_id))
     if where.status:
-        q = q.join(AgentRow, AgentRow.id == DeviceRow.agent_id)
+        joined = joined.join(AgentRow.__table__, AgentRow.id == DeviceRow.agent_id)
     if where.status or where.alert:
-        q = q.outerjoin(DeviceStateRow, st.device_id == DeviceRow.id)
-    rows = (await conn.execute(q.where(*conds).order_by(*_ordered(dialect, where.group))
-                               .offset(offset).limit(limit))).all()
-    if rows:
+        joined = joined.outerjoin(DeviceStateRow.__table__, st.device_id == DeviceRow.id)
+    # Without a filter: the page alone (a top-N sort for the first pages; a window count would
+    # sort every row) and one count. With one: the page with the number matching as a window
+    # count (the filter evaluated once: the status level and the search cost most per row) and
+    # the dealer's devices counted alone.
+    count = select(func.count()).select_from(joined).where(_scope(dealer_id))
+    page = (select(DeviceRow.id, *([func.count().over()] if conds else [])).select_from(joined)
+            .where(_scope(dealer_id), *conds).order_by(*_ordered(dialect, where.group)).offset(offset).limit(limit))
+    rows = (await conn.execute(page)).all()
+    total = int((await conn.execute(count)).scalar_one())
+    if not conds:
+        matching = total
+    elif rows:
         matching = int(rows[0][1])
     else:  # past the last page (or nothing matches): the count alone
-        matching = int((await conn.execute(
-            select(func.count()).select_from(q.where(*conds).subquery()))).scalar_one())
-    total = matching if not where.active else await dealer_device_count(s, dealer_id)
+        matching = int((await conn.execute(count.where(*conds))).scalar_one())
+    if not rows and offset > 0 and matching > 0:  # past the end: the last page
+        offset = (matching - 1) // limit * limit
+        rows = (await conn.execute(page.offset(offset))).all()
     ids = [r[0] for r in rows]
     loaded: dict[str, FleetDevice] = {f.device.id: f for f in await fleet_devices(s, TenantScope(dealer_id=dealer_id), device_ids=ids)} \
         if ids else {}
-    return DeviceListPage([loaded[i] for i in ids if i in loaded], matching, total)
+    return DeviceListPage([loaded[i] for i in ids if i in loaded], matching, total, offset)
 
 
 async def device_choices(s: AsyncSession, dealer_id: str) -> DeviceChoices:
@@ -207,5 +215,5 @@ async def dealer_devices_page(s: AsyncSession, dealer_id: str, *, offset: int,
          .where(_scope(dealer_id))
          .order_by(CustomerRow.name, DeviceRow.name, DeviceRow.id).offset(offset).limit(limit))
     rows: Sequence[Any] = (await s.execute(q)).all()
-    total = int(rows[0][2]) if rows else await dealer_device_count(s, dealer_id)
+    total = int(rows[0][2]) if rows else await _dealer_device_count(s, dealer_id)
     return [(device_from_row(r), name) for r, name, _ in rows], total

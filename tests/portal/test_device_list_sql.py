@@ -48,6 +48,10 @@ async def _all_pages(db: Database, dealer: str, where: DeviceListWhere, limit: i
             page = await device_list_page(s, dealer, where, offset=offset, limit=limit)
         assert matching in (-1, page.matching) and total in (-1, page.total)
         matching, total = page.matching, page.total
+        if page.offset != offset:  # past the end: the last page again
+            assert offset >= matching > 0 and page.offset == (matching - 1) // limit * limit
+            assert [f.device.id for f in page.devices] == ids[page.offset:]
+            return ids, matching, total
         ids += [f.device.id for f in page.devices]
         if not page.devices:
             return ids, matching, total
