@@ -30,6 +30,7 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from gateway.proxy import encoded
+from gateway.proxy.routes import SessionRoute
 from lab.ews import EwsLab
 from lab.ports import free_tcp_port
 from tests.proxy.conftest import ProxyHarness, SessionClient
@@ -145,13 +146,12 @@ async def device() -> AsyncIterator[AlphabetDevice]:
 async def technician(h: ProxyHarness, device: HostileDevice) -> SessionClient:
     """A fresh attributed session (its own user: each case starts with an empty tally)."""
     sid = uuid.uuid4().hex[:12]
-    from gateway.proxy.routes import SessionRoute
-
     route = SessionRoute(
         session_id=sid, host=h.proxy.session_host(sid), upstream_host=device.host, upstream_port=device.port,
         device_origin=device.origin, device_scheme="http", pinned_fingerprint=None,
         expires_at=datetime.now(UTC) + timedelta(minutes=30), idle_timeout_s=600, device_label="Hostile",
-        customer_name="ACME", user_id=f"user-{sid}", device_id=f"dev-{sid}", **ATTRIBUTION,
+        customer_name="ACME", user_id=f"user-{sid}", device_id=f"dev-{sid}", dealer_id=ATTRIBUTION["dealer_id"],
+        customer_id=ATTRIBUTION["customer_id"], site_id=ATTRIBUTION["site_id"],
     )
     h.routes.add(route)
     client = SessionClient(h, route)
