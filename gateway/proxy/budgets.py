@@ -3,9 +3,11 @@
 What a technician's browser sends towards the device — the URL (path and
 query), form fields, JSON/text bodies, header values a script may set, new
 cookie values, WebSocket frames — is counted per request and summed per session. A
-cookie or header value the session already sent costs nothing again (the
-device's own session cookie is sent with every request), so the budget
-measures *new* data, which is what a file trickled out in pieces would be.
+cookie or header value the session already sent costs its bytes only once (the
+device's own session cookie is sent with every request); which of them a request
+carries is charged as its shape (below), so the budget measures *new* data and
+the choice among data already sent, which is what a file trickled out in pieces
+would be.
 
 The URL is counted the same way (issue 21 F4: counting every request's path locked a
 technician out of a device whose pages poll a status URL): an address the tally has seen
@@ -13,10 +15,24 @@ before costs ``REPEAT_COST`` (1 byte: which of the at most ``URL_CAP`` remembere
 request picks can say at most 8 bits), a number in the query (a cache-buster, a timestamp,
 a counter) is counted for the digits' information only (a timestamp near the proxy's clock
 for a few bytes), so polling with ``?_=<timestamp>`` costs a few bytes per request, while
-every new path or text in the query still costs its length. A request that carries nothing
-new may go on past the session budget, at most ``REPEAT_RATE`` per second on average
-(``RepeatThrottle``): the technician can still look at the device, and the choice among
-seen addresses stays a bounded channel.
+every new path or text in the query still costs its length.
+
+Which values already sent a request carries, in which order, or leaves out, is user-chosen
+information too (issue 21 round 4 F5: 112 headers ``x-bN: 1`` present or absent moved 14 bytes
+a request for 1 byte of budget). So the unit that is "seen" is the request's **shape**: its
+address plus the sequence of header fields a script may set and of cookies, each field as
+the remembered value it repeats (a cookie the device set, sent with the device's latest value
+for it, as "the device's cookie" whatever the value). A shape seen before costs
+``REPEAT_COST`` (which of at most ``SHAPE_CAP`` remembered shapes: 8 bits). A new shape costs
+what is new in it plus the information of its field sequence (``choice_bits``: each field one
+of the remembered values, a new one or the end, log2(N + 2) bits a field for N remembered
+values), so presence bits and value choice are charged at least what they can carry.
+
+A request whose shape was seen may go on past the session budget, at most ``REPEAT_RATE`` per
+second on average (``RepeatThrottle``), and a top-level navigation of a seen shape has a
+bucket of its own (``NAV_RATE``), so a script's repeats cannot starve the technician's own
+clicks: the technician can still look at the device, and the choice among seen shapes stays a
+bounded channel.
 """
 
 from __future__ import annotations
@@ -27,7 +43,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from mitmproxy import http
 
@@ -41,12 +57,20 @@ BROWSER_HEADERS = frozenset(
         "access-control-request-method", "priority", "upgrade-insecure-requests",
     }
 )
-_SEEN_CAP = 512  # remembered cookie/header values per session (digests)
+SEEN_CAP = 512  # remembered cookie/header values per tally (digests, least recently used forgotten first)
+DEVICE_COOKIE_CAP = 64  # cookie names whose latest value the device set is remembered
+SHAPE_CAP = 256  # remembered request shapes per tally (least recently used forgotten first): 8 bits of choice
 URL_CAP = 256  # remembered addresses per tally (least recently used forgotten first): 8 bits of choice
 REPEAT_COST = 1  # bytes a request costs whose address (method, path, query without numbers) was seen
 REPEAT_RATE = 1.0  # requests per second with nothing new that pass once the session budget is spent
 REPEAT_BURST = 60  # ... and how many of them at once (a page and its assets)
 REPEAT_MAX_WAIT_S = 5.0  # a request that would wait longer for its turn is refused
+NAV_RATE = 0.2  # top-level navigations of a seen shape past the budget: a bucket of their own (one per 5 s)
+NAV_BURST = 10  # ... and how many at once
+# Past the budget these are dropped from a request whose shape is only new because of them: a
+# conditional or cache-control request made unconditional carries nothing, and the device
+# answers in full (a reload, a revalidation with the device's latest ETag).
+CACHE_HEADERS = (b"if-none-match", b"if-modified-since", b"cache-control", b"pragma")
 TIMESTAMP_SLACK_S = 3600.0  # a query number this near the proxy's clock is taken as a timestamp
 _NUMBER = re.compile(rb"[0-9]{1,40}(?:\.[0-9]{1,40})?")
 _DIGIT_BITS = math.log2(10)
@@ -96,49 +120,77 @@ def cookie_pairs(req: http.Request) -> list[tuple[bytes, bytes]]:
     return out
 
 
+def _lru_touch(lru: dict[bytes, None], key: bytes, cap: int) -> None:
+    """Mark ``key`` as used most recently; forget the least recently used past ``cap``."""
+    lru.pop(key, None)
+    lru[key] = None
+    while len(lru) > cap:
+        del lru[next(iter(lru))]
+
+
 @dataclass(slots=True)
 class SessionLedger:
-    """What one session has sent so far: bytes used and the header/cookie values already seen."""
+    """What one tally has sent so far: bytes used, the header/cookie values already seen, the
+    addresses and request shapes already sent (all bounded, least recently used forgotten
+    first: forgetting only ever costs budget, never lets data through)."""
 
     used: int = 0
-    seen: set[bytes] = field(default_factory=set)
+    seen: dict[bytes, None] = field(default_factory=dict)  # digests of "name:value" / "name=value"
     since: float = field(default_factory=time.monotonic)  # start of the budget window
     urls: dict[bytes, None] = field(default_factory=dict)  # digests of addresses sent, oldest first
+    shapes: dict[bytes, None] = field(default_factory=dict)  # digests of request shapes sent, oldest first
+    device_cookies: dict[bytes, bytes] = field(default_factory=dict)  # name -> digest of the device's latest value
     throttle: RepeatThrottle = field(default_factory=lambda: RepeatThrottle())
+    nav_throttle: RepeatThrottle = field(default_factory=lambda: RepeatThrottle(rate=NAV_RATE, burst=NAV_BURST))
+    resets_at_wall: float | None = None  # the shared tally's reset time (proxy workers), wall clock
 
     def remember(self, values: Iterable[bytes]) -> None:
-        if len(self.seen) > _SEEN_CAP:
-            self.seen.clear()  # forgetting costs the session budget, never lets data through
-        self.seen.update(_digest(v) for v in values)
+        for v in values:
+            _lru_touch(self.seen, _digest(v), SEEN_CAP)
+
+    def remember_device_cookie(self, pair: bytes) -> None:
+        """A ``name=value`` the device set: free when sent back, and its latest value per name."""
+        name, _, value = pair.partition(b"=")
+        self.remember([pair])
+        self.device_cookies.pop(name, None)
+        self.device_cookies[name] = _digest(value)
+        while len(self.device_cookies) > DEVICE_COOKIE_CAP:
+            del self.device_cookies[next(iter(self.device_cookies))]
 
     def remember_url(self, key: bytes) -> None:
         """Remember an address as sent (most recently used last; the oldest go past ``URL_CAP``)."""
-        self.urls.pop(key, None)
-        self.urls[key] = None
-        while len(self.urls) > URL_CAP:
-            del self.urls[next(iter(self.urls))]
+        _lru_touch(self.urls, key, URL_CAP)
+
+    def remember_shape(self, key: bytes) -> None:
+        _lru_touch(self.shapes, key, SHAPE_CAP)
 
     def resets_at(self, window_s: float) -> float:
-        """When this tally's window ends, as a wall-clock timestamp."""
+        """When this tally's window ends, as a wall-clock timestamp (the shared tally's, when
+        the pool named it)."""
+        if self.resets_at_wall is not None:
+            return self.resets_at_wall
         return time.time() + max(0.0, self.since + window_s - time.monotonic())
 
 
 class RepeatThrottle:
     """A token bucket for requests that carry nothing new once the session budget is spent:
-    ``REPEAT_BURST`` at once, then ``REPEAT_RATE`` per second."""
+    ``burst`` at once (``REPEAT_BURST``), then ``rate`` per second (``REPEAT_RATE``)."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, *, rate: float = REPEAT_RATE,
+                 burst: int = REPEAT_BURST) -> None:
         self._clock = clock
-        self._tokens = float(REPEAT_BURST)
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
         self._at = clock()
 
     def reserve(self) -> float | None:
         """Take a turn: how long to wait for it (0: at once), or None when that would be longer
         than ``REPEAT_MAX_WAIT_S`` (no turn taken)."""
         now = self._clock()
-        self._tokens = min(float(REPEAT_BURST), self._tokens + (now - self._at) * REPEAT_RATE)
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
         self._at = now
-        wait = max(0.0, (1.0 - self._tokens) / REPEAT_RATE)
+        wait = max(0.0, (1.0 - self._tokens) / self._rate)
         if wait > REPEAT_MAX_WAIT_S:
             return None
         self._tokens -= 1.0
@@ -147,18 +199,21 @@ class RepeatThrottle:
 
 @dataclass(frozen=True, slots=True)
 class RequestData:
-    """One request's user data and the header and cookie values this session had not sent yet
+    """One request's user data and the header and cookie values this tally had not sent yet
     (only those cost budget and need checking; they are remembered once the request is allowed).
-    ``url_key`` is the digest of its address (remembered once allowed); ``nothing_new`` says it
-    only repeats an address already sent, with no body and no new header or cookie value."""
+    ``url_key`` and ``shape_key`` are the digests of its address and of its shape (remembered
+    once allowed); ``nothing_new`` says its shape was sent before (the same address, the same
+    header fields and cookies) and it has no body and no number other than a timestamp."""
 
     usage: UserData
     new_header_values: list[bytes]
     new_cookie_values: list[bytes]
-    keys: list[bytes]
+    keys: list[bytes]  # every header and cookie key it carries (remembered, or touched, once allowed)
     url_key: bytes = b""
     nothing_new: bool = False
     url_seen: bool = False
+    shape_key: bytes = b""
+    dropped_cache_headers: bool = False  # past the budget: passes only without ``CACHE_HEADERS``
 
 
 def is_timestamp(digits: bytes, now: float) -> bool:
@@ -218,36 +273,69 @@ def with_proxy_time(path: str, now: float) -> str:
     return base + "?" + "&".join(parts)
 
 
-def request_user_data(req: http.Request, ledger: SessionLedger, now: float | None = None) -> RequestData:
-    headers = [(name + b":" + value, value) for name, value in custom_headers(req)]
-    cookies = [(name + b"=" + value, value) for name, value in cookie_pairs(req)]
+def choice_bits(fields: int, remembered: int) -> float:
+    """The information a request's sequence of ``fields`` header fields and cookies can carry
+    when ``remembered`` values are known: each field one of them, or a new one (whose bytes
+    cost their length), then the end (log2(remembered + 2) bits each), plus one bit for "a new
+    shape, not a seen one". A prefix code: no choice of fields carries more than this."""
+    return 1.0 + (fields + 1) * math.log2(remembered + 2)
+
+
+def request_user_data(req: http.Request, ledger: SessionLedger, now: float | None = None,
+                      drop: Iterable[bytes] = ()) -> RequestData:
+    """What ``req`` costs against ``ledger`` (header fields named in ``drop`` left out: what the
+    request would cost without them)."""
+    dropped = frozenset(drop)
+    fields = [(n, v) for n, v in custom_headers(req) if not dropped or n.lower() not in dropped]
+    headers = [(name + b":" + value, value) for name, value in fields]
+    cookies = [(name + b"=" + value, name, value) for name, value in cookie_pairs(req)]
     new_headers = [(key, value) for key, value in headers if _digest(key) not in ledger.seen]
-    new_cookies = [(key, value) for key, value in cookies if _digest(key) not in ledger.seen]
+    new_cookies = [(key, value) for key, _, value in cookies if _digest(key) not in ledger.seen]
     url = url_shape(req.method.encode() + b" " + req.path.encode("utf-8", "surrogateescape"),
                     time.time() if now is None else now)
     url_key = _digest(url.shape)
     seen = url_key in ledger.urls
+    symbols = [_digest(key) for key, _ in headers]
+    for key, name, value in cookies:  # the device's own latest cookie: its presence, not its value
+        device = ledger.device_cookies.get(name)
+        symbols.append(b"device-cookie=" + name if device is not None and device == _digest(value) else _digest(key))
+    shape_key = _digest(b"\n".join([url.shape, *symbols]))
+    shape_seen = shape_key in ledger.shapes
     body = len(req.raw_content or b"")
+    choice = REPEAT_COST if shape_seen else math.ceil(choice_bits(len(symbols), len(ledger.seen)) / 8)
     usage = UserData((
         # path and query: a script chooses both; an address sent before costs REPEAT_COST
-        ("url", REPEAT_COST if seen else len(url.shape) - len(req.method) - 1),
+        ("url", (0 if shape_seen else REPEAT_COST) if seen else len(url.shape) - len(req.method) - 1),
         ("numbers", url.numbers_cost),
         ("body", body),
         ("headers", sum(len(key) for key, _ in new_headers)),
         ("cookies", sum(len(key) for key, _ in new_cookies)),
+        # which shape (seen), or which values in which order (new): see ``choice_bits``
+        ("choice", choice),
     ))
     # past the budget its timestamps are replaced by the proxy's clock (with_proxy_time)
-    nothing_new = seen and not url.other_numbers and not body and not new_headers and not new_cookies
+    nothing_new = shape_seen and not url.other_numbers and not body
     return RequestData(usage, [v for _, v in new_headers], [v for _, v in new_cookies],
-                       [key for key, _ in new_headers + new_cookies], url_key, nothing_new, seen)
+                       [key for key, _ in headers] + [key for key, _, _ in cookies],  # all: used most recently
+                       url_key, nothing_new, seen, shape_key)
+
+
+class Reservation(NamedTuple):
+    """The shared tally's answer: allowed or not, what was used before, and when (wall clock)
+    the tally's window ends."""
+
+    ok: bool
+    used: int
+    resets_at: float
 
 
 class SharedTally(Protocol):
     """The session budgets' tally when several proxy processes serve the same sessions
     (``ProxyWorkerPool``): one authority adds a request's bytes to the tally under ``key`` only
-    if that keeps it within ``budget`` (atomically), and answers what was used before."""
+    if that keeps it within ``budget`` (atomically), and answers what was used before and when
+    the tally starts afresh (the refusal names that time, not a worker's own guess)."""
 
-    async def reserve(self, key: str, size: int, budget: int, window_s: float) -> tuple[bool, int]: ...
+    async def reserve(self, key: str, size: int, budget: int, window_s: float) -> Reservation: ...
 
 
 class TallyBook:
@@ -257,14 +345,15 @@ class TallyBook:
         self._clock = clock
         self._used: dict[str, tuple[int, float]] = {}  # key -> (bytes, start of its window)
 
-    def reserve(self, key: str, size: int, budget: int, window_s: float) -> tuple[bool, int]:
+    def reserve(self, key: str, size: int, budget: int, window_s: float) -> Reservation:
         now = self._clock()
         used, since = self._used.get(key, (0, now))
         if now - since > window_s:
             used, since = 0, now
+        resets_at = time.time() + max(0.0, since + window_s - now)
         if used + size > budget:
-            return False, used
+            return Reservation(False, used, resets_at)
         self._used[key] = (used + size, since)
         if len(self._used) > 4096:  # drop tallies whose window is over (a day's worth of sessions)
             self._used = {k: v for k, v in self._used.items() if now - v[1] <= window_s}
-        return True, used
+        return Reservation(True, used, resets_at)

@@ -26,6 +26,7 @@ from typing import Any
 import uvloop
 
 from audit.metered_log import MeteredAuditLog
+from gateway.proxy.budgets import Reservation
 from gateway.proxy.connection_limits import ConnectionLimits
 from gateway.proxy.control_channel import ControlPeer, Message, read_message, route_from_json
 from gateway.proxy.limits import ProxyLimits
@@ -65,10 +66,10 @@ class PoolTally:
     def __init__(self, peer: ControlPeer) -> None:
         self._peer = peer
 
-    async def reserve(self, key: str, size: int, budget: int, window_s: float) -> tuple[bool, int]:
+    async def reserve(self, key: str, size: int, budget: int, window_s: float) -> Reservation:
         answer = await self._peer.ask("budget", timeout_s=5.0, key=key, size=size, budget=budget,
                                       window_s=window_s)
-        return bool(answer["ok"]), int(answer["used"])
+        return Reservation(bool(answer["ok"]), int(answer["used"]), float(answer["resets_at"]))
 
 
 class Worker:

@@ -320,9 +320,9 @@ class ProxyWorkerPool(SessionUrls, Service):
                 self.routes.mark_credential_typed(str(message["session_id"]))
                 return None
             if op == "budget":
-                ok, used = self._tally.reserve(str(message["key"]), int(message["size"]), int(message["budget"]),
-                                               float(message["window_s"]))
-                return {"ok": ok, "used": used}
+                answer = self._tally.reserve(str(message["key"]), int(message["size"]), int(message["budget"]),
+                                             float(message["window_s"]))
+                return {"ok": answer.ok, "used": answer.used, "resets_at": answer.resets_at}
             if op == "lookup":
                 return self._lookup(str(message["host"]))
             if op == "redeem":

@@ -11,12 +11,15 @@ goes on, so a session spread over N workers still gets one budget, not N. The va
 already sent (free when sent again) are remembered per process: on another worker they cost
 once more, which only ever spends budget early.
 
-An address the tally has seen costs 1 byte, numbers in the query their digits' information
-(``budgets.request_user_data``). Once the session budget is spent, a request that carries
-nothing new (a seen address, no body, no new header or cookie value) still goes on, at most
-``REPEAT_RATE`` a second on average (``RepeatThrottle``, per process), with any timestamp in
-its query replaced by the proxy's clock: the technician can still look at the device. The
-refusal says how much was sent and when the tally starts afresh.
+A request shape the tally has seen (address, header fields a script may set, cookies) costs 1
+byte, a new one what is new in it plus the information of its field choice, numbers in the
+query their digits' information (``budgets.request_user_data``). Once the session budget is
+spent, a request whose shape was seen (no body) still goes on, at most ``REPEAT_RATE`` a second
+on average (``RepeatThrottle``, per process; top-level navigations have a bucket of their own,
+so a script's repeats cannot starve the technician's clicks), with any timestamp in its query
+replaced by the proxy's clock, and cache headers dropped when only they made the shape new:
+the technician can still look at the device. The refusal says how much was sent and when the
+tally starts afresh (with workers, the pool's time).
 
 Encoded-looking characters (base64/base32/hex runs of 96 or more with the entropy of encoded
 data, bytes as decimal numbers or character references, one character per byte in any script:
@@ -32,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, unquote
 
@@ -39,6 +43,7 @@ from mitmproxy import http
 
 from gateway.proxy import encoded, pages, sniff
 from gateway.proxy.budgets import (
+    CACHE_HEADERS,
     RequestData,
     SessionLedger,
     SharedTally,
@@ -136,11 +141,11 @@ class TransferBudget:
             return None
         lim = self.limits_for(route)
         total = data.total
-        ok, used = await self._shared.reserve(budget_key(route), total, lim.session_budget,
-                                              lim.budget_window_s)
-        if ok:
+        answer = await self._shared.reserve(budget_key(route), total, lim.session_budget, lim.budget_window_s)
+        self.ledger_of(route).resets_at_wall = answer.resets_at  # the pool's window, not this worker's
+        if answer.ok:
             return None
-        return self._session_verdict(route, used, data)
+        return self._session_verdict(route, answer.used, data)
 
     def _session_removed(self, session_id: str, _reason: str) -> None:
         """A session's own tally goes with it; a user's tally on a device stays for its window
@@ -172,8 +177,9 @@ class TransferBudget:
             return None
         verdict = self.over_budget(route, data.usage)
         if verdict is not None:
-            if verdict[0] == "budget.session" and data.nothing_new:
-                return self._pass_repeat(flow, route, ledger, data)
+            repeat = _as_repeat(req, ledger, data) if verdict[0] == "budget.session" else None
+            if repeat is not None:
+                return self._pass_repeat(flow, route, ledger, repeat)
             _refuse(flow, verdict)
             return None
         lim = self.limits_for(route)
@@ -196,15 +202,16 @@ class TransferBudget:
                                   data: RequestData, enc: int = 0) -> None:
         if enc and self._shared is not None:
             lim = self.limits_for(route)
-            ok, used = await self._shared.reserve(budget_key(route) + ENCODED_SUFFIX, enc,
-                                                  lim.encoded_session_allowance, lim.budget_window_s)
-            if not ok:
-                _refuse(flow, _encoded_verdict(used, enc, lim))
+            answer = await self._shared.reserve(budget_key(route) + ENCODED_SUFFIX, enc,
+                                                lim.encoded_session_allowance, lim.budget_window_s)
+            if not answer.ok:
+                _refuse(flow, _encoded_verdict(answer.used, enc, lim))
                 return
         verdict = await self.reserve_shared(route, data.usage)
         if verdict is not None:
-            if data.nothing_new:
-                pending = self._pass_repeat(flow, route, ledger, data)
+            repeat = _as_repeat(flow.request, ledger, data)
+            if repeat is not None:
+                pending = self._pass_repeat(flow, route, ledger, repeat)
                 if pending is not None:
                     await pending
                 return
@@ -215,9 +222,14 @@ class TransferBudget:
 
     def _pass_repeat(self, flow: http.HTTPFlow, route: SessionRoute, ledger: SessionLedger,
                      data: RequestData) -> Awaitable[None] | None:
-        """Past the session budget: a request with nothing new goes on in its turn (free), with
-        the proxy's clock in place of any timestamp; too many at once are refused."""
-        wait = ledger.throttle.reserve()
+        """Past the session budget: a request of a seen shape goes on in its turn (free), with
+        the proxy's clock in place of any timestamp; too many at once are refused. A top-level
+        navigation takes its turn from a bucket of its own."""
+        req = flow.request
+        if _is_navigation(req):
+            wait = ledger.nav_throttle.reserve()
+        else:
+            wait = ledger.throttle.reserve()
         if wait is None:
             lim = self.limits_for(route)
             _refuse(flow, ("budget.session",
@@ -225,8 +237,10 @@ class TransferBudget:
                            f"at about {self._reset_time(route)}); until then pages you already opened keep loading, "
                            "but only about one request a second. Wait a few seconds and reload.", 0))
             return None
-        flow.request.path = with_proxy_time(flow.request.path, time.time())
-        ledger.remember_url(data.url_key)
+        for name in CACHE_HEADERS if data.dropped_cache_headers else ():
+            req.headers.pop(name.decode(), None)
+        req.path = with_proxy_time(req.path, time.time())
+        _remember(ledger, data)
         return asyncio.sleep(wait) if wait > 0 else None
 
     def response(self, flow: http.HTTPFlow) -> None:
@@ -237,7 +251,10 @@ class TransferBudget:
         if resp is None or route is None or "set-cookie" not in resp.headers:
             return
         pairs = [_bytes(value.split(";", 1)[0].strip()) for value in resp.headers.get_all("set-cookie")]
-        self.ledger_of(route).remember(p for p in pairs if p)  # the tally requests are checked against
+        ledger = self.ledger_of(route)  # the tally requests are checked against
+        for pair in pairs:
+            if pair:
+                ledger.remember_device_cookie(pair)
 
     @staticmethod
     def _check_url(req: http.Request, threshold: int) -> Verdict | None:
@@ -265,6 +282,24 @@ def _encoded_verdict(used: int, enc: int, lim: ProxyLimits) -> Verdict:
 def _remember(ledger: SessionLedger, data: RequestData) -> None:
     ledger.remember(data.keys)
     ledger.remember_url(data.url_key)
+    ledger.remember_shape(data.shape_key)
+
+
+def _is_navigation(req: http.Request) -> bool:
+    """A top-level navigation (the technician's click, reload or typed address)."""
+    return (req.headers.get("sec-fetch-mode", "") == "navigate"
+            and req.headers.get("sec-fetch-dest", "document") == "document")
+
+
+def _as_repeat(req: http.Request, ledger: SessionLedger, data: RequestData) -> RequestData | None:
+    """Past the budget: ``data`` itself when its shape was seen; else, when only its cache
+    headers made it new, the request without them (the caller drops them); else None."""
+    if data.nothing_new:
+        return data
+    if not any(name.decode() in req.headers for name in CACHE_HEADERS):
+        return None
+    plain = request_user_data(req, ledger, drop=CACHE_HEADERS)
+    return replace(plain, dropped_cache_headers=True) if plain.nothing_new else None
 
 
 def _sent_text(req: http.Request, headers: list[bytes], cookies: list[bytes], *, query: bool = True) -> bytes:

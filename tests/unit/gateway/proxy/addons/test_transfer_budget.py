@@ -5,6 +5,7 @@ from dataclasses import replace
 from mitmproxy.http import HTTPFlow
 
 from gateway.proxy.addons.transfer_budget import TransferBudget
+from gateway.proxy.budgets import Reservation
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.routes import RouteTable
 from gateway.proxy.vendor_profiles import VendorEndpoints
@@ -60,7 +61,7 @@ class _Authority:
 
         self.book = TallyBook()
 
-    async def reserve(self, key: str, size: int, budget: int, window_s: float) -> tuple[bool, int]:
+    async def reserve(self, key: str, size: int, budget: int, window_s: float) -> Reservation:
         return self.book.reserve(key, size, budget, window_s)
 
 
@@ -126,7 +127,8 @@ def test_an_address_sent_before_costs_one_byte_and_a_timestamp_a_few() -> None:
         budget.request(_get("p1", f"/hp/device/status.json?_={int(time.time() * 1000) + i}"))
         budget.request(_get("p1", "/hp/device/info.html"))
         cost.append(budget.ledger("p1").used - before)
-    assert cost[0] == len("/hp/device/status.json?_=#") + 3 + len("/hp/device/info.html")
+    # each first request is a new shape: + 1 byte for its (empty) sequence of header fields and cookies
+    assert cost[0] == len("/hp/device/status.json?_=#") + 3 + len("/hp/device/info.html") + 2
     assert cost[1:] == [1 + 3 + 1] * 4
 
 
@@ -145,7 +147,7 @@ def test_numbers_and_new_text_in_the_address_cost_their_information() -> None:
     for i in range(3):  # the same text in distinct segments: every one is new
         before = budget.ledger("p2").used
         budget.request(_get("p2", f"/notes/{i}-the-front-desk-printer"))
-        assert budget.ledger("p2").used - before == len(f"/notes/{i}-the-front-desk-printer")
+        assert budget.ledger("p2").used - before == len(f"/notes/{i}-the-front-desk-printer") + 1  # + its shape
 
 
 def test_past_the_budget_only_requests_with_nothing_new_go_on_in_their_turn() -> None:
@@ -213,4 +215,5 @@ def test_a_cookie_the_device_set_is_free_on_the_users_tally_on_the_device() -> N
     f = flow("GET", "/status.html", headers={"cookie": f"ews_token={DEVICE_TOKEN}"}, with_route=r)
     budget.request(f)
     assert f.response is None, decision(f)
-    assert budget.ledger_of(r).used == len("/status.html")
+    # the address and which cookies it carries (one field: 1 byte), not the token
+    assert budget.ledger_of(r).used == len("/status.html") + 1
