@@ -794,8 +794,9 @@ def _window_text(data: bytes, p: int) -> str | None:
 def alphabet_chars(data: bytes) -> int:
     """Information over small or foreign alphabets in ``data`` (``text_bits``), every window
     looked at (request data: a few KB), in base64 characters' worth (``BITS_PER_CHAR`` bits
-    each): the per-user tally's count of what ``random_text`` samples in a page. Hex is left to
-    the run counts of ``encoded_chars``; a window seen before counts once."""
+    each): the per-user tally's count of what ``random_text`` samples in a page. Hex and decimal
+    digits are left to the run counts of ``encoded_chars`` (bits as ``0``/``1`` are counted
+    here); a window seen before counts once."""
     seen: set[str] = set()
     bits = 0.0
     p = 0
@@ -803,8 +804,9 @@ def alphabet_chars(data: bytes) -> int:
         _spend()
         text = _window_text(data, p)
         p += _RANDOM_WINDOW if text is None or text.isascii() else 3 * _RANDOM_WINDOW
-        if text is None or text in seen or (text.isascii() and set(text.translate(_ALL_SPACE)) <= _HEX_DIGITS):
-            continue
+        if text is None or text in seen or (text.isascii() and _HEX_DIGITS.issuperset(text.translate(_ALL_SPACE))
+                                             and len(set(text.translate(_ALL_SPACE))) > 8):
+            continue  # hex (and decimal digits): the run counts above judge those
         seen.add(text)
         bits += text_bits(text)
     return int(bits) // BITS_PER_CHAR
