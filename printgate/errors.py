@@ -33,6 +33,7 @@ VAULT_FAILED = "vault_failed"
 CREDENTIAL_INVALID = "credential_invalid"
 SESSION_REASON_INVALID = "session_reason_invalid"
 CUSTOMER_NAME_TAKEN = "customer_name_taken"
+EMAIL_INVALID = "email_invalid"
 DATABASE_UNREACHABLE = "database_unreachable"
 
 
@@ -160,3 +161,9 @@ class CustomerNameTaken(PrintgateError):
     """A dealer already has a customer of this name (case and surrounding blanks ignored)."""
 
     code = CUSTOMER_NAME_TAKEN
+
+
+class EmailInvalid(PrintgateError):
+    """An address a user would be invited with is not one the sign-in form accepts (``printgate.domain.email``)."""
+
+    code = EMAIL_INVALID
