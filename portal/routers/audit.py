@@ -24,6 +24,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from audit.checkpoint import FileSigner, Signer
+from audit.export import write_subset
+from audit.keyset import KEY_SET_FILE, PUBLIC_KEY_FILE, AuditKeySet, load_key_set
+from audit.log import AuditLog
 from audit.query import AuditFilter, row_to_record, scope_for, search, search_all
 from portal.auditing.form import AuditForm, api_query
 from portal.auditing.present import detail_items, story_facts, timeline, title
@@ -34,7 +38,7 @@ from portal.routers.audit_witness import router as witness_router
 from portal.schemas.audit import AuditEventPublic, AuditPage, SessionStory
 from portal.state import PENDING_AUDIT, Login, PortalState
 from printgate.domain import AuditEventIn, AuditRecord, Outcome, User, event_types
-from printgate.errors import AccessDenied
+from printgate.errors import AccessDenied, AuditIntegrityError, ConfigError
 from printgate.store import audit as audit_store
 from printgate.store import tenants
 from printgate.store.audit import personal_for, query_records
@@ -136,12 +140,61 @@ async def download_csv(request: Request, state: State, user: User = auditor,
 @router.get("/events.jsonl")
 async def download_jsonl(request: Request, state: State, user: User = auditor,
                          wanted: AuditFilter = download_filter) -> Response:
+    """The filtered set as ``printgate audit export`` writes a tenant's share (``audit.stream`` format):
+    each record as stored, its inclusion proof against the newest signed checkpoint, the clear personal
+    values with their salts, the witnesses' cosignatures: ``printgate audit verify --public-key
+    audit-public.pem --file audit.jsonl`` checks it offline. The log signs a checkpoint over its newest
+    records first (when this portal keeps the log), so the download ends where the log ends."""
     f = scoped(user, wanted)
-    records = await search_all(state.db, f)
-    body = "".join(AuditEventPublic.of(r).model_dump_json() + "\n" for r in records)
-    await downloaded(request, state, user, f, "jsonl", len(records))
-    return Response(body, media_type="application/x-ndjson",
+    if isinstance(state.audit, AuditLog) and state.audit.signer is not None:
+        await state.audit.checkpoint()  # nothing new is signed when the newest checkpoint covers the log
+    out = io.BytesIO()
+    try:
+        records, _ = await write_subset(state.db, out, f, with_personal=True)
+    except AuditIntegrityError as exc:
+        raise HTTPException(409, "no signed checkpoint yet, so nothing can be verified: the gateway signs one "
+                                 "every few minutes (gateway.audit_checkpoint_seconds); download again then") from exc
+    await downloaded(request, state, user, f, "jsonl", records)
+    return Response(out.getvalue(), media_type="application/x-ndjson",
                     headers={"Content-Disposition": 'attachment; filename="audit.jsonl"'})
+
+
+@router.get("/keys/" + PUBLIC_KEY_FILE)
+async def public_key(state: State, user: User = auditor) -> Response:
+    """The public key of the gateway's current checkpoint signing key (PEM), named as the page's command names it."""
+    signer = _signer(state)
+    return Response(signer.public_key_pem(), media_type="application/x-pem-file",
+                    headers={"Content-Disposition": f'attachment; filename="{PUBLIC_KEY_FILE}"',
+                             "X-Audit-Key-Id": signer.key_id})
+
+
+@router.get("/keys/" + KEY_SET_FILE)
+async def key_set(state: State, user: User = auditor) -> Response:
+    """Every checkpoint public key the gateway ever signed with, each with its validity period (after a
+    ``printgate keys rotate audit`` the single current key no longer verifies older checkpoints)."""
+    keys = _key_set(_signer(state))
+    return Response(json.dumps(keys.to_json(), indent=2) + "\n", media_type="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="{KEY_SET_FILE}"'})
+
+
+def _signer(state: PortalState) -> Signer:
+    signer = state.audit.signer if isinstance(state.audit, AuditLog) else None
+    if signer is None:
+        raise HTTPException(404, "this portal does not sign the audit log: ask the gateway's operator for "
+                                 f"{PUBLIC_KEY_FILE} (in the gateway's key directory)")
+    if isinstance(signer, FileSigner):
+        signer.refresh()  # after `printgate keys rotate audit` the current key is the new one
+    return signer
+
+
+def _key_set(signer: Signer) -> AuditKeySet:
+    """The key set kept next to the signing key (``audit-keys.json``), else the one current key."""
+    if isinstance(signer, FileSigner) and (signer.path.parent / KEY_SET_FILE).is_file():
+        try:
+            return load_key_set(signer.path.parent / KEY_SET_FILE)
+        except ConfigError as exc:
+            raise HTTPException(500, f"the gateway's audit key set is unreadable: {exc.message}") from exc
+    return AuditKeySet.single(signer.verifier())
 
 
 async def story(db: Database, user: User, session_id: str) -> SessionStory:
@@ -206,7 +259,13 @@ async def audit_page(request: Request, state: State, user: User = auditor) -> HT
         event_types=KNOWN_EVENT_TYPES, all_customers=user.customer_id is None,
         names=dict(customers) | names,
         details={r.seq: detail_items(r.details) for r in records}, title=title, trail=await trail_status(db),
+        key_id=_current_key_id(state),
     )
+
+
+def _current_key_id(state: PortalState) -> str | None:
+    signer = state.audit.signer if isinstance(state.audit, AuditLog) else None
+    return signer.key_id if signer is not None else None
 
 
 async def device_names(db: Database, device_ids: set[str]) -> dict[str, str]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from audit.checkpoint import Signer
 from audit.log import AuditLog
 from printgate.domain import DeviceIdentity, RemoteAccessMode, Role
 from printgate.store.db import Database
@@ -34,7 +35,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         t.agent("a-n", "s-n", online=True).device("dev-n", "s-n", "a-n", "127.0.20.21",
                                                   DeviceIdentity(serial="SN-N", model="HP M404"), name="Never MFP")
         await t.save(db)
-        log = AuditLog(db, None)
+        log = AuditLog(db, Signer.generate())  # the JSONL download needs signed checkpoints
         async with portal_served(db, log) as (url, clock):
             yield World(url, db, clock)
 
