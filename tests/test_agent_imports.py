@@ -5,16 +5,29 @@ argv) in a fresh interpreter, then imports what its service loop imports (``agen
 ``sys.modules`` must then hold none of the cloud's heavy packages (SQLAlchemy, FastAPI, mitmproxy,
 ...) and none of what only a remote session needs (asyncssh, pyOpenSSL: loaded with the first
 tunnel). ``benchmarks/agent_footprint.py`` measures the running process.
+
+A second test follows the deployed process past its start: connected to a real gateway, given its
+first trust set and then the set of a key rotation, it must still map no ``cryptography`` (the
+sets' signatures are checked in a child process, ``agent.channel.signature_child``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import time
+from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
+from lab.catalog import by_name
+from printgate.cli.demo_system import DemoSystem
+
 ROOT = Path(__file__).resolve().parents[1]
+PRINTGATE = str(Path(sys.executable).with_name("printgate"))
 
 # top-level packages the agent must not load at start
 FORBIDDEN = {
@@ -93,3 +106,68 @@ def test_agent_run_refuses_a_bad_config_in_one_clear_line(tmp_path: Path) -> Non
     helped = subprocess.run([str(script), "agent", "run", "--help"], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert helped.returncode == 0 and "--config" in helped.stdout
+
+
+# native code the polling agent must not map, as /proc/PID/maps names it (path fragment -> why)
+NATIVE_FORBIDDEN = {
+    "/cryptography/": "cryptography's _rust extension: ~8 MB resident (checked in a child process instead)",
+    "/bcrypt/": "bcrypt, loaded by cryptography's SSH key support",
+    "_cffi_backend": "cffi, loaded with cryptography",
+    "/pydantic_core/": "pydantic (the cloud's settings)",
+    "/sqlalchemy/": "the cloud's store",
+    "/asyncpg/": "the cloud's PostgreSQL driver",
+}
+
+
+def _native_forbidden(pid: int) -> dict[str, str]:
+    mapped = {line.split()[-1] for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+              if line.count(" ") >= 5 and "/" in line}
+    return {path: why for fragment, why in NATIVE_FORBIDDEN.items() for path in mapped if fragment in path}
+
+
+async def _until(predicate: object, what: str, timeout: float = 60) -> None:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.timeout(240)
+async def test_the_running_agent_maps_no_cryptography_after_connect_and_trust_sets(tmp_path: Path) -> None:
+    printer = by_name("ricoh_mpc3002")
+    async with DemoSystem(tmp_path / "cloud", log_level="warning", with_agent=False) as system:
+        cloud = system.cloud
+        agent_dir = tmp_path / "agent"
+        ca = tmp_path / "gateway-ca.pem"
+        ca.write_bytes(cloud.ca.cert_pem)
+        enrol = await asyncio.create_subprocess_exec(  # (the cloud runs on this loop: no blocking call)
+            PRINTGATE, "agent", "enroll", "--url", cloud.channel.enrol_target, "--token", system.enrolment_token,
+            "--data-dir", str(agent_dir), "--ca-cert", str(ca), stderr=asyncio.subprocess.PIPE)
+        _out, err = await asyncio.wait_for(enrol.communicate(), 120)
+        assert enrol.returncode == 0, err.decode()[-3000:]
+        settings = system.agent_settings(agent_dir).to_config() | {"targets": [printer.ip]}
+        config = tmp_path / "agent.toml"
+        config.write_text("\n".join(['log_level = "debug"', "[agent]",
+                                     *(f"{k} = {json.dumps(v)}" for k, v in settings.items())]) + "\n")
+        log_path = tmp_path / "agent.log"
+        with open(log_path, "wb") as log_file:
+            agent = await asyncio.create_subprocess_exec(PRINTGATE, "agent", "run", "--config", str(config),
+                                                         stdout=log_file, stderr=log_file)
+        trust_file = agent_dir / "trust.json"
+        try:
+            await system.wait_for_devices(minimum=1, timeout=120)  # connected, swept, reported
+            await _until(trust_file.exists, "the first trust set verified and kept")
+            first = trust_file.read_bytes()
+            assert _native_forbidden(agent.pid) == {}
+            assert b"agent.signature_child.verdict" in log_path.read_bytes()  # checked apart, not skipped
+
+            cloud.keys.rotate("command-signing", overlap=timedelta(hours=1))
+            assert cloud.hub.refresh_keys(force=True)  # the new set goes to the connected agent
+            await _until(lambda: trust_file.read_bytes() != first, "the rotation's trust set kept")
+            assert len(json.loads(trust_file.read_bytes())["command_keys"]) == 2
+            assert _native_forbidden(agent.pid) == {}
+            assert agent.returncode is None
+        finally:
+            agent.terminate()
+            await asyncio.wait_for(agent.wait(), 30)

@@ -137,7 +137,7 @@ class GrpcChannel:
                 self._backoff.reset()
                 log.info("agent.channel.connected", target=self.target, channel="grpc")
                 async for envelope in call:
-                    self._accept(envelope, "grpc")
+                    await self._accept(envelope, "grpc")
                 code = grpc.StatusCode.UNAVAILABLE
                 self.last_error = "stream ended by the gateway"
             except aio.AioRpcError as exc:
@@ -156,9 +156,9 @@ class GrpcChannel:
             delay = self._backoff.maximum if code in REFUSED else self._backoff.next_delay()
             await asyncio.sleep(delay)
 
-    def _accept(self, envelope: pb.SignedCommand, channel: str) -> None:
+    async def _accept(self, envelope: pb.SignedCommand, channel: str) -> None:
         try:
-            verified = self.guard.check(envelope, channel=channel)
+            verified = await self.guard.admit(envelope, channel=channel)
         except CommandRejected as exc:
             self.rejections.append(exc)
             log.warning("agent.command.rejected", reason=exc.code, channel=channel)

@@ -101,15 +101,16 @@ class MqttChannel:
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._accept, msg.topic, bytes(msg.payload))
+        # in arrival order: the guard admits one command at a time (a trust set before what it signs)
+        asyncio.run_coroutine_threadsafe(self._accept(msg.topic, bytes(msg.payload)), self._loop)
 
-    def _accept(self, topic: str, payload: bytes) -> None:
+    async def _accept(self, topic: str, payload: bytes) -> None:
         if topics.kind_of(topic) != "cmd":
             return  # desired config is read by the runtime through its own subscription
         envelope = pb.SignedCommand()
         try:
             envelope.ParseFromString(payload)
-            verified = self.guard.check(envelope, channel="mqtt")
+            verified = await self.guard.admit(envelope, channel="mqtt")
         except CommandRejected as exc:
             self.rejections.append(exc)
             log.warning("agent.command.rejected", reason=exc.code, channel="mqtt")

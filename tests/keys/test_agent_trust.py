@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.channel.command_guard import CommandGuard
+from agent.channel.signature_child import verify_in_child
 from agent.errors import COMMAND_FORGED, COMMAND_MALFORMED, CommandRejected
 from agent.trust import TRUST_FILE, AgentTrust
 from gateway.channel.hub import AgentHub
@@ -238,3 +239,75 @@ async def test_the_set_already_kept_is_taken_without_checking_its_signature_agai
                                            expires_at_ms=command.expires_at_ms), stranger)
     with pytest.raises(CommandRejected):
         guard.check(for_other, channel="grpc")
+
+
+async def test_a_new_trust_set_is_checked_in_a_child_process_before_the_commands_it_signs(tmp_path: Path) -> None:
+    """Issue 17 item 6: a set that is not the kept one has its signature checked by a short-lived child
+    (``agent.channel.signature_child``, no cryptography in the agent); commands arriving behind it wait
+    for it, so one signed by a key only the new set names is accepted, never before the set is."""
+    store = _keys(tmp_path)
+    hub = AgentHub(keys=store)
+    guard = _enrolled_guard(hub.verify_key_raw, store.current("relay-host-key").fingerprint, tmp_path / "agent")
+    verdicts: list[bool | None] = []
+
+    async def in_child(envelope: pb.SignedCommand, key: bytes) -> bool | None:
+        verdicts.append(await verify_in_child(envelope, key))
+        return verdicts[-1]
+
+    guard._apart = in_child
+    stream = await hub.open_stream(AGENT, "serial-1")
+    [first] = _drain(stream.queue)
+    assert (await guard.admit(first, channel="grpc")).kind == "trust_set"
+    assert verdicts == [True] and (tmp_path / "agent" / TRUST_FILE).exists()
+
+    rotation = store.rotate("command-signing", overlap=HOUR)
+    assert hub.refresh_keys(force=True)
+    [new_set] = _drain(stream.queue)
+    ping = hub.sign(AGENT, pb.Ping(nonce="signed by the new key"), ttl_s=60)
+    assert ping.key_id == rotation.new.key_id
+    admitted = await asyncio.gather(guard.admit(new_set, channel="grpc"), guard.admit(ping, channel="mqtt"),
+                                    return_exceptions=True)
+    assert [getattr(v, "kind", v) for v in admitted] == ["trust_set", "ping"] and verdicts == [True, True]
+
+    # a set claiming a trusted key's id, signed by another key: the child refuses it, nothing changes
+    kept = (tmp_path / "agent" / TRUST_FILE).read_bytes()
+    attacker = Ed25519PrivateKey.generate()
+    doc = parse_trust_set(kept)
+    evil = TrustSetDoc(doc.serial_ms + 1, (TrustedCommandKey(raw_public_key(attacker.public_key())),), ())
+    forged = _signed(pb.TrustSet(set_json=evil.encode()), attacker, "forged-set")
+    forged.key_id = rotation.new.key_id
+    with pytest.raises(CommandRejected) as refused:
+        await guard.admit(forged, channel="grpc")
+    assert refused.value.code == COMMAND_FORGED and verdicts[-1] is False
+    assert (tmp_path / "agent" / TRUST_FILE).read_bytes() == kept
+    with pytest.raises(CommandRejected):
+        await guard.admit(_signed(pb.Ping(nonce="evil"), attacker, "forged-ping"), channel="grpc")
+    # a set signed by a key the agent does not know is refused without a child
+    stranger = _signed(pb.TrustSet(set_json=evil.encode()), attacker, "forged-set-2")
+    with pytest.raises(CommandRejected):
+        await guard.admit(stranger, channel="grpc")
+    assert len(verdicts) == 3
+
+
+async def test_the_childs_verdict_decides_and_without_one_the_set_is_checked_in_process(tmp_path: Path) -> None:
+    store = _keys(tmp_path)
+    hub = AgentHub(keys=store)
+    stream = await hub.open_stream(AGENT, "serial-1")
+    [first] = _drain(stream.queue)
+
+    async def refuses(_envelope: pb.SignedCommand, _key: bytes) -> bool | None:
+        return False
+
+    async def no_verdict(_envelope: pb.SignedCommand, _key: bytes) -> bool | None:
+        return None
+
+    guard = _enrolled_guard(hub.verify_key_raw, store.current("relay-host-key").fingerprint, tmp_path / "a")
+    guard._apart = refuses  # the child's "does not verify" stands, even for a genuine set
+    with pytest.raises(CommandRejected) as refused:
+        await guard.admit(first, channel="grpc")
+    assert refused.value.code == COMMAND_FORGED and guard.trust.doc is None
+    assert not (tmp_path / "a" / TRUST_FILE).exists()
+
+    guard._apart = no_verdict  # the child could not answer: checked here, still verified
+    assert (await guard.admit(first, channel="grpc")).kind == "trust_set"
+    assert guard.trust.doc is not None
