@@ -10,13 +10,20 @@ from pathlib import Path
 import pytest
 
 from printgate.store.db import Database
-from printgate.testing.database import create_pg_database, drop_pg_database, migrated, sqlite_url
+from printgate.testing.database import (
+    create_pg_database,
+    discard_pg_database,
+    migrated,
+    release_test_databases,
+    sqlite_url,
+)
 
 
 @pytest.fixture
 def pg_database(request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh, empty PostgreSQL database on the local server; dropped afterwards. For a test that
-    also takes ``db`` it is a copy of the migrated template (``db`` would migrate it anyway)."""
+    also takes ``db`` it is a copy of the migrated template (``db`` would migrate it anyway), made
+    ahead of the test in the background."""
     try:
         url = create_pg_database(migrated="db" in request.fixturenames)
     except (subprocess.CalledProcessError, FileNotFoundError) as exc:
@@ -24,7 +31,7 @@ def pg_database(request: pytest.FixtureRequest) -> Iterator[str]:
             raise
         pytest.skip(f"PostgreSQL at 127.0.0.1:5432 unavailable: {exc}")
     yield url
-    drop_pg_database(url)
+    discard_pg_database(url)  # dropped by a background thread while the next test runs
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -57,3 +64,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         group = rel.parts[0] if len(rel.parts) > 1 and rel.parts[0] in WHOLE_FOLDER_GROUPS else rel.as_posix()
         item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The test databases' background drops finish and the templates go (here, not at exit: a
+    pytest-xdist worker ends without running exit handlers)."""
+    release_test_databases()

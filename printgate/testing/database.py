@@ -6,6 +6,11 @@ Alembic upgrade once per process into a template (a SQLite file, a PostgreSQL da
 gives each new database a copy of it: a file copy for a SQLite file that does not exist yet,
 ``CREATE DATABASE … TEMPLATE`` for an empty database that ``create_pg_database`` made. Anything else (a
 database with tables in it, another server) is migrated the ordinary way.
+
+On PostgreSQL a copy still costs the server about half a second (more on a busy machine) and a
+``DROP DATABASE`` a forced checkpoint (one to two seconds): so a background thread of the process
+makes the next copies of the template before a test asks for one (``create_pg_database``), and
+drops the databases that tests are done with (``discard_pg_database``) while the next test runs.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
+import queue
 import shutil
 import sqlite3
 import subprocess
 import tempfile
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
@@ -27,7 +33,10 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from printgate.logs import get_logger
 from printgate.store.db import Database, migrate, migrate_sync, sqlite_options
+
+log = get_logger("printgate.testing.database")
 
 PG_SERVER = "postgresql+asyncpg://postgres@127.0.0.1:5432"
 PG_TEST_PREFIX = "pgtest_"
@@ -47,17 +56,22 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
 
+def _new_pg_name() -> str:
+    """``pgtest_<pid>_<random>``: the process id lets a later run drop what a killed one left."""
+    return f"{PG_TEST_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:12]}"
+
+
 def create_pg_database(*, migrated: bool = False) -> str:
     """A new PostgreSQL database, empty or (``migrated``) a copy of this process's migrated
-    template; its URL (drop it with ``drop_pg_database``)."""
-    name = f"{PG_TEST_PREFIX}{uuid.uuid4().hex[:12]}"
+    template (made ahead by the background thread when it could); its URL (drop it with
+    ``drop_pg_database``, or ``discard_pg_database``)."""
     if not migrated:
+        name = _new_pg_name()
         psql(f"CREATE DATABASE {name}")
         return f"{PG_SERVER}/{name}"
     with ThreadPoolExecutor(1) as pool:  # Alembic runs its own event loop: never in the caller's thread
         template = pool.submit(_pg_template_name).result()
-    psql(f"CREATE DATABASE {name} TEMPLATE {template}")
-    url = f"{PG_SERVER}/{name}"
+    url = _background().take_copy(template)
     _at_heads.add(url)
     return url
 
@@ -65,6 +79,117 @@ def create_pg_database(*, migrated: bool = False) -> str:
 def drop_pg_database(url: str) -> None:
     _at_heads.discard(url)
     psql(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+
+
+def discard_pg_database(url: str) -> threading.Event:
+    """Drop a database its test is done with on the background thread (``DROP DATABASE`` waits for
+    a checkpoint); it is gone before the test session ends. The event is set once it was tried."""
+    _at_heads.discard(url)
+    tried = threading.Event()
+
+    def drop() -> None:
+        try:
+            drop_pg_database(url)
+        finally:
+            tried.set()
+
+    _background().submit(drop)
+    return tried
+
+
+class _Background:
+    """One thread per process for the server's slow work: copies of the template made ahead (at
+    most ``AHEAD`` waiting) and drops of finished databases. At exit it finishes the drops queued,
+    then drops the copies nobody took."""
+
+    AHEAD = 2
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._ready: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._planned = 0  # copies queued or waiting in _ready
+        self._thread = threading.Thread(target=self._run, name="pg-test-databases", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._jobs.put(job)
+
+    def take_copy(self, template: str) -> str:
+        """A copy of ``template`` (made now when none is ready); the next ones are queued."""
+        try:
+            name = self._ready.get_nowait()
+            with self._lock:
+                self._planned -= 1
+        except queue.Empty:
+            name = _new_pg_name()
+            psql(f"CREATE DATABASE {name} TEMPLATE {template}")
+        with self._lock:
+            wanted, self._planned = self.AHEAD - self._planned, max(self._planned, self.AHEAD)
+        for _ in range(wanted):
+            self.submit(lambda: self._make_copy(template))
+        return f"{PG_SERVER}/{name}"
+
+    def _make_copy(self, template: str) -> None:
+        name = _new_pg_name()
+        try:
+            psql(f"CREATE DATABASE {name} TEMPLATE {template}")
+        except Exception:  # the server is busy or gone: take_copy makes one itself, and says why
+            with self._lock:
+                self._planned -= 1
+            return
+        self._ready.put(name)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                job()
+            except Exception as exc:  # a drop that failed leaves a pgtest_<pid>_ database the next sweep drops
+                log.warning("test_database.background_job_failed", error=str(exc))
+
+    def close(self) -> None:
+        if os.getpid() != self.pid or not self._thread.is_alive():
+            return
+        self._jobs.put(None)
+        self._thread.join(timeout=120)
+        while True:
+            try:
+                name = self._ready.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                drop_pg_database(f"{PG_SERVER}/{name}")
+            except Exception as exc:  # left for the next sweep (its process id is dead then)
+                log.warning("test_database.drop_failed", database=name, error=str(exc))
+
+
+_background_thread: _Background | None = None
+
+
+def release_test_databases() -> None:
+    """The end of a test session: finish the queued drops, drop the unused copies and this
+    process's templates (pytest-xdist workers end without running exit handlers)."""
+    global _background_thread, _pg_template, _sqlite_template
+    with _template_lock:
+        background, _background_thread = _background_thread, None
+        template, _pg_template = _pg_template, None
+        sqlite_template, _sqlite_template = _sqlite_template, None
+    if background is not None:
+        background.close()
+    if template is not None:
+        drop_pg_database(f"{PG_SERVER}/{template}")
+    if sqlite_template is not None:
+        shutil.rmtree(sqlite_template.parent, ignore_errors=True)
+
+
+def _background() -> _Background:
+    global _background_thread
+    with _template_lock:
+        if _background_thread is None or _background_thread.pid != os.getpid():
+            _background_thread = _Background()
+        return _background_thread
 
 
 _template_lock = threading.Lock()
@@ -100,16 +225,18 @@ def _sweep_dead_sqlite_templates() -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _sweep_dead_pg_templates() -> None:
-    """Drop the template databases of test processes that ended without their exit handlers (the
-    server is on this machine, so the process id in the name can be checked)."""
+def sweep_dead_test_databases() -> None:
+    """Drop the template databases and test databases of test processes that ended without their
+    exit handlers (the server is on this machine, so the process id in the name can be checked)."""
     listed = subprocess.run(
         ["psql", "-X", "-A", "-t", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c",
-         "SELECT datname FROM pg_database WHERE datname LIKE 'pgtmpl%'"],
+         "SELECT datname FROM pg_database WHERE datname LIKE 'pgtmpl%' OR datname LIKE 'pgtest%'"],
         check=True, capture_output=True, text=True, timeout=30).stdout.split()
     for name in listed:
-        if name.startswith(PG_TEMPLATE_PREFIX) and _dead(name[len(PG_TEMPLATE_PREFIX):].split("_", 1)[0]):
-            drop_pg_database(f"{PG_SERVER}/{name}")
+        for prefix in (PG_TEMPLATE_PREFIX, PG_TEST_PREFIX):
+            pid, sep, _rest = name.removeprefix(prefix).partition("_")
+            if name.startswith(prefix) and sep and _dead(pid):
+                drop_pg_database(f"{PG_SERVER}/{name}")
 
 
 def _sqlite_template_file() -> Path:
@@ -133,7 +260,7 @@ def _pg_template_name() -> str:
     global _pg_template
     with _template_lock:
         if _pg_template is None:
-            _sweep_dead_pg_templates()
+            sweep_dead_test_databases()
             name = f"{PG_TEMPLATE_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:8]}"
             psql(f"CREATE DATABASE {name}")
             atexit.register(drop_pg_database, f"{PG_SERVER}/{name}")
@@ -204,4 +331,4 @@ async def fresh_database(kind: str, tmp: Path) -> AsyncIterator[Database]:
         async with migrated(url) as db:
             yield db
     finally:
-        await asyncio.to_thread(drop_pg_database, url)
+        discard_pg_database(url)

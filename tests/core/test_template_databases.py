@@ -1,10 +1,16 @@
 """The tests' migrated databases are copies of one template migrated per process
 (``printgate.testing.database``): a copy must be the very schema that Alembic builds from
-scratch, on SQLite and on PostgreSQL, and each copy must be a database of its own."""
+scratch, on SQLite and on PostgreSQL, and each copy must be a database of its own. PostgreSQL
+copies are made ahead and dropped on a background thread: a copy handed out is still untouched
+and a discarded one is gone; a killed run's databases are dropped by the next."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,7 +18,16 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from printgate.store.db import Database, migrate
-from printgate.testing.database import create_pg_database, drop_pg_database, migrated, sqlite_url
+from printgate.testing.database import (
+    PG_TEST_PREFIX,
+    create_pg_database,
+    discard_pg_database,
+    drop_pg_database,
+    migrated,
+    psql,
+    sqlite_url,
+    sweep_dead_test_databases,
+)
 
 SCHEMA = {
     "sqlite": "SELECT type || ' ' || name || ': ' || coalesce(sql, '') FROM sqlite_master"
@@ -74,3 +89,64 @@ async def test_a_postgresql_copy_is_the_schema_alembic_builds() -> None:
     finally:
         for url in (scratch, *copies, empty):
             await asyncio.to_thread(drop_pg_database, url)
+
+
+def pg_databases() -> set[str]:
+    listed = subprocess.run(
+        ["psql", "-X", "-A", "-t", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c",
+         "SELECT datname FROM pg_database"], check=True, capture_output=True, text=True, timeout=30)
+    return set(listed.stdout.split())
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    for _ in range(int(timeout / 0.1)):
+        if await asyncio.to_thread(check):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not within {timeout} s")
+
+
+@pytest.mark.postgres
+async def test_postgresql_copies_are_made_ahead_untouched_and_discarded_copies_are_dropped() -> None:
+    mine = f"{PG_TEST_PREFIX}{os.getpid()}_"
+    first = await asyncio.to_thread(create_pg_database, migrated=True)
+    first_name = first.rsplit("/", 1)[1]
+    assert first_name.startswith(mine)
+    # the next copies are being made ahead, before anyone asks
+    await eventually(lambda: len({n for n in pg_databases() if n.startswith(mine)} - {first_name}) >= 1)
+    async with migrated(first) as db, db.transaction() as s:
+        await s.execute(text("CREATE TABLE written_by_the_first_test (x INTEGER)"))
+        await s.execute(text("INSERT INTO dealers (id, name) VALUES ('d-first', 'written by the first test')"))
+    second = await asyncio.to_thread(create_pg_database, migrated=True)
+    assert second != first
+    try:
+        async with migrated(second) as db:
+            schema = await schema_of(db)
+            assert len(schema) > 100 and "written_by_the_first_test" not in " ".join(schema)
+            async with db.session() as s:
+                assert (await s.execute(text("SELECT count(*) FROM dealers"))).scalar_one() == 0
+        assert await asyncio.to_thread(discard_pg_database(first).wait, 60)
+        assert first_name not in await asyncio.to_thread(pg_databases)
+    finally:
+        await asyncio.to_thread(drop_pg_database, first)
+        await asyncio.to_thread(drop_pg_database, second)
+
+
+@pytest.mark.postgres
+def test_the_test_databases_of_a_killed_run_are_dropped_by_the_next() -> None:
+    """A process that dies before its session ends leaves its copies; the sweep a new process
+    makes before its template drops them (names carry the process id), and leaves those of live
+    processes alone."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    left = f"{PG_TEST_PREFIX}{dead}_{'0' * 12}"
+    live = f"{PG_TEST_PREFIX}{os.getpid()}_{'1' * 12}"
+    for name in (left, live):
+        psql(f"CREATE DATABASE {name}")
+    try:
+        sweep_dead_test_databases()
+        names = pg_databases()
+        assert left not in names and live in names
+    finally:
+        for name in (left, live):
+            psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
