@@ -22,6 +22,7 @@ import binascii
 import functools
 import itertools
 import math
+import operator
 import random
 import re
 import time
@@ -666,10 +667,10 @@ def _random_cjk(w: bytes) -> bool:
     text = w.decode("utf-8", "ignore")
     if len(text) < 60:
         return False
-    letters = text.translate(_NO_SPACE)
-    if len(letters) < 60 or sum(1 for c in letters if c > "\x7f") < len(letters) * 9 // 10:
-        return False
-    cjk = sum(1 for c in text if c > "\u2e7f") >= len(text) * 9 // 10
+    letters = _squeezed(text)
+    if len(letters) < 60 or len(letters) - len(letters.encode("ascii", "ignore")) < len(letters) * 9 // 10:
+        return False  # (the counts at C speed: a generator over the characters cost a third of the page's checks)
+    cjk = len(_CJK_RANGE.findall(text)) >= len(text) * 9 // 10
     if cjk and not _CJK_PUNCT.search(text) and len(set(text)) * 100 >= 50 * len(text):
         return True
     counts = Counter(letters)
@@ -681,7 +682,7 @@ def _random_cjk(w: bytes) -> bool:
     return pairs * 100 >= 92 * (len(letters) - 1)
 
 
-_NO_SPACE = {ord(c): None for c in " \t\r\n\u00a0\u3000"}
+_CJK_RANGE = re.compile("[\u2e80-\U0010ffff]")
 
 
 def one_char_per_byte_chars(data: bytes) -> int:
@@ -696,7 +697,12 @@ def one_char_per_byte_chars(data: bytes) -> int:
     return total
 
 
-_ALL_SPACE = {ord(c): None for c in " \t\r\n\f\v\u00a0\u3000"}
+def _squeezed(text: str) -> str:
+    """``text`` without its whitespace (any script's: no-break and ideographic spaces too), at
+    C speed (``str.translate`` with a table is a Python-level lookup per character)."""
+    return "".join(text.split())
+
+
 _ASCII_SPACE = b" \t\r\n\f\v"
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 BITS_PER_CHAR = 6  # the unit of the allowances: a base64 character carries 6 bits
@@ -721,27 +727,32 @@ def symbol_bits(text: str) -> float:
     uniform use): hex written as ``ghijklmnopqrstuv``, 16 punctuation marks, 16 CJK or
     Cyrillic characters or emoji gives 4 bits per character, base32 as 32 Cyrillic letters
     5, zero-width U+200B/U+200C bits 1."""
-    s = text.translate(_ALL_SPACE)
+    s = _squeezed(text)
     n = len(s)
     if n < 64:
         return 0.0
-    counts = Counter(s)
-    d = len(counts)
+    symbols = set(s)
+    d = len(symbols)
     if d < 2 or d * 4 > n:
         return 0.0  # one symbol, or too few characters (4 a symbol) to judge an alphabet this large
-    h = -sum(c / n * math.log2(c / n) for c in counts.values())
+    if s.isascii():
+        b = s.encode("ascii")
+        counts = list(map(b.count, set(b)))  # a C-speed count per symbol
+    else:
+        counts = list(Counter(s).values())
+    if max(counts) * d > (3 if d <= 32 else 4) * n:
+        return 0.0  # one symbol far above the mean: runs of zeros, prose's "e", markup's "<"
+    h = -sum(c / n * math.log2(c / n) for c in counts)
     expected = math.log2(d) - (d - 1) / (2 * n * math.log(2))  # what n random picks reach on average
     if h < 0.95 * expected:
-        return 0.0
-    if max(counts.values()) * d > (3 if d <= 32 else 4) * n:
         return 0.0
     k = 2
     while d**k < 16 * n:
         k += 1
     grams = n - k + 1
-    if len({s[i : i + k] for i in range(grams)}) * 10 < 9 * grams:
+    if len(set(zip(*(s[j:] for j in range(k)), strict=False))) * 10 < 9 * grams:  # the k-grams, at C speed
         return 0.0  # repeated words, identifiers, phrases: LZ would gain
-    same2 = sum(1 for a, b in zip(s, s[2:], strict=False) if a == b)
+    same2 = sum(map(operator.eq, s, s[2:]))
     chance = 1 / d
     if same2 > (n - 2) * (chance + 3 * math.sqrt(chance * (1 - chance) / (n - 2)) + 0.02):
         return 0.0  # a table's recurring row pattern
@@ -775,8 +786,9 @@ def text_bits(text: str) -> float:
         if invisible:
             bits = len(invisible) * max(1.0, math.log2(len(set(invisible))))
             text = _INVISIBLE.sub("", text)
-    h = symbol_bits(text)
-    return bits + h * len(text.translate(_ALL_SPACE)) if h else bits
+    squeezed = _squeezed(text)
+    h = symbol_bits(squeezed)
+    return bits + h * len(squeezed) if h else bits
 
 
 def _window_text(data: bytes, p: int) -> str | None:
@@ -804,8 +816,8 @@ def alphabet_chars(data: bytes) -> int:
         _spend()
         text = _window_text(data, p)
         p += _RANDOM_WINDOW if text is None or text.isascii() else 3 * _RANDOM_WINDOW
-        if text is None or text in seen or (text.isascii() and _HEX_DIGITS.issuperset(text.translate(_ALL_SPACE))
-                                             and len(set(text.translate(_ALL_SPACE))) > 8):
+        if text is None or text in seen or (text.isascii() and _HEX_DIGITS.issuperset(_squeezed(text))
+                                             and len(set(_squeezed(text))) > 8):
             continue  # hex (and decimal digits): the run counts above judge those
         seen.add(text)
         bits += text_bits(text)
