@@ -17,6 +17,8 @@ from portal.invitations import CUSTOMER_ROLES, DEALER_ROLES, create_invitation
 from portal.pages import render, see_other
 from portal.routers.dwa_sessions import end_all_of
 from printgate.domain import CustomerId, DealerId, Role, User, UserId, event_types
+from printgate.domain.email import normalise_email
+from printgate.errors import EmailInvalid
 from printgate.store import invitations as invitations_store
 from printgate.store import portal_sessions
 from printgate.store import users as users_store
@@ -51,6 +53,13 @@ def _same_org(admin: User, other: User) -> bool:
 @router.get("/admin/users")
 async def users_page(request: Request, state: State, s: DbSession, login: CurrentLogin,
                      invite_link: str = "") -> Response:
+    return await _users_page(request, state, s, login)
+
+
+async def _users_page(request: Request, state: State, s: DbSession, login: CurrentLogin, *,
+                      invite_errors: dict[str, str] | None = None, invite_email: str = "",
+                      invite_roles: tuple[str, ...] = ()) -> Response:
+    """The users page; after a refused invitation with the form as it was sent and each error beside its field."""
     roles = _require_admin(login)
     me = login.user
     users = await users_store.list_users(s, dealer_id=me.dealer_id) if me.dealer_id else \
@@ -63,7 +72,9 @@ async def users_page(request: Request, state: State, s: DbSession, login: Curren
             invitations += await invitations_store.list_invitations(s, dealer_id=None, customer_id=customer.id)
         invitations.sort(key=lambda i: i.created_at, reverse=True)
     return render(state, request, "users.html", login=login, users=users, assignable=roles,
-                  invitations=invitations, customer_names=customer_names, now=state.clock())
+                  invitations=invitations, customer_names=customer_names, now=state.clock(),
+                  invite_errors=invite_errors or {}, invite_email=invite_email, invite_roles=invite_roles,
+                  status_code=422 if invite_errors else 200)
 
 
 @router.post("/admin/users/{user_id}/roles")
@@ -113,10 +124,18 @@ async def invite(request: Request, state: State, s: DbSession, login: CurrentLog
                  roles: Annotated[list[str] | None, Form()] = None) -> Response:
     allowed = _require_admin(login)
     wanted = sorted(set(roles or []))
+    errors: dict[str, str] = {}
+    try:
+        email = normalise_email(email)  # the one check of the CLI too: what the sign-in form accepts
+    except EmailInvalid as exc:
+        errors["email"] = exc.message
     if not wanted or set(wanted) - {r.value for r in allowed}:
-        raise HTTPException(422, "choose at least one role you may grant")
+        errors["roles"] = "choose at least one role you may grant"
+    if errors:
+        return await _users_page(request, state, s, login, invite_errors=errors, invite_email=email,
+                                 invite_roles=tuple(wanted))
     me = login.user
-    existing = await users_store.get_user_by_email(s, email.strip().lower())
+    existing = await users_store.get_user_by_email(s, email)
     note = None
     if existing is not None and _same_org(me, existing):
         # an invitation never changes an existing account's roles (accepting it only sets a new
