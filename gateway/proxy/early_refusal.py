@@ -25,6 +25,14 @@ therefore paused (``FlowControl``, given by the proxy that owns the
 connection) while a request with a body runs its header hooks, and from the
 end of each request until its answer is sent (HTTP/1 is answered in order
 anyway); a client can never fill the proxy's memory while a hook waits.
+
+A chunked body may end in trailer fields (``0\r\nX-T: ...\r\n\r\n``). mitmproxy's
+HTTP/1 reader raises on them (trailers are "not implemented"): the client got no
+answer at all, and nothing was audited. The chunked reader is wrapped instead
+(``_TrailerKeeper``): a request's trailer is kept on the request
+(``request.trailers``), where ``RequestLineGuard`` refuses it (``request.trailers``,
+a 400 page, audited); a device's response trailer is dropped, never passed to the
+browser.
 """
 
 from __future__ import annotations
@@ -34,6 +42,9 @@ import time
 from collections.abc import Callable, Generator
 from typing import Any, Protocol
 
+import h11
+from h11._readers import ChunkedReader
+from mitmproxy import http
 from mitmproxy.proxy.layers.http import (
     ErrorCode,
     HttpResponseHeadersHook,
@@ -44,6 +55,11 @@ from mitmproxy.proxy.layers.http import (
     ResponseProtocolError,
     SendHttp,
 )
+from mitmproxy.proxy.layers.http._http1 import Http1Connection, Http1Server
+
+from printgate.logs import get_logger
+
+log = get_logger(__name__)
 
 EARLY_KEY = "printgate.answered_unread"  # flow metadata: the request body was not read
 BODY_CAP_KEY = "printgate.body_cap"  # flow metadata: buffer no more request body than this
@@ -133,9 +149,50 @@ def _over_cap(stream: HttpStream, linger_bytes: int, size: int) -> _Gen:
     yield from _answer_now(stream, linger_bytes)
 
 
+class _TrailerKeeper:
+    """h11's chunked body reader whose end-of-message carries no trailer: a request's trailer
+    is kept on ``request.trailers`` (refused later, see the module docstring), a response's is
+    dropped."""
+
+    def __init__(self, inner: ChunkedReader, request: http.Request | None) -> None:
+        self._inner = inner
+        self._request = request
+
+    def __call__(self, buf: Any) -> Any:
+        event = self._inner(buf)
+        if isinstance(event, h11.EndOfMessage) and event.headers:
+            if self._request is not None:
+                self._request.trailers = http.Headers([(bytes(k), bytes(v)) for k, v in event.headers])
+            else:
+                log.info("dwa.response_trailer_dropped", fields=len(event.headers))
+            return h11.EndOfMessage()
+        return event
+
+    def read_eof(self) -> Any:
+        return self._inner.read_eof()
+
+
+def _install_trailer_keeper() -> None:
+    read_body = Http1Connection.read_body
+    if getattr(read_body, "_printgate_trailers", False):
+        return
+
+    @functools.wraps(read_body)
+    def keeping_trailers(self: Http1Connection, event: Any) -> _Gen:
+        if type(self.body_reader) is ChunkedReader:
+            request = self.request if isinstance(self, Http1Server) else None
+            self.body_reader = _TrailerKeeper(self.body_reader, request)  # type: ignore[assignment]
+        yield from read_body(self, event)
+
+    keeping_trailers._printgate_trailers = True  # type: ignore[attr-defined]
+    Http1Connection.read_body = keeping_trailers  # type: ignore[method-assign]
+
+
 def install(linger_bytes: int = 256 * 1024) -> None:
     """Answer requests that addons answered on their headers without reading their bodies,
-    and requests whose body outgrows its cap without buffering the rest."""
+    and requests whose body outgrows its cap without buffering the rest; chunked trailers are
+    kept (requests) or dropped (responses) instead of breaking the connection."""
+    _install_trailer_keeper()
     original = HttpStream.state_wait_for_request_headers
     if getattr(original, "_printgate_early", False):
         return

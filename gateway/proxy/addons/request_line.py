@@ -9,6 +9,16 @@ origin-form; every other form is refused. Framing headers a smuggling attempt
 relies on (two ``Content-Length``, ``Content-Length`` with
 ``Transfer-Encoding``, several ``Host``) are refused too: the device must never
 see a body framed differently from how the proxy read it.
+
+A ``CONNECT`` is refused as ``request.connect`` whatever its ``Host`` (a foreign
+host is not first answered as "no such session"), a request with more than
+``max_headers`` header fields (``MAX_REQUEST_HEADERS``, 64; a browser sends about
+20) is refused as ``request.too_many_headers`` before any device sees it (a device
+would answer its own unaudited 400), and a chunked body ending in a trailer
+(``early_refusal`` keeps the trailer on the request) is refused as
+``request.trailers``: mitmproxy cannot pass trailers on, and they are one more
+place for data. Each refusal is a 400 page with ``Connection: close``, audited
+for the session the request belongs to (when its host names one).
 """
 
 from __future__ import annotations
@@ -21,6 +31,8 @@ from gateway.proxy.deps import PublicAddress
 from printgate.logs import get_logger
 
 log = get_logger(__name__)
+
+MAX_REQUEST_HEADERS = 64
 
 
 def _refuse(flow: http.HTTPFlow, rule: str, reason: str) -> None:
@@ -41,17 +53,28 @@ def _authority_matches(authority: str, host_header: str, public: PublicAddress) 
 
 
 class RequestLineGuard:
-    def __init__(self, public: PublicAddress) -> None:
+    def __init__(self, public: PublicAddress, max_headers: int = MAX_REQUEST_HEADERS) -> None:
         self._public = public
+        self._max_headers = max_headers
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         """Authority-form: the proxy opens no tunnels for browsers."""
         _refuse(flow, "request.connect", "The proxy does not open tunnels (CONNECT).")
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
+        request = flow.request
+        if request.method.upper() == "CONNECT":
+            # named for what it is, also when its Host names no session (answered "no such
+            # session" by SessionAuth before): the tunnel is what is refused
+            _refuse(flow, "request.connect", "The proxy does not open tunnels (CONNECT).")
+            return
         if already_answered(flow):
             return
-        request = flow.request
+        if len(request.headers.fields) > self._max_headers:
+            _refuse(flow, "request.too_many_headers",
+                    f"A request may carry at most {self._max_headers} header fields; this one has "
+                    f"{len(request.headers.fields)}.")
+            return
         hosts = lengths = 0
         transfer: list[bytes] = []
         for name, value in request.headers.fields:  # one pass over the raw header fields
@@ -71,9 +94,6 @@ class RequestLineGuard:
         if transfer and (lengths or len(transfer) > 1 or transfer[0].strip().lower() != b"chunked"):
             _refuse(flow, "request.framing", "Ambiguous request framing (Transfer-Encoding).")
             return
-        if request.method.upper() == "CONNECT":
-            _refuse(flow, "request.connect", "The proxy does not open tunnels (CONNECT).")
-            return
         if request.authority:
             if request.scheme != self._public.scheme or not _authority_matches(
                 request.authority, request.headers["host"], self._public
@@ -84,3 +104,10 @@ class RequestLineGuard:
         if not request.path.startswith("/"):
             _refuse(flow, "request.target", "The request target must be a path on this session's device.")
             return
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if already_answered(flow):
+            return
+        if flow.request.trailers:  # kept by early_refusal's chunked reader: never passed on
+            _refuse(flow, "request.trailers",
+                    "A request body may not end in trailer fields (headers after a chunked body).")
