@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 from aiohttp.typedefs import Handler
+from fontTools.fontBuilder import FontBuilder
+from fontTools.pens.ttGlyphPen import TTGlyphPen
 
 from lab.ews.assets import logo_png
 from lab.ports import free_tcp_port
@@ -41,17 +43,31 @@ def secret_zip() -> bytes:
     return buf.getvalue()
 
 
-def sfnt(tables: int = 1) -> bytes:
-    """A structurally valid TrueType file (table directory + tables, nothing appended)."""
-    header = struct.pack(">IHHHH", 0x00010000, tables, 16, 0, 0)
-    data = b""
-    records = b""
-    offset = 12 + 16 * tables
-    for i in range(tables):
-        table = bytes(range(64)) * 2
-        records += struct.pack(">4sIII", b"tab" + bytes([0x61 + i]), 0, offset + len(data), len(table))
-        data += table
-    return header + records + data
+def sfnt() -> bytes:
+    """A real TrueType font (fontTools' FontBuilder: two square glyphs, the tables a text font has,
+    nothing appended): the proxy parses a font before it serves one (issue 21 round 4, F4)."""
+    builder = FontBuilder(1000, isTTF=True)
+    names = [".notdef", "A"]
+    builder.setupGlyphOrder(names)
+    builder.setupCharacterMap({0x41: "A"})
+    glyphs = {}
+    for name in names:
+        pen = TTGlyphPen(None)
+        pen.moveTo((100, 0))
+        pen.lineTo((100, 700))
+        pen.lineTo((600, 700))
+        pen.lineTo((600, 0))
+        pen.closePath()
+        glyphs[name] = pen.glyph()
+    builder.setupGlyf(glyphs)
+    builder.setupHorizontalMetrics({name: (700, 100) for name in names})
+    builder.setupHorizontalHeader(ascent=800, descent=-200)
+    builder.setupNameTable({"familyName": "Dev", "styleName": "Regular"})
+    builder.setupOS2()
+    builder.setupPost()
+    out = io.BytesIO()
+    builder.save(out)
+    return out.getvalue()
 
 
 def png_with_chunk(kind: bytes, payload: bytes) -> bytes:

@@ -647,10 +647,12 @@ async def test_plain_svg_and_fonts_the_device_css_names_are_served(proxy_harness
     assert css.status_code == 200
     font = await attacker.request("GET", "/dl/fonts/device.ttf")
     assert font.status_code == 200 and font.content == DOWNLOADS["fonts/device.ttf"][0]
-    # the browser's own font loader may load a font (it hands a script no bytes) ...
-    loaded = await attacker.request("GET", "/dl/fonts/unreferenced.ttf", headers={"sec-fetch-dest": "font"})
-    assert loaded.status_code == 200
-    # ... a fetch of it may not (see the refused download case), and a polyglot never
+    # Sec-Fetch-Dest: font alone (curl sets any header) no longer serves a font no style sheet
+    # named in a single proxy process (issue 21 round 4, F4; tests/proxy/test_r4_fonts.py) ...
+    await assert_refused_download(proxy_harness, attacker, "/dl/fonts/unreferenced.ttf",
+                                  "download.font_not_referenced", DOWNLOADS["fonts/unreferenced.ttf"][0],
+                                  headers={"sec-fetch-dest": "font", "sec-fetch-mode": "cors"})
+    # ... and a polyglot never
     await assert_refused_download(proxy_harness, attacker, "/dl/fonts/polyglot.ttf", "download.not_a_font",
                                   DOWNLOADS["fonts/polyglot.ttf"][0], headers={"sec-fetch-dest": "font"})
     # named by the CSS too, but a ZIP follows the font: refused all the same

@@ -43,7 +43,7 @@ def default_addons(deps: ProxyDeps, *, connection_closer: object | None = None) 
         UpstreamTls(deps.routes),
         BoundedDecoding(deps.limits, deps.vendor_endpoints),  # before any addon reads a response body
         InjectCredentials(deps.routes, deps.audit),  # before every response addon: they see its answer
-        BlockDownloads(deps.limits, deps.routes, deps.vendor_endpoints),
+        BlockDownloads(deps.limits, deps.routes, deps.vendor_endpoints, trust_font_dest=deps.budget_tally is not None),
         RewriteUrls(deps.public),
         WebSocketGuard(deps.limits, budget, deps.audit),
         WebSocketBound(deps.audit),  # installs the bound on buffered WebSocket messages

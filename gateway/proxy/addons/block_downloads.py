@@ -12,18 +12,22 @@ or print job at a line start, or an encoded file (base64, hex, ...) in it.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import secrets
 from collections import OrderedDict
+from collections.abc import Awaitable
 
 from mitmproxy import http
 
-from gateway.proxy import encoded, pages, sniff
+from gateway.proxy import encoded, font_check, pages, sniff
 from gateway.proxy.addons.block_uploads import JSON_TYPES, is_json_or_xml, json_strings, media_type
+from gateway.proxy.addons.security_headers import REMOVE as REPLACED_HEADERS
 from gateway.proxy.decision import FlowDecision, is_generated, route_of
 from gateway.proxy.font_refs import FontReferences
 from gateway.proxy.limits import ProxyLimits
+from gateway.proxy.response_headers import header_finding
 from gateway.proxy.routes import RouteTable
 from gateway.proxy.svg_check import svg_problem
 from gateway.proxy.vendor_profiles import VendorEndpoints
@@ -42,8 +46,15 @@ FONT_TYPES = frozenset(
 SVG_TYPE = "image/svg+xml"
 MAX_PLAIN_TEXT = 16 * 1024
 NO_BODY_STATUSES = frozenset({101, 204, 304})
+# what SecurityHeaders removes and sets itself: never passed on, so not checked
+_NOT_PASSED_ON = frozenset(name.encode() for name in REPLACED_HEADERS)
 Verdict = tuple[str, str, int]
 FONT = object()  # the body is a font: whether it may pass depends on the request and session
+PARSE_FONT = object()  # check(): the font's structure is not known yet (parsed off the event loop)
+_FONT_STRUCTURE = "\x00font-structure"  # BodyVerdicts key: what parsing the font found
+# a request the browser makes to show a document: a font must never be the answer (Chromium
+# saves a font it navigates to; the CSP sandbox does not apply to a non-document)
+_NAVIGATION_DESTS = frozenset({"document", "iframe", "frame", "embed", "object", "fencedframe"})
 
 
 class BodyVerdicts:
@@ -139,9 +150,12 @@ def _image_is_harmless(data: bytes) -> bool:
 
 class BlockDownloads:
     def __init__(self, limits: ProxyLimits, routes: RouteTable | None = None,
-                 vendors: VendorEndpoints | None = None) -> None:
+                 vendors: VendorEndpoints | None = None, *, trust_font_dest: bool = False) -> None:
         self._limits = limits
         self._vendors = vendors
+        # proxy workers: another process may have served the CSS naming a font (see _check_font)
+        self._trust_font_dest = trust_font_dest
+        self._font_parsing: asyncio.Semaphore | None = None
         self._by_vendor: dict[str, ProxyLimits] = {}
         self.fonts = FontReferences()
         self.verdicts = BodyVerdicts()
@@ -156,12 +170,37 @@ class BlockDownloads:
             found = self._by_vendor[vendor] = self._vendors.limits_for(vendor, self._limits)
         return found
 
-    def response(self, flow: http.HTTPFlow) -> None:
+    def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if is_generated(flow) or flow.response is None:
-            return
+            return None
         route = route_of(flow)
-        verdict = self.check(flow.request, flow.response, session_id=route.session_id if route else "",
-                             limits=self._limits_for(route.vendor if route else ""))
+        session_id = route.session_id if route else ""
+        lim = self._limits_for(route.vendor if route else "")
+        verdict = self.check(flow.request, flow.response, session_id=session_id, limits=lim)
+        if verdict is PARSE_FONT:  # awaited by mitmproxy (a coroutine only here)
+            return self._parse_font_then_check(flow, session_id, lim)
+        self._apply(flow, verdict)  # type: ignore[arg-type]
+        return None
+
+    async def _parse_font_then_check(self, flow: http.HTTPFlow, session_id: str, lim: ProxyLimits) -> None:
+        """A font not seen before is parsed (fontTools, pure Python: 10-300 ms for a web font) in a
+        thread, one at a time per process, so other sessions' requests go on meanwhile."""
+        assert flow.response is not None
+        body = flow.response.get_content(strict=False) or b""
+        if self._font_parsing is None:
+            self._font_parsing = asyncio.Semaphore(1)
+        async with self._font_parsing:
+            problem = await asyncio.to_thread(font_check.font_problem, body, sniff.clean_font_kind(body))
+        structure: Verdict | None = None
+        if problem is not None:
+            structure = "download.not_a_font", f"The response claims to be a font but is {problem}.", len(body)
+        self.verdicts.put(body, _FONT_STRUCTURE, lim, structure)
+        verdict = self.check(flow.request, flow.response, session_id=session_id, limits=lim,
+                             font_structure=structure)
+        self._apply(flow, verdict)  # type: ignore[arg-type]
+
+    def _apply(self, flow: http.HTTPFlow, verdict: Verdict | None) -> None:
+        assert flow.response is not None
         if verdict is None:
             self._declare_type(flow.response)
             return
@@ -180,13 +219,19 @@ class BlockDownloads:
         resp.headers["content-type"] = "text/html" if sniff.looks_like_html(body) else "text/plain"
 
     def check(self, req: http.Request, resp: http.Response, *, session_id: str = "",
-              limits: ProxyLimits | None = None) -> Verdict | None:
+              limits: ProxyLimits | None = None,
+              font_structure: Verdict | object | None = BodyVerdicts.MISSING) -> Verdict | object | None:
+        """The refusal for this response, None, or ``PARSE_FONT`` (a font whose structure must be
+        parsed first: ``response`` does that and asks again with ``font_structure``)."""
         lim = limits or self._limits
         body = resp.get_content(strict=False) or b""
         size = len(body)
         for value in resp.headers.get_all("content-disposition"):
             if _disposition_is_file(value):
                 return "download.attachment", "The device offered a file download.", size
+        finding = header_finding(resp.headers.fields, _NOT_PASSED_ON)
+        if finding is not None:
+            return finding[0], finding[1], size
         if resp.status_code in NO_BODY_STATUSES or req.method.upper() == "HEAD":
             return None
         if not body:
@@ -201,10 +246,20 @@ class BlockDownloads:
                 verdict = "download.too_complex", f"The response is refused, not let through unchecked: {exc}.", size
             self.verdicts.put(body, mtype, lim, verdict)
         if verdict is FONT:
-            return self._check_font(req, body, session_id, lim)
+            if size > lim.max_font_body:  # never parsed
+                return "download.too_large", f"A font of {size} bytes is over the {lim.max_font_body}-byte limit.", size
+            if sniff.clean_font_kind(body) is None:
+                return "download.not_a_font", "The response claims to be a font but is not only one.", size
+            if font_structure is BodyVerdicts.MISSING:
+                font_structure = self.verdicts.lookup(body, _FONT_STRUCTURE, lim)
+                if font_structure is BodyVerdicts.MISSING:
+                    return PARSE_FONT
+            if font_structure is not None:
+                return font_structure
+            return self._check_font(req, body, session_id)
         if verdict is None and session_id and (mtype in CSS_TYPES or mtype in HTML_TYPES):
             self.fonts.record(session_id, body, req.url)
-        return verdict  # type: ignore[return-value]
+        return verdict
 
     def _body_verdict(self, mtype: str, body: bytes, lim: ProxyLimits) -> Verdict | object | None:
         """What the body alone decides (no request, no session): a refusal, None, or ``FONT``."""
@@ -258,19 +313,24 @@ class BlockDownloads:
             return "download.encoded_blob", f"The SVG image carries {hit.describe()}: an encoded file.", size
         return None
 
-    def _check_font(self, req: http.Request, body: bytes, session_id: str, lim: ProxyLimits) -> Verdict | None:
+    def _check_font(self, req: http.Request, body: bytes, session_id: str) -> Verdict | None:
+        """A well-formed font (size and structure checked): whether this request may have it."""
         size = len(body)
-        if sniff.clean_font_kind(body) is None:
-            return "download.not_a_font", "The response claims to be a font but is not only one.", size
-        if size > lim.max_font_body:
-            return "download.too_large", f"A font of {size} bytes is over the {lim.max_font_body}-byte limit.", size
+        dest = req.headers.get("sec-fetch-dest", "").lower()
+        if req.headers.get("sec-fetch-mode", "").lower() == "navigate" or dest in _NAVIGATION_DESTS:
+            return ("download.font_navigation",
+                    "A font is not a page: opened as one, the browser would save it as a file.", size)
         path = req.path.split("?", 1)[0]
-        # The browser's font loader (Sec-Fetch-Dest: font, which no script can set) hands a
-        # script no bytes; a font fetched any other way must be one the device's CSS named
-        # (as seen by this proxy process: with workers, another may have served the CSS).
-        if req.headers.get("sec-fetch-dest", "") != "font" and not self.fonts.referenced(session_id, path):
-            return "download.font_not_referenced", "The device's own style sheets do not use this font.", size
-        return None
+        if self.fonts.referenced(session_id, path):
+            return None
+        # Sec-Fetch-Dest: font alone does not do (curl sets any header). With proxy workers the
+        # style sheet naming the font may have gone through another process: there the browser's
+        # font loader (Sec-Fetch-Dest: font, Sec-Fetch-Mode: cors) is believed, and what it gets
+        # is a font that parsed as one (no navigation: refused above).
+        if (self._trust_font_dest and dest == "font"
+                and req.headers.get("sec-fetch-mode", "").lower() == "cors"):
+            return None
+        return "download.font_not_referenced", "The device's own style sheets do not use this font.", size
 
     @staticmethod
     def _check_text_type(mtype: str, body: bytes, lim: ProxyLimits) -> Verdict | None:
