@@ -21,12 +21,13 @@ from portal.schemas.device_credentials import (
     RevealRequestIn,
     RevealRequestOut,
 )
-from portal.state import PortalState, client_ip
-from printgate.domain import Customer, Role, User, event_types
+from portal.state import Login, PortalState, client_ip
+from printgate.domain import Customer, Device, Role, User, event_types
 from printgate.domain.credentials import CredentialScope, LoginKind
 from printgate.errors import CredentialInvalid
 from printgate.store import device_credentials as store
-from printgate.store.tenants import get_customer
+from printgate.store.devices import dealer_of_device, list_devices_of_dealer
+from printgate.store.tenants import get_customer, list_sites_of_customers
 from printgate.vault import CredentialVault
 from printgate.vault.vault import check_credential, normalise_target
 
@@ -63,9 +64,31 @@ async def _customers_of(s: AsyncSession, user: User) -> list[Customer]:
     return []
 
 
-async def _store(state: PortalState, request: Request, user: User, customer: Customer, data: CredentialIn) -> None:
+async def _devices_of(s: AsyncSession, customer: Customer) -> list[Device]:
+    """The customer's devices (its sites'), by name: the choices of a per-device credential."""
+    sites = {site.id for site in await list_sites_of_customers(s, [customer.id])}
+    found = [d for d, _ in await list_devices_of_dealer(s, customer.dealer_id) if d.site_id in sites]
+    return sorted(found, key=lambda d: (device_label(d).lower(), d.id))
+
+
+def device_label(d: Device) -> str:
+    """How the picker names a device: its name (else model), address and id."""
+    return f"{d.name or d.identity.model or d.identity.describe()} ({d.ip}, id {d.id})"
+
+
+async def _checked_target(s: AsyncSession, customer: Customer, data: CredentialIn) -> str:
+    """The credential's target as stored; a device must be one of the customer's own (CredentialInvalid)."""
+    target = normalise_target(data.scope, data.target)
+    if data.scope is CredentialScope.DEVICE and await dealer_of_device(s, target) != (customer.dealer_id, customer.id):
+        raise CredentialInvalid(f"{customer.name} has no device with the id {target!r}: pick one of its devices "
+                                "(the Device credentials page lists them; GET /api/devices gives every id)")
+    return target
+
+
+async def _store(state: PortalState, request: Request, s: AsyncSession, user: User, customer: Customer,
+                 data: CredentialIn) -> None:
     try:
-        target = normalise_target(data.scope, data.target)
+        target = await _checked_target(s, customer, data)
         check_credential(data.kind, data.account, data.password, data.profile)
     except CredentialInvalid as exc:
         raise HTTPException(422, exc.message) from exc
@@ -112,15 +135,25 @@ async def _forbid(state: PortalState, request: Request, user: User, customer: Cu
 @router.get("/credentials")
 async def credentials_page(request: Request, state: State, s: DbSession, login: CurrentLogin,
                            customer: Annotated[str | None, Query(max_length=64)] = None) -> Response:
+    return await _page(request, state, s, login, customer)
+
+
+async def _page(request: Request, state: PortalState, s: AsyncSession, login: Login, customer: str | None, *,
+                error: str | None = None, sent: dict[str, str] | None = None) -> Response:
+    """The page; after a refused form with what was sent and the error beside the form."""
     customers = await _customers_of(s, login.user)
     if not customers:
         raise HTTPException(403, "only customer and dealer administrators manage stored device credentials")
     chosen = next((c for c in customers if c.id == customer), customers[0])
+    devices = await _devices_of(s, chosen)
     return render(state, request, "credentials.html", login=login, customers=customers, customer=chosen,
                   stored=await store.list_current(s, chosen.id),
                   forbidden=await store.credentials_forbidden(s, chosen.id),
                   may_forbid=Role.CUSTOMER_ADMIN in login.user.roles and login.user.customer_id == chosen.id,
-                  scopes=list(CredentialScope), kinds=list(LoginKind))
+                  scopes=list(CredentialScope), kinds=list(LoginKind),
+                  devices=[(d.id, device_label(d)) for d in devices], names={d.id: device_label(d) for d in devices},
+                  models=sorted({d.identity.model for d in devices if d.identity.model}),
+                  error=error, sent=sent or {}, status_code=422 if error else 200)
 
 
 @router.post("/credentials")
@@ -130,11 +163,21 @@ async def set_from_form(
     kind: Annotated[LoginKind, Form()], account: Annotated[str, Form(min_length=1, max_length=128)],
     password: Annotated[str, Form(min_length=1, max_length=256)],
     target: Annotated[str, Form(max_length=256)] = "", profile: Annotated[str, Form(max_length=64)] = "",
+    device: Annotated[str, Form(max_length=256)] = "", model: Annotated[str, Form(max_length=256)] = "",
 ) -> Response:
+    """The form names the device in ``device`` (a picker of the customer's devices) and the model in
+    ``model``; ``target`` (the API's name for either) still works."""
     customer = await _administered(s, login.user, customer_id)
-    await _store(state, request, login.user, customer, CredentialIn(
-        customer_id=customer_id, scope=scope, target=target, kind=kind, account=account, password=password,
-        profile=profile))
+    chosen = {CredentialScope.DEVICE: device, CredentialScope.MODEL: model}.get(scope, "") or target
+    data = CredentialIn(customer_id=customer_id, scope=scope, target=chosen, kind=kind, account=account,
+                        password=password, profile=profile)
+    try:
+        await _checked_target(s, customer, data)
+    except CredentialInvalid as exc:  # the page again, the choices kept (never the password)
+        return await _page(request, state, s, login, customer.id, error=exc.message, sent={
+            "scope": scope.value, "device": device or target, "model": model or target, "kind": kind.value,
+            "account": account, "profile": profile})
+    await _store(state, request, s, login.user, customer, data)
     return see_other(f"/credentials?customer={customer.id}")
 
 
@@ -173,7 +216,7 @@ async def list_api(s: DbSession, user: CurrentUser,
 async def set_api(request: Request, state: State, s: DbSession, user: CurrentUser, body: CredentialIn) -> Response:
     """Set or rotate a credential (a new version); answers 204, never the secret."""
     customer = await _administered(s, user, body.customer_id)
-    await _store(state, request, user, customer, body)
+    await _store(state, request, s, user, customer, body)
     return Response(status_code=204)
 
 
