@@ -30,6 +30,7 @@ from portal.schemas.fleet import (
     SupplyPublic,
     device_detail,
 )
+from portal.state import Login, PortalState
 from printgate.domain import (
     FleetDevice,
     Outcome,
@@ -215,6 +216,18 @@ async def fleet_page(
     sort: Annotated[Literal["attention", "name"], Query()] = "attention",
 ) -> Response:
     """Counts per problem (SQL aggregates) and one page of devices, the worst first."""
+    return await _fleet_page(request, state, login, rescan=rescan, page=page, problem=problem, customer=customer,
+                             q=q, sort=sort)
+
+
+async def _fleet_page(
+    request: Request, state: PortalState, login: Login, *, rescan: str = "", page: int = 1,
+    problem: Problem | None = None, customer: str | None = None, q: str = "",
+    sort: Literal["attention", "name"] = "attention", form_errors: dict[str, str] | None = None,
+    sent: dict[str, str] | None = None,
+) -> Response:
+    """The fleet page; after a refused settings form (``form_errors``: field -> message) with the values
+    as sent and each message beside its field, the form open (422)."""
     scope = TenantScope.of(login.user)
     async with state.db.session() as s:
         seen = await overview(s, scope, where=FleetFilter(problem, customer, q), sort=sort,
@@ -243,21 +256,40 @@ async def fleet_page(
                   retention={"days": seen.retention_days, "own": seen.own_retention,
                              "min": history.MIN_RETENTION_DAYS, "max": history.MAX_RETENTION_DAYS},
                   alerts=alerts, may_open=bool(login.user.dealer_id), counts=seen.counts, pager=pager,
-                  filters=filters, site_summary=site_summary)
+                  filters=filters, site_summary=site_summary, form_errors=form_errors or {}, sent=sent or {},
+                  status_code=422 if form_errors else 200)
+
+
+def _whole_number(text: str, what: str, errors: dict[str, str], field: str) -> int | None:
+    try:
+        return int(text.strip())
+    except ValueError:
+        errors[field] = f"{what} must be a whole number, not {text.strip()!r}" if text.strip() else f"{what} is needed"
+        return None
 
 
 @router.post("/fleet/thresholds", include_in_schema=False, dependencies=[may_view])
 async def set_thresholds(request: Request, state: State, login: CurrentLogin, _csrf: CsrfChecked,
-                         warning_percent: Annotated[int, Form()], critical_percent: Annotated[int, Form()],
+                         warning_percent: Annotated[str, Form()], critical_percent: Annotated[str, Form()],
                          ) -> Response:
-    """A dealer administrator sets the dealer's supply alert thresholds (audited)."""
+    """A dealer administrator sets the dealer's supply alert thresholds (audited); wrong values: the page
+    again with the message beside the field."""
     dealer = login.user.dealer_id
     if Role.DEALER_ADMIN not in login.user.roles or not dealer:
         raise HTTPException(403, "only a dealer administrator may change the supply thresholds")
-    try:
-        wanted = SupplyThresholds(warning_percent, critical_percent)
-    except ValueError as exc:
-        raise HTTPException(422, f"{exc}: e.g. warning 15, critical 5") from exc
+    errors: dict[str, str] = {}
+    warning = _whole_number(warning_percent, "the warning level", errors, "warning_percent")
+    critical = _whole_number(critical_percent, "the critical level", errors, "critical_percent")
+    for field, value in (("warning_percent", warning), ("critical_percent", critical)):
+        if value is not None and not 0 <= value <= 100:
+            errors[field] = f"a percentage from 0 to 100, not {value}"
+    if not errors and warning is not None and critical is not None and critical > warning:
+        errors["critical_percent"] = (f"critical ({critical} %) must be at or below warning ({warning} %): "
+                                      "critical is the emptier level, e.g. warning 15, critical 5")
+    if errors or warning is None or critical is None:
+        return await _fleet_page(request, state, login, form_errors=errors,
+                                 sent={"warning_percent": warning_percent, "critical_percent": critical_percent})
+    wanted = SupplyThresholds(warning, critical)
     async with state.db.transaction() as s:
         before, _ = await thresholds_of_tenant(s, dealer)
         await set_thresholds_of_tenant(s, dealer, wanted, by=login.user.email, now=state.clock())
@@ -270,19 +302,25 @@ async def set_thresholds(request: Request, state: State, login: CurrentLogin, _c
 
 @router.post("/fleet/retention", include_in_schema=False, dependencies=[may_view])
 async def set_retention(request: Request, state: State, login: CurrentLogin, _csrf: CsrfChecked,
-                        days: Annotated[int, Form()]) -> Response:
+                        days: Annotated[str, Form()]) -> Response:
     """A dealer administrator sets how many days of readings history the dealer keeps (audited);
-    the cloud's readings-history task deletes older readings on its next pass."""
+    the cloud's readings-history task deletes older readings on its next pass. Wrong values: the page
+    again with the message beside the field."""
     dealer = login.user.dealer_id
     if Role.DEALER_ADMIN not in login.user.roles or not dealer:
         raise HTTPException(403, "only a dealer administrator may change how long readings are kept")
-    if not history.MIN_RETENTION_DAYS <= days <= history.MAX_RETENTION_DAYS:
-        raise HTTPException(422, f"keep readings {history.MIN_RETENTION_DAYS} to {history.MAX_RETENTION_DAYS} days, "
-                                 f"not {days}: e.g. {history.DEFAULT_RETENTION_DAYS}")
+    errors: dict[str, str] = {}
+    kept = _whole_number(days, "the number of days", errors, "days")
+    if kept is not None and not history.MIN_RETENTION_DAYS <= kept <= history.MAX_RETENTION_DAYS:
+        errors["days"] = (f"keep readings {history.MIN_RETENTION_DAYS} to {history.MAX_RETENTION_DAYS} days, "
+                          f"not {kept}: e.g. {history.DEFAULT_RETENTION_DAYS}")
+    if errors or kept is None:
+        return await _fleet_page(request, state, login, form_errors=errors, sent={"days": days})
+    days_kept = kept
     async with state.db.transaction() as s:
-        before = await history.set_retention(s, dealer, days, by=login.user.email, now=state.clock())
+        before = await history.set_retention(s, dealer, days_kept, by=login.user.email, now=state.clock())
     await state.record(event_types.FLEET_HISTORY_RETENTION_SET, request=request, user=login.user,
-                       details={"days": days, "before": before})
+                       details={"days": days_kept, "before": before})
     return see_other("/fleet")
 
 
