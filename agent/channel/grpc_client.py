@@ -19,6 +19,7 @@ from grpc import aio
 from agent.channel.backoff import Backoff
 from agent.channel.command_guard import CommandGuard, VerifiedCommand
 from agent.channel.enroll import AGENT_VERSION, EnrolledIdentity, channel_options, make_csr
+from agent.channel.signature_child import csr_in_child
 from agent.errors import (
     COMMAND_FORGED,
     COMMAND_MALFORMED,
@@ -288,14 +289,18 @@ class GrpcChannel:
             request, timeout=self._rpc_timeout), deadline_s=self._rpc_timeout * 3)
 
     async def renew_certificate(self) -> EnrolledIdentity:
-        """Get a fresh certificate for the same key and re-open the channel with it."""
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-
+        """Get a fresh certificate for the same key and re-open the channel with it. The CSR is made
+        in a child process (``agent.channel.signature_child``): no cryptography in the agent for it."""
         stub = self._stub_or_fail()
-        key = serialization.load_pem_private_key(self.identity.key_pem(), None)
-        assert isinstance(key, ec.EllipticCurvePrivateKey)
-        request = pb.RenewRequest(csr_pem=make_csr(key, self.identity.agent_id))
+        csr = await csr_in_child(self.identity.key_pem(), self.identity.agent_id)
+        if csr is None:  # the child gave none (logged): made here
+            from cryptography.hazmat.primitives import serialization
+            from cryptography.hazmat.primitives.asymmetric import ec
+
+            key = serialization.load_pem_private_key(self.identity.key_pem(), None)
+            assert isinstance(key, ec.EllipticCurvePrivateKey)
+            csr = make_csr(key, self.identity.agent_id)
+        request = pb.RenewRequest(csr_pem=csr)
         resp = await self._call("certificate renewal", lambda: stub.RenewCertificate(
             request, timeout=self._rpc_timeout), deadline_s=self._rpc_timeout * 3)
         self.identity = self.identity.with_certificate(resp.client_cert_pem, resp.cert_not_after_ms)
