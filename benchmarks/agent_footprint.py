@@ -187,6 +187,7 @@ def bulkwalk_cpu_per_cycle(port: int, addrs: list[str]) -> float:
 async def main(window: float, scale: float, profile: Path | None, out: Path = OUT) -> None:
     addrs = [f"127.0.30.{1 + i}" for i in range(N)]
     devices = {ip: PRINTERS[i % len(PRINTERS)].name for i, ip in enumerate(addrs)}
+    load_start = [round(v, 2) for v in os.getloadavg()]  # the machine is shared: say how busy it was
     tmp = Path(tempfile.mkdtemp(prefix="pgfoot-"))  # short: the cloud's Unix sockets live below
     base = tmp / "cloud"
     base.mkdir()
@@ -221,8 +222,9 @@ async def main(window: float, scale: float, profile: Path | None, out: Path = OU
     agent_imports = ("from printgate.cli.agent_run import keep_rich_out; keep_rich_out(); "
                      "import agent.service, agent.channel.enroll")
     agent_imports_rss = python_rss_mb(agent_imports)
-    # cryptography is loaded with the first signed command (or certificate renewal), not at start:
-    # what the same imports weigh once it is (the run below sends the agent no command)
+    # cryptography is loaded with the first signed command other than a trust set (whose signature,
+    # like the renewal's CSR, is done in a child process): what the same imports weigh once it is
+    # (the busy run's agent, freshly enrolled, gets its first trust set; the idle run's keeps it)
     after_command_rss = python_rss_mb(agent_imports + "; import printgate.wire.commands")
 
     scaled_cycle = CYCLE_S / scale
@@ -249,6 +251,7 @@ async def main(window: float, scale: float, profile: Path | None, out: Path = OU
         "targets": TARGETS,
         "meets_rss_target": rss <= TARGETS["rss_mb"],
         "meets_cpu_target": core_pct <= TARGETS["core_pct"],
+        "load_average_start_end": [load_start, [round(v, 2) for v in os.getloadavg()]],
         "note": "2 shared cores with other engineers' work: CPU figures are noisy. A scaled cycle also "
                 "holds a full sweep (every 300 s deployed) and a counters poll every 12th cycle.",
     }
