@@ -26,7 +26,7 @@ from printgate.store import agent_health, channel, site_agents, tenants
 from printgate.store.readings import unmapped_counts
 from printgate.store.tenants import get_site
 
-router = APIRouter(prefix="/agents", tags=["agents"])
+router = APIRouter(prefix="/agents", tags=["agents"], include_in_schema=False)  # pages and forms: not the JSON API's description
 log = get_logger("portal.agents")
 
 ENROLMENT_TOKEN_TTL = timedelta(hours=1)

@@ -14,7 +14,7 @@ from portal.pages import render, see_other
 from printgate.domain import event_types
 from printgate.store import api_tokens as api_tokens_store
 
-router = APIRouter(prefix="/tokens", tags=["api-tokens"])
+router = APIRouter(prefix="/tokens", tags=["api-tokens"], include_in_schema=False)  # pages and forms: not the JSON API's description
 
 
 @router.get("")

@@ -19,7 +19,7 @@ from printgate.store import approvals as approvals_store
 from printgate.store import users as users_store
 from printgate.store.session_history import sessions_of_customer
 
-router = APIRouter(prefix="/approvals", tags=["approvals"])
+router = APIRouter(prefix="/approvals", tags=["approvals"], include_in_schema=False)  # pages and forms: not the JSON API's description
 api = APIRouter(prefix="/api/approvals", tags=["api"])
 
 MAX_APPROVAL_MINUTES = 8 * 60

@@ -215,7 +215,7 @@ async def session_story(session_id: str, state: State, user: User = auditor) -> 
     return await story(state.db, user, session_id)
 
 
-@router.get("/sessions/{session_id}/view", response_class=HTMLResponse)
+@router.get("/sessions/{session_id}/view", response_class=HTMLResponse, include_in_schema=False)
 async def session_story_page(request: Request, session_id: str, state: State,
                              user: User = auditor) -> HTMLResponse:
     s = await story(state.db, user, session_id)
@@ -227,7 +227,7 @@ async def session_story_page(request: Request, session_id: str, state: State,
                        back=AuditForm(session_id=session_id).query())
 
 
-@router.get("", response_class=HTMLResponse)
+@router.get("", response_class=HTMLResponse, include_in_schema=False)
 async def audit_page(request: Request, state: State, user: User = auditor) -> HTMLResponse:
     db = state.db
     form = AuditForm.of(dict(request.query_params))

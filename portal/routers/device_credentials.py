@@ -132,7 +132,7 @@ async def _forbid(state: PortalState, request: Request, user: User, customer: Cu
 
 
 # --- pages --------------------------------------------------------------------------
-@router.get("/credentials")
+@router.get("/credentials", include_in_schema=False)
 async def credentials_page(request: Request, state: State, s: DbSession, login: CurrentLogin,
                            customer: Annotated[str | None, Query(max_length=64)] = None) -> Response:
     return await _page(request, state, s, login, customer)
@@ -156,7 +156,7 @@ async def _page(request: Request, state: PortalState, s: AsyncSession, login: Lo
                   error=error, sent=sent or {}, status_code=422 if error else 200)
 
 
-@router.post("/credentials")
+@router.post("/credentials", include_in_schema=False)
 async def set_from_form(
     request: Request, state: State, s: DbSession, login: CurrentLogin, _csrf: CsrfChecked,
     customer_id: Annotated[str, Form(max_length=64)], scope: Annotated[CredentialScope, Form()],
@@ -181,7 +181,7 @@ async def set_from_form(
     return see_other(f"/credentials?customer={customer.id}")
 
 
-@router.post("/credentials/erase")
+@router.post("/credentials/erase", include_in_schema=False)
 async def erase_from_form(
     request: Request, state: State, s: DbSession, login: CurrentLogin, _csrf: CsrfChecked,
     customer_id: Annotated[str, Form(max_length=64)], scope: Annotated[CredentialScope, Form()],
@@ -193,7 +193,7 @@ async def erase_from_form(
     return see_other(f"/credentials?customer={customer.id}")
 
 
-@router.post("/credentials/use")
+@router.post("/credentials/use", include_in_schema=False)
 async def use_from_form(
     request: Request, state: State, s: DbSession, login: CurrentLogin, _csrf: CsrfChecked,
     customer_id: Annotated[str, Form(max_length=64)], forbidden: Annotated[bool, Form()] = False,

@@ -38,7 +38,7 @@ from printgate.store.device_list import (
 from printgate.store.devices import dealer_of_device, get_device
 from printgate.store.session_history import sessions_of_user
 
-router = APIRouter(tags=["devices"])
+router = APIRouter(tags=["devices"], include_in_schema=False)  # pages and forms: not the JSON API's description
 _ALERT_ID = re.compile(r"[0-9]{1,18}")
 PAGE_SIZE = 100  # devices per page: a dealer with 20,000 devices gets a page the browser can draw
 

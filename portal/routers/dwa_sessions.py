@@ -13,7 +13,7 @@ from printgate.domain import SessionId, event_types
 from printgate.store import sessions as sessions_store
 from printgate.store.session_history import sessions_of_user
 
-router = APIRouter(tags=["dwa-sessions"])
+router = APIRouter(tags=["dwa-sessions"], include_in_schema=False)  # pages and forms: not the JSON API's description
 
 
 async def end_all_of(state: PortalState, s: AsyncSession, user_id: str, *, reason: str, actor: str) -> int:

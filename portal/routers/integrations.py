@@ -29,7 +29,7 @@ from printgate.domain import Outcome, Role, User
 from printgate.errors import NotFound
 from printgate.store import outbox
 
-router = APIRouter(prefix="/integrations", tags=["integrations"])
+router = APIRouter(prefix="/integrations", tags=["integrations"], include_in_schema=False)  # pages and forms: not the JSON API's description
 DealerAdmin = Annotated[User, Depends(require_role(Role.DEALER_ADMIN))]
 
 

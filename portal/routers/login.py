@@ -16,7 +16,7 @@ from portal.state import client_ip
 from printgate.domain import Outcome, event_types
 from printgate.store import portal_sessions, sso, users
 
-router = APIRouter(tags=["login"])
+router = APIRouter(tags=["login"], include_in_schema=False)  # pages and forms: not the JSON API's description
 
 GENERIC_FAILURE = "email or password is wrong"
 

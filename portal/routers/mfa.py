@@ -17,7 +17,7 @@ from printgate.domain import Outcome, event_types
 from printgate.store import portal_sessions, users
 from printgate.store import recovery_codes as recovery_codes_store
 
-router = APIRouter(prefix="/mfa", tags=["mfa"])
+router = APIRouter(prefix="/mfa", tags=["mfa"], include_in_schema=False)  # pages and forms: not the JSON API's description
 
 
 def _signer(state: State) -> URLSafeTimedSerializer:

@@ -34,7 +34,7 @@ from printgate.store.devices import list_devices_of_dealer
 from printgate.store.tenants import list_customers_of_dealer, list_sites_of_customers
 from printgate.store.users import list_users
 
-router = APIRouter(prefix="/admin/policy", tags=["policy"])
+router = APIRouter(prefix="/admin/policy", tags=["policy"], include_in_schema=False)  # pages and forms: not the JSON API's description
 DealerAdmin = Annotated[User, Depends(require_role(Role.DEALER_ADMIN))]
 
 

@@ -32,7 +32,7 @@ from printgate.store import security_subscriptions as subs
 from printgate.store.tenants import get_customer, list_customers_of_dealer
 from printgate.vault.kms import KeyWrapper
 
-router = APIRouter(prefix="/security-alerts", tags=["security-alerts"])
+router = APIRouter(prefix="/security-alerts", tags=["security-alerts"], include_in_schema=False)  # pages and forms: not the JSON API's description
 
 SUBSCRIPTION_ADDED = event_types.SECURITY_ALERT_SUBSCRIPTION_ADDED
 SUBSCRIPTION_REMOVED = event_types.SECURITY_ALERT_SUBSCRIPTION_REMOVED

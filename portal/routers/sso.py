@@ -21,7 +21,7 @@ from printgate.errors import AuthenticationFailed
 from printgate.store import sso as sso_store
 from printgate.store import users as users_store
 
-router = APIRouter(prefix="/sso", tags=["sso"])
+router = APIRouter(prefix="/sso", tags=["sso"], include_in_schema=False)  # pages and forms: not the JSON API's description
 
 
 async def _provider(s: AsyncSession, provider_id: str, kind: str) -> SsoProvider:

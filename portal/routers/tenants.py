@@ -32,7 +32,7 @@ from printgate.store import sessions as sessions_store
 from printgate.store import tenants as tenants_store
 from printgate.store.tenants import add_customer, add_site
 
-router = APIRouter(prefix="/admin/tenants", tags=["tenants"])
+router = APIRouter(prefix="/admin/tenants", tags=["tenants"], include_in_schema=False)  # pages and forms: not the JSON API's description
 MODE_WORDS = {
     RemoteAccessMode.OPEN: "open",
     RemoteAccessMode.APPROVAL_REQUIRED: "approval required",

@@ -24,7 +24,7 @@ from printgate.store import portal_sessions
 from printgate.store import users as users_store
 from printgate.store.tenants import add_user, get_user, list_customers_of_dealer
 
-router = APIRouter(tags=["users"])
+router = APIRouter(tags=["users"], include_in_schema=False)  # pages and forms: not the JSON API's description
 
 
 
