@@ -154,3 +154,52 @@ async def test_too_many_header_fields_are_refused_by_the_proxy_not_the_device(
         assert len(await refusals(harness, client)) == 1
     finally:
         await client.aclose()
+
+
+class TrailerDevice:
+    """A device answering every request with a chunked body that ends in a trailer field."""
+
+    host = "127.0.0.1"
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    @property
+    def origin(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n"
+                             b"Trailer: X-T\r\n\r\n2\r\nok\r\n0\r\nX-T: " + B64[:2000] + b"\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> TrailerDevice:
+        self._server = await asyncio.start_server(self._serve, self.host, 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+
+async def test_a_device_response_trailer_is_dropped_not_passed_on(harness: ProxyHarness) -> None:
+    async with TrailerDevice() as trailer_device:
+        client = await technician(harness, trailer_device)  # type: ignore[arg-type]
+        try:
+            started = time.monotonic()
+            raw = await exchange(harness.proxy.port, request(client, b"GET / HTTP/1.1", b"Connection: close\r\n"),
+                                 wait_s=10)
+            assert time.monotonic() - started < 5  # the old reader raised: no answer until the client gave up
+            assert [(status, body) for status, body in answers(raw)] == [(200, b"ok")], raw[:300]
+            assert B64[:200] not in raw
+        finally:
+            await client.aclose()
