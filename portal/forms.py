@@ -22,3 +22,17 @@ def known_fields(form: type, values: Mapping[str, str], *, max_length: int) -> d
 def one_of(value: str, choices: Container[str], default: str = "") -> str:
     """``value`` when it is one of ``choices``, else ``default``."""
     return value if value in choices else default
+
+
+PRIVATE_REFUSALS = ("non-public address", "local name")  # integrations.addresses' words for such a host
+
+
+def with_private_switch(message: str, setting: str) -> str:
+    """``message`` (a refused webhook/syslog target) naming the setting that lets a lab or test
+    installation reach private and loopback addresses, when that is why it was refused."""
+    if not any(words in message for words in PRIVATE_REFUSALS):
+        return message
+    section, _, name = setting.partition(".")
+    env = f"PRINTGATE_{section.upper()}__{name.upper()}"
+    return (f"{message} (a lab or test installation may allow private and loopback addresses: "
+            f"[{section}] {name} = true in the server's configuration, or {env}=true)")

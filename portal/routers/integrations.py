@@ -24,6 +24,7 @@ from integrations.endpoints import (
 )
 from integrations.errors import EndpointInvalid
 from portal.deps import CsrfChecked, CurrentLogin, DbSession, State, require_role
+from portal.forms import with_private_switch
 from portal.pages import render, see_other
 from printgate.domain import Outcome, Role, User
 from printgate.errors import NotFound
@@ -76,7 +77,8 @@ async def add_endpoint(request: Request, state: State, s: DbSession, login: Curr
     try:
         checked = svc.check(url, wanted)
     except EndpointInvalid as exc:
-        return await _page(request, state, s, login, user, status_code=422, error=exc.message,
+        return await _page(request, state, s, login, user, status_code=422,
+                           error=with_private_switch(exc.message, "integrations.allow_private_endpoints"),
                            form={"url": url, "description": description, "kinds": wanted})
     if len(await outbox.list_endpoints(s, dealer_id)) >= MAX_ENDPOINTS_PER_DEALER:
         return await _page(request, state, s, login, user, status_code=422,

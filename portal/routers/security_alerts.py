@@ -26,6 +26,7 @@ from alerting.errors import SubscriptionInvalid
 from alerting.rules import Category
 from alerting.secrets import seal
 from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
+from portal.forms import with_private_switch
 from portal.pages import render, see_other
 from printgate.domain import Role, User, event_types
 from printgate.store import security_subscriptions as subs
@@ -120,7 +121,8 @@ async def add_subscription(
         await check_resolves_public(sub, allow_private_webhooks=getattr(request.app.state, "allow_private_webhooks",
                                                                          False))
     except SubscriptionInvalid as exc:
-        return await _page(request, state, s, login, status_code=422, error=exc.message, form=form)
+        return await _page(request, state, s, login, status_code=422, form=form,
+                           error=with_private_switch(exc.message, "security_alerts.allow_private_webhooks"))
     cap = getattr(request.app.state, "max_security_subscriptions", DEFAULT_MAX_SUBSCRIPTIONS)
     if await subs.count_subscriptions(s, dealer_id=dealer_id, customer_id=customer_id) >= cap:
         return await _page(request, state, s, login, status_code=422,
