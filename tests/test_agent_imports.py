@@ -55,7 +55,8 @@ FORBIDDEN = {
     "rich": "structlog.dev imports rich (+ pygments, tracebacks) when it can: agent_run.keep_rich_out",
     "pygments": "rich's syntax highlighting",
     "paho": "the MQTT client: imported only when enrolment named a broker (agent.channel.dual)",
-    "cryptography": "~10 MB (its own OpenSSL): loaded with the first signed command or certificate renewal",
+    "cryptography": "~9 MB (its own OpenSSL): loaded with the first tunnel or signed command other than a trust "
+                    "set (a set's signature and the renewal CSR: agent.channel.signature_child)",
 }
 FORBIDDEN_MODULES = {"printgate.store": "ORM rows stay in the cloud", "printgate.cli.cloud": "the cloud's wiring",
                      "printgate.settings": "the cloud's settings (pydantic); the agent's: printgate.agent_settings"}
