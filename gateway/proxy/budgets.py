@@ -1,8 +1,10 @@
 """Transfer budgets: how much user-supplied data may travel towards the device.
 
 What a technician's browser sends towards the device — the URL (path and
-query), form fields, JSON/text bodies, header values a script may set, new
-cookie values, WebSocket frames — is counted per request and summed per session. A
+query), form fields, JSON/text bodies, header values (every field but the ones the proxy sets:
+``NOT_COUNTED_HEADERS``; a client holding the session cookie sets ``User-Agent``, ``Sec-*``,
+``Priority`` ... to anything), new cookie values, WebSocket frames — is counted per request and
+summed per session. A
 cookie or header value the session already sent costs its bytes only once (the
 device's own session cookie is sent with every request); which of them a request
 carries is charged as its shape (below), so the budget measures *new* data and
@@ -20,13 +22,14 @@ every new path or text in the query still costs its length.
 Which values already sent a request carries, in which order, or leaves out, is user-chosen
 information too (issue 21 round 4 F5: 112 headers ``x-bN: 1`` present or absent moved 14 bytes
 a request for 1 byte of budget). So the unit that is "seen" is the request's **shape**: its
-address plus the sequence of header fields a script may set and of cookies, each field as
+address plus the sequence of its header fields and cookies, each field as
 the remembered value it repeats (a cookie the device set, sent with the device's latest value
 for it, as "the device's cookie" whatever the value). A shape seen before costs
 ``REPEAT_COST`` (which of at most ``SHAPE_CAP`` remembered shapes: 8 bits). A new shape costs
 what is new in it plus the information of its field sequence (``choice_bits``: each field one
 of the remembered values, a new one or the end, log2(N + 2) bits a field for N remembered
-values), so presence bits and value choice are charged at least what they can carry.
+values; a ``Referer`` naming a page the tally requested is one of them, ``SessionLedger.pages``),
+so presence bits and value choice are charged at least what they can carry.
 
 A request whose shape was seen may go on past the session budget, at most ``REPEAT_RATE`` per
 second on average (``RepeatThrottle``), and a top-level navigation of a seen shape has a
@@ -47,20 +50,18 @@ from typing import NamedTuple, Protocol
 
 from mitmproxy import http
 
-# Headers a page script cannot set (the Fetch standard's forbidden request headers, plus the
-# ones the proxy itself rewrites); every other header value counts as user data.
-BROWSER_HEADERS = frozenset(
-    {
-        "host", "connection", "keep-alive", "content-length", "transfer-encoding", "te", "trailer",
-        "upgrade", "via", "expect", "date", "dnt", "cookie", "cookie2", "origin", "referer",
-        "user-agent", "accept-charset", "accept-encoding", "access-control-request-headers",
-        "access-control-request-method", "priority", "upgrade-insecure-requests",
-    }
-)
+# Header fields whose value is not the browser's choice: the proxy sets ``Host`` (the device's)
+# and ``Sec-WebSocket-Key`` (its own random key, ``request_headers.normalise``), ``Content-Length``
+# says the body's size (the body counts), cookies are counted per ``name=value``. Every other
+# field counts as user data, the ones only a browser sets included (issue 21 round 4, f21d: a
+# client holding the session cookie sets ``User-Agent``, ``Referer``, ``Sec-*``, ``Priority``, ...
+# to anything); ``Referer``, ``Origin``, ``Sec-Fetch-*`` and ``Priority`` are first normalised.
+NOT_COUNTED_HEADERS = frozenset({"host", "content-length", "cookie", "sec-websocket-key"})
 SEEN_CAP = 512  # remembered cookie/header values per tally (digests, least recently used forgotten first)
 DEVICE_COOKIE_CAP = 64  # cookie names whose latest value the device set is remembered
 SHAPE_CAP = 256  # remembered request shapes per tally (least recently used forgotten first): 8 bits of choice
 URL_CAP = 256  # remembered addresses per tally (least recently used forgotten first): 8 bits of choice
+PAGE_CAP = 256  # remembered pages (exact addresses a Referer may name) per tally
 REPEAT_COST = 1  # bytes a request costs whose address (method, path, query without numbers) was seen
 REPEAT_RATE = 1.0  # requests per second with nothing new that pass once the session budget is spent
 REPEAT_BURST = 60  # ... and how many of them at once (a page and its assets)
@@ -71,6 +72,9 @@ NAV_BURST = 10  # ... and how many at once
 # conditional or cache-control request made unconditional carries nothing, and the device
 # answers in full (a reload, a revalidation with the device's latest ETag).
 CACHE_HEADERS = (b"if-none-match", b"if-modified-since", b"cache-control", b"pragma")
+# ... and these too: a request whose shape is new only because of them goes on past the budget
+# without them (the Referer names which page asked: the same asset from another page).
+DROPPABLE_HEADERS = (*CACHE_HEADERS, b"referer")
 TIMESTAMP_SLACK_S = 3600.0  # a query number this near the proxy's clock is taken as a timestamp
 _NUMBER = re.compile(rb"[0-9]{1,40}(?:\.[0-9]{1,40})?")
 _DIGIT_BITS = math.log2(10)
@@ -94,18 +98,18 @@ def _digest(value: bytes) -> bytes:
     return hashlib.blake2b(value, digest_size=12).digest()
 
 
-_BROWSER_HEADER_BYTES = frozenset(name.encode() for name in BROWSER_HEADERS)
+_NOT_COUNTED = frozenset(name.encode() for name in NOT_COUNTED_HEADERS)
 
 
 def custom_headers(req: http.Request) -> list[tuple[bytes, bytes]]:
-    """Header fields a page script may have set (any name outside the forbidden ones and
-    ``sec-``/``proxy-``), as sent."""
-    out = []
-    for name, value in req.headers.fields:
-        lowered = name.lower()
-        if lowered not in _BROWSER_HEADER_BYTES and not lowered.startswith((b"sec-", b"proxy-")):
-            out.append((name, value))
-    return out
+    """Header fields whose value the browser (or whoever holds the session cookie) chose: every
+    field but ``NOT_COUNTED_HEADERS``, as sent."""
+    return [(name, value) for name, value in req.headers.fields if name.lower() not in _NOT_COUNTED]
+
+
+def page_key(url: bytes) -> bytes:
+    """What ``SessionLedger.pages`` remembers of a page's full address (a ``Referer`` value)."""
+    return _digest(b"referer:" + url)
 
 
 def cookie_pairs(req: http.Request) -> list[tuple[bytes, bytes]]:
@@ -140,6 +144,7 @@ class SessionLedger:
     urls: dict[bytes, None] = field(default_factory=dict)  # digests of addresses sent, oldest first
     shapes: dict[bytes, None] = field(default_factory=dict)  # digests of request shapes sent, oldest first
     device_cookies: dict[bytes, bytes] = field(default_factory=dict)  # name -> digest of the device's latest value
+    pages: dict[bytes, None] = field(default_factory=dict)  # page_key of pages requested (what a Referer may name)
     throttle: RepeatThrottle = field(default_factory=lambda: RepeatThrottle())
     nav_throttle: RepeatThrottle = field(default_factory=lambda: RepeatThrottle(rate=NAV_RATE, burst=NAV_BURST))
     resets_at_wall: float | None = None  # the shared tally's reset time (proxy workers), wall clock
@@ -163,6 +168,10 @@ class SessionLedger:
 
     def remember_shape(self, key: bytes) -> None:
         _lru_touch(self.shapes, key, SHAPE_CAP)
+
+    def remember_page(self, url: bytes) -> None:
+        """A page's full address (session origin, path and query) as a ``Referer`` would name it."""
+        _lru_touch(self.pages, page_key(url), PAGE_CAP)
 
     def resets_at(self, window_s: float) -> float:
         """When this tally's window ends, as a wall-clock timestamp (the shared tally's, when
@@ -213,7 +222,8 @@ class RequestData:
     nothing_new: bool = False
     url_seen: bool = False
     shape_key: bytes = b""
-    dropped_cache_headers: bool = False  # past the budget: passes only without ``CACHE_HEADERS``
+    loose_key: bytes = b""  # the shape without ``DROPPABLE_HEADERS`` (remembered too, for past the budget)
+    dropped: tuple[bytes, ...] = ()  # past the budget: passes only without these header fields
 
 
 def is_timestamp(digits: bytes, now: float) -> bool:
@@ -287,22 +297,31 @@ def request_user_data(req: http.Request, ledger: SessionLedger, now: float | Non
     request would cost without them)."""
     dropped = frozenset(drop)
     fields = [(n, v) for n, v in custom_headers(req) if not dropped or n.lower() not in dropped]
-    headers = [(name + b":" + value, value) for name, value in fields]
+    headers = [(name + b":" + value, name, value) for name, value in fields]
     cookies = [(name + b"=" + value, name, value) for name, value in cookie_pairs(req)]
-    new_headers = [(key, value) for key, value in headers if _digest(key) not in ledger.seen]
+    # a Referer naming a page this tally requested is a choice among them (``choice_bits``), not new
+    new_headers = [(key, value) for key, name, value in headers if _digest(key) not in ledger.seen
+                   and not (name.lower() == b"referer" and page_key(value) in ledger.pages)]
     new_cookies = [(key, value) for key, _, value in cookies if _digest(key) not in ledger.seen]
     url = url_shape(req.method.encode() + b" " + req.path.encode("utf-8", "surrogateescape"),
                     time.time() if now is None else now)
     url_key = _digest(url.shape)
     seen = url_key in ledger.urls
-    symbols = [_digest(key) for key, _ in headers]
+    symbols = [_digest(key) for key, _, _ in headers]
+    loose = [sym for sym, (_, name, _) in zip(symbols, headers, strict=True)
+             if name.lower() not in DROPPABLE_HEADERS]
+    cookie_symbols = []
     for key, name, value in cookies:  # the device's own latest cookie: its presence, not its value
         device = ledger.device_cookies.get(name)
-        symbols.append(b"device-cookie=" + name if device is not None and device == _digest(value) else _digest(key))
-    shape_key = _digest(b"\n".join([url.shape, *symbols]))
+        cookie_symbols.append(b"device-cookie=" + name if device is not None and device == _digest(value)
+                              else _digest(key))
+    shape_key = _digest(b"\n".join([url.shape, *symbols, *cookie_symbols]))
+    loose_key = _digest(b"\n".join([url.shape, *loose, *cookie_symbols]))
     shape_seen = shape_key in ledger.shapes
     body = len(req.raw_content or b"")
-    choice = REPEAT_COST if shape_seen else math.ceil(choice_bits(len(symbols), len(ledger.seen)) / 8)
+    fields_sent = len(symbols) + len(cookie_symbols)
+    choice = (REPEAT_COST if shape_seen
+              else math.ceil(choice_bits(fields_sent, len(ledger.seen) + len(ledger.pages)) / 8))
     usage = UserData((
         # path and query: a script chooses both; an address sent before costs REPEAT_COST
         ("url", (0 if shape_seen else REPEAT_COST) if seen else len(url.shape) - len(req.method) - 1),
@@ -316,8 +335,8 @@ def request_user_data(req: http.Request, ledger: SessionLedger, now: float | Non
     # past the budget its timestamps are replaced by the proxy's clock (with_proxy_time)
     nothing_new = shape_seen and not url.other_numbers and not body
     return RequestData(usage, [v for _, v in new_headers], [v for _, v in new_cookies],
-                       [key for key, _ in headers] + [key for key, _, _ in cookies],  # all: used most recently
-                       url_key, nothing_new, seen, shape_key)
+                       [key for key, _, _ in headers] + [key for key, _, _ in cookies],  # all: used most recently
+                       url_key, nothing_new, seen, shape_key, loose_key)
 
 
 class Reservation(NamedTuple):

@@ -30,7 +30,7 @@ def default_addons(deps: ProxyDeps, *, connection_closer: object | None = None) 
     from gateway.proxy.addons.websocket_bound import WebSocketBound
     from gateway.proxy.addons.websocket_guard import WebSocketGuard
 
-    budget = TransferBudget(deps.limits, deps.vendor_endpoints, deps.routes, deps.budget_tally)
+    budget = TransferBudget(deps.limits, deps.vendor_endpoints, deps.routes, deps.budget_tally, deps.public)
     return [
         SessionAuth(deps),
         RequestLineGuard(deps.public),

@@ -1,6 +1,9 @@
 """User-supplied data towards the device: per-request and per-session budgets, and no binary,
-document or encoded file in the URL path, the query string, header values a script may set or
-cookies (in one value, or split over many). A cookie the device itself set is sent back free.
+document or encoded file in the URL path, the query string, header values or cookies (in one
+value, or split over many). A cookie the device itself set is sent back free. The headers only
+a browser sets are first normalised from the session's state (``request_headers.normalise``:
+``Referer`` only as a page this tally requested, ``Origin`` only as the session's, the WebSocket
+key the proxy's own), then counted like any other.
 
 Runs after ``BlockUploads`` (which judged the body's type and content). Budgets and thresholds
 are the proxy's limits with the device vendor's profile applied (``vendor_endpoints.toml``).
@@ -11,13 +14,14 @@ goes on, so a session spread over N workers still gets one budget, not N. The va
 already sent (free when sent again) are remembered per process: on another worker they cost
 once more, which only ever spends budget early.
 
-A request shape the tally has seen (address, header fields a script may set, cookies) costs 1
+A request shape the tally has seen (address, header fields, cookies) costs 1
 byte, a new one what is new in it plus the information of its field choice, numbers in the
 query their digits' information (``budgets.request_user_data``). Once the session budget is
 spent, a request whose shape was seen (no body) still goes on, at most ``REPEAT_RATE`` a second
 on average (``RepeatThrottle``, per process; top-level navigations have a bucket of their own,
 so a script's repeats cannot starve the technician's clicks), with any timestamp in its query
-replaced by the proxy's clock, and cache headers dropped when only they made the shape new:
+replaced by the proxy's clock, and cache headers and the Referer dropped when only they made
+the shape new:
 the technician can still look at the device. The refusal says how much was sent and when the
 tally starts afresh (with workers, the pool's time).
 
@@ -41,17 +45,19 @@ from urllib.parse import parse_qsl, unquote
 
 from mitmproxy import http
 
-from gateway.proxy import encoded, pages, sniff
+from gateway.proxy import encoded, pages, request_headers, sniff
 from gateway.proxy.budgets import (
-    CACHE_HEADERS,
+    DROPPABLE_HEADERS,
     RequestData,
     SessionLedger,
     SharedTally,
     UserData,
+    page_key,
     request_user_data,
     with_proxy_time,
 )
 from gateway.proxy.decision import FlowDecision, already_answered, route_of
+from gateway.proxy.deps import PublicAddress
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.routes import RouteTable, SessionRoute
 from gateway.proxy.vendor_profiles import VendorEndpoints
@@ -73,9 +79,10 @@ def _bytes(value: str) -> bytes:
 
 class TransferBudget:
     def __init__(self, limits: ProxyLimits, vendors: VendorEndpoints, routes: RouteTable,
-                 shared: SharedTally | None = None) -> None:
+                 shared: SharedTally | None = None, public: PublicAddress | None = None) -> None:
         self._defaults = limits
         self._shared = shared
+        self._public = public  # the session origin (Referer, Origin); None: both are dropped
         self._vendors = vendors
         self._ledgers: dict[str, SessionLedger] = {}
         self._limits: dict[str, ProxyLimits] = {}  # vendor -> limits with its profile applied
@@ -166,6 +173,10 @@ class TransferBudget:
         req = flow.request
         threshold = self.limits_for(route).encoded_min_upload
         ledger = self.ledger_of(route)
+        origin = self._public.origin(route.host) if self._public is not None else None
+        request_headers.normalise(req, origin, lambda url: page_key(_bytes(url)) in ledger.pages, flow.metadata)
+        if origin is not None and _is_page(req):  # what a later Referer may name (before any rewrite)
+            flow.metadata[PAGE_KEY] = _bytes(origin + req.path)
         data = request_user_data(req, ledger)
         verdict = (
             self._check_url(req, threshold)
@@ -195,7 +206,7 @@ class TransferBudget:
                 return None
             enc_ledger.used += enc
         ledger.used += data.usage.total
-        _remember(ledger, data)
+        _remember(ledger, data, flow)
         return None
 
     async def _reserve_then_allow(self, flow: http.HTTPFlow, route: SessionRoute, ledger: SessionLedger,
@@ -218,7 +229,7 @@ class TransferBudget:
             _refuse(flow, verdict)
             return
         ledger.used += data.usage.total
-        _remember(ledger, data)
+        _remember(ledger, data, flow)
 
     def _pass_repeat(self, flow: http.HTTPFlow, route: SessionRoute, ledger: SessionLedger,
                      data: RequestData) -> Awaitable[None] | None:
@@ -237,18 +248,24 @@ class TransferBudget:
                            f"at about {self._reset_time(route)}); until then pages you already opened keep loading, "
                            "but only about one request a second. Wait a few seconds and reload.", 0))
             return None
-        for name in CACHE_HEADERS if data.dropped_cache_headers else ():
+        for name in data.dropped:
             req.headers.pop(name.decode(), None)
         req.path = with_proxy_time(req.path, time.time())
-        _remember(ledger, data)
+        _remember(ledger, data, flow)
         return asyncio.sleep(wait) if wait > 0 else None
 
     def response(self, flow: http.HTTPFlow) -> None:
         """Cookies the device sets are the device's data, not the technician's: sent back
-        unchanged they are neither checked nor counted."""
+        unchanged they are neither checked nor counted. A WebSocket's accept is answered for
+        the browser's own key (the device saw the proxy's: ``request_headers``)."""
         resp = flow.response
         route = route_of(flow)
-        if resp is None or route is None or "set-cookie" not in resp.headers:
+        if resp is None or route is None:
+            return
+        browser_key = flow.metadata.get(request_headers.BROWSER_WS_KEY)
+        if resp.status_code == 101 and isinstance(browser_key, str) and request_headers.WS_ACCEPT in resp.headers:
+            resp.headers[request_headers.WS_ACCEPT] = request_headers.websocket_accept(browser_key)
+        if "set-cookie" not in resp.headers:
             return
         pairs = [_bytes(value.split(";", 1)[0].strip()) for value in resp.headers.get_all("set-cookie")]
         ledger = self.ledger_of(route)  # the tally requests are checked against
@@ -279,10 +296,24 @@ def _encoded_verdict(used: int, enc: int, lim: ProxyLimits) -> Verdict:
             "allowance (a file sent in pieces).", enc)
 
 
-def _remember(ledger: SessionLedger, data: RequestData) -> None:
+PAGE_KEY = "printgate.budget_page"  # flow.metadata: this request's full session address, if a page
+
+
+def _remember(ledger: SessionLedger, data: RequestData, flow: http.HTTPFlow) -> None:
     ledger.remember(data.keys)
     ledger.remember_url(data.url_key)
+    if data.loose_key and data.loose_key != data.shape_key:
+        ledger.remember_shape(data.loose_key)
     ledger.remember_shape(data.shape_key)
+    page = flow.metadata.get(PAGE_KEY)
+    if isinstance(page, bytes):
+        ledger.remember_page(page)
+
+
+def _is_page(req: http.Request) -> bool:
+    """A request whose address a later ``Referer`` may name: a GET navigation (or from a client
+    that does not say)."""
+    return req.method == "GET" and req.headers.get("sec-fetch-mode", "navigate") == "navigate"
 
 
 def _is_navigation(req: http.Request) -> bool:
@@ -293,13 +324,15 @@ def _is_navigation(req: http.Request) -> bool:
 
 def _as_repeat(req: http.Request, ledger: SessionLedger, data: RequestData) -> RequestData | None:
     """Past the budget: ``data`` itself when its shape was seen; else, when only its cache
-    headers made it new, the request without them (the caller drops them); else None."""
+    headers or its Referer made it new, the request without them (the caller drops them);
+    else None."""
     if data.nothing_new:
         return data
-    if not any(name.decode() in req.headers for name in CACHE_HEADERS):
+    present = tuple(name for name in DROPPABLE_HEADERS if name.decode() in req.headers)
+    if not present:
         return None
-    plain = request_user_data(req, ledger, drop=CACHE_HEADERS)
-    return replace(plain, dropped_cache_headers=True) if plain.nothing_new else None
+    plain = request_user_data(req, ledger, drop=present)
+    return replace(plain, dropped=present) if plain.nothing_new else None
 
 
 def _sent_text(req: http.Request, headers: list[bytes], cookies: list[bytes], *, query: bool = True) -> bytes:
