@@ -55,6 +55,18 @@ def _database(settings: Any) -> Any:
     return schema_database(settings.database_url, _CONFIG.get())
 
 
+def _email(text: str, where: str) -> str:
+    """The address trimmed and lower-cased; exit 2 when the sign-in form would not accept it
+    (the invitee could choose a password and never sign in)."""
+    from printgate.domain.email import normalise_email
+    from printgate.errors import EmailInvalid
+
+    try:
+        return normalise_email(text)
+    except EmailInvalid as exc:
+        raise _fail(f"{where}: {exc.message}") from exc
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40]
 
@@ -67,6 +79,7 @@ def create_dealer(
     config: ConfigOpt = None,
 ) -> None:
     """Create a dealer and invite its first administrator: prints a one-use sign-in link."""
+    admin_email = _email(admin_email, "--admin-email")
     settings = _settings(config)
     did = dealer_id or _slug(name)
     if not did or not name.strip():
@@ -125,6 +138,7 @@ def add_user(
     unused links stop working."""
     from portal.invitations import roles_problem
 
+    email = _email(email, "EMAIL")
     if (dealer is None) == (customer is None):
         raise _fail("give exactly one of --dealer or --customer")
     problem = roles_problem(set(role), for_dealer=dealer is not None)

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from printgate.cli.admin import ConfigOpt, _audit, _event, _fail, _settings
+from printgate.cli.admin import ConfigOpt, _audit, _database, _event, _fail, _settings
 from printgate.domain import event_types
 
 app = typer.Typer(no_args_is_help=True, help="security-alert subscriptions of dealers and customers")
@@ -54,7 +54,6 @@ async def _subscribe(settings: Any, dealer: str, customer: str | None, contact: 
     from alerting.delivery import check_resolves_public, subscription_cap_message, validate
     from alerting.errors import SubscriptionInvalid
     from alerting.secrets import seal
-    from printgate.cli.schema_guard import schema_database
     from printgate.errors import PrintgateError
     from printgate.store import security_subscriptions as subs
     from printgate.store.tenants import get_customer, get_dealer
@@ -73,7 +72,7 @@ async def _subscribe(settings: Any, dealer: str, customer: str | None, contact: 
                                 target=sub.target)
         except PrintgateError as exc:
             raise _fail(exc.message) from exc
-    async with schema_database(settings.database_url) as db, db.transaction() as s:
+    async with _database(settings) as db, db.transaction() as s:
         if await get_dealer(s, dealer) is None:
             raise _fail(f"no dealer {dealer} (`printgate admin dealers` lists them)")
         if customer is not None:
@@ -115,10 +114,9 @@ def list_subscriptions(
 
 async def _list(settings: Any, dealer: str, customer: str | None) -> list[dict[str, Any]]:
     from alerting.engine import SEVERITY_NAMES
-    from printgate.cli.schema_guard import schema_database
     from printgate.store import security_subscriptions as subs
 
-    async with schema_database(settings.database_url) as db, db.session() as s:
+    async with _database(settings) as db, db.session() as s:
         found = await subs.list_subscriptions(s, dealer_id=dealer, customer_id=customer)
     return [{"id": x.id, "dealer_id": x.dealer_id, "customer_id": x.customer_id, "contact": x.contact,
              "channel": x.channel, "target": x.target, "categories": list(x.categories),
@@ -137,10 +135,9 @@ def unsubscribe(
 
 
 async def _unsubscribe(settings: Any, subscription_id: str) -> None:
-    from printgate.cli.schema_guard import schema_database
     from printgate.store import security_subscriptions as subs
 
-    async with schema_database(settings.database_url) as db, db.transaction() as s:
+    async with _database(settings) as db, db.transaction() as s:
         found = await subs.get_subscription(s, subscription_id)
         if found is None:
             raise _fail(f"no subscription {subscription_id} (`printgate admin security-alerts list`)")

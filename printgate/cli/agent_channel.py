@@ -67,24 +67,37 @@ def _ca_hint(ca_cert: Path | None) -> str:
             f"(openssl x509 -noout -fingerprint -sha256 -in {ca_cert}) with the gateway's ({where})")
 
 
+def agent_data_dir(config: Path | None, data_dir: Path | None) -> Path:
+    """The agent's data dir for a command on its host: ``--data-dir``; else the [agent] data_dir of
+    ``--config`` or of the environment (``PRINTGATE_AGENT__DATA_DIR``, ``PRINTGATE_AGENT``), as
+    ``printgate agent run`` reads them; else ``DEFAULT_DATA_DIR`` (the packaged service's)."""
+    import os
+
+    from printgate.agent_settings import load_agent_config
+
+    if data_dir is not None:
+        return data_dir
+    if config is None and not {"PRINTGATE_AGENT__DATA_DIR", "PRINTGATE_AGENT"} & set(os.environ):
+        return DEFAULT_DATA_DIR
+    return load_agent_config(config).agent.data_dir
+
+
 def status(
     config: Annotated[Path | None, typer.Option(help="agent TOML file (its [agent] data_dir is used)")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="agent data dir (default: from --config, else "
-                                                       f"{DEFAULT_DATA_DIR})")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="agent data dir (default: from --config or "
+                                                       f"PRINTGATE_AGENT__DATA_DIR, else {DEFAULT_DATA_DIR})")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Channel state, each task's health and last error, queue, oldest queued reading, drops, printers."""
     from agent.channel.enroll import EnrolledIdentity
     from agent.status_file import read_status
     from printgate.errors import PrintgateError
-    from printgate.settings import Settings
 
-    if data_dir is None:
-        try:
-            data_dir = Settings.load(config).agent.data_dir if config is not None else DEFAULT_DATA_DIR
-        except (PrintgateError, ValueError) as exc:
-            typer.echo(f"error: {getattr(exc, 'message', exc)}", err=True)
-            raise typer.Exit(2) from exc
+    try:
+        data_dir = agent_data_dir(config, data_dir)
+    except (PrintgateError, ValueError) as exc:
+        typer.echo(f"error: {getattr(exc, 'message', exc)}", err=True)
+        raise typer.Exit(2) from exc
     try:
         identity = EnrolledIdentity.load(data_dir)
     except PrintgateError as exc:
@@ -104,7 +117,12 @@ def status(
         "status_written_at": runtime.get("written_at"),
         "channel": runtime.get("channel", "agent not running") if running else "agent not running",
         "degraded": runtime.get("degraded"),
-        "healthy": running and all(t.get("healthy") for t in tasks) and not runtime.get("degraded"),
+        # the gateway refusing the agent (revoked, certificate not accepted): nothing reaches the cloud
+        "healthy": running and runtime.get("channel") != "refused" and all(t.get("healthy") for t in tasks)
+        and not runtime.get("degraded"),
+        "channel_problem": (
+            "the gateway refuses this agent (revoked, or its certificate is not accepted): re-enrol with a "
+            "new enrolment token (`printgate agent enroll`)") if running and runtime.get("channel") == "refused" else None,
         "last_upload": runtime.get("last_upload"), "queue_length": runtime.get("queue_length"),
         "queued_bytes": runtime.get("queued_bytes"), "oldest_queued": runtime.get("oldest_queued"),
         "dropped": runtime.get("dropped"), "drops": runtime.get("drops"),
@@ -182,14 +200,13 @@ def authorise_rekey(
     from datetime import timedelta
 
     from audit.log import AuditLog
-    from printgate.cli.schema_guard import schema_database
+    from printgate.cli.schema_guard import command_database
     from printgate.domain import AuditEventIn
     from printgate.errors import PrintgateError
-    from printgate.settings import Settings
     from printgate.store import channel as channel_store
 
     async def run() -> datetime:
-        async with schema_database(Settings.load(config).database_url) as db:
+        async with command_database(config) as db:
             async with db.transaction() as s:
                 until = await channel_store.grant_rekey(s, agent_id, granted_by=by, ttl=timedelta(minutes=minutes))
             await AuditLog(db, None).append(AuditEventIn(

@@ -22,21 +22,20 @@ if TYPE_CHECKING:
 app = typer.Typer(no_args_is_help=True, help="readings the cloud did not accept: list, show, replay, drop")
 
 ConfigOpt = Annotated[Path | None, typer.Option(help="agent TOML file (its [agent] data_dir is used)")]
-DataDirOpt = Annotated[Path | None, typer.Option(help=f"agent data dir (default: from --config, else {DEFAULT_DATA_DIR})")]
+DataDirOpt = Annotated[Path | None, typer.Option(help=f"agent data dir (default: from --config or PRINTGATE_AGENT__DATA_DIR, else {DEFAULT_DATA_DIR})")]
 BatchArg = Annotated[str, typer.Argument(help="the batch id from `dead-letters list` (a unique prefix is enough)")]
 KIND_TEXT = {"batch": "batch not accepted", "reading": "readings refused"}
 
 
 def _letters(config: Path | None, data_dir: Path | None) -> DeadLetters:
     from agent.dead_letters import DeadLetters
+    from printgate.cli.agent_channel import agent_data_dir
     from printgate.errors import PrintgateError
-    from printgate.settings import Settings
 
-    if data_dir is None:
-        try:
-            data_dir = Settings.load(config).agent.data_dir if config is not None else DEFAULT_DATA_DIR
-        except (PrintgateError, ValueError) as exc:
-            _fail(getattr(exc, "message", str(exc)))
+    try:
+        data_dir = agent_data_dir(config, data_dir)
+    except (PrintgateError, ValueError) as exc:
+        _fail(getattr(exc, "message", str(exc)))
     return DeadLetters.of_data_dir(data_dir)
 
 

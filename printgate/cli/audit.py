@@ -11,7 +11,6 @@ import typer
 
 from printgate.cli.audit_witness import app as witness_app
 from printgate.domain import event_types
-from printgate.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="audit commands")
 app.add_typer(witness_app, name="witness")
@@ -26,10 +25,6 @@ def _logging() -> None:
     from printgate.logs import configure_logging
 
     configure_logging("warning", json=True)
-
-
-def _url(config: Path | None, database_url: str | None) -> str:
-    return database_url or Settings.load(config).database_url
 
 
 @app.command()
@@ -55,10 +50,10 @@ def checkpoint(
     """Sign a tree head over every record now in the store."""
     from audit.checkpoint import Signer
     from audit.log import AuditLog
-    from printgate.cli.schema_guard import schema_database
+    from printgate.cli.schema_guard import command_database
 
     async def run() -> None:
-        async with schema_database(_url(config, database_url)) as db:
+        async with command_database(config, database_url) as db:
             cp = await AuditLog(db, Signer.load(key)).checkpoint()
         if cp is None:
             typer.echo("the audit log is empty; nothing to sign")
@@ -126,10 +121,10 @@ def verify(
                               cosignatures=kept)
     else:
         from audit.export import verify_store
-        from printgate.cli.schema_guard import schema_database
+        from printgate.cli.schema_guard import command_database
 
         async def run() -> VerifyReport:
-            async with schema_database(_url(config, database_url)) as db:
+            async with command_database(config, database_url) as db:
                 return await verify_store(db, verifier, anchors=anchors, witnesses=witnesses, cosignatures=kept)
 
         report = asyncio.run(run())
@@ -145,7 +140,15 @@ def verify(
                        "audit key with its validity) instead of --public-key; only a failure with --key-set "
                        "means a forged checkpoint", err=True)
         raise typer.Exit(1)
-    typer.echo(f"OK: {summary}; head {report.head}")
+    from audit.chain import GENESIS
+
+    if report.head == GENESIS and report.records:
+        # a dealer's or customer's export: records with inclusion proofs, not the whole chain
+        typer.echo(f"OK: {summary}; a filtered (one tenant's) export: each record is proven by its inclusion "
+                   "proof under a signed checkpoint, so there is no chain head of its own (shown as "
+                   f"{GENESIS[:8]}...); root of the newest checkpoint {report.root or '-'}")
+    else:
+        typer.echo(f"OK: {summary}; head {report.head}")
     last = report.records + report.tombstones
     for mark in report.witnessed:
         typer.echo(f"witness {mark.witness}: newest cosigned checkpoint {mark.tree_size} (cosigned "
@@ -160,8 +163,9 @@ def verify(
 def export(
     out: Path = typer.Option(..., help="file to write"),
     format: str = typer.Option("jsonl", help="jsonl (verifiable, with checkpoints/proofs) or cef"),
-    dealer: str | None = typer.Option(None, help="only this dealer's records (with inclusion proofs)"),
-    customer: str | None = typer.Option(None, help="only this customer's records (with inclusion proofs)"),
+    dealer: str | None = typer.Option(None, help="only this dealer's records (with inclusion proofs); id or name"),
+    customer: str | None = typer.Option(None, help="only this customer's records (with inclusion proofs); id or "
+                                        "name"),
     with_personal: bool = typer.Option(False, help="include clear personal values and salts"),
     actor: str = typer.Option("cli", help="who asks for the export (recorded in the audit log)"),
     config: Path | None = ConfigOpt, database_url: str | None = DbOpt,
@@ -170,23 +174,32 @@ def export(
     from audit.export import export_cef, export_jsonl
     from audit.log import AuditLog
     from audit.query import AuditFilter
-    from printgate.cli.schema_guard import schema_database
+    from printgate.cli.schema_guard import command_database
+    from printgate.cli.tenant_refs import customer_id_of, dealer_id_of
     from printgate.domain import AuditEventIn
+    from printgate.store.audit import tenant_in_log
 
     if format not in ("jsonl", "cef"):
         typer.echo("--format must be jsonl or cef", err=True)
         raise typer.Exit(2)
-    subset = (AuditFilter(dealer_id=dealer, customer_id=customer, limit=10**9)
-              if dealer or customer else None)
 
     async def run() -> Any:
-        async with schema_database(_url(config, database_url)) as db:
+        async with command_database(config, database_url) as db:
+            subset = None
+            if dealer or customer:
+                async with db.session() as s:  # an unknown tenant: exit 2 with the candidates, no empty file
+                    dealer_id = (dealer if dealer and await tenant_in_log(s, dealer_id=dealer)
+                                 else await dealer_id_of(s, dealer) if dealer else None)
+                    customer_id = (customer if customer and await tenant_in_log(s, customer_id=customer)
+                                   else await customer_id_of(s, customer) if customer else None)
+                subset = AuditFilter(dealer_id=dealer_id, customer_id=customer_id, limit=10**9)
             if format == "cef":
                 summary = await export_cef(db, out, subset or AuditFilter(limit=10**9))
             else:
                 summary = await export_jsonl(db, out, subset=subset, with_personal=with_personal)
             await AuditLog(db, None).append(AuditEventIn(
-                type=event_types.AUDIT_EXPORTED, actor=actor, dealer_id=dealer, customer_id=customer,
+                type=event_types.AUDIT_EXPORTED, actor=actor, dealer_id=subset.dealer_id if subset else None,
+                customer_id=subset.customer_id if subset else None,
                 details={"format": format, "records": summary.records, "with_personal": with_personal},
             ))
             return summary
@@ -204,10 +217,10 @@ def prove(
 ) -> None:
     """Print an inclusion proof (--seq) or a consistency proof (--from, --tree-size)."""
     from audit.proofs import consistency_proof, inclusion_proof
-    from printgate.cli.schema_guard import schema_database
+    from printgate.cli.schema_guard import command_database
 
     async def run() -> dict[str, object]:
-        async with schema_database(_url(config, database_url)) as db:
+        async with command_database(config, database_url) as db:
             if seq is not None:
                 return await inclusion_proof(db, seq, tree_size)
             if old_size is not None:
@@ -233,12 +246,12 @@ def prune(
     from audit.log import AuditLog
     from audit.retention import RetentionPolicy
     from audit.retention import prune as apply_retention
-    from printgate.cli.schema_guard import schema_database
+    from printgate.cli.schema_guard import command_database
 
     policy = RetentionPolicy(keep_days=keep_days, dealer_id=dealer, customer_id=customer)
 
     async def run() -> int:
-        async with schema_database(_url(config, database_url)) as db:
+        async with command_database(config, database_url) as db:
             result = await apply_retention(AuditLog(db, None), policy, now=datetime.now(UTC), actor=actor)
             return result.pruned
 
@@ -256,7 +269,7 @@ def erase(
     name pseudonymised, sign-in disabled); the chain keeps only salted hashes and still verifies."""
     from audit.log import AuditLog
     from audit.pseudonymise import Erasure, erase
-    from printgate.cli.schema_guard import schema_database
+    from printgate.cli.schema_guard import command_database
 
     if (actor_value is None) == (source_ip is None):
         typer.echo("give exactly one of --actor or --source-ip", err=True)
@@ -264,7 +277,7 @@ def erase(
     field, value = ("actor", actor_value) if actor_value is not None else ("source_ip", source_ip or "")
 
     async def run() -> Erasure:
-        async with schema_database(_url(config, database_url)) as db:
+        async with command_database(config, database_url) as db:
             return await erase(AuditLog(db, None), field=field, value=value, requested_by=requested_by)
 
     done = asyncio.run(run())

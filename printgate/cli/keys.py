@@ -105,7 +105,7 @@ def rotate_audit(
         raise typer.Exit(2)
 
     async def run() -> tuple[str, str]:
-        async with schema_database(database_url or settings.database_url) as db:
+        async with schema_database(database_url or settings.database_url, config, url_option=bool(database_url)) as db:
             await AuditLog(db, old).checkpoint()  # the old key's last word: everything so far
             new = Signer.generate()
             since = datetime.now(UTC)
@@ -158,7 +158,7 @@ def rotate_agent_ca_command(
     ca_dir = (data_dir or settings.gateway.key_directory) / "agent-ca"
 
     async def run() -> tuple[str, str]:
-        async with schema_database(database_url or settings.database_url) as db:
+        async with schema_database(database_url or settings.database_url, config, url_option=bool(database_url)) as db:
             old_id, new_id = rotate_agent_ca(ca_dir)
             await AuditLog(db, None).append(AuditEventIn(
                 type=event_types.KEYS_ROTATED, actor=actor,
@@ -207,7 +207,7 @@ def _rotate_command(use: KeyUse) -> None:
         store = FileKeyStore(data_dir or settings.gateway.key_directory)
 
         async def run() -> Rotation:
-            async with schema_database(database_url or settings.database_url) as db:
+            async with schema_database(database_url or settings.database_url, config, url_option=bool(database_url)) as db:
                 rotation = store.rotate(use, overlap=timedelta(seconds=overlap_seconds))
                 await AuditLog(db, None).append(AuditEventIn(
                     type=event_types.KEYS_ROTATED, actor=actor,
@@ -256,7 +256,7 @@ def end_overlap(
     store = FileKeyStore(data_dir or settings.gateway.key_directory)
 
     async def run() -> list[str]:
-        async with schema_database(database_url or settings.database_url) as db:
+        async with schema_database(database_url or settings.database_url, config, url_option=bool(database_url)) as db:
             ended = [r.key_id for r in store.end_overlap(key_use)]
             if ended:
                 await AuditLog(db, None).append(AuditEventIn(

@@ -24,8 +24,6 @@ from pathlib import Path
 
 import typer
 
-from printgate.settings import Settings
-
 app = typer.Typer(no_args_is_help=True, help="the gateway nodes sharing this database (scale-out)")
 
 ConfigOpt = typer.Option(None, help="TOML settings file")
@@ -124,30 +122,17 @@ def render(nodes: Sequence[LbNode], *, check_inter: str = "2s") -> tuple[str, st
     return "\n".join(lines) + "\n", "\n".join(mapping) + "\n"
 
 
-async def _read(url: str) -> list[object]:
+async def _read(config: Path | None, database_url: str | None) -> list[object]:
+    from printgate.cli.schema_guard import command_database
     from printgate.store import nodes
-    from printgate.store.db import Database
 
-    db = Database(url)
-    try:
-        async with db.session() as s:
-            return list(await nodes.list_nodes(s))
-    finally:
-        await db.aclose()
+    async with command_database(config, database_url) as db, db.session() as s:
+        return list(await nodes.list_nodes(s))
 
 
-def _list(url: str) -> list[object]:
-    """The registry's nodes, or exit 2 saying why they cannot be read."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return asyncio.run(_read(url))
-    except Exception as exc:
-        shown = make_url(url).render_as_string(hide_password=True)
-        typer.echo(f"printgate nodes: cannot read the node registry at {shown}: {type(exc).__name__}: "
-                   f"{str(exc).splitlines()[0][:200]} (is it the gateway's database_url, upgraded with "
-                   "'printgate db upgrade'?)", err=True)
-        raise typer.Exit(2) from None
+def _list(config: Path | None, database_url: str | None) -> list[object]:
+    """The registry's nodes; exit 2 naming the upgrade to run when the database has no schema."""
+    return asyncio.run(_read(config, database_url))
 
 
 def _write_if_changed(path: Path, text: str) -> bool:
@@ -165,9 +150,8 @@ def list_(config: Path | None = ConfigOpt, database_url: str | None = DbOpt) -> 
     from gateway.session_hosts import node_label
     from printgate.store.nodes import Node
 
-    url = database_url or Settings.load(config).database_url
     now = datetime.now(UTC)
-    for node in _list(url):
+    for node in _list(config, database_url):
         assert isinstance(node, Node)
         live = "live" if node.is_live(now) else "not live"
         typer.echo(f"{node.id}  label {node_label(node.id)}  {node.state} ({live}, lease until "
@@ -178,8 +162,10 @@ def list_(config: Path | None = ConfigOpt, database_url: str | None = DbOpt) -> 
 @app.command()
 def haproxy(
     out: Path = typer.Option(..., "--out", help="directory for nodes.cfg and nodes.map (e.g. /etc/haproxy/printgate)"),
-    portal_port: int = typer.Option(8400, help="the port every node's portal listens on (\\[portal] port)"),
-    enrol_port: int = typer.Option(8444, help="the port every node's enrolment listens on (\\[gateway] enrol_port)"),
+    portal_port: int | None = typer.Option(None, help="the port every node's portal listens on (default: "
+                                           "\\[portal] port of --config, 8400)"),
+    enrol_port: int | None = typer.Option(None, help="the port every node's enrolment listens on (default: "
+                                          "\\[gateway] enrol_port of --config, 8444)"),
     keep_stopped_minutes: float = typer.Option(
         15.0, min=0, help="keep a stopped or silent node's backends this long (health checks take it out; a "
                           "rolling restart then changes nothing)"),
@@ -187,10 +173,13 @@ def haproxy(
 ) -> None:
     """Write HAProxy's node backends and host map from the registry; prints 'changed' (reload HAProxy)
     or 'unchanged'."""
+    from printgate.cli.schema_guard import command_settings
     from printgate.errors import PrintgateError
 
-    url = database_url or Settings.load(config).database_url
-    found = lb_nodes(_list(url), now=datetime.now(UTC), portal_port=portal_port, enrol_port=enrol_port,
+    settings = command_settings(config)
+    found = lb_nodes(_list(config, database_url), now=datetime.now(UTC),
+                     portal_port=settings.portal.port if portal_port is None else portal_port,
+                     enrol_port=settings.gateway.enrol_port if enrol_port is None else enrol_port,
                      keep_stopped=timedelta(minutes=keep_stopped_minutes))
     if not found:
         typer.echo("printgate nodes haproxy: no live or recently stopped node in the registry; start a node first "
@@ -207,16 +196,12 @@ def haproxy(
                f"({', '.join(f'{n.id}={n.label}' for n in found)}) in {out}")
 
 
-async def _forget(url: str, node_id: str) -> object:
+async def _forget(config: Path | None, database_url: str | None, node_id: str) -> object:
+    from printgate.cli.schema_guard import command_database
     from printgate.store import nodes
-    from printgate.store.db import Database
 
-    db = Database(url)
-    try:
-        async with db.session() as s, s.begin():
-            return await nodes.forget(s, node_id, now=datetime.now(UTC))
-    finally:
-        await db.aclose()
+    async with command_database(config, database_url) as db, db.session() as s, s.begin():
+        return await nodes.forget(s, node_id, now=datetime.now(UTC))
 
 
 @app.command()
@@ -229,9 +214,8 @@ def forget(
     --keep-stopped-minutes drops its backends anyway."""
     from printgate.errors import NodeStillLive
 
-    url = database_url or Settings.load(config).database_url
     try:
-        gone = asyncio.run(_forget(url, node_id))
+        gone = asyncio.run(_forget(config, database_url, node_id))
     except NodeStillLive as exc:
         typer.echo(f"printgate nodes forget: {exc.message}", err=True)
         raise typer.Exit(1) from None

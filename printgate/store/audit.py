@@ -395,3 +395,11 @@ async def tombstone(s: AsyncSession, seqs: Sequence[int], *, pruned_by: int) -> 
 async def count_records(db: Database) -> int:
     async with db.session() as s:
         return int((await s.execute(select(func.count()).select_from(AuditRecordRow))).scalar_one())
+
+
+async def tenant_in_log(s: AsyncSession, *, dealer_id: str | None = None, customer_id: str | None = None) -> bool:
+    """Whether the audit log holds records of this dealer (or customer) id: a tenant deleted since
+    still has its records (``printgate audit export --dealer``)."""
+    column = AuditRecordRow.dealer_id if dealer_id is not None else AuditRecordRow.customer_id
+    found = await s.scalar(select(AuditRecordRow.seq).where(column == (dealer_id or customer_id)).limit(1))
+    return found is not None

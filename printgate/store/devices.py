@@ -190,3 +190,16 @@ async def repin(s: AsyncSession, device_id: str) -> bool:
         row.tls_fingerprint = None
         row.identity_verified = True
     return row is not None
+
+
+async def devices_named(s: AsyncSession, ref: str, *, limit: int = 200) -> list[Device]:
+    """Devices whose IP address is ``ref``, or whose name or sysName is ``ref`` (ignoring case),
+    or whose model starts with it (the portal's display name): ``printgate policy explain --device``."""
+    from sqlalchemy import func, or_
+
+    wanted = ref.strip().lower()
+    rows = (await s.scalars(select(DeviceRow).where(or_(
+        DeviceRow.ip == ref.strip(), func.lower(DeviceRow.name) == wanted,
+        func.lower(DeviceRow.sys_name) == wanted, func.lower(DeviceRow.model).startswith(wanted),
+    )).order_by(DeviceRow.id).limit(limit))).all()
+    return [device_from_row(r) for r in rows]
