@@ -101,11 +101,13 @@ def block(flow: http.HTTPFlow, decision: FlowDecision) -> None:
     )
 
 
-def session_ended(flow: http.HTTPFlow, reason: str) -> None:
+def session_ended(flow: http.HTTPFlow, reason: str, *, status: int = 410) -> None:
+    """The "session ended" page: 410 for a request to a session that is gone; ``status`` 200 when this
+    request itself ended it (the bar's "End session" succeeded: its audit record says -> 200)."""
     flow.metadata[DECISION_KEY] = FlowDecision(True, "session.ended", reason, "session")
     _respond(
         flow,
-        410,
+        status,
         page_html(
             "Remote session ended",
             f"<p>This remote web session has ended ({html.escape(reason)}), so the device's "

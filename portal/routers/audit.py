@@ -44,6 +44,7 @@ from printgate.store import tenants
 from printgate.store.audit import personal_for, query_records
 from printgate.store.db import Database
 from printgate.store.devices import get_devices
+from printgate.store.tenants import get_user
 
 MAX_PAGE = 1000
 PAGE_SIZE = 50  # rows per /audit page
@@ -252,6 +253,7 @@ async def audit_page(request: Request, state: State, user: User = auditor) -> HT
             older = form.query(before_seq=str(records[-1].seq))
         downloads = api_query(f)  # the downloads' default is the whole filtered set
     customers, names = await choices_and_names(db, user, {r.device_id for r in records if r.device_id})
+    who = await session_users(db, records)
     return await _page(
         request, "audit.html", status_code=400 if error else 200, error=error, form=form,
         records=records, older=older, newest=form.query(before_seq="") if form.before() else None,
@@ -259,8 +261,20 @@ async def audit_page(request: Request, state: State, user: User = auditor) -> HT
         event_types=KNOWN_EVENT_TYPES, all_customers=user.customer_id is None,
         names=dict(customers) | names,
         details={r.seq: detail_items(r.details) for r in records}, title=title, trail=await trail_status(db),
-        key_id=_current_key_id(state),
+        key_id=_current_key_id(state), who=who,
     )
+
+
+async def session_users(db: Database, records: list[AuditRecord]) -> dict[str, str]:
+    """user id -> e-mail of the users named only in details (``user_id``): a session's proxied requests
+    carry the technician's id, not an actor; the page's "Who" shows who it was."""
+    wanted = {str(r.details["user_id"]) for r in records
+              if not r.actor and isinstance(r.details.get("user_id"), str)}
+    if not wanted:
+        return {}
+    async with db.session() as s:
+        found = {uid: await get_user(s, uid) for uid in sorted(wanted)}
+    return {uid: u.email for uid, u in found.items() if u is not None}
 
 
 def _current_key_id(state: PortalState) -> str | None:

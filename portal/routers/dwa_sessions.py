@@ -10,6 +10,7 @@ from portal.deps import CsrfChecked, CurrentLogin, DbSession, State
 from portal.pages import render, see_other
 from portal.state import PortalState
 from printgate.domain import SessionId, event_types
+from printgate.domain.dwa import ENDED_BY_TECHNICIAN
 from printgate.store import sessions as sessions_store
 from printgate.store.session_history import sessions_of_user
 
@@ -44,7 +45,7 @@ async def end_session(request: Request, state: State, login: CurrentLogin, _csrf
     session = await state.broker.get_session(SessionId(session_id))
     if session is None or session.user_id != login.user.id:
         raise HTTPException(404, "no such session of yours")
-    await state.broker.close_session(SessionId(session_id), reason="ended by user",
+    await state.broker.close_session(SessionId(session_id), reason=ENDED_BY_TECHNICIAN,
                                      actor=login.user.email)
     await state.record(event_types.DWA_END_REQUESTED, request=request, user=login.user, session_id=session_id)
     return see_other("/sessions")

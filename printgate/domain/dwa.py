@@ -12,6 +12,9 @@ from typing import Any
 from printgate.domain.ids import AgentId, DeviceId, SessionId, UserId
 from printgate.errors import InvalidTransition, SessionReasonInvalid
 
+# why a session closed when its technician ended it (the browser bar's "End session" or My sessions'
+# "End"): one wording on the ended page, in My sessions and in the audit trail
+ENDED_BY_TECHNICIAN = "ended by the technician"
 MAX_REASON_TEXT = 500  # characters of a free-text reason
 MAX_TICKET_REF = 64  # characters of a ticket reference
 _TICKET_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:#/-]*")

@@ -66,7 +66,7 @@ async def test_technician_journey(system: DemoSystem, browser: Browser) -> None:
         await look_at(page, "technician", "04-my-sessions")
         await page.get_by_role("button", name="End the session").click()
         await page.wait_for_url("**/sessions")
-        await expect(page.locator("#session-history tr[data-session-id]").first).to_contain_text("ended by user")
+        await expect(page.locator("#session-history tr[data-session-id]").first).to_contain_text("ended by the technician")
         await look_at(page, "technician", "05-my-sessions-history")
     finally:
         await system.close_all_sessions(reason="journey over")

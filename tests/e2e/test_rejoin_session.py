@@ -96,7 +96,7 @@ async def test_closed_tab_rejoins_the_same_session_in_a_new_tab(system: DemoSyst
         await live.get_by_role("button", name="End the session").click()
         await page.wait_for_url("**/sessions")
         ended = page.locator(f"#session-history tr[data-session-id='{session.id}']")
-        await expect(ended).to_contain_text("ended by user")
+        await expect(ended).to_contain_text("ended by the technician")
         assert await broker.rejoin_session(user_id, device, source_ip="127.0.0.1") is None
     finally:
         for left in system.cloud.broker.live_sessions_of(user_id):

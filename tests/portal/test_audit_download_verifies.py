@@ -132,3 +132,31 @@ async def test_a_portal_without_the_signing_key_says_where_the_key_is(tmp_path: 
                 assert r.status_code == 404 and "key directory" in r.text
                 r = await c.get("/audit/events.jsonl")
                 assert r.status_code == 409 and "no signed checkpoint yet" in r.text
+
+
+async def test_who_names_the_technician_of_a_proxied_request(tmp_path: Path) -> None:
+    """Proxied requests carry no actor, only the session's ``user_id`` in their details: the page's
+    "Who" shows that user's e-mail (it showed "-"); an unknown id still shows "-"."""
+    async with fresh_database("sqlite", tmp_path) as db:
+        await Tenancy().dealer("d1").customer("c1", "d1").save(db)
+        tech, _ = await create_user(db, Role.TECHNICIAN, dealer="d1")
+        log = AuditLog(db, None)
+        for user_id, path in ((str(tech.id), "/status.html"), ("u-gone", "/gone.html")):
+            await log.append(AuditEventIn(type="dwa.request", dealer_id="d1", customer_id="c1", session_id="s-1",
+                                          source_ip="127.0.0.1",
+                                          details={"method": "GET", "path": path, "status": 200, "user_id": user_id}))
+        port, clock = free_tcp_port(), Clock()
+        settings = PortalSettings(port=port, public_url=f"http://127.0.0.1:{port}",
+                                  secret_key=SecretStr(secrets.token_urlsafe(32)))
+        app = create_app(settings, db=db, broker=PolicyBroker(db, clock, settings.public_url), audit=log, clock=clock)
+        async with served(app, port) as url:
+            auditor, secret = await create_user(db, Role.AUDITOR, dealer="d1")
+            async with httpx.AsyncClient(base_url=url, timeout=30, headers={"accept": "text/html"}) as c:
+                await sign_in(c, Served(url, db, log, clock), auditor, secret)
+                page = (await c.get("/audit", params={"type": "dwa.request"})).text
+    rows = {m.group(1): m.group(2) for m in re.finditer(
+        r'<tr data-seq="(\d+)">.*?<td data-label="Who">(.*?)(?:<div|</td>)', page, re.S)}
+    assert len(rows) == 2, page[:3000]
+    first, second = (rows[k] for k in sorted(rows, key=int))
+    assert tech.email in first and f'title="user {tech.id}, from the request' in first
+    assert second.strip() == "—"

@@ -81,7 +81,7 @@ async def test_refused_technician_sees_reasons_admin_approves_and_session_opens(
         await page.get_by_role("button", name="End the session").click()
         await page.wait_for_url("**/sessions")
         assert await page.locator("#live-sessions tr[data-session-id]").count() == 0
-        assert "ended by user" in await page.locator("#session-history tr[data-session-id]").first.inner_text()
+        assert "ended by the technician" in await page.locator("#session-history tr[data-session-id]").first.inner_text()
     finally:
         await tctx.close()
         await actx.close()

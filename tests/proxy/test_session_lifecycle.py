@@ -190,3 +190,19 @@ async def test_websocket_upgrade_needs_this_sessions_cookie(harness, session_cli
         async with http.ws_connect(url, headers={"host": mine.netloc, "cookie": mine.cookie}) as ws:
             msg = await asyncio.wait_for(ws.receive(), 10)
             assert msg.type == aiohttp.WSMsgType.TEXT
+
+
+async def test_end_session_answers_200_and_the_session_is_gone_afterwards(harness, session_client, ews):
+    """The bar's "End session" succeeds: its own answer (and audit record) is 200 with the ended page;
+    only later requests to the ended session get 410 (the newcomer saw the end itself logged "-> 410")."""
+    c = await session_client(ews)
+    home = await c.request("GET", "/", headers={"Sec-Fetch-Dest": "document"})
+    csrf = re.search(r"name=csrf value=([0-9a-f]+)", home.text)
+    assert csrf is not None
+    r = await c.request("POST", "/__printgate/end", data={"csrf": csrf.group(1)})
+    assert r.status_code == 200 and "Remote session ended" in r.text and "ended by the technician" in r.text
+    assert c.route.session_id in harness.end_requests
+    later = await c.request("GET", "/")
+    assert later.status_code == 410
+    ends = [e for e in await harness.events(c.route.session_id) if e.details.get("path") == "/__printgate/end"]
+    assert [(e.details["status"], e.details["reason"]) for e in ends] == [(200, "ended by the technician")]

@@ -140,7 +140,7 @@ async def test_a_session_opened_through_node_2_is_served_by_node_1(two_nodes: Tw
     assert tunnel.details["owner_node"] == "node-1" and tunnel.details["requested_via"] == "node-2"
     closed = next(r for r in records if r.type == event_types.DWA_SESSION_CLOSED)
     assert closed.details["node"] == "node-1" and closed.details["requested_via"] == "node-2"
-    assert closed.details["reason"] == "ended by user"
+    assert closed.details["reason"] == "ended by the technician"
     decision = next(r for r in records if r.type == event_types.POLICY_DECISION)
     assert decision.details["allow"] is True  # decided on node 2
 

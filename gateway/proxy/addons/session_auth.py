@@ -19,6 +19,7 @@ from gateway.proxy import pages
 from gateway.proxy.decision import DECISION_KEY, ROUTE_KEY, FlowDecision, already_answered, route_of
 from gateway.proxy.deps import ProxyDeps
 from gateway.proxy.routes import SessionRoute, Tombstone
+from printgate.domain.dwa import ENDED_BY_TECHNICIAN
 from printgate.errors import TokenInvalid
 from printgate.logs import get_logger
 
@@ -232,7 +233,7 @@ class SessionAuth:
         if not self._form_is_genuine(flow, route, cookie, "end"):
             return
         await self._deps.on_end_request(route.session_id)
-        self._deps.routes.remove(route.session_id, "ended by the technician")
-        pages.session_ended(flow, "ended by the technician")
-        flow.metadata[DECISION_KEY] = FlowDecision(False, "session.end", "ended by the technician", "session")
+        self._deps.routes.remove(route.session_id, ENDED_BY_TECHNICIAN)
+        pages.session_ended(flow, ENDED_BY_TECHNICIAN, status=200)  # this POST succeeded; later requests get 410
+        flow.metadata[DECISION_KEY] = FlowDecision(False, "session.end", ENDED_BY_TECHNICIAN, "session")
         log.info("dwa.end_requested", session=route.session_id)
