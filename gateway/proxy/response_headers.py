@@ -96,8 +96,8 @@ def header_finding(fields: Iterable[tuple[bytes, bytes]], ignored: frozenset[byt
         return ("download.header_too_large",
                 f"The response headers hold {total} bytes; at most {MAX_HEADER_BYTES} are passed on.")
     joined = b"\n".join(checked)
-    if len(joined) < 64:
-        return None
+    if len(joined) * 4 < ENCODED_ALLOWANCE * 3:
+        return None  # 8 bits a byte at most: fewer bytes cannot hold the allowance's 6-bit characters' worth
     hit = (encoded.find_encoded(joined, ENCODED_ALLOWANCE)
            or encoded.encoded_total(joined, ENCODED_ALLOWANCE)
            or encoded.any_alphabet(joined, ENCODED_ALLOWANCE))

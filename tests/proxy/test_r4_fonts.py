@@ -257,3 +257,28 @@ async def test_chromium_saves_no_font_it_is_sent_to_and_still_renders_named_font
     finally:
         await context.close()
         await client.aclose()
+
+
+def test_with_workers_the_font_loader_is_believed_only_for_a_parsed_font_and_never_for_a_navigation() -> None:
+    """Proxy workers: the CSS naming a font may have gone through another process, so there a
+    font request from the browser's font loader (dest font, mode cors) is served unnamed; a
+    navigation never is, and one process alone believes no header."""
+    from mitmproxy import http
+
+    from gateway.proxy.addons.block_downloads import BlockDownloads
+    from gateway.proxy.limits import ProxyLimits
+
+    resp = http.Response.make(200, REAL_TTF, {"content-type": "font/ttf"})
+
+    def verdict(trust: bool, headers: dict[str, str], structure: object = None) -> Any:
+        req = http.Request.make("GET", "http://dev.test/f/unnamed.ttf",
+                                headers=http.Headers([(k.encode(), v.encode()) for k, v in headers.items()]))
+        return BlockDownloads(ProxyLimits(), trust_font_dest=trust).check(
+            req, resp, session_id="s1", font_structure=structure)
+
+    assert verdict(True, FONT_FETCH) is None
+    assert verdict(False, FONT_FETCH)[0] == "download.font_not_referenced"
+    assert verdict(True, {"sec-fetch-dest": "font"})[0] == "download.font_not_referenced"
+    assert verdict(True, {"sec-fetch-dest": "font", "sec-fetch-mode": "navigate"})[0] == "download.font_navigation"
+    refused = ("download.not_a_font", "a font that does not parse", len(REAL_TTF))
+    assert verdict(True, FONT_FETCH, refused) == refused  # what parsing found is never skipped
