@@ -70,7 +70,7 @@ def create_app(
 
     outage = DatabaseOutage(db)
     app.state.database_outage = outage
-    unguarded = ("/healthz", "/readyz", "/metrics", "/static/")
+    unguarded = ("/healthz", "/readyz", "/metrics", "/static/", "/favicon.ico")
 
     @app.middleware("http")
     async def _database_outage(request: Request, call_next: Callable) -> Response:
@@ -106,6 +106,13 @@ def create_app(
         if request.url.path != "/static":
             response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+    favicon = (STATIC / "favicon.svg").read_bytes()
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def _favicon() -> Response:
+        """For clients that ask without reading the pages' <link rel="icon"> (browsers' own requests, bookmarks)."""
+        return Response(favicon, media_type="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})
 
     @app.get("/", include_in_schema=False)
     async def _home(signed_in: OptionalLogin) -> Response:

@@ -46,8 +46,10 @@ def _tick_label(v: float) -> str:
 def line_chart(
     series: Sequence[Series], *, chart_id: str, title: str, y_unit: str = "",
     y_min: float | None = None, y_max: float | None = None, width: int = 680, height: int = 260,
+    until: datetime | None = None,
 ) -> Markup:
-    """An SVG line chart of ``series`` over time, with axes, grid and legend."""
+    """An SVG line chart of ``series`` over time, with axes, grid and legend. ``until`` (now): the time
+    axis ends there, never past it (a single reading or a short history: the last hour up to now)."""
     left, right, top, bottom = 70, 16, 28, 46
     plot_w, plot_h = width - left - right, height - top - bottom
     # legend: as many columns (up to 3) as the longest label allows, never overlapping
@@ -74,7 +76,10 @@ def line_chart(
     v_hi = max(v for _, v in pts) if y_max is None else y_max
     if v_hi == v_lo:
         v_lo, v_hi = v_lo - 1, v_hi + 1
-    if t_hi == t_lo:
+    if until is not None:
+        t_hi = max(t_hi, until.timestamp())  # a reading stamped ahead of this clock still stays on the chart
+        t_lo = min(t_lo, t_hi - 3600)
+    elif t_hi == t_lo:
         t_lo, t_hi = t_lo - 3600, t_hi + 3600
 
     def x(t: datetime) -> str:

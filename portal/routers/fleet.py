@@ -374,7 +374,7 @@ async def device_page(
             counter_points[c.name].append((r.taken_at, float(c.value)))
     counter_chart = line_chart(
         [Series(name, tuple(pts)) for name, pts in list(counter_points.items())[:MAX_COUNTER_SERIES]],
-        chart_id="counter-chart", title=f"Page counters, last {days} days",
+        chart_id="counter-chart", title=f"Page counters, last {days} days", until=now,
     )
     names = {sup.index: (sup.description, sup.colour) for sup in supplies}
     supply_chart = line_chart(
@@ -382,6 +382,7 @@ async def device_page(
                 names.get(i, ("", None))[1])
          for i, pts in sorted(_supply_series(history).items())],
         chart_id="supply-chart", title=f"Supply levels, last {days} days", y_unit=" %", y_min=0, y_max=100,
+        until=now,
     )
     return render(state, request, "fleet_device.html", login=login, device=detail, cleared=cleared,
                   counter_chart=counter_chart, supply_chart=supply_chart, days=days, gaps=gaps)
