@@ -10,6 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from typer.testing import CliRunner
+
+from printgate.cli import build_app
+
 PRINTGATE = str(Path(sys.executable).with_name("printgate"))
 
 
@@ -57,14 +61,27 @@ async def status_text(config: Path) -> str:
     return out.decode()
 
 
+def status_in_process(config: Path) -> dict[str, Any]:
+    """What ``printgate agent status --json`` prints, from the same command run in this process
+    (Typer's CliRunner over ``build_app("agent")``, as ``printgate agent ...`` builds it). For
+    polling: a process per poll cost 1-3 s of CPU on a loaded 2-core machine, which the agent and
+    cloud under test then lacked; ``status`` runs the real command line for what a test asserts."""
+    result = CliRunner().invoke(build_app("agent"), ["agent", "status", "--config", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    value = json.loads(result.stdout)
+    assert isinstance(value, dict)
+    return value
+
+
 async def wait_status(config: Path, predicate: Any, *, timeout: float, what: str) -> dict[str, Any]:
+    """The agent's status (``status_in_process``) once ``predicate`` holds for it."""
     deadline = time.monotonic() + timeout
     last: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        last = await status(config)
+        last = status_in_process(config)
         if predicate(last):
             return last
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.25)
     raise AssertionError(f"{what}: not within {timeout}s; last status {json.dumps(last, indent=1)[:3000]}")
 
 
