@@ -874,7 +874,7 @@ class DwaBroker(Service):
             type=event_types.GATEWAY_NODE_DRAINING, outcome=Outcome.SUCCESS, actor="gateway",
             details={"node": self._node_id, "live_sessions": len(self._live), "grace_seconds": grace_s,
                      "sessions_end_by": ends_at.isoformat()}))
-        log.warning("node.draining", node=self._node_id, live_sessions=len(self._live), grace_s=grace_s,
+        log.info("node.draining", node=self._node_id, live_sessions=len(self._live), grace_s=grace_s,
                     sessions_end_by=ends_at.isoformat())
         return ends_at
 
@@ -907,7 +907,7 @@ class DwaBroker(Service):
             type=event_types.GATEWAY_NODE_DRAINED, outcome=Outcome.SUCCESS, actor="gateway",
             details={"node": self._node_id, "sessions_at_start": live_at_start,
                      "ended_on_their_own": live_at_start - len(remaining), "ended_by_drain": len(remaining)}))
-        log.warning("node.drained", node=self._node_id, ended_by_drain=len(remaining))
+        log.info("node.drained", node=self._node_id, ended_by_drain=len(remaining))
         return len(remaining)
 
     async def _reap_stale_from_store(self) -> None:

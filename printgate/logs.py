@@ -27,8 +27,13 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
     # asyncssh logs three info lines per accepted TCP connection: a connection flood on the relay
     # would flood the log too (the relay logs its refusals once per source and window itself)
     logging.getLogger("asyncssh").setLevel(max(numeric, logging.WARNING))
-    # alembic says "setup plugin alembic.autogenerate.…" (7 lines) at every start: noise, not news
-    logging.getLogger("alembic.runtime.plugins").setLevel(max(numeric, logging.WARNING))
+    # alembic says "setup plugin alembic.autogenerate.…", "Context impl …" and one "Running upgrade …"
+    # per migration at every start and `db upgrade` (which says what it did itself): noise, not news
+    logging.getLogger("alembic").setLevel(max(numeric, logging.WARNING))
+    # mitmproxy's own start lines ("reverse proxy to http://127.0.0.1:9 listening at …", the
+    # placeholder upstream; "tls_version_server_min has been set to UNBOUNDED …", on purpose for old
+    # printers) are info about its internals, not about printgate's proxy (which logs dwa.* itself)
+    logging.getLogger("mitmproxy").setLevel(max(numeric, logging.WARNING))
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     )

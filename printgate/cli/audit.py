@@ -204,7 +204,13 @@ def export(
             ))
             return summary
 
-    summary = asyncio.run(run())
+    from printgate.errors import PrintgateError
+
+    try:
+        summary = asyncio.run(run())
+    except PrintgateError as exc:  # e.g. a tenant export before the first signed checkpoint
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
     typer.echo(f"wrote {summary.records} records to {out}")
 
 

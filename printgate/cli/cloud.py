@@ -96,6 +96,7 @@ class Cloud(Service):
         self.events: AgentEvents | None = None
         self.dwa_ca_cert: Path | None = None  # the session CA browsers must trust (https, no proxy_certs)
         self.node: NodeLease | None = None  # this process in the node registry (docs/scale-out.md)
+        self._sessions_ending = False
 
     # ---- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -391,11 +392,27 @@ class Cloud(Service):
                     self._portal_task.result()
                 await asyncio.sleep(0.02)
 
+    async def end_sessions(self) -> None:
+        """The first step of a stop (docs/scale-out.md "Draining"): the node drains in the registry,
+        new sessions are refused and, without a drain grace (one node, the demo), the live sessions
+        end now, while their agents still hear the close commands. Once; ``aclose`` does it too.
+        ``DemoSystem`` calls it before it stops its agent."""
+        if self._sessions_ending:
+            return
+        self._sessions_ending = True
+        if self.node is None:
+            return
+        await self.node.drain()  # SIGTERM: draining while sessions end, stopped when all is closed
+        if self._portal_task is not None:  # started: a graceful drain (a failed start just stops)
+            await self.broker.start_draining(self.settings.gateway.drain_grace_seconds)
+            if self.settings.gateway.drain_grace_seconds <= 0:
+                await self.broker.finish_draining()
+
     async def aclose(self) -> None:
-        if self.node is not None:  # SIGTERM: draining while sessions end, stopped when all is closed
-            await self.node.drain()
-            if self._portal_task is not None:  # started: a graceful drain (a failed start just stops)
-                await self._drain()
+        started = self.node is not None and self._portal_task is not None
+        await self.end_sessions()
+        if started:
+            await self._drain()
         if self.events is not None:
             await self.events.aclose()
         if self._portal_task is not None:
@@ -410,10 +427,7 @@ class Cloud(Service):
         agents told to reconnect elsewhere (their command streams end with the reason, then the
         channel stops: their connections close and they reconnect with back-off through the load
         balancer), live sessions get ``drain_grace_seconds`` to end before they are ended; audited."""
-        gw = self.settings.gateway
-        await self.broker.start_draining(gw.drain_grace_seconds)
-        if gw.drain_grace_seconds <= 0:  # no grace (one node, the demo): end the sessions while their
-            await self.broker.finish_draining()  # agents still hear the close commands
+        gw = self.settings.gateway  # end_sessions() began it: with no grace the sessions have ended
         reason = (f"gateway node {self.broker.node_id} is draining for maintenance: reconnect, the load "
                   "balancer sends this agent to another node")
         agents = sorted(self.hub.online_agents())

@@ -45,9 +45,17 @@ def upgrade(config: Path | None = typer.Option(None, help="TOML settings file"))
     migrate_sync(url)
     after = asyncio.run(_revisions(url)) or ()
     if before is None:
-        typer.echo(f"created the printgate schema at {shown} (revision {', '.join(after)})")
+        typer.echo(f"created the printgate schema at {shown} ({_revisions_text(after)})")
     elif before != after:
-        typer.echo(f"upgraded the schema at {shown} from revision {', '.join(before) or '-'} "
-                   f"to {', '.join(after)}")
+        typer.echo(f"upgraded the schema at {shown}: {len(set(after) - set(before))} migration branch(es) moved "
+                   f"({_revisions_text(after)})")
     else:
-        typer.echo(f"database at {shown} is up to date (revision {', '.join(after)})")
+        typer.echo(f"database at {shown} is up to date ({_revisions_text(after)})")
+
+
+def _revisions_text(revisions: tuple[str, ...]) -> str:
+    """One short phrase for the schema's revisions: the migrations form branches (one per area), so a
+    database is at several heads at once; the newest one tells the version."""
+    if len(revisions) <= 1:
+        return f"revision {revisions[0] if revisions else '-'}"
+    return f"newest revision {max(revisions)}, {len(revisions)} branch heads"

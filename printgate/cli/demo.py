@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from printgate.cli.until_stopped import until_stopped
+
+if TYPE_CHECKING:
+    from printgate.cli.demo_system import DemoSystem
 
 
 def demo(
@@ -79,21 +83,25 @@ async def _run(data_dir: Path, *, free_ports: bool, https: bool, mqtt: bool = Fa
         console.rule("[bold]printgate demo")
         console.print(f"Portal:        [bold]{system.portal_url}/login[/bold]")
         console.print(f"Database:      {_without_password(system.settings.database_url)}", highlight=False)
+        config_file = write_demo_config(system, data_dir / "printgate.toml")
+        console.print(f"CLI:           printgate <command> --config {config_file}  (every command reaches this "
+                      "demo with it, the agent's too: e.g. admin dealers, audit export, agent status)",
+                      highlight=False, soft_wrap=True)
         console.print("Accounts (password, then the TOTP code: "
-                      "python -c \"import pyotp; print(pyotp.TOTP('<TOTP secret>').now())\"; "
+                      f"{_python()} -c \"import pyotp; print(pyotp.TOTP('<TOTP secret>').now())\"; "
                       "the QR code below is the technician's):", soft_wrap=True)
         for label, login in system.accounts.items():
             console.print(f"  {label:<18} {login.email:<32} password {login.password}   "
                           f"TOTP secret {login.totp_secret}", highlight=False, soft_wrap=True)
         console.print(f"Printers:      {count} discovered by the agent on the lab LAN 127.0.20.0/24")
         console.print(f"Printer EWS:   the lab printers' own admin login: user {EWS_USERNAME!r}, "
-                      f"password {EWS_PASSWORD!r} (lab only)", highlight=False)
+                      f"password {EWS_PASSWORD!r} (lab only)", highlight=False, soft_wrap=True)
         if system.mosquitto is not None:
             console.print(f"MQTT broker:   {system.mosquitto.url}  (commands also reach the agent through it; "
                           f"config {system.mosquitto.directory / 'mosquitto.conf'})", soft_wrap=True)
         scheme = "https" if https else "http"
         console.print(f"Session hosts: {scheme}://s-<id>.dwa.localhost:{system.cloud.proxy.port}/ "
-                      "(resolves to 127.0.0.1 in browsers)")
+                      "(resolves to 127.0.0.1 in browsers)", soft_wrap=True)
         if system.cloud.dwa_ca_cert is not None:
             from gateway.proxy.public_tls import trust_instructions
 
@@ -108,6 +116,50 @@ async def _run(data_dir: Path, *, free_ports: bool, https: bool, mqtt: bool = Fa
     finally:
         await system.aclose()
     console.print("demo stopped")
+
+
+def _python() -> str:
+    """This interpreter as the operator types it (``.venv/bin/python`` from the checkout):
+    the system Python has no pyotp."""
+    import sys
+
+    here = Path(sys.executable)
+    try:
+        return str(here.relative_to(Path.cwd()))
+    except ValueError:
+        return str(here)
+
+
+def demo_config(system: DemoSystem) -> str:
+    """The demo's settings as a TOML file for the CLI: its database, ports, gateway and agent data
+    dirs (absolute paths), so ``printgate <command> --config <file>`` reaches the running demo."""
+    settings = system.settings
+    portal, gw = settings.portal, settings.gateway
+
+    def q(value: object) -> str:
+        return json.dumps(str(value))  # a JSON string is a TOML basic string
+
+    lines = ["# written by `printgate demo` for the CLI: printgate <command> --config <this file>",
+             "# (rewritten at each start; the portal's secret key is not in it)",
+             f"database_url = {q(settings.database_url)}", "",
+             "[portal]", f"port = {portal.port}", f"public_url = {q(portal.public_url)}", "",
+             "[gateway]", f"data_dir = {q(gw.data_dir.resolve())}", f"relay_port = {gw.relay_port}",
+             f"proxy_port = {gw.proxy_port}", f"grpc_port = {gw.grpc_port}", f"enrol_port = {gw.enrol_port}",
+             f"proxy_scheme = {q(gw.proxy_scheme)}", "",
+             "[integrations]", "allow_private_endpoints = true", "",
+             "[security_alerts]", "allow_private_webhooks = true", ""]
+    if getattr(system, "agent", None) is not None:
+        agent = system.agent_settings(system.base_dir / "agent")
+        lines += ["[agent]", f"data_dir = {q(agent.data_dir.resolve())}", f"cloud_grpc = {q(agent.cloud_grpc)}", ""]
+    return "\n".join(lines)
+
+
+def write_demo_config(system: DemoSystem, path: Path) -> Path:
+    """``demo_config`` written to ``path`` (0600: it may hold a database password)."""
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(demo_config(system))
+    return path
 
 
 def _without_password(url: str) -> str:

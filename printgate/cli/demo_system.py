@@ -225,7 +225,12 @@ class DemoSystem(Service):
         self.runtime: AgentRuntime = await self._stack.enter_async_context(self.agent)
 
     async def aclose(self) -> None:
-        await self._stack.aclose()
+        cloud: Cloud | None = getattr(self, "cloud", None)
+        try:
+            if cloud is not None:  # sessions end while the agent still runs and hears the close commands
+                await cloud.end_sessions()
+        finally:
+            await self._stack.aclose()
 
     # ---- conveniences for the demo, tests and benchmarks ----------------
     @property

@@ -69,10 +69,12 @@ def test_upgraded_database_still_works(tmp_path: Path) -> None:
 def test_upgrade_says_it_created_the_schema_then_that_it_is_up_to_date(tmp_path: Path) -> None:
     first = _run(["db", "upgrade"], tmp_path)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.startswith("created the printgate schema at sqlite+aiosqlite:///var/printgate.db (revision ")
+    assert first.stdout.startswith("created the printgate schema at sqlite+aiosqlite:///var/printgate.db (newest "
+                                   "revision "), first.stdout
+    assert "branch heads)" in first.stdout and "Running upgrade" not in first.stderr + first.stdout
     again = _run(["db", "upgrade"], tmp_path)
     assert again.returncode == 0 and again.stdout.startswith(
-        "database at sqlite+aiosqlite:///var/printgate.db is up to date (revision "), again.stdout
+        "database at sqlite+aiosqlite:///var/printgate.db is up to date (newest revision "), again.stdout
 
 
 def test_a_command_given_config_before_the_upgrade_names_the_upgrade_to_run(tmp_path: Path) -> None:
