@@ -47,7 +47,9 @@ def trust_instructions(ca_cert: Path) -> list[str]:
     """How to make a browser (or curl) on this machine trust the session CA."""
     return [
         f"Chromium / Chrome on Linux: certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n printgate-dwa -i {ca_cert}",
-        "  (certutil is in Debian's libnss3-tools; restart the browser afterwards)",
+        "  (certutil is in Debian's libnss3-tools; restart the browser afterwards; SEC_ERROR_BAD_DATABASE: no NSS "
+        "database yet, make it first: mkdir -p $HOME/.pki/nssdb && certutil -d sql:$HOME/.pki/nssdb -N "
+        "--empty-password)",
         f"Firefox: Settings > Privacy & Security > Certificates > View Certificates > Authorities > Import {ca_cert}",
         f"macOS: security add-trusted-cert -r trustRoot -k ~/Library/Keychains/login.keychain-db {ca_cert}",
         f"Windows: certutil -user -addstore Root {ca_cert}",
