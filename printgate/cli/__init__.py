@@ -58,7 +58,19 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'printgate.cli' has no attribute {name!r}")
 
 
+def _plain_help_when_narrow() -> None:
+    """On a terminal narrower than 100 columns, Typer's boxed help panels squeeze the option texts
+    into a third of the width and truncate them: use click's plain help there (the same text,
+    wrapped under each option). ``TYPER_USE_RICH`` set by the user wins; read when Typer loads."""
+    import os
+    import shutil
+
+    if "TYPER_USE_RICH" not in os.environ and shutil.get_terminal_size((120, 24)).columns < 100:
+        os.environ["TYPER_USE_RICH"] = "0"
+
+
 def main() -> None:
+    _plain_help_when_narrow()
     if sys.argv[1:3] == ["agent", "run"] and not {"--help", "--install-completion", "--show-completion"} & set(sys.argv):
         # the deployed agent service: no Typer, pydantic or rich (printgate.cli.agent_run says why)
         from printgate.cli.agent_run import main as agent_run

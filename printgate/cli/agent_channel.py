@@ -59,7 +59,8 @@ def enroll(
 
 
 def _ca_hint(ca_cert: Path | None) -> str:
-    where = ("the gateway's agent CA is <gateway data_dir>/agent-ca/agent-ca.crt; `printgate serve` logs its "
+    where = ("the gateway's agent CA is agent-ca/agent-ca.crt in its [gateway] key_dir (the shared key "
+             "directory of a scale-out), else in its data_dir; `printgate serve` logs its "
              "path and SHA-256 fingerprint, and the portal's enrolment-token page offers it for download")
     if ca_cert is None:
         return f"hint: this host does not trust the gateway's certificate: pass --ca-cert agent-ca.crt ({where})"

@@ -54,8 +54,12 @@ def serve(config: Path | None) -> int:
     agent = loaded.agent
     try:
         identity = EnrolledIdentity.load(agent.data_dir)
-    except (OSError, PrintgateError) as exc:
-        print(f"this agent is not enrolled ({exc}); run `printgate agent enroll` first", file=sys.stderr)
+    except PrintgateError as exc:  # its message says what is missing and to run `printgate agent enroll`
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot read this agent's enrolment in {agent.data_dir} ({exc}); run "
+              "`printgate agent enroll` first", file=sys.stderr)
         return 2
     if not agent.targets:
         print("no scan targets configured: set [agent] targets = [\"10.0.0.0/24\", ...]", file=sys.stderr)

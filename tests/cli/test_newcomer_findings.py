@@ -180,3 +180,22 @@ def test_agent_status_of_a_refused_agent_is_not_healthy_and_the_data_dir_comes_f
     fields = dict(line.strip().split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
     assert fields["channel"] == "refused" and fields["healthy"] == "False", result.stdout
     assert fields["channel_problem"].startswith("the gateway refuses this agent"), result.stdout
+
+
+def test_agent_run_not_enrolled_says_so_once(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[agent]\ndata_dir = "{tmp_path / "data"}"\ncloud_grpc = "127.0.0.1:9"\n')
+    result = _run(["agent", "run", "--config", str(config)], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: agent is not enrolled ({tmp_path / 'data'}/identity.json missing): "
+                                     "run `printgate agent enroll`")
+
+
+def test_help_on_an_80_column_terminal_is_plain_and_not_truncated(tmp_path: Path) -> None:
+    env = {"COLUMNS": "80"}
+    result = _run(["audit", "verify", "--help"], tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert "╭" not in result.stdout and "…" not in result.stdout, result.stdout
+    assert "<data_dir>/audit-keys.json" in result.stdout  # the whole text, wrapped, not cut
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
