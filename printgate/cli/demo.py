@@ -78,6 +78,7 @@ async def _run(data_dir: Path, *, free_ports: bool, https: bool, mqtt: bool = Fa
     try:
         with console.status("the agent is discovering the lab printers over SNMP ..."):
             count = await system.wait_for_devices(minimum=len(_printers()), timeout=120)
+        await system.cloud.audit.checkpoint()  # a tenant's `audit export` works at once (not after a minute)
         user = system.demo_user
         uri = f"otpauth://totp/printgate:{user.email}?secret={user.totp_secret}&issuer=printgate"
         console.rule("[bold]printgate demo")

@@ -199,3 +199,11 @@ def test_help_on_an_80_column_terminal_is_plain_and_not_truncated(tmp_path: Path
     assert "╭" not in result.stdout and "…" not in result.stdout, result.stdout
     assert "<data_dir>/audit-keys.json" in result.stdout  # the whole text, wrapped, not cut
     assert max(len(line) for line in result.stdout.splitlines()) <= 80
+
+
+def test_without_config_next_to_a_demo_the_refusal_points_at_the_demo_config(tmp_path: Path) -> None:
+    (tmp_path / "var" / "demo").mkdir(parents=True)
+    (tmp_path / "var" / "demo" / "printgate.toml").write_text('database_url = "sqlite+aiosqlite:///var/demo/x.db"\n')
+    result = _run(["admin", "dealers"], tmp_path)
+    assert result.returncode == 2 and "to reach the demo, pass --config var/demo/printgate.toml" in result.stderr
+    assert not (tmp_path / "var" / "printgate.db").exists()
