@@ -71,18 +71,20 @@ def normalise(req: http.Request, session_origin: str | None, is_page: Callable[[
               metadata: dict[str, object]) -> None:
     """Normalise ``req``'s browser-set headers in place (see the module's docstring)."""
     headers = req.headers
-    if "origin" in headers:
+    present = {name.lower() for name, _ in headers.fields}  # one pass; most requests carry few of these
+    if b"origin" in present:
         _keep_only(req, "origin", lambda v: session_origin is not None and v == session_origin)
-    if "referer" in headers:
+    if b"referer" in present:
         values = headers.get_all("referer")
         new = referer_for(values[0], session_origin, is_page) if session_origin is not None else None
-        headers.set_all("referer", [new] if new is not None else [])
+        if [new] != values:
+            headers.set_all("referer", [new] if new is not None else [])
     for name, allowed in SEC_FETCH_VALUES.items():
-        if name in headers:
+        if name.encode() in present:
             _keep_only(req, name, allowed.__contains__)
-    if "priority" in headers:
+    if b"priority" in present:
         _keep_only(req, "priority", lambda v: _PRIORITY.fullmatch(v.strip()) is not None)
-    if WS_KEY in headers:
+    if b"sec-websocket-key" in present:
         metadata[BROWSER_WS_KEY] = headers.get_all(WS_KEY)[0]
         headers[WS_KEY] = base64.b64encode(secrets.token_bytes(16)).decode()
 

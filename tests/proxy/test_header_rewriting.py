@@ -18,6 +18,7 @@ def ews(ews_lab: EwsLab) -> EwsServer:
 
 async def test_host_origin_and_referer_reach_the_device_as_its_own_address(session_client, ews):
     c = await session_client(ews)
+    await c.request("GET", "/settings?x=1")  # a page of this session: a Referer may name it
     r = await c.request("POST", "/headers", headers={"origin": c.origin, "referer": f"{c.origin}/settings?x=1"})
     assert r.status_code == 200
     assert ews.state.echoed == {
@@ -26,6 +27,9 @@ async def test_host_origin_and_referer_reach_the_device_as_its_own_address(sessi
         "Referer": f"{ews.origin}/settings?x=1",
     }
     assert r.json()["Origin"] == c.origin  # and the echo comes back in session terms
+    # a page the session never requested is only the origin (a Referer is user data otherwise)
+    r = await c.request("POST", "/headers", headers={"origin": c.origin, "referer": f"{c.origin}/settings?x=2"})
+    assert r.status_code == 200 and ews.state.echoed["Referer"] == f"{ews.origin}/"
 
 
 async def test_content_location_refresh_and_link_name_the_session_host(session_client, ews):
