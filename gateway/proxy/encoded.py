@@ -51,9 +51,11 @@ class TooComplexToCheck(Exception):
     """A body whose checks would cost more CPU than ``ANALYSIS_BUDGET_S`` (crafted to stall
     the proxy's event loop): the caller refuses it, failing closed (issue 21 F3)."""
 
-    def __init__(self, spent_s: float) -> None:
-        super().__init__(f"it is too complex to check within {spent_s:.2f} s of analysis")
+    def __init__(self, spent_s: float, *, wall: bool = False) -> None:
+        what = "s of analysis" if not wall else "s (wall clock) of analysis"
+        super().__init__(f"it is too complex to check within {spent_s:.2f} {what}")
         self.spent_s = spent_s
+        self.wall = wall  # the wall-clock bound, not the CPU budget: says more about the host's load
 
 
 @dataclass(slots=True)
@@ -61,23 +63,29 @@ class _Budget:
     wall_deadline: float  # perf_counter: cheap to read at every checkpoint
     cpu_deadline: float  # thread_time: read (a system call) only once the wall deadline has passed
     limit: float
+    hard_deadline: float  # perf_counter: past it the check stops whatever CPU it had (inf: none)
+    wall_limit: float
 
 
 _BUDGET: ContextVar[_Budget | None] = ContextVar("encoded_analysis_budget", default=None)
 
 
 @contextmanager
-def analysis_budget(seconds: float | None = None) -> Iterator[None]:
+def analysis_budget(seconds: float | None = None, *, wall_seconds: float | None = None) -> Iterator[None]:
     """Checks run inside are stopped with ``TooComplexToCheck`` once they have used ``seconds``
     of this thread's CPU (the checks never await: that is how long they hold the event loop).
     The cheap wall clock is read at every checkpoint and the CPU clock only once it says the
     time is up, so a busy host (the thread not running) does not refuse an ordinary page.
-    Nested budgets keep the outer one."""
+    ``wall_seconds`` (checks run off the event loop, issue 21 round 5 F5) also stops them once
+    that much wall-clock time has passed, CPU or not (seen at the first checkpoint after the
+    CPU budget's own look, so at most ``seconds`` late). Nested budgets keep the outer one."""
     if _BUDGET.get() is not None:
         yield
         return
     limit = ANALYSIS_BUDGET_S if seconds is None else seconds
-    token = _BUDGET.set(_Budget(time.perf_counter() + limit, time.thread_time() + limit, limit))
+    now = time.perf_counter()
+    hard = math.inf if wall_seconds is None else now + max(wall_seconds, limit)
+    token = _BUDGET.set(_Budget(now + limit, time.thread_time() + limit, limit, hard, wall_seconds or 0.0))
     try:
         yield
     finally:
@@ -89,6 +97,8 @@ def _spend() -> None:
     budget = _BUDGET.get()
     if budget is None or time.perf_counter() <= budget.wall_deadline:
         return
+    if time.perf_counter() > budget.hard_deadline:
+        raise TooComplexToCheck(budget.wall_limit, wall=True)
     left = budget.cpu_deadline - time.thread_time()
     if left <= 0:
         raise TooComplexToCheck(budget.limit)

@@ -24,6 +24,7 @@ from mitmproxy import http
 from gateway.proxy import encoded, font_check, pages, sniff
 from gateway.proxy.addons.block_uploads import JSON_TYPES, is_json_or_xml, json_strings, media_type
 from gateway.proxy.addons.security_headers import REMOVE as REPLACED_HEADERS
+from gateway.proxy.check_pool import OFFLOAD_MIN_BYTES, WALL_S, CheckPool, CheckUnavailable
 from gateway.proxy.decision import FlowDecision, is_generated, route_of
 from gateway.proxy.font_refs import FontReferences
 from gateway.proxy.limits import ProxyLimits
@@ -51,6 +52,7 @@ _NOT_PASSED_ON = frozenset(name.encode() for name in REPLACED_HEADERS)
 Verdict = tuple[str, str, int]
 FONT = object()  # the body is a font: whether it may pass depends on the request and session
 PARSE_FONT = object()  # check(): the font's structure is not known yet (parsed off the event loop)
+CHECK_BODY = object()  # check(): a large body not judged before (checked in a worker process)
 _FONT_STRUCTURE = "\x00font-structure"  # BodyVerdicts key: what parsing the font found
 # a request the browser makes to show a document: a font must never be the answer (Chromium
 # saves a font it navigates to; the CSP sandbox does not apply to a non-document)
@@ -123,6 +125,28 @@ class BodyVerdicts:
         return hmac.digest(self._key, body, "sha256"), mtype, lim
 
 
+_FONT_IN_WORKER = "font"  # FONT as it comes back from the worker process (a sentinel does not pickle)
+_worker_checker: BlockDownloads | None = None
+
+
+def body_verdict_in_worker(mtype: str, body: bytes, lim: ProxyLimits) -> tuple[Verdict | str | None, bool]:
+    """In a check worker process: what the body alone decides (``_body_verdict``) within the CPU
+    budget and the wall-clock bound, and whether the verdict may be remembered (a wall-clock
+    refusal says more about the host's load than about the body)."""
+    global _worker_checker
+    if _worker_checker is None:
+        _worker_checker = BlockDownloads(lim)
+    try:
+        with encoded.analysis_budget(wall_seconds=WALL_S):
+            verdict = _worker_checker._body_verdict(mtype, body, lim)
+    except encoded.TooComplexToCheck as exc:
+        return ("download.too_complex", f"The response is refused, not let through unchecked: {exc}.",
+                len(body)), not exc.wall
+    if verdict is FONT:
+        return _FONT_IN_WORKER, True
+    return verdict, True  # type: ignore[return-value]
+
+
 def _disposition_is_file(value: str) -> bool:
     lowered = value.lower()
     return "attachment" in lowered or "filename" in lowered or not lowered.strip().startswith("inline")
@@ -159,6 +183,9 @@ class BlockDownloads:
         self._by_vendor: dict[str, ProxyLimits] = {}
         self.fonts = FontReferences()
         self.verdicts = BodyVerdicts()
+        # heavy body checks off the event loop, one per session at a time (issue 21 round 5 F5);
+        # None: every body inline (unit tests of the checks, the cost measurements)
+        self.check_pool: CheckPool | None = CheckPool()
         if routes is not None:
             routes.on_remove(lambda session_id, _reason: self.fonts.forget(session_id))
 
@@ -176,11 +203,34 @@ class BlockDownloads:
         route = route_of(flow)
         session_id = route.session_id if route else ""
         lim = self._limits_for(route.vendor if route else "")
-        verdict = self.check(flow.request, flow.response, session_id=session_id, limits=lim)
-        if verdict is PARSE_FONT:  # awaited by mitmproxy (a coroutine only here)
+        verdict = self.check(flow.request, flow.response, session_id=session_id, limits=lim,
+                             offload=self.check_pool is not None)
+        if verdict is CHECK_BODY:  # awaited by mitmproxy (a coroutine only here and for fonts)
+            return self._check_body_then(flow, session_id, lim)
+        if verdict is PARSE_FONT:
             return self._parse_font_then_check(flow, session_id, lim)
         self._apply(flow, verdict)  # type: ignore[arg-type]
         return None
+
+    async def _check_body_then(self, flow: http.HTTPFlow, session_id: str, lim: ProxyLimits) -> None:
+        """A large body not judged before: its checks run in a worker process (``check_pool``), so
+        other sessions' requests go on meanwhile; the rest of ``check`` then runs here."""
+        assert flow.response is not None and self.check_pool is not None
+        body = flow.response.get_content(strict=False) or b""
+        mtype = media_type(flow.response.headers.get("content-type", ""))
+        try:
+            verdict, keep = await self.check_pool.run(session_id, body_verdict_in_worker, mtype, body, lim)
+        except CheckUnavailable as exc:  # fail closed, not remembered (the host, not the body)
+            verdict, keep = ("download.too_complex",
+                             f"The response is refused, not let through unchecked: {exc}.", len(body)), False
+        judged: Verdict | object | None = FONT if verdict == _FONT_IN_WORKER else verdict
+        if keep:
+            self.verdicts.put(body, mtype, lim, judged)
+        final = self.check(flow.request, flow.response, session_id=session_id, limits=lim, body_verdict=judged)
+        if final is PARSE_FONT:
+            await self._parse_font_then_check(flow, session_id, lim)
+            return
+        self._apply(flow, final)  # type: ignore[arg-type]
 
     async def _parse_font_then_check(self, flow: http.HTTPFlow, session_id: str, lim: ProxyLimits) -> None:
         """A font not seen before is parsed (fontTools, pure Python: 10-300 ms for a web font) in a
@@ -220,9 +270,13 @@ class BlockDownloads:
 
     def check(self, req: http.Request, resp: http.Response, *, session_id: str = "",
               limits: ProxyLimits | None = None,
-              font_structure: Verdict | object | None = BodyVerdicts.MISSING) -> Verdict | object | None:
-        """The refusal for this response, None, or ``PARSE_FONT`` (a font whose structure must be
-        parsed first: ``response`` does that and asks again with ``font_structure``)."""
+              font_structure: Verdict | object | None = BodyVerdicts.MISSING,
+              body_verdict: Verdict | object | None = BodyVerdicts.MISSING,
+              offload: bool = False) -> Verdict | object | None:
+        """The refusal for this response, None, ``PARSE_FONT`` (a font whose structure must be
+        parsed first: ``response`` does that and asks again with ``font_structure``) or, with
+        ``offload``, ``CHECK_BODY`` (a body of ``OFFLOAD_MIN_BYTES`` or more not judged before:
+        ``response`` has it checked in a worker process and asks again with ``body_verdict``)."""
         lim = limits or self._limits
         body = resp.get_content(strict=False) or b""
         size = len(body)
@@ -237,7 +291,11 @@ class BlockDownloads:
         if not body:
             return None
         mtype = media_type(resp.headers.get("content-type", ""))
-        verdict = self.verdicts.lookup(body, mtype, lim)
+        verdict = body_verdict
+        if verdict is BodyVerdicts.MISSING:
+            verdict = self.verdicts.lookup(body, mtype, lim)
+        if verdict is BodyVerdicts.MISSING and offload and size >= OFFLOAD_MIN_BYTES:
+            return CHECK_BODY
         if verdict is BodyVerdicts.MISSING:
             try:
                 with encoded.analysis_budget():
