@@ -12,7 +12,6 @@ or print job at a line start, or an encoded file (base64, hex, ...) in it.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import secrets
@@ -27,6 +26,7 @@ from gateway.proxy.addons.security_headers import REMOVE as REPLACED_HEADERS
 from gateway.proxy.check_pool import OFFLOAD_MIN_BYTES, WALL_S, CheckPool, CheckUnavailable
 from gateway.proxy.decision import FlowDecision, is_generated, route_of
 from gateway.proxy.font_refs import FontReferences
+from gateway.proxy.font_worker import TOO_COMPLEX, FontParser, parse_timeout
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.response_headers import header_finding
 from gateway.proxy.routes import RouteTable
@@ -179,7 +179,7 @@ class BlockDownloads:
         self._vendors = vendors
         # proxy workers: another process may have served the CSS naming a font (see _check_font)
         self._trust_font_dest = trust_font_dest
-        self._font_parsing: asyncio.Semaphore | None = None
+        self.font_parser = FontParser()
         self._by_vendor: dict[str, ProxyLimits] = {}
         self.fonts = FontReferences()
         self.verdicts = BodyVerdicts()
@@ -233,18 +233,26 @@ class BlockDownloads:
         self._apply(flow, final)  # type: ignore[arg-type]
 
     async def _parse_font_then_check(self, flow: http.HTTPFlow, session_id: str, lim: ProxyLimits) -> None:
-        """A font not seen before is parsed (fontTools, pure Python: 10-300 ms for a web font) in a
-        thread, one at a time per process, so other sessions' requests go on meanwhile."""
+        """A font not seen before, that this request may have, is parsed (fontTools, pure Python:
+        0.05-0.6 s per 100 KB for a real web font) in a worker process with a time bound, at most
+        one at a time per session (``font_worker``), so other sessions' requests go on meanwhile."""
         assert flow.response is not None
         body = flow.response.get_content(strict=False) or b""
-        if self._font_parsing is None:
-            self._font_parsing = asyncio.Semaphore(1)
-        async with self._font_parsing:
-            problem = await asyncio.to_thread(font_check.font_problem, body, sniff.clean_font_kind(body))
-        structure: Verdict | None = None
-        if problem is not None:
-            structure = "download.not_a_font", f"The response claims to be a font but is {problem}.", len(body)
-        self.verdicts.put(body, _FONT_STRUCTURE, lim, structure)
+        key = font_check.cache_form(body)
+        async with self.font_parser.session_turn(session_id):
+            # a font of this session parsed while this one waited may have been this one
+            structure = self.verdicts.lookup(key, _FONT_STRUCTURE, lim)
+            if structure is BodyVerdicts.MISSING:
+                problem = await self.font_parser.problem(body, sniff.clean_font_kind(body))
+                structure = None
+                if problem == TOO_COMPLEX:
+                    structure = ("download.too_complex",
+                                 "The font is refused, not let through unchecked: it takes too long to "
+                                 f"check (over {parse_timeout(len(body)):.1f} s).", len(body))
+                elif problem is not None:
+                    structure = ("download.not_a_font",
+                                 f"The response claims to be a font but is {problem}.", len(body))
+                self.verdicts.put(key, _FONT_STRUCTURE, lim, structure)
         verdict = self.check(flow.request, flow.response, session_id=session_id, limits=lim,
                              font_structure=structure)
         self._apply(flow, verdict)  # type: ignore[arg-type]
@@ -308,13 +316,16 @@ class BlockDownloads:
                 return "download.too_large", f"A font of {size} bytes is over the {lim.max_font_body}-byte limit.", size
             if sniff.clean_font_kind(body) is None:
                 return "download.not_a_font", "The response claims to be a font but is not only one.", size
+            # the request rules first (navigation, named by the device's CSS): a font this request
+            # may not have is refused without the cost of parsing it
+            refused = self._check_font(req, body, session_id)
+            if refused is not None:
+                return refused
             if font_structure is BodyVerdicts.MISSING:
-                font_structure = self.verdicts.lookup(body, _FONT_STRUCTURE, lim)
+                font_structure = self.verdicts.lookup(font_check.cache_form(body), _FONT_STRUCTURE, lim)
                 if font_structure is BodyVerdicts.MISSING:
                     return PARSE_FONT
-            if font_structure is not None:
-                return font_structure
-            return self._check_font(req, body, session_id)
+            return font_structure
         if verdict is None and session_id and (mtype in CSS_TYPES or mtype in HTML_TYPES):
             self.fonts.record(session_id, body, req.url)
         return verdict
@@ -372,7 +383,7 @@ class BlockDownloads:
         return None
 
     def _check_font(self, req: http.Request, body: bytes, session_id: str) -> Verdict | None:
-        """A well-formed font (size and structure checked): whether this request may have it."""
+        """Whether this request may have a font (checked before its structure: cheap)."""
         size = len(body)
         dest = req.headers.get("sec-fetch-dest", "").lower()
         if req.headers.get("sec-fetch-mode", "").lower() == "navigate" or dest in _NAVIGATION_DESTS:
