@@ -236,10 +236,14 @@ def is_timestamp(digits: bytes, now: float) -> bool:
 def number_cost(digits: bytes, now: float) -> int:
     """Bytes a number in the query costs: a timestamp (``is_timestamp``) for the bits that say
     where in the span it lies (2 bytes for seconds, 3 for milliseconds), any other number for
-    its digits' information (log2(10) bits a digit)."""
+    its digits' information (log2(10) bits a digit) and, when it has a decimal point, where the
+    point stands (log2(digits + 1) bits: ``1.234567`` and ``123456.7`` say different things;
+    issue 21 round 5 N2)."""
     if is_timestamp(digits, now):
         return math.ceil(math.log2(2 * TIMESTAMP_SLACK_S * (1000 if len(digits) == 13 else 1) + 1) / 8)
-    return math.ceil(sum(1 for c in digits if 48 <= c <= 57) * _DIGIT_BITS / 8)
+    count = sum(1 for c in digits if 48 <= c <= 57)
+    point = math.log2(count + 1) if b"." in digits else 0.0
+    return math.ceil((count * _DIGIT_BITS + point) / 8)
 
 
 @dataclass(frozen=True, slots=True)

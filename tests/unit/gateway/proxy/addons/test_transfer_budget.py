@@ -140,7 +140,7 @@ def test_numbers_and_new_text_in_the_address_cost_their_information() -> None:
     assert number_cost(b"1800000123456", now) == 3  # milliseconds within an hour: 23 bits
     assert number_cost(b"1700000000000", now) == 6  # not near the clock: 13 digits' worth
     assert number_cost(b"7" * 40, now) == 17
-    assert number_cost(b"0.5371902245170", now) == 6  # Math.random(): its digits
+    assert number_cost(b"0.5371902245170", now) == 7  # Math.random(): its digits and where its point is
     shape = url_shape(b"GET /a?x=1&y=toner&_=1800000123456", now)
     assert (shape.shape, shape.numbers_cost, shape.other_numbers) == (b"GET /a?x=#&y=toner&_=#", 4, 1)
     budget = _budget(RouteTable())
