@@ -21,11 +21,26 @@ itself) is checked on its own and all of them together:
 
 The checks are pure (no I/O); ``BlockDownloads`` refuses the response on a
 finding (``download.header_*``), audited like every other refusal.
+
+Each response's allowances restart at every response, so a file spread over
+many responses' headers passed (round 5 F3: ``X-Diag-<n>`` headers in codes the
+encoded checks do not name carried 200 KB in about 150 responses). ``HeaderTally``
+adds up, per session, the header characters passed on towards the browser that
+are new: a name and value the session was sent before costs nothing, a value
+that changes costs what changed (what lies between the part it shares with that
+header's previous value at its start and at its end: a ``Date`` a second later
+costs a character or two), a new header name its length; the first
+``HEADER_FREE_PER_RESPONSE`` (128) of a response are free (a ``Date``, a new
+resource's ``ETag``, ``Last-Modified`` and ``Content-Length``). A response that
+would take the session past ``HEADER_DATA_ALLOWANCE`` (32 KiB) is refused
+(``download.header_tally``); responses with less that is new still pass.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from gateway.proxy import encoded
 
@@ -34,6 +49,11 @@ MAX_HEADER_BYTES = 8 * 1024
 COOKIE_VALUE_ALLOWANCE = 1024
 MAX_SET_COOKIES = 20
 ENCODED_ALLOWANCE = 1024
+HEADER_DATA_ALLOWANCE = 32 * 1024  # new header characters towards the browser per session (round 5 F3)
+HEADER_FREE_PER_RESPONSE = 128  # ... not counted in each response (a Date, a new ETag and Last-Modified)
+_TALLY_SESSIONS = 4096  # sessions whose header tally is kept (the oldest forgotten first)
+_SEEN_PER_SESSION = 512  # remembered name/value digests per session (least recently used forgotten first)
+_NAMES_PER_SESSION = 128  # header names whose latest value is remembered per session
 _URL_HEADERS = frozenset({b"location", b"content-location"})
 _ACTIVE_SCHEMES = (b"data:", b"blob:", b"javascript:", b"vbscript:", b"filesystem:")
 _URL_WHITESPACE = bytes(range(0x21))  # a browser strips leading controls and spaces from a URL
@@ -95,7 +115,9 @@ def header_finding(fields: Iterable[tuple[bytes, bytes]], ignored: frozenset[byt
     if total > MAX_HEADER_BYTES:
         return ("download.header_too_large",
                 f"The response headers hold {total} bytes; at most {MAX_HEADER_BYTES} are passed on.")
-    joined = b"\n".join(checked)
+    # names and values apart (a NUL is in no encoding's alphabet): a name does not lengthen the
+    # run of the value after it (round 5 N1: "X-D" + 1,016 base64 characters counted as 1,040)
+    joined = b"\0".join(checked)
     if len(joined) * 4 < ENCODED_ALLOWANCE * 3:
         return None  # 8 bits a byte at most: fewer bytes cannot hold the allowance's 6-bit characters' worth
     hit = (encoded.find_encoded(joined, ENCODED_ALLOWANCE)
@@ -104,3 +126,83 @@ def header_finding(fields: Iterable[tuple[bytes, bytes]], ignored: frozenset[byt
     if hit is not None:
         return "download.header_encoded", f"The response headers carry {hit.describe()}: an encoded file."
     return None
+
+
+def _changed(old: bytes, new: bytes) -> int:
+    """Characters of ``new`` outside what it shares with ``old`` at the start and at the end."""
+    limit = min(len(old), len(new))
+    head = 0
+    while head < limit and old[head] == new[head]:
+        head += 1
+    tail = 0
+    while tail < limit - head and old[-1 - tail] == new[-1 - tail]:
+        tail += 1
+    return len(new) - head - tail
+
+
+@dataclass(slots=True)
+class _SessionHeaders:
+    used: int = 0
+    seen: dict[bytes, None] = field(default_factory=dict)  # digests of "name:value", oldest first
+    latest: dict[bytes, bytes] = field(default_factory=dict)  # name -> its latest value
+
+
+class HeaderTally:
+    """Per session, the new header characters passed on towards the browser (round 5 F3)."""
+
+    def __init__(self, allowance: int = HEADER_DATA_ALLOWANCE) -> None:
+        self.allowance = allowance
+        self._sessions: dict[str, _SessionHeaders] = {}
+
+    def used(self, session_id: str) -> int:
+        found = self._sessions.get(session_id)
+        return found.used if found is not None else 0
+
+    def charge(self, session_id: str, fields: Iterable[tuple[bytes, bytes]],
+               ignored: frozenset[bytes]) -> Finding | None:
+        """Adds what is new in a response's header fields (those passed on: not ``ignored``) to
+        the session's tally, or, when that would take it past the allowance, leaves the tally
+        as it is and returns the refusal."""
+        if not session_id:
+            return None
+        tally = self._sessions.get(session_id)
+        if tally is None:
+            if len(self._sessions) >= _TALLY_SESSIONS:
+                self._sessions.pop(next(iter(self._sessions)))
+            tally = self._sessions[session_id] = _SessionHeaders()
+        cost = 0
+        new_keys: list[bytes] = []
+        latest: dict[bytes, bytes] = {}
+        for raw_name, value in fields:
+            name = raw_name.lower()
+            if name in ignored:
+                continue
+            key = hashlib.blake2b(name + b":" + value, digest_size=16).digest()
+            if key in tally.seen:
+                tally.seen.pop(key)
+                tally.seen[key] = None  # most recently used last
+            else:
+                before = latest.get(name, tally.latest.get(name))
+                cost += len(raw_name) + len(value) if before is None else max(1, _changed(before, value))
+                new_keys.append(key)
+            latest[name] = value
+        cost = max(0, cost - HEADER_FREE_PER_RESPONSE)
+        if tally.used + cost > self.allowance:
+            return ("download.header_tally",
+                    f"The device's response headers have passed {tally.used:,} new characters to this "
+                    f"session and this response's would add {cost:,}: at most {self.allowance:,} are "
+                    "passed on in a session (a file spread over many responses' headers).")
+        tally.used += cost
+        for key in new_keys:
+            tally.seen[key] = None
+        while len(tally.seen) > _SEEN_PER_SESSION:
+            tally.seen.pop(next(iter(tally.seen)))
+        for name, value in latest.items():
+            tally.latest.pop(name, None)
+            tally.latest[name] = value
+        while len(tally.latest) > _NAMES_PER_SESSION:
+            tally.latest.pop(next(iter(tally.latest)))
+        return None
+
+    def forget(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)

@@ -28,7 +28,7 @@ from gateway.proxy.decision import FlowDecision, is_generated, route_of
 from gateway.proxy.font_refs import FontReferences
 from gateway.proxy.font_worker import TOO_COMPLEX, FontParser, parse_timeout
 from gateway.proxy.limits import ProxyLimits
-from gateway.proxy.response_headers import header_finding
+from gateway.proxy.response_headers import HeaderTally, header_finding
 from gateway.proxy.routes import RouteTable
 from gateway.proxy.svg_check import svg_problem
 from gateway.proxy.vendor_profiles import VendorEndpoints
@@ -186,8 +186,11 @@ class BlockDownloads:
         # heavy body checks off the event loop, one per session at a time (issue 21 round 5 F5);
         # None: every body inline (unit tests of the checks, the cost measurements)
         self.check_pool: CheckPool | None = CheckPool()
+        # new header characters passed on per session, over all its responses (round 5 F3)
+        self.header_tally = HeaderTally()
         if routes is not None:
             routes.on_remove(lambda session_id, _reason: self.fonts.forget(session_id))
+            routes.on_remove(lambda session_id, _reason: self.header_tally.forget(session_id))
 
     def _limits_for(self, vendor: str) -> ProxyLimits:
         if self._vendors is None or not vendor:
@@ -259,6 +262,12 @@ class BlockDownloads:
 
     def _apply(self, flow: http.HTTPFlow, verdict: Verdict | None) -> None:
         assert flow.response is not None
+        if verdict is None:  # once per response: what its headers pass on is added to the session's tally
+            route = route_of(flow)
+            finding = self.header_tally.charge(route.session_id if route else "", flow.response.headers.fields,
+                                               _NOT_PASSED_ON)
+            if finding is not None:
+                verdict = finding[0], finding[1], len(flow.response.raw_content or b"")
         if verdict is None:
             self._declare_type(flow.response)
             return
