@@ -6,7 +6,8 @@ spaced hex bytes (``\\x41``, ``%41``, ``41 42 43``), decimal byte arrays,
 quoted-printable, uuencoded lines and ascii85 blocks (also without ``<~ ~>``); encodings
 broken up by spaces or short separators (the long pieces are judged together), numbers
 as bytes with any separator, spaces/tabs as bits, and byte -> word codes (many tokens
-from a small vocabulary used about uniformly, in no repeating order).
+from a small vocabulary used about uniformly, in no repeating order); any of these over
+an alphabet of its own, also with a filler letter at a fixed period (``QeUeJeDe``).
 
 Cheap and linear: runs are found by looking at one position every half
 threshold (ordinary text costs one short match per sample); only the rare long
@@ -718,7 +719,47 @@ _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 BITS_PER_CHAR = 6  # the unit of the allowances: a base64 character carries 6 bits
 
 
-def symbol_bits(text: str) -> float:
+MAX_FILLERS = 3  # filler symbols taken out of a window before it is judged again (issue 21 round 5 F1)
+MAX_FILLER_PERIOD = 8  # a filler after every character up to every 7 characters
+
+
+def _periodic(s: str, symbol: str) -> bool:
+    """``symbol`` sits at a fixed period in ``s``: 90 % or more of the places ``r, r+k, r+2k, ...``
+    hold it, for some period ``k`` of 2 to ``MAX_FILLER_PERIOD`` (a filler inserted after every
+    character or group); a symbol frequent at irregular places (the zeros of a table, base64's
+    "A" over a PNG's zero bytes, quotes around words) is not a filler."""
+    for k in range(2, MAX_FILLER_PERIOD + 1):
+        for r in range(k):
+            places = s[r::k]
+            if places.count(symbol) * 10 >= 9 * len(places):
+                return True
+    return False
+
+
+def _fillers(s: str, counts: dict[str, int]) -> list[str]:
+    """The filler symbols of a window ``s`` (symbol -> count): up to ``MAX_FILLERS`` symbols each
+    far above the mean of the rest (3x, 4x over 32 symbols) and at a fixed period (``_periodic``),
+    taken out one after the other, when what is left has the entropy of random picks from its own
+    alphabet (90 % of log2 of its size or more); else none. A filler letter after every character
+    ("QeUeJeDe...") or group ("QU eJD eRE e") lowers a window's entropy and puts one symbol far
+    above the mean, so the data must be judged with the filler left out (issue 21 round 5 F1)."""
+    rest = dict(counts)
+    out: list[str] = []
+    while len(out) < MAX_FILLERS and len(rest) >= 3:
+        n = sum(rest.values())
+        top = max(rest, key=rest.__getitem__)
+        if rest[top] * len(rest) <= (3 if len(rest) <= 32 else 4) * n or not _periodic(s, top):
+            break
+        out.append(top)
+        del rest[top]
+    n = sum(rest.values())
+    if not out or n < 64:
+        return []
+    h = -sum(c / n * math.log2(c / n) for c in rest.values())
+    return out if h >= 0.9 * math.log2(len(rest)) else []
+
+
+def symbol_bits(text: str, fillers: bool = True) -> float:
     """Bits per character ``text`` carries when it reads as random data over its OWN alphabet,
     whatever that alphabet is (issue 21 F1, fourth round): 2 or more symbols of any kind (ASCII
     letters, digits, punctuation, letters of any script, CJK, emoji, invisible characters),
@@ -733,6 +774,10 @@ def symbol_bits(text: str) -> float:
       the alphabet would hardly ever repeat: d**k >= 16 n) are 90 % distinct or more; and a
       symbol comes back two places on no more often than chance (parser and lookup tables).
 
+    A symbol far above the mean at a fixed period (a filler letter after every character or
+    group, ``_fillers``) is taken out and the rest judged; its bits are spread over the whole
+    window (issue 21 round 5 F1).
+
     Then each character carries about the measured entropy (log2 of the alphabet for
     uniform use): hex written as ``ghijklmnopqrstuv``, 16 punctuation marks, 16 CJK or
     Cyrillic characters or emoji gives 4 bits per character, base32 as 32 Cyrillic letters
@@ -746,12 +791,25 @@ def symbol_bits(text: str) -> float:
     if d < 2 or d * 4 > n:
         return 0.0  # one symbol, or too few characters (4 a symbol) to judge an alphabet this large
     if s.isascii():
-        b = s.encode("ascii")
-        counts = list(map(b.count, set(b)))  # a C-speed count per symbol
+        listed = list(symbols)
+        counts = list(map(s.count, listed))  # a C-speed count per symbol
     else:
-        counts = list(Counter(s).values())
+        tally = Counter(s)
+        listed = list(tally)
+        counts = list(tally.values())
     if max(counts) * d > (3 if d <= 32 else 4) * n:
-        return 0.0  # one symbol far above the mean: runs of zeros, prose's "e", markup's "<"
+        # one symbol far above the mean: runs of zeros, prose's "e", markup's "<" carry little;
+        # a filler symbol inserted at every k-th place does not make the rest carry less: the
+        # window is judged without it, its bits spread over the whole window (round 5 F1)
+        found = _fillers(s, dict(zip(listed, counts, strict=True))) if fillers else []
+        if not found:
+            return 0.0
+        rest = s
+        for filler in found:
+            rest = rest.replace(filler, "")
+        if rest.isascii() and rest.isdigit():
+            return 0.0  # numbers and their separators ("0,7,14,21"): the number-list checks judge them
+        return symbol_bits(rest, False) * len(rest) / n
     h = -sum(c / n * math.log2(c / n) for c in counts)
     expected = math.log2(d) - (d - 1) / (2 * n * math.log(2))  # what n random picks reach on average
     if h < 0.95 * expected:
@@ -808,8 +866,21 @@ def _window_text(data: bytes, p: int) -> str | None:
     w = data[p : p + _RANDOM_WINDOW]
     if not w.isascii():
         return data[p : p + 3 * _RANDOM_WINDOW].decode("utf-8", "ignore")
-    if len(set(w.translate(None, _ASCII_SPACE))) >= 24 or _decimal_fractions(w):
-        return None  # one C-speed translate and set: the common case
+    letters = w.translate(None, _ASCII_SPACE)
+    distinct = set(letters)
+    if len(distinct) >= 24:  # one C-speed translate and set: the common case
+        # base64 with a filler letter after every character or group ("QeUeJeDe", "QU eJD e"):
+        # a quarter or more of the window one symbol (a filler every 4th place or closer: a
+        # sparser one leaves base64's entropy to the run checks), so one of the first 8 places
+        # holds it (8 C-speed counts; prose's "e" is an eighth); judged without it over three
+        # windows' length, so that what is left holds enough characters for its alphabet
+        # (issue 21 round 5 F1)
+        if max(map(letters.count, set(letters[:8]))) * 4 < len(letters):
+            return None
+        wide = data[p : p + 3 * _RANDOM_WINDOW]
+        return wide.decode("ascii") if wide.isascii() else None
+    if _decimal_fractions(w):
+        return None
     return w.decode("ascii")
 
 
@@ -825,7 +896,7 @@ def alphabet_chars(data: bytes) -> int:
     while p + 64 <= len(data):
         _spend()
         text = _window_text(data, p)
-        p += _RANDOM_WINDOW if text is None or text.isascii() else 3 * _RANDOM_WINDOW
+        p += _RANDOM_WINDOW if text is None or (text.isascii() and len(text) <= _RANDOM_WINDOW) else 3 * _RANDOM_WINDOW
         if text is None or text in seen or (text.isascii() and _HEX_DIGITS.issuperset(_squeezed(text))
                                              and len(set(_squeezed(text))) > 8):
             continue  # hex (and decimal digits): the run counts above judge those
