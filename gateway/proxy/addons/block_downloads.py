@@ -23,7 +23,7 @@ from mitmproxy import http
 from gateway.proxy import encoded, font_check, pages, sniff
 from gateway.proxy.addons.block_uploads import JSON_TYPES, is_json_or_xml, json_strings, media_type
 from gateway.proxy.addons.security_headers import REMOVE as REPLACED_HEADERS
-from gateway.proxy.check_pool import OFFLOAD_MIN_BYTES, WALL_S, CheckPool, CheckUnavailable
+from gateway.proxy.check_pool import CPU_S, OFFLOAD_MIN_BYTES, WALL_S, CheckPool, CheckUnavailable
 from gateway.proxy.decision import FlowDecision, is_generated, route_of
 from gateway.proxy.font_refs import FontReferences
 from gateway.proxy.font_worker import TOO_COMPLEX, FontParser, parse_timeout
@@ -137,7 +137,7 @@ def body_verdict_in_worker(mtype: str, body: bytes, lim: ProxyLimits) -> tuple[V
     if _worker_checker is None:
         _worker_checker = BlockDownloads(lim)
     try:
-        with encoded.analysis_budget(wall_seconds=WALL_S):
+        with encoded.analysis_budget(CPU_S, wall_seconds=WALL_S):
             verdict = _worker_checker._body_verdict(mtype, body, lim)
     except encoded.TooComplexToCheck as exc:
         return ("download.too_complex", f"The response is refused, not let through unchecked: {exc}.",
