@@ -19,13 +19,15 @@ Smaller bodies are checked inline as before (a 32 KB page costs ~1-2 ms: less th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import spawn as mp_spawn
 from typing import Any, TypeVar
 
 from printgate.logs import get_logger
@@ -59,12 +61,34 @@ def _ready() -> None:
     """Run first in a new pool: its worker is up (the check modules are preloaded)."""
 
 
+@contextlib.contextmanager
+def _without_main() -> Iterator[None]:
+    """Workers started inside do not import the proxy's ``__main__`` again: forkserver (and spawn)
+    children run the parent's main script as ``__mp_main__`` first, and a script without a main
+    guard (a test harness, an embedding) ran itself again in the worker. The checks need nothing
+    from ``__main__``. Only while ``_pool`` starts the worker (the ``ProcessPoolExecutor`` starts
+    its workers in ``submit``)."""
+    original = mp_spawn.get_preparation_data
+
+    def without_main(name: str) -> dict[str, Any]:
+        data = original(name)
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+        return data
+
+    mp_spawn.get_preparation_data = without_main
+    try:
+        yield
+    finally:
+        mp_spawn.get_preparation_data = original
+
+
 def _pool(workers: int) -> tuple[ProcessPoolExecutor, Future[None]]:
     """The process's pool (shared by every proxy of the process; started on first use) and the
     future that says its first worker is up. Called in a thread when there is none: starting the
     forkserver and its first worker waits for the preloaded imports (1-3 s on a loaded host)."""
     global _executor, _executor_workers, _executor_ready
-    with _starting:
+    with _starting, _without_main():
         current = _running(workers)
         if current is not None:
             return current
