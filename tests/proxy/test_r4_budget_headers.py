@@ -19,19 +19,15 @@ import asyncio
 import base64
 import hashlib
 import random
-import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from gateway.proxy.addons.transfer_budget import TransferBudget
-from gateway.proxy.limits import ProxyLimits
-from gateway.proxy.routes import RouteTable, SessionRoute
-from gateway.proxy.server import DwaProxy
 from printgate.testing.audit import ReadableAuditLog
-from tests.proxy.conftest import DWA_DOMAIN, PORTAL_URL, ProxyHarness, SessionClient
+from tests.proxy.budget_harness import budget_of, budget_proxy
+from tests.proxy.budget_harness import technician as new_technician
+from tests.proxy.conftest import ProxyHarness, SessionClient
 from tests.proxy.hostile_device import HostileDevice
 
 BUDGET = 8192
@@ -44,16 +40,8 @@ WORDS = ("toner drum paper tray fuser scan copy fax page jam door cover duplex s
 @pytest.fixture(scope="module")
 async def small(audit_db: ReadableAuditLog) -> AsyncIterator[ProxyHarness]:
     """A proxy whose session budget is 8 KiB."""
-    routes = RouteTable()
-
-    async def noop(*_a: object) -> None:
-        return None
-
-    proxy = DwaProxy("127.0.0.1", 0, dwa_domain=DWA_DOMAIN, routes=routes, audit=audit_db,
-                     on_end_request=noop, on_session_timeout=noop, on_extend_request=noop,
-                     limits=ProxyLimits(sweep_interval_s=0.2, session_budget=BUDGET), portal_url=PORTAL_URL)
-    async with proxy:
-        yield ProxyHarness(proxy, routes, audit_db, [], [])
+    async with budget_proxy(audit_db, BUDGET) as h:
+        yield h
 
 
 @pytest.fixture(scope="module")
@@ -62,24 +50,8 @@ async def device() -> AsyncIterator[HostileDevice]:
         yield d
 
 
-def budget_of(h: ProxyHarness) -> TransferBudget:
-    pipeline = h.proxy._master.addons.get("printgate-pipeline")  # type: ignore[union-attr]
-    return next(a.inner for a in pipeline.addons_in_order if isinstance(getattr(a, "inner", None), TransferBudget))
-
-
 async def technician(h: ProxyHarness, device: HostileDevice) -> SessionClient:
-    sid = uuid.uuid4().hex[:12]
-    route = SessionRoute(
-        session_id=sid, host=h.proxy.session_host(sid), upstream_host=device.host, upstream_port=device.port,
-        device_origin=device.origin, device_scheme="http", pinned_fingerprint=None,
-        expires_at=datetime.now(UTC) + timedelta(minutes=30), idle_timeout_s=600, device_label="Hostile",
-        customer_name="ACME", user_id=f"user-{sid}", device_id=f"dev-{sid}", dealer_id="dealer-hd",
-        customer_id="cust-hd", site_id="site-hd",
-    )
-    h.routes.add(route)
-    client = SessionClient(h, route)
-    await client.launch()
-    return client
+    return await new_technician(h, device, "hd")
 
 
 def text_file(seed: int, size: int) -> str:
