@@ -54,6 +54,18 @@ def _pad(n: int) -> int:
     return (n + 3) & ~3
 
 
+def _woff_header_problem(data: bytes, length: int, sfnt_size: int, meta_off: int, meta_len: int,
+                         priv_off: int, priv_len: int) -> str | None:
+    """What a WOFF or WOFF2 header declares that no clean font has, or None."""
+    if length != len(data):
+        return "a length that is not its size"
+    if meta_len or priv_len or meta_off or priv_off:
+        return "a metadata or private data block"
+    if sfnt_size > MAX_SFNT_SIZE:
+        return f"a declared size over {MAX_SFNT_SIZE} bytes"
+    return None
+
+
 def _back_to_back(data: bytes, start: int, ranges: list[tuple[int, int]]) -> str | None:
     """Tables (offset, stored length) follow the directory and each other without a gap, and the
     last one ends the file (4-byte padding allowed between and after)."""
@@ -78,12 +90,8 @@ def _layout_problem(data: bytes, kind: str) -> str | None:
     if kind == "woff":
         (_sig, _flavor, length, count, _res, sfnt_size, _maj, _min, meta_off, meta_len, _meta_orig,
          priv_off, priv_len) = struct.unpack(">4sIIHHIHHIIIII", data[:44])
-        if length != len(data):
-            return "a length that is not its size"
-        if meta_len or priv_len or meta_off or priv_off:
-            return "a metadata or private data block"
-        if sfnt_size > MAX_SFNT_SIZE:
-            return f"a declared size over {MAX_SFNT_SIZE} bytes"
+        if problem := _woff_header_problem(data, length, sfnt_size, meta_off, meta_len, priv_off, priv_len):
+            return problem
         start = 44 + 20 * count
         if len(data) < start:
             return "a cut table directory"
@@ -92,12 +100,8 @@ def _layout_problem(data: bytes, kind: str) -> str | None:
     # woff2: header, variable-length directory, one compressed stream
     (_sig, _flavor, length, count, _res, sfnt_size, compressed, _maj, _min, meta_off, meta_len, _meta_orig,
      priv_off, priv_len) = struct.unpack(">4sIIHHIIHHIIIII", data[:woff2DirectorySize])
-    if length != len(data):
-        return "a length that is not its size"
-    if meta_len or priv_len or meta_off or priv_off:
-        return "a metadata or private data block"
-    if sfnt_size > MAX_SFNT_SIZE:
-        return f"a declared size over {MAX_SFNT_SIZE} bytes"
+    if problem := _woff_header_problem(data, length, sfnt_size, meta_off, meta_len, priv_off, priv_len):
+        return problem
     stream = io.BytesIO(data)
     stream.seek(woff2DirectorySize)
     tables = 0
