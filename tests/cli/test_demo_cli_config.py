@@ -41,7 +41,11 @@ async def test_demo_config_reaches_the_demo_and_a_stop_ends_sessions_while_the_a
         elsewhere.mkdir()
         code, out = await _cli("admin", "dealers", "--config", str(config), cwd=elsewhere)
         assert code == 0 and out.split("\t")[0] == "dealer-demo", out
-        code, out = await _cli("agent", "status", "--config", str(config), cwd=elsewhere)
+        for _ in range(30):  # the agent writes its status file every few seconds: the newest may predate the stream
+            code, out = await _cli("agent", "status", "--config", str(config), cwd=elsewhere)
+            if code != 0 or "channel: connected" in out:
+                break
+            await asyncio.sleep(1)
         assert code == 0 and "channel: connected" in out and "running: True" in out, out
         code, out = await _cli("fleet", "retention", "--dealer", "Demo Print Services", "--config", str(config),
                                cwd=elsewhere)
