@@ -49,6 +49,7 @@ def test_a_repeated_page_is_judged_once_and_a_refused_one_stays_refused(monkeypa
 
     monkeypatch.setattr(encoded, "find_encoded", counted)
     addon = BlockDownloads(ProxyLimits())
+    addon.check_pool = None  # judged inline here (the worker path keeps the same memo: test_r5_fairness)
     clean = _big_page()
     smuggled = _big_page(b"<p>" + base64.b64encode(os.urandom(6000)) + b"</p>")
     outcomes = []
