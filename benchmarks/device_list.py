@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import statistics
 import sys
 import tempfile
@@ -80,28 +79,10 @@ def _cpu_ms_of(pids: list[int]) -> float:
 
 
 async def measure(db: Any) -> dict[str, Any]:
-    import httpx
-
-    from portal.app import create_app
     from printgate.domain import Role
-    from printgate.settings import PortalSettings
-    from printgate.testing.audit import RecordingAuditSink
-    from printgate.testing.broker import PolicyBroker
-    from printgate.testing.portal import Clock, create_user, sign_in
 
-    clock = Clock()
-    base = "http://portal.test"
-    app = create_app(PortalSettings(public_url=base, secret_key=secrets.token_urlsafe(32)), db=db,
-                     broker=PolicyBroker(db, clock, base), audit=RecordingAuditSink(), clock=clock)
-    user, secret = await create_user(db, Role.TECHNICIAN, dealer="dealer-1")
     out: dict[str, Any] = {"target_ms": TARGET_MS, "load_average_1m_at_start": os.getloadavg()[0]}
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base,  # type: ignore[arg-type]
-                                 headers={"accept": "text/html"}, timeout=120) as client:
-        class _Portal:
-            pass
-        holder = _Portal()
-        holder.clock = clock  # type: ignore[attr-defined]
-        await sign_in(client, holder, user, secret)  # type: ignore[arg-type]
+    async with ingest.signed_in_portal(db, Role.TECHNICIAN, timeout=120) as client:
         for name, path in PATHS.items():
             headers = {"accept": "application/json"} if path.startswith("/api") else {}
             r = await client.get(path, headers=headers)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -46,7 +47,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -316,20 +319,15 @@ OVERVIEW_PATHS = {  # what a dealer's user opens, through the real portal app (i
 }
 
 
-async def overview(db: Database) -> dict[str, Any]:
-    """Server time of the fleet overview page and API for the dealer (all 20,000 printers): the
-    portal app in process (httpx ASGI transport: no sockets), a signed-in viewer, median of 5
-    after one warm-up request per path; plus the counts query alone. Beside the wall clock,
-    ``cpu_ms``: this process's CPU per request (on SQLite all of the work; on PostgreSQL the
-    server's part is not in it), which a machine shared with other work disturbs less; the load
-    average says how shared it was."""
+@contextlib.asynccontextmanager
+async def signed_in_portal(db: Database, role: Any, *, timeout: float) -> AsyncIterator[Any]:
+    """The portal app in process (httpx ASGI transport: no sockets) with a user of ``role`` of
+    dealer-1 signed in (TOTP included): an ``httpx.AsyncClient`` asking for HTML by default."""
     import secrets
 
     import httpx
 
-    from fleet.queries import overview as fleet_overview
     from portal.app import create_app
-    from printgate.domain import Role
     from printgate.settings import PortalSettings
     from printgate.testing.audit import RecordingAuditSink
     from printgate.testing.broker import PolicyBroker
@@ -339,15 +337,26 @@ async def overview(db: Database) -> dict[str, Any]:
     base = "http://portal.test"
     app = create_app(PortalSettings(public_url=base, secret_key=secrets.token_urlsafe(32)), db=db,
                      broker=PolicyBroker(db, clock, base), audit=RecordingAuditSink(), clock=clock)
-    user, secret = await create_user(db, Role.VIEWER, dealer="dealer-1")
-    out: dict[str, Any] = {"target_ms": OVERVIEW_TARGET_MS, "load_average_1m_at_start": os.getloadavg()[0]}
+    user, secret = await create_user(db, role, dealer="dealer-1")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base,  # type: ignore[arg-type]
-                                 headers={"accept": "text/html"}, timeout=60) as client:
-        class _Portal:
-            pass
-        holder = _Portal()
-        holder.clock = clock  # type: ignore[attr-defined]
-        await sign_in(client, holder, user, secret)  # type: ignore[arg-type]
+                                 headers={"accept": "text/html"}, timeout=timeout) as client:
+        holder = types.SimpleNamespace(clock=clock)  # sign_in needs only the portal's clock
+        await sign_in(client, holder, user, secret)
+        yield client
+
+
+async def overview(db: Database) -> dict[str, Any]:
+    """Server time of the fleet overview page and API for the dealer (all 20,000 printers): the
+    portal app in process (httpx ASGI transport: no sockets), a signed-in viewer, median of 5
+    after one warm-up request per path; plus the counts query alone. Beside the wall clock,
+    ``cpu_ms``: this process's CPU per request (on SQLite all of the work; on PostgreSQL the
+    server's part is not in it), which a machine shared with other work disturbs less; the load
+    average says how shared it was."""
+    from fleet.queries import overview as fleet_overview
+    from printgate.domain import Role
+
+    out: dict[str, Any] = {"target_ms": OVERVIEW_TARGET_MS, "load_average_1m_at_start": os.getloadavg()[0]}
+    async with signed_in_portal(db, Role.VIEWER, timeout=60) as client:
         for name, path in OVERVIEW_PATHS.items():
             headers = {"accept": "application/json"} if path.startswith("/api") else {}
             r = await client.get(path, headers=headers)
