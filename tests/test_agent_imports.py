@@ -25,6 +25,7 @@ import pytest
 
 from lab.catalog import by_name
 from printgate.cli.demo_system import DemoSystem
+from tests.faults.agent_proc import start_agent, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PRINTGATE = str(Path(sys.executable).with_name("printgate"))
@@ -148,13 +149,9 @@ async def test_the_running_agent_maps_no_cryptography_after_connect_and_trust_se
         _out, err = await asyncio.wait_for(enrol.communicate(), 120)
         assert enrol.returncode == 0, err.decode()[-3000:]
         settings = system.agent_settings(agent_dir).to_config() | {"targets": [printer.ip]}
-        config = tmp_path / "agent.toml"
-        config.write_text("\n".join(['log_level = "debug"', "[agent]",
-                                     *(f"{k} = {json.dumps(v)}" for k, v in settings.items())]) + "\n")
+        config = write_config(tmp_path / "agent.toml", settings, log_level="debug")
         log_path = tmp_path / "agent.log"
-        with open(log_path, "wb") as log_file:
-            agent = await asyncio.create_subprocess_exec(PRINTGATE, "agent", "run", "--config", str(config),
-                                                         stdout=log_file, stderr=log_file)
+        agent = await start_agent(config, log_path)
         trust_file = agent_dir / "trust.json"
         try:
             await system.wait_for_devices(minimum=1, timeout=120)  # connected, swept, reported

@@ -17,8 +17,8 @@ from printgate.cli import build_app
 PRINTGATE = str(Path(sys.executable).with_name("printgate"))
 
 
-def write_config(path: Path, agent: dict[str, Any]) -> Path:
-    lines = ['log_level = "info"', "[agent]"]
+def write_config(path: Path, agent: dict[str, Any], *, log_level: str = "info") -> Path:
+    lines = [f"log_level = {json.dumps(log_level)}", "[agent]"]
     lines += [f"{key} = {json.dumps(value)}" for key, value in agent.items() if value is not None]
     path.write_text("\n".join(lines) + "\n")
     return path
