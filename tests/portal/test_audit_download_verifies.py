@@ -15,6 +15,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,17 @@ class Served:
     clock: Clock
 
 
+@asynccontextmanager
+async def portal_over(db: Database, log: AuditLog) -> AsyncIterator[Served]:
+    """The portal served on a free loopback port over ``db`` with ``log`` as its audit trail."""
+    port, clock = free_tcp_port(), Clock()
+    settings = PortalSettings(port=port, public_url=f"http://127.0.0.1:{port}",
+                              secret_key=SecretStr(secrets.token_urlsafe(32)))
+    app = create_app(settings, db=db, broker=PolicyBroker(db, clock, settings.public_url), audit=log, clock=clock)
+    async with served(app, port) as url:
+        yield Served(url, db, log, clock)
+
+
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 async def served_log(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
     tmp = tmp_path_factory.mktemp(f"audit-verify-{request.param}")
@@ -59,12 +71,8 @@ async def served_log(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
         # after the newest checkpoint: the download must sign it first or it would be left out
         await log.append(AuditEventIn(type="dwa.session.closed", actor="tech@d1.example", dealer_id="d1",
                                       customer_id="c1", session_id="sess-c1", details={"reason": "late"}))
-        port, clock = free_tcp_port(), Clock()
-        settings = PortalSettings(port=port, public_url=f"http://127.0.0.1:{port}",
-                                  secret_key=SecretStr(secrets.token_urlsafe(32)))
-        app = create_app(settings, db=db, broker=PolicyBroker(db, clock, settings.public_url), audit=log, clock=clock)
-        async with served(app, port) as url:
-            yield Served(url, db, log, clock)
+        async with portal_over(db, log) as portal:
+            yield portal
 
 
 def _href(html: str, element_id: str) -> str:
@@ -120,14 +128,10 @@ async def test_a_portal_without_the_signing_key_says_where_the_key_is(tmp_path: 
     async with fresh_database("sqlite", tmp_path) as db:
         await Tenancy().dealer("d1").save(db)
         log = AuditLog(db, None)
-        port, clock = free_tcp_port(), Clock()
-        settings = PortalSettings(port=port, public_url=f"http://127.0.0.1:{port}",
-                                  secret_key=SecretStr(secrets.token_urlsafe(32)))
-        app = create_app(settings, db=db, broker=PolicyBroker(db, clock, settings.public_url), audit=log, clock=clock)
-        async with served(app, port) as url:
+        async with portal_over(db, log) as portal:
             auditor, secret = await create_user(db, Role.AUDITOR, dealer="d1")
-            async with httpx.AsyncClient(base_url=url, timeout=30, headers={"accept": "application/json"}) as c:
-                await sign_in(c, Served(url, db, log, clock), auditor, secret)
+            async with httpx.AsyncClient(base_url=portal.url, timeout=30, headers={"accept": "application/json"}) as c:
+                await sign_in(c, portal, auditor, secret)
                 r = await c.get("/audit/keys/audit-public.pem")
                 assert r.status_code == 404 and "key directory" in r.text
                 r = await c.get("/audit/events.jsonl")
@@ -145,14 +149,10 @@ async def test_who_names_the_technician_of_a_proxied_request(tmp_path: Path) -> 
             await log.append(AuditEventIn(type="dwa.request", dealer_id="d1", customer_id="c1", session_id="s-1",
                                           source_ip="127.0.0.1",
                                           details={"method": "GET", "path": path, "status": 200, "user_id": user_id}))
-        port, clock = free_tcp_port(), Clock()
-        settings = PortalSettings(port=port, public_url=f"http://127.0.0.1:{port}",
-                                  secret_key=SecretStr(secrets.token_urlsafe(32)))
-        app = create_app(settings, db=db, broker=PolicyBroker(db, clock, settings.public_url), audit=log, clock=clock)
-        async with served(app, port) as url:
+        async with portal_over(db, log) as portal:
             auditor, secret = await create_user(db, Role.AUDITOR, dealer="d1")
-            async with httpx.AsyncClient(base_url=url, timeout=30, headers={"accept": "text/html"}) as c:
-                await sign_in(c, Served(url, db, log, clock), auditor, secret)
+            async with httpx.AsyncClient(base_url=portal.url, timeout=30, headers={"accept": "text/html"}) as c:
+                await sign_in(c, portal, auditor, secret)
                 page = (await c.get("/audit", params={"type": "dwa.request"})).text
     rows = {m.group(1): m.group(2) for m in re.finditer(
         r'<tr data-seq="(\d+)">.*?<td data-label="Who">(.*?)(?:<div|</td>)', page, re.S)}
