@@ -26,14 +26,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from audit.log import AuditLog  # noqa: E402
-from benchmarks.proxy import DEVICE_IP, Sessions, start_nginx, wait_port, wrk  # noqa: E402
+from benchmarks.proxy import DEVICE_IP, Sessions, stage, wait_port, wrk  # noqa: E402
 from gateway.proxy.routes import RouteTable  # noqa: E402
 from gateway.proxy.server import DwaProxy  # noqa: E402
 from gateway.session_hosts import node_label  # noqa: E402
@@ -41,7 +40,6 @@ from lab.ews import EwsServer  # noqa: E402
 from lab.ports import free_tcp_port  # noqa: E402
 from printgate.cli.nodes import LbNode, render  # noqa: E402
 from printgate.gc_tuning import tune_for_serving  # noqa: E402
-from printgate.store.db import Database, migrate  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "lb_hop.json"
 HAPROXY_CFG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
@@ -75,12 +73,7 @@ def start_haproxy(d: Path, proxy_port: int, nginx_port: int) -> tuple[subprocess
 async def main(seconds: int) -> dict[str, object]:
     if shutil.which("haproxy") is None or shutil.which("wrk") is None or shutil.which("nginx") is None:
         raise SystemExit("lb_hop: needs haproxy, wrk and nginx (scripts/system-deps.sh)")
-    tmp = Path(tempfile.mkdtemp(prefix="printgate-bench-lb-"))
-    tmp.chmod(0o755)  # nginx workers run as nobody
-    nginx, nginx_port = start_nginx(tmp, "")
-    url_db = f"sqlite+aiosqlite:///{tmp}/audit.db"
-    await migrate(url_db)
-    db = Database(url_db)
+    tmp, nginx, nginx_port, db = await stage("printgate-bench-lb-")
     routes = RouteTable()
 
     async def on_end(_sid: str) -> None:

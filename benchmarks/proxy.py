@@ -340,15 +340,25 @@ class StallDetector:
         }
 
 
+async def stage(prefix: str) -> tuple[Path, subprocess.Popen[bytes], int, Database]:
+    """A benchmark's scratch directory, nginx serving the device pages from it, and a migrated SQLite
+    audit database in it."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    tmp.chmod(0o755)  # nginx workers run as nobody
+    nginx, nginx_port = start_nginx(tmp, "")
+    await migrate(audit_url(tmp))
+    return tmp, nginx, nginx_port, Database(audit_url(tmp))
+
+
+def audit_url(tmp: Path) -> str:
+    """The audit database of the benchmark directory ``tmp`` (the proxy workers open it too)."""
+    return f"sqlite+aiosqlite:///{tmp}/audit.db"
+
+
 async def browse_only(browse_seconds: int, stall_detector: bool) -> dict[str, object]:
     """Just the browse model (``--only browse``): the single proxy and mitmdump, with a stall detector."""
-    tmp = Path(tempfile.mkdtemp(prefix="printgate-bench-proxy-"))
-    tmp.chmod(0o755)
-    nginx, nginx_port = start_nginx(tmp, "")
+    _tmp, nginx, nginx_port, db = await stage("printgate-bench-proxy-")
     mitm, mitm_port = start_mitmdump(nginx_port)
-    url_db = f"sqlite+aiosqlite:///{tmp}/audit.db"
-    await migrate(url_db)
-    db = Database(url_db)
     routes = RouteTable()
 
     async def on_end(_sid: str) -> None:
@@ -405,13 +415,8 @@ async def browse_only(browse_seconds: int, stall_detector: bool) -> dict[str, ob
 
 
 async def main(seconds: int, rounds: int, workers: int, browse_seconds: int) -> dict[str, object]:
-    tmp = Path(tempfile.mkdtemp(prefix="printgate-bench-proxy-"))
-    tmp.chmod(0o755)  # nginx workers run as nobody
-    nginx, nginx_port = start_nginx(tmp, "")
+    tmp, nginx, nginx_port, db = await stage("printgate-bench-proxy-")
     mitm, mitm_port = start_mitmdump(nginx_port)
-    url_db = f"sqlite+aiosqlite:///{tmp}/audit.db"
-    await migrate(url_db)
-    db = Database(url_db)
     routes = RouteTable()
 
     async def on_end(_sid: str) -> None:
@@ -485,7 +490,7 @@ async def main(seconds: int, rounds: int, workers: int, browse_seconds: int) -> 
         if workers > 1:
             try:
                 results["workers"] = await pool_section(
-                    url_db, workers, nginx_port, tmp, seconds, browse_seconds, many, table["100k_c20"], quiet_browse,
+                    audit_url(tmp), workers, nginx_port, tmp, seconds, browse_seconds, many, table["100k_c20"], quiet_browse,
                 )
             except WorkerFailed as exc:  # a loaded machine: the workers' start-up (imports) ran past its limit
                 results["workers"] = {"workers": workers, "failed": str(exc)}
