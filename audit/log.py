@@ -33,7 +33,6 @@ from audit.chain import (
     PreparedEvent,
     build_entry,
     format_at,
-    parse_at,
     prepare,
     seal,
 )
@@ -191,8 +190,8 @@ class AuditLog:
                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[AuditRecord]]:
         """The rows of ``prepared`` sealed after ``(last_seq, last_hash)``, and their records."""
         at_dt = self._clock()
-        at = format_at(at_dt)
-        at_dt = parse_at(at)
+        at = format_at(at_dt)  # raises for a naive time
+        at_dt = at_dt.astimezone(UTC)  # what ``at`` says, exactly (microseconds kept): no strptime per batch
         rows: list[dict[str, Any]] = []
         personal_rows: list[dict[str, Any]] = []
         records: list[AuditRecord] = []
