@@ -2,6 +2,9 @@
 
 Same nginx origin, same wrk, same run:
 - wrk requests/s and p99 latency, small page and 100 KB page, 20 connections and 1 connection;
+  next to each, the same proxy without the issue-21 content checks (``without_content_checks``:
+  same sessions, same audit-before-answer, same rewriting): the cost of the checks alone
+  (``ratio_checks_cost``, target >= 0.9);
 - browse (the p99 < 200 ms target): 100 sessions, each loading a status page and its style sheet and
   script, then thinking about 1 s (+- a quarter); open loop (each page load is due on a schedule that
   does not wait for the proxy and its latency counts from when it was due: no coordinated omission),
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import re
@@ -44,6 +48,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -110,6 +115,15 @@ def start_mitmdump(upstream_port: int) -> tuple[subprocess.Popen[bytes], int]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     return proc, port
+
+
+def stop_processes(*procs: subprocess.Popen[bytes]) -> None:
+    for proc in procs:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 async def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 15.0) -> None:
@@ -256,6 +270,58 @@ async def chromium_page_load(direct_url: str, proxied_url: str, launch_url: str,
                     "ratio": round(p / d, 2), "rounds": rounds, "target_ratio": 1.5}
         finally:
             await browser.close()
+
+
+# the issue-21 content checks: the addons the reference proxy of the throughput table runs without
+CONTENT_CHECKS = frozenset({
+    "BlockUploads", "TransferBudget", "BlockDownloads", "ServiceWorkerGuard", "RequestLineGuard",
+    "VendorEndpointGuard", "BoundedDecoding", "WebSocketGuard", "WebSocketBound",
+})
+
+
+@contextlib.contextmanager
+def without_content_checks() -> Iterator[None]:
+    """A ``DwaProxy`` started inside builds its pipeline without ``CONTENT_CHECKS`` (everything else
+    kept: session sign-in, routing, rewriting, banner, headers, the audit record before each
+    answer). Only for this benchmark's reference: it measures what the checks cost."""
+    import gateway.proxy.server as server
+
+    original = server.default_addons
+
+    def reduced(*args: Any, **kwargs: Any) -> list[object]:
+        addons = original(*args, **kwargs)
+        names = {type(a).__name__ for a in addons}
+        if not CONTENT_CHECKS <= names:  # a renamed check would silently stay in the reference
+            raise RuntimeError(f"not in the pipeline any more: {sorted(CONTENT_CHECKS - names)}")
+        return [a for a in addons if type(a).__name__ not in CONTENT_CHECKS]
+
+    server.default_addons = reduced
+    try:
+        yield
+    finally:
+        server.default_addons = original
+
+
+async def without_checks_wrk(routes: RouteTable, db: Database, nginx_port: int, page: str, conns: int,
+                             seconds: int) -> dict[str, float]:
+    """wrk through a proxy without the content checks, started for this measurement and stopped
+    after it. Not beside the measured proxy: mitmproxy hands new connections to the master started
+    last (a module global), so while it runs every connection in this process gets its pipeline."""
+    async def on_end(_sid: str) -> None:
+        return None
+
+    with without_content_checks():
+        reference = DwaProxy("127.0.0.1", 0, dwa_domain="dwa.localhost", routes=routes,
+                             audit=AuditLog(db, None), on_end_request=on_end)
+        await reference.start()
+    try:
+        host, cookie = await Sessions(reference, routes, nginx_port, f"http://{DEVICE_IP}:{nginx_port}").open(
+            f"reference-{page}-{conns}")
+        url = f"http://127.0.0.1:{reference.port}/{page}"
+        await wrk(url, conns=conns, seconds=1, headers={"Host": host, "Cookie": cookie})  # warm, as the measured one is
+        return await wrk(url, conns=conns, seconds=seconds, headers={"Host": host, "Cookie": cookie})
+    finally:
+        await reference.aclose()
 
 
 TARGET_NOTE = (
@@ -405,13 +471,66 @@ async def browse_only(browse_seconds: int, stall_detector: bool) -> dict[str, ob
     finally:
         await proxy.aclose()
         await db.aclose()
-        for proc in (mitm, nginx):
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(mitm, nginx)
     return results
+
+
+async def throughput_table(proxy: DwaProxy, routes: RouteTable, db: Database, nginx_port: int, mitm_port: int,
+                           session: tuple[str, str], seconds: int) -> dict[str, dict[str, object]]:
+    """wrk, same page over and over, small and 100 KB pages, 20 connections and 1: nginx direct,
+    mitmdump, the proxy (``session``: its Host and Cookie) and the proxy without the content checks."""
+    proxy_base = f"http://127.0.0.1:{proxy.port}"
+    host, cookie = session
+    table: dict[str, dict[str, object]] = {}
+    for page in ("small.html", "100k.html"):
+        for conns in (20, 1):
+            key = f"{page.split('.')[0]}_c{conns}"
+            table[key] = {
+                "nginx_direct": await wrk(f"http://{DEVICE_IP}:{nginx_port}/{page}", conns=conns, seconds=seconds),
+                "mitmdump_reverse": await wrk(f"http://127.0.0.1:{mitm_port}/{page}", conns=conns, seconds=seconds),
+                "printgate_proxy": await wrk(f"{proxy_base}/{page}", conns=conns, seconds=seconds,
+                                             headers={"Host": host, "Cookie": cookie}),
+                "printgate_without_content_checks": await without_checks_wrk(
+                    routes, db, nginx_port, page, conns, seconds),
+            }
+            for name, res in table[key].items():
+                if isinstance(res, dict) and (res["non_2xx"] or res["socket_errors"]):
+                    raise RuntimeError(f"{key} {name}: errors {res}")
+            pg = table[key]["printgate_proxy"]["rps"]  # type: ignore[index]
+            mm = table[key]["mitmdump_reverse"]["rps"]  # type: ignore[index]
+            ng = table[key]["nginx_direct"]["rps"]  # type: ignore[index]
+            ref = table[key]["printgate_without_content_checks"]["rps"]  # type: ignore[index]
+            table[key]["ratio_printgate_vs_mitmdump"] = round(pg / mm, 3) if mm else None
+            table[key]["ratio_printgate_vs_nginx"] = round(pg / ng, 4) if ng else None
+            table[key]["ratio_checks_cost"] = round(pg / ref, 3) if ref else None
+            table[key]["checks_cost_target"] = 0.9
+            print(key, json.dumps(table[key]), flush=True)
+    return table
+
+
+async def throughput_only(seconds: int) -> dict[str, object]:
+    """Just the throughput table (``--only throughput``)."""
+    _tmp, nginx, nginx_port, db = await stage("printgate-bench-proxy-")
+    mitm, mitm_port = start_mitmdump(nginx_port)
+    routes = RouteTable()
+
+    async def on_end(_sid: str) -> None:
+        return None
+
+    proxy = DwaProxy("127.0.0.1", 0, dwa_domain="dwa.localhost", routes=routes,
+                     audit=AuditLog(db, None), on_end_request=on_end)
+    try:
+        await proxy.start()
+        tune_for_serving()
+        await wait_port(nginx_port, DEVICE_IP)
+        await wait_port(mitm_port)
+        session = await Sessions(proxy, routes, nginx_port, f"http://{DEVICE_IP}:{nginx_port}").open("bench0")
+        return {"benchmark": "proxy --only throughput",
+                "throughput": await throughput_table(proxy, routes, db, nginx_port, mitm_port, session, seconds)}
+    finally:
+        await proxy.aclose()
+        await db.aclose()
+        stop_processes(mitm, nginx)
 
 
 async def main(seconds: int, rounds: int, workers: int, browse_seconds: int) -> dict[str, object]:
@@ -439,25 +558,7 @@ async def main(seconds: int, rounds: int, workers: int, browse_seconds: int) -> 
         sessions = Sessions(proxy, routes, nginx_port, f"http://{DEVICE_IP}:{nginx_port}")
         host, cookie = await sessions.open("bench0")
         proxy_base = f"http://127.0.0.1:{proxy.port}"
-        table: dict[str, dict[str, object]] = {}
-        for page in ("small.html", "100k.html"):
-            for conns in (20, 1):
-                key = f"{page.split('.')[0]}_c{conns}"
-                table[key] = {
-                    "nginx_direct": await wrk(f"http://{DEVICE_IP}:{nginx_port}/{page}", conns=conns, seconds=seconds),
-                    "mitmdump_reverse": await wrk(f"http://127.0.0.1:{mitm_port}/{page}", conns=conns, seconds=seconds),
-                    "printgate_proxy": await wrk(f"{proxy_base}/{page}", conns=conns, seconds=seconds,
-                                                 headers={"Host": host, "Cookie": cookie}),
-                }
-                for name, res in table[key].items():
-                    if isinstance(res, dict) and (res["non_2xx"] or res["socket_errors"]):
-                        raise RuntimeError(f"{key} {name}: errors {res}")
-                pg = table[key]["printgate_proxy"]["rps"]  # type: ignore[index]
-                mm = table[key]["mitmdump_reverse"]["rps"]  # type: ignore[index]
-                ng = table[key]["nginx_direct"]["rps"]  # type: ignore[index]
-                table[key]["ratio_printgate_vs_mitmdump"] = round(pg / mm, 3) if mm else None
-                table[key]["ratio_printgate_vs_nginx"] = round(pg / ng, 4) if ng else None
-                print(key, json.dumps(table[key]), flush=True)
+        table = await throughput_table(proxy, routes, db, nginx_port, mitm_port, (host, cookie), seconds)
         results["throughput"] = table
 
         # 100 concurrent sessions, one connection each, random session per request
@@ -519,12 +620,7 @@ async def main(seconds: int, rounds: int, workers: int, browse_seconds: int) -> 
         await ews.aclose()
         await proxy.aclose()
         await db.aclose()
-        for proc in (mitm, nginx):
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(mitm, nginx)
     return results
 
 
@@ -786,12 +882,16 @@ if __name__ == "__main__":
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--workers", type=int, default=2, help="proxy worker processes for the pool section (1: skip)")
     ap.add_argument("--browse-seconds", type=int, default=20, help="length of each browse-model run")
-    ap.add_argument("--only", choices=["browse"], help="run only this section (printed, not written to the results)")
+    ap.add_argument("--only", choices=["browse", "throughput"],
+                    help="run only this section (printed, not written to the results)")
     ap.add_argument("--stalls", action="store_true", help="with --only browse: record event-loop stalls and stacks")
     a = ap.parse_args()
     if a.only == "browse":
         quick = asyncio.run(browse_only(a.browse_seconds, a.stalls))
         print(json.dumps(quick, indent=2))
+        sys.exit(0)
+    if a.only == "throughput":
+        print(json.dumps(asyncio.run(throughput_only(a.seconds)), indent=2))
         sys.exit(0)
     ap_load = Path("/proc/loadavg").read_text().split()[:3]
     out = asyncio.run(main(a.seconds, a.rounds, a.workers, a.browse_seconds))
