@@ -163,6 +163,7 @@ class DwaProxy(SessionUrls, Service):
         self.connections: ConnectionGuard | None = None
         self._guard_task: asyncio.Task[None] | None = None
         self._closer: _ConnectionCloser | None = None
+        self._addons: list[object] = []  # the pipeline's addons: their ``done`` at shutdown
         self._previous_ctx: tuple[Any, Any, Any] = (None, None, None)
         self.port = 0
 
@@ -216,6 +217,7 @@ class DwaProxy(SessionUrls, Service):
         # fail closed: an exception in any addon answers the flow with a refusal, never passes it on;
         # one mitmproxy addon dispatches the whole ordered pipeline (fail_closed.Pipeline)
         master.addons.add(Pipeline(fail_closed([*pipeline, self.connections], self._audit)))
+        self._addons = [*pipeline, self.connections]
         # placeholder upstream; RouteUpstream picks the real one. Browser-side TLS is
         # detected from the ClientHello (public_scheme="https"), see the class docstring.
         mode = "reverse:http://127.0.0.1:9"
@@ -295,10 +297,20 @@ class DwaProxy(SessionUrls, Service):
                 mitmproxy_ctx.master, mitmproxy_ctx.options, mitmproxy_ctx.log = self._previous_ctx
             self._master = None
             self._run_task = None
+        self._addons_done()
         await self._audit.aclose()
         if self._closer is not None:
             early_refusal.unregister(self._closer)
         log.info("dwa.proxy_stopped", port=self.port)
+
+    def _addons_done(self) -> None:
+        """mitmproxy's ``done`` hook for the pipeline's addons (``Pipeline`` passes on flow hooks
+        only): BlockDownloads kills its check worker processes here."""
+        addons, self._addons = self._addons, []
+        for addon in addons:
+            done = getattr(addon, "done", None)
+            if callable(done):
+                done()
 
     async def flush_audit(self) -> None:
         """Wait until every queued audit event of allowed requests is stored."""

@@ -18,24 +18,23 @@ from __future__ import annotations
 import asyncio
 import random
 import statistics
+import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from aiohttp import web
 
-from gateway.proxy import check_pool
+from gateway.proxy import check_workers
 from gateway.proxy.addons.block_downloads import BlockDownloads
-from gateway.proxy.check_pool import CheckPool
+from gateway.proxy.check_workers import CheckWorkers, body_workers
 from gateway.proxy.fail_closed import Pipeline, unwrap
 from lab.ports import free_tcp_port
 from tests.proxy.conftest import ProxyHarness
 from tests.proxy.hostile_device import HostileDevice, make_app
 from tests.proxy.test_r4_alphabets import refusals, still_serves_pages, technician
-
-T = TypeVar("T")
 
 
 def crafted_css(seed: int) -> bytes:
@@ -151,28 +150,41 @@ async def test_another_sessions_pages_keep_their_latency_while_crafted_pages_are
 _SESSION: ContextVar[str] = ContextVar("session", default="")
 
 
-class CountingPool(CheckPool):
-    """The proxy's check pool, counting the checks in flight (overall and per session)."""
+class CountingPool(CheckWorkers):
+    """The proxy's body check workers, counting the checks in flight: per session in its turn,
+    overall in the worker round trips (inside the slots)."""
 
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
+    def __init__(self) -> None:
+        model = body_workers()
+        super().__init__(model.kind, model.slots, model.bound)
         self.running: dict[str, int] = {}
         self.most_per_session = 0
+        self.in_workers = 0
         self.most_overall = 0
+        self._count_lock = threading.Lock()
 
-    async def run(self, session_id: str, func: Callable[..., T], *args: Any) -> T:
+    async def run(self, session_id: str, *args: Any) -> Any:
         _SESSION.set(session_id)
-        return await super().run(session_id, func, *args)
+        return await super().run(session_id, *args)
 
-    async def _submit(self, func: Callable[..., T], args: tuple[Any, ...]) -> T:
+    async def call(self, *args: Any) -> Any:
         session_id = _SESSION.get()
         self.running[session_id] = self.running.get(session_id, 0) + 1
         self.most_per_session = max(self.most_per_session, self.running[session_id])
-        self.most_overall = max(self.most_overall, sum(self.running.values()))
         try:
-            return await super()._submit(func, args)
+            return await super().call(*args)
         finally:
             self.running[session_id] -= 1
+
+    def _round_trip(self, args: tuple[Any, ...], bound: float) -> Any:
+        with self._count_lock:
+            self.in_workers += 1
+            self.most_overall = max(self.most_overall, self.in_workers)
+        try:
+            return super()._round_trip(args, bound)
+        finally:
+            with self._count_lock:
+                self.in_workers -= 1
 
 
 async def test_one_heavy_check_per_session_and_a_bounded_number_in_all(harness: ProxyHarness,
@@ -184,12 +196,13 @@ async def test_one_heavy_check_per_session_and_a_bounded_number_in_all(harness: 
     try:
         results = await asyncio.gather(*(timed_get(c, "/big") for c in (first, first, first, second, second)))
         assert {status for status, _ in results} == {403}, results
-        assert counting.most_per_session == 1 and counting.most_overall <= counting.slots == check_pool.SLOTS
+        assert counting.most_per_session == 1 and counting.most_overall <= counting.slots == check_workers.BODY_SLOTS
         assert counting.in_flight() == 0  # nothing left queued
         await still_serves_pages(first)
         await still_serves_pages(second)
     finally:
         addon.check_pool = old
+        counting.close()
         await first.aclose()
         await second.aclose()
 
@@ -199,20 +212,24 @@ async def test_a_check_over_its_wall_clock_bound_is_refused_and_the_next_one_run
     """Fail closed: the worker that overran is killed, the body refused as too complex (audited,
     not remembered), and a new worker checks the next large body."""
     addon = block_downloads(harness)
-    old, addon.check_pool = addon.check_pool, CheckPool(wall_s=0.0, grace_s=0.0)
+    strict = body_workers(wall_s=0.0, grace_s=0.0)
+    old, addon.check_pool = addon.check_pool, strict
     client = await technician(harness, device)
     try:
         r = await client.request("GET", "/fresh")
         assert r.status_code == 403, r.status_code
+        assert strict.timeouts == 1
         blocked = await refusals(harness, client)
         assert [str(e.details["rule"]) for e in blocked] == ["download.too_complex"], blocked
         assert "too complex to check" in str(blocked[0].details["reason"])
         await still_serves_pages(client)
-        addon.check_pool = old
+        strict.bound = body_workers().bound
         r = await client.request("GET", "/fresh")  # a new worker checks it
         assert r.status_code == 200 and "Toner 7 %" in r.text, r.status_code
+        assert strict.calls == 2 and strict.timeouts == 1
     finally:
         addon.check_pool = old
+        strict.close()
         await client.aclose()
 
 

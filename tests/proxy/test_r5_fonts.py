@@ -136,10 +136,10 @@ async def test_a_font_no_style_sheet_named_is_refused_without_being_parsed(harne
     client = await technician(harness, device)
     await client.request("GET", "/r5/site.css")
     parser = addon_of(client.route.session_id).font_parser
-    before = parser.parses
+    before = parser.calls
     refused = await client.request("GET", "/r5/unnamed/1.woff2", headers=FONT_FETCH)
     assert refused.status_code == 403
-    assert parser.parses == before  # the old code parsed it (5 s of CPU) and then refused it
+    assert parser.calls == before  # the old code parsed it (5 s of CPU) and then refused it
     details = await assert_one_attributed_refusal(harness, client, "download.font_not_referenced")
     assert details["rule"] == "download.font_not_referenced"
     await still_serves_pages(client)
@@ -180,7 +180,7 @@ async def test_slow_fonts_do_not_stall_another_sessions_font_and_pages(harness, 
     pages_alone = [await page_ms() for _ in range(8)]
 
     addon.verdicts = BodyVerdicts()  # the victim's font is parsed again under attack (not remembered)
-    parses = parser.parses
+    parses = parser.calls
     attack = [asyncio.create_task(attacker.request("GET", f"/r5/slow/{i}.woff2", headers=FONT_FETCH, timeout=120))
               for i in range(4)]
     await asyncio.sleep(0.3)
@@ -193,7 +193,7 @@ async def test_slow_fonts_do_not_stall_another_sessions_font_and_pages(harness, 
 
     # the attacker's fonts: refused as too complex, one parse for all four version variants
     assert all(a.status_code == 403 for a in answers), [a.status_code for a in answers]
-    assert parser.parses - parses == 2  # one for the attacker's four variants, one for the victim
+    assert parser.calls - parses == 2  # one for the attacker's four variants, one for the victim
     assert parser.timeouts >= 1
     blocked = await refusals(harness, attacker)
     assert len(blocked) == 4 and {e.details["rule"] for e in blocked} == {"download.too_complex"}

@@ -23,10 +23,19 @@ from mitmproxy import http
 from gateway.proxy import encoded, font_check, pages, sniff
 from gateway.proxy.addons.block_uploads import JSON_TYPES, is_json_or_xml, json_strings, media_type
 from gateway.proxy.addons.security_headers import REMOVE as REPLACED_HEADERS
-from gateway.proxy.check_pool import CPU_S, OFFLOAD_MIN_BYTES, WALL_S, CheckPool, CheckUnavailable
+from gateway.proxy.check_workers import (
+    CPU_S,
+    OFFLOAD_MIN_BYTES,
+    WALL_S,
+    CheckOverran,
+    CheckUnavailable,
+    CheckWorkers,
+    body_workers,
+    font_workers,
+    parse_timeout,
+)
 from gateway.proxy.decision import FlowDecision, is_generated, route_of
 from gateway.proxy.font_refs import FontReferences
-from gateway.proxy.font_worker import TOO_COMPLEX, FontParser, parse_timeout
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.response_headers import HeaderTally, header_finding
 from gateway.proxy.routes import RouteTable
@@ -125,7 +134,7 @@ class BodyVerdicts:
         return hmac.digest(self._key, body, "sha256"), mtype, lim
 
 
-_FONT_IN_WORKER = "font"  # FONT as it comes back from the worker process (a sentinel does not pickle)
+_FONT_IN_WORKER = "font"  # FONT as it comes back from the worker process (its answer is JSON)
 _worker_checker: BlockDownloads | None = None
 
 
@@ -179,13 +188,13 @@ class BlockDownloads:
         self._vendors = vendors
         # proxy workers: another process may have served the CSS naming a font (see _check_font)
         self._trust_font_dest = trust_font_dest
-        self.font_parser = FontParser()
+        self.font_parser = font_workers()  # fonts parsed in worker processes (issue 21 round 5 F4)
         self._by_vendor: dict[str, ProxyLimits] = {}
         self.fonts = FontReferences()
         self.verdicts = BodyVerdicts()
         # heavy body checks off the event loop, one per session at a time (issue 21 round 5 F5);
         # None: every body inline (unit tests of the checks, the cost measurements)
-        self.check_pool: CheckPool | None = CheckPool()
+        self.check_pool: CheckWorkers | None = body_workers()
         # new header characters passed on per session, over all its responses (round 5 F3)
         self.header_tally = HeaderTally()
         if routes is not None:
@@ -199,6 +208,13 @@ class BlockDownloads:
         if found is None:
             found = self._by_vendor[vendor] = self._vendors.limits_for(vendor, self._limits)
         return found
+
+    def done(self) -> None:
+        """The proxy stops: its check worker processes are killed (they would live on until the
+        proxy's process exits, or a parse in them ended)."""
+        self.font_parser.close()
+        if self.check_pool is not None:
+            self.check_pool.close()
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if is_generated(flow) or flow.response is None:
@@ -222,7 +238,7 @@ class BlockDownloads:
         body = flow.response.get_content(strict=False) or b""
         mtype = media_type(flow.response.headers.get("content-type", ""))
         try:
-            verdict, keep = await self.check_pool.run(session_id, body_verdict_in_worker, mtype, body, lim)
+            verdict, keep = await self.check_pool.run(session_id, mtype, body, lim)
         except CheckUnavailable as exc:  # fail closed, not remembered (the host, not the body)
             verdict, keep = ("download.too_complex",
                              f"The response is refused, not let through unchecked: {exc}.", len(body)), False
@@ -238,7 +254,7 @@ class BlockDownloads:
     async def _parse_font_then_check(self, flow: http.HTTPFlow, session_id: str, lim: ProxyLimits) -> None:
         """A font not seen before, that this request may have, is parsed (fontTools, pure Python:
         0.05-0.6 s per 100 KB for a real web font) in a worker process with a time bound, at most
-        one at a time per session (``font_worker``), so other sessions' requests go on meanwhile."""
+        one at a time per session (``check_workers``), so other sessions' requests go on meanwhile."""
         assert flow.response is not None
         body = flow.response.get_content(strict=False) or b""
         key = font_check.cache_form(body)
@@ -246,13 +262,17 @@ class BlockDownloads:
             # a font of this session parsed while this one waited may have been this one
             structure = self.verdicts.lookup(key, _FONT_STRUCTURE, lim)
             if structure is BodyVerdicts.MISSING:
-                problem = await self.font_parser.problem(body, sniff.clean_font_kind(body))
                 structure = None
-                if problem == TOO_COMPLEX:
+                try:
+                    problem = await self.font_parser.call(body, sniff.clean_font_kind(body))
+                except CheckOverran:
+                    problem = None
                     structure = ("download.too_complex",
                                  "The font is refused, not let through unchecked: it takes too long to "
                                  f"check (over {parse_timeout(len(body)):.1f} s).", len(body))
-                elif problem is not None:
+                except CheckUnavailable as exc:  # refused, not passed (the worker died, did not start)
+                    problem = f"a font whose check did not finish ({exc})"
+                if problem is not None:
                     structure = ("download.not_a_font",
                                  f"The response claims to be a font but is {problem}.", len(body))
                 self.verdicts.put(key, _FONT_STRUCTURE, lim, structure)

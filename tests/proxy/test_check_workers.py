@@ -1,0 +1,147 @@
+"""The heavy checks' worker processes (``gateway.proxy.check_workers``): real workers, real checks.
+
+They go with the proxy: ``DwaProxy.aclose`` kills every worker its BlockDownloads started (before,
+the font and body workers lived on until the proxy's process exited). A worker is reused while
+idle, killed when busy at ``close``; its answer is JSON of a known shape, decoded strictly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from gateway.proxy.check_workers import (
+    CheckUnavailable,
+    CheckWorkers,
+    decode_answer,
+    font_workers,
+)
+from gateway.proxy.limits import ProxyLimits
+from lab.ports import free_tcp_port
+from printgate.testing.audit import ReadableAuditLog
+from tests.proxy.budget_harness import budget_proxy
+from tests.proxy.hostile_device import HostileDevice, make_app
+from tests.proxy.test_r4_alphabets import technician
+from tests.proxy.test_r4_fonts import REAL_WOFF2
+from tests.proxy.test_r5_fairness import ORDINARY
+from tests.proxy.test_r5_fonts import FONT_FETCH, SLOW
+
+
+def check_worker_pids() -> set[int]:
+    """The check worker processes alive among this process's children (from /proc, not from the
+    proxy's own bookkeeping)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # state, ppid, ...
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"gateway.proxy.check_workers" in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+class WorkerDevice(HostileDevice):
+    """A large page (checked in a body worker) and a font its style sheet names (a font worker)."""
+
+    async def start(self) -> None:
+        self.port = free_tcp_port(self.host)
+        app = make_app(self.state)
+
+        async def page(_request: web.Request) -> web.Response:
+            return web.Response(body=ORDINARY, headers={"content-type": "text/html"})
+
+        async def css(_request: web.Request) -> web.Response:
+            return web.Response(text="@font-face{font-family:w;src:url(/w/font.woff2)}", content_type="text/css")
+
+        async def font(_request: web.Request) -> web.Response:
+            return web.Response(body=REAL_WOFF2, headers={"content-type": "font/woff2"})
+
+        app.router.add_get("/w/page", page)
+        app.router.add_get("/w/site.css", css)
+        app.router.add_get("/w/font.woff2", font)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+
+
+@pytest.fixture(scope="module")
+async def device() -> AsyncIterator[WorkerDevice]:
+    async with WorkerDevice() as d:
+        yield d
+
+
+async def test_no_check_worker_outlives_the_proxy(audit_db: ReadableAuditLog, device: WorkerDevice) -> None:
+    others = check_worker_pids()  # the shared proxy's workers, if any: not this proxy's
+    async with budget_proxy(audit_db, ProxyLimits().session_budget) as h:
+        client = await technician(h, device)
+        try:
+            page = await client.request("GET", "/w/page")
+            assert page.status_code == 200 and "Toner 42 %" in page.text
+            assert (await client.request("GET", "/w/site.css")).status_code == 200
+            font = await client.request("GET", "/w/font.woff2", headers=FONT_FETCH)
+            assert font.status_code == 200, font.text[:300]
+        finally:
+            await client.aclose()
+        mine = check_worker_pids() - others
+        assert len(mine) == 2, mine  # one body worker, one font worker, idle now
+    # the old code: both still alive here (until the test process exits)
+    assert not mine & check_worker_pids()
+
+
+async def test_an_idle_worker_is_reused_and_a_busy_one_killed_at_close() -> None:
+    others = check_worker_pids()
+    workers = CheckWorkers("font", 1, lambda *_args: 60.0)
+    assert await workers.run("s", REAL_WOFF2, "woff2") is None
+    assert await workers.run("s", REAL_WOFF2, "woff2") is None
+    mine = check_worker_pids() - others
+    assert len(mine) == 1, mine  # the second parse ran in the first one's worker
+    slow = asyncio.create_task(workers.run("s", SLOW, "woff2"))  # ~3 s of CPU
+    await asyncio.sleep(0.5)
+    workers.close()
+    with pytest.raises(CheckUnavailable):
+        await slow
+    assert not mine & check_worker_pids()
+    with pytest.raises(CheckUnavailable, match="shut down"):  # nothing new starts after close
+        await workers.run("s", REAL_WOFF2, "woff2")
+    assert not check_worker_pids() - others
+
+
+async def test_a_font_check_over_its_bound_is_killed() -> None:
+    workers = font_workers()
+    try:
+        with pytest.raises(CheckUnavailable, match="too complex"):
+            await workers.run("s", SLOW, "woff2")  # 63 KB: a bound of 1.5 s, ~3 s of CPU
+        assert workers.timeouts == 1
+        assert await workers.run("s", REAL_WOFF2, "woff2") is None  # a new worker
+    finally:
+        workers.close()
+
+
+@pytest.mark.parametrize(("kind", "raw"), [
+    ("font", b"1"), ("font", b'["x"]'), ("font", b"\xff"),
+    ("body", b"null"), ("body", b'[null, 1]'), ("body", b'["fonts", true]'), ("body", b'[["a", "b"], true]'),
+    ("body", b'[["a", "b", true], true]'), ("body", b'[["a", "b", NaN], true]'), ("body", b'[["a", "b", 1.5], true]'),
+    ("body", b'[null, true, 1]'),
+])
+def test_an_answer_of_another_shape_is_refused(kind: str, raw: bytes) -> None:
+    with pytest.raises(ValueError):
+        decode_answer(kind, raw)
+
+
+def test_the_answers_of_the_known_shapes() -> None:
+    assert decode_answer("font", b"null") is None
+    assert decode_answer("font", b'"not a font file"') == "not a font file"
+    assert decode_answer("body", b"[null, true]") == (None, True)
+    assert decode_answer("body", b'["font", true]') == ("font", True)
+    assert decode_answer("body", b'[["download.binary", "binary", 40000], false]') == (
+        ("download.binary", "binary", 40000), False)
