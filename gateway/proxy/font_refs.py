@@ -11,11 +11,16 @@ _MAX_SESSIONS = 4096
 _MAX_PER_SESSION = 256
 
 
+def names_fonts(css: bytes) -> bool:
+    """Whether ``css`` may name fonts at all: ``font_paths`` finds none in a body without it."""
+    return b"@" in css and b"@font-face" in css  # fonts are declared in @font-face rules only
+
+
 def font_paths(css: bytes, base_url: str) -> set[str]:
     """Paths of the font files a style sheet (or an HTML page's inline styles) references."""
     found: set[str] = set()
-    if b"@" not in css or b"@font-face" not in css:
-        return found  # fonts are declared in @font-face rules only
+    if not names_fonts(css):
+        return found
     for m in _URL.finditer(css):
         ref = m.group(2).decode("utf-8", "replace")
         if ref.startswith("data:"):

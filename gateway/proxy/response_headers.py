@@ -54,6 +54,7 @@ HEADER_FREE_PER_RESPONSE = 128  # ... not counted in each response (a Date, a ne
 _TALLY_SESSIONS = 4096  # sessions whose header tally is kept (the oldest forgotten first)
 _SEEN_PER_SESSION = 512  # remembered name/value digests per session (least recently used forgotten first)
 _NAMES_PER_SESSION = 128  # header names whose latest value is remembered per session
+_LAST_FIELDS_BYTES = 4096  # a session's last fields are kept for the next response up to this size
 _URL_HEADERS = frozenset({b"location", b"content-location"})
 _ACTIVE_SCHEMES = (b"data:", b"blob:", b"javascript:", b"vbscript:", b"filesystem:")
 _URL_WHITESPACE = bytes(range(0x21))  # a browser strips leading controls and spaces from a URL
@@ -140,11 +141,35 @@ def _changed(old: bytes, new: bytes) -> int:
     return len(new) - head - tail
 
 
+def _field_keys(fields: tuple[tuple[bytes, bytes], ...], ignored: frozenset[bytes],
+                tally: _SessionHeaders) -> list[tuple[bytes, bytes] | None]:
+    """Per field its lower-case name and the digest of "name:value" (None: an ``ignored`` name),
+    taken from the session's last charged fields where the field at that place is equal (the
+    same bytes: the same name and digest; an EWS sends the same headers but a new Date)."""
+    last, last_keys = (tally.last_fields, tally.last_keys) if ignored is tally.last_ignored else ((), [])
+    keys: list[tuple[bytes, bytes] | None] = []
+    for index, pair in enumerate(fields):
+        if index < len(last) and last[index] == pair:
+            keys.append(last_keys[index])
+            continue
+        name = pair[0].lower()
+        if name in ignored:
+            keys.append(None)
+        else:
+            keys.append((name, hashlib.blake2b(name + b":" + pair[1], digest_size=16).digest()))
+    return keys
+
+
 @dataclass(slots=True)
 class _SessionHeaders:
     used: int = 0
     seen: dict[bytes, None] = field(default_factory=dict)  # digests of "name:value", oldest first
     latest: dict[bytes, bytes] = field(default_factory=dict)  # name -> its latest value
+    # the fields last charged and, per field, its lower-case name and digest (None: ignored): a
+    # field equal to the one at its place last time has the same name and digest, not recomputed
+    last_fields: tuple[tuple[bytes, bytes], ...] = ()
+    last_keys: list[tuple[bytes, bytes] | None] = field(default_factory=list)
+    last_ignored: frozenset[bytes] = frozenset()
 
 
 class HeaderTally:
@@ -170,14 +195,15 @@ class HeaderTally:
             if len(self._sessions) >= _TALLY_SESSIONS:
                 self._sessions.pop(next(iter(self._sessions)))
             tally = self._sessions[session_id] = _SessionHeaders()
+        fields = tuple(fields)
+        keys = _field_keys(fields, ignored, tally)
         cost = 0
         new_keys: list[bytes] = []
         latest: dict[bytes, bytes] = {}
-        for raw_name, value in fields:
-            name = raw_name.lower()
-            if name in ignored:
+        for (raw_name, value), named in zip(fields, keys, strict=True):
+            if named is None:
                 continue
-            key = hashlib.blake2b(name + b":" + value, digest_size=16).digest()
+            name, key = named
             if key in tally.seen:
                 tally.seen.pop(key)
                 tally.seen[key] = None  # most recently used last
@@ -193,6 +219,8 @@ class HeaderTally:
                     f"session and this response's would add {cost:,}: at most {self.allowance:,} are "
                     "passed on in a session (a file spread over many responses' headers).")
         tally.used += cost
+        if sum(len(name) + len(value) for name, value in fields) <= _LAST_FIELDS_BYTES:
+            tally.last_fields, tally.last_keys, tally.last_ignored = fields, keys, ignored
         for key in new_keys:
             tally.seen[key] = None
         while len(tally.seen) > _SEEN_PER_SESSION:

@@ -17,10 +17,11 @@ import json
 import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable
+from typing import NamedTuple
 
 from mitmproxy import http
 
-from gateway.proxy import encoded, font_check, pages, sniff
+from gateway.proxy import encoded, font_check, font_refs, pages, sniff
 from gateway.proxy.addons.block_uploads import JSON_TYPES, is_json_or_xml, json_strings, media_type
 from gateway.proxy.addons.security_headers import REMOVE as REPLACED_HEADERS
 from gateway.proxy.check_workers import (
@@ -72,9 +73,10 @@ class BodyVerdicts:
     """What the body checks decided about recent bodies (with their declared type and the limits
     they were checked under): an EWS serves the same status page, style sheet and script again
     and again, and a repeat costs a comparison or a digest instead of the sniffing and the
-    encoded-payload scan. Bodies under ``min_size`` are checked afresh (cheap anyway: a
-    100-byte page about 8 us; a 3 KB style sheet or script costs about 180 us afresh and 1-2 us
-    remembered, so the typical EWS assets are remembered too).
+    encoded-payload scan. Bodies under ``min_size`` are remembered at the exact level only (kept
+    as they are; a 100-byte page costs about 8 us afresh, 1 us remembered: no digest, which would
+    cost more than the comparison); a 3 KB style sheet or script costs about 180 us afresh and 1-2 us
+    remembered, so the typical EWS assets are remembered too.
 
     Two levels, both exact: the last bodies up to ``exact_bytes`` in all are kept as they are and a
     repeat is found by its length, type, limits and first and last bytes and then compared in full
@@ -88,6 +90,7 @@ class BodyVerdicts:
     def __init__(self, entries: int = 512, min_size: int = 1024, exact_bytes: int = 8 * 1024 * 1024) -> None:
         self._key = secrets.token_bytes(32)
         self._entries = entries
+        self._exact_entries = entries * 8  # many tiny bodies: their keys, not their bytes, fill memory
         self._min_size = min_size
         self._exact_limit = exact_bytes if entries else 0
         self._exact_size = 0
@@ -100,11 +103,13 @@ class BodyVerdicts:
 
     def lookup(self, body: bytes, mtype: str, lim: ProxyLimits) -> Verdict | object | None:
         """The verdict remembered for exactly this body, type and limits, or ``MISSING``."""
-        if len(body) < self._min_size or not self._entries:
+        if not self._entries:
             return self.MISSING
         near = self._exact.get(self._exact_key(body, mtype, lim))
         if near is not None and near[0] == body:
             return near[1]
+        if len(body) < self._min_size:  # never kept by digest
+            return self.MISSING
         digest = self._digest(body, mtype, lim)
         if digest not in self._seen:
             return self.MISSING
@@ -112,12 +117,13 @@ class BodyVerdicts:
         return self._seen[digest]
 
     def put(self, body: bytes, mtype: str, lim: ProxyLimits, verdict: Verdict | object | None) -> None:
-        if len(body) < self._min_size or not self._entries:
+        if not self._entries:
             return
-        digest = self._digest(body, mtype, lim)
-        self._seen[digest] = verdict
-        while len(self._seen) > self._entries:
-            self._seen.popitem(last=False)
+        if len(body) >= self._min_size:
+            digest = self._digest(body, mtype, lim)
+            self._seen[digest] = verdict
+            while len(self._seen) > self._entries:
+                self._seen.popitem(last=False)
         if len(body) > self._exact_limit // 8:
             return  # kept by digest only: a few large bodies would push out the many small ones
         ekey = self._exact_key(body, mtype, lim)
@@ -126,7 +132,7 @@ class BodyVerdicts:
             self._exact_size -= len(old[0])
         self._exact[ekey] = (body, verdict)
         self._exact_size += len(body)
-        while self._exact_size > self._exact_limit:
+        while self._exact_size > self._exact_limit or len(self._exact) > self._exact_entries:
             _k, (gone, _v) = self._exact.popitem(last=False)
             self._exact_size -= len(gone)
 
@@ -154,6 +160,47 @@ def body_verdict_in_worker(mtype: str, body: bytes, lim: ProxyLimits) -> tuple[V
     if verdict is FONT:
         return _FONT_IN_WORKER, True
     return verdict, True  # type: ignore[return-value]
+
+
+class _Heads(NamedTuple):
+    """What ``check`` and ``_apply`` read from a response's header fields (one pass over them)."""
+
+    refusal: tuple[str, str] | None  # a file offered (Content-Disposition) or ``header_finding``
+    content_type: str  # as ``headers.get("content-type", "")``: the values joined with ", "
+    typed: bool  # a Content-Type field is there (``"content-type" in headers``)
+    encoded: bool  # a Content-Encoding field is there: the body is read through ``get_content``
+
+
+_HEADS_MEMO = 256  # header field sets remembered per addon (an EWS sends the same ones again)
+_HEADS_MEMO_BYTES = 16 * 1024  # ... each at most this large (the memo's memory stays bounded)
+
+
+def _native(value: bytes) -> str:
+    return value.decode("utf-8", "surrogateescape")  # as mitmproxy's Headers give a value
+
+
+def _read_heads(fields: tuple[tuple[bytes, bytes], ...]) -> tuple[_Heads, int]:
+    """The header facts of ``fields`` (what ``headers.get_all``, ``headers.get`` and ``in`` would
+    give, found in one pass) and the fields' size."""
+    dispositions: list[bytes] = []
+    types: list[bytes] = []
+    encoded_body = False
+    size = 0
+    for raw_name, value in fields:
+        size += len(raw_name) + len(value)
+        name = raw_name.lower()
+        if name == b"content-disposition":
+            dispositions.append(value)
+        elif name == b"content-type":
+            types.append(value)
+        elif name == b"content-encoding":
+            encoded_body = True
+    refusal: tuple[str, str] | None = None
+    if any(_disposition_is_file(_native(v)) for v in dispositions):
+        refusal = "download.attachment", "The device offered a file download."
+    else:
+        refusal = header_finding(fields, _NOT_PASSED_ON)
+    return _Heads(refusal, ", ".join(_native(v) for v in types), bool(types), encoded_body), size
 
 
 def _disposition_is_file(value: str) -> bool:
@@ -192,6 +239,9 @@ class BlockDownloads:
         self._by_vendor: dict[str, ProxyLimits] = {}
         self.fonts = FontReferences()
         self.verdicts = BodyVerdicts()
+        # header facts by the exact header fields: a pure function of them, so a repeat (an EWS
+        # sends the same headers again, the Date changes once a second) is one dict lookup
+        self._heads: dict[tuple[tuple[bytes, bytes], ...], _Heads] = {}
         # heavy body checks off the event loop, one per session at a time (issue 21 round 5 F5);
         # None: every body inline (unit tests of the checks, the cost measurements)
         self.check_pool: CheckWorkers | None = body_workers()
@@ -215,6 +265,17 @@ class BlockDownloads:
         self.font_parser.close()
         if self.check_pool is not None:
             self.check_pool.close()
+
+    def _heads_of(self, resp: http.Response) -> _Heads:
+        fields = resp.headers.fields
+        found = self._heads.get(fields)
+        if found is None:
+            found, size = _read_heads(fields)
+            if size <= _HEADS_MEMO_BYTES:
+                if len(self._heads) >= _HEADS_MEMO:
+                    self._heads.pop(next(iter(self._heads)))
+                self._heads[fields] = found
+        return found
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if is_generated(flow) or flow.response is None:
@@ -282,6 +343,7 @@ class BlockDownloads:
 
     def _apply(self, flow: http.HTTPFlow, verdict: Verdict | None) -> None:
         assert flow.response is not None
+        heads = self._heads_of(flow.response)
         if verdict is None:  # once per response: what its headers pass on is added to the session's tally
             route = route_of(flow)
             finding = self.header_tally.charge(route.session_id if route else "", flow.response.headers.fields,
@@ -289,18 +351,15 @@ class BlockDownloads:
             if finding is not None:
                 verdict = finding[0], finding[1], len(flow.response.raw_content or b"")
         if verdict is None:
-            self._declare_type(flow.response)
+            self._declare_type(flow.response, heads)
             return
         rule, reason, size = verdict
-        pages.block(
-            flow,
-            FlowDecision(True, rule, reason, "response", flow.response.headers.get("content-type", ""), size),
-        )
+        pages.block(flow, FlowDecision(True, rule, reason, "response", heads.content_type, size))
 
     @staticmethod
-    def _declare_type(resp: http.Response) -> None:
+    def _declare_type(resp: http.Response, heads: _Heads) -> None:
         """Untyped bodies get the type they were checked as (the browser is told not to sniff)."""
-        if "content-type" in resp.headers or not resp.raw_content:
+        if heads.typed or not resp.raw_content:
             return
         body = resp.get_content(strict=False) or b""
         resp.headers["content-type"] = "text/html" if sniff.looks_like_html(body) else "text/plain"
@@ -315,19 +374,17 @@ class BlockDownloads:
         ``offload``, ``CHECK_BODY`` (a body of ``OFFLOAD_MIN_BYTES`` or more not judged before:
         ``response`` has it checked in a worker process and asks again with ``body_verdict``)."""
         lim = limits or self._limits
-        body = resp.get_content(strict=False) or b""
+        heads = self._heads_of(resp)
+        # no Content-Encoding field: get_content would return raw_content as it is
+        body = (resp.get_content(strict=False) if heads.encoded else resp.raw_content) or b""
         size = len(body)
-        for value in resp.headers.get_all("content-disposition"):
-            if _disposition_is_file(value):
-                return "download.attachment", "The device offered a file download.", size
-        finding = header_finding(resp.headers.fields, _NOT_PASSED_ON)
-        if finding is not None:
-            return finding[0], finding[1], size
+        if heads.refusal is not None:
+            return heads.refusal[0], heads.refusal[1], size
         if resp.status_code in NO_BODY_STATUSES or req.method.upper() == "HEAD":
             return None
         if not body:
             return None
-        mtype = media_type(resp.headers.get("content-type", ""))
+        mtype = media_type(heads.content_type)
         verdict = body_verdict
         if verdict is BodyVerdicts.MISSING:
             verdict = self.verdicts.lookup(body, mtype, lim)
@@ -355,7 +412,9 @@ class BlockDownloads:
                 if font_structure is BodyVerdicts.MISSING:
                     return PARSE_FONT
             return font_structure
-        if verdict is None and session_id and (mtype in CSS_TYPES or mtype in HTML_TYPES):
+        # names_fonts first: no @font-face, nothing recorded, and req.url is costly to build
+        if (verdict is None and session_id and (mtype in CSS_TYPES or mtype in HTML_TYPES)
+                and font_refs.names_fonts(body)):
             self.fonts.record(session_id, body, req.url)
         return verdict
 
