@@ -138,3 +138,71 @@ def test_hash_sized_pieces_of_a_file_still_add_up() -> None:
     digits = "".join(f"<p>{int.from_bytes(os.urandom(20)):050d}.{int.from_bytes(os.urandom(20)):050d}</p>"
                      for _ in range(10))  # digits with a point are numbers only in the SVG check's pieces
     assert _verdict(f"<html><body>{digits}</body></html>".encode(), "text/html") is None
+
+
+def _outcome(addon: BlockDownloads, body: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[object, ...]:
+    """What ``response`` decided about one response: the rule and the headers passed on."""
+    resp = response(content=body, headers={})
+    resp.headers.fields = tuple(headers)
+    f = flow(path="/p", with_route=route(), response=resp)
+    addon.response(f)
+    found = decision(f)
+    assert f.response is not None
+    return (found.rule if found is not None else None), f.response.headers.get("content-type")
+
+
+def test_remembered_header_facts_and_small_bodies_give_the_fresh_verdicts() -> None:
+    """The fast paths (header facts remembered by the exact fields, bodies under 1 KB remembered
+    and compared in full) answer as a fresh addon does, at their edges: the same fields again, a
+    field changed in one byte, a small body changed in one byte between its first and last 64."""
+    import gzip
+
+    page = b"<html><body>" + b"<p>ready</p>" * 40 + b"</body></html>"  # 500 bytes: under 1 KB
+    binary = page[:250] + b"\x00" + page[251:]  # same length, edges and type: only the middle differs
+    typed = [(b"Content-Type", b"text/html"), (b"Date", b"Sun, 06 Dec 2026 06:40:00 GMT")]
+    cases: list[tuple[bytes, list[tuple[bytes, bytes]]]] = [
+        (page, typed), (binary, typed), (page, typed),
+        (page, [*typed, (b"Content-Disposition", b"attachment; filename=a.html")]),
+        (page, [*typed, (b"Content-Disposition", b"inline")]),
+        (page, [*typed, (b"Location", b"data:text/html,x")]), (page, [*typed, (b"Location", b"/ok")]),
+        (page, [*typed, (b"X-D", b"A" * 3000)]), (page, typed[1:]), (b"a,b,c\n1,2,3\n", typed[1:]),
+        (gzip.compress(page), [*typed, (b"Content-Encoding", b"gzip")]),
+        (page, [(b"content-type", b"text/html"), (b"CONTENT-TYPE", b"text/css")]),
+    ]
+    remembering = BlockDownloads(ProxyLimits())
+    remembering.check_pool = None
+    for _round in range(2):  # the second round is answered from what the first remembered
+        for body, headers in cases:
+            fresh = BlockDownloads(ProxyLimits())
+            fresh.check_pool = None
+            assert _outcome(remembering, body, headers) == _outcome(fresh, body, headers), (body[:20], headers)
+    assert _outcome(remembering, binary, typed)[0] == "download.binary"
+
+
+def test_the_header_tally_with_remembered_digests_counts_as_afresh() -> None:
+    """A field equal to the one at its place in the session's last response reuses its name and
+    digest: the tally is the same as when every digest is computed afresh (fields moved, changed,
+    repeated, ignored names, another ignored set)."""
+    from gateway.proxy.response_headers import HeaderTally
+
+    ignored = frozenset({b"cache-control"})
+    date = (b"Date", b"Sun, 06 Dec 2026 06:40:00 GMT")
+    rounds: list[tuple[list[tuple[bytes, bytes]], frozenset[bytes]]] = [
+        ([date, (b"ETag", b'"a1"'), (b"Cache-Control", b"no-store")], ignored),
+        ([date, (b"ETag", b'"a1"'), (b"Cache-Control", b"no-store")], ignored),
+        ([(b"ETag", b'"a1"'), date, (b"X-A", b"1" * 200)], ignored),
+        ([(b"ETag", b'"a1"'), date, (b"X-A", b"1" * 199 + b"2")], ignored),
+        ([(b"ETag", b'"a1"'), date, (b"Cache-Control", b"x" * 300)], frozenset()),
+        ([(b"ETag", b'"a1"'), date, (b"Cache-Control", b"x" * 300)], ignored),
+        ([(b"etag", b'"a1"'), (b"ETag", b'"a2"')], ignored),
+    ] * 3
+    reusing, afresh = HeaderTally(allowance=2000), HeaderTally(allowance=2000)
+    for fields, names in rounds:
+        found = reusing.charge("s", tuple(fields), names)
+        state = afresh._sessions.get("s")
+        if state is not None:
+            state.last_fields, state.last_keys = (), []  # every digest computed afresh
+        assert found == afresh.charge("s", tuple(fields), names)
+        assert reusing.used("s") == afresh.used("s")
+        assert list(reusing._sessions["s"].seen) == list(afresh._sessions["s"].seen)
+        assert list(reusing._sessions["s"].latest.items()) == list(afresh._sessions["s"].latest.items())
