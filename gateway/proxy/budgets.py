@@ -88,7 +88,10 @@ class UserData:
 
     @property
     def total(self) -> int:
-        return sum(size for _, size in self.parts)
+        total = 0
+        for _, size in self.parts:  # a loop: a generator costs more on the six parts of every request
+            total += size
+        return total
 
     def describe(self) -> str:
         return ", ".join(f"{where} {size} B" for where, size in self.parts if size) or "nothing"
@@ -117,15 +120,24 @@ def cookie_pairs(req: http.Request) -> list[tuple[bytes, bytes]]:
     out = []
     for name, value in req.headers.fields:
         if name.lower() == b"cookie":
-            for part in value.split(b";"):
-                key, _, val = part.strip().partition(b"=")
-                if key or val:
-                    out.append((key, val))
+            out += _cookie_pairs_of(value)
+    return out
+
+
+def _cookie_pairs_of(value: bytes) -> list[tuple[bytes, bytes]]:
+    """Every ``name=value`` of one Cookie header field's value."""
+    out = []
+    for part in value.split(b";"):
+        key, _, val = part.strip().partition(b"=")
+        if key or val:
+            out.append((key, val))
     return out
 
 
 def _lru_touch(lru: dict[bytes, None], key: bytes, cap: int) -> None:
     """Mark ``key`` as used most recently; forget the least recently used past ``cap``."""
+    if lru and next(reversed(lru)) == key:
+        return  # exact: already the most recent (popping and adding it again leaves the same order)
     lru.pop(key, None)
     lru[key] = None
     while len(lru) > cap:
@@ -300,27 +312,48 @@ def request_user_data(req: http.Request, ledger: SessionLedger, now: float | Non
     """What ``req`` costs against ``ledger`` (header fields named in ``drop`` left out: what the
     request would cost without them)."""
     dropped = frozenset(drop)
-    fields = [(n, v) for n, v in custom_headers(req) if not dropped or n.lower() not in dropped]
-    headers = [(name + b":" + value, name, value) for name, value in fields]
-    cookies = [(name + b"=" + value, name, value) for name, value in cookie_pairs(req)]
-    # a Referer naming a page this tally requested is a choice among them (``choice_bits``), not new
-    new_headers = [(key, value) for key, name, value in headers if _digest(key) not in ledger.seen
-                   and not (name.lower() == b"referer" and page_key(value) in ledger.pages)]
-    new_cookies = [(key, value) for key, _, value in cookies if _digest(key) not in ledger.seen]
+    seen_values, pages = ledger.seen, ledger.pages
+    # custom_headers and cookie_pairs in one pass over the fields, each header and cookie key's
+    # digest taken once: it is both the "sent before?" look-up and the shape's symbol
+    keys: list[bytes] = []  # every header key, then every cookie key
+    symbols: list[bytes] = []
+    loose: list[bytes] = []  # the symbols of the fields not in DROPPABLE_HEADERS
+    new_headers: list[tuple[bytes, bytes]] = []
+    cookies: list[tuple[bytes, bytes]] = []
+    for name, value in req.headers.fields:
+        lower = name.lower()
+        if lower == b"cookie":
+            cookies += _cookie_pairs_of(value)
+            continue
+        if lower in _NOT_COUNTED or lower in dropped:
+            continue
+        key = name + b":" + value
+        sym = _digest(key)
+        keys.append(key)
+        symbols.append(sym)
+        if lower not in DROPPABLE_HEADERS:
+            loose.append(sym)
+        # a Referer naming a page this tally requested is a choice among them (``choice_bits``), not new
+        if sym not in seen_values and not (lower == b"referer" and page_key(value) in pages):
+            new_headers.append((key, value))
+    new_cookies: list[tuple[bytes, bytes]] = []
+    cookie_symbols: list[bytes] = []
+    for name, value in cookies:
+        key = name + b"=" + value
+        sym = _digest(key)
+        keys.append(key)
+        if sym not in seen_values:
+            new_cookies.append((key, value))
+        device = ledger.device_cookies.get(name)  # the device's own latest cookie: its presence, not its value
+        cookie_symbols.append(b"device-cookie=" + name if device is not None and device == _digest(value) else sym)
     url = url_shape(req.method.encode() + b" " + req.path.encode("utf-8", "surrogateescape"),
                     time.time() if now is None else now)
     url_key = _digest(url.shape)
     seen = url_key in ledger.urls
-    symbols = [_digest(key) for key, _, _ in headers]
-    loose = [sym for sym, (_, name, _) in zip(symbols, headers, strict=True)
-             if name.lower() not in DROPPABLE_HEADERS]
-    cookie_symbols = []
-    for key, name, value in cookies:  # the device's own latest cookie: its presence, not its value
-        device = ledger.device_cookies.get(name)
-        cookie_symbols.append(b"device-cookie=" + name if device is not None and device == _digest(value)
-                              else _digest(key))
     shape_key = _digest(b"\n".join([url.shape, *symbols, *cookie_symbols]))
-    loose_key = _digest(b"\n".join([url.shape, *loose, *cookie_symbols]))
+    # without a droppable field the loose shape is the same text, hence the same digest
+    loose_key = (shape_key if len(loose) == len(symbols)
+                 else _digest(b"\n".join([url.shape, *loose, *cookie_symbols])))
     shape_seen = shape_key in ledger.shapes
     body = len(req.raw_content or b"")
     fields_sent = len(symbols) + len(cookie_symbols)
@@ -339,7 +372,7 @@ def request_user_data(req: http.Request, ledger: SessionLedger, now: float | Non
     # past the budget its timestamps are replaced by the proxy's clock (with_proxy_time)
     nothing_new = shape_seen and not url.other_numbers and not body
     return RequestData(usage, [v for _, v in new_headers], [v for _, v in new_cookies],
-                       [key for key, _, _ in headers] + [key for key, _, _ in cookies],  # all: used most recently
+                       keys,  # all: used most recently
                        url_key, nothing_new, seen, shape_key, loose_key)
 
 

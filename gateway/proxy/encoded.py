@@ -589,6 +589,8 @@ def encoded_chars(data: bytes, *, min_run: int = 96, cap: int = 1 << 30) -> int:
     """How many encoded-looking characters ``data`` holds (runs of ``min_run`` or more base64/
     base32/hex characters with encoded entropy, not word-like, each distinct run once), at most
     about ``cap``: what the per-session tally towards the device counts (issue 21 F4)."""
+    if not data:  # exact: no run, no number list, no window (every count below needs characters)
+        return 0
     total = 0
     seen: set[bytes] = set()
     for start, end in _runs_at_least(data, _B64_ALPHA, min_run):
@@ -1129,6 +1131,17 @@ def any_alphabet(data: bytes, allowance: int) -> EncodedHit | None:
     """The general checks: random-looking text over any alphabet, bits and ``0x`` lists, and
     uuencoded lines in HTML text (checked with character references undone); JSON ``\\u``
     escapes are undone for the one-character-per-byte look."""
+    if len(data) < allowance:
+        # exact (the request side's header values and URL parts are short): every check in
+        # ``_any_alphabet`` needs ``allowance`` characters (``low_entropy_forms``, ``random_text``,
+        # ``encoded_total``: a length test; ``_uuencoded``: a run that long), and undoing
+        # escapes or character references only ever shortens the text
+        return None
+    return _any_alphabet(data, allowance)
+
+
+def _any_alphabet(data: bytes, allowance: int) -> EncodedHit | None:
+    """``any_alphabet``'s checks, whatever the length."""
     hit = low_entropy_forms(data, allowance) or random_text(data, allowance)
     if hit is None:
         plain = json_unescaped(data)

@@ -41,11 +41,31 @@ SEC_FETCH_VALUES: dict[str, frozenset[str]] = {
     "sec-fetch-user": frozenset({"?1"}),
     "sec-fetch-storage-access": frozenset({"none", "inactive", "active"}),
 }
+_SEC_FETCH = tuple((name, name.encode(), allowed) for name, allowed in SEC_FETCH_VALUES.items())
+_NORMALISED = frozenset({b"origin", b"referer", b"priority", b"sec-websocket-key", *(b for _, b, _ in _SEC_FETCH)})
 _PRIORITY = re.compile(r"(?:u=[0-7]|i|i=\?[01])(?:\s*,\s*(?:u=[0-7]|i|i=\?[01])){0,1}")
 WS_KEY = "sec-websocket-key"
 WS_ACCEPT = "sec-websocket-accept"
 BROWSER_WS_KEY = "printgate.browser_ws_key"  # flow.metadata: the browser's own key
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def field_value(fields: tuple[tuple[bytes, bytes], ...], name: bytes) -> str | None:
+    """What mitmproxy's ``headers.get(name)`` answers for header fields ``fields`` (every field
+    named ``name``, a lower-case byte string, folded with ", "; None when there is none), in one
+    pass without its per-field key conversions (this runs in several addons on every request)."""
+    found = [value for key, value in fields if key.lower() == name]
+    if not found:
+        return None
+    return ", ".join([value.decode("utf-8", "surrogateescape") for value in found])
+
+
+def has_field(fields: tuple[tuple[bytes, bytes], ...], name: bytes) -> bool:
+    """``name in headers`` (``name`` a lower-case byte string), in one pass over the raw fields."""
+    for key, _ in fields:
+        if key.lower() == name:
+            return True
+    return False
 
 
 def _keep_only(req: http.Request, name: str, ok: Callable[[str], bool]) -> None:
@@ -72,6 +92,8 @@ def normalise(req: http.Request, session_origin: str | None, is_page: Callable[[
     """Normalise ``req``'s browser-set headers in place (see the module's docstring)."""
     headers = req.headers
     present = {name.lower() for name, _ in headers.fields}  # one pass; most requests carry few of these
+    if present.isdisjoint(_NORMALISED):  # exact: every step below needs one of these fields
+        return
     if b"origin" in present:
         _keep_only(req, "origin", lambda v: session_origin is not None and v == session_origin)
     if b"referer" in present:
@@ -79,8 +101,8 @@ def normalise(req: http.Request, session_origin: str | None, is_page: Callable[[
         new = referer_for(values[0], session_origin, is_page) if session_origin is not None else None
         if [new] != values:
             headers.set_all("referer", [new] if new is not None else [])
-    for name, allowed in SEC_FETCH_VALUES.items():
-        if name.encode() in present:
+    for name, bname, allowed in _SEC_FETCH:
+        if bname in present:
             _keep_only(req, name, allowed.__contains__)
     if b"priority" in present:
         _keep_only(req, "priority", lambda v: _PRIORITY.fullmatch(v.strip()) is not None)

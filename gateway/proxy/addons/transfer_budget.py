@@ -37,6 +37,7 @@ sent ``encoded_session_allowance`` of them (``upload.session_encoded``, audited)
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Iterable
 from dataclasses import replace
@@ -171,8 +172,9 @@ class TransferBudget:
         if route is None:
             return None
         req = flow.request
-        threshold = self.limits_for(route).encoded_min_upload
-        ledger = self.ledger_of(route)
+        lim = self.limits_for(route)
+        threshold = lim.encoded_min_upload
+        ledger = self.ledger(budget_key(route), lim.budget_window_s)  # ledger_of, limits looked up once
         origin = self._public.origin(route.host) if self._public is not None else None
         request_headers.normalise(req, origin, lambda url: page_key(_bytes(url)) in ledger.pages, flow.metadata)
         if origin is not None and _is_page(req):  # what a later Referer may name (before any rewrite)
@@ -193,7 +195,6 @@ class TransferBudget:
                 return self._pass_repeat(flow, route, ledger, repeat)
             _refuse(flow, verdict)
             return None
-        lim = self.limits_for(route)
         enc = encoded.encoded_chars(_sent_text(req, data.new_header_values, data.new_cookie_values,
                                                query=not data.url_seen),
                                     cap=lim.encoded_session_allowance + 1)
@@ -275,13 +276,32 @@ class TransferBudget:
 
     @staticmethod
     def _check_url(req: http.Request, threshold: int) -> Verdict | None:
-        path, _, query = req.path.partition("?")
-        segments = [_bytes(unquote(s, errors="surrogateescape")) for s in path.split("/") if s]
-        verdict = _check_values("path", "URL path", segments, threshold)
-        if verdict is not None or not query:
-            return verdict
-        fields = [_bytes(v) for _, v in parse_qsl(query, keep_blank_values=True, errors="surrogateescape")]
-        return _check_values("query", "query string", fields, threshold, _bytes(query))
+        if len(req.data.path) < URL_MEMO_BELOW:
+            return _url_verdict_memo(req.path, threshold)
+        return _url_verdict(req.path, threshold)
+
+
+URL_MEMO_BELOW = 1024  # bytes: shorter addresses' verdicts are remembered (``_url_verdict_memo``)
+
+
+def _url_verdict(target: str, threshold: int) -> Verdict | None:
+    """The URL path's and query's verdict (``_check_values`` on its segments and values)."""
+    path, _, query = target.partition("?")
+    segments = [_bytes(unquote(s, errors="surrogateescape")) for s in path.split("/") if s]
+    verdict = _check_values("path", "URL path", segments, threshold)
+    if verdict is not None or not query:
+        return verdict
+    fields = [_bytes(v) for _, v in parse_qsl(query, keep_blank_values=True, errors="surrogateescape")]
+    return _check_values("query", "query string", fields, threshold, _bytes(query))
+
+
+# A page's assets and polls repeat the same few addresses: their verdict is taken once. Exact:
+# ``_url_verdict`` is a pure function of the address and the threshold (no clock, no session
+# state) and, below ``URL_MEMO_BELOW`` bytes, deterministic too: the only sampled check
+# (``encoded.random_text``, random offsets) needs at least ``max(1024, 4 * threshold)`` bytes
+# (``any_alphabet``), and the values it is given are never longer than the address. A check
+# stopped by an analysis budget raises, and an exception is not remembered.
+_url_verdict_memo = functools.lru_cache(maxsize=1024)(_url_verdict)
 
 
 ENCODED_SUFFIX = "|encoded"
@@ -313,7 +333,10 @@ def _remember(ledger: SessionLedger, data: RequestData, flow: http.HTTPFlow) -> 
 def _is_page(req: http.Request) -> bool:
     """A request whose address a later ``Referer`` may name: a GET navigation (or from a client
     that does not say)."""
-    return req.method == "GET" and req.headers.get("sec-fetch-mode", "navigate") == "navigate"
+    if req.method != "GET":
+        return False
+    mode = request_headers.field_value(req.headers.fields, b"sec-fetch-mode")  # headers.get, one pass
+    return mode is None or mode == "navigate"
 
 
 def _is_navigation(req: http.Request) -> bool:
@@ -342,10 +365,10 @@ def _sent_text(req: http.Request, headers: list[bytes], cookies: list[bytes], *,
     new header and cookie values."""
     _path, _, raw_query = req.path.partition("?")
     values = ([_bytes(v) for _, v in parse_qsl(raw_query, keep_blank_values=True, errors="surrogateescape")]
-              if query else [])
+              if query and raw_query else [])  # parse_qsl("") is []
     body = req.raw_content or b""
     if body:
-        ctype = req.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        ctype = (request_headers.field_value(req.headers.fields, b"content-type") or "").split(";", 1)[0].strip().lower()
         if ctype == "application/x-www-form-urlencoded":
             values += [_bytes(v) for v in req.urlencoded_form.values()]
         else:
