@@ -19,12 +19,13 @@ from email.policy import HTTP
 
 from mitmproxy import http
 
-from gateway.proxy import encoded, pages, sniff
+from gateway.proxy import encoded, pages, request_headers, sniff
 from gateway.proxy.decision import FlowDecision, already_answered, route_of
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.vendor_profiles import VendorEndpoints
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_ALLOWED_METHODS = SAFE_METHODS | {"POST"}
 JSON_TYPES = frozenset({"application/json", "text/json"})
 XML_TYPES = frozenset({"application/xml", "text/xml"})
 _MARKUP_DOCUMENT = ("<?xml", "<!doctype", "<svg", "<html", "<plist", "<xsl:")
@@ -59,10 +60,12 @@ class BlockUploads:
         """A body declared larger than any allowed one is refused before it is read."""
         if already_answered(flow):
             return
+        declared = (request_headers.field_value(flow.request.headers.fields, b"content-length") or "").strip()
+        if not declared.isdigit():  # no length declared (a GET): nothing to compare
+            return
         route = route_of(flow)
         limits = self._for_vendor(route.vendor if route else "")._limits
-        declared = flow.request.headers.get("content-length", "").strip()
-        if declared.isdigit() and int(declared) > limits.max_request_body:
+        if int(declared) > limits.max_request_body:
             self._block(flow, ("upload.too_large",
                                f"A request body of {declared} bytes is over every allowed size."), int(declared))
 
@@ -80,6 +83,10 @@ class BlockUploads:
         pages.block(flow, FlowDecision(True, rule, reason, "request", flow.request.headers.get("content-type", ""), size))
 
     def check(self, req: http.Request) -> tuple[str, str] | None:
+        if not req.raw_content:
+            # exact without the analysis budget: on a request without a body ``_check`` looks at
+            # the method and two headers only and returns before any analysis it could stop
+            return self._check(req)
         try:
             with encoded.analysis_budget():
                 return self._check(req)
@@ -88,14 +95,16 @@ class BlockUploads:
 
     def _check(self, req: http.Request) -> tuple[str, str] | None:
         method = req.method.upper()
-        ctype = req.headers.get("content-type", "")
+        fields = req.headers.fields
+        ctype = request_headers.field_value(fields, b"content-type") or ""  # headers.get, one pass
         mtype = media_type(ctype)
         raw = req.raw_content or b""
         if mtype == "application/ipp" or sniff.transfer_kind(raw) == "ipp":
             return "upload.ipp", "Print jobs (IPP) cannot be sent to the device remotely."
-        if method not in SAFE_METHODS | {"POST"}:
+        if method not in _ALLOWED_METHODS:
             return "upload.method", f"The HTTP method {method} is not allowed (it can write files)."
-        encoding = req.headers.get("content-encoding", "identity").strip().lower()
+        encoding = request_headers.field_value(fields, b"content-encoding")
+        encoding = "identity" if encoding is None else encoding.strip().lower()
         if encoding not in ("", "identity"):
             return "upload.encoded_body", "Compressed request bodies are not allowed."
         if method in SAFE_METHODS:

@@ -94,14 +94,16 @@ class RequestLineGuard:
         if transfer and (lengths or len(transfer) > 1 or transfer[0].strip().lower() != b"chunked"):
             _refuse(flow, "request.framing", "Ambiguous request framing (Transfer-Encoding).")
             return
-        if request.authority:
+        # ``data``: the raw bytes, not the decoding properties. Exact: no authority bytes decode
+        # to an empty one, and a UTF-8 (surrogateescape) text starts with "/" iff its bytes do
+        if request.data.authority and request.authority:
             if request.scheme != self._public.scheme or not _authority_matches(
                 request.authority, request.headers["host"], self._public
             ):
                 _refuse(flow, "request.absolute_form", "The request names another server than this session.")
                 return
             request.authority = ""  # origin-form towards the device
-        if not request.path.startswith("/"):
+        if not request.data.path.startswith(b"/"):
             _refuse(flow, "request.target", "The request target must be a path on this session's device.")
             return
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from mitmproxy import http
 
-from gateway.proxy import pages
+from gateway.proxy import pages, request_headers
 from gateway.proxy.decision import FlowDecision, already_answered
 
 
@@ -15,7 +15,7 @@ class ServiceWorkerGuard:
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if already_answered(flow):
             return
-        if "service-worker" in flow.request.headers:
+        if request_headers.has_field(flow.request.headers.fields, b"service-worker"):  # one pass
             pages.block(flow, FlowDecision(
                 True, "browser.service_worker",
                 "Device pages may not install a service worker (it could store and serve files).",

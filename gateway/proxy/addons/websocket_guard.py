@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from mitmproxy import http, websocket
 
-from gateway.proxy import encoded, pages, sniff
+from gateway.proxy import encoded, pages, request_headers, sniff
 from gateway.proxy.budgets import UserData
 from gateway.proxy.decision import FlowDecision, already_answered, route_of
 from gateway.proxy.limits import ProxyLimits
@@ -37,6 +37,7 @@ log = get_logger(__name__)
 DROPPED_KEY = "printgate.ws_dropped"
 OFFER_DROPPED_KEY = "printgate.ws_extensions_dropped"
 EXTENSIONS = "sec-websocket-extensions"
+_EXTENSIONS = EXTENSIONS.encode()
 Verdict = tuple[str, str]
 
 
@@ -54,7 +55,9 @@ class WebSocketGuard:
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         """The browser's extension offer (permessage-deflate) never reaches the device."""
-        if already_answered(flow) or not is_websocket_upgrade(flow.request):
+        if already_answered(flow) or not request_headers.has_field(flow.request.headers.fields, _EXTENSIONS):
+            return  # exact: without an offer there is nothing to drop, upgrade or not (one pass)
+        if not is_websocket_upgrade(flow.request):
             return
         if EXTENSIONS in flow.request.headers:
             flow.metadata[OFFER_DROPPED_KEY] = flow.request.headers.get_all(EXTENSIONS)
