@@ -210,8 +210,12 @@ class _Worker:
 
 def _start(kind: str, timeout: float) -> _Worker:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([_ROOT, os.environ.get("PYTHONPATH", "")]))
-    process = subprocess.Popen([sys.executable, "-m", "gateway.proxy.check_workers", kind], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, bufsize=0)
+    try:
+        process = subprocess.Popen([sys.executable, "-P", "-m", "gateway.proxy.check_workers", kind],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                   env=env, bufsize=0)
+    except OSError as exc:  # out of processes, memory or file descriptors
+        raise CheckUnavailable(f"the {kind} check worker did not start ({exc.strerror})") from exc
     worker = _Worker(process)
     if not _wait_readable(worker.stdout, timeout) or worker.stdout.read(1) != b"R":
         worker.kill()
@@ -360,5 +364,13 @@ def body_workers(wall_s: float = WALL_S, grace_s: float = GRACE_S) -> CheckWorke
     return CheckWorkers("body", BODY_SLOTS, lambda *_args: wall_s + grace_s)
 
 
+def main(kind: str) -> None:
+    """The worker's entry: the answers go out on a copy of stdout, and whatever a check library
+    prints goes to stderr (discarded), never into the answers."""
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    serve(kind, sys.stdin.buffer, answers)
+
+
 if __name__ == "__main__":
-    serve(sys.argv[1], sys.stdin.buffer, sys.stdout.buffer)
+    main(sys.argv[1])

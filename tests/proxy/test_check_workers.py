@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -145,3 +148,14 @@ def test_the_answers_of_the_known_shapes() -> None:
     assert decode_answer("body", b'["font", true]') == ("font", True)
     assert decode_answer("body", b'[["download.binary", "binary", 40000], false]') == (
         ("download.binary", "binary", 40000), False)
+
+
+def test_what_a_check_prints_does_not_reach_the_answers() -> None:
+    """A library printing on stdout in the worker must not corrupt (or forge) the answer frames."""
+    script = ("import sys; from gateway.proxy import check_workers as c; "
+              "c.KINDS['print'] = c.Kind('builtins', 'print', c.KINDS['font'].decode); c.main('print')")
+    request = pickle.dumps(('["forged"]',))
+    done = subprocess.run([sys.executable, "-c", script], input=len(request).to_bytes(4, "big") + request,
+                          capture_output=True, timeout=60, check=True)
+    assert done.stdout == b"R+" + (4).to_bytes(4, "big") + b"null"  # print's None, nothing printed
+    assert b'["forged"]' in done.stderr
