@@ -19,6 +19,14 @@ from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.vendor_profiles import VendorEndpoints
 
 
+def _encoded(fields: tuple[tuple[bytes, bytes], ...]) -> bool:
+    """Whether a Content-Encoding field is there (one pass; ``headers.get`` scans with more work)."""
+    for name, _value in fields:
+        if name.lower() == b"content-encoding":
+            return True
+    return False
+
+
 class BoundedDecoding:
     def __init__(self, limits: ProxyLimits, vendors: VendorEndpoints | None = None) -> None:
         self._limits = limits
@@ -36,6 +44,8 @@ class BoundedDecoding:
     def response(self, flow: http.HTTPFlow) -> None:
         resp = flow.response
         if resp is None or is_generated(flow):
+            return
+        if not _encoded(resp.headers.fields):  # exact: headers.get would give "", an identity encoding
             return
         encoding = resp.headers.get("content-encoding", "")
         if encoding.strip().lower() in IDENTITY:

@@ -39,3 +39,19 @@ def test_an_unknown_coding_is_refused() -> None:
     BoundedDecoding(ProxyLimits()).response(f)
     found = decision(f)
     assert found is not None and found.rule == "download.content_encoding"
+
+
+def test_the_encoding_field_is_found_in_any_case_and_its_absence_leaves_the_body() -> None:
+    """The fast path (no Content-Encoding field: nothing to decode) at its edges: the field in
+    upper case is still decoded, an empty or identity value and no field leave the body as it is."""
+    packed = gzip.compress(PAGE)
+    upper = response(content=packed, headers={"content-type": "text/html"})
+    upper.headers.fields = (*upper.headers.fields, (b"CONTENT-ENCODING", b"gzip"))
+    f = flow(response=upper)
+    BoundedDecoding(ProxyLimits()).response(f)
+    assert f.response is not None and f.response.raw_content == PAGE and decision(f) is None
+    for headers in ({"content-type": "text/html"}, {"content-type": "text/html", "content-encoding": ""},
+                    {"content-type": "text/html", "content-encoding": " Identity "}):
+        f = flow(response=response(content=packed, headers=headers))
+        BoundedDecoding(ProxyLimits()).response(f)
+        assert f.response is not None and f.response.raw_content == packed and decision(f) is None
