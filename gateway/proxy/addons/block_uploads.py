@@ -99,7 +99,8 @@ class BlockUploads:
         ctype = request_headers.field_value(fields, b"content-type") or ""  # headers.get, one pass
         mtype = media_type(ctype)
         raw = req.raw_content or b""
-        if mtype == "application/ipp" or sniff.transfer_kind(raw) == "ipp":
+        # no body sniffs as anything (every magic has bytes): an empty one is not sniffed
+        if mtype == "application/ipp" or (raw and sniff.transfer_kind(raw) == "ipp"):
             return "upload.ipp", "Print jobs (IPP) cannot be sent to the device remotely."
         if method not in _ALLOWED_METHODS:
             return "upload.method", f"The HTTP method {method} is not allowed (it can write files)."

@@ -40,7 +40,6 @@ import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Iterable
-from dataclasses import replace
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, unquote
 
@@ -263,10 +262,11 @@ class TransferBudget:
         route = route_of(flow)
         if resp is None or route is None:
             return
-        browser_key = flow.metadata.get(request_headers.BROWSER_WS_KEY)
-        if resp.status_code == 101 and isinstance(browser_key, str) and request_headers.WS_ACCEPT in resp.headers:
-            resp.headers[request_headers.WS_ACCEPT] = request_headers.websocket_accept(browser_key)
-        if "set-cookie" not in resp.headers:
+        if resp.status_code == 101:
+            browser_key = flow.metadata.get(request_headers.BROWSER_WS_KEY)
+            if isinstance(browser_key, str) and request_headers.WS_ACCEPT in resp.headers:
+                resp.headers[request_headers.WS_ACCEPT] = request_headers.websocket_accept(browser_key)
+        if not request_headers.has_field(resp.headers.fields, b"set-cookie"):  # one pass
             return
         pairs = [_bytes(value.split(";", 1)[0].strip()) for value in resp.headers.get_all("set-cookie")]
         ledger = self.ledger_of(route)  # the tally requests are checked against
@@ -355,7 +355,7 @@ def _as_repeat(req: http.Request, ledger: SessionLedger, data: RequestData) -> R
     if not present:
         return None
     plain = request_user_data(req, ledger, drop=present)
-    return replace(plain, dropped=present) if plain.nothing_new else None
+    return plain._replace(dropped=present) if plain.nothing_new else None
 
 
 def _sent_text(req: http.Request, headers: list[bytes], cookies: list[bytes], *, query: bool = True) -> bytes:
