@@ -72,7 +72,7 @@ class FailClosed:
                 result = func(*args)
             except Exception as exc:
                 return self._failed(hook, args[0] if args else None, exc)
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):  # most hooks return None: no abc check
                 return self._await_guarded(hook, args, result)
             return result
 
