@@ -70,3 +70,16 @@ def test_a_new_shape_pays_for_which_seen_values_it_carries() -> None:
     before = ledger.used
     budget.request(flow("GET", "/d", headers=carried, with_route=route(session_id="s")))
     assert ledger.used - before == 1  # the same shape again: which of 256 remembered shapes
+
+
+def test_touching_the_most_recent_value_keeps_the_order_and_an_older_one_moves_last() -> None:
+    """``_lru_touch``'s fast path (the key already last) leaves the same order as pop-and-add."""
+    from gateway.proxy.budgets import _lru_touch
+
+    lru: dict[bytes, None] = dict.fromkeys([b"a", b"b", b"c"])
+    _lru_touch(lru, b"c", 3)
+    assert list(lru) == [b"a", b"b", b"c"]
+    _lru_touch(lru, b"a", 3)
+    assert list(lru) == [b"b", b"c", b"a"]
+    _lru_touch(lru, b"d", 3)
+    assert list(lru) == [b"c", b"a", b"d"]

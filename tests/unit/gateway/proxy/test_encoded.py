@@ -12,6 +12,7 @@ import random
 
 import pytest
 
+from gateway.proxy import encoded
 from gateway.proxy.encoded import (
     EncodedHit,
     any_alphabet,
@@ -187,3 +188,30 @@ def test_any_alphabet_sees_through_character_references() -> None:
     assert low_entropy_forms(referenced, 1000) is None and random_text(referenced, 1000) is None
     hit = any_alphabet(referenced, 1000)
     assert hit is not None and hit.kind == "binary_digits"
+
+
+_FILE = random.Random(7).randbytes(3000)
+_FORMS = {  # every form any_alphabet catches once it is long enough
+    "bits": "".join(f"{b:08b}" for b in _FILE).encode(),
+    "hex list": b",".join(b"0x%02x" % b for b in _FILE),
+    "decimal list": b",".join(b"%d" % b for b in _FILE),
+    "character references": b"".join(b"&#%d;" % (0x3000 + b) for b in _FILE),
+    "base85": base64.b85encode(_FILE),
+    "one CJK character per byte": "".join(chr(0x4E00 + b) for b in _FILE).encode(),
+}
+
+
+@pytest.mark.parametrize("form", sorted(_FORMS))
+def test_any_alphabet_answers_text_shorter_than_its_allowance_as_its_full_checks_do(form: str) -> None:
+    """The length fast path (request header values and URL parts are short): one character short
+    of the allowance every check finds nothing, the same form at the allowance and longer is found."""
+    allowance = 1024
+    text = _FORMS[form]
+    assert any_alphabet(text, allowance) is not None
+    short = text[: allowance - 1]
+    assert encoded._any_alphabet(short, allowance) is None
+    assert any_alphabet(short, allowance) is None
+
+
+def test_encoded_chars_of_nothing_is_nothing() -> None:
+    assert encoded_chars(b"") == 0 and encoded_chars(b"", cap=0) == 0

@@ -42,3 +42,20 @@ def test_put_is_refused() -> None:
     BlockUploads(ProxyLimits()).request(f)
     found = decision(f)
     assert found is not None and found.rule == "upload.method"
+
+
+def test_bodyless_requests_are_judged_as_under_the_analysis_budget() -> None:
+    """A request without a body is checked without the analysis budget: the same verdicts."""
+    from gateway.proxy import encoded
+
+    guard = BlockUploads(ProxyLimits())
+    cases = [("GET", {}), ("GET", {"content-encoding": "gzip"}), ("GET", {"content-type": "application/ipp"}),
+             ("DELETE", {}), ("POST", {}), ("HEAD", {"content-encoding": "identity"}), ("PUT", {"content-length": "0"})]
+    verdicts = []
+    for method, headers in cases:
+        req = flow(method, "/", headers=headers).request
+        with encoded.analysis_budget():
+            budgeted = guard._check(req)
+        assert guard.check(req) == budgeted
+        verdicts.append(budgeted[0] if budgeted else None)
+    assert verdicts == [None, "upload.encoded_body", "upload.ipp", "upload.method", None, None, "upload.method"]

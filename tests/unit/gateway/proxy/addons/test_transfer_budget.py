@@ -4,7 +4,8 @@ from dataclasses import replace
 
 from mitmproxy.http import HTTPFlow
 
-from gateway.proxy.addons.transfer_budget import TransferBudget
+from gateway.proxy.addons import transfer_budget
+from gateway.proxy.addons.transfer_budget import URL_MEMO_BELOW, TransferBudget
 from gateway.proxy.budgets import Reservation
 from gateway.proxy.limits import ProxyLimits
 from gateway.proxy.routes import RouteTable
@@ -217,3 +218,50 @@ def test_a_cookie_the_device_set_is_free_on_the_users_tally_on_the_device() -> N
     assert f.response is None, decision(f)
     # the address and which cookies it carries (one field: 1 byte), not the token
     assert budget.ledger_of(r).used == len("/status.html") + 1
+
+
+def _target(length: int, segment: str) -> str:
+    """A request target of exactly ``length`` bytes ending in ``segment`` (short word segments before)."""
+    return ("/toner" * length)[: length - 1 - len(segment)] + "/" + segment
+
+
+def test_remembered_url_verdicts_are_the_fresh_ones_at_the_memo_boundary() -> None:
+    """Addresses under URL_MEMO_BELOW bytes have their verdict remembered: asked twice (from the
+    memo the second time) it is the fresh verdict, just under and at the boundary alike."""
+    encoded_segment = __import__("base64").b64encode(bytes(range(256)) * 4).decode()  # 1368 characters
+    cases = [_target(n, "status.html") for n in (URL_MEMO_BELOW - 1, URL_MEMO_BELOW)]
+    cases += ["/" + encoded_segment[: URL_MEMO_BELOW - 2], "/" + encoded_segment[: URL_MEMO_BELOW - 1],
+              "/x?" + "q=%00" * 10, "/small.html"]
+    for target in cases:
+        fresh = transfer_budget._url_verdict(target, 1000)
+        req = flow("GET", target).request
+        assert TransferBudget._check_url(req, 1000) == fresh
+        assert TransferBudget._check_url(req, 1000) == fresh
+    assert transfer_budget._url_verdict(cases[2], 1000) is not None  # the encoded one is refused
+    assert transfer_budget._url_verdict(cases[4], 1000) is not None  # and so is the binary one
+    assert transfer_budget._url_verdict(cases[0], 1000) is None
+
+
+def test_a_request_is_costed_the_same_with_headers_cookies_and_droppable_fields_in_any_mix() -> None:
+    """request_user_data's one pass over the fields: the header keys, then the cookie keys, in
+    order; the shape without droppable fields is the shape itself when there are none."""
+    from gateway.proxy.budgets import (
+        DROPPABLE_HEADERS,
+        SessionLedger,
+        cookie_pairs,
+        custom_headers,
+        request_user_data,
+    )
+
+    f = flow("GET", "/a?b=1", headers={"accept": "text/html", "cookie": "x=1; y=2", "if-none-match": "W/1",
+                                       "x-a": "b"})
+    req = f.request
+    req.headers.add("cookie", "z=3")
+    ledger = SessionLedger()
+    data = request_user_data(req, ledger, now=0.0)
+    expected = ([n + b":" + v for n, v in custom_headers(req)] + [n + b"=" + v for n, v in cookie_pairs(req)])
+    assert data.keys == expected
+    assert data.loose_key != data.shape_key  # if-none-match is droppable
+    plain = request_user_data(req, ledger, now=0.0, drop=DROPPABLE_HEADERS)
+    assert plain.loose_key == plain.shape_key
+    assert [k for k in plain.keys if k.startswith(b"if-none-match")] == []
