@@ -170,6 +170,10 @@ class _SessionHeaders:
     last_fields: tuple[tuple[bytes, bytes], ...] = ()
     last_keys: list[tuple[bytes, bytes] | None] = field(default_factory=list)
     last_ignored: frozenset[bytes] = frozenset()
+    # the last charge passed, found every field seen before and kept its fields as ``last_fields``:
+    # the same fields again move the same digests and names to the end in the same order (where
+    # that charge left them) at no cost, so the tally would come out as it is
+    steady: bool = False
 
 
 class HeaderTally:
@@ -196,6 +200,8 @@ class HeaderTally:
                 self._sessions.pop(next(iter(self._sessions)))
             tally = self._sessions[session_id] = _SessionHeaders()
         fields = tuple(fields)
+        if tally.steady and ignored is tally.last_ignored and fields == tally.last_fields:
+            return None
         keys = _field_keys(fields, ignored, tally)
         cost = 0
         new_keys: list[bytes] = []
@@ -214,13 +220,16 @@ class HeaderTally:
             latest[name] = value
         cost = max(0, cost - HEADER_FREE_PER_RESPONSE)
         if tally.used + cost > self.allowance:
+            tally.steady = False  # the loop above moved digests to the end: not where the last charge left them
             return ("download.header_tally",
                     f"The device's response headers have passed {tally.used:,} new characters to this "
                     f"session and this response's would add {cost:,}: at most {self.allowance:,} are "
                     "passed on in a session (a file spread over many responses' headers).")
         tally.used += cost
-        if sum(len(name) + len(value) for name, value in fields) <= _LAST_FIELDS_BYTES:
+        kept = sum(len(name) + len(value) for name, value in fields) <= _LAST_FIELDS_BYTES
+        if kept:
             tally.last_fields, tally.last_keys, tally.last_ignored = fields, keys, ignored
+        tally.steady = kept and not new_keys
         for key in new_keys:
             tally.seen[key] = None
         while len(tally.seen) > _SEEN_PER_SESSION:

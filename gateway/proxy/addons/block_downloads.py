@@ -167,6 +167,7 @@ class _Heads(NamedTuple):
 
     refusal: tuple[str, str] | None  # a file offered (Content-Disposition) or ``header_finding``
     content_type: str  # as ``headers.get("content-type", "")``: the values joined with ", "
+    mtype: str  # ``media_type(content_type)``
     typed: bool  # a Content-Type field is there (``"content-type" in headers``)
     encoded: bool  # a Content-Encoding field is there: the body is read through ``get_content``
 
@@ -200,7 +201,8 @@ def _read_heads(fields: tuple[tuple[bytes, bytes], ...]) -> tuple[_Heads, int]:
         refusal = "download.attachment", "The device offered a file download."
     else:
         refusal = header_finding(fields, _NOT_PASSED_ON)
-    return _Heads(refusal, ", ".join(_native(v) for v in types), bool(types), encoded_body), size
+    content_type = ", ".join(_native(v) for v in types)
+    return _Heads(refusal, content_type, media_type(content_type), bool(types), encoded_body), size
 
 
 def _disposition_is_file(value: str) -> bool:
@@ -384,7 +386,7 @@ class BlockDownloads:
             return None
         if not body:
             return None
-        mtype = media_type(heads.content_type)
+        mtype = heads.mtype
         verdict = body_verdict
         if verdict is BodyVerdicts.MISSING:
             verdict = self.verdicts.lookup(body, mtype, lim)

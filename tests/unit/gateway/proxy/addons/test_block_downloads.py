@@ -181,8 +181,9 @@ def test_remembered_header_facts_and_small_bodies_give_the_fresh_verdicts() -> N
 
 def test_the_header_tally_with_remembered_digests_counts_as_afresh() -> None:
     """A field equal to the one at its place in the session's last response reuses its name and
-    digest: the tally is the same as when every digest is computed afresh (fields moved, changed,
-    repeated, ignored names, another ignored set)."""
+    digest, and the same fields as a last charge that found them all seen change nothing: the
+    tally is the same as when every digest is computed afresh (fields moved, changed, repeated,
+    ignored names, another ignored set, a refusal between)."""
     from gateway.proxy.response_headers import HeaderTally
 
     ignored = frozenset({b"cache-control"})
@@ -196,13 +197,19 @@ def test_the_header_tally_with_remembered_digests_counts_as_afresh() -> None:
         ([(b"ETag", b'"a1"'), date, (b"Cache-Control", b"x" * 300)], ignored),
         ([(b"etag", b'"a1"'), (b"ETag", b'"a2"')], ignored),
     ] * 3
+    steady = [date, (b"ETag", b'"a1"')]
+    for letter in b"ABCDEF":  # past the allowance (refused), then fields seen before again
+        rounds += [([date, (b"X-B", bytes([letter]) * 700)], ignored), (steady, ignored), (steady, ignored)]
     reusing, afresh = HeaderTally(allowance=2000), HeaderTally(allowance=2000)
+    refused = 0
     for fields, names in rounds:
         found = reusing.charge("s", tuple(fields), names)
         state = afresh._sessions.get("s")
         if state is not None:
             state.last_fields, state.last_keys = (), []  # every digest computed afresh
         assert found == afresh.charge("s", tuple(fields), names)
+        refused += found is not None
         assert reusing.used("s") == afresh.used("s")
         assert list(reusing._sessions["s"].seen) == list(afresh._sessions["s"].seen)
         assert list(reusing._sessions["s"].latest.items()) == list(afresh._sessions["s"].latest.items())
+    assert refused >= 2 and reusing._sessions["s"].steady
