@@ -346,8 +346,9 @@ def request_user_data(req: http.Request, ledger: SessionLedger, now: float | Non
             new_cookies.append((key, value))
         device = ledger.device_cookies.get(name)  # the device's own latest cookie: its presence, not its value
         cookie_symbols.append(b"device-cookie=" + name if device is not None and device == _digest(value) else sym)
-    url = url_shape(req.method.encode() + b" " + req.path.encode("utf-8", "surrogateescape"),
-                    time.time() if now is None else now)
+    method = req.method
+    # ``data.path``: the bytes ``req.path`` decodes (surrogateescape), as its encoding gives them back
+    url = url_shape(method.encode() + b" " + req.data.path, time.time() if now is None else now)
     url_key = _digest(url.shape)
     seen = url_key in ledger.urls
     shape_key = _digest(b"\n".join([url.shape, *symbols, *cookie_symbols]))
@@ -361,7 +362,7 @@ def request_user_data(req: http.Request, ledger: SessionLedger, now: float | Non
               else math.ceil(choice_bits(fields_sent, len(ledger.seen) + len(ledger.pages)) / 8))
     usage = UserData((
         # path and query: a script chooses both; an address sent before costs REPEAT_COST
-        ("url", (0 if shape_seen else REPEAT_COST) if seen else len(url.shape) - len(req.method) - 1),
+        ("url", (0 if shape_seen else REPEAT_COST) if seen else len(url.shape) - len(method) - 1),
         ("numbers", url.numbers_cost),
         ("body", body),
         ("headers", sum(len(key) for key, _ in new_headers)),
