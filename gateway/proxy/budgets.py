@@ -351,7 +351,9 @@ def request_user_data(req: http.Request, ledger: SessionLedger, now: float | Non
     url = url_shape(method.encode() + b" " + req.data.path, time.time() if now is None else now)
     url_key = _digest(url.shape)
     seen = url_key in ledger.urls
-    shape_key = _digest(b"\n".join([url.shape, *symbols, *cookie_symbols]))
+    # without header fields and cookies the shape's text is the address's: the same digest
+    shape_key = (_digest(b"\n".join([url.shape, *symbols, *cookie_symbols])) if symbols or cookie_symbols
+                 else url_key)
     # without a droppable field the loose shape is the same text, hence the same digest
     loose_key = (shape_key if len(loose) == len(symbols)
                  else _digest(b"\n".join([url.shape, *loose, *cookie_symbols])))
@@ -365,8 +367,8 @@ def request_user_data(req: http.Request, ledger: SessionLedger, now: float | Non
         ("url", (0 if shape_seen else REPEAT_COST) if seen else len(url.shape) - len(method) - 1),
         ("numbers", url.numbers_cost),
         ("body", body),
-        ("headers", sum(len(key) for key, _ in new_headers)),
-        ("cookies", sum(len(key) for key, _ in new_cookies)),
+        ("headers", sum([len(key) for key, _ in new_headers])),
+        ("cookies", sum([len(key) for key, _ in new_cookies])),
         # which shape (seen), or which values in which order (new): see ``choice_bits``
         ("choice", choice),
     ))

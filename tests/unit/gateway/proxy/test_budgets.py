@@ -83,3 +83,14 @@ def test_touching_the_most_recent_value_keeps_the_order_and_an_older_one_moves_l
     assert list(lru) == [b"b", b"c", b"a"]
     _lru_touch(lru, b"d", 3)
     assert list(lru) == [b"c", b"a", b"d"]
+
+
+def test_a_request_without_header_fields_or_cookies_has_its_address_as_its_shape() -> None:
+    """The shortcut (no fields: the shape key is the address key) is the digest of the same text."""
+    from gateway.proxy.budgets import _digest, request_user_data, url_shape
+
+    data = request_user_data(flow("GET", "/status?x=1").request, SessionLedger(), now=0.0)
+    shape = url_shape(b"GET /status?x=1", 0.0).shape
+    assert data.shape_key == data.url_key == _digest(b"\n".join([shape]))
+    with_field = request_user_data(flow("GET", "/status?x=1", headers={"accept": "*/*"}).request, SessionLedger(), now=0.0)
+    assert with_field.shape_key != with_field.url_key == data.url_key
