@@ -68,13 +68,12 @@ def has_field(fields: tuple[tuple[bytes, bytes], ...], name: bytes) -> bool:
     return False
 
 
-def _keep_only(req: http.Request, name: str, ok: Callable[[str], bool]) -> None:
-    values = req.headers.get_all(name)
-    if not values:
-        return
+def _keep_only(headers: http.Headers, name: str, values: list[str], ok: Callable[[str], bool]) -> None:
+    """Keep the first of ``values`` (the fields named ``name``, as ``get_all`` gives them) that
+    is ``ok``, and none if none is."""
     kept = [v for v in values if ok(v)][:1]  # a browser sends each of these once
     if kept != values:
-        req.headers.set_all(name, kept)
+        headers.set_all(name, kept)
 
 
 def referer_for(value: str, session_origin: str, is_page: Callable[[str], bool]) -> str | None:
@@ -91,23 +90,29 @@ def normalise(req: http.Request, session_origin: str | None, is_page: Callable[[
               metadata: dict[str, object]) -> None:
     """Normalise ``req``'s browser-set headers in place (see the module's docstring)."""
     headers = req.headers
-    present = {name.lower() for name, _ in headers.fields}  # one pass; most requests carry few of these
-    if present.isdisjoint(_NORMALISED):  # exact: every step below needs one of these fields
+    # one pass over the fields: the values of the ones normalised here, as ``get_all`` gives
+    # them (each step below rewrites only its own name: the others' values stay as read)
+    present: dict[bytes, list[str]] = {}
+    for field, value in headers.fields:
+        lower = field.lower()
+        if lower in _NORMALISED:
+            present.setdefault(lower, []).append(value.decode("utf-8", "surrogateescape"))
+    if not present:  # exact: every step below needs one of these fields
         return
     if b"origin" in present:
-        _keep_only(req, "origin", lambda v: session_origin is not None and v == session_origin)
+        _keep_only(headers, "origin", present[b"origin"], lambda v: session_origin is not None and v == session_origin)
     if b"referer" in present:
-        values = headers.get_all("referer")
+        values = present[b"referer"]
         new = referer_for(values[0], session_origin, is_page) if session_origin is not None else None
         if [new] != values:
             headers.set_all("referer", [new] if new is not None else [])
     for name, bname, allowed in _SEC_FETCH:
         if bname in present:
-            _keep_only(req, name, allowed.__contains__)
+            _keep_only(headers, name, present[bname], allowed.__contains__)
     if b"priority" in present:
-        _keep_only(req, "priority", lambda v: _PRIORITY.fullmatch(v.strip()) is not None)
+        _keep_only(headers, "priority", present[b"priority"], lambda v: _PRIORITY.fullmatch(v.strip()) is not None)
     if b"sec-websocket-key" in present:
-        metadata[BROWSER_WS_KEY] = headers.get_all(WS_KEY)[0]
+        metadata[BROWSER_WS_KEY] = present[b"sec-websocket-key"][0]
         headers[WS_KEY] = base64.b64encode(secrets.token_bytes(16)).decode()
 
 
