@@ -162,8 +162,12 @@ class SessionLedger:
     resets_at_wall: float | None = None  # the shared tally's reset time (proxy workers), wall clock
 
     def remember(self, values: Iterable[bytes]) -> None:
-        for v in values:
-            _lru_touch(self.seen, _digest(v), SEEN_CAP)
+        self.remember_digests([_digest(v) for v in values])
+
+    def remember_digests(self, digests: Iterable[bytes]) -> None:
+        """``remember`` of values whose digests (``_digest``) were already taken."""
+        for d in digests:
+            _lru_touch(self.seen, d, SEEN_CAP)
 
     def remember_device_cookie(self, pair: bytes) -> None:
         """A ``name=value`` the device set: free when sent back, and its latest value per name."""
@@ -236,6 +240,7 @@ class RequestData(NamedTuple):
     shape_key: bytes = b""
     loose_key: bytes = b""  # the shape without ``DROPPABLE_HEADERS`` (remembered too, for past the budget)
     dropped: tuple[bytes, ...] = ()  # past the budget: passes only without these header fields
+    key_digests: tuple[bytes, ...] = ()  # the digests of ``keys``, in order (what ``remember`` would take)
 
 
 def is_timestamp(digits: bytes, now: float) -> bool:
@@ -338,10 +343,12 @@ def request_user_data(req: http.Request, ledger: SessionLedger, now: float | Non
             new_headers.append((key, value))
     new_cookies: list[tuple[bytes, bytes]] = []
     cookie_symbols: list[bytes] = []
+    digests = symbols.copy()  # of every key: the header symbols, then each cookie key's
     for name, value in cookies:
         key = name + b"=" + value
         sym = _digest(key)
         keys.append(key)
+        digests.append(sym)
         if sym not in seen_values:
             new_cookies.append((key, value))
         device = ledger.device_cookies.get(name)  # the device's own latest cookie: its presence, not its value
@@ -376,7 +383,7 @@ def request_user_data(req: http.Request, ledger: SessionLedger, now: float | Non
     nothing_new = shape_seen and not url.other_numbers and not body
     return RequestData(usage, [v for _, v in new_headers], [v for _, v in new_cookies],
                        keys,  # all: used most recently
-                       url_key, nothing_new, seen, shape_key, loose_key)
+                       url_key, nothing_new, seen, shape_key, loose_key, key_digests=tuple(digests))
 
 
 class Reservation(NamedTuple):

@@ -320,7 +320,10 @@ PAGE_KEY = "printgate.budget_page"  # flow.metadata: this request's full session
 
 
 def _remember(ledger: SessionLedger, data: RequestData, flow: http.HTTPFlow) -> None:
-    ledger.remember(data.keys)
+    if len(data.key_digests) == len(data.keys):  # digested already (request_user_data): not again
+        ledger.remember_digests(data.key_digests)
+    else:
+        ledger.remember(data.keys)
     ledger.remember_url(data.url_key)
     if data.loose_key and data.loose_key != data.shape_key:
         ledger.remember_shape(data.loose_key)

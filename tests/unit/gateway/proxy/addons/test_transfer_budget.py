@@ -248,6 +248,7 @@ def test_a_request_is_costed_the_same_with_headers_cookies_and_droppable_fields_
     from gateway.proxy.budgets import (
         DROPPABLE_HEADERS,
         SessionLedger,
+        _digest,
         cookie_pairs,
         custom_headers,
         request_user_data,
@@ -261,6 +262,7 @@ def test_a_request_is_costed_the_same_with_headers_cookies_and_droppable_fields_
     data = request_user_data(req, ledger, now=0.0)
     expected = ([n + b":" + v for n, v in custom_headers(req)] + [n + b"=" + v for n, v in cookie_pairs(req)])
     assert data.keys == expected
+    assert data.key_digests == tuple(_digest(k) for k in expected)  # what remember(keys) would take
     assert data.loose_key != data.shape_key  # if-none-match is droppable
     plain = request_user_data(req, ledger, now=0.0, drop=DROPPABLE_HEADERS)
     assert plain.loose_key == plain.shape_key
