@@ -283,6 +283,14 @@ async def _session_state(db: Database, sid: str) -> tuple[DwaState, str]:
     return found.state, found.history[-1].reason if found.history else ""
 
 
+async def _session(scale: Scale, name: str) -> Session:
+    """Agent ``name``'s session of an earlier test of this module, or a new one when this test
+    runs on a fresh ``scale`` (pytest-xdist may build the module's fixture again between tests)."""
+    if name not in scale.sessions:
+        scale.sessions[name] = await _open(scale, scale.agents[name])
+    return scale.sessions[name]
+
+
 async def test_pages_load_through_haproxy_from_the_node_owning_the_session(scale: Scale) -> None:
     a_node = await _stream_node(scale.db, scale.agents["a"].agent_id)
     b_node = await _stream_node(scale.db, scale.agents["b"].agent_id)
@@ -310,7 +318,8 @@ async def test_a_session_opened_on_another_node_works_through_haproxy(scale: Sca
 
 
 async def test_kill_9_ends_only_that_nodes_sessions_and_its_agent_reconnects_elsewhere(scale: Scale) -> None:
-    a, b = scale.sessions["a"], scale.sessions["b"]
+    a, b = await _session(scale, "a"), await _session(scale, "b")
+    assert a.node_id != b.node_id, "the two agents' sessions are on two nodes (HAProxy leastconn)"
     victim = scale.cluster.node(a.node_id)
     async with Loader(b) as loads:
         killed = time.monotonic()
@@ -352,7 +361,7 @@ async def _sigterm(scale: Scale, node: NodeProc) -> float:
 
 
 async def test_rolling_restart_keeps_other_nodes_sessions_and_drains_its_own(scale: Scale) -> None:
-    b = scale.sessions["b"]
+    b = await _session(scale, "b")
     order = [n for n in scale.cluster.nodes if n.node_id != b.node_id] + [scale.cluster.node(b.node_id)]
     for node in order[:-1]:
         async with Loader(b) as loads:
