@@ -244,6 +244,7 @@ class CheckWorkers:
         self._idle: list[_Worker] = []
         self._all: set[_Worker] = set()
         self._closed = False
+        self._prestarting: asyncio.Future[None] | None = None
 
     @contextlib.asynccontextmanager
     async def session_turn(self, session_id: str) -> AsyncIterator[None]:
@@ -274,6 +275,8 @@ class CheckWorkers:
         in ``session_turn``); ``CheckOverran`` past the bound, ``CheckUnavailable`` without an
         answer. A slot is given back when the worker is done, even if this caller went away."""
         bound = self.bound(*args)
+        if self._prestarting is not None:  # the worker started ahead: this call takes it
+            await asyncio.wait([self._prestarting])
         await self._slots.acquire()
         self.calls += 1
         done = asyncio.ensure_future(asyncio.to_thread(self._round_trip, args, bound))
@@ -301,6 +304,28 @@ class CheckWorkers:
                 return worker
         worker.kill()  # closed while it started
         raise CheckUnavailable("the check workers are shut down")
+
+    async def prestart(self) -> None:
+        """Start one idle worker ahead of the first call (the proxy's start), so the first large
+        page or font does not wait for an interpreter's start (0.3-1 s; every request queued
+        behind it in that session waited too). A call meanwhile waits for it rather than start a
+        second one. A failure is logged: the first call starts one."""
+        self._prestarting = asyncio.ensure_future(asyncio.to_thread(self._prestart))
+        try:
+            await asyncio.shield(self._prestarting)
+        except (CheckUnavailable, OSError) as exc:
+            log.warning("dwa.check_worker_prestart_failed", kind=self.kind, error=str(exc))
+
+    def _prestart(self) -> None:
+        with self._lock:
+            if self._all or self._closed:
+                return
+        worker = self._take()
+        with self._lock:
+            if self._closed:
+                self._forget(worker)
+            else:
+                self._idle.append(worker)
 
     def _forget(self, worker: _Worker) -> None:
         """Under ``_lock``: a dead or overrun worker, killed and gone from the lists."""

@@ -258,6 +258,7 @@ class DwaProxy(SessionUrls, Service):
         loop.set_task_factory(None)
         if self._public_port is None:
             self.deps.public.port = self.port
+        self._addons_running()
         self._sweeper = asyncio.create_task(self._sweep(), name="dwa-session-sweeper")
         self._guard_task = asyncio.create_task(self._guard_connections(), name="dwa-connection-deadlines")
         log.info("dwa.proxy_started", host=self._listen_host, port=self.port)
@@ -302,6 +303,14 @@ class DwaProxy(SessionUrls, Service):
         if self._closer is not None:
             early_refusal.unregister(self._closer)
         log.info("dwa.proxy_stopped", port=self.port)
+
+    def _addons_running(self) -> None:
+        """mitmproxy's ``running`` hook for the pipeline's addons (``Pipeline`` passes on flow hooks
+        only): BlockDownloads starts a check worker ahead of the first large page here."""
+        for addon in self._addons:
+            running = getattr(addon, "running", None)
+            if callable(running):
+                running()
 
     def _addons_done(self) -> None:
         """mitmproxy's ``done`` hook for the pipeline's addons (``Pipeline`` passes on flow hooks

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from gateway.proxy.addons.block_downloads import BlockDownloads
 from gateway.proxy.check_workers import (
     CheckUnavailable,
     CheckWorkers,
@@ -28,6 +29,7 @@ from gateway.proxy.limits import ProxyLimits
 from lab.ports import free_tcp_port
 from printgate.testing.audit import ReadableAuditLog
 from tests.proxy.budget_harness import budget_proxy
+from tests.proxy.conftest import ProxyHarness
 from tests.proxy.hostile_device import HostileDevice, make_app
 from tests.proxy.test_r4_alphabets import technician
 from tests.proxy.test_r4_fonts import REAL_WOFF2
@@ -99,6 +101,34 @@ async def test_no_check_worker_outlives_the_proxy(audit_db: ReadableAuditLog, de
         assert len(mine) == 2, mine  # one body worker, one font worker, idle now
     # the old code: both still alive here (until the test process exits)
     assert not mine & check_worker_pids()
+
+
+def downloads_of(h: ProxyHarness) -> BlockDownloads:
+    """The proxy's download check addon (inside the pipeline)."""
+    pipeline = h.proxy._master.addons.get("printgate-pipeline")  # type: ignore[union-attr]
+    return next(a.inner for a in pipeline.addons_in_order if isinstance(getattr(a, "inner", None), BlockDownloads))
+
+
+async def test_a_body_worker_is_up_before_the_first_large_page_and_judges_a_page_once(
+        audit_db: ReadableAuditLog, device: WorkerDevice) -> None:
+    others = check_worker_pids()
+    async with budget_proxy(audit_db, ProxyLimits().session_budget) as h:
+        for _ in range(600):  # started with the proxy, before any request (the old code: at the first page)
+            if check_worker_pids() - others:
+                break
+            await asyncio.sleep(0.1)
+        started = check_worker_pids() - others
+        assert len(started) == 1, started
+        workers = downloads_of(h).check_pool
+        assert workers is not None and workers.calls == 0
+        client = await technician(h, device)
+        try:  # the same new page eight times at once in one session: judged once, the others wait
+            pages = await asyncio.gather(*(client.request("GET", "/w/page") for _ in range(8)))
+        finally:
+            await client.aclose()
+        assert all(p.status_code == 200 and "Toner 42 %" in p.text for p in pages)
+        assert workers.calls == 1  # the old code judged it again in each request's turn: 8
+        assert check_worker_pids() - others == started  # the worker started ahead served it
 
 
 async def test_an_idle_worker_is_reused_and_a_busy_one_killed_at_close() -> None:

@@ -16,6 +16,7 @@ serves pages after.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import statistics
 import threading
@@ -163,9 +164,11 @@ class CountingPool(CheckWorkers):
         self.most_overall = 0
         self._count_lock = threading.Lock()
 
-    async def run(self, session_id: str, *args: Any) -> Any:
-        _SESSION.set(session_id)
-        return await super().run(session_id, *args)
+    @contextlib.asynccontextmanager
+    async def session_turn(self, session_id: str) -> AsyncIterator[None]:
+        async with super().session_turn(session_id):
+            _SESSION.set(session_id)  # the caller's context: its call() in this turn reads it
+            yield
 
     async def call(self, *args: Any) -> Any:
         session_id = _SESSION.get()

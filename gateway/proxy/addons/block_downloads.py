@@ -12,6 +12,7 @@ or print job at a line start, or an encoded file (base64, hex, ...) in it.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import secrets
@@ -247,6 +248,7 @@ class BlockDownloads:
         # heavy body checks off the event loop, one per session at a time (issue 21 round 5 F5);
         # None: every body inline (unit tests of the checks, the cost measurements)
         self.check_pool: CheckWorkers | None = body_workers()
+        self._prestart: asyncio.Task[None] | None = None  # running(): a body worker started ahead
         # new header characters passed on per session, over all its responses (round 5 F3)
         self.header_tally = HeaderTally()
         if routes is not None:
@@ -260,6 +262,11 @@ class BlockDownloads:
         if found is None:
             found = self._by_vendor[vendor] = self._vendors.limits_for(vendor, self._limits)
         return found
+
+    def running(self) -> None:
+        """The proxy is up: one body check worker is started ahead of the first large page."""
+        if self.check_pool is not None:
+            self._prestart = asyncio.get_running_loop().create_task(self.check_pool.prestart())
 
     def done(self) -> None:
         """The proxy stops: its check worker processes are killed (they would live on until the
@@ -300,19 +307,29 @@ class BlockDownloads:
         assert flow.response is not None and self.check_pool is not None
         body = flow.response.get_content(strict=False) or b""
         mtype = media_type(flow.response.headers.get("content-type", ""))
+        async with self.check_pool.session_turn(session_id):
+            # the same body, fetched again by this session while it waited, was judged meanwhile
+            judged = self.verdicts.lookup(body, mtype, lim)
+            if judged is BodyVerdicts.MISSING:
+                judged = await self._judge_in_worker(body, mtype, lim)
+        final = self.check(flow.request, flow.response, session_id=session_id, limits=lim, body_verdict=judged)
+        if final is PARSE_FONT:
+            await self._parse_font_then_check(flow, session_id, lim)
+            return
+        self._apply(flow, final)  # type: ignore[arg-type]
+
+    async def _judge_in_worker(self, body: bytes, mtype: str, lim: ProxyLimits) -> Verdict | object | None:
+        """What the body alone decides, from a check worker (call it in the session's turn)."""
+        assert self.check_pool is not None
         try:
-            verdict, keep = await self.check_pool.run(session_id, mtype, body, lim)
+            verdict, keep = await self.check_pool.call(mtype, body, lim)
         except CheckUnavailable as exc:  # fail closed, not remembered (the host, not the body)
             verdict, keep = ("download.too_complex",
                              f"The response is refused, not let through unchecked: {exc}.", len(body)), False
         judged: Verdict | object | None = FONT if verdict == _FONT_IN_WORKER else verdict
         if keep:
             self.verdicts.put(body, mtype, lim, judged)
-        final = self.check(flow.request, flow.response, session_id=session_id, limits=lim, body_verdict=judged)
-        if final is PARSE_FONT:
-            await self._parse_font_then_check(flow, session_id, lim)
-            return
-        self._apply(flow, final)  # type: ignore[arg-type]
+        return judged
 
     async def _parse_font_then_check(self, flow: http.HTTPFlow, session_id: str, lim: ProxyLimits) -> None:
         """A font not seen before, that this request may have, is parsed (fontTools, pure Python:
