@@ -303,17 +303,22 @@ def without_content_checks() -> Iterator[None]:
         server.default_addons = original
 
 
+def bench_proxy(routes: RouteTable, db: Database) -> DwaProxy:
+    """A proxy of this benchmark: in this process, auditing into ``db`` (group commit, as served)."""
+    async def on_end(_sid: str) -> None:
+        return None
+
+    return DwaProxy("127.0.0.1", 0, dwa_domain="dwa.localhost", routes=routes,
+                    audit=AuditLog(db, None), on_end_request=on_end)
+
+
 async def without_checks_wrk(routes: RouteTable, db: Database, nginx_port: int, page: str, conns: int,
                              seconds: int) -> dict[str, float]:
     """wrk through a proxy without the content checks, started for this measurement and stopped
     after it. Not beside the measured proxy: mitmproxy hands new connections to the master started
     last (a module global), so while it runs every connection in this process gets its pipeline."""
-    async def on_end(_sid: str) -> None:
-        return None
-
     with without_content_checks():
-        reference = DwaProxy("127.0.0.1", 0, dwa_domain="dwa.localhost", routes=routes,
-                             audit=AuditLog(db, None), on_end_request=on_end)
+        reference = bench_proxy(routes, db)
         await reference.start()
     try:
         host, cookie = await Sessions(reference, routes, nginx_port, f"http://{DEVICE_IP}:{nginx_port}").open(
@@ -514,12 +519,7 @@ async def throughput_only(seconds: int) -> dict[str, object]:
     _tmp, nginx, nginx_port, db = await stage("printgate-bench-proxy-")
     mitm, mitm_port = start_mitmdump(nginx_port)
     routes = RouteTable()
-
-    async def on_end(_sid: str) -> None:
-        return None
-
-    proxy = DwaProxy("127.0.0.1", 0, dwa_domain="dwa.localhost", routes=routes,
-                     audit=AuditLog(db, None), on_end_request=on_end)
+    proxy = bench_proxy(routes, db)
     try:
         await proxy.start()
         tune_for_serving()
@@ -538,12 +538,7 @@ async def main(seconds: int, rounds: int, workers: int, browse_seconds: int) -> 
     tmp, nginx, nginx_port, db = await stage("printgate-bench-proxy-")
     mitm, mitm_port = start_mitmdump(nginx_port)
     routes = RouteTable()
-
-    async def on_end(_sid: str) -> None:
-        return None
-
-    proxy = DwaProxy("127.0.0.1", 0, dwa_domain="dwa.localhost", routes=routes,
-                     audit=AuditLog(db, None), on_end_request=on_end)
+    proxy = bench_proxy(routes, db)
     ews = EwsServer(DEVICE_IP, 0, device_name="jetdirect_m130nw", serial="BENCH1")
     results: dict[str, object] = {
         "benchmark": "proxy",
