@@ -354,8 +354,12 @@ def request_user_data(req: http.Request, ledger: SessionLedger, now: float | Non
         device = ledger.device_cookies.get(name)  # the device's own latest cookie: its presence, not its value
         cookie_symbols.append(b"device-cookie=" + name if device is not None and device == _digest(value) else sym)
     method = req.method
+    # the protocol version reaches the device as sent (HTTP/1.0 or 1.1: a client's choice, one bit
+    # a request): part of the address's shape unless it is the usual one (tester a6q)
+    version = req.data.http_version
+    head = method.encode() if version == b"HTTP/1.1" else version + b" " + method.encode()
     # ``data.path``: the bytes ``req.path`` decodes (surrogateescape), as its encoding gives them back
-    url = url_shape(method.encode() + b" " + req.data.path, time.time() if now is None else now)
+    url = url_shape(head + b" " + req.data.path, time.time() if now is None else now)
     url_key = _digest(url.shape)
     seen = url_key in ledger.urls
     # without header fields and cookies the shape's text is the address's: the same digest
@@ -371,7 +375,7 @@ def request_user_data(req: http.Request, ledger: SessionLedger, now: float | Non
               else math.ceil(choice_bits(fields_sent, len(ledger.seen) + len(ledger.pages)) / 8))
     usage = UserData((
         # path and query: a script chooses both; an address sent before costs REPEAT_COST
-        ("url", (0 if shape_seen else REPEAT_COST) if seen else len(url.shape) - len(method) - 1),
+        ("url", (0 if shape_seen else REPEAT_COST) if seen else len(url.shape) - len(head) - 1),
         ("numbers", url.numbers_cost),
         ("body", body),
         ("headers", sum([len(key) for key, _ in new_headers])),

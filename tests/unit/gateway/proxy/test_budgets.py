@@ -94,3 +94,20 @@ def test_a_request_without_header_fields_or_cookies_has_its_address_as_its_shape
     assert data.shape_key == data.url_key == _digest(b"\n".join([shape]))
     with_field = request_user_data(flow("GET", "/status?x=1", headers={"accept": "*/*"}).request, SessionLedger(), now=0.0)
     assert with_field.shape_key != with_field.url_key == data.url_key
+
+
+def test_the_http_version_is_part_of_the_address_sent() -> None:
+    """``GET /v HTTP/1.0`` reaches the device as such: after ``HTTP/1.1`` it is not a repeat (a bit
+    a request, uncounted before), and it is charged for the version it names."""
+    from gateway.proxy.budgets import request_user_data
+
+    ledger = SessionLedger()
+    usual = request_user_data(flow("GET", "/v").request, ledger, now=0.0)
+    ledger.urls[usual.url_key] = None
+    ledger.remember_shape(usual.shape_key)
+    old = flow("GET", "/v").request
+    old.http_version = "HTTP/1.0"
+    other = request_user_data(old, ledger, now=0.0)
+    assert other.url_key != usual.url_key and not other.nothing_new
+    assert request_user_data(flow("GET", "/v").request, ledger, now=0.0).nothing_new
+    assert other.usage.total > 0
