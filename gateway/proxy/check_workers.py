@@ -208,8 +208,19 @@ class _Worker:
         self.stdout.close()
 
 
-def _start(kind: str, timeout: float) -> _Worker:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([_ROOT, os.environ.get("PYTHONPATH", "")]))
+def _worker_env() -> dict[str, str]:
+    """The proxy's environment with the gateway's root first on the import path. No empty entry:
+    Python reads one as the working directory (``-P`` keeps only the script's directory out), and
+    a module there (``json.py``) would have answered for the checks (tester a6r)."""
+    entries = [_ROOT, *(e for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e)]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(entries))
+
+
+def _start(kind: str, timeout: float, starting: set[subprocess.Popen[bytes]] | None = None,
+           lock: threading.Lock | None = None) -> _Worker:
+    """A new worker of ``kind``, up within ``timeout``. While it starts it is in ``starting``
+    (under ``lock``), so that ``CheckWorkers.close`` kills it too."""
+    env = _worker_env()
     try:
         process = subprocess.Popen([sys.executable, "-P", "-m", "gateway.proxy.check_workers", kind],
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -217,7 +228,16 @@ def _start(kind: str, timeout: float) -> _Worker:
     except OSError as exc:  # out of processes, memory or file descriptors
         raise CheckUnavailable(f"the {kind} check worker did not start ({exc.strerror})") from exc
     worker = _Worker(process)
-    if not _wait_readable(worker.stdout, timeout) or worker.stdout.read(1) != b"R":
+    if starting is not None and lock is not None:
+        with lock:
+            starting.add(process)
+    try:
+        up = _wait_readable(worker.stdout, timeout) and worker.stdout.read(1) == b"R"
+    finally:
+        if starting is not None and lock is not None:
+            with lock:
+                starting.discard(process)
+    if not up:
         worker.kill()
         raise CheckUnavailable(f"the {kind} check worker did not start")
     return worker
@@ -245,6 +265,7 @@ class CheckWorkers:
         self._all: set[_Worker] = set()
         self._closed = False
         self._prestarting: asyncio.Future[None] | None = None
+        self._starting: set[subprocess.Popen[bytes]] = set()  # workers not up yet (close kills them too)
 
     @contextlib.asynccontextmanager
     async def session_turn(self, session_id: str) -> AsyncIterator[None]:
@@ -297,7 +318,7 @@ class CheckWorkers:
                 self._forget(worker)
             if self._closed:
                 raise CheckUnavailable("the check workers are shut down")
-        worker = _start(self.kind, self.start_s)
+        worker = _start(self.kind, self.start_s, self._starting, self._lock)
         with self._lock:
             if not self._closed:
                 self._all.add(worker)
@@ -373,6 +394,10 @@ class CheckWorkers:
             idle, self._idle = self._idle, []
             busy = self._all.difference(idle)
             self._all.clear()
+            starting = list(self._starting)
+        for process in starting:  # its thread then finds no answer and the proxy closed
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
         for worker in idle:
             worker.kill()
         for worker in busy:
@@ -389,9 +414,22 @@ def body_workers(wall_s: float = WALL_S, grace_s: float = GRACE_S) -> CheckWorke
     return CheckWorkers("body", BODY_SLOTS, lambda *_args: wall_s + grace_s)
 
 
+def _exit_with(parent: int, every_s: float = 0.5) -> None:
+    """In the worker: end the process when the proxy that started it is gone (killed with
+    SIGKILL, ``done`` never ran): an idle worker ends at the end of its input, but a busy one
+    would finish its call first (up to its bound) as an orphan (tester a6r)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main(kind: str) -> None:
     """The worker's entry: the answers go out on a copy of stdout, and whatever a check library
     prints goes to stderr (discarded), never into the answers."""
+    _exit_with(os.getppid())
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     serve(kind, sys.stdin.buffer, answers)

@@ -17,11 +17,14 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from mitmproxy import http
 
 from gateway.proxy.addons.block_downloads import BlockDownloads
 from gateway.proxy.check_workers import (
     CheckUnavailable,
     CheckWorkers,
+    _worker_env,
+    body_workers,
     decode_answer,
     font_workers,
 )
@@ -35,6 +38,7 @@ from tests.proxy.test_r4_alphabets import technician
 from tests.proxy.test_r4_fonts import REAL_WOFF2
 from tests.proxy.test_r5_fairness import ORDINARY
 from tests.proxy.test_r5_fonts import FONT_FETCH, SLOW
+from tests.unit.gateway.proxy.addons.flows import decision, flow, route
 
 
 def check_worker_pids() -> set[int]:
@@ -189,3 +193,63 @@ def test_what_a_check_prints_does_not_reach_the_answers() -> None:
                           capture_output=True, timeout=60, check=True)
     assert done.stdout == b"R+" + (4).to_bytes(4, "big") + b"null"  # print's None, nothing printed
     assert b'["forged"]' in done.stderr
+
+
+@pytest.mark.parametrize("outer", [None, "", "/opt/x:", ":/opt/x", "/opt/x::/opt/y"])
+def test_the_workers_import_path_has_no_empty_entry(monkeypatch: pytest.MonkeyPatch, outer: str | None) -> None:
+    """An empty entry is the working directory to Python: a ``json.py`` there answered for the
+    checks when the proxy ran without PYTHONPATH (tester a6r)."""
+    if outer is None:
+        monkeypatch.delenv("PYTHONPATH", raising=False)
+    else:
+        monkeypatch.setenv("PYTHONPATH", outer)
+    entries = _worker_env()["PYTHONPATH"].split(os.pathsep)
+    assert "" not in entries and entries[0] == str(Path(__file__).resolve().parents[2])
+
+
+async def test_a_worker_still_starting_is_killed_by_close() -> None:
+    others = check_worker_pids()
+    workers = body_workers()
+    starting = asyncio.create_task(workers.prestart())
+    for _ in range(2000):  # spawned, still importing its checks (0.3-1 s)
+        if check_worker_pids() - others:
+            break
+        await asyncio.sleep(0.005)
+    assert check_worker_pids() - others
+    workers.close()
+    await asyncio.sleep(0.1)
+    assert not check_worker_pids() - others  # the old code: alive until its start finished
+    await starting
+
+
+async def test_a_font_parse_that_overran_is_refused_again_to_its_session_only() -> None:
+    """A parse over its wall-clock bound says as much about the host's load as about the font:
+    remembered for the session that saw it, not refusing the font to every other session."""
+    downloads = BlockDownloads(ProxyLimits())
+    downloads.check_pool = None
+    loaded = CheckWorkers("font", 1, lambda *_args: 0.01)  # every parse overruns
+    idle = downloads.font_parser
+    try:
+        downloads.font_parser = loaded
+        assert await _fetch_font(downloads, "a") == (403, "download.too_complex")
+        assert await _fetch_font(downloads, "a") == (403, "download.too_complex")
+        assert loaded.calls == 1  # remembered for that session: not parsed again
+        downloads.font_parser = idle  # the host is idle again
+        assert await _fetch_font(downloads, "b") == (200, None)  # the old code: too_complex for everyone
+        assert idle.calls == 1
+    finally:
+        loaded.close()
+        idle.close()
+
+
+async def _fetch_font(downloads: BlockDownloads, session_id: str) -> tuple[int, str | None]:
+    """The font through BlockDownloads for a request of ``session_id`` whose style sheet named it."""
+    downloads.fonts.record(session_id, b"@font-face{src:url(/f.woff2)}", "http://127.0.0.1:1/site.css")
+    f = flow("GET", "/f.woff2", headers=FONT_FETCH, with_route=route(session_id=session_id))
+    f.response = http.Response.make(200, REAL_WOFF2, {"content-type": "font/woff2"})
+    pending = downloads.response(f)
+    if pending is not None:
+        await pending
+    found = decision(f)
+    assert f.response is not None
+    return f.response.status_code, found.rule if found is not None else None

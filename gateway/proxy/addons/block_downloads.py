@@ -338,27 +338,38 @@ class BlockDownloads:
         assert flow.response is not None
         body = flow.response.get_content(strict=False) or b""
         key = font_check.cache_form(body)
+        # what a parse found is remembered for every session; that it could not finish (over its
+        # wall-clock bound, a worker that died) says as much about the host's load as about the
+        # font: remembered for this session only (it does not parse the same font again and
+        # again), never refusing the font to the others (tester a6r)
+        this_session = _FONT_STRUCTURE + session_id
         async with self.font_parser.session_turn(session_id):
             # a font of this session parsed while this one waited may have been this one
             structure = self.verdicts.lookup(key, _FONT_STRUCTURE, lim)
             if structure is BodyVerdicts.MISSING:
-                structure = None
-                try:
-                    problem = await self.font_parser.call(body, sniff.clean_font_kind(body))
-                except CheckOverran:
-                    problem = None
-                    structure = ("download.too_complex",
-                                 "The font is refused, not let through unchecked: it takes too long to "
-                                 f"check (over {parse_timeout(len(body)):.1f} s).", len(body))
-                except CheckUnavailable as exc:  # refused, not passed (the worker died, did not start)
-                    problem = f"a font whose check did not finish ({exc})"
-                if problem is not None:
-                    structure = ("download.not_a_font",
-                                 f"The response claims to be a font but is {problem}.", len(body))
-                self.verdicts.put(key, _FONT_STRUCTURE, lim, structure)
+                structure = self.verdicts.lookup(key, this_session, lim)
+            if structure is BodyVerdicts.MISSING:
+                structure, finished = await self._parse_font(body)
+                self.verdicts.put(key, _FONT_STRUCTURE if finished else this_session, lim, structure)
         verdict = self.check(flow.request, flow.response, session_id=session_id, limits=lim,
                              font_structure=structure)
         self._apply(flow, verdict)  # type: ignore[arg-type]
+
+    async def _parse_font(self, body: bytes) -> tuple[Verdict | None, bool]:
+        """The font's structure verdict from a worker, and whether the parse finished (call it in
+        the session's turn)."""
+        try:
+            problem = await self.font_parser.call(body, sniff.clean_font_kind(body))
+        except CheckOverran:
+            return ("download.too_complex", "The font is refused, not let through unchecked: it takes too "
+                    f"long to check (over {parse_timeout(len(body)):.1f} s).", len(body)), False
+        except CheckUnavailable as exc:  # refused, not passed (the worker died, did not start)
+            problem, finished = f"a font whose check did not finish ({exc})", False
+        else:
+            finished = True
+        if problem is None:
+            return None, finished
+        return ("download.not_a_font", f"The response claims to be a font but is {problem}.", len(body)), finished
 
     def _apply(self, flow: http.HTTPFlow, verdict: Verdict | None) -> None:
         assert flow.response is not None
