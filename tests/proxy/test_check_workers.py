@@ -253,3 +253,39 @@ async def _fetch_font(downloads: BlockDownloads, session_id: str) -> tuple[int, 
     found = decision(f)
     assert f.response is not None
     return f.response.status_code, found.rule if found is not None else None
+
+
+_PROXY_KILLED_MID_PARSE = """
+import asyncio, sys
+from gateway.proxy.check_workers import font_workers
+
+async def main():
+    workers = font_workers()
+    call = asyncio.ensure_future(workers.run("s", sys.stdin.buffer.read(), "woff2"))
+    while not workers._all:  # the worker is up and has the font
+        await asyncio.sleep(0.01)
+    print(next(iter(workers._all)).process.pid, flush=True)
+    await call
+asyncio.run(main())
+"""
+
+
+async def test_a_busy_worker_ends_when_its_proxy_is_killed() -> None:
+    """SIGKILL (the OOM killer, the worker pool's death signal): ``done`` never runs; the worker
+    in the middle of a parse ends with its proxy instead of finishing as an orphan (tester a6r)."""
+    proxy = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _PROXY_KILLED_MID_PARSE, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, cwd=str(Path(__file__).resolve().parents[2]))
+    assert proxy.stdin is not None and proxy.stdout is not None
+    proxy.stdin.write(SLOW)  # a font of ~3 s of CPU to check
+    proxy.stdin.close()
+    worker = int(await asyncio.wait_for(proxy.stdout.readline(), 60))
+    proxy.kill()
+    await proxy.wait()
+    for _ in range(40):  # the worker looks for its parent every 0.5 s (the parse needs ~3 s of CPU)
+        if not Path(f"/proc/{worker}").exists() or Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            break
+        await asyncio.sleep(0.05)
+    else:
+        os.kill(worker, 9)
+        raise AssertionError("the check worker outlived its killed proxy by 2 s")
