@@ -70,7 +70,8 @@ _ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding the ga
 
 
 def parse_timeout(size: int) -> float:
-    """The wall-clock bound on parsing a font of ``size`` bytes."""
+    """The bound on parsing a font of ``size`` bytes (seconds of the worker's CPU; ``WALL_FACTOR``
+    times that of wall clock at most)."""
     return BASE_TIMEOUT_S + TIMEOUT_S_PER_KB * size / 1024
 
 
@@ -79,7 +80,44 @@ class CheckUnavailable(Exception):
 
 
 class CheckOverran(CheckUnavailable):
-    """The check ran past its wall-clock bound (its worker was killed): too complex to check."""
+    """The check ran past its bound (its worker was killed): too complex to check. ``by_cpu``: the
+    worker itself used the bound's CPU (the input's doing); else the wall-clock cap passed first
+    (the host's load: the worker did not get the CPU)."""
+
+    def __init__(self, message: str, *, by_cpu: bool) -> None:
+        super().__init__(message)
+        self.by_cpu = by_cpu
+
+
+WALL_FACTOR = 4.0  # a call's wall-clock cap: this many times its CPU bound (a starved worker)
+POLL_S = 0.05  # how often a waiting call looks at its worker's CPU time
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (``/proc/<pid>/stat``; 0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _await_answer(worker: _Worker, bound: float, started: float) -> CheckOverran | None:
+    """Wait until the worker answers (None), it has used ``bound`` seconds of CPU on this call,
+    or ``WALL_FACTOR`` times that passed on the wall clock. CPU, not wall time, decides first: on
+    a loaded host a real font's parse takes longer on the clock (a 1.5 s bound refused a real font
+    in a parallel test run) but not in CPU, and a crafted one costs its CPU whatever the load."""
+    pid = worker.process.pid
+    before = _cpu_seconds(pid)
+    cap = started + bound * WALL_FACTOR
+    while not _wait_readable(worker.stdout, min(POLL_S, cap - time.monotonic())):
+        if _cpu_seconds(pid) - before > bound:
+            return CheckOverran(f"it is too complex to check within {bound:.1f} s of CPU", by_cpu=True)
+        if time.monotonic() >= cap:
+            return CheckOverran(f"it is too complex to check within {bound * WALL_FACTOR:.1f} s on this busy host",
+                                by_cpu=False)
+    return None
 
 
 # --- the answers: JSON of a known shape ------------------------------------------------------------
@@ -360,10 +398,11 @@ class CheckWorkers:
         try:
             worker.stdin.write(_frame(pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)))
             worker.stdin.flush()
-            if not _wait_readable(worker.stdout, bound - (time.monotonic() - started)):
+            overran = _await_answer(worker, bound, started)
+            if overran is not None:
                 self.timeouts += 1
-                log.warning("dwa.check_worker_killed", kind=self.kind, wall_s=round(bound, 2))
-                raise CheckOverran(f"it is too complex to check within {bound:.1f} s")
+                log.warning("dwa.check_worker_killed", kind=self.kind, bound_s=round(bound, 2), by_cpu=overran.by_cpu)
+                raise overran
             status = _read_exactly(worker.stdout, 1)
             raw = _read_frame(worker.stdout, MAX_ANSWER_BYTES)
             if status != b"+":

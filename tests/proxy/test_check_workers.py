@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import pytest
 from aiohttp import web
 from mitmproxy import http
 
+from gateway.proxy import check_workers
 from gateway.proxy.addons.block_downloads import BlockDownloads
 from gateway.proxy.check_workers import (
     CheckUnavailable,
@@ -222,12 +225,14 @@ async def test_a_worker_still_starting_is_killed_by_close() -> None:
     await starting
 
 
-async def test_a_font_parse_that_overran_is_refused_again_to_its_session_only() -> None:
-    """A parse over its wall-clock bound says as much about the host's load as about the font:
-    remembered for the session that saw it, not refusing the font to every other session."""
+async def test_a_font_parse_that_overran_is_refused_again_to_its_session_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A parse past its wall-clock cap (a starved worker) says more about the host's load than
+    about the font: remembered for the session that saw it, not refusing the font to every other
+    session."""
+    monkeypatch.setattr(check_workers, "WALL_FACTOR", 0.001)  # the cap passes long before the CPU bound
     downloads = BlockDownloads(ProxyLimits())
     downloads.check_pool = None
-    loaded = CheckWorkers("font", 1, lambda *_args: 0.01)  # every parse overruns
+    loaded = CheckWorkers("font", 1, lambda *_args: 1.0)  # every parse overruns its wall-clock cap
     idle = downloads.font_parser
     try:
         downloads.font_parser = loaded
@@ -235,11 +240,44 @@ async def test_a_font_parse_that_overran_is_refused_again_to_its_session_only() 
         assert await _fetch_font(downloads, "a") == (403, "download.too_complex")
         assert loaded.calls == 1  # remembered for that session: not parsed again
         downloads.font_parser = idle  # the host is idle again
+        monkeypatch.setattr(check_workers, "WALL_FACTOR", 4.0)
         assert await _fetch_font(downloads, "b") == (200, None)  # the old code: too_complex for everyone
         assert idle.calls == 1
     finally:
         loaded.close()
         idle.close()
+
+
+async def test_a_font_over_its_cpu_bound_is_refused_to_every_session_after_one_parse() -> None:
+    """Its CPU bound used up is the font's doing (load only stretches the wall clock): one parse."""
+    downloads = BlockDownloads(ProxyLimits())
+    downloads.check_pool = None
+    downloads.font_parser.close()
+    downloads.font_parser = CheckWorkers("font", 1, lambda *_args: 0.02)  # far less CPU than a parse
+    try:
+        assert await _fetch_font(downloads, "a") == (403, "download.too_complex")
+        assert await _fetch_font(downloads, "b") == (403, "download.too_complex")
+        assert downloads.font_parser.calls == 1
+    finally:
+        downloads.font_parser.close()
+
+
+async def test_a_parse_on_a_starved_worker_is_bounded_by_cpu_not_the_clock() -> None:
+    """A worker that gets no CPU (stopped: a loaded host at its worst) is not refused at its bound
+    of CPU seconds but at the wall-clock cap; one that gets its CPU answers (tester a6r's
+    real font refused at 1.5 s under a parallel test run)."""
+    workers = CheckWorkers("font", 1, lambda *_args: 0.5)
+    try:
+        assert await workers.run("s", REAL_WOFF2, "woff2") is None  # up, and a normal parse
+        worker = next(iter(workers._all))
+        os.kill(worker.process.pid, signal.SIGSTOP)  # no CPU from now on
+        loop = asyncio.get_running_loop()
+        loop.call_later(1.0, os.kill, worker.process.pid, signal.SIGCONT)  # 2x the bound, < the cap
+        started = time.monotonic()
+        assert await workers.run("s", REAL_WOFF2, "woff2") is None  # the old code: too complex at 0.5 s
+        assert 1.0 <= time.monotonic() - started < 2.0 and workers.timeouts == 0
+    finally:
+        workers.close()
 
 
 async def _fetch_font(downloads: BlockDownloads, session_id: str) -> tuple[int, str | None]:

@@ -338,10 +338,11 @@ class BlockDownloads:
         assert flow.response is not None
         body = flow.response.get_content(strict=False) or b""
         key = font_check.cache_form(body)
-        # what a parse found is remembered for every session; that it could not finish (over its
-        # wall-clock bound, a worker that died) says as much about the host's load as about the
-        # font: remembered for this session only (it does not parse the same font again and
-        # again), never refusing the font to the others (tester a6r)
+        # what a parse found (a problem, none, or its CPU bound used up) is remembered for every
+        # session; that it could not finish otherwise (the wall-clock cap of a starved worker, a
+        # worker that died) says more about the host than the font: remembered for this session
+        # only (it does not parse the same font again and again), never refusing the font to
+        # the others (tester a6r)
         this_session = _FONT_STRUCTURE + session_id
         async with self.font_parser.session_turn(session_id):
             # a font of this session parsed while this one waited may have been this one
@@ -360,9 +361,9 @@ class BlockDownloads:
         the session's turn)."""
         try:
             problem = await self.font_parser.call(body, sniff.clean_font_kind(body))
-        except CheckOverran:
+        except CheckOverran as exc:  # over its CPU bound: the font's doing, remembered for every session
             return ("download.too_complex", "The font is refused, not let through unchecked: it takes too "
-                    f"long to check (over {parse_timeout(len(body)):.1f} s).", len(body)), False
+                    f"long to check (over {parse_timeout(len(body)):.1f} s).", len(body)), exc.by_cpu
         except CheckUnavailable as exc:  # refused, not passed (the worker died, did not start)
             problem, finished = f"a font whose check did not finish ({exc})", False
         else:
