@@ -158,6 +158,9 @@ class DwaBroker(Service):
         node_id: str = LOCAL_NODE,
     ) -> None:
         self._node_id = node_id  # the gateway node owning the sessions this broker opens (issue 18)
+        # before the node registers: a session another node opens for this one after that (its
+        # agent's stream is here) is this process's, not a previous one's leftover
+        self._process_started = datetime.now(UTC)
         self._credentials = credentials  # stored device credentials for the proxy (issue 19)
         self._supervisor = supervisor  # runs the reaper (restarted if it fails) when given
         self._cfg = config
@@ -917,7 +920,8 @@ class DwaBroker(Service):
         now = datetime.now(UTC)
         ended: list[tuple[DwaSession, DwaState, str | None]] = []
         async with self._db.transaction() as s:
-            for sid in await sessions.live_session_ids(s, owners=[self._node_id], unowned=True):
+            for sid in await sessions.live_session_ids(s, owners=[self._node_id], unowned=True,
+                                                       created_before=self._process_started):
                 if (stale := await self._end_stale(s, sid, now, RESTART_REASON)) is not None:
                     ended.append(stale)
         await self._audit_stale(ended, RESTART_REASON, taken_over=())

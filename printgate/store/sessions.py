@@ -93,11 +93,14 @@ def reason_of(stored: dict[str, object] | None) -> SessionReason | None:
 
 
 async def live_session_ids(s: AsyncSession, *, owners: Sequence[str] | None = None,
-                           unowned: bool = False) -> list[str]:
+                           unowned: bool = False, created_before: datetime | None = None) -> list[str]:
     """Sessions not yet ended. ``owners``: only those owned by these nodes (issue 18), plus, with
-    ``unowned``, those with no owner (opened before 0022); None: all."""
+    ``unowned``, those with no owner (opened before 0022); None: all. ``created_before``: only
+    those opened before that time."""
     finals = [DwaState.CLOSED.value, DwaState.DENIED.value, DwaState.FAILED.value]
     q = select(DwaSessionRow.id).where(DwaSessionRow.state.not_in(finals))
+    if created_before is not None:
+        q = q.where(DwaSessionRow.created_at < created_before)
     if owners is not None:
         mine = DwaSessionRow.node_id.in_(list(owners)) if owners else false()
         q = q.where(or_(mine, DwaSessionRow.node_id.is_(None)) if unowned else mine)

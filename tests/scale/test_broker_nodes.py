@@ -97,6 +97,20 @@ async def test_start_ends_only_this_nodes_and_unowned_leftovers(db: Database) ->
     assert closed["old"]["owner_node"] is None and "theirs" not in closed
 
 
+async def test_start_leaves_a_session_opened_for_this_node_since_its_process_began(db: Database) -> None:
+    """Between the node's registration and the broker's start another node may open a session
+    this node owns (the agent's stream is here): it is this process's, not a leftover (a parallel
+    test run ended one as "gateway restarted")."""
+    user = await _setup(db)
+    await _live(db, "before", user, "n2")  # a previous process's
+    broker = _broker(db, "n2", RecordingAuditSink(), Undo())  # this process begins
+    await _live(db, "since", user, "n2")
+    async with broker:
+        pass
+    assert await _state(db, "before") is DwaState.CLOSED
+    assert await _state(db, "since") is DwaState.ACTIVE
+
+
 async def test_an_expired_node_is_taken_over_and_the_node_itself_ends_its_sessions_too(db: Database) -> None:
     user = await _setup(db)
     session = await _live(db, "s1", user, "n1")
