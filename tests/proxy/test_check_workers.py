@@ -35,11 +35,10 @@ from gateway.proxy.limits import ProxyLimits
 from lab.ports import free_tcp_port
 from printgate.testing.audit import ReadableAuditLog
 from tests.proxy.budget_harness import budget_proxy
-from tests.proxy.conftest import ProxyHarness
 from tests.proxy.hostile_device import HostileDevice, make_app
 from tests.proxy.test_r4_alphabets import technician
 from tests.proxy.test_r4_fonts import REAL_WOFF2
-from tests.proxy.test_r5_fairness import ORDINARY
+from tests.proxy.test_r5_fairness import ORDINARY, block_downloads
 from tests.proxy.test_r5_fonts import FONT_FETCH, SLOW
 from tests.unit.gateway.proxy.addons.flows import decision, flow, route
 
@@ -110,12 +109,6 @@ async def test_no_check_worker_outlives_the_proxy(audit_db: ReadableAuditLog, de
     assert not mine & check_worker_pids()
 
 
-def downloads_of(h: ProxyHarness) -> BlockDownloads:
-    """The proxy's download check addon (inside the pipeline)."""
-    pipeline = h.proxy._master.addons.get("printgate-pipeline")  # type: ignore[union-attr]
-    return next(a.inner for a in pipeline.addons_in_order if isinstance(getattr(a, "inner", None), BlockDownloads))
-
-
 async def test_a_body_worker_is_up_before_the_first_large_page_and_judges_a_page_once(
         audit_db: ReadableAuditLog, device: WorkerDevice) -> None:
     others = check_worker_pids()
@@ -126,7 +119,7 @@ async def test_a_body_worker_is_up_before_the_first_large_page_and_judges_a_page
             await asyncio.sleep(0.1)
         started = check_worker_pids() - others
         assert len(started) == 1, started
-        workers = downloads_of(h).check_pool
+        workers = block_downloads(h).check_pool
         assert workers is not None and workers.calls == 0
         client = await technician(h, device)
         try:  # the same new page eight times at once in one session: judged once, the others wait
