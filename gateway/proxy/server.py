@@ -258,7 +258,7 @@ class DwaProxy(SessionUrls, Service):
         loop.set_task_factory(None)
         if self._public_port is None:
             self.deps.public.port = self.port
-        self._addons_running()
+        self._addons_hook("running")
         self._sweeper = asyncio.create_task(self._sweep(), name="dwa-session-sweeper")
         self._guard_task = asyncio.create_task(self._guard_connections(), name="dwa-connection-deadlines")
         log.info("dwa.proxy_started", host=self._listen_host, port=self.port)
@@ -298,28 +298,21 @@ class DwaProxy(SessionUrls, Service):
                 mitmproxy_ctx.master, mitmproxy_ctx.options, mitmproxy_ctx.log = self._previous_ctx
             self._master = None
             self._run_task = None
-        self._addons_done()
+        self._addons_hook("done")
+        self._addons = []
         await self._audit.aclose()
         if self._closer is not None:
             early_refusal.unregister(self._closer)
         log.info("dwa.proxy_stopped", port=self.port)
 
-    def _addons_running(self) -> None:
-        """mitmproxy's ``running`` hook for the pipeline's addons (``Pipeline`` passes on flow hooks
-        only): BlockDownloads starts a check worker ahead of the first large page here."""
+    def _addons_hook(self, hook: str) -> None:
+        """mitmproxy's lifecycle hook ``hook`` (``running``, ``done``) for the pipeline's addons
+        (``Pipeline`` passes on flow hooks only): BlockDownloads starts a check worker ahead of the
+        first large page at ``running`` and kills its check worker processes at ``done``."""
         for addon in self._addons:
-            running = getattr(addon, "running", None)
-            if callable(running):
-                running()
-
-    def _addons_done(self) -> None:
-        """mitmproxy's ``done`` hook for the pipeline's addons (``Pipeline`` passes on flow hooks
-        only): BlockDownloads kills its check worker processes here."""
-        addons, self._addons = self._addons, []
-        for addon in addons:
-            done = getattr(addon, "done", None)
-            if callable(done):
-                done()
+            func = getattr(addon, hook, None)
+            if callable(func):
+                func()
 
     async def flush_audit(self) -> None:
         """Wait until every queued audit event of allowed requests is stored."""

@@ -306,7 +306,7 @@ class BlockDownloads:
         other sessions' requests go on meanwhile; the rest of ``check`` then runs here."""
         assert flow.response is not None and self.check_pool is not None
         body = flow.response.get_content(strict=False) or b""
-        mtype = media_type(flow.response.headers.get("content-type", ""))
+        mtype = self._heads_of(flow.response).mtype  # what check() judged it as
         async with self.check_pool.session_turn(session_id):
             # the same body, fetched again by this session while it waited, was judged meanwhile
             judged = self.verdicts.lookup(body, mtype, lim)
