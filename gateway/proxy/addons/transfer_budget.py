@@ -320,10 +320,7 @@ PAGE_KEY = "printgate.budget_page"  # flow.metadata: this request's full session
 
 
 def _remember(ledger: SessionLedger, data: RequestData, flow: http.HTTPFlow) -> None:
-    if len(data.key_digests) == len(data.keys):  # digested already (request_user_data): not again
-        ledger.remember_digests(data.key_digests)
-    else:
-        ledger.remember(data.keys)
+    ledger.remember_digests(data.key_digests)  # request_user_data digested every key: not again
     ledger.remember_url(data.url_key)
     if data.loose_key and data.loose_key != data.shape_key:
         ledger.remember_shape(data.loose_key)
