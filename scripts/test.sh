@@ -9,11 +9,11 @@ scripts/bootstrap.sh
 .venv/bin/lint-imports --no-cache
 # pytest runs in PRINTGATE_TEST_WORKERS pytest-xdist worker processes (--dist loadgroup: a test
 # file, or the whole of tests/e2e and tests/portal, stays on one worker; tests/conftest.py); the
-# default is 2 on a machine with 2 or more CPUs (the suite waits on servers, agents and browsers
-# much of the time: 21-23 min instead of 37 on 2 cores), 0 runs it in one process.
-cpus=$(nproc 2>/dev/null || echo 1)
+# 2 takes about 15 min instead of 37 on 2 cores, but test servers still pick their ports with
+# lab.ports.free_tcp_port (bind, close, bind again): the other worker can take one in between
+# (EADDRINUSE, seen once in ~3,000 tests). Until they bind port 0 themselves the default is 0
+# (one process).
 default_workers=0
-if [ "$cpus" -ge 2 ]; then default_workers=2; fi
 workers=()
 if [ "${PRINTGATE_TEST_WORKERS:-$default_workers}" != 0 ]; then
   workers=(-n "${PRINTGATE_TEST_WORKERS:-$default_workers}" --dist loadgroup)
