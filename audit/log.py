@@ -12,13 +12,24 @@ writer's thread. Through aiosqlite every statement is a round trip between the
 event loop and the driver's thread (about fifteen per batch); one call instead
 takes a single-connection append from ~2 ms to a few hundred microseconds plus
 the commit's fsync, which is what the proxy's audit-before-answer waits for.
+
+The writer's commits never checkpoint the WAL (``wal_autocheckpoint=0``). SQLite's
+automatic checkpoint copies the WAL into the database file and fsyncs both, on the
+commit that crosses 1,000 pages: about one audited request in a hundred waited 3-5 ms
+for it, which was the proxy's whole p99 on one connection. Instead, every
+``WAL_CHECKPOINT_EVERY`` commits, a thread and connection of their own copy the WAL
+(PASSIVE checkpoints, alongside the next appends, blocking none), and then the writer's
+thread, between two batches, copies the few pages appended meanwhile: only a checkpoint
+that catches up with the last commit lets the next one start the WAL file over.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
+import threading
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +57,13 @@ from printgate.store.db import Database, sqlite_options, sqlite_pragmas
 
 log = get_logger("audit.log")
 
+# a committed batch is about ten pages: every 200 commits keeps the WAL file near 8 MB
+WAL_CHECKPOINT_EVERY = 200
+# the copying thread repeats its checkpoint while the appends it raced were more pages than
+# this, so the writer's own catch-up (between two batches) has little left to copy
+WAL_CATCH_UP_PAGES = 64
+WAL_COPY_PASSES = 4
+
 
 class SqliteAuditWriter:
     """One plain sqlite3 connection to the audit's SQLite file, used from one thread of its own:
@@ -62,6 +80,12 @@ class SqliteAuditWriter:
         self._conn: list[sqlite3.Connection] = []  # opened on first use; shared with the finalizer
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-sqlite")
         self._finalizer = weakref.finalize(self, _close_writer, self._executor, self._conn)
+        self._wal_conn: list[sqlite3.Connection] = []
+        self._wal_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-wal")
+        self._wal_finalizer = weakref.finalize(self, _close_in_thread, self._wal_executor, self._wal_conn)
+        self._wal_pending = threading.Lock()  # held from a checkpoint's start to the writer's catch-up
+        self._commits = 0
+        self.wal_checkpoints = 0  # completed (copy and catch-up), for tests and diagnostics
 
     @staticmethod
     def usable(db: Database) -> bool:
@@ -79,6 +103,7 @@ class SqliteAuditWriter:
         if not self._conn:
             conn = sqlite3.connect(self._database, timeout=30, isolation_level=None, check_same_thread=False)
             sqlite_pragmas(conn, self._synchronous)
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # see the module doc: not on the commit path
             self._conn.append(conn)
         return self._conn[0]
 
@@ -91,15 +116,58 @@ class SqliteAuditWriter:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        self._commits += 1
+        if self._commits % WAL_CHECKPOINT_EVERY == 0 and self._wal_pending.acquire(blocking=False):
+            self._wal_executor.submit(self._copy_wal)
         return result
+
+    def _copy_wal(self) -> None:
+        """In the WAL thread: copy the WAL into the database file, then queue the writer's catch-up."""
+        try:
+            if not self._wal_conn:
+                self._wal_conn.append(sqlite3.connect(self._database, timeout=1, isolation_level=None,
+                                                      check_same_thread=False))
+            copied = 0
+            for _ in range(WAL_COPY_PASSES):
+                _busy, frames, _copied = self._wal_conn[0].execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if frames - copied <= WAL_CATCH_UP_PAGES:
+                    break
+                copied = frames
+            self._executor.submit(self._catch_up)
+        except (sqlite3.Error, RuntimeError) as e:  # RuntimeError: the writer is closing
+            self._wal_pending.release()
+            if isinstance(e, sqlite3.Error):  # the next request tries again; the WAL only grows meanwhile
+                log.warning("audit.wal_checkpoint_failed", error=str(e))
+
+    def _catch_up(self) -> None:
+        """In the writer's thread, between two batches: copy what was appended during the copy."""
+        try:
+            self.connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self.wal_checkpoints += 1
+        except sqlite3.Error as e:
+            log.warning("audit.wal_checkpoint_failed", error=str(e))
+        finally:
+            self._wal_pending.release()
 
     def close(self) -> None:
         self._finalizer()
+        self._wal_finalizer()
 
 
 def _close_writer(executor: ThreadPoolExecutor, conn: list[sqlite3.Connection]) -> None:
     """Stop the thread and close the connection (nothing runs on it: a running batch holds the writer)."""
     executor.shutdown(wait=False)
+    _close_all(conn)
+
+
+def _close_in_thread(executor: ThreadPoolExecutor, conn: list[sqlite3.Connection]) -> None:
+    """Close the connection in its own thread, after a checkpoint that may be running on it."""
+    with contextlib.suppress(RuntimeError):  # already shut down
+        executor.submit(_close_all, conn)
+    executor.shutdown(wait=False)
+
+
+def _close_all(conn: list[sqlite3.Connection]) -> None:
     while conn:
         conn.pop().close()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from audit import log as audit_log
 from audit.checkpoint import Signer
 from audit.export import verify_store
 from audit.log import AuditLog
@@ -94,3 +95,37 @@ async def test_the_writer_stores_the_rows_the_async_path_stores(tmp_path: Path) 
     assert [r[1:] for r in rows[:1]] == [r[1:] for r in rows[1:]]
     assert rows[0][1:] == ("text", 26, "test.same", "success", "s1", 1)
     assert personal[0] == personal[1] == ("tech@example", "127.0.0.9", "object")
+
+
+async def test_commits_leave_the_wal_to_its_own_thread_and_the_wal_still_starts_over(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No append pays SQLite's automatic checkpoint (it copied and fsynced ~1,000 pages on the
+    commit that crossed them: the proxy's single-connection p99). The writer's own checkpoints
+    must still catch up with the appends, or the WAL file would grow without end under a steady
+    stream of appends (a concurrent checkpoint alone never reaches the last commit)."""
+    monkeypatch.setattr(audit_log, "WAL_CHECKPOINT_EVERY", 20)
+    url = f"sqlite+aiosqlite:///{tmp_path}/a.db"
+    await migrate(url)
+    signer = Signer.generate()
+    wal = tmp_path / "a.db-wal"
+    async with Database(url) as db:
+        log = AuditLog(db, signer, checkpoint_every=100)
+        assert log._writer is not None
+        assert log._writer.connection().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        sizes = []
+        for i in range(1500):
+            await log.append(AuditEventIn(type="test.steady", details={"i": i, "pad": "x" * 300}))
+            if i % 100 == 99:
+                sizes.append(wal.stat().st_size)
+        assert log._writer.wal_checkpoints >= 1500 // 20 // 4, "checkpoints were requested but did not run"
+        # 1,500 batches of ~10 pages would be ~60 MB of WAL; restarted every 20 commits it stays small
+        assert max(sizes) < 4 * 1024 * 1024, sizes
+        report = await verify_store(db, signer.verifier())
+        log.close()
+    assert report.ok, report
+    con = sqlite3.connect(tmp_path / "a.db")
+    try:
+        assert con.execute("SELECT count(*) FROM audit_records").fetchone()[0] == 1500
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        con.close()
