@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from gateway.firewall import InProcessFirewall  # noqa: E402
 from gateway.relay import Relay  # noqa: E402
 from lab.ports import free_tcp_port  # noqa: E402
+from lab.processes import stop_processes  # noqa: E402
 from printgate.domain import AuditEventIn, DwaTarget  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "tunnel.json"
@@ -339,12 +340,7 @@ async def main() -> None:
         }
         await relay.aclose()
     finally:
-        for p in procs:
-            p.terminate()
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(*procs, timeout=5)
         shutil.rmtree(d, ignore_errors=True)
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -8,12 +8,11 @@ scripts/bootstrap.sh
 .venv/bin/mypy
 .venv/bin/lint-imports --no-cache
 # pytest runs in PRINTGATE_TEST_WORKERS pytest-xdist worker processes (--dist loadgroup: a test
-# file, or the whole of tests/e2e and tests/portal, stays on one worker; tests/conftest.py); the
-# 2 takes about 15 min instead of 37 on 2 cores, but test servers still pick their ports with
-# lab.ports.free_tcp_port (bind, close, bind again): the other worker can take one in between
-# (EADDRINUSE, seen once in ~3,000 tests). Until they bind port 0 themselves the default is 0
-# (one process).
-default_workers=0
+# file, or the whole of tests/e2e and tests/portal, stays on one worker; tests/conftest.py): 2 by
+# default, about 15 min instead of 37 on 2 cores; 0 runs one process. Test servers' ports come
+# from lab.ports, a slice per worker below the kernel's ephemeral range, so no other worker and
+# no outgoing connection can take one between its pick and its server's bind.
+default_workers=2
 workers=()
 if [ "${PRINTGATE_TEST_WORKERS:-$default_workers}" != 0 ]; then
   workers=(-n "${PRINTGATE_TEST_WORKERS:-$default_workers}" --dist loadgroup)

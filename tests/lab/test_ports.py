@@ -1,0 +1,68 @@
+"""lab.ports: ports a test server binds later, which nothing else can have taken meanwhile."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from lab.ports import ephemeral_range, free_tcp_port, free_udp_port, worker_slice
+
+_TAKE = "import json; from lab.ports import free_tcp_port; print(json.dumps([free_tcp_port() for _ in range(300)]))"
+
+
+def _ports_of(worker: str, count: str) -> list[int]:
+    env = {**os.environ, "PYTEST_XDIST_WORKER": worker, "PYTEST_XDIST_WORKER_COUNT": count,
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    out = subprocess.run([sys.executable, "-c", _TAKE], env=env, capture_output=True, text=True, check=True,
+                         timeout=60)
+    return list(json.loads(out.stdout))
+
+
+def test_xdist_workers_get_disjoint_ports_outside_the_kernels_own_range() -> None:
+    """Two workers asking at once never get the same port, and the kernel never hands one of
+    them to an outgoing connection or a bind to port 0 (its ephemeral range)."""
+    low, high = ephemeral_range()
+    one, two = _ports_of("gw0", "2"), _ports_of("gw1", "2")
+    assert not set(one) & set(two)
+    assert len(set(one)) == len(one) == 300 and len(set(two)) == 300
+    assert all(not low <= p <= high for p in one + two)
+
+
+def test_a_port_is_not_handed_out_again_before_its_server_binds_it() -> None:
+    ports = [free_tcp_port() for _ in range(500)]
+    assert len(set(ports)) == 500
+    udp = free_udp_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", udp))
+
+
+def test_a_port_in_use_is_skipped() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        assert all(free_tcp_port() != busy for _ in range(200))
+
+
+def test_a_forked_child_does_not_repeat_its_parents_round() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its ports to the parent, then out without running pytest's exit
+        os.write(write, json.dumps([free_tcp_port() for _ in range(50)]).encode())
+        os._exit(0)
+    os.close(write)
+    parent = [free_tcp_port() for _ in range(50)]
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as r:
+        child = json.loads(r.read())
+    assert parent != child  # without the reset both walk the same round, port for port
+
+
+def test_slices_split_the_range_and_bad_worker_names_fall_back_to_all_of_it() -> None:
+    assert worker_slice("gw1", "4", 10000, 30000) == range(15000, 20000)
+    assert worker_slice(None, None, 10000, 30000) == range(10000, 30000)
+    assert worker_slice("master", "2", 10000, 30000) == range(10000, 30000)
