@@ -11,11 +11,15 @@ under 100 concurrent proxy sessions those pauses were most of the p99 latency
 permanent generation (``gc.freeze``: never scanned again) and makes full scans
 rarer. Short-lived cycles are still collected; only the rate of full scans drops.
 
-Young collections stay small: a young collection stops the process for as long
-as it scans the young objects, so a threshold of 10,000 allocations made every
-~80th request on a connection wait 5-15 ms (the proxy's whole p99 on one
-connection: 9-12 ms against 4.5-5 ms at 2,000, with less collector time in total).
-The middle and full collections keep the same rate in allocations as before.
+Young and middle collections stay small: a collection stops the process for as
+long as it scans its generations. At 10,000 allocations a young collection made
+every ~80th request on a connection wait 5-15 ms (the proxy's whole p99 on one
+connection: 9-12 ms, against 4-5 ms at 2,000). Each young collection moves the
+objects of requests still in flight to the middle generation, where they become
+garbage (a proxied flow is a web of cycles); a middle collection every 50 young
+ones then scanned 40-130 ms of them with 20 connections, every 10 it is ~5 ms
+(benchmarks/proxy.py and the measurements in docs/transfer-blocking.md). Full
+collections keep their rate in allocations (one per 50 million).
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ from __future__ import annotations
 import gc
 
 YOUNG_THRESHOLD = 2_000  # allocations between young collections (CPython default 700)
-MIDDLE_THRESHOLD = 250  # young collections per middle one (default 10): one per 500,000 allocations
-OLD_THRESHOLD = 100  # middle collections per full one (default 10)
+MIDDLE_THRESHOLD = 10  # young collections per middle one (default 10)
+OLD_THRESHOLD = 2_500  # middle collections per full one (default 10): one per 50 million allocations
 
 
 def tune_for_serving() -> None:
