@@ -32,14 +32,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from audit.log import AuditLog  # noqa: E402
-from benchmarks.proxy import DEVICE_IP, Sessions, stage, wait_port, wrk  # noqa: E402
+from benchmarks.proxy import DEVICE_IP, Sessions, stage, tune_for_serving, wait_port, wrk  # noqa: E402
 from gateway.proxy.routes import RouteTable  # noqa: E402
 from gateway.proxy.server import DwaProxy  # noqa: E402
 from gateway.session_hosts import node_label  # noqa: E402
 from lab.ews import EwsServer  # noqa: E402
 from lab.ports import free_tcp_port  # noqa: E402
 from printgate.cli.nodes import LbNode, render  # noqa: E402
-from printgate.gc_tuning import tune_for_serving  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "lb_hop.json"
 HAPROXY_CFG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"

@@ -63,12 +63,19 @@ from audit.log import AuditLog  # noqa: E402
 from gateway.errors import WorkerFailed  # noqa: E402
 from gateway.proxy.routes import RouteTable, SessionRoute  # noqa: E402
 from gateway.proxy.server import DwaProxy  # noqa: E402
+from gateway.proxy.serving_mode import skip_message_typechecks  # noqa: E402
 from gateway.proxy.workers import ProxyWorkerPool  # noqa: E402
 from lab.ews import EwsServer  # noqa: E402
 from lab.ports import free_tcp_port  # noqa: E402
 from lab.processes import stop_processes  # noqa: E402
 from printgate.domain import AuditEventIn  # noqa: E402
-from printgate.gc_tuning import tune_for_serving  # noqa: E402
+from printgate.gc_tuning import tune_for_serving as _tune_gc  # noqa: E402
+
+
+def tune_for_serving() -> None:
+    """What ``printgate serve`` does to its process once the proxy has started."""
+    _tune_gc()
+    skip_message_typechecks()
 from printgate.store.db import Database, migrate  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "proxy.json"

@@ -51,6 +51,7 @@ def quiet_cancelled_stream_handlers(loop: asyncio.AbstractEventLoop) -> None:
 
 
 async def _run(settings: object) -> None:
+    from gateway.proxy.serving_mode import skip_message_typechecks
     from printgate.cli.cloud import Cloud
     from printgate.gc_tuning import tune_for_serving
     from printgate.settings import Settings
@@ -59,6 +60,7 @@ async def _run(settings: object) -> None:
     quiet_cancelled_stream_handlers(asyncio.get_running_loop())
     async with Cloud(settings, data_dir=settings.gateway.data_dir) as cloud:
         tune_for_serving()
+        skip_message_typechecks()  # what the proxy workers' python -O leaves out, for the in-process proxy
         typer.echo(f"printgate serving: portal {cloud.portal_url}", err=True)
         typer.echo(f"agent enrolment: {cloud.enrol_address}, agent CA {cloud.agent_ca.path} "
                    f"(SHA-256 {cloud.agent_ca.sha256}); agents need a copy of it: "
