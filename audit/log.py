@@ -13,14 +13,19 @@ event loop and the driver's thread (about fifteen per batch); one call instead
 takes a single-connection append from ~2 ms to a few hundred microseconds plus
 the commit's fsync, which is what the proxy's audit-before-answer waits for.
 
-The writer's commits never checkpoint the WAL (``wal_autocheckpoint=0``). SQLite's
+The writer's commits do not checkpoint the WAL at SQLite's 1,000 pages. SQLite's
 automatic checkpoint copies the WAL into the database file and fsyncs both, on the
-commit that crosses 1,000 pages: about one audited request in a hundred waited 3-5 ms
-for it, which was the proxy's whole p99 on one connection. Instead, every
-``WAL_CHECKPOINT_EVERY`` commits, a thread and connection of their own copy the WAL
-(PASSIVE checkpoints, alongside the next appends, blocking none), and then the writer's
-thread, between two batches, copies the few pages appended meanwhile: only a checkpoint
-that catches up with the last commit lets the next one start the WAL file over.
+commit that crosses the threshold: about one audited request in a hundred waited 3-5 ms
+for it, which was the proxy's whole p99 on one connection. Instead, after every
+``WAL_CHECKPOINT_EVERY`` transactions (committed or not: a full disk needs its
+checkpoint most), a thread and connection of their own copy the WAL (PASSIVE
+checkpoints, alongside the next appends, blocking none), and then the writer's thread,
+between two batches, copies the few pages appended meanwhile: only a checkpoint that
+catches up with the last commit lets the next one start the WAL file over. Where that
+cannot keep up (another process appending to the same file, a reader holding an old
+snapshot) SQLite's own checkpoint still runs on the commit crossing
+``WAL_FALLBACK_PAGES``, and ``journal_size_limit`` gives a WAL file that grew back its
+space when it starts over.
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ log = get_logger("audit.log")
 
 # a committed batch is about ten pages: every 200 commits keeps the WAL file near 8 MB
 WAL_CHECKPOINT_EVERY = 200
+WAL_FALLBACK_PAGES = 4000  # SQLite's automatic checkpoint, only where the above falls behind (16 MB)
+WAL_SIZE_LIMIT = 16 * 1024 * 1024  # bytes a WAL file keeps when it starts over
 # the copying thread repeats its checkpoint while the appends it raced were more pages than
 # this, so the writer's own catch-up (between two batches) has little left to copy
 WAL_CATCH_UP_PAGES = 64
@@ -79,12 +86,12 @@ class SqliteAuditWriter:
         self._synchronous = synchronous
         self._conn: list[sqlite3.Connection] = []  # opened on first use; shared with the finalizer
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-sqlite")
-        self._finalizer = weakref.finalize(self, _close_writer, self._executor, self._conn)
+        self._finalizer = weakref.finalize(self, _close_in_thread, self._executor, self._conn)
         self._wal_conn: list[sqlite3.Connection] = []
         self._wal_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-wal")
         self._wal_finalizer = weakref.finalize(self, _close_in_thread, self._wal_executor, self._wal_conn)
         self._wal_pending = threading.Lock()  # held from a checkpoint's start to the writer's catch-up
-        self._commits = 0
+        self._since_checkpoint = 0  # transactions since the last checkpoint was queued
         self.wal_checkpoints = 0  # completed (copy and catch-up), for tests and diagnostics
 
     @staticmethod
@@ -103,23 +110,34 @@ class SqliteAuditWriter:
         if not self._conn:
             conn = sqlite3.connect(self._database, timeout=30, isolation_level=None, check_same_thread=False)
             sqlite_pragmas(conn, self._synchronous)
-            conn.execute("PRAGMA wal_autocheckpoint=0")  # see the module doc: not on the commit path
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_FALLBACK_PAGES}")  # see the module doc
+            conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             self._conn.append(conn)
         return self._conn[0]
 
     def _transaction(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
         conn = self.connection()
-        conn.execute("BEGIN IMMEDIATE")  # the write lock first, as lock_head takes it on the async path
         try:
-            result = work(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        self._commits += 1
-        if self._commits % WAL_CHECKPOINT_EVERY == 0 and self._wal_pending.acquire(blocking=False):
-            self._wal_executor.submit(self._copy_wal)
-        return result
+            conn.execute("BEGIN IMMEDIATE")  # the write lock first, as lock_head takes it on the async path
+            try:
+                result = work(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+        finally:
+            self._after_transaction()
+
+    def _after_transaction(self) -> None:
+        """Queue a checkpoint when one is due and none is under way (a due one waits for it)."""
+        self._since_checkpoint += 1
+        if self._since_checkpoint >= WAL_CHECKPOINT_EVERY and self._wal_pending.acquire(blocking=False):
+            self._since_checkpoint = 0
+            try:
+                self._wal_executor.submit(self._copy_wal)
+            except RuntimeError:  # closing: the batch itself is committed, its caller gets its records
+                self._wal_pending.release()
 
     def _copy_wal(self) -> None:
         """In the WAL thread: copy the WAL into the database file, then queue the writer's catch-up."""
@@ -142,8 +160,9 @@ class SqliteAuditWriter:
     def _catch_up(self) -> None:
         """In the writer's thread, between two batches: copy what was appended during the copy."""
         try:
-            self.connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            self.wal_checkpoints += 1
+            if self._conn:  # not after close(): that ran before in this thread and closed it
+                self._conn[0].execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                self.wal_checkpoints += 1
         except sqlite3.Error as e:
             log.warning("audit.wal_checkpoint_failed", error=str(e))
         finally:
@@ -154,14 +173,9 @@ class SqliteAuditWriter:
         self._wal_finalizer()
 
 
-def _close_writer(executor: ThreadPoolExecutor, conn: list[sqlite3.Connection]) -> None:
-    """Stop the thread and close the connection (nothing runs on it: a running batch holds the writer)."""
-    executor.shutdown(wait=False)
-    _close_all(conn)
-
-
 def _close_in_thread(executor: ThreadPoolExecutor, conn: list[sqlite3.Connection]) -> None:
-    """Close the connection in its own thread, after a checkpoint that may be running on it."""
+    """Close the connection in its own thread, after the batches or checkpoints queued before
+    (closing it from another thread while a statement runs crashed the process in sqlite3)."""
     with contextlib.suppress(RuntimeError):  # already shut down
         executor.submit(_close_all, conn)
     executor.shutdown(wait=False)
