@@ -86,10 +86,10 @@ class SqliteAuditWriter:
         self._synchronous = synchronous
         self._conn: list[sqlite3.Connection] = []  # opened on first use; shared with the finalizer
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-sqlite")
-        self._finalizer = weakref.finalize(self, _close_in_thread, self._executor, self._conn)
+        self._finalizer = weakref.finalize(self, _release_unused, self._executor, self._conn)
         self._wal_conn: list[sqlite3.Connection] = []
         self._wal_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-wal")
-        self._wal_finalizer = weakref.finalize(self, _close_in_thread, self._wal_executor, self._wal_conn)
+        self._wal_finalizer = weakref.finalize(self, _release_unused, self._wal_executor, self._wal_conn)
         self._wal_pending = threading.Lock()  # held from a checkpoint's start to the writer's catch-up
         self._since_checkpoint = 0  # transactions since the last checkpoint was queued
         self.wal_checkpoints = 0  # completed (copy and catch-up), for tests and diagnostics
@@ -169,8 +169,20 @@ class SqliteAuditWriter:
             self._wal_pending.release()
 
     def close(self) -> None:
-        self._finalizer()
-        self._wal_finalizer()
+        """Close both connections, each in its own thread after the work queued before."""
+        self._finalizer.detach()
+        self._wal_finalizer.detach()
+        _close_in_thread(self._executor, self._conn)
+        _close_in_thread(self._wal_executor, self._wal_conn)
+
+
+def _release_unused(executor: ThreadPoolExecutor, conn: list[sqlite3.Connection]) -> None:
+    """A collected writer's thread and connection. Nothing runs on the connection then (queued
+    work holds the writer), so it is closed here. Nothing is submitted either: a finalizer runs
+    inside whatever allocated the object that set off the collection, e.g. another executor's
+    submit() holding concurrent.futures' global lock, which a submit() here would wait for forever."""
+    executor.shutdown(wait=False)
+    _close_all(conn)
 
 
 def _close_in_thread(executor: ThreadPoolExecutor, conn: list[sqlite3.Connection]) -> None:

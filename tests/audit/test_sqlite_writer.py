@@ -107,6 +107,7 @@ async def test_commits_leave_the_wal_to_its_own_thread_and_the_wal_still_starts_
     must still catch up with the appends, or the WAL file would grow without end under a steady
     stream of appends (a concurrent checkpoint alone never reaches the last commit)."""
     monkeypatch.setattr(audit_log, "WAL_CHECKPOINT_EVERY", 20)
+    monkeypatch.setattr(audit_log, "WAL_FALLBACK_PAGES", 100_000)  # the writer's own checkpoints alone
     url = f"sqlite+aiosqlite:///{tmp_path}/a.db"
     await migrate(url)
     signer = Signer.generate()
@@ -123,8 +124,9 @@ async def test_commits_leave_the_wal_to_its_own_thread_and_the_wal_still_starts_
             if i % 100 == 99:
                 sizes.append(wal.stat().st_size)
         assert log._writer.wal_checkpoints >= 1500 // 20 // 4, "checkpoints were requested but did not run"
-        # 1,500 batches of ~10 pages would be ~60 MB of WAL; restarted every 20 commits it stays small
-        assert max(sizes) < 4 * 1024 * 1024, sizes
+        # 1,500 batches of ~10 pages would be ~60 MB of WAL; restarted every 20 commits it stays
+        # small (under a loaded machine's test suite the copying thread lags: up to ~6 MB seen)
+        assert max(sizes) < 16 * 1024 * 1024, sizes
         report = await verify_store(db, signer.verifier())
         log.close()
     assert report.ok, report
@@ -221,3 +223,31 @@ async def test_a_checkpoint_due_or_queued_at_close_neither_raises_nor_reopens(tm
         assert writer._wal_pending.acquire(blocking=False)  # released again
         writer._catch_up()  # a catch-up queued behind the close
         assert not writer._conn and writer.wal_checkpoints == 0
+
+
+async def test_a_collected_writer_is_released_even_inside_another_executors_submit(tmp_path: Path) -> None:
+    """The collector runs finalizers inside whatever allocated, e.g. asyncio.to_thread's submit()
+    holding concurrent.futures' global lock: a finalizer that submitted its connection's close
+    there waited for that lock forever and hung the event loop (seen in the suite)."""
+    import concurrent.futures.thread as futures_thread
+    import threading
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/a.db"
+    await migrate(url)
+    async with Database(url) as db:
+        log = AuditLog(db, None)
+        writer = log._writer
+        assert writer is not None
+        await log.append(AuditEventIn(type="test.one"))
+        await asyncio.sleep(0)
+
+        def collected_during_a_submit() -> None:
+            with futures_thread._global_shutdown_lock:
+                writer._finalizer()
+                writer._wal_finalizer()
+
+        t = threading.Thread(target=collected_during_a_submit, daemon=True)
+        t.start()
+        t.join(timeout=10)
+        assert not t.is_alive(), "the finalizer waited for the lock its caller holds"
+        assert not writer._conn
