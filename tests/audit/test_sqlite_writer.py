@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures.thread as futures_thread
+import contextlib
 import os
 import sqlite3
 import subprocess
 import sys
+import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +19,7 @@ from sqlalchemy import text
 from audit import log as audit_log
 from audit.checkpoint import Signer
 from audit.export import verify_store
-from audit.log import AuditLog
+from audit.log import AuditLog, SqliteAuditWriter
 from printgate.domain import AuditEventIn
 from printgate.errors import ConfigError
 from printgate.store.db import Database, migrate
@@ -179,18 +183,24 @@ def test_closing_while_appends_are_in_flight_neither_crashes_nor_loses_an_acknow
     assert acknowledged > 0 and missing == 0
 
 
+@contextlib.asynccontextmanager
+async def _writer_after_one_append(tmp_path: Path) -> AsyncIterator[tuple[AuditLog, SqliteAuditWriter]]:
+    """A log on a new SQLite file whose writer has committed one batch (its connection is open)."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/a.db"
+    await migrate(url)
+    async with Database(url) as db:
+        log = AuditLog(db, None)
+        assert log._writer is not None
+        await log.append(AuditEventIn(type="test.one"))
+        yield log, log._writer
+
+
 async def test_failed_transactions_count_towards_the_next_checkpoint(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A full disk fails commits; counting only commits, the checkpoint that would free the
     WAL's space was never tried again and appends failed for good."""
     monkeypatch.setattr(audit_log, "WAL_CHECKPOINT_EVERY", 5)
-    url = f"sqlite+aiosqlite:///{tmp_path}/a.db"
-    await migrate(url)
-    async with Database(url) as db:
-        log = AuditLog(db, None)
-        writer = log._writer
-        assert writer is not None
-        await log.append(AuditEventIn(type="test.one"))
+    async with _writer_after_one_append(tmp_path) as (log, writer):
 
         def failing(_conn: sqlite3.Connection) -> None:
             raise sqlite3.OperationalError("database or disk is full")
@@ -208,13 +218,7 @@ async def test_failed_transactions_count_towards_the_next_checkpoint(tmp_path: P
 
 async def test_a_checkpoint_due_or_queued_at_close_neither_raises_nor_reopens(tmp_path: Path,
                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path}/a.db"
-    await migrate(url)
-    async with Database(url) as db:
-        log = AuditLog(db, None)
-        writer = log._writer
-        assert writer is not None
-        await log.append(AuditEventIn(type="test.one"))
+    async with _writer_after_one_append(tmp_path) as (log, writer):
         log.close()
         await asyncio.sleep(0.1)  # the close ran in the writer's thread
         assert not writer._conn
@@ -229,16 +233,7 @@ async def test_a_collected_writer_is_released_even_inside_another_executors_subm
     """The collector runs finalizers inside whatever allocated, e.g. asyncio.to_thread's submit()
     holding concurrent.futures' global lock: a finalizer that submitted its connection's close
     there waited for that lock forever and hung the event loop (seen in the suite)."""
-    import concurrent.futures.thread as futures_thread
-    import threading
-
-    url = f"sqlite+aiosqlite:///{tmp_path}/a.db"
-    await migrate(url)
-    async with Database(url) as db:
-        log = AuditLog(db, None)
-        writer = log._writer
-        assert writer is not None
-        await log.append(AuditEventIn(type="test.one"))
+    async with _writer_after_one_append(tmp_path) as (_log, writer):
         await asyncio.sleep(0)
 
         def collected_during_a_submit() -> None:
