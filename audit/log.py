@@ -20,12 +20,12 @@ for it, which was the proxy's whole p99 on one connection. Instead, after every
 ``WAL_CHECKPOINT_EVERY`` transactions (committed or not: a full disk needs its
 checkpoint most), a thread and connection of their own copy the WAL (PASSIVE
 checkpoints, alongside the next appends, blocking none), and then the writer's thread,
-between two batches, copies the few pages appended meanwhile: only a checkpoint that
-catches up with the last commit lets the next one start the WAL file over. Where that
-cannot keep up (another process appending to the same file, a reader holding an old
-snapshot) SQLite's own checkpoint still runs on the commit crossing
-``WAL_FALLBACK_PAGES``, and ``journal_size_limit`` gives a WAL file that grew back its
-space when it starts over.
+between two batches, copies the few pages appended meanwhile (a RESTART checkpoint: it
+holds other processes' writers off for that long, so that the WAL file can start over
+even while proxy worker processes append to the same file). SQLite's own checkpoint still
+runs on the commit crossing ``WAL_FALLBACK_PAGES`` (a reader holding an old snapshot
+keeps the WAL from starting over), and ``journal_size_limit`` gives a WAL file that grew
+back its space when it starts over.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from printgate.domain import AuditEventIn, AuditRecord
 from printgate.errors import AuditIntegrityError
 from printgate.logs import get_logger
 from printgate.store import audit as store
-from printgate.store.db import Database, sqlite_options, sqlite_pragmas
+from printgate.store.db import SQLITE_BUSY_TIMEOUT_S, Database, sqlite_options, sqlite_pragmas
 
 log = get_logger("audit.log")
 
@@ -66,6 +66,7 @@ log = get_logger("audit.log")
 WAL_CHECKPOINT_EVERY = 200
 WAL_FALLBACK_PAGES = 4000  # SQLite's automatic checkpoint, only where the above falls behind (16 MB)
 WAL_SIZE_LIMIT = 16 * 1024 * 1024  # bytes a WAL file keeps when it starts over
+WAL_CATCH_UP_WAIT_MS = 20  # how long the catch-up waits for other connections' readers
 # the copying thread repeats its checkpoint while the appends it raced were more pages than
 # this, so the writer's own catch-up (between two batches) has little left to copy
 WAL_CATCH_UP_PAGES = 64
@@ -117,6 +118,7 @@ class SqliteAuditWriter:
 
     def _transaction(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
         conn = self.connection()
+        failed = True
         try:
             conn.execute("BEGIN IMMEDIATE")  # the write lock first, as lock_head takes it on the async path
             try:
@@ -125,13 +127,16 @@ class SqliteAuditWriter:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            failed = False
             return result
         finally:
-            self._after_transaction()
+            self._after_transaction(failed)
 
-    def _after_transaction(self) -> None:
-        """Queue a checkpoint when one is due and none is under way (a due one waits for it)."""
-        self._since_checkpoint += 1
+    def _after_transaction(self, failed: bool = False) -> None:
+        """Queue a checkpoint when one is due and none is under way (a due one waits for it).
+        A failed transaction makes one due at once: on a full disk the space the WAL holds is
+        what the next appends need."""
+        self._since_checkpoint = WAL_CHECKPOINT_EVERY if failed else self._since_checkpoint + 1
         if self._since_checkpoint >= WAL_CHECKPOINT_EVERY and self._wal_pending.acquire(blocking=False):
             self._since_checkpoint = 0
             try:
@@ -161,7 +166,14 @@ class SqliteAuditWriter:
         """In the writer's thread, between two batches: copy what was appended during the copy."""
         try:
             if self._conn:  # not after close(): that ran before in this thread and closed it
-                self._conn[0].execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                conn = self._conn[0]
+                # RESTART: holds other processes' writers off (a few pages to copy) until the WAL
+                # can start over; a reader still on an old snapshot gets WAL_CATCH_UP_WAIT_MS
+                conn.execute(f"PRAGMA busy_timeout={WAL_CATCH_UP_WAIT_MS}")
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                finally:
+                    conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
                 self.wal_checkpoints += 1
         except sqlite3.Error as e:
             log.warning("audit.wal_checkpoint_failed", error=str(e))

@@ -195,19 +195,16 @@ async def _writer_after_one_append(tmp_path: Path) -> AsyncIterator[tuple[AuditL
         yield log, log._writer
 
 
-async def test_failed_transactions_count_towards_the_next_checkpoint(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """A full disk fails commits; counting only commits, the checkpoint that would free the
-    WAL's space was never tried again and appends failed for good."""
-    monkeypatch.setattr(audit_log, "WAL_CHECKPOINT_EVERY", 5)
+async def test_a_failed_transaction_makes_a_checkpoint_due_at_once(tmp_path: Path) -> None:
+    """A full disk fails commits. Counting only commits, the checkpoint that frees the space the
+    WAL holds was never tried again and appends failed for good; counting failures like commits,
+    a small volume still filled up before the next one was due."""
     async with _writer_after_one_append(tmp_path) as (log, writer):
-
         def failing(_conn: sqlite3.Connection) -> None:
             raise sqlite3.OperationalError("database or disk is full")
 
-        for _ in range(4):
-            with pytest.raises(sqlite3.OperationalError):
-                await writer.run(failing)
+        with pytest.raises(sqlite3.OperationalError):
+            await writer.run(failing)
         for _ in range(100):  # the copy in its thread, then the catch-up in the writer's
             if writer.wal_checkpoints:
                 break
