@@ -122,15 +122,18 @@ async def test_commits_leave_the_wal_to_its_own_thread_and_the_wal_still_starts_
         # SQLite's own checkpoint only where the writer's falls behind (not at its default 1,000 pages)
         assert log._writer.connection().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == \
             audit_log.WAL_FALLBACK_PAGES > 1000
-        sizes = []
+        sizes, restarts = [], set()
         for i in range(1500):
             await log.append(AuditEventIn(type="test.steady", details={"i": i, "pad": "x" * 300}))
-            if i % 100 == 99:
+            if i % 10 == 9:
                 sizes.append(wal.stat().st_size)
+                with wal.open("rb") as f:  # the WAL header's checkpoint sequence: +1 per start-over
+                    restarts.add(int.from_bytes(f.read(16)[12:16], "big"))
         assert log._writer.wal_checkpoints >= 1500 // 20 // 4, "checkpoints were requested but did not run"
-        # 1,500 batches of ~10 pages would be ~60 MB of WAL; restarted every 20 commits it stays
-        # small (under a loaded machine's test suite the copying thread lags: up to ~6 MB seen)
-        assert max(sizes) < 16 * 1024 * 1024, sizes
+        # ideally every 20 commits; a loaded machine's suite starves the copying thread at times
+        assert len(restarts) >= 10, restarts
+        # without starting over 1,500 batches of ~10 pages are ~60 MB of WAL
+        assert max(sizes) < 40 * 1024 * 1024, sizes
         report = await verify_store(db, signer.verifier())
         log.close()
     assert report.ok, report
