@@ -62,7 +62,7 @@ from printgate.store.db import SQLITE_BUSY_TIMEOUT_S, Database, sqlite_options, 
 
 log = get_logger("audit.log")
 
-# a committed batch is about ten pages: every 200 commits keeps the WAL file near 8 MB
+# a committed batch is about ten pages: a checkpoint every 200 transactions keeps the WAL near 8 MB
 WAL_CHECKPOINT_EVERY = 200
 WAL_FALLBACK_PAGES = 4000  # SQLite's automatic checkpoint, only where the above falls behind (16 MB)
 WAL_SIZE_LIMIT = 16 * 1024 * 1024  # bytes a WAL file keeps when it starts over
