@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from lab import ports
 from lab.ports import ephemeral_range, free_tcp_port, free_udp_port, worker_slice
 
 _TAKE = "import json; from lab.ports import free_tcp_port; print(json.dumps([free_tcp_port() for _ in range(300)]))"
@@ -60,6 +63,17 @@ def test_a_forked_child_does_not_repeat_its_parents_round() -> None:
     with os.fdopen(read) as r:
         child = json.loads(r.read())
     assert parent != child  # without the reset both walk the same round, port for port
+
+
+def test_a_kernel_range_covering_everything_falls_back_to_its_ports(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    everything = tmp_path / "ip_local_port_range"
+    everything.write_text("1024\t65535\n")
+    monkeypatch.setattr(ports, "EPHEMERAL_RANGE", everything)
+    monkeypatch.setattr(ports, "_next_port", None)
+    port = free_tcp_port()
+    assert 1024 <= port <= 65535
+    monkeypatch.setattr(ports, "_next_port", None)  # the next test starts its own round
 
 
 def test_slices_split_the_range_and_bad_worker_names_fall_back_to_all_of_it() -> None:
