@@ -6,9 +6,11 @@ worker asking the same, or any outgoing connection, whose local port the kernel 
 from the same ephemeral range. So ports are handed out *below* that range
 (``/proc/sys/net/ipv4/ip_local_port_range``), where the kernel never picks one by
 itself, and each xdist worker (``PYTEST_XDIST_WORKER`` of ``PYTEST_XDIST_WORKER_COUNT``)
-has a slice of its own. Within a process they go round the slice in turn, so a port is
-not handed out again before its server has had time to bind it; a child process starts
-its round at a random place.
+has a slice of its own. A process outside any worker (a plain ``pytest``, ``printgate lab
+run``, or a child a test started with an environment of its own, without the worker's
+variables) takes its ports from the first ``OUTSIDE_WORKERS`` of the gap, which no worker
+uses. Within a process they go round the slice in turn, so a port is not handed out again
+before its server has had time to bind it; a child process starts its round at a random place.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 LOWEST = 10000  # below: well-known and registered services' ports
+OUTSIDE_WORKERS = 2000  # ports for processes that are not an xdist worker
 EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
@@ -34,13 +37,15 @@ def ephemeral_range() -> tuple[int, int]:
 
 
 def worker_slice(worker: str | None, count: str | None, low: int, high: int) -> range:
-    """This xdist worker's share of ``range(low, high)`` (all of it outside xdist)."""
+    """This xdist worker's share of ``range(low, high)``, past the part kept for processes that
+    are not a worker; that part itself for them (and for unreadable worker variables)."""
+    outside = range(low, low + min(OUTSIDE_WORKERS, (high - low) // 4))
     try:
-        index, n = int((worker or "gw0").removeprefix("gw")), max(1, int(count or "1"))
+        index, n = int((worker or "").removeprefix("gw")), max(1, int(count or ""))
     except ValueError:
-        index, n = 0, 1
-    size = (high - low) // n
-    start = low + (index % n) * size
+        return outside
+    size = (high - outside.stop) // n
+    start = outside.stop + (index % n) * size
     return range(start, start + size)
 
 
