@@ -608,9 +608,12 @@ async def test_crafted_pages_are_refused_without_stalling_another_session(proxy_
     at the same time) are refused and audited while another session's page loads stay quick: the
     checks share the proxy's event loop (before, each such page held it for seconds). The stall
     is measured as the CPU this process (proxy and clients) burns while one of the victim's page
-    loads waits: the CI host's other jobs stretch wall time, not that."""
+    loads waits: the CI host's other jobs stretch wall time, not that. The heap earlier tests left
+    in this pytest process is frozen first, as ``printgate serve`` freezes its own after start
+    (``gc_tuning``): a full collection of it cost 1 s of CPU within one page load in a CI run."""
     victim = SessionClient(proxy_harness, open_route(proxy_harness, hostile))
     await victim.launch()
+    gc.freeze()
     try:
         for name in CRAFTED:
             crafted(name)  # built before the clock starts
@@ -630,13 +633,18 @@ async def test_crafted_pages_are_refused_without_stalling_another_session(proxy_
             for f in fetches:
                 assert f.result().status_code == 403, f.result().text[:300]
         new = await blocked_record(proxy_harness, attacker, before)
-        assert sorted(str(e.details["rule"]) for e in new) == ["download.encoded_blob"] * len(CRAFTED), [
-            (e.type, e.details) for e in new]
+        # refused as encoded data; or, when the loaded host kept the check's worker off the CPU
+        # past its wall-clock bound, as too complex to check (fail closed), never anything else
+        assert len(new) == len(CRAFTED) and all(
+            e.details["rule"] == "download.encoded_blob"
+            or (e.details["rule"] == "download.too_complex" and "wall clock" in json.dumps(e.details))
+            for e in new), [(e.type, e.details) for e in new]
         worst_wall, worst_cpu = max(w for w, _ in loads), max(c for _, c in loads)
         print(f"victim page load: baseline {baseline[0] * 1000:.0f} ms ({baseline[1] * 1000:.0f} ms CPU); worst while "
               f"crafted pages were checked {worst_wall * 1000:.0f} ms ({worst_cpu * 1000:.0f} ms CPU)")
         assert worst_cpu < baseline[1] + 0.5, (baseline, worst_wall, worst_cpu)
     finally:
+        gc.unfreeze()
         await victim.aclose()
 
 
