@@ -451,7 +451,11 @@ async def test_the_session_budget_is_one_tally_across_workers(workers: Pool, ews
             await c.aclose()
     assert pids == set(workers.pool.live_pids())  # both workers served the session
     allowed = [s for s in statuses if s != 403]
-    assert len(allowed) == budget // len(path), (len(allowed), budget // len(path), statuses)
+    # each request costs its address and a few bytes more (which header fields it carries; a
+    # worker's first one, the cookie values that worker's ledger had not seen): one tally allows
+    # at most budget // len(path) and at least one or two fewer; a tally per worker, twice that
+    most = budget // len(path)
+    assert most - 2 <= len(allowed) <= most, (len(allowed), most, statuses)
     assert statuses.count(403) == 2 * CONNECTIONS - len(allowed)
     await workers.pool.flush_audit()
     blocked = await query_records(workers.db, session_id=route.session_id, types=["dwa.transfer_blocked"])
