@@ -16,6 +16,7 @@ WITNESS_WRONG_STATE = "wrong_state"
 LOG_FORGED = "forged"
 LOG_TRUNCATED = "truncated"
 LOG_FORKED = "forked"
+AUDIT_LOG_CLOSED = "audit_log_closed"
 
 
 class SyslogError(PrintgateError):
@@ -26,6 +27,13 @@ class NotCanonicalisable(PrintgateError):
     """An audit value that JSON (RFC 8785) cannot represent."""
 
     code = AUDIT_VALUE_INVALID
+
+
+class AuditLogClosed(PrintgateError):
+    """An append after the audit log was closed (the process is shutting down): refused, nothing
+    written; the caller's record is not in the trail."""
+
+    code = AUDIT_LOG_CLOSED
 
 
 class GatewayUnreachable(PrintgateError):

@@ -53,6 +53,7 @@ from audit.chain import (
     seal,
 )
 from audit.checkpoint import Checkpoint, Signer
+from audit.errors import AuditLogClosed
 from audit.merkle import Frontier, leaf_hash
 from printgate.domain import AuditEventIn, AuditRecord
 from printgate.errors import AuditIntegrityError
@@ -94,6 +95,7 @@ class SqliteAuditWriter:
         self._wal_pending = threading.Lock()  # held from a checkpoint's start to the writer's catch-up
         self._since_checkpoint = 0  # transactions since the last checkpoint was queued
         self.wal_checkpoints = 0  # completed (copy and catch-up), for tests and diagnostics
+        self._closed = False
 
     @staticmethod
     def usable(db: Database) -> bool:
@@ -103,8 +105,14 @@ class SqliteAuditWriter:
         return bool(database) and database != ":memory:"
 
     async def run(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
-        """``work(connection)`` in one transaction (committed when it returns), in the writer's thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._transaction, work)
+        """``work(connection)`` in one transaction (committed when it returns), in the writer's thread;
+        ``AuditLogClosed`` after ``close()``."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self._transaction, work)
+        except RuntimeError as e:
+            if self._closed:  # submit() refused: nothing was run
+                raise AuditLogClosed(f"the audit log {self._database} is closed; the record was not written") from e
+            raise
 
     def connection(self) -> sqlite3.Connection:
         """The writer's connection (opened on first use, in the writer's thread)."""
@@ -182,6 +190,7 @@ class SqliteAuditWriter:
 
     def close(self) -> None:
         """Close both connections, each in its own thread after the work queued before."""
+        self._closed = True
         self._finalizer.detach()
         self._wal_finalizer.detach()
         _close_in_thread(self._executor, self._conn)

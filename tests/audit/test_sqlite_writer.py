@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from audit import log as audit_log
 from audit.checkpoint import Signer
+from audit.errors import AuditLogClosed
 from audit.export import verify_store
 from audit.log import AuditLog, SqliteAuditWriter
 from printgate.domain import AuditEventIn
@@ -246,3 +247,18 @@ async def test_a_collected_writer_is_released_even_inside_another_executors_subm
         t.join(timeout=10)
         assert not t.is_alive(), "the finalizer waited for the lock its caller holds"
         assert not writer._conn
+
+
+async def test_an_append_after_close_is_refused_with_a_typed_error_and_writes_nothing(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/a.db"
+    await migrate(url)
+    async with Database(url) as db:
+        log = AuditLog(db, None)
+        await log.append(AuditEventIn(type="test.before"))
+        log.close()
+        with pytest.raises(AuditLogClosed, match="is closed; the record was not written") as refused:
+            await log.append(AuditEventIn(type="test.after"))
+        assert refused.value.code == "audit_log_closed"
+        async with db.session() as s:
+            types = (await s.execute(text("SELECT type FROM audit_records ORDER BY seq"))).scalars().all()
+        assert list(types) == ["test.before"]
