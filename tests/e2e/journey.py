@@ -59,6 +59,9 @@ async def look_at(page: Page, persona: str, name: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for width in WIDTHS:
         await page.set_viewport_size({"width": width, "height": 900})
+        # the renderer applies the new size (and its media queries) asynchronously: under a loaded
+        # parallel suite a 1366 px page was once measured with the narrow layout's header
+        await page.wait_for_function(f"window.innerWidth === {width} && matchMedia('(min-width: {width}px)').matches")
         overflow = await page.evaluate(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth")
         if overflow > 0:

@@ -200,9 +200,11 @@ async def test_slow_fonts_do_not_stall_another_sessions_font_and_pages(harness, 
     route = attacker.route
     assert all(e.details.get("session_id", getattr(e, "session_id", None)) == route.session_id for e in blocked)
     # the victim: its font is not queued behind the attacker's (was 63-93 s); a generous bound
+    # (its parse shares the two cores with the attacker's and, in CI, the other test worker:
+    # 2.1 s once in a parallel suite)
     print(f"victim font alone {alone:.2f}s, under attack {under_attack:.2f}s; pages median "
           f"{statistics.median(pages_alone):.0f} ms alone, {statistics.median(pages_under_attack or [0]):.0f} ms")
-    assert under_attack < max(10 * alone, 2.0), (alone, under_attack)
+    assert under_attack < max(10 * alone, 5.0), (alone, under_attack)
     if pages_under_attack:
         assert statistics.median(pages_under_attack) < max(10 * statistics.median(pages_alone), 100)
     await still_serves_pages(attacker)
