@@ -561,6 +561,34 @@ async def throughput_only(seconds: int, pairs: int) -> dict[str, object]:
         stop_processes(mitm, nginx)
 
 
+async def abuse_only(seconds: int, browse_seconds: int) -> dict[str, object]:
+    """Just the paced abuse case (``--only abuse``): the quiet browse and saturation figures it is
+    compared with, then the same under abuse, with the event loop's stalls recorded throughout."""
+    tmp, nginx, nginx_port, db = await stage("printgate-bench-proxy-")
+    routes = RouteTable()
+    proxy = bench_proxy(routes, db)
+    try:
+        await proxy.start()
+        tune_for_serving()
+        await wait_port(nginx_port, DEVICE_IP)
+        sessions = Sessions(proxy, routes, nginx_port, f"http://{DEVICE_IP}:{nginx_port}")
+        pairs = [await sessions.open(f"many{i}") for i in range(100)]
+        lua = sessions_script(tmp / "sessions.lua", pairs)
+        quiet = await wrk(f"http://127.0.0.1:{proxy.port}/small.html", conns=100, seconds=seconds, script=lua)
+        quiet_browse = await browse(proxy.port, pairs, browse_seconds)
+        watch = StallDetector()
+        watch.start()
+        abuse = await abuse_section(proxy, sessions, lua, pairs, seconds, browse_seconds, quiet, quiet_browse)
+        loop_watch = await watch.stop()
+        loop_watch["top_stacks"] = loop_watch["top_stacks"][:3]
+        return {"benchmark": "proxy --only abuse", "browse_100_quiet": quiet_browse, "abuse": abuse,
+                "event_loop_under_abuse": loop_watch}
+    finally:
+        await proxy.aclose()
+        await db.aclose()
+        stop_processes(nginx)
+
+
 async def main(seconds: int, rounds: int, workers: int, browse_seconds: int, checks_pairs: int) -> dict[str, object]:
     tmp, nginx, nginx_port, db = await stage("printgate-bench-proxy-")
     mitm, mitm_port = start_mitmdump(nginx_port)
@@ -908,13 +936,16 @@ if __name__ == "__main__":
                     help="alternating runs with and without the content checks per throughput case")
     ap.add_argument("--workers", type=int, default=2, help="proxy worker processes for the pool section (1: skip)")
     ap.add_argument("--browse-seconds", type=int, default=20, help="length of each browse-model run")
-    ap.add_argument("--only", choices=["browse", "throughput"],
+    ap.add_argument("--only", choices=["browse", "throughput", "abuse"],
                     help="run only this section (printed, not written to the results)")
     ap.add_argument("--stalls", action="store_true", help="with --only browse: record event-loop stalls and stacks")
     a = ap.parse_args()
     if a.only == "browse":
         quick = asyncio.run(browse_only(a.browse_seconds, a.stalls))
         print(json.dumps(quick, indent=2))
+        sys.exit(0)
+    if a.only == "abuse":
+        print(json.dumps(asyncio.run(abuse_only(a.seconds, a.browse_seconds)), indent=2))
         sys.exit(0)
     if a.only == "throughput":
         print(json.dumps(asyncio.run(throughput_only(a.seconds, a.pairs)), indent=2))
