@@ -111,12 +111,15 @@ class SqliteAuditWriter:
             return await asyncio.get_running_loop().run_in_executor(self._executor, self._transaction, work)
         except RuntimeError as e:
             if self._closed:  # submit() refused: nothing was run
-                raise AuditLogClosed(f"the audit log {self._database} is closed; the record was not written") from e
+                raise closed_error(self._database) from e
             raise
 
     def connection(self) -> sqlite3.Connection:
-        """The writer's connection (opened on first use, in the writer's thread)."""
+        """The writer's connection (opened on first use, in the writer's thread; never after
+        ``close()``: a batch that reaches the thread after the connection was closed is refused)."""
         if not self._conn:
+            if self._closed:
+                raise closed_error(self._database)
             conn = sqlite3.connect(self._database, timeout=30, isolation_level=None, check_same_thread=False)
             sqlite_pragmas(conn, self._synchronous)
             conn.execute(f"PRAGMA wal_autocheckpoint={WAL_FALLBACK_PAGES}")  # see the module doc
@@ -197,6 +200,12 @@ class SqliteAuditWriter:
         _close_in_thread(self._wal_executor, self._wal_conn)
 
 
+def closed_error(database: str) -> AuditLogClosed:
+    """The refusal of an append after ``close()`` (``database``: the SQLite file, if any)."""
+    what = f"the audit log {database}" if database else "the audit log"
+    return AuditLogClosed(f"{what} is closed; the record was not written")
+
+
 def _release_unused(executor: ThreadPoolExecutor, conn: list[sqlite3.Connection]) -> None:
     """A collected writer's thread and connection. Nothing runs on the connection then (queued
     work holds the writer), so it is closed here. Nothing is submitted either: a finalizer runs
@@ -240,12 +249,19 @@ class AuditLog:
         self._salt = salt
         self._writer: SqliteAuditWriter | None = (
             SqliteAuditWriter(db) if SqliteAuditWriter.usable(db) else None)
+        self._closed = False
+
+    def _refuse_if_closed(self) -> None:
+        if self._closed:
+            raise closed_error(self._writer._database if self._writer is not None else "")
 
     async def append(self, event: AuditEventIn) -> AuditRecord:
         return (await self.append_many([event]))[0]
 
     async def append_many(self, events: Sequence[AuditEventIn]) -> list[AuditRecord]:
-        """Append ``events`` in order, atomically, as consecutive records."""
+        """Append ``events`` in order, atomically, as consecutive records (``AuditLogClosed`` after
+        ``close()``, on either database)."""
+        self._refuse_if_closed()
         prepared = [prepare(e, self._salt) for e in events]
         if not prepared:
             return []
@@ -256,7 +272,9 @@ class AuditLog:
             return await self._append_locked(s, prepared)
 
     def close(self) -> None:
-        """Release the SQLite writer's connection and thread (also done when the log is collected)."""
+        """Refuse further appends; release the SQLite writer's connection and thread (also done when
+        the log is collected)."""
+        self._closed = True
         if self._writer is not None:
             self._writer.close()
 
@@ -283,6 +301,7 @@ class AuditLog:
 
     async def append_in(self, s: AsyncSession, events: Sequence[AuditEventIn]) -> list[AuditRecord]:
         """Append inside the caller's transaction ``s`` (locks the chain head)."""
+        self._refuse_if_closed()
         return await self._append_locked(s, [prepare(e, self._salt) for e in events])
 
     async def _append_locked(self, s: AsyncSession, prepared: Sequence[PreparedEvent]) -> list[AuditRecord]:

@@ -259,6 +259,30 @@ async def test_an_append_after_close_is_refused_with_a_typed_error_and_writes_no
         with pytest.raises(AuditLogClosed, match="is closed; the record was not written") as refused:
             await log.append(AuditEventIn(type="test.after"))
         assert refused.value.code == "audit_log_closed"
+        with pytest.raises(AuditLogClosed):  # nothing to write is refused all the same
+            await log.append_many([])
+        with pytest.raises(AuditLogClosed):  # the caller's own transaction (pseudonymise, retention)
+            async with db.transaction() as s:
+                await log.append_in(s, [AuditEventIn(type="test.after.in")])
         async with db.session() as s:
             types = (await s.execute(text("SELECT type FROM audit_records ORDER BY seq"))).scalars().all()
         assert list(types) == ["test.before"]
+
+
+async def test_a_batch_reaching_the_writer_after_close_does_not_reopen_the_connection(tmp_path: Path) -> None:
+    """close() from another thread: a batch submitted between close()'s queued close and the
+    executor's shutdown runs after the connection was closed; it is refused, not run on a
+    connection opened again that nothing would ever close (tester porta)."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/a.db"
+    await migrate(url)
+    async with Database(url) as db:
+        log = AuditLog(db, None)
+        await log.append(AuditEventIn(type="test.before"))
+        writer = log._writer
+        assert writer is not None
+        log.close()
+        await asyncio.sleep(0.1)  # the queued close has run in the writer's thread
+        assert not writer._conn
+        with pytest.raises(AuditLogClosed):  # as the late batch runs: in a thread, straight to the writer
+            await asyncio.to_thread(writer._transaction, lambda conn: conn.execute("SELECT 1"))
+        assert not writer._conn
