@@ -234,6 +234,8 @@ class DwaProxy(SessionUrls, Service):
             "http2": False,
             "http3": False,
             "websocket": True,
+            # a 101 that is not a WebSocket never becomes a raw TCP pipe (WebSocketGuard refuses it)
+            "rawtcp": False,
             "termlog_verbosity": "error",
         }
         if self._certs:

@@ -6,6 +6,12 @@ document; text frames from the device may carry no encoded file or document
 and stay small. Every dropped frame is audited as ``dwa.transfer_blocked``
 (the connection stays up: the page's next status update still arrives).
 
+Nothing but a WebSocket follows a ``101 Switching Protocols``: a request's ``Upgrade`` to
+anything else (TLS, h2c, a made-up protocol) never reaches the device, and a device answering
+101 to a request that is not a WebSocket handshake is refused (``upgrade.not_websocket``) and its
+connection closed. mitmproxy would otherwise turn the connection into a raw TCP pipe that no
+check sees (its ``rawtcp`` option is off as well: ``gateway.proxy.server``).
+
 No frame is ever compressed: the browser's ``Sec-WebSocket-Extensions`` offer
 (permessage-deflate) is not passed to the device, so neither side may send a
 compressed frame and nothing is inflated in the proxy (a few KB of deflate
@@ -38,6 +44,8 @@ DROPPED_KEY = "printgate.ws_dropped"
 OFFER_DROPPED_KEY = "printgate.ws_extensions_dropped"
 EXTENSIONS = "sec-websocket-extensions"
 _EXTENSIONS = EXTENSIONS.encode()
+_UPGRADE = b"upgrade"
+UPGRADE_DROPPED_KEY = "printgate.upgrade_dropped"
 Verdict = tuple[str, str]
 
 
@@ -54,8 +62,14 @@ class WebSocketGuard:
         self._audit = audit
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        """The browser's extension offer (permessage-deflate) never reaches the device."""
-        if already_answered(flow) or not request_headers.has_field(flow.request.headers.fields, _EXTENSIONS):
+        """An upgrade to anything but a WebSocket, and the browser's extension offer
+        (permessage-deflate), never reach the device."""
+        if already_answered(flow):
+            return
+        fields = flow.request.headers.fields
+        if request_headers.has_field(fields, _UPGRADE) and not is_websocket_upgrade(flow.request):
+            _drop_upgrade(flow)
+        if not request_headers.has_field(fields, _EXTENSIONS):
             return  # exact: without an offer there is nothing to drop, upgrade or not (one pass)
         if not is_websocket_upgrade(flow.request):
             return
@@ -64,17 +78,20 @@ class WebSocketGuard:
             del flow.request.headers[EXTENSIONS]
 
     def response(self, flow: http.HTTPFlow) -> None:
-        """A device switching to a WebSocket with an extension nobody offered is refused."""
+        """A device switching protocols to anything but a plain WebSocket is refused: to another
+        protocol (a raw pipe no check would see), or with an extension nobody offered."""
         resp = flow.response
-        if resp is None or resp.status_code != 101 or EXTENSIONS not in resp.headers:
+        if resp is None or resp.status_code != 101:
             return
-        flow.websocket = None  # no upgrade: the browser gets the refusal, the audit addon records it
-        pages.block(flow, FlowDecision(
-            True, "websocket.extension",
-            f"The device answered with WebSocket extension(s) nobody offered: {resp.headers[EXTENSIONS][:100]}.",
-            "response", "websocket upgrade", 0))
-        if flow.response is not None:
-            flow.response.headers["connection"] = "close"  # the device's side is a WebSocket now
+        if flow.websocket is None:  # mitmproxy found no WebSocket handshake in the request and answer
+            _refuse_switch(flow, "upgrade.not_websocket",
+                           "The device tried to switch the connection to another protocol "
+                           f"({resp.headers.get('upgrade', 'none named')[:60]}); only WebSockets are let through.",
+                           "protocol upgrade")
+        elif EXTENSIONS in resp.headers:
+            _refuse_switch(flow, "websocket.extension",
+                           f"The device answered with WebSocket extension(s) nobody offered: {resp.headers[EXTENSIONS][:100]}.",
+                           "websocket upgrade")
 
     async def websocket_message(self, flow: http.HTTPFlow) -> None:
         if flow.websocket is None or not flow.websocket.messages:
@@ -152,3 +169,28 @@ class WebSocketGuard:
         except Exception as exc:  # the frame is dropped either way; operators see the failure
             log.error("dwa.audit_failed", error=str(exc), type=event_types.DWA_TRANSFER_BLOCKED)
             flow.kill()  # what cannot be audited does not go on (fail closed)
+
+
+def _drop_upgrade(flow: http.HTTPFlow) -> None:
+    """Remove a non-WebSocket upgrade request (``Upgrade``, its ``Connection`` token, h2c's
+    ``HTTP2-Settings``): the device answers the request as it is, on the same connection."""
+    headers = flow.request.headers
+    flow.metadata[UPGRADE_DROPPED_KEY] = headers.get_all("upgrade")
+    del headers["upgrade"]
+    if "http2-settings" in headers:
+        del headers["http2-settings"]
+    tokens = [t.strip() for v in headers.get_all("connection") for t in v.split(",")]
+    kept = [t for t in tokens if t and t.lower() not in ("upgrade", "http2-settings")]
+    if "connection" in headers:
+        del headers["connection"]
+    if kept:
+        headers["connection"] = ", ".join(kept)
+
+
+def _refuse_switch(flow: http.HTTPFlow, rule: str, reason: str, what: str) -> None:
+    """The browser gets the refusal (audited by the audit addon); the device's side of the
+    connection has switched protocols, so it is closed, never reused."""
+    flow.websocket = None
+    pages.block(flow, FlowDecision(True, rule, reason, "response", what, 0))
+    if flow.response is not None:
+        flow.response.headers["connection"] = "close"
