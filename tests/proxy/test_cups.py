@@ -173,6 +173,25 @@ async def test_cups_test_page_and_ipp_print_job_are_blocked(cups, cups_client, h
     assert len(rules) >= 2
 
 
+async def test_an_upgrade_to_tls_never_reaches_cupsd(cups, cups_client, harness):
+    """RFC 2817: cupsd switches a plain connection to TLS when asked (``Upgrade: TLS/1.2``) and
+    it has a place for its credentials, as a stock install does. Through the proxy that switch
+    became a TLS tunnel no check could see, over which a print job and cupsd.conf crossed (tester
+    xfer); the proxy now passes the request on without its upgrade, and cupsd answers it plainly."""
+    (cups.root / "etc" / "ssl").mkdir(mode=0o700, exist_ok=True)
+    reader, writer = await asyncio.open_connection("127.0.0.1", harness.proxy.port)
+    try:
+        writer.write(f"OPTIONS / HTTP/1.1\r\nHost: {cups_client.netloc}\r\nCookie: {cups_client.cookie}\r\n"
+                     "Connection: Upgrade\r\nUpgrade: TLS/1.2, HTTP/1.1\r\n\r\n".encode())
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    finally:
+        writer.close()
+    status = head.split(b"\r\n")[0]
+    assert status == b"HTTP/1.1 200 OK", head
+    assert b"upgrade:" not in head.lower()
+
+
 @pytest.mark.browser
 async def test_cups_browsed_in_chromium(cups, harness, page):
     dev = CupsDevice("127.0.0.1", cups.port, cups.origin)
