@@ -94,7 +94,9 @@ def block(flow: http.HTTPFlow, decision: FlowDecision) -> None:
             "<p>printgate stopped this request: remote web access does not let files go to or "
             "from the customer's device (firmware, backups, address books, print jobs).</p>"
             f"<p>{html.escape(decision.reason)}</p>"
-            "<p>Your session is still open: go back to the device page to continue.</p>"
+            "<p>Your session is still open: go back to the device page to continue. A file that has "
+            "to reach this device or leave it goes another way: on site, or through the customer's "
+            "own administrator.</p>"
             + _portal_links(_portal_of(flow), back=True) + _support_code(decision.rule),
         ),
         "text/html; charset=utf-8",
