@@ -84,7 +84,9 @@ async def test_agent_reconnects_after_a_network_cut_and_the_session_keeps_workin
         assert forwards[0].details["listener"] == forwards[1].details["listener"]  # the proxy's route holds
 
         await system.close_all_sessions(reason="test done")
-        ended = await page(client, launch, cookie)
+    # a new connection: the proxy closes the ended session's live ones, a reused one may be cut mid-request
+    async with httpx.AsyncClient(timeout=30) as fresh:
+        ended = await page(fresh, launch, cookie)
         assert ended.status_code in (403, 404, 410)
     # closed on command: the agent does not come back
     await asyncio.sleep(1.0)
