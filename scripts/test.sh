@@ -11,8 +11,8 @@ scripts/bootstrap.sh
 # file, or the whole of tests/e2e and tests/portal, stays on one worker; tests/conftest.py): 2 by
 # default, 15-25 min of pytest instead of 37 on 2 cores; 0 runs one process. Test servers' ports come
 # from lab.ports, a slice per worker below the kernel's ephemeral range (and one for processes a
-# test starts without the worker's variables), so no other worker, child or outgoing connection
-# can take one between its pick and its server's bind.
+# test starts without the worker's variables), each port claimed for 15-30 s across processes, so
+# no other worker, child or outgoing connection can take one between its pick and its server's bind.
 default_workers=2
 workers=()
 if [ "${PRINTGATE_TEST_WORKERS:-$default_workers}" != 0 ]; then
