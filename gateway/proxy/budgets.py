@@ -241,6 +241,8 @@ class RequestData(NamedTuple):
     loose_key: bytes = b""  # the shape without ``DROPPABLE_HEADERS`` (remembered too, for past the budget)
     dropped: tuple[bytes, ...] = ()  # past the budget: passes only without these header fields
     key_digests: tuple[bytes, ...] = ()  # the digests of ``keys``, in order (what ``remember`` would take)
+    new_header_names: tuple[bytes, ...] = ()  # the names of the new header fields (checked like their values)
+    new_cookie_names: tuple[bytes, ...] = ()  # ... and of the new cookies
 
 
 def is_timestamp(digits: bytes, now: float) -> bool:
@@ -387,7 +389,9 @@ def request_user_data(req: http.Request, ledger: SessionLedger, now: float | Non
     nothing_new = shape_seen and not url.other_numbers and not body
     return RequestData(usage, [v for _, v in new_headers], [v for _, v in new_cookies],
                        keys,  # all: used most recently
-                       url_key, nothing_new, seen, shape_key, loose_key, key_digests=tuple(digests))
+                       url_key, nothing_new, seen, shape_key, loose_key, key_digests=tuple(digests),
+                       new_header_names=tuple([key[: len(key) - len(v) - 1] for key, v in new_headers]),
+                       new_cookie_names=tuple([key[: len(key) - len(v) - 1] for key, v in new_cookies]))
 
 
 class Reservation(NamedTuple):

@@ -6,7 +6,10 @@ multipart form without any file part. Everything else is blocked, and so is an
 allowed body that carries a file anyway: an archive or document signature at
 any offset, a printer job (PostScript, PJL) after a leading newline, an XML or
 other markup document sent as plain text, or an encoded file (base64, hex, ...)
-in the body, in one field or split over many.
+in the body, in one field or split over many. Field names are checked like values (and
+together with them), every field of a repeated name too; a multipart form has nothing but
+whitespace before its first boundary and after its closing one, and its parts no headers but
+``Content-Disposition`` and ``Content-Type`` (whose values are checked like fields).
 """
 
 from __future__ import annotations
@@ -129,8 +132,7 @@ class BlockUploads:
         if mtype == "application/x-www-form-urlencoded":
             if size > self._limits.max_form_body:
                 return "upload.too_large", f"Form data of {size} bytes is over the {self._limits.max_form_body}-byte limit."
-            return _check_fields([v.encode("utf-8", "surrogateescape") for v in req.urlencoded_form.values()],
-                                 threshold, self._limits.max_text_body)
+            return _check_fields(form_strings(req), threshold, self._limits.max_text_body)
         if mtype == "text/plain" or mtype == "":
             if size > self._limits.max_text_body:
                 return "upload.too_large", f"Text of {size} bytes is over the {self._limits.max_text_body}-byte limit."
@@ -158,13 +160,23 @@ class BlockUploads:
         message = BytesParser(policy=HTTP).parsebytes(
             b"Content-Type: " + ctype.encode("latin-1", "replace") + b"\r\n\r\n" + raw
         )
-        if not message.is_multipart():
+        boundary = message.get_boundary()
+        if boundary is None:
             return "upload.multipart_malformed", "The multipart form could not be read."
-        values: list[bytes] = []
+        delimiter = b"--" + boundary.encode("latin-1", "replace")
+        verdict = _check_outside_parts(message, raw, delimiter)
+        if verdict is not None:
+            return verdict
+        if not message.is_multipart():  # a form without fields (the closing line only), else unreadable
+            if raw.strip(_BLANK) == delimiter + b"--":
+                return None
+            return "upload.multipart_malformed", "The multipart form could not be read."
+        values: list[bytes] = []  # every part's header values, parameters and payload, in order
         for part in message.iter_parts() if hasattr(message, "iter_parts") else []:
             verdict = _check_part(part, self._limits)
             if verdict is not None:
                 return verdict
+            values += _part_header_strings(part)
             payload = part.get_payload(decode=True)
             values.append(payload if isinstance(payload, bytes) else b"")
         hit = encoded.find_encoded_split(values, self._limits.encoded_min_upload)
@@ -180,27 +192,95 @@ def _is_markup_document(raw: bytes) -> bool:
     )
 
 
-def _check_fields(values: list[bytes], threshold: int, max_field: int) -> Verdict | None:
-    """Form fields: each is short text without a document in it; no encoded file in one
-    field or in all of them together."""
+def form_strings(req: http.Request) -> list[bytes]:
+    """Every name and value of a URL-encoded form, in order (name, value, name, value, ...):
+    names carry data as well as values do, and so does every field of a repeated name
+    (``urlencoded_form.values()`` gives only the first of each)."""
+    out: list[bytes] = []
+    for name, value in req.urlencoded_form.fields:
+        out.append(name.encode("utf-8", "surrogateescape"))
+        out.append(value.encode("utf-8", "surrogateescape"))
+    return out
+
+
+def _check_fields(values: list[bytes], threshold: int, max_field: int,
+                  what: str = "A form field's name or value") -> Verdict | None:
+    """Form fields (names and values): each is short text without a document in it; no
+    encoded file in one of them or in all of them together."""
     for value in values:
         if len(value) > max_field:
-            return "upload.field_too_large", f"A form field of {len(value)} bytes is over the {max_field}-byte limit."
+            return "upload.field_too_large", f"{what} of {len(value)} bytes is over the {max_field}-byte limit."
         if not sniff.is_textual_throughout(value):
-            return "upload.binary_body", "A form field carries binary data."
+            return "upload.binary_body", f"{what} carries binary data."
         if _is_markup_document(value):
-            return "upload.document_as_text", "A form field carries a markup (XML/HTML/SVG) document."
+            return "upload.document_as_text", f"{what} carries a markup (XML/HTML/SVG) document."
         job = sniff.job_or_document_kind(value, anywhere=True)
         if job is not None:
-            return f"upload.sniffed_{job}", f"A form field carries a {job} document or print job."
+            return f"upload.sniffed_{job}", f"{what} carries a {job} document or print job."
         if len(value) >= threshold // 2:
             hit = encoded.find_encoded(value, threshold, strict=True)
             if hit is not None:
-                return "upload.encoded_blob", f"A form field carries {hit.describe()}: an encoded file."
+                return "upload.encoded_blob", f"{what} carries {hit.describe()}: an encoded file."
     hit = encoded.find_encoded_split(values, threshold) or encoded.any_alphabet(b"".join(values), max(1024, 4 * threshold))
     if hit is not None:
-        return "upload.encoded_blob", f"The form fields together carry {hit.describe()}: an encoded file."
+        return "upload.encoded_blob", f"The form's names and values together carry {hit.describe()}: an encoded file."
     return None
+
+
+_BLANK = b" \t\r\n"
+_PART_HEADERS = frozenset({"content-disposition", "content-type"})  # all a browser sends (RFC 7578)
+_LINE_END = re.compile(rb"[ \t]*(?:\r\n|\r|\n)")
+_PARAM = re.compile(rb';\s*[^=;\s]+\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]*))')  # a header parameter's value
+_OUTSIDE_PARTS = ("upload.multipart_outside_parts",
+                  "The multipart form carries data before its first boundary or after its closing one "
+                  "(a browser never sends any there): it is refused.")
+
+
+def _check_outside_parts(message: Message, raw: bytes, delimiter: bytes) -> Verdict | None:
+    """Nothing but whitespace before the first boundary line and after the closing one: a
+    browser never sends a preamble or an epilogue, and no part's checks see them. Judged on the
+    raw body (the first delimiter line, the first closing one after any line break) and on what
+    the parser kept aside, so a parser that cuts the body elsewhere finds nothing there either."""
+    first = raw.find(delimiter)
+    if first < 0:
+        return "upload.multipart_malformed", "The multipart form has no boundary line."
+    closing = delimiter + b"--"
+    if raw.startswith(closing, first):  # a form without fields: the closing line only
+        after = first + len(closing)
+    else:
+        found = re.compile(rb"[\r\n]" + re.escape(closing)).search(raw, first)
+        if found is None:
+            return "upload.multipart_malformed", "The multipart form has no closing boundary."
+        after = found.end()
+        if not _LINE_END.match(raw, first + len(delimiter)):  # "--boundaryXYZ" is not a delimiter
+            return _OUTSIDE_PARTS
+    aside = [message.preamble or "", message.epilogue or ""]
+    if raw[:first].strip(_BLANK) or raw[after:].strip(_BLANK) or any(text.strip() for text in aside):
+        return _OUTSIDE_PARTS
+    return None
+
+
+def _check_part_headers(part: Message, limits: ProxyLimits) -> Verdict | None:
+    """Only the headers a browser sends in a part, their values (the field's name among them)
+    checked like fields."""
+    extra = sorted({name.lower() for name, _ in part.raw_items()} - _PART_HEADERS)
+    if extra:
+        return ("upload.multipart_header",
+                f"A form part carries the header {extra[0]!r}; a browser sends only Content-Disposition and "
+                "Content-Type there.")
+    return _check_fields(_part_header_strings(part), limits.encoded_min_upload, limits.max_text_body,
+                         "A form part's name or header")
+
+
+def _part_header_strings(part: Message) -> list[bytes]:
+    """A part's header values, each followed by its parameters' values (the field's name among
+    them), as sent: a run split over parts' names joins up like one split over their values."""
+    out: list[bytes] = []
+    for _, value in part.raw_items():
+        raw = value.encode("utf-8", "surrogateescape")
+        out.append(raw)
+        out += [m.group(1) if m.group(1) is not None else m.group(2) for m in _PARAM.finditer(raw)]
+    return out
 
 
 def json_strings(value: object, out: list[bytes], limit: int = 10_000) -> None:
@@ -245,6 +325,9 @@ def _check_part(part: Message, limits: ProxyLimits) -> tuple[str, str] | None:
     ptype = part.get_content_type()
     if "content-type" in part and ptype not in ("text/plain",):
         return "upload.multipart_file", f"A form part of type {ptype} is treated as a file."
+    verdict = _check_part_headers(part, limits)
+    if verdict is not None:
+        return verdict
     payload = part.get_payload(decode=True)
     body = payload if isinstance(payload, bytes) else b""
     if sniff.transfer_kind(body) is not None or sniff.embedded_kind(body) is not None:

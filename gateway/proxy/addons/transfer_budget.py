@@ -1,6 +1,6 @@
 """User-supplied data towards the device: per-request and per-session budgets, and no binary,
-document or encoded file in the URL path, the query string, header values or cookies (in one
-value, or split over many). A cookie the device itself set is sent back free. The headers only
+document or encoded file in the URL path, the query string, header fields or cookies (in one
+name or value, or split over many: names are checked together with their values). A cookie the device itself set is sent back free. The headers only
 a browser sets are first normalised from the session's state (``request_headers.normalise``:
 ``Referer`` only as a page this tally requested, ``Origin`` only as the session's, the WebSocket
 key the proxy's own), then counted like any other.
@@ -27,7 +27,8 @@ tally starts afresh (with workers, the pool's time).
 
 Encoded-looking characters (base64/base32/hex runs of 96 or more with the entropy of encoded
 data, bytes as decimal numbers or character references, one character per byte in any script:
-``encoded.encoded_chars``) in the query, the body, new header and cookie values are also
+``encoded.encoded_chars``) in the query, the body, new header fields and cookies (names and
+values; a form's field names too) are also
 summed per user and device (the same key and window as the byte budget, a tally of their own
 shared by the workers): a file
 trickled out in pieces each under every per-request threshold is refused once the session has
@@ -39,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, unquote
 
@@ -181,8 +182,10 @@ class TransferBudget:
         data = request_user_data(req, ledger)
         verdict = (
             self._check_url(req, threshold)
-            or _check_values("headers", "request headers", data.new_header_values, threshold)
-            or _check_values("cookies", "cookies", data.new_cookie_values, threshold)
+            or _check_values("headers", "request header names and values",
+                             names_and_values(data.new_header_names, data.new_header_values), threshold)
+            or _check_values("cookies", "cookie names and values",
+                             names_and_values(data.new_cookie_names, data.new_cookie_values), threshold)
         )
         if verdict is not None:
             _refuse(flow, verdict)
@@ -194,7 +197,8 @@ class TransferBudget:
                 return self._pass_repeat(flow, route, ledger, repeat)
             _refuse(flow, verdict)
             return None
-        enc = encoded.encoded_chars(_sent_text(req, data.new_header_values, data.new_cookie_values,
+        enc = encoded.encoded_chars(_sent_text(req, names_and_values(data.new_header_names, data.new_header_values),
+                                               names_and_values(data.new_cookie_names, data.new_cookie_values),
                                                query=not data.url_seen),
                                     cap=lim.encoded_session_allowance + 1)
         if self._shared is not None:  # the pool's tally decides (one budget for every worker)
@@ -291,8 +295,26 @@ def _url_verdict(target: str, threshold: int) -> Verdict | None:
     verdict = _check_values("path", "URL path", segments, threshold)
     if verdict is not None or not query:
         return verdict
-    fields = [_bytes(v) for _, v in parse_qsl(query, keep_blank_values=True, errors="surrogateescape")]
-    return _check_values("query", "query string", fields, threshold, _bytes(query))
+    return _check_values("query", "query string", _query_strings(query), threshold, _bytes(query))
+
+
+def _query_strings(query: str) -> list[bytes]:
+    """Every key and value of a query (or URL-encoded form), decoded, in order: keys carry data
+    as well as values do."""
+    out: list[bytes] = []
+    for key, value in parse_qsl(query, keep_blank_values=True, errors="surrogateescape"):
+        out.append(_bytes(key))
+        out.append(_bytes(value))
+    return out
+
+
+def names_and_values(names: Sequence[bytes], values: Sequence[bytes]) -> list[bytes]:
+    """``name, value, name, value, ...``: what a run split over names and values would join."""
+    out: list[bytes] = []
+    for name, value in zip(names, values, strict=True):
+        out.append(name)
+        out.append(value)
+    return out
 
 
 # A page's assets and polls repeat the same few addresses: their verdict is taken once. Exact:
@@ -359,18 +381,18 @@ def _as_repeat(req: http.Request, ledger: SessionLedger, data: RequestData) -> R
 
 
 def _sent_text(req: http.Request, headers: list[bytes], cookies: list[bytes], *, query: bool = True) -> bytes:
-    """The text a request carries towards the device, values decoded (percent-encoding and form
-    encoding would break the runs), space-separated (no two short values make one long run):
-    query (unless the address was sent before: counted then) and form values, a textual body,
-    new header and cookie values."""
+    """The text a request carries towards the device, names and values decoded (percent-encoding
+    and form encoding would break the runs), space-separated (no two short values make one long
+    run): query (unless the address was sent before: counted then) and form fields, a textual
+    body, new header fields and cookies (``headers`` and ``cookies``: names and values)."""
     _path, _, raw_query = req.path.partition("?")
-    values = ([_bytes(v) for _, v in parse_qsl(raw_query, keep_blank_values=True, errors="surrogateescape")]
-              if query and raw_query else [])  # parse_qsl("") is []
+    values = _query_strings(raw_query) if query and raw_query else []  # parse_qsl("") is []
     body = req.raw_content or b""
     if body:
         ctype = (request_headers.field_value(req.headers.fields, b"content-type") or "").split(";", 1)[0].strip().lower()
         if ctype == "application/x-www-form-urlencoded":
-            values += [_bytes(v) for v in req.urlencoded_form.values()]
+            for name, value in req.urlencoded_form.fields:  # every field, a repeated name's too
+                values += (_bytes(name), _bytes(value))
         else:
             values.append(body)
     return b" ".join(values + headers + cookies)
