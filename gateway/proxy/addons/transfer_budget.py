@@ -408,17 +408,18 @@ def _check_values(code: str, where: str, values: list[bytes], threshold: int, ra
     if not values:
         return None
     kind = "upload." + code
+    carry = "carry" if where.endswith("s") else "carries"  # "request headers" / "query string"
     for value in values:
         if value and not sniff.is_textual_throughout(value):
-            return f"{kind}_binary", f"The {where} carry binary data ({len(value)} bytes).", len(value)
+            return f"{kind}_binary", f"The {where} {carry} binary data ({len(value)} bytes).", len(value)
         job = sniff.job_or_document_kind(value, anywhere=True) if value else None
         if job is not None:
-            return f"{kind}_document", f"The {where} carry a {job} document ({len(value)} bytes).", len(value)
+            return f"{kind}_document", f"The {where} {carry} a {job} document ({len(value)} bytes).", len(value)
     hit = _first_hit(values, threshold) or (encoded.find_encoded(raw, threshold, strict=True) if raw else None)
     if hit is None:  # any alphabet (base85, bits, 0x lists, ...), the values together (issue 21 F3)
         hit = encoded.any_alphabet(b"".join(values), max(1024, 4 * threshold))
     if hit is not None:
-        return f"{kind}_encoded", f"The {where} carry {hit.describe()}: an encoded file.", hit.length
+        return f"{kind}_encoded", f"The {where} {carry} {hit.describe()}: an encoded file.", hit.length
     return None
 
 
