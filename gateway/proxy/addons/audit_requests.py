@@ -11,6 +11,7 @@ from gateway.proxy.addons.websocket_guard import DROPPED_KEY
 from gateway.proxy.audit_safe import safe_event
 from gateway.proxy.decision import FlowDecision, decision_of, route_of
 from gateway.proxy.pages import page_html
+from gateway.proxy.ws_control import CONTROL_BYTES_KEY
 from printgate import metrics
 from printgate.domain import AuditEventIn, Outcome, event_types
 from printgate.interfaces import AuditSink
@@ -157,6 +158,9 @@ class AuditRequests:
             "bytes": sum(len(m.content) for m in messages),
             "dropped": int(flow.metadata.get(DROPPED_KEY, 0)),
         }
+        control = flow.metadata.get(CONTROL_BYTES_KEY)
+        if control:  # ping, pong and close-reason bytes, kept from the other side (ws_control)
+            details["control_bytes_withheld"] = dict(control)
         await self._append(flow, event_types.DWA_WEBSOCKET, Outcome.SUCCESS, details)
 
     @staticmethod

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from mitmproxy import http, websocket
 
-from gateway.proxy import encoded, pages, request_headers, sniff
+from gateway.proxy import encoded, pages, request_headers, sniff, ws_control
 from gateway.proxy.budgets import UserData
 from gateway.proxy.decision import FlowDecision, already_answered, route_of
 from gateway.proxy.limits import ProxyLimits
@@ -60,6 +60,7 @@ class WebSocketGuard:
         self._limits = limits
         self._budget = budget
         self._audit = audit
+        ws_control.install()  # control frames carry nothing across (Pings answered here)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         """An upgrade to anything but a WebSocket, and the browser's extension offer

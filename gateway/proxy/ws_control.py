@@ -1,0 +1,76 @@
+"""A WebSocket's control frames carry nothing from one side to the other.
+
+mitmproxy relays Ping and Pong frames, payload and all, from one side to the other without
+calling any addon, and passes a Close frame's reason on: 125 bytes a Ping, as many Pings as a
+client likes, unchecked and outside every budget (tester xfer2 moved 300 KB of random bytes each
+way in Pings). ``install()`` changes that for the process:
+
+- a Ping is answered by the proxy itself, to the side that sent it, with its own payload (as
+  RFC 6455 asks of the receiver); nothing reaches the other side;
+- a Pong (an answer, or an unsolicited heartbeat) is dropped;
+- a Close frame reaches the other side with its code and without its reason text.
+
+Each side still learns that the proxy is alive, which is what a heartbeat is for; browsers send
+no Pings at all (page scripts cannot). The payload bytes a side sent this way are counted in the
+flow's metadata (``CONTROL_BYTES_KEY``) for the WebSocket's audit record.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Generator
+from typing import Any
+
+import wsproto.events
+from mitmproxy.proxy.layers.websocket import WebsocketConnection, WebsocketLayer
+from wsproto.connection import ConnectionState
+
+CONTROL_BYTES_KEY = "printgate.ws_control_bytes"  # flow metadata: {"browser": n, "device": n}
+_PENDING = "_printgate_pongs"  # on a WebsocketConnection: the Pongs the proxy owes that side
+
+
+def install() -> None:
+    original_events = WebsocketConnection.events
+    if getattr(original_events, "_printgate_control", False):
+        return
+
+    @functools.wraps(original_events)
+    def events(self: WebsocketConnection) -> Generator[wsproto.events.Event, None, None]:
+        for event in original_events(self):
+            if isinstance(event, wsproto.events.Ping):
+                self.__dict__.setdefault(_PENDING, []).append(event.response())
+                _count(self, len(event.payload))
+                continue
+            if isinstance(event, wsproto.events.Pong):
+                _count(self, len(event.payload))
+                continue
+            if isinstance(event, wsproto.events.CloseConnection) and event.reason:
+                _count(self, len(event.reason.encode()))
+                event = wsproto.events.CloseConnection(code=event.code, reason=None)
+            yield event
+
+    original_relay = WebsocketLayer.relay_messages
+
+    @functools.wraps(original_relay)
+    def relay_messages(self: WebsocketLayer, event: Any) -> Generator[Any, Any, None]:
+        for ws in (self.client_ws, self.server_ws):
+            ws.__dict__["_printgate_flow"] = self.flow
+        yield from original_relay(self, event)
+        for ws in (self.client_ws, self.server_ws):
+            pongs = ws.__dict__.pop(_PENDING, [])
+            if ws.state is ConnectionState.OPEN:
+                for pong in pongs:
+                    yield ws.send2(pong)
+
+    events._printgate_control = True  # type: ignore[attr-defined]
+    WebsocketConnection.events = events  # type: ignore[method-assign, assignment]
+    WebsocketLayer.relay_messages = relay_messages  # type: ignore[method-assign]
+
+
+def _count(ws: WebsocketConnection, size: int) -> None:
+    flow = ws.__dict__.get("_printgate_flow")
+    if flow is None or size == 0:
+        return
+    side = "browser" if ws.conn is flow.client_conn else "device"
+    counts = flow.metadata.setdefault(CONTROL_BYTES_KEY, {"browser": 0, "device": 0})
+    counts[side] += size
