@@ -111,6 +111,16 @@ async def assert_refused(h: ProxyHarness, device: HostileDevice, send: Send, rul
 # --- multipart: outside the parts, and the parts' own headers ----------------------------------
 
 MULTIPART_ATTACKS: dict[str, tuple[Callable[[str], bytes], str]] = {
+    # a file as bits of whitespace (tester xfer2): spaces and tabs, or a long run of line breaks
+    "whitespace-bits-in-preamble": (
+        lambda b: multipart_body(b, [("note", "hello")], preamble=bytes(b" \t"[byte % 2] for byte in SECRET[:64]) + b"\r\n"),
+        "upload.multipart_outside_parts"),
+    "whitespace-bits-in-epilogue": (
+        lambda b: multipart_body(b, [("note", "hello")], epilogue=b"\r\n" + bytes(b"\r\n"[byte % 2] for byte in SECRET[:64])),
+        "upload.multipart_outside_parts"),
+    "whitespace-after-a-delimiter": (
+        lambda b: multipart_body(b, [("note", "hello")]).replace(f"--{b}\r\n".encode(), f"--{b} \t \t\r\n".encode(), 1),
+        "upload.multipart_outside_parts"),
     "deflate-in-preamble": (
         lambda b: multipart_body(b, [("note", "hello")], preamble=DEFLATE + b"\r\n"), "upload.multipart_outside_parts"),
     "deflate-in-epilogue": (

@@ -229,7 +229,8 @@ def _check_fields(values: list[bytes], threshold: int, max_field: int,
 
 _BLANK = b" \t\r\n"
 _PART_HEADERS = frozenset({"content-disposition", "content-type"})  # all a browser sends (RFC 7578)
-_LINE_END = re.compile(rb"[ \t]*(?:\r\n|\r|\n)")
+_LINE_END = re.compile(rb"\r?\n")  # after a delimiter: no transport padding (a browser sends none)
+_MAX_BREAKS = 4  # before the first delimiter and after the last: at most two line breaks ("\r\n\r\n")
 _PARAM = re.compile(rb';\s*[^=;\s]+\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]*))')  # a header parameter's value
 _OUTSIDE_PARTS = ("upload.multipart_outside_parts",
                   "The multipart form carries data before its first boundary or after its closing one "
@@ -237,8 +238,9 @@ _OUTSIDE_PARTS = ("upload.multipart_outside_parts",
 
 
 def _check_outside_parts(message: Message, raw: bytes, delimiter: bytes) -> Verdict | None:
-    """Nothing but whitespace before the first boundary line and after the closing one: a
-    browser never sends a preamble or an epilogue, and no part's checks see them. Judged on the
+    """Nothing but a line break or two before the first boundary line and after the closing one, and
+    nothing after a boundary on its line: a browser never sends a preamble, an epilogue or
+    padding, and no part's checks see them. Judged on the
     raw body (the first delimiter line, the first closing one after any line break) and on what
     the parser kept aside, so a parser that cuts the body elsewhere finds nothing there either."""
     first = raw.find(delimiter)
@@ -255,9 +257,17 @@ def _check_outside_parts(message: Message, raw: bytes, delimiter: bytes) -> Verd
         if not _LINE_END.match(raw, first + len(delimiter)):  # "--boundaryXYZ" is not a delimiter
             return _OUTSIDE_PARTS
     aside = [message.preamble or "", message.epilogue or ""]
-    if raw[:first].strip(_BLANK) or raw[after:].strip(_BLANK) or any(text.strip() for text in aside):
-        return _OUTSIDE_PARTS
+    if not (_line_breaks_only(raw[:first]) and _line_breaks_only(raw[after:])) or any(text.strip() for text in aside):
+        return _OUTSIDE_PARTS  # spaces and tabs too: a file in bits of whitespace (tester xfer2)
+    for found in re.finditer(rb"(?:\A|(?<=\n))" + re.escape(delimiter), raw):  # each ends its line, or the form
+        end = found.end()
+        if not (_LINE_END.match(raw, end) or raw.startswith(b"--", end)):
+            return _OUTSIDE_PARTS
     return None
+
+
+def _line_breaks_only(outside: bytes) -> bool:
+    return len(outside) <= _MAX_BREAKS and not outside.strip(b"\r\n")
 
 
 def _check_part_headers(part: Message, limits: ProxyLimits) -> Verdict | None:
