@@ -1,4 +1,4 @@
-"""A WebSocket's control frames carry nothing from one side to the other.
+"""A WebSocket's control frames and framing carry nothing from one side to the other.
 
 mitmproxy relays Ping and Pong frames, payload and all, from one side to the other without
 calling any addon, and passes a Close frame's reason on: 125 bytes a Ping, as many Pings as a
@@ -8,7 +8,11 @@ way in Pings). ``install()`` changes that for the process:
 - a Ping is answered by the proxy itself, to the side that sent it, with its own payload (as
   RFC 6455 asks of the receiver); nothing reaches the other side;
 - a Pong (an answer, or an unsolicited heartbeat) is dropped;
-- a Close frame reaches the other side with its code and without its reason text.
+- a Close frame reaches the other side without its reason text, and with its code only when it
+  is one of RFC 6455's own (1000-1015; any other becomes 1000: codes 3000-4999 are 11 bits a
+  WebSocket of the sender's choosing, tester wsc);
+- every data message is sent on as one frame: mitmproxy kept the sender's fragment lengths,
+  and 256 fragments of spaces carried 256 bytes of a file in their lengths (tester wsc).
 
 Each side still learns that the proxy is alive, which is what a heartbeat is for; browsers send
 no Pings at all (page scripts cannot). The payload bytes a side sent this way are counted in the
@@ -22,10 +26,12 @@ from collections.abc import Generator
 from typing import Any
 
 import wsproto.events
-from mitmproxy.proxy.layers.websocket import WebsocketConnection, WebsocketLayer
+from mitmproxy.proxy.layers.websocket import Fragmentizer, WebsocketConnection, WebsocketLayer
 from wsproto.connection import ConnectionState
 
 CONTROL_BYTES_KEY = "printgate.ws_control_bytes"  # flow metadata: {"browser": n, "device": n}
+STANDARD_CLOSE_CODES = range(1000, 1016)
+LOCAL_ERROR_CODES = frozenset({1002, 1007})  # wsproto's own verdict on a broken frame: its reason is its text
 _PENDING = "_printgate_pongs"  # on a WebsocketConnection: the Pongs the proxy owes that side
 
 
@@ -44,9 +50,11 @@ def install() -> None:
             if isinstance(event, wsproto.events.Pong):
                 _count(self, len(event.payload))
                 continue
-            if isinstance(event, wsproto.events.CloseConnection) and event.reason:
-                _count(self, len(event.reason.encode()))
-                event = wsproto.events.CloseConnection(code=event.code, reason=None)
+            if isinstance(event, wsproto.events.CloseConnection):
+                if event.reason and event.code not in LOCAL_ERROR_CODES:
+                    _count(self, len(event.reason.encode()))
+                code = event.code if event.code in STANDARD_CLOSE_CODES else 1000
+                event = wsproto.events.CloseConnection(code=code, reason=None)
             yield event
 
     original_relay = WebsocketLayer.relay_messages
@@ -62,9 +70,13 @@ def install() -> None:
                 for pong in pongs:
                     yield ws.send2(pong)
 
+    def one_frame(self: Fragmentizer, content: bytes) -> Generator[wsproto.events.Message, None, None]:
+        yield self.msg(content, True)
+
     events._printgate_control = True  # type: ignore[attr-defined]
     WebsocketConnection.events = events  # type: ignore[method-assign, assignment]
     WebsocketLayer.relay_messages = relay_messages  # type: ignore[method-assign]
+    Fragmentizer.__call__ = one_frame  # type: ignore[method-assign]
 
 
 def _count(ws: WebsocketConnection, size: int) -> None:

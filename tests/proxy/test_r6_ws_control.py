@@ -62,7 +62,7 @@ class ControlFrameDevice:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         server = site._server
-        assert server is not None and server.sockets
+        assert isinstance(server, asyncio.Server) and server.sockets
         self.port = server.sockets[0].getsockname()[1]
         return self
 
@@ -123,3 +123,109 @@ async def test_ping_pong_and_close_reason_carry_nothing_across(harness: ProxyHar
     withheld = summary.details["control_bytes_withheld"]
     assert withheld["device"] == 2 * len(DOWN)
     assert withheld["browser"] == 2 * len(UP) + 100  # and the Close frame's reason (100 characters)
+
+
+def _frame(opcode: int, payload: bytes, *, fin: bool, mask: bool = False) -> bytes:
+    """One WebSocket frame (payloads under 126 bytes), masked as a client must."""
+    head = bytes([(0x80 if fin else 0) | opcode, (0x80 if mask else 0) | len(payload)])
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+async def _read_frames(reader: asyncio.StreamReader, until_opcode: int) -> list[tuple[int, bytes]]:
+    """Unmasked frames from the proxy (short ones), up to one of ``until_opcode``."""
+    frames = []
+    while True:
+        b0, b1 = await reader.readexactly(2)
+        size = b1 & 0x7F
+        if size == 126:
+            size = int.from_bytes(await reader.readexactly(2), "big")
+        payload = await reader.readexactly(size)
+        frames.append((b0 & 0x0F, payload))
+        if b0 & 0x0F == until_opcode:
+            return frames
+
+
+class FragmentingDevice:
+    """A raw WebSocket device: answers the handshake, sends one text message of spaces in 32
+    fragments whose lengths are a file's bytes, then logs the Close it receives."""
+
+    def __init__(self) -> None:
+        self.lengths = [1 + b % 100 for b in DOWN[:32]]
+        self.close_payload: bytes | None = None
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import base64
+        import hashlib
+
+        head = await reader.readuntil(b"\r\n\r\n")
+        key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"sec-websocket-key:"))
+        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        for i, size in enumerate(self.lengths):
+            last = i == len(self.lengths) - 1
+            writer.write(_frame(0x1 if i == 0 else 0x0, b" " * size, fin=last))
+        await writer.drain()
+        try:
+            frames = await asyncio.wait_for(_read_masked_close(reader), 10)
+            self.close_payload = frames
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> FragmentingDevice:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+
+async def _read_masked_close(reader: asyncio.StreamReader) -> bytes:
+    """The payload of the first Close frame from the proxy (client frames to a device are masked)."""
+    while True:
+        b0, b1 = await reader.readexactly(2)
+        size = b1 & 0x7F
+        key = await reader.readexactly(4) if b1 & 0x80 else b"\0\0\0\0"
+        payload = bytes(b ^ key[i % 4] for i, b in enumerate(await reader.readexactly(size)))
+        if b0 & 0x0F == 0x8:
+            return payload
+
+
+async def test_fragment_lengths_and_close_codes_carry_nothing_across(harness: ProxyHarness) -> None:
+    """A message reaches the other side as one frame, whatever its fragments were (their lengths
+    carried a file, tester wsc); a Close code outside RFC 6455's own arrives as 1000."""
+    async with FragmentingDevice() as device:
+        sid = uuid.uuid4().hex[:12]
+        route = SessionRoute(sid, harness.proxy.session_host(sid), "127.0.0.1", device.port,
+                             f"http://127.0.0.1:{device.port}", "http", None, datetime.now(UTC) + timedelta(minutes=30),
+                             600, "Fragmenting printer", "ACME Print Customer")
+        harness.routes.add(route)
+        client = SessionClient(harness, route)
+        await client.launch()
+        reader, writer = await asyncio.open_connection("127.0.0.1", harness.proxy.port)
+        try:
+            writer.write(f"GET /ws HTTP/1.1\r\nHost: {client.netloc}\r\nCookie: {client.cookie}\r\n"
+                         "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode())
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert answer.startswith(b"HTTP/1.1 101"), answer
+            frames = await asyncio.wait_for(_read_frames(reader, until_opcode=0x1), 10)
+            assert frames == [(0x1, b" " * sum(device.lengths))]  # one frame, not 32
+            writer.write(_frame(0x8, (4321).to_bytes(2, "big") + b"bye", fin=True, mask=True))
+            await writer.drain()
+            async with asyncio.timeout(10):
+                while device.close_payload is None:
+                    await asyncio.sleep(0.05)
+        finally:
+            writer.close()
+            await client.aclose()
+    assert device.close_payload == (1000).to_bytes(2, "big")  # the code normalised, the reason gone
