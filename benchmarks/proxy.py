@@ -49,7 +49,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -540,30 +540,10 @@ async def throughput_table(proxy: DwaProxy, routes: RouteTable, db: Database, ng
     return table
 
 
-async def throughput_only(seconds: int, pairs: int) -> dict[str, object]:
-    """Just the throughput table (``--only throughput``)."""
-    _tmp, nginx, nginx_port, db = await stage("printgate-bench-proxy-")
-    mitm, mitm_port = start_mitmdump(nginx_port)
-    routes = RouteTable()
-    proxy = bench_proxy(routes, db)
-    try:
-        await proxy.start()
-        tune_for_serving()
-        await wait_port(nginx_port, DEVICE_IP)
-        await wait_port(mitm_port)
-        session = await Sessions(proxy, routes, nginx_port, f"http://{DEVICE_IP}:{nginx_port}").open("bench0")
-        return {"benchmark": "proxy --only throughput",
-                "throughput": await throughput_table(proxy, routes, db, nginx_port, mitm_port, session, seconds,
-                                                     pairs)}
-    finally:
-        await proxy.aclose()
-        await db.aclose()
-        stop_processes(mitm, nginx)
-
-
-async def abuse_only(seconds: int, browse_seconds: int) -> dict[str, object]:
-    """Just the paced abuse case (``--only abuse``): the quiet browse and saturation figures it is
-    compared with, then the same under abuse, with the event loop's stalls recorded throughout."""
+@contextlib.asynccontextmanager
+async def one_section() -> AsyncIterator[tuple[Path, int, RouteTable, DwaProxy, Database]]:
+    """A section run alone (``--only``): nginx, the audit database and the proxy, served as
+    ``printgate serve`` does; (scratch directory, nginx's port, routes, proxy, database)."""
     tmp, nginx, nginx_port, db = await stage("printgate-bench-proxy-")
     routes = RouteTable()
     proxy = bench_proxy(routes, db)
@@ -571,6 +551,31 @@ async def abuse_only(seconds: int, browse_seconds: int) -> dict[str, object]:
         await proxy.start()
         tune_for_serving()
         await wait_port(nginx_port, DEVICE_IP)
+        yield tmp, nginx_port, routes, proxy, db
+    finally:
+        await proxy.aclose()
+        await db.aclose()
+        stop_processes(nginx)
+
+
+async def throughput_only(seconds: int, pairs: int) -> dict[str, object]:
+    """Just the throughput table (``--only throughput``)."""
+    async with one_section() as (_tmp, nginx_port, routes, proxy, db):
+        mitm, mitm_port = start_mitmdump(nginx_port)
+        try:
+            await wait_port(mitm_port)
+            session = await Sessions(proxy, routes, nginx_port, f"http://{DEVICE_IP}:{nginx_port}").open("bench0")
+            return {"benchmark": "proxy --only throughput",
+                    "throughput": await throughput_table(proxy, routes, db, nginx_port, mitm_port, session, seconds,
+                                                         pairs)}
+        finally:
+            stop_processes(mitm)
+
+
+async def abuse_only(seconds: int, browse_seconds: int) -> dict[str, object]:
+    """Just the paced abuse case (``--only abuse``): the quiet browse and saturation figures it is
+    compared with, then the same under abuse, with the event loop's stalls recorded throughout."""
+    async with one_section() as (tmp, nginx_port, routes, proxy, _db):
         sessions = Sessions(proxy, routes, nginx_port, f"http://{DEVICE_IP}:{nginx_port}")
         pairs = [await sessions.open(f"many{i}") for i in range(100)]
         lua = sessions_script(tmp / "sessions.lua", pairs)
@@ -583,10 +588,6 @@ async def abuse_only(seconds: int, browse_seconds: int) -> dict[str, object]:
         loop_watch["top_stacks"] = loop_watch["top_stacks"][:3]
         return {"benchmark": "proxy --only abuse", "browse_100_quiet": quiet_browse, "abuse": abuse,
                 "event_loop_under_abuse": loop_watch}
-    finally:
-        await proxy.aclose()
-        await db.aclose()
-        stop_processes(nginx)
 
 
 async def main(seconds: int, rounds: int, workers: int, browse_seconds: int, checks_pairs: int) -> dict[str, object]:
