@@ -77,15 +77,21 @@ async def device() -> AsyncIterator[ControlFrameDevice]:
         yield d
 
 
-async def test_ping_pong_and_close_reason_carry_nothing_across(harness: ProxyHarness, device: ControlFrameDevice) -> None:
+async def _session(harness: ProxyHarness, port: int, label: str) -> SessionClient:
+    """A launched session to the device on ``port``."""
     sid = uuid.uuid4().hex[:12]
-    route = SessionRoute(sid, harness.proxy.session_host(sid), "127.0.0.1", device.port,
-                         f"http://127.0.0.1:{device.port}", "http", None, datetime.now(UTC) + timedelta(minutes=30),
-                         600, "Pinging printer", "ACME Print Customer")
+    route = SessionRoute(sid, harness.proxy.session_host(sid), "127.0.0.1", port, f"http://127.0.0.1:{port}", "http",
+                         None, datetime.now(UTC) + timedelta(minutes=30), 600, label, "ACME Print Customer")
     harness.routes.add(route)
     client = SessionClient(harness, route)
     await client.launch()
     assert client.cookie is not None
+    return client
+
+
+async def test_ping_pong_and_close_reason_carry_nothing_across(harness: ProxyHarness, device: ControlFrameDevice) -> None:
+    client = await _session(harness, device.port, "Pinging printer")
+    sid = client.route.session_id
     got_control: list[tuple[str, bytes]] = []
     pongs_to_mine: list[bytes] = []
     async with aiohttp.ClientSession() as http:
@@ -203,13 +209,7 @@ async def test_fragment_lengths_and_close_codes_carry_nothing_across(harness: Pr
     """A message reaches the other side as one frame, whatever its fragments were (their lengths
     carried a file, tester wsc); a Close code outside RFC 6455's own arrives as 1000."""
     async with FragmentingDevice() as device:
-        sid = uuid.uuid4().hex[:12]
-        route = SessionRoute(sid, harness.proxy.session_host(sid), "127.0.0.1", device.port,
-                             f"http://127.0.0.1:{device.port}", "http", None, datetime.now(UTC) + timedelta(minutes=30),
-                             600, "Fragmenting printer", "ACME Print Customer")
-        harness.routes.add(route)
-        client = SessionClient(harness, route)
-        await client.launch()
+        client = await _session(harness, device.port, "Fragmenting printer")
         reader, writer = await asyncio.open_connection("127.0.0.1", harness.proxy.port)
         try:
             writer.write(f"GET /ws HTTP/1.1\r\nHost: {client.netloc}\r\nCookie: {client.cookie}\r\n"
