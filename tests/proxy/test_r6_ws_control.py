@@ -91,12 +91,12 @@ async def _session(harness: ProxyHarness, port: int, label: str) -> SessionClien
 
 async def test_ping_pong_and_close_reason_carry_nothing_across(harness: ProxyHarness, device: ControlFrameDevice) -> None:
     client = await _session(harness, device.port, "Pinging printer")
-    sid = client.route.session_id
+    sid, cookie = client.route.session_id, client.cookie or ""
     got_control: list[tuple[str, bytes]] = []
     pongs_to_mine: list[bytes] = []
     async with aiohttp.ClientSession() as http:
         sock = await http.ws_connect(f"http://127.0.0.1:{harness.proxy.port}/ws", autoping=False,
-                                     headers={"host": client.netloc, "cookie": client.cookie})
+                                     headers={"host": client.netloc, "cookie": cookie})
         async with asyncio.timeout(15):
             async for msg in sock:  # the device's frames, up to its status text
                 if msg.type in (WSMsgType.PING, WSMsgType.PONG):
