@@ -45,7 +45,6 @@ OFFER_DROPPED_KEY = "printgate.ws_extensions_dropped"
 EXTENSIONS = "sec-websocket-extensions"
 _EXTENSIONS = EXTENSIONS.encode()
 _UPGRADE = b"upgrade"
-UPGRADE_DROPPED_KEY = "printgate.upgrade_dropped"
 Verdict = tuple[str, str]
 
 
@@ -176,7 +175,6 @@ def _drop_upgrade(flow: http.HTTPFlow) -> None:
     """Remove a non-WebSocket upgrade request (``Upgrade``, its ``Connection`` token, h2c's
     ``HTTP2-Settings``): the device answers the request as it is, on the same connection."""
     headers = flow.request.headers
-    flow.metadata[UPGRADE_DROPPED_KEY] = headers.get_all("upgrade")
     del headers["upgrade"]
     if "http2-settings" in headers:
         del headers["http2-settings"]
