@@ -15,9 +15,15 @@ before its server has had time to bind it; a child process starts its round at a
 The slices are not the whole guard: a worker xdist starts again after one died takes the next
 name (``gw2`` of 2: a slice of its own, there are slices for twice the count), forked children
 and processes outside the workers share slices, and two test runs on one machine have the same
-ones. So every port handed out is also *claimed* for 15 to 30 s, across processes, by an empty
-file in ``CLAIMS`` named after the port and the quarter minute (``_claim``): a port claimed by
-anyone else is passed over.
+ones. So every port handed out is also *claimed* for 150 to 300 s, across processes, by a file
+in ``CLAIMS`` named after the port and the period (``_claim``): a port claimed by anyone else is
+passed over. That is long enough for a server a test starts slowly (a Python process under load)
+or stops and starts again on the same port (a cloud restart, a database outage) to have it
+back; the file names the claiming process (``who_claimed``), for the message of a test whose
+server still found its port taken.
+
+A server in the process that wants its port needs none of this: ``lab.sites.serve`` binds
+port 0 and reads back the port it got.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ LOWEST = 10000  # below: well-known and registered services' ports
 OUTSIDE_WORKERS = 4000  # ports for processes that are not an xdist worker
 EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 CLAIMS = Path(f"/tmp/printgate-port-claims-{os.getuid()}")
-CLAIM_S = 15  # a claim holds for its 15 s and the next 15: time enough for its server to bind
+CLAIM_S = 150  # a claim holds for its period and the next: time for its server to bind, or to restart
 
 
 def ephemeral_range() -> tuple[int, int]:
@@ -97,7 +103,9 @@ def _claim(port: int, now: float | None = None) -> bool:
     mine = CLAIMS / f"{port}.{minute}"
     try:
         CLAIMS.mkdir(mode=0o700, exist_ok=True)
-        os.close(os.open(mine, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        fd = os.open(mine, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()} {_command()}\n")
     except FileExistsError:
         return False
     except OSError:  # no place for claims (a read-only /tmp): the slices alone
@@ -108,6 +116,22 @@ def _claim(port: int, now: float | None = None) -> bool:
     if random.random() < 0.01:  # now and then, the claims of past periods go
         _sweep(minute)
     return True
+
+
+def _command() -> str:
+    try:
+        return Path("/proc/self/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()[:300]
+    except OSError:
+        return "?"
+
+
+def who_claimed(port: int) -> list[str]:
+    """The claims on ``port`` still on disk: ``<port>.<period>: <pid> <command line>``."""
+    try:
+        paths = sorted(CLAIMS.glob(f"{port}.*"))
+        return [f"{path.name}: {path.read_text().strip() or '?'}" for path in paths]
+    except OSError:
+        return []
 
 
 def _sweep(minute: int) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from lab.ports import who_claimed
 from printgate.store.db import Database
 from printgate.testing.database import (
     create_pg_database,
@@ -70,3 +73,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The test databases' background drops finish and the templates go (here, not at exit: a
     pytest-xdist worker ends without running exit handlers)."""
     release_test_databases()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """A test whose server found its port taken says who holds the port and who claimed it."""
+    report = yield
+    exc = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        for port in sorted(set(re.findall(r"\b(\d{4,5})\b", str(exc)))):
+            held = subprocess.run(["ss", "-Htanup", f"sport = :{port}"], capture_output=True, text=True, check=False)
+            claims = who_claimed(int(port))
+            report.sections.append((f"port {port}", f"ss:\n{held.stdout}{held.stderr}claims:\n" + "\n".join(claims)))
+            crash = getattr(report.longrepr, "reprcrash", None)
+            if crash is not None:  # the short summary, the part of a CI log that is always seen
+                crash.message += f" [port {port}: {' | '.join(held.stdout.split()) or 'free now'}; claims: {claims}]"
+    return report

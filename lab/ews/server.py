@@ -10,7 +10,7 @@ from lab.catalog import PRINTERS, LabDevice, LabLogin
 from lab.ews.app import EwsState, make_app
 from lab.ews.certs import SelfSigned, make_self_signed
 from lab.ews.device_login import LoginState
-from lab.ports import free_tcp_port
+from lab.sites import serve
 from printgate.lifecycle import Service
 
 
@@ -43,14 +43,14 @@ class EwsServer(Service):
         return self._cert.cert_pem if self._cert else None
 
     async def start(self) -> None:
-        if self.port == 0:
-            self.port = free_tcp_port(self.host)
-        self.state.origin = self.origin
         self._runner = web.AppRunner(make_app(self.state), access_log=None)
         await self._runner.setup()
         ssl_context = self._cert.server_context(legacy_tls=self.legacy_tls) if self._cert else None
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ssl_context)
-        await site.start()
+        if self.port == 0:  # the kernel's choice as it binds: nothing can take it first
+            self.port = await serve(self._runner, self.host, ssl_context=ssl_context)
+        else:
+            await web.TCPSite(self._runner, self.host, self.port, ssl_context=ssl_context).start()
+        self.state.origin = self.origin
 
     async def aclose(self) -> None:
         if self._runner is not None:

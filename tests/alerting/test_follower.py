@@ -24,6 +24,7 @@ from alerting.secrets import seal
 from audit.log import AuditLog
 from integrations.smtp import SmtpConfig
 from integrations.webhook import SIGNATURE_HEADER, verify_signature
+from lab.sites import serve
 from printgate.domain import AuditEventIn, Outcome
 from printgate.store import security_subscriptions as subs
 from printgate.store.db import Database
@@ -84,8 +85,7 @@ async def receivers() -> AsyncIterator[Receivers]:
     app.router.add_post("/hook", hook)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    port = await serve(runner)
     rx.hook_url = f"http://127.0.0.1:{port}/hook"
 
     async def collect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from audit.log import AuditLog
+from lab.sites import serve
 from printgate.domain import AuditEventIn
 from printgate.store import security_subscriptions as subs
 from printgate.store.db import Database
@@ -21,7 +22,6 @@ from printgate.testing.clock import FrozenClock
 from tests.alerting.test_follower import (
     Receivers,
     follower,
-    free_port,
     receivers,
     subscribe,
     world,
@@ -72,8 +72,7 @@ async def sleepy() -> AsyncIterator[Sleepy]:
     app.router.add_post("/fast", fast)
     runner = web.AppRunner(app, shutdown_timeout=0.1, handler_cancellation=True)  # a dropped request ends
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    port = await serve(runner)
     sl.base = f"http://127.0.0.1:{port}"
     yield sl
     sl.release.set()

@@ -17,7 +17,7 @@ from agent.errors import RELAY_AUTH_REFUSED, RELAY_HOST_KEY_MISMATCH
 from agent.tunnel import open_tunnel
 from gateway.firewall import InProcessFirewall
 from gateway.relay import Relay, SessionCredential
-from lab.ports import free_tcp_port
+from lab.sites import serve
 from printgate.domain import DwaTarget
 from printgate.errors import TunnelError
 from printgate.keys import FileKeyStore
@@ -36,8 +36,7 @@ async def ews() -> AsyncIterator[DwaTarget]:
     app.router.add_get("/", page)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = free_tcp_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    port = await serve(runner)
     yield DwaTarget("127.0.0.1", port, "http")
     await runner.cleanup()
 

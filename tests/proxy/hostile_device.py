@@ -28,7 +28,7 @@ from fontTools.fontBuilder import FontBuilder
 from fontTools.pens.ttGlyphPen import TTGlyphPen
 
 from lab.ews.assets import logo_png
-from lab.ports import free_tcp_port
+from lab.sites import serve
 from printgate.lifecycle import Service
 
 SECRET = random.Random(21).randbytes(6 * 1024)  # the "file" every hostile case carries (random, reproducible)
@@ -449,11 +449,15 @@ class HostileDevice(Service):
     def origin(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def routes(self, app: web.Application) -> None:
+        """A device of a test's own adds its pages to the hostile ones here."""
+
     async def start(self) -> None:
-        self.port = free_tcp_port(self.host)
-        self._runner = web.AppRunner(make_app(self.state), access_log=None)
+        app = make_app(self.state)
+        self.routes(app)
+        self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        self.port = await serve(self._runner, self.host)
 
     async def aclose(self) -> None:
         if self._runner is not None:

@@ -32,10 +32,9 @@ from gateway.proxy.check_workers import (
     font_workers,
 )
 from gateway.proxy.limits import ProxyLimits
-from lab.ports import free_tcp_port
 from printgate.testing.audit import ReadableAuditLog
 from tests.proxy.budget_harness import budget_proxy
-from tests.proxy.hostile_device import HostileDevice, make_app
+from tests.proxy.hostile_device import HostileDevice
 from tests.proxy.test_r4_alphabets import technician
 from tests.proxy.test_r4_fonts import REAL_WOFF2
 from tests.proxy.test_r5_fairness import ORDINARY, block_downloads
@@ -64,9 +63,7 @@ def check_worker_pids() -> set[int]:
 class WorkerDevice(HostileDevice):
     """A large page (checked in a body worker) and a font its style sheet names (a font worker)."""
 
-    async def start(self) -> None:
-        self.port = free_tcp_port(self.host)
-        app = make_app(self.state)
+    def routes(self, app: web.Application) -> None:
 
         async def page(_request: web.Request) -> web.Response:
             return web.Response(body=ORDINARY, headers={"content-type": "text/html"})
@@ -80,9 +77,6 @@ class WorkerDevice(HostileDevice):
         app.router.add_get("/w/page", page)
         app.router.add_get("/w/site.css", css)
         app.router.add_get("/w/font.woff2", font)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
 
 
 @pytest.fixture(scope="module")

@@ -32,9 +32,8 @@ from aiohttp import WSMsgType, web
 from gateway.proxy import encoded
 from gateway.proxy.routes import SessionRoute
 from lab.ews import EwsLab
-from lab.ports import free_tcp_port
 from tests.proxy.conftest import ProxyHarness, SessionClient
-from tests.proxy.hostile_device import STATE, HostileDevice, Reached, make_app
+from tests.proxy.hostile_device import STATE, HostileDevice, Reached
 
 HEX = "0123456789abcdef"
 B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
@@ -126,15 +125,10 @@ async def alphabet_ws(request: web.Request) -> web.WebSocketResponse:
 class AlphabetDevice(HostileDevice):
     """The hostile device with the round-4 pages and WebSocket."""
 
-    async def start(self) -> None:
-        self.port = free_tcp_port(self.host)
-        app = make_app(self.state)
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/alpha/{name}", alphabet_page)
         app.router.add_get("/languages", language_page)
         app.router.add_get("/ws-alpha", alphabet_ws)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
 
 
 @pytest.fixture(scope="module")

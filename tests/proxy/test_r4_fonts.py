@@ -28,9 +28,8 @@ from fontTools.ttLib.tables.DefaultTable import DefaultTable
 
 from gateway.proxy import sniff
 from gateway.proxy.font_check import font_problem
-from lab.ports import free_tcp_port
 from tests.proxy.conftest import ProxyHarness
-from tests.proxy.hostile_device import HostileDevice, make_app, sfnt
+from tests.proxy.hostile_device import HostileDevice, sfnt
 from tests.proxy.test_r4_alphabets import (
     assert_one_attributed_refusal,
     refusals,
@@ -121,15 +120,10 @@ async def html(request: web.Request) -> web.Response:
 
 
 class FontDevice(HostileDevice):
-    async def start(self) -> None:
-        self.port = free_tcp_port(self.host)
-        app = make_app(self.state)
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/f/site.css", css)
         app.router.add_get("/f/{name}", font)
         app.router.add_get("/p/{name}", html)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
 
 
 @pytest.fixture(scope="module")

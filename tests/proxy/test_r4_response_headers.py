@@ -22,9 +22,8 @@ from gateway.proxy.addons.security_headers import REMOVE
 from gateway.proxy.response_headers import header_finding
 from lab.ews import EwsLab
 from lab.ews.device_login import PASSWORD, SESSION_COOKIE, USERNAME
-from lab.ports import free_tcp_port
 from tests.proxy.conftest import ProxyHarness, exchange, status_of
-from tests.proxy.hostile_device import HostileDevice, make_app
+from tests.proxy.hostile_device import HostileDevice
 from tests.proxy.test_r4_alphabets import (
     assert_one_attributed_refusal,
     still_serves_pages,
@@ -89,14 +88,9 @@ async def long_token_cookie(request: web.Request) -> web.Response:
 
 
 class HeaderDevice(HostileDevice):
-    async def start(self) -> None:
-        self.port = free_tcp_port(self.host)
-        app = make_app(self.state)
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/hdr/{name}", header_case)
         app.router.add_get("/token", long_token_cookie)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
 
 
 @pytest.fixture(scope="module")

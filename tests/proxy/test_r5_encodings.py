@@ -26,9 +26,8 @@ from gateway.proxy.addons.security_headers import REMOVE
 from gateway.proxy.budgets import number_cost
 from gateway.proxy.response_headers import HEADER_DATA_ALLOWANCE, HeaderTally
 from lab.ews import EwsLab
-from lab.ports import free_tcp_port
 from tests.proxy.conftest import ProxyHarness
-from tests.proxy.hostile_device import HostileDevice, make_app
+from tests.proxy.hostile_device import HostileDevice
 from tests.proxy.test_r4_alphabets import (
     assert_one_attributed_refusal,
     refusals,
@@ -90,14 +89,9 @@ async def diag_status(request: web.Request) -> web.Response:
 
 
 class FillerDevice(HostileDevice):
-    async def start(self) -> None:
-        self.port = free_tcp_port(self.host)
-        app = make_app(self.state)
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/filler/{name}", filler_page)
         app.router.add_get("/diag/{i}", diag_status)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
 
 
 @pytest.fixture(scope="module")

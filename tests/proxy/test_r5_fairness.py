@@ -32,9 +32,8 @@ from gateway.proxy import check_workers
 from gateway.proxy.addons.block_downloads import BlockDownloads
 from gateway.proxy.check_workers import CheckWorkers, body_workers
 from gateway.proxy.fail_closed import Pipeline, unwrap
-from lab.ports import free_tcp_port
 from tests.proxy.conftest import ProxyHarness
-from tests.proxy.hostile_device import HostileDevice, make_app
+from tests.proxy.hostile_device import HostileDevice
 from tests.proxy.test_r4_alphabets import refusals, still_serves_pages, technician
 
 
@@ -68,15 +67,10 @@ class DosDevice(HostileDevice):
         self.served += 1
         return web.Response(body=ORDINARY + f"<!-- {self.served} -->".encode(), headers={"content-type": "text/html"})
 
-    async def start(self) -> None:
-        self.port = free_tcp_port(self.host)
-        app = make_app(self.state)
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/big", self.big)
         app.router.add_get("/ordinary", self.ordinary)
         app.router.add_get("/fresh", self.fresh)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
 
 
 @pytest.fixture(scope="module")

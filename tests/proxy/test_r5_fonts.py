@@ -26,8 +26,7 @@ from fontTools.fontBuilder import FontBuilder
 from fontTools.pens.ttGlyphPen import TTGlyphPen
 
 from gateway.proxy.addons.block_downloads import BlockDownloads, BodyVerdicts
-from lab.ports import free_tcp_port
-from tests.proxy.hostile_device import HostileDevice, make_app
+from tests.proxy.hostile_device import HostileDevice
 from tests.proxy.test_r4_alphabets import (
     assert_one_attributed_refusal,
     refusals,
@@ -102,18 +101,13 @@ async def victim_css(request: web.Request) -> web.Response:
 
 
 class SlowFontDevice(HostileDevice):
-    async def start(self) -> None:
-        self.port = free_tcp_port(self.host)
-        app = make_app(self.state)
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/r5/site.css", css)
         app.router.add_get("/r5/victim.css", victim_css)
         app.router.add_get("/r5/slow/{n}.woff2", slow)
         app.router.add_get("/r5/unnamed/{n}.woff2", slow)
         app.router.add_get("/r5/big.woff2", oversized)
         app.router.add_get("/r5/v/{n}.woff2", victim_font)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
 
 
 @pytest.fixture(scope="module")

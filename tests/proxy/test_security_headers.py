@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 
 from lab.ews import EwsLab, EwsServer
-from lab.ports import free_tcp_port
+from lab.sites import serve
 from tests.proxy.conftest import launch
 
 PRINTER = "jetdirect_m130nw"
@@ -42,8 +42,7 @@ async def third_party() -> AsyncIterator[ThirdParty]:
     app.router.add_get("/{tail:.*}", tp.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = free_tcp_port("127.0.0.1")
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    port = await serve(runner)
     tp.origin = f"http://127.0.0.1:{port}"
     yield tp
     await runner.cleanup()

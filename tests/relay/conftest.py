@@ -14,7 +14,7 @@ from aiohttp import web
 
 from gateway.firewall import InProcessFirewall
 from gateway.relay import Relay, RelayLimits, SessionCredential
-from lab.ports import free_tcp_port
+from lab.sites import serve
 from printgate.domain import DwaTarget
 from printgate.testing.audit import RecordingAuditSink
 
@@ -44,9 +44,7 @@ async def ews() -> AsyncIterator[Ews]:
     app.router.add_get("/big", big)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = free_tcp_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
+    port = await serve(runner)
     yield Ews("127.0.0.1", port)
     await runner.cleanup()
 

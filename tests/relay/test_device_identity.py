@@ -15,7 +15,6 @@ import pytest
 from agent.snmp.identity import read_identity
 from agent.tunnel import open_tunnel
 from agent.verify import DeviceVerifier, tls_certificate_sha256
-from lab.ports import free_tcp_port
 from lab.snmp import SnmpLab
 from printgate.domain import DeviceIdentity, SnmpCredential
 from printgate.errors import IdentityMismatch
@@ -109,8 +108,8 @@ async def test_tls_fingerprint_must_match_pin(tls_server: Path, snmp_lab: SnmpLa
     async def handle(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         w.close()
 
-    port = free_tcp_port()
-    server = await asyncio.start_server(handle, "127.0.0.1", port, ssl=ctx)
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
+    port = server.sockets[0].getsockname()[1]
     der = ssl.PEM_cert_to_DER_cert((tls_server / "c.pem").read_text())
     pin = hashlib.sha256(der).hexdigest()
     try:
