@@ -17,6 +17,12 @@ way in Pings). ``install()`` changes that for the process:
 Each side still learns that the proxy is alive, which is what a heartbeat is for; browsers send
 no Pings at all (page scripts cannot). The payload bytes a side sent this way are counted in the
 flow's metadata (``CONTROL_BYTES_KEY``) for the WebSocket's audit record.
+
+A frame that breaks the protocol (a reserved bit, an unknown opcode, invalid UTF-8 in a text
+frame) is wsproto's own verdict, not a Close the peer sent: the frame is dropped and the
+WebSocket closed (1002, 1007). Which side sent it, the code and wsproto's text are kept in
+``PROTOCOL_ERROR_KEY`` for the refusal's audit record (``addons.websocket_bound``); a peer that
+closes with one of those codes itself is not a refusal.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from mitmproxy.proxy.layers.websocket import Fragmentizer, WebsocketConnection, 
 from wsproto.connection import ConnectionState
 
 CONTROL_BYTES_KEY = "printgate.ws_control_bytes"  # flow metadata: {"browser": n, "device": n}
+PROTOCOL_ERROR_KEY = "printgate.ws_protocol_error"  # flow metadata: {"side": ..., "code": n, "reason": ...}
 STANDARD_CLOSE_CODES = range(1000, 1016)
 LOCAL_ERROR_CODES = frozenset({1002, 1007})  # wsproto's own verdict on a broken frame: its reason is its text
 _PENDING = "_printgate_pongs"  # on a WebsocketConnection: the Pongs the proxy owes that side
@@ -51,7 +58,9 @@ def install() -> None:
                 _count(self, len(event.payload))
                 continue
             if isinstance(event, wsproto.events.CloseConnection):
-                if event.reason and event.code not in LOCAL_ERROR_CODES:
+                if self.state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING):
+                    _protocol_error(self, event)  # a peer's Close frame would have moved the state on
+                elif event.reason and event.code not in LOCAL_ERROR_CODES:
                     _count(self, len(event.reason.encode()))
                 code = event.code if event.code in STANDARD_CLOSE_CODES else 1000
                 event = wsproto.events.CloseConnection(code=code, reason=None)
@@ -79,10 +88,21 @@ def install() -> None:
     Fragmentizer.__call__ = one_frame  # type: ignore[method-assign]
 
 
+def _side(ws: WebsocketConnection, flow: Any) -> str:
+    return "browser" if ws.conn is flow.client_conn else "device"
+
+
+def _protocol_error(ws: WebsocketConnection, event: wsproto.events.CloseConnection) -> None:
+    flow = ws.__dict__.get("_printgate_flow")
+    if flow is not None:
+        flow.metadata.setdefault(PROTOCOL_ERROR_KEY, {
+            "side": _side(ws, flow), "code": event.code, "reason": str(event.reason or "protocol error")[:200]})
+
+
 def _count(ws: WebsocketConnection, size: int) -> None:
     flow = ws.__dict__.get("_printgate_flow")
     if flow is None or size == 0:
         return
-    side = "browser" if ws.conn is flow.client_conn else "device"
+    side = _side(ws, flow)
     counts = flow.metadata.setdefault(CONTROL_BYTES_KEY, {"browser": 0, "device": 0})
     counts[side] += size

@@ -6,11 +6,13 @@ past the bound, the flow carries ``OVERSIZE_KEY`` and this addon stores a
 ``dwa.transfer_blocked`` record (``websocket.message_too_large``) next to the
 connection's ordinary ``dwa.websocket`` record.
 
-A WebSocket the proxy closed with 1002 (protocol error: a frame with a reserved
-bit set, e.g. a compressed frame when no compression was negotiated, a bad
-opcode, a fragmented control frame) dropped that frame without passing it on:
-that refusal is stored as ``dwa.transfer_blocked`` (``websocket.protocol_error``)
-too (issue 21 F6).
+A WebSocket the proxy closed for a frame that broke the protocol (1002: a reserved
+bit set, e.g. a compressed frame when no compression was negotiated, a bad opcode,
+a fragmented control frame; 1007: invalid UTF-8 in a text frame or a Close reason)
+dropped that frame without passing it on: that refusal is stored as
+``dwa.transfer_blocked`` (``websocket.protocol_error``) too (issue 21 F6; the 1007
+case, tester wsc). ``ws_control`` tells such a verdict from a peer closing with the
+same code of its own accord, which is no refusal.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from mitmproxy import http
 
-from gateway.proxy import ws_bound
+from gateway.proxy import ws_bound, ws_control
 from gateway.proxy.decision import route_of
 from printgate.domain import AuditEventIn, Outcome, event_types
 from printgate.interfaces import AuditSink
@@ -31,7 +33,6 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 RULE = "websocket.message_too_large"
 PROTOCOL_RULE = "websocket.protocol_error"
-CLOSE_PROTOCOL_ERROR = 1002
 
 
 class WebSocketBound:
@@ -42,8 +43,9 @@ class WebSocketBound:
     async def websocket_end(self, flow: http.HTTPFlow) -> None:
         oversize = flow.metadata.get(ws_bound.OVERSIZE_KEY)
         if not isinstance(oversize, dict):
-            if flow.websocket is not None and flow.websocket.close_code == CLOSE_PROTOCOL_ERROR:
-                await self._protocol_error(flow)
+            broken = flow.metadata.get(ws_control.PROTOCOL_ERROR_KEY)
+            if isinstance(broken, dict):
+                await self._protocol_error(flow, broken)
             return
         side = str(oversize.get("from", ""))
         size = int(oversize.get("bytes", 0))
@@ -55,16 +57,15 @@ class WebSocketBound:
             "websocket message", size,
         )
 
-    async def _protocol_error(self, flow: http.HTTPFlow) -> None:
-        assert flow.websocket is not None
-        side = "browser" if flow.websocket.closed_by_client else "device"
-        why = str(flow.websocket.close_reason or "protocol error")[:200]
+    async def _protocol_error(self, flow: http.HTTPFlow, broken: dict[str, object]) -> None:
+        side, code, why = str(broken.get("side")), broken.get("code"), str(broken.get("reason"))
         route = route_of(flow)
-        log.info("dwa.websocket_protocol_error", session=route.session_id if route else None, side=side, reason=why)
+        log.info("dwa.websocket_protocol_error", session=route.session_id if route else None, side=side,
+                 code=code, reason=why)
         await self._blocked(
             flow, route, side, PROTOCOL_RULE,
             f"A WebSocket frame from the {side} broke the protocol ({why}): it was dropped, "
-            "not passed on, and the WebSocket was closed (1002).",
+            f"not passed on, and the WebSocket was closed ({code}).",
             "websocket frame", 0,
         )
 
