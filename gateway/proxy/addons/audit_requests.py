@@ -6,6 +6,7 @@ import asyncio
 
 from mitmproxy import http
 
+from gateway.proxy import ws_messages
 from gateway.proxy.addons.security_headers import own_page_headers
 from gateway.proxy.addons.websocket_guard import DROPPED_KEY
 from gateway.proxy.audit_safe import safe_event
@@ -151,11 +152,11 @@ class AuditRequests:
         await self._append(flow, event_types.DWA_REQUEST, Outcome.FAILURE, details)
 
     async def websocket_end(self, flow: http.HTTPFlow) -> None:
-        messages = flow.websocket.messages if flow.websocket else []
+        messages, size = ws_messages.totals(flow.websocket)  # the live list kept only the latest
         details: dict[str, object] = {
             "path": flow.request.path.split("?", 1)[0],
-            "messages": len(messages),
-            "bytes": sum(len(m.content) for m in messages),
+            "messages": messages,
+            "bytes": size,
             "dropped": int(flow.metadata.get(DROPPED_KEY, 0)),
         }
         control = flow.metadata.get(CONTROL_BYTES_KEY)

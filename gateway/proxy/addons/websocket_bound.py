@@ -13,6 +13,10 @@ dropped that frame without passing it on: that refusal is stored as
 ``dwa.transfer_blocked`` (``websocket.protocol_error``) too (issue 21 F6; the 1007
 case, tester wsc). ``ws_control`` tells such a verdict from a peer closing with the
 same code of its own accord, which is no refusal.
+
+At ``websocket_start`` the flow's message list is made to keep only its latest message
+(``gateway.proxy.ws_messages``): mitmproxy kept every message of a live WebSocket, and an open
+WebSocket grew the proxy without bound (tester wsx F1).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from mitmproxy import http
 
-from gateway.proxy import ws_bound, ws_control
+from gateway.proxy import ws_bound, ws_control, ws_messages
 from gateway.proxy.decision import route_of
 from printgate.domain import AuditEventIn, Outcome, event_types
 from printgate.interfaces import AuditSink
@@ -39,6 +43,10 @@ class WebSocketBound:
     def __init__(self, audit: AuditSink | None, cap: int = ws_bound.DEFAULT_CAP) -> None:
         self._audit = audit
         ws_bound.install(cap)
+
+    def websocket_start(self, flow: http.HTTPFlow) -> None:
+        if flow.websocket is not None:
+            ws_messages.keep_no_history(flow.websocket)
 
     async def websocket_end(self, flow: http.HTTPFlow) -> None:
         oversize = flow.metadata.get(ws_bound.OVERSIZE_KEY)
