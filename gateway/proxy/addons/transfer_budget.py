@@ -155,6 +155,21 @@ class TransferBudget:
             return None
         return self._session_verdict(route, answer.used, data)
 
+    async def add_to_tally(self, route: SessionRoute, suffix: str, size: int, allowance: int) -> int | None:
+        """Add ``size`` to the tally ``budget_key(route) + suffix`` (the shared one with workers) if
+        that keeps it within ``allowance``: None when added, else what it held before (nothing
+        added). The WebSocket guard's tallies of encoded characters (``ENCODED_SUFFIX``: the
+        same one HTTP uploads count against)."""
+        lim = self.limits_for(route)
+        if self._shared is not None:
+            answer = await self._shared.reserve(budget_key(route) + suffix, size, allowance, lim.budget_window_s)
+            return None if answer.ok else answer.used
+        ledger = self.ledger(budget_key(route) + suffix, lim.budget_window_s)
+        if ledger.used + size > allowance:
+            return ledger.used
+        ledger.used += size
+        return None
+
     def _session_removed(self, session_id: str, _reason: str) -> None:
         """A session's own tally goes with it; a user's tally on a device stays for its window
         (a new session must not reset it); tallies whose window is over are dropped."""

@@ -1,10 +1,16 @@
 """WebSockets carry status updates, not files.
 
 Binary frames are dropped both ways. Text frames from the browser count
-against the session's transfer budget and may carry no encoded file or
-document; text frames from the device may carry no encoded file or document
-and stay small. Every dropped frame is audited as ``dwa.transfer_blocked``
-(the connection stays up: the page's next status update still arrives).
+against the session's transfer budget, each its length plus ``MESSAGE_COST``
+(an empty message is no free symbol: tester wsx F3), and may carry no encoded
+file or document; their encoded-looking characters are added to the same
+per-user-and-device tally HTTP uploads count against (``ENCODED_SUFFIX``,
+``encoded_session_allowance``: tester wsx F2). Text frames from the device may
+carry no encoded file or document and stay small. Every dropped frame is audited as
+``dwa.transfer_blocked`` (the connection stays up: the page's next status
+update still arrives). Opening a WebSocket costs ``MESSAGE_COST`` too: once
+the session budget is spent, a new WebSocket is refused (audited) like every
+further browser message.
 
 Nothing but a WebSocket follows a ``101 Switching Protocols``: a request's ``Upgrade`` to
 anything else (TLS, h2c, a made-up protocol) never reaches the device, and a device answering
@@ -23,11 +29,13 @@ error that closes the WebSocket.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from mitmproxy import http, websocket
 
 from gateway.proxy import encoded, pages, request_headers, sniff, ws_control
+from gateway.proxy.addons.transfer_budget import ENCODED_SUFFIX
 from gateway.proxy.budgets import UserData
 from gateway.proxy.decision import FlowDecision, already_answered, route_of
 from gateway.proxy.limits import ProxyLimits
@@ -37,6 +45,7 @@ from printgate.logs import get_logger
 
 if TYPE_CHECKING:
     from gateway.proxy.addons.transfer_budget import TransferBudget
+    from gateway.proxy.routes import SessionRoute
 
 log = get_logger(__name__)
 
@@ -46,6 +55,7 @@ EXTENSIONS = "sec-websocket-extensions"
 _EXTENSIONS = EXTENSIONS.encode()
 _UPGRADE = b"upgrade"
 Verdict = tuple[str, str]
+MESSAGE_COST = 1  # budget bytes a browser message (or a new WebSocket) costs on top of its length
 
 
 def is_websocket_upgrade(request: http.Request) -> bool:
@@ -93,33 +103,83 @@ class WebSocketGuard:
                            f"The device answered with WebSocket extension(s) nobody offered: {resp.headers[EXTENSIONS][:100]}.",
                            "websocket upgrade")
 
+    def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """A new WebSocket costs ``MESSAGE_COST``: past the session budget it is refused."""
+        if self._budget is None or already_answered(flow) or not is_websocket_upgrade(flow.request):
+            return None
+        route = route_of(flow)
+        if route is None:
+            return None
+        return self._charge_handshake(flow, route, self._budget)
+
+    async def _charge_handshake(self, flow: http.HTTPFlow, route: SessionRoute, budget: TransferBudget) -> None:
+        data = UserData((("websocket", MESSAGE_COST),))
+        over = budget.over_budget(route, data) or await budget.reserve_shared(route, data)
+        if over is None:
+            budget.charge(route, data.total)
+            return
+        pages.block(flow, FlowDecision(True, over[0], "A new WebSocket: " + over[1], "request", "websocket upgrade",
+                                       data.total))
+
     async def websocket_message(self, flow: http.HTTPFlow) -> None:
         if flow.websocket is None or not flow.websocket.messages:
             return
         message = flow.websocket.messages[-1]
         route = route_of(flow)
         limits = self._budget.limits_for(route) if self._budget is not None else self._limits
-        verdict = self._check(message, limits)
-        if verdict is None and message.from_client and route is not None and self._budget is not None:
-            data = UserData((("websocket", len(message.content)),))
-            over = self._budget.over_budget(route, data) or await self._budget.reserve_shared(route, data)
-            if over is None:
-                self._budget.charge(route, data.total)
-                return
-            verdict = over[0], over[1]
+        verdict, enc = self._assess(message, limits)
+        if verdict is None and route is not None and self._budget is not None:
+            if message.from_client:
+                verdict = await self._charge_browser(route, self._budget, len(message.content), enc, limits)
         if verdict is None:
             return
         message.drop()
         flow.metadata[DROPPED_KEY] = int(flow.metadata.get(DROPPED_KEY, 0)) + 1
         await self._audit_drop(flow, message, verdict)
 
+    @staticmethod
+    async def _charge_browser(route: SessionRoute, budget: TransferBudget, size: int, enc: int,
+                              lim: ProxyLimits) -> Verdict | None:
+        """A browser message's bytes (plus ``MESSAGE_COST``) against the session budget, its
+        encoded-looking characters against the tally HTTP uploads count against."""
+        data = UserData((("websocket", size), ("message", MESSAGE_COST)))
+        over = budget.over_budget(route, data)
+        if over is not None:
+            return over[0], over[1]
+        if enc:
+            held = await budget.add_to_tally(route, ENCODED_SUFFIX, enc, lim.encoded_session_allowance)
+            if held is not None:
+                return ("websocket.session_encoded_from_browser",
+                        f"This WebSocket message sends {enc} characters of encoded-looking data (base64, hex, "
+                        f"byte lists, ...) to the device; with the {held} you already sent to this device (counted "
+                        f"per user and device over {lim.budget_window_s / 3600:g} hours, across your sessions, "
+                        f"HTTP requests too) that passes the {lim.encoded_session_allowance}-character allowance "
+                        "(a file sent in pieces).")
+        over = await budget.reserve_shared(route, data)
+        if over is not None:
+            return over[0], over[1]
+        budget.charge(route, data.total)
+        return None
+
+    def _assess(self, message: websocket.WebSocketMessage, lim: ProxyLimits) -> tuple[Verdict | None, int]:
+        """The message's verdict and, when it passes, its encoded-looking characters (one
+        analysis budget for both)."""
+        with encoded.analysis_budget():
+            verdict = self._check(message, lim)
+            if verdict is not None or not message.content or not message.from_client:
+                return verdict, 0
+            cap = lim.encoded_session_allowance + 1
+            try:
+                return None, encoded.encoded_chars(message.content, cap=cap)
+            except encoded.TooComplexToCheck as exc:
+                return _too_complex(message, exc), 0
+
     def _check(self, message: websocket.WebSocketMessage, lim: ProxyLimits) -> Verdict | None:
         try:
             with encoded.analysis_budget():
                 return self._check_content(message, lim)
         except encoded.TooComplexToCheck as exc:  # crafted to stall the proxy: fail closed
-            side = "browser" if message.from_client else "device"
-            return f"websocket.too_complex_from_{side}", f"A WebSocket frame from the {side} was dropped, not let through unchecked: {exc}."
+            return _too_complex(message, exc)
 
     def _check_content(self, message: websocket.WebSocketMessage, lim: ProxyLimits) -> Verdict | None:
         side = "browser" if message.from_client else "device"
@@ -169,6 +229,11 @@ class WebSocketGuard:
         except Exception as exc:  # the frame is dropped either way; operators see the failure
             log.error("dwa.audit_failed", error=str(exc), type=event_types.DWA_TRANSFER_BLOCKED)
             flow.kill()  # what cannot be audited does not go on (fail closed)
+
+
+def _too_complex(message: websocket.WebSocketMessage, exc: encoded.TooComplexToCheck) -> Verdict:
+    side = "browser" if message.from_client else "device"
+    return f"websocket.too_complex_from_{side}", f"A WebSocket frame from the {side} was dropped, not let through unchecked: {exc}."
 
 
 def _drop_upgrade(flow: http.HTTPFlow) -> None:
