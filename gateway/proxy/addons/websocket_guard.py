@@ -1,12 +1,17 @@
 """WebSockets carry status updates, not files.
 
-Binary frames are dropped both ways. Text frames from the browser count
+Binary frames are dropped both ways, and so are text frames holding a control
+byte other than tab, line feed, form feed and carriage return (NUL, ESC, ...:
+HTTP text bodies may hold none either). Text frames from the browser count
 against the session's transfer budget, each its length plus ``MESSAGE_COST``
 (an empty message is no free symbol: tester wsx F3), and may carry no encoded
 file or document; their encoded-looking characters are added to the same
 per-user-and-device tally HTTP uploads count against (``ENCODED_SUFFIX``,
 ``encoded_session_allowance``: tester wsx F2). Text frames from the device may
-carry no encoded file or document and stay small. Every dropped frame is audited as
+carry no encoded file or document and stay small, and their encoded-looking
+characters are summed per user and device too (``DEVICE_SUFFIX``,
+``DEVICE_ENCODED_ALLOWANCE``: a file cut into many messages, each under the
+per-message allowance, tester wsx F4). Every dropped frame is audited as
 ``dwa.transfer_blocked`` (the connection stays up: the page's next status
 update still arrives). Opening a WebSocket costs ``MESSAGE_COST`` too: once
 the session budget is spent, a new WebSocket is refused (audited) like every
@@ -56,6 +61,10 @@ _EXTENSIONS = EXTENSIONS.encode()
 _UPGRADE = b"upgrade"
 Verdict = tuple[str, str]
 MESSAGE_COST = 1  # budget bytes a browser message (or a new WebSocket) costs on top of its length
+DEVICE_SUFFIX = "|ws-device-encoded"  # the tally of encoded characters from the device over WebSockets
+# encoded-looking characters (``encoded.encoded_chars``) a device may send one user over WebSockets
+# within ``budget_window_s``: status JSON holds none (a token or hash is under the 96-character run)
+DEVICE_ENCODED_ALLOWANCE = 16 * 1024
 
 
 def is_websocket_upgrade(request: http.Request) -> bool:
@@ -131,6 +140,8 @@ class WebSocketGuard:
         if verdict is None and route is not None and self._budget is not None:
             if message.from_client:
                 verdict = await self._charge_browser(route, self._budget, len(message.content), enc, limits)
+            elif enc:
+                verdict = await self._charge_device(route, self._budget, enc)
         if verdict is None:
             return
         message.drop()
@@ -161,14 +172,25 @@ class WebSocketGuard:
         budget.charge(route, data.total)
         return None
 
+    @staticmethod
+    async def _charge_device(route: SessionRoute, budget: TransferBudget, enc: int) -> Verdict | None:
+        """A device message's encoded-looking characters against the user's tally on this device."""
+        held = await budget.add_to_tally(route, DEVICE_SUFFIX, enc, DEVICE_ENCODED_ALLOWANCE)
+        if held is None:
+            return None
+        return ("websocket.session_encoded_from_device",
+                f"A WebSocket message from the device carries {enc} characters of encoded-looking data; with the "
+                f"{held} its WebSocket messages already passed on to this user that is over the "
+                f"{DEVICE_ENCODED_ALLOWANCE}-character allowance (a file sent in pieces).")
+
     def _assess(self, message: websocket.WebSocketMessage, lim: ProxyLimits) -> tuple[Verdict | None, int]:
         """The message's verdict and, when it passes, its encoded-looking characters (one
         analysis budget for both)."""
         with encoded.analysis_budget():
             verdict = self._check(message, lim)
-            if verdict is not None or not message.content or not message.from_client:
+            if verdict is not None or not message.content:
                 return verdict, 0
-            cap = lim.encoded_session_allowance + 1
+            cap = (lim.encoded_session_allowance if message.from_client else DEVICE_ENCODED_ALLOWANCE) + 1
             try:
                 return None, encoded.encoded_chars(message.content, cap=cap)
             except encoded.TooComplexToCheck as exc:
@@ -189,6 +211,9 @@ class WebSocketGuard:
         if not message.from_client and len(content) > lim.max_ws_message:
             return ("websocket.too_large",
                     f"A WebSocket frame of {len(content)} bytes from the device is over the {lim.max_ws_message}-byte limit.")
+        if content and not sniff.is_textual_throughout(content):
+            return (f"websocket.control_bytes_from_{side}",
+                    f"A WebSocket text frame from the {side} holds control bytes (NUL, ESC, ...): binary data.")
         job = sniff.job_or_document_kind(content, anywhere=message.from_client)
         if job is not None:
             return f"websocket.document_from_{side}", f"A WebSocket frame from the {side} carries a {job} document."
