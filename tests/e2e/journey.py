@@ -57,6 +57,9 @@ async def look_at(page: Page, persona: str, name: str) -> None:
     """Screenshots at both widths, layout checks, axe-core; the page stays at 1366 px."""
     folder = SCREENSHOTS / persona
     folder.mkdir(parents=True, exist_ok=True)
+    # a page just navigated to can be in the DOM before its style sheet has loaded: measured then,
+    # its unstyled header was 75 px (the sign-out form on a row of its own), CI under load
+    await page.wait_for_load_state("load")
     for width in WIDTHS:
         await page.set_viewport_size({"width": width, "height": 900})
         # the renderer applies the new size (and its media queries) asynchronously: under a loaded
