@@ -45,7 +45,7 @@ async def test_a_file_in_many_device_texts_stops_at_the_allowance(harness: Proxy
         sent = -(-size // 3060)
         carried = sum(len(t) for t in got)
         assert carried <= ALLOWANCE, f"{len(got)} of {sent} texts carried {carried} base64 characters"
-        rules = await blocked_rules(harness, sid)
+        rules = await blocked_rules(harness, sid, "websocket.session_encoded_from_device", sent - len(got))
         assert rules.count("websocket.session_encoded_from_device") == sent - len(got), rules
         # a second WebSocket of the same user and device starts from the same tally
         again = await connect(http_session, harness, client, f"/file?tag={uuid.uuid4().hex[:8]}&size=30600")
@@ -73,7 +73,8 @@ async def test_control_bytes_are_dropped_and_status_json_passes(harness: ProxyHa
         reached = await settle(ws_device, tag, sock)
         assert reached == ['{"refresh": true}']
         await sock.close()
-    rules = await blocked_rules(harness, sid)
+    rules = await blocked_rules(harness, sid, "websocket.control_bytes_from_browser", 1)
+    rules = await blocked_rules(harness, sid, "websocket.control_bytes_from_device", len(controls))
     assert rules.count("websocket.control_bytes_from_device") == len(controls), rules
     assert rules.count("websocket.control_bytes_from_browser") == 1, rules
     assert not [r for r in rules if "encoded" in r], rules

@@ -40,12 +40,14 @@ class WsDevice:
         self.received: dict[str, list[str]] = {}
         self.texts_to_send: list[str] = []
         self.files: dict[str, bytes] = {}
+        self.opened = 0  # WebSockets the device answered
         self.port = 0
         self._runner: web.AppRunner | None = None
 
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
         sock = web.WebSocketResponse()
         await sock.prepare(request)
+        self.opened += 1
         tag = request.query.get("tag", "")
         got = self.received.setdefault(tag or request.path, [])
         n, size = int(request.query.get("n", "0")), int(request.query.get("size", "0"))

@@ -59,6 +59,7 @@ OFFER_DROPPED_KEY = "printgate.ws_extensions_dropped"
 EXTENSIONS = "sec-websocket-extensions"
 _EXTENSIONS = EXTENSIONS.encode()
 _UPGRADE = b"upgrade"
+_WS_FIELDS = frozenset({_UPGRADE, b"sec-websocket-key"})
 Verdict = tuple[str, str]
 MESSAGE_COST = 1  # budget bytes a browser message (or a new WebSocket) costs on top of its length
 DEVICE_SUFFIX = "|ws-device-encoded"  # the tally of encoded characters from the device over WebSockets
@@ -114,7 +115,9 @@ class WebSocketGuard:
 
     def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """A new WebSocket costs ``MESSAGE_COST``: past the session budget it is refused."""
-        if self._budget is None or already_answered(flow) or not is_websocket_upgrade(flow.request):
+        if self._budget is None or not _may_upgrade(flow.request.headers.fields) or already_answered(flow):
+            return None
+        if not is_websocket_upgrade(flow.request):
             return None
         route = route_of(flow)
         if route is None:
@@ -254,6 +257,14 @@ class WebSocketGuard:
         except Exception as exc:  # the frame is dropped either way; operators see the failure
             log.error("dwa.audit_failed", error=str(exc), type=event_types.DWA_TRANSFER_BLOCKED)
             flow.kill()  # what cannot be audited does not go on (fail closed)
+
+
+def _may_upgrade(fields: tuple[tuple[bytes, bytes], ...]) -> bool:
+    """An ``Upgrade`` or ``Sec-WebSocket-Key`` field (one pass: the request hook runs on every request)."""
+    for key, _ in fields:
+        if key.lower() in _WS_FIELDS:
+            return True
+    return False
 
 
 def _too_complex(message: websocket.WebSocketMessage, exc: encoded.TooComplexToCheck) -> Verdict:
