@@ -3,7 +3,8 @@
 What a technician's browser sends towards the device — the URL (path and
 query), form fields, JSON/text bodies, header values (every field but the ones the proxy sets:
 ``NOT_COUNTED_HEADERS``; a client holding the session cookie sets ``User-Agent``, ``Sec-*``,
-``Priority`` ... to anything), new cookie values, WebSocket frames — is counted per request and
+``Priority`` ... to anything), new cookie values, WebSocket messages (each its bytes plus one: an
+empty message is no free symbol, ``websocket_guard.MESSAGE_COST``) — is counted per request and
 summed per session. A
 cookie or header value the session already sent costs its bytes only once (the
 device's own session cookie is sent with every request); which of them a request
