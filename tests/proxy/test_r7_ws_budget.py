@@ -42,12 +42,18 @@ async def ws_device() -> AsyncIterator[WsDevice]:
 
 
 async def blocked_rules(harness: ProxyHarness, session_id: str, rule: str = "", at_least: int = 0) -> list[str]:
-    """The rules of the session's refusal records, once ``at_least`` of them are ``rule`` (the
-    audit store writes in batches: a record may land a moment after the refusal)."""
+    """The rules of the session's refusals, once ``at_least`` of them are ``rule`` (the audit store
+    writes in batches: a record may land a moment after the refusal): one per refusal record, and
+    one per refusal an ended WebSocket's record counts (past its first ``ITEMISED_DROPS``)."""
     async with asyncio.timeout(15):
         while True:
-            rules = [str(e.details.get("rule")) for e in await harness.events(session_id)
-                     if e.type == "dwa.transfer_blocked"]
+            rules = []
+            for e in await harness.events(session_id):
+                if e.type == "dwa.transfer_blocked":
+                    rules.append(str(e.details.get("rule")))
+                elif e.type == "dwa.websocket":
+                    for counted, n in dict(e.details.get("dropped_by_rule") or {}).items():
+                        rules += [str(counted)] * int(n)
             if rules.count(rule) >= at_least:
                 return rules
             await asyncio.sleep(0.1)
@@ -83,11 +89,11 @@ async def test_base64_in_many_small_messages_counts_against_the_upload_tally(
         assert sum(len(t) - 8 for t in counted) <= 2048, f"{len(counted)} counted messages reached the device"
         uncounted = [p for p in pieces if not encoded.encoded_chars(('{"v":"' + p + '"}').encode())]
         assert len(got) <= len(counted) + len(uncounted) and len(got) <= 2048 // 252 + len(uncounted), len(got)
-        rules = await blocked_rules(harness, sid, "websocket.session_encoded_from_browser", len(pieces) - len(got))
-        assert rules.count("websocket.session_encoded_from_browser") == len(pieces) - len(got)
         await sock.send_str('{"refresh": true}')  # status messages still go through
         assert '{"refresh": true}' in await settle(ws_device, tag, sock)
         await sock.close()
+    rules = await blocked_rules(harness, sid, "websocket.session_encoded_from_browser", len(pieces) - len(got))
+    assert rules.count("websocket.session_encoded_from_browser") == len(pieces) - len(got)
     # the same tally: an HTTP upload of encoded data is refused now too
     refused = await client.request("POST", "/status", content=('{"v":"' + text[:200] + '"}').encode(),
                                    headers={"content-type": "application/json"})
@@ -136,9 +142,9 @@ async def test_empty_messages_cost_budget_and_past_it_every_message_and_websocke
         await sock.send_str("x")
         await asyncio.sleep(1.0)
         assert len(ws_device.received[tag]) == passed, "messages reached the device past the spent budget"
+        await sock.close()
         rules = await blocked_rules(h, sid, "budget.session", refused_before + 51)
         assert rules.count("budget.session") - refused_before >= 51, rules
-        await sock.close()
         # a new WebSocket of the session is refused (and audited), the same address and headers as
         # the first (a request the budget lets repeat): the device sees no handshake
         opened = ws_device.opened

@@ -8,7 +8,7 @@ from mitmproxy import http
 
 from gateway.proxy import ws_messages
 from gateway.proxy.addons.security_headers import own_page_headers
-from gateway.proxy.addons.websocket_guard import DROPPED_KEY
+from gateway.proxy.addons.websocket_guard import DROPPED_KEY, DROPPED_RULES_KEY
 from gateway.proxy.audit_safe import safe_event
 from gateway.proxy.decision import FlowDecision, decision_of, route_of
 from gateway.proxy.pages import page_html
@@ -159,6 +159,9 @@ class AuditRequests:
             "bytes": size,
             "dropped": int(flow.metadata.get(DROPPED_KEY, 0)),
         }
+        counted = flow.metadata.get(DROPPED_RULES_KEY)
+        if counted:  # drops past the ones with a record of their own (websocket_guard.ITEMISED_DROPS)
+            details["dropped_by_rule"] = dict(counted)
         control = flow.metadata.get(CONTROL_BYTES_KEY)
         if control:  # ping, pong and close-reason bytes, kept from the other side (ws_control)
             details["control_bytes_withheld"] = dict(control)
