@@ -29,7 +29,7 @@ def test_field_value_and_has_field_answer_as_headers_get_and_in() -> None:
 def test_normalise_rewrites_every_browser_set_header_in_one_pass() -> None:
     req = _request([("Origin", "null"), ("origin", ORIGIN), ("Sec-Fetch-Mode", "bogus"), ("sec-fetch-mode", "cors"),
                     ("Sec-Fetch-Dest", "empty"), ("Priority", "u=9"), ("Referer", ORIGIN + "/seen.html"),
-                    ("Sec-WebSocket-Key", "browserkey=="), ("Accept", "*/*")])
+                    ("Sec-WebSocket-Key", "browserkey=="), ("Upgrade", "websocket"), ("Accept", "*/*")])
     metadata: dict[str, object] = {}
     request_headers.normalise(req, ORIGIN, lambda url: url.endswith("/seen.html"), metadata)
     assert req.headers.get_all("origin") == [ORIGIN]
@@ -44,6 +44,25 @@ def test_normalise_rewrites_every_browser_set_header_in_one_pass() -> None:
 
 def test_normalise_leaves_a_request_without_those_headers_as_it_was() -> None:
     req = _request([("Accept", "*/*")])
+    request_headers.canonical_fields(req)  # ``Host`` with that name, first (tester zc F1)
     before = req.headers.fields
     request_headers.normalise(req, ORIGIN, lambda url: False, {})
     assert req.headers.fields is before
+
+
+def test_canonical_fields_fix_name_case_and_place_of_the_uncounted_fields() -> None:
+    """Tester zc F1: ``Host``, ``Cookie``, ``Content-Length`` and the WebSocket key keep nothing
+    of the sender's letter case or order; no length on a GET without a body, no key without an
+    upgrade."""
+    req = _request([("X-A", "1"), ("cOOkie", "a=1;b=2"), ("content-LENGTH", "0"), ("sec-websocket-KEY", "k"),
+                    ("cookie", "c"), ("rEfErEr", ORIGIN + "/")])
+    req.headers.fields = (*((n, v) for n, v in req.headers.fields if n.lower() != b"host"), (b"hOsT", b"h"))
+    request_headers.canonical_fields(req)
+    assert req.headers.fields == ((b"Host", b"h"), (b"X-A", b"1"), (b"Referer", ORIGIN.encode() + b"/"),
+                                  (b"Cookie", b"a=1; b=2; c="))
+    post = flow("POST", "/").request
+    post.headers.add("CONTENT-length", "0")
+    post.headers.add("Upgrade", "websocket")
+    post.headers.add("SEC-websocket-key", "k")
+    request_headers.canonical_fields(post)
+    assert post.headers.fields[-2:] == ((b"Content-Length", b"0"), (b"Sec-WebSocket-Key", b"k"))
