@@ -129,7 +129,7 @@ def test_an_address_sent_before_costs_one_byte_and_a_timestamp_a_few() -> None:
         budget.request(_get("p1", "/hp/device/info.html"))
         cost.append(budget.ledger("p1").used - before)
     # each first request is a new shape: + 1 byte for its (empty) sequence of header fields and cookies
-    assert cost[0] == len("/hp/device/status.json?_=#") + 3 + len("/hp/device/info.html") + 2
+    assert cost[0] == len("/hp/device/status.json?_=#ms") + 3 + len("/hp/device/info.html") + 2
     assert cost[1:] == [1 + 3 + 1] * 4
 
 
@@ -143,7 +143,8 @@ def test_numbers_and_new_text_in_the_address_cost_their_information() -> None:
     assert number_cost(b"7" * 40, now) == 17
     assert number_cost(b"0.5371902245170", now) == 7  # Math.random(): its digits and where its point is
     shape = url_shape(b"GET /a?x=1&y=toner&_=1800000123456", now)
-    assert (shape.shape, shape.numbers_cost, shape.other_numbers) == (b"GET /a?x=#&y=toner&_=#", 4, 1)
+    assert (shape.shape, shape.numbers_cost, shape.other_numbers) == (b"GET /a?x=#&y=toner&_=#ms", 4, 1)
+    assert url_shape(b"GET /a?_=1800000123", now).shape == b"GET /a?_=#s"  # the unit is the shape's (zc F2)
     budget = _budget(RouteTable())
     for i in range(3):  # the same text in distinct segments: every one is new
         before = budget.ledger("p2").used
@@ -155,7 +156,7 @@ def test_past_the_budget_only_requests_with_nothing_new_go_on_in_their_turn() ->
     import time
 
     budget = _budget(RouteTable(), request_budget=4096, session_budget=200)
-    for path in ("/", "/status.json?_=1", "/info.html"):
+    for path in ("/", f"/status.json?_={int(time.time() * 1000)}", "/info.html"):
         budget.request(_get("p3", path))
     while True:
         f = _form("p3", "note=" + "floor two " * 5)
@@ -180,7 +181,8 @@ def test_past_the_budget_only_requests_with_nothing_new_go_on_in_their_turn() ->
         f = _get("p3", path)
         budget.request(f)
         assert f.response is None
-    for f in (_get("p3", "/new.html"), _get("p3", "/info.html?x=a"), _get("p3", "/info.html", headers={"x-n": "1"})):
+    for f in (_get("p3", "/new.html"), _get("p3", "/info.html?x=a"), _get("p3", "/info.html", headers={"x-n": "1"}),
+              _get("p3", f"/status.json?_={int(time.time())}")):  # seconds where milliseconds were seen (zc F2)
         budget.request(f)
         found = decision(f)
         assert found is not None and found.rule == "budget.session", f.request.path
