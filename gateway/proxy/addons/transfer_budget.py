@@ -20,8 +20,10 @@ query their digits' information (``budgets.request_user_data``). Once the sessio
 spent, a request whose shape was seen (no body) still goes on, at most ``REPEAT_RATE`` a second
 on average (``RepeatThrottle``, per process; top-level navigations have a bucket of their own,
 so a script's repeats cannot starve the technician's clicks), with any timestamp in its query
-replaced by the proxy's clock, and cache headers and the Referer dropped when only they made
-the shape new:
+replaced by the proxy's clock (in the unit of the seen shape), cache headers and the Referer
+dropped when only they made the shape new, and on a device connection of its own
+(``Connection: close`` towards the device: which browser connection it came on says nothing
+there; the browser's connection stays open):
 the technician can still look at the device. The refusal says how much was sent and when the
 tally starts afresh (with workers, the pool's time).
 
@@ -270,6 +272,10 @@ class TransferBudget:
         for name in data.dropped:
             req.headers.pop(name.decode(), None)
         req.path = with_proxy_time(req.path, time.time())
+        # on a connection of its own towards the device: which browser connection a repeat came
+        # on says nothing there (tester zc F3); the browser's own connection stays open (``response``)
+        flow.metadata[CONNECTION_KEY] = req.headers.get_all("connection")
+        req.headers["connection"] = "close"
         _remember(ledger, data, flow)
         return asyncio.sleep(wait) if wait > 0 else None
 
@@ -281,6 +287,9 @@ class TransferBudget:
         route = route_of(flow)
         if resp is None or route is None:
             return
+        browser_connection = flow.metadata.pop(CONNECTION_KEY, None)
+        if isinstance(browser_connection, list):  # the device's connection is closed by now
+            flow.request.headers.set_all("connection", browser_connection)
         if resp.status_code == 101:
             browser_key = flow.metadata.get(request_headers.BROWSER_WS_KEY)
             if isinstance(browser_key, str) and request_headers.WS_ACCEPT in resp.headers:
@@ -353,6 +362,7 @@ def _encoded_verdict(used: int, enc: int, lim: ProxyLimits) -> Verdict:
             "allowance (a file sent in pieces).", enc)
 
 
+CONNECTION_KEY = "printgate.budget_connection"  # flow.metadata: a repeat's own Connection fields
 PAGE_KEY = "printgate.budget_page"  # flow.metadata: this request's full session address, if a page
 
 
