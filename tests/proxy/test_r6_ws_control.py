@@ -10,16 +10,20 @@ the same towards it.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Self
 
 import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
 
 from gateway.proxy.routes import SessionRoute
+from lab.sites import serve
 from tests.proxy.conftest import ProxyHarness, SessionClient
 
 DOWN = os.urandom(125 * 24)  # the device's file: 3,000 random bytes, 24 full control-frame payloads
@@ -59,11 +63,7 @@ class ControlFrameDevice:
         app.router.add_get("/ws", self._ws)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.Server) and server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = await serve(self._runner)
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
@@ -154,37 +154,29 @@ async def _read_frames(reader: asyncio.StreamReader, until_opcode: int) -> list[
             return frames
 
 
-class FragmentingDevice:
-    """A raw WebSocket device: answers the handshake, sends one text message of spaces in 32
-    fragments whose lengths are a file's bytes, then logs the Close it receives."""
+class RawWebSocketDevice:
+    """A raw WebSocket device: answers the handshake, then ``converse`` (a subclass's) runs."""
 
     def __init__(self) -> None:
-        self.lengths = [1 + b % 100 for b in DOWN[:32]]
-        self.close_payload: bytes | None = None
         self.port = 0
         self._server: asyncio.Server | None = None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        import base64
-        import hashlib
-
         head = await reader.readuntil(b"\r\n\r\n")
         key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
                    if line.lower().startswith(b"sec-websocket-key:"))
         accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
         writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
-        for i, size in enumerate(self.lengths):
-            last = i == len(self.lengths) - 1
-            writer.write(_frame(0x1 if i == 0 else 0x0, b" " * size, fin=last))
-        await writer.drain()
         try:
-            frames = await asyncio.wait_for(_read_masked_close(reader), 10)
-            self.close_payload = frames
+            await self.converse(reader, writer)
         finally:
             writer.close()
 
-    async def __aenter__(self) -> FragmentingDevice:
+    async def converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -192,6 +184,23 @@ class FragmentingDevice:
     async def __aexit__(self, *_exc: object) -> None:
         assert self._server is not None
         self._server.close()
+
+
+class FragmentingDevice(RawWebSocketDevice):
+    """Sends one text message of spaces in 32 fragments whose lengths are a file's bytes, then
+    logs the Close it receives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lengths = [1 + b % 100 for b in DOWN[:32]]
+        self.close_payload: bytes | None = None
+
+    async def converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for i, size in enumerate(self.lengths):
+            last = i == len(self.lengths) - 1
+            writer.write(_frame(0x1 if i == 0 else 0x0, b" " * size, fin=last))
+        await writer.drain()
+        self.close_payload = await asyncio.wait_for(_read_masked_close(reader), 10)
 
 
 async def _read_masked_close(reader: asyncio.StreamReader) -> bytes:

@@ -9,13 +9,11 @@ A raw WebSocket device and a raw client with the session's cookie, through a rea
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 
 import pytest
 
 from tests.proxy.conftest import ProxyHarness
-from tests.proxy.test_r6_ws_control import _frame, _session
+from tests.proxy.test_r6_ws_control import RawWebSocketDevice, _frame, _session
 
 BAD_UTF8 = b"status \xff\xfe\xfd"
 CLOSE_1002 = (1002).to_bytes(2, "big") + b"bye"
@@ -39,37 +37,19 @@ async def _frames_until_close(reader: asyncio.StreamReader) -> list[tuple[int, b
         return frames
 
 
-class ScriptedDevice:
-    """Answers the WebSocket handshake, sends ``send`` (a frame, or nothing), and keeps the frames
-    it receives until a Close."""
+class ScriptedDevice(RawWebSocketDevice):
+    """Sends ``send`` (a frame, or nothing) after the handshake and keeps the frames it receives
+    until a Close."""
 
     def __init__(self, send: bytes) -> None:
+        super().__init__()
         self.send = send
         self.received: list[tuple[int, bytes]] | None = None
-        self.port = 0
-        self._server: asyncio.Server | None = None
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"sec-websocket-key:"))
-        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + self.send)
+    async def converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(self.send)
         await writer.drain()
-        try:
-            self.received = await asyncio.wait_for(_frames_until_close(reader), 10)
-        finally:
-            writer.close()
-
-    async def __aenter__(self) -> ScriptedDevice:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
+        self.received = await asyncio.wait_for(_frames_until_close(reader), 10)
 
 
 CASES = {

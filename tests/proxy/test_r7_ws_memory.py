@@ -25,6 +25,7 @@ from aiohttp import WSMsgType, web
 from mitmproxy import http
 
 from gateway.proxy.routes import SessionRoute
+from lab.sites import serve
 from tests.proxy.conftest import ProxyHarness, SessionClient
 
 DONE = '{"status": "done"}'
@@ -78,11 +79,7 @@ class WsDevice:
         app.router.add_get("/", self._page)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.Server) and server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = await serve(self._runner)
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
