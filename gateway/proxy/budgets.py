@@ -123,11 +123,11 @@ def cookie_pairs(req: http.Request) -> list[tuple[bytes, bytes]]:
     out = []
     for name, value in req.headers.fields:
         if name.lower() == b"cookie":
-            out += _cookie_pairs_of(value)
+            out += cookie_pairs_of(value)
     return out
 
 
-def _cookie_pairs_of(value: bytes) -> list[tuple[bytes, bytes]]:
+def cookie_pairs_of(value: bytes) -> list[tuple[bytes, bytes]]:
     """Every ``name=value`` of one Cookie header field's value."""
     out = []
     for part in value.split(b";"):
@@ -337,7 +337,7 @@ def request_user_data(req: http.Request, ledger: SessionLedger, now: float | Non
     for name, value in req.headers.fields:
         lower = name.lower()
         if lower == b"cookie":
-            cookies += _cookie_pairs_of(value)
+            cookies += cookie_pairs_of(value)
             continue
         if lower in _NOT_COUNTED or lower in dropped:
             continue

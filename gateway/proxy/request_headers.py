@@ -42,6 +42,8 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
+from gateway.proxy.budgets import cookie_pairs_of
+
 SEC_FETCH_VALUES: dict[str, frozenset[str]] = {
     "sec-fetch-site": frozenset({"same-origin", "same-site", "cross-site", "none"}),
     "sec-fetch-mode": frozenset({"navigate", "cors", "no-cors", "same-origin", "websocket"}),
@@ -121,8 +123,7 @@ def canonical_fields(req: http.Request) -> None:
     fields = [(b"Host", host)] if host is not None else []
     fields += middle
     if cookies:
-        pairs = [part.strip() for value in cookies for part in value.split(b";")]
-        joined = b"; ".join([_cookie_pair(part) for part in pairs if part and part != b"="])
+        joined = b"; ".join([key + b"=" + val for value in cookies for key, val in cookie_pairs_of(value)])
         if joined:
             fields.append((b"Cookie", joined))
     body = req.raw_content or b""
@@ -133,12 +134,6 @@ def canonical_fields(req: http.Request) -> None:
     canonical = tuple(fields)
     if canonical != req.headers.fields:  # exact: a browser's request is often canonical already
         req.headers.fields = canonical
-
-
-def _cookie_pair(part: bytes) -> bytes:
-    """``name=value`` of one cookie (``name`` alone sent as ``name=``: what the budget counts)."""
-    name, _, value = part.partition(b"=")
-    return name + b"=" + value
 
 
 def _keep_only(headers: http.Headers, name: str, values: list[str], ok: Callable[[str], bool]) -> None:
